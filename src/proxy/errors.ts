@@ -1,0 +1,48 @@
+// The reasons a proxy answers or closes a request itself. Each one appears in the
+// `trellis-proxy-error` response header and as the `reason` label of trellis_proxy_errors_total,
+// so the set is closed: label values never come from request input.
+
+export const PROXY_ERROR_REASONS = [
+  'bad-request', // malformed or ambiguous HTTP/1 request (400)
+  'request-header-too-large', // request line or headers over the configured limits (431/414)
+  'unknown-destination', // nothing says where the request should go (400)
+  'connect-failed', // the upstream refused or was unreachable (502)
+  'connect-timeout', // connecting to the upstream took too long (504)
+  'upstream-reset', // the upstream closed or reset before a whole response (502)
+  'upstream-bad-response', // the upstream's response could not be parsed unambiguously (502)
+  'response-timeout', // the upstream did not answer in time (504)
+  'idle-timeout', // a connection stayed idle too long (closed, no response)
+  'detect-timeout', // protocol detection saw no bytes in time (connection handled as opaque)
+  'shutting-down', // the proxy is draining (503)
+  'loop-detected', // the request would be sent to the proxy itself (508)
+  'h2-protocol-error', // an HTTP/2 peer broke the protocol (stream or connection reset)
+] as const;
+
+export type ProxyErrorReason = (typeof PROXY_ERROR_REASONS)[number];
+
+export const PROXY_ERROR_HEADER = 'trellis-proxy-error';
+
+/** The HTTP status the proxy answers with for a reason (when it can still answer). */
+export function statusForReason(reason: ProxyErrorReason): number {
+  switch (reason) {
+    case 'bad-request':
+    case 'unknown-destination':
+      return 400;
+    case 'request-header-too-large':
+      return 431;
+    case 'connect-failed':
+    case 'upstream-reset':
+    case 'upstream-bad-response':
+    case 'h2-protocol-error':
+      return 502;
+    case 'connect-timeout':
+    case 'response-timeout':
+      return 504;
+    case 'shutting-down':
+    case 'idle-timeout':
+    case 'detect-timeout':
+      return 503;
+    case 'loop-detected':
+      return 508;
+  }
+}
