@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'bench/results/', '.trellis/', 'src/api/gen/'] },
+  { ignores: ['node_modules/', 'dist/', 'bench/results/', '.trellis/', 'src/api/gen/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

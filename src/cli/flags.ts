@@ -1,0 +1,89 @@
+// A small command-line flag parser shared by the subcommands: `--name value`, `--name=value`,
+// boolean `--flag`, and `--` ending the options. Unknown flags are errors that name the flag.
+import { ConfigError } from '../core/errors.ts';
+
+export interface FlagSpec {
+  /** kebab-case name without the dashes */
+  readonly name: string;
+  readonly kind: 'string' | 'number' | 'boolean' | 'list';
+  readonly help: string;
+  /** where the value goes in the configuration object (dotted), for commands configured by a schema */
+  readonly path?: string;
+  readonly repeatable?: boolean;
+}
+
+export interface ParsedFlags {
+  values: Map<string, unknown>;
+  rest: string[];
+}
+
+export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): ParsedFlags {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const values = new Map<string, unknown>();
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      i++;
+      break;
+    }
+    if (!arg.startsWith('--')) break;
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq === -1 ? undefined : eq);
+    const spec = byName.get(name);
+    if (spec === undefined) throw new ConfigError(`--${name}`, 'unknown flag (see --help)');
+    let raw: string | undefined;
+    if (spec.kind === 'boolean') {
+      raw = eq === -1 ? 'true' : arg.slice(eq + 1);
+      if (raw !== 'true' && raw !== 'false') throw new ConfigError(`--${name}`, 'expected true or false');
+      values.set(name, raw === 'true');
+      continue;
+    }
+    if (eq !== -1) raw = arg.slice(eq + 1);
+    else {
+      raw = argv[++i];
+      if (raw === undefined) throw new ConfigError(`--${name}`, 'needs a value');
+    }
+    const value = convert(spec, raw);
+    if (spec.repeatable) values.set(name, [...((values.get(name) as unknown[]) ?? []), value]);
+    else values.set(name, value);
+  }
+  return { values, rest: argv.slice(i) };
+}
+
+function convert(spec: FlagSpec, raw: string): unknown {
+  switch (spec.kind) {
+    case 'number': {
+      if (!/^-?\d+$/.test(raw))
+        throw new ConfigError(`--${spec.name}`, `expected a whole number, got '${raw}'`);
+      return Number(raw);
+    }
+    case 'list':
+      return raw === '' ? [] : raw.split(',').map((s) => s.trim());
+    default:
+      return raw;
+  }
+}
+
+/** Sets a dotted path in a plain object, creating intermediate objects. */
+export function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let cur = obj;
+  for (let i = 0; i < parts.length - 1; i++) {
+    const p = parts[i]!;
+    const next = cur[p];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) cur[p] = {};
+    cur = cur[p] as Record<string, unknown>;
+  }
+  cur[parts[parts.length - 1]!] = value;
+}
+
+export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
+  const lines = [usage, '', 'Options:'];
+  for (const s of specs) {
+    const arg = s.kind === 'boolean' ? '' : s.kind === 'number' ? ' N' : ' VALUE';
+    lines.push(`  --${(s.name + arg).padEnd(30)} ${s.help}`);
+  }
+  lines.push(`  --${'help'.padEnd(30)} show this help`);
+  return lines.join('\n');
+}

@@ -1,0 +1,145 @@
+// `trellis proxy`: runs the data-plane proxy. Flags override the YAML file given by --config;
+// every flag corresponds to a field of the configuration schema (src/proxy/config.ts).
+import { readConfigFile, validateProxyConfig } from '../proxy/config.ts';
+import { startProxy } from '../proxy/proxy.ts';
+import { createLogger } from '../core/log.ts';
+import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
+
+export const summary = 'run the data-plane proxy (inbound, outbound and admin listeners)';
+
+const FLAGS: FlagSpec[] = [
+  { name: 'config', kind: 'string', help: 'YAML configuration file (flags override it)' },
+  {
+    name: 'inbound-listen',
+    kind: 'string',
+    path: 'inboundListen',
+    help: 'inbound listener HOST:PORT (default 0.0.0.0:4143)',
+  },
+  {
+    name: 'outbound-listen',
+    kind: 'string',
+    path: 'outboundListen',
+    help: 'outbound listener HOST:PORT (default 127.0.0.1:4140)',
+  },
+  {
+    name: 'admin-listen',
+    kind: 'string',
+    path: 'adminListen',
+    help: 'admin listener HOST:PORT (default 0.0.0.0:4191)',
+  },
+  {
+    name: 'app-port',
+    kind: 'number',
+    path: 'appPort',
+    help: 'inbound traffic goes to the app at 127.0.0.1:PORT',
+  },
+  { name: 'app-host', kind: 'string', path: 'appHost', help: 'address of the app (default 127.0.0.1)' },
+  {
+    name: 'mode',
+    kind: 'string',
+    path: 'mode',
+    help: 'explicit (default) or transparent (iptables REDIRECT, see trellis init)',
+  },
+  {
+    name: 'destination',
+    kind: 'string',
+    repeatable: true,
+    help: 'extra listener bound for one target: LISTEN=TARGET[/PROTOCOL], repeatable',
+  },
+  {
+    name: 'opaque-ports',
+    kind: 'list',
+    path: 'opaquePorts',
+    help: 'comma list of ports forwarded as opaque TCP without detection',
+  },
+  {
+    name: 'detect-timeout-ms',
+    kind: 'number',
+    path: 'detect.timeoutMs',
+    help: 'protocol detection timeout (default 3000)',
+  },
+  {
+    name: 'connect-timeout-ms',
+    kind: 'number',
+    path: 'timeouts.connectMs',
+    help: 'upstream connect timeout (default 5000)',
+  },
+  {
+    name: 'idle-timeout-ms',
+    kind: 'number',
+    path: 'timeouts.idleMs',
+    help: 'idle connection timeout (default 300000)',
+  },
+  {
+    name: 'response-timeout-ms',
+    kind: 'number',
+    path: 'timeouts.responseMs',
+    help: 'upstream response head timeout, 0 = none',
+  },
+  {
+    name: 'drain-grace-ms',
+    kind: 'number',
+    path: 'timeouts.drainGraceMs',
+    help: 'time in-flight work gets on SIGTERM (default 30000)',
+  },
+  {
+    name: 'log-level',
+    kind: 'string',
+    path: 'log.level',
+    help: 'trace|debug|info|warn|error|off (default info)',
+  },
+  {
+    name: 'access-log',
+    kind: 'string',
+    path: 'log.access',
+    help: 'off (default), stdout, stderr or a file path',
+  },
+];
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(formatHelp('Usage: trellis proxy [options]', FLAGS) + '\n');
+    return 0;
+  }
+  const { values, rest } = parseFlags(argv, FLAGS);
+  if (rest.length > 0) {
+    process.stderr.write(`trellis proxy: unexpected argument '${rest[0]}'\n`);
+    return 2;
+  }
+  const raw: Record<string, unknown> = values.has('config')
+    ? await readConfigFile(values.get('config') as string)
+    : {};
+  for (const spec of FLAGS) {
+    if (spec.path === undefined || !values.has(spec.name)) continue;
+    let v = values.get(spec.name);
+    if (spec.name === 'opaque-ports') v = (v as string[]).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
+    setPath(raw, spec.path, v);
+  }
+  if (values.has('destination')) {
+    const extra = (values.get('destination') as string[]).map(parseDestinationFlag);
+    raw.destinations = [...((raw.destinations as unknown[]) ?? []), ...extra];
+  }
+  const config = validateProxyConfig(raw);
+  const log = createLogger({ level: config.log.level }).child({ component: 'proxy' });
+  let proxyRef: { shutdown(): Promise<void> } | null = null;
+  const stop = () => {
+    log.info('draining', { graceMs: config.timeouts.drainGraceMs });
+    void proxyRef?.shutdown().then(() => process.exit(0));
+  };
+  const proxy = await startProxy(config, log, stop);
+  proxyRef = proxy;
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  process.stdout.write(JSON.stringify({ event: 'ready', ...proxy.addresses }) + '\n');
+  log.info('proxy ready', proxy.addresses);
+  return await new Promise<number>(() => {});
+}
+
+/** LISTEN=TARGET[/PROTOCOL] */
+function parseDestinationFlag(s: string): Record<string, string> {
+  const eq = s.indexOf('=');
+  const [target, protocol] = s.slice(eq + 1).split('/');
+  const d: Record<string, string> = { listen: s.slice(0, eq), target: target ?? '' };
+  if (protocol !== undefined) d.protocol = protocol;
+  return d;
+}

@@ -1,0 +1,169 @@
+// Protocol detection: classifies the first bytes of an accepted connection, like the detect layer
+// of linkerd2-proxy. The caller reads bytes until the answer is no longer `need-more` (or a detect
+// timeout fires), then hands the connection with the bytes read so far to the matching stack:
+// HTTP/1.x, HTTP/2 with prior knowledge (gRPC), TLS passed through untouched (routed by SNI/ALPN),
+// or opaque TCP.
+//
+// Pure and bounded: at most `maxBytes` bytes are looked at, once each, and nothing throws.
+// Decisions are stable: once a buffer gets an answer other than `need-more`, any longer buffer
+// that starts with it gets the same answer, so the caller may decide at the first final answer.
+// Each recogniser says "impossible" at the first byte that rules its protocol out, so garbage and
+// server-first protocols are classified opaque without waiting for the detect timeout.
+
+import { parseClientHello } from './tls-client-hello.ts';
+
+export type Detection =
+  | { kind: 'need-more' } // not enough bytes to decide yet
+  | { kind: 'http1' }
+  | { kind: 'h2' } // the 24-byte prior-knowledge preface "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+  | { kind: 'tls'; sni: string | null; alpn: string[] }
+  | { kind: 'opaque' };
+
+export const DEFAULT_DETECT_MAX_BYTES = 16 * 1024;
+
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const HTTP1_VERSION_PREFIX = Buffer.from('HTTP/1.', 'latin1');
+
+const NEED_MORE: Detection = Object.freeze({ kind: 'need-more' });
+const HTTP1: Detection = Object.freeze({ kind: 'http1' });
+const H2: Detection = Object.freeze({ kind: 'h2' });
+const OPAQUE: Detection = Object.freeze({ kind: 'opaque' });
+
+const TLS_HANDSHAKE = 0x16;
+const TLS_MAX_RECORD_PAYLOAD = 16384;
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+
+/** Classifies the first bytes of a connection. Pure, never throws, O(n) over at most maxBytes. */
+export function detectProtocol(buf: Buffer, maxBytes: number = DEFAULT_DETECT_MAX_BYTES): Detection {
+  const limit = Number.isFinite(maxBytes) && maxBytes >= 1 ? Math.floor(maxBytes) : DEFAULT_DETECT_MAX_BYTES;
+  const view = buf.length > limit ? buf.subarray(0, limit) : buf;
+  if (view.length === 0) return NEED_MORE;
+  if (view[0] === TLS_HANDSHAKE) {
+    const tls = detectTls(view, limit);
+    if (tls.kind !== 'need-more' || view.length < limit) return tls;
+    // The hello does not fit in what we may read: TLS still, but nothing to route on.
+    return hasPlausibleTlsRecordHeader(view) ? { kind: 'tls', sni: null, alpn: [] } : OPAQUE;
+  }
+  const result = detectH2Preface(view) ?? detectHttp1(view);
+  // More than maxBytes without a decision (e.g. no line end): nothing we can recognise.
+  return result.kind === 'need-more' && view.length >= limit ? OPAQUE : result;
+}
+
+/** h2 on the whole preface, need-more on a strict prefix of it, null when it is not the preface. */
+function detectH2Preface(buf: Buffer): Detection | null {
+  const n = Math.min(buf.length, H2_PREFACE.length);
+  for (let i = 0; i < n; i++) {
+    if (buf[i] !== H2_PREFACE[i]) return null;
+  }
+  return n === H2_PREFACE.length ? H2 : NEED_MORE;
+}
+
+/**
+ * Recognises an HTTP/1 request line `method SP request-target SP HTTP/1.x` ended by CRLF or LF
+ * (RFC 9112 §3), after at most one empty line (§2.2). Only the first line matters: bad headers
+ * are the HTTP/1 parser's business (it answers 400).
+ */
+function detectHttp1(buf: Buffer): Detection {
+  let i = 0;
+  // One leading empty line is ignored, as servers should (RFC 9112 §2.2).
+  if (buf[0] === CR) {
+    if (buf.length < 2) return NEED_MORE;
+    if (buf[1] !== LF) return OPAQUE;
+    i = 2;
+  } else if (buf[0] === LF) {
+    i = 1;
+  }
+  // method = token
+  const methodStart = i;
+  while (i < buf.length && isTokenChar(buf[i] ?? 0)) i++;
+  if (i === buf.length) return NEED_MORE;
+  if (i === methodStart || buf[i] !== SP) return OPAQUE;
+  i++;
+  // request-target: origin-form, absolute-form, authority-form (CONNECT) or asterisk-form.
+  const targetStart = i;
+  while (i < buf.length && isTargetChar(buf[i] ?? 0)) i++;
+  if (i === buf.length) return NEED_MORE;
+  if (i === targetStart || buf[i] !== SP) return OPAQUE;
+  i++;
+  // HTTP-version = "HTTP/1." DIGIT
+  for (let k = 0; k < HTTP1_VERSION_PREFIX.length; k++, i++) {
+    if (i === buf.length) return NEED_MORE;
+    if (buf[i] !== HTTP1_VERSION_PREFIX[k]) return OPAQUE;
+  }
+  if (i === buf.length) return NEED_MORE;
+  if (!isDigit(buf[i] ?? 0)) return OPAQUE;
+  i++;
+  if (i === buf.length) return NEED_MORE;
+  if (buf[i] === LF) return HTTP1;
+  if (buf[i] !== CR) return OPAQUE;
+  i++;
+  if (i === buf.length) return NEED_MORE;
+  return buf[i] === LF ? HTTP1 : OPAQUE;
+}
+
+/** tchar of RFC 9110 §5.6.2. */
+function isTokenChar(byte: number): boolean {
+  if (isDigit(byte) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)) return true;
+  switch (byte) {
+    case 0x21: // !
+    case 0x23: // #
+    case 0x24: // $
+    case 0x25: // %
+    case 0x26: // &
+    case 0x27: // '
+    case 0x2a: // *
+    case 0x2b: // +
+    case 0x2d: // -
+    case 0x2e: // .
+    case 0x5e: // ^
+    case 0x5f: // _
+    case 0x60: // `
+    case 0x7c: // |
+    case 0x7e: // ~
+      return true;
+    default:
+      return false;
+  }
+}
+
+/**
+ * Visible ASCII, plus bytes >= 0x80: a raw UTF-8 path is a malformed request, but plainly meant as
+ * HTTP/1, so the HTTP/1 parser gets it (and answers 400) rather than the opaque path.
+ */
+function isTargetChar(byte: number): boolean {
+  return (byte > 0x20 && byte < 0x7f) || byte >= 0x80;
+}
+
+function isDigit(byte: number): boolean {
+  return byte >= 0x30 && byte <= 0x39;
+}
+
+/**
+ * TLS when the first record header is a handshake record of version 3.0..1.3 (0x0300..0x0304)
+ * with a legal length; then the ClientHello decides SNI/ALPN. A hello that fails to parse behind
+ * a plausible header is still TLS, with nothing to route on; an implausible header is opaque.
+ */
+function detectTls(buf: Buffer, limit: number): Detection {
+  if (buf.length >= 2 && buf[1] !== 0x03) return OPAQUE;
+  if (buf.length >= 3 && (buf[2] ?? 0xff) > 0x04) return OPAQUE;
+  if (buf.length < 5) return NEED_MORE;
+  if (!hasPlausibleTlsRecordHeader(buf)) return OPAQUE;
+  const hello = parseClientHello(buf, limit);
+  switch (hello.status) {
+    case 'need-more':
+      return NEED_MORE;
+    case 'error':
+      return { kind: 'tls', sni: null, alpn: [] };
+    case 'ok':
+      return { kind: 'tls', sni: hello.sni, alpn: hello.alpn };
+  }
+}
+
+function hasPlausibleTlsRecordHeader(buf: Buffer): boolean {
+  if (buf.length < 5 || buf[0] !== TLS_HANDSHAKE || buf[1] !== 0x03 || (buf[2] ?? 0xff) > 0x04) return false;
+  const length = buf.readUInt16BE(3);
+  return length >= 1 && length <= TLS_MAX_RECORD_PAYLOAD;
+}

@@ -1,0 +1,106 @@
+// Writing HTTP/1.1 heads in the one form the proxy forwards: hop-by-hop fields removed, framing
+// fields written by the proxy itself (never copied), so what the next hop sees is unambiguous.
+import type { MessageHead } from './h1-parser.ts';
+import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
+
+/** True for fields that belong to one connection and are never forwarded (RFC 9110 7.6.1). */
+function isHopByHop(name: string, tokens: string[] | null): boolean {
+  const n = name.length;
+  if (n === 2 || n === 10 || n === 16 || n === 19) {
+    const l = name.toLowerCase();
+    if (l === 'te' || l === 'keep-alive' || l === 'proxy-connection' || l === 'proxy-authenticate')
+      return true;
+  }
+  if (tokens !== null) {
+    const l = name.toLowerCase();
+    for (let i = 0; i < tokens.length; i++) if (tokens[i] === l) return true;
+  }
+  return false;
+}
+
+export interface RequestLine {
+  readonly method: string;
+  readonly path: string;
+  /** Replaces the Host field (absolute-form requests, HTTP/1.0 requests without Host). */
+  readonly host: string | null;
+}
+
+export function serializeRequestHead(req: MessageHead, line: RequestLine, chunked: boolean): string {
+  let s = line.method + ' ' + line.path + ' HTTP/1.1\r\n';
+  const h = req.headers;
+  const tokens = req.connectionTokens;
+  let wroteHost = false;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (wroteHost) continue;
+      wroteHost = true;
+      s += 'Host: ' + (line.host ?? h[i + 1]!) + '\r\n';
+      continue;
+    }
+    if (isHopByHop(name, tokens)) continue;
+    s += name + ': ' + h[i + 1]! + '\r\n';
+  }
+  if (!wroteHost && line.host !== null) s += 'Host: ' + line.host + '\r\n';
+  if (chunked) s += 'Transfer-Encoding: chunked\r\n';
+  if (req.upgrade !== null) s += 'Connection: upgrade\r\nUpgrade: ' + req.upgrade + '\r\n';
+  return s + '\r\n';
+}
+
+export type ResponseFraming = 'as-is' | 'chunked' | 'close';
+
+export function serializeResponseHead(
+  res: MessageHead,
+  framing: ResponseFraming,
+  connection: 'close' | 'keep-alive' | 'upgrade' | null,
+): string {
+  let s = 'HTTP/1.1 ' + res.status + ' ' + res.reason + '\r\n';
+  const h = res.headers;
+  const tokens = res.connectionTokens;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!;
+    if (isHopByHop(name, tokens)) continue;
+    s += name + ': ' + h[i + 1]! + '\r\n';
+  }
+  if (framing === 'chunked') s += 'Transfer-Encoding: chunked\r\n';
+  if (connection === 'upgrade') s += 'Connection: upgrade\r\nUpgrade: ' + (res.upgrade ?? '') + '\r\n';
+  else if (connection !== null) s += 'Connection: ' + connection + '\r\n';
+  return s + '\r\n';
+}
+
+/** A response the proxy makes up itself, saying why in `trellis-proxy-error`. */
+export function errorResponse(
+  reason: ProxyErrorReason,
+  message: string,
+  close: boolean,
+  status = statusForReason(reason),
+): Buffer {
+  const body = `${message}\n`;
+  return Buffer.from(
+    `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? 'Error'}\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      `${PROXY_ERROR_HEADER}: ${reason}\r\n` +
+      (close ? 'Connection: close\r\n' : '') +
+      '\r\n' +
+      body,
+    'utf8',
+  );
+}
+
+// The reason phrases of the statuses the proxy makes up (node:http's STATUS_CODES would load the
+// whole http module, ~15 MB, into a proxy that does not otherwise need it).
+const REASON_PHRASES: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  408: 'Request Timeout',
+  414: 'URI Too Long',
+  431: 'Request Header Fields Too Large',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+  508: 'Loop Detected',
+};

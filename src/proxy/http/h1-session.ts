@@ -1,0 +1,680 @@
+// One downstream HTTP/1 connection: parses each request strictly, forwards it in one unambiguous
+// form to a pooled upstream connection, and streams the response back. Bodies are streamed with
+// backpressure both ways and never buffered whole; chunked bodies are decoded and re-encoded.
+// Requests are handled one at a time (pipelined requests wait in the buffer, bounded).
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { ProxyErrorReason } from '../errors.ts';
+import { statusForReason } from '../errors.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { Logger } from '../../core/log.ts';
+import type { AccessLog } from '../telemetry/access-log.ts';
+import type { Target } from '../transport/target.ts';
+import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
+import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
+import { errorResponse, serializeRequestHead, serializeResponseHead } from './h1-serialize.ts';
+import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+
+export interface H1Route {
+  readonly target: Target;
+  readonly path: string;
+  /** Host field to send (replacing the client's), or null to keep it. */
+  readonly host: string | null;
+}
+
+export interface H1Context {
+  readonly direction: Direction;
+  readonly limits: H1Limits;
+  readonly idleTimeoutMs: number;
+  readonly requestHeadTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly metrics: ProxyMetrics;
+  readonly log: Logger;
+  readonly accessLog: AccessLog | null;
+  readonly pool: UpstreamPool;
+  route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
+  /** CONNECT: the session hands its socket over; the listener runs detection inside the tunnel. */
+  tunnel(socket: net.Socket, target: Target, initial: Buffer | null): void;
+  /** Upgrade (101): splice two sockets into a byte tunnel. */
+  splice(
+    downstream: net.Socket,
+    upstream: net.Socket,
+    toUpstream: Buffer | null,
+    toDownstream: Buffer | null,
+  ): void;
+  isDraining(): boolean;
+  sessionClosed(session: H1Session): void;
+}
+
+const REQ_IDLE = 0; // waiting for a request head
+const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
+const REQ_BODY = 2; // forwarding the request body
+const REQ_DONE = 3; // request fully forwarded
+
+const RES_NONE = 0;
+const RES_HEAD = 1;
+const RES_BODY = 2;
+const RES_DONE = 3;
+
+const MAX_PIPELINE_BYTES = 256 * 1024;
+
+export class H1Session implements UpstreamOwner {
+  private readonly ctx: H1Context;
+  private readonly socket: net.Socket;
+  private readonly connTarget: Target | null;
+  private buf: Buffer | null = null;
+  private closed = false;
+  private headTimer: NodeJS.Timeout | null = null;
+  private closeAfterResponse = false;
+
+  // The exchange in flight (at most one).
+  private req: MessageHead | null = null;
+  private reqState = REQ_IDLE;
+  private reqChunked = false;
+  private reqRemaining = 0;
+  private reqDecoder: ChunkedDecoder | null = null;
+  private upstream: UpstreamConn | null = null;
+  private retried = false;
+  private route: H1Route | null = null;
+  private requestHeadString = '';
+  private resState = RES_NONE;
+  private res: MessageHead | null = null;
+  private resBuf: Buffer | null = null;
+  private resKind: 'none' | 'length' | 'chunked' | 'close' = 'none';
+  private resRemaining = 0;
+  private resDecoder: ChunkedDecoder | null = null;
+  private resOutChunked = false;
+  private resStartedDownstream = false;
+  private upstreamReusable = true;
+  private startedAt = 0;
+  private latencyMs = 0;
+  private responseTimer: NodeJS.Timeout | null = null;
+  private bytesIn = 0;
+  private bytesOut = 0;
+
+  private readonly reqSink: ChunkSink;
+  private readonly resSink: ChunkSink;
+
+  constructor(ctx: H1Context, socket: net.Socket, connTarget: Target | null, initial: Buffer | null) {
+    this.ctx = ctx;
+    this.socket = socket;
+    this.connTarget = connTarget;
+    this.reqSink = {
+      data: (chunk) => {
+        const up = this.upstream!.socket;
+        up.write(encodeChunkHeader(chunk.length));
+        up.write(chunk);
+        if (!up.write(CRLF)) this.socket.pause();
+      },
+      end: (trailers) => {
+        const up = this.upstream!.socket;
+        up.write(trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]));
+      },
+    };
+    this.resSink = {
+      data: (chunk) => this.writeResponseData(chunk),
+      end: (trailers) => this.endResponseBody(trailers),
+    };
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onDownstreamEnd());
+    socket.on('drain', () => {
+      if (this.upstream !== null && this.resState === RES_BODY) this.upstream.socket.resume();
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => this.onDownstreamClose());
+    socket.on('timeout', () => this.onIdleTimeout());
+    if (ctx.idleTimeoutMs > 0) socket.setTimeout(ctx.idleTimeoutMs);
+    if (initial !== null && initial.length > 0) this.onData(initial);
+  }
+
+  /** Drain: an idle connection closes now, a busy one after its response. */
+  drain(): void {
+    if (this.reqState === REQ_IDLE && this.resState === RES_NONE && this.buf === null) this.socket.end();
+    else this.closeAfterResponse = true;
+  }
+
+  // ---- downstream -> upstream -------------------------------------------------------------
+
+  private onData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    if (this.reqState === REQ_BODY) {
+      this.forwardRequestBody(chunk);
+      return;
+    }
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.processBuffered();
+    else if (this.buf.length > MAX_PIPELINE_BYTES) this.socket.pause();
+  }
+
+  private processBuffered(): void {
+    const buf = this.buf;
+    if (buf === null || this.closed) return;
+    const r = parseRequestHead(buf, 0, buf.length, this.ctx.limits);
+    if (r.kind === 'incomplete') {
+      if (this.headTimer === null && this.ctx.requestHeadTimeoutMs > 0) {
+        this.headTimer = setTimeout(() => this.onHeadTimeout(), this.ctx.requestHeadTimeoutMs);
+      }
+      return;
+    }
+    this.clearHeadTimer();
+    if (r.kind === 'error') {
+      this.buf = null;
+      const reason: ProxyErrorReason =
+        r.status === 431 || r.status === 414 ? 'request-header-too-large' : 'bad-request';
+      this.ctx.metrics.requestStarted(this.ctx.direction, 'http1');
+      this.startedAt = performance.now();
+      this.replyError(reason, r.message, r.status);
+      return;
+    }
+    this.buf = r.end < buf.length ? buf.subarray(r.end) : null;
+    this.startExchange(r.head);
+  }
+
+  private startExchange(head: MessageHead): void {
+    const ctx = this.ctx;
+    this.req = head;
+    this.startedAt = performance.now();
+    ctx.metrics.requestStarted(ctx.direction, 'http1');
+    if (head.connectionClose || ctx.isDraining()) this.closeAfterResponse = true;
+    if (head.method === 'CONNECT') {
+      this.startConnect(head);
+      return;
+    }
+    const route = ctx.route(head, this.connTarget);
+    if (typeof route === 'string') {
+      this.replyError(route, `cannot route ${head.method} ${head.target}`);
+      return;
+    }
+    this.route = route;
+    this.reqChunked = head.bodyKind === 'chunked';
+    this.reqRemaining = head.bodyKind === 'length' ? head.contentLength : 0;
+    this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
+    this.requestHeadString = serializeRequestHead(
+      head,
+      { method: head.method, path: route.path, host: route.host },
+      this.reqChunked,
+    );
+    this.reqState = REQ_CONNECTING;
+    this.socket.pause();
+    ctx.pool.acquire(route.target, this, (conn, error, err) => this.onAcquired(conn, error, err));
+  }
+
+  private onAcquired(
+    conn: UpstreamConn | null,
+    error: 'connect-failed' | 'connect-timeout' | null,
+    err?: Error,
+  ): void {
+    if (this.closed) {
+      if (conn !== null) this.ctx.pool.release(conn);
+      return;
+    }
+    if (conn === null) {
+      this.replyError(error!, `${error}: ${err?.message ?? 'no connection'}`);
+      return;
+    }
+    this.upstream = conn;
+    this.upstreamReusable = true;
+    this.resState = RES_HEAD;
+    this.resStartedDownstream = false;
+    const up = conn.socket;
+    up.cork();
+    up.write(this.requestHeadString, 'latin1');
+    if (!this.reqChunked && this.reqRemaining === 0) {
+      this.reqState = REQ_DONE;
+    } else {
+      this.reqState = REQ_BODY;
+      const pending = this.buf;
+      this.buf = null;
+      if (pending !== null) this.forwardRequestBody(pending);
+    }
+    process.nextTick(uncork, up);
+    if (this.ctx.responseTimeoutMs > 0) {
+      this.responseTimer = setTimeout(() => this.onResponseTimeout(), this.ctx.responseTimeoutMs);
+    }
+    if (this.reqState === REQ_BODY || this.req?.upgrade != null) this.socket.resume();
+  }
+
+  private forwardRequestBody(chunk: Buffer): void {
+    const up = this.upstream!.socket;
+    let used: number;
+    if (!this.reqChunked) {
+      used = Math.min(this.reqRemaining, chunk.length);
+      if (used > 0 && !up.write(used === chunk.length ? chunk : chunk.subarray(0, used))) this.socket.pause();
+      this.reqRemaining -= used;
+      if (this.reqRemaining === 0) this.reqState = REQ_DONE;
+    } else {
+      used = this.reqDecoder!.write(chunk, this.reqSink);
+      if (used < 0) {
+        // The upstream has seen part of a body that turned out malformed: it must never see more.
+        this.upstreamReusable = false;
+        up.destroy();
+        this.replyError('bad-request', this.reqDecoder!.error ?? 'bad chunked body');
+        return;
+      }
+      if (this.reqDecoder!.done) this.reqState = REQ_DONE;
+    }
+    if (this.reqState === REQ_DONE) {
+      if (used < chunk.length) {
+        this.buf = chunk.subarray(used);
+        this.socket.pause(); // the next request waits until this exchange is over
+      }
+      if (this.resState === RES_DONE) this.finishExchange();
+    }
+  }
+
+  onUpstreamDrain(): void {
+    if (this.reqState === REQ_BODY) this.socket.resume();
+  }
+
+  // ---- upstream -> downstream -------------------------------------------------------------
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.resState === RES_BODY) {
+      this.forwardResponseBody(chunk);
+      return;
+    }
+    if (this.resState !== RES_HEAD) {
+      this.upstreamReusable = false; // bytes after the response ended
+      this.upstream?.socket.destroy();
+      return;
+    }
+    this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
+    this.parseResponse();
+  }
+
+  private parseResponse(): void {
+    while (this.resBuf !== null && this.resState === RES_HEAD) {
+      const buf = this.resBuf;
+      const r = parseResponseHead(buf, 0, buf.length, this.ctx.limits);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') {
+        this.resBuf = null;
+        this.upstreamReusable = false;
+        this.upstream?.socket.destroy();
+        this.replyError('upstream-bad-response', r.message);
+        return;
+      }
+      this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
+      const head = r.head;
+      if (head.status < 200 && head.status !== 101) {
+        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
+        if (this.req!.versionMinor === 1)
+          this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
+        continue;
+      }
+      this.onResponseHead(head);
+    }
+  }
+
+  private onResponseHead(head: MessageHead): void {
+    this.clearResponseTimer();
+    this.latencyMs = performance.now() - this.startedAt;
+    this.res = head;
+    const req = this.req!;
+    if (head.status === 101) {
+      if (req.upgrade === null) {
+        this.upstreamReusable = false;
+        this.upstream?.socket.destroy();
+        this.replyError('upstream-bad-response', 'unexpected 101 response');
+        return;
+      }
+      this.startUpgrade(head);
+      return;
+    }
+    const noBody = req.method === 'HEAD' || head.status === 204 || head.status === 304;
+    this.resKind = noBody ? 'none' : head.bodyKind;
+    if (head.connectionClose) this.upstreamReusable = false;
+    const clientHttp11 = req.versionMinor === 1;
+    let framing: 'as-is' | 'chunked' | 'close' = 'as-is';
+    if (this.resKind === 'chunked' || this.resKind === 'close') {
+      if (clientHttp11) framing = 'chunked';
+      else {
+        framing = 'close';
+        this.closeAfterResponse = true;
+      }
+    }
+    // A request body the upstream did not wait for cannot be skipped safely: close after.
+    if (this.reqState !== REQ_DONE) this.closeAfterResponse = true;
+    if (this.ctx.isDraining()) this.closeAfterResponse = true;
+    this.resOutChunked = framing === 'chunked';
+    let connection: 'close' | 'keep-alive' | null = null;
+    if (this.closeAfterResponse) connection = 'close';
+    else if (!clientHttp11) connection = 'keep-alive';
+    this.resStartedDownstream = true;
+    this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
+    if (this.resKind === 'none') {
+      this.resState = RES_DONE;
+      if (this.resBuf !== null) this.upstreamReusable = false;
+      this.resBuf = null;
+      this.onResponseDone();
+      return;
+    }
+    this.resState = RES_BODY;
+    if (this.resKind === 'length') this.resRemaining = head.contentLength;
+    else if (this.resKind === 'chunked') this.resDecoder = new ChunkedDecoder(this.ctx.limits);
+    if (this.resKind === 'length' && this.resRemaining === 0) {
+      this.resState = RES_DONE;
+      if (this.resBuf !== null) this.upstreamReusable = false;
+      this.resBuf = null;
+      this.onResponseDone();
+      return;
+    }
+    const rest = this.resBuf;
+    this.resBuf = null;
+    if (rest !== null) this.forwardResponseBody(rest);
+  }
+
+  private forwardResponseBody(chunk: Buffer): void {
+    switch (this.resKind) {
+      case 'length': {
+        const used = Math.min(this.resRemaining, chunk.length);
+        this.writeResponseData(used === chunk.length ? chunk : chunk.subarray(0, used));
+        this.resRemaining -= used;
+        if (this.resRemaining === 0) {
+          if (used < chunk.length) this.upstreamReusable = false;
+          this.resState = RES_DONE;
+          this.onResponseDone();
+        }
+        return;
+      }
+      case 'chunked': {
+        const used = this.resDecoder!.write(chunk, this.resSink);
+        if (used < 0) {
+          // Part of the response is already out: the client can only learn of the error by a reset.
+          this.upstreamReusable = false;
+          this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-bad-response');
+          this.upstream?.socket.destroy();
+          this.socket.destroy();
+          return;
+        }
+        if (this.resState === RES_DONE && used < chunk.length) this.upstreamReusable = false;
+        return;
+      }
+      case 'close':
+        this.writeResponseData(chunk);
+        return;
+    }
+  }
+
+  private writeResponseData(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    const s = this.socket;
+    let ok: boolean;
+    if (this.resOutChunked) {
+      s.cork();
+      s.write(encodeChunkHeader(chunk.length));
+      s.write(chunk);
+      ok = s.write(CRLF);
+      s.uncork();
+    } else ok = s.write(chunk);
+    this.bytesOut += chunk.length;
+    if (!ok) this.upstream?.socket.pause();
+  }
+
+  private endResponseBody(trailers: Buffer): void {
+    if (this.resOutChunked) {
+      this.socket.write(
+        trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]),
+      );
+    }
+    this.resState = RES_DONE;
+    this.onResponseDone();
+  }
+
+  onUpstreamEnd(): void {
+    if (this.resState === RES_BODY && this.resKind === 'close') {
+      if (this.resOutChunked) this.socket.write('0\r\n\r\n');
+      this.upstreamReusable = false;
+      this.resState = RES_DONE;
+      this.onResponseDone();
+      return;
+    }
+    this.upstream?.socket.destroy();
+  }
+
+  onUpstreamClose(_hadError: boolean, err: Error | null): void {
+    const conn = this.upstream;
+    this.upstream = null;
+    if (this.resState === RES_DONE || this.resState === RES_NONE || this.closed) return;
+    if (this.resState === RES_HEAD && !this.resStartedDownstream && this.resBuf === null) {
+      // A pooled connection the upstream closed just as we reused it: re-send once on a new one
+      // when nothing of the request body had to be sent (so nothing is lost or sent twice).
+      if (
+        conn !== null &&
+        conn.uses > 1 &&
+        !this.retried &&
+        this.reqState === REQ_DONE &&
+        this.reqRemaining === 0 &&
+        !this.reqChunked
+      ) {
+        this.retried = true;
+        this.resState = RES_NONE;
+        this.reqState = REQ_CONNECTING;
+        this.ctx.pool.acquire(this.route!.target, this, (c, e, er) => this.onAcquired(c, e, er));
+        return;
+      }
+      this.replyError('upstream-reset', `upstream closed before responding${err ? `: ${err.message}` : ''}`);
+      return;
+    }
+    // Mid-response: the only honest signal left is to close the client's connection too.
+    this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-reset');
+    this.record(this.res?.status ?? 0, true);
+    this.socket.destroy();
+  }
+
+  private onResponseDone(): void {
+    this.record(this.res!.status, false);
+    if (this.reqState === REQ_DONE) this.finishExchange();
+    else {
+      // The upstream answered before the request body was complete: that connection cannot be reused.
+      this.upstreamReusable = false;
+      this.finishExchange();
+    }
+  }
+
+  private finishExchange(): void {
+    const conn = this.upstream;
+    this.upstream = null;
+    if (conn !== null) {
+      if (this.upstreamReusable && this.reqState === REQ_DONE) this.ctx.pool.release(conn);
+      else {
+        conn.owner = null;
+        conn.socket.destroy();
+      }
+    }
+    this.resetExchange();
+    if (this.closeAfterResponse) {
+      this.socket.end();
+      return;
+    }
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.buf !== null) this.processBuffered();
+  }
+
+  private resetExchange(): void {
+    this.clearResponseTimer();
+    this.req = null;
+    this.route = null;
+    this.res = null;
+    this.resBuf = null;
+    this.reqDecoder = null;
+    this.resDecoder = null;
+    this.reqState = REQ_IDLE;
+    this.resState = RES_NONE;
+    this.retried = false;
+    this.bytesIn = 0;
+    this.bytesOut = 0;
+  }
+
+  private record(status: number, failed: boolean): void {
+    const ctx = this.ctx;
+    ctx.metrics.responseFinished(ctx.direction, 'http1', status, this.latencyMs, failed);
+    if (ctx.accessLog !== null && this.req !== null) {
+      ctx.accessLog.record({
+        ts: Date.now(),
+        direction: ctx.direction,
+        protocol: 'http1',
+        method: this.req.method,
+        authority: this.req.host ?? '',
+        path: this.route?.path ?? this.req.target,
+        status,
+        durationMs: performance.now() - this.startedAt,
+        bytesIn: this.bytesIn,
+        bytesOut: this.bytesOut,
+        peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
+      });
+    }
+  }
+
+  // ---- errors the proxy answers itself -----------------------------------------------------
+
+  /** Answers with a response the proxy makes up; the exchange ends, and so (usually) the connection. */
+  private replyError(reason: ProxyErrorReason, message: string, status = statusForReason(reason)): void {
+    const ctx = this.ctx;
+    ctx.metrics.proxyError(ctx.direction, reason);
+    this.latencyMs = performance.now() - this.startedAt;
+    if (this.resStartedDownstream) {
+      this.socket.destroy();
+      return;
+    }
+    // Keep the connection only when the request was read whole and parsed cleanly.
+    const keep =
+      this.reqState === REQ_DONE &&
+      !this.closeAfterResponse &&
+      reason !== 'bad-request' &&
+      reason !== 'request-header-too-large';
+    if (!keep) this.closeAfterResponse = true;
+    if (ctx.log.enabled('debug'))
+      ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
+    this.socket.write(errorResponse(reason, message, !keep, status));
+    this.res = null;
+    ctx.metrics.responseFinished(ctx.direction, 'http1', status, this.latencyMs, true);
+    const conn = this.upstream;
+    this.upstream = null;
+    if (conn !== null) {
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+    this.resetExchange();
+    this.buf = null;
+    if (keep) {
+      if (this.socket.isPaused()) this.socket.resume();
+    } else this.socket.end();
+  }
+
+  private startConnect(head: MessageHead): void {
+    const t = head.target;
+    const colon = t.lastIndexOf(':');
+    let host = t.slice(0, colon);
+    if (host.startsWith('[')) host = host.slice(1, -1);
+    const target: Target = { host, port: Number(t.slice(colon + 1)) };
+    if (target.port < 1 || target.port > 65535) {
+      this.replyError('bad-request', 'invalid CONNECT port');
+      return;
+    }
+    const rest = this.buf;
+    this.detach();
+    this.ctx.metrics.responseFinished(
+      this.ctx.direction,
+      'http1',
+      200,
+      performance.now() - this.startedAt,
+      false,
+    );
+    this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+    this.ctx.tunnel(this.socket, target, rest);
+  }
+
+  private startUpgrade(head: MessageHead): void {
+    const conn = this.upstream!;
+    this.upstream = null;
+    conn.owner = null;
+    this.record(101, false);
+    this.socket.write(serializeResponseHead(head, 'as-is', 'upgrade'), 'latin1');
+    const toDown = this.resBuf;
+    const toUp = this.buf;
+    this.detach();
+    conn.socket.removeAllListeners('data');
+    conn.socket.removeAllListeners('end');
+    conn.socket.removeAllListeners('drain');
+    this.ctx.pool.forget(conn);
+    this.ctx.splice(this.socket, conn.socket, toUp, toDown);
+  }
+
+  /** Stops this session from handling the socket (it is handed to a tunnel). */
+  private detach(): void {
+    this.closed = true;
+    this.clearHeadTimer();
+    this.clearResponseTimer();
+    const s = this.socket;
+    s.removeAllListeners('data');
+    s.removeAllListeners('end');
+    s.removeAllListeners('drain');
+    s.removeAllListeners('timeout');
+    s.removeAllListeners('close');
+    s.setTimeout(0);
+    this.ctx.sessionClosed(this);
+    this.buf = null;
+  }
+
+  // ---- timers and closing ------------------------------------------------------------------
+
+  private onHeadTimeout(): void {
+    this.headTimer = null;
+    if (this.reqState !== REQ_IDLE || this.closed) return;
+    this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
+    this.socket.end(errorResponse('idle-timeout', 'request head not received in time', true, 408));
+    this.socket.destroySoon();
+  }
+
+  private onIdleTimeout(): void {
+    if (this.reqState !== REQ_IDLE || this.resState !== RES_NONE) return; // busy: not idle
+    this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
+    this.socket.destroy();
+  }
+
+  private onResponseTimeout(): void {
+    this.responseTimer = null;
+    if (this.resState !== RES_HEAD) return;
+    this.upstreamReusable = false;
+    this.replyError('response-timeout', 'upstream did not respond in time');
+  }
+
+  private clearHeadTimer(): void {
+    if (this.headTimer !== null) {
+      clearTimeout(this.headTimer);
+      this.headTimer = null;
+    }
+  }
+
+  private clearResponseTimer(): void {
+    if (this.responseTimer !== null) {
+      clearTimeout(this.responseTimer);
+      this.responseTimer = null;
+    }
+  }
+
+  private onDownstreamEnd(): void {
+    // Half-close from the client: finish what is in flight, then close.
+    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.socket.end();
+    else this.closeAfterResponse = true;
+  }
+
+  private onDownstreamClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearHeadTimer();
+    this.clearResponseTimer();
+    const conn = this.upstream;
+    this.upstream = null;
+    if (conn !== null) {
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+    this.ctx.sessionClosed(this);
+  }
+}
+
+function uncork(s: net.Socket): void {
+  s.uncork();
+}

@@ -1,0 +1,299 @@
+// One HTTP/2 request/response exchange through the proxy: a downstream (server-side) stream is
+// mirrored onto an upstream (client-side) stream. Headers, bodies (piped, so flow control carries
+// backpressure end to end), trailers both ways and 1xx responses are forwarded; a reset on either
+// side is passed on with the same code. When the proxy cannot reach the upstream it answers
+// itself (see h2-headers.ts). Every event handler is guarded: a misbehaving peer ends its own
+// exchange, never the process. Metrics and the access log are written once, when the downstream
+// stream closes.
+import * as http2 from 'node:http2';
+import type { Logger } from '../../core/log.ts';
+import type { ProxyErrorReason } from '../errors.ts';
+import type { AccessLog } from '../telemetry/access-log.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
+import { UpstreamConnectError, type H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+/** What an exchange needs from the proxy and from the downstream connection it arrived on. */
+export interface ExchangeContext {
+  direction: Direction;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  log: Logger;
+  accessLog: AccessLog | null;
+  pool: H2UpstreamPool;
+  responseTimeoutMs: number;
+  route(authority: string | undefined, connTarget: Target | null): Target | null;
+  connTarget: Target | null;
+  peer: string;
+}
+
+export class H2Exchange {
+  private readonly ctx: ExchangeContext;
+  private readonly downstream: http2.ServerHttp2Stream;
+  private readonly requestHeaders: http2.IncomingHttpHeaders;
+  private readonly grpc: boolean;
+  private readonly startedAt = performance.now();
+  private readonly startedWallMs = Date.now();
+  private upstream: http2.ClientHttp2Stream | undefined;
+  private upstreamSession: http2.ClientHttp2Session | undefined;
+  private requestTrailers: http2.IncomingHttpHeaders | undefined;
+  private responseTrailers: http2.IncomingHttpHeaders | undefined;
+  private responseTimer: NodeJS.Timeout | undefined;
+  private requestEnded: boolean;
+  /** Response headers were sent downstream (by forwarding or by the proxy itself). */
+  private responded = false;
+  /** The whole response was handed to the downstream stream (END_STREAM or trailers queued). */
+  private responseComplete = false;
+  private upstreamComplete = false;
+  private upstreamClosedByProxy = false;
+  private status = 0;
+  private grpcStatus: string | undefined;
+  private errorReason: string | undefined;
+  private bytesIn = 0;
+  private bytesOut = 0;
+
+  constructor(ctx: ExchangeContext, downstream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+    this.ctx = ctx;
+    this.downstream = downstream;
+    this.requestHeaders = headers;
+    this.grpc = isGrpc(headers);
+    this.requestEnded = downstream.endAfterHeaders;
+  }
+
+  start(): void {
+    const { ctx, downstream } = this;
+    ctx.metrics.requestStarted(ctx.direction, 'h2');
+    downstream.on('error', (err: Error) => ctx.log.debug('downstream h2 stream error', { err, peer: ctx.peer }));
+    downstream.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.requestTrailers = trailers));
+    downstream.once('end', () => (this.requestEnded = true));
+    downstream.once('close', () => guard(ctx.log, () => this.onDownstreamClose()));
+
+    let target: Target | null;
+    try {
+      target = ctx.route(this.requestHeaders[':authority'], ctx.connTarget);
+    } catch (err) {
+      ctx.log.error('h2 route lookup failed', { err });
+      target = null;
+    }
+    if (target === null) {
+      this.respondWithError('unknown-destination', `no destination for authority ${this.authority()}`);
+      return;
+    }
+    if (ctx.responseTimeoutMs > 0) {
+      this.responseTimer = setTimeout(() => guard(ctx.log, () => this.onResponseTimeout()), ctx.responseTimeoutMs);
+    }
+    const endStream = downstream.endAfterHeaders;
+    ctx.pool.request(target, forwardableHeaders(this.requestHeaders), { endStream, waitForTrailers: !endStream }).then(
+      ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
+      (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(err)),
+    );
+  }
+
+  private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {
+    const { ctx, downstream } = this;
+    up.on('error', (err: Error) => ctx.log.debug('upstream h2 stream error', { err, peer: ctx.peer }));
+    if (downstream.closed || downstream.destroyed || this.responded) {
+      // The client gave up (or the proxy answered) while the session was being set up.
+      this.closeUpstream(up, downstream.rstCode || NGHTTP2_CANCEL);
+      return;
+    }
+    this.upstream = up;
+    this.upstreamSession = session;
+    up.on('headers', (headers: http2.IncomingHttpHeaders) => guard(ctx.log, () => this.onInformational(headers)));
+    up.once('response', (headers: http2.IncomingHttpHeaders, flags: number) =>
+      guard(ctx.log, () => this.onResponse(up, headers, flags)),
+    );
+    up.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.responseTrailers = trailers));
+    up.once('end', () => (this.upstreamComplete = true));
+    up.once('close', () => guard(ctx.log, () => this.onUpstreamClose(up)));
+    if (downstream.endAfterHeaders) return;
+    up.on('wantTrailers', () =>
+      guard(ctx.log, () => up.sendTrailers(this.requestTrailers ? forwardableHeaders(this.requestTrailers) : {})),
+    );
+    downstream.on('data', (chunk: Buffer) => (this.bytesIn += chunk.length));
+    downstream.pipe(up);
+  }
+
+  private onInformational(headers: http2.IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    if (status >= 100 && status < 200 && !this.responded && !this.downstream.headersSent) {
+      this.downstream.additionalHeaders(forwardableHeaders(headers));
+    }
+  }
+
+  private onResponse(up: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
+    const { downstream } = this;
+    this.clearResponseTimer();
+    if (this.responded || downstream.closed || downstream.destroyed) return;
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    this.status = Number(headers[':status']) || 0;
+    const grpcStatus = headers['grpc-status'];
+    if (typeof grpcStatus === 'string') this.grpcStatus = grpcStatus;
+    this.responded = true;
+    downstream.respond(forwardableHeaders(headers), endStream ? { endStream: true } : { waitForTrailers: true });
+    if (endStream || downstream.writableEnded) {
+      // Headers-only (gRPC trailers-only, 204, HEAD): Node ended the stream; drop any body.
+      this.responseComplete = true;
+      up.resume();
+      return;
+    }
+    downstream.on('wantTrailers', () =>
+      guard(this.ctx.log, () => {
+        const trailers = this.responseTrailers;
+        const grpcStatusTrailer = trailers?.['grpc-status'];
+        if (typeof grpcStatusTrailer === 'string') this.grpcStatus = grpcStatusTrailer;
+        downstream.sendTrailers(trailers ? forwardableHeaders(trailers) : {});
+        this.responseComplete = true;
+        this.finishIfUpstreamGone();
+      }),
+    );
+    up.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+    up.pipe(downstream);
+  }
+
+  private onUpstreamClose(up: http2.ClientHttp2Stream): void {
+    const { downstream } = this;
+    this.clearResponseTimer();
+    if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
+    if (this.upstreamComplete || this.responseComplete) {
+      // Normal end; if the upstream stopped reading the request early, stop the client too.
+      this.finishIfUpstreamGone();
+      return;
+    }
+    downstream.unpipe(up);
+    const session = this.upstreamSession;
+    const code = up.rstCode ?? NGHTTP2_INTERNAL_ERROR;
+    if (session !== undefined && !session.destroyed && (this.responded || code !== NGHTTP2_NO_ERROR)) {
+      // The upstream reset this stream: pass the same code on (REFUSED_STREAM stays retryable).
+      this.errorReason = `upstream-rst:${code}`;
+      this.ctx.log.debug('upstream reset h2 stream', { code, peer: this.ctx.peer });
+      downstream.close(code);
+      return;
+    }
+    // The upstream connection failed under the stream (or it closed the stream with no answer).
+    this.respondWithError('upstream-reset', 'upstream connection closed before the response completed');
+  }
+
+  private onUpstreamUnavailable(err: unknown): void {
+    if (this.downstream.closed || this.downstream.destroyed || this.responded) return;
+    if (err instanceof UpstreamConnectError) {
+      this.ctx.log.debug('h2 upstream connect failed', { err, reason: err.reason });
+      // The client learns what failed, not the address behind the proxy.
+      const code = (err.cause as { code?: unknown } | undefined)?.code;
+      const detail = typeof code === 'string' ? ` (${code})` : '';
+      this.respondWithError(
+        err.reason,
+        err.reason === 'connect-timeout' ? 'upstream connect timed out' : `upstream connect failed${detail}`,
+      );
+      return;
+    }
+    this.ctx.log.warn('h2 upstream refused the request', { err });
+    this.respondWithError('bad-request', 'the request could not be forwarded');
+  }
+
+  private onResponseTimeout(): void {
+    this.responseTimer = undefined;
+    if (this.responded) return;
+    if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
+    this.respondWithError('response-timeout', `no response within ${this.ctx.responseTimeoutMs} ms`);
+  }
+
+  /** Answers the client with a response the proxy makes itself, or resets if headers went out. */
+  private respondWithError(reason: ProxyErrorReason, message: string): void {
+    const { ctx, downstream } = this;
+    this.clearResponseTimer();
+    ctx.metrics.proxyError(ctx.direction, reason);
+    this.errorReason = reason;
+    if (downstream.closed || downstream.destroyed) return;
+    if (this.upstream !== undefined) downstream.unpipe(this.upstream);
+    if (this.responded || downstream.headersSent) {
+      downstream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const response = proxyErrorResponse(reason, this.grpc, message);
+    this.responded = true;
+    this.status = Number(response.headers[':status']);
+    if (this.grpc) this.grpcStatus = String(response.headers['grpc-status']);
+    downstream.respond(response.headers, { endStream: response.body === null });
+    if (response.body !== null) {
+      this.bytesOut += Buffer.byteLength(response.body);
+      downstream.end(response.body);
+    }
+    this.responseComplete = true;
+    downstream.resume(); // discard the request body so the stream can close
+    this.finishIfUpstreamGone();
+  }
+
+  /** The response is complete and nobody will read the rest of the request: end the stream. */
+  private finishIfUpstreamGone(): void {
+    const { downstream } = this;
+    const upstreamGone = this.upstream === undefined || this.upstream.closed || this.upstream.destroyed;
+    if (!this.responseComplete || !upstreamGone || this.requestEnded || downstream.closed) return;
+    // close(NO_ERROR) waits for the queued response to be written, then sends RST_STREAM(NO_ERROR).
+    setImmediate(() => guard(this.ctx.log, () => downstream.closed || downstream.close(NGHTTP2_NO_ERROR)));
+  }
+
+  private onDownstreamClose(): void {
+    const { downstream, upstream } = this;
+    this.clearResponseTimer();
+    const code = downstream.rstCode ?? NGHTTP2_NO_ERROR;
+    if (upstream !== undefined && !upstream.closed && !upstream.destroyed) {
+      if (!this.upstreamComplete || code !== NGHTTP2_NO_ERROR) {
+        this.closeUpstream(upstream, code === NGHTTP2_NO_ERROR ? NGHTTP2_CANCEL : code);
+      }
+    }
+    if (code !== NGHTTP2_NO_ERROR && this.errorReason === undefined) this.errorReason = `downstream-rst:${code}`;
+    this.record(code);
+  }
+
+  private closeUpstream(up: http2.ClientHttp2Stream, code: number): void {
+    this.upstreamClosedByProxy = true;
+    this.downstream.unpipe(up);
+    if (!up.closed && !up.destroyed) up.close(code);
+  }
+
+  private record(rstCode: number): void {
+    const { ctx } = this;
+    const durationMs = performance.now() - this.startedAt;
+    const failed =
+      rstCode !== NGHTTP2_NO_ERROR ||
+      this.errorReason !== undefined ||
+      (this.grpcStatus !== undefined && this.grpcStatus !== '0');
+    ctx.metrics.responseFinished(ctx.direction, 'h2', this.status, durationMs, failed);
+    if (ctx.accessLog === null) return;
+    ctx.accessLog.record({
+      ts: this.startedWallMs,
+      direction: ctx.direction,
+      protocol: 'h2',
+      method: String(this.requestHeaders[':method'] ?? ''),
+      authority: this.authority(),
+      path: String(this.requestHeaders[':path'] ?? ''),
+      status: this.status,
+      durationMs,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      peer: ctx.peer,
+      ...(this.errorReason !== undefined ? { error: this.errorReason } : {}),
+    });
+  }
+
+  private authority(): string {
+    return String(this.requestHeaders[':authority'] ?? this.requestHeaders.host ?? '');
+  }
+
+  private clearResponseTimer(): void {
+    if (this.responseTimer === undefined) return;
+    clearTimeout(this.responseTimer);
+    this.responseTimer = undefined;
+  }
+}
+
+/** Runs an event handler so that nothing it throws escapes into the event loop. */
+function guard(log: Logger, fn: () => unknown): void {
+  try {
+    fn();
+  } catch (err) {
+    log.warn('h2 exchange handler failed', { err });
+  }
+}

@@ -1,0 +1,114 @@
+// Header handling for the HTTP/2 forwarding path: which headers cross the proxy, how a gRPC
+// request is recognised, and the responses the proxy makes up itself. A made-up response always
+// says why in `trellis-proxy-error`; to a gRPC client it is a trailers-only HTTP 200 carrying
+// grpc-status and grpc-message (as Linkerd does), because gRPC clients read the status from there
+// and would otherwise map a bare 502 to a vaguer code.
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import { PROXY_ERROR_HEADER, statusForReason, type ProxyErrorReason } from '../errors.ts';
+
+/** Hop-by-hop headers (RFC 9113 8.2.2): never forwarded; `te` only passes as "trailers". */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+/**
+ * A copy of `headers` that can be sent on the other side: connection-specific headers dropped,
+ * pseudo-headers and everything else kept (including Node's sensitive-headers marker). Also used
+ * for trailers and 1xx headers.
+ */
+export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const name of Object.keys(headers)) {
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name === 'te' && !isTrailersOnly(value)) continue;
+    out[name] = value;
+  }
+  for (const sym of Object.getOwnPropertySymbols(headers)) {
+    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
+  }
+  return out;
+}
+
+function isTrailersOnly(value: string | string[]): boolean {
+  const v = Array.isArray(value) ? value.join(',') : value;
+  return v.trim().toLowerCase() === 'trailers';
+}
+
+/** A gRPC request or response: content-type application/grpc, application/grpc+proto, ... */
+export function isGrpc(headers: IncomingHttpHeaders): boolean {
+  const ct = headers['content-type'];
+  return typeof ct === 'string' && ct.toLowerCase().startsWith('application/grpc');
+}
+
+/** gRPC status codes the proxy answers with (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
+export const GRPC_STATUS = { OK: 0, DEADLINE_EXCEEDED: 4, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+
+/**
+ * The gRPC status for a reason. Failures where the request never reached the application (or the
+ * path to it broke) are UNAVAILABLE, which gRPC clients treat as safe to retry; a response timeout
+ * is DEADLINE_EXCEEDED; a request the proxy cannot route or accept is INTERNAL (HTTP 400's mapping).
+ */
+export function grpcStatusForReason(reason: ProxyErrorReason): number {
+  switch (reason) {
+    case 'connect-failed':
+    case 'connect-timeout':
+    case 'upstream-reset':
+    case 'upstream-bad-response':
+    case 'h2-protocol-error':
+    case 'shutting-down':
+    case 'idle-timeout':
+    case 'detect-timeout':
+      return GRPC_STATUS.UNAVAILABLE;
+    case 'response-timeout':
+      return GRPC_STATUS.DEADLINE_EXCEEDED;
+    case 'bad-request':
+    case 'request-header-too-large':
+    case 'unknown-destination':
+    case 'loop-detected':
+      return GRPC_STATUS.INTERNAL;
+  }
+}
+
+export interface ProxyErrorResponse {
+  headers: OutgoingHttpHeaders;
+  /** The body to send, or null for a headers-only (trailers-only for gRPC) response. */
+  body: string | null;
+}
+
+/** The response the proxy sends itself for `reason`; `grpc` = the request was a gRPC call. */
+export function proxyErrorResponse(reason: ProxyErrorReason, grpc: boolean, message: string): ProxyErrorResponse {
+  if (grpc) {
+    return {
+      headers: {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(grpcStatusForReason(reason)),
+        'grpc-message': encodeGrpcMessage(message),
+        [PROXY_ERROR_HEADER]: reason,
+      },
+      body: null,
+    };
+  }
+  const body = `${message}\n`;
+  return {
+    headers: {
+      ':status': statusForReason(reason),
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': String(Buffer.byteLength(body)),
+      [PROXY_ERROR_HEADER]: reason,
+    },
+    body,
+  };
+}
+
+/** grpc-message is percent-encoded UTF-8 (gRPC over HTTP/2 spec): bytes outside 0x20-0x7E and '%'. */
+export function encodeGrpcMessage(message: string): string {
+  let out = '';
+  for (const byte of Buffer.from(message, 'utf8')) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}

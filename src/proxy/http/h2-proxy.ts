@@ -1,0 +1,166 @@
+// The HTTP/2 (and so gRPC) forwarding path. The listener hands over a downstream connection whose
+// first bytes are the HTTP/2 prior-knowledge preface; H2Proxy runs an HTTP/2 server session on it
+// (node:http2, fed the socket without listening) and forwards each stream to an upstream session
+// from H2UpstreamPool. The per-stream work lives in h2-exchange.ts.
+//
+// Flow control keeps memory bounded: each stream has a 1 MiB window on both sides and body data
+// is piped, so a stalled reader stops WINDOW_UPDATEs towards the writer and at most one window per
+// stream sits in the proxy; a connection carries at most 128 concurrent streams. The connection
+// window is raised to 16 MiB so that many streams are not throttled by the 64 KiB default.
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import type { Logger } from '../../core/log.ts';
+import type { AccessLog } from '../telemetry/access-log.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
+import { SessionIdleTimer } from './h2-session-idle.ts';
+import {
+  H2_CONNECTION_WINDOW,
+  H2_MAX_CONCURRENT_STREAMS,
+  H2_STREAM_WINDOW,
+  H2UpstreamPool,
+  type Target,
+} from './h2-upstream-pool.ts';
+
+export type { Target } from './h2-upstream-pool.ts';
+
+export interface H2ProxyOptions {
+  direction: Direction;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  log: Logger;
+  accessLog: AccessLog | null;
+  connectTimeoutMs: number;
+  /** Close idle downstream/upstream sessions after this (0 = never). */
+  idleTimeoutMs: number;
+  /** 0 = none; else 504 (gRPC: DEADLINE_EXCEEDED) when no response headers arrive in time. */
+  responseTimeoutMs: number;
+  /**
+   * Where a stream goes: connTarget is the connection-level destination (inbound app, explicit
+   * listener, transparent original dst, CONNECT target) or null; authority is the stream's :authority.
+   */
+  route(authority: string | undefined, connTarget: Target | null): Target | null;
+}
+
+interface DownstreamConnection {
+  connTarget: Target | null;
+  peer: string;
+}
+
+export class H2Proxy {
+  private readonly opts: H2ProxyOptions;
+  private readonly server: http2.Http2Server;
+  private readonly pool: H2UpstreamPool;
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionIdleTimer>();
+  /** Set only while `server.emit('connection')` runs, which creates the session synchronously. */
+  private accepting: DownstreamConnection | undefined;
+  private draining: Promise<void> | undefined;
+
+  constructor(opts: H2ProxyOptions) {
+    this.opts = opts;
+    this.pool = new H2UpstreamPool({
+      connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      log: opts.log,
+    });
+    this.server = http2.createServer({
+      maxSessionMemory: 32,
+      settings: { initialWindowSize: H2_STREAM_WINDOW, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS },
+    });
+    this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
+    this.server.on('sessionError', (err: Error) => opts.log.debug('downstream h2 session error', { err }));
+    this.server.on('error', (err: Error) => opts.log.warn('h2 server error', { err }));
+  }
+
+  /** Takes over a downstream connection; `initial` are bytes already read from it (starting with the preface). */
+  accept(socket: net.Socket, initial: Buffer, connTarget: Target | null): void {
+    const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+    socket.on('error', (err: Error) => this.opts.log.debug('downstream h2 socket error', { err, peer }));
+    try {
+      if (initial.length > 0) socket.unshift(initial);
+      this.accepting = { connTarget, peer };
+      this.server.emit('connection', socket);
+    } catch (err) {
+      this.opts.log.warn('could not start an h2 session on a connection', { err, peer });
+      socket.destroy();
+    } finally {
+      this.accepting = undefined;
+    }
+  }
+
+  /** Graceful drain: GOAWAY to every downstream session, resolve when their streams are done (or after graceMs, then close hard). */
+  drain(graceMs: number): Promise<void> {
+    this.draining ??= this.drainSessions(graceMs);
+    return this.draining;
+  }
+
+  /** Downstream sessions currently open. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  private async drainSessions(graceMs: number): Promise<void> {
+    const sessions = [...this.sessions.keys()];
+    const closed = sessions.map(
+      (s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))),
+    );
+    for (const session of sessions) closeGracefully(session);
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, graceMs))));
+    await Promise.race([Promise.all(closed), graceOver]);
+    clearTimeout(timer);
+    for (const session of this.sessions.keys()) session.destroy();
+    this.pool.close(true);
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    const { opts } = this;
+    const conn = this.accepting ?? { connTarget: null, peer: '' };
+    const ctx: ExchangeContext = {
+      direction: opts.direction,
+      metrics: opts.metrics,
+      log: opts.log,
+      accessLog: opts.accessLog,
+      pool: this.pool,
+      responseTimeoutMs: opts.responseTimeoutMs,
+      route: (authority, connTarget) => opts.route(authority, connTarget),
+      connTarget: conn.connTarget,
+      peer: conn.peer,
+    };
+    const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
+    this.sessions.set(session, idle);
+    session.on('error', (err: Error) => opts.log.debug('downstream h2 session error', { err, peer: conn.peer }));
+    session.on('frameError', (type: number, code: number, id: number) =>
+      opts.log.debug('downstream h2 frame error', { type, code, stream: id, peer: conn.peer }),
+    );
+    session.once('close', () => {
+      idle.stop();
+      this.sessions.delete(session);
+    });
+    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      idle.streamOpened();
+      stream.once('close', () => idle.streamClosed());
+      try {
+        new H2Exchange(ctx, stream, headers).start();
+      } catch (err) {
+        opts.log.warn('h2 exchange failed to start', { err, peer: conn.peer });
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
+    try {
+      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+    } catch (err) {
+      opts.log.debug('could not raise the h2 connection window', { err, peer: conn.peer });
+    }
+    idle.start();
+    if (this.draining !== undefined) closeGracefully(session);
+  }
+}
+
+/** GOAWAY, let the streams in flight finish, then close. */
+function closeGracefully(session: http2.Http2Session): void {
+  try {
+    if (!session.closed && !session.destroyed) session.close();
+  } catch {
+    session.destroy();
+  }
+}

@@ -1,0 +1,208 @@
+// The pool of HTTP/2 client sessions to upstream targets. Each target gets one long-lived session
+// carrying many multiplexed streams; another is opened only when every session is at the peer's
+// SETTINGS_MAX_CONCURRENT_STREAMS (up to maxSessionsPerTarget). A session leaves the pool as soon
+// as it receives GOAWAY, closes or fails, so new streams go to a fresh session while the streams
+// in flight on the old one finish. Sessions with no stream for idleTimeoutMs are closed.
+//
+// `request` resolves with a stream only once its session is connected, so a connect failure is
+// told apart from a failure of the exchange itself (502 connect-failed vs a reset).
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { TrellisError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import { SessionIdleTimer } from './h2-session-idle.ts';
+
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/** Flow-control settings shared by both sides of the proxy; see h2-proxy.ts for the reasoning. */
+export const H2_STREAM_WINDOW = 1 << 20;
+export const H2_CONNECTION_WINDOW = 16 << 20;
+export const H2_MAX_CONCURRENT_STREAMS = 128;
+
+/** Connecting to an upstream failed: `reason` is the proxy error reason to report. */
+export class UpstreamConnectError extends TrellisError {
+  readonly reason: 'connect-failed' | 'connect-timeout';
+  constructor(reason: 'connect-failed' | 'connect-timeout', message: string, cause?: unknown) {
+    super(reason === 'connect-timeout' ? 'TRELLIS_ERR_CONNECT_TIMEOUT' : 'TRELLIS_ERR_CONNECT_FAILED', message, {
+      cause,
+    });
+    this.name = 'UpstreamConnectError';
+    this.reason = reason;
+  }
+}
+
+export interface H2UpstreamPoolOptions {
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  log: Logger;
+  /** Default 4. */
+  maxSessionsPerTarget?: number;
+}
+
+interface PooledSession {
+  readonly key: string;
+  readonly session: http2.ClientHttp2Session;
+  /** Settles when the session is connected (or failed to connect); never rejects unobserved. */
+  readonly ready: Promise<void>;
+  readonly idle: SessionIdleTimer;
+  /** False once the session received GOAWAY, closed or failed: no new streams. */
+  usable: boolean;
+}
+
+export class H2UpstreamPool {
+  private readonly opts: H2UpstreamPoolOptions;
+  private readonly maxSessions: number;
+  private readonly byTarget = new Map<string, PooledSession[]>();
+  private readonly all = new Set<PooledSession>();
+
+  constructor(opts: H2UpstreamPoolOptions) {
+    this.opts = opts;
+    this.maxSessions = Math.max(1, opts.maxSessionsPerTarget ?? 4);
+  }
+
+  /**
+   * Opens a stream to `target`. Rejects with UpstreamConnectError when no session could be
+   * connected, or with Node's error when the request itself is refused (e.g. invalid headers).
+   */
+  async request(
+    target: Target,
+    headers: http2.OutgoingHttpHeaders,
+    options: http2.ClientSessionRequestOptions,
+  ): Promise<{ stream: http2.ClientHttp2Stream; session: http2.ClientHttp2Session }> {
+    // A session can be lost between being picked and being used (GOAWAY while connecting);
+    // one more attempt on a fresh session covers that race without looping.
+    for (let attempt = 0; ; attempt++) {
+      const pooled = this.pick(target);
+      await pooled.ready;
+      if (!pooled.usable || pooled.session.closed || pooled.session.destroyed) {
+        if (attempt === 0) continue;
+        throw new UpstreamConnectError('connect-failed', `session to ${keyOf(target)} closed before use`);
+      }
+      const stream = pooled.session.request(headers, options);
+      pooled.idle.streamOpened();
+      stream.once('close', () => pooled.idle.streamClosed());
+      return { stream, session: pooled.session };
+    }
+  }
+
+  /** Closes every session: gracefully (in-flight streams finish), or at once when `hard`. */
+  close(hard: boolean): void {
+    for (const pooled of [...this.all]) {
+      this.retire(pooled);
+      if (hard) pooled.session.destroy();
+      else if (!pooled.session.closed) pooled.session.close();
+    }
+  }
+
+  /** Sessions currently open (for tests and the admin view). */
+  get sessionCount(): number {
+    return this.all.size;
+  }
+
+  private pick(target: Target): PooledSession {
+    const key = keyOf(target);
+    const sessions = this.byTarget.get(key) ?? [];
+    let leastLoaded: PooledSession | undefined;
+    for (const pooled of sessions) {
+      const limit = pooled.session.remoteSettings?.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
+      if (pooled.idle.active < limit) return pooled;
+      if (leastLoaded === undefined || pooled.idle.active < leastLoaded.idle.active) leastLoaded = pooled;
+    }
+    // All at the peer's limit: a new session, or (at the cap) queue on the least loaded one.
+    if (leastLoaded !== undefined && sessions.length >= this.maxSessions) return leastLoaded;
+    const pooled = this.connect(target, key);
+    sessions.push(pooled);
+    this.byTarget.set(key, sessions);
+    return pooled;
+  }
+
+  private connect(target: Target, key: string): PooledSession {
+    const { log, connectTimeoutMs, idleTimeoutMs } = this.opts;
+    const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+    const session = http2.connect(`http://${host}:${target.port}`, {
+      settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW },
+      createConnection: () => net.connect({ host: target.host, port: target.port, noDelay: true }),
+    });
+    let settle!: (err?: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    const pooled: PooledSession = {
+      key,
+      session,
+      ready,
+      idle: new SessionIdleTimer(session, idleTimeoutMs, () => {
+        this.retire(pooled);
+        session.close();
+      }),
+      usable: true,
+    };
+    ready.catch(() => {}); // waiters observe it; an unwaited failure must not be "unhandled"
+    this.all.add(pooled);
+
+    let connected = false;
+    const timer =
+      connectTimeoutMs > 0
+        ? setTimeout(() => {
+            session.destroy(
+              new UpstreamConnectError('connect-timeout', `connect to ${key} timed out after ${connectTimeoutMs} ms`),
+            );
+          }, connectTimeoutMs)
+        : undefined;
+    session.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      pooled.idle.start();
+      try {
+        session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+      } catch {
+        // the session closed in the meantime: its streams will report that
+      }
+      settle();
+    });
+    session.on('goaway', (code: number) => {
+      log.debug('upstream h2 session received GOAWAY', { upstream: key, code });
+      this.retire(pooled);
+    });
+    session.on('error', (err: Error) => {
+      this.retire(pooled);
+      if (connected) {
+        log.debug('upstream h2 session error', { upstream: key, err });
+        return;
+      }
+      settle(
+        err instanceof UpstreamConnectError
+          ? err
+          : new UpstreamConnectError('connect-failed', `connect to ${key} failed: ${err.message}`, err),
+      );
+    });
+    session.on('frameError', (type: number, code: number, id: number) => {
+      log.debug('upstream h2 frame error', { upstream: key, type, code, stream: id });
+    });
+    session.once('close', () => {
+      clearTimeout(timer);
+      pooled.idle.stop();
+      this.retire(pooled);
+      this.all.delete(pooled);
+      if (!connected) settle(new UpstreamConnectError('connect-failed', `connection to ${key} closed while connecting`));
+    });
+    return pooled;
+  }
+
+  /** Takes a session out of rotation (it may still finish its streams). */
+  private retire(pooled: PooledSession): void {
+    pooled.usable = false;
+    const sessions = this.byTarget.get(pooled.key);
+    if (sessions === undefined) return;
+    const i = sessions.indexOf(pooled);
+    if (i >= 0) sessions.splice(i, 1);
+    if (sessions.length === 0) this.byTarget.delete(pooled.key);
+  }
+}
+
+function keyOf(target: Target): string {
+  return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
+}

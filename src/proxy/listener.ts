@@ -1,0 +1,155 @@
+// Accept and detect: every accepted connection learns where it was going (the listener's own
+// destination, SO_ORIGINAL_DST in transparent mode, or nothing for the HTTP proxy listener), then
+// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path.
+import net from 'node:net';
+import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
+import { detectProtocol } from './detect/detect.ts';
+import type { ProxyErrorReason } from './errors.ts';
+import type { Target } from './transport/target.ts';
+import { targetKey } from './transport/target.ts';
+import type { ProxyRuntime } from './runtime.ts';
+import { H1Session } from './http/h1-session.ts';
+import { forwardTcp } from './tcp/forward.ts';
+
+export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
+
+export interface ListenerSpec {
+  readonly name: string;
+  readonly direction: Direction;
+  readonly host: string;
+  readonly port: number;
+  /** The destination of every connection, when the listener is bound for one; else per connection. */
+  readonly destination: (socket: net.Socket) => Target | null;
+  readonly protocol: ProtocolHint;
+}
+
+const MAX_DETECT_BYTES = 16 * 1024;
+
+export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net.Server> {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => {
+    rt.metrics.tcpOpened(spec.direction);
+    rt.connections.add(socket);
+    socket.once('close', () => {
+      rt.connections.delete(socket);
+      rt.metrics.tcpClosed(spec.direction, socket.bytesRead, socket.bytesWritten);
+    });
+    socket.on('error', () => {});
+    if (rt.draining) {
+      socket.destroy();
+      return;
+    }
+    dispatch(rt, spec.direction, socket, spec.destination(socket), spec.protocol, null);
+  });
+  server.on('error', (err) => rt.log.error('listener error', { listener: spec.name, error: err }));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: spec.host, port: spec.port, backlog: 1024 }, () => {
+      server.removeListener('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+/** Detects the protocol of a connection (unless known) and hands it to its handler. */
+export function dispatch(
+  rt: ProxyRuntime,
+  dir: Direction,
+  socket: net.Socket,
+  target: Target | null,
+  hint: ProtocolHint,
+  initial: Buffer | null,
+): void {
+  if (hint === 'opaque') return handle(rt, dir, socket, target, 'opaque', 'configured', initial);
+  if (hint === 'http1' || hint === 'h2') return handle(rt, dir, socket, target, hint, 'configured', initial);
+  if (target !== null && rt.opaquePorts.has(target.port)) {
+    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial);
+  }
+  if (target !== null && rt.opaqueCache.has(targetKey(target))) {
+    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial);
+  }
+  let buf = initial;
+  let timer: NodeJS.Timeout | null = null;
+  const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
+    if (timer !== null) clearTimeout(timer);
+    socket.removeListener('data', onData);
+    socket.removeListener('end', onEnd);
+    handle(rt, dir, socket, target, protocol, outcome, buf);
+  };
+  const decide = (): boolean => {
+    if (buf === null) return false;
+    const d = detectProtocol(buf, MAX_DETECT_BYTES);
+    if (d.kind === 'need-more') return false;
+    finish(d.kind, 'detected');
+    return true;
+  };
+  const onData = (chunk: Buffer) => {
+    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    decide();
+  };
+  const onEnd = () => {
+    // The client finished sending before we could tell: forward what there is as opaque bytes.
+    if (timer !== null) clearTimeout(timer);
+    socket.removeListener('data', onData);
+    rt.metrics.detected(dir, 'opaque', 'closed');
+    if (target === null) socket.destroy();
+    else handle(rt, dir, socket, target, 'opaque', null, buf);
+  };
+  if (decide()) return;
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  if (rt.config.detect.timeoutMs > 0) {
+    timer = setTimeout(() => {
+      timer = null;
+      // Nothing (or too little) arrived: a server-first protocol. Remember it, so only the first
+      // connection to this destination waits.
+      if (target !== null) rt.opaqueCache.add(targetKey(target));
+      rt.metrics.proxyError(dir, 'detect-timeout');
+      finish('opaque', 'timeout');
+    }, rt.config.detect.timeoutMs);
+  }
+}
+
+function handle(
+  rt: ProxyRuntime,
+  dir: Direction,
+  socket: net.Socket,
+  target: Target | null,
+  protocol: DetectedProtocol,
+  outcome: DetectOutcome | null,
+  initial: Buffer | null,
+): void {
+  if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
+  switch (protocol) {
+    case 'http1': {
+      const session = new H1Session(rt.h1Context(dir), socket, target, initial);
+      rt.h1Sessions.add(session);
+      return;
+    }
+    case 'h2':
+      socket.pause();
+      rt.h2(dir).then(
+        (h2) => h2.accept(socket, initial ?? Buffer.alloc(0), target),
+        (err: unknown) => {
+          rt.log.error('cannot load the HTTP/2 forwarder', { error: err });
+          socket.destroy();
+        },
+      );
+      return;
+    case 'tls':
+    case 'opaque': {
+      if (target === null) {
+        fail(rt, dir, socket, 'unknown-destination');
+        return;
+      }
+      forwardTcp(socket, target, initial, { connectTimeoutMs: rt.config.timeouts.connectMs }, (reason) =>
+        rt.metrics.proxyError(dir, reason),
+      );
+      return;
+    }
+  }
+}
+
+function fail(rt: ProxyRuntime, dir: Direction, socket: net.Socket, reason: ProxyErrorReason): void {
+  rt.metrics.proxyError(dir, reason);
+  socket.destroy();
+}

@@ -1,0 +1,107 @@
+// Assembles a running proxy from a validated configuration: the runtime, the listeners (outbound,
+// inbound, one per configured destination) and the admin server. Used by `trellis proxy` and by
+// tests that run the proxy in-process.
+import type net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { ProxyConfig } from './config.ts';
+import { splitHostPort } from './config.ts';
+import type { Logger } from '../core/log.ts';
+import { openAccessLog } from './telemetry/access-log.ts';
+import { ProxyRuntime } from './runtime.ts';
+import { type ListenerSpec, startListener } from './listener.ts';
+import { startAdmin } from './admin/server.ts';
+import { getOriginalDst } from './transport/original-dst.ts';
+import type { Target } from './transport/target.ts';
+
+export interface RunningProxy {
+  readonly runtime: ProxyRuntime;
+  /** Bound addresses, "HOST:PORT", by listener name (inbound, outbound, admin, destination-N). */
+  readonly addresses: Record<string, string>;
+  /** Graceful drain, then everything closed. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+function formatAddress(a: AddressInfo): string {
+  return a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}
+
+export async function startProxy(
+  config: ProxyConfig,
+  log: Logger,
+  onShutdownRequest?: () => void,
+): Promise<RunningProxy> {
+  const accessLog = openAccessLog(config.log.access, { log });
+  const rt = new ProxyRuntime(config, log, accessLog);
+  const transparent = config.mode === 'transparent';
+  const app: Target | null =
+    config.appPort !== undefined ? { host: config.appHost, port: config.appPort } : null;
+
+  const specs: ListenerSpec[] = [];
+  const out = splitHostPort(config.outboundListen);
+  specs.push({
+    name: 'outbound',
+    direction: 'outbound',
+    ...out,
+    protocol: 'auto',
+    destination: transparent ? (s) => getOriginalDst(s) : () => null,
+  });
+  const inb = splitHostPort(config.inboundListen);
+  specs.push({
+    name: 'inbound',
+    direction: 'inbound',
+    ...inb,
+    protocol: 'auto',
+    destination: transparent
+      ? (s: net.Socket) => {
+          const orig = getOriginalDst(s);
+          return orig !== null ? { host: config.appHost, port: orig.port } : app;
+        }
+      : () => app,
+  });
+  config.destinations.forEach((d, i) => {
+    const target = splitHostPort(d.target);
+    specs.push({
+      name: `destination-${i}`,
+      direction: 'outbound',
+      ...splitHostPort(d.listen),
+      protocol: d.protocol,
+      destination: () => target,
+    });
+  });
+
+  const servers: net.Server[] = [];
+  const addresses: Record<string, string> = {};
+  try {
+    for (const spec of specs) {
+      const server = await startListener(rt, spec);
+      servers.push(server);
+      const a = server.address() as AddressInfo;
+      addresses[spec.name] = formatAddress(a);
+      rt.ownPorts.add(a.port);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  let shuttingDown: Promise<void> | null = null;
+  const admin = await startAdmin({
+    listen: splitHostPort(config.adminListen),
+    metrics: rt.metrics,
+    config: () => config,
+    isReady: () => !rt.draining,
+    onShutdown: () => onShutdownRequest?.(),
+    log,
+  });
+  addresses.admin = `${admin.address.host.includes(':') ? `[${admin.address.host}]` : admin.address.host}:${admin.address.port}`;
+  rt.ownPorts.add(admin.address.port);
+
+  const shutdown = (graceMs = config.timeouts.drainGraceMs): Promise<void> => {
+    shuttingDown ??= (async () => {
+      for (const s of servers) s.close();
+      await rt.drain(graceMs);
+      await admin.close();
+    })();
+    return shuttingDown;
+  };
+  return { runtime: rt, addresses, shutdown };
+}

@@ -1,0 +1,172 @@
+// The state one proxy process shares between its listeners: configuration, telemetry, upstream
+// pools, the HTTP/2 forwarders, the opaque-destination cache, and what drain needs to find.
+import type net from 'node:net';
+import type { ProxyConfig } from './config.ts';
+import type { Logger } from '../core/log.ts';
+import type { Direction } from './telemetry/metrics.ts';
+import { ProxyMetrics } from './telemetry/metrics.ts';
+import type { AccessLog } from './telemetry/access-log.ts';
+import { ExpiringSet } from './detect/opaque-cache.ts';
+import { UpstreamPool } from './http/upstream-pool.ts';
+import type { H2Proxy } from './http/h2-proxy.ts';
+import { type H1Context, type H1Route, H1Session } from './http/h1-session.ts';
+import type { MessageHead } from './http/h1-parser.ts';
+import type { ProxyErrorReason } from './errors.ts';
+import { type Target, parseAuthority, targetKey } from './transport/target.ts';
+import { dispatch } from './listener.ts';
+import { splice } from './tcp/forward.ts';
+
+export class ProxyRuntime {
+  readonly config: ProxyConfig;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog | null;
+  readonly pool: UpstreamPool;
+  readonly opaquePorts: ReadonlySet<number>;
+  readonly opaqueCache: ExpiringSet;
+  readonly connections = new Set<net.Socket>();
+  readonly h1Sessions = new Set<H1Session>();
+  /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
+  readonly ownPorts = new Set<number>();
+  draining = false;
+  private readonly h2Proxies: Record<Direction, Promise<H2Proxy> | null> = { inbound: null, outbound: null };
+  private readonly h1Contexts: Record<Direction, H1Context>;
+
+  constructor(config: ProxyConfig, log: Logger, accessLog: AccessLog | null) {
+    this.config = config;
+    this.log = log;
+    this.accessLog = accessLog;
+    this.metrics = new ProxyMetrics();
+    this.opaquePorts = new Set(config.opaquePorts);
+    this.opaqueCache = new ExpiringSet({
+      ttlMs: config.detect.opaqueCacheMs,
+      max: config.detect.opaqueCacheMax,
+    });
+    this.pool = new UpstreamPool({
+      maxIdlePerHost: config.pool.maxIdlePerHost,
+      idleTimeoutMs: config.pool.idleTimeoutMs,
+      connectTimeoutMs: config.timeouts.connectMs,
+    });
+    this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
+  }
+
+  /**
+   * The HTTP/2 forwarder of a direction, created on first use: node:http2 adds ~15 MB to the
+   * process, which a proxy that never sees HTTP/2 should not pay.
+   */
+  h2(dir: Direction): Promise<H2Proxy> {
+    return (this.h2Proxies[dir] ??= import('./http/h2-proxy.ts').then(
+      ({ H2Proxy }) =>
+        new H2Proxy({
+          direction: dir,
+          metrics: this.metrics,
+          log: this.log.child({ direction: dir }),
+          accessLog: this.accessLog,
+          connectTimeoutMs: this.config.timeouts.connectMs,
+          idleTimeoutMs: this.config.timeouts.idleMs,
+          responseTimeoutMs: this.config.timeouts.responseMs,
+          route: (authority, connTarget) => this.routeAuthority(authority, connTarget),
+        }),
+    ));
+  }
+
+  h1Context(dir: Direction): H1Context {
+    return this.h1Contexts[dir];
+  }
+
+  private makeH1Context(direction: Direction): H1Context {
+    const config = this.config;
+    return {
+      direction,
+      limits: config.http1,
+      idleTimeoutMs: config.timeouts.idleMs,
+      requestHeadTimeoutMs: config.timeouts.requestHeadMs,
+      responseTimeoutMs: config.timeouts.responseMs,
+      metrics: this.metrics,
+      log: this.log,
+      accessLog: this.accessLog,
+      pool: this.pool,
+      route: (head, connTarget) => this.routeRequest(head, connTarget),
+      tunnel: (socket, target, initial) => {
+        if (this.isLoop(target)) {
+          this.metrics.proxyError(direction, 'loop-detected');
+          socket.destroy();
+          return;
+        }
+        dispatch(this, direction, socket, target, 'auto', initial);
+      },
+      splice: (down, up, toUp, toDown) => splice(down, up, toUp, toDown),
+      isDraining: () => this.draining,
+      sessionClosed: (s) => this.h1Sessions.delete(s),
+    };
+  }
+
+  /** HTTP/1 routing: the connection's destination wins; else the absolute-form URI; else Host. */
+  routeRequest(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason {
+    let path = head.target;
+    let host: string | null = null;
+    let authority = head.host;
+    const t = head.target;
+    if (t.charCodeAt(0) !== 0x2f && t !== '*') {
+      // absolute-form: scheme "://" authority path-abempty [ "?" query ]
+      const sep = t.indexOf('://');
+      const scheme = t.slice(0, sep).toLowerCase();
+      if (scheme !== 'http') return 'bad-request';
+      const rest = t.slice(sep + 3);
+      let end = rest.length;
+      for (let i = 0; i < rest.length; i++) {
+        const c = rest.charCodeAt(i);
+        if (c === 0x2f || c === 0x3f || c === 0x23) {
+          end = i;
+          break;
+        }
+      }
+      authority = rest.slice(0, end);
+      if (authority.includes('@')) return 'bad-request';
+      path = rest.slice(end);
+      if (path === '' || path.charCodeAt(0) === 0x3f) path = '/' + path;
+      host = authority;
+    }
+    let target = connTarget;
+    if (target === null) {
+      if (authority === null || authority === '') return 'unknown-destination';
+      target = parseAuthority(authority, 80);
+      if (target === null) return 'bad-request';
+      if (this.isLoop(target)) return 'loop-detected';
+    }
+    if (host === null && head.host === null) host = targetKey(target);
+    return { target, path, host };
+  }
+
+  /** HTTP/2 routing: the connection's destination wins; else :authority. */
+  routeAuthority(authority: string | undefined, connTarget: Target | null): Target | null {
+    if (connTarget !== null) return connTarget;
+    if (authority === undefined || authority === '') return null;
+    const t = parseAuthority(authority, 80);
+    if (t === null || this.isLoop(t)) return null;
+    return t;
+  }
+
+  isLoop(t: Target): boolean {
+    if (!this.ownPorts.has(t.port)) return false;
+    const h = t.host;
+    return h === 'localhost' || h.startsWith('127.') || h === '::1' || h === '0.0.0.0' || h === '::';
+  }
+
+  /** Stops new work and lets in-flight work finish; resolves when done or after graceMs. */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    this.pool.close();
+    for (const s of this.h1Sessions) s.drain();
+    const h2Done = Promise.all(
+      [this.h2Proxies.inbound, this.h2Proxies.outbound].map((p) => p?.then((h2) => h2.drain(graceMs))),
+    );
+    const deadline = Date.now() + graceMs;
+    while (this.connections.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await h2Done;
+    for (const c of this.connections) c.destroy();
+    await this.accessLog?.close();
+  }
+}

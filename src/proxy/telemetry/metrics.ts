@@ -1,0 +1,233 @@
+// The proxy's metrics: request/response counts and latency, TCP connections and bytes, protocol
+// detection outcomes and the proxy's own errors, each by direction; plus process metrics.
+// Served by the admin listener at /metrics (see src/proxy/admin/server.ts).
+//
+// Every recording method runs on the data path, so none of them builds a string or allocates
+// after warm-up: label values all come from closed sets, each label set maps to an index, and the
+// child (a plain number holder, see prometheus.ts) is looked up in an array by that index. A
+// child is created (and its label string built) the first time its label set is used.
+import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
+import { Registry, type Counter, type CounterFamily, type Gauge, type Histogram } from './prometheus.ts';
+
+export type Direction = 'inbound' | 'outbound';
+export type HttpProtocol = 'http1' | 'h2';
+export type DetectedProtocol = 'http1' | 'h2' | 'tls' | 'opaque';
+export type DetectOutcome =
+  'detected' | 'timeout' | 'opaque-port' | 'cached-opaque' | 'configured' | 'closed';
+
+const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
+const HTTP_PROTOCOLS: readonly HttpProtocol[] = ['http1', 'h2'];
+const DETECTED_PROTOCOLS: readonly DetectedProtocol[] = ['http1', 'h2', 'tls', 'opaque'];
+const DETECT_OUTCOMES: readonly DetectOutcome[] = [
+  'detected',
+  'timeout',
+  'opaque-port',
+  'cached-opaque',
+  'configured',
+  'closed',
+];
+const CLASSIFICATIONS = ['success', 'failure'] as const;
+
+/** Linkerd's latency buckets (1 ms .. 10 s), in seconds: promtool rejects `_ms` metric names. */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 2, 5, 10,
+];
+
+/** status_code slots: 100..599 as themselves, everything else (including 0) as "other". */
+const STATUS_SLOTS = 501;
+const OTHER_STATUS_SLOT = 500;
+
+function indexMap<T extends string>(values: readonly T[]): Record<string, number> {
+  const map: Record<string, number> = Object.create(null);
+  values.forEach((v, i) => (map[v] = i));
+  return map;
+}
+const DETECTED_PROTOCOL_INDEX = indexMap(DETECTED_PROTOCOLS);
+const DETECT_OUTCOME_INDEX = indexMap(DETECT_OUTCOMES);
+const ERROR_REASON_INDEX = indexMap(PROXY_ERROR_REASONS);
+
+function dirIndex(dir: Direction): number {
+  return dir === 'inbound' ? 0 : 1;
+}
+function protoIndex(protocol: HttpProtocol): number {
+  return protocol === 'http1' ? 0 : 1;
+}
+function statusSlot(status: number): number {
+  return status >= 100 && status <= 599 && Number.isInteger(status) ? status - 100 : OTHER_STATUS_SLOT;
+}
+
+/** Lazily created children of one counter family, indexed by the caller's label-set index. */
+class CounterSlots {
+  private readonly family: CounterFamily;
+  private readonly slots: (Counter | undefined)[];
+  private readonly labelsOf: (index: number) => string[];
+  constructor(family: CounterFamily, size: number, labelsOf: (index: number) => string[]) {
+    this.family = family;
+    this.slots = new Array<Counter | undefined>(size).fill(undefined);
+    this.labelsOf = labelsOf;
+  }
+  inc(index: number, by = 1): void {
+    let c = this.slots[index];
+    if (c === undefined) c = this.slots[index] = this.family.labels(...this.labelsOf(index));
+    c.value += by;
+  }
+}
+
+export class ProxyMetrics {
+  private readonly registry = new Registry();
+  private readonly requests: Counter[] = [];
+  private readonly responses: CounterSlots;
+  private readonly latency: Histogram[];
+  private readonly proxyErrors: CounterSlots;
+  private readonly tcpOpens: Counter[];
+  private readonly tcpCloses: Counter[];
+  private readonly tcpOpenConnections: Gauge[];
+  private readonly tcpReadBytes: Counter[];
+  private readonly tcpWriteBytes: Counter[];
+  private readonly detections: CounterSlots;
+
+  constructor(opts: { now?: () => number } = {}) {
+    const now = opts.now ?? Date.now;
+    const r = this.registry;
+
+    const requestTotal = r.counter('trellis_request_total', 'HTTP requests received.', [
+      'direction',
+      'protocol',
+    ]);
+    for (const dir of DIRECTIONS) {
+      for (const protocol of HTTP_PROTOCOLS) this.requests.push(requestTotal.labels(dir, protocol));
+    }
+
+    const responseTotal = r.counter(
+      'trellis_response_total',
+      'HTTP responses finished, by status code ("other" when none was sent) and classification.',
+      ['direction', 'protocol', 'status_code', 'classification'],
+    );
+    this.responses = new CounterSlots(responseTotal, 2 * 2 * STATUS_SLOTS * 2, (i) => {
+      const cls = i % 2;
+      const slot = Math.floor(i / 2) % STATUS_SLOTS;
+      const proto = Math.floor(i / (2 * STATUS_SLOTS)) % 2;
+      const dir = Math.floor(i / (2 * STATUS_SLOTS * 2));
+      const status = slot === OTHER_STATUS_SLOT ? 'other' : String(slot + 100);
+      return [DIRECTIONS[dir]!, HTTP_PROTOCOLS[proto]!, status, CLASSIFICATIONS[cls]!];
+    });
+
+    const latency = r.histogram(
+      'trellis_response_latency_seconds',
+      'Time from the start of an HTTP request to the end of its response.',
+      ['direction'],
+      LATENCY_BUCKETS_SECONDS,
+    );
+    this.latency = DIRECTIONS.map((d) => latency.labels(d));
+
+    const errors = r.counter(
+      'trellis_proxy_errors_total',
+      'Requests or connections the proxy answered or closed itself, by reason.',
+      ['direction', 'reason'],
+    );
+    const reasons = PROXY_ERROR_REASONS.length;
+    this.proxyErrors = new CounterSlots(errors, 2 * reasons, (i) => [
+      DIRECTIONS[Math.floor(i / reasons)]!,
+      PROXY_ERROR_REASONS[i % reasons]!,
+    ]);
+
+    const byDirection = ['direction'];
+    const opens = r.counter('trellis_tcp_open_total', 'TCP connections accepted.', byDirection);
+    const closes = r.counter('trellis_tcp_close_total', 'TCP connections closed.', byDirection);
+    const open = r.gauge('trellis_tcp_open_connections', 'TCP connections currently open.', byDirection);
+    const read = r.counter(
+      'trellis_tcp_read_bytes_total',
+      'Bytes read from accepted connections (closed ones).',
+      byDirection,
+    );
+    const written = r.counter(
+      'trellis_tcp_write_bytes_total',
+      'Bytes written to accepted connections (closed ones).',
+      byDirection,
+    );
+    this.tcpOpens = DIRECTIONS.map((d) => opens.labels(d));
+    this.tcpCloses = DIRECTIONS.map((d) => closes.labels(d));
+    this.tcpOpenConnections = DIRECTIONS.map((d) => open.labels(d));
+    this.tcpReadBytes = DIRECTIONS.map((d) => read.labels(d));
+    this.tcpWriteBytes = DIRECTIONS.map((d) => written.labels(d));
+
+    const detect = r.counter('trellis_detect_total', 'Protocol detection results on accepted connections.', [
+      'direction',
+      'protocol',
+      'outcome',
+    ]);
+    const protocols = DETECTED_PROTOCOLS.length;
+    const outcomes = DETECT_OUTCOMES.length;
+    this.detections = new CounterSlots(detect, 2 * protocols * outcomes, (i) => [
+      DIRECTIONS[Math.floor(i / (protocols * outcomes))]!,
+      DETECTED_PROTOCOLS[Math.floor(i / outcomes) % protocols]!,
+      DETECT_OUTCOMES[i % outcomes]!,
+    ]);
+
+    const startSeconds = (now() - process.uptime() * 1000) / 1000;
+    r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
+      .labels()
+      .set(Math.round(startSeconds * 1000) / 1000);
+    r.counter('process_cpu_seconds_total', 'User and system CPU time spent, in seconds.').labels().collect =
+      () => {
+        const { user, system } = process.cpuUsage();
+        return (user + system) / 1e6;
+      };
+    r.gauge('process_resident_memory_bytes', 'Resident memory size, in bytes.').labels().collect = () =>
+      process.memoryUsage.rss();
+    r.gauge('nodejs_heap_used_bytes', 'V8 heap in use, in bytes.').labels().collect = () =>
+      process.memoryUsage().heapUsed;
+  }
+
+  requestStarted(dir: Direction, protocol: HttpProtocol): void {
+    this.requests[dirIndex(dir) * 2 + protoIndex(protocol)]!.value += 1;
+  }
+
+  /** failed = the request failed (transport error, or grpc-status != 0 for gRPC); status 0 = no response was sent */
+  responseFinished(
+    dir: Direction,
+    protocol: HttpProtocol,
+    status: number,
+    latencyMs: number,
+    failed: boolean,
+  ): void {
+    const d = dirIndex(dir);
+    const slot = statusSlot(status);
+    const failure = failed || slot === OTHER_STATUS_SLOT || status >= 500;
+    this.responses.inc(((d * 2 + protoIndex(protocol)) * STATUS_SLOTS + slot) * 2 + (failure ? 1 : 0));
+    // NaN or negative latencies (a clock step) count as 0 rather than poisoning the sum.
+    this.latency[d]!.observe(latencyMs > 0 ? latencyMs / 1000 : 0);
+  }
+
+  proxyError(dir: Direction, reason: ProxyErrorReason): void {
+    const r = ERROR_REASON_INDEX[reason];
+    if (r !== undefined) this.proxyErrors.inc(dirIndex(dir) * PROXY_ERROR_REASONS.length + r);
+  }
+
+  tcpOpened(dir: Direction): void {
+    const d = dirIndex(dir);
+    this.tcpOpens[d]!.value += 1;
+    this.tcpOpenConnections[d]!.value += 1;
+  }
+
+  /** bytes read from / written to the accepted (client-side) connection */
+  tcpClosed(dir: Direction, bytesRead: number, bytesWritten: number): void {
+    const d = dirIndex(dir);
+    this.tcpCloses[d]!.value += 1;
+    this.tcpOpenConnections[d]!.value -= 1;
+    if (bytesRead > 0) this.tcpReadBytes[d]!.value += bytesRead;
+    if (bytesWritten > 0) this.tcpWriteBytes[d]!.value += bytesWritten;
+  }
+
+  detected(dir: Direction, protocol: DetectedProtocol, outcome: DetectOutcome): void {
+    const p = DETECTED_PROTOCOL_INDEX[protocol];
+    const o = DETECT_OUTCOME_INDEX[outcome];
+    if (p === undefined || o === undefined) return;
+    this.detections.inc((dirIndex(dir) * DETECTED_PROTOCOLS.length + p) * DETECT_OUTCOMES.length + o);
+  }
+
+  /** Prometheus text exposition format 0.0.4. */
+  render(): string {
+    return this.registry.render();
+  }
+}

@@ -1,0 +1,301 @@
+// End-to-end tests of the admin listener (src/proxy/admin/server.ts) on 127.0.0.1:0 and [::1]:0:
+// every endpoint, wrong methods, unknown paths, bad input, failing handlers, and /shutdown from
+// loopback; plus isLoopbackAddress, example-based and property-based.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
+import fc from 'fast-check';
+import { TrellisError } from '../../src/core/errors.ts';
+import { createLogger } from '../../src/core/log.ts';
+import { isLoopbackAddress, startAdmin, type AdminOptions } from '../../src/proxy/admin/server.ts';
+import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
+
+const log = createLogger({ level: 'off' });
+
+async function start(t: { after(fn: () => Promise<void>): void }, overrides: Partial<AdminOptions> = {}) {
+  const state = { ready: false, shutdowns: 0 };
+  const admin = await startAdmin({
+    listen: { host: '127.0.0.1', port: 0 },
+    metrics: new ProxyMetrics(),
+    config: () => ({ adminListen: '127.0.0.1:0', opaquePorts: [25] }),
+    isReady: () => state.ready,
+    onShutdown: () => state.shutdowns++,
+    log,
+    ...overrides,
+  });
+  t.after(() => admin.close());
+  const host = admin.address.host.includes(':') ? `[${admin.address.host}]` : admin.address.host;
+  const base = `http://${host}:${admin.address.port}`;
+  return { admin, state, base };
+}
+
+/** Sends raw bytes and returns everything the server answers before it closes (bounded in time). */
+function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(answer);
+    }, 3000);
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => (answer += d));
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.write(bytes);
+  });
+}
+
+test('GET endpoints: /metrics, /live, /ready, /config', async (t) => {
+  const { state, base } = await start(t);
+
+  const metrics = await fetch(`${base}/metrics`);
+  assert.equal(metrics.status, 200);
+  assert.equal(metrics.headers.get('content-type'), 'text/plain; version=0.0.4; charset=utf-8');
+  assert.match(await metrics.text(), /^# TYPE trellis_request_total counter$/m);
+
+  const live = await fetch(`${base}/live`);
+  assert.equal(live.status, 200);
+  assert.equal(await live.text(), 'live\n');
+
+  const notReady = await fetch(`${base}/ready`);
+  assert.equal(notReady.status, 503);
+  await notReady.text();
+  state.ready = true;
+  const ready = await fetch(`${base}/ready?verbose=1`);
+  assert.equal(ready.status, 200);
+  assert.equal(await ready.text(), 'ready\n');
+
+  const config = await fetch(`${base}/config`);
+  assert.equal(config.status, 200);
+  assert.equal(config.headers.get('content-type'), 'application/json');
+  assert.deepEqual(await config.json(), { adminListen: '127.0.0.1:0', opaquePorts: [25] });
+
+  const head = await fetch(`${base}/live`, { method: 'HEAD' });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), '');
+});
+
+test('unknown paths are 404; wrong methods are 405 with Allow', async (t) => {
+  const { state, base } = await start(t);
+  const missing = await fetch(`${base}/nope`);
+  assert.equal(missing.status, 404);
+  await missing.text();
+
+  const post = await fetch(`${base}/metrics`, { method: 'POST', body: 'x' });
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.get('allow'), 'GET, HEAD');
+  await post.text();
+
+  const get = await fetch(`${base}/shutdown`);
+  assert.equal(get.status, 405);
+  assert.equal(get.headers.get('allow'), 'POST');
+  await get.text();
+  assert.equal(state.shutdowns, 0);
+});
+
+test('POST /shutdown from loopback answers 202 and calls onShutdown once', async (t) => {
+  const { state, base } = await start(t);
+  const first = await fetch(`${base}/shutdown`, { method: 'POST' });
+  assert.equal(first.status, 202);
+  await first.text();
+  const second = await fetch(`${base}/shutdown`, { method: 'POST', body: 'ignored body' });
+  assert.equal(second.status, 202);
+  await second.text();
+  // onShutdown runs once the response has been sent; give the event loop a bounded moment.
+  for (let i = 0; i < 50 && state.shutdowns === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(state.shutdowns, 1);
+});
+
+test('POST /shutdown over IPv6 loopback is allowed too', async (t) => {
+  let started;
+  try {
+    started = await start(t, { listen: { host: '::1', port: 0 } });
+  } catch (err) {
+    t.skip(`no IPv6 loopback: ${(err as Error).message}`);
+    return;
+  }
+  const res = await fetch(`${started.base}/shutdown`, { method: 'POST' });
+  assert.equal(res.status, 202);
+  await res.text();
+  for (let i = 0; i < 50 && started.state.shutdowns === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(started.state.shutdowns, 1);
+});
+
+test('failing handlers answer 500 and bad input 400; the server keeps serving', async (t) => {
+  const { admin, base } = await start(t, {
+    metrics: {
+      render() {
+        throw new Error('render failed');
+      },
+    },
+    config: () => ({ big: 1n }), // JSON.stringify throws on BigInt
+    isReady: () => {
+      throw new Error('probe failed');
+    },
+  });
+  for (const path of ['/metrics', '/config', '/ready']) {
+    const res = await fetch(`${base}${path}`);
+    assert.equal(res.status, 500, path);
+    await res.text();
+  }
+  const garbage = await rawExchange(admin.address.port, 'NOT HTTP AT ALL\r\n\r\n');
+  assert.match(garbage, /^HTTP\/1\.1 400 /);
+  const live = await fetch(`${base}/live`);
+  assert.equal(live.status, 200);
+  await live.text();
+});
+
+// A peer outside loopback: a child process in its own network namespace (unshare -n, root only)
+// puts 198.18.0.1 and 198.18.0.5 on its lo, serves admin on the first and posts from the second.
+const NON_LOOPBACK_SCRIPT = `
+import { request } from 'node:http';
+import { startAdmin } from ${JSON.stringify(new URL('../../src/proxy/admin/server.ts', import.meta.url).href)};
+import { createLogger } from ${JSON.stringify(new URL('../../src/core/log.ts', import.meta.url).href)};
+let shutdowns = 0;
+const admin = await startAdmin({ listen: { host: '198.18.0.1', port: 0 }, metrics: { render: () => '' },
+  config: () => ({}), isReady: () => true, onShutdown: () => shutdowns++, log: createLogger({ level: 'off' }) });
+const status = await new Promise((resolve, reject) => {
+  const req = request({ host: '198.18.0.1', port: admin.address.port, localAddress: '198.18.0.5',
+    method: 'POST', path: '/shutdown' }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+  req.on('error', reject);
+  req.end();
+});
+await new Promise((r) => setTimeout(r, 50));
+await admin.close();
+console.log(JSON.stringify({ status, shutdowns }));
+`;
+
+test('POST /shutdown from a non-loopback peer is refused with 403', (t) => {
+  const r = spawnSync(
+    'unshare',
+    [
+      '-n',
+      'sh',
+      '-c',
+      'ip link set lo up && ip addr add 198.18.0.1/32 dev lo && ip addr add 198.18.0.5/32 dev lo && ' +
+        'exec "$NODE" --input-type=module -e "$SCRIPT"',
+    ],
+    {
+      env: { ...process.env, NODE: process.execPath, SCRIPT: NON_LOOPBACK_SCRIPT },
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  if (r.error !== undefined || (r.status !== 0 && /unshare|Operation not permitted/.test(r.stderr))) {
+    t.skip(`cannot create a network namespace: ${r.error?.message ?? r.stderr.trim()}`);
+    return;
+  }
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout.trim()), { status: 403, shutdowns: 0 });
+});
+
+test('a port already in use is a TrellisError', async (t) => {
+  const { admin } = await start(t);
+  await assert.rejects(
+    startAdmin({
+      listen: { host: '127.0.0.1', port: admin.address.port },
+      metrics: { render: () => '' },
+      config: () => ({}),
+      isReady: () => true,
+      onShutdown: () => {},
+      log,
+    }),
+    (err: unknown) => err instanceof TrellisError && err.code === 'TRELLIS_ERR_ADMIN_LISTEN',
+  );
+});
+
+test('isLoopbackAddress: examples', () => {
+  for (const a of [
+    '127.0.0.1',
+    '127.255.255.254',
+    '::1',
+    '0:0:0:0:0:0:0:1',
+    '::ffff:127.0.0.1',
+    '::ffff:7f00:1',
+  ]) {
+    assert.equal(isLoopbackAddress(a), true, a);
+  }
+  for (const a of [
+    '198.18.0.5',
+    '::ffff:198.18.0.5',
+    '0.0.0.0',
+    '::',
+    '128.0.0.1',
+    '126.255.255.255',
+    '::2',
+    'fe80::1',
+    'localhost',
+    '127.1',
+    '',
+    undefined,
+  ]) {
+    assert.equal(isLoopbackAddress(a), false, String(a));
+  }
+});
+
+/** Reference oracle: the eight 16-bit groups of an IPv6 address (with an optional dotted tail). */
+function expandIPv6(addr: string): number[] {
+  let text = addr.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = text.slice(0, dotted.index) + ((a << 8) | b).toString(16) + ':' + ((c << 8) | d).toString(16);
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
+  const parse = (s: string | undefined) => (s ? s.split(':').map((x) => parseInt(x, 16)) : []);
+  const left = parse(head);
+  const right = parse(tail);
+  return [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+}
+
+test('isLoopbackAddress: properties', () => {
+  const octet = fc.integer({ min: 0, max: 255 });
+  fc.assert(
+    fc.property(octet, octet, octet, (b, c, d) => {
+      assert.equal(isLoopbackAddress(`127.${b}.${c}.${d}`), true);
+      assert.equal(isLoopbackAddress(`::ffff:127.${b}.${c}.${d}`), true);
+    }),
+  );
+  fc.assert(
+    fc.property(
+      octet.filter((a) => a !== 127),
+      octet,
+      octet,
+      octet,
+      (a, b, c, d) => {
+        assert.equal(isLoopbackAddress(`${a}.${b}.${c}.${d}`), false);
+        assert.equal(isLoopbackAddress(`::ffff:${a}.${b}.${c}.${d}`), false);
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(fc.ipV6(), (a) => {
+      const g = expandIPv6(a);
+      const loop = g.slice(0, 7).every((x) => x === 0)
+        ? g[7] === 1
+        : g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff && g[6]! >> 8 === 127;
+      assert.equal(isLoopbackAddress(a), loop, a);
+    }),
+    { numRuns: 500 },
+  );
+  const word = fc.integer({ min: 0, max: 0xffff });
+  fc.assert(
+    fc.property(word, word, (hi, lo) => {
+      const mapped = `::ffff:${hi.toString(16)}:${lo.toString(16)}`;
+      assert.equal(isLoopbackAddress(mapped), hi >> 8 === 127, mapped);
+    }),
+  );
+  fc.assert(
+    fc.property(fc.string(), (s) => {
+      assert.equal(typeof isLoopbackAddress(s), 'boolean');
+    }),
+  );
+});

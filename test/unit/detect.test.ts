@@ -1,0 +1,234 @@
+// Tests for protocol detection: a table of first bytes from real protocols, every prefix of the
+// recognised ones, the maxBytes bound, and fast-check properties that detection never throws and
+// never changes its mind once it has decided.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import fc from 'fast-check';
+import { detectProtocol, type Detection } from '../../src/proxy/detect/detect.ts';
+
+const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+
+/** The first bytes Node's TLS client sends to a plain TCP server on loopback (one record). */
+async function captureClientHello(options: tls.ConnectionOptions): Promise<Buffer> {
+  const server = net.createServer();
+  let client: tls.TLSSocket | undefined;
+  try {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const received = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no ClientHello within 5 s')), 5000);
+      server.once('connection', (socket) => {
+        socket.on('error', () => {});
+        let seen = Buffer.alloc(0);
+        socket.on('data', (chunk: Buffer) => {
+          seen = Buffer.concat([seen, chunk]);
+          if (seen.length >= 5 && seen.length >= 5 + seen.readUInt16BE(3)) {
+            clearTimeout(timer);
+            socket.destroy();
+            resolve(seen.subarray(0, 5 + seen.readUInt16BE(3)));
+          }
+        });
+      });
+    });
+    client = tls.connect({ host: '127.0.0.1', port, ...options });
+    client.on('error', () => {});
+    return await received;
+  } finally {
+    client?.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+const helloPromise = captureClientHello({ servername: 'svc.example', ALPNProtocols: ['h2', 'http/1.1'] });
+
+function bytes(input: string | number[]): Buffer {
+  return typeof input === 'string' ? Buffer.from(input, 'latin1') : Buffer.from(input);
+}
+
+const HTTP1_LINES = [
+  ...['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'].map(
+    (m) => `${m} /a/b?c=d HTTP/1.1\r\n`,
+  ),
+  'CONNECT svc.example:443 HTTP/1.1\r\nHost: svc.example:443\r\n\r\n',
+  'GET http://svc.example:8080/path?q=1 HTTP/1.1\r\nHost: svc.example:8080\r\n\r\n',
+  'OPTIONS * HTTP/1.1\r\n',
+  'GET / HTTP/1.0\n',
+  'PRI * HTTP/1.1\r\n', // starts like the h2 preface, then is not
+  'PROPFIND /dav HTTP/1.1\r\n',
+  '\r\nGET / HTTP/1.1\r\n', // one leading empty line is allowed (RFC 9112 §2.2)
+  'GET / HTTP/1.1\r\nbad header line\r\n\r\n', // the HTTP/1 parser answers 400 later
+  'GET /caf\u00e9 HTTP/1.1\r\n', // raw non-ASCII in the target: malformed but meant as HTTP/1
+];
+
+test('detects each protocol from its first bytes', async () => {
+  const hello = await helloPromise;
+  const table: [string, Buffer, Detection][] = [
+    ['empty', bytes(''), { kind: 'need-more' }],
+    ['h2 preface', bytes(H2_PREFACE), { kind: 'h2' }],
+    [
+      'h2 preface and a SETTINGS frame',
+      bytes(`${H2_PREFACE}\x00\x00\x00\x04\x00\x00\x00\x00\x00`),
+      { kind: 'h2' },
+    ],
+    ['TLS ClientHello from Node', hello, { kind: 'tls', sni: 'svc.example', alpn: ['h2', 'http/1.1'] }],
+    ['SSH banner', bytes('SSH-2.0-OpenSSH_9.6\r\n'), { kind: 'opaque' }],
+    // 'SSH-2.0-' is all token characters: it could still be an HTTP method, so wait for more.
+    ['SSH banner start', bytes('SSH-2.0-'), { kind: 'need-more' }],
+    ['redis inline PING', bytes('PING\r\n'), { kind: 'opaque' }],
+    ['redis RESP PING', bytes('*1\r\n$4\r\nPING\r\n'), { kind: 'opaque' }],
+    ['binary garbage', bytes([0x00, 0xff, 0x13, 0x37, 0x80]), { kind: 'opaque' }],
+    ['SSL 2 style hello', bytes([0x80, 0x2e, 0x01, 0x03, 0x01]), { kind: 'opaque' }],
+    ['HTTP/0.9 request', bytes('GET /\r\n'), { kind: 'opaque' }],
+    ['HTTP/2 request line', bytes('GET / HTTP/2.0\r\n'), { kind: 'opaque' }],
+    ['h2 preface with a wrong tail', bytes('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), { kind: 'opaque' }],
+    ['two spaces after the method', bytes('GET  / HTTP/1.1\r\n'), { kind: 'opaque' }],
+    ['CR without LF', bytes('GET / HTTP/1.1\rX'), { kind: 'opaque' }],
+    ['lower-case version', bytes('GET / http/1.1\r\n'), { kind: 'opaque' }],
+    ['non-token byte in the method', bytes('GE(T / HTTP/1.1\r\n'), { kind: 'opaque' }],
+    ['TLS byte then not TLS', bytes([0x16, 0x04]), { kind: 'opaque' }],
+    ['TLS version 3.5', bytes([0x16, 0x03, 0x05]), { kind: 'opaque' }],
+    ['TLS zero-length record', bytes([0x16, 0x03, 0x01, 0x00, 0x00, 0x01]), { kind: 'opaque' }],
+    ['TLS record over 2^14', bytes([0x16, 0x03, 0x01, 0x40, 0x01, 0x01]), { kind: 'opaque' }],
+    [
+      'TLS record holding no ClientHello',
+      bytes([0x16, 0x03, 0x03, 0x00, 0x30, 0x02]),
+      { kind: 'tls', sni: null, alpn: [] },
+    ],
+    ['one TLS byte', bytes([0x16]), { kind: 'need-more' }],
+    ['TLS record header only', bytes([0x16, 0x03, 0x01, 0x02, 0x00]), { kind: 'need-more' }],
+  ];
+  for (const line of HTTP1_LINES) table.push([JSON.stringify(line), bytes(line), { kind: 'http1' }]);
+  for (const [name, input, expected] of table) {
+    assert.deepEqual(detectProtocol(input), expected, name);
+  }
+});
+
+test('every prefix of a recognised input is need-more or the final answer', async () => {
+  const hello = await helloPromise;
+  const inputs = [...HTTP1_LINES.map((l) => bytes(l)), bytes(H2_PREFACE), hello];
+  for (const input of inputs) {
+    const final = detectProtocol(input);
+    let decidedAt = -1;
+    for (let cut = 0; cut <= input.length; cut++) {
+      const result = detectProtocol(input.subarray(0, cut));
+      if (result.kind === 'need-more') {
+        assert.equal(decidedAt, -1, `need-more at ${cut} after deciding at ${decidedAt}`);
+      } else {
+        assert.deepEqual(
+          result,
+          final,
+          `prefix of ${cut} bytes of ${JSON.stringify(input.toString('latin1').slice(0, 30))}`,
+        );
+        if (decidedAt < 0) decidedAt = cut;
+      }
+    }
+    assert.notEqual(decidedAt, -1);
+  }
+  // Decided as soon as possible: at the end of the request line, at the 24th preface byte.
+  assert.equal(detectProtocol(bytes('GET / HTTP/1.1\r')).kind, 'need-more');
+  assert.equal(detectProtocol(bytes('GET / HTTP/1.1\r\n')).kind, 'http1');
+  assert.equal(detectProtocol(bytes(H2_PREFACE.slice(0, 23))).kind, 'need-more');
+  assert.equal(detectProtocol(hello.subarray(0, hello.length - 1)).kind, 'need-more');
+});
+
+test('decides opaque at the first byte that rules HTTP/1 out', () => {
+  assert.deepEqual(detectProtocol(bytes('G\x00')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes(' GET')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('GET / X')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('GET / HTTP/1.x')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('GET /\x7f')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('\r\r')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('\n\n')), { kind: 'opaque' });
+});
+
+test('never looks past maxBytes', async () => {
+  const longTarget = `GET /${'a'.repeat(100)}`;
+  assert.deepEqual(detectProtocol(bytes(longTarget), 200), { kind: 'need-more' });
+  assert.deepEqual(detectProtocol(bytes(longTarget), longTarget.length), { kind: 'opaque' });
+  // A line end beyond maxBytes is not seen.
+  assert.deepEqual(detectProtocol(bytes(`${longTarget} HTTP/1.1\r\n`), 64), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes(`${longTarget} HTTP/1.1\r\n`), 200), { kind: 'http1' });
+  const longMethod = bytes('A'.repeat(16 * 1024));
+  assert.deepEqual(detectProtocol(longMethod.subarray(0, 16 * 1024 - 1)), { kind: 'need-more' });
+  assert.deepEqual(detectProtocol(longMethod), { kind: 'opaque' }, 'the default maxBytes is 16 KiB');
+  // A ClientHello larger than maxBytes: TLS without SNI/ALPN, decided from its header alone.
+  const hello = await helloPromise;
+  assert.deepEqual(detectProtocol(hello.subarray(0, 9), 64), { kind: 'tls', sni: null, alpn: [] });
+  assert.deepEqual(detectProtocol(hello, hello.length), {
+    kind: 'tls',
+    sni: 'svc.example',
+    alpn: ['h2', 'http/1.1'],
+  });
+  // Nonsense limits fall back to the default instead of throwing.
+  for (const max of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    assert.deepEqual(detectProtocol(bytes('GET / HTTP/1.1\r\n'), max), { kind: 'http1' });
+  }
+});
+
+/** Bytes that go deep into the recognisers: valid inputs, cut, mutated and extended at random. */
+function interestingBytes(hello: Buffer): fc.Arbitrary<Buffer> {
+  const seeds = [...HTTP1_LINES.map((l) => bytes(l)), bytes(H2_PREFACE), hello, bytes('SSH-2.0-x\r\n')];
+  const requestLine = fc
+    .tuple(
+      fc.stringMatching(/^[A-Za-z!#*~-]{0,8}$/),
+      fc.constantFrom(' ', '  ', '\t', ''),
+      fc.stringMatching(/^[/a-z:*]{0,10}$/),
+      fc.constantFrom(' HTTP/1.1', ' HTTP/1.0', ' HTTP/2.0', ' HTTP/1.', ' http/1.1', 'HTTP/1.1', ''),
+      fc.constantFrom('\r\n', '\n', '\r', '\rx', ''),
+    )
+    .map((parts) => bytes(parts.join('')));
+  const mutatedSeed = fc
+    .tuple(fc.constantFrom(...seeds), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean())
+    .map(([seed, at, value, mutate]) => {
+      const copy = Buffer.from(seed);
+      if (mutate) copy[at % copy.length] = value;
+      return copy;
+    });
+  return fc
+    .tuple(
+      fc.oneof(
+        mutatedSeed,
+        requestLine,
+        fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b)),
+      ),
+      fc.uint8Array({ maxLength: 16 }),
+    )
+    .map(([head, tail]) => Buffer.concat([head, tail]));
+}
+
+test('property: never throws, whatever the bytes and maxBytes', () => {
+  const kinds = new Set(['need-more', 'http1', 'h2', 'tls', 'opaque']);
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 2048 }),
+      fc.option(fc.integer({ min: -5, max: 4096 })),
+      (raw, max) => {
+        const result = detectProtocol(Buffer.from(raw), max ?? undefined);
+        assert.ok(kinds.has(result.kind));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('property: once decided, a longer buffer with the same prefix gives the same answer', async () => {
+  const hello = await helloPromise;
+  fc.assert(
+    fc.property(interestingBytes(hello), fc.option(fc.integer({ min: 1, max: 128 })), (input, max) => {
+      const maxBytes = max ?? undefined;
+      // Walk the prefixes (every one for short inputs, in steps for a ClientHello).
+      const step = input.length > 256 ? 13 : 1;
+      let decided: Detection | null = null;
+      for (let cut = 0; cut <= input.length; cut += step) {
+        const result = detectProtocol(input.subarray(0, cut), maxBytes);
+        if (decided !== null) assert.deepEqual(result, decided, `changed at ${cut}`);
+        else if (result.kind !== 'need-more') decided = result;
+      }
+      if (decided !== null) assert.deepEqual(detectProtocol(input, maxBytes), decided);
+    }),
+    { numRuns: 1000 },
+  );
+});

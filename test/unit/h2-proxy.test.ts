@@ -1,0 +1,443 @@
+// The HTTP/2 forwarding path in-process: a front listener hands connections to H2Proxy (as the
+// real listener does after detecting the preface); node:http2 peers play client and upstream.
+import assert from 'node:assert/strict';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { Readable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import { encodeGrpcMessage, forwardableHeaders, proxyErrorResponse } from '../../src/proxy/http/h2-headers.ts';
+import { startProxyHarness, type HarnessOptions, type ProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
+import {
+  collect,
+  connectClient,
+  delay,
+  patternChunk,
+  sha256,
+  startUpstream,
+  type Upstream,
+} from '../fixtures/grpc-h2-peers.ts';
+
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_NO_ERROR,
+} = http2.constants;
+
+const CHUNK = 64 * 1024;
+const LARGE_CHUNKS = 320; // 20 MiB
+/** Bytes a stalled exchange may hold end to end: two 1 MiB stream windows, buffers, slack. */
+const BOUNDED = 6 * 1024 * 1024;
+
+interface Setup {
+  upstream: Upstream;
+  harness: ProxyHarness;
+  client: http2.ClientHttp2Session;
+}
+
+/** An upstream, a proxy in front of it and a client, all cleaned up after the test. */
+async function setup(
+  t: { after(fn: () => Promise<void> | void): void },
+  onStream: Parameters<typeof startUpstream>[0],
+  options: HarnessOptions = {},
+): Promise<Setup> {
+  const upstream = await startUpstream(onStream);
+  const harness = await startProxyHarness({ connTarget: { host: '127.0.0.1', port: upstream.port }, ...options });
+  const client = connectClient(harness.address);
+  t.after(async () => {
+    client.destroy();
+    await harness.close();
+    await upstream.close();
+  });
+  return { upstream, harness, client };
+}
+
+async function waitFor(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(10);
+  }
+}
+
+describe('h2 headers', () => {
+  test('drops connection-specific headers, keeps pseudo-headers and te: trailers', () => {
+    const out = forwardableHeaders({
+      ':method': 'GET',
+      ':path': '/a',
+      ':authority': 'svc',
+      connection: 'close',
+      'keep-alive': '5',
+      'proxy-connection': 'x',
+      'transfer-encoding': 'chunked',
+      upgrade: 'h2c',
+      te: 'trailers',
+      'x-app': 'v',
+    });
+    assert.deepEqual(out, { ':method': 'GET', ':path': '/a', ':authority': 'svc', te: 'trailers', 'x-app': 'v' });
+    assert.equal(forwardableHeaders({ te: 'gzip, trailers' }).te, undefined);
+  });
+
+  test('gRPC error responses are trailers-only 200s with grpc-status and a percent-encoded message', () => {
+    const grpc = proxyErrorResponse('response-timeout', true, 'late: 100%');
+    assert.equal(grpc.body, null);
+    assert.equal(grpc.headers[':status'], 200);
+    assert.equal(grpc.headers['grpc-status'], '4');
+    assert.equal(grpc.headers['grpc-message'], 'late: 100%25');
+    assert.equal(grpc.headers['trellis-proxy-error'], 'response-timeout');
+    assert.equal(proxyErrorResponse('connect-failed', true, '').headers['grpc-status'], '14');
+    assert.equal(proxyErrorResponse('unknown-destination', false, 'x').headers[':status'], 400);
+    assert.equal(encodeGrpcMessage('é\n'), '%C3%A9%0A');
+  });
+});
+
+describe('H2Proxy forwarding', () => {
+  test('forwards headers, bodies and trailers both ways, and 1xx responses', async (t) => {
+    let seen: { headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders } | undefined;
+    const { harness, client } = await setup(t, (stream, headers) => {
+      const chunks: Buffer[] = [];
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      stream.on('trailers', (tr: http2.IncomingHttpHeaders) => (trailers = tr));
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        seen = { headers, body: Buffer.concat(chunks).toString(), trailers };
+        stream.additionalHeaders({ ':status': 103, link: '</style.css>; rel=preload' });
+        stream.respond({ ':status': 201, 'x-upstream': 'u1' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc', 'grpc-status': '0' }));
+        stream.end(`echo:${seen.body}`);
+      });
+    });
+    const req = client.request(
+      { ':method': 'POST', ':path': '/items?q=1', ':authority': 'svc.example:80', 'x-request': 'r1', te: 'trailers' },
+      { waitForTrailers: true },
+    );
+    req.on('wantTrailers', () => req.sendTrailers({ 'x-request-trailer': 't1' }));
+    req.end('hello');
+    const res = await collect(req);
+
+    assert.equal(seen?.headers[':method'], 'POST');
+    assert.equal(seen?.headers[':path'], '/items?q=1');
+    assert.equal(seen?.headers[':authority'], 'svc.example:80');
+    assert.equal(seen?.headers['x-request'], 'r1');
+    assert.equal(seen?.headers.te, 'trailers');
+    assert.equal(seen?.body, 'hello');
+    assert.equal(seen?.trailers?.['x-request-trailer'], 't1');
+    assert.equal(res.headers?.[':status'], 201);
+    assert.equal(res.headers?.['x-upstream'], 'u1');
+    assert.deepEqual(
+      res.informational.map((h) => h[':status']),
+      [103],
+    );
+    assert.equal(res.body.toString(), 'echo:hello');
+    assert.equal(res.trailers?.['x-checksum'], 'abc');
+    assert.equal(res.rstCode, NGHTTP2_NO_ERROR);
+
+    await waitFor(() => harness.accessLog.entries.length === 1, 'the access log entry');
+    assert.equal(harness.metrics.started, 1);
+    assert.deepEqual(
+      harness.metrics.finished.map((f) => [f.status, f.failed]),
+      [[201, false]],
+    );
+    const entry = harness.accessLog.entries[0]!;
+    assert.equal(entry.protocol, 'h2');
+    assert.equal(entry.path, '/items?q=1');
+    assert.equal(entry.authority, 'svc.example:80');
+    assert.equal(entry.bytesIn, 5);
+    assert.equal(entry.bytesOut, 10);
+    assert.equal(entry.error, undefined);
+  });
+
+  test('a headers-only request and a trailers-only response pass through', async (t) => {
+    const { client } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5' }, { endStream: true });
+    });
+    const res = await collect(client.request({ ':path': '/only-headers' }, { endStream: true }));
+    assert.equal(res.headers?.['grpc-status'], '5');
+    assert.equal(res.body.length, 0);
+    assert.equal(res.rstCode, NGHTTP2_NO_ERROR);
+  });
+
+  test('streams a 20 MiB request body with bounded buffering while the upstream stalls', async (t) => {
+    let pulled = 0;
+    let pulledWhileStalled = -1;
+    let received: string | undefined;
+    const { client } = await setup(t, (stream) => {
+      setTimeout(() => {
+        pulledWhileStalled = pulled * CHUNK;
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () => {
+          received = sha256(chunks);
+          stream.respond({ ':status': 200 });
+          stream.end(String(Buffer.concat(chunks).length));
+        });
+      }, 500);
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/upload' });
+    const body = Readable.from(
+      (function* () {
+        for (let i = 0; i < LARGE_CHUNKS; i++) {
+          pulled++;
+          yield patternChunk(i, CHUNK);
+        }
+      })(),
+    );
+    body.pipe(req);
+    const res = await collect(req);
+    const expected = sha256(Array.from({ length: LARGE_CHUNKS }, (_, i) => patternChunk(i, CHUNK)));
+    assert.ok(pulledWhileStalled > 0, 'some body was sent before the upstream read');
+    assert.ok(pulledWhileStalled < BOUNDED, `client wrote ${pulledWhileStalled} bytes into a stalled upstream`);
+    assert.equal(res.body.toString(), String(LARGE_CHUNKS * CHUNK));
+    assert.equal(received, expected);
+  });
+
+  test('streams a 20 MiB response body with bounded buffering while the client stalls', async (t) => {
+    let pulled = 0;
+    const { client } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200 });
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < LARGE_CHUNKS; i++) {
+            pulled++;
+            yield patternChunk(i, CHUNK);
+          }
+        })(),
+      ).pipe(stream);
+    });
+    const req = client.request({ ':path': '/download' }, { endStream: true });
+    req.on('error', () => {});
+    await new Promise((resolve) => req.once('response', resolve));
+    await delay(500); // not reading: flow control must stop the upstream
+    const pulledWhileStalled = pulled * CHUNK;
+    const res = await collect(req);
+    assert.ok(pulledWhileStalled > 0);
+    assert.ok(pulledWhileStalled < BOUNDED, `upstream wrote ${pulledWhileStalled} bytes towards a stalled client`);
+    assert.equal(res.body.length, LARGE_CHUNKS * CHUNK);
+    assert.equal(
+      sha256([res.body]),
+      sha256(Array.from({ length: LARGE_CHUNKS }, (_, i) => patternChunk(i, CHUNK))),
+    );
+  });
+});
+
+describe('H2Proxy resets', () => {
+  test('an upstream reset mid-response reaches the client with the same code', async (t) => {
+    const { harness, client } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200 });
+      // More than the flow-control window, so the reset overtakes the end of the body.
+      stream.write(Buffer.alloc(4 << 20));
+      stream.close(NGHTTP2_ENHANCE_YOUR_CALM);
+    });
+    const res = await collect(client.request({ ':path': '/r' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 200);
+    assert.equal(res.rstCode, NGHTTP2_ENHANCE_YOUR_CALM);
+    await waitFor(() => harness.metrics.finished.length === 1, 'metrics');
+    assert.equal(harness.metrics.finished[0]!.failed, true);
+  });
+
+  test('an upstream REFUSED_STREAM before any response stays REFUSED_STREAM', async (t) => {
+    const { client } = await setup(t, (stream) => stream.close(NGHTTP2_REFUSED_STREAM));
+    const res = await collect(client.request({ ':path': '/refused' }, { endStream: true }));
+    assert.equal(res.headers, undefined);
+    assert.equal(res.rstCode, NGHTTP2_REFUSED_STREAM);
+  });
+
+  test('a client cancel closes the upstream stream with CANCEL', async (t) => {
+    let upstreamClosed!: (code: number | undefined) => void;
+    const upstreamCode = new Promise<number | undefined>((resolve) => (upstreamClosed = resolve));
+    const { client } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.write('first');
+      stream.once('close', () => upstreamClosed(stream.rstCode));
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/long' });
+    req.on('error', () => {});
+    req.write('some');
+    await new Promise((resolve) => req.once('data', resolve));
+    req.close(NGHTTP2_CANCEL);
+    assert.equal(await upstreamCode, NGHTTP2_CANCEL);
+  });
+
+  test('an upstream connection dying before the response is a 502 upstream-reset', async (t) => {
+    const { harness, client } = await setup(t, (stream) => stream.session?.destroy());
+    const res = await collect(client.request({ ':path': '/die' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 502);
+    assert.equal(res.headers?.['trellis-proxy-error'], 'upstream-reset');
+    await waitFor(() => harness.metrics.errors.includes('upstream-reset'), 'the proxy error metric');
+  });
+
+  test('an upstream connection dying mid-response resets the client stream', async (t) => {
+    const { client } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200 });
+      // Cut the TCP connection: no RST_STREAM, no GOAWAY.
+      stream.write('partial', () => setTimeout(() => stream.session?.socket.destroy(), 20));
+    });
+    const res = await collect(client.request({ ':path': '/die-late' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 200);
+    assert.equal(res.rstCode, NGHTTP2_INTERNAL_ERROR);
+  });
+});
+
+describe('H2Proxy made-up responses', () => {
+  async function deadTarget(): Promise<number> {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port; // nothing listens there now: connections are refused
+  }
+
+  test('connection refused: 502 connect-failed, and grpc-status 14 for gRPC', async (t) => {
+    const harness = await startProxyHarness({ connTarget: { host: '127.0.0.1', port: await deadTarget() } });
+    const client = connectClient(harness.address);
+    t.after(async () => {
+      client.destroy();
+      await harness.close();
+    });
+    const plain = await collect(client.request({ ':method': 'POST', ':path': '/x' }, { endStream: true }));
+    assert.equal(plain.headers?.[':status'], 502);
+    assert.equal(plain.headers?.['trellis-proxy-error'], 'connect-failed');
+    assert.match(plain.body.toString(), /ECONNREFUSED/);
+
+    const req = client.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc' });
+    req.end(Buffer.from([0, 0, 0, 0, 0]));
+    const grpc = await collect(req);
+    assert.equal(grpc.headers?.[':status'], 200);
+    assert.equal(grpc.headers?.['grpc-status'], '14');
+    assert.equal(grpc.headers?.['trellis-proxy-error'], 'connect-failed');
+    assert.ok(String(grpc.headers?.['grpc-message']).length > 0);
+    assert.equal(grpc.rstCode, NGHTTP2_NO_ERROR);
+    await waitFor(() => harness.metrics.finished.length === 2, 'metrics');
+    assert.deepEqual(harness.metrics.errors, ['connect-failed', 'connect-failed']);
+    assert.ok(harness.metrics.finished.every((f) => f.failed));
+  });
+
+  test('no route: 400 unknown-destination', async (t) => {
+    const harness = await startProxyHarness({ route: () => null });
+    const client = connectClient(harness.address);
+    t.after(async () => {
+      client.destroy();
+      await harness.close();
+    });
+    const res = await collect(client.request({ ':path': '/', ':authority': 'nowhere' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 400);
+    assert.equal(res.headers?.['trellis-proxy-error'], 'unknown-destination');
+  });
+
+  test('no response headers in time: 504 response-timeout, DEADLINE_EXCEEDED for gRPC, upstream cancelled', async (t) => {
+    const upstreamCodes: (number | undefined)[] = [];
+    const { client, harness } = await setup(
+      t,
+      (stream) => stream.once('close', () => upstreamCodes.push(stream.rstCode)),
+      { responseTimeoutMs: 150 },
+    );
+    const plain = await collect(client.request({ ':path': '/slow' }, { endStream: true }));
+    assert.equal(plain.headers?.[':status'], 504);
+    assert.equal(plain.headers?.['trellis-proxy-error'], 'response-timeout');
+    const grpc = await collect(
+      client.request({ ':path': '/pkg.Svc/Slow', 'content-type': 'application/grpc+proto' }, { endStream: true }),
+    );
+    assert.equal(grpc.headers?.['grpc-status'], '4');
+    await waitFor(() => upstreamCodes.length === 2, 'the upstream streams to close');
+    assert.deepEqual(upstreamCodes, [NGHTTP2_CANCEL, NGHTTP2_CANCEL]);
+    assert.deepEqual(harness.metrics.errors, ['response-timeout', 'response-timeout']);
+  });
+});
+
+describe('H2Proxy sessions', () => {
+  test('drain sends GOAWAY and lets the in-flight stream finish', async (t) => {
+    const { harness, client } = await setup(t, (stream) => {
+      setTimeout(() => {
+        stream.respond({ ':status': 200 });
+        stream.end('done');
+      }, 200);
+    });
+    let goaway = false;
+    client.on('goaway', () => (goaway = true));
+    const inFlight = collect(client.request({ ':path': '/in-flight' }, { endStream: true }));
+    await delay(50);
+    const drained = harness.proxy.drain(5000);
+    const res = await inFlight;
+    assert.equal(res.headers?.[':status'], 200);
+    assert.equal(res.body.toString(), 'done');
+    await drained;
+    assert.ok(goaway, 'the client received GOAWAY');
+    assert.equal(harness.proxy.sessionCount, 0);
+  });
+
+  test('after an upstream GOAWAY new streams use a fresh session and in-flight ones finish', async (t) => {
+    let first = true;
+    const { client, upstream } = await setup(t, (stream) => {
+      if (first) {
+        first = false;
+        stream.session?.close(); // graceful GOAWAY: this stream may still finish
+        setTimeout(() => {
+          stream.respond({ ':status': 200 });
+          stream.end('old');
+        }, 150);
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end('new');
+    });
+    const inFlight = collect(client.request({ ':path': '/1' }, { endStream: true }));
+    await delay(50);
+    const next = await collect(client.request({ ':path': '/2' }, { endStream: true }));
+    assert.equal(next.body.toString(), 'new');
+    assert.equal((await inFlight).body.toString(), 'old');
+    assert.equal(upstream.sessionsAccepted, 2);
+  });
+
+  test('many concurrent streams share one upstream session', async (t) => {
+    const { client, upstream } = await setup(t, (stream, headers) => {
+      stream.respond({ ':status': 200 });
+      stream.end(String(headers[':path']));
+    });
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => collect(client.request({ ':path': `/${i}` }, { endStream: true }))),
+    );
+    assert.deepEqual(
+      results.map((r) => r.body.toString()),
+      Array.from({ length: 50 }, (_, i) => `/${i}`),
+    );
+    assert.equal(upstream.sessionsAccepted, 1);
+  });
+
+  test('idle sessions are closed on both sides', async (t) => {
+    let upstreamSessionClosed = false;
+    const { harness, client, upstream } = await setup(
+      t,
+      (stream) => {
+        stream.session?.once('close', () => (upstreamSessionClosed = true));
+        stream.respond({ ':status': 204 });
+      },
+      { idleTimeoutMs: 150 },
+    );
+    let clientClosed = false;
+    client.once('close', () => (clientClosed = true));
+    const res = await collect(client.request({ ':path': '/' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 204);
+    await waitFor(() => clientClosed && upstreamSessionClosed, 'idle sessions to close');
+    assert.equal(harness.proxy.sessionCount, 0);
+    assert.equal(upstream.sessionsAccepted, 1);
+  });
+
+  test('a peer that breaks the protocol loses its connection, and the proxy keeps serving', async (t) => {
+    const { harness } = await setup(t, (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    const bad = net.connect(harness.port, '127.0.0.1');
+    bad.on('error', () => {});
+    const closed = new Promise((resolve) => bad.once('close', resolve));
+    bad.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    bad.write(Buffer.from([0, 0, 4, 0xff, 0, 0, 0, 0, 1, 1, 2, 3, 4])); // DATA-sized junk, wrong framing
+    bad.write(Buffer.alloc(64, 0xee));
+    await closed;
+    const client = connectClient(harness.address);
+    after(() => client.destroy());
+    const res = await collect(client.request({ ':path': '/' }, { endStream: true }));
+    assert.equal(res.body.toString(), 'ok');
+  });
+});
