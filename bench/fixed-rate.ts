@@ -53,7 +53,6 @@ interface Conn {
   socket: Socket;
   buf: Buffer;
   inFlight: Pending | undefined;
-  sentAt: number;
 }
 
 function run(o: Options): Promise<FixedRateResult> {
@@ -93,10 +92,10 @@ function run(o: Options): Promise<FixedRateResult> {
     };
     const dispatch = (): void => {
       while (queue.length > 0 && idle.length > 0) {
-        const c = idle.pop()!;
+        // Oldest idle connection first, so that the load is spread over all of them.
+        const c = idle.shift()!;
         if (c.socket.destroyed) continue;
         c.inFlight = queue.shift()!;
-        c.sentAt = performance.now();
         c.socket.write(request);
       }
     };
@@ -106,7 +105,6 @@ function run(o: Options): Promise<FixedRateResult> {
         socket: connect({ host: o.host, port: o.port }),
         buf: Buffer.alloc(0),
         inFlight: undefined,
-        sentAt: 0,
       };
       conns.add(c);
       c.socket.setNoDelay(true);

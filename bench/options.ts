@@ -33,9 +33,9 @@ export interface BenchOptions {
 const HELP = `Usage: npm run bench -- [options]     (or: node bench/run.ts [options])
 
   --duration S            measured throughput seconds per target (BENCH_DURATION, default 12)
-  --warmup S              unmeasured load before each run        (BENCH_WARMUP, default 2)
+  --warmup S              unmeasured load before the 1st round   (BENCH_WARMUP, default 2)
   --latency-duration S    latency seconds per target             (BENCH_LATENCY_DURATION, default 12)
-  --rounds N              rounds each run is split into          (BENCH_ROUNDS, default 3)
+  --rounds N              rounds each run is split into          (BENCH_ROUNDS, default 4)
   --rate N                requests/s of the latency run          (BENCH_RATE, default 1000)
   --connections N         wrk connections                        (BENCH_CONNECTIONS, default 50)
   --only a,b              proxies: ${ALL_PROXIES.join(',')}  (BENCH_PROXIES, default all)
@@ -67,8 +67,10 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     const raw = flag ?? env[envName];
     if (raw === undefined || raw === '') return fallback;
     const n = Number(raw.replace(/s$/, ''));
-    if (!Number.isFinite(n) || n <= 0)
-      throw new Error(`${envName}/--option must be a positive number, got '${raw}'`);
+    if (!Number.isFinite(n) || n <= 0) {
+      const source = flag !== undefined ? `--${envName.slice(6).toLowerCase().replace('_', '-')}` : envName;
+      throw new Error(`${source} must be a positive number, got '${raw}'`);
+    }
     return n;
   };
   const only = (values.only ?? env['BENCH_PROXIES'] ?? ALL_PROXIES.join(','))
@@ -85,7 +87,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     durationS: num(values.duration, 'BENCH_DURATION', quick ? 3 : 12),
     warmupS: num(values.warmup, 'BENCH_WARMUP', quick ? 1 : 2),
     latencyDurationS: num(values['latency-duration'], 'BENCH_LATENCY_DURATION', quick ? 3 : 12),
-    rounds: Math.round(num(values.rounds, 'BENCH_ROUNDS', 3)),
+    rounds: Math.round(num(values.rounds, 'BENCH_ROUNDS', 4)),
     rate: num(values.rate, 'BENCH_RATE', 1000),
     connections: Math.round(num(values.connections, 'BENCH_CONNECTIONS', 50)),
     latencyConnections: 32,

@@ -16,10 +16,12 @@ export interface Started {
 }
 
 const registry = new Set<Started>();
+let shuttingDown = false;
 const OUTPUT_LIMIT = 64 * 1024;
 
 /** Starts `argv` pinned to `cpu` (or unpinned when cpu is undefined). */
 export function startPinned(name: string, cpu: number | undefined, argv: readonly string[]): Started {
+  if (shuttingDown) throw new Error(`${name}: not started, the benchmark is stopping`);
   const [cmd, ...args] = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv];
   const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -58,8 +60,9 @@ export async function stop(p: Started, graceMs = 2000): Promise<void> {
   registry.delete(p);
 }
 
-/** Stops every process still running; safe to call more than once. */
+/** Stops every process still running and refuses to start new ones; safe to call again. */
 export async function stopAll(): Promise<void> {
+  shuttingDown = true;
   await Promise.all([...registry].map((p) => stop(p, 1000)));
 }
 

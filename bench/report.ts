@@ -17,7 +17,7 @@ export interface Ratios {
 export interface HttpRow {
   readonly name: string;
   error?: string;
-  /** wrk: req/s is the median over the rounds below. */
+  /** wrk: req/s is the best of the rounds below (rpsMedian their median). */
   throughput?: WrkResult;
   throughputRounds?: WrkResult[];
   /** Per throughput round: CPU time others and the hypervisor took from the proxy's CPU. */
@@ -149,7 +149,7 @@ export function markdown(r: ReportInput): string {
       .map(([k, v]) => `${k} ${v}`)
       .join('; ')}.`,
     `Throughput: wrk -t1 -c${s['connections']}, ${s['durationS']} s per target in ${s['rounds']} interleaved rounds ` +
-      `(after ${s['warmupS']} s warm-up); req/s is the median round. ` +
+      `(after ${s['warmupS']} s warm-up); req/s is the best round. ` +
       `Latency: open-loop ${s['rate']} req/s over ${s['latencyConnections']} connections, ${s['latencyDurationS']} s per ` +
       `target in ${s['rounds']} rounds; each percentile is the median round. ` +
       `Proxy pinned to CPU ${s['proxyCpu'] ?? '-'}, upstream and load generators to CPU ${s['loadCpu'] ?? '-'}.`,

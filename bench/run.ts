@@ -200,6 +200,10 @@ function versions(tools: Tools): Record<string, string> {
     nginx: /nginx\/(\S+)/.exec(nginxV)?.[1] ?? nginxV,
     wrk: /wrk (\S+)/.exec(firstLine(tools.wrk, ['-v']))?.[1] ?? 'unknown',
     trellis: gitCommit ? `git ${gitCommit}` : 'unknown',
+    trellisCommand: targets
+      .trellisCommand(tools)
+      .map((part) => part.replace(targets.REPO_ROOT + '/', ''))
+      .join(' '),
   };
 }
 

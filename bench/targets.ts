@@ -160,8 +160,7 @@ export async function startTrellis(
 ): Promise<Target> {
   const name = kind === 'inbound' ? 'trellis' : 'trellis-opaque';
   const argv = [
-    tools.node,
-    join(REPO_ROOT, 'src/cli/main.ts'),
+    ...trellisCommand(tools),
     'proxy',
     '--outbound-listen',
     '127.0.0.1:0',
@@ -219,6 +218,15 @@ function portOf(hostPort: string): number {
   const port = Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
   if (!Number.isInteger(port) || port <= 0) throw new Error(`not HOST:PORT: ${hostPort}`);
   return port;
+}
+
+/**
+ * How trellis is started: bin/trellis, the launcher users run (compiled dist/ when built, with its
+ * Node flags), else the TypeScript entry point with the repository's Node.
+ */
+export function trellisCommand(tools: Tools): string[] {
+  const launcher = join(REPO_ROOT, 'bin/trellis');
+  return existsSync(launcher) ? [launcher] : [tools.node, join(REPO_ROOT, 'src/cli/main.ts')];
 }
 
 /** The Node to run trellis with: the repository's Node 24 when installed, else this one. */

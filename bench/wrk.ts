@@ -6,6 +6,8 @@ export interface WrkResult {
   readonly requests: number;
   readonly durationS: number;
   readonly rps: number;
+  /** Only on rounds combined: the median round's req/s (rps is then the best round's). */
+  readonly rpsMedian?: number;
   readonly socketErrors: number;
   readonly non2xx: number;
   readonly timeouts: number;

@@ -1,6 +1,7 @@
 // `trellis proxy`: runs the data-plane proxy. Flags override the YAML file given by --config;
 // every flag corresponds to a field of the configuration schema (src/proxy/config.ts).
-import { readConfigFile, validateProxyConfig } from '../proxy/config.ts';
+import { type ProxyConfig, readConfigFile, validateProxyConfig } from '../proxy/config.ts';
+import { ConfigError } from '../core/errors.ts';
 import { startProxy } from '../proxy/proxy.ts';
 import { createLogger } from '../core/log.ts';
 import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
@@ -115,16 +116,45 @@ export async function run(argv: string[]): Promise<number> {
     if (spec.name === 'opaque-ports') v = (v as string[]).map((p) => (/^\d+$/.test(p) ? Number(p) : p));
     setPath(raw, spec.path, v);
   }
-  if (values.has('destination')) {
+  // Destinations from flags come after those of the file; a file whose destinations are not a
+  // list is left as it is, for validation to name.
+  const fileDestinations = raw.destinations ?? [];
+  if (values.has('destination') && Array.isArray(fileDestinations)) {
     const extra = (values.get('destination') as string[]).map(parseDestinationFlag);
-    raw.destinations = [...((raw.destinations as unknown[]) ?? []), ...extra];
+    raw.destinations = [...(fileDestinations as unknown[]), ...extra];
   }
-  const config = validateProxyConfig(raw);
+  const fromFlags = (field: string): string | null => {
+    for (const spec of FLAGS) {
+      if (spec.path === undefined || !values.has(spec.name)) continue;
+      if (field === spec.path || field.startsWith(spec.path + '.')) return `--${spec.name}`;
+    }
+    const m = /^destinations\.(\d+)(\.|$)/.exec(field);
+    if (m !== null && Array.isArray(fileDestinations) && Number(m[1]) >= fileDestinations.length) {
+      return '--destination';
+    }
+    return null;
+  };
+  let config: ProxyConfig;
+  try {
+    config = validateProxyConfig(raw);
+  } catch (err) {
+    // Name the flag the user typed rather than the setting it fills in.
+    const flag = err instanceof ConfigError ? fromFlags(err.field) : null;
+    if (flag === null) throw err;
+    const e = err as ConfigError;
+    throw new ConfigError(flag, `${e.message.slice(e.field.length + 2)} (${e.field})`);
+  }
   const log = createLogger({ level: config.log.level }).child({ component: 'proxy' });
   let proxyRef: { shutdown(): Promise<void> } | null = null;
   const stop = () => {
     log.info('draining', { graceMs: config.timeouts.drainGraceMs });
-    void proxyRef?.shutdown().then(() => process.exit(0));
+    void proxyRef?.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('drain failed', { error: err });
+        process.exit(1);
+      },
+    );
   };
   const proxy = await startProxy(config, log, stop);
   proxyRef = proxy;
@@ -138,6 +168,7 @@ export async function run(argv: string[]): Promise<number> {
 /** LISTEN=TARGET[/PROTOCOL] */
 function parseDestinationFlag(s: string): Record<string, string> {
   const eq = s.indexOf('=');
+  if (eq === -1) throw new ConfigError('--destination', `expected LISTEN=TARGET[/PROTOCOL], got '${s}'`);
   const [target, protocol] = s.slice(eq + 1).split('/');
   const d: Record<string, string> = { listen: s.slice(0, eq), target: target ?? '' };
   if (protocol !== undefined) d.protocol = protocol;

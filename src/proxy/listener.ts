@@ -28,11 +28,12 @@ const MAX_DETECT_BYTES = 16 * 1024;
 export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net.Server> {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => {
     rt.metrics.tcpOpened(spec.direction);
-    rt.connections.add(socket);
-    socket.once('close', () => {
-      rt.connections.delete(socket);
+    const onClose = () => {
+      if (!rt.connections.delete(socket)) return;
       rt.metrics.tcpClosed(spec.direction, socket.bytesRead, socket.bytesWritten);
-    });
+    };
+    rt.connections.set(socket, onClose);
+    socket.on('close', onClose);
     socket.on('error', () => {});
     if (rt.draining) {
       socket.destroy();
@@ -69,10 +70,15 @@ export function dispatch(
   }
   let buf = initial;
   let timer: NodeJS.Timeout | null = null;
-  const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
+  const stopDetecting = () => {
     if (timer !== null) clearTimeout(timer);
+    timer = null;
     socket.removeListener('data', onData);
     socket.removeListener('end', onEnd);
+    socket.removeListener('close', onClose);
+  };
+  const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
+    stopDetecting();
     handle(rt, dir, socket, target, protocol, outcome, buf);
   };
   const decide = (): boolean => {
@@ -88,15 +94,21 @@ export function dispatch(
   };
   const onEnd = () => {
     // The client finished sending before we could tell: forward what there is as opaque bytes.
-    if (timer !== null) clearTimeout(timer);
-    socket.removeListener('data', onData);
+    stopDetecting();
     rt.metrics.detected(dir, 'opaque', 'closed');
     if (target === null) socket.destroy();
     else handle(rt, dir, socket, target, 'opaque', null, buf);
   };
+  const onClose = () => {
+    // Reset (or destroyed) while undecided: nothing to forward, and nothing learnt about the
+    // destination (a TCP probe that connects and resets must not mark it opaque).
+    stopDetecting();
+    rt.metrics.detected(dir, 'opaque', 'closed');
+  };
   if (decide()) return;
   socket.on('data', onData);
   socket.on('end', onEnd);
+  socket.on('close', onClose);
   if (rt.config.detect.timeoutMs > 0) {
     timer = setTimeout(() => {
       timer = null;

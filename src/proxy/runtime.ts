@@ -1,6 +1,7 @@
 // The state one proxy process shares between its listeners: configuration, telemetry, upstream
 // pools, the HTTP/2 forwarders, the opaque-destination cache, and what drain needs to find.
-import type net from 'node:net';
+import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { ProxyConfig } from './config.ts';
 import type { Logger } from '../core/log.ts';
 import type { Direction } from './telemetry/metrics.ts';
@@ -24,11 +25,14 @@ export class ProxyRuntime {
   readonly pool: UpstreamPool;
   readonly opaquePorts: ReadonlySet<number>;
   readonly opaqueCache: ExpiringSet;
-  readonly connections = new Set<net.Socket>();
+  /** Accepted connections still open, each with what must run when it closes (see trackAgain). */
+  readonly connections = new Map<net.Socket, () => void>();
   readonly h1Sessions = new Set<H1Session>();
   /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
   readonly ownPorts = new Set<number>();
   draining = false;
+  /** This host's interface addresses (canonical), for loop detection. */
+  private readonly interfaceAddresses: ReadonlySet<string> = ownInterfaceAddresses();
   private readonly h2Proxies: Record<Direction, Promise<H2Proxy> | null> = { inbound: null, outbound: null };
   private readonly h1Contexts: Record<Direction, H1Context>;
 
@@ -88,6 +92,7 @@ export class ProxyRuntime {
       pool: this.pool,
       route: (head, connTarget) => this.routeRequest(head, connTarget),
       tunnel: (socket, target, initial) => {
+        this.trackAgain(socket);
         if (this.isLoop(target)) {
           this.metrics.proxyError(direction, 'loop-detected');
           socket.destroy();
@@ -95,10 +100,24 @@ export class ProxyRuntime {
         }
         dispatch(this, direction, socket, target, 'auto', initial);
       },
-      splice: (down, up, toUp, toDown) => splice(down, up, toUp, toDown),
+      splice: (down, up, toUp, toDown) => {
+        this.trackAgain(down);
+        splice(down, up, toUp, toDown);
+      },
       isDraining: () => this.draining,
       sessionClosed: (s) => this.h1Sessions.delete(s),
     };
+  }
+
+  /**
+   * Re-arms the close accounting of an accepted connection (metrics, the drain's count) after a
+   * handler that hands the socket over (CONNECT, upgrade) removed its 'close' listeners.
+   */
+  trackAgain(socket: net.Socket): void {
+    const onClose = this.connections.get(socket);
+    if (onClose === undefined || socket.listeners('close').includes(onClose)) return;
+    if (socket.closed) onClose();
+    else socket.on('close', onClose);
   }
 
   /** HTTP/1 routing: the connection's destination wins; else the absolute-form URI; else Host. */
@@ -147,10 +166,18 @@ export class ProxyRuntime {
     return t;
   }
 
+  /**
+   * Whether a target is one of the proxy's own listeners: one of its ports on an address of this
+   * host, however it is spelled (LOCALHOST., 127.1, 2130706433, ::ffff:127.0.0.1, an interface
+   * address). Sending there would make the proxy call itself without end.
+   */
   isLoop(t: Target): boolean {
     if (!this.ownPorts.has(t.port)) return false;
-    const h = t.host;
-    return h === 'localhost' || h.startsWith('127.') || h === '::1' || h === '0.0.0.0' || h === '::';
+    const host = canonicalHost(t.host);
+    if (host === 'localhost' || host.endsWith('.localhost')) return true;
+    const family = net.isIP(host);
+    if (family === 0) return false;
+    return THIS_HOST.check(host, family === 4 ? 'ipv4' : 'ipv6') || this.interfaceAddresses.has(host);
   }
 
   /** Stops new work and lets in-flight work finish; resolves when done or after graceMs. */
@@ -166,7 +193,41 @@ export class ProxyRuntime {
       await new Promise((r) => setTimeout(r, 50));
     }
     await h2Done;
-    for (const c of this.connections) c.destroy();
+    for (const c of this.connections.keys()) c.destroy();
     await this.accessLog?.close();
   }
+}
+
+/** Addresses that always mean this host. IPv4-mapped IPv6 addresses match the IPv4 rules. */
+const THIS_HOST = new net.BlockList();
+THIS_HOST.addSubnet('127.0.0.0', 8, 'ipv4');
+THIS_HOST.addAddress('0.0.0.0', 'ipv4');
+THIS_HOST.addAddress('::1', 'ipv6');
+THIS_HOST.addAddress('::', 'ipv6');
+
+/**
+ * A host as the resolver will understand it: lower case, no trailing dot, IPv4 shorthand
+ * (127.1, 0x7f.1, 2130706433) and IPv6 spelled the WHATWG URL way, without brackets.
+ */
+function canonicalHost(host: string): string {
+  let h = host.toLowerCase();
+  try {
+    h = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`).hostname;
+  } catch {
+    // not a URL host (a zone id, stray characters): compare it as given
+  }
+  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+  return h.endsWith('.') ? h.slice(0, -1) : h;
+}
+
+function ownInterfaceAddresses(): Set<string> {
+  const out = new Set<string>();
+  try {
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) out.add(canonicalHost(a.address));
+    }
+  } catch {
+    // no interface list (a restricted sandbox): the fixed addresses above still apply
+  }
+  return out;
 }

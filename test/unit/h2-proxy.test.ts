@@ -4,8 +4,12 @@ import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
-import { after, describe, test } from 'node:test';
-import { encodeGrpcMessage, forwardableHeaders, proxyErrorResponse } from '../../src/proxy/http/h2-headers.ts';
+import { describe, test } from 'node:test';
+import {
+  encodeGrpcMessage,
+  forwardableHeaders,
+  proxyErrorResponse,
+} from '../../src/proxy/http/h2-headers.ts';
 import { startProxyHarness, type HarnessOptions, type ProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
 import {
   collect,
@@ -43,7 +47,10 @@ async function setup(
   options: HarnessOptions = {},
 ): Promise<Setup> {
   const upstream = await startUpstream(onStream);
-  const harness = await startProxyHarness({ connTarget: { host: '127.0.0.1', port: upstream.port }, ...options });
+  const harness = await startProxyHarness({
+    connTarget: { host: '127.0.0.1', port: upstream.port },
+    ...options,
+  });
   const client = connectClient(harness.address);
   t.after(async () => {
     client.destroy();
@@ -75,7 +82,13 @@ describe('h2 headers', () => {
       te: 'trailers',
       'x-app': 'v',
     });
-    assert.deepEqual(out, { ':method': 'GET', ':path': '/a', ':authority': 'svc', te: 'trailers', 'x-app': 'v' });
+    assert.deepEqual(out, {
+      ':method': 'GET',
+      ':path': '/a',
+      ':authority': 'svc',
+      te: 'trailers',
+      'x-app': 'v',
+    });
     assert.equal(forwardableHeaders({ te: 'gzip, trailers' }).te, undefined);
   });
 
@@ -94,7 +107,8 @@ describe('h2 headers', () => {
 
 describe('H2Proxy forwarding', () => {
   test('forwards headers, bodies and trailers both ways, and 1xx responses', async (t) => {
-    let seen: { headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders } | undefined;
+    let seen:
+      { headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders } | undefined;
     const { harness, client } = await setup(t, (stream, headers) => {
       const chunks: Buffer[] = [];
       let trailers: http2.IncomingHttpHeaders | undefined;
@@ -109,7 +123,13 @@ describe('H2Proxy forwarding', () => {
       });
     });
     const req = client.request(
-      { ':method': 'POST', ':path': '/items?q=1', ':authority': 'svc.example:80', 'x-request': 'r1', te: 'trailers' },
+      {
+        ':method': 'POST',
+        ':path': '/items?q=1',
+        ':authority': 'svc.example:80',
+        'x-request': 'r1',
+        te: 'trailers',
+      },
       { waitForTrailers: true },
     );
     req.on('wantTrailers', () => req.sendTrailers({ 'x-request-trailer': 't1' }));
@@ -150,7 +170,10 @@ describe('H2Proxy forwarding', () => {
 
   test('a headers-only request and a trailers-only response pass through', async (t) => {
     const { client } = await setup(t, (stream) => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5' }, { endStream: true });
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5' },
+        { endStream: true },
+      );
     });
     const res = await collect(client.request({ ':path': '/only-headers' }, { endStream: true }));
     assert.equal(res.headers?.['grpc-status'], '5');
@@ -187,7 +210,10 @@ describe('H2Proxy forwarding', () => {
     const res = await collect(req);
     const expected = sha256(Array.from({ length: LARGE_CHUNKS }, (_, i) => patternChunk(i, CHUNK)));
     assert.ok(pulledWhileStalled > 0, 'some body was sent before the upstream read');
-    assert.ok(pulledWhileStalled < BOUNDED, `client wrote ${pulledWhileStalled} bytes into a stalled upstream`);
+    assert.ok(
+      pulledWhileStalled < BOUNDED,
+      `client wrote ${pulledWhileStalled} bytes into a stalled upstream`,
+    );
     assert.equal(res.body.toString(), String(LARGE_CHUNKS * CHUNK));
     assert.equal(received, expected);
   });
@@ -212,7 +238,10 @@ describe('H2Proxy forwarding', () => {
     const pulledWhileStalled = pulled * CHUNK;
     const res = await collect(req);
     assert.ok(pulledWhileStalled > 0);
-    assert.ok(pulledWhileStalled < BOUNDED, `upstream wrote ${pulledWhileStalled} bytes towards a stalled client`);
+    assert.ok(
+      pulledWhileStalled < BOUNDED,
+      `upstream wrote ${pulledWhileStalled} bytes towards a stalled client`,
+    );
     assert.equal(res.body.length, LARGE_CHUNKS * CHUNK);
     assert.equal(
       sha256([res.body]),
@@ -225,9 +254,12 @@ describe('H2Proxy resets', () => {
   test('an upstream reset mid-response reaches the client with the same code', async (t) => {
     const { harness, client } = await setup(t, (stream) => {
       stream.respond({ ':status': 200 });
-      // More than the flow-control window, so the reset overtakes the end of the body.
-      stream.write(Buffer.alloc(4 << 20));
-      stream.close(NGHTTP2_ENHANCE_YOUR_CALM);
+      stream.write('partial');
+      setTimeout(() => {
+        // More than the flow-control windows hold, so the reset overtakes the end of the body.
+        stream.write(Buffer.alloc(4 << 20));
+        stream.close(NGHTTP2_ENHANCE_YOUR_CALM);
+      }, 50);
     });
     const res = await collect(client.request({ ':path': '/r' }, { endStream: true }));
     assert.equal(res.headers?.[':status'], 200);
@@ -259,6 +291,31 @@ describe('H2Proxy resets', () => {
     assert.equal(await upstreamCode, NGHTTP2_CANCEL);
   });
 
+  test('a request cut short by a dead client connection is reset upstream, not completed', async (t) => {
+    let upstreamSaw!: (outcome: { ended: boolean; code: number | undefined; bytes: number }) => void;
+    const outcome = new Promise<{ ended: boolean; code: number | undefined; bytes: number }>(
+      (resolve) => (upstreamSaw = resolve),
+    );
+    const { harness } = await setup(t, (stream) => {
+      let ended = false;
+      let bytes = 0;
+      stream.on('data', (c: Buffer) => (bytes += c.length));
+      // Node also emits 'end' when a stream is reset; a real END_STREAM leaves rstCode unset.
+      stream.on('end', () => (ended = stream.rstCode === undefined));
+      stream.once('close', () => upstreamSaw({ ended, code: stream.rstCode, bytes }));
+    });
+    const doomed = connectClient(harness.address);
+    const req = doomed.request({ ':method': 'POST', ':path': '/upload' });
+    req.on('error', () => {});
+    req.write(Buffer.alloc(1000));
+    await delay(100);
+    doomed.socket.destroy(); // the client vanishes mid-request
+    const seen = await outcome;
+    assert.equal(seen.bytes, 1000);
+    assert.equal(seen.ended, false, 'the upstream must not see a complete request');
+    assert.notEqual(seen.code, NGHTTP2_NO_ERROR);
+  });
+
   test('an upstream connection dying before the response is a 502 upstream-reset', async (t) => {
     const { harness, client } = await setup(t, (stream) => stream.session?.destroy());
     const res = await collect(client.request({ ':path': '/die' }, { endStream: true }));
@@ -267,15 +324,27 @@ describe('H2Proxy resets', () => {
     await waitFor(() => harness.metrics.errors.includes('upstream-reset'), 'the proxy error metric');
   });
 
-  test('an upstream connection dying mid-response resets the client stream', async (t) => {
-    const { client } = await setup(t, (stream) => {
-      stream.respond({ ':status': 200 });
-      // Cut the TCP connection: no RST_STREAM, no GOAWAY.
+  test('an upstream connection dying mid-response resets the client stream, or ends a gRPC call with status 14', async (t) => {
+    const { client, harness } = await setup(t, (stream, headers) => {
+      stream.respond({ ':status': 200, 'content-type': headers['content-type'] ?? 'text/plain' });
+      // Close the connection under the stream (nothing says the body is complete).
       stream.write('partial', () => setTimeout(() => stream.session?.socket.destroy(), 20));
     });
     const res = await collect(client.request({ ':path': '/die-late' }, { endStream: true }));
     assert.equal(res.headers?.[':status'], 200);
+    assert.equal(res.body.toString(), 'partial');
     assert.equal(res.rstCode, NGHTTP2_INTERNAL_ERROR);
+
+    const grpc = await collect(
+      client.request({ ':path': '/pkg.Svc/Stream', 'content-type': 'application/grpc' }, { endStream: true }),
+    );
+    assert.equal(grpc.headers?.[':status'], 200);
+    assert.equal(grpc.trailers?.['grpc-status'], '14');
+    assert.equal(grpc.trailers?.['trellis-proxy-error'], 'upstream-reset');
+    assert.equal(grpc.rstCode, NGHTTP2_NO_ERROR);
+    await waitFor(() => harness.metrics.finished.length === 2, 'metrics');
+    assert.deepEqual(harness.metrics.errors, ['upstream-reset', 'upstream-reset']);
+    assert.ok(harness.metrics.finished.every((f) => f.failed));
   });
 });
 
@@ -300,7 +369,11 @@ describe('H2Proxy made-up responses', () => {
     assert.equal(plain.headers?.['trellis-proxy-error'], 'connect-failed');
     assert.match(plain.body.toString(), /ECONNREFUSED/);
 
-    const req = client.request({ ':method': 'POST', ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc' });
+    const req = client.request({
+      ':method': 'POST',
+      ':path': '/pkg.Svc/Call',
+      'content-type': 'application/grpc',
+    });
     req.end(Buffer.from([0, 0, 0, 0, 0]));
     const grpc = await collect(req);
     assert.equal(grpc.headers?.[':status'], 200);
@@ -336,7 +409,10 @@ describe('H2Proxy made-up responses', () => {
     assert.equal(plain.headers?.[':status'], 504);
     assert.equal(plain.headers?.['trellis-proxy-error'], 'response-timeout');
     const grpc = await collect(
-      client.request({ ':path': '/pkg.Svc/Slow', 'content-type': 'application/grpc+proto' }, { endStream: true }),
+      client.request(
+        { ':path': '/pkg.Svc/Slow', 'content-type': 'application/grpc+proto' },
+        { endStream: true },
+      ),
     );
     assert.equal(grpc.headers?.['grpc-status'], '4');
     await waitFor(() => upstreamCodes.length === 2, 'the upstream streams to close');
@@ -395,13 +471,34 @@ describe('H2Proxy sessions', () => {
       stream.end(String(headers[':path']));
     });
     const results = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => collect(client.request({ ':path': `/${i}` }, { endStream: true }))),
+      Array.from({ length: 50 }, (_, i) =>
+        collect(client.request({ ':path': `/${i}` }, { endStream: true })),
+      ),
     );
     assert.deepEqual(
       results.map((r) => r.body.toString()),
       Array.from({ length: 50 }, (_, i) => `/${i}`),
     );
     assert.equal(upstream.sessionsAccepted, 1);
+  });
+
+  test("a burst beyond the upstream's MAX_CONCURRENT_STREAMS is queued, not refused", async (t) => {
+    const { client, upstream } = await setup(t, (stream, headers) => {
+      setTimeout(() => {
+        stream.respond({ ':status': 200 });
+        stream.end(String(headers[':path']));
+      }, 5);
+    });
+    upstream.server.updateSettings({ maxConcurrentStreams: 10 });
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        collect(client.request({ ':path': `/${i}` }, { endStream: true })),
+      ),
+    );
+    assert.deepEqual(
+      results.map((r) => [r.rstCode, r.body.toString()]),
+      Array.from({ length: 100 }, (_, i) => [NGHTTP2_NO_ERROR, `/${i}`]),
+    );
   });
 
   test('idle sessions are closed on both sides', async (t) => {
@@ -428,15 +525,23 @@ describe('H2Proxy sessions', () => {
       stream.respond({ ':status': 200 });
       stream.end('ok');
     });
+    let gotGoaway = false;
     const bad = net.connect(harness.port, '127.0.0.1');
     bad.on('error', () => {});
+    // GOAWAY is frame type 7 at byte 3 of a frame header; the proxy's SETTINGS frame comes first.
+    bad.on(
+      'data',
+      (d: Buffer) => (gotGoaway ||= d.includes(Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x00]))),
+    );
     const closed = new Promise((resolve) => bad.once('close', resolve));
     bad.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
     bad.write(Buffer.from([0, 0, 4, 0xff, 0, 0, 0, 0, 1, 1, 2, 3, 4])); // DATA-sized junk, wrong framing
     bad.write(Buffer.alloc(64, 0xee));
     await closed;
+    assert.ok(gotGoaway, 'the proxy answered with GOAWAY before closing');
+    assert.deepEqual(harness.metrics.errors, ['h2-protocol-error']);
     const client = connectClient(harness.address);
-    after(() => client.destroy());
+    t.after(() => client.destroy());
     const res = await collect(client.request({ ':path': '/' }, { endStream: true }));
     assert.equal(res.body.toString(), 'ok');
   });

@@ -1,12 +1,12 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
 // for probes, /config to see the effective configuration, and POST /shutdown to drain the proxy,
-// which only loopback peers may call. Plain node:http: this listener is not on the data path.
+// which only loopback peers may call. It speaks HTTP/1.1 over node:net with the proxy's own strict
+// parser rather than node:http, because loading node:http costs the process ~15 MB of memory.
 // It never crashes on bad input: every handler failure becomes a 500 and a warning.
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { BlockList, isIP } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import net, { BlockList, isIP, type AddressInfo } from 'node:net';
 import { TrellisError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
+import { parseRequestHead } from '../http/h1-parser.ts';
 
 export interface AdminOptions {
   listen: { host: string; port: number };
@@ -45,23 +45,40 @@ export function isLoopbackAddress(addr: string | undefined): boolean {
   }
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+interface AdminRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly peer: string | undefined;
+}
+interface AdminResponse {
+  status: number;
+  contentType: string;
+  body: string;
+  headers?: Record<string, string>;
+  /** Runs once the response has been written. */
+  after?: () => void;
+}
 interface Route {
   methods: readonly string[];
-  handle: Handler;
-}
-
-function send(res: ServerResponse, status: number, contentType: string, body: string): void {
-  res.writeHead(status, {
-    'content-type': contentType,
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  });
-  res.end(body);
+  handle: (req: AdminRequest) => AdminResponse;
 }
 
 const TEXT = 'text/plain; charset=utf-8';
 const READ = ['GET', 'HEAD'];
+const LIMITS = { maxRequestLineBytes: 8192, maxHeaderBytes: 32 * 1024, maxHeaders: 64 };
+const REASONS: Record<number, string> = {
+  200: 'OK',
+  202: 'Accepted',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+const text = (status: number, body: string): AdminResponse => ({ status, contentType: TEXT, body });
 
 function buildRoutes(opts: AdminOptions): Map<string, Route> {
   let shutdownRequested = false;
@@ -70,88 +87,141 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
       '/metrics',
       {
         methods: READ,
-        handle: (_req, res) =>
-          send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', opts.metrics.render()),
+        handle: () => ({
+          status: 200,
+          contentType: 'text/plain; version=0.0.4; charset=utf-8',
+          body: opts.metrics.render(),
+        }),
       },
     ],
     [
       '/ready',
-      {
-        methods: READ,
-        handle: (_req, res) =>
-          opts.isReady() ? send(res, 200, TEXT, 'ready\n') : send(res, 503, TEXT, 'not ready\n'),
-      },
+      { methods: READ, handle: () => (opts.isReady() ? text(200, 'ready\n') : text(503, 'not ready\n')) },
     ],
-    ['/live', { methods: READ, handle: (_req, res) => send(res, 200, TEXT, 'live\n') }],
+    ['/live', { methods: READ, handle: () => text(200, 'live\n') }],
     [
       '/config',
       {
         methods: READ,
-        handle: (_req, res) =>
-          send(res, 200, 'application/json', JSON.stringify(opts.config() ?? null, null, 2) + '\n'),
+        handle: () => ({
+          status: 200,
+          contentType: 'application/json',
+          body: JSON.stringify(opts.config() ?? null, null, 2) + '\n',
+        }),
       },
     ],
     [
       '/shutdown',
       {
         methods: ['POST'],
-        handle: (req, res) => {
-          const peer = req.socket.remoteAddress;
-          if (!isLoopbackAddress(peer)) {
-            opts.log.warn('admin: refused shutdown from a non-loopback peer', { peer });
-            send(res, 403, TEXT, 'shutdown is only allowed from loopback\n');
-            return;
+        handle: (req) => {
+          if (!isLoopbackAddress(req.peer)) {
+            opts.log.warn('admin: refused shutdown from a non-loopback peer', { peer: req.peer });
+            return text(403, 'shutdown is only allowed from loopback\n');
           }
           const first = !shutdownRequested;
           shutdownRequested = true;
-          res.once('finish', () => {
-            if (!first) return;
-            opts.log.info('admin: shutdown requested', { peer });
-            try {
-              opts.onShutdown();
-            } catch (err) {
-              opts.log.error('admin: shutdown handler failed', { err });
-            }
-          });
-          send(res, 202, TEXT, 'shutting down\n');
+          return {
+            ...text(202, 'shutting down\n'),
+            after: () => {
+              if (!first) return;
+              opts.log.info('admin: shutdown requested', { peer: req.peer });
+              try {
+                opts.onShutdown();
+              } catch (err) {
+                opts.log.error('admin: shutdown handler failed', { err });
+              }
+            },
+          };
         },
       },
     ],
   ]);
 }
 
-function requestPath(url: string | undefined): string {
-  if (url === undefined) return '/';
+function requestPath(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
 }
 
-export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
-  const routes = buildRoutes(opts);
+function respond(routes: Map<string, Route>, req: AdminRequest, log: Logger): AdminResponse {
+  try {
+    const route = routes.get(req.path);
+    if (route === undefined) return text(404, 'not found\n');
+    if (!route.methods.includes(req.method)) {
+      return { ...text(405, 'method not allowed\n'), headers: { allow: route.methods.join(', ') } };
+    }
+    return route.handle(req);
+  } catch (err) {
+    log.warn('admin: request failed', { path: req.path, err });
+    return text(500, 'internal error\n');
+  }
+}
 
-  const server = createServer((req, res) => {
-    req.resume(); // no endpoint reads a body; discard any
-    try {
-      const route = routes.get(requestPath(req.url));
-      if (route === undefined) return send(res, 404, TEXT, 'not found\n');
-      if (!route.methods.includes(req.method ?? '')) {
-        res.setHeader('allow', route.methods.join(', '));
-        return send(res, 405, TEXT, 'method not allowed\n');
+function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
+  const body = Buffer.from(res.body, 'utf8');
+  let s = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? 'Unknown'}\r\n`;
+  s += `content-type: ${res.contentType}\r\ncontent-length: ${body.length}\r\ncache-control: no-store\r\n`;
+  for (const [k, v] of Object.entries(res.headers ?? {})) s += `${k}: ${v}\r\n`;
+  if (close) s += 'connection: close\r\n';
+  const h = Buffer.from(s + '\r\n', 'latin1');
+  return head ? h : Buffer.concat([h, body]);
+}
+
+/** One admin connection: sequential keep-alive requests; bodies are read and discarded. */
+function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Logger): void {
+  let buf: Buffer | null = null;
+  let skip = 0; // request body bytes still to discard
+  socket.setTimeout(10_000, () => socket.destroy());
+  socket.on('error', () => {});
+  socket.on('data', (chunk: Buffer) => {
+    if (skip > 0) {
+      const n = Math.min(skip, chunk.length);
+      skip -= n;
+      chunk = chunk.subarray(n);
+      if (chunk.length === 0) return;
+    }
+    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
+    while (buf !== null && skip === 0) {
+      const r = parseRequestHead(buf, 0, buf.length, LIMITS);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') {
+        socket.end(serialize(text(400, `${r.message}\n`), false, true));
+        buf = null;
+        return;
       }
-      route.handle(req, res);
-    } catch (err) {
-      opts.log.warn('admin: request failed', { path: requestPath(req.url), err });
-      if (!res.headersSent) send(res, 500, TEXT, 'internal error\n');
-      else res.destroy();
+      const head = r.head;
+      if (head.bodyKind === 'chunked') {
+        socket.end(serialize(text(400, 'chunked bodies are not accepted here\n'), false, true));
+        buf = null;
+        return;
+      }
+      let rest: Buffer | null = buf.subarray(r.end);
+      if (head.bodyKind === 'length') {
+        const n = Math.min(head.contentLength, rest.length);
+        skip = head.contentLength - n;
+        rest = rest.subarray(n);
+      }
+      buf = rest.length > 0 ? rest : null;
+      const req = { method: head.method, path: requestPath(head.target), peer: socket.remoteAddress };
+      const res = respond(routes, req, log);
+      const close = head.connectionClose;
+      socket.write(serialize(res, head.method === 'HEAD', close), () => res.after?.());
+      if (close) {
+        socket.end();
+        return;
+      }
     }
   });
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.keepAliveTimeout = 5_000;
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable)
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
+}
+
+export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  const routes = buildRoutes(opts);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    serveConnection(socket, routes, opts.log);
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -182,7 +252,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     close() {
       closing ??= new Promise<void>((resolve) => {
         server.close(() => resolve());
-        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
       });
       return closing;
     },

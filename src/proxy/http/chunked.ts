@@ -41,6 +41,9 @@ export class ChunkedDecoder {
   private remaining = 0;
   private trailerBuf: Buffer[] = [];
   private trailerBytes = 0;
+  /** Bytes of the current trailer line so far (0: at a line start), and whether a CR was just read. */
+  private trailerLineBytes = 0;
+  private trailerCR = false;
   private readonly maxTrailerBytes: number;
   /** Set when the input was not valid chunked coding. */
   error: string | null = null;
@@ -58,6 +61,7 @@ export class ChunkedDecoder {
    * rest belongs to the next message), or -1 on a framing error (see `error`).
    */
   write(buf: Buffer, sink: ChunkSink): number {
+    if (this.error !== null) return -1; // a failed decoder stays failed
     let i = 0;
     const n = buf.length;
     while (i < n) {
@@ -122,13 +126,8 @@ export class ChunkedDecoder {
           this.state = enum_.SIZE;
           i++;
           break;
-        case enum_.TRAILERS: {
-          const r = this.readTrailers(buf, i, sink);
-          if (r < 0) return -1;
-          i = r;
-          if ((this.state as number) === enum_.DONE) return i;
-          break;
-        }
+        case enum_.TRAILERS:
+          return this.readTrailers(buf, i, sink);
         case enum_.DONE:
           return i;
       }
@@ -136,37 +135,44 @@ export class ChunkedDecoder {
     return i;
   }
 
-  /** Collects the trailer section up to and including its blank line. */
-  private readTrailers(buf: Buffer, i: number, sink: ChunkSink): number {
-    const prev = this.trailerBytes === 0 ? null : Buffer.concat(this.trailerBuf);
-    const all = prev === null ? buf.subarray(i) : Buffer.concat([prev, buf.subarray(i)]);
-    const base = prev === null ? 0 : prev.length;
-    // The section ends at an empty line: either immediately (CRLF) or after fields (CRLFCRLF).
-    let endAt = -1;
-    if (all.length >= 2 && all[0] === 0x0d && all[1] === 0x0a) endAt = 2;
-    else {
-      const k = all.indexOf('\r\n\r\n', 0, 'latin1');
-      if (k !== -1) endAt = k + 4;
+  /**
+   * Reads the trailer section up to and including its blank line, looking at each byte once
+   * (a client that sends it a byte at a time must not make this quadratic); returns the index
+   * after what was consumed, or -1.
+   */
+  private readTrailers(buf: Buffer, from: number, sink: ChunkSink): number {
+    const n = buf.length;
+    let i = from;
+    let ended = false;
+    while (i < n) {
+      const c = buf[i++]!;
+      if (this.trailerCR) {
+        if (c !== 0x0a) return this.fail('bare CR in trailers');
+        this.trailerCR = false;
+        if (this.trailerLineBytes === 0) {
+          ended = true;
+          break;
+        }
+        this.trailerLineBytes = 0;
+      } else if (c === 0x0d) this.trailerCR = true;
+      else if (c === 0x0a) return this.fail('bare LF in trailers');
+      else this.trailerLineBytes++;
     }
-    if (endAt === -1) {
-      for (let j = 0; j < all.length; j++) {
-        const c = all[j]!;
-        if (c === 0x0a && (j === 0 || all[j - 1] !== 0x0d)) return this.fail('bare LF in trailers');
-        if (c === 0x0d && j + 1 < all.length && all[j + 1] !== 0x0a) return this.fail('bare CR in trailers');
-      }
-      if (all.length > this.maxTrailerBytes) return this.fail('trailers too large');
-      this.trailerBuf = [Buffer.from(all)];
-      this.trailerBytes = all.length;
-      return buf.length;
+    this.trailerBytes += i - from;
+    if (this.trailerBytes > this.maxTrailerBytes) return this.fail('trailers too large');
+    const part = buf.subarray(from, i);
+    if (!ended) {
+      this.trailerBuf.push(Buffer.from(part)); // the caller may reuse its buffer
+      return i;
     }
-    if (endAt > this.maxTrailerBytes) return this.fail('trailers too large');
-    const block = all.subarray(0, endAt - 2);
+    const all = this.trailerBuf.length === 0 ? part : Buffer.concat([...this.trailerBuf, part]);
+    const block = all.subarray(0, all.length - 2); // without the blank line
     const bad = validateFieldBlock(block);
     if (bad !== null) return this.fail(bad);
     this.state = enum_.DONE;
     this.trailerBuf = [];
     sink.end(Buffer.from(block));
-    return i + (endAt - base);
+    return i;
   }
 
   private fail(message: string): number {
@@ -175,12 +181,18 @@ export class ChunkedDecoder {
   }
 }
 
+// Fields that frame or route a message are never accepted as trailers (RFC 9110 6.5.1): a
+// recipient that merged them into the header section would see a different message.
+const FORBIDDEN_TRAILERS = new Set(['content-length', 'transfer-encoding', 'host', 'trailer']);
+
 /** Checks a block of "name: value\r\n" lines; returns an error message or null. */
 export function validateFieldBlock(block: Buffer): string | null {
   const lines = block.latin1Slice(0, block.length).split('\r\n');
   for (const line of lines) {
     if (line === '') continue;
     if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*$/.test(line)) return 'invalid trailer field';
+    if (FORBIDDEN_TRAILERS.has(line.slice(0, line.indexOf(':')).toLowerCase()))
+      return 'framing field in trailers';
   }
   return null;
 }

@@ -80,20 +80,35 @@ export function isToken(s: string): boolean {
   return true;
 }
 
+/** Strips optional whitespace (SP / HTAB only: String.prototype.trim also strips NBSP, 0xA0). */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 0x20 || s.charCodeAt(a) === 0x09)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 0x20 || s.charCodeAt(b - 1) === 0x09)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
 /**
- * Finds the end of a head that starts at `start`. Returns the index just after the blank line,
- * -1 when more bytes are needed, or -2 when the bytes seen so far can never form a valid head
- * (a bare CR or LF), so that the caller can answer at once instead of waiting for a timeout.
+ * True when [lineStart, end) holds a bare LF (not after CR) or a bare CR (followed by anything but
+ * LF): such bytes can never become a valid head, so the caller can answer at once instead of
+ * waiting for a timeout. Uses indexOf (memchr) rather than a loop over every byte, since a slow
+ * client makes this run once per received segment.
  */
-function findHeadEnd(buf: Buffer, start: number, end: number): number {
-  const i = buf.indexOf(CRLFCRLF, start);
-  if (i !== -1 && i + 4 <= end) return i + 4;
-  for (let j = start; j < end; j++) {
-    const c = buf[j];
-    if (c === LF && (j === start || buf[j - 1] !== CR)) return -2;
-    if (c === CR && j + 1 < end && buf[j + 1] !== LF) return -2;
+function hasBareCrOrLf(buf: Buffer, lineStart: number, end: number): boolean {
+  for (let j = buf.indexOf(LF, lineStart); j !== -1 && j < end; j = buf.indexOf(LF, j + 1)) {
+    if (j === lineStart || buf[j - 1] !== CR) return true;
   }
-  return -1;
+  for (let j = buf.indexOf(CR, lineStart); j !== -1 && j + 1 < end; j = buf.indexOf(CR, j + 1)) {
+    if (buf[j + 1] !== LF) return true;
+  }
+  return false;
+}
+
+/** The index just after the blank line that ends a head (searching from `from`), or -1. */
+function findHeadEnd(buf: Buffer, from: number, end: number): number {
+  const i = buf.indexOf(CRLFCRLF, from);
+  return i !== -1 && i + 4 <= end ? i + 4 : -1;
 }
 
 /** Parses header lines in [pos, headEnd - 2) into head; returns an error result or null. */
@@ -107,13 +122,17 @@ function parseHeaderLines(
 ): ParseResult | null {
   const headers = head.headers;
   const stop = headEnd - 2; // the final CRLF
+  let lines = 0;
   let contentLength = -1;
   let sawTE = false;
   let teChunked = false;
   let connUpgrade = false;
   let upgrade: string | null = null;
   let hostCount = 0;
+  let closeAsked = false;
   while (pos < stop) {
+    // Every line counts, also those consumed below (framing, Connection), which are not kept.
+    if (++lines > limits.maxHeaders) return fail(431, 'too many header fields');
     const c0 = buf[pos]!;
     if (c0 === 0x20 || c0 === 0x09) return fail(400, 'obsolete line folding is not accepted');
     let colon = pos;
@@ -133,22 +152,26 @@ function parseHeaderLines(
     while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
     const value = buf.latin1Slice(vs, ve);
     pos = lineEnd + 2;
-    if (headers.length >= limits.maxHeaders * 2) return fail(431, 'too many header fields');
 
     // Framing and connection headers, matched by length first to stay cheap.
     const n = name.length;
     if (n === 14 && name.toLowerCase() === 'content-length') {
+      // Requests: exactly one field with one value, as llhttp and nginx insist (RFC 9110 8.6 lets a
+      // recipient merge identical values; a request that needs it is far likelier an attack).
+      // Responses: identical values are merged.
+      if (isRequest && (contentLength !== -1 || value.indexOf(',') !== -1))
+        return fail(400, 'repeated Content-Length');
       const r = parseContentLength(value);
       if (r < 0) return fail(400, 'invalid Content-Length');
       if (contentLength !== -1 && contentLength !== r) return fail(400, 'conflicting Content-Length values');
-      contentLength = r; // identical duplicates are merged into one, added back below
+      contentLength = r; // re-added below as one canonical field
       continue;
     } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
       if (sawTE && teChunked) return fail(400, 'transfer coding after chunked');
       sawTE = true;
       const codings = value.toLowerCase().split(',');
       for (let k = 0; k < codings.length; k++) {
-        const coding = codings[k]!.trim();
+        const coding = trimOws(codings[k]!);
         if (coding === '') continue;
         if (coding !== 'chunked' || teChunked)
           return fail(isRequest ? 501 : 502, 'unsupported transfer coding');
@@ -158,10 +181,12 @@ function parseHeaderLines(
     } else if (n === 10 && name.toLowerCase() === 'connection') {
       const tokens = value.toLowerCase().split(',');
       for (let k = 0; k < tokens.length; k++) {
-        const t = tokens[k]!.trim();
-        if (t === 'close') head.connectionClose = true;
-        else if (t === 'keep-alive') {
-          if (head.versionMinor === 0) head.connectionClose = false;
+        const t = trimOws(tokens[k]!);
+        if (t === 'close') {
+          head.connectionClose = true;
+          closeAsked = true; // close wins over keep-alive, whatever their order
+        } else if (t === 'keep-alive') {
+          if (head.versionMinor === 0 && !closeAsked) head.connectionClose = false;
         } else if (t === 'upgrade') connUpgrade = true;
         else if (t !== '') (head.connectionTokens ??= []).push(t);
       }
@@ -202,7 +227,7 @@ function parseHeaderLines(
 export function parseContentLength(value: string): number {
   let result = -1;
   for (const part of value.split(',')) {
-    const p = part.trim();
+    const p = trimOws(part);
     if (p.length === 0 || p.length > 15) return -1;
     let v = 0;
     for (let i = 0; i < p.length; i++) {
@@ -216,10 +241,35 @@ export function parseContentLength(value: string): number {
   return result;
 }
 
-// Host = uri-host [ ":" port ]: reg-name / IPv4 / IP-literal; empty allowed (RFC 9112 3.2).
-const HOST_RE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d{0,5})?$/;
+// Host = uri-host [ ":" port ] (RFC 9112 3.2), uri-host = IP-literal / IPv4address / reg-name; an
+// empty value is allowed. reg-name bytes: unreserved / pct-encoded / sub-delims (IPv4 included).
+const REG_NAME_CHAR = new Uint8Array(256);
+for (const c of "-._~!$&'()*+,;=%") REG_NAME_CHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) REG_NAME_CHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) REG_NAME_CHAR[c] = 1;
+for (let c = 0x61; c <= 0x7a; c++) REG_NAME_CHAR[c] = 1;
+// Inside "[...]": IPv6 (hex digits, ':' and '.' for an embedded IPv4).
+const IP_LITERAL_CHAR = new Uint8Array(256);
+for (const c of '0123456789abcdefABCDEF:.') IP_LITERAL_CHAR[c.charCodeAt(0)] = 1;
+
 export function isValidHost(v: string): boolean {
-  return HOST_RE.test(v);
+  const n = v.length;
+  let i = 0;
+  if (n > 0 && v.charCodeAt(0) === 0x5b) {
+    i = 1;
+    while (i < n && IP_LITERAL_CHAR[v.charCodeAt(i)] === 1) i++;
+    if (i === 1 || v.charCodeAt(i) !== 0x5d) return false;
+    i++;
+  } else {
+    while (i < n && REG_NAME_CHAR[v.charCodeAt(i)] === 1) i++;
+  }
+  if (i === n) return true;
+  if (v.charCodeAt(i) !== 0x3a || n - i - 1 > 5) return false;
+  for (i++; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
 }
 
 function newHead(): MessageHead {
@@ -258,39 +308,55 @@ function parseVersion(buf: Buffer, pos: number): number {
   return minor - 0x30;
 }
 
+/**
+ * Parses `method SP request-target SP HTTP-version` in [pos, lf), where lf is the line's LF, into
+ * head; returns an error result or null. Runs as soon as the line is complete, so a bad request
+ * line is answered at once, before (and whatever) the headers.
+ */
+function parseRequestLine(buf: Buffer, pos: number, lf: number, head: MessageHead): ParseResult | null {
+  let i = pos;
+  while (TCHAR[buf[i]!] === 1) i++;
+  if (i === pos || buf[i] !== 0x20) return fail(400, 'invalid method');
+  const ts = i + 1;
+  i = ts;
+  while (TARGET_CHAR[buf[i]!] === 1) i++;
+  if (i === ts || buf[i] !== 0x20) return fail(400, 'invalid request target');
+  // Exactly "HTTP/d.d" CR LF must follow.
+  if (lf !== i + 10 || buf[lf - 1] !== CR) return fail(400, 'invalid request line');
+  const minor = parseVersion(buf, i + 1);
+  if (minor === -2) return fail(505, 'HTTP version not supported');
+  if (minor < 0) return fail(400, 'invalid request line');
+  head.method = buf.latin1Slice(pos, ts - 1);
+  head.target = buf.latin1Slice(ts, i);
+  head.versionMinor = minor;
+  head.connectionClose = minor === 0;
+  return null;
+}
+
 export function parseRequestHead(buf: Buffer, start: number, end: number, limits: H1Limits): ParseResult {
   // RFC 9112 2.2: ignore at least one empty line before the request-line.
   let pos = start;
   for (let k = 0; k < 2 && pos + 1 < end && buf[pos] === CR && buf[pos + 1] === LF; k++) pos += 2;
-  const headEnd = findHeadEnd(buf, pos, end);
-  if (headEnd === -2) return fail(400, 'bare CR or LF');
-  if (headEnd === -1) {
-    if (end - pos > limits.maxRequestLineBytes + limits.maxHeaderBytes)
-      return fail(431, 'request head too large');
-    const lineEnd = buf.indexOf(LF, pos);
-    if ((lineEnd === -1 || lineEnd >= end) && end - pos > limits.maxRequestLineBytes)
-      return fail(414, 'request line too long');
+  let lf = buf.indexOf(LF, pos);
+  if (lf >= end) lf = -1;
+  if (lf === -1) {
+    if (end - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+    if (hasBareCrOrLf(buf, pos, end)) return fail(400, 'bare CR or LF');
     return INCOMPLETE;
   }
+  if (lf + 1 - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
   const head = newHead();
-  // request-line = method SP request-target SP HTTP-version CRLF
-  let i = pos;
-  while (TCHAR[buf[i]!] === 1) i++;
-  if (i === pos || buf[i] !== 0x20) return fail(400, 'invalid method');
-  head.method = buf.latin1Slice(pos, i);
-  const ts = ++i;
-  while (TARGET_CHAR[buf[i]!] === 1) i++;
-  if (i === ts || buf[i] !== 0x20) return fail(400, 'invalid request target');
-  head.target = buf.latin1Slice(ts, i);
-  const minor = parseVersion(buf, i + 1);
-  if (minor === -2) return fail(505, 'HTTP version not supported');
-  if (minor < 0 || buf[i + 9] !== CR || buf[i + 10] !== LF) return fail(400, 'invalid request line');
-  const lineBytes = i + 11 - pos;
-  if (lineBytes > limits.maxRequestLineBytes) return fail(414, 'request line too long');
-  if (headEnd - (i + 11) > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
-  head.versionMinor = minor;
-  head.connectionClose = minor === 0;
-  const err = parseHeaderLines(buf, i + 11, headEnd, limits, head, true);
+  const lineErr = parseRequestLine(buf, pos, lf, head);
+  if (lineErr !== null) return lineErr;
+  const fieldsStart = lf + 1;
+  const headEnd = findHeadEnd(buf, lf - 1, end);
+  if (headEnd === -1) {
+    if (end - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
+    if (hasBareCrOrLf(buf, fieldsStart, end)) return fail(400, 'bare CR or LF');
+    return INCOMPLETE;
+  }
+  if (headEnd - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
+  const err = parseHeaderLines(buf, fieldsStart, headEnd, limits, head, true);
   if (err !== null) return err;
   const formErr = checkTargetForm(head);
   if (formErr !== null) return fail(400, formErr);
@@ -309,10 +375,10 @@ function checkTargetForm(head: MessageHead): string | null {
 
 export function parseResponseHead(buf: Buffer, start: number, end: number, limits: H1Limits): ParseResult {
   const headEnd = findHeadEnd(buf, start, end);
-  if (headEnd === -2) return fail(502, 'bare CR or LF in response');
   if (headEnd === -1) {
     if (end - start > limits.maxRequestLineBytes + limits.maxHeaderBytes)
       return fail(502, 'response head too large');
+    if (hasBareCrOrLf(buf, start, end)) return fail(502, 'bare CR or LF in response');
     return INCOMPLETE;
   }
   const head = newHead();
@@ -333,6 +399,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
     if (VALUE_CHAR[buf[i]!] !== 1) return fail(502, 'invalid reason phrase');
     i++;
   }
+  if (buf[i + 1] !== LF) return fail(502, 'bare CR in status line');
   head.reason = buf.latin1Slice(rs, i);
   head.status = status;
   head.versionMinor = minor;

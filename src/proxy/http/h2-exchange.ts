@@ -7,9 +7,10 @@
 // stream closes.
 import * as http2 from 'node:http2';
 import type { Logger } from '../../core/log.ts';
-import type { ProxyErrorReason } from '../errors.ts';
+import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import { ExchangeOutcome } from './h2-exchange-outcome.ts';
 import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
 import { UpstreamConnectError, type H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
 
@@ -33,12 +34,13 @@ export class H2Exchange {
   private readonly downstream: http2.ServerHttp2Stream;
   private readonly requestHeaders: http2.IncomingHttpHeaders;
   private readonly grpc: boolean;
-  private readonly startedAt = performance.now();
-  private readonly startedWallMs = Date.now();
+  private readonly outcome = new ExchangeOutcome();
   private upstream: http2.ClientHttp2Stream | undefined;
   private upstreamSession: http2.ClientHttp2Session | undefined;
   private requestTrailers: http2.IncomingHttpHeaders | undefined;
   private responseTrailers: http2.IncomingHttpHeaders | undefined;
+  /** Trailers the proxy sends itself when a gRPC response breaks after its headers. */
+  private rescueTrailers: http2.IncomingHttpHeaders | undefined;
   private responseTimer: NodeJS.Timeout | undefined;
   private requestEnded: boolean;
   /** Response headers were sent downstream (by forwarding or by the proxy itself). */
@@ -47,11 +49,6 @@ export class H2Exchange {
   private responseComplete = false;
   private upstreamComplete = false;
   private upstreamClosedByProxy = false;
-  private status = 0;
-  private grpcStatus: string | undefined;
-  private errorReason: string | undefined;
-  private bytesIn = 0;
-  private bytesOut = 0;
 
   constructor(ctx: ExchangeContext, downstream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
     this.ctx = ctx;
@@ -64,7 +61,9 @@ export class H2Exchange {
   start(): void {
     const { ctx, downstream } = this;
     ctx.metrics.requestStarted(ctx.direction, 'h2');
-    downstream.on('error', (err: Error) => ctx.log.debug('downstream h2 stream error', { err, peer: ctx.peer }));
+    downstream.on('error', (err: Error) =>
+      ctx.log.debug('downstream h2 stream error', { err, peer: ctx.peer }),
+    );
     downstream.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.requestTrailers = trailers));
     downstream.once('end', () => (this.requestEnded = true));
     downstream.once('close', () => guard(ctx.log, () => this.onDownstreamClose()));
@@ -81,13 +80,18 @@ export class H2Exchange {
       return;
     }
     if (ctx.responseTimeoutMs > 0) {
-      this.responseTimer = setTimeout(() => guard(ctx.log, () => this.onResponseTimeout()), ctx.responseTimeoutMs);
+      this.responseTimer = setTimeout(
+        () => guard(ctx.log, () => this.onResponseTimeout()),
+        ctx.responseTimeoutMs,
+      );
     }
     const endStream = downstream.endAfterHeaders;
-    ctx.pool.request(target, forwardableHeaders(this.requestHeaders), { endStream, waitForTrailers: !endStream }).then(
-      ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
-      (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(err)),
-    );
+    ctx.pool
+      .request(target, forwardableHeaders(this.requestHeaders), { endStream, waitForTrailers: !endStream })
+      .then(
+        ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
+        (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(err)),
+      );
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {
@@ -100,19 +104,28 @@ export class H2Exchange {
     }
     this.upstream = up;
     this.upstreamSession = session;
-    up.on('headers', (headers: http2.IncomingHttpHeaders) => guard(ctx.log, () => this.onInformational(headers)));
+    up.on('headers', (headers: http2.IncomingHttpHeaders) =>
+      guard(ctx.log, () => this.onInformational(headers)),
+    );
     up.once('response', (headers: http2.IncomingHttpHeaders, flags: number) =>
       guard(ctx.log, () => this.onResponse(up, headers, flags)),
     );
     up.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.responseTrailers = trailers));
-    up.once('end', () => (this.upstreamComplete = true));
+    up.once('end', () => guard(ctx.log, () => this.onUpstreamEnd(up)));
     up.once('close', () => guard(ctx.log, () => this.onUpstreamClose(up)));
     if (downstream.endAfterHeaders) return;
     up.on('wantTrailers', () =>
-      guard(ctx.log, () => up.sendTrailers(this.requestTrailers ? forwardableHeaders(this.requestTrailers) : {})),
+      guard(
+        ctx.log,
+        () => up.sendTrailers(this.requestTrailers ? forwardableHeaders(this.requestTrailers) : {}),
+        () => up.close(NGHTTP2_INTERNAL_ERROR),
+      ),
     );
-    downstream.on('data', (chunk: Buffer) => (this.bytesIn += chunk.length));
-    downstream.pipe(up);
+    downstream.on('data', (chunk: Buffer) => (this.outcome.bytesIn += chunk.length));
+    // Not `end: true`: a request cut short by a dead client connection must not reach the upstream
+    // as a complete one (see endedCleanly); the downstream close handler resets it instead.
+    downstream.once('end', () => guard(ctx.log, () => endedCleanly(downstream) && up.end()));
+    downstream.pipe(up, { end: false });
   }
 
   private onInformational(headers: http2.IncomingHttpHeaders): void {
@@ -127,11 +140,21 @@ export class H2Exchange {
     this.clearResponseTimer();
     if (this.responded || downstream.closed || downstream.destroyed) return;
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
-    this.status = Number(headers[':status']) || 0;
-    const grpcStatus = headers['grpc-status'];
-    if (typeof grpcStatus === 'string') this.grpcStatus = grpcStatus;
+    this.outcome.status = Number(headers[':status']) || 0;
+    this.outcome.noteGrpcStatus(headers);
+    try {
+      downstream.respond(
+        forwardableHeaders(headers),
+        endStream ? { endStream: true } : { waitForTrailers: true },
+      );
+    } catch (err) {
+      // Headers node:http2 received but refuses to send on (e.g. an invalid :status).
+      this.ctx.log.debug('h2 upstream response headers could not be forwarded', { err });
+      this.closeUpstream(up, NGHTTP2_CANCEL);
+      this.respondWithError('upstream-bad-response', 'the upstream response could not be forwarded');
+      return;
+    }
     this.responded = true;
-    downstream.respond(forwardableHeaders(headers), endStream ? { endStream: true } : { waitForTrailers: true });
     if (endStream || downstream.writableEnded) {
       // Headers-only (gRPC trailers-only, 204, HEAD): Node ended the stream; drop any body.
       this.responseComplete = true;
@@ -139,22 +162,36 @@ export class H2Exchange {
       return;
     }
     downstream.on('wantTrailers', () =>
-      guard(this.ctx.log, () => {
-        const trailers = this.responseTrailers;
-        const grpcStatusTrailer = trailers?.['grpc-status'];
-        if (typeof grpcStatusTrailer === 'string') this.grpcStatus = grpcStatusTrailer;
-        downstream.sendTrailers(trailers ? forwardableHeaders(trailers) : {});
-        this.responseComplete = true;
-        this.finishIfUpstreamGone();
-      }),
+      guard(
+        this.ctx.log,
+        () => {
+          const trailers = this.rescueTrailers ?? this.responseTrailers;
+          this.outcome.noteGrpcStatus(trailers);
+          downstream.sendTrailers(trailers ? forwardableHeaders(trailers) : {});
+          this.responseComplete = true;
+          this.finishIfUpstreamGone();
+        },
+        () => downstream.close(NGHTTP2_INTERNAL_ERROR), // never leave the stream waiting for trailers
+      ),
     );
-    up.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
-    up.pipe(downstream);
+    up.on('data', (chunk: Buffer) => (this.outcome.bytesOut += chunk.length));
+    up.pipe(downstream, { end: false }); // ended by onUpstreamEnd, only when the body really ended
+  }
+
+  private onUpstreamEnd(up: http2.ClientHttp2Stream): void {
+    if (!endedCleanly(up)) return; // cut short: onUpstreamClose handles it
+    this.upstreamComplete = true;
+    const { downstream } = this;
+    // Ending the downstream body makes Node ask for trailers ('wantTrailers').
+    if (this.responded && !this.upstreamClosedByProxy && !downstream.writableEnded && !downstream.closed) {
+      downstream.end();
+    }
   }
 
   private onUpstreamClose(up: http2.ClientHttp2Stream): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    up.unpipe(downstream);
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
     if (this.upstreamComplete || this.responseComplete) {
       // Normal end; if the upstream stopped reading the request early, stop the client too.
@@ -166,7 +203,7 @@ export class H2Exchange {
     const code = up.rstCode ?? NGHTTP2_INTERNAL_ERROR;
     if (session !== undefined && !session.destroyed && (this.responded || code !== NGHTTP2_NO_ERROR)) {
       // The upstream reset this stream: pass the same code on (REFUSED_STREAM stays retryable).
-      this.errorReason = `upstream-rst:${code}`;
+      this.outcome.error = `upstream-rst:${code}`;
       this.ctx.log.debug('upstream reset h2 stream', { code, peer: this.ctx.peer });
       downstream.close(code);
       return;
@@ -188,7 +225,7 @@ export class H2Exchange {
       );
       return;
     }
-    this.ctx.log.warn('h2 upstream refused the request', { err });
+    this.ctx.log.debug('h2 request could not be sent upstream', { err });
     this.respondWithError('bad-request', 'the request could not be forwarded');
   }
 
@@ -204,20 +241,31 @@ export class H2Exchange {
     const { ctx, downstream } = this;
     this.clearResponseTimer();
     ctx.metrics.proxyError(ctx.direction, reason);
-    this.errorReason = reason;
+    this.outcome.error = reason;
     if (downstream.closed || downstream.destroyed) return;
     if (this.upstream !== undefined) downstream.unpipe(this.upstream);
     if (this.responded || downstream.headersSent) {
-      downstream.close(NGHTTP2_INTERNAL_ERROR);
+      if (this.grpc && !downstream.writableEnded) {
+        // Headers went out: a gRPC client still gets a status, in trailers (Linkerd's "rescue").
+        const { headers } = proxyErrorResponse(reason, true, message);
+        this.rescueTrailers = {
+          'grpc-status': String(headers['grpc-status']),
+          'grpc-message': String(headers['grpc-message']),
+          [PROXY_ERROR_HEADER]: reason,
+        };
+        downstream.end();
+      } else {
+        downstream.close(NGHTTP2_INTERNAL_ERROR);
+      }
       return;
     }
     const response = proxyErrorResponse(reason, this.grpc, message);
     this.responded = true;
-    this.status = Number(response.headers[':status']);
-    if (this.grpc) this.grpcStatus = String(response.headers['grpc-status']);
+    this.outcome.status = Number(response.headers[':status']);
+    if (this.grpc) this.outcome.grpcStatus = String(response.headers['grpc-status']);
     downstream.respond(response.headers, { endStream: response.body === null });
     if (response.body !== null) {
-      this.bytesOut += Buffer.byteLength(response.body);
+      this.outcome.bytesOut += Buffer.byteLength(response.body);
       downstream.end(response.body);
     }
     this.responseComplete = true;
@@ -243,39 +291,14 @@ export class H2Exchange {
         this.closeUpstream(upstream, code === NGHTTP2_NO_ERROR ? NGHTTP2_CANCEL : code);
       }
     }
-    if (code !== NGHTTP2_NO_ERROR && this.errorReason === undefined) this.errorReason = `downstream-rst:${code}`;
-    this.record(code);
+    if (code !== NGHTTP2_NO_ERROR) this.outcome.error ??= `downstream-rst:${code}`;
+    this.outcome.report(this.ctx, this.requestHeaders, this.authority(), code !== NGHTTP2_NO_ERROR);
   }
 
   private closeUpstream(up: http2.ClientHttp2Stream, code: number): void {
     this.upstreamClosedByProxy = true;
     this.downstream.unpipe(up);
     if (!up.closed && !up.destroyed) up.close(code);
-  }
-
-  private record(rstCode: number): void {
-    const { ctx } = this;
-    const durationMs = performance.now() - this.startedAt;
-    const failed =
-      rstCode !== NGHTTP2_NO_ERROR ||
-      this.errorReason !== undefined ||
-      (this.grpcStatus !== undefined && this.grpcStatus !== '0');
-    ctx.metrics.responseFinished(ctx.direction, 'h2', this.status, durationMs, failed);
-    if (ctx.accessLog === null) return;
-    ctx.accessLog.record({
-      ts: this.startedWallMs,
-      direction: ctx.direction,
-      protocol: 'h2',
-      method: String(this.requestHeaders[':method'] ?? ''),
-      authority: this.authority(),
-      path: String(this.requestHeaders[':path'] ?? ''),
-      status: this.status,
-      durationMs,
-      bytesIn: this.bytesIn,
-      bytesOut: this.bytesOut,
-      peer: ctx.peer,
-      ...(this.errorReason !== undefined ? { error: this.errorReason } : {}),
-    });
   }
 
   private authority(): string {
@@ -289,11 +312,30 @@ export class H2Exchange {
   }
 }
 
-/** Runs an event handler so that nothing it throws escapes into the event loop. */
-function guard(log: Logger, fn: () => unknown): void {
+/**
+ * Whether a stream's readable side ended with END_STREAM from the peer. Node also ends the
+ * readable side (with 'end') when the stream is torn down with its session, but then the stream
+ * already carries a non-zero close code; a peer's RST_STREAM(NO_ERROR) counts as a clean end,
+ * as RFC 9113 8.1 intends it (a complete response, "stop sending").
+ */
+function endedCleanly(stream: http2.Http2Stream): boolean {
+  return stream.rstCode === undefined || stream.rstCode === NGHTTP2_NO_ERROR;
+}
+
+/**
+ * Runs an event handler so that nothing it throws escapes into the event loop; `fallback` runs
+ * when it threw, to leave the streams in a state that ends (it is guarded too).
+ */
+function guard(log: Logger, fn: () => unknown, fallback?: () => unknown): void {
   try {
     fn();
   } catch (err) {
     log.warn('h2 exchange handler failed', { err });
+    if (fallback === undefined) return;
+    try {
+      fallback();
+    } catch {
+      // the stream is already gone
+    }
   }
 }

@@ -7,7 +7,13 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { PROXY_ERROR_HEADER, statusForReason, type ProxyErrorReason } from '../errors.ts';
 
 /** Hop-by-hop headers (RFC 9113 8.2.2): never forwarded; `te` only passes as "trailers". */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 /**
  * A copy of `headers` that can be sent on the other side: connection-specific headers dropped,
@@ -76,7 +82,11 @@ export interface ProxyErrorResponse {
 }
 
 /** The response the proxy sends itself for `reason`; `grpc` = the request was a gRPC call. */
-export function proxyErrorResponse(reason: ProxyErrorReason, grpc: boolean, message: string): ProxyErrorResponse {
+export function proxyErrorResponse(
+  reason: ProxyErrorReason,
+  grpc: boolean,
+  message: string,
+): ProxyErrorResponse {
   if (grpc) {
     return {
       headers: {

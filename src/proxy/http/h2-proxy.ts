@@ -128,7 +128,13 @@ export class H2Proxy {
     };
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
     this.sessions.set(session, idle);
-    session.on('error', (err: Error) => opts.log.debug('downstream h2 session error', { err, peer: conn.peer }));
+    session.on('error', (err: Error) => {
+      opts.log.debug('downstream h2 session error', { err, peer: conn.peer });
+      const code = (err as { code?: unknown }).code;
+      if (code === 'ERR_HTTP2_ERROR' || code === 'ERR_HTTP2_SESSION_ERROR') {
+        opts.metrics.proxyError(opts.direction, 'h2-protocol-error');
+      }
+    });
     session.on('frameError', (type: number, code: number, id: number) =>
       opts.log.debug('downstream h2 frame error', { type, code, stream: id, peer: conn.peer }),
     );

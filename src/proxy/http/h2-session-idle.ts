@@ -41,7 +41,14 @@ export class SessionIdleTimer {
   }
 
   private arm(): void {
-    if (!this.started || this.idleMs <= 0 || this.timer !== undefined || this.session.closed || this.session.destroyed) return;
+    if (
+      !this.started ||
+      this.idleMs <= 0 ||
+      this.timer !== undefined ||
+      this.session.closed ||
+      this.session.destroyed
+    )
+      return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.active === 0) this.onIdle();

@@ -4,7 +4,7 @@
 // as it receives GOAWAY, closes or fails, so new streams go to a fresh session while the streams
 // in flight on the old one finish. Sessions with no stream for idleTimeoutMs are closed.
 //
-// `request` resolves with a stream only once its session is connected, so a connect failure is
+// `request` resolves with a stream only once its session is connected (SETTINGS received), so a connect failure is
 // told apart from a failure of the exchange itself (502 connect-failed vs a reset).
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -26,9 +26,13 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
 export class UpstreamConnectError extends TrellisError {
   readonly reason: 'connect-failed' | 'connect-timeout';
   constructor(reason: 'connect-failed' | 'connect-timeout', message: string, cause?: unknown) {
-    super(reason === 'connect-timeout' ? 'TRELLIS_ERR_CONNECT_TIMEOUT' : 'TRELLIS_ERR_CONNECT_FAILED', message, {
-      cause,
-    });
+    super(
+      reason === 'connect-timeout' ? 'TRELLIS_ERR_CONNECT_TIMEOUT' : 'TRELLIS_ERR_CONNECT_FAILED',
+      message,
+      {
+        cause,
+      },
+    );
     this.name = 'UpstreamConnectError';
     this.reason = reason;
   }
@@ -82,6 +86,7 @@ export class H2UpstreamPool {
         throw new UpstreamConnectError('connect-failed', `session to ${keyOf(target)} closed before use`);
       }
       const stream = pooled.session.request(headers, options);
+      stream.on('error', () => {}); // until the caller's own listener is attached (a tick later)
       pooled.idle.streamOpened();
       stream.once('close', () => pooled.idle.streamClosed());
       return { stream, session: pooled.session };
@@ -148,19 +153,27 @@ export class H2UpstreamPool {
       connectTimeoutMs > 0
         ? setTimeout(() => {
             session.destroy(
-              new UpstreamConnectError('connect-timeout', `connect to ${key} timed out after ${connectTimeoutMs} ms`),
+              new UpstreamConnectError(
+                'connect-timeout',
+                `connect to ${key} timed out after ${connectTimeoutMs} ms`,
+              ),
             );
           }, connectTimeoutMs)
         : undefined;
     session.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-      pooled.idle.start();
       try {
         session.setLocalWindowSize(H2_CONNECTION_WINDOW);
       } catch {
         // the session closed in the meantime: its streams will report that
       }
+    });
+    // Ready on the peer's SETTINGS, not on TCP connect: until nghttp2 knows the peer's
+    // MAX_CONCURRENT_STREAMS it sends any number of streams, and a burst beyond the limit would
+    // be refused; once known, nghttp2 queues the excess streams locally instead.
+    session.once('remoteSettings', () => {
+      connected = true;
+      clearTimeout(timer);
+      pooled.idle.start();
       settle();
     });
     session.on('goaway', (code: number) => {
@@ -187,7 +200,8 @@ export class H2UpstreamPool {
       pooled.idle.stop();
       this.retire(pooled);
       this.all.delete(pooled);
-      if (!connected) settle(new UpstreamConnectError('connect-failed', `connection to ${key} closed while connecting`));
+      if (!connected)
+        settle(new UpstreamConnectError('connect-failed', `connection to ${key} closed while connecting`));
     });
     return pooled;
   }

@@ -4,7 +4,14 @@
 import net from 'node:net';
 import type { Target } from '../transport/target.ts';
 
-/** Pipes a and b into each other until both directions have ended or either side errors. */
+/**
+ * Pipes a and b into each other until both directions have ended or either side errors.
+ *
+ * Each socket closes by itself (autoDestroy) once it has both read its peer's FIN and flushed its
+ * own FIN, so a half-closed direction keeps carrying bytes the other way for as long as needed,
+ * and nothing still buffered for a peer is thrown away. When one socket closes, the other can no
+ * longer deliver what it reads: it is closed too, but only after what it still has to write.
+ */
 export function splice(a: net.Socket, b: net.Socket, toB: Buffer | null, toA: Buffer | null): void {
   const destroyBoth = () => {
     a.destroy();
@@ -12,25 +19,21 @@ export function splice(a: net.Socket, b: net.Socket, toB: Buffer | null, toA: Bu
   };
   a.on('error', destroyBoth);
   b.on('error', destroyBoth);
-  a.on('close', () => {
-    if (!b.destroyed && !b.writableEnded) b.destroy();
-  });
-  b.on('close', () => {
-    if (!a.destroyed && !a.writableEnded) a.destroy();
-  });
-  // When both directions are finished, close both sockets.
-  let ended = 0;
-  const onEnd = () => {
-    if (++ended === 2) destroyBoth();
-  };
-  a.on('end', onEnd);
-  b.on('end', onEnd);
+  a.once('close', () => closeAfterFlush(b));
+  b.once('close', () => closeAfterFlush(a));
   if (toB !== null && toB.length > 0) b.write(toB);
   if (toA !== null && toA.length > 0) a.write(toA);
   a.pipe(b);
   b.pipe(a);
   if (a.isPaused()) a.resume();
   if (b.isPaused()) b.resume();
+}
+
+/** Closes a socket whose peer is gone: at once when its writes were cut short, else once they are flushed. */
+function closeAfterFlush(s: net.Socket): void {
+  if (s.destroyed) return;
+  if (!s.writableEnded || s.writableFinished) s.destroy();
+  else s.once('finish', () => s.destroy());
 }
 
 export interface ConnectOptions {
@@ -48,6 +51,7 @@ export function forwardTcp(
   opts: ConnectOptions,
   onFail: (reason: 'connect-failed' | 'connect-timeout', err?: Error) => void,
 ): void {
+  if (client.destroyed) return; // gone while its protocol was being detected
   client.pause();
   const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
   let settled = false;

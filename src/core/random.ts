@@ -1,0 +1,33 @@
+// Randomness, injectable. The balancer draws its two choices from a Random so tests can replay a
+// run exactly with seededRandom(seed); production uses Math.random.
+
+/** A source of uniform numbers in [0, 1). */
+export interface Random {
+  next(): number;
+}
+
+export const mathRandom: Random = { next: () => Math.random() };
+
+/**
+ * A small, fast, deterministic PRNG (mulberry32, 32-bit state) for tests and simulations. Not
+ * for anything security-related. The same seed always gives the same sequence.
+ */
+export function seededRandom(seed: number): Random {
+  let state = seed >>> 0;
+  return {
+    next(): number {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    },
+  };
+}
+
+/** A uniform integer in [0, n) drawn from `random` (n >= 1). */
+export function randomIndex(random: Random, n: number): number {
+  // Guard against a Random that returns exactly 1 (or more) by mistake.
+  const i = Math.floor(random.next() * n);
+  return i < n ? i : n - 1;
+}

@@ -1,0 +1,49 @@
+// The resolver seam (grpc-js's Resolver, linkerd's discovery stream): a resolver turns a target
+// name into a stream of endpoint updates. The balancer's EndpointSet applies them; implementations
+// are the static resolver (a fixed list) and, later, the control plane's Destination watch.
+//
+// Updates follow linkerd: `reset` replaces the whole set, `add` adds or refreshes endpoints,
+// `remove` drops endpoints by address key, `does-not-exist` says the target is unknown (the set
+// becomes empty). Address keys are `targetKey(address)` from src/proxy/transport/target.ts:
+// "host:port", or "[v6]:port" for IPv6 hosts.
+
+export type ProtocolHint = 'unknown' | 'h2' | 'opaque';
+
+export interface EndpointAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface Endpoint {
+  readonly address: EndpointAddress;
+  /** Relative share of traffic; the balancer divides an endpoint's cost by it. 1 by default. */
+  readonly weight: number;
+  /** Metadata from discovery (zone, pod, ...), used for metrics labels. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** True when a Trellis proxy runs beside the endpoint (connect with mTLS). */
+  readonly meshed: boolean;
+  /** The identity (SPIFFE ID) the endpoint's certificate must carry, when meshed. */
+  readonly identity: string | null;
+  readonly protocolHint: ProtocolHint;
+}
+
+export type Update =
+  | { readonly kind: 'reset'; readonly endpoints: readonly Endpoint[] }
+  | { readonly kind: 'add'; readonly endpoints: readonly Endpoint[] }
+  | { readonly kind: 'remove'; readonly addresses: readonly string[] }
+  | { readonly kind: 'does-not-exist' };
+
+/** What `resolve` returns: stops the stream; no callback runs after `cancel()`. */
+export interface Resolution {
+  cancel(): void;
+}
+
+/**
+ * Resolves `target` (a logical name such as "web.default.svc:8080"). `onUpdate` is called zero or
+ * more times, never synchronously from within `resolve`; `onError` reports a failure of the
+ * resolution itself (the control plane is unreachable, ...) and the caller keeps its last known
+ * endpoints. A resolver may keep delivering updates after an error (it retries).
+ */
+export interface Resolver {
+  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution;
+}
