@@ -24,6 +24,8 @@ export interface BenchOptions {
   readonly latencyConnections: number;
   readonly proxies: readonly ProxyName[];
   readonly opaque: boolean;
+  /** Seconds to wait at most, before starting, for the machine to be quiet (0: don't wait). */
+  readonly waitQuietS: number;
   readonly outDir: string;
   /** CPU for the proxy under test, and for the upstream + load generators (undefined: no pinning). */
   readonly proxyCpu: number | undefined;
@@ -35,11 +37,12 @@ const HELP = `Usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --duration S            measured throughput seconds per target (BENCH_DURATION, default 12)
   --warmup S              unmeasured load before the 1st round   (BENCH_WARMUP, default 2)
   --latency-duration S    latency seconds per target             (BENCH_LATENCY_DURATION, default 12)
-  --rounds N              rounds each run is split into          (BENCH_ROUNDS, default 4)
+  --rounds N              rounds each run is split into          (BENCH_ROUNDS, default 6)
   --rate N                requests/s of the latency run          (BENCH_RATE, default 1000)
   --connections N         wrk connections                        (BENCH_CONNECTIONS, default 50)
   --only a,b              proxies: ${ALL_PROXIES.join(',')}  (BENCH_PROXIES, default all)
   --no-opaque             skip the opaque TCP scenario           (BENCH_OPAQUE=0)
+  --wait-quiet S          wait up to S s for an idle machine     (BENCH_WAIT_QUIET, default 30; 0: no)
   --out DIR               results folder                         (BENCH_OUT, default bench/results)
   --quick                 short runs (3 s, warm-up 1 s) to check the harness works
 `;
@@ -57,6 +60,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
       only: { type: 'string' },
       'no-opaque': { type: 'boolean' },
       out: { type: 'string' },
+      'wait-quiet': { type: 'string' },
       quick: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -87,12 +91,16 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): B
     durationS: num(values.duration, 'BENCH_DURATION', quick ? 3 : 12),
     warmupS: num(values.warmup, 'BENCH_WARMUP', quick ? 1 : 2),
     latencyDurationS: num(values['latency-duration'], 'BENCH_LATENCY_DURATION', quick ? 3 : 12),
-    rounds: Math.round(num(values.rounds, 'BENCH_ROUNDS', 4)),
+    rounds: Math.round(num(values.rounds, 'BENCH_ROUNDS', 6)),
     rate: num(values.rate, 'BENCH_RATE', 1000),
     connections: Math.round(num(values.connections, 'BENCH_CONNECTIONS', 50)),
     latencyConnections: 32,
     proxies: ALL_PROXIES.filter((p) => only.includes(p)),
     opaque: values['no-opaque'] !== true && env['BENCH_OPAQUE'] !== '0',
+    waitQuietS:
+      values['wait-quiet'] === '0' || env['BENCH_WAIT_QUIET'] === '0'
+        ? 0
+        : num(values['wait-quiet'], 'BENCH_WAIT_QUIET', quick ? 5 : 30),
     outDir: values.out ?? env['BENCH_OUT'] ?? join(BENCH_DIR, 'results'),
     proxyCpu: pinned ? 0 : undefined,
     loadCpu: pinned ? 1 : undefined,

@@ -1,7 +1,7 @@
 // Child processes of the benchmark: every process is started pinned to one CPU (taskset), kept in
 // one registry, and killed when the run ends, also on Ctrl-C or an error. Also reads a process
 // tree's CPU time and memory from /proc, which is how the proxies' cost is measured.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
@@ -246,11 +246,19 @@ export function treeMemoryMb(pid: number): { rssMb: number; hwmMb: number } {
   return { rssMb: rss / 1024, hwmMb: hwm / 1024 };
 }
 
-/** Samples the tree's RSS every `everyMs` until stopped; returns the largest sum seen. */
-export function sampleRss(pid: number, everyMs = 200): { stop(): number } {
-  let peak = treeMemoryMb(pid).rssMb;
+/**
+ * Samples the tree's RSS every `everyMs` until stopped; returns the largest sum seen. The tree is
+ * looked up again only every 10th sample: scanning /proc is the costly part, and the harness must
+ * stay light while it measures.
+ */
+export function sampleRss(pid: number, everyMs = 250): { stop(): number } {
+  let pids = processTree(pid);
+  let n = 0;
+  const rssMb = (): number => pids.reduce((sum, p) => sum + statusKb(p, 'VmRSS'), 0) / 1024;
+  let peak = rssMb();
   const timer = setInterval(() => {
-    peak = Math.max(peak, treeMemoryMb(pid).rssMb);
+    if (++n % 10 === 0) pids = processTree(pid);
+    peak = Math.max(peak, rssMb());
   }, everyMs);
   return {
     stop(): number {
@@ -258,6 +266,17 @@ export function sampleRss(pid: number, everyMs = 200): { stop(): number } {
       return Math.max(peak, treeMemoryMb(pid).rssMb);
     },
   };
+}
+
+/**
+ * Pins this process (all its threads) to `cpu`, so that the harness's own work lands on the load
+ * generators' CPU and never on the proxy's.
+ */
+export function pinSelf(cpu: number): void {
+  spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], {
+    stdio: 'ignore',
+    timeout: 5000,
+  });
 }
 
 /** Busy and stolen seconds of one CPU so far, from /proc/stat (steal: taken by the hypervisor). */
@@ -274,4 +293,24 @@ export function cpuCounters(cpu: number): { busyS: number; stealS: number } {
   } catch {
     return { busyS: 0, stealS: 0 };
   }
+}
+
+/** The fraction of all CPUs' time that was busy (or stolen) over the next `windowMs`. */
+export async function machineBusyFraction(windowMs: number): Promise<number> {
+  const read = (): { busy: number; total: number } => {
+    try {
+      const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+      const f = line.trim().split(/\s+/).slice(1).map(Number);
+      const idle = f[3]! + f[4]!;
+      const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+      return { busy: total - idle, total };
+    } catch {
+      return { busy: 0, total: 0 };
+    }
+  };
+  const before = read();
+  await new Promise((r) => setTimeout(r, windowMs));
+  const after = read();
+  const total = after.total - before.total;
+  return total > 0 ? (after.busy - before.busy) / total : 0;
 }

@@ -201,9 +201,24 @@ export function markdown(r: ReportInput): string {
     const result = t.pass === null ? 'not measured' : t.pass ? 'PASS' : 'FAIL';
     lines.push(`| ${t.name} | ${t.goal} | ${t.value} | ${result} |`);
   }
+  const noise = noiseSummary([...r.http, ...r.tcp]);
+  if (noise) lines.splice(lines.indexOf('## HTTP/1.1 keep-alive, one hop') - 1, 0, '', noise);
   const warnings = runWarnings(r.http, r.tcp);
   if (warnings.length > 0) lines.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
   return lines.join('\n') + '\n';
+}
+
+/** One line on how much of the proxy's CPU other work took during the throughput rounds. */
+function noiseSummary(rows: readonly (HttpRow | TcpRow)[]): string | undefined {
+  const all = rows.flatMap((r) => r.noise ?? []);
+  if (all.length === 0) return undefined;
+  const seconds = all.reduce((n, x) => n + x.seconds, 0);
+  const taken = all.reduce((n, x) => n + x.otherS + x.stealS, 0);
+  const worst = Math.max(...all.map((x) => (x.otherS + x.stealS) / x.seconds));
+  return (
+    `Noise: other processes and the hypervisor took ${Math.round((taken / seconds) * 100)}% of the proxy's CPU ` +
+    `over the throughput rounds (worst round ${Math.round(Math.min(1, worst) * 100)}%); under 5% is a quiet run.`
+  );
 }
 
 /** Things that make a row's numbers suspect: errors during load, a generator that fell behind. */

@@ -8,7 +8,16 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { combineRounds, combineThroughput, fixedRateRound, throughputRound, warmUp } from './measure.ts';
 import { findTools, helpText, machineInfo, parseOptions, type BenchOptions } from './options.ts';
-import { killAllNow, sampleRss, stopAll, tail, treeCpuSeconds, treeMemoryMb } from './processes.ts';
+import {
+  killAllNow,
+  machineBusyFraction,
+  pinSelf,
+  sampleRss,
+  stopAll,
+  tail,
+  treeCpuSeconds,
+  treeMemoryMb,
+} from './processes.ts';
 import {
   compareHttp,
   compareTcp,
@@ -207,6 +216,24 @@ function versions(tools: Tools): Record<string, string> {
   };
 }
 
+/**
+ * Waits (bounded) until the machine's CPUs are less than a quarter busy over 2 s, so that the run
+ * does not start in the middle of someone else's build; returns the last busy fraction seen.
+ */
+async function waitForQuiet(maxS: number): Promise<number> {
+  const deadline = Date.now() + maxS * 1000;
+  let busy = await machineBusyFraction(1000);
+  while (busy > 0.25 && Date.now() < deadline) {
+    log(
+      `machine is ${Math.round(busy * 100)}% busy with other work; waiting for it to quieten (up to ${maxS} s)`,
+    );
+    busy = await machineBusyFraction(2000);
+  }
+  if (busy > 0.25)
+    log(`machine still ${Math.round(busy * 100)}% busy: starting anyway, expect noisy numbers`);
+  return busy;
+}
+
 async function main(): Promise<number> {
   const parsed = parseOptions(process.argv.slice(2), process.env);
   if (parsed === 'help') {
@@ -221,6 +248,8 @@ async function main(): Promise<number> {
   log(`about ${Math.ceil(estimate / 60)} min (${Math.round(estimate)} s of load); results in ${o.outDir}`);
   if (o.proxyCpu === undefined) log('fewer than 2 CPUs: processes are not pinned, numbers are rough');
 
+  if (o.loadCpu !== undefined) pinSelf(o.loadCpu);
+  const busyAtStart = await waitForQuiet(o.waitQuietS);
   let http: HttpRow[] = [];
   let tcp: TcpRow[] = [];
   const upstream = await targets.startUpstream(tools, o.loadCpu);
@@ -239,7 +268,7 @@ async function main(): Promise<number> {
     ...report,
     finishedAt: new Date().toISOString(),
     elapsedS: (Date.now() - startedAt.getTime()) / 1000,
-    machine: machineInfo(),
+    machine: { ...machineInfo(), busyPercentAtStart: Math.round(busyAtStart * 100) },
     warnings: runWarnings(http, tcp),
   };
   const md = markdown(report);

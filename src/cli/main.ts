@@ -10,6 +10,7 @@ interface Subcommand {
 const commands: Record<string, () => Promise<Subcommand>> = {
   proxy: () => import('./proxy.ts'),
   init: () => import('./init.ts'),
+  demo: () => import('./demo.ts'),
 };
 
 async function usage(): Promise<string> {

@@ -60,7 +60,10 @@ export function parseSampleLine(rawLine: string): PromSample | null {
   } else if (afterName === i) {
     return null; // the name must be followed by labels or by whitespace
   }
-  const rest = line.slice(i).trim().split(/[ \t]+/);
+  const rest = line
+    .slice(i)
+    .trim()
+    .split(/[ \t]+/);
   if (rest.length > 2) return null;
   const value = parseSampleValue(rest[0]!);
   if (value === null) return null;

@@ -94,7 +94,8 @@ export class FakeClock implements Clock, Timers {
     let best: FakeTimer | undefined;
     for (const t of this.#timers) {
       if (t.dueAt > until) continue;
-      if (best === undefined || t.dueAt < best.dueAt || (t.dueAt === best.dueAt && t.seq < best.seq)) best = t;
+      if (best === undefined || t.dueAt < best.dueAt || (t.dueAt === best.dueAt && t.seq < best.seq))
+        best = t;
     }
     return best;
   }

@@ -1,5 +1,7 @@
 // Randomness, injectable. The balancer draws its two choices from a Random so tests can replay a
-// run exactly with seededRandom(seed); production uses Math.random.
+// run exactly with seededRandom(seed). Hot paths use unseededRandom(): the same generator seeded
+// from Math.random once, because every Math.random() call allocates a heap number in V8 and the
+// generator's draws do not.
 
 /** A source of uniform numbers in [0, 1). */
 export interface Random {
@@ -13,16 +15,23 @@ export const mathRandom: Random = { next: () => Math.random() };
  * for anything security-related. The same seed always gives the same sequence.
  */
 export function seededRandom(seed: number): Random {
-  let state = seed >>> 0;
+  // In a typed array: a uint32 above 2^30 kept in a plain variable would be boxed on every draw.
+  const state = new Uint32Array([seed >>> 0]);
   return {
     next(): number {
-      state = (state + 0x6d2b79f5) >>> 0;
-      let t = state;
+      const t0 = ((state[0] as number) + 0x6d2b79f5) >>> 0;
+      state[0] = t0;
+      let t = t0;
       t = Math.imul(t ^ (t >>> 15), t | 1);
       t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
       return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     },
   };
+}
+
+/** A fast generator with an unpredictable seed, for hot paths (not for anything secret). */
+export function unseededRandom(): Random {
+  return seededRandom(Math.floor(Math.random() * 4294967296));
 }
 
 /** A uniform integer in [0, n) drawn from `random` (n >= 1). */

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
 import { detectProtocol } from './detect/detect.ts';
+import { TrellisError } from '../core/errors.ts';
 import type { ProxyErrorReason } from './errors.ts';
 import type { Target } from './transport/target.ts';
 import { targetKey } from './transport/target.ts';
@@ -41,11 +42,23 @@ export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net
     }
     dispatch(rt, spec.direction, socket, spec.destination(socket), spec.protocol, null);
   });
-  server.on('error', (err) => rt.log.error('listener error', { listener: spec.name, error: err }));
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const onListenError = (err: Error) => {
+      const where = `${spec.host.includes(':') ? `[${spec.host}]` : spec.host}:${spec.port}`;
+      reject(
+        new TrellisError(
+          'TRELLIS_ERR_LISTEN',
+          `${spec.name} listener cannot listen on ${where}: ${err.message}`,
+          {
+            cause: err,
+          },
+        ),
+      );
+    };
+    server.once('error', onListenError);
     server.listen({ host: spec.host, port: spec.port, backlog: 1024 }, () => {
-      server.removeListener('error', reject);
+      server.removeListener('error', onListenError);
+      server.on('error', (err) => rt.log.error('listener error', { listener: spec.name, error: err }));
       resolve(server);
     });
   });

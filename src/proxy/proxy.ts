@@ -9,7 +9,7 @@ import type { Logger } from '../core/log.ts';
 import { openAccessLog } from './telemetry/access-log.ts';
 import { ProxyRuntime } from './runtime.ts';
 import { type ListenerSpec, startListener } from './listener.ts';
-import { startAdmin } from './admin/server.ts';
+import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
 import type { Target } from './transport/target.ts';
 
@@ -71,6 +71,7 @@ export async function startProxy(
 
   const servers: net.Server[] = [];
   const addresses: Record<string, string> = {};
+  let admin: AdminServer;
   try {
     for (const spec of specs) {
       const server = await startListener(rt, spec);
@@ -79,19 +80,21 @@ export async function startProxy(
       addresses[spec.name] = formatAddress(a);
       rt.ownPorts.add(a.port);
     }
+    admin = await startAdmin({
+      listen: splitHostPort(config.adminListen),
+      metrics: rt.metrics,
+      config: () => config,
+      isReady: () => !rt.draining,
+      onShutdown: () => onShutdownRequest?.(),
+      log,
+    });
   } catch (err) {
+    // Whatever did start must not keep the process alive after a failed start.
     for (const s of servers) s.close();
+    await accessLog?.close();
     throw err;
   }
   let shuttingDown: Promise<void> | null = null;
-  const admin = await startAdmin({
-    listen: splitHostPort(config.adminListen),
-    metrics: rt.metrics,
-    config: () => config,
-    isReady: () => !rt.draining,
-    onShutdown: () => onShutdownRequest?.(),
-    log,
-  });
   addresses.admin = `${admin.address.host.includes(':') ? `[${admin.address.host}]` : admin.address.host}:${admin.address.port}`;
   rt.ownPorts.add(admin.address.port);
 

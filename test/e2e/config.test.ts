@@ -8,6 +8,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
+import { once } from 'node:events';
 import { CLI, NODE, REPO, startProxyProcess } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 60_000;
@@ -104,3 +106,24 @@ test('a flag overrides a wrong value of the file; --help exits 0', { timeout: TE
   assert.equal(help.status, 0);
   assert.match(help.stdout, /--drain-grace-ms/);
 });
+
+test(
+  'a listen address in use stops the process (exit 1) naming the listener',
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const taken = net.createServer();
+    taken.listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    t.after(() => taken.close());
+    const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+    // The admin listener starts last: what started before it must not keep the process alive.
+    for (const [flag, name] of [
+      ['--admin-listen', 'admin'],
+      ['--outbound-listen', 'outbound'],
+    ] as const) {
+      const r = runProxy([flag, address]);
+      assert.equal(r.status, 1, `${flag}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`${name} listener cannot listen on ${address}`), r.stderr);
+    }
+  },
+);

@@ -12,6 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { ProxyConfig } from '../../src/proxy/config.ts';
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 60_000;
@@ -48,7 +49,7 @@ function h1Request(port: number, target: string): Promise<number> {
   });
 }
 
-async function h2Requests(port: number, paths: string[]): Promise<(string | number | undefined)[]> {
+async function h2Requests(port: number, paths: string[]): Promise<unknown[]> {
   const socket = net.connect(port, '127.0.0.1');
   account(socket);
   const session = http2.connect(`http://127.0.0.1:${port}`, { createConnection: () => socket });
@@ -184,7 +185,7 @@ test(
     assert.equal(await m('trellis_detect_total'), connections);
 
     // ---- /config: the effective configuration, defaults filled in ----
-    const config = JSON.parse(await proxy.admin('/config')) as Record<string, any>;
+    const config = JSON.parse(await proxy.admin('/config')) as ProxyConfig;
     assert.equal(config.log.access, accessLogFile);
     assert.equal(config.mode, 'explicit');
     assert.equal(config.appHost, '127.0.0.1');
@@ -192,8 +193,8 @@ test(
     assert.equal(config.detect.timeoutMs, 3000);
     assert.deepEqual(config.opaquePorts, [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
     assert.equal(config.destinations.length, 3);
-    assert.equal(config.destinations[0].target, `127.0.0.1:${webPort}`);
-    assert.equal(config.destinations[0].protocol, 'auto');
+    assert.equal(config.destinations[0]?.target, `127.0.0.1:${webPort}`);
+    assert.equal(config.destinations[0]?.protocol, 'auto');
 
     // ---- access log: one JSON line per request (flushed when the proxy drains) ----
     assert.equal(await proxy.stop(), 0);

@@ -230,7 +230,7 @@ export async function startFixture(transport: Transport, opts: FixtureOptions = 
 /** Runs `body` as a describe block per transport, each with its own proxy and upstream. */
 export function forEachTransport(
   transports: readonly Transport[],
-  body: (fx: () => Fixture) => void,
+  body: (fx: () => Fixture, transport: Transport) => void,
   opts: FixtureOptions = {},
 ): void {
   for (const transport of transports) {
@@ -250,7 +250,7 @@ export function forEachTransport(
       body(() => {
         if (fx === null) throw new Error('fixture not started');
         return fx;
-      });
+      }, transport);
     });
   }
 }
@@ -294,7 +294,10 @@ function newH1Client(transport: Transport, proxy: ProxyProcess, targetPort: numb
       cb: (err: Error | null, s?: net.Socket) => void,
     ) => {
       openTunnel(outbound, targetPort).then(
-        (s) => cb(null, s),
+        (s) => {
+          cb(null, s);
+          s.resume(); // node:http's client does not resume a socket it is handed paused
+        },
         (err: Error) => cb(err),
       );
       return undefined;

@@ -17,6 +17,7 @@ import type { H1Limits } from '../../src/proxy/http/h1-parser.ts';
 
 const LIMITS: H1Limits = { maxRequestLineBytes: 8192, maxHeaderBytes: 64 * 1024, maxHeaders: 128 };
 const bytes = (s: string) => Buffer.from(s, 'latin1');
+type ValueOf<A> = A extends fc.Arbitrary<infer T> ? T : never;
 
 interface Decoded {
   data: Buffer;
@@ -108,7 +109,7 @@ const chunkedArb = fc.record({
   next: fc.uint8Array({ maxLength: 20 }),
 });
 
-function buildChunked(g: fc.RecordValue<typeof chunkedArb extends fc.Arbitrary<infer T> ? T : never>) {
+function buildChunked(g: ValueOf<typeof chunkedArb>) {
   const parts: Buffer[] = [];
   for (const c of g.chunks) {
     let hex = c.data.length.toString(16);
@@ -203,6 +204,18 @@ test('rejects every malformed framing', () => {
     ['data followed by CR and junk', '5\r\nhello\rX0\r\n\r\n'],
     ['LF in an extension', '5;a\nb\r\nhello\r\n0\r\n\r\n'],
     ['NUL in an extension', '5;a\0\r\nhello\r\n0\r\n\r\n'],
+    ['an empty extension', '5;\r\nhello\r\n0\r\n\r\n'],
+    ['a trailing ;', '5;a;\r\nhello\r\n0\r\n\r\n'],
+    ['BWS before the extension name', '5; a=1\r\nhello\r\n0\r\n\r\n'],
+    ['BWS before =', '5;a =1\r\nhello\r\n0\r\n\r\n'],
+    ['BWS after =', '5;a= 1\r\nhello\r\n0\r\n\r\n'],
+    ['an empty extension name', '5;=1\r\nhello\r\n0\r\n\r\n'],
+    ['an empty extension value', '5;a=\r\nhello\r\n0\r\n\r\n'],
+    ['two = in an extension', '5;a=b=c\r\nhello\r\n0\r\n\r\n'],
+    ['text after a quoted value', '5;a="x"y\r\nhello\r\n0\r\n\r\n'],
+    ['an unterminated quoted value', '5;a="x\r\nhello\r\n0\r\n\r\n'],
+    ['obs-text in a token value', '5;a=\xe9\r\nhello\r\n0\r\n\r\n'],
+    ['a tab in an extension name', '1;\t=1\r\nx\r\n0\r\n\r\n'],
     ['an extension too long', '5;' + 'a'.repeat(2000) + '\r\nhello\r\n0\r\n\r\n'],
     ['trailer with a bare LF', '0\r\nX: y\n\r\n'],
     ['trailer with a bare CR', '0\r\nX: y\rZ\r\n\r\n'],
@@ -231,6 +244,8 @@ test('rejects every malformed framing', () => {
 });
 
 test('accepts legal odd spellings: upper-case hex, leading zeros, extensions, trailers', () => {
+  for (const ext of [';a', ';a=1', ';a="x y"', ';a="x\\"y"', ';a=1;b', ';a="\xe9\t"', ';a="";b=c'])
+    assert.equal(decodeString(`1${ext}\r\nx\r\n0${ext}\r\n\r\n`).error, null, ext);
   const body = 'A;x=1;y="a b"\r\n0123456789\r\n00005\r\nhello\r\n000;z\r\nX-A: 1\r\nx-b:\r\n\r\n';
   const r = decodeString(body + 'NEXT');
   assert.equal(r.error, null);

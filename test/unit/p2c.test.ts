@@ -160,7 +160,10 @@ function simulate(options: {
     picks.push({ key: endpoint.key, at: clock.now() });
   }
   completeUntil(Number.MAX_SAFE_INTEGER);
-  assert.ok(set.endpoints.every((e) => e.load.pending === 0), 'every request completed');
+  assert.ok(
+    set.endpoints.every((e) => e.load.pending === 0),
+    'every request completed',
+  );
 
   const count = (key: string, from = 0, to = Infinity): number =>
     picks.filter((p) => p.key === key && p.at >= from && p.at < to).length;
@@ -260,4 +263,21 @@ test('equal endpoints share evenly', () => {
   for (const address of ADDRESSES) {
     assert.ok(Math.abs(sim.share(address) - 0.25) < 0.03, `${address} share ${sim.share(address)}`);
   }
+});
+
+test('seededRandom replays the same sequence for a seed, in [0, 1), spread evenly', () => {
+  const a = seededRandom(42);
+  const b = seededRandom(42);
+  const c = seededRandom(43);
+  const buckets = new Array<number>(10).fill(0);
+  let differs = false;
+  for (let i = 0; i < 10_000; i++) {
+    const x = a.next();
+    assert.equal(x, b.next());
+    if (x !== c.next()) differs = true;
+    assert.ok(x >= 0 && x < 1);
+    buckets[Math.floor(x * 10)]!++;
+  }
+  assert.ok(differs);
+  for (const n of buckets) assert.ok(n > 900 && n < 1100, `bucket ${n}`);
 });

@@ -13,7 +13,10 @@ import {
 } from '../../src/proxy/balance/peak-ewma.ts';
 
 function close(actual: number, expected: number, message?: string): void {
-  assert.ok(Math.abs(actual - expected) < 1e-9 * Math.max(1, Math.abs(expected)), `${message ?? ''} ${actual} != ${expected}`);
+  assert.ok(
+    Math.abs(actual - expected) < 1e-9 * Math.max(1, Math.abs(expected)),
+    `${message ?? ''} ${actual} != ${expected}`,
+  );
 }
 
 test('starts at the default RTT (Linkerd: 30 ms, decay 10 s) and cost counts pending + 1', () => {

@@ -8,7 +8,7 @@
 // per pick without copying. Callers that arrive while there are no endpoints can wait for some
 // with waitReady(timeoutMs) and answer "no endpoints" when it resolves false.
 
-import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
+import { systemClock, systemTimers, type Clock, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { targetKey } from '../transport/target.ts';
 import type { Endpoint, Resolution, Resolver, Update } from '../resolve/resolver.ts';
@@ -31,7 +31,7 @@ export class EndpointState {
   readonly key: string;
   readonly load: PeakEwma;
   #endpoint: Endpoint;
-  #weight: number;
+  #weight = 1; // a number from the start, so V8 keeps the field unboxed
   #removed = false;
 
   constructor(key: string, endpoint: Endpoint, load: PeakEwma) {
@@ -79,6 +79,8 @@ interface Waiter {
 }
 
 export class EndpointSet {
+  /** The clock every endpoint's load uses. */
+  readonly clock: Clock;
   readonly #options: EndpointSetOptions;
   readonly #timers: Timers;
   readonly #log: Logger;
@@ -92,7 +94,8 @@ export class EndpointSet {
   #closed = false;
 
   constructor(options: EndpointSetOptions = {}) {
-    this.#options = options;
+    this.clock = options.clock ?? systemClock;
+    this.#options = { ...options, clock: this.clock };
     this.#timers = options.timers ?? systemTimers;
     this.#log = options.log ?? silentLogger;
   }

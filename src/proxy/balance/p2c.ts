@@ -3,10 +3,10 @@
 // cost (a weighted Peak-EWMA load). Nearly as good as asking every endpoint, at the cost of two.
 //
 // pick() runs once per HTTP request and once per TCP connection, so it is O(1) and allocates
-// nothing: it reads the source's current array (replaced, never mutated, when endpoints change)
-// and compares two numbers.
+// nothing: it reads the source's current array (replaced, never mutated, when endpoints change),
+// draws two indices and compares two costs.
 
-import { mathRandom, randomIndex, type Random } from '../../core/random.ts';
+import { randomIndex, unseededRandom, type Random } from '../../core/random.ts';
 
 /** Anything with a load to compare; lower is better. */
 export interface Costed {
@@ -22,7 +22,7 @@ export class P2c<T extends Costed> {
   readonly #source: PickSource<T>;
   readonly #random: Random;
 
-  constructor(source: PickSource<T>, random: Random = mathRandom) {
+  constructor(source: PickSource<T>, random: Random = unseededRandom()) {
     this.#source = source;
     this.#random = random;
   }

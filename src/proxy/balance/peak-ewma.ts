@@ -40,8 +40,10 @@ export interface PeakEwmaHandle {
 export class PeakEwma {
   readonly #clock: Clock;
   readonly #decayMs: number;
-  #rttEstimate: number;
-  #updatedAt: number;
+  // Numeric initialisers matter: a field declared without one starts as undefined, and V8 then
+  // boxes every fractional number stored in it (a heap allocation per pick).
+  #rttEstimate = 0;
+  #updatedAt = 0;
   #pending = 0;
 
   constructor(options: PeakEwmaOptions = {}) {
@@ -49,6 +51,11 @@ export class PeakEwma {
     this.#decayMs = positiveOr(options.decayMs, DEFAULT_DECAY_MS);
     this.#rttEstimate = nonNegativeOr(options.defaultRttMs, DEFAULT_RTT_MS);
     this.#updatedAt = this.#clock.now();
+  }
+
+  /** The clock this load measures time with. */
+  get clock(): Clock {
+    return this.#clock;
   }
 
   /** Requests started and not yet completed. */
@@ -93,12 +100,9 @@ export class PeakEwma {
   #observe(rttMs: number, now: number): number {
     if (rttMs > this.#rttEstimate) {
       this.#rttEstimate = rttMs;
-    } else {
-      const elapsed = now - this.#updatedAt;
-      if (elapsed > 0) {
-        const decay = Math.exp(-elapsed / this.#decayMs);
-        this.#rttEstimate = this.#rttEstimate * decay + rttMs * (1 - decay);
-      }
+    } else if (now > this.#updatedAt) {
+      const decay = Math.exp(-(now - this.#updatedAt) / this.#decayMs);
+      this.#rttEstimate = this.#rttEstimate * decay + rttMs * (1 - decay);
     }
     if (now > this.#updatedAt) this.#updatedAt = now;
     return this.#rttEstimate;

@@ -3,18 +3,51 @@
 // framing (encodeChunkHeader), so chunk extensions and odd-but-legal spellings never reach the
 // upstream and both sides always agree on where the body ends.
 
-import type { H1Limits } from './h1-parser.ts';
+import { TCHAR, type H1Limits } from './h1-parser.ts';
 
 const enum_ = {
   SIZE: 0,
-  EXT: 1,
+  EXT: 1, // after ";": an extension name must follow
   SIZE_LF: 2,
   DATA: 3,
   DATA_CR: 4,
   DATA_LF: 5,
   TRAILERS: 6,
   DONE: 7,
+  EXT_NAME: 8,
+  EXT_VALUE: 9, // after "="
+  EXT_TOKEN: 10,
+  EXT_QUOTED: 11,
+  EXT_QUOTED_PAIR: 12, // after a backslash inside quotes
+  EXT_AFTER_QUOTE: 13,
 } as const;
+
+/**
+ * The state after byte c in a chunk extension, or -1. The grammar is RFC 9112 7.1.1 without the
+ * optional whitespace (BWS) around ";" and "=" that llhttp rejects too:
+ * *( ";" token [ "=" ( token / quoted-string ) ] ). Extensions are rare; a switch per byte is fine.
+ */
+function nextExtState(state: number, c: number): number {
+  const endsValue = c === 0x3b ? enum_.EXT : c === 0x0d ? enum_.SIZE_LF : -1;
+  switch (state) {
+    case enum_.EXT:
+      return TCHAR[c] === 1 ? enum_.EXT_NAME : -1;
+    case enum_.EXT_NAME:
+      return TCHAR[c] === 1 ? enum_.EXT_NAME : c === 0x3d ? enum_.EXT_VALUE : endsValue;
+    case enum_.EXT_VALUE:
+      return TCHAR[c] === 1 ? enum_.EXT_TOKEN : c === 0x22 ? enum_.EXT_QUOTED : -1;
+    case enum_.EXT_TOKEN:
+      return TCHAR[c] === 1 ? enum_.EXT_TOKEN : endsValue;
+    case enum_.EXT_QUOTED: // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+      if (c === 0x22) return enum_.EXT_AFTER_QUOTE;
+      if (c === 0x5c) return enum_.EXT_QUOTED_PAIR;
+      return c === 0x09 || (c >= 0x20 && c !== 0x7f) ? enum_.EXT_QUOTED : -1;
+    case enum_.EXT_QUOTED_PAIR:
+      return c === 0x09 || (c >= 0x20 && c !== 0x7f) ? enum_.EXT_QUOTED : -1;
+    default: // EXT_AFTER_QUOTE
+      return endsValue;
+  }
+}
 
 const HEX = new Int8Array(256).fill(-1);
 for (let c = 0; c < 10; c++) HEX[0x30 + c] = c;
@@ -87,14 +120,6 @@ export class ChunkedDecoder {
           }
           break;
         }
-        case enum_.EXT: {
-          const c = buf[i]!;
-          if (c === 0x0d) this.state = enum_.SIZE_LF;
-          else if ((c < 0x20 && c !== 0x09) || c === 0x7f) return this.fail('invalid chunk extension');
-          else if (++this.extBytes > MAX_EXT_BYTES) return this.fail('chunk extension too long');
-          i++;
-          break;
-        }
         case enum_.SIZE_LF: {
           if (buf[i] !== 0x0a) return this.fail('bare CR in chunk size line');
           i++;
@@ -130,6 +155,14 @@ export class ChunkedDecoder {
           return this.readTrailers(buf, i, sink);
         case enum_.DONE:
           return i;
+        default: {
+          // The extension states.
+          if (++this.extBytes > MAX_EXT_BYTES) return this.fail('chunk extension too long');
+          const next = nextExtState(this.state, buf[i]!);
+          if (next < 0) return this.fail('invalid chunk extension');
+          this.state = next;
+          i++;
+        }
       }
     }
     return i;

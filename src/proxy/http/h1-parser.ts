@@ -53,8 +53,8 @@ function fail(status: number, message: string): ParseResult {
   return { kind: 'error', status, message };
 }
 
-// tchar per RFC 9110 5.6.2.
-const TCHAR = new Uint8Array(256);
+/** tchar per RFC 9110 5.6.2: 1 for the bytes of a token. */
+export const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
@@ -168,6 +168,9 @@ function parseHeaderLines(
       continue;
     } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
       if (sawTE && teChunked) return fail(400, 'transfer coding after chunked');
+      // HTAB is legal OWS, but llhttp rejects "chunked<HTAB>": a spelling parsers disagree on.
+      const tab = buf.indexOf(0x09, colon + 1);
+      if (tab !== -1 && tab < lineEnd) return fail(400, 'tab in Transfer-Encoding');
       sawTE = true;
       const codings = value.toLowerCase().split(',');
       for (let k = 0; k < codings.length; k++) {

@@ -6,7 +6,7 @@ import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../e
 /** True for fields that belong to one connection and are never forwarded (RFC 9110 7.6.1). */
 function isHopByHop(name: string, tokens: string[] | null): boolean {
   const n = name.length;
-  if (n === 2 || n === 10 || n === 16 || n === 19) {
+  if (n === 2 || n === 10 || n === 16 || n === 18) {
     const l = name.toLowerCase();
     if (l === 'te' || l === 'keep-alive' || l === 'proxy-connection' || l === 'proxy-authenticate')
       return true;

@@ -53,7 +53,15 @@ export function forwardTcp(
 ): void {
   if (client.destroyed) return; // gone while its protocol was being detected
   client.pause();
-  const upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  let upstream: net.Socket;
+  try {
+    // net.connect throws at once on a bad port or host: the data path must not.
+    upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  } catch (err) {
+    client.destroy();
+    onFail('connect-failed', err as Error);
+    return;
+  }
   let settled = false;
   const timer =
     opts.connectTimeoutMs > 0

@@ -1,0 +1,127 @@
+// End-to-end HTTP/1-only behaviour of the real proxy, written as raw bytes (node:http's client
+// will not send some of it, and hides the framing), over the inbound listener and the outbound
+// listener (absolute-form and CONNECT): hop-by-hop headers removed both ways, HTTP/1.0 clients
+// (no chunked coding back; the connection closes unless keep-alive was asked for), pipelining,
+// and request heads over the limit.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  type EchoedRequest,
+  HTTP1_TRANSPORTS,
+  forEachTransport,
+  plainHeaders,
+  rawConnection,
+  type UpRequest,
+  type UpResponse,
+} from '../helpers/http-matrix.ts';
+
+const T = { timeout: 15_000 };
+
+/** Upstream answering /chunked with a streamed (chunked) body and anything else with Content-Length. */
+function framingHandler(req: UpRequest, res: UpResponse): void {
+  if (req.url?.startsWith('/chunked') === true) {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('part one;');
+    setTimeout(() => res.end('part two'), 20);
+    return;
+  }
+  const body = JSON.stringify({ url: req.url, headers: plainHeaders(req) });
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+forEachTransport(HTTP1_TRANSPORTS, (fx) => {
+  test('hop-by-hop headers are removed in both directions', T, async (t) => {
+    fx().upstream.handler = (req, res) => {
+      const body = JSON.stringify({ url: req.url, headers: plainHeaders(req) });
+      res.setHeader('Connection', 'keep-alive, X-Resp-Hop');
+      res.setHeader('X-Resp-Hop', 'secret');
+      res.setHeader('Keep-Alive', 'timeout=9');
+      res.setHeader('Proxy-Connection', 'keep-alive');
+      res.setHeader('X-Resp-Keep', 'yes');
+      res.setHeader('content-length', Buffer.byteLength(body));
+      res.end(body);
+    };
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    conn.write(
+      `GET ${target('/hop')} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive, X-Hop, x-other-hop\r\n` +
+        'X-Hop: 1\r\nX-Other-Hop: 2\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n' +
+        'Proxy-Authenticate: Basic\r\nX-Keep: yes\r\n\r\n',
+    );
+    const r = await conn.response();
+    assert.equal(r.status, 200);
+    const seen = (JSON.parse(r.body) as EchoedRequest).headers;
+    for (const h of ['x-hop', 'x-other-hop', 'keep-alive', 'proxy-connection', 'te', 'proxy-authenticate'])
+      assert.equal(seen[h], undefined, `${h} reached the upstream`);
+    assert.ok(seen.connection === undefined || !/hop/i.test(String(seen.connection)), String(seen.connection));
+    assert.equal(seen['x-keep'], 'yes');
+    for (const h of ['x-resp-hop', 'keep-alive', 'proxy-connection'])
+      assert.equal(r.headers[h], undefined, `${h} reached the client`);
+    assert.ok(r.headers.connection === undefined || !/hop/i.test(r.headers.connection));
+    assert.equal(r.headers['x-resp-keep'], 'yes');
+  });
+
+  test('HTTP/1.0 client without keep-alive: no chunked coding back, the connection closes', T, async (t) => {
+    fx().upstream.handler = framingHandler;
+    for (const path of ['/chunked', '/length']) {
+      const { conn, target } = await rawConnection(fx());
+      t.after(() => conn.close());
+      conn.write(`GET ${target(path)} HTTP/1.0\r\n\r\n`);
+      await conn.waitFor((c) => c.closed);
+      const r = await conn.response();
+      assert.equal(r.status, 200);
+      assert.equal(r.headers['transfer-encoding'], undefined, r.head);
+      if (path === '/chunked') {
+        assert.equal(r.framing, 'close');
+        assert.equal(r.body, 'part one;part two');
+      } else assert.equal((JSON.parse(r.body) as { url: string }).url, path);
+    }
+  });
+
+  test('HTTP/1.0 client with keep-alive: the connection stays open while the length is known', T, async (t) => {
+    fx().upstream.handler = framingHandler;
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    for (let i = 0; i < 3; i++) {
+      conn.write(`GET ${target(`/length/${i}`)} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`);
+      const r = await conn.response();
+      assert.equal(r.status, 200);
+      assert.equal(r.framing, 'length');
+      assert.match(r.headers.connection ?? '', /keep-alive/i);
+      assert.equal((JSON.parse(r.body) as { url: string }).url, `/length/${i}`);
+      assert.equal(conn.closed, false);
+    }
+    // A body of unknown length can only be ended by closing, even though keep-alive was asked for.
+    conn.write(`GET ${target('/chunked')} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n`);
+    await conn.waitFor((c) => c.closed);
+    const r = await conn.response();
+    assert.equal(r.framing, 'close');
+    assert.equal(r.body, 'part one;part two');
+  });
+
+  test('pipelined requests are answered in order', T, async (t) => {
+    fx().upstream.handler = framingHandler;
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    let batch = '';
+    for (let i = 0; i < 5; i++) batch += `GET ${target(i % 2 === 0 ? `/p/${i}` : `/chunked/${i}`)} HTTP/1.1\r\nHost: x\r\n\r\n`;
+    conn.write(batch);
+    for (let i = 0; i < 5; i++) {
+      const r = await conn.response();
+      assert.equal(r.status, 200);
+      if (i % 2 === 0) assert.equal((JSON.parse(r.body) as { url: string }).url, `/p/${i}`);
+      else assert.equal(r.body, 'part one;part two');
+    }
+  });
+
+  test('a request head over the limit gives 431 request-header-too-large', T, async (t) => {
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    conn.write(`GET ${target('/huge')} HTTP/1.1\r\nHost: x\r\nX-Huge: ${'h'.repeat(70 * 1024)}\r\n\r\n`);
+    const r = await conn.response();
+    assert.equal(r.status, 431);
+    assert.equal(r.headers['trellis-proxy-error'], 'request-header-too-large');
+    await conn.waitFor((c) => c.closed);
+  });
+});
