@@ -145,8 +145,20 @@ export const proxyConfigSchema = v.strictObject(
 export type ProxyConfig = v.InferOutput<typeof proxyConfigSchema>;
 export type DestinationConfig = v.InferOutput<typeof destinationSchema>;
 
+const SECTIONS = new Set(['detect', 'http1', 'timeouts', 'pool', 'log']);
+
+function isMapping(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
 /** Validates a plain object; throws ConfigError naming the first wrong field. */
 export function validateProxyConfig(input: unknown): ProxyConfig {
+  // valibot's object schemas accept arrays; a list where a mapping belongs is an error here.
+  if (!isMapping(input)) throw new ConfigError('', 'expected a mapping of settings');
+  for (const [key, value] of Object.entries(input)) {
+    if (SECTIONS.has(key) && value !== undefined && !isMapping(value))
+      throw new ConfigError(key, 'expected a mapping');
+  }
   const result = v.safeParse(proxyConfigSchema, input, { abortEarly: true });
   if (result.success) return result.output;
   const issue = result.issues[0];

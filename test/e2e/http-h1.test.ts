@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   type EchoedRequest,
+  type Fixture,
   HTTP1_TRANSPORTS,
   forEachTransport,
   plainHeaders,
@@ -28,6 +29,11 @@ function framingHandler(req: UpRequest, res: UpResponse): void {
   const body = JSON.stringify({ url: req.url, headers: plainHeaders(req) });
   res.setHeader('content-length', Buffer.byteLength(body));
   res.end(body);
+}
+
+/** The absolute-form prefix of the fixture's transport ('' for origin-form). */
+function target0(f: Fixture): string {
+  return f.transport === 'http1-absolute' ? `http://127.0.0.1:${f.upstream.port}` : '';
 }
 
 forEachTransport(HTTP1_TRANSPORTS, (fx) => {
@@ -113,6 +119,49 @@ forEachTransport(HTTP1_TRANSPORTS, (fx) => {
       if (i % 2 === 0) assert.equal((JSON.parse(r.body) as { url: string }).url, `/p/${i}`);
       else assert.equal(r.body, 'part one;part two');
     }
+  });
+
+  test('after an early response the rest of the request body is never read as a request', T, async (t) => {
+    const urls: string[] = [];
+    fx().upstream.handler = (req, res) => {
+      urls.push(req.url ?? '');
+      if (req.url === '/early') {
+        res.writeHead(413, { 'content-length': 8, connection: 'close' });
+        res.end('too long');
+        return;
+      }
+      framingHandler(req, res);
+    };
+    const smuggled = `GET ${target0(fx())}/smuggled HTTP/1.1\r\nHost: x\r\n\r\n`;
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    conn.write(`POST ${target('/early')} HTTP/1.1\r\nHost: x\r\nContent-Length: ${10 + smuggled.length}\r\n\r\n0123456789`);
+    const r = await conn.response();
+    assert.equal(r.status, 413);
+    assert.match(r.headers.connection ?? '', /close/);
+    conn.write(smuggled); // the rest of the body: it looks like a request, and must not become one
+    await conn.waitFor((c) => c.closed || c.data.length > 0, 1000).catch(() => {});
+    assert.equal(conn.data, '', 'the proxy answered bytes of a request body as a new request');
+    assert.deepEqual(urls, ['/early']);
+  });
+
+  test('after a malformed chunked body, the bytes that follow are never read as a request', T, async (t) => {
+    const urls: string[] = [];
+    fx().upstream.handler = (req, res) => {
+      urls.push(req.url ?? '');
+      req.resume();
+      req.on('error', () => {});
+    };
+    const { conn, target } = await rawConnection(fx());
+    t.after(() => conn.close());
+    conn.write(`POST ${target('/bad-chunks')} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n`);
+    const r = await conn.response();
+    assert.equal(r.status, 400);
+    assert.equal(r.headers['trellis-proxy-error'], 'bad-request');
+    conn.write(`GET ${target('/smuggled')} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await conn.waitFor((c) => c.closed || c.data.length > 0, 1000).catch(() => {});
+    assert.equal(conn.data, '', 'the proxy answered bytes after a bad body as a new request');
+    assert.ok(!urls.includes('/smuggled'), `upstream saw ${urls.join(', ')}`);
   });
 
   test('a request head over the limit gives 431 request-header-too-large', T, async (t) => {

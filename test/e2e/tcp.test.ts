@@ -393,9 +393,12 @@ test(
     t.after(() => tunnel.socket.destroy());
     // The client speaks first (so detection decides at once), then the tunnel must close.
     tunnel.socket.write(Buffer.from([0x00, 0x01, 0x02]));
-    const { closed } = await readUntil(tunnel.socket, tunnel.rest, () => false);
+    const { data, closed } = await readUntil(tunnel.socket, tunnel.rest, () => false);
     assert.ok(closed);
-    assert.doesNotMatch(tunnel.head, /^HTTP\/1\.1 2\d\d [^\r]*\r\n[\s\S]*HTTP/); // no second answer
+    // The proxy answers CONNECT before it connects (see the report): a 502 would be better, but
+    // at least nothing else may arrive through a tunnel that leads nowhere.
+    assert.match(tunnel.head, /^HTTP\/1\.1 (200|502) /);
+    assert.equal(data.length, 0);
     assert.equal(
       await proxy.metric('trellis_proxy_errors_total', { direction: 'outbound', reason: 'connect-failed' }),
       1,

@@ -88,15 +88,11 @@ test('a configuration that is not a mapping is a ConfigError', () => {
   }
 });
 
-test(
-  'a list where a mapping belongs is a ConfigError',
-  { todo: 'valibot strictObject accepts arrays: [] and { detect: [] } validate to the defaults' },
-  () => {
-    configError(() => validateProxyConfig([]));
-    assert.equal(configError(() => validateProxyConfig({ detect: [] })).field, 'detect');
-    assert.equal(configError(() => validateProxyConfig({ timeouts: [5] })).field, 'timeouts');
-  },
-);
+test('a list where a mapping belongs is a ConfigError', () => {
+  configError(() => validateProxyConfig([]));
+  assert.equal(configError(() => validateProxyConfig({ detect: [] })).field, 'detect');
+  assert.equal(configError(() => validateProxyConfig({ timeouts: [5] })).field, 'timeouts');
+});
 
 test('readConfigFile: YAML mappings, empty files, and clear errors', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'trellis-config-'));
