@@ -2,7 +2,7 @@
 // and the check that the outside tools it drives are installed. The only place bench/ reads
 // process.env.
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BENCH_DIR, repoNode, type Tools } from './targets.ts';
@@ -164,5 +164,5 @@ export function machineInfo(): { cpus: number; model: string; kernel: string } {
   } catch {
     // not Linux: leave unknown
   }
-  return { cpus: availableParallelism(), model, kernel };
+  return { cpus: cpus().length, model, kernel }; // cpus(): this process is pinned to one by now
 }

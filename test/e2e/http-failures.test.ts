@@ -42,32 +42,36 @@ forEachTransport(
       assert.ok((await broken.proxy.metric('trellis_proxy_errors_total', { reason: 'connect-failed' })) >= 2);
     });
 
-    test('an upstream closing mid-response: the client sees an error, the proxy keeps serving', T, async () => {
-      const seen: UpRequest[] = [];
-      fx().upstream.handler = (req, res) => {
-        seen.push(req);
-        if (req.url === '/ok') {
-          res.setHeader('content-length', 2);
-          res.end('ok');
-          return;
+    test(
+      'an upstream closing mid-response: the client sees an error, the proxy keeps serving',
+      T,
+      async () => {
+        const seen: UpRequest[] = [];
+        fx().upstream.handler = (req, res) => {
+          seen.push(req);
+          if (req.url === '/ok') {
+            res.setHeader('content-length', 2);
+            res.end('ok');
+            return;
+          }
+          if (req.url === '/cut-length') res.writeHead(200, { 'content-length': 100_000 });
+          else res.writeHead(200, { 'content-type': 'text/plain' }); // streamed (chunked on HTTP/1)
+          res.write(Buffer.alloc(30_000, 0x61));
+          setTimeout(() => abortUpstreamConnection(req), 50);
+        };
+        for (const path of ['/cut-length', '/cut-stream']) {
+          const c = await fx().client();
+          await assert.rejects(c.request({ path }), `${path}: the client did not see the upstream failure`);
+          c.close();
+          const c2 = await fx().client();
+          const r = await c2.request({ path: '/ok' });
+          assert.equal(r.status, 200);
+          assert.equal(r.body.toString(), 'ok');
+          c2.close();
         }
-        if (req.url === '/cut-length') res.writeHead(200, { 'content-length': 100_000 });
-        else res.writeHead(200, { 'content-type': 'text/plain' }); // streamed (chunked on HTTP/1)
-        res.write(Buffer.alloc(30_000, 0x61));
-        setTimeout(() => abortUpstreamConnection(req), 50);
-      };
-      for (const path of ['/cut-length', '/cut-stream']) {
-        const c = await fx().client();
-        await assert.rejects(c.request({ path }), `${path}: the client did not see the upstream failure`);
-        c.close();
-        const c2 = await fx().client();
-        const r = await c2.request({ path: '/ok' });
-        assert.equal(r.status, 200);
-        assert.equal(r.body.toString(), 'ok');
-        c2.close();
-      }
-      assert.equal(fx().proxy.proc.exitCode, null);
-    });
+        assert.equal(fx().proxy.proc.exitCode, null);
+      },
+    );
 
     test('an upstream that does not answer in time gives 504 response-timeout', T, async () => {
       const pending: (() => void)[] = [];
@@ -85,7 +89,10 @@ forEachTransport(
       const elapsed = Date.now() - started;
       assert.equal(r.status, 504);
       assert.equal(r.headers['trellis-proxy-error'], 'response-timeout');
-      assert.ok(elapsed >= RESPONSE_TIMEOUT_MS - 50 && elapsed < RESPONSE_TIMEOUT_MS + 2000, `answered after ${elapsed} ms`);
+      assert.ok(
+        elapsed >= RESPONSE_TIMEOUT_MS - 50 && elapsed < RESPONSE_TIMEOUT_MS + 2000,
+        `answered after ${elapsed} ms`,
+      );
       for (const p of pending) p();
       // The next request (on the same connection where it was kept) is served normally.
       const c2 = await fx().client();
@@ -110,5 +117,12 @@ forEachTransport(
       c.close();
     });
   },
-  { proxyArgs: ['--response-timeout-ms', String(RESPONSE_TIMEOUT_MS), '--idle-timeout-ms', String(IDLE_TIMEOUT_MS)] },
+  {
+    proxyArgs: [
+      '--response-timeout-ms',
+      String(RESPONSE_TIMEOUT_MS),
+      '--idle-timeout-ms',
+      String(IDLE_TIMEOUT_MS),
+    ],
+  },
 );

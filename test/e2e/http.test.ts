@@ -31,7 +31,11 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
     const c = await fx().client();
     for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
       const withBody = method !== 'GET' && method !== 'OPTIONS';
-      const r = await c.request({ method, path: `/m/${method}`, body: withBody ? `body of ${method}` : undefined });
+      const r = await c.request({
+        method,
+        path: `/m/${method}`,
+        body: withBody ? `body of ${method}` : undefined,
+      });
       assert.equal(r.status, 200, method);
       const e = json(r.body);
       assert.equal(e.method, method);
@@ -107,21 +111,25 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
 
   test('streamed (chunked) request and response bodies with trailers both ways', T, async () => {
     const chunks = [pattern(10, 1), pattern(70_000, 2), Buffer.from('x'), pattern(300_000, 3)];
-    let upstreamSaw: { trailers: Record<string, string>; length: number; sha: string; te: unknown } | null = null;
+    let upstreamSaw: { trailers: Record<string, string>; length: number; sha: string; te: unknown } | null =
+      null;
     fx().upstream.handler = (req, res) => {
-      readBody(req).then((body) => {
-        upstreamSaw = {
-          trailers: { ...req.trailers },
-          length: body.length,
-          sha: sha256(body),
-          te: req.headers['transfer-encoding'],
-        };
-        res.setHeader('trailer', 'x-res-checksum');
-        res.writeHead(200, { 'content-type': 'application/octet-stream' });
-        for (const chunk of chunks) res.write(chunk);
-        res.addTrailers({ 'x-res-checksum': sha256(body) });
-        res.end();
-      }, () => {});
+      readBody(req).then(
+        (body) => {
+          upstreamSaw = {
+            trailers: { ...req.trailers } as Record<string, string>,
+            length: body.length,
+            sha: sha256(body),
+            te: req.headers['transfer-encoding'],
+          };
+          res.setHeader('trailer', 'x-res-checksum');
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          for (const chunk of chunks) res.write(chunk);
+          res.addTrailers({ 'x-res-checksum': sha256(body) });
+          res.end();
+        },
+        () => {},
+      );
     };
     const c = await fx().client();
     const all = Buffer.concat(chunks);
@@ -136,7 +144,12 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
       assert.ok(r.body.equals(all), 'response body differs');
       assert.equal(r.trailers['x-res-checksum'], sha256(all));
       assert.ok(upstreamSaw !== null);
-      const saw = upstreamSaw as { trailers: Record<string, string>; length: number; sha: string; te: unknown };
+      const saw = upstreamSaw as {
+        trailers: Record<string, string>;
+        length: number;
+        sha: string;
+        te: unknown;
+      };
       assert.equal(saw.length, all.length);
       assert.equal(saw.sha, sha256(all));
       assert.equal(saw.trailers['x-req-checksum'], sha256(all));
@@ -156,11 +169,14 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
       setTimeout(() => {
         events.push('continue');
         (res as unknown as { writeContinue(): void }).writeContinue();
-        readBody(req).then((body) => {
-          events.push(`body ${body.length}`);
-          res.setHeader('content-length', body.length);
-          res.end(body);
-        }, () => {});
+        readBody(req).then(
+          (body) => {
+            events.push(`body ${body.length}`);
+            res.setHeader('content-length', body.length);
+            res.end(body);
+          },
+          () => {},
+        );
       }, 150);
     };
     const c = await fx().client();
@@ -252,7 +268,11 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
     const before = fx().upstream.connections;
     const c = await fx().client();
     for (let i = 0; i < 40; i++) {
-      const r = await c.request({ method: i % 2 === 0 ? 'GET' : 'POST', path: `/seq/${i}`, body: i % 2 ? `#${i}` : undefined });
+      const r = await c.request({
+        method: i % 2 === 0 ? 'GET' : 'POST',
+        path: `/seq/${i}`,
+        body: i % 2 ? `#${i}` : undefined,
+      });
       assert.equal(json(r.body).url, `/seq/${i}`);
     }
     c.close();

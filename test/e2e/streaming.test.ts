@@ -106,7 +106,9 @@ function checkTransfer(getProxy: () => ProxyProcess, run: () => Promise<Outcome>
       `the writer got ${(outcome.aheadAtStallEnd / MB).toFixed(1)} MB ahead of a stalled reader`,
     );
     const info = `RSS ${(rss.start / MB).toFixed(1)} MB -> peak ${(rss.peak / MB).toFixed(1)} MB`;
-    t.diagnostic(`${info}; writer ahead of the stalled reader: ${(outcome.aheadAtStallEnd / MB).toFixed(1)} MB`);
+    t.diagnostic(
+      `${info}; writer ahead of the stalled reader: ${(outcome.aheadAtStallEnd / MB).toFixed(1)} MB`,
+    );
     assert.ok(rss.peak < RSS_CEILING, info);
     assert.ok(rss.peak - rss.start < RSS_GROWTH, info);
   };
@@ -114,10 +116,21 @@ function checkTransfer(getProxy: () => ProxyProcess, run: () => Promise<Outcome>
 
 // ---- HTTP/1.1 and HTTP/2: the upstream is a node:http / node:http2 server ------------------
 
-function httpTransport(protocol: 'http1' | 'h2', getProxy: () => ProxyProcess, getUp: () => Upstream): Transport {
+function httpTransport(
+  protocol: 'http1' | 'h2',
+  getProxy: () => ProxyProcess,
+  getUp: () => Upstream,
+): Transport {
   const request = (method: string, path: string, headers: Record<string, string | number>) => {
     if (protocol === 'http1') {
-      const req = http.request({ host: '127.0.0.1', port: getProxy().port('inbound'), method, path, headers, agent: false });
+      const req = http.request({
+        host: '127.0.0.1',
+        port: getProxy().port('inbound'),
+        method,
+        path,
+        headers,
+        agent: false,
+      });
       const response = new Promise<Readable>((resolve, reject) => {
         req.on('response', resolve);
         req.on('error', reject);
@@ -126,7 +139,10 @@ function httpTransport(protocol: 'http1' | 'h2', getProxy: () => ProxyProcess, g
     }
     const session = http2.connect(`http://127.0.0.1:${getProxy().port('inbound')}`);
     session.on('error', () => {});
-    const stream = session.request({ ':method': method, ':path': path, ...headers }, { endStream: method === 'GET' });
+    const stream = session.request(
+      { ':method': method, ':path': path, ...headers },
+      { endStream: method === 'GET' },
+    );
     const response = new Promise<Readable>((resolve, reject) => {
       stream.on('response', () => resolve(stream));
       stream.on('error', reject);
@@ -197,9 +213,27 @@ for (const protocol of ['http1', 'h2'] as const) {
       await proxy?.stop();
       await up?.close();
     });
-    const t = httpTransport(protocol, () => proxy, () => up);
-    test('upload of 100 MB with a slow upstream reader', T, checkTransfer(() => proxy, () => t.upload()));
-    test('download of 100 MB with a slow client reader', T, checkTransfer(() => proxy, () => t.download()));
+    const t = httpTransport(
+      protocol,
+      () => proxy,
+      () => up,
+    );
+    test(
+      'upload of 100 MB with a slow upstream reader',
+      T,
+      checkTransfer(
+        () => proxy,
+        () => t.upload(),
+      ),
+    );
+    test(
+      'download of 100 MB with a slow client reader',
+      T,
+      checkTransfer(
+        () => proxy,
+        () => t.download(),
+      ),
+    );
   });
 }
 

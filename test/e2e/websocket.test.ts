@@ -49,7 +49,9 @@ before(async () => {
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  proxy = await startProxyProcess({ args: ['--app-port', String((server.address() as net.AddressInfo).port)] });
+  proxy = await startProxyProcess({
+    args: ['--app-port', String((server.address() as net.AddressInfo).port)],
+  });
 });
 
 after(async () => {

@@ -12,7 +12,13 @@ import { after, before, beforeEach, describe } from 'node:test';
 import { startProxyProcess, type ProxyProcess } from './proxy-process.ts';
 
 export type Transport = 'http1' | 'h2' | 'http1-absolute' | 'http1-connect' | 'h2-connect';
-export const ALL_TRANSPORTS: readonly Transport[] = ['http1', 'h2', 'http1-absolute', 'http1-connect', 'h2-connect'];
+export const ALL_TRANSPORTS: readonly Transport[] = [
+  'http1',
+  'h2',
+  'http1-absolute',
+  'http1-connect',
+  'h2-connect',
+];
 export const HTTP1_TRANSPORTS: readonly Transport[] = ['http1', 'http1-absolute', 'http1-connect'];
 
 export function protocolOf(t: Transport): 'http1' | 'h2' {
@@ -44,7 +50,10 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-export async function startUpstream(protocol: 'http1' | 'h2', handler: Handler = echoHandler): Promise<Upstream> {
+export async function startUpstream(
+  protocol: 'http1' | 'h2',
+  handler: Handler = echoHandler,
+): Promise<Upstream> {
   const sockets = new Set<net.Socket>();
   let connections = 0;
   const state = { handler, onCheckContinue: null as Handler | null };
@@ -52,7 +61,10 @@ export async function startUpstream(protocol: 'http1' | 'h2', handler: Handler =
   const server: net.Server =
     protocol === 'http1'
       ? http.createServer({ maxHeaderSize: 128 * 1024, keepAliveTimeout: 30_000 }, onRequest)
-      : http2.createServer({ maxHeaderListPairs: 512, settings: { maxHeaderListSize: 256 * 1024 } }, onRequest);
+      : http2.createServer(
+          { maxHeaderListPairs: 512, settings: { maxHeaderListSize: 256 * 1024 } },
+          onRequest,
+        );
   server.on('checkContinue', (req: UpRequest, res: unknown) => {
     if (state.onCheckContinue !== null) state.onCheckContinue(req, res as UpResponse);
     else {
@@ -195,7 +207,10 @@ export interface FixtureOptions {
   targetPort?: number;
 }
 
-export async function startFixture(transport: Transport, opts: FixtureOptions = {}): Promise<Fixture & { close(): Promise<void> }> {
+export async function startFixture(
+  transport: Transport,
+  opts: FixtureOptions = {},
+): Promise<Fixture & { close(): Promise<void> }> {
   const protocol = protocolOf(transport);
   const upstream = await startUpstream(protocol);
   let proxy: ProxyProcess;
@@ -215,7 +230,10 @@ export async function startFixture(transport: Transport, opts: FixtureOptions = 
     proxy,
     upstream,
     async client() {
-      const c = protocol === 'http1' ? newH1Client(transport, proxy, targetPort) : await newH2Client(transport, proxy, targetPort);
+      const c =
+        protocol === 'http1'
+          ? newH1Client(transport, proxy, targetPort)
+          : await newH2Client(transport, proxy, targetPort);
       clients.add(c);
       return c;
     },
@@ -316,7 +334,8 @@ function newH1Client(transport: Transport, proxy: ProxyProcess, targetPort: numb
       return new Promise<ClientReply>((resolve, reject) => {
         const headers: Record<string, string | string[]> = { ...r.headers };
         const body = r.body;
-        if (typeof body === 'string' || Buffer.isBuffer(body)) headers['content-length'] = String(Buffer.byteLength(body));
+        if (typeof body === 'string' || Buffer.isBuffer(body))
+          headers['content-length'] = String(Buffer.byteLength(body));
         if (r.expectContinue === true) headers['expect'] = '100-continue';
         const req = http.request({
           agent,
@@ -340,7 +359,9 @@ function newH1Client(transport: Transport, proxy: ProxyProcess, targetPort: numb
             closed = once(s, 'close').then(() => undefined);
           }
         });
-        req.on('information', (info) => reply.informational.push({ status: info.statusCode, headers: info.headers }));
+        req.on('information', (info) =>
+          reply.informational.push({ status: info.statusCode, headers: info.headers }),
+        );
         req.on('error', reject);
         req.on('response', (res) => {
           reply.status = res.statusCode ?? 0;
@@ -389,11 +410,19 @@ async function newH2Client(transport: Transport, proxy: ProxyProcess, targetPort
     request(r) {
       return new Promise<ClientReply>((resolve, reject) => {
         const body = r.body;
-        const headers: http2.OutgoingHttpHeaders = { ':method': r.method ?? 'GET', ':path': r.path, ...r.headers };
-        if (typeof body === 'string' || Buffer.isBuffer(body)) headers['content-length'] = Buffer.byteLength(body);
+        const headers: http2.OutgoingHttpHeaders = {
+          ':method': r.method ?? 'GET',
+          ':path': r.path,
+          ...r.headers,
+        };
+        if (typeof body === 'string' || Buffer.isBuffer(body))
+          headers['content-length'] = Buffer.byteLength(body);
         if (r.expectContinue === true) headers['expect'] = '100-continue';
         const noBody = body === undefined && r.trailers === undefined;
-        const stream = session.request(headers, { endStream: noBody, waitForTrailers: r.trailers !== undefined });
+        const stream = session.request(headers, {
+          endStream: noBody,
+          waitForTrailers: r.trailers !== undefined,
+        });
         const reply: ClientReply = {
           status: 0,
           headers: {},
@@ -414,7 +443,11 @@ async function newH2Client(transport: Transport, proxy: ProxyProcess, targetPort
         stream.on('end', () => (ended = true));
         stream.on('error', reject);
         stream.on('close', () => {
-          if (!ended || reply.status === 0 || (stream.rstCode !== undefined && stream.rstCode !== 0 && !ended))
+          if (
+            !ended ||
+            reply.status === 0 ||
+            (stream.rstCode !== undefined && stream.rstCode !== 0 && !ended)
+          )
             return reject(new Error(`stream closed early (rst ${stream.rstCode})`));
           reply.body = Buffer.concat(parts);
           resolve(reply);
@@ -472,7 +505,9 @@ export class RawConn {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.notify = null;
-        reject(new Error(`timed out; received ${JSON.stringify(this.data.slice(0, 500))}, closed=${this.closed}`));
+        reject(
+          new Error(`timed out; received ${JSON.stringify(this.data.slice(0, 500))}, closed=${this.closed}`),
+        );
       }, timeoutMs);
       this.notify = () => {
         if (!pred(this)) return;

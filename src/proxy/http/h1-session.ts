@@ -64,6 +64,8 @@ export class H1Session implements UpstreamOwner {
   private readonly connTarget: Target | null;
   private buf: Buffer | null = null;
   private closed = false;
+  /** The proxy closed its side: bytes still arriving (the rest of a body) are discarded, never parsed. */
+  private ending = false;
   private headTimer: NodeJS.Timeout | null = null;
   private closeAfterResponse = false;
 
@@ -129,13 +131,14 @@ export class H1Session implements UpstreamOwner {
 
   /** Drain: an idle connection closes now, a busy one after its response. */
   drain(): void {
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE && this.buf === null) this.socket.end();
+    if (this.reqState === REQ_IDLE && this.resState === RES_NONE && this.buf === null) this.endConnection();
     else this.closeAfterResponse = true;
   }
 
   // ---- downstream -> upstream -------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
+    if (this.ending) return;
     this.bytesIn += chunk.length;
     if (this.reqState === REQ_BODY) {
       this.forwardRequestBody(chunk);
@@ -243,7 +246,9 @@ export class H1Session implements UpstreamOwner {
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) this.reqState = REQ_DONE;
     } else {
+      up.cork();
       used = this.reqDecoder!.write(chunk, this.reqSink);
+      up.uncork();
       if (used < 0) {
         // The upstream has seen part of a body that turned out malformed: it must never see more.
         this.upstreamReusable = false;
@@ -443,6 +448,7 @@ export class H1Session implements UpstreamOwner {
         conn !== null &&
         conn.uses > 1 &&
         !this.retried &&
+        isIdempotent(this.req!.method) &&
         this.reqState === REQ_DONE &&
         this.reqRemaining === 0 &&
         !this.reqChunked
@@ -484,7 +490,7 @@ export class H1Session implements UpstreamOwner {
     }
     this.resetExchange();
     if (this.closeAfterResponse) {
-      this.socket.end();
+      this.endConnection();
       return;
     }
     if (this.socket.isPaused()) this.socket.resume();
@@ -559,7 +565,21 @@ export class H1Session implements UpstreamOwner {
     this.buf = null;
     if (keep) {
       if (this.socket.isPaused()) this.socket.resume();
-    } else this.socket.end();
+    } else this.endConnection();
+  }
+
+  /**
+   * Ends the connection after what was written. Whatever the client still sends is read and
+   * dropped: the rest of a body the upstream did not wait for, or bytes after a malformed one,
+   * must never be parsed as a request (that would smuggle it past whoever framed the first one).
+   * Reading on (rather than destroying) lets the response reach the client instead of a reset.
+   */
+  private endConnection(): void {
+    this.ending = true;
+    this.buf = null;
+    this.clearHeadTimer();
+    if (this.socket.isPaused()) this.socket.resume();
+    this.socket.end();
   }
 
   private startConnect(head: MessageHead): void {
@@ -623,6 +643,8 @@ export class H1Session implements UpstreamOwner {
     this.headTimer = null;
     if (this.reqState !== REQ_IDLE || this.closed) return;
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
+    this.ending = true;
+    this.buf = null;
     this.socket.end(errorResponse('idle-timeout', 'request head not received in time', true, 408));
     this.socket.destroySoon();
   }
@@ -656,7 +678,7 @@ export class H1Session implements UpstreamOwner {
 
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.socket.end();
+    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.endConnection();
     else this.closeAfterResponse = true;
   }
 
@@ -677,4 +699,19 @@ export class H1Session implements UpstreamOwner {
 
 function uncork(s: net.Socket): void {
   s.uncork();
+}
+
+/** RFC 9110 9.2.2: methods a proxy may repeat when the first attempt's outcome is unknown. */
+function isIdempotent(method: string): boolean {
+  switch (method) {
+    case 'GET':
+    case 'HEAD':
+    case 'OPTIONS':
+    case 'TRACE':
+    case 'PUT':
+    case 'DELETE':
+      return true;
+    default:
+      return false;
+  }
 }

@@ -1,0 +1,368 @@
+// The Kubernetes source of the discovery Watcher (linkerd2's endpoints watcher): informers of
+// @kubernetes/client-node keep caches of Services, EndpointSlices (discovery.k8s.io/v1) and Pods,
+// and each subscription to a service port is recomputed from those caches after every batch of
+// changes, then delivered as the difference to what its listener saw last (reset once, then
+// add/remove, or does-not-exist). Recomputing instead of forwarding events is what keeps a relist
+// (410 Gone) or a resumed watch from showing a subscriber a spurious intermediate set.
+//
+// Translation: an endpoint is a ready address of a slice of the service (label
+// kubernetes.io/service-name), with the port of the slice port named like the Service port; its
+// pod (targetRef) tells the workload, whether it is meshed (annotation trellis.dev/proxy-injected
+// or a trellis-proxy container) and so its SPIFFE identity; a port named opaque by appProtocol or
+// the config.trellis.dev/opaque-ports annotation gets the opaque protocol hint.
+
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  ListWatch,
+  Watch,
+  type KubernetesListObject,
+  type KubernetesObject,
+  type V1EndpointSlice,
+  type V1Pod,
+  type V1Service,
+  type V1ServicePort,
+} from '@kubernetes/client-node';
+import { TrellisError } from '../../core/errors.ts';
+import { targetKey } from '../../proxy/transport/target.ts';
+import type { Endpoint, ServicePortKey, Subscription, Update, Watcher } from './watcher.ts';
+
+export const PROXY_INJECTED_ANNOTATION = 'trellis.dev/proxy-injected';
+export const OPAQUE_PORTS_ANNOTATION = 'config.trellis.dev/opaque-ports';
+export const PROXY_CONTAINER_NAME = 'trellis-proxy';
+const OPAQUE_APP_PROTOCOLS = new Set(['trellis.dev/opaque', 'opaque']);
+const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface KubernetesWatcherOptions {
+  readonly kubeConfig: KubeConfig;
+  /** The trust domain of the SPIFFE identities of meshed endpoints. */
+  readonly trustDomain: string;
+  /** Delay before an informer whose list or watch failed starts again; it doubles up to 30 s. */
+  readonly retryDelayMs?: number;
+  /** Told about list/watch failures (the watcher keeps retrying and serving its caches). */
+  readonly onError?: (error: TrellisError) => void;
+}
+
+/** A KubeConfig that talks to `server` (an https or plain http URL) with no credentials. */
+export function kubeConfigForServer(server: string): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'trellis', server, skipTLSVerify: false }],
+    users: [{ name: 'trellis' }],
+    contexts: [{ name: 'trellis', cluster: 'trellis', user: 'trellis' }],
+    currentContext: 'trellis',
+  });
+  return kubeConfig;
+}
+
+/** The client's Watch, asking for bookmarks so that a resumed watch rarely meets a 410. */
+class BookmarkingWatch extends Watch {
+  override watch(...[path, query, callback, done]: Parameters<Watch['watch']>): ReturnType<Watch['watch']> {
+    return super.watch(path, { ...query, allowWatchBookmarks: true }, callback, done);
+  }
+}
+
+/** One ListWatch that starts again after failures, and knows when its first list has landed. */
+class ResourceInformer<T extends KubernetesObject> {
+  readonly cache: ListWatch<T>;
+  readonly synced: Promise<void>;
+  #markSynced: () => void = () => {};
+  #stopped = false;
+  #failedSinceStart = false;
+  #retryDelayMs: number;
+  #retryTimer: NodeJS.Timeout | null = null;
+  readonly #baseRetryDelayMs: number;
+  readonly #resource: string;
+  readonly #onError: (error: TrellisError) => void;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    path: string,
+    list: () => Promise<KubernetesListObject<T>>,
+    onChange: (object: T) => void,
+    options: { retryDelayMs: number; onError: (error: TrellisError) => void },
+  ) {
+    this.#resource = path;
+    this.#baseRetryDelayMs = options.retryDelayMs;
+    this.#retryDelayMs = options.retryDelayMs;
+    this.#onError = options.onError;
+    this.synced = new Promise((resolve) => (this.#markSynced = resolve));
+    this.cache = new ListWatch(path, new BookmarkingWatch(kubeConfig), list, false);
+    this.cache.on('change', onChange);
+    this.cache.on('error', (error: unknown) => this.#failed(error));
+  }
+
+  async start(): Promise<void> {
+    if (this.#stopped) return;
+    this.#failedSinceStart = false;
+    await this.cache.start();
+    if (this.#stopped) return;
+    if (this.cache.latestResourceVersion() !== '') this.#markSynced();
+    if (!this.#failedSinceStart) this.#retryDelayMs = this.#baseRetryDelayMs;
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    await this.cache.stop();
+  }
+
+  // ListWatch restarts by itself after a watch ends cleanly or with 410 Gone, but stops on any
+  // other failure (refused connection, reset socket, failed list): start it again after a delay.
+  #failed(error: unknown): void {
+    if (this.#stopped) return;
+    this.#failedSinceStart = true;
+    this.#onError(
+      new TrellisError('TRELLIS_ERR_KUBE_WATCH', `watching ${this.#resource} failed; retrying`, { cause: error }),
+    );
+    if (this.#retryTimer) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      void this.start();
+    }, this.#retryDelayMs);
+    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, 30_000);
+  }
+}
+
+interface SubscriptionState {
+  readonly key: ServicePortKey;
+  readonly listener: (update: Update) => void;
+  active: boolean;
+  /** What the listener knows: null before the first update, 'missing' after does-not-exist. */
+  seen: Map<string, string> | 'missing' | null;
+}
+
+export class KubernetesWatcher implements Watcher {
+  readonly #services: ResourceInformer<V1Service>;
+  readonly #slices: ResourceInformer<V1EndpointSlice>;
+  readonly #pods: ResourceInformer<V1Pod>;
+  readonly #trustDomain: string;
+  readonly #subscriptions = new Set<SubscriptionState>();
+  readonly #dirty = new Set<SubscriptionState>();
+  readonly #ready: Promise<void>;
+  #synced = false;
+  #flushHandle: NodeJS.Immediate | null = null;
+  #closed = false;
+
+  constructor(options: KubernetesWatcherOptions) {
+    const { kubeConfig } = options;
+    this.#trustDomain = options.trustDomain;
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+    const informerOptions = { retryDelayMs: options.retryDelayMs ?? 1000, onError: options.onError ?? (() => {}) };
+    const changed = (object: KubernetesObject): void => this.#namespaceChanged(object.metadata?.namespace ?? '');
+    this.#services = new ResourceInformer(
+      kubeConfig,
+      '/api/v1/services',
+      () => core.listServiceForAllNamespaces(),
+      changed,
+      informerOptions,
+    );
+    this.#slices = new ResourceInformer(
+      kubeConfig,
+      '/apis/discovery.k8s.io/v1/endpointslices',
+      () => discovery.listEndpointSliceForAllNamespaces(),
+      changed,
+      informerOptions,
+    );
+    this.#pods = new ResourceInformer(
+      kubeConfig,
+      '/api/v1/pods',
+      () => core.listPodForAllNamespaces(),
+      changed,
+      informerOptions,
+    );
+    const informers = [this.#services, this.#slices, this.#pods];
+    this.#ready = Promise.all(informers.map((i) => i.synced)).then(() => {
+      this.#synced = true;
+      for (const subscription of this.#subscriptions) this.#dirty.add(subscription);
+      this.#scheduleFlush();
+    });
+    for (const informer of informers) void informer.start();
+  }
+
+  subscribe(key: ServicePortKey, listener: (update: Update) => void): Subscription {
+    const state: SubscriptionState = { key, listener, active: true, seen: null };
+    this.#subscriptions.add(state);
+    this.#dirty.add(state);
+    this.#scheduleFlush();
+    return {
+      unsubscribe: () => {
+        state.active = false;
+        this.#subscriptions.delete(state);
+        this.#dirty.delete(state);
+      },
+    };
+  }
+
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#flushHandle) clearImmediate(this.#flushHandle);
+    for (const subscription of this.#subscriptions) subscription.active = false;
+    this.#subscriptions.clear();
+    this.#dirty.clear();
+    await Promise.all([this.#services.stop(), this.#slices.stop(), this.#pods.stop()]);
+  }
+
+  /** The endpoints of a service port as the caches hold them now; null when it does not exist. */
+  currentEndpoints(key: ServicePortKey): Endpoint[] | null {
+    const service = this.#services.cache.get(key.name, key.namespace);
+    if (!service) return null;
+    const slices = this.#slices.cache
+      .list(key.namespace)
+      .filter((slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === key.name);
+    return translateEndpoints(service, key.port, slices, (ns, name) => this.#pods.cache.get(name, ns), this.#trustDomain);
+  }
+
+  #namespaceChanged(namespace: string): void {
+    for (const subscription of this.#subscriptions) {
+      if (subscription.key.namespace === namespace) this.#dirty.add(subscription);
+    }
+    this.#scheduleFlush();
+  }
+
+  // Changes are coalesced until the event loop turns: a relist delivers all its deletes and
+  // adds in one go, so subscribers only ever see the state after it.
+  #scheduleFlush(): void {
+    if (this.#flushHandle || this.#closed || !this.#synced) return;
+    this.#flushHandle = setImmediate(() => {
+      this.#flushHandle = null;
+      const dirty = [...this.#dirty];
+      this.#dirty.clear();
+      for (const subscription of dirty) this.#deliver(subscription);
+    });
+  }
+
+  #deliver(subscription: SubscriptionState): void {
+    const endpoints = this.currentEndpoints(subscription.key);
+    for (const update of diffUpdates(subscription, endpoints)) {
+      if (!subscription.active) return;
+      try {
+        subscription.listener(update);
+      } catch {
+        // A listener's failure is its own; the other subscribers still get their updates.
+      }
+    }
+  }
+}
+
+/** The updates that take a subscriber from what it saw to `endpoints`, and records them as seen. */
+function diffUpdates(subscription: SubscriptionState, endpoints: Endpoint[] | null): Update[] {
+  const previous = subscription.seen;
+  if (endpoints === null) {
+    subscription.seen = 'missing';
+    return previous === 'missing' ? [] : [{ kind: 'does-not-exist' }];
+  }
+  const next = new Map(endpoints.map((e) => [targetKey(e.address), JSON.stringify(e)]));
+  subscription.seen = next;
+  if (previous === null || previous === 'missing') return [{ kind: 'reset', endpoints }];
+  const removed = [...previous.keys()].filter((address) => !next.has(address));
+  const added = endpoints.filter((e) => previous.get(targetKey(e.address)) !== next.get(targetKey(e.address)));
+  const updates: Update[] = [];
+  if (removed.length > 0) updates.push({ kind: 'remove', addresses: removed });
+  if (added.length > 0) updates.push({ kind: 'add', endpoints: added });
+  return updates;
+}
+
+/**
+ * Translates a Service port and the EndpointSlices of the Service into endpoints (null when the
+ * Service has no such port). An address listed twice (slices overlap while they are rebalanced)
+ * counts once. A pod that the cache does not hold yet gives an unmeshed endpoint, refreshed by an
+ * `add` when the pod arrives.
+ */
+export function translateEndpoints(
+  service: V1Service,
+  port: number,
+  slices: readonly V1EndpointSlice[],
+  podOf: (namespace: string, name: string) => V1Pod | undefined,
+  trustDomain: string,
+): Endpoint[] | null {
+  const servicePort = service.spec?.ports?.find((p) => p.port === port);
+  if (!servicePort) return null;
+  const namespace = service.metadata?.namespace ?? '';
+  const serviceName = service.metadata?.name ?? '';
+  const portName = servicePort.name ?? '';
+  const serviceOpaque =
+    isOpaqueAppProtocol(servicePort) || portListNames(service.metadata?.annotations, servicePort.port, portName);
+  const endpoints = new Map<string, Endpoint>();
+  for (const slice of slices) {
+    if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') continue;
+    const targetPort = slice.ports?.find((p) => (p.name ?? '') === portName)?.port;
+    if (targetPort === undefined || targetPort === null) continue;
+    for (const sliceEndpoint of slice.endpoints ?? []) {
+      // The API says an unset `ready` means ready.
+      if (sliceEndpoint.conditions?.ready === false) continue;
+      const ref = sliceEndpoint.targetRef;
+      const pod = ref?.kind === 'Pod' && ref.name ? podOf(ref.namespace ?? namespace, ref.name) : undefined;
+      const meshed = pod !== undefined && isMeshed(pod);
+      const opaque = serviceOpaque || portListNames(pod?.metadata?.annotations, targetPort, portName);
+      const labels: Record<string, string> = { namespace, service: serviceName };
+      const workload = pod ? workloadOf(pod) : undefined;
+      if (workload) labels.workload = workload;
+      if (ref?.kind === 'Pod' && ref.name) labels.pod = ref.name;
+      if (sliceEndpoint.zone) labels.zone = sliceEndpoint.zone;
+      for (const host of sliceEndpoint.addresses ?? []) {
+        const address = { host, port: targetPort };
+        if (endpoints.has(targetKey(address))) continue;
+        endpoints.set(targetKey(address), {
+          address,
+          weight: 1,
+          labels,
+          meshed,
+          identity: meshed ? spiffeId(trustDomain, pod?.metadata?.namespace ?? namespace, pod) : null,
+          protocolHint: opaque ? 'opaque' : meshed ? 'h2' : 'unknown',
+        });
+      }
+    }
+  }
+  return [...endpoints.values()];
+}
+
+export function isMeshed(pod: V1Pod): boolean {
+  if (pod.metadata?.annotations?.[PROXY_INJECTED_ANNOTATION] === 'true') return true;
+  const containers = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])];
+  return containers.some((c) => c.name === PROXY_CONTAINER_NAME);
+}
+
+function spiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${pod?.spec?.serviceAccountName ?? 'default'}`;
+}
+
+/** The pod's controller (a ReplicaSet names its Deployment), else its `app` label. */
+export function workloadOf(pod: V1Pod): string | undefined {
+  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
+  const labels = pod.metadata?.labels ?? {};
+  if (owner) {
+    const hash = labels['pod-template-hash'];
+    if (owner.kind === 'ReplicaSet' && hash && owner.name.endsWith(`-${hash}`)) {
+      return owner.name.slice(0, -(hash.length + 1));
+    }
+    return owner.name;
+  }
+  return labels.app ?? labels['app.kubernetes.io/name'];
+}
+
+function isOpaqueAppProtocol(port: V1ServicePort): boolean {
+  return port.appProtocol !== undefined && OPAQUE_APP_PROTOCOLS.has(port.appProtocol);
+}
+
+/** Whether the opaque-ports annotation ("3306,5000-5010,postgres") names `port` or `portName`. */
+export function portListNames(
+  annotations: Readonly<Record<string, string>> | undefined,
+  port: number,
+  portName: string,
+): boolean {
+  const list = annotations?.[OPAQUE_PORTS_ANNOTATION];
+  if (!list) return false;
+  return list.split(',').some((raw) => {
+    const item = raw.trim();
+    const range = /^(\d+)-(\d+)$/.exec(item);
+    if (range) return Number(range[1]) <= port && port <= Number(range[2]);
+    return /^\d+$/.test(item) ? Number(item) === port : item !== '' && item === portName;
+  });
+}

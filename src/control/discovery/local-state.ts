@@ -1,0 +1,313 @@
+// The local state folder of one-machine mode (`trellis up`, default `.trellis/`): services and
+// the workloads that serve them, as small files that `trellis apply` and `trellis run` write and
+// the LocalWatcher (local.ts) reads. Every file is validated with valibot; a bad file is reported
+// with the field that is wrong and skipped, so one typo never takes discovery down.
+//
+//   <root>/services/<namespace>/<name>.yaml        a Service:
+//       ports:
+//         - port: 8080          # the port clients connect to (required)
+//           name: http          # optional
+//           targetPort: http    # the workload port: a number, or the name of a workload port;
+//                               # default: the same number as `port`
+//           protocol: auto      # auto | http1 | h2 | opaque (opaque: no protocol detection)
+//
+//   <root>/workloads/<namespace>/<name>-<id>.json   a workload registration (one instance):
+//       { "service": "web", "address": "127.0.0.1",
+//         "ports": [{ "name": "http", "port": 18080 }],   (or "port": 18080 for a single port)
+//         "ready": true, "meshed": true, "identity": "spiffe://...",
+//         "weight": 1, "zone": "local", "labels": { ... } }
+//
+// Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
+// file and rename it into place (writeServiceFile / writeWorkloadFile do).
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { basename, join } from 'node:path';
+import * as v from 'valibot';
+import { parse as parseYaml } from 'yaml';
+import type { Logger } from '../../core/log.ts';
+import type { Endpoint, ServicePortKey } from './watcher.ts';
+
+const port = v.pipe(
+  v.number('expected a number'),
+  v.integer('expected a whole number'),
+  v.minValue(1, 'expected a port 1..65535'),
+  v.maxValue(65535, 'expected a port 1..65535'),
+);
+const dnsLabel = v.pipe(
+  v.string('expected a string'),
+  v.regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a DNS label (a-z, 0-9, -; at most 63)'),
+);
+const unknownKey = (issue: v.BaseIssue<unknown>) =>
+  issue.kind === 'schema' && issue.expected === 'never'
+    ? 'unknown field'
+    : `expected ${issue.expected}, got ${issue.received}`;
+
+const servicePortSchema = v.strictObject(
+  {
+    port,
+    name: v.optional(dnsLabel),
+    targetPort: v.optional(v.union([port, dnsLabel], 'expected a port number or a port name')),
+    protocol: v.optional(
+      v.picklist(['auto', 'http1', 'h2', 'opaque'], 'expected auto, http1, h2 or opaque'),
+      'auto',
+    ),
+  },
+  unknownKey,
+);
+
+export const serviceFileSchema = v.strictObject(
+  { ports: v.pipe(v.array(servicePortSchema, 'expected a list'), v.minLength(1, 'needs at least one port')) },
+  unknownKey,
+);
+
+const workloadPortSchema = v.strictObject({ port, name: v.optional(dnsLabel) }, unknownKey);
+
+export const workloadFileSchema = v.pipe(
+  v.strictObject(
+    {
+      service: dnsLabel,
+      address: v.pipe(
+        v.string('expected a string'),
+        v.check((s) => isIP(s) !== 0, 'expected an IPv4 or IPv6 address'),
+      ),
+      ports: v.optional(v.array(workloadPortSchema, 'expected a list')),
+      port: v.optional(port),
+      /** Only ready workloads are endpoints. */
+      ready: v.optional(v.boolean('expected true or false'), true),
+      meshed: v.optional(v.boolean('expected true or false'), false),
+      identity: v.optional(v.string('expected a string'), ''),
+      weight: v.optional(v.pipe(v.number('expected a number'), v.minValue(0, 'must not be negative')), 1),
+      zone: v.optional(v.string('expected a string'), 'local'),
+      labels: v.optional(v.record(v.string(), v.string('expected a string')), {}),
+    },
+    unknownKey,
+  ),
+  v.check((w) => w.port !== undefined || (w.ports?.length ?? 0) > 0, 'needs "port" or "ports"'),
+);
+
+export type ServiceFile = v.InferInput<typeof serviceFileSchema>;
+export type WorkloadFile = v.InferInput<typeof workloadFileSchema>;
+type ServicePort = v.InferOutput<typeof servicePortSchema>;
+
+export interface LocalService {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ports: readonly ServicePort[];
+}
+
+export interface LocalWorkload {
+  readonly namespace: string;
+  /** The file's name without ".json": "<name>-<id>". */
+  readonly name: string;
+  readonly spec: v.InferOutput<typeof workloadFileSchema>;
+}
+
+export interface LocalState {
+  /** By "namespace/name". */
+  readonly services: ReadonlyMap<string, LocalService>;
+  /** In file order, so a later file with the same address wins consistently. */
+  readonly workloads: readonly LocalWorkload[];
+}
+
+type Parsed = { ok: true; value: LocalService | LocalWorkload } | { ok: false };
+
+interface CacheEntry {
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly parsed: Parsed;
+}
+
+/** Remembers parsed files by path, so unchanged files are not re-read nor re-reported. */
+export type StateFileCache = Map<string, CacheEntry>;
+
+export function servicePath(root: string, namespace: string, name: string): string {
+  return join(root, 'services', namespace, `${name}.yaml`);
+}
+
+export function workloadPath(root: string, namespace: string, name: string): string {
+  return join(root, 'workloads', namespace, `${name}.json`);
+}
+
+/** Writes a service file atomically (validated first: throws TypeError on a bad one). */
+export async function writeServiceFile(root: string, namespace: string, name: string, service: ServiceFile) {
+  const problem = firstProblem(v.safeParse(serviceFileSchema, service));
+  if (problem !== null) throw new TypeError(`service ${namespace}/${name}: ${problem}`);
+  await writeAtomically(servicePath(root, namespace, name), JSON.stringify(service, null, 2) + '\n');
+}
+
+/** Writes a workload registration atomically (validated first: throws TypeError on a bad one). */
+export async function writeWorkloadFile(
+  root: string,
+  namespace: string,
+  name: string,
+  workload: WorkloadFile,
+) {
+  const problem = firstProblem(v.safeParse(workloadFileSchema, workload));
+  if (problem !== null) throw new TypeError(`workload ${namespace}/${name}: ${problem}`);
+  await writeAtomically(workloadPath(root, namespace, name), JSON.stringify(workload, null, 2) + '\n');
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
+/** Reads the whole state folder. Never throws: unreadable or invalid files are logged and skipped. */
+export async function readLocalState(root: string, cache: StateFileCache, log: Logger): Promise<LocalState> {
+  const seen = new Set<string>();
+  const services = new Map<string, LocalService>();
+  const workloads: LocalWorkload[] = [];
+  for (const [namespace, file] of await listStateFiles(join(root, 'services'), ['.yaml', '.yml'])) {
+    seen.add(file);
+    const parsed = await parseCached(file, cache, log, (text) => parseService(namespace, file, text));
+    if (parsed.ok) {
+      const service = parsed.value as LocalService;
+      services.set(`${service.namespace}/${service.name}`, service);
+    }
+  }
+  for (const [namespace, file] of await listStateFiles(join(root, 'workloads'), ['.json'])) {
+    seen.add(file);
+    const parsed = await parseCached(file, cache, log, (text) => parseWorkload(namespace, file, text));
+    if (parsed.ok) workloads.push(parsed.value as LocalWorkload);
+  }
+  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
+  return { services, workloads };
+}
+
+/**
+ * The endpoints of a service port in `state`, by address key; null when the service or the port
+ * does not exist. Workloads that are not ready, or have no port matching the target port, are
+ * left out.
+ */
+export function endpointsOf(state: LocalState, key: ServicePortKey): Endpoint[] | null {
+  const service = state.services.get(`${key.namespace}/${key.name}`);
+  const servicePort = service?.ports.find((p) => p.port === key.port);
+  if (servicePort === undefined) return null;
+  const target = servicePort.targetPort ?? servicePort.port;
+  const endpoints: Endpoint[] = [];
+  for (const workload of state.workloads) {
+    const spec = workload.spec;
+    if (workload.namespace !== key.namespace || spec.service !== key.name || !spec.ready) continue;
+    const ports = spec.port === undefined ? (spec.ports ?? []) : [...(spec.ports ?? []), { port: spec.port }];
+    const workloadPort = ports.find((p) =>
+      typeof target === 'string' ? p.name === target : p.port === target,
+    )?.port;
+    if (workloadPort === undefined) continue;
+    endpoints.push({
+      address: { host: spec.address, port: workloadPort },
+      weight: spec.weight,
+      labels: {
+        ...spec.labels,
+        namespace: key.namespace,
+        service: key.name,
+        workload: workload.name,
+        zone: spec.zone,
+      },
+      meshed: spec.meshed,
+      identity: spec.identity === '' ? null : spec.identity,
+      protocolHint: servicePort.protocol === 'opaque' ? 'opaque' : spec.meshed ? 'h2' : 'unknown',
+    });
+  }
+  return endpoints;
+}
+
+function parseService(namespace: string, file: string, text: string): LocalService | string {
+  const name = stripExtension(basename(file));
+  if (!isDnsLabel(namespace) || !isDnsLabel(name)) return 'file: namespace and name must be DNS labels';
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    return `file: not valid YAML (${(error as Error).message.split('\n')[0]})`;
+  }
+  const result = v.safeParse(serviceFileSchema, raw);
+  if (!result.success) return firstProblem(result) ?? 'invalid';
+  return { namespace, name, ports: result.output.ports };
+}
+
+function parseWorkload(namespace: string, file: string, text: string): LocalWorkload | string {
+  const name = stripExtension(basename(file));
+  if (!isDnsLabel(namespace)) return 'file: namespace must be a DNS label';
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    return `file: not valid JSON (${(error as Error).message})`;
+  }
+  const result = v.safeParse(workloadFileSchema, raw);
+  if (!result.success) return firstProblem(result) ?? 'invalid';
+  return { namespace, name, spec: result.output };
+}
+
+async function parseCached(
+  file: string,
+  cache: StateFileCache,
+  log: Logger,
+  parse: (text: string) => LocalService | LocalWorkload | string,
+): Promise<Parsed> {
+  let info;
+  let text;
+  try {
+    info = await stat(file);
+    const cached = cache.get(file);
+    if (cached !== undefined && cached.mtimeMs === info.mtimeMs && cached.size === info.size)
+      return cached.parsed;
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    // Deleted between listing and reading: the next scan will not list it.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.warn('cannot read state file', { file, error });
+    return { ok: false };
+  }
+  const value = parse(text);
+  const parsed: Parsed = typeof value === 'string' ? { ok: false } : { ok: true, value };
+  if (typeof value === 'string') {
+    const colon = value.indexOf(': ');
+    log.warn('invalid state file skipped', {
+      file,
+      field: value.slice(0, colon),
+      problem: value.slice(colon + 2),
+    });
+  }
+  cache.set(file, { mtimeMs: info.mtimeMs, size: info.size, parsed });
+  return parsed;
+}
+
+/** [namespace, path] of every state file under `dir/<namespace>/`, sorted by path. */
+async function listStateFiles(dir: string, extensions: readonly string[]): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for (const namespace of await readdirOrEmpty(dir)) {
+    if (namespace.startsWith('.')) continue;
+    for (const name of await readdirOrEmpty(join(dir, namespace))) {
+      if (name.startsWith('.') || name.endsWith('.tmp')) continue;
+      if (extensions.some((ext) => name.endsWith(ext))) out.push([namespace, join(dir, namespace, name)]);
+    }
+  }
+  return out.sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** "field.path: message" of a failed parse, or null when it succeeded. */
+function firstProblem(result: v.SafeParseResult<v.GenericSchema>): string | null {
+  if (result.success) return null;
+  const issue = result.issues[0];
+  const field = issue.path?.map((item) => String(item.key)).join('.') || '(file)';
+  return `${field}: ${issue.message}`;
+}
+
+function stripExtension(name: string): string {
+  return name.replace(/\.(ya?ml|json)$/, '');
+}
+
+function isDnsLabel(s: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(s);
+}

@@ -1,0 +1,359 @@
+// An in-process fake Kubernetes API server for discovery tests (linkerd2 tests a fake API built
+// from inline YAML; ours also speaks the wire protocol, so the real @kubernetes/client-node
+// informers drive it). It serves list and watch for Services, Pods and EndpointSlices
+// (cluster-wide and per namespace, with label and field selectors): a list answers
+// {kind: XList, metadata: {resourceVersion}, items}; `?watch=true&resourceVersion=N` streams JSON
+// lines {"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object"} with increasing resource
+// versions, periodic BOOKMARKs when asked for, and, for a version older than the retained history,
+// an ERROR event carrying a 410 Status before it ends the stream (what a real API server does).
+// The test API creates, updates and deletes objects, drops every watch, and compacts the history.
+
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseAllDocuments } from 'yaml';
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    resourceVersion?: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+interface ResourceKind {
+  readonly kind: string;
+  readonly apiVersion: string;
+  /** Path prefix before the namespace part: /api/v1 or /apis/<group>/<version>. */
+  readonly prefix: string;
+  readonly plural: string;
+}
+
+const KINDS: readonly ResourceKind[] = [
+  { kind: 'Service', apiVersion: 'v1', prefix: '/api/v1', plural: 'services' },
+  { kind: 'Pod', apiVersion: 'v1', prefix: '/api/v1', plural: 'pods' },
+  {
+    kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    prefix: '/apis/discovery.k8s.io/v1',
+    plural: 'endpointslices',
+  },
+];
+
+type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
+
+interface HistoryEvent {
+  readonly rv: number;
+  readonly kind: string;
+  readonly type: EventType;
+  readonly object: KubeObject;
+}
+
+interface WatchRequest {
+  readonly kind: string;
+  readonly namespace: string | null;
+  readonly labelSelector: string | null;
+  readonly fieldSelector: string | null;
+}
+
+interface OpenWatch extends WatchRequest {
+  readonly res: ServerResponse;
+  bookmarkTimer: NodeJS.Timeout | null;
+}
+
+export interface RequestRecord {
+  readonly verb: 'list' | 'watch';
+  readonly kind: string;
+  readonly path: string;
+  readonly query: Readonly<Record<string, string>>;
+}
+
+export interface FakeKubeOptions {
+  /** How often a watch that asked for bookmarks gets one (the real server: about a minute). */
+  readonly bookmarkIntervalMs?: number;
+  /** Events kept for watches to resume from; older resource versions answer 410 Gone. */
+  readonly historyLimit?: number;
+}
+
+const objectKey = (namespace: string | undefined, name: string): string => `${namespace ?? ''}/${name}`;
+
+export class FakeKubeServer {
+  readonly #server = createServer((req, res) => this.#handle(req, res));
+  readonly #objects = new Map<string, Map<string, KubeObject>>(KINDS.map((k) => [k.kind, new Map()]));
+  readonly #history: HistoryEvent[] = [];
+  readonly #watches = new Set<OpenWatch>();
+  readonly #bookmarkIntervalMs: number;
+  readonly #historyLimit: number;
+  /** The last resource version handed out (etcd's revision: one counter for every kind). */
+  #revision = 100;
+  /** Watches from a version below this one are too old (410 Gone). */
+  #oldestRetained = 100;
+  #uid = 0;
+  readonly requests: RequestRecord[] = [];
+  url = '';
+
+  constructor(options: FakeKubeOptions = {}) {
+    this.#bookmarkIntervalMs = options.bookmarkIntervalMs ?? 60_000;
+    this.#historyLimit = options.historyLimit ?? 10_000;
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    const { port } = this.#server.address() as AddressInfo;
+    this.url = `http://127.0.0.1:${port}`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    this.dropWatches({ abrupt: true });
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  get resourceVersion(): string {
+    return String(this.#revision);
+  }
+
+  /** How many watch streams are open, per kind when `kind` is given. */
+  watchCount(kind?: string): number {
+    return [...this.#watches].filter((w) => kind === undefined || w.kind === kind).length;
+  }
+
+  countRequests(verb: 'list' | 'watch', kind: string): number {
+    return this.requests.filter((r) => r.verb === verb && r.kind === kind).length;
+  }
+
+  get(kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.#store(kind).get(objectKey(namespace, name));
+  }
+
+  list(kind: string): KubeObject[] {
+    return [...this.#store(kind).values()];
+  }
+
+  /** Creates the object, or replaces it when it exists; returns the stored copy. */
+  apply(object: KubeObject): KubeObject {
+    const kind = this.#kindOf(object);
+    const store = this.#store(kind.kind);
+    const key = objectKey(object.metadata.namespace, object.metadata.name);
+    const existing = store.get(key);
+    const stored = structuredClone(object);
+    stored.apiVersion = kind.apiVersion;
+    stored.kind = kind.kind;
+    stored.metadata.resourceVersion = String(++this.#revision);
+    stored.metadata.uid = existing?.metadata.uid ?? object.metadata.uid ?? `uid-${++this.#uid}`;
+    stored.metadata.creationTimestamp ??= new Date(0).toISOString();
+    store.set(key, stored);
+    this.#record(kind.kind, existing ? 'MODIFIED' : 'ADDED', stored);
+    return stored;
+  }
+
+  /** Applies every document of a multi-document YAML text (kubectl get -o yaml shaped). */
+  applyYaml(text: string): KubeObject[] {
+    return parseAllDocuments(text)
+      .map((doc) => doc.toJS() as KubeObject | null)
+      .filter((o): o is KubeObject => o !== null)
+      .flatMap((o) => (o.kind === 'List' ? (o.items as KubeObject[]) : [o]))
+      .map((o) => this.apply(o));
+  }
+
+  delete(kind: string, namespace: string | undefined, name: string): boolean {
+    const store = this.#store(kind);
+    const key = objectKey(namespace, name);
+    const existing = store.get(key);
+    if (!existing) return false;
+    store.delete(key);
+    const gone = structuredClone(existing);
+    gone.metadata.resourceVersion = String(++this.#revision);
+    this.#record(kind, 'DELETED', gone);
+    return true;
+  }
+
+  /** Ends every open watch: gracefully (the stream ends) or abruptly (the socket is destroyed). */
+  dropWatches(options: { abrupt?: boolean } = {}): void {
+    for (const watch of [...this.#watches]) {
+      this.#closeWatch(watch);
+      if (options.abrupt) watch.res.socket?.destroy();
+      else watch.res.end();
+    }
+  }
+
+  /**
+   * Compacts the history: a watch resuming from any version handed out so far now gets 410 Gone
+   * (open watches go on; drop them to make clients resume). Like etcd, whose revision is shared by
+   * the whole cluster, the revision moves on, so a fresh list's version stays watchable.
+   */
+  compact(): void {
+    this.#history.length = 0;
+    this.#revision += 1;
+    this.#oldestRetained = this.#revision + 1;
+  }
+
+  #store(kind: string): Map<string, KubeObject> {
+    const store = this.#objects.get(kind);
+    if (!store) throw new Error(`fake-kube: unknown kind ${kind}`);
+    return store;
+  }
+
+  #kindOf(object: KubeObject): ResourceKind {
+    const kind = KINDS.find((k) => k.kind === object.kind);
+    if (!kind) throw new Error(`fake-kube: unsupported kind ${String(object.kind)}`);
+    return kind;
+  }
+
+  #record(kind: string, type: EventType, object: KubeObject): void {
+    const event: HistoryEvent = { rv: this.#revision, kind, type, object };
+    this.#history.push(event);
+    if (this.#history.length > this.#historyLimit) {
+      const dropped = this.#history.shift();
+      if (dropped) this.#oldestRetained = dropped.rv + 1;
+    }
+    for (const watch of this.#watches) {
+      if (this.#matches(watch, kind, object)) this.#send(watch, type, object);
+    }
+  }
+
+  #matches(request: WatchRequest, kind: string, object: KubeObject): boolean {
+    if (request.kind !== kind) return false;
+    if (request.namespace !== null && object.metadata.namespace !== request.namespace) return false;
+    if (request.labelSelector && !matchesLabelSelector(request.labelSelector, object.metadata.labels ?? {})) {
+      return false;
+    }
+    return !request.fieldSelector || matchesFieldSelector(request.fieldSelector, object);
+  }
+
+  #send(watch: OpenWatch, type: string, object: unknown): void {
+    if (!watch.res.writableEnded && !watch.res.destroyed) watch.res.write(`${JSON.stringify({ type, object })}\n`);
+  }
+
+  #closeWatch(watch: OpenWatch): void {
+    if (watch.bookmarkTimer) clearInterval(watch.bookmarkTimer);
+    watch.bookmarkTimer = null;
+    this.#watches.delete(watch);
+  }
+
+  #handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://fake-kube');
+    const route = parsePath(url.pathname);
+    if (req.method !== 'GET' || !route) {
+      sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+      return;
+    }
+    const query = Object.fromEntries(url.searchParams);
+    const request: WatchRequest = {
+      kind: route.kind.kind,
+      namespace: route.namespace,
+      labelSelector: url.searchParams.get('labelSelector'),
+      fieldSelector: url.searchParams.get('fieldSelector'),
+    };
+    const watching = ['true', '1'].includes(url.searchParams.get('watch') ?? '');
+    this.requests.push({ verb: watching ? 'watch' : 'list', kind: route.kind.kind, path: url.pathname, query });
+    if (watching) this.#serveWatch(request, url.searchParams, res);
+    else this.#serveList(route.kind, request, res);
+  }
+
+  #serveList(kind: ResourceKind, request: WatchRequest, res: ServerResponse): void {
+    const items = this.list(kind.kind).filter((o) => this.#matches(request, kind.kind, o));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        kind: `${kind.kind}List`,
+        apiVersion: kind.apiVersion,
+        metadata: { resourceVersion: this.resourceVersion },
+        items,
+      }),
+    );
+  }
+
+  #serveWatch(request: WatchRequest, params: URLSearchParams, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const watch: OpenWatch = { ...request, res, bookmarkTimer: null };
+    const from = params.get('resourceVersion') ?? '';
+    if (from !== '' && from !== '0' && Number(from) < this.#oldestRetained - 1) {
+      const message = `too old resource version: ${from} (${this.#oldestRetained - 1})`;
+      this.#send(watch, 'ERROR', statusObject(410, 'Expired', message));
+      res.end();
+      return;
+    }
+    this.#watches.add(watch);
+    res.on('close', () => this.#closeWatch(watch));
+    if (from === '' || from === '0') {
+      // No version: the current state as synthetic ADDED events, then changes.
+      for (const object of this.list(request.kind)) {
+        if (this.#matches(request, request.kind, object)) this.#send(watch, 'ADDED', object);
+      }
+    } else {
+      for (const event of this.#history) {
+        if (event.rv > Number(from) && this.#matches(request, event.kind, event.object)) {
+          this.#send(watch, event.type, event.object);
+        }
+      }
+    }
+    if (params.get('allowWatchBookmarks') === 'true') {
+      const kind = KINDS.find((k) => k.kind === request.kind);
+      watch.bookmarkTimer = setInterval(() => {
+        this.#send(watch, 'BOOKMARK', {
+          kind: kind?.kind,
+          apiVersion: kind?.apiVersion,
+          metadata: { resourceVersion: this.resourceVersion },
+        });
+      }, this.#bookmarkIntervalMs);
+    }
+  }
+}
+
+function parsePath(pathname: string): { kind: ResourceKind; namespace: string | null } | null {
+  for (const kind of KINDS) {
+    if (pathname === `${kind.prefix}/${kind.plural}`) return { kind, namespace: null };
+    const namespaced = new RegExp(`^${kind.prefix}/namespaces/([a-z0-9-]+)/${kind.plural}$`).exec(pathname);
+    if (namespaced?.[1]) return { kind, namespace: namespaced[1] };
+  }
+  return null;
+}
+
+function statusObject(code: number, reason: string, message: string): Record<string, unknown> {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+function sendStatus(res: ServerResponse, code: number, reason: string, message: string): void {
+  res.writeHead(code, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(statusObject(code, reason, message)));
+}
+
+/** Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a` (exists), `!a` (absent). */
+export function matchesLabelSelector(selector: string, labels: Readonly<Record<string, string>>): boolean {
+  return selector
+    .split(',')
+    .map((term) => term.trim())
+    .filter((term) => term !== '')
+    .every((term) => {
+      const notEqual = /^([^!=]+)!=(.*)$/.exec(term);
+      if (notEqual) return labels[notEqual[1]!.trim()] !== notEqual[2]!.trim();
+      const equal = /^([^!=]+)==?(.*)$/.exec(term);
+      if (equal) return labels[equal[1]!.trim()] === equal[2]!.trim();
+      if (term.startsWith('!')) return !(term.slice(1) in labels);
+      return term in labels;
+    });
+}
+
+/** Field selectors on metadata.name and metadata.namespace (`=`, `==`, `!=`). */
+export function matchesFieldSelector(selector: string, object: KubeObject): boolean {
+  return selector
+    .split(',')
+    .filter((term) => term.trim() !== '')
+    .every((term) => {
+      const match = /^([^!=]+)(!=|==|=)(.*)$/.exec(term.trim());
+      if (!match) return false;
+      const field = match[1]!.trim();
+      const actual =
+        field === 'metadata.name' ? object.metadata.name : field === 'metadata.namespace' ? object.metadata.namespace : undefined;
+      return match[2] === '!=' ? actual !== match[3] : actual === match[3];
+    });
+}
