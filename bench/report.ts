@@ -31,6 +31,8 @@ export interface HttpRow {
   cpuSecondsPer1000RequestsAtFixedRate?: number;
   /** Peak resident memory of the proxy's processes (MB): max of summed VmHWM and sampled VmRSS. */
   peakRssMb?: number;
+  /** Peak private (anonymous) resident memory, sampled: RSS without the shared program code. */
+  peakPrivateMb?: number;
   ratioToHaproxy?: Ratios;
   /** Fixed-rate latency minus direct's, in ms. */
   addedOverDirectMs?: { p50: number; p90: number; p99: number };
@@ -44,6 +46,7 @@ export interface TcpRow {
   noise?: RoundNoise[];
   cpuSecondsPer1000Requests?: number;
   peakRssMb?: number;
+  peakPrivateMb?: number;
   ratioToPipe?: number;
   ratioToHaproxyTcp?: number;
 }
@@ -156,19 +159,19 @@ export function markdown(r: ReportInput): string {
     '',
     '## HTTP/1.1 keep-alive, one hop',
     '',
-    '| proxy | req/s | ratio to haproxy | p50 ms | p90 ms | p99 ms | added p99 vs direct (ms) | CPU s / 1000 req | peak RSS MB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| proxy | req/s | ratio to haproxy | p50 ms | p90 ms | p99 ms | added p99 vs direct (ms) | CPU s / 1000 req | peak RSS MB | peak private MB |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   );
   for (const row of r.http) {
     if (row.error) {
-      lines.push(`| ${row.name} | error: ${cell(row.error)} | | | | | | | |`);
+      lines.push(`| ${row.name} | error: ${cell(row.error)} | | | | | | | | |`);
       continue;
     }
     const l = row.latency?.latencyMs;
     lines.push(
       `| ${row.name} | ${rps(row.throughput?.rps)} | ${x(row.ratioToHaproxy?.rps)} | ${num(l?.p50, 3)} | ` +
         `${num(l?.p90, 3)} | ${num(l?.p99, 3)} | ${row.name === 'direct' ? '-' : num(row.addedOverDirectMs?.p99, 3)} | ` +
-        `${num(row.cpuSecondsPer1000Requests, 3)} | ${num(row.peakRssMb, 1)} |`,
+        `${num(row.cpuSecondsPer1000Requests, 3)} | ${num(row.peakRssMb, 1)} | ${num(row.peakPrivateMb, 1)} |`,
     );
   }
   if (r.tcp.length > 0) {
@@ -176,17 +179,17 @@ export function markdown(r: ReportInput): string {
       '',
       '## Opaque TCP (wrk -> TCP relay -> nginx)',
       '',
-      '| path | req/s | ratio to raw pipe | ratio to haproxy tcp | CPU s / 1000 req | peak RSS MB |',
-      '| --- | ---: | ---: | ---: | ---: | ---: |',
+      '| path | req/s | ratio to raw pipe | ratio to haproxy tcp | CPU s / 1000 req | peak RSS MB | peak private MB |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     );
     for (const row of r.tcp) {
       if (row.error) {
-        lines.push(`| ${row.name} | error: ${cell(row.error)} | | | | |`);
+        lines.push(`| ${row.name} | error: ${cell(row.error)} | | | | | |`);
         continue;
       }
       lines.push(
         `| ${row.name} | ${rps(row.throughput?.rps)} | ${x(row.ratioToPipe)} | ${x(row.ratioToHaproxyTcp)} | ` +
-          `${num(row.cpuSecondsPer1000Requests, 3)} | ${num(row.peakRssMb, 1)} |`,
+          `${num(row.cpuSecondsPer1000Requests, 3)} | ${num(row.peakRssMb, 1)} | ${num(row.peakPrivateMb, 1)} |`,
       );
     }
   }

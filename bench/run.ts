@@ -41,7 +41,7 @@ interface Running<Row extends HttpRow | TcpRow> {
   readonly row: Row;
   readonly target: Target;
   readonly pid: number | undefined;
-  readonly rss: { stop(): number } | undefined;
+  readonly rss: { stop(): number; peakPrivateMb(): number } | undefined;
 }
 
 function fail(row: HttpRow | TcpRow, err: unknown): void {
@@ -74,6 +74,7 @@ async function startAll<Row extends HttpRow | TcpRow>(
 function finishMemory(r: Running<HttpRow | TcpRow>): void {
   if (r.pid === undefined || !r.rss) return;
   r.row.peakRssMb = Math.max(r.rss.stop(), treeMemoryMb(r.pid).hwmMb);
+  r.row.peakPrivateMb = r.rss.peakPrivateMb();
 }
 
 async function closeAll(running: readonly Running<HttpRow | TcpRow>[], upstream: Target): Promise<void> {
