@@ -81,12 +81,19 @@ test('detects each protocol from its first bytes', async () => {
     ['redis RESP PING', bytes('*1\r\n$4\r\nPING\r\n'), { kind: 'opaque' }],
     ['binary garbage', bytes([0x00, 0xff, 0x13, 0x37, 0x80]), { kind: 'opaque' }],
     ['SSL 2 style hello', bytes([0x80, 0x2e, 0x01, 0x03, 0x01]), { kind: 'opaque' }],
-    ['HTTP/0.9 request', bytes('GET /\r\n'), { kind: 'opaque' }],
-    ['HTTP/2 request line', bytes('GET / HTTP/2.0\r\n'), { kind: 'opaque' }],
-    ['h2 preface with a wrong tail', bytes('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'), { kind: 'opaque' }],
-    ['two spaces after the method', bytes('GET  / HTTP/1.1\r\n'), { kind: 'opaque' }],
-    ['CR without LF', bytes('GET / HTTP/1.1\rX'), { kind: 'opaque' }],
-    ['lower-case version', bytes('GET / http/1.1\r\n'), { kind: 'opaque' }],
+    // A standard method and a space is HTTP/1: the HTTP/1 parser answers malformed lines (400/505).
+    ['HTTP/0.9 request', bytes('GET /\r\n'), { kind: 'http1' }],
+    ['HTTP/2 request line', bytes('GET / HTTP/2.0\r\n'), { kind: 'http1' }],
+    ['HTTP/2 request line, other method', bytes('FOO / HTTP/2.0\r\n'), { kind: 'http1' }],
+    [
+      'h2 preface with a wrong tail (the HTTP/1 parser answers 505)',
+      bytes('PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n'),
+      { kind: 'http1' },
+    ],
+    ['two spaces after the method', bytes('GET  / HTTP/1.1\r\n'), { kind: 'http1' }],
+    ['two spaces after another method', bytes('FOO  / HTTP/1.1\r\n'), { kind: 'opaque' }],
+    ['CR without LF', bytes('FOO / HTTP/1.1\rX'), { kind: 'opaque' }],
+    ['lower-case version', bytes('FOO / http/1.1\r\n'), { kind: 'opaque' }],
     ['non-token byte in the method', bytes('GE(T / HTTP/1.1\r\n'), { kind: 'opaque' }],
     ['TLS byte then not TLS', bytes([0x16, 0x04]), { kind: 'opaque' }],
     ['TLS version 3.5', bytes([0x16, 0x03, 0x05]), { kind: 'opaque' }],
@@ -128,8 +135,10 @@ test('every prefix of a recognised input is need-more or the final answer', asyn
     assert.notEqual(decidedAt, -1);
   }
   // Decided as soon as possible: at the end of the request line, at the 24th preface byte.
-  assert.equal(detectProtocol(bytes('GET / HTTP/1.1\r')).kind, 'need-more');
-  assert.equal(detectProtocol(bytes('GET / HTTP/1.1\r\n')).kind, 'http1');
+  assert.equal(detectProtocol(bytes('GET')).kind, 'need-more');
+  assert.equal(detectProtocol(bytes('GET ')).kind, 'http1');
+  assert.equal(detectProtocol(bytes('FOO / HTTP/1.1\r')).kind, 'need-more');
+  assert.equal(detectProtocol(bytes('FOO / HTTP/1.1\r\n')).kind, 'http1');
   assert.equal(detectProtocol(bytes(H2_PREFACE.slice(0, 23))).kind, 'need-more');
   assert.equal(detectProtocol(hello.subarray(0, hello.length - 1)).kind, 'need-more');
 });
@@ -137,15 +146,15 @@ test('every prefix of a recognised input is need-more or the final answer', asyn
 test('decides opaque at the first byte that rules HTTP/1 out', () => {
   assert.deepEqual(detectProtocol(bytes('G\x00')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes(' GET')), { kind: 'opaque' });
-  assert.deepEqual(detectProtocol(bytes('GET / X')), { kind: 'opaque' });
-  assert.deepEqual(detectProtocol(bytes('GET / HTTP/1.x')), { kind: 'opaque' });
-  assert.deepEqual(detectProtocol(bytes('GET /\x7f')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('FOO / X')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('FOO / HTTP/1.x')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('FOO /\x7f')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes('\r\r')), { kind: 'opaque' });
-  assert.deepEqual(detectProtocol(bytes('\n\n')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('\n\n\x00')), { kind: 'opaque' });
 });
 
 test('never looks past maxBytes', async () => {
-  const longTarget = `GET /${'a'.repeat(100)}`;
+  const longTarget = `FOO /${'a'.repeat(100)}`;
   assert.deepEqual(detectProtocol(bytes(longTarget), 200), { kind: 'need-more' });
   assert.deepEqual(detectProtocol(bytes(longTarget), longTarget.length), { kind: 'opaque' });
   // A line end beyond maxBytes is not seen.

@@ -22,7 +22,18 @@ export type Detection =
 export const DEFAULT_DETECT_MAX_BYTES = 16 * 1024;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const HTTP1_VERSION_PREFIX = Buffer.from('HTTP/1.', 'latin1');
+const HTTP_VERSION_PREFIX = Buffer.from('HTTP/', 'latin1');
+const KNOWN_METHODS = new Set([
+  'GET',
+  'HEAD',
+  'POST',
+  'PUT',
+  'DELETE',
+  'CONNECT',
+  'OPTIONS',
+  'TRACE',
+  'PATCH',
+]);
 
 const NEED_MORE: Detection = Object.freeze({ kind: 'need-more' });
 const HTTP1: Detection = Object.freeze({ kind: 'http1' });
@@ -62,25 +73,31 @@ function detectH2Preface(buf: Buffer): Detection | null {
 }
 
 /**
- * Recognises an HTTP/1 request line `method SP request-target SP HTTP/1.x` ended by CRLF or LF
+ * Recognises an HTTP/1 request line `method SP request-target SP HTTP/x.y` ended by CRLF or LF
  * (RFC 9112 §3), after at most one empty line (§2.2). Only the first line matters: bad headers
  * are the HTTP/1 parser's business (it answers 400).
  */
 function detectHttp1(buf: Buffer): Detection {
   let i = 0;
-  // One leading empty line is ignored, as servers should (RFC 9112 §2.2).
-  if (buf[0] === CR) {
-    if (buf.length < 2) return NEED_MORE;
-    if (buf[1] !== LF) return OPAQUE;
-    i = 2;
-  } else if (buf[0] === LF) {
-    i = 1;
+  // Leading empty lines: servers ignore at least one (RFC 9112 §2.2); the HTTP/1 parser decides
+  // how many it accepts, so detection skips them all (within maxBytes).
+  while (i < buf.length && (buf[i] === CR || buf[i] === LF)) {
+    if (buf[i] === CR) {
+      if (i + 1 === buf.length) return NEED_MORE;
+      if (buf[i + 1] !== LF) return OPAQUE;
+      i += 2;
+    } else i++;
   }
+  if (i === buf.length) return NEED_MORE;
   // method = token
   const methodStart = i;
   while (i < buf.length && isTokenChar(buf[i] ?? 0)) i++;
   if (i === buf.length) return NEED_MORE;
   if (i === methodStart || buf[i] !== SP) return OPAQUE;
+  // A standard method and a space is plainly meant as HTTP/1: the HTTP/1 parser takes it from here
+  // and answers a malformed line (a bad target, HTTP/0.9, another version) itself, rather than the
+  // bytes going through as opaque TCP.
+  if (KNOWN_METHODS.has(buf.latin1Slice(methodStart, i))) return HTTP1;
   i++;
   // request-target: origin-form, absolute-form, authority-form (CONNECT) or asterisk-form.
   const targetStart = i;
@@ -88,14 +105,16 @@ function detectHttp1(buf: Buffer): Detection {
   if (i === buf.length) return NEED_MORE;
   if (i === targetStart || buf[i] !== SP) return OPAQUE;
   i++;
-  // HTTP-version = "HTTP/1." DIGIT
-  for (let k = 0; k < HTTP1_VERSION_PREFIX.length; k++, i++) {
+  // HTTP-version = "HTTP/" DIGIT "." DIGIT (any version: the parser answers 505 to others than 1.x)
+  for (let k = 0; k < HTTP_VERSION_PREFIX.length; k++, i++) {
     if (i === buf.length) return NEED_MORE;
-    if (buf[i] !== HTTP1_VERSION_PREFIX[k]) return OPAQUE;
+    if (buf[i] !== HTTP_VERSION_PREFIX[k]) return OPAQUE;
   }
-  if (i === buf.length) return NEED_MORE;
-  if (!isDigit(buf[i] ?? 0)) return OPAQUE;
-  i++;
+  for (const expect of [isDigit, (b: number) => b === 0x2e, isDigit]) {
+    if (i === buf.length) return NEED_MORE;
+    if (!expect(buf[i] ?? 0)) return OPAQUE;
+    i++;
+  }
   if (i === buf.length) return NEED_MORE;
   if (buf[i] === LF) return HTTP1;
   if (buf[i] !== CR) return OPAQUE;

@@ -312,11 +312,11 @@ function parseVersion(buf: Buffer, pos: number): number {
 }
 
 /**
- * Parses `method SP request-target SP HTTP-version` in [pos, lf), where lf is the line's LF, into
- * head; returns an error result or null. Runs as soon as the line is complete, so a bad request
- * line is answered at once, before (and whatever) the headers.
+ * Parses `method SP request-target SP HTTP-version CRLF` at pos into head; returns the index
+ * after the CRLF, or an error. Also runs on a head still incomplete once its first line is in,
+ * so that a bad request line is answered at once, whatever follows.
  */
-function parseRequestLine(buf: Buffer, pos: number, lf: number, head: MessageHead): ParseResult | null {
+function parseRequestLine(buf: Buffer, pos: number, head: MessageHead): number | ParseResult {
   let i = pos;
   while (TCHAR[buf[i]!] === 1) i++;
   if (i === pos || buf[i] !== 0x20) return fail(400, 'invalid method');
@@ -325,7 +325,7 @@ function parseRequestLine(buf: Buffer, pos: number, lf: number, head: MessageHea
   while (TARGET_CHAR[buf[i]!] === 1) i++;
   if (i === ts || buf[i] !== 0x20) return fail(400, 'invalid request target');
   // Exactly "HTTP/d.d" CR LF must follow.
-  if (lf !== i + 10 || buf[lf - 1] !== CR) return fail(400, 'invalid request line');
+  if (buf[i + 9] !== CR || buf[i + 10] !== LF) return fail(400, 'invalid request line');
   const minor = parseVersion(buf, i + 1);
   if (minor === -2) return fail(505, 'HTTP version not supported');
   if (minor < 0) return fail(400, 'invalid request line');
@@ -333,37 +333,41 @@ function parseRequestLine(buf: Buffer, pos: number, lf: number, head: MessageHea
   head.target = buf.latin1Slice(ts, i);
   head.versionMinor = minor;
   head.connectionClose = minor === 0;
-  return null;
+  return i + 11;
 }
 
 export function parseRequestHead(buf: Buffer, start: number, end: number, limits: H1Limits): ParseResult {
   // RFC 9112 2.2: ignore at least one empty line before the request-line.
   let pos = start;
   for (let k = 0; k < 2 && pos + 1 < end && buf[pos] === CR && buf[pos + 1] === LF; k++) pos += 2;
-  let lf = buf.indexOf(LF, pos);
-  if (lf >= end) lf = -1;
-  if (lf === -1) {
-    if (end - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
-    if (hasBareCrOrLf(buf, pos, end)) return fail(400, 'bare CR or LF');
-    return INCOMPLETE;
-  }
-  if (lf + 1 - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+  const headEnd = findHeadEnd(buf, pos, end);
+  if (headEnd === -1) return checkIncompleteRequestHead(buf, pos, end, limits);
   const head = newHead();
-  const lineErr = parseRequestLine(buf, pos, lf, head);
-  if (lineErr !== null) return lineErr;
-  const fieldsStart = lf + 1;
-  const headEnd = findHeadEnd(buf, lf - 1, end);
-  if (headEnd === -1) {
-    if (end - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
-    if (hasBareCrOrLf(buf, fieldsStart, end)) return fail(400, 'bare CR or LF');
-    return INCOMPLETE;
-  }
+  const fieldsStart = parseRequestLine(buf, pos, head);
+  if (typeof fieldsStart !== 'number') return fieldsStart;
+  if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
   if (headEnd - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
   const err = parseHeaderLines(buf, fieldsStart, headEnd, limits, head, true);
   if (err !== null) return err;
   const formErr = checkTargetForm(head);
   if (formErr !== null) return fail(400, formErr);
   return { kind: 'ok', head, end: headEnd };
+}
+
+/** A head without its blank line yet: an error when it can never become valid, else INCOMPLETE. */
+function checkIncompleteRequestHead(buf: Buffer, pos: number, end: number, limits: H1Limits): ParseResult {
+  const lf = buf.indexOf(LF, pos);
+  if (lf === -1 || lf >= end) {
+    if (end - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+    if (hasBareCrOrLf(buf, pos, end)) return fail(400, 'bare CR or LF');
+    return INCOMPLETE;
+  }
+  const fieldsStart = parseRequestLine(buf, pos, newHead());
+  if (typeof fieldsStart !== 'number') return fieldsStart;
+  if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+  if (end - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
+  if (hasBareCrOrLf(buf, fieldsStart, end)) return fail(400, 'bare CR or LF');
+  return INCOMPLETE;
 }
 
 function checkTargetForm(head: MessageHead): string | null {

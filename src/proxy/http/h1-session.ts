@@ -498,6 +498,7 @@ export class H1Session implements UpstreamOwner {
   }
 
   private resetExchange(): void {
+    this.resStartedDownstream = false;
     this.clearResponseTimer();
     this.req = null;
     this.route = null;

@@ -1,0 +1,175 @@
+// The Destination gRPC service (src/api/destination.proto): each Watch call names a target, which
+// becomes a watcher subscription whose updates reach the caller through its own bounded queue
+// (translator.ts). A direct address ("IP:port") is answered with that single endpoint, unmeshed;
+// a service name in any of its DNS forms becomes the service port it names.
+import { isIP } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { loadDestinationApi, type ApiUpdate, type DestinationHandlers } from '../../api/load.ts';
+import { silentLogger, type Logger } from '../../core/log.ts';
+import { parseAuthority } from '../../proxy/transport/target.ts';
+import type { ServicePortKey, Subscription, Watcher } from '../discovery/watcher.ts';
+import { SubscriberQueue, toApiEndpoint } from './translator.ts';
+
+export interface DestinationServiceOptions {
+  readonly watcher: Watcher;
+  /** The cluster's DNS suffix after "svc". Default "cluster.local". */
+  readonly clusterDomain?: string;
+  /** Per-subscriber queue (see translator.ts). Default 100. */
+  readonly queueCapacity?: number;
+  readonly log?: Logger;
+}
+
+export type DestinationTarget =
+  | { readonly kind: 'service'; readonly key: ServicePortKey }
+  | { readonly kind: 'address'; readonly host: string; readonly port: number };
+
+/**
+ * Parses a Watch path: "name.ns.svc.<clusterDomain>:port", "name.ns.svc:port", "name.ns:port" or
+ * "IP:port" ("[v6]:port"). Null when it is none of these.
+ */
+export function parseDestinationPath(
+  path: string,
+  clusterDomain = 'cluster.local',
+): DestinationTarget | null {
+  const target = parseAuthority(path, 0);
+  if (target === null || target.port === 0) return null;
+  if (isIP(target.host) !== 0) return { kind: 'address', host: target.host, port: target.port };
+  let host = target.host.toLowerCase().replace(/\.$/, '');
+  for (const suffix of [`.svc.${clusterDomain.toLowerCase()}`, '.svc']) {
+    if (host.endsWith(suffix)) {
+      host = host.slice(0, -suffix.length);
+      break;
+    }
+  }
+  const labels = host.split('.');
+  const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+  if (labels.length !== 2 || !labels.every((l) => dnsLabel.test(l))) return null;
+  const [name, namespace] = labels as [string, string];
+  return { kind: 'service', key: { namespace, name, port: target.port } };
+}
+
+/** A running service: `closeStreams` ends every open Watch (UNAVAILABLE) and drops its subscription. */
+export interface DestinationServiceHandle {
+  readonly openStreams: number;
+  closeStreams(): void;
+}
+
+/** Adds the Destination service to `server` (which may host the other control-plane APIs too). */
+export function addDestinationService(
+  server: grpc.Server,
+  options: DestinationServiceOptions,
+): DestinationServiceHandle {
+  const log = (options.log ?? silentLogger).child({ component: 'destination' });
+  const clusterDomain = options.clusterDomain ?? 'cluster.local';
+  const open = new Set<() => void>();
+
+  const handlers: DestinationHandlers = {
+    Watch(call) {
+      const path = call.request.path;
+      const target = parseDestinationPath(path, clusterDomain);
+      if (target === null) {
+        call.emit('error', {
+          code: grpc.status.INVALID_ARGUMENT,
+          details: `"${path}" is not name.namespace[.svc[.${clusterDomain}]]:port or IP:port`,
+        });
+        return;
+      }
+      let subscription: Subscription | null = null;
+      let ended = false;
+      const end = (code: grpc.status, details: string): void => {
+        if (ended) return;
+        ended = true;
+        open.delete(stop);
+        queue.close();
+        subscription?.unsubscribe();
+        if (!call.cancelled) call.emit('error', { code, details });
+      };
+      const stop = (): void => end(grpc.status.UNAVAILABLE, 'the destination service is shutting down');
+      const queue = new SubscriberQueue(
+        {
+          write: (message: ApiUpdate) => call.write(message),
+          onceDrain: (callback) => call.once('drain', callback),
+        },
+        {
+          capacity: options.queueCapacity,
+          onOverflow: () => {
+            log.warn('a watcher fell too far behind; closing its stream', { path, peer: call.getPeer() });
+            end(grpc.status.RESOURCE_EXHAUSTED, 'too far behind: reconnect for a fresh reset');
+          },
+        },
+      );
+      open.add(stop);
+      call.on('cancelled', () => end(grpc.status.CANCELLED, 'cancelled'));
+      call.on('error', () => end(grpc.status.UNKNOWN, 'stream error'));
+      log.debug('watch', { path, peer: call.getPeer() });
+      if (target.kind === 'address') {
+        // A direct address is its own (only) endpoint; it never changes.
+        call.write({
+          add: {
+            endpoints: [
+              toApiEndpoint({
+                address: { host: target.host, port: target.port },
+                weight: 1,
+                labels: {},
+                meshed: false,
+                identity: null,
+                protocolHint: 'unknown',
+              }),
+            ],
+          },
+          reset: true,
+        });
+        return;
+      }
+      subscription = options.watcher.subscribe(target.key, (update) => queue.push(update));
+    },
+  };
+  server.addService(loadDestinationApi().Destination.service, handlers);
+  return {
+    get openStreams() {
+      return open.size;
+    },
+    closeStreams() {
+      for (const stop of Array.from(open)) stop();
+    },
+  };
+}
+
+export interface DestinationServer {
+  /** The port it listens on (the one asked for, or the one the system chose for port 0). */
+  readonly port: number;
+  readonly service: DestinationServiceHandle;
+  /** Ends every stream and stops the server. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts a gRPC server with the Destination service on `listen` ("127.0.0.1:0", "0.0.0.0:8086"). */
+export async function startDestinationServer(
+  options: DestinationServiceOptions & { readonly listen: string },
+): Promise<DestinationServer> {
+  const server = new grpc.Server();
+  const service = addDestinationService(server, options);
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
+  });
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    service,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        service.closeStreams();
+        // The streams ended above still flush their status; cut whatever is left after a moment.
+        const force = setTimeout(() => server.forceShutdown(), 1000);
+        force.unref();
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      return closing;
+    },
+  };
+}

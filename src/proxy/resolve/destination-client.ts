@@ -1,0 +1,203 @@
+// A Resolver over the control plane's Destination API (src/api/destination.proto): each
+// resolution is one Watch stream, whose messages become reset / add / remove / does-not-exist
+// updates. When the stream fails or ends, the resolver reports the error (the EndpointSet keeps
+// its last known endpoints, so traffic keeps flowing while the control plane is away) and watches
+// again after an exponential backoff with jitter; the first message of the new stream is a reset,
+// which replaces whatever changed in between. All resolutions share one HTTP/2 channel.
+import * as grpc from '@grpc/grpc-js';
+import {
+  loadDestinationApi,
+  type ApiEndpointOutput,
+  type ApiUpdateOutput,
+  type DestinationClient,
+} from '../../api/load.ts';
+import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
+import { TrellisError } from '../../core/errors.ts';
+import { silentLogger, type Logger } from '../../core/log.ts';
+import { mathRandom, type Random } from '../../core/random.ts';
+import { targetKey } from '../transport/target.ts';
+import type { Endpoint, ProtocolHint, Resolution, Resolver, Update } from './resolver.ts';
+
+export interface DestinationResolverOptions {
+  /** The control plane's gRPC address, "host:port". */
+  readonly address: string;
+  /** Default: plaintext. */
+  readonly credentials?: grpc.ChannelCredentials;
+  /** Re-watch delays: from initialMs, doubling up to maxMs, each drawn in [delay/2, delay]. */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  /** Extra gRPC channel options (keepalive, ...). */
+  readonly channelOptions?: grpc.ChannelOptions;
+  readonly timers?: Timers;
+  readonly random?: Random;
+  readonly log?: Logger;
+}
+
+/** The error a resolution reports when its stream to the control plane fails. */
+export const DESTINATION_UNAVAILABLE = 'TRELLIS_ERR_DESTINATION_UNAVAILABLE';
+
+interface Watch {
+  readonly target: string;
+  readonly onUpdate: (update: Update) => void;
+  readonly onError: (error: Error) => void;
+  call: grpc.ClientReadableStream<ApiUpdateOutput> | null;
+  retry: TimerHandle | null;
+  /** Consecutive failures without a message in between. */
+  failures: number;
+  cancelled: boolean;
+}
+
+export class DestinationResolver implements Resolver {
+  readonly #client: DestinationClient;
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  readonly #timers: Timers;
+  readonly #random: Random;
+  readonly #log: Logger;
+  readonly #watches = new Set<Watch>();
+  #closed = false;
+
+  constructor(options: DestinationResolverOptions) {
+    this.#initialMs = Math.max(1, options.backoff?.initialMs ?? 250);
+    this.#maxMs = Math.max(this.#initialMs, options.backoff?.maxMs ?? 10_000);
+    this.#timers = options.timers ?? systemTimers;
+    this.#random = options.random ?? mathRandom;
+    this.#log = (options.log ?? silentLogger).child({ component: 'destination-client' });
+    const { Destination } = loadDestinationApi();
+    this.#client = new Destination(
+      options.address,
+      options.credentials ?? grpc.credentials.createInsecure(),
+      {
+        // The channel's own reconnect backoff (default 1 s .. 120 s) would otherwise outlast ours.
+        'grpc.initial_reconnect_backoff_ms': this.#initialMs,
+        'grpc.max_reconnect_backoff_ms': this.#maxMs,
+        ...options.channelOptions,
+      },
+    );
+  }
+
+  /** Open resolutions (tests check that cancel releases them). */
+  get openResolutions(): number {
+    return this.#watches.size;
+  }
+
+  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
+    const watch: Watch = {
+      target,
+      onUpdate,
+      onError,
+      call: null,
+      retry: null,
+      failures: 0,
+      cancelled: false,
+    };
+    if (this.#closed) {
+      watch.cancelled = true;
+      queueMicrotask(() =>
+        onError(new TrellisError(DESTINATION_UNAVAILABLE, 'the destination resolver is closed')),
+      );
+    } else {
+      this.#watches.add(watch);
+      this.#start(watch);
+    }
+    return { cancel: () => this.#cancel(watch) };
+  }
+
+  /** Cancels every resolution and closes the channel. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const watch of Array.from(this.#watches)) this.#cancel(watch);
+    this.#client.close();
+  }
+
+  #start(watch: Watch): void {
+    watch.retry = null;
+    const call = this.#client.Watch({ path: watch.target });
+    watch.call = call;
+    call.on('data', (message: ApiUpdateOutput) => {
+      if (watch.cancelled || watch.call !== call) return;
+      watch.failures = 0;
+      const update = fromApiUpdate(message);
+      if (update === null) {
+        this.#log.warn('control plane sent an update of an unknown kind; ignored', { target: watch.target });
+        return;
+      }
+      watch.onUpdate(update);
+    });
+    // Non-OK statuses arrive both as 'error' and as 'status'; 'status' alone decides.
+    call.on('error', () => {});
+    call.on('status', (status: grpc.StatusObject) => {
+      if (watch.cancelled || watch.call !== call) return;
+      watch.call = null;
+      const delay = this.#nextDelay(watch.failures++);
+      const reason =
+        status.code === grpc.status.OK
+          ? 'the stream ended'
+          : `${grpc.status[status.code]}: ${status.details}`;
+      this.#log.debug('destination watch ended; retrying', { target: watch.target, reason, delayMs: delay });
+      watch.onError(
+        new TrellisError(DESTINATION_UNAVAILABLE, `watching ${watch.target} failed (${reason}); retrying`, {
+          cause: status,
+        }),
+      );
+      if (!watch.cancelled) watch.retry = this.#timers.setTimeout(() => this.#start(watch), delay);
+    });
+  }
+
+  #nextDelay(failures: number): number {
+    const ceiling = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(failures, 30));
+    return ceiling / 2 + (ceiling / 2) * this.#random.next();
+  }
+
+  #cancel(watch: Watch): void {
+    if (watch.cancelled && !this.#watches.has(watch)) return;
+    watch.cancelled = true;
+    this.#watches.delete(watch);
+    watch.retry?.cancel();
+    watch.retry = null;
+    watch.call?.cancel();
+    watch.call = null;
+  }
+}
+
+/** A Destination API message as a resolver update; null when it carries none of the known kinds. */
+export function fromApiUpdate(message: ApiUpdateOutput): Update | null {
+  switch (message.update) {
+    case 'add': {
+      const endpoints = (message.add?.endpoints ?? []).flatMap(fromApiEndpoint);
+      return message.reset ? { kind: 'reset', endpoints } : { kind: 'add', endpoints };
+    }
+    case 'remove': {
+      const addresses = (message.remove?.addresses ?? [])
+        .filter((a) => isUsableAddress(a.ip, a.port))
+        .map((a) => targetKey({ host: a.ip, port: a.port }));
+      return { kind: 'remove', addresses };
+    }
+    case 'noEndpoints':
+      return message.noEndpoints?.exists ? { kind: 'reset', endpoints: [] } : { kind: 'does-not-exist' };
+    default:
+      return null;
+  }
+}
+
+const HINTS: Record<string, ProtocolHint> = { UNKNOWN: 'unknown', H2: 'h2', OPAQUE: 'opaque' };
+
+/** One API endpoint, or none when its address is unusable. */
+function fromApiEndpoint(endpoint: ApiEndpointOutput): Endpoint[] {
+  const address = endpoint.address;
+  if (address === null || !isUsableAddress(address.ip, address.port)) return [];
+  return [
+    {
+      address: { host: address.ip, port: address.port },
+      weight: endpoint.weight > 0 ? endpoint.weight : 1,
+      labels: { ...endpoint.labels },
+      meshed: endpoint.meshed,
+      identity: endpoint.identity === '' ? null : endpoint.identity,
+      protocolHint: HINTS[endpoint.protocolHint] ?? 'unknown',
+    },
+  ];
+}
+
+function isUsableAddress(ip: string, port: number): boolean {
+  return typeof ip === 'string' && ip.length > 0 && Number.isInteger(port) && port >= 1 && port <= 65535;
+}

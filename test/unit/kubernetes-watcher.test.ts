@@ -1,0 +1,409 @@
+// Tests for the Kubernetes discovery watcher (src/control/discovery/kubernetes.ts) against the fake
+// API server, driven by the real @kubernetes/client-node informers: the shared watcher contract,
+// the translation of kubectl-shaped fixtures (ports, readiness, labels, meshed, identity, opaque),
+// dropped watches and a 410 relist without lost, duplicated or spurious updates, and a property:
+// any sequence of EndpointSlice changes ends with the subscriber's set equal to a model's.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
+import { KubernetesWatcher, kubeConfigForServer } from '../../src/control/discovery/kubernetes.ts';
+import type { Endpoint, ServicePortKey, Update } from '../../src/control/discovery/watcher.ts';
+import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
+import { runWatcherContract, type ContractEndpoint, type ContractServicePort } from './watcher-contract.ts';
+
+const TRUST_DOMAIN = 'cluster.local';
+const fixture = (name: string): string => readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8');
+const key = (e: Endpoint): string => `${e.address.host}:${e.address.port}`;
+
+async function startCluster(t: { after(fn: () => Promise<void>): void }, fixtures: readonly string[] = []) {
+  const server = new FakeKubeServer({ bookmarkIntervalMs: 50 });
+  await server.start();
+  for (const name of fixtures) server.applyYaml(fixture(name));
+  const watcher = new KubernetesWatcher({
+    kubeConfig: kubeConfigForServer(server.url),
+    trustDomain: TRUST_DOMAIN,
+    retryDelayMs: 50,
+  });
+  t.after(async () => {
+    await watcher.close();
+    await server.close();
+  });
+  await watcher.ready();
+  return { server, watcher };
+}
+
+/**
+ * Follows a subscription and checks the stream as it comes: a reset only first or after
+ * does-not-exist, adds only for new or changed endpoints, removes only for present ones.
+ */
+class Follower {
+  readonly updates: Update[] = [];
+  state: Map<string, Endpoint> | null | undefined = undefined;
+  /** The address keys after each update. */
+  readonly history: string[][] = [];
+  readonly violations: string[] = [];
+
+  readonly listener = (update: Update): void => {
+    this.updates.push(update);
+    const state = this.state;
+    if (update.kind === 'reset') {
+      if (state instanceof Map) this.violations.push(`reset while following: ${JSON.stringify(update)}`);
+      this.state = new Map(update.endpoints.map((e) => [key(e), e]));
+    } else if (update.kind === 'does-not-exist') {
+      this.state = null;
+    } else if (!(state instanceof Map)) {
+      this.violations.push(`${update.kind} before reset`);
+    } else if (update.kind === 'add') {
+      for (const e of update.endpoints) {
+        if (JSON.stringify(state.get(key(e))) === JSON.stringify(e)) this.violations.push(`duplicate add ${key(e)}`);
+        state.set(key(e), e);
+      }
+    } else {
+      for (const address of update.addresses) {
+        if (!state.delete(address)) this.violations.push(`remove of absent ${address}`);
+      }
+    }
+    this.history.push(this.keys());
+  };
+
+  keys(): string[] {
+    return this.state instanceof Map ? [...this.state.keys()].sort() : [];
+  }
+
+  async until(what: string, predicate: () => boolean, timeoutMs = 8000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!predicate()) {
+      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; updates: ${JSON.stringify(this.updates)}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  untilKeys(expected: readonly string[]): Promise<void> {
+    const want = JSON.stringify([...expected].sort());
+    return this.until(want, () => this.state instanceof Map && JSON.stringify(this.keys()) === want);
+  }
+}
+
+function follow(watcher: KubernetesWatcher, subscriptionKey: ServicePortKey): Follower {
+  const follower = new Follower();
+  watcher.subscribe(subscriptionKey, follower.listener);
+  return follower;
+}
+
+// ---- The shared contract: the fixture plays the EndpointSlice controller (a slice per endpoint).
+
+runWatcherContract('kubernetes', async () => {
+  const server = new FakeKubeServer({ bookmarkIntervalMs: 50 });
+  await server.start();
+  const watcher = new KubernetesWatcher({
+    kubeConfig: kubeConfigForServer(server.url),
+    trustDomain: TRUST_DOMAIN,
+    retryDelayMs: 50,
+  });
+  const services = new Map<string, readonly ContractServicePort[]>();
+  const endpoints = new Map<string, { namespace: string; service: string; id: string; endpoint: ContractEndpoint }>();
+  const portName = (ports: readonly ContractServicePort[], p: ContractServicePort): string | undefined =>
+    ports.length === 1 ? undefined : `port-${p.port}`;
+  const applySlice = (namespace: string, service: string, id: string, endpoint: ContractEndpoint): void => {
+    const ports = services.get(`${namespace}/${service}`) ?? [];
+    const matching = ports.filter((p) => (p.targetPort ?? p.port) === endpoint.port);
+    server.apply(
+      endpointSlice(namespace, service, `${service}-${id}`, {
+        ports: (matching.length > 0 ? matching : [undefined]).map((p) => ({
+          name: p ? portName(ports, p) : undefined,
+          port: endpoint.port,
+        })),
+        endpoints: [{ addresses: [endpoint.ip], conditions: { ready: endpoint.ready } }],
+      }),
+    );
+  };
+  return {
+    watcher,
+    async setService(namespace, name, ports) {
+      services.set(`${namespace}/${name}`, ports);
+      server.apply({
+        kind: 'Service',
+        metadata: { name, namespace },
+        spec: { ports: ports.map((p) => ({ name: portName(ports, p), port: p.port, targetPort: p.targetPort ?? p.port })) },
+      });
+      for (const e of endpoints.values()) {
+        if (e.namespace === namespace && e.service === name) applySlice(e.namespace, e.service, e.id, e.endpoint);
+      }
+    },
+    async deleteService(namespace, name) {
+      services.delete(`${namespace}/${name}`);
+      server.delete('Service', namespace, name);
+    },
+    async setEndpoint(namespace, service, id, endpoint) {
+      endpoints.set(`${namespace}/${service}/${id}`, { namespace, service, id, endpoint });
+      applySlice(namespace, service, id, endpoint);
+    },
+    async deleteEndpoint(namespace, service, id) {
+      endpoints.delete(`${namespace}/${service}/${id}`);
+      server.delete('EndpointSlice', namespace, `${service}-${id}`);
+    },
+    async close() {
+      await watcher.close();
+      await server.close();
+    },
+  };
+});
+
+interface SliceSpec {
+  ports: { name?: string | undefined; port: number }[];
+  endpoints: { addresses: string[]; conditions?: { ready?: boolean }; targetRef?: object; zone?: string }[];
+}
+
+function endpointSlice(namespace: string, service: string, name: string, spec: SliceSpec): KubeObject {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name, namespace, labels: { 'kubernetes.io/service-name': service } },
+    addressType: 'IPv4',
+    ...spec,
+  };
+}
+
+// ---- Translation of the kubectl-shaped fixtures.
+
+test('the fixtures translate to ready endpoints with target ports, labels, identity and hints', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml', 'db.yaml']);
+  const web = follow(watcher, { namespace: 'shop', name: 'web', port: 80 });
+  const grpc = follow(watcher, { namespace: 'shop', name: 'web', port: 9090 });
+  const postgres = follow(watcher, { namespace: 'shop', name: 'db', port: 5432 });
+  const metrics = follow(watcher, { namespace: 'shop', name: 'db', port: 9187 });
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  const webLabels = (pod: string, zone: string) => ({ namespace: 'shop', service: 'web', workload: 'web', pod, zone });
+  assert.deepEqual(web.updates, [
+    {
+      kind: 'reset',
+      endpoints: [
+        {
+          address: { host: '10.244.1.12', port: 8080 },
+          weight: 1,
+          labels: webLabels('web-7d4b9c8f5-2xkqp', 'eu-west-1a'),
+          meshed: true, // by annotation
+          identity: 'spiffe://cluster.local/ns/shop/sa/web',
+          protocolHint: 'h2',
+        },
+        {
+          address: { host: '10.244.2.7', port: 8080 },
+          weight: 1,
+          labels: webLabels('web-7d4b9c8f5-9hzlm', 'eu-west-1b'),
+          meshed: true, // by its trellis-proxy container
+          identity: 'spiffe://cluster.local/ns/shop/sa/web',
+          protocolHint: 'h2',
+        },
+      ],
+    },
+  ]);
+  await grpc.untilKeys(['10.244.1.12:9090', '10.244.2.7:9090']);
+  assert.ok([...(grpc.state as Map<string, Endpoint>).values()].every((e) => e.protocolHint === 'h2'));
+  await postgres.untilKeys(['10.244.3.4:5432']);
+  assert.deepEqual(postgres.state?.get('10.244.3.4:5432'), {
+    address: { host: '10.244.3.4', port: 5432 },
+    weight: 1,
+    labels: { namespace: 'shop', service: 'db', workload: 'db', pod: 'db-0', zone: 'eu-west-1c' },
+    meshed: false,
+    identity: null,
+    protocolHint: 'opaque', // the Service's config.trellis.dev/opaque-ports names 5432
+  });
+  await metrics.untilKeys(['10.244.3.4:9187']);
+  assert.equal(metrics.state?.get('10.244.3.4:9187')?.protocolHint, 'opaque'); // by appProtocol
+
+  // The real client drove the fake server: a list of each kind, then a watch resuming from it.
+  for (const kind of ['Service', 'EndpointSlice', 'Pod']) {
+    const requests = server.requests.filter((r) => r.kind === kind);
+    assert.equal(requests[0]?.verb, 'list', kind);
+    assert.equal(requests[1]?.verb, 'watch', kind);
+    assert.ok(Number(requests[1]?.query.resourceVersion) > 100, `${kind} watch resumes from the list`);
+    assert.equal(requests[1]?.query.allowWatchBookmarks, 'true');
+  }
+});
+
+test('readiness changes, a pod that arrives after its slice, and a deleted slice', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml']);
+  server.delete('Pod', 'shop', 'web-7d4b9c8f5-qq4rt');
+  const web = follow(watcher, { namespace: 'shop', name: 'web', port: 80 });
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  const slice = structuredClone(server.get('EndpointSlice', 'shop', 'web-x7k2p')) as KubeObject & SliceSpec;
+  slice.endpoints[2]!.conditions = { ready: true };
+  server.apply(slice);
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080', '10.244.2.9:8080']);
+  // Its pod is gone from the cache: an unmeshed endpoint until the pod shows up.
+  assert.equal(web.state?.get('10.244.2.9:8080')?.meshed, false);
+  server.applyYaml(fixture('web.yaml').split('---').at(-1)!);
+  await web.until('the refreshed endpoint', () => web.state?.get('10.244.2.9:8080')?.meshed === true);
+  assert.equal(web.state?.get('10.244.2.9:8080')?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
+  const last = web.updates.at(-1);
+  assert.equal(last?.kind, 'add');
+  server.delete('EndpointSlice', 'shop', 'web-x7k2p');
+  await web.untilKeys([]);
+  assert.deepEqual(web.violations, []);
+});
+
+// ---- Dropped watches and relists.
+
+test('the watcher follows changes made while its watches were dropped, gracefully or abruptly', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml']);
+  const web = follow(watcher, { namespace: 'shop', name: 'web', port: 80 });
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  const lists = server.countRequests('list', 'EndpointSlice');
+  const slice = structuredClone(server.get('EndpointSlice', 'shop', 'web-x7k2p')) as KubeObject & SliceSpec;
+
+  server.dropWatches();
+  slice.endpoints[2]!.conditions = { ready: true };
+  server.apply(slice);
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080', '10.244.2.9:8080']);
+
+  server.dropWatches({ abrupt: true });
+  slice.endpoints.splice(1, 1);
+  server.apply(slice);
+  server.apply(endpointSlice('shop', 'web', 'web-extra', { ports: [{ name: 'http', port: 8080 }], endpoints: [{ addresses: ['10.244.5.5'] }] }));
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.9:8080', '10.244.5.5:8080']);
+  await web.until('three watches again', () => server.watchCount() === 3);
+
+  assert.equal(server.countRequests('list', 'EndpointSlice'), lists, 'resumed from the resource version, no relist');
+  assert.deepEqual(web.violations, []);
+  assert.equal(web.updates.filter((u) => u.kind === 'reset').length, 1);
+});
+
+test('after a 410 relist the subscriber sees only the real difference, never a spurious set', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml', 'db.yaml']);
+  const web = follow(watcher, { namespace: 'shop', name: 'web', port: 80 });
+  const db = follow(watcher, { namespace: 'shop', name: 'db', port: 5432 });
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  await db.untilKeys(['10.244.3.4:5432']);
+  const lists = server.countRequests('list', 'EndpointSlice');
+
+  // A rollout while the watcher is cut off: one pod replaced, and a new slice; then the history
+  // is compacted, so resuming answers 410 Gone and the informers relist.
+  server.dropWatches({ abrupt: true });
+  const slice = structuredClone(server.get('EndpointSlice', 'shop', 'web-x7k2p')) as KubeObject & SliceSpec;
+  slice.endpoints[1] = { ...slice.endpoints[1]!, addresses: ['10.244.2.44'] };
+  server.apply(slice);
+  server.apply(endpointSlice('shop', 'web', 'web-extra', { ports: [{ name: 'http', port: 8080 }], endpoints: [{ addresses: ['10.244.5.5'] }] }));
+  server.compact();
+  await web.untilKeys(['10.244.1.12:8080', '10.244.2.44:8080', '10.244.5.5:8080']);
+  await web.until('a relist', () => server.countRequests('list', 'EndpointSlice') > lists);
+
+  assert.deepEqual(web.violations, []);
+  assert.deepEqual(
+    web.updates.map((u) => u.kind),
+    ['reset', 'add', 'remove'],
+    JSON.stringify(web.updates),
+  );
+  // The unchanged endpoint never left, and the set was never empty.
+  assert.ok(web.history.every((keys) => keys.includes('10.244.1.12:8080')), JSON.stringify(web.history));
+  // db did not change: the relist told its subscriber nothing.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(db.updates.length, 1);
+});
+
+// ---- Property: random EndpointSlice changes end in the model's set.
+
+interface SliceOp {
+  readonly slice: number;
+  /** null deletes the slice. */
+  readonly endpoints: { host: number; ready: boolean; pod: number }[] | null;
+  readonly portName: 'http' | 'metrics';
+  readonly port: number;
+  readonly disturb: 'none' | 'drop' | 'drop-abrupt' | 'compact';
+}
+
+const PODS = [
+  { name: 'p0', meshed: true, sa: 'alpha' },
+  { name: 'p1', meshed: false, sa: 'beta' },
+  { name: 'p2', meshed: true, sa: 'gamma' },
+];
+
+/** The expected endpoints of web:80 (port name http), computed from the server's slices. */
+function model(server: FakeKubeServer): Map<string, Endpoint> {
+  const expected = new Map<string, Endpoint>();
+  for (const slice of server.list('EndpointSlice') as (KubeObject & SliceSpec)[]) {
+    if (slice.metadata.labels?.['kubernetes.io/service-name'] !== 'web') continue;
+    const port = slice.ports.find((p) => p.name === 'http')?.port;
+    if (port === undefined) continue;
+    for (const e of slice.endpoints) {
+      if (e.conditions?.ready === false) continue;
+      const pod = PODS.find((p) => p.name === (e.targetRef as { name: string }).name)!;
+      for (const host of e.addresses) {
+        const labels = { namespace: 'prop', service: 'web', workload: 'web', pod: pod.name };
+        expected.set(`${host}:${port}`, {
+          address: { host, port },
+          weight: 1,
+          labels,
+          meshed: pod.meshed,
+          identity: pod.meshed ? `spiffe://${TRUST_DOMAIN}/ns/prop/sa/${pod.sa}` : null,
+          protocolHint: pod.meshed ? 'h2' : 'unknown',
+        });
+      }
+    }
+  }
+  return expected;
+}
+
+const sliceOp = fc.record({
+  slice: fc.integer({ min: 0, max: 2 }),
+  endpoints: fc.option(
+    fc.uniqueArray(fc.record({ host: fc.integer({ min: 1, max: 5 }), ready: fc.boolean(), pod: fc.integer({ min: 0, max: 2 }) }), {
+      selector: (e) => e.host,
+      maxLength: 4,
+    }),
+    { freq: 4 },
+  ),
+  portName: fc.constantFrom<'http' | 'metrics'>('http', 'http', 'http', 'metrics'),
+  port: fc.constantFrom(8080, 8081),
+  disturb: fc.constantFrom<SliceOp['disturb']>('none', 'none', 'none', 'none', 'none', 'none', 'drop', 'drop-abrupt', 'compact'),
+});
+
+test('property: any sequence of EndpointSlice changes ends with the model set, through drops and relists', async (t) => {
+  const { server, watcher } = await startCluster(t);
+  server.apply({ kind: 'Service', metadata: { name: 'web', namespace: 'prop' }, spec: { ports: [{ name: 'http', port: 80 }] } });
+  for (const pod of PODS) {
+    server.apply({
+      kind: 'Pod',
+      metadata: { name: pod.name, namespace: 'prop', labels: { app: 'web' }, annotations: pod.meshed ? { 'trellis.dev/proxy-injected': 'true' } : {} },
+      spec: { serviceAccountName: pod.sa, containers: [{ name: 'app' }] },
+    });
+  }
+  const web = follow(watcher, { namespace: 'prop', name: 'web', port: 80 });
+  await web.until('the first reset', () => web.state instanceof Map);
+
+  await fc.assert(
+    fc.asyncProperty(fc.array(sliceOp, { minLength: 1, maxLength: 12 }), async (ops) => {
+      for (const op of ops) {
+        const name = `web-s${op.slice}`;
+        if (op.endpoints === null) server.delete('EndpointSlice', 'prop', name);
+        else {
+          server.apply(
+            endpointSlice('prop', 'web', name, {
+              ports: [{ name: op.portName, port: op.port }],
+              endpoints: op.endpoints.map((e) => ({
+                // Each slice owns its addresses (a range per slice), as the controller keeps them.
+                addresses: [`10.1.${op.slice}.${e.host}`],
+                conditions: { ready: e.ready },
+                targetRef: { kind: 'Pod', name: PODS[e.pod]!.name, namespace: 'prop' },
+              })),
+            }),
+          );
+        }
+        if (op.disturb === 'drop') server.dropWatches();
+        if (op.disturb === 'drop-abrupt') server.dropWatches({ abrupt: true });
+        if (op.disturb === 'compact') {
+          server.compact();
+          server.dropWatches();
+        }
+        if (op.slice === 0) await new Promise((resolve) => setImmediate(resolve));
+      }
+      const expected = model(server);
+      const want = JSON.stringify([...expected.keys()].sort());
+      await web.until(`the model's endpoints ${want}`, () => JSON.stringify(web.keys()) === want, 15_000);
+      assert.deepEqual(new Map([...(web.state as Map<string, Endpoint>)].sort()), new Map([...expected].sort()));
+      assert.deepEqual(web.violations, []);
+    }),
+    { numRuns: 25 },
+  );
+});

@@ -1,0 +1,192 @@
+// The LocalWatcher (src/control/discovery/local.ts) through the shared watcher contract, and its
+// own behaviour: named target ports, invalid files skipped with the wrong field logged, files
+// that vanish, and the periodic rescan when fs.watch sees nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '../../src/core/log.ts';
+import { LocalWatcher, type LocalWatcherOptions } from '../../src/control/discovery/local.ts';
+import {
+  servicePath,
+  workloadPath,
+  writeServiceFile,
+  writeWorkloadFile,
+} from '../../src/control/discovery/local-state.ts';
+import type { Update } from '../../src/control/discovery/watcher.ts';
+import { runWatcherContract, type WatcherFixture } from './watcher-contract.ts';
+
+async function localFixture(
+  options: LocalWatcherOptions = {},
+): Promise<WatcherFixture & { root: string; watcher: LocalWatcher }> {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-local-watcher-'));
+  const watcher = new LocalWatcher({ root, debounceMs: 10, rescanIntervalMs: 500, ...options });
+  return {
+    root,
+    watcher,
+    setService: (namespace, name, ports) =>
+      writeServiceFile(root, namespace, name, {
+        ports: ports.map((p) => ({ port: p.port, targetPort: p.targetPort ?? p.port })),
+      }),
+    deleteService: (namespace, name) => rm(servicePath(root, namespace, name), { force: true }),
+    setEndpoint: (namespace, service, id, endpoint) =>
+      writeWorkloadFile(root, namespace, `${service}-${id}`, {
+        service,
+        address: endpoint.ip,
+        port: endpoint.port,
+        ready: endpoint.ready,
+      }),
+    deleteEndpoint: (namespace, service, id) =>
+      rm(workloadPath(root, namespace, `${service}-${id}`), { force: true }),
+    close: async () => {
+      await watcher.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+runWatcherContract('LocalWatcher', () => localFixture());
+
+// The same contract with fs.watch events never arriving in time: the rescan alone must carry it.
+runWatcherContract('LocalWatcher (rescan only)', () =>
+  localFixture({ debounceMs: 60_000, rescanIntervalMs: 100 }),
+);
+
+function recorder() {
+  const updates: Update[] = [];
+  let notify: (() => void) | null = null;
+  return {
+    updates,
+    listener: (u: Update) => {
+      updates.push(u);
+      notify?.();
+    },
+    async next(count: number, timeoutMs = 5000): Promise<Update> {
+      const deadline = Date.now() + timeoutMs;
+      while (updates.length < count) {
+        if (Date.now() > deadline) throw new Error(`timed out; got ${JSON.stringify(updates)}`);
+        await new Promise<void>((resolve) => {
+          notify = resolve;
+          setTimeout(resolve, 50);
+        });
+      }
+      return updates[count - 1] as Update;
+    },
+  };
+}
+
+test('LocalWatcher maps named target ports and fills labels, identity and protocol hints', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await mkdir(join(f.root, 'services', 'shop'), { recursive: true });
+  await writeFile(
+    servicePath(f.root, 'shop', 'cart'),
+    'ports:\n  - port: 80\n    targetPort: http\n  - port: 6379\n    targetPort: 16379\n    protocol: opaque\n',
+  );
+  await writeWorkloadFile(f.root, 'shop', 'cart-1', {
+    service: 'cart',
+    address: '127.0.0.21',
+    ports: [{ name: 'http', port: 18080 }, { port: 16379 }],
+    meshed: true,
+    identity: 'spiffe://trellis.local/ns/shop/sa/cart',
+    zone: 'zone-a',
+    weight: 3,
+  });
+  await f.watcher.ready();
+  await f.watcher.rescan(); // files written after the watcher started
+  const http = recorder();
+  const redis = recorder();
+  f.watcher.subscribe({ namespace: 'shop', name: 'cart', port: 80 }, http.listener);
+  f.watcher.subscribe({ namespace: 'shop', name: 'cart', port: 6379 }, redis.listener);
+  assert.deepEqual(await http.next(1), {
+    kind: 'reset',
+    endpoints: [
+      {
+        address: { host: '127.0.0.21', port: 18080 },
+        weight: 3,
+        labels: { namespace: 'shop', service: 'cart', workload: 'cart-1', zone: 'zone-a' },
+        meshed: true,
+        identity: 'spiffe://trellis.local/ns/shop/sa/cart',
+        protocolHint: 'h2',
+      },
+    ],
+  });
+  const first = await redis.next(1);
+  assert.ok(first.kind === 'reset');
+  assert.equal(first.endpoints[0]?.address.port, 16379);
+  assert.equal(first.endpoints[0]?.protocolHint, 'opaque');
+});
+
+test('LocalWatcher skips invalid files, logs the wrong field, and keeps watching', async (t) => {
+  const lines: string[] = [];
+  const log = createLogger({ level: 'warn', write: (line) => lines.push(line) });
+  const f = await localFixture({ log });
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80, targetPort: 8080 }]);
+  await mkdir(join(f.root, 'workloads', 'default'), { recursive: true });
+  await writeFile(
+    workloadPath(f.root, 'default', 'web-bad'),
+    JSON.stringify({ service: 'web', address: 'not-an-ip', port: 8080 }),
+  );
+  await writeFile(workloadPath(f.root, 'default', 'web-broken'), '{"service": ');
+  await writeFile(servicePath(f.root, 'default', 'api'), 'ports:\n  - port: 99999\n');
+  await f.setEndpoint('default', 'web', 'good', { ip: '127.0.0.31', port: 8080, ready: true });
+  await f.watcher.ready();
+  await f.watcher.rescan(); // files written after the watcher started
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 80 }, r.listener);
+  const first = await r.next(1);
+  assert.ok(first.kind === 'reset');
+  assert.deepEqual(
+    first.endpoints.map((e) => e.address.host),
+    ['127.0.0.31'],
+  );
+  const warnings = lines.map((line) => JSON.parse(line) as Record<string, string>);
+  const byFile = (suffix: string) => warnings.find((w) => w.file?.endsWith(suffix));
+  assert.equal(byFile('web-bad.json')?.field, 'address');
+  assert.match(byFile('web-bad.json')?.problem ?? '', /IPv4 or IPv6/);
+  assert.equal(byFile('web-broken.json')?.field, 'file');
+  assert.equal(byFile('api.yaml')?.field, 'ports.0.port');
+  const reported = warnings.length;
+  // Fixing the bad file brings its endpoint in; unchanged bad files are not reported again.
+  await writeFile(
+    workloadPath(f.root, 'default', 'web-bad'),
+    JSON.stringify({ service: 'web', address: '127.0.0.32', port: 8080 }),
+  );
+  const second = await r.next(2);
+  assert.ok(second.kind === 'add');
+  assert.equal(second.endpoints[0]?.address.host, '127.0.0.32');
+  await f.watcher.rescan();
+  assert.equal(lines.length, reported);
+});
+
+test('LocalWatcher: a workload file that disappears leaves the set', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80 }]);
+  await f.setEndpoint('default', 'web', 'a', { ip: '127.0.0.41', port: 80, ready: true });
+  await f.watcher.ready();
+  await f.watcher.rescan(); // files written after the watcher started
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 80 }, r.listener);
+  await r.next(1);
+  await rm(workloadPath(f.root, 'default', 'web-a'));
+  assert.deepEqual(await r.next(2), { kind: 'remove', addresses: ['127.0.0.41:80'] });
+});
+
+test('LocalWatcher: close stops every subscription and is idempotent', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80 }]);
+  await f.watcher.ready();
+  await f.watcher.rescan(); // files written after the watcher started
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 80 }, r.listener);
+  await r.next(1);
+  await f.watcher.close();
+  await f.watcher.close();
+  await f.setEndpoint('default', 'web', 'a', { ip: '127.0.0.51', port: 80, ready: true });
+  await new Promise((resolve) => setTimeout(resolve, 150));
+  assert.equal(r.updates.length, 1);
+});
