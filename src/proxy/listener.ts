@@ -10,7 +10,7 @@ import type { Target } from './transport/target.ts';
 import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
 import { H1Session } from './http/h1-session.ts';
-import { forwardTcp } from './tcp/forward.ts';
+import { forwardTcp, splice } from './tcp/forward.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
 
@@ -72,14 +72,17 @@ export function dispatch(
   target: Target | null,
   hint: ProtocolHint,
   initial: Buffer | null,
+  /** A connection to target already made (CONNECT connects before answering 200). */
+  upstream: net.Socket | null = null,
 ): void {
-  if (hint === 'opaque') return handle(rt, dir, socket, target, 'opaque', 'configured', initial);
-  if (hint === 'http1' || hint === 'h2') return handle(rt, dir, socket, target, hint, 'configured', initial);
+  if (hint === 'opaque') return handle(rt, dir, socket, target, 'opaque', 'configured', initial, upstream);
+  if (hint === 'http1' || hint === 'h2')
+    return handle(rt, dir, socket, target, hint, 'configured', initial, upstream);
   if (target !== null && rt.opaquePorts.has(target.port)) {
-    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial);
+    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial, upstream);
   }
   if (target !== null && rt.opaqueCache.has(targetKey(target))) {
-    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial);
+    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial, upstream);
   }
   let buf = initial;
   let timer: NodeJS.Timeout | null = null;
@@ -92,7 +95,7 @@ export function dispatch(
   };
   const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
     stopDetecting();
-    handle(rt, dir, socket, target, protocol, outcome, buf);
+    handle(rt, dir, socket, target, protocol, outcome, buf, upstream);
   };
   const decide = (): boolean => {
     if (buf === null) return false;
@@ -109,14 +112,17 @@ export function dispatch(
     // The client finished sending before we could tell: forward what there is as opaque bytes.
     stopDetecting();
     rt.metrics.detected(dir, 'opaque', 'closed');
-    if (target === null) socket.destroy();
-    else handle(rt, dir, socket, target, 'opaque', null, buf);
+    if (target === null) {
+      socket.destroy();
+      upstream?.destroy();
+    } else handle(rt, dir, socket, target, 'opaque', null, buf, upstream);
   };
   const onClose = () => {
     // Reset (or destroyed) while undecided: nothing to forward, and nothing learnt about the
     // destination (a TCP probe that connects and resets must not mark it opaque).
     stopDetecting();
     rt.metrics.detected(dir, 'opaque', 'closed');
+    upstream?.destroy();
   };
   if (decide()) return;
   socket.on('data', onData);
@@ -142,8 +148,16 @@ function handle(
   protocol: DetectedProtocol,
   outcome: DetectOutcome | null,
   initial: Buffer | null,
+  upstream: net.Socket | null,
 ): void {
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
+  if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
+    splice(socket, upstream, initial, null);
+    return;
+  }
+  // HTTP/1 reuses the connection from the pool; HTTP/2 makes its own sessions.
+  if (upstream !== null && target !== null && protocol === 'http1') rt.pool.adopt(target, upstream);
+  else upstream?.destroy();
   switch (protocol) {
     case 'http1': {
       const session = new H1Session(rt.h1Context(dir), socket, target, initial);

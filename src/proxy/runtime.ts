@@ -86,20 +86,17 @@ export class ProxyRuntime {
       idleTimeoutMs: config.timeouts.idleMs,
       requestHeadTimeoutMs: config.timeouts.requestHeadMs,
       responseTimeoutMs: config.timeouts.responseMs,
+      connectTimeoutMs: config.timeouts.connectMs,
       metrics: this.metrics,
       log: this.log,
       accessLog: this.accessLog,
       pool: this.pool,
       route: (head, connTarget) => this.routeRequest(head, connTarget),
-      tunnel: (socket, target, initial) => {
+      tunnel: (socket, target, initial, upstream) => {
         this.trackAgain(socket);
-        if (this.isLoop(target)) {
-          this.metrics.proxyError(direction, 'loop-detected');
-          socket.destroy();
-          return;
-        }
-        dispatch(this, direction, socket, target, 'auto', initial);
+        dispatch(this, direction, socket, target, 'auto', initial, upstream);
       },
+      isLoop: (target) => this.isLoop(target),
       splice: (down, up, toUp, toDown) => {
         this.trackAgain(down);
         splice(down, up, toUp, toDown);

@@ -125,7 +125,11 @@ test('the Destination API streams local discovery to the proxy and survives a co
   server = await startDestinationServer({ watcher, listen: `127.0.0.1:${port}` });
   await untilEndpoints(web, ['127.0.0.12:8080', '127.0.0.13:8080']);
   assert.equal(web.lastError, null);
-  await until(unknown, 'does-not-exist again', (s) => s.status === 'does-not-exist' && s.lastError === null);
+  // An update that changes nothing does not notify onChange: poll for the cleared error.
+  await waitFor(
+    'does-not-exist again',
+    () => unknown.status === 'does-not-exist' && unknown.lastError === null,
+  );
   await writeWorkloadFile(root, 'default', 'web-d', { service: 'web', address: '127.0.0.14', port: 8080 });
   await untilEndpoints(web, ['127.0.0.12:8080', '127.0.0.13:8080', '127.0.0.14:8080']);
 });

@@ -229,7 +229,8 @@ export class FakeKubeServer {
   }
 
   #send(watch: OpenWatch, type: string, object: unknown): void {
-    if (!watch.res.writableEnded && !watch.res.destroyed) watch.res.write(`${JSON.stringify({ type, object })}\n`);
+    if (!watch.res.writableEnded && !watch.res.destroyed)
+      watch.res.write(`${JSON.stringify({ type, object })}\n`);
   }
 
   #closeWatch(watch: OpenWatch): void {
@@ -253,7 +254,12 @@ export class FakeKubeServer {
       fieldSelector: url.searchParams.get('fieldSelector'),
     };
     const watching = ['true', '1'].includes(url.searchParams.get('watch') ?? '');
-    this.requests.push({ verb: watching ? 'watch' : 'list', kind: route.kind.kind, path: url.pathname, query });
+    this.requests.push({
+      verb: watching ? 'watch' : 'list',
+      kind: route.kind.kind,
+      path: url.pathname,
+      query,
+    });
     if (watching) this.#serveWatch(request, url.searchParams, res);
     else this.#serveList(route.kind, request, res);
   }
@@ -353,7 +359,11 @@ export function matchesFieldSelector(selector: string, object: KubeObject): bool
       if (!match) return false;
       const field = match[1]!.trim();
       const actual =
-        field === 'metadata.name' ? object.metadata.name : field === 'metadata.namespace' ? object.metadata.namespace : undefined;
+        field === 'metadata.name'
+          ? object.metadata.name
+          : field === 'metadata.namespace'
+            ? object.metadata.namespace
+            : undefined;
       return match[2] === '!=' ? actual !== match[3] : actual === match[3];
     });
 }

@@ -9,7 +9,8 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { FakeKubeServer, matchesLabelSelector, type KubeObject } from '../fake-kube/server.ts';
 
-const fixture = (name: string): string => readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8');
 
 interface WatchEvent {
   type: string;
@@ -23,17 +24,25 @@ async function startServer(t: { after(fn: () => Promise<void>): void }, bookmark
   return server;
 }
 
-async function getJson(server: FakeKubeServer, path: string): Promise<{ status: number; body: any }> {
+/** What the fake answers to a GET: a list, or a Status for errors. */
+interface ListBody {
+  kind: string;
+  apiVersion: string;
+  metadata: { resourceVersion: string };
+  items: KubeObject[];
+}
+
+async function getJson(server: FakeKubeServer, path: string): Promise<{ status: number; body: ListBody }> {
   const response = await fetch(server.url + path);
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: (await response.json()) as ListBody };
 }
 
 /** Opens a watch and collects its events; `ended` resolves when the server ends the stream. */
 function openWatch(server: FakeKubeServer, path: string) {
   const events: WatchEvent[] = [];
   let buffered = '';
-  let resolveEnded: () => void = () => {};
-  const ended = new Promise<void>((resolve) => (resolveEnded = resolve));
+  let resolveEnded: (how: 'end' | 'error') => void = () => {};
+  const ended = new Promise<'end' | 'error'>((resolve) => (resolveEnded = resolve));
   const req = request(server.url + path, (res) => {
     res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
@@ -42,10 +51,10 @@ function openWatch(server: FakeKubeServer, path: string) {
       buffered = lines.pop() ?? '';
       for (const line of lines) if (line) events.push(JSON.parse(line) as WatchEvent);
     });
-    res.on('end', resolveEnded);
-    res.on('error', resolveEnded);
+    res.on('end', () => resolveEnded('end'));
+    res.on('error', () => resolveEnded('error'));
   });
-  req.on('error', resolveEnded);
+  req.on('error', () => resolveEnded('error'));
   req.end();
   return { events, ended, close: () => req.destroy() };
 }
@@ -74,7 +83,10 @@ test('lists return a typed list with the current resource version, filtered by n
     slices.body.items.map((s: KubeObject) => s.metadata.name),
     ['web-x7k2p', 'db-m4q8z'],
   );
-  const selected = await getJson(server, '/apis/discovery.k8s.io/v1/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Ddb');
+  const selected = await getJson(
+    server,
+    '/apis/discovery.k8s.io/v1/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Ddb',
+  );
   assert.deepEqual(
     selected.body.items.map((s: KubeObject) => s.metadata.name),
     ['db-m4q8z'],
@@ -130,7 +142,10 @@ test('a watch from a resource version replays later events, then streams changes
     ],
   );
   const versions = watch.events.map((e) => Number(e.object.metadata.resourceVersion));
-  assert.ok(versions.every((v, i) => i === 0 || v > versions[i - 1]!), `increasing: ${versions.join(',')}`);
+  assert.ok(
+    versions.every((v, i) => i === 0 || v > versions[i - 1]!),
+    `increasing: ${versions.join(',')}`,
+  );
 });
 
 test('a watch without a resource version starts with the current objects as ADDED', async (t) => {
@@ -147,7 +162,10 @@ test('bookmarks arrive only when asked for and carry the current resource versio
   const server = await startServer(t, 20);
   server.applyYaml(fixture('db.yaml'));
   const rv = server.resourceVersion;
-  const asked = openWatch(server, `/api/v1/services?watch=true&resourceVersion=${rv}&allowWatchBookmarks=true`);
+  const asked = openWatch(
+    server,
+    `/api/v1/services?watch=true&resourceVersion=${rv}&allowWatchBookmarks=true`,
+  );
   const plain = openWatch(server, `/api/v1/services?watch=true&resourceVersion=${rv}`);
   t.after(() => {
     asked.close();
@@ -173,7 +191,10 @@ test('after compaction, resuming from an old version gets a 410 Status ERROR eve
   assert.equal(watch.events[0]?.object.reason, 'Expired');
   // A fresh list's version is watchable again.
   const list = await getJson(server, '/api/v1/pods');
-  const fresh = openWatch(server, `/api/v1/pods?watch=true&resourceVersion=${list.body.metadata.resourceVersion}`);
+  const fresh = openWatch(
+    server,
+    `/api/v1/pods?watch=true&resourceVersion=${list.body.metadata.resourceVersion}`,
+  );
   t.after(() => fresh.close());
   await until(() => server.watchCount('Pod') === 1, 'the fresh watch');
   server.delete('Pod', 'shop', 'db-0');
@@ -199,24 +220,29 @@ test('a history limit expires old versions the same way', async (t) => {
   );
 });
 
-test('dropWatches ends every open watch, gracefully or abruptly', async (t) => {
-  const server = await startServer(t);
-  const rv = server.resourceVersion;
-  const graceful = openWatch(server, `/api/v1/services?watch=true&resourceVersion=${rv}`);
-  const abrupt = openWatch(server, `/api/v1/pods?watch=true&resourceVersion=${rv}`);
-  await until(() => server.watchCount() === 2, 'both watches');
-  server.dropWatches();
-  await graceful.ended;
-  assert.equal(server.watchCount('Service'), 0);
-  const again = openWatch(server, `/api/v1/pods?watch=true&resourceVersion=${rv}`);
-  await until(() => server.watchCount('Pod') === 2, 'the new watch');
-  server.dropWatches({ abrupt: true });
-  await Promise.all([abrupt.ended, again.ended]);
-  assert.equal(server.watchCount(), 0);
-  assert.deepEqual(
-    server.requests.map((r) => r.verb),
-    ['watch', 'watch', 'watch'],
-  );
+test('dropWatches ends every open watch, gracefully or abruptly', async () => {
+  const server = new FakeKubeServer();
+  await server.start();
+  try {
+    const rv = server.resourceVersion;
+    const open = () => [
+      openWatch(server, `/api/v1/services?watch=true&resourceVersion=${rv}`),
+      openWatch(server, `/api/v1/pods?watch=true&resourceVersion=${rv}`),
+    ];
+    const first = open();
+    await until(() => server.watchCount() === 2, 'both watches');
+    server.dropWatches();
+    assert.deepEqual(await Promise.all(first.map((w) => w.ended)), ['end', 'end']);
+    assert.equal(server.watchCount(), 0);
+    const second = open();
+    await until(() => server.watchCount() === 2, 'the new watches');
+    server.dropWatches({ abrupt: true });
+    assert.deepEqual(await Promise.all(second.map((w) => w.ended)), ['error', 'error']);
+    assert.equal(server.watchCount(), 0);
+    assert.equal(server.countRequests('watch', 'Pod'), 2);
+  } finally {
+    await server.close();
+  }
 });
 
 test('label selectors: equality, inequality, existence and absence', () => {

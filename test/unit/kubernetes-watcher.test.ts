@@ -14,7 +14,8 @@ import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
 import { runWatcherContract, type ContractEndpoint, type ContractServicePort } from './watcher-contract.ts';
 
 const TRUST_DOMAIN = 'cluster.local';
-const fixture = (name: string): string => readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8');
+const fixture = (name: string): string =>
+  readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8');
 const key = (e: Endpoint): string => `${e.address.host}:${e.address.port}`;
 
 async function startCluster(t: { after(fn: () => Promise<void>): void }, fixtures: readonly string[] = []) {
@@ -57,7 +58,8 @@ class Follower {
       this.violations.push(`${update.kind} before reset`);
     } else if (update.kind === 'add') {
       for (const e of update.endpoints) {
-        if (JSON.stringify(state.get(key(e))) === JSON.stringify(e)) this.violations.push(`duplicate add ${key(e)}`);
+        if (JSON.stringify(state.get(key(e))) === JSON.stringify(e))
+          this.violations.push(`duplicate add ${key(e)}`);
         state.set(key(e), e);
       }
     } else {
@@ -75,7 +77,8 @@ class Follower {
   async until(what: string, predicate: () => boolean, timeoutMs = 8000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!predicate()) {
-      if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}; updates: ${JSON.stringify(this.updates)}`);
+      if (Date.now() > deadline)
+        assert.fail(`timed out waiting for ${what}; updates: ${JSON.stringify(this.updates)}`);
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
@@ -103,7 +106,10 @@ runWatcherContract('kubernetes', async () => {
     retryDelayMs: 50,
   });
   const services = new Map<string, readonly ContractServicePort[]>();
-  const endpoints = new Map<string, { namespace: string; service: string; id: string; endpoint: ContractEndpoint }>();
+  const endpoints = new Map<
+    string,
+    { namespace: string; service: string; id: string; endpoint: ContractEndpoint }
+  >();
   const portName = (ports: readonly ContractServicePort[], p: ContractServicePort): string | undefined =>
     ports.length === 1 ? undefined : `port-${p.port}`;
   const applySlice = (namespace: string, service: string, id: string, endpoint: ContractEndpoint): void => {
@@ -126,10 +132,17 @@ runWatcherContract('kubernetes', async () => {
       server.apply({
         kind: 'Service',
         metadata: { name, namespace },
-        spec: { ports: ports.map((p) => ({ name: portName(ports, p), port: p.port, targetPort: p.targetPort ?? p.port })) },
+        spec: {
+          ports: ports.map((p) => ({
+            name: portName(ports, p),
+            port: p.port,
+            targetPort: p.targetPort ?? p.port,
+          })),
+        },
       });
       for (const e of endpoints.values()) {
-        if (e.namespace === namespace && e.service === name) applySlice(e.namespace, e.service, e.id, e.endpoint);
+        if (e.namespace === namespace && e.service === name)
+          applySlice(e.namespace, e.service, e.id, e.endpoint);
       }
     },
     async deleteService(namespace, name) {
@@ -175,7 +188,13 @@ test('the fixtures translate to ready endpoints with target ports, labels, ident
   const postgres = follow(watcher, { namespace: 'shop', name: 'db', port: 5432 });
   const metrics = follow(watcher, { namespace: 'shop', name: 'db', port: 9187 });
   await web.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
-  const webLabels = (pod: string, zone: string) => ({ namespace: 'shop', service: 'web', workload: 'web', pod, zone });
+  const webLabels = (pod: string, zone: string) => ({
+    namespace: 'shop',
+    service: 'web',
+    workload: 'web',
+    pod,
+    zone,
+  });
   assert.deepEqual(web.updates, [
     {
       kind: 'reset',
@@ -261,11 +280,20 @@ test('the watcher follows changes made while its watches were dropped, gracefull
   server.dropWatches({ abrupt: true });
   slice.endpoints.splice(1, 1);
   server.apply(slice);
-  server.apply(endpointSlice('shop', 'web', 'web-extra', { ports: [{ name: 'http', port: 8080 }], endpoints: [{ addresses: ['10.244.5.5'] }] }));
+  server.apply(
+    endpointSlice('shop', 'web', 'web-extra', {
+      ports: [{ name: 'http', port: 8080 }],
+      endpoints: [{ addresses: ['10.244.5.5'] }],
+    }),
+  );
   await web.untilKeys(['10.244.1.12:8080', '10.244.2.9:8080', '10.244.5.5:8080']);
   await web.until('three watches again', () => server.watchCount() === 3);
 
-  assert.equal(server.countRequests('list', 'EndpointSlice'), lists, 'resumed from the resource version, no relist');
+  assert.equal(
+    server.countRequests('list', 'EndpointSlice'),
+    lists,
+    'resumed from the resource version, no relist',
+  );
   assert.deepEqual(web.violations, []);
   assert.equal(web.updates.filter((u) => u.kind === 'reset').length, 1);
 });
@@ -284,7 +312,12 @@ test('after a 410 relist the subscriber sees only the real difference, never a s
   const slice = structuredClone(server.get('EndpointSlice', 'shop', 'web-x7k2p')) as KubeObject & SliceSpec;
   slice.endpoints[1] = { ...slice.endpoints[1]!, addresses: ['10.244.2.44'] };
   server.apply(slice);
-  server.apply(endpointSlice('shop', 'web', 'web-extra', { ports: [{ name: 'http', port: 8080 }], endpoints: [{ addresses: ['10.244.5.5'] }] }));
+  server.apply(
+    endpointSlice('shop', 'web', 'web-extra', {
+      ports: [{ name: 'http', port: 8080 }],
+      endpoints: [{ addresses: ['10.244.5.5'] }],
+    }),
+  );
   server.compact();
   await web.untilKeys(['10.244.1.12:8080', '10.244.2.44:8080', '10.244.5.5:8080']);
   await web.until('a relist', () => server.countRequests('list', 'EndpointSlice') > lists);
@@ -296,7 +329,10 @@ test('after a 410 relist the subscriber sees only the real difference, never a s
     JSON.stringify(web.updates),
   );
   // The unchanged endpoint never left, and the set was never empty.
-  assert.ok(web.history.every((keys) => keys.includes('10.244.1.12:8080')), JSON.stringify(web.history));
+  assert.ok(
+    web.history.every((keys) => keys.includes('10.244.1.12:8080')),
+    JSON.stringify(web.history),
+  );
   // db did not change: the relist told its subscriber nothing.
   await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(db.updates.length, 1);
@@ -348,24 +384,50 @@ function model(server: FakeKubeServer): Map<string, Endpoint> {
 const sliceOp = fc.record({
   slice: fc.integer({ min: 0, max: 2 }),
   endpoints: fc.option(
-    fc.uniqueArray(fc.record({ host: fc.integer({ min: 1, max: 5 }), ready: fc.boolean(), pod: fc.integer({ min: 0, max: 2 }) }), {
-      selector: (e) => e.host,
-      maxLength: 4,
-    }),
+    fc.uniqueArray(
+      fc.record({
+        host: fc.integer({ min: 1, max: 5 }),
+        ready: fc.boolean(),
+        pod: fc.integer({ min: 0, max: 2 }),
+      }),
+      {
+        selector: (e) => e.host,
+        maxLength: 4,
+      },
+    ),
     { freq: 4 },
   ),
   portName: fc.constantFrom<'http' | 'metrics'>('http', 'http', 'http', 'metrics'),
   port: fc.constantFrom(8080, 8081),
-  disturb: fc.constantFrom<SliceOp['disturb']>('none', 'none', 'none', 'none', 'none', 'none', 'drop', 'drop-abrupt', 'compact'),
+  disturb: fc.constantFrom<SliceOp['disturb']>(
+    'none',
+    'none',
+    'none',
+    'none',
+    'none',
+    'none',
+    'drop',
+    'drop-abrupt',
+    'compact',
+  ),
 });
 
 test('property: any sequence of EndpointSlice changes ends with the model set, through drops and relists', async (t) => {
   const { server, watcher } = await startCluster(t);
-  server.apply({ kind: 'Service', metadata: { name: 'web', namespace: 'prop' }, spec: { ports: [{ name: 'http', port: 80 }] } });
+  server.apply({
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'prop' },
+    spec: { ports: [{ name: 'http', port: 80 }] },
+  });
   for (const pod of PODS) {
     server.apply({
       kind: 'Pod',
-      metadata: { name: pod.name, namespace: 'prop', labels: { app: 'web' }, annotations: pod.meshed ? { 'trellis.dev/proxy-injected': 'true' } : {} },
+      metadata: {
+        name: pod.name,
+        namespace: 'prop',
+        labels: { app: 'web' },
+        annotations: pod.meshed ? { 'trellis.dev/proxy-injected': 'true' } : {},
+      },
       spec: { serviceAccountName: pod.sa, containers: [{ name: 'app' }] },
     });
   }
@@ -401,7 +463,10 @@ test('property: any sequence of EndpointSlice changes ends with the model set, t
       const expected = model(server);
       const want = JSON.stringify([...expected.keys()].sort());
       await web.until(`the model's endpoints ${want}`, () => JSON.stringify(web.keys()) === want, 15_000);
-      assert.deepEqual(new Map([...(web.state as Map<string, Endpoint>)].sort()), new Map([...expected].sort()));
+      assert.deepEqual(
+        new Map([...(web.state as Map<string, Endpoint>)].sort()),
+        new Map([...expected].sort()),
+      );
       assert.deepEqual(web.violations, []);
     }),
     { numRuns: 25 },

@@ -103,7 +103,9 @@ class ResourceInformer<T extends KubernetesObject> {
         }, ms);
         this.#delays.add(timer);
       });
-    this.cache = new ListWatch(path, new BookmarkingWatch(kubeConfig), list, false, undefined, undefined, { delayFn });
+    this.cache = new ListWatch(path, new BookmarkingWatch(kubeConfig), list, false, undefined, undefined, {
+      delayFn,
+    });
     this.cache.on('change', onChange);
     this.cache.on('error', (error: unknown) => this.#failed(error));
   }
@@ -131,7 +133,9 @@ class ResourceInformer<T extends KubernetesObject> {
     if (this.#stopped) return;
     this.#failedSinceStart = true;
     this.#onError(
-      new TrellisError('TRELLIS_ERR_KUBE_WATCH', `watching ${this.#resource} failed; retrying`, { cause: error }),
+      new TrellisError('TRELLIS_ERR_KUBE_WATCH', `watching ${this.#resource} failed; retrying`, {
+        cause: error,
+      }),
     );
     if (this.#retryTimer) return;
     this.#retryTimer = setTimeout(() => {
@@ -150,6 +154,11 @@ interface SubscriptionState {
   seen: Map<string, string> | 'missing' | null;
 }
 
+/**
+ * Watches Services, EndpointSlices and Pods in all namespaces. `ready()` resolves once each kind's
+ * first list has landed; while the API server is unreachable it stays pending (the informers
+ * retry) and subscribers get their first update only after it.
+ */
 export class KubernetesWatcher implements Watcher {
   readonly #services: ResourceInformer<V1Service>;
   readonly #slices: ResourceInformer<V1EndpointSlice>;
@@ -167,8 +176,12 @@ export class KubernetesWatcher implements Watcher {
     this.#trustDomain = options.trustDomain;
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    const informerOptions = { retryDelayMs: options.retryDelayMs ?? 1000, onError: options.onError ?? (() => {}) };
-    const changed = (object: KubernetesObject): void => this.#namespaceChanged(object.metadata?.namespace ?? '');
+    const informerOptions = {
+      retryDelayMs: options.retryDelayMs ?? 1000,
+      onError: options.onError ?? (() => {}),
+    };
+    const changed = (object: KubernetesObject): void =>
+      this.#namespaceChanged(object.metadata?.namespace ?? '');
     this.#services = new ResourceInformer(
       kubeConfig,
       '/api/v1/services',
@@ -233,7 +246,13 @@ export class KubernetesWatcher implements Watcher {
     const slices = this.#slices.cache
       .list(key.namespace)
       .filter((slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === key.name);
-    return translateEndpoints(service, key.port, slices, (ns, name) => this.#pods.cache.get(name, ns), this.#trustDomain);
+    return translateEndpoints(
+      service,
+      key.port,
+      slices,
+      (ns, name) => this.#pods.cache.get(name, ns),
+      this.#trustDomain,
+    );
   }
 
   #namespaceChanged(namespace: string): void {
@@ -279,7 +298,9 @@ function diffUpdates(subscription: SubscriptionState, endpoints: Endpoint[] | nu
   subscription.seen = next;
   if (previous === null || previous === 'missing') return [{ kind: 'reset', endpoints }];
   const removed = [...previous.keys()].filter((address) => !next.has(address));
-  const added = endpoints.filter((e) => previous.get(targetKey(e.address)) !== next.get(targetKey(e.address)));
+  const added = endpoints.filter(
+    (e) => previous.get(targetKey(e.address)) !== next.get(targetKey(e.address)),
+  );
   // Adds go first, so a set whose endpoints were all replaced never passes through empty.
   const updates: Update[] = [];
   if (added.length > 0) updates.push({ kind: 'add', endpoints: added });
@@ -306,7 +327,8 @@ export function translateEndpoints(
   const serviceName = service.metadata?.name ?? '';
   const portName = servicePort.name ?? '';
   const serviceOpaque =
-    isOpaqueAppProtocol(servicePort) || portListNames(service.metadata?.annotations, servicePort.port, portName);
+    isOpaqueAppProtocol(servicePort) ||
+    portListNames(service.metadata?.annotations, servicePort.port, portName);
   const endpoints = new Map<string, Endpoint>();
   for (const slice of slices) {
     if (slice.addressType !== 'IPv4' && slice.addressType !== 'IPv6') continue;
@@ -353,7 +375,8 @@ function spiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined
 
 /** The pod's controller (a ReplicaSet names its Deployment), else its `app` label. */
 export function workloadOf(pod: V1Pod): string | undefined {
-  const owner = pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
+  const owner =
+    pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
   const labels = pod.metadata?.labels ?? {};
   if (owner) {
     const hash = labels['pod-template-hash'];

@@ -14,6 +14,7 @@ import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } 
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import { errorResponse, serializeRequestHead, serializeResponseHead } from './h1-serialize.ts';
 import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+import { connectTcp } from '../tcp/forward.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -28,13 +29,19 @@ export interface H1Context {
   readonly idleTimeoutMs: number;
   readonly requestHeadTimeoutMs: number;
   readonly responseTimeoutMs: number;
+  readonly connectTimeoutMs: number;
   readonly metrics: ProxyMetrics;
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   readonly pool: UpstreamPool;
   route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
-  /** CONNECT: the session hands its socket over; the listener runs detection inside the tunnel. */
-  tunnel(socket: net.Socket, target: Target, initial: Buffer | null): void;
+  /**
+   * CONNECT: the session hands its socket (and the connection it made to target) over; the
+   * listener runs detection inside the tunnel.
+   */
+  tunnel(socket: net.Socket, target: Target, initial: Buffer | null, upstream: net.Socket): void;
+  /** Whether target is the proxy itself. */
+  isLoop(target: Target): boolean;
   /** Upgrade (101): splice two sockets into a byte tunnel. */
   splice(
     downstream: net.Socket,
@@ -513,7 +520,7 @@ export class H1Session implements UpstreamOwner {
     this.bytesOut = 0;
   }
 
-  private record(status: number, failed: boolean): void {
+  private record(status: number, failed: boolean, error?: ProxyErrorReason): void {
     const ctx = this.ctx;
     ctx.metrics.responseFinished(ctx.direction, 'http1', status, this.latencyMs, failed);
     if (ctx.accessLog !== null && this.req !== null) {
@@ -529,6 +536,7 @@ export class H1Session implements UpstreamOwner {
         bytesIn: this.bytesIn,
         bytesOut: this.bytesOut,
         peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
+        ...(error !== undefined ? { error } : {}),
       });
     }
   }
@@ -555,7 +563,7 @@ export class H1Session implements UpstreamOwner {
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
     this.socket.write(errorResponse(reason, message, !keep, status));
     this.res = null;
-    ctx.metrics.responseFinished(ctx.direction, 'http1', status, this.latencyMs, true);
+    this.record(status, true, reason);
     const conn = this.upstream;
     this.upstream = null;
     if (conn !== null) {
@@ -583,6 +591,7 @@ export class H1Session implements UpstreamOwner {
     this.socket.end();
   }
 
+  /** CONNECT: connects first, so that the client hears 502/504 rather than 200 and a close. */
   private startConnect(head: MessageHead): void {
     const t = head.target;
     const colon = t.lastIndexOf(':');
@@ -593,17 +602,29 @@ export class H1Session implements UpstreamOwner {
       this.replyError('bad-request', 'invalid CONNECT port');
       return;
     }
-    const rest = this.buf;
-    this.detach();
-    this.ctx.metrics.responseFinished(
-      this.ctx.direction,
-      'http1',
-      200,
-      performance.now() - this.startedAt,
-      false,
-    );
-    this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-    this.ctx.tunnel(this.socket, target, rest);
+    if (this.ctx.isLoop(target)) {
+      this.replyError('loop-detected', 'CONNECT to the proxy itself');
+      return;
+    }
+    this.reqState = REQ_CONNECTING;
+    this.socket.pause();
+    connectTcp(target, this.ctx.connectTimeoutMs, (upstream, reason, err) => {
+      if (this.closed) {
+        upstream?.destroy();
+        return;
+      }
+      if (upstream === null) {
+        this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
+        return;
+      }
+      const rest = this.buf;
+      this.latencyMs = performance.now() - this.startedAt;
+      this.record(200, false);
+      this.detach();
+      this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      this.socket.resume();
+      this.ctx.tunnel(this.socket, target, rest, upstream);
+    });
   }
 
   private startUpgrade(head: MessageHead): void {

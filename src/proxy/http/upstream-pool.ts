@@ -131,6 +131,14 @@ export class UpstreamPool {
     });
   }
 
+  /** Takes a connection made elsewhere (a CONNECT tunnel's) into the pool as idle. */
+  adopt(target: Target, socket: net.Socket): void {
+    const conn = new UpstreamConn(this, socket, targetKey(target));
+    conn.connected = true;
+    conn.uses = 1;
+    this.release(conn);
+  }
+
   /** Returns a connection whose exchange finished cleanly; it becomes idle or is closed. */
   release(conn: UpstreamConn): void {
     conn.owner = null;

@@ -40,6 +40,61 @@ export interface ConnectOptions {
   readonly connectTimeoutMs: number;
 }
 
+export type ConnectFailure = 'connect-failed' | 'connect-timeout';
+
+/**
+ * Opens a TCP connection to target with a timeout; `cb` gets the connected socket (paused, so
+ * nothing it receives is lost before a reader is attached), or why it could not be made. Never
+ * throws: a bad host or port is a connect failure.
+ */
+export function connectTcp(
+  target: Target,
+  timeoutMs: number,
+  cb: (socket: net.Socket | null, reason: ConnectFailure | null, err?: Error) => void,
+): { cancel(): void } {
+  let socket: net.Socket;
+  let settled = false;
+  try {
+    socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
+  } catch (err) {
+    queueMicrotask(() => cb(null, 'connect-failed', err as Error));
+    return { cancel: () => {} };
+  }
+  socket.pause();
+  const timer =
+    timeoutMs > 0
+      ? setTimeout(() => {
+          if (settled) return;
+          settled = true;
+          socket.destroy();
+          cb(null, 'connect-timeout');
+        }, timeoutMs)
+      : null;
+  const onError = (err: Error) => {
+    if (settled) return;
+    settled = true;
+    if (timer !== null) clearTimeout(timer);
+    cb(null, 'connect-failed', err);
+  };
+  socket.once('error', onError);
+  socket.once('connect', () => {
+    if (settled) return;
+    settled = true;
+    if (timer !== null) clearTimeout(timer);
+    socket.removeListener('error', onError);
+    socket.on('error', () => {});
+    cb(socket, null);
+  });
+  return {
+    cancel() {
+      if (settled) return;
+      settled = true;
+      if (timer !== null) clearTimeout(timer);
+      socket.destroy();
+    },
+  };
+}
+
 /**
  * Connects to target, then splices; `onFail` is called (and client closed) when the connection
  * cannot be made.
@@ -49,51 +104,20 @@ export function forwardTcp(
   target: Target,
   initial: Buffer | null,
   opts: ConnectOptions,
-  onFail: (reason: 'connect-failed' | 'connect-timeout', err?: Error) => void,
+  onFail: (reason: ConnectFailure, err?: Error) => void,
 ): void {
   if (client.destroyed) return; // gone while its protocol was being detected
   client.pause();
-  let upstream: net.Socket;
-  try {
-    // net.connect throws at once on a bad port or host: the data path must not.
-    upstream = net.connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true });
-  } catch (err) {
-    client.destroy();
-    onFail('connect-failed', err as Error);
-    return;
-  }
-  let settled = false;
-  const timer =
-    opts.connectTimeoutMs > 0
-      ? setTimeout(() => {
-          if (settled) return;
-          settled = true;
-          upstream.destroy();
-          client.destroy();
-          onFail('connect-timeout');
-        }, opts.connectTimeoutMs)
-      : null;
-  const onClientClose = () => {
-    if (!settled) {
-      settled = true;
-      if (timer !== null) clearTimeout(timer);
-      upstream.destroy();
-    }
-  };
-  client.once('close', onClientClose);
   client.on('error', () => {});
-  upstream.once('error', (err) => {
-    if (settled) return;
-    settled = true;
-    if (timer !== null) clearTimeout(timer);
-    client.destroy();
-    onFail('connect-failed', err);
-  });
-  upstream.once('connect', () => {
-    if (settled) return;
-    settled = true;
-    if (timer !== null) clearTimeout(timer);
+  const attempt = connectTcp(target, opts.connectTimeoutMs, (upstream, reason, err) => {
     client.removeListener('close', onClientClose);
+    if (upstream === null) {
+      client.destroy();
+      onFail(reason!, err);
+      return;
+    }
     splice(client, upstream, initial, null);
   });
+  const onClientClose = () => attempt.cancel();
+  client.once('close', onClientClose);
 }
