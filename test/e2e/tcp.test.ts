@@ -398,7 +398,11 @@ test(
     // The proxy connects before it answers CONNECT: the client hears why, not 200 and a close.
     assert.match(tunnel.head, /^HTTP\/1\.1 502 /);
     assert.match(tunnel.head, /trellis-proxy-error: connect-failed/);
-    assert.match(data.toString('latin1'), /^CONNECT 127\.0\.0\.1:\d+: connect-failed/, 'only the error body follows');
+    assert.match(
+      data.toString('latin1'),
+      /^CONNECT 127\.0\.0\.1:\d+: connect-failed/,
+      'only the error body follows',
+    );
     assert.equal(
       await proxy.metric('trellis_proxy_errors_total', { direction: 'outbound', reason: 'connect-failed' }),
       1,

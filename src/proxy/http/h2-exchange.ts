@@ -122,6 +122,13 @@ export class H2Exchange {
       ),
     );
     downstream.on('data', (chunk: Buffer) => (this.outcome.bytesIn += chunk.length));
+    if (downstream.readableEnded) {
+      // The request already ended while the upstream stream was being opened: Node emits 'end'
+      // for a bodiless request as soon as END_STREAM arrives (an empty DATA frame after the
+      // headers, e.g. content-length: 0), before anyone reads; it will not emit it again.
+      if (endedCleanly(downstream)) up.end();
+      return;
+    }
     // Not `end: true`: a request cut short by a dead client connection must not reach the upstream
     // as a complete one (see endedCleanly); the downstream close handler resets it instead.
     downstream.once('end', () => guard(ctx.log, () => endedCleanly(downstream) && up.end()));

@@ -7,6 +7,9 @@
 // is piped, so a stalled reader stops WINDOW_UPDATEs towards the writer and at most one window per
 // stream sits in the proxy; a connection carries at most 128 concurrent streams. The connection
 // window is raised to 16 MiB so that many streams are not throttled by the 64 KiB default.
+//
+// Drain is bounded by its grace period whatever the streams are doing: GOAWAY first, and at the
+// deadline every stream still open is reset (CANCEL) and its session destroyed.
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { Logger } from '../../core/log.ts';
@@ -46,14 +49,24 @@ interface DownstreamConnection {
   peer: string;
 }
 
+/** A downstream session's bookkeeping: idle tracking and the streams it has open. */
+interface SessionState {
+  idle: SessionIdleTimer;
+  streams: Set<http2.ServerHttp2Stream>;
+}
+
 export class H2Proxy {
   private readonly opts: H2ProxyOptions;
   private readonly server: http2.Http2Server;
   private readonly pool: H2UpstreamPool;
-  private readonly sessions = new Map<http2.ServerHttp2Session, SessionIdleTimer>();
+  private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   /** Set only while `server.emit('connection')` runs, which creates the session synchronously. */
   private accepting: DownstreamConnection | undefined;
   private draining: Promise<void> | undefined;
+  /** The drain's grace period is over: a session that still shows up is closed at once. */
+  private drainDeadlinePassed = false;
+  /** Called (by the drain) when the last downstream session closed. */
+  private onNoSessions: (() => void) | undefined;
 
   constructor(opts: H2ProxyOptions) {
     this.opts = opts;
@@ -75,6 +88,12 @@ export class H2Proxy {
   accept(socket: net.Socket, initial: Buffer, connTarget: Target | null): void {
     const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
     socket.on('error', (err: Error) => this.opts.log.debug('downstream h2 socket error', { err, peer }));
+    // The listener keeps TCP half-open (opaque forwarding needs that), but an HTTP/2 client that
+    // sent FIN can send no more frames: end our side too, as Node's own servers do, so the session
+    // closes and resets its streams instead of waiting for END_STREAMs that cannot come.
+    socket.once('end', () => {
+      if (!socket.writableEnded) socket.end();
+    });
     try {
       if (initial.length > 0) socket.unshift(initial);
       this.accepting = { connTarget, peer };
@@ -98,18 +117,22 @@ export class H2Proxy {
     return this.sessions.size;
   }
 
+  /** Waits for every session (also those accepted meanwhile) to close, at most graceMs; never rejects. */
   private async drainSessions(graceMs: number): Promise<void> {
-    const sessions = [...this.sessions.keys()];
-    const closed = sessions.map(
-      (s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))),
-    );
-    for (const session of sessions) closeGracefully(session);
+    const noSessions = new Promise<void>((resolve) => (this.onNoSessions = resolve));
+    if (this.sessions.size === 0) this.onNoSessions?.();
+    for (const session of this.sessions.keys()) closeGracefully(session);
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, graceMs))));
-    await Promise.race([Promise.all(closed), graceOver]);
+    await Promise.race([noSessions, graceOver]);
     clearTimeout(timer);
-    for (const session of this.sessions.keys()) session.destroy();
-    this.pool.close(true);
+    this.drainDeadlinePassed = true;
+    for (const [session, state] of [...this.sessions]) closeNow(session, state.streams);
+    try {
+      this.pool.close(true);
+    } catch (err) {
+      this.opts.log.warn('could not close the h2 upstream sessions', { err });
+    }
   }
 
   private onSession(session: http2.ServerHttp2Session): void {
@@ -127,7 +150,8 @@ export class H2Proxy {
       peer: conn.peer,
     };
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
-    this.sessions.set(session, idle);
+    const streams = new Set<http2.ServerHttp2Stream>();
+    this.sessions.set(session, { idle, streams });
     session.on('error', (err: Error) => {
       opts.log.debug('downstream h2 session error', { err, peer: conn.peer });
       const code = (err as { code?: unknown }).code;
@@ -141,10 +165,15 @@ export class H2Proxy {
     session.once('close', () => {
       idle.stop();
       this.sessions.delete(session);
+      if (this.sessions.size === 0) this.onNoSessions?.();
     });
     session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       idle.streamOpened();
-      stream.once('close', () => idle.streamClosed());
+      streams.add(stream);
+      stream.once('close', () => {
+        streams.delete(stream);
+        idle.streamClosed();
+      });
       try {
         new H2Exchange(ctx, stream, headers).start();
       } catch (err) {
@@ -158,7 +187,8 @@ export class H2Proxy {
       opts.log.debug('could not raise the h2 connection window', { err, peer: conn.peer });
     }
     idle.start();
-    if (this.draining !== undefined) closeGracefully(session);
+    if (this.drainDeadlinePassed) closeNow(session, streams);
+    else if (this.draining !== undefined) closeGracefully(session);
   }
 }
 
@@ -168,5 +198,21 @@ function closeGracefully(session: http2.Http2Session): void {
     if (!session.closed && !session.destroyed) session.close();
   } catch {
     session.destroy();
+  }
+}
+
+/** The grace period is over: reset the streams still open (their exchanges log it), destroy the session. */
+function closeNow(session: http2.Http2Session, streams: Iterable<http2.ServerHttp2Stream>): void {
+  for (const stream of [...streams]) {
+    try {
+      if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    } catch {
+      // already going away with its session
+    }
+  }
+  try {
+    session.destroy();
+  } catch {
+    // destroyed already
   }
 }
