@@ -33,6 +33,17 @@ forEachTransport(
       const port = await closedPort();
       const broken = await startFixture(transport, { appPort: port, targetPort: port });
       t.after(() => broken.close());
+      if (transport.endsWith('-connect')) {
+        // CONNECT connects before it answers: the refusal is the CONNECT's own answer.
+        await assert.rejects(
+          (async () => (await broken.client()).request({ path: '/refused' }))(),
+          /CONNECT refused: HTTP\/1\.1 502 [^]*trellis-proxy-error: connect-failed/,
+        );
+        assert.ok(
+          (await broken.proxy.metric('trellis_proxy_errors_total', { reason: 'connect-failed' })) >= 1,
+        );
+        return;
+      }
       const c = await broken.client();
       for (let i = 0; i < 2; i++) {
         const r = await c.request({ path: `/refused/${i}` });

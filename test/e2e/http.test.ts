@@ -9,7 +9,6 @@ import {
   ALL_TRANSPORTS,
   type EchoedRequest,
   forEachTransport,
-  protocolOf,
   readBody,
   sha256,
 } from '../helpers/http-matrix.ts';
@@ -26,7 +25,7 @@ function json(body: Buffer): EchoedRequest {
   return JSON.parse(body.toString('utf8')) as EchoedRequest;
 }
 
-forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
+forEachTransport(ALL_TRANSPORTS, (fx) => {
   test('methods GET, POST, PUT, DELETE, PATCH, OPTIONS reach the upstream with their bodies', T, async () => {
     const c = await fx().client();
     for (const method of ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
@@ -91,10 +90,6 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
     'empty request bodies with Content-Length: 0',
     {
       timeout: 3000, // answered in milliseconds when it works
-      todo:
-        protocolOf(transport) === 'h2'
-          ? 'h2-exchange: a POST with content-length: 0 whose END_STREAM comes in an empty DATA frame gets no response'
-          : false,
     },
     async () => {
       const c = await fx().client();
@@ -284,6 +279,9 @@ forEachTransport(ALL_TRANSPORTS, (fx, transport) => {
       c2.close();
     }
     const used = fx().upstream.connections - before;
-    assert.ok(used <= 2, `55 requests used ${used} upstream connections`);
+    // Each CONNECT opens its own connection to the target before answering 200 (that is what a
+    // tunnel is); the requests inside reuse pooled connections.
+    const tunnels = fx().transport.endsWith('-connect') ? 16 : 0;
+    assert.ok(used <= 2 + tunnels, `55 requests used ${used} upstream connections`);
   });
 });

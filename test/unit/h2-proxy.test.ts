@@ -60,6 +60,19 @@ async function setup(
   return { upstream, harness, client };
 }
 
+/** `promise`, or a failed assertion naming `what` when it takes longer than `ms`. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new assert.AssertionError({ message: `timed out: ${what}` })), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function waitFor(cond: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!cond()) {
@@ -179,6 +192,47 @@ describe('H2Proxy forwarding', () => {
     assert.equal(res.headers?.['grpc-status'], '5');
     assert.equal(res.body.length, 0);
     assert.equal(res.rstCode, NGHTTP2_NO_ERROR);
+  });
+
+  test('a bodiless request whose END_STREAM comes in an empty DATA frame or in trailers is answered', async (t) => {
+    // Node ends such a request stream before the upstream stream exists; it must still be ended upstream.
+    const { harness, client } = await setup(t, (stream, headers) => {
+      let length = 0;
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      stream.on('data', (c: Buffer) => (length += c.length));
+      stream.on('trailers', (tr: http2.IncomingHttpHeaders) => (trailers = tr));
+      stream.on('end', () => {
+        if (stream.destroyed || stream.closed) return;
+        stream.respond({ ':status': 200 });
+        stream.end(JSON.stringify({ cl: headers['content-length'], length, trailer: trailers?.['x-t'] }));
+      });
+    });
+    const cases: [string, http2.OutgoingHttpHeaders, boolean, object][] = [
+      ['content-length: 0', { 'content-length': '0' }, false, { cl: '0', length: 0 }],
+      ['no content-length', {}, false, { length: 0 }],
+      ['trailers only', {}, true, { length: 0, trailer: 'v' }],
+    ];
+    for (const [name, headers, withTrailers, expected] of cases) {
+      const req = client.request(
+        { ':method': 'POST', ':path': '/empty', ...headers },
+        { waitForTrailers: withTrailers },
+      );
+      if (withTrailers) req.on('wantTrailers', () => req.sendTrailers({ 'x-t': 'v' }));
+      req.end(Buffer.alloc(0)); // HEADERS, then END_STREAM in its own (empty DATA or trailers) frame
+      const res = await within(collect(req), 2000, `a response to the request with ${name}`);
+      assert.equal(res.headers?.[':status'], 200, name);
+      assert.deepEqual(JSON.parse(res.body.toString()), expected, name);
+      assert.equal(res.rstCode, NGHTTP2_NO_ERROR, name);
+    }
+    await waitFor(() => harness.accessLog.entries.length === 3, 'an access log entry per request');
+    assert.deepEqual(
+      harness.accessLog.entries.map((e) => [e.status, e.error]),
+      [
+        [200, undefined],
+        [200, undefined],
+        [200, undefined],
+      ],
+    );
   });
 
   test('streams a 20 MiB request body with bounded buffering while the upstream stalls', async (t) => {
@@ -440,6 +494,68 @@ describe('H2Proxy sessions', () => {
     await drained;
     assert.ok(goaway, 'the client received GOAWAY');
     assert.equal(harness.proxy.sessionCount, 0);
+  });
+
+  test('drain is bounded by its grace period: a stream still open then is reset, logged and cancelled upstream', async (t) => {
+    let upstreamCode: number | undefined | 'open';
+    const { harness, client } = await setup(t, (stream) => {
+      upstreamCode = 'open'; // never answers, never reads
+      stream.once('close', () => (upstreamCode = stream.rstCode));
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/stuck' });
+    req.write('x'); // and no END_STREAM: the stream cannot finish by itself
+    const res = collect(req);
+    await waitFor(() => upstreamCode === 'open', 'the stream to reach the upstream');
+    const started = performance.now();
+    await within(harness.proxy.drain(200), 3000, 'the drain');
+    const tookMs = performance.now() - started;
+    assert.ok(tookMs >= 150 && tookMs < 1500, `drain took ${tookMs} ms with a 200 ms grace`);
+    await waitFor(() => harness.proxy.sessionCount === 0, 'the session to close', 500);
+    assert.notEqual((await within(res, 2000, 'the client stream to close')).rstCode, NGHTTP2_NO_ERROR);
+    await waitFor(() => upstreamCode !== 'open', 'the upstream stream to close');
+    assert.equal(upstreamCode, NGHTTP2_CANCEL);
+    await waitFor(() => harness.accessLog.entries.length === 1, 'the access log entry');
+    assert.equal(harness.accessLog.entries[0]!.error, `downstream-rst:${NGHTTP2_CANCEL}`);
+    assert.deepEqual(
+      harness.metrics.finished.map((f) => f.failed),
+      [true],
+    );
+  });
+
+  test('a client that closes its half-open connection mid-request loses its session at once', async (t) => {
+    // The real listener allows half-open TCP; the harness does not, so this test has its own.
+    let upstreamCode: number | undefined | 'open';
+    const upstream = await startUpstream((stream) => {
+      upstreamCode = 'open';
+      stream.once('close', () => (upstreamCode = stream.rstCode));
+    });
+    const harness = await startProxyHarness({ connTarget: null });
+    const sockets = new Set<net.Socket>();
+    const front = net.createServer({ allowHalfOpen: true }, (socket) => {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      harness.proxy.accept(socket, Buffer.alloc(0), { host: '127.0.0.1', port: upstream.port });
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    const client = connectClient(`127.0.0.1:${(front.address() as net.AddressInfo).port}`);
+    t.after(async () => {
+      client.destroy();
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => front.close(() => resolve()));
+      await harness.close();
+      await upstream.close();
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/gone' });
+    req.on('error', () => {});
+    req.write('partial');
+    await waitFor(() => upstreamCode === 'open', 'the stream to reach the upstream');
+    assert.equal(harness.proxy.sessionCount, 1);
+    client.destroy(); // FIN: the client is gone, no END_STREAM will ever come
+    await waitFor(() => harness.proxy.sessionCount === 0, 'the downstream session to close', 2000);
+    await waitFor(() => upstreamCode !== 'open', 'the upstream stream to close', 2000);
+    assert.notEqual(upstreamCode, NGHTTP2_NO_ERROR);
+    await waitFor(() => harness.accessLog.entries.length === 1, 'the access log entry');
+    assert.match(String(harness.accessLog.entries[0]!.error), /^downstream-rst:/);
   });
 
   test('after an upstream GOAWAY new streams use a fresh session and in-flight ones finish', async (t) => {
