@@ -11,6 +11,9 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   proxy: () => import('./proxy.ts'),
   init: () => import('./init.ts'),
   demo: () => import('./demo.ts'),
+  up: () => import('./up.ts'),
+  control: () => import('./control.ts'),
+  apply: () => import('./apply.ts'),
 };
 
 async function usage(): Promise<string> {

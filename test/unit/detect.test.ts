@@ -4,43 +4,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import tls from 'node:tls';
 import fc from 'fast-check';
 import { detectProtocol, type Detection } from '../../src/proxy/detect/detect.ts';
+import { captureClientHello } from '../helpers/tls-hello.ts';
 
 const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
-
-/** The first bytes Node's TLS client sends to a plain TCP server on loopback (one record). */
-async function captureClientHello(options: tls.ConnectionOptions): Promise<Buffer> {
-  const server = net.createServer();
-  let client: tls.TLSSocket | undefined;
-  try {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as net.AddressInfo;
-    const received = new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no ClientHello within 5 s')), 5000);
-      server.once('connection', (socket) => {
-        socket.on('error', () => {});
-        let seen = Buffer.alloc(0);
-        socket.on('data', (chunk: Buffer) => {
-          seen = Buffer.concat([seen, chunk]);
-          if (seen.length >= 5 && seen.length >= 5 + seen.readUInt16BE(3)) {
-            clearTimeout(timer);
-            socket.destroy();
-            resolve(seen.subarray(0, 5 + seen.readUInt16BE(3)));
-          }
-        });
-      });
-    });
-    client = tls.connect({ host: '127.0.0.1', port, ...options });
-    client.on('error', () => {});
-    return await received;
-  } finally {
-    client?.destroy();
-    await new Promise((resolve) => server.close(resolve));
-  }
-}
 
 const helloPromise = captureClientHello({ servername: 'svc.example', ALPNProtocols: ['h2', 'http/1.1'] });
 

@@ -4,6 +4,7 @@
 import net from 'node:net';
 import type { Target } from '../transport/target.ts';
 import { targetKey } from '../transport/target.ts';
+import { connectTcp } from '../tcp/forward.ts';
 
 /** What an exchange that owns an upstream connection is told. */
 export interface UpstreamOwner {
@@ -100,33 +101,16 @@ export class UpstreamPool {
       cb(conn, null);
       return;
     }
-    const socket = net.connect({ host: target.host, port: target.port, noDelay: true, allowHalfOpen: true });
-    const conn = new UpstreamConn(this, socket, key);
-    conn.uses = 1;
-    let settled = false;
-    const timer =
-      this.opts.connectTimeoutMs > 0
-        ? setTimeout(() => {
-            if (settled) return;
-            settled = true;
-            socket.destroy();
-            cb(null, 'connect-timeout');
-          }, this.opts.connectTimeoutMs)
-        : null;
-    const onError = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      if (timer !== null) clearTimeout(timer);
-      cb(null, 'connect-failed', err);
-    };
-    socket.once('error', onError);
-    socket.once('connect', () => {
-      if (settled) return;
-      settled = true;
-      if (timer !== null) clearTimeout(timer);
-      socket.removeListener('error', onError);
+    connectTcp(target, this.opts.connectTimeoutMs, (socket, reason, err) => {
+      if (socket === null) {
+        cb(null, reason, err);
+        return;
+      }
+      const conn = new UpstreamConn(this, socket, key);
+      conn.uses = 1;
       conn.connected = true;
       conn.owner = owner;
+      socket.resume();
       cb(conn, null);
     });
   }

@@ -1,0 +1,83 @@
+// `trellis up`: the control plane of one-machine mode, in the foreground. It watches the state
+// folder (default `.trellis/` in the working directory) with the LocalWatcher, serves the
+// Destination gRPC API and the HTTP API (src/control/server.ts), and writes `<state>/control.json`
+// with the bound addresses so that the other commands find it; SIGINT/SIGTERM stop it cleanly and
+// remove that file.
+import { mkdir } from 'node:fs/promises';
+import { ConfigError, TrellisError } from '../core/errors.ts';
+import { LocalWatcher } from '../control/discovery/local.ts';
+import {
+  localCatalog,
+  readControlFile,
+  removeControlFile,
+  startControlPlane,
+  writeControlFile,
+} from '../control/server.ts';
+import { type FlagSpec, formatHelp } from './flags.ts';
+import { controlPlaneFlags, controlPlaneSettings, parseCommandFlags, serveUntilSignal } from './control.ts';
+
+export const summary = 'run the local control plane over a state folder (default .trellis/)';
+
+const DEFAULTS = { grpc: '127.0.0.1:8086', http: '127.0.0.1:8084' };
+const FLAGS: FlagSpec[] = [
+  { name: 'state', kind: 'string', help: 'the state folder (default .trellis)' },
+  ...controlPlaneFlags(DEFAULTS),
+];
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(formatHelp('Usage: trellis up [options]', FLAGS) + '\n');
+    return 0;
+  }
+  const values = parseCommandFlags('up', argv, FLAGS);
+  const root = (values.get('state') as string | undefined) ?? '.trellis';
+  if (root === '') throw new ConfigError('--state', 'must not be empty');
+  const settings = controlPlaneSettings(values, DEFAULTS);
+  const log = settings.log.child({ component: 'up' });
+
+  try {
+    await mkdir(root, { recursive: true });
+  } catch (error) {
+    throw new ConfigError('--state', `cannot create ${root}: ${(error as Error).message}`);
+  }
+  const running = await readControlFile(root);
+  if (running !== null && running.pid !== process.pid && isAlive(running.pid)) {
+    throw new TrellisError(
+      'TRELLIS_ERR_ALREADY_RUNNING',
+      `a control plane already runs over ${root} (pid ${running.pid}, gRPC ${running.grpc})`,
+    );
+  }
+
+  const watcher = new LocalWatcher({ root, log: settings.log });
+  try {
+    await watcher.ready();
+  } catch (error) {
+    await watcher.close();
+    throw new ConfigError('--state', `cannot watch ${root}: ${(error as Error).message}`);
+  }
+  const plane = await startControlPlane({
+    watcher,
+    catalog: localCatalog(root, settings.log),
+    grpcListen: settings.grpcListen,
+    httpListen: settings.httpListen,
+    clusterDomain: settings.clusterDomain,
+    log: settings.log,
+  });
+  try {
+    await writeControlFile(root, { grpc: plane.grpc, http: plane.http, pid: process.pid });
+  } catch (error) {
+    await plane.close();
+    throw error;
+  }
+  return serveUntilSignal(plane, { state: root }, log, () => removeControlFile(root));
+}
+
+/** Whether a process with this id exists (EPERM: it does, but is not ours to signal). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

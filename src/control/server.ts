@@ -1,0 +1,228 @@
+// A running control plane: one discovery Watcher behind the Destination gRPC API (what proxies
+// watch) and a small HTTP API for the CLI (node:http; the control plane is not memory-bound like
+// the proxy):
+//
+//   GET /healthz         200 {"status":"ok"} once discovery has synced, 503 {"status":"syncing"} before
+//   GET /api/services    200 [{namespace, name, ports: [{port, name?, endpoints: [...]}]}], sorted
+//
+// The services come from a ServiceCatalog: the state folder for `trellis up` (here), the
+// Kubernetes API for `trellis control` (src/cli/control.ts, which alone loads the Kubernetes
+// client). `trellis up` also writes `<state>/control.json` with the bound addresses, so the other
+// commands find the running control plane without flags.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile, rm, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { silentLogger, type Logger } from '../core/log.ts';
+import { targetKey } from '../proxy/transport/target.ts';
+import { startDestinationServer } from './destination/server.ts';
+import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
+import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
+
+export interface EndpointView {
+  /** "host:port" ("[v6]:port"). */
+  readonly address: string;
+  readonly weight: number;
+  readonly meshed: boolean;
+  readonly identity: string | null;
+  readonly protocolHint: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface ServiceView {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ports: readonly { port: number; name?: string; endpoints: readonly EndpointView[] }[];
+}
+
+/** Lists the services a control plane knows, with their current endpoints. */
+export interface ServiceCatalog {
+  listServices(): Promise<ServiceView[]>;
+}
+
+export interface ServiceShape {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ports: readonly { readonly port: number; readonly name?: string | undefined }[];
+}
+
+export function serviceView(
+  service: ServiceShape,
+  endpoints: (key: ServicePortKey) => Endpoint[] | null,
+): ServiceView {
+  const { namespace, name } = service;
+  return {
+    namespace,
+    name,
+    ports: service.ports.map((p) => ({
+      port: p.port,
+      ...(p.name === undefined ? {} : { name: p.name }),
+      endpoints: (endpoints({ namespace, name, port: p.port }) ?? []).map((e) => ({
+        address: targetKey(e.address),
+        weight: e.weight,
+        meshed: e.meshed,
+        identity: e.identity,
+        protocolHint: e.protocolHint,
+        labels: e.labels,
+      })),
+    })),
+  };
+}
+
+export function sortServices(services: ServiceView[]): ServiceView[] {
+  const key = (s: ServiceView) => `${s.namespace}/${s.name}`;
+  return services.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+/** The services of a state folder, read afresh on each call (unchanged files come from a cache). */
+export function localCatalog(root: string, log: Logger = silentLogger): ServiceCatalog {
+  const cache: StateFileCache = new Map();
+  return {
+    async listServices() {
+      const state = await readLocalState(root, cache, log);
+      const views = Array.from(state.services.values(), (s) => serviceView(s, (k) => endpointsOf(state, k)));
+      return sortServices(views);
+    },
+  };
+}
+
+export interface ControlPlaneOptions {
+  readonly watcher: Watcher;
+  readonly catalog: ServiceCatalog;
+  /** "HOST:PORT" of the Destination gRPC API. */
+  readonly grpcListen: string;
+  /** "HOST:PORT" of the HTTP API. */
+  readonly httpListen: string;
+  readonly clusterDomain?: string;
+  readonly log?: Logger;
+}
+
+export interface ControlPlane {
+  /** Bound addresses, "host:port". */
+  readonly grpc: string;
+  readonly http: string;
+  /** Stops both APIs and closes the watcher. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Starts both APIs over `watcher`; the watcher belongs to the control plane from then on. */
+export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const log = (options.log ?? silentLogger).child({ component: 'control-plane' });
+  let synced = false;
+  options.watcher.ready().then(
+    () => {
+      synced = true;
+      log.info('discovery synced');
+    },
+    (error: unknown) => log.error('discovery failed to start', { error }),
+  );
+  let destination;
+  try {
+    destination = await startDestinationServer({
+      watcher: options.watcher,
+      listen: options.grpcListen,
+      clusterDomain: options.clusterDomain,
+      log: options.log,
+    });
+  } catch (error) {
+    await options.watcher.close();
+    throw error;
+  }
+  const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const http = createServer((req, res) => void handleHttp(req, res, options.catalog, () => synced, log));
+  try {
+    await listen(http, options.httpListen);
+  } catch (error) {
+    await destination.close();
+    await options.watcher.close();
+    throw error;
+  }
+  const bound = http.address() as AddressInfo;
+  let closing: Promise<void> | null = null;
+  return {
+    grpc: targetKey({ host: grpcHost, port: destination.port }),
+    http: targetKey({ host: bound.address, port: bound.port }),
+    close() {
+      closing ??= (async () => {
+        http.closeAllConnections();
+        await Promise.all([new Promise<void>((resolve) => http.close(() => resolve())), destination.close()]);
+        await options.watcher.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(server: ReturnType<typeof createServer>, address: string): Promise<void> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(address.slice(colon + 1)), host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+async function handleHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  catalog: ServiceCatalog,
+  synced: () => boolean,
+  log: Logger,
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const send = (status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body) + '\n');
+  };
+  if (path !== '/healthz' && path !== '/api/services') return send(404, { error: 'not found' });
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('allow', 'GET, HEAD');
+    return send(405, { error: 'method not allowed' });
+  }
+  if (path === '/healthz') return synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
+  try {
+    send(200, await catalog.listServices());
+  } catch (error) {
+    log.warn('listing services failed', { error });
+    send(503, { error: 'cannot list services', detail: (error as Error).message });
+  }
+}
+
+/** `<state>/control.json`: where a running `trellis up` listens. */
+export interface ControlFile {
+  readonly grpc: string;
+  readonly http: string;
+  readonly pid: number;
+}
+
+export function controlFilePath(root: string): string {
+  return join(root, 'control.json');
+}
+
+export async function writeControlFile(root: string, info: ControlFile): Promise<void> {
+  const tmp = `${controlFilePath(root)}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n');
+  await rename(tmp, controlFilePath(root));
+}
+
+/** The control file of `root`, or null when there is none (or it is not one). */
+export async function readControlFile(root: string): Promise<ControlFile | null> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(controlFilePath(root), 'utf8'));
+  } catch {
+    return null;
+  }
+  const info = raw as Partial<ControlFile> | null;
+  const pid = info?.pid;
+  if (typeof info?.grpc !== 'string' || typeof info.http !== 'string') return null;
+  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return null;
+  return { grpc: info.grpc, http: info.http, pid };
+}
+
+export async function removeControlFile(root: string): Promise<void> {
+  await rm(controlFilePath(root), { force: true });
+}

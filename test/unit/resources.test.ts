@@ -1,0 +1,187 @@
+// Tests for the resources `trellis apply` accepts (src/control/resources.ts): the translation of
+// Kubernetes-shaped Services into state-folder service files, errors that name the source, the
+// document and the field, and a property: no input makes parseResources throw anything but a
+// ConfigError.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import { ConfigError } from '../../src/core/errors.ts';
+import { parseResources, resourceName } from '../../src/control/resources.ts';
+
+const WEB = `
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+  labels: { app: web }
+spec:
+  type: ClusterIP
+  selector: { app: web }
+  ports:
+    - name: http
+      port: 80
+      targetPort: http
+      protocol: TCP
+      appProtocol: http
+    - name: grpc
+      port: 9090
+      appProtocol: kubernetes.io/h2c
+    - port: 5432
+      targetPort: 15432
+      appProtocol: opaque
+    - port: 7000
+`;
+
+function errorOf(text: string): ConfigError {
+  try {
+    parseResources(text, 'services.yaml');
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected the file to be rejected');
+}
+
+test('a Kubernetes-shaped Service becomes a service file of the state folder', () => {
+  const resources = parseResources(WEB, 'services.yaml');
+  assert.equal(resources.length, 1);
+  const [web] = resources;
+  assert.equal(resourceName(web!), 'service/web.shop');
+  assert.deepEqual(web!.service, {
+    ports: [
+      { port: 80, name: 'http', targetPort: 'http', protocol: 'http1' },
+      { port: 9090, name: 'grpc', protocol: 'h2' },
+      { port: 5432, targetPort: 15432, protocol: 'opaque' },
+      { port: 7000, protocol: 'auto' },
+    ],
+  });
+});
+
+test('documents are counted from 1, empty ones are skipped, and the namespace defaults', () => {
+  const text = `---\n${WEB}---\n---\napiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {ports: [{port: 5432}]}\n`;
+  const resources = parseResources(text, 'services.yaml');
+  assert.deepEqual(resources.map(resourceName), ['service/web.shop', 'service/db.default']);
+  assert.deepEqual(parseResources('', 'empty.yaml'), []);
+  assert.deepEqual(parseResources('# nothing\n---\n', 'empty.yaml'), []);
+});
+
+test('errors name the source, the document and the field', () => {
+  const db = (ports: string) =>
+    `apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {ports: ${ports}}\n`;
+  const cases: [string, string][] = [
+    [
+      `${WEB}---\n${db('[{port: 0}]')}`,
+      'services.yaml: document 2: spec.ports.0.port: expected a port 1..65535',
+    ],
+    [
+      db('[{port: 80}, {port: 70000}]'),
+      'services.yaml: document 1: spec.ports.1.port: expected a port 1..65535',
+    ],
+    [db('[{port: "80"}]'), 'services.yaml: document 1: spec.ports.0.port: expected a port 1..65535'],
+    [db('[]'), 'services.yaml: document 1: spec.ports: needs at least one port'],
+    [
+      db('[{port: 80}, {port: 80}]'),
+      'services.yaml: document 1: spec.ports: two ports with the same port number',
+    ],
+    [db('[{port: 80, portt: 1}]'), 'services.yaml: document 1: spec.ports.0.portt: unknown field'],
+    [
+      db('[{port: 80, protocol: UDP}]'),
+      'services.yaml: document 1: spec.ports.0.protocol: only TCP is supported',
+    ],
+    [
+      db('[{port: 80, targetPort: Web_1}]'),
+      'services.yaml: document 1: spec.ports.0.targetPort: expected a DNS label (a-z, 0-9, -; at most 63)',
+    ],
+    [
+      db('[{port: 80, targetPort: true}]'),
+      'services.yaml: document 1: spec.ports.0.targetPort: expected a port number or a port name',
+    ],
+    [
+      db('[{port: 80, appProtocol: mqtt}]'),
+      'services.yaml: document 1: spec.ports.0.appProtocol: expected one of http, kubernetes.io/h2c, opaque, trellis.dev/opaque',
+    ],
+    [
+      'apiVersion: v1\nkind: Service\nmetadata: {name: Web}\nspec: {ports: [{port: 1}]}',
+      'services.yaml: document 1: metadata.name: expected a DNS label (a-z, 0-9, -; at most 63)',
+    ],
+    ['apiVersion: v1\nkind: Service\nmetadata: {name: web}\n', 'services.yaml: document 1: spec: required'],
+    [
+      'apiVersion: apps/v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 1}]}',
+      'services.yaml: document 1: apiVersion: expected v1',
+    ],
+    ['apiVersion: v1\nkind: Pod\n', 'services.yaml: document 1: kind: expected Service, got "Pod"'],
+    ['- 1\n- 2\n', 'services.yaml: document 1: expected an object with apiVersion, kind, metadata and spec'],
+    ['a: 1\na: 2\n', 'services.yaml: document 1: not valid YAML (Map keys must be unique)'],
+  ];
+  for (const [text, message] of cases) assert.equal(errorOf(text).message, message, text);
+  assert.equal(errorOf(db('[{port: 0}]')).code, 'TRELLIS_ERR_CONFIG');
+  assert.match(errorOf(`${WEB}---\nkind: [\n`).message, /^services\.yaml: document 2: not valid YAML \(/);
+});
+
+test('property: random documents are accepted or rejected with a ConfigError, never anything else', () => {
+  const scalar = fc.oneof(
+    fc.constantFrom('v1', 'Service', 'web', 'default', 'TCP', 'http', 'opaque', 'kubernetes.io/h2c', ''),
+    fc.integer({ min: -2, max: 70_000 }),
+    fc.boolean(),
+    fc.constant(null),
+    fc.string({ maxLength: 8 }),
+  );
+  const key = fc.constantFrom(
+    'apiVersion',
+    'kind',
+    'metadata',
+    'spec',
+    'name',
+    'namespace',
+    'ports',
+    'port',
+    'targetPort',
+    'appProtocol',
+    'protocol',
+    'labels',
+    'selector',
+    'type',
+    'other',
+    '__proto__',
+    'constructor',
+  );
+  const { value } = fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      scalar,
+      fc.array(tie('value'), { maxLength: 3 }),
+      fc.dictionary(key, tie('value'), { maxKeys: 5 }),
+    ),
+  }));
+  const serviceLike = fc.record({
+    apiVersion: fc.constantFrom('v1', 'v2'),
+    kind: fc.constantFrom('Service', 'Pod'),
+    metadata: fc.dictionary(key, value, { maxKeys: 3 }),
+    spec: fc.record({ ports: fc.array(fc.dictionary(key, value, { maxKeys: 4 }), { maxLength: 3 }) }),
+  });
+  const documents = fc.array(fc.oneof(value, serviceLike), { maxLength: 3 });
+  const texts = fc.oneof(
+    documents.map((docs) => docs.map((d) => stringify(d)).join('---\n')),
+    fc.string({ maxLength: 60 }),
+    fc.string({
+      unit: fc.constantFrom('-', ':', ' ', '\n', '[', '{', '&a', '*a', '!!', 'x', '#', '"', "'"),
+      maxLength: 30,
+    }),
+  );
+  fc.assert(
+    fc.property(texts, (text) => {
+      try {
+        for (const resource of parseResources(text, 'f.yaml')) {
+          assert.match(resource.name, /^[a-z0-9-]+$/);
+          assert.ok(resource.service.ports.length > 0);
+        }
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        assert.match(error.message, /^f\.yaml: document \d+: /);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
