@@ -6,6 +6,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { KubernetesWatcher, kubeConfigForServer } from '../../src/control/discovery/kubernetes.ts';
@@ -462,7 +463,14 @@ test('property: any sequence of EndpointSlice changes ends with the model set, t
       }
       const expected = model(server);
       const want = JSON.stringify([...expected.keys()].sort());
-      await web.until(`the model's endpoints ${want}`, () => JSON.stringify(web.keys()) === want, 15_000);
+      // Wait for the whole model, not just its addresses: after a drop or relist, an endpoint
+      // whose pod changed arrives as an `add` with new details a moment after the keys settle.
+      const wantFull = new Map([...expected].sort());
+      await web.until(
+        `the model's endpoints ${want}`,
+        () => web.state instanceof Map && isDeepStrictEqual(new Map([...web.state].sort()), wantFull),
+        15_000,
+      );
       assert.deepEqual(
         new Map([...(web.state as Map<string, Endpoint>)].sort()),
         new Map([...expected].sort()),
