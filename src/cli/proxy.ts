@@ -48,6 +48,19 @@ const FLAGS: FlagSpec[] = [
     help: 'extra listener bound for one target: LISTEN=TARGET[/PROTOCOL], repeatable',
   },
   {
+    name: 'destination-address',
+    kind: 'string',
+    path: 'discovery.address',
+    help: "the control plane's Destination API HOST:PORT (service names are resolved through it)",
+  },
+  {
+    name: 'workload',
+    kind: 'string',
+    path: 'workload.name',
+    help: 'the name of the workload this proxy runs beside',
+  },
+  { name: 'namespace', kind: 'string', path: 'workload.namespace', help: 'its namespace (default: default)' },
+  {
     name: 'opaque-ports',
     kind: 'list',
     path: 'opaquePorts',

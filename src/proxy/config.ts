@@ -70,6 +70,31 @@ export const proxyConfigSchema = v.strictObject(
       v.array(port, 'expected a list of ports'),
       [25, 587, 3306, 4444, 5432, 6379, 9300, 11211],
     ),
+    discovery: v.optional(
+      v.strictObject(
+        {
+          /** The control plane's Destination API (HOST:PORT); absent: every target is direct. */
+          address: v.optional(hostPort),
+          /** How long a request waits for a known service to have endpoints before a 503. */
+          failFastMs: v.optional(ms, 3000),
+          /** A service no request asked for during this long stops being watched. */
+          idleMs: v.optional(ms, 60_000),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    /** Who this proxy runs beside (metrics labels and, later, identity). */
+    workload: v.optional(
+      v.strictObject(
+        {
+          name: v.optional(v.string(), ''),
+          namespace: v.optional(v.string(), 'default'),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
     detect: v.optional(
       v.strictObject(
         {
@@ -145,7 +170,7 @@ export const proxyConfigSchema = v.strictObject(
 export type ProxyConfig = v.InferOutput<typeof proxyConfigSchema>;
 export type DestinationConfig = v.InferOutput<typeof destinationSchema>;
 
-const SECTIONS = new Set(['detect', 'http1', 'timeouts', 'pool', 'log']);
+const SECTIONS = new Set(['discovery', 'workload', 'detect', 'http1', 'timeouts', 'pool', 'log']);
 
 function isMapping(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);

@@ -6,6 +6,7 @@ export const PROXY_ERROR_REASONS = [
   'bad-request', // malformed or ambiguous HTTP/1 request (400)
   'request-header-too-large', // request line or headers over the configured limits (431/414)
   'unknown-destination', // nothing says where the request should go (400)
+  'no-endpoints', // a service the control plane knows has no endpoints (503)
   'connect-failed', // the upstream refused or was unreachable (502)
   'connect-timeout', // connecting to the upstream took too long (504)
   'upstream-reset', // the upstream closed or reset before a whole response (502)
@@ -39,6 +40,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'response-timeout':
       return 504;
     case 'shutting-down':
+    case 'no-endpoints':
     case 'idle-timeout':
     case 'detect-timeout':
       return 503;

@@ -56,6 +56,7 @@ export const GRPC_STATUS = { OK: 0, DEADLINE_EXCEEDED: 4, INTERNAL: 13, UNAVAILA
  */
 export function grpcStatusForReason(reason: ProxyErrorReason): number {
   switch (reason) {
+    case 'no-endpoints':
     case 'connect-failed':
     case 'connect-timeout':
     case 'upstream-reset':
