@@ -14,6 +14,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   up: () => import('./up.ts'),
   control: () => import('./control.ts'),
   apply: () => import('./apply.ts'),
+  run: () => import('./run.ts'),
+  stat: () => import('./stat.ts'),
 };
 
 async function usage(): Promise<string> {

@@ -4,6 +4,9 @@
 //
 //   GET /healthz         200 {"status":"ok"} once discovery has synced, 503 {"status":"syncing"} before
 //   GET /api/services    200 [{namespace, name, ports: [{port, name?, endpoints: [...]}]}], sorted
+//   GET /api/stat        200 [{namespace, name, meshed, success, rps, latency_p50_ms, ...}] golden
+//                        metrics per workload (?namespace=NS to filter), from the MetricsCollector
+//                        (src/control/metrics/collector.ts) that scrapes the workloads' proxies
 //
 // The services come from a ServiceCatalog: the state folder for `trellis up` (here), the
 // Kubernetes API for `trellis control` (src/cli/control.ts, which alone loads the Kubernetes
@@ -17,6 +20,7 @@ import { silentLogger, type Logger } from '../core/log.ts';
 import { targetKey } from '../proxy/transport/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
+import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -38,6 +42,8 @@ export interface ServiceView {
 /** Lists the services a control plane knows, with their current endpoints. */
 export interface ServiceCatalog {
   listServices(): Promise<ServiceView[]>;
+  /** The workload instances whose proxies the control plane scrapes for `trellis stat`, if any. */
+  listScrapeTargets?(): Promise<ScrapeTarget[]>;
 }
 
 export interface ServiceShape {
@@ -83,6 +89,16 @@ export function localCatalog(root: string, log: Logger = silentLogger): ServiceC
       const views = Array.from(state.services.values(), (s) => serviceView(s, (k) => endpointsOf(state, k)));
       return sortServices(views);
     },
+    async listScrapeTargets() {
+      const state = await readLocalState(root, cache, log);
+      return state.workloads.map((w) => ({
+        namespace: w.namespace,
+        workload: w.spec.service,
+        instance: w.name,
+        admin: w.spec.admin ?? null,
+        meshed: w.spec.meshed,
+      }));
+    },
   };
 }
 
@@ -95,6 +111,8 @@ export interface ControlPlaneOptions {
   readonly httpListen: string;
   readonly clusterDomain?: string;
   readonly log?: Logger;
+  /** How often the workloads' proxies are scraped for `trellis stat` (default 2000). */
+  readonly metricsIntervalMs?: number;
 }
 
 export interface ControlPlane {
@@ -129,7 +147,13 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     throw error;
   }
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  const http = createServer((req, res) => void handleHttp(req, res, options.catalog, () => synced, log));
+  const catalog = options.catalog;
+  const collector = new MetricsCollector({
+    listTargets: async () => (await catalog.listScrapeTargets?.()) ?? [],
+    intervalMs: options.metricsIntervalMs,
+    log: options.log,
+  });
+  const http = createServer((req, res) => void handleHttp(req, res, catalog, collector, () => synced, log));
   try {
     await listen(http, options.httpListen);
   } catch (error) {
@@ -137,6 +161,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await options.watcher.close();
     throw error;
   }
+  collector.start();
   const bound = http.address() as AddressInfo;
   let closing: Promise<void> | null = null;
   return {
@@ -144,6 +169,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     http: targetKey({ host: bound.address, port: bound.port }),
     close() {
       closing ??= (async () => {
+        await collector.close();
         http.closeAllConnections();
         await Promise.all([new Promise<void>((resolve) => http.close(() => resolve())), destination.close()]);
         await options.watcher.close();
@@ -169,20 +195,25 @@ async function handleHttp(
   req: IncomingMessage,
   res: ServerResponse,
   catalog: ServiceCatalog,
+  collector: MetricsCollector,
   synced: () => boolean,
   log: Logger,
 ): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0];
+  const [path, query = ''] = (req.url ?? '/').split('?');
   const send = (status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body) + '\n');
   };
-  if (path !== '/healthz' && path !== '/api/services') return send(404, { error: 'not found' });
+  if (path !== '/healthz' && path !== '/api/services' && path !== '/api/stat') {
+    return send(404, { error: 'not found' });
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     return send(405, { error: 'method not allowed' });
   }
   if (path === '/healthz') return synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
+  if (path === '/api/stat')
+    return send(200, collector.stats(new URLSearchParams(query).get('namespace') ?? undefined));
   try {
     send(200, await catalog.listServices());
   } catch (error) {

@@ -74,15 +74,18 @@ export function dispatch(
   initial: Buffer | null,
   /** A connection to target already made (CONNECT connects before answering 200). */
   upstream: net.Socket | null = null,
+  /** Where `upstream` goes: the endpoint picked for a logical target, else target itself. */
+  upstreamAddress: Target | null = null,
 ): void {
-  if (hint === 'opaque') return handle(rt, dir, socket, target, 'opaque', 'configured', initial, upstream);
+  if (hint === 'opaque')
+    return handle(rt, dir, socket, target, 'opaque', 'configured', initial, upstream, upstreamAddress);
   if (hint === 'http1' || hint === 'h2')
-    return handle(rt, dir, socket, target, hint, 'configured', initial, upstream);
+    return handle(rt, dir, socket, target, hint, 'configured', initial, upstream, upstreamAddress);
   if (target !== null && rt.opaquePorts.has(target.port)) {
-    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial, upstream);
+    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial, upstream, upstreamAddress);
   }
   if (target !== null && rt.opaqueCache.has(targetKey(target))) {
-    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial, upstream);
+    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial, upstream, upstreamAddress);
   }
   let buf = initial;
   let timer: NodeJS.Timeout | null = null;
@@ -95,7 +98,7 @@ export function dispatch(
   };
   const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
     stopDetecting();
-    handle(rt, dir, socket, target, protocol, outcome, buf, upstream);
+    handle(rt, dir, socket, target, protocol, outcome, buf, upstream, upstreamAddress);
   };
   const decide = (): boolean => {
     if (buf === null) return false;
@@ -115,7 +118,7 @@ export function dispatch(
     if (target === null) {
       socket.destroy();
       upstream?.destroy();
-    } else handle(rt, dir, socket, target, 'opaque', null, buf, upstream);
+    } else handle(rt, dir, socket, target, 'opaque', null, buf, upstream, upstreamAddress);
   };
   const onClose = () => {
     // Reset (or destroyed) while undecided: nothing to forward, and nothing learnt about the
@@ -149,6 +152,7 @@ function handle(
   outcome: DetectOutcome | null,
   initial: Buffer | null,
   upstream: net.Socket | null,
+  upstreamAddress: Target | null,
 ): void {
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
   if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
@@ -156,7 +160,9 @@ function handle(
     return;
   }
   // HTTP/1 reuses the connection from the pool; HTTP/2 makes its own sessions.
-  if (upstream !== null && target !== null && protocol === 'http1') rt.pool.adopt(target, upstream);
+  // (pooled under the endpoint it goes to, where per-request balancing will look for it).
+  if (upstream !== null && target !== null && protocol === 'http1')
+    rt.pool.adopt(upstreamAddress ?? target, upstream);
   else upstream?.destroy();
   switch (protocol) {
     case 'http1': {
@@ -180,9 +186,9 @@ function handle(
         fail(rt, dir, socket, 'unknown-destination');
         return;
       }
-      forwardTcp(socket, target, initial, { connectTimeoutMs: rt.config.timeouts.connectMs }, (reason) =>
-        rt.metrics.proxyError(dir, reason),
-      );
+      // Per connection: a logical target's connection goes to an endpoint discovery picks.
+      const opts = { connectTimeoutMs: rt.config.timeouts.connectMs, discovery: rt.discovery };
+      forwardTcp(socket, target, initial, opts, (reason) => rt.metrics.proxyError(dir, reason));
       return;
     }
   }

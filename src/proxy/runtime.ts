@@ -1,5 +1,6 @@
 // The state one proxy process shares between its listeners: configuration, telemetry, upstream
-// pools, the HTTP/2 forwarders, the opaque-destination cache, and what drain needs to find.
+// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, and what drain
+// needs to find.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { ProxyConfig } from './config.ts';
@@ -16,6 +17,8 @@ import type { ProxyErrorReason } from './errors.ts';
 import { type Target, parseAuthority, targetKey } from './transport/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
+import { ServiceDiscovery } from './outbound/discovery.ts';
+import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -25,6 +28,9 @@ export class ProxyRuntime {
   readonly pool: UpstreamPool;
   readonly opaquePorts: ReadonlySet<number>;
   readonly opaqueCache: ExpiringSet;
+  /** Logical targets -> endpoints, per request (HTTP) or per connection (TCP). */
+  readonly discovery: ServiceDiscovery;
+  private readonly resolver: LazyDestinationResolver | null;
   /** Accepted connections still open, each with what must run when it closes (see trackAgain). */
   readonly connections = new Map<net.Socket, () => void>();
   readonly h1Sessions = new Set<H1Session>();
@@ -51,6 +57,14 @@ export class ProxyRuntime {
       idleTimeoutMs: config.pool.idleTimeoutMs,
       connectTimeoutMs: config.timeouts.connectMs,
     });
+    const address = config.discovery.address;
+    this.resolver = address !== undefined ? new LazyDestinationResolver(address, log) : null;
+    this.discovery = new ServiceDiscovery({
+      resolver: this.resolver,
+      failFastMs: config.discovery.failFastMs,
+      idleMs: config.discovery.idleMs,
+      log: log.child({ component: 'discovery' }),
+    });
     this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
   }
 
@@ -70,6 +84,7 @@ export class ProxyRuntime {
           idleTimeoutMs: this.config.timeouts.idleMs,
           responseTimeoutMs: this.config.timeouts.responseMs,
           route: (authority, connTarget) => this.routeAuthority(authority, connTarget),
+          discovery: this.discovery,
         }),
     ));
   }
@@ -91,10 +106,11 @@ export class ProxyRuntime {
       log: this.log,
       accessLog: this.accessLog,
       pool: this.pool,
+      discovery: this.discovery,
       route: (head, connTarget) => this.routeRequest(head, connTarget),
-      tunnel: (socket, target, initial, upstream) => {
+      tunnel: (socket, target, initial, upstream, upstreamAddress) => {
         this.trackAgain(socket);
-        dispatch(this, direction, socket, target, 'auto', initial, upstream);
+        dispatch(this, direction, socket, target, 'auto', initial, upstream, upstreamAddress);
       },
       isLoop: (target) => this.isLoop(target),
       splice: (down, up, toUp, toDown) => {
@@ -191,6 +207,8 @@ export class ProxyRuntime {
     }
     await h2Done;
     for (const c of this.connections.keys()) c.destroy();
+    this.discovery.close();
+    this.resolver?.close();
     await this.accessLog?.close();
   }
 }
@@ -227,4 +245,51 @@ function ownInterfaceAddresses(): Set<string> {
     // no interface list (a restricted sandbox): the fixed addresses above still apply
   }
   return out;
+}
+
+/**
+ * The Destination API resolver, loaded on first use: @grpc/grpc-js costs memory that a proxy whose
+ * traffic never names a service should not pay. Resolutions asked for while it loads start when
+ * it is there (or report the load failure), and can be cancelled before.
+ */
+class LazyDestinationResolver implements Resolver {
+  private readonly address: string;
+  private readonly log: Logger;
+  private loading: Promise<Resolver & { close(): void }> | null = null;
+  private closed = false;
+
+  constructor(address: string, log: Logger) {
+    this.address = address;
+    this.log = log;
+  }
+
+  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
+    let inner: Resolution | null = null;
+    let cancelled = false;
+    this.loading ??= import('./resolve/destination-client.ts').then(
+      ({ DestinationResolver }) => new DestinationResolver({ address: this.address, log: this.log }),
+    );
+    this.loading.then(
+      (resolver) => {
+        if (!cancelled && !this.closed) inner = resolver.resolve(target, onUpdate, onError);
+      },
+      (error: unknown) => {
+        if (!cancelled) onError(error as Error);
+      },
+    );
+    return {
+      cancel: () => {
+        cancelled = true;
+        inner?.cancel();
+      },
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    this.loading?.then(
+      (resolver) => resolver.close(),
+      () => {},
+    );
+  }
 }

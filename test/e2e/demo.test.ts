@@ -1,14 +1,22 @@
-// `trellis demo` end to end, as a user runs it: real demo services and real proxies on loopback.
-// With --duration and -o json it prints rows for both workloads with traffic, success rates and
-// latencies, then exits 0 leaving no process behind; SIGTERM stops it cleanly too; and a child
-// that dies stops the demo with a non-zero exit, again leaving nothing behind.
+// `trellis demo` end to end, as a user runs it. By default the emojivoto example on the mesh: a
+// control plane over a temporary state folder and the four services each under `trellis run`.
+// With --duration and -o json it prints rows for every workload with traffic, success rates and
+// latencies (voting fails some votes on purpose), then exits 0 leaving no process and no state
+// folder behind; SIGTERM stops it cleanly too; and a sidecar that dies stops the demo with a
+// non-zero exit, again leaving nothing behind. `--simple` still runs the proxy-only demo.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
 
-const TEST_TIMEOUT = 90_000;
+const TEST_TIMEOUT = 120_000;
+/** What the mesh demo starts: the control plane, and each service's `trellis run` with its app and proxy. */
+const MESH_WORKLOADS = [
+  'control plane',
+  ...['emoji', 'vote-bot', 'voting', 'web'].flatMap((n) => [n, `${n} app`, `${n} proxy`]),
+];
 
 type After = { after(fn: () => unknown): void };
 
@@ -16,7 +24,7 @@ interface DemoRun {
   proc: ChildProcess;
   stdout(): string;
   stderr(): string;
-  /** Pids of the processes the demo started, by name, from its "<name> is up (pid N, ...)" notes. */
+  /** Pids of the processes the demo started (and of the apps and proxies under `trellis run`). */
   children(): Map<string, number>;
   exited: Promise<number | null>;
 }
@@ -28,8 +36,17 @@ function startDemo(t: After, args: string[]): DemoRun {
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const exited = once(proc, 'exit').then(([code]) => code as number | null);
-  const children = () =>
-    new Map([...err.matchAll(/trellis demo: (.+?) is up \(pid (\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+  const children = () => {
+    const pids = new Map<string, number>();
+    for (const m of err.matchAll(
+      /trellis demo: (.+?) is up \(pid (\d+)(?:, app pid (\d+), proxy pid (\d+))?/g,
+    )) {
+      pids.set(m[1]!, Number(m[2]));
+      if (m[3] !== undefined) pids.set(`${m[1]} app`, Number(m[3]));
+      if (m[4] !== undefined) pids.set(`${m[1]} proxy`, Number(m[4]));
+    }
+    return pids;
+  };
   t.after(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
       proc.kill('SIGKILL');
@@ -58,15 +75,19 @@ async function until(check: () => boolean, ms: number, what: string): Promise<vo
   }
 }
 
-/** Every process the demo started is gone, and none of its demo services shows up in pgrep. */
-function assertNothingLeft(run: DemoRun): void {
+/** Every process the demo started (all of `names`) is gone, none shows up in pgrep, and its state folder is gone. */
+function assertNothingLeft(run: DemoRun, names: readonly string[], scripts: RegExp): void {
   const pids = run.children();
-  assert.deepEqual([...pids.keys()].sort(), ['quotes', 'quotes proxy', 'web', 'web proxy'], run.stderr());
+  assert.deepEqual([...pids.keys()].sort(), [...names].sort(), run.stderr());
   for (const [name, pid] of pids) assert.equal(alive(pid), false, `${name} (pid ${pid}) is still running`);
-  const pgrep = spawnSync('pgrep', ['-f', 'examples/demo-app/(web|quotes)\\.ts'], { encoding: 'utf8' });
+  const pgrep = spawnSync('pgrep', ['-f', scripts.source], { encoding: 'utf8' });
   const running = pgrep.stdout.split('\n').filter(Boolean).map(Number);
   for (const pid of pids.values()) assert.ok(!running.includes(pid), `pgrep still finds pid ${pid}`);
+  const state = /state (\/\S+)\)/.exec(run.stderr())?.[1];
+  if (state !== undefined) assert.equal(existsSync(state), false, `${state} was left behind`);
 }
+
+const EMOJIVOTO_SCRIPTS = /examples\/emojivoto\/(web|emoji|voting|vote-bot)\.ts/;
 
 interface Row {
   name: string;
@@ -79,65 +100,95 @@ interface Row {
   tcpConnections: number | null;
 }
 
+function parseTables(stdout: string): Row[][] {
+  return stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Row[]);
+}
+
+function assertServing(row: Row, minRps: number): void {
+  assert.equal(row.meshed, '1/1', row.name);
+  assert.ok(row.rps !== null && row.rps > minRps, `${row.name} rps ${row.rps}`);
+  assert.ok(
+    row.success !== null && row.success > 0.5 && row.success <= 1,
+    `${row.name} success ${row.success}`,
+  );
+  const { latencyMsP50: p50, latencyMsP95: p95, latencyMsP99: p99 } = row;
+  assert.ok(p50 !== null && p95 !== null && p99 !== null, `${row.name} latencies`);
+  assert.ok(p50 > 0 && p50 <= p95 && p95 <= p99 && p99 < 5000, `${row.name} latencies ${p50} ${p95} ${p99}`);
+  assert.ok(row.tcpConnections !== null && row.tcpConnections >= 1, `${row.name} connections`);
+}
+
 test(
-  'trellis demo --duration 6 -o json shows both workloads with traffic, then exits 0 and cleans up',
+  'trellis demo --duration 10 -o json: emojivoto on the mesh with traffic, then exits 0 and cleans up',
   { timeout: TEST_TIMEOUT },
   async (t) => {
-    const run = startDemo(t, ['--duration', '6', '-o', 'json']);
+    const run = startDemo(t, ['--duration', '10', '-o', 'json']);
     const code = await run.exited;
     assert.equal(code, 0, run.stderr());
-    const tables = run
-      .stdout()
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Row[]);
+    const tables = parseTables(run.stdout());
+    assert.ok(tables.length >= 5, `expected a table a second, got ${tables.length}`);
+    const last = tables[tables.length - 1]!;
+    assert.deepEqual(
+      last.map((r) => r.name),
+      ['web', 'emoji', 'voting', 'vote-bot'],
+    );
+    const [web, emoji, voting, bot] = last as [Row, Row, Row, Row];
+    for (const row of [web, emoji, voting]) assertServing(row, 3);
+    assert.ok(voting.success! < 1, 'voting fails every vote for :doughnut: on purpose');
+    assert.ok(web.success! < 1, 'web answers 500 when the vote fails');
+    assert.ok(emoji.success! > 0.95, `emoji success ${emoji.success}`);
+    assert.equal(bot.meshed, '1/1', 'vote-bot runs beside its proxy (it gets no inbound traffic)');
+    assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+  },
+);
+
+test('SIGTERM stops the demo with exit 0 and leaves nothing behind', { timeout: TEST_TIMEOUT }, async (t) => {
+  const run = startDemo(t, ['--interval', '500']);
+  await until(() => run.stdout().includes('LATENCY_P99'), 90_000, 'the first table');
+  assert.match(run.stdout(), /^web\s+1\/1/m);
+  run.proc.kill('SIGTERM');
+  assert.equal(await run.exited, 0, run.stderr());
+  assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+});
+
+test(
+  'a sidecar that dies stops the demo with a non-zero exit and the others are stopped',
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const run = startDemo(t, ['-o', 'json']);
+    await until(() => run.children().has('vote-bot'), 90_000, 'the demo to start its processes');
+    process.kill(run.children().get('voting proxy')!, 'SIGKILL');
+    assert.equal(await run.exited, 1);
+    assert.match(run.stderr(), /voting \(pid \d+\) exited/);
+    assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+  },
+);
+
+test(
+  'trellis demo --simple: two services beside their proxies, no control plane',
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const run = startDemo(t, ['--simple', '--duration', '6', '-o', 'json']);
+    const code = await run.exited;
+    assert.equal(code, 0, run.stderr());
+    const tables = parseTables(run.stdout());
     assert.ok(tables.length >= 3, `expected a table a second, got ${tables.length}`);
     const last = tables[tables.length - 1]!;
     assert.deepEqual(
       last.map((r) => r.name),
       ['web', 'quotes'],
     );
-    for (const row of last) {
-      assert.equal(row.meshed, '1/1');
-      assert.ok(row.rps !== null && row.rps > 5, `${row.name} rps ${row.rps}`);
-      assert.ok(
-        row.success !== null && row.success > 0.5 && row.success <= 1,
-        `${row.name} success ${row.success}`,
-      );
-      const { latencyMsP50: p50, latencyMsP95: p95, latencyMsP99: p99 } = row;
-      assert.ok(p50 !== null && p95 !== null && p99 !== null, `${row.name} latencies`);
-      assert.ok(
-        p50 > 0 && p50 <= p95 && p95 <= p99 && p99 < 5000,
-        `${row.name} latencies ${p50} ${p95} ${p99}`,
-      );
-      assert.ok(row.tcpConnections !== null && row.tcpConnections >= 1, `${row.name} connections`);
-    }
+    for (const row of last) assertServing(row, 5);
     const quotes = last.find((r) => r.name === 'quotes')!;
     assert.ok(quotes.success! < 1, 'quotes fails ~10% of /quote/random on purpose');
     // web waits for quotes, through two proxies: its median cannot be below quotes' by much
     assert.ok(last[0]!.latencyMsP50! >= quotes.latencyMsP50! * 0.5);
-    assertNothingLeft(run);
-  },
-);
-
-test('SIGTERM stops the demo with exit 0 and leaves nothing behind', { timeout: TEST_TIMEOUT }, async (t) => {
-  const run = startDemo(t, ['--interval', '500']);
-  await until(() => run.stdout().includes('LATENCY_P99'), 60_000, 'the first table');
-  assert.match(run.stdout(), /^web\s+1\/1/m);
-  run.proc.kill('SIGTERM');
-  assert.equal(await run.exited, 0, run.stderr());
-  assertNothingLeft(run);
-});
-
-test(
-  'a child that dies stops the demo with a non-zero exit and the others are stopped',
-  { timeout: TEST_TIMEOUT },
-  async (t) => {
-    const run = startDemo(t, ['-o', 'json']);
-    await until(() => run.children().size === 4, 60_000, 'the demo to start its processes');
-    process.kill(run.children().get('quotes proxy')!, 'SIGKILL');
-    assert.equal(await run.exited, 1);
-    assert.match(run.stderr(), /quotes proxy \(pid \d+\) exited on SIGKILL/);
-    assertNothingLeft(run);
+    assertNothingLeft(
+      run,
+      ['quotes', 'quotes proxy', 'web', 'web proxy'],
+      /examples\/demo-app\/(web|quotes)\.ts/,
+    );
   },
 );

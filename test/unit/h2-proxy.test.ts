@@ -5,11 +5,17 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { silentLogger } from '../../src/core/log.ts';
+import type { H2Discovery } from '../../src/proxy/http/h2-endpoint-pick.ts';
 import {
   encodeGrpcMessage,
   forwardableHeaders,
   proxyErrorResponse,
 } from '../../src/proxy/http/h2-headers.ts';
+import { ServiceDiscovery } from '../../src/proxy/outbound/discovery.ts';
+import type { Endpoint } from '../../src/proxy/resolve/resolver.ts';
+import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
+import { parseAuthority } from '../../src/proxy/transport/target.ts';
 import { startProxyHarness, type HarnessOptions, type ProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
 import {
   collect,
@@ -402,15 +408,15 @@ describe('H2Proxy resets', () => {
   });
 });
 
-describe('H2Proxy made-up responses', () => {
-  async function deadTarget(): Promise<number> {
-    const server = net.createServer();
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    return port; // nothing listens there now: connections are refused
-  }
+async function deadTarget(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port; // nothing listens there now: connections are refused
+}
 
+describe('H2Proxy made-up responses', () => {
   test('connection refused: 502 connect-failed, and grpc-status 14 for gRPC', async (t) => {
     const harness = await startProxyHarness({ connTarget: { host: '127.0.0.1', port: await deadTarget() } });
     const client = connectClient(harness.address);
@@ -660,5 +666,199 @@ describe('H2Proxy sessions', () => {
     t.after(() => client.destroy());
     const res = await collect(client.request({ ':path': '/' }, { endStream: true }));
     assert.equal(res.body.toString(), 'ok');
+  });
+});
+
+describe('H2Proxy per-stream balancing over discovered endpoints', () => {
+  const SERVICE = 'web.svc:80';
+
+  /** A proxy that routes by :authority and resolves names through a static table. */
+  async function discoveringProxy(
+    t: { after(fn: () => Promise<void> | void): void },
+    table: Record<string, readonly Endpoint[]>,
+  ): Promise<{ harness: ProxyHarness; client: http2.ClientHttp2Session }> {
+    const discovery = new ServiceDiscovery({
+      resolver: new StaticResolver(table),
+      failFastMs: 200,
+      idleMs: 0,
+      log: silentLogger,
+    });
+    const harness = await startProxyHarness({
+      connTarget: null,
+      discovery,
+      route: (authority) => (authority === undefined ? null : parseAuthority(authority, 80)),
+    });
+    const client = connectClient(harness.address);
+    t.after(async () => {
+      client.destroy();
+      await harness.close();
+      discovery.close();
+    });
+    return { harness, client };
+  }
+
+  /** An upstream that answers every stream with `name` (after `delayMs`) and counts them. */
+  async function namedUpstream(
+    t: { after(fn: () => Promise<void> | void): void },
+    name: string,
+    delayMs = 0,
+  ): Promise<{ upstream: Upstream; authorities: string[] }> {
+    const authorities: string[] = [];
+    const upstream = await startUpstream((stream, headers) => {
+      authorities.push(String(headers[':authority']));
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () =>
+        setTimeout(() => {
+          if (stream.closed || stream.destroyed) return;
+          stream.respond({ ':status': 200 });
+          stream.end(`${name}:${Buffer.concat(chunks).toString()}`);
+        }, delayMs),
+      );
+    });
+    t.after(() => upstream.close());
+    return { upstream, authorities };
+  }
+
+  function request(client: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders = {}, body = '') {
+    const req = client.request({ ':method': 'POST', ':path': '/', ':authority': SERVICE, ...headers });
+    req.end(body);
+    return within(collect(req), 5000, 'a response');
+  }
+
+  test('streams on one client connection spread over both endpoints; :authority is kept', async (t) => {
+    const a = await namedUpstream(t, 'a');
+    const b = await namedUpstream(t, 'b');
+    const { client, harness } = await discoveringProxy(t, {
+      [SERVICE]: [
+        staticEndpoint(`127.0.0.1:${a.upstream.port}`),
+        staticEndpoint(`127.0.0.1:${b.upstream.port}`),
+      ],
+    });
+    const results = await Promise.all(Array.from({ length: 20 }, () => request(client)));
+    assert.ok(results.every((r) => Number(r.headers?.[':status']) === 200));
+    const bodies = results.map((r) => r.body.toString());
+    const onA = bodies.filter((x) => x === 'a:').length;
+    assert.equal(onA + bodies.filter((x) => x === 'b:').length, 20);
+    assert.ok(onA >= 4 && onA <= 16, `${onA} of 20 streams went to a`);
+    assert.deepEqual(new Set([...a.authorities, ...b.authorities]), new Set([SERVICE]));
+    assert.equal(a.upstream.sessionsAccepted, 1, 'one pooled session per endpoint');
+    assert.equal(b.upstream.sessionsAccepted, 1, 'one pooled session per endpoint');
+    assert.deepEqual(harness.metrics.errors, []);
+  });
+
+  test('a slow endpoint gets fewer streams', async (t) => {
+    const fast = await namedUpstream(t, 'fast');
+    const slow = await namedUpstream(t, 'slow', 250);
+    const { client } = await discoveringProxy(t, {
+      [SERVICE]: [
+        staticEndpoint(`127.0.0.1:${fast.upstream.port}`),
+        staticEndpoint(`127.0.0.1:${slow.upstream.port}`),
+      ],
+    });
+    for (let wave = 0; wave < 8; wave++) {
+      const results = await Promise.all(Array.from({ length: 4 }, () => request(client)));
+      assert.ok(results.every((r) => Number(r.headers?.[':status']) === 200));
+    }
+    const onSlow = slow.authorities.length;
+    assert.equal(fast.authorities.length + onSlow, 32);
+    assert.ok(onSlow <= 8, `the slow endpoint got ${onSlow} of 32 streams`);
+  });
+
+  test('a service without endpoints: 503 no-endpoints, grpc-status 14 for gRPC', async (t) => {
+    const { client, harness } = await discoveringProxy(t, { [SERVICE]: [] });
+    const plain = await request(client);
+    assert.equal(plain.headers?.[':status'], 503);
+    assert.equal(plain.headers?.['trellis-proxy-error'], 'no-endpoints');
+    assert.match(plain.body.toString(), /no endpoints for web\.svc:80/);
+    const grpc = await request(client, { ':path': '/pkg.Svc/Call', 'content-type': 'application/grpc' });
+    assert.equal(grpc.headers?.[':status'], 200);
+    assert.equal(grpc.headers?.['grpc-status'], '14');
+    assert.equal(grpc.headers?.['trellis-proxy-error'], 'no-endpoints');
+    assert.equal(grpc.rstCode, NGHTTP2_NO_ERROR);
+    await waitFor(() => harness.metrics.finished.length === 2, 'metrics');
+    assert.deepEqual(harness.metrics.errors, ['no-endpoints', 'no-endpoints']);
+  });
+
+  test('a stream whose endpoint refuses the connection is retried on the other, body intact', async (t) => {
+    const alive = await namedUpstream(t, 'alive');
+    const { client, harness } = await discoveringProxy(t, {
+      [SERVICE]: [
+        staticEndpoint(`127.0.0.1:${await deadTarget()}`),
+        staticEndpoint(`127.0.0.1:${alive.upstream.port}`),
+      ],
+    });
+    for (let i = 0; i < 10; i++) {
+      const res = await request(client, {}, `body-${i}`);
+      assert.equal(res.headers?.[':status'], 200, `request ${i}`);
+      assert.equal(res.body.toString(), `alive:body-${i}`);
+    }
+    assert.deepEqual(harness.metrics.errors, []);
+  });
+
+  test('a retry that finds no other live endpoint answers 502 connect-failed', async (t) => {
+    const { client, harness } = await discoveringProxy(t, {
+      [SERVICE]: [staticEndpoint(`127.0.0.1:${await deadTarget()}`)],
+      'two.svc:80': [
+        staticEndpoint(`127.0.0.1:${await deadTarget()}`),
+        staticEndpoint(`127.0.0.1:${await deadTarget()}`),
+      ],
+    });
+    const one = await request(client);
+    assert.equal(one.headers?.[':status'], 502);
+    assert.equal(one.headers?.['trellis-proxy-error'], 'connect-failed');
+    assert.match(one.body.toString(), /ECONNREFUSED/);
+    const two = await request(client, { ':authority': 'two.svc:80' });
+    assert.equal(two.headers?.[':status'], 502);
+    assert.deepEqual(harness.metrics.errors, ['connect-failed', 'connect-failed']);
+  });
+
+  test('each stream reports the endpoint RTT to the response headers, or its failure, exactly once', async (t) => {
+    const up = await namedUpstream(t, 'u', 30);
+    const dead = await deadTarget();
+    const reports: { key: string; rttMs: number | undefined }[] = [];
+    const logicalChecked: string[] = [];
+    const discovery: H2Discovery = {
+      isLogical: (target) => {
+        logicalChecked.push(target.host);
+        return target.host !== '127.0.0.1';
+      },
+      pick: (target, avoid) => {
+        const port = target.host === 'up.svc' ? up.upstream.port : dead;
+        const key = avoid === null ? `first:${target.host}` : `second:${target.host}`;
+        return {
+          address: { host: '127.0.0.1', port },
+          endpoint: null,
+          key,
+          done: (rttMs?: number) => reports.push({ key, rttMs }),
+        };
+      },
+    };
+    const harness = await startProxyHarness({
+      connTarget: null,
+      discovery,
+      route: (authority) => (authority === undefined ? null : parseAuthority(authority, 80)),
+    });
+    const client = connectClient(harness.address);
+    t.after(async () => {
+      client.destroy();
+      await harness.close();
+    });
+    const ok = await request(client, { ':authority': 'up.svc' });
+    assert.equal(ok.body.toString(), 'u:');
+    const failed = await request(client, { ':authority': 'down.svc' });
+    assert.equal(failed.headers?.[':status'], 502);
+    const direct = await request(client, { ':authority': `127.0.0.1:${up.upstream.port}` });
+    assert.equal(direct.body.toString(), 'u:');
+    await waitFor(() => harness.metrics.finished.length === 3, 'metrics');
+    assert.deepEqual(logicalChecked, ['up.svc', 'down.svc', 'down.svc', '127.0.0.1']); // the retry asks again
+    assert.equal(reports.length, 3);
+    const answered = reports[0]!;
+    assert.equal(answered.key, 'first:up.svc');
+    assert.ok(answered.rttMs !== undefined && answered.rttMs >= 25, `rtt ${answered.rttMs}`);
+    assert.deepEqual(reports.slice(1), [
+      { key: 'first:down.svc', rttMs: undefined },
+      { key: 'second:down.svc', rttMs: undefined },
+    ]);
   });
 });

@@ -15,7 +15,8 @@
 //       { "service": "web", "address": "127.0.0.1",
 //         "ports": [{ "name": "http", "port": 18080 }],   (or "port": 18080 for a single port)
 //         "ready": true, "meshed": true, "identity": "spiffe://...",
-//         "weight": 1, "zone": "local", "labels": { ... } }
+//         "weight": 1, "zone": "local", "labels": { ... },
+//         "admin": "127.0.0.1:4191" }                     (its proxy's admin listener, for metrics)
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
@@ -79,6 +80,13 @@ export const workloadFileSchema = v.pipe(
       weight: v.optional(v.pipe(v.number('expected a number'), v.minValue(0, 'must not be negative')), 1),
       zone: v.optional(v.string('expected a string'), 'local'),
       labels: v.optional(v.record(v.string(), v.string('expected a string')), {}),
+      /** The admin listener (HOST:PORT) of the workload's proxy, whose /metrics the control plane scrapes. */
+      admin: v.optional(
+        v.pipe(
+          v.string('expected a string'),
+          v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT'),
+        ),
+      ),
     },
     unknownKey,
   ),

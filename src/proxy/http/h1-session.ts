@@ -1,7 +1,9 @@
 // One downstream HTTP/1 connection: parses each request strictly, forwards it in one unambiguous
 // form to a pooled upstream connection, and streams the response back. Bodies are streamed with
 // backpressure both ways and never buffered whole; chunked bodies are decoded and re-encoded.
-// Requests are handled one at a time (pipelined requests wait in the buffer, bounded).
+// Requests are handled one at a time (pipelined requests wait in the buffer, bounded). A request
+// for a logical target goes to an endpoint that discovery picks for it (per request), and is
+// re-sent once to another endpoint when the connection to the first could not be made.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyErrorReason } from '../errors.ts';
@@ -9,12 +11,13 @@ import { statusForReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
-import type { Target } from '../transport/target.ts';
+import { type Target, targetKey } from '../transport/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import { errorResponse, serializeRequestHead, serializeResponseHead } from './h1-serialize.ts';
 import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
-import { connectTcp } from '../tcp/forward.ts';
+import { connectBalanced } from '../tcp/forward.ts';
+import type { Pick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -34,12 +37,20 @@ export interface H1Context {
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
   readonly pool: UpstreamPool;
+  /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
+  readonly discovery: ServiceDiscovery | null;
   route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
   /**
    * CONNECT: the session hands its socket (and the connection it made to target) over; the
    * listener runs detection inside the tunnel.
    */
-  tunnel(socket: net.Socket, target: Target, initial: Buffer | null, upstream: net.Socket): void;
+  tunnel(
+    socket: net.Socket,
+    target: Target,
+    initial: Buffer | null,
+    upstream: net.Socket,
+    upstreamAddress: Target,
+  ): void;
   /** Whether target is the proxy itself. */
   isLoop(target: Target): boolean;
   /** Upgrade (101): splice two sockets into a byte tunnel. */
@@ -84,6 +95,10 @@ export class H1Session implements UpstreamOwner {
   private reqDecoder: ChunkedDecoder | null = null;
   private upstream: UpstreamConn | null = null;
   private retried = false;
+  /** The endpoint this exchange was sent to (logical targets only) and when it was picked. */
+  private pick: Pick | null = null;
+  private pickedAt = 0;
+  private connectRetried = false;
   private route: H1Route | null = null;
   private requestHeadString = '';
   private resState = RES_NONE;
@@ -206,7 +221,49 @@ export class H1Session implements UpstreamOwner {
     );
     this.reqState = REQ_CONNECTING;
     this.socket.pause();
-    ctx.pool.acquire(route.target, this, (conn, error, err) => this.onAcquired(conn, error, err));
+    this.connectUpstream(null);
+  }
+
+  /**
+   * Acquires a pooled connection for the exchange: to an endpoint discovery picks when the target
+   * is logical (synchronously when the endpoints are known), else to the target itself.
+   */
+  private connectUpstream(avoid: string | null): void {
+    const route = this.route!;
+    const discovery = this.ctx.discovery;
+    if (discovery === null || !discovery.isLogical(route.target)) {
+      this.ctx.pool.acquire(route.target, this, (conn, error, err) => this.onAcquired(conn, error, err));
+      return;
+    }
+    const outcome = discovery.pick(route.target, avoid);
+    if (!(outcome instanceof Promise)) {
+      this.onPicked(outcome);
+      return;
+    }
+    void outcome.then((late) => {
+      if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) {
+        if (!('error' in late)) late.done(); // the exchange ended while it waited
+        return;
+      }
+      this.onPicked(late);
+    });
+  }
+
+  private onPicked(outcome: PickOutcome): void {
+    if ('error' in outcome) {
+      this.replyError('no-endpoints', `no endpoints for ${targetKey(this.route!.target)}`);
+      return;
+    }
+    this.pick = outcome;
+    this.pickedAt = performance.now();
+    this.ctx.pool.acquire(outcome.address, this, (conn, error, err) => this.onAcquired(conn, error, err));
+  }
+
+  /** Ends the picked endpoint's count of this request (without an RTT: it failed or ended). */
+  private releasePick(): void {
+    const pick = this.pick;
+    this.pick = null;
+    pick?.done();
   }
 
   private onAcquired(
@@ -219,6 +276,14 @@ export class H1Session implements UpstreamOwner {
       return;
     }
     if (conn === null) {
+      const failedKey = this.pick?.key ?? null;
+      if (failedKey !== null && !this.connectRetried) {
+        // Nothing was sent: the request goes to another endpoint once.
+        this.connectRetried = true;
+        this.releasePick();
+        this.connectUpstream(failedKey);
+        return;
+      }
       this.replyError(error!, `${error}: ${err?.message ?? 'no connection'}`);
       return;
     }
@@ -320,7 +385,12 @@ export class H1Session implements UpstreamOwner {
 
   private onResponseHead(head: MessageHead): void {
     this.clearResponseTimer();
-    this.latencyMs = performance.now() - this.startedAt;
+    const now = performance.now();
+    this.latencyMs = now - this.startedAt;
+    if (this.pick !== null) {
+      this.pick.done(now - this.pickedAt);
+      this.pick = null;
+    }
     this.res = head;
     const req = this.req!;
     if (head.status === 101) {
@@ -460,10 +530,13 @@ export class H1Session implements UpstreamOwner {
         this.reqRemaining === 0 &&
         !this.reqChunked
       ) {
+        // (to another endpoint, when there is one: this one may be going away)
         this.retried = true;
         this.resState = RES_NONE;
         this.reqState = REQ_CONNECTING;
-        this.ctx.pool.acquire(this.route!.target, this, (c, e, er) => this.onAcquired(c, e, er));
+        const avoid = this.pick?.key ?? null;
+        this.releasePick();
+        this.connectUpstream(avoid);
         return;
       }
       this.replyError('upstream-reset', `upstream closed before responding${err ? `: ${err.message}` : ''}`);
@@ -516,6 +589,8 @@ export class H1Session implements UpstreamOwner {
     this.reqState = REQ_IDLE;
     this.resState = RES_NONE;
     this.retried = false;
+    this.connectRetried = false;
+    this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
   }
@@ -591,7 +666,10 @@ export class H1Session implements UpstreamOwner {
     this.socket.end();
   }
 
-  /** CONNECT: connects first, so that the client hears 502/504 rather than 200 and a close. */
+  /**
+   * CONNECT: connects first, so that the client hears 502/503/504 rather than 200 and a close. A
+   * logical name is resolved and the tunnel connects to the endpoint picked for it.
+   */
   private startConnect(head: MessageHead): void {
     const t = head.target;
     const colon = t.lastIndexOf(':');
@@ -608,12 +686,12 @@ export class H1Session implements UpstreamOwner {
     }
     this.reqState = REQ_CONNECTING;
     this.socket.pause();
-    connectTcp(target, this.ctx.connectTimeoutMs, (upstream, reason, err) => {
+    connectBalanced(this.ctx.discovery, target, this.ctx.connectTimeoutMs, (upstream, pick, reason, err) => {
       if (this.closed) {
         upstream?.destroy();
         return;
       }
-      if (upstream === null) {
+      if (upstream === null || pick === null) {
         this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
         return;
       }
@@ -623,7 +701,7 @@ export class H1Session implements UpstreamOwner {
       this.detach();
       this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
       this.socket.resume();
-      this.ctx.tunnel(this.socket, target, rest, upstream);
+      this.ctx.tunnel(this.socket, target, rest, upstream, pick.address);
     });
   }
 
@@ -709,6 +787,7 @@ export class H1Session implements UpstreamOwner {
     this.closed = true;
     this.clearHeadTimer();
     this.clearResponseTimer();
+    this.releasePick();
     const conn = this.upstream;
     this.upstream = null;
     if (conn !== null) {

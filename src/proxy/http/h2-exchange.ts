@@ -2,14 +2,19 @@
 // mirrored onto an upstream (client-side) stream. Headers, bodies (piped, so flow control carries
 // backpressure end to end), trailers both ways and 1xx responses are forwarded; a reset on either
 // side is passed on with the same code. When the proxy cannot reach the upstream it answers
-// itself (see h2-headers.ts). Every event handler is guarded: a misbehaving peer ends its own
-// exchange, never the process. Metrics and the access log are written once, when the downstream
-// stream closes.
+// itself (see h2-headers.ts). A stream to a logical service goes to an endpoint that discovery
+// picks for it (h2-endpoint-pick.ts), is retried once on another endpoint when the connect fails,
+// and tells the balancer its round-trip time to the response headers. Every event handler is
+// guarded: a misbehaving peer ends its own exchange, never the process. Metrics and the access
+// log are written once, when the downstream stream closes.
 import * as http2 from 'node:http2';
 import type { Logger } from '../../core/log.ts';
+import type { Pick as EndpointPick } from '../outbound/discovery.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import { targetKey } from '../transport/target.ts';
+import { chooseDestination, type DestinationOutcome, type H2Discovery } from './h2-endpoint-pick.ts';
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
 import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
 import { UpstreamConnectError, type H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
@@ -23,6 +28,8 @@ export interface ExchangeContext {
   log: Logger;
   accessLog: AccessLog | null;
   pool: H2UpstreamPool;
+  /** Picks an endpoint per stream for logical targets; null: every target is direct. */
+  discovery: H2Discovery | null;
   responseTimeoutMs: number;
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
@@ -49,6 +56,11 @@ export class H2Exchange {
   private responseComplete = false;
   private upstreamComplete = false;
   private upstreamClosedByProxy = false;
+  /** The current attempt's endpoint, until it is reported back (done) to the balancer. */
+  private endpointPick: EndpointPick | null = null;
+  /** The connect failure that made this stream try another endpoint (at most once). */
+  private retriedAfter: UpstreamConnectError | undefined;
+  private upstreamOpenedAt = 0;
 
   constructor(ctx: ExchangeContext, downstream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
     this.ctx = ctx;
@@ -85,23 +97,58 @@ export class H2Exchange {
         ctx.responseTimeoutMs,
       );
     }
+    this.attempt(target, null);
+  }
+
+  /** Sends the stream towards `target`; `failed` is the previous attempt's pick on a retry. */
+  private attempt(target: Target, failed: EndpointPick | null): void {
+    const { log } = this.ctx;
+    chooseDestination(this.ctx.discovery, target, failed, (outcome) =>
+      guard(
+        log,
+        () => this.onDestination(target, outcome),
+        () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
+      ),
+    );
+  }
+
+  private onDestination(target: Target, outcome: DestinationOutcome): void {
+    const { ctx, downstream } = this;
+    if (this.abandoned()) {
+      if (typeof outcome === 'object') outcome.pick?.done();
+      return;
+    }
+    if (outcome === 'no-endpoints') {
+      this.respondWithError('no-endpoints', `no endpoints for ${targetKey(target)}`);
+      return;
+    }
+    if (outcome === 'no-other-endpoint') {
+      this.respondWithConnectError(this.retriedAfter);
+      return;
+    }
+    this.endpointPick = outcome.pick;
     const endStream = downstream.endAfterHeaders;
     ctx.pool
-      .request(target, forwardableHeaders(this.requestHeaders), { endStream, waitForTrailers: !endStream })
+      .request(outcome.address, forwardableHeaders(this.requestHeaders), {
+        endStream,
+        waitForTrailers: !endStream,
+      })
       .then(
         ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
-        (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(err)),
+        (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
       );
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {
     const { ctx, downstream } = this;
     up.on('error', (err: Error) => ctx.log.debug('upstream h2 stream error', { err, peer: ctx.peer }));
-    if (downstream.closed || downstream.destroyed || this.responded) {
+    if (this.abandoned()) {
       // The client gave up (or the proxy answered) while the session was being set up.
+      this.completePick();
       this.closeUpstream(up, downstream.rstCode || NGHTTP2_CANCEL);
       return;
     }
+    this.upstreamOpenedAt = performance.now();
     this.upstream = up;
     this.upstreamSession = session;
     up.on('headers', (headers: http2.IncomingHttpHeaders) =>
@@ -145,6 +192,7 @@ export class H2Exchange {
   private onResponse(up: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    this.completePick(performance.now() - this.upstreamOpenedAt);
     if (this.responded || downstream.closed || downstream.destroyed) return;
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     this.outcome.status = Number(headers[':status']) || 0;
@@ -198,6 +246,7 @@ export class H2Exchange {
   private onUpstreamClose(up: http2.ClientHttp2Stream): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    this.completePick(); // closed before its response headers (else they completed it)
     up.unpipe(downstream);
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
     if (this.upstreamComplete || this.responseComplete) {
@@ -219,21 +268,39 @@ export class H2Exchange {
     this.respondWithError('upstream-reset', 'upstream connection closed before the response completed');
   }
 
-  private onUpstreamUnavailable(err: unknown): void {
-    if (this.downstream.closed || this.downstream.destroyed || this.responded) return;
-    if (err instanceof UpstreamConnectError) {
-      this.ctx.log.debug('h2 upstream connect failed', { err, reason: err.reason });
-      // The client learns what failed, not the address behind the proxy.
-      const code = (err.cause as { code?: unknown } | undefined)?.code;
-      const detail = typeof code === 'string' ? ` (${code})` : '';
-      this.respondWithError(
-        err.reason,
-        err.reason === 'connect-timeout' ? 'upstream connect timed out' : `upstream connect failed${detail}`,
-      );
+  private onUpstreamUnavailable(target: Target, err: unknown): void {
+    if (this.abandoned()) {
+      this.completePick();
       return;
     }
+    const failed = this.endpointPick;
+    this.endpointPick = null;
+    if (err instanceof UpstreamConnectError) {
+      this.ctx.log.debug('h2 upstream connect failed', { err, reason: err.reason, endpoint: failed?.key });
+      if (failed !== null && failed.key !== null && this.retriedAfter === undefined) {
+        // Nothing was sent yet (the request body waits unread): try another endpoint, once.
+        this.retriedAfter = err;
+        this.attempt(target, failed);
+        return;
+      }
+      failed?.done();
+      this.respondWithConnectError(err);
+      return;
+    }
+    failed?.done();
     this.ctx.log.debug('h2 request could not be sent upstream', { err });
     this.respondWithError('bad-request', 'the request could not be forwarded');
+  }
+
+  private respondWithConnectError(err: UpstreamConnectError | undefined): void {
+    const reason = err?.reason ?? 'connect-failed';
+    // The client learns what failed, not the address behind the proxy.
+    const code = (err?.cause as { code?: unknown } | undefined)?.code;
+    const detail = typeof code === 'string' ? ` (${code})` : '';
+    this.respondWithError(
+      reason,
+      reason === 'connect-timeout' ? 'upstream connect timed out' : `upstream connect failed${detail}`,
+    );
   }
 
   private onResponseTimeout(): void {
@@ -247,6 +314,7 @@ export class H2Exchange {
   private respondWithError(reason: ProxyErrorReason, message: string): void {
     const { ctx, downstream } = this;
     this.clearResponseTimer();
+    this.completePick();
     ctx.metrics.proxyError(ctx.direction, reason);
     this.outcome.error = reason;
     if (downstream.closed || downstream.destroyed) return;
@@ -292,6 +360,7 @@ export class H2Exchange {
   private onDownstreamClose(): void {
     const { downstream, upstream } = this;
     this.clearResponseTimer();
+    this.completePick();
     const code = downstream.rstCode ?? NGHTTP2_NO_ERROR;
     if (upstream !== undefined && !upstream.closed && !upstream.destroyed) {
       if (!this.upstreamComplete || code !== NGHTTP2_NO_ERROR) {
@@ -306,6 +375,18 @@ export class H2Exchange {
     this.upstreamClosedByProxy = true;
     this.downstream.unpipe(up);
     if (!up.closed && !up.destroyed) up.close(code);
+  }
+
+  /** The client is gone or already has its answer: nothing more goes upstream. */
+  private abandoned(): boolean {
+    return this.downstream.closed || this.downstream.destroyed || this.responded;
+  }
+
+  /** Reports the attempt's endpoint back to the balancer (with the RTT when it answered). */
+  private completePick(rttMs?: number): void {
+    const pick = this.endpointPick;
+    this.endpointPick = null;
+    pick?.done(rttMs);
   }
 
   private authority(): string {

@@ -1,7 +1,8 @@
 // The HTTP/2 (and so gRPC) forwarding path. The listener hands over a downstream connection whose
 // first bytes are the HTTP/2 prior-knowledge preface; H2Proxy runs an HTTP/2 server session on it
 // (node:http2, fed the socket without listening) and forwards each stream to an upstream session
-// from H2UpstreamPool. The per-stream work lives in h2-exchange.ts.
+// from H2UpstreamPool (to an endpoint discovery picks per stream when the route names a service).
+// The per-stream work lives in h2-exchange.ts.
 //
 // Flow control keeps memory bounded: each stream has a 1 MiB window on both sides and body data
 // is piped, so a stalled reader stops WINDOW_UPDATEs towards the writer and at most one window per
@@ -15,6 +16,7 @@ import type * as net from 'node:net';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { H2Discovery } from './h2-endpoint-pick.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import {
@@ -26,6 +28,7 @@ import {
 } from './h2-upstream-pool.ts';
 
 export type { Target } from './h2-upstream-pool.ts';
+export type { H2Discovery } from './h2-endpoint-pick.ts';
 
 export interface H2ProxyOptions {
   direction: Direction;
@@ -42,6 +45,11 @@ export interface H2ProxyOptions {
    * listener, transparent original dst, CONNECT target) or null; authority is the stream's :authority.
    */
   route(authority: string | undefined, connTarget: Target | null): Target | null;
+  /**
+   * Service discovery for routed targets: a logical target (a service name) is balanced per
+   * stream over its endpoints. Absent: every routed target is connected to as it is.
+   */
+  discovery?: H2Discovery;
 }
 
 interface DownstreamConnection {
@@ -144,6 +152,7 @@ export class H2Proxy {
       log: opts.log,
       accessLog: opts.accessLog,
       pool: this.pool,
+      discovery: opts.discovery ?? null,
       responseTimeoutMs: opts.responseTimeoutMs,
       route: (authority, connTarget) => opts.route(authority, connTarget),
       connTarget: conn.connTarget,

@@ -2,11 +2,14 @@
 // (HTTP) or per connection (TCP), through the resolver's stream of updates, an EndpointSet per
 // target and power-of-two-choices over peak-EWMA (linkerd's "concrete" balance layer).
 //
-// Targets that are IP literals, and names the control plane does not know (does-not-exist), are
-// forwarded to their original address unchanged. A known target with no endpoints waits up to
-// failFastMs for one, then fails with `no-endpoints` (503).
+// Targets that are IP literals or single-label names (localhost), and names the control plane
+// does not know (does-not-exist) or rejects as no service name, are forwarded to their original
+// address unchanged. A known target with no endpoints waits up to failFastMs for one, then fails
+// with `no-endpoints` (503). While the control plane is unreachable the sets keep their last
+// known endpoints; a name that was never resolved before the control plane became unreachable
+// goes direct.
 import { isIP } from 'node:net';
-import { EndpointSet } from '../balance/endpoint-set.ts';
+import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint, Resolution, Resolver } from '../resolve/resolver.ts';
 import type { Logger } from '../../core/log.ts';
@@ -17,7 +20,7 @@ export interface Pick {
   readonly address: Target;
   /** The endpoint as discovery described it, or null for a direct (undiscovered) target. */
   readonly endpoint: Endpoint | null;
-  /** The endpoint's key in its set (for retries that must pick another). */
+  /** The endpoint's key in its set (for retries that must pick another), null when direct. */
   readonly key: string | null;
   done(rttMs?: number): void;
 }
@@ -36,10 +39,27 @@ export interface DiscoveryOptions {
 
 interface Entry {
   readonly set: EndpointSet;
-  readonly p2c: P2c<ReturnType<EndpointSet['get']> & object>;
-  readonly resolution: Resolution;
+  readonly p2c: P2c<EndpointState>;
+  resolution: Resolution;
+  /** The resolution failed before its first update (the control plane is unreachable). */
+  failedBeforeUpdate: boolean;
+  /** The control plane rejected the name (not a service name): always direct. */
+  rejected: boolean;
+  /** Picks waiting for the set to settle; each is called after every update or error. */
+  readonly waiters: Set<() => void>;
   lastUsed: number;
 }
+
+/**
+ * The RTT a new endpoint is assumed to have until its first response (tower's default is 30 ms).
+ * Low, so that an endpoint that joins a set of fast ones is tried at once and learns its real
+ * cost from its first responses (Peak-EWMA jumps up to them); with 30 ms it would get no traffic
+ * for half a minute beside endpoints that answer in a millisecond.
+ */
+const NEW_ENDPOINT_RTT_MS = 1;
+
+/** gRPC INVALID_ARGUMENT: the Destination API's answer to a path that names no service. */
+const GRPC_INVALID_ARGUMENT = 3;
 
 const noop = (): void => {};
 
@@ -54,7 +74,7 @@ export class ServiceDiscovery {
 
   /** True when a target is resolved through the control plane (else it is always direct). */
   isLogical(target: Target): boolean {
-    return this.opts.resolver !== null && isIP(target.host) === 0;
+    return this.opts.resolver !== null && target.host.includes('.') && isIP(target.host) === 0;
   }
 
   /**
@@ -63,48 +83,86 @@ export class ServiceDiscovery {
    * `avoid`: a key not to pick again (a retry after a failed connect), when there is another.
    */
   pick(target: Target, avoid: string | null = null): PickOutcome | Promise<PickOutcome> {
-    if (!this.isLogical(target)) return direct(target);
+    if (!this.isLogical(target)) return directPick(target);
     const entry = this.entry(target);
     entry.lastUsed = Date.now();
-    const now = this.fromSet(entry, target, avoid);
+    const now = fromEntry(entry, target, avoid);
     if (now !== null) return now;
-    return entry.set
-      .waitReady(this.opts.failFastMs)
-      .then(() => this.fromSet(entry, target, avoid) ?? NO_ENDPOINTS);
+    return this.wait(entry, target, avoid);
   }
 
-  private fromSet(entry: Entry, target: Target, avoid: string | null): PickOutcome | null {
-    switch (entry.set.status) {
-      case 'does-not-exist':
-        return direct(target);
-      case 'ready': {
-        let state = entry.p2c.pick();
-        for (let i = 0; i < 3 && state !== null && state.key === avoid; i++) state = entry.p2c.pick();
-        if (state === null) return null;
-        const handle = state.start();
-        return {
-          address: state.endpoint.address,
-          endpoint: state.endpoint,
-          key: state.key,
-          done: (rttMs?: number) => handle.complete(rttMs),
-        };
-      }
-      default:
-        return null;
-    }
+  /** Targets being watched (tests check that idle ones are released). */
+  get watchedTargets(): number {
+    return this.entries.size;
+  }
+
+  private wait(entry: Entry, target: Target, avoid: string | null): Promise<PickOutcome> {
+    return new Promise<PickOutcome>((resolve) => {
+      const settle = (outcome: PickOutcome): void => {
+        clearTimeout(timer);
+        entry.waiters.delete(check);
+        resolve(outcome);
+      };
+      const check = (): void => {
+        const outcome = fromEntry(entry, target, avoid);
+        if (outcome !== null) settle(outcome);
+      };
+      const timer = setTimeout(
+        () => settle(fromEntry(entry, target, avoid) ?? NO_ENDPOINTS),
+        this.opts.failFastMs,
+      );
+      entry.waiters.add(check);
+    });
   }
 
   private entry(target: Target): Entry {
     const key = targetKey(target);
-    let entry = this.entries.get(key);
-    if (entry === undefined) {
-      const set = new EndpointSet({ log: this.opts.log });
-      const resolution = set.subscribe(this.opts.resolver!, key);
-      entry = { set, p2c: new P2c(set), resolution, lastUsed: Date.now() };
-      this.entries.set(key, entry);
-      this.startSweeper();
+    const existing = this.entries.get(key);
+    if (existing !== undefined) return existing;
+    const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
+    const created: Entry = {
+      set,
+      p2c: new P2c(set),
+      resolution: { cancel: noop },
+      failedBeforeUpdate: false,
+      rejected: false,
+      waiters: new Set(),
+      lastUsed: Date.now(),
+    };
+    created.resolution = this.opts.resolver!.resolve(
+      key,
+      (update) => {
+        created.failedBeforeUpdate = false;
+        set.apply(update);
+        wake(created);
+      },
+      (error) => this.onResolutionError(key, created, error),
+    );
+    this.entries.set(key, created);
+    this.startSweeper();
+    return created;
+  }
+
+  private onResolutionError(key: string, entry: Entry, error: Error): void {
+    const code = (error as { cause?: { code?: unknown } }).cause?.code;
+    if (code === GRPC_INVALID_ARGUMENT) {
+      // Not a service name (api.example.com): the control plane will never know it.
+      entry.rejected = true;
+      entry.resolution.cancel();
+    } else if (entry.set.status === 'awaiting') {
+      entry.failedBeforeUpdate = true;
+      this.opts.log.warn('cannot resolve a service through the control plane; forwarding it direct', {
+        target: key,
+        error,
+      });
+    } else {
+      this.opts.log.debug('resolution failed; keeping the last known endpoints', {
+        target: key,
+        endpoints: entry.set.size,
+        error,
+      });
     }
-    return entry;
+    wake(entry);
   }
 
   private startSweeper(): void {
@@ -113,7 +171,7 @@ export class ServiceDiscovery {
       () => {
         const cutoff = Date.now() - this.opts.idleMs;
         for (const [key, e] of this.entries) {
-          if (e.lastUsed < cutoff) {
+          if (e.lastUsed < cutoff && e.waiters.size === 0) {
             e.resolution.cancel();
             e.set.close();
             this.entries.delete(key);
@@ -127,9 +185,11 @@ export class ServiceDiscovery {
 
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
     for (const e of this.entries.values()) {
       e.resolution.cancel();
       e.set.close();
+      wake(e);
     }
     this.entries.clear();
   }
@@ -137,6 +197,51 @@ export class ServiceDiscovery {
 
 const NO_ENDPOINTS: PickOutcome = { error: 'no-endpoints' };
 
-function direct(target: Target): Pick {
+/** A pick that sends to the target's own address (no discovery). */
+export function directPick(target: Target): Pick {
   return { address: target, endpoint: null, key: null, done: noop };
+}
+
+/** The pick for an entry as things stand, or null while its endpoints are still to come. */
+function fromEntry(entry: Entry, target: Target, avoid: string | null): PickOutcome | null {
+  if (entry.rejected) return directPick(target);
+  switch (entry.set.status) {
+    case 'ready': {
+      let state = entry.p2c.pick();
+      if (state === null) return null;
+      if (state.key === avoid && entry.set.size > 1) state = cheapestOther(entry.set.endpoints, avoid);
+      const handle = state.start();
+      return {
+        address: state.endpoint.address,
+        endpoint: state.endpoint,
+        key: state.key,
+        done: (rttMs?: number) => handle.complete(rttMs),
+      };
+    }
+    case 'does-not-exist':
+      return directPick(target);
+    case 'awaiting':
+      return entry.failedBeforeUpdate ? directPick(target) : null;
+    default:
+      return null;
+  }
+}
+
+/** The least loaded endpoint other than `avoid` (retries only: O(n)). */
+function cheapestOther(endpoints: readonly EndpointState[], avoid: string): EndpointState {
+  let best: EndpointState | null = null;
+  let bestCost = Infinity;
+  for (const e of endpoints) {
+    if (e.key === avoid) continue;
+    const cost = e.cost();
+    if (best === null || cost < bestCost) {
+      best = e;
+      bestCost = cost;
+    }
+  }
+  return best!;
+}
+
+function wake(entry: Entry): void {
+  for (const waiter of Array.from(entry.waiters)) waiter();
 }

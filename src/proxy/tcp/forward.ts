@@ -1,8 +1,11 @@
 // Opaque TCP: bytes both ways, half-close respected (one side's FIN becomes the other side's FIN),
 // backpressure through pipe(). Also used to splice an upgraded HTTP/1 connection (WebSocket) and
-// a CONNECT tunnel whose contents are opaque.
+// a CONNECT tunnel whose contents are opaque. A connection to a logical target connects to an
+// endpoint that discovery picks for it, and once more to another when that connect fails.
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type { Target } from '../transport/target.ts';
+import { directPick, type Pick, type PickOutcome, type ServiceDiscovery } from '../outbound/discovery.ts';
 
 /**
  * Pipes a and b into each other until both directions have ended or either side errors.
@@ -95,21 +98,99 @@ export function connectTcp(
   };
 }
 
+export type BalancedConnectFailure = ConnectFailure | 'no-endpoints';
+
 /**
- * Connects to target, then splices; `onFail` is called (and client closed) when the connection
- * cannot be made.
+ * Connects to an endpoint of `target` that discovery picks (to target itself when it is not
+ * logical or there is no discovery). A failed connect is tried once more on another endpoint.
+ * `cb` gets the connected socket (paused) and its pick, whose done() runs with the connect time
+ * when the socket closes, so the endpoint counts the connection as load while it lasts.
+ */
+export function connectBalanced(
+  discovery: ServiceDiscovery | null,
+  target: Target,
+  timeoutMs: number,
+  cb: (
+    socket: net.Socket | null,
+    pick: Pick | null,
+    reason: BalancedConnectFailure | null,
+    err?: Error,
+  ) => void,
+): { cancel(): void } {
+  let cancelled = false;
+  let current: { pick: Pick; attempt: { cancel(): void } } | null = null;
+  const onPicked = (outcome: PickOutcome, retried: boolean): void => {
+    if ('error' in outcome) {
+      cb(null, null, outcome.error);
+      return;
+    }
+    const pick = outcome;
+    if (cancelled) {
+      pick.done();
+      return;
+    }
+    const startedAt = performance.now();
+    const attempt = connectTcp(pick.address, timeoutMs, (socket, reason, err) => {
+      current = null;
+      if (socket === null) {
+        pick.done();
+        if (!retried && pick.key !== null) start(pick.key, true);
+        else cb(null, null, reason, err);
+        return;
+      }
+      const rttMs = performance.now() - startedAt;
+      socket.once('close', () => pick.done(rttMs));
+      cb(socket, pick, null);
+    });
+    current = { pick, attempt };
+  };
+  const start = (avoid: string | null, retried: boolean): void => {
+    const outcome = discovery === null ? directPick(target) : discovery.pick(target, avoid);
+    if (outcome instanceof Promise) {
+      void outcome.then((o) => {
+        if (cancelled) {
+          if (!('error' in o)) o.done();
+        } else onPicked(o, retried);
+      });
+    } else onPicked(outcome, retried);
+  };
+  start(null, false);
+  return {
+    cancel() {
+      if (cancelled) return;
+      cancelled = true;
+      if (current !== null) {
+        current.attempt.cancel();
+        current.pick.done();
+        current = null;
+      }
+    },
+  };
+}
+
+export interface ForwardOptions extends ConnectOptions {
+  /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
+  readonly discovery: ServiceDiscovery | null;
+}
+
+/**
+ * Connects to target (an endpoint of it, when it is logical), then splices; `onFail` is called
+ * (and client closed) when the connection cannot be made.
  */
 export function forwardTcp(
   client: net.Socket,
   target: Target,
   initial: Buffer | null,
-  opts: ConnectOptions,
-  onFail: (reason: ConnectFailure, err?: Error) => void,
+  opts: ForwardOptions,
+  onFail: (reason: BalancedConnectFailure, err?: Error) => void,
 ): void {
   if (client.destroyed) return; // gone while its protocol was being detected
   client.pause();
   client.on('error', () => {});
-  const attempt = connectTcp(target, opts.connectTimeoutMs, (upstream, reason, err) => {
+  let attempt: { cancel(): void } | null = null;
+  const onClientClose = () => attempt?.cancel();
+  client.once('close', onClientClose);
+  attempt = connectBalanced(opts.discovery, target, opts.connectTimeoutMs, (upstream, _pick, reason, err) => {
     client.removeListener('close', onClientClose);
     if (upstream === null) {
       client.destroy();
@@ -118,6 +199,4 @@ export function forwardTcp(
     }
     splice(client, upstream, initial, null);
   });
-  const onClientClose = () => attempt.cancel();
-  client.once('close', onClientClose);
 }

@@ -1,0 +1,262 @@
+// The control plane's metrics collector: every few seconds it scrapes the /metrics page of each
+// registered workload's proxy (its admin listener), keeps a short window of snapshots per
+// instance, and answers `trellis stat` (GET /api/stat) with the golden metrics of each workload:
+// success rate, requests per second, latency percentiles and open TCP connections of the inbound
+// traffic. Instances of one workload (the workload files of one service in one namespace) are
+// summed: counters and histogram buckets add up before rates and quantiles are taken.
+// The window math (deltas, restarts, histogram_quantile) is the one of `trellis demo`
+// (src/cli/live-view.ts); scraping and time are injectable, so tests feed fake pages.
+import { request } from 'node:http';
+import { silentLogger, type Logger } from '../../core/log.ts';
+import {
+  bucketDeltas,
+  histogramQuantile,
+  snapshotFromSamples,
+  type ProxySnapshot,
+} from '../../cli/live-view.ts';
+import { parsePrometheusText, type CumulativeBucket } from '../../cli/prom-parse.ts';
+
+/** One registered workload instance. */
+export interface ScrapeTarget {
+  readonly namespace: string;
+  /** The workload (the service it serves). */
+  readonly workload: string;
+  /** Unique per instance (its registration's name). */
+  readonly instance: string;
+  /** "HOST:PORT" of its proxy's admin listener; null when it has no proxy to scrape. */
+  readonly admin: string | null;
+  readonly meshed: boolean;
+}
+
+/** One line of `trellis stat`; null where the window holds no data. */
+export interface WorkloadStat {
+  readonly namespace: string;
+  readonly name: string;
+  /** "answering meshed instances/instances", e.g. "1/1". */
+  readonly meshed: string;
+  /** 0..1, null when no response was seen in the window. */
+  readonly success: number | null;
+  readonly rps: number | null;
+  readonly latency_p50_ms: number | null;
+  readonly latency_p95_ms: number | null;
+  readonly latency_p99_ms: number | null;
+  readonly tcp_conn: number | null;
+}
+
+/** What one instance did over its window. */
+export interface WindowDelta {
+  readonly responses: number;
+  readonly successes: number;
+  readonly seconds: number;
+  readonly latencyBuckets: readonly CumulativeBucket[];
+}
+
+/** The inbound snapshots of one proxy over the last `windowMs`. */
+export class InstanceWindow {
+  private readonly windowMs: number;
+  private readonly snapshots: ProxySnapshot[] = [];
+  /** Whether the last scrape got an answer. */
+  reachable = false;
+
+  constructor(windowMs: number) {
+    this.windowMs = windowMs;
+  }
+
+  /** Records a scrape: the page's text, or null when the proxy did not answer. */
+  record(page: string | null, atMs: number): void {
+    this.reachable = page !== null;
+    if (page === null) return;
+    this.snapshots.push(snapshotFromSamples(parsePrometheusText(page), 'inbound', atMs));
+    // Keep the newest snapshot that is at least a window old as the base of the deltas.
+    while (this.snapshots.length > 2 && this.snapshots[1]!.atMs <= atMs - this.windowMs) {
+      this.snapshots.shift();
+    }
+  }
+
+  /** Open inbound TCP connections at the last answered scrape, or null before one. */
+  tcpOpen(): number | null {
+    return this.snapshots[this.snapshots.length - 1]?.tcpOpen ?? null;
+  }
+
+  /** Newest minus oldest snapshot (a counter that went down: the proxy restarted); null before two. */
+  delta(): WindowDelta | null {
+    const newest = this.snapshots[this.snapshots.length - 1];
+    const oldest = this.snapshots[0];
+    if (newest === undefined || oldest === undefined || newest === oldest) return null;
+    const restarted = newest.responses < oldest.responses || newest.successes < oldest.successes;
+    return {
+      responses: restarted ? newest.responses : newest.responses - oldest.responses,
+      successes: restarted ? newest.successes : newest.successes - oldest.successes,
+      seconds: (newest.atMs - oldest.atMs) / 1000,
+      latencyBuckets: bucketDeltas(newest.latencyBuckets, restarted ? [] : oldest.latencyBuckets),
+    };
+  }
+}
+
+/** Sums the windows of a workload's instances into its stat line. */
+export function workloadStat(
+  namespace: string,
+  name: string,
+  instances: readonly { readonly target: ScrapeTarget; readonly window: InstanceWindow }[],
+): WorkloadStat {
+  let answering = 0;
+  let responses = 0;
+  let successes = 0;
+  let rps: number | null = null;
+  let tcp: number | null = null;
+  const buckets = new Map<number, number>();
+  for (const { target, window } of instances) {
+    if (target.meshed && target.admin !== null && window.reachable) answering++;
+    const open = window.tcpOpen();
+    if (open !== null) tcp = (tcp ?? 0) + open;
+    const delta = window.delta();
+    if (delta === null) continue;
+    responses += delta.responses;
+    successes += delta.successes;
+    if (delta.seconds > 0) rps = (rps ?? 0) + delta.responses / delta.seconds;
+    for (const b of delta.latencyBuckets) buckets.set(b.le, (buckets.get(b.le) ?? 0) + b.count);
+  }
+  const latency = [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count }));
+  const ms = (q: number): number | null => {
+    const seconds = histogramQuantile(q, latency);
+    return seconds === null ? null : Math.round(seconds * 1e5) / 100;
+  };
+  return {
+    namespace,
+    name,
+    meshed: `${answering}/${instances.length}`,
+    success: responses > 0 ? successes / responses : null,
+    rps,
+    latency_p50_ms: ms(0.5),
+    latency_p95_ms: ms(0.95),
+    latency_p99_ms: ms(0.99),
+    tcp_conn: tcp,
+  };
+}
+
+export interface CollectorOptions {
+  /** The workload instances to scrape, asked afresh before each round. */
+  readonly listTargets: () => Promise<readonly ScrapeTarget[]>;
+  /** GET http://ADMIN/metrics: the page, or null when it fails. Default: node:http, 2 s timeout. */
+  readonly fetchMetrics?: (admin: string) => Promise<string | null>;
+  readonly intervalMs?: number;
+  readonly windowMs?: number;
+  readonly now?: () => number;
+  readonly log?: Logger;
+}
+
+export class MetricsCollector {
+  private readonly options: CollectorOptions;
+  private readonly fetchMetrics: (admin: string) => Promise<string | null>;
+  private readonly windowMs: number;
+  private readonly now: () => number;
+  private readonly log: Logger;
+  /** By "namespace/instance". */
+  private instances = new Map<string, { target: ScrapeTarget; window: InstanceWindow }>();
+  private timer: NodeJS.Timeout | undefined;
+  private round: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(options: CollectorOptions) {
+    this.options = options;
+    this.fetchMetrics = options.fetchMetrics ?? fetchMetricsPage;
+    this.windowMs = options.windowMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+    this.log = (options.log ?? silentLogger).child({ component: 'metrics-collector' });
+  }
+
+  /** Scrapes now and then every `intervalMs` (default 2 s) until close(). */
+  start(): void {
+    const interval = this.options.intervalMs ?? 2000;
+    const tick = (): void => {
+      void this.collect().finally(() => {
+        if (!this.closed) this.timer = setTimeout(tick, interval);
+      });
+    };
+    tick();
+  }
+
+  /** One round: lists the targets, forgets those gone, scrapes the rest. Never throws. */
+  collect(): Promise<void> {
+    this.round ??= this.scrapeAll().finally(() => (this.round = null));
+    return this.round;
+  }
+
+  /** The stat lines of a namespace (every namespace when absent), sorted by namespace and name. */
+  stats(namespace?: string): WorkloadStat[] {
+    const groups = new Map<string, { target: ScrapeTarget; window: InstanceWindow }[]>();
+    for (const entry of this.instances.values()) {
+      if (namespace !== undefined && entry.target.namespace !== namespace) continue;
+      const key = `${entry.target.namespace}/${entry.target.workload}`;
+      groups.set(key, [...(groups.get(key) ?? []), entry]);
+    }
+    return [...groups.entries()]
+      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+      .map(([, members]) => workloadStat(members[0]!.target.namespace, members[0]!.target.workload, members));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.timer);
+    await this.round;
+  }
+
+  private async scrapeAll(): Promise<void> {
+    let targets: readonly ScrapeTarget[];
+    try {
+      targets = await this.options.listTargets();
+    } catch (error) {
+      this.log.warn('cannot list the workloads to scrape', { error });
+      return;
+    }
+    const next = new Map<string, { target: ScrapeTarget; window: InstanceWindow }>();
+    for (const target of targets) {
+      const key = `${target.namespace}/${target.instance}`;
+      const known = this.instances.get(key);
+      // A new proxy at another address is another process: its counters start afresh.
+      const window =
+        known !== undefined && known.target.admin === target.admin
+          ? known.window
+          : new InstanceWindow(this.windowMs);
+      next.set(key, { target, window });
+    }
+    this.instances = next;
+    await Promise.all(
+      [...next.values()].map(async ({ target, window }) => {
+        if (target.admin === null) return;
+        let page: string | null = null;
+        try {
+          page = await this.fetchMetrics(target.admin);
+        } catch (error) {
+          this.log.debug('scrape failed', { admin: target.admin, error });
+        }
+        window.record(page, this.now());
+      }),
+    );
+  }
+}
+
+/** GET http://ADMIN/metrics on a fresh connection: the body, or null on any failure or after 2 s. */
+export function fetchMetricsPage(admin: string): Promise<string | null> {
+  const colon = admin.lastIndexOf(':');
+  const host = admin.slice(0, colon).replace(/^\[|\]$/g, '');
+  return new Promise((resolve) => {
+    const req = request(
+      { host, port: Number(admin.slice(colon + 1)), path: '/metrics', agent: false, timeout: 2000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+          if (body.length > 8 << 20) req.destroy(); // not a metrics page we can use
+        });
+        res.on('end', () => resolve(res.statusCode === 200 ? body : null));
+        res.on('error', () => resolve(null));
+        res.on('close', () => resolve(null));
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+    req.end();
+  });
+}
