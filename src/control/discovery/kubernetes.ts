@@ -38,7 +38,10 @@ export interface KubernetesWatcherOptions {
   readonly kubeConfig: KubeConfig;
   /** The trust domain of the SPIFFE identities of meshed endpoints. */
   readonly trustDomain: string;
-  /** Delay before an informer whose list or watch failed starts again; it doubles up to 30 s. */
+  /**
+   * Delay before an informer watches again after a failure or a watch that ended without events;
+   * it doubles up to 30 s while nothing succeeds, and is back to this after a list or an event.
+   */
   readonly retryDelayMs?: number;
   /** Told about list/watch failures (the watcher keeps retrying and serving its caches). */
   readonly onError?: (error: TrellisError) => void;
@@ -59,20 +62,45 @@ export function kubeConfigForServer(server: string): KubeConfig {
   return kubeConfig;
 }
 
-/** The client's Watch, asking for bookmarks so that a resumed watch rarely meets a 410. */
+/**
+ * The client's Watch, asking for bookmarks so that a resumed watch rarely meets a 410, and telling
+ * `onEvent` about every event the server streams (a bookmark too; not an ERROR such as 410 Gone).
+ */
 class BookmarkingWatch extends Watch {
+  readonly #onEvent: () => void;
+
+  constructor(kubeConfig: KubeConfig, onEvent: () => void) {
+    super(kubeConfig);
+    this.#onEvent = onEvent;
+  }
+
   override watch(...[path, query, callback, done]: Parameters<Watch['watch']>): ReturnType<Watch['watch']> {
-    return super.watch(path, { ...query, allowWatchBookmarks: true }, callback, done);
+    const onLine: typeof callback = (phase, object, raw) => {
+      if (phase !== 'ERROR') this.#onEvent();
+      callback(phase, object, raw);
+    };
+    return super.watch(path, { ...query, allowWatchBookmarks: true }, onLine, done);
   }
 }
 
-/** One ListWatch that starts again after failures, and knows when its first list has landed. */
+const MAX_RETRY_DELAY_MS = 30_000;
+
+/**
+ * One ListWatch that starts again after failures, and knows when its first list has landed.
+ *
+ * Every wait before watching again (a restart after a failure, and the client's own reconnect
+ * delay after a watch that ended or answered 410 Gone) follows one backoff: `retryDelayMs`,
+ * doubling while nothing succeeds, back to `retryDelayMs` as soon as a list succeeds or a watch
+ * streams an event. The client's own delay (1 s doubling to 30 s) resets only on a watch event, so
+ * a 410 (an ERROR event) followed by a successful relist counts as a failure there: a resource
+ * whose history is compacted again while the watcher waits would stay unwatched for 2, 4, 8, 16 s
+ * and more, its changes unseen though the API server answers every request.
+ */
 class ResourceInformer<T extends KubernetesObject> {
   readonly cache: ListWatch<T>;
   readonly synced: Promise<void>;
   #markSynced: () => void = () => {};
   #stopped = false;
-  #failedSinceStart = false;
   #retryDelayMs: number;
   #retryTimer: NodeJS.Timeout | null = null;
   readonly #delays = new Set<NodeJS.Timeout>();
@@ -92,31 +120,44 @@ class ResourceInformer<T extends KubernetesObject> {
     this.#retryDelayMs = options.retryDelayMs;
     this.#onError = options.onError;
     this.synced = new Promise((resolve) => (this.#markSynced = resolve));
-    // The client waits between reconnects but does not look at `stop()` after the wait: a delay
-    // cut short by stop never resolves, so a stopped informer never watches again.
-    const delayFn = (ms: number): Promise<void> =>
+    const succeeded = (): void => {
+      this.#retryDelayMs = this.#baseRetryDelayMs;
+    };
+    const listAndReset = async (): Promise<KubernetesListObject<T>> => {
+      const result = await list();
+      succeeded();
+      return result;
+    };
+    // The client asks for its own reconnect delay; it waits ours instead. It also does not look at
+    // `stop()` after the wait: a delay cut short by stop never resolves, so a stopped informer
+    // never watches again.
+    const delayFn = (): Promise<void> =>
       new Promise((resolve) => {
         if (this.#stopped) return;
         const timer = setTimeout(() => {
           this.#delays.delete(timer);
           resolve();
-        }, ms);
+        }, this.#nextRetryDelayMs());
         this.#delays.add(timer);
       });
-    this.cache = new ListWatch(path, new BookmarkingWatch(kubeConfig), list, false, undefined, undefined, {
-      delayFn,
-    });
+    this.cache = new ListWatch(
+      path,
+      new BookmarkingWatch(kubeConfig, succeeded),
+      listAndReset,
+      false,
+      undefined,
+      undefined,
+      { delayFn },
+    );
     this.cache.on('change', onChange);
     this.cache.on('error', (error: unknown) => this.#failed(error));
   }
 
   async start(): Promise<void> {
     if (this.#stopped) return;
-    this.#failedSinceStart = false;
     await this.cache.start();
     if (this.#stopped) return;
     if (this.cache.latestResourceVersion() !== '') this.#markSynced();
-    if (!this.#failedSinceStart) this.#retryDelayMs = this.#baseRetryDelayMs;
   }
 
   async stop(): Promise<void> {
@@ -127,11 +168,16 @@ class ResourceInformer<T extends KubernetesObject> {
     await this.cache.stop();
   }
 
+  #nextRetryDelayMs(): number {
+    const delay = this.#retryDelayMs;
+    this.#retryDelayMs = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
+    return delay;
+  }
+
   // ListWatch restarts by itself after a watch ends cleanly or with 410 Gone, but stops on any
   // other failure (refused connection, reset socket, failed list): start it again after a delay.
   #failed(error: unknown): void {
     if (this.#stopped) return;
-    this.#failedSinceStart = true;
     this.#onError(
       new TrellisError('TRELLIS_ERR_KUBE_WATCH', `watching ${this.#resource} failed; retrying`, {
         cause: error,
@@ -141,8 +187,7 @@ class ResourceInformer<T extends KubernetesObject> {
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       void this.start();
-    }, this.#retryDelayMs);
-    this.#retryDelayMs = Math.min(this.#retryDelayMs * 2, 30_000);
+    }, this.#nextRetryDelayMs());
   }
 }
 
