@@ -99,12 +99,12 @@ export function unary<Res>(
   request: object,
   timeoutMs = 5000,
 ): Promise<Res> {
-  const fn = (client as unknown as Record<string, grpc.requestCallback<Res> | undefined>)[method];
-  const call = fn as unknown as (
+  type UnaryMethod = (
     req: object,
     opts: grpc.CallOptions,
     cb: (err: grpc.ServiceError | null, res?: Res) => void,
   ) => void;
+  const call = (client as unknown as Record<string, UnaryMethod>)[method]!;
   return new Promise((resolve, reject) => {
     call.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) =>
       err !== null ? reject(err) : resolve(res as Res),

@@ -9,11 +9,13 @@
 // every refresh. On stop the workloads go first, then the control plane; then TMP is removed.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import type { WorkloadRow } from './live-view.ts';
 import {
@@ -29,6 +31,22 @@ import {
 } from './demo-processes.ts';
 
 const NAMESPACE = 'emojivoto';
+
+/**
+ * The CLI of the control plane, the runs and their sidecars. Compiled (dist/), the control plane
+ * and the proxies need the .proto files of src/api beside them, which tsc does not copy; when the
+ * build left them out, the sources run instead (from the checkout, with Node's type stripping).
+ */
+const MESH_CLI = ((): string => {
+  if (
+    CLI.endsWith('.ts') ||
+    existsSync(fileURLToPath(new URL('../api/destination.proto', import.meta.url)))
+  ) {
+    return CLI;
+  }
+  const sources = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+  return existsSync(sources) ? sources : CLI;
+})();
 const APP_DIR = EXAMPLES_DIR + 'emojivoto/';
 /** The rows of the view, in this order: the entry point first, the traffic source last. */
 const WORKLOADS = ['web', 'emoji', 'voting', 'vote-bot'] as const;
@@ -39,6 +57,8 @@ export class MeshDemo implements DemoScenario {
   private state: string | null = null;
   private controlHttp: string | null = null;
   private webInbound: string | null = null;
+  /** The apps and sidecars under `trellis run`, from its notes. */
+  private readonly grandchildren: number[] = [];
   private lastRows: WorkloadRow[] = WORKLOADS.map((name) => emptyRow(name));
 
   constructor(rate: number) {
@@ -49,7 +69,7 @@ export class MeshDemo implements DemoScenario {
     this.state = await mkdtemp(join(tmpdir(), 'trellis-demo-'));
     const state = this.state;
     // prettier-ignore
-    const control = start('control plane', null, [
+    const control = start('control plane', MESH_CLI, [
       'up', '--state', state, '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
       '--log-level', 'warn',
     ], { wave: 0 });
@@ -69,6 +89,7 @@ export class MeshDemo implements DemoScenario {
     this.webInbound = (await this.startService(start, 'web', webPort!)).inbound ?? null;
     await this.untilReady(['web']);
     await this.startService(start, 'vote-bot', botPort!, ['--rate', String(this.rate)]);
+    await this.untilScraped();
   }
 
   async rows(): Promise<WorkloadRow[]> {
@@ -104,6 +125,10 @@ export class MeshDemo implements DemoScenario {
     this.agent.destroy();
   }
 
+  strays(): number[] {
+    return this.grandchildren;
+  }
+
   async cleanup(): Promise<void> {
     if (this.state !== null) await rm(this.state, { recursive: true, force: true });
     this.state = null;
@@ -126,12 +151,13 @@ export class MeshDemo implements DemoScenario {
       '--', process.execPath, ...NODE_FLAGS, `${APP_DIR}${name}.ts`, '--listen', `127.0.0.1:${port}`,
       '--exit-on-stdin-close', ...extra,
     ];
-    const child: DemoChild = start(name, null, args, {
+    const child: DemoChild = start(name, MESH_CLI, args, {
       onStderrLine: (line) => {
         // trellis run: NAME.NS: app pid N, proxy pid M (inbound A, outbound B, admin C)
         const m = /app pid (\d+), proxy pid (\d+) \(inbound (\S+), outbound (\S+), admin (\S+)\)/.exec(line);
         if (m === null) return;
         Object.assign(sidecar, { app: m[1], proxy: m[2], inbound: m[3], outbound: m[4], admin: m[5] });
+        this.grandchildren.push(Number(m[1]), Number(m[2]));
       },
     });
     const ready = await child.ready;
@@ -139,6 +165,15 @@ export class MeshDemo implements DemoScenario {
     const via = sidecar.inbound === undefined ? '' : `, inbound ${sidecar.inbound}, admin ${sidecar.admin}`;
     note(`${name} is up (pid ${child.proc.pid}${pids}, listen ${ready.listen}${via})`);
     return sidecar;
+  }
+
+  /** Waits (at most 6 s: the control plane scrapes every 2 s) until every workload shows as meshed. */
+  private async untilScraped(): Promise<void> {
+    const deadline = Date.now() + 6000;
+    while (Date.now() < deadline) {
+      if ((await this.rows()).every((r) => r.meshed === '1/1')) return;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
 
   /** Waits (at most 10 s) until the control plane lists a ready endpoint of each service. */
@@ -171,7 +206,7 @@ function hasReadyEndpoint(servicesJson: string, name: string): boolean {
 /** `trellis apply --state STATE -f examples/emojivoto/services.yaml`; throws when it fails. */
 async function applyServices(state: string): Promise<void> {
   const file = `${APP_DIR}services.yaml`;
-  const proc = spawn(process.execPath, [...NODE_FLAGS, CLI, 'apply', '--state', state, '-f', file], {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, MESH_CLI, 'apply', '--state', state, '-f', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

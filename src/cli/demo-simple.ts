@@ -93,6 +93,10 @@ export class SimpleDemo implements DemoScenario {
     this.agent.destroy();
   }
 
+  strays(): number[] {
+    return [];
+  }
+
   async cleanup(): Promise<void> {}
 
   private async scrape(): Promise<void> {

@@ -16,6 +16,7 @@ import { LiveView, type ViewMode, type WorkloadRow } from './live-view.ts';
 import {
   CLI,
   note,
+  reapStrays,
   spawnDemoChild,
   stopChildren,
   type DemoChild,
@@ -39,7 +40,7 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'window',
     kind: 'number',
-    help: "seconds of history behind each figure (default 10; --mesh: the control plane's 10)",
+    help: 'seconds of history behind each figure (default 10; with --mesh the control plane keeps 10)',
   },
   { name: 'once', kind: 'boolean', help: 'print one table at the end (after --duration, default 5 s)' },
   { name: 'output', kind: 'string', help: 'table (default) or json (one JSON array per refresh); also -o' },
@@ -115,12 +116,17 @@ async function runDemo(options: DemoOptions, mode: ViewMode, scenario: DemoScena
     if (stopping) for (const c of children) c.proc.kill('SIGKILL'); // a second Ctrl-C: no waiting
     stop(0);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const onStdoutError = () => stop(0); // e.g. `trellis demo | head`
+  // SIGHUP: the terminal went away; clean up as for Ctrl-C.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const s of signals) process.on(s, onSignal);
+  const onStdoutError = () => stop(0); // e.g. `trellis demo | head`, or a terminal gone
+  const onStderrError = () => {}; // notes that cannot be written must not stop the cleanup
   process.stdout.on('error', onStdoutError);
+  process.stderr.on('error', onStderrError);
 
   const start: StartChild = (name, script, args, spawnOptions) => {
+    // A start that goes on after a stop (Ctrl-C while starting) must not leave new processes.
+    if (stopping) throw new Error('the demo is stopping');
     const child = spawnDemoChild(
       name,
       script ?? CLI,
@@ -165,10 +171,12 @@ async function runDemo(options: DemoOptions, mode: ViewMode, scenario: DemoScena
     view.close();
     if (stopReason !== undefined) note(stopReason);
     await stopChildren(children);
+    const strays = await reapStrays(scenario.strays());
+    if (strays > 0) note(`stopped ${strays} processes that its children left running`);
     if (children.length > 0) note(`stopped: the ${children.length} processes it started have exited`);
     await scenario.cleanup();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const s of signals) process.off(s, onSignal);
     process.stdout.off('error', onStdoutError);
+    process.stderr.off('error', onStderrError);
   }
 }

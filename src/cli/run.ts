@@ -170,6 +170,7 @@ async function runWorkload(options: RunOptions, grpc: string, targetNames: strin
   };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
+  process.on('SIGHUP', forward); // a closed terminal must not orphan the app or the proxy
   try {
     let addresses: Record<string, string>;
     try {
@@ -221,6 +222,7 @@ async function runWorkload(options: RunOptions, grpc: string, targetNames: strin
   } finally {
     process.off('SIGINT', forward);
     process.off('SIGTERM', forward);
+    process.off('SIGHUP', forward);
     if (app !== null) await stopProcess(app);
     if (registered) await rm(workloadPath(options.root, options.namespace, instance), { force: true });
     await stopProcess(proxy);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 120_000;
@@ -48,13 +48,23 @@ function startDemo(t: After, args: string[]): DemoRun {
     return pids;
   };
   t.after(async () => {
+    // A failed test: let the demo clean up after itself first, then make sure.
     if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
+      proc.kill('SIGTERM');
+      const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
       await exited;
+      clearTimeout(killer);
     }
     for (const pid of children().values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
+    const state = stateFolder(err);
+    if (state !== undefined) rmSync(state, { recursive: true, force: true });
   });
   return { proc, stdout: () => out, stderr: () => err, children, exited };
+}
+
+/** The mesh demo's temporary state folder, from its "control plane is up (..., state DIR)" note. */
+function stateFolder(stderr: string): string | undefined {
+  return /control plane is up \(.*, state (\/\S+)\)/.exec(stderr)?.[1];
 }
 
 function alive(pid: number): boolean {
@@ -83,8 +93,10 @@ function assertNothingLeft(run: DemoRun, names: readonly string[], scripts: RegE
   const pgrep = spawnSync('pgrep', ['-f', scripts.source], { encoding: 'utf8' });
   const running = pgrep.stdout.split('\n').filter(Boolean).map(Number);
   for (const pid of pids.values()) assert.ok(!running.includes(pid), `pgrep still finds pid ${pid}`);
-  const state = /state (\/\S+)\)/.exec(run.stderr())?.[1];
-  if (state !== undefined) assert.equal(existsSync(state), false, `${state} was left behind`);
+  if (!names.includes('control plane')) return;
+  const state = stateFolder(run.stderr());
+  assert.ok(state !== undefined, 'the demo names its state folder');
+  assert.equal(existsSync(state), false, `${state} was left behind`);
 }
 
 const EMOJIVOTO_SCRIPTS = /examples\/emojivoto\/(web|emoji|voting|vote-bot)\.ts/;
