@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import type { WorkloadRow } from './live-view.ts';
+import { statRow } from './stat.ts';
 import {
   CLI,
   clock,
@@ -105,7 +106,7 @@ export class MeshDemo implements DemoScenario {
     const byName = new Map(stats.map((s) => [s.name, s]));
     this.lastRows = WORKLOADS.map((name) => {
       const s = byName.get(name);
-      return s === undefined ? emptyRow(name) : rowOf(s);
+      return s === undefined ? emptyRow(name) : statRow(s);
     });
     return this.lastRows;
   }
@@ -229,20 +230,6 @@ async function freePorts(count: number): Promise<number[]> {
   } finally {
     await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   }
-}
-
-function rowOf(s: WorkloadStat): WorkloadRow {
-  return {
-    name: s.name,
-    direction: 'inbound',
-    meshed: s.meshed,
-    success: s.success,
-    rps: s.rps,
-    latencyMsP50: s.latency_p50_ms,
-    latencyMsP95: s.latency_p95_ms,
-    latencyMsP99: s.latency_p99_ms,
-    tcpConnections: s.tcp_conn,
-  };
 }
 
 function emptyRow(name: string): WorkloadRow {

@@ -105,9 +105,9 @@ async function controlUrl(control: string | undefined, state: string | undefined
   return `http://${info.http}`;
 }
 
-/** The table of `trellis demo`, with a NAMESPACE column in front when several may show. */
-export function statTable(stats: readonly WorkloadStat[], withNamespace: boolean): string[] {
-  const rows: WorkloadRow[] = stats.map((s) => ({
+/** A control-plane stat as a row of the live table (src/cli/live-view.ts). */
+export function statRow(s: WorkloadStat): WorkloadRow {
+  return {
     name: s.name,
     direction: 'inbound',
     meshed: s.meshed,
@@ -117,7 +117,12 @@ export function statTable(stats: readonly WorkloadStat[], withNamespace: boolean
     latencyMsP95: s.latency_p95_ms,
     latencyMsP99: s.latency_p99_ms,
     tcpConnections: s.tcp_conn,
-  }));
+  };
+}
+
+/** The table of `trellis demo`, with a NAMESPACE column in front when several may show. */
+export function statTable(stats: readonly WorkloadStat[], withNamespace: boolean): string[] {
+  const rows: WorkloadRow[] = stats.map(statRow);
   const lines = formatTable(rows);
   if (!withNamespace) return lines;
   const namespaces = ['NAMESPACE', ...stats.map((s) => s.namespace)];
