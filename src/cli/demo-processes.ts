@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { WorkloadRow } from './live-view.ts';
+import { readyLine } from './ready-line.ts';
 
 /** The CLI this process runs from (src/cli/main.ts or dist/cli/main.js). */
 export const CLI = fileURLToPath(
@@ -65,7 +66,7 @@ export function spawnDemoChild(
     proc,
     wave: options.wave ?? 1,
     expected: false,
-    ready: readyLine(name, proc, describeExit),
+    ready: readyLine(proc, { what: name, onExit: describeExit }),
   };
   child.ready.catch(() => {}); // reported through the startup or onUnexpectedExit
   proc.once('exit', (code, signal) => {
@@ -75,42 +76,6 @@ export function spawnDemoChild(
     if (!child.expected) onUnexpectedExit(`${name} could not start: ${err.message}`);
   });
   return child;
-}
-
-/** The first JSON line with "event":"ready" on the child's stdout (the rest is read and dropped). */
-function readyLine(
-  name: string,
-  proc: ChildProcess,
-  describeExit: (code: number | null, signal: string | null) => string,
-): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} was not ready within 30 s`)), 30_000);
-    let out: string | null = '';
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', (d: string) => {
-      if (out === null) return;
-      out += d;
-      const lines = out.split('\n');
-      out = lines.pop()!.slice(-10_000);
-      for (const line of lines) {
-        let parsed: Record<string, string> | null = null;
-        try {
-          parsed = JSON.parse(line) as Record<string, string>;
-        } catch {
-          continue; // not the ready line
-        }
-        if (parsed?.event !== 'ready') continue;
-        out = null;
-        clearTimeout(timer);
-        resolve(parsed);
-        return;
-      }
-    });
-    proc.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(describeExit(code, signal)));
-    });
-  });
 }
 
 /**

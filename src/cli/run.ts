@@ -23,6 +23,7 @@ import {
 import { readControlFile } from '../control/server.ts';
 import { parse as parseYaml } from 'yaml';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { readyLine } from './ready-line.ts';
 
 export const summary = 'run a workload beside its proxy and register it with `trellis up`';
 
@@ -175,7 +176,7 @@ async function runWorkload(options: RunOptions, grpc: string, targetNames: strin
     let addresses: Record<string, string>;
     try {
       addresses = await Promise.race([
-        readyLine(proxy),
+        readyLine(proxy, { what: 'the proxy', onExit: () => 'the proxy exited before it was ready' }),
         proxyExit.then((code) => {
           throw new TrellisError(
             'TRELLIS_ERR_PROXY_EXITED',
@@ -277,39 +278,6 @@ async function waitForPort(port: number, gone: () => boolean): Promise<boolean> 
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return false;
-}
-
-/** The proxy's ready line: {"event":"ready", inbound, outbound, admin, ...}. */
-function readyLine(proc: ChildProcess): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('the proxy was not ready within 30 s')), 30_000);
-    let out = '';
-    const onData = (d: string): void => {
-      out += d;
-      const lines = out.split('\n');
-      out = lines.pop()!.slice(-10_000);
-      for (const line of lines) {
-        let parsed: Record<string, string> | null = null;
-        try {
-          parsed = JSON.parse(line) as Record<string, string>;
-        } catch {
-          continue;
-        }
-        if (parsed?.event !== 'ready') continue;
-        clearTimeout(timer);
-        proc.stdout!.off('data', onData);
-        proc.stdout!.resume(); // later output is not read
-        resolve(parsed);
-        return;
-      }
-    };
-    proc.stdout!.setEncoding('utf8');
-    proc.stdout!.on('data', onData);
-    proc.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error('the proxy exited before it was ready'));
-    });
-  });
 }
 
 /** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. */
