@@ -19,6 +19,7 @@
 import * as v from 'valibot';
 import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
+import { dnsLabel } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 
 const port = v.pipe(
@@ -26,10 +27,6 @@ const port = v.pipe(
   v.integer('expected a port 1..65535'),
   v.minValue(1, 'expected a port 1..65535'),
   v.maxValue(65535, 'expected a port 1..65535'),
-);
-const dnsLabel = v.pipe(
-  v.string('expected a string'),
-  v.regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a DNS label (a-z, 0-9, -; at most 63)'),
 );
 const stringMap = v.record(v.string(), v.string('expected a string'), 'expected a map of strings');
 /** The message of the object schemas' own issues: an unknown field, a missing one, or not an object. */

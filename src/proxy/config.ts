@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.ts';
+import { port, strictObjectMessage } from '../core/schema.ts';
 
 // valibot rather than zod: the same schema-gives-the-type design, but it adds ~2 MB to a process
 // where zod adds ~19 MB, and the proxy's memory budget is 60 MB.
@@ -12,12 +13,6 @@ const hostPort = v.pipe(
   v.string(),
   v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:4140'),
   v.check((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535'),
-);
-const port = v.pipe(
-  v.number('expected a number'),
-  v.integer('expected a whole number'),
-  v.minValue(1, 'expected a port 1..65535'),
-  v.maxValue(65535, 'expected a port 1..65535'),
 );
 const ms = v.pipe(
   v.number('expected a number of milliseconds'),
@@ -30,10 +25,7 @@ const count = (min: number) =>
     v.integer('expected a whole number'),
     v.minValue(min, `must be at least ${min}`),
   );
-const unknownKey = (issue: v.BaseIssue<unknown>) =>
-  issue.kind === 'schema' && issue.expected === 'never'
-    ? 'unknown setting'
-    : `expected ${issue.expected}, got ${issue.received}`;
+const unknownKey = strictObjectMessage('unknown setting');
 
 const destinationSchema = v.strictObject(
   {

@@ -26,22 +26,10 @@ import { basename, join } from 'node:path';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
+import { dnsLabel, port, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
 
-const port = v.pipe(
-  v.number('expected a number'),
-  v.integer('expected a whole number'),
-  v.minValue(1, 'expected a port 1..65535'),
-  v.maxValue(65535, 'expected a port 1..65535'),
-);
-const dnsLabel = v.pipe(
-  v.string('expected a string'),
-  v.regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'expected a DNS label (a-z, 0-9, -; at most 63)'),
-);
-const unknownKey = (issue: v.BaseIssue<unknown>) =>
-  issue.kind === 'schema' && issue.expected === 'never'
-    ? 'unknown field'
-    : `expected ${issue.expected}, got ${issue.received}`;
+const unknownKey = strictObjectMessage('unknown field');
 
 const servicePortSchema = v.strictObject(
   {
