@@ -220,7 +220,10 @@ export class H1Session implements UpstreamOwner {
       this.reqChunked,
     );
     this.reqState = REQ_CONNECTING;
-    this.socket.pause();
+    // A body waits in the socket until there is an upstream to stream it to. A request without
+    // one needs no pause (that would cost two syscalls per request): bytes that arrive meanwhile
+    // are pipelined requests, buffered by onData up to MAX_PIPELINE_BYTES.
+    if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
     this.connectUpstream(null);
   }
 
