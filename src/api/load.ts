@@ -6,6 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType as DestinationProto } from './gen/destination.ts';
+import type { ProtoGrpcType as IdentityProto } from './gen/identity.ts';
+import type { ProtoGrpcType as PolicyProto } from './gen/policy.ts';
 
 export type { DestinationClient, DestinationHandlers } from './gen/trellis/destination/v1/Destination.ts';
 export type {
@@ -18,6 +20,37 @@ export type {
 } from './gen/trellis/destination/v1/Endpoint.ts';
 export type { TcpAddress as ApiTcpAddress } from './gen/trellis/destination/v1/TcpAddress.ts';
 export type { GetDestination as ApiGetDestination } from './gen/trellis/destination/v1/GetDestination.ts';
+
+export type { IdentityClient, IdentityHandlers } from './gen/trellis/identity/v1/Identity.ts';
+export type {
+  CertifyRequest as ApiCertifyRequest,
+  CertifyRequest__Output as ApiCertifyRequestOutput,
+} from './gen/trellis/identity/v1/CertifyRequest.ts';
+export type {
+  CertifyResponse as ApiCertifyResponse,
+  CertifyResponse__Output as ApiCertifyResponseOutput,
+} from './gen/trellis/identity/v1/CertifyResponse.ts';
+export type { PolicyClient, PolicyHandlers } from './gen/trellis/policy/v1/Policy.ts';
+export type {
+  InboundRequest as ApiInboundRequest,
+  InboundRequest__Output as ApiInboundRequestOutput,
+} from './gen/trellis/policy/v1/InboundRequest.ts';
+export type {
+  InboundPolicy as ApiInboundPolicy,
+  InboundPolicy__Output as ApiInboundPolicyOutput,
+} from './gen/trellis/policy/v1/InboundPolicy.ts';
+export type {
+  Server as ApiServer,
+  Server__Output as ApiServerOutput,
+} from './gen/trellis/policy/v1/Server.ts';
+export type {
+  Authorization as ApiAuthorization,
+  Authorization__Output as ApiAuthorizationOutput,
+} from './gen/trellis/policy/v1/Authorization.ts';
+export type {
+  HttpRoute as ApiHttpRoute,
+  HttpRoute__Output as ApiHttpRouteOutput,
+} from './gen/trellis/policy/v1/HttpRoute.ts';
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,
@@ -41,4 +74,26 @@ export function loadDestinationApi(): DestinationProto['trellis']['destination']
     destination = loaded.trellis.destination.v1;
   }
   return destination;
+}
+
+let identity: IdentityProto['trellis']['identity']['v1'] | null = null;
+
+/** The trellis.identity.v1 package: the Identity client constructor and its service. */
+export function loadIdentityApi(): IdentityProto['trellis']['identity']['v1'] {
+  if (identity === null) {
+    const definition = protoLoader.loadSync(protoPath('identity.proto'), LOADER_OPTIONS);
+    identity = (grpc.loadPackageDefinition(definition) as unknown as IdentityProto).trellis.identity.v1;
+  }
+  return identity;
+}
+
+let policy: PolicyProto['trellis']['policy']['v1'] | null = null;
+
+/** The trellis.policy.v1 package: the Policy client constructor and its service. */
+export function loadPolicyApi(): PolicyProto['trellis']['policy']['v1'] {
+  if (policy === null) {
+    const definition = protoLoader.loadSync(protoPath('policy.proto'), LOADER_OPTIONS);
+    policy = (grpc.loadPackageDefinition(definition) as unknown as PolicyProto).trellis.policy.v1;
+  }
+  return policy;
 }

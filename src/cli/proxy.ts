@@ -61,6 +61,48 @@ const FLAGS: FlagSpec[] = [
   },
   { name: 'namespace', kind: 'string', path: 'workload.namespace', help: 'its namespace (default: default)' },
   {
+    name: 'identity-address',
+    kind: 'string',
+    path: 'identity.address',
+    help: "the control plane's Identity API HOST:PORT (certificates for mTLS)",
+  },
+  {
+    name: 'identity-token-file',
+    kind: 'string',
+    path: 'identity.tokenFile',
+    help: 'file holding the workload token sent with each certificate request',
+  },
+  {
+    name: 'identity-dir',
+    kind: 'string',
+    path: 'identity.dir',
+    help: 'fixed identity: folder with key.pem, cert.pem, trust-anchors.pem',
+  },
+  {
+    name: 'trust-domain',
+    kind: 'string',
+    path: 'identity.trustDomain',
+    help: 'trust domain of the SPIFFE ID (default cluster.local)',
+  },
+  {
+    name: 'service-account',
+    kind: 'string',
+    path: 'identity.serviceAccount',
+    help: 'service account of the SPIFFE ID (default: the workload name)',
+  },
+  {
+    name: 'policy-address',
+    kind: 'string',
+    path: 'policy.address',
+    help: "the control plane's Policy API HOST:PORT (inbound authorization)",
+  },
+  {
+    name: 'default-policy',
+    kind: 'string',
+    path: 'policy.default',
+    help: 'all-unauthenticated (default), all-authenticated, deny or audit',
+  },
+  {
     name: 'opaque-ports',
     kind: 'list',
     path: 'opaquePorts',

@@ -13,6 +13,7 @@
 // client). `trellis up` also writes `<state>/control.json` with the bound addresses, so the other
 // commands find the running control plane without flags.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -102,6 +103,26 @@ export function localCatalog(root: string, log: Logger = silentLogger): ServiceC
   };
 }
 
+/**
+ * A part of the control plane beside discovery (the certificate authority, the policy source):
+ * gRPC services on the control plane's gRPC server and routes on its HTTP API.
+ */
+export interface ControlPlaneComponent {
+  /** Adds its gRPC services to the server (called once, before the server binds). */
+  addGrpcServices?(server: grpc.Server): void;
+  /**
+   * Answers an HTTP API request whose path it owns (true), or leaves it to the others (false).
+   * `body` is the request body as text (empty for GET).
+   */
+  handleHttp?(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    body: string,
+  ): Promise<boolean> | boolean;
+  close?(): Promise<void> | void;
+}
+
 export interface ControlPlaneOptions {
   readonly watcher: Watcher;
   readonly catalog: ServiceCatalog;
@@ -113,6 +134,8 @@ export interface ControlPlaneOptions {
   readonly log?: Logger;
   /** How often the workloads' proxies are scraped for `trellis stat` (default 2000). */
   readonly metricsIntervalMs?: number;
+  /** Identity, policy, ...: started before, closed after the control plane. */
+  readonly components?: readonly ControlPlaneComponent[];
 }
 
 export interface ControlPlane {
@@ -127,6 +150,7 @@ export interface ControlPlane {
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
   const log = (options.log ?? silentLogger).child({ component: 'control-plane' });
   let synced = false;
+  const components = options.components ?? [];
   options.watcher.ready().then(
     () => {
       synced = true;
@@ -141,6 +165,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
       listen: options.grpcListen,
       clusterDomain: options.clusterDomain,
       log: options.log,
+      addServices: (server) => {
+        for (const c of components) c.addGrpcServices?.(server);
+      },
     });
   } catch (error) {
     await options.watcher.close();
@@ -153,7 +180,9 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     intervalMs: options.metricsIntervalMs,
     log: options.log,
   });
-  const http = createServer((req, res) => void handleHttp(req, res, catalog, collector, () => synced, log));
+  const http = createServer(
+    (req, res) => void routeHttp(req, res, components, catalog, collector, () => synced, log),
+  );
   try {
     await listen(http, options.httpListen);
   } catch (error) {
@@ -173,6 +202,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
         http.closeAllConnections();
         await Promise.all([new Promise<void>((resolve) => http.close(() => resolve())), destination.close()]);
         await options.watcher.close();
+        for (const c of components) await c.close?.();
       })();
       return closing;
     },
@@ -189,6 +219,50 @@ function listen(server: ReturnType<typeof createServer>, address: string): Promi
       resolve();
     });
   });
+}
+
+/** Offers a request to each component first, then to the control plane's own routes. */
+async function routeHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  components: readonly ControlPlaneComponent[],
+  catalog: ServiceCatalog,
+  collector: MetricsCollector,
+  synced: () => boolean,
+  log: Logger,
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0]!;
+  const owners = components.filter((c) => c.handleHttp !== undefined);
+  if (owners.length > 0) {
+    let body = '';
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > 1 << 20) {
+          res.writeHead(413, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'request body over 1 MiB' }) + '\n');
+          return;
+        }
+        chunks.push(chunk);
+      }
+      body = Buffer.concat(chunks).toString('utf8');
+    }
+    for (const c of owners) {
+      try {
+        if (await c.handleHttp!(req, res, path, body)) return;
+      } catch (error) {
+        log.warn('HTTP API handler failed', { path, error });
+        if (!res.headersSent) {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: (error as Error).message }) + '\n');
+        }
+        return;
+      }
+    }
+  }
+  return handleHttp(req, res, catalog, collector, synced, log);
 }
 
 async function handleHttp(

@@ -1,10 +1,11 @@
-// The proxy's configuration: one zod schema gives both the validation (with the field that is
+// The proxy's configuration: one valibot schema gives both the validation (with the field that is
 // wrong named in every error) and the TypeScript type. Sources, later overriding earlier: schema
 // defaults, the YAML file (--config), then command-line flags. process.env is not read here.
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.ts';
-import { port, strictObjectMessage } from '../core/schema.ts';
+import { dnsLabel, port, strictObjectMessage } from '../core/schema.ts';
+import { DEFAULT_POLICIES } from './policy/types.ts';
 
 // valibot rather than zod: the same schema-gives-the-type design, but it adds ~2 MB to a process
 // where zod adds ~19 MB, and the proxy's memory budget is 60 MB.
@@ -14,6 +15,7 @@ const hostPort = v.pipe(
   v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT, e.g. 127.0.0.1:4140'),
   v.check((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535'),
 );
+const DNS_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 const ms = v.pipe(
   v.number('expected a number of milliseconds'),
   v.integer('expected a whole number'),
@@ -82,6 +84,64 @@ export const proxyConfigSchema = v.strictObject(
         {
           name: v.optional(v.string(), ''),
           namespace: v.optional(v.string(), 'default'),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    /**
+     * This proxy's identity (mTLS between meshed proxies): from the control plane's Identity API
+     * (`address` and a token), or fixed PEM files (`dir`). Neither: no identity; meshed
+     * destinations are then refused (no plaintext fallback) and inbound accepts plaintext only.
+     */
+    identity: v.optional(
+      v.strictObject(
+        {
+          /** The control plane's Identity API (HOST:PORT). */
+          address: v.optional(hostPort),
+          /** A file holding the workload's token (re-read before each request for a certificate). */
+          tokenFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+          /** The trust domain of the SPIFFE ID asked for. */
+          trustDomain: v.optional(
+            v.pipe(v.string(), v.regex(DNS_NAME, 'expected a DNS name')),
+            'cluster.local',
+          ),
+          /** The service account of the SPIFFE ID asked for (default: workload.name). */
+          serviceAccount: v.optional(dnsLabel),
+          /** A folder with key.pem, cert.pem (leaf first) and trust-anchors.pem: a fixed identity. */
+          dir: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    /** Inbound authorization (see src/proxy/policy/types.ts). */
+    policy: v.optional(
+      v.strictObject(
+        {
+          /** The control plane's Policy API (HOST:PORT); absent: only the default policy applies. */
+          address: v.optional(hostPort),
+          /** For ports no Server selects. */
+          default: v.optional(
+            v.picklist(DEFAULT_POLICIES, `expected one of ${DEFAULT_POLICIES.join(', ')}`),
+            'all-unauthenticated',
+          ),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    mesh: v.optional(
+      v.strictObject(
+        {
+          /**
+           * The header that tells the app the verified identity of its client ('' = none). The
+           * proxy removes it from every inbound request first, so an app can trust it.
+           */
+          clientIdHeader: v.optional(
+            v.pipe(v.string(), v.regex(/^([a-z0-9-]+)?$/, 'expected a lower-case header name')),
+            'trellis-client-id',
+          ),
         },
         unknownKey,
       ),
@@ -162,7 +222,18 @@ export const proxyConfigSchema = v.strictObject(
 export type ProxyConfig = v.InferOutput<typeof proxyConfigSchema>;
 export type DestinationConfig = v.InferOutput<typeof destinationSchema>;
 
-const SECTIONS = new Set(['discovery', 'workload', 'detect', 'http1', 'timeouts', 'pool', 'log']);
+const SECTIONS = new Set([
+  'discovery',
+  'workload',
+  'identity',
+  'policy',
+  'mesh',
+  'detect',
+  'http1',
+  'timeouts',
+  'pool',
+  'log',
+]);
 
 function isMapping(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);

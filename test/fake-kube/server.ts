@@ -239,8 +239,43 @@ export class FakeKubeServer {
     this.#watches.delete(watch);
   }
 
+  /**
+   * Handlers for POSTs ("create" calls such as TokenReview), by exact path. A handler gets the
+   * parsed JSON body and the request's headers and answers with a status and a JSON body.
+   */
+  readonly postHandlers = new Map<
+    string,
+    (body: unknown, headers: IncomingMessage['headers']) => { status: number; body: unknown }
+  >();
+
+  #handlePost(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const handler = this.postHandlers.get(path);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (handler === undefined) {
+        sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+        return;
+      }
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        sendStatus(res, 400, 'BadRequest', 'the request body is not JSON');
+        return;
+      }
+      const answer = handler(body, req.headers);
+      res.writeHead(answer.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answer.body));
+    });
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://fake-kube');
+    if (req.method === 'POST') {
+      this.#handlePost(req, res, url.pathname);
+      return;
+    }
     const route = parsePath(url.pathname);
     if (req.method !== 'GET' || !route) {
       sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);

@@ -145,10 +145,15 @@ export interface DestinationServer {
 
 /** Starts a gRPC server with the Destination service on `listen` ("127.0.0.1:0", "0.0.0.0:8086"). */
 export async function startDestinationServer(
-  options: DestinationServiceOptions & { readonly listen: string },
+  options: DestinationServiceOptions & {
+    readonly listen: string;
+    /** Adds the other control-plane services (Identity, Policy) to the same server before it binds. */
+    readonly addServices?: (server: grpc.Server) => void;
+  },
 ): Promise<DestinationServer> {
   const server = new grpc.Server();
   const service = addDestinationService(server, options);
+  options.addServices?.(server);
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),

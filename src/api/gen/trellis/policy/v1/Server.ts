@@ -1,0 +1,38 @@
+// Original file: src/api/policy.proto
+
+import type {
+  Authorization as _trellis_policy_v1_Authorization,
+  Authorization__Output as _trellis_policy_v1_Authorization__Output,
+} from '../../../trellis/policy/v1/Authorization.ts';
+
+export interface Server {
+  /**
+   * "<namespace>/<name>" of the Server resource.
+   */
+  name?: string;
+  /**
+   * The workload port it selects (the port the app listens on).
+   */
+  port?: number;
+  /**
+   * detect | http1 | http2 | grpc | opaque
+   */
+  protocol?: string;
+  authorizations?: _trellis_policy_v1_Authorization[];
+}
+
+export interface Server__Output {
+  /**
+   * "<namespace>/<name>" of the Server resource.
+   */
+  name: string;
+  /**
+   * The workload port it selects (the port the app listens on).
+   */
+  port: number;
+  /**
+   * detect | http1 | http2 | grpc | opaque
+   */
+  protocol: string;
+  authorizations: _trellis_policy_v1_Authorization__Output[];
+}

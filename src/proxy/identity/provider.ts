@@ -1,0 +1,49 @@
+// The proxy's own identity, as the mesh transport (src/proxy/mesh/) uses it: the current key and
+// certificate chain for TLS, the trust anchors peers' chains must lead to, and a signal when they
+// change (renewal, a new trust anchor). Two sources implement it: the control plane's Identity API
+// (identity-client.ts: key made in memory, renewed at ~70% of the lifetime) and a folder of PEM
+// files (file.ts: tests, benchmarks, operators with their own PKI).
+//
+// A connection takes the credentials current when it starts and keeps them: rotation never
+// touches an established connection.
+
+export interface CertifiedKey {
+  /** PKCS#8 PEM of the private key. */
+  readonly keyPem: string;
+  /** PEM certificates, leaf first, then its issuers up to (not including) a trust anchor. */
+  readonly chainPem: string;
+  /** PEM trust anchors (one or more) that peers' chains must lead to. */
+  readonly trustAnchorsPem: string;
+  /** The leaf's notBefore and notAfter, in ms since the Unix epoch. */
+  readonly notBeforeMs: number;
+  readonly expiresAtMs: number;
+}
+
+export interface WorkloadIdentity {
+  /** The SPIFFE ID this proxy presents ("spiffe://cluster.local/ns/default/sa/web"). */
+  readonly id: string;
+  /** The credentials to use for a new connection, or null until the first certificate is in. */
+  current(): CertifiedKey | null;
+  /** Resolves when current() is first non-null; rejects only when closed before that. */
+  ready(): Promise<void>;
+  /** Called with the new credentials after each change; returns a function that unsubscribes. */
+  onChange(listener: (key: CertifiedKey) => void): () => void;
+  /** Stops renewing. */
+  close(): void;
+}
+
+/** The SPIFFE ID of a service account (linkerd and Istio use the same form). */
+export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+/** The URI SANs of a certificate as node:crypto's X509Certificate.subjectAltName spells them. */
+export function uriSans(subjectAltName: string | undefined): string[] {
+  if (subjectAltName === undefined) return [];
+  const out: string[] = [];
+  // "DNS:a, URI:spiffe://x/ns/y/sa/z": URIs cannot hold ", " (a SPIFFE ID has no spaces).
+  for (const part of subjectAltName.split(', ')) {
+    if (part.startsWith('URI:')) out.push(part.slice(4));
+  }
+  return out;
+}
