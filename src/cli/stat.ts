@@ -3,7 +3,7 @@
 // from the workloads' proxies (GET /api/stat of src/control/server.ts). Printed as the table of
 // `trellis demo` (src/cli/live-view.ts) or, with -o json, as one JSON array.
 import { ConfigError, TrellisError } from '../core/errors.ts';
-import { readControlFile } from '../control/server.ts';
+import { controlUrl } from './control-url.ts';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
 import { formatTable, type WorkloadRow } from './live-view.ts';
@@ -83,26 +83,6 @@ function parseResource(arg: string): string {
   const kind = slash === -1 ? 'workload' : arg.slice(0, slash);
   if (!KINDS.has(kind)) throw new ConfigError('KIND', `expected workload or service, got '${kind}'`);
   return arg.slice(slash + 1);
-}
-
-/** "http://HOST:PORT" of the control plane's HTTP API: --control, or control.json of the state folder. */
-async function controlUrl(control: string | undefined, state: string | undefined): Promise<string> {
-  if (control !== undefined) {
-    if (state !== undefined) throw new ConfigError('--control', 'give --control or --state, not both');
-    if (!/^https?:\/\/[^/\s]+\/?$/.test(control) || !URL.canParse(control)) {
-      throw new ConfigError('--control', `expected an http:// URL, got '${control}'`);
-    }
-    return control.replace(/\/$/, '');
-  }
-  const root = state ?? '.trellis';
-  const info = await readControlFile(root);
-  if (info === null) {
-    throw new TrellisError(
-      'TRELLIS_ERR_NO_CONTROL_PLANE',
-      `no control plane runs over ${root} (start \`trellis up\`, or give --control URL)`,
-    );
-  }
-  return `http://${info.http}`;
 }
 
 /** A control-plane stat as a row of the live table (src/cli/live-view.ts). */

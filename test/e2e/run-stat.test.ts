@@ -5,72 +5,14 @@
 // SIGTERM to `trellis run` stops the app and the proxy and withdraws the registration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
+import { NODE, REPO } from '../helpers/proxy-process.ts';
+import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 
-const TIMEOUT_MS = 20_000;
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
-
-interface Running {
-  readonly proc: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  /** SIGTERM (SIGKILL after a while); resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-function start(t: { after(fn: () => Promise<unknown>): void }, args: string[]): Running {
-  const proc = spawn(NODE, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = once(proc, 'exit');
-  const stop = async (): Promise<number | null> => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), TIMEOUT_MS);
-    const [code] = (await exited) as [number | null];
-    clearTimeout(timer);
-    return code;
-  };
-  t.after(stop);
-  return { proc, stdout: () => out, stderr: () => err, stop };
-}
-
-async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(NODE, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => proc.kill('SIGKILL'), TIMEOUT_MS);
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  clearTimeout(timer);
-  return { code, stdout, stderr };
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | null>): Promise<T> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+const start = startCli;
 
 /** The workload registrations of a namespace, parsed. */
 async function workloads(root: string, namespace: string): Promise<Record<string, unknown>[]> {

@@ -1,0 +1,211 @@
+// `trellis check`: is the one-machine mesh healthy, and is any certificate about to expire? Like
+// `linkerd check`, one line per check, ✔ (ok), ‼ (warning) or ✖ (error); exit 1 on any error,
+// 0 otherwise (warnings included), so scripts can gate on it.
+//
+// It reads the state folder: control.json (the control plane answers /healthz), trust-anchor.pem
+// (the anchors), and each registered workload's proxy through its admin listener: /ready and
+// /identity (the chain it presents). Each chain must lead to a trust anchor and name the identity
+// the workload registered; every certificate of it (leaf, issuer) and every anchor is checked for
+// expiry. "Close to expiry" is less than 20% of the certificate's lifetime left (a leaf renews at
+// 70%, the issuer at two thirds, so a certificate that far along is one whose renewal is failing),
+// or, for a trust anchor, less than 60 days (anchors are rotated by an operator: `trellis identity
+// rotate`). Expired or not yet valid is an error.
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError } from '../core/errors.ts';
+import { silentLogger } from '../core/log.ts';
+import { readControlFile } from '../control/server.ts';
+import { readLocalState } from '../control/discovery/local-state.ts';
+import { uriSans } from '../proxy/identity/provider.ts';
+import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+
+export const summary = 'check the mesh: control plane, proxies, certificates close to expiry';
+
+const FLAGS: FlagSpec[] = [
+  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
+  { name: 'output', kind: 'string', help: 'table (default) or json; also -o' },
+];
+
+const USAGE = `Usage: trellis check [options]
+
+Checks the control plane, the trust anchors and every registered workload's proxy and certificate
+chain. Warns when a certificate has less than 20% of its lifetime left (a trust anchor: less than
+60 days); exits 1 when a check fails.`;
+
+export type Level = 'ok' | 'warn' | 'error';
+
+export interface CheckResult {
+  readonly level: Level;
+  readonly check: string;
+  readonly detail: string;
+}
+
+const ANCHOR_WARN_MS = 60 * 24 * 3600 * 1000;
+const MARK: Record<Level, string> = { ok: '✔', warn: '‼', error: '✖' };
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
+    return 0;
+  }
+  const expanded = argv.map((a) => (a === '-o' ? '--output' : a));
+  const { values, rest } = parseFlags(expanded, FLAGS);
+  if (rest.length > 0) throw new ConfigError('', `trellis check: unexpected argument '${rest[0]}'`);
+  const output = (values.get('output') as string | undefined) ?? 'table';
+  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
+  const root = (values.get('state') as string | undefined) ?? '.trellis';
+  const results = await checkMesh(root, Date.now());
+  if (output === 'json') process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  else for (const r of results) process.stdout.write(`${MARK[r.level]} ${r.check}: ${r.detail}\n`);
+  return results.some((r) => r.level === 'error') ? 1 : 0;
+}
+
+/** Every check over the state folder `root`, at time `now`. */
+export async function checkMesh(root: string, now: number): Promise<CheckResult[]> {
+  const results: CheckResult[] = [];
+  const control = await readControlFile(root);
+  if (control === null) {
+    results.push({
+      level: 'error',
+      check: 'control plane',
+      detail: `none runs over ${root} (start \`trellis up\`)`,
+    });
+    return results;
+  }
+  results.push(await probe('control plane', `http://${control.http}/healthz`, 'answers /healthz'));
+
+  let anchors: X509Certificate[] = [];
+  try {
+    anchors = pemCertificates(await readFile(join(root, 'trust-anchor.pem'), 'utf8'));
+    if (anchors.length === 0) throw new Error('no certificate in it');
+    results.push({ level: 'ok', check: 'trust anchors', detail: `${anchors.length} in trust-anchor.pem` });
+    for (const anchor of anchors)
+      results.push(expiryCheck(`trust anchor ${fingerprint(anchor)}`, anchor, now, true));
+  } catch (error) {
+    results.push({
+      level: 'error',
+      check: 'trust anchors',
+      detail: `trust-anchor.pem: ${(error as Error).message}`,
+    });
+  }
+
+  const state = await readLocalState(root, new Map(), silentLogger);
+  for (const w of state.workloads) {
+    const name = `workload ${w.namespace}/${w.name}`;
+    if (w.spec.admin === undefined) {
+      results.push({
+        level: 'warn',
+        check: name,
+        detail: 'registered without an admin address: cannot check its proxy',
+      });
+      continue;
+    }
+    const ready = await probe(`${name} proxy`, `http://${w.spec.admin}/ready`, 'ready');
+    results.push(ready);
+    if (ready.level !== 'ok' || !w.spec.meshed) continue;
+    results.push(
+      ...(await chainChecks(name, `http://${w.spec.admin}/identity`, w.spec.identity ?? '', anchors, now)),
+    );
+  }
+  return results;
+}
+
+/** The chain a proxy presents: it leads to an anchor, names the registered identity, and is not expiring. */
+async function chainChecks(
+  name: string,
+  url: string,
+  expected: string,
+  anchors: readonly X509Certificate[],
+  now: number,
+): Promise<CheckResult[]> {
+  let chain: X509Certificate[];
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    if (res.status === 404)
+      return [{ level: 'error', check: `${name} identity`, detail: 'its proxy has no certificate' }];
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
+    chain = pemCertificates(await res.text());
+    if (chain.length === 0) throw new Error('no certificate in the answer');
+  } catch (error) {
+    return [{ level: 'error', check: `${name} identity`, detail: `${url}: ${(error as Error).message}` }];
+  }
+  const out: CheckResult[] = [];
+  const leaf = chain[0]!;
+  const id = uriSans(leaf.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? '(none)';
+  if (expected !== '' && id !== expected) {
+    out.push({
+      level: 'error',
+      check: `${name} identity`,
+      detail: `presents ${id}, registered as ${expected}`,
+    });
+  } else {
+    const trusted = verifiesTo(chain, anchors);
+    out.push(
+      trusted
+        ? { level: 'ok', check: `${name} identity`, detail: `${id}, chain verifies to a trust anchor` }
+        : {
+            level: 'error',
+            check: `${name} identity`,
+            detail: `${id}: the chain does not lead to a trust anchor`,
+          },
+    );
+  }
+  out.push(expiryCheck(`${name} certificate`, leaf, now, false));
+  for (const issuer of chain.slice(1))
+    out.push(expiryCheck(`issuer ${fingerprint(issuer)}`, issuer, now, false));
+  return out;
+}
+
+/** Whether each certificate of the chain is signed by the next and the last by one of the anchors. */
+export function verifiesTo(chain: readonly X509Certificate[], anchors: readonly X509Certificate[]): boolean {
+  for (let i = 0; i + 1 < chain.length; i++) {
+    if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) return false;
+  }
+  const top = chain[chain.length - 1]!;
+  return anchors.some((a) => top.checkIssued(a) && top.verify(a.publicKey));
+}
+
+/** ok, warn (less than 20% of the lifetime left; an anchor: or less than 60 days) or error (not valid now). */
+export function expiryCheck(check: string, cert: X509Certificate, now: number, anchor: boolean): CheckResult {
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  const left = to - now;
+  if (now < from) return { level: 'error', check, detail: `not valid before ${cert.validFrom}` };
+  if (left <= 0) return { level: 'error', check, detail: `expired ${cert.validTo}` };
+  const detail = `expires ${new Date(to).toISOString()} (in ${humanDuration(left)})`;
+  const closeToExpiry = left < 0.2 * (to - from) || (anchor && left < ANCHOR_WARN_MS);
+  return {
+    level: closeToExpiry ? 'warn' : 'ok',
+    check,
+    detail: closeToExpiry ? `${detail}: close to expiry` : detail,
+  };
+}
+
+async function probe(check: string, url: string, what: string): Promise<CheckResult> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    await res.arrayBuffer();
+    if (res.status === 200) return { level: 'ok', check, detail: what };
+    return { level: 'error', check, detail: `${url}: HTTP ${res.status}` };
+  } catch (error) {
+    return { level: 'error', check, detail: `${url}: ${(error as Error).message}` };
+  }
+}
+
+export function pemCertificates(text: string): X509Certificate[] {
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((b) => new X509Certificate(b));
+}
+
+function fingerprint(cert: X509Certificate): string {
+  return cert.fingerprint256.replaceAll(':', '').slice(0, 12).toLowerCase();
+}
+
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  if (s < 172_800) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86_400)}d`;
+}
