@@ -1,10 +1,13 @@
 // `trellis control`: runs the control plane over the Kubernetes API (KubernetesWatcher): the
-// Destination gRPC API and the HTTP API of src/control/server.ts. Also home of what it shares with
-// `trellis up` (up.ts): the listener and log flags, and running a control plane in the foreground
-// until SIGINT/SIGTERM. The Kubernetes client is loaded only when this command runs (it takes about
+// Destination gRPC API and the HTTP API of src/control/server.ts, and the Identity API
+// (src/control/identity/) checking workload tokens with TokenReviews. Also home of what it shares
+// with `trellis up` (up.ts): the listener, log and identity flags, and running a control plane in
+// the foreground until SIGINT/SIGTERM. The Kubernetes client is loaded only when this command runs (it takes about
 // a second), so `up` and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevelSetting } from '../core/log.ts';
+import type { IdentityComponent } from '../control/identity/component.ts';
+import type { TokenVerifier } from '../control/identity/tokens.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubernetesWatcher } from '../control/discovery/kubernetes.ts';
 import {
@@ -35,6 +38,106 @@ export function controlPlaneFlags(defaults: { grpc: string; http: string }): Fla
     },
     { name: 'log-level', kind: 'string', help: 'trace|debug|info|warn|error|off (default info)' },
   ];
+}
+
+/** The flags of the certificate authority, shared by `trellis up` and `trellis control`. */
+export function identityFlags(): FlagSpec[] {
+  return [
+    {
+      name: 'trust-domain',
+      kind: 'string',
+      help: 'trust domain of the SPIFFE identities the control plane issues (default cluster.local)',
+    },
+    {
+      name: 'leaf-lifetime',
+      kind: 'string',
+      help: 'lifetime of workload certificates, e.g. 24h, 90s, 500ms (default 24h)',
+    },
+    {
+      name: 'issuer-lifetime',
+      kind: 'string',
+      help: 'lifetime of the issuer certificate (default 720h); renewed at 2/3',
+    },
+  ];
+}
+
+export interface IdentitySettings {
+  readonly trustDomain: string;
+  readonly leafLifetimeMs: number;
+  readonly issuerLifetimeMs: number;
+}
+
+const DAY_MS = 24 * 3600_000;
+
+/** The identity settings from the parsed flags; throws ConfigError naming the flag. */
+export function identitySettings(values: ParsedFlags['values']): IdentitySettings {
+  const trustDomain = (values.get('trust-domain') as string | undefined) ?? 'cluster.local';
+  if (!DNS_NAME.test(trustDomain)) throw new ConfigError('--trust-domain', 'expected a DNS name');
+  const duration = (flag: string, fallback: number): number => {
+    const raw = values.get(flag) as string | undefined;
+    return raw === undefined ? fallback : parseDuration(`--${flag}`, raw);
+  };
+  const leafLifetimeMs = duration('leaf-lifetime', DAY_MS);
+  const issuerLifetimeMs = duration('issuer-lifetime', 30 * DAY_MS);
+  if (leafLifetimeMs < 100) throw new ConfigError('--leaf-lifetime', 'must be at least 100ms');
+  if (issuerLifetimeMs < leafLifetimeMs) {
+    throw new ConfigError('--issuer-lifetime', 'must not be shorter than --leaf-lifetime');
+  }
+  return { trustDomain, leafLifetimeMs, issuerLifetimeMs };
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: DAY_MS };
+
+/** "500ms", "90s", "15m", "24h", "30d" (also "1h30m") as milliseconds; ConfigError naming `flag`. */
+export function parseDuration(flag: string, text: string): number {
+  const part = /(\d{1,9})(ms|s|m|h|d)/y;
+  let total = 0;
+  let at = 0;
+  while (at < text.length) {
+    part.lastIndex = at;
+    const match = part.exec(text);
+    if (match === null) break;
+    total += Number(match[1]) * UNIT_MS[match[2]!]!;
+    at = part.lastIndex;
+  }
+  if (text === '' || at !== text.length || !Number.isSafeInteger(total) || total <= 0) {
+    throw new ConfigError(flag, `expected a duration such as 24h, 90s or 500ms, got '${text}'`);
+  }
+  return total;
+}
+
+/**
+ * The certificate authority over `dir` (null: in memory, with a warning) and its control-plane
+ * component, whose tokens `verifier` checks.
+ */
+export async function startIdentity(
+  settings: IdentitySettings,
+  options: {
+    dir: string | null;
+    bundlePath?: string;
+    verifier: TokenVerifier;
+    /** The flag that names the folder, for error messages. */
+    dirFlag: string;
+    log: Logger;
+  },
+): Promise<IdentityComponent> {
+  // Loaded here, not at the top: `trellis apply` imports this module and need not load X.509.
+  const { CertificateAuthority } = await import('../control/identity/ca.ts');
+  const { IdentityComponent } = await import('../control/identity/component.ts');
+  let ca;
+  try {
+    ca = await CertificateAuthority.open({
+      dir: options.dir,
+      trustDomain: settings.trustDomain,
+      leafLifetimeMs: settings.leafLifetimeMs,
+      issuerLifetimeMs: settings.issuerLifetimeMs,
+      ...(options.bundlePath === undefined ? {} : { bundlePath: options.bundlePath }),
+      log: options.log,
+    });
+  } catch (error) {
+    throw new ConfigError(options.dirFlag, (error as Error).message);
+  }
+  return new IdentityComponent({ ca, verifier: options.verifier, log: options.log });
 }
 
 const LOG_LEVELS: readonly LogLevelSetting[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
@@ -129,10 +232,11 @@ const FLAGS: FlagSpec[] = [
     help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); required',
   },
   {
-    name: 'trust-domain',
+    name: 'identity-dir',
     kind: 'string',
-    help: 'trust domain of the SPIFFE identities of meshed pods (default cluster.local)',
+    help: 'folder of the trust anchor and issuer (created if empty; default: in memory only)',
   },
+  ...identityFlags(),
   ...controlPlaneFlags(DEFAULTS),
 ];
 
@@ -149,27 +253,42 @@ export async function run(argv: string[]): Promise<number> {
   if (!/^https?:\/\/[^/\s]+\/?$/.test(server) || !URL.canParse(server)) {
     throw new ConfigError('--kubeconfig-server', `expected an http:// or https:// URL, got '${server}'`);
   }
-  const trustDomain = (values.get('trust-domain') as string | undefined) ?? 'cluster.local';
-  if (!DNS_NAME.test(trustDomain)) throw new ConfigError('--trust-domain', 'expected a DNS name');
+  const identity = identitySettings(values);
+  const identityDir = values.get('identity-dir') as string | undefined;
+  if (identityDir === '') throw new ConfigError('--identity-dir', 'must not be empty');
   const settings = controlPlaneSettings(values, DEFAULTS);
   const log = settings.log.child({ component: 'control' });
 
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
+  const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
   const kubeConfig = kubeConfigForServer(server.replace(/\/$/, ''));
-  const watcher = new KubernetesWatcher({
-    kubeConfig,
-    trustDomain,
-    onError: (error) => log.warn(error.message, { error: error.cause }),
-  });
-  const plane = await startControlPlane({
-    watcher,
-    catalog: await kubernetesCatalog(kubeConfig, watcher),
-    grpcListen: settings.grpcListen,
-    httpListen: settings.httpListen,
-    clusterDomain: settings.clusterDomain,
+  const component = await startIdentity(identity, {
+    dir: identityDir ?? null,
+    dirFlag: '--identity-dir',
+    verifier: new TokenReviewVerifier({ kubeConfig, trustDomain: identity.trustDomain }),
     log: settings.log,
   });
-  return serveUntilSignal(plane, { kubernetes: server }, log);
+  const watcher = new KubernetesWatcher({
+    kubeConfig,
+    trustDomain: identity.trustDomain,
+    onError: (error) => log.warn(error.message, { error: error.cause }),
+  });
+  let plane: ControlPlane;
+  try {
+    plane = await startControlPlane({
+      watcher,
+      catalog: await kubernetesCatalog(kubeConfig, watcher),
+      grpcListen: settings.grpcListen,
+      httpListen: settings.httpListen,
+      clusterDomain: settings.clusterDomain,
+      log: settings.log,
+      components: [component],
+    });
+  } catch (error) {
+    component.close();
+    throw error;
+  }
+  return serveUntilSignal(plane, { kubernetes: server, trustDomain: identity.trustDomain }, log);
 }
 
 /** The Services of a cluster (listed on each call) with the endpoints the watcher's caches hold. */

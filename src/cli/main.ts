@@ -16,6 +16,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   apply: () => import('./apply.ts'),
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
+  identity: () => import('./identity.ts'),
+  check: () => import('./check.ts'),
 };
 
 async function usage(): Promise<string> {

@@ -8,7 +8,8 @@
 // exits with the app's exit code.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,8 @@ import {
   writeWorkloadFile,
 } from '../control/discovery/local-state.ts';
 import { readControlFile } from '../control/server.ts';
+import { mintWorkloadToken } from '../control/identity/tokens.ts';
+import { spiffeId } from '../proxy/identity/provider.ts';
 import { parse as parseYaml } from 'yaml';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
 import { readyLine } from './ready-line.ts';
@@ -38,6 +41,16 @@ const FLAGS: FlagSpec[] = [
     repeatable: true,
     help: 'SVC.NS:PORT=LOCALPORT: the proxy listens on 127.0.0.1:LOCALPORT for that service; repeatable',
   },
+  {
+    name: 'service-account',
+    kind: 'string',
+    help: 'the service account of its identity (default: NAME)',
+  },
+  {
+    name: 'no-mesh',
+    kind: 'boolean',
+    help: 'no identity and no mTLS for this workload (it registers as unmeshed)',
+  },
   { name: 'proxy-log-level', kind: 'string', help: "the proxy's log level (default warn)" },
 ];
 
@@ -48,7 +61,12 @@ service NAME. When that service does not exist in the state folder (see \`trelli
 created with one port, APP_PORT, whose target port is named "http". The workload registers its
 proxy's inbound port under each named target port of the service: a service port whose targetPort
 is a number does not reach it. The app gets HTTP_PROXY (its proxy's outbound listener) and
-TRELLIS_PROXY_{INBOUND,OUTBOUND,ADMIN}; \`trellis run\` exits with the app's exit code.`;
+TRELLIS_PROXY_{INBOUND,OUTBOUND,ADMIN}; \`trellis run\` exits with the app's exit code.
+
+The workload is meshed: its proxy gets the identity
+spiffe://TRUST-DOMAIN/ns/NAMESPACE/sa/SERVICE-ACCOUNT from the control plane (with a token that
+\`trellis run\` mints and renews, valid while the workload is registered), talks mTLS to the other
+meshed workloads and applies their inbound authorization policy. --no-mesh opts out.`;
 
 /** The CLI this process runs from (src/cli/main.ts or dist/cli/main.js). */
 const CLI = fileURLToPath(
@@ -61,6 +79,8 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 interface RunOptions {
   readonly name: string;
   readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly mesh: boolean;
   readonly appPort: number;
   readonly root: string;
   readonly upstreams: readonly { target: string; localPort: number }[];
@@ -88,9 +108,13 @@ function parseOptions(argv: string[]): RunOptions {
     return { target: match[1]!, localPort: Number(match[2]) };
   });
   if (rest.length === 0) throw new ConfigError('', 'trellis run: the command to run goes after --');
+  const serviceAccount = (values.get('service-account') as string | undefined) ?? name;
+  if (!DNS_LABEL.test(serviceAccount)) throw new ConfigError('--service-account', 'expected a DNS label');
   return {
     name,
     namespace,
+    serviceAccount,
+    mesh: values.get('no-mesh') !== true,
     appPort,
     root,
     upstreams,
@@ -115,7 +139,7 @@ export async function run(argv: string[]): Promise<number> {
     );
   }
   const targetNames = await ensureService(options);
-  return runWorkload(options, control.grpc, targetNames);
+  return runWorkload(options, control.grpc, control.trustDomain ?? 'cluster.local', targetNames);
 }
 
 /** The named target ports of the service NAME, created first when it does not exist. */
@@ -142,9 +166,24 @@ async function ensureService(options: RunOptions): Promise<string[]> {
   return [...new Set(named)];
 }
 
-async function runWorkload(options: RunOptions, grpc: string, targetNames: string[]): Promise<number> {
+async function runWorkload(
+  options: RunOptions,
+  grpc: string,
+  trustDomain: string,
+  targetNames: string[],
+): Promise<number> {
   const instance = `${options.name}-${process.pid}`;
-  const proxy = spawn(process.execPath, [...NODE_FLAGS, CLI, ...proxyArgs(options, grpc)], {
+  const identity = options.mesh ? spiffeId(trustDomain, options.namespace, options.serviceAccount) : null;
+  const token = options.mesh ? await WorkloadToken.start(options, instance) : null;
+  const args = proxyArgs(options, grpc);
+  if (token !== null) {
+    // prettier-ignore
+    args.push(
+      '--identity-address', grpc, '--identity-token-file', token.path, '--trust-domain', trustDomain,
+      '--service-account', options.serviceAccount, '--policy-address', grpc,
+    );
+  }
+  const proxy = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
     // Its own process group: Ctrl-C on a terminal reaches the app, and the proxy outlives it.
     detached: true,
@@ -158,7 +197,8 @@ async function runWorkload(options: RunOptions, grpc: string, targetNames: strin
       address: '127.0.0.1',
       port: portOf(addresses.inbound!),
       ports: targetNames.map((name) => ({ name, port: portOf(addresses.inbound!) })),
-      meshed: true,
+      meshed: options.mesh,
+      ...(identity === null ? {} : { identity }),
       ready,
       admin: addresses.admin!,
     }).then(() => void (registered = true));
@@ -227,6 +267,56 @@ async function runWorkload(options: RunOptions, grpc: string, targetNames: strin
     if (app !== null) await stopProcess(app);
     if (registered) await rm(workloadPath(options.root, options.namespace, instance), { force: true });
     await stopProcess(proxy);
+    await token?.stop();
+  }
+}
+
+/**
+ * The workload's token for the Identity API, in a file only this user can read that the proxy
+ * re-reads before each certificate request. Minted with a short lifetime and minted again well
+ * before it runs out, for as long as the workload runs; the control plane also refuses it once the
+ * workload is no longer registered, so a copy is worth nothing after the workload stops.
+ */
+class WorkloadToken {
+  static readonly TTL_MS = 60 * 60 * 1000;
+  readonly path: string;
+  private readonly options: RunOptions;
+  private readonly instance: string;
+  private timer: NodeJS.Timeout | null = null;
+
+  private constructor(options: RunOptions, instance: string, path: string) {
+    this.options = options;
+    this.instance = instance;
+    this.path = path;
+  }
+
+  static async start(options: RunOptions, instance: string): Promise<WorkloadToken> {
+    const dir = join(options.root, 'identity', 'tokens');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const token = new WorkloadToken(options, instance, join(dir, `${options.namespace}.${instance}.token`));
+    await token.write();
+    token.timer = setInterval(() => {
+      token.write().catch((error: unknown) => note(`cannot renew the workload token: ${(error as Error).message}`));
+    }, WorkloadToken.TTL_MS / 3);
+    token.timer.unref();
+    return token;
+  }
+
+  private async write(): Promise<void> {
+    const text = await mintWorkloadToken(this.options.root, {
+      namespace: this.options.namespace,
+      serviceAccount: this.options.serviceAccount,
+      instance: this.instance,
+      ttlMs: WorkloadToken.TTL_MS,
+    });
+    const tmp = `${this.path}.tmp`;
+    await writeFile(tmp, text + '\n', { mode: 0o600 });
+    await rename(tmp, this.path);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await rm(this.path, { force: true });
   }
 }
 

@@ -1,9 +1,12 @@
 // `trellis up`: the control plane of one-machine mode, in the foreground. It watches the state
 // folder (default `.trellis/` in the working directory) with the LocalWatcher, serves the
-// Destination gRPC API and the HTTP API (src/control/server.ts), and writes `<state>/control.json`
-// with the bound addresses so that the other commands find it; SIGINT/SIGTERM stop it cleanly and
-// remove that file.
+// Destination gRPC API and the HTTP API (src/control/server.ts) and the Identity API with its
+// certificate authority in `<state>/identity/` (src/control/identity/; the trust bundle is also
+// written to `<state>/trust-anchor.pem`, workload tokens come from `trellis run`), and writes
+// `<state>/control.json` with the bound addresses and trust domain so that the other commands
+// find it; SIGINT/SIGTERM stop it cleanly and remove that file.
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
 import {
@@ -14,13 +17,23 @@ import {
   writeControlFile,
 } from '../control/server.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
-import { controlPlaneFlags, controlPlaneSettings, parseCommandFlags, serveUntilSignal } from './control.ts';
+import { LocalTokenVerifier } from '../control/identity/tokens.ts';
+import {
+  controlPlaneFlags,
+  controlPlaneSettings,
+  identityFlags,
+  identitySettings,
+  parseCommandFlags,
+  serveUntilSignal,
+  startIdentity,
+} from './control.ts';
 
 export const summary = 'run the local control plane over a state folder (default .trellis/)';
 
 const DEFAULTS = { grpc: '127.0.0.1:8086', http: '127.0.0.1:8084' };
 const FLAGS: FlagSpec[] = [
   { name: 'state', kind: 'string', help: 'the state folder (default .trellis)' },
+  ...identityFlags(),
   ...controlPlaneFlags(DEFAULTS),
 ];
 
@@ -33,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const root = (values.get('state') as string | undefined) ?? '.trellis';
   if (root === '') throw new ConfigError('--state', 'must not be empty');
   const settings = controlPlaneSettings(values, DEFAULTS);
+  const identity = identitySettings(values);
   const log = settings.log.child({ component: 'up' });
 
   try {
@@ -55,16 +69,41 @@ export async function run(argv: string[]): Promise<number> {
     await watcher.close();
     throw new ConfigError('--state', `cannot watch ${root}: ${(error as Error).message}`);
   }
-  const plane = await startControlPlane({
-    watcher,
-    catalog: localCatalog(root, settings.log),
-    grpcListen: settings.grpcListen,
-    httpListen: settings.httpListen,
-    clusterDomain: settings.clusterDomain,
-    log: settings.log,
-  });
+  let component;
   try {
-    await writeControlFile(root, { grpc: plane.grpc, http: plane.http, pid: process.pid });
+    component = await startIdentity(identity, {
+      dir: join(root, 'identity'),
+      dirFlag: '--state',
+      bundlePath: join(root, 'trust-anchor.pem'),
+      verifier: new LocalTokenVerifier({ root, trustDomain: identity.trustDomain, log: settings.log }),
+      log: settings.log,
+    });
+  } catch (error) {
+    await watcher.close();
+    throw error;
+  }
+  let plane;
+  try {
+    plane = await startControlPlane({
+      watcher,
+      catalog: localCatalog(root, settings.log),
+      grpcListen: settings.grpcListen,
+      httpListen: settings.httpListen,
+      clusterDomain: settings.clusterDomain,
+      log: settings.log,
+      components: [component],
+    });
+  } catch (error) {
+    component.close();
+    throw error;
+  }
+  try {
+    await writeControlFile(root, {
+      grpc: plane.grpc,
+      http: plane.http,
+      pid: process.pid,
+      trustDomain: identity.trustDomain,
+    });
   } catch (error) {
     await plane.close();
     throw error;

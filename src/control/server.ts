@@ -301,6 +301,8 @@ export interface ControlFile {
   readonly grpc: string;
   readonly http: string;
   readonly pid: number;
+  /** The trust domain of the identities the control plane issues (absent: cluster.local). */
+  readonly trustDomain?: string;
 }
 
 export function controlFilePath(root: string): string {
@@ -325,7 +327,8 @@ export async function readControlFile(root: string): Promise<ControlFile | null>
   const pid = info?.pid;
   if (typeof info?.grpc !== 'string' || typeof info.http !== 'string') return null;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return null;
-  return { grpc: info.grpc, http: info.http, pid };
+  const trustDomain = typeof info.trustDomain === 'string' ? { trustDomain: info.trustDomain } : {};
+  return { grpc: info.grpc, http: info.http, pid, ...trustDomain };
 }
 
 export async function removeControlFile(root: string): Promise<void> {

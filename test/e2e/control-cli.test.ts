@@ -128,7 +128,12 @@ test('trellis up serves applied services and registered workloads, and stops cle
   assert.equal(up.ready.event, 'ready');
   assert.equal(up.ready.state, root);
   const control = JSON.parse(await readFile(join(root, 'control.json'), 'utf8')) as Record<string, unknown>;
-  assert.deepEqual(control, { grpc: up.ready.grpc, http: up.ready.http, pid: up.proc.pid });
+  assert.deepEqual(control, {
+    grpc: up.ready.grpc,
+    http: up.ready.http,
+    pid: up.proc.pid,
+    trustDomain: 'cluster.local',
+  });
   assert.deepEqual(await getJson(up.ready.http!, '/healthz'), { status: 200, body: { status: 'ok' } });
 
   const file = join(root, 'services.yaml');

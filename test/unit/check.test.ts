@@ -3,22 +3,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import 'reflect-metadata';
-import * as x509 from '@peculiar/x509';
+import { x509 } from '../../src/control/identity/x509.ts';
 import { expiryCheck, humanDuration, verifiesTo } from '../../src/cli/check.ts';
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 const DAY = 24 * 3600 * 1000;
 
-async function keys(): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+async function keys(): Promise<webcrypto.CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 }
 
 async function cert(
   name: string,
-  own: CryptoKeyPair,
-  signer: { name: string; keys: CryptoKeyPair } | null,
+  own: webcrypto.CryptoKeyPair,
+  signer: { name: string; keys: webcrypto.CryptoKeyPair } | null,
   from: number,
   to: number,
   ca: boolean,

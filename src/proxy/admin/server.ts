@@ -1,7 +1,8 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
-// for probes, /config to see the effective configuration, and POST /shutdown to drain the proxy,
-// which only loopback peers may call. It speaks HTTP/1.1 over node:net with the proxy's own strict
-// parser rather than node:http, because loading node:http costs the process ~15 MB of memory.
+// for probes, /config to see the effective configuration, /identity for the proxy's current
+// certificate chain, and POST /shutdown to drain the proxy, which only loopback peers may call.
+// It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
+// because loading node:http costs the process ~15 MB of memory.
 // It never crashes on bad input: every handler failure becomes a 500 and a warning.
 import net, { BlockList, isIP, type AddressInfo } from 'node:net';
 import { TrellisError } from '../../core/errors.ts';
@@ -15,6 +16,12 @@ export interface AdminOptions {
   config: () => unknown;
   /** /ready: 200 "ready\n" when true, 503 otherwise. */
   isReady: () => boolean;
+  /**
+   * The proxy's current certificate chain (PEM, leaf first), served at /identity; null while it
+   * has none. Absent: the proxy has no identity (/identity is always 404). Certificates are public,
+   * so any peer may read them (the private key is never served).
+   */
+  identity?: () => string | null;
   /** POST /shutdown from a loopback peer (called once, after the 202 is sent). */
   onShutdown: () => void;
   log: Logger;
@@ -108,6 +115,17 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
           contentType: 'application/json',
           body: JSON.stringify(opts.config() ?? null, null, 2) + '\n',
         }),
+      },
+    ],
+    [
+      '/identity',
+      {
+        methods: READ,
+        handle: () => {
+          const chainPem = opts.identity?.() ?? null;
+          if (chainPem === null || chainPem === '') return text(404, 'this proxy has no certificate\n');
+          return { status: 200, contentType: 'application/x-pem-file', body: chainPem };
+        },
       },
     ],
     [

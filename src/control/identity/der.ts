@@ -1,0 +1,144 @@
+// A small strict DER reader and writer: just what the authority's hot path needs to read a PKCS#10
+// request and write a leaf certificate without a schema library (csr.ts, leaf.ts).
+//
+// The reader accepts DER only: single-byte tags (tag numbers below 31), definite lengths in their
+// shortest form, at most 4 length bytes, and nothing past the enclosing element. Every violation
+// is a DerError; it never reads outside the buffer and never throws anything else. Input comes
+// from the network (a CSR), so it is property-tested in test/unit/ca-der.test.ts.
+
+export class DerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DerError';
+  }
+}
+
+/** One element: its tag byte and where its header and content are in the buffer. */
+export interface Tlv {
+  readonly tag: number;
+  /** Offset of the tag byte. */
+  readonly start: number;
+  readonly contentStart: number;
+  /** Offset just past the content. */
+  readonly end: number;
+}
+
+export const TAG = {
+  BOOLEAN: 0x01,
+  INTEGER: 0x02,
+  BIT_STRING: 0x03,
+  OCTET_STRING: 0x04,
+  NULL: 0x05,
+  OID: 0x06,
+  UTF8_STRING: 0x0c,
+  UTC_TIME: 0x17,
+  GENERALIZED_TIME: 0x18,
+  SEQUENCE: 0x30,
+  SET: 0x31,
+} as const;
+
+/** The element at `offset`, which must end by `limit`. */
+export function readTlv(buf: Uint8Array, offset: number, limit: number = buf.length): Tlv {
+  if (offset + 2 > limit) throw new DerError(`truncated element at byte ${offset}`);
+  const tag = buf[offset]!;
+  if ((tag & 0x1f) === 0x1f) throw new DerError(`multi-byte tag at byte ${offset}`);
+  let length = buf[offset + 1]!;
+  let contentStart = offset + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    if (count === 0) throw new DerError(`indefinite length at byte ${offset}`);
+    if (count > 4) throw new DerError(`length of ${count} bytes at byte ${offset}`);
+    if (contentStart + count > limit) throw new DerError(`truncated length at byte ${offset}`);
+    if (buf[contentStart] === 0) throw new DerError(`non-minimal length at byte ${offset}`);
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + buf[contentStart + i]!;
+    if (length < 0x80) throw new DerError(`non-minimal length at byte ${offset}`);
+    contentStart += count;
+  }
+  const end = contentStart + length;
+  if (end > limit) throw new DerError(`element at byte ${offset} runs past its container`);
+  return { tag, start: offset, contentStart, end };
+}
+
+/** The element at `offset` with tag `tag` (else a DerError naming `what`). */
+export function expectTlv(buf: Uint8Array, offset: number, limit: number, tag: number, what: string): Tlv {
+  const tlv = readTlv(buf, offset, limit);
+  if (tlv.tag !== tag) {
+    throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, got 0x${tlv.tag.toString(16)}`);
+  }
+  return tlv;
+}
+
+/** The elements inside a constructed element, in order (at most `max`). */
+export function childrenOf(buf: Uint8Array, parent: Tlv, max = 64): Tlv[] {
+  const out: Tlv[] = [];
+  for (let at = parent.contentStart; at < parent.end;) {
+    if (out.length === max) throw new DerError(`more than ${max} elements in one container`);
+    const child = readTlv(buf, at, parent.end);
+    out.push(child);
+    at = child.end;
+  }
+  return out;
+}
+
+export function contentOf(buf: Uint8Array, tlv: Tlv): Uint8Array {
+  return buf.subarray(tlv.contentStart, tlv.end);
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+// ---- writing ----
+
+function lengthBytes(n: number): number[] {
+  if (n < 0x80) return [n];
+  const out: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) out.unshift(v & 0xff);
+  return [0x80 | out.length, ...out];
+}
+
+/** An element with `tag` around the concatenated `parts`. */
+export function tlv(tag: number, ...parts: Uint8Array[]): Buffer {
+  let size = 0;
+  for (const p of parts) size += p.length;
+  return Buffer.concat([Buffer.from([tag, ...lengthBytes(size)]), ...parts]);
+}
+
+export const seq = (...parts: Uint8Array[]): Buffer => tlv(TAG.SEQUENCE, ...parts);
+
+/** An OBJECT IDENTIFIER from dotted text ("2.5.29.17"). */
+export function oid(dotted: string): Buffer {
+  const arcs = dotted.split('.').map(Number);
+  const bytes: number[] = [arcs[0]! * 40 + arcs[1]!];
+  for (const arc of arcs.slice(2)) {
+    const base128: number[] = [arc & 0x7f];
+    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) base128.unshift(0x80 | (v & 0x7f));
+    bytes.push(...base128);
+  }
+  return tlv(TAG.OID, Buffer.from(bytes));
+}
+
+/** A non-negative INTEGER from its big-endian magnitude (a 0x00 is added when the top bit is set). */
+export function unsignedInteger(magnitude: Uint8Array): Buffer {
+  let i = 0;
+  while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
+  const trimmed = magnitude.subarray(i);
+  return trimmed[0]! & 0x80 ? tlv(TAG.INTEGER, Buffer.from([0]), trimmed) : tlv(TAG.INTEGER, trimmed);
+}
+
+export const octetString = (content: Uint8Array): Buffer => tlv(TAG.OCTET_STRING, content);
+
+/** A BIT STRING of whole bytes. */
+export const bitString = (content: Uint8Array): Buffer => tlv(TAG.BIT_STRING, Buffer.from([0]), content);
+
+export const BOOLEAN_TRUE = Buffer.from([TAG.BOOLEAN, 1, 0xff]);
+
+/** A certificate time: UTCTime through 2049, GeneralizedTime after (RFC 5280 4.1.2.5); whole seconds. */
+export function certificateTime(ms: number): Buffer {
+  const iso = new Date(Math.floor(ms / 1000) * 1000).toISOString(); // 2024-01-02T03:04:05.000Z
+  const digits = iso.slice(0, 19).replace(/[-T:]/g, ''); // 20240102030405
+  const year = Number(digits.slice(0, 4));
+  if (year >= 1950 && year < 2050) return tlv(TAG.UTC_TIME, Buffer.from(`${digits.slice(2)}Z`, 'ascii'));
+  return tlv(TAG.GENERALIZED_TIME, Buffer.from(`${digits}Z`, 'ascii'));
+}

@@ -1,0 +1,146 @@
+// The identity command line: `trellis identity NAME` reads a workload's chain from its proxy's admin
+// listener (a stand-in server here), `status` and `rotate` talk to a running control plane found
+// through the state folder's control.json; and the duration flags' parser (property-tested).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { parseDuration } from '../../src/cli/control.ts';
+import { ConfigError } from '../../src/core/errors.ts';
+import { LocalWatcher } from '../../src/control/discovery/local.ts';
+import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
+import { CertificateAuthority } from '../../src/control/identity/ca.ts';
+import { IdentityComponent } from '../../src/control/identity/component.ts';
+import { LocalTokenVerifier } from '../../src/control/identity/tokens.ts';
+import { localCatalog, startControlPlane, writeControlFile } from '../../src/control/server.ts';
+
+const SCRIPT = `import { run } from ${JSON.stringify(new URL('../../src/cli/identity.ts', import.meta.url).href)};
+process.exitCode = await run(process.argv.slice(1));`;
+
+/** Runs `trellis identity ARGS` in a child process (what main.ts would run). */
+function identity(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--input-type=module', '-e', SCRIPT, '--', ...args],
+      { timeout: 20_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('trellis identity NAME prints the chain from the workload proxy, or says why not', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-identity-cli-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const chain = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+  const admin = createServer((req, res) => {
+    const known = req.url === '/identity' && req.headers.host?.startsWith('127.0.0.1');
+    res.writeHead(known ? 200 : 404, { 'content-type': 'application/x-pem-file' });
+    res.end(known ? chain : 'no identity\n');
+  });
+  await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => admin.close(() => resolve())));
+  const port = (admin.address() as AddressInfo).port;
+  await writeWorkloadFile(root, 'default', 'web-1', {
+    service: 'web',
+    address: '127.0.0.1',
+    port: 1,
+    admin: `0.0.0.0:${port}`,
+  });
+  await writeWorkloadFile(root, 'default', 'db-1', {
+    service: 'db',
+    address: '127.0.0.1',
+    port: 2,
+    admin: `localhost:${port}`,
+  });
+
+  const web = await identity('web', '--state', root);
+  assert.equal(web.code, 0, web.stderr);
+  assert.equal(web.stdout, chain);
+  assert.equal((await identity('workload/web', '--state', root)).stdout, chain);
+
+  const db = await identity('db', '--state', root);
+  assert.equal(db.code, 1);
+  assert.match(db.stderr, /no certificate for workload db.default:\n {2}db-1: its proxy has no identity yet/);
+
+  const nobody = await identity('nope', '-n', 'shop', '--state', root);
+  assert.equal(nobody.code, 1);
+  assert.match(nobody.stderr, /no workload nope in namespace shop/);
+});
+
+test('trellis identity status and rotate talk to the running control plane', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-identity-cli-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const ca = await CertificateAuthority.open({ dir: join(root, 'identity'), trustDomain: 'example.org' });
+  const component = new IdentityComponent({
+    ca,
+    verifier: new LocalTokenVerifier({ root, trustDomain: 'example.org' }),
+  });
+  const plane = await startControlPlane({
+    watcher: new LocalWatcher({ root }),
+    catalog: localCatalog(root),
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    components: [component],
+  });
+  t.after(() => plane.close());
+  await writeControlFile(root, {
+    grpc: plane.grpc,
+    http: plane.http,
+    pid: process.pid,
+    trustDomain: 'example.org',
+  });
+
+  const status = await identity('status', '--state', root);
+  assert.equal(status.code, 0, status.stderr);
+  const parsed = JSON.parse(status.stdout) as { trustDomain: string; rotation: { phase: string } };
+  assert.equal(parsed.trustDomain, 'example.org');
+  assert.equal(parsed.rotation.phase, 'idle');
+
+  const rotate = await identity('rotate', '--state', root);
+  assert.equal(rotate.code, 0, rotate.stderr);
+  assert.match(rotate.stdout, /anchor rotation started: phase anchor-added, next step at \d{4}-/);
+  assert.equal(ca.rotationPhase, 'anchor-added');
+  const again = await identity('rotate', '--control', `http://${plane.http}`);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already running/);
+});
+
+test('durations: units, combinations, and refusals that name the flag', () => {
+  assert.equal(parseDuration('--leaf-lifetime', '24h'), 86_400_000);
+  assert.equal(parseDuration('--leaf-lifetime', '90s'), 90_000);
+  assert.equal(parseDuration('--leaf-lifetime', '500ms'), 500);
+  assert.equal(parseDuration('--leaf-lifetime', '1h30m'), 5_400_000);
+  assert.equal(parseDuration('--leaf-lifetime', '30d'), 2_592_000_000);
+  for (const bad of ['', '24', 'h', '1.5h', '-1s', '0s', '1 h', '1H', '1hh', '1y']) {
+    assert.throws(() => parseDuration('--leaf-lifetime', bad), /--leaf-lifetime: expected a duration/, bad);
+  }
+  const unit = fc.constantFrom(['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000], ['d', 86_400_000]);
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.integer({ min: 1, max: 100_000 }), unit), { minLength: 1, maxLength: 4 }),
+      (parts) => {
+        const text = parts.map(([n, [u]]) => `${n}${u}`).join('');
+        assert.equal(
+          parseDuration('--x', text),
+          parts.reduce((sum, [n, [, ms]]) => sum + n * (ms as number), 0),
+        );
+      },
+    ),
+  );
+  fc.assert(
+    fc.property(fc.string({ maxLength: 20 }), (text) => {
+      try {
+        assert.ok(parseDuration('--x', text) > 0);
+      } catch (error) {
+        assert.ok(error instanceof ConfigError);
+      }
+    }),
+  );
+});
