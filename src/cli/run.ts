@@ -296,7 +296,9 @@ class WorkloadToken {
     const token = new WorkloadToken(options, instance, join(dir, `${options.namespace}.${instance}.token`));
     await token.write();
     token.timer = setInterval(() => {
-      token.write().catch((error: unknown) => note(`cannot renew the workload token: ${(error as Error).message}`));
+      token
+        .write()
+        .catch((error: unknown) => note(`cannot renew the workload token: ${(error as Error).message}`));
     }, WorkloadToken.TTL_MS / 3);
     token.timer.unref();
     return token;
