@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { FixedRateResult } from './fixed-rate.ts';
 import type { Percentiles } from './http-response.ts';
 import type { BenchOptions } from './options.ts';
-import { cpuCounters, startPinned, stop, treeCpuSeconds, waitForLine } from './processes.ts';
+import { cpuCounters, startPinned, stop, treesCpuSeconds, waitForLine } from './processes.ts';
 import { BENCH_DIR, type Target, type Tools } from './targets.ts';
 import { runWrk, type WrkResult } from './wrk.ts';
 
@@ -50,18 +50,21 @@ export interface RoundNoise {
   readonly stealS: number;
 }
 
-/** One measured wrk round; `cpuSeconds` is what the process tree of `pid` used meanwhile. */
+/**
+ * One measured wrk round; `cpuSeconds` is what the process trees of `pids` used meanwhile
+ * (undefined when there are none: direct). A two-hop pair passes both proxies, which share a CPU.
+ */
 export async function throughputRound(
   o: BenchOptions,
   tools: Tools,
   t: Target,
-  pid: number | undefined,
+  pids: readonly number[],
   seconds: number,
 ): Promise<{ wrk: WrkResult; cpuSeconds: number | undefined; noise: RoundNoise | undefined }> {
-  const cpuBefore = pid === undefined ? 0 : treeCpuSeconds(pid);
+  const cpuBefore = treesCpuSeconds(pids);
   const coreBefore = o.proxyCpu === undefined ? undefined : cpuCounters(o.proxyCpu);
   const result = await wrk(o, tools, t, seconds);
-  const cpuSeconds = pid === undefined ? undefined : treeCpuSeconds(pid) - cpuBefore;
+  const cpuSeconds = pids.length === 0 ? undefined : treesCpuSeconds(pids) - cpuBefore;
   let noise: RoundNoise | undefined;
   if (coreBefore && o.proxyCpu !== undefined && cpuSeconds !== undefined) {
     const after = cpuCounters(o.proxyCpu);

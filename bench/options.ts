@@ -45,6 +45,8 @@ const HELP = `Usage: npm run bench -- [options]     (or: node bench/run.ts [opti
   --wait-quiet S          wait up to S s for an idle machine     (BENCH_WAIT_QUIET, default 30; 0: no)
   --out DIR               results folder                         (BENCH_OUT, default bench/results)
   --quick                 short runs (3 s, warm-up 1 s) to check the harness works
+
+  BENCH_TRELLIS_MAIN=PATH run trellis from this compiled main.js instead of bin/trellis
 `;
 
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): BenchOptions | 'help' {
@@ -142,6 +144,7 @@ export function findTools(env: NodeJS.ProcessEnv): Tools {
     nginx: found['nginx']!,
     taskset: found['taskset']!,
     node: repoNode(),
+    trellisMain: env['BENCH_TRELLIS_MAIN'] || undefined,
   };
 }
 

@@ -225,6 +225,11 @@ export function treeCpuSeconds(pid: number): number {
   return ticks / CLOCK_TICKS_PER_SECOND;
 }
 
+/** CPU seconds used so far by the process trees of `pids` (both proxies of a two-hop pair). */
+export function treesCpuSeconds(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
+}
+
 function statusKb(pid: number, key: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -212,7 +212,7 @@ export function markdown(r: ReportInput): string {
 }
 
 /** One line on how much of the proxy's CPU other work took during the throughput rounds. */
-function noiseSummary(rows: readonly (HttpRow | TcpRow)[]): string | undefined {
+export function noiseSummary(rows: readonly (HttpRow | TcpRow)[]): string | undefined {
   const all = rows.flatMap((r) => r.noise ?? []);
   if (all.length === 0) return undefined;
   const seconds = all.reduce((n, x) => n + x.seconds, 0);

@@ -17,6 +17,11 @@ export interface Tools {
   readonly taskset: string;
   /** The Node that runs trellis and the Node helpers (node_modules/.bin/node when present). */
   readonly node: string;
+  /**
+   * A compiled trellis entry point (…/dist/cli/main.js) to run instead of bin/trellis
+   * (BENCH_TRELLIS_MAIN): to measure a build made elsewhere, e.g. of a clean checkout.
+   */
+  readonly trellisMain?: string | undefined;
 }
 
 export interface Target {
@@ -28,10 +33,11 @@ export interface Target {
   close(): Promise<void>;
 }
 
-const READY_TIMEOUT_MS = 20_000;
+export const READY_TIMEOUT_MS = 20_000;
 const tempDirs = new Set<string>();
 
-function tempDir(prefix: string): string {
+/** A temporary folder for configs and logs, removed at the end of the run. */
+export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `trellis-bench-${prefix}-`));
   tempDirs.add(dir);
   return dir;
@@ -43,7 +49,8 @@ export function removeTempDirs(): void {
   tempDirs.clear();
 }
 
-function fillTemplate(file: string, values: Record<string, string | number>): string {
+/** A template of bench/ (path relative to it) with every {{PLACEHOLDER}} filled in. */
+export function fillTemplate(file: string, values: Record<string, string | number>): string {
   let text = readFileSync(join(BENCH_DIR, file), 'utf8');
   for (const [key, value] of Object.entries(values)) text = text.replaceAll(`{{${key}}}`, String(value));
   const left = /\{\{([A-Z_]+)\}\}/.exec(text);
@@ -51,7 +58,8 @@ function fillTemplate(file: string, values: Record<string, string | number>): st
   return text;
 }
 
-function target(name: string, port: number, p: Started | undefined, dir?: string): Target {
+/** A Target on 127.0.0.1:port; close() stops `p` and removes `dir`. */
+export function target(name: string, port: number, p: Started | undefined, dir?: string): Target {
   return {
     name,
     host: '127.0.0.1',
@@ -203,7 +211,7 @@ export async function startTrellis(
 }
 
 /** Reads `field` from a {"event":"ready",...} JSON line, or undefined for any other line. */
-function readyField(line: string, field: string): string | undefined {
+export function readyField(line: string, field: string): string | undefined {
   if (!line.startsWith('{')) return undefined;
   try {
     const msg = JSON.parse(line) as Record<string, unknown>;
@@ -214,17 +222,20 @@ function readyField(line: string, field: string): string | undefined {
   }
 }
 
-function portOf(hostPort: string): number {
+export function portOf(hostPort: string): number {
   const port = Number(hostPort.slice(hostPort.lastIndexOf(':') + 1));
   if (!Number.isInteger(port) || port <= 0) throw new Error(`not HOST:PORT: ${hostPort}`);
   return port;
 }
 
 /**
- * How trellis is started: bin/trellis, the launcher users run (compiled dist/ when built, with its
- * Node flags), else the TypeScript entry point with the repository's Node.
+ * How trellis is started: a compiled main.js given with BENCH_TRELLIS_MAIN, else bin/trellis, the
+ * launcher users run (compiled dist/ when built, with its Node flags), else the TypeScript entry
+ * point with the repository's Node.
  */
 export function trellisCommand(tools: Tools): string[] {
+  // The same Node flag as bin/trellis, so that a build run this way is measured like the launcher.
+  if (tools.trellisMain) return [tools.node, '--max-semi-space-size=1', tools.trellisMain];
   const launcher = join(REPO_ROOT, 'bin/trellis');
   return existsSync(launcher) ? [launcher] : [tools.node, join(REPO_ROOT, 'src/cli/main.ts')];
 }
