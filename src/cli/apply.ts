@@ -1,16 +1,20 @@
 // `trellis apply -f FILE`: validates the resources of multi-document YAML files
 // (src/control/resources.ts) and writes them into the state folder, where a running `trellis up`
 // picks them up. All or nothing: every document of every file is validated before the first write.
-// `-f -` reads standard input.
-import { readFile } from 'node:fs/promises';
+// `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
+// Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts). `--delete`
+// removes the resources the files name instead (kubectl delete -f), whatever their spec says.
+import { readFile, rm, stat } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { ConfigError } from '../core/errors.ts';
-import { writeServiceFile } from '../control/discovery/local-state.ts';
+import { servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
+import { deletePolicyFile, writePolicyFile } from '../control/policy/state-files.ts';
 import { parseResources, resourceName, type Resource } from '../control/resources.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { parseCommandFlags } from './control.ts';
 
-export const summary = 'validate YAML resources (Services) and write them into the state folder';
+export const summary =
+  'validate YAML resources (Service, Server, AuthorizationPolicy) and write them into the state folder';
 
 const FLAGS: FlagSpec[] = [
   {
@@ -20,6 +24,7 @@ const FLAGS: FlagSpec[] = [
     help: 'YAML file of resources, or - for standard input (also -f; repeatable)',
   },
   { name: 'state', kind: 'string', help: 'the state folder (default .trellis)' },
+  { name: 'delete', kind: 'boolean', help: 'remove the resources the files name instead of writing them' },
 ];
 
 export async function run(argv: string[]): Promise<number> {
@@ -40,11 +45,36 @@ export async function run(argv: string[]): Promise<number> {
     resources.push(...parseResources(await readSource(file), file === '-' ? 'stdin' : file));
   }
   if (resources.length === 0) throw new ConfigError('-f', `no resources in ${files.join(', ')}`);
+  const remove = values.get('delete') === true;
   for (const resource of resources) {
-    await writeServiceFile(root, resource.namespace, resource.name, resource.service);
-    process.stdout.write(`${resourceName(resource)} configured\n`);
+    if (remove) {
+      const existed = await deleteResource(root, resource);
+      process.stdout.write(`${resourceName(resource)} ${existed ? 'deleted' : 'not found'}\n`);
+    } else {
+      await writeResource(root, resource);
+      process.stdout.write(`${resourceName(resource)} configured\n`);
+    }
   }
   return 0;
+}
+
+async function writeResource(root: string, resource: Resource): Promise<void> {
+  if (resource.kind === 'Service')
+    await writeServiceFile(root, resource.namespace, resource.name, resource.service);
+  else await writePolicyFile(root, resource);
+}
+
+/** Removes a resource from the state folder; false when it was not there. */
+async function deleteResource(root: string, resource: Resource): Promise<boolean> {
+  if (resource.kind !== 'Service') return deletePolicyFile(root, resource);
+  const path = servicePath(root, resource.namespace, resource.name);
+  try {
+    await stat(path);
+  } catch {
+    return false;
+  }
+  await rm(path, { force: true });
+  return true;
 }
 
 async function readSource(file: string): Promise<string> {

@@ -261,6 +261,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
+  const { kubernetesPolicyComponent } = await import('../control/policy/component.ts');
   const kubeConfig = kubeConfigForServer(server.replace(/\/$/, ''));
   const component = await startIdentity(identity, {
     dir: identityDir ?? null,
@@ -282,7 +283,7 @@ export async function run(argv: string[]): Promise<number> {
       httpListen: settings.httpListen,
       clusterDomain: settings.clusterDomain,
       log: settings.log,
-      components: [component],
+      components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
     });
   } catch (error) {
     component.close();

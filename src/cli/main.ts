@@ -17,6 +17,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
   identity: () => import('./identity.ts'),
+  authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),
 };
 

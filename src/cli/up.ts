@@ -18,6 +18,7 @@ import {
 } from '../control/server.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
+import { localPolicyComponent } from '../control/policy/component.ts';
 import {
   controlPlaneFlags,
   controlPlaneSettings,
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
       httpListen: settings.httpListen,
       clusterDomain: settings.clusterDomain,
       log: settings.log,
-      components: [component],
+      components: [component, localPolicyComponent(root, settings.log)],
     });
   } catch (error) {
     component.close();

@@ -1,6 +1,6 @@
 // The resource kinds `trellis apply -f` accepts: multi-document YAML, each document a
 // Kubernetes-shaped object validated with valibot, then translated into the state folder's own
-// formats (local-state.ts). So far one kind, a Service:
+// formats (local-state.ts; policy kinds: src/control/policy/state-files.ts). Three kinds: a Service,
 //
 //   apiVersion: v1
 //   kind: Service
@@ -12,6 +12,9 @@
 //         targetPort: 8080      # a number or a workload port name; default: `port`
 //         appProtocol: http     # http | kubernetes.io/h2c | opaque (| trellis.dev/opaque); default: detect
 //
+// and the policy kinds Server and AuthorizationPolicy (apiVersion policy.trellis.dev/v1alpha1,
+// described and validated in src/control/policy/schema.ts).
+//
 // Fields Kubernetes manifests commonly carry but one-machine mode has no use for (labels,
 // annotations, selector, type, protocol: TCP) are accepted and ignored; any other field is an
 // error, so typos are caught. Every error is a ConfigError naming the source, the document (1-based,
@@ -21,6 +24,8 @@ import { parseAllDocuments } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
 import { dnsLabel } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
+import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
+import { authorizationPolicySchema, objectIssue, serverSchema, stringMap } from './policy/schema.ts';
 
 const port = v.pipe(
   v.number('expected a port 1..65535'),
@@ -28,15 +33,6 @@ const port = v.pipe(
   v.minValue(1, 'expected a port 1..65535'),
   v.maxValue(65535, 'expected a port 1..65535'),
 );
-const stringMap = v.record(v.string(), v.string('expected a string'), 'expected a map of strings');
-/** The message of the object schemas' own issues: an unknown field, a missing one, or not an object. */
-const objectIssue = (issue: v.BaseIssue<unknown>) =>
-  issue.expected === 'never'
-    ? 'unknown field'
-    : issue.received === 'undefined'
-      ? 'required'
-      : `expected ${issue.expected}, got ${issue.received}`;
-
 /** appProtocol values and the state folder's protocol each one means. */
 const APP_PROTOCOLS = {
   http: 'http1',
@@ -102,9 +98,12 @@ export interface ServiceResource {
   readonly service: ServiceFile;
 }
 
-export type Resource = ServiceResource;
+export type Resource = ServiceResource | PolicyResource;
 
-/** "service/NAME.NAMESPACE", as `trellis apply` prints it. */
+/** The kinds `trellis apply` accepts. */
+export const RESOURCE_KINDS = ['Service', 'Server', 'AuthorizationPolicy'] as const;
+
+/** "service/NAME.NAMESPACE" ("server/...", "authorizationpolicy/..."), as `trellis apply` prints it. */
 export function resourceName(resource: Resource): string {
   return `${resource.kind.toLowerCase()}/${resource.name}.${resource.namespace}`;
 }
@@ -139,16 +138,67 @@ function parseResource(raw: unknown, where: string): Resource {
     throw new ConfigError(where, 'expected an object with apiVersion, kind, metadata and spec');
   }
   const kind = (raw as Record<string, unknown>).kind;
-  if (kind !== 'Service') {
-    throw new ConfigError(`${where}: kind`, `expected Service, got ${describe(kind)}`);
+  switch (kind) {
+    case 'Service':
+      return serviceResource(validate(serviceSchema, raw, where));
+    case 'Server':
+    case 'AuthorizationPolicy':
+      return parsePolicyResource(raw, where);
+    default:
+      throw new ConfigError(
+        `${where}: kind`,
+        `expected one of ${RESOURCE_KINDS.join(', ')}, got ${describe(kind)}`,
+      );
   }
-  const result = v.safeParse(serviceSchema, raw);
+}
+
+/**
+ * Validates one Server or AuthorizationPolicy object (a document of a file, or a CRD object from
+ * the Kubernetes API); throws a ConfigError naming `where` and the field.
+ */
+export function parsePolicyResource(raw: unknown, where: string): PolicyResource {
+  const kind = (raw as Record<string, unknown> | null)?.kind;
+  if (kind === 'Server') {
+    const { metadata, spec } = validate(serverSchema, raw, where);
+    const server: ServerResource = {
+      kind: 'Server',
+      namespace: metadata.namespace,
+      name: metadata.name,
+      spec: {
+        ...(spec.workload === undefined ? {} : { workload: spec.workload }),
+        ...(spec.podSelector === undefined
+          ? {}
+          : { podSelector: { matchLabels: spec.podSelector.matchLabels } }),
+        port: spec.port,
+        protocol: spec.protocol,
+      },
+    };
+    return server;
+  }
+  if (kind === 'AuthorizationPolicy') {
+    const { metadata, spec } = validate(authorizationPolicySchema, raw, where);
+    const policy: AuthorizationPolicyResource = {
+      kind: 'AuthorizationPolicy',
+      namespace: metadata.namespace,
+      name: metadata.name,
+      spec: { server: spec.server, from: spec.from, routes: spec.routes },
+    };
+    return policy;
+  }
+  throw new ConfigError(`${where}: kind`, `expected Server or AuthorizationPolicy, got ${describe(kind)}`);
+}
+
+function validate<T extends v.GenericSchema>(schema: T, raw: unknown, where: string): v.InferOutput<T> {
+  const result = v.safeParse(schema, raw);
   if (!result.success) {
     const issue = result.issues[0];
     const field = issue.path?.map((item) => String(item.key)).join('.') ?? '';
     throw new ConfigError(field === '' ? where : `${where}: ${field}`, issue.message);
   }
-  const { metadata, spec } = result.output;
+  return result.output;
+}
+
+function serviceResource({ metadata, spec }: v.InferOutput<typeof serviceSchema>): ServiceResource {
   return {
     kind: 'Service',
     namespace: metadata.namespace,

@@ -199,10 +199,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     close() {
       closing ??= (async () => {
         await collector.close();
+        // Components first: their open streams (policy watches) would hold the gRPC server's
+        // graceful shutdown until its forced-shutdown timer.
+        for (const c of components) await c.close?.();
         http.closeAllConnections();
         await Promise.all([new Promise<void>((resolve) => http.close(() => resolve())), destination.close()]);
         await options.watcher.close();
-        for (const c of components) await c.close?.();
       })();
       return closing;
     },

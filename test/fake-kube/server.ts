@@ -44,6 +44,19 @@ const KINDS: readonly ResourceKind[] = [
     prefix: '/apis/discovery.k8s.io/v1',
     plural: 'endpointslices',
   },
+  // The policy CRDs of deploy/crds.yaml.
+  {
+    kind: 'Server',
+    apiVersion: 'policy.trellis.dev/v1alpha1',
+    prefix: '/apis/policy.trellis.dev/v1alpha1',
+    plural: 'servers',
+  },
+  {
+    kind: 'AuthorizationPolicy',
+    apiVersion: 'policy.trellis.dev/v1alpha1',
+    prefix: '/apis/policy.trellis.dev/v1alpha1',
+    plural: 'authorizationpolicies',
+  },
 ];
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';

@@ -1,7 +1,8 @@
 // Tests for the resources `trellis apply` accepts (src/control/resources.ts): the translation of
 // Kubernetes-shaped Services into state-folder service files, errors that name the source, the
 // document and the field, and a property: no input makes parseResources throw anything but a
-// ConfigError.
+// ConfigError. The policy kinds (Server, AuthorizationPolicy): normalized output, and errors that
+// name the field and say what is wrong with a SPIFFE pattern, a CIDR, a route path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -49,7 +50,8 @@ test('a Kubernetes-shaped Service becomes a service file of the state folder', (
   assert.equal(resources.length, 1);
   const [web] = resources;
   assert.equal(resourceName(web!), 'service/web.shop');
-  assert.deepEqual(web!.service, {
+  assert.ok(web?.kind === 'Service');
+  assert.deepEqual(web.service, {
     ports: [
       { port: 80, name: 'http', targetPort: 'http', protocol: 'http1' },
       { port: 9090, name: 'grpc', protocol: 'h2' },
@@ -111,7 +113,10 @@ test('errors name the source, the document and the field', () => {
       'apiVersion: apps/v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 1}]}',
       'services.yaml: document 1: apiVersion: expected v1',
     ],
-    ['apiVersion: v1\nkind: Pod\n', 'services.yaml: document 1: kind: expected Service, got "Pod"'],
+    [
+      'apiVersion: v1\nkind: Pod\n',
+      'services.yaml: document 1: kind: expected one of Service, Server, AuthorizationPolicy, got "Pod"',
+    ],
     ['- 1\n- 2\n', 'services.yaml: document 1: expected an object with apiVersion, kind, metadata and spec'],
     ['a: 1\na: 2\n', 'services.yaml: document 1: not valid YAML (Map keys must be unique)'],
   ];
@@ -175,11 +180,208 @@ test('property: random documents are accepted or rejected with a ConfigError, ne
       try {
         for (const resource of parseResources(text, 'f.yaml')) {
           assert.match(resource.name, /^[a-z0-9-]+$/);
-          assert.ok(resource.service.ports.length > 0);
+          assert.ok(resource.kind === 'Service' && resource.service.ports.length > 0);
         }
       } catch (error) {
         if (!(error instanceof ConfigError)) throw error;
         assert.match(error.message, /^f\.yaml: document \d+: /);
+      }
+    }),
+    { numRuns: 500 },
+  );
+});
+
+const POLICY = `
+apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: { name: web-http, namespace: shop }
+spec:
+  podSelector: { matchLabels: { app: web } }
+  port: http
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: web-public, namespace: shop }
+spec:
+  server: web-http
+  from:
+    identities: ["spiffe://cluster.local/ns/*/sa/web", "*"]
+    namespaces: [ops]
+    networks: [198.18.0.0/15, "::1/128", 10.1.2.3]
+  routes:
+    - path: /api/*
+      methods: [get, POST]
+    - path: /healthz
+`;
+
+test('Server and AuthorizationPolicy documents are validated and normalized', () => {
+  const resources = parseResources(POLICY, 'policy.yaml');
+  assert.deepEqual(resources.map(resourceName), [
+    'server/web-http.shop',
+    'authorizationpolicy/web-public.shop',
+  ]);
+  assert.deepEqual(resources[0], {
+    kind: 'Server',
+    namespace: 'shop',
+    name: 'web-http',
+    spec: { podSelector: { matchLabels: { app: 'web' } }, port: 'http', protocol: 'detect' },
+  });
+  assert.deepEqual(resources[1], {
+    kind: 'AuthorizationPolicy',
+    namespace: 'shop',
+    name: 'web-public',
+    spec: {
+      server: 'web-http',
+      from: {
+        identities: ['spiffe://cluster.local/ns/*/sa/web', '*'],
+        namespaces: ['ops'],
+        networks: ['198.18.0.0/15', '::1/128', '10.1.2.3'],
+        unauthenticated: false,
+      },
+      routes: [
+        { path: '/api/*', methods: ['GET', 'POST'] },
+        { path: '/healthz', methods: [] },
+      ],
+    },
+  });
+  const [open] = parseResources(
+    'apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: {server: s, from: {unauthenticated: true}}\n',
+    'p.yaml',
+  );
+  assert.deepEqual(open, {
+    kind: 'AuthorizationPolicy',
+    namespace: 'default',
+    name: 'a',
+    spec: {
+      server: 's',
+      from: { identities: [], namespaces: [], networks: [], unauthenticated: true },
+      routes: [],
+    },
+  });
+});
+
+test('policy errors name the document, the field, and what is wrong with the value', () => {
+  const server = (spec: string) =>
+    `apiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata: {name: s}\nspec: ${spec}\n`;
+  const authz = (spec: string) =>
+    `apiVersion: policy.trellis.dev/v1alpha1\nkind: AuthorizationPolicy\nmetadata: {name: a}\nspec: ${spec}\n`;
+  const from = (f: string) => authz(`{server: s, from: ${f}}`);
+  const cases: [string, string][] = [
+    [server('{port: 80}'), 'p.yaml: document 1: spec: needs exactly one of workload and podSelector'],
+    [
+      server('{workload: w, podSelector: {}, port: 80}'),
+      'p.yaml: document 1: spec: needs exactly one of workload and podSelector',
+    ],
+    [server('{workload: w, port: 0}'), 'p.yaml: document 1: spec.port: expected a port 1..65535'],
+    [
+      server('{workload: w, port: true}'),
+      'p.yaml: document 1: spec.port: expected a port number 1..65535 or a port name',
+    ],
+    [server('{workload: w}'), 'p.yaml: document 1: spec.port: required'],
+    [
+      server('{workload: w, port: 80, protocol: http3}'),
+      'p.yaml: document 1: spec.protocol: expected one of detect, http1, http2, grpc, opaque',
+    ],
+    [
+      server('{workload: W!, port: 80}'),
+      'p.yaml: document 1: spec.workload: expected a workload name (a-z, 0-9, -, .)',
+    ],
+    [server('{workload: w, port: 80, selector: {}}'), 'p.yaml: document 1: spec.selector: unknown field'],
+    [
+      server('{workload: w, port: 80}').replace('policy.trellis.dev/v1alpha1', 'policy.trellis.dev/v1'),
+      'p.yaml: document 1: apiVersion: expected policy.trellis.dev/v1alpha1',
+    ],
+    [
+      from('{identities: [web]}'),
+      'p.yaml: document 1: spec.from.identities.0: expected a SPIFFE ID ("spiffe://...") or "*", got "web"',
+    ],
+    [
+      from('{identities: ["spiffe://td/ns//sa/x"]}'),
+      'p.yaml: document 1: spec.from.identities.0: has an empty path segment, got "spiffe://td/ns//sa/x"',
+    ],
+    [
+      from('{networks: [10.0.0.0/8, 10.0.0.0/33]}'),
+      'p.yaml: document 1: spec.from.networks.1: expected a CIDR such as 10.0.0.0/8 or ::1/128, got "10.0.0.0/33"',
+    ],
+    [
+      from('{namespaces: [Shop]}'),
+      'p.yaml: document 1: spec.from.namespaces.0: expected a DNS label (a-z, 0-9, -; at most 63)',
+    ],
+    [
+      from('{}'),
+      'p.yaml: document 1: spec.from: names nobody: give identities, namespaces, networks or unauthenticated: true',
+    ],
+    [
+      from('{unauthenticated: false}'),
+      'p.yaml: document 1: spec.from: names nobody: give identities, namespaces, networks or unauthenticated: true',
+    ],
+    [from('{unauthenticated: yes}'), 'p.yaml: document 1: spec.from.unauthenticated: expected true or false'],
+    [authz('{server: s}'), 'p.yaml: document 1: spec.from: required'],
+    [
+      authz('{server: s, from: {unauthenticated: true}, routes: [{path: api}]}'),
+      'p.yaml: document 1: spec.routes.0.path: expected a path starting with "/", got "api"',
+    ],
+    [
+      authz('{server: s, from: {unauthenticated: true}, routes: [{path: "/a/*/b"}]}'),
+      'p.yaml: document 1: spec.routes.0.path: "*" is only allowed at the end (a prefix), got "/a/*/b"',
+    ],
+    [
+      authz('{server: s, from: {unauthenticated: true}, routes: [{path: /, methods: ["GET /"]}]}'),
+      'p.yaml: document 1: spec.routes.0.methods.0: expected an HTTP method such as GET',
+    ],
+  ];
+  for (const [text, message] of cases) {
+    let error: unknown;
+    try {
+      parseResources(text, 'p.yaml');
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof ConfigError, `expected a ConfigError for ${text}`);
+    assert.equal(error.message, message, text);
+  }
+});
+
+test('property: random policy documents are accepted or rejected with a ConfigError naming the document', () => {
+  const scalar = fc.oneof(
+    fc.constantFrom('web', 'http', '*', 'spiffe://td/ns/a/sa/b', '10.0.0.0/8', '/api/*', 'GET', 'grpc', ''),
+    fc.integer({ min: -2, max: 70_000 }),
+    fc.boolean(),
+    fc.constant(null),
+    fc.string({ maxLength: 8 }),
+  );
+  const list = fc.array(scalar, { maxLength: 3 });
+  const doc = fc.record({
+    apiVersion: fc.constantFrom('policy.trellis.dev/v1alpha1', 'v1'),
+    kind: fc.constantFrom('Server', 'AuthorizationPolicy'),
+    metadata: fc.record({ name: fc.constantFrom('a', 'B', 'web-1') }),
+    spec: fc.record(
+      {
+        workload: scalar,
+        podSelector: fc.oneof(
+          scalar,
+          fc.record({ matchLabels: fc.dictionary(fc.string({ maxLength: 3 }), scalar) }),
+        ),
+        port: scalar,
+        protocol: scalar,
+        server: scalar,
+        from: fc.record(
+          { identities: list, namespaces: list, networks: list, unauthenticated: scalar },
+          { requiredKeys: [] },
+        ),
+        routes: fc.array(fc.record({ path: scalar, methods: list }, { requiredKeys: [] }), { maxLength: 2 }),
+      },
+      { requiredKeys: [] },
+    ),
+  });
+  fc.assert(
+    fc.property(doc, (d) => {
+      try {
+        for (const resource of parseResources(stringify(d), 'f.yaml'))
+          assert.notEqual(resource.kind, 'Service');
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        assert.match(error.message, /^f\.yaml: document 1: /);
       }
     }),
     { numRuns: 500 },

@@ -44,8 +44,14 @@ export interface Decision {
 }
 
 export interface InboundAuthorizer {
-  /** A connection to the app port `port`: opaque TCP, or the first gate of an HTTP connection. */
-  checkConnection(port: number, peer: InboundPeer): Decision;
+  /**
+   * A connection to the app port `port`. `traffic`: 'http' when the data path will also call
+   * checkRequest for each request (a "who" that matches admits the connection, routes are checked
+   * per request); 'opaque' when this is the only check (only authorizations without routes
+   * admit). Left out, the Server's declared protocol decides (detect and opaque count as opaque:
+   * the closed choice).
+   */
+  checkConnection(port: number, peer: InboundPeer, traffic?: 'http' | 'opaque'): Decision;
   /** One HTTP request to the app port `port`. */
   checkRequest(port: number, peer: InboundPeer, request: HttpRequestFacts): Decision;
   /** The protocol a Server declares for `port`, or null when no Server selects it. */

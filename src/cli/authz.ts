@@ -1,0 +1,154 @@
+// `trellis authz NAME`: the effective inbound authorization policy of a workload, as the control
+// plane serves it to the workload's proxy (GET /api/authz of src/control/policy/component.ts):
+// each Server that selects it (name, port, protocol) with its authorizations (who, routes), and
+// the default policy of the workload's proxy for every other port, read from the proxy's admin
+// `GET /config` (policy.default) when the state folder names its admin address, else "unknown".
+import { ConfigError, TrellisError } from '../core/errors.ts';
+import { silentLogger } from '../core/log.ts';
+import { readLocalState } from '../control/discovery/local-state.ts';
+import type { AuthzView } from '../control/policy/component.ts';
+import { controlUrl } from './control-url.ts';
+import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+
+export const summary = 'the effective authorization policy of a workload (servers, authorizations)';
+
+const FLAGS: FlagSpec[] = [
+  { name: 'namespace', kind: 'string', help: 'the workload namespace (default: default); also -n' },
+  { name: 'output', kind: 'string', help: 'table (default) or json; also -o' },
+  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
+  { name: 'control', kind: 'string', help: "the control plane's HTTP API URL (instead of --state)" },
+];
+
+const USAGE = `Usage: trellis authz NAME [options]
+
+The inbound policy the control plane serves to workload NAME: each Server selecting one of its
+ports, with the AuthorizationPolicies that admit clients to it, and the default policy of the
+workload's proxy for the ports no Server selects.`;
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
+    return 0;
+  }
+  const short: Record<string, string> = { '-o': '--output', '-n': '--namespace' };
+  const expanded = argv.map((a, i) => (short[a] !== undefined && i < argv.length - 1 ? short[a] : a));
+  // Options may come before and after NAME.
+  const { values, rest: after } = parseFlags(expanded, FLAGS);
+  const rest = after.slice(0, 1);
+  if (after.length > 1) {
+    const more = parseFlags(after.slice(1), FLAGS);
+    for (const [key, value] of more.values) values.set(key, value);
+    rest.push(...more.rest);
+  }
+  if (rest.length === 0) throw new ConfigError('NAME', 'required: the workload (trellis authz NAME)');
+  if (rest.length > 1) throw new ConfigError('', `trellis authz: unexpected argument '${rest[1]}'`);
+  const name = rest[0]!;
+  const output = (values.get('output') as string | undefined) ?? 'table';
+  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
+  const namespace = (values.get('namespace') as string | undefined) ?? 'default';
+  const control = values.get('control') as string | undefined;
+  const state = values.get('state') as string | undefined;
+
+  const base = await controlUrl(control, state);
+  const query = `?namespace=${encodeURIComponent(namespace)}&workload=${encodeURIComponent(name)}`;
+  let view: AuthzView;
+  try {
+    const res = await fetch(`${base}/api/authz${query}`, { signal: AbortSignal.timeout(5000) });
+    if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).trim()}`);
+    view = (await res.json()) as AuthzView;
+  } catch (error) {
+    throw new TrellisError(
+      'TRELLIS_ERR_CONTROL_PLANE',
+      `cannot get the policy from ${base}: ${(error as Error).message}`,
+    );
+  }
+  // The proxy's default policy: only the state folder of one machine says where its admin listens.
+  const proxyDefault =
+    control === undefined ? await readProxyDefault(state ?? '.trellis', namespace, name) : null;
+  if (output === 'json') {
+    process.stdout.write(JSON.stringify({ ...view, proxyDefault }, null, 2) + '\n');
+  } else {
+    process.stdout.write(authzTable(view, proxyDefault).join('\n') + '\n');
+  }
+  return 0;
+}
+
+/** The default policy of a running proxy of the workload (policy.default of its /config), or null. */
+export async function readProxyDefault(
+  root: string,
+  namespace: string,
+  name: string,
+): Promise<string | null> {
+  const state = await readLocalState(root, new Map(), silentLogger);
+  const admins = state.workloads
+    .filter((w) => w.namespace === namespace && w.spec.service === name && w.spec.admin !== undefined)
+    .map((w) => w.spec.admin!);
+  for (const admin of admins) {
+    try {
+      const res = await fetch(`http://${admin}/config`, { signal: AbortSignal.timeout(2000) });
+      if (res.status !== 200) continue;
+      const value = ((await res.json()) as { policy?: { default?: unknown } } | null)?.policy?.default;
+      if (typeof value === 'string') return value;
+    } catch {
+      // That instance is gone or busy: try the next one.
+    }
+  }
+  return null;
+}
+
+/** The table `trellis authz` prints: one line per authorization, server columns on its first. */
+export function authzTable(view: AuthzView, proxyDefault: string | null): string[] {
+  const header = ['SERVER', 'PORT', 'PROTOCOL', 'AUTHORIZATION', 'WHO', 'ROUTES'];
+  const rows: string[][] = [];
+  for (const server of view.servers ?? []) {
+    const first = [server.name ?? '', String(server.port ?? ''), server.protocol ?? ''];
+    const authorizations = server.authorizations ?? [];
+    if (authorizations.length === 0) rows.push([...first, '(none: every client denied)', '', '']);
+    authorizations.forEach((authz, i) => {
+      rows.push([
+        ...(i === 0 ? first : ['', '', '']),
+        authz.name ?? '',
+        describeWho(authz),
+        describeRoutes(authz),
+      ]);
+    });
+  }
+  const lines: string[] = [];
+  if (rows.length === 0) {
+    lines.push(`No Server selects ${view.namespace}/${view.workload}: every port follows the proxy default.`);
+  } else {
+    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+    for (const row of [header, ...rows])
+      lines.push(
+        row
+          .map((cell, c) => cell.padEnd(widths[c]!))
+          .join('  ')
+          .trimEnd(),
+      );
+  }
+  for (const skipped of view.skipped ?? []) lines.push(`skipped ${skipped.server}: ${skipped.reason}`);
+  lines.push(`proxy default: ${proxyDefault ?? 'unknown'} (ports no Server selects)`);
+  return lines;
+}
+
+type ViewAuthorization = NonNullable<NonNullable<AuthzView['servers']>[number]['authorizations']>[number];
+
+function describeWho(authz: ViewAuthorization): string {
+  if (authz.unauthenticated) return 'anyone (unauthenticated)';
+  const parts: string[] = [];
+  const identities = authz.identities ?? [];
+  if (identities.includes('*')) parts.push('any authenticated');
+  const named = identities.filter((i) => i !== '*');
+  if (named.length > 0) parts.push(`identities ${named.join(',')}`);
+  if ((authz.namespaces ?? []).length > 0) parts.push(`namespaces ${authz.namespaces!.join(',')}`);
+  if ((authz.networks ?? []).length > 0) parts.push(`networks ${authz.networks!.join(',')}`);
+  return parts.join('; ') || 'nobody';
+}
+
+function describeRoutes(authz: ViewAuthorization): string {
+  const routes = authz.routes ?? [];
+  if (routes.length === 0) return '(whole server)';
+  return routes
+    .map((r) => `${(r.methods ?? []).length === 0 ? '*' : r.methods!.join('|')} ${r.path}`)
+    .join(', ');
+}

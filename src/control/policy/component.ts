@@ -1,0 +1,153 @@
+// The policy part of the control plane (a ControlPlaneComponent of src/control/server.ts):
+//
+//   gRPC  trellis.policy.v1.Policy/WatchInbound   the full InboundPolicy of the asking workload at
+//         once (after the source's first read), then again after every change that alters it
+//   HTTP  GET /api/authz?namespace=NS&workload=NAME   the same policy as JSON, with the Servers
+//         that select the workload but were skipped (unresolvable port name), for `trellis authz`
+//
+// Each stream recomputes its workload's policy when the source reports a change and sends it only
+// when it differs from what the stream sent last, so unrelated changes cost one comparison.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { loadPolicyApi, type ApiInboundPolicy, type ApiInboundRequestOutput } from '../../api/load.ts';
+import type { Logger } from '../../core/log.ts';
+import type { ControlPlaneComponent } from '../server.ts';
+import { KubernetesPolicySource } from './kubernetes.ts';
+import { LocalPolicySource } from './local.ts';
+import { buildInboundPolicy, policyKey, type SkippedServer } from './model.ts';
+import type { PolicySource } from './source.ts';
+
+/** What GET /api/authz answers. */
+export interface AuthzView {
+  readonly namespace: string;
+  readonly workload: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly servers: ApiInboundPolicy['servers'];
+  readonly skipped: readonly SkippedServer[];
+}
+
+export interface PolicyComponent extends ControlPlaneComponent {
+  readonly source: PolicySource;
+  /** Open WatchInbound streams (tests check they are released). */
+  readonly openStreams: number;
+}
+
+/** The policy component over the state folder `root` (`trellis up`). */
+export function localPolicyComponent(root: string, log: Logger): PolicyComponent {
+  return createPolicyComponent(new LocalPolicySource({ root, log }), log);
+}
+
+/** The policy component over the Kubernetes API (`trellis control`). */
+export function kubernetesPolicyComponent(kubeConfig: KubeConfig, log: Logger): PolicyComponent {
+  return createPolicyComponent(new KubernetesPolicySource({ kubeConfig, log }), log);
+}
+
+type WatchCall = grpc.ServerWritableStream<ApiInboundRequestOutput, ApiInboundPolicy>;
+
+export function createPolicyComponent(source: PolicySource, parentLog: Logger): PolicyComponent {
+  const log = parentLog.child({ component: 'policy-api' });
+  const streams = new Set<WatchCall>();
+  let closed = false;
+
+  const view = (namespace: string, workload: string, labels: Readonly<Record<string, string>>): AuthzView => {
+    const facts = source.workload(namespace, workload, labels);
+    const { policy, skipped } = buildInboundPolicy(source.snapshot(), facts);
+    return { namespace, workload, labels: facts.labels, servers: policy.servers ?? [], skipped };
+  };
+
+  const watchInbound = (call: WatchCall): void => {
+    const { namespace, workload } = call.request;
+    const labels = { ...call.request.labels };
+    if (namespace === '' || workload === '') {
+      call.emit('error', {
+        code: grpc.status.INVALID_ARGUMENT,
+        details: 'InboundRequest needs a namespace and a workload',
+      });
+      return;
+    }
+    streams.add(call);
+    let lastSent = '';
+    let lastSkipped = '';
+    let unsubscribe: () => void = () => {};
+    const send = (): void => {
+      if (!streams.has(call)) return;
+      const { servers, skipped } = view(namespace, workload, labels);
+      const skippedKey = JSON.stringify(skipped);
+      if (skipped.length > 0 && skippedKey !== lastSkipped) {
+        log.warn('servers skipped for a workload', { namespace, workload, skipped });
+      }
+      lastSkipped = skippedKey;
+      const policy: ApiInboundPolicy = { servers };
+      const key = policyKey(policy);
+      if (key === lastSent) return;
+      lastSent = key;
+      call.write(policy);
+    };
+    const end = (): void => {
+      streams.delete(call);
+      unsubscribe();
+    };
+    call.on('cancelled', end);
+    call.on('close', end);
+    call.on('error', end);
+    source.ready().then(
+      () => {
+        if (!streams.has(call)) return;
+        unsubscribe = source.onChange(send);
+        send();
+      },
+      (error: unknown) => {
+        log.error('policy source failed to start', { error });
+        end();
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the policy source is unavailable' });
+      },
+    );
+  };
+
+  return {
+    source,
+    get openStreams() {
+      return streams.size;
+    },
+    addGrpcServices(server: grpc.Server) {
+      server.addService(loadPolicyApi().Policy.service, { WatchInbound: watchInbound });
+    },
+    async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+      if (path !== '/api/authz') return false;
+      const send = (status: number, body: unknown): void => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(body) + '\n');
+      };
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        send(405, { error: 'method not allowed' });
+        return true;
+      }
+      const query = new URL(req.url ?? '/', 'http://control').searchParams;
+      const namespace = query.get('namespace') || 'default';
+      const workload = query.get('workload') ?? '';
+      if (workload === '') {
+        send(400, { error: 'workload: required (?workload=NAME)' });
+        return true;
+      }
+      await source.ready();
+      send(200, view(namespace, workload, {}));
+      return true;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const call of Array.from(streams)) {
+        streams.delete(call);
+        // Proxies keep their last policy and watch again (maybe a restarted control plane).
+        if (!call.cancelled)
+          call.emit('error', {
+            code: grpc.status.UNAVAILABLE,
+            details: 'the policy service is shutting down',
+          });
+      }
+      await source.close();
+    },
+  };
+}

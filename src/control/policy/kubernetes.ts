@@ -1,0 +1,276 @@
+// The policy source on Kubernetes: informers (@kubernetes/client-node ListWatch) on the two CRDs
+// of deploy/crds.yaml (servers and authorizationpolicies of policy.trellis.dev/v1alpha1) and on
+// Pods. CRD objects go through the same validation as `trellis apply -f` documents
+// (src/control/resources.ts); an invalid one is logged once per resourceVersion and skipped.
+//
+// Workload facts come from the Pods informer, by workload = pod name (what InboundRequest.workload
+// is on Kubernetes): its labels for podSelector, and its containers' named ports (the trellis-proxy
+// container's excepted) for named Server ports. A pod not (yet) in the cache falls back to the
+// labels the proxy sent, with no named ports. Pod updates that change neither labels nor ports
+// (status, readiness) are not reported as changes.
+//
+// An informer whose list or watch fails starts again after retryDelayMs doubling to 30 s (the
+// client's ListWatch restarts by itself only after a clean end or a 410 Gone).
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesListObject,
+  type KubernetesObject,
+  ListWatch,
+  type V1Pod,
+  Watch,
+} from '@kubernetes/client-node';
+import type { Logger } from '../../core/log.ts';
+import { PROXY_CONTAINER_NAME } from '../discovery/kubernetes.ts';
+import { parsePolicyResource } from '../resources.ts';
+import type {
+  AuthorizationPolicyResource,
+  PolicyResource,
+  PolicySnapshot,
+  ServerResource,
+  WorkloadFacts,
+} from './model.ts';
+import { ChangeListeners, type PolicySource } from './source.ts';
+
+export const POLICY_GROUP = 'policy.trellis.dev';
+export const POLICY_VERSION = 'v1alpha1';
+const MAX_RETRY_DELAY_MS = 30_000;
+
+export interface KubernetesPolicySourceOptions {
+  readonly kubeConfig: KubeConfig;
+  readonly log: Logger;
+  /** First delay before an informer starts again after a failure. Default 1000 ms. */
+  readonly retryDelayMs?: number;
+}
+
+/** A ListWatch that starts again after failures and knows when its first list has landed. */
+class Informer<T extends KubernetesObject> {
+  readonly cache: ListWatch<T>;
+  readonly synced: Promise<void>;
+  #markSynced: () => void = () => {};
+  #stopped = false;
+  #delayMs: number;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #baseDelayMs: number;
+
+  constructor(
+    kubeConfig: KubeConfig,
+    path: string,
+    list: () => Promise<KubernetesListObject<T>>,
+    onEvent: (type: 'change' | 'delete', object: T) => void,
+    retryDelayMs: number,
+    log: Logger,
+  ) {
+    this.#baseDelayMs = retryDelayMs;
+    this.#delayMs = retryDelayMs;
+    this.synced = new Promise((resolve) => (this.#markSynced = resolve));
+    const listed = async (): Promise<KubernetesListObject<T>> => {
+      const result = await list();
+      this.#delayMs = this.#baseDelayMs;
+      return result;
+    };
+    const delayFn = (): Promise<void> =>
+      new Promise((resolve) => {
+        if (!this.#stopped) setTimeout(resolve, this.#nextDelay()).unref();
+      });
+    this.cache = new ListWatch(path, new Watch(kubeConfig), listed, false, undefined, undefined, { delayFn });
+    this.cache.on('add', (o: T) => onEvent('change', o));
+    this.cache.on('update', (o: T) => onEvent('change', o));
+    this.cache.on('delete', (o: T) => onEvent('delete', o));
+    this.cache.on('error', (error: unknown) => {
+      if (this.#stopped || this.#timer !== null) return;
+      log.warn('policy informer failed; retrying', {
+        path,
+        error: (error as Error)?.message ?? String(error),
+      });
+      this.#timer = setTimeout(() => {
+        this.#timer = null;
+        void this.start();
+      }, this.#nextDelay());
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.#stopped) return;
+    try {
+      await this.cache.start();
+    } catch {
+      return; // reported through the 'error' event, which schedules the next start
+    }
+    if (!this.#stopped && this.cache.latestResourceVersion() !== '') this.#markSynced();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    await this.cache.stop();
+  }
+
+  #nextDelay(): number {
+    const delay = this.#delayMs;
+    this.#delayMs = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
+    return delay;
+  }
+}
+
+export class KubernetesPolicySource implements PolicySource {
+  readonly #servers: Informer<KubernetesObject>;
+  readonly #authorizations: Informer<KubernetesObject>;
+  readonly #pods: Informer<V1Pod>;
+  readonly #log: Logger;
+  readonly #listeners: ChangeListeners;
+  readonly #ready: Promise<void>;
+  /** Parsed CRD objects by uid: the resourceVersion they were parsed at, and the result. */
+  readonly #parsed = new Map<string, { version: string; resource: PolicyResource | null }>();
+  /** Labels and ports of each pod, to tell a meaningful pod change from a status update. */
+  readonly #podFacts = new Map<string, string>();
+  #snapshot: PolicySnapshot | null = null;
+  #notify: NodeJS.Immediate | null = null;
+  #synced = false;
+
+  constructor(options: KubernetesPolicySourceOptions) {
+    const { kubeConfig } = options;
+    this.#log = options.log.child({ component: 'policy-kubernetes' });
+    this.#listeners = new ChangeListeners((error) => this.#log.error('policy listener threw', { error }));
+    const retry = options.retryDelayMs ?? 1000;
+    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const crd = (plural: string) =>
+      new Informer<KubernetesObject>(
+        kubeConfig,
+        `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`,
+        () => custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural }),
+        () => this.#changed(),
+        retry,
+        this.#log,
+      );
+    this.#servers = crd('servers');
+    this.#authorizations = crd('authorizationpolicies');
+    this.#pods = new Informer<V1Pod>(
+      kubeConfig,
+      '/api/v1/pods',
+      () => core.listPodForAllNamespaces(),
+      (type, pod) => this.#podChanged(type, pod),
+      retry,
+      this.#log,
+    );
+    const informers = [this.#servers, this.#authorizations, this.#pods];
+    this.#ready = Promise.all(informers.map((i) => i.synced)).then(() => {
+      this.#synced = true;
+      this.#changed();
+    });
+    for (const informer of informers) void informer.start();
+  }
+
+  ready(): Promise<void> {
+    return this.#ready;
+  }
+
+  snapshot(): PolicySnapshot {
+    this.#snapshot ??= this.#build();
+    return this.#snapshot;
+  }
+
+  workload(namespace: string, name: string, labels: Readonly<Record<string, string>>): WorkloadFacts {
+    const pod = this.#pods.cache.get(name, namespace);
+    return {
+      namespace,
+      name,
+      labels: pod?.metadata?.labels ?? labels,
+      namedPorts: pod === undefined ? new Map() : namedPortsOf(pod),
+    };
+  }
+
+  onChange(listener: () => void): () => void {
+    return this.#listeners.add(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+    if (this.#notify !== null) clearImmediate(this.#notify);
+    await Promise.all([this.#servers.stop(), this.#authorizations.stop(), this.#pods.stop()]);
+  }
+
+  #podChanged(type: 'change' | 'delete', pod: V1Pod): void {
+    const key = `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
+    if (type === 'delete') {
+      this.#podFacts.delete(key);
+      this.#changed();
+      return;
+    }
+    const facts = JSON.stringify([pod.metadata?.labels ?? {}, [...namedPortsOf(pod)]]);
+    if (this.#podFacts.get(key) === facts) return;
+    this.#podFacts.set(key, facts);
+    this.#changed();
+  }
+
+  /** Batches the changes of one turn of the event loop (a relist delivers many) into one notification. */
+  #changed(): void {
+    this.#snapshot = null;
+    if (!this.#synced || this.#notify !== null) return;
+    this.#notify = setImmediate(() => {
+      this.#notify = null;
+      this.#listeners.notify();
+    });
+  }
+
+  #build(): PolicySnapshot {
+    const servers: ServerResource[] = [];
+    const authorizations: AuthorizationPolicyResource[] = [];
+    const live = new Set<string>();
+    for (const [kind, informer] of [
+      ['Server', this.#servers],
+      ['AuthorizationPolicy', this.#authorizations],
+    ] as const) {
+      for (const object of informer.cache.list()) {
+        const resource = this.#parse(kind, object, live);
+        if (resource?.kind === 'Server') servers.push(resource);
+        else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
+      }
+    }
+    for (const uid of this.#parsed.keys()) if (!live.has(uid)) this.#parsed.delete(uid);
+    return { servers, authorizations };
+  }
+
+  #parse(kind: string, object: KubernetesObject, live: Set<string>): PolicyResource | null {
+    const meta = object.metadata ?? {};
+    const uid = meta.uid ?? `${kind}/${meta.namespace ?? ''}/${meta.name ?? ''}`;
+    live.add(uid);
+    const version = meta.resourceVersion ?? '';
+    const cached = this.#parsed.get(uid);
+    if (cached !== undefined && cached.version === version) return cached.resource;
+    // Only the fields the schema knows: the API server adds uid, resourceVersion, managedFields...
+    const document = {
+      apiVersion: object.apiVersion,
+      kind: object.kind ?? kind,
+      metadata: {
+        name: meta.name,
+        namespace: meta.namespace,
+        ...(meta.labels === undefined ? {} : { labels: meta.labels }),
+        ...(meta.annotations === undefined ? {} : { annotations: meta.annotations }),
+      },
+      spec: (object as { spec?: unknown }).spec,
+    };
+    let resource: PolicyResource | null = null;
+    try {
+      resource = parsePolicyResource(document, `${kind} ${meta.namespace ?? ''}/${meta.name ?? ''}`);
+    } catch (error) {
+      this.#log.warn('invalid policy resource skipped', { problem: (error as Error).message });
+    }
+    this.#parsed.set(uid, { version, resource });
+    return resource;
+  }
+}
+
+/** Container port names to numbers (the first container naming a port wins; the proxy's own excepted). */
+function namedPortsOf(pod: V1Pod): Map<string, number> {
+  const ports = new Map<string, number>();
+  for (const container of pod.spec?.containers ?? []) {
+    if (container.name === PROXY_CONTAINER_NAME) continue;
+    for (const p of container.ports ?? []) {
+      if (p.name !== undefined && !ports.has(p.name)) ports.set(p.name, p.containerPort);
+    }
+  }
+  return ports;
+}

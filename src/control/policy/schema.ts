@@ -1,0 +1,148 @@
+// valibot schemas of the two policy kinds (apiVersion policy.trellis.dev/v1alpha1), used by
+// src/control/resources.ts for `trellis apply -f` and the state folder, and by the Kubernetes
+// source for CRD objects, so both places accept and reject exactly the same documents:
+//
+//   kind: Server
+//   metadata: { name: web-http, namespace: shop }
+//   spec:
+//     workload: web                 # or podSelector: { matchLabels: { app: web } } (exactly one)
+//     port: 8080                    # or a port name of the workload (http)
+//     protocol: http1               # detect (default) | http1 | http2 | grpc | opaque
+//
+//   kind: AuthorizationPolicy
+//   metadata: { name: web-from-shop, namespace: shop }
+//   spec:
+//     server: web-http              # a Server of the same namespace
+//     from:                         # at least one of:
+//       identities: ["spiffe://cluster.local/ns/shop/sa/*"]   # "*" within a segment; "*" alone: any authenticated
+//       namespaces: [shop]          # authenticated clients of these namespaces
+//       networks: [198.18.0.0/15]   # client addresses (unauthenticated too)
+//       unauthenticated: true       # anyone
+//     routes:                       # optional: only these HTTP requests (else the whole server)
+//       - path: /api/*              # exact, or a prefix ending in "*"
+//         methods: [GET, POST]      # optional; upper-cased
+//
+// Errors name the field path, and for patterns and CIDRs say what is wrong with the value.
+import * as v from 'valibot';
+import { dnsLabel, port } from '../../core/schema.ts';
+import { identityPatternProblem, parseCidr, routePathProblem } from '../../proxy/policy/match.ts';
+
+export const POLICY_API_VERSION = 'policy.trellis.dev/v1alpha1';
+
+export const stringMap = v.record(v.string(), v.string('expected a string'), 'expected a map of strings');
+
+/** The message of the object schemas' own issues: an unknown field, a missing one, or not an object. */
+export const objectIssue = (issue: v.BaseIssue<unknown>): string =>
+  issue.expected === 'never'
+    ? 'unknown field'
+    : issue.received === 'undefined'
+      ? 'required'
+      : `expected ${issue.expected}, got ${issue.received}`;
+
+export const metadataSchema = v.strictObject(
+  {
+    name: dnsLabel,
+    namespace: v.optional(dnsLabel, 'default'),
+    labels: v.optional(stringMap),
+    annotations: v.optional(stringMap),
+  },
+  objectIssue,
+);
+
+/** Pod names and workload names: a DNS subdomain (lower-case, digits, "-" and "."). */
+const workloadName = v.pipe(
+  v.string('expected a string'),
+  v.regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a workload name (a-z, 0-9, -, .)'),
+);
+
+const PROTOCOLS = ['detect', 'http1', 'http2', 'grpc', 'opaque'] as const;
+
+export const serverSchema = v.strictObject(
+  {
+    apiVersion: v.literal(POLICY_API_VERSION, `expected ${POLICY_API_VERSION}`),
+    kind: v.literal('Server', 'expected Server'),
+    metadata: metadataSchema,
+    spec: v.pipe(
+      v.strictObject(
+        {
+          workload: v.optional(workloadName),
+          podSelector: v.optional(v.strictObject({ matchLabels: v.optional(stringMap, {}) }, objectIssue)),
+          port: v.union([port, dnsLabel], 'expected a port number 1..65535 or a port name'),
+          protocol: v.optional(v.picklist(PROTOCOLS, `expected one of ${PROTOCOLS.join(', ')}`), 'detect'),
+        },
+        objectIssue,
+      ),
+      v.check(
+        (spec) => (spec.workload === undefined) !== (spec.podSelector === undefined),
+        'needs exactly one of workload and podSelector',
+      ),
+    ),
+  },
+  objectIssue,
+);
+
+const identityPattern = v.pipe(
+  v.string('expected a string'),
+  v.check(
+    (pattern) => identityPatternProblem(pattern) === null,
+    (issue) =>
+      `${identityPatternProblem(issue.input as string) ?? 'invalid'}, got ${JSON.stringify(issue.input)}`,
+  ),
+);
+
+const cidr = v.pipe(
+  v.string('expected a string'),
+  v.check(
+    (text) => parseCidr(text) !== null,
+    (issue) => `expected a CIDR such as 10.0.0.0/8 or ::1/128, got ${JSON.stringify(issue.input)}`,
+  ),
+);
+
+const routePath = v.pipe(
+  v.string('expected a string'),
+  v.check(
+    (path) => routePathProblem(path) === null,
+    (issue) => `${routePathProblem(issue.input as string) ?? 'invalid'}, got ${JSON.stringify(issue.input)}`,
+  ),
+);
+
+const method = v.pipe(
+  v.string('expected a string'),
+  v.regex(/^[A-Za-z]+$/, 'expected an HTTP method such as GET'),
+  v.toUpperCase(),
+);
+
+const list = <T extends v.GenericSchema>(item: T) => v.optional(v.array(item, 'expected a list'), []);
+
+export const authorizationPolicySchema = v.strictObject(
+  {
+    apiVersion: v.literal(POLICY_API_VERSION, `expected ${POLICY_API_VERSION}`),
+    kind: v.literal('AuthorizationPolicy', 'expected AuthorizationPolicy'),
+    metadata: metadataSchema,
+    spec: v.strictObject(
+      {
+        server: dnsLabel,
+        from: v.pipe(
+          v.strictObject(
+            {
+              identities: list(identityPattern),
+              namespaces: list(dnsLabel),
+              networks: list(cidr),
+              unauthenticated: v.optional(v.boolean('expected true or false'), false),
+            },
+            objectIssue,
+          ),
+          v.check(
+            (from) =>
+              from.unauthenticated ||
+              from.identities.length + from.namespaces.length + from.networks.length > 0,
+            'names nobody: give identities, namespaces, networks or unauthenticated: true',
+          ),
+        ),
+        routes: list(v.strictObject({ path: routePath, methods: list(method) }, objectIssue)),
+      },
+      objectIssue,
+    ),
+  },
+  objectIssue,
+);

@@ -1,0 +1,154 @@
+// Policy resources in the state folder of one-machine mode, beside services/ and workloads/
+// (src/control/discovery/local-state.ts):
+//
+//   <root>/policy/<namespace>/server-<name>.yaml               a Server
+//   <root>/policy/<namespace>/authorizationpolicy-<name>.yaml  an AuthorizationPolicy
+//
+// Each file holds the resource as `trellis apply -f` accepted it (apiVersion, kind, metadata,
+// spec), normalized, and is read back through the same validation (src/control/resources.ts), so
+// a hand-edited file is held to the same rules. Writes are atomic (a temporary file renamed into
+// place); names starting with "." or ending in ".tmp" are ignored. A bad file is logged with the
+// field that is wrong and skipped; the rest of the folder still applies.
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { ConfigError } from '../../core/errors.ts';
+import type { Logger } from '../../core/log.ts';
+import { parseResources } from '../resources.ts';
+import type { AuthorizationPolicyResource, PolicyResource, PolicySnapshot, ServerResource } from './model.ts';
+import { POLICY_API_VERSION } from './schema.ts';
+
+export function policyDir(root: string): string {
+  return join(root, 'policy');
+}
+
+export function policyPath(
+  root: string,
+  resource: Pick<PolicyResource, 'kind' | 'namespace' | 'name'>,
+): string {
+  return join(policyDir(root), resource.namespace, `${resource.kind.toLowerCase()}-${resource.name}.yaml`);
+}
+
+/** The resource as a Kubernetes-shaped document (what the file holds, and what a CRD object is). */
+export function policyDocument(resource: PolicyResource): Record<string, unknown> {
+  return {
+    apiVersion: POLICY_API_VERSION,
+    kind: resource.kind,
+    metadata: { name: resource.name, namespace: resource.namespace },
+    spec: resource.spec,
+  };
+}
+
+export async function writePolicyFile(root: string, resource: PolicyResource): Promise<void> {
+  const path = policyPath(root, resource);
+  await mkdir(join(path, '..'), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, stringify(policyDocument(resource)));
+  await rename(tmp, path);
+}
+
+/** Removes a resource's file; false when there was none. */
+export async function deletePolicyFile(
+  root: string,
+  resource: Pick<PolicyResource, 'kind' | 'namespace' | 'name'>,
+): Promise<boolean> {
+  const path = policyPath(root, resource);
+  try {
+    await stat(path);
+  } catch {
+    return false;
+  }
+  await rm(path, { force: true });
+  return true;
+}
+
+interface CacheEntry {
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly resource: PolicyResource | null;
+}
+
+/** Parsed files by path, so unchanged files are neither re-read nor re-reported. */
+export type PolicyFileCache = Map<string, CacheEntry>;
+
+/** Reads every policy file. Never throws: unreadable or invalid files are logged and skipped. */
+export async function readPolicyFolder(
+  root: string,
+  cache: PolicyFileCache,
+  log: Logger,
+): Promise<PolicySnapshot> {
+  const servers: ServerResource[] = [];
+  const authorizations: AuthorizationPolicyResource[] = [];
+  const seen = new Set<string>();
+  const dir = policyDir(root);
+  for (const namespace of await readdirOrEmpty(dir)) {
+    if (namespace.startsWith('.')) continue;
+    for (const name of await readdirOrEmpty(join(dir, namespace))) {
+      if (name.startsWith('.') || name.endsWith('.tmp') || !/\.ya?ml$/.test(name)) continue;
+      const file = join(dir, namespace, name);
+      seen.add(file);
+      const resource = await readCached(file, namespace, name, cache, log);
+      if (resource?.kind === 'Server') servers.push(resource);
+      else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
+    }
+  }
+  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
+  return { servers, authorizations };
+}
+
+async function readCached(
+  file: string,
+  namespace: string,
+  name: string,
+  cache: PolicyFileCache,
+  log: Logger,
+): Promise<PolicyResource | null> {
+  let info;
+  let text;
+  try {
+    info = await stat(file);
+    const cached = cache.get(file);
+    if (cached !== undefined && cached.mtimeMs === info.mtimeMs && cached.size === info.size)
+      return cached.resource;
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    // Deleted between listing and reading: the next scan will not list it.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
+      log.warn('cannot read policy file', { file, error });
+    return null;
+  }
+  let resource: PolicyResource | null = null;
+  try {
+    const parsed = parseResources(text, file);
+    const only = parsed[0];
+    if (parsed.length !== 1 || only === undefined || only.kind === 'Service') {
+      throw new ConfigError(file, 'expected one Server or AuthorizationPolicy');
+    }
+    // The file's place must agree with its content, or `apply --delete` would miss it.
+    if (
+      only.namespace !== namespace ||
+      `${only.kind.toLowerCase()}-${only.name}.yaml` !== name.replace(/\.yml$/, '.yaml')
+    ) {
+      throw new ConfigError(
+        file,
+        `holds ${only.kind} ${only.namespace}/${only.name}, which belongs in another file`,
+      );
+    }
+    resource = only;
+  } catch (error) {
+    log.warn('invalid policy file skipped', {
+      file,
+      problem: error instanceof ConfigError ? error.message : String(error),
+    });
+  }
+  cache.set(file, { mtimeMs: info.mtimeMs, size: info.size, resource });
+  return resource;
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+}

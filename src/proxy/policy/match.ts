@@ -1,0 +1,148 @@
+// The pure pieces of authorization matching: SPIFFE identity patterns, the namespace of a SPIFFE
+// ID, client networks in CIDR form, and HTTP routes. No I/O and no state, so each is tested with
+// fast-check properties (test/unit/policy-match.test.ts). The same parsers validate resources in
+// the control plane (src/control/resources.ts), so a pattern the control plane accepts is exactly
+// one the proxy can match.
+import { BlockList, isIPv4, isIPv6 } from 'node:net';
+import type { HttpRequestFacts } from './types.ts';
+
+/** A SPIFFE ID as Trellis issues them: spiffe://<trust-domain>/ns/<namespace>/sa/<account>. */
+const SPIFFE_ID = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
+
+/** The namespace of a Trellis SPIFFE ID, or null when `identity` is not one. */
+export function spiffeNamespace(identity: string): string | null {
+  const match = SPIFFE_ID.exec(identity);
+  return match === null ? null : (match[2] ?? null);
+}
+
+/**
+ * Why `pattern` is not a valid identity pattern, or null when it is: a lone "*", or a
+ * "spiffe://" URI whose path segments are non-empty and may contain "*" (any run of characters
+ * within that one segment, never a "/"). Used by the control plane's resource validation.
+ */
+export function identityPatternProblem(pattern: string): string | null {
+  if (pattern === '*') return null;
+  if (!pattern.startsWith('spiffe://')) return 'expected a SPIFFE ID ("spiffe://...") or "*"';
+  const rest = pattern.slice('spiffe://'.length);
+  const segments = rest.split('/');
+  if (segments.length < 2) return 'expected a trust domain and a path (spiffe://DOMAIN/ns/NS/sa/SA)';
+  if (segments.some((s) => s === '')) return 'has an empty path segment';
+  if (/[\s?#]/.test(rest)) return 'must not contain spaces, "?" or "#"';
+  return null;
+}
+
+/** A compiled identity pattern: call it with the peer's identity. */
+export type IdentityMatcher = (identity: string) => boolean;
+
+/**
+ * Compiles an identity pattern. A lone "*" matches any identity; otherwise "*" matches any run of
+ * characters other than "/" and everything else matches itself. Patterns are compiled once per
+ * policy, so the data path only runs a regular expression.
+ */
+export function compileIdentityPattern(pattern: string): IdentityMatcher {
+  if (pattern === '*') return () => true;
+  if (!pattern.includes('*')) return (identity) => identity === pattern;
+  const source = pattern
+    .split('*')
+    .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+    .join('[^/]*');
+  const regex = new RegExp(`^${source}$`);
+  return (identity) => regex.test(identity);
+}
+
+/** A CIDR block, parsed: the address family, the network address and the prefix length. */
+export interface Cidr {
+  readonly family: 'ipv4' | 'ipv6';
+  readonly address: string;
+  readonly prefix: number;
+}
+
+/** Parses "ADDRESS/PREFIX" (or a bare address, meaning /32 or /128); null when it is not one. */
+export function parseCidr(text: string): Cidr | null {
+  const slash = text.indexOf('/');
+  const address = slash === -1 ? text : text.slice(0, slash);
+  const family = isIPv4(address) ? 'ipv4' : isIPv6(address) && !address.includes('%') ? 'ipv6' : null;
+  if (family === null) return null;
+  const max = family === 'ipv4' ? 32 : 128;
+  if (slash === -1) return { family, address, prefix: max };
+  const prefixText = text.slice(slash + 1);
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText)) return null;
+  const prefix = Number(prefixText);
+  return prefix <= max ? { family, address, prefix } : null;
+}
+
+/**
+ * The address the proxy should match networks against: an IPv4-mapped IPv6 address
+ * ("::ffff:10.0.0.1", what a dual-stack listener reports for IPv4 clients) becomes its IPv4
+ * address, and an IPv6 zone ("fe80::1%eth0") is dropped. Null when `ip` is not an IP address.
+ */
+export function normalizePeerIp(ip: string): { family: 'ipv4' | 'ipv6'; address: string } | null {
+  if (isIPv4(ip)) return { family: 'ipv4', address: ip };
+  const unzoned = ip.includes('%') ? ip.slice(0, ip.indexOf('%')) : ip;
+  if (!isIPv6(unzoned)) return null;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(unzoned);
+  if (mapped !== null && isIPv4(mapped[1] ?? '')) return { family: 'ipv4', address: mapped[1] as string };
+  return { family: 'ipv6', address: unzoned };
+}
+
+/** A compiled set of networks: call it with the peer's IP address. */
+export type NetworkMatcher = (ip: string) => boolean;
+
+/**
+ * Compiles CIDR blocks into one net.BlockList. Blocks that do not parse are skipped (the control
+ * plane validates them; the proxy never throws on what it was sent) and returned in `invalid`.
+ */
+export function compileNetworks(cidrs: readonly string[]): { matches: NetworkMatcher; invalid: string[] } {
+  const invalid: string[] = [];
+  if (cidrs.length === 0) return { matches: () => false, invalid };
+  const list = new BlockList();
+  let added = 0;
+  for (const text of cidrs) {
+    const cidr = parseCidr(text);
+    if (cidr === null) {
+      invalid.push(text);
+      continue;
+    }
+    list.addSubnet(cidr.address, cidr.prefix, cidr.family);
+    added++;
+  }
+  if (added === 0) return { matches: () => false, invalid };
+  return {
+    matches: (ip) => {
+      const peer = normalizePeerIp(ip);
+      if (peer === null) return false;
+      try {
+        return list.check(peer.address, peer.family);
+      } catch {
+        return false;
+      }
+    },
+    invalid,
+  };
+}
+
+/** An HTTP route as the policy gives it: an exact path or a prefix ending in "*"; methods. */
+export interface RouteSpec {
+  readonly path: string;
+  readonly methods: readonly string[];
+}
+
+/**
+ * Whether a request matches a route: the path equals the route's path, or starts with what comes
+ * before a trailing "*"; and the method is one of the route's (compared case-sensitively, as HTTP
+ * methods are; the policy's methods are upper-case), or the route names none.
+ */
+export function routeMatches(route: RouteSpec, request: HttpRequestFacts): boolean {
+  const path = route.path;
+  const pathOk = path.endsWith('*') ? request.path.startsWith(path.slice(0, -1)) : request.path === path;
+  if (!pathOk) return false;
+  return route.methods.length === 0 || route.methods.includes(request.method);
+}
+
+/** Why `path` is not a valid route path, or null: it must start with "/"; "*" only at the end. */
+export function routePathProblem(path: string): string | null {
+  if (!path.startsWith('/')) return 'expected a path starting with "/"';
+  if (path.slice(0, -1).includes('*')) return '"*" is only allowed at the end (a prefix)';
+  if (/[\s?#]/.test(path)) return 'must not contain spaces, "?" or "#"';
+  return null;
+}
