@@ -6,6 +6,8 @@
 // is a DerError; it never reads outside the buffer and never throws anything else. Input comes
 // from the network (a CSR), so it is property-tested in test/unit/ca-der.test.ts.
 
+import { bitString, octetString, oid, tlv } from '../../proxy/identity/der.ts';
+
 export class DerError extends Error {
   constructor(message: string) {
     super(message);
@@ -91,33 +93,10 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 // ---- writing ----
 
-function lengthBytes(n: number): number[] {
-  if (n < 0x80) return [n];
-  const out: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) out.unshift(v & 0xff);
-  return [0x80 | out.length, ...out];
-}
-
-/** An element with `tag` around the concatenated `parts`. */
-export function tlv(tag: number, ...parts: Uint8Array[]): Buffer {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  return Buffer.concat([Buffer.from([tag, ...lengthBytes(size)]), ...parts]);
-}
+// The writer is the proxy's (one DER encoder in the project); the certificate parts are below.
+export { bitString, octetString, oid, tlv };
 
 export const seq = (...parts: Uint8Array[]): Buffer => tlv(TAG.SEQUENCE, ...parts);
-
-/** An OBJECT IDENTIFIER from dotted text ("2.5.29.17"). */
-export function oid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const bytes: number[] = [arcs[0]! * 40 + arcs[1]!];
-  for (const arc of arcs.slice(2)) {
-    const base128: number[] = [arc & 0x7f];
-    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) base128.unshift(0x80 | (v & 0x7f));
-    bytes.push(...base128);
-  }
-  return tlv(TAG.OID, Buffer.from(bytes));
-}
 
 /** A non-negative INTEGER from its big-endian magnitude (a 0x00 is added when the top bit is set). */
 export function unsignedInteger(magnitude: Uint8Array): Buffer {
@@ -126,11 +105,6 @@ export function unsignedInteger(magnitude: Uint8Array): Buffer {
   const trimmed = magnitude.subarray(i);
   return trimmed[0]! & 0x80 ? tlv(TAG.INTEGER, Buffer.from([0]), trimmed) : tlv(TAG.INTEGER, trimmed);
 }
-
-export const octetString = (content: Uint8Array): Buffer => tlv(TAG.OCTET_STRING, content);
-
-/** A BIT STRING of whole bytes. */
-export const bitString = (content: Uint8Array): Buffer => tlv(TAG.BIT_STRING, Buffer.from([0]), content);
 
 export const BOOLEAN_TRUE = Buffer.from([TAG.BOOLEAN, 1, 0xff]);
 

@@ -7,7 +7,8 @@
 // structure once a day. The control plane, which parses untrusted CSRs and issues certificates,
 // uses the library; the proxy only *writes* a fixed shape, which needs about a hundred lines.
 //
-// Everything here builds Buffers; nothing parses. DER rules that matter for us: lengths use the
+// The control plane's certificate writer (src/control/identity/der.ts) builds on these too; its
+// reader of untrusted CSRs lives there. Everything here builds Buffers; nothing parses. DER rules that matter for us: lengths use the
 // short form below 128 and otherwise the minimal long form; an INTEGER has no redundant leading
 // byte; SET OF elements are sorted (we only ever write sets of one element).
 import { TrellisError } from '../../core/errors.ts';
@@ -50,10 +51,11 @@ export function encodeLength(length: number): Buffer {
   return Buffer.from([0x80 | bytes.length, ...bytes]);
 }
 
-/** One TLV: a tag byte, the length, then the contents (concatenated). */
-export function tlv(tag: number, ...contents: Buffer[]): Buffer {
-  const body = Buffer.concat(contents);
-  return Buffer.concat([Buffer.from([tag]), encodeLength(body.length), body]);
+/** One TLV: a tag byte, the length, then the contents (concatenated; one copy). */
+export function tlv(tag: number, ...contents: Uint8Array[]): Buffer {
+  let size = 0;
+  for (const c of contents) size += c.length;
+  return Buffer.concat([Buffer.from([tag]), encodeLength(size), ...contents]);
 }
 
 export const sequence = (...items: Buffer[]): Buffer => tlv(TAG.SEQUENCE, ...items);
@@ -63,10 +65,10 @@ export function setOf(...items: Buffer[]): Buffer {
   return tlv(TAG.SET, ...[...items].sort(Buffer.compare));
 }
 
-export const octetString = (bytes: Buffer): Buffer => tlv(TAG.OCTET_STRING, bytes);
+export const octetString = (bytes: Uint8Array): Buffer => tlv(TAG.OCTET_STRING, bytes);
 
 /** A BIT STRING of whole bytes (no unused bits: the leading octet is 0). */
-export const bitString = (bytes: Buffer): Buffer => tlv(TAG.BIT_STRING, Buffer.from([0]), bytes);
+export const bitString = (bytes: Uint8Array): Buffer => tlv(TAG.BIT_STRING, Buffer.from([0]), bytes);
 
 export const boolean = (value: boolean): Buffer => tlv(TAG.BOOLEAN, Buffer.from([value ? 0xff : 0x00]));
 
