@@ -197,6 +197,7 @@ async function runWorkload(
       address: '127.0.0.1',
       port: portOf(addresses.inbound!),
       ports: targetNames.map((name) => ({ name, port: portOf(addresses.inbound!) })),
+      appPort: options.appPort,
       meshed: options.mesh,
       ...(identity === null ? {} : { identity }),
       ready,

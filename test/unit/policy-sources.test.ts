@@ -289,3 +289,33 @@ test('local: a file whose name does not match its content is skipped and logged'
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test('local: a named port of a `trellis run` workload is its app port, whatever the Service says', async () => {
+  const { root, source } = await localFixture(100);
+  try {
+    await source.ready();
+    // The Service maps grpc -> 8080 (what clients dial); the app listens on 41234 behind its proxy.
+    await writeServiceFile(root, 'shop', 'voting', {
+      ports: [{ port: 8080, name: 'grpc', targetPort: 'grpc' }],
+    });
+    await writeWorkloadFile(root, 'shop', 'voting-1', {
+      service: 'voting',
+      address: '127.0.0.1',
+      ports: [{ name: 'grpc', port: 40001 }],
+      appPort: 41234,
+    });
+    await source.rescan();
+    assert.equal(source.workload('shop', 'voting', {}).namedPorts.get('grpc'), 41234);
+    // Without appPort (a registration written by hand), the Service decides.
+    await writeWorkloadFile(root, 'shop', 'voting-1', {
+      service: 'voting',
+      address: '127.0.0.1',
+      ports: [{ name: 'grpc', port: 40001 }],
+    });
+    await source.rescan();
+    assert.equal(source.workload('shop', 'voting', {}).namedPorts.get('grpc'), 8080);
+  } finally {
+    await source.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});

@@ -16,7 +16,8 @@
 //         "ports": [{ "name": "http", "port": 18080 }],   (or "port": 18080 for a single port)
 //         "ready": true, "meshed": true, "identity": "spiffe://...",
 //         "weight": 1, "zone": "local", "labels": { ... },
-//         "admin": "127.0.0.1:4191" }                     (its proxy's admin listener, for metrics)
+//         "admin": "127.0.0.1:4191",                      (its proxy's admin listener, for metrics)
+//         "appPort": 8080 }                               (the app behind the proxy, for policy)
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
@@ -61,6 +62,11 @@ export const workloadFileSchema = v.pipe(
       ),
       ports: v.optional(v.array(workloadPortSchema, 'expected a list')),
       port: v.optional(port),
+      /**
+       * The port the app listens on behind its proxy (the proxy forwards every named port to it):
+       * what an authorization policy Server selects.
+       */
+      appPort: v.optional(port),
       /** Only ready workloads are endpoints. */
       ready: v.optional(v.boolean('expected true or false'), true),
       meshed: v.optional(v.boolean('expected true or false'), false),

@@ -6,10 +6,10 @@
 //
 // Workload facts on one machine: labels are the `labels` of the workload's registrations
 // (workloads/<ns>/<name>-<id>.json whose service is the workload), or the proxy's own when none
-// has any. Port names resolve through the workload's Service (services/<ns>/<name>.yaml): a port
-// named NAME, or whose targetPort is NAME, gives its `port`. That is the app port for services
-// `trellis run` creates (port: APP_PORT, targetPort: http); a registration does not record the app
-// port itself.
+// has any. Port names resolve first through the workload's registrations: `trellis run` records
+// the app port (`appPort`) beside the named ports its proxy serves, and every one of them reaches
+// that app port. Otherwise through the workload's Service (services/<ns>/<name>.yaml): a port
+// named NAME, or whose targetPort is NAME, gives its `port`.
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../../core/log.ts';
@@ -69,6 +69,13 @@ export class LocalPolicySource implements PolicySource {
       (w) => w.namespace === namespace && w.spec.service === name && Object.keys(w.spec.labels).length > 0,
     );
     const namedPorts = new Map<string, number>();
+    // A registration that names its app port (trellis run): each of its named ports reaches it.
+    for (const w of this.#state.workloads) {
+      if (w.namespace !== namespace || w.spec.service !== name || w.spec.appPort === undefined) continue;
+      for (const p of w.spec.ports ?? []) {
+        if (p.name !== undefined && !namedPorts.has(p.name)) namedPorts.set(p.name, w.spec.appPort);
+      }
+    }
     for (const port of this.#state.services.get(`${namespace}/${name}`)?.ports ?? []) {
       if (port.name !== undefined && !namedPorts.has(port.name)) namedPorts.set(port.name, port.port);
       if (typeof port.targetPort === 'string' && !namedPorts.has(port.targetPort))
