@@ -92,7 +92,7 @@ export const proxyConfigSchema = v.strictObject(
     /**
      * This proxy's identity (mTLS between meshed proxies): from the control plane's Identity API
      * (`address` and a token), or fixed PEM files (`dir`). Neither: no identity; meshed
-     * destinations are then refused (no plaintext fallback) and inbound accepts plaintext only.
+     * destinations are reached as before (plaintext) and inbound accepts plaintext only.
      */
     identity: v.optional(
       v.strictObject(

@@ -17,7 +17,15 @@ export const PROXY_ERROR_REASONS = [
   'shutting-down', // the proxy is draining (503)
   'loop-detected', // the request would be sent to the proxy itself (508)
   'h2-protocol-error', // an HTTP/2 peer broke the protocol (stream or connection reset)
+  'identity-mismatch', // a meshed endpoint's certificate names another identity than discovery said (502)
+  'tls-handshake-failed', // the mTLS handshake with a meshed peer failed (502; inbound: closed)
+  'no-identity', // the proxy's own certificate did not arrive within the connect timeout (503)
+  'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
 ] as const;
+
+/** Why a connection to an upstream could not be made (plain or mesh). */
+export type ConnectFailureReason =
+  'connect-failed' | 'connect-timeout' | 'identity-mismatch' | 'tls-handshake-failed' | 'no-identity';
 
 export type ProxyErrorReason = (typeof PROXY_ERROR_REASONS)[number];
 
@@ -35,6 +43,8 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'upstream-reset':
     case 'upstream-bad-response':
     case 'h2-protocol-error':
+    case 'identity-mismatch':
+    case 'tls-handshake-failed':
       return 502;
     case 'connect-timeout':
     case 'response-timeout':
@@ -43,7 +53,10 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'no-endpoints':
     case 'idle-timeout':
     case 'detect-timeout':
+    case 'no-identity':
       return 503;
+    case 'forbidden':
+      return 403;
     case 'loop-detected':
       return 508;
   }

@@ -1,6 +1,8 @@
 // Accept and detect: every accepted connection learns where it was going (the listener's own
 // destination, SO_ORIGINAL_DST in transparent mode, or nothing for the HTTP proxy listener), then
-// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path.
+// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path. On the inbound
+// side a TLS ClientHello that offers a trellis-* ALPN protocol is the mesh transport: the proxy
+// terminates it (mesh/inbound.ts) when it has an identity; any other TLS stays opaque.
 import net from 'node:net';
 import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
 import { detectProtocol } from './detect/detect.ts';
@@ -11,6 +13,8 @@ import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
 import { H1Session } from './http/h1-session.ts';
 import { forwardTcp, splice } from './tcp/forward.ts';
+import { offersMeshAlpn } from './mesh/protocol.ts';
+import { isMeshSocket } from './mesh/connect.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
 
@@ -88,6 +92,7 @@ export function dispatch(
     return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial, upstream, upstreamAddress);
   }
   let buf = initial;
+  let alpn: readonly string[] = NO_ALPN;
   let timer: NodeJS.Timeout | null = null;
   const stopDetecting = () => {
     if (timer !== null) clearTimeout(timer);
@@ -98,12 +103,13 @@ export function dispatch(
   };
   const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
     stopDetecting();
-    handle(rt, dir, socket, target, protocol, outcome, buf, upstream, upstreamAddress);
+    handle(rt, dir, socket, target, protocol, outcome, buf, upstream, upstreamAddress, alpn);
   };
   const decide = (): boolean => {
     if (buf === null) return false;
     const d = detectProtocol(buf, MAX_DETECT_BYTES);
     if (d.kind === 'need-more') return false;
+    if (d.kind === 'tls') alpn = d.alpn;
     finish(d.kind, 'detected');
     return true;
   };
@@ -143,6 +149,8 @@ export function dispatch(
   }
 }
 
+const NO_ALPN: readonly string[] = [];
+
 function handle(
   rt: ProxyRuntime,
   dir: Direction,
@@ -153,6 +161,7 @@ function handle(
   initial: Buffer | null,
   upstream: net.Socket | null,
   upstreamAddress: Target | null,
+  alpn: readonly string[] = NO_ALPN,
 ): void {
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
   if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
@@ -161,7 +170,9 @@ function handle(
   }
   // HTTP/1 reuses the connection from the pool; HTTP/2 makes its own sessions.
   // (pooled under the endpoint it goes to, where per-request balancing will look for it).
-  if (upstream !== null && target !== null && protocol === 'http1')
+  // A CONNECT tunnel to a meshed endpoint is the mesh's opaque transport: HTTP inside it is
+  // routed again instead, per request, over the mesh's own HTTP/2 sessions.
+  if (upstream !== null && target !== null && protocol === 'http1' && !isMeshSocket(upstream))
     rt.pool.adopt(upstreamAddress ?? target, upstream);
   else upstream?.destroy();
   switch (protocol) {
@@ -182,12 +193,26 @@ function handle(
       return;
     case 'tls':
     case 'opaque': {
+      const meshInbound = rt.mesh.inbound;
+      if (dir === 'inbound' && protocol === 'tls' && meshInbound !== null && offersMeshAlpn(alpn)) {
+        meshInbound.accept(socket, initial ?? Buffer.alloc(0), target);
+        return;
+      }
       if (target === null) {
         fail(rt, dir, socket, 'unknown-destination');
         return;
       }
-      // Per connection: a logical target's connection goes to an endpoint discovery picks.
-      const opts = { connectTimeoutMs: rt.config.timeouts.connectMs, discovery: rt.discovery };
+      if (dir === 'inbound') {
+        rt.mesh.forwardOpaqueInbound(socket, target, initial, null);
+        return;
+      }
+      // Per connection: a logical target's connection goes to an endpoint discovery picks
+      // (over the mesh's mTLS opaque transport when that endpoint is meshed).
+      const opts = {
+        connectTimeoutMs: rt.config.timeouts.connectMs,
+        discovery: rt.discovery,
+        mesh: rt.mesh.outbound,
+      };
       forwardTcp(socket, target, initial, opts, (reason) => rt.metrics.proxyError(dir, reason));
       return;
     }

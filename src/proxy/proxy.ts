@@ -12,6 +12,7 @@ import { type ListenerSpec, startListener } from './listener.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
 import type { Target } from './transport/target.ts';
+import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
@@ -29,9 +30,20 @@ export async function startProxy(
   config: ProxyConfig,
   log: Logger,
   onShutdownRequest?: () => void,
+  /** Identity and authorizer to use instead of the configured ones (tests). */
+  overrides: MeshOverrides = {},
 ): Promise<RunningProxy> {
+  // Neither waits for the control plane: the identity's first certificate comes when it comes.
+  const identity = await loadIdentity(config, log, overrides);
+  let authorizer;
+  try {
+    authorizer = await loadAuthorizer(config, log, overrides);
+  } catch (err) {
+    identity?.close();
+    throw err;
+  }
   const accessLog = openAccessLog(config.log.access, { log });
-  const rt = new ProxyRuntime(config, log, accessLog);
+  const rt = new ProxyRuntime(config, log, accessLog, identity, authorizer);
   const transparent = config.mode === 'transparent';
   const app: Target | null =
     config.appPort !== undefined ? { host: config.appHost, port: config.appPort } : null;
@@ -79,6 +91,7 @@ export async function startProxy(
       const a = server.address() as AddressInfo;
       addresses[spec.name] = formatAddress(a);
       rt.ownPorts.add(a.port);
+      if (spec.name === 'inbound') rt.inboundPort = a.port;
     }
     admin = await startAdmin({
       listen: splitHostPort(config.adminListen),
@@ -87,11 +100,13 @@ export async function startProxy(
       isReady: () => !rt.draining,
       onShutdown: () => onShutdownRequest?.(),
       log,
+      ...(identity !== null ? { identity: () => identity.current()?.chainPem ?? null } : {}),
     });
   } catch (err) {
     // Whatever did start must not keep the process alive after a failed start.
     for (const s of servers) s.close();
     await accessLog?.close();
+    rt.mesh.close();
     throw err;
   }
   let shuttingDown: Promise<void> | null = null;

@@ -1,6 +1,7 @@
 // The state one proxy process shares between its listeners: configuration, telemetry, upstream
-// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, and what drain
-// needs to find.
+// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, the mesh parts
+// (identity, mTLS transport, inbound policy: src/proxy/mesh/wiring.ts), and what drain needs to
+// find.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { ProxyConfig } from './config.ts';
@@ -19,6 +20,9 @@ import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
 import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
+import type { WorkloadIdentity } from './identity/provider.ts';
+import type { InboundAuthorizer } from './policy/types.ts';
+import { MeshWiring } from './mesh/wiring.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -36,13 +40,23 @@ export class ProxyRuntime {
   readonly h1Sessions = new Set<H1Session>();
   /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
   readonly ownPorts = new Set<number>();
+  /** The inbound listener's bound port (the opaque transport header names it). */
+  inboundPort = 0;
+  /** Identity, mTLS transport and inbound policy. */
+  readonly mesh: MeshWiring;
   draining = false;
   /** This host's interface addresses (canonical), for loop detection. */
   private readonly interfaceAddresses: ReadonlySet<string> = ownInterfaceAddresses();
   private readonly h2Proxies: Record<Direction, Promise<H2Proxy> | null> = { inbound: null, outbound: null };
   private readonly h1Contexts: Record<Direction, H1Context>;
 
-  constructor(config: ProxyConfig, log: Logger, accessLog: AccessLog | null) {
+  constructor(
+    config: ProxyConfig,
+    log: Logger,
+    accessLog: AccessLog | null,
+    identity: WorkloadIdentity | null = null,
+    authorizer: InboundAuthorizer | null = null,
+  ) {
     this.config = config;
     this.log = log;
     this.accessLog = accessLog;
@@ -65,6 +79,22 @@ export class ProxyRuntime {
       idleMs: config.discovery.idleMs,
       log: log.child({ component: 'discovery' }),
     });
+    this.mesh = new MeshWiring(
+      {
+        config,
+        log,
+        metrics: this.metrics,
+        pool: this.pool,
+        ownPorts: this.ownPorts,
+        inboundPort: () => this.inboundPort,
+        h2: (dir) => this.h2(dir),
+        startH1: (socket, target, identity) => {
+          this.h1Sessions.add(new H1Session(this.h1Context('inbound'), socket, target, null, identity));
+        },
+      },
+      identity,
+      authorizer,
+    );
     this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
   }
 
@@ -73,8 +103,12 @@ export class ProxyRuntime {
    * process, which a proxy that never sees HTTP/2 should not pay.
    */
   h2(dir: Direction): Promise<H2Proxy> {
-    return (this.h2Proxies[dir] ??= import('./http/h2-proxy.ts').then(
-      ({ H2Proxy }) =>
+    const outbound = dir === 'outbound';
+    return (this.h2Proxies[dir] ??= Promise.all([
+      import('./http/h2-proxy.ts'),
+      outbound ? this.mesh.outboundH2Pool() : undefined,
+    ]).then(
+      ([{ H2Proxy }, pool]) =>
         new H2Proxy({
           direction: dir,
           metrics: this.metrics,
@@ -85,6 +119,8 @@ export class ProxyRuntime {
           responseTimeoutMs: this.config.timeouts.responseMs,
           route: (authority, connTarget) => this.routeAuthority(authority, connTarget),
           discovery: this.discovery,
+          ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
+          ...(outbound ? {} : { streamHook: this.mesh.inboundStreamHook() }),
         }),
     ));
   }
@@ -95,6 +131,7 @@ export class ProxyRuntime {
 
   private makeH1Context(direction: Direction): H1Context {
     const config = this.config;
+    const mesh = this.mesh.outbound;
     return {
       direction,
       limits: config.http1,
@@ -119,6 +156,13 @@ export class ProxyRuntime {
       },
       isDraining: () => this.draining,
       sessionClosed: (s) => this.h1Sessions.delete(s),
+      acquireMeshed:
+        direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
+      meshTcp: direction === 'outbound' ? mesh : null,
+      gate:
+        direction === 'inbound' && (this.mesh.authorizer !== null || config.mesh.clientIdHeader !== '')
+          ? this.mesh.policy
+          : null,
     };
   }
 
@@ -209,6 +253,7 @@ export class ProxyRuntime {
     for (const c of this.connections.keys()) c.destroy();
     this.discovery.close();
     this.resolver?.close();
+    this.mesh.close();
     await this.accessLog?.close();
   }
 }

@@ -23,15 +23,21 @@ export interface RequestLine {
   readonly path: string;
   /** Replaces the Host field (absolute-form requests, HTTP/1.0 requests without Host). */
   readonly host: string | null;
+  /** A lower-case field name never forwarded (inbound: the client-identity header, so it cannot be forged). */
+  readonly drop?: string | null;
+  /** Serialized fields ("name: value\r\n") added after the request's own. */
+  readonly extra?: string;
 }
 
 export function serializeRequestHead(req: MessageHead, line: RequestLine, chunked: boolean): string {
   let s = line.method + ' ' + line.path + ' HTTP/1.1\r\n';
   const h = req.headers;
   const tokens = req.connectionTokens;
+  const drop = line.drop ?? null;
   let wroteHost = false;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
+    if (drop !== null && name.length === drop.length && name.toLowerCase() === drop) continue;
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (wroteHost) continue;
       wroteHost = true;
@@ -42,6 +48,7 @@ export function serializeRequestHead(req: MessageHead, line: RequestLine, chunke
     s += name + ': ' + h[i + 1]! + '\r\n';
   }
   if (!wroteHost && line.host !== null) s += 'Host: ' + line.host + '\r\n';
+  if (line.extra !== undefined) s += line.extra;
   if (chunked) s += 'Transfer-Encoding: chunked\r\n';
   if (req.upgrade !== null) s += 'Connection: upgrade\r\nUpgrade: ' + req.upgrade + '\r\n';
   return s + '\r\n';
@@ -74,13 +81,15 @@ export function errorResponse(
   message: string,
   close: boolean,
   status = statusForReason(reason),
+  /** The trellis-proxy-error value when it says more than the reason ("forbidden: default:deny"). */
+  headerValue: string = reason,
 ): Buffer {
   const body = `${message}\n`;
   return Buffer.from(
     `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? 'Error'}\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      `${PROXY_ERROR_HEADER}: ${reason}\r\n` +
+      `${PROXY_ERROR_HEADER}: ${headerValue}\r\n` +
       (close ? 'Connection: close\r\n' : '') +
       '\r\n' +
       body,

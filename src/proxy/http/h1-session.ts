@@ -6,7 +6,7 @@
 // re-sent once to another endpoint when the connection to the first could not be made.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ProxyErrorReason } from '../errors.ts';
+import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
 import { statusForReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
@@ -15,8 +15,8 @@ import { type Target, targetKey } from '../transport/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import { errorResponse, serializeRequestHead, serializeResponseHead } from './h1-serialize.ts';
-import type { UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
-import { connectBalanced } from '../tcp/forward.ts';
+import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+import { connectBalanced, type MeshTcpConnector } from '../tcp/forward.ts';
 import type { Pick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
 
 export interface H1Route {
@@ -62,6 +62,30 @@ export interface H1Context {
   ): void;
   isDraining(): boolean;
   sessionClosed(session: H1Session): void;
+  /**
+   * Outbound, with an identity: takes a request to a picked endpoint that is meshed (returns
+   * true) and acquires its connection over mTLS (src/proxy/mesh/outbound.ts).
+   */
+  readonly acquireMeshed:
+    ((pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback) => boolean) | null;
+  /** CONNECT tunnels to meshed endpoints go over the mTLS opaque transport. */
+  readonly meshTcp: MeshTcpConnector | null;
+  /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
+  readonly gate: InboundHttpGate | null;
+}
+
+/** What the inbound HTTP/1 path asks before forwarding a request to the app. */
+export interface InboundHttpGate {
+  /** The lower-case header that carries the verified client identity ('' = none): never forwarded as sent. */
+  readonly clientIdHeader: string;
+  /** null when allowed; else the value of trellis-proxy-error ("forbidden: <policy>"). */
+  checkRequest(
+    port: number,
+    identity: string | null,
+    ip: string,
+    method: string,
+    path: string,
+  ): string | null;
 }
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -115,14 +139,27 @@ export class H1Session implements UpstreamOwner {
   private responseTimer: NodeJS.Timeout | null = null;
   private bytesIn = 0;
   private bytesOut = 0;
+  /** Inbound: the client's verified identity (mTLS), or null. */
+  private readonly peerIdentity: string | null;
+  /** Inbound: the client-identity field as it is added to every request ('' when none). */
+  private readonly identityField: string;
 
   private readonly reqSink: ChunkSink;
   private readonly resSink: ChunkSink;
 
-  constructor(ctx: H1Context, socket: net.Socket, connTarget: Target | null, initial: Buffer | null) {
+  constructor(
+    ctx: H1Context,
+    socket: net.Socket,
+    connTarget: Target | null,
+    initial: Buffer | null,
+    peerIdentity: string | null = null,
+  ) {
     this.ctx = ctx;
     this.socket = socket;
     this.connTarget = connTarget;
+    this.peerIdentity = peerIdentity;
+    const idHeader = ctx.gate?.clientIdHeader ?? '';
+    this.identityField = idHeader !== '' && peerIdentity !== null ? `${idHeader}: ${peerIdentity}\r\n` : '';
     this.reqSink = {
       data: (chunk) => {
         const up = this.upstream!.socket;
@@ -213,10 +250,34 @@ export class H1Session implements UpstreamOwner {
     this.route = route;
     this.reqChunked = head.bodyKind === 'chunked';
     this.reqRemaining = head.bodyKind === 'length' ? head.contentLength : 0;
+    const gate = ctx.gate;
+    if (gate !== null) {
+      const denied = gate.checkRequest(
+        route.target.port,
+        this.peerIdentity,
+        this.socket.remoteAddress ?? '',
+        head.method,
+        route.path,
+      );
+      if (denied !== null) {
+        // Nothing reaches the app. A bodiless request keeps the connection alive.
+        if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
+        this.replyError('forbidden', denied, 403, denied);
+        return;
+      }
+    }
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
     this.requestHeadString = serializeRequestHead(
       head,
-      { method: head.method, path: route.path, host: route.host },
+      gate === null
+        ? { method: head.method, path: route.path, host: route.host }
+        : {
+            method: head.method,
+            path: route.path,
+            host: route.host,
+            drop: gate.clientIdHeader === '' ? null : gate.clientIdHeader,
+            extra: this.identityField,
+          },
       this.reqChunked,
     );
     this.reqState = REQ_CONNECTING;
@@ -259,7 +320,10 @@ export class H1Session implements UpstreamOwner {
     }
     this.pick = outcome;
     this.pickedAt = performance.now();
-    this.ctx.pool.acquire(outcome.address, this, (conn, error, err) => this.onAcquired(conn, error, err));
+    const cb: AcquireCallback = (conn, error, err) => this.onAcquired(conn, error, err);
+    const meshed = this.ctx.acquireMeshed;
+    if (meshed !== null && meshed(outcome, this.req!.upgrade !== null, this, cb)) return;
+    this.ctx.pool.acquire(outcome.address, this, cb);
   }
 
   /** Ends the picked endpoint's count of this request (without an RTT: it failed or ended). */
@@ -269,18 +333,14 @@ export class H1Session implements UpstreamOwner {
     pick?.done();
   }
 
-  private onAcquired(
-    conn: UpstreamConn | null,
-    error: 'connect-failed' | 'connect-timeout' | null,
-    err?: Error,
-  ): void {
+  private onAcquired(conn: UpstreamConn | null, error: ConnectFailureReason | null, err?: Error): void {
     if (this.closed) {
       if (conn !== null) this.ctx.pool.release(conn);
       return;
     }
     if (conn === null) {
       const failedKey = this.pick?.key ?? null;
-      if (failedKey !== null && !this.connectRetried) {
+      if (failedKey !== null && !this.connectRetried && error !== 'no-identity') {
         // Nothing was sent: the request goes to another endpoint once.
         this.connectRetried = true;
         this.releasePick();
@@ -622,7 +682,12 @@ export class H1Session implements UpstreamOwner {
   // ---- errors the proxy answers itself -----------------------------------------------------
 
   /** Answers with a response the proxy makes up; the exchange ends, and so (usually) the connection. */
-  private replyError(reason: ProxyErrorReason, message: string, status = statusForReason(reason)): void {
+  private replyError(
+    reason: ProxyErrorReason,
+    message: string,
+    status = statusForReason(reason),
+    headerValue: string = reason,
+  ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
     this.latencyMs = performance.now() - this.startedAt;
@@ -639,7 +704,7 @@ export class H1Session implements UpstreamOwner {
     if (!keep) this.closeAfterResponse = true;
     if (ctx.log.enabled('debug'))
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
-    this.socket.write(errorResponse(reason, message, !keep, status));
+    this.socket.write(errorResponse(reason, message, !keep, status, headerValue));
     this.res = null;
     this.record(status, true, reason);
     const conn = this.upstream;
@@ -689,23 +754,29 @@ export class H1Session implements UpstreamOwner {
     }
     this.reqState = REQ_CONNECTING;
     this.socket.pause();
-    connectBalanced(this.ctx.discovery, target, this.ctx.connectTimeoutMs, (upstream, pick, reason, err) => {
-      if (this.closed) {
-        upstream?.destroy();
-        return;
-      }
-      if (upstream === null || pick === null) {
-        this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
-        return;
-      }
-      const rest = this.buf;
-      this.latencyMs = performance.now() - this.startedAt;
-      this.record(200, false);
-      this.detach();
-      this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-      this.socket.resume();
-      this.ctx.tunnel(this.socket, target, rest, upstream, pick.address);
-    });
+    connectBalanced(
+      this.ctx.discovery,
+      target,
+      this.ctx.connectTimeoutMs,
+      (upstream, pick, reason, err) => {
+        if (this.closed) {
+          upstream?.destroy();
+          return;
+        }
+        if (upstream === null || pick === null) {
+          this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
+          return;
+        }
+        const rest = this.buf;
+        this.latencyMs = performance.now() - this.startedAt;
+        this.record(200, false);
+        this.detach();
+        this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
+        this.socket.resume();
+        this.ctx.tunnel(this.socket, target, rest, upstream, pick.address);
+      },
+      this.ctx.meshTcp,
+    );
   }
 
   private startUpgrade(head: MessageHead): void {

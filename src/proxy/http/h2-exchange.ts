@@ -18,6 +18,7 @@ import { chooseDestination, type DestinationOutcome, type H2Discovery } from './
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
 import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
 import { UpstreamConnectError, type H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
+import { meshIdentityOf } from '../mesh/protocol.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -34,6 +35,8 @@ export interface ExchangeContext {
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
   peer: string;
+  /** Streams to meshed endpoints go over mTLS sessions (this proxy has an identity). */
+  mesh: boolean;
 }
 
 export class H2Exchange {
@@ -128,11 +131,14 @@ export class H2Exchange {
     }
     this.endpointPick = outcome.pick;
     const endStream = downstream.endAfterHeaders;
+    const identity = ctx.mesh && outcome.pick !== null ? meshIdentityOf(outcome.pick.endpoint) : null;
     ctx.pool
-      .request(outcome.address, forwardableHeaders(this.requestHeaders), {
-        endStream,
-        waitForTrailers: !endStream,
-      })
+      .request(
+        outcome.address,
+        forwardableHeaders(this.requestHeaders),
+        { endStream, waitForTrailers: !endStream },
+        identity,
+      )
       .then(
         ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
         (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
@@ -277,7 +283,12 @@ export class H2Exchange {
     this.endpointPick = null;
     if (err instanceof UpstreamConnectError) {
       this.ctx.log.debug('h2 upstream connect failed', { err, reason: err.reason, endpoint: failed?.key });
-      if (failed !== null && failed.key !== null && this.retriedAfter === undefined) {
+      if (
+        failed !== null &&
+        failed.key !== null &&
+        this.retriedAfter === undefined &&
+        err.reason !== 'no-identity'
+      ) {
         // Nothing was sent yet (the request body waits unread): try another endpoint, once.
         this.retriedAfter = err;
         this.attempt(target, failed);
@@ -299,7 +310,11 @@ export class H2Exchange {
     const detail = typeof code === 'string' ? ` (${code})` : '';
     this.respondWithError(
       reason,
-      reason === 'connect-timeout' ? 'upstream connect timed out' : `upstream connect failed${detail}`,
+      reason === 'connect-timeout'
+        ? 'upstream connect timed out'
+        : reason === 'connect-failed'
+          ? `upstream connect failed${detail}`
+          : `upstream connect failed: ${reason}`,
     );
   }
 

@@ -47,7 +47,13 @@ export function isGrpc(headers: IncomingHttpHeaders): boolean {
 }
 
 /** gRPC status codes the proxy answers with (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). */
-export const GRPC_STATUS = { OK: 0, DEADLINE_EXCEEDED: 4, INTERNAL: 13, UNAVAILABLE: 14 } as const;
+export const GRPC_STATUS = {
+  OK: 0,
+  DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
 
 /**
  * The gRPC status for a reason. Failures where the request never reached the application (or the
@@ -65,7 +71,12 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'shutting-down':
     case 'idle-timeout':
     case 'detect-timeout':
+    case 'identity-mismatch':
+    case 'tls-handshake-failed':
+    case 'no-identity':
       return GRPC_STATUS.UNAVAILABLE;
+    case 'forbidden':
+      return GRPC_STATUS.PERMISSION_DENIED;
     case 'response-timeout':
       return GRPC_STATUS.DEADLINE_EXCEEDED;
     case 'bad-request':
@@ -87,6 +98,8 @@ export function proxyErrorResponse(
   reason: ProxyErrorReason,
   grpc: boolean,
   message: string,
+  /** The trellis-proxy-error value when it says more than the reason ("forbidden: default:deny"). */
+  headerValue: string = reason,
 ): ProxyErrorResponse {
   if (grpc) {
     return {
@@ -95,7 +108,7 @@ export function proxyErrorResponse(
         'content-type': 'application/grpc',
         'grpc-status': String(grpcStatusForReason(reason)),
         'grpc-message': encodeGrpcMessage(message),
-        [PROXY_ERROR_HEADER]: reason,
+        [PROXY_ERROR_HEADER]: headerValue,
       },
       body: null,
     };
@@ -106,7 +119,7 @@ export function proxyErrorResponse(
       ':status': statusForReason(reason),
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(Buffer.byteLength(body)),
-      [PROXY_ERROR_HEADER]: reason,
+      [PROXY_ERROR_HEADER]: headerValue,
     },
     body,
   };

@@ -19,6 +19,7 @@ import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { H2Discovery } from './h2-endpoint-pick.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
+import type { InboundStreamHook } from '../mesh/inbound-h2.ts';
 import {
   H2_CONNECTION_WINDOW,
   H2_MAX_CONCURRENT_STREAMS,
@@ -50,11 +51,20 @@ export interface H2ProxyOptions {
    * stream over its endpoints. Absent: every routed target is connected to as it is.
    */
   discovery?: H2Discovery;
+  /** The upstream session pool to use (shared with the mesh's HTTP/1 path); absent: its own. */
+  pool?: H2UpstreamPool;
+  /** Outbound with an identity: streams to meshed endpoints go over mTLS sessions. */
+  mesh?: boolean;
+  /** Inbound: identity header, policy and HTTP/1 restoring, before the usual forwarding. */
+  streamHook?: InboundStreamHook;
 }
 
 interface DownstreamConnection {
   connTarget: Target | null;
   peer: string;
+  /** The client's verified identity (an mTLS connection), or null. */
+  identity: string | null;
+  ip: string;
 }
 
 /** A downstream session's bookkeeping: idle tracking and the streams it has open. */
@@ -78,11 +88,13 @@ export class H2Proxy {
 
   constructor(opts: H2ProxyOptions) {
     this.opts = opts;
-    this.pool = new H2UpstreamPool({
-      connectTimeoutMs: opts.connectTimeoutMs,
-      idleTimeoutMs: opts.idleTimeoutMs,
-      log: opts.log,
-    });
+    this.pool =
+      opts.pool ??
+      new H2UpstreamPool({
+        connectTimeoutMs: opts.connectTimeoutMs,
+        idleTimeoutMs: opts.idleTimeoutMs,
+        log: opts.log,
+      });
     this.server = http2.createServer({
       maxSessionMemory: 32,
       settings: { initialWindowSize: H2_STREAM_WINDOW, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS },
@@ -93,8 +105,14 @@ export class H2Proxy {
   }
 
   /** Takes over a downstream connection; `initial` are bytes already read from it (starting with the preface). */
-  accept(socket: net.Socket, initial: Buffer, connTarget: Target | null): void {
-    const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? ''}`;
+  accept(
+    socket: net.Socket,
+    initial: Buffer,
+    connTarget: Target | null,
+    identity: string | null = null,
+  ): void {
+    const ip = socket.remoteAddress ?? '';
+    const peer = `${ip}:${socket.remotePort ?? ''}`;
     socket.on('error', (err: Error) => this.opts.log.debug('downstream h2 socket error', { err, peer }));
     // The listener keeps TCP half-open (opaque forwarding needs that), but an HTTP/2 client that
     // sent FIN can send no more frames: end our side too, as Node's own servers do, so the session
@@ -104,7 +122,7 @@ export class H2Proxy {
     });
     try {
       if (initial.length > 0) socket.unshift(initial);
-      this.accepting = { connTarget, peer };
+      this.accepting = { connTarget, peer, identity, ip };
       this.server.emit('connection', socket);
     } catch (err) {
       this.opts.log.warn('could not start an h2 session on a connection', { err, peer });
@@ -145,7 +163,7 @@ export class H2Proxy {
 
   private onSession(session: http2.ServerHttp2Session): void {
     const { opts } = this;
-    const conn = this.accepting ?? { connTarget: null, peer: '' };
+    const conn = this.accepting ?? { connTarget: null, peer: '', identity: null, ip: '' };
     const ctx: ExchangeContext = {
       direction: opts.direction,
       metrics: opts.metrics,
@@ -157,7 +175,9 @@ export class H2Proxy {
       route: (authority, connTarget) => opts.route(authority, connTarget),
       connTarget: conn.connTarget,
       peer: conn.peer,
+      mesh: opts.mesh === true,
     };
+    const hook = opts.streamHook;
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
     const streams = new Set<http2.ServerHttp2Stream>();
     this.sessions.set(session, { idle, streams });
@@ -184,6 +204,7 @@ export class H2Proxy {
         idle.streamClosed();
       });
       try {
+        if (hook !== undefined && hook(stream, headers, conn)) return;
         new H2Exchange(ctx, stream, headers).start();
       } catch (err) {
         opts.log.warn('h2 exchange failed to start', { err, peer: conn.peer });

@@ -6,9 +6,14 @@
 //
 // `request` resolves with a stream only once its session is connected (SETTINGS received), so a connect failure is
 // told apart from a failure of the exchange itself (502 connect-failed vs a reset).
+//
+// Sessions to meshed endpoints (an expected identity given) run over mTLS connections that the
+// `secure` connector opens; they are pooled by address and identity, and carry the HTTP/2 streams
+// of the app and the HTTP/1 requests converted to HTTP/2 alike (src/proxy/mesh/).
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { TrellisError } from '../../core/errors.ts';
+import type { ConnectFailureReason } from '../errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 
@@ -24,18 +29,26 @@ export const H2_MAX_CONCURRENT_STREAMS = 128;
 
 /** Connecting to an upstream failed: `reason` is the proxy error reason to report. */
 export class UpstreamConnectError extends TrellisError {
-  readonly reason: 'connect-failed' | 'connect-timeout';
-  constructor(reason: 'connect-failed' | 'connect-timeout', message: string, cause?: unknown) {
-    super(
-      reason === 'connect-timeout' ? 'TRELLIS_ERR_CONNECT_TIMEOUT' : 'TRELLIS_ERR_CONNECT_FAILED',
-      message,
-      {
-        cause,
-      },
-    );
+  readonly reason: ConnectFailureReason;
+  constructor(reason: ConnectFailureReason, message: string, cause?: unknown) {
+    super(`TRELLIS_ERR_${reason.toUpperCase().replaceAll('-', '_')}`, message, { cause });
     this.name = 'UpstreamConnectError';
     this.reason = reason;
   }
+}
+
+/** Opens the mTLS connections of sessions to meshed endpoints (src/proxy/mesh/). */
+export interface SecureConnector {
+  /** Whether there are credentials to connect with now. */
+  hasCredentials(): boolean;
+  /** Resolves true once there are credentials, false when none came within timeoutMs. */
+  whenReady(timeoutMs: number): Promise<boolean>;
+  /** Starts a TLS connection (ALPN trellis-h2/1) that verifies the peer is `identity`. */
+  open(target: Target, identity: string): net.Socket;
+  /** Why such a connection failed, from the error it emitted (undefined: a plain connect failure). */
+  failureOf(err: unknown): ConnectFailureReason | undefined;
+  /** Why such a connection closed before the peer's SETTINGS (undefined: a plain connect failure). */
+  failureOnClose(socket: net.Socket): ConnectFailureReason | undefined;
 }
 
 export interface H2UpstreamPoolOptions {
@@ -44,6 +57,8 @@ export interface H2UpstreamPoolOptions {
   log: Logger;
   /** Default 4. */
   maxSessionsPerTarget?: number;
+  /** Connects sessions to meshed endpoints; absent: this proxy has no identity (never asked). */
+  secure?: SecureConnector;
 }
 
 interface PooledSession {
@@ -75,11 +90,14 @@ export class H2UpstreamPool {
     target: Target,
     headers: http2.OutgoingHttpHeaders,
     options: http2.ClientSessionRequestOptions,
+    /** The identity a meshed endpoint must prove (mTLS session); null: plaintext. */
+    identity: string | null = null,
   ): Promise<{ stream: http2.ClientHttp2Stream; session: http2.ClientHttp2Session }> {
+    if (identity !== null) await this.meshReady(target);
     // A session can be lost between being picked and being used (GOAWAY while connecting);
     // one more attempt on a fresh session covers that race without looping.
     for (let attempt = 0; ; attempt++) {
-      const pooled = this.pick(target);
+      const pooled = this.pick(target, identity);
       await pooled.ready;
       if (!pooled.usable || pooled.session.closed || pooled.session.destroyed) {
         if (attempt === 0) continue;
@@ -90,6 +108,34 @@ export class H2UpstreamPool {
       pooled.idle.streamOpened();
       stream.once('close', () => pooled.idle.streamClosed());
       return { stream, session: pooled.session };
+    }
+  }
+
+  /** Waits (up to the connect timeout) for the credentials a mesh session needs. */
+  private async meshReady(target: Target): Promise<void> {
+    const secure = this.opts.secure;
+    if (secure === undefined)
+      throw new UpstreamConnectError(
+        'no-identity',
+        `${keyOf(target)} is meshed but this proxy has no identity`,
+      );
+    if (secure.hasCredentials()) return;
+    if (!(await secure.whenReady(this.opts.connectTimeoutMs)))
+      throw new UpstreamConnectError('no-identity', 'this proxy has no certificate yet');
+  }
+
+  /**
+   * Resolves once a session to `target` is connected (mTLS done and SETTINGS received), so that
+   * callers can tell a connect failure (rejects with UpstreamConnectError) from later ones.
+   */
+  async ensureSession(target: Target, identity: string | null): Promise<void> {
+    if (identity !== null) await this.meshReady(target);
+    for (let attempt = 0; ; attempt++) {
+      const pooled = this.pick(target, identity);
+      await pooled.ready;
+      if (pooled.usable && !pooled.session.closed && !pooled.session.destroyed) return;
+      if (attempt > 0)
+        throw new UpstreamConnectError('connect-failed', `session to ${keyOf(target)} closed before use`);
     }
   }
 
@@ -107,8 +153,8 @@ export class H2UpstreamPool {
     return this.all.size;
   }
 
-  private pick(target: Target): PooledSession {
-    const key = keyOf(target);
+  private pick(target: Target, identity: string | null): PooledSession {
+    const key = identity === null ? keyOf(target) : `${keyOf(target)} ${identity}`;
     const sessions = this.byTarget.get(key) ?? [];
     let leastLoaded: PooledSession | undefined;
     for (const pooled of sessions) {
@@ -118,18 +164,22 @@ export class H2UpstreamPool {
     }
     // All at the peer's limit: a new session, or (at the cap) queue on the least loaded one.
     if (leastLoaded !== undefined && sessions.length >= this.maxSessions) return leastLoaded;
-    const pooled = this.connect(target, key);
+    const pooled = this.connect(target, key, identity);
     sessions.push(pooled);
     this.byTarget.set(key, sessions);
     return pooled;
   }
 
-  private connect(target: Target, key: string): PooledSession {
-    const { log, connectTimeoutMs, idleTimeoutMs } = this.opts;
+  private connect(target: Target, key: string, identity: string | null): PooledSession {
+    const { log, connectTimeoutMs, idleTimeoutMs, secure } = this.opts;
     const host = target.host.includes(':') ? `[${target.host}]` : target.host;
-    const session = http2.connect(`http://${host}:${target.port}`, {
+    let socket: net.Socket | null = null;
+    const session = http2.connect(`${identity === null ? 'http' : 'https'}://${host}:${target.port}`, {
       settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW },
-      createConnection: () => net.connect({ host: target.host, port: target.port, noDelay: true }),
+      createConnection:
+        identity === null || secure === undefined
+          ? () => net.connect({ host: target.host, port: target.port, noDelay: true })
+          : () => (socket = secure.open(target, identity)),
     });
     let settle!: (err?: Error) => void;
     const ready = new Promise<void>((resolve, reject) => {
@@ -180,17 +230,20 @@ export class H2UpstreamPool {
       log.debug('upstream h2 session received GOAWAY', { upstream: key, code });
       this.retire(pooled);
     });
+    let errored = false;
     session.on('error', (err: Error) => {
+      errored = true;
       this.retire(pooled);
       if (connected) {
         log.debug('upstream h2 session error', { upstream: key, err });
         return;
       }
-      settle(
-        err instanceof UpstreamConnectError
-          ? err
-          : new UpstreamConnectError('connect-failed', `connect to ${key} failed: ${err.message}`, err),
-      );
+      if (err instanceof UpstreamConnectError) {
+        settle(err);
+        return;
+      }
+      const reason = secure?.failureOf(err) ?? 'connect-failed';
+      settle(new UpstreamConnectError(reason, `connect to ${key} failed (${reason}): ${err.message}`, err));
     });
     session.on('frameError', (type: number, code: number, id: number) => {
       log.debug('upstream h2 frame error', { upstream: key, type, code, stream: id });
@@ -200,8 +253,10 @@ export class H2UpstreamPool {
       pooled.idle.stop();
       this.retire(pooled);
       this.all.delete(pooled);
-      if (!connected)
-        settle(new UpstreamConnectError('connect-failed', `connection to ${key} closed while connecting`));
+      if (!connected && !errored) {
+        const reason = (socket !== null ? secure?.failureOnClose(socket) : undefined) ?? 'connect-failed';
+        settle(new UpstreamConnectError(reason, `connection to ${key} closed while connecting (${reason})`));
+      }
     });
     return pooled;
   }

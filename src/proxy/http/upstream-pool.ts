@@ -1,7 +1,12 @@
 // Keep-alive connections to HTTP/1 upstreams, pooled per target. A connection is either owned by
 // one exchange or idle in the pool; one set of socket listeners per connection dispatches to its
 // current owner, so reusing a connection costs no listener churn on the hot path.
-import net from 'node:net';
+//
+// A Connector makes connections of another kind under its own key: mTLS connections to meshed
+// endpoints, or the virtual connections that carry HTTP/1 over the mesh's HTTP/2 sessions
+// (src/proxy/mesh/); they are pooled and reused the same way.
+import type net from 'node:net';
+import type { ConnectFailureReason } from '../errors.ts';
 import type { Target } from '../transport/target.ts';
 import { targetKey } from '../transport/target.ts';
 import { connectTcp } from '../tcp/forward.ts';
@@ -12,6 +17,19 @@ export interface UpstreamOwner {
   onUpstreamEnd(): void;
   onUpstreamClose(hadError: boolean, err: Error | null): void;
   onUpstreamDrain(): void;
+}
+
+export type AcquireCallback = (
+  conn: UpstreamConn | null,
+  error: ConnectFailureReason | null,
+  err?: Error,
+) => void;
+
+/** Makes connections the pool keeps under `key` (instead of plain TCP to the target). */
+export interface Connector {
+  readonly key: string;
+  /** Connects; `cb` gets a connected socket-like stream (paused), or why it could not. */
+  connect(cb: (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error) => void): void;
 }
 
 export class UpstreamConn {
@@ -85,12 +103,8 @@ export class UpstreamPool {
    * Hands `owner` a connection to `target`: an idle pooled one at once, else a new one; `cb` is
    * called with the connection once it is connected, or with an error reason.
    */
-  acquire(
-    target: Target,
-    owner: UpstreamOwner,
-    cb: (conn: UpstreamConn | null, error: 'connect-failed' | 'connect-timeout' | null, err?: Error) => void,
-  ): void {
-    const key = targetKey(target);
+  acquire(target: Target, owner: UpstreamOwner, cb: AcquireCallback, connector?: Connector): void {
+    const key = connector === undefined ? targetKey(target) : connector.key;
     const list = this.idle.get(key);
     while (list !== undefined && list.length > 0) {
       const conn = list.pop()!;
@@ -101,7 +115,7 @@ export class UpstreamPool {
       cb(conn, null);
       return;
     }
-    connectTcp(target, this.opts.connectTimeoutMs, (socket, reason, err) => {
+    const connected = (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error): void => {
       if (socket === null) {
         cb(null, reason, err);
         return;
@@ -112,7 +126,9 @@ export class UpstreamPool {
       conn.owner = owner;
       socket.resume();
       cb(conn, null);
-    });
+    };
+    if (connector === undefined) connectTcp(target, this.opts.connectTimeoutMs, connected);
+    else connector.connect(connected);
   }
 
   /** Takes a connection made elsewhere (a CONNECT tunnel's) into the pool as idle. */

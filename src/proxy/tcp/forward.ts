@@ -6,6 +6,18 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../transport/target.ts';
 import { directPick, type Pick, type PickOutcome, type ServiceDiscovery } from '../outbound/discovery.ts';
+import type { ConnectFailureReason } from '../errors.ts';
+import { meshIdentityOf } from '../mesh/protocol.ts';
+
+/** Opens the mTLS opaque transport to a meshed endpoint (src/proxy/mesh/outbound.ts). */
+export interface MeshTcpConnector {
+  connectTcp(
+    address: Target,
+    identity: string,
+    timeoutMs: number,
+    cb: (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error) => void,
+  ): { cancel(): void };
+}
 
 /**
  * Pipes a and b into each other until both directions have ended or either side errors.
@@ -98,13 +110,14 @@ export function connectTcp(
   };
 }
 
-export type BalancedConnectFailure = ConnectFailure | 'no-endpoints';
+export type BalancedConnectFailure = ConnectFailureReason | 'no-endpoints';
 
 /**
  * Connects to an endpoint of `target` that discovery picks (to target itself when it is not
  * logical or there is no discovery). A failed connect is tried once more on another endpoint.
  * `cb` gets the connected socket (paused) and its pick, whose done() runs with the connect time
- * when the socket closes, so the endpoint counts the connection as load while it lasts.
+ * when the socket closes, so the endpoint counts the connection as load while it lasts. With
+ * `mesh`, an endpoint that discovery says is meshed is reached over the mTLS opaque transport.
  */
 export function connectBalanced(
   discovery: ServiceDiscovery | null,
@@ -116,6 +129,7 @@ export function connectBalanced(
     reason: BalancedConnectFailure | null,
     err?: Error,
   ) => void,
+  mesh: MeshTcpConnector | null = null,
 ): { cancel(): void } {
   let cancelled = false;
   let current: { pick: Pick; attempt: { cancel(): void } } | null = null;
@@ -130,18 +144,23 @@ export function connectBalanced(
       return;
     }
     const startedAt = performance.now();
-    const attempt = connectTcp(pick.address, timeoutMs, (socket, reason, err) => {
+    const identity = mesh === null ? null : meshIdentityOf(pick.endpoint);
+    const connected = (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error) => {
       current = null;
       if (socket === null) {
         pick.done();
-        if (!retried && pick.key !== null) start(pick.key, true);
+        if (!retried && pick.key !== null && reason !== 'no-identity') start(pick.key, true);
         else cb(null, null, reason, err);
         return;
       }
       const rttMs = performance.now() - startedAt;
       socket.once('close', () => pick.done(rttMs));
       cb(socket, pick, null);
-    });
+    };
+    const attempt =
+      identity === null || mesh === null
+        ? connectTcp(pick.address, timeoutMs, connected)
+        : mesh.connectTcp(pick.address, identity, timeoutMs, connected);
     current = { pick, attempt };
   };
   const start = (avoid: string | null, retried: boolean): void => {
@@ -171,6 +190,8 @@ export function connectBalanced(
 export interface ForwardOptions extends ConnectOptions {
   /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
   readonly discovery: ServiceDiscovery | null;
+  /** Reaches meshed endpoints over mTLS; null: this proxy has no identity. */
+  readonly mesh?: MeshTcpConnector | null;
 }
 
 /**
@@ -190,13 +211,19 @@ export function forwardTcp(
   let attempt: { cancel(): void } | null = null;
   const onClientClose = () => attempt?.cancel();
   client.once('close', onClientClose);
-  attempt = connectBalanced(opts.discovery, target, opts.connectTimeoutMs, (upstream, _pick, reason, err) => {
-    client.removeListener('close', onClientClose);
-    if (upstream === null) {
-      client.destroy();
-      onFail(reason!, err);
-      return;
-    }
-    splice(client, upstream, initial, null);
-  });
+  attempt = connectBalanced(
+    opts.discovery,
+    target,
+    opts.connectTimeoutMs,
+    (upstream, _pick, reason, err) => {
+      client.removeListener('close', onClientClose);
+      if (upstream === null) {
+        client.destroy();
+        onFail(reason!, err);
+        return;
+      }
+      splice(client, upstream, initial, null);
+    },
+    opts.mesh ?? null,
+  );
 }

@@ -7,7 +7,14 @@
 // child (a plain number holder, see prometheus.ts) is looked up in an array by that index. A
 // child is created (and its label string built) the first time its label set is used.
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
-import { Registry, type Counter, type CounterFamily, type Gauge, type Histogram } from './prometheus.ts';
+import {
+  Registry,
+  type Counter,
+  type CounterFamily,
+  type Gauge,
+  type GaugeFamily,
+  type Histogram,
+} from './prometheus.ts';
 
 export type Direction = 'inbound' | 'outbound';
 export type HttpProtocol = 'http1' | 'h2';
@@ -32,6 +39,16 @@ const CLASSIFICATIONS = ['success', 'failure'] as const;
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
   0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1, 2, 5, 10,
 ];
+
+/**
+ * Label values that come from verified identities and policy names (not from a fixed set) are
+ * bounded: past this many distinct label sets a family records the rest under "other", so a
+ * misbehaving control plane cannot grow /metrics without end.
+ */
+const MAX_DYNAMIC_SERIES = 1000;
+
+/** What an inbound authorization decision is counted as. */
+export type AuthzOutcome = 'allow' | 'deny' | 'audit';
 
 /** status_code slots: 100..599 as themselves, everything else (including 0) as "other". */
 const STATUS_SLOTS = 501;
@@ -85,6 +102,14 @@ export class ProxyMetrics {
   private readonly tcpReadBytes: Counter[];
   private readonly tcpWriteBytes: Counter[];
   private readonly detections: CounterSlots;
+  private readonly meshConnections: CounterFamily;
+  private readonly meshConnectionsBy: Map<string, Counter>[] = [new Map(), new Map()];
+  private readonly handshakeErrors: Counter[];
+  private readonly authz: CounterFamily;
+  private readonly authzBy = new Map<string, Counter>();
+  /** Decisions the authorizer hands out repeatedly map to their counter without building a key. */
+  private readonly authzByDecision = new WeakMap<object, Counter[]>();
+  private certExpiry: GaugeFamily | null = null;
 
   constructor(opts: { now?: () => number } = {}) {
     const now = opts.now ?? Date.now;
@@ -164,6 +189,23 @@ export class ProxyMetrics {
       DETECT_OUTCOMES[i % outcomes]!,
     ]);
 
+    this.meshConnections = r.counter(
+      'trellis_mesh_connections_total',
+      'Mutual TLS connections established with meshed peers, by the peer identity.',
+      ['direction', 'peer_identity'],
+    );
+    const handshakeErrors = r.counter(
+      'trellis_tls_handshake_errors_total',
+      'Mutual TLS handshakes that failed (including certificates refused).',
+      byDirection,
+    );
+    this.handshakeErrors = DIRECTIONS.map((d) => handshakeErrors.labels(d));
+    this.authz = r.counter(
+      'trellis_inbound_authz_total',
+      'Inbound authorization decisions, by Server, deciding policy and decision (allow, deny, audit).',
+      ['server', 'policy', 'decision'],
+    );
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -224,6 +266,58 @@ export class ProxyMetrics {
     const o = DETECT_OUTCOME_INDEX[outcome];
     if (p === undefined || o === undefined) return;
     this.detections.inc((dirIndex(dir) * DETECTED_PROTOCOLS.length + p) * DETECT_OUTCOMES.length + o);
+  }
+
+  /** One mutual TLS connection established; `peer` is the verified identity of the other side. */
+  meshConnection(dir: Direction, peer: string): void {
+    const byPeer = this.meshConnectionsBy[dirIndex(dir)]!;
+    let c = byPeer.get(peer);
+    if (c === undefined) {
+      const label = byPeer.size < MAX_DYNAMIC_SERIES ? peer : 'other';
+      c = this.meshConnections.labels(dir, label);
+      byPeer.set(peer, c);
+    }
+    c.value += 1;
+  }
+
+  tlsHandshakeFailed(dir: Direction): void {
+    this.handshakeErrors[dirIndex(dir)]!.value += 1;
+  }
+
+  /** One inbound authorization decision (the Decision objects of types.ts). */
+  authorized(decision: { server: string; policy: string }, outcome: AuthzOutcome): void {
+    const slot = outcome === 'allow' ? 0 : outcome === 'deny' ? 1 : 2;
+    let byOutcome = this.authzByDecision.get(decision);
+    if (byOutcome === undefined) {
+      byOutcome = [];
+      this.authzByDecision.set(decision, byOutcome);
+    }
+    let c = byOutcome[slot];
+    if (c === undefined) {
+      const key = `${decision.server}\u0000${decision.policy}\u0000${outcome}`;
+      c = this.authzBy.get(key);
+      if (c === undefined) {
+        c =
+          this.authzBy.size < MAX_DYNAMIC_SERIES
+            ? this.authz.labels(decision.server, decision.policy, outcome)
+            : this.authz.labels('other', 'other', outcome);
+        this.authzBy.set(key, c);
+      }
+      byOutcome[slot] = c;
+    }
+    c.value += 1;
+  }
+
+  /**
+   * The current leaf certificate's notAfter; the gauge exists only once the proxy has an identity
+   * (absent without one).
+   */
+  identityExpiry(expiresAtMs: number): void {
+    this.certExpiry ??= this.registry.gauge(
+      'trellis_identity_cert_expiry_timestamp_seconds',
+      "The proxy's current certificate's expiry (notAfter), since the Unix epoch, in seconds.",
+    );
+    this.certExpiry.labels().set(Math.floor(expiresAtMs / 1000));
   }
 
   /** Prometheus text exposition format 0.0.4. */

@@ -1,0 +1,364 @@
+// The inbound half of "HTTP/1 between proxies travels as HTTP/2": an HTTP/2 stream marked
+// `trellis-orig-proto: HTTP/1.1` goes to the app as an HTTP/1.1 request on a pooled keep-alive
+// connection (the same UpstreamPool as the inbound HTTP/1 path), and the app's HTTP/1.1 response,
+// read with the project's strict parser, comes back on the stream.
+//
+// The request is written in one form: :authority as Host, connection-specific fields dropped, the
+// body as Content-Length when the stream declared one (else chunked; none when the stream ended
+// with its headers). Response fields that belong to the HTTP/1 connection are dropped; the body is
+// streamed with backpressure both ways (stream writes that do not fit pause the app's socket, a
+// full app socket pauses the stream, and HTTP/2 flow control carries that to the peer proxy).
+import * as http2 from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../../core/log.ts';
+import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
+import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from '../http/chunked.ts';
+import type { H1Limits, MessageHead } from '../http/h1-parser.ts';
+import { parseResponseHead } from '../http/h1-parser.ts';
+import { proxyErrorResponse } from '../http/h2-headers.ts';
+import type { UpstreamConn, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import type { ProxyMetrics } from '../telemetry/metrics.ts';
+import type { Target } from '../transport/target.ts';
+import { h1RequestHead, h2ResponseHeaders } from './h1-fields.ts';
+
+const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+
+export interface BridgeContext {
+  readonly pool: UpstreamPool;
+  readonly limits: H1Limits;
+  readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  readonly log: Logger;
+  readonly responseTimeoutMs: number;
+}
+
+export class H2ToH1Exchange implements UpstreamOwner {
+  private readonly ctx: BridgeContext;
+  private readonly stream: http2.ServerHttp2Stream;
+  private readonly headers: http2.IncomingHttpHeaders;
+  private readonly method: string;
+  private readonly startedAt = performance.now();
+  private conn: UpstreamConn | null = null;
+  private chunkedUp = false;
+  private remainingUp = 0;
+  private requestDone = false;
+  private resBuf: Buffer | null = null;
+  private res: MessageHead | null = null;
+  private resKind: 'none' | 'length' | 'chunked' | 'close' = 'none';
+  private resRemaining = 0;
+  private decoder: ChunkedDecoder | null = null;
+  private responded = false;
+  private responseDone = false;
+  private reusable = true;
+  private recorded = false;
+  private status = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly sink: ChunkSink;
+
+  constructor(ctx: BridgeContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+    this.ctx = ctx;
+    this.stream = stream;
+    this.headers = headers;
+    this.method = String(headers[':method'] ?? 'GET');
+    this.sink = {
+      data: (chunk) => this.writeDown(chunk),
+      end: () => this.endResponse(),
+    };
+  }
+
+  start(target: Target): void {
+    const { ctx, stream } = this;
+    ctx.metrics.requestStarted('inbound', 'http1');
+    stream.on('error', () => {});
+    stream.once('close', () => this.onStreamClose());
+    const head = this.requestHead();
+    if (head === null) {
+      this.fail('bad-request', 'the request cannot be written as HTTP/1.1');
+      return;
+    }
+    if (ctx.responseTimeoutMs > 0) this.timer = setTimeout(() => this.onTimeout(), ctx.responseTimeoutMs);
+    stream.pause();
+    ctx.pool.acquire(target, this, (conn, reason, err) => this.onAcquired(conn, reason, err, head));
+  }
+
+  /** The HTTP/1.1 request head (and how its body is framed), or null when it cannot be written. */
+  private requestHead(): string | null {
+    const head = h1RequestHead(this.headers, this.stream.endAfterHeaders);
+    if (head === null) return null;
+    this.chunkedUp = head.chunked;
+    this.remainingUp = head.length;
+    this.requestDone = head.bodyless;
+    return head.text;
+  }
+
+  private onAcquired(
+    conn: UpstreamConn | null,
+    reason: ConnectFailureReason | null,
+    err: Error | undefined,
+    head: string,
+  ): void {
+    if (this.stream.closed || this.stream.destroyed) {
+      if (conn !== null) this.ctx.pool.release(conn);
+      return;
+    }
+    if (conn === null) {
+      this.fail(reason ?? 'connect-failed', `app connect failed${err ? `: ${err.message}` : ''}`);
+      return;
+    }
+    this.conn = conn;
+    const up = conn.socket;
+    up.cork();
+    up.write(head, 'latin1');
+    process.nextTick(() => up.uncork());
+    if (this.requestDone) {
+      this.stream.resume(); // lets the stream see its (empty) end
+      return;
+    }
+    this.stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
+    this.stream.once('end', () => this.onRequestEnd());
+    this.stream.resume();
+  }
+
+  private onRequestData(chunk: Buffer): void {
+    const up = this.conn?.socket;
+    if (up === undefined || this.requestDone) return;
+    let ok: boolean;
+    if (this.chunkedUp) {
+      up.cork();
+      up.write(encodeChunkHeader(chunk.length));
+      up.write(chunk);
+      ok = up.write(CRLF);
+      up.uncork();
+    } else {
+      if (chunk.length > this.remainingUp) {
+        // More body than the stream declared: never let the app see it.
+        this.reusable = false;
+        up.destroy();
+        this.stream.close(NGHTTP2_PROTOCOL_ERROR);
+        return;
+      }
+      this.remainingUp -= chunk.length;
+      ok = up.write(chunk);
+    }
+    if (!ok) this.stream.pause();
+  }
+
+  private onRequestEnd(): void {
+    const up = this.conn?.socket;
+    if (up === undefined || this.requestDone) return;
+    if (this.chunkedUp) up.write('0\r\n\r\n');
+    else if (this.remainingUp !== 0) this.reusable = false; // short body: the app waits for more
+    this.requestDone = true;
+    this.finishIfDone();
+  }
+
+  onUpstreamDrain(): void {
+    if (!this.requestDone) this.stream.resume();
+  }
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.res !== null && !this.responseDone) {
+      this.forwardBody(chunk);
+      return;
+    }
+    if (this.responseDone) {
+      this.reusable = false; // bytes after the response
+      this.conn?.socket.destroy();
+      return;
+    }
+    this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
+    while (this.resBuf !== null && this.res === null) {
+      const buf: Buffer = this.resBuf;
+      const r = parseResponseHead(buf, 0, buf.length, this.ctx.limits);
+      if (r.kind === 'incomplete') return;
+      if (r.kind === 'error') {
+        this.reusable = false;
+        this.conn?.socket.destroy();
+        this.fail('upstream-bad-response', r.message);
+        return;
+      }
+      this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
+      if (r.head.status < 200) {
+        if (r.head.status !== 101 && !this.stream.headersSent)
+          this.stream.additionalHeaders({ ':status': r.head.status });
+        if (r.head.status === 101) {
+          this.reusable = false;
+          this.conn?.socket.destroy();
+          this.fail('upstream-bad-response', 'an upgrade cannot cross HTTP/2');
+          return;
+        }
+        continue;
+      }
+      this.onResponseHead(r.head);
+    }
+  }
+
+  private onResponseHead(head: MessageHead): void {
+    this.clearTimer();
+    this.res = head;
+    this.status = head.status;
+    if (head.connectionClose) this.reusable = false;
+    const noBody = this.method === 'HEAD' || head.status === 204 || head.status === 304;
+    this.resKind = noBody ? 'none' : head.bodyKind;
+    const out = h2ResponseHeaders(head, this.resKind === 'length' || noBody);
+    const empty = this.resKind === 'none' || (this.resKind === 'length' && head.contentLength === 0);
+    this.responded = true;
+    try {
+      this.stream.respond(out, { endStream: empty });
+    } catch (err) {
+      this.ctx.log.debug('app response headers could not be sent on HTTP/2', { err });
+      this.reusable = false;
+      this.conn?.socket.destroy();
+      this.stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.stream.on('drain', () => this.conn?.socket.resume());
+    if (empty) {
+      if (this.resBuf !== null) this.reusable = false;
+      this.resBuf = null;
+      this.responseDone = true;
+      this.finishIfDone();
+      return;
+    }
+    if (this.resKind === 'length') this.resRemaining = head.contentLength;
+    else if (this.resKind === 'chunked') this.decoder = new ChunkedDecoder(this.ctx.limits);
+    const rest = this.resBuf;
+    this.resBuf = null;
+    if (rest !== null) this.forwardBody(rest);
+  }
+
+  private forwardBody(chunk: Buffer): void {
+    switch (this.resKind) {
+      case 'length': {
+        const used = Math.min(this.resRemaining, chunk.length);
+        this.writeDown(used === chunk.length ? chunk : chunk.subarray(0, used));
+        this.resRemaining -= used;
+        if (this.resRemaining === 0) {
+          if (used < chunk.length) this.reusable = false;
+          this.endResponse();
+        }
+        return;
+      }
+      case 'chunked':
+        if (this.decoder!.write(chunk, this.sink) < 0) {
+          this.reusable = false;
+          this.ctx.metrics.proxyError('inbound', 'upstream-bad-response');
+          this.conn?.socket.destroy();
+          this.stream.close(NGHTTP2_INTERNAL_ERROR);
+        }
+        return;
+      case 'close':
+        this.writeDown(chunk);
+        return;
+      case 'none':
+        this.reusable = false;
+    }
+  }
+
+  private writeDown(chunk: Buffer): void {
+    if (chunk.length > 0 && !this.stream.write(chunk)) this.conn?.socket.pause();
+  }
+
+  private endResponse(): void {
+    if (this.responseDone) return;
+    this.responseDone = true;
+    this.stream.end();
+    this.finishIfDone();
+  }
+
+  onUpstreamEnd(): void {
+    if (this.resKind === 'close' && this.res !== null && !this.responseDone) {
+      this.reusable = false;
+      this.endResponse();
+      return;
+    }
+    this.conn?.socket.destroy();
+  }
+
+  onUpstreamClose(): void {
+    const conn = this.conn;
+    this.conn = null;
+    if (conn === null || this.responseDone) return;
+    if (!this.responded) this.fail('upstream-reset', 'the app closed the connection before responding');
+    else {
+      this.ctx.metrics.proxyError('inbound', 'upstream-reset');
+      if (!this.stream.closed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  /** Both directions are over: the app connection goes back to the pool (or is closed). */
+  private finishIfDone(): void {
+    if (!this.responseDone || !this.requestDone) return;
+    this.record(false);
+    const conn = this.conn;
+    this.conn = null;
+    if (conn === null) return;
+    if (this.reusable) this.ctx.pool.release(conn);
+    else {
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+  }
+
+  private onStreamClose(): void {
+    this.clearTimer();
+    const conn = this.conn;
+    if (conn !== null && !(this.responseDone && this.requestDone)) {
+      // The peer reset the stream (or the session went away) mid-exchange.
+      this.conn = null;
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+    this.record(!this.responseDone);
+  }
+
+  private onTimeout(): void {
+    this.timer = null;
+    if (this.responded) return;
+    this.reusable = false;
+    this.conn?.socket.destroy();
+    this.fail('response-timeout', 'the app did not respond in time');
+  }
+
+  /** Answers the stream with a response the proxy makes up (or resets it if too late). */
+  private fail(reason: ProxyErrorReason, message: string): void {
+    const { stream } = this;
+    this.clearTimer();
+    this.ctx.metrics.proxyError('inbound', reason);
+    const conn = this.conn;
+    this.conn = null;
+    if (conn !== null) {
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+    if (stream.closed || stream.destroyed) return;
+    if (this.responded || stream.headersSent) {
+      stream.close(NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.responded = true;
+    this.responseDone = true;
+    const response = proxyErrorResponse(reason, false, message);
+    this.status = Number(response.headers[':status']);
+    stream.respond(response.headers);
+    stream.end(response.body ?? undefined);
+    stream.resume();
+    if (!this.requestDone) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
+  }
+
+  private record(failed: boolean): void {
+    if (this.recorded) return;
+    this.recorded = true;
+    this.ctx.metrics.responseFinished(
+      'inbound',
+      'http1',
+      this.status,
+      performance.now() - this.startedAt,
+      failed,
+    );
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,87 @@
+// What the inbound HTTP/2 path does with each stream before the usual forwarding
+// (http/h2-exchange.ts): the client-identity header is removed as sent and set to the verified
+// identity (mTLS) when there is one; authorization policy is asked (denied: 403, or gRPC
+// PERMISSION_DENIED, naming the policy); and a stream that crossed the mesh as a converted
+// HTTP/1.1 request goes to the app as HTTP/1.1 (h2-to-h1.ts). Plaintext HTTP/2 to the inbound
+// listener takes the same path with no identity.
+import * as http2 from 'node:http2';
+import { PROXY_ERROR_HEADER } from '../errors.ts';
+import { isGrpc, proxyErrorResponse } from '../http/h2-headers.ts';
+import type { Target } from '../transport/target.ts';
+import { type BridgeContext, H2ToH1Exchange } from './h2-to-h1.ts';
+import type { InboundPolicy } from './inbound-policy.ts';
+import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1 } from './protocol.ts';
+
+const { NGHTTP2_NO_ERROR } = http2.constants;
+
+/** The downstream connection a stream arrived on. */
+export interface InboundConnection {
+  readonly connTarget: Target | null;
+  /** The client's verified identity (mTLS), or null. */
+  readonly identity: string | null;
+  readonly ip: string;
+}
+
+/** Returns true when it handled the stream (denied, or bridged to HTTP/1.1); false: forward as usual. */
+export type InboundStreamHook = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  conn: InboundConnection,
+) => boolean;
+
+export function inboundStreamHook(policy: InboundPolicy, bridge: BridgeContext): InboundStreamHook {
+  const idHeader = policy.clientIdHeader;
+  return (stream, headers, conn) => {
+    if (idHeader !== '') {
+      delete headers[idHeader];
+      if (conn.identity !== null) headers[idHeader] = conn.identity;
+    }
+    const target = conn.connTarget;
+    if (target !== null) {
+      const denied = policy.checkRequest(
+        target.port,
+        conn.identity,
+        conn.ip,
+        String(headers[':method'] ?? ''),
+        String(headers[':path'] ?? ''),
+      );
+      if (denied !== null) {
+        deny(stream, headers, denied, bridge);
+        return true;
+      }
+    }
+    if (headers[ORIG_PROTO_HEADER] === undefined) return false;
+    const h1 = headers[ORIG_PROTO_HEADER] === ORIG_PROTO_HTTP1;
+    delete headers[ORIG_PROTO_HEADER];
+    if (!h1 || target === null) return false;
+    new H2ToH1Exchange(bridge, stream, headers).start(target);
+    return true;
+  };
+}
+
+/** 403 (gRPC: PERMISSION_DENIED in a trailers-only response), naming the policy that decided. */
+function deny(
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+  headerValue: string,
+  ctx: BridgeContext,
+): void {
+  const grpc = isGrpc(headers);
+  const startedAt = performance.now();
+  ctx.metrics.requestStarted('inbound', 'h2');
+  ctx.metrics.proxyError('inbound', 'forbidden');
+  const response = proxyErrorResponse('forbidden', grpc, headerValue, headerValue);
+  response.headers[PROXY_ERROR_HEADER] = headerValue;
+  stream.on('error', () => {});
+  stream.respond(response.headers, { endStream: response.body === null });
+  if (response.body !== null) stream.end(response.body);
+  stream.resume(); // the request body is discarded
+  if (!stream.endAfterHeaders) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
+  ctx.metrics.responseFinished(
+    'inbound',
+    'h2',
+    Number(response.headers[':status']),
+    performance.now() - startedAt,
+    true,
+  );
+}

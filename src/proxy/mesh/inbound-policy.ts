@@ -1,0 +1,119 @@
+// Inbound authorization and the client-identity header, in one place for every inbound path
+// (HTTP/1, HTTP/2, opaque TCP; plaintext or mTLS). The authorizer (src/proxy/policy/) decides;
+// this module asks it at the right moments and acts on the answer:
+//
+// - HTTP requests: before anything is forwarded. Denied: 403 (gRPC: PERMISSION_DENIED) with
+//   `trellis-proxy-error: forbidden: <policy>`; the proxy error reason is `forbidden`.
+// - Opaque TCP: at accept. Denied: closed. Open opaque connections are remembered, and when the
+//   policy changes each is checked again; those no longer allowed are closed, nothing else is.
+// - The policy port is the app port the connection goes to; the peer is its verified identity
+//   (mTLS) or null, and its IP.
+//
+// Every decision counts in trellis_inbound_authz_total{server, policy, decision}.
+import type net from 'node:net';
+import type { Logger } from '../../core/log.ts';
+import type { InboundHttpGate } from '../http/h1-session.ts';
+import type { Decision, InboundAuthorizer, InboundPeer } from '../policy/types.ts';
+import type { ProxyMetrics } from '../telemetry/metrics.ts';
+
+/** checkConnection with the optional traffic kind of the real authorizer (policy/authorizer.ts). */
+type ConnectionCheck = (port: number, peer: InboundPeer, traffic?: 'http' | 'opaque') => Decision;
+
+interface OpenConnection {
+  readonly port: number;
+  readonly peer: InboundPeer;
+}
+
+export class InboundPolicy implements InboundHttpGate {
+  readonly clientIdHeader: string;
+  private readonly authorizer: InboundAuthorizer | null;
+  private readonly metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'>;
+  private readonly log: Logger;
+  private readonly open = new Map<net.Socket, OpenConnection>();
+  private readonly unsubscribe: () => void;
+
+  constructor(opts: {
+    authorizer: InboundAuthorizer | null;
+    clientIdHeader: string;
+    metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'>;
+    log: Logger;
+  }) {
+    this.authorizer = opts.authorizer;
+    this.clientIdHeader = opts.clientIdHeader;
+    this.metrics = opts.metrics;
+    this.log = opts.log;
+    this.unsubscribe = opts.authorizer?.onChange(() => this.recheck()) ?? (() => {});
+  }
+
+  checkRequest(
+    port: number,
+    identity: string | null,
+    ip: string,
+    method: string,
+    path: string,
+  ): string | null {
+    const authorizer = this.authorizer;
+    if (authorizer === null) return null;
+    const q = path.indexOf('?');
+    const decision = authorizer.checkRequest(
+      port,
+      { identity, ip },
+      { method, path: q === -1 ? path : path.slice(0, q) },
+    );
+    return this.record(decision);
+  }
+
+  /**
+   * An opaque connection to the app port `port`: true when allowed (it is then watched for policy
+   * changes until it closes); false when denied (the caller closes it).
+   */
+  admitConnection(socket: net.Socket, port: number, peer: InboundPeer): boolean {
+    const authorizer = this.authorizer;
+    if (authorizer === null) return true;
+    if (this.record(this.checkOpaque(authorizer, port, peer)) !== null) {
+      this.metrics.proxyError('inbound', 'forbidden');
+      return false;
+    }
+    this.open.set(socket, { port, peer });
+    socket.once('close', () => this.open.delete(socket));
+    return true;
+  }
+
+  /** Open opaque connections (tests and drain). */
+  get openConnections(): number {
+    return this.open.size;
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.open.clear();
+  }
+
+  private checkOpaque(authorizer: InboundAuthorizer, port: number, peer: InboundPeer): Decision {
+    return (authorizer.checkConnection as ConnectionCheck)(port, peer, 'opaque');
+  }
+
+  /** After a policy change: closes the open opaque connections the policy no longer allows. */
+  private recheck(): void {
+    const authorizer = this.authorizer;
+    if (authorizer === null) return;
+    let closed = 0;
+    for (const [socket, c] of [...this.open]) {
+      if (this.record(this.checkOpaque(authorizer, c.port, c.peer)) === null) continue;
+      this.open.delete(socket);
+      this.metrics.proxyError('inbound', 'forbidden');
+      socket.destroy();
+      closed++;
+    }
+    if (closed > 0) this.log.info('closed connections the new policy denies', { connections: closed });
+  }
+
+  /**
+   * Counts a decision; returns null when allowed, else the trellis-proxy-error value. (The
+   * caller that answers or closes counts the proxy error itself.)
+   */
+  private record(d: Decision): string | null {
+    this.metrics.authorized(d, !d.allowed ? 'deny' : d.audited ? 'audit' : 'allow');
+    return d.allowed ? null : `forbidden: ${d.policy}`;
+  }
+}

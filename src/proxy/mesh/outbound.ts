@@ -1,0 +1,135 @@
+// The outbound side of the mesh transport: where an endpoint that discovery describes as meshed
+// (with an identity) is reached over mTLS instead of plaintext, and how.
+//
+// - HTTP/1 requests: a virtual connection (h1-over-h2.ts) on the pooled HTTP/2 mTLS session to
+//   the endpoint (ALPN trellis-h2/1), which the app's HTTP/2 and gRPC streams share.
+// - Upgrade (WebSocket) requests: their own mTLS connection with ALPN trellis-http1/1, carrying
+//   the HTTP/1 bytes as they are.
+// - Opaque TCP, TLS from the app, CONNECT tunnels: an mTLS connection with ALPN trellis-tcp/1 and
+//   the opaque transport header naming the endpoint's port (protocol.ts).
+//
+// A proxy without an identity has no MeshOutbound: meshed endpoints are then reached as before.
+import type net from 'node:net';
+import type { ConnectFailureReason } from '../errors.ts';
+import type { H1Limits } from '../http/h1-parser.ts';
+import type { H2UpstreamPool, SecureConnector } from '../http/h2-upstream-pool.ts';
+import { UpstreamConnectError } from '../http/h2-upstream-pool.ts';
+import type { AcquireCallback, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import type { Pick } from '../outbound/discovery.ts';
+import type { Target } from '../transport/target.ts';
+import { targetKey } from '../transport/target.ts';
+import {
+  closedAfterHandshake,
+  connectMesh,
+  meshFailureOf,
+  openMeshSocket,
+  type MeshClientContext,
+} from './connect.ts';
+import type { MeshCredentials } from './credentials.ts';
+import { H1OverH2Conn } from './h1-over-h2.ts';
+import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, encodeTcpHeader, meshIdentityOf } from './protocol.ts';
+
+export interface MeshOutboundOptions extends MeshClientContext {
+  readonly credentials: MeshCredentials;
+  readonly pool: UpstreamPool;
+  readonly limits: H1Limits;
+  readonly connectTimeoutMs: number;
+  /** The shared outbound HTTP/2 pool (loaded on first use: node:http2 costs memory). */
+  readonly h2Pool: () => Promise<H2UpstreamPool>;
+}
+
+export class MeshOutbound implements SecureConnector {
+  private readonly opts: MeshOutboundOptions;
+
+  constructor(opts: MeshOutboundOptions) {
+    this.opts = opts;
+  }
+
+  // ---- SecureConnector: the HTTP/2 pool's mTLS sessions ---------------------------------
+
+  hasCredentials(): boolean {
+    return this.opts.credentials.current() !== null;
+  }
+
+  async whenReady(timeoutMs: number): Promise<boolean> {
+    return (await this.opts.credentials.whenReady(timeoutMs)) !== null;
+  }
+
+  open(target: Target, identity: string): net.Socket {
+    const key = this.opts.credentials.current();
+    if (key === null) throw new UpstreamConnectError('no-identity', 'this proxy has no certificate yet');
+    return openMeshSocket(this.opts, key, target, identity, ALPN_H2, false);
+  }
+
+  failureOf(err: unknown): ConnectFailureReason | undefined {
+    return meshFailureOf(err);
+  }
+
+  failureOnClose(socket: net.Socket): ConnectFailureReason | undefined {
+    return closedAfterHandshake(this.opts, socket);
+  }
+
+  // ---- HTTP/1 ---------------------------------------------------------------------------
+
+  /**
+   * Acquires a connection for one HTTP/1 request to a picked endpoint when it is meshed (returns
+   * false, doing nothing, when it is not): `cb` runs as for UpstreamPool.acquire.
+   */
+  acquireH1(pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback): boolean {
+    const identity = meshIdentityOf(pick.endpoint);
+    if (identity === null) return false;
+    const { pool, connectTimeoutMs } = this.opts;
+    const address = pick.address;
+    const where = targetKey(address);
+    if (upgrade) {
+      pool.acquire(address, owner, cb, {
+        key: `mtls-http1 ${where} ${identity}`,
+        connect: (done) => {
+          connectMesh(this.opts, address, identity, ALPN_HTTP1, connectTimeoutMs, done);
+        },
+      });
+      return true;
+    }
+    pool.acquire(address, owner, cb, {
+      key: `mtls-h2 ${where} ${identity}`,
+      connect: (done) => {
+        this.opts
+          .h2Pool()
+          .then(
+            async (h2) => {
+              await h2.ensureSession(address, identity);
+              done(new H1OverH2Conn(h2, address, identity, this.opts.limits) as unknown as net.Socket, null);
+            },
+            (err: unknown) => done(null, 'connect-failed', err as Error),
+          )
+          .catch((err: unknown) => {
+            const reason = err instanceof UpstreamConnectError ? err.reason : 'connect-failed';
+            done(null, reason, err as Error);
+          });
+      },
+    });
+    return true;
+  }
+
+  // ---- opaque TCP -------------------------------------------------------------------------
+
+  /**
+   * Connects to a meshed endpoint for opaque bytes: mTLS with ALPN trellis-tcp/1, then the
+   * transport header naming the endpoint's port. `cb` gets the socket (paused) or why not.
+   */
+  connectTcp(
+    address: Target,
+    identity: string,
+    timeoutMs: number,
+    cb: (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error) => void,
+  ): { cancel(): void } {
+    return connectMesh(this.opts, address, identity, ALPN_TCP, timeoutMs, (socket, reason, err) => {
+      if (socket === null) {
+        cb(null, reason, err);
+        return;
+      }
+      socket.write(encodeTcpHeader(address.port));
+      cb(socket, null);
+    });
+  }
+}

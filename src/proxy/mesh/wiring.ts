@@ -1,0 +1,182 @@
+// The mesh parts of one proxy, assembled once from its identity and authorizer and shared by the
+// listeners and the HTTP paths (runtime.ts holds one): the credentials, the outbound transport
+// (mTLS to meshed endpoints), the inbound termination and its hand-over by ALPN, inbound policy,
+// and the outbound HTTP/2 session pool that the app's HTTP/2 streams and the HTTP/1 requests
+// carried over the mesh share.
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { Logger } from '../../core/log.ts';
+import type { ProxyConfig } from '../config.ts';
+import type { H2Proxy } from '../http/h2-proxy.ts';
+import type { H2UpstreamPool } from '../http/h2-upstream-pool.ts';
+import type { UpstreamPool } from '../http/upstream-pool.ts';
+import type { WorkloadIdentity } from '../identity/provider.ts';
+import type { InboundAuthorizer } from '../policy/types.ts';
+import { forwardTcp } from '../tcp/forward.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { Target } from '../transport/target.ts';
+import { MeshCredentials } from './credentials.ts';
+import type { BridgeContext } from './h2-to-h1.ts';
+import { type InboundStreamHook, inboundStreamHook } from './inbound-h2.ts';
+import { InboundPolicy } from './inbound-policy.ts';
+import { MeshInbound } from './inbound.ts';
+import { MeshOutbound } from './outbound.ts';
+
+/** What the mesh needs from the proxy runtime. */
+export interface MeshHost {
+  readonly config: ProxyConfig;
+  readonly log: Logger;
+  readonly metrics: ProxyMetrics;
+  readonly pool: UpstreamPool;
+  readonly ownPorts: ReadonlySet<number>;
+  /** The inbound listener's bound port (0 before it is bound). */
+  inboundPort(): number;
+  h2(dir: Direction): Promise<H2Proxy>;
+  /** Runs the inbound HTTP/1 path on a connection (mTLS: with the client's identity). */
+  startH1(socket: net.Socket, target: Target | null, identity: string | null): void;
+}
+
+export class MeshWiring {
+  readonly credentials: MeshCredentials | null;
+  readonly outbound: MeshOutbound | null;
+  readonly inbound: MeshInbound | null;
+  readonly policy: InboundPolicy;
+  readonly authorizer: InboundAuthorizer | null;
+  private readonly host: MeshHost;
+  private h2Pool: Promise<H2UpstreamPool> | null = null;
+  private readonly unsubscribe: () => void = () => {};
+
+  constructor(host: MeshHost, identity: WorkloadIdentity | null, authorizer: InboundAuthorizer | null) {
+    this.host = host;
+    const { config, log, metrics } = host;
+    this.authorizer = authorizer;
+    this.policy = new InboundPolicy({
+      authorizer,
+      clientIdHeader: config.mesh.clientIdHeader,
+      metrics,
+      log: log.child({ component: 'policy' }),
+    });
+    if (identity === null) {
+      this.credentials = null;
+      this.outbound = null;
+      this.inbound = null;
+      return;
+    }
+    const credentials = new MeshCredentials(identity);
+    this.credentials = credentials;
+    const now = credentials.current();
+    if (now !== null) metrics.identityExpiry(now.expiresAtMs);
+    this.unsubscribe = credentials.onChange((key) => metrics.identityExpiry(key.expiresAtMs));
+    this.outbound = new MeshOutbound({
+      credentials,
+      metrics,
+      pool: host.pool,
+      limits: config.http1,
+      connectTimeoutMs: config.timeouts.connectMs,
+      h2Pool: () => this.outboundH2Pool(),
+    });
+    this.inbound = new MeshInbound({
+      credentials,
+      metrics,
+      log: log.child({ component: 'mesh-inbound' }),
+      handshakeTimeoutMs: config.detect.timeoutMs,
+      h2: (socket, target, id) => this.startH2(socket, target, id),
+      http1: (socket, target, id) => host.startH1(socket, target, id),
+      tcp: (socket, target, id, port, rest) => this.startTcp(socket, target, id, port, rest),
+    });
+  }
+
+  /** The outbound HTTP/2 upstream pool (mTLS sessions to meshed endpoints, plaintext others). */
+  outboundH2Pool(): Promise<H2UpstreamPool> {
+    const { config, log } = this.host;
+    return (this.h2Pool ??= import('../http/h2-upstream-pool.ts').then(
+      ({ H2UpstreamPool }) =>
+        new H2UpstreamPool({
+          connectTimeoutMs: config.timeouts.connectMs,
+          idleTimeoutMs: config.timeouts.idleMs,
+          log: log.child({ direction: 'outbound' }),
+          ...(this.outbound !== null ? { secure: this.outbound } : {}),
+        }),
+    ));
+  }
+
+  /** The inbound HTTP/2 path's per-stream hook (identity header, policy, HTTP/1 restoring). */
+  inboundStreamHook(): InboundStreamHook {
+    const { config, log, metrics, pool } = this.host;
+    const bridge: BridgeContext = {
+      pool,
+      limits: config.http1,
+      metrics,
+      log,
+      responseTimeoutMs: config.timeouts.responseMs,
+    };
+    return inboundStreamHook(this.policy, bridge);
+  }
+
+  /**
+   * An inbound opaque connection (plaintext, TLS the proxy does not terminate, or the mesh's
+   * opaque transport) to the app at `target`: policy at accept, then bytes both ways.
+   */
+  forwardOpaqueInbound(
+    socket: net.Socket,
+    target: Target,
+    initial: Buffer | null,
+    identity: string | null,
+  ): void {
+    const { config, metrics } = this.host;
+    if (!this.policy.admitConnection(socket, target.port, { identity, ip: socket.remoteAddress ?? '' })) {
+      socket.destroy();
+      return;
+    }
+    forwardTcp(
+      socket,
+      target,
+      initial,
+      { connectTimeoutMs: config.timeouts.connectMs, discovery: null },
+      (reason) => metrics.proxyError('inbound', reason),
+    );
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.policy.close();
+    this.authorizer?.close();
+    this.credentials?.close();
+    this.credentials?.identity.close();
+  }
+
+  private startH2(socket: tls.TLSSocket, target: Target | null, identity: string): void {
+    this.host.h2('inbound').then(
+      (h2) => h2.accept(socket, Buffer.alloc(0), target, identity),
+      (err: unknown) => {
+        this.host.log.error('cannot load the HTTP/2 forwarder', { error: err });
+        socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * The opaque transport: the header's port must be the inbound listener's own (the app port),
+   * the app port itself, or in transparent mode an app port on appHost; anything else is refused.
+   */
+  private startTcp(
+    socket: tls.TLSSocket,
+    connTarget: Target | null,
+    identity: string,
+    port: number,
+    rest: Buffer,
+  ): void {
+    const { config, ownPorts } = this.host;
+    let target: Target | null = null;
+    if (connTarget !== null && (port === this.host.inboundPort() || port === connTarget.port))
+      target = connTarget;
+    else if (config.mode === 'transparent' && !ownPorts.has(port)) target = { host: config.appHost, port };
+    if (target === null) {
+      this.host.log.debug('opaque transport to a port that is not an app port refused', { port, identity });
+      this.host.metrics.proxyError('inbound', 'unknown-destination');
+      socket.destroy();
+      return;
+    }
+    this.forwardOpaqueInbound(socket, target, rest.length > 0 ? rest : null, identity);
+  }
+}
