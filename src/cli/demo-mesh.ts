@@ -79,7 +79,9 @@ export class MeshDemo implements DemoScenario {
       `control plane is up (pid ${control.proc.pid}, grpc ${ready.grpc}, http ${ready.http}, state ${state})`,
     );
     this.controlHttp = ready.http!;
-    await applyServices(state);
+    await applyFile(state, 'services.yaml');
+    // emoji and voting accept only web's identity (mTLS); web is public.
+    await applyFile(state, 'policy.yaml');
 
     const [emojiPort, votingPort, webPort, botPort] = await freePorts(4);
     await Promise.all([
@@ -204,9 +206,9 @@ function hasReadyEndpoint(servicesJson: string, name: string): boolean {
   }
 }
 
-/** `trellis apply --state STATE -f examples/emojivoto/services.yaml`; throws when it fails. */
-async function applyServices(state: string): Promise<void> {
-  const file = `${APP_DIR}services.yaml`;
+/** `trellis apply --state STATE -f examples/emojivoto/NAME`; throws when it fails. */
+async function applyFile(state: string, name: string): Promise<void> {
+  const file = `${APP_DIR}${name}`;
   const proc = spawn(process.execPath, [...NODE_FLAGS, MESH_CLI, 'apply', '--state', state, '-f', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
