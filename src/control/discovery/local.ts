@@ -4,11 +4,11 @@
 // subfolders, editors that replace files, platforms without recursive watching). Each scan
 // rebuilds the state and diffs every subscription's endpoints against what it last delivered, so
 // subscribers get a reset / add / remove / does-not-exist stream as from the Kubernetes watcher.
-import { watch, type FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { targetKey } from '../../proxy/transport/target.ts';
+import { FolderScanner } from './folder-scanner.ts';
 import { endpointsOf, readLocalState, type LocalState, type StateFileCache } from './local-state.ts';
 import type { Endpoint, ServicePortKey, Subscription, Update, Watcher } from './watcher.ts';
 
@@ -37,25 +37,24 @@ const EMPTY_STATE: LocalState = { services: new Map(), workloads: [] };
 
 export class LocalWatcher implements Watcher {
   readonly root: string;
-  readonly #debounceMs: number;
-  readonly #rescanIntervalMs: number;
   readonly #log: Logger;
   readonly #cache: StateFileCache = new Map();
   readonly #subscriptions = new Set<LocalSubscription>();
   readonly #ready: Promise<void>;
+  readonly #scanner: FolderScanner;
   #state: LocalState = EMPTY_STATE;
-  #fsWatcher: FSWatcher | null = null;
-  #debounceTimer: NodeJS.Timeout | null = null;
-  #rescanTimer: NodeJS.Timeout | null = null;
-  #scan: Promise<void> | null = null;
-  #scanAgain = false;
   #closed = false;
 
   constructor(options: LocalWatcherOptions = {}) {
     this.root = options.root ?? '.trellis';
-    this.#debounceMs = options.debounceMs ?? 50;
-    this.#rescanIntervalMs = options.rescanIntervalMs ?? 2000;
     this.#log = (options.log ?? silentLogger).child({ component: 'local-watcher' });
+    this.#scanner = new FolderScanner({
+      root: this.root,
+      debounceMs: options.debounceMs ?? 50,
+      rescanIntervalMs: options.rescanIntervalMs ?? 2000,
+      log: this.#log,
+      pass: () => this.#scanPass(),
+    });
     this.#ready = this.#start();
     this.#ready.catch(() => {}); // reported to whoever awaits ready()
   }
@@ -84,70 +83,31 @@ export class LocalWatcher implements Watcher {
 
   /** Scans the folder now (after an in-progress scan, if any) and delivers the changes. */
   rescan(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    if (this.#scan !== null) {
-      this.#scanAgain = true;
-      return this.#scan;
-    }
-    this.#scan = this.#scanLoop().finally(() => {
-      this.#scan = null;
-    });
-    return this.#scan;
+    return this.#scanner.rescan();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#fsWatcher?.close();
-    this.#fsWatcher = null;
-    if (this.#debounceTimer !== null) clearTimeout(this.#debounceTimer);
-    if (this.#rescanTimer !== null) clearInterval(this.#rescanTimer);
     for (const subscription of this.#subscriptions) subscription.active = false;
     this.#subscriptions.clear();
-    await this.#scan?.catch(() => {});
+    await this.#scanner.close();
   }
 
   async #start(): Promise<void> {
     await mkdir(join(this.root, 'services'), { recursive: true });
     await mkdir(join(this.root, 'workloads'), { recursive: true });
+    await this.#scanner.start();
+  }
+
+  async #scanPass(): Promise<void> {
+    const state = await readLocalState(this.root, this.#cache, this.#log);
     if (this.#closed) return;
-    try {
-      this.#fsWatcher = watch(this.root, { recursive: true, persistent: false }, () => this.#onFileEvent());
-      this.#fsWatcher.on('error', (error) => {
-        this.#log.warn('watching the state folder failed; relying on the periodic rescan', { error });
-        this.#fsWatcher?.close();
-        this.#fsWatcher = null;
-      });
-    } catch (error) {
-      this.#log.warn('cannot watch the state folder; relying on the periodic rescan', { error });
+    this.#state = state;
+    for (const subscription of this.#subscriptions) {
+      // Subscriptions still waiting for their first update get it from their own callback.
+      if (subscription.view !== undefined) this.#deliverChanges(subscription);
     }
-    this.#rescanTimer = setInterval(() => void this.rescan(), this.#rescanIntervalMs);
-    this.#rescanTimer.unref();
-    await this.rescan();
-  }
-
-  #onFileEvent(): void {
-    if (this.#closed) return;
-    if (this.#debounceTimer !== null) clearTimeout(this.#debounceTimer);
-    this.#debounceTimer = setTimeout(() => {
-      this.#debounceTimer = null;
-      void this.rescan();
-    }, this.#debounceMs);
-    this.#debounceTimer.unref();
-  }
-
-  async #scanLoop(): Promise<void> {
-    // Bounded: each pass consumes the request for another; requests keep coming only while files change.
-    do {
-      this.#scanAgain = false;
-      const state = await readLocalState(this.root, this.#cache, this.#log);
-      if (this.#closed) return;
-      this.#state = state;
-      for (const subscription of this.#subscriptions) {
-        // Subscriptions still waiting for their first update get it from their own callback.
-        if (subscription.view !== undefined) this.#deliverChanges(subscription);
-      }
-    } while (this.#scanAgain && !this.#closed);
   }
 
   /** Tells `subscription` how the current state differs from what it was last told. */

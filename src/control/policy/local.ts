@@ -10,9 +10,9 @@
 // the app port (`appPort`) beside the named ports its proxy serves, and every one of them reaches
 // that app port. Otherwise through the workload's Service (services/<ns>/<name>.yaml): a port
 // named NAME, or whose targetPort is NAME, gives its `port`.
-import { watch, type FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../../core/log.ts';
+import { FolderScanner } from '../discovery/folder-scanner.ts';
 import { readLocalState, type LocalState, type StateFileCache } from '../discovery/local-state.ts';
 import { EMPTY_SNAPSHOT, type PolicySnapshot, type WorkloadFacts } from './model.ts';
 import { ChangeListeners, type PolicySource } from './source.ts';
@@ -32,7 +32,7 @@ const EMPTY_STATE: LocalState = { services: new Map(), workloads: [] };
 export class LocalPolicySource implements PolicySource {
   readonly #root: string;
   readonly #log: Logger;
-  readonly #debounceMs: number;
+  readonly #scanner: FolderScanner;
   readonly #policyCache: PolicyFileCache = new Map();
   readonly #stateCache: StateFileCache = new Map();
   readonly #listeners: ChangeListeners;
@@ -40,19 +40,21 @@ export class LocalPolicySource implements PolicySource {
   #snapshot: PolicySnapshot = EMPTY_SNAPSHOT;
   #state: LocalState = EMPTY_STATE;
   #key = '';
-  #fsWatcher: FSWatcher | null = null;
-  #debounce: NodeJS.Timeout | null = null;
-  #interval: NodeJS.Timeout | null = null;
-  #scan: Promise<void> | null = null;
-  #scanAgain = false;
   #closed = false;
 
   constructor(options: LocalPolicySourceOptions) {
     this.#root = options.root;
     this.#log = options.log.child({ component: 'policy-local' });
-    this.#debounceMs = options.debounceMs ?? 50;
     this.#listeners = new ChangeListeners((error) => this.#log.error('policy listener threw', { error }));
-    this.#ready = this.#start(options.rescanIntervalMs ?? 2000);
+    // The whole state folder: workload registrations and services change the facts too.
+    this.#scanner = new FolderScanner({
+      root: this.#root,
+      debounceMs: options.debounceMs ?? 50,
+      rescanIntervalMs: options.rescanIntervalMs ?? 2000,
+      log: this.#log,
+      pass: () => this.#scanPass(),
+    });
+    this.#ready = this.#start();
     this.#ready.catch(() => {});
   }
 
@@ -90,71 +92,32 @@ export class LocalPolicySource implements PolicySource {
 
   /** Scans the folder now (after an in-progress scan, if any) and tells listeners of changes. */
   rescan(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    if (this.#scan !== null) {
-      this.#scanAgain = true;
-      return this.#scan;
-    }
-    this.#scan = this.#scanLoop().finally(() => {
-      this.#scan = null;
-    });
-    return this.#scan;
+    return this.#scanner.rescan();
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#fsWatcher?.close();
-    if (this.#debounce !== null) clearTimeout(this.#debounce);
-    if (this.#interval !== null) clearInterval(this.#interval);
     this.#listeners.clear();
-    await this.#scan?.catch(() => {});
+    await this.#scanner.close();
   }
 
-  async #start(rescanIntervalMs: number): Promise<void> {
+  async #start(): Promise<void> {
     await mkdir(policyDir(this.#root), { recursive: true });
+    await this.#scanner.start();
+  }
+
+  async #scanPass(): Promise<void> {
+    const snapshot = await readPolicyFolder(this.#root, this.#policyCache, this.#log);
+    const state = await readLocalState(this.#root, this.#stateCache, this.#log);
     if (this.#closed) return;
-    try {
-      // The whole state folder: workload registrations and services change the facts too.
-      this.#fsWatcher = watch(this.#root, { recursive: true, persistent: false }, () => this.#onFileEvent());
-      this.#fsWatcher.on('error', (error) => {
-        this.#log.warn('watching the state folder failed; relying on the periodic rescan', { error });
-        this.#fsWatcher?.close();
-        this.#fsWatcher = null;
-      });
-    } catch (error) {
-      this.#log.warn('cannot watch the state folder; relying on the periodic rescan', { error });
+    const key = JSON.stringify([snapshot, factsKey(state)]);
+    this.#snapshot = snapshot;
+    this.#state = state;
+    if (key !== this.#key) {
+      this.#key = key;
+      this.#listeners.notify();
     }
-    this.#interval = setInterval(() => void this.rescan(), rescanIntervalMs);
-    this.#interval.unref();
-    await this.rescan();
-  }
-
-  #onFileEvent(): void {
-    if (this.#closed) return;
-    if (this.#debounce !== null) clearTimeout(this.#debounce);
-    this.#debounce = setTimeout(() => {
-      this.#debounce = null;
-      void this.rescan();
-    }, this.#debounceMs);
-    this.#debounce.unref();
-  }
-
-  async #scanLoop(): Promise<void> {
-    // Bounded: each pass consumes one request for another; they keep coming only while files change.
-    do {
-      this.#scanAgain = false;
-      const snapshot = await readPolicyFolder(this.#root, this.#policyCache, this.#log);
-      const state = await readLocalState(this.#root, this.#stateCache, this.#log);
-      if (this.#closed) return;
-      const key = JSON.stringify([snapshot, factsKey(state)]);
-      this.#snapshot = snapshot;
-      this.#state = state;
-      if (key !== this.#key) {
-        this.#key = key;
-        this.#listeners.notify();
-      }
-    } while (this.#scanAgain && !this.#closed);
   }
 }
 
