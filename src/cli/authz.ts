@@ -8,7 +8,7 @@ import { silentLogger } from '../core/log.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import type { AuthzView } from '../control/policy/component.ts';
 import { controlUrl } from './control-url.ts';
-import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 
 export const summary = 'the effective authorization policy of a workload (servers, authorizations)';
 
@@ -30,16 +30,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
     return 0;
   }
-  const short: Record<string, string> = { '-o': '--output', '-n': '--namespace' };
-  const expanded = argv.map((a, i) => (short[a] !== undefined && i < argv.length - 1 ? short[a] : a));
-  // Options may come before and after NAME.
-  const { values, rest: after } = parseFlags(expanded, FLAGS);
-  const rest = after.slice(0, 1);
-  if (after.length > 1) {
-    const more = parseFlags(after.slice(1), FLAGS);
-    for (const [key, value] of more.values) values.set(key, value);
-    rest.push(...more.rest);
-  }
+  // Options may come before and after the positional argument.
+  const { values, rest } = parseInterleaved(argv, FLAGS, { '-o': '--output', '-n': '--namespace' });
   if (rest.length === 0) throw new ConfigError('NAME', 'required: the workload (trellis authz NAME)');
   if (rest.length > 1) throw new ConfigError('', `trellis authz: unexpected argument '${rest[1]}'`);
   const name = rest[0]!;

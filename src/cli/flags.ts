@@ -87,3 +87,27 @@ export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   lines.push(`  --${'help'.padEnd(30)} show this help`);
   return lines.join('\n');
 }
+
+/**
+ * Like parseFlags, for commands whose options may come before and after their positional
+ * arguments (`trellis stat -o json workload/web -n shop`), with short aliases for long flags
+ * (`{'-o': '--output'}`). Every positional argument is in `rest`, in order.
+ */
+export function parseInterleaved(
+  argv: readonly string[],
+  specs: readonly FlagSpec[],
+  short: Readonly<Record<string, string>> = {},
+): ParsedFlags {
+  let args = argv.map((a, i) => (short[a] !== undefined && i < argv.length - 1 ? short[a] : a));
+  const values = new Map<string, unknown>();
+  const rest: string[] = [];
+  // Each round takes at least one argument: bounded by argv's length.
+  for (;;) {
+    const parsed = parseFlags(args, specs);
+    for (const [key, value] of parsed.values) values.set(key, value);
+    if (parsed.rest.length === 0) break;
+    rest.push(parsed.rest[0]!);
+    args = parsed.rest.slice(1);
+  }
+  return { values, rest };
+}

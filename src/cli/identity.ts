@@ -12,7 +12,7 @@ import { ConfigError, TrellisError } from '../core/errors.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import { silentLogger } from '../core/log.ts';
 import { controlUrl } from './control-url.ts';
-import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 
 export const summary = 'certificate chain of a workload; status and anchor rotation of the CA';
 
@@ -36,14 +36,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
     return 0;
   }
-  const expanded = argv.map((a, i) => (a === '-n' && i < argv.length - 1 ? '--namespace' : a));
-  const { values, rest: after } = parseFlags(expanded, FLAGS);
-  const rest = after.slice(0, 1);
-  if (after.length > 1) {
-    const more = parseFlags(after.slice(1), FLAGS); // options may follow the argument too
-    for (const [key, value] of more.values) values.set(key, value);
-    rest.push(...more.rest);
-  }
+  // Options may come before and after the positional argument.
+  const { values, rest } = parseInterleaved(argv, FLAGS, { '-n': '--namespace' });
   if (rest.length !== 1)
     throw new ConfigError('', rest.length === 0 ? USAGE : `unexpected argument '${rest[1]}'`);
   const state = values.get('state') as string | undefined;

@@ -5,7 +5,7 @@
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { controlUrl } from './control-url.ts';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
-import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { formatTable, type WorkloadRow } from './live-view.ts';
 
 export const summary = 'golden metrics per workload (success, rps, latency), from the control plane';
@@ -30,16 +30,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
     return 0;
   }
-  const short: Record<string, string> = { '-o': '--output', '-n': '--namespace' };
-  const expanded = argv.map((a, i) => (short[a] !== undefined && i < argv.length - 1 ? short[a] : a));
-  // Options may come before and after KIND/NAME.
-  const { values, rest: after } = parseFlags(expanded, FLAGS);
-  const rest = after.slice(0, 1);
-  if (after.length > 1) {
-    const more = parseFlags(after.slice(1), FLAGS);
-    for (const [key, value] of more.values) values.set(key, value);
-    rest.push(...more.rest);
-  }
+  // Options may come before and after the positional argument.
+  const { values, rest } = parseInterleaved(argv, FLAGS, { '-o': '--output', '-n': '--namespace' });
   if (rest.length > 1) throw new ConfigError('', `trellis stat: unexpected argument '${rest[1]}'`);
   const output = (values.get('output') as string | undefined) ?? 'table';
   if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
