@@ -235,7 +235,8 @@ export function portOf(hostPort: string): number {
  */
 export function trellisCommand(tools: Tools): string[] {
   // The same Node flag as bin/trellis, so that a build run this way is measured like the launcher.
-  if (tools.trellisMain) return [tools.node, '--max-semi-space-size=1', tools.trellisMain];
+  if (tools.trellisMain)
+    return [tools.node, '--max-semi-space-size=1', '--single-threaded-gc', tools.trellisMain];
   const launcher = join(REPO_ROOT, 'bin/trellis');
   return existsSync(launcher) ? [launcher] : [tools.node, join(REPO_ROOT, 'src/cli/main.ts')];
 }

@@ -106,11 +106,31 @@ export class H1OverH2Conn extends Duplex {
       trailers: null,
       done: false,
     };
+    // The previous exchange is over for the session; a stream of it that a full buffer paused
+    // must still reach its end (and close), or it would hold a slot of the HTTP/2 session.
+    const prev = this.active?.stream;
+    if (prev != null && prev.isPaused()) prev.resume();
     this.active = ex;
     const endStream = ex.decoder === null && ex.remaining === 0;
     this.requestComplete = endStream;
     const rest = r.end < buf.length ? buf.subarray(r.end) : null;
-    this.pool.request(this.address, requestHeaders(head), { endStream }, this.identity).then(
+    const headers = requestHeaders(head);
+    // A warm session takes the stream synchronously; otherwise wait for one (connect, or room).
+    let now: http2.ClientHttp2Stream | null;
+    try {
+      now = this.pool.requestNow(this.address, headers, { endStream }, this.identity);
+    } catch (err) {
+      cb();
+      this.destroy(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    if (now !== null) {
+      this.attach(ex, now);
+      if (rest !== null) this.writeBody(rest, cb);
+      else cb();
+      return;
+    }
+    this.pool.request(this.address, headers, { endStream }, this.identity).then(
       ({ stream }) => {
         if (this.active !== ex || this.destroyed) {
           stream.close(NGHTTP2_CANCEL);
@@ -168,7 +188,10 @@ export class H1OverH2Conn extends Duplex {
       if (this.active === ex && status > 100 && status < 200) this.push(responseHead(status, headers, ''));
     });
     stream.once('response', (headers: http2.IncomingHttpHeaders, flags: number) => {
-      if (this.active !== ex) return;
+      if (this.active !== ex) {
+        stream.resume(); // nobody reads it: let it end and close
+        return;
+      }
       const status = Number(headers[':status']);
       const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
       let framing = '';
@@ -183,13 +206,17 @@ export class H1OverH2Conn extends Duplex {
       // once, so the exchange is over before the push (which may run the next request).
       if (!ex.chunked && (endStream || method === 'HEAD' || status === 204 || status === 304)) ex.done = true;
       if (!this.push(responseHead(status, headers, framing))) stream.pause();
-    });
-    stream.on('data', (chunk: Buffer) => {
-      if (this.active !== ex) return;
-      const more = ex.chunked
-        ? this.push(Buffer.concat([encodeChunkHeader(chunk.length), chunk, CRLF]))
-        : this.push(chunk);
-      if (!more) stream.pause();
+      // The body is read only from here on: node:http2 emits 'response' on the next tick but
+      // pushes a DATA frame that came in the same read at once, so a 'data' listener attached
+      // earlier could see the body before the head (the session would then read "ok" where a
+      // status line belongs: 502 upstream-bad-response under load).
+      stream.on('data', (chunk: Buffer) => {
+        if (this.active !== ex) return;
+        const more = ex.chunked
+          ? this.push(Buffer.concat([encodeChunkHeader(chunk.length), chunk, CRLF]))
+          : this.push(chunk);
+        if (!more) stream.pause();
+      });
     });
     stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => (ex.trailers = trailers));
     stream.once('end', () => {
