@@ -73,6 +73,15 @@ export const proxyConfigSchema = v.strictObject(
           failFastMs: v.optional(ms, 3000),
           /** A service no request asked for during this long stops being watched. */
           idleMs: v.optional(ms, 60_000),
+          /**
+           * Whether IP destinations are looked up through the control plane too (a Service's
+           * ClusterIP becomes its endpoints, a pod IP that pod, meshed with its identity; other
+           * addresses, and loopback ones always, stay direct). Absent: true in transparent mode,
+           * where an app's connection only tells its original destination IP, and false in
+           * explicit mode, where apps name services and an IP means "this address". The runtime
+           * decides: `resolveAddresses ?? mode === 'transparent'`.
+           */
+          resolveAddresses: v.optional(v.boolean('expected true or false')),
         },
         unknownKey,
       ),

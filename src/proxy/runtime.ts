@@ -77,6 +77,8 @@ export class ProxyRuntime {
       resolver: this.resolver,
       failFastMs: config.discovery.failFastMs,
       idleMs: config.discovery.idleMs,
+      // Transparent mode sees only IP destinations: resolve them (ClusterIP, pod IP) to mesh them.
+      resolveAddresses: config.discovery.resolveAddresses ?? config.mode === 'transparent',
       log: log.child({ component: 'discovery' }),
     });
     this.mesh = new MeshWiring(

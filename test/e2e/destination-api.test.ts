@@ -2,12 +2,19 @@
 // state folder, watched by the proxy's DestinationResolver feeding a real EndpointSet. File
 // changes reach the set; when the server stops the set keeps its last endpoints, and when the
 // server comes back on the same port the resolver reconnects and catches up from a fresh reset.
+// Address watches ("IP:port", transparent mode's original destinations) over the fake Kubernetes
+// API and the local folder: a ClusterIP is its service's endpoints (changes included), a pod or
+// workload address that endpoint, meshed with its identity, any other address itself; and the
+// proxy's ServiceDiscovery with resolveAddresses picks through them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { KubernetesWatcher, kubeConfigForServer } from '../../src/control/discovery/kubernetes.ts';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
+import type { Watcher } from '../../src/control/discovery/watcher.ts';
 import {
   workloadPath,
   writeServiceFile,
@@ -16,6 +23,9 @@ import {
 import { startDestinationServer, type DestinationServer } from '../../src/control/destination/server.ts';
 import { EndpointSet } from '../../src/proxy/balance/endpoint-set.ts';
 import { DestinationResolver } from '../../src/proxy/resolve/destination-client.ts';
+import { ServiceDiscovery, type Pick } from '../../src/proxy/outbound/discovery.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
 
 const TIMEOUT_MS = 10_000;
 
@@ -153,4 +163,187 @@ test('a bad Watch path is refused with INVALID_ARGUMENT and reported as a resolu
   assert.match(error.message, /INVALID_ARGUMENT/);
   resolver.close();
   assert.equal(resolver.openResolutions, 0);
+});
+
+// An endpoint whose description changes (meshed -> plain) arrives as an `add` of a known address,
+// which EndpointSet applies without notifying onChange: those waits poll.
+
+/** A set following `target` through `resolver`, closed after the test. */
+function watchSet(
+  t: { after(fn: () => void): void },
+  resolver: DestinationResolver,
+  target: string,
+): EndpointSet {
+  const set = new EndpointSet();
+  t.after(() => set.close());
+  set.subscribe(resolver, target);
+  return set;
+}
+
+test('address watches over the Kubernetes API: ClusterIPs, pod IPs, other addresses', async (t) => {
+  const kube = new FakeKubeServer({ bookmarkIntervalMs: 50 });
+  await kube.start();
+  t.after(() => kube.close());
+  for (const name of ['web.yaml', 'db.yaml'])
+    kube.applyYaml(readFileSync(new URL(`../fake-kube/fixtures/${name}`, import.meta.url), 'utf8'));
+  const watcher = new KubernetesWatcher({
+    kubeConfig: kubeConfigForServer(kube.url),
+    trustDomain: 'cluster.local',
+    retryDelayMs: 50,
+  });
+  t.after(() => watcher.close());
+  await watcher.ready();
+  const server = await startDestinationServer({ watcher, listen: '127.0.0.1:0' });
+  t.after(() => server.close());
+  const resolver = new DestinationResolver({
+    address: `127.0.0.1:${server.port}`,
+    backoff: { initialMs: 50 },
+  });
+  t.after(() => resolver.close());
+
+  // The web Service's ClusterIP is its endpoints, as the name gives them, and follows changes.
+  const byIp = watchSet(t, resolver, '10.96.41.17:80');
+  const byName = watchSet(t, resolver, 'web.shop.svc.cluster.local:80');
+  await untilEndpoints(byIp, ['10.244.1.12:8080', '10.244.2.7:8080']);
+  await untilEndpoints(byName, ['10.244.1.12:8080', '10.244.2.7:8080']);
+  for (const key of keys(byIp)) assert.deepEqual(byIp.get(key)?.endpoint, byName.get(key)?.endpoint, key);
+  assert.equal(byIp.get('10.244.2.7:8080')?.endpoint.identity, 'spiffe://cluster.local/ns/shop/sa/web');
+  const slice = structuredClone(kube.get('EndpointSlice', 'shop', 'web-x7k2p')) as KubeObject & {
+    endpoints: { conditions?: { ready?: boolean } }[];
+  };
+  slice.endpoints[2]!.conditions = { ready: true };
+  slice.endpoints.splice(0, 1);
+  kube.apply(slice);
+  await untilEndpoints(byIp, ['10.244.2.7:8080', '10.244.2.9:8080']);
+  // db's ClusterIP keeps its service's opaque hint.
+  const db = watchSet(t, resolver, '10.96.12.200:5432');
+  await untilEndpoints(db, ['10.244.3.4:5432']);
+  assert.equal(db.get('10.244.3.4:5432')?.endpoint.protocolHint, 'opaque');
+
+  // A meshed pod's IP is that pod, with its identity, on the port asked for.
+  const pod = watchSet(t, resolver, '10.244.2.7:8080');
+  await untilEndpoints(pod, ['10.244.2.7:8080']);
+  assert.deepEqual(pod.get('10.244.2.7:8080')?.endpoint, {
+    address: { host: '10.244.2.7', port: 8080 },
+    weight: 1,
+    labels: { namespace: 'shop', pod: 'web-7d4b9c8f5-9hzlm', workload: 'web' },
+    meshed: true,
+    identity: 'spiffe://cluster.local/ns/shop/sa/web',
+    protocolHint: 'h2',
+  });
+  // It goes away: the plain address, unmeshed.
+  kube.delete('Pod', 'shop', 'web-7d4b9c8f5-9hzlm');
+  await waitFor('the plain address', () => pod.get('10.244.2.7:8080')?.endpoint.meshed === false);
+  assert.deepEqual(keys(pod), ['10.244.2.7:8080']);
+  assert.equal(pod.get('10.244.2.7:8080')?.endpoint.identity, null);
+
+  // Any other address is itself, unmeshed, as before.
+  for (const [target, key] of [
+    ['10.99.0.1:80', '10.99.0.1:80'],
+    ['[fd00::99]:443', '[fd00::99]:443'],
+  ] as const) {
+    const other = watchSet(t, resolver, target);
+    await untilEndpoints(other, [key]);
+    assert.equal(other.get(key)?.endpoint.meshed, false);
+    assert.deepEqual(other.get(key)?.endpoint.labels, {});
+  }
+
+  // The proxy's discovery with resolveAddresses: a ClusterIP is balanced over its (meshed)
+  // endpoints, an address the control plane does not know goes direct.
+  const discovery = new ServiceDiscovery({
+    resolver,
+    failFastMs: 5000,
+    idleMs: 0,
+    resolveAddresses: true,
+    log: silentLogger,
+  });
+  t.after(() => discovery.close());
+  const picked: Pick[] = [];
+  for (let i = 0; i < 20; i++) {
+    const outcome = await discovery.pick({ host: '10.96.41.17', port: 80 });
+    assert.ok(!('error' in outcome));
+    picked.push(outcome);
+    outcome.done(1);
+  }
+  assert.deepEqual([...new Set(picked.map((p) => p.key))].sort(), ['10.244.2.7:8080', '10.244.2.9:8080']);
+  // Each pick carries the endpoint as discovery describes it: 10.244.2.9's pod is meshed, and
+  // 10.244.2.7's pod was deleted above (unmeshed now).
+  for (const p of picked) assert.deepEqual(p.endpoint, byIp.get(p.key!)?.endpoint, p.key!);
+  const meshedPick = picked.find((p) => p.key === '10.244.2.9:8080');
+  assert.equal(meshedPick?.endpoint?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
+  const direct = await discovery.pick({ host: '10.99.0.2', port: 80 });
+  assert.ok(!('error' in direct));
+  assert.deepEqual(
+    [direct.address, direct.endpoint, direct.key],
+    [{ host: '10.99.0.2', port: 80 }, null, null],
+  );
+});
+
+test('address watches over the local state folder: a registered workload, then the plain address', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-destination-e2e-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  await writeServiceFile(root, 'default', 'web', { ports: [{ port: 80, targetPort: 'http' }] });
+  const identity = 'spiffe://trellis.local/ns/default/sa/web';
+  const register = (ready: boolean) =>
+    writeWorkloadFile(root, 'default', 'web-1', {
+      service: 'web',
+      address: '127.0.0.1',
+      ports: [{ name: 'http', port: 4143 }],
+      meshed: true,
+      identity,
+      ready,
+    });
+  await register(true);
+  const watcher = new LocalWatcher({ root, debounceMs: 10, rescanIntervalMs: 300 });
+  t.after(() => watcher.close());
+  await watcher.ready();
+  const server = await startDestinationServer({ watcher, listen: '127.0.0.1:0' });
+  t.after(() => server.close());
+  const resolver = new DestinationResolver({
+    address: `127.0.0.1:${server.port}`,
+    backoff: { initialMs: 50 },
+  });
+  t.after(() => resolver.close());
+
+  const workload = watchSet(t, resolver, '127.0.0.1:4143');
+  await untilEndpoints(workload, ['127.0.0.1:4143']);
+  assert.deepEqual(workload.get('127.0.0.1:4143')?.endpoint, {
+    address: { host: '127.0.0.1', port: 4143 },
+    weight: 1,
+    labels: { namespace: 'default', service: 'web', workload: 'web-1', zone: 'local' },
+    meshed: true,
+    identity,
+    protocolHint: 'h2',
+  });
+  // Not ready: the plain address; ready again: the workload; deregistered: plain.
+  await register(false);
+  await waitFor('the plain address', () => workload.get('127.0.0.1:4143')?.endpoint.meshed === false);
+  assert.deepEqual(workload.get('127.0.0.1:4143')?.endpoint.labels, {});
+  await register(true);
+  await waitFor('the workload again', () => workload.get('127.0.0.1:4143')?.endpoint.meshed === true);
+  await rm(workloadPath(root, 'default', 'web-1'));
+  await waitFor('the plain address', () => workload.get('127.0.0.1:4143')?.endpoint.meshed === false);
+  assert.deepEqual(keys(workload), ['127.0.0.1:4143']);
+  // Another port of the same address is not the workload's.
+  const other = watchSet(t, resolver, '127.0.0.1:4144');
+  await untilEndpoints(other, ['127.0.0.1:4144']);
+  assert.equal(other.get('127.0.0.1:4144')?.endpoint.meshed, false);
+});
+
+test('a watcher that cannot look addresses up answers every address with itself, as before', async (t) => {
+  const watcher: Watcher = {
+    subscribe: () => assert.fail('no service watch expected'),
+    ready: () => Promise.resolve(),
+    close: () => Promise.resolve(),
+  };
+  const server = await startDestinationServer({ watcher, listen: '127.0.0.1:0' });
+  t.after(() => server.close());
+  const resolver = new DestinationResolver({
+    address: `127.0.0.1:${server.port}`,
+    backoff: { initialMs: 50 },
+  });
+  t.after(() => resolver.close());
+  const set = watchSet(t, resolver, '10.96.41.17:80');
+  await untilEndpoints(set, ['10.96.41.17:80']);
+  assert.equal(set.get('10.96.41.17:80')?.endpoint.meshed, false);
 });

@@ -4,6 +4,8 @@
 // answers no-endpoints after failFastMs unless one arrives first; `avoid` picks another endpoint;
 // RTTs fed through done() steer traffic; endpoints leaving do not break picks in flight; resolver
 // errors (unreachable control plane, a rejected name) fall back to direct; close() releases all.
+// With resolveAddresses, IP targets are resolved too: balanced, meshed, or direct when discovery
+// answers an address with itself; without it (explicit mode) they stay direct.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TrellisError } from '../../src/core/errors.ts';
@@ -210,4 +212,128 @@ test('endpoints learnt before the resolver fails are kept', async () => {
   fail!(new TrellisError('TRELLIS_ERR_DESTINATION_UNAVAILABLE', 'down', { cause: { code: 14 } }));
   assert.equal(asPick(d.pick(WEB) as PickOutcome).key, C);
   d.close();
+});
+
+// ---- resolveAddresses: IP targets (transparent mode's original destinations) resolved too.
+
+function addressDiscoveryOver(resolver: Resolver | null, failFastMs = 2000): ServiceDiscovery {
+  return new ServiceDiscovery({ resolver, failFastMs, idleMs: 0, resolveAddresses: true, log: silentLogger });
+}
+
+const CLUSTER_IP = { host: '10.96.0.10', port: 80 };
+
+test('resolveAddresses: an IP the control plane knows is balanced like a name; names are unchanged', async () => {
+  const resolver = new StaticResolver({
+    [targetKey(CLUSTER_IP)]: [staticEndpoint(A), staticEndpoint(B)],
+    [targetKey(WEB)]: [staticEndpoint(C)],
+  });
+  const d = addressDiscoveryOver(resolver);
+  assert.equal(d.isLogical(CLUSTER_IP), true);
+  assert.equal(d.isLogical({ host: 'fd00::10', port: 80 }), true);
+  assert.equal(d.isLogical({ host: 'localhost', port: 80 }), false, 'single-label names stay direct');
+  // Loopback (where inbound traffic goes: the app) is nobody's Service or pod: always direct.
+  for (const host of ['127.0.0.1', '127.9.9.9', '::1', '::ffff:127.0.0.1']) {
+    const target = { host, port: 8080 };
+    assert.equal(d.isLogical(target), false, host);
+    assert.ok(!(d.pick(target) instanceof Promise), host);
+  }
+  const first = d.pick(CLUSTER_IP);
+  assert.ok(first instanceof Promise, 'the first pick waits for the resolution');
+  asPick(await first).done(1);
+  const seen = new Set<string>();
+  for (let i = 0; i < 100; i++) {
+    const pick = asPick(d.pick(CLUSTER_IP) as PickOutcome);
+    assert.ok(pick.endpoint !== null);
+    seen.add(pick.key!);
+    pick.done(1);
+  }
+  assert.deepEqual([...seen].sort(), [A, B]);
+  assert.equal((await pickOf(d)).key, C);
+  assert.equal(resolver.openResolutions, 2);
+  d.close();
+});
+
+test('resolveAddresses: a meshed pod IP is picked with its identity; an address answered with itself goes direct', async () => {
+  const pod = { host: '10.244.1.12', port: 8080 };
+  const other = { host: '203.0.113.9', port: 443 };
+  const v6 = { host: 'fd00::9', port: 443 };
+  const identity = 'spiffe://cluster.local/ns/shop/sa/web';
+  const resolver = new StaticResolver({
+    [targetKey(pod)]: [staticEndpoint(pod, { meshed: true, identity, protocolHint: 'h2' })],
+    [targetKey(other)]: [staticEndpoint(other)],
+    [targetKey(v6)]: [staticEndpoint(v6)],
+  });
+  const d = addressDiscoveryOver(resolver);
+  const meshed = await pickOf(d, pod);
+  assert.deepEqual(meshed.address, pod);
+  assert.equal(meshed.endpoint?.meshed, true);
+  assert.equal(meshed.endpoint?.identity, identity);
+  assert.equal(meshed.key, targetKey(pod));
+  meshed.done();
+  // The Destination API's answer for an address it does not know: the address, unmeshed. It goes
+  // direct as before (no endpoint, no key: a failed connect is not retried on the same address).
+  for (const target of [other, v6]) {
+    const pick = await pickOf(d, target);
+    assert.deepEqual(pick.address, target);
+    assert.equal(pick.endpoint, null);
+    assert.equal(pick.key, null);
+    const again = d.pick(target);
+    assert.ok(!(again instanceof Promise), 'synchronous once known');
+    assert.equal(asPick(again).key, null);
+  }
+  // The pod loses its proxy: now it is only itself, direct too.
+  resolver.set(targetKey(pod), [staticEndpoint(pod)]);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(asPick(d.pick(pod) as PickOutcome).endpoint, null);
+  d.close();
+});
+
+test('resolveAddresses: a ClusterIP without endpoints fails fast; unknown, rejected and unreachable go direct', async () => {
+  const d = addressDiscoveryOver(new StaticResolver({ [targetKey(CLUSTER_IP)]: [] }), 30);
+  assert.deepEqual(await d.pick(CLUSTER_IP), { error: 'no-endpoints' });
+  // does-not-exist (the Destination API never answers an IP so, but a resolver might): direct.
+  const unknown = { host: '10.9.9.9', port: 80 };
+  assert.deepEqual((await pickOf(d, unknown)).address, unknown);
+  d.close();
+  for (const code of [14, 3]) {
+    const resolver = new FailingResolver({ code });
+    const failing = addressDiscoveryOver(resolver, 5000);
+    const pick = await pickOf(failing, CLUSTER_IP);
+    assert.deepEqual(pick.address, CLUSTER_IP, `code ${code}`);
+    assert.equal(pick.key, null);
+    assert.equal(
+      resolver.cancelled,
+      code === 3 ? 1 : 0,
+      'rejected: no more watching; unreachable: keeps trying',
+    );
+    failing.close();
+  }
+});
+
+test('without resolveAddresses (explicit mode), IP targets stay direct even with a resolver that knows them', () => {
+  const resolver = new StaticResolver({ [targetKey(CLUSTER_IP)]: [staticEndpoint(A)] });
+  for (const resolveAddresses of [undefined, false]) {
+    const d = new ServiceDiscovery({
+      resolver,
+      failFastMs: 100,
+      idleMs: 0,
+      resolveAddresses,
+      log: silentLogger,
+    });
+    assert.equal(d.isLogical(CLUSTER_IP), false);
+    assert.equal(d.isLogical(WEB), true);
+    const pick = asPick(d.pick(CLUSTER_IP) as PickOutcome);
+    assert.deepEqual(pick.address, CLUSTER_IP);
+    d.close();
+  }
+  assert.equal(resolver.openResolutions, 0);
+  // And with no resolver at all, the option changes nothing.
+  const none = new ServiceDiscovery({
+    resolver: null,
+    failFastMs: 100,
+    idleMs: 0,
+    resolveAddresses: true,
+    log: silentLogger,
+  });
+  assert.equal(none.isLogical(CLUSTER_IP), false);
 });

@@ -3,14 +3,22 @@
 // the translation of kubectl-shaped fixtures (ports, readiness, labels, meshed, identity, opaque),
 // dropped watches and a 410 relist without lost, duplicated or spurious updates, and a property:
 // any sequence of EndpointSlice changes ends with the subscriber's set equal to a model's.
+// Address subscriptions: the fixtures' ClusterIPs and pod IPs, pods that change, host-network and
+// finished pods, IPv6 spellings, and a property of the address index against a model.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isDeepStrictEqual } from 'node:util';
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
-import { KubernetesWatcher, kubeConfigForServer } from '../../src/control/discovery/kubernetes.ts';
-import type { Endpoint, ServicePortKey, Update } from '../../src/control/discovery/watcher.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import {
+  KubernetesWatcher,
+  buildAddressIndex,
+  isPodReady,
+  kubeConfigForServer,
+} from '../../src/control/discovery/kubernetes.ts';
+import type { AddressKey, Endpoint, ServicePortKey, Update } from '../../src/control/discovery/watcher.ts';
 import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
 import { runWatcherContract, type ContractEndpoint, type ContractServicePort } from './watcher-contract.ts';
 
@@ -100,6 +108,12 @@ function follow(watcher: KubernetesWatcher, subscriptionKey: ServicePortKey): Fo
   return follower;
 }
 
+function followAddress(watcher: KubernetesWatcher, address: AddressKey): Follower {
+  const follower = new Follower();
+  watcher.subscribeAddress(address, follower.listener);
+  return follower;
+}
+
 // ---- The shared contract: the fixture plays the EndpointSlice controller (a slice per endpoint).
 
 runWatcherContract('kubernetes', async () => {
@@ -111,6 +125,25 @@ runWatcherContract('kubernetes', async () => {
     retryDelayMs: 50,
   });
   const services = new Map<string, readonly ContractServicePort[]>();
+  // The pod behind each endpoint: what address subscriptions look up by IP.
+  const applyPod = (namespace: string, service: string, id: string, endpoint: ContractEndpoint): void => {
+    server.apply({
+      kind: 'Pod',
+      metadata: {
+        name: `${service}-${id}`,
+        namespace,
+        labels: { app: service },
+        annotations: endpoint.meshed === true ? { 'trellis.dev/proxy-injected': 'true' } : {},
+      },
+      spec: { serviceAccountName: service, containers: [{ name: 'app' }] },
+      status: {
+        phase: 'Running',
+        podIP: endpoint.ip,
+        podIPs: [{ ip: endpoint.ip }],
+        conditions: [{ type: 'Ready', status: endpoint.ready ? 'True' : 'False' }],
+      },
+    });
+  };
   const endpoints = new Map<
     string,
     { namespace: string; service: string; id: string; endpoint: ContractEndpoint }
@@ -126,18 +159,27 @@ runWatcherContract('kubernetes', async () => {
           name: p ? portName(ports, p) : undefined,
           port: endpoint.port,
         })),
-        endpoints: [{ addresses: [endpoint.ip], conditions: { ready: endpoint.ready } }],
+        endpoints: [
+          {
+            addresses: [endpoint.ip],
+            conditions: { ready: endpoint.ready },
+            targetRef: { kind: 'Pod', name: `${service}-${id}`, namespace },
+          },
+        ],
       }),
     );
   };
   return {
     watcher,
-    async setService(namespace, name, ports) {
+    async setService(namespace, name, ports, options = {}) {
       services.set(`${namespace}/${name}`, ports);
       server.apply({
         kind: 'Service',
         metadata: { name, namespace },
         spec: {
+          ...(options.clusterIP === undefined
+            ? {}
+            : { clusterIP: options.clusterIP, clusterIPs: [options.clusterIP] }),
           ports: ports.map((p) => ({
             name: portName(ports, p),
             port: p.port,
@@ -156,11 +198,13 @@ runWatcherContract('kubernetes', async () => {
     },
     async setEndpoint(namespace, service, id, endpoint) {
       endpoints.set(`${namespace}/${service}/${id}`, { namespace, service, id, endpoint });
+      applyPod(namespace, service, id, endpoint);
       applySlice(namespace, service, id, endpoint);
     },
     async deleteEndpoint(namespace, service, id) {
       endpoints.delete(`${namespace}/${service}/${id}`);
       server.delete('EndpointSlice', namespace, `${service}-${id}`);
+      server.delete('Pod', namespace, `${service}-${id}`);
     },
     async close() {
       await watcher.close();
@@ -507,5 +551,226 @@ test('property: any sequence of EndpointSlice changes ends with the model set, t
       assert.deepEqual(web.violations, []);
     }),
     { numRuns: 50 },
+  );
+});
+
+// ---- Address subscriptions.
+
+const plain = (host: string, port: number): Endpoint => ({
+  address: { host, port },
+  weight: 1,
+  labels: {},
+  meshed: false,
+  identity: null,
+  protocolHint: 'unknown',
+});
+
+/** The one endpoint of an address follower, once `predicate` holds for it. */
+async function onlyEndpoint(
+  follower: Follower,
+  what: string,
+  predicate: (e: Endpoint) => boolean,
+): Promise<Endpoint> {
+  const only = (): Endpoint | undefined =>
+    follower.state instanceof Map && follower.state.size === 1 ? [...follower.state.values()][0] : undefined;
+  await follower.until(what, () => {
+    const e = only();
+    return e !== undefined && predicate(e);
+  });
+  return only()!;
+}
+
+test('addresses: a ClusterIP is its service port, a pod IP its pod on any port, others themselves', async (t) => {
+  const { watcher } = await startCluster(t, ['web.yaml', 'db.yaml']);
+  const byName = follow(watcher, { namespace: 'shop', name: 'web', port: 80 });
+  const byIp = followAddress(watcher, { host: '10.96.41.17', port: 80 });
+  const grpc = followAddress(watcher, { host: '10.96.41.17', port: 9090 });
+  const postgres = followAddress(watcher, { host: '10.96.12.200', port: 5432 });
+  await byName.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  await byIp.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  assert.deepEqual(byIp.updates, byName.updates, 'the same stream as the name');
+  await grpc.untilKeys(['10.244.1.12:9090', '10.244.2.7:9090']);
+  await postgres.untilKeys(['10.244.3.4:5432']);
+  assert.equal(postgres.state?.get('10.244.3.4:5432')?.protocolHint, 'opaque');
+
+  const pod = followAddress(watcher, { host: '10.244.1.12', port: 8080 });
+  const webPod = (port: number): Endpoint => ({
+    address: { host: '10.244.1.12', port },
+    weight: 1,
+    labels: { namespace: 'shop', pod: 'web-7d4b9c8f5-2xkqp', workload: 'web' },
+    meshed: true,
+    identity: 'spiffe://cluster.local/ns/shop/sa/web',
+    protocolHint: 'h2',
+  });
+  await pod.untilKeys(['10.244.1.12:8080']);
+  assert.deepEqual(pod.updates, [{ kind: 'reset', endpoints: [webPod(8080)] }]);
+  // Pods need not declare the ports they listen on.
+  const undeclared = followAddress(watcher, { host: '10.244.1.12', port: 15000 });
+  await undeclared.untilKeys(['10.244.1.12:15000']);
+  assert.deepEqual(undeclared.updates, [{ kind: 'reset', endpoints: [webPod(15000)] }]);
+  // An unmeshed pod: described, without identity.
+  const db = followAddress(watcher, { host: '10.244.3.4', port: 5432 });
+  assert.deepEqual(await onlyEndpoint(db, 'the db pod', (e) => e.labels.pod === 'db-0'), {
+    address: { host: '10.244.3.4', port: 5432 },
+    weight: 1,
+    labels: { namespace: 'shop', pod: 'db-0', workload: 'db' },
+    meshed: false,
+    identity: null,
+    protocolHint: 'unknown', // the Service's opaque-ports annotation is the Service's, not the pod's
+  });
+
+  for (const [host, port, why] of [
+    ['10.244.2.9', 8080, 'a pending pod'],
+    ['10.96.41.17', 81, 'a port the service does not have'],
+    ['10.99.0.1', 80, 'nobody'],
+  ] as const) {
+    const other = followAddress(watcher, { host, port });
+    await other.untilKeys([`${host}:${port}`]);
+    assert.deepEqual(other.updates, [{ kind: 'reset', endpoints: [plain(host, port)] }], why);
+  }
+  for (const f of [byIp, grpc, postgres, pod, undeclared, db]) assert.deepEqual(f.violations, []);
+});
+
+test('addresses follow their pods: ready, meshed, opaque ports, host network, finished, IPv6', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml']);
+  const podYaml = fixture('web.yaml').split('---').at(-1)!;
+  const pending = followAddress(watcher, { host: '10.244.2.9', port: 8080 });
+  await pending.untilKeys(['10.244.2.9:8080']);
+  assert.deepEqual(pending.state?.get('10.244.2.9:8080'), plain('10.244.2.9', 8080));
+
+  // The pending pod starts and becomes ready: meshed (by annotation), then unready again.
+  const [started] = server.applyYaml(podYaml) as (KubeObject & { status: Record<string, unknown> })[];
+  const running = structuredClone(started!);
+  running.status = { phase: 'Running', podIP: '10.244.2.9', conditions: [{ type: 'Ready', status: 'True' }] };
+  server.apply(running);
+  await onlyEndpoint(pending, 'the meshed pod', (e) => e.meshed);
+  assert.equal(pending.state?.get('10.244.2.9:8080')?.identity, 'spiffe://cluster.local/ns/shop/sa/web');
+  const unready = structuredClone(running);
+  unready.status = { ...running.status, conditions: [{ type: 'Ready', status: 'False' }] };
+  server.apply(unready);
+  await onlyEndpoint(pending, 'the plain address', (e) => !e.meshed && e.labels.pod === undefined);
+  server.apply(running);
+  await onlyEndpoint(pending, 'meshed again', (e) => e.meshed);
+  server.delete('Pod', 'shop', 'web-7d4b9c8f5-qq4rt');
+  await onlyEndpoint(pending, 'the plain address once deleted', (e) => e.labels.pod === undefined);
+
+  // Opaque ports by the pod's annotation: a number, a range, a container port's name.
+  const pod = (name: string, ip: string, extra: Partial<V1Pod> = {}): KubeObject => ({
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: 'raw',
+      annotations: { 'config.trellis.dev/opaque-ports': '7000-7001,redis' },
+      ...(extra.metadata as object),
+    },
+    spec: {
+      containers: [{ name: 'app', ports: [{ name: 'redis', containerPort: 6379 }] }],
+      ...extra.spec,
+    },
+    status: { phase: 'Running', podIP: ip, ...extra.status },
+  });
+  server.apply(pod('cache', '10.244.9.1'));
+  const hints = await Promise.all(
+    [6379, 7001, 8080].map(async (port) => {
+      const f = followAddress(watcher, { host: '10.244.9.1', port });
+      return (await onlyEndpoint(f, `the cache pod on ${port}`, (e) => e.labels.pod === 'cache'))
+        .protocolHint;
+    }),
+  );
+  assert.deepEqual(hints, ['opaque', 'opaque', 'unknown']);
+
+  // A host-network pod has the node's IP: not the pod's to claim.
+  server.apply(pod('node-agent', '192.168.7.1', { spec: { hostNetwork: true, containers: [] } }));
+  // A finished pod's IP belongs to whichever pod has it now.
+  server.apply(pod('old-job', '10.244.9.2', { status: { phase: 'Succeeded', podIP: '10.244.9.2' } }));
+  const job = followAddress(watcher, { host: '10.244.9.2', port: 80 });
+  await job.untilKeys(['10.244.9.2:80']);
+  assert.deepEqual(job.state?.get('10.244.9.2:80'), plain('10.244.9.2', 80));
+  server.apply(pod('new-pod', '10.244.9.2'));
+  await onlyEndpoint(job, 'the pod that has the IP now', (e) => e.labels.pod === 'new-pod');
+  const host = followAddress(watcher, { host: '192.168.7.1', port: 80 });
+  await host.untilKeys(['192.168.7.1:80']);
+  assert.deepEqual(host.state?.get('192.168.7.1:80'), plain('192.168.7.1', 80));
+
+  // IPv6: any spelling of the pod's address finds it; the endpoint keeps the spelling asked for.
+  server.apply(
+    pod('v6', 'fd00:10:244::5', { status: { phase: 'Running', podIPs: [{ ip: 'fd00:10:244::5' }] } }),
+  );
+  const v6 = followAddress(watcher, { host: 'FD00:10:244:0:0:0:0:5', port: 80 });
+  const found = await onlyEndpoint(v6, 'the IPv6 pod', (e) => e.labels.pod === 'v6');
+  assert.deepEqual(found.address, { host: 'FD00:10:244:0:0:0:0:5', port: 80 });
+  for (const f of [pending, job, host, v6]) assert.deepEqual(f.violations, []);
+});
+
+test('addresses: a ClusterIP whose service is created, changed and deleted after subscribe', async (t) => {
+  const { server, watcher } = await startCluster(t, ['web.yaml']);
+  const ip = followAddress(watcher, { host: '10.96.50.5', port: 80 });
+  await ip.untilKeys(['10.96.50.5:80']);
+  // The web Service takes that ClusterIP (its slices stay), moves to another, comes back, goes.
+  const service = (clusterIP: string): KubeObject => ({
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'shop' },
+    spec: { clusterIP, clusterIPs: [clusterIP], ports: [{ name: 'http', port: 80, targetPort: 'http' }] },
+  });
+  server.apply(service('10.96.50.5'));
+  await ip.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  // Never empty on the way: the service's endpoints were added before the plain address left.
+  assert.ok(
+    ip.history.every((keys) => keys.length > 0),
+    JSON.stringify(ip.history),
+  );
+  server.apply(service('10.96.50.6'));
+  await ip.untilKeys(['10.96.50.5:80']);
+  server.compact();
+  server.dropWatches();
+  server.apply(service('10.96.50.5'));
+  await ip.untilKeys(['10.244.1.12:8080', '10.244.2.7:8080']);
+  server.delete('Service', 'shop', 'web');
+  await ip.untilKeys(['10.96.50.5:80']);
+  assert.deepEqual(ip.violations, []);
+  assert.equal(ip.updates.filter((u) => u.kind === 'reset').length, 1);
+});
+
+// ---- Property: the address index against a model.
+
+const podArb = fc.record({
+  ip: fc.constantFrom('10.0.0.1', '10.0.0.2', 'fd00::1', 'FD00:0::1'),
+  phase: fc.constantFrom('Pending', 'Running', 'Running', 'Succeeded', 'Failed'),
+  ready: fc.constantFrom<'True' | 'False' | undefined>('True', 'False', undefined),
+  hostNetwork: fc.boolean(),
+});
+
+test('property: the address index holds, per IP, a live non-host-network pod, a ready one if any', () => {
+  fc.assert(
+    fc.property(fc.array(podArb, { maxLength: 8 }), (specs) => {
+      const pods: V1Pod[] = specs.map((p, i) => ({
+        metadata: { name: `p${i}`, namespace: 'prop' },
+        spec: { hostNetwork: p.hostNetwork, containers: [] },
+        status: {
+          phase: p.phase,
+          podIP: p.ip,
+          ...(p.ready === undefined ? {} : { conditions: [{ type: 'Ready', status: p.ready }] }),
+        },
+      }));
+      const index = buildAddressIndex([], pods);
+      const canonical = (ip: string): string => (ip.includes(':') ? 'fd00::1' : ip);
+      for (const ip of ['10.0.0.1', '10.0.0.2', 'fd00::1']) {
+        const candidates = pods.filter(
+          (p, i) =>
+            canonical(specs[i]!.ip) === ip &&
+            !specs[i]!.hostNetwork &&
+            specs[i]!.phase !== 'Succeeded' &&
+            specs[i]!.phase !== 'Failed',
+        );
+        const got = index.pods.get(ip);
+        if (candidates.length === 0) assert.equal(got, undefined, ip);
+        else {
+          assert.ok(got !== undefined && candidates.includes(got), ip);
+          assert.equal(isPodReady(got), candidates.some(isPodReady), `${ip}: a ready pod wins`);
+        }
+      }
+      assert.equal(index.pods.has('FD00:0::1'), false, 'keys are canonical');
+    }),
+    { numRuns: 300 },
   );
 });

@@ -1,6 +1,7 @@
 // The LocalWatcher (src/control/discovery/local.ts) through the shared watcher contract, and its
 // own behaviour: named target ports, invalid files skipped with the wrong field logged, files
-// that vanish, and the periodic rescan when fs.watch sees nothing.
+// that vanish, the periodic rescan when fs.watch sees nothing, and how a workload's address is
+// described (by the service port that leads to it, or by its own registration).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -36,6 +37,10 @@ async function localFixture(
         address: endpoint.ip,
         port: endpoint.port,
         ready: endpoint.ready,
+        meshed: endpoint.meshed === true,
+        ...(endpoint.meshed === true
+          ? { identity: `spiffe://trellis.local/ns/${namespace}/sa/${service}` }
+          : {}),
       }),
     deleteEndpoint: (namespace, service, id) =>
       rm(workloadPath(root, namespace, `${service}-${id}`), { force: true }),
@@ -46,11 +51,14 @@ async function localFixture(
   };
 }
 
-runWatcherContract('LocalWatcher', () => localFixture());
+// Local services are names only (no virtual IPs): the ClusterIP cases do not apply.
+runWatcherContract('LocalWatcher', () => localFixture(), { virtualIps: false });
 
 // The same contract with fs.watch events never arriving in time: the rescan alone must carry it.
-runWatcherContract('LocalWatcher (rescan only)', () =>
-  localFixture({ debounceMs: 60_000, rescanIntervalMs: 100 }),
+runWatcherContract(
+  'LocalWatcher (rescan only)',
+  () => localFixture({ debounceMs: 60_000, rescanIntervalMs: 100 }),
+  { virtualIps: false },
 );
 
 function recorder() {
@@ -189,4 +197,77 @@ test('LocalWatcher: close stops every subscription and is idempotent', async (t)
   await f.setEndpoint('default', 'web', 'a', { ip: '127.0.0.51', port: 80, ready: true });
   await new Promise((resolve) => setTimeout(resolve, 150));
   assert.equal(r.updates.length, 1);
+});
+
+test('LocalWatcher: a workload address is described as its service says, or by its own file', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await mkdir(join(f.root, 'services', 'shop'), { recursive: true });
+  await writeFile(
+    servicePath(f.root, 'shop', 'cart'),
+    'ports:\n  - port: 80\n    targetPort: http\n  - port: 6379\n    targetPort: 16379\n    protocol: opaque\n',
+  );
+  await writeWorkloadFile(f.root, 'shop', 'cart-1', {
+    service: 'cart',
+    address: '127.0.0.21',
+    ports: [{ name: 'http', port: 18080 }, { port: 16379 }, { port: 19999 }],
+    meshed: true,
+    identity: 'spiffe://trellis.local/ns/shop/sa/cart',
+    zone: 'zone-a',
+    weight: 3,
+  });
+  // No service file for "solo": the workload is still known by its own registration.
+  await writeWorkloadFile(f.root, 'shop', 'solo-1', {
+    service: 'solo',
+    address: '::1',
+    port: 17000,
+    meshed: true,
+    identity: 'spiffe://trellis.local/ns/shop/sa/solo',
+  });
+  await f.watcher.ready();
+  await f.watcher.rescan(); // files written after the watcher started
+  const first = async (host: string, port: number) => {
+    const r = recorder();
+    f.watcher.subscribeAddress({ host, port }, r.listener);
+    const update = await r.next(1);
+    assert.ok(update.kind === 'reset');
+    assert.equal(update.endpoints.length, 1);
+    return update.endpoints[0];
+  };
+  const cart = {
+    weight: 3,
+    labels: { namespace: 'shop', service: 'cart', workload: 'cart-1', zone: 'zone-a' },
+    meshed: true,
+    identity: 'spiffe://trellis.local/ns/shop/sa/cart',
+  };
+  assert.deepEqual(await first('127.0.0.21', 18080), {
+    address: { host: '127.0.0.21', port: 18080 },
+    ...cart,
+    protocolHint: 'h2',
+  });
+  assert.deepEqual(await first('127.0.0.21', 16379), {
+    address: { host: '127.0.0.21', port: 16379 },
+    ...cart,
+    protocolHint: 'opaque', // the service port that leads there says so
+  });
+  // A registered port no service port leads to: the workload's own facts, no service label.
+  assert.deepEqual(await first('127.0.0.21', 19999), {
+    address: { host: '127.0.0.21', port: 19999 },
+    ...cart,
+    labels: { namespace: 'shop', workload: 'cart-1', zone: 'zone-a' },
+    protocolHint: 'h2',
+  });
+  // Any spelling of the IPv6 address finds the workload; the endpoint keeps the one asked for.
+  const solo = await first('0:0:0:0:0:0:0:1', 17000);
+  assert.equal(solo?.identity, 'spiffe://trellis.local/ns/shop/sa/solo');
+  assert.deepEqual(solo?.address, { host: '0:0:0:0:0:0:0:1', port: 17000 });
+  // A port the workload did not register is not the workload's.
+  assert.deepEqual(await first('127.0.0.21', 18081), {
+    address: { host: '127.0.0.21', port: 18081 },
+    weight: 1,
+    labels: {},
+    meshed: false,
+    identity: null,
+    protocolHint: 'unknown',
+  });
 });

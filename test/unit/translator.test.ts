@@ -1,7 +1,7 @@
 // Tests for the Destination translator (src/control/destination/translator.ts): the message
 // mapping (round-tripped through the proxy's decoder, property-based), the bounded queue that
 // follows a sink's backpressure, and a stalled subscriber that is dropped without holding up the
-// others.
+// others; Watch paths, and the one spelling of an IP that address watches compare by.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -9,6 +9,8 @@ import type { ApiUpdate, ApiUpdateOutput } from '../../src/api/load.ts';
 import { SubscriberQueue, toApiUpdate, type UpdateSink } from '../../src/control/destination/translator.ts';
 import { fromApiUpdate } from '../../src/proxy/resolve/destination-client.ts';
 import { parseDestinationPath } from '../../src/control/destination/server.ts';
+import { canonicalIp } from '../../src/control/discovery/watcher.ts';
+import { targetKey } from '../../src/proxy/transport/target.ts';
 import type { Endpoint, Update } from '../../src/proxy/resolve/resolver.ts';
 
 /** A sink with a buffer of `room` messages, drained by hand. */
@@ -168,4 +170,39 @@ test('Watch paths: service names in every DNS form, direct addresses, and junk',
   for (const bad of ['web:8080', 'web.default', 'a.b.c.d:80', 'web.default:0', 'Web_x.default:80', '']) {
     assert.equal(parseDestinationPath(bad), null, bad);
   }
+});
+
+test('property: every IP literal in a Watch path is an address watch of that IP and port', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.ipV4(), fc.ipV6()), fc.integer({ min: 1, max: 65535 }), (host, port) => {
+      assert.deepEqual(parseDestinationPath(targetKey({ host, port })), { kind: 'address', host, port });
+    }),
+    { numRuns: 500 },
+  );
+});
+
+/** An IPv6 address written out in full, upper-case, every group zero-padded. */
+function expanded(ip: string): string {
+  const url = new URL(`http://[${ip}]/`).hostname.slice(1, -1); // embedded IPv4 becomes hex groups
+  const [head = '', tail = ''] = url.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = url.includes('::') ? (tail === '' ? [] : tail.split(':')) : [];
+  const zeros = Array.from({ length: 8 - left.length - right.length }, () => '0');
+  const groups = url.includes('::') ? [...left, ...zeros, ...right] : left;
+  return groups.map((g) => g.padStart(4, '0').toUpperCase()).join(':');
+}
+
+test('property: canonicalIp gives every spelling of an IPv6 address one form, and keeps IPv4', () => {
+  fc.assert(
+    fc.property(fc.ipV6(), (ip) => {
+      const canonical = canonicalIp(ip);
+      assert.equal(canonicalIp(expanded(ip)), canonical, `${ip} spelled ${expanded(ip)}`);
+      assert.equal(canonicalIp(canonical), canonical, 'idempotent');
+      assert.equal(canonical, canonical.toLowerCase());
+      assert.ok(!/(^|:)0[0-9a-f]/.test(canonical), `no leading zeros in ${canonical}`);
+    }),
+    { numRuns: 500 },
+  );
+  fc.assert(fc.property(fc.ipV4(), (ip) => assert.equal(canonicalIp(ip), ip)));
+  for (const notIp of ['', 'web.default', '[::1]', 'fd00::1%eth0']) assert.equal(canonicalIp(notIp), notIp);
 });

@@ -3,9 +3,19 @@
 // registers node:test tests; the fixture gives a fresh, empty source per test and the means to
 // create, change and delete services and endpoints in it. Waits are event-driven with a timeout,
 // so sources that apply changes eventually (Kubernetes informers) pass as well as immediate ones.
+// Address subscriptions (Watcher.subscribeAddress) are part of it: an unknown address is itself, a
+// workload's address that workload as its service describes it, and, for sources with virtual IPs
+// (Kubernetes ClusterIPs), a service's IP that service port.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Endpoint, ServicePortKey, Update, Watcher } from '../../src/control/discovery/watcher.ts';
+import type {
+  AddressKey,
+  Endpoint,
+  ServicePortKey,
+  Subscription,
+  Update,
+  Watcher,
+} from '../../src/control/discovery/watcher.ts';
 
 export interface ContractServicePort {
   readonly port: number;
@@ -19,12 +29,19 @@ export interface ContractEndpoint {
   /** The port the endpoint listens on (the service's target port). */
   readonly port: number;
   readonly ready: boolean;
+  /** A proxy runs beside it (default false); its identity is then the source's to name. */
+  readonly meshed?: boolean;
 }
 
 export interface WatcherFixture {
   readonly watcher: Watcher;
-  /** Creates or replaces a service with these ports. */
-  setService(namespace: string, name: string, ports: readonly ContractServicePort[]): Promise<void>;
+  /** Creates or replaces a service with these ports (and a virtual IP, where the source has them). */
+  setService(
+    namespace: string,
+    name: string,
+    ports: readonly ContractServicePort[],
+    options?: { readonly clusterIP?: string },
+  ): Promise<void>;
   deleteService(namespace: string, name: string): Promise<void>;
   /** Creates or replaces endpoint `id` of a service (a workload, a pod). */
   setEndpoint(namespace: string, service: string, id: string, endpoint: ContractEndpoint): Promise<void>;
@@ -36,6 +53,8 @@ export interface WatcherFixture {
 export interface WatcherContractOptions {
   /** How long to wait for an expected update. Default 5000 ms. */
   readonly timeoutMs?: number;
+  /** Whether the source's services have virtual IPs (ClusterIPs); without, those cases do not apply. */
+  readonly virtualIps?: boolean;
 }
 
 /** Follows one subscription: every update in order, and the endpoint set they add up to. */
@@ -107,6 +126,28 @@ class Recorder {
   untilDoesNotExist(): Promise<void> {
     return this.until('does-not-exist', () => this.state === null);
   }
+
+  /** Waits until the set is exactly one endpoint for which `predicate` holds. */
+  untilOnly(what: string, predicate: (e: Endpoint) => boolean): Promise<Endpoint> {
+    const only = (): Endpoint | undefined =>
+      this.state instanceof Map && this.state.size === 1 ? [...this.state.values()][0] : undefined;
+    return this.until(what, () => {
+      const e = only();
+      return e !== undefined && predicate(e);
+    }).then(() => only() as Endpoint);
+  }
+}
+
+/** An address as its own endpoint: what a source answers for an address it does not know. */
+function isPlain(e: Endpoint, address: AddressKey): boolean {
+  return (
+    e.address.host === address.host &&
+    e.address.port === address.port &&
+    !e.meshed &&
+    e.identity === null &&
+    e.protocolHint === 'unknown' &&
+    Object.keys(e.labels).length === 0
+  );
 }
 
 function key(e: Endpoint): string {
@@ -134,6 +175,22 @@ export function runWatcherContract(
     const recorder = new Recorder(timeoutMs);
     const subscription = fixture.watcher.subscribe(k, recorder.listener);
     return { recorder, subscription };
+  }
+
+  function watchAddress(fixture: WatcherFixture, address: AddressKey) {
+    const recorder = new Recorder(timeoutMs);
+    assert.ok(fixture.watcher.subscribeAddress, 'the watcher can subscribe to addresses');
+    const subscription: Subscription = fixture.watcher.subscribeAddress(address, recorder.listener);
+    return { recorder, subscription };
+  }
+
+  /** Only the first update of an address subscription is a reset, and none says does-not-exist. */
+  function assertAddressStream(recorder: Recorder): void {
+    assert.equal(recorder.updates[0]?.kind, 'reset', JSON.stringify(recorder.updates));
+    assert.ok(
+      recorder.updates.slice(1).every((u) => u.kind === 'add' || u.kind === 'remove'),
+      `only deltas after the reset: ${JSON.stringify(recorder.updates)}`,
+    );
   }
 
   test(`${name}: the first update is a reset with the current ready endpoints`, async (t) => {
@@ -267,5 +324,101 @@ export function runWatcherContract(
     await Promise.all(recorders.map((r) => r.untilEndpoints(['127.0.0.11:8080'])));
     await f.deleteEndpoint(ns, 'web', 'a');
     await Promise.all(recorders.map((r) => r.untilEndpoints([])));
+  });
+
+  test(`${name}: an address nobody has is answered with itself, unmeshed`, async (t) => {
+    const f = await setup(t);
+    await f.setService(ns, 'web', [{ port: 80, targetPort: 8080 }]);
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true });
+    await f.watcher.ready();
+    for (const address of [
+      { host: '198.18.7.7', port: 9999 },
+      { host: '::1', port: 9999 },
+    ]) {
+      const { recorder } = watchAddress(f, address);
+      assert.equal(recorder.updates.length, 0, 'no update from inside subscribeAddress');
+      await recorder.untilOnly('the address itself', (e) => isPlain(e, address));
+      assert.equal(recorder.updates.length, 1);
+      assertAddressStream(recorder);
+    }
+  });
+
+  test(`${name}: a workload's address and port is that endpoint, and follows it`, async (t) => {
+    const f = await setup(t);
+    const address = { host: '127.0.0.11', port: 8080 };
+    await f.setService(ns, 'web', [{ port: 80, targetPort: 8080 }]);
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true, meshed: true });
+    await f.watcher.ready();
+    const service = watch(f).recorder;
+    const described = await service.untilOnly('the meshed endpoint', (e) => e.meshed);
+    const { recorder } = watchAddress(f, address);
+    const meshed = await recorder.untilOnly('the meshed workload', (e) => e.meshed);
+    assert.deepEqual(meshed.address, address);
+    assert.equal(meshed.identity, described.identity, 'the identity the service gives it');
+    assert.ok(meshed.identity !== null && meshed.identity.startsWith('spiffe://'), String(meshed.identity));
+    assert.equal(meshed.protocolHint, described.protocolHint);
+    assert.equal(meshed.labels.namespace, ns);
+
+    // Not ready: the address is nobody's endpoint, so it is itself again.
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: false, meshed: true });
+    await recorder.untilOnly('the plain address while not ready', (e) => isPlain(e, address));
+    // Ready again, without a proxy now: described, unmeshed.
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true });
+    await recorder.untilOnly('the unmeshed workload', (e) => !e.meshed && e.labels.namespace === ns);
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true, meshed: true });
+    await recorder.untilOnly('meshed again', (e) => e.meshed && e.identity === described.identity);
+    // Gone: the plain address.
+    await f.deleteEndpoint(ns, 'web', 'a');
+    await recorder.untilOnly('the plain address once gone', (e) => isPlain(e, address));
+    assertAddressStream(recorder);
+  });
+
+  const virtualIpTest = options.virtualIps === false ? (): void => {} : test;
+  virtualIpTest(`${name}: a service's virtual IP and port is that service port`, async (t) => {
+    const f = await setup(t);
+    const clusterIP = '198.18.0.10';
+    await f.setService(ns, 'web', [{ port: 80, targetPort: 8080 }], { clusterIP });
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true, meshed: true });
+    await f.watcher.ready();
+    const byName = watch(f).recorder;
+    await byName.untilEndpoints(['127.0.0.11:8080']);
+    const { recorder } = watchAddress(f, { host: clusterIP, port: 80 });
+    await recorder.untilEndpoints(['127.0.0.11:8080']);
+    assert.deepEqual(
+      recorder.state?.get('127.0.0.11:8080'),
+      byName.state?.get('127.0.0.11:8080'),
+      'the endpoint exactly as the service name gives it',
+    );
+    // Changes arrive as they do for the name.
+    await f.setEndpoint(ns, 'web', 'b', { ip: '127.0.0.12', port: 8080, ready: true });
+    await recorder.untilEndpoints(['127.0.0.11:8080', '127.0.0.12:8080']);
+    await f.deleteEndpoint(ns, 'web', 'a');
+    await recorder.untilEndpoints(['127.0.0.12:8080']);
+    await f.deleteEndpoint(ns, 'web', 'b');
+    await recorder.untilEndpoints([]);
+    assertAddressStream(recorder);
+    // A port the service does not have is no service port: the address itself.
+    const otherPort = watchAddress(f, { host: clusterIP, port: 81 }).recorder;
+    await otherPort.untilOnly('the plain address', (e) => isPlain(e, { host: clusterIP, port: 81 }));
+    // Once the service is gone, the IP is nobody's.
+    await f.deleteService(ns, 'web');
+    await recorder.untilOnly('the plain address', (e) => isPlain(e, { host: clusterIP, port: 80 }));
+    assertAddressStream(recorder);
+  });
+
+  test(`${name}: unsubscribing an address stops its updates`, async (t) => {
+    const f = await setup(t);
+    await f.setService(ns, 'web', [{ port: 80, targetPort: 8080 }]);
+    await f.watcher.ready();
+    const address = { host: '127.0.0.11', port: 8080 };
+    const gone = watchAddress(f, address);
+    await gone.recorder.untilOnly('the plain address', (e) => isPlain(e, address));
+    gone.subscription.unsubscribe();
+    const marker = watchAddress(f, address);
+    await marker.recorder.untilOnly('the plain address', (e) => isPlain(e, address));
+    await f.setEndpoint(ns, 'web', 'a', { ip: '127.0.0.11', port: 8080, ready: true, meshed: true });
+    await marker.recorder.untilOnly('the meshed workload', (e) => e.meshed);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(gone.recorder.updates.length, 1);
   });
 }

@@ -1,14 +1,23 @@
 // The Destination gRPC service (src/api/destination.proto): each Watch call names a target, which
 // becomes a watcher subscription whose updates reach the caller through its own bounded queue
-// (translator.ts). A direct address ("IP:port") is answered with that single endpoint, unmeshed;
-// a service name in any of its DNS forms becomes the service port it names.
+// (translator.ts). A service name in any of its DNS forms becomes the service port it names. An
+// address ("IP:port", the original destination of a transparently proxied connection) becomes an
+// address subscription (Watcher.subscribeAddress): a ClusterIP is its service port, a pod or
+// workload address that endpoint, meshed or not; any other address (or every address, with a
+// watcher that cannot look addresses up) is answered with itself, unmeshed.
 import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadDestinationApi, type ApiUpdate, type DestinationHandlers } from '../../api/load.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { parseAuthority } from '../../proxy/transport/target.ts';
-import type { ServicePortKey, Subscription, Watcher } from '../discovery/watcher.ts';
-import { SubscriberQueue, toApiEndpoint } from './translator.ts';
+import {
+  plainEndpoint,
+  type ServicePortKey,
+  type Update,
+  type Subscription,
+  type Watcher,
+} from '../discovery/watcher.ts';
+import { SubscriberQueue } from './translator.ts';
 
 export interface DestinationServiceOptions {
   readonly watcher: Watcher;
@@ -102,26 +111,15 @@ export function addDestinationService(
       call.on('cancelled', () => end(grpc.status.CANCELLED, 'cancelled'));
       call.on('error', () => end(grpc.status.UNKNOWN, 'stream error'));
       log.debug('watch', { path, peer: call.getPeer() });
-      if (target.kind === 'address') {
-        // A direct address is its own (only) endpoint; it never changes.
-        call.write({
-          add: {
-            endpoints: [
-              toApiEndpoint({
-                address: { host: target.host, port: target.port },
-                weight: 1,
-                labels: {},
-                meshed: false,
-                identity: null,
-                protocolHint: 'unknown',
-              }),
-            ],
-          },
-          reset: true,
-        });
-        return;
+      const push = (update: Update): void => queue.push(update);
+      if (target.kind === 'service') {
+        subscription = options.watcher.subscribe(target.key, push);
+      } else if (options.watcher.subscribeAddress !== undefined) {
+        subscription = options.watcher.subscribeAddress({ host: target.host, port: target.port }, push);
+      } else {
+        // The address is its own (only) endpoint; it never changes.
+        push({ kind: 'reset', endpoints: [plainEndpoint(target)] });
       }
-      subscription = options.watcher.subscribe(target.key, (update) => queue.push(update));
     },
   };
   server.addService(loadDestinationApi().Destination.service, handlers);

@@ -10,6 +10,11 @@
 // pod (targetRef) tells the workload, whether it is meshed (annotation trellis.dev/proxy-injected
 // or a trellis-proxy container) and so its SPIFFE identity; a port named opaque by appProtocol or
 // the config.trellis.dev/opaque-ports annotation gets the opaque protocol hint.
+//
+// Address subscriptions (an original destination IP:port) are recomputed after every batch too,
+// through an index of ClusterIPs and pod IPs rebuilt after Service or Pod changes: a ClusterIP and
+// service port gives that service port's endpoints, a running ready pod's IP that pod (meshed or
+// not, with its identity), anything else the address itself.
 
 import {
   CoreV1Api,
@@ -21,12 +26,22 @@ import {
   type KubernetesObject,
   type V1EndpointSlice,
   type V1Pod,
+  type V1PodCondition,
   type V1Service,
   type V1ServicePort,
 } from '@kubernetes/client-node';
 import { TrellisError } from '../../core/errors.ts';
 import { targetKey } from '../../proxy/transport/target.ts';
-import type { Endpoint, ServicePortKey, Subscription, Update, Watcher } from './watcher.ts';
+import {
+  canonicalIp,
+  plainEndpoint,
+  type AddressKey,
+  type Endpoint,
+  type ServicePortKey,
+  type Subscription,
+  type Update,
+  type Watcher,
+} from './watcher.ts';
 
 export const PROXY_INJECTED_ANNOTATION = 'trellis.dev/proxy-injected';
 export const OPAQUE_PORTS_ANNOTATION = 'config.trellis.dev/opaque-ports';
@@ -191,8 +206,12 @@ class ResourceInformer<T extends KubernetesObject> {
   }
 }
 
+type SubscriptionTarget =
+  | { readonly kind: 'service'; readonly key: ServicePortKey }
+  | { readonly kind: 'address'; readonly address: AddressKey };
+
 interface SubscriptionState {
-  readonly key: ServicePortKey;
+  readonly target: SubscriptionTarget;
   readonly listener: (update: Update) => void;
   active: boolean;
   /** What the listener knows: null before the first update, 'missing' after does-not-exist. */
@@ -212,6 +231,8 @@ export class KubernetesWatcher implements Watcher {
   readonly #subscriptions = new Set<SubscriptionState>();
   readonly #dirty = new Set<SubscriptionState>();
   readonly #ready: Promise<void>;
+  /** ClusterIPs and pod IPs; null when Services or Pods changed since it was built. */
+  #addressIndex: AddressIndex | null = null;
   #synced = false;
   #flushHandle: NodeJS.Immediate | null = null;
   #closed = false;
@@ -227,11 +248,16 @@ export class KubernetesWatcher implements Watcher {
     };
     const changed = (object: KubernetesObject): void =>
       this.#namespaceChanged(object.metadata?.namespace ?? '');
+    // Services and Pods also change which addresses are ClusterIPs and pod IPs.
+    const indexChanged = (object: KubernetesObject): void => {
+      this.#addressIndex = null;
+      changed(object);
+    };
     this.#services = new ResourceInformer(
       kubeConfig,
       '/api/v1/services',
       () => core.listServiceForAllNamespaces(),
-      changed,
+      indexChanged,
       informerOptions,
     );
     this.#slices = new ResourceInformer(
@@ -245,7 +271,7 @@ export class KubernetesWatcher implements Watcher {
       kubeConfig,
       '/api/v1/pods',
       () => core.listPodForAllNamespaces(),
-      changed,
+      indexChanged,
       informerOptions,
     );
     const informers = [this.#services, this.#slices, this.#pods];
@@ -258,7 +284,15 @@ export class KubernetesWatcher implements Watcher {
   }
 
   subscribe(key: ServicePortKey, listener: (update: Update) => void): Subscription {
-    const state: SubscriptionState = { key, listener, active: true, seen: null };
+    return this.#subscribe({ kind: 'service', key }, listener);
+  }
+
+  subscribeAddress(address: AddressKey, listener: (update: Update) => void): Subscription {
+    return this.#subscribe({ kind: 'address', address }, listener);
+  }
+
+  #subscribe(target: SubscriptionTarget, listener: (update: Update) => void): Subscription {
+    const state: SubscriptionState = { target, listener, active: true, seen: null };
     this.#subscriptions.add(state);
     this.#dirty.add(state);
     this.#scheduleFlush();
@@ -300,9 +334,33 @@ export class KubernetesWatcher implements Watcher {
     );
   }
 
+  /**
+   * The endpoints behind a destination address as the caches hold them now (see
+   * Watcher.subscribeAddress): never empty unless it is a ClusterIP whose port has no endpoints.
+   */
+  currentAddressEndpoints(address: AddressKey): Endpoint[] {
+    this.#addressIndex ??= buildAddressIndex(this.#services.cache.list(), this.#pods.cache.list());
+    const ip = canonicalIp(address.host);
+    const service = this.#addressIndex.services.get(ip);
+    if (service !== undefined) {
+      const endpoints = this.currentEndpoints({
+        namespace: service.metadata?.namespace ?? '',
+        name: service.metadata?.name ?? '',
+        port: address.port,
+      });
+      if (endpoints !== null) return endpoints;
+    }
+    const pod = this.#addressIndex.pods.get(ip);
+    if (pod !== undefined && isPodReady(pod)) return [podEndpoint(pod, address, this.#trustDomain)];
+    return [plainEndpoint(address)];
+  }
+
+  // An address subscription may depend on any namespace (the ClusterIP or pod IP it names), so
+  // every change recomputes them all; the index keeps that cheap, and unchanged sets send nothing.
   #namespaceChanged(namespace: string): void {
     for (const subscription of this.#subscriptions) {
-      if (subscription.key.namespace === namespace) this.#dirty.add(subscription);
+      const target = subscription.target;
+      if (target.kind === 'address' || target.key.namespace === namespace) this.#dirty.add(subscription);
     }
     this.#scheduleFlush();
   }
@@ -320,7 +378,11 @@ export class KubernetesWatcher implements Watcher {
   }
 
   #deliver(subscription: SubscriptionState): void {
-    const endpoints = this.currentEndpoints(subscription.key);
+    const target = subscription.target;
+    const endpoints =
+      target.kind === 'service'
+        ? this.currentEndpoints(target.key)
+        : this.currentAddressEndpoints(target.address);
     for (const update of diffUpdates(subscription, endpoints)) {
       if (!subscription.active) return;
       try {
@@ -412,6 +474,76 @@ export function isMeshed(pod: V1Pod): boolean {
   if (pod.metadata?.annotations?.[PROXY_INJECTED_ANNOTATION] === 'true') return true;
   const containers = [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])];
   return containers.some((c) => c.name === PROXY_CONTAINER_NAME);
+}
+
+interface AddressIndex {
+  /** ClusterIP (canonical) -> its Service. */
+  readonly services: ReadonlyMap<string, V1Service>;
+  /** Pod IP (canonical) -> the pod that has it now. */
+  readonly pods: ReadonlyMap<string, V1Pod>;
+}
+
+/**
+ * Indexes the virtual IPs of Services (headless and ExternalName ones have none) and the IPs of
+ * pods. Host-network pods are left out (their IP is the node's, shared with every other such pod),
+ * and so are finished ones (Succeeded, Failed: their IP may already be another pod's). Should two
+ * pods still claim one IP, a ready one wins.
+ */
+export function buildAddressIndex(services: readonly V1Service[], pods: readonly V1Pod[]): AddressIndex {
+  const byClusterIp = new Map<string, V1Service>();
+  for (const service of services) {
+    if (service.spec?.type === 'ExternalName') continue;
+    const ips = service.spec?.clusterIPs ?? (service.spec?.clusterIP ? [service.spec.clusterIP] : []);
+    for (const ip of ips) if (ip !== '' && ip !== 'None') byClusterIp.set(canonicalIp(ip), service);
+  }
+  const byPodIp = new Map<string, V1Pod>();
+  for (const pod of pods) {
+    const phase = pod.status?.phase;
+    if (pod.spec?.hostNetwork === true || phase === 'Succeeded' || phase === 'Failed') continue;
+    const ips = pod.status?.podIPs?.map((p) => p.ip) ?? (pod.status?.podIP ? [pod.status.podIP] : []);
+    for (const raw of ips) {
+      const ip = canonicalIp(raw);
+      const other = byPodIp.get(ip);
+      if (other === undefined || !isPodReady(other)) byPodIp.set(ip, pod);
+    }
+  }
+  return { services: byClusterIp, pods: byPodIp };
+}
+
+/**
+ * Whether a pod takes traffic: running, and not marked unready (a Ready condition that is not
+ * True; a pod without one counts as ready, as a slice endpoint without `ready` does).
+ */
+export function isPodReady(pod: V1Pod): boolean {
+  if (pod.status?.phase !== 'Running') return false;
+  const ready = pod.status.conditions?.find((c: V1PodCondition) => c.type === 'Ready');
+  return ready === undefined || ready.status === 'True';
+}
+
+/**
+ * A pod reached at `address` (its IP and any port: pods need not declare the ports they listen
+ * on): meshed and its identity as for service endpoints, opaque when the pod's opaque-ports
+ * annotation names the port (by number, or by the name of the container port).
+ */
+export function podEndpoint(pod: V1Pod, address: AddressKey, trustDomain: string): Endpoint {
+  const namespace = pod.metadata?.namespace ?? '';
+  const meshed = isMeshed(pod);
+  const portName =
+    pod.spec?.containers
+      ?.flatMap((c) => c.ports ?? [])
+      .find((p) => p.containerPort === address.port && (p.protocol ?? 'TCP') === 'TCP')?.name ?? '';
+  const opaque = portListNames(pod.metadata?.annotations, address.port, portName);
+  const labels: Record<string, string> = { namespace, pod: pod.metadata?.name ?? '' };
+  const workload = workloadOf(pod);
+  if (workload) labels.workload = workload;
+  return {
+    address: { host: address.host, port: address.port },
+    weight: 1,
+    labels,
+    meshed,
+    identity: meshed ? spiffeId(trustDomain, namespace, pod) : null,
+    protocolHint: opaque ? 'opaque' : meshed ? 'h2' : 'unknown',
+  };
 }
 
 function spiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {

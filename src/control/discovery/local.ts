@@ -4,13 +4,26 @@
 // subfolders, editors that replace files, platforms without recursive watching). Each scan
 // rebuilds the state and diffs every subscription's endpoints against what it last delivered, so
 // subscribers get a reset / add / remove / does-not-exist stream as from the Kubernetes watcher.
+//
+// Address subscriptions: services here have no virtual IPs, so an address is either a ready
+// registered workload's address and one of its ports (that endpoint as its service describes it),
+// or unknown (the address itself).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { targetKey } from '../../proxy/transport/target.ts';
 import { FolderScanner } from './folder-scanner.ts';
 import { endpointsOf, readLocalState, type LocalState, type StateFileCache } from './local-state.ts';
-import type { Endpoint, ServicePortKey, Subscription, Update, Watcher } from './watcher.ts';
+import {
+  canonicalIp,
+  plainEndpoint,
+  type AddressKey,
+  type Endpoint,
+  type ServicePortKey,
+  type Subscription,
+  type Update,
+  type Watcher,
+} from './watcher.ts';
 
 export interface LocalWatcherOptions {
   /** The state folder; created when missing. Default ".trellis". */
@@ -25,8 +38,12 @@ export interface LocalWatcherOptions {
 /** An endpoint set by address key; null: the service port does not exist. */
 type View = Map<string, { endpoint: Endpoint; fingerprint: string }> | null;
 
+type LocalTarget =
+  | { readonly kind: 'service'; readonly key: ServicePortKey }
+  | { readonly kind: 'address'; readonly address: AddressKey };
+
 interface LocalSubscription {
-  readonly key: ServicePortKey;
+  readonly target: LocalTarget;
   readonly listener: (update: Update) => void;
   active: boolean;
   /** What the subscriber has been told; undefined until its first update. */
@@ -64,7 +81,15 @@ export class LocalWatcher implements Watcher {
   }
 
   subscribe(key: ServicePortKey, listener: (update: Update) => void): Subscription {
-    const subscription: LocalSubscription = { key, listener, active: !this.#closed, view: undefined };
+    return this.#subscribe({ kind: 'service', key }, listener);
+  }
+
+  subscribeAddress(address: AddressKey, listener: (update: Update) => void): Subscription {
+    return this.#subscribe({ kind: 'address', address }, listener);
+  }
+
+  #subscribe(target: LocalTarget, listener: (update: Update) => void): Subscription {
+    const subscription: LocalSubscription = { target, listener, active: !this.#closed, view: undefined };
     if (subscription.active) {
       this.#subscriptions.add(subscription);
       // The first update comes from the state as it is once the initial scan is done.
@@ -113,7 +138,12 @@ export class LocalWatcher implements Watcher {
   /** Tells `subscription` how the current state differs from what it was last told. */
   #deliverChanges(subscription: LocalSubscription): void {
     if (!subscription.active) return;
-    const next = viewOf(this.#state, subscription.key);
+    const target = subscription.target;
+    const next = viewOf(
+      target.kind === 'service'
+        ? endpointsOf(this.#state, target.key)
+        : addressEndpointsOf(this.#state, target.address),
+    );
     const previous = subscription.view;
     subscription.view = next;
     for (const update of diff(previous, next)) {
@@ -127,14 +157,47 @@ export class LocalWatcher implements Watcher {
   }
 }
 
-function viewOf(state: LocalState, key: ServicePortKey): View {
-  const endpoints = endpointsOf(state, key);
+function viewOf(endpoints: readonly Endpoint[] | null): View {
   if (endpoints === null) return null;
   const view: NonNullable<View> = new Map();
   for (const endpoint of endpoints) {
     view.set(targetKey(endpoint.address), { endpoint, fingerprint: fingerprint(endpoint) });
   }
   return view;
+}
+
+/**
+ * The endpoints behind a destination address (see Watcher.subscribeAddress): the last ready
+ * workload (in file order, as for services) registered with that address and port, described as
+ * its service's endpoints describe it; a workload that no port of its service leads to still
+ * counts, with the facts of its own file. Anything else is the address itself.
+ */
+export function addressEndpointsOf(state: LocalState, address: AddressKey): Endpoint[] {
+  const ip = canonicalIp(address.host);
+  const workload = state.workloads.findLast(({ spec }) => {
+    if (!spec.ready || canonicalIp(spec.address) !== ip) return false;
+    return spec.port === address.port || (spec.ports ?? []).some((p) => p.port === address.port);
+  });
+  if (workload === undefined) return [plainEndpoint(address)];
+  const { namespace } = workload;
+  const spec = workload.spec;
+  const service = state.services.get(`${namespace}/${spec.service}`);
+  for (const servicePort of service?.ports ?? []) {
+    const endpoint = endpointsOf(state, { namespace, name: spec.service, port: servicePort.port })?.find(
+      (e) => e.labels.workload === workload.name && e.address.port === address.port,
+    );
+    if (endpoint !== undefined) return [{ ...endpoint, address: { host: address.host, port: address.port } }];
+  }
+  return [
+    {
+      address: { host: address.host, port: address.port },
+      weight: spec.weight,
+      labels: { ...spec.labels, namespace, workload: workload.name, zone: spec.zone },
+      meshed: spec.meshed,
+      identity: spec.identity === '' ? null : spec.identity,
+      protocolHint: spec.meshed ? 'h2' : 'unknown',
+    },
+  ];
 }
 
 /** The updates that take a subscriber from `previous` (undefined: nothing yet) to `next`. */

@@ -2,13 +2,20 @@
 // (HTTP) or per connection (TCP), through the resolver's stream of updates, an EndpointSet per
 // target and power-of-two-choices over peak-EWMA (linkerd's "concrete" balance layer).
 //
-// Targets that are IP literals or single-label names (localhost), and names the control plane
-// does not know (does-not-exist) or rejects as no service name, are forwarded to their original
-// address unchanged. A known target with no endpoints waits up to failFastMs for one, then fails
-// with `no-endpoints` (503). While the control plane is unreachable the sets keep their last
-// known endpoints; a name that was never resolved before the control plane became unreachable
-// goes direct.
-import { isIP } from 'node:net';
+// Single-label names (localhost), and names the control plane does not know (does-not-exist) or
+// rejects as no service name, are forwarded to their original address unchanged. IP literals are
+// too, unless `resolveAddresses` is set (transparent mode, where an app's connection only tells
+// its original destination IP): then they are resolved like names, and the control plane answers
+// a Service's ClusterIP with its endpoints, a meshed pod's IP with that pod and its identity, and
+// any other address with itself, unmeshed, which goes direct exactly as an unresolved IP would.
+// Loopback addresses are never resolved: they are no Service's or pod's, iptables never redirects
+// them, and they are where inbound traffic goes (the app on 127.0.0.1), which must not depend on
+// the control plane.
+//
+// A known target with no endpoints waits up to failFastMs for one, then fails with `no-endpoints`
+// (503). While the control plane is unreachable the sets keep their last known endpoints; a
+// target that was never resolved before the control plane became unreachable goes direct.
+import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint, Resolution, Resolver } from '../resolve/resolver.ts';
@@ -34,10 +41,14 @@ export interface DiscoveryOptions {
   readonly failFastMs: number;
   /** A target nobody asked for during this long stops being watched. */
   readonly idleMs: number;
+  /** Resolve IP targets (but loopback ones) through the resolver too (default false: direct). */
+  readonly resolveAddresses?: boolean;
   readonly log: Logger;
 }
 
 interface Entry {
+  /** The target's address key (what it is resolved by). */
+  readonly key: string;
   readonly set: EndpointSet;
   readonly p2c: P2c<EndpointState>;
   resolution: Resolution;
@@ -63,6 +74,11 @@ const GRPC_INVALID_ARGUMENT = 3;
 
 const noop = (): void => {};
 
+/** 127.0.0.0/8 and ::1 (IPv4-mapped spellings included: BlockList checks them as IPv4). */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
 export class ServiceDiscovery {
   private readonly opts: DiscoveryOptions;
   private readonly entries = new Map<string, Entry>();
@@ -74,7 +90,14 @@ export class ServiceDiscovery {
 
   /** True when a target is resolved through the control plane (else it is always direct). */
   isLogical(target: Target): boolean {
-    return this.opts.resolver !== null && target.host.includes('.') && isIP(target.host) === 0;
+    if (this.opts.resolver === null) return false;
+    const family = isIP(target.host);
+    if (family !== 0) {
+      return (
+        this.opts.resolveAddresses === true && !LOOPBACK.check(target.host, family === 4 ? 'ipv4' : 'ipv6')
+      );
+    }
+    return target.host.includes('.');
   }
 
   /**
@@ -121,6 +144,7 @@ export class ServiceDiscovery {
     if (existing !== undefined) return existing;
     const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
     const created: Entry = {
+      key,
       set,
       p2c: new P2c(set),
       resolution: { cancel: noop },
@@ -207,6 +231,7 @@ function fromEntry(entry: Entry, target: Target, avoid: string | null): PickOutc
   if (entry.rejected) return directPick(target);
   switch (entry.set.status) {
     case 'ready': {
+      if (isOnlyItself(entry)) return directPick(target);
       let state = entry.p2c.pick();
       if (state === null) return null;
       if (state.key === avoid && entry.set.size > 1) state = cheapestOther(entry.set.endpoints, avoid);
@@ -225,6 +250,18 @@ function fromEntry(entry: Entry, target: Target, avoid: string | null): PickOutc
     default:
       return null;
   }
+}
+
+/**
+ * Whether discovery answered a target with the target itself, unmeshed (an address it does not
+ * know, or an unmeshed pod): such a target goes direct, exactly as when it is not resolved (no
+ * balancer bookkeeping, and no retry of a failed connect on the same address). Only an IP target
+ * can be its own endpoint; a name's set never holds a key equal to the name's.
+ */
+function isOnlyItself(entry: Entry): boolean {
+  if (entry.set.size !== 1) return false;
+  const only = entry.set.get(entry.key);
+  return only !== undefined && !only.endpoint.meshed;
 }
 
 /** The least loaded endpoint other than `avoid` (retries only: O(n)). */
