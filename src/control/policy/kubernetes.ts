@@ -9,20 +9,19 @@
 // labels the proxy sent, with no named ports. Pod updates that change neither labels nor ports
 // (status, readiness) are not reported as changes.
 //
-// An informer whose list or watch fails starts again after retryDelayMs doubling to 30 s (the
-// client's ListWatch restarts by itself only after a clean end or a 410 Gone).
+// The informers are the discovery watcher's (../discovery/kubernetes-informer.ts): one whose list
+// or watch fails starts again after retryDelayMs doubling to 30 s.
 import {
   CoreV1Api,
   CustomObjectsApi,
   type KubeConfig,
   type KubernetesListObject,
   type KubernetesObject,
-  ListWatch,
   type V1Pod,
-  Watch,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../core/log.ts';
-import { PROXY_CONTAINER_NAME } from '../discovery/kubernetes.ts';
+import { PROXY_CONTAINER_NAME } from '../discovery/kubernetes-translate.ts';
+import { ResourceInformer } from '../discovery/kubernetes-informer.ts';
 import { parsePolicyResource } from '../resources.ts';
 import type {
   AuthorizationPolicyResource,
@@ -35,7 +34,6 @@ import { ChangeListeners, type PolicySource } from './source.ts';
 
 export const POLICY_GROUP = 'policy.trellis.dev';
 export const POLICY_VERSION = 'v1alpha1';
-const MAX_RETRY_DELAY_MS = 30_000;
 
 export interface KubernetesPolicySourceOptions {
   readonly kubeConfig: KubeConfig;
@@ -44,80 +42,10 @@ export interface KubernetesPolicySourceOptions {
   readonly retryDelayMs?: number;
 }
 
-/** A ListWatch that starts again after failures and knows when its first list has landed. */
-class Informer<T extends KubernetesObject> {
-  readonly cache: ListWatch<T>;
-  readonly synced: Promise<void>;
-  #markSynced: () => void = () => {};
-  #stopped = false;
-  #delayMs: number;
-  #timer: NodeJS.Timeout | null = null;
-  readonly #baseDelayMs: number;
-
-  constructor(
-    kubeConfig: KubeConfig,
-    path: string,
-    list: () => Promise<KubernetesListObject<T>>,
-    onEvent: (type: 'change' | 'delete', object: T) => void,
-    retryDelayMs: number,
-    log: Logger,
-  ) {
-    this.#baseDelayMs = retryDelayMs;
-    this.#delayMs = retryDelayMs;
-    this.synced = new Promise((resolve) => (this.#markSynced = resolve));
-    const listed = async (): Promise<KubernetesListObject<T>> => {
-      const result = await list();
-      this.#delayMs = this.#baseDelayMs;
-      return result;
-    };
-    const delayFn = (): Promise<void> =>
-      new Promise((resolve) => {
-        if (!this.#stopped) setTimeout(resolve, this.#nextDelay()).unref();
-      });
-    this.cache = new ListWatch(path, new Watch(kubeConfig), listed, false, undefined, undefined, { delayFn });
-    this.cache.on('add', (o: T) => onEvent('change', o));
-    this.cache.on('update', (o: T) => onEvent('change', o));
-    this.cache.on('delete', (o: T) => onEvent('delete', o));
-    this.cache.on('error', (error: unknown) => {
-      if (this.#stopped || this.#timer !== null) return;
-      log.warn('policy informer failed; retrying', {
-        path,
-        error: (error as Error)?.message ?? String(error),
-      });
-      this.#timer = setTimeout(() => {
-        this.#timer = null;
-        void this.start();
-      }, this.#nextDelay());
-    });
-  }
-
-  async start(): Promise<void> {
-    if (this.#stopped) return;
-    try {
-      await this.cache.start();
-    } catch {
-      return; // reported through the 'error' event, which schedules the next start
-    }
-    if (!this.#stopped && this.cache.latestResourceVersion() !== '') this.#markSynced();
-  }
-
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    await this.cache.stop();
-  }
-
-  #nextDelay(): number {
-    const delay = this.#delayMs;
-    this.#delayMs = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
-    return delay;
-  }
-}
-
 export class KubernetesPolicySource implements PolicySource {
-  readonly #servers: Informer<KubernetesObject>;
-  readonly #authorizations: Informer<KubernetesObject>;
-  readonly #pods: Informer<V1Pod>;
+  readonly #servers: ResourceInformer<KubernetesObject>;
+  readonly #authorizations: ResourceInformer<KubernetesObject>;
+  readonly #pods: ResourceInformer<V1Pod>;
   readonly #log: Logger;
   readonly #listeners: ChangeListeners;
   readonly #ready: Promise<void>;
@@ -136,24 +64,32 @@ export class KubernetesPolicySource implements PolicySource {
     const retry = options.retryDelayMs ?? 1000;
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
     const core = kubeConfig.makeApiClient(CoreV1Api);
+    const informerOptions = {
+      retryDelayMs: retry,
+      onError: (error: Error) =>
+        this.#log.warn('policy informer failed; retrying', { error: error.message, cause: error.cause }),
+    };
     const crd = (plural: string) =>
-      new Informer<KubernetesObject>(
+      new ResourceInformer<KubernetesObject>(
         kubeConfig,
         `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`,
-        () => custom.listClusterCustomObject({ group: POLICY_GROUP, version: POLICY_VERSION, plural }),
+        () =>
+          custom.listClusterCustomObject({
+            group: POLICY_GROUP,
+            version: POLICY_VERSION,
+            plural,
+          }) as Promise<KubernetesListObject<KubernetesObject>>,
         () => this.#changed(),
-        retry,
-        this.#log,
+        informerOptions,
       );
     this.#servers = crd('servers');
     this.#authorizations = crd('authorizationpolicies');
-    this.#pods = new Informer<V1Pod>(
+    this.#pods = new ResourceInformer<V1Pod>(
       kubeConfig,
       '/api/v1/pods',
       () => core.listPodForAllNamespaces(),
-      (type, pod) => this.#podChanged(type, pod),
-      retry,
-      this.#log,
+      (pod, kind) => this.#podChanged(kind, pod),
+      informerOptions,
     );
     const informers = [this.#servers, this.#authorizations, this.#pods];
     this.#ready = Promise.all(informers.map((i) => i.synced)).then(() => {
