@@ -21,7 +21,7 @@
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { basename, join } from 'node:path';
 import * as v from 'valibot';
@@ -29,6 +29,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import { dnsLabel, port, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
+import { type FileCache, readCachedFile } from './file-cache.ts';
 
 const unknownKey = strictObjectMessage('unknown field');
 
@@ -113,14 +114,8 @@ export interface LocalState {
 
 type Parsed = { ok: true; value: LocalService | LocalWorkload } | { ok: false };
 
-interface CacheEntry {
-  readonly mtimeMs: number;
-  readonly size: number;
-  readonly parsed: Parsed;
-}
-
 /** Remembers parsed files by path, so unchanged files are not re-read nor re-reported. */
-export type StateFileCache = Map<string, CacheEntry>;
+export type StateFileCache = FileCache<Parsed>;
 
 export function servicePath(root: string, namespace: string, name: string): string {
   return join(root, 'services', namespace, `${name}.yaml`);
@@ -249,32 +244,18 @@ async function parseCached(
   log: Logger,
   parse: (text: string) => LocalService | LocalWorkload | string,
 ): Promise<Parsed> {
-  let info;
-  let text;
-  try {
-    info = await stat(file);
-    const cached = cache.get(file);
-    if (cached !== undefined && cached.mtimeMs === info.mtimeMs && cached.size === info.size)
-      return cached.parsed;
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    // Deleted between listing and reading: the next scan will not list it.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-      log.warn('cannot read state file', { file, error });
-    return { ok: false };
-  }
-  const value = parse(text);
-  const parsed: Parsed = typeof value === 'string' ? { ok: false } : { ok: true, value };
-  if (typeof value === 'string') {
+  const parsed = await readCachedFile(file, cache, log, 'state file', (text): Parsed => {
+    const value = parse(text);
+    if (typeof value !== 'string') return { ok: true, value };
     const colon = value.indexOf(': ');
     log.warn('invalid state file skipped', {
       file,
       field: value.slice(0, colon),
       problem: value.slice(colon + 2),
     });
-  }
-  cache.set(file, { mtimeMs: info.mtimeMs, size: info.size, parsed });
-  return parsed;
+    return { ok: false };
+  });
+  return parsed ?? { ok: false };
 }
 
 /** [namespace, path] of every state file under `dir/<namespace>/`, sorted by path. */

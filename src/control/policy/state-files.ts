@@ -9,10 +9,11 @@
 // a hand-edited file is held to the same rules. Writes are atomic (a temporary file renamed into
 // place); names starting with "." or ending in ".tmp" are ignored. A bad file is logged with the
 // field that is wrong and skipped; the rest of the folder still applies.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
+import { type FileCache, readCachedFile } from '../discovery/file-cache.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseResources } from '../resources.ts';
 import type { AuthorizationPolicyResource, PolicyResource, PolicySnapshot, ServerResource } from './model.ts';
@@ -62,14 +63,8 @@ export async function deletePolicyFile(
   return true;
 }
 
-interface CacheEntry {
-  readonly mtimeMs: number;
-  readonly size: number;
-  readonly resource: PolicyResource | null;
-}
-
 /** Parsed files by path, so unchanged files are neither re-read nor re-reported. */
-export type PolicyFileCache = Map<string, CacheEntry>;
+export type PolicyFileCache = FileCache<PolicyResource | null>;
 
 /** Reads every policy file. Never throws: unreadable or invalid files are logged and skipped. */
 export async function readPolicyFolder(
@@ -103,20 +98,20 @@ async function readCached(
   cache: PolicyFileCache,
   log: Logger,
 ): Promise<PolicyResource | null> {
-  let info;
-  let text;
-  try {
-    info = await stat(file);
-    const cached = cache.get(file);
-    if (cached !== undefined && cached.mtimeMs === info.mtimeMs && cached.size === info.size)
-      return cached.resource;
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    // Deleted between listing and reading: the next scan will not list it.
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
-      log.warn('cannot read policy file', { file, error });
-    return null;
-  }
+  const value = await readCachedFile(file, cache, log, 'policy file', (text) =>
+    parsePolicyFile(text, file, namespace, name, log),
+  );
+  return value ?? null;
+}
+
+/** One policy file's resource, or null (logged) when it is invalid or in the wrong place. */
+function parsePolicyFile(
+  text: string,
+  file: string,
+  namespace: string,
+  name: string,
+  log: Logger,
+): PolicyResource | null {
   let resource: PolicyResource | null = null;
   try {
     const parsed = parseResources(text, file);
@@ -141,7 +136,6 @@ async function readCached(
       problem: error instanceof ConfigError ? error.message : String(error),
     });
   }
-  cache.set(file, { mtimeMs: info.mtimeMs, size: info.size, resource });
   return resource;
 }
 
