@@ -4,7 +4,7 @@ import type { MessageHead } from './h1-parser.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
 
 /** True for fields that belong to one connection and are never forwarded (RFC 9110 7.6.1). */
-function isHopByHop(name: string, tokens: string[] | null): boolean {
+export function isHopByHop(name: string, tokens: string[] | null): boolean {
   const n = name.length;
   if (n === 2 || n === 10 || n === 16 || n === 18) {
     const l = name.toLowerCase();

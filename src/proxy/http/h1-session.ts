@@ -14,7 +14,13 @@ import type { AccessLog } from '../telemetry/access-log.ts';
 import { type Target, targetKey } from '../transport/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
-import { errorResponse, serializeRequestHead, serializeResponseHead } from './h1-serialize.ts';
+import {
+  errorResponse,
+  serializeRequestHead,
+  serializeResponseHead,
+  type RequestLine,
+} from './h1-serialize.ts';
+import { directOf, type DirectResponseSink } from './direct-upstream.ts';
 import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
 import { connectBalanced, type MeshTcpConnector } from '../tcp/forward.ts';
 import type { Pick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
@@ -100,7 +106,7 @@ const RES_DONE = 3;
 
 const MAX_PIPELINE_BYTES = 256 * 1024;
 
-export class H1Session implements UpstreamOwner {
+export class H1Session implements UpstreamOwner, DirectResponseSink {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -124,7 +130,10 @@ export class H1Session implements UpstreamOwner {
   private pickedAt = 0;
   private connectRetried = false;
   private route: H1Route | null = null;
-  private requestHeadString = '';
+  /** How the request head is forwarded (serialized for byte-stream upstreams only). */
+  private requestLine: RequestLine | null = null;
+  /** The upstream takes parsed heads and gives decoded bodies (direct-upstream.ts). */
+  private resDirect = false;
   private resState = RES_NONE;
   private res: MessageHead | null = null;
   private resBuf: Buffer | null = null;
@@ -267,8 +276,7 @@ export class H1Session implements UpstreamOwner {
       }
     }
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
-    this.requestHeadString = serializeRequestHead(
-      head,
+    this.requestLine =
       gate === null
         ? { method: head.method, path: route.path, host: route.host }
         : {
@@ -277,9 +285,7 @@ export class H1Session implements UpstreamOwner {
             host: route.host,
             drop: gate.clientIdHeader === '' ? null : gate.clientIdHeader,
             extra: this.identityField,
-          },
-      this.reqChunked,
-    );
+          };
     this.reqState = REQ_CONNECTING;
     // A body waits in the socket until there is an upstream to stream it to. A request without
     // one needs no pause (that would cost two syscalls per request): bytes that arrive meanwhile
@@ -355,8 +361,16 @@ export class H1Session implements UpstreamOwner {
     this.resState = RES_HEAD;
     this.resStartedDownstream = false;
     const up = conn.socket;
-    up.cork();
-    up.write(this.requestHeadString, 'latin1');
+    const direct = directOf(up);
+    this.resDirect = direct !== null;
+    // A byte stream gets the head and the first body bytes in one write (corked for a tick); a
+    // direct upstream takes the parsed head, and any body bytes as they come.
+    if (direct !== null) direct.startRequest(this.req!, this.requestLine!, this.reqChunked, this);
+    else {
+      up.cork();
+      up.write(serializeRequestHead(this.req!, this.requestLine!, this.reqChunked), 'latin1');
+      process.nextTick(uncork, up);
+    }
     if (!this.reqChunked && this.reqRemaining === 0) {
       this.reqState = REQ_DONE;
     } else {
@@ -365,7 +379,6 @@ export class H1Session implements UpstreamOwner {
       this.buf = null;
       if (pending !== null) this.forwardRequestBody(pending);
     }
-    process.nextTick(uncork, up);
     if (this.ctx.responseTimeoutMs > 0) {
       this.responseTimer = setTimeout(() => this.onResponseTimeout(), this.ctx.responseTimeoutMs);
     }
@@ -420,6 +433,26 @@ export class H1Session implements UpstreamOwner {
     }
     this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
     this.parseResponse();
+  }
+
+  // ---- direct upstreams (direct-upstream.ts) -----------------------------------------------
+
+  onDirectHead(head: MessageHead): void {
+    if (this.resState !== RES_HEAD) {
+      this.upstreamReusable = false;
+      this.upstream?.socket.destroy();
+      return;
+    }
+    if (head.status < 200) {
+      if (this.req!.versionMinor === 1)
+        this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
+      return;
+    }
+    this.onResponseHead(head);
+  }
+
+  onDirectEnd(trailers: Buffer): void {
+    if (this.resState === RES_BODY && this.resKind === 'chunked') this.endResponseBody(trailers);
   }
 
   private parseResponse(): void {
@@ -486,6 +519,16 @@ export class H1Session implements UpstreamOwner {
     if (this.closeAfterResponse) connection = 'close';
     else if (!clientHttp11) connection = 'keep-alive';
     this.resStartedDownstream = true;
+    if (
+      this.resDirect &&
+      this.resKind !== 'none' &&
+      !(this.resKind === 'length' && head.contentLength === 0)
+    ) {
+      // The body of a direct upstream's response comes in a later tick (usually the next one,
+      // already received): one write to the client for head and body instead of two.
+      this.socket.cork();
+      process.nextTick(uncork, this.socket);
+    }
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
     if (this.resKind === 'none') {
       this.resState = RES_DONE;
@@ -496,7 +539,8 @@ export class H1Session implements UpstreamOwner {
     }
     this.resState = RES_BODY;
     if (this.resKind === 'length') this.resRemaining = head.contentLength;
-    else if (this.resKind === 'chunked') this.resDecoder = new ChunkedDecoder(this.ctx.limits);
+    else if (this.resKind === 'chunked' && !this.resDirect)
+      this.resDecoder = new ChunkedDecoder(this.ctx.limits);
     if (this.resKind === 'length' && this.resRemaining === 0) {
       this.resState = RES_DONE;
       if (this.resBuf !== null) this.upstreamReusable = false;
@@ -523,6 +567,10 @@ export class H1Session implements UpstreamOwner {
         return;
       }
       case 'chunked': {
+        if (this.resDirect) {
+          this.writeResponseData(chunk); // decoded already; its end comes as onDirectEnd
+          return;
+        }
         const used = this.resDecoder!.write(chunk, this.resSink);
         if (used < 0) {
           // Part of the response is already out: the client can only learn of the error by a reset.
@@ -645,6 +693,8 @@ export class H1Session implements UpstreamOwner {
     this.clearResponseTimer();
     this.req = null;
     this.route = null;
+    this.requestLine = null;
+    this.resDirect = false;
     this.res = null;
     this.resBuf = null;
     this.reqDecoder = null;

@@ -4,6 +4,7 @@
 // marker that says an HTTP/2 stream was an HTTP/1.1 request.
 import type * as http2 from 'node:http2';
 import type { MessageHead } from '../http/h1-parser.ts';
+import { isHopByHop, type RequestLine } from '../http/h1-serialize.ts';
 import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1 } from './protocol.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
@@ -51,6 +52,87 @@ export function requestHeaders(head: MessageHead): http2.OutgoingHttpHeaders {
     else out[name] = [String(prev), value];
   }
   return out;
+}
+
+/**
+ * The HTTP/2 request headers for an HTTP/1.1 request head as the session forwards it (`line`:
+ * method, path, Host rewrites, a dropped field, extra fields): what requestHeaders gives for the
+ * bytes serializeRequestHead would write, without writing and parsing them.
+ */
+export function requestHeadersFor(head: MessageHead, line: RequestLine): http2.OutgoingHttpHeaders {
+  let authority = line.host;
+  const out: http2.OutgoingHttpHeaders = {
+    ':method': line.method,
+    ':scheme': 'http',
+    ':authority': '',
+    ':path': line.path,
+    [ORIG_PROTO_HEADER]: ORIG_PROTO_HTTP1,
+  };
+  const drop = line.drop ?? null;
+  const tokens = head.connectionTokens;
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i]!.toLowerCase();
+    if (name === 'host') {
+      if (authority === null) authority = h[i + 1]!;
+      continue;
+    }
+    if (name === drop || REQUEST_SKIP.has(name) || isHopByHop(name, tokens)) continue;
+    addField(out, name, h[i + 1]!);
+  }
+  out[':authority'] = authority ?? '';
+  const extra = line.extra ?? '';
+  if (extra !== '') {
+    for (const l of extra.split('\r\n')) {
+      const colon = l.indexOf(':');
+      if (colon > 0) addField(out, l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim());
+    }
+  }
+  return out;
+}
+
+function addField(out: http2.OutgoingHttpHeaders, name: string, value: string): void {
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else out[name] = [String(prev), value];
+}
+
+/**
+ * An HTTP/1 response head (for the session's direct path) from HTTP/2 response headers: the
+ * fields HTTP/1 may carry, the reason phrase of the status, and `extra` fields appended.
+ */
+export function responseMessageHead(
+  status: number,
+  headers: http2.IncomingHttpHeaders,
+  bodyKind: MessageHead['bodyKind'],
+  contentLength: number,
+  extra: readonly string[] | null,
+): MessageHead {
+  const flat: string[] = [];
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a || RESPONSE_SKIP.has(name)) continue;
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) flat.push(name, v);
+    else flat.push(name, String(value));
+  }
+  if (extra !== null) flat.push(...extra);
+  return {
+    method: '',
+    target: '',
+    status,
+    reason: reasonPhrase(status),
+    versionMinor: 1,
+    headers: flat,
+    bodyKind,
+    contentLength,
+    connectionClose: false,
+    connectionTokens: null,
+    upgrade: null,
+    expectContinue: false,
+    host: null,
+  };
 }
 
 /** "name: value\r\n" lines of HTTP/2 headers or trailers (pseudo-headers and hop-by-hop left out). */

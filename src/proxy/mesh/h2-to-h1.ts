@@ -50,6 +50,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
   private responseDone = false;
   private reusable = true;
   private recorded = false;
+  private drainHooked = false;
   private status = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly sink: ChunkSink;
@@ -211,7 +212,6 @@ export class H2ToH1Exchange implements UpstreamOwner {
       this.stream.close(NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    this.stream.on('drain', () => this.conn?.socket.resume());
     if (empty) {
       if (this.resBuf !== null) this.reusable = false;
       this.resBuf = null;
@@ -255,7 +255,13 @@ export class H2ToH1Exchange implements UpstreamOwner {
   }
 
   private writeDown(chunk: Buffer): void {
-    if (chunk.length > 0 && !this.stream.write(chunk)) this.conn?.socket.pause();
+    if (chunk.length === 0 || this.stream.write(chunk)) return;
+    this.conn?.socket.pause();
+    // Listened for only once a write did not fit (most responses never fill the window).
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      this.stream.on('drain', () => this.conn?.socket.resume());
+    }
   }
 
   private endResponse(): void {
