@@ -8,8 +8,7 @@
 // exits with the app's exit code.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +21,11 @@ import {
   writeWorkloadFile,
 } from '../control/discovery/local-state.ts';
 import { readControlFile } from '../control/server.ts';
-import { mintWorkloadToken } from '../control/identity/tokens.ts';
 import { spiffeId } from '../proxy/identity/provider.ts';
 import { parse as parseYaml } from 'yaml';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
 import { readyLine } from './ready-line.ts';
+import { WorkloadToken } from './workload-token.ts';
 
 export const summary = 'run a workload beside its proxy and register it with `trellis up`';
 
@@ -174,7 +173,7 @@ async function runWorkload(
 ): Promise<number> {
   const instance = `${options.name}-${process.pid}`;
   const identity = options.mesh ? spiffeId(trustDomain, options.namespace, options.serviceAccount) : null;
-  const token = options.mesh ? await WorkloadToken.start(options, instance) : null;
+  const token = options.mesh ? await WorkloadToken.start(options, instance, note) : null;
   const args = proxyArgs(options, grpc);
   if (token !== null) {
     // prettier-ignore
@@ -269,57 +268,6 @@ async function runWorkload(
     if (registered) await rm(workloadPath(options.root, options.namespace, instance), { force: true });
     await stopProcess(proxy);
     await token?.stop();
-  }
-}
-
-/**
- * The workload's token for the Identity API, in a file only this user can read that the proxy
- * re-reads before each certificate request. Minted with a short lifetime and minted again well
- * before it runs out, for as long as the workload runs; the control plane also refuses it once the
- * workload is no longer registered, so a copy is worth nothing after the workload stops.
- */
-class WorkloadToken {
-  static readonly TTL_MS = 60 * 60 * 1000;
-  readonly path: string;
-  private readonly options: RunOptions;
-  private readonly instance: string;
-  private timer: NodeJS.Timeout | null = null;
-
-  private constructor(options: RunOptions, instance: string, path: string) {
-    this.options = options;
-    this.instance = instance;
-    this.path = path;
-  }
-
-  static async start(options: RunOptions, instance: string): Promise<WorkloadToken> {
-    const dir = join(options.root, 'identity', 'tokens');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const token = new WorkloadToken(options, instance, join(dir, `${options.namespace}.${instance}.token`));
-    await token.write();
-    token.timer = setInterval(() => {
-      token
-        .write()
-        .catch((error: unknown) => note(`cannot renew the workload token: ${(error as Error).message}`));
-    }, WorkloadToken.TTL_MS / 3);
-    token.timer.unref();
-    return token;
-  }
-
-  private async write(): Promise<void> {
-    const text = await mintWorkloadToken(this.options.root, {
-      namespace: this.options.namespace,
-      serviceAccount: this.options.serviceAccount,
-      instance: this.instance,
-      ttlMs: WorkloadToken.TTL_MS,
-    });
-    const tmp = `${this.path}.tmp`;
-    await writeFile(tmp, text + '\n', { mode: 0o600 });
-    await rename(tmp, this.path);
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    await rm(this.path, { force: true });
   }
 }
 
