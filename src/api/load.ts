@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
+import type { BackoffSettings } from '../core/backoff.ts';
 import type { ProtoGrpcType as DestinationProto } from './gen/destination.ts';
 import type { ProtoGrpcType as IdentityProto } from './gen/identity.ts';
 import type { ProtoGrpcType as PolicyProto } from './gen/policy.ts';
@@ -51,6 +52,17 @@ export type {
   HttpRoute as ApiHttpRoute,
   HttpRoute__Output as ApiHttpRouteOutput,
 } from './gen/trellis/policy/v1/HttpRoute.ts';
+
+/**
+ * Channel options that keep grpc-js's own reconnect backoff (default 1 s .. 120 s) within ours, so
+ * that a retry we schedule does not wait for the channel long after the server is back.
+ */
+export function reconnectBackoffOptions(backoff: BackoffSettings): grpc.ChannelOptions {
+  return {
+    'grpc.initial_reconnect_backoff_ms': backoff.initialMs,
+    'grpc.max_reconnect_backoff_ms': backoff.maxMs,
+  };
+}
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,

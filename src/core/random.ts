@@ -34,6 +34,12 @@ export function unseededRandom(): Random {
   return seededRandom(Math.floor(Math.random() * 4294967296));
 }
 
+/** A draw forced into [0, 1): a Random that misbehaves (1, NaN, out of range) cannot push a result out of its range. */
+export function unitDraw(random: Random): number {
+  const x = random.next();
+  return x >= 0 && x < 1 ? x : x >= 1 ? 1 - Number.EPSILON : 0;
+}
+
 /** A uniform integer in [0, n) drawn from `random` (n >= 1). */
 export function randomIndex(random: Random, n: number): number {
   // Guard against a Random that returns exactly 1 (or more) by mistake.

@@ -12,7 +12,12 @@ import { generateKeyPair as generateKeyPairCallback } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import { loadIdentityApi, type ApiCertifyResponseOutput, type IdentityClient } from '../../api/load.ts';
+import {
+  loadIdentityApi,
+  reconnectBackoffOptions,
+  type ApiCertifyResponseOutput,
+  type IdentityClient,
+} from '../../api/load.ts';
 import { systemTimers, type Clock, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -20,7 +25,7 @@ import { mathRandom, type Random } from '../../core/random.ts';
 import { certifiedKeyFromResponse } from './certified.ts';
 import { createCsr } from './csr.ts';
 import type { CertifiedKey, WorkloadIdentity } from './provider.ts';
-import { BACKOFF_INITIAL_MS, BACKOFF_MAX_MS, backoffDelay, renewalTime } from './renewal.ts';
+import { IDENTITY_BACKOFF, backoffDelay, renewalTime } from './renewal.ts';
 
 const generateKeyPair = promisify(generateKeyPairCallback);
 
@@ -70,11 +75,11 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
   const deadlineMs = opts.deadlineMs ?? 10_000;
   const log = opts.log.child({ component: 'identity', id: opts.id });
   const { Identity } = loadIdentityApi();
-  const client: IdentityClient = new Identity(opts.address, grpc.credentials.createInsecure(), {
-    // The channel's own reconnect backoff (1 s .. 120 s by default) would outlast ours.
-    'grpc.initial_reconnect_backoff_ms': BACKOFF_INITIAL_MS,
-    'grpc.max_reconnect_backoff_ms': BACKOFF_MAX_MS,
-  });
+  const client: IdentityClient = new Identity(
+    opts.address,
+    grpc.credentials.createInsecure(),
+    reconnectBackoffOptions(IDENTITY_BACKOFF),
+  );
 
   const startedAt = clock.now();
   const listeners = new Set<(key: CertifiedKey) => void>();

@@ -8,12 +8,14 @@
 // - Retries after a failure: exponential backoff from 100 ms, doubling, capped at 10 s, each delay
 //   drawn uniformly in [ceiling/2, ceiling] ("equal jitter") so that retries spread out but never
 //   collapse to zero.
-import type { Random } from '../../core/random.ts';
+import { type BackoffSettings, backoffDelay as sharedBackoffDelay } from '../../core/backoff.ts';
+import { type Random, unitDraw } from '../../core/random.ts';
 
 export const RENEW_AT_FRACTION = 0.7;
 export const RENEW_JITTER_FRACTION = 0.05;
-export const BACKOFF_INITIAL_MS = 100;
-export const BACKOFF_MAX_MS = 10_000;
+const BACKOFF_INITIAL_MS = 100;
+const BACKOFF_MAX_MS = 10_000;
+export const IDENTITY_BACKOFF: BackoffSettings = { initialMs: BACKOFF_INITIAL_MS, maxMs: BACKOFF_MAX_MS };
 
 /**
  * The time (ms since the epoch) to renew a leaf valid from `notBeforeMs` to `notAfterMs`, received
@@ -27,7 +29,7 @@ export const BACKOFF_MAX_MS = 10_000;
 export function renewalTime(notBeforeMs: number, notAfterMs: number, nowMs: number, random: Random): number {
   const start = Math.max(notBeforeMs, nowMs);
   const lifetime = notAfterMs - start;
-  const fraction = RENEW_AT_FRACTION + RENEW_JITTER_FRACTION * (2 * clampUnit(random.next()) - 1);
+  const fraction = RENEW_AT_FRACTION + RENEW_JITTER_FRACTION * (2 * unitDraw(random) - 1);
   const at = start + lifetime * fraction;
   if (at > nowMs) return at;
   return nowMs + Math.max(0, Math.min(BACKOFF_INITIAL_MS, (notAfterMs - nowMs) / 2));
@@ -35,11 +37,5 @@ export function renewalTime(notBeforeMs: number, notAfterMs: number, nowMs: numb
 
 /** The delay before retry number `failures + 1` (failures >= 0 failed attempts so far). */
 export function backoffDelay(failures: number, random: Random): number {
-  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(Math.max(0, failures), 30));
-  return ceiling / 2 + (ceiling / 2) * clampUnit(random.next());
-}
-
-/** A draw forced into [0, 1): a Random that misbehaves must not push a renewal past expiry. */
-function clampUnit(x: number): number {
-  return x >= 0 && x < 1 ? x : x >= 1 ? 1 - Number.EPSILON : 0;
+  return sharedBackoffDelay(failures, IDENTITY_BACKOFF, random);
 }

@@ -4,7 +4,13 @@
 // for traffic). Loaded lazily by authorizer.ts, so a proxy without a policy address never loads
 // gRPC.
 import * as grpc from '@grpc/grpc-js';
-import { loadPolicyApi, type ApiInboundPolicyOutput, type PolicyClient } from '../../api/load.ts';
+import {
+  loadPolicyApi,
+  reconnectBackoffOptions,
+  type ApiInboundPolicyOutput,
+  type PolicyClient,
+} from '../../api/load.ts';
+import { backoffDelay, backoffSettings, WATCH_BACKOFF } from '../../core/backoff.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { mathRandom, type Random } from '../../core/random.ts';
@@ -28,17 +34,16 @@ export interface PolicyWatch {
 }
 
 export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
-  const initialMs = Math.max(1, options.backoff?.initialMs ?? 250);
-  const maxMs = Math.max(initialMs, options.backoff?.maxMs ?? 10_000);
+  const backoff = backoffSettings(options.backoff, WATCH_BACKOFF);
   const timers = options.timers ?? systemTimers;
   const random = options.random ?? mathRandom;
   const log = options.log;
   const { Policy } = loadPolicyApi();
-  const client: PolicyClient = new Policy(options.address, grpc.credentials.createInsecure(), {
-    // The channel's own reconnect backoff (default 1 s .. 120 s) would otherwise outlast ours.
-    'grpc.initial_reconnect_backoff_ms': initialMs,
-    'grpc.max_reconnect_backoff_ms': maxMs,
-  });
+  const client: PolicyClient = new Policy(
+    options.address,
+    grpc.credentials.createInsecure(),
+    reconnectBackoffOptions(backoff),
+  );
   let call: grpc.ClientReadableStream<ApiInboundPolicyOutput> | null = null;
   let retry: TimerHandle | null = null;
   let failures = 0;
@@ -63,8 +68,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
     current.on('status', (status: grpc.StatusObject) => {
       if (closed || call !== current) return;
       call = null;
-      const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(failures, 30));
-      const delay = ceiling / 2 + (ceiling / 2) * random.next();
+      const delay = backoffDelay(failures, backoff, random);
       const reason =
         status.code === grpc.status.OK
           ? 'the stream ended'

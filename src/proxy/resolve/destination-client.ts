@@ -10,7 +10,9 @@ import {
   type ApiEndpointOutput,
   type ApiUpdateOutput,
   type DestinationClient,
+  reconnectBackoffOptions,
 } from '../../api/load.ts';
+import { backoffDelay, backoffSettings, WATCH_BACKOFF, type BackoffSettings } from '../../core/backoff.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -48,8 +50,7 @@ interface Watch {
 
 export class DestinationResolver implements Resolver {
   readonly #client: DestinationClient;
-  readonly #initialMs: number;
-  readonly #maxMs: number;
+  readonly #backoff: BackoffSettings;
   readonly #timers: Timers;
   readonly #random: Random;
   readonly #log: Logger;
@@ -57,8 +58,7 @@ export class DestinationResolver implements Resolver {
   #closed = false;
 
   constructor(options: DestinationResolverOptions) {
-    this.#initialMs = Math.max(1, options.backoff?.initialMs ?? 250);
-    this.#maxMs = Math.max(this.#initialMs, options.backoff?.maxMs ?? 10_000);
+    this.#backoff = backoffSettings(options.backoff, WATCH_BACKOFF);
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? mathRandom;
     this.#log = (options.log ?? silentLogger).child({ component: 'destination-client' });
@@ -66,12 +66,7 @@ export class DestinationResolver implements Resolver {
     this.#client = new Destination(
       options.address,
       options.credentials ?? grpc.credentials.createInsecure(),
-      {
-        // The channel's own reconnect backoff (default 1 s .. 120 s) would otherwise outlast ours.
-        'grpc.initial_reconnect_backoff_ms': this.#initialMs,
-        'grpc.max_reconnect_backoff_ms': this.#maxMs,
-        ...options.channelOptions,
-      },
+      { ...reconnectBackoffOptions(this.#backoff), ...options.channelOptions },
     );
   }
 
@@ -145,8 +140,7 @@ export class DestinationResolver implements Resolver {
   }
 
   #nextDelay(failures: number): number {
-    const ceiling = Math.min(this.#maxMs, this.#initialMs * 2 ** Math.min(failures, 30));
-    return ceiling / 2 + (ceiling / 2) * this.#random.next();
+    return backoffDelay(failures, this.#backoff, this.#random);
   }
 
   #cancel(watch: Watch): void {
