@@ -32,32 +32,11 @@ const RESPONSE_SKIP = new Set([
 /** What a request line or Host cannot hold (HTTP/2 field values are checked by nghttp2). */
 const FIELD_UNSAFE = /[\r\n\0]/;
 
-/** The HTTP/2 request headers for an HTTP/1.1 request head (as the HTTP/1 session wrote it). */
-export function requestHeaders(head: MessageHead): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = {
-    ':method': head.method,
-    ':scheme': 'http',
-    ':authority': head.host ?? '',
-    ':path': head.target,
-    [ORIG_PROTO_HEADER]: ORIG_PROTO_HTTP1,
-  };
-  const h = head.headers;
-  for (let i = 0; i < h.length; i += 2) {
-    const name = h[i]!.toLowerCase();
-    if (REQUEST_SKIP.has(name)) continue;
-    const value = h[i + 1]!;
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [String(prev), value];
-  }
-  return out;
-}
-
 /**
  * The HTTP/2 request headers for an HTTP/1.1 request head as the session forwards it (`line`:
  * method, path, Host rewrites, a dropped field, extra fields): what requestHeaders gives for the
- * bytes serializeRequestHead would write, without writing and parsing them.
+ * bytes serializeRequestHead would write, read back as an HTTP/2 request, without writing and
+ * parsing them.
  */
 export function requestHeadersFor(head: MessageHead, line: RequestLine): http2.OutgoingHttpHeaders {
   let authority = line.host;
@@ -149,13 +128,6 @@ export function fieldLines(headers: http2.IncomingHttpHeaders | null): string {
   return s;
 }
 
-export function responseHead(status: number, headers: http2.IncomingHttpHeaders, framing: string): Buffer {
-  return Buffer.from(
-    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n${fieldLines(headers)}${framing}\r\n`,
-    'latin1',
-  );
-}
-
 export interface H1RequestHead {
   readonly text: string;
   /** The body goes chunked (the stream declared no length). */
@@ -207,11 +179,7 @@ export function h2ResponseHeaders(head: MessageHead, keepContentLength: boolean)
     const name = h[i]!.toLowerCase();
     if (RESPONSE_SKIP.has(name) || (tokens !== null && tokens.includes(name))) continue;
     if (name === 'content-length' && !keepContentLength) continue;
-    const value = h[i + 1]!;
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [String(prev), value];
+    addField(out, name, h[i + 1]!);
   }
   return out;
 }
