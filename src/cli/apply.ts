@@ -4,10 +4,11 @@
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
 // Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
-import { readFile, rm, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { ConfigError } from '../core/errors.ts';
 import { servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
+import { removeFile } from '../control/discovery/state-file-io.ts';
 import { deletePolicyFile, writePolicyFile } from '../control/policy/state-files.ts';
 import { parseResources, resourceName, type Resource } from '../control/resources.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
@@ -67,14 +68,7 @@ async function writeResource(root: string, resource: Resource): Promise<void> {
 /** Removes a resource from the state folder; false when it was not there. */
 async function deleteResource(root: string, resource: Resource): Promise<boolean> {
   if (resource.kind !== 'Service') return deletePolicyFile(root, resource);
-  const path = servicePath(root, resource.namespace, resource.name);
-  try {
-    await stat(path);
-  } catch {
-    return false;
-  }
-  await rm(path, { force: true });
-  return true;
+  return removeFile(servicePath(root, resource.namespace, resource.name));
 }
 
 async function readSource(file: string): Promise<string> {

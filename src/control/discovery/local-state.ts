@@ -21,7 +21,6 @@
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
-import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { basename, join } from 'node:path';
 import * as v from 'valibot';
@@ -29,7 +28,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import { dnsLabel, port, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
-import { type FileCache, readCachedFile } from './file-cache.ts';
+import { type FileCache, listStateFiles, readCachedFile, writeAtomically } from './state-file-io.ts';
 
 const unknownKey = strictObjectMessage('unknown field');
 
@@ -144,13 +143,6 @@ export async function writeWorkloadFile(
   await writeAtomically(workloadPath(root, namespace, name), JSON.stringify(workload, null, 2) + '\n');
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true });
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
-}
-
 /** Reads the whole state folder. Never throws: unreadable or invalid files are logged and skipped. */
 export async function readLocalState(root: string, cache: StateFileCache, log: Logger): Promise<LocalState> {
   const seen = new Set<string>();
@@ -256,27 +248,6 @@ async function parseCached(
     return { ok: false };
   });
   return parsed ?? { ok: false };
-}
-
-/** [namespace, path] of every state file under `dir/<namespace>/`, sorted by path. */
-async function listStateFiles(dir: string, extensions: readonly string[]): Promise<[string, string][]> {
-  const out: [string, string][] = [];
-  for (const namespace of await readdirOrEmpty(dir)) {
-    if (namespace.startsWith('.')) continue;
-    for (const name of await readdirOrEmpty(join(dir, namespace))) {
-      if (name.startsWith('.') || name.endsWith('.tmp')) continue;
-      if (extensions.some((ext) => name.endsWith(ext))) out.push([namespace, join(dir, namespace, name)]);
-    }
-  }
-  return out.sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch {
-    return [];
-  }
 }
 
 /** "field.path: message" of a failed parse, or null when it succeeded. */

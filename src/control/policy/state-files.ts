@@ -9,11 +9,16 @@
 // a hand-edited file is held to the same rules. Writes are atomic (a temporary file renamed into
 // place); names starting with "." or ending in ".tmp" are ignored. A bad file is logged with the
 // field that is wrong and skipped; the rest of the folder still applies.
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
-import { type FileCache, readCachedFile } from '../discovery/file-cache.ts';
+import {
+  type FileCache,
+  listStateFiles,
+  readCachedFile,
+  removeFile,
+  writeAtomically,
+} from '../discovery/state-file-io.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseResources } from '../resources.ts';
 import type { AuthorizationPolicyResource, PolicyResource, PolicySnapshot, ServerResource } from './model.ts';
@@ -41,11 +46,7 @@ export function policyDocument(resource: PolicyResource): Record<string, unknown
 }
 
 export async function writePolicyFile(root: string, resource: PolicyResource): Promise<void> {
-  const path = policyPath(root, resource);
-  await mkdir(join(path, '..'), { recursive: true });
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, stringify(policyDocument(resource)));
-  await rename(tmp, path);
+  await writeAtomically(policyPath(root, resource), stringify(policyDocument(resource)));
 }
 
 /** Removes a resource's file; false when there was none. */
@@ -53,14 +54,7 @@ export async function deletePolicyFile(
   root: string,
   resource: Pick<PolicyResource, 'kind' | 'namespace' | 'name'>,
 ): Promise<boolean> {
-  const path = policyPath(root, resource);
-  try {
-    await stat(path);
-  } catch {
-    return false;
-  }
-  await rm(path, { force: true });
-  return true;
+  return removeFile(policyPath(root, resource));
 }
 
 /** Parsed files by path, so unchanged files are neither re-read nor re-reported. */
@@ -75,17 +69,11 @@ export async function readPolicyFolder(
   const servers: ServerResource[] = [];
   const authorizations: AuthorizationPolicyResource[] = [];
   const seen = new Set<string>();
-  const dir = policyDir(root);
-  for (const namespace of await readdirOrEmpty(dir)) {
-    if (namespace.startsWith('.')) continue;
-    for (const name of await readdirOrEmpty(join(dir, namespace))) {
-      if (name.startsWith('.') || name.endsWith('.tmp') || !/\.ya?ml$/.test(name)) continue;
-      const file = join(dir, namespace, name);
-      seen.add(file);
-      const resource = await readCached(file, namespace, name, cache, log);
-      if (resource?.kind === 'Server') servers.push(resource);
-      else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
-    }
+  for (const [namespace, file] of await listStateFiles(policyDir(root), ['.yaml', '.yml'])) {
+    seen.add(file);
+    const resource = await readCached(file, namespace, basename(file), cache, log);
+    if (resource?.kind === 'Server') servers.push(resource);
+    else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
   }
   for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
   return { servers, authorizations };
@@ -137,12 +125,4 @@ function parsePolicyFile(
     });
   }
   return resource;
-}
-
-async function readdirOrEmpty(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).sort();
-  } catch {
-    return [];
-  }
 }

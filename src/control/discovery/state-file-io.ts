@@ -1,0 +1,91 @@
+// File I/O of the state folder's small files, shared by the discovery state (local-state.ts) and
+// the policy files (../policy/state-files.ts): listing `<dir>/<namespace>/<file>`, reading a file
+// once per change (a file whose modification time and size are what the cache last saw is not read
+// nor parsed again, and a bad one is not reported again on every scan), writing atomically
+// (readers skip the temporary file), and removing.
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../../core/log.ts';
+
+interface Entry<T> {
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly value: T;
+}
+
+/** Parsed values by file path. */
+export type FileCache<T> = Map<string, Entry<T>>;
+
+/**
+ * The value of `file`: from the cache when the file is unchanged, else `parse(text)` (and cached).
+ * Null when the file cannot be read (gone between listing and reading is normal and not logged).
+ */
+export async function readCachedFile<T>(
+  file: string,
+  cache: FileCache<T>,
+  log: Logger,
+  what: string,
+  parse: (text: string) => T,
+): Promise<T | null> {
+  let info;
+  let text;
+  try {
+    info = await stat(file);
+    const cached = cache.get(file);
+    if (cached !== undefined && cached.mtimeMs === info.mtimeMs && cached.size === info.size)
+      return cached.value;
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') log.warn(`cannot read ${what}`, { file, error });
+    return null;
+  }
+  const value = parse(text);
+  cache.set(file, { mtimeMs: info.mtimeMs, size: info.size, value });
+  return value;
+}
+
+/** Writes `path` whole or not at all: a temporary file (".tmp", which listings skip), then a rename. */
+export async function writeAtomically(path: string, text: string): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
+/** Removes a file; false when there was none. */
+export async function removeFile(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+  } catch {
+    return false;
+  }
+  await rm(path, { force: true });
+  return true;
+}
+
+/**
+ * [namespace, path] of every file under `dir/<namespace>/` whose name ends in one of `extensions`
+ * (dot files and temporary ".tmp" files left out), sorted by path.
+ */
+export async function listStateFiles(
+  dir: string,
+  extensions: readonly string[],
+): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for (const namespace of await readdirOrEmpty(dir)) {
+    if (namespace.startsWith('.')) continue;
+    for (const name of await readdirOrEmpty(join(dir, namespace))) {
+      if (name.startsWith('.') || name.endsWith('.tmp')) continue;
+      if (extensions.some((ext) => name.endsWith(ext))) out.push([namespace, join(dir, namespace, name)]);
+    }
+  }
+  return out.sort((a, b) => (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return (await readdir(dir)).sort();
+  } catch {
+    return [];
+  }
+}
