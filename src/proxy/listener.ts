@@ -13,8 +13,7 @@ import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
 import { H1Session } from './http/h1-session.ts';
 import { forwardTcp, splice } from './tcp/forward.ts';
-import { offersMeshAlpn } from './mesh/protocol.ts';
-import { isMeshSocket } from './mesh/connect.ts';
+import { isMeshSocket, offersMeshAlpn } from './mesh/protocol.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
 

@@ -13,6 +13,7 @@ import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
 import type { Target } from './transport/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
+import { loadMeshTransport } from './mesh/wiring.ts';
 
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
@@ -42,8 +43,9 @@ export async function startProxy(
     identity?.close();
     throw err;
   }
+  const mesh = identity === null ? null : { identity, transport: await loadMeshTransport() };
   const accessLog = openAccessLog(config.log.access, { log });
-  const rt = new ProxyRuntime(config, log, accessLog, identity, authorizer);
+  const rt = new ProxyRuntime(config, log, accessLog, mesh, authorizer);
   const transparent = config.mode === 'transparent';
   const app: Target | null =
     config.appPort !== undefined ? { host: config.appHost, port: config.appPort } : null;

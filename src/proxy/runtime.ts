@@ -20,9 +20,8 @@ import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
 import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
-import type { WorkloadIdentity } from './identity/provider.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
-import { MeshWiring } from './mesh/wiring.ts';
+import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -54,7 +53,7 @@ export class ProxyRuntime {
     config: ProxyConfig,
     log: Logger,
     accessLog: AccessLog | null,
-    identity: WorkloadIdentity | null = null,
+    mesh: MeshIdentity | null = null,
     authorizer: InboundAuthorizer | null = null,
   ) {
     this.config = config;
@@ -94,7 +93,7 @@ export class ProxyRuntime {
           this.h1Sessions.add(new H1Session(this.h1Context('inbound'), socket, target, null, identity));
         },
       },
-      identity,
+      mesh,
       authorizer,
     );
     this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
@@ -109,8 +108,9 @@ export class ProxyRuntime {
     return (this.h2Proxies[dir] ??= Promise.all([
       import('./http/h2-proxy.ts'),
       outbound ? this.mesh.outboundH2Pool() : undefined,
+      outbound ? undefined : this.mesh.inboundStreamHook(),
     ]).then(
-      ([{ H2Proxy }, pool]) =>
+      ([{ H2Proxy }, pool, streamHook]) =>
         new H2Proxy({
           direction: dir,
           metrics: this.metrics,
@@ -122,7 +122,7 @@ export class ProxyRuntime {
           route: (authority, connTarget) => this.routeAuthority(authority, connTarget),
           discovery: this.discovery,
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
-          ...(outbound ? {} : { streamHook: this.mesh.inboundStreamHook() }),
+          ...(streamHook !== undefined ? { streamHook } : {}),
         }),
     ));
   }

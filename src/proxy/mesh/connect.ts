@@ -14,7 +14,7 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import { targetKey } from '../transport/target.ts';
 import type { MeshCredentials } from './credentials.ts';
-import { ALPN_TCP } from './protocol.ts';
+import { ALPN_TCP, markMeshSocket } from './protocol.ts';
 
 export const IDENTITY_MISMATCH_CODE = 'TRELLIS_ERR_IDENTITY_MISMATCH';
 
@@ -26,17 +26,11 @@ export interface MeshClientContext {
 
 /** Why a mesh socket failed, by the error it emitted (set by the socket's first error listener). */
 const failures = new WeakMap<Error, ConnectFailureReason>();
-/** Sockets that are mesh connections (a CONNECT tunnel's upstream may be one). */
-const meshSockets = new WeakSet<net.Socket>();
 /** Mesh sockets whose handshake completed on our side. */
 const securedSockets = new WeakSet<net.Socket>();
 
 export function meshFailureOf(err: unknown): ConnectFailureReason | undefined {
   return err instanceof Error ? failures.get(err) : undefined;
-}
-
-export function isMeshSocket(socket: net.Socket): boolean {
-  return meshSockets.has(socket);
 }
 
 /**
@@ -86,7 +80,7 @@ export function openMeshSocket(
     ALPNProtocols: [alpn],
     checkServerIdentity: (_host, cert) => checkPeerIdentity(identity, cert),
   });
-  meshSockets.add(socket);
+  markMeshSocket(socket);
   raw.on('error', (err) => socket.destroy(err)); // (node:tls may pass it on too: classified once)
   let secure = false;
   socket.once('secureConnect', () => {

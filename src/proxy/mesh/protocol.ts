@@ -15,6 +15,17 @@
 
 import type { Endpoint } from '../resolve/resolver.ts';
 
+/** Sockets that are mesh connections (a CONNECT tunnel's upstream may be one); connect.ts marks them. */
+const meshSockets = new WeakSet<object>();
+
+export function markMeshSocket(socket: object): void {
+  meshSockets.add(socket);
+}
+
+export function isMeshSocket(socket: object): boolean {
+  return meshSockets.has(socket);
+}
+
 export const ALPN_H2 = 'trellis-h2/1';
 export const ALPN_HTTP1 = 'trellis-http1/1';
 export const ALPN_TCP = 'trellis-tcp/1';

@@ -15,12 +15,25 @@ import type { InboundAuthorizer } from '../policy/types.ts';
 import { forwardTcp } from '../tcp/forward.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
-import { MeshCredentials } from './credentials.ts';
+import type { MeshCredentials } from './credentials.ts';
 import type { BridgeContext } from './h2-to-h1.ts';
-import { type InboundStreamHook, inboundStreamHook } from './inbound-h2.ts';
+import type { InboundStreamHook } from './inbound-h2.ts';
 import { InboundPolicy } from './inbound-policy.ts';
-import { MeshInbound } from './inbound.ts';
-import { MeshOutbound } from './outbound.ts';
+import type { MeshInbound } from './inbound.ts';
+import type { MeshOutbound } from './outbound.ts';
+
+/** The transport's classes (transport.ts), loaded only when the proxy has an identity. */
+export type MeshTransport = typeof import('./transport.ts');
+
+/** The identity the proxy presents, with the transport that carries it. */
+export interface MeshIdentity {
+  readonly identity: WorkloadIdentity;
+  readonly transport: MeshTransport;
+}
+
+export function loadMeshTransport(): Promise<MeshTransport> {
+  return import('./transport.ts');
+}
 
 /** What the mesh needs from the proxy runtime. */
 export interface MeshHost {
@@ -46,7 +59,7 @@ export class MeshWiring {
   private h2Pool: Promise<H2UpstreamPool> | null = null;
   private readonly unsubscribe: () => void = () => {};
 
-  constructor(host: MeshHost, identity: WorkloadIdentity | null, authorizer: InboundAuthorizer | null) {
+  constructor(host: MeshHost, mesh: MeshIdentity | null, authorizer: InboundAuthorizer | null) {
     this.host = host;
     const { config, log, metrics } = host;
     this.authorizer = authorizer;
@@ -56,13 +69,14 @@ export class MeshWiring {
       metrics,
       log: log.child({ component: 'policy' }),
     });
-    if (identity === null) {
+    if (mesh === null) {
       this.credentials = null;
       this.outbound = null;
       this.inbound = null;
       return;
     }
-    const credentials = new MeshCredentials(identity);
+    const { MeshCredentials, MeshInbound, MeshOutbound } = mesh.transport;
+    const credentials = new MeshCredentials(mesh.identity);
     this.credentials = credentials;
     const now = credentials.current();
     if (now !== null) metrics.identityExpiry(now.expiresAtMs);
@@ -100,8 +114,12 @@ export class MeshWiring {
     ));
   }
 
-  /** The inbound HTTP/2 path's per-stream hook (identity header, policy, HTTP/1 restoring). */
-  inboundStreamHook(): InboundStreamHook {
+  /**
+   * The inbound HTTP/2 path's per-stream hook (identity header, policy, HTTP/1 restoring), loaded
+   * with the HTTP/2 forwarder (runtime.ts) that alone uses it.
+   */
+  async inboundStreamHook(): Promise<InboundStreamHook> {
+    const { inboundStreamHook } = await import('./inbound-h2.ts');
     const { config, log, metrics, pool } = this.host;
     const bridge: BridgeContext = {
       pool,
