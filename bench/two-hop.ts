@@ -118,9 +118,9 @@ function finishMemory(r: Running): void {
 
 /** What the server-side trellis proxy received, as its request counters by protocol say. */
 function secondHopProtocol(h2: number, all: number, meshConnections: number): string {
-  // Over the mesh, HTTP/1 requests cross as HTTP/2 streams (trellis-h2/1) and are counted as the
+  // Over the mesh, HTTP/1 requests cross as HTTP/2 streams (trellis-h2h1/1) and are counted as the
   // HTTP/1 the app gets; mTLS connections on the server side mean that path was taken.
-  if (meshConnections > 0) return 'HTTP/1 as HTTP/2 streams (trellis-h2/1)';
+  if (meshConnections > 0) return 'HTTP/1 as HTTP/2 streams (trellis-h2h1/1)';
   if (h2 === all) return 'HTTP/2';
   if (h2 === 0) return 'HTTP/1.1 (no HTTP/2 between the proxies yet)';
   return `HTTP/2 for ${h2.toLocaleString('en-US')} of ${all.toLocaleString('en-US')} requests`;

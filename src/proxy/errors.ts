@@ -1,6 +1,7 @@
 // The reasons a proxy answers or closes a request itself. Each one appears in the
 // `trellis-proxy-error` response header and as the `reason` label of trellis_proxy_errors_total,
 // so the set is closed: label values never come from request input.
+import { TrellisError } from '../core/errors.ts';
 
 export const PROXY_ERROR_REASONS = [
   'bad-request', // malformed or ambiguous HTTP/1 request (400)
@@ -59,5 +60,15 @@ export function statusForReason(reason: ProxyErrorReason): number {
       return 403;
     case 'loop-detected':
       return 508;
+  }
+}
+
+/** Connecting to an upstream failed: `reason` is the proxy error reason to report. */
+export class UpstreamConnectError extends TrellisError {
+  readonly reason: ConnectFailureReason;
+  constructor(reason: ConnectFailureReason, message: string, cause?: unknown) {
+    super(`TRELLIS_ERR_${reason.toUpperCase().replaceAll('-', '_')}`, message, { cause });
+    this.name = 'UpstreamConnectError';
+    this.reason = reason;
   }
 }

@@ -243,6 +243,7 @@ export class ProxyRuntime {
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
     this.pool.close();
+    this.mesh.drain();
     for (const s of this.h1Sessions) s.drain();
     const h2Done = Promise.all(
       [this.h2Proxies.inbound, this.h2Proxies.outbound].map((p) => p?.then((h2) => h2.drain(graceMs))),

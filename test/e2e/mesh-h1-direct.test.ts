@@ -1,7 +1,7 @@
 // The client-side proxy's direct HTTP/1 -> HTTP/2 path (src/proxy/http/direct-upstream.ts,
 // src/proxy/mesh/h1-over-h2.ts): the HTTP/1 session hands its parsed request head to the HTTP/2
 // stream and gets the response head back parsed, instead of writing and re-parsing HTTP/1 bytes.
-// These check what that path must keep: the HTTP/2 request headers are exactly those the old
+// These check what that path must keep: the HTTP/2 request fields are exactly those the old
 // serialize-then-parse round trip gave (property test), and end to end through two proxies over
 // mTLS the session's own framing rules still apply: 304 without a body on a kept-alive
 // connection, an HTTP/1.0 client getting a close-delimited body, 100 Continue, and a large body
@@ -14,9 +14,8 @@ import { once } from 'node:events';
 import fc from 'fast-check';
 import { parseRequestHead, type H1Limits } from '../../src/proxy/http/h1-parser.ts';
 import { serializeRequestHead, type RequestLine } from '../../src/proxy/http/h1-serialize.ts';
-import type * as http2 from 'node:http2';
 import type { MessageHead } from '../../src/proxy/http/h1-parser.ts';
-import { requestHeadersFor } from '../../src/proxy/mesh/h1-fields.ts';
+import { requestFieldsFor } from '../../src/proxy/mesh/h1-fields.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
 
@@ -35,7 +34,6 @@ const fieldName = fc.oneof(
     'Upgrade',
     'Proxy-Connection',
     'Proxy-Authenticate',
-    'trellis-orig-proto',
     'x-drop',
     'X-Drop',
     'Content-Length',
@@ -45,11 +43,11 @@ const fieldName = fc.oneof(
 );
 
 /**
- * The oracle: the HTTP/2 request headers of a parsed HTTP/1.1 request head, as the mesh built them
+ * The oracle: the HTTP/2 request fields of a parsed HTTP/1.1 request head, as the mesh built them
  * before the direct path (from the bytes the session wrote): connection-specific fields dropped,
- * Host as :authority, repeated fields as lists.
+ * Host as :authority, the others in order, names in lower case.
  */
-function roundTripHeaders(head: MessageHead): http2.OutgoingHttpHeaders {
+function roundTripFields(head: MessageHead): string[] {
   const skip = new Set([
     'host',
     'connection',
@@ -59,28 +57,25 @@ function roundTripHeaders(head: MessageHead): http2.OutgoingHttpHeaders {
     'upgrade',
     'te',
     'http2-settings',
-    'trellis-orig-proto',
   ]);
-  const out: http2.OutgoingHttpHeaders = {
-    ':method': head.method,
-    ':scheme': 'http',
-    ':authority': head.host ?? '',
-    ':path': head.target,
-    'trellis-orig-proto': 'HTTP/1.1',
-  };
+  const out = [
+    ':method',
+    head.method,
+    ':scheme',
+    'http',
+    ':authority',
+    head.host ?? '',
+    ':path',
+    head.target,
+  ];
   for (let i = 0; i < head.headers.length; i += 2) {
     const name = head.headers[i]!.toLowerCase();
-    if (skip.has(name)) continue;
-    const value = head.headers[i + 1]!;
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [String(prev), value];
+    if (!skip.has(name)) out.push(name, head.headers[i + 1]!);
   }
   return out;
 }
 
-test('requestHeadersFor gives the headers of the serialize-then-parse round trip', () => {
+test('requestFieldsFor gives the fields of the serialize-then-parse round trip', () => {
   fc.assert(
     fc.property(
       fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH'),
@@ -105,7 +100,7 @@ test('requestHeadersFor gives the headers of the serialize-then-parse round trip
         const again = parseRequestHead(Buffer.from(text, 'latin1'), 0, text.length, LIMITS);
         fc.pre(again.kind === 'ok');
         if (again.kind !== 'ok') return;
-        assert.deepEqual(requestHeadersFor(parsed.head, line), roundTripHeaders(again.head));
+        assert.deepEqual(requestFieldsFor(parsed.head, line), roundTripFields(again.head));
       },
     ),
     { numRuns: 500 },

@@ -12,10 +12,12 @@
 // of the app and the HTTP/1 requests converted to HTTP/2 alike (src/proxy/mesh/).
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { TrellisError } from '../../core/errors.ts';
+import { UpstreamConnectError } from '../errors.ts';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
+
+export { UpstreamConnectError } from '../errors.ts';
 
 export interface Target {
   host: string;
@@ -26,16 +28,6 @@ export interface Target {
 export const H2_STREAM_WINDOW = 1 << 20;
 export const H2_CONNECTION_WINDOW = 16 << 20;
 export const H2_MAX_CONCURRENT_STREAMS = 128;
-
-/** Connecting to an upstream failed: `reason` is the proxy error reason to report. */
-export class UpstreamConnectError extends TrellisError {
-  readonly reason: ConnectFailureReason;
-  constructor(reason: ConnectFailureReason, message: string, cause?: unknown) {
-    super(`TRELLIS_ERR_${reason.toUpperCase().replaceAll('-', '_')}`, message, { cause });
-    this.name = 'UpstreamConnectError';
-    this.reason = reason;
-  }
-}
 
 /** Opens the mTLS connections of sessions to meshed endpoints (src/proxy/mesh/). */
 export interface SecureConnector {

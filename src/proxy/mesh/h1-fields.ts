@@ -1,11 +1,10 @@
 // Field conversions between HTTP/1.1 and HTTP/2 for the mesh, both ways (h1-over-h2.ts on the
-// outbound side, h2-to-h1.ts on the inbound side): which fields belong to one connection and never
-// cross (RFC 9110 7.6.1, RFC 9113 8.2.2), Host and :authority, how a body is framed, and the
-// marker that says an HTTP/2 stream was an HTTP/1.1 request.
-import type * as http2 from 'node:http2';
+// outbound side, h1-from-h2.ts on the inbound side): which fields belong to one connection and
+// never cross (RFC 9110 7.6.1, RFC 9113 8.2.2), Host and :authority, and how a body is framed.
+// HTTP/2 fields are flat lists [name, value, ...] as the own HTTP/2 connection (src/proxy/h2/)
+// sends and receives them, names in lower case.
 import type { MessageHead } from '../http/h1-parser.ts';
 import { isHopByHop, type RequestLine } from '../http/h1-serialize.ts';
-import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1 } from './protocol.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
 /** Request fields that belong to the HTTP/1 connection (or are rewritten), never to a stream. */
@@ -18,7 +17,6 @@ const REQUEST_SKIP = new Set([
   'upgrade',
   'te',
   'http2-settings',
-  ORIG_PROTO_HEADER,
 ]);
 /** Response fields that HTTP/2 never carries and an HTTP/1 response must not copy. */
 const RESPONSE_SKIP = new Set([
@@ -29,24 +27,17 @@ const RESPONSE_SKIP = new Set([
   'upgrade',
   'te',
 ]);
-/** What a request line or Host cannot hold (HTTP/2 field values are checked by nghttp2). */
+/** What a request line or Host cannot hold. */
 const FIELD_UNSAFE = /[\r\n\0]/;
 
 /**
- * The HTTP/2 request headers for an HTTP/1.1 request head as the session forwards it (`line`:
- * method, path, Host rewrites, a dropped field, extra fields): what requestHeaders gives for the
- * bytes serializeRequestHead would write, read back as an HTTP/2 request, without writing and
- * parsing them.
+ * The HTTP/2 request fields for an HTTP/1.1 request head as the session forwards it (`line`:
+ * method, path, Host rewrites, a dropped field, extra fields): what the bytes serializeRequestHead
+ * would write give, read back as an HTTP/2 request, without writing and parsing them.
  */
-export function requestHeadersFor(head: MessageHead, line: RequestLine): http2.OutgoingHttpHeaders {
+export function requestFieldsFor(head: MessageHead, line: RequestLine): string[] {
+  const out = [':method', line.method, ':scheme', 'http', ':authority', '', ':path', line.path];
   let authority = line.host;
-  const out: http2.OutgoingHttpHeaders = {
-    ':method': line.method,
-    ':scheme': 'http',
-    ':authority': '',
-    ':path': line.path,
-    [ORIG_PROTO_HEADER]: ORIG_PROTO_HTTP1,
-  };
   const drop = line.drop ?? null;
   const tokens = head.connectionTokens;
   const h = head.headers;
@@ -57,46 +48,43 @@ export function requestHeadersFor(head: MessageHead, line: RequestLine): http2.O
       continue;
     }
     if (name === drop || REQUEST_SKIP.has(name) || isHopByHop(name, tokens)) continue;
-    addField(out, name, h[i + 1]!);
+    out.push(name, h[i + 1]!);
   }
-  out[':authority'] = authority ?? '';
+  out[5] = authority ?? '';
   const extra = line.extra ?? '';
   if (extra !== '') {
     for (const l of extra.split('\r\n')) {
       const colon = l.indexOf(':');
-      if (colon > 0) addField(out, l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim());
+      if (colon > 0) out.push(l.slice(0, colon).toLowerCase(), l.slice(colon + 1).trim());
     }
   }
   return out;
 }
 
-function addField(out: http2.OutgoingHttpHeaders, name: string, value: string): void {
-  const prev = out[name];
-  if (prev === undefined) out[name] = value;
-  else if (Array.isArray(prev)) prev.push(value);
-  else out[name] = [String(prev), value];
+/** The value of the first field called `name` (lower case), or undefined. */
+export function fieldValue(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
 }
 
 /**
- * An HTTP/1 response head (for the session's direct path) from HTTP/2 response headers: the
+ * An HTTP/1 response head (for the session's direct path) from HTTP/2 response fields: the
  * fields HTTP/1 may carry, the reason phrase of the status, and `extra` fields appended.
  */
 export function responseMessageHead(
   status: number,
-  headers: http2.IncomingHttpHeaders,
+  fields: readonly string[],
   bodyKind: MessageHead['bodyKind'],
   contentLength: number,
   extra: readonly string[] | null,
 ): MessageHead {
   const flat: string[] = [];
-  for (const name of Object.keys(headers)) {
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
     if (name.charCodeAt(0) === 0x3a || RESPONSE_SKIP.has(name)) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) flat.push(name, v);
-    else flat.push(name, String(value));
+    flat.push(name, fields[i + 1]!);
   }
-  if (extra !== null) flat.push(...extra);
+  if (extra !== null) for (const f of extra) flat.push(f);
   return {
     method: '',
     target: '',
@@ -114,16 +102,14 @@ export function responseMessageHead(
   };
 }
 
-/** "name: value\r\n" lines of HTTP/2 headers or trailers (pseudo-headers and hop-by-hop left out). */
-export function fieldLines(headers: http2.IncomingHttpHeaders | null): string {
-  if (headers === null) return '';
+/** "name: value\r\n" lines of HTTP/2 fields or trailers (pseudo-headers and hop-by-hop left out). */
+export function fieldLines(fields: readonly string[] | null): string {
+  if (fields === null) return '';
   let s = '';
-  for (const name of Object.keys(headers)) {
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
     if (name.charCodeAt(0) === 0x3a || RESPONSE_SKIP.has(name)) continue;
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) s += name + ': ' + v + '\r\n';
-    else s += name + ': ' + value + '\r\n';
+    s += name + ': ' + fields[i + 1]! + '\r\n';
   }
   return s;
 }
@@ -139,47 +125,58 @@ export interface H1RequestHead {
 }
 
 /**
- * The HTTP/1.1 request for an HTTP/2 stream's headers: :authority as Host, the body as the
+ * The HTTP/1.1 request for an HTTP/2 stream's fields: :authority as Host, the body as the
  * declared Content-Length, else chunked, none when the stream ended with its headers. Null when
- * the method, path or authority cannot be written safely in a request line.
+ * the method, path or authority cannot be written safely in a request line (field values were
+ * checked on receipt: src/proxy/h2/fields.ts).
  */
-export function h1RequestHead(h: http2.IncomingHttpHeaders, endAfterHeaders: boolean): H1RequestHead | null {
-  const method = String(h[':method'] ?? 'GET');
-  const path = String(h[':path'] ?? '');
-  const authority = String(h[':authority'] ?? h.host ?? '');
-  if (FIELD_UNSAFE.test(method) || FIELD_UNSAFE.test(path) || FIELD_UNSAFE.test(authority)) return null;
-  let s = `${method} ${path === '' ? '/' : path} HTTP/1.1\r\nHost: ${authority}\r\n`;
-  for (const name of Object.keys(h)) {
-    if (name.charCodeAt(0) === 0x3a || REQUEST_SKIP.has(name) || name === 'content-length') continue;
-    const value = h[name];
-    if (value === undefined) continue;
-    if (Array.isArray(value)) {
-      if (name === 'cookie') s += `cookie: ${value.join('; ')}\r\n`;
-      else for (const v of value) s += `${name}: ${v}\r\n`;
-    } else s += `${name}: ${value}\r\n`;
+export function h1RequestHead(fields: readonly string[], endAfterHeaders: boolean): H1RequestHead | null {
+  let method = 'GET';
+  let path = '';
+  let authority: string | null = null;
+  let host = '';
+  let declared: string | undefined;
+  let cookies: string[] | null = null;
+  let rest = '';
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (name === ':method') method = value;
+      else if (name === ':path') path = value;
+      else if (name === ':authority') authority = value;
+      continue;
+    }
+    if (name === 'content-length') declared ??= value;
+    else if (name === 'host') host = value;
+    else if (name === 'cookie') (cookies ??= []).push(value);
+    else if (!REQUEST_SKIP.has(name)) rest += name + ': ' + value + '\r\n';
   }
-  const declared = h['content-length'];
+  const auth = authority ?? host;
+  if (FIELD_UNSAFE.test(method) || FIELD_UNSAFE.test(path) || FIELD_UNSAFE.test(auth)) return null;
+  let s = `${method} ${path === '' ? '/' : path} HTTP/1.1\r\nHost: ${auth}\r\n${rest}`;
+  if (cookies !== null) s += `cookie: ${cookies.join('; ')}\r\n`;
   if (endAfterHeaders) {
     if (declared !== undefined) s += 'Content-Length: 0\r\n';
     return { text: s + '\r\n', chunked: false, length: 0, bodyless: true };
   }
-  if (declared !== undefined && /^\d{1,15}$/.test(String(declared))) {
+  if (declared !== undefined && /^\d{1,15}$/.test(declared)) {
     const length = Number(declared);
     return { text: `${s}Content-Length: ${length}\r\n\r\n`, chunked: false, length, bodyless: length === 0 };
   }
   return { text: `${s}Transfer-Encoding: chunked\r\n\r\n`, chunked: true, length: 0, bodyless: false };
 }
 
-/** The HTTP/2 response headers for an app's HTTP/1.1 response head. */
-export function h2ResponseHeaders(head: MessageHead, keepContentLength: boolean): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = { ':status': head.status };
+/** The HTTP/2 response fields for an app's HTTP/1.1 response head. */
+export function h2ResponseFields(head: MessageHead, keepContentLength: boolean): string[] {
+  const out = [':status', String(head.status)];
   const h = head.headers;
   const tokens = head.connectionTokens;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!.toLowerCase();
     if (RESPONSE_SKIP.has(name) || (tokens !== null && tokens.includes(name))) continue;
     if (name === 'content-length' && !keepContentLength) continue;
-    addField(out, name, h[i + 1]!);
+    out.push(name, h[i + 1]!);
   }
   return out;
 }

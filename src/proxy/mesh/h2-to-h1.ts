@@ -1,14 +1,13 @@
-// The inbound half of "HTTP/1 between proxies travels as HTTP/2": an HTTP/2 stream marked
-// `trellis-orig-proto: HTTP/1.1` goes to the app as an HTTP/1.1 request on a pooled keep-alive
-// connection (the same UpstreamPool as the inbound HTTP/1 path), and the app's HTTP/1.1 response,
-// read with the project's strict parser, comes back on the stream.
+// The inbound half of "HTTP/1 between proxies travels as HTTP/2": a stream of the own HTTP/2
+// connection (src/proxy/h2/, ALPN trellis-h2h1/1; inbound-h2h1.ts) goes to the app as an HTTP/1.1
+// request on a pooled keep-alive connection (the same UpstreamPool as the inbound HTTP/1 path),
+// and the app's HTTP/1.1 response, read with the project's strict parser, comes back on it.
 //
 // The request is written in one form: :authority as Host, connection-specific fields dropped, the
 // body as Content-Length when the stream declared one (else chunked; none when the stream ended
 // with its headers). Response fields that belong to the HTTP/1 connection are dropped; the body is
 // streamed with backpressure both ways (stream writes that do not fit pause the app's socket, a
 // full app socket pauses the stream, and HTTP/2 flow control carries that to the peer proxy).
-import * as http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
@@ -17,11 +16,11 @@ import type { H1Limits, MessageHead } from '../http/h1-parser.ts';
 import { parseResponseHead } from '../http/h1-parser.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
 import type { UpstreamConn, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import { ErrorCode } from '../h2/frames.ts';
+import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
-import { h1RequestHead, h2ResponseHeaders } from './h1-fields.ts';
-
-const { NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+import { h1RequestHead, h2ResponseFields } from './h1-fields.ts';
 
 export interface BridgeContext {
   readonly pool: UpstreamPool;
@@ -31,11 +30,14 @@ export interface BridgeContext {
   readonly responseTimeoutMs: number;
 }
 
-export class H2ToH1Exchange implements UpstreamOwner {
+export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private readonly ctx: BridgeContext;
-  private readonly stream: http2.ServerHttp2Stream;
-  private readonly headers: http2.IncomingHttpHeaders;
+  private readonly stream: H2Stream;
+  private readonly fields: readonly string[];
+  private readonly endAfterHeaders: boolean;
   private readonly method: string;
+  /** Request body that came before the app connection was there. */
+  private early: Buffer[] | null = null;
   private readonly startedAt = performance.now();
   private conn: UpstreamConn | null = null;
   private chunkedUp = false;
@@ -50,16 +52,17 @@ export class H2ToH1Exchange implements UpstreamOwner {
   private responseDone = false;
   private reusable = true;
   private recorded = false;
-  private drainHooked = false;
+  private requestEnded = false;
   private status = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly sink: ChunkSink;
 
-  constructor(ctx: BridgeContext, stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+  constructor(ctx: BridgeContext, stream: H2Stream, fields: readonly string[], endAfterHeaders: boolean) {
     this.ctx = ctx;
     this.stream = stream;
-    this.headers = headers;
-    this.method = String(headers[':method'] ?? 'GET');
+    this.fields = fields;
+    this.endAfterHeaders = endAfterHeaders;
+    this.method = fields[fields.indexOf(':method') + 1] ?? 'GET';
     this.sink = {
       data: (chunk) => this.writeDown(chunk),
       end: () => this.endResponse(),
@@ -69,21 +72,23 @@ export class H2ToH1Exchange implements UpstreamOwner {
   start(target: Target): void {
     const { ctx, stream } = this;
     ctx.metrics.requestStarted('inbound', 'http1');
-    stream.on('error', () => {});
-    stream.once('close', () => this.onStreamClose());
+    stream.handler = this;
     const head = this.requestHead();
     if (head === null) {
       this.fail('bad-request', 'the request cannot be written as HTTP/1.1');
       return;
     }
     if (ctx.responseTimeoutMs > 0) this.timer = setTimeout(() => this.onTimeout(), ctx.responseTimeoutMs);
-    stream.pause();
+    if (!this.requestDone) {
+      this.early = [];
+      stream.pause(); // no window back for a body that cannot go anywhere yet
+    }
     ctx.pool.acquire(target, this, (conn, reason, err) => this.onAcquired(conn, reason, err, head));
   }
 
   /** The HTTP/1.1 request head (and how its body is framed), or null when it cannot be written. */
   private requestHead(): string | null {
-    const head = h1RequestHead(this.headers, this.stream.endAfterHeaders);
+    const head = h1RequestHead(this.fields, this.endAfterHeaders);
     if (head === null) return null;
     this.chunkedUp = head.chunked;
     this.remainingUp = head.length;
@@ -97,7 +102,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
     err: Error | undefined,
     head: string,
   ): void {
-    if (this.stream.closed || this.stream.destroyed) {
+    if (this.stream.closed) {
       if (conn !== null) this.ctx.pool.release(conn);
       return;
     }
@@ -110,13 +115,37 @@ export class H2ToH1Exchange implements UpstreamOwner {
     up.cork();
     up.write(head, 'latin1');
     process.nextTick(() => up.uncork());
-    if (this.requestDone) {
-      this.stream.resume(); // lets the stream see its (empty) end
-      return;
-    }
-    this.stream.on('data', (chunk: Buffer) => this.onRequestData(chunk));
-    this.stream.once('end', () => this.onRequestEnd());
+    const early = this.early;
+    this.early = null;
     this.stream.resume();
+    if (early !== null) for (const chunk of early) this.onRequestData(chunk);
+    if (this.requestEnded) this.onRequestEnd();
+  }
+
+  // ---- the stream (H2StreamHandler) --------------------------------------------------------
+
+  onHeaders(_trailers: string[], endStream: boolean): void {
+    // Request trailers are not carried to an HTTP/1.1 app (its body is sent with Content-Length
+    // or chunked without a trailer section); their end is the request's end.
+    if (endStream) this.onData(EMPTY, true);
+  }
+
+  onData(chunk: Buffer, endStream: boolean): void {
+    if (chunk.length > 0) {
+      if (this.early !== null) this.early.push(chunk);
+      else this.onRequestData(chunk);
+    }
+    if (!endStream) return;
+    this.requestEnded = true;
+    if (this.early === null) this.onRequestEnd();
+  }
+
+  onClose(): void {
+    this.onStreamClose();
+  }
+
+  onDrain(): void {
+    this.conn?.socket.resume();
   }
 
   private onRequestData(chunk: Buffer): void {
@@ -134,7 +163,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
         // More body than the stream declared: never let the app see it.
         this.reusable = false;
         up.destroy();
-        this.stream.close(NGHTTP2_PROTOCOL_ERROR);
+        this.stream.reset(ErrorCode.PROTOCOL_ERROR);
         return;
       }
       this.remainingUp -= chunk.length;
@@ -179,8 +208,8 @@ export class H2ToH1Exchange implements UpstreamOwner {
       }
       this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
       if (r.head.status < 200) {
-        if (r.head.status !== 101 && !this.stream.headersSent)
-          this.stream.additionalHeaders({ ':status': r.head.status });
+        if (r.head.status !== 101 && !this.responded)
+          this.stream.sendHeaders([':status', String(r.head.status)], false);
         if (r.head.status === 101) {
           this.reusable = false;
           this.conn?.socket.destroy();
@@ -200,18 +229,10 @@ export class H2ToH1Exchange implements UpstreamOwner {
     if (head.connectionClose) this.reusable = false;
     const noBody = this.method === 'HEAD' || head.status === 204 || head.status === 304;
     this.resKind = noBody ? 'none' : head.bodyKind;
-    const out = h2ResponseHeaders(head, this.resKind === 'length' || noBody);
+    const out = h2ResponseFields(head, this.resKind === 'length' || noBody);
     const empty = this.resKind === 'none' || (this.resKind === 'length' && head.contentLength === 0);
     this.responded = true;
-    try {
-      this.stream.respond(out, { endStream: empty });
-    } catch (err) {
-      this.ctx.log.debug('app response headers could not be sent on HTTP/2', { err });
-      this.reusable = false;
-      this.conn?.socket.destroy();
-      this.stream.close(NGHTTP2_INTERNAL_ERROR);
-      return;
-    }
+    this.stream.sendHeaders(out, empty);
     if (empty) {
       if (this.resBuf !== null) this.reusable = false;
       this.resBuf = null;
@@ -243,7 +264,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
           this.reusable = false;
           this.ctx.metrics.proxyError('inbound', 'upstream-bad-response');
           this.conn?.socket.destroy();
-          this.stream.close(NGHTTP2_INTERNAL_ERROR);
+          this.stream.reset(ErrorCode.INTERNAL_ERROR);
         }
         return;
       case 'close':
@@ -256,12 +277,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
 
   private writeDown(chunk: Buffer): void {
     if (chunk.length === 0 || this.stream.write(chunk)) return;
-    this.conn?.socket.pause();
-    // Listened for only once a write did not fit (most responses never fill the window).
-    if (!this.drainHooked) {
-      this.drainHooked = true;
-      this.stream.on('drain', () => this.conn?.socket.resume());
-    }
+    this.conn?.socket.pause(); // onDrain resumes it
   }
 
   private endResponse(): void {
@@ -287,7 +303,7 @@ export class H2ToH1Exchange implements UpstreamOwner {
     if (!this.responded) this.fail('upstream-reset', 'the app closed the connection before responding');
     else {
       this.ctx.metrics.proxyError('inbound', 'upstream-reset');
-      if (!this.stream.closed) this.stream.close(NGHTTP2_INTERNAL_ERROR);
+      this.stream.reset(ErrorCode.INTERNAL_ERROR);
     }
   }
 
@@ -336,19 +352,16 @@ export class H2ToH1Exchange implements UpstreamOwner {
       conn.owner = null;
       conn.socket.destroy();
     }
-    if (stream.closed || stream.destroyed) return;
+    if (stream.closed) return;
     if (this.responded || stream.headersSent) {
-      stream.close(NGHTTP2_INTERNAL_ERROR);
+      stream.reset(ErrorCode.INTERNAL_ERROR);
       return;
     }
     this.responded = true;
     this.responseDone = true;
     const response = proxyErrorResponse(reason, false, message);
     this.status = Number(response.headers[':status']);
-    stream.respond(response.headers);
-    stream.end(response.body ?? undefined);
-    stream.resume();
-    if (!this.requestDone) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
+    respondWhole(stream, response.headers, response.body);
   }
 
   private record(failed: boolean): void {
@@ -367,4 +380,31 @@ export class H2ToH1Exchange implements UpstreamOwner {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A whole response the proxy makes up. The request body is not waited for: once the response is
+ * out, a stream whose request is still open is closed with NO_ERROR (RFC 9113 8.1).
+ */
+export function respondWhole(
+  stream: H2Stream,
+  headers: Record<string, string | number | string[] | undefined>,
+  body: Buffer | string | null,
+): void {
+  const fields: string[] = [':status', String(headers[':status'])];
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) fields.push(name, x);
+    else fields.push(name, String(v));
+  }
+  if (body === null || body.length === 0) stream.sendHeaders(fields, true);
+  else {
+    stream.sendHeaders(fields, false);
+    stream.write(typeof body === 'string' ? Buffer.from(body) : body, true);
+  }
+  if (!stream.remoteEnded) stream.reset(ErrorCode.NO_ERROR);
 }

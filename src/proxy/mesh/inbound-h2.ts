@@ -1,16 +1,17 @@
 // What the inbound HTTP/2 path does with each stream before the usual forwarding
 // (http/h2-exchange.ts): the client-identity header is removed as sent and set to the verified
 // identity (mTLS) when there is one; authorization policy is asked (denied: 403, or gRPC
-// PERMISSION_DENIED, naming the policy); and a stream that crossed the mesh as a converted
-// HTTP/1.1 request goes to the app as HTTP/1.1 (h2-to-h1.ts). Plaintext HTTP/2 to the inbound
-// listener takes the same path with no identity.
+// PERMISSION_DENIED, naming the policy). Plaintext HTTP/2 to the inbound listener takes the same
+// path with no identity. (HTTP/1 requests from other proxies arrive on their own connections:
+// inbound-h2h1.ts.)
 import * as http2 from 'node:http2';
 import { PROXY_ERROR_HEADER } from '../errors.ts';
 import { isGrpc, proxyErrorResponse } from '../http/h2-headers.ts';
+import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
-import { type BridgeContext, H2ToH1Exchange } from './h2-to-h1.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
-import { ORIG_PROTO_HEADER, ORIG_PROTO_HTTP1 } from './protocol.ts';
+
+type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -22,14 +23,14 @@ export interface InboundConnection {
   readonly ip: string;
 }
 
-/** Returns true when it handled the stream (denied, or bridged to HTTP/1.1); false: forward as usual. */
+/** Returns true when it handled the stream (denied); false: forward as usual. */
 export type InboundStreamHook = (
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
   conn: InboundConnection,
 ) => boolean;
 
-export function inboundStreamHook(policy: InboundPolicy, bridge: BridgeContext): InboundStreamHook {
+export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): InboundStreamHook {
   const idHeader = policy.clientIdHeader;
   return (stream, headers, conn) => {
     if (idHeader !== '') {
@@ -46,16 +47,11 @@ export function inboundStreamHook(policy: InboundPolicy, bridge: BridgeContext):
         String(headers[':path'] ?? ''),
       );
       if (denied !== null) {
-        deny(stream, headers, denied, bridge);
+        deny(stream, headers, denied, metrics);
         return true;
       }
     }
-    if (headers[ORIG_PROTO_HEADER] === undefined) return false;
-    const h1 = headers[ORIG_PROTO_HEADER] === ORIG_PROTO_HTTP1;
-    delete headers[ORIG_PROTO_HEADER];
-    if (!h1 || target === null) return false;
-    new H2ToH1Exchange(bridge, stream, headers).start(target);
-    return true;
+    return false;
   };
 }
 
@@ -64,12 +60,12 @@ function deny(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
   headerValue: string,
-  ctx: BridgeContext,
+  metrics: Metrics,
 ): void {
   const grpc = isGrpc(headers);
   const startedAt = performance.now();
-  ctx.metrics.requestStarted('inbound', 'h2');
-  ctx.metrics.proxyError('inbound', 'forbidden');
+  metrics.requestStarted('inbound', 'h2');
+  metrics.proxyError('inbound', 'forbidden');
   const response = proxyErrorResponse('forbidden', grpc, headerValue, headerValue);
   response.headers[PROXY_ERROR_HEADER] = headerValue;
   stream.on('error', () => {});
@@ -77,7 +73,7 @@ function deny(
   if (response.body !== null) stream.end(response.body);
   stream.resume(); // the request body is discarded
   if (!stream.endAfterHeaders) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
-  ctx.metrics.responseFinished(
+  metrics.responseFinished(
     'inbound',
     'h2',
     Number(response.headers[':status']),

@@ -3,7 +3,7 @@
 // TLS 1.3 only; the client must present a certificate that leads to our trust anchors
 // (requestCert + rejectUnauthorized, enforced by node:tls); its spiffe:// URI SAN is the peer
 // identity. Then, by the ALPN protocol agreed: trellis-h2/1 -> the HTTP/2 inbound path,
-// trellis-http1/1 -> the HTTP/1 inbound path, trellis-tcp/1 -> the opaque transport header
+// trellis-h2h1/1 -> HTTP/1 requests over the own HTTP/2 (inbound-h2h1.ts), trellis-http1/1 -> the HTTP/1 inbound path, trellis-tcp/1 -> the opaque transport header
 // (protocol.ts), then bytes to the app port it names, if that port is allowed.
 //
 // One tls.Server per CertifiedKey (never listening: accepted sockets are handed to it with the
@@ -17,7 +17,7 @@ import { uriSans } from '../identity/provider.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import type { MeshCredentials } from './credentials.ts';
-import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, MESH_ALPNS, parseTcpHeader } from './protocol.ts';
+import { ALPN_H2, ALPN_H2H1, ALPN_HTTP1, ALPN_TCP, MESH_ALPNS, parseTcpHeader } from './protocol.ts';
 
 export interface MeshInboundOptions {
   readonly credentials: MeshCredentials;
@@ -27,6 +27,8 @@ export interface MeshInboundOptions {
   readonly handshakeTimeoutMs: number;
   /** An HTTP/2 connection (trellis-h2/1) from `identity`, going to `target`. */
   h2(socket: tls.TLSSocket, target: Target | null, identity: string): void;
+  /** HTTP/1 requests as streams of the own HTTP/2 connection (trellis-h2h1/1). */
+  h2h1(socket: tls.TLSSocket, target: Target | null, identity: string): void;
   /** An HTTP/1 connection (trellis-http1/1). */
   http1(socket: tls.TLSSocket, target: Target | null, identity: string): void;
   /** Opaque bytes for the app port `port` (trellis-tcp/1); `rest`: bytes after the header. */
@@ -107,6 +109,9 @@ export class MeshInbound {
     switch (socket.alpnProtocol) {
       case ALPN_H2:
         this.opts.h2(socket, pending.target, identity);
+        return;
+      case ALPN_H2H1:
+        this.opts.h2h1(socket, pending.target, identity);
         return;
       case ALPN_HTTP1:
         this.opts.http1(socket, pending.target, identity);

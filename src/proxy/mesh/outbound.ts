@@ -1,8 +1,10 @@
 // The outbound side of the mesh transport: where an endpoint that discovery describes as meshed
 // (with an identity) is reached over mTLS instead of plaintext, and how.
 //
-// - HTTP/1 requests: a virtual connection (h1-over-h2.ts) on the pooled HTTP/2 mTLS session to
-//   the endpoint (ALPN trellis-h2/1), which the app's HTTP/2 and gRPC streams share.
+// - HTTP/1 requests: a virtual connection (h1-over-h2.ts) on the pooled mTLS connection to the
+//   endpoint that speaks the project's own HTTP/2 (ALPN trellis-h2h1/1, h2h1-pool.ts).
+// - The app's HTTP/2 and gRPC streams: node:http2 sessions over mTLS (ALPN trellis-h2/1) opened
+//   by the HTTP/2 upstream pool through this class (SecureConnector).
 // - Upgrade (WebSocket) requests: their own mTLS connection with ALPN trellis-http1/1, carrying
 //   the HTTP/1 bytes as they are.
 // - Opaque TCP, TLS from the app, CONNECT tunnels: an mTLS connection with ALPN trellis-tcp/1 and
@@ -10,10 +12,9 @@
 //
 // A proxy without an identity has no MeshOutbound: meshed endpoints are then reached as before.
 import type net from 'node:net';
-import type { ConnectFailureReason } from '../errors.ts';
+import { UpstreamConnectError, type ConnectFailureReason } from '../errors.ts';
 import type { H1Limits } from '../http/h1-parser.ts';
-import type { H2UpstreamPool, SecureConnector } from '../http/h2-upstream-pool.ts';
-import { UpstreamConnectError } from '../http/h2-upstream-pool.ts';
+import type { SecureConnector } from '../http/h2-upstream-pool.ts';
 import type { AcquireCallback, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
 import type { Target } from '../transport/target.ts';
@@ -27,6 +28,7 @@ import {
 } from './connect.ts';
 import type { MeshCredentials } from './credentials.ts';
 import { H1OverH2Conn } from './h1-over-h2.ts';
+import { MeshH2Pool } from './h2h1-pool.ts';
 import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, encodeTcpHeader, meshIdentityOf } from './protocol.ts';
 
 export interface MeshOutboundOptions extends MeshClientContext {
@@ -34,15 +36,21 @@ export interface MeshOutboundOptions extends MeshClientContext {
   readonly pool: UpstreamPool;
   readonly limits: H1Limits;
   readonly connectTimeoutMs: number;
-  /** The shared outbound HTTP/2 pool (loaded on first use: node:http2 costs memory). */
-  readonly h2Pool: () => Promise<H2UpstreamPool>;
+  readonly idleTimeoutMs: number;
 }
 
 export class MeshOutbound implements SecureConnector {
   private readonly opts: MeshOutboundOptions;
+  /** The connections that carry HTTP/1 requests. */
+  readonly h1Pool: MeshH2Pool;
 
   constructor(opts: MeshOutboundOptions) {
     this.opts = opts;
+    this.h1Pool = new MeshH2Pool({
+      ctx: opts,
+      connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+    });
   }
 
   // ---- SecureConnector: the HTTP/2 pool's mTLS sessions ---------------------------------
@@ -91,21 +99,18 @@ export class MeshOutbound implements SecureConnector {
       return true;
     }
     pool.acquire(address, owner, cb, {
-      key: `mtls-h2 ${where} ${identity}`,
+      key: `mtls-h2h1 ${where} ${identity}`,
       connect: (done) => {
-        this.opts
-          .h2Pool()
-          .then(
-            async (h2) => {
-              await h2.ensureSession(address, identity);
-              done(new H1OverH2Conn(h2, address, identity, this.opts.limits) as unknown as net.Socket, null);
-            },
-            (err: unknown) => done(null, 'connect-failed', err as Error),
-          )
-          .catch((err: unknown) => {
-            const reason = err instanceof UpstreamConnectError ? err.reason : 'connect-failed';
-            done(null, reason, err as Error);
-          });
+        // The virtual connection is handed out once the endpoint's connection is up, so a
+        // failure to reach it reads as what it was (identity-mismatch, tls-handshake-failed...).
+        this.h1Pool.connection(address, identity, (conn, reason, err) => {
+          if (conn === null) done(null, reason ?? 'connect-failed', err);
+          else
+            done(
+              new H1OverH2Conn(this.h1Pool, address, identity, this.opts.limits) as unknown as net.Socket,
+              null,
+            );
+        });
       },
     });
     return true;

@@ -2,8 +2,10 @@
 // proxy sends and the other checks, so both sides share these definitions:
 //
 // - ALPN names the inner protocol of an mTLS connection (TLS 1.3 only, both sides certified):
-//     trellis-h2/1     HTTP/2: gRPC and HTTP/2 streams as the app sent them, and HTTP/1 requests
-//                      carried as HTTP/2 streams marked `trellis-orig-proto: HTTP/1.1`
+//     trellis-h2/1     HTTP/2: gRPC and HTTP/2 streams as the app sent them (node:http2)
+//     trellis-h2h1/1   HTTP/2 framing whose every stream is an HTTP/1.1 request, restored to
+//                      HTTP/1.1 for the app (the project's own HTTP/2 connection, src/proxy/h2/:
+//                      both ends are Trellis, and this path carries most mesh traffic)
 //     trellis-http1/1  HTTP/1 bytes as they are (Upgrade/WebSocket keeps its own connection)
 //     trellis-tcp/1    opaque bytes, after the transport header below
 // - The opaque transport header, the first 6 bytes a client sends on trellis-tcp/1:
@@ -27,13 +29,10 @@ export function isMeshSocket(socket: object): boolean {
 }
 
 export const ALPN_H2 = 'trellis-h2/1';
+export const ALPN_H2H1 = 'trellis-h2h1/1';
 export const ALPN_HTTP1 = 'trellis-http1/1';
 export const ALPN_TCP = 'trellis-tcp/1';
-export const MESH_ALPNS: readonly string[] = [ALPN_H2, ALPN_HTTP1, ALPN_TCP];
-
-/** Marks an HTTP/2 stream that was an HTTP/1.1 request (restored to HTTP/1.1 for the app). */
-export const ORIG_PROTO_HEADER = 'trellis-orig-proto';
-export const ORIG_PROTO_HTTP1 = 'HTTP/1.1';
+export const MESH_ALPNS: readonly string[] = [ALPN_H2, ALPN_H2H1, ALPN_HTTP1, ALPN_TCP];
 
 export const TCP_HEADER_BYTES = 6;
 const MAGIC = [0x54, 0x52, 0x4c, 0x31] as const;

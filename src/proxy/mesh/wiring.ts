@@ -1,8 +1,8 @@
 // The mesh parts of one proxy, assembled once from its identity and authorizer and shared by the
 // listeners and the HTTP paths (runtime.ts holds one): the credentials, the outbound transport
 // (mTLS to meshed endpoints), the inbound termination and its hand-over by ALPN, inbound policy,
-// and the outbound HTTP/2 session pool that the app's HTTP/2 streams and the HTTP/1 requests
-// carried over the mesh share.
+// the outbound HTTP/2 session pool of the app's HTTP/2 streams (node:http2), and the inbound end
+// of HTTP/1 requests carried over the own HTTP/2 connection.
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
@@ -18,6 +18,7 @@ import type { Target } from '../transport/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import type { BridgeContext } from './h2-to-h1.ts';
 import type { InboundStreamHook } from './inbound-h2.ts';
+import type { MeshH2H1Inbound } from './inbound-h2h1.ts';
 import { InboundPolicy } from './inbound-policy.ts';
 import type { MeshInbound } from './inbound.ts';
 import type { MeshOutbound } from './outbound.ts';
@@ -53,6 +54,7 @@ export class MeshWiring {
   readonly credentials: MeshCredentials | null;
   readonly outbound: MeshOutbound | null;
   readonly inbound: MeshInbound | null;
+  readonly h2h1Inbound: MeshH2H1Inbound | null;
   readonly policy: InboundPolicy;
   readonly authorizer: InboundAuthorizer | null;
   private readonly host: MeshHost;
@@ -73,9 +75,10 @@ export class MeshWiring {
       this.credentials = null;
       this.outbound = null;
       this.inbound = null;
+      this.h2h1Inbound = null;
       return;
     }
-    const { MeshCredentials, MeshInbound, MeshOutbound } = mesh.transport;
+    const { MeshCredentials, MeshInbound, MeshOutbound, MeshH2H1Inbound } = mesh.transport;
     const credentials = new MeshCredentials(mesh.identity);
     this.credentials = credentials;
     const now = credentials.current();
@@ -87,14 +90,17 @@ export class MeshWiring {
       pool: host.pool,
       limits: config.http1,
       connectTimeoutMs: config.timeouts.connectMs,
-      h2Pool: () => this.outboundH2Pool(),
+      idleTimeoutMs: config.timeouts.idleMs,
     });
+    const h2h1Inbound = new MeshH2H1Inbound(this.policy, this.bridgeContext());
+    this.h2h1Inbound = h2h1Inbound;
     this.inbound = new MeshInbound({
       credentials,
       metrics,
       log: log.child({ component: 'mesh-inbound' }),
       handshakeTimeoutMs: config.detect.timeoutMs,
       h2: (socket, target, id) => this.startH2(socket, target, id),
+      h2h1: (socket, target, id) => h2h1Inbound.accept(socket, target, id),
       http1: (socket, target, id) => host.startH1(socket, target, id),
       tcp: (socket, target, id, port, rest) => this.startTcp(socket, target, id, port, rest),
     });
@@ -115,20 +121,17 @@ export class MeshWiring {
   }
 
   /**
-   * The inbound HTTP/2 path's per-stream hook (identity header, policy, HTTP/1 restoring), loaded
-   * with the HTTP/2 forwarder (runtime.ts) that alone uses it.
+   * The inbound HTTP/2 path's per-stream hook (identity header, policy), loaded with the HTTP/2
+   * forwarder (runtime.ts) that alone uses it.
    */
   async inboundStreamHook(): Promise<InboundStreamHook> {
     const { inboundStreamHook } = await import('./inbound-h2.ts');
+    return inboundStreamHook(this.policy, this.host.metrics);
+  }
+
+  private bridgeContext(): BridgeContext {
     const { config, log, metrics, pool } = this.host;
-    const bridge: BridgeContext = {
-      pool,
-      limits: config.http1,
-      metrics,
-      log,
-      responseTimeoutMs: config.timeouts.responseMs,
-    };
-    return inboundStreamHook(this.policy, bridge);
+    return { pool, limits: config.http1, metrics, log, responseTimeoutMs: config.timeouts.responseMs };
   }
 
   /**
@@ -153,6 +156,12 @@ export class MeshWiring {
       { connectTimeoutMs: config.timeouts.connectMs, discovery: null },
       (reason) => metrics.proxyError('inbound', reason),
     );
+  }
+
+  /** Drain: GOAWAY on the mesh's own HTTP/2 connections both ways (in-flight streams finish). */
+  drain(): void {
+    this.outbound?.h1Pool.close();
+    this.h2h1Inbound?.drain();
   }
 
   close(): void {

@@ -1,0 +1,297 @@
+// What the own HTTP/2 connection (connection.ts) does with each frame it receives, with the checks
+// RFC 9113 section 6 asks of each type. A problem with the connection as a whole throws
+// H2ConnectionError (the connection sends GOAWAY and closes); a problem with one stream resets
+// that stream and the others go on.
+
+import type { H2Connection } from './connection.ts';
+import { CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, STREAM_WINDOW } from './connection.ts';
+import { checkFields } from './fields.ts';
+import { ErrorCode, Flag, FrameType, H2ConnectionError, MAX_WINDOW, Setting } from './frames.ts';
+import { HpackError } from './hpack.ts';
+
+/** Largest header block we assemble from HEADERS + CONTINUATION before giving up. */
+const MAX_HEADER_BLOCK = 256 * 1024;
+
+function protocolError(message: string): H2ConnectionError {
+  return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
+}
+
+function frameSizeError(what: string): H2ConnectionError {
+  return new H2ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `${what} frame has a wrong length`);
+}
+
+export function handleFrame(c: H2Connection, type: number, flags: number, id: number, payload: Buffer): void {
+  if (c.continuation !== null && type !== FrameType.CONTINUATION)
+    throw protocolError('a header block was interrupted by another frame');
+  if (!c.ready && type !== FrameType.SETTINGS) throw protocolError('the peer did not start with SETTINGS');
+  switch (type) {
+    case FrameType.DATA:
+      onData(c, flags, id, payload);
+      return;
+    case FrameType.HEADERS:
+      onHeaders(c, flags, id, payload);
+      return;
+    case FrameType.CONTINUATION:
+      onContinuation(c, flags, id, payload);
+      return;
+    case FrameType.RST_STREAM:
+      onReset(c, id, payload);
+      return;
+    case FrameType.SETTINGS:
+      onSettings(c, flags, id, payload);
+      return;
+    case FrameType.PING:
+      if (id !== 0) throw protocolError('PING on a stream');
+      if (payload.length !== 8) throw frameSizeError('PING');
+      if ((flags & Flag.ACK) === 0) {
+        c.writer.frame(FrameType.PING, Flag.ACK, 0, payload);
+        c.scheduleFlush();
+      }
+      return;
+    case FrameType.GOAWAY:
+      onGoaway(c, id, payload);
+      return;
+    case FrameType.WINDOW_UPDATE:
+      onWindowUpdate(c, id, payload);
+      return;
+    case FrameType.PRIORITY:
+      if (id === 0) throw protocolError('PRIORITY on stream 0');
+      if (payload.length !== 5) c.streams.get(id)?.reset(ErrorCode.FRAME_SIZE_ERROR);
+      return;
+    case FrameType.PUSH_PROMISE:
+      throw protocolError('server push was disabled');
+    default:
+    // Unknown frame types are ignored (RFC 9113 5.5).
+  }
+}
+
+/** The payload without its padding (PADDED flag). */
+function unpadded(flags: number, payload: Buffer): Buffer {
+  if ((flags & Flag.PADDED) === 0) return payload;
+  if (payload.length < 1) throw protocolError('padded frame without a pad length');
+  const pad = payload[0]!;
+  if (pad >= payload.length) throw protocolError('padding longer than the frame');
+  return payload.subarray(1, payload.length - pad);
+}
+
+function onData(c: H2Connection, flags: number, id: number, payload: Buffer): void {
+  if (id === 0) throw protocolError('DATA on stream 0');
+  const len = payload.length;
+  c.recvWindow -= len;
+  if (c.recvWindow < 0)
+    throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window exceeded');
+  // The connection's window is given back at once: the per-stream windows bound what waits.
+  c.recvUnacked += len;
+  if (c.recvUnacked >= CONNECTION_WINDOW / 4) {
+    c.writer.windowUpdate(0, c.recvUnacked);
+    c.recvWindow += c.recvUnacked;
+    c.recvUnacked = 0;
+    c.scheduleFlush();
+  }
+  const s = c.streams.get(id);
+  if (s === undefined) {
+    if (id > c.lastStreamId) throw protocolError(`DATA on idle stream ${id}`);
+    c.writer.rstStream(id, ErrorCode.STREAM_CLOSED);
+    c.scheduleFlush();
+    return;
+  }
+  if (s.remoteEnded) {
+    s.reset(ErrorCode.STREAM_CLOSED);
+    return;
+  }
+  s.recvWindow -= len;
+  if (s.recvWindow < 0) {
+    s.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    return;
+  }
+  const data = unpadded(flags, payload);
+  const end = (flags & Flag.END_STREAM) !== 0;
+  s.unacked += len;
+  if (!end && !s.paused && s.unacked >= STREAM_WINDOW / 4) c.creditStream(s);
+  if (end) s.remoteEnded = true;
+  s.handler?.onData(data, end);
+  if (end) s.remoteEnd();
+}
+
+function onHeaders(c: H2Connection, flags: number, id: number, payload: Buffer): void {
+  if (id === 0) throw protocolError('HEADERS on stream 0');
+  let block = unpadded(flags, payload);
+  if ((flags & Flag.PRIORITY) !== 0) {
+    if (block.length < 5) throw frameSizeError('HEADERS');
+    block = block.subarray(5);
+  }
+  if ((flags & Flag.END_HEADERS) === 0) {
+    c.continuation = { streamId: id, flags, parts: [Buffer.from(block)], size: block.length };
+    return;
+  }
+  headerBlock(c, id, flags, block);
+}
+
+function onContinuation(c: H2Connection, flags: number, id: number, payload: Buffer): void {
+  const k = c.continuation;
+  if (k === null || k.streamId !== id) throw protocolError('CONTINUATION without its HEADERS');
+  k.parts.push(Buffer.from(payload));
+  k.size += payload.length;
+  if (k.size > MAX_HEADER_BLOCK)
+    throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block over ${MAX_HEADER_BLOCK} bytes`);
+  if ((flags & Flag.END_HEADERS) === 0) return;
+  c.continuation = null;
+  headerBlock(c, id, k.flags, Buffer.concat(k.parts, k.size));
+}
+
+function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer): void {
+  let fields: string[];
+  try {
+    fields = c.decoder.decode(block);
+  } catch (err) {
+    // The decoder's table is now out of step with the peer's: the connection cannot go on.
+    if (err instanceof HpackError) throw new H2ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
+    throw err;
+  }
+  const end = (flags & Flag.END_STREAM) !== 0;
+  let s = c.streams.get(id);
+  if (s === undefined) {
+    if (c.role === 'client' || id <= c.lastStreamId) {
+      if (id > c.lastStreamId) throw protocolError(`HEADERS on idle stream ${id}`);
+      return; // a stream we already closed (reset): its late headers are dropped
+    }
+    if (id % 2 === 0) throw protocolError(`client opened even stream ${id}`);
+    c.lastStreamId = id;
+    if (c.goingAway || c.streams.size >= MAX_CONCURRENT_STREAMS) {
+      c.writer.rstStream(id, ErrorCode.REFUSED_STREAM);
+      c.scheduleFlush();
+      return;
+    }
+    s = c.acceptStream(id);
+    if (checkFields(fields, 'request') !== null) {
+      s.reset(ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    if (end) s.remoteEnded = true;
+    c.opts.onStream?.(s, fields, end);
+    return;
+  }
+  if (s.remoteEnded) {
+    s.reset(ErrorCode.STREAM_CLOSED);
+    return;
+  }
+  const kind = fields[0] === ':status' ? 'response' : 'trailers';
+  if (c.role === 'server' && !end) {
+    s.reset(ErrorCode.PROTOCOL_ERROR); // a second block from a client can only be trailers
+    return;
+  }
+  if (checkFields(fields, kind) !== null) {
+    s.reset(ErrorCode.PROTOCOL_ERROR);
+    return;
+  }
+  if (end) s.remoteEnded = true;
+  s.handler?.onHeaders(fields, end);
+  if (end) s.remoteEnd();
+}
+
+function onReset(c: H2Connection, id: number, payload: Buffer): void {
+  if (id === 0) throw protocolError('RST_STREAM on stream 0');
+  if (payload.length !== 4) throw frameSizeError('RST_STREAM');
+  if (id > c.lastStreamId) throw protocolError(`RST_STREAM on idle stream ${id}`);
+  c.streams.get(id)?.close(payload.readUInt32BE(0));
+}
+
+function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer): void {
+  if (id !== 0) throw protocolError('SETTINGS on a stream');
+  if ((flags & Flag.ACK) !== 0) {
+    if (payload.length !== 0) throw frameSizeError('SETTINGS ACK');
+    return;
+  }
+  if (payload.length % 6 !== 0) throw frameSizeError('SETTINGS');
+  for (let off = 0; off < payload.length; off += 6) {
+    const key = payload.readUInt16BE(off);
+    const value = payload.readUInt32BE(off + 2);
+    switch (key) {
+      case Setting.ENABLE_PUSH:
+        if (value > 1) throw protocolError('SETTINGS_ENABLE_PUSH must be 0 or 1');
+        break;
+      case Setting.MAX_CONCURRENT_STREAMS:
+        c.peerMaxStreams = value;
+        break;
+      case Setting.INITIAL_WINDOW_SIZE: {
+        if (value > MAX_WINDOW)
+          throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE too large');
+        const delta = value - c.peerInitialWindow;
+        c.peerInitialWindow = value;
+        for (const s of c.streams.values()) {
+          s.sendWindow += delta;
+          if (s.sendWindow > MAX_WINDOW)
+            throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
+        }
+        break;
+      }
+      case Setting.MAX_FRAME_SIZE:
+        if (value < 16_384 || value > 16_777_215) throw protocolError('SETTINGS_MAX_FRAME_SIZE out of range');
+        c.peerMaxFrameSize = value;
+        break;
+      case Setting.HEADER_TABLE_SIZE:
+        // Our encoder never inserts into the table, but a peer that shrinks it expects a size
+        // update at the start of our next block (nghttp2 insists): one byte, once.
+        c.encoder.peerHeaderTableSizeChanged();
+        break;
+      default:
+      // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (RFC 9113 6.5.2).
+    }
+  }
+  c.writer.frame(FrameType.SETTINGS, Flag.ACK, 0, null);
+  c.scheduleFlush();
+  unblock(c);
+  c.settingsApplied();
+}
+
+function onGoaway(c: H2Connection, id: number, payload: Buffer): void {
+  if (id !== 0) throw protocolError('GOAWAY on a stream');
+  if (payload.length < 8) throw frameSizeError('GOAWAY');
+  const last = payload.readUInt32BE(0) & 0x7fff_ffff;
+  const code = payload.readUInt32BE(4);
+  c.goingAway = true;
+  // Streams the peer never saw can be retried elsewhere: REFUSED_STREAM says so.
+  for (const s of [...c.streams.values()]) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
+  c.opts.onGoaway?.(code);
+  c.shutdown();
+}
+
+function onWindowUpdate(c: H2Connection, id: number, payload: Buffer): void {
+  if (payload.length !== 4) throw frameSizeError('WINDOW_UPDATE');
+  const inc = payload.readUInt32BE(0) & 0x7fff_ffff;
+  if (id === 0) {
+    if (inc === 0) throw protocolError('WINDOW_UPDATE of 0');
+    c.sendWindow += inc;
+    if (c.sendWindow > MAX_WINDOW)
+      throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
+    unblock(c);
+    return;
+  }
+  const s = c.streams.get(id);
+  if (s === undefined) {
+    if (id > c.lastStreamId) throw protocolError(`WINDOW_UPDATE on idle stream ${id}`);
+    return;
+  }
+  if (inc === 0) {
+    s.reset(ErrorCode.PROTOCOL_ERROR);
+    return;
+  }
+  s.sendWindow += inc;
+  if (s.sendWindow > MAX_WINDOW) {
+    s.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    return;
+  }
+  if (s.blocked) {
+    c.blocked.delete(s);
+    s.flushPending();
+  }
+}
+
+/** Window opened: the streams that wait send what they can (sendData re-adds those still short). */
+function unblock(c: H2Connection): void {
+  for (const s of [...c.blocked]) {
+    if (c.sendWindow <= 0) return;
+    c.blocked.delete(s);
+    s.flushPending();
+  }
+}

@@ -1,0 +1,265 @@
+// The project's own minimal HTTP/2 connection (RFC 9113), client or server side, for the hop
+// between two Trellis proxies (ALPN trellis-h2h1/1, src/proxy/mesh/protocol.ts): HTTP/1 requests
+// as HTTP/2 streams. Why our own and not node:http2: see frames.ts. What it does: the preface and
+// SETTINGS exchange, HEADERS/CONTINUATION with HPACK (hpack.ts), DATA with flow control both ways,
+// RST_STREAM, PING, GOAWAY, WINDOW_UPDATE; PRIORITY and unknown frame types are ignored, server
+// push is refused. What it leaves out: priorities, the dynamic table on the sending side (hpack.ts
+// says why), and SETTINGS timeouts (the peer is a proxy that passed mTLS).
+//
+// Everything written in one event-loop turn leaves in one socket write (setImmediate), so a
+// burst of requests from many HTTP/1 clients shares one TLS record instead of paying one each.
+// Frame handling, per-type checks and connection errors live in connection-frames.ts.
+
+import type net from 'node:net';
+import { HpackDecoder, HpackEncoder } from './hpack.ts';
+import { ErrorCode, FrameReader, FrameWriter, H2ConnectionError, Setting, DEFAULT_WINDOW } from './frames.ts';
+import { CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW } from './frames.ts';
+import { handleFrame } from './connection-frames.ts';
+import { H2Stream, type StreamOwner } from './stream.ts';
+
+/** Each stream's receive window: what one stalled stream may leave waiting in the proxy. */
+export const STREAM_WINDOW = 1024 * 1024;
+/** The connection's receive window: many streams must not throttle each other. */
+export const CONNECTION_WINDOW = 16 * 1024 * 1024;
+export const MAX_CONCURRENT_STREAMS = 1000;
+/** Decoded header list limit (RFC 9113 accounting): a peer that sends more gets the stream reset. */
+export const MAX_HEADER_LIST = 64 * 1024;
+
+export interface H2ConnectionOptions {
+  readonly role: 'client' | 'server';
+  /** Server: a new stream from the peer with its request header block. */
+  onStream?(stream: H2Stream, fields: string[], endStream: boolean): void;
+  /** The peer's first SETTINGS arrived: streams may be opened (client). */
+  onReady?(): void;
+  /** A stream closed or the peer changed its limits: room for new streams may have appeared. */
+  onRoom?(): void;
+  /** The peer sent GOAWAY: no new streams on this connection. */
+  onGoaway?(code: number): void;
+  /** The connection is gone (socket closed); `err` when it failed. */
+  onClose?(err: Error | null): void;
+}
+
+export class H2Connection implements StreamOwner {
+  readonly socket: net.Socket;
+  readonly role: 'client' | 'server';
+  readonly opts: H2ConnectionOptions;
+  readonly streams = new Map<number, H2Stream>();
+  readonly reader = new FrameReader();
+  readonly writer = new FrameWriter();
+  readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
+  readonly encoder = new HpackEncoder();
+  /** The peer's settings. */
+  peerMaxStreams = Infinity;
+  peerInitialWindow = DEFAULT_WINDOW;
+  peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  sendWindow = DEFAULT_WINDOW;
+  recvWindow = CONNECTION_WINDOW;
+  recvUnacked = 0;
+  /** Streams waiting for window. */
+  readonly blocked = new Set<H2Stream>();
+  /** The highest stream id the peer opened (server) / we opened (client). */
+  lastStreamId = 0;
+  /** Streams opened so far (the pool's idle check compares it over time). */
+  streamsOpened = 0;
+  private nextStreamId = 1;
+  /** A header block in progress (HEADERS without END_HEADERS, then CONTINUATION). */
+  continuation: { streamId: number; flags: number; parts: Buffer[]; size: number } | null = null;
+  ready = false;
+  goingAway = false;
+  closed = false;
+  private prefaceLeft: number;
+  private flushScheduled = false;
+  private readonly flushNow = (): void => this.flush();
+
+  constructor(socket: net.Socket, opts: H2ConnectionOptions) {
+    this.socket = socket;
+    this.role = opts.role;
+    this.opts = opts;
+    this.prefaceLeft = opts.role === 'server' ? CLIENT_PREFACE.length : 0;
+    if (opts.role === 'client') this.writer.bytes(CLIENT_PREFACE);
+    this.writer.settings([
+      [Setting.ENABLE_PUSH, 0],
+      [Setting.MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS],
+      [Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW],
+      [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST],
+    ]);
+    this.writer.windowUpdate(0, CONNECTION_WINDOW - DEFAULT_WINDOW);
+    this.scheduleFlush();
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('error', (err) => this.destroy(err));
+    socket.once('close', () => this.destroy(null));
+    socket.once('end', () => this.destroy(null));
+  }
+
+  /** Streams open now. */
+  get active(): number {
+    return this.streams.size;
+  }
+
+  /** Whether a new stream may be opened now (client). */
+  hasRoom(): boolean {
+    return this.ready && !this.goingAway && !this.closed && this.streams.size < this.peerMaxStreams;
+  }
+
+  /** Opens a stream with its request headers (client); null when there is no room. */
+  request(fields: readonly string[], endStream: boolean, handler: H2Stream['handler']): H2Stream | null {
+    if (!this.hasRoom()) return null;
+    const id = this.nextStreamId;
+    if (id > MAX_WINDOW) {
+      this.goingAway = true; // stream ids are spent: a new connection takes over
+      return null;
+    }
+    this.nextStreamId += 2;
+    this.lastStreamId = id;
+    this.streamsOpened++;
+    const stream = new H2Stream(this, id, this.peerInitialWindow, STREAM_WINDOW);
+    stream.handler = handler;
+    this.streams.set(id, stream);
+    stream.sendHeaders(fields, endStream);
+    return stream;
+  }
+
+  /** Server: a stream the peer opened. */
+  acceptStream(id: number): H2Stream {
+    const stream = new H2Stream(this, id, this.peerInitialWindow, STREAM_WINDOW);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  // ---- StreamOwner ----------------------------------------------------------------------
+
+  sendHeaders(stream: H2Stream, fields: readonly string[], endStream: boolean): void {
+    this.writer.headers(stream.id, this.encoder.encode(fields), endStream, this.peerMaxFrameSize);
+    this.scheduleFlush();
+  }
+
+  sendData(stream: H2Stream, data: Buffer, endStream: boolean): number {
+    const n = Math.min(data.length, stream.sendWindow, this.sendWindow);
+    if (n < data.length) {
+      this.blocked.add(stream);
+      if (n <= 0) return 0;
+      this.writer.data(stream.id, data.subarray(0, n), false, this.peerMaxFrameSize);
+    } else this.writer.data(stream.id, data, endStream, this.peerMaxFrameSize);
+    stream.sendWindow -= n;
+    this.sendWindow -= n;
+    this.scheduleFlush();
+    return n;
+  }
+
+  sendReset(stream: H2Stream, code: number): void {
+    if (this.closed) return;
+    this.writer.rstStream(stream.id, code);
+    this.scheduleFlush();
+  }
+
+  creditStream(stream: H2Stream): void {
+    if (stream.remoteEnded || stream.closed || stream.unacked === 0) return;
+    this.writer.windowUpdate(stream.id, stream.unacked);
+    stream.recvWindow += stream.unacked;
+    stream.unacked = 0;
+    this.scheduleFlush();
+  }
+
+  streamClosed(stream: H2Stream): void {
+    if (this.closed) return;
+    this.streams.delete(stream.id);
+    this.blocked.delete(stream);
+    if (this.goingAway && this.streams.size === 0) this.finish();
+    else this.opts.onRoom?.();
+  }
+
+  // ---- input ------------------------------------------------------------------------------
+
+  private onBytes(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      if (this.prefaceLeft > 0) {
+        const n = Math.min(this.prefaceLeft, chunk.length);
+        const at = CLIENT_PREFACE.length - this.prefaceLeft;
+        if (!chunk.subarray(0, n).equals(CLIENT_PREFACE.subarray(at, at + n)))
+          throw new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not the HTTP/2 connection preface');
+        this.prefaceLeft -= n;
+        chunk = chunk.subarray(n);
+        if (chunk.length === 0) return;
+      }
+      this.reader.push(chunk, (type, flags, id, payload) => handleFrame(this, type, flags, id, payload));
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+
+  /** The peer's SETTINGS (first one: the connection is ready). */
+  settingsApplied(): void {
+    if (this.ready) {
+      this.opts.onRoom?.();
+      return;
+    }
+    this.ready = true;
+    this.opts.onReady?.();
+  }
+
+  /** A connection error: GOAWAY with its code, then the socket closes. */
+  fail(err: unknown): void {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const code = e instanceof H2ConnectionError ? e.code : ErrorCode.INTERNAL_ERROR;
+    if (this.closed) return;
+    this.writer.goaway(this.role === 'server' ? this.lastStreamId : 0, code, e.message);
+    this.flush();
+    this.endSocket();
+    this.destroy(e);
+  }
+
+  // ---- output and lifecycle ----------------------------------------------------------------
+
+  scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(this.flushNow);
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.closed) return;
+    const out = this.writer.take();
+    if (out !== null) this.socket.write(out);
+  }
+
+  /**
+   * No new streams: the server tells the peer which streams it will still answer; the
+   * connection closes once the open ones are done.
+   */
+  shutdown(): void {
+    if (this.closed) return;
+    if (!this.goingAway) {
+      this.goingAway = true;
+      this.writer.goaway(this.role === 'server' ? this.lastStreamId : 0, ErrorCode.NO_ERROR, '');
+      this.scheduleFlush();
+    }
+    if (this.streams.size === 0) this.finish();
+  }
+
+  /** Flushes and closes the socket (after GOAWAY, with nothing open). */
+  private finish(): void {
+    this.flush();
+    this.endSocket();
+    this.destroy(null);
+  }
+
+  /** Ends the socket after what is queued (the peer closes its side; if not, it is cut). */
+  private endSocket(): void {
+    const socket = this.socket;
+    socket.end();
+    setTimeout(() => socket.destroy(), 5_000).unref();
+  }
+
+  destroy(err: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.goingAway = true;
+    if (!this.socket.writableEnded) this.socket.destroy();
+    for (const stream of [...this.streams.values()]) stream.close(ErrorCode.CANCEL);
+    this.streams.clear();
+    this.blocked.clear();
+    this.opts.onClose?.(err);
+  }
+}

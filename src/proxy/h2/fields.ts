@@ -1,0 +1,75 @@
+// The checks RFC 9113 section 8.2 and 8.3 ask of a received header block before anything acts on
+// it: field names are lowercase tokens, values hold no NUL, CR or LF and no surrounding
+// whitespace (the inbound side writes them into an HTTP/1.1 request: a CR/LF there would be
+// request smuggling), pseudo-header fields come first, are known and appear once, and no
+// connection-specific field is present. A block that fails is malformed: its stream is reset.
+
+const TOKEN_LOWER = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN_LOWER[c.charCodeAt(0)] = 1;
+
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+const REQUEST_PSEUDO = new Set([':method', ':scheme', ':authority', ':path']);
+
+export type BlockKind = 'request' | 'response' | 'trailers';
+
+function badName(name: string): boolean {
+  if (name.length === 0) return true;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 128 || TOKEN_LOWER[c] === 0) return true;
+  }
+  return false;
+}
+
+function badValue(value: string): boolean {
+  const n = value.length;
+  if (n === 0) return false;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(n - 1);
+  if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return true;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return true;
+  }
+  return false;
+}
+
+/** Why the block (flat [name, value, ...]) is malformed, or null when it is fine. */
+export function checkFields(fields: readonly string[], kind: BlockKind): string | null {
+  let regular = false;
+  const seen: string[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (regular) return `pseudo-header ${name} after a regular field`;
+      if (kind === 'trailers') return `pseudo-header ${name} in trailers`;
+      if (kind === 'request' ? !REQUEST_PSEUDO.has(name) : name !== ':status')
+        return `unknown pseudo-header ${name}`;
+      if (seen.includes(name)) return `pseudo-header ${name} repeated`;
+      seen.push(name);
+      if (badValue(value) || (name !== ':authority' && value === '')) return `bad ${name} value`;
+      continue;
+    }
+    regular = true;
+    if (badName(name)) return `bad field name ${JSON.stringify(name)}`;
+    if (CONNECTION_SPECIFIC.has(name)) return `connection-specific field ${name}`;
+    if (name === 'te' && value !== 'trailers') return 'te other than "trailers"';
+    if (badValue(value)) return `bad value of ${name}`;
+  }
+  if (kind === 'response') {
+    const at = fields.indexOf(':status');
+    if (at !== 0 || !/^[1-9]\d\d$/.test(fields[1]!)) return 'missing or bad :status';
+  } else if (kind === 'request') {
+    if (!seen.includes(':method')) return 'missing :method';
+    const connect = fields[fields.indexOf(':method') + 1] === 'CONNECT';
+    if (!connect && (!seen.includes(':path') || !seen.includes(':scheme'))) return 'missing :path or :scheme';
+  }
+  return null;
+}

@@ -1,0 +1,186 @@
+// The outbound pool of the mesh's own HTTP/2 connections (src/proxy/h2/, ALPN trellis-h2h1/1) that
+// carry HTTP/1 requests to meshed endpoints: one long-lived mTLS connection per endpoint and
+// expected identity, another only when every one is at the peer's MAX_CONCURRENT_STREAMS (up to
+// MAX_PER_TARGET). A connection leaves the pool when it receives GOAWAY or closes, so new
+// requests go to a fresh one while the streams in flight finish. Connections with no new stream
+// for the idle timeout are closed.
+//
+// A connection counts as connected once the peer's SETTINGS arrived: in TLS 1.3 a server that
+// refuses our certificate only closes the connection after our handshake completed, and that
+// close must read as `tls-handshake-failed`, not as a reset of the first request.
+import type { ConnectFailureReason } from '../errors.ts';
+import { H2Connection } from '../h2/connection.ts';
+import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
+import type { Target } from '../transport/target.ts';
+import { targetKey } from '../transport/target.ts';
+import { closedAfterHandshake, connectMesh, type MeshClientContext } from './connect.ts';
+import { ALPN_H2H1 } from './protocol.ts';
+
+const MAX_PER_TARGET = 4;
+
+export type ConnCallback = (
+  conn: H2Connection | null,
+  reason: ConnectFailureReason | null,
+  err?: Error,
+) => void;
+
+export interface MeshH2PoolOptions {
+  readonly ctx: MeshClientContext;
+  readonly connectTimeoutMs: number;
+  /** Close a connection that opened no stream for this long (0: never). */
+  readonly idleTimeoutMs: number;
+}
+
+interface Slot {
+  readonly address: Target;
+  readonly identity: string;
+  readonly conns: H2Connection[];
+  connecting: number;
+  readonly waiters: ConnCallback[];
+}
+
+export class MeshH2Pool {
+  private readonly opts: MeshH2PoolOptions;
+  private readonly slots = new Map<string, Slot>();
+  private closed = false;
+
+  constructor(opts: MeshH2PoolOptions) {
+    this.opts = opts;
+  }
+
+  /**
+   * Opens a stream at once on a connected connection with room (the common case once warm: no
+   * callback, no promise); null when there is none (use `connection`).
+   */
+  requestNow(
+    address: Target,
+    identity: string,
+    fields: readonly string[],
+    endStream: boolean,
+    handler: H2StreamHandler,
+  ): H2Stream | null {
+    const slot = this.slots.get(`${targetKey(address)} ${identity}`);
+    if (slot === undefined) return null;
+    for (const conn of slot.conns) {
+      if (conn.hasRoom()) return conn.request(fields, endStream, handler);
+    }
+    return null;
+  }
+
+  /** Calls `cb` with a connected connection that has room, connecting one when needed. */
+  connection(address: Target, identity: string, cb: ConnCallback): void {
+    if (this.closed) {
+      cb(null, 'connect-failed', new Error('the proxy is shutting down'));
+      return;
+    }
+    const key = `${targetKey(address)} ${identity}`;
+    let slot = this.slots.get(key);
+    if (slot === undefined) {
+      slot = { address, identity, conns: [], connecting: 0, waiters: [] };
+      this.slots.set(key, slot);
+    }
+    for (const conn of slot.conns) {
+      if (conn.hasRoom()) {
+        cb(conn, null);
+        return;
+      }
+    }
+    slot.waiters.push(cb);
+    if (slot.connecting === 0 && slot.conns.length < MAX_PER_TARGET) this.connect(key, slot);
+  }
+
+  private connect(key: string, slot: Slot): void {
+    const { address, identity } = slot;
+    slot.connecting++;
+    const { ctx, connectTimeoutMs } = this.opts;
+    connectMesh(ctx, address, identity, ALPN_H2H1, connectTimeoutMs, (socket, reason, err) => {
+      if (socket === null) {
+        slot.connecting--;
+        this.failWaiters(key, slot, reason ?? 'connect-failed', err);
+        return;
+      }
+      let ready = false;
+      const conn = new H2Connection(socket, {
+        role: 'client',
+        onReady: () => {
+          ready = true;
+          slot.connecting--;
+          if (this.closed) {
+            conn.shutdown();
+            return;
+          }
+          slot.conns.push(conn);
+          this.watchIdle(conn);
+          this.serve(slot);
+        },
+        onRoom: () => this.serve(slot),
+        onGoaway: () => this.remove(key, slot, conn),
+        onClose: (closeErr) => {
+          if (ready) {
+            this.remove(key, slot, conn);
+            return;
+          }
+          slot.connecting--;
+          const why = closedAfterHandshake(ctx, socket) ?? 'connect-failed';
+          this.failWaiters(
+            key,
+            slot,
+            why,
+            closeErr ?? new Error(`mTLS connection to ${key} closed before HTTP/2 started`),
+          );
+        },
+      });
+      socket.resume();
+    });
+  }
+
+  /** Hands connections with room to waiting requests. */
+  private serve(slot: Slot): void {
+    while (slot.waiters.length > 0) {
+      const conn = slot.conns.find((c) => c.hasRoom());
+      if (conn === undefined) return;
+      slot.waiters.shift()!(conn, null);
+    }
+  }
+
+  private failWaiters(key: string, slot: Slot, reason: ConnectFailureReason, err?: Error): void {
+    const waiters = slot.waiters.splice(0);
+    if (slot.conns.length === 0 && slot.connecting === 0) this.slots.delete(key);
+    for (const w of waiters) w(null, reason, err);
+  }
+
+  private remove(key: string, slot: Slot, conn: H2Connection): void {
+    const i = slot.conns.indexOf(conn);
+    if (i >= 0) slot.conns.splice(i, 1);
+    if (slot.conns.length === 0 && slot.connecting === 0 && slot.waiters.length === 0) this.slots.delete(key);
+    else if (slot.waiters.length > 0 && slot.connecting === 0 && !this.closed) {
+      // Requests still wait (the connection went away under them): connect anew.
+      this.connect(key, slot);
+    }
+  }
+
+  /** Closes the connection once a whole idle period passed without a new stream. */
+  private watchIdle(conn: H2Connection): void {
+    const ms = this.opts.idleTimeoutMs;
+    if (ms <= 0) return;
+    let seen = -1;
+    const timer = setInterval(() => {
+      if (conn.closed) clearInterval(timer);
+      else if (conn.active === 0 && conn.streamsOpened === seen) {
+        clearInterval(timer);
+        conn.shutdown();
+      } else seen = conn.streamsOpened;
+    }, ms);
+    timer.unref();
+  }
+
+  /** Drain: no new connections; the open ones close once their streams are done. */
+  close(): void {
+    this.closed = true;
+    for (const [key, slot] of this.slots) {
+      for (const conn of slot.conns) conn.shutdown();
+      this.failWaiters(key, slot, 'connect-failed', new Error('the proxy is shutting down'));
+    }
+    this.slots.clear();
+  }
+}

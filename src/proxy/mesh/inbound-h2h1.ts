@@ -1,0 +1,104 @@
+// The inbound end of ALPN trellis-h2h1/1: an mTLS connection from another Trellis proxy whose
+// HTTP/2 streams (the project's own connection, src/proxy/h2/) are HTTP/1.1 requests for the app.
+// Per stream, before anything reaches the app: the client-identity header is removed as sent and
+// set to the verified peer identity; authorization policy decides (denied: 403 naming the policy,
+// as on every inbound path); then the request goes to the app as HTTP/1.1 (h2-to-h1.ts).
+//
+// The connections are remembered so that drain can send GOAWAY on each: the streams in flight
+// finish, the peer opens new ones elsewhere.
+import type tls from 'node:tls';
+import { performance } from 'node:perf_hooks';
+import { PROXY_ERROR_HEADER } from '../errors.ts';
+import { proxyErrorResponse } from '../http/h2-headers.ts';
+import { H2Connection } from '../h2/connection.ts';
+import type { H2Stream } from '../h2/stream.ts';
+import type { Target } from '../transport/target.ts';
+import { fieldValue } from './h1-fields.ts';
+import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts';
+import type { InboundPolicy } from './inbound-policy.ts';
+
+export class MeshH2H1Inbound {
+  private readonly policy: InboundPolicy;
+  private readonly bridge: BridgeContext;
+  private readonly conns = new Set<H2Connection>();
+  private draining = false;
+
+  constructor(policy: InboundPolicy, bridge: BridgeContext) {
+    this.policy = policy;
+    this.bridge = bridge;
+  }
+
+  /** Serves a connection whose handshake completed (ALPN trellis-h2h1/1) from `identity`. */
+  accept(socket: tls.TLSSocket, target: Target | null, identity: string): void {
+    const ip = socket.remoteAddress ?? '';
+    const conn = new H2Connection(socket, {
+      role: 'server',
+      onStream: (stream, fields, end) => this.onStream(stream, fields, end, target, identity, ip),
+      onClose: () => this.conns.delete(conn),
+    });
+    this.conns.add(conn);
+    if (this.draining) conn.shutdown();
+    socket.resume();
+  }
+
+  private onStream(
+    stream: H2Stream,
+    fields: string[],
+    endStream: boolean,
+    target: Target | null,
+    identity: string,
+    ip: string,
+  ): void {
+    const idHeader = this.policy.clientIdHeader;
+    if (idHeader !== '') {
+      // Whatever the peer sent under this name is dropped: only the verified identity is kept.
+      for (let i = fields.length - 2; i >= 0; i -= 2) if (fields[i] === idHeader) fields.splice(i, 2);
+      fields.push(idHeader, identity);
+    }
+    if (target === null) {
+      this.refuse(stream, 'unknown-destination', 'no app for this connection', 'unknown-destination');
+      return;
+    }
+    const denied = this.policy.checkRequest(
+      target.port,
+      identity,
+      ip,
+      fieldValue(fields, ':method') ?? '',
+      fieldValue(fields, ':path') ?? '',
+    );
+    if (denied !== null) {
+      this.refuse(stream, 'forbidden', denied, denied);
+      return;
+    }
+    new H2ToH1Exchange(this.bridge, stream, fields, endStream).start(target);
+  }
+
+  /** Answers a stream the proxy will not forward (403 forbidden, ...), counted like any request. */
+  private refuse(
+    stream: H2Stream,
+    reason: 'forbidden' | 'unknown-destination',
+    message: string,
+    headerValue: string,
+  ): void {
+    const { metrics } = this.bridge;
+    const startedAt = performance.now();
+    metrics.requestStarted('inbound', 'http1');
+    metrics.proxyError('inbound', reason);
+    const response = proxyErrorResponse(reason, false, message, headerValue);
+    response.headers[PROXY_ERROR_HEADER] = headerValue;
+    respondWhole(stream, response.headers, response.body);
+    metrics.responseFinished(
+      'inbound',
+      'http1',
+      Number(response.headers[':status']),
+      performance.now() - startedAt,
+      true,
+    );
+  }
+
+  /** GOAWAY on every connection: the open streams finish, then each closes. */
+  drain(): void {
+    this.draining = true;
+    for (const conn of this.conns) conn.shutdown();
+  }
+}
