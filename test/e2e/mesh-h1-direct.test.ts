@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { parseRequestHead, type H1Limits } from '../../src/proxy/http/h1-parser.ts';
 import { serializeRequestHead, type RequestLine } from '../../src/proxy/http/h1-serialize.ts';
 import type { MessageHead } from '../../src/proxy/http/h1-parser.ts';
-import { requestFieldsFor } from '../../src/proxy/mesh/h1-fields.ts';
+import { requestFieldsFor, trailerFields } from '../../src/proxy/mesh/h1-fields.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
 
@@ -107,9 +107,39 @@ test('requestFieldsFor gives the fields of the serialize-then-parse round trip',
   );
 });
 
+test('trailerFields reads a trailer section: names in lower case, values trimmed, framing fields out', () => {
+  const framing = new Set([
+    'content-length',
+    'transfer-encoding',
+    'host',
+    'trailer',
+    'connection',
+    'te',
+    'upgrade',
+    'keep-alive',
+    'proxy-connection',
+  ]);
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fieldName, value, fc.constantFrom('', ' ', '  ')), { maxLength: 8 }),
+      (pairs) => {
+        const section = pairs.map(([n, v, pad]) => `${n}:${pad}${v}${pad}\r\n`).join('');
+        const expected = pairs
+          .filter(([n]) => !framing.has(n.toLowerCase()))
+          .flatMap(([n, v]) => [n.toLowerCase(), v]);
+        assert.deepEqual(trailerFields(section), expected);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
 
-/** An app: /304 (Not Modified), /big (2 MiB with Content-Length), /chunked (no length), else echo. */
+/**
+ * An app: /304 (Not Modified), /big (2 MiB with Content-Length), /chunked (no length), /trailers
+ * (chunked with trailers), else echo.
+ */
 async function startApp(): Promise<{ port: number; close(): void }> {
   const big = Buffer.alloc(2 << 20, 'abcdefghij');
   const server = http.createServer((req, res) => {
@@ -125,6 +155,12 @@ async function startApp(): Promise<{ port: number; close(): void }> {
       if (req.url === '/big') {
         res.setHeader('content-length', big.length);
         return void res.end(big);
+      }
+      if (req.url === '/trailers') {
+        res.setHeader('trailer', 'x-checksum');
+        res.write('body');
+        res.addTrailers({ 'x-checksum': 'abc123' });
+        return void res.end();
       }
       if (req.url === '/chunked') {
         res.write('one,');
@@ -221,6 +257,13 @@ test('the direct mesh path keeps the HTTP/1 framing rules', { timeout: 60_000 },
     assert.equal(closed, false);
     assert.match(got, /\r\ntransfer-encoding: chunked\r\n/i);
     assert.equal(got.split('\r\n\r\n').slice(1).join('\r\n\r\n'), '4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n');
+  });
+
+  await t.test("the app's response trailers reach the client", async () => {
+    const ask = 'GET /trailers HTTP/1.1\r\nHost: direct\r\n\r\n';
+    const { got } = await exchange(port, ask, (s) => s.includes('\r\n0\r\n') && s.endsWith('\r\n\r\n'));
+    const body = got.split('\r\n\r\n').slice(1).join('\r\n\r\n');
+    assert.equal(body, '4\r\nbody\r\n0\r\nx-checksum: abc123\r\n\r\n');
   });
 
   await t.test('Expect: 100-continue gets 100 Continue, then the answer', async () => {

@@ -279,6 +279,8 @@ test('HTTP/1 crosses the mesh as HTTP/2 over mutual TLS', { timeout: 60_000 }, a
     const bytes = relay!.bytes();
     assert.ok(bytes.length > 200_000);
     assert.equal(bytes[0], 0x16, 'starts with a TLS handshake record');
+    // The ClientHello (plaintext) names the protocol: HTTP/1 over the own HTTP/2 connection.
+    assert.ok(bytes.includes(Buffer.from('trellis-h2h1/1')), 'ALPN trellis-h2h1/1 offered');
     for (const needle of [
       'HTTP/1.1',
       'GET /',

@@ -180,3 +180,21 @@ export function h2ResponseFields(head: MessageHead, keepContentLength: boolean):
   }
   return out;
 }
+
+/** Fields that framing or routing own: never taken from a trailer section (RFC 9110 6.5.1). */
+const TRAILER_SKIP = new Set([...RESPONSE_SKIP, 'content-length', 'host', 'trailer']);
+
+/**
+ * The fields of an HTTP/1 trailer section ("name: value" lines, as the chunked decoder read and
+ * checked them), names in lower case, values trimmed, framing fields left out.
+ */
+export function trailerFields(section: string): string[] {
+  const out: string[] = [];
+  for (const line of section.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).toLowerCase();
+    if (!TRAILER_SKIP.has(name)) out.push(name, line.slice(colon + 1).trim());
+  }
+  return out;
+}

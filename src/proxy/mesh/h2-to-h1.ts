@@ -20,7 +20,8 @@ import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
-import { h1RequestHead, h2ResponseFields } from './h1-fields.ts';
+import { checkFields } from '../h2/fields.ts';
+import { h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
 
 export interface BridgeContext {
   readonly pool: UpstreamPool;
@@ -65,7 +66,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     this.method = fields[fields.indexOf(':method') + 1] ?? 'GET';
     this.sink = {
       data: (chunk) => this.writeDown(chunk),
-      end: () => this.endResponse(),
+      end: (trailers) => this.endResponse(trailers),
     };
   }
 
@@ -280,10 +281,13 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     this.conn?.socket.pause(); // onDrain resumes it
   }
 
-  private endResponse(): void {
+  /** The response is over; a chunked response's trailer section goes on as trailers. */
+  private endResponse(trailers: Buffer | null = null): void {
     if (this.responseDone) return;
     this.responseDone = true;
-    this.stream.end();
+    const fields = trailers === null || trailers.length === 0 ? null : trailerFields(trailers);
+    if (fields !== null) this.stream.sendHeaders(fields, true);
+    else this.stream.end();
     this.finishIfDone();
   }
 
@@ -407,4 +411,10 @@ export function respondWhole(
     stream.write(typeof body === 'string' ? Buffer.from(body) : body, true);
   }
   if (!stream.remoteEnded) stream.reset(ErrorCode.NO_ERROR);
+}
+
+/** HTTP/2 trailers for an HTTP/1 trailer section, or null when it has none HTTP/2 may carry. */
+function trailerFields(block: Buffer): string[] | null {
+  const fields = parseTrailers(block.toString('latin1'));
+  return fields.length > 0 && checkFields(fields, 'trailers') === null ? fields : null;
 }
