@@ -234,9 +234,18 @@ export function portOf(hostPort: string): number {
  * point with the repository's Node.
  */
 export function trellisCommand(tools: Tools): string[] {
-  // The same Node flag as bin/trellis, so that a build run this way is measured like the launcher.
+  // The same Node flags and malloc settings as bin/trellis gives a proxy, so that a build run this
+  // way is measured like the launcher (env execs node: the pid is node's).
   if (tools.trellisMain)
-    return [tools.node, '--max-semi-space-size=1', '--single-threaded-gc', tools.trellisMain];
+    return [
+      'env',
+      'MALLOC_ARENA_MAX=1',
+      'MALLOC_TRIM_THRESHOLD_=65536',
+      tools.node,
+      '--max-semi-space-size=1',
+      '--single-threaded-gc',
+      tools.trellisMain,
+    ];
   const launcher = join(REPO_ROOT, 'bin/trellis');
   return existsSync(launcher) ? [launcher] : [tools.node, join(REPO_ROOT, 'src/cli/main.ts')];
 }

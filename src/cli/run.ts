@@ -71,6 +71,8 @@ meshed workloads and applies their inbound authorization policy. --no-mesh opts 
 const CLI = fileURLToPath(
   new URL(`./main${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
 );
+/** What bin/trellis sets for a proxy (see there): one malloc arena, eager trimming. */
+const PROXY_MALLOC_ENV = { MALLOC_ARENA_MAX: '1', MALLOC_TRIM_THRESHOLD_: '65536' };
 /** Node flags the proxy inherits (memory settings, say), without debugger or test flags. */
 const NODE_FLAGS = process.execArgv.filter((a) => !/^--(inspect|debug|test|watch)/.test(a));
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -184,6 +186,7 @@ async function runWorkload(
   }
   const proxy = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...PROXY_MALLOC_ENV },
     // Its own process group: Ctrl-C on a terminal reaches the app, and the proxy outlives it.
     detached: true,
   });

@@ -14,7 +14,14 @@ const CONNECTION_SPECIFIC = new Set([
   'transfer-encoding',
   'upgrade',
 ]);
-const REQUEST_PSEUDO = new Set([':method', ':scheme', ':authority', ':path']);
+/** Each pseudo-header's bit, for the once-only check without a per-block allocation. */
+const PSEUDO_BIT: Readonly<Record<string, number>> = {
+  ':method': 1,
+  ':scheme': 2,
+  ':authority': 4,
+  ':path': 8,
+  ':status': 16,
+};
 
 export type BlockKind = 'request' | 'response' | 'trailers';
 
@@ -43,17 +50,17 @@ function badValue(value: string): boolean {
 /** Why the block (flat [name, value, ...]) is malformed, or null when it is fine. */
 export function checkFields(fields: readonly string[], kind: BlockKind): string | null {
   let regular = false;
-  const seen: string[] = [];
+  let seen = 0;
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
     const value = fields[i + 1]!;
     if (name.charCodeAt(0) === 0x3a) {
       if (regular) return `pseudo-header ${name} after a regular field`;
       if (kind === 'trailers') return `pseudo-header ${name} in trailers`;
-      if (kind === 'request' ? !REQUEST_PSEUDO.has(name) : name !== ':status')
-        return `unknown pseudo-header ${name}`;
-      if (seen.includes(name)) return `pseudo-header ${name} repeated`;
-      seen.push(name);
+      const bit = PSEUDO_BIT[name] ?? 0;
+      if (bit === 0 || (kind === 'request') === (bit === 16)) return `unknown pseudo-header ${name}`;
+      if ((seen & bit) !== 0) return `pseudo-header ${name} repeated`;
+      seen |= bit;
       if (badValue(value) || (name !== ':authority' && value === '')) return `bad ${name} value`;
       continue;
     }
@@ -64,12 +71,11 @@ export function checkFields(fields: readonly string[], kind: BlockKind): string 
     if (badValue(value)) return `bad value of ${name}`;
   }
   if (kind === 'response') {
-    const at = fields.indexOf(':status');
-    if (at !== 0 || !/^[1-9]\d\d$/.test(fields[1]!)) return 'missing or bad :status';
+    if (fields[0] !== ':status' || !/^[1-9]\d\d$/.test(fields[1]!)) return 'missing or bad :status';
   } else if (kind === 'request') {
-    if (!seen.includes(':method')) return 'missing :method';
+    if ((seen & 1) === 0) return 'missing :method';
     const connect = fields[fields.indexOf(':method') + 1] === 'CONNECT';
-    if (!connect && (!seen.includes(':path') || !seen.includes(':scheme'))) return 'missing :path or :scheme';
+    if (!connect && (seen & 10) !== 10) return 'missing :path or :scheme';
   }
   return null;
 }

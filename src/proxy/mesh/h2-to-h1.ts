@@ -113,9 +113,13 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     }
     this.conn = conn;
     const up = conn.socket;
-    up.cork();
-    up.write(head, 'latin1');
-    process.nextTick(() => up.uncork());
+    if (this.requestDone) up.write(head, 'latin1');
+    else {
+      // The head and the first body bytes leave in one write.
+      up.cork();
+      up.write(head, 'latin1');
+      process.nextTick(() => up.uncork());
+    }
     const early = this.early;
     this.early = null;
     this.stream.resume();

@@ -15,8 +15,9 @@ import type net from 'node:net';
 import { UpstreamConnectError, type ConnectFailureReason } from '../errors.ts';
 import type { H1Limits } from '../http/h1-parser.ts';
 import type { SecureConnector } from '../http/h2-upstream-pool.ts';
-import type { AcquireCallback, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import type { AcquireCallback, Connector, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
+import type { Endpoint } from '../resolve/resolver.ts';
 import type { Target } from '../transport/target.ts';
 import { targetKey } from '../transport/target.ts';
 import {
@@ -43,6 +44,7 @@ export class MeshOutbound implements SecureConnector {
   private readonly opts: MeshOutboundOptions;
   /** The connections that carry HTTP/1 requests. */
   readonly h1Pool: MeshH2Pool;
+  private readonly connectors = new WeakMap<Endpoint, Connector & { readonly identity: string }>();
 
   constructor(opts: MeshOutboundOptions) {
     this.opts = opts;
@@ -98,22 +100,37 @@ export class MeshOutbound implements SecureConnector {
       });
       return true;
     }
-    pool.acquire(address, owner, cb, {
-      key: `mtls-h2h1 ${where} ${identity}`,
-      connect: (done) => {
-        // The virtual connection is handed out once the endpoint's connection is up, so a
-        // failure to reach it reads as what it was (identity-mismatch, tls-handshake-failed...).
-        this.h1Pool.connection(address, identity, (conn, reason, err) => {
-          if (conn === null) done(null, reason ?? 'connect-failed', err);
-          else
-            done(
-              new H1OverH2Conn(this.h1Pool, address, identity, this.opts.limits) as unknown as net.Socket,
-              null,
-            );
-        });
-      },
-    });
+    pool.acquire(address, owner, cb, this.h2h1Connector(pick.endpoint!, address, identity));
     return true;
+  }
+
+  /**
+   * The pooled-connection key and connector for HTTP/1 over the own HTTP/2 to an endpoint, made
+   * once per endpoint (discovery keeps the object while the endpoint is unchanged): the common
+   * request finds an idle virtual connection under this key and needs nothing else.
+   */
+  private h2h1Connector(endpoint: Endpoint, address: Target, identity: string): Connector {
+    let c = this.connectors.get(endpoint);
+    if (c === undefined || c.identity !== identity) {
+      c = {
+        identity,
+        key: `mtls-h2h1 ${targetKey(address)} ${identity}`,
+        connect: (done) => {
+          // The virtual connection is handed out once the endpoint's connection is up, so a
+          // failure to reach it reads as what it was (identity-mismatch, tls-handshake-failed...).
+          this.h1Pool.connection(address, identity, (conn, reason, err) => {
+            if (conn === null) done(null, reason ?? 'connect-failed', err);
+            else
+              done(
+                new H1OverH2Conn(this.h1Pool, address, identity, this.opts.limits) as unknown as net.Socket,
+                null,
+              );
+          });
+        },
+      };
+      this.connectors.set(endpoint, c);
+    }
+    return c;
   }
 
   // ---- opaque TCP -------------------------------------------------------------------------
