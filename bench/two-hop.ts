@@ -5,7 +5,8 @@
 // one-hop table (bench/run.ts, shared loop in bench/harness.ts). Certificates are made with openssl
 // at the start (bench/two-hop/pki.ts); each contender's mTLS is checked before it is measured.
 // Writes bench/results/two-hop-latest.{json,md}. How to read it: docs/benchmark.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   fail,
@@ -26,7 +27,14 @@ import * as targets from './targets.ts';
 import { startHaproxyPair, startNginxPair, startTrellisPair, type Pair } from './two-hop/contenders.ts';
 import { checkSecondHop, fetchMetrics, trellisMtls } from './two-hop/mtls-check.ts';
 import { makePki, type Pki } from './two-hop/pki.ts';
-import { judgeTwoHop, SECOND_HOP, twoHopMarkdown, twoHopWarnings, type TwoHopRow } from './two-hop/report.ts';
+import {
+  judgeTwoHop,
+  SECOND_HOP,
+  twoHopMarkdown,
+  twoHopWarnings,
+  type NodeFloor,
+  type TwoHopRow,
+} from './two-hop/report.ts';
 
 type Sampler = { stop(): number; peakPrivateMb(): number };
 
@@ -186,12 +194,14 @@ async function main(): Promise<number> {
     await upstream.close();
   }
   compareHttp(rows);
+  const nodeFloor = await measureNodeFloor(tools.node);
   const report = {
     startedAt: startedAt.toISOString(),
     versions: { ...versions(tools), openssl: firstLine('openssl', ['version']) },
     settings: { ...o, outDir: undefined, opaque: undefined },
     rows,
     targets: judgeTwoHop(rows),
+    nodeFloor,
   };
   const results = {
     ...report,
@@ -207,6 +217,32 @@ async function main(): Promise<number> {
   process.stdout.write(md);
   log(`wrote ${join(o.outDir, 'two-hop-latest.json')} and two-hop-latest.md`);
   return 0;
+}
+
+/**
+ * What Node itself occupies on this machine, as the context of the proxies' RSS: a process of the
+ * same node binary with the proxy's flags that runs nothing, its RSS and the part of it that is
+ * the binary's own (file-backed) pages, after a second.
+ */
+async function measureNodeFloor(node: string): Promise<NodeFloor | undefined> {
+  const child = spawn(
+    node,
+    ['--max-semi-space-size=1', '--single-threaded-gc', '-e', 'setInterval(() => {}, 1000)'],
+    {
+      stdio: 'ignore',
+    },
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const mb = (key: string): number =>
+      Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN) / 1024;
+    return { rssMb: mb('VmRSS'), fileMb: mb('RssFile') };
+  } catch {
+    return undefined; // no /proc: not reported
+  } finally {
+    child.kill();
+  }
 }
 
 runMain(main);

@@ -72,8 +72,16 @@ export function judgeTwoHop(rows: readonly TwoHopRow[]): Target[] {
   ];
 }
 
+/** A bare Node process's memory on this machine (bench/two-hop.ts measureNodeFloor). */
+export interface NodeFloor {
+  readonly rssMb: number;
+  /** The part of it that is file-backed: the node binary's and the libraries' pages. */
+  readonly fileMb: number;
+}
+
 export interface TwoHopReport {
   readonly startedAt: string;
+  readonly nodeFloor?: NodeFloor;
   readonly versions: Record<string, string>;
   readonly settings: Record<string, unknown>;
   readonly rows: readonly TwoHopRow[];
@@ -128,6 +136,15 @@ export function twoHopMarkdown(r: TwoHopReport): string {
   for (const t of r.targets) {
     const result = t.pass === null ? 'not measured' : t.pass ? 'PASS' : 'FAIL';
     lines.push(`| ${t.name} | ${t.goal} | ${cell(t.value)} | ${result} |`);
+  }
+  const floor = r.nodeFloor;
+  if (floor !== undefined) {
+    lines.push(
+      '',
+      `For the RSS targets: a Node process with the proxy's flags that runs nothing has ` +
+        `${num(floor.rssMb, 1)} MB RSS on this machine, ${num(floor.fileMb, 1)} MB of it the node ` +
+        `binary's and libraries' own pages (the proxies' "private" column leaves those out).`,
+    );
   }
   const warnings = twoHopWarnings(r.rows);
   if (warnings.length > 0) lines.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));

@@ -512,3 +512,44 @@ test('field checks: valid blocks pass; CR, LF, NUL, uppercase and misplaced pseu
   assert.notEqual(checkFields([...GET('/'), 'te', 'gzip'], 'request'), null);
   assert.equal(checkFields([...GET('/'), 'te', 'trailers'], 'request'), null);
 });
+
+test('shutdown: GOAWAY names the last stream, open streams finish, new ones go elsewhere', async () => {
+  let held: H2Stream | null = null;
+  const srv = await ourServer((stream) => {
+    held = stream;
+  });
+  const socket = net.connect(srv.port, '127.0.0.1');
+  await once(socket, 'connect');
+  let goaway: number | null = null;
+  let closed = false;
+  const conn = await new Promise<H2Connection>((resolve) => {
+    const c: H2Connection = new H2Connection(socket, {
+      role: 'client',
+      onReady: () => resolve(c),
+      onGoaway: (code) => (goaway = code),
+      onClose: () => (closed = true),
+    });
+  });
+  try {
+    const reply = exchange(conn, GET('/slow'), null);
+    const deadline = Date.now() + 5000;
+    while (held === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(held !== null, 'the server has the stream');
+    srv.conns[0]!.shutdown();
+    while (goaway === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(goaway, ErrorCode.NO_ERROR);
+    assert.equal(conn.hasRoom(), false, 'no new streams on a connection that is going away');
+    assert.equal(closed, false, 'the open stream keeps the connection');
+    (held as H2Stream).sendHeaders([':status', '200'], false);
+    (held as H2Stream).write(Buffer.from('late but whole'), true);
+    const r = await reply;
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'late but whole');
+    assert.equal(r.code, null);
+    while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(closed, 'the connection closes once its last stream is done');
+  } finally {
+    conn.destroy(null);
+    srv.close();
+  }
+});
