@@ -244,6 +244,7 @@ export function trellisCommand(tools: Tools): string[] {
       tools.node,
       '--max-semi-space-size=1',
       '--single-threaded-gc',
+      '--heap-growing-percent=50',
       tools.trellisMain,
     ];
   const launcher = join(REPO_ROOT, 'bin/trellis');

@@ -227,7 +227,13 @@ async function main(): Promise<number> {
 async function measureNodeFloor(node: string): Promise<NodeFloor | undefined> {
   const child = spawn(
     node,
-    ['--max-semi-space-size=1', '--single-threaded-gc', '-e', 'setInterval(() => {}, 1000)'],
+    [
+      '--max-semi-space-size=1',
+      '--single-threaded-gc',
+      '--heap-growing-percent=50',
+      '-e',
+      'setInterval(() => {}, 1000)',
+    ],
     {
       stdio: 'ignore',
     },
