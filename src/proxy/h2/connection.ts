@@ -173,6 +173,10 @@ export class H2Connection implements StreamOwner {
   private onBytes(chunk: Buffer): void {
     if (this.closed) return;
     try {
+      // A peer that keeps sending (PINGs, SETTINGS, requests) but does not read what we answer
+      // would make the answers pile up here: past twice what flow control lets DATA queue, stop.
+      if (this.socket.writableLength > 2 * CONNECTION_WINDOW)
+        throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'the peer does not read what it asks for');
       if (this.prefaceLeft > 0) {
         const n = Math.min(this.prefaceLeft, chunk.length);
         const at = CLIENT_PREFACE.length - this.prefaceLeft;
