@@ -553,3 +553,44 @@ test('shutdown: GOAWAY names the last stream, open streams finish, new ones go e
     srv.close();
   }
 });
+
+test('rapid reset: a client that opens and cancels streams by the thousand loses the connection', async () => {
+  let handed = 0;
+  const srv = await ourServer((stream) => {
+    handed++;
+    stream.handler = { onHeaders() {}, onData() {}, onClose() {}, onDrain() {} };
+  });
+  try {
+    // A well-behaved client may cancel now and then: 100 resets keep the connection.
+    const polite = await sendRaw(
+      srv.port,
+      rawClient((w, enc) => {
+        for (let i = 0; i < 100; i++) {
+          w.headers(2 * i + 1, enc.encode(GET(`/p${i}`)), true, 16384);
+          w.rstStream(2 * i + 1, ErrorCode.CANCEL);
+        }
+      }),
+      300,
+    );
+    assert.equal(
+      polite.find((f) => f.type === FrameType.GOAWAY),
+      undefined,
+    );
+    const before = handed;
+    const frames = await sendRaw(
+      srv.port,
+      rawClient((w, enc) => {
+        for (let i = 0; i < 5000; i++) {
+          w.headers(2 * i + 1, enc.encode(GET(`/r${i}`)), true, 16384);
+          w.rstStream(2 * i + 1, ErrorCode.CANCEL);
+        }
+      }),
+    );
+    const goaway = frames.find((f) => f.type === FrameType.GOAWAY);
+    assert.ok(goaway !== undefined, 'GOAWAY');
+    assert.equal(goaway.payload.readUInt32BE(4), ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(handed - before <= 1001, `${handed - before} streams reached the handler`);
+  } finally {
+    srv.close();
+  }
+});

@@ -193,7 +193,14 @@ function onReset(c: H2Connection, id: number, payload: Buffer): void {
   if (id === 0) throw protocolError('RST_STREAM on stream 0');
   if (payload.length !== 4) throw frameSizeError('RST_STREAM');
   if (id > c.lastStreamId) throw protocolError(`RST_STREAM on idle stream ${id}`);
-  c.streams.get(id)?.close(payload.readUInt32BE(0));
+  const s = c.streams.get(id);
+  if (s === undefined) return;
+  // Opening streams and resetting them at once costs the peer nothing and us an exchange each
+  // (the "rapid reset" attack): a client that cancels more streams than MAX_PEER_RESETS a second
+  // before their response is refused the connection.
+  if (c.role === 'server' && !s.localEnded && c.countPeerReset())
+    throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by the peer');
+  s.close(payload.readUInt32BE(0));
 }
 
 function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer): void {

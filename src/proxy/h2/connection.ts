@@ -22,6 +22,8 @@ export const STREAM_WINDOW = 1024 * 1024;
 /** The connection's receive window: many streams must not throttle each other. */
 export const CONNECTION_WINDOW = 16 * 1024 * 1024;
 export const MAX_CONCURRENT_STREAMS = 1000;
+/** Streams a client may cancel before their response, per second, before it loses the connection. */
+export const MAX_PEER_RESETS = 1000;
 /** Decoded header list limit (RFC 9113 accounting): a peer that sends more gets the stream reset. */
 export const MAX_HEADER_LIST = 64 * 1024;
 
@@ -68,6 +70,8 @@ export class H2Connection implements StreamOwner {
   goingAway = false;
   closed = false;
   private prefaceLeft: number;
+  private resetWindowStart = 0;
+  private resetsInWindow = 0;
   private flushScheduled = false;
   private readonly flushNow = (): void => this.flush();
 
@@ -190,6 +194,16 @@ export class H2Connection implements StreamOwner {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  /** Counts a stream the peer reset before its response; true when it has done so too often. */
+  countPeerReset(): boolean {
+    const now = Date.now();
+    if (now - this.resetWindowStart >= 1000) {
+      this.resetWindowStart = now;
+      this.resetsInWindow = 0;
+    }
+    return ++this.resetsInWindow > MAX_PEER_RESETS;
   }
 
   /** The peer's SETTINGS (first one: the connection is ready). */
