@@ -37,13 +37,25 @@ export interface MeshInboundOptions {
 
 /** What the tls.Server needs to find again for a socket it hands back after the handshake. */
 interface Pending {
+  readonly raw: net.Socket;
   readonly target: Target | null;
+}
+
+/**
+ * The TCP connection's four-tuple: the same for the accepted socket and the TLSSocket node:tls
+ * wraps around it (it reads the addresses through), unique while the connection is open.
+ */
+function connectionKey(s: net.Socket): string | null {
+  const { remoteAddress, remotePort, localAddress, localPort } = s;
+  if (remoteAddress === undefined || remotePort === undefined) return null;
+  return `${remoteAddress} ${remotePort} ${localAddress ?? ''} ${localPort ?? ''}`;
 }
 
 export class MeshInbound {
   private readonly opts: MeshInboundOptions;
   private readonly servers = new WeakMap<CertifiedKey, tls.Server>();
-  private readonly pending = new WeakMap<net.Socket, Pending>();
+  /** Accepted sockets in their handshake, by connectionKey. */
+  private readonly pending = new Map<string, Pending>();
 
   constructor(opts: MeshInboundOptions) {
     this.opts = opts;
@@ -61,9 +73,17 @@ export class MeshInbound {
       socket.destroy();
       return;
     }
+    const ck = connectionKey(socket);
+    if (ck === null) {
+      socket.destroy(); // already closed
+      return;
+    }
     socket.pause();
     if (initial.length > 0) socket.unshift(initial);
-    this.pending.set(socket, { target });
+    this.pending.set(ck, { raw: socket, target });
+    socket.once('close', () => {
+      if (this.pending.get(ck)?.raw === socket) this.pending.delete(ck);
+    });
     this.serverFor(key).emit('connection', socket);
   }
 
@@ -85,25 +105,31 @@ export class MeshInbound {
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.opts.metrics.tlsHandshakeFailed('inbound');
       this.opts.log.debug('inbound mTLS handshake failed', { err, peer: socket.remoteAddress });
+      const ck = connectionKey(socket);
+      const raw = ck === null ? undefined : this.pending.get(ck)?.raw;
+      if (ck !== null) this.pending.delete(ck);
       socket.destroy();
+      raw?.destroy();
     });
     this.servers.set(key, server);
     return server;
   }
 
   private onSecure(socket: tls.TLSSocket): void {
-    // node:tls keeps the accepted socket it wrapped as `_parent` (how else to find our context).
-    const parent = (socket as unknown as { _parent?: net.Socket })._parent;
-    const pending = parent === undefined ? undefined : this.pending.get(parent);
+    // The accepted socket (and what it was for) by the connection's addresses, which the
+    // TLSSocket reports as its own.
+    const ck = connectionKey(socket);
+    const pending = ck === null ? undefined : this.pending.get(ck);
     const identity = peerIdentity(socket);
     if (pending === undefined || identity === null) {
       this.opts.metrics.tlsHandshakeFailed('inbound');
       socket.destroy();
       return;
     }
-    this.pending.delete(parent!);
+    this.pending.delete(ck!);
+    const raw = pending.raw;
     // Closing one closes the other: the listener counts the accepted socket.
-    socket.once('close', () => parent!.destroy());
+    socket.once('close', () => raw.destroy());
     socket.on('error', () => {});
     this.opts.metrics.meshConnection('inbound', identity);
     switch (socket.alpnProtocol) {
