@@ -319,3 +319,46 @@ test('the direct mesh path keeps the HTTP/1 framing rules', { timeout: 60_000 },
     assert.equal(after.body.toString(), 'GET /next ');
   });
 });
+
+test(
+  'an idle mesh connection is closed after timeouts.idleMs, and the next request opens another',
+  { timeout: 60_000 },
+  async (t) => {
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const app = await startApp();
+    t.after(() => app.close());
+    const server = await world.proxy({ identity: await identityFor(world, 'idle-server'), app: app.port });
+    await world.register('idle', 'idle-1', portOf(server, 'inbound'), idOf('idle-server'));
+    const client = await world.proxy({
+      identity: await identityFor(world, 'idle-client'),
+      config: {
+        destinations: [{ listen: '127.0.0.1:0', target: 'idle.default:8080', protocol: 'auto' }],
+        timeouts: { idleMs: 200 },
+      },
+    });
+    const port = portOf(client, 'destination-0');
+    const opened = (): number => {
+      let n = 0;
+      for (const line of client.runtime.metrics.render().split('\n')) {
+        if (line.startsWith('trellis_mesh_connections_total{') && line.includes('direction="outbound"'))
+          n += Number(line.slice(line.lastIndexOf(' ') + 1));
+      }
+      return n;
+    };
+    const get = async (path: string): Promise<string> => {
+      const { got } = await exchange(
+        port,
+        `GET ${path} HTTP/1.1\r\nHost: idle\r\nConnection: close\r\n\r\n`,
+        () => false,
+      );
+      return got;
+    };
+    assert.match(await get('/one'), /GET \/one $/);
+    assert.match(await get('/two'), /GET \/two $/);
+    assert.equal(opened(), 1, 'back-to-back requests share the connection');
+    await new Promise((r) => setTimeout(r, 1000)); // > 2 idle periods
+    assert.match(await get('/three'), /GET \/three $/);
+    assert.equal(opened(), 2, 'the idle connection was closed and a new one made');
+  },
+);
