@@ -74,6 +74,8 @@ export class H2Connection implements StreamOwner {
   private resetsInWindow = 0;
   private flushScheduled = false;
   private readonly flushNow = (): void => this.flush();
+  private readonly onFrame = (type: number, flags: number, id: number, payload: Buffer): void =>
+    handleFrame(this, type, flags, id, payload);
 
   constructor(socket: net.Socket, opts: H2ConnectionOptions) {
     this.socket = socket;
@@ -190,7 +192,7 @@ export class H2Connection implements StreamOwner {
         chunk = chunk.subarray(n);
         if (chunk.length === 0) return;
       }
-      this.reader.push(chunk, (type, flags, id, payload) => handleFrame(this, type, flags, id, payload));
+      this.reader.push(chunk, this.onFrame);
     } catch (err) {
       this.fail(err);
     }
