@@ -82,6 +82,8 @@ LOOPBACK.addAddress('::1', 'ipv6');
 export class ServiceDiscovery {
   private readonly opts: DiscoveryOptions;
   private readonly entries = new Map<string, Entry>();
+  /** isLogical's answers by host. */
+  private readonly logicalHosts = new Map<string, boolean>();
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(opts: DiscoveryOptions) {
@@ -91,13 +93,20 @@ export class ServiceDiscovery {
   /** True when a target is resolved through the control plane (else it is always direct). */
   isLogical(target: Target): boolean {
     if (this.opts.resolver === null) return false;
-    const family = isIP(target.host);
-    if (family !== 0) {
-      return (
-        this.opts.resolveAddresses === true && !LOOPBACK.check(target.host, family === 4 ? 'ipv4' : 'ipv6')
-      );
+    let logical = this.logicalHosts.get(target.host);
+    if (logical === undefined) {
+      const family = isIP(target.host);
+      logical =
+        family !== 0
+          ? this.opts.resolveAddresses === true &&
+            !LOOPBACK.check(target.host, family === 4 ? 'ipv4' : 'ipv6')
+          : target.host.includes('.');
+      // Asked for every request and connection: node's isIP runs two regular expressions on a
+      // name. The hosts a proxy sends to are few; the bound only guards against odd traffic.
+      if (this.logicalHosts.size >= 1024) this.logicalHosts.clear();
+      this.logicalHosts.set(target.host, logical);
     }
-    return target.host.includes('.');
+    return logical;
   }
 
   /**
