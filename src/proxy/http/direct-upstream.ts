@@ -36,3 +36,16 @@ export interface DirectUpstream {
 export function directOf(socket: object): DirectUpstream | null {
   return (socket as Partial<DirectUpstream>).directH1 === true ? (socket as DirectUpstream) : null;
 }
+
+/**
+ * An upstream failure that says the request was not processed at all (an HTTP/2 stream the peer
+ * refused: REFUSED_STREAM, or above its GOAWAY's last stream): the session may send it again
+ * whatever its method, as long as it had no body to stream.
+ */
+export class UnprocessedError extends Error {
+  readonly unprocessed = true as const;
+}
+
+export function wasUnprocessed(err: Error | null): boolean {
+  return err instanceof UnprocessedError;
+}

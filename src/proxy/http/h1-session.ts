@@ -20,7 +20,7 @@ import {
   serializeResponseHead,
   type RequestLine,
 } from './h1-serialize.ts';
-import { directOf, type DirectResponseSink } from './direct-upstream.ts';
+import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
 import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
 import { connectBalanced, type MeshTcpConnector } from '../tcp/forward.ts';
 import type { Pick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
@@ -632,11 +632,14 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
     if (this.resState === RES_HEAD && !this.resStartedDownstream && this.resBuf === null) {
       // A pooled connection the upstream closed just as we reused it: re-send once on a new one
       // when nothing of the request body had to be sent (so nothing is lost or sent twice).
+      // A request the upstream says it never processed (a refused HTTP/2 stream) likewise,
+      // whatever its method.
+      const unprocessed = wasUnprocessed(err);
       if (
         conn !== null &&
-        conn.uses > 1 &&
+        (conn.uses > 1 || unprocessed) &&
         !this.retried &&
-        isIdempotent(this.req!.method) &&
+        (isIdempotent(this.req!.method) || unprocessed) &&
         this.reqState === REQ_DONE &&
         this.reqRemaining === 0 &&
         !this.reqChunked

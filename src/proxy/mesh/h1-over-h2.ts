@@ -19,7 +19,7 @@ import { Duplex } from 'node:stream';
 import type { H1Limits, MessageHead } from '../http/h1-parser.ts';
 import type { RequestLine } from '../http/h1-serialize.ts';
 import { ChunkedDecoder, type ChunkSink } from '../http/chunked.ts';
-import type { DirectResponseSink, DirectUpstream } from '../http/direct-upstream.ts';
+import { UnprocessedError, type DirectResponseSink, type DirectUpstream } from '../http/direct-upstream.ts';
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { Target } from '../transport/target.ts';
@@ -230,8 +230,10 @@ export class H1OverH2Conn extends Duplex implements DirectUpstream {
     if (this.active !== ex) return;
     if (!ex.done) {
       // Reset, or the connection failed under it: the HTTP/1 session sees this connection close
-      // (502, or one re-send of an idempotent request) as with a plain upstream.
-      this.destroy(new Error(`HTTP/2 stream closed (code ${code ?? 'none'}) before the response ended`));
+      // (502, or one re-send of an idempotent request) as with a plain upstream. A stream the
+      // peer refused was never processed: the session may re-send it whatever its method.
+      const message = `HTTP/2 stream closed (code ${code ?? 'none'}) before the response ended`;
+      this.destroy(code === ErrorCode.REFUSED_STREAM ? new UnprocessedError(message) : new Error(message));
       return;
     }
     if (this.requestComplete) this.active = null;
