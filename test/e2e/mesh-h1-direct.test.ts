@@ -142,7 +142,7 @@ const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[nam
  */
 async function startApp(): Promise<{ port: number; close(): void }> {
   const big = Buffer.alloc(2 << 20, 'abcdefghij');
-  const server = http.createServer((req, res) => {
+  const server = http.createServer({ maxHeaderSize: 128 * 1024 }, (req, res) => {
     let body = '';
     req.setEncoding('latin1');
     req.on('data', (d: string) => (body += d));
@@ -156,6 +156,7 @@ async function startApp(): Promise<{ port: number; close(): void }> {
         res.setHeader('content-length', big.length);
         return void res.end(big);
       }
+      if (req.url === '/hdr') return void res.end(`fields ${Object.keys(req.headers).length}`);
       if (req.url === '/trailers') {
         res.setHeader('trailer', 'x-checksum');
         res.write('body');
@@ -258,6 +259,21 @@ test('the direct mesh path keeps the HTTP/1 framing rules', { timeout: 60_000 },
     assert.match(got, /\r\ntransfer-encoding: chunked\r\n/i);
     assert.equal(got.split('\r\n\r\n').slice(1).join('\r\n\r\n'), '4\r\none,\r\n3\r\ntwo\r\n0\r\n\r\n');
   });
+
+  await t.test(
+    'a head near the HTTP/1 limit crosses (CONTINUATION) and the connection carries on',
+    async () => {
+      // 125 fields of 500 bytes: under the 64 KiB HTTP/1 head limit, but over 64 KiB in HTTP/2's
+      // header list accounting (32 bytes more per field), which must not end the shared connection.
+      let fields = '';
+      for (let i = 0; i < 125; i++) fields += `x-f${String(i).padStart(3, '0')}: ${'v'.repeat(500)}\r\n`;
+      const ask = `GET /hdr HTTP/1.1\r\nHost: direct\r\nx-big: 1\r\n${fields}\r\nGET /after-big HTTP/1.1\r\nHost: direct\r\n\r\n`;
+      assert.ok(ask.indexOf('\r\n\r\n') < 64 * 1024);
+      const { got } = await exchange(port, ask, (s) => s.includes('GET /after-big '));
+      assert.match(got, /^HTTP\/1\.1 200 /);
+      assert.match(got, /GET \/after-big $/);
+    },
+  );
 
   await t.test("the app's response trailers reach the client", async () => {
     const ask = 'GET /trailers HTTP/1.1\r\nHost: direct\r\n\r\n';

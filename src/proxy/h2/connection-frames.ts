@@ -4,13 +4,13 @@
 // that stream and the others go on.
 
 import type { H2Connection } from './connection.ts';
-import { CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, STREAM_WINDOW } from './connection.ts';
+import { CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST, STREAM_WINDOW } from './limits.ts';
 import { checkFields } from './fields.ts';
 import { ErrorCode, Flag, FrameType, H2ConnectionError, MAX_WINDOW, Setting } from './frames.ts';
 import { HpackError } from './hpack.ts';
 
 /** Largest header block we assemble from HEADERS + CONTINUATION before giving up. */
-const MAX_HEADER_BLOCK = 256 * 1024;
+const MAX_HEADER_BLOCK = MAX_HEADER_LIST;
 
 function protocolError(message: string): H2ConnectionError {
   return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);

@@ -15,17 +15,22 @@ import { HpackDecoder, HpackEncoder } from './hpack.ts';
 import { ErrorCode, FrameReader, FrameWriter, H2ConnectionError, Setting, DEFAULT_WINDOW } from './frames.ts';
 import { CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW } from './frames.ts';
 import { handleFrame } from './connection-frames.ts';
+import {
+  CONNECTION_WINDOW,
+  MAX_CONCURRENT_STREAMS,
+  MAX_HEADER_LIST,
+  MAX_PEER_RESETS,
+  STREAM_WINDOW,
+} from './limits.ts';
 import { H2Stream, type StreamOwner } from './stream.ts';
 
-/** Each stream's receive window: what one stalled stream may leave waiting in the proxy. */
-export const STREAM_WINDOW = 1024 * 1024;
-/** The connection's receive window: many streams must not throttle each other. */
-export const CONNECTION_WINDOW = 16 * 1024 * 1024;
-export const MAX_CONCURRENT_STREAMS = 1000;
-/** Streams a client may cancel before their response, per second, before it loses the connection. */
-export const MAX_PEER_RESETS = 1000;
-/** Decoded header list limit (RFC 9113 accounting): a peer that sends more gets the stream reset. */
-export const MAX_HEADER_LIST = 64 * 1024;
+export {
+  CONNECTION_WINDOW,
+  MAX_CONCURRENT_STREAMS,
+  MAX_HEADER_LIST,
+  MAX_PEER_RESETS,
+  STREAM_WINDOW,
+} from './limits.ts';
 
 export interface H2ConnectionOptions {
   readonly role: 'client' | 'server';
