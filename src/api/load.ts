@@ -1,11 +1,12 @@
 // Loads the control-plane protos at runtime with @grpc/proto-loader, typed with the generated
-// types in src/api/gen/ (scripts/gen-api.ts). The loader options here must match the generator's:
-// camelCase fields, 64-bit numbers as JS numbers, enums as their names, defaults filled in, and a
-// virtual field naming the member set in each oneof.
+// types in src/api/gen/ (scripts/gen-api.ts). The control plane (server side) uses this; the
+// proxy's clients use src/api/client.ts, which needs neither proto-loader nor protobufjs. The
+// loader options here must match the generator's: camelCase fields, 64-bit numbers as JS numbers,
+// enums as their names, defaults filled in, and a virtual field naming the member set in each
+// oneof (the generated codecs decode to exactly this shape).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
-import type { BackoffSettings } from '../core/backoff.ts';
 import type { ProtoGrpcType as DestinationProto } from './gen/destination.ts';
 import type { ProtoGrpcType as IdentityProto } from './gen/identity.ts';
 import type { ProtoGrpcType as PolicyProto } from './gen/policy.ts';
@@ -53,16 +54,8 @@ export type {
   HttpRoute__Output as ApiHttpRouteOutput,
 } from './gen/trellis/policy/v1/HttpRoute.ts';
 
-/**
- * Channel options that keep grpc-js's own reconnect backoff (default 1 s .. 120 s) within ours, so
- * that a retry we schedule does not wait for the channel long after the server is back.
- */
-export function reconnectBackoffOptions(backoff: BackoffSettings): grpc.ChannelOptions {
-  return {
-    'grpc.initial_reconnect_backoff_ms': backoff.initialMs,
-    'grpc.max_reconnect_backoff_ms': backoff.maxMs,
-  };
-}
+// The proxy's clients (src/api/client.ts) need this without proto-loader; kept here for callers.
+export { reconnectBackoffOptions } from './client.ts';
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: false,

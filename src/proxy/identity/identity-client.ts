@@ -13,11 +13,11 @@ import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import {
-  loadIdentityApi,
+  Identity,
   reconnectBackoffOptions,
   type ApiCertifyResponseOutput,
   type IdentityClient,
-} from '../../api/load.ts';
+} from '../../api/client.ts';
 import { systemTimers, type Clock, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -74,7 +74,6 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
   const random = opts.random ?? mathRandom;
   const deadlineMs = opts.deadlineMs ?? 10_000;
   const log = opts.log.child({ component: 'identity', id: opts.id });
-  const { Identity } = loadIdentityApi();
   const client: IdentityClient = new Identity(
     opts.address,
     grpc.credentials.createInsecure(),

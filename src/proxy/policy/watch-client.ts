@@ -5,11 +5,11 @@
 // gRPC.
 import * as grpc from '@grpc/grpc-js';
 import {
-  loadPolicyApi,
+  Policy,
   reconnectBackoffOptions,
   type ApiInboundPolicyOutput,
   type PolicyClient,
-} from '../../api/load.ts';
+} from '../../api/client.ts';
 import { backoffDelay, backoffSettings, WATCH_BACKOFF } from '../../core/backoff.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
@@ -38,7 +38,6 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
   const timers = options.timers ?? systemTimers;
   const random = options.random ?? mathRandom;
   const log = options.log;
-  const { Policy } = loadPolicyApi();
   const client: PolicyClient = new Policy(
     options.address,
     grpc.credentials.createInsecure(),

@@ -6,12 +6,12 @@
 // which replaces whatever changed in between. All resolutions share one HTTP/2 channel.
 import * as grpc from '@grpc/grpc-js';
 import {
-  loadDestinationApi,
+  Destination,
   type ApiEndpointOutput,
   type ApiUpdateOutput,
   type DestinationClient,
   reconnectBackoffOptions,
-} from '../../api/load.ts';
+} from '../../api/client.ts';
 import { backoffDelay, backoffSettings, WATCH_BACKOFF, type BackoffSettings } from '../../core/backoff.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
@@ -62,7 +62,6 @@ export class DestinationResolver implements Resolver {
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? mathRandom;
     this.#log = (options.log ?? silentLogger).child({ component: 'destination-client' });
-    const { Destination } = loadDestinationApi();
     this.#client = new Destination(
       options.address,
       options.credentials ?? grpc.credentials.createInsecure(),

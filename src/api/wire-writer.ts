@@ -1,0 +1,186 @@
+// Protobuf wire format, writing: the half of src/api/wire.ts that encodes, into one growing
+// buffer (nested messages get their length prefix patched in afterwards, no second pass).
+import { FIXED32, FIXED64, LENGTH_DELIMITED, VARINT } from './wire-reader.ts';
+
+/** A 64-bit input as proto-loader accepts it: a number, a decimal string or a Long-like. */
+export type Int64Input = number | string | { low: number; high: number; unsigned?: boolean };
+
+function toBigInt(value: Int64Input, field: string): bigint {
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new Error(`${field}: ${value} is not a 64-bit integer`);
+    return BigInt(Math.trunc(value));
+  }
+  if (typeof value === 'string') {
+    if (!/^\s*[-+]?\d+\s*$/.test(value)) throw new Error(`${field}: "${value}" is not a 64-bit integer`);
+    return BigInt(value.trim());
+  }
+  if (typeof value === 'object' && value !== null && 'low' in value && 'high' in value) {
+    return (BigInt(value.high >>> 0) << 32n) | BigInt(value.low >>> 0);
+  }
+  throw new Error(`${field}: expected a number, a decimal string or a Long`);
+}
+
+/** Builds one message's bytes in a growing buffer. */
+export class Writer {
+  buf = Buffer.allocUnsafe(64);
+  pos = 0;
+
+  #ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  /** An unsigned varint of up to 32 bits. */
+  varint32(n: number): void {
+    this.#ensure(5);
+    n >>>= 0;
+    while (n > 0x7f) {
+      this.buf[this.pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    this.buf[this.pos++] = n;
+  }
+
+  /** A varint of the low 64 bits of `n` (negative int32/int64 take all 10 bytes). */
+  varint64(n: bigint): void {
+    this.#ensure(10);
+    let v = BigInt.asUintN(64, n);
+    while (v > 0x7fn) {
+      this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.pos++] = Number(v);
+  }
+
+  tag(field: number, wireType: number): void {
+    this.varint32(((field << 3) | wireType) >>> 0);
+  }
+
+  uint32(field: number, v: number): void {
+    this.tag(field, VARINT);
+    this.varint32(v);
+  }
+
+  int32(field: number, v: number): void {
+    this.tag(field, VARINT);
+    if ((v | 0) >= 0) this.varint32(v);
+    else this.varint64(BigInt(v | 0));
+  }
+
+  sint32(field: number, v: number): void {
+    this.tag(field, VARINT);
+    v |= 0;
+    this.varint32((v << 1) ^ (v >> 31));
+  }
+
+  bool(field: number, v: boolean): void {
+    this.tag(field, VARINT);
+    this.varint32(v ? 1 : 0);
+  }
+
+  int64(field: number, v: Int64Input, name: string): void {
+    this.tag(field, VARINT);
+    this.varint64(toBigInt(v, name));
+  }
+
+  uint64(field: number, v: Int64Input, name: string): void {
+    this.int64(field, v, name);
+  }
+
+  sint64(field: number, v: Int64Input, name: string): void {
+    const n = BigInt.asIntN(64, toBigInt(v, name));
+    this.tag(field, VARINT);
+    this.varint64((n << 1n) ^ (n >> 63n));
+  }
+
+  fixed32(field: number, v: number): void {
+    this.tag(field, FIXED32);
+    this.#ensure(4);
+    this.buf.writeUInt32LE(v >>> 0, this.pos);
+    this.pos += 4;
+  }
+
+  sfixed32(field: number, v: number): void {
+    this.fixed32(field, v | 0);
+  }
+
+  fixed64(field: number, v: Int64Input, name: string): void {
+    this.tag(field, FIXED64);
+    this.#ensure(8);
+    this.buf.writeBigUInt64LE(BigInt.asUintN(64, toBigInt(v, name)), this.pos);
+    this.pos += 8;
+  }
+
+  sfixed64(field: number, v: Int64Input, name: string): void {
+    this.fixed64(field, v, name);
+  }
+
+  float(field: number, v: number): void {
+    this.tag(field, FIXED32);
+    this.#ensure(4);
+    this.buf.writeFloatLE(v, this.pos);
+    this.pos += 4;
+  }
+
+  double(field: number, v: number): void {
+    this.tag(field, FIXED64);
+    this.#ensure(8);
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+
+  #raw(bytes: Uint8Array): void {
+    this.varint32(bytes.length);
+    this.#ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
+  string(field: number, v: string): void {
+    this.tag(field, LENGTH_DELIMITED);
+    this.#raw(Buffer.from(v, 'utf8'));
+  }
+
+  /** Bytes as proto-loader accepts them: a Buffer/Uint8Array, or a base64 string. */
+  bytes(field: number, v: Uint8Array | string): void {
+    this.tag(field, LENGTH_DELIMITED);
+    this.#raw(typeof v === 'string' ? Buffer.from(v, 'base64') : v);
+  }
+
+  /**
+   * A nested message written by `write`. Its length is not known beforehand: one byte is kept
+   * for it (enough below 128 bytes) and the body moved along when the prefix needs more.
+   */
+  message<T>(field: number, value: T, write: (w: Writer, value: T) => void): void {
+    this.tag(field, LENGTH_DELIMITED);
+    this.#ensure(1);
+    const at = this.pos++;
+    write(this, value);
+    const len = this.pos - at - 1;
+    if (len < 0x80) {
+      this.buf[at] = len;
+      return;
+    }
+    let size = 1;
+    for (let n = len; n > 0x7f; n >>>= 7) size++;
+    this.#ensure(size - 1);
+    this.buf.copy(this.buf, at + size, at + 1, this.pos);
+    const end = this.pos + size - 1;
+    this.pos = at;
+    this.varint32(len);
+    this.pos = end;
+  }
+
+  finish(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
+}
+
+/** An enum input (a name or a number) as its number; an unknown name is an error. */
+export function enumNumber(value: unknown, numbers: Readonly<Record<string, number>>, field: string): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && Object.hasOwn(numbers, value)) return numbers[value]!;
+  throw new Error(`${field}: unknown enum value ${JSON.stringify(value)}`);
+}
