@@ -19,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import { codecSource } from '../../scripts/gen-api.ts';
+import { codecSource } from '../../scripts/gen-codecs.ts';
 import {
   destinationService,
   identityService,
