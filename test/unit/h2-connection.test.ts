@@ -594,3 +594,42 @@ test('rapid reset: a client that opens and cancels streams by the thousand loses
     srv.close();
   }
 });
+
+test('a peer that keeps sending PINGs but never reads the answers is cut off', async () => {
+  const conns: H2Connection[] = [];
+  let closedWith: Error | null | undefined;
+  const server = net.createServer((socket) => {
+    conns.push(
+      new H2Connection(socket, {
+        role: 'server',
+        maxUnreadBytes: 64 * 1024,
+        onClose: (err) => (closedWith = err),
+      }),
+    );
+  });
+  await once(server.listen(0, '127.0.0.1'), 'listening');
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  socket.on('error', () => {});
+  try {
+    await once(socket, 'connect');
+    socket.pause(); // never read a byte of what the server answers
+    socket.write(rawClient(() => {}));
+    const ping = new FrameWriter();
+    for (let i = 0; i < 2000; i++) ping.frame(FrameType.PING, 0, 0, Buffer.alloc(8, i & 0xff));
+    const burst = ping.take()!;
+    const deadline = Date.now() + 15_000;
+    // 2,000 PINGs (34 KB of answers) a round, until the kernel buffers are full and the server's
+    // queue passes its limit (bounded in rounds and time).
+    for (let round = 0; round < 2000 && closedWith === undefined && Date.now() < deadline; round++) {
+      if (!socket.write(burst))
+        await Promise.race([once(socket, 'drain'), new Promise((r) => setTimeout(r, 50))]);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.ok(closedWith instanceof Error, 'the server closed the connection');
+    assert.match(closedWith.message, /does not read/);
+  } finally {
+    socket.destroy();
+    for (const c of conns) c.destroy(null);
+    server.close();
+  }
+});

@@ -44,6 +44,8 @@ export interface H2ConnectionOptions {
   onGoaway?(code: number): void;
   /** The connection is gone (socket closed); `err` when it failed. */
   onClose?(err: Error | null): void;
+  /** Bytes our answers may pile up in the socket unread before the peer is cut off (tests). */
+  maxUnreadBytes?: number;
 }
 
 export class H2Connection implements StreamOwner {
@@ -186,7 +188,7 @@ export class H2Connection implements StreamOwner {
     try {
       // A peer that keeps sending (PINGs, SETTINGS, requests) but does not read what we answer
       // would make the answers pile up here: past twice what flow control lets DATA queue, stop.
-      if (this.socket.writableLength > 2 * CONNECTION_WINDOW)
+      if (this.socket.writableLength > (this.opts.maxUnreadBytes ?? 2 * CONNECTION_WINDOW))
         throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'the peer does not read what it asks for');
       if (this.prefaceLeft > 0) {
         const n = Math.min(this.prefaceLeft, chunk.length);

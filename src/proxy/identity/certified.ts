@@ -5,7 +5,7 @@
 // one of the trust anchors sent with it. Anything else is an error, and the caller keeps its
 // current credentials and retries.
 import { X509Certificate } from 'node:crypto';
-import type { ApiCertifyResponseOutput } from '../../api/load.ts';
+import type { ApiCertifyResponseOutput } from '../../api/client.ts';
 import { TrellisError } from '../../core/errors.ts';
 import { type CertifiedKey, uriSans } from './provider.ts';
 

@@ -13,7 +13,7 @@
 //
 // Before the first policy arrives every port follows the default policy (as when no Server
 // selects it); while the control plane is unreachable the last policy stays in force.
-import type { ApiInboundPolicyOutput } from '../../api/load.ts';
+import type { ApiInboundPolicyOutput } from '../../api/client.ts';
 import type { Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Random } from '../../core/random.ts';

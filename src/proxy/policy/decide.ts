@@ -12,7 +12,7 @@
 //   of its routes. At connection time (`traffic`), an HTTP connection is admitted when some
 //   authorization's "who" matches (its routes are checked again per request); an opaque TCP
 //   connection never sees a request, so only authorizations without routes can admit it.
-import type { ApiInboundPolicyOutput } from '../../api/load.ts';
+import type { ApiInboundPolicyOutput } from '../../api/client.ts';
 import {
   compileIdentityPattern,
   compileNetworks,
