@@ -24,14 +24,6 @@ import {
 } from './limits.ts';
 import { H2Stream, type StreamOwner } from './stream.ts';
 
-export {
-  CONNECTION_WINDOW,
-  MAX_CONCURRENT_STREAMS,
-  MAX_HEADER_LIST,
-  MAX_PEER_RESETS,
-  STREAM_WINDOW,
-} from './limits.ts';
-
 export interface H2ConnectionOptions {
   readonly role: 'client' | 'server';
   /** Server: a new stream from the peer with its request header block. */

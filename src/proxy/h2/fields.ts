@@ -7,7 +7,8 @@
 const TOKEN_LOWER = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN_LOWER[c.charCodeAt(0)] = 1;
 
-const CONNECTION_SPECIFIC = new Set([
+/** Fields that belong to one connection and never appear in HTTP/2 (RFC 9113 8.2.2; `te` aside). */
+export const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',

@@ -5,15 +5,7 @@
 // and would otherwise map a bare 502 to a vaguer code.
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { PROXY_ERROR_HEADER, statusForReason, type ProxyErrorReason } from '../errors.ts';
-
-/** Hop-by-hop headers (RFC 9113 8.2.2): never forwarded; `te` only passes as "trailers". */
-const CONNECTION_SPECIFIC = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-]);
+import { CONNECTION_SPECIFIC } from '../h2/fields.ts';
 
 /**
  * A copy of `headers` that can be sent on the other side: connection-specific headers dropped,
@@ -23,7 +15,7 @@ const CONNECTION_SPECIFIC = new Set([
 export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const name of Object.keys(headers)) {
-    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (CONNECTION_SPECIFIC.has(name)) continue; // hop-by-hop: never forwarded
     const value = headers[name];
     if (value === undefined) continue;
     if (name === 'te' && !isTrailersOnly(value)) continue;

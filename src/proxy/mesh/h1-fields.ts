@@ -5,28 +5,13 @@
 // sends and receives them, names in lower case.
 import type { MessageHead } from '../http/h1-parser.ts';
 import { isHopByHop, type RequestLine } from '../http/h1-serialize.ts';
+import { CONNECTION_SPECIFIC } from '../h2/fields.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
-/** Request fields that belong to the HTTP/1 connection (or are rewritten), never to a stream. */
-const REQUEST_SKIP = new Set([
-  'host',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'http2-settings',
-]);
 /** Response fields that HTTP/2 never carries and an HTTP/1 response must not copy. */
-const RESPONSE_SKIP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-]);
+const RESPONSE_SKIP = new Set([...CONNECTION_SPECIFIC, 'te']);
+/** Request fields that belong to the HTTP/1 connection (or are rewritten), never to a stream. */
+const REQUEST_SKIP = new Set([...RESPONSE_SKIP, 'host', 'http2-settings']);
 /** What a request line or Host cannot hold. */
 const FIELD_UNSAFE = /[\r\n\0]/;
 

@@ -21,7 +21,7 @@ import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import { checkFields } from '../h2/fields.ts';
-import { h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
+import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
 
 export interface BridgeContext {
   readonly pool: UpstreamPool;
@@ -63,7 +63,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     this.stream = stream;
     this.fields = fields;
     this.endAfterHeaders = endAfterHeaders;
-    this.method = fields[fields.indexOf(':method') + 1] ?? 'GET';
+    this.method = fieldValue(fields, ':method') ?? 'GET';
     this.sink = {
       data: (chunk) => this.writeDown(chunk),
       end: (trailers) => this.endResponse(trailers),

@@ -5,7 +5,6 @@
 // path with no identity. (HTTP/1 requests from other proxies arrive on their own connections:
 // inbound-h2h1.ts.)
 import * as http2 from 'node:http2';
-import { PROXY_ERROR_HEADER } from '../errors.ts';
 import { isGrpc, proxyErrorResponse } from '../http/h2-headers.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
@@ -67,7 +66,6 @@ function deny(
   metrics.requestStarted('inbound', 'h2');
   metrics.proxyError('inbound', 'forbidden');
   const response = proxyErrorResponse('forbidden', grpc, headerValue, headerValue);
-  response.headers[PROXY_ERROR_HEADER] = headerValue;
   stream.on('error', () => {});
   stream.respond(response.headers, { endStream: response.body === null });
   if (response.body !== null) stream.end(response.body);

@@ -8,7 +8,6 @@
 // finish, the peer opens new ones elsewhere.
 import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { PROXY_ERROR_HEADER } from '../errors.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
 import { H2Connection } from '../h2/connection.ts';
 import type { H2Stream } from '../h2/stream.ts';
@@ -85,7 +84,6 @@ export class MeshH2H1Inbound {
     metrics.requestStarted('inbound', 'http1');
     metrics.proxyError('inbound', reason);
     const response = proxyErrorResponse(reason, false, message, headerValue);
-    response.headers[PROXY_ERROR_HEADER] = headerValue;
     respondWhole(stream, response.headers, response.body);
     metrics.responseFinished(
       'inbound',
