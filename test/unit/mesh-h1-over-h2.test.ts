@@ -39,19 +39,18 @@ async function failureFor(code: number, method: string): Promise<Error> {
   const conn = await new Promise<H2Connection>((resolve) => {
     const c: H2Connection = new H2Connection(socket, { role: 'client', onReady: () => resolve(c) });
   });
-  const pool = {
+  const pool: Pick<MeshH2Pool, 'requestNow' | 'connection'> = {
     requestNow: (
-      _a: unknown,
-      _i: string,
+      _key: string,
       fields: readonly string[],
       end: boolean,
       h: H2StreamHandler,
     ): H2Stream | null => conn.request(fields, end, h),
     connection: () => assert.fail('a ready connection is used at once'),
-  } as unknown as MeshH2Pool;
+  };
   try {
     const virtual = new H1OverH2Conn(
-      pool,
+      pool as MeshH2Pool,
       { host: '127.0.0.1', port: srv.port },
       'spiffe://t/ns/a/sa/b',
       LIMITS,

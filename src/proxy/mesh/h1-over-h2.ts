@@ -24,7 +24,7 @@ import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { Target } from '../transport/target.ts';
 import { fieldLines, fieldValue, requestFieldsFor, responseMessageHead } from './h1-fields.ts';
-import type { MeshH2Pool } from './h2h1-pool.ts';
+import { MeshH2Pool } from './h2h1-pool.ts';
 
 const CONTINUE_HEAD = responseMessageHead(100, [], 'none', 0, null);
 const CONTENT_LENGTH_0 = ['content-length', '0'] as const;
@@ -130,6 +130,8 @@ export class H1OverH2Conn extends Duplex implements DirectUpstream {
   private readonly pool: MeshH2Pool;
   private readonly address: Target;
   private readonly identity: string;
+  /** MeshH2Pool.keyOf(address, identity), made once rather than per request. */
+  private readonly poolKey: string;
   private readonly limits: H1Limits;
   /** The exchange whose request is being written (and whose response is being read). */
   active: Exchange | null = null;
@@ -143,6 +145,7 @@ export class H1OverH2Conn extends Duplex implements DirectUpstream {
     this.pool = pool;
     this.address = address;
     this.identity = identity;
+    this.poolKey = MeshH2Pool.keyOf(address, identity);
     this.limits = limits;
     this.bodySink = {
       data: (chunk) => {
@@ -173,20 +176,25 @@ export class H1OverH2Conn extends Duplex implements DirectUpstream {
     this.requestComplete = endStream;
     const fields = requestFieldsFor(head, line);
     // A warm connection takes the stream synchronously; otherwise wait for one (connect, or room).
-    const now = this.pool.requestNow(this.address, this.identity, fields, endStream, ex);
+    const now = this.pool.requestNow(this.poolKey, fields, endStream, ex);
     if (now !== null) {
       this.attach(ex, now);
       return;
     }
-    this.pool.connection(this.address, this.identity, (conn, _reason, err) => {
-      if (this.active !== ex || this.destroyed) return;
-      const stream = conn?.request(fields, endStream, ex) ?? null;
-      if (stream === null) {
-        this.destroy(err ?? new Error('no HTTP/2 connection to the endpoint'));
-        return;
-      }
-      this.attach(ex, stream);
-    });
+    this.pool.connection(
+      this.address,
+      this.identity,
+      (conn, _reason, err) => {
+        if (this.active !== ex || this.destroyed) return;
+        const stream = conn?.request(fields, endStream, ex) ?? null;
+        if (stream === null) {
+          this.destroy(err ?? new Error('no HTTP/2 connection to the endpoint'));
+          return;
+        }
+        this.attach(ex, stream);
+      },
+      this.poolKey,
+    );
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {

@@ -48,18 +48,23 @@ export class MeshH2Pool {
     this.opts = opts;
   }
 
+  /** The pool's key for an endpoint and the identity it must prove (made once by each user). */
+  static keyOf(address: Target, identity: string): string {
+    return `${targetKey(address)} ${identity}`;
+  }
+
   /**
-   * Opens a stream at once on a connected connection with room (the common case once warm: no
-   * callback, no promise); null when there is none (use `connection`).
+   * Opens a stream at once on a connected connection with room to the endpoint under `key`
+   * (keyOf; the common case once warm: no callback, no promise); null when there is none (use
+   * `connection`).
    */
   requestNow(
-    address: Target,
-    identity: string,
+    key: string,
     fields: readonly string[],
     endStream: boolean,
     handler: H2StreamHandler,
   ): H2Stream | null {
-    const slot = this.slots.get(`${targetKey(address)} ${identity}`);
+    const slot = this.slots.get(key);
     if (slot === undefined) return null;
     for (const conn of slot.conns) {
       if (conn.hasRoom()) return conn.request(fields, endStream, handler);
@@ -68,12 +73,16 @@ export class MeshH2Pool {
   }
 
   /** Calls `cb` with a connected connection that has room, connecting one when needed. */
-  connection(address: Target, identity: string, cb: ConnCallback): void {
+  connection(
+    address: Target,
+    identity: string,
+    cb: ConnCallback,
+    key: string = MeshH2Pool.keyOf(address, identity),
+  ): void {
     if (this.closed) {
       cb(null, 'connect-failed', new Error('the proxy is shutting down'));
       return;
     }
-    const key = `${targetKey(address)} ${identity}`;
     let slot = this.slots.get(key);
     if (slot === undefined) {
       slot = { address, identity, conns: [], connecting: 0, waiters: [] };
