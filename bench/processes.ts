@@ -230,7 +230,8 @@ export function treesCpuSeconds(pids: readonly number[]): number {
   return pids.reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
 }
 
-function statusKb(pid: number, key: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
+/** A /proc/PID/status memory field in kB (0 when the process or field is not there). */
+export function statusKb(pid: number, key: 'VmRSS' | 'VmHWM' | 'RssAnon' | 'RssFile'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');
     const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text);

@@ -228,6 +228,13 @@ export function portOf(hostPort: string): number {
   return port;
 }
 
+/** The Node flags bin/trellis runs trellis with (see there for why). */
+export const TRELLIS_NODE_FLAGS: readonly string[] = [
+  '--max-semi-space-size=1',
+  '--single-threaded-gc',
+  '--heap-growing-percent=50',
+];
+
 /**
  * How trellis is started: a compiled main.js given with BENCH_TRELLIS_MAIN, else bin/trellis, the
  * launcher users run (compiled dist/ when built, with its Node flags), else the TypeScript entry
@@ -242,9 +249,7 @@ export function trellisCommand(tools: Tools): string[] {
       'MALLOC_ARENA_MAX=1',
       'MALLOC_TRIM_THRESHOLD_=65536',
       tools.node,
-      '--max-semi-space-size=1',
-      '--single-threaded-gc',
-      '--heap-growing-percent=50',
+      ...TRELLIS_NODE_FLAGS,
       tools.trellisMain,
     ];
   const launcher = join(REPO_ROOT, 'bin/trellis');

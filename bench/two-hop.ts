@@ -6,7 +6,7 @@
 // at the start (bench/two-hop/pki.ts); each contender's mTLS is checked before it is measured.
 // Writes bench/results/two-hop-latest.{json,md}. How to read it: docs/benchmark.md.
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   fail,
@@ -21,7 +21,7 @@ import {
 import type { Measured } from './harness.ts';
 import { checkAnswers } from './measure.ts';
 import { findTools, helpText, machineInfo, parseOptions, type BenchOptions } from './options.ts';
-import { pinSelf, sampleRss, treeMemoryMb } from './processes.ts';
+import { pinSelf, sampleRss, statusKb, treeMemoryMb } from './processes.ts';
 import { compareHttp } from './report.ts';
 import * as targets from './targets.ts';
 import { startHaproxyPair, startNginxPair, startTrellisPair, type Pair } from './two-hop/contenders.ts';
@@ -225,27 +225,14 @@ async function main(): Promise<number> {
  * the binary's own (file-backed) pages, after a second.
  */
 async function measureNodeFloor(node: string): Promise<NodeFloor | undefined> {
-  const child = spawn(
-    node,
-    [
-      '--max-semi-space-size=1',
-      '--single-threaded-gc',
-      '--heap-growing-percent=50',
-      '-e',
-      'setInterval(() => {}, 1000)',
-    ],
-    {
-      stdio: 'ignore',
-    },
-  );
+  const child = spawn(node, [...targets.TRELLIS_NODE_FLAGS, '-e', 'setInterval(() => {}, 1000)'], {
+    stdio: 'ignore',
+  });
   try {
     await new Promise((r) => setTimeout(r, 1000));
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    const mb = (key: string): number =>
-      Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN) / 1024;
-    return { rssMb: mb('VmRSS'), fileMb: mb('RssFile') };
-  } catch {
-    return undefined; // no /proc: not reported
+    const rssKb = child.pid === undefined ? 0 : statusKb(child.pid, 'VmRSS');
+    if (rssKb === 0) return undefined; // no /proc: not reported
+    return { rssMb: rssKb / 1024, fileMb: statusKb(child.pid!, 'RssFile') / 1024 };
   } finally {
     child.kill();
   }
