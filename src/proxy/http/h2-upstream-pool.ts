@@ -8,8 +8,9 @@
 // told apart from a failure of the exchange itself (502 connect-failed vs a reset).
 //
 // Sessions to meshed endpoints (an expected identity given) run over mTLS connections that the
-// `secure` connector opens; they are pooled by address and identity, and carry the HTTP/2 streams
-// of the app and the HTTP/1 requests converted to HTTP/2 alike (src/proxy/mesh/).
+// `secure` connector opens (ALPN trellis-h2/1); they are pooled by address and identity and carry
+// the app's HTTP/2 and gRPC streams. (HTTP/1 requests cross the mesh on the project's own HTTP/2:
+// src/proxy/mesh/h2h1-pool.ts.)
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { UpstreamConnectError } from '../errors.ts';
@@ -61,8 +62,6 @@ interface PooledSession {
   readonly idle: SessionIdleTimer;
   /** False once the session received GOAWAY, closed or failed: no new streams. */
   usable: boolean;
-  /** The peer's SETTINGS arrived (see `connect`): streams may be opened without waiting. */
-  connected: boolean;
 }
 
 export class H2UpstreamPool {
@@ -101,28 +100,6 @@ export class H2UpstreamPool {
     }
   }
 
-  /**
-   * Opens a stream at once when a connected session to `target` has room, the common case once
-   * the pool is warm: no promise and no microtask per request (the mesh's HTTP/1 path asks this
-   * first). Null: there is none, use `request` (which connects or waits). Throws what
-   * ClientHttp2Session.request throws (invalid headers).
-   */
-  requestNow(
-    target: Target,
-    headers: http2.OutgoingHttpHeaders,
-    options: http2.ClientSessionRequestOptions,
-    identity: string | null,
-  ): http2.ClientHttp2Stream | null {
-    const sessions = this.byTarget.get(identity === null ? keyOf(target) : `${keyOf(target)} ${identity}`);
-    if (sessions === undefined) return null;
-    for (const pooled of sessions) {
-      if (!pooled.connected || !pooled.usable || pooled.session.closed || pooled.session.destroyed) continue;
-      const limit = pooled.session.remoteSettings?.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
-      if (pooled.idle.active < limit) return this.open(pooled, headers, options);
-    }
-    return null;
-  }
-
   private open(
     pooled: PooledSession,
     headers: http2.OutgoingHttpHeaders,
@@ -146,21 +123,6 @@ export class H2UpstreamPool {
     if (secure.hasCredentials()) return;
     if (!(await secure.whenReady(this.opts.connectTimeoutMs)))
       throw new UpstreamConnectError('no-identity', 'this proxy has no certificate yet');
-  }
-
-  /**
-   * Resolves once a session to `target` is connected (mTLS done and SETTINGS received), so that
-   * callers can tell a connect failure (rejects with UpstreamConnectError) from later ones.
-   */
-  async ensureSession(target: Target, identity: string | null): Promise<void> {
-    if (identity !== null) await this.meshReady(target);
-    for (let attempt = 0; ; attempt++) {
-      const pooled = this.pick(target, identity);
-      await pooled.ready;
-      if (pooled.usable && !pooled.session.closed && !pooled.session.destroyed) return;
-      if (attempt > 0)
-        throw new UpstreamConnectError('connect-failed', `session to ${keyOf(target)} closed before use`);
-    }
   }
 
   /** Closes every session: gracefully (in-flight streams finish), or at once when `hard`. */
@@ -218,7 +180,6 @@ export class H2UpstreamPool {
         session.close();
       }),
       usable: true,
-      connected: false,
     };
     ready.catch(() => {}); // waiters observe it; an unwaited failure must not be "unhandled"
     this.all.add(pooled);
@@ -247,7 +208,6 @@ export class H2UpstreamPool {
     // be refused; once known, nghttp2 queues the excess streams locally instead.
     session.once('remoteSettings', () => {
       connected = true;
-      pooled.connected = true;
       clearTimeout(timer);
       pooled.idle.start();
       settle();
