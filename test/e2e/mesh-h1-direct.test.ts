@@ -182,14 +182,22 @@ async function startApp(): Promise<{ port: number; close(): void }> {
   };
 }
 
-async function meshedPair(world: MeshWorld, appPort: number): Promise<number> {
+/** A meshed server proxy for the app and a client proxy (`clientConfig` added to its config). */
+async function meshedPair(
+  world: MeshWorld,
+  appPort: number,
+  clientConfig: Record<string, unknown> = {},
+): Promise<{ port: number; client: RunningProxy }> {
   const server = await world.proxy({ identity: await identityFor(world, 'direct-server'), app: appPort });
   await world.register('direct', 'direct-1', portOf(server, 'inbound'), idOf('direct-server'));
   const client = await world.proxy({
     identity: await identityFor(world, 'direct-client'),
-    config: { destinations: [{ listen: '127.0.0.1:0', target: 'direct.default:8080', protocol: 'auto' }] },
+    config: {
+      destinations: [{ listen: '127.0.0.1:0', target: 'direct.default:8080', protocol: 'auto' }],
+      ...clientConfig,
+    },
   });
-  return portOf(client, 'destination-0');
+  return { port: portOf(client, 'destination-0'), client };
 }
 
 /** Writes `raw` on one connection and reads until `done(bytes so far)` or the peer closes. */
@@ -226,7 +234,7 @@ test('the direct mesh path keeps the HTTP/1 framing rules', { timeout: 60_000 },
   t.after(() => world.close());
   const app = await startApp();
   t.after(() => app.close());
-  const port = await meshedPair(world, app.port);
+  const { port } = await meshedPair(world, app.port);
 
   await t.test('304 has no body and the connection stays usable', async () => {
     const ask = 'GET /304 HTTP/1.1\r\nHost: direct\r\n\r\nGET /after HTTP/1.1\r\nHost: direct\r\n\r\n';
@@ -344,16 +352,7 @@ test(
     t.after(() => world.close());
     const app = await startApp();
     t.after(() => app.close());
-    const server = await world.proxy({ identity: await identityFor(world, 'idle-server'), app: app.port });
-    await world.register('idle', 'idle-1', portOf(server, 'inbound'), idOf('idle-server'));
-    const client = await world.proxy({
-      identity: await identityFor(world, 'idle-client'),
-      config: {
-        destinations: [{ listen: '127.0.0.1:0', target: 'idle.default:8080', protocol: 'auto' }],
-        timeouts: { idleMs: 200 },
-      },
-    });
-    const port = portOf(client, 'destination-0');
+    const { port, client } = await meshedPair(world, app.port, { timeouts: { idleMs: 200 } });
     const opened = (): number => {
       let n = 0;
       for (const line of client.runtime.metrics.render().split('\n')) {
@@ -365,7 +364,7 @@ test(
     const get = async (path: string): Promise<string> => {
       const { got } = await exchange(
         port,
-        `GET ${path} HTTP/1.1\r\nHost: idle\r\nConnection: close\r\n\r\n`,
+        `GET ${path} HTTP/1.1\r\nHost: direct\r\nConnection: close\r\n\r\n`,
         () => false,
       );
       return got;
