@@ -161,6 +161,12 @@ export const proxyConfigSchema = v.strictObject(
         {
           /** How long to wait for the client's first bytes before treating the connection as opaque. */
           timeoutMs: v.optional(ms, 3000),
+          /**
+           * Inbound, on ports declared opaque or seen to be server-first: how long to wait for a
+           * client's first bytes (a meshed client's TLS ClientHello comes at once) before a silent
+           * client is connected to the app.
+           */
+          peekMs: v.optional(ms, 250),
           /** How long a destination whose detection timed out is remembered as opaque. */
           opaqueCacheMs: v.optional(ms, 60_000),
           opaqueCacheMax: v.optional(count(0), 10_000),

@@ -22,6 +22,7 @@ export const PROXY_ERROR_REASONS = [
   'tls-handshake-failed', // the mTLS handshake with a meshed peer failed (502; inbound: closed)
   'no-identity', // the proxy's own certificate did not arrive within the connect timeout (503)
   'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
+  'proxy-request-refused', // inbound: a CONNECT or other request to relay elsewhere; inbound forwards only to its app (403)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -57,6 +58,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'no-identity':
       return 503;
     case 'forbidden':
+    case 'proxy-request-refused':
       return 403;
     case 'loop-detected':
       return 508;

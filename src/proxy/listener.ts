@@ -1,19 +1,17 @@
 // Accept and detect: every accepted connection learns where it was going (the listener's own
 // destination, SO_ORIGINAL_DST in transparent mode, or nothing for the HTTP proxy listener), then
-// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path. On the inbound
-// side a TLS ClientHello that offers a trellis-* ALPN protocol is the mesh transport: the proxy
-// terminates it (mesh/inbound.ts) when it has an identity; any other TLS stays opaque.
+// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path. The inbound
+// listener's connections go to src/proxy/inbound/accept.ts, which holds the inbound threat model
+// (mesh termination, late detection, policy); the outbound side is here.
 import net from 'node:net';
 import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
-import { detectProtocol } from './detect/detect.ts';
+import { readFirstBytes } from './detect/first-bytes.ts';
 import { TrellisError } from '../core/errors.ts';
-import type { ProxyErrorReason } from './errors.ts';
 import type { Target } from './transport/target.ts';
 import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
-import { H1Session } from './http/h1-session.ts';
 import { forwardTcp, splice } from './tcp/forward.ts';
-import { isMeshSocket, offersMeshAlpn } from './mesh/protocol.ts';
+import { isMeshSocket } from './mesh/protocol.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
 
@@ -26,8 +24,6 @@ export interface ListenerSpec {
   readonly destination: (socket: net.Socket) => Target | null;
   readonly protocol: ProtocolHint;
 }
-
-const MAX_DETECT_BYTES = 16 * 1024;
 
 export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net.Server> {
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => {
@@ -43,7 +39,9 @@ export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net
       socket.destroy();
       return;
     }
-    dispatch(rt, spec.direction, socket, spec.destination(socket), spec.protocol, null);
+    const target = spec.destination(socket);
+    if (spec.direction === 'inbound') rt.inboundAcceptor.accept(socket, target);
+    else dispatch(rt, spec.name, socket, target, spec.protocol, null);
   });
   return new Promise((resolve, reject) => {
     const onListenError = (err: Error) => {
@@ -67,10 +65,15 @@ export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net
   });
 }
 
-/** Detects the protocol of a connection (unless known) and hands it to its handler. */
+/**
+ * Outbound: detects the protocol of a connection (unless known) and hands it to its handler. A
+ * client that stays silent past the detection timeout is taken for a server-first protocol's
+ * client: its destination is remembered as opaque (under `scope`, the listener it came through, so
+ * that one listener's connections never change another's) and forwarded as opaque TCP.
+ */
 export function dispatch(
   rt: ProxyRuntime,
-  dir: Direction,
+  scope: string,
   socket: net.Socket,
   target: Target | null,
   hint: ProtocolHint,
@@ -80,79 +83,52 @@ export function dispatch(
   /** Where `upstream` goes: the endpoint picked for a logical target, else target itself. */
   upstreamAddress: Target | null = null,
 ): void {
+  const dir: Direction = 'outbound';
   if (hint === 'opaque')
-    return handle(rt, dir, socket, target, 'opaque', 'configured', initial, upstream, upstreamAddress);
+    return handle(rt, socket, target, 'opaque', 'configured', initial, upstream, upstreamAddress);
   if (hint === 'http1' || hint === 'h2')
-    return handle(rt, dir, socket, target, hint, 'configured', initial, upstream, upstreamAddress);
+    return handle(rt, socket, target, hint, 'configured', initial, upstream, upstreamAddress);
   if (target !== null && rt.opaquePorts.has(target.port)) {
-    return handle(rt, dir, socket, target, 'opaque', 'opaque-port', initial, upstream, upstreamAddress);
+    return handle(rt, socket, target, 'opaque', 'opaque-port', initial, upstream, upstreamAddress);
   }
-  if (target !== null && rt.opaqueCache.has(targetKey(target))) {
-    return handle(rt, dir, socket, target, 'opaque', 'cached-opaque', initial, upstream, upstreamAddress);
+  const cacheKey = target === null ? null : `${scope} ${targetKey(target)}`;
+  if (cacheKey !== null && rt.opaqueCache.has(cacheKey)) {
+    return handle(rt, socket, target, 'opaque', 'cached-opaque', initial, upstream, upstreamAddress);
   }
-  let buf = initial;
-  let alpn: readonly string[] = NO_ALPN;
-  let timer: NodeJS.Timeout | null = null;
-  const stopDetecting = () => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
-    socket.removeListener('data', onData);
-    socket.removeListener('end', onEnd);
-    socket.removeListener('close', onClose);
-  };
-  const finish = (protocol: DetectedProtocol, outcome: DetectOutcome) => {
-    stopDetecting();
-    handle(rt, dir, socket, target, protocol, outcome, buf, upstream, upstreamAddress, alpn);
-  };
-  const decide = (): boolean => {
-    if (buf === null) return false;
-    const d = detectProtocol(buf, MAX_DETECT_BYTES);
-    if (d.kind === 'need-more') return false;
-    if (d.kind === 'tls') alpn = d.alpn;
-    finish(d.kind, 'detected');
-    return true;
-  };
-  const onData = (chunk: Buffer) => {
-    buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
-    decide();
-  };
-  const onEnd = () => {
-    // The client finished sending before we could tell: forward what there is as opaque bytes.
-    stopDetecting();
-    rt.metrics.detected(dir, 'opaque', 'closed');
-    if (target === null) {
-      socket.destroy();
-      upstream?.destroy();
-    } else handle(rt, dir, socket, target, 'opaque', null, buf, upstream, upstreamAddress);
-  };
-  const onClose = () => {
-    // Reset (or destroyed) while undecided: nothing to forward, and nothing learnt about the
-    // destination (a TCP probe that connects and resets must not mark it opaque).
-    stopDetecting();
-    rt.metrics.detected(dir, 'opaque', 'closed');
-    upstream?.destroy();
-  };
-  if (decide()) return;
-  socket.on('data', onData);
-  socket.on('end', onEnd);
-  socket.on('close', onClose);
-  if (rt.config.detect.timeoutMs > 0) {
-    timer = setTimeout(() => {
-      timer = null;
-      // Nothing (or too little) arrived: a server-first protocol. Remember it, so only the first
-      // connection to this destination waits.
-      if (target !== null) rt.opaqueCache.add(targetKey(target));
-      rt.metrics.proxyError(dir, 'detect-timeout');
-      finish('opaque', 'timeout');
-    }, rt.config.detect.timeoutMs);
-  }
+  readFirstBytes(socket, initial, rt.config.detect.timeoutMs, (r) => {
+    switch (r.kind) {
+      case 'decided': {
+        const d = r.detection;
+        handle(rt, socket, target, d.kind, 'detected', r.buf, upstream, upstreamAddress);
+        return;
+      }
+      case 'timeout':
+        // Nothing (or too little) arrived: a server-first protocol. Remember it, so only the first
+        // connection to this destination waits.
+        if (cacheKey !== null) rt.opaqueCache.add(cacheKey);
+        rt.metrics.proxyError(dir, 'detect-timeout');
+        handle(rt, socket, target, 'opaque', 'timeout', r.buf, upstream, upstreamAddress);
+        return;
+      case 'ended':
+        // The client finished sending before we could tell: forward what there is as opaque bytes.
+        rt.metrics.detected(dir, 'opaque', 'closed');
+        if (target === null) {
+          socket.destroy();
+          upstream?.destroy();
+        } else handle(rt, socket, target, 'opaque', null, r.buf, upstream, upstreamAddress);
+        return;
+      case 'closed':
+        // Reset (or destroyed) while undecided: nothing to forward, and nothing learnt about the
+        // destination (a TCP probe that connects and resets must not mark it opaque).
+        rt.metrics.detected(dir, 'opaque', 'closed');
+        upstream?.destroy();
+        return;
+    }
+  });
 }
-
-const NO_ALPN: readonly string[] = [];
 
 function handle(
   rt: ProxyRuntime,
-  dir: Direction,
   socket: net.Socket,
   target: Target | null,
   protocol: DetectedProtocol,
@@ -160,8 +136,8 @@ function handle(
   initial: Buffer | null,
   upstream: net.Socket | null,
   upstreamAddress: Target | null,
-  alpn: readonly string[] = NO_ALPN,
 ): void {
+  const dir: Direction = 'outbound';
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
   if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
     splice(socket, upstream, initial, null);
@@ -175,40 +151,24 @@ function handle(
     rt.pool.adopt(upstreamAddress ?? target, upstream);
   else upstream?.destroy();
   switch (protocol) {
-    case 'http1': {
-      const session = new H1Session(rt.h1Context(dir), socket, target, initial);
-      rt.h1Sessions.add(session);
+    case 'http1':
+      rt.startH1(dir, socket, target, initial, null);
       return;
-    }
     case 'h2':
-      socket.pause();
-      rt.h2(dir).then(
-        (h2) => h2.accept(socket, initial ?? Buffer.alloc(0), target),
-        (err: unknown) => {
-          rt.log.error('cannot load the HTTP/2 forwarder', { error: err });
-          socket.destroy();
-        },
-      );
+      rt.startH2(dir, socket, target, initial ?? Buffer.alloc(0), null);
       return;
     case 'tls':
     case 'opaque': {
-      const meshInbound = rt.mesh.inbound;
-      if (dir === 'inbound' && protocol === 'tls' && meshInbound !== null && offersMeshAlpn(alpn)) {
-        meshInbound.accept(socket, initial ?? Buffer.alloc(0), target);
-        return;
-      }
       if (target === null) {
-        fail(rt, dir, socket, 'unknown-destination');
-        return;
-      }
-      if (dir === 'inbound') {
-        rt.mesh.forwardOpaqueInbound(socket, target, initial, null);
+        rt.metrics.proxyError(dir, 'unknown-destination');
+        socket.destroy();
         return;
       }
       // Per connection: a logical target's connection goes to an endpoint discovery picks
       // (over the mesh's mTLS opaque transport when that endpoint is meshed).
       const opts = {
         connectTimeoutMs: rt.config.timeouts.connectMs,
+        idleTimeoutMs: rt.config.timeouts.idleMs,
         discovery: rt.discovery,
         mesh: rt.mesh.outbound,
       };
@@ -216,9 +176,4 @@ function handle(
       return;
     }
   }
-}
-
-function fail(rt: ProxyRuntime, dir: Direction, socket: net.Socket, reason: ProxyErrorReason): void {
-  rt.metrics.proxyError(dir, reason);
-  socket.destroy();
 }

@@ -22,6 +22,7 @@ import { ServiceDiscovery } from './outbound/discovery.ts';
 import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
+import { InboundAcceptor } from './inbound/accept.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -43,6 +44,8 @@ export class ProxyRuntime {
   inboundPort = 0;
   /** Identity, mTLS transport and inbound policy. */
   readonly mesh: MeshWiring;
+  /** The inbound listener's connections, from accept to a handler (the inbound threat model). */
+  readonly inboundAcceptor: InboundAcceptor;
   draining = false;
   /** This host's interface addresses (canonical), for loop detection. */
   private readonly interfaceAddresses: ReadonlySet<string> = ownInterfaceAddresses();
@@ -89,14 +92,59 @@ export class ProxyRuntime {
         ownPorts: this.ownPorts,
         inboundPort: () => this.inboundPort,
         h2: (dir) => this.h2(dir),
-        startH1: (socket, target, identity) => {
-          this.h1Sessions.add(new H1Session(this.h1Context('inbound'), socket, target, null, identity));
-        },
+        startH1: (socket, target, identity) => this.startH1('inbound', socket, target, null, identity),
+        inboundOpaque: (socket, target, identity, rest) =>
+          this.inboundAcceptor.acceptOpaque(socket, target, identity, rest),
       },
       mesh,
       authorizer,
     );
     this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
+    this.inboundAcceptor = new InboundAcceptor({
+      detectTimeoutMs: config.detect.timeoutMs,
+      peekMs: config.detect.peekMs,
+      serverFirstCacheMs: config.detect.opaqueCacheMs,
+      serverFirstCacheMax: config.detect.opaqueCacheMax,
+      connectTimeoutMs: config.timeouts.connectMs,
+      idleTimeoutMs: config.timeouts.idleMs,
+      opaquePorts: this.opaquePorts,
+      metrics: this.metrics,
+      log: log.child({ direction: 'inbound' }),
+      policy: this.mesh.policy,
+      authorizer,
+      meshInbound: () => this.mesh.inbound,
+      http1: (socket, target, initial, identity) => this.startH1('inbound', socket, target, initial, identity),
+      h2: (socket, target, initial, identity) => this.startH2('inbound', socket, target, initial, identity),
+    });
+  }
+
+  /** Runs the HTTP/1 path of a direction on a connection (inbound over mTLS: with the client's identity). */
+  startH1(
+    dir: Direction,
+    socket: net.Socket,
+    target: Target | null,
+    initial: Buffer | null,
+    identity: string | null,
+  ): void {
+    this.h1Sessions.add(new H1Session(this.h1Context(dir), socket, target, initial, identity));
+  }
+
+  /** Runs the HTTP/2 path of a direction on a (paused) connection. */
+  startH2(
+    dir: Direction,
+    socket: net.Socket,
+    target: Target | null,
+    initial: Buffer,
+    identity: string | null,
+  ): void {
+    socket.pause();
+    this.h2(dir).then(
+      (h2) => h2.accept(socket, initial, target, identity),
+      (err: unknown) => {
+        this.log.error('cannot load the HTTP/2 forwarder', { error: err });
+        socket.destroy();
+      },
+    );
   }
 
   /**
@@ -119,7 +167,7 @@ export class ProxyRuntime {
           connectTimeoutMs: this.config.timeouts.connectMs,
           idleTimeoutMs: this.config.timeouts.idleMs,
           responseTimeoutMs: this.config.timeouts.responseMs,
-          route: (authority, connTarget) => this.routeAuthority(authority, connTarget),
+          route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
           discovery: this.discovery,
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
           ...(streamHook !== undefined ? { streamHook } : {}),
@@ -146,10 +194,10 @@ export class ProxyRuntime {
       accessLog: this.accessLog,
       pool: this.pool,
       discovery: this.discovery,
-      route: (head, connTarget) => this.routeRequest(head, connTarget),
+      route: (head, connTarget) => this.routeRequest(direction, head, connTarget),
       tunnel: (socket, target, initial, upstream, upstreamAddress) => {
         this.trackAgain(socket);
-        dispatch(this, direction, socket, target, 'auto', initial, upstream, upstreamAddress);
+        dispatch(this, 'connect', socket, target, 'auto', initial, upstream, upstreamAddress);
       },
       isLoop: (target) => this.isLoop(target),
       splice: (down, up, toUp, toDown) => {
@@ -179,8 +227,11 @@ export class ProxyRuntime {
     else socket.on('close', onClose);
   }
 
-  /** HTTP/1 routing: the connection's destination wins; else the absolute-form URI; else Host. */
-  routeRequest(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason {
+  /**
+   * HTTP/1 routing: the connection's destination wins; else (outbound only) the absolute-form URI;
+   * else Host. Inbound goes only to its own app: a connection without one has nowhere to go.
+   */
+  routeRequest(dir: Direction, head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason {
     let path = head.target;
     let host: string | null = null;
     let authority = head.host;
@@ -207,7 +258,7 @@ export class ProxyRuntime {
     }
     let target = connTarget;
     if (target === null) {
-      if (authority === null || authority === '') return 'unknown-destination';
+      if (dir === 'inbound' || authority === null || authority === '') return 'unknown-destination';
       target = parseAuthority(authority, 80);
       if (target === null) return 'bad-request';
       if (this.isLoop(target)) return 'loop-detected';
@@ -216,10 +267,10 @@ export class ProxyRuntime {
     return { target, path, host };
   }
 
-  /** HTTP/2 routing: the connection's destination wins; else :authority. */
-  routeAuthority(authority: string | undefined, connTarget: Target | null): Target | null {
+  /** HTTP/2 routing: the connection's destination wins; else (outbound only) :authority. */
+  routeAuthority(dir: Direction, authority: string | undefined, connTarget: Target | null): Target | null {
     if (connTarget !== null) return connTarget;
-    if (authority === undefined || authority === '') return null;
+    if (dir === 'inbound' || authority === undefined || authority === '') return null;
     const t = parseAuthority(authority, 80);
     if (t === null || this.isLoop(t)) return null;
     return t;

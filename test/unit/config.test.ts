@@ -31,7 +31,7 @@ test('an empty configuration gets every default', () => {
   assert.equal(c.mode, 'explicit');
   assert.deepEqual(c.destinations, []);
   assert.deepEqual(c.opaquePorts, [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
-  assert.deepEqual(c.detect, { timeoutMs: 3000, opaqueCacheMs: 60_000, opaqueCacheMax: 10_000 });
+  assert.deepEqual(c.detect, { timeoutMs: 3000, peekMs: 250, opaqueCacheMs: 60_000, opaqueCacheMax: 10_000 });
   assert.equal(c.timeouts.connectMs, 5000);
   assert.equal(c.timeouts.drainGraceMs, 30_000);
   assert.deepEqual(c.log, { level: 'info', access: 'off' });

@@ -124,13 +124,18 @@ test('decides opaque at the first byte that rules HTTP/1 out', () => {
 test('never looks past maxBytes', async () => {
   const longTarget = `FOO /${'a'.repeat(100)}`;
   assert.deepEqual(detectProtocol(bytes(longTarget), 200), { kind: 'need-more' });
-  assert.deepEqual(detectProtocol(bytes(longTarget), longTarget.length), { kind: 'opaque' });
+  // A request line still being read at maxBytes goes to the HTTP/1 parser (which refuses it).
+  assert.deepEqual(detectProtocol(bytes(longTarget), longTarget.length), { kind: 'http1' });
   // A line end beyond maxBytes is not seen.
-  assert.deepEqual(detectProtocol(bytes(`${longTarget} HTTP/1.1\r\n`), 64), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes(`${longTarget} HTTP/1.1\r\n`), 64), { kind: 'http1' });
   assert.deepEqual(detectProtocol(bytes(`${longTarget} HTTP/1.1\r\n`), 200), { kind: 'http1' });
   const longMethod = bytes('A'.repeat(16 * 1024));
   assert.deepEqual(detectProtocol(longMethod.subarray(0, 16 * 1024 - 1)), { kind: 'need-more' });
-  assert.deepEqual(detectProtocol(longMethod), { kind: 'opaque' }, 'the default maxBytes is 16 KiB');
+  assert.deepEqual(detectProtocol(longMethod), { kind: 'http1' }, 'the default maxBytes is 16 KiB');
+  // Regression (issue 9): 16 KiB of empty lines were forwarded as opaque bytes, and a request
+  // after them reached the app unparsed, its client-identity header with it.
+  assert.deepEqual(detectProtocol(bytes('\r\n'.repeat(8 * 1024 + 16))), { kind: 'http1' });
+  assert.deepEqual(detectProtocol(bytes('\n'.repeat(16 * 1024))), { kind: 'http1' });
   // A ClientHello larger than maxBytes: TLS without SNI/ALPN, decided from its header alone.
   const hello = await helloPromise;
   assert.deepEqual(detectProtocol(hello.subarray(0, 9), 64), { kind: 'tls', sni: null, alpn: [] });

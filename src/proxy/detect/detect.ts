@@ -59,8 +59,11 @@ export function detectProtocol(buf: Buffer, maxBytes: number = DEFAULT_DETECT_MA
     return hasPlausibleTlsRecordHeader(view) ? { kind: 'tls', sni: null, alpn: [] } : OPAQUE;
   }
   const result = detectH2Preface(view) ?? detectHttp1(view);
-  // More than maxBytes without a decision (e.g. no line end): nothing we can recognise.
-  return result.kind === 'need-more' && view.length >= limit ? OPAQUE : result;
+  // maxBytes without a decision: only an HTTP/1 request line still being read can get here (empty
+  // lines, a method, a target, all within the grammar so far, the h2 preface being 24 bytes). It
+  // goes to the HTTP/1 parser, which refuses it (400, 414, 501), rather than on as opaque bytes
+  // that a lenient server behind the proxy might read as a request nobody checked.
+  return result.kind === 'need-more' && view.length >= limit ? HTTP1 : result;
 }
 
 /** h2 on the whole preface, need-more on a strict prefix of it, null when it is not the preface. */

@@ -792,6 +792,11 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
    * logical name is resolved and the tunnel connects to the endpoint picked for it.
    */
   private startConnect(head: MessageHead): void {
+    if (this.ctx.direction === 'inbound') {
+      // The inbound listener forwards only to its own app, never where a client asks.
+      this.replyError('proxy-request-refused', 'CONNECT is not relayed by an inbound listener');
+      return;
+    }
     const t = head.target;
     const colon = t.lastIndexOf(':');
     let host = t.slice(0, colon);

@@ -68,6 +68,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'no-identity':
       return GRPC_STATUS.UNAVAILABLE;
     case 'forbidden':
+    case 'proxy-request-refused':
       return GRPC_STATUS.PERMISSION_DENIED;
     case 'response-timeout':
       return GRPC_STATUS.DEADLINE_EXCEEDED;

@@ -79,6 +79,19 @@ export class InboundPolicy implements InboundHttpGate {
     return true;
   }
 
+  /**
+   * Whether policy lets `peer` talk to the app port `port` at all (HTTP, or opaque traffic): asked
+   * before a connection whose protocol is not known yet reaches the app (late detection). Only a
+   * denial is counted here; what the connection turns out to carry is decided again.
+   */
+  admitsAny(port: number, peer: InboundPeer): boolean {
+    const authorizer = this.authorizer;
+    if (authorizer === null) return true;
+    const d = (authorizer.checkConnection as ConnectionCheck)(port, peer, 'http');
+    if (!d.allowed) this.record(d);
+    return d.allowed;
+  }
+
   /** Open opaque connections (tests and drain). */
   get openConnections(): number {
     return this.open.size;

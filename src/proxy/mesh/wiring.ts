@@ -12,7 +12,6 @@ import type { H2UpstreamPool } from '../http/h2-upstream-pool.ts';
 import type { UpstreamPool } from '../http/upstream-pool.ts';
 import type { WorkloadIdentity } from '../identity/provider.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
-import { forwardTcp } from '../tcp/forward.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import type { MeshCredentials } from './credentials.ts';
@@ -48,6 +47,8 @@ export interface MeshHost {
   h2(dir: Direction): Promise<H2Proxy>;
   /** Runs the inbound HTTP/1 path on a connection (mTLS: with the client's identity). */
   startH1(socket: net.Socket, target: Target | null, identity: string | null): void;
+  /** An opaque stream from a verified peer for the app at `target` (inbound/accept.ts). */
+  inboundOpaque(socket: net.Socket, target: Target, identity: string, rest: Buffer | null): void;
 }
 
 export class MeshWiring {
@@ -134,30 +135,6 @@ export class MeshWiring {
     return { pool, limits: config.http1, metrics, log, responseTimeoutMs: config.timeouts.responseMs };
   }
 
-  /**
-   * An inbound opaque connection (plaintext, TLS the proxy does not terminate, or the mesh's
-   * opaque transport) to the app at `target`: policy at accept, then bytes both ways.
-   */
-  forwardOpaqueInbound(
-    socket: net.Socket,
-    target: Target,
-    initial: Buffer | null,
-    identity: string | null,
-  ): void {
-    const { config, metrics } = this.host;
-    if (!this.policy.admitConnection(socket, target.port, { identity, ip: socket.remoteAddress ?? '' })) {
-      socket.destroy();
-      return;
-    }
-    forwardTcp(
-      socket,
-      target,
-      initial,
-      { connectTimeoutMs: config.timeouts.connectMs, discovery: null },
-      (reason) => metrics.proxyError('inbound', reason),
-    );
-  }
-
   /** Drain: GOAWAY on the mesh's own HTTP/2 connections both ways (in-flight streams finish). */
   drain(): void {
     this.outbound?.h1Pool.close();
@@ -204,6 +181,6 @@ export class MeshWiring {
       socket.destroy();
       return;
     }
-    this.forwardOpaqueInbound(socket, target, rest.length > 0 ? rest : null, identity);
+    this.host.inboundOpaque(socket, target, identity, rest.length > 0 ? rest : null);
   }
 }

@@ -187,7 +187,30 @@ export function connectBalanced(
   };
 }
 
+/**
+ * Closes both ends of an opaque connection after `ms` without a byte either way (the client
+ * socket's timer counts what it reads and what is written to it). disarm() hands the client to a
+ * path with its own timers.
+ */
+export function armIdleTimeout(client: net.Socket, upstream: net.Socket, ms: number): { disarm(): void } {
+  if (ms <= 0) return { disarm() {} };
+  const onTimeout = (): void => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.setTimeout(ms);
+  client.on('timeout', onTimeout);
+  return {
+    disarm() {
+      client.setTimeout(0);
+      client.removeListener('timeout', onTimeout);
+    },
+  };
+}
+
 export interface ForwardOptions extends ConnectOptions {
+  /** A connection with no bytes either way for this long is closed (0 or absent: never). */
+  readonly idleTimeoutMs?: number;
   /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
   readonly discovery: ServiceDiscovery | null;
   /** Reaches meshed endpoints over mTLS; null: this proxy has no identity. */
@@ -222,6 +245,7 @@ export function forwardTcp(
         onFail(reason!, err);
         return;
       }
+      armIdleTimeout(client, upstream, opts.idleTimeoutMs ?? 0);
       splice(client, upstream, initial, null);
     },
     opts.mesh ?? null,

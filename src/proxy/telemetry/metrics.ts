@@ -20,7 +20,7 @@ export type Direction = 'inbound' | 'outbound';
 export type HttpProtocol = 'http1' | 'h2';
 export type DetectedProtocol = 'http1' | 'h2' | 'tls' | 'opaque';
 export type DetectOutcome =
-  'detected' | 'timeout' | 'opaque-port' | 'cached-opaque' | 'configured' | 'closed';
+  'detected' | 'timeout' | 'opaque-port' | 'cached-opaque' | 'configured' | 'closed' | 'late';
 
 const DIRECTIONS: readonly Direction[] = ['inbound', 'outbound'];
 const HTTP_PROTOCOLS: readonly HttpProtocol[] = ['http1', 'h2'];
@@ -32,6 +32,7 @@ const DETECT_OUTCOMES: readonly DetectOutcome[] = [
   'cached-opaque',
   'configured',
   'closed',
+  'late',
 ];
 const CLASSIFICATIONS = ['success', 'failure'] as const;
 

@@ -1,0 +1,300 @@
+// The inbound listener attacked as an intruder would (issue 9, section 1): it must forward only to
+// its own workload (no CONNECT, no routing by Host or absolute-form URI to anywhere else), a
+// detection timeout must never bypass mTLS termination, policy or the client-identity header (nor
+// change how other clients' connections are handled), a meshed workload must not forge its
+// identity through an idle tunnel, and meshed apps on opaque ports must stay reachable.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import { startMeshWorld, identityFor, idOf, issueLeaf, type MeshWorld } from '../helpers/mesh-pki.ts';
+import {
+  forgedRequest,
+  rawExchange,
+  startBystander,
+  startRecordingApp,
+  type RecordingApp,
+} from '../helpers/attack.ts';
+import type { RunningProxy } from '../../src/proxy/proxy.ts';
+
+const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
+const FORGED = 'spiffe://mesh.test/ns/default/sa/forged';
+/** Short detection timeouts, so that the tests do not wait 3 s for each idle connection. */
+const DETECT = { detect: { timeoutMs: 300 } };
+
+function metric(p: RunningProxy, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of p.runtime.metrics.render().split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+async function serverFor(
+  world: MeshWorld,
+  service: string,
+  app: RecordingApp,
+  config: Record<string, unknown> = {},
+): Promise<RunningProxy> {
+  const server = await world.proxy({
+    identity: await identityFor(world, `${service}-server`),
+    app: app.port,
+    config: { ...DETECT, ...config },
+  });
+  await world.register(service, `${service}-1`, portOf(server, 'inbound'), idOf(`${service}-server`));
+  return server;
+}
+
+function mtls(world: MeshWorld, port: number, alpn: string, leaf: { keyPem: string; certPem: string }) {
+  return () =>
+    tls.connect({
+      host: '127.0.0.1',
+      port,
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: world.ca.certPem,
+      ALPNProtocols: [alpn],
+      checkServerIdentity: () => undefined,
+    });
+}
+
+function noForgedIds(app: RecordingApp): void {
+  assert.deepEqual(
+    app.ids.filter((id) => id === FORGED),
+    [],
+    `the app was told a forged identity: ${JSON.stringify(app.ids)}`,
+  );
+}
+
+test('the inbound listener forwards only to its own workload', { timeout: 60_000 }, async (t) => {
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startRecordingApp();
+  t.after(() => app.close());
+  const secret = await startBystander();
+  t.after(() => secret.close());
+  const server = await serverFor(world, 'web', app);
+  const inbound = portOf(server, 'inbound');
+  const elsewhere = `127.0.0.1:${secret.port}`;
+
+  await t.test('CONNECT is refused with 403 proxy-request-refused, and nothing is connected', async () => {
+    const r = await rawExchange(inbound, [`CONNECT ${elsewhere} HTTP/1.1\r\nHost: ${elsewhere}\r\n\r\n`], {
+      until: /\r\n\r\n/,
+    });
+    assert.match(r.text, /^HTTP\/1\.1 403 /);
+    assert.match(r.text, /trellis-proxy-error: proxy-request-refused/i);
+    assert.equal(secret.connections(), 0);
+    assert.ok(metric(server, 'trellis_proxy_errors_total', { reason: 'proxy-request-refused' }) >= 1);
+  });
+
+  await t.test('CONNECT over the mesh (mTLS, trellis-http1/1) is refused too', async () => {
+    const leaf = await issueLeaf(world.ca, idOf('caller'));
+    const r = await rawExchange(
+      mtls(world, inbound, 'trellis-http1/1', leaf),
+      [`CONNECT ${elsewhere} HTTP/1.1\r\nHost: ${elsewhere}\r\n\r\n`],
+      { until: /\r\n\r\n/ },
+    );
+    assert.match(r.text, /^HTTP\/1\.1 403 /);
+    assert.equal(secret.connections(), 0);
+  });
+
+  await t.test('an absolute-form URI naming another address still goes to the app', async () => {
+    const before = app.ids.length;
+    const r = await rawExchange(inbound, [
+      `GET http://${elsewhere}/x HTTP/1.1\r\nHost: ${elsewhere}\r\nConnection: close\r\n\r\n`,
+    ]);
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
+    assert.equal(app.ids.length, before + 1);
+    assert.equal(secret.connections(), 0);
+  });
+
+  await t.test('an inbound listener without an app refuses requests by Host or URI', async () => {
+    const appless = await world.proxy({ identity: null, config: DETECT });
+    const port = portOf(appless, 'inbound');
+    const byHost = await rawExchange(port, [
+      `GET / HTTP/1.1\r\nHost: ${elsewhere}\r\nConnection: close\r\n\r\n`,
+    ]);
+    assert.match(byHost.text, /^HTTP\/1\.1 400 /);
+    assert.match(byHost.text, /trellis-proxy-error: unknown-destination/i);
+    const byUri = await rawExchange(port, [
+      `GET http://${elsewhere}/ HTTP/1.1\r\nHost: ${elsewhere}\r\nConnection: close\r\n\r\n`,
+    ]);
+    assert.match(byUri.text, /^HTTP\/1\.1 400 /);
+    const connect = await rawExchange(port, [`CONNECT ${elsewhere} HTTP/1.1\r\nHost: ${elsewhere}\r\n\r\n`], {
+      until: /\r\n\r\n/,
+    });
+    assert.match(connect.text, /^HTTP\/1\.1 403 /);
+    // HTTP/2 with prior knowledge, :authority naming the bystander.
+    const session = http2.connect(`http://${elsewhere}`, {
+      createConnection: () => net.connect({ host: '127.0.0.1', port }),
+    });
+    session.on('error', () => {});
+    const status = await new Promise<number>((resolve) => {
+      const req = session.request({ ':path': '/', ':authority': elsewhere });
+      req.on('response', (h) => resolve(Number(h[':status'])));
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+    session.destroy();
+    assert.notEqual(status, 200);
+    assert.equal(secret.connections(), 0);
+  });
+});
+
+test(
+  'a detection timeout on inbound never bypasses mTLS, policy or the identity header',
+  { timeout: 90_000 },
+  async (t) => {
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const app = await startRecordingApp();
+    t.after(() => app.close());
+    const server = await serverFor(world, 'web', app);
+    const inbound = portOf(server, 'inbound');
+    const client = await world.proxy({ identity: await identityFor(world, 'caller') });
+    const out = portOf(client, 'outbound');
+
+    await t.test(
+      'an idle plaintext connection that then speaks HTTP: the forged header is removed',
+      async () => {
+        const r = await rawExchange(inbound, [forgedRequest(FORGED)], { idleFirstMs: 700 });
+        assert.match(r.text, /^HTTP\/1\.1 200 /);
+        assert.match(r.text, /id=$/);
+        noForgedIds(app);
+      },
+    );
+
+    await t.test('afterwards, a fresh plaintext connection is still sanitised', async () => {
+      const r = await rawExchange(inbound, [forgedRequest(FORGED)]);
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      noForgedIds(app);
+    });
+
+    await t.test('afterwards, meshed callers still reach the app with their verified identity', async () => {
+      const r = await rawExchange(out, [
+        `GET http://web.default:8080/ HTTP/1.1\r\nHost: web.default:8080\r\nConnection: close\r\n\r\n`,
+      ]);
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    });
+
+    await t.test('16 KiB of leading empty lines, then a forged request: never forwarded raw', async () => {
+      await rawExchange(inbound, ['\r\n'.repeat(8 * 1024 + 16), forgedRequest(FORGED)], { timeoutMs: 5000 });
+      noForgedIds(app);
+    });
+
+    await t.test('an idle connection on an outbound listener does not change the inbound', async () => {
+      // The outbound side learns that the app port is server-first...
+      await rawExchange(out, [`CONNECT 127.0.0.1:${app.port} HTTP/1.1\r\n\r\n`], {
+        idleFirstMs: 0,
+        timeoutMs: 800,
+      });
+      // ...which says nothing about the inbound: still sanitised, still mTLS.
+      const r = await rawExchange(inbound, [forgedRequest(FORGED)]);
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      noForgedIds(app);
+    });
+
+    await t.test(
+      'with the deny policy, an idle connection that then speaks HTTP reaches nothing',
+      async () => {
+        const denyApp = await startRecordingApp();
+        t.after(() => denyApp.close());
+        const deny = await serverFor(world, 'locked', denyApp, { policy: { default: 'deny' } });
+        const r = await rawExchange(portOf(deny, 'inbound'), [forgedRequest(FORGED)], { idleFirstMs: 700 });
+        assert.doesNotMatch(r.text, /^HTTP\/1\.1 200 /);
+        assert.equal(denyApp.ids.length, 0);
+        const opaque = await rawExchange(portOf(deny, 'inbound'), ['\x00\x01garbage'], { idleFirstMs: 700 });
+        assert.equal(opaque.text, '');
+        assert.equal(denyApp.ids.length, 0);
+      },
+    );
+  },
+);
+
+test('a meshed workload cannot forge its identity through an idle tunnel', { timeout: 60_000 }, async (t) => {
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startRecordingApp();
+  t.after(() => app.close());
+  await serverFor(world, 'web', app);
+  const client = await world.proxy({
+    identity: await identityFor(world, 'caller'),
+    config: { ...DETECT, destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
+  });
+
+  await t.test('CONNECT through its own outbound, idle, then HTTP', async () => {
+    const r = await rawExchange(
+      portOf(client, 'outbound'),
+      [`CONNECT web.default:8080 HTTP/1.1\r\nHost: web.default:8080\r\n\r\n`, forgedRequest(FORGED)],
+      { gapMs: 900 },
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200 Connection established/);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+
+  await t.test('its upstream port, idle, then HTTP', async () => {
+    const r = await rawExchange(portOf(client, 'destination-0'), [forgedRequest(FORGED)], {
+      idleFirstMs: 900,
+    });
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+});
+
+test('meshed apps on opaque ports are reachable through the mesh', { timeout: 60_000 }, async (t) => {
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startRecordingApp();
+  t.after(() => app.close());
+  const greeter = await startBystander('220 hello\r\n');
+  t.after(() => greeter.close());
+  await serverFor(world, 'web', app, { opaquePorts: [app.port] });
+  const client = await world.proxy({ identity: await identityFor(world, 'caller') });
+
+  await t.test('HTTP through the mesh to an app whose port is declared opaque', async () => {
+    const r = await rawExchange(portOf(client, 'outbound'), [
+      `GET http://web.default:8080/ HTTP/1.1\r\nHost: web.default:8080\r\nConnection: close\r\n\r\n`,
+    ]);
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+  });
+
+  await t.test(
+    'a plaintext client of a server-first app on an opaque port gets its greeting at once',
+    async () => {
+      const smtp = await world.proxy({
+        identity: await identityFor(world, 'smtp'),
+        app: greeter.port,
+        config: {
+          opaquePorts: [greeter.port],
+        },
+      });
+      const r = await rawExchange(portOf(smtp, 'inbound'), [], { until: /220 hello/, timeoutMs: 5000 });
+      assert.match(r.text, /220 hello/);
+      assert.ok(r.ms < 2000, `the greeting took ${r.ms} ms`);
+    },
+  );
+
+  await t.test('a server-first app on a port nobody declared: greeted, then a conversation', async () => {
+    const smtp = await world.proxy({ identity: null, app: greeter.port, config: DETECT });
+    const port = portOf(smtp, 'inbound');
+    // The first client waits out the detection timeout; the proxy then connects to the app.
+    const first = await rawExchange(port, [], { until: /220 hello/, timeoutMs: 5000 });
+    assert.match(first.text, /220 hello/);
+    assert.ok(first.ms >= 250, `greeted after ${first.ms} ms, before the detection timeout`);
+    // Later clients only wait the short peek, and what they say after the greeting is relayed.
+    const later = await rawExchange(port, ['HELO x\r\n'], {
+      idleFirstMs: 400,
+      until: /HELO x/,
+      timeoutMs: 5000,
+    });
+    assert.match(later.text, /^220 hello\r\nHELO x/);
+    assert.ok(later.ms < 1500, `took ${later.ms} ms`);
+  });
+});
