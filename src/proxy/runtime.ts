@@ -113,7 +113,8 @@ export class ProxyRuntime {
       policy: this.mesh.policy,
       authorizer,
       meshInbound: () => this.mesh.inbound,
-      http1: (socket, target, initial, identity) => this.startH1('inbound', socket, target, initial, identity),
+      http1: (socket, target, initial, identity) =>
+        this.startH1('inbound', socket, target, initial, identity),
       h2: (socket, target, initial, identity) => this.startH2('inbound', socket, target, initial, identity),
     });
   }

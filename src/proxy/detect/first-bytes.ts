@@ -13,7 +13,11 @@ export const MAX_DETECT_BYTES = 16 * 1024;
 
 export type FirstBytes =
   /** detectProtocol gave a final answer for `buf`. */
-  | { readonly kind: 'decided'; readonly detection: Exclude<Detection, { kind: 'need-more' }>; readonly buf: Buffer }
+  | {
+      readonly kind: 'decided';
+      readonly detection: Exclude<Detection, { kind: 'need-more' }>;
+      readonly buf: Buffer;
+    }
   /** The deadline passed; `buf` holds what arrived (null: nothing at all). */
   | { readonly kind: 'timeout'; readonly buf: Buffer | null }
   /** The client half-closed before a decision; `buf` holds what arrived. */

@@ -245,7 +245,8 @@ export class InboundAcceptor {
         return;
       case 'decided': {
         const d = r.detection;
-        const mesh = identity === null && d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
+        const mesh =
+          identity === null && d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
         if (mesh !== null) {
           early?.destroy();
           mesh.accept(socket, r.buf, target);
@@ -269,7 +270,9 @@ export class InboundAcceptor {
     initial: Buffer | null,
     early: net.Socket | null,
   ): void {
-    if (!this.opts.policy.admitConnection(socket, target.port, { identity, ip: socket.remoteAddress ?? '' })) {
+    if (
+      !this.opts.policy.admitConnection(socket, target.port, { identity, ip: socket.remoteAddress ?? '' })
+    ) {
       early?.destroy();
       socket.destroy();
       return;
