@@ -29,6 +29,12 @@ const FLAGS: FlagSpec[] = [
     help: 'admin listener HOST:PORT (default 0.0.0.0:4191)',
   },
   {
+    name: 'admin-token-file',
+    kind: 'string',
+    path: 'adminTokenFile',
+    help: 'file holding the token POST /shutdown must present (absent: shutdown over HTTP is disabled)',
+  },
+  {
     name: 'app-port',
     kind: 'number',
     path: 'appPort',

@@ -49,6 +49,11 @@ export const proxyConfigSchema = v.strictObject(
     inboundListen: v.optional(hostPort, '0.0.0.0:4143'),
     outboundListen: v.optional(hostPort, '127.0.0.1:4140'),
     adminListen: v.optional(hostPort, '0.0.0.0:4191'),
+    /**
+     * A file holding the admin token: POST /shutdown must present it (Authorization: Bearer) as
+     * well as come from loopback. Absent: shutdown over HTTP is disabled (signals still work).
+     */
+    adminTokenFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
     /** Inbound traffic is forwarded to the application at appHost:appPort. */
     appPort: v.optional(port),
     appHost: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty')), '127.0.0.1'),

@@ -1,11 +1,13 @@
 // Assembles a running proxy from a validated configuration: the runtime, the listeners (outbound,
 // inbound, one per configured destination) and the admin server. Used by `trellis proxy` and by
 // tests that run the proxy in-process.
+import { readFileSync } from 'node:fs';
 import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { ProxyConfig } from './config.ts';
 import { splitHostPort } from './config.ts';
 import type { Logger } from '../core/log.ts';
+import { ConfigError } from '../core/errors.ts';
 import { openAccessLog } from './telemetry/access-log.ts';
 import { ProxyRuntime } from './runtime.ts';
 import { type ListenerSpec, startListener } from './listener.ts';
@@ -21,6 +23,18 @@ export interface RunningProxy {
   readonly addresses: Record<string, string>;
   /** Graceful drain, then everything closed. */
   shutdown(graceMs?: number): Promise<void>;
+}
+
+/** The admin token from its file (surrounding whitespace dropped); a missing or empty file is an error. */
+function readAdminToken(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError('adminTokenFile', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (token === '') throw new ConfigError('adminTokenFile', `${path} is empty`);
+  return token;
 }
 
 function formatAddress(a: AddressInfo): string {
@@ -97,6 +111,7 @@ export async function startProxy(
     }
     admin = await startAdmin({
       listen: splitHostPort(config.adminListen),
+      shutdownToken: config.adminTokenFile === undefined ? null : readAdminToken(config.adminTokenFile),
       metrics: rt.metrics,
       config: () => config,
       isReady: () => !rt.draining,

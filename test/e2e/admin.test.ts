@@ -12,6 +12,8 @@ import { isLoopbackAddress, startAdmin, type AdminOptions } from '../../src/prox
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 
 const log = createLogger({ level: 'off' });
+const TOKEN = 'admin-test-token';
+const AUTH = { authorization: `Bearer ${TOKEN}` };
 
 async function start(t: { after(fn: () => Promise<void>): void }, overrides: Partial<AdminOptions> = {}) {
   const state = { ready: false, shutdowns: 0 };
@@ -21,6 +23,7 @@ async function start(t: { after(fn: () => Promise<void>): void }, overrides: Par
     config: () => ({ adminListen: '127.0.0.1:0', opaquePorts: [25] }),
     isReady: () => state.ready,
     onShutdown: () => state.shutdowns++,
+    shutdownToken: TOKEN,
     log,
     ...overrides,
   });
@@ -101,12 +104,12 @@ test('unknown paths are 404; wrong methods are 405 with Allow', async (t) => {
   assert.equal(state.shutdowns, 0);
 });
 
-test('POST /shutdown from loopback answers 202 and calls onShutdown once', async (t) => {
+test('POST /shutdown from loopback with the token answers 202 and calls onShutdown once', async (t) => {
   const { state, base } = await start(t);
-  const first = await fetch(`${base}/shutdown`, { method: 'POST' });
+  const first = await fetch(`${base}/shutdown`, { method: 'POST', headers: AUTH });
   assert.equal(first.status, 202);
   await first.text();
-  const second = await fetch(`${base}/shutdown`, { method: 'POST', body: 'ignored body' });
+  const second = await fetch(`${base}/shutdown`, { method: 'POST', body: 'ignored body', headers: AUTH });
   assert.equal(second.status, 202);
   await second.text();
   // onShutdown runs once the response has been sent; give the event loop a bounded moment.
@@ -122,11 +125,35 @@ test('POST /shutdown over IPv6 loopback is allowed too', async (t) => {
     t.skip(`no IPv6 loopback: ${(err as Error).message}`);
     return;
   }
-  const res = await fetch(`${started.base}/shutdown`, { method: 'POST' });
+  const res = await fetch(`${started.base}/shutdown`, { method: 'POST', headers: AUTH });
   assert.equal(res.status, 202);
   await res.text();
   for (let i = 0; i < 50 && started.state.shutdowns === 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.equal(started.state.shutdowns, 1);
+});
+
+// Regression (issue 9): any local proxy that relays requests is a loopback peer, so loopback alone
+// let a request relayed through a workload's inbound listener shut another proxy down.
+test('POST /shutdown from loopback without the right token is refused; with no token configured it is disabled', async (t) => {
+  const { state, base } = await start(t);
+  for (const headers of [
+    {},
+    { authorization: 'Bearer wrong' },
+    { authorization: TOKEN },
+    { authorization: 'Basic x' },
+  ]) {
+    const res = await fetch(`${base}/shutdown`, { method: 'POST', headers });
+    assert.equal(res.status, 401, JSON.stringify(headers));
+    assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+    await res.text();
+  }
+  const disabled = await start(t, { shutdownToken: null });
+  const res = await fetch(`${disabled.base}/shutdown`, { method: 'POST', headers: AUTH });
+  assert.equal(res.status, 403);
+  assert.match(await res.text(), /--admin-token-file/);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(state.shutdowns, 0);
+  assert.equal(disabled.state.shutdowns, 0);
 });
 
 test('failing handlers answer 500 and bad input 400; the server keeps serving', async (t) => {
@@ -161,10 +188,11 @@ import { startAdmin } from ${JSON.stringify(new URL('../../src/proxy/admin/serve
 import { createLogger } from ${JSON.stringify(new URL('../../src/core/log.ts', import.meta.url).href)};
 let shutdowns = 0;
 const admin = await startAdmin({ listen: { host: '198.18.0.1', port: 0 }, metrics: { render: () => '' },
-  config: () => ({}), isReady: () => true, onShutdown: () => shutdowns++, log: createLogger({ level: 'off' }) });
+  config: () => ({}), isReady: () => true, onShutdown: () => shutdowns++, shutdownToken: 't',
+  log: createLogger({ level: 'off' }) });
 const status = await new Promise((resolve, reject) => {
   const req = request({ host: '198.18.0.1', port: admin.address.port, localAddress: '198.18.0.5',
-    method: 'POST', path: '/shutdown' }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
+    method: 'POST', path: '/shutdown', headers: { authorization: 'Bearer t' } }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)); });
   req.on('error', reject);
   req.end();
 });

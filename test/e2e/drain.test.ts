@@ -1,4 +1,4 @@
-// Graceful drain of the real proxy process: on SIGTERM (or POST /shutdown from loopback) in-flight
+// Graceful drain of the real proxy process: on SIGTERM (or POST /shutdown with the admin token) in-flight
 // HTTP/1 and HTTP/2 exchanges finish (HTTP/1 answers carry `connection: close`, HTTP/2 clients get
 // GOAWAY), new connections are refused, /ready turns 503, and the process exits 0; work slower
 // than the grace period does not keep the process alive past it.
@@ -8,6 +8,9 @@ import net from 'node:net';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 30_000;
@@ -196,22 +199,39 @@ test(
   },
 );
 
-test('POST /shutdown from loopback drains and exits 0', { timeout: TEST_TIMEOUT }, async (t) => {
-  const up = await slowUpstreams(t, 500);
-  const proxy = await startProxyProcess({
-    args: ['--drain-grace-ms', '5000', '--destination', `127.0.0.1:0=127.0.0.1:${up.h1Port}`],
-  });
-  t.after(() => proxy.stop('SIGKILL'));
-  const h1 = h1Get(proxy.port('destination-0'), '/during-shutdown');
-  await waitFor('the request to reach the upstream', () => up.state.arrived === 1);
-  const exited = exitOf(proxy);
-  const res = await fetch(`http://127.0.0.1:${proxy.port('admin')}/shutdown`, { method: 'POST' });
-  assert.equal(res.status, 202);
-  await res.text();
-  await waitFor('the listeners to close', () => refused(proxy.port('destination-0')));
-  const answer = await h1;
-  assert.equal(answer.status, 200);
-  assert.equal(answer.connection, 'close');
-  const [code] = await exited;
-  assert.equal(code, 0, proxy.stderr());
-});
+test(
+  'POST /shutdown from loopback with the admin token drains and exits 0',
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const up = await slowUpstreams(t, 500);
+    const dir = mkdtempSync(join(tmpdir(), 'trellis-admin-token-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    writeFileSync(join(dir, 'token'), 'drain-test-token\n', { mode: 0o600 });
+    const proxy = await startProxyProcess({
+      args: [
+        '--drain-grace-ms',
+        '5000',
+        '--admin-token-file',
+        join(dir, 'token'),
+        '--destination',
+        `127.0.0.1:0=127.0.0.1:${up.h1Port}`,
+      ],
+    });
+    t.after(() => proxy.stop('SIGKILL'));
+    const h1 = h1Get(proxy.port('destination-0'), '/during-shutdown');
+    await waitFor('the request to reach the upstream', () => up.state.arrived === 1);
+    const exited = exitOf(proxy);
+    const res = await fetch(`http://127.0.0.1:${proxy.port('admin')}/shutdown`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer drain-test-token' },
+    });
+    assert.equal(res.status, 202);
+    await res.text();
+    await waitFor('the listeners to close', () => refused(proxy.port('destination-0')));
+    const answer = await h1;
+    assert.equal(answer.status, 200);
+    assert.equal(answer.connection, 'close');
+    const [code] = await exited;
+    assert.equal(code, 0, proxy.stderr());
+  },
+);

@@ -1,9 +1,12 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
 // for probes, /config to see the effective configuration, /identity for the proxy's current
-// certificate chain, and POST /shutdown to drain the proxy, which only loopback peers may call.
+// certificate chain, and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
+// peer (any local proxy that relays requests is one): the admin token the proxy was started with
+// (`--admin-token-file`), as `Authorization: Bearer`; without a token it is disabled.
 // It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
 // because loading node:http costs the process ~15 MB of memory.
 // It never crashes on bad input: every handler failure becomes a 500 and a warning.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import net, { BlockList, isIP, type AddressInfo } from 'node:net';
 import { TrellisError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
@@ -22,8 +25,10 @@ export interface AdminOptions {
    * so any peer may read them (the private key is never served).
    */
   identity?: () => string | null;
-  /** POST /shutdown from a loopback peer (called once, after the 202 is sent). */
+  /** POST /shutdown from a loopback peer with the token (called once, after the 202 is sent). */
   onShutdown: () => void;
+  /** The token POST /shutdown must present; null or absent: shutdown over HTTP is disabled. */
+  shutdownToken?: string | null;
   log: Logger;
 }
 
@@ -56,6 +61,22 @@ interface AdminRequest {
   readonly method: string;
   readonly path: string;
   readonly peer: string | undefined;
+  /** The Authorization header, or null. */
+  readonly authorization: string | null;
+}
+
+/** Whether an Authorization header carries `token` as a bearer token (compared in constant time). */
+export function bearerMatches(authorization: string | null, token: string): boolean {
+  if (authorization === null || !/^bearer /i.test(authorization)) return false;
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(digest(authorization.slice(7).trim()), digest(token));
+}
+
+function headerValue(headers: readonly string[], name: string): string | null {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.toLowerCase() === name) return headers[i + 1]!;
+  }
+  return null;
 }
 interface AdminResponse {
   status: number;
@@ -77,6 +98,7 @@ const REASONS: Record<number, string> = {
   200: 'OK',
   202: 'Accepted',
   400: 'Bad Request',
+  401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
@@ -136,6 +158,17 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
           if (!isLoopbackAddress(req.peer)) {
             opts.log.warn('admin: refused shutdown from a non-loopback peer', { peer: req.peer });
             return text(403, 'shutdown is only allowed from loopback\n');
+          }
+          const token = opts.shutdownToken ?? null;
+          if (token === null) {
+            return text(403, 'shutdown over HTTP is disabled: start the proxy with --admin-token-file\n');
+          }
+          if (!bearerMatches(req.authorization, token)) {
+            opts.log.warn('admin: refused shutdown without the admin token', { peer: req.peer });
+            return {
+              ...text(401, 'shutdown needs the admin token: Authorization: Bearer <token>\n'),
+              headers: { 'www-authenticate': 'Bearer' },
+            };
           }
           const first = !shutdownRequested;
           shutdownRequested = true;
@@ -221,7 +254,12 @@ function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Lo
         rest = rest.subarray(n);
       }
       buf = rest.length > 0 ? rest : null;
-      const req = { method: head.method, path: requestPath(head.target), peer: socket.remoteAddress };
+      const req = {
+        method: head.method,
+        path: requestPath(head.target),
+        peer: socket.remoteAddress,
+        authorization: headerValue(head.headers, 'authorization'),
+      };
       const res = respond(routes, req, log);
       const close = head.connectionClose;
       socket.write(serialize(res, head.method === 'HEAD', close), () => res.after?.());
