@@ -199,10 +199,32 @@ export const proxyConfigSchema = v.strictObject(
           idleMs: v.optional(ms, 300_000),
           /** Time allowed for a client to send a whole request head (slow clients get 408). */
           requestHeadMs: v.optional(ms, 10_000),
+          /**
+           * While a request body arrives: the longest the client may send nothing (time the proxy
+           * holds it back for a slow upstream does not count) before the exchange ends with 408.
+           */
+          requestBodyIdleMs: v.optional(ms, 30_000),
           /** Time allowed for the upstream's response head (0: no limit). */
           responseMs: v.optional(ms, 0),
           /** On SIGTERM: how long in-flight work may take before the proxy exits anyway. */
           drainGraceMs: v.optional(ms, 30_000),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    /**
+     * How many connections each listener holds at once. At a limit the connection idle longest is
+     * closed to make room (one waiting for its first bytes, or keep-alive between requests); with
+     * none idle the new one is refused. Absent: derived from the open-files limit (a quarter of
+     * it, after a reserve, per listener; per peer: a quarter of that on inbound, none outbound).
+     * 0: no limit.
+     */
+    connections: v.optional(
+      v.strictObject(
+        {
+          maxPerListener: v.optional(count(0)),
+          maxPerPeer: v.optional(count(0)),
         },
         unknownKey,
       ),
@@ -251,6 +273,7 @@ const SECTIONS = new Set([
   'detect',
   'http1',
   'timeouts',
+  'connections',
   'pool',
   'log',
 ]);

@@ -12,6 +12,7 @@ import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
 import { forwardTcp, splice } from './tcp/forward.ts';
 import { isMeshSocket } from './mesh/protocol.ts';
+import { ConnectionLimits, defaultMaxConnections, openFilesLimit } from './transport/connection-limits.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
 
@@ -26,7 +27,14 @@ export interface ListenerSpec {
 }
 
 export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net.Server> {
+  const limits = listenerLimits(rt, spec);
   const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => {
+    if (!limits.admit(socket)) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    rt.trackLimits(socket, limits);
     rt.metrics.tcpOpened(spec.direction);
     const onClose = () => {
       if (!rt.connections.delete(socket)) return;
@@ -62,6 +70,19 @@ export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net
       server.on('error', (err) => rt.log.error('listener error', { listener: spec.name, error: err }));
       resolve(server);
     });
+  });
+}
+
+function listenerLimits(rt: ProxyRuntime, spec: ListenerSpec): ConnectionLimits {
+  const configured = rt.config.connections;
+  const max = configured.maxPerListener ?? defaultMaxConnections(openFilesLimit());
+  const perPeer = configured.maxPerPeer ?? (spec.direction === 'inbound' ? Math.floor(max / 4) : 0);
+  const log = rt.log.child({ listener: spec.name });
+  return new ConnectionLimits({
+    max,
+    maxPerPeer: perPeer,
+    onLimit: (limit, action) => rt.metrics.connectionLimited(spec.direction, limit, action),
+    log: (msg, fields) => log.warn(msg, fields),
   });
 }
 
@@ -139,6 +160,7 @@ function handle(
 ): void {
   const dir: Direction = 'outbound';
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
+  if (protocol !== 'http1') rt.connectionBusy(socket); // HTTP/1 sessions say it per request
   if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
     splice(socket, upstream, initial, null);
     return;

@@ -23,6 +23,7 @@ import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
+import type { ConnectionLimits } from './transport/connection-limits.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -37,6 +38,8 @@ export class ProxyRuntime {
   private readonly resolver: LazyDestinationResolver | null;
   /** Accepted connections still open, each with what must run when it closes (see trackAgain). */
   readonly connections = new Map<net.Socket, () => void>();
+  /** The limits of the listener that accepted each connection (listener.ts). */
+  private readonly limitsOf = new WeakMap<net.Socket, ConnectionLimits>();
   readonly h1Sessions = new Set<H1Session>();
   /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
   readonly ownPorts = new Set<number>();
@@ -110,6 +113,7 @@ export class ProxyRuntime {
       opaquePorts: this.opaquePorts,
       metrics: this.metrics,
       log: log.child({ direction: 'inbound' }),
+      busy: (socket) => this.connectionBusy(socket),
       policy: this.mesh.policy,
       authorizer,
       meshInbound: () => this.mesh.inbound,
@@ -188,6 +192,7 @@ export class ProxyRuntime {
       limits: config.http1,
       idleTimeoutMs: config.timeouts.idleMs,
       requestHeadTimeoutMs: config.timeouts.requestHeadMs,
+      requestBodyIdleMs: config.timeouts.requestBodyIdleMs,
       responseTimeoutMs: config.timeouts.responseMs,
       connectTimeoutMs: config.timeouts.connectMs,
       metrics: this.metrics,
@@ -207,6 +212,8 @@ export class ProxyRuntime {
       },
       isDraining: () => this.draining,
       sessionClosed: (s) => this.h1Sessions.delete(s),
+      connectionBusy: (socket) => this.connectionBusy(socket),
+      connectionIdle: (socket) => this.connectionIdle(socket),
       acquireMeshed:
         direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
       meshTcp: direction === 'outbound' ? mesh : null,
@@ -215,6 +222,21 @@ export class ProxyRuntime {
           ? this.mesh.policy
           : null,
     };
+  }
+
+  /** Puts an accepted connection under its listener's limits. */
+  trackLimits(socket: net.Socket, limits: ConnectionLimits): void {
+    this.limitsOf.set(socket, limits);
+  }
+
+  /** The connection has work in progress: its listener does not shed it. */
+  connectionBusy(socket: net.Socket): void {
+    this.limitsOf.get(socket)?.busy(socket);
+  }
+
+  /** The connection waits for its client again: its listener may shed it when full. */
+  connectionIdle(socket: net.Socket): void {
+    this.limitsOf.get(socket)?.idleAgain(socket);
   }
 
   /**

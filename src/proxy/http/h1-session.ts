@@ -37,6 +37,8 @@ export interface H1Context {
   readonly limits: H1Limits;
   readonly idleTimeoutMs: number;
   readonly requestHeadTimeoutMs: number;
+  /** While a request body is arriving: the longest silence from the client before a 408 (0: none). */
+  readonly requestBodyIdleMs: number;
   readonly responseTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly metrics: ProxyMetrics;
@@ -68,6 +70,10 @@ export interface H1Context {
   ): void;
   isDraining(): boolean;
   sessionClosed(session: H1Session): void;
+  /** The connection has an exchange in progress (the listener's limits do not shed it)... */
+  connectionBusy(socket: net.Socket): void;
+  /** ...or waits for the next request (it may be shed when the listener is full). */
+  connectionIdle(socket: net.Socket): void;
   /**
    * Outbound, with an identity: takes a request to a picked endpoint that is meshed (returns
    * true) and acquires its connection over mTLS (src/proxy/mesh/outbound.ts).
@@ -243,6 +249,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
 
   private startExchange(head: MessageHead): void {
     const ctx = this.ctx;
+    ctx.connectionBusy(this.socket);
     this.req = head;
     this.startedAt = performance.now();
     ctx.metrics.requestStarted(ctx.direction, 'http1');
@@ -340,7 +347,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   }
 
   private onAcquired(conn: UpstreamConn | null, error: ConnectFailureReason | null, err?: Error): void {
-    if (this.closed) {
+    if (this.closed || this.reqState !== REQ_CONNECTING) {
+      // The client went away, or the exchange was answered meanwhile (its body was cut short).
       if (conn !== null) this.ctx.pool.release(conn);
       return;
     }
@@ -375,6 +383,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       this.reqState = REQ_DONE;
     } else {
       this.reqState = REQ_BODY;
+      this.armBodyTimer();
       const pending = this.buf;
       this.buf = null;
       if (pending !== null) this.forwardRequestBody(pending);
@@ -407,6 +416,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       if (this.reqDecoder!.done) this.reqState = REQ_DONE;
     }
     if (this.reqState === REQ_DONE) {
+      this.armIdleTimer();
       if (used < chunk.length) {
         this.buf = chunk.subarray(used);
         this.socket.pause(); // the next request waits until this exchange is over
@@ -416,7 +426,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   }
 
   onUpstreamDrain(): void {
-    if (this.reqState === REQ_BODY) this.socket.resume();
+    if (this.reqState !== REQ_BODY) return;
+    this.socket.resume();
+    this.armBodyTimer(); // the silence while we held the client back does not count
   }
 
   // ---- upstream -> downstream -------------------------------------------------------------
@@ -687,6 +699,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       this.endConnection();
       return;
     }
+    this.ctx.connectionIdle(this.socket);
     if (this.socket.isPaused()) this.socket.resume();
     if (this.buf !== null) this.processBuffered();
   }
@@ -766,9 +779,12 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       conn.owner = null;
       conn.socket.destroy();
     }
+    const bodyCut = this.reqState === REQ_BODY;
     this.resetExchange();
     this.buf = null;
+    if (bodyCut) this.armIdleTimer();
     if (keep) {
+      this.ctx.connectionIdle(this.socket);
       if (this.socket.isPaused()) this.socket.resume();
     } else this.endConnection();
   }
@@ -882,6 +898,12 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   }
 
   private onIdleTimeout(): void {
+    if (this.reqState === REQ_BODY && !this.socket.isPaused()) {
+      // The client stopped sending its request body (and it is not us holding it back).
+      this.upstreamReusable = false;
+      this.replyError('idle-timeout', 'request body not received in time', 408);
+      return;
+    }
     if (this.reqState !== REQ_IDLE || this.resState !== RES_NONE) return; // busy: not idle
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
     this.socket.destroy();
@@ -911,7 +933,31 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
     if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.endConnection();
-    else this.closeAfterResponse = true;
+    else if (this.requestBodyPending()) {
+      // A request body that can never be completed: nothing more can come, and the upstream would
+      // wait for the rest until its own timeout while both connections stay open.
+      this.upstreamReusable = false;
+      this.replyError('bad-request', 'the client closed its side before the request body was complete');
+    } else this.closeAfterResponse = true;
+  }
+
+  /** Whether the exchange still waits for request body bytes from the client. */
+  private requestBodyPending(): boolean {
+    return (
+      this.reqState === REQ_BODY ||
+      (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0))
+    );
+  }
+
+  /** The socket's inactivity timer while a request body arrives. */
+  private armBodyTimer(): void {
+    const ms = this.ctx.requestBodyIdleMs;
+    if (ms > 0) this.socket.setTimeout(ms);
+  }
+
+  /** The socket's inactivity timer otherwise (idle keep-alive connections). */
+  private armIdleTimer(): void {
+    this.socket.setTimeout(this.ctx.idleTimeoutMs > 0 ? this.ctx.idleTimeoutMs : 0);
   }
 
   private onDownstreamClose(): void {

@@ -49,6 +49,8 @@ export interface InboundAcceptOptions {
   readonly opaquePorts: ReadonlySet<number>;
   readonly metrics: Pick<ProxyMetrics, 'detected' | 'proxyError'>;
   readonly log: Logger;
+  /** The connection has work in progress (its listener's limits do not shed it). */
+  readonly busy: (socket: net.Socket) => void;
   readonly policy: InboundPolicy;
   readonly authorizer: InboundAuthorizer | null;
   /** The mesh's mTLS termination; null when the proxy has no identity. */
@@ -125,6 +127,7 @@ export class InboundAcceptor {
         const mesh = d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
         if (mesh !== null) {
           metrics.detected('inbound', 'tls', 'detected');
+          this.opts.busy(socket);
           mesh.accept(socket, r.buf, target);
           return;
         }
@@ -196,6 +199,7 @@ export class InboundAcceptor {
         return;
       case 'h2':
         early?.destroy();
+        this.opts.busy(socket);
         socket.pause();
         this.opts.h2(socket, target, buf ?? Buffer.alloc(0), identity);
         return;
@@ -249,6 +253,7 @@ export class InboundAcceptor {
           identity === null && d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
         if (mesh !== null) {
           early?.destroy();
+          this.opts.busy(socket);
           mesh.accept(socket, r.buf, target);
           return;
         }
@@ -277,6 +282,7 @@ export class InboundAcceptor {
       socket.destroy();
       return;
     }
+    this.opts.busy(socket);
     const start = (app: net.Socket): void => {
       armIdleTimeout(socket, app, this.opts.idleTimeoutMs);
       splice(socket, app, initial, null);

@@ -111,6 +111,7 @@ export class ProxyMetrics {
   /** Decisions the authorizer hands out repeatedly map to their counter without building a key. */
   private readonly authzByDecision = new WeakMap<object, Counter[]>();
   private certExpiry: GaugeFamily | null = null;
+  private readonly connectionLimits: CounterSlots;
 
   constructor(opts: { now?: () => number } = {}) {
     const now = opts.now ?? Date.now;
@@ -207,6 +208,17 @@ export class ProxyMetrics {
       ['server', 'policy', 'decision'],
     );
 
+    const limited = r.counter(
+      'trellis_connection_limit_total',
+      'Connections closed at a listener limit: an idle one shed to make room, or a new one refused.',
+      ['direction', 'limit', 'action'],
+    );
+    this.connectionLimits = new CounterSlots(limited, 2 * 2 * 2, (i) => [
+      DIRECTIONS[i >> 2]!,
+      (i & 2) === 0 ? 'listener' : 'peer',
+      (i & 1) === 0 ? 'shed' : 'refused',
+    ]);
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -245,6 +257,13 @@ export class ProxyMetrics {
   proxyError(dir: Direction, reason: ProxyErrorReason): void {
     const r = ERROR_REASON_INDEX[reason];
     if (r !== undefined) this.proxyErrors.inc(dirIndex(dir) * PROXY_ERROR_REASONS.length + r);
+  }
+
+  /** A connection closed at a listener limit (connection-limits.ts). */
+  connectionLimited(dir: Direction, limit: 'listener' | 'peer', action: 'shed' | 'refused'): void {
+    this.connectionLimits.inc(
+      dirIndex(dir) * 4 + (limit === 'listener' ? 0 : 2) + (action === 'shed' ? 0 : 1),
+    );
   }
 
   tcpOpened(dir: Direction): void {
