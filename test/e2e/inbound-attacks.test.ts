@@ -220,7 +220,7 @@ test('a meshed workload cannot forge its identity through an idle tunnel', { tim
   t.after(() => world.close());
   const app = await startRecordingApp();
   t.after(() => app.close());
-  await serverFor(world, 'web', app);
+  const server = await serverFor(world, 'web', app);
   const client = await world.proxy({
     identity: await identityFor(world, 'caller'),
     config: { ...DETECT, destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
@@ -233,6 +233,47 @@ test('a meshed workload cannot forge its identity through an idle tunnel', { tim
       { gapMs: 900 },
     );
     assert.match(r.text, /^HTTP\/1\.1 200 Connection established/);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+
+  await t.test('CONNECT, one byte, idle, then the rest of the request', async () => {
+    const forged = forgedRequest(FORGED);
+    const r = await rawExchange(
+      portOf(client, 'outbound'),
+      [
+        `CONNECT web.default:8080 HTTP/1.1\r\nHost: web.default:8080\r\n\r\n`,
+        forged.slice(0, 1),
+        forged.slice(1),
+      ],
+      { gapMs: 900 },
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200 Connection established/);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+
+  await t.test('its upstream port, one byte, idle, then the rest of the request', async () => {
+    const forged = forgedRequest(FORGED);
+    const r = await rawExchange(portOf(client, 'destination-0'), [forged.slice(0, 1), forged.slice(1)], {
+      gapMs: 900,
+    });
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
+    assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+
+  await t.test('the opaque transport itself: header and one byte, idle, then the rest', async () => {
+    const leaf = await issueLeaf(world.ca, idOf('caller'));
+    const forged = forgedRequest(FORGED);
+    const header = Buffer.from([0x54, 0x52, 0x4c, 0x31, 0, 0]);
+    header.writeUInt16BE(portOf(server, 'inbound'), 4);
+    const r = await rawExchange(
+      mtls(world, portOf(server, 'inbound'), 'trellis-tcp/1', leaf),
+      [Buffer.concat([header, Buffer.from(forged.slice(0, 1))]), forged.slice(1)],
+      { gapMs: 900 },
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200 /);
     assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
     noForgedIds(app);
   });

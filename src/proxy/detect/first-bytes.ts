@@ -27,14 +27,16 @@ export type FirstBytes =
 
 /**
  * Reads from `socket` (after `initial`, bytes already read) until the protocol is known, the
- * client half-closes or resets, or `waitMs` passes (0: no deadline). Returns a cancel function
- * that removes the listeners without reporting.
+ * client half-closes or resets, or `waitMs` passes (0: no deadline), counted from now or, with
+ * `fromFirstByte`, from the first byte (a client allowed to stay silent must still finish what it
+ * starts). Returns a cancel function that removes the listeners without reporting.
  */
 export function readFirstBytes(
   socket: net.Socket,
   initial: Buffer | null,
   waitMs: number,
   done: (outcome: FirstBytes) => void,
+  fromFirstByte = false,
 ): () => void {
   let buf = initial !== null && initial.length > 0 ? initial : null;
   let timer: NodeJS.Timeout | null = null;
@@ -57,8 +59,16 @@ export function readFirstBytes(
     return true;
   };
   const onData = (chunk: Buffer): void => {
+    const first = buf === null;
     buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
-    decide();
+    if (!decide() && first && fromFirstByte) startClock();
+  };
+  const startClock = (): void => {
+    if (waitMs <= 0 || timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      report({ kind: 'timeout', buf });
+    }, waitMs);
   };
   const onEnd = (): void => report({ kind: 'ended', buf });
   const onClose = (): void => report({ kind: 'closed' });
@@ -67,11 +77,6 @@ export function readFirstBytes(
   socket.on('end', onEnd);
   socket.on('close', onClose);
   if (socket.isPaused()) socket.resume();
-  if (waitMs > 0) {
-    timer = setTimeout(() => {
-      timer = null;
-      report({ kind: 'timeout', buf });
-    }, waitMs);
-  }
+  if (!fromFirstByte || buf !== null) startClock();
   return stop;
 }

@@ -223,11 +223,19 @@ export class InboundAcceptor {
     this.connectApp(socket, target, (app) => {
       const relay = relayToClient(app, socket);
       const idle = armIdleTimeout(socket, app, this.opts.idleTimeoutMs);
-      readFirstBytes(socket, null, 0, (r) => {
-        relay.stop();
-        idle.disarm();
-        this.onLate(socket, target, identity, r, app);
-      });
+      // No deadline for the first byte (the idle timeout still applies), but one for the rest.
+      const fromFirstByte = true;
+      readFirstBytes(
+        socket,
+        null,
+        this.opts.detectTimeoutMs,
+        (r) => {
+          relay.stop();
+          idle.disarm();
+          this.onLate(socket, target, identity, r, app);
+        },
+        fromFirstByte,
+      );
     });
   }
 
@@ -244,8 +252,16 @@ export class InboundAcceptor {
         early?.destroy();
         return;
       case 'ended':
-      case 'timeout':
         this.forwardRaw(socket, target, identity, r.buf, early);
+        return;
+      case 'timeout':
+        if (r.buf !== null && r.buf[0] !== TLS_HANDSHAKE) {
+          // Too few bytes to decide, and not TLS: the prefix of an HTTP request, sent slowly. The
+          // HTTP/1 path's head timeout judges it; raw, it would reach the app unchecked.
+          early?.destroy();
+          this.opts.metrics.detected('inbound', 'http1', 'timeout');
+          this.opts.http1(socket, target, r.buf, identity);
+        } else this.forwardRaw(socket, target, identity, r.buf, early);
         return;
       case 'decided': {
         const d = r.detection;
