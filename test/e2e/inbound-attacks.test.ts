@@ -186,6 +186,18 @@ test(
       noForgedIds(app);
     });
 
+    await t.test(
+      'a request line a lenient server would accept (a tab after GET): refused, not relayed',
+      async () => {
+        const before = app.ids.length;
+        const r = await rawExchange(inbound, [
+          `GET\t/forged HTTP/1.1\r\nHost: a\r\ntrellis-client-id: ${FORGED}\r\n\r\n`,
+        ]);
+        assert.match(r.text, /^HTTP\/1\.1 400 /);
+        assert.equal(app.ids.length, before);
+      },
+    );
+
     await t.test('an idle connection on an outbound listener does not change the inbound', async () => {
       // The outbound side learns that the app port is server-first...
       await rawExchange(out, [`CONNECT 127.0.0.1:${app.port} HTTP/1.1\r\n\r\n`], {

@@ -121,6 +121,17 @@ test('decides opaque at the first byte that rules HTTP/1 out', () => {
   assert.deepEqual(detectProtocol(bytes('\n\n\x00')), { kind: 'opaque' });
 });
 
+// Regression (issue 9): a standard method followed by a tab went through as opaque bytes, and a
+// server that splits request lines on any whitespace read it as a request nobody had checked.
+test('a standard method followed by any whitespace is HTTP/1 (the parser refuses it)', () => {
+  for (const ws of ['\t', '\x0b', '\x0c']) {
+    assert.deepEqual(detectProtocol(bytes(`GET${ws}/ HTTP/1.1\r\n`)), { kind: 'http1' });
+  }
+  // Unknown methods still need the grammar: memcached and Redis inline commands stay opaque.
+  assert.deepEqual(detectProtocol(bytes('get key\r\n')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('FOO\t/ HTTP/1.1\r\n')), { kind: 'opaque' });
+});
+
 test('never looks past maxBytes', async () => {
   const longTarget = `FOO /${'a'.repeat(100)}`;
   assert.deepEqual(detectProtocol(bytes(longTarget), 200), { kind: 'need-more' });

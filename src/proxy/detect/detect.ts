@@ -46,6 +46,9 @@ const TLS_MAX_RECORD_PAYLOAD = 16384;
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
+const HTAB = 0x09;
+const VT = 0x0b;
+const FF = 0x0c;
 
 /** Classifies the first bytes of a connection. Pure, never throws, O(n) over at most maxBytes. */
 export function detectProtocol(buf: Buffer, maxBytes: number = DEFAULT_DETECT_MAX_BYTES): Detection {
@@ -96,11 +99,16 @@ function detectHttp1(buf: Buffer): Detection {
   const methodStart = i;
   while (i < buf.length && isTokenChar(buf[i] ?? 0)) i++;
   if (i === buf.length) return NEED_MORE;
-  if (i === methodStart || buf[i] !== SP) return OPAQUE;
+  if (i === methodStart) return OPAQUE;
   // A standard method and a space is plainly meant as HTTP/1: the HTTP/1 parser takes it from here
   // and answers a malformed line (a bad target, HTTP/0.9, another version) itself, rather than the
-  // bytes going through as opaque TCP.
+  // bytes going through as opaque TCP. So is a standard method followed by other whitespace: the
+  // grammar forbids it, but a lenient server behind the proxy (one that splits the line on any
+  // whitespace) would read it as a request nobody checked.
+  const sep = buf[i];
+  if (sep !== SP && sep !== HTAB && sep !== VT && sep !== FF) return OPAQUE;
   if (KNOWN_METHODS.has(buf.latin1Slice(methodStart, i))) return HTTP1;
+  if (sep !== SP) return OPAQUE;
   i++;
   // request-target: origin-form, absolute-form, authority-form (CONNECT) or asterisk-form.
   const targetStart = i;
