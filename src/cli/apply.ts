@@ -4,15 +4,26 @@
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
 // Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
+// Every error of every file is reported (file:line:column, document, field) before exiting 2;
+// a reference to a Server or a service that neither the files nor the state folder define is
+// applied with a warning (it may come later, as in Kubernetes).
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import { ConfigError } from '../core/errors.ts';
-import { servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
+import { silentLogger } from '../core/log.ts';
+import { readLocalState, servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
 import { removeFile } from '../control/discovery/state-file-io.ts';
-import { deletePolicyFile, writePolicyFile } from '../control/policy/state-files.ts';
-import { parseResources, resourceName, type Resource } from '../control/resources.ts';
+import { deletePolicyFile, readPolicyFolder, writePolicyFile } from '../control/policy/state-files.ts';
+import {
+  danglingReferences,
+  readResources,
+  resourceName,
+  type DefinedNames,
+  type Resource,
+} from '../control/resources.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { parseCommandFlags } from './control.ts';
+import { STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const summary =
   'validate YAML resources (Service, Server, AuthorizationPolicy) and write them into the state folder';
@@ -20,11 +31,12 @@ export const summary =
 const FLAGS: FlagSpec[] = [
   {
     name: 'filename',
+    short: 'f',
     kind: 'string',
     repeatable: true,
-    help: 'YAML file of resources, or - for standard input (also -f; repeatable)',
+    help: 'YAML file of resources, or - for standard input (repeatable)',
   },
-  { name: 'state', kind: 'string', help: 'the state folder (default .trellis)' },
+  STATE_FLAG,
   { name: 'delete', kind: 'boolean', help: 'remove the resources the files name instead of writing them' },
 ];
 
@@ -33,20 +45,32 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp('Usage: trellis apply -f FILE [options]', FLAGS) + '\n');
     return 0;
   }
-  // kubectl's short form: -f FILE, -f=FILE.
-  const args = argv.map((arg) => (arg === '-f' ? '--filename' : arg.replace(/^-f=/, '--filename=')));
-  const values = parseCommandFlags('apply', args, FLAGS);
+  const values = parseCommandFlags('apply', argv, FLAGS);
   const files = (values.get('filename') as string[] | undefined) ?? [];
   if (files.length === 0) throw new ConfigError('-f', 'required: the YAML file to apply');
-  const root = (values.get('state') as string | undefined) ?? '.trellis';
-  if (root === '') throw new ConfigError('--state', 'must not be empty');
+  const root = stateFolder(values.get('state') as string | undefined);
 
   const resources: Resource[] = [];
+  const problems: string[] = [];
   for (const file of files) {
-    resources.push(...parseResources(await readSource(file), file === '-' ? 'stdin' : file));
+    const read = readResources(await readSource(file), file === '-' ? 'stdin' : file);
+    resources.push(...read.resources);
+    problems.push(...read.problems);
+  }
+  if (problems.length > 0) {
+    const count = problems.length === 1 ? 'an error' : `${problems.length} errors`;
+    process.stderr.write(
+      problems.map((p) => `trellis apply: ${p}\n`).join('') +
+        `trellis apply: ${count}; nothing was applied\n`,
+    );
+    return 2;
   }
   if (resources.length === 0) throw new ConfigError('-f', `no resources in ${files.join(', ')}`);
   const remove = values.get('delete') === true;
+  if (!remove) {
+    for (const warning of danglingReferences(resources, await definedNames(root)))
+      process.stderr.write(`trellis apply: warning: ${warning}\n`);
+  }
   for (const resource of resources) {
     if (remove) {
       const existed = await deleteResource(root, resource);
@@ -57,6 +81,21 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+/** The Servers, Services and registered workloads the state folder holds now. */
+async function definedNames(root: string): Promise<DefinedNames> {
+  const [state, policy] = await Promise.all([
+    readLocalState(root, new Map(), silentLogger),
+    readPolicyFolder(root, new Map(), silentLogger),
+  ]);
+  return {
+    servers: new Set(policy.servers.map((s) => `${s.namespace}/${s.name}`)),
+    workloads: new Set([
+      ...state.services.keys(),
+      ...state.workloads.map((w) => `${w.namespace}/${w.spec.service}`),
+    ]),
+  };
 }
 
 async function writeResource(root: string, resource: Resource): Promise<void> {

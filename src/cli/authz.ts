@@ -3,27 +3,33 @@
 // each Server that selects it (name, port, protocol) with its authorizations (who, routes), and
 // the default policy of the workload's proxy for every other port, read from the proxy's admin
 // `GET /config` (policy.default) when the state folder names its admin address, else "unknown".
-import { ConfigError, TrellisError } from '../core/errors.ts';
+import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import type { AuthzView } from '../control/policy/component.ts';
-import { controlUrl } from './control-url.ts';
+import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
+import {
+  CONTROL_FLAG,
+  NAMESPACE_FLAG,
+  outputFlag,
+  outputOf,
+  parseTarget,
+  STATE_FLAG,
+  stateFolder,
+} from './targeting.ts';
 
 export const summary = 'the effective authorization policy of a workload (servers, authorizations)';
 
-const FLAGS: FlagSpec[] = [
-  { name: 'namespace', kind: 'string', help: 'the workload namespace (default: default); also -n' },
-  { name: 'output', kind: 'string', help: 'table (default) or json; also -o' },
-  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
-  { name: 'control', kind: 'string', help: "the control plane's HTTP API URL (instead of --state)" },
-];
+const OUTPUTS = ['table', 'json'] as const;
+const FLAGS: FlagSpec[] = [NAMESPACE_FLAG, outputFlag(OUTPUTS), STATE_FLAG, CONTROL_FLAG];
 
-const USAGE = `Usage: trellis authz NAME [options]
+const USAGE = `Usage: trellis authz [options] NAME | deploy/NAME
 
-The inbound policy the control plane serves to workload NAME: each Server selecting one of its
-ports, with the AuthorizationPolicies that admit clients to it, and the default policy of the
-workload's proxy for the ports no Server selects.`;
+The inbound policy the control plane serves to workload NAME (deploy/NAME, also deployment,
+workload, wl, svc): each Server selecting one of its ports, with the AuthorizationPolicies that
+admit clients to it, and the default policy of the workload's proxy for the ports no Server
+selects. On one machine a NAME that is neither registered nor a Service is an error.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -31,38 +37,43 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   // Options may come before and after the positional argument.
-  const { values, rest } = parseInterleaved(argv, FLAGS, { '-o': '--output', '-n': '--namespace' });
+  const { values, rest } = parseInterleaved(argv, FLAGS);
   if (rest.length === 0) throw new ConfigError('NAME', 'required: the workload (trellis authz NAME)');
   if (rest.length > 1) throw new ConfigError('', `trellis authz: unexpected argument '${rest[1]}'`);
-  const name = rest[0]!;
-  const output = (values.get('output') as string | undefined) ?? 'table';
-  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
+  const name = parseTarget(rest[0]!, ['workload'], true).name!;
+  const output = outputOf(values, OUTPUTS);
   const namespace = (values.get('namespace') as string | undefined) ?? 'default';
   const control = values.get('control') as string | undefined;
-  const state = values.get('state') as string | undefined;
+  const stateFlag = values.get('state') as string | undefined;
+  const root = stateFolder(stateFlag);
 
-  const base = await controlUrl(control, state);
-  const query = `?namespace=${encodeURIComponent(namespace)}&workload=${encodeURIComponent(name)}`;
-  let view: AuthzView;
-  try {
-    const res = await fetch(`${base}/api/authz${query}`, { signal: AbortSignal.timeout(5000) });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${(await res.text()).trim()}`);
-    view = (await res.json()) as AuthzView;
-  } catch (error) {
-    throw new TrellisError(
-      'TRELLIS_ERR_CONTROL_PLANE',
-      `cannot get the policy from ${base}: ${(error as Error).message}`,
+  const api = await findControlPlane({ control, stateFlag, root });
+  // Only the state folder of one machine says which workloads exist and where their admin listens.
+  const local = control === undefined;
+  if (local && !(await workloadExists(root, namespace, name))) {
+    process.stderr.write(
+      `trellis authz: no workload ${name} in namespace ${namespace} (none registered, no such Service; state folder ${root})\n`,
     );
+    return 1;
   }
-  // The proxy's default policy: only the state folder of one machine says where its admin listens.
-  const proxyDefault =
-    control === undefined ? await readProxyDefault(state ?? '.trellis', namespace, name) : null;
+  const query = `?namespace=${encodeURIComponent(namespace)}&workload=${encodeURIComponent(name)}`;
+  const view = await getControl<AuthzView>(api, `/api/authz${query}`, 'the policy');
+  const proxyDefault = local ? await readProxyDefault(root, namespace, name) : null;
   if (output === 'json') {
     process.stdout.write(JSON.stringify({ ...view, proxyDefault }, null, 2) + '\n');
   } else {
     process.stdout.write(authzTable(view, proxyDefault).join('\n') + '\n');
   }
   return 0;
+}
+
+/** Whether the state folder registers an instance of the workload or has a Service of its name. */
+async function workloadExists(root: string, namespace: string, name: string): Promise<boolean> {
+  const state = await readLocalState(root, new Map(), silentLogger);
+  return (
+    state.services.has(`${namespace}/${name}`) ||
+    state.workloads.some((w) => w.namespace === namespace && w.spec.service === name)
+  );
 }
 
 /** The default policy of a running proxy of the workload (policy.default of its /config), or null. */

@@ -10,28 +10,58 @@
 // 70%, the issuer at two thirds, so a certificate that far along is one whose renewal is failing),
 // or, for a trust anchor, less than 60 days (anchors are rotated by an operator: `trellis identity
 // rotate`). Expired or not yet valid is an error.
+//
+// `-n NS` and `deploy/NAME` or `po/INSTANCE` narrow the workloads checked (a target that matches no
+// registration is an error). With `--control URL` instead of a state folder (a control plane
+// elsewhere, say on Kubernetes) only what its HTTP API shows is checked: /healthz, and the expiry
+// of the trust anchors and the issuer from /api/identity.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
+import type { AuthorityStatus } from '../control/identity/ca.ts';
 import { readControlFile } from '../control/server.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import { uriSans } from '../proxy/identity/provider.ts';
-import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { callControl, errorOf, findControlPlane } from './control-api.ts';
+import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
+import {
+  CONTROL_FLAG,
+  outputFlag,
+  outputOf,
+  parseTarget,
+  STATE_FLAG,
+  stateFolder,
+  type Target,
+} from './targeting.ts';
 
 export const summary = 'check the mesh: control plane, proxies, certificates close to expiry';
 
+const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [
-  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
-  { name: 'output', kind: 'string', help: 'table (default) or json; also -o' },
+  {
+    name: 'namespace',
+    short: 'n',
+    kind: 'string',
+    help: 'only the workloads of this namespace (default: all)',
+  },
+  outputFlag(OUTPUTS),
+  STATE_FLAG,
+  { ...CONTROL_FLAG, help: `${CONTROL_FLAG.help}: checks only what its API shows` },
 ];
 
-const USAGE = `Usage: trellis check [options]
+const USAGE = `Usage: trellis check [options] [deploy/NAME | po/INSTANCE]
 
 Checks the control plane, the trust anchors and every registered workload's proxy and certificate
-chain. Warns when a certificate has less than 20% of its lifetime left (a trust anchor: less than
-60 days); exits 1 when a check fails.`;
+chain (-n, deploy/NAME or po/INSTANCE: only those). Warns when a certificate has less than 20% of
+its lifetime left (a trust anchor: less than 60 days); exits 1 when a check fails.`;
+
+/** Which registrations to check. */
+export interface CheckScope {
+  readonly namespace?: string | undefined;
+  readonly target?: Target | null;
+}
 
 export type Level = 'ok' | 'warn' | 'error';
 
@@ -49,20 +79,28 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(formatHelp(USAGE, FLAGS) + '\n');
     return 0;
   }
-  const expanded = argv.map((a) => (a === '-o' ? '--output' : a));
-  const { values, rest } = parseFlags(expanded, FLAGS);
-  if (rest.length > 0) throw new ConfigError('', `trellis check: unexpected argument '${rest[0]}'`);
-  const output = (values.get('output') as string | undefined) ?? 'table';
-  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
-  const root = (values.get('state') as string | undefined) ?? '.trellis';
-  const results = await checkMesh(root, Date.now());
+  const { values, rest } = parseInterleaved(argv, FLAGS);
+  if (rest.length > 1) throw new ConfigError('', `trellis check: unexpected argument '${rest[1]}'`);
+  const output = outputOf(values, OUTPUTS);
+  const target = rest.length === 0 ? null : parseTarget(rest[0]!, ['workload', 'pod'], true);
+  const stateFlag = values.get('state') as string | undefined;
+  const control = values.get('control') as string | undefined;
+  const namespace = values.get('namespace') as string | undefined;
+  if (control !== undefined && (target !== null || namespace !== undefined)) {
+    throw new ConfigError('--control', 'workloads are checked through the state folder: give --state');
+  }
+  const root = stateFolder(stateFlag);
+  const results =
+    control === undefined
+      ? await checkMesh(root, Date.now(), { namespace, target })
+      : await checkControlPlane((await findControlPlane({ control, stateFlag, root })).base, Date.now());
   if (output === 'json') process.stdout.write(JSON.stringify(results, null, 2) + '\n');
   else for (const r of results) process.stdout.write(`${MARK[r.level]} ${r.check}: ${r.detail}\n`);
   return results.some((r) => r.level === 'error') ? 1 : 0;
 }
 
-/** Every check over the state folder `root`, at time `now`. */
-export async function checkMesh(root: string, now: number): Promise<CheckResult[]> {
+/** Every check over the state folder `root` (of the workloads in `scope`), at time `now`. */
+export async function checkMesh(root: string, now: number, scope: CheckScope = {}): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const control = await readControlFile(root);
   if (control === null) {
@@ -91,7 +129,22 @@ export async function checkMesh(root: string, now: number): Promise<CheckResult[
   }
 
   const state = await readLocalState(root, new Map(), silentLogger);
-  for (const w of state.workloads) {
+  const { namespace, target } = scope;
+  const workloads = state.workloads.filter(
+    (w) =>
+      (namespace === undefined || w.namespace === namespace) &&
+      (target?.kind !== 'workload' || w.spec.service === target.name) &&
+      (target?.kind !== 'pod' || w.name === target.name),
+  );
+  if (target != null && workloads.length === 0) {
+    const what = target.kind === 'pod' ? `instance ${target.name}` : `workload ${target.name}`;
+    results.push({
+      level: 'error',
+      check: what,
+      detail: `not registered${namespace === undefined ? '' : ` in namespace ${namespace}`} (state folder ${root})`,
+    });
+  }
+  for (const w of workloads) {
     const name = `workload ${w.namespace}/${w.name}`;
     if (w.spec.admin === undefined) {
       results.push({
@@ -109,6 +162,43 @@ export async function checkMesh(root: string, now: number): Promise<CheckResult[
     );
   }
   return results;
+}
+
+/**
+ * The checks of a control plane known only by its HTTP API: /healthz, and from /api/identity the
+ * expiry of the trust anchors (warn under 60 days) and of the issuer (warn under one leaf lifetime:
+ * the leaves it signs would outlive it).
+ */
+export async function checkControlPlane(base: string, now: number): Promise<CheckResult[]> {
+  const results = [await probe('control plane', `${base}/healthz`, 'answers /healthz')];
+  if (results[0]!.level !== 'ok') return results;
+  const { status, body } = await callControl({ base, tokenFile: null }, 'GET', '/api/identity');
+  if (status !== 200) {
+    results.push({
+      level: 'error',
+      check: 'certificate authority',
+      detail: `/api/identity: ${errorOf(status, body)}`,
+    });
+    return results;
+  }
+  const authority = body as AuthorityStatus;
+  for (const anchor of authority.anchors) {
+    results.push(
+      dateCheck(`trust anchor ${anchor.fingerprint.slice(0, 12)}`, anchor.notAfter, now, ANCHOR_WARN_MS),
+    );
+  }
+  results.push(dateCheck('issuer', authority.issuer.notAfter, now, authority.leafLifetimeMs));
+  return results;
+}
+
+/** ok, warn (less than `warnMs` left) or error (expired), from an expiry date alone. */
+function dateCheck(check: string, notAfter: string, now: number, warnMs: number): CheckResult {
+  const left = Date.parse(notAfter) - now;
+  if (!(left > 0)) return { level: 'error', check, detail: `expired ${notAfter}` };
+  const detail = `expires ${notAfter} (in ${humanDuration(left)})`;
+  return left < warnMs
+    ? { level: 'warn', check, detail: `${detail}: close to expiry` }
+    : { level: 'ok', check, detail };
 }
 
 /** The chain a proxy presents: it leads to an anchor, names the registered identity, and is not expiring. */

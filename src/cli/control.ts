@@ -2,11 +2,14 @@
 // Destination gRPC API and the HTTP API of src/control/server.ts, and the Identity API
 // (src/control/identity/) checking workload tokens with TokenReviews. Also home of what it shares
 // with `trellis up` (up.ts): the listener, log and identity flags, and running a control plane in
-// the foreground until SIGINT/SIGTERM. The Kubernetes client is loaded only when this command runs (it takes about
-// a second), so `up` and `apply` start fast.
+// the foreground until SIGINT/SIGTERM. `--operator-token-file` names the operator token (a mounted
+// Secret) that state-changing HTTP API requests must carry; without it they are all refused.
+// The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
+// and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
 import { createLogger, type Logger, type LogLevelSetting } from '../core/log.ts';
 import type { IdentityComponent } from '../control/identity/component.ts';
+import { readOperatorToken } from '../control/operator-token.ts';
 import type { TokenVerifier } from '../control/identity/tokens.ts';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubernetesWatcher } from '../control/discovery/kubernetes.ts';
@@ -232,6 +235,11 @@ const FLAGS: FlagSpec[] = [
     help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); required',
   },
   {
+    name: 'operator-token-file',
+    kind: 'string',
+    help: 'file of the operator token state-changing HTTP API requests must carry (e.g. a mounted Secret); without it they are refused',
+  },
+  {
     name: 'identity-dir',
     kind: 'string',
     help: 'folder of the trust anchor and issuer (created if empty; default: in memory only)',
@@ -258,6 +266,15 @@ export async function run(argv: string[]): Promise<number> {
   if (identityDir === '') throw new ConfigError('--identity-dir', 'must not be empty');
   const settings = controlPlaneSettings(values, DEFAULTS);
   const log = settings.log.child({ component: 'control' });
+  const tokenFile = values.get('operator-token-file') as string | undefined;
+  const operatorToken =
+    tokenFile === undefined
+      ? null
+      : await readOperatorToken(tokenFile).catch((error: unknown) => {
+          throw new ConfigError('--operator-token-file', (error as Error).message);
+        });
+  if (operatorToken === null)
+    log.warn('no --operator-token-file: every state-changing HTTP API request will be refused');
 
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
@@ -284,6 +301,11 @@ export async function run(argv: string[]): Promise<number> {
       clusterDomain: settings.clusterDomain,
       log: settings.log,
       components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
+      operatorToken,
+      operatorTokenSource:
+        tokenFile === undefined
+          ? '--operator-token-file'
+          : `in the file ${tokenFile} (--operator-token-file)`,
     });
   } catch (error) {
     component.close();

@@ -1,24 +1,25 @@
 // `trellis demo --mesh`: the emojivoto example (examples/emojivoto) on the mesh, the way a user
 // would run it by hand on one machine:
-//   trellis up --state TMP                       (the control plane, on free loopback ports)
-//   trellis apply --state TMP -f examples/emojivoto/services.yaml
-//   trellis run --state TMP --namespace emojivoto --name emoji --port P -- node emoji.ts ...
+//   trellis up --state DIR                       (the control plane, on its default ports if free)
+//   trellis apply --state DIR -f examples/emojivoto/services.yaml
+//   trellis run --state DIR --namespace emojivoto --name emoji --port P -- node emoji.ts ...
 //   ... the same for voting, then web, then vote-bot (which sends web --rate requests a second)
+// DIR is the default state folder when it is free (demo-state.ts), so that `trellis stat`, `check`,
+// `authz` and `identity` typed in another terminal find the demo; the caption says the command.
 // The services reach each other by name (emoji.emojivoto:8080) through their sidecars. The view
 // shows what `trellis stat -n emojivoto -o json` shows: the control plane's GET /api/stat, polled
-// every refresh. On stop the workloads go first, then the control plane; then TMP is removed.
+// every refresh. On stop the workloads go first, then the control plane; then DIR is removed.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import type { WorkloadRow } from './live-view.ts';
 import { statRow } from './stat.ts';
+import { chooseDemoState, pasteable, preferredListen, type DemoState } from './demo-state.ts';
 import {
   CLI,
   clock,
@@ -56,6 +57,7 @@ export class MeshDemo implements DemoScenario {
   private readonly rate: number;
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   private state: string | null = null;
+  private stateChoice: DemoState | null = null;
   private controlHttp: string | null = null;
   private webInbound: string | null = null;
   /** The apps and sidecars under `trellis run`, from its notes. */
@@ -67,12 +69,13 @@ export class MeshDemo implements DemoScenario {
   }
 
   async start(start: StartChild): Promise<void> {
-    this.state = await mkdtemp(join(tmpdir(), 'trellis-demo-'));
-    const state = this.state;
+    this.stateChoice = await chooseDemoState();
+    const state = (this.state = this.stateChoice.root);
+    if (this.stateChoice.why !== null) note(`${this.stateChoice.why}: the demo runs over ${state}`);
+    const [grpc, http] = [await preferredListen('127.0.0.1:8086'), await preferredListen('127.0.0.1:8084')];
     // prettier-ignore
     const control = start('control plane', MESH_CLI, [
-      'up', '--state', state, '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
-      '--log-level', 'warn',
+      'up', '--state', state, '--grpc-listen', grpc, '--http-listen', http, '--log-level', 'warn',
     ], { wave: 0 });
     const ready = await control.ready;
     note(
@@ -114,11 +117,17 @@ export class MeshDemo implements DemoScenario {
   }
 
   title(redraw: boolean): string[] {
-    if (!redraw) return [`${clock()}  inbound, last 10 s (trellis stat -n ${NAMESPACE})`];
+    const stat = this.stateChoice === null ? '' : pasteable(this.stateChoice, ['stat', '-n', NAMESPACE]);
+    if (!redraw) return [`${clock()}  inbound, last 10 s (${stat})`];
+    const more =
+      this.stateChoice === null
+        ? []
+        : ['check', `authz -n ${NAMESPACE} voting`, `identity -n ${NAMESPACE} web`];
     return [
       `Trellis demo: emojivoto on the mesh. vote-bot sends ${this.rate} req/s to web, which calls emoji`,
       `and voting over gRPC; every call crosses two sidecars. Votes for :doughnut: fail on purpose.`,
       ...(this.webInbound === null ? [] : [`Vote yourself: http://${this.webInbound}/   Ctrl-C to stop.`]),
+      ...(stat === '' ? [] : [`In another terminal: ${stat}   (also ${more.join(', ')})`]),
       `Inbound traffic of each workload over the last 10 s, at ${clock()}:`,
       '',
     ];

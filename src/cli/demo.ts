@@ -43,7 +43,12 @@ const FLAGS: FlagSpec[] = [
     help: 'seconds of history behind each figure (default 10; with --mesh the control plane keeps 10)',
   },
   { name: 'once', kind: 'boolean', help: 'print one table at the end (after --duration, default 5 s)' },
-  { name: 'output', kind: 'string', help: 'table (default) or json (one JSON array per refresh); also -o' },
+  {
+    name: 'output',
+    short: 'o',
+    kind: 'string',
+    help: 'table (default) or json (one JSON array per refresh)',
+  },
 ];
 
 interface DemoOptions {
@@ -57,8 +62,7 @@ interface DemoOptions {
 }
 
 function parseOptions(argv: string[]): DemoOptions {
-  const expanded = argv.flatMap((a, i) => (a === '-o' && i < argv.length - 1 ? ['--output'] : [a]));
-  const { values, rest } = parseFlags(expanded, FLAGS);
+  const { values, rest } = parseFlags(argv, FLAGS);
   if (rest.length > 0) throw new ConfigError('', `trellis demo: unexpected argument '${rest[0]}'`);
   if (values.get('mesh') === true && values.get('simple') === true) {
     throw new ConfigError('--mesh', 'give --mesh or --simple, not both');

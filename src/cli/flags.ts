@@ -1,5 +1,7 @@
 // A small command-line flag parser shared by the subcommands: `--name value`, `--name=value`,
-// boolean `--flag`, and `--` ending the options. Unknown flags are errors that name the flag.
+// boolean `--flag`, short forms a spec declares (`-n value`, `-n=value`), and `--` ending the
+// options. Unknown flags, long or short, are errors that name the flag; a lone `-` is an argument
+// (standard input, for `trellis apply -f -`).
 import { ConfigError } from '../core/errors.ts';
 
 export interface FlagSpec {
@@ -7,6 +9,8 @@ export interface FlagSpec {
   readonly name: string;
   readonly kind: 'string' | 'number' | 'boolean' | 'list';
   readonly help: string;
+  /** One letter: `-x` is the same flag (kubectl's -n, -o, -f). */
+  readonly short?: string;
   /** where the value goes in the configuration object (dotted), for commands configured by a schema */
   readonly path?: string;
   readonly repeatable?: boolean;
@@ -15,23 +19,30 @@ export interface FlagSpec {
 export interface ParsedFlags {
   values: Map<string, unknown>;
   rest: string[];
+  /** Whether `--` ended the options (everything in `rest` is then an argument). */
+  ended: boolean;
 }
 
 export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): ParsedFlags {
   const byName = new Map(specs.map((s) => [s.name, s]));
+  const byShort = new Map(specs.filter((s) => s.short !== undefined).map((s) => [s.short!, s]));
   const values = new Map<string, unknown>();
+  let ended = false;
   let i = 0;
   for (; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') {
+      ended = true;
       i++;
       break;
     }
-    if (!arg.startsWith('--')) break;
+    if (!arg.startsWith('-') || arg === '-') break;
+    const long = arg.startsWith('--');
     const eq = arg.indexOf('=');
-    const name = arg.slice(2, eq === -1 ? undefined : eq);
-    const spec = byName.get(name);
-    if (spec === undefined) throw new ConfigError(`--${name}`, 'unknown flag (see --help)');
+    const given = arg.slice(0, eq === -1 ? undefined : eq);
+    const spec = long ? byName.get(given.slice(2)) : byShort.get(given.slice(1));
+    if (spec === undefined) throw new ConfigError(given, 'unknown flag (see --help)');
+    const name = spec.name;
     let raw: string | undefined;
     if (spec.kind === 'boolean') {
       raw = eq === -1 ? 'true' : arg.slice(eq + 1);
@@ -48,7 +59,7 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
     if (spec.repeatable) values.set(name, [...((values.get(name) as unknown[]) ?? []), value]);
     else values.set(name, value);
   }
-  return { values, rest: argv.slice(i) };
+  return { values, rest: argv.slice(i), ended };
 }
 
 function convert(spec: FlagSpec, raw: string): unknown {
@@ -82,32 +93,31 @@ export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   const lines = [usage, '', 'Options:'];
   for (const s of specs) {
     const arg = s.kind === 'boolean' ? '' : s.kind === 'number' ? ' N' : ' VALUE';
-    lines.push(`  --${(s.name + arg).padEnd(30)} ${s.help}`);
+    const flag = `${s.short === undefined ? '    ' : `-${s.short}, `}--${s.name}${arg}`;
+    lines.push(`  ${flag.padEnd(34)} ${s.help}`);
   }
-  lines.push(`  --${'help'.padEnd(30)} show this help`);
+  lines.push(`  ${'-h, --help'.padEnd(34)} show this help`);
   return lines.join('\n');
 }
 
 /**
  * Like parseFlags, for commands whose options may come before and after their positional
- * arguments (`trellis stat -o json workload/web -n shop`), with short aliases for long flags
- * (`{'-o': '--output'}`). Every positional argument is in `rest`, in order.
+ * arguments (`trellis stat -o json deploy/web -n shop`). Every positional argument is in `rest`,
+ * in order; after `--` every argument is positional.
  */
-export function parseInterleaved(
-  argv: readonly string[],
-  specs: readonly FlagSpec[],
-  short: Readonly<Record<string, string>> = {},
-): ParsedFlags {
-  let args = argv.map((a, i) => (short[a] !== undefined && i < argv.length - 1 ? short[a] : a));
+export function parseInterleaved(argv: readonly string[], specs: readonly FlagSpec[]): ParsedFlags {
+  let args: readonly string[] = argv;
   const values = new Map<string, unknown>();
   const rest: string[] = [];
-  // Each round takes at least one argument: bounded by argv's length.
+  // Each round takes at least one argument or ends: bounded by argv's length.
   for (;;) {
     const parsed = parseFlags(args, specs);
     for (const [key, value] of parsed.values) values.set(key, value);
-    if (parsed.rest.length === 0) break;
+    if (parsed.ended || parsed.rest.length === 0) {
+      rest.push(...parsed.rest);
+      return { values, rest, ended: parsed.ended };
+    }
     rest.push(parsed.rest[0]!);
     args = parsed.rest.slice(1);
   }
-  return { values, rest };
 }

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // The `trellis` command: one binary, one file per subcommand under src/cli/. Each subcommand
-// module exports `run(argv): Promise<number>` and a one-line `summary`.
+// module exports `run(argv): Promise<number>` and a one-line `summary`. `trellis help CMD` is
+// `trellis CMD --help`; `trellis version` (or --version) prints the version of package.json.
+import { readFileSync } from 'node:fs';
 
 interface Subcommand {
   summary: string;
@@ -27,12 +29,36 @@ async function usage(): Promise<string> {
     const mod = await load();
     lines.push(`  ${name.padEnd(10)} ${mod.summary}`);
   }
-  lines.push('', 'Run `trellis <command> --help` for the options of a command.');
+  lines.push(`  ${'version'.padEnd(10)} the version of trellis (also --version)`);
+  lines.push(`  ${'help'.padEnd(10)} this list, or the options of a command (trellis help CMD)`);
+  lines.push(
+    '',
+    'Run `trellis help <command>` (or `trellis <command> --help`) for the options of a command.',
+  );
   return lines.join('\n');
 }
 
+/** "trellis 0.1.0 (node v24.x)": the package's version, read beside src/ or dist/. */
+function versionLine(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return `trellis ${pkg.version} (node ${process.version})`;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [first, ...afterFirst] = argv;
+  if (first === 'version' || first === '--version') {
+    if (afterFirst.length > 0) {
+      process.stderr.write(`trellis version: unexpected argument '${afterFirst[0]}'\n`);
+      return 2;
+    }
+    process.stdout.write(versionLine() + '\n');
+    return 0;
+  }
+  // `trellis help CMD ...` is `trellis CMD --help`.
+  const helpFor = first === 'help' && afterFirst.length > 0 ? afterFirst[0] : undefined;
+  const [name, ...rest] = helpFor === undefined ? argv : [helpFor, '--help'];
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write((await usage()) + '\n');
     return name === undefined ? 2 : 0;

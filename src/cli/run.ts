@@ -24,6 +24,7 @@ import { readControlFile } from '../control/server.ts';
 import { spiffeId } from '../proxy/identity/provider.ts';
 import { parse as parseYaml } from 'yaml';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
+import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { readyLine } from './ready-line.ts';
 import { WorkloadToken } from './workload-token.ts';
 
@@ -33,7 +34,7 @@ const FLAGS: FlagSpec[] = [
   { name: 'name', kind: 'string', help: 'the workload and the service it serves (required)' },
   { name: 'port', kind: 'number', help: 'the port the app listens on at 127.0.0.1 (required)' },
   { name: 'namespace', kind: 'string', help: 'its namespace (default: default)' },
-  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
+  STATE_FLAG,
   {
     name: 'upstream',
     kind: 'string',
@@ -99,8 +100,7 @@ function parseOptions(argv: string[]): RunOptions {
   if (appPort === undefined || appPort < 1 || appPort > 65535) {
     throw new ConfigError('--port', 'required: the app port 1..65535');
   }
-  const root = (values.get('state') as string | undefined) ?? '.trellis';
-  if (root === '') throw new ConfigError('--state', 'must not be empty');
+  const root = stateFolder(values.get('state') as string | undefined);
   const upstreams = ((values.get('upstream') as string[] | undefined) ?? []).map((spec) => {
     const match = /^([a-z0-9.-]+:\d{1,5})=(\d{1,5})$/.exec(spec);
     if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65535) {

@@ -2,28 +2,39 @@
 // percentiles of its inbound traffic, open TCP connections), as the control plane collects them
 // from the workloads' proxies (GET /api/stat of src/control/server.ts). Printed as the table of
 // `trellis demo` (src/cli/live-view.ts) or, with -o json, as one JSON array.
-import { ConfigError, TrellisError } from '../core/errors.ts';
-import { controlUrl } from './control-url.ts';
+import { ConfigError } from '../core/errors.ts';
+import { findControlPlane, getControl } from './control-api.ts';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { formatTable, type WorkloadRow } from './live-view.ts';
+import {
+  CONTROL_FLAG,
+  namespaceOf,
+  outputFlag,
+  outputOf,
+  parseTarget,
+  STATE_FLAG,
+  stateFolder,
+  type Target,
+} from './targeting.ts';
 
 export const summary = 'golden metrics per workload (success, rps, latency), from the control plane';
 
+const OUTPUTS = ['table', 'wide', 'json'] as const;
 const FLAGS: FlagSpec[] = [
-  { name: 'namespace', kind: 'string', help: 'only this namespace (default: every namespace); also -n' },
-  { name: 'output', kind: 'string', help: 'table (default) or json; also -o' },
-  { name: 'state', kind: 'string', help: 'the state folder of `trellis up` (default .trellis)' },
-  { name: 'control', kind: 'string', help: "the control plane's HTTP API URL (instead of --state)" },
+  { name: 'namespace', short: 'n', kind: 'string', help: 'only this namespace (default: every namespace)' },
+  outputFlag(OUTPUTS),
+  STATE_FLAG,
+  CONTROL_FLAG,
 ];
 
-const USAGE = `Usage: trellis stat [options] [KIND/NAME]
+const USAGE = `Usage: trellis stat [options] [KIND[/NAME]]
 
 Golden metrics of each workload's inbound traffic over the last 10 s, as the control plane scrapes
-them from the proxies. KIND is workload (also wl, service, svc: on one machine a workload is named
-after the service it serves); without KIND/NAME every workload is shown.`;
-
-const KINDS = new Set(['workload', 'workloads', 'wl', 'service', 'services', 'svc']);
+them from the proxies; the instances of a workload are summed. KIND is deploy (also deployment,
+workload, wl, svc: on one machine a workload is named after the service it serves) or ns/NAME (the
+same as -n NAME); a bare NAME is a workload. Without NAME every workload is shown; a NAME that
+matches none is an error. -o wide always shows the NAMESPACE column.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -31,50 +42,38 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   // Options may come before and after the positional argument.
-  const { values, rest } = parseInterleaved(argv, FLAGS, { '-o': '--output', '-n': '--namespace' });
+  const { values, rest } = parseInterleaved(argv, FLAGS);
   if (rest.length > 1) throw new ConfigError('', `trellis stat: unexpected argument '${rest[1]}'`);
-  const output = (values.get('output') as string | undefined) ?? 'table';
-  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
-  const namespace = values.get('namespace') as string | undefined;
-  const name = rest.length === 1 ? parseResource(rest[0]!) : undefined;
+  const output = outputOf(values, OUTPUTS);
+  const target: Target | null = rest.length === 1 ? parseTarget(rest[0]!, ['workload', 'namespace']) : null;
+  const namespace = namespaceOf(values, target);
+  const name = target?.kind === 'workload' ? target.name : null;
 
-  const base = await controlUrl(
-    values.get('control') as string | undefined,
-    values.get('state') as string | undefined,
-  );
+  const api = await findControlPlane({
+    control: values.get('control') as string | undefined,
+    stateFlag: values.get('state') as string | undefined,
+    root: stateFolder(values.get('state') as string | undefined),
+  });
   const query = namespace === undefined ? '' : `?namespace=${encodeURIComponent(namespace)}`;
-  let stats: WorkloadStat[];
-  try {
-    const res = await fetch(`${base}/api/stat${query}`, { signal: AbortSignal.timeout(5000) });
-    if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-    stats = (await res.json()) as WorkloadStat[];
-  } catch (error) {
-    throw new TrellisError(
-      'TRELLIS_ERR_CONTROL_PLANE',
-      `cannot get stats from ${base}: ${(error as Error).message}`,
-    );
+  let stats = await getControl<WorkloadStat[]>(api, `/api/stat${query}`, 'stats');
+  const where = namespace === undefined ? '' : ` in namespace ${namespace}`;
+  if (name !== null) {
+    stats = stats.filter((s) => s.name === name);
+    if (stats.length === 0) {
+      process.stderr.write(`trellis stat: no workload ${name}${where}\n`);
+      return 1;
+    }
   }
-  if (name !== undefined) stats = stats.filter((s) => s.name === name);
   if (output === 'json') {
     process.stdout.write(JSON.stringify(stats, null, 2) + '\n');
     return 0;
   }
   if (stats.length === 0) {
-    process.stderr.write(
-      `No workloads found${namespace === undefined ? '' : ` in namespace ${namespace}`}.\n`,
-    );
+    process.stderr.write(`No workloads found${where}.\n`);
     return 0;
   }
-  process.stdout.write(statTable(stats, namespace === undefined).join('\n') + '\n');
+  process.stdout.write(statTable(stats, output === 'wide' || namespace === undefined).join('\n') + '\n');
   return 0;
-}
-
-/** KIND/NAME (or NAME) -> NAME. */
-function parseResource(arg: string): string {
-  const slash = arg.indexOf('/');
-  const kind = slash === -1 ? 'workload' : arg.slice(0, slash);
-  if (!KINDS.has(kind)) throw new ConfigError('KIND', `expected workload or service, got '${kind}'`);
-  return arg.slice(slash + 1);
 }
 
 /** A control-plane stat as a row of the live table (src/cli/live-view.ts). */

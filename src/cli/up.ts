@@ -4,21 +4,25 @@
 // certificate authority in `<state>/identity/` (src/control/identity/; the trust bundle is also
 // written to `<state>/trust-anchor.pem`, workload tokens come from `trellis run`), and writes
 // `<state>/control.json` with the bound addresses and trust domain so that the other commands
-// find it; SIGINT/SIGTERM stop it cleanly and remove that file.
+// find it; SIGINT/SIGTERM stop it cleanly and remove that file. `<state>/operator-token` (0600,
+// made on the first start, src/control/operator-token.ts) is what the CLI shows the HTTP API to
+// change state (`trellis identity rotate`).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
 import {
   localCatalog,
-  readControlFile,
   removeControlFile,
+  runningControlFile,
   startControlPlane,
   writeControlFile,
 } from '../control/server.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
+import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
+import { loadOrCreateOperatorToken, operatorTokenPath } from '../control/operator-token.ts';
 import {
   controlPlaneFlags,
   controlPlaneSettings,
@@ -32,11 +36,7 @@ import {
 export const summary = 'run the local control plane over a state folder (default .trellis/)';
 
 const DEFAULTS = { grpc: '127.0.0.1:8086', http: '127.0.0.1:8084' };
-const FLAGS: FlagSpec[] = [
-  { name: 'state', kind: 'string', help: 'the state folder (default .trellis)' },
-  ...identityFlags(),
-  ...controlPlaneFlags(DEFAULTS),
-];
+const FLAGS: FlagSpec[] = [STATE_FLAG, ...identityFlags(), ...controlPlaneFlags(DEFAULTS)];
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -44,8 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const values = parseCommandFlags('up', argv, FLAGS);
-  const root = (values.get('state') as string | undefined) ?? '.trellis';
-  if (root === '') throw new ConfigError('--state', 'must not be empty');
+  const root = stateFolder(values.get('state') as string | undefined);
   const settings = controlPlaneSettings(values, DEFAULTS);
   const identity = identitySettings(values);
   const log = settings.log.child({ component: 'up' });
@@ -55,14 +54,17 @@ export async function run(argv: string[]): Promise<number> {
   } catch (error) {
     throw new ConfigError('--state', `cannot create ${root}: ${(error as Error).message}`);
   }
-  const running = await readControlFile(root);
-  if (running !== null && running.pid !== process.pid && isAlive(running.pid)) {
+  const running = await runningControlFile(root);
+  if (running !== null && running.pid !== process.pid) {
     throw new TrellisError(
       'TRELLIS_ERR_ALREADY_RUNNING',
       `a control plane already runs over ${root} (pid ${running.pid}, gRPC ${running.grpc})`,
     );
   }
 
+  const operatorToken = await loadOrCreateOperatorToken(root, (path) =>
+    log.warn('the operator token could be read by others: narrowed to 0600', { path }),
+  );
   const watcher = new LocalWatcher({ root, log: settings.log });
   try {
     await watcher.ready();
@@ -93,6 +95,8 @@ export async function run(argv: string[]): Promise<number> {
       clusterDomain: settings.clusterDomain,
       log: settings.log,
       components: [component, localPolicyComponent(root, settings.log)],
+      operatorToken,
+      operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
     });
   } catch (error) {
     component.close();
@@ -110,14 +114,4 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   return serveUntilSignal(plane, { state: root }, log, () => removeControlFile(root));
-}
-
-/** Whether a process with this id exists (EPERM: it does, but is not ours to signal). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -17,10 +17,14 @@
 //
 // Fields Kubernetes manifests commonly carry but one-machine mode has no use for (labels,
 // annotations, selector, type, protocol: TCP) are accepted and ignored; any other field is an
-// error, so typos are caught. Every error is a ConfigError naming the source, the document (1-based,
-// counting every document of the file) and the field: `services.yaml: document 2: spec.ports.0.port`.
+// error, so typos are caught. A file's errors are reported all at once, one line each, naming the
+// source, the line and column, the document (1-based, counting every document of the file) and the
+// field: `services.yaml:9:22: document 2: spec.ports.0.port: expected a port 1..65535`.
+//
+// `danglingReferences` finds what the resources name but no one defines (an AuthorizationPolicy's
+// Server, a Server's workload), for `trellis apply` to warn about.
 import * as v from 'valibot';
-import { parseAllDocuments } from 'yaml';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
 import { dnsLabel } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
@@ -108,58 +112,133 @@ export function resourceName(resource: Resource): string {
   return `${resource.kind.toLowerCase()}/${resource.name}.${resource.namespace}`;
 }
 
+/** A problem of one resource: where in it (the field's path), and what. */
+interface Issue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
 /**
- * Parses and validates every document of `text` (empty documents are skipped). Throws a
- * ConfigError naming `source`, the document and the field on the first problem; nothing else.
+ * Parses and validates every document of `text` (empty documents are skipped). Throws one
+ * ConfigError listing every problem of the text, a line each (see readResources); nothing else.
  */
 export function parseResources(text: string, source: string): Resource[] {
-  const documents = parseAllDocuments(text, { prettyErrors: false });
+  const { resources, problems } = readResources(text, source);
+  if (problems.length > 0) throw new ConfigError('', problems.join('\n'));
+  return resources;
+}
+
+/**
+ * The valid resources of `text`, and each problem of it as
+ * "SOURCE:LINE:COLUMN: document N: FIELD: message" (never throws).
+ */
+export function readResources(text: string, source: string): { resources: Resource[]; problems: string[] } {
+  const lines = new LineCounter();
+  const documents = parseAllDocuments(text, { prettyErrors: false, lineCounter: lines });
   const resources: Resource[] = [];
+  const problems: string[] = [];
+  const at = (offset: number, index: number): string => {
+    const { line, col } = lines.linePos(offset);
+    return `${source}:${line}:${col}: document ${index + 1}`;
+  };
   documents.forEach((document, index) => {
-    const where = `${source}: document ${index + 1}`;
-    const yamlError = document.errors[0];
-    if (yamlError !== undefined) {
-      throw new ConfigError(where, `not valid YAML (${firstLine(yamlError.message)})`);
+    if (document.errors.length > 0) {
+      for (const error of document.errors)
+        problems.push(`${at(error.pos[0], index)}: not valid YAML (${firstLine(error.message)})`);
+      return;
     }
     let raw: unknown;
     try {
       raw = document.toJS({ maxAliasCount: 100 });
     } catch (error) {
-      throw new ConfigError(where, `not valid YAML (${firstLine((error as Error).message)})`);
+      problems.push(
+        `${at(document.range[0], index)}: not valid YAML (${firstLine((error as Error).message)})`,
+      );
+      return;
     }
     if (raw === null || raw === undefined) return;
-    resources.push(parseResource(raw, where));
+    const { resource, issues } = checkResource(raw);
+    if (resource !== null) resources.push(resource);
+    for (const issue of issues) {
+      const field = issue.path.join('.');
+      problems.push(
+        `${at(offsetOf(document, issue), index)}: ${field === '' ? '' : `${field}: `}${issue.message}`,
+      );
+    }
   });
-  return resources;
+  return { resources, problems };
 }
 
-function parseResource(raw: unknown, where: string): Resource {
-  if (typeof raw !== 'object' || Array.isArray(raw)) {
-    throw new ConfigError(where, 'expected an object with apiVersion, kind, metadata and spec');
+/** Where an issue is in the document: the value at its path (the key, for an unknown field), or the nearest enclosing node. */
+function offsetOf(document: Document.Parsed, issue: Issue): number {
+  let node: unknown = document.contents;
+  let offset = document.contents?.range[0] ?? document.range[0];
+  for (const key of issue.path) {
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key),
+      );
+      if (pair === undefined) break;
+      const keyNode = pair.key as { range?: [number, number, number] };
+      const valueNode = pair.value as { range?: [number, number, number] } | null;
+      const unknownField = key === issue.path[issue.path.length - 1] && issue.message === 'unknown field';
+      offset = (unknownField ? keyNode.range?.[0] : valueNode?.range?.[0]) ?? keyNode.range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
+      node = node.items[key];
+      offset = (node as { range?: [number, number, number] }).range?.[0] ?? offset;
+    } else break;
+  }
+  return offset;
+}
+
+/** One document's resource, or null with every issue found. */
+function checkResource(raw: unknown): { resource: Resource | null; issues: Issue[] } {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return {
+      resource: null,
+      issues: [{ path: [], message: 'expected an object with apiVersion, kind, metadata and spec' }],
+    };
   }
   const kind = (raw as Record<string, unknown>).kind;
   switch (kind) {
-    case 'Service':
-      return serviceResource(validate(serviceSchema, raw, where));
+    case 'Service': {
+      const result = validate(serviceSchema, raw);
+      return result.ok
+        ? { resource: serviceResource(result.output), issues: [] }
+        : { resource: null, issues: result.issues };
+    }
     case 'Server':
     case 'AuthorizationPolicy':
-      return parsePolicyResource(raw, where);
+      return checkPolicyResource(raw);
     default:
-      throw new ConfigError(
-        `${where}: kind`,
-        `expected one of ${RESOURCE_KINDS.join(', ')}, got ${describe(kind)}`,
-      );
+      return {
+        resource: null,
+        issues: [
+          { path: ['kind'], message: `expected one of ${RESOURCE_KINDS.join(', ')}, got ${describe(kind)}` },
+        ],
+      };
   }
 }
 
 /**
- * Validates one Server or AuthorizationPolicy object (a document of a file, or a CRD object from
- * the Kubernetes API); throws a ConfigError naming `where` and the field.
+ * Validates one Server or AuthorizationPolicy object (a CRD object from the Kubernetes API); throws
+ * a ConfigError naming `where` and the field of its first problem.
  */
 export function parsePolicyResource(raw: unknown, where: string): PolicyResource {
+  const { resource, issues } = checkPolicyResource(raw);
+  const issue = issues[0];
+  if (resource !== null && issue === undefined) return resource;
+  const field = issue?.path.join('.') ?? '';
+  throw new ConfigError(field === '' ? where : `${where}: ${field}`, issue?.message ?? 'invalid');
+}
+
+function checkPolicyResource(raw: unknown): { resource: PolicyResource | null; issues: Issue[] } {
   const kind = (raw as Record<string, unknown> | null)?.kind;
   if (kind === 'Server') {
-    const { metadata, spec } = validate(serverSchema, raw, where);
+    const result = validate(serverSchema, raw);
+    if (!result.ok) return { resource: null, issues: result.issues };
+    const { metadata, spec } = result.output;
     const server: ServerResource = {
       kind: 'Server',
       namespace: metadata.namespace,
@@ -173,29 +252,37 @@ export function parsePolicyResource(raw: unknown, where: string): PolicyResource
         protocol: spec.protocol,
       },
     };
-    return server;
+    return { resource: server, issues: [] };
   }
   if (kind === 'AuthorizationPolicy') {
-    const { metadata, spec } = validate(authorizationPolicySchema, raw, where);
+    const result = validate(authorizationPolicySchema, raw);
+    if (!result.ok) return { resource: null, issues: result.issues };
+    const { metadata, spec } = result.output;
     const policy: AuthorizationPolicyResource = {
       kind: 'AuthorizationPolicy',
       namespace: metadata.namespace,
       name: metadata.name,
       spec: { server: spec.server, from: spec.from, routes: spec.routes },
     };
-    return policy;
+    return { resource: policy, issues: [] };
   }
-  throw new ConfigError(`${where}: kind`, `expected Server or AuthorizationPolicy, got ${describe(kind)}`);
+  return {
+    resource: null,
+    issues: [{ path: ['kind'], message: `expected Server or AuthorizationPolicy, got ${describe(kind)}` }],
+  };
 }
 
-function validate<T extends v.GenericSchema>(schema: T, raw: unknown, where: string): v.InferOutput<T> {
+function validate<T extends v.GenericSchema>(
+  schema: T,
+  raw: unknown,
+): { ok: true; output: v.InferOutput<T> } | { ok: false; issues: Issue[] } {
   const result = v.safeParse(schema, raw);
-  if (!result.success) {
-    const issue = result.issues[0];
-    const field = issue.path?.map((item) => String(item.key)).join('.') ?? '';
-    throw new ConfigError(field === '' ? where : `${where}: ${field}`, issue.message);
-  }
-  return result.output;
+  if (result.success) return { ok: true, output: result.output };
+  const issues = result.issues.map((issue) => ({
+    path: issue.path?.map((item) => item.key as string | number) ?? [],
+    message: issue.message,
+  }));
+  return { ok: false, issues };
 }
 
 function serviceResource({ metadata, spec }: v.InferOutput<typeof serviceSchema>): ServiceResource {
@@ -222,4 +309,40 @@ function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value);
   if (value === undefined) return 'nothing';
   return Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value;
+}
+
+/** What a state folder already defines, each as "namespace/name". */
+export interface DefinedNames {
+  readonly servers: ReadonlySet<string>;
+  /** Services and registered workloads (on one machine a workload is named after its service). */
+  readonly workloads: ReadonlySet<string>;
+}
+
+/**
+ * One line for each reference of `resources` to a Server or a workload that neither they nor
+ * `defined` define: an AuthorizationPolicy's spec.server, a Server's spec.workload.
+ */
+export function danglingReferences(resources: readonly Resource[], defined: DefinedNames): string[] {
+  const key = (namespace: string, name: string) => `${namespace}/${name}`;
+  const servers = new Set(defined.servers);
+  const workloads = new Set(defined.workloads);
+  for (const r of resources) {
+    if (r.kind === 'Server') servers.add(key(r.namespace, r.name));
+    if (r.kind === 'Service') workloads.add(key(r.namespace, r.name));
+  }
+  const warnings: string[] = [];
+  for (const r of resources) {
+    if (r.kind === 'AuthorizationPolicy' && !servers.has(key(r.namespace, r.spec.server))) {
+      warnings.push(
+        `${resourceName(r)}: spec.server: no Server ${r.spec.server} in namespace ${r.namespace}; it admits no one until there is one`,
+      );
+    }
+    const workload = r.kind === 'Server' ? r.spec.workload : undefined;
+    if (workload !== undefined && !workloads.has(key(r.namespace, workload))) {
+      warnings.push(
+        `${resourceName(r)}: spec.workload: no service or workload ${workload} in namespace ${r.namespace}; it selects nothing until there is one`,
+      );
+    }
+  }
+  return warnings;
 }

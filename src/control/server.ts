@@ -7,6 +7,11 @@
 //   GET /api/stat        200 [{namespace, name, meshed, success, rps, latency_p50_ms, ...}] golden
 //                        metrics per workload (?namespace=NS to filter), from the MetricsCollector
 //                        (src/control/metrics/collector.ts) that scrapes the workloads' proxies
+//   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
+//
+// and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
+// every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
+// checked by OperatorAuth in routeHttp before any handler runs: src/control/operator-auth.ts).
 //
 // The services come from a ServiceCatalog: the state folder for `trellis up` (here), the
 // Kubernetes API for `trellis control` (src/cli/control.ts, which alone loads the Kubernetes
@@ -18,6 +23,7 @@ import type { AddressInfo } from 'node:net';
 import { readFile, rm, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.ts';
+import { OperatorAuth } from './operator-auth.ts';
 import { targetKey } from '../proxy/transport/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
@@ -120,6 +126,8 @@ export interface ControlPlaneComponent {
     path: string,
     body: string,
   ): Promise<boolean> | boolean;
+  /** Its metrics in the Prometheus text format, for the control plane's GET /metrics. */
+  metrics?(): string;
   close?(): Promise<void> | void;
 }
 
@@ -136,6 +144,13 @@ export interface ControlPlaneOptions {
   readonly metricsIntervalMs?: number;
   /** Identity, policy, ...: started before, closed after the control plane. */
   readonly components?: readonly ControlPlaneComponent[];
+  /**
+   * The token every HTTP API request other than GET and HEAD must carry as
+   * `Authorization: Bearer TOKEN`; absent or null: every such request is refused.
+   */
+  readonly operatorToken?: string | null;
+  /** Where an operator finds the token, for the refusal's explanation (src/control/operator-auth.ts). */
+  readonly operatorTokenSource?: string;
 }
 
 export interface ControlPlane {
@@ -180,9 +195,19 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     intervalMs: options.metricsIntervalMs,
     log: options.log,
   });
-  const http = createServer(
-    (req, res) => void routeHttp(req, res, components, catalog, collector, () => synced, log),
-  );
+  const api: HttpApi = {
+    components,
+    catalog,
+    collector,
+    synced: () => synced,
+    auth: new OperatorAuth({
+      token: options.operatorToken ?? null,
+      tokenSource: options.operatorTokenSource ?? 'given to the control plane when it started',
+      log: options.log,
+    }),
+    log,
+  };
+  const http = createServer((req, res) => void routeHttp(req, res, api));
   try {
     await listen(http, options.httpListen);
   } catch (error) {
@@ -223,21 +248,28 @@ function listen(server: ReturnType<typeof createServer>, address: string): Promi
   });
 }
 
-/** Offers a request to each component first, then to the control plane's own routes. */
-async function routeHttp(
-  req: IncomingMessage,
-  res: ServerResponse,
-  components: readonly ControlPlaneComponent[],
-  catalog: ServiceCatalog,
-  collector: MetricsCollector,
-  synced: () => boolean,
-  log: Logger,
-): Promise<void> {
+/** What the HTTP API answers from. */
+interface HttpApi {
+  readonly components: readonly ControlPlaneComponent[];
+  readonly catalog: ServiceCatalog;
+  readonly collector: MetricsCollector;
+  readonly synced: () => boolean;
+  readonly auth: OperatorAuth;
+  readonly log: Logger;
+}
+
+/**
+ * Lets only an operator past for any method but GET and HEAD, then offers the request to each
+ * component, then to the control plane's own routes.
+ */
+async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
+  const reading = req.method === 'GET' || req.method === 'HEAD';
+  if (!reading && !api.auth.admit(req, res)) return;
   const path = (req.url ?? '/').split('?')[0]!;
-  const owners = components.filter((c) => c.handleHttp !== undefined);
+  const owners = api.components.filter((c) => c.handleHttp !== undefined);
   if (owners.length > 0) {
     let body = '';
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
+    if (!reading) {
       const chunks: Buffer[] = [];
       let size = 0;
       for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -255,7 +287,7 @@ async function routeHttp(
       try {
         if (await c.handleHttp!(req, res, path, body)) return;
       } catch (error) {
-        log.warn('HTTP API handler failed', { path, error });
+        api.log.warn('HTTP API handler failed', { path, error });
         if (!res.headersSent) {
           res.writeHead(500, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ error: (error as Error).message }) + '\n');
@@ -264,36 +296,35 @@ async function routeHttp(
       }
     }
   }
-  return handleHttp(req, res, catalog, collector, synced, log);
+  return handleHttp(req, res, api);
 }
 
-async function handleHttp(
-  req: IncomingMessage,
-  res: ServerResponse,
-  catalog: ServiceCatalog,
-  collector: MetricsCollector,
-  synced: () => boolean,
-  log: Logger,
-): Promise<void> {
-  const [path, query = ''] = (req.url ?? '/').split('?');
+const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics']);
+
+async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
+  const [path = '/', query = ''] = (req.url ?? '/').split('?');
   const send = (status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body) + '\n');
   };
-  if (path !== '/healthz' && path !== '/api/services' && path !== '/api/stat') {
-    return send(404, { error: 'not found' });
-  }
+  if (!OWN_ROUTES.has(path)) return send(404, { error: 'not found' });
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('allow', 'GET, HEAD');
     return send(405, { error: 'method not allowed' });
   }
-  if (path === '/healthz') return synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
+  if (path === '/healthz')
+    return api.synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
   if (path === '/api/stat')
-    return send(200, collector.stats(new URLSearchParams(query).get('namespace') ?? undefined));
+    return send(200, api.collector.stats(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (path === '/metrics') {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+    res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));
+    return;
+  }
   try {
-    send(200, await catalog.listServices());
+    send(200, await api.catalog.listServices());
   } catch (error) {
-    log.warn('listing services failed', { error });
+    api.log.warn('listing services failed', { error });
     send(503, { error: 'cannot list services', detail: (error as Error).message });
   }
 }
@@ -331,6 +362,22 @@ export async function readControlFile(root: string): Promise<ControlFile | null>
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return null;
   const trustDomain = typeof info.trustDomain === 'string' ? { trustDomain: info.trustDomain } : {};
   return { grpc: info.grpc, http: info.http, pid, ...trustDomain };
+}
+
+/** The control file of `root` while its process lives (a crashed `trellis up` leaves one behind), or null. */
+export async function runningControlFile(root: string): Promise<ControlFile | null> {
+  const info = await readControlFile(root);
+  return info !== null && isAlive(info.pid) ? info : null;
+}
+
+/** Whether a process with this id exists (EPERM: it does, but is not ours to signal). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export async function removeControlFile(root: string): Promise<void> {

@@ -1,13 +1,14 @@
 // The control-plane commands end to end, as real processes on loopback: `trellis up` over a temp
 // state folder, fed by `trellis apply -f` and a workload registration, watched through the
-// Destination gRPC API and listed by the HTTP API; SIGTERM stops it cleanly. `trellis apply`
-// rejects a bad file whole; `trellis control` serves a fake Kubernetes API's Service and
-// EndpointSlice the same way.
+// Destination gRPC API and listed by the HTTP API; SIGTERM stops it cleanly; its operator token
+// (kept across restarts) is what `trellis identity rotate` sends. `trellis apply` rejects a bad file
+// whole; `trellis control` serves a fake Kubernetes API's Service and EndpointSlice the same way,
+// and takes its operator token from --operator-token-file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { access, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
@@ -172,19 +173,52 @@ test('trellis up serves applied services and registered workloads, and stops cle
   assert.equal(await exists(join(root, 'control.json')), false);
 });
 
-test('trellis apply rejects a bad file whole, naming the document and the field', async (t) => {
+test('trellis up makes an operator token (0600, kept across restarts) that `trellis identity rotate` sends', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-up-token-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const first = await start(t, ['up', '--state', root, ...LOOPBACK]);
+  const tokenFile = join(root, 'operator-token');
+  const token = await readFile(tokenFile, 'utf8');
+  assert.match(token, /^[A-Za-z0-9_-]{43}\n$/);
+  assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+  const anonymous = await fetch(`http://${first.ready.http}/api/identity/rotate`, { method: 'POST' });
+  assert.equal(anonymous.status, 401);
+  assert.match(((await anonymous.json()) as { authenticate: string }).authenticate, new RegExp(tokenFile));
+  assert.equal(await first.stop(), 0, first.stderr());
+
+  const again = await start(t, ['up', '--state', root, ...LOOPBACK]);
+  assert.equal(await readFile(tokenFile, 'utf8'), token, 'the same token after a restart');
+  const rotate = await runCli(['identity', 'rotate', '--state', root]);
+  assert.equal(rotate.code, 0, rotate.stderr);
+  assert.match(rotate.stdout, /^anchor rotation started: phase anchor-added/);
+  const status = await runCli(['identity', 'status', '--state', root, '-o', 'json']);
+  assert.equal((JSON.parse(status.stdout) as { rotation: { phase: string } }).rotation.phase, 'anchor-added');
+  assert.equal(await again.stop(), 0, again.stderr());
+});
+
+test('trellis apply rejects bad files whole, with every error at once: line, column, document, field', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-apply-e2e-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const file = join(root, 'services.yaml');
   await writeFile(
     file,
-    `${SERVICE_YAML}---\napiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {ports: [{port: 0}]}\n`,
+    `${SERVICE_YAML}---\napiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec: {ports: [{port: 0}]}\n` +
+      `---\napiVersion: v1\nkind: Service\nmetadata: {name: Cache, colour: red}\nspec: {ports: [{port: 6379}]}\n`,
   );
+  const other = join(root, 'other.yaml');
+  await writeFile(other, 'kind: [\n');
   const state = join(root, 'state');
-  const result = await runCli(['apply', '-f', file, '--state', state]);
+  const result = await runCli(['apply', '-f', file, '-f', other, '--state', state]);
   assert.equal(result.code, 2);
   assert.equal(result.stdout, '');
-  assert.match(result.stderr, /services\.yaml: document 2: spec\.ports\.0\.port: expected a port 1\.\.65535/);
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.deepEqual(lines.slice(0, 3), [
+    `trellis apply: ${file}:11:23: document 2: spec.ports.0.port: expected a port 1..65535`,
+    `trellis apply: ${file}:15:18: document 3: metadata.name: expected a DNS label (a-z, 0-9, -; at most 63)`,
+    `trellis apply: ${file}:15:25: document 3: metadata.colour: unknown field`,
+  ]);
+  assert.match(lines[3]!, new RegExp(`^trellis apply: ${other}:\\d+:\\d+: document 1: not valid YAML \\(`));
+  assert.equal(lines[lines.length - 1], `trellis apply: ${lines.length - 1} errors; nothing was applied`);
   assert.equal(await exists(state), false, 'nothing is written');
 
   const badFlag = await runCli(['up', '--state', state, '--grpc-listen', 'nowhere']);
@@ -193,7 +227,41 @@ test('trellis apply rejects a bad file whole, naming the document and the field'
   const missing = await runCli(['apply', '--state', state, '-f', join(root, 'missing.yaml')]);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /-f: cannot read .*missing\.yaml: ENOENT/);
-  assert.deepEqual(await readdir(root), ['services.yaml']);
+  assert.deepEqual((await readdir(root)).sort(), ['other.yaml', 'services.yaml']);
+});
+
+test('trellis apply warns about a reference to a Server or a service that does not exist, and applies', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-apply-refs-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const policy = (server: string, workload: string) => `apiVersion: policy.trellis.dev/v1alpha1
+kind: Server
+metadata: { name: web-http, namespace: shop }
+spec: { workload: ${workload}, port: 80 }
+---
+apiVersion: policy.trellis.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: web-public, namespace: shop }
+spec: { server: ${server}, from: { unauthenticated: true } }
+`;
+  const file = join(root, 'policy.yaml');
+  await writeFile(file, policy('web-htp', 'webb'));
+  const warned = await runCli(['apply', '-f', file, '--state', root]);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.equal(
+    warned.stdout,
+    'server/web-http.shop configured\nauthorizationpolicy/web-public.shop configured\n',
+  );
+  assert.equal(
+    warned.stderr,
+    'trellis apply: warning: server/web-http.shop: spec.workload: no service or workload webb in namespace shop; it selects nothing until there is one\n' +
+      'trellis apply: warning: authorizationpolicy/web-public.shop: spec.server: no Server web-htp in namespace shop; it admits no one until there is one\n',
+  );
+  // Defined by the state folder (an earlier apply) or by the same files: no warning.
+  await writeFile(join(root, 'services.yaml'), SERVICE_YAML);
+  assert.equal((await runCli(['apply', '-f', join(root, 'services.yaml'), '--state', root])).stderr, '');
+  await writeFile(file, policy('web-http', 'web'));
+  const quiet = await runCli(['apply', '-f', file, '--state', root]);
+  assert.deepEqual([quiet.code, quiet.stderr], [0, '']);
 });
 
 test('trellis control serves a Kubernetes Service and its EndpointSlice through the Destination API', async (t) => {
@@ -201,15 +269,27 @@ test('trellis control serves a Kubernetes Service and its EndpointSlice through 
   await kube.start();
   t.after(() => kube.close());
   kube.applyYaml(await readFile(new URL('../fake-kube/fixtures/web.yaml', import.meta.url), 'utf8'));
+  const tokenFile = join(await mkdtemp(join(tmpdir(), 'trellis-control-e2e-')), 'operator-token');
+  t.after(() => rm(join(tokenFile, '..'), { recursive: true, force: true }));
+  await writeFile(tokenFile, 'f'.repeat(64) + '\n'); // as `openssl rand -hex 32` would
   const control = await start(t, [
     'control',
     '--kubeconfig-server',
     kube.url,
     '--trust-domain',
     'cluster.local',
+    '--operator-token-file',
+    tokenFile,
     ...LOOPBACK,
   ]);
   assert.equal(control.ready.kubernetes, kube.url);
+  const url = `http://${control.ready.http}`;
+  const anonymous = await runCli(['identity', 'rotate', '--control', url]);
+  assert.equal(anonymous.code, 1);
+  assert.match(anonymous.stderr, /HTTP 401: .*--operator-token-file/);
+  const rotate = await runCli(['identity', 'rotate', '--control', url, '--operator-token-file', tokenFile]);
+  assert.equal(rotate.code, 0, rotate.stderr);
+  assert.match(rotate.stdout, /^anchor rotation started/);
 
   const web = watchEndpoints(t, control.ready.grpc!, 'web.shop.svc.cluster.local:80');
   await waitFor('the ready pods of web', () => web.keys().join() === '10.244.1.12:8080,10.244.2.7:8080');

@@ -3,13 +3,19 @@
 // With --duration and -o json it prints rows for every workload with traffic, success rates and
 // latencies (voting fails some votes on purpose), then exits 0 leaving no process and no state
 // folder behind; SIGTERM stops it cleanly too; and a sidecar that dies stops the demo with a
-// non-zero exit, again leaving nothing behind. `--simple` still runs the proxy-only demo.
+// non-zero exit, again leaving nothing behind. While it runs, `trellis stat`, `check`, `authz` and
+// `identity` typed in the same folder work against it (it runs over the default state folder
+// .trellis there), as does the command of its caption, pasted. `--simple` still runs the proxy-only
+// demo. Each demo runs in a fresh working directory of its own.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, rmSync } from 'node:fs';
-import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.ts';
+import { CLI, NODE } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 120_000;
 /** What the mesh demo starts: the control plane, and each service's `trellis run` with its app and proxy. */
@@ -22,6 +28,8 @@ type After = { after(fn: () => unknown): void };
 
 interface DemoRun {
   proc: ChildProcess;
+  /** Its working directory (a fresh temporary one). */
+  cwd: string;
   stdout(): string;
   stderr(): string;
   /** Pids of the processes the demo started (and of the apps and proxies under `trellis run`). */
@@ -30,7 +38,9 @@ interface DemoRun {
 }
 
 function startDemo(t: After, args: string[]): DemoRun {
-  const proc = spawn(NODE, [CLI, 'demo', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = mkdtempSync(join(tmpdir(), 'trellis-demo-cwd-'));
+  const env = { ...process.env, TRELLIS_STATE: '' };
+  const proc = spawn(NODE, [CLI, 'demo', ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -58,8 +68,9 @@ function startDemo(t: After, args: string[]): DemoRun {
     for (const pid of children().values()) if (alive(pid)) process.kill(pid, 'SIGKILL');
     const state = stateFolder(err);
     if (state !== undefined) rmSync(state, { recursive: true, force: true });
+    rmSync(cwd, { recursive: true, force: true });
   });
-  return { proc, stdout: () => out, stderr: () => err, children, exited };
+  return { proc, cwd, stdout: () => out, stderr: () => err, children, exited };
 }
 
 /** The mesh demo's temporary state folder, from its "control plane is up (..., state DIR)" note. */
@@ -164,6 +175,47 @@ test('SIGTERM stops the demo with exit 0 and leaves nothing behind', { timeout: 
   assert.equal(await run.exited, 0, run.stderr());
   assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
 });
+
+test(
+  'while the demo runs, stat, check, authz, identity and the caption pasted work from its folder',
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const run = startDemo(t, ['--interval', '500']);
+    await until(() => run.stdout().includes('LATENCY_P99'), 90_000, 'the first table');
+    const state = stateFolder(run.stderr());
+    assert.equal(state, join(run.cwd, '.trellis'), 'the default state folder of its working directory');
+    const env = { ...process.env, TRELLIS_STATE: '' };
+    const here = { cwd: run.cwd, env };
+
+    const stat = await runCli(['stat', '-n', 'emojivoto'], here);
+    assert.equal(stat.code, 0, stat.stderr);
+    assert.match(stat.stdout, /^NAME\s+MESHED.*\n(\w+.*\n)*web\s+1\/1\s/);
+    const check = await runCli(['check'], here);
+    assert.equal(check.code, 0, check.stdout);
+    assert.match(
+      check.stdout,
+      /^✔ workload emojivoto\/web-\S+ identity: spiffe:\/\/cluster\.local\/ns\/emojivoto\/sa\/web, chain verifies/m,
+    );
+    const authz = await runCli(['authz', 'voting', '-n', 'emojivoto'], here);
+    assert.equal(authz.code, 0, authz.stderr);
+    assert.match(authz.stdout, /^SERVER\s+PORT\s+PROTOCOL/);
+    assert.match(authz.stdout, /identities spiffe:\/\/cluster\.local\/ns\/emojivoto\/sa\/web/);
+    const identity = await runCli(['identity', 'web', '-n', 'emojivoto'], here);
+    assert.equal(identity.code, 0, identity.stderr);
+    assert.match(identity.stdout, /^-----BEGIN CERTIFICATE-----\n/);
+
+    // The caption (a line, as the output is not a terminal) names a command that works pasted.
+    const caption = /inbound, last 10 s \((.+)\)$/m.exec(run.stdout())?.[1];
+    assert.ok(caption !== undefined && caption.endsWith(' stat -n emojivoto'), run.stdout().slice(0, 300));
+    const pasted = spawnSync('sh', ['-c', caption], { cwd: run.cwd, env, encoding: 'utf8', timeout: 30_000 });
+    assert.equal(pasted.status, 0, pasted.stderr);
+    assert.match(pasted.stdout, /^web\s+1\/1\s/m);
+
+    run.proc.kill('SIGTERM');
+    assert.equal(await run.exited, 0, run.stderr());
+    assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+  },
+);
 
 test(
   'a sidecar that dies stops the demo with a non-zero exit and the others are stopped',

@@ -3,6 +3,7 @@
 // proxy calls it. A registered workload's token and CSR get a chain openssl verifies; a bad token,
 // someone else's identity, a malformed CSR and a stopped workload's token get the right statuses;
 // the HTTP API shows the authority and its metrics count; and an anchor rotation started over HTTP
+// by an operator (src/control/operator-auth.ts; test/unit/control-auth.test.ts covers refusals)
 // runs through its phases on the component's own timers (leaf lifetime 2 s) while certificates
 // keep being issued and verify against the bundle they came with.
 import { test } from 'node:test';
@@ -24,6 +25,8 @@ import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 const TIMEOUT_MS = 15_000;
+const OPERATOR_TOKEN = 'an-operator-token-of-at-least-32-characters';
+const AS_OPERATOR = { method: 'POST', headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } };
 
 async function makeCsr(identity = ID): Promise<Buffer> {
   const keys = (await webcrypto.subtle.generateKey(EC_P256, false, [
@@ -106,6 +109,7 @@ test('Certify through a running control plane, its HTTP API, and an anchor rotat
     grpcListen: '127.0.0.1:0',
     httpListen: '127.0.0.1:0',
     components: [component],
+    operatorToken: OPERATOR_TOKEN,
   });
   t.after(() => plane.close());
   const Identity = loadIdentityApi().Identity;
@@ -177,10 +181,10 @@ test('Certify through a running control plane, its HTTP API, and an anchor rotat
   assert.equal((await fetch(`${http}/api/identity/rotate`)).status, 405);
 
   // An anchor rotation, driven by the component's timers; certificates keep coming throughout.
-  const started = await fetch(`${http}/api/identity/rotate`, { method: 'POST' });
+  const started = await fetch(`${http}/api/identity/rotate`, AS_OPERATOR);
   assert.equal(started.status, 200);
   assert.equal(((await started.json()) as { phase: string }).phase, 'anchor-added');
-  assert.equal((await fetch(`${http}/api/identity/rotate`, { method: 'POST' })).status, 409);
+  assert.equal((await fetch(`${http}/api/identity/rotate`, AS_OPERATOR)).status, 409);
   const phases = new Set<string>();
   const bundles = new Set<number>();
   const deadline = Date.now() + TIMEOUT_MS;

@@ -35,11 +35,22 @@ export function startCli(t: { after(fn: () => Promise<unknown>): void }, args: s
   return { proc, stdout: () => out, stderr: () => err, stop };
 }
 
+/** Where and with what environment a command runs (default: the checkout, this process's environment). */
+export interface CliOptions {
+  readonly cwd?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
 /** Runs `trellis ARGS...` to its end (killed after CLI_TIMEOUT_MS). */
 export async function runCli(
   args: string[],
+  options: CliOptions = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(NODE, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(NODE, [CLI, ...args], {
+    cwd: options.cwd ?? REPO,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -1,6 +1,7 @@
 // The identity command line: `trellis identity NAME` reads a workload's chain from its proxy's admin
 // listener (a stand-in server here), `status` and `rotate` talk to a running control plane found
-// through the state folder's control.json; and the duration flags' parser (property-tested).
+// through the state folder's control.json (rotate with the operator token: the state folder's, or
+// --operator-token-file; without it the control plane refuses); and the duration flags' parser.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -17,12 +18,18 @@ import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { CertificateAuthority } from '../../src/control/identity/ca.ts';
 import { IdentityComponent } from '../../src/control/identity/component.ts';
 import { LocalTokenVerifier } from '../../src/control/identity/tokens.ts';
+import { loadOrCreateOperatorToken } from '../../src/control/operator-token.ts';
 import { localCatalog, startControlPlane, writeControlFile } from '../../src/control/server.ts';
 
 const SCRIPT = `import { run } from ${JSON.stringify(new URL('../../src/cli/identity.ts', import.meta.url).href)};
-process.exitCode = await run(process.argv.slice(1));`;
+try {
+  process.exitCode = await run(process.argv.slice(1));
+} catch (e) {
+  process.stderr.write('trellis: ' + e.message + '\\n');
+  process.exitCode = e.code === 'TRELLIS_ERR_CONFIG' ? 2 : 1;
+}`;
 
-/** Runs `trellis identity ARGS` in a child process (what main.ts would run). */
+/** Runs `trellis identity ARGS` in a child process (what main.ts would run, errors as main.ts reports them). */
 function identity(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
@@ -64,6 +71,20 @@ test('trellis identity NAME prints the chain from the workload proxy, or says wh
   assert.equal(web.code, 0, web.stderr);
   assert.equal(web.stdout, chain);
   assert.equal((await identity('workload/web', '--state', root)).stdout, chain);
+  assert.equal((await identity('deploy/web', '--state', root)).stdout, chain);
+  assert.equal((await identity('po/web-1', '--state', root)).stdout, chain);
+  const described = await identity('-o', 'json', 'web', '--state', root);
+  assert.equal(described.code, 0, described.stderr);
+  assert.deepEqual(JSON.parse(described.stdout), {
+    namespace: 'default',
+    workload: 'web',
+    instance: 'web-1',
+    chain: [],
+    pem: chain,
+  });
+  const badOutput = await identity('web', '-o', 'wide', '--state', root);
+  assert.equal(badOutput.code, 2);
+  assert.match(badOutput.stderr, /--output: expected pem, json, got 'wide'/);
 
   const db = await identity('db', '--state', root);
   assert.equal(db.code, 1);
@@ -72,6 +93,9 @@ test('trellis identity NAME prints the chain from the workload proxy, or says wh
   const nobody = await identity('nope', '-n', 'shop', '--state', root);
   assert.equal(nobody.code, 1);
   assert.match(nobody.stderr, /no workload nope in namespace shop/);
+  const noPod = await identity('po/web-9', '--state', root);
+  assert.equal(noPod.code, 1);
+  assert.match(noPod.stderr, /no instance web-9 in namespace default/);
 });
 
 test('trellis identity status and rotate talk to the running control plane', async (t) => {
@@ -88,6 +112,7 @@ test('trellis identity status and rotate talk to the running control plane', asy
     grpcListen: '127.0.0.1:0',
     httpListen: '127.0.0.1:0',
     components: [component],
+    operatorToken: await loadOrCreateOperatorToken(root, () => {}),
   });
   t.after(() => plane.close());
   await writeControlFile(root, {
@@ -97,19 +122,47 @@ test('trellis identity status and rotate talk to the running control plane', asy
     trustDomain: 'example.org',
   });
 
-  const status = await identity('status', '--state', root);
+  const status = await identity('status', '--state', root, '-o', 'json');
   assert.equal(status.code, 0, status.stderr);
   const parsed = JSON.parse(status.stdout) as { trustDomain: string; rotation: { phase: string } };
   assert.equal(parsed.trustDomain, 'example.org');
   assert.equal(parsed.rotation.phase, 'idle');
+  const table = await identity('status', '--state', root);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(
+    table.stdout,
+    /^trust domain {3}example\.org\ntrust anchors {2}1\n {2}[0-9a-f]{12} {2}.* expires \d{4}-.*\(signs the issuer\)\n/,
+  );
+  assert.match(
+    table.stdout,
+    /\nrotation {7}idle\nissued {9}0 certificates since the control plane started\n$/,
+  );
 
+  // Rotating changes state: the operator token goes with it, from the state folder or a file.
+  const control = `http://${plane.http}`;
+  const anonymous = await identity('rotate', '--control', control);
+  assert.equal(anonymous.code, 1);
+  assert.match(
+    anonymous.stderr,
+    /^trellis identity rotate: HTTP 401: .*\(no bearer token\); send the header "Authorization: Bearer TOKEN".*\n\(with --control, give --operator-token-file FILE\)\n$/,
+  );
+  assert.equal(ca.rotationPhase, 'idle');
   const rotate = await identity('rotate', '--state', root);
   assert.equal(rotate.code, 0, rotate.stderr);
   assert.match(rotate.stdout, /anchor rotation started: phase anchor-added, next step at \d{4}-/);
   assert.equal(ca.rotationPhase, 'anchor-added');
-  const again = await identity('rotate', '--control', `http://${plane.http}`);
+  const again = await identity(
+    'rotate',
+    '--control',
+    control,
+    '--operator-token-file',
+    join(root, 'operator-token'),
+  );
   assert.equal(again.code, 1);
   assert.match(again.stderr, /already running/);
+  const missing = await identity('rotate', '--control', control, '--operator-token-file', join(root, 'nope'));
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /cannot read the operator token .*nope: ENOENT/);
 });
 
 test('durations: units, combinations, and refusals that name the flag', () => {

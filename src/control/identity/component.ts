@@ -3,8 +3,10 @@
 //   gRPC  trellis.identity.v1.Identity/Certify   token check (TokenVerifier), then a leaf from the
 //                                                CertificateAuthority; refusals as gRPC statuses
 //   GET   /api/identity         the authority: trust domain, anchors, issuer, rotation, counts
-//   POST  /api/identity/rotate  starts an anchor rotation (409 while one runs)
-//   GET   /metrics              expiry timestamps, certificates issued, Certify errors by code
+//   POST  /api/identity/rotate  starts an anchor rotation (409 while one runs); like every
+//                               state-changing request, only an operator's gets here (server.ts)
+//   metrics()                   expiry timestamps, certificates issued, Certify errors by code,
+//                               served with the control plane's GET /metrics
 //
 // It also keeps the authority's timer: `ca.tick()` renews the issuer and runs rotation steps and
 // says when it wants to run again (never later than an hour, so a changed clock is noticed).
@@ -118,12 +120,6 @@ export class IdentityComponent implements ControlPlaneComponent {
         if (!(error instanceof RotationError)) throw error;
         send(error.busy ? 409 : 400, { error: error.message, phase: this.#ca.rotationPhase });
       }
-      return true;
-    }
-    if (path === '/metrics') {
-      if (!allow('GET')) return true;
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-      res.end(this.metrics());
       return true;
     }
     return false;

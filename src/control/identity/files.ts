@@ -12,7 +12,8 @@
 // Keys are written 0600 and every file atomically (a temporary file renamed into place), so a
 // reader never sees half a file. A pair (cert + key) is two renames; the key goes first, and
 // loading checks that they match, so a crash between them is reported rather than used.
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 export const FILES = {
@@ -38,6 +39,23 @@ export async function writeFileAtomically(path: string, text: string, secret: bo
   } catch (error) {
     await rm(tmp, { force: true });
     throw error;
+  }
+}
+
+/**
+ * Creates `path` with `text` (0600) unless it exists. Atomic: a temporary file is linked into
+ * place, so when two processes race, both end up reading the winner's.
+ */
+export async function createSecretOnce(path: string, text: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, text, { mode: 0o600 });
+  try {
+    await link(tmp, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await rm(tmp, { force: true });
   }
 }
 

@@ -11,12 +11,13 @@
 // A valid token still grants nothing once its workload instance is no longer registered in the
 // state folder: a copied token of a stopped workload is refused as revoked.
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { spiffeId } from '../../proxy/identity/provider.ts';
 import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
 import { IdentityError } from './errors.ts';
+import { createSecretOnce } from './files.ts';
 
 export interface WorkloadTokenClaims {
   readonly namespace: string;
@@ -49,16 +50,7 @@ export async function loadTokenKey(root: string): Promise<Buffer> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  await mkdir(join(root, 'identity'), { recursive: true, mode: 0o700 });
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
-  try {
-    await link(tmp, path);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  } finally {
-    await rm(tmp, { force: true });
-  }
+  await createSecretOnce(path, randomBytes(32).toString('hex') + '\n');
   return parseKey(await readFile(path, 'utf8'), path);
 }
 

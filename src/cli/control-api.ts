@@ -1,0 +1,104 @@
+// The CLI's client of a running control plane's HTTP API (src/control/server.ts). Which one:
+// `--control URL`, or the control.json that `trellis up` writes into its state folder (--state,
+// $TRELLIS_STATE, .trellis). State-changing requests carry the operator token as
+// `Authorization: Bearer`: the state folder's `operator-token`, or for a control plane given with
+// --control the file of --operator-token-file (never the state folder's token: it belongs to
+// that folder's control plane, not to whatever listens at the URL).
+import { ConfigError, TrellisError } from '../core/errors.ts';
+import { runningControlFile } from '../control/server.ts';
+import { operatorTokenPath, readOperatorToken } from '../control/operator-token.ts';
+
+const TIMEOUT_MS = 5000;
+
+export interface ControlApi {
+  /** "http://HOST:PORT". */
+  readonly base: string;
+  /** The operator token's file, or null: state-changing requests go without a token. */
+  readonly tokenFile: string | null;
+}
+
+export interface ControlChoice {
+  /** --control */
+  readonly control?: string | undefined;
+  /** --state, as given */
+  readonly stateFlag?: string | undefined;
+  /** The state folder (--state, $TRELLIS_STATE or the default). */
+  readonly root: string;
+  /** --operator-token-file */
+  readonly tokenFile?: string | undefined;
+}
+
+/** The control plane to talk to; a ConfigError or TRELLIS_ERR_NO_CONTROL_PLANE when there is none. */
+export async function findControlPlane(choice: ControlChoice): Promise<ControlApi> {
+  const { control, stateFlag, root, tokenFile } = choice;
+  if (control !== undefined) {
+    if (stateFlag !== undefined) throw new ConfigError('--control', 'give --control or --state, not both');
+    if (!/^https?:\/\/[^/\s]+\/?$/.test(control) || !URL.canParse(control)) {
+      throw new ConfigError('--control', `expected an http:// URL, got '${control}'`);
+    }
+    return { base: control.replace(/\/$/, ''), tokenFile: tokenFile ?? null };
+  }
+  const info = await runningControlFile(root);
+  if (info === null) {
+    throw new TrellisError(
+      'TRELLIS_ERR_NO_CONTROL_PLANE',
+      `no control plane runs over the state folder ${root} (start \`trellis up\`, or give --state DIR or --control URL)`,
+    );
+  }
+  return { base: `http://${info.http}`, tokenFile: tokenFile ?? operatorTokenPath(root) };
+}
+
+export interface ApiAnswer {
+  readonly status: number;
+  /** The JSON body ({error} for a body that is not JSON). */
+  readonly body: unknown;
+}
+
+/** One request; any method but GET and HEAD carries the operator token. TRELLIS_ERR_CONTROL_PLANE when unreachable. */
+export async function callControl(api: ControlApi, method: string, path: string): Promise<ApiAnswer> {
+  const headers: Record<string, string> = {};
+  if (method !== 'GET' && method !== 'HEAD' && api.tokenFile !== null) {
+    headers.authorization = `Bearer ${await readOperatorToken(api.tokenFile)}`;
+  }
+  let text: string;
+  let status: number;
+  try {
+    const res = await fetch(`${api.base}${path}`, {
+      method,
+      headers,
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    status = res.status;
+    text = await res.text();
+  } catch (error) {
+    throw new TrellisError(
+      'TRELLIS_ERR_CONTROL_PLANE',
+      `cannot reach the control plane at ${api.base}: ${(error as Error).message}`,
+    );
+  }
+  try {
+    return { status, body: JSON.parse(text) };
+  } catch {
+    return { status, body: { error: text.trim() } };
+  }
+}
+
+/** GET `path`: the JSON body of a 200, else TRELLIS_ERR_CONTROL_PLANE saying what `what` could not get. */
+export async function getControl<T>(api: ControlApi, path: string, what: string): Promise<T> {
+  const { status, body } = await callControl(api, 'GET', path);
+  if (status !== 200) {
+    throw new TrellisError(
+      'TRELLIS_ERR_CONTROL_PLANE',
+      `cannot get ${what} from ${api.base}: ${errorOf(status, body)}`,
+    );
+  }
+  return body as T;
+}
+
+/** "HTTP 401: ..." from a refusal's JSON body. */
+export function errorOf(status: number, body: unknown): string {
+  const b = body as { error?: unknown; authenticate?: unknown } | null;
+  const error = typeof b?.error === 'string' ? b.error : '';
+  const how = typeof b?.authenticate === 'string' ? `; ${b.authenticate}` : '';
+  return `HTTP ${status}${error === '' ? '' : `: ${error}`}${how}`;
+}

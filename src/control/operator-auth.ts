@@ -1,0 +1,121 @@
+// Who may change the control plane's state over its HTTP API: an operator, who sends the operator
+// token (src/control/operator-token.ts) as `Authorization: Bearer TOKEN`. The control plane's
+// router (src/control/server.ts, routeHttp) asks `check` for every request whose method is not
+// GET or HEAD, before any handler or body reading, so that every state-changing endpoint, present
+// and future, is covered in one place. Where the request comes from grants nothing: a request
+// relayed by a proxy on the same host needs the token like any other.
+//
+// The comparison takes the same time whatever the token sent (SHA-256 of both sides, compared with
+// timingSafeEqual). A refusal is a 401 whose JSON says how to authenticate, is counted
+// (trellis_control_http_unauthenticated_total{reason}) and logged, at most one line per
+// LOG_INTERVAL_MS with the number of refusals left unlogged since the last line.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { silentLogger, type Logger } from '../core/log.ts';
+import { Registry } from '../proxy/telemetry/prometheus.ts';
+
+/** Why a request was refused: it carried no bearer token, or one that is not the operator token. */
+export type Refusal = 'missing' | 'invalid';
+
+export interface OperatorAuthOptions {
+  /** The operator token; null: no one may change state (a control plane started without one). */
+  readonly token: string | null;
+  /** Where an operator finds the token, for the 401's explanation (e.g. "the file .trellis/operator-token"). */
+  readonly tokenSource: string;
+  readonly log?: Logger;
+  readonly now?: () => number;
+}
+
+const LOG_INTERVAL_MS = 10_000;
+const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
+const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+
+export class OperatorAuth {
+  readonly #digest: Buffer | null;
+  readonly #tokenSource: string;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #refused: Record<Refusal, number> = { missing: 0, invalid: 0 };
+  #lastLogMs = -Infinity;
+  #unlogged = 0;
+
+  constructor(options: OperatorAuthOptions) {
+    this.#digest = options.token === null ? null : digest(options.token);
+    this.#tokenSource = options.tokenSource;
+    this.#log = (options.log ?? silentLogger).child({ component: 'operator-auth' });
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** null when the request carries the operator token, else why not. */
+  check(authorization: string | undefined): Refusal | null {
+    const match = authorization === undefined ? null : BEARER.exec(authorization);
+    if (match === null) return 'missing';
+    if (this.#digest === null) return 'invalid';
+    return timingSafeEqual(digest(match[1]!), this.#digest) ? null : 'invalid';
+  }
+
+  /**
+   * Lets an operator's request through (true), or answers 401 (false): counted, logged at most
+   * once per interval. The connection is closed after the answer: an unread body is not waited for.
+   */
+  admit(req: IncomingMessage, res: ServerResponse): boolean {
+    const refusal = this.check(req.headers.authorization);
+    if (refusal === null) return true;
+    this.#refused[refusal]++;
+    this.#logRefusal(req, refusal);
+    const how =
+      this.#digest === null
+        ? `this control plane was started without an operator token (${this.#tokenSource}): nothing can change its state over HTTP`
+        : `send the header "Authorization: Bearer TOKEN" with the operator token, ${this.#tokenSource}; the trellis CLI sends it itself`;
+    res.writeHead(401, {
+      'content-type': 'application/json',
+      'www-authenticate': 'Bearer realm="trellis-control-plane"',
+      connection: 'close',
+    });
+    res.end(
+      JSON.stringify({
+        error: `${req.method} ${pathOf(req)} changes the control plane's state and needs an authenticated operator (${refusal === 'missing' ? 'no bearer token' : 'wrong token'})`,
+        authenticate: how,
+      }) + '\n',
+    );
+    return false;
+  }
+
+  /** Refusals so far, by reason. */
+  get refused(): Readonly<Record<Refusal, number>> {
+    return { ...this.#refused };
+  }
+
+  /** The refusal counter in the Prometheus text format. */
+  metrics(): string {
+    const registry = new Registry();
+    const refused = registry.counter(
+      'trellis_control_http_unauthenticated_total',
+      'Requests to state-changing HTTP API endpoints refused for want of the operator token, by reason.',
+      ['reason'],
+    );
+    for (const reason of ['missing', 'invalid'] as const) refused.labels(reason).inc(this.#refused[reason]);
+    return registry.render();
+  }
+
+  #logRefusal(req: IncomingMessage, reason: Refusal): void {
+    const now = this.#now();
+    if (now - this.#lastLogMs < LOG_INTERVAL_MS) {
+      this.#unlogged++;
+      return;
+    }
+    this.#log.warn('HTTP API request refused: not an authenticated operator', {
+      method: req.method,
+      path: pathOf(req),
+      remote: req.socket.remoteAddress,
+      reason,
+      unloggedBefore: this.#unlogged,
+    });
+    this.#lastLogMs = now;
+    this.#unlogged = 0;
+  }
+}
+
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0]!.slice(0, 200);
+}
