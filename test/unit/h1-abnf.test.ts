@@ -11,7 +11,7 @@ import { isIPv6 } from 'node:net';
 import { parseRequestHead, type ParseResult } from '../../src/proxy/http/h1-parser.ts';
 import { serializeRequestHead } from '../../src/proxy/http/h1-serialize.ts';
 import { ChunkedDecoder } from '../../src/proxy/http/chunked.ts';
-import { isIPv6 as isIPv6Address } from '../../src/proxy/http/h1-uri.ts';
+import { checkRequestTarget, isIPv6 as isIPv6Address } from '../../src/proxy/http/h1-uri.ts';
 import {
   ABNF_LIMITS,
   nearMissChunkedBody,
@@ -188,4 +188,35 @@ test("IPv6address (RFC 3986 3.2.2) agrees with node's net.isIPv6", () => {
     { numRuns: 20_000 },
   );
   assert.ok(valid > 500, `only ${valid} valid addresses generated`);
+});
+
+test('checkRequestTarget (for targets that do not come through the parser) agrees with the parser', () => {
+  const targets = fc.oneof(
+    validRequest.map((v) => [v.parts.method, v.parts.target] as const),
+    fc.tuple(
+      fc.constantFrom('GET', 'OPTIONS', 'CONNECT'),
+      fc
+        .array(
+          fc.oneof(
+            fc.constantFrom(...'/?#%[]:@*.{}|\\"x0aF'.split('')),
+            fc.integer({ min: 0x21, max: 0xff }),
+          ),
+          {
+            maxLength: 12,
+          },
+        )
+        .map((cs) => cs.map((c) => (typeof c === 'number' ? String.fromCharCode(c) : c)).join('')),
+    ),
+  );
+  fc.assert(
+    fc.property(targets, ([method, target]) => {
+      const r = parse(bytes(`${method} ${target} HTTP/1.1\r\nHost: a\r\n\r\n`));
+      assert.equal(
+        checkRequestTarget(method, target) === null,
+        r.kind === 'ok',
+        JSON.stringify([method, target]),
+      );
+    }),
+    { numRuns: 3000 },
+  );
 });

@@ -48,6 +48,26 @@ export function scanRequestTarget(buf: Buffer, from: number): number {
 }
 
 /**
+ * The whole request-target check, on a string: what the parser answers 400 for in a request line
+ * with this method and target, or null. For targets that reach an HTTP/1 request line by another
+ * way than the parser (an HTTP/2 :method and :path written as HTTP/1.1).
+ */
+export function checkRequestTarget(method: string, t: string): string | null {
+  if (t.length === 0) return 'invalid request target';
+  const table = t.charCodeAt(0) === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    const k = c < 256 ? table[c] : 0;
+    if (k === 2) {
+      if (!isHex(t.charCodeAt(i + 1)) || !isHex(t.charCodeAt(i + 2)))
+        return 'invalid percent-encoding in the request target';
+      i += 2;
+    } else if (k !== 1) return 'invalid request target';
+  }
+  return checkTargetForm(method, t);
+}
+
+/**
  * Checks the form of a request-target whose bytes scanRequestTarget accepted, against its method
  * (RFC 9112 3.2.1-3.2.4); returns what is wrong, or null.
  */
