@@ -38,12 +38,10 @@ export function scanRequestTarget(buf: Buffer, from: number): number {
   const table = buf[from] === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
   let i = from;
   for (;;) {
-    const k = table[buf[i]!];
-    if (k === 1) i++;
-    else if (k === 2) {
-      if (HEXDIG[buf[i + 1]!] !== 1 || HEXDIG[buf[i + 2]!] !== 1) return -1;
-      i += 3;
-    } else return i;
+    while (table[buf[i]!] === 1) i++;
+    if (table[buf[i]!] !== 2) return i;
+    if (HEXDIG[buf[i + 1]!] !== 1 || HEXDIG[buf[i + 2]!] !== 1) return -1;
+    i += 3;
   }
 }
 
@@ -57,7 +55,7 @@ export function checkRequestTarget(method: string, t: string): string | null {
   const table = t.charCodeAt(0) === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
   for (let i = 0; i < t.length; i++) {
     const c = t.charCodeAt(i);
-    const k = c < 256 ? table[c] : 0;
+    const k = table[c]; // undefined past 255
     if (k === 2) {
       if (!isHex(t.charCodeAt(i + 1)) || !isHex(t.charCodeAt(i + 2)))
         return 'invalid percent-encoding in the request target';
@@ -148,8 +146,8 @@ function hostEnd(s: string, from: number, to: number): number {
     return close + 1;
   }
   while (i < to) {
-    const c = s.charCodeAt(i);
-    if (c < 256 && REG_NAME[c] === 1) i++;
+    const c = s.charCodeAt(i); // past 255, REG_NAME[c] is undefined
+    if (REG_NAME[c] === 1) i++;
     else if (c === 0x25 && i + 2 < to && isHex(s.charCodeAt(i + 1)) && isHex(s.charCodeAt(i + 2))) i += 3;
     else break;
   }
@@ -163,7 +161,7 @@ export function isValidHost(v: string): boolean {
 }
 
 function isHex(c: number): boolean {
-  return c < 256 && HEXDIG[c] === 1;
+  return HEXDIG[c] === 1; // undefined past 255
 }
 
 /**
