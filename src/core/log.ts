@@ -2,7 +2,14 @@
 // default. Loggers are cheap to derive (`child` binds fields once) and a level below the threshold
 // costs one comparison; `enabled(level)` lets hot paths skip building fields at all. Logging never
 // throws: fields that JSON cannot hold (cycles, BigInt, errors) are converted, and a failing
-// writer is ignored.
+// writer is ignored. Repeated lines are rate-limited (log-rate-limit.ts): by default a message
+// (level + msg) writes at most 10 lines per 10 s, then one summary line says how many were
+// suppressed; trace and debug lines, which an operator turns on to see everything, are exempt.
+
+import type { Clock, Timers } from './clock.ts';
+import { DEFAULT_LOG_RATE_LIMIT, LogRateLimiter, type LogRateLimit } from './log-rate-limit.ts';
+
+export { logLinesSuppressed, type LogRateLimit } from './log-rate-limit.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type LogLevelSetting = LogLevel | 'off';
@@ -25,6 +32,11 @@ export interface LoggerOptions {
   /** Receives each record as one JSON line, without the trailing newline. Default: stderr. */
   write?: (line: string) => void;
   now?: () => Date;
+  /** Repeated lines of info and above: DEFAULT_LOG_RATE_LIMIT when absent, none when null. */
+  rateLimit?: LogRateLimit | null;
+  /** The limiter's monotonic clock and timers (tests pass a FakeClock). */
+  clock?: Clock;
+  timers?: Timers;
 }
 
 const SEVERITY: Record<LogLevelSetting, number> = {
@@ -35,6 +47,10 @@ const SEVERITY: Record<LogLevelSetting, number> = {
   error: 50,
   off: 99,
 };
+
+/** The levels the rate limit applies to, as indices for LogRateLimiter; -1: never limited. */
+const LIMITED: Record<LogLevel, number> = { trace: -1, debug: -1, info: 0, warn: 1, error: 2 };
+const LIMITED_LEVELS: readonly LogLevel[] = ['info', 'warn', 'error'];
 
 /** Keys every record has; a field with one of these names is written as `field.<name>`. */
 const RESERVED = new Set(['ts', 'level', 'msg']);
@@ -89,17 +105,21 @@ class JsonLogger implements Logger {
   private readonly writeLine: (line: string) => void;
   private readonly now: () => Date;
   private readonly bound: LogFields | undefined;
+  /** Shared by a logger and all its children. */
+  private readonly limiter: LogRateLimiter | null;
 
   constructor(
     threshold: number,
     write: (line: string) => void,
     now: () => Date,
     bound: LogFields | undefined,
+    limiter: LogRateLimiter | null,
   ) {
     this.threshold = threshold;
     this.writeLine = write;
     this.now = now;
     this.bound = bound;
+    this.limiter = limiter;
   }
 
   enabled(level: LogLevel): boolean {
@@ -124,24 +144,29 @@ class JsonLogger implements Logger {
 
   child(fields: LogFields): Logger {
     const merged = this.bound === undefined ? { ...fields } : { ...this.bound, ...fields };
-    return new JsonLogger(this.threshold, this.writeLine, this.now, merged);
+    return new JsonLogger(this.threshold, this.writeLine, this.now, merged, this.limiter);
   }
 
   private emit(level: LogLevel, msg: string, fields: LogFields | undefined): void {
     try {
-      let ts: string;
-      try {
-        ts = this.now().toISOString();
-      } catch {
-        ts = new Date().toISOString();
-      }
-      const record: LogFields = { ts, level, msg: String(msg) };
+      const text = typeof msg === 'string' ? msg : String(msg);
+      const limited = LIMITED[level];
+      if (limited >= 0 && this.limiter !== null && !this.limiter.admit(limited, text)) return;
+      const record: LogFields = { ts: timestamp(this.now), level, msg: text };
       if (this.bound !== undefined) addFields(record, this.bound);
       if (fields !== undefined && fields !== null) addFields(record, fields);
       this.writeLine(serialize(record));
     } catch {
       // Logging must never take the caller down (e.g. EPIPE on stderr, a throwing getter).
     }
+  }
+}
+
+function timestamp(now: () => Date): string {
+  try {
+    return now().toISOString();
+  } catch {
+    return new Date().toISOString();
   }
 }
 
@@ -153,7 +178,30 @@ function addFields(record: LogFields, fields: LogFields): void {
 
 export function createLogger(opts: LoggerOptions): Logger {
   const threshold = SEVERITY[opts.level] ?? SEVERITY.info;
-  return new JsonLogger(threshold, opts.write ?? writeToStderr, opts.now ?? (() => new Date()), undefined);
+  const write = opts.write ?? writeToStderr;
+  const now = opts.now ?? (() => new Date());
+  const limit = opts.rateLimit === undefined ? DEFAULT_LOG_RATE_LIMIT : opts.rateLimit;
+  const limiter =
+    limit === null || threshold > SEVERITY.error
+      ? null
+      : new LogRateLimiter(
+          limit,
+          LIMITED_LEVELS.length,
+          (level, msg, suppressed, intervalMs) =>
+            write(
+              serialize({
+                ts: timestamp(now),
+                level: LIMITED_LEVELS[level],
+                msg: `${suppressed} similar lines suppressed`,
+                message: msg,
+                suppressed,
+                intervalMs,
+              }),
+            ),
+          opts.clock,
+          opts.timers,
+        );
+  return new JsonLogger(threshold, write, now, undefined, limiter);
 }
 
 /** A logger that writes nothing (for tests and for callers that were given none). */

@@ -194,7 +194,8 @@ test('rejects every malformed framing', () => {
     ['space before the size', ' 5\r\nhello\r\n0\r\n\r\n'],
     ['space after the size', '5 \r\nhello\r\n0\r\n\r\n'],
     ['size overflow (13 hex digits)', '1000000000000\r\n'],
-    ['13 digits, even with leading zeros', '0000000000005\r\nhello\r\n0\r\n\r\n'],
+    ['13 significant digits', '1000000000000\r\nhello\r\n0\r\n\r\n'],
+    ['a size line of 65 digits', '0'.repeat(64) + '5\r\nhello\r\n0\r\n\r\n'],
     ['non-hex digit', '5g\r\nhello\r\n0\r\n\r\n'],
     ['bare LF after the size', '5\nhello\r\n0\r\n\r\n'],
     ['bare CR after the size', '5\rhello\r\n0\r\n\r\n'],
@@ -206,9 +207,9 @@ test('rejects every malformed framing', () => {
     ['NUL in an extension', '5;a\0\r\nhello\r\n0\r\n\r\n'],
     ['an empty extension', '5;\r\nhello\r\n0\r\n\r\n'],
     ['a trailing ;', '5;a;\r\nhello\r\n0\r\n\r\n'],
-    ['BWS before the extension name', '5; a=1\r\nhello\r\n0\r\n\r\n'],
-    ['BWS before =', '5;a =1\r\nhello\r\n0\r\n\r\n'],
-    ['BWS after =', '5;a= 1\r\nhello\r\n0\r\n\r\n'],
+    ['BWS before CRLF', '5;a=1 \r\nhello\r\n0\r\n\r\n'],
+    ['BWS after a name before CRLF', '5;a \r\nhello\r\n0\r\n\r\n'],
+    ['BWS after = before CRLF', '5;a= \r\nhello\r\n0\r\n\r\n'],
     ['an empty extension name', '5;=1\r\nhello\r\n0\r\n\r\n'],
     ['an empty extension value', '5;a=\r\nhello\r\n0\r\n\r\n'],
     ['two = in an extension', '5;a=b=c\r\nhello\r\n0\r\n\r\n'],
@@ -244,7 +245,18 @@ test('rejects every malformed framing', () => {
 });
 
 test('accepts legal odd spellings: upper-case hex, leading zeros, extensions, trailers', () => {
-  for (const ext of [';a', ';a=1', ';a="x y"', ';a="x\\"y"', ';a=1;b', ';a="\xe9\t"', ';a="";b=c'])
+  for (const ext of [
+    ';a',
+    ';a=1',
+    ';a="x y"',
+    ';a="x\\"y"',
+    ';a=1;b',
+    ';a="\xe9\t"',
+    ';a="";b=c',
+    ' ;a',
+    '; a = 1',
+    ';a\t;b',
+  ])
     assert.equal(decodeString(`1${ext}\r\nx\r\n0${ext}\r\n\r\n`).error, null, ext);
   const body = 'A;x=1;y="a b"\r\n0123456789\r\n00005\r\nhello\r\n000;z\r\nX-A: 1\r\nx-b:\r\n\r\n';
   const r = decodeString(body + 'NEXT');

@@ -13,10 +13,16 @@
 //   - chunk extensions with an empty name or value; chunk sizes of more than 12 hex digits;
 //     framing fields (Content-Length, Transfer-Encoding, Host, Trailer) in trailers.
 //   - CONNECT / asterisk-form targets with other methods; targets that are not origin-,
-//     absolute-, authority- or asterisk-form.
-// The one class where we accept and llhttp rejects: extension methods. llhttp knows a fixed list
-// of methods, RFC 9110 9.1 allows any token and a proxy must pass them on; a method never changes
-// the framing (CONNECT aside, which we treat specially), so this leniency cannot desynchronise.
+//     absolute-, authority- or asterisk-form; request-target bytes outside RFC 3986 (a fragment,
+//     " < > \ ^ ` { | } [ ], a "%" without two HEXDIG), userinfo or an empty host in absolute-form.
+// Where we accept and llhttp rejects, the grammar is on our side, and none of them can
+// desynchronise: the proxy re-frames what it forwards (see h1-parser.ts, chunked.ts).
+//   - extension methods: llhttp knows a fixed list of methods, RFC 9110 9.1 allows any token and a
+//     proxy must pass them on; a method never changes the framing (CONNECT aside, handled apart);
+//   - HTAB as OWS after a Transfer-Encoding value (OWS = *( SP / HTAB ), RFC 9110 5.6.3): llhttp
+//     refuses "chunked<HTAB>" (not a leading HTAB); the proxy writes its own "chunked";
+//   - BWS around ";" and "=" in chunk extensions (RFC 9112 7.1.1; RFC 9110 5.6.3: a recipient MUST
+//     parse and remove it): the proxy decodes the chunks and re-encodes them without extensions.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -149,6 +155,13 @@ function compare(input: Buffer, o: OurVerdict, n: NodeVerdict, stricter: Stricte
     return;
   }
   if (n.kind === 'error' && n.code === 'HPE_INVALID_METHOD' && !http.METHODS.includes(o.method)) return; // see top
+  const lenient = lenientByDesign(input, n);
+  if (lenient !== null) {
+    const seen = stricter.get(`(ours lenient) ${lenient}`);
+    if (seen === undefined) stricter.set(`(ours lenient) ${lenient}`, { count: 1, example: show });
+    else seen.count++;
+    return;
+  }
   assert.equal(n.kind, 'request', `we accept, node says ${JSON.stringify(n)}: ${show}`);
   if (n.kind !== 'request') return;
   assert.equal(n.method, o.method, show);
@@ -160,10 +173,34 @@ function compare(input: Buffer, o: OurVerdict, n: NodeVerdict, stricter: Stricte
   if (n.bodyLength !== null) assert.equal(n.bodyLength, o.bodyLength, `body length: ${show}`);
 }
 
+/**
+ * The classes, listed at the top, where we accept by design what llhttp refuses; else null. (llhttp
+ * reports such a request, then fails on its body: "chunked<HTAB>" is another coding to it.)
+ */
+function lenientByDesign(input: Buffer, n: NodeVerdict): string | null {
+  const code = n.kind === 'error' ? n.code : n.kind === 'request' && n.bodyLength === -1 ? 'no body end' : '';
+  const s = input.toString('latin1');
+  const head = s.slice(0, s.indexOf('\r\n\r\n'));
+  if (
+    (code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'no body end') &&
+    /\r\ntransfer-encoding:[^\r]*\t/i.test(head)
+  )
+    return 'HTAB as OWS in Transfer-Encoding';
+  const body = s.slice(head.length + 4);
+  if (
+    (code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_STRICT' || code === 'no body end') &&
+    /(^|\r\n)[0-9a-f]+[;=\w"]*[ \t]/i.test(body)
+  )
+    return 'BWS in a chunk extension';
+  return null;
+}
+
 // ---- generated requests ------------------------------------------------------------------------
 
 const METHODS = http.METHODS.filter((m) => m !== 'CONNECT' && m !== 'PRI');
 const TCHARS = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+/** pchar / "/" / "?" (RFC 3986 3.3-3.4); "%" only as pct-encoded (added by pathUnit). */
+const PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?";
 const chr = (lo: number, hi: number) => fc.integer({ min: lo, max: hi }).map((c) => String.fromCharCode(c));
 const fieldName = fc
   .string({ unit: fc.constantFrom(...TCHARS), minLength: 1, maxLength: 12 })
@@ -185,7 +222,11 @@ const body = fc.oneof(
 const validRequest = fc
   .record({
     method: fc.constantFrom(...METHODS),
-    path: fc.string({ unit: chr(0x21, 0x7e), maxLength: 24 }),
+    path: fc
+      .array(fc.oneof(fc.constantFrom(...PATH_CHARS), fc.constantFrom('%20', '%2F', '%e9', '%41')), {
+        maxLength: 24,
+      })
+      .map((cs) => cs.join('')),
     minor: fc.constantFrom(0, 1),
     host: fc.constantFrom('a.test', 'a.test:8080', '127.0.0.1', '[::1]:1'),
     fields: fc.array(fc.tuple(fieldName, fieldValue), { maxLength: 6 }),
@@ -312,6 +353,14 @@ test(
       'GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
       'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n0\r\n\r\n',
       'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\xa0\r\n\r\nabc',
+      // The request-target grammar, and the classes where we are lenient by design (see top).
+      'GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n',
+      'GET /a%zz HTTP/1.1\r\nHost: a\r\n\r\n',
+      'GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 ;a=b\r\nhello\r\n0\r\n\r\n',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5; a = "b"\r\nhello\r\n0\r\n\r\n',
     ])
       await check(Buffer.from(s, 'latin1'));
     assert.ok(accepted >= 150, `only ${accepted} inputs were accepted: the generator is too narrow`);

@@ -1,7 +1,10 @@
 // A strict incremental decoder for the chunked transfer coding (RFC 9112 7.1). The proxy never
 // forwards chunk framing as received: it decodes it here and re-encodes the data with its own
-// framing (encodeChunkHeader), so chunk extensions and odd-but-legal spellings never reach the
-// upstream and both sides always agree on where the body ends.
+// framing (encodeChunkHeader), so chunk extensions and odd-but-legal spellings (leading zeros,
+// BWS in extensions) never reach the upstream and both sides always agree on where the body ends.
+// Line ends are CRLF only (RFC 9112 2.2 lets a recipient accept a bare LF: refused here, as in
+// the head parser); sizes of more than 12 significant hex digits, size lines of more than 64
+// digits, extensions of more than 1 KiB and trailer sections over the head limits are refused.
 
 import { TCHAR, type H1Limits } from './h1-parser.ts';
 
@@ -20,21 +23,33 @@ const enum_ = {
   EXT_QUOTED: 11,
   EXT_QUOTED_PAIR: 12, // after a backslash inside quotes
   EXT_AFTER_QUOTE: 13,
+  EXT_NAME_BWS: 14, // whitespace after a name: "=" or ";" must follow
+  EXT_BWS: 15, // whitespace after the size or a value: ";" must follow
 } as const;
 
+const isWs = (c: number) => c === 0x20 || c === 0x09;
+
 /**
- * The state after byte c in a chunk extension, or -1. The grammar is RFC 9112 7.1.1 without the
- * optional whitespace (BWS) around ";" and "=" that llhttp rejects too:
- * *( ";" token [ "=" ( token / quoted-string ) ] ). Extensions are rare; a switch per byte is fine.
+ * The state after byte c in a chunk extension, or -1. The grammar is RFC 9112 7.1.1:
+ * *( BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ] ), where BWS = OWS that a
+ * recipient MUST parse and remove (RFC 9110 5.6.3); BWS before the line's CRLF is not in it.
+ * Extensions are rare; a switch per byte is fine.
  */
 function nextExtState(state: number, c: number): number {
-  const endsValue = c === 0x3b ? enum_.EXT : c === 0x0d ? enum_.SIZE_LF : -1;
+  const endsValue = c === 0x3b ? enum_.EXT : c === 0x0d ? enum_.SIZE_LF : isWs(c) ? enum_.EXT_BWS : -1;
   switch (state) {
     case enum_.EXT:
-      return TCHAR[c] === 1 ? enum_.EXT_NAME : -1;
+      return TCHAR[c] === 1 ? enum_.EXT_NAME : isWs(c) ? enum_.EXT : -1;
     case enum_.EXT_NAME:
-      return TCHAR[c] === 1 ? enum_.EXT_NAME : c === 0x3d ? enum_.EXT_VALUE : endsValue;
+      if (TCHAR[c] === 1) return enum_.EXT_NAME;
+      if (isWs(c)) return enum_.EXT_NAME_BWS;
+      return c === 0x3d ? enum_.EXT_VALUE : endsValue;
+    case enum_.EXT_NAME_BWS:
+      return isWs(c) ? enum_.EXT_NAME_BWS : c === 0x3d ? enum_.EXT_VALUE : c === 0x3b ? enum_.EXT : -1;
+    case enum_.EXT_BWS:
+      return isWs(c) ? enum_.EXT_BWS : c === 0x3b ? enum_.EXT : -1;
     case enum_.EXT_VALUE:
+      if (isWs(c)) return enum_.EXT_VALUE;
       return TCHAR[c] === 1 ? enum_.EXT_TOKEN : c === 0x22 ? enum_.EXT_QUOTED : -1;
     case enum_.EXT_TOKEN:
       return TCHAR[c] === 1 ? enum_.EXT_TOKEN : endsValue;
@@ -63,7 +78,10 @@ export interface ChunkSink {
   end(trailers: Buffer): void;
 }
 
-const MAX_SIZE_DIGITS = 12; // 2^48 bytes: larger sizes are refused rather than risking overflow
+/** Sizes from 2^48 bytes (13 significant hex digits) are refused rather than risking overflow. */
+const MAX_SIZE = 2 ** 48;
+/** chunk-size = 1*HEXDIG: leading zeros are legal, but a size line is bounded all the same. */
+const MAX_SIZE_DIGITS = 64;
 const MAX_EXT_BYTES = 1024;
 
 export class ChunkedDecoder {
@@ -74,15 +92,18 @@ export class ChunkedDecoder {
   private remaining = 0;
   private trailerBuf: Buffer[] = [];
   private trailerBytes = 0;
+  private trailerLines = 0;
   /** Bytes of the current trailer line so far (0: at a line start), and whether a CR was just read. */
   private trailerLineBytes = 0;
   private trailerCR = false;
   private readonly maxTrailerBytes: number;
+  private readonly maxTrailerLines: number;
   /** Set when the input was not valid chunked coding. */
   error: string | null = null;
 
   constructor(limits: H1Limits) {
     this.maxTrailerBytes = limits.maxHeaderBytes;
+    this.maxTrailerLines = limits.maxHeaders;
   }
 
   get done(): boolean {
@@ -103,16 +124,17 @@ export class ChunkedDecoder {
           const c = buf[i]!;
           const h = HEX[c]!;
           if (h >= 0) {
-            if (++this.digits > MAX_SIZE_DIGITS) return this.fail('chunk size too large');
+            if (++this.digits > MAX_SIZE_DIGITS) return this.fail('chunk size line too long');
             this.size = this.size * 16 + h;
+            if (this.size >= MAX_SIZE) return this.fail('chunk size too large');
             i++;
           } else if (this.digits === 0) {
             return this.fail('invalid chunk size');
           } else if (c === 0x0d) {
             this.state = enum_.SIZE_LF;
             i++;
-          } else if (c === 0x3b) {
-            this.state = enum_.EXT;
+          } else if (c === 0x3b || isWs(c)) {
+            this.state = c === 0x3b ? enum_.EXT : enum_.EXT_BWS;
             this.extBytes = 0;
             i++;
           } else {
@@ -186,6 +208,7 @@ export class ChunkedDecoder {
           ended = true;
           break;
         }
+        if (++this.trailerLines > this.maxTrailerLines) return this.fail('too many trailer fields');
         this.trailerLineBytes = 0;
       } else if (c === 0x0d) this.trailerCR = true;
       else if (c === 0x0a) return this.fail('bare LF in trailers');

@@ -1,12 +1,28 @@
 // A strict HTTP/1.x message-head parser and chunked-body decoder, written here rather than taken
 // from Node for two reasons: speed (the proxy forwards raw bytes; node:http's request/response
 // objects cost ~4x throughput) and strictness (a proxy must reject every ambiguous framing that
-// could desynchronise it from the upstream: request smuggling). It follows RFC 9112 and rejects
-// where the RFC allows leniency: bare CR or LF, obs-fold, whitespace before the colon, CL with TE,
-// differing Content-Lengths, unknown transfer codings, bad chunk sizes.
+// could desynchronise it from the upstream: request smuggling). It follows the ABNF of RFC 9112
+// and RFC 9110 production by production (the request-target and Host grammars are in h1-uri.ts)
+// and, where the RFCs let a recipient choose, takes the strict choice, naming the section:
+//   - leading empty lines: at most two ignored (RFC 9112 2.2 "SHOULD ignore at least one");
+//   - bare LF as a line end, bare CR (RFC 9112 2.2: MAY accept LF, MUST reject or replace CR);
+//   - whitespace between the start-line and the first field, and obs-fold (RFC 9112 2.2, 5.2);
+//   - Content-Length with Transfer-Encoding (RFC 9112 6.1 MAY reject); in requests, Content-Length
+//     in more than one field line or as a list (RFC 9110 8.6 lets a recipient merge identical
+//     values), and Transfer-Encoding in more than one field line (RFC 9110 5.3 makes them one
+//     list, but parsers that take the first or the last line instead would frame the body apart);
+//   - unknown transfer codings (RFC 9112 6.1: 501), Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1);
+//   - HTTP/1.x versions above 1.1 (RFC 9110 2.5 lets a server process them as 1.1): 505.
+// Responses come from the proxy's own apps and are read as leniently as is safe: a status line
+// without the SP before an empty reason-phrase is accepted (RFC 9112 4), identical Content-Lengths
+// merge.
 //
 // Heads are parsed from a Buffer; strings are latin1 (one char per byte) so that forwarding them
 // re-encodes the same bytes.
+
+import { checkTargetForm, isValidHost, scanRequestTarget } from './h1-uri.ts';
+
+export { isValidHost };
 
 export interface H1Limits {
   readonly maxRequestLineBytes: number;
@@ -65,10 +81,6 @@ const VALUE_CHAR = new Uint8Array(256);
 for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = 1;
 for (let c = 0x80; c <= 0xff; c++) VALUE_CHAR[c] = 1;
 VALUE_CHAR[0x09] = 1;
-
-// request-target bytes: visible ASCII only (no SP, no CTL, no obs-text).
-const TARGET_CHAR = new Uint8Array(256);
-for (let c = 0x21; c <= 0x7e; c++) TARGET_CHAR[c] = 1;
 
 const CR = 13;
 const LF = 10;
@@ -134,6 +146,7 @@ function parseHeaderLines(
     // Every line counts, also those consumed below (framing, Connection), which are not kept.
     if (++lines > limits.maxHeaders) return fail(431, 'too many header fields');
     const c0 = buf[pos]!;
+    // obs-fold, or (first line) whitespace after the start-line: both refused (RFC 9112 2.2, 5.2).
     if (c0 === 0x20 || c0 === 0x09) return fail(400, 'obsolete line folding is not accepted');
     let colon = pos;
     while (colon < stop && TCHAR[buf[colon]!] === 1) colon++;
@@ -167,10 +180,10 @@ function parseHeaderLines(
       contentLength = r; // re-added below as one canonical field
       continue;
     } else if (n === 17 && name.toLowerCase() === 'transfer-encoding') {
-      if (sawTE && teChunked) return fail(400, 'transfer coding after chunked');
-      // HTAB is legal OWS, but llhttp rejects "chunked<HTAB>": a spelling parsers disagree on.
-      const tab = buf.indexOf(0x09, colon + 1);
-      if (tab !== -1 && tab < lineEnd) return fail(400, 'tab in Transfer-Encoding');
+      // Transfer-Encoding = #transfer-coding (RFC 9112 6.1), OWS = *( SP / HTAB ) around each
+      // element. Requests: one field line (see the header comment); responses: the list rule.
+      if (sawTE && (isRequest || teChunked))
+        return fail(400, isRequest ? 'repeated Transfer-Encoding' : 'transfer coding after chunked');
       sawTE = true;
       const codings = value.toLowerCase().split(',');
       for (let k = 0; k < codings.length; k++) {
@@ -191,7 +204,7 @@ function parseHeaderLines(
         } else if (t === 'keep-alive') {
           if (head.versionMinor === 0 && !closeAsked) head.connectionClose = false;
         } else if (t === 'upgrade') connUpgrade = true;
-        else if (t !== '') (head.connectionTokens ??= []).push(t);
+        else if (t !== '' && !isFramingField(t)) (head.connectionTokens ??= []).push(t);
       }
       continue;
     } else if (n === 7 && name.toLowerCase() === 'upgrade') {
@@ -226,6 +239,16 @@ function parseHeaderLines(
   return null;
 }
 
+/**
+ * Fields that frame or route the message: the proxy writes them itself, so a Connection option
+ * naming one ("Connection: content-length") must not make them hop-by-hop. A sender MUST NOT name
+ * them (RFC 9110 7.6.1); dropping the Content-Length the proxy forwards would let the upstream
+ * read the body as the next request.
+ */
+function isFramingField(lowerName: string): boolean {
+  return lowerName === 'content-length' || lowerName === 'transfer-encoding' || lowerName === 'host';
+}
+
 /** Content-Length: 1*DIGIT, also as a list of identical values ("5, 5"); -1 when invalid. */
 export function parseContentLength(value: string): number {
   let result = -1;
@@ -242,37 +265,6 @@ export function parseContentLength(value: string): number {
     result = v;
   }
   return result;
-}
-
-// Host = uri-host [ ":" port ] (RFC 9112 3.2), uri-host = IP-literal / IPv4address / reg-name; an
-// empty value is allowed. reg-name bytes: unreserved / pct-encoded / sub-delims (IPv4 included).
-const REG_NAME_CHAR = new Uint8Array(256);
-for (const c of "-._~!$&'()*+,;=%") REG_NAME_CHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) REG_NAME_CHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) REG_NAME_CHAR[c] = 1;
-for (let c = 0x61; c <= 0x7a; c++) REG_NAME_CHAR[c] = 1;
-// Inside "[...]": IPv6 (hex digits, ':' and '.' for an embedded IPv4).
-const IP_LITERAL_CHAR = new Uint8Array(256);
-for (const c of '0123456789abcdefABCDEF:.') IP_LITERAL_CHAR[c.charCodeAt(0)] = 1;
-
-export function isValidHost(v: string): boolean {
-  const n = v.length;
-  let i = 0;
-  if (n > 0 && v.charCodeAt(0) === 0x5b) {
-    i = 1;
-    while (i < n && IP_LITERAL_CHAR[v.charCodeAt(i)] === 1) i++;
-    if (i === 1 || v.charCodeAt(i) !== 0x5d) return false;
-    i++;
-  } else {
-    while (i < n && REG_NAME_CHAR[v.charCodeAt(i)] === 1) i++;
-  }
-  if (i === n) return true;
-  if (v.charCodeAt(i) !== 0x3a || n - i - 1 > 5) return false;
-  for (i++; i < n; i++) {
-    const c = v.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
-  }
-  return true;
 }
 
 function newHead(): MessageHead {
@@ -321,8 +313,8 @@ function parseRequestLine(buf: Buffer, pos: number, head: MessageHead): number |
   while (TCHAR[buf[i]!] === 1) i++;
   if (i === pos || buf[i] !== 0x20) return fail(400, 'invalid method');
   const ts = i + 1;
-  i = ts;
-  while (TARGET_CHAR[buf[i]!] === 1) i++;
+  i = scanRequestTarget(buf, ts);
+  if (i === -1) return fail(400, 'invalid percent-encoding in the request target');
   if (i === ts || buf[i] !== 0x20) return fail(400, 'invalid request target');
   // Exactly "HTTP/d.d" CR LF must follow.
   if (buf[i + 9] !== CR || buf[i + 10] !== LF) return fail(400, 'invalid request line');
@@ -346,11 +338,11 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   const fieldsStart = parseRequestLine(buf, pos, head);
   if (typeof fieldsStart !== 'number') return fieldsStart;
   if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+  const formErr = checkTargetForm(head.method, head.target);
+  if (formErr !== null) return fail(400, formErr);
   if (headEnd - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
   const err = parseHeaderLines(buf, fieldsStart, headEnd, limits, head, true);
   if (err !== null) return err;
-  const formErr = checkTargetForm(head);
-  if (formErr !== null) return fail(400, formErr);
   return { kind: 'ok', head, end: headEnd };
 }
 
@@ -362,22 +354,15 @@ function checkIncompleteRequestHead(buf: Buffer, pos: number, end: number, limit
     if (hasBareCrOrLf(buf, pos, end)) return fail(400, 'bare CR or LF');
     return INCOMPLETE;
   }
-  const fieldsStart = parseRequestLine(buf, pos, newHead());
+  const head = newHead();
+  const fieldsStart = parseRequestLine(buf, pos, head);
   if (typeof fieldsStart !== 'number') return fieldsStart;
   if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+  const formErr = checkTargetForm(head.method, head.target);
+  if (formErr !== null) return fail(400, formErr);
   if (end - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
   if (hasBareCrOrLf(buf, fieldsStart, end)) return fail(400, 'bare CR or LF');
   return INCOMPLETE;
-}
-
-function checkTargetForm(head: MessageHead): string | null {
-  const t = head.target;
-  if (head.method === 'CONNECT')
-    return /^[^/?#@]+:\d{1,5}$/.test(t) ? null : 'CONNECT needs an authority-form target';
-  if (t.charCodeAt(0) === 0x2f) return null; // origin-form
-  if (t === '*') return head.method === 'OPTIONS' ? null : 'asterisk-form is only for OPTIONS';
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(t)) return null; // absolute-form
-  return 'invalid request target form';
 }
 
 export function parseResponseHead(buf: Buffer, start: number, end: number, limits: H1Limits): ParseResult {

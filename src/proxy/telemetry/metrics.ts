@@ -7,6 +7,7 @@
 // child (a plain number holder, see prometheus.ts) is looked up in an array by that index. A
 // child is created (and its label string built) the first time its label set is used.
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
+import { logLinesSuppressed } from '../../core/log.ts';
 import {
   Registry,
   type Counter,
@@ -232,6 +233,14 @@ export class ProxyMetrics {
       process.memoryUsage.rss();
     r.gauge('nodejs_heap_used_bytes', 'V8 heap in use, in bytes.').labels().collect = () =>
       process.memoryUsage().heapUsed;
+
+    // The rate limit of repeated log lines (src/core/log-rate-limit.ts) counts per process.
+    r
+      .counter(
+        'trellis_log_lines_suppressed_total',
+        'Log lines not written because the same message repeated too often (see log rate limit).',
+      )
+      .labels().collect = logLinesSuppressed;
   }
 
   requestStarted(dir: Direction, protocol: HttpProtocol): void {
