@@ -17,6 +17,7 @@ import {
   type RecordingApp,
 } from '../helpers/attack.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
+import type { InboundAuthorizer } from '../../src/proxy/policy/types.ts';
 
 const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
 const FORGED = 'spiffe://mesh.test/ns/default/sa/forged';
@@ -351,3 +352,49 @@ test('meshed apps on opaque ports are reachable through the mesh', { timeout: 60
     assert.ok(later.ms < 1500, `took ${later.ms} ms`);
   });
 });
+
+test(
+  'a route rule is checked on the path the app serves: dot-segments are refused',
+  { timeout: 30_000 },
+  async (t) => {
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const app = await startRecordingApp();
+    t.after(() => app.close());
+    const publicOnly: InboundAuthorizer = {
+      checkConnection: () => ({
+        allowed: true,
+        server: 'default/app',
+        policy: 'default/public',
+        audited: false,
+      }),
+      checkRequest: (_port, _peer, req) => ({
+        allowed: req.path.startsWith('/public/'),
+        server: 'default/app',
+        policy: 'default/public',
+        audited: false,
+      }),
+      protocolOf: () => null,
+      onChange: () => () => {},
+      close() {},
+    };
+    const server = await world.proxy({
+      identity: null,
+      app: app.port,
+      authorizer: publicOnly,
+      config: DETECT,
+    });
+    const inbound = portOf(server, 'inbound');
+    const get = (path: string) =>
+      rawExchange(inbound, [`GET ${path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`]).then(
+        (r) => r.text,
+      );
+    assert.match(await get('/public/x'), /^HTTP\/1\.1 200 /);
+    for (const path of ['/public/../admin', '/public/%2e%2e/admin', '/public/..;/admin', '/public/./x']) {
+      const text = await get(path);
+      assert.match(text, /^HTTP\/1\.1 403 /, path);
+      assert.match(text, /trellis-proxy-error: forbidden: path has dot-segments/i, path);
+    }
+    assert.equal(app.ids.length, 1, 'only /public/x reached the app');
+  },
+);

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
+  hasDotSegment,
   compileIdentityPattern,
   compileNetworks,
   identityPatternProblem,
@@ -186,4 +187,51 @@ test('route path validation', () => {
   assert.match(routePathProblem('api') ?? '', /starting with "\/"/);
   assert.match(routePathProblem('/a/*/b') ?? '', /only allowed at the end/);
   assert.match(routePathProblem('/a?b') ?? '', /"\?"/);
+});
+
+// Regression (issue 9): an allow rule for /public/* let /public/../admin and its encoded spellings
+// through, and the app resolved them to /admin.
+test('hasDotSegment: every spelling of a dot-segment, and nothing else', () => {
+  for (const p of [
+    '/public/../admin',
+    '/public/./x',
+    '/..',
+    '/public/%2e%2e/admin',
+    '/public/%2E./admin',
+    '/public%2f..%2fadmin',
+    '/public%5C..%5Cadmin',
+    '/public\\..\\admin',
+    '/public/..;/admin',
+    '/public/.;x/y',
+  ]) {
+    assert.equal(hasDotSegment(p), true, p);
+  }
+  for (const p of [
+    '/',
+    '/a.b',
+    '/..a',
+    '/a..',
+    '/.well-known/x',
+    '/a/...',
+    '/%2e%2e%2e',
+    '/v1.2/x',
+    '/a%2fb',
+  ]) {
+    assert.equal(hasDotSegment(p), false, p);
+  }
+});
+
+test('property: hasDotSegment is true exactly when a segment, decoded, is "." or ".."', () => {
+  const segment = fc.oneof(
+    fc.constantFrom('.', '..', '%2e', '%2E%2e', 'a', '.a', 'a.', '...', ''),
+    fc.stringMatching(/^[a-z0-9._~-]{0,6}$/),
+  );
+  fc.assert(
+    fc.property(fc.array(segment, { maxLength: 6 }), fc.constantFrom('/', '%2f', '%5C'), (segments, sep) => {
+      const path = '/' + segments.join(sep);
+      const decoded = segments.map((s) => s.replace(/%2e/gi, '.'));
+      const expected = decoded.some((s) => s === '.' || s === '..');
+      assert.equal(hasDotSegment(path), expected, path);
+    }),
+  );
 });

@@ -3,7 +3,9 @@
 // this module asks it at the right moments and acts on the answer:
 //
 // - HTTP requests: before anything is forwarded. Denied: 403 (gRPC: PERMISSION_DENIED) with
-//   `trellis-proxy-error: forbidden: <policy>`; the proxy error reason is `forbidden`.
+//   `trellis-proxy-error: forbidden: <policy>`; the proxy error reason is `forbidden`. A path with
+//   a dot-segment is refused the same way (`forbidden: path has dot-segments`): routes are matched
+//   on the path as sent, which must be the path the app serves.
 // - Opaque TCP: at accept. Denied: closed. Open opaque connections are remembered, and when the
 //   policy changes each is checked again; those no longer allowed are closed, nothing else is.
 // - The policy port is the app port the connection goes to; the peer is its verified identity
@@ -14,7 +16,11 @@ import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
 import type { InboundHttpGate } from '../http/h1-session.ts';
 import type { Decision, InboundAuthorizer, InboundPeer } from '../policy/types.ts';
+import { hasDotSegment } from '../policy/match.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
+
+/** The trellis-proxy-error value of a request refused for a dot-segment in its path. */
+const DOT_SEGMENT_REFUSAL = 'forbidden: path has dot-segments';
 
 /** checkConnection with the optional traffic kind of the real authorizer (policy/authorizer.ts). */
 type ConnectionCheck = (port: number, peer: InboundPeer, traffic?: 'http' | 'opaque') => Decision;
@@ -55,11 +61,10 @@ export class InboundPolicy implements InboundHttpGate {
     const authorizer = this.authorizer;
     if (authorizer === null) return null;
     const q = path.indexOf('?');
-    const decision = authorizer.checkRequest(
-      port,
-      { identity, ip },
-      { method, path: q === -1 ? path : path.slice(0, q) },
-    );
+    const bare = q === -1 ? path : path.slice(0, q);
+    // Routes are matched on the path as sent, so it must be the path the app will serve.
+    if (hasDotSegment(bare)) return DOT_SEGMENT_REFUSAL;
+    const decision = authorizer.checkRequest(port, { identity, ip }, { method, path: bare });
     return this.record(decision);
   }
 

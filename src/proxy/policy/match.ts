@@ -139,6 +139,25 @@ export function routeMatches(route: RouteSpec, request: HttpRequestFacts): boole
   return route.methods.length === 0 || route.methods.includes(request.method);
 }
 
+/**
+ * Whether a request path (without its query) has a "." or ".." segment, however it is spelled:
+ * percent-encoded dots, segments separated by an encoded slash or a (encoded) backslash, or ended
+ * by ";parameters". Applications and frameworks resolve such segments (some only after decoding),
+ * so a route checked against the path as sent would not be the resource the app serves:
+ * `/public/../admin` passes an allow rule for `/public/*`. Clients resolve dot-segments before
+ * sending (RFC 3986 5.2.4), so a request that still has one is refused, not normalised: the app
+ * must see exactly the path policy saw.
+ */
+export function hasDotSegment(path: string): boolean {
+  if (!path.includes('.') && !path.includes('%')) return false;
+  const spelled = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
+  for (const segment of spelled.split('/')) {
+    const name = segment.includes(';') ? segment.slice(0, segment.indexOf(';')) : segment;
+    if (name === '.' || name === '..') return true;
+  }
+  return false;
+}
+
 /** Why `path` is not a valid route path, or null: it must start with "/"; "*" only at the end. */
 export function routePathProblem(path: string): string | null {
   if (!path.startsWith('/')) return 'expected a path starting with "/"';
