@@ -34,7 +34,9 @@ const REQUEST_CASES: [string, string, number | 'ok'][] = [
   ['pchar: no "^"', `GET /a^b HTTP/1.1\r\n${H}\r\n`, 400],
   ['pchar: no "`"', `GET /a\`b HTTP/1.1\r\n${H}\r\n`, 400],
   ['pchar: no "{"', `GET /a{b HTTP/1.1\r\n${H}\r\n`, 400],
-  ['pchar: no "|"', `GET /?a|b HTTP/1.1\r\n${H}\r\n`, 400],
+  ['pchar: no "|"', `GET /a|b HTTP/1.1\r\n${H}\r\n`, 400],
+  // ...but the query takes what browsers send raw there (not checked by policy).
+  ["query: browsers' raw bytes", `GET /?q={a}|^[1]\`\\%zz HTTP/1.1\r\n${H}\r\n`, 'ok'],
   ['pchar: no "}"', `GET /a}b HTTP/1.1\r\n${H}\r\n`, 400],
   ['pchar: no "[" or "]" in a path', `GET /a[1] HTTP/1.1\r\n${H}\r\n`, 400],
   // absolute-form = absolute-URI (RFC 9112 3.2.2), for http: an authority with a host.

@@ -5,22 +5,29 @@
 //
 // Where the RFCs leave a recipient the choice, this file refuses (the parser answers 400):
 //   - a request-target outside the grammar (RFC 9112 3.2: "SHOULD respond with 400"), including
-//     bytes browsers sometimes leave raw (" < > \ ^ ` { | }) and "#": parsers and apps disagree on
-//     them (a fragment is cut by some and kept by others; "\" is "/" to some), and a proxy that
-//     checks policy on the path must see the path the app will see;
+//     bytes browsers sometimes leave raw (" < > \ ^ ` { | }) and "#" in the path: parsers and apps
+//     disagree on them (a fragment is cut by some and kept by others; "\" is "/" to some), and a
+//     proxy that checks policy on the path must see the path the app will see. The query is not
+//     checked by policy, and browsers send [ ] { } | ^ ` \ and stray "%" there raw (the WHATWG
+//     URL query percent-encode set leaves them): those are accepted in the query, nothing else;
 //   - userinfo in an absolute-form target (RFC 9110 4.2.4: "SHOULD ... treat its presence as an
 //     error"), and absolute-URIs without an authority ("mailto:x"), which no proxy route can use;
 //   - a port of more than 5 digits (port = *DIGIT; none is needed for 0-65535) and IPvFuture
 //     literals ("[v1.x]", an address family nobody implements, that a name lookup would misread).
 
-// Scan classes of a request-target byte: 1 allowed, 2 "%" (two HEXDIG must follow), 0 ends the scan.
+// Scan classes of a request-target byte: 1 allowed, 2 "%" (two HEXDIG must follow), 3 "?" (the
+// query starts: the rest is scanned with QUERY), 0 ends the scan.
 /** origin-form: absolute-path [ "?" query ], i.e. pchar / "/" / "?" (RFC 3986 3.3, 3.4). */
 const ORIGIN_FORM = new Uint8Array(256);
-for (const c of "-._~!$&'()*+,;=:@/?") ORIGIN_FORM[c.charCodeAt(0)] = 1;
+for (const c of "-._~!$&'()*+,;=:@/") ORIGIN_FORM[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) ORIGIN_FORM[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) ORIGIN_FORM[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) ORIGIN_FORM[c] = 1;
 ORIGIN_FORM[0x25] = 2;
+/** The query: what browsers send raw there too (see the header), "%" without HEXDIG included. */
+const QUERY = Uint8Array.from(ORIGIN_FORM);
+for (const c of '?[]{}|^`\\%') QUERY[c.charCodeAt(0)] = 1;
+ORIGIN_FORM[0x3f] = 3;
 /** The other forms may also hold "[" and "]" (an IP-literal); checkTargetForm checks where. */
 const OTHER_FORMS = Uint8Array.from(ORIGIN_FORM);
 OTHER_FORMS[0x5b] = 1;
@@ -35,11 +42,17 @@ for (const c of '0123456789abcdefABCDEF') HEXDIG[c.charCodeAt(0)] = 1;
  * guarantees a line end in the buffer, so the scan stops before its end.
  */
 export function scanRequestTarget(buf: Buffer, from: number): number {
-  const table = buf[from] === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
+  let table = buf[from] === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
   let i = from;
   for (;;) {
     while (table[buf[i]!] === 1) i++;
-    if (table[buf[i]!] !== 2) return i;
+    const k = table[buf[i]!];
+    if (k === 3) {
+      table = QUERY;
+      i++;
+      continue;
+    }
+    if (k !== 2) return i;
     if (HEXDIG[buf[i + 1]!] !== 1 || HEXDIG[buf[i + 2]!] !== 1) return -1;
     i += 3;
   }
@@ -52,11 +65,12 @@ export function scanRequestTarget(buf: Buffer, from: number): number {
  */
 export function checkRequestTarget(method: string, t: string): string | null {
   if (t.length === 0) return 'invalid request target';
-  const table = t.charCodeAt(0) === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
+  let table = t.charCodeAt(0) === 0x2f ? ORIGIN_FORM : OTHER_FORMS;
   for (let i = 0; i < t.length; i++) {
     const c = t.charCodeAt(i);
     const k = table[c]; // undefined past 255
-    if (k === 2) {
+    if (k === 3) table = QUERY;
+    else if (k === 2) {
       if (!isHex(t.charCodeAt(i + 1)) || !isHex(t.charCodeAt(i + 2)))
         return 'invalid percent-encoding in the request target';
       i += 2;
@@ -98,8 +112,14 @@ function checkAbsoluteForm(t: string): string | null {
   for (let k = start; k < end; k++) if (t.charCodeAt(k) === 0x40) return 'userinfo in the request target';
   const h = hostEnd(t, start, end);
   if (h <= start || !isPort(t, h, end)) return 'invalid authority in the request target';
-  // The rest is path-abempty [ "?" query ]: scanned already, but "[" "]" belong to an authority.
-  if (t.indexOf('[', end) !== -1 || t.indexOf(']', end) !== -1) return 'invalid request target';
+  // The rest is path-abempty [ "?" query ]: scanned already, but "[" "]" belong to an authority
+  // (the query may hold them, as browsers send them).
+  const q = t.indexOf('?', end);
+  const pathEnd = q === -1 ? n : q;
+  for (let k = end; k < pathEnd; k++) {
+    const c = t.charCodeAt(k);
+    if (c === 0x5b || c === 0x5d) return 'invalid request target';
+  }
   return null;
 }
 
