@@ -10,7 +10,8 @@ export function targetKey(t: Target): string {
 }
 
 /**
- * Parses an authority "host[:port]" ("[v6]:port" for IPv6); `defaultPort` when the port is absent.
+ * Parses an authority "host[:port]" ("[v6]:port" for IPv6); `defaultPort` when the port is absent
+ * or empty.
  * Returns null when it is not a usable authority.
  */
 export function parseAuthority(authority: string, defaultPort: number): Target | null {
@@ -33,7 +34,8 @@ export function parseAuthority(authority: string, defaultPort: number): Target |
   }
   if (host.length === 0 || host.length > 253) return null;
   let port = defaultPort;
-  if (rest !== '') {
+  // An empty port (`host:`) means the default (RFC 3986 3.2.3: port = *DIGIT).
+  if (rest !== '' && rest !== ':') {
     if (!/^:\d{1,5}$/.test(rest)) return null;
     port = Number(rest.slice(1));
     if (port < 1 || port > 65535) return null;
