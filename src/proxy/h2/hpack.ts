@@ -53,6 +53,8 @@ export class HpackDecoder {
   private pos = 0;
   /** Scratch output of the Huffman decoder, grown on demand, reused across strings. */
   private huffmanOut: Buffer = Buffer.allocUnsafe(256);
+  /** The last decoded block's header list size (name + value + 32 per field). */
+  lastListSize = 0;
 
   /**
    * maxTableSize: the SETTINGS_HEADER_TABLE_SIZE we announced; the table starts at that size (as in
@@ -120,6 +122,7 @@ export class HpackDecoder {
       fields.push(name, value);
     }
     this.buf = EMPTY; // do not keep the caller's buffer alive
+    this.lastListSize = listSize;
     return fields;
   }
 
