@@ -12,6 +12,7 @@ import { H2Connection, type H2ConnectionOptions } from '../../src/proxy/h2/conne
 import { ErrorCode, Flag, FrameReader, FrameType, FrameWriter, Setting } from '../../src/proxy/h2/frames.ts';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
 import {
+  CONNECTION_WINDOW,
   MAX_CONNECTION_HEADER_BYTES,
   MAX_CONTINUATION_FRAMES,
   QUEUE_LIMITS,
@@ -308,5 +309,40 @@ test('peers that ask but never read: what is queued stays under the per-peer and
     for (const p of attackers) p.close();
     attacked.close();
     good.close();
+  }
+});
+
+test('streams whose reader is full hold at most the connection window together', async () => {
+  let received = 0;
+  const srv = await ourServer((stream) => {
+    stream.pause(); // the reader (an app that does not read) is full from the start
+    stream.handler = {
+      onHeaders() {},
+      onData: (d) => (received += d.length),
+      onClose() {},
+      onDrain() {},
+    };
+  });
+  const client = http2.connect(`http://127.0.0.1:${srv.port}`);
+  client.on('error', () => {});
+  try {
+    // 40 uploads of 1 MiB (each within its stream window): 40 MiB if the connection's window
+    // were given back for bytes nobody read.
+    for (let i = 0; i < 40; i++) {
+      const req = client.request({ ':method': 'POST', ':path': `/u${i}` });
+      req.on('error', () => {});
+      req.write(Buffer.alloc(1024 * 1024, 1));
+    }
+    let last = -1;
+    const deadline = Date.now() + 5000;
+    while (received !== last && Date.now() < deadline) {
+      last = received;
+      await delay(200);
+    }
+    assert.ok(received <= CONNECTION_WINDOW, `${received} bytes held by paused streams`);
+    assert.ok(received >= CONNECTION_WINDOW / 2, `${received} bytes: the window was used`);
+  } finally {
+    client.destroy();
+    srv.close();
   }
 });
