@@ -22,6 +22,7 @@ export const PROXY_ERROR_REASONS = [
   'tls-handshake-failed', // the mTLS handshake with a meshed peer failed (502; inbound: closed)
   'no-identity', // the proxy's own certificate did not arrive within the connect timeout (503)
   'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
+  'upstream-busy', // the upstream's connection limit is reached and its wait queue full, or the wait too long (503)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -55,6 +56,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'idle-timeout':
     case 'detect-timeout':
     case 'no-identity':
+    case 'upstream-busy':
       return 503;
     case 'forbidden':
       return 403;
