@@ -135,6 +135,31 @@ test('a header block over the size limit ends the connection, counted', async ()
   }
 });
 
+test('a small block that HPACK indexing blows up past the header list limit ends the connection, counted', async () => {
+  const srv = await ourServer(() => assert.fail('nothing reaches the handler'));
+  const peer = await RawPeer.connect(srv.port);
+  try {
+    // 4 KB inserted into the dynamic table once, then named 300 times by its index (one byte
+    // each): a 4.3 KB block that decodes to 1.2 MB.
+    const value = Buffer.alloc(4000, 'a');
+    const insert = Buffer.concat([
+      Buffer.from([0x40, 0x03]),
+      Buffer.from('x-a'),
+      Buffer.from([0x7f, 0xa1, 0x1e]),
+      value,
+    ]);
+    const block = Buffer.concat([Buffer.from([0x82, 0x86, 0x84]), insert, Buffer.alloc(300, 0xbe)]);
+    assert.ok(block.length < 5000);
+    await peer.write(rawClient((w) => w.headers(1, block, true, 16384)));
+    const goaway = await peer.frame(FrameType.GOAWAY);
+    assert.equal(goawayCode(goaway), ErrorCode.ENHANCE_YOUR_CALM);
+    assert.deepEqual(srv.limits, ['header-list-bytes']);
+  } finally {
+    peer.close();
+    srv.close();
+  }
+});
+
 test('1xx responses without end on one stream: the stream is reset past its header limit', async () => {
   // A raw server that answers stream 1 with 60 interim responses of ~60 KB each (3.6 MB).
   const server = net.createServer((socket) => {

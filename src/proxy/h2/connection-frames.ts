@@ -15,7 +15,7 @@ import {
 } from './limits.ts';
 import { checkFields } from './fields.ts';
 import { ErrorCode, Flag, FrameType, H2ConnectionError, MAX_WINDOW, Setting } from './frames.ts';
-import { HpackError } from './hpack.ts';
+import { HpackError, HpackListSizeError } from './hpack.ts';
 
 function protocolError(message: string): H2ConnectionError {
   return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
@@ -154,6 +154,7 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     fields = c.decoder.decode(block);
   } catch (err) {
     // The decoder's table is now out of step with the peer's: the connection cannot go on.
+    if (err instanceof HpackListSizeError) throw new H2LimitError('header-list-bytes', err.message);
     if (err instanceof HpackError) throw new H2ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
     throw err;
   }

@@ -62,6 +62,7 @@ export interface QueueLimits {
 export const H2_LIMITS = [
   'continuation-frames', // CONTINUATION frames per header block (connection error)
   'header-block-bytes', // HPACK bytes per header block (connection error)
+  'header-list-bytes', // decoded bytes per header block, MAX_HEADER_LIST (connection error)
   'stream-header-bytes', // decoded header bytes per stream (stream reset)
   'connection-header-bytes', // decoded header bytes held by a connection's streams (stream refused)
   'peer-resets', // streams the peer reset before their response, per second (connection error)
