@@ -29,6 +29,13 @@ const count = (min: number) =>
   );
 const unknownKey = strictObjectMessage('unknown setting');
 
+/** The HTTP/1 head limits' defaults (http1.*), also the HTTP/2 paths' when none are given. */
+export const HTTP1_LIMIT_DEFAULTS = {
+  maxRequestLineBytes: 8192,
+  maxHeaderBytes: 64 * 1024,
+  maxHeaders: 128,
+} as const;
+
 const destinationSchema = v.strictObject(
   {
     /** A listener bound for one destination (explicit mode). */
@@ -183,9 +190,9 @@ export const proxyConfigSchema = v.strictObject(
     http1: v.optional(
       v.strictObject(
         {
-          maxRequestLineBytes: v.optional(count(64), 8192),
-          maxHeaderBytes: v.optional(count(256), 64 * 1024),
-          maxHeaders: v.optional(count(1), 128),
+          maxRequestLineBytes: v.optional(count(64), HTTP1_LIMIT_DEFAULTS.maxRequestLineBytes),
+          maxHeaderBytes: v.optional(count(256), HTTP1_LIMIT_DEFAULTS.maxHeaderBytes),
+          maxHeaders: v.optional(count(1), HTTP1_LIMIT_DEFAULTS.maxHeaders),
         },
         unknownKey,
       ),

@@ -23,6 +23,7 @@ export const PROXY_ERROR_REASONS = [
   'no-identity', // the proxy's own certificate did not arrive within the connect timeout (503)
   'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
   'proxy-request-refused', // inbound: a CONNECT or other request to relay elsewhere; inbound forwards only to its app (403)
+  'upstream-busy', // the upstream's connection limit is reached and its wait queue full, or the wait too long (503)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -56,6 +57,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'idle-timeout':
     case 'detect-timeout':
     case 'no-identity':
+    case 'upstream-busy':
       return 503;
     case 'forbidden':
     case 'proxy-request-refused':

@@ -4,13 +4,18 @@
 // that stream and the others go on.
 
 import type { H2Connection } from './connection.ts';
-import { CONNECTION_WINDOW, MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST, STREAM_WINDOW } from './limits.ts';
+import {
+  H2LimitError,
+  MAX_CONCURRENT_STREAMS,
+  MAX_CONNECTION_HEADER_BYTES,
+  MAX_CONTINUATION_FRAMES,
+  MAX_HEADER_BLOCK,
+  MAX_STREAM_HEADER_BYTES,
+  STREAM_WINDOW,
+} from './limits.ts';
 import { checkFields } from './fields.ts';
 import { ErrorCode, Flag, FrameType, H2ConnectionError, MAX_WINDOW, Setting } from './frames.ts';
-import { HpackError } from './hpack.ts';
-
-/** Largest header block we assemble from HEADERS + CONTINUATION before giving up. */
-const MAX_HEADER_BLOCK = MAX_HEADER_LIST;
+import { HpackError, HpackListSizeError } from './hpack.ts';
 
 function protocolError(message: string): H2ConnectionError {
   return new H2ConnectionError(ErrorCode.PROTOCOL_ERROR, message);
@@ -80,30 +85,29 @@ function onData(c: H2Connection, flags: number, id: number, payload: Buffer): vo
   c.recvWindow -= len;
   if (c.recvWindow < 0)
     throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window exceeded');
-  // The connection's window is given back at once: the per-stream windows bound what waits.
-  c.recvUnacked += len;
-  if (c.recvUnacked >= CONNECTION_WINDOW / 4) {
-    c.writer.windowUpdate(0, c.recvUnacked);
-    c.recvWindow += c.recvUnacked;
-    c.recvUnacked = 0;
-    c.scheduleFlush();
-  }
   const s = c.streams.get(id);
   if (s === undefined) {
     if (id > c.lastStreamId) throw protocolError(`DATA on idle stream ${id}`);
+    c.creditConnection(len);
     c.writer.rstStream(id, ErrorCode.STREAM_CLOSED);
     c.scheduleFlush();
     return;
   }
   if (s.remoteEnded) {
+    c.creditConnection(len);
     s.reset(ErrorCode.STREAM_CLOSED);
     return;
   }
   s.recvWindow -= len;
   if (s.recvWindow < 0) {
+    c.creditConnection(len);
     s.reset(ErrorCode.FLOW_CONTROL_ERROR);
     return;
   }
+  // The connection's window is given back at once, unless the stream is paused (its reader is
+  // full): then the stream holds it until it resumes, so paused streams hold one window at most.
+  if (s.paused) s.held += len;
+  else c.creditConnection(len);
   const data = unpadded(flags, payload);
   const end = (flags & Flag.END_STREAM) !== 0;
   s.unacked += len;
@@ -121,7 +125,7 @@ function onHeaders(c: H2Connection, flags: number, id: number, payload: Buffer):
     block = block.subarray(5);
   }
   if ((flags & Flag.END_HEADERS) === 0) {
-    c.continuation = { streamId: id, flags, parts: [Buffer.from(block)], size: block.length };
+    c.continuation = { streamId: id, flags, parts: [Buffer.from(block)], size: block.length, frames: 0 };
     return;
   }
   headerBlock(c, id, flags, block);
@@ -130,10 +134,15 @@ function onHeaders(c: H2Connection, flags: number, id: number, payload: Buffer):
 function onContinuation(c: H2Connection, flags: number, id: number, payload: Buffer): void {
   const k = c.continuation;
   if (k === null || k.streamId !== id) throw protocolError('CONTINUATION without its HEADERS');
-  k.parts.push(Buffer.from(payload));
+  if (++k.frames > MAX_CONTINUATION_FRAMES)
+    throw new H2LimitError(
+      'continuation-frames',
+      `header block in over ${MAX_CONTINUATION_FRAMES} CONTINUATION frames`,
+    );
   k.size += payload.length;
   if (k.size > MAX_HEADER_BLOCK)
-    throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block over ${MAX_HEADER_BLOCK} bytes`);
+    throw new H2LimitError('header-block-bytes', `header block over ${MAX_HEADER_BLOCK} bytes`);
+  if (payload.length > 0) k.parts.push(Buffer.from(payload));
   if ((flags & Flag.END_HEADERS) === 0) return;
   c.continuation = null;
   headerBlock(c, id, k.flags, Buffer.concat(k.parts, k.size));
@@ -145,10 +154,12 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     fields = c.decoder.decode(block);
   } catch (err) {
     // The decoder's table is now out of step with the peer's: the connection cannot go on.
+    if (err instanceof HpackListSizeError) throw new H2LimitError('header-list-bytes', err.message);
     if (err instanceof HpackError) throw new H2ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
     throw err;
   }
   const end = (flags & Flag.END_STREAM) !== 0;
+  const size = c.decoder.lastListSize;
   let s = c.streams.get(id);
   if (s === undefined) {
     if (c.role === 'client' || id <= c.lastStreamId) {
@@ -157,12 +168,20 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     }
     if (id % 2 === 0) throw protocolError(`client opened even stream ${id}`);
     c.lastStreamId = id;
-    if (c.goingAway || c.streams.size >= MAX_CONCURRENT_STREAMS) {
+    const full = c.headerBytesHeld + size > MAX_CONNECTION_HEADER_BYTES;
+    if (c.goingAway || c.streams.size >= MAX_CONCURRENT_STREAMS || full) {
+      if (full)
+        c.limitHit(
+          'connection-header-bytes',
+          `open streams hold over ${MAX_CONNECTION_HEADER_BYTES} header bytes`,
+        );
       c.writer.rstStream(id, ErrorCode.REFUSED_STREAM);
       c.scheduleFlush();
       return;
     }
     s = c.acceptStream(id);
+    s.headerBytes = size;
+    c.headerBytesHeld += size;
     if (checkFields(fields, 'request') !== null) {
       s.reset(ErrorCode.PROTOCOL_ERROR);
       return;
@@ -173,6 +192,21 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
   }
   if (s.remoteEnded) {
     s.reset(ErrorCode.STREAM_CLOSED);
+    return;
+  }
+  // Every block counts (a server may send 1xx responses without end): per stream, and towards
+  // what the connection's streams hold.
+  s.headerBytes += size;
+  c.headerBytesHeld += size;
+  if (s.headerBytes > MAX_STREAM_HEADER_BYTES || c.headerBytesHeld > MAX_CONNECTION_HEADER_BYTES) {
+    const perStream = s.headerBytes > MAX_STREAM_HEADER_BYTES;
+    c.limitHit(
+      perStream ? 'stream-header-bytes' : 'connection-header-bytes',
+      perStream
+        ? `stream ${id} received over ${MAX_STREAM_HEADER_BYTES} header bytes`
+        : `open streams hold over ${MAX_CONNECTION_HEADER_BYTES} header bytes`,
+    );
+    s.reset(ErrorCode.ENHANCE_YOUR_CALM);
     return;
   }
   const kind = fields[0] === ':status' ? 'response' : 'trailers';
@@ -199,7 +233,7 @@ function onReset(c: H2Connection, id: number, payload: Buffer): void {
   // (the "rapid reset" attack): a client that cancels more streams than MAX_PEER_RESETS a second
   // before their response is refused the connection.
   if (c.role === 'server' && !s.localEnded && c.countPeerReset())
-    throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by the peer');
+    throw new H2LimitError('peer-resets', 'too many streams reset by the peer');
   s.close(payload.readUInt32BE(0));
 }
 
@@ -247,7 +281,7 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
   }
   c.writer.frame(FrameType.SETTINGS, Flag.ACK, 0, null);
   c.scheduleFlush();
-  unblock(c);
+  c.unblock();
   c.settingsApplied();
 }
 
@@ -271,7 +305,7 @@ function onWindowUpdate(c: H2Connection, id: number, payload: Buffer): void {
     c.sendWindow += inc;
     if (c.sendWindow > MAX_WINDOW)
       throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
-    unblock(c);
+    c.unblock();
     return;
   }
   const s = c.streams.get(id);
@@ -289,15 +323,6 @@ function onWindowUpdate(c: H2Connection, id: number, payload: Buffer): void {
     return;
   }
   if (s.blocked) {
-    c.blocked.delete(s);
-    s.flushPending();
-  }
-}
-
-/** Window opened: the streams that wait send what they can (sendData re-adds those still short). */
-function unblock(c: H2Connection): void {
-  for (const s of [...c.blocked]) {
-    if (c.sendWindow <= 0) return;
     c.blocked.delete(s);
     s.flushPending();
   }

@@ -9,6 +9,12 @@
 // Everything written in one event-loop turn leaves in one socket write (setImmediate), so a
 // burst of requests from many HTTP/1 clients shares one TLS record instead of paying one each.
 // Frame handling, per-type checks and connection errors live in connection-frames.ts.
+//
+// What a peer can make it hold is bounded (limits.ts): header blocks (bytes, CONTINUATION frames),
+// header bytes per stream and per connection, resets, and what is queued towards the peer: DATA
+// waits while the socket holds DATA_HIGH_WATER, and the queue counts in the process's budget
+// (queue-budget.ts), which cuts off the connection that queues most when a peer or the process
+// queues too much. Every limit hit is reported (onLimit) for the caller to count and log.
 
 import type net from 'node:net';
 import { HpackDecoder, HpackEncoder } from './hpack.ts';
@@ -17,11 +23,15 @@ import { CLIENT_PREFACE, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW } from './frames.ts'
 import { handleFrame } from './connection-frames.ts';
 import {
   CONNECTION_WINDOW,
+  DATA_HIGH_WATER,
+  H2LimitError,
   MAX_CONCURRENT_STREAMS,
   MAX_HEADER_LIST,
   MAX_PEER_RESETS,
   STREAM_WINDOW,
+  type H2Limit,
 } from './limits.ts';
+import { processQueueBudget, type QueueBudget, type QueueEntry, type QueueMember } from './queue-budget.ts';
 import { H2Stream, type StreamOwner } from './stream.ts';
 
 export interface H2ConnectionOptions {
@@ -36,11 +46,17 @@ export interface H2ConnectionOptions {
   onGoaway?(code: number): void;
   /** The connection is gone (socket closed); `err` when it failed. */
   onClose?(err: Error | null): void;
-  /** Bytes our answers may pile up in the socket unread before the peer is cut off (tests). */
+  /** A limit of limits.ts was hit (the connection then fails, or resets or refuses a stream). */
+  onLimit?(limit: H2Limit, message: string): void;
+  /** Who the peer is for the queue limits: its mTLS identity, else (default) its address. */
+  peer?: string;
+  /** The queue budget the connection counts in (default: the process's, queue-budget.ts). */
+  budget?: QueueBudget;
+  /** Bytes queued towards the peer before it is cut off (default QUEUE_LIMITS.perConnection). */
   maxUnreadBytes?: number;
 }
 
-export class H2Connection implements StreamOwner {
+export class H2Connection implements StreamOwner, QueueMember {
   readonly socket: net.Socket;
   readonly role: 'client' | 'server';
   readonly opts: H2ConnectionOptions;
@@ -64,7 +80,15 @@ export class H2Connection implements StreamOwner {
   streamsOpened = 0;
   private nextStreamId = 1;
   /** A header block in progress (HEADERS without END_HEADERS, then CONTINUATION). */
-  continuation: { streamId: number; flags: number; parts: Buffer[]; size: number } | null = null;
+  continuation: { streamId: number; flags: number; parts: Buffer[]; size: number; frames: number } | null =
+    null;
+  /** Decoded header bytes the open streams hold (their headerBytes), for the header limits. */
+  headerBytesHeld = 0;
+  /** Stream data waiting for window or for the socket (the streams' pending queues). */
+  private pendingBytes = 0;
+  private readonly budget: QueueBudget;
+  private readonly budgetEntry: QueueEntry;
+  private readonly maxUnread: number;
   ready = false;
   goingAway = false;
   closed = false;
@@ -90,7 +114,13 @@ export class H2Connection implements StreamOwner {
     ]);
     this.writer.windowUpdate(0, CONNECTION_WINDOW - DEFAULT_WINDOW);
     this.scheduleFlush();
+    this.budget = opts.budget ?? processQueueBudget;
+    this.maxUnread = opts.maxUnreadBytes ?? this.budget.limits.perConnection;
+    this.budgetEntry = this.budget.join(this, opts.peer ?? socket.remoteAddress ?? '');
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('drain', () => {
+      if (this.checkQueue()) this.unblock();
+    });
     socket.on('error', (err) => this.destroy(err));
     socket.once('close', () => this.destroy(null));
     socket.once('end', () => this.destroy(null));
@@ -139,6 +169,10 @@ export class H2Connection implements StreamOwner {
   }
 
   sendData(stream: H2Stream, data: Buffer, endStream: boolean): number {
+    if (data.length > 0 && this.overHighWater()) {
+      this.blocked.add(stream); // the socket's 'drain' sends on (unblock)
+      return 0;
+    }
     const n = Math.min(data.length, stream.sendWindow, this.sendWindow);
     if (n < data.length) {
       this.blocked.add(stream);
@@ -165,8 +199,23 @@ export class H2Connection implements StreamOwner {
     this.scheduleFlush();
   }
 
+  creditConnection(bytes: number): void {
+    if (this.closed) return;
+    this.recvUnacked += bytes;
+    if (this.recvUnacked < CONNECTION_WINDOW / 4) return;
+    this.writer.windowUpdate(0, this.recvUnacked);
+    this.recvWindow += this.recvUnacked;
+    this.recvUnacked = 0;
+    this.scheduleFlush();
+  }
+
+  pendingChanged(delta: number): void {
+    this.pendingBytes += delta;
+  }
+
   streamClosed(stream: H2Stream): void {
     if (this.closed) return;
+    this.headerBytesHeld -= stream.headerBytes;
     this.streams.delete(stream.id);
     this.blocked.delete(stream);
     if (this.goingAway && this.streams.size === 0) this.finish();
@@ -177,11 +226,10 @@ export class H2Connection implements StreamOwner {
 
   private onBytes(chunk: Buffer): void {
     if (this.closed) return;
+    // A peer that keeps sending (PINGs, SETTINGS, requests) but does not read what we answer
+    // would make the answers pile up: past the queue limits it is cut off.
+    if (!this.checkQueue()) return;
     try {
-      // A peer that keeps sending (PINGs, SETTINGS, requests) but does not read what we answer
-      // would make the answers pile up here: past twice what flow control lets DATA queue, stop.
-      if (this.socket.writableLength > (this.opts.maxUnreadBytes ?? 2 * CONNECTION_WINDOW))
-        throw new H2ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'the peer does not read what it asks for');
       if (this.prefaceLeft > 0) {
         const n = Math.min(this.prefaceLeft, chunk.length);
         const at = CLIENT_PREFACE.length - this.prefaceLeft;
@@ -195,6 +243,49 @@ export class H2Connection implements StreamOwner {
     } catch (err) {
       this.fail(err);
     }
+  }
+
+  // ---- what is queued towards the peer (QueueMember) ---------------------------------------
+
+  /** Bytes queued towards the peer: in the socket, in frames not yet written, in stream queues. */
+  queuedBytes(): number {
+    return this.socket.writableLength + this.writer.length + this.pendingBytes;
+  }
+
+  shed(limit: H2Limit, message: string): void {
+    this.fail(new H2LimitError(limit, message), true);
+  }
+
+  /** Reports the queue to the budget; false when the connection was cut off for it. */
+  private checkQueue(): boolean {
+    if (this.closed) return false;
+    const bytes = this.queuedBytes();
+    if (bytes > this.maxUnread) {
+      this.shed('unread-bytes', `the peer does not read what it asks for (${bytes} bytes queued)`);
+      return false;
+    }
+    this.budget.update(this.budgetEntry, bytes);
+    return !this.closed;
+  }
+
+  /** Enough waits for the socket: DATA stops until it drains. */
+  private overHighWater(): boolean {
+    return this.socket.writableLength + this.writer.length >= DATA_HIGH_WATER;
+  }
+
+  /** Window opened or the socket drained: the streams that wait send what they can. */
+  unblock(): void {
+    if (this.blocked.size === 0) return;
+    for (const s of [...this.blocked]) {
+      if (this.sendWindow <= 0 || this.overHighWater() || this.closed) return;
+      this.blocked.delete(s);
+      s.flushPending(); // (re-adds the stream when it is still short)
+    }
+  }
+
+  /** Reports a stream-level limit (the caller resets or refuses the stream). */
+  limitHit(limit: H2Limit, message: string): void {
+    this.opts.onLimit?.(limit, message);
   }
 
   /** Counts a stream the peer reset before its response; true when it has done so too often. */
@@ -217,14 +308,18 @@ export class H2Connection implements StreamOwner {
     this.opts.onReady?.();
   }
 
-  /** A connection error: GOAWAY with its code, then the socket closes. */
-  fail(err: unknown): void {
+  /**
+   * A connection error: GOAWAY with its code, then the socket closes (at once when `now`: what is
+   * queued for a peer that does not read must not stay in memory).
+   */
+  fail(err: unknown, now = false): void {
     const e = err instanceof Error ? err : new Error(String(err));
     const code = e instanceof H2ConnectionError ? e.code : ErrorCode.INTERNAL_ERROR;
     if (this.closed) return;
+    if (e instanceof H2LimitError) this.opts.onLimit?.(e.limit, e.message);
     this.writer.goaway(this.role === 'server' ? this.lastStreamId : 0, code, e.message);
-    this.flush();
-    this.endSocket();
+    this.writeOut();
+    if (!now) this.endSocket();
     this.destroy(e);
   }
 
@@ -238,9 +333,16 @@ export class H2Connection implements StreamOwner {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.closed) return;
+    if (this.writeOut()) this.checkQueue();
+  }
+
+  /** Writes what the frame writer holds; true when it wrote anything. */
+  private writeOut(): boolean {
+    if (this.closed) return false;
     const out = this.writer.take();
-    if (out !== null) this.socket.write(out);
+    if (out === null) return false;
+    this.socket.write(out);
+    return true;
   }
 
   /**
@@ -259,7 +361,7 @@ export class H2Connection implements StreamOwner {
 
   /** Flushes and closes the socket (after GOAWAY, with nothing open). */
   private finish(): void {
-    this.flush();
+    this.writeOut();
     this.endSocket();
     this.destroy(null);
   }
@@ -276,9 +378,11 @@ export class H2Connection implements StreamOwner {
     this.closed = true;
     this.goingAway = true;
     if (!this.socket.writableEnded) this.socket.destroy();
+    this.budget.leave(this.budgetEntry);
     for (const stream of [...this.streams.values()]) stream.close(ErrorCode.CANCEL);
     this.streams.clear();
     this.blocked.clear();
+    this.headerBytesHeld = 0;
     this.opts.onClose?.(err);
   }
 }

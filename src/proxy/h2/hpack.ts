@@ -18,6 +18,14 @@ export class HpackError extends TrellisError {
   }
 }
 
+/** The decoded header list went over the decoder's limit (a limit, not a coding error). */
+export class HpackListSizeError extends HpackError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HpackListSizeError';
+  }
+}
+
 /** RFC 9113's initial SETTINGS_HEADER_TABLE_SIZE. */
 export const DEFAULT_HEADER_TABLE_SIZE = 4096;
 /** The decoder's header list limit when none is given (name + value + 32 per field). */
@@ -53,6 +61,8 @@ export class HpackDecoder {
   private pos = 0;
   /** Scratch output of the Huffman decoder, grown on demand, reused across strings. */
   private huffmanOut: Buffer = Buffer.allocUnsafe(256);
+  /** The last decoded block's header list size (name + value + 32 per field). */
+  lastListSize = 0;
 
   /**
    * maxTableSize: the SETTINGS_HEADER_TABLE_SIZE we announced; the table starts at that size (as in
@@ -116,10 +126,11 @@ export class HpackDecoder {
       listSize += name.length + value.length + ENTRY_OVERHEAD;
       // RFC 9113 6.5.2 sizes: name + value + 32 per field.
       if (listSize > this.maxListSize)
-        throw new HpackError(`header list size over ${this.maxListSize} bytes`);
+        throw new HpackListSizeError(`header list size over ${this.maxListSize} bytes`);
       fields.push(name, value);
     }
     this.buf = EMPTY; // do not keep the caller's buffer alive
+    this.lastListSize = listSize;
     return fields;
   }
 

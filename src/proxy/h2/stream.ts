@@ -7,7 +7,9 @@
 // while anything is queued, and the handler's onDrain runs when the queue is empty again.
 // Receiving: DATA is handed to the handler as it arrives; its window is given back to the peer
 // at once unless the stream is paused (the handler's own output is full), so at most one window
-// (connection.ts: STREAM_WINDOW) waits in the proxy per paused stream.
+// (limits.ts: STREAM_WINDOW) waits in the proxy per paused stream. What arrives while the stream
+// is paused is also held from the connection's window until the stream resumes (or closes), so
+// the paused streams of one connection hold at most CONNECTION_WINDOW together.
 
 import { ErrorCode } from './frames.ts';
 
@@ -30,6 +32,10 @@ export interface StreamOwner {
   sendData(stream: H2Stream, data: Buffer, endStream: boolean): number;
   sendReset(stream: H2Stream, code: number): void;
   creditStream(stream: H2Stream): void;
+  /** Gives `bytes` of the connection's receive window back (held while the stream was paused). */
+  creditConnection(bytes: number): void;
+  /** Stream data waiting for window or for the socket grew (or shrank) by `delta` bytes. */
+  pendingChanged(delta: number): void;
   streamClosed(stream: H2Stream, code: number | null): void;
 }
 
@@ -42,6 +48,10 @@ export class H2Stream {
   recvWindow: number;
   /** Received bytes not yet given back. */
   unacked = 0;
+  /** Received while paused: not yet given back to the connection's window either. */
+  held = 0;
+  /** Decoded header bytes received on this stream (all blocks), for the header limits. */
+  headerBytes = 0;
   localEnded = false;
   remoteEnded = false;
   closed = false;
@@ -50,6 +60,8 @@ export class H2Stream {
   paused = false;
   private pending: Buffer[] | null = null;
   private pendingEnd = false;
+  /** Bytes in `pending`. */
+  private pendingBytes = 0;
   private readonly owner: StreamOwner;
 
   constructor(owner: StreamOwner, id: number, sendWindow: number, recvWindow: number) {
@@ -72,7 +84,10 @@ export class H2Stream {
   write(data: Buffer, endStream = false): boolean {
     if (this.closed || this.localEnded) return true;
     if (this.pending !== null) {
-      if (data.length > 0) this.pending.push(data);
+      if (data.length > 0) {
+        this.pending.push(data);
+        this.queue(data.length);
+      }
       if (endStream) this.pendingEnd = true;
       return false;
     }
@@ -85,8 +100,14 @@ export class H2Stream {
       return true;
     }
     this.pending = [sent === 0 ? data : data.subarray(sent)];
+    this.queue(data.length - sent);
     this.pendingEnd = endStream;
     return false;
+  }
+
+  private queue(delta: number): void {
+    this.pendingBytes += delta;
+    this.owner.pendingChanged(delta);
   }
 
   end(): void {
@@ -108,6 +129,14 @@ export class H2Stream {
     if (!this.paused) return;
     this.paused = false;
     if (this.unacked > 0) this.owner.creditStream(this);
+    this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
+    const held = this.held;
+    if (held === 0) return;
+    this.held = 0;
+    this.owner.creditConnection(held);
   }
 
   /** Queued bytes, for the connection's accounting of what waits for window. */
@@ -124,6 +153,7 @@ export class H2Stream {
       const data = q[0]!;
       const end = q.length === 1 && this.pendingEnd;
       const sent = this.owner.sendData(this, data, end);
+      if (sent > 0) this.queue(-sent);
       if (sent < data.length) {
         q[0] = data.subarray(sent);
         return false;
@@ -157,6 +187,8 @@ export class H2Stream {
     if (this.closed) return;
     this.closed = true;
     this.pending = null;
+    if (this.pendingBytes > 0) this.queue(-this.pendingBytes);
+    this.releaseHeld();
     this.owner.streamClosed(this, code);
     this.handler?.onClose(code);
   }

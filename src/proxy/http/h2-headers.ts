@@ -66,6 +66,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'identity-mismatch':
     case 'tls-handshake-failed':
     case 'no-identity':
+    case 'upstream-busy':
       return GRPC_STATUS.UNAVAILABLE;
     case 'forbidden':
     case 'proxy-request-refused':
@@ -93,6 +94,8 @@ export function proxyErrorResponse(
   message: string,
   /** The trellis-proxy-error value when it says more than the reason ("forbidden: default:deny"). */
   headerValue: string = reason,
+  /** The HTTP status when it is not the reason's usual one (414 for request-header-too-large). */
+  status: number = statusForReason(reason),
 ): ProxyErrorResponse {
   if (grpc) {
     return {
@@ -109,7 +112,7 @@ export function proxyErrorResponse(
   const body = `${message}\n`;
   return {
     headers: {
-      ':status': statusForReason(reason),
+      ':status': status,
       'content-type': 'text/plain; charset=utf-8',
       'content-length': String(Buffer.byteLength(body)),
       [PROXY_ERROR_HEADER]: headerValue,

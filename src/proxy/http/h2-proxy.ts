@@ -8,25 +8,26 @@
 // is piped, so a stalled reader stops WINDOW_UPDATEs towards the writer and at most one window per
 // stream sits in the proxy; a connection carries at most 128 concurrent streams. The connection
 // window is raised to 16 MiB so that many streams are not throttled by the 64 KiB default.
+// Every other limit of node:http2 is set explicitly (h2-node-settings.ts), and each request head
+// is held to the HTTP/1 limits before anything else happens to it (h2-head-limits.ts: 431/414).
 //
 // Drain is bounded by its grace period whatever the streams are doing: GOAWAY first, and at the
 // deadline every stream still open is reset (CANCEL) and its session destroyed.
 import * as http2 from 'node:http2';
 import type * as net from 'node:net';
 import type { Logger } from '../../core/log.ts';
+import { HTTP1_LIMIT_DEFAULTS } from '../config.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { H2Discovery } from './h2-endpoint-pick.ts';
+import type { H1Limits } from './h1-parser.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
+import { requestHeadLimitStatus } from './h2-head-limits.ts';
+import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
+import { refuseStream } from './h2-refuse.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import type { InboundStreamHook } from '../mesh/inbound-h2.ts';
-import {
-  H2_CONNECTION_WINDOW,
-  H2_MAX_CONCURRENT_STREAMS,
-  H2_STREAM_WINDOW,
-  H2UpstreamPool,
-  type Target,
-} from './h2-upstream-pool.ts';
+import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
 
 export type { Target } from './h2-upstream-pool.ts';
 export type { H2Discovery } from './h2-endpoint-pick.ts';
@@ -57,6 +58,11 @@ export interface H2ProxyOptions {
   mesh?: boolean;
   /** Inbound: identity header, policy and HTTP/1 restoring, before the usual forwarding. */
   streamHook?: InboundStreamHook;
+  /**
+   * The HTTP/1 head limits (config http1), held to on every request as on HTTP/1: over them, 431
+   * (414 for the request target), never forwarded. Default: http1's defaults.
+   */
+  headLimits?: H1Limits;
 }
 
 interface DownstreamConnection {
@@ -77,6 +83,7 @@ export class H2Proxy {
   private readonly opts: H2ProxyOptions;
   private readonly server: http2.Http2Server;
   private readonly pool: H2UpstreamPool;
+  private readonly headLimits: H1Limits;
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   /** Set only while `server.emit('connection')` runs, which creates the session synchronously. */
   private accepting: DownstreamConnection | undefined;
@@ -88,17 +95,16 @@ export class H2Proxy {
 
   constructor(opts: H2ProxyOptions) {
     this.opts = opts;
+    this.headLimits = opts.headLimits ?? HTTP1_LIMIT_DEFAULTS;
     this.pool =
       opts.pool ??
       new H2UpstreamPool({
         connectTimeoutMs: opts.connectTimeoutMs,
         idleTimeoutMs: opts.idleTimeoutMs,
         log: opts.log,
+        headLimits: this.headLimits,
       });
-    this.server = http2.createServer({
-      maxSessionMemory: 32,
-      settings: { initialWindowSize: H2_STREAM_WINDOW, maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS },
-    });
+    this.server = http2.createServer(serverSessionOptions(this.headLimits));
     this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     this.server.on('sessionError', (err: Error) => opts.log.debug('downstream h2 session error', { err }));
     this.server.on('error', (err: Error) => opts.log.warn('h2 server error', { err }));
@@ -196,7 +202,8 @@ export class H2Proxy {
       this.sessions.delete(session);
       if (this.sessions.size === 0) this.onNoSessions?.();
     });
-    session.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    const headLimits = this.headLimits;
+    session.on('stream', (stream, headers, _flags, rawHeaders: string[]) => {
       idle.streamOpened();
       streams.add(stream);
       stream.once('close', () => {
@@ -204,6 +211,21 @@ export class H2Proxy {
         idle.streamClosed();
       });
       try {
+        const tooLarge = requestHeadLimitStatus(rawHeaders, headLimits);
+        if (tooLarge !== 0) {
+          refuseStream(
+            stream,
+            headers,
+            {
+              reason: 'request-header-too-large',
+              message: tooLarge === 414 ? 'request target too long' : 'request header fields too large',
+              status: tooLarge,
+            },
+            opts.metrics,
+            opts.direction,
+          );
+          return;
+        }
         if (hook !== undefined && hook(stream, headers, conn)) return;
         new H2Exchange(ctx, stream, headers).start();
       } catch (err) {

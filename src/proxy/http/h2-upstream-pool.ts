@@ -13,22 +13,21 @@
 // src/proxy/mesh/h2h1-pool.ts.)
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
+import { HTTP1_LIMIT_DEFAULTS } from '../config.ts';
 import { UpstreamConnectError } from '../errors.ts';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { Logger } from '../../core/log.ts';
+import type { H1Limits } from './h1-parser.ts';
+import { clientSessionOptions, H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS } from './h2-node-settings.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 
 export { UpstreamConnectError } from '../errors.ts';
+export { H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW } from './h2-node-settings.ts';
 
 export interface Target {
   host: string;
   port: number;
 }
-
-/** Flow-control settings shared by both sides of the proxy; see h2-proxy.ts for the reasoning. */
-export const H2_STREAM_WINDOW = 1 << 20;
-export const H2_CONNECTION_WINDOW = 16 << 20;
-export const H2_MAX_CONCURRENT_STREAMS = 128;
 
 /** Opens the mTLS connections of sessions to meshed endpoints (src/proxy/mesh/). */
 export interface SecureConnector {
@@ -52,6 +51,8 @@ export interface H2UpstreamPoolOptions {
   maxSessionsPerTarget?: number;
   /** Connects sessions to meshed endpoints; absent: this proxy has no identity (never asked). */
   secure?: SecureConnector;
+  /** The HTTP/1 head limits, whose response limits apply to upstream responses (default: http1's defaults). */
+  headLimits?: H1Limits;
 }
 
 interface PooledSession {
@@ -69,10 +70,12 @@ export class H2UpstreamPool {
   private readonly maxSessions: number;
   private readonly byTarget = new Map<string, PooledSession[]>();
   private readonly all = new Set<PooledSession>();
+  private readonly sessionOptions: http2.ClientSessionOptions;
 
   constructor(opts: H2UpstreamPoolOptions) {
     this.opts = opts;
     this.maxSessions = Math.max(1, opts.maxSessionsPerTarget ?? 4);
+    this.sessionOptions = clientSessionOptions(opts.headLimits ?? HTTP1_LIMIT_DEFAULTS);
   }
 
   /**
@@ -161,7 +164,7 @@ export class H2UpstreamPool {
     const host = target.host.includes(':') ? `[${target.host}]` : target.host;
     let socket: net.Socket | null = null;
     const session = http2.connect(`${identity === null ? 'http' : 'https'}://${host}:${target.port}`, {
-      settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW },
+      ...this.sessionOptions,
       createConnection:
         identity === null || secure === undefined
           ? () => net.connect({ host: target.host, port: target.port, noDelay: true })

@@ -5,6 +5,12 @@
 // A Connector makes connections of another kind under its own key: mTLS connections to meshed
 // endpoints, or the virtual connections that carry HTTP/1 over the mesh's HTTP/2 sessions
 // (src/proxy/mesh/); they are pooled and reused the same way.
+//
+// The pool counts the connections it has per key (connecting, in use, idle). An acquire with a
+// HostLimit (acquireBounded: the mesh's HTTP/2-to-HTTP/1 bridge, where one peer connection carries
+// many streams) opens no more than maxConnections: over it, the acquire waits for a connection to
+// come back (a bounded queue, a bounded time; a waiter that gives up is withdrawn with cancel),
+// and is refused with `upstream-busy` when the queue is full or the wait too long.
 import type net from 'node:net';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { Target } from '../transport/target.ts';
@@ -25,6 +31,23 @@ export type AcquireCallback = (
   err?: Error,
 ) => void;
 
+/** Why a bounded acquire got no connection: a connect failure, or the upstream's limit. */
+export type BoundedAcquireCallback = (
+  conn: UpstreamConn | null,
+  error: ConnectFailureReason | 'upstream-busy' | null,
+  err?: Error,
+) => void;
+
+/** A bound on the connections to one upstream (acquireBounded). */
+export interface HostLimit {
+  /** Connections to the upstream at once: connecting, in use and idle. */
+  readonly maxConnections: number;
+  /** Acquires that may wait for a connection when there are that many; more are refused. */
+  readonly maxWaiting: number;
+  /** How long an acquire may wait before it is refused. */
+  readonly waitTimeoutMs: number;
+}
+
 /** Makes connections the pool keeps under `key` (instead of plain TCP to the target). */
 export interface Connector {
   readonly key: string;
@@ -40,6 +63,8 @@ export class UpstreamConn {
   uses = 0;
   connected = false;
   closed = false;
+  /** Counted in its key's open connections (until it closes or leaves the pool: forget). */
+  counted = true;
   private lastError: Error | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private readonly pool: UpstreamPool;
@@ -90,8 +115,29 @@ export interface PoolOptions {
   readonly connectTimeoutMs: number;
 }
 
+/** An acquire waiting for a connection under a HostLimit. */
+interface Waiter {
+  readonly key: string;
+  readonly target: Target;
+  readonly owner: UpstreamOwner;
+  readonly cb: BoundedAcquireCallback;
+  readonly connector: Connector | undefined;
+  timer: NodeJS.Timeout | null;
+}
+
+/** What the pool has under one key. */
+class Host {
+  readonly idle: UpstreamConn[] = [];
+  /** Connections counted under the key: connecting, in use and idle. */
+  open = 0;
+  /** Bounded acquires waiting for a connection, oldest first. */
+  readonly waiters = new Set<Waiter>();
+}
+
 export class UpstreamPool {
-  private readonly idle = new Map<string, UpstreamConn[]>();
+  private readonly hosts = new Map<string, Host>();
+  /** Waiting acquires by owner (cancel). */
+  private readonly waiting = new Map<UpstreamOwner, Waiter>();
   private readonly opts: PoolOptions;
   private closing = false;
 
@@ -104,9 +150,24 @@ export class UpstreamPool {
    * called with the connection once it is connected, or with an error reason.
    */
   acquire(target: Target, owner: UpstreamOwner, cb: AcquireCallback, connector?: Connector): void {
+    this.acquireBounded(target, owner, cb as BoundedAcquireCallback, null, connector);
+  }
+
+  /**
+   * As acquire, but with at most `limit.maxConnections` connections under the key: over it the
+   * acquire waits (cb later, or `upstream-busy` when the queue is full or the wait times out).
+   */
+  acquireBounded(
+    target: Target,
+    owner: UpstreamOwner,
+    cb: BoundedAcquireCallback,
+    limit: HostLimit | null,
+    connector?: Connector,
+  ): void {
     const key = connector === undefined ? targetKey(target) : connector.key;
-    const list = this.idle.get(key);
-    while (list !== undefined && list.length > 0) {
+    const host = this.host(key);
+    const list = host.idle;
+    while (list.length > 0) {
       const conn = list.pop()!;
       if (conn.closed) continue;
       conn.clearIdle();
@@ -115,9 +176,79 @@ export class UpstreamPool {
       cb(conn, null);
       return;
     }
+    if (limit === null || host.open < limit.maxConnections) {
+      this.connect(key, host, target, owner, cb, connector);
+      return;
+    }
+    if (host.waiters.size >= limit.maxWaiting || this.waiting.has(owner)) {
+      cb(null, 'upstream-busy', new Error(`${limit.maxConnections} connections to ${key} in use`));
+      return;
+    }
+    const waiter: Waiter = { key, target, owner, cb, connector, timer: null };
+    if (limit.waitTimeoutMs > 0)
+      waiter.timer = setTimeout(() => {
+        waiter.timer = null;
+        if (!this.withdraw(waiter)) return;
+        cb(null, 'upstream-busy', new Error(`no connection to ${key} within ${limit.waitTimeoutMs} ms`));
+      }, limit.waitTimeoutMs);
+    host.waiters.add(waiter);
+    this.waiting.set(owner, waiter);
+  }
+
+  /** Withdraws `owner`'s acquire that waits for a connection (its callback will not run). */
+  cancel(owner: UpstreamOwner): void {
+    const waiter = this.waiting.get(owner);
+    if (waiter !== undefined) this.withdraw(waiter);
+  }
+
+  private withdraw(waiter: Waiter): boolean {
+    if (this.waiting.get(waiter.owner) !== waiter) return false;
+    this.waiting.delete(waiter.owner);
+    if (waiter.timer !== null) clearTimeout(waiter.timer);
+    const host = this.hosts.get(waiter.key);
+    host?.waiters.delete(waiter);
+    if (host !== undefined) this.dropIfEmpty(waiter.key, host);
+    return true;
+  }
+
+  /** The oldest waiter under `host`, withdrawn (null when none waits). */
+  private nextWaiter(host: Host): Waiter | null {
+    for (const waiter of host.waiters) {
+      this.withdraw(waiter);
+      return waiter;
+    }
+    return null;
+  }
+
+  private host(key: string): Host {
+    let host = this.hosts.get(key);
+    if (host === undefined) {
+      host = new Host();
+      this.hosts.set(key, host);
+    }
+    return host;
+  }
+
+  private dropIfEmpty(key: string, host: Host): void {
+    if (host.open === 0 && host.idle.length === 0 && host.waiters.size === 0 && this.hosts.get(key) === host)
+      this.hosts.delete(key);
+  }
+
+  private connect(
+    key: string,
+    host: Host,
+    target: Target,
+    owner: UpstreamOwner,
+    cb: BoundedAcquireCallback,
+    connector: Connector | undefined,
+  ): void {
+    host.open++;
     const connected = (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error): void => {
       if (socket === null) {
+        host.open--;
+        this.dropIfEmpty(key, host);
         cb(null, reason, err);
+        this.serveWaiter(key); // the slot is free again: a waiter may connect
         return;
       }
       const conn = new UpstreamConn(this, socket, key);
@@ -131,27 +262,46 @@ export class UpstreamPool {
     else connector.connect(connected);
   }
 
+  /** A slot under `key` was freed: the oldest waiter connects. */
+  private serveWaiter(key: string): void {
+    const host = this.hosts.get(key);
+    if (host === undefined || host.waiters.size === 0 || this.closing) return;
+    const waiter = this.nextWaiter(host);
+    if (waiter !== null)
+      this.connect(key, this.host(key), waiter.target, waiter.owner, waiter.cb, waiter.connector);
+  }
+
   /** Takes a connection made elsewhere (a CONNECT tunnel's) into the pool as idle. */
   adopt(target: Target, socket: net.Socket): void {
-    const conn = new UpstreamConn(this, socket, targetKey(target));
+    const key = targetKey(target);
+    this.host(key).open++;
+    const conn = new UpstreamConn(this, socket, key);
     conn.connected = true;
     conn.uses = 1;
     this.release(conn);
   }
 
-  /** Returns a connection whose exchange finished cleanly; it becomes idle or is closed. */
+  /**
+   * Returns a connection whose exchange finished cleanly: it goes to the oldest waiter for its
+   * key, else becomes idle, or is closed.
+   */
   release(conn: UpstreamConn): void {
     conn.owner = null;
     if (conn.closed) return;
-    if (this.closing || this.opts.maxIdlePerHost === 0) {
+    const host = this.hosts.get(conn.key);
+    if (host !== undefined && host.waiters.size > 0 && !this.closing) {
+      const waiter = this.nextWaiter(host)!;
+      conn.owner = waiter.owner;
+      conn.uses++;
+      if (conn.socket.isPaused()) conn.socket.resume();
+      waiter.cb(conn, null);
+      return;
+    }
+    if (this.closing || this.opts.maxIdlePerHost === 0 || host === undefined) {
       conn.socket.destroy();
       return;
     }
-    let list = this.idle.get(conn.key);
-    if (list === undefined) {
-      list = [];
-      this.idle.set(conn.key, list);
-    }
+    const list = host.idle;
     if (list.length >= this.opts.maxIdlePerHost) {
       conn.socket.destroy();
       return;
@@ -161,24 +311,41 @@ export class UpstreamPool {
     conn.setIdleTimer(this.opts.idleTimeoutMs);
   }
 
+  /** The connection leaves the pool (it closed, or its socket was handed to a tunnel). */
   forget(conn: UpstreamConn): void {
-    const list = this.idle.get(conn.key);
-    if (list === undefined) return;
-    const i = list.indexOf(conn);
-    if (i !== -1) list.splice(i, 1);
-    if (list.length === 0) this.idle.delete(conn.key);
+    const host = this.hosts.get(conn.key);
+    if (host === undefined) return;
+    const i = host.idle.indexOf(conn);
+    if (i !== -1) host.idle.splice(i, 1);
+    if (conn.counted) {
+      conn.counted = false;
+      host.open--;
+      this.serveWaiter(conn.key);
+    }
+    this.dropIfEmpty(conn.key, host);
   }
 
   get idleCount(): number {
     let n = 0;
-    for (const list of this.idle.values()) n += list.length;
+    for (const host of this.hosts.values()) n += host.idle.length;
     return n;
   }
 
-  /** Closes every idle connection and stops pooling (drain). */
+  /** Connections under `target`'s key (connecting, in use and idle). */
+  openCount(target: Target): number {
+    return this.hosts.get(targetKey(target))?.open ?? 0;
+  }
+
+  /** Closes every idle connection and stops pooling (drain); waiting acquires are refused. */
   close(): void {
     this.closing = true;
-    for (const list of this.idle.values()) for (const c of list) c.socket.destroy();
-    this.idle.clear();
+    for (const host of this.hosts.values()) {
+      for (const c of host.idle) c.socket.destroy();
+      host.idle.length = 0;
+    }
+    for (const waiter of [...this.waiting.values()]) {
+      this.withdraw(waiter);
+      waiter.cb(null, 'upstream-busy', new Error('the proxy is shutting down'));
+    }
   }
 }

@@ -8,6 +8,12 @@
 // with its headers). Response fields that belong to the HTTP/1 connection are dropped; the body is
 // streamed with backpressure both ways (stream writes that do not fit pause the app's socket, a
 // full app socket pauses the stream, and HTTP/2 flow control carries that to the peer proxy).
+//
+// A stream costs at most one app connection, and the app at most APP_CONNECTION_LIMIT of them
+// at once: more streams wait for one (bounded), then get 503 upstream-busy. A stream the peer
+// cancels after its request went to the app leaves the connection reading the app's answer,
+// dropped, within a bound, and then goes back to the pool: cancelling streams by the thousand
+// (rapid reset) must not open (and leave in TIME-WAIT) a new app connection each.
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
@@ -15,7 +21,7 @@ import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from '../http
 import type { H1Limits, MessageHead } from '../http/h1-parser.ts';
 import { parseResponseHead } from '../http/h1-parser.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
-import type { UpstreamConn, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import type { HostLimit, UpstreamConn, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
@@ -23,12 +29,24 @@ import type { Target } from '../transport/target.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
 
+/** Connections to one app at once, the streams that may wait for one, and for how long. */
+export const APP_CONNECTION_LIMIT: HostLimit = { maxConnections: 256, maxWaiting: 1024, waitTimeoutMs: 5000 };
+/** A cancelled stream's response is read and dropped up to this many bytes, then its connection closed. */
+export const ABANDONED_RESPONSE_MAX_BYTES = 256 * 1024;
+/** ... and for at most this long. */
+export const ABANDONED_RESPONSE_MAX_MS = 5000;
+
 export interface BridgeContext {
   readonly pool: UpstreamPool;
   readonly limits: H1Limits;
-  readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  readonly metrics: Pick<
+    ProxyMetrics,
+    'requestStarted' | 'responseFinished' | 'proxyError' | 'h2LimitExceeded'
+  >;
   readonly log: Logger;
   readonly responseTimeoutMs: number;
+  /** The bound on connections to the app (default APP_CONNECTION_LIMIT). */
+  readonly appLimit?: HostLimit;
 }
 
 export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
@@ -56,6 +74,11 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private requestEnded = false;
   private status = 0;
   private timer: NodeJS.Timeout | null = null;
+  /** The acquire has not called back yet (it may be waiting for a connection). */
+  private acquiring = false;
+  /** The stream closed while the app answers: the answer is read and dropped (bounded). */
+  private abandoned = false;
+  private discarded = 0;
   private readonly sink: ChunkSink;
 
   constructor(ctx: BridgeContext, stream: H2Stream, fields: readonly string[], endAfterHeaders: boolean) {
@@ -84,7 +107,13 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
       this.early = [];
       stream.pause(); // no window back for a body that cannot go anywhere yet
     }
-    ctx.pool.acquire(target, this, (conn, reason, err) => this.onAcquired(conn, reason, err, head));
+    this.acquiring = true;
+    ctx.pool.acquireBounded(
+      target,
+      this,
+      (conn, reason, err) => this.onAcquired(conn, reason, err, head),
+      ctx.appLimit ?? APP_CONNECTION_LIMIT,
+    );
   }
 
   /** The HTTP/1.1 request head (and how its body is framed), or null when it cannot be written. */
@@ -99,10 +128,11 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
 
   private onAcquired(
     conn: UpstreamConn | null,
-    reason: ConnectFailureReason | null,
+    reason: ConnectFailureReason | 'upstream-busy' | null,
     err: Error | undefined,
     head: string,
   ): void {
+    this.acquiring = false;
     if (this.stream.closed) {
       if (conn !== null) this.ctx.pool.release(conn);
       return;
@@ -281,6 +311,11 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   }
 
   private writeDown(chunk: Buffer): void {
+    if (this.abandoned) {
+      this.discarded += chunk.length;
+      if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.dropAbandoned();
+      return;
+    }
     if (chunk.length === 0 || this.stream.write(chunk)) return;
     this.conn?.socket.pause(); // onDrain resumes it
   }
@@ -308,6 +343,10 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     const conn = this.conn;
     this.conn = null;
     if (conn === null || this.responseDone) return;
+    if (this.abandoned) {
+      this.clearTimer(); // nobody waits for this answer any more
+      return;
+    }
     if (!this.responded) this.fail('upstream-reset', 'the app closed the connection before responding');
     else {
       this.ctx.metrics.proxyError('inbound', 'upstream-reset');
@@ -318,6 +357,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   /** Both directions are over: the app connection goes back to the pool (or is closed). */
   private finishIfDone(): void {
     if (!this.responseDone || !this.requestDone) return;
+    if (this.abandoned) this.clearTimer();
     this.record(false);
     const conn = this.conn;
     this.conn = null;
@@ -331,14 +371,34 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
 
   private onStreamClose(): void {
     this.clearTimer();
+    if (this.acquiring) this.ctx.pool.cancel(this); // no connection is wanted any more
     const conn = this.conn;
     if (conn !== null && !(this.responseDone && this.requestDone)) {
-      // The peer reset the stream (or the session went away) mid-exchange.
-      this.conn = null;
-      conn.owner = null;
-      conn.socket.destroy();
+      // The peer reset the stream (or the session went away) mid-exchange. When the whole request
+      // is with the app, its answer is read and dropped and the connection reused; otherwise (a
+      // body half sent) the app waits for the rest, so the connection cannot be used again.
+      if (this.requestDone && this.reusable) {
+        this.abandoned = true;
+        this.timer = setTimeout(() => this.dropAbandoned(), ABANDONED_RESPONSE_MAX_MS);
+        if (conn.socket.isPaused()) conn.socket.resume(); // (paused by a full stream)
+      } else {
+        this.conn = null;
+        conn.owner = null;
+        conn.socket.destroy();
+      }
     }
     this.record(!this.responseDone);
+  }
+
+  /** The dropped answer is too long (or too slow): the connection is closed after all. */
+  private dropAbandoned(): void {
+    this.clearTimer();
+    this.reusable = false;
+    const conn = this.conn;
+    this.conn = null;
+    if (conn === null) return;
+    conn.owner = null;
+    conn.socket.destroy();
   }
 
   private onTimeout(): void {

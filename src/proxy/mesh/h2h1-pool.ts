@@ -10,6 +10,7 @@
 // close must read as `tls-handshake-failed`, not as a reset of the first request.
 import type { ConnectFailureReason } from '../errors.ts';
 import { H2Connection } from '../h2/connection.ts';
+import type { H2Limit } from '../h2/limits.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { Target } from '../transport/target.ts';
 import { targetKey } from '../transport/target.ts';
@@ -29,6 +30,8 @@ export interface MeshH2PoolOptions {
   readonly connectTimeoutMs: number;
   /** Close a connection that opened no stream for this long (0: never). */
   readonly idleTimeoutMs: number;
+  /** A connection's peer (`identity`) ran into a limit (src/proxy/h2/limits.ts): count and log it. */
+  readonly onLimit?: (limit: H2Limit, message: string, identity: string) => void;
 }
 
 interface Slot {
@@ -109,8 +112,11 @@ export class MeshH2Pool {
         return;
       }
       let ready = false;
+      const onLimit = this.opts.onLimit;
       const conn = new H2Connection(socket, {
         role: 'client',
+        peer: identity, // the queue limits count per peer identity
+        ...(onLimit !== undefined ? { onLimit: (l, m) => onLimit(l, m, identity) } : {}),
         onReady: () => {
           ready = true;
           slot.connecting--;

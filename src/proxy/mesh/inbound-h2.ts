@@ -4,15 +4,13 @@
 // PERMISSION_DENIED, naming the policy). Plaintext HTTP/2 to the inbound listener takes the same
 // path with no identity. (HTTP/1 requests from other proxies arrive on their own connections:
 // inbound-h2h1.ts.)
-import * as http2 from 'node:http2';
-import { isGrpc, proxyErrorResponse } from '../http/h2-headers.ts';
+import type * as http2 from 'node:http2';
+import { refuseStream } from '../http/h2-refuse.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 
 type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
-
-const { NGHTTP2_NO_ERROR } = http2.constants;
 
 /** The downstream connection a stream arrived on. */
 export interface InboundConnection {
@@ -46,36 +44,17 @@ export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): Inbo
         String(headers[':path'] ?? ''),
       );
       if (denied !== null) {
-        deny(stream, headers, denied, metrics);
+        // 403 (gRPC: PERMISSION_DENIED in a trailers-only response), naming the policy that decided.
+        refuseStream(
+          stream,
+          headers,
+          { reason: 'forbidden', message: denied, headerValue: denied },
+          metrics,
+          'inbound',
+        );
         return true;
       }
     }
     return false;
   };
-}
-
-/** 403 (gRPC: PERMISSION_DENIED in a trailers-only response), naming the policy that decided. */
-function deny(
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  headerValue: string,
-  metrics: Metrics,
-): void {
-  const grpc = isGrpc(headers);
-  const startedAt = performance.now();
-  metrics.requestStarted('inbound', 'h2');
-  metrics.proxyError('inbound', 'forbidden');
-  const response = proxyErrorResponse('forbidden', grpc, headerValue, headerValue);
-  stream.on('error', () => {});
-  stream.respond(response.headers, { endStream: response.body === null });
-  if (response.body !== null) stream.end(response.body);
-  stream.resume(); // the request body is discarded
-  if (!stream.endAfterHeaders) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
-  metrics.responseFinished(
-    'inbound',
-    'h2',
-    Number(response.headers[':status']),
-    performance.now() - startedAt,
-    true,
-  );
 }

@@ -1,14 +1,20 @@
 // The inbound end of ALPN trellis-h2h1/1: an mTLS connection from another Trellis proxy whose
 // HTTP/2 streams (the project's own connection, src/proxy/h2/) are HTTP/1.1 requests for the app.
-// Per stream, before anything reaches the app: the client-identity header is removed as sent and
-// set to the verified peer identity; authorization policy decides (denied: 403 naming the policy,
-// as on every inbound path); then the request goes to the app as HTTP/1.1 (h2-to-h1.ts).
+// Per stream, before anything reaches the app: the head is held to the HTTP/1 limits (431/414, as
+// on every path: src/proxy/http/h2-head-limits.ts); the client-identity header is removed as sent
+// and set to the verified peer identity; authorization policy decides (denied: 403 naming the
+// policy, as on every inbound path); then the request goes to the app as HTTP/1.1 (h2-to-h1.ts).
+// The connection's own limits (src/proxy/h2/limits.ts) count per peer identity, and each hit is
+// counted and logged (h2-limit-report.ts).
 //
 // The connections are remembered so that drain can send GOAWAY on each: the streams in flight
 // finish, the peer opens new ones elsewhere.
 import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
+import type { ProxyErrorReason } from '../errors.ts';
+import { requestHeadLimitStatus } from '../http/h2-head-limits.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
+import { H2LimitReport } from '../http/h2-limit-report.ts';
 import { H2Connection } from '../h2/connection.ts';
 import type { H2Stream } from '../h2/stream.ts';
 import type { Target } from '../transport/target.ts';
@@ -20,11 +26,13 @@ export class MeshH2H1Inbound {
   private readonly policy: InboundPolicy;
   private readonly bridge: BridgeContext;
   private readonly conns = new Set<H2Connection>();
+  private readonly limitReport: H2LimitReport;
   private draining = false;
 
   constructor(policy: InboundPolicy, bridge: BridgeContext) {
     this.policy = policy;
     this.bridge = bridge;
+    this.limitReport = new H2LimitReport(bridge.metrics, bridge.log, 'inbound');
   }
 
   /** Serves a connection whose handshake completed (ALPN trellis-h2h1/1) from `identity`. */
@@ -32,7 +40,9 @@ export class MeshH2H1Inbound {
     const ip = socket.remoteAddress ?? '';
     const conn = new H2Connection(socket, {
       role: 'server',
+      peer: identity,
       onStream: (stream, fields, end) => this.onStream(stream, fields, end, target, identity, ip),
+      onLimit: (limit, message) => this.limitReport.hit(limit, message, identity),
       onClose: () => this.conns.delete(conn),
     });
     this.conns.add(conn);
@@ -48,6 +58,12 @@ export class MeshH2H1Inbound {
     identity: string,
     ip: string,
   ): void {
+    const tooLarge = requestHeadLimitStatus(fields, this.bridge.limits);
+    if (tooLarge !== 0) {
+      const what = tooLarge === 414 ? 'request target too long' : 'request header fields too large';
+      this.refuse(stream, 'request-header-too-large', what, 'request-header-too-large', tooLarge);
+      return;
+    }
     const idHeader = this.policy.clientIdHeader;
     if (idHeader !== '') {
       // Whatever the peer sent under this name is dropped: only the verified identity is kept.
@@ -72,18 +88,19 @@ export class MeshH2H1Inbound {
     new H2ToH1Exchange(this.bridge, stream, fields, endStream).start(target);
   }
 
-  /** Answers a stream the proxy will not forward (403 forbidden, ...), counted like any request. */
+  /** Answers a stream the proxy will not forward (403 forbidden, 431, ...), counted like any request. */
   private refuse(
     stream: H2Stream,
-    reason: 'forbidden' | 'unknown-destination',
+    reason: ProxyErrorReason,
     message: string,
     headerValue: string,
+    status?: number,
   ): void {
     const { metrics } = this.bridge;
     const startedAt = performance.now();
     metrics.requestStarted('inbound', 'http1');
     metrics.proxyError('inbound', reason);
-    const response = proxyErrorResponse(reason, false, message, headerValue);
+    const response = proxyErrorResponse(reason, false, message, headerValue, status);
     respondWhole(stream, response.headers, response.body);
     metrics.responseFinished(
       'inbound',

@@ -8,6 +8,7 @@
 // child is created (and its label string built) the first time its label set is used.
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
+import { H2_LIMITS, type H2Limit } from '../h2/limits.ts';
 import {
   Registry,
   type Counter,
@@ -64,6 +65,7 @@ function indexMap<T extends string>(values: readonly T[]): Record<string, number
 const DETECTED_PROTOCOL_INDEX = indexMap(DETECTED_PROTOCOLS);
 const DETECT_OUTCOME_INDEX = indexMap(DETECT_OUTCOMES);
 const ERROR_REASON_INDEX = indexMap(PROXY_ERROR_REASONS);
+const H2_LIMIT_INDEX = indexMap(H2_LIMITS);
 
 function dirIndex(dir: Direction): number {
   return dir === 'inbound' ? 0 : 1;
@@ -113,6 +115,7 @@ export class ProxyMetrics {
   private readonly authzByDecision = new WeakMap<object, Counter[]>();
   private certExpiry: GaugeFamily | null = null;
   private readonly connectionLimits: CounterSlots;
+  private readonly h2Limits: CounterSlots;
 
   constructor(opts: { now?: () => number } = {}) {
     const now = opts.now ?? Date.now;
@@ -220,6 +223,17 @@ export class ProxyMetrics {
       (i & 1) === 0 ? 'shed' : 'refused',
     ]);
 
+    const h2Limits = r.counter(
+      'trellis_h2_limit_exceeded_total',
+      'Limits of the own HTTP/2 connections (trellis-h2h1/1) that peers ran into, by limit (docs/security.md).',
+      ['direction', 'limit'],
+    );
+    const limitCount = H2_LIMITS.length;
+    this.h2Limits = new CounterSlots(h2Limits, 2 * limitCount, (i) => [
+      DIRECTIONS[Math.floor(i / limitCount)]!,
+      H2_LIMITS[i % limitCount]!,
+    ]);
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -273,6 +287,12 @@ export class ProxyMetrics {
     this.connectionLimits.inc(
       dirIndex(dir) * 4 + (limit === 'listener' ? 0 : 2) + (action === 'shed' ? 0 : 1),
     );
+  }
+
+  /** A peer of an own HTTP/2 connection ran into `limit` (src/proxy/h2/limits.ts). */
+  h2LimitExceeded(dir: Direction, limit: H2Limit): void {
+    const l = H2_LIMIT_INDEX[limit];
+    if (l !== undefined) this.h2Limits.inc(dirIndex(dir) * H2_LIMITS.length + l);
   }
 
   tcpOpened(dir: Direction): void {

@@ -1,0 +1,50 @@
+// What happens when an HTTP/2 peer runs into one of the proxy's limits (src/proxy/h2/limits.ts):
+// it is counted (trellis_h2_limit_exceeded_total{direction, limit}) and logged, at most one line
+// per interval, saying how many more hits it left out, so a flood of attacks cannot become a
+// flood of log lines.
+import type { Logger } from '../../core/log.ts';
+import type { H2Limit } from '../h2/limits.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+
+/** At most one log line per this many milliseconds. */
+export const LIMIT_LOG_INTERVAL_MS = 10_000;
+
+export class H2LimitReport {
+  private readonly metrics: Pick<ProxyMetrics, 'h2LimitExceeded'>;
+  private readonly log: Logger;
+  private readonly direction: Direction;
+  private readonly now: () => number;
+  private lastLogAt = -Infinity;
+  private unlogged = 0;
+
+  constructor(
+    metrics: Pick<ProxyMetrics, 'h2LimitExceeded'>,
+    log: Logger,
+    direction: Direction,
+    now: () => number = Date.now,
+  ) {
+    this.metrics = metrics;
+    this.log = log;
+    this.direction = direction;
+    this.now = now;
+  }
+
+  /** `peer` (its identity or address) ran into `limit`; `message` says how. */
+  hit(limit: H2Limit, message: string, peer: string): void {
+    this.metrics.h2LimitExceeded(this.direction, limit);
+    const now = this.now();
+    if (now - this.lastLogAt < LIMIT_LOG_INTERVAL_MS) {
+      this.unlogged++;
+      return;
+    }
+    this.log.warn('an HTTP/2 peer ran into a limit', {
+      limit,
+      peer,
+      detail: message,
+      direction: this.direction,
+      notLoggedSince: this.unlogged,
+    });
+    this.lastLogAt = now;
+    this.unlogged = 0;
+  }
+}
