@@ -172,6 +172,7 @@ export class ProxyRuntime {
           connectTimeoutMs: this.config.timeouts.connectMs,
           idleTimeoutMs: this.config.timeouts.idleMs,
           responseTimeoutMs: this.config.timeouts.responseMs,
+          headLimits: this.config.http1,
           route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
           discovery: this.discovery,
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),

@@ -51,7 +51,9 @@ test('the accounting is the HTTP/1 parser’s: the same answer for the head HTTP
   fc.assert(
     fc.property(
       fc.constantFrom('GET', 'POST', 'DELETE', 'OPTIONS'),
-      fc.stringMatching(/^\/[!-~]{0,60}$/),
+      // A target the request-target grammar accepts (pchar, "/" and "?"): the accounting is
+      // compared, not the grammar (the parser answers 400 for a bad target first).
+      fc.stringMatching(/^\/[A-Za-z0-9._~!$&'()*+,;=:@/?-]{0,60}$/),
       fc.stringMatching(/^[a-z0-9.-]{1,20}(:\d{1,5})?$/),
       fc.array(fc.tuple(token, value), { maxLength: 20 }),
       fc.array(value, { maxLength: 4 }),

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   hasDotSegment,
+  resolveDotSegments,
   compileIdentityPattern,
   compileNetworks,
   identityPatternProblem,
@@ -232,6 +233,37 @@ test('property: hasDotSegment is true exactly when a segment, decoded, is "." or
       const decoded = segments.map((s) => s.replace(/%2e/gi, '.'));
       const expected = decoded.some((s) => s === '.' || s === '..');
       assert.equal(hasDotSegment(path), expected, path);
+    }),
+  );
+});
+
+test('resolveDotSegments: RFC 3986 5.2.4 over every spelling hasDotSegment knows', () => {
+  const cases: [string, string][] = [
+    ['/public/../admin', '/admin'],
+    ['/public/%2e%2e/admin', '/admin'],
+    ['/public%2f..%2fadmin', '/admin'],
+    ['/public/..;/admin', '/admin'],
+    ['/a/./b', '/a/b'],
+    ['/a/b/..', '/a/'],
+    ['/a/b/.', '/a/b/'],
+    ['/../../x', '/x'],
+    ['/a/b', '/a/b'],
+    ['/a;p=1/b', '/a;p=1/b'],
+  ];
+  for (const [path, want] of cases) assert.equal(resolveDotSegments(path), want, path);
+});
+
+test('property: a resolved path has no dot-segment, and resolving is idempotent', () => {
+  const segment = fc.oneof(
+    fc.constantFrom('.', '..', '%2e', '%2E%2e', 'a', '.a', '...', '', 'x;p'),
+    fc.stringMatching(/^[a-z0-9._~-]{0,6}$/),
+  );
+  fc.assert(
+    fc.property(fc.array(segment, { maxLength: 8 }), fc.constantFrom('/', '%2f', '\\'), (segments, sep) => {
+      const resolved = resolveDotSegments('/' + segments.join(sep));
+      assert.equal(hasDotSegment(resolved), false, resolved);
+      assert.equal(resolveDotSegments(resolved), resolved);
+      assert.ok(resolved.startsWith('/'));
     }),
   );
 });

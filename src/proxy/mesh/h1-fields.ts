@@ -3,7 +3,8 @@
 // never cross (RFC 9110 7.6.1, RFC 9113 8.2.2), Host and :authority, and how a body is framed.
 // HTTP/2 fields are flat lists [name, value, ...] as the own HTTP/2 connection (src/proxy/h2/)
 // sends and receives them, names in lower case.
-import type { MessageHead } from '../http/h1-parser.ts';
+import { isToken, type MessageHead } from '../http/h1-parser.ts';
+import { checkRequestTarget, isValidHost } from '../http/h1-uri.ts';
 import { isHopByHop, type RequestLine } from '../http/h1-serialize.ts';
 import { CONNECTION_SPECIFIC } from '../h2/fields.ts';
 import { reasonPhrase } from './reason-phrases.ts';
@@ -12,8 +13,6 @@ import { reasonPhrase } from './reason-phrases.ts';
 const RESPONSE_SKIP = new Set([...CONNECTION_SPECIFIC, 'te']);
 /** Request fields that belong to the HTTP/1 connection (or are rewritten), never to a stream. */
 const REQUEST_SKIP = new Set([...RESPONSE_SKIP, 'host', 'http2-settings']);
-/** What a request line or Host cannot hold. */
-const FIELD_UNSAFE = /[\r\n\0]/;
 
 /**
  * The HTTP/2 request fields for an HTTP/1.1 request head as the session forwards it (`line`:
@@ -138,8 +137,14 @@ export function h1RequestHead(fields: readonly string[], endAfterHeaders: boolea
     else if (!REQUEST_SKIP.has(name)) rest += name + ': ' + value + '\r\n';
   }
   const auth = authority ?? host;
-  if (FIELD_UNSAFE.test(method) || FIELD_UNSAFE.test(path) || FIELD_UNSAFE.test(auth)) return null;
-  let s = `${method} ${path === '' ? '/' : path} HTTP/1.1\r\nHost: ${auth}\r\n${rest}`;
+  const target = path === '' ? '/' : path;
+  // The request line and Host are written as they came: each must be what the HTTP/1 parser would
+  // accept, or a space in :path ("/public /admin") would give the app another request line than
+  // the one policy checked. :path is origin-form, or "*" for OPTIONS (RFC 9113 8.3.1).
+  const form = target.charCodeAt(0) === 0x2f || (target === '*' && method === 'OPTIONS');
+  if (!form || !isToken(method) || checkRequestTarget(method, target) !== null || !isValidHost(auth))
+    return null;
+  let s = `${method} ${target} HTTP/1.1\r\nHost: ${auth}\r\n${rest}`;
   if (cookies !== null) s += `cookie: ${cookies.join('; ')}\r\n`;
   if (endAfterHeaders) {
     if (declared !== undefined) s += 'Content-Length: 0\r\n';

@@ -4,8 +4,8 @@
 //
 // - HTTP requests: before anything is forwarded. Denied: 403 (gRPC: PERMISSION_DENIED) with
 //   `trellis-proxy-error: forbidden: <policy>`; the proxy error reason is `forbidden`. A path with
-//   a dot-segment is refused the same way (`forbidden: path has dot-segments`): routes are matched
-//   on the path as sent, which must be the path the app serves.
+//   a dot-segment must be allowed both as sent and as an app would resolve it, else it is refused
+//   the same way (`forbidden: path has dot-segments`).
 // - Opaque TCP: at accept. Denied: closed. Open opaque connections are remembered, and when the
 //   policy changes each is checked again; those no longer allowed are closed, nothing else is.
 // - The policy port is the app port the connection goes to; the peer is its verified identity
@@ -16,10 +16,10 @@ import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
 import type { InboundHttpGate } from '../http/h1-session.ts';
 import type { Decision, InboundAuthorizer, InboundPeer } from '../policy/types.ts';
-import { hasDotSegment } from '../policy/match.ts';
+import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 
-/** The trellis-proxy-error value of a request refused for a dot-segment in its path. */
+/** The trellis-proxy-error value of a request allowed as sent but denied once its dot-segments resolve. */
 const DOT_SEGMENT_REFUSAL = 'forbidden: path has dot-segments';
 
 /** checkConnection with the optional traffic kind of the real authorizer (policy/authorizer.ts). */
@@ -62,9 +62,18 @@ export class InboundPolicy implements InboundHttpGate {
     if (authorizer === null) return null;
     const q = path.indexOf('?');
     const bare = q === -1 ? path : path.slice(0, q);
-    // Routes are matched on the path as sent, so it must be the path the app will serve.
-    if (hasDotSegment(bare)) return DOT_SEGMENT_REFUSAL;
-    const decision = authorizer.checkRequest(port, { identity, ip }, { method, path: bare });
+    const peer = { identity, ip };
+    const decision = authorizer.checkRequest(port, peer, { method, path: bare });
+    // The path is forwarded as sent, and an app may resolve its dot-segments: a request allowed
+    // as sent but not as resolved ("/public/../admin" under a rule for "/public/*") is refused.
+    if (
+      decision.allowed &&
+      hasDotSegment(bare) &&
+      !authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare) }).allowed
+    ) {
+      this.metrics.authorized(decision, 'deny');
+      return DOT_SEGMENT_REFUSAL;
+    }
     return this.record(decision);
   }
 

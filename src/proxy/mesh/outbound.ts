@@ -28,11 +28,16 @@ import {
   type MeshClientContext,
 } from './connect.ts';
 import type { MeshCredentials } from './credentials.ts';
+import type { Logger } from '../../core/log.ts';
+import type { ProxyMetrics } from '../telemetry/metrics.ts';
+import { H2LimitReport } from '../http/h2-limit-report.ts';
 import { H1OverH2Conn } from './h1-over-h2.ts';
 import { MeshH2Pool } from './h2h1-pool.ts';
 import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, encodeTcpHeader, meshIdentityOf } from './protocol.ts';
 
 export interface MeshOutboundOptions extends MeshClientContext {
+  readonly metrics: MeshClientContext['metrics'] & { h2LimitExceeded: ProxyMetrics['h2LimitExceeded'] };
+  readonly log: Logger;
   readonly credentials: MeshCredentials;
   readonly pool: UpstreamPool;
   readonly limits: H1Limits;
@@ -48,10 +53,12 @@ export class MeshOutbound implements SecureConnector {
 
   constructor(opts: MeshOutboundOptions) {
     this.opts = opts;
+    const report = new H2LimitReport(opts.metrics, opts.log, 'outbound');
     this.h1Pool = new MeshH2Pool({
       ctx: opts,
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs,
+      onLimit: (limit, message, identity) => report.hit(limit, message, identity),
     });
   }
 

@@ -92,6 +92,7 @@ export class MeshWiring {
       limits: config.http1,
       connectTimeoutMs: config.timeouts.connectMs,
       idleTimeoutMs: config.timeouts.idleMs,
+      log: log.child({ component: 'mesh-outbound' }),
     });
     const h2h1Inbound = new MeshH2H1Inbound(this.policy, this.bridgeContext());
     this.h2h1Inbound = h2h1Inbound;
@@ -115,6 +116,7 @@ export class MeshWiring {
         new H2UpstreamPool({
           connectTimeoutMs: config.timeouts.connectMs,
           idleTimeoutMs: config.timeouts.idleMs,
+          headLimits: config.http1,
           log: log.child({ direction: 'outbound' }),
           ...(this.outbound !== null ? { secure: this.outbound } : {}),
         }),

@@ -143,10 +143,8 @@ export function routeMatches(route: RouteSpec, request: HttpRequestFacts): boole
  * Whether a request path (without its query) has a "." or ".." segment, however it is spelled:
  * percent-encoded dots, segments separated by an encoded slash or a (encoded) backslash, or ended
  * by ";parameters". Applications and frameworks resolve such segments (some only after decoding),
- * so a route checked against the path as sent would not be the resource the app serves:
- * `/public/../admin` passes an allow rule for `/public/*`. Clients resolve dot-segments before
- * sending (RFC 3986 5.2.4), so a request that still has one is refused, not normalised: the app
- * must see exactly the path policy saw.
+ * so a route checked against the path as sent may not be the resource the app serves:
+ * `/public/../admin` passes an allow rule for `/public/*`.
  */
 export function hasDotSegment(path: string): boolean {
   if (!path.includes('.') && !path.includes('%')) return false;
@@ -156,6 +154,27 @@ export function hasDotSegment(path: string): boolean {
     if (name === '.' || name === '..') return true;
   }
   return false;
+}
+
+/**
+ * The path an app that resolves dot-segments would serve for `path`: the spellings hasDotSegment
+ * knows turned into "/" and ".", then RFC 3986 5.2.4 remove_dot_segments. For policy only (the
+ * request keeps its path).
+ */
+export function resolveDotSegments(path: string): string {
+  const spelled = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
+  const out: string[] = [];
+  const segments = spelled.split('/');
+  for (let i = 1; i < segments.length; i++) {
+    const segment = segments[i]!;
+    const name = segment.includes(';') ? segment.slice(0, segment.indexOf(';')) : segment;
+    const last = i === segments.length - 1;
+    if (name === '.' || name === '..') {
+      if (name === '..') out.pop();
+      if (last) out.push(''); // "/a/b/.." is the directory "/a/"
+    } else out.push(segment);
+  }
+  return '/' + out.join('/');
 }
 
 /** Why `path` is not a valid route path, or null: it must start with "/"; "*" only at the end. */
