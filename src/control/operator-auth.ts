@@ -7,11 +7,12 @@
 //
 // The comparison takes the same time whatever the token sent (SHA-256 of both sides, compared with
 // timingSafeEqual). A refusal is a 401 whose JSON says how to authenticate, is counted
-// (trellis_control_http_unauthenticated_total{reason}) and logged, at most one line per
-// LOG_INTERVAL_MS with the number of refusals left unlogged since the last line.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// (trellis_control_http_unauthenticated_total{reason}) and logged, at most one line per 10 s with
+// the number of refusals left unlogged since the last line (core/log-throttle.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { bearerToken, matchesSecret, secretDigest } from '../core/bearer.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
+import { LogThrottle } from '../core/log-throttle.ts';
 import { Registry } from '../proxy/telemetry/prometheus.ts';
 
 /** Why a request was refused: it carried no bearer token, or one that is not the operator token. */
@@ -26,32 +27,26 @@ export interface OperatorAuthOptions {
   readonly now?: () => number;
 }
 
-const LOG_INTERVAL_MS = 10_000;
-const BEARER = /^Bearer +([\x21-\x7e]+) *$/i;
-const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
-
 export class OperatorAuth {
   readonly #digest: Buffer | null;
   readonly #tokenSource: string;
   readonly #log: Logger;
-  readonly #now: () => number;
+  readonly #throttle: LogThrottle;
   readonly #refused: Record<Refusal, number> = { missing: 0, invalid: 0 };
-  #lastLogMs = -Infinity;
-  #unlogged = 0;
 
   constructor(options: OperatorAuthOptions) {
-    this.#digest = options.token === null ? null : digest(options.token);
+    this.#digest = options.token === null ? null : secretDigest(options.token);
     this.#tokenSource = options.tokenSource;
     this.#log = (options.log ?? silentLogger).child({ component: 'operator-auth' });
-    this.#now = options.now ?? Date.now;
+    this.#throttle = new LogThrottle(undefined, options.now);
   }
 
   /** null when the request carries the operator token, else why not. */
   check(authorization: string | undefined): Refusal | null {
-    const match = authorization === undefined ? null : BEARER.exec(authorization);
-    if (match === null) return 'missing';
+    const token = bearerToken(authorization);
+    if (token === null) return 'missing';
     if (this.#digest === null) return 'invalid';
-    return timingSafeEqual(digest(match[1]!), this.#digest) ? null : 'invalid';
+    return matchesSecret(token, this.#digest) ? null : 'invalid';
   }
 
   /**
@@ -99,20 +94,15 @@ export class OperatorAuth {
   }
 
   #logRefusal(req: IncomingMessage, reason: Refusal): void {
-    const now = this.#now();
-    if (now - this.#lastLogMs < LOG_INTERVAL_MS) {
-      this.#unlogged++;
-      return;
-    }
-    this.#log.warn('HTTP API request refused: not an authenticated operator', {
-      method: req.method,
-      path: pathOf(req),
-      remote: req.socket.remoteAddress,
-      reason,
-      unloggedBefore: this.#unlogged,
-    });
-    this.#lastLogMs = now;
-    this.#unlogged = 0;
+    this.#throttle.note((skipped) =>
+      this.#log.warn('HTTP API request refused: not an authenticated operator', {
+        method: req.method,
+        path: pathOf(req),
+        remote: req.socket.remoteAddress,
+        reason,
+        unloggedBefore: skipped,
+      }),
+    );
   }
 }
 

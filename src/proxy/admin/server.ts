@@ -6,9 +6,9 @@
 // It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
 // because loading node:http costs the process ~15 MB of memory.
 // It never crashes on bad input: every handler failure becomes a 500 and a warning.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import net, { BlockList, isIP, type AddressInfo } from 'node:net';
 import { TrellisError } from '../../core/errors.ts';
+import { bearerToken, matchesSecret, secretDigest } from '../../core/bearer.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseRequestHead } from '../http/h1-parser.ts';
 
@@ -65,13 +65,6 @@ interface AdminRequest {
   readonly authorization: string | null;
 }
 
-/** Whether an Authorization header carries `token` as a bearer token (compared in constant time). */
-export function bearerMatches(authorization: string | null, token: string): boolean {
-  if (authorization === null || !/^bearer /i.test(authorization)) return false;
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(digest(authorization.slice(7).trim()), digest(token));
-}
-
 function headerValue(headers: readonly string[], name: string): string | null {
   for (let i = 0; i < headers.length; i += 2) {
     if (headers[i]!.toLowerCase() === name) return headers[i + 1]!;
@@ -111,6 +104,7 @@ const text = (status: number, body: string): AdminResponse => ({ status, content
 
 function buildRoutes(opts: AdminOptions): Map<string, Route> {
   let shutdownRequested = false;
+  const tokenDigest = opts.shutdownToken == null ? null : secretDigest(opts.shutdownToken);
   return new Map<string, Route>([
     [
       '/metrics',
@@ -159,11 +153,11 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
             opts.log.warn('admin: refused shutdown from a non-loopback peer', { peer: req.peer });
             return text(403, 'shutdown is only allowed from loopback\n');
           }
-          const token = opts.shutdownToken ?? null;
-          if (token === null) {
+          if (tokenDigest === null) {
             return text(403, 'shutdown over HTTP is disabled: start the proxy with --admin-token-file\n');
           }
-          if (!bearerMatches(req.authorization, token)) {
+          const sent = bearerToken(req.authorization);
+          if (sent === null || !matchesSecret(sent, tokenDigest)) {
             opts.log.warn('admin: refused shutdown without the admin token', { peer: req.peer });
             return {
               ...text(401, 'shutdown needs the admin token: Authorization: Bearer <token>\n'),

@@ -3,19 +3,18 @@
 // per interval, saying how many more hits it left out, so a flood of attacks cannot become a
 // flood of log lines.
 import type { Logger } from '../../core/log.ts';
+import { LOG_THROTTLE_INTERVAL_MS, LogThrottle } from '../../core/log-throttle.ts';
 import type { H2Limit } from '../h2/limits.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 
 /** At most one log line per this many milliseconds. */
-export const LIMIT_LOG_INTERVAL_MS = 10_000;
+export const LIMIT_LOG_INTERVAL_MS = LOG_THROTTLE_INTERVAL_MS;
 
 export class H2LimitReport {
   private readonly metrics: Pick<ProxyMetrics, 'h2LimitExceeded'>;
   private readonly log: Logger;
   private readonly direction: Direction;
-  private readonly now: () => number;
-  private lastLogAt = -Infinity;
-  private unlogged = 0;
+  private readonly throttle: LogThrottle;
 
   constructor(
     metrics: Pick<ProxyMetrics, 'h2LimitExceeded'>,
@@ -26,25 +25,20 @@ export class H2LimitReport {
     this.metrics = metrics;
     this.log = log;
     this.direction = direction;
-    this.now = now;
+    this.throttle = new LogThrottle(LIMIT_LOG_INTERVAL_MS, now);
   }
 
   /** `peer` (its identity or address) ran into `limit`; `message` says how. */
   hit(limit: H2Limit, message: string, peer: string): void {
     this.metrics.h2LimitExceeded(this.direction, limit);
-    const now = this.now();
-    if (now - this.lastLogAt < LIMIT_LOG_INTERVAL_MS) {
-      this.unlogged++;
-      return;
-    }
-    this.log.warn('an HTTP/2 peer ran into a limit', {
-      limit,
-      peer,
-      detail: message,
-      direction: this.direction,
-      notLoggedSince: this.unlogged,
-    });
-    this.lastLogAt = now;
-    this.unlogged = 0;
+    this.throttle.note((skipped) =>
+      this.log.warn('an HTTP/2 peer ran into a limit', {
+        limit,
+        peer,
+        detail: message,
+        direction: this.direction,
+        notLoggedSince: skipped,
+      }),
+    );
   }
 }

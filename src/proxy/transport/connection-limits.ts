@@ -6,12 +6,13 @@
 // waiting for its first bytes, or a keep-alive connection between requests); only when none is
 // idle is the new connection refused. Handlers say when a connection becomes busy or idle again
 // (busy: an exchange or a tunnel in progress). Each shed or refusal is counted, and logged at most
-// once per LOG_INTERVAL_MS per listener with the number since the last line.
+// once per 10 s per listener with the number left out since the last line (core/log-throttle.ts).
 //
 // O(1) per connection and per transition: a Map in insertion order is the idle list (re-inserting
 // moves a connection to the end, so the first entry is the one idle longest).
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
+import { LogThrottle } from '../../core/log-throttle.ts';
 
 export type LimitKind = 'listener' | 'peer';
 export type LimitAction = 'shed' | 'refused';
@@ -28,8 +29,6 @@ export interface ConnectionLimitsOptions {
   readonly now?: () => number;
 }
 
-const LOG_INTERVAL_MS = 10_000;
-
 interface Entry {
   readonly peer: string;
   idle: boolean;
@@ -41,13 +40,11 @@ export class ConnectionLimits {
   /** Idle connections, the one idle longest first. */
   private readonly idle = new Map<net.Socket, Entry>();
   private readonly perPeer = new Map<string, number>();
-  private readonly now: () => number;
-  private lastLogAt = -Infinity;
-  private unlogged = 0;
+  private readonly throttle: LogThrottle;
 
   constructor(opts: ConnectionLimitsOptions) {
     this.opts = opts;
-    this.now = opts.now ?? (() => performance.now());
+    this.throttle = new LogThrottle(undefined, opts.now);
   }
 
   /** Connections open now. */
@@ -119,19 +116,16 @@ export class ConnectionLimits {
 
   private report(kind: LimitKind, action: LimitAction): void {
     this.opts.onLimit(kind, action);
-    this.unlogged++;
-    const now = this.now();
-    if (now - this.lastLogAt < LOG_INTERVAL_MS) return;
-    this.opts.log('connection limit reached: idle connections shed, or new ones refused', {
-      limit: kind,
-      action,
-      since_last_log: this.unlogged,
-      open: this.entries.size,
-      max: this.opts.max,
-      max_per_peer: this.opts.maxPerPeer,
-    });
-    this.lastLogAt = now;
-    this.unlogged = 0;
+    this.throttle.note((skipped) =>
+      this.opts.log('connection limit reached: idle connections shed, or new ones refused', {
+        limit: kind,
+        action,
+        notLoggedSince: skipped,
+        open: this.entries.size,
+        max: this.opts.max,
+        max_per_peer: this.opts.maxPerPeer,
+      }),
+    );
   }
 }
 
