@@ -18,21 +18,11 @@ import {
 } from '../helpers/attack.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
 import type { InboundAuthorizer } from '../../src/proxy/policy/types.ts';
+import { metric, portOf } from '../helpers/running-proxy.ts';
 
-const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
 const FORGED = 'spiffe://mesh.test/ns/default/sa/forged';
 /** Short detection timeouts, so that the tests do not wait 3 s for each idle connection. */
 const DETECT = { detect: { timeoutMs: 300 } };
-
-function metric(p: RunningProxy, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of p.runtime.metrics.render().split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
 
 async function serverFor(
   world: MeshWorld,

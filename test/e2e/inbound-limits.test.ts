@@ -11,19 +11,7 @@ import { once } from 'node:events';
 import { startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { rawExchange, sleep, startRecordingApp, type RecordingApp } from '../helpers/attack.ts';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
-import type { RunningProxy } from '../../src/proxy/proxy.ts';
-
-const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
-
-function metric(p: RunningProxy, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of p.runtime.metrics.render().split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+import { metric, portOf } from '../helpers/running-proxy.ts';
 
 async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
   const until = Date.now() + ms;

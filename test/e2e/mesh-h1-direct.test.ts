@@ -18,6 +18,7 @@ import type { MessageHead } from '../../src/proxy/http/h1-parser.ts';
 import { requestFieldsFor, trailerFields } from '../../src/proxy/mesh/h1-fields.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
+import { portOf } from '../helpers/running-proxy.ts';
 
 const LIMITS: H1Limits = { maxRequestLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 200 };
 
@@ -133,8 +134,6 @@ test('trailerFields reads a trailer section: names in lower case, values trimmed
     { numRuns: 300 },
   );
 });
-
-const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
 
 /**
  * An app: /304 (Not Modified), /big (2 MiB with Content-Length), /chunked (no length), /trailers

@@ -24,20 +24,8 @@ import {
   testIdentity,
   type MeshWorld,
 } from '../helpers/mesh-pki.ts';
-import type { RunningProxy } from '../../src/proxy/proxy.ts';
 import type { Decision, InboundAuthorizer } from '../../src/proxy/policy/types.ts';
-
-const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
-
-function metric(p: RunningProxy, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of p.runtime.metrics.render().split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
-}
+import { metric, portOf } from '../helpers/running-proxy.ts';
 
 async function startApp(): Promise<{ port: number; hits: () => number; close(): void }> {
   let hits = 0;

@@ -15,8 +15,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { createEchoClient, startEchoServer } from '../fixtures/grpc-echo.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
-
-const portOf = (p: RunningProxy, name: string): number => Number(p.addresses[name]!.split(':').pop());
+import { metric, portOf } from '../helpers/running-proxy.ts';
 
 interface Reply {
   status: number;
@@ -163,18 +162,6 @@ async function meshedPair(
     },
   });
   return { client, server, relay };
-}
-
-function metric(p: RunningProxy, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of p.runtime.metrics.render().split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== '{' && rest[0] !== ' ') continue;
-    if (!Object.entries(labels).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
 }
 
 test('HTTP/1 crosses the mesh as HTTP/2 over mutual TLS', { timeout: 60_000 }, async (t) => {
