@@ -9,13 +9,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
-import {
-  localCatalog,
-  readControlFile,
-  removeControlFile,
-  startControlPlane,
-  writeControlFile,
-} from '../control/server.ts';
+import { localCatalog, startControlPlane } from '../control/server.ts';
+import { readControlFile, removeControlFile, writeControlFile } from '../proxy/resolve/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
