@@ -22,6 +22,9 @@ export const PROXY_ERROR_REASONS = [
   'tls-handshake-failed', // the mTLS handshake with a meshed peer failed (502; inbound: closed)
   'no-identity', // the proxy's own certificate did not arrive within the connect timeout (503)
   'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
+  // Discovery (src/proxy/outbound/discovery.ts):
+  'control-plane-unreachable', // a mesh name with no known endpoints while the control plane is unreachable (503)
+  'unknown-port', // a service asked for on a port it does not have; the answer lists its ports (400)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -37,6 +40,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
   switch (reason) {
     case 'bad-request':
     case 'unknown-destination':
+    case 'unknown-port':
       return 400;
     case 'request-header-too-large':
       return 431;
@@ -55,6 +59,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'idle-timeout':
     case 'detect-timeout':
     case 'no-identity':
+    case 'control-plane-unreachable':
       return 503;
     case 'forbidden':
       return 403;

@@ -66,6 +66,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'identity-mismatch':
     case 'tls-handshake-failed':
     case 'no-identity':
+    case 'control-plane-unreachable':
       return GRPC_STATUS.UNAVAILABLE;
     case 'forbidden':
       return GRPC_STATUS.PERMISSION_DENIED;
@@ -75,6 +76,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'request-header-too-large':
     case 'unknown-destination':
     case 'loop-detected':
+    case 'unknown-port':
       return GRPC_STATUS.INTERNAL;
   }
 }
