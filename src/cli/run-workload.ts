@@ -182,6 +182,10 @@ export class WorkloadSupervisor {
       await stopProcess(proxy);
       return (error as Error).message;
     }
+    if (this.#finishing) {
+      await stopProcess(proxy); // the workload ended while it started
+      return 'the workload is stopping';
+    }
     this.#addresses ??= addresses;
     this.#proxy = proxy;
     proxy.once('exit', (code, signal) => this.#onProxyExit(proxy, { code, signal }));
@@ -213,7 +217,7 @@ export class WorkloadSupervisor {
   }
 
   #onProxyExit(proxy: ChildProcess, status: ExitStatus): void {
-    if (proxy !== this.#proxy || this.#stopping !== null) return;
+    if (proxy !== this.#proxy || this.#stopping !== null || this.#finishing) return;
     this.#proxy = null;
     this.#updateReady();
     const what = `the proxy ${describeExit(status)}`;
@@ -231,7 +235,7 @@ export class WorkloadSupervisor {
     note(`${what}; starting it again in ${seconds(delay)} (restart ${this.#proxyBackoff.restarts})`);
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = null;
-      if (this.#stopping !== null) return;
+      if (this.#stopping !== null || this.#finishing) return;
       void this.#startProxy().then((failed) => {
         if (this.#stopping !== null) {
           if (this.#app === null) void this.#finish(this.#stoppedCode(), this.#stopping.reason);
@@ -321,6 +325,7 @@ export class WorkloadSupervisor {
   async #finish(code: number, reason: string): Promise<number> {
     if (this.#finishing) return code;
     this.#finishing = true;
+    this.#stopping ??= { reason };
     if (this.#restartTimer !== null) clearTimeout(this.#restartTimer);
     if (this.#app !== null) await stopApp(this.#app);
     await this.#registration.withdraw();
