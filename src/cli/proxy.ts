@@ -7,7 +7,7 @@ import { createLogger } from '../core/log.ts';
 import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
 import { followControlFile } from '../proxy/resolve/control-plane-address.ts';
 import { setOwnNamespace } from '../proxy/resolve/mesh-names.ts';
-import { watchSupervisor } from './supervisor-pipe.ts';
+import { checkSupervisorFd, watchSupervisor } from './supervisor-pipe.ts';
 
 export const summary = 'run the data-plane proxy (inbound, outbound and admin listeners)';
 
@@ -226,6 +226,7 @@ export async function run(argv: string[]): Promise<number> {
       },
     );
   };
+  if (config.supervisor.fd !== undefined) checkSupervisorFd(config.supervisor.fd);
   if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
   setOwnNamespace(config.workload.namespace);
   const proxy = await startProxy(config, log, stop);

@@ -55,8 +55,8 @@ const USAGE = `Usage: trellis run --name NAME --port APP_PORT [options] -- COMMA
 
 Runs COMMAND beside a \`trellis proxy\` and registers it with \`trellis up\` as a workload of the
 service NAME. When that service does not exist in the state folder (see \`trellis apply\`), it is
-created with one port, ${DEFAULT_SERVICE_PORT} (--service-port), whose target port is named "http"; clients
-call http://NAME.NAMESPACE/ (or http://NAME/ from the same namespace), whichever instance started
+created with one port, ${DEFAULT_SERVICE_PORT} (--service-port), whose target port is named "http": clients call
+http://NAME.NAMESPACE/ (or http://NAME/ from the same namespace), whichever instance started
 first. The workload registers its proxy's inbound port under each named target port of the
 service (a service port whose targetPort is a number does not reach it), and says which service
 port(s) it joined. It is ready (an endpoint) while the app accepts connections on APP_PORT.

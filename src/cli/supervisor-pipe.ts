@@ -12,8 +12,10 @@
 // up), costs the proxy nothing to watch, and needs no native call. The app itself also gets
 // SIGKILL as its parent-death signal (setpriv, when present) for the case where the proxy died first.
 import type { ChildProcess } from 'node:child_process';
+import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
+import { ConfigError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 
 /** The descriptor the proxy gets the pipe on (stdio index). */
@@ -37,6 +39,18 @@ export interface SupervisorWatchOptions {
   readonly onGone: () => void;
   /** How long the app's process group gets between SIGTERM and SIGKILL. Default 2000 ms. */
   readonly graceMs?: number;
+}
+
+/** The proxy's side, before it starts: `fd` must be an open pipe (or socket); ConfigError if not. */
+export function checkSupervisorFd(fd: number): void {
+  let ok = false;
+  try {
+    const stat = fstatSync(fd);
+    ok = stat.isFIFO() || stat.isSocket();
+  } catch {
+    // not open
+  }
+  if (!ok) throw new ConfigError('--supervisor-fd', `descriptor ${fd} is not an open pipe`);
 }
 
 /** The proxy's side: watches the pipe on `fd`; see the file comment. */
