@@ -266,7 +266,14 @@ test('endpoints stay known while the control plane is unreachable, however long 
   resolver.answer('web.default:8080', { kind: 'reset', endpoints: [staticEndpoint(A)] });
   asPick(await first).done(1);
   resolver.fail('web.default:8080');
-  // Two sweeps (one a second at most) pass over the idle target: it stays, with its endpoint.
+  // A name asked for during the outage, never answered: nothing to keep.
+  const other = { host: 'other.shop', port: 80 };
+  const direct = d.pick(other);
+  resolver.fail('other.shop:80');
+  asPick(await direct);
+  assert.equal(d.watchedTargets, 2);
+  // Two sweeps (one a second at most) pass over the idle targets: the known one stays, with its
+  // endpoint; the other goes, so that names asked for during an outage do not pile up.
   await new Promise((r) => setTimeout(r, 2200));
   assert.equal(d.watchedTargets, 1);
   const pick = d.pick(WEB);

@@ -23,7 +23,8 @@
 //   direct, as a name the control plane does not know would;
 // - `unknown-port` (400): the service exists, but not on that port (the answer lists its ports).
 // While the control plane is unreachable the sets keep their last known endpoints, however long
-// ago they were used: only targets whose resolution is healthy are released when idle.
+// ago they were used: a target that knows its endpoints is not released when idle then (one that
+// knows nothing is, so that names asked for during an outage cannot pile up).
 import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
@@ -282,8 +283,7 @@ export class ServiceDiscovery {
       () => {
         const cutoff = Date.now() - this.opts.idleMs;
         for (const [key, e] of this.entries) {
-          // Not while the control plane is unreachable: the last known endpoints are all there is.
-          if (e.lastUsed < cutoff && e.waiters.size === 0 && !e.unreachable) {
+          if (e.lastUsed < cutoff && e.waiters.size === 0 && !keepsLastKnown(e)) {
             e.resolution.cancel();
             e.set.close();
             this.entries.delete(key);
@@ -305,6 +305,16 @@ export class ServiceDiscovery {
     }
     this.entries.clear();
   }
+}
+
+/**
+ * Whether an idle entry stays: one that knows a service's endpoints (or that it has none) while
+ * the control plane is unreachable, for they are all there is until it is back. Entries that
+ * know nothing are released as usual, so names asked for during an outage cannot pile up.
+ */
+function keepsLastKnown(entry: Entry): boolean {
+  const status = entry.set.status;
+  return entry.unreachable && (status === 'ready' || status === 'no-endpoints');
 }
 
 /** Why an entry that waited failFastMs has no endpoint. */
