@@ -5,6 +5,9 @@ import { ConfigError } from '../core/errors.ts';
 import { startProxy } from '../proxy/proxy.ts';
 import { createLogger } from '../core/log.ts';
 import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
+import { followControlFile } from '../proxy/resolve/control-plane-address.ts';
+import { setOwnNamespace } from '../proxy/resolve/mesh-names.ts';
+import { checkSupervisorFd, watchSupervisor } from './supervisor-pipe.ts';
 
 export const summary = 'run the data-plane proxy (inbound, outbound and admin listeners)';
 
@@ -145,6 +148,18 @@ const FLAGS: FlagSpec[] = [
     help: 'time in-flight work gets on SIGTERM (default 30000)',
   },
   {
+    name: 'control-file',
+    kind: 'string',
+    path: 'controlPlane.file',
+    help: 'control.json of `trellis up`: call the control plane where it says, and follow it',
+  },
+  {
+    name: 'supervisor-fd',
+    kind: 'number',
+    path: 'supervisor.fd',
+    help: 'a pipe from `trellis run`: when it closes, stop the app it names and exit',
+  },
+  {
     name: 'log-level',
     kind: 'string',
     path: 'log.level',
@@ -217,8 +232,12 @@ export async function run(argv: string[]): Promise<number> {
       },
     );
   };
+  if (config.supervisor.fd !== undefined) checkSupervisorFd(config.supervisor.fd);
+  if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
+  setOwnNamespace(config.workload.namespace);
   const proxy = await startProxy(config, log, stop);
   proxyRef = proxy;
+  if (config.supervisor.fd !== undefined) watchSupervisor(config.supervisor.fd, { log, onGone: stop });
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
   process.stdout.write(JSON.stringify({ event: 'ready', ...proxy.addresses }) + '\n');

@@ -11,13 +11,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
-import {
-  localCatalog,
-  removeControlFile,
-  runningControlFile,
-  startControlPlane,
-  writeControlFile,
-} from '../control/server.ts';
+import { localCatalog, startControlPlane } from '../control/server.ts';
+import { removeControlFile, runningControlFile, writeControlFile } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';

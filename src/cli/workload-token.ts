@@ -2,7 +2,8 @@
 // tokens.ts mints and checks it): a file only this user can read, minted again well before it
 // runs out for as long as the workload runs, removed when it stops.
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname } from 'node:path';
+import { workloadTokenPath } from '../control/discovery/state-layout.ts';
 import { mintWorkloadToken } from '../control/identity/tokens.ts';
 
 /** Who the token speaks for. */
@@ -36,9 +37,9 @@ export class WorkloadToken {
     instance: string,
     note: (text: string) => void,
   ): Promise<WorkloadToken> {
-    const dir = join(options.root, 'identity', 'tokens');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const token = new WorkloadToken(options, instance, join(dir, `${options.namespace}.${instance}.token`));
+    const path = workloadTokenPath(options.root, options.namespace, instance);
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const token = new WorkloadToken(options, instance, path);
     await token.write();
     token.timer = setInterval(() => {
       token

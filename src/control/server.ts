@@ -20,8 +20,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
-import { readFile, rm, writeFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { OperatorAuth } from './operator-auth.ts';
 import { targetKey } from '../proxy/transport/target.ts';
@@ -329,57 +327,12 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   }
 }
 
-/** `<state>/control.json`: where a running `trellis up` listens. */
-export interface ControlFile {
-  readonly grpc: string;
-  readonly http: string;
-  readonly pid: number;
-  /** The trust domain of the identities the control plane issues (absent: cluster.local). */
-  readonly trustDomain?: string;
-}
-
-export function controlFilePath(root: string): string {
-  return join(root, 'control.json');
-}
-
-export async function writeControlFile(root: string, info: ControlFile): Promise<void> {
-  const tmp = `${controlFilePath(root)}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n');
-  await rename(tmp, controlFilePath(root));
-}
-
-/** The control file of `root`, or null when there is none (or it is not one). */
-export async function readControlFile(root: string): Promise<ControlFile | null> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(await readFile(controlFilePath(root), 'utf8'));
-  } catch {
-    return null;
-  }
-  const info = raw as Partial<ControlFile> | null;
-  const pid = info?.pid;
-  if (typeof info?.grpc !== 'string' || typeof info.http !== 'string') return null;
-  if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return null;
-  const trustDomain = typeof info.trustDomain === 'string' ? { trustDomain: info.trustDomain } : {};
-  return { grpc: info.grpc, http: info.http, pid, ...trustDomain };
-}
-
-/** The control file of `root` while its process lives (a crashed `trellis up` leaves one behind), or null. */
-export async function runningControlFile(root: string): Promise<ControlFile | null> {
-  const info = await readControlFile(root);
-  return info !== null && isAlive(info.pid) ? info : null;
-}
-
-/** Whether a process with this id exists (EPERM: it does, but is not ours to signal). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export async function removeControlFile(root: string): Promise<void> {
-  await rm(controlFilePath(root), { force: true });
-}
+// The control file (`<state>/control.json`) is a contract with the proxies and the CLI.
+export {
+  type ControlFile,
+  controlFilePath,
+  readControlFile,
+  removeControlFile,
+  runningControlFile,
+  writeControlFile,
+} from '../api/control-file.ts';

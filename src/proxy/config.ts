@@ -247,6 +247,35 @@ export const proxyConfigSchema = v.strictObject(
       ),
       {},
     ),
+    /** Finding the control plane again after it restarts (see src/proxy/resolve/control-plane-address.ts). */
+    controlPlane: v.optional(
+      v.strictObject(
+        {
+          /**
+           * The control file of `trellis up` (`<state>/control.json`): while it exists, the
+           * Destination, Policy and Identity clients call the gRPC address written there instead of
+           * theirs, and follow it when the control plane restarts (on the same or other ports).
+           */
+          file: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
+    /** The process that runs this proxy beside its app (`trellis run`; see src/cli/supervisor-pipe.ts). */
+    supervisor: v.optional(
+      v.strictObject(
+        {
+          /**
+           * A pipe from the supervisor, which names the app's process group on it. When it closes
+           * (the supervisor is gone, even by SIGKILL), the proxy stops that process group and exits.
+           */
+          fd: v.optional(count(3)),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
     log: v.optional(
       v.strictObject(
         {
@@ -283,6 +312,8 @@ const SECTIONS = new Set([
   'connections',
   'pool',
   'log',
+  'controlPlane',
+  'supervisor',
 ]);
 
 function isMapping(x: unknown): x is Record<string, unknown> {

@@ -24,6 +24,9 @@ export const PROXY_ERROR_REASONS = [
   'forbidden', // inbound authorization policy denied the request or connection (403; TCP: closed)
   'proxy-request-refused', // inbound: a CONNECT or other request to relay elsewhere; inbound forwards only to its app (403)
   'upstream-busy', // the upstream's connection limit is reached and its wait queue full, or the wait too long (503)
+  // Discovery (src/proxy/outbound/discovery.ts):
+  'control-plane-unreachable', // a mesh name with no known endpoints while the control plane is unreachable (503)
+  'unknown-port', // a service asked for on a port it does not have; the answer lists its ports (400)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -39,6 +42,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
   switch (reason) {
     case 'bad-request':
     case 'unknown-destination':
+    case 'unknown-port':
       return 400;
     case 'request-header-too-large':
       return 431;
@@ -58,6 +62,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'detect-timeout':
     case 'no-identity':
     case 'upstream-busy':
+    case 'control-plane-unreachable':
       return 503;
     case 'forbidden':
     case 'proxy-request-refused':

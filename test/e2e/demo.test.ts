@@ -2,7 +2,8 @@
 // control plane over a temporary state folder and the four services each under `trellis run`.
 // With --duration and -o json it prints rows for every workload with traffic, success rates and
 // latencies (voting fails some votes on purpose), then exits 0 leaving no process and no state
-// folder behind; SIGTERM stops it cleanly too; and a sidecar that dies stops the demo with a
+// folder behind; SIGTERM stops it cleanly too; and a workload whose `trellis run` dies (its
+// proxy and app die with it; a proxy alone would be started again) stops the demo with a
 // non-zero exit, again leaving nothing behind. While it runs, `trellis stat`, `check`, `authz` and
 // `identity` typed in the same folder work against it (it runs over the default state folder
 // .trellis there), as does the command of its caption, pasted. `--simple` still runs the proxy-only
@@ -218,12 +219,13 @@ test(
 );
 
 test(
-  'a sidecar that dies stops the demo with a non-zero exit and the others are stopped',
+  'a workload that dies stops the demo with a non-zero exit and the others are stopped',
+
   { timeout: TEST_TIMEOUT },
   async (t) => {
     const run = startDemo(t, ['-o', 'json']);
     await until(() => run.children().has('vote-bot'), 90_000, 'the demo to start its processes');
-    process.kill(run.children().get('voting proxy')!, 'SIGKILL');
+    process.kill(run.children().get('voting')!, 'SIGKILL');
     assert.equal(await run.exited, 1);
     assert.match(run.stderr(), /voting \(pid \d+\) exited/);
     assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);

@@ -62,7 +62,7 @@ test('trellis run workloads talk mTLS with their own identities; rotation under 
   // prettier-ignore
   startCli(t, [
     'run', '--state', root, '--name', 'client', '--port', String(clientPort),
-    '--upstream', `server.default:${serverPort}=${upstreamPort}`, '--', NODE, HELLO, String(clientPort),
+    '--upstream', `server.default:80=${upstreamPort}`, '--', NODE, HELLO, String(clientPort),
   ]);
   const serverAdmin = await waitFor('server ready', () => workloadAdmin(root, 'default', 'server'));
   await waitFor('client ready', () => workloadAdmin(root, 'default', 'client'));

@@ -195,7 +195,8 @@ test('trellis run creates a missing service and refuses to start without a contr
     '127.0.0.1:0',
   ]);
   await waitFor('trellis up', async () => (up.stdout().includes('"ready"') ? true : null));
-  // An app that exits on its own with code 3: trellis run exits with it and leaves nothing behind.
+  // An app that exits on its own with code 3 (--restart=never: not started again): trellis run
+  // exits with it, says so, and leaves nothing behind, not even the service it created for it.
   const appPort = await freePort();
   const result = await runCli([
     'run',
@@ -205,15 +206,20 @@ test('trellis run creates a missing service and refuses to start without a contr
     'once',
     '--port',
     String(appPort),
+    '--restart=never',
     '--',
     NODE,
     '-e',
     'process.exit(3)',
   ]);
   assert.equal(result.code, 3, result.stderr);
-  assert.match(result.stderr, /created service once\.default with port \d+/);
-  const service = JSON.parse(await readFile(join(root, 'services/default/once.yaml'), 'utf8')) as unknown;
-  assert.deepEqual(service, { ports: [{ port: appPort, name: 'http', targetPort: 'http' }] });
+  assert.match(result.stderr, /created service once\.default with port 80: http:\/\/once\.default\/ reaches/);
+  assert.match(result.stderr, /removed service once\.default: its app never became ready/);
+  assert.match(
+    result.stderr.trimEnd().split('\n').at(-1)!,
+    /^trellis run: exiting with 3: the app exited with code 3$/,
+  );
+  await assert.rejects(readFile(join(root, 'services/default/once.yaml'), 'utf8'), /ENOENT/);
   assert.deepEqual(await workloads(root, 'default'), []);
   const pids = /app pid (\d+), proxy pid (\d+)/.exec(result.stderr);
   reapReported(t, pids);

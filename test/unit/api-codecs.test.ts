@@ -293,7 +293,7 @@ test('malformed input throws a WireError that says what is wrong', async () => {
   // Proto semantics for a oneof: the last member on the wire wins and clears the others.
   assert.deepStrictEqual(update.decode(Buffer.from([0x0a, 0x00, 0x1a, 0x02, 0x08, 0x01])), {
     reset: false,
-    noEndpoints: { exists: true },
+    noEndpoints: { exists: true, ports: [] },
     update: 'noEndpoints',
   });
 });

@@ -3,7 +3,11 @@
 // is balanced over its endpoints, synchronously once they are known; a service with no endpoints
 // answers no-endpoints after failFastMs unless one arrives first; `avoid` picks another endpoint;
 // RTTs fed through done() steer traffic; endpoints leaving do not break picks in flight; resolver
-// errors (unreachable control plane, a rejected name) fall back to direct; close() releases all.
+// errors (unreachable control plane, a rejected name) fall back to direct, except for mesh names,
+// which wait for the control plane and then fail with control-plane-unreachable; endpoints stay
+// known while the control plane is unreachable, however long idle; short names resolve in the
+// proxy's namespace; a service asked for on a port it lacks fails with unknown-port, naming its
+// ports; close() releases all.
 // With resolveAddresses, IP targets are resolved too: balanced, meshed, or direct when discovery
 // answers an address with itself; without it (explicit mode) they stay direct.
 import { test } from 'node:test';
@@ -98,7 +102,7 @@ test('a name the resolver does not know goes direct', async () => {
 test('a service with no endpoints answers no-endpoints after failFastMs', async () => {
   const d = discoveryOver(new StaticResolver({ [targetKey(WEB)]: [] }), 30);
   const outcome = await d.pick(WEB);
-  assert.deepEqual(outcome, { error: 'no-endpoints' });
+  assert.deepEqual(outcome, { error: 'no-endpoints', detail: 'no endpoints for web.default:8080' });
   d.close();
 });
 
@@ -178,14 +182,150 @@ class FailingResolver implements Resolver {
   }
 }
 
-test('a name never resolved goes direct while the control plane is unreachable', async () => {
+test('a name never resolved, and no mesh name, goes direct while the control plane is unreachable', async () => {
   const resolver = new FailingResolver({ code: 14 });
   const d = discoveryOver(resolver, 5000);
-  const pick = await pickOf(d);
-  assert.deepEqual(pick.address, WEB);
+  const target = { host: 'web.shop', port: 8080 }; // a namespace not the proxy's: could be a DNS name
+  const pick = await pickOf(d, target);
+  assert.deepEqual(pick.address, target);
   assert.equal(resolver.cancelled, 0, 'the resolution keeps retrying');
   d.close();
 });
+
+test('a mesh name waits for the control plane, then fails with control-plane-unreachable, never direct', async () => {
+  const d = discoveryOver(new FailingResolver({ code: 14 }), 50);
+  // NAME.<own namespace> and names under .svc can only be services.
+  for (const host of ['web.default', 'web.shop.svc', 'web.shop.svc.cluster.local']) {
+    const started = Date.now();
+    const outcome = await d.pick({ host, port: 8080 });
+    assert.ok('error' in outcome, `${host}: not sent direct`);
+    assert.equal(outcome.error, 'control-plane-unreachable', host);
+    assert.match(outcome.detail, /the control plane is unreachable/);
+    assert.ok(Date.now() - started >= 45, `${host}: waited the fail-fast time`);
+  }
+  d.close();
+});
+
+/** A resolver the test drives: `answer` or `fail` every open resolution of a target. */
+class ScriptedResolver implements Resolver {
+  readonly open = new Map<string, { onUpdate: (u: Update) => void; onError: (e: Error) => void }>();
+  readonly asked: string[] = [];
+  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
+    this.asked.push(target);
+    this.open.set(target, { onUpdate, onError });
+    return { cancel: () => void this.open.delete(target) };
+  }
+  answer(target: string, update: Update): void {
+    this.open.get(target)?.onUpdate(update);
+  }
+  fail(target: string): void {
+    const down = new TrellisError('TRELLIS_ERR_DESTINATION_UNAVAILABLE', 'down', { cause: { code: 14 } });
+    this.open.get(target)?.onError(down);
+  }
+}
+
+test('a mesh name gets its endpoints when the control plane is back within the fail-fast time', async () => {
+  const resolver = new ScriptedResolver();
+  const d = discoveryOver(resolver, 5000);
+  const waiting = d.pick(WEB);
+  assert.ok(waiting instanceof Promise);
+  resolver.fail('web.default:8080');
+  await new Promise((r) => setTimeout(r, 20));
+  resolver.answer('web.default:8080', { kind: 'reset', endpoints: [staticEndpoint(A)] });
+  assert.equal(asPick(await waiting).key, A);
+  d.close();
+});
+
+test('a name the control plane answered is a mesh name from then on, even once released', async () => {
+  const resolver = new ScriptedResolver();
+  const d = new ServiceDiscovery({ resolver, failFastMs: 50, idleMs: 1, log: silentLogger });
+  const api = { host: 'api.shop', port: 80 }; // not a mesh name by its shape
+  const first = d.pick(api);
+  resolver.answer('api.shop:80', { kind: 'reset', endpoints: [staticEndpoint(A)] });
+  asPick(await first).done(1);
+  // Idle, with a healthy resolution: released (the sweeper runs every second at most).
+  await waitUntil(() => d.watchedTargets === 0, 3000);
+  const again = d.pick(api);
+  resolver.fail('api.shop:80');
+  const outcome = await again;
+  assert.ok('error' in outcome, 'not sent to DNS');
+  assert.equal(outcome.error, 'control-plane-unreachable');
+  // A name the control plane says does not exist is forgotten as a mesh name: direct again.
+  d.close();
+  const d2 = new ServiceDiscovery({ resolver, failFastMs: 50, idleMs: 0, log: silentLogger });
+  const gone = d2.pick(api);
+  resolver.answer('api.shop:80', { kind: 'does-not-exist' });
+  assert.deepEqual(asPick(await gone).address, api);
+  d2.close();
+});
+
+test('endpoints stay known while the control plane is unreachable, however long idle', async () => {
+  const resolver = new ScriptedResolver();
+  const d = new ServiceDiscovery({ resolver, failFastMs: 50, idleMs: 1, log: silentLogger });
+  const first = d.pick(WEB);
+  resolver.answer('web.default:8080', { kind: 'reset', endpoints: [staticEndpoint(A)] });
+  asPick(await first).done(1);
+  resolver.fail('web.default:8080');
+  // A name asked for during the outage, never answered: nothing to keep.
+  const other = { host: 'other.shop', port: 80 };
+  const direct = d.pick(other);
+  resolver.fail('other.shop:80');
+  asPick(await direct);
+  assert.equal(d.watchedTargets, 2);
+  // Two sweeps (one a second at most) pass over the idle targets: the known one stays, with its
+  // endpoint; the other goes, so that names asked for during an outage do not pile up.
+  await new Promise((r) => setTimeout(r, 2200));
+  assert.equal(d.watchedTargets, 1);
+  const pick = d.pick(WEB);
+  assert.ok(!(pick instanceof Promise), 'still known: no wait');
+  assert.equal(asPick(pick).key, A);
+  // The control plane answers again: the target is released once idle.
+  resolver.answer('web.default:8080', { kind: 'reset', endpoints: [staticEndpoint(A)] });
+  await waitUntil(() => d.watchedTargets === 0, 3000);
+  d.close();
+});
+
+test('short names resolve in the proxy namespace; localhost stays direct', async () => {
+  const resolver = new ScriptedResolver();
+  const d = new ServiceDiscovery({
+    resolver,
+    failFastMs: 50,
+    idleMs: 0,
+    namespace: 'shop',
+    log: silentLogger,
+  });
+  assert.equal(d.isLogical({ host: 'web', port: 80 }), true);
+  assert.equal(d.isLogical({ host: 'localhost', port: 80 }), false);
+  assert.equal(d.isLogical({ host: 'LOCALHOST.', port: 80 }), false);
+  const pick = d.pick({ host: 'web', port: 80 });
+  resolver.answer('web.shop:80', { kind: 'reset', endpoints: [staticEndpoint(A)] });
+  assert.equal(asPick(await pick).key, A);
+  const fqdn = d.pick({ host: 'web.shop.svc.cluster.local', port: 80 });
+  resolver.answer('web.shop.svc.cluster.local:80', { kind: 'reset', endpoints: [staticEndpoint(B)] });
+  assert.equal(asPick(await fqdn).key, B);
+  assert.deepEqual(resolver.asked, ['web.shop:80', 'web.shop.svc.cluster.local:80']);
+  d.close();
+});
+
+test('a service asked for on a port it does not have fails with unknown-port, naming its ports', async () => {
+  const resolver = new ScriptedResolver();
+  const d = discoveryOver(resolver, 50);
+  const outcome = d.pick({ host: 'web', port: 81 });
+  resolver.answer('web.default:81', { kind: 'does-not-exist', ports: [80, 9090] });
+  assert.deepEqual(await outcome, {
+    error: 'unknown-port',
+    detail: 'web.default has no port 81; its ports: 80, 9090',
+  });
+  d.close();
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 test('a name the control plane rejects goes direct and stops being watched', async () => {
   const resolver = new FailingResolver({ code: 3 }); // INVALID_ARGUMENT
@@ -290,7 +430,10 @@ test('resolveAddresses: a meshed pod IP is picked with its identity; an address 
 
 test('resolveAddresses: a ClusterIP without endpoints fails fast; unknown, rejected and unreachable go direct', async () => {
   const d = addressDiscoveryOver(new StaticResolver({ [targetKey(CLUSTER_IP)]: [] }), 30);
-  assert.deepEqual(await d.pick(CLUSTER_IP), { error: 'no-endpoints' });
+  assert.deepEqual(await d.pick(CLUSTER_IP), {
+    error: 'no-endpoints',
+    detail: 'no endpoints for 10.96.0.10:80',
+  });
   // does-not-exist (the Destination API never answers an IP so, but a resolver might): direct.
   const unknown = { host: '10.9.9.9', port: 80 };
   assert.deepEqual((await pickOf(d, unknown)).address, unknown);

@@ -1,6 +1,6 @@
 // One-machine workload tokens (src/control/identity/tokens.ts): minted for a registered workload
-// they grant its identity; forged, tampered, expired, revoked (the workload stopped: a replayed
-// token) and wrong-identity tokens are refused with the right status. Random strings and random
+// they grant its identity; forged, tampered, expired, revoked (the workload stopped, or its lease
+// ran out: a replayed token) and wrong-identity tokens are refused with the right status. Random strings and random
 // edits of a real token never pass and never throw anything but an IdentityError.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -96,6 +96,20 @@ test('forged, tampered, expired, revoked and wrong-identity tokens are refused',
   );
   await writeWorkloadFile(root, 'default', 'web-123', { service: 'web', address: '127.0.0.1', port: 8080 });
   await verifier.authorize(token, ID);
+
+  // Revoked too: a registration whose lease ran out (its holder died) grants nothing, file or not.
+  const lease = { renewedAt: Date.now(), durationMs: 10_000 };
+  await writeWorkloadFile(root, 'default', 'web-123', {
+    service: 'web',
+    address: '127.0.0.1',
+    port: 8080,
+    lease,
+  });
+  await verifier.authorize(token, ID);
+  advance(11_000);
+  assertRefused(await refused(verifier, token), 'UNAUTHENTICATED', /revoked/);
+  advance(-11_000);
+  await writeWorkloadFile(root, 'default', 'web-123', { service: 'web', address: '127.0.0.1', port: 8080 });
 
   // Expired.
   advance(60_001);

@@ -1,10 +1,12 @@
 // The LocalWatcher (src/control/discovery/local.ts) through the shared watcher contract, and its
 // own behaviour: named target ports, invalid files skipped with the wrong field logged, files
-// that vanish, the periodic rescan when fs.watch sees nothing, and how a workload's address is
-// described (by the service port that leads to it, or by its own registration).
+// that vanish, the periodic rescan when fs.watch sees nothing, how a workload's address is
+// described (by the service port that leads to it, or by its own registration), registrations
+// whose lease runs out (not served, their files removed, also by a watcher that starts over an old
+// folder), and a service asked for on a port it lacks (does-not-exist with its ports).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/core/log.ts';
@@ -16,6 +18,7 @@ import {
   writeWorkloadFile,
 } from '../../src/control/discovery/local-state.ts';
 import type { Update } from '../../src/control/discovery/watcher.ts';
+import { workloadTokenPath } from '../../src/control/discovery/state-layout.ts';
 import { runWatcherContract, type WatcherFixture } from './watcher-contract.ts';
 
 async function localFixture(
@@ -270,4 +273,100 @@ test('LocalWatcher: a workload address is described as its service says, or by i
     identity: null,
     protocolHint: 'unknown',
   });
+});
+
+const exists = (path: string) =>
+  access(path).then(
+    () => true,
+    () => false,
+  );
+
+test('LocalWatcher: a registration whose lease runs out is not served, and its files go', async (t) => {
+  const f = await localFixture({ rescanIntervalMs: 60_000 }); // expiry alone must bring the scan
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80 }]);
+  const register = (id: string, ip: string, renewedAt: number, durationMs: number) =>
+    writeWorkloadFile(f.root, 'default', `web-${id}`, {
+      service: 'web',
+      address: ip,
+      port: 80,
+      lease: { renewedAt, durationMs },
+    });
+  const token = workloadTokenPath(f.root, 'default', 'web-short');
+  await mkdir(join(token, '..'), { recursive: true });
+  await writeFile(token, 'tt1.x.y\n');
+  await register('short', '127.0.0.61', Date.now(), 400);
+  await register('long', '127.0.0.62', Date.now(), 60_000);
+  await writeWorkloadFile(f.root, 'default', 'web-static', {
+    service: 'web',
+    address: '127.0.0.63',
+    port: 80,
+  });
+  await f.watcher.ready();
+  await f.watcher.rescan();
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 80 }, r.listener);
+  const first = await r.next(1);
+  assert.ok(first.kind === 'reset');
+  assert.equal(first.endpoints.length, 3);
+  // Not renewed: out of the set once its lease runs out, its registration and token removed.
+  assert.deepEqual(await r.next(2, 3000), { kind: 'remove', addresses: ['127.0.0.61:80'] });
+  for (let i = 0; i < 100 && (await exists(workloadPath(f.root, 'default', 'web-short'))); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.equal(await exists(workloadPath(f.root, 'default', 'web-short')), false);
+  assert.equal(await exists(token), false);
+  assert.equal(await exists(workloadPath(f.root, 'default', 'web-long')), true);
+  assert.equal(await exists(workloadPath(f.root, 'default', 'web-static')), true, 'no lease: no expiry');
+});
+
+test('LocalWatcher: a renewed lease holds; a watcher starting over an old folder drops expired ones', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80 }]);
+  // Left behind by a holder that died 20 s ago, before this control plane started.
+  await writeWorkloadFile(f.root, 'default', 'web-dead', {
+    service: 'web',
+    address: '127.0.0.71',
+    port: 80,
+    lease: { renewedAt: Date.now() - 20_000, durationMs: 10_000 },
+  });
+  const renew = () =>
+    writeWorkloadFile(f.root, 'default', 'web-alive', {
+      service: 'web',
+      address: '127.0.0.72',
+      port: 80,
+      lease: { renewedAt: Date.now(), durationMs: 300 },
+    });
+  await renew();
+  await f.watcher.ready();
+  await f.watcher.rescan();
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 80 }, r.listener);
+  const first = await r.next(1);
+  assert.ok(first.kind === 'reset');
+  assert.deepEqual(
+    first.endpoints.map((e) => e.address.host),
+    ['127.0.0.72'],
+  );
+  assert.equal(await exists(workloadPath(f.root, 'default', 'web-dead')), false);
+  for (let i = 0; i < 10; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await renew();
+  }
+  assert.equal(r.updates.length, 1, 'renewals change nothing for subscribers');
+});
+
+test('LocalWatcher: a service asked for on a port it lacks does not exist, with the ports it has', async (t) => {
+  const f = await localFixture();
+  t.after(() => f.close());
+  await f.setService('default', 'web', [{ port: 80 }, { port: 9090 }]);
+  await f.watcher.ready();
+  await f.watcher.rescan();
+  const r = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'web', port: 81 }, r.listener);
+  assert.deepEqual(await r.next(1), { kind: 'does-not-exist', ports: [80, 9090] });
+  const none = recorder();
+  f.watcher.subscribe({ namespace: 'default', name: 'nope', port: 81 }, none.listener);
+  assert.deepEqual(await none.next(1), { kind: 'does-not-exist' });
 });

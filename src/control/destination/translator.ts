@@ -8,7 +8,8 @@
 // Message mapping (see src/api/destination.proto):
 //   reset with endpoints  -> add { endpoints } with reset = true
 //   reset without any     -> no_endpoints { exists: true }
-//   does-not-exist        -> no_endpoints { exists: false }
+//   does-not-exist        -> no_endpoints { exists: false, ports } (ports: a service's, when it
+//                            exists but not on the port asked for)
 //   add / remove          -> add { endpoints } / remove { addresses }
 import type { ApiEndpoint, ApiTcpAddress, ApiUpdate } from '../../api/load.ts';
 import { parseAuthority } from '../../proxy/transport/target.ts';
@@ -103,7 +104,9 @@ export function toApiUpdate(update: Update): ApiUpdate {
     case 'remove':
       return { remove: { addresses: update.addresses.flatMap(toApiAddress) } };
     case 'does-not-exist':
-      return { noEndpoints: { exists: false } };
+      return {
+        noEndpoints: { exists: false, ...(update.ports?.length ? { ports: [...update.ports] } : {}) },
+      };
   }
 }
 

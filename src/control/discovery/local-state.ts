@@ -17,7 +17,10 @@
 //         "ready": true, "meshed": true, "identity": "spiffe://...",
 //         "weight": 1, "zone": "local", "labels": { ... },
 //         "admin": "127.0.0.1:4191",                      (its proxy's admin listener, for metrics)
-//         "appPort": 8080 }                               (the app behind the proxy, for policy)
+//         "appPort": 8080,                                (the app behind the proxy, for policy)
+//         "lease": { "renewedAt": 1733480000000, "durationMs": 10000 } }
+//                                  (optional: the registration holds only while its holder renews
+//                                   it; an expired one is left out and its file removed)
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
@@ -29,6 +32,9 @@ import type { Logger } from '../../core/log.ts';
 import { dnsLabel, port, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
 import { type FileCache, listStateFiles, readCachedFile, writeAtomically } from './state-file-io.ts';
+import { leaseExpired, servicePath, workloadPath } from './state-layout.ts';
+
+export { servicePath, workloadPath } from './state-layout.ts';
 
 const unknownKey = strictObjectMessage('unknown field');
 
@@ -81,6 +87,16 @@ export const workloadFileSchema = v.pipe(
           v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected HOST:PORT'),
         ),
       ),
+      /** The holder's lease (state-layout.ts): absent, the registration holds until its file goes. */
+      lease: v.optional(
+        v.strictObject(
+          {
+            renewedAt: v.pipe(v.number('expected ms since the epoch'), v.integer(), v.minValue(0)),
+            durationMs: v.pipe(v.number('expected a number of ms'), v.integer(), v.minValue(1)),
+          },
+          unknownKey,
+        ),
+      ),
     },
     unknownKey,
   ),
@@ -98,6 +114,8 @@ export interface LocalService {
 }
 
 export interface LocalWorkload {
+  /** Its registration file. */
+  readonly file: string;
   readonly namespace: string;
   /** The file's name without ".json": "<name>-<id>". */
   readonly name: string;
@@ -109,20 +127,14 @@ export interface LocalState {
   readonly services: ReadonlyMap<string, LocalService>;
   /** In file order, so a later file with the same address wins consistently. */
   readonly workloads: readonly LocalWorkload[];
+  /** Registrations whose lease has run out: left out of `workloads`, for their files to go. */
+  readonly expired?: readonly LocalWorkload[];
 }
 
 type Parsed = { ok: true; value: LocalService | LocalWorkload } | { ok: false };
 
 /** Remembers parsed files by path, so unchanged files are not re-read nor re-reported. */
 export type StateFileCache = FileCache<Parsed>;
-
-export function servicePath(root: string, namespace: string, name: string): string {
-  return join(root, 'services', namespace, `${name}.yaml`);
-}
-
-export function workloadPath(root: string, namespace: string, name: string): string {
-  return join(root, 'workloads', namespace, `${name}.json`);
-}
 
 /** Writes a service file atomically (validated first: throws TypeError on a bad one). */
 export async function writeServiceFile(root: string, namespace: string, name: string, service: ServiceFile) {
@@ -143,11 +155,20 @@ export async function writeWorkloadFile(
   await writeAtomically(workloadPath(root, namespace, name), JSON.stringify(workload, null, 2) + '\n');
 }
 
-/** Reads the whole state folder. Never throws: unreadable or invalid files are logged and skipped. */
-export async function readLocalState(root: string, cache: StateFileCache, log: Logger): Promise<LocalState> {
+/**
+ * Reads the whole state folder as it stands at `now`. Never throws: unreadable or invalid files are
+ * logged and skipped; registrations whose lease has run out are set apart in `expired`.
+ */
+export async function readLocalState(
+  root: string,
+  cache: StateFileCache,
+  log: Logger,
+  now: number = Date.now(),
+): Promise<LocalState> {
   const seen = new Set<string>();
   const services = new Map<string, LocalService>();
   const workloads: LocalWorkload[] = [];
+  const expired: LocalWorkload[] = [];
   for (const [namespace, file] of await listStateFiles(join(root, 'services'), ['.yaml', '.yml'])) {
     seen.add(file);
     const parsed = await parseCached(file, cache, log, (text) => parseService(namespace, file, text));
@@ -159,10 +180,12 @@ export async function readLocalState(root: string, cache: StateFileCache, log: L
   for (const [namespace, file] of await listStateFiles(join(root, 'workloads'), ['.json'])) {
     seen.add(file);
     const parsed = await parseCached(file, cache, log, (text) => parseWorkload(namespace, file, text));
-    if (parsed.ok) workloads.push(parsed.value as LocalWorkload);
+    if (!parsed.ok) continue;
+    const workload = parsed.value as LocalWorkload;
+    (leaseExpired(workload.spec.lease, now) ? expired : workloads).push(workload);
   }
   for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
-  return { services, workloads };
+  return { services, workloads, ...(expired.length > 0 ? { expired } : {}) };
 }
 
 /**
@@ -227,7 +250,7 @@ function parseWorkload(namespace: string, file: string, text: string): LocalWork
   }
   const result = v.safeParse(workloadFileSchema, raw);
   if (!result.success) return firstProblem(result) ?? 'invalid';
-  return { namespace, name, spec: result.output };
+  return { file, namespace, name, spec: result.output };
 }
 
 async function parseCached(

@@ -5,15 +5,27 @@
 // rebuilds the state and diffs every subscription's endpoints against what it last delivered, so
 // subscribers get a reset / add / remove / does-not-exist stream as from the Kubernetes watcher.
 //
+// Registrations with a lease (`trellis run` renews its own) hold only while it is renewed: a scan
+// leaves an expired one out at once, and removes its file (and its workload token) after checking
+// once more that it is still expired; a scan is due when the next lease runs out. This is also how
+// a control plane that starts over an old state folder re-checks what was registered before.
+//
 // Address subscriptions: services here have no virtual IPs, so an address is either a ready
 // registered workload's address and one of its ports (that endpoint as its service describes it),
 // or unknown (the address itself).
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { targetKey } from '../../proxy/transport/target.ts';
 import { FolderScanner } from './folder-scanner.ts';
-import { endpointsOf, readLocalState, type LocalState, type StateFileCache } from './local-state.ts';
+import {
+  endpointsOf,
+  readLocalState,
+  type LocalState,
+  type LocalWorkload,
+  type StateFileCache,
+} from './local-state.ts';
+import { type Lease, leaseExpired, workloadTokenPath } from './state-layout.ts';
 import {
   canonicalIp,
   plainEndpoint,
@@ -61,6 +73,8 @@ export class LocalWatcher implements Watcher {
   readonly #scanner: FolderScanner;
   #state: LocalState = EMPTY_STATE;
   #closed = false;
+  /** The scan due when the next lease runs out. */
+  #expiryTimer: NodeJS.Timeout | null = null;
 
   constructor(options: LocalWatcherOptions = {}) {
     this.root = options.root ?? '.trellis';
@@ -116,6 +130,7 @@ export class LocalWatcher implements Watcher {
     this.#closed = true;
     for (const subscription of this.#subscriptions) subscription.active = false;
     this.#subscriptions.clear();
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer);
     await this.#scanner.close();
   }
 
@@ -133,6 +148,40 @@ export class LocalWatcher implements Watcher {
       // Subscriptions still waiting for their first update get it from their own callback.
       if (subscription.view !== undefined) this.#deliverChanges(subscription);
     }
+    for (const workload of state.expired ?? []) await this.#removeExpired(workload);
+    this.#scanAtNextExpiry(state);
+  }
+
+  /** Removes an expired registration's file and token, unless its holder renewed it meanwhile. */
+  async #removeExpired(workload: LocalWorkload): Promise<void> {
+    let lease: Lease | undefined;
+    try {
+      lease = (JSON.parse(await readFile(workload.file, 'utf8')) as { lease?: Lease }).lease;
+    } catch {
+      return; // gone already, or being rewritten: the next scan sees it again
+    }
+    if (!leaseExpired(lease, Date.now())) return;
+    await rm(workload.file, { force: true });
+    await rm(workloadTokenPath(this.root, workload.namespace, workload.name), { force: true });
+    this.#log.info('registration lease expired; removed', {
+      namespace: workload.namespace,
+      workload: workload.name,
+      renewedAt: lease === undefined ? undefined : new Date(lease.renewedAt).toISOString(),
+    });
+  }
+
+  #scanAtNextExpiry(state: LocalState): void {
+    let next = Infinity;
+    for (const { spec } of state.workloads) {
+      if (spec.lease !== undefined) next = Math.min(next, spec.lease.renewedAt + spec.lease.durationMs);
+    }
+    if (this.#expiryTimer !== null) clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = null;
+    if (next === Infinity || this.#closed) return;
+    // Past setTimeout's range, the periodic rescan comes first anyway.
+    const delay = Math.min(Math.max(0, next - Date.now()) + 5, 2 ** 31 - 1);
+    this.#expiryTimer = setTimeout(() => void this.rescan(), delay);
+    this.#expiryTimer.unref();
   }
 
   /** Tells `subscription` how the current state differs from what it was last told. */
@@ -146,7 +195,8 @@ export class LocalWatcher implements Watcher {
     );
     const previous = subscription.view;
     subscription.view = next;
-    for (const update of diff(previous, next)) {
+    const ports = () => (target.kind === 'service' ? servicePortsOf(this.#state, target.key) : []);
+    for (const update of diff(previous, next, ports)) {
       if (!subscription.active) return;
       try {
         subscription.listener(update);
@@ -200,9 +250,21 @@ export function addressEndpointsOf(state: LocalState, address: AddressKey): Endp
   ];
 }
 
-/** The updates that take a subscriber from `previous` (undefined: nothing yet) to `next`. */
-function diff(previous: View | undefined, next: View): Update[] {
-  if (next === null) return previous === null ? [] : [{ kind: 'does-not-exist' }];
+/** The ports of the service `key` names (none when there is no such service). */
+function servicePortsOf(state: LocalState, key: ServicePortKey): number[] {
+  return (state.services.get(`${key.namespace}/${key.name}`)?.ports ?? []).map((p) => p.port);
+}
+
+/**
+ * The updates that take a subscriber from `previous` (undefined: nothing yet) to `next`;
+ * `ports()` gives the service's ports for a does-not-exist (a service without the port asked for).
+ */
+function diff(previous: View | undefined, next: View, ports: () => number[]): Update[] {
+  if (next === null) {
+    if (previous === null) return [];
+    const known = ports();
+    return [known.length > 0 ? { kind: 'does-not-exist', ports: known } : { kind: 'does-not-exist' }];
+  }
   if (previous === undefined || previous === null) {
     return [{ kind: 'reset', endpoints: Array.from(next.values(), (e) => e.endpoint) }];
   }

@@ -9,13 +9,14 @@
 // read that key can mint tokens; that is the same person who can edit the state folder anyway.
 //
 // A valid token still grants nothing once its workload instance is no longer registered in the
-// state folder: a copied token of a stopped workload is refused as revoked.
+// state folder (withdrawn, or its lease ran out): a copied token of a stopped workload is refused
+// as revoked.
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { spiffeId } from '../../proxy/identity/provider.ts';
-import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
+import type { StateFileCache } from '../discovery/local-state.ts';
 import { IdentityError } from './errors.ts';
 import { createSecretOnce } from './files.ts';
 
@@ -147,7 +148,9 @@ export class LocalTokenVerifier implements TokenVerifier {
         `the token expired at ${new Date(claims.exp).toISOString()}`,
       );
     }
-    const state = await readLocalState(this.#root, this.#cache, this.#log);
+    // Loaded here: `trellis run` mints tokens and should not load the state folder's formats.
+    const { readLocalState } = await import('../discovery/local-state.ts');
+    const state = await readLocalState(this.#root, this.#cache, this.#log, this.#now());
     const registered = state.workloads.some(
       (w) => w.namespace === claims.namespace && w.name === claims.instance,
     );

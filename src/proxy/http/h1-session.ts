@@ -11,7 +11,7 @@ import { statusForReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
-import { type Target, targetKey } from '../transport/target.ts';
+import type { Target } from '../transport/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import {
@@ -328,7 +328,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
 
   private onPicked(outcome: PickOutcome): void {
     if ('error' in outcome) {
-      this.replyError('no-endpoints', `no endpoints for ${targetKey(this.route!.target)}`);
+      this.replyError(outcome.error, outcome.detail);
       return;
     }
     this.pick = outcome;

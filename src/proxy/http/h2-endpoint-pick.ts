@@ -6,7 +6,12 @@
 //
 // A stream whose connect failed before any byte was sent may be retried once; the retry asks
 // discovery to avoid the endpoint that failed.
-import type { Pick as EndpointPick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
+import type {
+  Pick as EndpointPick,
+  PickFailure,
+  PickOutcome,
+  ServiceDiscovery,
+} from '../outbound/discovery.ts';
 import type { Target } from './h2-upstream-pool.ts';
 
 /** What the HTTP/2 path needs from ServiceDiscovery. */
@@ -19,12 +24,12 @@ export interface Destination {
 }
 
 /**
- * `no-endpoints`: the service has none (after discovery's fail-fast wait). `no-other-endpoint`:
- * a retry found only the endpoint that had just failed.
+ * A PickFailure: discovery has no endpoint, and says why (after its fail-fast wait).
+ * `no-other-endpoint`: a retry found only the endpoint that had just failed.
  */
-export type DestinationOutcome = Destination | 'no-endpoints' | 'no-other-endpoint';
+export type DestinationOutcome = Destination | PickFailure | 'no-other-endpoint';
 
-const NO_ENDPOINTS: PickOutcome = { error: 'no-endpoints' };
+const NO_ENDPOINTS: PickOutcome = { error: 'no-endpoints', detail: 'discovery failed' };
 
 /**
  * Chooses where one attempt of a stream to `target` goes and hands it to `then`, exactly once:
@@ -62,7 +67,7 @@ export function chooseDestination(
 
 function settle(outcome: PickOutcome, failed: EndpointPick | null): DestinationOutcome {
   failed?.done();
-  if ('error' in outcome) return outcome.error;
+  if ('error' in outcome) return outcome;
   if (failed !== null && (outcome.key === null || outcome.key === failed.key)) {
     outcome.done();
     return 'no-other-endpoint';

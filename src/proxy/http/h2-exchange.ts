@@ -13,7 +13,6 @@ import type { Pick as EndpointPick } from '../outbound/discovery.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
-import { targetKey } from '../transport/target.ts';
 import { chooseDestination, type DestinationOutcome, type H2Discovery } from './h2-endpoint-pick.ts';
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
 import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
@@ -118,11 +117,11 @@ export class H2Exchange {
   private onDestination(target: Target, outcome: DestinationOutcome): void {
     const { ctx, downstream } = this;
     if (this.abandoned()) {
-      if (typeof outcome === 'object') outcome.pick?.done();
+      if (typeof outcome === 'object' && 'pick' in outcome) outcome.pick?.done();
       return;
     }
-    if (outcome === 'no-endpoints') {
-      this.respondWithError('no-endpoints', `no endpoints for ${targetKey(target)}`);
+    if (typeof outcome === 'object' && 'error' in outcome) {
+      this.respondWithError(outcome.error, outcome.detail);
       return;
     }
     if (outcome === 'no-other-endpoint') {

@@ -67,6 +67,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'tls-handshake-failed':
     case 'no-identity':
     case 'upstream-busy':
+    case 'control-plane-unreachable':
       return GRPC_STATUS.UNAVAILABLE;
     case 'forbidden':
     case 'proxy-request-refused':
@@ -77,6 +78,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'request-header-too-large':
     case 'unknown-destination':
     case 'loop-detected':
+    case 'unknown-port':
       return GRPC_STATUS.INTERNAL;
   }
 }

@@ -7,7 +7,9 @@
 //
 // Renewal is at 70% ± 5% of the leaf's lifetime (renewal.ts). A failure keeps the current
 // credentials (they stay valid for the remaining 25-35% of their life) and retries with an
-// exponential backoff. At most one thing is pending at any time: a timer or one attempt.
+// exponential backoff. At most one thing is pending at any time: a timer or one attempt. Requests
+// go to where the control plane is now (src/proxy/resolve/control-plane-address.ts): a retry
+// waiting for a control plane that restarted or moved is made at once, renewals go to it.
 import { generateKeyPair as generateKeyPairCallback } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -26,12 +28,16 @@ import { certifiedKeyFromResponse } from './certified.ts';
 import { createCsr } from './csr.ts';
 import type { CertifiedKey, WorkloadIdentity } from './provider.ts';
 import { IDENTITY_BACKOFF, backoffDelay, renewalTime } from './renewal.ts';
+import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
+import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
 
 const generateKeyPair = promisify(generateKeyPairCallback);
 
 export interface IdentityClientOptions {
   /** The control plane's Identity API, "host:port" (plaintext: loopback, or a trusted network). */
   readonly address: string;
+  /** Where the control plane is now (default: the process's, see control-plane-address.ts). */
+  readonly locator?: ControlPlaneLocator;
   /** The SPIFFE ID to ask for. */
   readonly id: string;
   /** A file holding the workload's token, read (and trimmed) before every request. */
@@ -74,10 +80,10 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
   const random = opts.random ?? mathRandom;
   const deadlineMs = opts.deadlineMs ?? 10_000;
   const log = opts.log.child({ component: 'identity', id: opts.id });
-  const client: IdentityClient = new Identity(
-    opts.address,
-    grpc.credentials.createInsecure(),
-    reconnectBackoffOptions(IDENTITY_BACKOFF),
+  const client = new ControlPlaneClient<IdentityClient>(
+    opts.locator ?? locateControlPlane(opts.address),
+    (address) =>
+      new Identity(address, grpc.credentials.createInsecure(), reconnectBackoffOptions(IDENTITY_BACKOFF)),
   );
 
   const startedAt = clock.now();
@@ -113,7 +119,7 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
 
   const certify = (token: Buffer, csr: Buffer): Promise<ApiCertifyResponseOutput> =>
     new Promise((resolve, reject) => {
-      call = client.Certify(
+      call = client.get().Certify(
         { identity: opts.id, token, certificateSigningRequest: csr },
         // gRPC deadlines are wall-clock instants, whatever clock the schedule runs on.
         { deadline: Date.now() + deadlineMs },
@@ -161,6 +167,7 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
     const status = isGrpc ? (grpc.status[grpcCode] ?? String(grpcCode)) : undefined;
     const message = isGrpc ? (err as grpc.ServiceError).details : String((err as Error)?.message ?? err);
     lastError = status === undefined ? message : `${status}: ${message}`;
+    if (isGrpc) client.locator.refresh();
     const delay = backoffDelay(failures++, random);
     const fields = {
       ...(status === undefined ? {} : { status }),
@@ -202,6 +209,12 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
   }
 
   void attempt();
+  // A retry waiting out its backoff is made at once when the control plane restarted or moved.
+  const stopFollowing = client.locator.onMove(() => {
+    if (closed || failures === 0 || timer === null) return;
+    timer.cancel();
+    void attempt();
+  });
 
   return {
     id: opts.id,
@@ -217,6 +230,7 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
     close() {
       if (closed) return;
       closed = true;
+      stopFollowing();
       timer?.cancel();
       timer = null;
       call?.cancel();

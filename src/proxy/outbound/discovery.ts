@@ -2,23 +2,40 @@
 // (HTTP) or per connection (TCP), through the resolver's stream of updates, an EndpointSet per
 // target and power-of-two-choices over peak-EWMA (linkerd's "concrete" balance layer).
 //
-// Single-label names (localhost), and names the control plane does not know (does-not-exist) or
-// rejects as no service name, are forwarded to their original address unchanged. IP literals are
-// too, unless `resolveAddresses` is set (transparent mode, where an app's connection only tells
-// its original destination IP): then they are resolved like names, and the control plane answers
-// a Service's ClusterIP with its endpoints, a meshed pod's IP with that pod and its identity, and
-// any other address with itself, unmeshed, which goes direct exactly as an unresolved IP would.
-// Loopback addresses are never resolved: they are no Service's or pod's, iptables never redirects
-// them, and they are where inbound traffic goes (the app on 127.0.0.1), which must not depend on
-// the control plane.
+// Names are read as Kubernetes reads them (src/proxy/resolve/mesh-names.ts): a short name (`web`)
+// is a service in the proxy's own namespace, `web.ns[.svc[.cluster.local]]` names its namespace.
+// `localhost`, and names the control plane does not know (does-not-exist) or rejects as no
+// service name, are forwarded to their original address unchanged. IP literals are too, unless
+// `resolveAddresses` is set (transparent mode, where an app's connection only tells its original
+// destination IP): then they are resolved like names, and the control plane answers a Service's
+// ClusterIP with its endpoints, a meshed pod's IP with that pod and its identity, and any other
+// address with itself, unmeshed, which goes direct exactly as an unresolved IP would. Loopback
+// addresses are never resolved: they are no Service's or pod's, iptables never redirects them,
+// and they are where inbound traffic goes (the app on 127.0.0.1), which must not depend on the
+// control plane.
 //
-// A known target with no endpoints waits up to failFastMs for one, then fails with `no-endpoints`
-// (503). While the control plane is unreachable the sets keep their last known endpoints; a
-// target that was never resolved before the control plane became unreachable goes direct.
+// A picks fails, with a reason for the proxy's answer, when:
+// - `no-endpoints` (503): a known target has no endpoints for failFastMs;
+// - `control-plane-unreachable` (503): a mesh name (one the control plane answered before, or one
+//   that can only be a mesh name: under `.svc`, or `NAME.<own namespace>`) that the control plane
+//   cannot be asked about now, and whose endpoints are not known, for failFastMs. Such a name
+//   never falls through to DNS; another name whose resolution fails before its first answer goes
+//   direct, as a name the control plane does not know would;
+// - `unknown-port` (400): the service exists, but not on that port (the answer lists its ports).
+// While the control plane is unreachable the sets keep their last known endpoints, however long
+// ago they were used: a target that knows its endpoints is not released when idle then (one that
+// knows nothing is, so that names asked for during an outage cannot pile up).
 import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint, Resolution, Resolver } from '../resolve/resolver.ts';
+import {
+  isMeshShaped,
+  mayBeService,
+  ownNamespace,
+  serviceQuery,
+  canonicalName,
+} from '../resolve/mesh-names.ts';
 import type { Logger } from '../../core/log.ts';
 import { type Target, targetKey } from '../transport/target.ts';
 
@@ -32,7 +49,16 @@ export interface Pick {
   done(rttMs?: number): void;
 }
 
-export type PickOutcome = Pick | { readonly error: 'no-endpoints' };
+/** Why discovery has no endpoint for a target (each is a proxy error reason, src/proxy/errors.ts). */
+export type DiscoveryFailureReason = 'no-endpoints' | 'control-plane-unreachable' | 'unknown-port';
+
+/** No endpoint: why, and a sentence for the answer (which ports a service has, say). */
+export interface PickFailure {
+  readonly error: DiscoveryFailureReason;
+  readonly detail: string;
+}
+
+export type PickOutcome = Pick | PickFailure;
 
 export interface DiscoveryOptions {
   /** null: no control plane; every target is direct. */
@@ -43,19 +69,27 @@ export interface DiscoveryOptions {
   readonly idleMs: number;
   /** Resolve IP targets (but loopback ones) through the resolver too (default false: direct). */
   readonly resolveAddresses?: boolean;
+  /** The namespace short names mean (default: the proxy's, src/proxy/resolve/mesh-names.ts). */
+  readonly namespace?: string;
   readonly log: Logger;
 }
 
 interface Entry {
-  /** The target's address key (what it is resolved by). */
+  /** The target's address key. */
   readonly key: string;
+  /** What it is resolved by (a short name qualified with the namespace). */
+  readonly query: string;
+  /** Its host, canonical (what the known mesh names remember). */
+  readonly host: string;
   readonly set: EndpointSet;
   readonly p2c: P2c<EndpointState>;
   resolution: Resolution;
-  /** The resolution failed before its first update (the control plane is unreachable). */
-  failedBeforeUpdate: boolean;
+  /** The resolution's last news was a failure (the control plane is unreachable). */
+  unreachable: boolean;
   /** The control plane rejected the name (not a service name): always direct. */
   rejected: boolean;
+  /** does-not-exist for a service that has other ports: those ports. */
+  otherPorts: readonly number[] | null;
   /** Picks waiting for the set to settle; each is called after every update or error. */
   readonly waiters: Set<() => void>;
   lastUsed: number;
@@ -74,6 +108,9 @@ const GRPC_INVALID_ARGUMENT = 3;
 
 const noop = (): void => {};
 
+/** How many mesh names a proxy remembers having been services (the set starts over when full). */
+const MAX_KNOWN_NAMES = 4096;
+
 /** 127.0.0.0/8 and ::1 (IPv4-mapped spellings included: BlockList checks them as IPv4). */
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
@@ -84,10 +121,14 @@ export class ServiceDiscovery {
   private readonly entries = new Map<string, Entry>();
   /** isLogical's answers by host. */
   private readonly logicalHosts = new Map<string, boolean>();
+  /** Hosts the control plane answered as services: mesh names, never sent to DNS. */
+  private readonly knownNames = new Set<string>();
+  private readonly namespace: string;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(opts: DiscoveryOptions) {
     this.opts = opts;
+    this.namespace = opts.namespace ?? ownNamespace();
   }
 
   /** True when a target is resolved through the control plane (else it is always direct). */
@@ -100,7 +141,7 @@ export class ServiceDiscovery {
         family !== 0
           ? this.opts.resolveAddresses === true &&
             !LOOPBACK.check(target.host, family === 4 ? 'ipv4' : 'ipv6')
-          : target.host.includes('.');
+          : mayBeService(target.host);
       // Asked for every request and connection: node's isIP runs two regular expressions on a
       // name. The hosts a proxy sends to are few; the bound only guards against odd traffic.
       if (this.logicalHosts.size >= 1024) this.logicalHosts.clear();
@@ -118,9 +159,14 @@ export class ServiceDiscovery {
     if (!this.isLogical(target)) return directPick(target);
     const entry = this.entry(target);
     entry.lastUsed = Date.now();
-    const now = fromEntry(entry, target, avoid);
+    const now = fromEntry(entry, target, avoid, this.isMeshName(entry));
     if (now !== null) return now;
     return this.wait(entry, target, avoid);
+  }
+
+  /** Whether an entry's host is certainly a mesh name (see the file comment). */
+  private isMeshName(entry: Entry): boolean {
+    return this.knownNames.has(entry.host) || isMeshShaped(entry.host, this.namespace);
   }
 
   /** Targets being watched (tests check that idle ones are released). */
@@ -136,11 +182,11 @@ export class ServiceDiscovery {
         resolve(outcome);
       };
       const check = (): void => {
-        const outcome = fromEntry(entry, target, avoid);
+        const outcome = fromEntry(entry, target, avoid, this.isMeshName(entry));
         if (outcome !== null) settle(outcome);
       };
       const timer = setTimeout(
-        () => settle(fromEntry(entry, target, avoid) ?? NO_ENDPOINTS),
+        () => settle(fromEntry(entry, target, avoid, this.isMeshName(entry)) ?? failureOf(entry)),
         this.opts.failFastMs,
       );
       entry.waiters.add(check);
@@ -152,46 +198,79 @@ export class ServiceDiscovery {
     const existing = this.entries.get(key);
     if (existing !== undefined) return existing;
     const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
+    const host = canonicalName(target.host);
+    const query = isIP(target.host) !== 0 ? key : serviceQuery(host, target.port, this.namespace);
     const created: Entry = {
       key,
+      query,
+      host,
       set,
       p2c: new P2c(set),
       resolution: { cancel: noop },
-      failedBeforeUpdate: false,
+      unreachable: false,
       rejected: false,
+      otherPorts: null,
       waiters: new Set(),
       lastUsed: Date.now(),
     };
     created.resolution = this.opts.resolver!.resolve(
-      key,
+      query,
       (update) => {
-        created.failedBeforeUpdate = false;
+        if (created.unreachable && created.set.status !== 'awaiting') {
+          this.opts.log.info('the control plane answers again', { target: query });
+        }
+        created.unreachable = false;
+        const otherPorts = update.kind === 'does-not-exist' ? (update.ports ?? []) : null;
+        created.otherPorts = otherPorts !== null && otherPorts.length > 0 ? otherPorts : null;
         set.apply(update);
+        if (isIP(host) === 0)
+          this.remember(host, update.kind !== 'does-not-exist' || created.otherPorts !== null);
         wake(created);
       },
-      (error) => this.onResolutionError(key, created, error),
+      (error) => this.onResolutionError(query, created, error),
     );
     this.entries.set(key, created);
     this.startSweeper();
     return created;
   }
 
-  private onResolutionError(key: string, entry: Entry, error: Error): void {
+  /** Remembers (or forgets) a host as a service's name. */
+  private remember(host: string, isService: boolean): void {
+    if (!isService) {
+      this.knownNames.delete(host);
+      return;
+    }
+    if (this.knownNames.size >= MAX_KNOWN_NAMES && !this.knownNames.has(host)) this.knownNames.clear();
+    this.knownNames.add(host);
+  }
+
+  private onResolutionError(query: string, entry: Entry, error: Error): void {
     const code = (error as { cause?: { code?: unknown } }).cause?.code;
     if (code === GRPC_INVALID_ARGUMENT) {
       // Not a service name (api.example.com): the control plane will never know it.
       entry.rejected = true;
       entry.resolution.cancel();
-    } else if (entry.set.status === 'awaiting') {
-      entry.failedBeforeUpdate = true;
-      this.opts.log.warn('cannot resolve a service through the control plane; forwarding it direct', {
-        target: key,
+      wake(entry);
+      return;
+    }
+    const first = !entry.unreachable;
+    entry.unreachable = true;
+    if (!first) {
+      // Retries while the control plane stays away: nothing new to say.
+    } else if (entry.set.status !== 'awaiting') {
+      this.opts.log.debug('resolution failed; keeping the last known endpoints', {
+        target: query,
+        endpoints: entry.set.size,
+        error,
+      });
+    } else if (this.isMeshName(entry)) {
+      this.opts.log.warn('cannot reach the control plane to resolve a mesh name; waiting for it', {
+        target: query,
         error,
       });
     } else {
-      this.opts.log.debug('resolution failed; keeping the last known endpoints', {
-        target: key,
-        endpoints: entry.set.size,
+      this.opts.log.warn('cannot resolve a name through the control plane; forwarding it direct', {
+        target: query,
         error,
       });
     }
@@ -204,7 +283,7 @@ export class ServiceDiscovery {
       () => {
         const cutoff = Date.now() - this.opts.idleMs;
         for (const [key, e] of this.entries) {
-          if (e.lastUsed < cutoff && e.waiters.size === 0) {
+          if (e.lastUsed < cutoff && e.waiters.size === 0 && !keepsLastKnown(e)) {
             e.resolution.cancel();
             e.set.close();
             this.entries.delete(key);
@@ -228,15 +307,42 @@ export class ServiceDiscovery {
   }
 }
 
-const NO_ENDPOINTS: PickOutcome = { error: 'no-endpoints' };
+/**
+ * Whether an idle entry stays: one that knows a service's endpoints (or that it has none) while
+ * the control plane is unreachable, for they are all there is until it is back. Entries that
+ * know nothing are released as usual, so names asked for during an outage cannot pile up.
+ */
+function keepsLastKnown(entry: Entry): boolean {
+  const status = entry.set.status;
+  return entry.unreachable && (status === 'ready' || status === 'no-endpoints');
+}
+
+/** Why an entry that waited failFastMs has no endpoint. */
+function failureOf(entry: Entry): PickFailure {
+  if (entry.unreachable) {
+    return {
+      error: 'control-plane-unreachable',
+      detail: `the control plane is unreachable and no endpoint of ${entry.query} is known`,
+    };
+  }
+  return { error: 'no-endpoints', detail: `no endpoints for ${entry.query}` };
+}
 
 /** A pick that sends to the target's own address (no discovery). */
 export function directPick(target: Target): Pick {
   return { address: target, endpoint: null, key: null, done: noop };
 }
 
-/** The pick for an entry as things stand, or null while its endpoints are still to come. */
-function fromEntry(entry: Entry, target: Target, avoid: string | null): PickOutcome | null {
+/**
+ * The pick for an entry as things stand, or null while its endpoints are still to come.
+ * `meshName`: the target's host is certainly a mesh name (never direct for want of an answer).
+ */
+function fromEntry(
+  entry: Entry,
+  target: Target,
+  avoid: string | null,
+  meshName: boolean,
+): PickOutcome | null {
   if (entry.rejected) return directPick(target);
   switch (entry.set.status) {
     case 'ready': {
@@ -253,9 +359,15 @@ function fromEntry(entry: Entry, target: Target, avoid: string | null): PickOutc
       };
     }
     case 'does-not-exist':
-      return directPick(target);
+      if (entry.otherPorts === null) return directPick(target);
+      return {
+        error: 'unknown-port',
+        detail:
+          `${entry.query.slice(0, entry.query.lastIndexOf(':'))} has no port ${target.port}; ` +
+          `its ports: ${entry.otherPorts.join(', ')}`,
+      };
     case 'awaiting':
-      return entry.failedBeforeUpdate ? directPick(target) : null;
+      return entry.unreachable && !meshName ? directPick(target) : null;
     default:
       return null;
   }

@@ -1,8 +1,9 @@
 // One Policy.WatchInbound stream for this proxy's workload, kept open: each message replaces the
 // policy; when the stream fails or ends the watch starts again after an exponential backoff with
 // jitter (the caller keeps the last policy meanwhile, so a control-plane restart changes nothing
-// for traffic). Loaded lazily by authorizer.ts, so a proxy without a policy address never loads
-// gRPC.
+// for traffic). The stream goes to where the control plane is now (src/proxy/resolve/
+// control-plane-address.ts): when it restarts or moves, the watch starts again at once. Loaded
+// lazily by authorizer.ts, so a proxy without a policy address never loads gRPC.
 import * as grpc from '@grpc/grpc-js';
 import {
   Policy,
@@ -14,10 +15,14 @@ import { backoffDelay, backoffSettings, WATCH_BACKOFF } from '../../core/backoff
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { mathRandom, type Random } from '../../core/random.ts';
+import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
+import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
 
 export interface PolicyWatchOptions {
   /** The control plane's gRPC address, "host:port". */
   readonly address: string;
+  /** Where the control plane is now (default: the process's, see control-plane-address.ts). */
+  readonly locator?: ControlPlaneLocator;
   readonly namespace: string;
   readonly workload: string;
   readonly labels?: Readonly<Record<string, string>>;
@@ -38,10 +43,9 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
   const timers = options.timers ?? systemTimers;
   const random = options.random ?? mathRandom;
   const log = options.log;
-  const client: PolicyClient = new Policy(
-    options.address,
-    grpc.credentials.createInsecure(),
-    reconnectBackoffOptions(backoff),
+  const client = new ControlPlaneClient<PolicyClient>(
+    options.locator ?? locateControlPlane(options.address),
+    (address) => new Policy(address, grpc.credentials.createInsecure(), reconnectBackoffOptions(backoff)),
   );
   let call: grpc.ClientReadableStream<ApiInboundPolicyOutput> | null = null;
   let retry: TimerHandle | null = null;
@@ -50,7 +54,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
 
   const start = (): void => {
     retry = null;
-    const current = client.WatchInbound({
+    const current = client.get().WatchInbound({
       namespace: options.namespace,
       workload: options.workload,
       labels: { ...options.labels },
@@ -58,7 +62,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
     call = current;
     current.on('data', (message: ApiInboundPolicyOutput) => {
       if (closed || call !== current) return;
-      if (failures > 0) log.info('policy watch restored', { address: options.address });
+      if (failures > 0) log.info('policy watch restored', { address: client.address });
       failures = 0;
       options.onPolicy(message);
     });
@@ -67,6 +71,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
     current.on('status', (status: grpc.StatusObject) => {
       if (closed || call !== current) return;
       call = null;
+      if (status.code !== grpc.status.OK) client.locator.refresh();
       const delay = backoffDelay(failures, backoff, random);
       const reason =
         status.code === grpc.status.OK
@@ -77,7 +82,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
         log,
         'policy watch ended; keeping the last policy and retrying',
         {
-          address: options.address,
+          address: client.address,
           reason,
           delayMs: Math.round(delay),
         },
@@ -87,11 +92,22 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
     });
   };
   start();
+  // The control plane restarted or moved: watch again now, where it is.
+  const stopFollowing = client.locator.onMove(() => {
+    if (closed) return;
+    const previous = call;
+    call = null; // its end is not a failure
+    previous?.cancel();
+    retry?.cancel();
+    failures = 0;
+    start();
+  });
 
   return {
     close() {
       if (closed) return;
       closed = true;
+      stopFollowing();
       retry?.cancel();
       retry = null;
       call?.cancel();

@@ -3,7 +3,10 @@
 // updates. When the stream fails or ends, the resolver reports the error (the EndpointSet keeps
 // its last known endpoints, so traffic keeps flowing while the control plane is away) and watches
 // again after an exponential backoff with jitter; the first message of the new stream is a reset,
-// which replaces whatever changed in between. All resolutions share one HTTP/2 channel.
+// which replaces whatever changed in between. All resolutions share one HTTP/2 channel, at the
+// address the locator names (control-plane-address.ts): when the control plane restarts or moves,
+// every watch starts again at once on a channel to where it is now; a channel whose connection
+// failed is replaced rather than waited for (control-plane-client.ts).
 import * as grpc from '@grpc/grpc-js';
 import {
   Destination,
@@ -18,11 +21,15 @@ import { TrellisError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { mathRandom, type Random } from '../../core/random.ts';
 import { targetKey } from '../transport/target.ts';
+import { type ControlPlaneLocator, locateControlPlane } from './control-plane-address.ts';
+import { ControlPlaneClient } from './control-plane-client.ts';
 import type { Endpoint, ProtocolHint, Resolution, Resolver, Update } from './resolver.ts';
 
 export interface DestinationResolverOptions {
   /** The control plane's gRPC address, "host:port". */
   readonly address: string;
+  /** Where the control plane is now (default: the process's, see control-plane-address.ts). */
+  readonly locator?: ControlPlaneLocator;
   /** Default: plaintext. */
   readonly credentials?: grpc.ChannelCredentials;
   /** Re-watch delays: from initialMs, doubling up to maxMs, each drawn in [delay/2, delay]. */
@@ -49,7 +56,8 @@ interface Watch {
 }
 
 export class DestinationResolver implements Resolver {
-  readonly #client: DestinationClient;
+  readonly #client: ControlPlaneClient<DestinationClient>;
+  readonly #stopFollowing: () => void;
   readonly #backoff: BackoffSettings;
   readonly #timers: Timers;
   readonly #random: Random;
@@ -62,11 +70,13 @@ export class DestinationResolver implements Resolver {
     this.#timers = options.timers ?? systemTimers;
     this.#random = options.random ?? mathRandom;
     this.#log = (options.log ?? silentLogger).child({ component: 'destination-client' });
-    this.#client = new Destination(
-      options.address,
-      options.credentials ?? grpc.credentials.createInsecure(),
-      { ...reconnectBackoffOptions(this.#backoff), ...options.channelOptions },
+    const credentials = options.credentials ?? grpc.credentials.createInsecure();
+    const channelOptions = { ...reconnectBackoffOptions(this.#backoff), ...options.channelOptions };
+    this.#client = new ControlPlaneClient(
+      options.locator ?? locateControlPlane(options.address),
+      (address) => new Destination(address, credentials, channelOptions),
     );
+    this.#stopFollowing = this.#client.locator.onMove(() => this.#restartAll());
   }
 
   /** Open resolutions (tests check that cancel releases them). */
@@ -101,12 +111,27 @@ export class DestinationResolver implements Resolver {
     if (this.#closed) return;
     this.#closed = true;
     for (const watch of Array.from(this.#watches)) this.#cancel(watch);
+    this.#stopFollowing();
     this.#client.close();
+  }
+
+  /** The control plane restarted or moved: every watch starts again now, on a channel to it. */
+  #restartAll(): void {
+    if (this.#closed) return;
+    this.#log.debug('the control plane moved; watching again', { address: this.#client.locator.current() });
+    for (const watch of this.#watches) {
+      const call = watch.call;
+      watch.call = null; // its end is not a failure to report
+      call?.cancel();
+      watch.retry?.cancel();
+      watch.failures = 0;
+      this.#start(watch);
+    }
   }
 
   #start(watch: Watch): void {
     watch.retry = null;
-    const call = this.#client.Watch({ path: watch.target });
+    const call = this.#client.get().Watch({ path: watch.target });
     watch.call = call;
     call.on('data', (message: ApiUpdateOutput) => {
       if (watch.cancelled || watch.call !== call) return;
@@ -123,6 +148,7 @@ export class DestinationResolver implements Resolver {
     call.on('status', (status: grpc.StatusObject) => {
       if (watch.cancelled || watch.call !== call) return;
       watch.call = null;
+      if (status.code !== grpc.status.OK) this.#client.locator.refresh();
       const delay = this.#nextDelay(watch.failures++);
       const reason =
         status.code === grpc.status.OK
@@ -166,8 +192,13 @@ export function fromApiUpdate(message: ApiUpdateOutput): Update | null {
         .map((a) => targetKey({ host: a.ip, port: a.port }));
       return { kind: 'remove', addresses };
     }
-    case 'noEndpoints':
-      return message.noEndpoints?.exists ? { kind: 'reset', endpoints: [] } : { kind: 'does-not-exist' };
+    case 'noEndpoints': {
+      if (message.noEndpoints?.exists) return { kind: 'reset', endpoints: [] };
+      const ports = (message.noEndpoints?.ports ?? []).filter(
+        (p) => Number.isInteger(p) && p >= 1 && p <= 65535,
+      );
+      return ports.length > 0 ? { kind: 'does-not-exist', ports } : { kind: 'does-not-exist' };
+    }
     default:
       return null;
   }

@@ -4,7 +4,7 @@
 //
 // Updates follow linkerd: `reset` replaces the whole set, `add` adds or refreshes endpoints,
 // `remove` drops endpoints by address key, `does-not-exist` says the target is unknown (the set
-// becomes empty). Address keys are `targetKey(address)` from src/proxy/transport/target.ts:
+// becomes empty; `ports` lists the ports of a service that exists, but not on the port asked for). Address keys are `targetKey(address)` from src/proxy/transport/target.ts:
 // "host:port", or "[v6]:port" for IPv6 hosts.
 
 export type ProtocolHint = 'unknown' | 'h2' | 'opaque';
@@ -31,7 +31,7 @@ export type Update =
   | { readonly kind: 'reset'; readonly endpoints: readonly Endpoint[] }
   | { readonly kind: 'add'; readonly endpoints: readonly Endpoint[] }
   | { readonly kind: 'remove'; readonly addresses: readonly string[] }
-  | { readonly kind: 'does-not-exist' };
+  | { readonly kind: 'does-not-exist'; readonly ports?: readonly number[] };
 
 /** What `resolve` returns: stops the stream; no callback runs after `cancel()`. */
 export interface Resolution {

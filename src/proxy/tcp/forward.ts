@@ -5,7 +5,13 @@
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../transport/target.ts';
-import { directPick, type Pick, type PickOutcome, type ServiceDiscovery } from '../outbound/discovery.ts';
+import {
+  directPick,
+  type DiscoveryFailureReason,
+  type Pick,
+  type PickOutcome,
+  type ServiceDiscovery,
+} from '../outbound/discovery.ts';
 import type { ConnectFailureReason } from '../errors.ts';
 import { meshIdentityOf } from '../mesh/protocol.ts';
 
@@ -110,7 +116,7 @@ export function connectTcp(
   };
 }
 
-export type BalancedConnectFailure = ConnectFailureReason | 'no-endpoints';
+export type BalancedConnectFailure = ConnectFailureReason | DiscoveryFailureReason;
 
 /**
  * Connects to an endpoint of `target` that discovery picks (to target itself when it is not

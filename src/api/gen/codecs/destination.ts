@@ -214,13 +214,19 @@ export function encodeRemoveSet(m: trellis_destination_v1_RemoveSet): Buffer {
 }
 
 function read_trellis_destination_v1_NoEndpoints(r: Reader): trellis_destination_v1_NoEndpoints__Output {
-  const m: trellis_destination_v1_NoEndpoints__Output = { exists: false };
+  const m: trellis_destination_v1_NoEndpoints__Output = { exists: false, ports: [] };
   while (r.pos < r.end) {
     const tag = r.tag();
     switch (tag >>> 3) {
       case 1:
         if ((tag & 7) === 0) {
           m.exists = r.bool();
+          continue;
+        }
+        break;
+      case 2:
+        if ((tag & 7) === 0 || (tag & 7) === 2) {
+          r.repeated(tag & 7, () => m.ports.push(r.uint32()));
           continue;
         }
         break;
@@ -232,6 +238,10 @@ function read_trellis_destination_v1_NoEndpoints(r: Reader): trellis_destination
 
 function write_trellis_destination_v1_NoEndpoints(w: Writer, m: trellis_destination_v1_NoEndpoints): void {
   if (m.exists != null && m.exists !== false) w.bool(1, Boolean(m.exists));
+  if (m.ports != null) {
+    if (!Array.isArray(m.ports)) throw new Error('NoEndpoints.ports: array expected');
+    for (const v of m.ports) w.uint32(2, Number(v));
+  }
 }
 
 /** trellis.destination.v1.NoEndpoints: bytes -> the object proto-loader would give (throws WireError). */
