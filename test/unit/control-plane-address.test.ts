@@ -13,11 +13,7 @@ import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { startDestinationServer } from '../../src/control/destination/server.ts';
 import { EndpointSet } from '../../src/proxy/balance/endpoint-set.ts';
-import {
-  controlFilePath,
-  removeControlFile,
-  writeControlFile,
-} from '../../src/api/control-file.ts';
+import { controlFilePath, removeControlFile, writeControlFile } from '../../src/api/control-file.ts';
 import { ControlFileFollower } from '../../src/proxy/resolve/control-plane-address.ts';
 import { DestinationResolver } from '../../src/proxy/resolve/destination-client.ts';
 import type { Update } from '../../src/proxy/resolve/resolver.ts';
