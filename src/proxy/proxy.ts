@@ -16,6 +16,7 @@ import { getOriginalDst } from './transport/original-dst.ts';
 import type { Target } from './transport/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 import { loadMeshTransport } from './mesh/wiring.ts';
+import { followControlFile } from './resolve/control-plane-address.ts';
 
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
@@ -48,6 +49,8 @@ export async function startProxy(
   /** Identity and authorizer to use instead of the configured ones (tests). */
   overrides: MeshOverrides = {},
 ): Promise<RunningProxy> {
+  // The control plane's clients call the address of the control file, when one is followed.
+  if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
   // Neither waits for the control plane: the identity's first certificate comes when it comes.
   const identity = await loadIdentity(config, log, overrides);
   let authorizer;

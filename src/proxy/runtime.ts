@@ -84,6 +84,8 @@ export class ProxyRuntime {
       idleMs: config.discovery.idleMs,
       // Transparent mode sees only IP destinations: resolve them (ClusterIP, pod IP) to mesh them.
       resolveAddresses: config.discovery.resolveAddresses ?? config.mode === 'transparent',
+      // Short names (`web`) are services of the proxy's own namespace, as in Kubernetes.
+      namespace: config.workload.namespace,
       log: log.child({ component: 'discovery' }),
     });
     this.mesh = new MeshWiring(

@@ -29,13 +29,7 @@ import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint, Resolution, Resolver } from '../resolve/resolver.ts';
-import {
-  isMeshShaped,
-  mayBeService,
-  ownNamespace,
-  serviceQuery,
-  canonicalName,
-} from '../resolve/mesh-names.ts';
+import { isMeshShaped, mayBeService, serviceQuery, canonicalName } from '../resolve/mesh-names.ts';
 import type { Logger } from '../../core/log.ts';
 import { type Target, targetKey } from '../transport/target.ts';
 
@@ -128,7 +122,7 @@ export class ServiceDiscovery {
 
   constructor(opts: DiscoveryOptions) {
     this.opts = opts;
-    this.namespace = opts.namespace ?? ownNamespace();
+    this.namespace = opts.namespace ?? 'default';
   }
 
   /** True when a target is resolved through the control plane (else it is always direct). */

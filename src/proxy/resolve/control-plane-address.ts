@@ -6,9 +6,9 @@
 // and one restarted on the same ports is called again at once rather than after a backoff. While
 // the file is missing (the control plane is stopped) the last address stays.
 //
-// The file is followed process-wide, set once from the configuration by `trellis proxy`
-// (followControlFile); the clients take their locator from locateControlPlane(configured), tests
-// may hand in their own. Nothing here loads gRPC.
+// The file is followed process-wide (one proxy per process), set once from the configuration by
+// startProxy (followControlFile); the clients take their locator from
+// locateControlPlane(configured), tests may hand in their own. Nothing here loads gRPC.
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';

@@ -5,20 +5,7 @@
 // which names certainly are mesh names, even before (or without) the control plane saying so:
 // those under `.svc`, and two-label names in the proxy's own namespace.
 //
-// The namespace is the proxy's (`workload.namespace`), set once from the configuration by
-// `trellis proxy`; ServiceDiscovery may be given another.
-
-let own = 'default';
-
-/** Sets the namespace short names resolve in (configuration only). */
-export function setOwnNamespace(namespace: string): void {
-  own = namespace;
-}
-
-/** The namespace short names resolve in. */
-export function ownNamespace(): string {
-  return own;
-}
+// The namespace is the proxy's (`workload.namespace`), which the runtime gives ServiceDiscovery.
 
 /** Whether a host name (not an IP) may name a service: anything but localhost and `*.localhost`. */
 export function mayBeService(host: string): boolean {
