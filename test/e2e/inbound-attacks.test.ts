@@ -178,14 +178,23 @@ test(
     });
 
     await t.test(
-      'a request line a lenient server would accept (a tab after GET): refused, not relayed',
+      'request lines a lenient server would accept (a tab, two spaces, an extension method, no version): refused, never relayed',
       async () => {
         const before = app.ids.length;
-        const r = await rawExchange(inbound, [
-          `GET\t/forged HTTP/1.1\r\nHost: a\r\ntrellis-client-id: ${FORGED}\r\n\r\n`,
-        ]);
-        assert.match(r.text, /^HTTP\/1\.1 400 /);
+        for (const line of [
+          'GET\t/forged HTTP/1.1',
+          'PURGE  /x HTTP/1.1',
+          'PROPFIND /x  HTTP/1.1',
+          'PURGE /x',
+        ]) {
+          const r = await rawExchange(inbound, [
+            `${line}\r\nHost: a\r\ntrellis-client-id: ${FORGED}\r\n\r\n`,
+            forgedRequest(FORGED),
+          ]);
+          assert.match(r.text, /^HTTP\/1\.1 400 /, line);
+        }
         assert.equal(app.ids.length, before);
+        noForgedIds(app);
       },
     );
 
@@ -253,6 +262,19 @@ test('a meshed workload cannot forge its identity through an idle tunnel', { tim
     );
     assert.match(r.text, /^HTTP\/1\.1 200 Connection established/);
     assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
+    noForgedIds(app);
+  });
+
+  await t.test('CONNECT, then a request line only a lenient server reads, with a forged header', async () => {
+    const r = await rawExchange(
+      portOf(client, 'outbound'),
+      [
+        `CONNECT web.default:8080 HTTP/1.1\r\nHost: web.default:8080\r\n\r\n`,
+        `PURGE  /x HTTP/1.1\r\nHost: a\r\ntrellis-client-id: ${FORGED}\r\n\r\n` + forgedRequest(FORGED),
+      ],
+      { gapMs: 50 },
+    );
+    assert.match(r.text, /^HTTP\/1\.1 200 Connection established\r\n\r\nHTTP\/1\.1 400 /);
     noForgedIds(app);
   });
 
@@ -392,3 +414,27 @@ test(
     assert.equal(app.ids.length, 2, 'only /public/x and /public/./x reached the app');
   },
 );
+
+test('a port a Server declares HTTP never forwards unparsed bytes', { timeout: 30_000 }, async (t) => {
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startRecordingApp();
+  t.after(() => app.close());
+  const allow = { allowed: true, server: 'default/web-http', policy: 'default/open', audited: false };
+  const httpOnly: InboundAuthorizer = {
+    checkConnection: () => allow,
+    checkRequest: () => allow,
+    protocolOf: (port) => (port === app.port ? 'http1' : null),
+    onChange: () => () => {},
+    close() {},
+  };
+  const server = await world.proxy({ identity: null, app: app.port, authorizer: httpOnly, config: DETECT });
+  const inbound = portOf(server, 'inbound');
+  // Not HTTP at all, and HTTP after an idle start: both go to the HTTP/1 parser.
+  const garbage = await rawExchange(inbound, ['\x00\x01 not http\r\n\r\n']);
+  assert.match(garbage.text, /^HTTP\/1\.1 400 /);
+  const idle = await rawExchange(inbound, [forgedRequest(FORGED)], { idleFirstMs: 700 });
+  assert.match(idle.text, /^HTTP\/1\.1 200 /);
+  assert.equal(app.connections(), 1, 'only the parsed request connected to the app');
+  noForgedIds(app);
+});

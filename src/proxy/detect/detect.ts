@@ -22,18 +22,19 @@ export type Detection =
 export const DEFAULT_DETECT_MAX_BYTES = 16 * 1024;
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const HTTP_VERSION_PREFIX = Buffer.from('HTTP/', 'latin1');
-const KNOWN_METHODS = new Set([
-  'GET',
-  'HEAD',
-  'POST',
-  'PUT',
-  'DELETE',
-  'CONNECT',
-  'OPTIONS',
-  'TRACE',
-  'PATCH',
-]);
+/**
+ * HTTP methods: the IANA registry, and the extension methods common HTTP servers accept (llhttp's,
+ * Node's parser, among them). A line that starts with one of them and whitespace is plainly meant
+ * as HTTP/1, whatever follows.
+ */
+const KNOWN_METHODS = new Set(
+  (
+    'ACL BASELINE-CONTROL BIND CHECKIN CHECKOUT CONNECT COPY DELETE GET HEAD LABEL LINK LOCK MERGE ' +
+    'MKACTIVITY MKCALENDAR MKCOL MKREDIRECTREF MKWORKSPACE MOVE OPTIONS ORDERPATCH PATCH POST PRI ' +
+    'PROPFIND PROPPATCH PUT QUERY REBIND REPORT SEARCH TRACE UNBIND UNCHECKOUT UNLINK UNLOCK UPDATE ' +
+    'UPDATEREDIRECTREF VERSION-CONTROL PURGE NOTIFY SUBSCRIBE UNSUBSCRIBE M-SEARCH SOURCE'
+  ).split(' '),
+);
 
 const NEED_MORE: Detection = Object.freeze({ kind: 'need-more' });
 const HTTP1: Detection = Object.freeze({ kind: 'http1' });
@@ -79,9 +80,11 @@ function detectH2Preface(buf: Buffer): Detection | null {
 }
 
 /**
- * Recognises an HTTP/1 request line `method SP request-target SP HTTP/x.y` ended by CRLF or LF
- * (RFC 9112 §3), after at most one empty line (§2.2). Only the first line matters: bad headers
- * are the HTTP/1 parser's business (it answers 400).
+ * Recognises the first line of an HTTP/1 request, after any empty lines (RFC 9112 §2.2), as
+ * leniently as any server behind the proxy might: a known method and whitespace, or any token and
+ * whitespace on a line that names an HTTP version. What it recognises goes to the strict HTTP/1
+ * parser, which refuses what the grammar (RFC 9112 §3) does not allow: detection only decides
+ * which parser sees the bytes, so erring towards HTTP/1 never forwards anything unchecked.
  */
 function detectHttp1(buf: Buffer): Detection {
   let i = 0;
@@ -100,38 +103,36 @@ function detectHttp1(buf: Buffer): Detection {
   while (i < buf.length && isTokenChar(buf[i] ?? 0)) i++;
   if (i === buf.length) return NEED_MORE;
   if (i === methodStart) return OPAQUE;
-  // A standard method and a space is plainly meant as HTTP/1: the HTTP/1 parser takes it from here
-  // and answers a malformed line (a bad target, HTTP/0.9, another version) itself, rather than the
-  // bytes going through as opaque TCP. So is a standard method followed by other whitespace: the
-  // grammar forbids it, but a lenient server behind the proxy (one that splits the line on any
-  // whitespace) would read it as a request nobody checked.
+  // A known method and whitespace is plainly meant as HTTP/1: the HTTP/1 parser takes it from here
+  // and answers a malformed line (a bad target, HTTP/0.9, another version, a tab or two spaces
+  // where one belongs) itself, rather than the bytes going through as opaque TCP, where a lenient
+  // server behind the proxy (one that splits the line on any whitespace, or knows more methods)
+  // would read them as a request nobody checked.
   const sep = buf[i];
   if (sep !== SP && sep !== HTAB && sep !== VT && sep !== FF) return OPAQUE;
   if (KNOWN_METHODS.has(buf.latin1Slice(methodStart, i))) return HTTP1;
-  if (sep !== SP) return OPAQUE;
-  i++;
-  // request-target: origin-form, absolute-form, authority-form (CONNECT) or asterisk-form.
-  const targetStart = i;
-  while (i < buf.length && isTargetChar(buf[i] ?? 0)) i++;
-  if (i === buf.length) return NEED_MORE;
-  if (i === targetStart || buf[i] !== SP) return OPAQUE;
-  i++;
-  // HTTP-version = "HTTP/" DIGIT "." DIGIT (any version: the parser answers 505 to others than 1.x)
-  for (let k = 0; k < HTTP_VERSION_PREFIX.length; k++, i++) {
-    if (i === buf.length) return NEED_MORE;
-    if (buf[i] !== HTTP_VERSION_PREFIX[k]) return OPAQUE;
+  // Any other token and whitespace: HTTP/1 when its line names an HTTP version anywhere ("HTTP/"
+  // and a digit, in any case), as lenient servers would read it; else another protocol's line
+  // (memcached's "get key", a Redis inline command, an SMTP verb).
+  const lineEnd = buf.indexOf(LF, i);
+  if (lineEnd === -1) return NEED_MORE;
+  return namesHttpVersion(buf, i, lineEnd) ? HTTP1 : OPAQUE;
+}
+
+/** Whether buf[from, to) holds "HTTP/" (any case) followed by a digit. */
+function namesHttpVersion(buf: Buffer, from: number, to: number): boolean {
+  for (let i = from; i + 5 < to; i++) {
+    if (
+      (buf[i]! | 0x20) === 0x68 &&
+      (buf[i + 1]! | 0x20) === 0x74 &&
+      (buf[i + 2]! | 0x20) === 0x74 &&
+      (buf[i + 3]! | 0x20) === 0x70 &&
+      buf[i + 4] === 0x2f &&
+      isDigit(buf[i + 5]!)
+    )
+      return true;
   }
-  for (const expect of [isDigit, (b: number) => b === 0x2e, isDigit]) {
-    if (i === buf.length) return NEED_MORE;
-    if (!expect(buf[i] ?? 0)) return OPAQUE;
-    i++;
-  }
-  if (i === buf.length) return NEED_MORE;
-  if (buf[i] === LF) return HTTP1;
-  if (buf[i] !== CR) return OPAQUE;
-  i++;
-  if (i === buf.length) return NEED_MORE;
-  return buf[i] === LF ? HTTP1 : OPAQUE;
+  return false;
 }
 
 /** tchar of RFC 9110 §5.6.2. */
@@ -157,14 +158,6 @@ function isTokenChar(byte: number): boolean {
     default:
       return false;
   }
-}
-
-/**
- * Visible ASCII, plus bytes >= 0x80: a raw UTF-8 path is a malformed request, but plainly meant as
- * HTTP/1, so the HTTP/1 parser gets it (and answers 400) rather than the opaque path.
- */
-function isTargetChar(byte: number): boolean {
-  return (byte > 0x20 && byte < 0x7f) || byte >= 0x80;
 }
 
 function isDigit(byte: number): boolean {

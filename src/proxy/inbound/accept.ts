@@ -73,6 +73,25 @@ export class InboundAcceptor {
 
   /** A connection accepted by the inbound listener, bound for the app at `target` (or nowhere). */
   accept(socket: net.Socket, target: Target | null): void {
+    const http = target === null ? null : this.declaredHttp(target.port);
+    if (http !== null) {
+      // A Server declares the port HTTP: whatever is not the mesh goes to the HTTP path, whose
+      // parser refuses what is not HTTP (nothing reaches the app unparsed).
+      readFirstBytes(socket, null, this.opts.detectTimeoutMs, (r) => {
+        if (r.kind === 'closed') return;
+        if (r.kind === 'decided' && r.detection.kind === 'tls' && offersMeshAlpn(r.detection.alpn)) {
+          const mesh = this.opts.meshInbound();
+          if (mesh !== null) {
+            this.opts.busy(socket);
+            mesh.accept(socket, r.buf, target);
+            return;
+          }
+        }
+        this.opts.metrics.detected('inbound', http, 'configured');
+        this.handOver(socket, target, http, r.buf, null, null);
+      });
+      return;
+    }
     const opaque = target !== null && this.isOpaquePort(target.port);
     const serverFirst = target !== null && !opaque && this.serverFirst.has(String(target.port));
     const peek = opaque || serverFirst;
@@ -86,12 +105,21 @@ export class InboundAcceptor {
    * opaque transport): late detection unless the app port is declared opaque.
    */
   acceptOpaque(socket: net.Socket, target: Target, identity: string, initial: Buffer | null): void {
-    if (this.isOpaquePort(target.port)) this.forwardRaw(socket, target, identity, initial, null);
+    const http = this.declaredHttp(target.port);
+    if (http !== null) this.handOver(socket, target, http, initial, identity, null);
+    else if (this.isOpaquePort(target.port)) this.forwardRaw(socket, target, identity, initial, null);
     else if (initial !== null && initial.length > 0)
       readFirstBytes(socket, initial, this.opts.detectTimeoutMs, (r) =>
         this.onLate(socket, target, identity, r, null),
       );
     else this.connectEarly(socket, target, identity);
+  }
+
+  /** The HTTP path a Server that selects `port` declares (http1; http2 and grpc: h2), else null. */
+  private declaredHttp(port: number): 'http1' | 'h2' | null {
+    const declared = this.opts.authorizer?.protocolOf(port) ?? null;
+    if (declared === 'http1') return 'http1';
+    return declared === 'http2' || declared === 'grpc' ? 'h2' : null;
   }
 
   private isOpaquePort(port: number): boolean {
