@@ -90,6 +90,18 @@ export interface H1Context {
 export interface InboundHttpGate {
   /** The lower-case header that carries the verified client identity ('' = none): never forwarded as sent. */
   readonly clientIdHeader: string;
+  /**
+   * An upgraded connection (WebSocket) that the request it began with allowed: checked again
+   * with that request's facts after each policy change, and closed when no longer allowed.
+   */
+  watchUpgrade(
+    socket: net.Socket,
+    port: number,
+    identity: string | null,
+    ip: string,
+    method: string,
+    path: string,
+  ): void;
   /** null when allowed; else the value of trellis-proxy-error ("forbidden: <policy>"). */
   checkRequest(
     port: number,
@@ -861,6 +873,19 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
     this.socket.write(serializeResponseHead(head, 'as-is', 'upgrade'), 'latin1');
     const toDown = this.resBuf;
     const toUp = this.buf;
+    // What came after the 101 belongs to the tunnel: nothing more is parsed as a response.
+    this.resBuf = null;
+    this.resState = RES_DONE;
+    const gate = this.ctx.gate;
+    if (gate !== null && this.route !== null)
+      gate.watchUpgrade(
+        this.socket,
+        this.route.target.port,
+        this.peerIdentity,
+        this.socket.remoteAddress ?? '',
+        this.req!.method,
+        this.route.path,
+      );
     this.detach();
     conn.socket.removeAllListeners('data');
     conn.socket.removeAllListeners('end');

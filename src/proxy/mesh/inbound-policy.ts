@@ -28,6 +28,8 @@ type ConnectionCheck = (port: number, peer: InboundPeer, traffic?: 'http' | 'opa
 interface OpenConnection {
   readonly port: number;
   readonly peer: InboundPeer;
+  /** An upgraded HTTP connection: the request that began it (checked again as a request). */
+  readonly request?: { readonly method: string; readonly path: string };
 }
 
 export class InboundPolicy implements InboundHttpGate {
@@ -88,8 +90,7 @@ export class InboundPolicy implements InboundHttpGate {
       this.metrics.proxyError('inbound', 'forbidden');
       return false;
     }
-    this.open.set(socket, { port, peer });
-    socket.once('close', () => this.open.delete(socket));
+    this.watch(socket, { port, peer });
     return true;
   }
 
@@ -106,7 +107,29 @@ export class InboundPolicy implements InboundHttpGate {
     return d.allowed;
   }
 
-  /** Open opaque connections (tests and drain). */
+  watchUpgrade(
+    socket: net.Socket,
+    port: number,
+    identity: string | null,
+    ip: string,
+    method: string,
+    path: string,
+  ): void {
+    if (this.authorizer === null) return;
+    const q = path.indexOf('?');
+    this.watch(socket, {
+      port,
+      peer: { identity, ip },
+      request: { method, path: q === -1 ? path : path.slice(0, q) },
+    });
+  }
+
+  private watch(socket: net.Socket, c: OpenConnection): void {
+    this.open.set(socket, c);
+    socket.once('close', () => this.open.delete(socket));
+  }
+
+  /** Open opaque and upgraded connections (tests and drain). */
   get openConnections(): number {
     return this.open.size;
   }
@@ -120,13 +143,17 @@ export class InboundPolicy implements InboundHttpGate {
     return (authorizer.checkConnection as ConnectionCheck)(port, peer, 'opaque');
   }
 
-  /** After a policy change: closes the open opaque connections the policy no longer allows. */
+  /** After a policy change: closes the open opaque and upgraded connections the policy no longer allows. */
   private recheck(): void {
     const authorizer = this.authorizer;
     if (authorizer === null) return;
     let closed = 0;
     for (const [socket, c] of [...this.open]) {
-      if (this.record(this.checkOpaque(authorizer, c.port, c.peer)) === null) continue;
+      const decision =
+        c.request === undefined
+          ? this.checkOpaque(authorizer, c.port, c.peer)
+          : authorizer.checkRequest(c.port, c.peer, c.request);
+      if (this.record(decision) === null) continue;
       this.open.delete(socket);
       this.metrics.proxyError('inbound', 'forbidden');
       socket.destroy();
