@@ -404,7 +404,12 @@ test(
     assert.match(await get('/public/x'), /^HTTP\/1\.1 200 /);
     // Allowed however an app resolves it: forwarded as sent.
     assert.match(await get('/public/./x'), /^HTTP\/1\.1 200 /);
-    for (const path of ['/public/../admin', '/public/%2e%2e/admin', '/public/..;/admin']) {
+    for (const path of [
+      '/public/../admin',
+      '/public/%2e%2e/admin',
+      '/public/..;/admin',
+      '/public//../admin',
+    ]) {
       const text = await get(path);
       assert.match(text, /^HTTP\/1\.1 403 /, path);
       assert.match(text, /trellis-proxy-error: forbidden: path has dot-segments/i, path);

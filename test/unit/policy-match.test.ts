@@ -251,6 +251,10 @@ test('resolveDotSegments: RFC 3986 5.2.4 over every spelling hasDotSegment knows
     ['/a;p=1/b', '/a;p=1/b'],
   ];
   for (const [path, want] of cases) assert.equal(resolveDotSegments(path), want, path);
+  // Regression (red team): servers that merge slashes before resolving serve /admin here.
+  assert.equal(resolveDotSegments('/public//../admin'), '/public/admin');
+  assert.equal(resolveDotSegments('/public//../admin', true), '/admin');
+  assert.equal(resolveDotSegments('/a//b/', true), '/a/b/');
 });
 
 test('property: a resolved path has no dot-segment, and resolving is idempotent', () => {

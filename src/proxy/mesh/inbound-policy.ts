@@ -66,12 +66,14 @@ export class InboundPolicy implements InboundHttpGate {
     const bare = q === -1 ? path : path.slice(0, q);
     const peer = { identity, ip };
     const decision = authorizer.checkRequest(port, peer, { method, path: bare });
-    // The path is forwarded as sent, and an app may resolve its dot-segments: a request allowed
-    // as sent but not as resolved ("/public/../admin" under a rule for "/public/*") is refused.
+    // The path is forwarded as sent, and an app may resolve its dot-segments (merging repeated
+    // slashes first, or not): a request allowed as sent but not as resolved either way
+    // ("/public/../admin", "/public//../admin" under a rule for "/public/*") is refused.
     if (
       decision.allowed &&
       hasDotSegment(bare) &&
-      !authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare) }).allowed
+      (!authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare) }).allowed ||
+        !authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare, true) }).allowed)
     ) {
       this.metrics.authorized(decision, 'deny');
       return DOT_SEGMENT_REFUSAL;

@@ -158,15 +158,18 @@ export function hasDotSegment(path: string): boolean {
 
 /**
  * The path an app that resolves dot-segments would serve for `path`: the spellings hasDotSegment
- * knows turned into "/" and ".", then RFC 3986 5.2.4 remove_dot_segments. For policy only (the
- * request keeps its path).
+ * knows turned into "/" and ".", then RFC 3986 5.2.4 remove_dot_segments; with `mergeSlashes`,
+ * empty segments are dropped first, as many servers do before resolving (nginx's merge_slashes,
+ * Go's path.Clean, Node's path.normalize), so "/public//../admin" is "/admin", not "/public/admin".
+ * For policy only (the request keeps its path).
  */
-export function resolveDotSegments(path: string): string {
+export function resolveDotSegments(path: string, mergeSlashes = false): string {
   const spelled = path.replace(/%2e/gi, '.').replace(/%2f|%5c|\\/gi, '/');
   const out: string[] = [];
   const segments = spelled.split('/');
   for (let i = 1; i < segments.length; i++) {
     const segment = segments[i]!;
+    if (mergeSlashes && segment === '' && i < segments.length - 1) continue;
     const name = segment.includes(';') ? segment.slice(0, segment.indexOf(';')) : segment;
     const last = i === segments.length - 1;
     if (name === '.' || name === '..') {
