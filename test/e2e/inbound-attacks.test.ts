@@ -158,6 +158,15 @@ test(
       },
     );
 
+    await t.test('a forged identity in request trailers never reaches the app', async () => {
+      const r = await rawExchange(inbound, [
+        'POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: trellis-client-id\r\nConnection: close\r\n\r\n',
+        `3\r\nabc\r\n0\r\nTrellis-Client-Id: ${FORGED}\r\nx-other: kept\r\n\r\n`,
+      ]);
+      assert.match(r.text, /^HTTP\/1\.1 200 /);
+      assert.deepEqual(app.trailerIds, []);
+    });
+
     await t.test('afterwards, a fresh plaintext connection is still sanitised', async () => {
       const r = await rawExchange(inbound, [forgedRequest(FORGED)]);
       assert.match(r.text, /^HTTP\/1\.1 200 /);

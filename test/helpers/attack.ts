@@ -10,6 +10,8 @@ export interface RecordingApp {
   readonly port: number;
   /** The trellis-client-id value of each request, in order ('' when it had none). */
   readonly ids: string[];
+  /** The trellis-client-id values found in request trailers. */
+  readonly trailerIds: string[];
   /** TCP connections accepted so far, and those still open. */
   connections(): number;
   open(): number;
@@ -19,13 +21,18 @@ export interface RecordingApp {
 /** An HTTP app answering `id=<trellis-client-id>` and recording what it saw. */
 export async function startRecordingApp(): Promise<RecordingApp> {
   const ids: string[] = [];
+  const trailerIds: string[] = [];
   let connections = 0;
   const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => {
     const id = (req.headers['trellis-client-id'] as string | undefined) ?? '';
     ids.push(id);
     req.resume();
-    req.on('end', () => res.end(`id=${id}`));
+    req.on('end', () => {
+      const trailer = req.trailers['trellis-client-id'];
+      if (trailer !== undefined) trailerIds.push(trailer);
+      res.end(`id=${id}`);
+    });
   });
   server.on('connection', (s: net.Socket) => {
     connections++;
@@ -37,6 +44,7 @@ export async function startRecordingApp(): Promise<RecordingApp> {
   return {
     port: (server.address() as net.AddressInfo).port,
     ids,
+    trailerIds,
     connections: () => connections,
     open: () => sockets.size,
     close() {

@@ -3,6 +3,23 @@
 import type { MessageHead } from './h1-parser.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
 
+/**
+ * A field section (lines "name: value\r\n", as the parser checked them) without the fields named
+ * `lowerName`: the client-identity header in request trailers, which only the proxy may set.
+ */
+export function withoutField(section: Buffer, lowerName: string): Buffer {
+  const text = section.toString('latin1');
+  if (!text.toLowerCase().includes(lowerName)) return section;
+  let out = '';
+  for (const line of text.split('\r\n')) {
+    if (line === '') continue;
+    const colon = line.indexOf(':');
+    if (colon !== -1 && line.slice(0, colon).trim().toLowerCase() === lowerName) continue;
+    out += line + '\r\n';
+  }
+  return Buffer.from(out, 'latin1');
+}
+
 /** True for fields that belong to one connection and are never forwarded (RFC 9110 7.6.1). */
 export function isHopByHop(name: string, tokens: string[] | null): boolean {
   const n = name.length;

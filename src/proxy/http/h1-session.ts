@@ -18,6 +18,7 @@ import {
   errorResponse,
   serializeRequestHead,
   serializeResponseHead,
+  withoutField,
   type RequestLine,
 } from './h1-serialize.ts';
 import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
@@ -194,8 +195,11 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
         up.write(chunk);
         if (!up.write(CRLF)) this.socket.pause();
       },
-      end: (trailers) => {
+      end: (sent) => {
         const up = this.upstream!.socket;
+        // Inbound: the client-identity header is the proxy's to set, in trailers as in the head.
+        const idHeader = this.ctx.gate?.clientIdHeader ?? '';
+        const trailers = idHeader === '' || sent.length === 0 ? sent : withoutField(sent, idHeader);
         up.write(trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]));
       },
     };

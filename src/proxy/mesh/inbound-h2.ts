@@ -33,6 +33,10 @@ export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): Inbo
     if (idHeader !== '') {
       delete headers[idHeader];
       if (conn.identity !== null) headers[idHeader] = conn.identity;
+      // In trailers too: the forwarder sends the trailers object this listener has cleaned.
+      stream.once('trailers', (trailers: http2.IncomingHttpHeaders) => {
+        delete trailers[idHeader];
+      });
     }
     const target = conn.connTarget;
     if (target !== null) {
