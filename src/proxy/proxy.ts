@@ -115,6 +115,7 @@ export async function startProxy(
     admin = await startAdmin({
       listen: splitHostPort(config.adminListen),
       shutdownToken: config.adminTokenFile === undefined ? null : readAdminToken(config.adminTokenFile),
+      onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('admin', limit, action),
       metrics: rt.metrics,
       config: () => config,
       isReady: () => !rt.draining,

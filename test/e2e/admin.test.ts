@@ -8,7 +8,12 @@ import { connect } from 'node:net';
 import fc from 'fast-check';
 import { TrellisError } from '../../src/core/errors.ts';
 import { createLogger } from '../../src/core/log.ts';
-import { isLoopbackAddress, startAdmin, type AdminOptions } from '../../src/proxy/admin/server.ts';
+import {
+  ADMIN_MAX_PER_PEER,
+  isLoopbackAddress,
+  startAdmin,
+  type AdminOptions,
+} from '../../src/proxy/admin/server.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 
 const log = createLogger({ level: 'off' });
@@ -326,4 +331,68 @@ test('isLoopbackAddress: properties', () => {
       assert.equal(typeof isLoopbackAddress(s), 'boolean');
     }),
   );
+});
+
+/** Opens a connection and resolves once it is established. */
+function open(port: number): Promise<import('node:net').Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', reject);
+  });
+}
+
+test('admin connections are bounded: beyond 64 per peer the oldest is shed and counted; probes still answer', async (t) => {
+  const counted: string[] = [];
+  const { admin, base } = await start(t, {
+    onConnectionLimit: (limit, action) => counted.push(`${limit}:${action}`),
+  });
+  const sockets: import('node:net').Socket[] = [];
+  t.after(() => sockets.forEach((s) => s.destroy()));
+  const closed: number[] = [];
+  for (let i = 0; i < ADMIN_MAX_PER_PEER + 10; i++) {
+    const s = await open(admin.address.port);
+    s.on('error', () => {});
+    s.once('close', () => closed.push(i));
+    sockets.push(s);
+  }
+  const res = await fetch(`${base}/live`);
+  assert.equal(res.status, 200);
+  await new Promise((r) => setTimeout(r, 100));
+  // 74 idle + 1 probe from one address: the 11 oldest idle ones made room, in order.
+  assert.deepEqual(
+    closed.sort((a, b) => a - b),
+    Array.from({ length: 11 }, (_, i) => i),
+  );
+  assert.equal(counted.length, 11);
+  assert.ok(
+    counted.every((c) => c === 'peer:shed'),
+    counted.join(','),
+  );
+});
+
+test('an admin request must arrive within the request timeout however slowly it trickles', async (t) => {
+  const { admin } = await start(t, { requestTimeoutMs: 400 });
+  const s = await open(admin.address.port);
+  s.on('error', () => {});
+  const started = Date.now();
+  const closedAt = new Promise<number>((resolve) => s.once('close', () => resolve(Date.now() - started)));
+  // One byte of the head every 100 ms: each byte would reset an idle timer, never the deadline.
+  const head = 'GET /live HTTP/1.1\r\nHost: x\r\nX-Pad: ' + 'a'.repeat(100);
+  let i = 0;
+  const drip = setInterval(() => {
+    if (i < head.length && !s.destroyed) s.write(head[i++]!);
+  }, 100);
+  t.after(() => clearInterval(drip));
+  const ms = await closedAt;
+  clearInterval(drip);
+  assert.ok(ms >= 350 && ms < 2000, `closed after ${ms} ms`);
+});
+
+test('admin request bodies over 64 KiB are refused with 413 before they are read', async (t) => {
+  const { admin } = await start(t);
+  const answer = await rawExchange(
+    admin.address.port,
+    'POST /shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n',
+  );
+  assert.match(answer, /^HTTP\/1\.1 413 /);
 });

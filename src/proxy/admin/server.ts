@@ -11,6 +11,7 @@ import { TrellisError } from '../../core/errors.ts';
 import { bearerToken, matchesSecret, secretDigest } from '../../core/bearer.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseRequestHead } from '../http/h1-parser.ts';
+import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
 
 export interface AdminOptions {
   listen: { host: string; port: number };
@@ -29,6 +30,10 @@ export interface AdminOptions {
   onShutdown: () => void;
   /** The token POST /shutdown must present; null or absent: shutdown over HTTP is disabled. */
   shutdownToken?: string | null;
+  /** Time a request may take to arrive, or a connection may stay idle (default 10 s). */
+  requestTimeoutMs?: number;
+  /** Counts a connection shed or refused at the admin listener's limits. */
+  onConnectionLimit?: (limit: LimitKind, action: LimitAction) => void;
   log: Logger;
 }
 
@@ -87,6 +92,16 @@ interface Route {
 const TEXT = 'text/plain; charset=utf-8';
 const READ = ['GET', 'HEAD'];
 const LIMITS = { maxRequestLineBytes: 8192, maxHeaderBytes: 32 * 1024, maxHeaders: 64 };
+/** Time a request (head and body) may take to arrive, or a keep-alive connection may stay idle. */
+const REQUEST_TIMEOUT_MS = 10_000;
+/** Request bodies are read and dropped; larger ones are refused. */
+const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * Connections at once, in all and per peer address: scrapers and probes use a few. At a limit the
+ * oldest connection makes room (an admin connection is never busy for longer than one answer).
+ */
+export const ADMIN_MAX_CONNECTIONS = 256;
+export const ADMIN_MAX_PER_PEER = 64;
 const REASONS: Record<number, string> = {
   200: 'OK',
   202: 'Accepted',
@@ -95,6 +110,7 @@ const REASONS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  413: 'Content Too Large',
   408: 'Request Timeout',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
@@ -214,16 +230,29 @@ function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
 }
 
 /** One admin connection: sequential keep-alive requests; bodies are read and discarded. */
-function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Logger): void {
+function serveConnection(
+  socket: net.Socket,
+  routes: Map<string, Route>,
+  log: Logger,
+  requestMs: number,
+): void {
   let buf: Buffer | null = null;
   let skip = 0; // request body bytes still to discard
-  socket.setTimeout(10_000, () => socket.destroy());
+  // Each request, head and body, must arrive within requestMs of the previous one's end (or of
+  // the connection's start), however slowly its bytes trickle in; idle keep-alive likewise.
+  let deadline = setTimeout(() => socket.destroy(), requestMs);
+  const nextRequest = (): void => {
+    clearTimeout(deadline);
+    deadline = setTimeout(() => socket.destroy(), requestMs);
+  };
+  socket.once('close', () => clearTimeout(deadline));
   socket.on('error', () => {});
   socket.on('data', (chunk: Buffer) => {
     if (skip > 0) {
       const n = Math.min(skip, chunk.length);
       skip -= n;
       chunk = chunk.subarray(n);
+      if (skip === 0) nextRequest();
       if (chunk.length === 0) return;
     }
     buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
@@ -241,6 +270,11 @@ function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Lo
         buf = null;
         return;
       }
+      if (head.bodyKind === 'length' && head.contentLength > MAX_BODY_BYTES) {
+        socket.end(serialize(text(413, 'request bodies over 64 KiB are not accepted here\n'), false, true));
+        buf = null;
+        return;
+      }
       let rest: Buffer | null = buf.subarray(r.end);
       if (head.bodyKind === 'length') {
         const n = Math.min(head.contentLength, rest.length);
@@ -248,6 +282,7 @@ function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Lo
         rest = rest.subarray(n);
       }
       buf = rest.length > 0 ? rest : null;
+      if (skip === 0) nextRequest();
       const req = {
         method: head.method,
         path: requestPath(head.target),
@@ -268,10 +303,21 @@ function serveConnection(socket: net.Socket, routes: Map<string, Route>, log: Lo
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const routes = buildRoutes(opts);
   const sockets = new Set<net.Socket>();
+  const limits = new ConnectionLimits({
+    max: ADMIN_MAX_CONNECTIONS,
+    maxPerPeer: ADMIN_MAX_PER_PEER,
+    onLimit: (limit, action) => opts.onConnectionLimit?.(limit, action),
+    log: (msg, fields) => opts.log.warn(`admin: ${msg}`, fields),
+  });
   const server = net.createServer((socket) => {
+    if (!limits.admit(socket)) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    serveConnection(socket, routes, opts.log);
+    serveConnection(socket, routes, opts.log, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
   });
 
   await new Promise<void>((resolve, reject) => {

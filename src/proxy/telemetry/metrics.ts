@@ -37,6 +37,8 @@ const DETECT_OUTCOMES: readonly DetectOutcome[] = [
   'late',
 ];
 const CLASSIFICATIONS = ['success', 'failure'] as const;
+const LIMITED_LISTENERS = ['inbound', 'outbound', 'admin'] as const;
+export type LimitedListener = (typeof LIMITED_LISTENERS)[number];
 
 /** Linkerd's latency buckets (1 ms .. 10 s), in seconds: promtool rejects `_ms` metric names. */
 export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
@@ -215,10 +217,10 @@ export class ProxyMetrics {
     const limited = r.counter(
       'trellis_connection_limit_total',
       'Connections closed at a listener limit: an idle one shed to make room, or a new one refused.',
-      ['direction', 'limit', 'action'],
+      ['listener', 'limit', 'action'],
     );
-    this.connectionLimits = new CounterSlots(limited, 2 * 2 * 2, (i) => [
-      DIRECTIONS[i >> 2]!,
+    this.connectionLimits = new CounterSlots(limited, LIMITED_LISTENERS.length * 4, (i) => [
+      LIMITED_LISTENERS[i >> 2]!,
       (i & 2) === 0 ? 'listener' : 'peer',
       (i & 1) === 0 ? 'shed' : 'refused',
     ]);
@@ -282,10 +284,13 @@ export class ProxyMetrics {
     if (r !== undefined) this.proxyErrors.inc(dirIndex(dir) * PROXY_ERROR_REASONS.length + r);
   }
 
-  /** A connection closed at a listener limit (connection-limits.ts). */
-  connectionLimited(dir: Direction, limit: 'listener' | 'peer', action: 'shed' | 'refused'): void {
+  /**
+   * A connection closed at a listener limit (connection-limits.ts); `listener`: inbound, outbound
+   * (destination listeners count as outbound) or admin.
+   */
+  connectionLimited(listener: LimitedListener, limit: 'listener' | 'peer', action: 'shed' | 'refused'): void {
     this.connectionLimits.inc(
-      dirIndex(dir) * 4 + (limit === 'listener' ? 0 : 2) + (action === 'shed' ? 0 : 1),
+      LIMITED_LISTENERS.indexOf(listener) * 4 + (limit === 'listener' ? 0 : 2) + (action === 'shed' ? 0 : 1),
     );
   }
 
