@@ -246,6 +246,18 @@ const CLEAN_HEADERS = COMMON_HEADERS.filter(
     !['upgrade', 'http2-settings', 'proxy-connection'].includes(n) && v !== 'upgrade' && v !== 'close',
 );
 
+/** A field line with optional whitespace in every valid spelling (RFC 9112 5: OWS is SP or HTAB). */
+function fieldLine(rng: Rng, name: string, value: string): string {
+  return rng.weighted([
+    [40, `${name}: ${value}`],
+    [2, `${name}:${value}`],
+    [2, `${name}:\t${value}`],
+    [1, `${name}: ${value} `],
+    [1, `${name}:\t${value}\t`],
+    [1, `${name}:  \t ${value}`],
+  ]);
+}
+
 /** Header lines of one request (without line endings), in order. */
 function headerLines(
   ctx: GenContext,
@@ -258,7 +270,7 @@ function headerLines(
   const lines: string[] = [];
   const host = target.startsWith('/') || target === '*' ? rng.pick(ctx.authorities) : ctx.authorities[0]!;
   const hostCount = a.has('host') ? rng.pick([0, 2]) : 1;
-  for (let i = 0; i < hostCount; i++) lines.push(`${rng.chance(0.9) ? 'Host' : 'host'}: ${host}`);
+  for (let i = 0; i < hostCount; i++) lines.push(fieldLine(rng, rng.chance(0.9) ? 'Host' : 'host', host));
   if (a.has('host') && hostCount === 1)
     lines[0] = `Host: ${rng.pick([`${host}.`, ` ${host}`, `${host}:`, `${host}@x`, `[${host}]`])}`;
   lines.push(`x-fuzz: ${tag}`);
@@ -266,10 +278,11 @@ function headerLines(
   const pool = a.size > 0 ? COMMON_HEADERS : CLEAN_HEADERS;
   for (let i = 0; i < extra; i++) {
     const [name, value] = rng.chance(0.8) ? rng.pick(pool) : [`x-f${i}`, rng.text(1 + rng.size(40), 'abc')];
-    lines.push(`${name}: ${value}`);
+    lines.push(fieldLine(rng, name, value));
   }
   if (a.has('size') && rng.chance(0.3)) lines.push(`x-big: ${'a'.repeat(rng.pick([4000, 9000, 70_000]))}`);
-  for (let i = 0; i < body.fields.length; i += 2) lines.push(`${body.fields[i]}: ${body.fields[i + 1]}`);
+  for (let i = 0; i < body.fields.length; i += 2)
+    lines.push(fieldLine(rng, body.fields[i]!, body.fields[i + 1]!));
   // Forged identities: anywhere among the other lines, sometimes more than once.
   const forged = rng.weighted([
     [4, 0],

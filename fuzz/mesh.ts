@@ -138,7 +138,13 @@ export async function startMesh(opts: { basePort: number }): Promise<Mesh> {
   await startBoth();
   await world.register('server', 'server-1', port['server-inbound'], ids.server);
   const stopBoth = async () => {
-    await Promise.all(running.map((p) => stop(p.process, 500)));
+    await Promise.all(
+      running.map(async (p) => {
+        await stop(p.process, 500);
+        // stop() sends SIGKILL without waiting: the ports are free once the process is gone.
+        await Promise.race([p.process.exited, new Promise((r) => setTimeout(r, 5000))]);
+      }),
+    );
     running = [];
   };
   return {
