@@ -1,7 +1,8 @@
 // The bystander: a TCP server standing for "anything else a proxy can reach" (another service,
 // the control plane's API, another proxy's admin). Requests may name it; only the outbound
 // listeners may ever connect to it. It records the first bytes of every connection (their tag
-// names the input that got through) and hangs up.
+// names the input that got through), answers 403 (so that a proxy is not kept waiting) and
+// hangs up.
 import net from 'node:net';
 
 export interface Bystander {
@@ -11,6 +12,8 @@ export interface Bystander {
   hits(): number;
   close(): Promise<void>;
 }
+
+const ANSWER = 'HTTP/1.1 403 Forbidden\r\ncontent-length: 9\r\nconnection: close\r\n\r\nbystander';
 
 export async function startBystander(port = 0): Promise<Bystander> {
   let hits = 0;
@@ -25,7 +28,9 @@ export async function startBystander(port = 0): Promise<Bystander> {
       reported = true;
       clearTimeout(timer);
       b.onHit(first, socket.remotePort ?? 0);
-      socket.destroy();
+      if (first.length > 0) socket.end(ANSWER);
+      else socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
     };
     // Long enough for a request head to arrive, short enough not to hold the proxy up.
     let timer = setTimeout(report, 100);

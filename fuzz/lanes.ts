@@ -90,7 +90,7 @@ export const STALL_EVERY = 30;
 
 /** Inputs a batch aims at, plans at once, and the most plans, by family. */
 const SIZES: Readonly<Record<Family, { inputs: number; concurrency: number; maxPlans: number }>> = {
-  http1: { inputs: 2000, concurrency: 64, maxPlans: 1000 },
+  http1: { inputs: 2000, concurrency: 128, maxPlans: 1000 },
   h2: { inputs: 6000, concurrency: 32, maxPlans: 300 },
   tls: { inputs: 300, concurrency: 32, maxPlans: 300 },
   opaque: { inputs: 1000, concurrency: 32, maxPlans: 400 },

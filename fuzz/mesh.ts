@@ -131,16 +131,20 @@ export async function startMesh(opts: { basePort: number }): Promise<Mesh> {
     '--workload', 'client', '--identity-dir', dirs.client, ...common];
   let running: RunningProxy[] = [];
   const startBoth = async () => {
-    const server = await spawnProxy('server', serverArgv);
-    running = [server];
-    running.push(await spawnProxy('client', clientArgv));
+    const started = await Promise.allSettled([
+      spawnProxy('server', serverArgv),
+      spawnProxy('client', clientArgv),
+    ]);
+    running = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    const failed = started.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
   };
   await startBoth();
   await world.register('server', 'server-1', port['server-inbound'], ids.server);
   const stopBoth = async () => {
     await Promise.all(
       running.map(async (p) => {
-        await stop(p.process, 500);
+        await stop(p.process, 0); // no drain: the mesh is thrown away
         // stop() sends SIGKILL without waiting: the ports are free once the process is gone.
         await Promise.race([p.process.exited, new Promise((r) => setTimeout(r, 5000))]);
       }),

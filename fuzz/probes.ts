@@ -28,7 +28,7 @@ interface Answer {
 }
 
 /** A probe that takes longer hangs (a healthy mesh answers in milliseconds). */
-const TIMEOUT_MS = 3000;
+const TIMEOUT_MS = 2000;
 
 function open(channel: Channel, port: number, mesh: Mesh): net.Socket {
   if (channel === 'plain') return net.connect({ host: '127.0.0.1', port });

@@ -340,11 +340,10 @@ async function replay(
   await sendBatch(mesh, lane, batch, o, killed, judge);
   await judgeBatch(mesh, batch, b, o, judge, killed, findings, []);
   const found = findings.all();
-  log(
-    found.length === 0
-      ? 'it does not reproduce'
-      : `it reproduces: ${found.map((f) => `[${f.kind}] ${f.summary}`).join('; ')}`,
-  );
+  const same = found.some((f) => f.signature === r.signature);
+  log(`${same ? 'it reproduces' : 'it does not reproduce'}: ${r.signature}`);
+  for (const f of found.filter((x) => x.signature !== r.signature))
+    log(`  also found: [${f.kind}] ${f.summary}`);
   return found.length === 0 ? 0 : 1;
 }
 
@@ -366,7 +365,7 @@ async function main(): Promise<number> {
     log(`not isolated (${why}): the guard keeps every request to the campaign's own ports`);
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const runDir = join(o.results, `${stamp}-seed${o.seed}`);
+  const runDir = join(o.results, o.replay !== null ? `${stamp}-replay` : `${stamp}-seed${o.seed}`);
   log(`seed ${o.seed}; results in ${runDir}`);
   const mesh = await startMesh({
     basePort:

@@ -245,7 +245,7 @@ async function runPlan(plan: ConnPlan, index: number, opts: SendOptions, out: Ba
     // HTTP/1: until every request is answered (or the proxy goes quiet); HTTP/2: its PINGs
     // already showed that every frame was read; else a short linger.
     const byPing = plan.steps.some((s) => 'ping' in s);
-    const quietMs = countResponses ? Math.max(opts.lingerMs, 300) : byPing ? 0 : opts.lingerMs;
+    const quietMs = countResponses ? Math.max(opts.lingerMs, 150) : byPing ? 0 : opts.lingerMs;
     const answered = () => countResponses && rx.responses >= written;
     while (!closed && !timedOut() && !answered() && Date.now() - rx.lastData < quietMs) await sleep(10);
     if (timedOut() && !closed) stats.timedOut++;
