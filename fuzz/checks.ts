@@ -46,6 +46,11 @@ const RESTART: ReadonlySet<FindingKind> = new Set([
   'memory-bound',
 ]);
 
+/** Findings of this kind leave the mesh broken: the campaign restarts both proxies. */
+export function breaksMesh(kind: FindingKind): boolean {
+  return RESTART.has(kind);
+}
+
 const SEVERITY: readonly FindingKind[] = ['hang', 'listener-down', 'probe-wrong-answer'];
 
 function probeKind(problem: string): FindingKind {
@@ -137,5 +142,5 @@ export async function checkAfterBatch(
       detail: { appConnections, plans: batch.plans.length },
     });
   }
-  return { findings, restart: findings.some((f) => RESTART.has(f.kind)), probes, memory };
+  return { findings, restart: findings.some((f) => breaksMesh(f.kind)), probes, memory };
 }

@@ -13,7 +13,10 @@ const MAX_EMBEDDED_BYTES = 4 * 1024 * 1024;
 const PREVIEW_CHARS = 3000;
 
 export interface StoredStep {
+  /** Base64 of what is written (`ping`: a PING frame, whose ACK frame is `ack`). */
   readonly write?: string;
+  readonly ping?: string;
+  readonly ack?: string;
   /** The bytes as latin1 text (escaped by JSON), cut at PREVIEW_CHARS, for reading. */
   readonly text?: string;
   readonly inputs?: number;
@@ -26,6 +29,8 @@ export interface StoredPlan {
   readonly channel: ConnPlan['channel'];
   readonly note: string;
   readonly noRead?: boolean;
+  readonly countResponses?: boolean;
+  readonly validRequests?: readonly boolean[];
   readonly steps: readonly StoredStep[];
 }
 
@@ -54,16 +59,14 @@ function storeStep(s: Step): StoredStep {
       ...(s.flood !== undefined ? { flood: s.flood } : {}),
     };
   }
+  if ('ping' in s)
+    return { ping: s.ping.toString('base64'), ack: s.ack.toString('base64'), inputs: s.inputs };
   return s;
 }
 
+/** A plan as JSON-friendly data: its fields, with the bytes of its steps in base64. */
 export function storePlan(p: ConnPlan): StoredPlan {
-  return {
-    channel: p.channel,
-    note: p.note,
-    ...(p.noRead ? { noRead: true } : {}),
-    steps: p.steps.map(storeStep),
-  };
+  return { ...p, steps: p.steps.map(storeStep) };
 }
 
 export function loadPlan(p: StoredPlan): ConnPlan {
@@ -74,10 +77,16 @@ export function loadPlan(p: StoredPlan): ConnPlan {
         inputs: s.inputs ?? 0,
         ...(s.flood !== undefined ? { flood: s.flood } : {}),
       };
+    if (s.ping !== undefined && s.ack !== undefined)
+      return {
+        ping: Buffer.from(s.ping, 'base64'),
+        ack: Buffer.from(s.ack, 'base64'),
+        inputs: s.inputs ?? 0,
+      };
     if (s.waitMs !== undefined) return { waitMs: s.waitMs };
     return { end: true };
   });
-  return { channel: p.channel, note: p.note, steps, ...(p.noRead ? { noRead: true } : {}) };
+  return { ...p, steps };
 }
 
 function planBytes(plans: readonly ConnPlan[]): number {

@@ -377,8 +377,13 @@ export function h2Plan(ctx: GenContext, planIndex: number, channel: Channel): Co
       c.frames.push(fatalFrame(c));
     }
     if (i === actions) break;
-    if (rng.chance(0.6)) request(c);
-    else c.frames.push(benignFrame(c));
+    if (rng.chance(0.5)) request(c);
+    else {
+      // A burst of control frames between requests (each one random: PING data, window
+      // increments, priorities, settings values, unknown types and flags).
+      const burst = rng.range(1, 8);
+      for (let k = 0; k < burst; k++) c.frames.push(benignFrame(c));
+    }
   }
   // One frame's bytes mutated (lengths, types, flags, ids, payload), about where the fault goes.
   const mutated =
@@ -414,5 +419,6 @@ export function h2Plan(ctx: GenContext, planIndex: number, channel: Channel): Co
     }
   });
   if (rng.chance(0.7)) steps.push({ end: true });
-  return { channel, steps, note: `h2: ${frames.length} frames, ${c.requests} requests` };
+  const broken = fault === null ? 'no fault' : `fault: ${fault}`;
+  return { channel, steps, note: `h2: ${frames.length} frames, ${c.requests} requests, ${broken}` };
 }

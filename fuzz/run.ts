@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stopAll, killAllNow } from '../bench/processes.ts';
 import { captureClientHello } from '../test/helpers/tls-hello.ts';
-import { before, checkAfterBatch, type CheckResult } from './checks.ts';
+import { before, breaksMesh, checkAfterBatch, type CheckResult } from './checks.ts';
 import { FindingLog, loadPlan, type Reproducer } from './findings.ts';
 import { Judge, type Finding } from './judge.ts';
 import { LANES, allowedIds, concurrencyOf, laneFor, makeBatch, type BatchSetup, type Lane } from './lanes.ts';
@@ -117,7 +117,10 @@ async function sendBatch(
   return { stats, peaks: watchdog.peaks() };
 }
 
-/** Judges a finished batch; returns the check result (findings already recorded). */
+/**
+ * Judges a finished batch; returns the check result (findings already recorded) and whether a
+ * finding that broke the mesh was new.
+ */
 async function judgeBatch(
   mesh: Mesh,
   batch: Batch,
@@ -127,16 +130,18 @@ async function judgeBatch(
   killed: Set<string>,
   findings: FindingLog,
   recent: readonly string[],
-): Promise<CheckResult> {
+): Promise<CheckResult & { anyNew: boolean }> {
   const check = await checkAfterBatch(mesh, batch, b, o, recent);
+  let anyNew = false;
   const all: Finding[] = [...judge.take(), ...check.findings].filter(
     (f) => !(f.kind === 'crash' && [...killed].some((role) => f.signature.startsWith(`crash|${role}|`))),
   );
   for (const f of all) {
     const { entry, isNew } = findings.record(f, batch);
     if (isNew) log(`FINDING ${entry.kind}: ${entry.summary}\n         reproducer: ${entry.file}`);
+    if (isNew && breaksMesh(f.kind)) anyNew = true;
   }
-  return check;
+  return { ...check, anyNew };
 }
 
 function trackMemory(
@@ -183,11 +188,14 @@ async function campaign(o: FuzzOptions, mesh: Mesh, setup: BatchSetup, runDir: s
   let lastReport = started;
   let stopping = false;
   const recent: string[] = [];
+  // A lane whose batch broke the mesh again in a way already recorded runs half as often (down to
+  // a tenth): the finding is on disk, and each restart costs seconds the other lanes can use.
+  const damping = new Map<string, number>();
   process.once('SIGINT', () => (stopping = true));
   for (let index = 0; !stopping; index++) {
     const all = sum(totals);
     if (all.inputs >= o.inputs || Date.now() - started >= o.seconds * 1000) break;
-    const lane = laneFor(o.seed, index, only);
+    const lane = laneFor(o.seed, index, only, damping);
     const batch = makeBatch(setup, index, lane);
     judge.begin(index, {
       lane: lane.name,
@@ -216,6 +224,7 @@ async function campaign(o: FuzzOptions, mesh: Mesh, setup: BatchSetup, runDir: s
     totals.byLane.set(lane.name, perLane);
     trackMemory(totals, check, peaks, mesh);
     if (check.restart || killed.size > 0) {
+      if (!check.anyNew) damping.set(lane.name, Math.max(0.1, (damping.get(lane.name) ?? 1) / 2));
       totals.restarts++;
       log(`restarting both proxies after batch ${index} (${lane.name})`);
       const restartStart = Date.now();

@@ -237,7 +237,11 @@ async function runPlan(plan: ConnPlan, index: number, opts: SendOptions, out: Ba
         await write(socket, step.ping, deadline);
         pinged += step.inputs;
         if (await ack) acked += step.inputs;
-        else if (!closed) stats.pingTimeouts++;
+        else {
+          // Closed, or stuck: what follows would not be read either.
+          if (!closed) stats.pingTimeouts++;
+          break;
+        }
       } else if ('waitMs' in step) await sleep(Math.min(step.waitMs, Math.max(0, deadline - Date.now())));
       else socket.end();
     }
@@ -245,7 +249,7 @@ async function runPlan(plan: ConnPlan, index: number, opts: SendOptions, out: Ba
     // HTTP/1: until every request is answered (or the proxy goes quiet); HTTP/2: its PINGs
     // already showed that every frame was read; else a short linger.
     const byPing = plan.steps.some((s) => 'ping' in s);
-    const quietMs = countResponses ? Math.max(opts.lingerMs, 150) : byPing ? 0 : opts.lingerMs;
+    const quietMs = countResponses ? Math.max(opts.lingerMs, 1000) : byPing ? 0 : opts.lingerMs;
     const answered = () => countResponses && rx.responses >= written;
     while (!closed && !timedOut() && !answered() && Date.now() - rx.lastData < quietMs) await sleep(10);
     if (timedOut() && !closed) stats.timedOut++;

@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { HpackDecoder } from '../../src/proxy/h2/hpack.ts';
+import { loadPlan, storePlan } from '../../fuzz/findings.ts';
 import { guardPlan } from '../../fuzz/guard.ts';
 import { readRequestHead } from '../../fuzz/h1-grammar.ts';
 import { FuzzHpackEncoder } from '../../fuzz/hpack-fuzz.ts';
@@ -175,4 +176,20 @@ test('without a namespace of its own, the guard drops a plan that names another 
   assert.notEqual(guardPlan(plan('GET / HTTP/1.1\r\nHost: 127.0.0.1:47100\r\n\r\n'), 'http1', allowed), null);
   assert.equal(guardPlan(plan('GET / HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n'), 'http1', allowed), null);
   assert.equal(guardPlan(plan('CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n'), 'http1', allowed), null);
+});
+
+test('a stored plan (a reproducer) loads as the same steps', () => {
+  for (const lane of [
+    'server-inbound/mtls-h2h1/h2',
+    'server-inbound/plain/stall',
+    'server-inbound/plain/http1',
+  ]) {
+    const l = LANES.find((x) => x.name === lane)!;
+    for (const plan of makeBatch(setup, 1, l).plans.slice(0, 20)) {
+      assert.deepEqual(
+        loadPlan(JSON.parse(JSON.stringify(storePlan(plan))) as ReturnType<typeof storePlan>),
+        plan,
+      );
+    }
+  }
 });
