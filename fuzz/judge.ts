@@ -46,6 +46,8 @@ export interface LaneExpectation {
 }
 
 export const PROBE_PATH = '/__probe/';
+/** How long after a batch its late connections may still arrive. */
+const LATE_MS = 3000;
 const KEEP_BATCHES = 64;
 
 function valueClass(value: string, allowed: ReadonlySet<string>): string {
@@ -58,10 +60,20 @@ export class Judge {
   private readonly expectations = new Map<number, LaneExpectation>();
   private current = -1;
   private found: Finding[] = [];
+  /** Until when an untagged bystander connection may still be a late one of a lane that may reach it. */
+  private lateBystanderUntil = 0;
+  private readonly now: () => number;
+
+  constructor(now: () => number = () => Date.now()) {
+    this.now = now;
+  }
   /** Requests the app saw by batch (for the report). */
   readonly reached = new Map<number, number>();
 
   begin(batch: number, expectation: LaneExpectation): void {
+    const previous = this.expectations.get(this.current);
+    if (previous !== undefined && !previous.bystanderForbidden)
+      this.lateBystanderUntil = this.now() + LATE_MS;
     this.expectations.set(batch, expectation);
     this.current = batch;
     for (const old of this.expectations.keys()) if (old < batch - KEEP_BATCHES) this.expectations.delete(old);
@@ -130,6 +142,10 @@ export class Judge {
   /** A connection reached the bystander canary: its first bytes, and which proxy made it. */
   bystanderHit(first: Buffer, by: string): void {
     const text = first.latin1Slice(0, Math.min(first.length, 2048));
+    const tagged = parseTag(text) !== null;
+    // Without a tag (a tunnel that sent nothing), a connection soon after a lane that may reach
+    // the bystander may be that lane's (a proxy connects late, or again): not a finding.
+    if (!tagged && this.now() < this.lateBystanderUntil) return;
     const { batch, plan } = this.attribute([text]);
     const exp = this.expectations.get(batch);
     if (exp === undefined || !exp.bystanderForbidden) return;

@@ -15,6 +15,7 @@ export interface FuzzOptions {
   readonly netns: boolean;
   readonly inNetns: boolean;
   readonly replay: string | null;
+  readonly repeat: number;
   readonly help: boolean;
 }
 
@@ -26,7 +27,7 @@ mesh of two trellis proxies in front of an app that records what reaches it (doc
 
   --inputs N          inputs to try (default 1000000; an input is an HTTP/1 request, an HTTP/2
                       frame, a TLS ClientHello or an opaque chunk; flood frames count apart)
-  --seconds S         time limit for the batches, excluding start-up (default 540)
+  --seconds S         time limit for the batches, excluding start-up (default 570)
   --seed N            the run's seed (default: from the clock; printed, and in every reproducer)
   --max-rss-mb N      bound on each proxy's RSS and its high-water mark (default 256)
   --max-private-mb N  bound on each proxy's private memory, from smaps_rollup (default 192)
@@ -36,6 +37,7 @@ mesh of two trellis proxies in front of an app that records what reaches it (doc
   --base-port N       fixed ports from N (default 47100; 0: any free ports)
   --no-netns          as root, do not run in a network namespace of its own
   --replay FILE       send a reproducer's input again and check; exits 1 if it still finds
+  --repeat N          with --replay: send it N times (a race may need a few; default 1)
   --help
 `;
 
@@ -63,12 +65,13 @@ export function parseOptions(argv: readonly string[], now = Date.now()): FuzzOpt
       'no-netns': { type: 'boolean' },
       'in-netns': { type: 'boolean' },
       replay: { type: 'string' },
+      repeat: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
   return {
     inputs: int(values.inputs, 'inputs', 1_000_000),
-    seconds: int(values.seconds, 'seconds', 540),
+    seconds: int(values.seconds, 'seconds', 570),
     seed: int(values.seed, 'seed', now % 1_000_000_007),
     maxRssMb: int(values['max-rss-mb'], 'max-rss-mb', 256),
     maxPrivateMb: int(values['max-private-mb'], 'max-private-mb', 192),
@@ -79,6 +82,7 @@ export function parseOptions(argv: readonly string[], now = Date.now()): FuzzOpt
     netns: values['no-netns'] !== true,
     inNetns: values['in-netns'] === true,
     replay: values.replay ?? null,
+    repeat: Math.max(1, int(values.repeat, 'repeat', 1)),
     help: values.help === true,
   };
 }

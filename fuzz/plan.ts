@@ -1,6 +1,7 @@
 // What the generators produce and the sender executes: a batch is a list of connection plans, each
 // a channel (plain TCP or mutual TLS with one of the mesh's ALPN protocols) and steps (writes,
 // waits, a half-close). Plans are plain data, so a finding's reproducer is the plan itself.
+import { hash32 } from './rng.ts';
 
 /** How a plan's connection is made: plain TCP, or mTLS with the fuzzer's identity and this ALPN. */
 export type Channel = 'plain' | 'mtls-h2h1' | 'mtls-h2' | 'mtls-http1' | 'mtls-tcp';
@@ -74,13 +75,22 @@ export function planInputs(plan: ConnPlan): { inputs: number; flood: number } {
   return { inputs, flood };
 }
 
-/** The tag carried by a plan's inputs (x-fuzz header, forged identities): batch.plan.input. */
-export function tagOf(batch: number, plan: number, input: number): string {
-  return `b${batch}.${plan}.${input}`;
+/** Two base-36 characters that a mutated tag (a digit changed, inserted, dropped) rarely keeps. */
+function tagCheck(batch: number | string, plan: number | string, input: number | string): string {
+  return (hash32(`${batch}.${plan}.${input}`) % 1296).toString(36).padStart(2, '0');
 }
 
-/** The batch and plan a tag names, or null. */
+/**
+ * The tag carried by a plan's inputs (x-fuzz header, forged identities): b<batch>.<plan>.<input>
+ * and a check, so that a tag the mutators changed names no input rather than the wrong one.
+ */
+export function tagOf(batch: number, plan: number, input: number): string {
+  return `b${batch}.${plan}.${input}~${tagCheck(batch, plan, input)}`;
+}
+
+/** The batch and plan a (well-formed, checked) tag in `text` names, or null. */
 export function parseTag(text: string): { batch: number; plan: number } | null {
-  const m = /b(\d{1,9})\.(\d{1,6})\.\d{1,6}/.exec(text);
-  return m === null ? null : { batch: Number(m[1]), plan: Number(m[2]) };
+  const m = /b(\d{1,9})\.(\d{1,6})\.(\d{1,6})~([0-9a-z]{2})/.exec(text);
+  if (m === null || tagCheck(m[1]!, m[2]!, m[3]!) !== m[4]) return null;
+  return { batch: Number(m[1]), plan: Number(m[2]) };
 }

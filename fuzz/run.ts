@@ -346,7 +346,9 @@ async function replay(
   const findings = new FindingLog(runDir, r.seed, mesh.ports);
   const b = before(mesh);
   const killed = new Set<string>();
-  await sendBatch(mesh, lane, batch, o, killed, judge);
+  for (let i = 0; i < o.repeat && mesh.proxies().every((p) => p.ended() === null); i++) {
+    await sendBatch(mesh, lane, batch, o, killed, judge);
+  }
   await judgeBatch(mesh, batch, b, o, judge, killed, findings, []);
   const found = findings.all();
   const same = found.some((f) => f.signature === r.signature);

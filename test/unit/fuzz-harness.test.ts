@@ -17,6 +17,7 @@ import { FuzzHpackEncoder } from '../../fuzz/hpack-fuzz.ts';
 import { Judge } from '../../fuzz/judge.ts';
 import { LANES, makeBatch, type BatchSetup } from '../../fuzz/lanes.ts';
 import { startOracleApp, type Seen } from '../../fuzz/oracle-app.ts';
+import { parseTag, tagOf } from '../../fuzz/plan.ts';
 import { Rng } from '../../fuzz/rng.ts';
 
 const setup: BatchSetup = {
@@ -154,16 +155,18 @@ test('the judge finds forged identities and inbound connections to the bystander
     offending: null,
     sample: '',
   });
-  judge.seen(seen(['spiffe://t/fuzzer'], 'b2.0.0')); // the verified identity of its lane
-  judge.seen(seen(['spiffe://t/fuzzer'], 'b1.4.0')); // someone else's, on a plaintext lane
-  judge.seen(seen(['spiffe://forged/b2.7.1'], null)); // attributed by the value's own tag
-  judge.bystanderHit(Buffer.from('GET / HTTP/1.1\r\nx-fuzz: b2.9.0\r\n\r\n'), 'server-side proxy');
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(2, 0, 0))); // the verified identity of its lane
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(1, 4, 0))); // someone else's, on a plaintext lane
+  judge.seen(seen([`spiffe://forged/${tagOf(2, 7, 1)}`], null)); // attributed by the value's own tag
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(1, 5, 0).replace('.5.', '.50.'))); // a mutated tag: no attribution
+  judge.bystanderHit(Buffer.from(`GET / HTTP/1.1\r\nx-fuzz: ${tagOf(2, 9, 0)}\r\n\r\n`), 'server-side proxy');
   const found = judge.take().map((f) => [f.kind, f.lane, f.plan]);
   assert.deepEqual(found, [
     ['forged-identity', 'x/plain/http1', 4],
     ['forged-identity', 'x/mtls-h2h1/h2', 7],
     ['open-proxy', 'x/mtls-h2h1/h2', 9],
   ]);
+  assert.equal(parseTag(`x-fuzz: ${tagOf(12, 34, 5)}`)?.plan, 34);
 });
 
 test('without a namespace of its own, the guard drops a plan that names another authority', () => {
