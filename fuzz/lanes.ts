@@ -87,8 +87,9 @@ export const LANES: readonly Lane[] = [
   lane('client-outbound', 'plain', 'stall', 0, 'client', false),
 ];
 
+// Periods that share no factor, and different phases: a stall never waits behind a flood long.
 export const FLOOD_EVERY = 15;
-export const STALL_EVERY = 30;
+export const STALL_EVERY = 23;
 
 /** Inputs a batch aims at, plans at once, and the most plans, by family. */
 const SIZES: Readonly<Record<Family, { inputs: number; concurrency: number; maxPlans: number }>> = {
@@ -141,7 +142,7 @@ export function laneFor(
   const floods = special('flood');
   const stalls = special('stall');
   if (index % FLOOD_EVERY === FLOOD_EVERY - 1 && floods.length > 0) return weighted(floods, () => 1);
-  if (index % STALL_EVERY === STALL_EVERY - 1 && stalls.length > 0) return weighted(stalls, () => 1);
+  if (index % STALL_EVERY === 11 && stalls.length > 0) return weighted(stalls, () => 1);
   const normal = LANES.filter((l) => l.weight > 0 && only(l));
   if (normal.length === 0) return weighted([...floods, ...stalls], () => 1);
   return weighted(normal, (l) => l.weight);

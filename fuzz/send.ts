@@ -7,7 +7,7 @@
 // and opaque chunks when written while the connection is open.
 import net from 'node:net';
 import tls from 'node:tls';
-import { MTLS_ALPN, planInputs, type Channel, type ConnPlan } from './plan.ts';
+import { MTLS_ALPN, type Channel, type ConnPlan } from './plan.ts';
 
 export interface ClientTls {
   readonly key: string;
@@ -282,16 +282,4 @@ export async function runPlans(plans: readonly ConnPlan[], opts: SendOptions): P
   };
   await Promise.all(Array.from({ length: Math.min(opts.concurrency, plans.length) }, worker));
   return out;
-}
-
-/** Inputs and flood frames a list of plans would send in full. */
-export function plannedInputs(plans: readonly ConnPlan[]): { inputs: number; flood: number } {
-  let inputs = 0;
-  let flood = 0;
-  for (const p of plans) {
-    const n = planInputs(p);
-    inputs += n.inputs;
-    flood += n.flood;
-  }
-  return { inputs, flood };
 }

@@ -15,7 +15,7 @@ import { guardPlan } from '../../fuzz/guard.ts';
 import { readRequestHead } from '../../fuzz/h1-grammar.ts';
 import { FuzzHpackEncoder } from '../../fuzz/hpack-fuzz.ts';
 import { Judge } from '../../fuzz/judge.ts';
-import { LANES, makeBatch, type BatchSetup } from '../../fuzz/lanes.ts';
+import { LANES, laneFor, makeBatch, type BatchSetup } from '../../fuzz/lanes.ts';
 import { startOracleApp, type Seen } from '../../fuzz/oracle-app.ts';
 import { parseTag, tagOf } from '../../fuzz/plan.ts';
 import { Rng } from '../../fuzz/rng.ts';
@@ -48,6 +48,8 @@ test('a batch is the same for the same seed and index, and another for another i
     assert.equal(digest(lane, 3), digest(lane, 3));
     assert.notEqual(digest(lane, 3), digest(lane, 4));
   }
+  const families = new Set(Array.from({ length: 100 }, (_, i) => laneFor(42, i, () => true).family));
+  assert.deepEqual([...families].sort(), ['flood', 'h2', 'http1', 'opaque', 'stall', 'tls']);
   const a = new Rng(7);
   const b = new Rng(7);
   for (let i = 0; i < 100; i++) assert.equal(a.next(), b.next());
