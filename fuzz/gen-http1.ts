@@ -136,7 +136,12 @@ function targetOf(ctx: GenContext, method: string, odd: boolean): string {
   const { rng } = ctx;
   if (ctx.admin) return rng.pick(['/metrics', '/ready', '/live', '/config', '/identity', '/', '/x']);
   const authority = ctx.proxyForm && rng.chance(0.7) ? ctx.authorities[0]! : rng.pick(ctx.authorities);
-  if (method === 'CONNECT') return odd ? requestPath(rng, false) : authority;
+  if (method === 'CONNECT') {
+    if (odd) return requestPath(rng, false);
+    // Outside an HTTP proxy listener, CONNECT only ever asks for the bystander: the open proxy test.
+    const bystander = ctx.authorities.filter((a) => a.endsWith(`:${ctx.ports.bystander}`));
+    return ctx.proxyForm || bystander.length === 0 ? authority : rng.pick(bystander);
+  }
   const proxyRequest = ctx.proxyForm ? rng.chance(0.9) : rng.chance(0.04);
   if (proxyRequest) {
     const scheme = odd ? rng.pick(['HTTP', 'https', 'ws', 'h2c', 'http:']) : 'http';
@@ -260,7 +265,9 @@ export function http1Request(ctx: GenContext, tag: string, anomalous: boolean): 
   const a: ReadonlySet<Anomaly> = anomalous ? anomaliesOf(rng) : new Set();
   let method = a.has('method') ? rng.pick(ODD_METHODS) : rng.pick(METHODS);
   if (ctx.admin) method = rng.pick(['GET', 'GET', 'HEAD']);
-  else if (ctx.proxyForm && rng.chance(0.1)) method = 'CONNECT';
+  // CONNECT: an HTTP proxy's business; elsewhere (inbound, a destination listener) a probe for an
+  // open proxy (its authority may be the bystander).
+  else if (rng.chance(ctx.proxyForm ? 0.1 : 0.01)) method = 'CONNECT';
   const target = targetOf(ctx, method, a.has('target'));
   const version = a.has('version') ? rng.pick(VERSIONS) : rng.chance(0.95) ? 'HTTP/1.1' : 'HTTP/1.0';
   let body =
