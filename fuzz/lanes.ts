@@ -57,16 +57,16 @@ const SI = 'server-inbound';
 // Weights: HTTP/2 lanes get the most batches (they are the fastest per input and carry HTTP/1
 // semantics too, through the own HTTP/2), HTTP/1 lanes a third of them, the rest the remainder.
 export const LANES: readonly Lane[] = [
-  lane(SI, 'plain', 'http1', 5, 'none', true),
+  lane(SI, 'plain', 'http1', 4, 'none', true),
   lane(SI, 'plain', 'h2', 4, 'none', true),
   lane(SI, 'plain', 'tls', 1.5, 'none', true),
   lane(SI, 'plain', 'opaque', 1, 'none', true),
-  lane(SI, 'mtls-h2h1', 'h2', 6, 'fuzzer', true),
+  lane(SI, 'mtls-h2h1', 'h2', 7, 'fuzzer', true),
   lane(SI, 'mtls-h2', 'h2', 3, 'fuzzer', true),
   lane(SI, 'mtls-http1', 'http1', 1.5, 'fuzzer', true),
   lane(SI, 'mtls-tcp', 'opaque', 1.5, 'fuzzer', true),
-  lane('client-mesh', 'plain', 'http1', 3, 'client', true),
-  lane('client-mesh', 'plain', 'h2', 3, 'client', true),
+  lane('client-mesh', 'plain', 'http1', 2.5, 'client', true),
+  lane('client-mesh', 'plain', 'h2', 3.5, 'client', true),
   lane('client-mesh', 'plain', 'tls', 1, 'client', true),
   lane('client-mesh', 'plain', 'opaque', 1, 'client', true),
   lane('client-outbound', 'plain', 'http1', 2, 'client', false),
@@ -94,7 +94,7 @@ export const STALL_EVERY = 23;
 /** Inputs a batch aims at, plans at once, and the most plans, by family. */
 const SIZES: Readonly<Record<Family, { inputs: number; concurrency: number; maxPlans: number }>> = {
   http1: { inputs: 2000, concurrency: 64, maxPlans: 1000 },
-  h2: { inputs: 6000, concurrency: 32, maxPlans: 300 },
+  h2: { inputs: 8000, concurrency: 32, maxPlans: 400 },
   tls: { inputs: 300, concurrency: 32, maxPlans: 300 },
   opaque: { inputs: 1000, concurrency: 32, maxPlans: 400 },
   stall: { inputs: 0, concurrency: 6, maxPlans: 6 },

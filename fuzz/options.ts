@@ -27,7 +27,7 @@ mesh of two trellis proxies in front of an app that records what reaches it (doc
 
   --inputs N          inputs to try (default 1000000; an input is an HTTP/1 request, an HTTP/2
                       frame, a TLS ClientHello or an opaque chunk; flood frames count apart)
-  --seconds S         time limit for the batches, excluding start-up (default 570)
+  --seconds S         time limit for the batches, excluding start-up (default 580)
   --seed N            the run's seed (default: from the clock; printed, and in every reproducer)
   --max-rss-mb N      bound on each proxy's RSS and its high-water mark (default 256)
   --max-private-mb N  bound on each proxy's private memory, from smaps_rollup (default 192)
@@ -71,7 +71,7 @@ export function parseOptions(argv: readonly string[], now = Date.now()): FuzzOpt
   });
   return {
     inputs: int(values.inputs, 'inputs', 1_000_000),
-    seconds: int(values.seconds, 'seconds', 570),
+    seconds: int(values.seconds, 'seconds', 580),
     seed: int(values.seed, 'seed', now % 1_000_000_007),
     maxRssMb: int(values['max-rss-mb'], 'max-rss-mb', 256),
     maxPrivateMb: int(values['max-private-mb'], 'max-private-mb', 192),

@@ -249,9 +249,19 @@ async function runPlan(plan: ConnPlan, index: number, opts: SendOptions, out: Ba
     // HTTP/1: until every request is answered (or the proxy goes quiet); HTTP/2: its PINGs
     // already showed that every frame was read; else a short linger.
     const byPing = plan.steps.some((s) => 'ping' in s);
-    const quietMs = countResponses ? Math.max(opts.lingerMs, 1000) : byPing ? 0 : opts.lingerMs;
+    // A busy proxy may be slow to answer valid requests (1 s of quiet is allowed then); once they
+    // are answered, a broken last request gets a short wait (it may never be answered).
+    const valid = plan.validRequests?.filter(Boolean).length ?? 0;
+    const quietMs = () =>
+      countResponses
+        ? rx.responses < valid
+          ? 1000
+          : Math.max(opts.lingerMs, 200)
+        : byPing
+          ? 0
+          : opts.lingerMs;
     const answered = () => countResponses && rx.responses >= written;
-    while (!closed && !timedOut() && !answered() && Date.now() - rx.lastData < quietMs) await sleep(10);
+    while (!closed && !timedOut() && !answered() && Date.now() - rx.lastData < quietMs()) await sleep(10);
     if (timedOut() && !closed) stats.timedOut++;
   } finally {
     socket.destroy();
