@@ -1,0 +1,200 @@
+// The fuzz campaign's own parts (fuzz/), without a mesh: batches are the same for the same seed;
+// the oracle's RFC 9112 reading accepts valid heads and names the rule an invalid one breaks; the
+// fuzz HPACK encoder's blocks decode with the proxy's decoder; the oracle app records the
+// identities that reach it over HTTP/1 (also after leading empty lines) and HTTP/2 but not in
+// opaque streams; the judge turns a forged identity and a bystander hit into findings; the guard
+// drops a plan naming an authority outside the campaign. (The campaign itself: npm run fuzz.)
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { HpackDecoder } from '../../src/proxy/h2/hpack.ts';
+import { loadPlan, storePlan } from '../../fuzz/findings.ts';
+import { guardPlan } from '../../fuzz/guard.ts';
+import { readRequestHead } from '../../fuzz/h1-grammar.ts';
+import { FuzzHpackEncoder } from '../../fuzz/hpack-fuzz.ts';
+import { Judge } from '../../fuzz/judge.ts';
+import { LANES, laneFor, makeBatch, type BatchSetup } from '../../fuzz/lanes.ts';
+import { startOracleApp, type Seen } from '../../fuzz/oracle-app.ts';
+import { parseTag, tagOf } from '../../fuzz/plan.ts';
+import { Rng } from '../../fuzz/rng.ts';
+
+const setup: BatchSetup = {
+  seed: 42,
+  ports: { app: 47100, bystander: 47101, serverInbound: 47102 },
+  ids: {
+    server: 'spiffe://t/ns/default/sa/server',
+    client: 'spiffe://t/ns/default/sa/client',
+    fuzzer: 'spiffe://t/ns/default/sa/fuzzer',
+  },
+  detectTimeoutMs: 3000,
+  capturedHellos: [],
+  floodScale: 0.01,
+  guard: false,
+};
+
+function digest(lane: string, index: number): string {
+  const l = LANES.find((x) => x.name === lane)!;
+  const h = createHash('sha256');
+  for (const p of makeBatch(setup, index, l).plans) {
+    for (const s of p.steps) h.update('write' in s ? s.write : 'ping' in s ? s.ping : JSON.stringify(s));
+  }
+  return h.digest('hex');
+}
+
+test('a batch is the same for the same seed and index, and another for another index', () => {
+  for (const lane of ['server-inbound/plain/http1', 'server-inbound/mtls-h2h1/h2', 'client-mesh/plain/tls']) {
+    assert.equal(digest(lane, 3), digest(lane, 3));
+    assert.notEqual(digest(lane, 3), digest(lane, 4));
+  }
+  const families = new Set(Array.from({ length: 100 }, (_, i) => laneFor(42, i, () => true).family));
+  assert.deepEqual([...families].sort(), ['flood', 'h2', 'http1', 'opaque', 'stall', 'tls']);
+  const a = new Rng(7);
+  const b = new Rng(7);
+  for (let i = 0; i < 100; i++) assert.equal(a.next(), b.next());
+});
+
+test('the oracle reads request heads by the RFC 9112 grammar', () => {
+  const ok = 'GET /a/b?c=d HTTP/1.1\r\nHost: x:1\r\nA:\tb c\t\r\n\r\n';
+  assert.equal(readRequestHead(ok).violation, null);
+  assert.equal(readRequestHead('OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n').violation, null);
+  assert.equal(readRequestHead('CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n').violation, null);
+  const bad: [string, string][] = [
+    ['GET /{ HTTP/1.1\r\nHost: x\r\n\r\n', 'origin-form grammar'],
+    ['GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n', 'origin-form grammar'],
+    ['GET / HTTP/1.1\nHost: x\r\n\r\n', 'bare CR or LF'],
+    ['GET / HTTP/1.1\r\nA: b\r\n c\r\nHost: x\r\n\r\n', 'obs-fold'],
+    ['GET / HTTP/1.1\r\nHost: x\r\nA : b\r\n\r\n', 'field-name is not a token'],
+    ['GET / HTTP/1.1\r\n\r\n', 'HTTP/1.1 request without Host'],
+    [
+      'POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'Content-Length with Transfer-Encoding',
+    ],
+    ['GET / HTTP/1.1\r\nHost: x\r\nA: b\x00\r\n\r\n', 'field-value grammar'],
+  ];
+  for (const [head, rule] of bad) assert.equal(readRequestHead(head).violation, rule, JSON.stringify(head));
+  assert.equal(readRequestHead('GET /{ HTTP/1.1\r\nHost: x\r\n\r\n').offending, '"{"');
+});
+
+test("the fuzz HPACK encoder's blocks decode with the proxy's decoder, dynamic table and all", () => {
+  const rng = new Rng(1);
+  for (let conn = 0; conn < 20; conn++) {
+    const encoder = new FuzzHpackEncoder();
+    const decoder = new HpackDecoder(4096, 1 << 20);
+    for (let block = 0; block < 20; block++) {
+      const fields: [string, string][] = [
+        [':method', 'GET'],
+        [':path', `/${rng.text(rng.int(20), 'abc')}`],
+        ['trellis-client-id', `spiffe://forged/${rng.int(5)}`],
+        [`x-${rng.int(3)}`, rng.text(rng.int(40), 'xyz')],
+      ];
+      assert.deepEqual(decoder.decode(encoder.encode(rng, fields)), fields.flat());
+    }
+  }
+});
+
+function send(port: number, bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+    let out = '';
+    s.on('data', (d: Buffer) => {
+      out += d.toString('latin1');
+      if (out.includes('id=')) s.end();
+    });
+    s.on('close', () => resolve(out));
+    setTimeout(() => s.destroy(), 500);
+  });
+}
+
+test('the oracle app records the identities that reach it over HTTP/1 and HTTP/2, not in opaque bytes', async (t) => {
+  const app = await startOracleApp();
+  t.after(() => app.close());
+  const seen: Seen[] = [];
+  app.onSeen = (s) => seen.push(s);
+  const forged = 'spiffe://forged/b1.2.3';
+  await send(
+    app.port,
+    `GET / HTTP/1.1\r\nHost: x\r\nx-fuzz: b1.2.3\r\nTrellis-Client-Id :  ${forged}\r\n\r\n`,
+  );
+  await send(app.port, `\r\n\r\n\r\nGET /{ HTTP/1.1\r\nHost: x\r\ntrellis-client-id: ${forged}\r\n\r\n`);
+  await send(app.port, `\x00garbage\r\ntrellis-client-id: ${forged}\r\n\r\n`);
+  const session = http2.connect(`http://127.0.0.1:${app.port}`);
+  await new Promise<void>((resolve) => {
+    const req = session.request({ ':path': '/h2', 'trellis-client-id': forged });
+    req.resume();
+    req.on('end', resolve);
+    req.end();
+  });
+  session.close();
+  assert.deepEqual(
+    seen.map((s) => [s.via, s.path, s.ids, s.violation]),
+    [
+      ['http1', '/', [forged], 'field-name is not a token'],
+      ['http1', '/{', [forged], 'origin-form grammar'],
+      ['h2', '/h2', [forged], null],
+    ],
+  );
+  assert.equal(seen[0]!.tag, 'b1.2.3');
+});
+
+test('the judge finds forged identities and inbound connections to the bystander', () => {
+  const judge = new Judge();
+  judge.begin(1, { lane: 'x/plain/http1', allowedIds: new Set(), bystanderForbidden: true });
+  judge.begin(2, {
+    lane: 'x/mtls-h2h1/h2',
+    allowedIds: new Set(['spiffe://t/fuzzer']),
+    bystanderForbidden: true,
+  });
+  const seen = (ids: string[], tag: string | null): Seen => ({
+    via: 'http1',
+    method: 'GET',
+    path: '/',
+    tag,
+    ids,
+    trailerIds: [],
+    violation: null,
+    offending: null,
+    sample: '',
+  });
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(2, 0, 0))); // the verified identity of its lane
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(1, 4, 0))); // someone else's, on a plaintext lane
+  judge.seen(seen([`spiffe://forged/${tagOf(2, 7, 1)}`], null)); // attributed by the value's own tag
+  judge.seen(seen(['spiffe://t/fuzzer'], tagOf(1, 5, 0).replace('.5.', '.50.'))); // a mutated tag: no attribution
+  judge.bystanderHit(Buffer.from(`GET / HTTP/1.1\r\nx-fuzz: ${tagOf(2, 9, 0)}\r\n\r\n`), 'server-side proxy');
+  const found = judge.take().map((f) => [f.kind, f.lane, f.plan]);
+  assert.deepEqual(found, [
+    ['forged-identity', 'x/plain/http1', 4],
+    ['forged-identity', 'x/mtls-h2h1/h2', 7],
+    ['open-proxy', 'x/mtls-h2h1/h2', 9],
+  ]);
+  assert.equal(parseTag(`x-fuzz: ${tagOf(12, 34, 5)}`)?.plan, 34);
+});
+
+test('without a namespace of its own, the guard drops a plan that names another authority', () => {
+  const allowed = new Set(['127.0.0.1:47100']);
+  const plan = (text: string) => ({
+    channel: 'plain' as const,
+    note: '',
+    steps: [{ write: Buffer.from(text), inputs: 1 }],
+  });
+  assert.notEqual(guardPlan(plan('GET / HTTP/1.1\r\nHost: 127.0.0.1:47100\r\n\r\n'), 'http1', allowed), null);
+  assert.equal(guardPlan(plan('GET / HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n'), 'http1', allowed), null);
+  assert.equal(guardPlan(plan('CONNECT 10.0.0.1:80 HTTP/1.1\r\n\r\n'), 'http1', allowed), null);
+});
+
+test('a stored plan (a reproducer) loads as the same steps', () => {
+  for (const lane of [
+    'server-inbound/mtls-h2h1/h2',
+    'server-inbound/plain/stall',
+    'server-inbound/plain/http1',
+  ]) {
+    const l = LANES.find((x) => x.name === lane)!;
+    for (const plan of makeBatch(setup, 1, l).plans.slice(0, 20)) {
+      assert.deepEqual(
+        loadPlan(JSON.parse(JSON.stringify(storePlan(plan))) as ReturnType<typeof storePlan>),
+        plan,
+      );
+    }
+  }
+});
