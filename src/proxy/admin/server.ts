@@ -11,6 +11,7 @@ import { TrellisError } from '../../core/errors.ts';
 import { bearerToken, matchesSecret, secretDigest } from '../../core/bearer.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseRequestHead } from '../http/h1-parser.ts';
+import { reasonPhrase } from '../http/reason-phrases.ts';
 
 export interface AdminOptions {
   listen: { host: string; port: number };
@@ -87,18 +88,6 @@ interface Route {
 const TEXT = 'text/plain; charset=utf-8';
 const READ = ['GET', 'HEAD'];
 const LIMITS = { maxRequestLineBytes: 8192, maxHeaderBytes: 32 * 1024, maxHeaders: 64 };
-const REASONS: Record<number, string> = {
-  200: 'OK',
-  202: 'Accepted',
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  408: 'Request Timeout',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
 
 const text = (status: number, body: string): AdminResponse => ({ status, contentType: TEXT, body });
 
@@ -205,7 +194,7 @@ function respond(routes: Map<string, Route>, req: AdminRequest, log: Logger): Ad
 
 function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
   const body = Buffer.from(res.body, 'utf8');
-  let s = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? 'Unknown'}\r\n`;
+  let s = `HTTP/1.1 ${res.status} ${reasonPhrase(res.status)}\r\n`;
   s += `content-type: ${res.contentType}\r\ncontent-length: ${body.length}\r\ncache-control: no-store\r\n`;
   for (const [k, v] of Object.entries(res.headers ?? {})) s += `${k}: ${v}\r\n`;
   if (close) s += 'connection: close\r\n';
