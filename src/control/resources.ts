@@ -26,24 +26,18 @@
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
-import { dnsLabel } from '../core/schema.ts';
+import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
 import { authorizationPolicySchema, objectIssue, serverSchema, stringMap } from './policy/schema.ts';
 
-const port = v.pipe(
-  v.number('expected a port 1..65535'),
-  v.integer('expected a port 1..65535'),
-  v.minValue(1, 'expected a port 1..65535'),
-  v.maxValue(65535, 'expected a port 1..65535'),
-);
 /** appProtocol values and the state folder's protocol each one means. */
 const APP_PROTOCOLS = {
   http: 'http1',
   'kubernetes.io/h2c': 'h2',
   opaque: 'opaque',
   'trellis.dev/opaque': 'opaque',
-} as const;
+} as const satisfies Record<string, PortProtocol>;
 type AppProtocol = keyof typeof APP_PROTOCOLS;
 
 const servicePortSchema = v.strictObject(

@@ -20,6 +20,7 @@ import { backoffSettings, WATCH_BACKOFF, type BackoffSettings } from '../../core
 import type { Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
+import { isPort } from '../../core/schema.ts';
 import type { Random } from '../../core/random.ts';
 import { targetKey } from '../transport/target.ts';
 import { type ControlPlaneLocator, locateControlPlane } from './control-plane-address.ts';
@@ -138,9 +139,7 @@ export function fromApiUpdate(message: ApiUpdateOutput): Update | null {
     }
     case 'noEndpoints': {
       if (message.noEndpoints?.exists) return { kind: 'reset', endpoints: [] };
-      const ports = (message.noEndpoints?.ports ?? []).filter(
-        (p) => Number.isInteger(p) && p >= 1 && p <= 65535,
-      );
+      const ports = (message.noEndpoints?.ports ?? []).filter(isPort);
       return ports.length > 0 ? { kind: 'does-not-exist', ports } : { kind: 'does-not-exist' };
     }
     default:
@@ -167,5 +166,5 @@ function fromApiEndpoint(endpoint: ApiEndpointOutput): Endpoint[] {
 }
 
 function isUsableAddress(ip: string, port: number): boolean {
-  return typeof ip === 'string' && ip.length > 0 && Number.isInteger(port) && port >= 1 && port <= 65535;
+  return typeof ip === 'string' && ip.length > 0 && isPort(port);
 }
