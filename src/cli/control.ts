@@ -325,12 +325,9 @@ export async function run(argv: string[]): Promise<number> {
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
   const plane = await startControlPlaneOrClose({
+    ...settings,
     watcher,
     catalog: kubernetesCatalog(kubeConfig, watcher),
-    grpcListen: settings.grpcListen,
-    httpListen: settings.httpListen,
-    clusterDomain: settings.clusterDomain,
-    log: settings.log,
     components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
     operatorToken,
     operatorTokenSource:

@@ -82,12 +82,9 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   const plane = await startControlPlaneOrClose({
+    ...settings,
     watcher,
     catalog: localCatalog(root, settings.log),
-    grpcListen: settings.grpcListen,
-    httpListen: settings.httpListen,
-    clusterDomain: settings.clusterDomain,
-    log: settings.log,
     components: [component, localPolicyComponent(root, settings.log)],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,

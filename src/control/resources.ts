@@ -29,7 +29,13 @@ import { ConfigError } from '../core/errors.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
-import { authorizationPolicySchema, objectIssue, serverSchema, stringMap } from './policy/schema.ts';
+import {
+  authorizationPolicySchema,
+  metadataSchema,
+  objectIssue,
+  serverSchema,
+  stringMap,
+} from './policy/schema.ts';
 
 /** appProtocol values and the state folder's protocol each one means. */
 const APP_PROTOCOLS = {
@@ -60,15 +66,7 @@ const serviceSchema = v.strictObject(
   {
     apiVersion: v.literal('v1', 'expected v1'),
     kind: v.literal('Service', 'expected Service'),
-    metadata: v.strictObject(
-      {
-        name: dnsLabel,
-        namespace: v.optional(dnsLabel, 'default'),
-        labels: v.optional(stringMap),
-        annotations: v.optional(stringMap),
-      },
-      objectIssue,
-    ),
+    metadata: metadataSchema,
     spec: v.strictObject(
       {
         ports: v.pipe(
