@@ -10,7 +10,7 @@
 import { webcrypto } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { CertificateAuthority } from '../src/control/identity/ca.ts';
-import { EC_P256, x509 } from '../src/control/identity/x509.ts';
+import { EC_P256, x509 } from '../test/helpers/x509.ts';
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '5000' }, library: { type: 'boolean', default: false } },

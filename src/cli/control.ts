@@ -1,8 +1,9 @@
 // `trellis control`: runs the control plane over the Kubernetes API (KubernetesWatcher): the
 // Destination gRPC API and the HTTP API of src/control/server.ts, and the Identity API
 // (src/control/identity/) checking workload tokens with TokenReviews. Also home of what it shares
-// with `trellis up` (up.ts): the listener, log and identity flags, and running a control plane in
-// the foreground until SIGINT/SIGTERM. `--operator-token-file` names the operator token (a mounted
+// with `trellis up` (up.ts): the listener, log and identity flags, starting a control plane (and
+// closing what was started for it when it cannot start), and running it in the foreground until
+// SIGINT/SIGTERM. `--operator-token-file` names the operator token (a mounted
 // Secret) that state-changing HTTP API requests must carry; without it they are all refused.
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
@@ -18,6 +19,7 @@ import {
   sortServices,
   startControlPlane,
   type ControlPlane,
+  type ControlPlaneOptions,
   type ServiceCatalog,
   type ServiceView,
 } from '../control/server.ts';
@@ -227,6 +229,37 @@ export function serveUntilSignal(
   });
 }
 
+/**
+ * Starts the control plane over a watcher and components that were started before it (identity,
+ * policy). When it cannot start (its catalog fails, an address is taken), nothing is left
+ * running: the components are closed, the watcher too (startControlPlane closes it itself once it
+ * has it), and the error is thrown on.
+ */
+export async function startControlPlaneOrClose(
+  options: Omit<ControlPlaneOptions, 'catalog'> & {
+    readonly catalog: ServiceCatalog | Promise<ServiceCatalog>;
+  },
+): Promise<ControlPlane> {
+  const components = options.components ?? [];
+  const closeComponents = async (): Promise<void> => {
+    for (const component of components) await component.close?.();
+  };
+  let catalog: ServiceCatalog;
+  try {
+    catalog = await options.catalog;
+  } catch (error) {
+    await options.watcher.close();
+    await closeComponents();
+    throw error;
+  }
+  try {
+    return await startControlPlane({ ...options, catalog });
+  } catch (error) {
+    await closeComponents();
+    throw error;
+  }
+}
+
 const DEFAULTS = { grpc: '0.0.0.0:8086', http: '0.0.0.0:8084' };
 const FLAGS: FlagSpec[] = [
   {
@@ -291,26 +324,15 @@ export async function run(argv: string[]): Promise<number> {
     trustDomain: identity.trustDomain,
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
-  let plane: ControlPlane;
-  try {
-    plane = await startControlPlane({
-      watcher,
-      catalog: await kubernetesCatalog(kubeConfig, watcher),
-      grpcListen: settings.grpcListen,
-      httpListen: settings.httpListen,
-      clusterDomain: settings.clusterDomain,
-      log: settings.log,
-      components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
-      operatorToken,
-      operatorTokenSource:
-        tokenFile === undefined
-          ? '--operator-token-file'
-          : `in the file ${tokenFile} (--operator-token-file)`,
-    });
-  } catch (error) {
-    component.close();
-    throw error;
-  }
+  const plane = await startControlPlaneOrClose({
+    ...settings,
+    watcher,
+    catalog: kubernetesCatalog(kubeConfig, watcher),
+    components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
+    operatorToken,
+    operatorTokenSource:
+      tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,
+  });
   return serveUntilSignal(plane, { kubernetes: server, trustDomain: identity.trustDomain }, log);
 }
 

@@ -9,6 +9,7 @@
 // This command stays up beside every workload, so it loads little: no gRPC, no YAML (unless a
 // hand-written service file needs it), no validation library.
 import { ConfigError, TrellisError } from '../core/errors.ts';
+import { isPort } from '../core/schema.ts';
 import { readControlFile } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
@@ -91,11 +92,11 @@ function parseOptions(argv: string[]): RunOptions {
   const namespace = (values.get('namespace') as string | undefined) ?? 'default';
   if (!DNS_LABEL.test(namespace)) throw new ConfigError('--namespace', 'expected a DNS label');
   const appPort = values.get('port') as number | undefined;
-  if (appPort === undefined || appPort < 1 || appPort > 65535) {
+  if (appPort === undefined || !isPort(appPort)) {
     throw new ConfigError('--port', 'required: the app port 1..65535');
   }
   const servicePort = values.get('service-port') as number | undefined;
-  if (servicePort !== undefined && (servicePort < 1 || servicePort > 65535)) {
+  if (servicePort !== undefined && !isPort(servicePort)) {
     throw new ConfigError('--service-port', 'expected a port 1..65535');
   }
   const restart = (values.get('restart') as string | undefined) ?? 'on-failure';
@@ -105,7 +106,7 @@ function parseOptions(argv: string[]): RunOptions {
   const root = stateFolder(values.get('state') as string | undefined);
   const upstreams = ((values.get('upstream') as string[] | undefined) ?? []).map((spec) => {
     const match = /^([a-z0-9.-]+:\d{1,5})=(\d{1,5})$/.exec(spec);
-    if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+    if (match === null || !isPort(Number(match[2]))) {
       throw new ConfigError('--upstream', `expected SVC.NS:PORT=LOCALPORT, got '${spec}'`);
     }
     return { target: match[1]!, localPort: Number(match[2]) };

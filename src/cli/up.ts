@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
-import { localCatalog, startControlPlane } from '../control/server.ts';
+import { localCatalog } from '../control/server.ts';
 import { removeControlFile, runningControlFile, writeControlFile } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
@@ -25,6 +25,7 @@ import {
   identitySettings,
   parseCommandFlags,
   serveUntilSignal,
+  startControlPlaneOrClose,
   startIdentity,
 } from './control.ts';
 
@@ -80,23 +81,14 @@ export async function run(argv: string[]): Promise<number> {
     await watcher.close();
     throw error;
   }
-  let plane;
-  try {
-    plane = await startControlPlane({
-      watcher,
-      catalog: localCatalog(root, settings.log),
-      grpcListen: settings.grpcListen,
-      httpListen: settings.httpListen,
-      clusterDomain: settings.clusterDomain,
-      log: settings.log,
-      components: [component, localPolicyComponent(root, settings.log)],
-      operatorToken,
-      operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
-    });
-  } catch (error) {
-    component.close();
-    throw error;
-  }
+  const plane = await startControlPlaneOrClose({
+    ...settings,
+    watcher,
+    catalog: localCatalog(root, settings.log),
+    components: [component, localPolicyComponent(root, settings.log)],
+    operatorToken,
+    operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
+  });
   try {
     await writeControlFile(root, {
       grpc: plane.grpc,

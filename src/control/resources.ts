@@ -26,24 +26,24 @@
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
-import { dnsLabel } from '../core/schema.ts';
+import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
-import { authorizationPolicySchema, objectIssue, serverSchema, stringMap } from './policy/schema.ts';
+import {
+  authorizationPolicySchema,
+  metadataSchema,
+  objectIssue,
+  serverSchema,
+  stringMap,
+} from './policy/schema.ts';
 
-const port = v.pipe(
-  v.number('expected a port 1..65535'),
-  v.integer('expected a port 1..65535'),
-  v.minValue(1, 'expected a port 1..65535'),
-  v.maxValue(65535, 'expected a port 1..65535'),
-);
 /** appProtocol values and the state folder's protocol each one means. */
 const APP_PROTOCOLS = {
   http: 'http1',
   'kubernetes.io/h2c': 'h2',
   opaque: 'opaque',
   'trellis.dev/opaque': 'opaque',
-} as const;
+} as const satisfies Record<string, PortProtocol>;
 type AppProtocol = keyof typeof APP_PROTOCOLS;
 
 const servicePortSchema = v.strictObject(
@@ -66,15 +66,7 @@ const serviceSchema = v.strictObject(
   {
     apiVersion: v.literal('v1', 'expected v1'),
     kind: v.literal('Service', 'expected Service'),
-    metadata: v.strictObject(
-      {
-        name: dnsLabel,
-        namespace: v.optional(dnsLabel, 'default'),
-        labels: v.optional(stringMap),
-        annotations: v.optional(stringMap),
-      },
-      objectIssue,
-    ),
+    metadata: metadataSchema,
     spec: v.strictObject(
       {
         ports: v.pipe(

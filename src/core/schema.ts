@@ -1,14 +1,29 @@
 // valibot schema pieces shared by every validated file (proxy config, state folder, resources),
-// so that the same kind of value is checked, and reported, the same way everywhere.
+// so that the same kind of value is checked, and reported, the same way everywhere; with the plain
+// checks and value lists behind them, for the CLI's flags and the proxy's wire messages.
 import * as v from 'valibot';
 
-/** A TCP port 1..65535. */
-export const port = v.pipe(
-  v.number('expected a number'),
-  v.integer('expected a whole number'),
-  v.minValue(1, 'expected a port 1..65535'),
-  v.maxValue(65535, 'expected a port 1..65535'),
-);
+/** Whether `n` is a TCP port 1..65535: the check behind `port`, for values no schema parses (flags, wire messages). */
+export function isPort(n: number): boolean {
+  return Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+/** A TCP port 1..65535 (every issue says so: `"80"` is "expected a port 1..65535"). */
+export const port = v.pipe(v.number('expected a port 1..65535'), v.check(isPort, 'expected a port 1..65535'));
+
+/**
+ * How the proxy handles a port's traffic: `auto` detects the protocol, the others declare it
+ * (detection skipped). The proxy's destinations (config) and the service ports of the state
+ * folder (which `trellis apply` writes from a Service's appProtocol).
+ */
+export const PORT_PROTOCOLS = ['auto', 'http1', 'h2', 'opaque'] as const;
+export type PortProtocol = (typeof PORT_PROTOCOLS)[number];
+export const portProtocol = v.picklist(PORT_PROTOCOLS, 'expected auto, http1, h2 or opaque');
+
+/** The protocols a policy Server declares (`detect`: the proxy finds out). */
+export const SERVER_PROTOCOLS = ['detect', 'http1', 'http2', 'grpc', 'opaque'] as const;
+export type ServerProtocol = (typeof SERVER_PROTOCOLS)[number];
+export const serverProtocol = v.picklist(SERVER_PROTOCOLS, `expected one of ${SERVER_PROTOCOLS.join(', ')}`);
 
 /** A Kubernetes-style DNS label (names of services, namespaces, ports). */
 export const dnsLabel = v.pipe(

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import * as v from 'valibot';
 import { ConfigError } from '../core/errors.ts';
-import { dnsLabel, port, strictObjectMessage } from '../core/schema.ts';
+import { dnsLabel, port, portProtocol, strictObjectMessage } from '../core/schema.ts';
 import { DEFAULT_POLICIES } from './policy/types.ts';
 
 // valibot rather than zod: the same schema-gives-the-type design, but it adds ~2 MB to a process
@@ -43,10 +43,7 @@ const destinationSchema = v.strictObject(
     /** Where its connections go: HOST:PORT. */
     target: hostPort,
     /** auto detects the protocol; the others skip detection. */
-    protocol: v.optional(
-      v.picklist(['auto', 'http1', 'h2', 'opaque'], 'expected auto, http1, h2 or opaque'),
-      'auto',
-    ),
+    protocol: v.optional(portProtocol, 'auto'),
   },
   unknownKey,
 );

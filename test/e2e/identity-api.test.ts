@@ -20,7 +20,7 @@ import { workloadPath, writeWorkloadFile } from '../../src/control/discovery/loc
 import { CertificateAuthority } from '../../src/control/identity/ca.ts';
 import { IdentityComponent } from '../../src/control/identity/component.ts';
 import { LocalTokenVerifier, mintWorkloadToken } from '../../src/control/identity/tokens.ts';
-import { EC_P256, toPem, x509 } from '../../src/control/identity/x509.ts';
+import { EC_P256, toPem, x509 } from '../helpers/x509.ts';
 import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';

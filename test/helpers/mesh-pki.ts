@@ -7,7 +7,7 @@ import { webcrypto } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EC_P256, toPem, x509 } from '../../src/control/identity/x509.ts';
+import { EC_P256, toPem, x509 } from './x509.ts';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { localCatalog, startControlPlane } from '../../src/control/server.ts';

@@ -8,7 +8,7 @@ import { X509Certificate } from 'node:crypto';
 import { connect } from 'node:net';
 import fc from 'fast-check';
 import { createLogger } from '../../src/core/log.ts';
-import { x509, EC_P256 } from '../../src/control/identity/x509.ts';
+import { x509, EC_P256 } from '../helpers/x509.ts';
 import { startAdmin, type AdminOptions } from '../../src/proxy/admin/server.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 

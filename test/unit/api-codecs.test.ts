@@ -378,3 +378,57 @@ test('the proxy clients load neither @grpc/proto-loader nor protobufjs', () => {
   assert.equal(result.grpc, true, 'grpc-js is loaded (the check sees CommonJS modules)');
   assert.deepEqual(result.bad, []);
 });
+
+test('a proxy that never names a service never loads @grpc/grpc-js; the first name it resolves does', () => {
+  const src = (p: string) => JSON.stringify(new URL(`../../src/${p}`, import.meta.url).href);
+  const script = `
+    import { registerHooks } from 'node:module';
+    import net from 'node:net';
+    const seen = [];
+    registerHooks({ resolve(specifier, context, next) { seen.push(specifier); return next(specifier, context); } });
+    const { startProxy } = await import(${src('proxy/proxy.ts')});
+    const { validateProxyConfig } = await import(${src('proxy/config.ts')});
+    const { silentLogger } = await import(${src('core/log.ts')});
+    const app = net.createServer((s) => s.end('HTTP/1.1 204 No Content\\r\\n\\r\\n')).listen(0, '127.0.0.1');
+    await new Promise((r) => app.once('listening', r));
+    const proxy = await startProxy(
+      validateProxyConfig({
+        inboundListen: '127.0.0.1:0',
+        outboundListen: '127.0.0.1:0',
+        adminListen: '127.0.0.1:0',
+        discovery: { address: '127.0.0.1:1', failFastMs: 200 },
+      }),
+      silentLogger,
+    );
+    const outbound = Number(proxy.addresses.outbound.split(':').pop());
+    const ask = (target) =>
+      new Promise((resolve) => {
+        const s = net.connect(outbound, '127.0.0.1', () => s.write('GET http://' + target + '/ HTTP/1.1\\r\\nHost: ' + target + '\\r\\nConnection: close\\r\\n\\r\\n'));
+        let got = '';
+        s.on('data', (d) => (got += d));
+        s.on('close', () => resolve(got.slice(0, 12)));
+        s.on('error', () => {});
+      });
+    const direct = await ask('127.0.0.1:' + app.address().port);
+    const before = seen.some((s) => s.includes('@grpc/grpc-js'));
+    await ask('web.default:80');
+    const after = seen.some((s) => s.includes('@grpc/grpc-js'));
+    await proxy.shutdown(100);
+    app.close();
+    console.log(JSON.stringify({ direct, before, after }));
+    process.exit(0);
+  `;
+  const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(run.status, 0, run.stderr);
+  const result = JSON.parse(run.stdout.trim().split('\n').pop()!) as {
+    direct: string;
+    before: boolean;
+    after: boolean;
+  };
+  assert.equal(result.direct, 'HTTP/1.1 204', 'the direct request went through');
+  assert.equal(result.before, false, 'no gRPC for a proxy that only forwarded to an address');
+  assert.equal(result.after, true, 'the first service name loads the Destination client');
+});

@@ -7,7 +7,7 @@ import { webcrypto } from 'node:crypto';
 import fc from 'fast-check';
 import { checkCsr, CsrError } from '../../src/control/identity/csr.ts';
 import { childrenOf, DerError, readTlv, seq, tlv, unsignedInteger } from '../../src/control/identity/der.ts';
-import { EC_P256, x509 } from '../../src/control/identity/x509.ts';
+import { EC_P256, x509 } from '../helpers/x509.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 

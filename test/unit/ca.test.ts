@@ -5,13 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, webcrypto, X509Certificate } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CertificateAuthority, RotationError } from '../../src/control/identity/ca.ts';
+import { loadCaCert } from '../../src/control/identity/ca-certs.ts';
 import { IdentityError } from '../../src/control/identity/errors.ts';
-import { EC_P256, toPem, x509 } from '../../src/control/identity/x509.ts';
+import { EC_P256, toPem, x509 } from '../helpers/x509.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 const HOUR = 3600_000;
@@ -145,6 +146,78 @@ test('a new authority writes its files (keys 0600) and issues a chain that opens
   const again = await CertificateAuthority.open({ dir, trustDomain: 'cluster.local' });
   assert.equal(again.trustAnchorsPem, ca.trustAnchorsPem);
   assert.equal(again.issuerCert.fingerprint, ca.issuerCert.fingerprint);
+});
+
+test("the authority's own anchor and issuer, as @peculiar/x509 and node read them", async () => {
+  const ca = await CertificateAuthority.open({ dir: null, trustDomain: 'example.org' });
+  const [anchorPem] = ca.trustAnchorsPem.match(
+    /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/g,
+  )!;
+  const anchor = new x509.X509Certificate(anchorPem!);
+  const issuer = new x509.X509Certificate(ca.issuerCert.der);
+  assert.match(anchor.subject, /^CN=root\.example\.org [0-9a-f]{8}, O=Trellis$/);
+  assert.equal(anchor.issuer, anchor.subject);
+  assert.match(issuer.subject, /^CN=identity\.example\.org [0-9a-f]{8}, O=Trellis$/);
+  assert.equal(issuer.issuer, anchor.subject);
+  assert.equal(await anchor.verify({ publicKey: anchor.publicKey, signatureOnly: true }), true);
+  assert.equal(await issuer.verify({ publicKey: anchor.publicKey, signatureOnly: true }), true);
+  for (const [cert, pathLength] of [
+    [anchor, undefined],
+    [issuer, 0],
+  ] as const) {
+    const bc = cert.getExtension(x509.BasicConstraintsExtension)!;
+    assert.deepEqual([bc.ca, bc.pathLength, bc.critical], [true, pathLength, true]);
+    const ku = cert.getExtension(x509.KeyUsagesExtension)!;
+    assert.equal(ku.usages, x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
+    assert.equal(ku.critical, true);
+    // The subject key identifier is the SHA-1 of the key (RFC 5280 4.2.1.2 method 1).
+    const ski = cert.getExtension(x509.SubjectKeyIdentifierExtension)!;
+    const keyBits = Buffer.from(cert.publicKey.rawData).subarray(-65);
+    assert.equal(ski.keyId, createHash('sha1').update(keyBits).digest('hex'));
+    assert.equal(ski.critical, false);
+    assert.equal(Number.parseInt(cert.serialNumber.slice(0, 2), 16) & 0x80, 0, 'a positive serial');
+  }
+  assert.equal(anchor.getExtension(x509.AuthorityKeyIdentifierExtension), null);
+  assert.equal(
+    issuer.getExtension(x509.AuthorityKeyIdentifierExtension)!.keyId,
+    anchor.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId,
+  );
+  // Node agrees, and the authority reads back what it wrote.
+  const node = new X509Certificate(ca.issuerCert.der);
+  assert.equal(node.ca, true);
+  assert.ok(node.checkIssued(new X509Certificate(anchorPem!)));
+  assert.equal(ca.issuerCert.subject, issuer.subject);
+  assert.equal(
+    ca.issuerCert.keyId.toString('hex'),
+    issuer.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId,
+  );
+  assert.equal(ca.issuerCert.notAfterMs - ca.issuerCert.notBeforeMs, 30 * DAY + 60_000);
+});
+
+test("a CA certificate's subject key identifier is read as written; without one, the SHA-1 of its key", async () => {
+  const keys = (await webcrypto.subtle.generateKey(EC_P256, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const make = async (extensions: x509.Extension[]) =>
+    x509.X509CertificateGenerator.createSelfSigned({
+      name: 'CN=operator CA',
+      keys,
+      signingAlgorithm: EC_P256,
+      notBefore: new Date(Date.now() - HOUR),
+      notAfter: new Date(Date.now() + DAY),
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true), ...extensions],
+    });
+  const own = 'ab'.repeat(8);
+  const withSki = await make([new x509.SubjectKeyIdentifierExtension(own)]);
+  assert.equal(loadCaCert(withSki.toString('pem'), 'with').keyId.toString('hex'), own);
+  const without = await make([]);
+  const keyBits = Buffer.from(without.publicKey.rawData).subarray(-65);
+  assert.equal(
+    loadCaCert(without.toString('pem'), 'without').keyId.toString('hex'),
+    createHash('sha1').update(keyBits).digest('hex'),
+  );
+  assert.equal(loadCaCert(without.toString('pem'), 'without').subject, 'CN=operator CA');
 });
 
 test('bad CSRs are refused with INVALID_ARGUMENT and a message that says why', async (t) => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, webcrypto } from 'node:crypto';
-import { x509 } from '../../src/control/identity/x509.ts';
+import { x509 } from '../helpers/x509.ts';
 import { expiryCheck, humanDuration, verifiesTo } from '../../src/cli/check.ts';
 
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };

@@ -63,7 +63,7 @@ test('errors name the field that is wrong', () => {
     [{ outboundListen: 'localhost' }, 'outboundListen', /HOST:PORT/],
     [{ outboundListen: '127.0.0.1:99999' }, 'outboundListen', /0\.\.65535/],
     [{ mode: 'sideways' }, 'mode', /explicit or transparent/],
-    [{ opaquePorts: [80, '81'] }, 'opaquePorts.1', /number/],
+    [{ opaquePorts: [80, '81'] }, 'opaquePorts.1', /port 1\.\.65535/],
     [{ opaquePorts: 80 }, 'opaquePorts', /list/],
     [{ destinations: [{ listen: '127.0.0.1:0' }] }, 'destinations.0.target', /./],
     [

@@ -11,7 +11,7 @@ import { generateKeyPairSync, verify } from 'node:crypto';
 import fc from 'fast-check';
 import { TrellisError } from '../../src/core/errors.ts';
 import { checkCsr } from '../../src/control/identity/csr.ts';
-import { x509 } from '../../src/control/identity/x509.ts';
+import { x509 } from '../helpers/x509.ts';
 import { createCsr, CSR_ERROR } from '../../src/proxy/identity/csr.ts';
 import { encodeLength, integer, oid, setOf, TAG, tlv } from '../../src/proxy/identity/der.ts';
 

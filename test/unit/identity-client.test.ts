@@ -17,7 +17,7 @@ import { loadIdentityApi, type ApiCertifyResponse } from '../../src/api/load.ts'
 import { systemTimers, type Clock, type Timers } from '../../src/core/clock.ts';
 import { createLogger, type Logger } from '../../src/core/log.ts';
 import { seededRandom, type Random } from '../../src/core/random.ts';
-import { EC_P256, x509 } from '../../src/control/identity/x509.ts';
+import { EC_P256, x509 } from '../helpers/x509.ts';
 import { BAD_CERTIFY_RESPONSE, certifiedKeyFromResponse } from '../../src/proxy/identity/certified.ts';
 import { createCsr } from '../../src/proxy/identity/csr.ts';
 import { createIdentityClient, IDENTITY_CLOSED } from '../../src/proxy/identity/identity-client.ts';

@@ -6,6 +6,7 @@
 // (../policy/local.ts) each run one over the same folder and do their own reading in `pass`.
 import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../../core/log.ts';
+import { SingleFlight } from '../../core/single-flight.ts';
 
 export interface FolderScannerOptions {
   readonly root: string;
@@ -23,12 +24,12 @@ export class FolderScanner {
   #fsWatcher: FSWatcher | null = null;
   #debounceTimer: NodeJS.Timeout | null = null;
   #rescanTimer: NodeJS.Timeout | null = null;
-  #scan: Promise<void> | null = null;
-  #scanAgain = false;
+  readonly #scan: SingleFlight;
   #closed = false;
 
   constructor(options: FolderScannerOptions) {
     this.#options = options;
+    this.#scan = new SingleFlight(options.pass, () => this.#closed);
   }
 
   get closed(): boolean {
@@ -57,14 +58,7 @@ export class FolderScanner {
   /** Scans now (after an in-progress scan, if any). */
   rescan(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    if (this.#scan !== null) {
-      this.#scanAgain = true;
-      return this.#scan;
-    }
-    this.#scan = this.#loop().finally(() => {
-      this.#scan = null;
-    });
-    return this.#scan;
+    return this.#scan.run();
   }
 
   /** Stops watching; resolves once a scan in progress has ended. */
@@ -75,7 +69,7 @@ export class FolderScanner {
     this.#fsWatcher = null;
     if (this.#debounceTimer !== null) clearTimeout(this.#debounceTimer);
     if (this.#rescanTimer !== null) clearInterval(this.#rescanTimer);
-    await this.#scan?.catch(() => {});
+    await this.#scan.running?.catch(() => {});
   }
 
   #onFileEvent(): void {
@@ -86,13 +80,5 @@ export class FolderScanner {
       void this.rescan();
     }, this.#options.debounceMs);
     this.#debounceTimer.unref();
-  }
-
-  async #loop(): Promise<void> {
-    // Bounded: each pass consumes the request for another; requests keep coming only while files change.
-    do {
-      this.#scanAgain = false;
-      await this.#options.pass();
-    } while (this.#scanAgain && !this.#closed);
   }
 }

@@ -29,7 +29,7 @@ import { basename, join } from 'node:path';
 import * as v from 'valibot';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
-import { dnsLabel, port, strictObjectMessage } from '../../core/schema.ts';
+import { dnsLabel, port, portProtocol, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
 import { type FileCache, listStateFiles, readCachedFile, writeAtomically } from './state-file-io.ts';
 import { leaseExpired, servicePath, workloadPath } from './state-layout.ts';
@@ -43,10 +43,7 @@ const servicePortSchema = v.strictObject(
     port,
     name: v.optional(dnsLabel),
     targetPort: v.optional(v.union([port, dnsLabel], 'expected a port number or a port name')),
-    protocol: v.optional(
-      v.picklist(['auto', 'http1', 'h2', 'opaque'], 'expected auto, http1, h2 or opaque'),
-      'auto',
-    ),
+    protocol: v.optional(portProtocol, 'auto'),
   },
   unknownKey,
 );

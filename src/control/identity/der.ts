@@ -6,7 +6,7 @@
 // is a DerError; it never reads outside the buffer and never throws anything else. Input comes
 // from the network (a CSR), so it is property-tested in test/unit/ca-der.test.ts.
 
-import { bitString, octetString, oid, tlv } from '../../proxy/identity/der.ts';
+import { bitString, octetString, oid, TAG as WRITER_TAG, tlv } from '../../proxy/identity/der.ts';
 
 export class DerError extends Error {
   constructor(message: string) {
@@ -25,18 +25,14 @@ export interface Tlv {
   readonly end: number;
 }
 
+/** The writer's universal tags and those only certificates and their reading need. */
 export const TAG = {
-  BOOLEAN: 0x01,
-  INTEGER: 0x02,
-  BIT_STRING: 0x03,
-  OCTET_STRING: 0x04,
+  ...WRITER_TAG,
   NULL: 0x05,
-  OID: 0x06,
   UTF8_STRING: 0x0c,
+  PRINTABLE_STRING: 0x13,
   UTC_TIME: 0x17,
   GENERALIZED_TIME: 0x18,
-  SEQUENCE: 0x30,
-  SET: 0x31,
 } as const;
 
 /** The element at `offset`, which must end by `limit`. */

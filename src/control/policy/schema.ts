@@ -24,7 +24,7 @@
 //
 // Errors name the field path, and for patterns and CIDRs say what is wrong with the value.
 import * as v from 'valibot';
-import { dnsLabel, port } from '../../core/schema.ts';
+import { dnsLabel, port, serverProtocol } from '../../core/schema.ts';
 import { identityPatternProblem, parseCidr, routePathProblem } from '../../proxy/policy/match.ts';
 
 export const POLICY_API_VERSION = 'policy.trellis.dev/v1alpha1';
@@ -55,8 +55,6 @@ const workloadName = v.pipe(
   v.regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a workload name (a-z, 0-9, -, .)'),
 );
 
-const PROTOCOLS = ['detect', 'http1', 'http2', 'grpc', 'opaque'] as const;
-
 export const serverSchema = v.strictObject(
   {
     apiVersion: v.literal(POLICY_API_VERSION, `expected ${POLICY_API_VERSION}`),
@@ -68,7 +66,7 @@ export const serverSchema = v.strictObject(
           workload: v.optional(workloadName),
           podSelector: v.optional(v.strictObject({ matchLabels: v.optional(stringMap, {}) }, objectIssue)),
           port: v.union([port, dnsLabel], 'expected a port number 1..65535 or a port name'),
-          protocol: v.optional(v.picklist(PROTOCOLS, `expected one of ${PROTOCOLS.join(', ')}`), 'detect'),
+          protocol: v.optional(serverProtocol, 'detect'),
         },
         objectIssue,
       ),

@@ -11,6 +11,7 @@ import { TrellisError } from '../../core/errors.ts';
 import { bearerToken, matchesSecret, secretDigest } from '../../core/bearer.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseRequestHead } from '../http/h1-parser.ts';
+import { reasonPhrase } from '../http/reason-phrases.ts';
 import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
 
 export interface AdminOptions {
@@ -102,19 +103,6 @@ const MAX_BODY_BYTES = 64 * 1024;
  */
 export const ADMIN_MAX_CONNECTIONS = 256;
 export const ADMIN_MAX_PER_PEER = 64;
-const REASONS: Record<number, string> = {
-  200: 'OK',
-  202: 'Accepted',
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  413: 'Content Too Large',
-  408: 'Request Timeout',
-  500: 'Internal Server Error',
-  503: 'Service Unavailable',
-};
 
 const text = (status: number, body: string): AdminResponse => ({ status, contentType: TEXT, body });
 
@@ -221,7 +209,7 @@ function respond(routes: Map<string, Route>, req: AdminRequest, log: Logger): Ad
 
 function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
   const body = Buffer.from(res.body, 'utf8');
-  let s = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? 'Unknown'}\r\n`;
+  let s = `HTTP/1.1 ${res.status} ${reasonPhrase(res.status)}\r\n`;
   s += `content-type: ${res.contentType}\r\ncontent-length: ${body.length}\r\ncache-control: no-store\r\n`;
   for (const [k, v] of Object.entries(res.headers ?? {})) s += `${k}: ${v}\r\n`;
   if (close) s += 'connection: close\r\n';

@@ -10,6 +10,7 @@
 
 import { systemClock, systemTimers, type Clock, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
+import { isPort } from '../../core/schema.ts';
 import { targetKey } from '../transport/target.ts';
 import type { Endpoint, Resolution, Resolver, Update } from '../resolve/resolver.ts';
 import { PeakEwma, type PeakEwmaHandle, type PeakEwmaOptions } from './peak-ewma.ts';
@@ -294,13 +295,7 @@ function usableWeight(weight: number): number {
 
 function hasUsableAddress(endpoint: Endpoint): boolean {
   const address = (endpoint as Partial<Endpoint> | null | undefined)?.address;
-  return (
-    typeof address?.host === 'string' &&
-    address.host.length > 0 &&
-    Number.isInteger(address.port) &&
-    address.port >= 1 &&
-    address.port <= 65535
-  );
+  return typeof address?.host === 'string' && address.host.length > 0 && isPort(address.port);
 }
 
 function safeDescribe(endpoint: unknown): string {

@@ -2,6 +2,7 @@
 // fields written by the proxy itself (never copied), so what the next hop sees is unambiguous.
 import type { MessageHead } from './h1-parser.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
+import { reasonPhrase } from './reason-phrases.ts';
 
 /**
  * A field section (lines "name: value\r\n", as the parser checked them) without the fields named
@@ -103,7 +104,7 @@ export function errorResponse(
 ): Buffer {
   const body = `${message}\n`;
   return Buffer.from(
-    `HTTP/1.1 ${status} ${REASON_PHRASES[status] ?? 'Error'}\r\n` +
+    `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\n` +
       `Content-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       `${PROXY_ERROR_HEADER}: ${headerValue}\r\n` +
@@ -113,20 +114,3 @@ export function errorResponse(
     'utf8',
   );
 }
-
-// The reason phrases of the statuses the proxy makes up (node:http's STATUS_CODES would load the
-// whole http module, ~15 MB, into a proxy that does not otherwise need it).
-const REASON_PHRASES: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  408: 'Request Timeout',
-  414: 'URI Too Long',
-  431: 'Request Header Fields Too Large',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-  505: 'HTTP Version Not Supported',
-  508: 'Loop Detected',
-};

@@ -4,8 +4,8 @@
 //
 // Why hand-written: the proxy's memory budget is 60 MB, and an X.509 library (@peculiar/x509 and
 // its asn1js/asn1-schema machinery) would be loaded into every proxy just to build one small
-// structure once a day. The control plane, which parses untrusted CSRs and issues certificates,
-// uses the library; the proxy only *writes* a fixed shape, which needs about a hundred lines.
+// structure once a day; the proxy only *writes* a fixed shape, which needs about a hundred lines.
+// (The control plane does without the library too: see src/control/identity/ca-certs.ts.)
 //
 // The control plane's certificate writer (src/control/identity/der.ts) builds on these too; its
 // reader of untrusted CSRs lives there. Everything here builds Buffers; nothing parses. DER rules that matter for us: lengths use the

@@ -9,7 +9,9 @@
 // credentials (they stay valid for the remaining 25-35% of their life) and retries with an
 // exponential backoff. At most one thing is pending at any time: a timer or one attempt. Requests
 // go to where the control plane is now (src/proxy/resolve/control-plane-address.ts): a retry
-// waiting for a control plane that restarted or moved is made at once, renewals go to it.
+// waiting for a control plane that restarted or moved is made at once, renewals go to it (the
+// retries are the shared control-plane-retry.ts; the log lines are this client's own, since an
+// expired certificate and a workload not registered yet deserve their own levels).
 import { generateKeyPair as generateKeyPairCallback } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
@@ -27,9 +29,10 @@ import { mathRandom, type Random } from '../../core/random.ts';
 import { certifiedKeyFromResponse } from './certified.ts';
 import { createCsr } from './csr.ts';
 import type { CertifiedKey, WorkloadIdentity } from './provider.ts';
-import { IDENTITY_BACKOFF, backoffDelay, renewalTime } from './renewal.ts';
+import { IDENTITY_BACKOFF, renewalTime } from './renewal.ts';
 import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
 import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
+import { ControlPlaneRetry } from '../resolve/control-plane-retry.ts';
 
 const generateKeyPair = promisify(generateKeyPairCallback);
 
@@ -90,7 +93,6 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
   const listeners = new Set<(key: CertifiedKey) => void>();
   let current: CertifiedKey | null = null;
   let lastError: string | null = null;
-  let failures = 0;
   let closed = false;
   let timer: TimerHandle | null = null;
   let call: grpc.ClientUnaryCall | null = null;
@@ -142,7 +144,7 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
 
   const succeed = (key: CertifiedKey): void => {
     current = key;
-    failures = 0;
+    retry.succeeded();
     lastError = null;
     const now = clock.now();
     const renewAt = renewalTime(key.notBeforeMs, key.expiresAtMs, now, random);
@@ -167,12 +169,11 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
     const status = isGrpc ? (grpc.status[grpcCode] ?? String(grpcCode)) : undefined;
     const message = isGrpc ? (err as grpc.ServiceError).details : String((err as Error)?.message ?? err);
     lastError = status === undefined ? message : `${status}: ${message}`;
-    if (isGrpc) client.locator.refresh();
-    const delay = backoffDelay(failures++, random);
+    const delay = retry.failed(isGrpc);
     const fields = {
       ...(status === undefined ? {} : { status }),
       error: message,
-      failures,
+      failures: retry.failures,
       retryInMs: Math.round(delay),
       ...(current === null ? {} : { currentExpiresAt: new Date(current.expiresAtMs).toISOString() }),
     };
@@ -183,7 +184,6 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
       // Every new mesh connection now fails its handshake: say so louder than a warning.
       log.error('identity: the certificate has expired and renewing it fails; retrying', fields);
     } else log.warn('identity: certificate request failed; keeping the current one and retrying', fields);
-    timer = clock.setTimeout(attempt, delay);
   };
 
   async function attempt(): Promise<void> {
@@ -208,13 +208,15 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
     }
   }
 
-  void attempt();
   // A retry waiting out its backoff is made at once when the control plane restarted or moved.
-  const stopFollowing = client.locator.onMove(() => {
-    if (closed || failures === 0 || timer === null) return;
-    timer.cancel();
-    void attempt();
+  const retry = new ControlPlaneRetry({
+    locator: client.locator,
+    backoff: IDENTITY_BACKOFF,
+    run: () => void attempt(),
+    timers: clock,
+    random,
   });
+  void attempt();
 
   return {
     id: opts.id,
@@ -230,7 +232,7 @@ export function createIdentityClient(opts: IdentityClientOptions): RenewingIdent
     close() {
       if (closed) return;
       closed = true;
-      stopFollowing();
+      retry.close();
       timer?.cancel();
       timer = null;
       call?.cancel();

@@ -7,7 +7,7 @@ import { isToken, type MessageHead } from '../http/h1-parser.ts';
 import { checkRequestTarget, isValidHost } from '../http/h1-uri.ts';
 import { isHopByHop, type RequestLine } from '../http/h1-serialize.ts';
 import { CONNECTION_SPECIFIC } from '../h2/fields.ts';
-import { reasonPhrase } from './reason-phrases.ts';
+import { reasonPhrase } from '../http/reason-phrases.ts';
 
 /** Response fields that HTTP/2 never carries and an HTTP/1 response must not copy. */
 const RESPONSE_SKIP = new Set([...CONNECTION_SPECIFIC, 'te']);

@@ -13,6 +13,7 @@
 //   authorization's "who" matches (its routes are checked again per request); an opaque TCP
 //   connection never sees a request, so only authorizations without routes can admit it.
 import type { ApiInboundPolicyOutput } from '../../api/client.ts';
+import { isPort, SERVER_PROTOCOLS } from '../../core/schema.ts';
 import {
   compileIdentityPattern,
   compileNetworks,
@@ -52,7 +53,7 @@ export interface CompiledPolicy {
 
 export const EMPTY_POLICY: CompiledPolicy = { servers: new Map() };
 
-const PROTOCOLS: ReadonlySet<string> = new Set(['detect', 'http1', 'http2', 'grpc', 'opaque']);
+const PROTOCOLS: ReadonlySet<string> = new Set(SERVER_PROTOCOLS);
 
 /**
  * Compiles a policy message. Never throws: a Server with a bad port or a second Server on the same
@@ -67,7 +68,7 @@ export function compilePolicy(
   const servers = new Map<number, CompiledServer>();
   for (const server of message.servers ?? []) {
     const port = server.port;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    if (!isPort(port)) {
       warn('policy server has no valid port; skipped', { server: server.name, port });
       continue;
     }

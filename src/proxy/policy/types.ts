@@ -2,6 +2,9 @@
 // connection (opaque TCP, and as a first gate for HTTP) and per HTTP request. The authorizer holds
 // the policy the control plane last sent (Policy.WatchInbound) and the proxy's default policy for
 // ports no Server selects.
+import type { ServerProtocol } from '../../core/schema.ts';
+
+export type { ServerProtocol };
 
 export type DefaultPolicy = 'all-unauthenticated' | 'all-authenticated' | 'deny' | 'audit';
 export const DEFAULT_POLICIES: readonly DefaultPolicy[] = [
@@ -10,8 +13,6 @@ export const DEFAULT_POLICIES: readonly DefaultPolicy[] = [
   'deny',
   'audit',
 ];
-
-export type ServerProtocol = 'detect' | 'http1' | 'http2' | 'grpc' | 'opaque';
 
 export interface InboundPeer {
   /** The client's verified SPIFFE ID (mTLS), or null for a plaintext or unmeshed client. */

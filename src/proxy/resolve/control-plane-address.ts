@@ -13,6 +13,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
+import { SingleFlight } from '../../core/single-flight.ts';
 import { type ControlFile, parseControlFile, readControlFileSync } from '../../api/control-file.ts';
 
 /** Where to call the control plane now, and news of it moving. */
@@ -32,8 +33,7 @@ export class ControlFileFollower {
   readonly #listeners = new Set<() => void>();
   #info: ControlFile | null;
   #watcher: FSWatcher | null = null;
-  #reading: Promise<void> | null = null;
-  #readAgain = false;
+  readonly #reading = new SingleFlight(() => this.#read());
 
   constructor(path: string, log: Logger = silentLogger) {
     this.path = path;
@@ -72,14 +72,7 @@ export class ControlFileFollower {
 
   /** Reads the file again (single-flight); tells the listeners when its control plane changed. */
   refresh(): Promise<void> {
-    if (this.#reading !== null) {
-      this.#readAgain = true;
-      return this.#reading;
-    }
-    this.#reading = this.#read().finally(() => {
-      this.#reading = null;
-    });
-    return this.#reading;
+    return this.#reading.run();
   }
 
   close(): void {
@@ -88,26 +81,24 @@ export class ControlFileFollower {
     this.#listeners.clear();
   }
 
+  /** One reading of the file. */
   async #read(): Promise<void> {
-    do {
-      this.#readAgain = false;
-      const next = parseControlFile(await readFile(this.path, 'utf8').catch(() => ''));
-      const before = this.#info;
-      if (next === null || (before?.grpc === next.grpc && before.pid === next.pid)) continue;
-      this.#info = next;
-      this.#log.info('the control plane restarted; calling it at its new address', {
-        address: next.grpc,
-        pid: next.pid,
-        ...(before === null ? {} : { previous: before.grpc }),
-      });
-      for (const listener of Array.from(this.#listeners)) {
-        try {
-          listener();
-        } catch (error) {
-          this.#log.warn('a control plane move listener threw', { error });
-        }
+    const next = parseControlFile(await readFile(this.path, 'utf8').catch(() => ''));
+    const before = this.#info;
+    if (next === null || (before?.grpc === next.grpc && before.pid === next.pid)) return;
+    this.#info = next;
+    this.#log.info('the control plane restarted; calling it at its new address', {
+      address: next.grpc,
+      pid: next.pid,
+      ...(before === null ? {} : { previous: before.grpc }),
+    });
+    for (const listener of Array.from(this.#listeners)) {
+      try {
+        listener();
+      } catch (error) {
+        this.#log.warn('a control plane move listener threw', { error });
       }
-    } while (this.#readAgain);
+    }
   }
 }
 

@@ -6,7 +6,8 @@
 // which replaces whatever changed in between. All resolutions share one HTTP/2 channel, at the
 // address the locator names (control-plane-address.ts): when the control plane restarts or moves,
 // every watch starts again at once on a channel to where it is now; a channel whose connection
-// failed is replaced rather than waited for (control-plane-client.ts).
+// failed is replaced rather than waited for (control-plane-client.ts). Each Watch is kept open by
+// the shared loop (watch-stream.ts), with its backoff and log lines.
 import * as grpc from '@grpc/grpc-js';
 import {
   Destination,
@@ -15,15 +16,17 @@ import {
   type DestinationClient,
   reconnectBackoffOptions,
 } from '../../api/client.ts';
-import { backoffDelay, backoffSettings, WATCH_BACKOFF, type BackoffSettings } from '../../core/backoff.ts';
-import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
+import { backoffSettings, WATCH_BACKOFF, type BackoffSettings } from '../../core/backoff.ts';
+import type { Timers } from '../../core/clock.ts';
 import { TrellisError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { mathRandom, type Random } from '../../core/random.ts';
+import { isPort } from '../../core/schema.ts';
+import type { Random } from '../../core/random.ts';
 import { targetKey } from '../transport/target.ts';
 import { type ControlPlaneLocator, locateControlPlane } from './control-plane-address.ts';
 import { ControlPlaneClient } from './control-plane-client.ts';
 import type { Endpoint, ProtocolHint, Resolution, Resolver, Update } from './resolver.ts';
+import { type WatchStream, watchStream } from './watch-stream.ts';
 
 export interface DestinationResolverOptions {
   /** The control plane's gRPC address, "host:port". */
@@ -44,31 +47,19 @@ export interface DestinationResolverOptions {
 /** The error a resolution reports when its stream to the control plane fails. */
 export const DESTINATION_UNAVAILABLE = 'TRELLIS_ERR_DESTINATION_UNAVAILABLE';
 
-interface Watch {
-  readonly target: string;
-  readonly onUpdate: (update: Update) => void;
-  readonly onError: (error: Error) => void;
-  call: grpc.ClientReadableStream<ApiUpdateOutput> | null;
-  retry: TimerHandle | null;
-  /** Consecutive failures without a message in between. */
-  failures: number;
-  cancelled: boolean;
-}
-
 export class DestinationResolver implements Resolver {
   readonly #client: ControlPlaneClient<DestinationClient>;
-  readonly #stopFollowing: () => void;
   readonly #backoff: BackoffSettings;
-  readonly #timers: Timers;
-  readonly #random: Random;
+  readonly #timers: Timers | undefined;
+  readonly #random: Random | undefined;
   readonly #log: Logger;
-  readonly #watches = new Set<Watch>();
+  readonly #watches = new Set<WatchStream>();
   #closed = false;
 
   constructor(options: DestinationResolverOptions) {
     this.#backoff = backoffSettings(options.backoff, WATCH_BACKOFF);
-    this.#timers = options.timers ?? systemTimers;
-    this.#random = options.random ?? mathRandom;
+    this.#timers = options.timers;
+    this.#random = options.random;
     this.#log = (options.log ?? silentLogger).child({ component: 'destination-client' });
     const credentials = options.credentials ?? grpc.credentials.createInsecure();
     const channelOptions = { ...reconnectBackoffOptions(this.#backoff), ...options.channelOptions };
@@ -76,7 +67,6 @@ export class DestinationResolver implements Resolver {
       options.locator ?? locateControlPlane(options.address),
       (address) => new Destination(address, credentials, channelOptions),
     );
-    this.#stopFollowing = this.#client.locator.onMove(() => this.#restartAll());
   }
 
   /** Open resolutions (tests check that cancel releases them). */
@@ -85,97 +75,52 @@ export class DestinationResolver implements Resolver {
   }
 
   resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
-    const watch: Watch = {
-      target,
-      onUpdate,
-      onError,
-      call: null,
-      retry: null,
-      failures: 0,
-      cancelled: false,
-    };
     if (this.#closed) {
-      watch.cancelled = true;
       queueMicrotask(() =>
         onError(new TrellisError(DESTINATION_UNAVAILABLE, 'the destination resolver is closed')),
       );
-    } else {
-      this.#watches.add(watch);
-      this.#start(watch);
+      return { cancel: () => {} };
     }
-    return { cancel: () => this.#cancel(watch) };
+    const watch = watchStream<ApiUpdateOutput>({
+      name: 'destination watch',
+      client: this.#client,
+      open: () => this.#client.get().Watch({ path: target }),
+      onMessage: (message) => {
+        const update = fromApiUpdate(message);
+        if (update === null) {
+          this.#log.warn('control plane sent an update of an unknown kind; ignored', { target });
+          return;
+        }
+        onUpdate(update);
+      },
+      onEnd: ({ reason, status }) =>
+        onError(
+          new TrellisError(DESTINATION_UNAVAILABLE, `watching ${target} failed (${reason}); retrying`, {
+            cause: status,
+          }),
+        ),
+      fields: { target },
+      backoff: this.#backoff,
+      timers: this.#timers,
+      random: this.#random,
+      log: this.#log,
+    });
+    this.#watches.add(watch);
+    return {
+      cancel: () => {
+        this.#watches.delete(watch);
+        watch.close();
+      },
+    };
   }
 
   /** Cancels every resolution and closes the channel. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const watch of Array.from(this.#watches)) this.#cancel(watch);
-    this.#stopFollowing();
+    for (const watch of this.#watches) watch.close();
+    this.#watches.clear();
     this.#client.close();
-  }
-
-  /** The control plane restarted or moved: every watch starts again now, on a channel to it. */
-  #restartAll(): void {
-    if (this.#closed) return;
-    this.#log.debug('the control plane moved; watching again', { address: this.#client.locator.current() });
-    for (const watch of this.#watches) {
-      const call = watch.call;
-      watch.call = null; // its end is not a failure to report
-      call?.cancel();
-      watch.retry?.cancel();
-      watch.failures = 0;
-      this.#start(watch);
-    }
-  }
-
-  #start(watch: Watch): void {
-    watch.retry = null;
-    const call = this.#client.get().Watch({ path: watch.target });
-    watch.call = call;
-    call.on('data', (message: ApiUpdateOutput) => {
-      if (watch.cancelled || watch.call !== call) return;
-      watch.failures = 0;
-      const update = fromApiUpdate(message);
-      if (update === null) {
-        this.#log.warn('control plane sent an update of an unknown kind; ignored', { target: watch.target });
-        return;
-      }
-      watch.onUpdate(update);
-    });
-    // Non-OK statuses arrive both as 'error' and as 'status'; 'status' alone decides.
-    call.on('error', () => {});
-    call.on('status', (status: grpc.StatusObject) => {
-      if (watch.cancelled || watch.call !== call) return;
-      watch.call = null;
-      if (status.code !== grpc.status.OK) this.#client.locator.refresh();
-      const delay = this.#nextDelay(watch.failures++);
-      const reason =
-        status.code === grpc.status.OK
-          ? 'the stream ended'
-          : `${grpc.status[status.code]}: ${status.details}`;
-      this.#log.debug('destination watch ended; retrying', { target: watch.target, reason, delayMs: delay });
-      watch.onError(
-        new TrellisError(DESTINATION_UNAVAILABLE, `watching ${watch.target} failed (${reason}); retrying`, {
-          cause: status,
-        }),
-      );
-      if (!watch.cancelled) watch.retry = this.#timers.setTimeout(() => this.#start(watch), delay);
-    });
-  }
-
-  #nextDelay(failures: number): number {
-    return backoffDelay(failures, this.#backoff, this.#random);
-  }
-
-  #cancel(watch: Watch): void {
-    if (watch.cancelled && !this.#watches.has(watch)) return;
-    watch.cancelled = true;
-    this.#watches.delete(watch);
-    watch.retry?.cancel();
-    watch.retry = null;
-    watch.call?.cancel();
-    watch.call = null;
   }
 }
 
@@ -194,9 +139,7 @@ export function fromApiUpdate(message: ApiUpdateOutput): Update | null {
     }
     case 'noEndpoints': {
       if (message.noEndpoints?.exists) return { kind: 'reset', endpoints: [] };
-      const ports = (message.noEndpoints?.ports ?? []).filter(
-        (p) => Number.isInteger(p) && p >= 1 && p <= 65535,
-      );
+      const ports = (message.noEndpoints?.ports ?? []).filter(isPort);
       return ports.length > 0 ? { kind: 'does-not-exist', ports } : { kind: 'does-not-exist' };
     }
     default:
@@ -223,5 +166,5 @@ function fromApiEndpoint(endpoint: ApiEndpointOutput): Endpoint[] {
 }
 
 function isUsableAddress(ip: string, port: number): boolean {
-  return typeof ip === 'string' && ip.length > 0 && Number.isInteger(port) && port >= 1 && port <= 65535;
+  return typeof ip === 'string' && ip.length > 0 && isPort(port);
 }

@@ -12,6 +12,7 @@
 // --noflush) and adds a jump from PREROUTING/OUTPUT only when it is not there yet.
 import net from 'node:net';
 import { ConfigError } from '../../core/errors.ts';
+import { isPort } from '../../core/schema.ts';
 
 export const CHAINS = {
   prerouting: 'TRELLIS_PREROUTING',
@@ -58,7 +59,7 @@ export interface InterceptionOptions {
 export function parsePort(text: string, flag: string): number {
   const s = text.trim();
   const n = /^\d{1,5}$/.test(s) ? Number(s) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new ConfigError(flag, `expected a TCP port 1..65535, got '${text}'`);
+  if (!isPort(n)) throw new ConfigError(flag, `expected a TCP port 1..65535, got '${text}'`);
   return n;
 }
 

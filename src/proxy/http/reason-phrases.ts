@@ -1,7 +1,8 @@
-// Reason phrases for the HTTP/1.1 status lines the proxy writes when it restores a response that
-// crossed the mesh as HTTP/2 (which has no reason phrase). A small table rather than node:http's
-// STATUS_CODES: loading node:http costs the proxy ~15 MB. Clients ignore the phrase (RFC 9112
-// 4), so an unlisted status gets a generic one.
+// The reason phrases of the HTTP/1.1 status lines the proxy writes itself: the answers it makes up
+// (h1-serialize.ts errorResponse), its admin listener's responses, and the responses it restores
+// from HTTP/2 (which has no reason phrase) when they crossed the mesh (mesh/h1-fields.ts). One
+// small table rather than node:http's STATUS_CODES: loading node:http costs the proxy ~15 MB.
+// Clients ignore the phrase (RFC 9112 4), so an unlisted status gets a generic one.
 const PHRASES: Record<number, string> = {
   100: 'Continue',
   101: 'Switching Protocols',
@@ -26,16 +27,21 @@ const PHRASES: Record<number, string> = {
   409: 'Conflict',
   410: 'Gone',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   501: 'Not Implemented',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
   504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+  508: 'Loop Detected',
 };
 
+/** The reason phrase for `status`: the standard one, else "OK" below 400 and "Error" from 400. */
 export function reasonPhrase(status: number): string {
   return PHRASES[status] ?? (status < 400 ? 'OK' : 'Error');
 }
