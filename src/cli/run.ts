@@ -8,6 +8,7 @@
 //
 // This command stays up beside every workload, so it loads little: no gRPC, no YAML (unless a
 // hand-written service file needs it), no validation library.
+import { connect } from 'node:net';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { isPort } from '../core/schema.ts';
 import { readControlFile } from '../api/control-file.ts';
@@ -61,7 +62,8 @@ created with one port, ${DEFAULT_SERVICE_PORT} (--service-port), whose target po
 http://NAME.NAMESPACE/ (or http://NAME/ from the same namespace), whichever instance started
 first. The workload registers its proxy's inbound port under each named target port of the
 service (a service port whose targetPort is a number does not reach it), and says which service
-port(s) it joined. It is ready (an endpoint) while the app accepts connections on APP_PORT.
+port(s) it joined. It is ready (an endpoint) while the app accepts connections on APP_PORT, so
+it refuses to start when another process already listens there.
 
 The app gets HTTP_PROXY (its proxy's outbound listener), NODE_USE_ENV_PROXY=1 (so that Node's
 fetch and http use it) and TRELLIS_PROXY_{INBOUND,OUTBOUND,ADMIN}. It runs in its own process
@@ -144,6 +146,29 @@ export async function run(argv: string[]): Promise<number> {
       `no control plane runs over ${options.root} (start \`trellis up --state ${options.root}\` first)`,
     );
   }
+  // Readiness is the app accepting on its port: another process already there would make a
+  // workload that never started look ready, and take the mesh's traffic in its place.
+  if (await acceptsConnections(options.appPort)) {
+    throw new TrellisError(
+      'TRELLIS_ERR_APP_PORT_IN_USE',
+      `port ${options.appPort} (--port) is already in use on 127.0.0.1 by another process: ` +
+        'stop it or give the app another port',
+    );
+  }
   const service = await joinService(options, note);
   return new WorkloadSupervisor(options, control, service).run();
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:port (one attempt, at most 1 s). */
+function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const done = (accepted: boolean): void => {
+      socket.destroy();
+      resolve(accepted);
+    };
+    socket.setTimeout(1000, () => done(true)); // a listener too busy to accept still holds the port
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }

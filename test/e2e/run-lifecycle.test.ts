@@ -4,11 +4,13 @@
 // - an app that crashes is started again after a backoff (not ready meanwhile), a proxy that is
 //   killed too, on the same ports;
 // - signals reach the app's whole process group; a command that does not exist leaves no service
-//   or registration behind, and `trellis run` says why it exits on its last line.
+//   or registration behind, nor does one whose port another process holds, and `trellis run` says
+//   why it exits on its last line.
 // Every process a test learns of is SIGKILLed when it ends, whatever happened.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
@@ -167,6 +169,21 @@ test('signals reach the app group; a missing command leaves nothing behind; the 
     /^trellis run: exiting with 127: cannot start the app: \/nonexistent\/ghost-app: command not found$/,
   );
   await assert.rejects(readFile(join(root, 'services/default/ghost.yaml')), /ENOENT/, 'no service left');
+  assert.deepEqual(await registrations(root), [], 'no registration left');
+
+  // Another process on the app's port would make a workload that never started look ready.
+  const squatter = createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  t.after(() => squatter.close());
+  const taken = (squatter.address() as AddressInfo).port;
+  // prettier-ignore
+  const busy = await runCli(['run', '--state', root, '--name', 'squat', '--port', String(taken), '--', ...familyCommand(taken)]);
+  assert.equal(busy.code, 1, busy.stderr);
+  assert.match(
+    busy.stderr,
+    new RegExp(`port ${taken} \\(--port\\) is already in use on 127\\.0\\.0\\.1 by another process`),
+  );
+  await assert.rejects(readFile(join(root, 'services/default/squat.yaml')), /ENOENT/, 'no service left');
   assert.deepEqual(await registrations(root), [], 'no registration left');
   assert.equal(await up.stop(), 0);
 });
