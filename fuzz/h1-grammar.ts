@@ -16,7 +16,9 @@ const UNRESERVED = `${ALPHA}0-9\\-._~`;
 const SUB_DELIMS = "!$&'()*+,;=";
 const PCHAR = `[${UNRESERVED}${SUB_DELIMS}:@]|%[0-9A-Fa-f]{2}`;
 const SEGMENT = `(?:${PCHAR})*`;
-const QUERY = `(?:${PCHAR}|[/?])*`;
+// The query also takes what browsers send raw there ([ ] { } | ^ ` \ and a stray %): the proxy
+// accepts those on purpose (src/proxy/http/h1-uri.ts), the path stays strict.
+const QUERY = `(?:${PCHAR}|[/?\\[\\]{}|^\`\\\\%])*`;
 const ORIGIN_FORM = new RegExp(`^(?:/${SEGMENT})+(?:\\?${QUERY})?$`);
 const REG_NAME = `(?:[${UNRESERVED}${SUB_DELIMS}]|%[0-9A-Fa-f]{2})*`;
 const IP_LITERAL = '\\[[0-9A-Fa-f:.]+\\]';

@@ -244,7 +244,13 @@ test('a meshed workload cannot forge its identity through an idle tunnel', { tim
   const server = await serverFor(world, 'web', app);
   const client = await world.proxy({
     identity: await identityFor(world, 'caller'),
-    config: { ...DETECT, destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
+    config: {
+      ...DETECT,
+      destinations: [
+        { listen: '127.0.0.1:0', target: 'web.default:8080' },
+        { listen: '127.0.0.1:0', target: `127.0.0.1:${app.port}` }, // a plain (unmeshed) address
+      ],
+    },
   });
 
   await t.test('CONNECT through its own outbound, idle, then HTTP', async () => {
@@ -310,6 +316,22 @@ test('a meshed workload cannot forge its identity through an idle tunnel', { tim
     assert.match(r.text, /^HTTP\/1\.1 200 /);
     assert.ok(r.text.endsWith(`id=${idOf('caller')}`), r.text);
     noForgedIds(app);
+  });
+
+  await t.test('its upstream ports relay no CONNECT: they forward only to their destination', async () => {
+    const bystander = await startBystander();
+    try {
+      for (const listener of ['destination-0', 'destination-1']) {
+        const r = await rawExchange(portOf(client, listener), [
+          `CONNECT 127.0.0.1:${bystander.port} HTTP/1.1\r\nHost: 127.0.0.1:${bystander.port}\r\n\r\n`,
+        ]);
+        assert.match(r.text, /^HTTP\/1\.1 403 /, listener);
+        assert.match(r.text, /trellis-proxy-error: proxy-request-refused/i);
+        assert.equal(bystander.connections(), 0, `the bystander was reached through ${listener}`);
+      }
+    } finally {
+      bystander.close();
+    }
   });
 
   await t.test('its upstream port, idle, then HTTP', async () => {

@@ -95,6 +95,22 @@ test('a request body cut short or stalled ends the exchange promptly', { timeout
     assert.ok(app.open() <= 128, `${app.open()} app connections open`);
     assert.equal(proxy.runtime.connections.size, 0);
   });
+
+  await t.test('a whole body sent with its FIN in one write is forwarded, not refused', async () => {
+    // Found by the fuzz campaign: the FIN came while the exchange waited for an app connection,
+    // with the whole body already read, and was taken for a cut body (400).
+    const bodies = [
+      'Content-Length: 5\r\n\r\nhello',
+      'Transfer-Encoding: chunked\r\n\r\n5 ; a="b"\r\nhello\r\n0\r\n\r\n',
+    ];
+    const all = [];
+    for (let i = 0; i < 20; i++) {
+      const request = `POST / HTTP/1.1\r\nHost: a\r\n${bodies[i % 2]}`;
+      all.push(rawExchange(inbound, [request], { fin: true, timeoutMs: 5000 }));
+    }
+    const statuses = (await Promise.all(all)).map((r) => r.text.slice(0, 12));
+    assert.deepEqual(statuses, Array(20).fill('HTTP/1.1 200'));
+  });
 });
 
 test(

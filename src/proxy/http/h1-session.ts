@@ -11,7 +11,7 @@ import { statusForReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
-import type { Target } from '../transport/target.ts';
+import { targetKey, type Target } from '../transport/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import {
@@ -135,6 +135,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   private ending = false;
   private headTimer: NodeJS.Timeout | null = null;
   private closeAfterResponse = false;
+  /** The client half-closed while its body waited for an upstream: judged once that body is sent. */
+  private endedBeforeBody = false;
 
   // The exchange in flight (at most one).
   private req: MessageHead | null = null;
@@ -403,6 +405,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       const pending = this.buf;
       this.buf = null;
       if (pending !== null) this.forwardRequestBody(pending);
+      if (this.endedBeforeBody && this.reqState === REQ_BODY) {
+        this.refuseCutBody();
+        return;
+      }
     }
     if (this.ctx.responseTimeoutMs > 0) {
       this.responseTimer = setTimeout(() => this.onResponseTimeout(), this.ctx.responseTimeoutMs);
@@ -829,6 +835,13 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       this.replyError('proxy-request-refused', 'CONNECT is not relayed by an inbound listener');
       return;
     }
+    if (this.connTarget !== null) {
+      // A listener bound for one destination (--destination, transparent outbound) forwards only
+      // there: only the HTTP proxy listener connects where a client asks.
+      const to = targetKey(this.connTarget);
+      this.replyError('proxy-request-refused', `CONNECT is not relayed by a listener bound for ${to}`);
+      return;
+    }
     const t = head.target;
     const colon = t.lastIndexOf(':');
     let host = t.slice(0, colon);
@@ -962,20 +975,22 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
     if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.endConnection();
-    else if (this.requestBodyPending()) {
-      // A request body that can never be completed: nothing more can come, and the upstream would
-      // wait for the rest until its own timeout while both connections stay open.
-      this.upstreamReusable = false;
-      this.replyError('bad-request', 'the client closed its side before the request body was complete');
-    } else this.closeAfterResponse = true;
+    else if (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0)) {
+      // The body may be whole in this.buf already (sent with its FIN in one write): whether it is
+      // is known once it has gone to the upstream.
+      this.endedBeforeBody = true;
+      this.closeAfterResponse = true;
+    } else if (this.reqState === REQ_BODY) this.refuseCutBody();
+    else this.closeAfterResponse = true;
   }
 
-  /** Whether the exchange still waits for request body bytes from the client. */
-  private requestBodyPending(): boolean {
-    return (
-      this.reqState === REQ_BODY ||
-      (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0))
-    );
+  /**
+   * A request body that can never be completed: nothing more can come, and the upstream would wait
+   * for the rest until its own timeout while both connections stay open.
+   */
+  private refuseCutBody(): void {
+    this.upstreamReusable = false;
+    this.replyError('bad-request', 'the client closed its side before the request body was complete');
   }
 
   /** The socket's inactivity timer while a request body arrives. */
