@@ -149,6 +149,11 @@ export class Judge {
     const { batch, plan } = this.attribute([text]);
     const exp = this.expectations.get(batch);
     if (exp === undefined || !exp.bystanderForbidden) return;
+    // Without a tag, a connection made by the other proxy than the one whose listener the batch
+    // attacks cannot be this batch's: it is a late one (a tunnel that sent nothing, closed after
+    // its idle timeout) of an earlier lane that may reach the bystander.
+    const side = exp.lane.slice(0, exp.lane.indexOf('-'));
+    if (!tagged && !by.startsWith(`${side}-side`)) return;
     this.add({
       kind: 'open-proxy',
       batch,

@@ -171,6 +171,19 @@ test('the judge finds forged identities and inbound connections to the bystander
   assert.equal(parseTag(`x-fuzz: ${tagOf(12, 34, 5)}`)?.plan, 34);
 });
 
+test('an untagged bystander connection by the other proxy than the lane attacks is not a finding', () => {
+  const judge = new Judge();
+  judge.begin(1, { lane: 'server-inbound/plain/h2', allowedIds: new Set(), bystanderForbidden: true });
+  // A tunnel an earlier client-outbound lane opened and left silent, closed long after its batch.
+  judge.bystanderHit(Buffer.alloc(0), 'client-side proxy');
+  assert.deepEqual(judge.take(), []);
+  judge.bystanderHit(Buffer.alloc(0), 'server-side proxy');
+  assert.deepEqual(
+    judge.take().map((f) => [f.kind, f.lane]),
+    [['open-proxy', 'server-inbound/plain/h2']],
+  );
+});
+
 test('without a namespace of its own, the guard drops a plan that names another authority', () => {
   const allowed = new Set(['127.0.0.1:47100']);
   const plan = (text: string) => ({
