@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { once } from 'node:events';
-import { CLI, NODE, REPO, startProxyProcess } from '../helpers/proxy-process.ts';
+import { CLI, LOOPBACK_LISTENERS, NODE, REPO, startProxyProcess } from '../helpers/proxy-process.ts';
 
 const TEST_TIMEOUT = 60_000;
 
@@ -18,21 +18,12 @@ type After = { after(fn: () => unknown): void };
 
 /** Runs `trellis proxy ARGS` to completion (bounded); listeners on port 0 in case it starts. */
 function runProxy(args: string[]): { status: number | null; stderr: string } {
-  const r = spawnSync(
-    NODE,
-    [
-      CLI,
-      'proxy',
-      '--inbound-listen',
-      '127.0.0.1:0',
-      '--outbound-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-      ...args,
-    ],
-    { cwd: REPO, encoding: 'utf8', timeout: 15_000, killSignal: 'SIGKILL' },
-  );
+  const r = spawnSync(NODE, [CLI, 'proxy', ...LOOPBACK_LISTENERS, ...args], {
+    cwd: REPO,
+    encoding: 'utf8',
+    timeout: 15_000,
+    killSignal: 'SIGKILL',
+  });
   return { status: r.status, stderr: r.stderr };
 }
 

@@ -17,6 +17,7 @@ import {
   type EchoServer,
 } from '../fixtures/grpc-echo.ts';
 import { startProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
+import { LOOPBACK_LISTENERS } from '../helpers/proxy-process.ts';
 
 interface Environment {
   /** Where the gRPC client connects (the proxy). */
@@ -151,20 +152,7 @@ const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 async function startProxyProcess(appPort: number): Promise<{ inbound: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [
-      MAIN,
-      'proxy',
-      '--inbound-listen',
-      '127.0.0.1:0',
-      '--outbound-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-      '--app-port',
-      String(appPort),
-      '--log-level',
-      'warn',
-    ],
+    [MAIN, 'proxy', ...LOOPBACK_LISTENERS, '--app-port', String(appPort), '--log-level', 'warn'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

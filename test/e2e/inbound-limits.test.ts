@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { rawExchange, sleep, startRecordingApp, type RecordingApp } from '../helpers/attack.ts';
-import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
+import { CLI, LOOPBACK_LISTENERS, NODE, REPO } from '../helpers/proxy-process.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 
 async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
@@ -25,15 +25,20 @@ async function plaintextServer(world: MeshWorld, app: RecordingApp, config: Reco
   return world.proxy({ identity: null, app: app.port, config: { detect: { timeoutMs: 300 }, ...config } });
 }
 
-test('a request body cut short or stalled ends the exchange promptly', { timeout: 60_000 }, async (t) => {
+/** A mesh, a recording app and a plaintext proxy in front of it, all closed when the test ends. */
+async function plaintextSetup(t: { after(fn: () => unknown): void }, config: Record<string, unknown>) {
   const world = await startMeshWorld();
   t.after(() => world.close());
   const app = await startRecordingApp();
   t.after(() => app.close());
-  const proxy = await plaintextServer(world, app, {
+  const proxy = await plaintextServer(world, app, config);
+  return { world, app, proxy, inbound: portOf(proxy, 'inbound') };
+}
+
+test('a request body cut short or stalled ends the exchange promptly', { timeout: 60_000 }, async (t) => {
+  const { app, proxy, inbound } = await plaintextSetup(t, {
     timeouts: { requestBodyIdleMs: 500, drainGraceMs: 200 },
   });
-  const inbound = portOf(proxy, 'inbound');
 
   await t.test('Content-Length 11, one byte, FIN: 400 at once, both connections closed', async () => {
     const r = await rawExchange(inbound, ['POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nA'], {
@@ -117,14 +122,9 @@ test(
   'slowloris on inbound: every stage before and during detection has a timeout',
   { timeout: 60_000 },
   async (t) => {
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const app = await startRecordingApp();
-    t.after(() => app.close());
-    const proxy = await plaintextServer(world, app, {
+    const { app, inbound } = await plaintextSetup(t, {
       timeouts: { requestHeadMs: 1000, idleMs: 1000, drainGraceMs: 200 },
     });
-    const inbound = portOf(proxy, 'inbound');
 
     await t.test('one byte at a time from the first byte: 408, the app never connected', async () => {
       const before = app.connections();
@@ -149,12 +149,9 @@ test(
   'a listener holds a bounded number of connections, shedding the idle ones first',
   { timeout: 60_000 },
   async (t) => {
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const app = await startRecordingApp();
-    t.after(() => app.close());
-    const proxy = await plaintextServer(world, app, { connections: { maxPerListener: 20, maxPerPeer: 0 } });
-    const inbound = portOf(proxy, 'inbound');
+    const { world, app, proxy, inbound } = await plaintextSetup(t, {
+      connections: { maxPerListener: 20, maxPerPeer: 0 },
+    });
 
     const sockets: net.Socket[] = [];
     t.after(() => sockets.forEach((s) => s.destroy()));
@@ -238,22 +235,10 @@ test(
       t.skip(`the hard limit (${hard}) leaves nothing to raise`);
       return;
     }
-    const proc = spawn(
-      'prlimit',
-      [
-        `--nofile=1024:${hard}`,
-        NODE,
-        CLI,
-        'proxy',
-        '--inbound-listen',
-        '127.0.0.1:0',
-        '--outbound-listen',
-        '127.0.0.1:0',
-        '--admin-listen',
-        '127.0.0.1:0',
-      ],
-      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const proc = spawn('prlimit', [`--nofile=1024:${hard}`, NODE, CLI, 'proxy', ...LOOPBACK_LISTENERS], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     t.after(() => proc.kill('SIGKILL'));
     const spawned = await Promise.race([
       once(proc, 'spawn').then(() => true),

@@ -10,6 +10,15 @@ import { fileURLToPath } from 'node:url';
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NODE = process.execPath;
 export const CLI = path.join(REPO, 'src/cli/main.ts');
+/** `trellis proxy` flags that put its three listeners on loopback, port 0. */
+export const LOOPBACK_LISTENERS: readonly string[] = [
+  '--inbound-listen',
+  '127.0.0.1:0',
+  '--outbound-listen',
+  '127.0.0.1:0',
+  '--admin-listen',
+  '127.0.0.1:0',
+];
 
 export interface ProxyProcess {
   readonly proc: ChildProcess;
@@ -36,18 +45,7 @@ export interface StartOptions {
 }
 
 export async function startProxyProcess(opts: StartOptions = {}): Promise<ProxyProcess> {
-  const args = [
-    CLI,
-    'proxy',
-    '--inbound-listen',
-    '127.0.0.1:0',
-    '--outbound-listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--log-level',
-    'warn',
-  ];
+  const args = [CLI, 'proxy', ...LOOPBACK_LISTENERS, '--log-level', 'warn'];
   if (opts.configYaml !== undefined) {
     const dir = mkdtempSync(path.join(tmpdir(), 'trellis-test-'));
     const file = path.join(dir, 'proxy.yaml');
