@@ -62,21 +62,32 @@ export class InboundPolicy implements InboundHttpGate {
   ): string | null {
     const authorizer = this.authorizer;
     if (authorizer === null) return null;
-    const q = path.indexOf('?');
-    const bare = q === -1 ? path : path.slice(0, q);
-    const peer = { identity, ip };
-    const decision = authorizer.checkRequest(port, peer, { method, path: bare });
-    // The path is forwarded as sent, and an app may resolve its dot-segments (merging repeated
-    // slashes first, or not): a request allowed as sent but not as resolved either way
-    // ("/public/../admin", "/public//../admin" under a rule for "/public/*") is refused.
-    if (
-      decision.allowed &&
-      hasDotSegment(bare) &&
-      (!authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare) }).allowed ||
-        !authorizer.checkRequest(port, peer, { method, path: resolveDotSegments(bare, true) }).allowed)
-    ) {
-      this.metrics.authorized(decision, 'deny');
-      return DOT_SEGMENT_REFUSAL;
+    return this.judgeRequest(authorizer, port, { identity, ip }, { method, path: withoutQuery(path) });
+  }
+
+  /**
+   * One request (its path without the query), at first or again after a policy change: counted;
+   * null when allowed, else the trellis-proxy-error value. The path is forwarded as sent, and an
+   * app may resolve its dot-segments (merging repeated slashes first, or not): a request allowed
+   * as sent but not as resolved either way ("/public/../admin", "/public//../admin" under a rule
+   * for "/public/*") is refused.
+   */
+  private judgeRequest(
+    authorizer: InboundAuthorizer,
+    port: number,
+    peer: InboundPeer,
+    request: { readonly method: string; readonly path: string },
+  ): string | null {
+    const decision = authorizer.checkRequest(port, peer, request);
+    if (decision.allowed && hasDotSegment(request.path)) {
+      const resolved = resolveDotSegments(request.path);
+      const merged = resolveDotSegments(request.path, true);
+      const allowed = (path: string) =>
+        authorizer.checkRequest(port, peer, { method: request.method, path }).allowed;
+      if (!allowed(resolved) || (merged !== resolved && !allowed(merged))) {
+        this.metrics.authorized(decision, 'deny');
+        return DOT_SEGMENT_REFUSAL;
+      }
     }
     return this.record(decision);
   }
@@ -118,12 +129,7 @@ export class InboundPolicy implements InboundHttpGate {
     path: string,
   ): void {
     if (this.authorizer === null) return;
-    const q = path.indexOf('?');
-    this.watch(socket, {
-      port,
-      peer: { identity, ip },
-      request: { method, path: q === -1 ? path : path.slice(0, q) },
-    });
+    this.watch(socket, { port, peer: { identity, ip }, request: { method, path: withoutQuery(path) } });
   }
 
   private watch(socket: net.Socket, c: OpenConnection): void {
@@ -151,11 +157,11 @@ export class InboundPolicy implements InboundHttpGate {
     if (authorizer === null) return;
     let closed = 0;
     for (const [socket, c] of [...this.open]) {
-      const decision =
+      const refusal =
         c.request === undefined
-          ? this.checkOpaque(authorizer, c.port, c.peer)
-          : authorizer.checkRequest(c.port, c.peer, c.request);
-      if (this.record(decision) === null) continue;
+          ? this.record(this.checkOpaque(authorizer, c.port, c.peer))
+          : this.judgeRequest(authorizer, c.port, c.peer, c.request);
+      if (refusal === null) continue;
       this.open.delete(socket);
       this.metrics.proxyError('inbound', 'forbidden');
       socket.destroy();
@@ -172,4 +178,9 @@ export class InboundPolicy implements InboundHttpGate {
     this.metrics.authorized(d, !d.allowed ? 'deny' : d.audited ? 'audit' : 'allow');
     return d.allowed ? null : `forbidden: ${d.policy}`;
   }
+}
+
+function withoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q === -1 ? path : path.slice(0, q);
 }
