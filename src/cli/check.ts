@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
 import type { AuthorityStatus } from '../control/identity/ca.ts';
-import { readControlFile } from '../control/server.ts';
+import { readControlFile } from '../api/control-file.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import { uriSans } from '../proxy/identity/provider.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';

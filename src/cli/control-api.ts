@@ -5,7 +5,7 @@
 // --control the file of --operator-token-file (never the state folder's token: it belongs to
 // that folder's control plane, not to whatever listens at the URL).
 import { ConfigError, TrellisError } from '../core/errors.ts';
-import { runningControlFile } from '../control/server.ts';
+import { runningControlFile } from '../api/control-file.ts';
 import { operatorTokenPath, readOperatorToken } from '../control/operator-token.ts';
 
 const TIMEOUT_MS = 5000;

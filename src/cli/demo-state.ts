@@ -13,7 +13,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runningControlFile } from '../control/server.ts';
+import { runningControlFile } from '../api/control-file.ts';
 import { DEFAULT_STATE, stateFolder } from './targeting.ts';
 
 /** Marks a state folder the demo made (and may remove). */

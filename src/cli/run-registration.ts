@@ -47,11 +47,6 @@ export class WorkloadRegistration {
     this.#leaseMs = leaseMs;
   }
 
-  /** The spec as last set (null before the first `set`). */
-  get spec(): RegistrationSpec | null {
-    return this.#spec;
-  }
-
   /** Sets (part of) the spec and writes it; the first call also starts the lease renewals. */
   set(spec: RegistrationSpec | Partial<RegistrationSpec>): Promise<void> {
     if (this.#withdrawn) return Promise.resolve();

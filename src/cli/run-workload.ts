@@ -384,21 +384,19 @@ async function waitForPort(port: number, gone: () => boolean): Promise<boolean> 
 }
 
 /** SIGTERM to the app's process group, SIGKILL after 5 s; resolves once the app has exited. */
-async function stopApp(app: ChildProcess): Promise<void> {
-  if (app.exitCode !== null || app.signalCode !== null || app.pid === undefined) return;
-  const exited = once(app, 'exit');
-  signalApp(app, 'SIGTERM');
-  const killer = setTimeout(() => signalApp(app, 'SIGKILL'), 5000);
-  await exited;
-  clearTimeout(killer);
+function stopApp(app: ChildProcess): Promise<void> {
+  return stopProcess(app, (signal) => signalApp(app, signal));
 }
 
-/** SIGTERM, then SIGKILL after 5 s; resolves once the process has exited. */
-async function stopProcess(proc: ChildProcess): Promise<void> {
+/** SIGTERM, then SIGKILL after 5 s (sent by `send`); resolves once the process has exited. */
+async function stopProcess(
+  proc: ChildProcess,
+  send: (signal: NodeJS.Signals) => void = (signal) => proc.kill(signal),
+): Promise<void> {
   if (proc.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = once(proc, 'exit');
-  proc.kill('SIGTERM');
-  const killer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  send('SIGTERM');
+  const killer = setTimeout(() => send('SIGKILL'), 5000);
   await exited;
   clearTimeout(killer);
 }

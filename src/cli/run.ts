@@ -10,7 +10,7 @@
 // hand-written service file needs it), no validation library.
 import { connect } from 'node:net';
 import { ConfigError, TrellisError } from '../core/errors.ts';
-import { isPort } from '../core/schema.ts';
+import { isPort } from '../core/port.ts';
 import { readControlFile } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp, parseFlags } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';

@@ -326,13 +326,3 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
     send(503, { error: 'cannot list services', detail: (error as Error).message });
   }
 }
-
-// The control file (`<state>/control.json`) is a contract with the proxies and the CLI.
-export {
-  type ControlFile,
-  controlFilePath,
-  readControlFile,
-  removeControlFile,
-  runningControlFile,
-  writeControlFile,
-} from '../api/control-file.ts';

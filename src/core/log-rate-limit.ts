@@ -50,8 +50,6 @@ export class LogRateLimiter {
   /** Per level, the window of each message. */
   private readonly windows: Map<string, Window>[];
   private timer: TimerHandle | null = null;
-  /** Lines this limiter suppressed. */
-  suppressed = 0;
 
   constructor(
     limit: LogRateLimit,
@@ -99,7 +97,6 @@ export class LogRateLimiter {
       return true;
     }
     w.suppressed++;
-    this.suppressed++;
     suppressedInProcess++;
     if (this.timer === null) this.schedule(w.start + this.intervalMs - now);
     return false;

@@ -2,11 +2,9 @@
 // so that the same kind of value is checked, and reported, the same way everywhere; with the plain
 // checks and value lists behind them, for the CLI's flags and the proxy's wire messages.
 import * as v from 'valibot';
+import { isPort } from './port.ts';
 
-/** Whether `n` is a TCP port 1..65535: the check behind `port`, for values no schema parses (flags, wire messages). */
-export function isPort(n: number): boolean {
-  return Number.isInteger(n) && n >= 1 && n <= 65535;
-}
+export { isPort };
 
 /** A TCP port 1..65535 (every issue says so: `"80"` is "expected a port 1..65535"). */
 export const port = v.pipe(v.number('expected a port 1..65535'), v.check(isPort, 'expected a port 1..65535'));

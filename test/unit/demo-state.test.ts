@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chooseDemoState, cliCommand, DEMO_MARK, pasteable } from '../../src/cli/demo-state.ts';
-import { writeControlFile } from '../../src/control/server.ts';
+import { writeControlFile } from '../../src/api/control-file.ts';
 
 test('the demo takes the default state folder only when it is free, and never a folder of the user', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-demo-state-'));

@@ -19,7 +19,8 @@ import { CertificateAuthority } from '../../src/control/identity/ca.ts';
 import { IdentityComponent } from '../../src/control/identity/component.ts';
 import { LocalTokenVerifier } from '../../src/control/identity/tokens.ts';
 import { loadOrCreateOperatorToken } from '../../src/control/operator-token.ts';
-import { localCatalog, startControlPlane, writeControlFile } from '../../src/control/server.ts';
+import { writeControlFile } from '../../src/api/control-file.ts';
+import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const SCRIPT = `import { run } from ${JSON.stringify(new URL('../../src/cli/identity.ts', import.meta.url).href)};
 try {

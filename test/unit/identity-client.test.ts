@@ -22,7 +22,8 @@ import { BAD_CERTIFY_RESPONSE, certifiedKeyFromResponse } from '../../src/proxy/
 import { createCsr } from '../../src/proxy/identity/csr.ts';
 import { createIdentityClient, IDENTITY_CLOSED } from '../../src/proxy/identity/identity-client.ts';
 import type { CertifiedKey } from '../../src/proxy/identity/provider.ts';
-import { backoffDelay, renewalTime } from '../../src/proxy/identity/renewal.ts';
+import { backoffDelay } from '../../src/core/backoff.ts';
+import { IDENTITY_BACKOFF, renewalTime } from '../../src/proxy/identity/renewal.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 const OTHER = 'spiffe://cluster.local/ns/default/sa/db';
@@ -668,7 +669,7 @@ test('property: backoff doubles from 100 ms to a 10 s cap, each delay within [ce
       fc.double({ min: 0, max: 1, noNaN: true, maxExcluded: true }),
       (failures, draw) => {
         const ceiling = Math.min(10_000, 100 * 2 ** failures);
-        const delay = backoffDelay(failures, { next: () => draw });
+        const delay = backoffDelay(failures, IDENTITY_BACKOFF, { next: () => draw });
         return delay >= ceiling / 2 && delay <= ceiling;
       },
     ),
@@ -676,7 +677,7 @@ test('property: backoff doubles from 100 ms to a 10 s cap, each delay within [ce
   );
   const zero = { next: () => 0 };
   assert.deepEqual(
-    [0, 1, 2, 3, 6, 7, 50].map((f) => backoffDelay(f, zero)),
+    [0, 1, 2, 3, 6, 7, 50].map((f) => backoffDelay(f, IDENTITY_BACKOFF, zero)),
     [50, 100, 200, 400, 3200, 5000, 5000],
   );
 });

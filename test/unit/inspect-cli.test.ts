@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { WorkloadStat } from '../../src/control/metrics/collector.ts';
 import type { AuthzView } from '../../src/control/policy/component.ts';
 import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
-import { writeControlFile } from '../../src/control/server.ts';
+import { writeControlFile } from '../../src/api/control-file.ts';
 import { runCli } from '../helpers/cli.ts';
 import { createCa } from '../helpers/mesh-pki.ts';
 

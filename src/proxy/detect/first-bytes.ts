@@ -9,8 +9,6 @@
 import type net from 'node:net';
 import { type Detection, detectProtocol } from './detect.ts';
 
-export const MAX_DETECT_BYTES = 16 * 1024;
-
 export type FirstBytes =
   /** detectProtocol gave a final answer for `buf`. */
   | {
@@ -53,7 +51,7 @@ export function readFirstBytes(
   };
   const decide = (): boolean => {
     if (buf === null) return false;
-    const detection = detectProtocol(buf, MAX_DETECT_BYTES);
+    const detection = detectProtocol(buf);
     if (detection.kind === 'need-more') return false;
     report({ kind: 'decided', detection, buf });
     return true;

@@ -88,8 +88,7 @@ export function checkTargetForm(method: string, t: string): string | null {
   if (method === 'CONNECT') {
     // authority-form = uri-host ":" port; the client MUST send the port (RFC 9110 9.3.6).
     const end = hostEnd(t, 0, t.length);
-    const digits = t.length - end - 1;
-    return end > 0 && t.charCodeAt(end) === 0x3a && digits >= 1 && digits <= 5 && allDigits(t, end + 1)
+    return end > 0 && end + 1 < t.length && isPort(t, end, t.length)
       ? null
       : 'CONNECT needs an authority-form target';
   }
@@ -126,14 +125,6 @@ function checkAbsoluteForm(t: string): string | null {
 function isSchemeChar(c: number, first: boolean): boolean {
   const alpha = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
   return first ? alpha : alpha || (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e;
-}
-
-function allDigits(s: string, from: number): boolean {
-  for (let i = from; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
-  }
-  return true;
 }
 
 /** [ ":" port ] filling [from, to): port = *DIGIT, at most 5 digits. */

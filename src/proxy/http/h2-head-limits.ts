@@ -20,6 +20,11 @@ const HOST = 'host'.length;
 /** "; " between joined cookie crumbs. */
 const COOKIE_JOIN = 2;
 
+/** What an answer with `status` (414 or 431) says about the request head. */
+export function headLimitMessage(status: 414 | 431): string {
+  return status === 414 ? 'request target too long' : 'request header fields too large';
+}
+
 /**
  * Checks a request's fields (flat [name, value, ...], names in lower case, pseudo-headers first)
  * against the HTTP/1 head limits, in the HTTP/1 parser's order: the request line (414), the head's

@@ -22,7 +22,7 @@ import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { H2Discovery } from './h2-endpoint-pick.ts';
 import type { H1Limits } from './h1-parser.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
-import { requestHeadLimitStatus } from './h2-head-limits.ts';
+import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
@@ -218,7 +218,7 @@ export class H2Proxy {
             headers,
             {
               reason: 'request-header-too-large',
-              message: tooLarge === 414 ? 'request target too long' : 'request header fields too large',
+              message: headLimitMessage(tooLarge),
               status: tooLarge,
             },
             opts.metrics,

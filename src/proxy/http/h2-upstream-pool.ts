@@ -22,7 +22,6 @@ import { clientSessionOptions, H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS }
 import { SessionIdleTimer } from './h2-session-idle.ts';
 
 export { UpstreamConnectError } from '../errors.ts';
-export { H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS, H2_STREAM_WINDOW } from './h2-node-settings.ts';
 
 export interface Target {
   host: string;

@@ -331,11 +331,6 @@ export class UpstreamPool {
     return n;
   }
 
-  /** Connections under `target`'s key (connecting, in use and idle). */
-  openCount(target: Target): number {
-    return this.hosts.get(targetKey(target))?.open ?? 0;
-  }
-
   /** Closes every idle connection and stops pooling (drain); waiting acquires are refused. */
   close(): void {
     this.closing = true;

@@ -8,7 +8,7 @@
 // - Retries after a failure: exponential backoff from 100 ms, doubling, capped at 10 s, each delay
 //   drawn uniformly in [ceiling/2, ceiling] ("equal jitter") so that retries spread out but never
 //   collapse to zero.
-import { type BackoffSettings, backoffDelay as sharedBackoffDelay } from '../../core/backoff.ts';
+import type { BackoffSettings } from '../../core/backoff.ts';
 import { type Random, unitDraw } from '../../core/random.ts';
 
 export const RENEW_AT_FRACTION = 0.7;
@@ -33,9 +33,4 @@ export function renewalTime(notBeforeMs: number, notAfterMs: number, nowMs: numb
   const at = start + lifetime * fraction;
   if (at > nowMs) return at;
   return nowMs + Math.max(0, Math.min(BACKOFF_INITIAL_MS, (notAfterMs - nowMs) / 2));
-}
-
-/** The delay before retry number `failures + 1` (failures >= 0 failed attempts so far). */
-export function backoffDelay(failures: number, random: Random): number {
-  return sharedBackoffDelay(failures, IDENTITY_BACKOFF, random);
 }

@@ -12,7 +12,7 @@
 import type tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { ProxyErrorReason } from '../errors.ts';
-import { requestHeadLimitStatus } from '../http/h2-head-limits.ts';
+import { headLimitMessage, requestHeadLimitStatus } from '../http/h2-head-limits.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
 import { H2LimitReport } from '../http/h2-limit-report.ts';
 import { H2Connection } from '../h2/connection.ts';
@@ -60,7 +60,7 @@ export class MeshH2H1Inbound {
   ): void {
     const tooLarge = requestHeadLimitStatus(fields, this.bridge.limits);
     if (tooLarge !== 0) {
-      const what = tooLarge === 414 ? 'request target too long' : 'request header fields too large';
+      const what = headLimitMessage(tooLarge);
       this.refuse(stream, 'request-header-too-large', what, 'request-header-too-large', tooLarge);
       return;
     }

@@ -53,11 +53,6 @@ export class ControlFileFollower {
     }
   }
 
-  /** The gRPC address in the file as last read; null before it was ever readable. */
-  get address(): string | null {
-    return this.#info?.grpc ?? null;
-  }
-
   /** A locator that calls the file's address, or `configured` while the file was never readable. */
   locator(configured: string): ControlPlaneLocator {
     return {

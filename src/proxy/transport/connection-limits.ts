@@ -47,11 +47,6 @@ export class ConnectionLimits {
     this.throttle = new LogThrottle(undefined, opts.now);
   }
 
-  /** Connections open now. */
-  get size(): number {
-    return this.entries.size;
-  }
-
   /**
    * A connection just accepted: true when it may stay (it is then tracked, idle, until it
    * closes); false when it must be closed. Makes room by shedding an idle connection if needed.
