@@ -10,7 +10,7 @@ import { TrellisError } from '../core/errors.ts';
 import type { Target } from './transport/target.ts';
 import { targetKey } from './transport/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
-import { armIdleTimeout, forwardTcp, splice } from './tcp/forward.ts';
+import { forwardTcp, splice } from './tcp/forward.ts';
 import { isMeshSocket } from './mesh/protocol.ts';
 import { ConnectionLimits, defaultMaxConnections, openFilesLimit } from './transport/connection-limits.ts';
 
@@ -162,8 +162,7 @@ function handle(
   if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
   if (protocol !== 'http1') rt.connectionBusy(socket); // HTTP/1 sessions say it per request
   if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
-    armIdleTimeout(socket, upstream, rt.config.timeouts.idleMs);
-    splice(socket, upstream, initial, null);
+    splice(socket, upstream, initial, null, rt.config.timeouts.idleMs);
     return;
   }
   // HTTP/1 reuses the connection from the pool; HTTP/2 makes its own sessions.

@@ -17,7 +17,7 @@ import type { MessageHead } from './http/h1-parser.ts';
 import type { ProxyErrorReason } from './errors.ts';
 import { type Target, parseAuthority, targetKey } from './transport/target.ts';
 import { dispatch } from './listener.ts';
-import { armIdleTimeout, splice } from './tcp/forward.ts';
+import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
 import type { Resolution, Resolver, Update } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
@@ -211,8 +211,7 @@ export class ProxyRuntime {
       isLoop: (target) => this.isLoop(target),
       splice: (down, up, toUp, toDown) => {
         this.trackAgain(down);
-        armIdleTimeout(down, up, config.timeouts.idleMs);
-        splice(down, up, toUp, toDown);
+        splice(down, up, toUp, toDown, config.timeouts.idleMs);
       },
       isDraining: () => this.draining,
       sessionClosed: (s) => this.h1Sessions.delete(s),

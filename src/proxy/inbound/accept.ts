@@ -22,6 +22,7 @@
 // it; it never changes how their bytes are handled.
 import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
+import type { Detection } from '../detect/detect.ts';
 import { readFirstBytes, type FirstBytes } from '../detect/first-bytes.ts';
 import { ExpiringSet } from '../detect/opaque-cache.ts';
 import type { MeshInbound } from '../mesh/inbound.ts';
@@ -79,14 +80,7 @@ export class InboundAcceptor {
       // parser refuses what is not HTTP (nothing reaches the app unparsed).
       readFirstBytes(socket, null, this.opts.detectTimeoutMs, (r) => {
         if (r.kind === 'closed') return;
-        if (r.kind === 'decided' && r.detection.kind === 'tls' && offersMeshAlpn(r.detection.alpn)) {
-          const mesh = this.opts.meshInbound();
-          if (mesh !== null) {
-            this.opts.busy(socket);
-            mesh.accept(socket, r.buf, target);
-            return;
-          }
-        }
+        if (r.kind === 'decided' && this.toMesh(socket, r.detection, r.buf, target)) return;
         this.opts.metrics.detected('inbound', http, 'configured');
         this.handOver(socket, target, http, r.buf, null, null);
       });
@@ -152,11 +146,8 @@ export class InboundAcceptor {
         return;
       case 'decided': {
         const d = r.detection;
-        const mesh = d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
-        if (mesh !== null) {
+        if (this.toMesh(socket, d, r.buf, target)) {
           metrics.detected('inbound', 'tls', 'detected');
-          this.opts.busy(socket);
-          mesh.accept(socket, r.buf, target);
           return;
         }
         if (opaque && target !== null) {
@@ -293,12 +284,8 @@ export class InboundAcceptor {
         return;
       case 'decided': {
         const d = r.detection;
-        const mesh =
-          identity === null && d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
-        if (mesh !== null) {
+        if (identity === null && this.toMesh(socket, d, r.buf, target)) {
           early?.destroy();
-          this.opts.busy(socket);
-          mesh.accept(socket, r.buf, target);
           return;
         }
         this.opts.metrics.detected('inbound', d.kind, 'late');
@@ -328,8 +315,7 @@ export class InboundAcceptor {
     }
     this.opts.busy(socket);
     const start = (app: net.Socket): void => {
-      armIdleTimeout(socket, app, this.opts.idleTimeoutMs);
-      splice(socket, app, initial, null);
+      splice(socket, app, initial, null, this.opts.idleTimeoutMs);
     };
     if (early !== null) start(early);
     else this.connectApp(socket, target, start);
@@ -346,6 +332,15 @@ export class InboundAcceptor {
       if (socket.destroyed) app.destroy();
       else then(app);
     });
+  }
+
+  /** A ClientHello offering a trellis-* protocol: the mesh transport terminates it (true). */
+  private toMesh(socket: net.Socket, d: Detection, buf: Buffer, target: Target | null): boolean {
+    const mesh = d.kind === 'tls' && offersMeshAlpn(d.alpn) ? this.opts.meshInbound() : null;
+    if (mesh === null) return false;
+    this.opts.busy(socket);
+    mesh.accept(socket, buf, target);
+    return true;
   }
 
   private refuse(socket: net.Socket, reason: ProxyErrorReason): void {

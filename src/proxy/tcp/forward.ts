@@ -32,8 +32,16 @@ export interface MeshTcpConnector {
  * own FIN, so a half-closed direction keeps carrying bytes the other way for as long as needed,
  * and nothing still buffered for a peer is thrown away. When one socket closes, the other can no
  * longer deliver what it reads: it is closed too, but only after what it still has to write.
+ * With no byte either way for `idleMs` (0: never), both are closed.
  */
-export function splice(a: net.Socket, b: net.Socket, toB: Buffer | null, toA: Buffer | null): void {
+export function splice(
+  a: net.Socket,
+  b: net.Socket,
+  toB: Buffer | null,
+  toA: Buffer | null,
+  idleMs: number,
+): void {
+  armIdleTimeout(a, b, idleMs);
   const destroyBoth = () => {
     a.destroy();
     b.destroy();
@@ -251,8 +259,7 @@ export function forwardTcp(
         onFail(reason!, err);
         return;
       }
-      armIdleTimeout(client, upstream, opts.idleTimeoutMs ?? 0);
-      splice(client, upstream, initial, null);
+      splice(client, upstream, initial, null, opts.idleTimeoutMs ?? 0);
     },
     opts.mesh ?? null,
   );
