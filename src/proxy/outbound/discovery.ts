@@ -75,6 +75,8 @@ interface Entry {
   readonly query: string;
   /** Its host, canonical (what the known mesh names remember). */
   readonly host: string;
+  /** Its host has a mesh name's shape in this namespace (`web.ns`, `*.svc...`): see isMeshShaped. */
+  readonly meshShaped: boolean;
   readonly set: EndpointSet;
   readonly p2c: P2c<EndpointState>;
   resolution: Resolution;
@@ -153,14 +155,9 @@ export class ServiceDiscovery {
     if (!this.isLogical(target)) return directPick(target);
     const entry = this.entry(target);
     entry.lastUsed = Date.now();
-    const now = fromEntry(entry, target, avoid, this.isMeshName(entry));
+    const now = fromEntry(entry, target, avoid, this.knownNames);
     if (now !== null) return now;
     return this.wait(entry, target, avoid);
-  }
-
-  /** Whether an entry's host is certainly a mesh name (see the file comment). */
-  private isMeshName(entry: Entry): boolean {
-    return this.knownNames.has(entry.host) || isMeshShaped(entry.host, this.namespace);
   }
 
   /** Targets being watched (tests check that idle ones are released). */
@@ -176,11 +173,11 @@ export class ServiceDiscovery {
         resolve(outcome);
       };
       const check = (): void => {
-        const outcome = fromEntry(entry, target, avoid, this.isMeshName(entry));
+        const outcome = fromEntry(entry, target, avoid, this.knownNames);
         if (outcome !== null) settle(outcome);
       };
       const timer = setTimeout(
-        () => settle(fromEntry(entry, target, avoid, this.isMeshName(entry)) ?? failureOf(entry)),
+        () => settle(fromEntry(entry, target, avoid, this.knownNames) ?? failureOf(entry)),
         this.opts.failFastMs,
       );
       entry.waiters.add(check);
@@ -193,11 +190,13 @@ export class ServiceDiscovery {
     if (existing !== undefined) return existing;
     const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
     const host = canonicalName(target.host);
-    const query = isIP(target.host) !== 0 ? key : serviceQuery(host, target.port, this.namespace);
+    const named = isIP(target.host) === 0;
+    const query = named ? serviceQuery(host, target.port, this.namespace) : key;
     const created: Entry = {
       key,
       query,
       host,
+      meshShaped: named && isMeshShaped(host, this.namespace),
       set,
       p2c: new P2c(set),
       resolution: { cancel: noop },
@@ -217,8 +216,7 @@ export class ServiceDiscovery {
         const otherPorts = update.kind === 'does-not-exist' ? (update.ports ?? []) : null;
         created.otherPorts = otherPorts !== null && otherPorts.length > 0 ? otherPorts : null;
         set.apply(update);
-        if (isIP(host) === 0)
-          this.remember(host, update.kind !== 'does-not-exist' || created.otherPorts !== null);
+        if (named) this.remember(host, update.kind !== 'does-not-exist' || created.otherPorts !== null);
         wake(created);
       },
       (error) => this.onResolutionError(query, created, error),
@@ -257,7 +255,7 @@ export class ServiceDiscovery {
         endpoints: entry.set.size,
         error,
       });
-    } else if (this.isMeshName(entry)) {
+    } else if (isMeshName(entry, this.knownNames)) {
       this.opts.log.warn('cannot reach the control plane to resolve a mesh name; waiting for it', {
         target: query,
         error,
@@ -327,15 +325,20 @@ export function directPick(target: Target): Pick {
   return { address: target, endpoint: null, key: null, done: noop };
 }
 
+/** Whether an entry's host is certainly a mesh name (see the file comment): it never goes direct. */
+function isMeshName(entry: Entry, knownNames: ReadonlySet<string>): boolean {
+  return entry.meshShaped || knownNames.has(entry.host);
+}
+
 /**
  * The pick for an entry as things stand, or null while its endpoints are still to come.
- * `meshName`: the target's host is certainly a mesh name (never direct for want of an answer).
+ * `knownNames`: hosts the control plane answered as services (see isMeshName).
  */
 function fromEntry(
   entry: Entry,
   target: Target,
   avoid: string | null,
-  meshName: boolean,
+  knownNames: ReadonlySet<string>,
 ): PickOutcome | null {
   if (entry.rejected) return directPick(target);
   switch (entry.set.status) {
@@ -361,7 +364,7 @@ function fromEntry(
           `its ports: ${entry.otherPorts.join(', ')}`,
       };
     case 'awaiting':
-      return entry.unreachable && !meshName ? directPick(target) : null;
+      return entry.unreachable && !isMeshName(entry, knownNames) ? directPick(target) : null;
     default:
       return null;
   }
