@@ -74,8 +74,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private requestEnded = false;
   private status = 0;
   private timer: NodeJS.Timeout | null = null;
-  /** The acquire has not called back yet (it may be waiting for a connection). */
-  private acquiring = false;
   /** The stream closed while the app answers: the answer is read and dropped (bounded). */
   private abandoned = false;
   private discarded = 0;
@@ -107,7 +105,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
       this.early = [];
       stream.pause(); // no window back for a body that cannot go anywhere yet
     }
-    this.acquiring = true;
     ctx.pool.acquireBounded(
       target,
       this,
@@ -132,7 +129,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     err: Error | undefined,
     head: string,
   ): void {
-    this.acquiring = false;
     if (this.stream.closed) {
       if (conn !== null) this.ctx.pool.release(conn);
       return;
@@ -313,7 +309,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private writeDown(chunk: Buffer): void {
     if (this.abandoned) {
       this.discarded += chunk.length;
-      if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.dropAbandoned();
+      if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.closeAppConnection();
       return;
     }
     if (chunk.length === 0 || this.stream.write(chunk)) return;
@@ -359,19 +355,15 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     if (!this.responseDone || !this.requestDone) return;
     if (this.abandoned) this.clearTimer();
     this.record(false);
+    if (!this.reusable) return this.closeAppConnection();
     const conn = this.conn;
     this.conn = null;
-    if (conn === null) return;
-    if (this.reusable) this.ctx.pool.release(conn);
-    else {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    if (conn !== null) this.ctx.pool.release(conn);
   }
 
   private onStreamClose(): void {
     this.clearTimer();
-    if (this.acquiring) this.ctx.pool.cancel(this); // no connection is wanted any more
+    this.ctx.pool.cancel(this); // no connection is wanted any more (if it still waits for one)
     const conn = this.conn;
     if (conn !== null && !(this.responseDone && this.requestDone)) {
       // The peer reset the stream (or the session went away) mid-exchange. When the whole request
@@ -379,19 +371,18 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
       // body half sent) the app waits for the rest, so the connection cannot be used again.
       if (this.requestDone && this.reusable) {
         this.abandoned = true;
-        this.timer = setTimeout(() => this.dropAbandoned(), ABANDONED_RESPONSE_MAX_MS);
+        this.timer = setTimeout(() => this.closeAppConnection(), ABANDONED_RESPONSE_MAX_MS);
         if (conn.socket.isPaused()) conn.socket.resume(); // (paused by a full stream)
-      } else {
-        this.conn = null;
-        conn.owner = null;
-        conn.socket.destroy();
-      }
+      } else this.closeAppConnection();
     }
     this.record(!this.responseDone);
   }
 
-  /** The dropped answer is too long (or too slow): the connection is closed after all. */
-  private dropAbandoned(): void {
+  /**
+   * Closes the app connection, never to be reused: a dropped answer too long (or too slow), or a
+   * request body cut short.
+   */
+  private closeAppConnection(): void {
     this.clearTimer();
     this.reusable = false;
     const conn = this.conn;

@@ -8,8 +8,9 @@
 // (busy: an exchange or a tunnel in progress). Each shed or refusal is counted, and logged at most
 // once per 10 s per listener with the number left out since the last line (core/log-throttle.ts).
 //
-// O(1) per connection and per transition: a Map in insertion order is the idle list (re-inserting
-// moves a connection to the end, so the first entry is the one idle longest).
+// O(1) per connection and per transition, shedding included: Sets in insertion order are the idle
+// lists, one for the listener and one per peer (re-inserting moves a connection to the end, so the
+// first entry is the one idle longest).
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { LogThrottle } from '../../core/log-throttle.ts';
@@ -26,25 +27,26 @@ export interface ConnectionLimitsOptions {
   readonly onLimit: (kind: LimitKind, action: LimitAction) => void;
   /** Logs a summary line (rate-limited by this class). */
   readonly log: (msg: string, fields: Record<string, unknown>) => void;
-  readonly now?: () => number;
 }
 
-interface Entry {
-  readonly peer: string;
-  idle: boolean;
+/** The connections of one peer address. */
+interface Peer {
+  readonly address: string;
+  open: number;
+  /** Its idle connections, the one idle longest first. */
+  readonly idle: Set<net.Socket>;
 }
 
 export class ConnectionLimits {
   private readonly opts: ConnectionLimitsOptions;
-  private readonly entries = new Map<net.Socket, Entry>();
+  private readonly entries = new Map<net.Socket, Peer>();
   /** Idle connections, the one idle longest first. */
-  private readonly idle = new Map<net.Socket, Entry>();
-  private readonly perPeer = new Map<string, number>();
-  private readonly throttle: LogThrottle;
+  private readonly idle = new Set<net.Socket>();
+  private readonly peers = new Map<string, Peer>();
+  private readonly throttle = new LogThrottle();
 
   constructor(opts: ConnectionLimitsOptions) {
     this.opts = opts;
-    this.throttle = new LogThrottle(undefined, opts.now);
   }
 
   /**
@@ -52,56 +54,61 @@ export class ConnectionLimits {
    * closes); false when it must be closed. Makes room by shedding an idle connection if needed.
    */
   admit(socket: net.Socket): boolean {
-    const peer = socket.remoteAddress ?? '';
+    const address = socket.remoteAddress ?? '';
     const { max, maxPerPeer } = this.opts;
-    if (maxPerPeer > 0 && (this.perPeer.get(peer) ?? 0) >= maxPerPeer && !this.shed('peer', peer)) {
+    const known = this.peers.get(address);
+    if (maxPerPeer > 0 && known !== undefined && known.open >= maxPerPeer && !this.shed('peer', known.idle)) {
       return this.refuse('peer');
     }
-    if (max > 0 && this.entries.size >= max && !this.shed('listener', null)) return this.refuse('listener');
-    const entry: Entry = { peer, idle: true };
-    this.entries.set(socket, entry);
-    this.idle.set(socket, entry);
-    this.perPeer.set(peer, (this.perPeer.get(peer) ?? 0) + 1);
+    if (max > 0 && this.entries.size >= max && !this.shed('listener', this.idle))
+      return this.refuse('listener');
+    // Shedding may have forgotten the peer (its last connection): look it up again.
+    let peer = this.peers.get(address);
+    if (peer === undefined) {
+      peer = { address, open: 0, idle: new Set() };
+      this.peers.set(address, peer);
+    }
+    peer.open++;
+    this.entries.set(socket, peer);
+    this.idle.add(socket);
+    peer.idle.add(socket);
     socket.once('close', () => this.forget(socket));
     return true;
   }
 
   /** The connection has work in progress: it is not shed. */
   busy(socket: net.Socket): void {
-    const e = this.entries.get(socket);
-    if (e === undefined || !e.idle) return;
-    e.idle = false;
-    this.idle.delete(socket);
+    const peer = this.entries.get(socket);
+    if (peer === undefined || !this.idle.delete(socket)) return;
+    peer.idle.delete(socket);
   }
 
   /** The connection waits for its client again (a keep-alive connection between requests). */
   idleAgain(socket: net.Socket): void {
-    const e = this.entries.get(socket);
-    if (e === undefined || e.idle) return;
-    e.idle = true;
-    this.idle.set(socket, e);
+    const peer = this.entries.get(socket);
+    if (peer === undefined || this.idle.has(socket)) return;
+    this.idle.add(socket);
+    peer.idle.add(socket);
   }
 
   private forget(socket: net.Socket): void {
-    const e = this.entries.get(socket);
-    if (e === undefined) return;
+    const peer = this.entries.get(socket);
+    if (peer === undefined) return;
     this.entries.delete(socket);
     this.idle.delete(socket);
-    const n = (this.perPeer.get(e.peer) ?? 1) - 1;
-    if (n <= 0) this.perPeer.delete(e.peer);
-    else this.perPeer.set(e.peer, n);
+    peer.idle.delete(socket);
+    if (--peer.open === 0) this.peers.delete(peer.address);
   }
 
-  /** Closes the connection idle longest (of `peer`, when given); false when none is idle. */
-  private shed(kind: LimitKind, peer: string | null): boolean {
-    for (const [socket, e] of this.idle) {
-      if (peer !== null && e.peer !== peer) continue;
-      this.forget(socket);
-      socket.destroy();
-      this.report(kind, 'shed');
-      return true;
-    }
-    return false;
+  /** Closes the connection idle longest of `idle` (all, or one peer's); false when none is idle. */
+  private shed(kind: LimitKind, idle: ReadonlySet<net.Socket>): boolean {
+    const first = idle.values().next();
+    if (first.done === true) return false;
+    const socket = first.value;
+    this.forget(socket);
+    socket.destroy();
+    this.report(kind, 'shed');
+    return true;
   }
 
   private refuse(kind: LimitKind): false {
