@@ -96,7 +96,8 @@ export class ProxyRuntime {
         pool: this.pool,
         ownPorts: this.ownPorts,
         inboundPort: () => this.inboundPort,
-        h2: (dir) => this.h2(dir),
+        startH2: (socket, target, identity) =>
+          this.startH2('inbound', socket, target, Buffer.alloc(0), identity),
         startH1: (socket, target, identity) => this.startH1('inbound', socket, target, null, identity),
         inboundOpaque: (socket, target, identity, rest) =>
           this.inboundAcceptor.acceptOpaque(socket, target, identity, rest),

@@ -7,12 +7,11 @@ import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
 import type { ProxyConfig } from '../config.ts';
-import type { H2Proxy } from '../http/h2-proxy.ts';
 import type { H2UpstreamPool } from '../http/h2-upstream-pool.ts';
 import type { UpstreamPool } from '../http/upstream-pool.ts';
 import type { WorkloadIdentity } from '../identity/provider.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import type { BridgeContext } from './h2-to-h1.ts';
@@ -44,7 +43,8 @@ export interface MeshHost {
   readonly ownPorts: ReadonlySet<number>;
   /** The inbound listener's bound port (0 before it is bound). */
   inboundPort(): number;
-  h2(dir: Direction): Promise<H2Proxy>;
+  /** Runs the inbound HTTP/2 path on a connection (mTLS: with the client's identity). */
+  startH2(socket: net.Socket, target: Target | null, identity: string): void;
   /** Runs the inbound HTTP/1 path on a connection (mTLS: with the client's identity). */
   startH1(socket: net.Socket, target: Target | null, identity: string | null): void;
   /** An opaque stream from a verified peer for the app at `target` (inbound/accept.ts). */
@@ -101,7 +101,7 @@ export class MeshWiring {
       metrics,
       log: log.child({ component: 'mesh-inbound' }),
       handshakeTimeoutMs: config.detect.timeoutMs,
-      h2: (socket, target, id) => this.startH2(socket, target, id),
+      h2: (socket, target, id) => host.startH2(socket, target, id),
       h2h1: (socket, target, id) => h2h1Inbound.accept(socket, target, id),
       http1: (socket, target, id) => host.startH1(socket, target, id),
       tcp: (socket, target, id, port, rest) => this.startTcp(socket, target, id, port, rest),
@@ -149,16 +149,6 @@ export class MeshWiring {
     this.authorizer?.close();
     this.credentials?.close();
     this.credentials?.identity.close();
-  }
-
-  private startH2(socket: tls.TLSSocket, target: Target | null, identity: string): void {
-    this.host.h2('inbound').then(
-      (h2) => h2.accept(socket, Buffer.alloc(0), target, identity),
-      (err: unknown) => {
-        this.host.log.error('cannot load the HTTP/2 forwarder', { error: err });
-        socket.destroy();
-      },
-    );
   }
 
   /**
