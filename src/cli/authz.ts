@@ -5,7 +5,7 @@
 // `GET /config` (policy.default) when the state folder names its admin address, else "unknown".
 import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
-import { readLocalState } from '../control/discovery/local-state.ts';
+import { type LocalState, readLocalState } from '../control/discovery/local-state.ts';
 import type { AuthzView } from '../control/policy/component.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
@@ -49,8 +49,8 @@ export async function run(argv: string[]): Promise<number> {
 
   const api = await findControlPlane({ control, stateFlag, root });
   // Only the state folder of one machine says which workloads exist and where their admin listens.
-  const local = control === undefined;
-  if (local && !(await workloadExists(root, namespace, name))) {
+  const state = control === undefined ? await readLocalState(root, new Map(), silentLogger) : null;
+  if (state !== null && !workloadExists(state, namespace, name)) {
     process.stderr.write(
       `trellis authz: no workload ${name} in namespace ${namespace} (none registered, no such Service; state folder ${root})\n`,
     );
@@ -58,7 +58,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const query = `?namespace=${encodeURIComponent(namespace)}&workload=${encodeURIComponent(name)}`;
   const view = await getControl<AuthzView>(api, `/api/authz${query}`, 'the policy');
-  const proxyDefault = local ? await readProxyDefault(root, namespace, name) : null;
+  const proxyDefault = state !== null ? await readProxyDefault(state, namespace, name) : null;
   if (output === 'json') {
     process.stdout.write(JSON.stringify({ ...view, proxyDefault }, null, 2) + '\n');
   } else {
@@ -68,8 +68,7 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** Whether the state folder registers an instance of the workload or has a Service of its name. */
-async function workloadExists(root: string, namespace: string, name: string): Promise<boolean> {
-  const state = await readLocalState(root, new Map(), silentLogger);
+function workloadExists(state: LocalState, namespace: string, name: string): boolean {
   return (
     state.services.has(`${namespace}/${name}`) ||
     state.workloads.some((w) => w.namespace === namespace && w.spec.service === name)
@@ -77,12 +76,7 @@ async function workloadExists(root: string, namespace: string, name: string): Pr
 }
 
 /** The default policy of a running proxy of the workload (policy.default of its /config), or null. */
-export async function readProxyDefault(
-  root: string,
-  namespace: string,
-  name: string,
-): Promise<string | null> {
-  const state = await readLocalState(root, new Map(), silentLogger);
+async function readProxyDefault(state: LocalState, namespace: string, name: string): Promise<string | null> {
   const admins = state.workloads
     .filter((w) => w.namespace === namespace && w.spec.service === name && w.spec.admin !== undefined)
     .map((w) => w.spec.admin!);

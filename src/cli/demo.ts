@@ -24,6 +24,7 @@ import {
   type StartChild,
 } from './demo-processes.ts';
 import { MeshDemo } from './demo-mesh.ts';
+import { outputFlag, outputOf } from './targeting.ts';
 import { SimpleDemo } from './demo-simple.ts';
 
 export const summary = 'a live demo: the emojivoto app on the mesh, with traffic and golden metrics';
@@ -31,6 +32,7 @@ export const summary = 'a live demo: the emojivoto app on the mesh, with traffic
 /** Which demo runs without --mesh or --simple. */
 const MESH_BY_DEFAULT = true;
 
+const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [
   { name: 'mesh', kind: 'boolean', help: 'the emojivoto app on the mesh (control plane, trellis run)' },
   { name: 'simple', kind: 'boolean', help: 'two services beside their proxies, no control plane' },
@@ -43,12 +45,7 @@ const FLAGS: FlagSpec[] = [
     help: 'seconds of history behind each figure (default 10; with --mesh the control plane keeps 10)',
   },
   { name: 'once', kind: 'boolean', help: 'print one table at the end (after --duration, default 5 s)' },
-  {
-    name: 'output',
-    short: 'o',
-    kind: 'string',
-    help: 'table (default) or json (one JSON array per refresh)',
-  },
+  { ...outputFlag(OUTPUTS), help: 'table (default) or json (one JSON array per refresh)' },
 ];
 
 interface DemoOptions {
@@ -73,8 +70,7 @@ function parseOptions(argv: string[]): DemoOptions {
     if (v < min || v > max) throw new ConfigError(`--${name}`, `must be between ${min} and ${max}`);
     return v;
   };
-  const output = (values.get('output') as string | undefined) ?? 'table';
-  if (output !== 'table' && output !== 'json') throw new ConfigError('--output', 'must be table or json');
+  const output = outputOf(values, OUTPUTS);
   const once = values.get('once') === true;
   const duration = values.has('duration') || once ? num('duration', 5, 1, 86_400 * 365) : null;
   return {
