@@ -49,6 +49,8 @@ export async function startProxy(
   /** Identity and authorizer to use instead of the configured ones (tests). */
   overrides: MeshOverrides = {},
 ): Promise<RunningProxy> {
+  // A configuration error: found before anything starts that would have to be stopped again.
+  const shutdownToken = config.adminTokenFile === undefined ? null : readAdminToken(config.adminTokenFile);
   // The control plane's clients call the address of the control file, when one is followed.
   if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
   // Neither waits for the control plane: the identity's first certificate comes when it comes.
@@ -114,7 +116,7 @@ export async function startProxy(
     }
     admin = await startAdmin({
       listen: splitHostPort(config.adminListen),
-      shutdownToken: config.adminTokenFile === undefined ? null : readAdminToken(config.adminTokenFile),
+      shutdownToken,
       onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('admin', limit, action),
       metrics: rt.metrics,
       config: () => config,

@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogFields, Logger } from '../../src/core/log.ts';
 import { Flag, FrameType } from '../../src/proxy/h2/frames.ts';
-import { H2LimitReport, LIMIT_LOG_INTERVAL_MS } from '../../src/proxy/http/h2-limit-report.ts';
+import { LOG_THROTTLE_INTERVAL_MS } from '../../src/core/log-throttle.ts';
+import { H2LimitReport } from '../../src/proxy/http/h2-limit-report.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 import { GET, RawPeer, rawClient, rawFrames } from '../helpers/h2-raw.ts';
 import { startInboundWorld } from '../helpers/h2h1-inbound.ts';
@@ -54,7 +55,7 @@ test('limit hits: every one counted, one log line per interval saying how many i
   const report = new H2LimitReport(metrics, recordingLog(lines), 'inbound', () => now);
   for (let i = 0; i < 100; i++) report.hit('peer-resets', 'too many', 'spiffe://t/ns/a/sa/b');
   assert.equal(lines.length, 1);
-  now += LIMIT_LOG_INTERVAL_MS;
+  now += LOG_THROTTLE_INTERVAL_MS;
   report.hit('continuation-frames', 'too many', 'spiffe://t/ns/a/sa/b');
   assert.equal(lines.length, 2);
   assert.equal(lines[1]![1]!.notLoggedSince, 99);

@@ -200,7 +200,6 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       end: (sent) => {
         const up = this.upstream!.socket;
         // Inbound: the client-identity header is the proxy's to set, in trailers as in the head.
-        const idHeader = this.ctx.gate?.clientIdHeader ?? '';
         const trailers = idHeader === '' || sent.length === 0 ? sent : withoutField(sent, idHeader);
         up.write(trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]));
       },

@@ -7,9 +7,6 @@ import { LOG_THROTTLE_INTERVAL_MS, LogThrottle } from '../../core/log-throttle.t
 import type { H2Limit } from '../h2/limits.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 
-/** At most one log line per this many milliseconds. */
-export const LIMIT_LOG_INTERVAL_MS = LOG_THROTTLE_INTERVAL_MS;
-
 export class H2LimitReport {
   private readonly metrics: Pick<ProxyMetrics, 'h2LimitExceeded'>;
   private readonly log: Logger;
@@ -25,7 +22,7 @@ export class H2LimitReport {
     this.metrics = metrics;
     this.log = log;
     this.direction = direction;
-    this.throttle = new LogThrottle(LIMIT_LOG_INTERVAL_MS, now);
+    this.throttle = new LogThrottle(LOG_THROTTLE_INTERVAL_MS, now);
   }
 
   /** `peer` (its identity or address) ran into `limit`; `message` says how. */
