@@ -19,7 +19,6 @@ import {
   sortServices,
   startControlPlane,
   type ControlPlane,
-  type ControlPlaneOptions,
   type ServiceCatalog,
   type ServiceView,
 } from '../control/server.ts';
@@ -229,37 +228,6 @@ export function serveUntilSignal(
   });
 }
 
-/**
- * Starts the control plane over a watcher and components that were started before it (identity,
- * policy). When it cannot start (its catalog fails, an address is taken), nothing is left
- * running: the components are closed, the watcher too (startControlPlane closes it itself once it
- * has it), and the error is thrown on.
- */
-export async function startControlPlaneOrClose(
-  options: Omit<ControlPlaneOptions, 'catalog'> & {
-    readonly catalog: ServiceCatalog | Promise<ServiceCatalog>;
-  },
-): Promise<ControlPlane> {
-  const components = options.components ?? [];
-  const closeComponents = async (): Promise<void> => {
-    for (const component of components) await component.close?.();
-  };
-  let catalog: ServiceCatalog;
-  try {
-    catalog = await options.catalog;
-  } catch (error) {
-    await options.watcher.close();
-    await closeComponents();
-    throw error;
-  }
-  try {
-    return await startControlPlane({ ...options, catalog });
-  } catch (error) {
-    await closeComponents();
-    throw error;
-  }
-}
-
 const DEFAULTS = { grpc: '0.0.0.0:8086', http: '0.0.0.0:8084' };
 const FLAGS: FlagSpec[] = [
   {
@@ -324,7 +292,7 @@ export async function run(argv: string[]): Promise<number> {
     trustDomain: identity.trustDomain,
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
-  const plane = await startControlPlaneOrClose({
+  const plane = await startControlPlane({
     ...settings,
     watcher,
     catalog: kubernetesCatalog(kubeConfig, watcher),

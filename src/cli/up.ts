@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
-import { localCatalog } from '../control/server.ts';
+import { localCatalog, startControlPlane } from '../control/server.ts';
 import { removeControlFile, runningControlFile, writeControlFile } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
@@ -25,7 +25,6 @@ import {
   identitySettings,
   parseCommandFlags,
   serveUntilSignal,
-  startControlPlaneOrClose,
   startIdentity,
 } from './control.ts';
 
@@ -81,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     await watcher.close();
     throw error;
   }
-  const plane = await startControlPlaneOrClose({
+  const plane = await startControlPlane({
     ...settings,
     watcher,
     catalog: localCatalog(root, settings.log),

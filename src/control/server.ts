@@ -131,7 +131,8 @@ export interface ControlPlaneComponent {
 
 export interface ControlPlaneOptions {
   readonly watcher: Watcher;
-  readonly catalog: ServiceCatalog;
+  /** The services (a promise: a catalog still being built, e.g. while the cluster is asked). */
+  readonly catalog: ServiceCatalog | Promise<ServiceCatalog>;
   /** "HOST:PORT" of the Destination gRPC API. */
   readonly grpcListen: string;
   /** "HOST:PORT" of the HTTP API. */
@@ -140,7 +141,10 @@ export interface ControlPlaneOptions {
   readonly log?: Logger;
   /** How often the workloads' proxies are scraped for `trellis stat` (default 2000). */
   readonly metricsIntervalMs?: number;
-  /** Identity, policy, ...: started before, closed after the control plane. */
+  /**
+   * Identity, policy, ...: started before, closed after the control plane, or at once when it
+   * cannot start.
+   */
   readonly components?: readonly ControlPlaneComponent[];
   /**
    * The token every HTTP API request other than GET and HEAD must carry as
@@ -159,11 +163,29 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-/** Starts both APIs over `watcher`; the watcher belongs to the control plane from then on. */
+/**
+ * Starts both APIs over `watcher`; the watcher and the components belong to the control plane from
+ * then on. When it cannot start (its catalog fails, an address is taken), nothing is left running:
+ * the watcher and the components are closed, and the error is thrown on.
+ */
 export async function startControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const components = options.components ?? [];
+  try {
+    return await startPlane(options, await options.catalog, components);
+  } catch (error) {
+    await options.watcher.close();
+    for (const component of components) await component.close?.();
+    throw error;
+  }
+}
+
+async function startPlane(
+  options: ControlPlaneOptions,
+  catalog: ServiceCatalog,
+  components: readonly ControlPlaneComponent[],
+): Promise<ControlPlane> {
   const log = (options.log ?? silentLogger).child({ component: 'control-plane' });
   let synced = false;
-  const components = options.components ?? [];
   options.watcher.ready().then(
     () => {
       synced = true;
@@ -171,23 +193,16 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     },
     (error: unknown) => log.error('discovery failed to start', { error }),
   );
-  let destination;
-  try {
-    destination = await startDestinationServer({
-      watcher: options.watcher,
-      listen: options.grpcListen,
-      clusterDomain: options.clusterDomain,
-      log: options.log,
-      addServices: (server) => {
-        for (const c of components) c.addGrpcServices?.(server);
-      },
-    });
-  } catch (error) {
-    await options.watcher.close();
-    throw error;
-  }
+  const destination = await startDestinationServer({
+    watcher: options.watcher,
+    listen: options.grpcListen,
+    clusterDomain: options.clusterDomain,
+    log: options.log,
+    addServices: (server) => {
+      for (const c of components) c.addGrpcServices?.(server);
+    },
+  });
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  const catalog = options.catalog;
   const collector = new MetricsCollector({
     listTargets: async () => (await catalog.listScrapeTargets?.()) ?? [],
     intervalMs: options.metricsIntervalMs,
@@ -210,7 +225,6 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     await listen(http, options.httpListen);
   } catch (error) {
     await destination.close();
-    await options.watcher.close();
     throw error;
   }
   collector.start();

@@ -1,5 +1,5 @@
-// Starting the control plane for `trellis up` and `trellis control` (startControlPlaneOrClose in
-// src/cli/control.ts): when it cannot start (an address is taken, the catalog fails), every
+// Starting the control plane for `trellis up` and `trellis control` (startControlPlane in
+// src/control/server.ts): when it cannot start (an address is taken, the catalog fails), every
 // component started before it is closed, and the watcher too; when it starts, they stay open until
 // the control plane closes.
 import { test } from 'node:test';
@@ -8,9 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startControlPlaneOrClose } from '../../src/cli/control.ts';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
-import { localCatalog, type ControlPlaneComponent } from '../../src/control/server.ts';
+import { localCatalog, startControlPlane, type ControlPlaneComponent } from '../../src/control/server.ts';
 
 async function setup(t: { after(fn: () => Promise<void>): void }) {
   const root = await mkdtemp(join(tmpdir(), 'trellis-control-start-'));
@@ -48,10 +47,7 @@ test('an address that is taken: every component and the watcher are closed, and 
   const port = await takenPort(t);
   for (const which of ['grpcListen', 'httpListen'] as const) {
     const { options, counts } = await setup(t);
-    await assert.rejects(
-      startControlPlaneOrClose({ ...options, [which]: `127.0.0.1:${port}` }),
-      /EADDRINUSE/,
-    );
+    await assert.rejects(startControlPlane({ ...options, [which]: `127.0.0.1:${port}` }), /EADDRINUSE/);
     assert.deepEqual(counts, { watcher: 1, identity: 1, policy: 1 }, which);
   }
 });
@@ -59,7 +55,7 @@ test('an address that is taken: every component and the watcher are closed, and 
 test('a catalog that fails: every component and the watcher are closed, and the error thrown', async (t) => {
   const { options, counts } = await setup(t);
   await assert.rejects(
-    startControlPlaneOrClose({ ...options, catalog: Promise.reject(new Error('no cluster')) }),
+    startControlPlane({ ...options, catalog: Promise.reject(new Error('no cluster')) }),
     /no cluster/,
   );
   assert.deepEqual(counts, { watcher: 1, identity: 1, policy: 1 });
@@ -67,7 +63,7 @@ test('a catalog that fails: every component and the watcher are closed, and the 
 
 test('started: the components stay open until the control plane closes', async (t) => {
   const { options, counts } = await setup(t);
-  const plane = await startControlPlaneOrClose({ ...options, catalog: Promise.resolve(options.catalog) });
+  const plane = await startControlPlane({ ...options, catalog: Promise.resolve(options.catalog) });
   assert.match(plane.grpc, /^127\.0\.0\.1:\d+$/);
   assert.deepEqual(counts, { watcher: 0, identity: 0, policy: 0 });
   await plane.close();
