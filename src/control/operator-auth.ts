@@ -8,11 +8,11 @@
 // The comparison takes the same time whatever the token sent (SHA-256 of both sides, compared with
 // timingSafeEqual). A refusal is a 401 whose JSON says how to authenticate, is counted
 // (trellis_control_http_unauthenticated_total{reason}) and logged, at most one line per 10 s with
-// the number of refusals left unlogged since the last line (core/log-throttle.ts).
+// the number of refusals left unlogged since the last line (LogThrottle, core/log-rate-limit.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerToken, matchesSecret, secretDigest } from '../core/bearer.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
-import { LogThrottle } from '../core/log-throttle.ts';
+import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../proxy/telemetry/prometheus.ts';
 
 /** Why a request was refused: it carried no bearer token, or one that is not the operator token. */

@@ -1,9 +1,15 @@
 // Rate limiting of repeated log lines (issue 9, 2.7): a proxy under attack fails the same way
-// thousands of times a second, and one warning per failure would flood the log and the disk. Each
-// message (level + msg) may write `lines` lines per window of `intervalMs`, starting at its first
-// line; the rest are counted, and when the window ends one summary line says how many were
-// suppressed. Admitting a line costs one clock read and one Map lookup; the only timer (for the
-// summaries of windows that end in silence) exists while something is suppressed, and is unref'd.
+// thousands of times a second, and one warning per failure would flood the log and the disk. Both
+// limits here count in the same fixed windows (a window starts at its first line and lasts
+// `intervalMs`; a line past the window's allowance is counted, not written):
+//
+// - LogRateLimiter, the logger's own limit on any repeated line: each message (level + msg) may
+//   write `lines` lines per window; when the window ends one summary line says how many were
+//   suppressed. Admitting a line costs one clock read and one Map lookup; the only timer (for the
+//   summaries of windows that end in silence) exists while something is suppressed, and is unref'd.
+// - LogThrottle, for an event that is expected to recur without end (a flood of refusals, limits
+//   hit, connections shed): one line per window, which itself says how many occurrences it left
+//   out since the previous one, so the log stays readable and nothing is lost from the count.
 
 import { systemClock, systemTimers, type Clock, type TimerHandle, type Timers } from './clock.ts';
 
@@ -32,10 +38,34 @@ export function logLinesSuppressed(): number {
   return suppressedInProcess;
 }
 
+/** One window: when it started, the lines it wrote, and those it suppressed. */
 interface Window {
   start: number;
   written: number;
   suppressed: number;
+}
+
+/**
+ * Starts `w` again at `now` when its `intervalMs` have passed; returns how many lines the window
+ * that ended suppressed (0 when it goes on).
+ */
+function restartIfEnded(w: Window, now: number, intervalMs: number): number {
+  if (now - w.start < intervalMs) return 0;
+  const suppressed = w.suppressed;
+  w.start = now;
+  w.written = 0;
+  w.suppressed = 0;
+  return suppressed;
+}
+
+/** Takes one of the window's `lines` (true), or counts the line as suppressed (false). */
+function takeLine(w: Window, lines: number): boolean {
+  if (w.written < lines) {
+    w.written++;
+    return true;
+  }
+  w.suppressed++;
+  return false;
 }
 
 /** Writes "N similar lines suppressed" for `msg` at `level` (an index into the caller's levels). */
@@ -86,17 +116,9 @@ export class LogRateLimiter {
         windows.set(msg, w);
       }
     }
-    if (now - w.start >= this.intervalMs) {
-      if (w.suppressed > 0) this.summarise(level, msg, w);
-      w.start = now;
-      w.written = 0;
-      w.suppressed = 0;
-    }
-    if (w.written < this.lines) {
-      w.written++;
-      return true;
-    }
-    w.suppressed++;
+    const ended = restartIfEnded(w, now, this.intervalMs);
+    if (ended > 0) this.summarise(level, msg, ended);
+    if (takeLine(w, this.lines)) return true;
     suppressedInProcess++;
     if (this.timer === null) this.schedule(w.start + this.intervalMs - now);
     return false;
@@ -107,17 +129,15 @@ export class LogRateLimiter {
     this.windows.forEach((windows, level) => {
       for (const [msg, w] of windows) {
         if (now - w.start < this.intervalMs) continue;
-        if (w.suppressed > 0) this.summarise(level, msg, w);
+        if (w.suppressed > 0) this.summarise(level, msg, w.suppressed);
         windows.delete(msg);
       }
     });
   }
 
-  private summarise(level: number, msg: string, w: Window): void {
-    const n = w.suppressed;
-    w.suppressed = 0;
+  private summarise(level: number, msg: string, suppressed: number): void {
     try {
-      this.writeSummary(level, msg, n, this.intervalMs);
+      this.writeSummary(level, msg, suppressed, this.intervalMs);
     } catch {
       // A failing writer must not break logging (nor the timer).
     }
@@ -137,5 +157,26 @@ export class LogRateLimiter {
       for (const w of windows.values())
         if (w.suppressed > 0) next = Math.min(next, w.start + this.intervalMs);
     if (next !== Infinity) this.schedule(next - now);
+  }
+}
+
+export const LOG_THROTTLE_INTERVAL_MS = 10_000;
+
+/** One line per interval for an event that recurs, each with the count it left out (see the file comment). */
+export class LogThrottle {
+  private readonly intervalMs: number;
+  private readonly now: () => number;
+  /** A window of one line; it has not started until the first occurrence. */
+  private readonly window: Window = { start: -Infinity, written: 0, suppressed: 0 };
+
+  constructor(intervalMs = LOG_THROTTLE_INTERVAL_MS, now: () => number = Date.now) {
+    this.intervalMs = intervalMs;
+    this.now = now;
+  }
+
+  /** An occurrence: `write(left out since the last line)` runs when a line is due, else it is counted. */
+  note(write: (skipped: number) => void): void {
+    const skipped = restartIfEnded(this.window, this.now(), this.intervalMs);
+    if (takeLine(this.window, 1)) write(skipped);
   }
 }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LogFields, Logger } from '../../src/core/log.ts';
 import { Flag, FrameType } from '../../src/proxy/h2/frames.ts';
-import { LOG_THROTTLE_INTERVAL_MS } from '../../src/core/log-throttle.ts';
+import { LOG_THROTTLE_INTERVAL_MS } from '../../src/core/log-rate-limit.ts';
 import { H2LimitReport } from '../../src/proxy/http/h2-limit-report.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 import { GET, RawPeer, rawClient, rawFrames } from '../helpers/h2-raw.ts';

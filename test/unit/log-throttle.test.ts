@@ -1,7 +1,7 @@
-// LogThrottle (src/core/log-throttle.ts): one line per interval, with the count it left out.
+// LogThrottle (src/core/log-rate-limit.ts): one line per interval, with the count it left out.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LogThrottle } from '../../src/core/log-throttle.ts';
+import { LogThrottle } from '../../src/core/log-rate-limit.ts';
 
 test('one line per interval, each saying how many occurrences it left out', () => {
   let now = 0;

@@ -3,7 +3,7 @@
 // per interval, saying how many more hits it left out, so a flood of attacks cannot become a
 // flood of log lines.
 import type { Logger } from '../../core/log.ts';
-import { LOG_THROTTLE_INTERVAL_MS, LogThrottle } from '../../core/log-throttle.ts';
+import { LOG_THROTTLE_INTERVAL_MS, LogThrottle } from '../../core/log-rate-limit.ts';
 import type { H2Limit } from '../h2/limits.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 

@@ -6,14 +6,14 @@
 // waiting for its first bytes, or a keep-alive connection between requests); only when none is
 // idle is the new connection refused. Handlers say when a connection becomes busy or idle again
 // (busy: an exchange or a tunnel in progress). Each shed or refusal is counted, and logged at most
-// once per 10 s per listener with the number left out since the last line (core/log-throttle.ts).
+// once per 10 s per listener with the number left out since the last line (LogThrottle, core/log-rate-limit.ts).
 //
 // O(1) per connection and per transition, shedding included: Sets in insertion order are the idle
 // lists, one for the listener and one per peer (re-inserting moves a connection to the end, so the
 // first entry is the one idle longest).
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
-import { LogThrottle } from '../../core/log-throttle.ts';
+import { LogThrottle } from '../../core/log-rate-limit.ts';
 
 export type LimitKind = 'listener' | 'peer';
 export type LimitAction = 'shed' | 'refused';
