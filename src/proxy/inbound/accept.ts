@@ -29,7 +29,7 @@ import type { MeshInbound } from '../mesh/inbound.ts';
 import type { InboundPolicy } from '../mesh/inbound-policy.ts';
 import { offersMeshAlpn } from '../mesh/protocol.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
-import { armIdleTimeout, connectTcp, splice } from '../tcp/forward.ts';
+import { armIdleTimeout, connectForClient, splice, type ForwardOptions } from '../tcp/forward.ts';
 import type { ProxyErrorReason } from '../errors.ts';
 import type { DetectedProtocol, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../transport/target.ts';
@@ -66,9 +66,16 @@ export class InboundAcceptor {
   private readonly opts: InboundAcceptOptions;
   /** App ports whose clients were seen to wait for the app to speak first. */
   private readonly serverFirst: ExpiringSet;
+  /** How the app is connected to: always `target` itself (no discovery), never over the mesh. */
+  private readonly toApp: ForwardOptions;
 
   constructor(opts: InboundAcceptOptions) {
     this.opts = opts;
+    this.toApp = {
+      connectTimeoutMs: opts.connectTimeoutMs,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      discovery: null,
+    };
     this.serverFirst = new ExpiringSet({ ttlMs: opts.serverFirstCacheMs, max: opts.serverFirstCacheMax });
   }
 
@@ -323,15 +330,16 @@ export class InboundAcceptor {
 
   /** Connects to the app for a client (paused meanwhile); a failure closes the client, counted. */
   private connectApp(socket: net.Socket, target: Target, then: (app: net.Socket) => void): void {
-    socket.pause();
-    const onClientClose = (): void => attempt.cancel();
-    socket.once('close', onClientClose);
-    const attempt = connectTcp(target, this.opts.connectTimeoutMs, (app, reason) => {
-      socket.removeListener('close', onClientClose);
-      if (app === null) return this.refuse(socket, reason ?? 'connect-failed');
-      if (socket.destroyed) app.destroy();
-      else then(app);
-    });
+    connectForClient(
+      socket,
+      target,
+      this.toApp,
+      (app) => {
+        if (socket.destroyed) app.destroy();
+        else then(app);
+      },
+      (reason) => this.opts.metrics.proxyError('inbound', reason),
+    );
   }
 
   /** A ClientHello offering a trellis-* protocol: the mesh transport terminates it (true). */

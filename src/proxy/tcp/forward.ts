@@ -232,14 +232,15 @@ export interface ForwardOptions extends ConnectOptions {
 }
 
 /**
- * Connects to target (an endpoint of it, when it is logical), then splices; `onFail` is called
- * (and client closed) when the connection cannot be made.
+ * Connects to target (an endpoint of it, when it is logical) for `client`, which is paused
+ * meanwhile and whose close cancels the attempt: `then` gets the connected upstream (paused);
+ * `onFail` is called (and client closed) when the connection cannot be made.
  */
-export function forwardTcp(
+export function connectForClient(
   client: net.Socket,
   target: Target,
-  initial: Buffer | null,
   opts: ForwardOptions,
+  then: (upstream: net.Socket) => void,
   onFail: (reason: BalancedConnectFailure, err?: Error) => void,
 ): void {
   if (client.destroyed) return; // gone while its protocol was being detected
@@ -259,8 +260,25 @@ export function forwardTcp(
         onFail(reason!, err);
         return;
       }
-      splice(client, upstream, initial, null, opts.idleTimeoutMs ?? 0);
+      then(upstream);
     },
     opts.mesh ?? null,
+  );
+}
+
+/** connectForClient, then splices the two (`initial`: what the client sent before). */
+export function forwardTcp(
+  client: net.Socket,
+  target: Target,
+  initial: Buffer | null,
+  opts: ForwardOptions,
+  onFail: (reason: BalancedConnectFailure, err?: Error) => void,
+): void {
+  connectForClient(
+    client,
+    target,
+    opts,
+    (upstream) => splice(client, upstream, initial, null, opts.idleTimeoutMs ?? 0),
+    onFail,
   );
 }
