@@ -304,11 +304,17 @@ function parseVersion(buf: Buffer, pos: number): number {
 }
 
 /**
- * Parses `method SP request-target SP HTTP-version CRLF` at pos into head; returns the index
- * after the CRLF, or an error. Also runs on a head still incomplete once its first line is in,
- * so that a bad request line is answered at once, whatever follows.
+ * Parses `method SP request-target SP HTTP-version CRLF` at pos into head and checks it (its
+ * length, the request-target's form for the method); returns the index after the CRLF, or an
+ * error. Also runs on a head still incomplete once its first line is in, so that a bad request
+ * line is answered at once, whatever follows.
  */
-function parseRequestLine(buf: Buffer, pos: number, head: MessageHead): number | ParseResult {
+function parseRequestLine(
+  buf: Buffer,
+  pos: number,
+  head: MessageHead,
+  limits: H1Limits,
+): number | ParseResult {
   let i = pos;
   while (TCHAR[buf[i]!] === 1) i++;
   if (i === pos || buf[i] !== 0x20) return fail(400, 'invalid method');
@@ -325,6 +331,9 @@ function parseRequestLine(buf: Buffer, pos: number, head: MessageHead): number |
   head.target = buf.latin1Slice(ts, i);
   head.versionMinor = minor;
   head.connectionClose = minor === 0;
+  if (i + 11 - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
+  const formErr = checkTargetForm(head.method, head.target);
+  if (formErr !== null) return fail(400, formErr);
   return i + 11;
 }
 
@@ -335,11 +344,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   const headEnd = findHeadEnd(buf, pos, end);
   if (headEnd === -1) return checkIncompleteRequestHead(buf, pos, end, limits);
   const head = newHead();
-  const fieldsStart = parseRequestLine(buf, pos, head);
+  const fieldsStart = parseRequestLine(buf, pos, head, limits);
   if (typeof fieldsStart !== 'number') return fieldsStart;
-  if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
-  const formErr = checkTargetForm(head.method, head.target);
-  if (formErr !== null) return fail(400, formErr);
   if (headEnd - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
   const err = parseHeaderLines(buf, fieldsStart, headEnd, limits, head, true);
   if (err !== null) return err;
@@ -355,11 +361,8 @@ function checkIncompleteRequestHead(buf: Buffer, pos: number, end: number, limit
     return INCOMPLETE;
   }
   const head = newHead();
-  const fieldsStart = parseRequestLine(buf, pos, head);
+  const fieldsStart = parseRequestLine(buf, pos, head, limits);
   if (typeof fieldsStart !== 'number') return fieldsStart;
-  if (fieldsStart - pos > limits.maxRequestLineBytes) return fail(414, 'request line too long');
-  const formErr = checkTargetForm(head.method, head.target);
-  if (formErr !== null) return fail(400, formErr);
   if (end - fieldsStart > limits.maxHeaderBytes) return fail(431, 'request header fields too large');
   if (hasBareCrOrLf(buf, fieldsStart, end)) return fail(400, 'bare CR or LF');
   return INCOMPLETE;
