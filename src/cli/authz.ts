@@ -15,6 +15,7 @@ import {
   outputFlag,
   outputOf,
   parseTarget,
+  selectRegistrations,
   STATE_FLAG,
   stateFolder,
 } from './targeting.ts';
@@ -71,14 +72,14 @@ export async function run(argv: string[]): Promise<number> {
 function workloadExists(state: LocalState, namespace: string, name: string): boolean {
   return (
     state.services.has(`${namespace}/${name}`) ||
-    state.workloads.some((w) => w.namespace === namespace && w.spec.service === name)
+    selectRegistrations(state.workloads, { namespace, workload: name }).length > 0
   );
 }
 
 /** The default policy of a running proxy of the workload (policy.default of its /config), or null. */
 async function readProxyDefault(state: LocalState, namespace: string, name: string): Promise<string | null> {
-  const admins = state.workloads
-    .filter((w) => w.namespace === namespace && w.spec.service === name && w.spec.admin !== undefined)
+  const admins = selectRegistrations(state.workloads, { namespace, workload: name })
+    .filter((w) => w.spec.admin !== undefined)
     .map((w) => w.spec.admin!);
   for (const admin of admins) {
     try {

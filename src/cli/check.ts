@@ -31,6 +31,7 @@ import {
   outputFlag,
   outputOf,
   parseTarget,
+  selectRegistrations,
   STATE_FLAG,
   stateFolder,
   type Target,
@@ -130,12 +131,11 @@ export async function checkMesh(root: string, now: number, scope: CheckScope = {
 
   const state = await readLocalState(root, new Map(), silentLogger);
   const { namespace, target } = scope;
-  const workloads = state.workloads.filter(
-    (w) =>
-      (namespace === undefined || w.namespace === namespace) &&
-      (target?.kind !== 'workload' || w.spec.service === target.name) &&
-      (target?.kind !== 'pod' || w.name === target.name),
-  );
+  const workloads = selectRegistrations(state.workloads, {
+    namespace,
+    workload: target?.kind === 'workload' ? target.name : null,
+    instance: target?.kind === 'pod' ? (target.name ?? undefined) : undefined,
+  });
   if (target != null && workloads.length === 0) {
     const what = target.kind === 'pod' ? `instance ${target.name}` : `workload ${target.name}`;
     results.push({

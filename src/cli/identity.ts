@@ -25,6 +25,7 @@ import {
   outputFlag,
   outputOf,
   parseTarget,
+  selectRegistrations,
   STATE_FLAG,
   stateFolder,
 } from './targeting.ts';
@@ -148,14 +149,9 @@ async function printChain(
   output: string,
 ): Promise<number> {
   const local = await readLocalState(root, new Map(), silentLogger);
-  const instances = local.workloads
-    .filter(
-      (w) =>
-        w.namespace === namespace &&
-        (name === null || w.spec.service === name) &&
-        (instance === undefined || w.name === instance),
-    )
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  const instances = selectRegistrations(local.workloads, { namespace, workload: name, instance }).sort(
+    (a, b) => (a.name < b.name ? -1 : 1),
+  );
   const what = name ?? instances[0]?.spec.service ?? '';
   if (instances.length === 0) {
     const which =

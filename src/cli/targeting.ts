@@ -1,9 +1,11 @@
 // What the inspection commands (stat, check, authz, identity) share, so that they take the same
 // arguments: the flags that say which mesh (`--state`, `--control`), which namespace (`-n`) and
-// which output (`-o`), and `KIND/NAME` arguments with kubectl's and linkerd's kinds. Also the one
+// which output (`-o`), `KIND/NAME` arguments with kubectl's and linkerd's kinds, and the choice of
+// the registered workloads a command looks at (selectRegistrations). Also the one
 // place the CLI reads the environment: TRELLIS_STATE, the state folder of every command that has
 // none given with --state (default `.trellis` in the working directory).
 import { ConfigError } from '../core/errors.ts';
+import type { LocalWorkload } from '../control/discovery/local-state.ts';
 import type { FlagSpec, ParsedFlags } from './flags.ts';
 
 /** The state folder when neither --state nor TRELLIS_STATE says otherwise. */
@@ -127,4 +129,27 @@ export function namespaceOf(values: ParsedFlags['values'], target: Target | null
     throw new ConfigError('--namespace', `'${flag}' and ns/${target.name} disagree`);
   }
   return target.name;
+}
+
+/** Which registrations (instances of workloads) a command looks at; what is left out matches all. */
+export interface RegistrationFilter {
+  readonly namespace?: string | undefined;
+  /** The workload: the service its instances registered for. */
+  readonly workload?: string | null | undefined;
+  /** One instance, by the name of its registration. */
+  readonly instance?: string | undefined;
+}
+
+/** The registrations that `filter` selects, in their order. */
+export function selectRegistrations(
+  registrations: readonly LocalWorkload[],
+  filter: RegistrationFilter,
+): LocalWorkload[] {
+  const { namespace, workload, instance } = filter;
+  return registrations.filter(
+    (w) =>
+      (namespace === undefined || w.namespace === namespace) &&
+      (workload == null || w.spec.service === workload) &&
+      (instance === undefined || w.name === instance),
+  );
 }
