@@ -191,11 +191,20 @@ export async function checkControlPlane(base: string, now: number): Promise<Chec
   return results;
 }
 
-/** ok, warn (less than `warnMs` left) or error (expired), from an expiry date alone. */
-function dateCheck(check: string, notAfter: string, now: number, warnMs: number): CheckResult {
+/**
+ * ok, warn (less than `warnMs` left) or error (expired), from an expiry date alone: `notAfter` as
+ * the detail shows it, and `expires`, how it shows it while it is not reached (default: the same).
+ */
+function dateCheck(
+  check: string,
+  notAfter: string,
+  now: number,
+  warnMs: number,
+  expires = notAfter,
+): CheckResult {
   const left = Date.parse(notAfter) - now;
   if (!(left > 0)) return { level: 'error', check, detail: `expired ${notAfter}` };
-  const detail = `expires ${notAfter} (in ${humanDuration(left)})`;
+  const detail = `expires ${expires} (in ${humanDuration(left)})`;
   return left < warnMs
     ? { level: 'warn', check, detail: `${detail}: close to expiry` }
     : { level: 'ok', check, detail };
@@ -260,16 +269,10 @@ export function verifiesTo(chain: readonly X509Certificate[], anchors: readonly 
 export function expiryCheck(check: string, cert: X509Certificate, now: number, anchor: boolean): CheckResult {
   const from = Date.parse(cert.validFrom);
   const to = Date.parse(cert.validTo);
-  const left = to - now;
   if (now < from) return { level: 'error', check, detail: `not valid before ${cert.validFrom}` };
-  if (left <= 0) return { level: 'error', check, detail: `expired ${cert.validTo}` };
-  const detail = `expires ${new Date(to).toISOString()} (in ${humanDuration(left)})`;
-  const closeToExpiry = left < 0.2 * (to - from) || (anchor && left < ANCHOR_WARN_MS);
-  return {
-    level: closeToExpiry ? 'warn' : 'ok',
-    check,
-    detail: closeToExpiry ? `${detail}: close to expiry` : detail,
-  };
+  const lifetimeWarnMs = 0.2 * (to - from);
+  const warnMs = anchor ? Math.max(lifetimeWarnMs, ANCHOR_WARN_MS) : lifetimeWarnMs;
+  return dateCheck(check, cert.validTo, now, warnMs, new Date(to).toISOString());
 }
 
 async function probe(check: string, url: string, what: string): Promise<CheckResult> {
