@@ -100,39 +100,6 @@ async function stopWave(children: readonly DemoChild[]): Promise<void> {
   clearTimeout(killer);
 }
 
-/**
- * Makes sure processes the children started are gone too (a child killed before it could stop
- * its own, say): SIGTERM to each still running, SIGKILL after `graceMs`. Resolves with how many
- * were still running.
- */
-export async function reapStrays(pids: readonly number[], graceMs = 3000): Promise<number> {
-  const running = pids.filter(isRunning);
-  for (const pid of running) signal(pid, 'SIGTERM');
-  const deadline = Date.now() + graceMs;
-  while (running.some(isRunning) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  for (const pid of running.filter(isRunning)) signal(pid, 'SIGKILL');
-  return running.length;
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function signal(pid: number, name: NodeJS.Signals): void {
-  try {
-    process.kill(pid, name);
-  } catch {
-    // gone already
-  }
-}
-
 export function note(text: string): void {
   process.stderr.write(`trellis demo: ${text}\n`);
 }

@@ -16,7 +16,6 @@ import { LiveView, type ViewMode, type WorkloadRow } from './live-view.ts';
 import {
   CLI,
   note,
-  reapStrays,
   spawnDemoChild,
   stopChildren,
   type DemoChild,
@@ -26,6 +25,7 @@ import {
 import { MeshDemo } from './demo-mesh.ts';
 import { outputFlag, outputOf } from './targeting.ts';
 import { SimpleDemo } from './demo-simple.ts';
+import { stopProcesses } from './supervisor-pipe.ts';
 
 export const summary = 'a live demo: the emojivoto app on the mesh, with traffic and golden metrics';
 
@@ -171,7 +171,9 @@ async function runDemo(options: DemoOptions, mode: ViewMode, scenario: DemoScena
     view.close();
     if (stopReason !== undefined) note(stopReason);
     await stopChildren(children);
-    const strays = await reapStrays(scenario.strays());
+    // Makes sure processes the children started are gone too (a child killed before it could
+    // stop its own, say).
+    const strays = await stopProcesses(scenario.strays(), 3000);
     if (strays > 0) note(`stopped ${strays} processes that its children left running`);
     if (children.length > 0) note(`stopped: the ${children.length} processes it started have exited`);
     await scenario.cleanup();

@@ -85,19 +85,34 @@ export function watchSupervisor(fd: number, options: SupervisorWatchOptions): vo
 
 /** SIGTERM to a process group, SIGKILL to what is left of it after `graceMs`. */
 export async function stopProcessGroup(pgid: number | null, graceMs: number): Promise<void> {
-  if (pgid === null || !signalGroup(pgid, 'SIGTERM')) return;
+  if (pgid !== null) await stopProcesses([-pgid], graceMs);
+}
+
+/**
+ * SIGTERM to each of `ids` that is there (a pid, or a process group's id negated: the whole
+ * group), SIGKILL to those still there after `graceMs`. Resolves with how many were there.
+ */
+export async function stopProcesses(ids: readonly number[], graceMs: number): Promise<number> {
+  const there = ids.filter((id) => sendSignal(id, 'SIGTERM'));
+  let left = there;
   const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
+  while (left.length > 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 50));
-    if (!signalGroup(pgid, 0)) return;
+    left = left.filter((id) => sendSignal(id, 0));
   }
-  signalGroup(pgid, 'SIGKILL');
+  for (const id of left) sendSignal(id, 'SIGKILL');
+  return there.length;
 }
 
 /** Sends `signal` to every process of group `pgid`; false when there is none left. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  return sendSignal(-pgid, signal);
+}
+
+/** process.kill(id, signal); false when there is no such process (or group) left. */
+function sendSignal(id: number, signal: NodeJS.Signals | 0): boolean {
   try {
-    process.kill(-pgid, signal);
+    process.kill(id, signal);
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
