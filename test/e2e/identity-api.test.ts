@@ -10,18 +10,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { webcrypto } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadIdentityApi, type ApiCertifyResponseOutput, type IdentityClient } from '../../src/api/load.ts';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { workloadPath, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
-import { CertificateAuthority } from '../../src/control/identity/ca.ts';
-import { IdentityComponent } from '../../src/control/identity/component.ts';
-import { LocalTokenVerifier, mintWorkloadToken } from '../../src/control/identity/tokens.ts';
+import { mintWorkloadToken } from '../../src/control/identity/tokens.ts';
+import { startIdentityControlPlane } from '../helpers/identity-control-plane.ts';
 import { EC_P256, toPem, x509 } from '../helpers/x509.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 const TIMEOUT_MS = 15_000;
@@ -90,28 +86,16 @@ async function verifies(dir: string, response: ApiCertifyResponseOutput): Promis
 }
 
 test('Certify through a running control plane, its HTTP API, and an anchor rotation on timers', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-identity-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
-  await writeWorkloadFile(root, 'default', 'web-1', { service: 'web', address: '127.0.0.1', port: 8080 });
-  const ca = await CertificateAuthority.open({
-    dir: join(root, 'identity'),
+  const { root, ca, plane } = await startIdentityControlPlane(t, {
     trustDomain: 'cluster.local',
-    bundlePath: join(root, 'trust-anchor.pem'),
-    leafLifetimeMs: 2000, // each rotation phase lasts this long: room for a slow machine's polls
+    prepare: (root) =>
+      writeWorkloadFile(root, 'default', 'web-1', { service: 'web', address: '127.0.0.1', port: 8080 }),
+    ca: (root) => ({
+      bundlePath: join(root, 'trust-anchor.pem'),
+      leafLifetimeMs: 2000, // each rotation phase lasts this long: room for a slow machine's polls
+    }),
+    plane: () => ({ operatorToken: OPERATOR_TOKEN }),
   });
-  const component = new IdentityComponent({
-    ca,
-    verifier: new LocalTokenVerifier({ root, trustDomain: 'cluster.local' }),
-  });
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [component],
-    operatorToken: OPERATOR_TOKEN,
-  });
-  t.after(() => plane.close());
   const Identity = loadIdentityApi().Identity;
   const client = new Identity(plane.grpc, grpc.credentials.createInsecure());
   t.after(() => client.close());

@@ -13,36 +13,22 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../../src/core/log.ts';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
-import { CertificateAuthority } from '../../src/control/identity/ca.ts';
-import { IdentityComponent } from '../../src/control/identity/component.ts';
-import { LocalTokenVerifier } from '../../src/control/identity/tokens.ts';
+import { startIdentityControlPlane } from '../helpers/identity-control-plane.ts';
 import { OperatorAuth } from '../../src/control/operator-auth.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../../src/control/operator-token.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const TOKEN = 'k3Z0m1qO2xQv9Rr8Tt7Uu6Vv5Ww4Xx3Yy2Zz1Aa0Bb';
 
 async function controlPlane(t: { after(fn: () => unknown): void }, token: string | null) {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-control-auth-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
-  const ca = await CertificateAuthority.open({ dir: join(root, 'identity'), trustDomain: 'cluster.local' });
-  const component = new IdentityComponent({
-    ca,
-    verifier: new LocalTokenVerifier({ root, trustDomain: 'cluster.local' }),
-  });
   const lines: string[] = [];
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [component],
-    operatorToken: token,
-    operatorTokenSource: `in the file ${join(root, 'operator-token')}`,
-    log: createLogger({ level: 'warn', write: (line) => lines.push(line) }),
+  const { root, ca, plane } = await startIdentityControlPlane(t, {
+    trustDomain: 'cluster.local',
+    plane: (root) => ({
+      operatorToken: token,
+      operatorTokenSource: `in the file ${join(root, 'operator-token')}`,
+      log: createLogger({ level: 'warn', write: (line) => lines.push(line) }),
+    }),
   });
-  t.after(() => plane.close());
   return { ca, http: `http://${plane.http}`, lines, root };
 }
 

@@ -13,14 +13,10 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { parseDuration } from '../../src/cli/control.ts';
 import { ConfigError } from '../../src/core/errors.ts';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
-import { CertificateAuthority } from '../../src/control/identity/ca.ts';
-import { IdentityComponent } from '../../src/control/identity/component.ts';
-import { LocalTokenVerifier } from '../../src/control/identity/tokens.ts';
+import { startIdentityControlPlane } from '../helpers/identity-control-plane.ts';
 import { loadOrCreateOperatorToken } from '../../src/control/operator-token.ts';
 import { writeControlFile } from '../../src/api/control-file.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 
 const SCRIPT = `import { run } from ${JSON.stringify(new URL('../../src/cli/identity.ts', import.meta.url).href)};
 try {
@@ -100,22 +96,10 @@ test('trellis identity NAME prints the chain from the workload proxy, or says wh
 });
 
 test('trellis identity status and rotate talk to the running control plane', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-identity-cli-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
-  const ca = await CertificateAuthority.open({ dir: join(root, 'identity'), trustDomain: 'example.org' });
-  const component = new IdentityComponent({
-    ca,
-    verifier: new LocalTokenVerifier({ root, trustDomain: 'example.org' }),
+  const { root, ca, plane } = await startIdentityControlPlane(t, {
+    trustDomain: 'example.org',
+    plane: async (root) => ({ operatorToken: await loadOrCreateOperatorToken(root, () => {}) }),
   });
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [component],
-    operatorToken: await loadOrCreateOperatorToken(root, () => {}),
-  });
-  t.after(() => plane.close());
   await writeControlFile(root, {
     grpc: plane.grpc,
     http: plane.http,
