@@ -4,6 +4,7 @@
 // that stream and the others go on.
 
 import type { H2Connection } from './connection.ts';
+import type { H2Stream } from './stream.ts';
 import {
   H2LimitError,
   MAX_CONCURRENT_STREAMS,
@@ -88,22 +89,11 @@ function onData(c: H2Connection, flags: number, id: number, payload: Buffer): vo
   const s = c.streams.get(id);
   if (s === undefined) {
     if (id > c.lastStreamId) throw protocolError(`DATA on idle stream ${id}`);
-    c.creditConnection(len);
-    c.writer.rstStream(id, ErrorCode.STREAM_CLOSED);
-    c.scheduleFlush();
-    return;
+    return refuseData(c, id, undefined, len, ErrorCode.STREAM_CLOSED);
   }
-  if (s.remoteEnded) {
-    c.creditConnection(len);
-    s.reset(ErrorCode.STREAM_CLOSED);
-    return;
-  }
+  if (s.remoteEnded) return refuseData(c, id, s, len, ErrorCode.STREAM_CLOSED);
   s.recvWindow -= len;
-  if (s.recvWindow < 0) {
-    c.creditConnection(len);
-    s.reset(ErrorCode.FLOW_CONTROL_ERROR);
-    return;
-  }
+  if (s.recvWindow < 0) return refuseData(c, id, s, len, ErrorCode.FLOW_CONTROL_ERROR);
   // The connection's window is given back at once, unless the stream is paused (its reader is
   // full): then the stream holds it until it resumes, so paused streams hold one window at most.
   if (s.paused) s.held += len;
@@ -115,6 +105,18 @@ function onData(c: H2Connection, flags: number, id: number, payload: Buffer): vo
   if (end) s.remoteEnded = true;
   s.handler?.onData(data, end);
   if (end) s.remoteEnd();
+}
+
+/**
+ * DATA that stream `id` does not take (`s`: its stream, undefined when it is closed) is refused
+ * with RST_STREAM `code`; its `len` bytes counted against the connection's window all the same,
+ * and are given back at once.
+ */
+function refuseData(c: H2Connection, id: number, s: H2Stream | undefined, len: number, code: number): void {
+  c.creditConnection(len);
+  if (s !== undefined) return s.reset(code);
+  c.writer.rstStream(id, code);
+  c.scheduleFlush();
 }
 
 function onHeaders(c: H2Connection, flags: number, id: number, payload: Buffer): void {
