@@ -3,7 +3,7 @@
 // each proxy's /metrics over a sliding window (counter and histogram deltas, like Prometheus's
 // rate() and histogram_quantile()). Used by `trellis demo`; meant to be reused by `trellis stat`.
 // Rendering: a redrawn screen on a terminal, plain text tables otherwise, or JSON arrays.
-import { histogramBuckets, sumSamples, type CumulativeBucket, type PromSample } from './prom-parse.ts';
+import { histogramBuckets, sumSamples, type CumulativeBucket, type PromSample } from '../core/prom-parse.ts';
 
 export type Direction = 'inbound' | 'outbound';
 

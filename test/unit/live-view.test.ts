@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LATENCY_BUCKETS_SECONDS, ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../src/cli/prom-parse.ts';
+import { parsePrometheusText, type CumulativeBucket } from '../../src/core/prom-parse.ts';
 import {
   LiveView,
   WorkloadWindow,

@@ -9,7 +9,7 @@ import type {
   V1Service,
   V1ServicePort,
 } from '@kubernetes/client-node';
-import { targetKey } from '../../proxy/transport/target.ts';
+import { targetKey } from '../../core/target.ts';
 import { canonicalIp, type AddressKey, type Endpoint } from './watcher.ts';
 
 export const PROXY_INJECTED_ANNOTATION = 'trellis.dev/proxy-injected';

@@ -6,7 +6,7 @@
 // proxied connection was going to); the watcher delivers the same updates the proxy's resolver
 // consumes (src/proxy/resolve/resolver.ts): reset / add / remove / does-not-exist.
 import { isIP } from 'node:net';
-import type { Endpoint, Update } from '../../proxy/resolve/resolver.ts';
+import type { Endpoint, Update } from '../../core/endpoints.ts';
 
 export type { Endpoint, Update };
 

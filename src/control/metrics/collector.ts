@@ -14,7 +14,7 @@ import {
   snapshotFromSamples,
   type ProxySnapshot,
 } from '../../cli/live-view.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../cli/prom-parse.ts';
+import { parsePrometheusText, type CumulativeBucket } from '../../core/prom-parse.ts';
 
 /** One registered workload instance. */
 export interface ScrapeTarget {

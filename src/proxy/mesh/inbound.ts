@@ -15,7 +15,7 @@ import type { Logger } from '../../core/log.ts';
 import type { CertifiedKey } from '../identity/provider.ts';
 import { uriSans } from '../identity/provider.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import { ALPN_H2, ALPN_H2H1, ALPN_HTTP1, ALPN_TCP, MESH_ALPNS, parseTcpHeader } from './protocol.ts';
 

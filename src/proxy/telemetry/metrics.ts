@@ -16,7 +16,7 @@ import {
   type Gauge,
   type GaugeFamily,
   type Histogram,
-} from './prometheus.ts';
+} from '../../core/prometheus.ts';
 
 export type Direction = 'inbound' | 'outbound';
 export type HttpProtocol = 'http1' | 'h2';

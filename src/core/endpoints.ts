@@ -4,7 +4,7 @@
 //
 // Updates follow linkerd: `reset` replaces the whole set, `add` adds or refreshes endpoints,
 // `remove` drops endpoints by address key, `does-not-exist` says the target is unknown (the set
-// becomes empty; `ports` lists the ports of a service that exists, but not on the port asked for). Address keys are `targetKey(address)` from src/proxy/transport/target.ts:
+// becomes empty; `ports` lists the ports of a service that exists, but not on the port asked for). Address keys are `targetKey(address)` from src/core/target.ts:
 // "host:port", or "[v6]:port" for IPv6 hosts.
 
 export type ProtocolHint = 'unknown' | 'h2' | 'opaque';
