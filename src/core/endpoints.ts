@@ -1,11 +1,13 @@
-// The resolver seam (grpc-js's Resolver, linkerd's discovery stream): a resolver turns a target
-// name into a stream of endpoint updates. The balancer's EndpointSet applies them; implementations
-// are the static resolver (a fixed list) and, later, the control plane's Destination watch.
+// Endpoints and the updates that change a set of them: the vocabulary of service discovery that
+// the control plane's watchers and Destination API produce (src/control/discovery/,
+// src/control/destination/) and the proxy's resolvers and balancer consume
+// (src/proxy/resolve/resolver.ts, src/proxy/balance/endpoint-set.ts).
 //
 // Updates follow linkerd: `reset` replaces the whole set, `add` adds or refreshes endpoints,
 // `remove` drops endpoints by address key, `does-not-exist` says the target is unknown (the set
-// becomes empty; `ports` lists the ports of a service that exists, but not on the port asked for). Address keys are `targetKey(address)` from src/core/target.ts:
-// "host:port", or "[v6]:port" for IPv6 hosts.
+// becomes empty; `ports` lists the ports of a service that exists, but not on the port asked
+// for). Address keys are `targetKey(address)` from src/core/target.ts: "host:port", or
+// "[v6]:port" for IPv6 hosts.
 
 export type ProtocolHint = 'unknown' | 'h2' | 'opaque';
 
@@ -32,18 +34,3 @@ export type Update =
   | { readonly kind: 'add'; readonly endpoints: readonly Endpoint[] }
   | { readonly kind: 'remove'; readonly addresses: readonly string[] }
   | { readonly kind: 'does-not-exist'; readonly ports?: readonly number[] };
-
-/** What `resolve` returns: stops the stream; no callback runs after `cancel()`. */
-export interface Resolution {
-  cancel(): void;
-}
-
-/**
- * Resolves `target` (a logical name such as "web.default.svc:8080"). `onUpdate` is called zero or
- * more times, never synchronously from within `resolve`; `onError` reports a failure of the
- * resolution itself (the control plane is unreachable, ...) and the caller keeps its last known
- * endpoints. A resolver may keep delivering updates after an error (it retries).
- */
-export interface Resolver {
-  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution;
-}

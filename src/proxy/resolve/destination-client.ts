@@ -25,7 +25,8 @@ import type { Random } from '../../core/random.ts';
 import { targetKey } from '../../core/target.ts';
 import { type ControlPlaneLocator, locateControlPlane } from './control-plane-address.ts';
 import { ControlPlaneClient } from './control-plane-client.ts';
-import type { Endpoint, ProtocolHint, Resolution, Resolver, Update } from '../../core/endpoints.ts';
+import type { Endpoint, ProtocolHint, Update } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from './resolver.ts';
 import { type WatchStream, watchStream } from './watch-stream.ts';
 
 export interface DestinationResolverOptions {

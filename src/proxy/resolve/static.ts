@@ -5,7 +5,8 @@
 
 import { ConfigError } from '../../core/errors.ts';
 import { parseAuthority } from '../../core/target.ts';
-import type { Endpoint, EndpointAddress, Resolution, Resolver, Update } from '../../core/endpoints.ts';
+import type { Endpoint, EndpointAddress, Update } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from './resolver.ts';
 
 /** Builds an Endpoint from "host:port" (or an address) with plain defaults for the rest. */
 export function staticEndpoint(
