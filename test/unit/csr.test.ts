@@ -1,4 +1,4 @@
-// Tests for the DER writer (src/core/der.ts) and its PKCS#10 requests
+// Tests for the DER writer (src/core/der.ts) and the proxy's PKCS#10 requests
 // (src/proxy/identity/csr.ts). The writer is checked against a tiny strict DER reader written here
 // (lengths of every size, TLVs, OIDs, INTEGERs, known byte vectors); whole requests are checked by
 // three independent readers: @peculiar/x509 (parse, signature, SAN, key), `openssl req -verify`,
