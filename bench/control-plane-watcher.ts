@@ -4,7 +4,7 @@
 // a file system or the Kubernetes API. Changes reach every subscriber synchronously, in order;
 // the first update of a subscription (its reset) is delivered asynchronously, as the interface
 // asks.
-import { targetKey } from '../src/proxy/transport/target.ts';
+import { targetKey } from '../src/core/target.ts';
 import type {
   Endpoint,
   ServicePortKey,

@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { startDestinationServer } from '../src/control/destination/server.ts';
 import type { Endpoint, ServicePortKey, Update } from '../src/control/discovery/watcher.ts';
 import { DestinationResolver } from '../src/proxy/resolve/destination-client.ts';
-import { targetKey } from '../src/proxy/transport/target.ts';
+import { targetKey } from '../src/core/target.ts';
 import { MemoryWatcher } from './control-plane-watcher.ts';
 import { percentiles, type Percentiles } from './http-response.ts';
 import { machineInfo } from './options.ts';

@@ -6,7 +6,7 @@
 // server-side proxy's own metrics must show inbound mesh (mTLS) connections and inbound requests.
 import { request } from 'node:http';
 import { connect } from 'node:tls';
-import { parsePrometheusText, sumSamples } from '../../src/cli/prom-parse.ts';
+import { parsePrometheusText, sumSamples } from '../../src/core/prom-parse.ts';
 import type { Leaf, Pki } from './pki.ts';
 
 export interface Probe {

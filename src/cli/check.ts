@@ -23,7 +23,7 @@ import { silentLogger } from '../core/log.ts';
 import type { AuthorityStatus } from '../control/identity/ca.ts';
 import { readControlFile } from '../api/control-file.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
-import { uriSans } from '../proxy/identity/provider.ts';
+import { uriSans } from '../core/spiffe.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import {

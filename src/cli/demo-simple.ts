@@ -4,7 +4,7 @@
 // each workload's golden metrics from its proxy's /metrics. web is told where quotes' proxy is.
 import http from 'node:http';
 import { WorkloadWindow, type WorkloadRow } from './live-view.ts';
-import { parsePrometheusText } from './prom-parse.ts';
+import { parsePrometheusText } from '../core/prom-parse.ts';
 import {
   clock,
   EXAMPLES_DIR,

@@ -14,7 +14,7 @@ import { ConfigError } from '../core/errors.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import type { AuthorityStatus } from '../control/identity/ca.ts';
 import { silentLogger } from '../core/log.ts';
-import { uriSans } from '../proxy/identity/provider.ts';
+import { uriSans } from '../core/spiffe.ts';
 import { pemCertificates } from './check.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';

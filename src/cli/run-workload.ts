@@ -18,7 +18,7 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { spiffeId } from '../proxy/identity/provider.ts';
+import { spiffeId } from '../core/spiffe.ts';
 import { readyLine } from './ready-line.ts';
 import { WorkloadRegistration } from './run-registration.ts';
 import {

@@ -13,7 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bearerToken, matchesSecret, secretDigest } from '../core/bearer.ts';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
-import { Registry } from '../proxy/telemetry/prometheus.ts';
+import { Registry } from '../core/prometheus.ts';
 
 /** Why a request was refused: it carried no bearer token, or one that is not the operator token. */
 export type Refusal = 'missing' | 'invalid';

@@ -22,7 +22,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { OperatorAuth } from './operator-auth.ts';
-import { targetKey } from '../proxy/transport/target.ts';
+import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';

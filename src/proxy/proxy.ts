@@ -13,7 +13,7 @@ import { ProxyRuntime } from './runtime.ts';
 import { type ListenerSpec, startListener } from './listener.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
-import type { Target } from './transport/target.ts';
+import type { Target } from '../core/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 import { loadMeshTransport } from './mesh/wiring.ts';
 import { followControlFile } from './resolve/control-plane-address.ts';

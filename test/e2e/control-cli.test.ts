@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { DestinationResolver } from '../../src/proxy/resolve/destination-client.ts';
-import type { Update } from '../../src/proxy/resolve/resolver.ts';
+import type { Update } from '../../src/core/endpoints.ts';
 import { FakeKubeServer } from '../fake-kube/server.ts';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
 

@@ -11,7 +11,7 @@ import { EC_P256, toPem, x509 } from './x509.ts';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { localCatalog, startControlPlane } from '../../src/control/server.ts';
-import { targetKey } from '../../src/proxy/transport/target.ts';
+import { targetKey } from '../../src/core/target.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { fileIdentity } from '../../src/proxy/identity/file.ts';

@@ -16,7 +16,7 @@ import { EndpointSet } from '../../src/proxy/balance/endpoint-set.ts';
 import { controlFilePath, removeControlFile, writeControlFile } from '../../src/api/control-file.ts';
 import { ControlFileFollower } from '../../src/proxy/resolve/control-plane-address.ts';
 import { DestinationResolver } from '../../src/proxy/resolve/destination-client.ts';
-import type { Update } from '../../src/proxy/resolve/resolver.ts';
+import type { Update } from '../../src/core/endpoints.ts';
 
 async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

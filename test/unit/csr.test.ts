@@ -1,4 +1,4 @@
-// Tests for the proxy's DER writer (src/proxy/identity/der.ts) and its PKCS#10 requests
+// Tests for the DER writer (src/core/der.ts) and the proxy's PKCS#10 requests
 // (src/proxy/identity/csr.ts). The writer is checked against a tiny strict DER reader written here
 // (lengths of every size, TLVs, OIDs, INTEGERs, known byte vectors); whole requests are checked by
 // three independent readers: @peculiar/x509 (parse, signature, SAN, key), `openssl req -verify`,
@@ -13,7 +13,7 @@ import { TrellisError } from '../../src/core/errors.ts';
 import { checkCsr } from '../../src/control/identity/csr.ts';
 import { x509 } from '../helpers/x509.ts';
 import { createCsr, CSR_ERROR } from '../../src/proxy/identity/csr.ts';
-import { encodeLength, integer, oid, setOf, TAG, tlv } from '../../src/proxy/identity/der.ts';
+import { encodeLength, integer, oid, setOf, TAG, tlv } from '../../src/core/der.ts';
 
 // ---- a tiny strict DER reader (test-only) ----
 

@@ -15,9 +15,10 @@ import assert from 'node:assert/strict';
 import { TrellisError } from '../../src/core/errors.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { ServiceDiscovery, type Pick, type PickOutcome } from '../../src/proxy/outbound/discovery.ts';
-import type { Resolution, Resolver, Update } from '../../src/proxy/resolve/resolver.ts';
+import type { Update } from '../../src/core/endpoints.ts';
+import type { Resolution, Resolver } from '../../src/proxy/resolve/resolver.ts';
 import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
-import { targetKey } from '../../src/proxy/transport/target.ts';
+import { targetKey } from '../../src/core/target.ts';
 
 const WEB = { host: 'web.default', port: 8080 };
 const A = '127.0.0.1:9001';

@@ -16,7 +16,8 @@ import {
 } from '../../src/proxy/balance/endpoint-set.ts';
 import { P2c } from '../../src/proxy/balance/p2c.ts';
 import type { PeakEwmaHandle } from '../../src/proxy/balance/peak-ewma.ts';
-import type { Endpoint, Resolver, Update } from '../../src/proxy/resolve/resolver.ts';
+import type { Endpoint, Update } from '../../src/core/endpoints.ts';
+import type { Resolver } from '../../src/proxy/resolve/resolver.ts';
 import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
 
 function newSet(): { set: EndpointSet; clock: FakeClock } {

@@ -13,9 +13,9 @@ import {
   proxyErrorResponse,
 } from '../../src/proxy/http/h2-headers.ts';
 import { ServiceDiscovery } from '../../src/proxy/outbound/discovery.ts';
-import type { Endpoint } from '../../src/proxy/resolve/resolver.ts';
+import type { Endpoint } from '../../src/core/endpoints.ts';
 import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
-import { parseAuthority } from '../../src/proxy/transport/target.ts';
+import { parseAuthority } from '../../src/core/target.ts';
 import { startProxyHarness, type HarnessOptions, type ProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
 import {
   collect,

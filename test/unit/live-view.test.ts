@@ -1,19 +1,18 @@
 // Unit tests for the CLI's live golden-metrics table (src/cli/live-view.ts): the quantile math on
-// histogram bucket deltas (known cases and properties against the true quantile of generated
-// observations), the sliding window fed by the proxy's real metrics rendering, the table's text,
-// and what each view mode writes.
+// histogram bucket deltas (src/core/golden-metrics.ts; known cases and properties against the
+// true quantile of generated observations), the sliding window fed by the proxy's real metrics
+// rendering, the table's text, and what each view mode writes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { LATENCY_BUCKETS_SECONDS, ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../src/cli/prom-parse.ts';
+import { parsePrometheusText, type CumulativeBucket } from '../../src/core/prom-parse.ts';
+import { bucketDeltas, histogramQuantile } from '../../src/core/golden-metrics.ts';
 import {
   LiveView,
   WorkloadWindow,
-  bucketDeltas,
   formatLatency,
   formatTable,
-  histogramQuantile,
   type WorkloadRow,
 } from '../../src/cli/live-view.ts';
 

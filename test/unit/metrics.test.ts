@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import fc from 'fast-check';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
-import { Registry, escapeLabelValue, formatSampleValue } from '../../src/proxy/telemetry/prometheus.ts';
+import { Registry, escapeLabelValue, formatSampleValue } from '../../src/core/prometheus.ts';
 import { PROXY_ERROR_REASONS } from '../../src/proxy/errors.ts';
 
 const PROMTOOL = '/usr/bin/promtool';

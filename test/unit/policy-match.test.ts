@@ -1,6 +1,7 @@
-// Properties and examples for the pure policy matchers (src/proxy/policy/match.ts): identity
-// patterns ("*" within one segment, lone "*"), SPIFFE namespaces, CIDR parsing and matching
-// (IPv4-mapped IPv6 peers against IPv4 blocks), and HTTP routes (exact, prefix, methods).
+// Properties and examples for the pure policy matchers (src/proxy/policy/match.ts, with the
+// parsers of src/core/policy-syntax.ts and src/core/spiffe.ts): identity patterns ("*" within
+// one segment, lone "*"), SPIFFE namespaces, CIDR parsing and matching (IPv4-mapped IPv6 peers
+// against IPv4 blocks), and HTTP routes (exact, prefix, methods).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -9,13 +10,11 @@ import {
   resolveDotSegments,
   compileIdentityPattern,
   compileNetworks,
-  identityPatternProblem,
   normalizePeerIp,
-  parseCidr,
   routeMatches,
-  routePathProblem,
-  spiffeNamespace,
 } from '../../src/proxy/policy/match.ts';
+import { identityPatternProblem, parseCidr, routePathProblem } from '../../src/core/policy-syntax.ts';
+import { spiffeNamespace } from '../../src/core/spiffe.ts';
 
 const segment = fc.stringMatching(/^[a-z0-9][a-z0-9.-]{0,12}$/);
 const spiffe = fc

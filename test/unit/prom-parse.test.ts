@@ -1,18 +1,18 @@
-// Unit tests for the CLI's Prometheus text parser (src/cli/prom-parse.ts): a page with every
+// Unit tests for the Prometheus text parser (src/core/prom-parse.ts): a page with every
 // feature of the format, malformed lines skipped without losing their neighbours, and property
 // tests: whatever the proxy's own registry renders parses back to the same samples, and no input
 // (random or mangled) makes the parser throw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Registry } from '../../src/proxy/telemetry/prometheus.ts';
+import { Registry } from '../../src/core/prometheus.ts';
 import {
   histogramBuckets,
   parsePrometheusText,
   parseSampleLine,
   sumSamples,
   type PromSample,
-} from '../../src/cli/prom-parse.ts';
+} from '../../src/core/prom-parse.ts';
 
 /** Plain view of a sample for deepEqual (labels as sorted entries). */
 function plain(s: PromSample): { name: string; labels: [string, string][]; value: number; ts?: number } {

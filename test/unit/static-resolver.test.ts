@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TrellisError } from '../../src/core/errors.ts';
-import type { Update } from '../../src/proxy/resolve/resolver.ts';
+import type { Update } from '../../src/core/endpoints.ts';
 import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
 
 function collect(resolver: StaticResolver, target: string): { updates: Update[]; cancel(): void } {

@@ -1,8 +1,8 @@
-// parseAuthority (src/proxy/transport/target.ts): host[:port] as requests name their targets.
+// parseAuthority (src/core/target.ts): host[:port] as requests name their targets.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseAuthority, targetKey } from '../../src/proxy/transport/target.ts';
+import { parseAuthority, targetKey } from '../../src/core/target.ts';
 
 test('parseAuthority: examples', () => {
   assert.deepEqual(parseAuthority('web.default:8080', 80), { host: 'web.default', port: 8080 });

@@ -10,8 +10,8 @@ import { SubscriberQueue, toApiUpdate, type UpdateSink } from '../../src/control
 import { fromApiUpdate } from '../../src/proxy/resolve/destination-client.ts';
 import { parseDestinationPath } from '../../src/control/destination/server.ts';
 import { canonicalIp } from '../../src/control/discovery/watcher.ts';
-import { targetKey } from '../../src/proxy/transport/target.ts';
-import type { Endpoint, Update } from '../../src/proxy/resolve/resolver.ts';
+import { targetKey } from '../../src/core/target.ts';
+import type { Endpoint, Update } from '../../src/core/endpoints.ts';
 
 /** A sink with a buffer of `room` messages, drained by hand. */
 class FakeSink implements UpdateSink {

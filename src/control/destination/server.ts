@@ -9,7 +9,7 @@ import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadDestinationApi, type ApiUpdate, type DestinationHandlers } from '../../api/load.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { parseAuthority } from '../../proxy/transport/target.ts';
+import { parseAuthority } from '../../core/target.ts';
 import {
   plainEndpoint,
   type ServicePortKey,

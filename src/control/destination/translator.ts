@@ -12,8 +12,8 @@
 //                            exists but not on the port asked for)
 //   add / remove          -> add { endpoints } / remove { addresses }
 import type { ApiEndpoint, ApiTcpAddress, ApiUpdate } from '../../api/load.ts';
-import { parseAuthority } from '../../proxy/transport/target.ts';
-import type { Endpoint, ProtocolHint, Update } from '../../proxy/resolve/resolver.ts';
+import { parseAuthority } from '../../core/target.ts';
+import type { Endpoint, ProtocolHint, Update } from '../../core/endpoints.ts';
 
 /** Where a subscriber's messages go: a gRPC server stream, or a fake in tests. */
 export interface UpdateSink {

@@ -9,7 +9,8 @@ import type {
   V1Service,
   V1ServicePort,
 } from '@kubernetes/client-node';
-import { targetKey } from '../../proxy/transport/target.ts';
+import { spiffeId } from '../../core/spiffe.ts';
+import { targetKey } from '../../core/target.ts';
 import { canonicalIp, type AddressKey, type Endpoint } from './watcher.ts';
 
 export const PROXY_INJECTED_ANNOTATION = 'trellis.dev/proxy-injected';
@@ -64,7 +65,7 @@ export function translateEndpoints(
           weight: 1,
           labels,
           meshed,
-          identity: meshed ? spiffeId(trustDomain, pod?.metadata?.namespace ?? namespace, pod) : null,
+          identity: meshed ? podSpiffeId(trustDomain, pod?.metadata?.namespace ?? namespace, pod) : null,
           protocolHint: opaque ? 'opaque' : meshed ? 'h2' : 'unknown',
         });
       }
@@ -144,13 +145,13 @@ export function podEndpoint(pod: V1Pod, address: AddressKey, trustDomain: string
     weight: 1,
     labels,
     meshed,
-    identity: meshed ? spiffeId(trustDomain, namespace, pod) : null,
+    identity: meshed ? podSpiffeId(trustDomain, namespace, pod) : null,
     protocolHint: opaque ? 'opaque' : meshed ? 'h2' : 'unknown',
   };
 }
 
-function spiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {
-  return `spiffe://${trustDomain}/ns/${namespace}/sa/${pod?.spec?.serviceAccountName ?? 'default'}`;
+function podSpiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {
+  return spiffeId(trustDomain, namespace, pod?.spec?.serviceAccountName ?? 'default');
 }
 
 /** The pod's controller (a ReplicaSet names its Deployment), else its `app` label. */

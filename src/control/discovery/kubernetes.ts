@@ -26,7 +26,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import { TrellisError } from '../../core/errors.ts';
-import { targetKey } from '../../proxy/transport/target.ts';
+import { targetKey } from '../../core/target.ts';
 import {
   canonicalIp,
   plainEndpoint,

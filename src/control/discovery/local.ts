@@ -16,7 +16,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { targetKey } from '../../proxy/transport/target.ts';
+import { targetKey } from '../../core/target.ts';
 import { FolderScanner } from './folder-scanner.ts';
 import {
   endpointsOf,

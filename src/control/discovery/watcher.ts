@@ -4,9 +4,9 @@
 //
 // A subscription names a service port, or a destination address (IP:port: what a transparently
 // proxied connection was going to); the watcher delivers the same updates the proxy's resolver
-// consumes (src/proxy/resolve/resolver.ts): reset / add / remove / does-not-exist.
+// consumes (src/core/endpoints.ts): reset / add / remove / does-not-exist.
 import { isIP } from 'node:net';
-import type { Endpoint, Update } from '../../proxy/resolve/resolver.ts';
+import type { Endpoint, Update } from '../../core/endpoints.ts';
 
 export type { Endpoint, Update };
 

@@ -8,7 +8,7 @@
 // with its Reflect polyfill (reflect-metadata) and its ASN.1 schemas it cost every control plane
 // about 8 MiB of memory and 100-150 ms of start-up, and made a global change to `Reflect`, for
 // two certificates made on the first start and every few weeks. (No proxy ever loaded it: the
-// proxy writes its CSR with src/proxy/identity/der.ts. The CA's issuance rate is unchanged,
+// proxy writes its CSR with src/core/der.ts. The CA's issuance rate is unchanged,
 // since leaves never went through the library: see bench/ca.ts.)
 import {
   createHash,

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { loadIdentityApi, type ApiCertifyResponse, type IdentityHandlers } from '../../api/load.ts';
 import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { Registry } from '../../proxy/telemetry/prometheus.ts';
+import { Registry } from '../../core/prometheus.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import { RotationError, type CertificateAuthority } from './ca.ts';
 import { IdentityError, type IdentityStatus } from './errors.ts';

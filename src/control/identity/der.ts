@@ -6,7 +6,7 @@
 // is a DerError; it never reads outside the buffer and never throws anything else. Input comes
 // from the network (a CSR), so it is property-tested in test/unit/ca-der.test.ts.
 
-import { bitString, octetString, oid, TAG as WRITER_TAG, tlv } from '../../proxy/identity/der.ts';
+import { bitString, octetString, oid, TAG as WRITER_TAG, tlv } from '../../core/der.ts';
 
 export class DerError extends Error {
   constructor(message: string) {

@@ -6,7 +6,7 @@
 //
 // Loaded only by `trellis control` (the Kubernetes client takes about a second to import).
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { spiffeId } from '../../proxy/identity/provider.ts';
+import { spiffeId } from '../../core/spiffe.ts';
 import { IdentityError } from './errors.ts';
 import type { TokenVerifier } from './tokens.ts';
 

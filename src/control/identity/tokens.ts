@@ -15,7 +15,7 @@ import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { spiffeId } from '../../proxy/identity/provider.ts';
+import { spiffeId } from '../../core/spiffe.ts';
 import type { StateFileCache } from '../discovery/local-state.ts';
 import { IdentityError } from './errors.ts';
 import { createSecretOnce } from './files.ts';

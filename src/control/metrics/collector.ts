@@ -5,7 +5,7 @@
 // traffic. Instances of one workload (the workload files of one service in one namespace) are
 // summed: counters and histogram buckets add up before rates and quantiles are taken.
 // The window math (deltas, restarts, histogram_quantile) is the one of `trellis demo`
-// (src/cli/live-view.ts); scraping and time are injectable, so tests feed fake pages.
+// (src/core/golden-metrics.ts); scraping and time are injectable, so tests feed fake pages.
 import { request } from 'node:http';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
@@ -13,8 +13,8 @@ import {
   histogramQuantile,
   snapshotFromSamples,
   type ProxySnapshot,
-} from '../../cli/live-view.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../cli/prom-parse.ts';
+} from '../../core/golden-metrics.ts';
+import { parsePrometheusText, type CumulativeBucket } from '../../core/prom-parse.ts';
 
 /** One registered workload instance. */
 export interface ScrapeTarget {

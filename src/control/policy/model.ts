@@ -11,7 +11,7 @@
 // known ports resolve; a Server whose named port cannot be resolved is skipped and reported.
 // Authorizations attach to a Server by name in the same namespace.
 import type { ApiAuthorization, ApiInboundPolicy, ApiServer } from '../../api/load.ts';
-import type { ServerProtocol } from '../../proxy/policy/types.ts';
+import type { ServerProtocol } from '../../core/schema.ts';
 
 export interface ServerSpec {
   readonly workload?: string | undefined;

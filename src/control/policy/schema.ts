@@ -25,7 +25,7 @@
 // Errors name the field path, and for patterns and CIDRs say what is wrong with the value.
 import * as v from 'valibot';
 import { dnsLabel, port, serverProtocol } from '../../core/schema.ts';
-import { identityPatternProblem, parseCidr, routePathProblem } from '../../proxy/policy/match.ts';
+import { identityPatternProblem, parseCidr, routePathProblem } from '../../core/policy-syntax.ts';
 
 export const POLICY_API_VERSION = 'policy.trellis.dev/v1alpha1';
 

@@ -11,8 +11,9 @@
 import { systemClock, systemTimers, type Clock, type TimerHandle, type Timers } from '../../core/clock.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { isPort } from '../../core/schema.ts';
-import { targetKey } from '../transport/target.ts';
-import type { Endpoint, Resolution, Resolver, Update } from '../resolve/resolver.ts';
+import { targetKey } from '../../core/target.ts';
+import type { Endpoint, Update } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { PeakEwma, type PeakEwmaHandle, type PeakEwmaOptions } from './peak-ewma.ts';
 
 /**

@@ -11,7 +11,7 @@ import { statusForReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
-import { targetKey, type Target } from '../transport/target.ts';
+import { targetKey, type Target } from '../../core/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import {

@@ -13,8 +13,8 @@
 // and is refused with `upstream-busy` when the queue is full or the wait too long.
 import type net from 'node:net';
 import type { ConnectFailureReason } from '../errors.ts';
-import type { Target } from '../transport/target.ts';
-import { targetKey } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
+import { targetKey } from '../../core/target.ts';
 import { connectTcp } from '../tcp/forward.ts';
 
 /** What an exchange that owns an upstream connection is told. */

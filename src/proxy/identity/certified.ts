@@ -7,7 +7,8 @@
 import { X509Certificate } from 'node:crypto';
 import type { ApiCertifyResponseOutput } from '../../api/client.ts';
 import { TrellisError } from '../../core/errors.ts';
-import { type CertifiedKey, uriSans } from './provider.ts';
+import { uriSans } from '../../core/spiffe.ts';
+import type { CertifiedKey } from './provider.ts';
 
 /** The code of the error thrown for an answer the proxy cannot use. */
 export const BAD_CERTIFY_RESPONSE = 'TRELLIS_ERR_IDENTITY_RESPONSE';

@@ -1,8 +1,8 @@
 // The proxy's certificate signing request: a DER PKCS#10 CertificationRequest (RFC 2986) for the
 // proxy's in-memory ECDSA P-256 key, asking for exactly one identity, the workload's SPIFFE ID as
 // a URI subject alternative name. The control plane's Identity.Certify checks it and issues the
-// leaf (src/api/identity.proto). Encoded with the small DER writer in der.ts (see there for why
-// the proxy does not load an X.509 library).
+// leaf (src/api/identity.proto). Encoded with the small DER writer in src/core/der.ts (see there
+// for why the proxy does not load an X.509 library).
 //
 // The shape, field by field:
 //   CertificationRequest ::= SEQUENCE {
@@ -33,7 +33,7 @@ import {
   sequence,
   setOf,
   tlv,
-} from './der.ts';
+} from '../../core/der.ts';
 
 const OID_EXTENSION_REQUEST = '1.2.840.113549.1.9.14';
 const OID_SUBJECT_ALT_NAME = '2.5.29.17';

@@ -5,7 +5,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
-import { type CertifiedKey, type WorkloadIdentity, uriSans } from './provider.ts';
+import { uriSans } from '../../core/spiffe.ts';
+import type { CertifiedKey, WorkloadIdentity } from './provider.ts';
 
 export function fileIdentity(dir: string, field = 'identity.dir'): WorkloadIdentity {
   const read = (name: string): string => {

@@ -31,19 +31,3 @@ export interface WorkloadIdentity {
   /** Stops renewing. */
   close(): void;
 }
-
-/** The SPIFFE ID of a service account (linkerd and Istio use the same form). */
-export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
-  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
-}
-
-/** The URI SANs of a certificate as node:crypto's X509Certificate.subjectAltName spells them. */
-export function uriSans(subjectAltName: string | undefined): string[] {
-  if (subjectAltName === undefined) return [];
-  const out: string[] = [];
-  // "DNS:a, URI:spiffe://x/ns/y/sa/z": URIs cannot hold ", " (a SPIFFE ID has no spaces).
-  for (const part of subjectAltName.split(', ')) {
-    if (part.startsWith('URI:')) out.push(part.slice(4));
-  }
-  return out;
-}

@@ -32,7 +32,7 @@ import type { InboundAuthorizer } from '../policy/types.ts';
 import { armIdleTimeout, connectForClient, splice, type ForwardOptions } from '../tcp/forward.ts';
 import type { ProxyErrorReason } from '../errors.ts';
 import type { DetectedProtocol, ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 
 const TLS_HANDSHAKE = 0x16;
 

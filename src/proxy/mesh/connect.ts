@@ -9,10 +9,10 @@ import tls from 'node:tls';
 import { TrellisError } from '../../core/errors.ts';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { CertifiedKey } from '../identity/provider.ts';
-import { uriSans } from '../identity/provider.ts';
+import { uriSans } from '../../core/spiffe.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
-import { targetKey } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
+import { targetKey } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import { ALPN_TCP, markMeshSocket } from './protocol.ts';
 

@@ -22,7 +22,7 @@ import { ChunkedDecoder, type ChunkSink } from '../http/chunked.ts';
 import { UnprocessedError, type DirectResponseSink, type DirectUpstream } from '../http/direct-upstream.ts';
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import { fieldLines, fieldValue, requestFieldsFor, responseMessageHead } from './h1-fields.ts';
 import { MeshH2Pool } from './h2h1-pool.ts';
 

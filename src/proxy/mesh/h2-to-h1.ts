@@ -25,7 +25,7 @@ import type { HostLimit, UpstreamConn, UpstreamOwner, UpstreamPool } from '../ht
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
 

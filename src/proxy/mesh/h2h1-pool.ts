@@ -12,8 +12,8 @@ import type { ConnectFailureReason } from '../errors.ts';
 import { H2Connection } from '../h2/connection.ts';
 import type { H2Limit } from '../h2/limits.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
-import type { Target } from '../transport/target.ts';
-import { targetKey } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
+import { targetKey } from '../../core/target.ts';
 import { closedAfterHandshake, connectMesh, type MeshClientContext } from './connect.ts';
 import { ALPN_H2H1 } from './protocol.ts';
 

@@ -7,7 +7,7 @@
 import type * as http2 from 'node:http2';
 import { refuseStream } from '../http/h2-refuse.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 
 type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;

@@ -17,7 +17,7 @@ import { proxyErrorResponse } from '../http/h2-headers.ts';
 import { H2LimitReport } from '../http/h2-limit-report.ts';
 import { H2Connection } from '../h2/connection.ts';
 import type { H2Stream } from '../h2/stream.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import { fieldValue } from './h1-fields.ts';
 import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts';
 import type { InboundPolicy } from './inbound-policy.ts';

@@ -13,9 +13,9 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
 import type { CertifiedKey } from '../identity/provider.ts';
-import { uriSans } from '../identity/provider.ts';
+import { uriSans } from '../../core/spiffe.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import { ALPN_H2, ALPN_H2H1, ALPN_HTTP1, ALPN_TCP, MESH_ALPNS, parseTcpHeader } from './protocol.ts';
 

@@ -17,9 +17,9 @@ import type { H1Limits } from '../http/h1-parser.ts';
 import type { SecureConnector } from '../http/h2-upstream-pool.ts';
 import type { AcquireCallback, Connector, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import type { Endpoint } from '../resolve/resolver.ts';
-import type { Target } from '../transport/target.ts';
-import { targetKey } from '../transport/target.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
+import type { Target } from '../../core/target.ts';
+import { targetKey } from '../../core/target.ts';
 import {
   closedAfterHandshake,
   connectMesh,

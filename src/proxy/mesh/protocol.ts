@@ -15,7 +15,7 @@
 //   inbound port, meaning the app port, or in transparent mode an app port on appHost). Anything
 //   else, a wrong magic or port 0, makes the receiver close the connection.
 
-import type { Endpoint } from '../resolve/resolver.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
 
 /** Sockets that are mesh connections (a CONNECT tunnel's upstream may be one); connect.ts marks them. */
 const meshSockets = new WeakSet<object>();

@@ -11,7 +11,8 @@
 import type { ProxyConfig } from '../config.ts';
 import type { Logger } from '../../core/log.ts';
 import { fileIdentity } from '../identity/file.ts';
-import { spiffeId, type WorkloadIdentity } from '../identity/provider.ts';
+import { spiffeId } from '../../core/spiffe.ts';
+import type { WorkloadIdentity } from '../identity/provider.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
 
 /** Parts a test (or an embedding program) may supply instead of the configured ones. */

@@ -12,7 +12,7 @@ import type { UpstreamPool } from '../http/upstream-pool.ts';
 import type { WorkloadIdentity } from '../identity/provider.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import type { BridgeContext } from './h2-to-h1.ts';
 import type { InboundStreamHook } from './inbound-h2.ts';

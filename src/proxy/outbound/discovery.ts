@@ -28,10 +28,11 @@
 import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
 import { P2c } from '../balance/p2c.ts';
-import type { Endpoint, Resolution, Resolver } from '../resolve/resolver.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { isMeshShaped, mayBeService, serviceQuery, canonicalName } from '../resolve/mesh-names.ts';
 import type { Logger } from '../../core/log.ts';
-import { type Target, targetKey } from '../transport/target.ts';
+import { type Target, targetKey } from '../../core/target.ts';
 
 /** Where one request or connection goes; call done() when it ends (with the RTT when known). */
 export interface Pick {

@@ -17,12 +17,12 @@ import { isPort, SERVER_PROTOCOLS } from '../../core/schema.ts';
 import {
   compileIdentityPattern,
   compileNetworks,
-  spiffeNamespace,
   type IdentityMatcher,
   type NetworkMatcher,
   type RouteSpec,
   routeMatches,
 } from './match.ts';
+import { spiffeNamespace } from '../../core/spiffe.ts';
 import type { Decision, DefaultPolicy, HttpRequestFacts, InboundPeer, ServerProtocol } from './types.ts';
 
 /** What a connection carries, as far as the data path knows when it asks. */

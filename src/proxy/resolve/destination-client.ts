@@ -22,10 +22,11 @@ import { TrellisError } from '../../core/errors.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { isPort } from '../../core/schema.ts';
 import type { Random } from '../../core/random.ts';
-import { targetKey } from '../transport/target.ts';
+import { targetKey } from '../../core/target.ts';
 import { type ControlPlaneLocator, locateControlPlane } from './control-plane-address.ts';
 import { ControlPlaneClient } from './control-plane-client.ts';
-import type { Endpoint, ProtocolHint, Resolution, Resolver, Update } from './resolver.ts';
+import type { Endpoint, ProtocolHint, Update } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from './resolver.ts';
 import { type WatchStream, watchStream } from './watch-stream.ts';
 
 export interface DestinationResolverOptions {

@@ -4,8 +4,9 @@
 // endpoints and pushes the change to every open resolution, so tests can script discovery.
 
 import { ConfigError } from '../../core/errors.ts';
-import { parseAuthority } from '../transport/target.ts';
-import type { Endpoint, EndpointAddress, Resolution, Resolver, Update } from './resolver.ts';
+import { parseAuthority } from '../../core/target.ts';
+import type { Endpoint, EndpointAddress, Update } from '../../core/endpoints.ts';
+import type { Resolution, Resolver } from './resolver.ts';
 
 /** Builds an Endpoint from "host:port" (or an address) with plain defaults for the rest. */
 export function staticEndpoint(

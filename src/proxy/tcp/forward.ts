@@ -4,7 +4,7 @@
 // endpoint that discovery picks for it, and once more to another when that connect fails.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { Target } from '../transport/target.ts';
+import type { Target } from '../../core/target.ts';
 import {
   directPick,
   type DiscoveryFailureReason,

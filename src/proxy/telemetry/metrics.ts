@@ -4,8 +4,8 @@
 //
 // Every recording method runs on the data path, so none of them builds a string or allocates
 // after warm-up: label values all come from closed sets, each label set maps to an index, and the
-// child (a plain number holder, see prometheus.ts) is looked up in an array by that index. A
-// child is created (and its label string built) the first time its label set is used.
+// child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
+// index. A child is created (and its label string built) the first time its label set is used.
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
 import { H2_LIMITS, type H2Limit } from '../h2/limits.ts';
@@ -16,7 +16,7 @@ import {
   type Gauge,
   type GaugeFamily,
   type Histogram,
-} from './prometheus.ts';
+} from '../../core/prometheus.ts';
 
 export type Direction = 'inbound' | 'outbound';
 export type HttpProtocol = 'http1' | 'h2';

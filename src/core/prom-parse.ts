@@ -1,7 +1,8 @@
-// Parsing of the Prometheus text exposition format (0.0.4) for the CLI, which reads the proxies'
-// /metrics pages (`trellis demo` now, `trellis stat` later). It is lenient the way a viewer
-// should be: a line it cannot read is skipped, never an exception, so one odd series cannot
-// blank a whole table. Comments (# HELP, # TYPE) are skipped: names and `le` labels are enough.
+// Parsing of the Prometheus text exposition format (0.0.4), for whoever reads the proxies'
+// /metrics pages: the CLI's `trellis demo` and the control plane's metrics collector (which
+// answers `trellis stat`). It is lenient the way a viewer should be: a line it cannot read is
+// skipped, never an exception, so one odd series cannot blank a whole table. Comments (# HELP,
+// # TYPE) are skipped: names and `le` labels are enough.
 
 export interface PromSample {
   readonly name: string;

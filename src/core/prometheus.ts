@@ -6,6 +6,7 @@
 // object) on every call. Here a family hands out a child object once per label set (the caller
 // caches it), and recording is a plain `child.value += 1` on a number: no strings, no allocation.
 // All string work (escaping, formatting) happens once at child creation or at render time.
+// The control plane renders its own /metrics with it too, hence its place in src/core.
 
 export type LabelValues = readonly string[];
 

@@ -7,11 +7,13 @@
 // structure once a day; the proxy only *writes* a fixed shape, which needs about a hundred lines.
 // (The control plane does without the library too: see src/control/identity/ca-certs.ts.)
 //
-// The control plane's certificate writer (src/control/identity/der.ts) builds on these too; its
-// reader of untrusted CSRs lives there. Everything here builds Buffers; nothing parses. DER rules that matter for us: lengths use the
+// It lives in src/core because both sides write DER with it: the proxy's CSR
+// (src/proxy/identity/csr.ts) and the control plane's certificate writer
+// (src/control/identity/der.ts), whose reader of untrusted CSRs lives there. Everything here
+// builds Buffers; nothing parses. DER rules that matter for us: lengths use the
 // short form below 128 and otherwise the minimal long form; an INTEGER has no redundant leading
 // byte; SET OF elements are sorted (we only ever write sets of one element).
-import { TrellisError } from '../../core/errors.ts';
+import { TrellisError } from './errors.ts';
 
 /** Universal tags (X.680), and the helpers that build context-specific ones. */
 export const TAG = {
