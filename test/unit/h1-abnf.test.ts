@@ -179,6 +179,8 @@ test("IPv6address (RFC 3986 3.2.2) agrees with node's net.isIPv6", () => {
       fc.oneof(
         pieces,
         pieces.map((s) => s.replace(':', '::')),
+        // Valid addresses for certain (the arms above produce some by chance, too few on some seeds).
+        fc.ipV6(),
       ),
       (s) => {
         if (isIPv6(s)) valid++;
@@ -187,7 +189,7 @@ test("IPv6address (RFC 3986 3.2.2) agrees with node's net.isIPv6", () => {
     ),
     { numRuns: 20_000 },
   );
-  assert.ok(valid > 500, `only ${valid} valid addresses generated`);
+  assert.ok(valid > 3000, `only ${valid} valid addresses generated`);
 });
 
 test('checkRequestTarget (for targets that do not come through the parser) agrees with the parser', () => {
