@@ -123,7 +123,7 @@ test('decides opaque at the first byte that rules HTTP/1 out', () => {
   assert.deepEqual(detectProtocol(bytes('FOO / X\n')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes('FOO / HTTPS\r\n')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes('FOO(')), { kind: 'opaque' });
-  assert.deepEqual(detectProtocol(bytes('\r\r')), { kind: 'opaque' });
+  assert.deepEqual(detectProtocol(bytes('\r\r\x00')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes('\n\n\x00')), { kind: 'opaque' });
 });
 
@@ -144,6 +144,11 @@ test('a line a lenient server would read as a request is HTTP/1 (the parser refu
   ]) {
     assert.deepEqual(detectProtocol(bytes(line)), { kind: 'http1' }, line);
   }
+  // The fuzz campaign's third run: a request line after a bare CR reached the app as opaque bytes,
+  // a forged trellis-client-id with it (a lenient server skips the CR).
+  assert.deepEqual(detectProtocol(bytes('\rET //x HTTP/1.1\r\n')), { kind: 'http1' });
+  assert.deepEqual(detectProtocol(bytes('\r\rGET / HTTP/1.1\r\n')), { kind: 'http1' });
+  assert.deepEqual(detectProtocol(bytes('\n\rPOST /')), { kind: 'http1' });
   assert.deepEqual(detectProtocol(bytes('get key\r\n')), { kind: 'opaque' });
   assert.deepEqual(detectProtocol(bytes('EHLO mail.example\r\n')), { kind: 'opaque' });
 });

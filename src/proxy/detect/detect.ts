@@ -89,14 +89,10 @@ function detectH2Preface(buf: Buffer): Detection | null {
 function detectHttp1(buf: Buffer): Detection {
   let i = 0;
   // Leading empty lines: servers ignore at least one (RFC 9112 §2.2); the HTTP/1 parser decides
-  // how many it accepts, so detection skips them all (within maxBytes).
-  while (i < buf.length && (buf[i] === CR || buf[i] === LF)) {
-    if (buf[i] === CR) {
-      if (i + 1 === buf.length) return NEED_MORE;
-      if (buf[i + 1] !== LF) return OPAQUE;
-      i += 2;
-    } else i++;
-  }
+  // how many it accepts, so detection skips them all (within maxBytes). A bare CR among them too:
+  // lenient servers skip it, so a request line after it goes to the parser (which refuses it)
+  // rather than on as opaque bytes.
+  while (i < buf.length && (buf[i] === CR || buf[i] === LF)) i++;
   if (i === buf.length) return NEED_MORE;
   // method = token
   const methodStart = i;
