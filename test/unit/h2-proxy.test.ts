@@ -661,6 +661,8 @@ describe('H2Proxy sessions', () => {
     bad.write(Buffer.alloc(64, 0xee));
     await closed;
     assert.ok(gotGoaway, 'the proxy answered with GOAWAY before closing');
+    // The session's error can be reported a moment after the socket closed.
+    await waitFor(() => harness.metrics.errors.length > 0, 'the protocol error to be counted');
     assert.deepEqual(harness.metrics.errors, ['h2-protocol-error']);
     const client = connectClient(harness.address);
     t.after(() => client.destroy());

@@ -22,6 +22,7 @@ import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { H2Discovery } from './h2-endpoint-pick.ts';
 import type { H1Limits } from './h1-parser.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
+import { guardHeaderBlocks, type HeaderGuardLimits } from './h2-header-guard.ts';
 import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
@@ -84,6 +85,7 @@ export class H2Proxy {
   private readonly server: http2.Http2Server;
   private readonly pool: H2UpstreamPool;
   private readonly headLimits: H1Limits;
+  private readonly guardLimits: HeaderGuardLimits;
   private readonly sessions = new Map<http2.ServerHttp2Session, SessionState>();
   /** Set only while `server.emit('connection')` runs, which creates the session synchronously. */
   private accepting: DownstreamConnection | undefined;
@@ -104,7 +106,13 @@ export class H2Proxy {
         log: opts.log,
         headLimits: this.headLimits,
       });
-    this.server = http2.createServer(serverSessionOptions(this.headLimits));
+    const sessionOptions = serverSessionOptions(this.headLimits);
+    this.guardLimits = {
+      maxPairs: sessionOptions.maxHeaderListPairs!,
+      maxListSize: sessionOptions.settings!.maxHeaderListSize!,
+      headerTableSize: sessionOptions.settings!.headerTableSize!,
+    };
+    this.server = http2.createServer(sessionOptions);
     this.server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     this.server.on('sessionError', (err: Error) => opts.log.debug('downstream h2 session error', { err }));
     this.server.on('error', (err: Error) => opts.log.warn('h2 server error', { err }));
@@ -127,9 +135,14 @@ export class H2Proxy {
       if (!socket.writableEnded) socket.end();
     });
     try {
-      if (initial.length > 0) socket.unshift(initial);
+      // node reads the peer through the guard: a header block node would refuse half-way closes
+      // the connection instead (h2-header-guard.ts).
+      const guarded = guardHeaderBlocks(socket, initial, this.guardLimits, (why) => {
+        this.opts.metrics.proxyError(this.opts.direction, 'h2-protocol-error');
+        this.opts.log.debug('h2 connection closed before node read it', { why, peer });
+      });
       this.accepting = { connTarget, peer, identity, ip };
-      this.server.emit('connection', socket);
+      this.server.emit('connection', guarded);
     } catch (err) {
       this.opts.log.warn('could not start an h2 session on a connection', { err, peer });
       socket.destroy();
