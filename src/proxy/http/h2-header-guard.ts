@@ -275,23 +275,33 @@ export function guardHeaderBlocks(
     // one push per frame was read at a fifteenth of the speed).
     if (!guard.push(out.length === 1 ? out[0] : Buffer.concat(out))) socket.pause();
   };
+  // Done at once while little waits in the socket: node stops reading the peer while a write of
+  // its is pending, and its own checks run only as it reads. Past WRITE_AHEAD_BYTES the write
+  // waits for the socket, so what a peer leaves unread stays bounded.
+  const send = (data: Buffer, callback: (err?: Error | null) => void): void => {
+    if (socket.destroyed) return callback();
+    if (socket.write(data) || socket.writableLength < WRITE_AHEAD_BYTES) return callback();
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      callback();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  };
   const guard = new Duplex({
     read() {
       socket.resume();
     },
     write(chunk: Buffer, _encoding, callback) {
-      if (socket.destroyed) return callback();
-      // Done at once while little waits in the socket: node stops reading the peer while a write
-      // of its is pending, and its own checks run only as it reads. Past WRITE_AHEAD_BYTES the
-      // write waits for the socket, so what a peer leaves unread stays bounded.
-      if (socket.write(chunk) || socket.writableLength < WRITE_AHEAD_BYTES) return callback();
-      const done = (): void => {
-        socket.off('drain', done);
-        socket.off('close', done);
-        callback();
-      };
-      socket.on('drain', done);
-      socket.on('close', done);
+      send(chunk, callback);
+    },
+    // node writes a batch of frames as several buffers (corked): one socket write for them all.
+    writev(chunks, callback) {
+      send(
+        chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk as Buffer)),
+        callback,
+      );
     },
     final(callback) {
       // Done at once: node must not write while its shutdown is pending (its JavaScript stream
