@@ -144,8 +144,8 @@ export async function startIdentity(
   return new IdentityComponent({ ca, verifier: options.verifier, log: options.log });
 }
 
-const LOG_LEVELS: readonly LogLevelSetting[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
-const DNS_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+export const LOG_LEVELS: readonly LogLevelSetting[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
+export const DNS_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 
 export interface ControlPlaneSettings {
   readonly grpcListen: string;
@@ -233,7 +233,12 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'kubeconfig-server',
     kind: 'string',
-    help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); required',
+    help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); this or --in-cluster',
+  },
+  {
+    name: 'in-cluster',
+    kind: 'boolean',
+    help: "reach the API server as the pod's ServiceAccount (what `trellis install` runs); this or --kubeconfig-server",
   },
   {
     name: 'operator-token-file',
@@ -252,14 +257,18 @@ const FLAGS: FlagSpec[] = [
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(
-      formatHelp('Usage: trellis control --kubeconfig-server URL [options]', FLAGS) + '\n',
+      formatHelp('Usage: trellis control (--kubeconfig-server URL | --in-cluster) [options]', FLAGS) + '\n',
     );
     return 0;
   }
   const values = parseCommandFlags('control', argv, FLAGS);
   const server = values.get('kubeconfig-server') as string | undefined;
-  if (server === undefined) throw new ConfigError('--kubeconfig-server', 'required');
-  if (!/^https?:\/\/[^/\s]+\/?$/.test(server) || !URL.canParse(server)) {
+  const inCluster = values.get('in-cluster') === true;
+  if (server === undefined && !inCluster)
+    throw new ConfigError('--kubeconfig-server', 'required (or --in-cluster)');
+  if (server !== undefined && inCluster)
+    throw new ConfigError('--in-cluster', 'not with --kubeconfig-server');
+  if (server !== undefined && (!/^https?:\/\/[^/\s]+\/?$/.test(server) || !URL.canParse(server))) {
     throw new ConfigError('--kubeconfig-server', `expected an http:// or https:// URL, got '${server}'`);
   }
   const identity = identitySettings(values);
@@ -280,7 +289,8 @@ export async function run(argv: string[]): Promise<number> {
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
   const { kubernetesPolicyComponent } = await import('../control/policy/component.ts');
-  const kubeConfig = kubeConfigForServer(server.replace(/\/$/, ''));
+  const kubeConfig =
+    server === undefined ? await inClusterKubeConfig() : kubeConfigForServer(server.replace(/\/$/, ''));
   const component = await startIdentity(identity, {
     dir: identityDir ?? null,
     dirFlag: '--identity-dir',
@@ -301,7 +311,19 @@ export async function run(argv: string[]): Promise<number> {
     operatorTokenSource:
       tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,
   });
-  return serveUntilSignal(plane, { kubernetes: server, trustDomain: identity.trustDomain }, log);
+  const kubernetes = kubeConfig.getCurrentCluster()?.server ?? '';
+  return serveUntilSignal(plane, { kubernetes, trustDomain: identity.trustDomain }, log);
+}
+
+/** The pod's ServiceAccount token and CA, and the API server's address from the pod's environment. */
+async function inClusterKubeConfig(): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromCluster();
+  if (kubeConfig.getCurrentCluster()?.server.includes('undefined')) {
+    throw new ConfigError('--in-cluster', 'not in a pod (KUBERNETES_SERVICE_HOST is not set)');
+  }
+  return kubeConfig;
 }
 
 /** The Services of a cluster (listed on each call) with the endpoints the watcher's caches hold. */

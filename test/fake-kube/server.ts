@@ -7,10 +7,12 @@
 // versions, periodic BOOKMARKs when asked for, and, for a version older than the retained history,
 // an ERROR event carrying a 410 Status before it ends the stream (what a real API server does).
 // The test API creates, updates and deletes objects, drops every watch, and compacts the history.
+// It also answers API discovery (discovery.ts), so that the real kubectl can map kinds against it.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
+import { discoveryDocument } from './discovery.ts';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -287,6 +289,12 @@ export class FakeKubeServer {
     const url = new URL(req.url ?? '/', 'http://fake-kube');
     if (req.method === 'POST') {
       this.#handlePost(req, res, url.pathname);
+      return;
+    }
+    const discovery = req.method === 'GET' ? discoveryDocument(url.pathname) : null;
+    if (discovery !== null) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(discovery));
       return;
     }
     const route = parsePath(url.pathname);
