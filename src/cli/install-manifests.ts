@@ -1,7 +1,8 @@
 // The Kubernetes objects of `trellis install` (and the list `trellis uninstall` deletes), as plain
 // objects: pure functions of the settings and the certificates (install-identity.ts). The RBAC
 // grants exactly what the control plane calls today: list and watch of Services, Pods and
-// EndpointSlices (discovery/kubernetes.ts, and the catalog of cli/control.ts) and of the policy
+// EndpointSlices (discovery/kubernetes.ts, and the catalog of cli/control.ts), get of Namespaces
+// (the injector, injector/webhook-server.ts, reads their annotations) and list and watch of the policy
 // CRDs (policy/kubernetes.ts; the group and plurals are read from deploy/crds.yaml itself), and
 // create of TokenReviews (identity/token-review.ts).
 import { parseAllDocuments, stringify } from 'yaml';
@@ -18,6 +19,8 @@ const CONTROL_LABELS = { ...PART_OF, 'app.kubernetes.io/name': CONTROL };
 const PORTS = { grpc: 8086, http: 8084, webhook: 8443 } as const;
 const IDENTITY_DIR = '/var/run/trellis/identity';
 const IDENTITY_SOURCE_DIR = '/var/run/trellis/identity-source';
+const INJECTOR_TLS_DIR = '/var/run/trellis/injector-tls';
+const CONFIG_DIR = '/var/run/trellis/config';
 const SECRETS = { issuer: 'trellis-identity-issuer', webhook: 'trellis-injector-tls' } as const;
 const CONFIG_MAPS = { anchors: 'trellis-identity-trust-anchors', config: 'trellis-config' } as const;
 
@@ -67,6 +70,8 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
   const groups = [...new Set(crds.map((c) => c.group))];
   return [
     { apiGroups: [''], resources: ['services', 'pods'], verbs: ['list', 'watch'] },
+    // The injector reads the annotations of the namespace a pod is created in.
+    { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
     { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
     ...groups.map((group) => ({
       apiGroups: [group],
@@ -106,16 +111,24 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
       `--log-level=${settings.controlLogLevel}`,
       `--grpc-listen=0.0.0.0:${PORTS.grpc}`,
       `--http-listen=0.0.0.0:${PORTS.http}`,
+      `--injector-listen=0.0.0.0:${PORTS.webhook}`,
+      `--injector-tls-dir=${INJECTOR_TLS_DIR}`,
+      `--injector-config=${CONFIG_DIR}/config.yaml`,
     ],
     ports: [
       { name: 'grpc', containerPort: PORTS.grpc },
       { name: 'http', containerPort: PORTS.http },
+      { name: 'webhook', containerPort: PORTS.webhook },
     ],
     readinessProbe: { httpGet: { path: '/healthz', port: PORTS.http }, periodSeconds: 5 },
     livenessProbe: { tcpSocket: { port: PORTS.grpc }, periodSeconds: 10 },
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '512Mi' } },
     securityContext: restrictedSecurityContext(CONTROL_UID),
-    volumeMounts: [{ name: 'identity', mountPath: IDENTITY_DIR }],
+    volumeMounts: [
+      { name: 'identity', mountPath: IDENTITY_DIR },
+      { name: 'injector-tls', mountPath: INJECTOR_TLS_DIR, readOnly: true },
+      { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+    ],
   };
   const selector = { matchLabels: { 'app.kubernetes.io/name': CONTROL } };
   const affinity = settings.ha
@@ -157,6 +170,8 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
               },
             },
             { name: 'identity', emptyDir: { medium: 'Memory' } },
+            { name: 'injector-tls', secret: { secretName: SECRETS.webhook } },
+            { name: 'config', configMap: { name: CONFIG_MAPS.config } },
           ],
         },
       },
@@ -272,7 +287,7 @@ export function installObjects(
       { name: 'grpc', port: PORTS.grpc, targetPort: 'grpc', appProtocol: 'kubernetes.io/h2c' },
       { name: 'http', port: PORTS.http, targetPort: 'http' },
     ]),
-    service(INJECTOR_SERVICE, [{ name: 'webhook', port: 443, targetPort: PORTS.webhook }]),
+    service(INJECTOR_SERVICE, [{ name: 'webhook', port: 443, targetPort: 'webhook' }]),
   ];
   if (settings.ha) {
     objects.push({

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../core/errors.ts';
 import { DEFAULT_POLICIES } from '../proxy/policy/types.ts';
-import { DNS_NAME, LOG_LEVELS, parseCommandFlags, parseDuration } from './control.ts';
+import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
+import { DNS_NAME, parseCommandFlags, parseDuration } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { identityMaterial, webhookMaterial } from './install-identity.ts';
 import {
@@ -131,13 +132,13 @@ export async function run(argv: string[]): Promise<number> {
   const settings = {
     image,
     ha: values.get('ha') === true,
-    controlLogLevel: text('log-level', 'info', LOG_LEVELS),
+    controlLogLevel: text('log-level', 'info', LOG_LEVEL_SETTINGS),
     clusterDomain,
     injector: {
       proxyImage: image,
       controlPlaneAddress: controlPlaneAddress(clusterDomain),
       trustDomain,
-      proxyLogLevel: text('proxy-log-level', 'warn', LOG_LEVELS),
+      proxyLogLevel: text('proxy-log-level', 'warn', LOG_LEVEL_SETTINGS),
       defaultInboundPolicy: text('default-inbound-policy', 'all-unauthenticated', DEFAULT_POLICIES),
       nativeSidecar: values.get('no-native-sidecar') !== true,
       cni: values.get('cni') === true,

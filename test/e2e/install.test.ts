@@ -4,7 +4,8 @@
 // in order, RBAC without wildcards, every container's securityContext and requests, --ha, the
 // webhook (failurePolicy, namespace selector, a caBundle that verifies its serving certificate),
 // the identity issuer signed by the trust anchor, the configuration, the operator's own identity
-// files, and errors that name the flag or file.
+// files, and errors that name the flag or file. Then `trellis control --injector-listen` with the
+// installed Secret and ConfigMap answers AdmissionReviews over HTTPS that the caBundle verifies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -15,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { FakeKubeServer } from '../fake-kube/server.ts';
-import { runCli } from '../helpers/cli.ts';
+import { request } from 'node:https';
+import { runCli, startCli, waitFor } from '../helpers/cli.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -93,6 +95,7 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
     (role['rules'] as Json[]).map((r) => `${r['apiGroups']}:${r['resources']}:${r['verbs']}`),
     [
       ':services,pods:list,watch',
+      ':namespaces:get',
       'discovery.k8s.io:endpointslices:list,watch',
       'policy.trellis.dev:servers,authorizationpolicies:list,watch',
       'authentication.k8s.io:tokenreviews:create',
@@ -264,7 +267,7 @@ test('trellis install with the operator identity files uses them; bad or partial
   assert.match(missing.stderr, /--identity-issuer-key-file: ENOENT/);
 });
 
-test('trellis install: a bad flag or value is an error naming it; --help lists every flag', async () => {
+test('trellis install: a bad flag or value is an error naming it; --help lists every flag', async (t) => {
   for (const [args, pattern] of [
     [['--no-such-flag'], /--no-such-flag: unknown flag/],
     [['--default-inbound-policy', 'open'], /--default-inbound-policy: expected one of all-unauthenticated/],
@@ -285,6 +288,131 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
   for (const flag of flags) assert.ok(help.stdout.includes(`--${flag}`), flag);
   const control = await runCli(['control', '--in-cluster', '--kubeconfig-server', 'http://127.0.0.1:1']);
   assert.match(control.stderr, /--in-cluster: not with --kubeconfig-server/);
+  const api = ['control', '--kubeconfig-server', 'http://127.0.0.1:1'];
+  const stray = await runCli([...api, '--injector-tls-dir', '/tmp']);
+  assert.match(stray.stderr, /--injector-tls-dir: only with --injector-listen/);
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-config-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'tls.crt'), '');
+  await writeFile(join(dir, 'tls.key'), '');
+  const config = join(dir, 'config.yaml');
+  await writeFile(config, 'proxyImage: x\ncni: maybe\n');
+  const injector = [
+    '--injector-listen=127.0.0.1:0',
+    `--injector-tls-dir=${dir}`,
+    `--injector-config=${config}`,
+  ];
+  const bad = await runCli([...api, ...injector]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--injector-config: .*config\.yaml: (controlPlaneAddress|cni): /);
+});
+
+/** POSTs `body` to the injector at `address`, trusting only `caPem` for the Service's DNS name. */
+function postReview(address: string, caPem: string, body: string): Promise<{ status: number; body: Json }> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    Number(address.slice(address.lastIndexOf(':') + 1)),
+  ];
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host,
+        port,
+        method: 'POST',
+        path: '/inject',
+        ca: caPem,
+        servername: 'trellis-injector.trellis.svc',
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Json }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('trellis control --injector-listen serves the installed webhook over HTTPS: the caBundle verifies it, namespaces opt in', async (t) => {
+  const kube = new FakeKubeServer();
+  await kube.start();
+  t.after(() => kube.close());
+  kube.applyYaml(`
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop, annotations: { trellis.dev/inject: enabled } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: plain }
+`);
+  // The Secret and the ConfigMap of a real install, where the Deployment mounts them.
+  const objects = parseAll((await runCli(['install', '--image', 'registry.test/trellis:2'])).stdout);
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const tls = find(objects, 'Secret', 'trellis-injector-tls')['stringData'];
+  await writeFile(join(dir, 'tls.crt'), tls['tls.crt']);
+  await writeFile(join(dir, 'tls.key'), tls['tls.key']);
+  await writeFile(
+    join(dir, 'config.yaml'),
+    find(objects, 'ConfigMap', 'trellis-config')['data']['config.yaml'],
+  );
+  const caPem = Buffer.from(
+    find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['clientConfig']['caBundle'],
+    'base64',
+  ).toString();
+  const control = startCli(t, [
+    'control',
+    '--kubeconfig-server',
+    kube.url,
+    '--grpc-listen=127.0.0.1:0',
+    '--http-listen=127.0.0.1:0',
+    '--log-level=error',
+    '--injector-listen=127.0.0.1:0',
+    `--injector-tls-dir=${dir}`,
+    `--injector-config=${join(dir, 'config.yaml')}`,
+  ]);
+  const ready = await waitFor('the ready line', async () => {
+    const line = control.stdout().split('\n')[0];
+    return control.stdout().includes('\n') ? (JSON.parse(line!) as Json) : null;
+  });
+  const pod = { metadata: { name: 'web-1' }, spec: { containers: [{ name: 'app', image: 'web:1' }] } };
+  const reviewFor = (namespace: string) =>
+    JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: `uid-${namespace}`,
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        namespace,
+        operation: 'CREATE',
+        object: pod,
+      },
+    });
+  const injected = await postReview(ready['injector'], caPem, reviewFor('shop'));
+  assert.equal(injected.status, 200);
+  assert.equal(injected.body['response']['uid'], 'uid-shop');
+  assert.equal(injected.body['response']['allowed'], true);
+  const patch = JSON.parse(Buffer.from(injected.body['response']['patch'], 'base64').toString()) as Json[];
+  const containers = patch.find((op) => op['path'] === '/spec/initContainers')!['value'] as Json[];
+  assert.deepEqual(
+    containers.map((c) => [c['name'], c['image']]),
+    [
+      ['trellis-init', 'registry.test/trellis:2'],
+      ['trellis-proxy', 'registry.test/trellis:2'],
+    ],
+  );
+  const plain = await postReview(ready['injector'], caPem, reviewFor('plain'));
+  assert.deepEqual(plain.body['response'], { uid: 'uid-plain', allowed: true });
+  const garbage = await postReview(ready['injector'], caPem, '{not json');
+  assert.equal(garbage.status, 200);
+  assert.equal(garbage.body['response']['allowed'], true);
+  assert.match(garbage.body['response']['warnings'][0], /not a Pod review/);
+  const unknown = await postReview(ready['injector'], caPem, reviewFor('gone'));
+  assert.match(unknown.body['response']['warnings'][0], /cannot read namespace gone/);
+  assert.equal(unknown.body['response']['patch'], undefined);
 });
 
 function parseAll(text: string): Json[] {
