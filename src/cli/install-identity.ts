@@ -18,7 +18,7 @@ import {
 import { signedBy } from '../control/identity/ca-load.ts';
 import { leafTemplate, signLeaf } from '../control/identity/leaf.ts';
 import { toPem } from '../control/identity/pem.ts';
-import { spiffeId } from '../proxy/identity/provider.ts';
+import { spiffeId } from '../core/spiffe.ts';
 
 export interface IdentityMaterial {
   readonly trustAnchorsPem: string;

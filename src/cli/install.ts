@@ -5,7 +5,7 @@
 // docs/kubernetes.md describes what comes out and why.
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../core/errors.ts';
-import { DEFAULT_POLICIES } from '../proxy/policy/types.ts';
+import { DEFAULT_POLICIES } from '../core/policy-syntax.ts';
 import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
 import { DNS_NAME, parseCommandFlags, parseDuration } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';

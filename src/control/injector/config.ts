@@ -5,8 +5,9 @@ import * as v from 'valibot';
 import { ConfigError } from '../../core/errors.ts';
 import { LOG_LEVEL_SETTINGS } from '../../core/log.ts';
 import { strictObjectMessage } from '../../core/schema.ts';
-import { DEFAULT_POLICIES } from '../../proxy/policy/types.ts';
-import { readConfigFile } from '../../proxy/config.ts';
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { DEFAULT_POLICIES } from '../../core/policy-syntax.ts';
 import type { InjectorConfig } from './proxy-containers.ts';
 
 const text = v.pipe(v.string('expected a string'), v.minLength(1, 'must not be empty'));
@@ -27,11 +28,11 @@ const schema = v.strictObject(
 
 /** Reads and checks the file; ConfigError names `flag`, the file and the first wrong setting. */
 export async function readInjectorConfig(flag: string, path: string): Promise<InjectorConfig> {
-  let raw: Record<string, unknown>;
+  let raw: unknown;
   try {
-    raw = await readConfigFile(path);
+    raw = parse(await readFile(path, 'utf8'));
   } catch (error) {
-    throw new ConfigError(flag, (error as Error).message);
+    throw new ConfigError(flag, `${path}: ${(error as Error).message}`);
   }
   const result = v.safeParse(schema, raw);
   if (!result.success) {

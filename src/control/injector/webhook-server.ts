@@ -8,7 +8,8 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../core/log.ts';
-import { splitHostPort } from '../../proxy/config.ts';
+import { targetKey } from '../../core/target.ts';
+import { listen } from '../server.ts';
 import { review } from './admission.ts';
 import type { InjectorConfig } from './proxy-containers.ts';
 
@@ -42,17 +43,9 @@ export async function startInjectorServer(options: InjectorServerOptions): Promi
   );
   server.requestTimeout = REQUEST_DEADLINE_MS;
   server.headersTimeout = REQUEST_DEADLINE_MS;
-  const { host, port } = splitHostPort(options.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, options.listen);
   const bound = server.address() as AddressInfo;
-  const address =
-    bound.family === 'IPv6' ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+  const address = targetKey({ host: bound.address, port: bound.port });
   return {
     address,
     close: () =>
