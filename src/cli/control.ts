@@ -390,6 +390,7 @@ async function inClusterKubeConfig(): Promise<KubeConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromCluster();
+  // Outside a pod the client builds "https://undefined:undefined" from the missing environment.
   if (kubeConfig.getCurrentCluster()?.server.includes('undefined')) {
     throw new ConfigError('--in-cluster', 'not in a pod (KUBERNETES_SERVICE_HOST is not set)');
   }

@@ -242,6 +242,27 @@ test('hostNetwork pods and the control plane are skipped with the reason in an a
   );
 });
 
+test("without a namespace in the request, the pod's own counts; a pod without metadata is allowed unchanged", () => {
+  const pod = {
+    ...appPod({ [INJECT_ANNOTATION]: 'enabled' }),
+    metadata: { name: 'c', namespace: 'trellis', annotations: { [INJECT_ANNOTATION]: 'enabled' } },
+  };
+  const request = admissionRequest(pod);
+  delete (request['request'] as Json)['namespace'];
+  const answer = review(request, {}, CONFIG);
+  const operations = JSON.parse(Buffer.from(answer.response.patch!, 'base64').toString()) as Json[];
+  assert.deepEqual(operations, [
+    { op: 'add', path: '/metadata/annotations/trellis.dev~1inject-skipped', value: 'control-plane' },
+  ]);
+  const bare = review(
+    admissionRequest({ spec: { containers: [{ name: 'app' }] } }),
+    { [INJECT_ANNOTATION]: 'enabled' },
+    CONFIG,
+  );
+  assert.equal(bare.response.patch, undefined);
+  assert.match(bare.response.warnings![0]!, /the pod has no metadata/);
+});
+
 test('an already injected pod is left exactly as it is', () => {
   const once = inject(appPod({ [INJECT_ANNOTATION]: 'enabled' })).pod;
   assert.deepEqual(inject(once).operations, []);

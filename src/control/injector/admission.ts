@@ -34,7 +34,7 @@ export type InjectDecision =
   | { readonly action: 'none'; readonly reason: string };
 
 interface PodShape {
-  metadata?: { annotations?: Record<string, string>; namespace?: string; labels?: Record<string, string> };
+  metadata?: { annotations?: Record<string, string>; namespace?: string };
   spec?: {
     hostNetwork?: boolean;
     containers?: { name?: string }[];
@@ -60,29 +60,32 @@ function annotate(
     .map(([key, value]) => ({ op: 'add', path: `/metadata/annotations/${pointerSegment(key)}`, value }));
 }
 
-/** Operations that put `items` at the front (or, `atEnd`, the end) of the array at `path`. */
-function prepend(
+/** Operations that insert `items` at the front or the end of the array at `path` (maybe absent). */
+function insert(
   array: unknown[] | undefined,
   path: string,
   items: unknown[],
-  atEnd = false,
+  where: 'front' | 'end',
 ): PatchOperation[] {
   if (items.length === 0) return [];
   if (array === undefined) return [{ op: 'add', path, value: items }];
-  return items.map((value, i) => ({ op: 'add', path: `${path}/${atEnd ? '-' : i}`, value }));
+  return items.map((value, i) => ({ op: 'add', path: `${path}/${where === 'end' ? '-' : i}`, value }));
 }
 
 /**
- * Decides for `pod` (in a namespace annotated `namespaceAnnotations`). Throws TypeError only for
- * a pod whose shape it cannot read; `review` turns that into an unchanged, warned answer.
+ * Decides for `pod`, created in `namespace` (the request's; else the pod's own) whose annotations
+ * are `namespaceAnnotations`. Throws TypeError only for a pod whose shape it cannot read; `review`
+ * turns that into an unchanged, warned answer.
  */
 export function decide(
   pod: PodShape,
+  namespace: string | undefined,
   namespaceAnnotations: Readonly<Record<string, string>>,
   config: InjectorConfig,
 ): InjectDecision {
-  const metadata = pod.metadata ?? {};
+  const metadata = pod.metadata;
   const spec = pod.spec;
+  if (!isObject(metadata)) throw new TypeError('the pod has no metadata');
   if (!isObject(spec) || !Array.isArray(spec.containers))
     throw new TypeError('the pod has no spec.containers');
   for (const [field, value] of Object.entries({
@@ -106,7 +109,7 @@ export function decide(
     patch: annotate(metadata.annotations, { [SKIPPED_ANNOTATION]: reason }),
   });
   if (spec.hostNetwork === true) return skip('hostNetwork');
-  if (metadata.namespace === config.controlPlaneNamespace) return skip('control-plane');
+  if ((namespace ?? metadata.namespace) === config.controlPlaneNamespace) return skip('control-plane');
 
   const native = usesNativeSidecar(config, annotations);
   const proxy = proxyContainer(config, annotations, native);
@@ -114,9 +117,9 @@ export function decide(
   const patch = [
     ...annotate(metadata.annotations, { [PROXY_INJECTED_ANNOTATION]: 'true' }),
     // The native sidecar starts after init's rules and before the app's own init containers.
-    ...prepend(spec.initContainers, '/spec/initContainers', native ? [...init, proxy] : init),
-    ...(native ? [] : prepend(spec.containers, '/spec/containers', [proxy])),
-    ...prepend(spec.volumes, '/spec/volumes', injectedVolumes(config.cni), true),
+    ...insert(spec.initContainers, '/spec/initContainers', native ? [...init, proxy] : init, 'front'),
+    ...(native ? [] : insert(spec.containers, '/spec/containers', [proxy], 'front')),
+    ...insert(spec.volumes, '/spec/volumes', injectedVolumes(config.cni), 'end'),
   ];
   return { action: 'inject', patch };
 }
@@ -157,13 +160,9 @@ export function review(
   }
   // The pod of a CREATE often has no namespace yet; the request's is the one it lands in.
   const namespace = typeof request?.['namespace'] === 'string' ? request['namespace'] : undefined;
-  const podWithNamespace = {
-    ...pod,
-    metadata: { ...(isObject(pod['metadata']) ? pod['metadata'] : {}), namespace },
-  };
   let decision: InjectDecision;
   try {
-    decision = decide(podWithNamespace as PodShape, namespaceAnnotations, config);
+    decision = decide(pod as PodShape, namespace, namespaceAnnotations, config);
   } catch (error) {
     return answer({
       warnings: [`trellis injector: cannot inject (${(error as Error).message}); allowed unchanged`],
