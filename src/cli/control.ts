@@ -5,10 +5,11 @@
 // closing what was started for it when it cannot start), and running it in the foreground until
 // SIGINT/SIGTERM. `--operator-token-file` names the operator token (a mounted
 // Secret) that state-changing HTTP API requests must carry; without it they are all refused.
+// `--injector-listen` also serves the proxy injector (src/control/injector/webhook-server.ts).
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
-import { createLogger, type Logger, type LogLevelSetting } from '../core/log.ts';
+import { createLogger, LOG_LEVEL_SETTINGS, type Logger, type LogLevelSetting } from '../core/log.ts';
 import type { IdentityComponent } from '../control/identity/component.ts';
 import { readOperatorToken } from '../control/operator-token.ts';
 import type { TokenVerifier } from '../control/identity/tokens.ts';
@@ -144,8 +145,7 @@ export async function startIdentity(
   return new IdentityComponent({ ca, verifier: options.verifier, log: options.log });
 }
 
-const LOG_LEVELS: readonly LogLevelSetting[] = ['trace', 'debug', 'info', 'warn', 'error', 'off'];
-const DNS_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
+export const DNS_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/;
 
 export interface ControlPlaneSettings {
   readonly grpcListen: string;
@@ -169,8 +169,8 @@ export function controlPlaneSettings(
   defaults: { grpc: string; http: string },
 ): ControlPlaneSettings {
   const level = (values.get('log-level') as string | undefined) ?? 'info';
-  if (!LOG_LEVELS.includes(level as LogLevelSetting)) {
-    throw new ConfigError('--log-level', `expected one of ${LOG_LEVELS.join(', ')}, got '${level}'`);
+  if (!LOG_LEVEL_SETTINGS.includes(level as LogLevelSetting)) {
+    throw new ConfigError('--log-level', `expected one of ${LOG_LEVEL_SETTINGS.join(', ')}, got '${level}'`);
   }
   const clusterDomain = (values.get('cluster-domain') as string | undefined) ?? 'cluster.local';
   if (!DNS_NAME.test(clusterDomain)) throw new ConfigError('--cluster-domain', 'expected a DNS name');
@@ -233,7 +233,12 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'kubeconfig-server',
     kind: 'string',
-    help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); required',
+    help: 'URL of the Kubernetes API server, e.g. http://127.0.0.1:8001 (kubectl proxy); this or --in-cluster',
+  },
+  {
+    name: 'in-cluster',
+    kind: 'boolean',
+    help: "reach the API server as the pod's ServiceAccount (what `trellis install` runs); this or --kubeconfig-server",
   },
   {
     name: 'operator-token-file',
@@ -245,6 +250,21 @@ const FLAGS: FlagSpec[] = [
     kind: 'string',
     help: 'folder of the trust anchor and issuer (created if empty; default: in memory only)',
   },
+  {
+    name: 'injector-listen',
+    kind: 'string',
+    help: 'serve the proxy injector (an admission webhook, HTTPS POST /inject) on HOST:PORT',
+  },
+  {
+    name: 'injector-tls-dir',
+    kind: 'string',
+    help: "with --injector-listen: folder of the injector's tls.crt and tls.key (a mounted Secret)",
+  },
+  {
+    name: 'injector-config',
+    kind: 'string',
+    help: "with --injector-listen: the injector's config.yaml (the ConfigMap trellis-config)",
+  },
   ...identityFlags(),
   ...controlPlaneFlags(DEFAULTS),
 ];
@@ -252,14 +272,18 @@ const FLAGS: FlagSpec[] = [
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(
-      formatHelp('Usage: trellis control --kubeconfig-server URL [options]', FLAGS) + '\n',
+      formatHelp('Usage: trellis control (--kubeconfig-server URL | --in-cluster) [options]', FLAGS) + '\n',
     );
     return 0;
   }
   const values = parseCommandFlags('control', argv, FLAGS);
   const server = values.get('kubeconfig-server') as string | undefined;
-  if (server === undefined) throw new ConfigError('--kubeconfig-server', 'required');
-  if (!/^https?:\/\/[^/\s]+\/?$/.test(server) || !URL.canParse(server)) {
+  const inCluster = values.get('in-cluster') === true;
+  if (server === undefined && !inCluster)
+    throw new ConfigError('--kubeconfig-server', 'required (or --in-cluster)');
+  if (server !== undefined && inCluster)
+    throw new ConfigError('--in-cluster', 'not with --kubeconfig-server');
+  if (server !== undefined && (!/^https?:\/\/[^/\s]+\/?$/.test(server) || !URL.canParse(server))) {
     throw new ConfigError('--kubeconfig-server', `expected an http:// or https:// URL, got '${server}'`);
   }
   const identity = identitySettings(values);
@@ -277,10 +301,12 @@ export async function run(argv: string[]): Promise<number> {
   if (operatorToken === null)
     log.warn('no --operator-token-file: every state-changing HTTP API request will be refused');
 
+  const injector = await injectorSettings(values);
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
   const { kubernetesPolicyComponent } = await import('../control/policy/component.ts');
-  const kubeConfig = kubeConfigForServer(server.replace(/\/$/, ''));
+  const kubeConfig =
+    server === undefined ? await inClusterKubeConfig() : kubeConfigForServer(server.replace(/\/$/, ''));
   const component = await startIdentity(identity, {
     dir: identityDir ?? null,
     dirFlag: '--identity-dir',
@@ -301,7 +327,74 @@ export async function run(argv: string[]): Promise<number> {
     operatorTokenSource:
       tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,
   });
-  return serveUntilSignal(plane, { kubernetes: server, trustDomain: identity.trustDomain }, log);
+  const kubernetes = kubeConfig.getCurrentCluster()?.server ?? '';
+  let webhook = null;
+  if (injector !== null) {
+    const { startInjectorServer } = await import('../control/injector/webhook-server.ts');
+    const { CoreV1Api } = await import('@kubernetes/client-node');
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    try {
+      webhook = await startInjectorServer({
+        ...injector,
+        namespaceAnnotations: async (name) =>
+          (await core.readNamespace({ name })).metadata?.annotations ?? {},
+        log: settings.log,
+      });
+    } catch (error) {
+      await plane.close();
+      throw new ConfigError('--injector-listen', (error as Error).message);
+    }
+  }
+  return serveUntilSignal(
+    plane,
+    { kubernetes, trustDomain: identity.trustDomain, ...(webhook ? { injector: webhook.address } : {}) },
+    log,
+    async () => webhook?.close(),
+  );
+}
+
+/** The injector's listener, certificate and configuration; null without --injector-listen. */
+async function injectorSettings(values: ParsedFlags['values']) {
+  const listen = values.get('injector-listen') as string | undefined;
+  const tlsDir = values.get('injector-tls-dir') as string | undefined;
+  const configFile = values.get('injector-config') as string | undefined;
+  if (listen === undefined) {
+    const stray =
+      tlsDir !== undefined ? '--injector-tls-dir' : configFile !== undefined ? '--injector-config' : null;
+    if (stray !== null) throw new ConfigError(stray, 'only with --injector-listen');
+    return null;
+  }
+  listenAddress('--injector-listen', listen);
+  if (tlsDir === undefined) throw new ConfigError('--injector-tls-dir', 'required with --injector-listen');
+  if (configFile === undefined) throw new ConfigError('--injector-config', 'required with --injector-listen');
+  const { readFile } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { readInjectorConfig } = await import('../control/injector/config.ts');
+  const [certPem, keyPem] = await Promise.all(
+    ['tls.crt', 'tls.key'].map((file) =>
+      readFile(join(tlsDir, file), 'utf8').catch((error: unknown) => {
+        throw new ConfigError('--injector-tls-dir', (error as Error).message);
+      }),
+    ),
+  );
+  return {
+    listen,
+    certPem: certPem!,
+    keyPem: keyPem!,
+    config: await readInjectorConfig('--injector-config', configFile),
+  };
+}
+
+/** The pod's ServiceAccount token and CA, and the API server's address from the pod's environment. */
+async function inClusterKubeConfig(): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromCluster();
+  // Outside a pod the client builds "https://undefined:undefined" from the missing environment.
+  if (kubeConfig.getCurrentCluster()?.server.includes('undefined')) {
+    throw new ConfigError('--in-cluster', 'not in a pod (KUBERNETES_SERVICE_HOST is not set)');
+  }
+  return kubeConfig;
 }
 
 /** The Services of a cluster (listed on each call) with the endpoints the watcher's caches hold. */

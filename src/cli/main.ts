@@ -2,7 +2,7 @@
 // The `trellis` command: one binary, one file per subcommand under src/cli/. Each subcommand
 // module exports `run(argv): Promise<number>` and a one-line `summary`. `trellis help CMD` is
 // `trellis CMD --help`; `trellis version` (or --version) prints the version of package.json.
-import { readFileSync } from 'node:fs';
+import { packageVersion } from './version.ts';
 
 interface Subcommand {
   summary: string;
@@ -21,6 +21,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),
+  install: () => import('./install.ts'),
+  uninstall: () => import('./uninstall.ts'),
 };
 
 async function usage(): Promise<string> {
@@ -40,10 +42,7 @@ async function usage(): Promise<string> {
 
 /** "trellis 0.1.0 (node v24.x)": the package's version, read beside src/ or dist/. */
 function versionLine(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return `trellis ${pkg.version} (node ${process.version})`;
+  return `trellis ${packageVersion()} (node ${process.version})`;
 }
 
 async function main(argv: string[]): Promise<number> {

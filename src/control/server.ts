@@ -19,7 +19,7 @@
 // commands find the running control plane without flags.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { OperatorAuth } from './operator-auth.ts';
 import { targetKey } from '../core/target.ts';
@@ -248,7 +248,8 @@ async function startPlane(
   };
 }
 
-function listen(server: ReturnType<typeof createServer>, address: string): Promise<void> {
+/** Listens on HOST:PORT ("[v6]:port" for IPv6); rejects with the listen error. */
+export function listen(server: Server, address: string): Promise<void> {
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
   return new Promise((resolve, reject) => {

@@ -13,6 +13,15 @@ export { logLinesSuppressed, type LogRateLimit } from './log-rate-limit.ts';
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 export type LogLevelSetting = LogLevel | 'off';
+/** Every level setting, for flags and files that take one. */
+export const LOG_LEVEL_SETTINGS: readonly LogLevelSetting[] = [
+  'trace',
+  'debug',
+  'info',
+  'warn',
+  'error',
+  'off',
+];
 export type LogFields = Record<string, unknown>;
 
 export interface Logger {

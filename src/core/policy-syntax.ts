@@ -1,10 +1,19 @@
 // The syntax of what authorization policy names: SPIFFE identity patterns, client networks in
-// CIDR form, and HTTP route paths. The control plane validates resources with these parsers
+// CIDR form, HTTP route paths, and the default policies. The control plane validates resources with these parsers
 // (src/control/policy/schema.ts) and the proxy compiles policy with them
 // (src/proxy/policy/match.ts), so a pattern the control plane accepts is exactly one the proxy can
 // match. Pure: no I/O, no state; tested with fast-check properties
 // (test/unit/policy-match.test.ts).
 import { isIPv4, isIPv6 } from 'node:net';
+
+/** A proxy's default inbound policy, for ports no Server selects (`trellis proxy --default-policy`). */
+export type DefaultPolicy = 'all-unauthenticated' | 'all-authenticated' | 'deny' | 'audit';
+export const DEFAULT_POLICIES: readonly DefaultPolicy[] = [
+  'all-unauthenticated',
+  'all-authenticated',
+  'deny',
+  'audit',
+];
 
 /**
  * Why `pattern` is not a valid identity pattern, or null when it is: a lone "*", or a

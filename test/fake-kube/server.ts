@@ -7,10 +7,13 @@
 // versions, periodic BOOKMARKs when asked for, and, for a version older than the retained history,
 // an ERROR event carrying a 410 Status before it ends the stream (what a real API server does).
 // The test API creates, updates and deletes objects, drops every watch, and compacts the history.
+// It also answers API discovery (discovery.ts), so that the real kubectl can map kinds against it,
+// and a GET of one object by name (the injector reads Namespaces).
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
+import { discoveryDocument } from './discovery.ts';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -36,6 +39,7 @@ interface ResourceKind {
 }
 
 const KINDS: readonly ResourceKind[] = [
+  { kind: 'Namespace', apiVersion: 'v1', prefix: '/api/v1', plural: 'namespaces' },
   { kind: 'Service', apiVersion: 'v1', prefix: '/api/v1', plural: 'services' },
   { kind: 'Pod', apiVersion: 'v1', prefix: '/api/v1', plural: 'pods' },
   {
@@ -289,6 +293,23 @@ export class FakeKubeServer {
       this.#handlePost(req, res, url.pathname);
       return;
     }
+    const discovery = req.method === 'GET' ? discoveryDocument(url.pathname) : null;
+    if (discovery !== null) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(discovery));
+      return;
+    }
+    const one = req.method === 'GET' ? parseObjectPath(url.pathname) : null;
+    if (one !== null) {
+      const object = this.get(one.kind.kind, one.namespace, one.name);
+      if (object === undefined)
+        sendStatus(res, 404, 'NotFound', `${one.kind.plural} "${one.name}" not found`);
+      else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(object));
+      }
+      return;
+    }
     const route = parsePath(url.pathname);
     if (req.method !== 'GET' || !route) {
       sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
@@ -368,6 +389,22 @@ function parsePath(pathname: string): { kind: ResourceKind; namespace: string | 
     if (pathname === `${kind.prefix}/${kind.plural}`) return { kind, namespace: null };
     const namespaced = new RegExp(`^${kind.prefix}/namespaces/([a-z0-9-]+)/${kind.plural}$`).exec(pathname);
     if (namespaced?.[1]) return { kind, namespace: namespaced[1] };
+  }
+  return null;
+}
+
+/** A GET of one object: /api/v1/namespaces/NAME, or PREFIX/namespaces/NS/PLURAL/NAME. */
+function parseObjectPath(
+  pathname: string,
+): { kind: ResourceKind; namespace: string | undefined; name: string } | null {
+  for (const kind of KINDS) {
+    const namespaced = new RegExp(
+      `^${kind.prefix}/namespaces/([a-z0-9-]+)/${kind.plural}/([a-z0-9.-]+)$`,
+    ).exec(pathname);
+    if (namespaced) return { kind, namespace: namespaced[1], name: namespaced[2]! };
+    const cluster = new RegExp(`^${kind.prefix}/${kind.plural}/([a-z0-9.-]+)$`).exec(pathname);
+    // /api/v1/namespaces/NS/... is a namespaced path, not a Namespace called NS.
+    if (cluster && kind.kind === 'Namespace') return { kind, namespace: undefined, name: cluster[1]! };
   }
   return null;
 }

@@ -164,7 +164,7 @@ export const CLOCK_SKEW_MS = 60_000;
 const generateEcKeyPair = promisify(generateKeyPair);
 
 /** A new P-256 key pair: the private key (and its PKCS#8 PEM) and the DER SubjectPublicKeyInfo. */
-async function newKeys(): Promise<{ key: KeyObject; keyPem: string; spki: Buffer }> {
+export async function newKeys(): Promise<{ key: KeyObject; keyPem: string; spki: Buffer }> {
   const { privateKey, publicKey } = await generateEcKeyPair('ec', { namedCurve: 'P-256' });
   return {
     key: privateKey,

@@ -6,7 +6,7 @@
 //   basicConstraints CA:false (critical), keyUsage digitalSignature (critical),
 //   extKeyUsage serverAuth + clientAuth, subjectKeyIdentifier (SHA-1 of the key, RFC 5280
 //   4.2.1.2 method 1), authorityKeyIdentifier (the issuer's SKI), and subjectAltName with the one
-//   URI (critical, because the subject is empty: RFC 5280 4.2.1.6).
+//   URI and any DNS names (critical, because the subject is empty: RFC 5280 4.2.1.6).
 import { createHash, type KeyObject } from 'node:crypto';
 import { extension, randomSerial, signCertificate } from './certificate.ts';
 import { octetString, oid, seq, tlv } from './der.ts';
@@ -45,6 +45,8 @@ export interface LeafRequest {
   readonly publicKey: Buffer;
   /** The URI SAN (the SPIFFE ID). */
   readonly uri: string;
+  /** DNS SANs besides it (the injector webhook's serving certificate; none for workloads). */
+  readonly dnsNames?: readonly string[];
   readonly notBeforeMs: number;
   readonly notAfterMs: number;
 }
@@ -52,7 +54,8 @@ export interface LeafRequest {
 /** A DER certificate for `request`, signed by the template's issuer key. */
 export function signLeaf(template: LeafTemplate, request: LeafRequest): Buffer {
   const ski = createHash('sha1').update(request.publicKey).digest();
-  const san = extension(SAN_OID, true, seq(tlv(0x86, Buffer.from(request.uri, 'latin1'))));
+  const dns = (request.dnsNames ?? []).map((name) => tlv(0x82, Buffer.from(name, 'latin1')));
+  const san = extension(SAN_OID, true, seq(tlv(0x86, Buffer.from(request.uri, 'latin1')), ...dns));
   return signCertificate(
     {
       serial: randomSerial(),

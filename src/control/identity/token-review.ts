@@ -8,9 +8,9 @@
 import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { spiffeId } from '../../core/spiffe.ts';
 import { IdentityError } from './errors.ts';
-import type { TokenVerifier } from './tokens.ts';
+import { TOKEN_AUDIENCE, type TokenVerifier } from './tokens.ts';
 
-export const TOKEN_AUDIENCE = 'trellis-identity';
+export { TOKEN_AUDIENCE };
 const SERVICE_ACCOUNT_USER = /^system:serviceaccount:([a-z0-9][-a-z0-9.]*):([a-z0-9][-a-z0-9.]*)$/;
 
 export class TokenReviewVerifier implements TokenVerifier {

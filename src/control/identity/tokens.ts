@@ -20,6 +20,12 @@ import type { StateFileCache } from '../discovery/local-state.ts';
 import { IdentityError } from './errors.ts';
 import { createSecretOnce } from './files.ts';
 
+/**
+ * The audience of the projected ServiceAccount token a proxy sends on Kubernetes (token-review.ts
+ * checks it; the injector projects it). Here so that the injector need not load the client.
+ */
+export const TOKEN_AUDIENCE = 'trellis-identity';
+
 export interface WorkloadTokenClaims {
   readonly namespace: string;
   readonly serviceAccount: string;

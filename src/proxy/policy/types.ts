@@ -6,13 +6,7 @@ import type { ServerProtocol } from '../../core/schema.ts';
 
 export type { ServerProtocol };
 
-export type DefaultPolicy = 'all-unauthenticated' | 'all-authenticated' | 'deny' | 'audit';
-export const DEFAULT_POLICIES: readonly DefaultPolicy[] = [
-  'all-unauthenticated',
-  'all-authenticated',
-  'deny',
-  'audit',
-];
+export { DEFAULT_POLICIES, type DefaultPolicy } from '../../core/policy-syntax.ts';
 
 export interface InboundPeer {
   /** The client's verified SPIFFE ID (mTLS), or null for a plaintext or unmeshed client. */

@@ -1,0 +1,45 @@
+// The injector's configuration file: the `config.yaml` of the ConfigMap `trellis-config` that
+// `trellis install` writes (InjectorConfig, proxy-containers.ts), read by `trellis control
+// --injector-config FILE` and checked once at start with the same messages as every other file.
+import * as v from 'valibot';
+import { ConfigError } from '../../core/errors.ts';
+import { LOG_LEVEL_SETTINGS } from '../../core/log.ts';
+import { strictObjectMessage } from '../../core/schema.ts';
+import { readFile } from 'node:fs/promises';
+import { parse } from 'yaml';
+import { DEFAULT_POLICIES } from '../../core/policy-syntax.ts';
+import type { InjectorConfig } from './proxy-containers.ts';
+
+const text = v.pipe(v.string('expected a string'), v.minLength(1, 'must not be empty'));
+
+const schema = v.strictObject(
+  {
+    proxyImage: text,
+    controlPlaneAddress: text,
+    trustDomain: text,
+    proxyLogLevel: v.picklist(LOG_LEVEL_SETTINGS, `expected one of ${LOG_LEVEL_SETTINGS.join(', ')}`),
+    defaultInboundPolicy: v.picklist(DEFAULT_POLICIES, `expected one of ${DEFAULT_POLICIES.join(', ')}`),
+    nativeSidecar: v.boolean('expected true or false'),
+    cni: v.boolean('expected true or false'),
+    controlPlaneNamespace: text,
+  },
+  strictObjectMessage('unknown setting'),
+);
+
+/** Reads and checks the file; ConfigError names `flag`, the file and the first wrong setting. */
+export async function readInjectorConfig(flag: string, path: string): Promise<InjectorConfig> {
+  let raw: unknown;
+  try {
+    raw = parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(flag, `${path}: ${(error as Error).message}`);
+  }
+  const result = v.safeParse(schema, raw);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const key = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+    const message = issue.kind === 'schema' && issue.input === undefined ? 'missing' : issue.message;
+    throw new ConfigError(flag, `${path}: ${key ? `${key}: ` : ''}${message}`);
+  }
+  return result.output;
+}

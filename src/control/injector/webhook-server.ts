@@ -1,0 +1,126 @@
+// The injector's HTTPS server (`trellis control --injector-listen`): the API server POSTs an
+// AdmissionReview v1 to /inject and gets admission.ts's answer. It answers every review, allowing
+// the pod unchanged (with a warning) when it cannot inject: a body that is not JSON, a namespace
+// it cannot look up in time. It never keeps the API server waiting past its own deadline (the
+// webhook's timeoutSeconds is 10): the whole request, namespace lookup included, has 8 s. Bodies
+// over 4 MiB (the API server sends at most about 3) are refused with 413; other paths get 404.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../../core/log.ts';
+import { targetKey } from '../../core/target.ts';
+import { listen } from '../server.ts';
+import { review } from './admission.ts';
+import type { InjectorConfig } from './proxy-containers.ts';
+
+export const INJECT_PATH = '/inject';
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const REQUEST_DEADLINE_MS = 8000;
+const NAMESPACE_LOOKUP_MS = 3000;
+
+export interface InjectorServerOptions {
+  /** HOST:PORT (port 0: any free port). */
+  readonly listen: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly config: InjectorConfig;
+  /** The annotations of a namespace (the API server's, on Kubernetes). */
+  readonly namespaceAnnotations: (namespace: string) => Promise<Record<string, string>>;
+  readonly log: Logger;
+}
+
+export interface InjectorServer {
+  /** HOST:PORT it listens on. */
+  readonly address: string;
+  close(): Promise<void>;
+}
+
+export async function startInjectorServer(options: InjectorServerOptions): Promise<InjectorServer> {
+  const log = options.log.child({ component: 'injector' });
+  const server: Server = createServer(
+    { cert: options.certPem, key: options.keyPem, minVersion: 'TLSv1.2' },
+    (req, res) => void handle(req, res, options, log),
+  );
+  server.requestTimeout = REQUEST_DEADLINE_MS;
+  server.headersTimeout = REQUEST_DEADLINE_MS;
+  await listen(server, options.listen);
+  const bound = server.address() as AddressInfo;
+  const address = targetKey({ host: bound.address, port: bound.port });
+  return {
+    address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: InjectorServerOptions,
+  log: Logger,
+): Promise<void> {
+  const path = new URL(req.url ?? '/', 'https://injector').pathname;
+  if (req.method !== 'POST' || path !== INJECT_PATH) {
+    send(res, 404, { message: `only POST ${INJECT_PATH}` });
+    req.resume();
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        send(res, 413, { message: `the review is over ${MAX_BODY_BYTES} bytes` });
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    }
+  } catch {
+    return; // the client went away
+  }
+  let body: unknown = null;
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    // review() answers a body it cannot read: allowed unchanged, with a warning.
+  }
+  const namespace = (body as { request?: { namespace?: unknown } } | null)?.request?.namespace;
+  let annotations: Record<string, string> = {};
+  const warnings: string[] = [];
+  if (typeof namespace === 'string' && namespace !== '') {
+    try {
+      annotations = await withTimeout(options.namespaceAnnotations(namespace), NAMESPACE_LOOKUP_MS);
+    } catch (error) {
+      log.warn('cannot read the namespace; deciding by the pod alone', {
+        namespace,
+        error: (error as Error).message,
+      });
+      warnings.push(
+        `trellis injector: cannot read namespace ${namespace}; its annotations were not considered`,
+      );
+    }
+  }
+  const answer = review(body, annotations, options.config);
+  if (warnings.length > 0) answer.response.warnings = [...(answer.response.warnings ?? []), ...warnings];
+  for (const warning of answer.response.warnings ?? []) log.warn(warning, { namespace });
+  send(res, 200, answer);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

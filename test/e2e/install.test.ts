@@ -1,0 +1,420 @@
+// End-to-end tests of `trellis install`, `trellis install --crds` and `trellis uninstall`: their
+// output goes through the real kubectl (`create --dry-run=client`, mapped against the fake API
+// server's discovery, test/fake-kube/discovery.ts), and what kubectl parsed is checked: the kinds
+// in order, RBAC without wildcards, every container's securityContext and requests, --ha, the
+// webhook (failurePolicy, namespace selector, a caBundle that verifies its serving certificate),
+// the identity issuer signed by the trust anchor, the configuration, the operator's own identity
+// files, and errors that name the flag or file. Then `trellis control --injector-listen` with the
+// installed Secret and ConfigMap answers AdmissionReviews over HTTPS that the caBundle verifies.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { FakeKubeServer } from '../fake-kube/server.ts';
+import { request } from 'node:https';
+import { runCli, startCli, waitFor } from '../helpers/cli.ts';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Runs kubectl against `server` with `input` on stdin. */
+async function kubectl(server: string, args: string[], input: string) {
+  const proc = spawn('kubectl', ['--server', server, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  proc.stdin.end(input);
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
+  const [code] = (await once(proc, 'exit')) as [number | null];
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+async function fakeKube(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const kube = new FakeKubeServer();
+  await kube.start();
+  t.after(() => kube.close());
+  return kube.url;
+}
+
+/** `trellis ARGS` piped through `kubectl create --dry-run=client -o yaml`: the objects kubectl read. */
+async function installThroughKubectl(server: string, args: string[]): Promise<Json[]> {
+  const out = await runCli(args);
+  assert.equal(out.code, 0, out.stderr);
+  const parsed = await kubectl(
+    server,
+    ['create', '--dry-run=client', '--validate=false', '-o', 'yaml', '-f', '-'],
+    out.stdout,
+  );
+  assert.equal(parsed.code, 0, parsed.stderr);
+  const items = parseAllDocuments(parsed.stdout).map((doc) => {
+    assert.deepEqual(doc.errors, []);
+    return doc.toJS() as Json;
+  });
+  // kubectl read every document trellis printed.
+  assert.equal(items.length, out.stdout.split(/^---$/m).length);
+  return items;
+}
+
+const find = (objects: Json[], kind: string, name?: string): Json => {
+  const found = objects.find(
+    (o) => o['kind'] === kind && (name === undefined || o['metadata']['name'] === name),
+  );
+  assert.ok(found, `no ${kind} ${name ?? ''}`);
+  return found;
+};
+
+test('trellis install: every document parses in kubectl, RBAC has no wildcard, every container is locked down', async (t) => {
+  const server = await fakeKube(t);
+  const objects = await installThroughKubectl(server, ['install', '--image', 'registry.test/trellis:1']);
+  assert.deepEqual(
+    objects.map((o) => `${o['kind']}/${o['metadata']['name']}`),
+    [
+      'Namespace/trellis',
+      'ServiceAccount/trellis-control',
+      'ClusterRole/trellis-control',
+      'ClusterRoleBinding/trellis-control',
+      'ConfigMap/trellis-identity-trust-anchors',
+      'Secret/trellis-identity-issuer',
+      'Secret/trellis-injector-tls',
+      'ConfigMap/trellis-config',
+      'Deployment/trellis-control',
+      'Service/trellis-control',
+      'Service/trellis-injector',
+      'MutatingWebhookConfiguration/trellis-proxy-injector',
+    ],
+  );
+  const role = find(objects, 'ClusterRole');
+  assert.ok(!JSON.stringify(role['rules']).includes('*'), 'no wildcard in the rules');
+  assert.deepEqual(
+    (role['rules'] as Json[]).map((r) => `${r['apiGroups']}:${r['resources']}:${r['verbs']}`),
+    [
+      ':services,pods:list,watch',
+      ':namespaces:get',
+      'discovery.k8s.io:endpointslices:list,watch',
+      'policy.trellis.dev:servers,authorizationpolicies:list,watch',
+      'authentication.k8s.io:tokenreviews:create',
+    ],
+  );
+  const deployment = find(objects, 'Deployment');
+  const pod = deployment['spec']['template']['spec'];
+  assert.equal(deployment['spec']['replicas'], 1);
+  assert.equal(pod['serviceAccountName'], 'trellis-control');
+  const containers = [...pod['initContainers'], ...pod['containers']] as Json[];
+  assert.equal(containers.length, 2);
+  for (const container of containers) {
+    const sc = container['securityContext'];
+    assert.equal(container['image'], 'registry.test/trellis:1');
+    assert.equal(sc['runAsNonRoot'], true, container['name']);
+    assert.ok(sc['runAsUser'] > 0);
+    assert.equal(sc['readOnlyRootFilesystem'], true);
+    assert.equal(sc['allowPrivilegeEscalation'], false);
+    assert.deepEqual(sc['capabilities'], { drop: ['ALL'] });
+    assert.ok(container['resources']['requests']['cpu'] && container['resources']['requests']['memory']);
+  }
+  const control = pod['containers'][0];
+  assert.deepEqual(control['args'].slice(0, 2), ['control', '--in-cluster']);
+
+  const webhook = find(objects, 'MutatingWebhookConfiguration')['webhooks'][0];
+  assert.equal(webhook['failurePolicy'], 'Ignore');
+  assert.deepEqual(webhook['admissionReviewVersions'], ['v1']);
+  assert.deepEqual(webhook['namespaceSelector']['matchExpressions'], [
+    { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'trellis'] },
+  ]);
+  assert.deepEqual(webhook['clientConfig']['service'], {
+    name: 'trellis-injector',
+    namespace: 'trellis',
+    path: '/inject',
+    port: 443,
+  });
+  const webhookCa = new X509Certificate(Buffer.from(webhook['clientConfig']['caBundle'], 'base64'));
+  const serving = new X509Certificate(
+    find(objects, 'Secret', 'trellis-injector-tls')['stringData']['tls.crt'],
+  );
+  assert.ok(serving.verify(webhookCa.publicKey), 'the caBundle signed the serving certificate');
+  assert.equal(serving.checkHost('trellis-injector.trellis.svc'), 'trellis-injector.trellis.svc');
+
+  const anchor = new X509Certificate(
+    find(objects, 'ConfigMap', 'trellis-identity-trust-anchors')['data']['trust-anchors.pem'],
+  );
+  const issuer = new X509Certificate(
+    find(objects, 'Secret', 'trellis-identity-issuer')['stringData']['issuer.pem'],
+  );
+  assert.ok(issuer.verify(anchor.publicKey) && issuer.ca && anchor.ca);
+  const year = 365 * 24 * 3600_000;
+  assert.ok(Math.abs(Date.parse(issuer.validTo) - Date.now() - year) < 3600_000, issuer.validTo);
+
+  const config = parse(find(objects, 'ConfigMap', 'trellis-config')['data']['config.yaml']) as Json;
+  assert.deepEqual(config, {
+    proxyImage: 'registry.test/trellis:1',
+    controlPlaneAddress: 'trellis-control.trellis.svc.cluster.local:8086',
+    trustDomain: 'cluster.local',
+    proxyLogLevel: 'warn',
+    defaultInboundPolicy: 'all-unauthenticated',
+    nativeSidecar: true,
+    cni: false,
+    controlPlaneNamespace: 'trellis',
+  });
+});
+
+test('trellis install --ha: three replicas on different nodes and a PodDisruptionBudget', async (t) => {
+  const server = await fakeKube(t);
+  const objects = await installThroughKubectl(server, [
+    'install',
+    '--ha',
+    '--default-inbound-policy=deny',
+    '--cni',
+  ]);
+  const deployment = find(objects, 'Deployment');
+  assert.equal(deployment['spec']['replicas'], 3);
+  const anti = deployment['spec']['template']['spec']['affinity']['podAntiAffinity'];
+  assert.equal(
+    anti['requiredDuringSchedulingIgnoredDuringExecution'][0]['topologyKey'],
+    'kubernetes.io/hostname',
+  );
+  const budget = find(objects, 'PodDisruptionBudget');
+  assert.equal(budget['spec']['maxUnavailable'], 1);
+  assert.deepEqual(budget['spec']['selector'], deployment['spec']['selector']);
+  const config = parse(find(objects, 'ConfigMap', 'trellis-config')['data']['config.yaml']) as Json;
+  assert.equal(config['defaultInboundPolicy'], 'deny');
+  assert.equal(config['cni'], true);
+});
+
+test('trellis install --crds prints deploy/crds.yaml as it is; uninstall lists what install made, webhook first', async (t) => {
+  const server = await fakeKube(t);
+  const crds = await runCli(['install', '--crds']);
+  assert.equal(crds.code, 0);
+  assert.equal(crds.stdout, await readFile(new URL('../../deploy/crds.yaml', import.meta.url), 'utf8'));
+  assert.match(crds.stderr, /Gateway API CRDs .* not bundled yet/);
+  assert.equal((await runCli(['install', '--crds', '--skip-gateway-api'])).stderr, '');
+  const parsed = await installThroughKubectl(server, ['install', '--crds', '--skip-gateway-api']);
+  assert.deepEqual(
+    parsed.map((o) => o['metadata']['name']),
+    ['servers.policy.trellis.dev', 'authorizationpolicies.policy.trellis.dev'],
+  );
+
+  const uninstall = await runCli(['uninstall']);
+  assert.equal(uninstall.code, 0, uninstall.stderr);
+  const deleted = await kubectl(
+    server,
+    ['delete', '--dry-run=client', '-o', 'name', '-f', '-'],
+    uninstall.stdout,
+  );
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.deepEqual(deleted.stdout.trim().split('\n'), [
+    'mutatingwebhookconfiguration.admissionregistration.k8s.io/trellis-proxy-injector',
+    'clusterrolebinding.rbac.authorization.k8s.io/trellis-control',
+    'clusterrole.rbac.authorization.k8s.io/trellis-control',
+    'namespace/trellis',
+    'customresourcedefinition.apiextensions.k8s.io/servers.policy.trellis.dev',
+    'customresourcedefinition.apiextensions.k8s.io/authorizationpolicies.policy.trellis.dev',
+  ]);
+});
+
+test('trellis install with the operator identity files uses them; bad or partial files are refused by flag', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-install-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // The anchor and issuer of one install, given to another.
+  const first = parseAll((await runCli(['install'])).stdout);
+  const anchors = join(dir, 'anchors.pem');
+  const cert = join(dir, 'issuer.pem');
+  const key = join(dir, 'issuer.key.pem');
+  const issuerSecret = find(first, 'Secret', 'trellis-identity-issuer')['stringData'];
+  await writeFile(
+    anchors,
+    find(first, 'ConfigMap', 'trellis-identity-trust-anchors')['data']['trust-anchors.pem'],
+  );
+  await writeFile(cert, issuerSecret['issuer.pem']);
+  await writeFile(key, issuerSecret['issuer.key.pem']);
+  const files = [
+    '--identity-trust-anchors-file',
+    anchors,
+    '--identity-issuer-certificate-file',
+    cert,
+    '--identity-issuer-key-file',
+    key,
+  ];
+  const second = await runCli(['install', ...files]);
+  assert.equal(second.code, 0, second.stderr);
+  const objects = parseAll(second.stdout);
+  assert.deepEqual(find(objects, 'Secret', 'trellis-identity-issuer')['stringData'], issuerSecret);
+
+  const partial = await runCli(['install', ...files.slice(0, 4)]);
+  assert.deepEqual([partial.code, partial.stdout], [2, '']);
+  assert.match(partial.stderr, /--identity-issuer-key-file: required with/);
+  await writeFile(join(dir, 'junk.pem'), 'not a certificate');
+  const junk = await runCli(['install', ...files.slice(0, 1), join(dir, 'junk.pem'), ...files.slice(2)]);
+  assert.equal(junk.code, 2);
+  assert.match(junk.stderr, /--identity-trust-anchors-file: .*junk\.pem: no PEM certificate found/);
+  // An issuer from another install is not signed by these anchors.
+  const other = parseAll((await runCli(['install'])).stdout);
+  await writeFile(
+    join(dir, 'other.pem'),
+    find(other, 'ConfigMap', 'trellis-identity-trust-anchors')['data']['trust-anchors.pem'],
+  );
+  const foreign = await runCli(['install', files[0]!, join(dir, 'other.pem'), ...files.slice(2)]);
+  assert.equal(foreign.code, 2);
+  assert.match(
+    foreign.stderr,
+    /--identity-issuer-certificate-file: .*issuer\.pem is not signed by any anchor/,
+  );
+  const missing = await runCli(['install', ...files.slice(0, 5), join(dir, 'absent.pem')]);
+  assert.match(missing.stderr, /--identity-issuer-key-file: ENOENT/);
+});
+
+test('trellis install: a bad flag or value is an error naming it; --help lists every flag', async (t) => {
+  for (const [args, pattern] of [
+    [['--no-such-flag'], /--no-such-flag: unknown flag/],
+    [['--default-inbound-policy', 'open'], /--default-inbound-policy: expected one of all-unauthenticated/],
+    [['--log-level', 'loud'], /--log-level: expected one of/],
+    [['--trust-domain', 'Not A Domain'], /--trust-domain: expected a DNS name/],
+    [['--identity-issuer-lifetime', 'forever'], /--identity-issuer-lifetime: expected a duration/],
+    [['extra'], /unexpected argument 'extra'/],
+  ] as const) {
+    const out = await runCli(['install', ...args]);
+    assert.equal(out.code, 2, args.join(' '));
+    assert.equal(out.stdout, '');
+    assert.match(out.stderr, pattern);
+  }
+  const help = await runCli(['install', '--help']);
+  const source = await readFile(new URL('../../src/cli/install.ts', import.meta.url), 'utf8');
+  const flags = [...source.matchAll(/name: '([a-z-]+)'/g)].map((m) => m[1]!);
+  assert.ok(flags.length >= 14);
+  for (const flag of flags) assert.ok(help.stdout.includes(`--${flag}`), flag);
+  const control = await runCli(['control', '--in-cluster', '--kubeconfig-server', 'http://127.0.0.1:1']);
+  assert.match(control.stderr, /--in-cluster: not with --kubeconfig-server/);
+  const api = ['control', '--kubeconfig-server', 'http://127.0.0.1:1'];
+  const stray = await runCli([...api, '--injector-tls-dir', '/tmp']);
+  assert.match(stray.stderr, /--injector-tls-dir: only with --injector-listen/);
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-config-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'tls.crt'), '');
+  await writeFile(join(dir, 'tls.key'), '');
+  const config = join(dir, 'config.yaml');
+  await writeFile(config, 'proxyImage: x\ncni: maybe\n');
+  const injector = [
+    '--injector-listen=127.0.0.1:0',
+    `--injector-tls-dir=${dir}`,
+    `--injector-config=${config}`,
+  ];
+  const bad = await runCli([...api, ...injector]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--injector-config: .*config\.yaml: (controlPlaneAddress|cni): /);
+});
+
+/** POSTs `body` to the injector at `address`, trusting only `caPem` for the Service's DNS name. */
+function postReview(address: string, caPem: string, body: string): Promise<{ status: number; body: Json }> {
+  const [host, port] = [
+    address.slice(0, address.lastIndexOf(':')),
+    Number(address.slice(address.lastIndexOf(':') + 1)),
+  ];
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host,
+        port,
+        method: 'POST',
+        path: '/inject',
+        ca: caPem,
+        servername: 'trellis-injector.trellis.svc',
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Json }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('trellis control --injector-listen serves the installed webhook over HTTPS: the caBundle verifies it, namespaces opt in', async (t) => {
+  const kube = new FakeKubeServer();
+  await kube.start();
+  t.after(() => kube.close());
+  kube.applyYaml(`
+apiVersion: v1
+kind: Namespace
+metadata: { name: shop, annotations: { trellis.dev/inject: enabled } }
+---
+apiVersion: v1
+kind: Namespace
+metadata: { name: plain }
+`);
+  // The Secret and the ConfigMap of a real install, where the Deployment mounts them.
+  const objects = parseAll((await runCli(['install', '--image', 'registry.test/trellis:2'])).stdout);
+  const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const tls = find(objects, 'Secret', 'trellis-injector-tls')['stringData'];
+  await writeFile(join(dir, 'tls.crt'), tls['tls.crt']);
+  await writeFile(join(dir, 'tls.key'), tls['tls.key']);
+  await writeFile(
+    join(dir, 'config.yaml'),
+    find(objects, 'ConfigMap', 'trellis-config')['data']['config.yaml'],
+  );
+  const caPem = Buffer.from(
+    find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['clientConfig']['caBundle'],
+    'base64',
+  ).toString();
+  const control = startCli(t, [
+    'control',
+    '--kubeconfig-server',
+    kube.url,
+    '--grpc-listen=127.0.0.1:0',
+    '--http-listen=127.0.0.1:0',
+    '--log-level=error',
+    '--injector-listen=127.0.0.1:0',
+    `--injector-tls-dir=${dir}`,
+    `--injector-config=${join(dir, 'config.yaml')}`,
+  ]);
+  const ready = await waitFor('the ready line', async () => {
+    const line = control.stdout().split('\n')[0];
+    return control.stdout().includes('\n') ? (JSON.parse(line!) as Json) : null;
+  });
+  const pod = { metadata: { name: 'web-1' }, spec: { containers: [{ name: 'app', image: 'web:1' }] } };
+  const reviewFor = (namespace: string) =>
+    JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: {
+        uid: `uid-${namespace}`,
+        kind: { group: '', version: 'v1', kind: 'Pod' },
+        namespace,
+        operation: 'CREATE',
+        object: pod,
+      },
+    });
+  const injected = await postReview(ready['injector'], caPem, reviewFor('shop'));
+  assert.equal(injected.status, 200);
+  assert.equal(injected.body['response']['uid'], 'uid-shop');
+  assert.equal(injected.body['response']['allowed'], true);
+  const patch = JSON.parse(Buffer.from(injected.body['response']['patch'], 'base64').toString()) as Json[];
+  const containers = patch.find((op) => op['path'] === '/spec/initContainers')!['value'] as Json[];
+  assert.deepEqual(
+    containers.map((c) => [c['name'], c['image']]),
+    [
+      ['trellis-init', 'registry.test/trellis:2'],
+      ['trellis-proxy', 'registry.test/trellis:2'],
+    ],
+  );
+  const plain = await postReview(ready['injector'], caPem, reviewFor('plain'));
+  assert.deepEqual(plain.body['response'], { uid: 'uid-plain', allowed: true });
+  const garbage = await postReview(ready['injector'], caPem, '{not json');
+  assert.equal(garbage.status, 200);
+  assert.equal(garbage.body['response']['allowed'], true);
+  assert.match(garbage.body['response']['warnings'][0], /not a Pod review/);
+  const unknown = await postReview(ready['injector'], caPem, reviewFor('gone'));
+  assert.match(unknown.body['response']['warnings'][0], /cannot read namespace gone/);
+  assert.equal(unknown.body['response']['patch'], undefined);
+});
+
+function parseAll(text: string): Json[] {
+  return text.split(/^---$/m).map((doc) => parse(doc) as Json);
+}
