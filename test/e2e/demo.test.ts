@@ -89,10 +89,14 @@ function alive(pid: number): boolean {
 }
 
 /** Waits until `check` holds, polling; fails after `ms`. */
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
+async function until(check: () => boolean, ms: number, what: string, output?: () => string): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out waiting for ${what}${output ? `; the demo said:\n${output().slice(-3000)}` : ''}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -170,7 +174,12 @@ test(
 
 test('SIGTERM stops the demo with exit 0 and leaves nothing behind', { timeout: TEST_TIMEOUT }, async (t) => {
   const run = startDemo(t, ['--interval', '500']);
-  await until(() => run.stdout().includes('LATENCY_P99'), 90_000, 'the first table');
+  await until(
+    () => run.stdout().includes('LATENCY_P99'),
+    90_000,
+    'the first table',
+    () => run.stderr() + run.stdout(),
+  );
   assert.match(run.stdout(), /^web\s+1\/1/m);
   run.proc.kill('SIGTERM');
   assert.equal(await run.exited, 0, run.stderr());
@@ -182,7 +191,12 @@ test(
   { timeout: TEST_TIMEOUT },
   async (t) => {
     const run = startDemo(t, ['--interval', '500']);
-    await until(() => run.stdout().includes('LATENCY_P99'), 90_000, 'the first table');
+    await until(
+      () => run.stdout().includes('LATENCY_P99'),
+      90_000,
+      'the first table',
+      () => run.stderr() + run.stdout(),
+    );
     const state = stateFolder(run.stderr());
     assert.equal(state, join(run.cwd, '.trellis'), 'the default state folder of its working directory');
     const env = { ...process.env, TRELLIS_STATE: '' };
