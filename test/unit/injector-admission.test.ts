@@ -358,8 +358,9 @@ test('property: the patch applies cleanly and a second review changes nothing', 
           seen.skipped++;
       },
     ),
-    { numRuns: 500 },
+    { numRuns: 1000 },
   );
-  // The generator reaches both outcomes, so the property is about real patches.
-  assert.ok(seen.injected > 20 && seen.skipped > 20, JSON.stringify(seen));
+  // The generator reaches both outcomes, so the property is about real patches (a bound well
+  // below what every seed gives: 500 runs once gave only 15 injections).
+  assert.ok(seen.injected > 10 && seen.skipped > 10, JSON.stringify(seen));
 });
