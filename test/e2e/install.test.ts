@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { FakeKubeServer } from '../fake-kube/server.ts';
 import { request } from 'node:https';
+import * as net from 'node:net';
+import { INJECTOR_MAX_CONNECTIONS } from '../../src/control/injector/webhook-server.ts';
 import { runCli, startCli, waitFor } from '../helpers/cli.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -413,6 +415,34 @@ metadata: { name: plain }
   const unknown = await postReview(ready['injector'], caPem, reviewFor('gone'));
   assert.match(unknown.body['response']['warnings'][0], /cannot read namespace gone/);
   assert.equal(unknown.body['response']['patch'], undefined);
+
+  // Any pod can reach the injector: connections past the limit are closed at once, and one that
+  // never finishes its TLS handshake is closed at the deadline; then reviews are answered again.
+  const at = ready['injector'] as string;
+  const [host, port] = [at.slice(0, at.lastIndexOf(':')), Number(at.slice(at.lastIndexOf(':') + 1))];
+  const open = (): Promise<net.Socket> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, host, () => resolve(s));
+      s.once('error', reject);
+    });
+  const held: net.Socket[] = [];
+  t.after(() => held.forEach((s) => s.destroy()));
+  for (let i = 0; i < INJECTOR_MAX_CONNECTIONS; i++) held.push(await open());
+  const closedAt = held.map((s) => once(s, 'close').then(() => Date.now()));
+  const started = Date.now();
+  const extra = await open();
+  held.push(extra);
+  await Promise.race([
+    once(extra, 'close'),
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error('the connection over the limit stayed open')), 3000),
+    ),
+  ]);
+  const closed = await Promise.all(closedAt);
+  const longest = Math.max(...closed) - started;
+  assert.ok(longest < 12_000, `silent TLS connections closed after ${longest} ms (deadline 8 s)`);
+  const again = await postReview(at, caPem, reviewFor('shop'));
+  assert.equal(again.status, 200);
 });
 
 function parseAll(text: string): Json[] {

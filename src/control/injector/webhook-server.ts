@@ -4,6 +4,9 @@
 // it cannot look up in time. It never keeps the API server waiting past its own deadline (the
 // webhook's timeoutSeconds is 10): the whole request, namespace lookup included, has 8 s. Bodies
 // over 4 MiB (the API server sends at most about 3) are refused with 413; other paths get 404.
+// Any pod can reach the injector's Service, so what a client can hold is bounded: at most
+// INJECTOR_MAX_CONNECTIONS connections (more are closed at once), and a TLS handshake, like a
+// request, gets the 8 s deadline (node's default handshake timeout is 120 s).
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,6 +20,8 @@ export const INJECT_PATH = '/inject';
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
 const REQUEST_DEADLINE_MS = 8000;
 const NAMESPACE_LOOKUP_MS = 3000;
+/** Connections the injector holds at once (the API server uses a handful). */
+export const INJECTOR_MAX_CONNECTIONS = 256;
 
 export interface InjectorServerOptions {
   /** HOST:PORT (port 0: any free port). */
@@ -38,11 +43,17 @@ export interface InjectorServer {
 export async function startInjectorServer(options: InjectorServerOptions): Promise<InjectorServer> {
   const log = options.log.child({ component: 'injector' });
   const server: Server = createServer(
-    { cert: options.certPem, key: options.keyPem, minVersion: 'TLSv1.2' },
+    {
+      cert: options.certPem,
+      key: options.keyPem,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: REQUEST_DEADLINE_MS,
+    },
     (req, res) => void handle(req, res, options, log),
   );
   server.requestTimeout = REQUEST_DEADLINE_MS;
   server.headersTimeout = REQUEST_DEADLINE_MS;
+  server.maxConnections = INJECTOR_MAX_CONNECTIONS;
   await listen(server, options.listen);
   const bound = server.address() as AddressInfo;
   const address = targetKey({ host: bound.address, port: bound.port });
