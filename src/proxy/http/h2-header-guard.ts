@@ -262,7 +262,13 @@ export function guardHeaderBlocks(
   let refused = false;
   const take = (chunk: Buffer): void => {
     if (refused) return;
-    const out = scanner.feed(chunk);
+    let out: Buffer[] | string;
+    try {
+      out = scanner.feed(chunk);
+    } catch (err) {
+      // A fault of the scanner itself ends this connection, never the process.
+      out = `the guard could not read the connection (${(err as Error).message})`;
+    }
     if (typeof out === 'string') {
       refused = true;
       onRefused(out);
