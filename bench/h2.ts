@@ -11,7 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { log, runMain, versions, waitForQuiet } from './harness.ts';
 import { findTools, machineInfo, parseOptions, type BenchOptions } from './options.ts';
-import { freePort, pinSelf, sampleRss, startPinned, treeMemoryMb, waitForPort } from './processes.ts';
+import { pinSelf, sampleRss, treeMemoryMb } from './processes.ts';
 import * as targets from './targets.ts';
 
 /** Concurrent streams each h2load connection keeps open. */
@@ -38,42 +38,6 @@ interface Running {
   readonly target: targets.Target;
   readonly pids: readonly number[];
   readonly rss: { stop(): number; peakPrivateMb(): number } | undefined;
-}
-
-async function startNginxH2(tools: targets.Tools, cpu: number | undefined): Promise<targets.Target> {
-  const dir = targets.tempDir('upstream-h2');
-  const port = await freePort();
-  const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, targets.fillTemplate('h2/upstream-nginx.conf', { DIR: dir, PORT: port }));
-  const p = startPinned('upstream-h2', cpu, [tools.nginx, '-e', 'stderr', '-p', dir, '-c', conf]);
-  const t = targets.target('upstream-h2', port, p, dir);
-  try {
-    await waitForPort(p, port, targets.READY_TIMEOUT_MS);
-  } catch (err) {
-    await t.close();
-    throw err;
-  }
-  return t;
-}
-
-async function startHaproxyH2(
-  tools: targets.Tools,
-  cpu: number | undefined,
-  upstreamPort: number,
-): Promise<targets.Target> {
-  const dir = targets.tempDir('haproxy-h2');
-  const port = await freePort();
-  const cfg = join(dir, 'haproxy.cfg');
-  writeFileSync(cfg, targets.fillTemplate('h2/haproxy.cfg', { PORT: port, UPSTREAM_PORT: upstreamPort }));
-  const p = startPinned('haproxy', cpu, [tools.haproxy, '-db', '-f', cfg]);
-  const t = targets.target('haproxy', port, p, dir);
-  try {
-    await waitForPort(p, port, targets.READY_TIMEOUT_MS);
-  } catch (err) {
-    await t.close();
-    throw err;
-  }
-  return t;
 }
 
 /** One h2load run of `seconds` against `t`: requests a second and requests that failed. */
@@ -165,7 +129,13 @@ async function main(): Promise<number> {
   if (o.loadCpu !== undefined) pinSelf(o.loadCpu);
   const busyAtStart = await waitForQuiet(o.waitQuietS);
   const names = o.proxies.filter((n) => n !== 'nginx'); // nginx cannot proxy to an h2c upstream
-  const upstream = await startNginxH2(tools, o.loadCpu);
+  const upstream = await targets.startNginxWith(
+    tools,
+    'upstream-h2',
+    'h2/upstream-nginx.conf',
+    o.loadCpu,
+    {},
+  );
   const rows: H2Row[] = [];
   const running: Running[] = [];
   try {
@@ -178,7 +148,9 @@ async function main(): Promise<number> {
           name === 'direct'
             ? upstream
             : name === 'haproxy'
-              ? await startHaproxyH2(tools, o.proxyCpu, upstream.port)
+              ? await targets.startHaproxyWith(tools, 'haproxy', 'h2/haproxy.cfg', o.proxyCpu, {
+                  UPSTREAM_PORT: upstream.port,
+                })
               : await targets.startTrellis(tools, o.proxyCpu, upstream.port, 'inbound');
         const pid = name === 'direct' ? undefined : target.process?.pid;
         running.push({

@@ -75,7 +75,8 @@ export function target(name: string, port: number, p: Started | undefined, dir?:
   };
 }
 
-async function startNginxWith(
+/** nginx from `template` (bench/, relative) with `values` and its own DIR and PORT filled in. */
+export async function startNginxWith(
   tools: Tools,
   name: string,
   template: string,
@@ -111,23 +112,31 @@ export function startNginxProxy(
 }
 
 /** haproxy in `mode http` (keep-alive, connection reuse) or `mode tcp` (plain relay). */
-export async function startHaproxy(
+export function startHaproxy(
   tools: Tools,
   cpu: number | undefined,
   upstreamPort: number,
   mode: 'http' | 'tcp',
 ): Promise<Target> {
-  const name = mode === 'http' ? 'haproxy' : 'haproxy-tcp';
+  return startHaproxyWith(tools, mode === 'http' ? 'haproxy' : 'haproxy-tcp', 'haproxy.cfg', cpu, {
+    MODE: mode,
+    UPSTREAM_PORT: upstreamPort,
+    HTTP_ONLY: mode === 'http' ? '' : '# ',
+  });
+}
+
+/** haproxy from `template` (bench/, relative) with `values` and its own PORT filled in. */
+export async function startHaproxyWith(
+  tools: Tools,
+  name: string,
+  template: string,
+  cpu: number | undefined,
+  values: Record<string, string | number>,
+): Promise<Target> {
   const dir = tempDir(name);
   const port = await freePort();
   const cfg = join(dir, 'haproxy.cfg');
-  const values = {
-    MODE: mode,
-    PORT: port,
-    UPSTREAM_PORT: upstreamPort,
-    HTTP_ONLY: mode === 'http' ? '' : '# ',
-  };
-  writeFileSync(cfg, fillTemplate('haproxy.cfg', values));
+  writeFileSync(cfg, fillTemplate(template, { ...values, PORT: port }));
   const p = startPinned(name, cpu, [tools.haproxy, '-db', '-f', cfg]);
   const t = target(name, port, p, dir);
   try {
