@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import fc from 'fast-check';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
+import { rawFrames } from '../helpers/h2-raw.ts';
 import {
   guardHeaderBlocks,
   HeaderBlockScanner,
@@ -19,12 +20,7 @@ const LIMITS = { maxPairs: 528, maxListSize: 1 << 20, headerTableSize: 4096 };
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
+  return rawFrames((w) => w.frame(type, flags, stream, payload));
 }
 
 const SETTINGS = frame(0x4, 0, 0, Buffer.alloc(0));
