@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { log, runMain, versions, waitForQuiet } from './harness.ts';
+import { fail, inRounds, log, runMain, versions, waitForQuiet } from './harness.ts';
 import { findTools, machineInfo, parseOptions, type BenchOptions } from './options.ts';
 import { pinSelf, sampleRss, treeMemoryMb } from './processes.ts';
 import * as targets from './targets.ts';
@@ -80,11 +80,6 @@ function h2load(
       resolve({ rps: Number(rps[1]), failed: non2xx + Number(reqs[4]) + Number(reqs[5]) });
     });
   });
-}
-
-function failRow(row: H2Row, err: unknown): void {
-  row.error = (err as Error).message;
-  log(`${row.name}: ERROR ${row.error.slice(0, 400)}`);
 }
 
 function median(xs: readonly number[]): number {
@@ -160,29 +155,20 @@ async function main(): Promise<number> {
           rss: pid === undefined ? undefined : sampleRss(pid),
         });
       } catch (err) {
-        failRow(row, err);
+        fail(row, err);
       }
     }
     const roundS = Math.max(1, Math.round(o.durationS / o.rounds));
-    for (const r of running) {
+    await inRounds(running, 1, async (r) => {
       log(`${r.row.name}: warm-up ${o.warmupS} s`);
-      await h2load(o, r.target, Math.max(1, o.warmupS)).catch((err: unknown) => failRow(r.row, err));
-    }
-    // Interleaved: each round starts one target further along (as bench/harness.ts inRounds).
-    for (let round = 0; round < o.rounds; round++) {
-      const live = running.filter((r) => r.row.error === undefined);
-      for (let i = 0; i < live.length; i++) {
-        const r = live[(i + round) % live.length]!;
-        try {
-          const res = await h2load(o, r.target, roundS);
-          log(`${r.row.name}: round ${round + 1}: ${Math.round(res.rps)} req/s, ${res.failed} failed`);
-          (r.row.rounds ??= []).push(res.rps);
-          r.row.failed = (r.row.failed ?? 0) + res.failed;
-        } catch (err) {
-          failRow(r.row, err);
-        }
-      }
-    }
+      await h2load(o, r.target, Math.max(1, o.warmupS));
+    });
+    await inRounds(running, o.rounds, async (r, round) => {
+      const res = await h2load(o, r.target, roundS);
+      log(`${r.row.name}: round ${round}: ${Math.round(res.rps)} req/s, ${res.failed} failed`);
+      (r.row.rounds ??= []).push(res.rps);
+      r.row.failed = (r.row.failed ?? 0) + res.failed;
+    });
     for (const r of running) {
       if (r.row.rounds?.length) r.row.rps = median(r.row.rounds);
       const pid = r.pids[0];

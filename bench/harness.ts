@@ -24,7 +24,13 @@ export interface Measured<Row extends HttpRow | TcpRow> {
   readonly pids: readonly number[];
 }
 
-export function fail(row: HttpRow | TcpRow, err: unknown): void {
+/** What every table's row has: its name, and the error that took it out of the run. */
+export interface NamedRow {
+  readonly name: string;
+  error?: string;
+}
+
+export function fail(row: NamedRow, err: unknown): void {
   row.error = (err as Error).message;
   log(`${row.name}: ERROR ${tail(row.error, 400)}`);
 }
@@ -33,7 +39,7 @@ export function fail(row: HttpRow | TcpRow, err: unknown): void {
  * Runs `step` for every target that has not failed, round after round; each round starts one
  * target further along, so no target is always measured first or last.
  */
-export async function inRounds<M extends Measured<HttpRow | TcpRow>>(
+export async function inRounds<M extends { readonly row: NamedRow }>(
   running: readonly M[],
   rounds: number,
   step: (r: M, round: number) => Promise<void>,
