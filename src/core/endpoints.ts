@@ -34,3 +34,10 @@ export type Update =
   | { readonly kind: 'add'; readonly endpoints: readonly Endpoint[] }
   | { readonly kind: 'remove'; readonly addresses: readonly string[] }
   | { readonly kind: 'does-not-exist'; readonly ports?: readonly number[] };
+
+/** The identity a meshed endpoint must prove, or null when it is reached in plaintext. */
+export function meshIdentityOf(endpoint: Endpoint | null): string | null {
+  if (endpoint === null || !endpoint.meshed) return null;
+  const id = endpoint.identity;
+  return id !== null && id !== '' ? id : null;
+}

@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
-import type { H2Discovery } from '../../src/proxy/http/h2-endpoint-pick.ts';
+import type { Discovery as H2Discovery } from '../../src/proxy/outbound/balance.ts';
 import {
   encodeGrpcMessage,
   forwardableHeaders,

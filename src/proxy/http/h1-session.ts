@@ -23,8 +23,17 @@ import {
 } from './h1-serialize.ts';
 import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
 import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
-import { connectBalanced, type MeshTcpConnector } from '../tcp/forward.ts';
-import type { Pick, PickOutcome, ServiceDiscovery } from '../outbound/discovery.ts';
+import type { Pick } from '../outbound/discovery.ts';
+import type { InboundHttpGate } from '../policy/inbound-hooks.ts';
+import {
+  connectBalanced,
+  pickEndpoint,
+  retriesElsewhere,
+  type Discovery,
+  type EndpointOutcome,
+  type EndpointSink,
+  type MeshTcpConnector,
+} from '../outbound/balance.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -47,7 +56,7 @@ export interface H1Context {
   readonly accessLog: AccessLog | null;
   readonly pool: UpstreamPool;
   /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
-  readonly discovery: ServiceDiscovery | null;
+  readonly discovery: Discovery | null;
   route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
   /**
    * CONNECT: the session hands its socket (and the connection it made to target) over; the
@@ -87,32 +96,6 @@ export interface H1Context {
   readonly gate: InboundHttpGate | null;
 }
 
-/** What the inbound HTTP/1 path asks before forwarding a request to the app. */
-export interface InboundHttpGate {
-  /** The lower-case header that carries the verified client identity ('' = none): never forwarded as sent. */
-  readonly clientIdHeader: string;
-  /**
-   * An upgraded connection (WebSocket) that the request it began with allowed: checked again
-   * with that request's facts after each policy change, and closed when no longer allowed.
-   */
-  watchUpgrade(
-    socket: net.Socket,
-    port: number,
-    identity: string | null,
-    ip: string,
-    method: string,
-    path: string,
-  ): void;
-  /** null when allowed; else the value of trellis-proxy-error ("forbidden: <policy>"). */
-  checkRequest(
-    port: number,
-    identity: string | null,
-    ip: string,
-    method: string,
-    path: string,
-  ): string | null;
-}
-
 const REQ_IDLE = 0; // waiting for a request head
 const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
 const REQ_BODY = 2; // forwarding the request body
@@ -125,7 +108,7 @@ const RES_DONE = 3;
 
 const MAX_PIPELINE_BYTES = 256 * 1024;
 
-export class H1Session implements UpstreamOwner, DirectResponseSink {
+export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -149,7 +132,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
   /** The endpoint this exchange was sent to (logical targets only) and when it was picked. */
   private pick: Pick | null = null;
   private pickedAt = 0;
-  private connectRetried = false;
+  /** The connect failure that sent this exchange to another endpoint (at most once). */
+  private connectRetried: { reason: ConnectFailureReason; err: Error | undefined } | null = null;
+  /** The route whose endpoint is being picked (a late answer for an earlier exchange is released). */
+  private picking: H1Route | null = null;
   private route: H1Route | null = null;
   /** How the request head is forwarded (serialized for byte-stream upstreams only). */
   private requestLine: RequestLine | null = null;
@@ -315,35 +301,30 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
     // one needs no pause (that would cost two syscalls per request): bytes that arrive meanwhile
     // are pipelined requests, buffered by onData up to MAX_PIPELINE_BYTES.
     if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
-    this.connectUpstream(null);
+    this.connectUpstream(null, true);
   }
 
   /**
-   * Acquires a pooled connection for the exchange: to an endpoint discovery picks when the target
-   * is logical (synchronously when the endpoints are known), else to the target itself.
+   * Acquires a pooled connection for the exchange, to an endpoint of the route's target
+   * (outbound/balance.ts; synchronously when the endpoints are known). `failed`: the previous
+   * attempt's pick when this is a retry (`otherOnly`: it must go elsewhere).
    */
-  private connectUpstream(avoid: string | null): void {
-    const route = this.route!;
-    const discovery = this.ctx.discovery;
-    if (discovery === null || !discovery.isLogical(route.target)) {
-      this.ctx.pool.acquire(route.target, this, (conn, error, err) => this.onAcquired(conn, error, err));
-      return;
-    }
-    const outcome = discovery.pick(route.target, avoid);
-    if (!(outcome instanceof Promise)) {
-      this.onPicked(outcome);
-      return;
-    }
-    void outcome.then((late) => {
-      if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) {
-        if (!('error' in late)) late.done(); // the exchange ended while it waited
-        return;
-      }
-      this.onPicked(late);
-    });
+  private connectUpstream(failed: Pick | null, otherOnly: boolean): void {
+    this.picking = this.route;
+    pickEndpoint(this.ctx.discovery, this.route!.target, failed, this, otherOnly);
   }
 
-  private onPicked(outcome: PickOutcome): void {
+  onEndpoint(outcome: EndpointOutcome): void {
+    if (this.closed || this.route !== this.picking || this.reqState !== REQ_CONNECTING) {
+      if (typeof outcome === 'object' && !('error' in outcome)) outcome.done(); // the exchange ended meanwhile
+      return;
+    }
+    this.picking = null;
+    if (outcome === 'no-other-endpoint') {
+      const first = this.connectRetried!;
+      this.replyError(first.reason, `${first.reason}: ${first.err?.message ?? 'no connection'}`);
+      return;
+    }
     if ('error' in outcome) {
       this.replyError(outcome.error, outcome.detail);
       return;
@@ -370,12 +351,12 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
       return;
     }
     if (conn === null) {
-      const failedKey = this.pick?.key ?? null;
-      if (failedKey !== null && !this.connectRetried && error !== 'no-identity') {
+      const failed = this.pick;
+      if (failed !== null && retriesElsewhere(failed, error!, this.connectRetried !== null)) {
         // Nothing was sent: the request goes to another endpoint once.
-        this.connectRetried = true;
-        this.releasePick();
-        this.connectUpstream(failedKey);
+        this.connectRetried = { reason: error!, err };
+        this.pick = null;
+        this.connectUpstream(failed, true);
         return;
       }
       this.replyError(error!, `${error}: ${err?.message ?? 'no connection'}`);
@@ -681,9 +662,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
         this.retried = true;
         this.resState = RES_NONE;
         this.reqState = REQ_CONNECTING;
-        const avoid = this.pick?.key ?? null;
-        this.releasePick();
-        this.connectUpstream(avoid);
+        const failed = this.pick;
+        this.pick = null;
+        this.connectUpstream(failed, false);
         return;
       }
       this.replyError('upstream-reset', `upstream closed before responding${err ? `: ${err.message}` : ''}`);
@@ -739,7 +720,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink {
     this.reqState = REQ_IDLE;
     this.resState = RES_NONE;
     this.retried = false;
-    this.connectRetried = false;
+    this.connectRetried = null;
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;

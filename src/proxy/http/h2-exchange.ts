@@ -3,7 +3,7 @@
 // backpressure end to end), trailers both ways and 1xx responses are forwarded; a reset on either
 // side is passed on with the same code. When the proxy cannot reach the upstream it answers
 // itself (see h2-headers.ts). A stream to a logical service goes to an endpoint that discovery
-// picks for it (h2-endpoint-pick.ts), is retried once on another endpoint when the connect fails,
+// picks for it (outbound/balance.ts), is retried once on another endpoint when the connect fails,
 // and tells the balancer its round-trip time to the response headers. Every event handler is
 // guarded: a misbehaving peer ends its own exchange, never the process. Metrics and the access
 // log are written once, when the downstream stream closes.
@@ -13,11 +13,17 @@ import type { Pick as EndpointPick } from '../outbound/discovery.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
-import { chooseDestination, type DestinationOutcome, type H2Discovery } from './h2-endpoint-pick.ts';
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
 import { forwardableHeaders, isGrpc, proxyErrorResponse } from './h2-headers.ts';
 import { UpstreamConnectError, type H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
-import { meshIdentityOf } from '../mesh/protocol.ts';
+import { meshIdentityOf } from '../../core/endpoints.ts';
+import {
+  pickEndpoint,
+  retriesElsewhere,
+  type Discovery,
+  type EndpointOutcome,
+  type EndpointSink,
+} from '../outbound/balance.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -29,7 +35,7 @@ export interface ExchangeContext {
   accessLog: AccessLog | null;
   pool: H2UpstreamPool;
   /** Picks an endpoint per stream for logical targets; null: every target is direct. */
-  discovery: H2Discovery | null;
+  discovery: Discovery | null;
   responseTimeoutMs: number;
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
@@ -38,7 +44,7 @@ export interface ExchangeContext {
   mesh: boolean;
 }
 
-export class H2Exchange {
+export class H2Exchange implements EndpointSink {
   private readonly ctx: ExchangeContext;
   private readonly downstream: http2.ServerHttp2Stream;
   private readonly requestHeaders: http2.IncomingHttpHeaders;
@@ -63,6 +69,8 @@ export class H2Exchange {
   /** The connect failure that made this stream try another endpoint (at most once). */
   private retriedAfter: UpstreamConnectError | undefined;
   private upstreamOpenedAt = 0;
+  /** Where the current attempt was sent (routing's answer; the same for a retry). */
+  private target: Target | null = null;
 
   constructor(ctx: ExchangeContext, downstream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
     this.ctx = ctx;
@@ -104,20 +112,23 @@ export class H2Exchange {
 
   /** Sends the stream towards `target`; `failed` is the previous attempt's pick on a retry. */
   private attempt(target: Target, failed: EndpointPick | null): void {
-    const { log } = this.ctx;
-    chooseDestination(this.ctx.discovery, target, failed, (outcome) =>
-      guard(
-        log,
-        () => this.onDestination(target, outcome),
-        () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
-      ),
+    this.target = target;
+    pickEndpoint(this.ctx.discovery, target, failed, this);
+  }
+
+  /** Where this attempt goes (outbound/balance.ts): send the stream there, or answer why not. */
+  onEndpoint(outcome: EndpointOutcome): void {
+    guard(
+      this.ctx.log,
+      () => this.onDestination(this.target!, outcome),
+      () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
     );
   }
 
-  private onDestination(target: Target, outcome: DestinationOutcome): void {
+  private onDestination(target: Target, outcome: EndpointOutcome): void {
     const { ctx, downstream } = this;
     if (this.abandoned()) {
-      if (typeof outcome === 'object' && 'pick' in outcome) outcome.pick?.done();
+      if (typeof outcome === 'object' && !('error' in outcome)) outcome.done();
       return;
     }
     if (typeof outcome === 'object' && 'error' in outcome) {
@@ -128,9 +139,9 @@ export class H2Exchange {
       this.respondWithConnectError(this.retriedAfter);
       return;
     }
-    this.endpointPick = outcome.pick;
+    this.endpointPick = outcome;
     const endStream = downstream.endAfterHeaders;
-    const identity = ctx.mesh && outcome.pick !== null ? meshIdentityOf(outcome.pick.endpoint) : null;
+    const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
     ctx.pool
       .request(
         outcome.address,
@@ -282,12 +293,7 @@ export class H2Exchange {
     this.endpointPick = null;
     if (err instanceof UpstreamConnectError) {
       this.ctx.log.debug('h2 upstream connect failed', { err, reason: err.reason, endpoint: failed?.key });
-      if (
-        failed !== null &&
-        failed.key !== null &&
-        this.retriedAfter === undefined &&
-        err.reason !== 'no-identity'
-      ) {
+      if (failed !== null && retriesElsewhere(failed, err.reason, this.retriedAfter !== undefined)) {
         // Nothing was sent yet (the request body waits unread): try another endpoint, once.
         this.retriedAfter = err;
         this.attempt(target, failed);

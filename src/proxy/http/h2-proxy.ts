@@ -19,7 +19,7 @@ import type { Logger } from '../../core/log.ts';
 import { HTTP1_LIMIT_DEFAULTS } from '../config.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
-import type { H2Discovery } from './h2-endpoint-pick.ts';
+import type { Discovery as H2Discovery } from '../outbound/balance.ts';
 import type { H1Limits } from './h1-parser.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
 import { guardHeaderBlocks, type HeaderGuardLimits } from './h2-header-guard.ts';
@@ -27,11 +27,11 @@ import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
-import type { InboundStreamHook } from '../mesh/inbound-h2.ts';
+import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
 
 export type { Target } from './h2-upstream-pool.ts';
-export type { H2Discovery } from './h2-endpoint-pick.ts';
+export type { Discovery as H2Discovery } from '../outbound/balance.ts';
 
 export interface H2ProxyOptions {
   direction: Direction;

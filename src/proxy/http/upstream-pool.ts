@@ -15,7 +15,7 @@ import type net from 'node:net';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
-import { connectTcp } from '../tcp/forward.ts';
+import { connectTcp } from '../tcp/connect.ts';
 
 /** What an exchange that owns an upstream connection is told. */
 export interface UpstreamOwner {

@@ -7,25 +7,10 @@
 import type * as http2 from 'node:http2';
 import { refuseStream } from '../http/h2-refuse.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Target } from '../../core/target.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
+import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 
 type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
-
-/** The downstream connection a stream arrived on. */
-export interface InboundConnection {
-  readonly connTarget: Target | null;
-  /** The client's verified identity (mTLS), or null. */
-  readonly identity: string | null;
-  readonly ip: string;
-}
-
-/** Returns true when it handled the stream (denied); false: forward as usual. */
-export type InboundStreamHook = (
-  stream: http2.ServerHttp2Stream,
-  headers: http2.IncomingHttpHeaders,
-  conn: InboundConnection,
-) => boolean;
 
 export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): InboundStreamHook {
   const idHeader = policy.clientIdHeader;

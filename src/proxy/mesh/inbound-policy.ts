@@ -14,7 +14,7 @@
 // Every decision counts in trellis_inbound_authz_total{server, policy, decision}.
 import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
-import type { InboundHttpGate } from '../http/h1-session.ts';
+import type { InboundHttpGate } from '../policy/inbound-hooks.ts';
 import type { Decision, InboundAuthorizer, InboundPeer } from '../policy/types.ts';
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';

@@ -17,7 +17,7 @@ import type { H1Limits } from '../http/h1-parser.ts';
 import type { SecureConnector } from '../http/h2-upstream-pool.ts';
 import type { AcquireCallback, Connector, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import type { Endpoint } from '../../core/endpoints.ts';
+import { meshIdentityOf, type Endpoint } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
 import {
@@ -33,7 +33,7 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import { H2LimitReport } from '../http/h2-limit-report.ts';
 import { H1OverH2Conn } from './h1-over-h2.ts';
 import { MeshH2Pool } from './h2h1-pool.ts';
-import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, encodeTcpHeader, meshIdentityOf } from './protocol.ts';
+import { ALPN_H2, ALPN_HTTP1, ALPN_TCP, encodeTcpHeader } from './protocol.ts';
 
 export interface MeshOutboundOptions extends MeshClientContext {
   readonly metrics: MeshClientContext['metrics'] & { h2LimitExceeded: ProxyMetrics['h2LimitExceeded'] };

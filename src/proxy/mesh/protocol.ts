@@ -15,8 +15,6 @@
 //   inbound port, meaning the app port, or in transparent mode an app port on appHost). Anything
 //   else, a wrong magic or port 0, makes the receiver close the connection.
 
-import type { Endpoint } from '../../core/endpoints.ts';
-
 /** Sockets that are mesh connections (a CONNECT tunnel's upstream may be one); connect.ts marks them. */
 const meshSockets = new WeakSet<object>();
 
@@ -36,13 +34,6 @@ export const MESH_ALPNS: readonly string[] = [ALPN_H2, ALPN_H2H1, ALPN_HTTP1, AL
 
 export const TCP_HEADER_BYTES = 6;
 const MAGIC = [0x54, 0x52, 0x4c, 0x31] as const;
-
-/** The identity a meshed endpoint must prove, or null when it is reached in plaintext. */
-export function meshIdentityOf(endpoint: Endpoint | null): string | null {
-  if (endpoint === null || !endpoint.meshed) return null;
-  const id = endpoint.identity;
-  return id !== null && id !== '' ? id : null;
-}
 
 /** Whether a ClientHello's ALPN list asks for the mesh transport (any trellis-* protocol). */
 export function offersMeshAlpn(alpn: readonly string[]): boolean {

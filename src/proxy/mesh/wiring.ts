@@ -15,7 +15,7 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
 import type { BridgeContext } from './h2-to-h1.ts';
-import type { InboundStreamHook } from './inbound-h2.ts';
+import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import type { MeshH2H1Inbound } from './inbound-h2h1.ts';
 import { InboundPolicy } from './inbound-policy.ts';
 import type { MeshInbound } from './inbound.ts';
