@@ -27,6 +27,8 @@ export const PROXY_ERROR_REASONS = [
   // Discovery (src/proxy/outbound/discovery.ts):
   'control-plane-unreachable', // a mesh name with no known endpoints while the control plane is unreachable (503)
   'unknown-port', // a service asked for on a port it does not have; the answer lists its ports (400)
+  // src/proxy/fault.ts:
+  'internal-error', // a fault of the proxy's own code: only the connection or stream it happened on is closed (500)
 ] as const;
 
 /** Why a connection to an upstream could not be made (plain or mesh). */
@@ -56,6 +58,8 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'connect-timeout':
     case 'response-timeout':
       return 504;
+    case 'internal-error':
+      return 500;
     case 'shutting-down':
     case 'no-endpoints':
     case 'idle-timeout':

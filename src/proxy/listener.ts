@@ -6,6 +6,7 @@
 import net from 'node:net';
 import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
 import { readFirstBytes } from './detect/first-bytes.ts';
+import { reportFault } from './fault.ts';
 import { TrellisError } from '../core/errors.ts';
 import type { Target } from '../core/target.ts';
 import { targetKey } from '../core/target.ts';
@@ -47,9 +48,15 @@ export function startListener(rt: ProxyRuntime, spec: ListenerSpec): Promise<net
       socket.destroy();
       return;
     }
-    const target = spec.destination(socket);
-    if (spec.direction === 'inbound') rt.inboundAcceptor.accept(socket, target);
-    else dispatch(rt, spec.name, socket, target, spec.protocol, null);
+    try {
+      const target = spec.destination(socket);
+      if (spec.direction === 'inbound') rt.inboundAcceptor.accept(socket, target);
+      else dispatch(rt, spec.name, socket, target, spec.protocol, null);
+    } catch (err) {
+      // A fault of the handler that took the connection (fault.ts): this connection only.
+      reportFault(rt.faults[spec.direction], 'accept', err);
+      socket.destroy();
+    }
   });
   return new Promise((resolve, reject) => {
     const onListenError = (err: Error) => {
@@ -116,7 +123,7 @@ export function dispatch(
   if (cacheKey !== null && rt.opaqueCache.has(cacheKey)) {
     return handle(rt, socket, target, 'opaque', 'cached-opaque', initial, upstream, upstreamAddress);
   }
-  readFirstBytes(socket, initial, rt.config.detect.timeoutMs, (r) => {
+  readFirstBytes(rt.faults.outbound, socket, initial, rt.config.detect.timeoutMs, (r) => {
     switch (r.kind) {
       case 'decided': {
         const d = r.detection;

@@ -25,6 +25,7 @@ import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
+import type { FaultScope } from './fault.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -42,6 +43,8 @@ export class ProxyRuntime {
   /** The limits of the listener that accepted each connection (listener.ts). */
   private readonly limitsOf = new WeakMap<net.Socket, ConnectionLimits>();
   readonly h1Sessions = new Set<H1Session>();
+  /** Where each direction's handlers report a fault of their own code (fault.ts). */
+  readonly faults: Record<Direction, FaultScope>;
   /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
   readonly ownPorts = new Set<number>();
   /** The inbound listener's bound port (the opaque transport header names it). */
@@ -67,6 +70,10 @@ export class ProxyRuntime {
     this.log = log;
     this.accessLog = accessLog;
     this.metrics = new ProxyMetrics();
+    this.faults = {
+      inbound: { log, metrics: this.metrics, direction: 'inbound' },
+      outbound: { log, metrics: this.metrics, direction: 'outbound' },
+    };
     this.opaquePorts = new Set(config.opaquePorts);
     this.opaqueCache = new ExpiringSet({
       ttlMs: config.detect.opaqueCacheMs,

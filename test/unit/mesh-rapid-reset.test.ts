@@ -45,7 +45,10 @@ test('rapid reset: 4,000 streams cancelled while the app works on them cost a bo
         );
         streams += ids.length;
       }
-      await delay(5);
+      // The resets come while the app works on the requests: wait until a share of this round
+      // reached it (a fixed pause was too short on a loaded machine), bounded at 2 s.
+      const reached = world.seen.length + 250;
+      for (let waited = 0; world.seen.length < reached && waited < 2000; waited += 5) await delay(5);
       for (const p of peers)
         await p.write(rawFrames((w) => ids.forEach((id) => w.rstStream(id, ErrorCode.CANCEL))));
       await delay(120);

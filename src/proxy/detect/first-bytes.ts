@@ -8,6 +8,7 @@
 // socket is left flowing: the caller attaches its own reader or pauses it in the same tick.
 import type net from 'node:net';
 import { type Detection, detectProtocol } from './detect.ts';
+import { reportFault, type FaultScope } from '../fault.ts';
 
 export type FirstBytes =
   /** detectProtocol gave a final answer for `buf`. */
@@ -27,9 +28,11 @@ export type FirstBytes =
  * Reads from `socket` (after `initial`, bytes already read) until the protocol is known, the
  * client half-closes or resets, or `waitMs` passes (0: no deadline), counted from now or, with
  * `fromFirstByte`, from the first byte (a client allowed to stay silent must still finish what it
- * starts). Returns a cancel function that removes the listeners without reporting.
+ * starts). Returns a cancel function that removes the listeners without reporting. A throw from
+ * `done` is reported to `faults` and closes the socket.
  */
 export function readFirstBytes(
+  faults: FaultScope,
   socket: net.Socket,
   initial: Buffer | null,
   waitMs: number,
@@ -47,7 +50,14 @@ export function readFirstBytes(
   };
   const report = (outcome: FirstBytes): void => {
     stop();
-    done(outcome);
+    // `done` hands the connection to its protocol's handler: what that throws is a fault of
+    // ours (src/proxy/fault.ts), which closes this connection and nothing else.
+    try {
+      done(outcome);
+    } catch (err) {
+      reportFault(faults, 'protocol handler start', err);
+      socket.destroy();
+    }
   };
   const decide = (): boolean => {
     if (buf === null) return false;

@@ -79,6 +79,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'unknown-destination':
     case 'loop-detected':
     case 'unknown-port':
+    case 'internal-error':
       return GRPC_STATUS.INTERNAL;
   }
 }

@@ -23,6 +23,11 @@ export interface UpstreamOwner {
   onUpstreamEnd(): void;
   onUpstreamClose(hadError: boolean, err: Error | null): void;
   onUpstreamDrain(): void;
+  /**
+   * One of the calls above threw (a fault of the owner's own code, src/proxy/fault.ts): the
+   * owner reports it and closes what it owns. Must not throw.
+   */
+  fault(where: string, err: unknown): void;
 }
 
 export type AcquireCallback = (
@@ -73,15 +78,41 @@ export class UpstreamConn {
     this.pool = pool;
     this.socket = socket;
     this.key = key;
+    // What the owner throws is its fault, contained to it (UpstreamOwner.fault); this
+    // connection, in an unknown state, is not reused.
     socket.on('data', (chunk: Buffer) => {
-      if (this.owner !== null) this.owner.onUpstreamData(chunk);
-      else socket.destroy(); // bytes on an idle connection: the upstream broke the protocol
+      const owner = this.owner;
+      if (owner === null) {
+        socket.destroy(); // bytes on an idle connection: the upstream broke the protocol
+        return;
+      }
+      try {
+        owner.onUpstreamData(chunk);
+      } catch (err) {
+        this.ownerFault(owner, 'upstream data', err);
+      }
     });
     socket.on('end', () => {
-      if (this.owner !== null) this.owner.onUpstreamEnd();
-      else socket.destroy();
+      const owner = this.owner;
+      if (owner === null) {
+        socket.destroy();
+        return;
+      }
+      try {
+        owner.onUpstreamEnd();
+      } catch (err) {
+        this.ownerFault(owner, 'upstream end', err);
+      }
     });
-    socket.on('drain', () => this.owner?.onUpstreamDrain());
+    socket.on('drain', () => {
+      const owner = this.owner;
+      if (owner === null) return;
+      try {
+        owner.onUpstreamDrain();
+      } catch (err) {
+        this.ownerFault(owner, 'upstream drain', err);
+      }
+    });
     socket.on('error', (err) => {
       this.lastError = err;
     });
@@ -91,8 +122,19 @@ export class UpstreamConn {
       this.pool.forget(this);
       const owner = this.owner;
       this.owner = null;
-      owner?.onUpstreamClose(hadError, this.lastError);
+      if (owner === null) return;
+      try {
+        owner.onUpstreamClose(hadError, this.lastError);
+      } catch (err) {
+        owner.fault('upstream close', err);
+      }
     });
+  }
+
+  private ownerFault(owner: UpstreamOwner, where: string, err: unknown): void {
+    this.owner = null;
+    this.socket.destroy();
+    owner.fault(where, err);
   }
 
   setIdleTimer(ms: number): void {

@@ -33,6 +33,7 @@ import { armIdleTimeout, connectForClient, splice, type ForwardOptions } from '.
 import type { ProxyErrorReason } from '../errors.ts';
 import type { DetectedProtocol, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
+import type { FaultScope } from '../fault.ts';
 
 const TLS_HANDSHAKE = 0x16;
 
@@ -68,9 +69,11 @@ export class InboundAcceptor {
   private readonly serverFirst: ExpiringSet;
   /** How the app is connected to: always `target` itself (no discovery), never over the mesh. */
   private readonly toApp: ForwardOptions;
+  private readonly faults: FaultScope;
 
   constructor(opts: InboundAcceptOptions) {
     this.opts = opts;
+    this.faults = { log: opts.log, metrics: opts.metrics, direction: 'inbound' };
     this.toApp = {
       connectTimeoutMs: opts.connectTimeoutMs,
       idleTimeoutMs: opts.idleTimeoutMs,
@@ -85,7 +88,7 @@ export class InboundAcceptor {
     if (http !== null) {
       // A Server declares the port HTTP: whatever is not the mesh goes to the HTTP path, whose
       // parser refuses what is not HTTP (nothing reaches the app unparsed).
-      readFirstBytes(socket, null, this.opts.detectTimeoutMs, (r) => {
+      readFirstBytes(this.faults, socket, null, this.opts.detectTimeoutMs, (r) => {
         if (r.kind === 'closed') return;
         if (r.kind === 'decided' && this.toMesh(socket, r.detection, r.buf, target)) return;
         this.opts.metrics.detected('inbound', http, 'configured');
@@ -96,7 +99,7 @@ export class InboundAcceptor {
     const opaque = target !== null && this.isOpaquePort(target.port);
     const serverFirst = target !== null && !opaque && this.serverFirst.has(String(target.port));
     const peek = opaque || serverFirst;
-    readFirstBytes(socket, null, peek ? this.opts.peekMs : this.opts.detectTimeoutMs, (r) =>
+    readFirstBytes(this.faults, socket, null, peek ? this.opts.peekMs : this.opts.detectTimeoutMs, (r) =>
       this.onFirstBytes(socket, target, r, opaque, serverFirst, peek),
     );
   }
@@ -110,7 +113,7 @@ export class InboundAcceptor {
     if (http !== null) this.handOver(socket, target, http, initial, identity, null);
     else if (this.isOpaquePort(target.port)) this.forwardRaw(socket, target, identity, initial, null);
     else if (initial !== null && initial.length > 0)
-      readFirstBytes(socket, initial, this.opts.detectTimeoutMs, (r) =>
+      readFirstBytes(this.faults, socket, initial, this.opts.detectTimeoutMs, (r) =>
         this.onLate(socket, target, identity, r, null),
       );
     else this.connectEarly(socket, target, identity);
@@ -173,7 +176,7 @@ export class InboundAcceptor {
           // (a meshed client under load), after that it is closed.
           const rest = this.opts.detectTimeoutMs - this.opts.peekMs;
           if (peek && rest > 0) {
-            readFirstBytes(socket, buf, rest, (again) =>
+            readFirstBytes(this.faults, socket, buf, rest, (again) =>
               this.onFirstBytes(socket, target, again, opaque, serverFirst, false),
             );
             return;
@@ -252,6 +255,7 @@ export class InboundAcceptor {
       // No deadline for the first byte (the idle timeout still applies), but one for the rest.
       const fromFirstByte = true;
       readFirstBytes(
+        this.faults,
         socket,
         null,
         this.opts.detectTimeoutMs,

@@ -25,6 +25,7 @@ import type { HostLimit, UpstreamConn, UpstreamOwner, UpstreamPool } from '../ht
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
+import { reportFault } from '../fault.ts';
 import type { Target } from '../../core/target.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
@@ -100,7 +101,8 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
       this.fail('bad-request', 'the request cannot be written as HTTP/1.1');
       return;
     }
-    if (ctx.responseTimeoutMs > 0) this.timer = setTimeout(() => this.onTimeout(), ctx.responseTimeoutMs);
+    if (ctx.responseTimeoutMs > 0)
+      this.timer = setTimeout(() => this.guardedTimeout(), ctx.responseTimeoutMs);
     if (!this.requestDone) {
       this.early = [];
       stream.pause(); // no window back for a body that cannot go anywhere yet
@@ -371,7 +373,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
       // body half sent) the app waits for the rest, so the connection cannot be used again.
       if (this.requestDone && this.reusable) {
         this.abandoned = true;
-        this.timer = setTimeout(() => this.closeAppConnection(), ABANDONED_RESPONSE_MAX_MS);
+        this.timer = setTimeout(() => this.guardedTimeout(), ABANDONED_RESPONSE_MAX_MS);
         if (conn.socket.isPaused()) conn.socket.resume(); // (paused by a full stream)
       } else this.closeAppConnection();
     }
@@ -390,6 +392,16 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     if (conn === null) return;
     conn.owner = null;
     conn.socket.destroy();
+  }
+
+  /** The one timer: the response timeout, or the limit on reading an abandoned answer. */
+  private guardedTimeout(): void {
+    try {
+      if (this.abandoned) this.closeAppConnection();
+      else this.onTimeout();
+    } catch (err) {
+      this.fault('h2h1 timer', err);
+    }
   }
 
   private onTimeout(): void {
@@ -423,6 +435,21 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
     respondWhole(stream, response.headers, response.body);
   }
 
+  /**
+   * A fault of this exchange's own code (src/proxy/fault.ts): reported, the stream answered 500
+   * (or reset once its response began) and the app connection closed; the other streams of the
+   * connection go on.
+   */
+  fault(where: string, err: unknown): void {
+    reportFault({ log: this.ctx.log, metrics: NO_COUNT, direction: 'inbound' }, where, err);
+    try {
+      this.fail('internal-error', 'internal error'); // counts the reason once
+      this.record(true);
+    } catch {
+      if (!this.stream.closed) this.stream.reset(ErrorCode.INTERNAL_ERROR);
+    }
+  }
+
   private record(failed: boolean): void {
     if (this.recorded) return;
     this.recorded = true;
@@ -442,6 +469,9 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** fail() counts the exchange's internal-error; the fault report does not count it again. */
+const NO_COUNT = { proxyError: () => {} };
 
 /**
  * A whole response the proxy makes up. The request body is not waited for: once the response is
