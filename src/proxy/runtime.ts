@@ -101,6 +101,7 @@ export class ProxyRuntime {
         config,
         log,
         metrics: this.metrics,
+        accessLog,
         pool: this.pool,
         ownPorts: this.ownPorts,
         inboundPort: () => this.inboundPort,

@@ -91,6 +91,7 @@ export async function startInboundWorld(
     pool,
     limits: opts.limits ?? { maxRequestLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 128 },
     metrics,
+    accessLog: null,
     log: silentLogger,
     responseTimeoutMs: 0,
     ...(opts.appLimit !== undefined ? { appLimit: opts.appLimit } : {}),

@@ -18,7 +18,7 @@ test('the identity header is replaced in the head and removed from request trail
     metrics,
     log: silentLogger,
   });
-  const hook = inboundStreamHook(policy, metrics);
+  const hook = inboundStreamHook(policy, { metrics, accessLog: null });
   const stream = new EventEmitter() as unknown as http2.ServerHttp2Stream;
   const headers: http2.IncomingHttpHeaders = {
     ':method': 'POST',

@@ -35,6 +35,8 @@ import {
   type EndpointSink,
   type MeshTcpConnector,
 } from '../outbound/balance.ts';
+import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import type { AccessLogEntry } from '../telemetry/access-log.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -114,7 +116,7 @@ const INTERNAL_ERROR_RESPONSE =
   'HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n' +
   'trellis-proxy-error: internal-error\r\n\r\n';
 
-export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink {
+export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -142,6 +144,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private connectRetried: { reason: ConnectFailureReason; err: Error | undefined } | null = null;
   /** The route whose endpoint is being picked (a late answer for an earlier exchange is released). */
   private picking: H1Route | null = null;
+  /** What record() was last told (the access log line reads it). */
+  private recordedStatus = 0;
+  private recordedError: ProxyErrorReason | undefined = undefined;
   private route: H1Route | null = null;
   /** How the request head is forwarded (serialized for byte-stream upstreams only). */
   private requestLine: RequestLine | null = null;
@@ -814,24 +819,29 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   }
 
   private record(status: number, failed: boolean, error?: ProxyErrorReason): void {
-    const ctx = this.ctx;
-    ctx.metrics.responseFinished(ctx.direction, 'http1', status, this.latencyMs, failed);
-    if (ctx.accessLog !== null && this.req !== null) {
-      ctx.accessLog.record({
-        ts: Date.now(),
-        direction: ctx.direction,
-        protocol: 'http1',
-        method: this.req.method,
-        authority: this.req.host ?? '',
-        path: this.route?.path ?? this.req.target,
-        status,
-        durationMs: performance.now() - this.startedAt,
-        bytesIn: this.bytesIn,
-        bytesOut: this.bytesOut,
-        peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
-        ...(error !== undefined ? { error } : {}),
-      });
-    }
+    this.recordedStatus = status;
+    this.recordedError = error;
+    recordExchange(this.ctx, this.ctx.direction, 'http1', status, this.latencyMs, failed, this);
+  }
+
+  accessLogEntry(): AccessLogEntry {
+    const req = this.req;
+    const status = this.recordedStatus;
+    const error = this.recordedError;
+    return {
+      ts: Date.now(),
+      direction: this.ctx.direction,
+      protocol: 'http1',
+      method: req?.method ?? '',
+      authority: req?.host ?? '',
+      path: this.route?.path ?? req?.target ?? '',
+      status,
+      durationMs: performance.now() - this.startedAt,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
+      ...(error !== undefined ? { error } : {}),
+    };
   }
 
   // ---- errors the proxy answers itself -----------------------------------------------------

@@ -3,17 +3,20 @@
 // log. An exchange failed when a stream was reset, the proxy had to answer or break it itself, or
 // gRPC reported a status other than OK.
 import type { IncomingHttpHeaders } from 'node:http2';
-import type { AccessLog } from '../telemetry/access-log.ts';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { AccessLogEntry } from '../telemetry/access-log.ts';
+import {
+  recordExchange,
+  type DescribedExchange,
+  type ExchangeRecords,
+} from '../telemetry/exchange-record.ts';
+import type { Direction } from '../telemetry/metrics.ts';
 
-export interface OutcomeSink {
+export interface OutcomeSink extends ExchangeRecords {
   direction: Direction;
-  metrics: Pick<ProxyMetrics, 'responseFinished'>;
-  accessLog: AccessLog | null;
   peer: string;
 }
 
-export class ExchangeOutcome {
+export class ExchangeOutcome implements DescribedExchange {
   private readonly startedAt = performance.now();
   private readonly startedWallMs = Date.now();
   /** The response status sent downstream; 0 while none was. */
@@ -31,25 +34,36 @@ export class ExchangeOutcome {
     if (typeof value === 'string') this.grpcStatus = value;
   }
 
+  private durationMs = 0;
+  private reportedTo: OutcomeSink | null = null;
+  private request: IncomingHttpHeaders | null = null;
+  private authority = '';
+
   report(sink: OutcomeSink, request: IncomingHttpHeaders, authority: string, failedByReset: boolean): void {
-    const durationMs = performance.now() - this.startedAt;
+    this.durationMs = performance.now() - this.startedAt;
+    this.reportedTo = sink;
+    this.request = request;
+    this.authority = authority;
     const failed =
       failedByReset || this.error !== undefined || (this.grpcStatus !== undefined && this.grpcStatus !== '0');
-    sink.metrics.responseFinished(sink.direction, 'h2', this.status, durationMs, failed);
-    if (sink.accessLog === null) return;
-    sink.accessLog.record({
+    recordExchange(sink, sink.direction, 'h2', this.status, this.durationMs, failed, this);
+  }
+
+  accessLogEntry(): AccessLogEntry {
+    const request = this.request;
+    return {
       ts: this.startedWallMs,
-      direction: sink.direction,
+      direction: this.reportedTo?.direction ?? 'outbound',
       protocol: 'h2',
-      method: String(request[':method'] ?? ''),
-      authority,
-      path: String(request[':path'] ?? ''),
+      method: String(request?.[':method'] ?? ''),
+      authority: this.authority,
+      path: String(request?.[':path'] ?? ''),
       status: this.status,
-      durationMs,
+      durationMs: this.durationMs,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
-      peer: sink.peer,
+      peer: this.reportedTo?.peer ?? '',
       ...(this.error !== undefined ? { error: this.error } : {}),
-    });
+    };
   }
 }

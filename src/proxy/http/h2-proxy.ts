@@ -26,6 +26,7 @@ import { guardHeaderBlocks, type HeaderGuardLimits } from './h2-header-guard.ts'
 import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
+import { reportFault } from '../fault.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
@@ -234,15 +235,16 @@ export class H2Proxy {
               message: headLimitMessage(tooLarge),
               status: tooLarge,
             },
-            opts.metrics,
+            opts,
             opts.direction,
+            conn.peer,
           );
           return;
         }
         if (hook !== undefined && hook(stream, headers, conn)) return;
         new H2Exchange(ctx, stream, headers).start();
       } catch (err) {
-        opts.log.warn('h2 exchange failed to start', { err, peer: conn.peer });
+        reportFault(opts, 'h2 stream start', err); // a fault of ours: this stream only
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       }
     });

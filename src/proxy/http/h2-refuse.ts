@@ -4,10 +4,16 @@
 // 8.1), and the exchange counts like any other (request, proxy error, response).
 import * as http2 from 'node:http2';
 import type { ProxyErrorReason } from '../errors.ts';
+import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
+import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import { isGrpc, proxyErrorResponse } from './h2-headers.ts';
 
-type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+/** Where a refused stream is counted and logged, like any exchange (telemetry/exchange-record.ts). */
+export interface RefusalRecords {
+  readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  readonly accessLog: AccessLog | null;
+}
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
 
@@ -25,10 +31,13 @@ export function refuseStream(
   stream: http2.ServerHttp2Stream,
   headers: http2.IncomingHttpHeaders,
   refusal: Refusal,
-  metrics: Metrics,
+  records: RefusalRecords,
   direction: Direction,
+  peer: string,
 ): void {
   const startedAt = performance.now();
+  const startedWallMs = Date.now();
+  const { metrics } = records;
   const { reason } = refusal;
   metrics.requestStarted(direction, 'h2');
   metrics.proxyError(direction, reason);
@@ -44,11 +53,22 @@ export function refuseStream(
   if (response.body !== null) stream.end(response.body);
   stream.resume(); // the request body is discarded
   if (!stream.endAfterHeaders) setImmediate(() => stream.closed || stream.close(NGHTTP2_NO_ERROR));
-  metrics.responseFinished(
-    direction,
-    'h2',
-    Number(response.headers[':status']),
-    performance.now() - startedAt,
-    true,
-  );
+  const status = Number(response.headers[':status']);
+  const durationMs = performance.now() - startedAt;
+  recordExchange(records, direction, 'h2', status, durationMs, true, {
+    accessLogEntry: (): AccessLogEntry => ({
+      ts: startedWallMs,
+      direction,
+      protocol: 'h2',
+      method: String(headers[':method'] ?? ''),
+      authority: String(headers[':authority'] ?? headers.host ?? ''),
+      path: String(headers[':path'] ?? ''),
+      status,
+      durationMs,
+      bytesIn: 0,
+      bytesOut: response.body === null ? 0 : Buffer.byteLength(response.body),
+      peer,
+      error: reason,
+    }),
+  });
 }

@@ -26,6 +26,8 @@ import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import { reportFault } from '../fault.ts';
+import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
+import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { Target } from '../../core/target.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
@@ -45,12 +47,14 @@ export interface BridgeContext {
     'requestStarted' | 'responseFinished' | 'proxyError' | 'h2LimitExceeded'
   >;
   readonly log: Logger;
+  /** Where finished exchanges are logged (null: no access log). */
+  readonly accessLog: AccessLog | null;
   readonly responseTimeoutMs: number;
   /** The bound on connections to the app (default APP_CONNECTION_LIMIT). */
   readonly appLimit?: HostLimit;
 }
 
-export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
+export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, DescribedExchange {
   private readonly ctx: BridgeContext;
   private readonly stream: H2Stream;
   private readonly fields: readonly string[];
@@ -59,6 +63,14 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   /** Request body that came before the app connection was there. */
   private early: Buffer[] | null = null;
   private readonly startedAt = performance.now();
+  private readonly startedWallMs = Date.now();
+  /** The client: its verified identity (the access log's peer). */
+  private readonly peer: string;
+  private durationMs = 0;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  /** The reason of the answer the proxy made itself, if it did. */
+  private failure: ProxyErrorReason | undefined = undefined;
   private conn: UpstreamConn | null = null;
   private chunkedUp = false;
   private remainingUp = 0;
@@ -80,8 +92,15 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private discarded = 0;
   private readonly sink: ChunkSink;
 
-  constructor(ctx: BridgeContext, stream: H2Stream, fields: readonly string[], endAfterHeaders: boolean) {
+  constructor(
+    ctx: BridgeContext,
+    stream: H2Stream,
+    fields: readonly string[],
+    endAfterHeaders: boolean,
+    peer = '',
+  ) {
     this.ctx = ctx;
+    this.peer = peer;
     this.stream = stream;
     this.fields = fields;
     this.endAfterHeaders = endAfterHeaders;
@@ -164,6 +183,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   }
 
   onData(chunk: Buffer, endStream: boolean): void {
+    this.bytesIn += chunk.length;
     if (chunk.length > 0) {
       if (this.early !== null) this.early.push(chunk);
       else this.onRequestData(chunk);
@@ -309,6 +329,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   }
 
   private writeDown(chunk: Buffer): void {
+    this.bytesOut += chunk.length;
     if (this.abandoned) {
       this.discarded += chunk.length;
       if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.closeAppConnection();
@@ -414,6 +435,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
 
   /** Answers the stream with a response the proxy makes up (or resets it if too late). */
   private fail(reason: ProxyErrorReason, message: string): void {
+    this.failure = reason;
     const { stream } = this;
     this.clearTimer();
     this.ctx.metrics.proxyError('inbound', reason);
@@ -453,13 +475,26 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler {
   private record(failed: boolean): void {
     if (this.recorded) return;
     this.recorded = true;
-    this.ctx.metrics.responseFinished(
-      'inbound',
-      'http1',
-      this.status,
-      performance.now() - this.startedAt,
-      failed,
-    );
+    this.durationMs = performance.now() - this.startedAt;
+    recordExchange(this.ctx, 'inbound', 'http1', this.status, this.durationMs, failed, this);
+  }
+
+  accessLogEntry(): AccessLogEntry {
+    const fields = this.fields;
+    return {
+      ts: this.startedWallMs,
+      direction: 'inbound',
+      protocol: 'http1',
+      method: this.method,
+      authority: fieldValue(fields, ':authority') ?? '',
+      path: fieldValue(fields, ':path') ?? '',
+      status: this.status,
+      durationMs: this.durationMs,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      peer: this.peer,
+      ...(this.failure !== undefined ? { error: this.failure } : {}),
+    };
   }
 
   private clearTimer(): void {

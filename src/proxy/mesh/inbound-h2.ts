@@ -5,14 +5,11 @@
 // path with no identity. (HTTP/1 requests from other proxies arrive on their own connections:
 // inbound-h2h1.ts.)
 import type * as http2 from 'node:http2';
-import { refuseStream } from '../http/h2-refuse.ts';
-import type { ProxyMetrics } from '../telemetry/metrics.ts';
+import { refuseStream, type RefusalRecords } from '../http/h2-refuse.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 
-type Metrics = Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
-
-export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): InboundStreamHook {
+export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords): InboundStreamHook {
   const idHeader = policy.clientIdHeader;
   return (stream, headers, conn) => {
     if (idHeader !== '') {
@@ -38,8 +35,9 @@ export function inboundStreamHook(policy: InboundPolicy, metrics: Metrics): Inbo
           stream,
           headers,
           { reason: 'forbidden', message: denied, headerValue: denied },
-          metrics,
+          records,
           'inbound',
+          conn.identity ?? conn.ip,
         );
         return true;
       }

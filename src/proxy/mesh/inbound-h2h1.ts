@@ -21,6 +21,8 @@ import type { Target } from '../../core/target.ts';
 import { fieldValue } from './h1-fields.ts';
 import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
+import type { AccessLogEntry } from '../telemetry/access-log.ts';
+import { recordExchange } from '../telemetry/exchange-record.ts';
 
 export class MeshH2H1Inbound {
   private readonly policy: InboundPolicy;
@@ -61,7 +63,15 @@ export class MeshH2H1Inbound {
     const tooLarge = requestHeadLimitStatus(fields, this.bridge.limits);
     if (tooLarge !== 0) {
       const what = headLimitMessage(tooLarge);
-      this.refuse(stream, 'request-header-too-large', what, 'request-header-too-large', tooLarge);
+      this.refuse(
+        stream,
+        fields,
+        identity,
+        'request-header-too-large',
+        what,
+        'request-header-too-large',
+        tooLarge,
+      );
       return;
     }
     const idHeader = this.policy.clientIdHeader;
@@ -71,7 +81,14 @@ export class MeshH2H1Inbound {
       fields.push(idHeader, identity);
     }
     if (target === null) {
-      this.refuse(stream, 'unknown-destination', 'no app for this connection', 'unknown-destination');
+      this.refuse(
+        stream,
+        fields,
+        identity,
+        'unknown-destination',
+        'no app for this connection',
+        'unknown-destination',
+      );
       return;
     }
     const denied = this.policy.checkRequest(
@@ -82,15 +99,17 @@ export class MeshH2H1Inbound {
       fieldValue(fields, ':path') ?? '',
     );
     if (denied !== null) {
-      this.refuse(stream, 'forbidden', denied, denied);
+      this.refuse(stream, fields, identity, 'forbidden', denied, denied);
       return;
     }
-    new H2ToH1Exchange(this.bridge, stream, fields, endStream).start(target);
+    new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity).start(target);
   }
 
   /** Answers a stream the proxy will not forward (403 forbidden, 431, ...), counted like any request. */
   private refuse(
     stream: H2Stream,
+    fields: readonly string[],
+    peer: string,
     reason: ProxyErrorReason,
     message: string,
     headerValue: string,
@@ -98,17 +117,29 @@ export class MeshH2H1Inbound {
   ): void {
     const { metrics } = this.bridge;
     const startedAt = performance.now();
+    const startedWallMs = Date.now();
     metrics.requestStarted('inbound', 'http1');
     metrics.proxyError('inbound', reason);
     const response = proxyErrorResponse(reason, false, message, headerValue, status);
     respondWhole(stream, response.headers, response.body);
-    metrics.responseFinished(
-      'inbound',
-      'http1',
-      Number(response.headers[':status']),
-      performance.now() - startedAt,
-      true,
-    );
+    const answered = Number(response.headers[':status']);
+    const durationMs = performance.now() - startedAt;
+    recordExchange(this.bridge, 'inbound', 'http1', answered, durationMs, true, {
+      accessLogEntry: (): AccessLogEntry => ({
+        ts: startedWallMs,
+        direction: 'inbound',
+        protocol: 'http1',
+        method: fieldValue(fields, ':method') ?? '',
+        authority: fieldValue(fields, ':authority') ?? '',
+        path: fieldValue(fields, ':path') ?? '',
+        status: answered,
+        durationMs,
+        bytesIn: 0,
+        bytesOut: response.body === null ? 0 : Buffer.byteLength(response.body),
+        peer,
+        error: reason,
+      }),
+    });
   }
 
   /** GOAWAY on every connection: the open streams finish, then each closes. */

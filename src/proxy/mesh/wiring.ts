@@ -20,6 +20,7 @@ import type { MeshH2H1Inbound } from './inbound-h2h1.ts';
 import { InboundPolicy } from './inbound-policy.ts';
 import type { MeshInbound } from './inbound.ts';
 import type { MeshOutbound } from './outbound.ts';
+import type { AccessLog } from '../telemetry/access-log.ts';
 
 /** The transport's classes (transport.ts), loaded only when the proxy has an identity. */
 export type MeshTransport = typeof import('./transport.ts');
@@ -39,6 +40,7 @@ export interface MeshHost {
   readonly config: ProxyConfig;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
+  readonly accessLog: AccessLog | null;
   readonly pool: UpstreamPool;
   readonly ownPorts: ReadonlySet<number>;
   /** The inbound listener's bound port (0 before it is bound). */
@@ -129,12 +131,19 @@ export class MeshWiring {
    */
   async inboundStreamHook(): Promise<InboundStreamHook> {
     const { inboundStreamHook } = await import('./inbound-h2.ts');
-    return inboundStreamHook(this.policy, this.host.metrics);
+    return inboundStreamHook(this.policy, this.host);
   }
 
   private bridgeContext(): BridgeContext {
-    const { config, log, metrics, pool } = this.host;
-    return { pool, limits: config.http1, metrics, log, responseTimeoutMs: config.timeouts.responseMs };
+    const { config, log, metrics, accessLog, pool } = this.host;
+    return {
+      pool,
+      limits: config.http1,
+      metrics,
+      accessLog,
+      log,
+      responseTimeoutMs: config.timeouts.responseMs,
+    };
   }
 
   /** Drain: GOAWAY on the mesh's own HTTP/2 connections both ways (in-flight streams finish). */
