@@ -8,6 +8,8 @@
 //                        metrics per workload (?namespace=NS to filter), from the MetricsCollector
 //                        (src/control/metrics/collector.ts) that scrapes the workloads' proxies
 //   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
+//   GET /api/prometheus/targets  Prometheus HTTP service discovery of the workloads' proxies
+//                        (src/control/metrics/prometheus-sd.ts)
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
 // every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
@@ -26,6 +28,7 @@ import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
+import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -312,7 +315,7 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
   return handleHttp(req, res, api);
 }
 
-const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics']);
+const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics', PROMETHEUS_SD_PATH]);
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -334,10 +337,24 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
     res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));
     return;
   }
+  if (path === PROMETHEUS_SD_PATH) return sendPrometheusTargets(api, send);
   try {
     send(200, await api.catalog.listServices());
   } catch (error) {
     api.log.warn('listing services failed', { error });
     send(503, { error: 'cannot list services', detail: (error as Error).message });
+  }
+}
+
+/** Prometheus keeps the targets it has when discovery answers an error: 503 when listing fails. */
+async function sendPrometheusTargets(
+  api: HttpApi,
+  send: (status: number, body: unknown) => void,
+): Promise<void> {
+  try {
+    send(200, prometheusTargets((await api.catalog.listScrapeTargets?.()) ?? []));
+  } catch (error) {
+    api.log.warn('listing the proxies to scrape failed', { error });
+    send(503, { error: 'cannot list the proxies', detail: (error as Error).message });
   }
 }
