@@ -6,7 +6,7 @@
 import { ConfigError } from '../core/errors.ts';
 import { PROMETHEUS_SD_PATH } from '../control/metrics/prometheus-sd.ts';
 import { findControlPlane } from './control-api.ts';
-import { parseDuration } from './control.ts';
+import { parseDuration } from '../core/duration.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, STATE_FLAG, stateFolder } from './targeting.ts';
 

@@ -5,8 +5,10 @@
 //   GET /healthz         200 {"status":"ok"} once discovery has synced, 503 {"status":"syncing"} before
 //   GET /api/services    200 [{namespace, name, ports: [{port, name?, endpoints: [...]}]}], sorted
 //   GET /api/stat        200 [{namespace, name, meshed, success, rps, latency_p50_ms, ...}] golden
-//                        metrics per workload (?namespace=NS to filter), from the MetricsCollector
-//                        (src/control/metrics/collector.ts) that scrapes the workloads' proxies
+//                        metrics per workload (?namespace=NS to filter, &direction=outbound,
+//                        &window=30s: src/control/metrics/stat-view.ts; 400 when malformed), from
+//                        the MetricsCollector (src/control/metrics/collector.ts) that scrapes the
+//                        workloads' proxies
 //   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
 //   GET /api/prometheus/targets  Prometheus HTTP service discovery of the workloads' proxies
 //                        (src/control/metrics/prometheus-sd.ts)
@@ -29,6 +31,7 @@ import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
 import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.ts';
+import { statViewOf, type StatView } from './metrics/stat-view.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -330,8 +333,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   }
   if (path === '/healthz')
     return api.synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
-  if (path === '/api/stat')
-    return send(200, api.collector.stats(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (path === '/api/stat') return sendStat(api, new URLSearchParams(query), send);
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));
@@ -357,4 +359,15 @@ async function sendPrometheusTargets(
     api.log.warn('listing the proxies to scrape failed', { error });
     send(503, { error: 'cannot list the proxies', detail: (error as Error).message });
   }
+}
+
+/** The stat lines of GET /api/stat; 400 for a direction or window it cannot read. */
+function sendStat(api: HttpApi, query: URLSearchParams, send: (status: number, body: unknown) => void): void {
+  let view: StatView;
+  try {
+    view = statViewOf(query);
+  } catch (error) {
+    return send(400, { error: (error as Error).message });
+  }
+  send(200, api.collector.stats(query.get('namespace') ?? undefined, view));
 }
