@@ -44,25 +44,44 @@ test('Prometheus discovers, scrapes and queries the mesh', { timeout: 180_000 },
   t.after(() => rm(root, { recursive: true, force: true }));
   const up = await startUp(t, root);
 
-  const [appPort, upstreamPort] = [await freePort(), await freePort()];
+  // Two workloads: hello in shop (its traffic is what the queries look for), idle in default.
+  const [appPort, upstreamPort, idlePort] = [await freePort(), await freePort(), await freePort()];
   // prettier-ignore
   const run = startCli(t, [
     'run', '--state', root, '--name', 'hello', '--namespace', 'shop', '--port', String(appPort),
     '--upstream', `hello.shop:80=${upstreamPort}`, '--', NODE, HELLO, String(appPort),
   ]);
+  // prettier-ignore
+  const idleRun = startCli(t, [
+    'run', '--state', root, '--name', 'idle', '--port', String(idlePort), '--', NODE, HELLO, String(idlePort),
+  ]);
   const registration = await readyRegistration(root, 'hello', 'shop');
+  const idle = await readyRegistration(root, 'idle');
   const kill = reaper(t);
-  const pids = await waitFor('the pids of trellis run', async () => reportedPids(run.stderr()));
-  kill([pids.app, pids.proxy]);
+  for (const r of [run, idleRun]) {
+    const pids = await waitFor('the pids of trellis run', async () => reportedPids(r.stderr()));
+    kill([pids.app, pids.proxy]);
+  }
   const pod = registration.file.replace(/\.json$/, '');
 
-  // The control plane's service discovery: one group for the proxy, labels without a direction.
+  // The control plane's service discovery: one group per proxy, labels without a direction.
   const sd = await fetch(`http://${up.http}/api/prometheus/targets`);
   assert.equal(sd.status, 200);
   assert.match(sd.headers.get('content-type') ?? '', /^application\/json/);
   assert.deepEqual(await sd.json(), [
+    {
+      targets: [idle.admin],
+      labels: { namespace: 'default', workload: 'idle', pod: idle.file.replace(/\.json$/, '') },
+    },
     { targets: [registration.admin], labels: { namespace: 'shop', workload: 'hello', pod } },
   ]);
+
+  // `trellis stat`'s window and direction are checked by the control plane too.
+  for (const bad of ['window=11m', 'window=soon', 'direction=sideways']) {
+    const res = await fetch(`http://${up.http}/api/stat?${bad}`);
+    assert.equal(res.status, 400, bad);
+    assert.match(((await res.json()) as { error: string }).error, /^(window|direction): /);
+  }
 
   // One request each way first, so that every family has series to check.
   assert.equal(await (await fetch(`http://127.0.0.1:${upstreamPort}/first`)).text(), 'hello /first\n');
@@ -132,12 +151,16 @@ test('Prometheus discovers, scrapes and queries the mesh', { timeout: 180_000 },
     ],
   );
 
-  const upSeries = await query(base, 'up');
+  const upSeries = await waitFor('every target scraped', async () => {
+    const series = await query(base, 'up == 1');
+    return series.length === 3 ? series : null;
+  });
   assert.deepEqual(
-    upSeries.map((s) => [s.metric.job, s.metric.workload ?? s.metric.component, s.value[1]]).sort(),
+    upSeries.map((s) => [s.metric.job, s.metric.namespace, s.metric.workload ?? s.metric.component]).sort(),
     [
-      ['trellis-control-plane', 'control-plane', '1'],
-      ['trellis-proxies', 'hello', '1'],
+      ['trellis-control-plane', undefined, 'control-plane'],
+      ['trellis-proxies', 'default', 'idle'],
+      ['trellis-proxies', 'shop', 'hello'],
     ],
   );
 
@@ -154,4 +177,5 @@ test('Prometheus discovers, scrapes and queries the mesh', { timeout: 180_000 },
     }
   }
   assert.equal(await run.stop(), 0, run.stderr());
+  assert.equal(await idleRun.stop(), 0, idleRun.stderr());
 });
