@@ -232,7 +232,15 @@ test('trellis version, --version, and help CMD', async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: trellis stat /);
   assert.equal(help.stdout, (await runCli(['stat', '--help'])).stdout);
-  assert.match((await runCli(['help'])).stdout, /^ {2}version {4}the version of trellis/m);
+  const list = (await runCli(['help'])).stdout;
+  assert.match(list, /^ {2}version +the version of trellis/m);
+  // Every summary starts in the same column, behind the longest command name.
+  const columns = list
+    .split('\n')
+    .filter((l) => /^ {2}[a-z]/.test(l))
+    .map((l) => /^ {2}\S+ +/.exec(l)![0].length);
+  assert.ok(columns.length > 10);
+  assert.equal(new Set(columns).size, 1, list);
   const unknown = await runCli(['help', 'nope']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command 'nope'/);
