@@ -1,10 +1,11 @@
 // The control plane's metrics collector: every few seconds it scrapes the /metrics page of each
-// registered workload's proxy (its admin listener), keeps a short window of snapshots per
-// instance, and answers `trellis stat` (GET /api/stat) with the golden metrics of each workload:
-// success rate, requests per second, latency percentiles and open TCP connections of the inbound
-// traffic (or, as asked, of the outbound traffic, over another window: stat-view.ts, the history
-// behind it: snapshot-history.ts). Instances of one workload (the workload files of one service in one namespace) are
-// summed: counters and histogram buckets add up before rates and quantiles are taken.
+// registered workload's proxy (its admin listener), keeps a bounded history of snapshots per
+// instance and direction (snapshot-history.ts), and answers `trellis stat` (GET /api/stat) with the
+// golden metrics of each workload: success rate, requests per second, latency percentiles, open
+// TCP connections and bytes per second, of the inbound traffic over the last 10 s unless the view
+// asks for the outbound traffic or another window (stat-view.ts). Instances of one workload (the
+// workload files of one service in one namespace) are summed: counters and histogram buckets add
+// up before rates and quantiles are taken.
 // The window math (deltas, restarts, histogram_quantile) is the one of `trellis demo`
 // (src/core/golden-metrics.ts); scraping and time are injectable, so tests feed fake pages.
 import { request } from 'node:http';
@@ -112,13 +113,13 @@ export function workloadStat(
     const delta = window.delta(view?.windowMs, direction);
     if (delta === null) continue;
     seconds = Math.max(seconds ?? 0, delta.seconds);
+    responses += delta.responses;
+    successes += delta.successes;
     if (delta.seconds > 0) {
+      rps = (rps ?? 0) + delta.responses / delta.seconds;
       readBps = (readBps ?? 0) + delta.readBytes / delta.seconds;
       writeBps = (writeBps ?? 0) + delta.writeBytes / delta.seconds;
     }
-    responses += delta.responses;
-    successes += delta.successes;
-    if (delta.seconds > 0) rps = (rps ?? 0) + delta.responses / delta.seconds;
     for (const b of delta.latencyBuckets) buckets.set(b.le, (buckets.get(b.le) ?? 0) + b.count);
   }
   const latency = [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count }));
