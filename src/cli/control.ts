@@ -9,6 +9,7 @@
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
+import { parseDuration } from '../core/duration.ts';
 import { createLogger, LOG_LEVEL_SETTINGS, type Logger, type LogLevelSetting } from '../core/log.ts';
 import type { IdentityComponent } from '../control/identity/component.ts';
 import { readOperatorToken } from '../control/operator-token.ts';
@@ -91,25 +92,8 @@ export function identitySettings(values: ParsedFlags['values']): IdentitySetting
   return { trustDomain, leafLifetimeMs, issuerLifetimeMs };
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3600_000, d: DAY_MS };
-
-/** "500ms", "90s", "15m", "24h", "30d" (also "1h30m") as milliseconds; ConfigError naming `flag`. */
-export function parseDuration(flag: string, text: string): number {
-  const part = /(\d{1,9})(ms|s|m|h|d)/y;
-  let total = 0;
-  let at = 0;
-  while (at < text.length) {
-    part.lastIndex = at;
-    const match = part.exec(text);
-    if (match === null) break;
-    total += Number(match[1]) * UNIT_MS[match[2]!]!;
-    at = part.lastIndex;
-  }
-  if (text === '' || at !== text.length || !Number.isSafeInteger(total) || total <= 0) {
-    throw new ConfigError(flag, `expected a duration such as 24h, 90s or 500ms, got '${text}'`);
-  }
-  return total;
-}
+// Here for the commands that import it from control.ts (install).
+export { parseDuration };
 
 /**
  * The certificate authority over `dir` (null: in memory, with a warning) and its control-plane

@@ -18,6 +18,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   apply: () => import('./apply.ts'),
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
+  'prometheus-config': () => import('./prometheus-config.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),
@@ -27,12 +28,14 @@ const commands: Record<string, () => Promise<Subcommand>> = {
 
 async function usage(): Promise<string> {
   const lines = ['Usage: trellis <command> [options]', '', 'Commands:'];
+  // The summaries line up behind the longest command name.
+  const width = Math.max(...Object.keys(commands).map((name) => name.length));
   for (const [name, load] of Object.entries(commands)) {
     const mod = await load();
-    lines.push(`  ${name.padEnd(10)} ${mod.summary}`);
+    lines.push(`  ${name.padEnd(width)} ${mod.summary}`);
   }
-  lines.push(`  ${'version'.padEnd(10)} the version of trellis (also --version)`);
-  lines.push(`  ${'help'.padEnd(10)} this list, or the options of a command (trellis help CMD)`);
+  lines.push(`  ${'version'.padEnd(width)} the version of trellis (also --version)`);
+  lines.push(`  ${'help'.padEnd(width)} this list, or the options of a command (trellis help CMD)`);
   lines.push(
     '',
     'Run `trellis help <command>` (or `trellis <command> --help`) for the options of a command.',

@@ -1,10 +1,19 @@
 // `trellis stat`: the golden metrics of each workload (success rate, requests per second, latency
-// percentiles of its inbound traffic, open TCP connections), as the control plane collects them
-// from the workloads' proxies (GET /api/stat of src/control/server.ts). Printed as the table of
-// `trellis demo` (src/cli/live-view.ts) or, with -o json, as one JSON array.
+// percentiles of its inbound traffic, or with --direction outbound of the traffic it calls, open
+// TCP connections; -o wide adds bytes per second), over the last 10 s or the window of -t, as the
+// control plane collects them from the workloads' proxies (GET /api/stat of
+// src/control/server.ts). Printed as the table of `trellis demo` (src/cli/live-view.ts) or, with
+// -o json, as one JSON array.
 import { ConfigError } from '../core/errors.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
+import {
+  DEFAULT_STAT_VIEW,
+  parseDirection,
+  parseStatWindow,
+  statQuery,
+  type StatView,
+} from '../control/metrics/stat-view.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { formatTable, type WorkloadRow } from './live-view.ts';
 import {
@@ -23,6 +32,18 @@ export const summary = 'golden metrics per workload (success, rps, latency), fro
 const OUTPUTS = ['table', 'wide', 'json'] as const;
 const FLAGS: FlagSpec[] = [
   { name: 'namespace', short: 'n', kind: 'string', help: 'only this namespace (default: every namespace)' },
+  { name: 'all-namespaces', short: 'A', kind: 'boolean', help: 'every namespace (what no -n means too)' },
+  {
+    name: 'time-window',
+    short: 't',
+    kind: 'string',
+    help: 'the window of the rates and percentiles, e.g. 30s, 1m, 10m (1s..10m; default 10s)',
+  },
+  {
+    name: 'direction',
+    kind: 'string',
+    help: 'inbound (default: the requests the workload serves) or outbound (the requests it makes)',
+  },
   outputFlag(OUTPUTS),
   STATE_FLAG,
   CONTROL_FLAG,
@@ -30,11 +51,14 @@ const FLAGS: FlagSpec[] = [
 
 const USAGE = `Usage: trellis stat [options] [KIND[/NAME]]
 
-Golden metrics of each workload's inbound traffic over the last 10 s, as the control plane scrapes
-them from the proxies; the instances of a workload are summed. KIND is deploy (also deployment,
-workload, wl, svc: on one machine a workload is named after the service it serves) or ns/NAME (the
-same as -n NAME); a bare NAME is a workload. Without NAME every workload is shown; a NAME that
-matches none is an error. -o wide always shows the NAMESPACE column.`;
+Golden metrics of each workload's inbound traffic (--direction outbound: the requests it makes)
+over the last 10 s (-t WINDOW: up to 10m), as the control plane scrapes them from the proxies; the
+instances of a workload are summed. KIND is deploy (also deployment, workload, wl, svc: on one
+machine a workload is named after the service it serves) or ns/NAME (the same as -n NAME); a bare
+NAME is a workload. Without NAME every workload is shown; a NAME that matches none is an error.
+-o wide always shows the NAMESPACE column and adds READ_BYTES/SEC and WRITE_BYTES/SEC (bytes of
+the workload's connections, counted as they close). The proxies do not record which workload is at
+the other end of a request, so there is no --from/--to.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -47,15 +71,18 @@ export async function run(argv: string[]): Promise<number> {
   const output = outputOf(values, OUTPUTS);
   const target: Target | null = rest.length === 1 ? parseTarget(rest[0]!, ['workload', 'namespace']) : null;
   const namespace = namespaceOf(values, target);
+  if (values.get('all-namespaces') === true && namespace !== undefined) {
+    throw new ConfigError('--all-namespaces', `give -A or a namespace (${namespace}), not both`);
+  }
   const name = target?.kind === 'workload' ? target.name : null;
+  const view = statViewOf(values);
 
   const api = await findControlPlane({
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
     root: stateFolder(values.get('state') as string | undefined),
   });
-  const query = namespace === undefined ? '' : `?namespace=${encodeURIComponent(namespace)}`;
-  let stats = await getControl<WorkloadStat[]>(api, `/api/stat${query}`, 'stats');
+  let stats = await getControl<WorkloadStat[]>(api, `/api/stat${statQuery(namespace, view)}`, 'stats');
   const where = namespace === undefined ? '' : ` in namespace ${namespace}`;
   if (name !== null) {
     stats = stats.filter((s) => s.name === name);
@@ -72,15 +99,27 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`No workloads found${where}.\n`);
     return 0;
   }
-  process.stdout.write(statTable(stats, output === 'wide' || namespace === undefined).join('\n') + '\n');
+  const wide = output === 'wide';
+  process.stdout.write(statTable(stats, wide || namespace === undefined, wide).join('\n') + '\n');
   return 0;
+}
+
+/** The direction and window of the flags (their defaults when absent); ConfigError when malformed. */
+function statViewOf(values: Map<string, unknown>): StatView {
+  const window = values.get('time-window') as string | undefined;
+  const direction = values.get('direction') as string | undefined;
+  return {
+    direction:
+      direction === undefined ? DEFAULT_STAT_VIEW.direction : parseDirection('--direction', direction),
+    windowMs: window === undefined ? DEFAULT_STAT_VIEW.windowMs : parseStatWindow('--time-window', window),
+  };
 }
 
 /** A control-plane stat as a row of the live table (src/cli/live-view.ts). */
 export function statRow(s: WorkloadStat): WorkloadRow {
   return {
     name: s.name,
-    direction: 'inbound',
+    direction: s.direction ?? 'inbound',
     meshed: s.meshed,
     success: s.success,
     rps: s.rps,
@@ -91,10 +130,33 @@ export function statRow(s: WorkloadStat): WorkloadRow {
   };
 }
 
-/** The table of `trellis demo`, with a NAMESPACE column in front when several may show. */
-export function statTable(stats: readonly WorkloadStat[], withNamespace: boolean): string[] {
+/** Bytes per second as `trellis stat -o wide` shows them ("-" without data). */
+export function formatBytesPerSecond(bps: number | null | undefined): string {
+  if (bps === null || bps === undefined) return '-';
+  if (bps >= 1e6) return `${(bps / 1e6).toFixed(1)}MB/s`;
+  if (bps >= 1e3) return `${(bps / 1e3).toFixed(1)}kB/s`;
+  return `${bps.toFixed(1)}B/s`;
+}
+
+/**
+ * The table of `trellis demo`, with a NAMESPACE column in front when several may show and, when
+ * `withBytes`, READ_BYTES/SEC and WRITE_BYTES/SEC behind.
+ */
+export function statTable(
+  stats: readonly WorkloadStat[],
+  withNamespace: boolean,
+  withBytes = false,
+): string[] {
   const rows: WorkloadRow[] = stats.map(statRow);
-  const lines = formatTable(rows);
+  let lines = formatTable(rows);
+  if (withBytes) {
+    const widths = lines.map((l) => l.length);
+    const base = Math.max(...widths);
+    const read = ['READ_BYTES/SEC', ...stats.map((s) => formatBytesPerSecond(s.read_bytes_per_s))];
+    const write = ['WRITE_BYTES/SEC', ...stats.map((s) => formatBytesPerSecond(s.write_bytes_per_s))];
+    const readWidth = Math.max(...read.map((c) => c.length));
+    lines = lines.map((line, i) => `${line.padEnd(base)}  ${read[i]!.padEnd(readWidth)}  ${write[i]}`);
+  }
   if (!withNamespace) return lines;
   const namespaces = ['NAMESPACE', ...stats.map((s) => s.namespace)];
   const width = Math.max(...namespaces.map((n) => n.length));

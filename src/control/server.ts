@@ -5,9 +5,13 @@
 //   GET /healthz         200 {"status":"ok"} once discovery has synced, 503 {"status":"syncing"} before
 //   GET /api/services    200 [{namespace, name, ports: [{port, name?, endpoints: [...]}]}], sorted
 //   GET /api/stat        200 [{namespace, name, meshed, success, rps, latency_p50_ms, ...}] golden
-//                        metrics per workload (?namespace=NS to filter), from the MetricsCollector
-//                        (src/control/metrics/collector.ts) that scrapes the workloads' proxies
+//                        metrics per workload (?namespace=NS to filter, &direction=outbound,
+//                        &window=30s: src/control/metrics/stat-view.ts; 400 when malformed), from
+//                        the MetricsCollector (src/control/metrics/collector.ts) that scrapes the
+//                        workloads' proxies
 //   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
+//   GET /api/prometheus/targets  Prometheus HTTP service discovery of the workloads' proxies
+//                        (src/control/metrics/prometheus-sd.ts)
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
 // every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
@@ -26,6 +30,8 @@ import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
+import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.ts';
+import { statViewOf, type StatView } from './metrics/stat-view.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -312,7 +318,7 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
   return handleHttp(req, res, api);
 }
 
-const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics']);
+const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics', PROMETHEUS_SD_PATH]);
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -327,17 +333,41 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   }
   if (path === '/healthz')
     return api.synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
-  if (path === '/api/stat')
-    return send(200, api.collector.stats(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (path === '/api/stat') return sendStat(api, new URLSearchParams(query), send);
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));
     return;
   }
+  if (path === PROMETHEUS_SD_PATH) return sendPrometheusTargets(api, send);
   try {
     send(200, await api.catalog.listServices());
   } catch (error) {
     api.log.warn('listing services failed', { error });
     send(503, { error: 'cannot list services', detail: (error as Error).message });
   }
+}
+
+/** Prometheus keeps the targets it has when discovery answers an error: 503 when listing fails. */
+async function sendPrometheusTargets(
+  api: HttpApi,
+  send: (status: number, body: unknown) => void,
+): Promise<void> {
+  try {
+    send(200, prometheusTargets((await api.catalog.listScrapeTargets?.()) ?? []));
+  } catch (error) {
+    api.log.warn('listing the proxies to scrape failed', { error });
+    send(503, { error: 'cannot list the proxies', detail: (error as Error).message });
+  }
+}
+
+/** The stat lines of GET /api/stat; 400 for a direction or window it cannot read. */
+function sendStat(api: HttpApi, query: URLSearchParams, send: (status: number, body: unknown) => void): void {
+  let view: StatView;
+  try {
+    view = statViewOf(query);
+  } catch (error) {
+    return send(400, { error: (error as Error).message });
+  }
+  send(200, api.collector.stats(query.get('namespace') ?? undefined, view));
 }

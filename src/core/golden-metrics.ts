@@ -15,6 +15,9 @@ export interface ProxySnapshot {
   readonly successes: number;
   readonly latencyBuckets: readonly CumulativeBucket[];
   readonly tcpOpen: number;
+  /** Bytes read from and written to accepted connections (counted when they close). */
+  readonly readBytes: number;
+  readonly writeBytes: number;
 }
 
 /** Reads the proxy metrics of one direction (names from src/proxy/telemetry/metrics.ts). */
@@ -30,6 +33,8 @@ export function snapshotFromSamples(
     successes: sumSamples(samples, 'trellis_response_total', { direction, classification: 'success' }),
     latencyBuckets: histogramBuckets(samples, 'trellis_response_latency_seconds', dir),
     tcpOpen: sumSamples(samples, 'trellis_tcp_open_connections', dir),
+    readBytes: sumSamples(samples, 'trellis_tcp_read_bytes_total', dir),
+    writeBytes: sumSamples(samples, 'trellis_tcp_write_bytes_total', dir),
   };
 }
 

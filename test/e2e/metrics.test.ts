@@ -1,7 +1,8 @@
 // The proxy's telemetry end to end: after a known mix of traffic (HTTP/1 with 2xx/4xx/5xx, HTTP/2,
-// opaque TCP, a refused upstream), /metrics passes `promtool check metrics` and every counter
-// matches what was sent, byte counts included; /config shows the effective configuration with
-// defaults filled in; the access log has one JSON line per request.
+// opaque TCP, a refused upstream), /metrics passes `promtool check metrics`, holds only families
+// docs/metrics.md documents, and every counter matches what was sent, byte counts included;
+// /config shows the effective configuration with defaults filled in; the access log has one JSON
+// line per request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ProxyConfig } from '../../src/proxy/config.ts';
 import { startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.ts';
+import { undocumented } from '../helpers/metrics-docs.ts';
 
 const TEST_TIMEOUT = 60_000;
 const PROMTOOL = '/usr/bin/promtool';
@@ -153,6 +155,7 @@ test(
     } else {
       t.diagnostic(`${PROMTOOL} missing: promtool check skipped`);
     }
+    assert.deepEqual(undocumented(text), [], 'docs/metrics.md documents every family of the page');
 
     // ---- counters ----
     const m = (name: string, labels: Record<string, string> = {}) => proxy.metric(name, labels);

@@ -134,6 +134,8 @@ test('trellis run registers a workload behind its proxy; trellis stat shows its 
       const res = await fetch(`http://127.0.0.1:${inbound}/n${i}`);
       assert.equal(await res.text(), `hello /n${i}\n`);
     }
+    // And some through the outbound listener (the app's side), for `--direction outbound`.
+    assert.equal(await (await fetch(`http://127.0.0.1:${upstreamPort}/o`)).text(), 'hello /o\n');
     const out = await runCli(['stat', '-o', 'json', '--state', root]);
     assert.equal(out.code, 0, out.stderr);
     const hello = (JSON.parse(out.stdout) as Stat[]).find((s) => s.name === 'hello');
@@ -154,6 +156,19 @@ test('trellis run registers a workload behind its proxy; trellis stat shows its 
   );
   assert.match(row!, /^hello\s+1\/1\s+100\.00%\s+\d+\.\drps\s/);
   assert.deepEqual(others, []);
+
+  // The outbound view over a minute: the requests the workload made through its proxy.
+  const out = await runCli(['stat', '--direction', 'outbound', '-t', '1m', '-o', 'json', '--state', root]);
+  assert.equal(out.code, 0, out.stderr);
+  const [calls] = JSON.parse(out.stdout) as (Stat & { direction: string; window_s: number })[];
+  assert.equal(calls?.direction, 'outbound');
+  assert.ok((calls.rps ?? 0) > 0, out.stdout);
+  assert.ok(calls.window_s > 0 && calls.window_s <= 60, out.stdout);
+  const wide = await runCli(['stat', '-A', '-o', 'wide', '--state', root]);
+  assert.match(
+    wide.stdout,
+    /^NAMESPACE\s+NAME\s.*TCP_CONN\s+READ_BYTES\/SEC\s+WRITE_BYTES\/SEC\nshop\s+hello\s/,
+  );
 
   assert.equal(await run.stop(), 0, run.stderr());
   assert.deepEqual(await workloads(root, 'shop'), [], 'the registration is withdrawn');

@@ -12,12 +12,17 @@ interface FakeProxy {
   latency: Map<number, number>;
   tcp: number;
   down: boolean;
+  /** Inbound bytes read and written (closed connections). */
+  read: number;
+  written: number;
+  /** Outbound responses (all successes). */
+  outbound: number;
 }
 
 const BOUNDS = [0.001, 0.01, 0.1, 1, Infinity];
 
 function fakeProxy(): FakeProxy {
-  return { ok: 0, failed: 0, latency: new Map(), tcp: 0, down: false };
+  return { ok: 0, failed: 0, latency: new Map(), tcp: 0, down: false, read: 0, written: 0, outbound: 999 };
 }
 
 /** Serves `n` inbound responses taking `seconds` each (and some outbound noise to ignore). */
@@ -34,7 +39,10 @@ function page(proxy: FakeProxy): string {
     '# TYPE trellis_response_total counter',
     `trellis_response_total{direction="inbound",protocol="http1",status_code="200",classification="success"} ${proxy.ok}`,
     `trellis_response_total{direction="inbound",protocol="http1",status_code="500",classification="failure"} ${proxy.failed}`,
-    `trellis_response_total{direction="outbound",protocol="http1",status_code="200",classification="success"} 999`,
+    `trellis_response_total{direction="outbound",protocol="http1",status_code="200",classification="success"} ${proxy.outbound}`,
+    `trellis_tcp_read_bytes_total{direction="inbound"} ${proxy.read}`,
+    `trellis_tcp_write_bytes_total{direction="inbound"} ${proxy.written}`,
+    `trellis_tcp_read_bytes_total{direction="outbound"} 7`,
     `trellis_tcp_open_connections{direction="inbound"} ${proxy.tcp}`,
     `trellis_tcp_open_connections{direction="outbound"} 50`,
   ];
@@ -104,6 +112,10 @@ test('rps, success and latency quantiles come from the deltas over the window', 
       latency_p95_ms: null,
       latency_p99_ms: null,
       tcp_conn: 0,
+      direction: 'inbound',
+      window_s: null,
+      read_bytes_per_s: null,
+      write_bytes_per_s: null,
     },
   ]);
 
@@ -221,4 +233,45 @@ test('a failing target list is survived; close() stops the rounds', async () => 
   await new Promise((resolve) => setTimeout(resolve, 40));
   assert.equal(calls, seen, 'no round after close');
   assert.deepEqual(collector.stats(), []);
+});
+
+test('outbound view, -t windows and bytes per second: each window from the newest snapshot back', async () => {
+  const h = harness();
+  const proxy = fakeProxy();
+  h.proxies.set('a:1', proxy);
+  h.setTargets([target('web-1', 'a:1')]);
+  await h.collector.collect();
+  // 60 rounds of 2 s (2 minutes): 10 inbound responses, 100 bytes read, 5 outbound responses each.
+  for (let i = 0; i < 60; i++) {
+    serve(proxy, 10, 0.002);
+    proxy.read += 100;
+    proxy.written += 400;
+    proxy.outbound += 5;
+    h.advance(2000);
+    await h.collector.collect();
+  }
+  const [inbound] = h.collector.stats();
+  assert.deepEqual(
+    [
+      inbound!.direction,
+      inbound!.window_s,
+      inbound!.rps,
+      inbound!.read_bytes_per_s,
+      inbound!.write_bytes_per_s,
+    ],
+    ['inbound', 10, 5, 50, 200],
+  );
+  const [minute] = h.collector.stats(undefined, { direction: 'inbound', windowMs: 60_000 });
+  assert.equal(minute!.window_s, 60);
+  assert.equal(minute!.rps, 5);
+  const [out] = h.collector.stats('shop', { direction: 'outbound', windowMs: 30_000 });
+  assert.deepEqual(
+    [out!.direction, out!.window_s, out!.rps, out!.success, out!.tcp_conn],
+    ['outbound', 30, 2.5, 1, 50],
+  );
+  assert.equal(out!.read_bytes_per_s, 0, 'the outbound bytes did not change');
+  // Longer than the history so far (2 min): the whole history, and says so.
+  const [all] = h.collector.stats(undefined, { direction: 'inbound', windowMs: 600_000 });
+  assert.equal(all!.window_s, 120);
+  assert.equal(all!.rps, 5);
 });

@@ -28,6 +28,10 @@ const stat = (namespace: string, name: string, success: number): WorkloadStat =>
   latency_p95_ms: 2,
   latency_p99_ms: 3,
   tcp_conn: 1,
+  direction: 'inbound',
+  window_s: 10,
+  read_bytes_per_s: 1500,
+  write_bytes_per_s: 20.25,
 });
 const STATS = [stat('emojivoto', 'voting', 0.9), stat('emojivoto', 'web', 1), stat('shop', 'web', 1)];
 
@@ -42,9 +46,18 @@ async function mesh(t: { after(fn: () => unknown): void }) {
       res.end(JSON.stringify(body));
     };
     const namespace = url.searchParams.get('namespace');
-    if (url.pathname === '/api/stat')
-      json(STATS.filter((s) => namespace === null || s.namespace === namespace));
-    else if (url.pathname === '/api/authz') {
+    if (url.pathname === '/api/stat') {
+      // The direction and window asked for come back in each line, as the control plane's do.
+      const direction = url.searchParams.get('direction') as 'inbound' | 'outbound';
+      const window_s = Number(/^(\d+)ms$/.exec(url.searchParams.get('window') ?? '')?.[1]) / 1000;
+      json(
+        STATS.filter((s) => namespace === null || s.namespace === namespace).map((s) => ({
+          ...s,
+          direction,
+          window_s,
+        })),
+      );
+    } else if (url.pathname === '/api/authz') {
       const view: AuthzView = {
         namespace: namespace!,
         workload: url.searchParams.get('workload')!,
@@ -76,7 +89,7 @@ async function mesh(t: { after(fn: () => unknown): void }) {
   return root;
 }
 
-test('trellis stat: deploy/NAME, ns/NAME, -n, -o wide|json; a missing workload exits 1', async (t) => {
+test('trellis stat: deploy/NAME, ns/NAME, -n, -A, -t, --direction, -o wide|json; a missing workload exits 1', async (t) => {
   const root = await mesh(t);
   const all = await runCli(['stat', '--state', root]);
   assert.equal(all.code, 0, all.stderr);
@@ -103,8 +116,31 @@ test('trellis stat: deploy/NAME, ns/NAME, -n, -o wide|json; a missing workload e
   assert.match(byNamespace.stdout, /^NAME\s/);
   const wide = await runCli(['stat', '-n', 'emojivoto', '-o', 'wide', '--state', root]);
   assert.match(wide.stdout, /^NAMESPACE\s+NAME\s+MESHED.*\nemojivoto\s+voting\s/);
+  assert.match(wide.stdout, /^NAMESPACE\s+NAME\s+MESHED.*TCP_CONN\s+READ_BYTES\/SEC\s+WRITE_BYTES\/SEC\n/);
+  assert.match(wide.stdout, /\n\S+\s+voting\s.*\s1\.5kB\/s\s+20\.3B\/s\n/);
   const json = await runCli(['stat', 'deploy/web', '-o', 'json', '--state', root]);
   assert.deepEqual(JSON.parse(json.stdout), [STATS[1], STATS[2]]);
+  const outbound = await runCli([
+    'stat',
+    '-t',
+    '1m30s',
+    '--direction',
+    'outbound',
+    '-o',
+    'json',
+    '--state',
+    root,
+  ]);
+  assert.deepEqual(
+    (JSON.parse(outbound.stdout) as WorkloadStat[]).map((s) => [s.name, s.direction, s.window_s]),
+    [
+      ['voting', 'outbound', 90],
+      ['web', 'outbound', 90],
+      ['web', 'outbound', 90],
+    ],
+  );
+  assert.equal((await runCli(['stat', '-A', '--state', root])).stdout, all.stdout);
+  assert.equal((await runCli(['stat', '--all-namespaces', 'deploy', '--state', root])).stdout, all.stdout);
 
   const missing = await runCli(['stat', 'deploy/nope', '-n', 'emojivoto', '--state', root]);
   assert.deepEqual(
@@ -114,6 +150,12 @@ test('trellis stat: deploy/NAME, ns/NAME, -n, -o wide|json; a missing workload e
   const refusals: [string[], RegExp][] = [
     [['stat', '-x', '--state', root], /^trellis: -x: unknown flag \(see --help\)\n$/],
     [['stat', '-o', 'yaml', '--state', root], /--output: expected table, wide, json, got 'yaml'/],
+    [['stat', '-t', '11m', '--state', root], /--time-window: must be between 1s and 10m, got '11m'/],
+    [['stat', '-t', '500ms', '--state', root], /--time-window: must be between 1s and 10m/],
+    [['stat', '-t', 'soon', '--state', root], /--time-window: expected a duration/],
+    [['stat', '--direction', 'sideways', '--state', root], /--direction: expected inbound or outbound/],
+    [['stat', '-A', '-n', 'shop', '--state', root], /--all-namespaces: give -A or a namespace \(shop\)/],
+    [['stat', '-A', 'ns/shop', '--state', root], /--all-namespaces: give -A or a namespace/],
     [
       ['stat', 'po/web-1', '--state', root],
       /KIND: expected deploy \(deployment, workload, wl, svc\), or ns \(namespace\), got 'po'/,
@@ -190,7 +232,15 @@ test('trellis version, --version, and help CMD', async () => {
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: trellis stat /);
   assert.equal(help.stdout, (await runCli(['stat', '--help'])).stdout);
-  assert.match((await runCli(['help'])).stdout, /^ {2}version {4}the version of trellis/m);
+  const list = (await runCli(['help'])).stdout;
+  assert.match(list, /^ {2}version +the version of trellis/m);
+  // Every summary starts in the same column, behind the longest command name.
+  const columns = list
+    .split('\n')
+    .filter((l) => /^ {2}[a-z]/.test(l))
+    .map((l) => /^ {2}\S+ +/.exec(l)![0].length);
+  assert.ok(columns.length > 10);
+  assert.equal(new Set(columns).size, 1, list);
   const unknown = await runCli(['help', 'nope']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command 'nope'/);

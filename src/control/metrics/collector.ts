@@ -1,20 +1,21 @@
 // The control plane's metrics collector: every few seconds it scrapes the /metrics page of each
-// registered workload's proxy (its admin listener), keeps a short window of snapshots per
-// instance, and answers `trellis stat` (GET /api/stat) with the golden metrics of each workload:
-// success rate, requests per second, latency percentiles and open TCP connections of the inbound
-// traffic. Instances of one workload (the workload files of one service in one namespace) are
-// summed: counters and histogram buckets add up before rates and quantiles are taken.
+// registered workload's proxy (its admin listener), keeps a bounded history of snapshots per
+// instance and direction (snapshot-history.ts), and answers `trellis stat` (GET /api/stat) with the
+// golden metrics of each workload: success rate, requests per second, latency percentiles, open
+// TCP connections and bytes per second, of the inbound traffic over the last 10 s unless the view
+// asks for the outbound traffic or another window (stat-view.ts). Instances of one workload (the
+// workload files of one service in one namespace) are summed: counters and histogram buckets add
+// up before rates and quantiles are taken.
 // The window math (deltas, restarts, histogram_quantile) is the one of `trellis demo`
 // (src/core/golden-metrics.ts); scraping and time are injectable, so tests feed fake pages.
 import { request } from 'node:http';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import {
-  bucketDeltas,
-  histogramQuantile,
-  snapshotFromSamples,
-  type ProxySnapshot,
-} from '../../core/golden-metrics.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../core/prom-parse.ts';
+import { histogramQuantile, snapshotFromSamples, type Direction } from '../../core/golden-metrics.ts';
+import { parsePrometheusText } from '../../core/prom-parse.ts';
+import { DEFAULT_HISTORY_BOUNDS, SnapshotHistory, type WindowDelta } from './snapshot-history.ts';
+import { DIRECTIONS, type StatView } from './stat-view.ts';
+
+export type { WindowDelta } from './snapshot-history.ts';
 
 /** One registered workload instance. */
 export interface ScrapeTarget {
@@ -41,55 +42,50 @@ export interface WorkloadStat {
   readonly latency_p95_ms: number | null;
   readonly latency_p99_ms: number | null;
   readonly tcp_conn: number | null;
+  /** The traffic these numbers are of: inbound (served) or outbound (called). */
+  readonly direction: Direction;
+  /** The span the rates cover, in seconds (the window asked for, or less while history is short). */
+  readonly window_s: number | null;
+  /** Bytes per second read from and written to its connections (counted as they close). */
+  readonly read_bytes_per_s: number | null;
+  readonly write_bytes_per_s: number | null;
 }
 
-/** What one instance did over its window. */
-export interface WindowDelta {
-  readonly responses: number;
-  readonly successes: number;
-  readonly seconds: number;
-  readonly latencyBuckets: readonly CumulativeBucket[];
-}
-
-/** The inbound snapshots of one proxy over the last `windowMs`. */
+/** The snapshots of one proxy, both directions, and the deltas over a window. */
 export class InstanceWindow {
   private readonly windowMs: number;
-  private readonly snapshots: ProxySnapshot[] = [];
+  private readonly histories: Record<Direction, SnapshotHistory>;
   /** Whether the last scrape got an answer. */
   reachable = false;
 
+  /** `windowMs`: the window of delta() when none is given. */
   constructor(windowMs: number) {
     this.windowMs = windowMs;
+    const bounds = {
+      ...DEFAULT_HISTORY_BOUNDS,
+      maxWindowMs: Math.max(DEFAULT_HISTORY_BOUNDS.maxWindowMs, windowMs),
+    };
+    this.histories = { inbound: new SnapshotHistory(bounds), outbound: new SnapshotHistory(bounds) };
   }
 
   /** Records a scrape: the page's text, or null when the proxy did not answer. */
   record(page: string | null, atMs: number): void {
     this.reachable = page !== null;
     if (page === null) return;
-    this.snapshots.push(snapshotFromSamples(parsePrometheusText(page), 'inbound', atMs));
-    // Keep the newest snapshot that is at least a window old as the base of the deltas.
-    while (this.snapshots.length > 2 && this.snapshots[1]!.atMs <= atMs - this.windowMs) {
-      this.snapshots.shift();
+    const samples = parsePrometheusText(page);
+    for (const direction of DIRECTIONS) {
+      this.histories[direction].push(snapshotFromSamples(samples, direction, atMs));
     }
   }
 
-  /** Open inbound TCP connections at the last answered scrape, or null before one. */
-  tcpOpen(): number | null {
-    return this.snapshots[this.snapshots.length - 1]?.tcpOpen ?? null;
+  /** Open TCP connections at the last answered scrape, or null before one. */
+  tcpOpen(direction: Direction = 'inbound'): number | null {
+    return this.histories[direction].latest()?.tcpOpen ?? null;
   }
 
-  /** Newest minus oldest snapshot (a counter that went down: the proxy restarted); null before two. */
-  delta(): WindowDelta | null {
-    const newest = this.snapshots[this.snapshots.length - 1];
-    const oldest = this.snapshots[0];
-    if (newest === undefined || oldest === undefined || newest === oldest) return null;
-    const restarted = newest.responses < oldest.responses || newest.successes < oldest.successes;
-    return {
-      responses: restarted ? newest.responses : newest.responses - oldest.responses,
-      successes: restarted ? newest.successes : newest.successes - oldest.successes,
-      seconds: (newest.atMs - oldest.atMs) / 1000,
-      latencyBuckets: bucketDeltas(newest.latencyBuckets, restarted ? [] : oldest.latencyBuckets),
-    };
+  /** What the proxy did over the window (a counter that went down: it restarted); null before two scrapes. */
+  delta(windowMs = this.windowMs, direction: Direction = 'inbound'): WindowDelta | null {
+    return this.histories[direction].delta(windowMs);
   }
 }
 
@@ -98,22 +94,32 @@ export function workloadStat(
   namespace: string,
   name: string,
   instances: readonly { readonly target: ScrapeTarget; readonly window: InstanceWindow }[],
+  view?: StatView,
 ): WorkloadStat {
+  const direction = view?.direction ?? 'inbound';
   let answering = 0;
   let responses = 0;
   let successes = 0;
   let rps: number | null = null;
   let tcp: number | null = null;
+  let seconds: number | null = null;
+  let readBps: number | null = null;
+  let writeBps: number | null = null;
   const buckets = new Map<number, number>();
   for (const { target, window } of instances) {
     if (target.meshed && target.admin !== null && window.reachable) answering++;
-    const open = window.tcpOpen();
+    const open = window.tcpOpen(direction);
     if (open !== null) tcp = (tcp ?? 0) + open;
-    const delta = window.delta();
+    const delta = window.delta(view?.windowMs, direction);
     if (delta === null) continue;
+    seconds = Math.max(seconds ?? 0, delta.seconds);
     responses += delta.responses;
     successes += delta.successes;
-    if (delta.seconds > 0) rps = (rps ?? 0) + delta.responses / delta.seconds;
+    if (delta.seconds > 0) {
+      rps = (rps ?? 0) + delta.responses / delta.seconds;
+      readBps = (readBps ?? 0) + delta.readBytes / delta.seconds;
+      writeBps = (writeBps ?? 0) + delta.writeBytes / delta.seconds;
+    }
     for (const b of delta.latencyBuckets) buckets.set(b.le, (buckets.get(b.le) ?? 0) + b.count);
   }
   const latency = [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count }));
@@ -131,6 +137,10 @@ export function workloadStat(
     latency_p95_ms: ms(0.95),
     latency_p99_ms: ms(0.99),
     tcp_conn: tcp,
+    direction,
+    window_s: seconds,
+    read_bytes_per_s: readBps,
+    write_bytes_per_s: writeBps,
   };
 }
 
@@ -182,8 +192,11 @@ export class MetricsCollector {
     return this.round;
   }
 
-  /** The stat lines of a namespace (every namespace when absent), sorted by namespace and name. */
-  stats(namespace?: string): WorkloadStat[] {
+  /**
+   * The stat lines of a namespace (every namespace when absent), sorted by namespace and name, of
+   * the inbound traffic over the collector's window unless `view` says otherwise.
+   */
+  stats(namespace?: string, view?: StatView): WorkloadStat[] {
     const groups = new Map<string, { target: ScrapeTarget; window: InstanceWindow }[]>();
     for (const entry of this.instances.values()) {
       if (namespace !== undefined && entry.target.namespace !== namespace) continue;
@@ -192,7 +205,9 @@ export class MetricsCollector {
     }
     return [...groups.entries()]
       .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .map(([, members]) => workloadStat(members[0]!.target.namespace, members[0]!.target.workload, members));
+      .map(([, members]) =>
+        workloadStat(members[0]!.target.namespace, members[0]!.target.workload, members, view),
+      );
   }
 
   async close(): Promise<void> {
