@@ -18,6 +18,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   apply: () => import('./apply.ts'),
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
+  edges: () => import('./edges.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),

@@ -14,7 +14,7 @@ import {
   snapshotFromSamples,
   type ProxySnapshot,
 } from '../../core/golden-metrics.ts';
-import { parsePrometheusText, type CumulativeBucket } from '../../core/prom-parse.ts';
+import { parsePrometheusText, type CumulativeBucket, type PromSample } from '../../core/prom-parse.ts';
 
 /** One registered workload instance. */
 export interface ScrapeTarget {
@@ -26,6 +26,10 @@ export interface ScrapeTarget {
   /** "HOST:PORT" of its proxy's admin listener; null when it has no proxy to scrape. */
   readonly admin: string | null;
   readonly meshed: boolean;
+  /** Its registered identity (for `trellis edges`: src/control/metrics/edges.ts), when meshed. */
+  readonly identity?: string | null;
+  /** Its registered "HOST:PORT" endpoints (for `trellis edges`: what plain connections reach). */
+  readonly addresses?: readonly string[];
 }
 
 /** One line of `trellis stat`; null where the window holds no data. */
@@ -62,15 +66,17 @@ export class InstanceWindow {
     this.windowMs = windowMs;
   }
 
-  /** Records a scrape: the page's text, or null when the proxy did not answer. */
-  record(page: string | null, atMs: number): void {
+  /** Records a scrape: the page's text, or null when the proxy did not answer. Returns its samples. */
+  record(page: string | null, atMs: number): readonly PromSample[] | null {
     this.reachable = page !== null;
-    if (page === null) return;
-    this.snapshots.push(snapshotFromSamples(parsePrometheusText(page), 'inbound', atMs));
+    if (page === null) return null;
+    const samples = parsePrometheusText(page);
+    this.snapshots.push(snapshotFromSamples(samples, 'inbound', atMs));
     // Keep the newest snapshot that is at least a window old as the base of the deltas.
     while (this.snapshots.length > 2 && this.snapshots[1]!.atMs <= atMs - this.windowMs) {
       this.snapshots.shift();
     }
+    return samples;
   }
 
   /** Open inbound TCP connections at the last answered scrape, or null before one. */
@@ -143,6 +149,11 @@ export interface CollectorOptions {
   readonly windowMs?: number;
   readonly now?: () => number;
   readonly log?: Logger;
+  /**
+   * Called after each target's scrape in a round with its samples (null: no page, or no proxy to
+   * scrape), for views beside the golden metrics (`trellis edges`: src/control/metrics/edges.ts).
+   */
+  readonly onScrape?: (target: ScrapeTarget, samples: readonly PromSample[] | null) => void;
 }
 
 export class MetricsCollector {
@@ -223,14 +234,14 @@ export class MetricsCollector {
     this.instances = next;
     await Promise.all(
       [...next.values()].map(async ({ target, window }) => {
-        if (target.admin === null) return;
+        if (target.admin === null) return this.options.onScrape?.(target, null);
         let page: string | null = null;
         try {
           page = await this.fetchMetrics(target.admin);
         } catch (error) {
           this.log.debug('scrape failed', { admin: target.admin, error });
         }
-        window.record(page, this.now());
+        this.options.onScrape?.(target, window.record(page, this.now()));
       }),
     );
   }
