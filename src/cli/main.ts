@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
   edges: () => import('./edges.ts'),
+  dashboard: () => import('./dashboard.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),

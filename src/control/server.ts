@@ -13,6 +13,7 @@
 //                        (?namespace=NS: edges with an end in NS), from the same scrapes
 //                        (src/control/metrics/edges.ts)
 //   GET /api/workloads   200 [{namespace, name, identities, requests_total, instances}] totals per workload
+//   GET /dashboard       the web dashboard (src/control/dashboard/), with /dashboard/app.js and style.css
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
 // every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
@@ -32,6 +33,7 @@ import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
 import { EdgeTracker } from './metrics/edges.ts';
+import { DASHBOARD_ROUTES, serveDashboard } from './dashboard/routes.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -328,8 +330,8 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
 }
 
 const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics']);
-// `trellis edges` (issue 11).
-for (const route of ['/api/edges', '/api/workloads']) OWN_ROUTES.add(route);
+// `trellis edges` and the dashboard (issue 11).
+for (const route of ['/api/edges', '/api/workloads', ...DASHBOARD_ROUTES]) OWN_ROUTES.add(route);
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -350,6 +352,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
     return send(200, api.edges.edges(new URLSearchParams(query).get('namespace') ?? undefined));
   if (path === '/api/workloads')
     return send(200, api.edges.workloads(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (serveDashboard(path, res)) return;
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));

@@ -2,7 +2,7 @@
 // server's, or both; identities mapped to the registered workloads (and to the SPIFFE ID's
 // namespace and account when no registration holds them); plain connections as unsecured edges
 // with the proxy's reason; the namespace filter; instances that leave; the per-instance bound; the
-// collector handing its scrapes over; the CLI's table; the proxy's plain-traffic counter.
+// collector handing its scrapes over; the CLI's table; and the dashboard's script parsing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -16,6 +16,7 @@ import {
   type Edge,
 } from '../../src/control/metrics/edges.ts';
 import { edgesTable } from '../../src/cli/edges.ts';
+import { DASHBOARD_SCRIPT } from '../../src/control/dashboard/app-script.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 
 const id = (ns: string, sa: string): string => spiffeId('cluster.local', ns, sa);
@@ -193,6 +194,11 @@ test('the CLI table: SECURED √ or × (reason); -o wide adds identities, connec
     wide[2]!,
     /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web\s+spiffe:\/\/cluster\.local\/ns\/shop\/sa\/api\s+3\s+client$/,
   );
+});
+
+test("the dashboard's script is valid JavaScript and sets no markup from data", () => {
+  assert.doesNotThrow(() => new Function(DASHBOARD_SCRIPT));
+  assert.doesNotMatch(DASHBOARD_SCRIPT, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
 });
 
 test('the proxy counts plain outbound traffic by endpoint address and reason, bounded', () => {
