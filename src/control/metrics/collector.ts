@@ -241,7 +241,8 @@ export class MetricsCollector {
         } catch (error) {
           this.log.debug('scrape failed', { admin: target.admin, error });
         }
-        this.options.onScrape?.(target, window.record(page, this.now()));
+        const samples = window.record(page, this.now());
+        this.options.onScrape?.(target, samples);
       }),
     );
   }
