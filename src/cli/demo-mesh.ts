@@ -122,11 +122,12 @@ export class MeshDemo implements DemoScenario {
     const more =
       this.stateChoice === null
         ? []
-        : ['check', `authz -n ${NAMESPACE} voting`, `identity -n ${NAMESPACE} web`];
+        : ['check', `edges -n ${NAMESPACE}`, `authz -n ${NAMESPACE} voting`, `identity -n ${NAMESPACE} web`];
     return [
       `Trellis demo: emojivoto on the mesh. vote-bot sends ${this.rate} req/s to web, which calls emoji`,
       `and voting over gRPC; every call crosses two sidecars. Votes for :doughnut: fail on purpose.`,
       ...(this.webInbound === null ? [] : [`Vote yourself: http://${this.webInbound}/   Ctrl-C to stop.`]),
+      ...(this.controlHttp === null ? [] : [`Dashboard: http://${this.controlHttp}/dashboard`]),
       ...(stat === '' ? [] : [`In another terminal: ${stat}   (also ${more.join(', ')})`]),
       `Inbound traffic of each workload over the last 10 s, at ${clock()}:`,
       '',

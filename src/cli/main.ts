@@ -19,6 +19,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   run: () => import('./run.ts'),
   stat: () => import('./stat.ts'),
   'prometheus-config': () => import('./prometheus-config.ts'),
+  edges: () => import('./edges.ts'),
+  dashboard: () => import('./dashboard.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   check: () => import('./check.ts'),

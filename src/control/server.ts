@@ -12,6 +12,12 @@
 //   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
 //   GET /api/prometheus/targets  Prometheus HTTP service discovery of the workloads' proxies
 //                        (src/control/metrics/prometheus-sd.ts)
+//   GET /api/edges       200 [{src_namespace, src, dst_namespace, dst, client_identity, server_identity,
+//                        secured, no_tls_reason, connections, seen_by}] who talks to whom
+//                        (?namespace=NS: edges with an end in NS), from the same scrapes
+//                        (src/control/metrics/edges.ts)
+//   GET /api/workloads   200 [{namespace, name, identities, requests_total, instances}] totals per workload
+//   GET /dashboard       the web dashboard (src/control/dashboard/), with /dashboard/app.js and style.css
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
 // every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
@@ -32,6 +38,8 @@ import { endpointsOf, readLocalState, type StateFileCache } from './discovery/lo
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
 import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.ts';
 import { statViewOf, type StatView } from './metrics/stat-view.ts';
+import { EdgeTracker } from './metrics/edges.ts';
+import { DASHBOARD_ROUTES, serveDashboard } from './dashboard/routes.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -108,6 +116,11 @@ export function localCatalog(root: string, log: Logger = silentLogger): ServiceC
         instance: w.name,
         admin: w.spec.admin ?? null,
         meshed: w.spec.meshed,
+        identity: w.spec.identity === '' ? null : w.spec.identity,
+        addresses: [
+          ...(w.spec.ports ?? []),
+          ...(w.spec.port === undefined ? [] : [{ port: w.spec.port }]),
+        ].map((p) => targetKey({ host: w.spec.address, port: p.port })),
       }));
     },
   };
@@ -209,15 +222,18 @@ async function startPlane(
     },
   });
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  const edges = new EdgeTracker();
   const collector = new MetricsCollector({
     listTargets: async () => (await catalog.listScrapeTargets?.()) ?? [],
     intervalMs: options.metricsIntervalMs,
     log: options.log,
+    onScrape: (target, samples) => edges.observe(target, samples),
   });
   const api: HttpApi = {
     components,
     catalog,
     collector,
+    edges,
     synced: () => synced,
     auth: new OperatorAuth({
       token: options.operatorToken ?? null,
@@ -272,6 +288,7 @@ interface HttpApi {
   readonly components: readonly ControlPlaneComponent[];
   readonly catalog: ServiceCatalog;
   readonly collector: MetricsCollector;
+  readonly edges: EdgeTracker;
   readonly synced: () => boolean;
   readonly auth: OperatorAuth;
   readonly log: Logger;
@@ -319,6 +336,8 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
 }
 
 const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics', PROMETHEUS_SD_PATH]);
+// `trellis edges` and the dashboard (issue 11).
+for (const route of ['/api/edges', '/api/workloads', ...DASHBOARD_ROUTES]) OWN_ROUTES.add(route);
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -334,6 +353,11 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (path === '/healthz')
     return api.synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
   if (path === '/api/stat') return sendStat(api, new URLSearchParams(query), send);
+  if (path === '/api/edges')
+    return send(200, api.edges.edges(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (path === '/api/workloads')
+    return send(200, api.edges.workloads(new URLSearchParams(query).get('namespace') ?? undefined));
+  if (serveDashboard(path, res)) return;
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));

@@ -23,6 +23,7 @@ import type { Update } from '../core/endpoints.ts';
 import type { Resolution, Resolver } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
+import { meshIdentityOf } from '../core/endpoints.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
@@ -95,6 +96,11 @@ export class ProxyRuntime {
       // Short names (`web`) are services of the proxy's own namespace, as in Kubernetes.
       namespace: config.workload.namespace,
       log: log.child({ component: 'discovery' }),
+      // `trellis edges`: traffic to a discovered endpoint that goes without mTLS, and why.
+      onEndpointPick: (endpoint) => {
+        if (this.mesh.outbound === null) this.metrics.plainOutbound(endpoint, 'no-identity');
+        else if (meshIdentityOf(endpoint) === null) this.metrics.plainOutbound(endpoint, 'not-meshed');
+      },
     });
     this.mesh = new MeshWiring(
       {

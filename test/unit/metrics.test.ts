@@ -220,3 +220,17 @@ test('promtool check metrics accepts the rendered output', (t) => {
   const bad = promtoolCheck('# HELP x Bad.\n# TYPE x counter\nx 1\n');
   assert.notEqual(bad.status, 0);
 });
+
+test('mTLS connections by peer identity: the series and what the proxy remembers stay bounded', () => {
+  const m = new ProxyMetrics();
+  for (let i = 0; i < 1_200; i++) m.meshConnection('inbound', `spiffe://t/ns/x/sa/peer-${i}`);
+  const series = m
+    .render()
+    .split('\n')
+    .filter((l) => l.startsWith('trellis_mesh_connections_total{'));
+  assert.equal(series.length, 1_001); // 1,000 identities and "other"
+  assert.ok(series.some((l) => l.includes('peer_identity="other"') && l.endsWith(' 200')));
+  // Before, every identity past the bound was still kept in the lookup map (one entry each).
+  const remembered = (m as unknown as { meshConnectionsBy: Map<string, unknown>[] }).meshConnectionsBy[0]!;
+  assert.equal(remembered.size, 1_000);
+});

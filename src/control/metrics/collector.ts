@@ -11,7 +11,7 @@
 import { request } from 'node:http';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { histogramQuantile, snapshotFromSamples, type Direction } from '../../core/golden-metrics.ts';
-import { parsePrometheusText } from '../../core/prom-parse.ts';
+import { parsePrometheusText, type PromSample } from '../../core/prom-parse.ts';
 import { DEFAULT_HISTORY_BOUNDS, SnapshotHistory, type WindowDelta } from './snapshot-history.ts';
 import { DIRECTIONS, type StatView } from './stat-view.ts';
 
@@ -27,6 +27,10 @@ export interface ScrapeTarget {
   /** "HOST:PORT" of its proxy's admin listener; null when it has no proxy to scrape. */
   readonly admin: string | null;
   readonly meshed: boolean;
+  /** Its registered identity (for `trellis edges`: src/control/metrics/edges.ts), when meshed. */
+  readonly identity?: string | null;
+  /** Its registered "HOST:PORT" endpoints (for `trellis edges`: what plain connections reach). */
+  readonly addresses?: readonly string[];
 }
 
 /** One line of `trellis stat`; null where the window holds no data. */
@@ -68,14 +72,15 @@ export class InstanceWindow {
     this.histories = { inbound: new SnapshotHistory(bounds), outbound: new SnapshotHistory(bounds) };
   }
 
-  /** Records a scrape: the page's text, or null when the proxy did not answer. */
-  record(page: string | null, atMs: number): void {
+  /** Records a scrape: the page's text, or null when the proxy did not answer. Returns its samples. */
+  record(page: string | null, atMs: number): readonly PromSample[] | null {
     this.reachable = page !== null;
-    if (page === null) return;
+    if (page === null) return null;
     const samples = parsePrometheusText(page);
     for (const direction of DIRECTIONS) {
       this.histories[direction].push(snapshotFromSamples(samples, direction, atMs));
     }
+    return samples;
   }
 
   /** Open TCP connections at the last answered scrape, or null before one. */
@@ -153,6 +158,11 @@ export interface CollectorOptions {
   readonly windowMs?: number;
   readonly now?: () => number;
   readonly log?: Logger;
+  /**
+   * Called after each target's scrape in a round with its samples (null: no page, or no proxy to
+   * scrape), for views beside the golden metrics (`trellis edges`: src/control/metrics/edges.ts).
+   */
+  readonly onScrape?: (target: ScrapeTarget, samples: readonly PromSample[] | null) => void;
 }
 
 export class MetricsCollector {
@@ -238,14 +248,15 @@ export class MetricsCollector {
     this.instances = next;
     await Promise.all(
       [...next.values()].map(async ({ target, window }) => {
-        if (target.admin === null) return;
+        if (target.admin === null) return this.options.onScrape?.(target, null);
         let page: string | null = null;
         try {
           page = await this.fetchMetrics(target.admin);
         } catch (error) {
           this.log.debug('scrape failed', { admin: target.admin, error });
         }
-        window.record(page, this.now());
+        const samples = window.record(page, this.now());
+        this.options.onScrape?.(target, samples);
       }),
     );
   }

@@ -67,6 +67,8 @@ export interface DiscoveryOptions {
   /** The namespace short names mean (default: the proxy's, src/proxy/resolve/mesh-names.ts). */
   readonly namespace?: string;
   readonly log: Logger;
+  /** Told of every pick of a discovered endpoint (`trellis edges` counts the plain ones). */
+  readonly onEndpointPick?: (endpoint: Endpoint) => void;
 }
 
 interface Entry {
@@ -157,8 +159,14 @@ export class ServiceDiscovery {
     const entry = this.entry(target);
     entry.lastUsed = Date.now();
     const now = fromEntry(entry, target, avoid, this.knownNames);
-    if (now !== null) return now;
+    if (now !== null) return this.picked(now);
     return this.wait(entry, target, avoid);
+  }
+
+  /** Tells onEndpointPick of a pick of a discovered endpoint. */
+  private picked(outcome: PickOutcome): PickOutcome {
+    if ('endpoint' in outcome && outcome.endpoint !== null) this.opts.onEndpointPick?.(outcome.endpoint);
+    return outcome;
   }
 
   /** Targets being watched (tests check that idle ones are released). */
@@ -171,7 +179,7 @@ export class ServiceDiscovery {
       const settle = (outcome: PickOutcome): void => {
         clearTimeout(timer);
         entry.waiters.delete(check);
-        resolve(outcome);
+        resolve(this.picked(outcome));
       };
       const check = (): void => {
         const outcome = fromEntry(entry, target, avoid, this.knownNames);

@@ -8,6 +8,7 @@
 // index. A child is created (and its label string built) the first time its label set is used.
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
+import { targetKey, type Target } from '../../core/target.ts';
 import { H2_LIMITS, type H2Limit } from '../h2/limits.ts';
 import {
   Registry,
@@ -51,6 +52,9 @@ export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
  * misbehaving control plane cannot grow /metrics without end.
  */
 const MAX_DYNAMIC_SERIES = 1000;
+
+/** Why traffic to a discovered endpoint goes without mutual TLS (trellis_plain_outbound_total). */
+export type PlainReason = 'not-meshed' | 'no-identity';
 
 /** What an inbound authorization decision is counted as. */
 export type AuthzOutcome = 'allow' | 'deny' | 'audit';
@@ -118,6 +122,10 @@ export class ProxyMetrics {
   private certExpiry: GaugeFamily | null = null;
   private readonly connectionLimits: CounterSlots;
   private readonly h2Limits: CounterSlots;
+  // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
+  private readonly plain: CounterFamily;
+  private readonly plainBy = new Map<string, Counter>();
+  private readonly plainByEndpoint = new WeakMap<object, Counter>();
 
   constructor(opts: { now?: () => number } = {}) {
     const now = opts.now ?? Date.now;
@@ -236,6 +244,13 @@ export class ProxyMetrics {
       H2_LIMITS[i % limitCount]!,
     ]);
 
+    this.plain = r.counter(
+      'trellis_plain_outbound_total',
+      'Outbound requests and opaque connections sent to a discovered endpoint without mutual TLS, by ' +
+        'its address and why: not-meshed (discovery gives it no identity) or no-identity (this proxy has none).',
+      ['destination', 'reason'],
+    );
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -327,9 +342,32 @@ export class ProxyMetrics {
     const byPeer = this.meshConnectionsBy[dirIndex(dir)]!;
     let c = byPeer.get(peer);
     if (c === undefined) {
-      const label = byPeer.size < MAX_DYNAMIC_SERIES ? peer : 'other';
-      c = this.meshConnections.labels(dir, label);
-      byPeer.set(peer, c);
+      // Past the bound every new identity shares "other", and is not remembered: the map stays
+      // bounded too, not only the series.
+      if (byPeer.size < MAX_DYNAMIC_SERIES) {
+        c = this.meshConnections.labels(dir, peer);
+        byPeer.set(peer, c);
+      } else c = this.meshConnections.labels(dir, 'other');
+    }
+    c.value += 1;
+  }
+
+  /**
+   * One outbound request or opaque connection to a discovered endpoint without mutual TLS. The
+   * endpoint object (kept by discovery while it is unchanged) finds its counter without building a
+   * label; past MAX_DYNAMIC_SERIES addresses the rest count as "other".
+   */
+  plainOutbound(endpoint: { readonly address: Target }, reason: PlainReason): void {
+    let c = this.plainByEndpoint.get(endpoint);
+    if (c === undefined) {
+      const destination = targetKey(endpoint.address);
+      const key = `${destination} ${reason}`;
+      c = this.plainBy.get(key);
+      if (c === undefined) {
+        c = this.plain.labels(this.plainBy.size < MAX_DYNAMIC_SERIES ? destination : 'other', reason);
+        if (this.plainBy.size < MAX_DYNAMIC_SERIES) this.plainBy.set(key, c);
+      }
+      this.plainByEndpoint.set(endpoint, c);
     }
     c.value += 1;
   }

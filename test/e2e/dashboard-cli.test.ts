@@ -1,0 +1,52 @@
+// `trellis dashboard` as a command: over a running `trellis up` it prints the page's URL on stdout
+// and holds; the page and its files come with an own-origin Content-Security-Policy; SIGTERM ends
+// it with 0; it ends with 1 once the control plane is gone; without a control plane it says so.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { startUp } from '../helpers/trellis-run.ts';
+
+test('trellis dashboard prints the URL, holds until SIGTERM, and stops when the control plane goes', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-dashboard-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const up = await startUp(t, root);
+
+  const first = startCli(t, ['dashboard', '--state', root]);
+  const url = await waitFor('the URL', async () => first.stdout().match(/^(http:\/\/\S+)\n/)?.[1] ?? null);
+  assert.equal(url, `http://${up.http}/dashboard`);
+  const page = await fetch(url);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get('content-type')!, /^text\/html/);
+  assert.match(page.headers.get('content-security-policy')!, /default-src 'none'; script-src 'self'/);
+  assert.match(await page.text(), /<script src="\/dashboard\/app\.js" defer><\/script>/);
+  for (const [path, type] of [
+    ['/dashboard/app.js', 'text/javascript'],
+    ['/dashboard/style.css', 'text/css'],
+  ] as const) {
+    const res = await fetch(`http://${up.http}${path}`);
+    assert.equal(res.status, 200, path);
+    assert.match(res.headers.get('content-type')!, new RegExp(`^${type}`));
+    assert.ok((await res.text()).length > 100);
+  }
+  assert.equal(await first.stop(), 0, first.stderr());
+
+  const second = startCli(t, ['dashboard', '--state', root]);
+  await waitFor('the URL again', async () => (second.stdout().includes('/dashboard') ? true : null));
+  assert.equal(await up.stop(), 0);
+  const code = second.proc.exitCode ?? ((await once(second.proc, 'exit')) as [number | null])[0];
+  assert.equal(code, 1, second.stderr());
+  assert.match(second.stderr(), /does not serve the dashboard|cannot reach the control plane/);
+});
+
+test('trellis dashboard without a control plane says so', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-dashboard-none-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const out = await runCli(['dashboard', '--state', root]);
+  assert.equal(out.code, 1);
+  assert.equal(out.stdout, '');
+  assert.match(out.stderr, /no control plane runs over the state folder/);
+});

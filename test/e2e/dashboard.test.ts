@@ -1,0 +1,232 @@
+// The web dashboard in headless Chromium (Debian's /usr/bin/chromium driven by puppeteer-core),
+// against a real mesh: `trellis demo` (emojivoto on the mesh, with its vote-bot's traffic) in a
+// fresh folder, `trellis dashboard --state` printing the page's URL. The page must render every
+// workload, update live (web's request counter grows while vote-bot sends), draw the edges that
+// `trellis edges -o json` reports, show a workload page with callers and callees, show the CLI
+// command of each view, and load nothing from anywhere but the control plane. The screenshot of
+// the namespace view goes to a temporary folder, or to docs/dashboard.png (README shows it) when
+// TRELLIS_UPDATE_SCREENSHOT=1, so that a test run leaves the checkout as it was. A second test feeds the page names
+// that are markup (through request interception) and checks they stay text.
+// Skipped, saying so, when chromium is not installed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { startDemo, stateFolder, until } from '../helpers/demo-run.ts';
+import { REPO } from '../helpers/proxy-process.ts';
+import { DASHBOARD_SCRIPT } from '../../src/control/dashboard/app-script.ts';
+import { DASHBOARD_CSS, DASHBOARD_HTML } from '../../src/control/dashboard/page.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SKIP = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian package chromium)`;
+const TEST_TIMEOUT = 240_000;
+const SCREENSHOT =
+  process.env.TRELLIS_UPDATE_SCREENSHOT === '1'
+    ? join(REPO, 'docs/dashboard.png')
+    : join(tmpdir(), `trellis-dashboard-${process.pid}.png`);
+
+interface CliEdge {
+  src_namespace: string;
+  src: string;
+  dst_namespace: string;
+  dst: string;
+  secured: boolean;
+}
+
+async function launch(t: { after(fn: () => Promise<unknown>): void }): Promise<Browser> {
+  const browser = await puppeteer.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  t.after(() => browser.close());
+  return browser;
+}
+
+/** The number in a workload's REQUESTS cell, or null before its row shows. */
+async function requestsOf(page: Page, workload: string): Promise<number | null> {
+  const cell = await page.$(`tr[data-workload="${workload}"] td[data-requests]`);
+  return cell === null ? null : Number(await cell.evaluate((c) => c.textContent));
+}
+
+/** Page-side: the number in web's REQUESTS cell (a string: this file has no DOM types). */
+const WEB_REQUESTS = `Number(document.querySelector('tr[data-workload="emojivoto/web"] td[data-requests]')?.textContent)`;
+
+test(
+  'the dashboard shows the demo mesh live, with its real edges',
+  { skip: SKIP, timeout: TEST_TIMEOUT },
+  async (t) => {
+    const demo = startDemo(t, ['--interval', '1000', '-o', 'json']);
+    await until(
+      () => stateFolder(demo.stderr()) !== undefined && demo.stderr().includes('vote-bot is up'),
+      120_000,
+      'the demo mesh',
+      () => demo.stderr(),
+    );
+    const state = stateFolder(demo.stderr())!;
+
+    const dashboard = startCli(t, ['dashboard', '--state', state]);
+    const url = await waitFor(
+      'the dashboard URL',
+      async () => /^http:\/\/\S+\/dashboard$/m.exec(dashboard.stdout())?.[0] ?? null,
+    );
+    const origin = new URL(url).origin;
+
+    // What the CLI says the edges are, once all three show.
+    const cliEdges = await waitFor(
+      'trellis edges to show the three emojivoto edges',
+      async () => {
+        const out = await runCli(['edges', '--state', state, '-o', 'json']);
+        assert.equal(out.code, 0, out.stderr);
+        const edges = JSON.parse(out.stdout) as CliEdge[];
+        return edges.length >= 3 ? edges : null;
+      },
+      60_000,
+    );
+    const edgeKeys = cliEdges.map((e) => `${e.src_namespace}/${e.src}>${e.dst_namespace}/${e.dst}`).sort();
+    assert.deepEqual(edgeKeys, [
+      'emojivoto/vote-bot>emojivoto/web',
+      'emojivoto/web>emojivoto/emoji',
+      'emojivoto/web>emojivoto/voting',
+    ]);
+    assert.ok(cliEdges.every((e) => e.secured));
+
+    const browser = await launch(t);
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1280, height: 900 });
+    const requested: string[] = [];
+    page.on('request', (req) => requested.push(req.url()));
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(String(error)));
+    await page.goto(`${url}#/ns/emojivoto`, { waitUntil: 'load' });
+
+    // Every workload, with its golden metrics.
+    for (const name of ['emoji', 'voting', 'web', 'vote-bot'])
+      await page.waitForSelector(`tr[data-workload="emojivoto/${name}"]`, { timeout: 30_000 });
+    // Live: web's request counter grows while vote-bot sends (bounded: the wait times out).
+    await page.waitForFunction(`${WEB_REQUESTS} > 0`, { timeout: 30_000 });
+    const before = (await requestsOf(page, 'emojivoto/web'))!;
+    await page.waitForFunction(`${WEB_REQUESTS} > ${before}`, { timeout: 30_000 });
+    assert.ok((await requestsOf(page, 'emojivoto/web'))! > before);
+    const updates = await page.$eval('#status', (s) => Number(s.getAttribute('data-updates')));
+    assert.ok(updates >= 2, `the page refreshed ${updates} times`);
+
+    // The topology draws exactly the edges the CLI reports, secured, with a success rate and latency.
+    await page.waitForFunction(
+      `document.querySelectorAll('svg.topology g.edge').length >= ${edgeKeys.length}`,
+      {
+        timeout: 30_000,
+      },
+    );
+    const drawn = await page.$$eval('svg.topology g.edge', (gs) =>
+      gs.map((g) => ({
+        key: g.getAttribute('data-edge'),
+        secured: g.getAttribute('data-secured'),
+        label: g.querySelector('text')?.textContent ?? '',
+      })),
+    );
+    assert.deepEqual(drawn.map((d) => d.key).sort(), edgeKeys);
+    for (const d of drawn) {
+      assert.equal(d.secured, 'true', d.key!);
+      assert.match(d.label, /\d+\.\d+% · p50 [\d.]+ms/, `${d.key}: ${d.label}`);
+    }
+    const nodes = await page.$$eval('svg.topology a.node', (as) =>
+      as.map((a) => a.getAttribute('data-node')).sort(),
+    );
+    assert.deepEqual(nodes, ['emojivoto/emoji', 'emojivoto/vote-bot', 'emojivoto/voting', 'emojivoto/web']);
+    assert.match(
+      await page.$eval('[data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
+      /^trellis stat -n emojivoto\ntrellis edges -n emojivoto$/,
+    );
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    assert.ok(statSync(SCREENSHOT).size > 10_000, 'the screenshot was written');
+    if (process.env.TRELLIS_UPDATE_SCREENSHOT !== '1') rmSync(SCREENSHOT, { force: true });
+
+    // The workload page: web's callers and callees.
+    await page.goto(`${url}#/workload/emojivoto/web`, { waitUntil: 'load' });
+    await page.waitForSelector('tr[data-edge-row="emojivoto/web>emojivoto/voting"]', { timeout: 30_000 });
+    const rows = await page.$$eval('tr[data-edge-row]', (trs) =>
+      trs.map((tr) => tr.getAttribute('data-edge-row')).sort(),
+    );
+    assert.deepEqual(rows, edgeKeys);
+    assert.equal(await page.$eval('#workload-name', (n) => n.textContent), 'web');
+    assert.match(
+      await page.$eval('[data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
+      /trellis stat -n emojivoto deploy\/web/,
+    );
+
+    assert.deepEqual(errors, [], 'no script errors');
+    const foreign = requested.filter((u) => !u.startsWith(origin + '/'));
+    assert.deepEqual(foreign, [], 'the page loads nothing from anywhere but the control plane');
+  },
+);
+
+test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, async (t) => {
+  const evil = '<img src=x onerror="window.__pwned=1">';
+  const api: Record<string, unknown> = {
+    '/api/stat': [
+      {
+        namespace: evil,
+        name: evil,
+        meshed: '1/1',
+        success: 1,
+        rps: 1,
+        latency_p50_ms: 1,
+        latency_p95_ms: 2,
+        latency_p99_ms: 3,
+        tcp_conn: 1,
+      },
+    ],
+    '/api/edges': [
+      {
+        src_namespace: evil,
+        src: evil,
+        dst_namespace: evil,
+        dst: 'b"><script>window.__pwned=2</script>',
+        client_identity: evil,
+        server_identity: null,
+        secured: false,
+        no_tls_reason: evil,
+        connections: 1,
+        seen_by: 'client',
+      },
+    ],
+    '/api/workloads': [{ namespace: evil, name: evil, identities: [evil], requests_total: 5, instances: 1 }],
+  };
+  const files: Record<string, [string, string]> = {
+    '/dashboard': ['text/html', DASHBOARD_HTML],
+    '/dashboard/app.js': ['text/javascript', DASHBOARD_SCRIPT],
+    '/dashboard/style.css': ['text/css', DASHBOARD_CSS],
+  };
+  const browser = await launch(t);
+  const page = await browser.newPage();
+  await page.setRequestInterception(true);
+  page.on('request', (req) => {
+    const path = new URL(req.url()).pathname;
+    const file = files[path];
+    if (file !== undefined) return void req.respond({ status: 200, contentType: file[0], body: file[1] });
+    if (path in api)
+      return void req.respond({
+        status: 200,
+        contentType: 'application/json',
+        body: JSON.stringify(api[path]),
+      });
+    return void req.respond({ status: 404, body: '' });
+  });
+  await page.goto('http://dashboard.test/dashboard#/', { waitUntil: 'load' });
+  await page.waitForSelector('svg.topology g.edge');
+  assert.equal(await page.evaluate('window.__pwned'), undefined);
+  assert.equal(await page.$$eval('main img, main script', (n) => n.length), 0);
+  const text = await page.$eval('main', (m) => m.textContent ?? '');
+  assert.ok(text.includes(evil), 'the name shows as the text it is');
+  // The workload view of such a name, through the hash route.
+  await page.goto(
+    `http://dashboard.test/dashboard#/workload/${encodeURIComponent(evil)}/${encodeURIComponent(evil)}`,
+  );
+  await page.waitForSelector('#workload-name');
+  assert.equal(await page.$eval('#workload-name', (n) => n.textContent), evil);
+  assert.equal(await page.evaluate('window.__pwned'), undefined);
+});
