@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   stat: () => import('./stat.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
+  routes: () => import('./routes.ts'),
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),
