@@ -28,6 +28,13 @@ test('regexProblem refuses backreferences, lookaround, named groups, flags, bad 
     assert.equal(regexProblem(good), null, good);
 });
 
+test('regexProblem refuses what V8 cannot run in linear time: a bounded repetition above 16, nested bounded repetitions', () => {
+  for (const bad of ['(a{1,20})+', 'a{1,17}', '((a{1,10}){1,10})+'])
+    assert.match(regexProblem(bad) ?? 'accepted', /linear time/, bad);
+  for (const good of ['(a{1,16})+', 'x{1,16}'.repeat(60), '\\ba+', '[\\s\\S]*'])
+    assert.equal(regexProblem(good), null, good);
+});
+
 test('compiled patterns match the whole value', () => {
   assert.equal(compileFullMatch('/a.*').test('/abc'), true);
   assert.equal(compileFullMatch('/a').test('/abc'), false);
@@ -39,6 +46,7 @@ test('with the linear fallback, an exponential pattern on a hostile path finishe
   const re = compileFullMatch('(a+)+');
   assert.equal(re.test('a'.repeat(64) + '!'), false);
   assert.equal(compileFullMatch('(a|aa)*b').test('a'.repeat(64)), false);
+  assert.equal(compileFullMatch('(a{1,16})+').test('a'.repeat(64) + '!'), false);
 });
 
 test('Gateway API durations: GEP-2257 syntax only', () => {

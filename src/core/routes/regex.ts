@@ -3,14 +3,17 @@
 // per route set, never per request.
 //
 // Gateway API leaves the dialect to the implementation; Trellis takes JavaScript's syntax
-// restricted to what a linear-time engine can run (RE2's spirit): no backreferences (\1, \k<n>),
-// no lookaround ((?=, (?!, (?<=, (?<!), no named groups or inline modifiers (any "(?" other than
-// "(?:"), no flags, at most 1024 characters. Why: V8's default engine backtracks, and a pattern
-// like (a+)+$ takes seconds on a 30-byte path; with the restrictions above every accepted pattern
-// is one V8's experimental linear engine supports, and `enableLinearRegexFallback` (called once by
-// a process that matches routes) makes V8 switch to that engine after excessive backtracking, so
-// a hostile path costs linear time instead of minutes (test/unit/routes-regex.test.ts). The
-// flags "u" and "i" would disable that fallback, hence none.
+// restricted to what a linear-time engine can run (RE2's spirit), at most 1024 characters, no
+// flags. Why: V8's default engine backtracks, and a pattern like (a+)+$ takes seconds on a
+// 30-byte path. The restriction is checked by V8 itself: a pattern is accepted only when it
+// compiles with the "l" flag of V8's experimental linear engine, which refuses backreferences,
+// lookaround and bounded repetitions above 16 (or nested ones, which multiply); named groups and
+// inline modifiers (any "(?" other than "(?:") are refused beforehand, with a clearer message
+// for the common cases. At run time, `enableLinearRegexFallback` (called once by a process that
+// matches routes) makes V8 rerun a regular expression on that linear engine after excessive
+// backtracking, so normal paths keep the fast backtracking engine and a hostile path costs linear
+// time instead of minutes (test/unit/routes-regex.test.ts). The flags "u" and "i" would disable
+// that fallback, hence none.
 //
 // Matching is whole-value: a pattern is compiled as ^(?:PATTERN)$ (as Envoy and Istio do).
 import { setFlagsFromString } from 'node:v8';
@@ -32,7 +35,22 @@ export function regexProblem(pattern: string): string | null {
   } catch (error) {
     return `not a valid regular expression (${(error as Error).message.replace(/^Invalid regular expression: /, '')})`;
   }
+  enableLinearEngine();
+  try {
+    new RegExp(`^(?:${pattern})$`, 'l');
+  } catch {
+    return 'cannot be run in linear time (V8 refuses it: e.g. a bounded repetition {n,m} above 16, or nested ones)';
+  }
   return null;
+}
+
+let linearEngineEnabled = false;
+
+/** Makes the "l" flag (V8's experimental linear engine) available; process-wide, idempotent. */
+function enableLinearEngine(): void {
+  if (linearEngineEnabled) return;
+  linearEngineEnabled = true;
+  setFlagsFromString('--enable-experimental-regexp-engine');
 }
 
 /** `\\` pairs removed, so "\\\\1" (a literal backslash then "1") is not taken for a backreference. */
