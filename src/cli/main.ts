@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   'prometheus-config': () => import('./prometheus-config.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
+  routes: () => import('./routes.ts'),
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),
