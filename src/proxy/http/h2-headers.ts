@@ -43,6 +43,7 @@ export const GRPC_STATUS = {
   OK: 0,
   DEADLINE_EXCEEDED: 4,
   PERMISSION_DENIED: 7,
+  UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
 } as const;
@@ -73,7 +74,14 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'proxy-request-refused':
       return GRPC_STATUS.PERMISSION_DENIED;
     case 'response-timeout':
+    case 'request-timeout':
       return GRPC_STATUS.DEADLINE_EXCEEDED;
+    case 'route-not-found':
+      return GRPC_STATUS.UNIMPLEMENTED;
+    case 'backend-not-found':
+      return GRPC_STATUS.UNAVAILABLE;
+    case 'route-unsupported':
+      return GRPC_STATUS.INTERNAL;
     case 'bad-request':
     case 'request-header-too-large':
     case 'unknown-destination':
