@@ -199,6 +199,7 @@ export class ProxyRuntime {
           headLimits: this.config.http1,
           route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
           discovery: this.discovery,
+          ...(outbound && this.routes !== null ? { routes: this.routes } : {}),
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
           ...(streamHook !== undefined ? { streamHook } : {}),
         }),

@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { portOf } from '../helpers/running-proxy.ts';
@@ -141,5 +142,117 @@ test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { time
     const r = await get(out, `http://127.0.0.1:${v1.port}/nothing`);
     assert.equal(r.status, 200);
     assert.equal((JSON.parse(r.body) as { app: string }).app, 'v1');
+  });
+});
+
+/** An HTTP/2 app that answers every stream as a gRPC server would, naming itself and the x-route it got. */
+async function startH2App(name: string): Promise<{ port: number; close(): void }> {
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'x-app': name,
+        'x-got-route': String(headers['x-route'] ?? ''),
+      },
+      { waitForTrailers: true },
+    );
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end();
+    stream.resume();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+}
+
+function h2Call(port: number, path: string, grpc = true): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      ...(grpc ? { 'content-type': 'application/grpc', te: 'trailers' } : {}),
+    });
+    const seen: Record<string, string> = {};
+    req.on('response', (h) => {
+      for (const [k, v] of Object.entries(h)) seen[k] = String(v);
+    });
+    req.on('trailers', (h) => {
+      for (const [k, v] of Object.entries(h)) seen[k] = String(v);
+    });
+    req.on('error', reject);
+    req.on('close', () => {
+      session.close();
+      resolve(seen);
+    });
+    req.resume();
+    req.end();
+  });
+}
+
+const GRPC_ROUTE = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: grpc-routes, namespace: default }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: grpc, port: 8080 }]
+  rules:
+    - matches: [{ method: { service: trellis.test.Echo, method: Unary } }]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: { add: [{ name: x-route, value: unary }] }
+      backendRefs: [{ name: grpc-v2, port: 8080 }]
+    - matches: [{ method: { service: trellis.test.Echo } }]
+      backendRefs: [{ name: grpc, port: 8080 }]
+`;
+
+test('GRPCRoutes route gRPC streams to a Service on the client proxy', { timeout: 90_000 }, async (t) => {
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const v1 = await startH2App('v1');
+  const v2 = await startH2App('v2');
+  t.after(() => {
+    v1.close();
+    v2.close();
+  });
+  const s1 = await world.proxy({ identity: await identityFor(world, 'grpc'), app: v1.port });
+  const s2 = await world.proxy({ identity: await identityFor(world, 'grpc-v2'), app: v2.port });
+  await world.register('grpc', 'grpc-1', portOf(s1, 'inbound'), idOf('grpc'));
+  await world.register('grpc-v2', 'grpc-v2-1', portOf(s2, 'inbound'), idOf('grpc-v2'));
+  for (const route of routesFromYaml(GRPC_ROUTE, Date.now())) await writeRouteFile(world.root, route);
+  // A listener bound for the Service, as an app's gRPC channel to it would be.
+  const client = await world.proxy({
+    identity: await identityFor(world, 'caller'),
+    config: { destinations: [{ listen: '127.0.0.1:0', target: 'grpc.default:8080', protocol: 'h2' }] },
+  });
+  const bound = portOf(client, 'destination-0');
+
+  const deadline = Date.now() + 20_000;
+  let unknown = await h2Call(bound, '/other.Service/Call');
+  while (unknown['trellis-proxy-error'] !== 'route-not-found' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    unknown = await h2Call(bound, '/other.Service/Call');
+  }
+
+  await t.test('a method no rule matches: gRPC UNIMPLEMENTED, route-not-found', () => {
+    assert.equal(unknown['trellis-proxy-error'], 'route-not-found');
+    assert.equal(unknown['grpc-status'], '12');
+  });
+
+  await t.test('the most specific rule (service and method) wins, with its header filter', async () => {
+    const r = await h2Call(bound, '/trellis.test.Echo/Unary');
+    assert.equal(r['x-app'], 'v2');
+    assert.equal(r['x-got-route'], 'unary');
+    assert.equal(r['grpc-status'], '0');
+    const other = await h2Call(bound, '/trellis.test.Echo/Stream');
+    assert.equal(other['x-app'], 'v1');
+    assert.equal(other['x-got-route'], '');
+  });
+
+  await t.test('a request that is not gRPC is not matched against GRPCRoutes', async () => {
+    const r = await h2Call(bound, '/other.Service/Call', false);
+    assert.equal(r['x-app'], 'v1');
   });
 });
