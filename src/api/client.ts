@@ -1,5 +1,5 @@
 // The proxy's side of the control-plane APIs: gRPC client constructors for Destination.Watch,
-// Policy.WatchInbound and Identity.Certify, built on @grpc/grpc-js with the generated wire codecs
+// Policy.WatchInbound, Routes.Watch and Identity.Certify, built on @grpc/grpc-js with the generated wire codecs
 // (src/api/gen/codecs/, see scripts/gen-api.ts) instead of @grpc/proto-loader. Loading the
 // .proto files at run time with protobufjs reflection cost ~9.5 MB of memory in every proxy;
 // these constructors cost next to nothing. The control plane keeps load.ts (proto-loader), and
@@ -12,13 +12,17 @@ import type { BackoffSettings } from '../core/backoff.ts';
 import * as destination from './gen/codecs/destination.ts';
 import * as identity from './gen/codecs/identity.ts';
 import * as policy from './gen/codecs/policy.ts';
+import * as route from './gen/codecs/route.ts';
 import type { DestinationClient } from './gen/trellis/destination/v1/Destination.ts';
 import type { IdentityClient } from './gen/trellis/identity/v1/Identity.ts';
 import type { PolicyClient } from './gen/trellis/policy/v1/Policy.ts';
+import type { RoutesClient } from './gen/trellis/route/v1/Routes.ts';
 
 export type { DestinationClient } from './gen/trellis/destination/v1/Destination.ts';
 export type { IdentityClient } from './gen/trellis/identity/v1/Identity.ts';
 export type { PolicyClient } from './gen/trellis/policy/v1/Policy.ts';
+export type { RoutesClient } from './gen/trellis/route/v1/Routes.ts';
+export type { RouteSet__Output as ApiRouteSetOutput } from './gen/trellis/route/v1/RouteSet.ts';
 export type { Update__Output as ApiUpdateOutput } from './gen/trellis/destination/v1/Update.ts';
 export type { Endpoint__Output as ApiEndpointOutput } from './gen/trellis/destination/v1/Endpoint.ts';
 export type { InboundPolicy__Output as ApiInboundPolicyOutput } from './gen/trellis/policy/v1/InboundPolicy.ts';
@@ -85,6 +89,16 @@ export const policyService: grpc.ServiceDefinition = {
   ),
 };
 
+export const routeService: grpc.ServiceDefinition = {
+  Watch: method(
+    '/trellis.route.v1.Routes/Watch',
+    'watch',
+    true,
+    { encode: route.encodeRouteTarget, decode: route.decodeRouteTarget },
+    { encode: route.encodeRouteSet, decode: route.decodeRouteSet },
+  ),
+};
+
 export const identityService: grpc.ServiceDefinition = {
   Certify: method(
     '/trellis.identity.v1.Identity/Certify',
@@ -116,3 +130,8 @@ export const Identity = grpc.makeGenericClientConstructor(
   identityService,
   'trellis.identity.v1.Identity',
 ) as unknown as ClientConstructor<IdentityClient>;
+
+export const Routes = grpc.makeGenericClientConstructor(
+  routeService,
+  'trellis.route.v1.Routes',
+) as unknown as ClientConstructor<RoutesClient>;

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { ProtoGrpcType as DestinationProto } from './gen/destination.ts';
 import type { ProtoGrpcType as IdentityProto } from './gen/identity.ts';
 import type { ProtoGrpcType as PolicyProto } from './gen/policy.ts';
+import type { ProtoGrpcType as RouteProto } from './gen/route.ts';
 
 export type { DestinationClient, DestinationHandlers } from './gen/trellis/destination/v1/Destination.ts';
 export type {
@@ -53,6 +54,17 @@ export type {
   HttpRoute as ApiHttpRoute,
   HttpRoute__Output as ApiHttpRouteOutput,
 } from './gen/trellis/policy/v1/HttpRoute.ts';
+
+export type { RoutesClient, RoutesHandlers } from './gen/trellis/route/v1/Routes.ts';
+export type {
+  RouteTarget as ApiRouteTarget,
+  RouteTarget__Output as ApiRouteTargetOutput,
+} from './gen/trellis/route/v1/RouteTarget.ts';
+export type {
+  RouteSet as ApiRouteSet,
+  RouteSet__Output as ApiRouteSetOutput,
+} from './gen/trellis/route/v1/RouteSet.ts';
+export type { Route as ApiRoute, Route__Output as ApiRouteOutput } from './gen/trellis/route/v1/Route.ts';
 
 // The proxy's clients (src/api/client.ts) need this without proto-loader; kept here for callers.
 export { reconnectBackoffOptions } from './client.ts';
@@ -101,4 +113,15 @@ export function loadPolicyApi(): PolicyProto['trellis']['policy']['v1'] {
     policy = (grpc.loadPackageDefinition(definition) as unknown as PolicyProto).trellis.policy.v1;
   }
   return policy;
+}
+
+let route: RouteProto['trellis']['route']['v1'] | null = null;
+
+/** The trellis.route.v1 package: the Routes client constructor and its service. */
+export function loadRouteApi(): RouteProto['trellis']['route']['v1'] {
+  if (route === null) {
+    const definition = protoLoader.loadSync(protoPath('route.proto'), LOADER_OPTIONS);
+    route = (grpc.loadPackageDefinition(definition) as unknown as RouteProto).trellis.route.v1;
+  }
+  return route;
 }

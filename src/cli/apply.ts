@@ -2,7 +2,9 @@
 // (src/control/resources.ts) and writes them into the state folder, where a running `trellis up`
 // picks them up. All or nothing: every document of every file is validated before the first write.
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
-// Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts). `--delete`
+// Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
+// GRPCRoutes to routes/ (src/control/routes/state-files.ts; a route applied again keeps its first
+// creationTimestamp, which orders equal matches). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
 // Every error of every file is reported (file:line:column, document, field) before exiting 2;
 // a reference to a Server or a service that neither the files nor the state folder define is
@@ -14,6 +16,7 @@ import { silentLogger } from '../core/log.ts';
 import { readLocalState, servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
 import { removeFile } from '../control/discovery/state-file-io.ts';
 import { deletePolicyFile, readPolicyFolder, writePolicyFile } from '../control/policy/state-files.ts';
+import { deleteRouteFile, readRouteFolder, writeRouteFile } from '../control/routes/state-files.ts';
 import {
   danglingReferences,
   readResources,
@@ -26,7 +29,7 @@ import { parseCommandFlags } from './control.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const summary =
-  'validate YAML resources (Service, Server, AuthorizationPolicy) and write them into the state folder';
+  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute) and write them into the state folder';
 
 const FLAGS: FlagSpec[] = [
   {
@@ -101,11 +104,20 @@ async function definedNames(root: string): Promise<DefinedNames> {
 async function writeResource(root: string, resource: Resource): Promise<void> {
   if (resource.kind === 'Service')
     await writeServiceFile(root, resource.namespace, resource.name, resource.service);
-  else await writePolicyFile(root, resource);
+  else if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute') {
+    const existing = (await readRouteFolder(root, new Map(), silentLogger)).find(
+      (r) => r.kind === resource.kind && r.namespace === resource.namespace && r.name === resource.name,
+    );
+    await writeRouteFile(
+      root,
+      existing === undefined ? resource : { ...resource, createdMs: existing.createdMs },
+    );
+  } else await writePolicyFile(root, resource);
 }
 
 /** Removes a resource from the state folder; false when it was not there. */
 async function deleteResource(root: string, resource: Resource): Promise<boolean> {
+  if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute') return deleteRouteFile(root, resource);
   if (resource.kind !== 'Service') return deletePolicyFile(root, resource);
   return removeFile(servicePath(root, resource.namespace, resource.name));
 }

@@ -23,6 +23,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   dashboard: () => import('./dashboard.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
+  routes: () => import('./routes.ts'),
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),

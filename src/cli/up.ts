@@ -6,7 +6,8 @@
 // `<state>/control.json` with the bound addresses and trust domain so that the other commands
 // find it; SIGINT/SIGTERM stop it cleanly and remove that file. `<state>/operator-token` (0600,
 // made on the first start, src/control/operator-token.ts) is what the CLI shows the HTTP API to
-// change state (`trellis identity rotate`).
+// change state (`trellis identity rotate`). It also serves the Routes API (src/control/routes/:
+// the Gateway API routes of `<state>/routes/` for the proxies, per Service port).
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
@@ -17,6 +18,7 @@ import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
+import { localRouteComponent } from '../control/routes/component.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../control/operator-token.ts';
 import {
   controlPlaneFlags,
@@ -84,7 +86,11 @@ export async function run(argv: string[]): Promise<number> {
     ...settings,
     watcher,
     catalog: localCatalog(root, settings.log),
-    components: [component, localPolicyComponent(root, settings.log)],
+    components: [
+      component,
+      localPolicyComponent(root, settings.log),
+      localRouteComponent(root, settings.log),
+    ],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
   });

@@ -12,8 +12,10 @@
 //         targetPort: 8080      # a number or a workload port name; default: `port`
 //         appProtocol: http     # http | kubernetes.io/h2c | opaque (| trellis.dev/opaque); default: detect
 //
-// and the policy kinds Server and AuthorizationPolicy (apiVersion policy.trellis.dev/v1alpha1,
-// described and validated in src/control/policy/schema.ts).
+// the policy kinds Server and AuthorizationPolicy (apiVersion policy.trellis.dev/v1alpha1,
+// described and validated in src/control/policy/schema.ts), and the Gateway API route kinds
+// HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, validated by src/core/routes/schema.ts;
+// one without metadata.creationTimestamp is stamped with the time it is read).
 //
 // Fields Kubernetes manifests commonly carry but one-machine mode has no use for (labels,
 // annotations, selector, type, protocol: TCP) are accepted and ignored; any other field is an
@@ -22,10 +24,13 @@
 // field: `services.yaml:9:22: document 2: spec.ports.0.port: expected a port 1..65535`.
 //
 // `danglingReferences` finds what the resources name but no one defines (an AuthorizationPolicy's
-// Server, a Server's workload), for `trellis apply` to warn about.
+// Server, a Server's workload, a route's parent Service and backends), for `trellis apply` to
+// warn about.
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
+import { validateRoute } from '../core/routes/parse.ts';
+import type { RouteResource } from '../core/routes/schema.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
@@ -94,10 +99,10 @@ export interface ServiceResource {
   readonly service: ServiceFile;
 }
 
-export type Resource = ServiceResource | PolicyResource;
+export type Resource = ServiceResource | PolicyResource | RouteResource;
 
 /** The kinds `trellis apply` accepts. */
-export const RESOURCE_KINDS = ['Service', 'Server', 'AuthorizationPolicy'] as const;
+export const RESOURCE_KINDS = ['Service', 'Server', 'AuthorizationPolicy', 'HTTPRoute', 'GRPCRoute'] as const;
 
 /** "service/NAME.NAMESPACE" ("server/...", "authorizationpolicy/..."), as `trellis apply` prints it. */
 export function resourceName(resource: Resource): string {
@@ -203,6 +208,11 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
     case 'Server':
     case 'AuthorizationPolicy':
       return checkPolicyResource(raw);
+    case 'HTTPRoute':
+    case 'GRPCRoute': {
+      const { route, issues } = validateRoute(raw, Date.now());
+      return { resource: route, issues };
+    }
     default:
       return {
         resource: null,
@@ -329,6 +339,7 @@ export function danglingReferences(resources: readonly Resource[], defined: Defi
         `${resourceName(r)}: spec.server: no Server ${r.spec.server} in namespace ${r.namespace}; it admits no one until there is one`,
       );
     }
+    if (r.kind === 'HTTPRoute' || r.kind === 'GRPCRoute') warnings.push(...routeDangling(r, workloads));
     const workload = r.kind === 'Server' ? r.spec.workload : undefined;
     if (workload !== undefined && !workloads.has(key(r.namespace, workload))) {
       warnings.push(
@@ -336,5 +347,32 @@ export function danglingReferences(resources: readonly Resource[], defined: Defi
       );
     }
   }
+  return warnings;
+}
+
+/** A route's parent Services and backends that no service defines (by name; ports are for its status). */
+function routeDangling(route: RouteResource, services: ReadonlySet<string>): string[] {
+  const warnings: string[] = [];
+  const missing = (namespace: string, name: string) => !services.has(`${namespace}/${name}`);
+  route.spec.parentRefs.forEach((ref, i) => {
+    const namespace = ref.namespace ?? route.namespace;
+    if (ref.group !== '' || ref.kind !== 'Service')
+      warnings.push(
+        `${resourceName(route)}: spec.parentRefs.${i}: Trellis routes attach to Services (group "", kind Service); this parent is never attached`,
+      );
+    else if (missing(namespace, ref.name))
+      warnings.push(
+        `${resourceName(route)}: spec.parentRefs.${i}: no service ${ref.name} in namespace ${namespace}; the route is not attached until there is one`,
+      );
+  });
+  route.spec.rules.forEach((rule, i) =>
+    rule.backendRefs.forEach((ref, j) => {
+      const namespace = ref.namespace ?? route.namespace;
+      if (ref.group === '' && ref.kind === 'Service' && missing(namespace, ref.name))
+        warnings.push(
+          `${resourceName(route)}: spec.rules.${i}.backendRefs.${j}: no service ${ref.name} in namespace ${namespace}; its share of requests gets 500 until there is one`,
+        );
+    }),
+  );
   return warnings;
 }

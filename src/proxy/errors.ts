@@ -27,6 +27,11 @@ export const PROXY_ERROR_REASONS = [
   // Discovery (src/proxy/outbound/discovery.ts):
   'control-plane-unreachable', // a mesh name with no known endpoints while the control plane is unreachable (503)
   'unknown-port', // a service asked for on a port it does not have; the answer lists its ports (400)
+  // Routes (src/proxy/outbound/routes.ts):
+  'route-not-found', // routes are attached to the service and no rule matches the request (404)
+  'backend-not-found', // the matched rule's backend does not exist, or none has weight (500)
+  'route-unsupported', // the matched rule uses a filter Trellis does not implement (500)
+  'request-timeout', // the route's timeouts.request passed before the response (504)
   // src/proxy/fault.ts:
   'internal-error', // a fault of the proxy's own code: only the connection or stream it happened on is closed (500)
 ] as const;
@@ -57,7 +62,13 @@ export function statusForReason(reason: ProxyErrorReason): number {
       return 502;
     case 'connect-timeout':
     case 'response-timeout':
+    case 'request-timeout':
       return 504;
+    case 'route-not-found':
+      return 404;
+    case 'backend-not-found':
+    case 'route-unsupported':
+      return 500;
     case 'internal-error':
       return 500;
     case 'shutting-down':

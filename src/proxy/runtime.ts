@@ -19,6 +19,7 @@ import { type Target, parseAuthority, targetKey } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
+import { OutboundRoutes } from './outbound/routes.ts';
 import type { Update } from '../core/endpoints.ts';
 import type { Resolution, Resolver } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
@@ -38,6 +39,8 @@ export class ProxyRuntime {
   readonly opaqueCache: ExpiringSet;
   /** Logical targets -> endpoints, per request (HTTP) or per connection (TCP). */
   readonly discovery: ServiceDiscovery;
+  /** The Gateway API routes of the Services apps call (outbound), with a control plane. */
+  readonly routes: OutboundRoutes | null;
   private readonly resolver: LazyDestinationResolver | null;
   /** Accepted connections still open, each with what must run when it closes (see trackAgain). */
   readonly connections = new Map<net.Socket, () => void>();
@@ -102,6 +105,15 @@ export class ProxyRuntime {
         else if (meshIdentityOf(endpoint) === null) this.metrics.plainOutbound(endpoint, 'not-meshed');
       },
     });
+    this.routes =
+      address !== undefined
+        ? new OutboundRoutes({
+            address,
+            namespace: config.workload.namespace,
+            waitMs: config.discovery.failFastMs,
+            log: log.child({ component: 'routes' }),
+          })
+        : null;
     this.mesh = new MeshWiring(
       {
         config,
@@ -193,6 +205,7 @@ export class ProxyRuntime {
           headLimits: this.config.http1,
           route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
           discovery: this.discovery,
+          ...(outbound && this.routes !== null ? { routes: this.routes } : {}),
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
           ...(streamHook !== undefined ? { streamHook } : {}),
         }),
@@ -236,6 +249,7 @@ export class ProxyRuntime {
       acquireMeshed:
         direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
       meshTcp: direction === 'outbound' ? mesh : null,
+      routes: direction === 'outbound' ? this.routes : null,
       gate:
         direction === 'inbound' && (this.mesh.authorizer !== null || config.mesh.clientIdHeader !== '')
           ? this.mesh.policy
@@ -348,6 +362,7 @@ export class ProxyRuntime {
     await h2Done;
     for (const c of this.connections.keys()) c.destroy();
     this.discovery.close();
+    this.routes?.close();
     this.resolver?.close();
     this.mesh.close();
     await this.accessLog?.close();

@@ -13,6 +13,7 @@ import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery
 import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import { targetKey } from '../../src/core/target.ts';
 import { silentLogger } from '../../src/core/log.ts';
+import { localRouteComponent } from '../../src/control/routes/component.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { fileIdentity } from '../../src/proxy/identity/file.ts';
 import type { CertifiedKey, WorkloadIdentity } from '../../src/proxy/identity/provider.ts';
@@ -174,6 +175,7 @@ export async function startMeshWorld(): Promise<MeshWorld> {
     grpcListen: '127.0.0.1:0',
     httpListen: '127.0.0.1:0',
     metricsIntervalMs: 60_000,
+    components: [localRouteComponent(root, silentLogger)],
   });
   const proxies: RunningProxy[] = [];
   const services = new Set<string>();

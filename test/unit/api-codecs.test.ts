@@ -24,6 +24,7 @@ import {
   destinationService,
   identityService,
   policyService,
+  routeService,
   reconnectBackoffOptions,
 } from '../../src/api/client.ts';
 import { LOADER_OPTIONS, reconnectBackoffOptions as loadReexport } from '../../src/api/load.ts';
@@ -341,6 +342,7 @@ test('client service definitions match what proto-loader gives the control plane
   const ours: [string, Record<string, unknown>][] = [
     ['destination.proto', destinationService],
     ['policy.proto', policyService],
+    ['route.proto', routeService],
     ['identity.proto', identityService],
   ];
   for (const [proto, service] of ours) {
@@ -364,6 +366,7 @@ test('the proxy clients load neither @grpc/proto-loader nor protobufjs', () => {
   const script = `
     await import(${JSON.stringify(new URL('../../src/proxy/resolve/destination-client.ts', import.meta.url).href)});
     await import(${JSON.stringify(new URL('../../src/proxy/policy/watch-client.ts', import.meta.url).href)});
+    await import(${JSON.stringify(new URL('../../src/proxy/route/watch-client.ts', import.meta.url).href)});
     await import(${JSON.stringify(new URL('../../src/proxy/identity/identity-client.ts', import.meta.url).href)});
     const { createRequire } = await import('node:module');
     const loaded = Object.keys(createRequire(import.meta.url).cache);

@@ -104,7 +104,11 @@ function parsePolicyFile(
   try {
     const parsed = parseResources(text, file);
     const only = parsed[0];
-    if (parsed.length !== 1 || only === undefined || only.kind === 'Service') {
+    if (
+      parsed.length !== 1 ||
+      only === undefined ||
+      (only.kind !== 'Server' && only.kind !== 'AuthorizationPolicy')
+    ) {
       throw new ConfigError(file, 'expected one Server or AuthorizationPolicy');
     }
     // The file's place must agree with its content, or `apply --delete` would miss it.

@@ -37,6 +37,11 @@ import {
 } from '../outbound/balance.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
+import { modifyHeaders } from '../../core/routes/filters.ts';
+import type { RouteTable } from '../../core/routes/matcher.ts';
+import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
+import type { OutboundRoutes } from '../outbound/routes.ts';
+import { reasonPhrase } from './reason-phrases.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -97,6 +102,8 @@ export interface H1Context {
   readonly meshTcp: MeshTcpConnector | null;
   /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
   readonly gate: InboundHttpGate | null;
+  /** Outbound with a control plane: the routes attached to Services (null: none are used). */
+  readonly routes: OutboundRoutes | null;
 }
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -110,6 +117,17 @@ const RES_BODY = 2;
 const RES_DONE = 3;
 
 const MAX_PIPELINE_BYTES = 256 * 1024;
+
+/** Lower-case names to values, for route matching (only when the request's Service has routes). */
+function headerRecord(fields: readonly string[]): Record<string, string> {
+  const record: Record<string, string> = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!.toLowerCase();
+    const prior = record[name];
+    record[name] = prior === undefined ? fields[i + 1]! : `${prior},${fields[i + 1]!}`;
+  }
+  return record;
+}
 
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE =
@@ -144,6 +162,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private connectRetried: { reason: ConnectFailureReason; err: Error | undefined } | null = null;
   /** The route whose endpoint is being picked (a late answer for an earlier exchange is released). */
   private picking: H1Route | null = null;
+  /** The matched route rule's response header filters (routes.ts), null when none. */
+  private responseHeaders: readonly HeaderModifier[] | null = null;
+  /** The matched route rule's timeouts.request, null: the proxy's response timeout. */
+  private requestTimeoutMs: number | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
@@ -357,6 +379,72 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         return;
       }
     }
+    // Outbound to a Service: its routes decide where the request goes (outbound/routes.ts).
+    const routes = ctx.routes;
+    if (routes !== null && ctx.discovery !== null && ctx.discovery.isLogical(route.target)) {
+      const table = routes.tableFor(route.target);
+      if (table instanceof Promise) {
+        // The first request to this Service port waits for its routes (bounded by the wait).
+        this.reqState = REQ_CONNECTING;
+        if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
+        void table.then((late) => {
+          try {
+            if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) return;
+            this.reqState = REQ_IDLE;
+            if (late === null || this.applyRoutes(routes, late)) this.forward();
+          } catch (err) {
+            this.fault('h1 routes', err);
+          }
+        });
+        return;
+      }
+      if (table !== null && !this.applyRoutes(routes, table)) return;
+    }
+    this.forward();
+  }
+
+  /**
+   * Applies the routes of the request's Service (outbound/routes.ts): true to forward it (to the
+   * rule's backend, with the rule's filters); false when the proxy answered it itself.
+   */
+  private applyRoutes(routes: OutboundRoutes, table: RouteTable): boolean {
+    const head = this.req!;
+    const route = this.route!;
+    const decision = routes.decide(table, {
+      method: head.method,
+      pathAndQuery: route.path,
+      headers: headerRecord(head.headers),
+      grpc: false,
+      authority: route.host ?? head.host ?? '',
+    });
+    if (decision === null) return true;
+    // A bodiless request answered here keeps the connection alive.
+    if (decision.kind !== 'forward' && !this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
+    if (decision.kind === 'refuse') {
+      this.replyError(decision.reason, decision.message);
+      return false;
+    }
+    if (decision.kind === 'redirect') {
+      this.replyRedirect(decision.status, decision.location);
+      return false;
+    }
+    for (const modifier of decision.requestHeaders) head.headers = modifyHeaders(modifier, head.headers);
+    this.route = {
+      target: decision.target,
+      path: decision.pathAndQuery,
+      host: decision.authority ?? route.host,
+    };
+    this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
+    this.requestTimeoutMs = decision.requestTimeoutMs;
+    return true;
+  }
+
+  /** Sends the routed request on: its framing, the request line, and an upstream connection. */
+  private forward(): void {
+    const ctx = this.ctx;
+    const head = this.req!;
+    const route = this.route!;
+    const gate = ctx.gate;
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
     this.requestLine =
       gate === null
@@ -476,14 +564,15 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         return;
       }
     }
-    if (this.ctx.responseTimeoutMs > 0) {
+    const timeoutMs = this.requestTimeoutMs ?? this.ctx.responseTimeoutMs;
+    if (timeoutMs > 0) {
       this.responseTimer = setTimeout(() => {
         try {
           this.onResponseTimeout();
         } catch (err) {
           this.fault('h1 response timeout', err);
         }
-      }, this.ctx.responseTimeoutMs);
+      }, timeoutMs);
     }
     if (this.reqState === REQ_BODY || this.req?.upgrade != null) this.socket.resume();
   }
@@ -634,6 +723,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       // already received): one write to the client for head and body instead of two.
       this.socket.cork();
       process.nextTick(uncork, this.socket);
+    }
+    if (this.responseHeaders !== null) {
+      for (const modifier of this.responseHeaders) head.headers = modifyHeaders(modifier, head.headers);
     }
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
     if (this.resKind === 'none') {
@@ -813,6 +905,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.resState = RES_NONE;
     this.retried = false;
     this.connectRetried = null;
+    this.responseHeaders = null;
+    this.requestTimeoutMs = null;
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -855,23 +949,46 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
+    if (ctx.log.enabled('debug'))
+      ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
+    // Keep the connection only when the request was read whole and parsed cleanly.
+    const clean = reason !== 'bad-request' && reason !== 'request-header-too-large';
+    this.answer(status, clean, reason, (close) => errorResponse(reason, message, close, status, headerValue));
+  }
+
+  /** A route's RequestRedirect: the proxy answers with the redirect (routes.ts). */
+  private replyRedirect(status: number, location: string): void {
+    this.answer(status, true, undefined, (close) =>
+      Buffer.from(
+        `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nLocation: ${location}\r\nContent-Length: 0\r\n` +
+          (close ? 'Connection: close\r\n' : '') +
+          '\r\n',
+        'latin1',
+      ),
+    );
+  }
+
+  /**
+   * Ends the exchange with a response the proxy makes itself (`response(close)`), recorded as
+   * failed when it has a reason; the connection is kept when the request was read whole and
+   * `clean`, else ended.
+   */
+  private answer(
+    status: number,
+    clean: boolean,
+    reason: ProxyErrorReason | undefined,
+    response: (close: boolean) => Buffer,
+  ): void {
     this.latencyMs = performance.now() - this.startedAt;
     if (this.resStartedDownstream) {
       this.socket.destroy();
       return;
     }
-    // Keep the connection only when the request was read whole and parsed cleanly.
-    const keep =
-      this.reqState === REQ_DONE &&
-      !this.closeAfterResponse &&
-      reason !== 'bad-request' &&
-      reason !== 'request-header-too-large';
+    const keep = this.reqState === REQ_DONE && !this.closeAfterResponse && clean;
     if (!keep) this.closeAfterResponse = true;
-    if (ctx.log.enabled('debug'))
-      ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
-    this.socket.write(errorResponse(reason, message, !keep, status, headerValue));
+    this.socket.write(response(!keep));
     this.res = null;
-    this.record(status, true, reason);
+    this.record(status, reason !== undefined, reason);
     const conn = this.upstream;
     this.upstream = null;
     if (conn !== null) {
@@ -1032,7 +1149,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseTimer = null;
     if (this.resState !== RES_HEAD) return;
     this.upstreamReusable = false;
-    this.replyError('response-timeout', 'upstream did not respond in time');
+    if (this.requestTimeoutMs !== null)
+      this.replyError('request-timeout', "the route's request timeout passed");
+    else this.replyError('response-timeout', 'upstream did not respond in time');
   }
 
   private clearHeadTimer(): void {

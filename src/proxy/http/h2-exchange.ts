@@ -24,6 +24,10 @@ import {
   type EndpointOutcome,
   type EndpointSink,
 } from '../outbound/balance.ts';
+import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
+import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
+import type { OutboundRoutes } from '../outbound/routes.ts';
+import { withModifiedHeaders } from './h2-headers.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -36,6 +40,8 @@ export interface ExchangeContext {
   pool: H2UpstreamPool;
   /** Picks an endpoint per stream for logical targets; null: every target is direct. */
   discovery: Discovery | null;
+  /** The routes of the Services streams address (outbound/routes.ts); null: none are used. */
+  routes: OutboundRoutes | null;
   responseTimeoutMs: number;
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
@@ -47,7 +53,11 @@ export interface ExchangeContext {
 export class H2Exchange implements EndpointSink {
   private readonly ctx: ExchangeContext;
   private readonly downstream: http2.ServerHttp2Stream;
-  private readonly requestHeaders: http2.IncomingHttpHeaders;
+  private requestHeaders: http2.IncomingHttpHeaders;
+  /** The matched route rule's response header filters, null when none. */
+  private responseHeaderModifiers: readonly HeaderModifier[] | null = null;
+  /** Set when the matched route's timeouts.request replaced the response timeout. */
+  private routeTimeoutMs: number | null = null;
   private readonly grpc: boolean;
   private readonly outcome = new ExchangeOutcome();
   private upstream: http2.ClientHttp2Stream | undefined;
@@ -107,7 +117,75 @@ export class H2Exchange implements EndpointSink {
         ctx.responseTimeoutMs,
       );
     }
+    const routes = ctx.routes;
+    if (routes !== null && ctx.discovery !== null && ctx.discovery.isLogical(target)) {
+      const table = routes.tableFor(target);
+      if (table instanceof Promise) {
+        // The first stream to this Service port waits for its routes (bounded by the wait).
+        const routed = target;
+        table.then(
+          (late) =>
+            guard(
+              ctx.log,
+              () => this.abandoned() || this.routeThenAttempt(routes, late, routed),
+              () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
+            ),
+          () => undefined,
+        );
+        return;
+      }
+      this.routeThenAttempt(routes, table, target);
+      return;
+    }
     this.attempt(target, null);
+  }
+
+  /** Applies the routes of the stream's Service (outbound/routes.ts), then sends it on or answers. */
+  private routeThenAttempt(routes: OutboundRoutes, table: RouteTable | null, target: Target): void {
+    if (table === null) {
+      this.attempt(target, null);
+      return;
+    }
+    const h = this.requestHeaders;
+    const decision = routes.decide(table, {
+      method: String(h[':method'] ?? ''),
+      pathAndQuery: String(h[':path'] ?? ''),
+      headers: h as RequestHeaders,
+      grpc: this.grpc,
+      authority: this.authority(),
+    });
+    if (decision === null) {
+      this.attempt(target, null);
+      return;
+    }
+    if (decision.kind === 'refuse') {
+      this.respondWithError(decision.reason, decision.message);
+      return;
+    }
+    if (decision.kind === 'redirect') {
+      this.clearResponseTimer();
+      this.responded = true;
+      this.outcome.status = decision.status;
+      this.downstream.respond(
+        { ':status': decision.status, location: decision.location },
+        { endStream: true },
+      );
+      return;
+    }
+    const headers = withModifiedHeaders(h, decision.requestHeaders);
+    headers[':path'] = decision.pathAndQuery;
+    if (decision.authority !== null) headers[':authority'] = decision.authority;
+    this.requestHeaders = headers;
+    if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
+    if (decision.requestTimeoutMs !== null) {
+      this.clearResponseTimer();
+      this.routeTimeoutMs = decision.requestTimeoutMs;
+      this.responseTimer = setTimeout(
+        () => guard(this.ctx.log, () => this.onResponseTimeout()),
+        decision.requestTimeoutMs,
+      );
+    }
+    this.attempt(decision.target, null);
   }
 
   /** Sends the stream towards `target`; `failed` is the previous attempt's pick on a retry. */
@@ -214,8 +292,9 @@ export class H2Exchange implements EndpointSink {
     this.outcome.status = Number(headers[':status']) || 0;
     this.outcome.noteGrpcStatus(headers);
     try {
+      const out = forwardableHeaders(headers);
       downstream.respond(
-        forwardableHeaders(headers),
+        this.responseHeaderModifiers === null ? out : withModifiedHeaders(out, this.responseHeaderModifiers),
         endStream ? { endStream: true } : { waitForTrailers: true },
       );
     } catch (err) {
@@ -327,7 +406,9 @@ export class H2Exchange implements EndpointSink {
     this.responseTimer = undefined;
     if (this.responded) return;
     if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
-    this.respondWithError('response-timeout', `no response within ${this.ctx.responseTimeoutMs} ms`);
+    if (this.routeTimeoutMs !== null)
+      this.respondWithError('request-timeout', `no response within the route's ${this.routeTimeoutMs} ms`);
+    else this.respondWithError('response-timeout', `no response within ${this.ctx.responseTimeoutMs} ms`);
   }
 
   /** Answers the client with a response the proxy makes itself, or resets if headers went out. */

@@ -6,6 +6,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import { PROXY_ERROR_HEADER, statusForReason, type ProxyErrorReason } from '../errors.ts';
 import { CONNECTION_SPECIFIC } from '../h2/fields.ts';
+import { modifyHeaders } from '../../core/routes/filters.ts';
+import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 
 /**
  * A copy of `headers` that can be sent on the other side: connection-specific headers dropped,
@@ -27,6 +29,40 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHe
   return out;
 }
 
+/**
+ * `headers` (a node:http2 header object) with route header filters applied in order
+ * (src/core/routes/filters.ts): names lower-cased as HTTP/2 requires, pseudo-headers and node's
+ * sensitive-header marker kept, a name given several times becomes a list.
+ */
+export function withModifiedHeaders(
+  headers: IncomingHttpHeaders | OutgoingHttpHeaders,
+  modifiers: readonly HeaderModifier[],
+): IncomingHttpHeaders & OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  let flat: string[] = [];
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (name.startsWith(':')) {
+      out[name] = Array.isArray(value) ? value.map(String) : String(value);
+      continue;
+    }
+    if (Array.isArray(value)) for (const v of value) flat.push(name, String(v));
+    else flat.push(name, String(value));
+  }
+  for (const modifier of modifiers) flat = modifyHeaders(modifier, flat);
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!.toLowerCase();
+    const prior = out[name];
+    const value = flat[i + 1]!;
+    out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+  }
+  for (const sym of Object.getOwnPropertySymbols(headers)) {
+    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
+  }
+  return out as IncomingHttpHeaders & OutgoingHttpHeaders;
+}
+
 function isTrailersOnly(value: string | string[]): boolean {
   const v = Array.isArray(value) ? value.join(',') : value;
   return v.trim().toLowerCase() === 'trailers';
@@ -43,6 +79,7 @@ export const GRPC_STATUS = {
   OK: 0,
   DEADLINE_EXCEEDED: 4,
   PERMISSION_DENIED: 7,
+  UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
 } as const;
@@ -73,7 +110,14 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'proxy-request-refused':
       return GRPC_STATUS.PERMISSION_DENIED;
     case 'response-timeout':
+    case 'request-timeout':
       return GRPC_STATUS.DEADLINE_EXCEEDED;
+    case 'route-not-found':
+      return GRPC_STATUS.UNIMPLEMENTED;
+    case 'backend-not-found':
+      return GRPC_STATUS.UNAVAILABLE;
+    case 'route-unsupported':
+      return GRPC_STATUS.INTERNAL;
     case 'bad-request':
     case 'request-header-too-large':
     case 'unknown-destination':

@@ -27,6 +27,7 @@ import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
 import { reportFault } from '../fault.ts';
+import type { OutboundRoutes } from '../outbound/routes.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
@@ -54,6 +55,8 @@ export interface H2ProxyOptions {
    * stream over its endpoints. Absent: every routed target is connected to as it is.
    */
   discovery?: H2Discovery;
+  /** Outbound with a control plane: the Gateway API routes of the Services streams address. */
+  routes?: OutboundRoutes;
   /** The upstream session pool to use (shared with the mesh's HTTP/1 path); absent: its own. */
   pool?: H2UpstreamPool;
   /** Outbound with an identity: streams to meshed endpoints go over mTLS sessions. */
@@ -191,6 +194,7 @@ export class H2Proxy {
       accessLog: opts.accessLog,
       pool: this.pool,
       discovery: opts.discovery ?? null,
+      routes: opts.routes ?? null,
       responseTimeoutMs: opts.responseTimeoutMs,
       route: (authority, connTarget) => opts.route(authority, connTarget),
       connTarget: conn.connTarget,

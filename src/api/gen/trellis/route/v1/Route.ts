@@ -1,0 +1,37 @@
+// Original file: src/api/route.proto
+
+import type { Long } from '@grpc/proto-loader';
+
+export interface Route {
+  /**
+   * HTTPRoute | GRPCRoute
+   */
+  kind?: string;
+  namespace?: string;
+  name?: string;
+  /**
+   * metadata.creationTimestamp in milliseconds since the epoch (orders equal matches).
+   */
+  createdMs?: number | string | Long;
+  /**
+   * The route's spec as JSON: parentRefs, hostnames, rules, with the CRD's defaults filled in.
+   */
+  specJson?: string;
+}
+
+export interface Route__Output {
+  /**
+   * HTTPRoute | GRPCRoute
+   */
+  kind: string;
+  namespace: string;
+  name: string;
+  /**
+   * metadata.creationTimestamp in milliseconds since the epoch (orders equal matches).
+   */
+  createdMs: number;
+  /**
+   * The route's spec as JSON: parentRefs, hostnames, rules, with the CRD's defaults filled in.
+   */
+  specJson: string;
+}

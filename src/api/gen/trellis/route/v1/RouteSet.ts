@@ -1,0 +1,30 @@
+// Original file: src/api/route.proto
+
+import type {
+  Route as _trellis_route_v1_Route,
+  Route__Output as _trellis_route_v1_Route__Output,
+} from '../../../trellis/route/v1/Route.ts';
+
+export interface RouteSet {
+  /**
+   * The routes that apply, ordered by creation time then namespace/name (the matcher sorts again).
+   */
+  routes?: _trellis_route_v1_Route[];
+  /**
+   * "namespace/name:port" of every backend or mirror target of these routes that does not resolve
+   * (no such Service or port, or not permitted): requests picked for one get 500.
+   */
+  unresolvedBackends?: string[];
+}
+
+export interface RouteSet__Output {
+  /**
+   * The routes that apply, ordered by creation time then namespace/name (the matcher sorts again).
+   */
+  routes: _trellis_route_v1_Route__Output[];
+  /**
+   * "namespace/name:port" of every backend or mirror target of these routes that does not resolve
+   * (no such Service or port, or not permitted): requests picked for one get 500.
+   */
+  unresolvedBackends: string[];
+}

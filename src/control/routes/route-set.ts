@@ -1,0 +1,36 @@
+// The RouteSet one proxy watches for one Service port (src/api/route.proto), built from what the
+// control plane knows: the routes that apply to the asking client's namespace (select.ts
+// routesFor: its consumer routes, else the producer routes), each with its spec as JSON, and the
+// backends of those routes that do not resolve (status.ts). Pure.
+import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
+import type { RouteResource } from '../../core/routes/schema.ts';
+import { routesFor } from '../../core/routes/select.ts';
+import { unresolvedBackends, type ServiceIndex } from './status.ts';
+
+/** Every route and Service a route source knows, at one moment. */
+export interface RouteSnapshot {
+  readonly routes: readonly RouteResource[];
+  readonly services: ServiceIndex;
+}
+
+export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
+  const portName = snapshot.services
+    .get(`${target.namespace}/${target.service}`)
+    ?.find((p) => p.port === target.port)?.name;
+  const parent = { namespace: target.namespace, name: target.service, port: target.port, portName };
+  const routes = routesFor(snapshot.routes, parent, target.clientNamespace).sort(
+    (a, b) =>
+      a.createdMs - b.createdMs || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+  );
+  const unresolved = new Set(routes.flatMap((r) => unresolvedBackends(r, snapshot.services)));
+  return {
+    routes: routes.map((r) => ({
+      kind: r.kind,
+      namespace: r.namespace,
+      name: r.name,
+      createdMs: r.createdMs,
+      specJson: JSON.stringify(r.spec),
+    })),
+    unresolvedBackends: [...unresolved].sort(),
+  };
+}

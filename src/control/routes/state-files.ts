@@ -1,0 +1,99 @@
+// Gateway API routes in the state folder of one-machine mode, beside services/ and policy/:
+//
+//   <root>/routes/<namespace>/httproute-<name>.yaml   an HTTPRoute
+//   <root>/routes/<namespace>/grpcroute-<name>.yaml   a GRPCRoute
+//
+// Each file holds the route as `trellis apply -f` accepted it, normalized (the CRD's defaults
+// filled in) with metadata.creationTimestamp (the first apply's time, kept by later applies: the
+// spec orders equal matches by it), and is read back through the same validation
+// (src/core/routes/parse.ts), so a hand-edited file is held to the same rules. A bad file is
+// logged with the field that is wrong and skipped; the rest of the folder still applies.
+import { basename, join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import type { Logger } from '../../core/log.ts';
+import { routeDocument, validateRoute } from '../../core/routes/parse.ts';
+import type { RouteResource } from '../../core/routes/schema.ts';
+import {
+  type FileCache,
+  listStateFiles,
+  readCachedFile,
+  removeFile,
+  writeAtomically,
+} from '../discovery/state-file-io.ts';
+
+type RouteKey = Pick<RouteResource, 'kind' | 'namespace' | 'name'>;
+
+export function routesDir(root: string): string {
+  return join(root, 'routes');
+}
+
+export function routePath(root: string, route: RouteKey): string {
+  return join(routesDir(root), route.namespace, `${route.kind.toLowerCase()}-${route.name}.yaml`);
+}
+
+export async function writeRouteFile(root: string, route: RouteResource): Promise<void> {
+  await writeAtomically(routePath(root, route), stringify(routeDocument(route)));
+}
+
+/** Removes a route's file; false when there was none. */
+export async function deleteRouteFile(root: string, route: RouteKey): Promise<boolean> {
+  return removeFile(routePath(root, route));
+}
+
+export type RouteFileCache = FileCache<RouteResource | null>;
+
+/** Every valid route of the folder. Never throws: unreadable or invalid files are logged and skipped. */
+export async function readRouteFolder(
+  root: string,
+  cache: RouteFileCache,
+  log: Logger,
+): Promise<RouteResource[]> {
+  const routes: RouteResource[] = [];
+  const seen = new Set<string>();
+  for (const [namespace, file] of await listStateFiles(routesDir(root), ['.yaml', '.yml'])) {
+    seen.add(file);
+    const route = await readCachedFile(file, cache, log, 'route file', (text) =>
+      parseRouteFile(text, file, namespace, basename(file), log),
+    );
+    if (route) routes.push(route);
+  }
+  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
+  return routes;
+}
+
+function parseRouteFile(
+  text: string,
+  file: string,
+  namespace: string,
+  name: string,
+  log: Logger,
+): RouteResource | null {
+  let raw: unknown;
+  try {
+    raw = parse(text, { maxAliasCount: 100 });
+  } catch (error) {
+    log.warn('invalid route file skipped', {
+      file,
+      problem: `not valid YAML (${(error as Error).message.split('\n')[0]})`,
+    });
+    return null;
+  }
+  const { route, issues } = validateRoute(raw);
+  if (route === null) {
+    const problem = issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    log.warn('invalid route file skipped', { file, problem });
+    return null;
+  }
+  // The file's place must agree with its content, or `apply --delete` would miss it.
+  if (
+    route.namespace !== namespace ||
+    `${route.kind.toLowerCase()}-${route.name}.yaml` !== name.replace(/\.yml$/, '.yaml')
+  ) {
+    log.warn('invalid route file skipped', {
+      file,
+      problem: `holds ${route.kind} ${route.namespace}/${route.name}, which belongs in another file`,
+    });
+    return null;
+  }
+  return route;
+}

@@ -1,0 +1,79 @@
+// The regular expressions routes may hold (path, header, query parameter, gRPC service and
+// method matches of type RegularExpression), checked when a route is applied and compiled once
+// per route set, never per request.
+//
+// Gateway API leaves the dialect to the implementation; Trellis takes JavaScript's syntax
+// restricted to what a linear-time engine can run (RE2's spirit), at most 1024 characters, no
+// flags. Why: V8's default engine backtracks, and a pattern like (a+)+$ takes seconds on a
+// 30-byte path. The restriction is checked by V8 itself: a pattern is accepted only when it
+// compiles with the "l" flag of V8's experimental linear engine, which refuses backreferences,
+// lookaround and bounded repetitions above 16 (or nested ones, which multiply); named groups and
+// inline modifiers (any "(?" other than "(?:") are refused beforehand, with a clearer message
+// for the common cases. At run time, `enableLinearRegexFallback` (called once by a process that
+// matches routes) makes V8 rerun a regular expression on that linear engine after excessive
+// backtracking, so normal paths keep the fast backtracking engine and a hostile path costs linear
+// time instead of minutes (test/unit/routes-regex.test.ts). The flags "u" and "i" would disable
+// that fallback, hence none.
+//
+// Matching is whole-value: a pattern is compiled as ^(?:PATTERN)$ (as Envoy and Istio do).
+import { setFlagsFromString } from 'node:v8';
+
+export const MAX_REGEX_LENGTH = 1024;
+
+/** Why `pattern` is not an accepted route regular expression, or null when it is. */
+export function regexProblem(pattern: string): string | null {
+  if (pattern.length === 0) return 'expected a regular expression, got an empty string';
+  if (pattern.length > MAX_REGEX_LENGTH) return `longer than ${MAX_REGEX_LENGTH} characters`;
+  if (/\\[1-9]|\\k</.test(stripEscapedBackslashes(pattern))) {
+    return 'backreferences (\\1, \\k<name>) are not supported (they need a backtracking engine)';
+  }
+  if (/\(\?(?!:)/.test(stripEscapedBackslashes(pattern).replace(/\\\(/g, ''))) {
+    return 'only "(?:" groups are supported: no lookaround, named groups or inline flags';
+  }
+  try {
+    new RegExp(pattern);
+  } catch (error) {
+    return `not a valid regular expression (${(error as Error).message.replace(/^Invalid regular expression: /, '')})`;
+  }
+  enableLinearEngine();
+  try {
+    new RegExp(`^(?:${pattern})$`, LINEAR_FLAG);
+  } catch {
+    return 'cannot be run in linear time (V8 refuses it: e.g. a bounded repetition {n,m} above 16, or nested ones)';
+  }
+  return null;
+}
+
+/** V8's "linear" flag (not standard JavaScript, so not written as a literal lint would check). */
+const LINEAR_FLAG: string = 'l';
+
+let linearEngineEnabled = false;
+
+/** Makes the "l" flag (V8's experimental linear engine) available; process-wide, idempotent. */
+function enableLinearEngine(): void {
+  if (linearEngineEnabled) return;
+  linearEngineEnabled = true;
+  setFlagsFromString('--enable-experimental-regexp-engine');
+}
+
+/** `\\` pairs removed, so "\\\\1" (a literal backslash then "1") is not taken for a backreference. */
+function stripEscapedBackslashes(pattern: string): string {
+  return pattern.replace(/\\\\/g, '');
+}
+
+/** The whole-value matcher of an accepted pattern (check regexProblem first; throws if invalid). */
+export function compileFullMatch(pattern: string): RegExp {
+  return new RegExp(`^(?:${pattern})$`);
+}
+
+let fallbackEnabled = false;
+
+/**
+ * Lets V8 rerun a regular expression on its linear-time engine once it backtracks too much (a
+ * process-wide V8 flag, for regular expressions compiled after the call). Idempotent.
+ */
+export function enableLinearRegexFallback(): void {
+  if (fallbackEnabled) return;
+  fallbackEnabled = true;
+  setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+}

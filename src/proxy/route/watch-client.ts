@@ -1,0 +1,102 @@
+// One Routes.Watch stream for one Service port the app addresses, kept open: each RouteSet is
+// compiled (route-table.ts) and handed over as the matcher's RouteTable; a set that does not
+// compile is logged (once per distinct problem) and the last good table stays. When the stream fails or ends the watch starts again
+// after an exponential backoff with jitter (the caller keeps its table meanwhile, so a
+// control-plane restart changes nothing for traffic), at the address the control plane is at now
+// (src/proxy/resolve/control-plane-address.ts). The loop, its backoff and its log lines are the
+// shared watch-stream.ts. Loaded lazily, so a proxy that never routes never loads gRPC.
+//
+// For the data path: `watchRoutes({ ..., onTable })` per (client namespace, Service, port); then
+// per request `matchRoute(table, request)` (src/core/routes/matcher.ts), `pickBackend` for the
+// matched rule's backends (backends.ts) and the filters of filters.ts.
+import * as grpc from '@grpc/grpc-js';
+import {
+  reconnectBackoffOptions,
+  Routes,
+  type ApiRouteSetOutput,
+  type RoutesClient,
+} from '../../api/client.ts';
+import { backoffSettings, WATCH_BACKOFF } from '../../core/backoff.ts';
+import type { Timers } from '../../core/clock.ts';
+import type { Logger } from '../../core/log.ts';
+import type { Random } from '../../core/random.ts';
+import type { RouteTable } from '../../core/routes/matcher.ts';
+import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
+import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
+import { watchStream } from '../resolve/watch-stream.ts';
+import { compileRouteSet } from './route-table.ts';
+
+export interface RouteWatchOptions {
+  /** The control plane's gRPC address, "host:port". */
+  readonly address: string;
+  /** Where the control plane is now (default: the process's, see control-plane-address.ts). */
+  readonly locator?: ControlPlaneLocator;
+  /** The namespace of this proxy's workload: its consumer routes apply. */
+  readonly clientNamespace: string;
+  /** The Service port the app addressed. */
+  readonly namespace: string;
+  readonly service: string;
+  readonly port: number;
+  /** Re-watch delays: from initialMs, doubling up to maxMs, each drawn in [delay/2, delay]. */
+  readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
+  readonly timers?: Timers;
+  readonly random?: Random;
+  readonly log: Logger;
+  /** A new table (one with no routes, where matchRoute gives null, when none applies). Not called for a set that does not compile. */
+  readonly onTable: (table: RouteTable) => void;
+  /** A set that does not compile, with the reason (the last good table stays). */
+  readonly onRejected?: (problem: string) => void;
+}
+
+export interface RouteWatch {
+  close(): void;
+}
+
+export function watchRoutes(options: RouteWatchOptions): RouteWatch {
+  const backoff = backoffSettings(options.backoff, WATCH_BACKOFF);
+  const client = new ControlPlaneClient<RoutesClient>(
+    options.locator ?? locateControlPlane(options.address),
+    (address) => new Routes(address, grpc.credentials.createInsecure(), reconnectBackoffOptions(backoff)),
+  );
+  const target = {
+    clientNamespace: options.clientNamespace,
+    namespace: options.namespace,
+    service: options.service,
+    port: options.port,
+  };
+  let lastProblem = '';
+  const onMessage = (set: ApiRouteSetOutput): void => {
+    const compiled = compileRouteSet(set);
+    if (compiled.ok) {
+      lastProblem = '';
+      options.onTable(compiled.table);
+      return;
+    }
+    if (compiled.problem !== lastProblem) {
+      lastProblem = compiled.problem;
+      options.log.warn('route set refused; the last good routes stay', {
+        ...target,
+        problem: compiled.problem,
+      });
+    }
+    options.onRejected?.(compiled.problem);
+  };
+  const watch = watchStream<ApiRouteSetOutput>({
+    name: 'route watch',
+    client,
+    open: () => client.get().Watch(target),
+    onMessage,
+    keeps: 'the last routes',
+    fields: target,
+    backoff,
+    timers: options.timers,
+    random: options.random,
+    log: options.log,
+  });
+  return {
+    close() {
+      watch.close();
+      client.close();
+    },
+  };
+}

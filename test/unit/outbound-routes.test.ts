@@ -1,0 +1,116 @@
+// The route level's bookkeeping (src/proxy/outbound/routes.ts): which targets name a Service, the
+// first request's bounded wait for the routes, a table that arrives later, and the bound on
+// watched Service ports. The watch is a scripted fake; matching itself is tested in
+// routes-matcher.test.ts and on the data path in test/e2e/routes-mesh.test.ts.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { silentLogger } from '../../src/core/log.ts';
+import type { RouteTable } from '../../src/core/routes/matcher.ts';
+import { MAX_WATCHED, OutboundRoutes, serviceOf } from '../../src/proxy/outbound/routes.ts';
+import type { RouteWatchOptions } from '../../src/proxy/route/watch-client.ts';
+import { routesFromYaml } from './routes-helpers.ts';
+import { compileRouteTable } from '../../src/core/routes/matcher.ts';
+
+const TABLE: RouteTable = compileRouteTable(
+  routesFromYaml(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: default }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+`),
+  () => true,
+);
+
+function routesWith(
+  onStart: (o: RouteWatchOptions) => void,
+  waitMs = 50,
+): { routes: OutboundRoutes; started: RouteWatchOptions[] } {
+  const started: RouteWatchOptions[] = [];
+  const routes = new OutboundRoutes({
+    address: '127.0.0.1:1',
+    namespace: 'shop',
+    waitMs,
+    log: silentLogger,
+    startWatch: (o) => {
+      started.push(o);
+      onStart(o);
+      return { close() {} };
+    },
+  });
+  return { routes, started };
+}
+
+describe('serviceOf', () => {
+  it('names a Service the way the Gateway API does: NAME, NAME.NS, NAME.NS.svc[.zone]', () => {
+    assert.deepEqual(serviceOf({ host: 'web', port: 80 }, 'shop'), {
+      namespace: 'shop',
+      name: 'web',
+      port: 80,
+    });
+    assert.deepEqual(serviceOf({ host: 'Web.Other.', port: 81 }, 'shop'), {
+      namespace: 'other',
+      name: 'web',
+      port: 81,
+    });
+    assert.deepEqual(serviceOf({ host: 'web.other.svc.cluster.local', port: 8 }, 'shop'), {
+      namespace: 'other',
+      name: 'web',
+      port: 8,
+    });
+    assert.equal(serviceOf({ host: 'api.example.com', port: 443 }, 'shop'), null);
+  });
+
+  it('never throws, and a name it accepts keeps the port', () => {
+    fc.assert(
+      fc.property(fc.string(), fc.integer({ min: 1, max: 65535 }), (host, port) => {
+        const s = serviceOf({ host, port }, 'ns');
+        if (s !== null) assert.equal(s.port, port);
+      }),
+    );
+  });
+});
+
+describe('OutboundRoutes', () => {
+  it('the first request waits for the first table; later ones get it at once', async () => {
+    const { routes, started } = routesWith((o) => setTimeout(() => o.onTable(TABLE), 5), 5000);
+    const first = routes.tableFor({ host: 'web', port: 80 });
+    assert.ok(first instanceof Promise);
+    assert.equal(await first, TABLE);
+    assert.equal(routes.tableFor({ host: 'web', port: 80 }), TABLE);
+    assert.equal(started.length, 1);
+    assert.deepEqual(
+      {
+        ns: started[0]!.namespace,
+        svc: started[0]!.service,
+        port: started[0]!.port,
+        client: started[0]!.clientNamespace,
+      },
+      { ns: 'shop', svc: 'web', port: 80, client: 'shop' },
+    );
+    routes.close();
+  });
+
+  it('no answer within the wait: the request goes on without routes, and a later table applies', async () => {
+    let deliver: ((t: RouteTable) => void) | null = null;
+    const { routes } = routesWith((o) => (deliver = o.onTable), 30);
+    assert.equal(await routes.tableFor({ host: 'web', port: 80 }), null);
+    assert.equal(routes.tableFor({ host: 'web', port: 80 }), null);
+    deliver!(TABLE);
+    assert.equal(routes.tableFor({ host: 'web', port: 80 }), TABLE);
+    // An empty set (every route detached) is "no routes" again.
+    deliver!({ http: null, grpc: null });
+    assert.equal(routes.tableFor({ host: 'web', port: 80 }), null);
+    routes.close();
+  });
+
+  it('names that are not Services are never watched, and the watches are bounded', async () => {
+    const { routes, started } = routesWith((o) => o.onTable({ http: null, grpc: null }), 10);
+    assert.equal(routes.tableFor({ host: 'api.example.com', port: 443 }), null);
+    for (let i = 0; i < MAX_WATCHED + 5; i++) await routes.tableFor({ host: `s${i}`, port: 80 });
+    assert.equal(started.length, MAX_WATCHED);
+    routes.close();
+  });
+});
