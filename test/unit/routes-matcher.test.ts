@@ -361,3 +361,26 @@ test('equal matches: the older route wins, then the one first by namespace/name,
   assert.equal(first([make('b', 1000, 'b'), make('a', 1000, 'a')]), 'a0');
   assert.equal(first([make('a', 1000, 'a', 3)]), 'a0');
 });
+
+test('an empty matches list is the default match (every request), for HTTPRoute and GRPCRoute', () => {
+  const http = table(`${HEADER}
+  - matches: []
+    backendRefs: [{ name: all, port: 80 }]
+`);
+  assert.equal(backendOf(http, '/anything'), 'all');
+  const grpc = compileRouteTable(
+    routesFromYaml(`apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: g, namespace: mesh }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: echo }]
+  rules: [{ matches: [], backendRefs: [{ name: all, port: 80 }] }]
+`),
+    everyBackend,
+  );
+  const m = matchRoute(grpc, { ...request('/pkg.Echo/Say'), grpc: true });
+  assert.equal(
+    m !== null && m !== NO_MATCHING_RULE ? m.rule.backends.backends[0]?.name : String(m?.toString()),
+    'all',
+  );
+});
