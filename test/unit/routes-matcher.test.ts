@@ -384,3 +384,25 @@ spec:
     'all',
   );
 });
+
+test('an ExtensionRef (no extension kind is implemented) makes its rule fail, or its backend share get 500', () => {
+  const t = table(`${HEADER}
+  - matches: [{ path: { value: /rule } }]
+    filters: [{ type: ExtensionRef, extensionRef: { group: trellis.dev, kind: Fault, name: f } }]
+    backendRefs: [{ name: a, port: 80 }]
+  - backendRefs:
+    - { name: b, port: 80, filters: [{ type: ExtensionRef, extensionRef: { group: trellis.dev, kind: Fault, name: f } }] }
+    - { name: c, port: 80 }
+`);
+  const rule = matchRoute(t, request('/rule')) as RouteMatch;
+  assert.match(rule.rule.failure ?? '', /ExtensionRef trellis.dev\/Fault f is not implemented/);
+  const other = matchRoute(t, request('/x')) as RouteMatch;
+  assert.equal(other.rule.failure, null);
+  assert.deepEqual(
+    other.rule.backends.backends.map((b) => [b.name, b.resolved]),
+    [
+      ['b', false],
+      ['c', true],
+    ],
+  );
+});
