@@ -39,3 +39,17 @@ export function strictObjectMessage(unknown: string): (issue: v.BaseIssue<unknow
       ? unknown
       : `expected ${issue.expected}, got ${issue.received}`;
 }
+
+/**
+ * The message of a Kubernetes-shaped resource's strict objects (`trellis apply` kinds): an unknown
+ * field, a missing one, or not an object.
+ */
+export const objectIssue = (issue: v.BaseIssue<unknown>): string =>
+  issue.expected === 'never'
+    ? 'unknown field'
+    : issue.received === 'undefined'
+      ? 'required'
+      : `expected ${issue.expected}, got ${issue.received}`;
+
+/** labels, annotations, matchLabels: a map of strings. */
+export const stringMap = v.record(v.string(), v.string('expected a string'), 'expected a map of strings');

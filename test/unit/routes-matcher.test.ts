@@ -361,3 +361,48 @@ test('equal matches: the older route wins, then the one first by namespace/name,
   assert.equal(first([make('b', 1000, 'b'), make('a', 1000, 'a')]), 'a0');
   assert.equal(first([make('a', 1000, 'a', 3)]), 'a0');
 });
+
+test('an empty matches list is the default match (every request), for HTTPRoute and GRPCRoute', () => {
+  const http = table(`${HEADER}
+  - matches: []
+    backendRefs: [{ name: all, port: 80 }]
+`);
+  assert.equal(backendOf(http, '/anything'), 'all');
+  const grpc = compileRouteTable(
+    routesFromYaml(`apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: g, namespace: mesh }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: echo }]
+  rules: [{ matches: [], backendRefs: [{ name: all, port: 80 }] }]
+`),
+    everyBackend,
+  );
+  const m = matchRoute(grpc, { ...request('/pkg.Echo/Say'), grpc: true });
+  assert.equal(
+    m !== null && m !== NO_MATCHING_RULE ? m.rule.backends.backends[0]?.name : String(m?.toString()),
+    'all',
+  );
+});
+
+test('an ExtensionRef (no extension kind is implemented) makes its rule fail, or its backend share get 500', () => {
+  const t = table(`${HEADER}
+  - matches: [{ path: { value: /rule } }]
+    filters: [{ type: ExtensionRef, extensionRef: { group: trellis.dev, kind: Fault, name: f } }]
+    backendRefs: [{ name: a, port: 80 }]
+  - backendRefs:
+    - { name: b, port: 80, filters: [{ type: ExtensionRef, extensionRef: { group: trellis.dev, kind: Fault, name: f } }] }
+    - { name: c, port: 80 }
+`);
+  const rule = matchRoute(t, request('/rule')) as RouteMatch;
+  assert.match(rule.rule.failure ?? '', /ExtensionRef trellis.dev\/Fault f is not implemented/);
+  const other = matchRoute(t, request('/x')) as RouteMatch;
+  assert.equal(other.rule.failure, null);
+  assert.deepEqual(
+    other.rule.backends.backends.map((b) => [b.name, b.resolved]),
+    [
+      ['b', false],
+      ['c', true],
+    ],
+  );
+});

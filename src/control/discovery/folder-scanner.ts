@@ -2,8 +2,9 @@
 // fs.watch, debounced, with a periodic full rescan as the fallback for events fs.watch misses
 // (new subfolders, editors that replace files, platforms without recursive watching). Scans are
 // single-flight: a scan asked for while one runs makes that one go round once more, so a burst of
-// events costs at most two passes. The discovery watcher (local.ts) and the policy source
-// (../policy/local.ts) each run one over the same folder and do their own reading in `pass`.
+// events costs at most two passes. The discovery watcher (local.ts) runs one, and FolderSnapshot
+// (folder-snapshot.ts) one for each of the policy and route sources; each does its own reading in
+// `pass`.
 import { watch, type FSWatcher } from 'node:fs';
 import type { Logger } from '../../core/log.ts';
 import { SingleFlight } from '../../core/single-flight.ts';

@@ -64,6 +64,29 @@ export async function removeFile(path: string): Promise<boolean> {
 }
 
 /**
+ * The values of every YAML file under `dir/<namespace>/`, each parsed by `parse(text, file,
+ * namespace)` once per change (through `cache`, whose entries of files gone are dropped); files
+ * that cannot be read or parse to null are left out. The policy and route folders use it.
+ */
+export async function readYamlFolder<T>(
+  dir: string,
+  cache: FileCache<T | null>,
+  log: Logger,
+  what: string,
+  parse: (text: string, file: string, namespace: string) => T | null,
+): Promise<T[]> {
+  const values: T[] = [];
+  const seen = new Set<string>();
+  for (const [namespace, file] of await listStateFiles(dir, ['.yaml', '.yml'])) {
+    seen.add(file);
+    const value = await readCachedFile(file, cache, log, what, (text) => parse(text, file, namespace));
+    if (value !== null && value !== undefined) values.push(value);
+  }
+  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
+  return values;
+}
+
+/**
  * [namespace, path] of every file under `dir/<namespace>/` whose name ends in one of `extensions`
  * (dot files and temporary ".tmp" files left out), sorted by path.
  */

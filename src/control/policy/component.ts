@@ -6,16 +6,18 @@
 //         that select the workload but were skipped (unresolvable port name), for `trellis authz`
 //
 // Each stream recomputes its workload's policy when the source reports a change and sends it only
-// when it differs from what the stream sent last, so unrelated changes cost one comparison.
+// when it differs from what the stream sent last (the shared src/control/watch-streams.ts), so
+// unrelated changes cost one comparison.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { loadPolicyApi, type ApiInboundPolicy, type ApiInboundRequestOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
+import { WatchStreams } from '../watch-streams.ts';
 import { KubernetesPolicySource } from './kubernetes.ts';
 import { LocalPolicySource } from './local.ts';
-import { buildInboundPolicy, policyKey, type SkippedServer } from './model.ts';
+import { buildInboundPolicy, type SkippedServer } from './model.ts';
 import type { PolicySource } from './source.ts';
 
 /** What GET /api/authz answers. */
@@ -47,7 +49,7 @@ type WatchCall = grpc.ServerWritableStream<ApiInboundRequestOutput, ApiInboundPo
 
 export function createPolicyComponent(source: PolicySource, parentLog: Logger): PolicyComponent {
   const log = parentLog.child({ component: 'policy-api' });
-  const streams = new Set<WatchCall>();
+  const streams = new WatchStreams<ApiInboundPolicy>(source, log, 'policy');
   let closed = false;
 
   const view = (namespace: string, workload: string, labels: Readonly<Record<string, string>>): AuthzView => {
@@ -66,43 +68,16 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
       });
       return;
     }
-    streams.add(call);
-    let lastSent = '';
     let lastSkipped = '';
-    let unsubscribe: () => void = () => {};
-    const send = (): void => {
-      if (!streams.has(call)) return;
+    streams.serve(call, () => {
       const { servers, skipped } = view(namespace, workload, labels);
       const skippedKey = JSON.stringify(skipped);
       if (skipped.length > 0 && skippedKey !== lastSkipped) {
         log.warn('servers skipped for a workload', { namespace, workload, skipped });
       }
       lastSkipped = skippedKey;
-      const policy: ApiInboundPolicy = { servers };
-      const key = policyKey(policy);
-      if (key === lastSent) return;
-      lastSent = key;
-      call.write(policy);
-    };
-    const end = (): void => {
-      streams.delete(call);
-      unsubscribe();
-    };
-    call.on('cancelled', end);
-    call.on('close', end);
-    call.on('error', end);
-    source.ready().then(
-      () => {
-        if (!streams.has(call)) return;
-        unsubscribe = source.onChange(send);
-        send();
-      },
-      (error: unknown) => {
-        log.error('policy source failed to start', { error });
-        end();
-        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the policy source is unavailable' });
-      },
-    );
+      return { servers };
+    });
   };
 
   return {
@@ -138,15 +113,7 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
     async close() {
       if (closed) return;
       closed = true;
-      for (const call of Array.from(streams)) {
-        streams.delete(call);
-        // Proxies keep their last policy and watch again (maybe a restarted control plane).
-        if (!call.cancelled)
-          call.emit('error', {
-            code: grpc.status.UNAVAILABLE,
-            details: 'the policy service is shutting down',
-          });
-      }
+      streams.closeAll();
       await source.close();
     },
   };

@@ -127,8 +127,3 @@ function toApiAuthorization(resource: AuthorizationPolicyResource): ApiAuthoriza
 function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
-
-/** A stable text of a policy, to tell whether a workload's policy really changed. */
-export function policyKey(policy: ApiInboundPolicy): string {
-  return JSON.stringify(policy);
-}

@@ -24,20 +24,12 @@
 //
 // Errors name the field path, and for patterns and CIDRs say what is wrong with the value.
 import * as v from 'valibot';
-import { dnsLabel, port, serverProtocol } from '../../core/schema.ts';
+import { dnsLabel, objectIssue, port, serverProtocol, stringMap } from '../../core/schema.ts';
 import { identityPatternProblem, parseCidr, routePathProblem } from '../../core/policy-syntax.ts';
 
 export const POLICY_API_VERSION = 'policy.trellis.dev/v1alpha1';
 
-export const stringMap = v.record(v.string(), v.string('expected a string'), 'expected a map of strings');
-
-/** The message of the object schemas' own issues: an unknown field, a missing one, or not an object. */
-export const objectIssue = (issue: v.BaseIssue<unknown>): string =>
-  issue.expected === 'never'
-    ? 'unknown field'
-    : issue.received === 'undefined'
-      ? 'required'
-      : `expected ${issue.expected}, got ${issue.received}`;
+export { objectIssue, stringMap };
 
 export const metadataSchema = v.strictObject(
   {

@@ -12,13 +12,7 @@
 import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
-import {
-  type FileCache,
-  listStateFiles,
-  readCachedFile,
-  removeFile,
-  writeAtomically,
-} from '../discovery/state-file-io.ts';
+import { type FileCache, readYamlFolder, removeFile, writeAtomically } from '../discovery/state-file-io.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseResources } from '../resources.ts';
 import type { AuthorizationPolicyResource, PolicyResource, PolicySnapshot, ServerResource } from './model.ts';
@@ -66,30 +60,19 @@ export async function readPolicyFolder(
   cache: PolicyFileCache,
   log: Logger,
 ): Promise<PolicySnapshot> {
-  const servers: ServerResource[] = [];
-  const authorizations: AuthorizationPolicyResource[] = [];
-  const seen = new Set<string>();
-  for (const [namespace, file] of await listStateFiles(policyDir(root), ['.yaml', '.yml'])) {
-    seen.add(file);
-    const resource = await readCached(file, namespace, basename(file), cache, log);
-    if (resource?.kind === 'Server') servers.push(resource);
-    else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
-  }
-  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
-  return { servers, authorizations };
-}
-
-async function readCached(
-  file: string,
-  namespace: string,
-  name: string,
-  cache: PolicyFileCache,
-  log: Logger,
-): Promise<PolicyResource | null> {
-  const value = await readCachedFile(file, cache, log, 'policy file', (text) =>
-    parsePolicyFile(text, file, namespace, name, log),
+  const resources = await readYamlFolder(
+    policyDir(root),
+    cache,
+    log,
+    'policy file',
+    (text, file, namespace) => parsePolicyFile(text, file, namespace, basename(file), log),
   );
-  return value ?? null;
+  return {
+    servers: resources.filter((r): r is ServerResource => r.kind === 'Server'),
+    authorizations: resources.filter(
+      (r): r is AuthorizationPolicyResource => r.kind === 'AuthorizationPolicy',
+    ),
+  };
 }
 
 /** One policy file's resource, or null (logged) when it is invalid or in the wrong place. */

@@ -4,12 +4,13 @@
 //         namespace at once (after the source's first read), then again after every change that
 //         alters it (route-set.ts)
 //
-// Each stream recomputes its set when the source reports a change and sends it only when it
-// differs from what the stream sent last, so unrelated changes cost one comparison.
+// Streams are served by the shared WatchStreams (src/control/watch-streams.ts): a set is sent
+// again only when it differs from the last one sent.
 import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi, type ApiRouteSet, type ApiRouteTargetOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
+import { WatchStreams } from '../watch-streams.ts';
 import { buildRouteSet } from './route-set.ts';
 import { LocalRouteSource, type RouteSource } from './source.ts';
 
@@ -28,7 +29,7 @@ type WatchCall = grpc.ServerWritableStream<ApiRouteTargetOutput, ApiRouteSet>;
 
 export function createRouteComponent(source: RouteSource, parentLog: Logger): RouteComponent {
   const log = parentLog.child({ component: 'route-api' });
-  const streams = new Set<WatchCall>();
+  const streams = new WatchStreams<ApiRouteSet>(source, log, 'route');
   let closed = false;
 
   const watch = (call: WatchCall): void => {
@@ -40,36 +41,7 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
       });
       return;
     }
-    streams.add(call);
-    let lastSent = '';
-    let unsubscribe: () => void = () => {};
-    const send = (): void => {
-      if (!streams.has(call)) return;
-      const set = buildRouteSet(source.snapshot(), target);
-      const key = JSON.stringify(set);
-      if (key === lastSent) return;
-      lastSent = key;
-      call.write(set);
-    };
-    const end = (): void => {
-      streams.delete(call);
-      unsubscribe();
-    };
-    call.on('cancelled', end);
-    call.on('close', end);
-    call.on('error', end);
-    source.ready().then(
-      () => {
-        if (!streams.has(call)) return;
-        unsubscribe = source.onChange(send);
-        send();
-      },
-      (error: unknown) => {
-        log.error('route source failed to start', { error });
-        end();
-        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the route source is unavailable' });
-      },
-    );
+    streams.serve(call, () => buildRouteSet(source.snapshot(), target));
   };
 
   return {
@@ -83,15 +55,7 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
     async close() {
       if (closed) return;
       closed = true;
-      for (const call of Array.from(streams)) {
-        streams.delete(call);
-        // Proxies keep their last route set and watch again (maybe a restarted control plane).
-        if (!call.cancelled)
-          call.emit('error', {
-            code: grpc.status.UNAVAILABLE,
-            details: 'the route service is shutting down',
-          });
-      }
+      streams.closeAll();
       await source.close();
     },
   };

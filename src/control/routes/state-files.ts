@@ -13,13 +13,7 @@ import { parse, stringify } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import { routeDocument, validateRoute } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
-import {
-  type FileCache,
-  listStateFiles,
-  readCachedFile,
-  removeFile,
-  writeAtomically,
-} from '../discovery/state-file-io.ts';
+import { type FileCache, readYamlFolder, removeFile, writeAtomically } from '../discovery/state-file-io.ts';
 
 type RouteKey = Pick<RouteResource, 'kind' | 'namespace' | 'name'>;
 
@@ -48,17 +42,9 @@ export async function readRouteFolder(
   cache: RouteFileCache,
   log: Logger,
 ): Promise<RouteResource[]> {
-  const routes: RouteResource[] = [];
-  const seen = new Set<string>();
-  for (const [namespace, file] of await listStateFiles(routesDir(root), ['.yaml', '.yml'])) {
-    seen.add(file);
-    const route = await readCachedFile(file, cache, log, 'route file', (text) =>
-      parseRouteFile(text, file, namespace, basename(file), log),
-    );
-    if (route) routes.push(route);
-  }
-  for (const file of cache.keys()) if (!seen.has(file)) cache.delete(file);
-  return routes;
+  return readYamlFolder(routesDir(root), cache, log, 'route file', (text, file, namespace) =>
+    parseRouteFile(text, file, namespace, basename(file), log),
+  );
 }
 
 function parseRouteFile(

@@ -8,7 +8,8 @@
 //                 mirrors: InvalidKind (not a Service), BackendNotFound (no such Service or port),
 //                 RefNotPermitted (another namespace's Service: Trellis has no ReferenceGrant yet,
 //                 except a consumer route naming its parent Service)
-//   PartiallyInvalid  True/UnsupportedValue when a rule holds an ExtensionRef (that rule answers 500)
+//   PartiallyInvalid  True/UnsupportedValue when a rule or one of its backends holds an
+//                 ExtensionRef (that rule, or that backend's share, answers 500)
 //
 // A backend that does not resolve keeps its weight: its share of requests gets 500 (matcher).
 import type { ParentRef, RouteResource } from '../../core/routes/schema.ts';
@@ -47,7 +48,9 @@ export function serviceHasPort(
 
 export function routeStatus(route: RouteResource, services: ServiceIndex): ParentStatus[] {
   const refs = backendProblem(route, services);
-  const extension = route.spec.rules.findIndex((rule) => rule.filters.some((f) => f.type === 'ExtensionRef'));
+  const extension = route.spec.rules.findIndex((rule) =>
+    [...rule.filters, ...rule.backendRefs.flatMap((b) => b.filters)].some((f) => f.type === 'ExtensionRef'),
+  );
   return route.spec.parentRefs.map((parentRef) => {
     const accepted = parentProblem(parentRef, route.namespace, services);
     const conditions: Condition[] = [
@@ -63,7 +66,7 @@ export function routeStatus(route: RouteResource, services: ServiceIndex): Paren
         type: 'PartiallyInvalid',
         status: 'True',
         reason: 'UnsupportedValue',
-        message: `rule ${extension}: ExtensionRef filters are not implemented; the rule answers 500`,
+        message: `rule ${extension}: ExtensionRef filters are not implemented; the rule (or that backend's share) answers 500`,
       });
     return { parentRef, controllerName: CONTROLLER_NAME, conditions };
   });

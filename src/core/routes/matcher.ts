@@ -320,7 +320,9 @@ function compileRule(
       name: ref.name,
       port,
       weight: ref.weight,
-      resolved: isService && resolved(ns, ref.name, port),
+      // A backend-level ExtensionRef cannot be applied (none is implemented): its share gets 500.
+      resolved:
+        isService && resolved(ns, ref.name, port) && !ref.filters.some((f) => f.type === 'ExtensionRef'),
       filters: ref.filters,
     };
   });

@@ -2,23 +2,15 @@
 // with the Gateway API's own limits (apis/v1/shared_types.go, httproute_types.go): names,
 // header names and values, hostnames, durations, regular expressions, references.
 import * as v from 'valibot';
-import { dnsLabel } from '../schema.ts';
+import { dnsLabel, objectIssue, stringMap } from '../schema.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { regexProblem } from './regex.ts';
 
 export const GATEWAY_API_VERSION = 'gateway.networking.k8s.io/v1';
 
-/** The message of a strict object's own issues: an unknown field, a missing one, or not an object. */
-export const objectIssue = (issue: v.BaseIssue<unknown>): string =>
-  issue.expected === 'never'
-    ? 'unknown field'
-    : issue.received === 'undefined'
-      ? 'required'
-      : `expected ${issue.expected}, got ${issue.received}`;
+export { objectIssue, stringMap };
 
 const text = v.string('expected a string');
-
-export const stringMap = v.record(v.string(), text, 'expected a map of strings');
 
 /** At most `max` items (the CRD's MaxItems). */
 export const listOf = <T extends v.GenericSchema>(item: T, max: number) =>

@@ -150,6 +150,20 @@ const httpMatchSchema = v.strictObject(
 );
 export type HttpMatch = v.InferOutput<typeof httpMatchSchema>;
 
+/**
+ * A rule's matches, at most 64; absent or empty means the default match (every request: the
+ * CRD's default, and the spec's "if no matches are specified").
+ */
+function defaultMatches<T extends v.GenericSchema>(match: T, fallback: v.InferOutput<T>) {
+  return v.optional(
+    v.pipe(
+      listOf(match, 64),
+      v.transform((list): v.InferOutput<T>[] => (list.length === 0 ? [fallback] : list)),
+    ),
+    [],
+  );
+}
+
 const weight = v.optional(
   v.pipe(
     v.number('expected a weight 0..1000000'),
@@ -219,9 +233,11 @@ const httpRuleSchema = v.pipe(
   v.strictObject(
     {
       name: v.optional(sectionName),
-      matches: v.optional(listOf(httpMatchSchema, 64), [
-        { path: { type: 'PathPrefix', value: '/' }, headers: [], queryParams: [] },
-      ]),
+      matches: defaultMatches(httpMatchSchema, {
+        path: { type: 'PathPrefix', value: '/' },
+        headers: [],
+        queryParams: [],
+      }),
       filters: v.optional(httpFiltersSchema, []),
       backendRefs: v.optional(listOf(backendRefSchema(httpFiltersSchema), 16), []),
       timeouts: v.optional(timeoutsSchema),
@@ -321,7 +337,7 @@ export type GrpcMatch = v.InferOutput<typeof grpcMatchSchema>;
 const grpcRuleSchema = v.strictObject(
   {
     name: v.optional(sectionName),
-    matches: v.optional(listOf(grpcMatchSchema, 64), [{ headers: [] }]),
+    matches: defaultMatches(grpcMatchSchema, { headers: [] }),
     filters: v.optional(grpcFiltersSchema, []),
     backendRefs: v.optional(listOf(backendRefSchema(grpcFiltersSchema), 16), []),
     sessionPersistence: unsupported('sessionPersistence'),

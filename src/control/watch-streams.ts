@@ -1,0 +1,83 @@
+// The server side of the control plane's watch APIs (Policy.WatchInbound, Routes.Watch): each
+// stream gets its message once the source's first read is done, then again after every change of
+// the source that alters it (a message equal to the last one sent is not sent again, so unrelated
+// changes cost one comparison). A stream is released when the client cancels or it fails; when
+// the control plane closes, every open stream ends with UNAVAILABLE and the proxies, which keep
+// what they had, watch again (maybe a restarted control plane).
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../core/log.ts';
+
+/** What a watch follows: a source that says when it is ready and when it changed. */
+export interface WatchedSource {
+  ready(): Promise<void>;
+  onChange(listener: () => void): () => void;
+}
+
+/** The open streams of one watch API. */
+export class WatchStreams<Message> {
+  readonly #streams = new Set<grpc.ServerWritableStream<unknown, Message>>();
+  readonly #source: WatchedSource;
+  readonly #log: Logger;
+  /** What is served, in messages ("policy", "route"). */
+  readonly #what: string;
+
+  constructor(source: WatchedSource, log: Logger, what: string) {
+    this.#source = source;
+    this.#log = log;
+    this.#what = what;
+  }
+
+  get size(): number {
+    return this.#streams.size;
+  }
+
+  /** Serves `call`: `build()` is its message, recomputed on every change of the source. */
+  serve(call: grpc.ServerWritableStream<unknown, Message>, build: () => Message): void {
+    const streams = this.#streams;
+    streams.add(call);
+    let lastSent = '';
+    let unsubscribe: () => void = () => {};
+    const send = (): void => {
+      if (!streams.has(call)) return;
+      const message = build();
+      const key = JSON.stringify(message);
+      if (key === lastSent) return;
+      lastSent = key;
+      call.write(message);
+    };
+    const end = (): void => {
+      streams.delete(call);
+      unsubscribe();
+    };
+    call.on('cancelled', end);
+    call.on('close', end);
+    call.on('error', end);
+    this.#source.ready().then(
+      () => {
+        if (!streams.has(call)) return;
+        unsubscribe = this.#source.onChange(send);
+        send();
+      },
+      (error: unknown) => {
+        this.#log.error(`${this.#what} source failed to start`, { error });
+        end();
+        call.emit('error', {
+          code: grpc.status.UNAVAILABLE,
+          details: `the ${this.#what} source is unavailable`,
+        });
+      },
+    );
+  }
+
+  /** Ends every open stream with UNAVAILABLE (the control plane is closing). */
+  closeAll(): void {
+    for (const call of Array.from(this.#streams)) {
+      this.#streams.delete(call);
+      if (!call.cancelled)
+        call.emit('error', {
+          code: grpc.status.UNAVAILABLE,
+          details: `the ${this.#what} service is shutting down`,
+        });
+    }
+  }
+}
