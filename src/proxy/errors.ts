@@ -32,6 +32,7 @@ export const PROXY_ERROR_REASONS = [
   'backend-not-found', // the matched rule's backend does not exist, or none has weight (500)
   'route-unsupported', // the matched rule uses a filter Trellis does not implement (500)
   'request-timeout', // the route's timeouts.request passed before the response (504)
+  'backend-request-timeout', // the route's timeouts.backendRequest passed before the backend answered (504)
   // src/proxy/fault.ts:
   'internal-error', // a fault of the proxy's own code: only the connection or stream it happened on is closed (500)
 ] as const;
@@ -63,6 +64,7 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'connect-timeout':
     case 'response-timeout':
     case 'request-timeout':
+    case 'backend-request-timeout':
       return 504;
     case 'route-not-found':
       return 404;

@@ -35,9 +35,13 @@ function get(port: number, url: string): Promise<Reply> {
 
 /** An app that answers with its name, the path it got and its x-route header. */
 async function startApp(name: string): Promise<{ port: number; close(): void }> {
-  const server = http.createServer((req, res) =>
-    res.end(JSON.stringify({ app: name, path: req.url, route: req.headers['x-route'] ?? null })),
-  );
+  const server = http.createServer((req, res) => {
+    const answer = () =>
+      res.end(JSON.stringify({ app: name, path: req.url, route: req.headers['x-route'] ?? null }));
+    // /slow...: answers after 1.5 s (the route timeouts' test).
+    if (req.url?.startsWith('/slow') === true) setTimeout(answer, 1500);
+    else answer();
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { port: (server.address() as { port: number }).port, close: () => server.close() };
 }
@@ -68,6 +72,12 @@ spec:
       backendRefs: [{ name: web, port: 8080, weight: 1 }, { name: web-v2, port: 8080, weight: 1 }]
     - matches: [{ path: { type: PathPrefix, value: /gone } }]
       backendRefs: [{ name: nosuch, port: 8080 }]
+    - matches: [{ path: { type: PathPrefix, value: /slow-backend } }]
+      timeouts: { request: 10s, backendRequest: 300ms }
+      backendRefs: [{ name: web, port: 8080 }]
+    - matches: [{ path: { type: PathPrefix, value: /slow-request } }]
+      timeouts: { request: 300ms }
+      backendRefs: [{ name: web, port: 8080 }]
 `;
 
 test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { timeout: 90_000 }, async (t) => {
@@ -136,6 +146,15 @@ test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { time
     const r = await ask('/gone');
     assert.equal(r.status, 500);
     assert.equal(r.headers['trellis-proxy-error'], 'backend-not-found');
+  });
+
+  await t.test('route timeouts: 504 naming which one passed', async () => {
+    const backend = await ask('/slow-backend');
+    assert.equal(backend.status, 504);
+    assert.equal(backend.headers['trellis-proxy-error'], 'backend-request-timeout');
+    const request = await ask('/slow-request');
+    assert.equal(request.status, 504);
+    assert.equal(request.headers['trellis-proxy-error'], 'request-timeout');
   });
 
   await t.test('a request sent straight to an endpoint is not routed', async () => {

@@ -40,7 +40,7 @@ import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes } from '../outbound/routes.ts';
+import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
 export interface H1Route {
@@ -164,8 +164,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private picking: H1Route | null = null;
   /** The matched route rule's response header filters (routes.ts), null when none. */
   private responseHeaders: readonly HeaderModifier[] | null = null;
-  /** The matched route rule's timeouts.request, null: the proxy's response timeout. */
-  private requestTimeoutMs: number | null = null;
+  /** The matched route rule's timeout, null: the proxy's response timeout. */
+  private routeTimeout: RouteTimeout | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
@@ -435,7 +435,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       host: decision.authority ?? route.host,
     };
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
-    this.requestTimeoutMs = decision.requestTimeoutMs;
+    this.routeTimeout = decision.timeout;
     return true;
   }
 
@@ -564,7 +564,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         return;
       }
     }
-    const timeoutMs = this.requestTimeoutMs ?? this.ctx.responseTimeoutMs;
+    const timeoutMs = this.routeTimeout?.ms ?? this.ctx.responseTimeoutMs;
     if (timeoutMs > 0) {
       this.responseTimer = setTimeout(() => {
         try {
@@ -906,7 +906,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.retried = false;
     this.connectRetried = null;
     this.responseHeaders = null;
-    this.requestTimeoutMs = null;
+    this.routeTimeout = null;
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -1149,8 +1149,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseTimer = null;
     if (this.resState !== RES_HEAD) return;
     this.upstreamReusable = false;
-    if (this.requestTimeoutMs !== null)
-      this.replyError('request-timeout', "the route's request timeout passed");
+    const route = this.routeTimeout;
+    if (route !== null) this.replyError(route.reason, `no response within the route's ${route.ms} ms`);
     else this.replyError('response-timeout', 'upstream did not respond in time');
   }
 

@@ -26,7 +26,7 @@ import {
 } from '../outbound/balance.ts';
 import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes } from '../outbound/routes.ts';
+import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
 import { withModifiedHeaders } from './h2-headers.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -56,8 +56,8 @@ export class H2Exchange implements EndpointSink {
   private requestHeaders: http2.IncomingHttpHeaders;
   /** The matched route rule's response header filters, null when none. */
   private responseHeaderModifiers: readonly HeaderModifier[] | null = null;
-  /** Set when the matched route's timeouts.request replaced the response timeout. */
-  private routeTimeoutMs: number | null = null;
+  /** Set when the matched route's timeout replaced the response timeout. */
+  private routeTimeout: RouteTimeout | null = null;
   private readonly grpc: boolean;
   private readonly outcome = new ExchangeOutcome();
   private upstream: http2.ClientHttp2Stream | undefined;
@@ -177,13 +177,11 @@ export class H2Exchange implements EndpointSink {
     if (decision.authority !== null) headers[':authority'] = decision.authority;
     this.requestHeaders = headers;
     if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
-    if (decision.requestTimeoutMs !== null) {
+    const timeout = decision.timeout;
+    if (timeout !== null) {
       this.clearResponseTimer();
-      this.routeTimeoutMs = decision.requestTimeoutMs;
-      this.responseTimer = setTimeout(
-        () => guard(this.ctx.log, () => this.onResponseTimeout()),
-        decision.requestTimeoutMs,
-      );
+      this.routeTimeout = timeout;
+      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onResponseTimeout()), timeout.ms);
     }
     this.attempt(decision.target, null);
   }
@@ -406,8 +404,8 @@ export class H2Exchange implements EndpointSink {
     this.responseTimer = undefined;
     if (this.responded) return;
     if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
-    if (this.routeTimeoutMs !== null)
-      this.respondWithError('request-timeout', `no response within the route's ${this.routeTimeoutMs} ms`);
+    const route = this.routeTimeout;
+    if (route !== null) this.respondWithError(route.reason, `no response within the route's ${route.ms} ms`);
     else this.respondWithError('response-timeout', `no response within ${this.ctx.responseTimeoutMs} ms`);
   }
 

@@ -111,6 +111,7 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
       return GRPC_STATUS.PERMISSION_DENIED;
     case 'response-timeout':
     case 'request-timeout':
+    case 'backend-request-timeout':
       return GRPC_STATUS.DEADLINE_EXCEEDED;
     case 'route-not-found':
       return GRPC_STATUS.UNIMPLEMENTED;

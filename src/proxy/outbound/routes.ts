@@ -56,6 +56,24 @@ export interface RoutedRequest {
 
 export type RouteRefusal = 'route-not-found' | 'backend-not-found' | 'route-unsupported';
 
+/**
+ * A route's timeout and the reason its 504 names: timeouts.request bounds the whole exchange,
+ * timeouts.backendRequest each attempt; with one attempt per request (no retries yet) the
+ * smaller of the two is the one that fires.
+ */
+export interface RouteTimeout {
+  readonly ms: number;
+  readonly reason: 'request-timeout' | 'backend-request-timeout';
+}
+
+function routeTimeout(rule: CompiledRule): RouteTimeout | null {
+  const request = rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs;
+  const backend = rule.backendRequestTimeoutMs === 0 ? null : rule.backendRequestTimeoutMs;
+  if (backend !== null && (request === null || backend < request))
+    return { ms: backend, reason: 'backend-request-timeout' };
+  return request === null ? null : { ms: request, reason: 'request-timeout' };
+}
+
 /** Where the route level sends a request. */
 export type RouteDecision =
   | { readonly kind: 'refuse'; readonly reason: RouteRefusal; readonly message: string }
@@ -70,8 +88,8 @@ export type RouteDecision =
       /** Applied in order to the request's fields (the rule's, then the backend's). */
       readonly requestHeaders: readonly HeaderModifier[];
       readonly responseHeaders: readonly HeaderModifier[];
-      /** The whole exchange's limit (timeouts.request), null: the proxy's response timeout. */
-      readonly requestTimeoutMs: number | null;
+      /** The route's limit on waiting for the response, null: the proxy's response timeout. */
+      readonly timeout: RouteTimeout | null;
       readonly rule: CompiledRule;
       readonly backend: CompiledBackend;
     };
@@ -233,8 +251,7 @@ export class OutboundRoutes {
       authority: rewrittenHost,
       requestHeaders,
       responseHeaders,
-      requestTimeoutMs:
-        rule.requestTimeoutMs === null || rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs,
+      timeout: routeTimeout(rule),
       rule,
       backend,
     };
