@@ -10,7 +10,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
-import { portOf } from '../helpers/running-proxy.ts';
+import { metric, portOf } from '../helpers/running-proxy.ts';
 import { routesFromYaml } from '../unit/routes-helpers.ts';
 
 interface Reply {
@@ -34,8 +34,18 @@ function get(port: number, url: string): Promise<Reply> {
 }
 
 /** An app that answers with its name, the path it got and its x-route header. */
-async function startApp(name: string): Promise<{ port: number; close(): void }> {
+async function startApp(name: string): Promise<{ port: number; hits: Map<string, number>; close(): void }> {
+  const hits = new Map<string, number>();
   const server = http.createServer((req, res) => {
+    const path = req.url ?? '';
+    const n = (hits.get(path) ?? 0) + 1;
+    hits.set(path, n);
+    // /flaky...: 503 on the first hit of each path; /down...: always 503 (the retry tests).
+    if ((path.startsWith('/flaky') && n === 1) || path.startsWith('/down')) {
+      req.resume();
+      res.writeHead(503).end('unavailable');
+      return;
+    }
     const answer = () =>
       res.end(JSON.stringify({ app: name, path: req.url, route: req.headers['x-route'] ?? null }));
     // /slow...: answers after 1.5 s (the route timeouts' test).
@@ -43,7 +53,7 @@ async function startApp(name: string): Promise<{ port: number; close(): void }> 
     else answer();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as { port: number }).port, close: () => server.close() };
+  return { port: (server.address() as { port: number }).port, hits, close: () => server.close() };
 }
 
 const ROUTE = `
@@ -72,6 +82,9 @@ spec:
       backendRefs: [{ name: web, port: 8080, weight: 1 }, { name: web-v2, port: 8080, weight: 1 }]
     - matches: [{ path: { type: PathPrefix, value: /gone } }]
       backendRefs: [{ name: nosuch, port: 8080 }]
+    - matches: [{ path: { type: PathPrefix, value: /flaky } }, { path: { type: PathPrefix, value: /down } }]
+      retry: { codes: [503], attempts: 2, backoff: 10ms }
+      backendRefs: [{ name: web, port: 8080 }]
     - matches: [{ path: { type: PathPrefix, value: /slow-backend } }]
       timeouts: { request: 10s, backendRequest: 300ms }
       backendRefs: [{ name: web, port: 8080 }]
@@ -156,6 +169,40 @@ test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { time
     assert.equal(request.status, 504);
     assert.equal(request.headers['trellis-proxy-error'], 'request-timeout');
   });
+
+  await t.test(
+    'retry: a status the rule names is retried, within attempts, only without a body',
+    async () => {
+      const before = metric(client, 'trellis_retries_total', { outcome: 'retried' });
+      const flaky = await ask('/flaky/1');
+      assert.equal(flaky.status, 200, 'the second attempt answered');
+      assert.equal(v1.hits.get('/flaky/1'), 2);
+      const down = await ask('/down/1');
+      assert.equal(down.status, 503, 'the last answer when every attempt failed');
+      assert.equal(v1.hits.get('/down/1'), 3, 'attempts: 2 retries after the first');
+      assert.equal(metric(client, 'trellis_retries_total', { outcome: 'retried' }), before + 3);
+      // A request with a body is not re-sent.
+      const posted = await new Promise<number>((resolve, reject) => {
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port: out,
+            method: 'POST',
+            path: 'http://web.default:8080/flaky/post',
+            agent: false,
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        req.end('payload');
+      });
+      assert.equal(posted, 503);
+      assert.equal(v1.hits.get('/flaky/post'), 1);
+    },
+  );
 
   await t.test('a request sent straight to an endpoint is not routed', async () => {
     const r = await get(out, `http://127.0.0.1:${v1.port}/nothing`);

@@ -40,7 +40,7 @@ import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
+import type { OutboundRoutes, RoutePolicyRetry, RouteTimeout } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
 export interface H1Route {
@@ -164,6 +164,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private picking: H1Route | null = null;
   /** The matched route rule's response header filters (routes.ts), null when none. */
   private responseHeaders: readonly HeaderModifier[] | null = null;
+  /** The matched route rule's retries (for a request they may re-send), null: none. */
+  private routeRetry: RoutePolicyRetry | null = null;
+  private retriesDone = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
   /** The matched route rule's timeout, null: the proxy's response timeout. */
   private routeTimeout: RouteTimeout | null = null;
   /** What record() was last told (the access log line reads it). */
@@ -410,7 +414,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private applyRoutes(routes: OutboundRoutes, table: RouteTable): boolean {
     const head = this.req!;
     const route = this.route!;
-    const decision = routes.decide(table, {
+    const decision = routes.decide(route.target, table, {
       method: head.method,
       pathAndQuery: route.path,
       headers: headerRecord(head.headers),
@@ -436,6 +440,62 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     };
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
     this.routeTimeout = decision.timeout;
+    // Retries re-send the request: only one without a body (what was sent is all there is) and
+    // not an upgrade. (Bodies kept for a retry, up to 64 KiB, are not done yet.)
+    const retry = decision.retry;
+    this.routeRetry =
+      retry !== null &&
+      retry.retries > 0 &&
+      head.upgrade === null &&
+      (head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0))
+        ? retry
+        : null;
+    this.retriesDone = 0;
+    return true;
+  }
+
+  /**
+   * A response whose status the route retries: when the budget allows, the answer is dropped
+   * (with its connection, whose body is unread) and the request sent again after a backoff, to
+   * another endpoint when there is one. Returns true when it retries.
+   */
+  private retryOnStatus(status: number): boolean {
+    const retry = this.routeRetry;
+    if (retry === null || this.retriesDone >= retry.retries || !retry.codes.includes(status)) return false;
+    if (!retry.budget.tryWithdraw()) {
+      this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
+      return false;
+    }
+    this.ctx.metrics.retried(this.ctx.direction, 'retried');
+    this.retriesDone++;
+    const conn = this.upstream;
+    this.upstream = null;
+    if (conn !== null) {
+      conn.owner = null;
+      conn.socket.destroy();
+    }
+    this.clearResponseTimer();
+    const failed = this.pick;
+    this.pick = null;
+    this.res = null;
+    this.resBuf = null;
+    this.resState = RES_NONE;
+    this.reqState = REQ_CONNECTING;
+    const base = retry.backoffMs * 2 ** (this.retriesDone - 1);
+    const delay = base / 2 + Math.random() * (base / 2);
+    const route = this.route;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      try {
+        if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) {
+          failed?.done();
+          return;
+        }
+        this.connectUpstream(failed, false);
+      } catch (err) {
+        this.fault('h1 retry', err);
+      }
+    }, delay);
     return true;
   }
 
@@ -675,6 +735,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   }
 
   private onResponseHead(head: MessageHead): void {
+    if (this.routeRetry !== null && this.retryOnStatus(head.status)) return;
     this.clearResponseTimer();
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
@@ -907,6 +968,11 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.connectRetried = null;
     this.responseHeaders = null;
     this.routeTimeout = null;
+    this.routeRetry = null;
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -1205,6 +1271,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.closed = true;
     this.clearHeadTimer();
     this.clearResponseTimer();
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
     this.releasePick();
     const conn = this.upstream;
     this.upstream = null;

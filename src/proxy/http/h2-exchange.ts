@@ -147,7 +147,7 @@ export class H2Exchange implements EndpointSink {
       return;
     }
     const h = this.requestHeaders;
-    const decision = routes.decide(table, {
+    const decision = routes.decide(target, table, {
       method: String(h[':method'] ?? ''),
       pathAndQuery: String(h[':path'] ?? ''),
       headers: h as RequestHeaders,

@@ -31,6 +31,7 @@ import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import { targetKey, type Target } from '../../core/target.ts';
 import { canonicalName } from '../resolve/mesh-names.ts';
 import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
+import { RetryBudget } from './retry-budget.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
 export const MAX_WATCHED = 1000;
@@ -66,6 +67,22 @@ export interface RouteTimeout {
   readonly reason: 'request-timeout' | 'backend-request-timeout';
 }
 
+/** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
+export interface RoutePolicyRetry {
+  /** Response statuses that are retried. */
+  readonly codes: readonly number[];
+  /** Retries after the first attempt. */
+  readonly retries: number;
+  /** The first backoff; each next one doubles, each drawn in [d/2, d] (jitter). */
+  readonly backoffMs: number;
+  readonly budget: RetryBudget;
+}
+
+/** Retries when `attempts` is not given (the spec leaves the default to implementations). */
+export const DEFAULT_RETRIES = 1;
+/** The first backoff when `backoff` is not given (Envoy's base interval). */
+export const DEFAULT_BACKOFF_MS = 25;
+
 function routeTimeout(rule: CompiledRule): RouteTimeout | null {
   const request = rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs;
   const backend = rule.backendRequestTimeoutMs === 0 ? null : rule.backendRequestTimeoutMs;
@@ -90,6 +107,8 @@ export type RouteDecision =
       readonly responseHeaders: readonly HeaderModifier[];
       /** The route's limit on waiting for the response, null: the proxy's response timeout. */
       readonly timeout: RouteTimeout | null;
+      /** The rule's retry policy (HTTPRoute `retry`), null: no retries. */
+      readonly retry: RoutePolicyRetry | null;
       readonly rule: CompiledRule;
       readonly backend: CompiledBackend;
     };
@@ -111,6 +130,8 @@ export interface OutboundRoutesOptions {
 
 interface Watched {
   table: RouteTable | null;
+  /** The retry budget of this Service port, made when a rule first asks for retries. */
+  budget: RetryBudget | null;
   /** Until the first table arrives (or the wait ends): the requests waiting for it. */
   first: Promise<RouteTable | null> | null;
   watch: RouteWatch | null;
@@ -147,7 +168,7 @@ export class OutboundRoutes {
       }
       return null;
     }
-    const entry: Watched = { table: null, first: null, watch: null };
+    const entry: Watched = { table: null, budget: null, first: null, watch: null };
     entry.first = this.startWatch(entry, service);
     this.watched.set(key, entry);
     return entry.first;
@@ -186,8 +207,11 @@ export class OutboundRoutes {
     });
   }
 
-  /** Where `request` to the Service port of a table goes; null: no route applies (as before). */
-  decide(table: RouteTable, request: RoutedRequest): RouteDecision | null {
+  /**
+   * Where `request` to the Service port `target` (whose table is `table`) goes; null: no route
+   * applies (as before).
+   */
+  decide(target: Target, table: RouteTable, request: RoutedRequest): RouteDecision | null {
     const query = request.pathAndQuery.indexOf('?');
     const path = query === -1 ? request.pathAndQuery : request.pathAndQuery.slice(0, query);
     const queryText = query === -1 ? '' : request.pathAndQuery.slice(query + 1);
@@ -252,8 +276,23 @@ export class OutboundRoutes {
       requestHeaders,
       responseHeaders,
       timeout: routeTimeout(rule),
+      retry: rule.retry === null ? null : this.retryOf(target, rule.retry),
       rule,
       backend,
+    };
+  }
+
+  /** A rule's retry policy with its Service port's budget, which this request pays into. */
+  private retryOf(target: Target, retry: NonNullable<CompiledRule['retry']>): RoutePolicyRetry | null {
+    const entry = this.watched.get(targetKey(target));
+    if (entry === undefined || retry.codes.length === 0) return null;
+    const budget = (entry.budget ??= new RetryBudget());
+    budget.deposit();
+    return {
+      codes: retry.codes,
+      retries: retry.attempts ?? DEFAULT_RETRIES,
+      backoffMs: retry.backoffMs ?? DEFAULT_BACKOFF_MS,
+      budget,
     };
   }
 

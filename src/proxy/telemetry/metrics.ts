@@ -122,6 +122,7 @@ export class ProxyMetrics {
   private certExpiry: GaugeFamily | null = null;
   private readonly connectionLimits: CounterSlots;
   private readonly h2Limits: CounterSlots;
+  private readonly retries: Counter[] = [];
   // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
@@ -251,6 +252,15 @@ export class ProxyMetrics {
       ['destination', 'reason'],
     );
 
+    const retries = r.counter(
+      'trellis_retries_total',
+      'Requests a route rule sent again after a status it retries (retried), or did not because the retry budget was spent (budget_exhausted).',
+      ['direction', 'outcome'],
+    );
+    for (const dir of DIRECTIONS) {
+      this.retries.push(retries.labels(dir, 'retried'), retries.labels(dir, 'budget_exhausted'));
+    }
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -335,6 +345,11 @@ export class ProxyMetrics {
     const o = DETECT_OUTCOME_INDEX[outcome];
     if (p === undefined || o === undefined) return;
     this.detections.inc((dirIndex(dir) * DETECTED_PROTOCOLS.length + p) * DETECT_OUTCOMES.length + o);
+  }
+
+  /** A route retry: sent again, or not because the Service port's retry budget was spent. */
+  retried(dir: Direction, outcome: 'retried' | 'budget-exhausted'): void {
+    this.retries[dirIndex(dir) * 2 + (outcome === 'retried' ? 0 : 1)]!.value += 1;
   }
 
   /** One mutual TLS connection established; `peer` is the verified identity of the other side. */
