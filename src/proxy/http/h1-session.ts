@@ -168,6 +168,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private routeRetry: RoutePolicyRetry | null = null;
   private retriesDone = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
+  private retryPick: Pick | null = null;
   /** The matched route rule's timeout, null: the proxy's response timeout. */
   private routeTimeout: RouteTimeout | null = null;
   /** What record() was last told (the access log line reads it). */
@@ -484,8 +486,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const base = retry.backoffMs * 2 ** (this.retriesDone - 1);
     const delay = base / 2 + Math.random() * (base / 2);
     const route = this.route;
+    this.retryPick = failed;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
+      this.retryPick = null;
       try {
         if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) {
           failed?.done();
@@ -497,6 +501,16 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       }
     }, delay);
     return true;
+  }
+
+  /** A retry waiting for its backoff is dropped (the exchange ended): its last pick is reported. */
+  private cancelRetry(): void {
+    if (this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const pick = this.retryPick;
+    this.retryPick = null;
+    pick?.done();
   }
 
   /** Sends the routed request on: its framing, the request line, and an upstream connection. */
@@ -969,10 +983,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseHeaders = null;
     this.routeTimeout = null;
     this.routeRetry = null;
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
+    this.cancelRetry();
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -1271,10 +1282,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.closed = true;
     this.clearHeadTimer();
     this.clearResponseTimer();
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
+    this.cancelRetry();
     this.releasePick();
     const conn = this.upstream;
     this.upstream = null;
