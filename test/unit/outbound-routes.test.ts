@@ -114,3 +114,15 @@ describe('OutboundRoutes', () => {
     routes.close();
   });
 });
+
+describe('OutboundRoutes against a control plane without the Routes API', () => {
+  it('a watch that fails before its first table lets the first request go on at once', async () => {
+    const { routes } = routesWith((o) => setImmediate(() => o.onEnd?.()), 60_000);
+    const started = performance.now();
+    assert.equal(await routes.tableFor({ host: 'web', port: 80 }), null);
+    // Not the 60 s wait: before, a Kubernetes control plane (no Routes API: UNIMPLEMENTED) made
+    // every first request to a Service port wait for the whole fail-fast time.
+    assert.ok(performance.now() - started < 5_000);
+    routes.close();
+  });
+});

@@ -12,9 +12,9 @@
 // never reaches this file.
 //
 // The first request to a Service port waits for its first table (at most `waitMs`, the
-// discovery's fail-fast wait), so a route attached before the request is never skipped; when no
-// answer comes in time (a control plane without the Routes API, or unreachable), requests go on
-// as without routes until one does. Watches are bounded (MAX_WATCHED): past that, further Service
+// discovery's fail-fast wait), so a route attached before the request is never skipped; when the
+// watch fails first (a control plane without the Routes API answers UNIMPLEMENTED at once) or no
+// answer comes in time, requests go on as without routes until a table arrives. Watches are bounded (MAX_WATCHED): past that, further Service
 // ports are served without routes, and a warning says so once.
 import type { Logger } from '../../core/log.ts';
 import { unseededRandom, type Random } from '../../core/random.ts';
@@ -195,6 +195,12 @@ export class OutboundRoutes {
         service: service.name,
         port: service.port,
         log: this.opts.log,
+        onEnd: () => {
+          if (entry.first === null) return;
+          clearTimeout(timer);
+          entry.first = null;
+          resolve(entry.table);
+        },
         onTable: (table) => {
           entry.table = table.http === null && table.grpc === null ? null : table;
           if (entry.first !== null) {

@@ -46,6 +46,8 @@ export interface RouteWatchOptions {
   readonly onTable: (table: RouteTable) => void;
   /** A set that does not compile, with the reason (the last good table stays). */
   readonly onRejected?: (problem: string) => void;
+  /** The stream failed or ended (it is opened again after a backoff); the table stays. */
+  readonly onEnd?: () => void;
 }
 
 export interface RouteWatch {
@@ -87,6 +89,7 @@ export function watchRoutes(options: RouteWatchOptions): RouteWatch {
     open: () => client.get().Watch(target),
     onMessage,
     keeps: 'the last routes',
+    onEnd: () => options.onEnd?.(),
     fields: target,
     backoff,
     timers: options.timers,
