@@ -86,6 +86,15 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
 export const controlPlaneAddress = (clusterDomain: string): string =>
   `${CONTROL}.${NAMESPACE}.svc.${clusterDomain}:${PORTS.grpc}`;
 
+/** The cluster domain of an address controlPlaneAddress made (else cluster.local). */
+export function clusterDomainOf(address: string): string {
+  const prefix = `${CONTROL}.${NAMESPACE}.svc.`;
+  const suffix = `:${PORTS.grpc}`;
+  return address.startsWith(prefix) && address.endsWith(suffix)
+    ? address.slice(prefix.length, -suffix.length)
+    : 'cluster.local';
+}
+
 function controlPlaneDeployment(settings: InstallSettings): Json {
   const identityCopy = {
     name: 'identity-files',

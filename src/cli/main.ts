@@ -23,6 +23,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),
+  inject: () => import('./inject.ts'),
+  uninject: () => import('./uninject.ts'),
 };
 
 async function usage(): Promise<string> {

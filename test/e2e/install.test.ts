@@ -284,7 +284,10 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
     assert.match(out.stderr, pattern);
   }
   const help = await runCli(['install', '--help']);
-  const source = await readFile(new URL('../../src/cli/install.ts', import.meta.url), 'utf8');
+  const source = [
+    await readFile(new URL('../../src/cli/install.ts', import.meta.url), 'utf8'),
+    await readFile(new URL('../../src/cli/install-flags.ts', import.meta.url), 'utf8'),
+  ].join('\n');
   const flags = [...source.matchAll(/name: '([a-z-]+)'/g)].map((m) => m[1]!);
   assert.ok(flags.length >= 14);
   for (const flag of flags) assert.ok(help.stdout.includes(`--${flag}`), flag);
