@@ -61,15 +61,17 @@ export const SETTINGS_FLAGS: FlagSpec[] = [
   },
 ];
 
-const FLAGS: FlagSpec[] = [
+/** `--crds` and its note's switch (install's and upgrade's). */
+export const CRDS_FLAGS: FlagSpec[] = [
   { name: 'crds', kind: 'boolean', help: 'print only the CustomResourceDefinitions (apply these first)' },
   {
     name: 'skip-gateway-api',
     kind: 'boolean',
     help: 'with --crds: say nothing about the Gateway API CRDs (not bundled yet; see docs/kubernetes.md)',
   },
-  ...SETTINGS_FLAGS,
 ];
+
+const FLAGS: FlagSpec[] = [...CRDS_FLAGS, ...SETTINGS_FLAGS];
 
 /** The settings of a new install (`base` absent) or of an upgrade of `base`, with the flags given. */
 export function installSettings(
@@ -134,6 +136,13 @@ const GATEWAY_API_NOTE =
   'install them from https://gateway-api.sigs.k8s.io/guides/ if you use them, ' +
   'or pass --skip-gateway-api to silence this note\n';
 
+/** `--crds`: deploy/crds.yaml on stdout, and the note on the Gateway API CRDs on stderr. */
+export async function printCrds(values: ReadonlyMap<string, unknown>): Promise<number> {
+  process.stdout.write((await readCrds()).text);
+  if (values.get('skip-gateway-api') !== true) process.stderr.write(GATEWAY_API_NOTE);
+  return 0;
+}
+
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(
@@ -148,9 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const values = parseCommandFlags('install', argv, FLAGS);
   if (values.get('crds') === true) {
-    process.stdout.write((await readCrds()).text);
-    if (values.get('skip-gateway-api') !== true) process.stderr.write(GATEWAY_API_NOTE);
-    return 0;
+    return printCrds(values);
   }
   const settings = installSettings(values);
   const lifetimeMs = issuerLifetimeMs(values);
