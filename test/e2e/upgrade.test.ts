@@ -6,12 +6,12 @@
 // with the way out, and fail clearly when trellis is not installed or the API server is not there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { loadCaKeyPair, makeAnchor, makeIssuer } from '../../src/control/identity/ca-certs.ts';
-import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
+import { fakeCluster } from '../fake-kube/cluster.ts';
+import type { FakeKubeServer, KubeObject } from '../fake-kube/server.ts';
 import { runCli } from '../helpers/cli.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -26,32 +26,8 @@ interface Cluster {
 }
 
 async function cluster(t: { after(fn: () => Promise<void>): void }): Promise<Cluster> {
-  const kube = new FakeKubeServer();
-  await kube.start();
-  const dir = await mkdtemp(join(tmpdir(), 'trellis-upgrade-'));
-  t.after(async () => {
-    await kube.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const file = join(dir, 'kubeconfig');
-  // The client talks plain http only with insecure-skip-tls-verify set.
-  await writeFile(
-    file,
-    `apiVersion: v1
-kind: Config
-clusters:
-- name: fake
-  cluster: {server: "${kube.url}", insecure-skip-tls-verify: true}
-users:
-- name: nobody
-  user: {}
-contexts:
-- name: fake
-  context: {cluster: fake, user: nobody}
-current-context: fake
-`,
-  );
-  return { kube, dir, kubeconfig: ['--kubeconfig', file] };
+  const { kube, dir, kubeconfig } = await fakeCluster(t);
+  return { kube, dir, kubeconfig: ['--kubeconfig', kubeconfig] };
 }
 
 const parseAll = (text: string): Json[] => parseAllDocuments(text).map((d) => d.toJS() as Json);
