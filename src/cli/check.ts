@@ -40,7 +40,8 @@ import {
   type Target,
 } from './targeting.ts';
 
-export const summary = 'check the mesh: control plane, proxies, certificates close to expiry';
+export const summary =
+  'check the mesh: control plane, proxies, certificates close to expiry (--pre, --kubernetes: a cluster)';
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [

@@ -9,12 +9,14 @@
 // The test API creates, updates and deletes objects, drops every watch, and compacts the history.
 // It also answers API discovery (discovery.ts), so that the real kubectl can map kinds against it,
 // and a GET of one object by name (the injector reads Namespaces; `trellis upgrade` and `trellis
-// check` read what `trellis install` wrote), and GET /version. It stores every kind discovery
+// check` read what `trellis install` wrote), GET /version, and the creation of Pods by POST,
+// which go through the stored MutatingWebhookConfigurations over HTTPS first (admission.ts). It stores every kind discovery
 // names; a Secret's stringData becomes base64 data, as the real API server does.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
+import { admitPod, type AdmissionCall, type ServiceAddress } from './admission.ts';
 import { DISCOVERED_KINDS, discoveryDocument } from './discovery.ts';
 
 export interface KubeObject {
@@ -263,11 +265,54 @@ export class FakeKubeServer {
     (body: unknown, headers: IncomingMessage['headers']) => { status: number; body: unknown }
   >();
 
+  /** Where the Services of admission webhooks run (admission.ts); none by default. */
+  serviceAddress: ServiceAddress = () => undefined;
+  /** Every call to a webhook, in order. */
+  readonly admissionCalls: AdmissionCall[] = [];
+
+  /** A Pod created by POST: through the mutating webhooks, then stored (201), as the real server. */
+  async #createPod(namespace: string, body: Buffer, res: ServerResponse): Promise<void> {
+    let pod: KubeObject;
+    try {
+      pod = JSON.parse(body.toString('utf8')) as KubeObject;
+      if (typeof pod.metadata?.name !== 'string') throw new Error('metadata.name is required');
+    } catch (error) {
+      sendStatus(res, 400, 'BadRequest', (error as Error).message);
+      return;
+    }
+    pod.metadata.namespace = namespace;
+    try {
+      const admitted = await admitPod(
+        pod,
+        namespace,
+        this.get('Namespace', undefined, namespace)?.metadata.labels ?? {},
+        this.list('MutatingWebhookConfiguration'),
+        this.serviceAddress,
+        this.admissionCalls,
+      );
+      const stored = this.apply({ ...admitted, apiVersion: 'v1', kind: 'Pod' });
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stored));
+    } catch (error) {
+      sendStatus(
+        res,
+        500,
+        'InternalError',
+        `Internal error occurred: failed calling ${(error as Error).message}`,
+      );
+    }
+  }
+
   #handlePost(req: IncomingMessage, res: ServerResponse, path: string): void {
     const handler = this.postHandlers.get(path);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const podCreate = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/pods$/.exec(path);
+      if (handler === undefined && podCreate !== null) {
+        void this.#createPod(podCreate[1]!, Buffer.concat(chunks), res);
+        return;
+      }
       if (handler === undefined) {
         sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
         return;
