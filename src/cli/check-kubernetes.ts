@@ -10,7 +10,8 @@
 //     there), trellis-identity (the anchors and the issuer: chain, key and expiry),
 //     trellis-webhook (the configuration, its caBundle verifies the injector's certificate, which
 //     is not expiring; the injector's Service has ready endpoints) and control-plane-version (the
-//     control plane runs this CLI's version).
+//     control plane runs this CLI's version); with `--proxy`, data-plane (every injected pod's
+//     proxy is ready and of this version; its certificate is not checked: the CLI cannot reach it).
 import { X509Certificate } from 'node:crypto';
 import {
   AdmissionregistrationV1Api,
@@ -25,6 +26,10 @@ import {
 } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import { parseInjectorConfig } from '../control/injector/config.ts';
+import {
+  PROXY_CONTAINER_NAME,
+  PROXY_INJECTED_ANNOTATION,
+} from '../control/discovery/kubernetes-translate.ts';
 import type { CheckResult } from './check.ts';
 import { expiryCheck, pemCertificates, verifiesTo } from './check.ts';
 import { checkedIdentity } from './install-identity.ts';
@@ -496,6 +501,61 @@ async function postInstall(
   }
 }
 
+/** `--proxy`: every injected pod's proxy is ready and of this version. */
+async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[]): Promise<void> {
+  const group = 'data-plane';
+  let pods;
+  try {
+    pods = (await kubeConfig.makeApiClient(CoreV1Api).listPodForAllNamespaces()).items;
+  } catch (error) {
+    results.push(
+      fail(group, 'can list the pods', why(error), 'check that you may list pods in every namespace'),
+    );
+    return;
+  }
+  const injected = pods.filter((p) => p.metadata?.annotations?.[PROXY_INJECTED_ANNOTATION] === 'true');
+  const name = (p: (typeof pods)[number]): string => `${p.metadata?.namespace}/${p.metadata?.name}`;
+  const some = (list: string[]): string =>
+    list.slice(0, 5).join(', ') + (list.length > 5 ? ` and ${list.length - 5} more` : '');
+  const statuses = (p: (typeof pods)[number]) => [
+    ...(p.status?.initContainerStatuses ?? []),
+    ...(p.status?.containerStatuses ?? []),
+  ];
+  const unready = injected.filter(
+    (p) => !statuses(p).some((c) => c.name === PROXY_CONTAINER_NAME && c.ready),
+  );
+  if (unready.length === 0)
+    results.push(ok(group, 'the proxies are ready', `${injected.length} injected pods`));
+  else {
+    const first = unready[0]!;
+    results.push(
+      fail(
+        group,
+        'the proxies are ready',
+        `not ready: ${some(unready.map(name))}`,
+        `kubectl -n ${first.metadata?.namespace} logs ${first.metadata?.name} -c ${PROXY_CONTAINER_NAME}`,
+      ),
+    );
+  }
+  const version = packageVersion();
+  const image = (p: (typeof pods)[number]): string =>
+    [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])].find(
+      (c) => c.name === PROXY_CONTAINER_NAME,
+    )?.image ?? '';
+  const old = injected.filter((p) => !image(p).endsWith(`:${version}`));
+  if (old.length === 0) results.push(ok(group, 'the proxies are up to date', `all of version ${version}`));
+  else
+    results.push(
+      fail(
+        group,
+        'the proxies are up to date',
+        `older than ${version}: ${some(old.map((p) => `${name(p)} (${image(p)})`))}`,
+        'after trellis upgrade, restart them: kubectl rollout restart deploy -n NAMESPACE',
+        'warn',
+      ),
+    );
+}
+
 function safeCertificates(pem: string): X509Certificate[] {
   try {
     return pemCertificates(pem);
@@ -504,11 +564,12 @@ function safeCertificates(pem: string): X509Certificate[] {
   }
 }
 
-/** The checks of `--pre` (`pre`) or after install, at time `now`. */
+/** The checks of `--pre` (`pre`) or after install (`proxies`: with the data plane), at time `now`. */
 export async function checkKubernetes(
   kubeConfig: KubeConfig,
   pre: boolean,
   now: number,
+  proxies = false,
 ): Promise<CheckResult[]> {
   const results: CheckResult[] = [];
   const api = await apiGroup(kubeConfig, results);
@@ -519,6 +580,7 @@ export async function checkKubernetes(
     await preCrds(kubeConfig, (await readCrds()).crds)(results);
   } else {
     await postInstall(kubeConfig, api.minor, now, results);
+    if (proxies) await dataPlane(kubeConfig, results);
   }
   return results;
 }

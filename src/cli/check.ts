@@ -64,6 +64,11 @@ const FLAGS: FlagSpec[] = [
     kind: 'boolean',
     help: 'Kubernetes: check the installed Trellis (existence, config, identity, webhook, version)',
   },
+  {
+    name: 'proxy',
+    kind: 'boolean',
+    help: 'with --kubernetes: also the data plane (injected pods: proxy ready, of this version)',
+  },
   ...CLUSTER_FLAGS,
 ];
 
@@ -109,7 +114,12 @@ export async function run(argv: string[]): Promise<number> {
   if (pre || values.get('kubernetes') === true) {
     if (rest.length > 0)
       throw new ConfigError('', `trellis check: unexpected argument '${rest[0]}' on Kubernetes`);
-    const results = await checkKubernetes(clusterConfig(values), pre, Date.now());
+    const results = await checkKubernetes(
+      clusterConfig(values),
+      pre,
+      Date.now(),
+      values.get('proxy') === true,
+    );
     return report(results, output);
   }
   const target = rest.length === 0 ? null : parseTarget(rest[0]!, ['workload', 'pod'], true);

@@ -205,3 +205,46 @@ test('trellis check --kubernetes: no API server is one failed check with a hint,
   assert.match(line(out.lines, 'can query the Kubernetes API').hint!, /--kubeconfig, --context/);
   assert.equal(out.lines.filter((l) => /^[✔‼✖]/.test(l)).length, 2);
 });
+
+test('trellis check --kubernetes --proxy: injected pods whose proxy is not ready fail, older proxies warn, with hints', async (t) => {
+  const { kube, check } = await cluster(t);
+  const pod = (name: string, image: string, ready: boolean, injected = true): KubeObject =>
+    ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: 'shop',
+        annotations: injected ? { 'trellis.dev/proxy-injected': 'true' } : {},
+      },
+      spec: {
+        initContainers: injected ? [{ name: 'trellis-proxy', image, restartPolicy: 'Always' }] : [],
+        containers: [{ name: 'app', image: 'web:1' }],
+      },
+      status: {
+        initContainerStatuses: injected
+          ? [{ name: 'trellis-proxy', ready, image, imageID: '', restartCount: 0 }]
+          : [],
+      },
+    }) as unknown as KubeObject;
+  kube.apply(pod('web-1', 'localhost/trellis:0.1.0', true));
+  kube.apply(pod('web-2', 'localhost/trellis:0.0.9', false));
+  kube.apply(pod('plain', 'x', false, false));
+  const out = await check(['--kubernetes', '--proxy']);
+  assert.ok(out.lines.includes('data-plane'));
+  const ready = line(out.lines, 'the proxies are ready');
+  assert.equal(ready.mark, '✖');
+  assert.match(ready.text, /not ready: shop\/web-2$/);
+  assert.equal(ready.hint, 'kubectl -n shop logs web-2 -c trellis-proxy');
+  const current = line(out.lines, 'the proxies are up to date');
+  assert.equal(current.mark, '‼');
+  assert.match(current.text, /older than 0\.1\.0: shop\/web-2 \(localhost\/trellis:0\.0\.9\)/);
+  assert.match(current.hint!, /kubectl rollout restart/);
+
+  kube.delete('Pod', 'shop', 'web-2');
+  const fixed = await check(['--kubernetes', '--proxy']);
+  assert.equal(line(fixed.lines, 'the proxies are ready').text, '✔ the proxies are ready: 1 injected pods');
+  assert.equal(line(fixed.lines, 'the proxies are up to date').mark, '✔');
+  // Without --proxy there is no data-plane group.
+  assert.ok(!(await check(['--kubernetes'])).lines.includes('data-plane'));
+});
