@@ -14,7 +14,8 @@
 // `-n NS` and `deploy/NAME` or `po/INSTANCE` narrow the workloads checked (a target that matches no
 // registration is an error). With `--control URL` instead of a state folder (a control plane
 // elsewhere, say on Kubernetes) only what its HTTP API shows is checked: /healthz, and the expiry
-// of the trust anchors and the issuer from /api/identity.
+// of the trust anchors and the issuer from /api/identity. `--pre` and `--kubernetes` check a
+// cluster instead, in groups (check-kubernetes.ts), each failure with a hint.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,6 +27,8 @@ import { readLocalState } from '../control/discovery/local-state.ts';
 import { uriSans } from '../core/spiffe.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
+import { checkKubernetes } from './check-kubernetes.ts';
+import { CLUSTER_FLAGS, clusterConfig } from './kube-cluster.ts';
 import {
   CONTROL_FLAG,
   outputFlag,
@@ -37,7 +40,8 @@ import {
   type Target,
 } from './targeting.ts';
 
-export const summary = 'check the mesh: control plane, proxies, certificates close to expiry';
+export const summary =
+  'check the mesh: control plane, proxies, certificates close to expiry (--pre, --kubernetes: a cluster)';
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [
@@ -50,13 +54,32 @@ const FLAGS: FlagSpec[] = [
   outputFlag(OUTPUTS),
   STATE_FLAG,
   { ...CONTROL_FLAG, help: `${CONTROL_FLAG.help}: checks only what its API shows` },
+  {
+    name: 'pre',
+    kind: 'boolean',
+    help: 'Kubernetes: can this cluster take Trellis (API, version, RBAC to install, CRDs)',
+  },
+  {
+    name: 'kubernetes',
+    kind: 'boolean',
+    help: 'Kubernetes: check the installed Trellis (existence, config, identity, webhook, version)',
+  },
+  {
+    name: 'proxy',
+    kind: 'boolean',
+    help: 'with --kubernetes: also the data plane (injected pods: proxy ready, of this version)',
+  },
+  ...CLUSTER_FLAGS,
 ];
 
 const USAGE = `Usage: trellis check [options] [deploy/NAME | po/INSTANCE]
 
 Checks the control plane, the trust anchors and every registered workload's proxy and certificate
 chain (-n, deploy/NAME or po/INSTANCE: only those). Warns when a certificate has less than 20% of
-its lifetime left (a trust anchor: less than 60 days); exits 1 when a check fails.`;
+its lifetime left (a trust anchor: less than 60 days); exits 1 when a check fails.
+
+On Kubernetes (--kubeconfig, --context, else kubectl's defaults): trellis check --pre before
+installing, trellis check --kubernetes after; each failed check says how to fix it.`;
 
 /** Which registrations to check. */
 export interface CheckScope {
@@ -70,6 +93,10 @@ export interface CheckResult {
   readonly level: Level;
   readonly check: string;
   readonly detail: string;
+  /** The Kubernetes checks' group (kubernetes-api, trellis-identity, ...; check-kubernetes.ts). */
+  readonly group?: string;
+  /** How to fix a failed check. */
+  readonly hint?: string;
 }
 
 const ANCHOR_WARN_MS = 60 * 24 * 3600 * 1000;
@@ -83,6 +110,18 @@ export async function run(argv: string[]): Promise<number> {
   const { values, rest } = parseInterleaved(argv, FLAGS);
   if (rest.length > 1) throw new ConfigError('', `trellis check: unexpected argument '${rest[1]}'`);
   const output = outputOf(values, OUTPUTS);
+  const pre = values.get('pre') === true;
+  if (pre || values.get('kubernetes') === true) {
+    if (rest.length > 0)
+      throw new ConfigError('', `trellis check: unexpected argument '${rest[0]}' on Kubernetes`);
+    const results = await checkKubernetes(
+      clusterConfig(values),
+      pre,
+      Date.now(),
+      values.get('proxy') === true,
+    );
+    return report(results, output);
+  }
   const target = rest.length === 0 ? null : parseTarget(rest[0]!, ['workload', 'pod'], true);
   const stateFlag = values.get('state') as string | undefined;
   const control = values.get('control') as string | undefined;
@@ -95,8 +134,23 @@ export async function run(argv: string[]): Promise<number> {
     control === undefined
       ? await checkMesh(root, Date.now(), { namespace, target })
       : await checkControlPlane((await findControlPlane({ control, stateFlag, root })).base, Date.now());
+  return report(results, output);
+}
+
+/** Prints the results (a Kubernetes group under its name, a failure's hint under it); the exit code. */
+function report(results: readonly CheckResult[], output: string): number {
   if (output === 'json') process.stdout.write(JSON.stringify(results, null, 2) + '\n');
-  else for (const r of results) process.stdout.write(`${MARK[r.level]} ${r.check}: ${r.detail}\n`);
+  else {
+    let group: string | undefined;
+    for (const r of results) {
+      if (r.group !== undefined && r.group !== group) {
+        process.stdout.write(`${group === undefined ? '' : '\n'}${r.group}\n${'-'.repeat(r.group.length)}\n`);
+        group = r.group;
+      }
+      process.stdout.write(`${MARK[r.level]} ${r.check}: ${r.detail}\n`);
+      if (r.hint !== undefined && r.level !== 'ok') process.stdout.write(`    hint: ${r.hint}\n`);
+    }
+  }
   return results.some((r) => r.level === 'error') ? 1 : 0;
 }
 

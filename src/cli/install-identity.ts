@@ -71,42 +71,66 @@ export async function identityMaterial(
       `required with ${given.map((k) => IDENTITY_FILE_FLAGS[k]).join(' and ')}`,
     );
   }
-  const read = async (key: keyof IdentityFiles): Promise<string> =>
-    readFile(files[key]!, 'utf8').catch((error: unknown) => {
-      throw new ConfigError(IDENTITY_FILE_FLAGS[key], (error as Error).message);
-    });
+  const read = (key: keyof IdentityFiles): Promise<string> => readIdentityFile(files, key);
   const [anchorsPem, certPem, keyPem] = await Promise.all([
     read('anchors'),
     read('issuerCert'),
     read('issuerKey'),
   ]);
-  const checked = <T>(flag: string, make: () => T): T => {
+  return checkedIdentity(
+    { anchors: anchorsPem, issuerCert: certPem, issuerKey: keyPem },
+    {
+      anchors: files.anchors!,
+      issuer: files.issuerCert!,
+      pair: `${files.issuerCert} with ${files.issuerKey}`,
+    },
+    { anchors: IDENTITY_FILE_FLAGS.anchors, issuer: IDENTITY_FILE_FLAGS.issuerCert },
+    nowMs,
+  );
+}
+
+/** The text of one of the identity files; ConfigError names its flag. */
+export async function readIdentityFile(files: IdentityFiles, key: keyof IdentityFiles): Promise<string> {
+  return readFile(files[key]!, 'utf8').catch((error: unknown) => {
+    throw new ConfigError(IDENTITY_FILE_FLAGS[key], (error as Error).message);
+  });
+}
+
+/**
+ * The anchors and the issuer, checked: the issuer is a P-256 CA that one of the anchors signed,
+ * and has not expired. `names` say where each came from (a file, an object in the cluster);
+ * ConfigError names `fields` (the flags, or the objects).
+ */
+export function checkedIdentity(
+  pem: { readonly anchors: string; readonly issuerCert: string; readonly issuerKey: string },
+  names: { readonly anchors: string; readonly issuer: string; readonly pair: string },
+  fields: { readonly anchors: string; readonly issuer: string },
+  nowMs: number,
+): IdentityMaterial {
+  const checked = <T>(field: string, make: () => T): T => {
     try {
       return make();
     } catch (error) {
-      throw new ConfigError(flag, (error as Error).message);
+      throw new ConfigError(field, (error as Error).message);
     }
   };
-  const anchors = checked(IDENTITY_FILE_FLAGS.anchors, () => loadBundle(anchorsPem, files.anchors!));
-  const issuer = checked(IDENTITY_FILE_FLAGS.issuerCert, () =>
-    loadCaKeyPair({ certPem, keyPem }, `${files.issuerCert} with ${files.issuerKey}`),
+  const anchors = checked(fields.anchors, () => loadBundle(pem.anchors, names.anchors));
+  const issuer = checked(fields.issuer, () =>
+    loadCaKeyPair({ certPem: pem.issuerCert, keyPem: pem.issuerKey }, names.pair),
   );
   if (!anchors.some((anchor) => signedBy(issuer.cert, anchor))) {
-    throw new ConfigError(
-      IDENTITY_FILE_FLAGS.issuerCert,
-      `${files.issuerCert} is not signed by any anchor of ${files.anchors}`,
-    );
+    throw new ConfigError(fields.issuer, `${names.issuer} is not signed by any anchor of ${names.anchors}`);
   }
   if (issuer.cert.notAfterMs <= nowMs) {
     throw new ConfigError(
-      IDENTITY_FILE_FLAGS.issuerCert,
-      `${files.issuerCert} expired at ${new Date(issuer.cert.notAfterMs).toISOString()}`,
+      fields.issuer,
+      `${names.issuer} expired at ${new Date(issuer.cert.notAfterMs).toISOString()}`,
     );
   }
   return {
     trustAnchorsPem: anchors.map((a) => a.pem).join(''),
-    issuerCertPem: certPem,
-    issuerKeyPem: keyPem,
+    issuerCertPem: pem.issuerCert,
+    issuerKeyPem: pem.issuerKey,
   };
 }
 

@@ -21,8 +21,10 @@ const IDENTITY_DIR = '/var/run/trellis/identity';
 const IDENTITY_SOURCE_DIR = '/var/run/trellis/identity-source';
 const INJECTOR_TLS_DIR = '/var/run/trellis/injector-tls';
 const CONFIG_DIR = '/var/run/trellis/config';
-const SECRETS = { issuer: 'trellis-identity-issuer', webhook: 'trellis-injector-tls' } as const;
-const CONFIG_MAPS = { anchors: 'trellis-identity-trust-anchors', config: 'trellis-config' } as const;
+export const SECRETS = { issuer: 'trellis-identity-issuer', webhook: 'trellis-injector-tls' } as const;
+export const CONFIG_MAPS = { anchors: 'trellis-identity-trust-anchors', config: 'trellis-config' } as const;
+/** The keys of the ConfigMap trellis-config: the injector's settings, and the control plane's. */
+export const CONFIG_KEYS = { injector: 'config.yaml', controlPlane: 'control-plane.yaml' } as const;
 
 export interface InstallSettings {
   readonly image: string;
@@ -86,6 +88,15 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
 export const controlPlaneAddress = (clusterDomain: string): string =>
   `${CONTROL}.${NAMESPACE}.svc.${clusterDomain}:${PORTS.grpc}`;
 
+/** The cluster domain of an address controlPlaneAddress made (else cluster.local). */
+export function clusterDomainOf(address: string): string {
+  const prefix = `${CONTROL}.${NAMESPACE}.svc.`;
+  const suffix = `:${PORTS.grpc}`;
+  return address.startsWith(prefix) && address.endsWith(suffix)
+    ? address.slice(prefix.length, -suffix.length)
+    : 'cluster.local';
+}
+
 function controlPlaneDeployment(settings: InstallSettings): Json {
   const identityCopy = {
     name: 'identity-files',
@@ -113,7 +124,7 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
       `--http-listen=0.0.0.0:${PORTS.http}`,
       `--injector-listen=0.0.0.0:${PORTS.webhook}`,
       `--injector-tls-dir=${INJECTOR_TLS_DIR}`,
-      `--injector-config=${CONFIG_DIR}/config.yaml`,
+      `--injector-config=${CONFIG_DIR}/${CONFIG_KEYS.injector}`,
     ],
     ports: [
       { name: 'grpc', containerPort: PORTS.grpc },
@@ -280,7 +291,11 @@ export function installObjects(
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: meta(CONFIG_MAPS.config),
-      data: { 'config.yaml': stringify(settings.injector) },
+      data: {
+        [CONFIG_KEYS.injector]: stringify(settings.injector),
+        // What `trellis upgrade` keeps besides the injector's settings.
+        [CONFIG_KEYS.controlPlane]: stringify({ ha: settings.ha, logLevel: settings.controlLogLevel }),
+      },
     },
     controlPlaneDeployment(settings),
     service(CONTROL, [

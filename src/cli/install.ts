@@ -4,64 +4,45 @@
 // certificates made now (install-identity.ts) or read from the operator's files.
 // docs/kubernetes.md describes what comes out and why.
 import { readFile } from 'node:fs/promises';
-import { ConfigError } from '../core/errors.ts';
-import { DEFAULT_POLICIES } from '../core/policy-syntax.ts';
 import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
-import { DNS_NAME, parseCommandFlags, parseDuration } from './control.ts';
+import { parseCommandFlags, parseDuration } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
-import { identityMaterial, webhookMaterial } from './install-identity.ts';
 import {
-  controlPlaneAddress,
+  DEFAULT_INJECTOR_CONFIG,
+  flagText,
+  INJECTOR_FLAGS,
+  injectorConfigFromFlags,
+} from './install-flags.ts';
+import {
+  identityMaterial,
+  webhookMaterial,
+  type IdentityFiles,
+  type IdentityMaterial,
+} from './install-identity.ts';
+import {
+  clusterDomainOf,
   crdNames,
   INJECTOR_SERVICE,
   installObjects,
   NAMESPACE,
   toYaml,
   type CrdName,
+  type InstallSettings,
 } from './install-manifests.ts';
-import { packageVersion } from './version.ts';
 
 export const summary = 'print the Kubernetes manifests of Trellis (--crds: its CustomResourceDefinitions)';
 
 const DEFAULT_ISSUER_LIFETIME = '8760h';
-const DEFAULT_IMAGE = `localhost/trellis:${packageVersion()}`;
 
-const FLAGS: FlagSpec[] = [
-  { name: 'crds', kind: 'boolean', help: 'print only the CustomResourceDefinitions (apply these first)' },
-  {
-    name: 'skip-gateway-api',
-    kind: 'boolean',
-    help: 'with --crds: say nothing about the Gateway API CRDs (not bundled yet; see docs/kubernetes.md)',
-  },
+/** The flags that choose the objects (install's, and upgrade's over the cluster's settings). */
+export const SETTINGS_FLAGS: FlagSpec[] = [
   {
     name: 'ha',
     kind: 'boolean',
     help: '3 control-plane replicas on different nodes, and a PodDisruptionBudget',
   },
-  {
-    name: 'image',
-    kind: 'string',
-    help: `the image of the control plane, the proxy and trellis init (default ${DEFAULT_IMAGE})`,
-  },
-  {
-    name: 'trust-domain',
-    kind: 'string',
-    help: 'trust domain of the SPIFFE identities (default cluster.local)',
-  },
-  { name: 'cluster-domain', kind: 'string', help: "the cluster's DNS domain (default cluster.local)" },
   { name: 'log-level', kind: 'string', help: "the control plane's log level (default info)" },
-  { name: 'proxy-log-level', kind: 'string', help: "the proxies' log level (default warn)" },
-  {
-    name: 'default-inbound-policy',
-    kind: 'string',
-    help: `${DEFAULT_POLICIES.join(', ')} (default all-unauthenticated)`,
-  },
-  {
-    name: 'no-native-sidecar',
-    kind: 'boolean',
-    help: 'inject the proxy as a classic sidecar (Kubernetes before 1.29); a pod annotation overrides',
-  },
-  { name: 'cni', kind: 'boolean', help: 'a CNI plugin writes the iptables rules: inject no trellis-init' },
+  ...INJECTOR_FLAGS,
   {
     name: 'identity-trust-anchors-file',
     kind: 'string',
@@ -80,6 +61,69 @@ const FLAGS: FlagSpec[] = [
   },
 ];
 
+/** `--crds` and its note's switch (install's and upgrade's). */
+export const CRDS_FLAGS: FlagSpec[] = [
+  { name: 'crds', kind: 'boolean', help: 'print only the CustomResourceDefinitions (apply these first)' },
+  {
+    name: 'skip-gateway-api',
+    kind: 'boolean',
+    help: 'with --crds: say nothing about the Gateway API CRDs (not bundled yet; see docs/kubernetes.md)',
+  },
+];
+
+const FLAGS: FlagSpec[] = [...CRDS_FLAGS, ...SETTINGS_FLAGS];
+
+/** The settings of a new install (`base` absent) or of an upgrade of `base`, with the flags given. */
+export function installSettings(
+  values: ReadonlyMap<string, unknown>,
+  base: Pick<InstallSettings, 'ha' | 'controlLogLevel' | 'injector'> = {
+    ha: false,
+    controlLogLevel: 'info',
+    injector: DEFAULT_INJECTOR_CONFIG,
+  },
+): InstallSettings {
+  const injector = injectorConfigFromFlags(values, base.injector);
+  return {
+    image: injector.proxyImage,
+    ha: (values.get('ha') as boolean | undefined) ?? base.ha,
+    controlLogLevel: flagText(values, 'log-level', base.controlLogLevel, LOG_LEVEL_SETTINGS),
+    clusterDomain: clusterDomainOf(injector.controlPlaneAddress),
+    injector,
+  };
+}
+
+/** The identity files given as flags (none, or all three). */
+export const identityFiles = (values: ReadonlyMap<string, unknown>): IdentityFiles => ({
+  anchors: values.get('identity-trust-anchors-file') as string | undefined,
+  issuerCert: values.get('identity-issuer-certificate-file') as string | undefined,
+  issuerKey: values.get('identity-issuer-key-file') as string | undefined,
+});
+
+/** The lifetime of a generated issuer (and of the webhook's certificate). */
+export const issuerLifetimeMs = (values: ReadonlyMap<string, unknown>): number =>
+  parseDuration(
+    '--identity-issuer-lifetime',
+    flagText(values, 'identity-issuer-lifetime', DEFAULT_ISSUER_LIFETIME),
+  );
+
+/** The manifests of `settings` with `identity` and a new webhook certificate, as YAML. */
+export async function installYaml(
+  settings: InstallSettings,
+  identity: IdentityMaterial,
+  lifetimeMs: number,
+  nowMs: number,
+): Promise<string> {
+  const { crds } = await readCrds();
+  const webhook = await webhookMaterial(
+    INJECTOR_SERVICE,
+    NAMESPACE,
+    settings.injector.trustDomain,
+    lifetimeMs,
+    nowMs,
+  );
+  return toYaml(installObjects(settings, identity, webhook, crds));
+}
+
 /** deploy/crds.yaml, beside src/ or dist/. */
 export async function readCrds(): Promise<{ text: string; crds: CrdName[] }> {
   const url = new URL('../../deploy/crds.yaml', import.meta.url);
@@ -91,6 +135,13 @@ const GATEWAY_API_NOTE =
   'trellis install --crds: the Gateway API CRDs (HTTPRoute, GRPCRoute) are not bundled yet; ' +
   'install them from https://gateway-api.sigs.k8s.io/guides/ if you use them, ' +
   'or pass --skip-gateway-api to silence this note\n';
+
+/** `--crds`: deploy/crds.yaml on stdout, and the note on the Gateway API CRDs on stderr. */
+export async function printCrds(values: ReadonlyMap<string, unknown>): Promise<number> {
+  process.stdout.write((await readCrds()).text);
+  if (values.get('skip-gateway-api') !== true) process.stderr.write(GATEWAY_API_NOTE);
+  return 0;
+}
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -105,62 +156,18 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const values = parseCommandFlags('install', argv, FLAGS);
-  const text = (name: string, fallback: string, allowed?: readonly string[]): string => {
-    const value = (values.get(name) as string | undefined) ?? fallback;
-    if (value === '') throw new ConfigError(`--${name}`, 'must not be empty');
-    if (allowed !== undefined && !allowed.includes(value)) {
-      throw new ConfigError(`--${name}`, `expected one of ${allowed.join(', ')}, got '${value}'`);
-    }
-    return value;
-  };
-  const { text: crdText, crds } = await readCrds();
   if (values.get('crds') === true) {
-    process.stdout.write(crdText);
-    if (values.get('skip-gateway-api') !== true) process.stderr.write(GATEWAY_API_NOTE);
-    return 0;
+    return printCrds(values);
   }
-  const trustDomain = text('trust-domain', 'cluster.local');
-  const clusterDomain = text('cluster-domain', 'cluster.local');
-  for (const [flag, value] of [
-    ['--trust-domain', trustDomain],
-    ['--cluster-domain', clusterDomain],
-  ] as const) {
-    if (!DNS_NAME.test(value)) throw new ConfigError(flag, `expected a DNS name, got '${value}'`);
-  }
-  const image = text('image', DEFAULT_IMAGE);
-  if (/\s/.test(image)) throw new ConfigError('--image', `expected an image reference, got '${image}'`);
-  const settings = {
-    image,
-    ha: values.get('ha') === true,
-    controlLogLevel: text('log-level', 'info', LOG_LEVEL_SETTINGS),
-    clusterDomain,
-    injector: {
-      proxyImage: image,
-      controlPlaneAddress: controlPlaneAddress(clusterDomain),
-      trustDomain,
-      proxyLogLevel: text('proxy-log-level', 'warn', LOG_LEVEL_SETTINGS),
-      defaultInboundPolicy: text('default-inbound-policy', 'all-unauthenticated', DEFAULT_POLICIES),
-      nativeSidecar: values.get('no-native-sidecar') !== true,
-      cni: values.get('cni') === true,
-      controlPlaneNamespace: NAMESPACE,
-    },
-  };
-  const issuerLifetimeMs = parseDuration(
-    '--identity-issuer-lifetime',
-    text('identity-issuer-lifetime', DEFAULT_ISSUER_LIFETIME),
-  );
+  const settings = installSettings(values);
+  const lifetimeMs = issuerLifetimeMs(values);
   const now = Date.now();
   const identity = await identityMaterial(
-    {
-      anchors: values.get('identity-trust-anchors-file') as string | undefined,
-      issuerCert: values.get('identity-issuer-certificate-file') as string | undefined,
-      issuerKey: values.get('identity-issuer-key-file') as string | undefined,
-    },
-    trustDomain,
-    issuerLifetimeMs,
+    identityFiles(values),
+    settings.injector.trustDomain,
+    lifetimeMs,
     now,
   );
-  const webhook = await webhookMaterial(INJECTOR_SERVICE, NAMESPACE, trustDomain, issuerLifetimeMs, now);
-  process.stdout.write(toYaml(installObjects(settings, identity, webhook, crds)));
+  process.stdout.write(await installYaml(settings, identity, lifetimeMs, now));
   return 0;
 }

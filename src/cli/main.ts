@@ -27,6 +27,9 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),
+  upgrade: () => import('./upgrade.ts'),
+  inject: () => import('./inject.ts'),
+  uninject: () => import('./uninject.ts'),
 };
 
 async function usage(): Promise<string> {

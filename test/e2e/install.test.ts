@@ -19,7 +19,8 @@ import { FakeKubeServer } from '../fake-kube/server.ts';
 import { request } from 'node:https';
 import * as net from 'node:net';
 import { INJECTOR_MAX_CONNECTIONS } from '../../src/control/injector/webhook-server.ts';
-import { runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { runCli } from '../helpers/cli.ts';
+import { startInstalledInjector } from '../helpers/installed-injector.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -284,7 +285,10 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
     assert.match(out.stderr, pattern);
   }
   const help = await runCli(['install', '--help']);
-  const source = await readFile(new URL('../../src/cli/install.ts', import.meta.url), 'utf8');
+  const source = [
+    await readFile(new URL('../../src/cli/install.ts', import.meta.url), 'utf8'),
+    await readFile(new URL('../../src/cli/install-flags.ts', import.meta.url), 'utf8'),
+  ].join('\n');
   const flags = [...source.matchAll(/name: '([a-z-]+)'/g)].map((m) => m[1]!);
   assert.ok(flags.length >= 14);
   for (const flag of flags) assert.ok(help.stdout.includes(`--${flag}`), flag);
@@ -352,34 +356,8 @@ metadata: { name: plain }
 `);
   // The Secret and the ConfigMap of a real install, where the Deployment mounts them.
   const objects = parseAll((await runCli(['install', '--image', 'registry.test/trellis:2'])).stdout);
-  const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const tls = find(objects, 'Secret', 'trellis-injector-tls')['stringData'];
-  await writeFile(join(dir, 'tls.crt'), tls['tls.crt']);
-  await writeFile(join(dir, 'tls.key'), tls['tls.key']);
-  await writeFile(
-    join(dir, 'config.yaml'),
-    find(objects, 'ConfigMap', 'trellis-config')['data']['config.yaml'],
-  );
-  const caPem = Buffer.from(
-    find(objects, 'MutatingWebhookConfiguration')['webhooks'][0]['clientConfig']['caBundle'],
-    'base64',
-  ).toString();
-  const control = startCli(t, [
-    'control',
-    '--kubeconfig-server',
-    kube.url,
-    '--grpc-listen=127.0.0.1:0',
-    '--http-listen=127.0.0.1:0',
-    '--log-level=error',
-    '--injector-listen=127.0.0.1:0',
-    `--injector-tls-dir=${dir}`,
-    `--injector-config=${join(dir, 'config.yaml')}`,
-  ]);
-  const ready = await waitFor('the ready line', async () => {
-    const line = control.stdout().split('\n')[0];
-    return control.stdout().includes('\n') ? (JSON.parse(line!) as Json) : null;
-  });
+  const { address, caPem } = await startInstalledInjector(t, kube.url, objects);
+  const ready = { injector: address };
   const pod = { metadata: { name: 'web-1' }, spec: { containers: [{ name: 'app', image: 'web:1' }] } };
   const reviewFor = (namespace: string) =>
     JSON.stringify({

@@ -8,12 +8,16 @@
 // an ERROR event carrying a 410 Status before it ends the stream (what a real API server does).
 // The test API creates, updates and deletes objects, drops every watch, and compacts the history.
 // It also answers API discovery (discovery.ts), so that the real kubectl can map kinds against it,
-// and a GET of one object by name (the injector reads Namespaces).
+// and a GET of one object by name (the injector reads Namespaces; `trellis upgrade` and `trellis
+// check` read what `trellis install` wrote), GET /version, and the creation of Pods by POST,
+// which go through the stored MutatingWebhookConfigurations over HTTPS first (admission.ts). It stores every kind discovery
+// names; a Secret's stringData becomes base64 data, as the real API server does.
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseAllDocuments } from 'yaml';
-import { discoveryDocument } from './discovery.ts';
+import { admitPod, type AdmissionCall, type ServiceAddress } from './admission.ts';
+import { DISCOVERED_KINDS, discoveryDocument } from './discovery.ts';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -36,32 +40,17 @@ interface ResourceKind {
   /** Path prefix before the namespace part: /api/v1 or /apis/<group>/<version>. */
   readonly prefix: string;
   readonly plural: string;
+  readonly namespaced: boolean;
 }
 
-const KINDS: readonly ResourceKind[] = [
-  { kind: 'Namespace', apiVersion: 'v1', prefix: '/api/v1', plural: 'namespaces' },
-  { kind: 'Service', apiVersion: 'v1', prefix: '/api/v1', plural: 'services' },
-  { kind: 'Pod', apiVersion: 'v1', prefix: '/api/v1', plural: 'pods' },
-  {
-    kind: 'EndpointSlice',
-    apiVersion: 'discovery.k8s.io/v1',
-    prefix: '/apis/discovery.k8s.io/v1',
-    plural: 'endpointslices',
-  },
-  // The policy CRDs of deploy/crds.yaml.
-  {
-    kind: 'Server',
-    apiVersion: 'policy.trellis.dev/v1alpha1',
-    prefix: '/apis/policy.trellis.dev/v1alpha1',
-    plural: 'servers',
-  },
-  {
-    kind: 'AuthorizationPolicy',
-    apiVersion: 'policy.trellis.dev/v1alpha1',
-    prefix: '/apis/policy.trellis.dev/v1alpha1',
-    plural: 'authorizationpolicies',
-  },
-];
+/** Every kind discovery names (the kinds Trellis reads and `trellis install` writes) but TokenReview, which is only created. */
+const KINDS: readonly ResourceKind[] = DISCOVERED_KINDS.filter((k) => k.kind !== 'TokenReview').map((k) => ({
+  kind: k.kind,
+  apiVersion: k.groupVersion,
+  prefix: k.groupVersion.includes('/') ? `/apis/${k.groupVersion}` : `/api/${k.groupVersion}`,
+  plural: k.plural,
+  namespaced: k.namespaced,
+}));
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -114,6 +103,8 @@ export class FakeKubeServer {
   #uid = 0;
   readonly requests: RequestRecord[] = [];
   url = '';
+  /** What GET /version answers (a real server's version.Info), MAJOR.MINOR.PATCH. */
+  kubernetesVersion = '1.32.0';
 
   constructor(options: FakeKubeOptions = {}) {
     this.#bookmarkIntervalMs = options.bookmarkIntervalMs ?? 60_000;
@@ -166,6 +157,15 @@ export class FakeKubeServer {
     stored.metadata.resourceVersion = String(++this.#revision);
     stored.metadata.uid = existing?.metadata.uid ?? object.metadata.uid ?? `uid-${++this.#uid}`;
     stored.metadata.creationTimestamp ??= new Date(0).toISOString();
+    if (kind.kind === 'Secret' && stored['stringData'] !== undefined) {
+      // As the API server does: stringData is written into data, base64, and not kept.
+      const data = (stored['data'] ?? {}) as Record<string, string>;
+      for (const [key, value] of Object.entries(stored['stringData'] as Record<string, string>)) {
+        data[key] = Buffer.from(value).toString('base64');
+      }
+      stored['data'] = data;
+      delete stored['stringData'];
+    }
     store.set(key, stored);
     this.#record(kind.kind, existing ? 'MODIFIED' : 'ADDED', stored);
     return stored;
@@ -265,11 +265,54 @@ export class FakeKubeServer {
     (body: unknown, headers: IncomingMessage['headers']) => { status: number; body: unknown }
   >();
 
+  /** Where the Services of admission webhooks run (admission.ts); none by default. */
+  serviceAddress: ServiceAddress = () => undefined;
+  /** Every call to a webhook, in order. */
+  readonly admissionCalls: AdmissionCall[] = [];
+
+  /** A Pod created by POST: through the mutating webhooks, then stored (201), as the real server. */
+  async #createPod(namespace: string, body: Buffer, res: ServerResponse): Promise<void> {
+    let pod: KubeObject;
+    try {
+      pod = JSON.parse(body.toString('utf8')) as KubeObject;
+      if (typeof pod.metadata?.name !== 'string') throw new Error('metadata.name is required');
+    } catch (error) {
+      sendStatus(res, 400, 'BadRequest', (error as Error).message);
+      return;
+    }
+    pod.metadata.namespace = namespace;
+    try {
+      const admitted = await admitPod(
+        pod,
+        namespace,
+        this.get('Namespace', undefined, namespace)?.metadata.labels ?? {},
+        this.list('MutatingWebhookConfiguration'),
+        this.serviceAddress,
+        this.admissionCalls,
+      );
+      const stored = this.apply({ ...admitted, apiVersion: 'v1', kind: 'Pod' });
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stored));
+    } catch (error) {
+      sendStatus(
+        res,
+        500,
+        'InternalError',
+        `Internal error occurred: failed calling ${(error as Error).message}`,
+      );
+    }
+  }
+
   #handlePost(req: IncomingMessage, res: ServerResponse, path: string): void {
     const handler = this.postHandlers.get(path);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      const podCreate = /^\/api\/v1\/namespaces\/([a-z0-9-]+)\/pods$/.exec(path);
+      if (handler === undefined && podCreate !== null) {
+        void this.#createPod(podCreate[1]!, Buffer.concat(chunks), res);
+        return;
+      }
       if (handler === undefined) {
         sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
         return;
@@ -291,6 +334,24 @@ export class FakeKubeServer {
     const url = new URL(req.url ?? '/', 'http://fake-kube');
     if (req.method === 'POST') {
       this.#handlePost(req, res, url.pathname);
+      return;
+    }
+    if (req.method === 'GET' && (url.pathname === '/version' || url.pathname === '/version/')) {
+      const [major, minor] = this.kubernetesVersion.split('.');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          major,
+          minor,
+          gitVersion: `v${this.kubernetesVersion}`,
+          gitCommit: '0000000000000000000000000000000000000000',
+          gitTreeState: 'clean',
+          buildDate: '2026-01-01T00:00:00Z',
+          goVersion: 'go1.23.0',
+          compiler: 'gc',
+          platform: 'linux/amd64',
+        }),
+      );
       return;
     }
     const discovery = req.method === 'GET' ? discoveryDocument(url.pathname) : null;
@@ -404,7 +465,7 @@ function parseObjectPath(
     if (namespaced) return { kind, namespace: namespaced[1], name: namespaced[2]! };
     const cluster = new RegExp(`^${kind.prefix}/${kind.plural}/([a-z0-9.-]+)$`).exec(pathname);
     // /api/v1/namespaces/NS/... is a namespaced path, not a Namespace called NS.
-    if (cluster && kind.kind === 'Namespace') return { kind, namespace: undefined, name: cluster[1]! };
+    if (cluster && !kind.namespaced) return { kind, namespace: undefined, name: cluster[1]! };
   }
   return null;
 }

@@ -97,7 +97,7 @@ test('lists return a typed list with the current resource version, filtered by n
     ['db-0'],
   );
   assert.equal((await getJson(server, '/api/v1/namespaces/other/services')).body.items.length, 0);
-  const missing = await getJson(server, '/api/v1/configmaps');
+  const missing = await getJson(server, '/api/v1/limitranges');
   assert.equal(missing.status, 404);
   assert.equal(missing.body.kind, 'Status');
 });

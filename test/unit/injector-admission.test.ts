@@ -10,17 +10,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { review, INJECT_ANNOTATION, SKIPPED_ANNOTATION } from '../../src/control/injector/admission.ts';
 import type { InjectorConfig } from '../../src/control/injector/proxy-containers.ts';
+import { TEST_INJECTOR_CONFIG } from '../helpers/injector-config.ts';
 
-const CONFIG: InjectorConfig = {
-  proxyImage: 'localhost/trellis:test',
-  controlPlaneAddress: 'trellis-control.trellis.svc.cluster.local:8086',
-  trustDomain: 'cluster.local',
-  proxyLogLevel: 'info',
-  defaultInboundPolicy: 'all-unauthenticated',
-  nativeSidecar: true,
-  cni: false,
-  controlPlaneNamespace: 'trellis',
-};
+const CONFIG: InjectorConfig = TEST_INJECTOR_CONFIG;
 
 type Json = Record<string, unknown>;
 interface Pod {

@@ -28,18 +28,29 @@ const schema = v.strictObject(
 
 /** Reads and checks the file; ConfigError names `flag`, the file and the first wrong setting. */
 export async function readInjectorConfig(flag: string, path: string): Promise<InjectorConfig> {
-  let raw: unknown;
+  let text: string;
   try {
-    raw = parse(await readFile(path, 'utf8'));
+    text = await readFile(path, 'utf8');
   } catch (error) {
     throw new ConfigError(flag, `${path}: ${(error as Error).message}`);
+  }
+  return parseInjectorConfig(flag, path, text);
+}
+
+/** Checks `text` (the YAML of `source`: a file, or the cluster's ConfigMap); errors as readInjectorConfig. */
+export function parseInjectorConfig(flag: string, source: string, text: string): InjectorConfig {
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (error) {
+    throw new ConfigError(flag, `${source}: ${(error as Error).message}`);
   }
   const result = v.safeParse(schema, raw);
   if (!result.success) {
     const issue = result.issues[0];
     const key = issue.path?.map((p) => String(p.key)).join('.') ?? '';
     const message = issue.kind === 'schema' && issue.input === undefined ? 'missing' : issue.message;
-    throw new ConfigError(flag, `${path}: ${key ? `${key}: ` : ''}${message}`);
+    throw new ConfigError(flag, `${source}: ${key ? `${key}: ` : ''}${message}`);
   }
   return result.output;
 }
