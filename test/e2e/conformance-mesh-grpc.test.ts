@@ -24,8 +24,8 @@ after(() => mesh.close());
 
 /** An HTTP/2 session to a client's gRPC listener, closed after `body`. */
 async function withChannel(body: (session: http2.ClientHttp2Session) => Promise<void>): Promise<void> {
-  const { grpc } = await mesh.client({ grpc: true });
-  const session = http2.connect(`http://127.0.0.1:${grpc}`);
+  const { bound } = await mesh.client({ bound: [{ target: 'echo:7070', protocol: 'h2' }] });
+  const session = http2.connect(`http://127.0.0.1:${bound[0]}`);
   session.on('error', () => {});
   try {
     await body(session);
@@ -75,14 +75,14 @@ spec:
   );
 });
 
-// todo: the proxy's HTTP/2 hops forward a request header sent as several fields as one field
-// joined with ", " (node's header object; h2-proxy.ts has the raw list), so what `add` appended
-// arrives as "this-value-should-be-appended, add-appends-values"; the suite (and HTTP/1 here)
-// expects two fields, which the echo app reads as "...appended,add-appends-values".
+// The cases that `add` to a header the request has are todo: the proxy's HTTP/2 hops forward a
+// header sent as several fields as one field joined with ", " (node's header object; h2-proxy.ts
+// has the raw list), so they arrive as "this-value-should-be-appended, add-appends-values"; the
+// suite (and HTTP/1 here) expects two fields, which the echo app reads as "...,add-appends-values".
 const H2_JOINS_FIELDS =
-  'HTTP/2 hops forward repeated request header fields as one field joined with ", " (h2-exchange.ts forwards the node header object, not the raw list)';
+  'HTTP/2 hops forward repeated request header fields as one field joined with ", " (h2-exchange.ts forwards node\'s header object, not the raw list)';
 
-test('MeshGRPCRouteRequestHeaderModifier', { todo: H2_JOINS_FIELDS }, async () => {
+test('MeshGRPCRouteRequestHeaderModifier', async (t) => {
   const rule = (testCase: string, modifier: string, backend: string) => `
   - matches: [{ headers: [{ name: x-test-case, value: ${testCase} }] }]
     filters: [{ type: RequestHeaderModifier, requestHeaderModifier: ${modifier} }]
@@ -105,8 +105,10 @@ spec:
     'echo-v2',
   )}
 `;
-  const cases: [string, string, Record<string, string>, NonNullable<Expected['request']>][] = [
+  // [upstream case name, x-test-case, backend, headers sent, what the backend must receive]
+  const cases: [string, string, string, Record<string, string>, NonNullable<Expected['request']>][] = [
     [
+      'Set headers -- overwrites existing header',
       'set',
       'echo-v1',
       {
@@ -122,6 +124,7 @@ spec:
       },
     ],
     [
+      'Add headers -- appends to existing header',
       'add',
       'echo-v1',
       { 'x-header-add': 'this-value-should-be-appended' },
@@ -130,12 +133,14 @@ spec:
       },
     ],
     [
+      'Remove headers -- removes headers',
       'remove',
       'echo-v1',
       { 'x-header-remove': 'this-should-be-removed' },
       { headers: { 'x-test-case': 'remove' }, absentHeaders: ['x-header-remove'] },
     ],
     [
+      'Multiple operations -- set, add, and remove headers',
       'multi',
       'echo-v2',
       {
@@ -157,14 +162,17 @@ spec:
   ];
   await mesh.withRoutes(yaml, () =>
     withChannel(async (session) => {
-      for (const [testCase, backend, headers, request] of cases) {
-        const reply = await grpcCall(session, GRPC_PATH, { 'x-test-case': testCase, ...headers });
-        const what = `x-test-case: ${testCase}`;
-        assert.equal(reply.headers[':status'], '200', `${what}: ${JSON.stringify(reply.headers)}`);
-        assert.ok(reply.echo !== null, `${what}: answered by an echo app`);
-        assert.equal(reply.echo.pod, backend, `${what}: backend`);
-        assert.equal(reply.echo.protocol, 'h2', `${what}: arrived as HTTP/2`);
-        checkEchoedRequest(reply.echo, request, what);
+      for (const [name, testCase, backend, headers, request] of cases) {
+        const todo = testCase === 'add' || testCase === 'multi' ? H2_JOINS_FIELDS : undefined;
+        await t.test(name, { todo }, async () => {
+          const reply = await grpcCall(session, GRPC_PATH, { 'x-test-case': testCase, ...headers });
+          const what = `x-test-case: ${testCase}`;
+          assert.equal(reply.headers[':status'], '200', `${what}: ${JSON.stringify(reply.headers)}`);
+          assert.ok(reply.echo !== null, `${what}: answered by an echo app`);
+          assert.equal(reply.echo.pod, backend, `${what}: backend`);
+          assert.equal(reply.echo.protocol, 'h2', `${what}: arrived as HTTP/2`);
+          checkEchoedRequest(reply.echo, request, what);
+        });
       }
     }),
   );

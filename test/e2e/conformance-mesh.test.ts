@@ -9,14 +9,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import {
+  checkReply,
   CONSUMER_NS,
   expectCase,
   MESH_NS,
   startConformanceMesh,
   withinTolerance,
   type ConformanceMesh,
+  type Expected,
 } from '../helpers/conformance-mesh.ts';
-import { echoOf, proxiedRequest } from '../helpers/mesh-echo.ts';
+import { boundRequest, echoOf, proxiedRequest } from '../helpers/mesh-echo.ts';
 
 let mesh: ConformanceMesh;
 before(async () => {
@@ -79,29 +81,35 @@ test('MeshFrontend', async () => {
   });
 });
 
-// The conformance test addresses the Service's ClusterIP with the Host header of another Service.
-// On one machine the address an app's request goes to is the HTTP proxy request's target (or a
-// listener bound for one Service); the Host header is the app's own. Here: the target names one
-// Service, the Host header the other; the route of the target's Service must apply.
+// The conformance test connects to one Service's ClusterIP with the Host header of another. On
+// one machine an app reaches a Service through a listener bound for it (the ClusterIP's place) or
+// names it in an HTTP proxy request's target; the Host header stays the app's own. Either way the
+// route of the Service addressed must apply, not the one the Host names.
 test('MeshFrontendHostname', async () => {
   await withRoutes(MESH_FRONTEND, async () => {
-    const client = await mesh.client();
+    const client = await mesh.client({
+      bound: [
+        { target: 'echo-v2:80', protocol: 'http1' },
+        { target: 'echo-v1:80', protocol: 'http1' },
+      ],
+    });
+    const [toV2, toV1] = client.bound as [number, number];
+    const serviceWrongHost: Expected = { backend: 'echo-v2', headers: { 'X-Header-Set': 'set' } };
+    const otherServiceMatchingHost: Expected = { backend: 'echo-v1', absentHeaders: ['X-Header-Set'] };
     // Send to service with wrong hostname.
-    await expectCase(
-      client.outbound,
-      'echo-v2',
-      '/',
-      { backend: 'echo-v2', headers: { 'X-Header-Set': 'set' } },
-      { Host: 'echo-v1' },
+    checkReply(
+      await boundRequest(toV2, '/', { Host: 'echo-v1' }),
+      serviceWrongHost,
+      'bound echo-v2, Host echo-v1',
     );
+    await expectCase(client.outbound, 'echo-v2', '/', serviceWrongHost, { Host: 'echo-v1' });
     // Send to other service with matching hostname.
-    await expectCase(
-      client.outbound,
-      'echo-v1',
-      '/',
-      { backend: 'echo-v1', absentHeaders: ['X-Header-Set'] },
-      { Host: 'echo-v2' },
+    checkReply(
+      await boundRequest(toV1, '/', { Host: 'echo-v2' }),
+      otherServiceMatchingHost,
+      'bound echo-v1, Host echo-v2',
     );
+    await expectCase(client.outbound, 'echo-v1', '/', otherServiceMatchingHost, { Host: 'echo-v2' });
   });
 });
 

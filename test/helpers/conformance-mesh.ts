@@ -30,8 +30,15 @@ export const GRPC_PATH = '/proto.EchoTestService/Echo';
 export interface ConformanceClient {
   /** The outbound listener: an HTTP proxy for HTTP/1 requests to `http://SERVICE[:PORT]/...`. */
   readonly outbound: number;
-  /** A listener bound for `echo:7070` speaking HTTP/2 (the app's gRPC channel), when asked for. */
-  readonly grpc: number | null;
+  /** The listeners bound for one Service port each (`bound` of client()), in that order. */
+  readonly bound: readonly number[];
+}
+
+/** A listener bound for a Service port, as an app's connection to its address would be. */
+export interface BoundListener {
+  /** "SERVICE:PORT" in gateway-conformance-mesh. */
+  readonly target: string;
+  readonly protocol: 'http1' | 'h2';
 }
 
 export interface ConformanceMesh {
@@ -39,7 +46,7 @@ export interface ConformanceMesh {
   /** The pods' addresses as their endpoints ("pod IP:port"): the proxies' inbound listeners. */
   readonly pods: Readonly<Record<'echo-v1' | 'echo-v2', number>>;
   /** A new client proxy in `namespace` (default gateway-conformance-mesh). */
-  client(opts?: { namespace?: string; grpc?: boolean }): Promise<ConformanceClient>;
+  client(opts?: { namespace?: string; bound?: readonly BoundListener[] }): Promise<ConformanceClient>;
   /** Writes the routes of `yaml` and has the control plane read them; returns their removal. */
   applyRoutes(yaml: string): Promise<() => Promise<void>>;
   /** Runs `body` with `yaml`'s routes applied, and removes them after. */
@@ -91,14 +98,16 @@ export async function startConformanceMesh(): Promise<ConformanceMesh> {
           identity: await identityFor(world, 'echo-v1'),
           config: {
             workload: { name: `client-${++clients}`, namespace },
-            ...(opts.grpc === true
-              ? { destinations: [{ listen: '127.0.0.1:0', target: `echo.${MESH_NS}:7070`, protocol: 'h2' }] }
-              : {}),
+            destinations: (opts.bound ?? []).map((b) => ({
+              listen: '127.0.0.1:0',
+              target: b.target.replace(':', `.${MESH_NS}:`),
+              protocol: b.protocol,
+            })),
           },
         });
         return {
           outbound: portOf(proxy, 'outbound'),
-          grpc: opts.grpc === true ? portOf(proxy, 'destination-0') : null,
+          bound: (opts.bound ?? []).map((_, i) => portOf(proxy, `destination-${i}`)),
         };
       },
       async applyRoutes(yaml) {

@@ -126,17 +126,19 @@ export function proxiedRequest(
   headers: Record<string, string> = {},
   agent: http.Agent | false = false,
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const hasHost = Object.keys(headers).some((k) => k.toLowerCase() === 'host');
+  const hasHost = Object.keys(headers).some((k) => k.toLowerCase() === 'host');
+  return request(proxyPort, `http://${host}${path}`, hasHost ? headers : { host, ...headers }, agent);
+}
+
+/** A GET of `path` (origin-form) to a listener bound for one Service, as an app connected to its address. */
+export function boundRequest(port: number, path: string, headers: Record<string, string>): Promise<Reply> {
+  return request(port, path, headers, false);
+}
+
+function request(port: number, target: string, headers: Record<string, string>, agent: http.Agent | false) {
+  return new Promise<Reply>((resolve, reject) => {
     const req = http.request(
-      {
-        host: '127.0.0.1',
-        port: proxyPort,
-        path: `http://${host}${path}`,
-        headers: hasHost ? headers : { host, ...headers },
-        agent,
-        timeout: 10_000,
-      },
+      { host: '127.0.0.1', port, path: target, headers, agent, timeout: 10_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -144,7 +146,7 @@ export function proxiedRequest(
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`${host}${path} timed out`)));
+    req.on('timeout', () => req.destroy(new Error(`${target} timed out`)));
     req.on('error', reject);
     req.end();
   });
