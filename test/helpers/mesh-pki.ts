@@ -13,7 +13,8 @@ import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery
 import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import { targetKey } from '../../src/core/target.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { localRouteComponent } from '../../src/control/routes/component.ts';
+import { createRouteComponent } from '../../src/control/routes/component.ts';
+import { LocalRouteSource } from '../../src/control/routes/source.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { fileIdentity } from '../../src/proxy/identity/file.ts';
 import type { CertifiedKey, WorkloadIdentity } from '../../src/proxy/identity/provider.ts';
@@ -148,6 +149,8 @@ export interface MeshWorld {
   readonly ca: TestCa;
   /** The Destination API, "host:port". */
   readonly destination: string;
+  /** Has the control plane read the route files now (what a proxy's new Routes watch gets next). */
+  rescanRoutes(): Promise<void>;
   /** Registers a meshed workload of service `service` (port 8080) at 127.0.0.1:`port`. */
   register(service: string, name: string, port: number, identity: string, meshed?: boolean): Promise<void>;
   /** Starts an in-process proxy; `app` is its inbound target. Stopped with the world. */
@@ -169,13 +172,14 @@ export async function startMeshWorld(): Promise<MeshWorld> {
   const root = await mkdtemp(join(tmpdir(), 'trellis-mesh-'));
   const ca = await createCa();
   const watcher = new LocalWatcher({ root, debounceMs: 10, rescanIntervalMs: 300 });
+  const routeSource = new LocalRouteSource({ root, log: silentLogger });
   const cp = await startControlPlane({
     watcher,
     catalog: localCatalog(root),
     grpcListen: '127.0.0.1:0',
     httpListen: '127.0.0.1:0',
     metricsIntervalMs: 60_000,
-    components: [localRouteComponent(root, silentLogger)],
+    components: [createRouteComponent(routeSource, silentLogger)],
   });
   const proxies: RunningProxy[] = [];
   const services = new Set<string>();
@@ -183,6 +187,7 @@ export async function startMeshWorld(): Promise<MeshWorld> {
     root,
     ca,
     destination: cp.grpc,
+    rescanRoutes: () => routeSource.rescan(),
     async register(service, name, port, identity, meshed = true) {
       if (!services.has(service)) {
         services.add(service);
