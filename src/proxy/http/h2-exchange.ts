@@ -27,7 +27,7 @@ import {
 import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
-import { withModifiedHeaders } from './h2-headers.ts';
+import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -246,8 +246,10 @@ export class H2Exchange implements EndpointSink {
     up.on('headers', (headers: http2.IncomingHttpHeaders) =>
       guard(ctx.log, () => this.onInformational(headers)),
     );
-    up.once('response', (headers: http2.IncomingHttpHeaders, flags: number) =>
-      guard(ctx.log, () => this.onResponse(up, headers, flags)),
+    up.once('response', (headers: http2.IncomingHttpHeaders, flags: number, raw: string[] | undefined) =>
+      guard(ctx.log, () =>
+        this.onResponse(up, raw === undefined ? headers : keepRepeatedLines(headers, raw), flags),
+      ),
     );
     up.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.responseTrailers = trailers));
     up.once('end', () => guard(ctx.log, () => this.onUpstreamEnd(up)));

@@ -63,6 +63,42 @@ export function withModifiedHeaders(
   return out as IncomingHttpHeaders & OutgoingHttpHeaders;
 }
 
+/**
+ * node:http2 hands a field sent on several lines over as one value joined with ", " (cookie with
+ * "; "); a proxy forwards the lines as they came (a route's `add` appends a line, and apps may
+ * read repeated fields line by line). `headers` itself when no name repeats, the common case:
+ * nothing is built then (a scan of the raw list, no allocation). Cookie keeps node's joining
+ * (RFC 9113 8.2.3 lets it be split and joined); pseudo-headers never repeat.
+ */
+export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly string[]): IncomingHttpHeaders {
+  let repeats = false;
+  scan: for (let i = 2; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    for (let j = 0; j < i; j += 2) {
+      if (raw[j] === name && name !== 'cookie' && name.charCodeAt(0) !== 58 /* ':' */) {
+        repeats = true;
+        break scan;
+      }
+    }
+  }
+  if (!repeats) return headers;
+  const lines = new Map<string, string[]>();
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const list = lines.get(name);
+    if (list === undefined) lines.set(name, [raw[i + 1]!]);
+    else list.push(raw[i + 1]!);
+  }
+  const out: IncomingHttpHeaders = { ...headers };
+  for (const [name, values] of lines) {
+    if (values.length > 1 && name !== 'cookie' && name.charCodeAt(0) !== 58) out[name] = values;
+  }
+  for (const sym of Object.getOwnPropertySymbols(headers)) {
+    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
+  }
+  return out;
+}
+
 function isTrailersOnly(value: string | string[]): boolean {
   const v = Array.isArray(value) ? value.join(',') : value;
   return v.trim().toLowerCase() === 'trailers';

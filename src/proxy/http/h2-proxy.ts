@@ -26,6 +26,7 @@ import { guardHeaderBlocks, type HeaderGuardLimits } from './h2-header-guard.ts'
 import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
 import { H2_CONNECTION_WINDOW, serverSessionOptions } from './h2-node-settings.ts';
 import { refuseStream } from './h2-refuse.ts';
+import { keepRepeatedLines } from './h2-headers.ts';
 import { reportFault } from '../fault.ts';
 import type { OutboundRoutes } from '../outbound/routes.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
@@ -221,7 +222,7 @@ export class H2Proxy {
       if (this.sessions.size === 0) this.onNoSessions?.();
     });
     const headLimits = this.headLimits;
-    session.on('stream', (stream, headers, _flags, rawHeaders: string[]) => {
+    session.on('stream', (stream, joined, _flags, rawHeaders: string[]) => {
       idle.streamOpened();
       streams.add(stream);
       stream.once('close', () => {
@@ -229,6 +230,7 @@ export class H2Proxy {
         idle.streamClosed();
       });
       try {
+        const headers = keepRepeatedLines(joined, rawHeaders);
         const tooLarge = requestHeadLimitStatus(rawHeaders, headLimits);
         if (tooLarge !== 0) {
           refuseStream(
