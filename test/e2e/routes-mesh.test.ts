@@ -134,6 +134,15 @@ test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { time
     assert.equal((await ask('/v2example')).status, 404);
   });
 
+  await t.test('a path with dot-segments is matched and sent as the app would resolve it', async () => {
+    // As sent, /gone/... would match the rule whose backend does not exist (500).
+    for (const path of ['/gone/../v2/hello', '/gone/%2e%2e/v2/hello']) {
+      const r = await ask(path);
+      assert.equal(r.status, 200, path);
+      assert.deepEqual(JSON.parse(r.body), { app: 'v2', path: '/new/hello', route: 'to-v2' });
+    }
+  });
+
   await t.test('an Exact path wins over a PathPrefix', async () => {
     const r = await ask('/v2/exact');
     assert.deepEqual(JSON.parse(r.body), { app: 'v1', path: '/v2/exact', route: null });

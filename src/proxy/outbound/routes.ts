@@ -32,6 +32,7 @@ import { targetKey, type Target } from '../../core/target.ts';
 import { canonicalName } from '../resolve/mesh-names.ts';
 import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
 import { RetryBudget } from './retry-budget.ts';
+import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
 export const MAX_WATCHED = 1000;
@@ -219,7 +220,11 @@ export class OutboundRoutes {
    */
   decide(target: Target, table: RouteTable, request: RoutedRequest): RouteDecision | null {
     const query = request.pathAndQuery.indexOf('?');
-    const path = query === -1 ? request.pathAndQuery : request.pathAndQuery.slice(0, query);
+    const sent = query === -1 ? request.pathAndQuery : request.pathAndQuery.slice(0, query);
+    // A path with dot-segments ("/public/../admin", also percent-encoded) is matched and sent on
+    // as the app would resolve it (policy/match.ts), as Envoy's path normalisation does: a rule
+    // for /admin is not bypassed, and the backend gets the path the rule saw.
+    const path = hasDotSegment(sent) ? resolveDotSegments(sent) : sent;
     const queryText = query === -1 ? '' : request.pathAndQuery.slice(query + 1);
     const matched = matchRoute(table, {
       method: request.method,
