@@ -130,9 +130,7 @@ function headerRecord(fields: readonly string[]): Record<string, string> {
 }
 
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
-const INTERNAL_ERROR_RESPONSE =
-  'HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n' +
-  'trellis-proxy-error: internal-error\r\n\r\n';
+const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
 export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange {
   private readonly ctx: H1Context;
@@ -286,7 +284,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const answer =
       !this.closed && !this.ending && this.req !== null && !this.resStartedDownstream && this.socket.writable;
     this.ending = true; // nothing more the client sends is read
-    if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE, 'latin1');
+    if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE);
     else this.socket.destroy();
     this.upstream?.socket.destroy();
     // The socket's close cleans up (onDownstreamClose); when that is what faulted, the listener

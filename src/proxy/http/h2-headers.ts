@@ -23,9 +23,7 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHe
     if (name === 'te' && !isTrailersOnly(value)) continue;
     out[name] = value;
   }
-  for (const sym of Object.getOwnPropertySymbols(headers)) {
-    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
-  }
+  copySymbols(headers, out);
   return out;
 }
 
@@ -57,9 +55,7 @@ export function withModifiedHeaders(
     const value = flat[i + 1]!;
     out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
   }
-  for (const sym of Object.getOwnPropertySymbols(headers)) {
-    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
-  }
+  copySymbols(headers, out);
   return out as IncomingHttpHeaders & OutgoingHttpHeaders;
 }
 
@@ -93,10 +89,18 @@ export function keepRepeatedLines(headers: IncomingHttpHeaders, raw: readonly st
   for (const [name, values] of lines) {
     if (values.length > 1 && name !== 'cookie' && name.charCodeAt(0) !== 58) out[name] = values;
   }
-  for (const sym of Object.getOwnPropertySymbols(headers)) {
-    (out as Record<symbol, unknown>)[sym] = (headers as Record<symbol, unknown>)[sym];
-  }
+  copySymbols(headers, out);
   return out;
+}
+
+/**
+ * node:http2 keeps facts about a header object on symbol keys (which fields are sensitive, never
+ * to be indexed by HPACK): a header object built from another carries them over.
+ */
+function copySymbols(from: object, to: object): void {
+  for (const sym of Object.getOwnPropertySymbols(from)) {
+    (to as Record<symbol, unknown>)[sym] = (from as Record<symbol, unknown>)[sym];
+  }
 }
 
 function isTrailersOnly(value: string | string[]): boolean {
