@@ -17,8 +17,10 @@
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, validated by src/core/routes/schema.ts;
 // one without metadata.creationTimestamp is stamped with the time it is read).
 //
-// Fields Kubernetes manifests commonly carry but one-machine mode has no use for (labels,
-// annotations, selector, type, protocol: TCP) are accepted and ignored; any other field is an
+// A Service's traffic annotations (retry.trellis.io/*, timeout.trellis.io/*, balancer.trellis.io/*,
+// src/core/routes/service-annotations.ts) are kept and checked; other fields Kubernetes manifests
+// commonly carry but one-machine mode has no use for (labels, other annotations, selector, type,
+// protocol: TCP) are accepted and ignored; any other field is an
 // error, so typos are caught. A file's errors are reported all at once, one line each, naming the
 // source, the line and column, the document (1-based, counting every document of the file) and the
 // field: `services.yaml:9:22: document 2: spec.ports.0.port: expected a port 1..65535`.
@@ -31,6 +33,7 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Do
 import { ConfigError } from '../core/errors.ts';
 import { validateRoute } from '../core/routes/parse.ts';
 import type { RouteResource } from '../core/routes/schema.ts';
+import { parseTrafficAnnotations, trafficAnnotations } from '../core/routes/service-annotations.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
@@ -201,9 +204,18 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
   switch (kind) {
     case 'Service': {
       const result = validate(serviceSchema, raw);
-      return result.ok
-        ? { resource: serviceResource(result.output), issues: [] }
-        : { resource: null, issues: result.issues };
+      if (!result.ok) return { resource: null, issues: result.issues };
+      const annotationIssues = parseTrafficAnnotations(result.output.metadata.annotations ?? {}).issues;
+      if (annotationIssues.length > 0) {
+        return {
+          resource: null,
+          issues: annotationIssues.map((issue) => ({
+            path: ['metadata', 'annotations', issue.annotation],
+            message: issue.message,
+          })),
+        };
+      }
+      return { resource: serviceResource(result.output), issues: [] };
     }
     case 'Server':
     case 'AuthorizationPolicy':
@@ -288,6 +300,7 @@ function validate<T extends v.GenericSchema>(
 }
 
 function serviceResource({ metadata, spec }: v.InferOutput<typeof serviceSchema>): ServiceResource {
+  const annotations = trafficAnnotations(metadata.annotations);
   return {
     kind: 'Service',
     namespace: metadata.namespace,
@@ -299,6 +312,7 @@ function serviceResource({ metadata, spec }: v.InferOutput<typeof serviceSchema>
         ...(p.targetPort === undefined ? {} : { targetPort: p.targetPort }),
         protocol: p.appProtocol === undefined ? 'auto' : APP_PROTOCOLS[p.appProtocol],
       })),
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
     },
   };
 }

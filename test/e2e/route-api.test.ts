@@ -142,9 +142,14 @@ test('a route set that does not validate is refused with the reason (the caller 
     name: 'r',
     createdMs: 0,
     specJson: JSON.stringify({ parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [] }),
+    annotations: {},
   };
-  assert.equal(compileRouteSet({ routes: [good], unresolvedBackends: [] }).ok, true);
-  const notJson = compileRouteSet({ routes: [{ ...good, specJson: '{' }], unresolvedBackends: [] });
+  assert.equal(compileRouteSet({ routes: [good], unresolvedBackends: [], serviceAnnotations: {} }).ok, true);
+  const notJson = compileRouteSet({
+    routes: [{ ...good, specJson: '{' }],
+    unresolvedBackends: [],
+    serviceAnnotations: {},
+  });
   assert.deepEqual(notJson, { ok: false, problem: 'HTTPRoute mesh/r: spec is not JSON' });
   const invalid = compileRouteSet({
     routes: [
@@ -158,6 +163,7 @@ test('a route set that does not validate is refused with the reason (the caller 
       },
     ],
     unresolvedBackends: [],
+    serviceAnnotations: {},
   });
   assert.deepEqual(invalid, {
     ok: false,

@@ -10,6 +10,8 @@
 //           targetPort: http    # the workload port: a number, or the name of a workload port;
 //                               # default: the same number as `port`
 //           protocol: auto      # auto | http1 | h2 | opaque (opaque: no protocol detection)
+//       annotations:            # optional: retry.trellis.io/*, timeout.trellis.io/*, balancer.trellis.io/*
+//         retry.trellis.io/http: 5xx
 //
 //   <root>/workloads/<namespace>/<name>-<id>.json   a workload registration (one instance):
 //       { "service": "web", "address": "127.0.0.1",
@@ -49,7 +51,10 @@ const servicePortSchema = v.strictObject(
 );
 
 export const serviceFileSchema = v.strictObject(
-  { ports: v.pipe(v.array(servicePortSchema, 'expected a list'), v.minLength(1, 'needs at least one port')) },
+  {
+    ports: v.pipe(v.array(servicePortSchema, 'expected a list'), v.minLength(1, 'needs at least one port')),
+    annotations: v.optional(v.record(v.string(), v.string('expected a string'))),
+  },
   unknownKey,
 );
 
@@ -108,6 +113,8 @@ export interface LocalService {
   readonly namespace: string;
   readonly name: string;
   readonly ports: readonly ServicePort[];
+  /** Its traffic annotations (src/core/routes/service-annotations.ts), for the route API. */
+  readonly annotations?: Readonly<Record<string, string>>;
 }
 
 export interface LocalWorkload {
@@ -233,7 +240,8 @@ function parseService(namespace: string, file: string, text: string): LocalServi
   }
   const result = v.safeParse(serviceFileSchema, raw);
   if (!result.success) return firstProblem(result) ?? 'invalid';
-  return { namespace, name, ports: result.output.ports };
+  const { ports, annotations } = result.output;
+  return { namespace, name, ports, ...(annotations === undefined ? {} : { annotations }) };
 }
 
 function parseWorkload(namespace: string, file: string, text: string): LocalWorkload | string {

@@ -1,7 +1,8 @@
 // The RouteSet one proxy watches for one Service port (src/api/route.proto), built from what the
 // control plane knows: the routes that apply to the asking client's namespace (select.ts
 // routesFor: its consumer routes, else the producer routes), each with its spec as JSON, and the
-// backends of those routes that do not resolve (status.ts). Pure.
+// backends of those routes that do not resolve (status.ts), and the Service's traffic
+// annotations. Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { routesFor } from '../../core/routes/select.ts';
@@ -11,6 +12,8 @@ import { unresolvedBackends, type ServiceIndex } from './status.ts';
 export interface RouteSnapshot {
   readonly routes: readonly RouteResource[];
   readonly services: ServiceIndex;
+  /** "namespace/name" -> the Service's traffic annotations (only Services that have some). */
+  readonly serviceAnnotations: ReadonlyMap<string, Readonly<Record<string, string>>>;
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
@@ -30,7 +33,9 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       name: r.name,
       createdMs: r.createdMs,
       specJson: JSON.stringify(r.spec),
+      annotations: r.annotations ?? {},
     })),
     unresolvedBackends: [...unresolved].sort(),
+    serviceAnnotations: snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
   };
 }

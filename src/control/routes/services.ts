@@ -12,3 +12,12 @@ export function localServiceIndex(state: LocalState): ServiceIndex {
     );
   return index;
 }
+
+/** The traffic annotations of the state folder's Services (only those that have some). */
+export function localServiceAnnotations(state: LocalState): Map<string, Readonly<Record<string, string>>> {
+  const annotations = new Map<string, Readonly<Record<string, string>>>();
+  for (const [key, service] of state.services)
+    if (service.annotations !== undefined && Object.keys(service.annotations).length > 0)
+      annotations.set(key, service.annotations);
+  return annotations;
+}

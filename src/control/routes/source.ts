@@ -2,13 +2,13 @@
 // (state-files.ts) and the Services of `<state>/services/` they name (services.ts), kept up to
 // date by the shared FolderSnapshot (a recursive fs.watch, debounced, with a periodic full rescan
 // for the events fs.watch misses); listeners are told only when the routes or the Services' ports
-// actually changed. On Kubernetes the same RouteSnapshot would come from the
+// or their traffic annotations actually changed. On Kubernetes the same RouteSnapshot would come from the
 // Gateway API CRDs (not written yet).
 import type { Logger } from '../../core/log.ts';
 import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
 import type { RouteSnapshot } from './route-set.ts';
-import { localServiceIndex } from './services.ts';
+import { localServiceAnnotations, localServiceIndex } from './services.ts';
 import { readRouteFolder, routesDir, type RouteFileCache } from './state-files.ts';
 
 export interface RouteSource {
@@ -40,12 +40,16 @@ export class LocalRouteSource implements RouteSource {
       ...options,
       log,
       folder: routesDir(options.root),
-      initial: { routes: [], services: new Map() },
-      read: async () => ({
-        routes: await readRouteFolder(options.root, routeCache, log),
-        services: localServiceIndex(await readLocalState(options.root, stateCache, log)),
-      }),
-      key: (snapshot) => [snapshot.routes, [...snapshot.services]],
+      initial: { routes: [], services: new Map(), serviceAnnotations: new Map() },
+      read: async () => {
+        const state = await readLocalState(options.root, stateCache, log);
+        return {
+          routes: await readRouteFolder(options.root, routeCache, log),
+          services: localServiceIndex(state),
+          serviceAnnotations: localServiceAnnotations(state),
+        };
+      },
+      key: (snapshot) => [snapshot.routes, [...snapshot.services], [...snapshot.serviceAnnotations]],
     });
   }
 

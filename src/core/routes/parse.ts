@@ -3,6 +3,7 @@
 // proxy (src/proxy/route/) call the same function.
 import * as v from 'valibot';
 import { grpcRouteSchema, httpRouteSchema, type RouteResource } from './schema.ts';
+import { parseTrafficAnnotations, trafficAnnotations } from './service-annotations.ts';
 
 export const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
 
@@ -30,7 +31,23 @@ export function validateRoute(
   }
   const { metadata, spec } = result.output;
   const stamp = metadata.creationTimestamp === undefined ? createdMs : Date.parse(metadata.creationTimestamp);
-  const base = { namespace: metadata.namespace, name: metadata.name, createdMs: stamp };
+  const annotations = trafficAnnotations(metadata.annotations);
+  const annotationIssues = parseTrafficAnnotations(annotations).issues;
+  if (annotationIssues.length > 0) {
+    return {
+      route: null,
+      issues: annotationIssues.map((issue) => ({
+        path: ['metadata', 'annotations', issue.annotation],
+        message: issue.message,
+      })),
+    };
+  }
+  const base = {
+    namespace: metadata.namespace,
+    name: metadata.name,
+    createdMs: stamp,
+    ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+  };
   const route: RouteResource =
     result.output.kind === 'GRPCRoute'
       ? { kind: 'GRPCRoute', ...base, spec: result.output.spec }
@@ -47,6 +64,7 @@ export function routeDocument(route: RouteResource): Record<string, unknown> {
       name: route.name,
       namespace: route.namespace,
       creationTimestamp: new Date(route.createdMs).toISOString(),
+      ...(route.annotations === undefined ? {} : { annotations: route.annotations }),
     },
     spec: route.spec,
   };

@@ -368,6 +368,8 @@ export type RouteResource =
       readonly namespace: string;
       readonly name: string;
       readonly createdMs: number;
+      /** Its Trellis traffic annotations (service-annotations.ts), when it has any. */
+      readonly annotations?: Readonly<Record<string, string>>;
       readonly spec: HttpRouteSpec;
     }
   | {
@@ -375,6 +377,7 @@ export type RouteResource =
       readonly namespace: string;
       readonly name: string;
       readonly createdMs: number;
+      readonly annotations?: Readonly<Record<string, string>>;
       readonly spec: GrpcRouteSpec;
     };
 

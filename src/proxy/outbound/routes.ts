@@ -31,6 +31,8 @@ import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import { targetKey, type Target } from '../../core/target.ts';
 import { canonicalName } from '../resolve/mesh-names.ts';
 import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
+import { routePolicyKey, type PolicedRouteTable } from '../route/route-table.ts';
+import { NO_TRAFFIC_POLICY, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
 import { RetryBudget } from './retry-budget.ts';
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
@@ -72,6 +74,10 @@ export interface RouteTimeout {
 export interface RoutePolicyRetry {
   /** Response statuses that are retried. */
   readonly codes: readonly number[];
+  /** gRPC statuses that are retried (annotation retry.trellis.io/grpc). */
+  readonly grpcCodes: readonly number[];
+  /** Each attempt's limit (annotation retry.trellis.io/timeout), null: the route's timeouts only. */
+  readonly attemptTimeoutMs: number | null;
   /** Retries after the first attempt. */
   readonly retries: number;
   /** The first backoff; each next one doubles, each drawn in [d/2, d] (jitter). */
@@ -83,6 +89,11 @@ export interface RoutePolicyRetry {
 export const DEFAULT_RETRIES = 1;
 /** The first backoff when `backoff` is not given (Envoy's base interval). */
 export const DEFAULT_BACKOFF_MS = 25;
+
+/** timeout.trellis.io/request as the route's timeout. */
+function policyTimeout(policy: ServiceTrafficPolicy): RouteTimeout | null {
+  return policy.requestTimeoutMs === null ? null : { ms: policy.requestTimeoutMs, reason: 'request-timeout' };
+}
 
 function routeTimeout(rule: CompiledRule): RouteTimeout | null {
   const request = rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs;
@@ -110,8 +121,9 @@ export type RouteDecision =
       readonly timeout: RouteTimeout | null;
       /** The rule's retry policy (HTTPRoute `retry`), null: no retries. */
       readonly retry: RoutePolicyRetry | null;
-      readonly rule: CompiledRule;
-      readonly backend: CompiledBackend;
+      /** The rule that matched, null when only the Service's annotations apply. */
+      readonly rule: CompiledRule | null;
+      readonly backend: CompiledBackend | null;
     };
 
 /** Starts a watch (watch-client.ts watchRoutes; injected by tests). */
@@ -130,11 +142,13 @@ export interface OutboundRoutesOptions {
 }
 
 interface Watched {
-  table: RouteTable | null;
+  table: PolicedRouteTable | null;
   /** The retry budget of this Service port, made when a rule first asks for retries. */
   budget: RetryBudget | null;
+  /** The policy `budget` was made with. */
+  budgetPolicy: ServiceTrafficPolicy['budget'] | null;
   /** Until the first table arrives (or the wait ends): the requests waiting for it. */
-  first: Promise<RouteTable | null> | null;
+  first: Promise<PolicedRouteTable | null> | null;
   watch: RouteWatch | null;
 }
 
@@ -154,7 +168,7 @@ export class OutboundRoutes {
    * The routes attached to the Service port `target` names: the table (null when none are), at
    * once when known, else a promise of it (the first request to that Service port).
    */
-  tableFor(target: Target): RouteTable | null | Promise<RouteTable | null> {
+  tableFor(target: Target): PolicedRouteTable | null | Promise<PolicedRouteTable | null> {
     const key = targetKey(target);
     const known = this.watched.get(key);
     if (known !== undefined) return known.first ?? known.table;
@@ -169,13 +183,13 @@ export class OutboundRoutes {
       }
       return null;
     }
-    const entry: Watched = { table: null, budget: null, first: null, watch: null };
+    const entry: Watched = { table: null, budget: null, budgetPolicy: null, first: null, watch: null };
     entry.first = this.startWatch(entry, service);
     this.watched.set(key, entry);
     return entry.first;
   }
 
-  private async startWatch(entry: Watched, service: ServicePort): Promise<RouteTable | null> {
+  private async startWatch(entry: Watched, service: ServicePort): Promise<PolicedRouteTable | null> {
     const start = this.opts.startWatch ?? (await import('../route/watch-client.ts')).watchRoutes;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
@@ -203,7 +217,13 @@ export class OutboundRoutes {
           resolve(entry.table);
         },
         onTable: (table) => {
-          entry.table = table.http === null && table.grpc === null ? null : table;
+          entry.table =
+            table.http === null && table.grpc === null && table.policy === undefined ? null : table;
+          // A budget made for the previous policy stays (its counts are the Service's), unless
+          // the policy's budget changed.
+          if (entry.budget !== null && entry.budgetPolicy !== (table.policy ?? NO_TRAFFIC_POLICY).budget) {
+            entry.budget = null;
+          }
           if (entry.first !== null) {
             clearTimeout(timer);
             entry.first = null;
@@ -218,7 +238,7 @@ export class OutboundRoutes {
    * Where `request` to the Service port `target` (whose table is `table`) goes; null: no route
    * applies (as before).
    */
-  decide(target: Target, table: RouteTable, request: RoutedRequest): RouteDecision | null {
+  decide(target: Target, table: PolicedRouteTable, request: RoutedRequest): RouteDecision | null {
     const query = request.pathAndQuery.indexOf('?');
     const sent = query === -1 ? request.pathAndQuery : request.pathAndQuery.slice(0, query);
     // A path with dot-segments ("/public/../admin", also percent-encoded) is matched and sent on
@@ -233,7 +253,8 @@ export class OutboundRoutes {
       headers: request.headers,
       grpc: request.grpc,
     });
-    if (matched === null) return null;
+    const servicePolicy = table.policy ?? NO_TRAFFIC_POLICY;
+    if (matched === null) return this.policyOnly(target, servicePolicy, request);
     if (matched === NO_MATCHING_RULE) {
       return {
         kind: 'refuse',
@@ -242,6 +263,10 @@ export class OutboundRoutes {
       };
     }
     const { rule, matchedPrefix } = matched;
+    const policy =
+      table.routePolicies === undefined
+        ? servicePolicy
+        : (table.routePolicies.get(routePolicyKey(rule.route)) ?? servicePolicy);
     const name = `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
     if (rule.failure !== null)
       return { kind: 'refuse', reason: 'route-unsupported', message: `${name}: ${rule.failure}` };
@@ -286,23 +311,73 @@ export class OutboundRoutes {
       authority: rewrittenHost,
       requestHeaders,
       responseHeaders,
-      timeout: routeTimeout(rule),
-      retry: rule.retry === null ? null : this.retryOf(target, rule.retry),
+      timeout: routeTimeout(rule) ?? policyTimeout(policy),
+      retry: this.retryOf(target, rule.retry, policy),
       rule,
       backend,
     };
   }
 
-  /** A rule's retry policy with its Service port's budget, which this request pays into. */
-  private retryOf(target: Target, retry: NonNullable<CompiledRule['retry']>): RoutePolicyRetry | null {
-    const entry = this.watched.get(targetKey(target));
-    if (entry === undefined || retry.codes.length === 0) return null;
-    const budget = (entry.budget ??= new RetryBudget());
-    budget.deposit();
+  /**
+   * A request to a Service port whose routes do not apply to it (none attached for its protocol)
+   * but whose Service asks for retries or a timeout by annotation: sent on as it is, with them.
+   */
+  private policyOnly(
+    target: Target,
+    policy: ServiceTrafficPolicy,
+    request: RoutedRequest,
+  ): RouteDecision | null {
+    if (policy.retry === null && policy.requestTimeoutMs === null) return null;
     return {
-      codes: retry.codes,
-      retries: retry.attempts ?? DEFAULT_RETRIES,
-      backoffMs: retry.backoffMs ?? DEFAULT_BACKOFF_MS,
+      kind: 'forward',
+      target,
+      pathAndQuery: request.pathAndQuery,
+      authority: null,
+      requestHeaders: [],
+      responseHeaders: [],
+      timeout: policyTimeout(policy),
+      retry: this.retryOf(target, null, policy),
+      rule: null,
+      backend: null,
+    };
+  }
+
+  /**
+   * The retry policy of a request: the rule's (HTTPRoute `retry`) when it has one, else the
+   * annotations' (route over Service); with its Service port's budget, which this request pays into.
+   */
+  private retryOf(
+    target: Target,
+    retry: CompiledRule['retry'],
+    policy: ServiceTrafficPolicy,
+  ): RoutePolicyRetry | null {
+    const entry = this.watched.get(targetKey(target));
+    if (entry === undefined) return null;
+    const annotated = policy.retry;
+    if (retry === null && annotated === null) return null;
+    if (retry !== null && retry.codes.length === 0) return null;
+    if (entry.budget === null) {
+      entry.budget = new RetryBudget(policy.budget);
+      entry.budgetPolicy = policy.budget;
+    }
+    const budget = entry.budget;
+    budget.deposit();
+    if (retry !== null) {
+      return {
+        codes: retry.codes,
+        grpcCodes: [],
+        retries: retry.attempts ?? DEFAULT_RETRIES,
+        backoffMs: retry.backoffMs ?? DEFAULT_BACKOFF_MS,
+        attemptTimeoutMs: null,
+        budget,
+      };
+    }
+    return {
+      codes: annotated!.httpCodes,
+      grpcCodes: annotated!.grpcCodes,
+      retries: annotated!.retries,
+      backoffMs: DEFAULT_BACKOFF_MS,
+      attemptTimeoutMs: annotated!.timeoutMs,
       budget,
     };
   }

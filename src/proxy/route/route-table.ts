@@ -1,7 +1,9 @@
 // A RouteSet from the control plane (src/api/route.proto) compiled into the matcher's RouteTable
 // (src/core/routes/matcher.ts): each route's spec is parsed and validated with the schema
 // `trellis apply` uses (src/core/routes/parse.ts), its regular expressions compiled once, and the
-// backends the control plane could not resolve marked so their share gets 500. Never throws: a set
+// backends the control plane could not resolve marked so their share gets 500; the Service's
+// traffic annotations (and each route's, laid over them) parsed into its traffic policy
+// (src/core/routes/service-annotations.ts). Never throws: a set
 // with any route that does not validate is refused whole with the reason, and the caller keeps
 // its last good table. Compiling a table turns on V8's linear-time fallback for regular
 // expressions (src/core/routes/regex.ts), once per process.
@@ -10,11 +12,30 @@ import { compileRouteTable, type RouteTable } from '../../core/routes/matcher.ts
 import { validateRoute } from '../../core/routes/parse.ts';
 import { enableLinearRegexFallback } from '../../core/routes/regex.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
+import { parseTrafficAnnotations, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
+
+/** A Service port's routes and its traffic policy (annotations of the Service and its routes). */
+export interface PolicedRouteTable extends RouteTable {
+  /** The Service's policy; absent: none (tests that build tables by hand). */
+  readonly policy?: ServiceTrafficPolicy;
+  /** "Kind namespace/name" -> the policy of a route with annotations of its own (laid over the Service's). */
+  readonly routePolicies?: ReadonlyMap<string, ServiceTrafficPolicy>;
+}
+
+/** The key of routePolicies. */
+export function routePolicyKey(route: { kind: string; namespace: string; name: string }): string {
+  return `${route.kind} ${route.namespace}/${route.name}`;
+}
 
 export type CompiledRouteSet =
-  { readonly ok: true; readonly table: RouteTable } | { readonly ok: false; readonly problem: string };
+  { readonly ok: true; readonly table: PolicedRouteTable } | { readonly ok: false; readonly problem: string };
 
 export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
+  const service = parseTrafficAnnotations(set.serviceAnnotations);
+  const issue = service.issues[0];
+  if (issue !== undefined)
+    return { ok: false, problem: `Service annotation ${issue.annotation}: ${issue.message}` };
+  const routePolicies = new Map<string, ServiceTrafficPolicy>();
   const routes: RouteResource[] = [];
   for (const r of set.routes) {
     const where = `${r.kind} ${r.namespace}/${r.name}`;
@@ -27,7 +48,7 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
     const document = {
       apiVersion: 'gateway.networking.k8s.io/v1',
       kind: r.kind,
-      metadata: { name: r.name, namespace: r.namespace },
+      metadata: { name: r.name, namespace: r.namespace, annotations: r.annotations },
       spec,
     };
     const { route, issues } = validateRoute(document, Number(r.createdMs));
@@ -39,6 +60,11 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
       };
     }
     routes.push(route);
+    if (route.annotations !== undefined)
+      routePolicies.set(
+        routePolicyKey(route),
+        parseTrafficAnnotations({ ...set.serviceAnnotations, ...route.annotations }).policy,
+      );
   }
   const unresolved = new Set(set.unresolvedBackends);
   try {
@@ -47,8 +73,27 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
       routes,
       (namespace, name, port) => !unresolved.has(`${namespace}/${name}:${port}`),
     );
-    return { ok: true, table };
+    const policy = service.policy;
+    return {
+      ok: true,
+      table: {
+        ...table,
+        ...(isInert(policy) ? {} : { policy }),
+        ...(routePolicies.size > 0 ? { routePolicies } : {}),
+      },
+    };
   } catch (error) {
     return { ok: false, problem: `cannot compile the routes: ${(error as Error).message}` };
   }
+}
+
+/** A policy that changes nothing on the data path (NO_TRAFFIC_POLICY, or only a budget). */
+export function isInert(policy: ServiceTrafficPolicy): boolean {
+  return (
+    policy.retry === null &&
+    policy.requestTimeoutMs === null &&
+    policy.failureAccrual === null &&
+    policy.maxPendingRequests === null &&
+    policy.maxConnections === null
+  );
 }

@@ -20,11 +20,10 @@ import { backoffSettings, WATCH_BACKOFF } from '../../core/backoff.ts';
 import type { Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import type { Random } from '../../core/random.ts';
-import type { RouteTable } from '../../core/routes/matcher.ts';
 import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
 import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
 import { watchStream } from '../resolve/watch-stream.ts';
-import { compileRouteSet } from './route-table.ts';
+import { compileRouteSet, type PolicedRouteTable } from './route-table.ts';
 
 export interface RouteWatchOptions {
   /** The control plane's gRPC address, "host:port". */
@@ -43,7 +42,7 @@ export interface RouteWatchOptions {
   readonly random?: Random;
   readonly log: Logger;
   /** A new table (one with no routes, where matchRoute gives null, when none applies). Not called for a set that does not compile. */
-  readonly onTable: (table: RouteTable) => void;
+  readonly onTable: (table: PolicedRouteTable) => void;
   /** A set that does not compile, with the reason (the last good table stays). */
   readonly onRejected?: (problem: string) => void;
   /** The stream failed or ended (it is opened again after a backoff); the table stays. */

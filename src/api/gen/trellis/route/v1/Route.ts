@@ -17,6 +17,10 @@ export interface Route {
    * The route's spec as JSON: parentRefs, hostnames, rules, with the CRD's defaults filled in.
    */
   specJson?: string;
+  /**
+   * The route's traffic annotations, laid over the Service's for requests its rules match.
+   */
+  annotations?: { [key: string]: string };
 }
 
 export interface Route__Output {
@@ -34,4 +38,8 @@ export interface Route__Output {
    * The route's spec as JSON: parentRefs, hostnames, rules, with the CRD's defaults filled in.
    */
   specJson: string;
+  /**
+   * The route's traffic annotations, laid over the Service's for requests its rules match.
+   */
+  annotations: { [key: string]: string };
 }

@@ -15,6 +15,12 @@ export interface RouteSet {
    * (no such Service or port, or not permitted): requests picked for one get 500.
    */
   unresolvedBackends?: string[];
+  /**
+   * The Service's traffic annotations (retry.trellis.io/*, timeout.trellis.io/*,
+   * balancer.trellis.io/*; src/core/routes/service-annotations.ts), raw: the proxy parses them
+   * with the same code `trellis apply` checks them with. They apply with or without routes.
+   */
+  serviceAnnotations?: { [key: string]: string };
 }
 
 export interface RouteSet__Output {
@@ -27,4 +33,10 @@ export interface RouteSet__Output {
    * (no such Service or port, or not permitted): requests picked for one get 500.
    */
   unresolvedBackends: string[];
+  /**
+   * The Service's traffic annotations (retry.trellis.io/*, timeout.trellis.io/*,
+   * balancer.trellis.io/*; src/core/routes/service-annotations.ts), raw: the proxy parses them
+   * with the same code `trellis apply` checks them with. They apply with or without routes.
+   */
+  serviceAnnotations: { [key: string]: string };
 }
