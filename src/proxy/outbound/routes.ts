@@ -25,7 +25,6 @@ import {
   NO_MATCHING_RULE,
   type CompiledRule,
   type RequestHeaders,
-  type RouteTable,
 } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import { targetKey, type Target } from '../../core/target.ts';
