@@ -40,7 +40,18 @@ import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes, RoutePolicyRetry, RouteTimeout } from '../outbound/routes.ts';
+import {
+  attemptLimit,
+  MAX_RETRY_BODY_BYTES,
+  retryAfter,
+  retryRandom,
+  timeoutMessage,
+  type AttemptFailure,
+  type OutboundRoutes,
+  type RoutePolicyRetry,
+  type RouteTimeouts,
+  type TimeoutReason,
+} from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
 export interface H1Route {
@@ -168,8 +179,14 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private retryTimer: NodeJS.Timeout | null = null;
   /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
   private retryPick: Pick | null = null;
-  /** The matched route rule's timeout, null: the proxy's response timeout. */
-  private routeTimeout: RouteTimeout | null = null;
+  /** The matched route rule's timeouts, null: the proxy's response timeout. */
+  private routeTimeouts: RouteTimeouts | null = null;
+  /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
+  private deadline = Infinity;
+  /** Which limit the running response timer stands for (the reason its 504 names). */
+  private timeoutReason: TimeoutReason = 'response-timeout';
+  /** The request body as sent, kept for a retry (content-length bodies up to 64 KiB), or null. */
+  private retryBody: Buffer[] | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
@@ -439,30 +456,38 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       host: decision.authority ?? route.host,
     };
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
-    this.routeTimeout = decision.timeout;
-    // Retries re-send the request: only one without a body (what was sent is all there is) and
-    // not an upgrade. (Bodies kept for a retry, up to 64 KiB, are not done yet.)
+    const timeouts = decision.timeouts;
+    this.routeTimeouts = timeouts;
+    this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
+    // Retries re-send the request: not an upgrade, and a body only when it has a length of at
+    // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
     const retry = decision.retry;
+    const bodyless = head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0);
     this.routeRetry =
       retry !== null &&
       retry.retries > 0 &&
       head.upgrade === null &&
-      (head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0))
+      (bodyless || (head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES))
         ? retry
         : null;
+    this.retryBody = this.routeRetry !== null && !bodyless ? [] : null;
     this.retriesDone = 0;
     return true;
   }
 
   /**
-   * A response whose status the route retries: when the budget allows, the answer is dropped
-   * (with its connection, whose body is unread) and the request sent again after a backoff, to
-   * another endpoint when there is one. Returns true when it retries.
+   * An attempt the route retries (its status, or no answer in time): when the budget allows and
+   * the whole request was sent, the answer is dropped (with its connection, whose body is unread)
+   * and the request sent again after a backoff, to another endpoint when there is one. Returns
+   * true when it retries.
    */
-  private retryOnStatus(status: number): boolean {
+  private retryAttempt(failure: AttemptFailure): boolean {
     const retry = this.routeRetry;
-    if (retry === null || this.retriesDone >= retry.retries || !retry.codes.includes(status)) return false;
-    if (!retry.budget.tryWithdraw()) {
+    // A request whose body is still arriving cannot be sent again whole.
+    if (retry === null || this.reqState !== REQ_DONE) return false;
+    const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
+    if (delay === null) return false;
+    if (delay === 'budget-exhausted') {
       this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
       return false;
     }
@@ -481,8 +506,6 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.resBuf = null;
     this.resState = RES_NONE;
     this.reqState = REQ_CONNECTING;
-    const base = retry.backoffMs * 2 ** (this.retriesDone - 1);
-    const delay = base / 2 + Math.random() * (base / 2);
     const route = this.route;
     this.retryPick = failed;
     this.retryTimer = setTimeout(() => {
@@ -625,6 +648,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     }
     if (!this.reqChunked && this.reqRemaining === 0) {
       this.reqState = REQ_DONE;
+      // A retry sends the body the first attempt sent (kept by forwardRequestBody).
+      if (this.retriesDone > 0 && this.retryBody !== null) for (const part of this.retryBody) up.write(part);
     } else {
       this.reqState = REQ_BODY;
       this.armBodyTimer();
@@ -636,7 +661,12 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         return;
       }
     }
-    const timeoutMs = this.routeTimeout?.ms ?? this.ctx.responseTimeoutMs;
+    let timeoutMs = this.ctx.responseTimeoutMs;
+    if (this.routeTimeouts !== null) {
+      const limit = attemptLimit(this.deadline, this.routeTimeouts, timeoutMs, performance.now());
+      timeoutMs = limit.ms;
+      this.timeoutReason = limit.reason;
+    }
     if (timeoutMs > 0) {
       this.responseTimer = setTimeout(() => {
         try {
@@ -654,7 +684,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     let used: number;
     if (!this.reqChunked) {
       used = Math.min(this.reqRemaining, chunk.length);
-      if (used > 0 && !up.write(used === chunk.length ? chunk : chunk.subarray(0, used))) this.socket.pause();
+      const part = used === chunk.length ? chunk : chunk.subarray(0, used);
+      if (this.retryBody !== null && used > 0) this.retryBody.push(part);
+      if (used > 0 && !up.write(part)) this.socket.pause();
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) this.reqState = REQ_DONE;
     } else {
@@ -747,7 +779,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   }
 
   private onResponseHead(head: MessageHead): void {
-    if (this.routeRetry !== null && this.retryOnStatus(head.status)) return;
+    if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null })) return;
     this.clearResponseTimer();
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
@@ -979,7 +1011,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.retried = false;
     this.connectRetried = null;
     this.responseHeaders = null;
-    this.routeTimeout = null;
+    this.routeTimeouts = null;
+    this.deadline = Infinity;
+    this.timeoutReason = 'response-timeout';
+    this.retryBody = null;
     this.routeRetry = null;
     this.cancelRetry();
     this.releasePick();
@@ -1224,9 +1259,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseTimer = null;
     if (this.resState !== RES_HEAD) return;
     this.upstreamReusable = false;
-    const route = this.routeTimeout;
-    if (route !== null) this.replyError(route.reason, `no response within the route's ${route.ms} ms`);
-    else this.replyError('response-timeout', 'upstream did not respond in time');
+    const reason = this.timeoutReason;
+    if (reason !== 'request-timeout' && this.retryAttempt({ timedOut: true })) return;
+    this.replyError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 
   private clearHeadTimer(): void {

@@ -26,7 +26,18 @@ import {
 } from '../outbound/balance.ts';
 import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
+import {
+  attemptLimit,
+  MAX_RETRY_BODY_BYTES,
+  retryAfter,
+  retryRandom,
+  timeoutMessage,
+  type AttemptFailure,
+  type OutboundRoutes,
+  type RoutePolicyRetry,
+  type RouteTimeouts,
+  type TimeoutReason,
+} from '../outbound/routes.ts';
 import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
@@ -34,7 +45,7 @@ const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_E
 /** What an exchange needs from the proxy and from the downstream connection it arrived on. */
 export interface ExchangeContext {
   direction: Direction;
-  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried'>;
   log: Logger;
   accessLog: AccessLog | null;
   pool: H2UpstreamPool;
@@ -56,8 +67,21 @@ export class H2Exchange implements EndpointSink {
   private requestHeaders: http2.IncomingHttpHeaders;
   /** The matched route rule's response header filters, null when none. */
   private responseHeaderModifiers: readonly HeaderModifier[] | null = null;
-  /** Set when the matched route's timeout replaced the response timeout. */
-  private routeTimeout: RouteTimeout | null = null;
+  /** The matched route's timeouts, null: the proxy's response timeout. */
+  private routeTimeouts: RouteTimeouts | null = null;
+  /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
+  private deadline = Infinity;
+  /** Which limit the running response timer stands for (the reason its 504 names). */
+  private timeoutReason: TimeoutReason = 'response-timeout';
+  /** The route's retries, null: none (or the request cannot be re-sent). */
+  private retry: RoutePolicyRetry | null = null;
+  private retriesDone = 0;
+  /** The request body as received, kept for a retry (up to MAX_RETRY_BODY_BYTES), or null. */
+  private retryBody: Buffer[] | null = null;
+  private retryBodyBytes = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** The failed attempt's pick while a retry waits for its backoff. */
+  private retryPick: EndpointPick | null = null;
   private readonly grpc: boolean;
   private readonly outcome = new ExchangeOutcome();
   private upstream: http2.ClientHttp2Stream | undefined;
@@ -177,19 +201,92 @@ export class H2Exchange implements EndpointSink {
     if (decision.authority !== null) headers[':authority'] = decision.authority;
     this.requestHeaders = headers;
     if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
-    const timeout = decision.timeout;
-    if (timeout !== null) {
+    const timeouts = decision.timeouts;
+    if (timeouts !== null) {
+      this.routeTimeouts = timeouts;
+      if (timeouts.requestMs !== null) this.deadline = performance.now() + timeouts.requestMs;
       this.clearResponseTimer();
-      this.routeTimeout = timeout;
-      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onResponseTimeout()), timeout.ms);
+      this.armAttemptTimer();
+    }
+    if (decision.retry !== null && decision.retry.retries > 0) {
+      this.retry = decision.retry;
+      this.retryBody = [];
     }
     this.attempt(decision.target, null);
   }
 
+  /** Starts the response timer of one attempt: the first of the route's limits and the proxy's. */
+  private armAttemptTimer(): void {
+    const limit = attemptLimit(
+      this.deadline,
+      this.routeTimeouts,
+      this.ctx.responseTimeoutMs,
+      performance.now(),
+    );
+    this.timeoutReason = limit.reason;
+    if (limit.ms > 0)
+      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onResponseTimeout()), limit.ms);
+  }
+
+  /**
+   * An attempt the route retries (its status, a trailers-only gRPC status, or no answer in time):
+   * when the whole request was received (and kept) and the budget allows, the attempt's stream
+   * is cancelled and the request sent again after a backoff, to another endpoint when there is
+   * one. Returns true when it retries.
+   */
+  private retryAttempt(failure: AttemptFailure): boolean {
+    const retry = this.retry;
+    if (retry === null || this.retryBody === null || !this.requestEnded || this.responded) return false;
+    const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
+    if (delay === null) return false;
+    const { ctx } = this;
+    if (delay === 'budget-exhausted') {
+      ctx.metrics.retried(ctx.direction, 'budget-exhausted');
+      return false;
+    }
+    ctx.metrics.retried(ctx.direction, 'retried');
+    this.retriesDone++;
+    this.clearResponseTimer();
+    const up = this.upstream;
+    this.upstream = undefined;
+    this.upstreamSession = undefined;
+    if (up !== undefined) {
+      // The given-up attempt's events no longer concern this exchange (its 'error' stays handled).
+      this.downstream.unpipe(up);
+      for (const event of ['headers', 'response', 'trailers', 'end', 'close', 'wantTrailers'])
+        up.removeAllListeners(event);
+      if (!up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    }
+    this.upstreamComplete = false;
+    this.responseTrailers = undefined;
+    const failed = this.endpointPick;
+    this.endpointPick = null;
+    this.retryPick = failed;
+    this.retryTimer = setTimeout(
+      () =>
+        guard(
+          ctx.log,
+          () => {
+            this.retryTimer = undefined;
+            this.retryPick = null;
+            if (this.abandoned()) {
+              failed?.done();
+              return;
+            }
+            this.armAttemptTimer();
+            this.attempt(this.target!, failed, false);
+          },
+          () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
+        ),
+      delay,
+    );
+    return true;
+  }
+
   /** Sends the stream towards `target`; `failed` is the previous attempt's pick on a retry. */
-  private attempt(target: Target, failed: EndpointPick | null): void {
+  private attempt(target: Target, failed: EndpointPick | null, otherOnly = true): void {
     this.target = target;
-    pickEndpoint(this.ctx.discovery, target, failed, this);
+    pickEndpoint(this.ctx.discovery, target, failed, this, otherOnly);
   }
 
   /** Where this attempt goes (outbound/balance.ts): send the stream there, or answer why not. */
@@ -216,7 +313,9 @@ export class H2Exchange implements EndpointSink {
       return;
     }
     this.endpointPick = outcome;
-    const endStream = downstream.endAfterHeaders;
+    const endStream =
+      downstream.endAfterHeaders ||
+      (this.retriesDone > 0 && this.retryBodyBytes === 0 && this.requestTrailers === undefined);
     const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
     ctx.pool
       .request(
@@ -244,25 +343,41 @@ export class H2Exchange implements EndpointSink {
     this.upstream = up;
     this.upstreamSession = session;
     up.on('headers', (headers: http2.IncomingHttpHeaders) =>
-      guard(ctx.log, () => this.onInformational(headers)),
+      guard(ctx.log, () => up === this.upstream && this.onInformational(headers)),
     );
     up.once('response', (headers: http2.IncomingHttpHeaders, flags: number, raw: string[] | undefined) =>
       guard(ctx.log, () =>
         this.onResponse(up, raw === undefined ? headers : keepRepeatedLines(headers, raw), flags),
       ),
     );
-    up.on('trailers', (trailers: http2.IncomingHttpHeaders) => (this.responseTrailers = trailers));
+    up.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
+      if (up === this.upstream) this.responseTrailers = trailers;
+    });
     up.once('end', () => guard(ctx.log, () => this.onUpstreamEnd(up)));
     up.once('close', () => guard(ctx.log, () => this.onUpstreamClose(up)));
     if (downstream.endAfterHeaders) return;
-    up.on('wantTrailers', () =>
+    up.once('wantTrailers', () =>
       guard(
         ctx.log,
         () => up.sendTrailers(this.requestTrailers ? forwardableHeaders(this.requestTrailers) : {}),
         () => up.close(NGHTTP2_INTERNAL_ERROR),
       ),
     );
-    downstream.on('data', (chunk: Buffer) => (this.outcome.bytesIn += chunk.length));
+    if (this.retriesDone > 0) {
+      // A retry: the request was received whole and kept (retryAttempt); send it again.
+      if (this.retryBodyBytes === 0 && this.requestTrailers === undefined) return;
+      for (const chunk of this.retryBody!) up.write(chunk);
+      up.end();
+      return;
+    }
+    downstream.on('data', (chunk: Buffer) => {
+      this.outcome.bytesIn += chunk.length;
+      const kept = this.retryBody;
+      if (kept === null) return;
+      this.retryBodyBytes += chunk.length;
+      if (this.retryBodyBytes > MAX_RETRY_BODY_BYTES) this.retryBody = null;
+      else kept.push(chunk);
+    });
     if (downstream.readableEnded) {
       // The request already ended while the upstream stream was being opened: Node emits 'end'
       // for a bodiless request as soon as END_STREAM arrives (an empty DATA frame after the
@@ -285,10 +400,18 @@ export class H2Exchange implements EndpointSink {
 
   private onResponse(up: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
     const { downstream } = this;
+    if (up !== this.upstream) return; // an attempt given up for a retry
+    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
+    if (this.retry !== null) {
+      // A gRPC status is seen only in a trailers-only answer (headers with END_STREAM): once a
+      // response's headers are forwarded, its trailers come too late to retry.
+      const grpcStatus = this.grpc && endStream ? Number(headers['grpc-status'] ?? NaN) : NaN;
+      const status = Number(headers[':status']) || 0;
+      if (this.retryAttempt({ status, grpcStatus: Number.isInteger(grpcStatus) ? grpcStatus : null })) return;
+    }
     this.clearResponseTimer();
     this.completePick(performance.now() - this.upstreamOpenedAt);
     if (this.responded || downstream.closed || downstream.destroyed) return;
-    const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     this.outcome.status = Number(headers[':status']) || 0;
     this.outcome.noteGrpcStatus(headers);
     try {
@@ -329,7 +452,7 @@ export class H2Exchange implements EndpointSink {
   }
 
   private onUpstreamEnd(up: http2.ClientHttp2Stream): void {
-    if (!endedCleanly(up)) return; // cut short: onUpstreamClose handles it
+    if (up !== this.upstream || !endedCleanly(up)) return; // cut short: onUpstreamClose handles it
     this.upstreamComplete = true;
     const { downstream } = this;
     // Ending the downstream body makes Node ask for trailers ('wantTrailers').
@@ -405,10 +528,12 @@ export class H2Exchange implements EndpointSink {
   private onResponseTimeout(): void {
     this.responseTimer = undefined;
     if (this.responded) return;
+    const reason = this.timeoutReason;
+    if (reason !== 'request-timeout' && this.retryAttempt({ timedOut: true })) return;
     if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
-    const route = this.routeTimeout;
-    if (route !== null) this.respondWithError(route.reason, `no response within the route's ${route.ms} ms`);
-    else this.respondWithError('response-timeout', `no response within ${this.ctx.responseTimeoutMs} ms`);
+    if (reason === 'response-timeout')
+      this.respondWithError(reason, `no response within ${this.ctx.responseTimeoutMs} ms`);
+    else this.respondWithError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 
   /** Answers the client with a response the proxy makes itself, or resets if headers went out. */
@@ -461,6 +586,13 @@ export class H2Exchange implements EndpointSink {
   private onDownstreamClose(): void {
     const { downstream, upstream } = this;
     this.clearResponseTimer();
+    if (this.retryTimer !== undefined) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      const pick = this.retryPick;
+      this.retryPick = null;
+      pick?.done();
+    }
     this.completePick();
     const code = downstream.rstCode ?? NGHTTP2_NO_ERROR;
     if (upstream !== undefined && !upstream.closed && !upstream.destroyed) {

@@ -38,7 +38,7 @@ export type { Discovery as H2Discovery } from '../outbound/balance.ts';
 
 export interface H2ProxyOptions {
   direction: Direction;
-  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried'>;
   log: Logger;
   accessLog: AccessLog | null;
   connectTimeoutMs: number;

@@ -60,13 +60,42 @@ export interface RoutedRequest {
 export type RouteRefusal = 'route-not-found' | 'backend-not-found' | 'route-unsupported';
 
 /**
- * A route's timeout and the reason its 504 names: timeouts.request bounds the whole exchange,
- * timeouts.backendRequest each attempt; with one attempt per request (no retries yet) the
- * smaller of the two is the one that fires.
+ * The route's limits on an exchange: timeouts.request (or timeout.trellis.io/request) bounds the
+ * whole exchange, retries and backoffs included; timeouts.backendRequest (or
+ * retry.trellis.io/timeout) each attempt. Each 504 names which one fired.
  */
-export interface RouteTimeout {
-  readonly ms: number;
-  readonly reason: 'request-timeout' | 'backend-request-timeout';
+export interface RouteTimeouts {
+  /** The whole exchange, null: none (the proxy's response timeout still bounds each attempt). */
+  readonly requestMs: number | null;
+  /** Each attempt, null: the proxy's response timeout. */
+  readonly attemptMs: number | null;
+}
+
+export type TimeoutReason = 'request-timeout' | 'backend-request-timeout' | 'response-timeout';
+
+/**
+ * How long the attempt starting at `now` may wait for its response, and the reason its 504 names:
+ * the first of the exchange's deadline (`deadline`, absolute, Infinity: none), the attempt's
+ * limit and the proxy's response timeout (0: off). `ms` is 0 when nothing bounds it.
+ */
+export function attemptLimit(
+  deadline: number,
+  timeouts: RouteTimeouts | null,
+  responseTimeoutMs: number,
+  now: number,
+): { readonly ms: number; readonly reason: TimeoutReason } {
+  let ms = responseTimeoutMs > 0 ? responseTimeoutMs : Infinity;
+  let reason: TimeoutReason = 'response-timeout';
+  const attempt = timeouts?.attemptMs ?? null;
+  if (attempt !== null && attempt > 0 && attempt <= ms) {
+    ms = attempt;
+    reason = 'backend-request-timeout';
+  }
+  if (deadline !== Infinity && deadline - now <= ms) {
+    ms = Math.max(1, deadline - now);
+    reason = 'request-timeout';
+  }
+  return { ms: ms === Infinity ? 0 : Math.ceil(ms), reason };
 }
 
 /** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
@@ -75,8 +104,6 @@ export interface RoutePolicyRetry {
   readonly codes: readonly number[];
   /** gRPC statuses that are retried (annotation retry.trellis.io/grpc). */
   readonly grpcCodes: readonly number[];
-  /** Each attempt's limit (annotation retry.trellis.io/timeout), null: the route's timeouts only. */
-  readonly attemptTimeoutMs: number | null;
   /** Retries after the first attempt. */
   readonly retries: number;
   /** The first backoff; each next one doubles, each drawn in [d/2, d] (jitter). */
@@ -84,22 +111,71 @@ export interface RoutePolicyRetry {
   readonly budget: RetryBudget;
 }
 
+/** The body of a proxy-made 504: which limit fired. */
+export function timeoutMessage(reason: TimeoutReason, timeouts: RouteTimeouts | null): string {
+  if (reason === 'request-timeout')
+    return `no response within the route's ${timeouts?.requestMs} ms request timeout`;
+  if (reason === 'backend-request-timeout')
+    return `no response within the route's ${timeouts?.attemptMs} ms per attempt`;
+  return 'upstream did not respond in time';
+}
+
+/** A request body kept for retries is at most this long; a longer one is not retried. */
+export const MAX_RETRY_BODY_BYTES = 64 * 1024;
+
+/** How an attempt failed, for the retry policy: an HTTP status, a gRPC status, or no answer in time. */
+export type AttemptFailure =
+  { readonly status: number; readonly grpcStatus: number | null } | { readonly timedOut: true };
+
+/**
+ * Whether the attempt that failed with `failure` is tried again, once `done` retries have been
+ * made: the backoff before the next attempt (exponential from the policy's first backoff, each
+ * drawn in [d/2, d]); 'budget-exhausted' when the policy would retry but its budget does not
+ * allow it (the caller counts it); null when the policy does not retry this failure or the
+ * exchange's deadline would pass during the backoff. Withdraws from the budget when it retries.
+ * A timed-out attempt is retried whatever the codes (linkerd's retry.linkerd.io/timeout habit).
+ */
+export function retryAfter(
+  retry: RoutePolicyRetry,
+  done: number,
+  failure: AttemptFailure,
+  deadline: number,
+  now: number,
+  random: Random,
+): number | 'budget-exhausted' | null {
+  if (done >= retry.retries) return null;
+  if (!('timedOut' in failure)) {
+    const byGrpc = failure.grpcStatus !== null && retry.grpcCodes.includes(failure.grpcStatus);
+    if (!byGrpc && !retry.codes.includes(failure.status)) return null;
+  }
+  const base = retry.backoffMs * 2 ** done;
+  const delay = base / 2 + random.next() * (base / 2);
+  if (now + delay >= deadline) return null;
+  if (!retry.budget.tryWithdraw()) return 'budget-exhausted';
+  return delay;
+}
+
+/** The random draws of retry backoffs (one generator per process; no allocation per draw). */
+export const retryRandom: Random = unseededRandom();
+
 /** Retries when `attempts` is not given (the spec leaves the default to implementations). */
 export const DEFAULT_RETRIES = 1;
 /** The first backoff when `backoff` is not given (Envoy's base interval). */
 export const DEFAULT_BACKOFF_MS = 25;
 
-/** timeout.trellis.io/request as the route's timeout. */
-function policyTimeout(policy: ServiceTrafficPolicy): RouteTimeout | null {
-  return policy.requestTimeoutMs === null ? null : { ms: policy.requestTimeoutMs, reason: 'request-timeout' };
-}
-
-function routeTimeout(rule: CompiledRule): RouteTimeout | null {
-  const request = rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs;
-  const backend = rule.backendRequestTimeoutMs === 0 ? null : rule.backendRequestTimeoutMs;
-  if (backend !== null && (request === null || backend < request))
-    return { ms: backend, reason: 'backend-request-timeout' };
-  return request === null ? null : { ms: request, reason: 'request-timeout' };
+/**
+ * A request's timeouts: the rule's (0 means none) where it sets them, else the annotations'
+ * (timeout.trellis.io/request, retry.trellis.io/timeout when retries are annotated).
+ */
+function timeoutsOf(rule: CompiledRule | null, policy: ServiceTrafficPolicy): RouteTimeouts | null {
+  const set = (ms: number | null | undefined) => (ms === 0 || ms === undefined ? null : ms);
+  const requestMs =
+    rule !== null && rule.requestTimeoutMs !== null ? set(rule.requestTimeoutMs) : policy.requestTimeoutMs;
+  const attemptMs =
+    rule !== null && rule.backendRequestTimeoutMs !== null
+      ? set(rule.backendRequestTimeoutMs)
+      : (policy.retry?.timeoutMs ?? null);
+  return requestMs === null && attemptMs === null ? null : { requestMs, attemptMs };
 }
 
 /** Where the route level sends a request. */
@@ -116,8 +192,8 @@ export type RouteDecision =
       /** Applied in order to the request's fields (the rule's, then the backend's). */
       readonly requestHeaders: readonly HeaderModifier[];
       readonly responseHeaders: readonly HeaderModifier[];
-      /** The route's limit on waiting for the response, null: the proxy's response timeout. */
-      readonly timeout: RouteTimeout | null;
+      /** The route's limits (attemptLimit), null: the proxy's response timeout only. */
+      readonly timeouts: RouteTimeouts | null;
       /** The rule's retry policy (HTTPRoute `retry`), null: no retries. */
       readonly retry: RoutePolicyRetry | null;
       /** The rule that matched, null when only the Service's annotations apply. */
@@ -310,7 +386,7 @@ export class OutboundRoutes {
       authority: rewrittenHost,
       requestHeaders,
       responseHeaders,
-      timeout: routeTimeout(rule) ?? policyTimeout(policy),
+      timeouts: timeoutsOf(rule, policy),
       retry: this.retryOf(target, rule.retry, policy),
       rule,
       backend,
@@ -326,7 +402,8 @@ export class OutboundRoutes {
     policy: ServiceTrafficPolicy,
     request: RoutedRequest,
   ): RouteDecision | null {
-    if (policy.retry === null && policy.requestTimeoutMs === null) return null;
+    const timeouts = timeoutsOf(null, policy);
+    if (policy.retry === null && timeouts === null) return null;
     return {
       kind: 'forward',
       target,
@@ -334,7 +411,7 @@ export class OutboundRoutes {
       authority: null,
       requestHeaders: [],
       responseHeaders: [],
-      timeout: policyTimeout(policy),
+      timeouts,
       retry: this.retryOf(target, null, policy),
       rule: null,
       backend: null,
@@ -367,7 +444,6 @@ export class OutboundRoutes {
         grpcCodes: [],
         retries: retry.attempts ?? DEFAULT_RETRIES,
         backoffMs: retry.backoffMs ?? DEFAULT_BACKOFF_MS,
-        attemptTimeoutMs: null,
         budget,
       };
     }
@@ -376,7 +452,6 @@ export class OutboundRoutes {
       grpcCodes: annotated!.grpcCodes,
       retries: annotated!.retries,
       backoffMs: DEFAULT_BACKOFF_MS,
-      attemptTimeoutMs: annotated!.timeoutMs,
       budget,
     };
   }
