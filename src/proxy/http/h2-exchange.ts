@@ -39,6 +39,7 @@ import {
   type TimeoutReason,
 } from '../outbound/routes.ts';
 import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
+import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -73,6 +74,8 @@ export class H2Exchange implements EndpointSink {
   private deadline = Infinity;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   private timeoutReason: TimeoutReason = 'response-timeout';
+  /** The client's grpc-timeout in milliseconds, null: none (it is propagated with what is left). */
+  private grpcTimeoutMs: number | null = null;
   /** The route's retries, null: none (or the request cannot be re-sent). */
   private retry: RoutePolicyRetry | null = null;
   private retriesDone = 0;
@@ -135,7 +138,13 @@ export class H2Exchange implements EndpointSink {
       this.respondWithError('unknown-destination', `no destination for authority ${this.authority()}`);
       return;
     }
-    if (ctx.responseTimeoutMs > 0) {
+    const grpcTimeout = this.grpc ? parseGrpcTimeout(this.requestHeaders['grpc-timeout']) : null;
+    if (grpcTimeout !== null) {
+      // The client's deadline bounds the exchange here too, and goes on with what is left of it.
+      this.grpcTimeoutMs = grpcTimeout;
+      this.deadline = performance.now() + grpcTimeout;
+      this.armAttemptTimer();
+    } else if (ctx.responseTimeoutMs > 0) {
       this.responseTimer = setTimeout(
         () => guard(ctx.log, () => this.onResponseTimeout()),
         ctx.responseTimeoutMs,
@@ -204,7 +213,8 @@ export class H2Exchange implements EndpointSink {
     const timeouts = decision.timeouts;
     if (timeouts !== null) {
       this.routeTimeouts = timeouts;
-      if (timeouts.requestMs !== null) this.deadline = performance.now() + timeouts.requestMs;
+      if (timeouts.requestMs !== null)
+        this.deadline = Math.min(this.deadline, performance.now() + timeouts.requestMs);
       this.clearResponseTimer();
       this.armAttemptTimer();
     }
@@ -213,6 +223,12 @@ export class H2Exchange implements EndpointSink {
       this.retryBody = [];
     }
     this.attempt(decision.target, null);
+  }
+
+  /** Whether the route's request timeout, not the client's grpc-timeout, set the deadline. */
+  private routeDeadlineFirst(): boolean {
+    const requestMs = this.routeTimeouts?.requestMs ?? null;
+    return requestMs !== null && requestMs < (this.grpcTimeoutMs ?? Infinity);
   }
 
   /** Starts the response timer of one attempt: the first of the route's limits and the proxy's. */
@@ -317,17 +333,13 @@ export class H2Exchange implements EndpointSink {
       downstream.endAfterHeaders ||
       (this.retriesDone > 0 && this.retryBodyBytes === 0 && this.requestTrailers === undefined);
     const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
-    ctx.pool
-      .request(
-        outcome.address,
-        forwardableHeaders(this.requestHeaders),
-        { endStream, waitForTrailers: !endStream },
-        identity,
-      )
-      .then(
-        ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
-        (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
-      );
+    const headers = forwardableHeaders(this.requestHeaders);
+    if (this.grpcTimeoutMs !== null)
+      headers['grpc-timeout'] = formatGrpcTimeout(this.deadline - performance.now());
+    ctx.pool.request(outcome.address, headers, { endStream, waitForTrailers: !endStream }, identity).then(
+      ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
+      (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
+    );
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {
@@ -533,6 +545,11 @@ export class H2Exchange implements EndpointSink {
     if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
     if (reason === 'response-timeout')
       this.respondWithError(reason, `no response within ${this.ctx.responseTimeoutMs} ms`);
+    else if (reason === 'request-timeout' && this.grpcTimeoutMs !== null && !this.routeDeadlineFirst())
+      this.respondWithError(
+        reason,
+        `no response within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`,
+      );
     else this.respondWithError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 
