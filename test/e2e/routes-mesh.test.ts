@@ -210,6 +210,28 @@ test('HTTPRoutes route HTTP/1 requests to a Service on the client proxy', { time
     assert.equal(v1.hits.get('/flaky/post'), 2);
   });
 
+  await t.test('route metrics name the parent, the route and the backend', () => {
+    const route = {
+      parent_name: 'web',
+      parent_port: '8080',
+      route_kind: 'HTTPRoute',
+      route_name: 'web-routes',
+    };
+    const v2Ok = metric(client, 'trellis_route_requests_total', {
+      ...route,
+      backend_name: 'web-v2',
+      outcome: 'success',
+    });
+    assert.ok(v2Ok >= 3, `web-v2 successes: ${v2Ok}`);
+    assert.equal(
+      metric(client, 'trellis_route_requests_total', { ...route, backend_name: 'web', outcome: 'timeout' }),
+      2,
+      'the two route timeouts',
+    );
+    assert.ok(metric(client, 'trellis_route_retries_total', { ...route, outcome: 'retried' }) >= 3);
+    assert.ok(metric(client, 'trellis_route_request_duration_seconds_count', { ...route }) >= v2Ok);
+  });
+
   await t.test('a request sent straight to an endpoint is not routed', async () => {
     const r = await get(out, `http://127.0.0.1:${v1.port}/nothing`);
     assert.equal(r.status, 200);

@@ -36,6 +36,7 @@ import {
   type MeshTcpConnector,
 } from '../outbound/balance.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
@@ -46,6 +47,7 @@ import {
   retryAfter,
   retryRandom,
   timeoutMessage,
+  isTimeoutReason,
   type AttemptFailure,
   type OutboundRoutes,
   type RoutePolicyRetry,
@@ -185,6 +187,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private deadline = Infinity;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   private timeoutReason: TimeoutReason = 'response-timeout';
+  /** The matched route rule's backend metrics, null: none. */
+  private routeSeries: RouteSeries | null = null;
   /** The request body as sent, kept for a retry (content-length bodies up to 64 KiB), or null. */
   private retryBody: Buffer[] | null = null;
   /** What record() was last told (the access log line reads it). */
@@ -458,6 +462,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
     const timeouts = decision.timeouts;
     this.routeTimeouts = timeouts;
+    this.routeSeries = decision.series;
     this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
     // Retries re-send the request: not an upgrade, and a body only when it has a length of at
     // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
@@ -489,9 +494,11 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     if (delay === null) return false;
     if (delay === 'budget-exhausted') {
       this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
+      this.routeSeries?.retried('budget-exhausted');
       return false;
     }
     this.ctx.metrics.retried(this.ctx.direction, 'retried');
+    this.routeSeries?.retried('retried');
     this.retriesDone++;
     const conn = this.upstream;
     this.upstream = null;
@@ -1015,6 +1022,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.deadline = Infinity;
     this.timeoutReason = 'response-timeout';
     this.retryBody = null;
+    this.routeSeries = null;
     this.routeRetry = null;
     this.cancelRetry();
     this.releasePick();
@@ -1026,6 +1034,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.recordedStatus = status;
     this.recordedError = error;
     recordExchange(this.ctx, this.ctx.direction, 'http1', status, this.latencyMs, failed, this);
+    this.routeSeries?.record(this.latencyMs, failed, isTimeoutReason(error));
   }
 
   accessLogEntry(): AccessLogEntry {

@@ -2,6 +2,8 @@
 // downstream stream closes: to the request metrics (status, latency, failed) and to the access
 // log. An exchange failed when a stream was reset, the proxy had to answer or break it itself, or
 // gRPC reported a status other than OK.
+import type { RouteSeries } from '../telemetry/route-metrics.ts';
+import { isTimeoutReason } from '../outbound/routes.ts';
 import type { IncomingHttpHeaders } from 'node:http2';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import {
@@ -27,6 +29,8 @@ export class ExchangeOutcome implements DescribedExchange {
   error: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
+  /** The matched route rule's backend metrics (outbound/routes.ts), null: none. */
+  routeSeries: RouteSeries | null = null;
 
   /** Notes a grpc-status header if `headers` carry one. */
   noteGrpcStatus(headers: IncomingHttpHeaders | undefined): void {
@@ -47,6 +51,7 @@ export class ExchangeOutcome implements DescribedExchange {
     const failed =
       failedByReset || this.error !== undefined || (this.grpcStatus !== undefined && this.grpcStatus !== '0');
     recordExchange(sink, sink.direction, 'h2', this.status, this.durationMs, failed, this);
+    this.routeSeries?.record(this.durationMs, failed, isTimeoutReason(this.error));
   }
 
   accessLogEntry(): AccessLogEntry {

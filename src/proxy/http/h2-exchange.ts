@@ -210,6 +210,7 @@ export class H2Exchange implements EndpointSink {
     if (decision.authority !== null) headers[':authority'] = decision.authority;
     this.requestHeaders = headers;
     if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
+    this.outcome.routeSeries = decision.series;
     const timeouts = decision.timeouts;
     if (timeouts !== null) {
       this.routeTimeouts = timeouts;
@@ -258,9 +259,11 @@ export class H2Exchange implements EndpointSink {
     const { ctx } = this;
     if (delay === 'budget-exhausted') {
       ctx.metrics.retried(ctx.direction, 'budget-exhausted');
+      this.outcome.routeSeries?.retried('budget-exhausted');
       return false;
     }
     ctx.metrics.retried(ctx.direction, 'retried');
+    this.outcome.routeSeries?.retried('retried');
     this.retriesDone++;
     this.clearResponseTimer();
     const up = this.upstream;

@@ -33,6 +33,7 @@ import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
 import { routePolicyKey, type PolicedRouteTable } from '../route/route-table.ts';
 import { NO_TRAFFIC_POLICY, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
 import { RetryBudget } from './retry-budget.ts';
+import type { RouteMetrics, RouteSeries } from '../telemetry/route-metrics.ts';
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
@@ -196,6 +197,8 @@ export type RouteDecision =
       readonly timeouts: RouteTimeouts | null;
       /** The rule's retry policy (HTTPRoute `retry`), null: no retries. */
       readonly retry: RoutePolicyRetry | null;
+      /** Where the request's route metrics go; null: not recorded per route. */
+      readonly series: RouteSeries | null;
       /** The rule that matched, null when only the Service's annotations apply. */
       readonly rule: CompiledRule | null;
       readonly backend: CompiledBackend | null;
@@ -212,6 +215,8 @@ export interface OutboundRoutesOptions {
   readonly waitMs: number;
   readonly log: Logger;
   readonly random?: Random;
+  /** Where route metrics go; absent: not recorded per route. */
+  readonly metrics?: RouteMetrics | null;
   /** Default: the real watch client, loaded on first use (it brings gRPC). */
   readonly startWatch?: StartRouteWatch;
 }
@@ -231,6 +236,8 @@ export class OutboundRoutes {
   private readonly opts: OutboundRoutesOptions;
   private readonly random: Random;
   private readonly watched = new Map<string, Watched>();
+  /** Each compiled backend's route metrics (a table compiled again makes new backends). */
+  private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
   private warnedFull = false;
   private closed = false;
 
@@ -388,6 +395,7 @@ export class OutboundRoutes {
       responseHeaders,
       timeouts: timeoutsOf(rule, policy),
       retry: this.retryOf(target, rule.retry, policy),
+      series: this.seriesOf(target, rule, backend),
       rule,
       backend,
     };
@@ -413,9 +421,35 @@ export class OutboundRoutes {
       responseHeaders: [],
       timeouts,
       retry: this.retryOf(target, null, policy),
+      series: null,
       rule: null,
       backend: null,
     };
+  }
+
+  /** The route metrics of a rule's backend, made on its first request (and kept with it). */
+  private seriesOf(target: Target, rule: CompiledRule, backend: CompiledBackend): RouteSeries | null {
+    const metrics = this.opts.metrics;
+    if (metrics === undefined || metrics === null) return null;
+    let series = this.series.get(backend);
+    if (series !== undefined) return series;
+    const parent = serviceOf(target, this.opts.namespace);
+    series =
+      parent === null
+        ? null
+        : metrics.series({
+            parentNamespace: parent.namespace,
+            parentName: parent.name,
+            parentPort: parent.port,
+            routeKind: rule.route.kind,
+            routeNamespace: rule.route.namespace,
+            routeName: rule.route.name,
+            backendNamespace: backend.namespace,
+            backendName: backend.name,
+            backendPort: backend.port,
+          });
+    this.series.set(backend, series);
+    return series;
   }
 
   /**
@@ -474,4 +508,11 @@ export function serviceOf(target: Target, ownNamespace: string): ServicePort | n
   if (labels.length === 1) return { namespace: ownNamespace, name, port: target.port };
   if (labels.length === 2 || labels[2] === 'svc') return { namespace: labels[1]!, name, port: target.port };
   return null;
+}
+
+/** Whether a proxy error reason is one of the timeouts (route metrics count them apart). */
+export function isTimeoutReason(reason: string | undefined): boolean {
+  return (
+    reason === 'request-timeout' || reason === 'backend-request-timeout' || reason === 'response-timeout'
+  );
 }

@@ -6,6 +6,7 @@
 // after warm-up: label values all come from closed sets, each label set maps to an index, and the
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
+import { RouteMetrics } from './route-metrics.ts';
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
 import { targetKey, type Target } from '../../core/target.ts';
@@ -123,6 +124,8 @@ export class ProxyMetrics {
   private readonly connectionLimits: CounterSlots;
   private readonly h2Limits: CounterSlots;
   private readonly retries: Counter[] = [];
+  /** Per route and backend (outbound/routes.ts makes one series per compiled backend). */
+  readonly routes: RouteMetrics;
   // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
@@ -260,6 +263,7 @@ export class ProxyMetrics {
     for (const dir of DIRECTIONS) {
       this.retries.push(retries.labels(dir, 'retried'), retries.labels(dir, 'budget_exhausted'));
     }
+    this.routes = new RouteMetrics(r, LATENCY_BUCKETS_SECONDS);
 
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
