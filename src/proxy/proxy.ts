@@ -113,6 +113,7 @@ export async function startProxy(
       addresses[spec.name] = formatAddress(a);
       rt.ownPorts.add(a.port);
       if (spec.name === 'inbound') rt.inboundPort = a.port;
+      if (spec.name === 'outbound') rt.outboundPort = a.port;
     }
     admin = await startAdmin({
       listen: splitHostPort(config.adminListen),

@@ -19,6 +19,7 @@ import { type Target, parseAuthority, targetKey } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
+import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
 import type { Update } from '../core/endpoints.ts';
 import type { Resolution, Resolver } from './resolve/resolver.ts';
@@ -53,6 +54,10 @@ export class ProxyRuntime {
   readonly ownPorts = new Set<number>();
   /** The inbound listener's bound port (the opaque transport header names it). */
   inboundPort = 0;
+  /** The outbound (HTTP proxy) listener's port once bound, 0 before or without one (request mirrors use it). */
+  outboundPort = 0;
+  /** Request mirrors (RequestMirror), with a control plane. */
+  readonly mirrors: RequestMirrors | null;
   /** Identity, mTLS transport and inbound policy. */
   readonly mesh: MeshWiring;
   /** The inbound listener's connections, from accept to a handler (the inbound threat model). */
@@ -105,6 +110,14 @@ export class ProxyRuntime {
         else if (meshIdentityOf(endpoint) === null) this.metrics.plainOutbound(endpoint, 'not-meshed');
       },
     });
+    this.mirrors =
+      address !== undefined
+        ? new RequestMirrors({
+            outboundPort: () => (this.outboundPort === 0 ? null : this.outboundPort),
+            log: log.child({ component: 'mirror' }),
+            count: (outcome) => this.metrics.routes.mirrored(outcome),
+          })
+        : null;
     this.routes =
       address !== undefined
         ? new OutboundRoutes({
@@ -206,7 +219,7 @@ export class ProxyRuntime {
           headLimits: this.config.http1,
           route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
           discovery: this.discovery,
-          ...(outbound && this.routes !== null ? { routes: this.routes } : {}),
+          ...(outbound && this.routes !== null ? { routes: this.routes, mirrors: this.mirrors } : {}),
           ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
           ...(streamHook !== undefined ? { streamHook } : {}),
         }),
@@ -251,6 +264,7 @@ export class ProxyRuntime {
         direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
       meshTcp: direction === 'outbound' ? mesh : null,
       routes: direction === 'outbound' ? this.routes : null,
+      mirrors: direction === 'outbound' ? this.mirrors : null,
       gate:
         direction === 'inbound' && (this.mesh.authorizer !== null || config.mesh.clientIdHeader !== '')
           ? this.mesh.policy
@@ -364,6 +378,7 @@ export class ProxyRuntime {
     for (const c of this.connections.keys()) c.destroy();
     this.discovery.close();
     this.routes?.close();
+    this.mirrors?.close();
     this.resolver?.close();
     this.mesh.close();
     await this.accessLog?.close();

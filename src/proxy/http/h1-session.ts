@@ -37,6 +37,7 @@ import {
 } from '../outbound/balance.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { RouteSeries } from '../telemetry/route-metrics.ts';
+import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
@@ -117,6 +118,8 @@ export interface H1Context {
   readonly gate: InboundHttpGate | null;
   /** Outbound with a control plane: the routes attached to Services (null: none are used). */
   readonly routes: OutboundRoutes | null;
+  /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
+  readonly mirrors?: RequestMirrors | null;
 }
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -187,6 +190,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private deadline = Infinity;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   private timeoutReason: TimeoutReason = 'response-timeout';
+  /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
+  private mirrorTargets: readonly Target[] | null = null;
   /** The matched route rule's backend metrics, null: none. */
   private routeSeries: RouteSeries | null = null;
   /** The request body as sent, kept for a retry (content-length bodies up to 64 KiB), or null. */
@@ -475,7 +480,15 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       (bodyless || (head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES))
         ? retry
         : null;
-    this.retryBody = this.routeRetry !== null && !bodyless ? [] : null;
+    this.mirrorTargets = decision.mirrors.length > 0 ? decision.mirrors : null;
+    // The body is kept as it is forwarded when a retry or a mirror may send it again: only one
+    // with a length of at most MAX_RETRY_BODY_BYTES.
+    const keepable = head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES;
+    if (this.mirrorTargets !== null && !bodyless && !keepable) {
+      this.ctx.mirrors?.drop(this.mirrorTargets.length);
+      this.mirrorTargets = null;
+    }
+    this.retryBody = (this.routeRetry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
     this.retriesDone = 0;
     return true;
   }
@@ -484,14 +497,15 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
    * An attempt the route retries (its status, or no answer in time): when the budget allows and
    * the whole request was sent, the answer is dropped (with its connection, whose body is unread)
    * and the request sent again after a backoff, to another endpoint when there is one. Returns
-   * true when it retries.
+   * true when it retries, 'deadline' when only the exchange's deadline stopped it.
    */
-  private retryAttempt(failure: AttemptFailure): boolean {
+  private retryAttempt(failure: AttemptFailure): boolean | 'deadline' {
     const retry = this.routeRetry;
     // A request whose body is still arriving cannot be sent again whole.
     if (retry === null || this.reqState !== REQ_DONE) return false;
     const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
     if (delay === null) return false;
+    if (delay === 'deadline') return 'deadline';
     if (delay === 'budget-exhausted') {
       this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
       this.routeSeries?.retried('budget-exhausted');
@@ -529,6 +543,20 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       }
     }, delay);
     return true;
+  }
+
+  /** Copies the whole request (as sent upstream) to the rule's mirrors. */
+  private sendMirrors(): void {
+    const targets = this.mirrorTargets!;
+    this.mirrorTargets = null;
+    const head = this.req!;
+    this.ctx.mirrors?.send(targets, {
+      method: head.method,
+      pathAndQuery: this.route!.path,
+      headers: headerRecord(head.headers),
+      body: this.retryBody ?? [],
+      h2: false,
+    });
   }
 
   /** A retry waiting for its backoff is dropped (the exchange ended): its last pick is reported. */
@@ -657,6 +685,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       this.reqState = REQ_DONE;
       // A retry sends the body the first attempt sent (kept by forwardRequestBody).
       if (this.retriesDone > 0 && this.retryBody !== null) for (const part of this.retryBody) up.write(part);
+      if (this.mirrorTargets !== null) this.sendMirrors();
     } else {
       this.reqState = REQ_BODY;
       this.armBodyTimer();
@@ -695,7 +724,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       if (this.retryBody !== null && used > 0) this.retryBody.push(part);
       if (used > 0 && !up.write(part)) this.socket.pause();
       this.reqRemaining -= used;
-      if (this.reqRemaining === 0) this.reqState = REQ_DONE;
+      if (this.reqRemaining === 0) {
+        this.reqState = REQ_DONE;
+        if (this.mirrorTargets !== null) this.sendMirrors();
+      }
     } else {
       up.cork();
       used = this.reqDecoder!.write(chunk, this.reqSink);
@@ -786,7 +818,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   }
 
   private onResponseHead(head: MessageHead): void {
-    if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null })) return;
+    if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
+      return;
     this.clearResponseTimer();
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
@@ -1022,6 +1055,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.deadline = Infinity;
     this.timeoutReason = 'response-timeout';
     this.retryBody = null;
+    this.mirrorTargets = null;
     this.routeSeries = null;
     this.routeRetry = null;
     this.cancelRetry();
@@ -1268,8 +1302,13 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.responseTimer = null;
     if (this.resState !== RES_HEAD) return;
     this.upstreamReusable = false;
-    const reason = this.timeoutReason;
-    if (reason !== 'request-timeout' && this.retryAttempt({ timedOut: true })) return;
+    let reason = this.timeoutReason;
+    if (reason !== 'request-timeout') {
+      const retried = this.retryAttempt({ timedOut: true });
+      if (retried === true) return;
+      // No time is left for another attempt: the request's own timeout is what ran out.
+      if (retried === 'deadline') reason = 'request-timeout';
+    }
     this.replyError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 

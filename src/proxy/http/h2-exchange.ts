@@ -40,6 +40,7 @@ import {
 } from '../outbound/routes.ts';
 import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts';
+import type { RequestMirrors } from '../outbound/mirror.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -54,6 +55,8 @@ export interface ExchangeContext {
   discovery: Discovery | null;
   /** The routes of the Services streams address (outbound/routes.ts); null: none are used. */
   routes: OutboundRoutes | null;
+  /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
+  mirrors: RequestMirrors | null;
   responseTimeoutMs: number;
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
@@ -74,6 +77,8 @@ export class H2Exchange implements EndpointSink {
   private deadline = Infinity;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   private timeoutReason: TimeoutReason = 'response-timeout';
+  /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
+  private mirrorTargets: readonly Target[] | null = null;
   /** The client's grpc-timeout in milliseconds, null: none (it is propagated with what is left). */
   private grpcTimeoutMs: number | null = null;
   /** The route's retries, null: none (or the request cannot be re-sent). */
@@ -219,10 +224,11 @@ export class H2Exchange implements EndpointSink {
       this.clearResponseTimer();
       this.armAttemptTimer();
     }
-    if (decision.retry !== null && decision.retry.retries > 0) {
-      this.retry = decision.retry;
-      this.retryBody = [];
-    }
+    if (decision.retry !== null && decision.retry.retries > 0) this.retry = decision.retry;
+    if (decision.mirrors.length > 0) this.mirrorTargets = decision.mirrors;
+    // The body is kept as it arrives when a retry or a mirror may send it again.
+    if (this.retry !== null || this.mirrorTargets !== null) this.retryBody = [];
+    if (this.mirrorTargets !== null && this.requestEnded) this.sendMirrors();
     this.attempt(decision.target, null);
   }
 
@@ -230,6 +236,26 @@ export class H2Exchange implements EndpointSink {
   private routeDeadlineFirst(): boolean {
     const requestMs = this.routeTimeouts?.requestMs ?? null;
     return requestMs !== null && requestMs < (this.grpcTimeoutMs ?? Infinity);
+  }
+
+  /** Copies the whole request to the rule's mirrors (when its body was kept whole). */
+  private sendMirrors(): void {
+    const targets = this.mirrorTargets;
+    this.mirrorTargets = null;
+    const mirrors = this.ctx.mirrors;
+    if (targets === null || mirrors === null) return;
+    const h = this.requestHeaders;
+    if (this.retryBody === null) {
+      mirrors.drop(targets.length); // the body outgrew what is kept
+      return;
+    }
+    mirrors.send(targets, {
+      method: String(h[':method'] ?? 'GET'),
+      pathAndQuery: String(h[':path'] ?? '/'),
+      headers: h,
+      body: this.retryBody,
+      h2: true,
+    });
   }
 
   /** Starts the response timer of one attempt: the first of the route's limits and the proxy's. */
@@ -249,13 +275,14 @@ export class H2Exchange implements EndpointSink {
    * An attempt the route retries (its status, a trailers-only gRPC status, or no answer in time):
    * when the whole request was received (and kept) and the budget allows, the attempt's stream
    * is cancelled and the request sent again after a backoff, to another endpoint when there is
-   * one. Returns true when it retries.
+   * one. Returns true when it retries, 'deadline' when only the exchange's deadline stopped it.
    */
-  private retryAttempt(failure: AttemptFailure): boolean {
+  private retryAttempt(failure: AttemptFailure): boolean | 'deadline' {
     const retry = this.retry;
     if (retry === null || this.retryBody === null || !this.requestEnded || this.responded) return false;
     const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
     if (delay === null) return false;
+    if (delay === 'deadline') return 'deadline';
     const { ctx } = this;
     if (delay === 'budget-exhausted') {
       ctx.metrics.retried(ctx.direction, 'budget-exhausted');
@@ -397,12 +424,21 @@ export class H2Exchange implements EndpointSink {
       // The request already ended while the upstream stream was being opened: Node emits 'end'
       // for a bodiless request as soon as END_STREAM arrives (an empty DATA frame after the
       // headers, e.g. content-length: 0), before anyone reads; it will not emit it again.
-      if (endedCleanly(downstream)) up.end();
+      if (endedCleanly(downstream)) {
+        up.end();
+        if (this.mirrorTargets !== null) this.sendMirrors();
+      }
       return;
     }
     // Not `end: true`: a request cut short by a dead client connection must not reach the upstream
     // as a complete one (see endedCleanly); the downstream close handler resets it instead.
-    downstream.once('end', () => guard(ctx.log, () => endedCleanly(downstream) && up.end()));
+    downstream.once('end', () =>
+      guard(ctx.log, () => {
+        if (!endedCleanly(downstream)) return;
+        up.end();
+        if (this.mirrorTargets !== null) this.sendMirrors();
+      }),
+    );
     downstream.pipe(up, { end: false });
   }
 
@@ -422,7 +458,8 @@ export class H2Exchange implements EndpointSink {
       // response's headers are forwarded, its trailers come too late to retry.
       const grpcStatus = this.grpc && endStream ? Number(headers['grpc-status'] ?? NaN) : NaN;
       const status = Number(headers[':status']) || 0;
-      if (this.retryAttempt({ status, grpcStatus: Number.isInteger(grpcStatus) ? grpcStatus : null })) return;
+      const failure = { status, grpcStatus: Number.isInteger(grpcStatus) ? grpcStatus : null };
+      if (this.retryAttempt(failure) === true) return;
     }
     this.clearResponseTimer();
     this.completePick(performance.now() - this.upstreamOpenedAt);
@@ -543,8 +580,13 @@ export class H2Exchange implements EndpointSink {
   private onResponseTimeout(): void {
     this.responseTimer = undefined;
     if (this.responded) return;
-    const reason = this.timeoutReason;
-    if (reason !== 'request-timeout' && this.retryAttempt({ timedOut: true })) return;
+    let reason = this.timeoutReason;
+    if (reason !== 'request-timeout') {
+      const retried = this.retryAttempt({ timedOut: true });
+      if (retried === true) return;
+      // No time is left for another attempt: the request's own timeout is what ran out.
+      if (retried === 'deadline') reason = 'request-timeout';
+    }
     if (this.upstream !== undefined) this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
     if (reason === 'response-timeout')
       this.respondWithError(reason, `no response within ${this.ctx.responseTimeoutMs} ms`);

@@ -29,6 +29,7 @@ import { refuseStream } from './h2-refuse.ts';
 import { keepRepeatedLines } from './h2-headers.ts';
 import { reportFault } from '../fault.ts';
 import type { OutboundRoutes } from '../outbound/routes.ts';
+import type { RequestMirrors } from '../outbound/mirror.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
@@ -58,6 +59,8 @@ export interface H2ProxyOptions {
   discovery?: H2Discovery;
   /** Outbound with a control plane: the Gateway API routes of the Services streams address. */
   routes?: OutboundRoutes;
+  /** Where RequestMirror copies go (with routes). */
+  mirrors?: RequestMirrors | null;
   /** The upstream session pool to use (shared with the mesh's HTTP/1 path); absent: its own. */
   pool?: H2UpstreamPool;
   /** Outbound with an identity: streams to meshed endpoints go over mTLS sessions. */
@@ -196,6 +199,7 @@ export class H2Proxy {
       pool: this.pool,
       discovery: opts.discovery ?? null,
       routes: opts.routes ?? null,
+      mirrors: opts.mirrors ?? null,
       responseTimeoutMs: opts.responseTimeoutMs,
       route: (authority, connTarget) => opts.route(authority, connTarget),
       connTarget: conn.connTarget,

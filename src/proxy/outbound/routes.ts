@@ -34,6 +34,9 @@ import { routePolicyKey, type PolicedRouteTable } from '../route/route-table.ts'
 import { NO_TRAFFIC_POLICY, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
 import { RetryBudget } from './retry-budget.ts';
 import type { RouteMetrics, RouteSeries } from '../telemetry/route-metrics.ts';
+import { MIRRORED_HEADER } from './mirror.ts';
+
+const NO_MIRRORS: readonly Target[] = [];
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
@@ -132,8 +135,8 @@ export type AttemptFailure =
  * Whether the attempt that failed with `failure` is tried again, once `done` retries have been
  * made: the backoff before the next attempt (exponential from the policy's first backoff, each
  * drawn in [d/2, d]); 'budget-exhausted' when the policy would retry but its budget does not
- * allow it (the caller counts it); null when the policy does not retry this failure or the
- * exchange's deadline would pass during the backoff. Withdraws from the budget when it retries.
+ * allow it (the caller counts it); 'deadline' when the exchange's deadline would pass during the
+ * backoff; null when the policy does not retry this failure. Withdraws from the budget when it retries.
  * A timed-out attempt is retried whatever the codes (linkerd's retry.linkerd.io/timeout habit).
  */
 export function retryAfter(
@@ -143,7 +146,7 @@ export function retryAfter(
   deadline: number,
   now: number,
   random: Random,
-): number | 'budget-exhausted' | null {
+): number | 'budget-exhausted' | 'deadline' | null {
   if (done >= retry.retries) return null;
   if (!('timedOut' in failure)) {
     const byGrpc = failure.grpcStatus !== null && retry.grpcCodes.includes(failure.grpcStatus);
@@ -151,7 +154,7 @@ export function retryAfter(
   }
   const base = retry.backoffMs * 2 ** done;
   const delay = base / 2 + random.next() * (base / 2);
-  if (now + delay >= deadline) return null;
+  if (now + delay >= deadline) return 'deadline';
   if (!retry.budget.tryWithdraw()) return 'budget-exhausted';
   return delay;
 }
@@ -197,6 +200,8 @@ export type RouteDecision =
       readonly timeouts: RouteTimeouts | null;
       /** The rule's retry policy (HTTPRoute `retry`), null: no retries. */
       readonly retry: RoutePolicyRetry | null;
+      /** RequestMirror backends this request is copied to (the rule's, drawn by their percentages). */
+      readonly mirrors: readonly Target[];
       /** Where the request's route metrics go; null: not recorded per route. */
       readonly series: RouteSeries | null;
       /** The rule that matched, null when only the Service's annotations apply. */
@@ -396,6 +401,10 @@ export class OutboundRoutes {
       timeouts: timeoutsOf(rule, policy),
       retry: this.retryOf(target, rule.retry, policy),
       series: this.seriesOf(target, rule, backend),
+      mirrors:
+        rule.mirrors.length === 0 || request.headers[MIRRORED_HEADER] !== undefined
+          ? NO_MIRRORS
+          : this.mirrorsOf(rule),
       rule,
       backend,
     };
@@ -422,9 +431,28 @@ export class OutboundRoutes {
       timeouts,
       retry: this.retryOf(target, null, policy),
       series: null,
+      mirrors: NO_MIRRORS,
       rule: null,
       backend: null,
     };
+  }
+
+  /** The rule's mirrors this request goes to (each drawn by its percent or fraction). */
+  private mirrorsOf(rule: CompiledRule): readonly Target[] {
+    const targets: Target[] = [];
+    for (const mirror of rule.mirrors) {
+      const share =
+        mirror.percent !== undefined
+          ? mirror.percent / 100
+          : mirror.fraction !== undefined
+            ? mirror.fraction.numerator / mirror.fraction.denominator
+            : 1;
+      if (share < 1 && this.random.next() >= share) continue;
+      const ref = mirror.backendRef;
+      if (ref.port === undefined) continue; // a Service backend needs its port (the schema asks for it)
+      targets.push({ host: `${ref.name}.${ref.namespace ?? rule.route.namespace}.svc`, port: ref.port });
+    }
+    return targets;
   }
 
   /** The route metrics of a rule's backend, made on its first request (and kept with it). */

@@ -69,6 +69,7 @@ export class RouteMetrics {
   private readonly latency: HistogramFamily;
   private readonly retries: CounterFamily;
   private readonly dropped: Counter;
+  private readonly mirrors: readonly [Counter, Counter, Counter];
   /** By label values: a table compiled again finds its series. */
   private readonly made = new Map<string, RouteSeries>();
 
@@ -95,6 +96,17 @@ export class RouteMetrics {
         `Route and backend pairs not recorded because ${MAX_ROUTE_SERIES} already are.`,
       )
       .labels();
+    const mirrors = registry.counter(
+      'trellis_route_mirrors_total',
+      'Copies of routed requests sent to RequestMirror backends (sent: answered; failed; dropped: over the bound, no outbound listener, or a body not kept).',
+      ['outcome'],
+    );
+    this.mirrors = [mirrors.labels('sent'), mirrors.labels('failed'), mirrors.labels('dropped')];
+  }
+
+  /** One request mirror's end. */
+  mirrored(outcome: 'sent' | 'failed' | 'dropped'): void {
+    this.mirrors[outcome === 'sent' ? 0 : outcome === 'failed' ? 1 : 2].value += 1;
   }
 
   /** The series of one (route, backend) pair, or null past the bound (counted). */
