@@ -328,11 +328,41 @@ describe('H2Proxy resets', () => {
     assert.equal(harness.metrics.finished[0]!.failed, true);
   });
 
-  test('an upstream REFUSED_STREAM before any response stays REFUSED_STREAM', async (t) => {
-    const { client } = await setup(t, (stream) => stream.close(NGHTTP2_REFUSED_STREAM));
+  test('an upstream REFUSED_STREAM before any response is sent once more, then stays REFUSED_STREAM', async (t) => {
+    let seen = 0;
+    const { client } = await setup(t, (stream) => {
+      seen++;
+      stream.close(NGHTTP2_REFUSED_STREAM);
+    });
     const res = await collect(client.request({ ':path': '/refused' }, { endStream: true }));
     assert.equal(res.headers, undefined);
     assert.equal(res.rstCode, NGHTTP2_REFUSED_STREAM);
+    assert.equal(seen, 2, 'sent once more, not more');
+  });
+
+  test('a refused stream without a body is answered by the second try (the peer never processed it)', async (t) => {
+    let seen = 0;
+    const { client } = await setup(t, (stream) => {
+      seen++;
+      if (seen === 1) stream.close(NGHTTP2_REFUSED_STREAM);
+      else stream.respond({ ':status': 200 }, { endStream: true });
+    });
+    const res = await collect(client.request({ ':path': '/refused-once' }, { endStream: true }));
+    assert.equal(res.headers?.[':status'], 200);
+    assert.equal(seen, 2);
+  });
+
+  test('a refused stream with a body that was not kept is not sent again', async (t) => {
+    let seen = 0;
+    const { client } = await setup(t, (stream) => {
+      seen++;
+      stream.close(NGHTTP2_REFUSED_STREAM);
+    });
+    const req = client.request({ ':method': 'POST', ':path': '/refused-body' });
+    req.end('body');
+    const res = await collect(req);
+    assert.equal(res.rstCode, NGHTTP2_REFUSED_STREAM);
+    assert.equal(seen, 1);
   });
 
   test('a client cancel closes the upstream stream with CANCEL', async (t) => {

@@ -42,7 +42,13 @@ import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+const {
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_CANCEL,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_FLAG_END_STREAM,
+} = http2.constants;
 
 /** What an exchange needs from the proxy and from the downstream connection it arrived on. */
 export interface ExchangeContext {
@@ -84,6 +90,10 @@ export class H2Exchange implements EndpointSink {
   /** The route's retries, null: none (or the request cannot be re-sent). */
   private retry: RoutePolicyRetry | null = null;
   private retriesDone = 0;
+  /** The request is being sent again (a retry, or a refused stream): its kept body is replayed. */
+  private resending = false;
+  /** A REFUSED_STREAM was answered by sending the stream once more (at most once). */
+  private refusedResent = false;
   /** The request body as received, kept for a retry (up to MAX_RETRY_BODY_BYTES), or null. */
   private retryBody: Buffer[] | null = null;
   private retryBodyBytes = 0;
@@ -292,6 +302,7 @@ export class H2Exchange implements EndpointSink {
     ctx.metrics.retried(ctx.direction, 'retried');
     this.outcome.routeSeries?.retried('retried');
     this.retriesDone++;
+    this.resending = true;
     this.clearResponseTimer();
     const up = this.upstream;
     this.upstream = undefined;
@@ -361,7 +372,7 @@ export class H2Exchange implements EndpointSink {
     this.endpointPick = outcome;
     const endStream =
       downstream.endAfterHeaders ||
-      (this.retriesDone > 0 && this.retryBodyBytes === 0 && this.requestTrailers === undefined);
+      (this.resending && this.retryBodyBytes === 0 && this.requestTrailers === undefined);
     const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
     const headers = forwardableHeaders(this.requestHeaders);
     if (this.grpcTimeoutMs !== null)
@@ -405,7 +416,7 @@ export class H2Exchange implements EndpointSink {
         () => up.close(NGHTTP2_INTERNAL_ERROR),
       ),
     );
-    if (this.retriesDone > 0) {
+    if (this.resending) {
       // A retry: the request was received whole and kept (retryAttempt); send it again.
       if (this.retryBodyBytes === 0 && this.requestTrailers === undefined) return;
       for (const chunk of this.retryBody!) up.write(chunk);
@@ -516,6 +527,7 @@ export class H2Exchange implements EndpointSink {
   private onUpstreamClose(up: http2.ClientHttp2Stream): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    if (this.resendRefused(up)) return;
     this.completePick(); // closed before its response headers (else they completed it)
     up.unpipe(downstream);
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
@@ -536,6 +548,32 @@ export class H2Exchange implements EndpointSink {
     }
     // The upstream connection failed under the stream (or it closed the stream with no answer).
     this.respondWithError('upstream-reset', 'upstream connection closed before the response completed');
+  }
+
+  /**
+   * A stream the upstream refused (REFUSED_STREAM: it provably did not process it, RFC 9113 8.7)
+   * is sent once more, to another endpoint when there is one, with or without a retry policy,
+   * when the whole request can be sent again: it had no body, or its body was kept (for a retry
+   * or a mirror) and has ended. Returns true when it resends.
+   */
+  private resendRefused(up: http2.ClientHttp2Stream): boolean {
+    const { downstream } = this;
+    if (up.rstCode !== NGHTTP2_REFUSED_STREAM || this.refusedResent || this.responded) return false;
+    if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return false;
+    if (!downstream.endAfterHeaders && (this.retryBody === null || !this.requestEnded)) return false;
+    this.refusedResent = true;
+    this.resending = true;
+    downstream.unpipe(up);
+    this.upstream = undefined;
+    this.upstreamSession = undefined;
+    this.upstreamComplete = false;
+    this.responseTrailers = undefined;
+    const failed = this.endpointPick;
+    this.endpointPick = null;
+    this.ctx.log.debug('upstream refused an h2 stream; sending it once more', { peer: this.ctx.peer });
+    this.armAttemptTimer();
+    this.attempt(this.target!, failed, false);
+    return true;
   }
 
   private onUpstreamUnavailable(target: Target, err: unknown): void {
