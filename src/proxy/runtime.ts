@@ -104,6 +104,7 @@ export class ProxyRuntime {
         if (this.mesh.outbound === null) this.metrics.plainOutbound(endpoint, 'no-identity');
         else if (meshIdentityOf(endpoint) === null) this.metrics.plainOutbound(endpoint, 'not-meshed');
       },
+      breakerCounters: (backend) => this.metrics.breakerCounters(backend),
     });
     this.routes =
       address !== undefined
@@ -112,6 +113,8 @@ export class ProxyRuntime {
             namespace: config.workload.namespace,
             waitMs: config.discovery.failFastMs,
             log: log.child({ component: 'routes' }),
+            // Circuit breaking: a Service's balancer.trellis.io/* policy goes to its balancer.
+            onPolicy: (service, policy) => this.discovery.applyTrafficPolicy(service, policy),
           })
         : null;
     this.mesh = new MeshWiring(

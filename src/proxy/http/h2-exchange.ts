@@ -11,6 +11,7 @@ import * as http2 from 'node:http2';
 import type { Logger } from '../../core/log.ts';
 import type { Pick as EndpointPick } from '../outbound/discovery.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
+import { countsAgainstEndpoint, isFailedResponse } from '../balance/failure-accrual.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
@@ -286,7 +287,10 @@ export class H2Exchange implements EndpointSink {
   private onResponse(up: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number): void {
     const { downstream } = this;
     this.clearResponseTimer();
-    this.completePick(performance.now() - this.upstreamOpenedAt);
+    this.completePick(
+      performance.now() - this.upstreamOpenedAt,
+      isFailedResponse(Number(headers[':status']), headers['grpc-status']), // the breaker's verdict
+    );
     if (this.responded || downstream.closed || downstream.destroyed) return;
     const endStream = (flags & NGHTTP2_FLAG_END_STREAM) !== 0;
     this.outcome.status = Number(headers[':status']) || 0;
@@ -341,6 +345,7 @@ export class H2Exchange implements EndpointSink {
   private onUpstreamClose(up: http2.ClientHttp2Stream): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    if (!this.upstreamClosedByProxy) this.endpointPick?.fail?.(); // reset before its response
     this.completePick(); // closed before its response headers (else they completed it)
     up.unpipe(downstream);
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
@@ -378,6 +383,7 @@ export class H2Exchange implements EndpointSink {
         this.attempt(target, failed);
         return;
       }
+      if (countsAgainstEndpoint(err.reason)) failed?.fail?.();
       failed?.done();
       this.respondWithConnectError(err);
       return;
@@ -415,6 +421,7 @@ export class H2Exchange implements EndpointSink {
   private respondWithError(reason: ProxyErrorReason, message: string): void {
     const { ctx, downstream } = this;
     this.clearResponseTimer();
+    if (countsAgainstEndpoint(reason)) this.endpointPick?.fail?.(); // the circuit breaker's verdict
     this.completePick();
     ctx.metrics.proxyError(ctx.direction, reason);
     this.outcome.error = reason;
@@ -484,10 +491,10 @@ export class H2Exchange implements EndpointSink {
   }
 
   /** Reports the attempt's endpoint back to the balancer (with the RTT when it answered). */
-  private completePick(rttMs?: number): void {
+  private completePick(rttMs?: number, failed?: boolean): void {
     const pick = this.endpointPick;
     this.endpointPick = null;
-    pick?.done(rttMs);
+    pick?.done(rttMs, failed);
   }
 
   private authority(): string {
