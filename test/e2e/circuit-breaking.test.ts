@@ -4,10 +4,12 @@
 // endpoints, one always answering 500: after max-failures it gets no requests until its penalty
 // ends, then exactly one probe; both failing: 503 all-endpoints-tripped at once; a slow backend
 // holding max-pending-requests: 503 overflow at once; without the annotation nothing changes.
-// The admin's /debug/breakers shows the breakers and trellis_breaker_events_total counts.
+// The admin's /debug/breakers shows the breakers and trellis_breaker_events_total counts. And
+// gRPC over HTTP/2: UNAVAILABLE counts as a failure, NOT_FOUND does not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { writeServiceFile } from '../../src/control/discovery/local-state.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
@@ -215,3 +217,92 @@ test('circuit breaking on the client proxy, per backend endpoint', { timeout: 12
     },
   );
 });
+
+/** A gRPC app: a trailers-only answer whose grpc-status is the path's last segment. */
+async function startGrpcApp() {
+  let hits = 0;
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    hits++;
+    stream.resume();
+    const status =
+      String(headers[':path'] ?? '')
+        .split('/')
+        .pop() ?? '0';
+    stream.respond(
+      { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': status },
+      { endStream: true },
+    );
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as { port: number }).port,
+    get hits() {
+      return hits;
+    },
+    close: () => server.close(),
+  };
+}
+
+/** One unary gRPC call; its headers and trailers as one record. */
+function grpcCall(port: number, path: string): Promise<Record<string, string>> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    const seen: Record<string, string> = {};
+    const note = (h: http2.IncomingHttpHeaders) => {
+      for (const [k, v] of Object.entries(h)) seen[k] = String(v);
+    };
+    req.on('response', note);
+    req.on('trailers', note);
+    req.setTimeout(10_000, () => req.close(http2.constants.NGHTTP2_CANCEL));
+    req.on('error', reject);
+    req.on('close', () => {
+      session.close();
+      resolve(seen);
+    });
+    req.resume();
+    req.end();
+  });
+}
+
+test(
+  'gRPC over HTTP/2: UNAVAILABLE trips the endpoint, NOT_FOUND does not',
+  { timeout: 90_000 },
+  async (t) => {
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const app = await startGrpcApp();
+    t.after(() => app.close());
+    const server = await world.proxy({ identity: await identityFor(world, 'rpc'), app: app.port });
+    await world.register('rpc', 'rpc-1', portOf(server, 'inbound'), idOf('rpc'));
+    await annotate(world, 'rpc', {
+      'balancer.trellis.io/failure-accrual': 'consecutive',
+      'balancer.trellis.io/failure-accrual-max-failures': '2',
+      'balancer.trellis.io/failure-accrual-min-penalty': '1m',
+    });
+    const client = await world.proxy({
+      identity: await identityFor(world, 'caller'),
+      config: { destinations: [{ listen: '127.0.0.1:0', target: 'rpc.default:8080', protocol: 'h2' }] },
+    });
+    const bound = portOf(client, 'destination-0');
+    assert.equal((await grpcCall(bound, '/trellis.test.Echo/0'))['grpc-status'], '0');
+    await untilGuarded(client, 'rpc.default:8080');
+    // NOT_FOUND is an answer about the request: never a failure of the endpoint.
+    for (let i = 0; i < 5; i++)
+      assert.equal((await grpcCall(bound, '/trellis.test.Echo/5'))['grpc-status'], '5');
+    assert.equal((await grpcCall(bound, '/trellis.test.Echo/14'))['grpc-status'], '14');
+    assert.equal((await grpcCall(bound, '/trellis.test.Echo/14'))['grpc-status'], '14');
+    assert.equal(app.hits, 8);
+    const refused = await grpcCall(bound, '/trellis.test.Echo/0');
+    assert.equal(refused['trellis-proxy-error'], 'all-endpoints-tripped');
+    assert.equal(refused['grpc-status'], '14');
+    assert.equal(app.hits, 8, 'the tripped endpoint got nothing');
+  },
+);
