@@ -217,6 +217,9 @@ test('discovery: a Service policy starts and stops circuit breaking for every ta
   assert.ok('error' in refused && refused.error === 'all-endpoints-tripped');
   assert.deepEqual(events, ['web.default:8080 tripped', 'web.default:8080 all-tripped']);
   assert.equal(d.breakerViews()[0]!.endpoints[0]!.state, 'open');
+  // The same policy again (every route update brings it anew): the breaker keeps its state.
+  d.applyTrafficPolicy(service, { ...NO_TRAFFIC_POLICY, failureAccrual: { ...ACCRUAL, maxFailures: 1 } });
+  assert.equal(d.breakerViews()[0]!.endpoints[0]!.state, 'open');
   // The annotation removed: back to plain balancing, the breaker forgotten.
   d.applyTrafficPolicy(service, null);
   const third = await d.pick(target);

@@ -77,6 +77,17 @@ export function needsGuard(policy: ServiceTrafficPolicy | null): policy is Servi
   );
 }
 
+/** Whether two policies ask for the same circuit breaking (failure accrual and limits). */
+export function sameGuardPolicy(a: ServiceTrafficPolicy | null, b: ServiceTrafficPolicy | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null) return false;
+  return (
+    a.maxPendingRequests === b.maxPendingRequests &&
+    a.maxConnections === b.maxConnections &&
+    JSON.stringify(a.failureAccrual) === JSON.stringify(b.failureAccrual)
+  );
+}
+
 export interface BackendGuardOptions {
   /** The backend's name in logs and metrics ("web.default:8080"). */
   readonly backend: string;

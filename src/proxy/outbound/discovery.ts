@@ -37,6 +37,7 @@ import type { ServiceTrafficPolicy } from '../../core/routes/service-annotations
 import {
   BackendGuard,
   needsGuard,
+  sameGuardPolicy,
   type BackendGuardView,
   type BreakerCounters,
 } from '../balance/backend-guard.ts';
@@ -215,9 +216,10 @@ export class ServiceDiscovery {
     const key = servicePortKey(service);
     const wanted = needsGuard(policy) ? policy : null;
     const known = this.policies.get(key) ?? null;
+    // Every route update brings the policy anew: the breakers start afresh only when it changed.
+    if (sameGuardPolicy(wanted, known)) return;
     if (wanted === null) this.policies.delete(key);
     else if (this.policies.size < MAX_POLICIES || this.policies.has(key)) this.policies.set(key, wanted);
-    if (wanted === known) return;
     for (const entry of this.entries.values()) if (entry.service === key) this.guard(entry);
   }
 
