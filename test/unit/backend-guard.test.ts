@@ -3,11 +3,12 @@
 // exactly one probe; every endpoint tripped fails fast; max-pending-requests and max-connections
 // answer overflow at once; picks report their verdicts; counters and the admin view follow. And
 // through ServiceDiscovery: a Service's policy (applyTrafficPolicy) starts and stops the guard.
+// The log lines: trip, recovery, and one line for a flood of refusals.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { FakeClock } from '../../src/core/clock.ts';
-import { silentLogger } from '../../src/core/log.ts';
+import { createLogger, silentLogger } from '../../src/core/log.ts';
 import {
   NO_TRAFFIC_POLICY,
   type FailureAccrualPolicy,
@@ -230,4 +231,35 @@ test('discovery: a Service policy starts and stops circuit breaking for every ta
   d.applyTrafficPolicy(service, { ...NO_TRAFFIC_POLICY, requestTimeoutMs: 100 });
   assert.deepEqual(d.breakerViews(), []);
   d.close();
+});
+
+test('logs: a line when an endpoint trips and when it recovers; a flood of refusals writes one line', () => {
+  const lines: { msg: string; leftOut?: number; endpoint?: string }[] = [];
+  const clock = new FakeClock(1);
+  const set = new EndpointSet({ clock, timers: clock });
+  set.apply({ kind: 'reset', endpoints: [staticEndpoint(A)] });
+  const guard = new BackendGuard({
+    backend: 'web.default:8080',
+    set,
+    policy: { ...NO_TRAFFIC_POLICY, failureAccrual: { ...ACCRUAL, maxFailures: 1 }, maxPendingRequests: 1 },
+    log: createLogger({ level: 'info', rateLimit: null, write: (line) => lines.push(JSON.parse(line)) }),
+    counters: { count: () => {} },
+  });
+  const held = guard.pick(null) as GuardedPick;
+  for (let i = 0; i < 1000; i++) assert.equal((guard.pick(null) as GuardRefusal).error, 'overflow');
+  held.done(1, true);
+  for (let i = 0; i < 1000; i++)
+    assert.equal((guard.pick(null) as GuardRefusal).error, 'all-endpoints-tripped');
+  clock.advance(1000);
+  (guard.pick(null) as GuardedPick).done(1, false);
+  assert.deepEqual(
+    lines.map((l) => l.msg),
+    [
+      'backend over its limit; requests answered 503 overflow',
+      'endpoint tripped its circuit breaker; it gets no requests until its penalty ends',
+      'every endpoint of the backend is tripped; requests answered 503 all-endpoints-tripped',
+      'endpoint recovered: its probe succeeded',
+    ],
+  );
+  assert.equal(lines[1]!.endpoint, A);
 });

@@ -18,6 +18,7 @@
 // penalty ends, a limit is hit, or a retry must avoid an endpoint.
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
+import { LogThrottle } from '../../core/log-rate-limit.ts';
 import type { ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
@@ -116,6 +117,25 @@ export class BackendGuard {
   /** The earliest end of an open breaker's penalty (Infinity: none). */
   #nextProbeAt = Infinity;
   #pending = 0;
+  // The answers to refusals, made once (a flood of them allocates nothing).
+  readonly #overPending: GuardRefusal;
+  readonly #overConnections: GuardRefusal;
+  readonly #allTripped: GuardRefusal;
+  // Refusals recur for as long as the cause lasts: one line per 10 s each, with the count left out.
+  readonly #overflowLog = new LogThrottle();
+  readonly #allTrippedLog = new LogThrottle();
+  readonly #writeOverflow = (leftOut: number): void =>
+    this.#log.warn('backend over its limit; requests answered 503 overflow', {
+      backend: this.backend,
+      maxPendingRequests: this.policy.maxPendingRequests,
+      maxConnections: this.policy.maxConnections,
+      leftOut,
+    });
+  readonly #writeAllTripped = (leftOut: number): void =>
+    this.#log.warn('every endpoint of the backend is tripped; requests answered 503 all-endpoints-tripped', {
+      backend: this.backend,
+      leftOut,
+    });
 
   constructor(options: BackendGuardOptions) {
     this.backend = options.backend;
@@ -128,6 +148,19 @@ export class BackendGuard {
     this.#maxPending = options.policy.maxPendingRequests ?? Infinity;
     this.#maxConnections = options.policy.maxConnections ?? Infinity;
     this.#p2c = new P2c(this);
+    const backend = options.backend;
+    this.#overPending = {
+      error: 'overflow',
+      detail: `${backend}: over its limit of ${this.#maxPending} pending requests`,
+    };
+    this.#overConnections = {
+      error: 'overflow',
+      detail: `${backend}: every endpoint at its limit of ${this.#maxConnections} connections`,
+    };
+    this.#allTripped = {
+      error: 'all-endpoints-tripped',
+      detail: `${backend}: every endpoint is tripped by its circuit breaker`,
+    };
     // A new policy starts every endpoint's accrual afresh.
     for (const state of this.#set.endpoints) state.accrual = null;
     this.#unsubscribe = this.#set.onChange(() => this.#rebuild());
@@ -155,7 +188,7 @@ export class BackendGuard {
    */
   pick(avoid: string | null): GuardedPick | GuardRefusal | null {
     if (this.#set.size === 0) return null;
-    if (this.#pending >= this.#maxPending) return this.#refuse('overflow', 'pending requests');
+    if (this.#pending >= this.#maxPending) return this.#refuse('overflow', this.#overPending);
     const now = this.#clock.now();
     if (now >= this.#nextProbeAt) {
       const due = this.#dueForProbe(now, avoid);
@@ -167,12 +200,12 @@ export class BackendGuard {
       }
     }
     const available = this.#available;
-    if (available.length === 0) return this.#refuse('all-tripped', 'every endpoint is tripped');
+    if (available.length === 0) return this.#refuse('all-tripped', this.#allTripped);
     let state = this.#p2c.pick()!;
     if (avoid !== null && state.key === avoid && available.length > 1) state = leastLoaded(available, avoid)!;
     if (state.load.pending >= this.#maxConnections) {
       const other = leastLoaded(available, null, this.#maxConnections);
-      if (other === null) return this.#refuse('overflow', 'connections per endpoint');
+      if (other === null) return this.#refuse('overflow', this.#overConnections);
       state = other;
     }
     return this.#start(state, false);
@@ -243,12 +276,11 @@ export class BackendGuard {
     return new GuardedPick(this, state, state.start(), probe);
   }
 
-  #refuse(event: 'all-tripped' | 'overflow', what: string): GuardRefusal {
+  #refuse(event: 'all-tripped' | 'overflow', refusal: GuardRefusal): GuardRefusal {
     this.#counters.count(event);
-    if (event === 'overflow') {
-      return { error: 'overflow', detail: `${this.backend}: over its limit of ${what}` };
-    }
-    return { error: 'all-endpoints-tripped', detail: `${this.backend}: ${what} by its circuit breaker` };
+    if (event === 'overflow') this.#overflowLog.note(this.#writeOverflow);
+    else this.#allTrippedLog.note(this.#writeAllTripped);
+    return refusal;
   }
 
   /** An open endpoint whose penalty is over (not `avoid`), or null. */
