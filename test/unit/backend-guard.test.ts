@@ -263,3 +263,22 @@ test('logs: a line when an endpoint trips and when it recovers; a flood of refus
   );
   assert.equal(lines[1]!.endpoint, A);
 });
+
+test('a replaced guard: outcomes of its picks in flight do not reach the new breakers', () => {
+  const { set, guard } = guarded({ failureAccrual: { ...ACCRUAL, maxFailures: 1 } });
+  const old = guard.pick(null) as GuardedPick;
+  guard.close();
+  const next = new BackendGuard({
+    backend: 'web.default:8080',
+    set,
+    policy: { ...NO_TRAFFIC_POLICY, failureAccrual: { ...ACCRUAL, maxFailures: 1 } },
+    log: silentLogger,
+    counters: { count: () => {} },
+  });
+  old.done(1, true);
+  assert.deepEqual(
+    next.view().endpoints.map((e) => e.state),
+    ['closed', 'closed'],
+  );
+  assert.equal(next.endpoints.length, 2);
+});

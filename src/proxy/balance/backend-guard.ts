@@ -117,6 +117,8 @@ export class BackendGuard {
   /** The earliest end of an open breaker's penalty (Infinity: none). */
   #nextProbeAt = Infinity;
   #pending = 0;
+  /** Replaced (the policy changed): outcomes of its picks still in flight go nowhere. */
+  #closed = false;
   // The answers to refusals, made once (a flood of them allocates nothing).
   readonly #overPending: GuardRefusal;
   readonly #overConnections: GuardRefusal;
@@ -179,6 +181,7 @@ export class BackendGuard {
 
   /** Stops following the set (the policy changed or the target is released). */
   close(): void {
+    this.#closed = true;
     this.#unsubscribe();
   }
 
@@ -242,7 +245,7 @@ export class BackendGuard {
   finish(state: EndpointState, failed: boolean | undefined, probe: boolean): void {
     this.#pending--;
     const accrual = state.accrual;
-    if (accrual === null) return;
+    if (accrual === null || this.#closed) return;
     const now = this.#clock.now();
     if (failed === undefined) {
       if (probe) {
