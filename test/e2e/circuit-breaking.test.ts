@@ -1,8 +1,9 @@
 // Circuit breaking through real proxies with mTLS (src/proxy/balance/backend-guard.ts): a client
 // proxy sends HTTP/1 requests to a Service whose balancer.trellis.io/* annotations (in its state
-// file, carried with its route set) ask for consecutive failure accrual or a pending limit. Two
-// endpoints, one always answering 500: after max-failures it gets no requests until its penalty
-// ends, then exactly one probe; both failing: 503 all-endpoints-tripped at once; a slow backend
+// file, carried with its route set) ask for consecutive failure accrual or a pending limit. An
+// endpoint always answering 500 trips after max-failures (alone: 503 all-endpoints-tripped at
+// once); a healthy one joins and gets every request until the penalty ends; then exactly one
+// probe; both failing: 503 all-endpoints-tripped at once; a slow backend
 // holding max-pending-requests: 503 overflow at once; without the annotation nothing changes.
 // The admin's /debug/breakers shows the breakers and trellis_breaker_events_total counts. And
 // gRPC over HTTP/2: UNAVAILABLE counts as a failure, NOT_FOUND does not.
@@ -37,11 +38,8 @@ function get(port: number, url: string): Promise<Reply> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * An app answering `status()` (200 or 500) after `delayMs` (a slower endpoint, so that the
- * balancer prefers the failing one until it trips); /hold waits until release().
- */
-async function startApp(status: () => number, delayMs = 0) {
+/** An app answering `status()` (200 or 500); /hold waits until release(). */
+async function startApp(status: () => number) {
   let hits = 0;
   const held: http.ServerResponse[] = [];
   const server = http.createServer((req, res) => {
@@ -51,8 +49,7 @@ async function startApp(status: () => number, delayMs = 0) {
       held.push(res);
       return;
     }
-    if (delayMs === 0) res.writeHead(status()).end('app');
-    else setTimeout(() => res.writeHead(status()).end('app'), delayMs);
+    res.writeHead(status()).end('app');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
@@ -111,18 +108,18 @@ async function untilGuarded(client: RunningProxy, backend: string): Promise<void
   }
 }
 
-const PENALTY_MS = 3000;
+const PENALTY_MS = 8000;
 
 test('circuit breaking on the client proxy, per backend endpoint', { timeout: 120_000 }, async (t) => {
   const world = await startMeshWorld();
   t.after(() => world.close());
   let goodStatus = 200;
-  const good = await startApp(() => goodStatus, 30);
+  const good = await startApp(() => goodStatus);
   const bad = await startApp(() => 500);
   const slow = await startApp(() => 200);
   const plainBad = await startApp(() => 500);
   t.after(() => [good, bad, slow, plainBad].forEach((a) => a.close()));
-  await workload(world, 'web', 'web-good', good);
+  // The failing endpoint first, alone: which endpoint the balancer prefers does not matter.
   await workload(world, 'web', 'web-bad', bad);
   await workload(world, 'slow', 'slow-1', slow);
   await workload(world, 'plain', 'plain-1', plainBad);
@@ -138,45 +135,55 @@ test('circuit breaking on the client proxy, per backend endpoint', { timeout: 12
   const client = await world.proxy({ identity: await identityFor(world, 'caller') });
   const out = portOf(client, 'outbound');
   const ask = (service: string, path = '/') => get(out, `http://${service}.default:8080${path}`);
+  let tripped = 0;
 
-  await t.test(
-    'an endpoint answering 500 trips after 3 failures and gets nothing during its penalty',
-    async () => {
-      await ask('web');
-      await untilGuarded(client, 'web.default:8080');
-      // Until the bad endpoint has had its 3 failures (bounded: being faster, it gets most requests).
-      for (let i = 0; i < 100 && bad.hits < 3; i++) await ask('web');
-      assert.equal(bad.hits, 3);
-      const tripped = Date.now();
-      for (let i = 0; i < 20; i++) assert.equal((await ask('web')).status, 200);
-      assert.ok(Date.now() - tripped < PENALTY_MS, 'the requests above all fell within the penalty');
-      assert.equal(bad.hits, 3, 'no request reached the tripped endpoint during its penalty');
-      const view = (await breakers(client)).find((b) => b.backend === 'web.default:8080')!;
-      assert.deepEqual(view.endpoints.map((e) => e.state).sort(), ['closed', 'open']);
-      assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'tripped' }), 1);
-    },
-  );
+  await t.test('an endpoint answering 500 trips after 3 failures; alone, requests fail fast', async () => {
+    assert.equal((await ask('web')).status, 500);
+    await untilGuarded(client, 'web.default:8080');
+    for (let i = 0; i < 10 && bad.hits < 3; i++) assert.equal((await ask('web')).status, 500);
+    assert.equal(bad.hits, 3);
+    tripped = Date.now();
+    const r = await ask('web');
+    assert.equal(r.status, 503);
+    assert.equal(r.headers['trellis-proxy-error'], 'all-endpoints-tripped');
+    assert.equal(bad.hits, 3);
+    assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'tripped' }), 1);
+    assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'all_tripped' }), 1);
+  });
+
+  await t.test('a healthy endpoint joins: it gets every request during the penalty', async () => {
+    await workload(world, 'web', 'web-good', good);
+    // Until the client proxy has the new endpoint (bounded).
+    for (let i = 0; i < 100 && (await ask('web')).status !== 200; i++) await sleep(50);
+    for (let i = 0; i < 10; i++) assert.equal((await ask('web')).status, 200);
+    assert.ok(Date.now() - tripped < PENALTY_MS, 'the requests above all fell within the penalty');
+    assert.equal(bad.hits, 3, 'no request reached the tripped endpoint during its penalty');
+    const view = (await breakers(client)).find((b) => b.backend === 'web.default:8080')!;
+    assert.deepEqual(view.endpoints.map((e) => e.state).sort(), ['closed', 'open']);
+  });
 
   await t.test('after the penalty it gets exactly one probe; the failed probe trips it again', async () => {
-    await sleep(PENALTY_MS + 200);
+    await sleep(Math.max(0, tripped + PENALTY_MS + 300 - Date.now()));
     const statuses: number[] = [];
     for (let i = 0; i < 10; i++) statuses.push((await ask('web')).status);
     assert.equal(bad.hits, 4, 'exactly one probe');
-    assert.equal(statuses.filter((s) => s === 500).length, 1);
+    assert.deepEqual(statuses.slice(1), Array(9).fill(200), 'the probe was the first request');
+    assert.equal(statuses[0], 500);
     assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'probe' }), 1);
     assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'reopened' }), 1);
   });
 
   await t.test('every endpoint tripped: 503 all-endpoints-tripped at once', async () => {
     goodStatus = 500;
-    for (let i = 0; i < 10 && (await ask('web')).status !== 503; i++);
+    // The healthy one fails too: 3 failures trip it (the other is in its second penalty).
+    for (let i = 0; i < 3; i++) assert.equal((await ask('web')).status, 500);
     const started = Date.now();
     const r = await ask('web');
     assert.equal(r.status, 503);
     assert.equal(r.headers['trellis-proxy-error'], 'all-endpoints-tripped');
     // Not after discovery's 3 s fail-fast wait, nor the response timeout: at once.
     assert.ok(Date.now() - started < 2500);
-    assert.ok(metric(client, 'trellis_breaker_events_total', { event: 'all_tripped' }) >= 1);
+    assert.equal(metric(client, 'trellis_breaker_events_total', { event: 'tripped' }), 2);
     goodStatus = 200;
   });
 
