@@ -27,6 +27,9 @@ export const PROXY_ERROR_REASONS = [
   // Discovery (src/proxy/outbound/discovery.ts):
   'control-plane-unreachable', // a mesh name with no known endpoints while the control plane is unreachable (503)
   'unknown-port', // a service asked for on a port it does not have; the answer lists its ports (400)
+  // Circuit breaking (src/proxy/balance/backend-guard.ts):
+  'all-endpoints-tripped', // every endpoint of the backend is tripped by its failure accrual (503)
+  'overflow', // the backend's max-pending-requests or an endpoint's max-connections is reached (503)
   // Routes (src/proxy/outbound/routes.ts):
   'route-not-found', // routes are attached to the service and no rule matches the request (404)
   'backend-not-found', // the matched rule's backend does not exist, or none has weight (500)
@@ -80,6 +83,8 @@ export function statusForReason(reason: ProxyErrorReason): number {
     case 'no-identity':
     case 'upstream-busy':
     case 'control-plane-unreachable':
+    case 'all-endpoints-tripped':
+    case 'overflow':
       return 503;
     case 'forbidden':
     case 'proxy-request-refused':

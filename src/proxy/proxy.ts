@@ -121,6 +121,7 @@ export async function startProxy(
       onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('admin', limit, action),
       metrics: rt.metrics,
       config: () => config,
+      breakers: () => rt.discovery.breakerViews(),
       isReady: () => !rt.draining,
       onShutdown: () => onShutdownRequest?.(),
       log,

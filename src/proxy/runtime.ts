@@ -109,6 +109,7 @@ export class ProxyRuntime {
         if (this.mesh.outbound === null) this.metrics.plainOutbound(endpoint, 'no-identity');
         else if (meshIdentityOf(endpoint) === null) this.metrics.plainOutbound(endpoint, 'not-meshed');
       },
+      breakerCounters: (backend) => this.metrics.breakerCounters(backend),
     });
     this.mirrors =
       address !== undefined
@@ -126,6 +127,8 @@ export class ProxyRuntime {
             waitMs: config.discovery.failFastMs,
             log: log.child({ component: 'routes' }),
             metrics: this.metrics.routes,
+            // Circuit breaking: a Service's balancer.trellis.io/* policy goes to its balancer.
+            onPolicy: (service, policy) => this.discovery.applyTrafficPolicy(service, policy),
           })
         : null;
     this.mesh = new MeshWiring(

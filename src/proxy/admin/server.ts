@@ -1,6 +1,6 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
 // for probes, /config to see the effective configuration, /identity for the proxy's current
-// certificate chain, and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
+// certificate chain, /debug/breakers for the outbound circuit breakers, and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
 // peer (any local proxy that relays requests is one): the admin token the proxy was started with
 // (`--admin-token-file`), as `Authorization: Bearer`; without a token it is disabled.
 // It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
@@ -27,6 +27,8 @@ export interface AdminOptions {
    * so any peer may read them (the private key is never served).
    */
   identity?: () => string | null;
+  /** The circuit breakers of the outbound backends, served as JSON at /debug/breakers. */
+  breakers?: () => unknown;
   /** POST /shutdown from a loopback peer with the token (called once, after the 202 is sent). */
   onShutdown: () => void;
   /** The token POST /shutdown must present; null or absent: shutdown over HTTP is disabled. */
@@ -134,6 +136,17 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
           status: 200,
           contentType: 'application/json',
           body: JSON.stringify(opts.config() ?? null, null, 2) + '\n',
+        }),
+      },
+    ],
+    [
+      '/debug/breakers',
+      {
+        methods: READ,
+        handle: () => ({
+          status: 200,
+          contentType: 'application/json',
+          body: JSON.stringify(opts.breakers?.() ?? [], null, 2) + '\n',
         }),
       },
     ],

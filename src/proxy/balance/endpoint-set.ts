@@ -15,6 +15,7 @@ import { targetKey } from '../../core/target.ts';
 import type { Endpoint, Update } from '../../core/endpoints.ts';
 import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { PeakEwma, type PeakEwmaHandle, type PeakEwmaOptions } from './peak-ewma.ts';
+import type { FailureAccrual } from './failure-accrual.ts';
 
 /**
  * `awaiting`: no update yet. `ready`: at least one endpoint. `no-endpoints`: the target exists
@@ -32,6 +33,8 @@ export interface EndpointSetOptions extends PeakEwmaOptions {
 export class EndpointState {
   readonly key: string;
   readonly load: PeakEwma;
+  /** Its circuit breaker, while its backend's policy asks for failure accrual (backend-guard.ts). */
+  accrual: FailureAccrual | null = null;
   #endpoint: Endpoint;
   #weight = 1; // a number from the start, so V8 keeps the field unboxed
   #removed = false;

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
 import { statusForReason } from '../errors.ts';
+import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import { reportFault } from '../fault.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
@@ -522,6 +523,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     }
     this.clearResponseTimer();
     const failed = this.pick;
+    // The breaker counts the retried failure against its endpoint.
+    if ('timedOut' in failure || failure.status >= 500 || failure.grpcStatus !== null) failed?.fail?.();
     this.pick = null;
     this.res = null;
     this.resBuf = null;
@@ -824,7 +827,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
     if (this.pick !== null) {
-      this.pick.done(now - this.pickedAt);
+      this.pick.done(now - this.pickedAt, head.status >= 500); // the breaker's verdict
       this.pick = null;
     }
     this.res = head;
@@ -1102,6 +1105,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
+    if (countsAgainstEndpoint(reason)) this.pick?.fail?.(); // the circuit breaker's verdict
     if (ctx.log.enabled('debug'))
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
     // Keep the connection only when the request was read whole and parsed cleanly.

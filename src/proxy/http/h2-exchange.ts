@@ -11,6 +11,7 @@ import * as http2 from 'node:http2';
 import type { Logger } from '../../core/log.ts';
 import type { Pick as EndpointPick } from '../outbound/discovery.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason } from '../errors.ts';
+import { countsAgainstEndpoint, isFailedResponse } from '../balance/failure-accrual.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import { ExchangeOutcome } from './h2-exchange-outcome.ts';
@@ -318,6 +319,8 @@ export class H2Exchange implements EndpointSink {
     this.responseTrailers = undefined;
     const failed = this.endpointPick;
     this.endpointPick = null;
+    // The breaker counts the retried failure against its endpoint.
+    if ('timedOut' in failure || failure.status >= 500 || failure.grpcStatus !== null) failed?.fail?.();
     this.retryPick = failed;
     this.retryTimer = setTimeout(
       () =>
@@ -473,7 +476,10 @@ export class H2Exchange implements EndpointSink {
       if (this.retryAttempt(failure) === true) return;
     }
     this.clearResponseTimer();
-    this.completePick(performance.now() - this.upstreamOpenedAt);
+    this.completePick(
+      performance.now() - this.upstreamOpenedAt,
+      isFailedResponse(Number(headers[':status']), headers['grpc-status']), // the breaker's verdict
+    );
     if (this.responded || downstream.closed || downstream.destroyed) return;
     this.outcome.status = Number(headers[':status']) || 0;
     this.outcome.noteGrpcStatus(headers);
@@ -527,6 +533,7 @@ export class H2Exchange implements EndpointSink {
   private onUpstreamClose(up: http2.ClientHttp2Stream): void {
     const { downstream } = this;
     this.clearResponseTimer();
+    if (!this.upstreamClosedByProxy) this.endpointPick?.fail?.(); // reset before its response
     if (this.resendRefused(up)) return;
     this.completePick(); // closed before its response headers (else they completed it)
     up.unpipe(downstream);
@@ -591,6 +598,7 @@ export class H2Exchange implements EndpointSink {
         this.attempt(target, failed);
         return;
       }
+      if (countsAgainstEndpoint(err.reason)) failed?.fail?.();
       failed?.done();
       this.respondWithConnectError(err);
       return;
@@ -640,6 +648,7 @@ export class H2Exchange implements EndpointSink {
   private respondWithError(reason: ProxyErrorReason, message: string): void {
     const { ctx, downstream } = this;
     this.clearResponseTimer();
+    if (countsAgainstEndpoint(reason)) this.endpointPick?.fail?.(); // the circuit breaker's verdict
     this.completePick();
     ctx.metrics.proxyError(ctx.direction, reason);
     this.outcome.error = reason;
@@ -716,10 +725,10 @@ export class H2Exchange implements EndpointSink {
   }
 
   /** Reports the attempt's endpoint back to the balancer (with the RTT when it answered). */
-  private completePick(rttMs?: number): void {
+  private completePick(rttMs?: number, failed?: boolean): void {
     const pick = this.endpointPick;
     this.endpointPick = null;
-    pick?.done(rttMs);
+    pick?.done(rttMs, failed);
   }
 
   private authority(): string {

@@ -145,6 +145,8 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
     case 'no-identity':
     case 'upstream-busy':
     case 'control-plane-unreachable':
+    case 'all-endpoints-tripped':
+    case 'overflow':
       return GRPC_STATUS.UNAVAILABLE;
     case 'forbidden':
     case 'proxy-request-refused':

@@ -12,11 +12,17 @@
 // control plane does not know, or no discovery at all) has nowhere else to go and is not retried;
 // nor is a connect that failed because this proxy has no identity to present (no-identity), which
 // no other endpoint would change.
+//
+// The circuit breaker (src/proxy/balance/backend-guard.ts) learns each exchange's outcome from its
+// pick: done(rtt, failed) with the response's verdict, fail() before done() when the endpoint
+// could not be reached or broke the exchange. A pick handed back here as `failed` with otherOnly
+// (a connect that failed) is marked failed here; the protocols mark the rest.
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { meshIdentityOf } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
 import type { ConnectFailureReason } from '../errors.ts';
+import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import {
   directPick,
   type DiscoveryFailureReason,
@@ -76,6 +82,7 @@ export function pickEndpoint(
     outcome = NO_ENDPOINTS; // discovery never throws; should it, the exchange still gets an answer
   }
   const other = otherOnly ? failed : null;
+  other?.fail?.(); // its connect failed (only connect failures are retried elsewhere)
   if (outcome instanceof Promise) {
     outcome.then(
       (picked) => sink.onEndpoint(settle(picked, failed, other)),
@@ -210,12 +217,13 @@ class SocketAttempt implements EndpointSink {
           pickEndpoint(this.discovery, this.target, pick, this);
           return;
         }
+        if (countsAgainstEndpoint(reason!)) pick.fail?.();
         pick.done();
         this.cb(null, null, reason, err);
         return;
       }
       const rttMs = performance.now() - startedAt;
-      socket.once('close', () => pick.done(rttMs));
+      socket.once('close', () => pick.done(rttMs, false));
       this.cb(socket, pick, null);
     };
     const connecting =

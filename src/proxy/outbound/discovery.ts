@@ -33,6 +33,15 @@ import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { isMeshShaped, mayBeService, serviceQuery, canonicalName } from '../resolve/mesh-names.ts';
 import type { Logger } from '../../core/log.ts';
 import { type Target, targetKey } from '../../core/target.ts';
+import type { ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
+import {
+  BackendGuard,
+  needsGuard,
+  sameGuardPolicy,
+  type BackendGuardView,
+  type BreakerCounters,
+} from '../balance/backend-guard.ts';
+import { serviceOf, type ServicePort } from './routes.ts';
 
 /** Where one request or connection goes; call done() when it ends (with the RTT when known). */
 export interface Pick {
@@ -41,11 +50,28 @@ export interface Pick {
   readonly endpoint: Endpoint | null;
   /** The endpoint's key in its set (for retries that must pick another), null when direct. */
   readonly key: string | null;
-  done(rttMs?: number): void;
+  /**
+   * Ends the request's count on the endpoint. `rttMs`: the time to its response (or connect),
+   * when it came. `failed`: the endpoint's verdict for its circuit breaker when it answered
+   * (true: a 5xx or failing gRPC status; false: success); leave it out when there is none (the
+   * exchange was cancelled). Calls after the first are ignored.
+   */
+  done(rttMs?: number, failed?: boolean): void;
+  /**
+   * Marks the exchange as failed by the endpoint (unreachable, reset, timed out) before done().
+   * Absent where nothing listens (picks made by tests).
+   */
+  fail?(): void;
 }
 
 /** Why discovery has no endpoint for a target (each is a proxy error reason, src/proxy/errors.ts). */
-export type DiscoveryFailureReason = 'no-endpoints' | 'control-plane-unreachable' | 'unknown-port';
+export type DiscoveryFailureReason =
+  | 'no-endpoints'
+  | 'control-plane-unreachable'
+  | 'unknown-port'
+  // the backend's circuit breaking (src/proxy/balance/backend-guard.ts)
+  | 'all-endpoints-tripped'
+  | 'overflow';
 
 /** No endpoint: why, and a sentence for the answer (which ports a service has, say). */
 export interface PickFailure {
@@ -69,6 +95,8 @@ export interface DiscoveryOptions {
   readonly log: Logger;
   /** Told of every pick of a discovered endpoint (`trellis edges` counts the plain ones). */
   readonly onEndpointPick?: (endpoint: Endpoint) => void;
+  /** Counts a backend's circuit breaker events (ProxyMetrics.breakerCounters). */
+  readonly breakerCounters?: (backend: string) => BreakerCounters;
 }
 
 interface Entry {
@@ -82,6 +110,10 @@ interface Entry {
   readonly meshShaped: boolean;
   readonly set: EndpointSet;
   readonly p2c: P2c<EndpointState>;
+  /** The Service port it is ("ns/name:port", the key of its traffic policy), null for others. */
+  readonly service: string | null;
+  /** Its circuit breaking, when its Service's policy asks for it (else the bare P2c picks). */
+  guard: BackendGuard | null;
   resolution: Resolution;
   /** The resolution's last news was a failure (the control plane is unreachable). */
   unreachable: boolean;
@@ -106,6 +138,10 @@ const NEW_ENDPOINT_RTT_MS = 1;
 const GRPC_INVALID_ARGUMENT = 3;
 
 const noop = (): void => {};
+const noCounters: BreakerCounters = { count: noop };
+
+/** At most this many Services' traffic policies are kept (one per watched Service port). */
+const MAX_POLICIES = 1000;
 
 /** How many mesh names a proxy remembers having been services (the set starts over when full). */
 const MAX_KNOWN_NAMES = 4096;
@@ -123,6 +159,8 @@ export class ServiceDiscovery {
   /** Hosts the control plane answered as services: mesh names, never sent to DNS. */
   private readonly knownNames = new Set<string>();
   private readonly namespace: string;
+  /** The circuit breaking policies of Service ports ("ns/name:port"), as their routes brought them. */
+  private readonly policies = new Map<string, ServiceTrafficPolicy>();
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(opts: DiscoveryOptions) {
@@ -169,6 +207,46 @@ export class ServiceDiscovery {
     return outcome;
   }
 
+  /**
+   * The traffic policy of a Service port (its balancer.trellis.io/* annotations; null: none), as
+   * the route level receives it (OutboundRoutes' onPolicy): circuit breaking starts or stops for
+   * every target that names that Service port.
+   */
+  applyTrafficPolicy(service: ServicePort, policy: ServiceTrafficPolicy | null): void {
+    const key = servicePortKey(service);
+    const wanted = needsGuard(policy) ? policy : null;
+    const known = this.policies.get(key) ?? null;
+    // Every route update brings the policy anew: the breakers start afresh only when it changed.
+    if (sameGuardPolicy(wanted, known)) return;
+    if (wanted === null) this.policies.delete(key);
+    else if (this.policies.size < MAX_POLICIES || this.policies.has(key)) this.policies.set(key, wanted);
+    for (const entry of this.entries.values()) if (entry.service === key) this.guard(entry);
+  }
+
+  /** The circuit breakers of every guarded backend (the admin's /debug/breakers). */
+  breakerViews(): BackendGuardView[] {
+    const views: BackendGuardView[] = [];
+    for (const entry of this.entries.values()) if (entry.guard !== null) views.push(entry.guard.view());
+    return views;
+  }
+
+  /** Gives an entry the guard its Service's policy asks for (or none). */
+  private guard(entry: Entry): void {
+    const policy = entry.service === null ? undefined : this.policies.get(entry.service);
+    if (entry.guard !== null && entry.guard.policy === policy) return;
+    entry.guard?.close();
+    entry.guard =
+      policy === undefined
+        ? null
+        : new BackendGuard({
+            backend: entry.query,
+            set: entry.set,
+            policy,
+            log: this.opts.log,
+            counters: this.opts.breakerCounters?.(entry.query) ?? noCounters,
+          });
+  }
+
   /** Targets being watched (tests check that idle ones are released). */
   get watchedTargets(): number {
     return this.entries.size;
@@ -201,6 +279,7 @@ export class ServiceDiscovery {
     const host = canonicalName(target.host);
     const named = isIP(target.host) === 0;
     const query = named ? serviceQuery(host, target.port, this.namespace) : key;
+    const service = named ? serviceOf(target, this.namespace) : null;
     const created: Entry = {
       key,
       query,
@@ -208,6 +287,8 @@ export class ServiceDiscovery {
       meshShaped: named && isMeshShaped(host, this.namespace),
       set,
       p2c: new P2c(set),
+      service: service === null ? null : servicePortKey(service),
+      guard: null,
       resolution: { cancel: noop },
       unreachable: false,
       rejected: false,
@@ -230,6 +311,7 @@ export class ServiceDiscovery {
       },
       (error) => this.onResolutionError(query, created, error),
     );
+    this.guard(created);
     this.entries.set(key, created);
     this.startSweeper();
     return created;
@@ -286,6 +368,7 @@ export class ServiceDiscovery {
         for (const [key, e] of this.entries) {
           if (e.lastUsed < cutoff && e.waiters.size === 0 && !keepsLastKnown(e)) {
             e.resolution.cancel();
+            e.guard?.close();
             e.set.close();
             this.entries.delete(key);
           }
@@ -301,6 +384,7 @@ export class ServiceDiscovery {
     this.sweeper = null;
     for (const e of this.entries.values()) {
       e.resolution.cancel();
+      e.guard?.close();
       e.set.close();
       wake(e);
     }
@@ -331,7 +415,7 @@ function failureOf(entry: Entry): PickFailure {
 
 /** A pick that sends to the target's own address (no discovery). */
 export function directPick(target: Target): Pick {
-  return { address: target, endpoint: null, key: null, done: noop };
+  return { address: target, endpoint: null, key: null, done: noop, fail: noop };
 }
 
 /** Whether an entry's host is certainly a mesh name (see the file comment): it never goes direct. */
@@ -353,6 +437,7 @@ function fromEntry(
   switch (entry.set.status) {
     case 'ready': {
       if (isOnlyItself(entry)) return directPick(target);
+      if (entry.guard !== null) return entry.guard.pick(avoid);
       let state = entry.p2c.pick();
       if (state === null) return null;
       if (state.key === avoid && entry.set.size > 1) state = cheapestOther(entry.set.endpoints, avoid);
@@ -362,6 +447,7 @@ function fromEntry(
         endpoint: state.endpoint,
         key: state.key,
         done: (rttMs?: number) => handle.complete(rttMs),
+        fail: noop,
       };
     }
     case 'does-not-exist':
@@ -408,4 +494,9 @@ function cheapestOther(endpoints: readonly EndpointState[], avoid: string): Endp
 
 function wake(entry: Entry): void {
   for (const waiter of Array.from(entry.waiters)) waiter();
+}
+
+/** The key of a Service port's traffic policy. */
+function servicePortKey(service: ServicePort): string {
+  return `${service.namespace}/${service.name}:${service.port}`;
 }

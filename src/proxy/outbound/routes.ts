@@ -224,6 +224,11 @@ export interface OutboundRoutesOptions {
   readonly metrics?: RouteMetrics | null;
   /** Default: the real watch client, loaded on first use (it brings gRPC). */
   readonly startWatch?: StartRouteWatch;
+  /**
+   * Told of each watched Service port's traffic policy as it arrives (null: none), for the
+   * backend level's circuit breaking (ServiceDiscovery.applyTrafficPolicy).
+   */
+  readonly onPolicy?: (service: ServicePort, policy: ServiceTrafficPolicy | null) => void;
 }
 
 interface Watched {
@@ -245,6 +250,8 @@ export class OutboundRoutes {
   private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
   private warnedFull = false;
   private closed = false;
+  /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
+  private readonly watchedBackends = new WeakSet<CompiledBackend>();
 
   constructor(opts: OutboundRoutesOptions) {
     this.opts = opts;
@@ -304,6 +311,7 @@ export class OutboundRoutes {
           resolve(entry.table);
         },
         onTable: (table) => {
+          this.opts.onPolicy?.(service, table.policy ?? null);
           entry.table =
             table.http === null && table.grpc === null && table.policy === undefined ? null : table;
           // A budget made for the previous policy stays (its counts are the Service's), unless
@@ -374,6 +382,12 @@ export class OutboundRoutes {
           : `backend ${backend.namespace}/${backend.name}:${backend.port} does not exist`;
       return { kind: 'refuse', reason: 'backend-not-found', message: `${name}: ${which}` };
     }
+    const backendTarget = { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port };
+    if (this.opts.onPolicy !== undefined && !this.watchedBackends.has(backend)) {
+      // The backend's own Service annotations (circuit breaking) come with its own watch.
+      this.watchedBackends.add(backend);
+      void this.tableFor(backendTarget);
+    }
     const requestHeaders: HeaderModifier[] = [];
     const responseHeaders: HeaderModifier[] = [];
     if (rule.requestHeaders !== null) requestHeaders.push(rule.requestHeaders);
@@ -393,7 +407,7 @@ export class OutboundRoutes {
     }
     return {
       kind: 'forward',
-      target: { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port },
+      target: backendTarget,
       pathAndQuery: queryText === '' ? rewrittenPath : `${rewrittenPath}?${queryText}`,
       authority: rewrittenHost,
       requestHeaders,

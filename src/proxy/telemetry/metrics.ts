@@ -11,6 +11,7 @@ import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
 import { targetKey, type Target } from '../../core/target.ts';
 import { H2_LIMITS, type H2Limit } from '../h2/limits.ts';
+import { BREAKER_EVENTS, type BreakerCounters } from '../balance/backend-guard.ts';
 import {
   Registry,
   type Counter,
@@ -73,6 +74,7 @@ const DETECTED_PROTOCOL_INDEX = indexMap(DETECTED_PROTOCOLS);
 const DETECT_OUTCOME_INDEX = indexMap(DETECT_OUTCOMES);
 const ERROR_REASON_INDEX = indexMap(PROXY_ERROR_REASONS);
 const H2_LIMIT_INDEX = indexMap(H2_LIMITS);
+const BREAKER_EVENT_INDEX = indexMap(BREAKER_EVENTS);
 
 function dirIndex(dir: Direction): number {
   return dir === 'inbound' ? 0 : 1;
@@ -126,6 +128,9 @@ export class ProxyMetrics {
   private readonly retries: Counter[] = [];
   /** Per route and backend (outbound/routes.ts makes one series per compiled backend). */
   readonly routes: RouteMetrics;
+  private readonly breakerEvents: CounterFamily;
+  /** Each backend's counters, by backend (bounded by MAX_DYNAMIC_SERIES, then "other"). */
+  private readonly breakerBy = new Map<string, BreakerCounters>();
   // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
@@ -265,6 +270,12 @@ export class ProxyMetrics {
     }
     this.routes = new RouteMetrics(r, LATENCY_BUCKETS_SECONDS);
 
+    this.breakerEvents = r.counter(
+      'trellis_breaker_events_total',
+      'Circuit breaking of outbound backends, by backend Service port: endpoints tripped, recovered (probe succeeded), reopened (probe failed), probes sent, requests failed fast because every endpoint was tripped (all_tripped), and requests refused over max-pending-requests or max-connections (overflow).',
+      ['backend', 'event'],
+    );
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -354,6 +365,20 @@ export class ProxyMetrics {
   /** A route retry: sent again, or not because the Service port's retry budget was spent. */
   retried(dir: Direction, outcome: 'retried' | 'budget-exhausted'): void {
     this.retries[dirIndex(dir) * 2 + (outcome === 'retried' ? 0 : 1)]!.value += 1;
+  }
+
+  /**
+   * The circuit breaking counters of one backend (asked for once, when its breaker is made): each
+   * count() is an array index, allocation-free.
+   */
+  breakerCounters(backend: string): BreakerCounters {
+    const known = this.breakerBy.get(backend);
+    if (known !== undefined) return known;
+    const label = this.breakerBy.size < MAX_DYNAMIC_SERIES ? backend : 'other';
+    const counters = BREAKER_EVENTS.map((event) => this.breakerEvents.labels(label, event.replace('-', '_')));
+    const made: BreakerCounters = { count: (event) => (counters[BREAKER_EVENT_INDEX[event]!]!.value += 1) };
+    if (this.breakerBy.size < MAX_DYNAMIC_SERIES) this.breakerBy.set(backend, made);
+    return made;
   }
 
   /** One mutual TLS connection established; `peer` is the verified identity of the other side. */
