@@ -115,6 +115,8 @@ export class FakeKubeServer {
   #uid = 0;
   readonly requests: RequestRecord[] = [];
   url = '';
+  /** Kinds whose CRD is not installed: their list and watch answer 404 (as for a missing CRD). */
+  readonly missingKinds = new Set<string>();
   /** What GET /version answers (a real server's version.Info), MAJOR.MINOR.PATCH. */
   kubernetesVersion = '1.32.0';
 
@@ -529,6 +531,10 @@ export class FakeKubeServer {
     }
     const route = parsePath(url.pathname);
     if (req.method !== 'GET' || !route) {
+      sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+      return;
+    }
+    if (this.missingKinds.has(route.kind.kind)) {
       sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
       return;
     }

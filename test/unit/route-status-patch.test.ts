@@ -91,7 +91,7 @@ test('property: after its own patch the status needs no other (no write storms);
       assert.equal(ours.length, 2, 'one entry per parentRef');
       for (const entry of ours)
         for (const c of entry['conditions'] as Json[]) assert.equal(c['observedGeneration'], 3);
-      if (patch !== null) assert.equal(patch['metadata']['resourceVersion'], '7', 'a precondition');
+      if (patch !== null) assert.equal((patch as Json)['metadata']['resourceVersion'], '7', 'a precondition');
     }),
     { numRuns: 300 },
   );

@@ -71,13 +71,25 @@ export class KubernetesRouteSource implements RouteSource {
     const retryDelayMs = options.retryDelayMs ?? 1000;
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
     const core = kubeConfig.makeApiClient(CoreV1Api);
-    const informerOptions = {
-      retryDelayMs,
-      onError: (error: Error) =>
-        this.#log.warn('route informer failed; retrying', { error: error.message, cause: error.cause }),
-    };
-    const routeInformer = (plural: string) =>
-      new ResourceInformer<KubernetesObject>(
+    const onError =
+      (what: string) =>
+      (error: Error): void => {
+        const missing = (error.cause as { code?: unknown } | undefined)?.code === 404;
+        this.#log.warn(
+          missing
+            ? `no ${what} in the API: install the Gateway API CRDs (trellis install --crds); retrying`
+            : 'route informer failed; retrying',
+          { resource: what, error: error.message, cause: error.cause },
+        );
+      };
+    // The source is ready once the Services are listed and each route kind was listed or failed
+    // once: a cluster without the Gateway API CRDs (404) has no routes, not a control plane that
+    // never gets ready; the informer keeps trying (backoff to 30 s) and the routes come later.
+    const firstTries: Promise<void>[] = [];
+    const routeInformer = (plural: string): ResourceInformer<KubernetesObject> => {
+      let tried: () => void = () => {};
+      firstTries.push(new Promise<void>((resolve) => (tried = resolve)));
+      const informer = new ResourceInformer<KubernetesObject>(
         kubeConfig,
         `/apis/${GATEWAY_GROUP}/${GATEWAY_VERSION}/${plural}`,
         () =>
@@ -87,8 +99,17 @@ export class KubernetesRouteSource implements RouteSource {
             plural,
           }) as Promise<KubernetesListObject<KubernetesObject>>,
         () => this.#changed(),
-        informerOptions,
+        {
+          retryDelayMs,
+          onError: (error) => {
+            tried();
+            onError(`${plural}.${GATEWAY_GROUP}`)(error);
+          },
+        },
       );
+      void informer.synced.then(tried);
+      return informer;
+    };
     this.#routes = new Map(
       (Object.entries(ROUTE_PLURALS) as [RouteKind, string][]).map(([kind, plural]) => [
         kind,
@@ -100,7 +121,7 @@ export class KubernetesRouteSource implements RouteSource {
       '/api/v1/services',
       () => core.listServiceForAllNamespaces(),
       () => this.#changed(),
-      informerOptions,
+      { retryDelayMs, onError: onError('services') },
     );
     const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
     this.#writer =
@@ -124,7 +145,7 @@ export class KubernetesRouteSource implements RouteSource {
             },
           });
     const informers = [...this.#routes.values(), this.#services];
-    this.#ready = Promise.all(informers.map((i) => i.synced)).then(() => {
+    this.#ready = Promise.all([this.#services.synced, ...firstTries]).then(() => {
       this.#synced = true;
       this.#changed();
     });
