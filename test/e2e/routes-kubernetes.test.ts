@@ -237,6 +237,11 @@ test('trellis control serves Kubernetes HTTPRoutes to proxies and writes their s
     OTHER_CONTROLLER,
   );
 
+  // The writes are counted on the control plane's /metrics.
+  const metrics = await (await fetch(`http://${ready['http']}/metrics`)).text();
+  const written = /^trellis_route_status_writes_total\{result="written"\} (\d+)$/m.exec(metrics);
+  assert.equal(Number(written?.[1]), statusWrites(kube), metrics);
+
   // `trellis get` against this control plane shows the same status.
   const got = await runCli([
     'get',

@@ -56,6 +56,8 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
     addGrpcServices(server: grpc.Server) {
       server.addService(loadRouteApi().Routes.service, { Watch: watch });
     },
+    // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
+    metrics: () => (source as { metrics?: () => string }).metrics?.() ?? '',
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
       if (path !== '/api/routes') return false;
       return serveRouteObjects(req, res, source);

@@ -22,6 +22,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../core/log.ts';
+import { Registry } from '../../core/prometheus.ts';
 import { validateRoute, type RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { trafficAnnotations } from '../../core/routes/service-annotations.ts';
@@ -168,6 +169,21 @@ export class KubernetesRouteSource implements RouteSource {
   /** Status patches sent so far, by result. */
   get statusWrites(): Readonly<RouteStatusWriter['counts']> {
     return this.#writer?.counts ?? { written: 0, conflicts: 0, failed: 0 };
+  }
+
+  /** trellis_route_status_writes_total by result, for the control plane's GET /metrics. */
+  metrics(): string {
+    const registry = new Registry();
+    const writes = registry.counter(
+      'trellis_route_status_writes_total',
+      'Route status patches sent to the Kubernetes API, by result.',
+      ['result'],
+    );
+    const counts = this.statusWrites;
+    writes.labels('written').inc(counts.written);
+    writes.labels('conflict').inc(counts.conflicts);
+    writes.labels('failed').inc(counts.failed);
+    return registry.render();
   }
 
   async close(): Promise<void> {
