@@ -197,6 +197,26 @@ const ENTRY: ParentEntry = {
   conditions: [{ type: 'Accepted', status: 'True', reason: 'Accepted', message: 'ok' }],
 };
 
+test("a Gateway parent is another controller's: no entry for it, and a route attached only to Gateways is never written", () => {
+  const object = structuredClone(ROUTE);
+  object['spec']['parentRefs'] = [
+    { name: 'edge' },
+    { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge2' },
+  ];
+  object['status'] = {
+    parents: [{ parentRef: { name: 'edge' }, controllerName: 'example.com/gw', conditions: [] }],
+  };
+  const desired = routeParents(object, parsedOf(object), services);
+  assert.deepEqual(desired, []);
+  assert.equal(statusPatch(object, desired, 'T'), null);
+  // With a Service beside it: only the Service's entry.
+  object['spec']['parentRefs'].push({ group: '', kind: 'Service', name: 'web' });
+  assert.deepEqual(
+    routeParents(object, parsedOf(object), services).map((d) => d.parentRef),
+    [{ group: '', kind: 'Service', name: 'web' }],
+  );
+});
+
 test('the writer: one patch per change; none in flight twice, none before the watch brings the written version', async () => {
   const sent: Record<string, unknown>[] = [];
   let answer: (error?: Error & { code?: number }) => void = () => {};

@@ -1,7 +1,8 @@
 // The status the control plane writes back into an HTTPRoute or GRPCRoute on Kubernetes, as pure
 // functions (the writer, status-writer.ts, sends what they return):
 //
-//   routeParents      this controller's RouteParentStatus entries for a route: status.ts's
+//   routeParents      this controller's RouteParentStatus entries for a route, one per parentRef
+//                     that is a Service (a Gateway's belong to its own controller): status.ts's
 //                     conditions for a valid route; for one our schema refuses, Accepted=False
 //                     with reason UnsupportedValue and a message naming the field, for every
 //                     parentRef that can be read at all
@@ -51,11 +52,13 @@ export function routeParents(
   services: ServiceIndex,
 ): ParentEntry[] {
   if (parsed.route !== null)
-    return routeStatus(parsed.route, services).map((p) => ({
-      parentRef: cleanParentRef(p.parentRef as Record<string, unknown>) ?? {},
-      controllerName: p.controllerName,
-      conditions: p.conditions,
-    }));
+    return routeStatus(parsed.route, services)
+      .filter((p) => isService(p.parentRef))
+      .map((p) => ({
+        parentRef: cleanParentRef(p.parentRef as Record<string, unknown>) ?? {},
+        controllerName: p.controllerName,
+        conditions: p.conditions,
+      }));
   const problem = parsed.issues
     .map((i) => `${i.path.length === 0 ? '(route)' : i.path.join('.')}: ${i.message}`)
     .join('; ');
@@ -65,7 +68,12 @@ export function routeParents(
   const entries: ParentEntry[] = [];
   for (const raw of refs.slice(0, MAX_STATUS_PARENTS)) {
     const parentRef = cleanParentRef(raw);
-    if (parentRef === null || entries.some((e) => isDeepStrictEqual(e.parentRef, parentRef))) continue;
+    if (
+      parentRef === null ||
+      !isService(parentRef) ||
+      entries.some((e) => isDeepStrictEqual(e.parentRef, parentRef))
+    )
+      continue;
     entries.push({
       parentRef,
       controllerName: CONTROLLER_NAME,
@@ -73,6 +81,14 @@ export function routeParents(
     });
   }
   return entries;
+}
+
+/**
+ * Whether a parentRef is a Service (group "" and kind Service, both written: absent, they default
+ * to a Gateway). Other parents belong to other controllers: Trellis writes no entry for them.
+ */
+function isService(ref: { readonly group?: unknown; readonly kind?: unknown }): boolean {
+  return ref.group === '' && ref.kind === 'Service';
 }
 
 /** The fields of a parentRef the status may hold, or null when it has no usable name. */
