@@ -70,6 +70,27 @@ test('trellis get: routes with their status and services, by kind name, namespac
     ['split', 'echo:80,echo:81', 'echo:80=True,echo:81=False(NoMatchingParent)', 'True'],
   ]);
 
+  const wide = await get('httproute', 'lost', '-n', 'mesh', '-o', 'wide');
+  assert.deepEqual(
+    wide.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => l.split(/\s{2,}/)),
+    [
+      ['NAME', 'PARENTS', 'ACCEPTED', 'RESOLVED', 'HOSTNAMES', 'RULES', 'CREATED'],
+      [
+        'lost',
+        'echo',
+        'True',
+        'False(BackendNotFound)',
+        '*',
+        '1',
+        wide.stdout.split('\n')[1]!.split(/\s+/).pop()!,
+      ],
+    ],
+  );
+  assert.match(wide.stdout.split('\n')[1]!, /\d{4}-\d\d-\d\dT/);
+
   // Every spelling of the kind; -A adds the namespace column.
   for (const kind of ['grpcroute', 'grpcroutes', 'GRPCRoute']) {
     const all = await get(kind, '-A');

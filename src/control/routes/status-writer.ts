@@ -4,7 +4,7 @@
 //
 // Bounds, so that a route never costs more than one write per change of what it should say:
 //   - at most one patch per route in flight; a route changed meanwhile is looked at again after it
-//   - after a patch (answered or refused with 409 Conflict), the route is not patched again until
+//   - after a patch (answered, or refused with 409 Conflict or 404), the route is not patched again until
 //     the watch brings a newer resourceVersion of it (the copy in hand is stale)
 //   - a failed patch is retried after retryDelayMs, doubling to 30 s, counted and logged
 //     (rate-limited by the backoff itself)
@@ -88,8 +88,9 @@ export class RouteStatusWriter {
       },
       (error: unknown) => {
         const code = (error as { code?: unknown }).code;
-        if (code === 409) {
-          // Someone wrote in between: the watch brings the newer object, looked at then.
+        if (code === 409 || code === 404) {
+          // Someone wrote in between, or the route is gone: the watch brings the newer object (or
+          // its deletion), looked at then.
           this.counts.conflicts++;
         } else {
           this.counts.failed++;
