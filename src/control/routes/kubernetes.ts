@@ -215,7 +215,7 @@ export class KubernetesRouteSource implements RouteSource {
         if (meta.name === undefined || meta.namespace === undefined) continue;
         const parsed = this.#parse(kind, object);
         targets.push({
-          key: meta.uid ?? `${kind}/${meta.namespace}/${meta.name}`,
+          key: uidOf(kind, object),
           kind,
           namespace: meta.namespace,
           name: meta.name,
@@ -250,7 +250,7 @@ export class KubernetesRouteSource implements RouteSource {
     return { routes, services: services as ServiceIndex, serviceAnnotations };
   }
 
-  /** The route validated as `trellis apply` would (cached per resourceVersion); logs a refusal once. */
+  /** The route validated as `trellis apply` would (cached per version); logs a refusal once. */
   #parse(kind: RouteKind, object: KubernetesObject): Parsed {
     const meta = object.metadata ?? {};
     const uid = uidOf(kind, object);
