@@ -3,7 +3,8 @@
 //   --pre: kubernetes-api, kubernetes-version (1.29+ for native sidecars, else the classic mode),
 //     pre-kubernetes-setup (the namespace is free, RBAC to create every kind install prints, by
 //     SelfSubjectAccessReview), pre-kubernetes-crds (Trellis's CRDs absent or of the same group
-//     and kind).
+//     and kind; the Gateway API's HTTPRoute and GRPCRoute may also be the upstream ones, with v1
+//     served).
 //   --kubernetes (after install): kubernetes-api, kubernetes-version, trellis-existence (the
 //     namespace, the objects install wrote, control-plane pods ready), trellis-config (the
 //     configuration parses; the ClusterRole grants what the control plane calls; the CRDs are
@@ -33,7 +34,7 @@ import {
 import type { CheckResult } from './check.ts';
 import { expiryCheck, pemCertificates, verifiesTo } from './check.ts';
 import { checkedIdentity } from './install-identity.ts';
-import { readCrds } from './install.ts';
+import { readCrds, readGatewayCrds } from './install.ts';
 import {
   CONFIG_KEYS,
   CONTROL,
@@ -205,7 +206,12 @@ const preSetup =
     }
   };
 
-/** Absent, or the same group and kind (an earlier install's): anything else is someone else's. */
+const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+
+/**
+ * Absent, or the same group and kind (an earlier install's): anything else is someone else's. The
+ * Gateway API's may be anyone's (the upstream CRDs, either channel) as long as v1 is served.
+ */
 const preCrds =
   (kubeConfig: KubeConfig, crds: readonly CrdName[]): Group =>
   async (results) => {
@@ -215,7 +221,26 @@ const preCrds =
       const check = `CRD ${crd.name} is absent or compatible`;
       try {
         const found = await api.readCustomResourceDefinition({ name: crd.name });
-        if (found.spec.group === crd.group && found.spec.names.plural === crd.plural)
+        const gatewayApi = crd.group === GATEWAY_API_GROUP;
+        const sameKind = found.spec.group === crd.group && found.spec.names.plural === crd.plural;
+        if (sameKind && gatewayApi && !found.spec.versions.some((v) => v.name === 'v1' && v.served))
+          results.push(
+            fail(
+              group,
+              check,
+              `present without version v1 served (${found.spec.versions.map((v) => v.name).join(', ')})`,
+              'upgrade the Gateway API CRDs to v1.0 or later (or trellis install --crds | kubectl apply -f -)',
+            ),
+          );
+        else if (sameKind && gatewayApi)
+          results.push(
+            ok(
+              group,
+              check,
+              'present with v1 served (Trellis uses it as it is: trellis install --crds --skip-gateway-api)',
+            ),
+          );
+        else if (sameKind)
           results.push(
             ok(group, check, 'present, same group and plural (trellis install --crds updates it)'),
           );
@@ -370,14 +395,17 @@ async function postInstall(
       );
   }
   const crdApi = kubeConfig.makeApiClient(ApiextensionsV1Api);
-  for (const crd of crds) {
+  for (const crd of [...crds, ...(await readGatewayCrds()).crds]) {
     await exists(results, group, `CRD ${crd.name}`, () =>
       crdApi.readCustomResourceDefinition({ name: crd.name }),
     ).then((found) => {
       if (found === null)
         results[results.length - 1] = {
           ...results[results.length - 1]!,
-          hint: 'trellis install --crds | kubectl apply -f -',
+          hint:
+            crd.group === GATEWAY_API_GROUP
+              ? 'trellis install --crds | kubectl apply -f - (or install the upstream Gateway API CRDs)'
+              : 'trellis install --crds | kubectl apply -f -',
         };
     });
   }
@@ -577,7 +605,7 @@ export async function checkKubernetes(
   if (pre) {
     versionGroup(api.minor, true, results, 'warn');
     await preSetup(kubeConfig)(results);
-    await preCrds(kubeConfig, (await readCrds()).crds)(results);
+    await preCrds(kubeConfig, [...(await readCrds()).crds, ...(await readGatewayCrds()).crds])(results);
   } else {
     await postInstall(kubeConfig, api.minor, now, results);
     if (proxies) await dataPlane(kubeConfig, results);

@@ -6,6 +6,8 @@
 // SIGINT/SIGTERM. `--operator-token-file` names the operator token (a mounted
 // Secret) that state-changing HTTP API requests must carry; without it they are all refused.
 // `--injector-listen` also serves the proxy injector (src/control/injector/webhook-server.ts).
+// The Routes API serves the Gateway API routes of the cluster (src/control/routes/kubernetes.ts),
+// whose status it writes back.
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
@@ -289,6 +291,8 @@ export async function run(argv: string[]): Promise<number> {
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
   const { kubernetesPolicyComponent } = await import('../control/policy/component.ts');
+  const { createRouteComponent } = await import('../control/routes/component.ts');
+  const { KubernetesRouteSource } = await import('../control/routes/kubernetes.ts');
   const kubeConfig =
     server === undefined ? await inClusterKubeConfig() : kubeConfigForServer(server.replace(/\/$/, ''));
   const component = await startIdentity(identity, {
@@ -306,7 +310,12 @@ export async function run(argv: string[]): Promise<number> {
     ...settings,
     watcher,
     catalog: kubernetesCatalog(kubeConfig, watcher),
-    components: [component, kubernetesPolicyComponent(kubeConfig, settings.log)],
+    components: [
+      component,
+      kubernetesPolicyComponent(kubeConfig, settings.log),
+      // Routes (Gateway API HTTPRoute/GRPCRoute) for the proxies; their status written back.
+      createRouteComponent(new KubernetesRouteSource({ kubeConfig, log: settings.log }), settings.log),
+    ],
     operatorToken,
     operatorTokenSource:
       tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,

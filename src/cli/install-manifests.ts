@@ -3,8 +3,9 @@
 // grants exactly what the control plane calls today: list and watch of Services, Pods and
 // EndpointSlices (discovery/kubernetes.ts, and the catalog of cli/control.ts), get of Namespaces
 // (the injector, injector/webhook-server.ts, reads their annotations) and list and watch of the policy
-// CRDs (policy/kubernetes.ts; the group and plurals are read from deploy/crds.yaml itself), and
-// create of TokenReviews (identity/token-review.ts).
+// CRDs (policy/kubernetes.ts; the group and plurals are read from deploy/crds.yaml itself), list
+// and watch of the Gateway API's HTTPRoutes and GRPCRoutes and patch of their status
+// (routes/kubernetes.ts), and create of TokenReviews (identity/token-review.ts).
 import { parseAllDocuments, stringify } from 'yaml';
 import { restrictedSecurityContext, type InjectorConfig } from '../control/injector/proxy-containers.ts';
 import type { IdentityMaterial, WebhookMaterial } from './install-identity.ts';
@@ -67,6 +68,8 @@ export function crdNames(text: string): CrdName[] {
   });
 }
 
+const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+
 /** The ClusterRole's rules: exactly the calls the control plane makes (no wildcards). */
 export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
   const groups = [...new Set(crds.map((c) => c.group))];
@@ -80,6 +83,13 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
       resources: crds.filter((c) => c.group === group).map((c) => c.plural),
       verbs: ['list', 'watch'],
     })),
+    // Routes (routes/kubernetes.ts), whoever installed their CRDs; their status is written back.
+    { apiGroups: [GATEWAY_API_GROUP], resources: ['httproutes', 'grpcroutes'], verbs: ['list', 'watch'] },
+    {
+      apiGroups: [GATEWAY_API_GROUP],
+      resources: ['httproutes/status', 'grpcroutes/status'],
+      verbs: ['patch'],
+    },
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
   ];
 }

@@ -1,6 +1,7 @@
 // `trellis install`: prints the Kubernetes manifests of Trellis as multi-document YAML on stdout,
 // for `trellis install --crds | kubectl apply -f -` then `trellis install | kubectl apply -f -`.
-// `--crds` prints deploy/crds.yaml as it is; otherwise the objects of install-manifests.ts with
+// `--crds` prints deploy/crds.yaml as it is, then deploy/gateway-api-crds.yaml (HTTPRoute,
+// GRPCRoute) unless `--skip-gateway-api` (for clusters with the upstream ones); otherwise the objects of install-manifests.ts with
 // certificates made now (install-identity.ts) or read from the operator's files.
 // docs/kubernetes.md describes what comes out and why.
 import { readFile } from 'node:fs/promises';
@@ -67,7 +68,7 @@ export const CRDS_FLAGS: FlagSpec[] = [
   {
     name: 'skip-gateway-api',
     kind: 'boolean',
-    help: 'with --crds: say nothing about the Gateway API CRDs (not bundled yet; see docs/kubernetes.md)',
+    help: 'with --crds: leave out the Gateway API CRDs (HTTPRoute, GRPCRoute), e.g. where the upstream ones are installed',
   },
 ];
 
@@ -131,15 +132,17 @@ export async function readCrds(): Promise<{ text: string; crds: CrdName[] }> {
   return { text, crds: crdNames(text) };
 }
 
-const GATEWAY_API_NOTE =
-  'trellis install --crds: the Gateway API CRDs (HTTPRoute, GRPCRoute) are not bundled yet; ' +
-  'install them from https://gateway-api.sigs.k8s.io/guides/ if you use them, ' +
-  'or pass --skip-gateway-api to silence this note\n';
+/** deploy/gateway-api-crds.yaml (HTTPRoute, GRPCRoute), beside src/ or dist/. */
+export async function readGatewayCrds(): Promise<{ text: string; crds: CrdName[] }> {
+  const text = await readFile(new URL('../../deploy/gateway-api-crds.yaml', import.meta.url), 'utf8');
+  return { text, crds: crdNames(text) };
+}
 
-/** `--crds`: deploy/crds.yaml on stdout, and the note on the Gateway API CRDs on stderr. */
+/** `--crds`: deploy/crds.yaml on stdout, then the Gateway API CRDs unless --skip-gateway-api. */
 export async function printCrds(values: ReadonlyMap<string, unknown>): Promise<number> {
-  process.stdout.write((await readCrds()).text);
-  if (values.get('skip-gateway-api') !== true) process.stderr.write(GATEWAY_API_NOTE);
+  const own = (await readCrds()).text;
+  const gateway = values.get('skip-gateway-api') === true ? '' : `---\n${(await readGatewayCrds()).text}`;
+  process.stdout.write(own.endsWith('\n') || own === '' ? own + gateway : `${own}\n${gateway}`);
   return 0;
 }
 

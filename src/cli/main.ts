@@ -24,6 +24,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),
   routes: () => import('./routes.ts'),
+  get: () => import('./get.ts'),
   check: () => import('./check.ts'),
   install: () => import('./install.ts'),
   uninstall: () => import('./uninstall.ts'),

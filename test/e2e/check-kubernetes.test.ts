@@ -44,8 +44,32 @@ test('trellis check --pre: a cluster that can take Trellis passes; no RBAC, an o
       body: { ...(body as object), status: { allowed, ...(allowed ? {} : { reason: 'RBAC: no rule' }) } },
     };
   });
+  // The upstream Gateway API CRD (v1 served beside v1beta1) is compatible.
+  const gatewayCrd = (plural: string, versions: string[]) =>
+    ({
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: {
+        name: `${plural}.gateway.networking.k8s.io`,
+        annotations: { 'gateway.networking.k8s.io/bundle-version': 'v1.2.0' },
+      },
+      spec: {
+        group: 'gateway.networking.k8s.io',
+        names: { plural, kind: 'X' },
+        versions: versions.map((name, i) => ({ name, served: true, storage: i === 0 })),
+      },
+    }) as unknown as KubeObject;
+  kube.apply(gatewayCrd('httproutes', ['v1', 'v1beta1']));
   const good = await check(['--pre']);
   assert.equal(good.code, 0, good.stdout + good.stderr);
+  assert.match(
+    line(good.lines, 'CRD httproutes.gateway.networking.k8s.io is absent or compatible').text,
+    /^✔ .*present with v1 served .*--skip-gateway-api/,
+  );
+  assert.equal(
+    line(good.lines, 'CRD grpcroutes.gateway.networking.k8s.io is absent or compatible').mark,
+    '✔',
+  );
   assert.ok(!good.stdout.includes('✖') && !good.stdout.includes('‼'), good.stdout);
   for (const group of [
     'kubernetes-api',
@@ -70,7 +94,12 @@ test('trellis check --pre: a cluster that can take Trellis passes; no RBAC, an o
     spec: { group: 'policy.other.example', names: { plural: 'servers', kind: 'Server' } },
   } as KubeObject);
   kube.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'trellis' } });
+  kube.apply(gatewayCrd('grpcroutes', ['v1alpha2']));
   const bad = await check(['--pre']);
+  const oldGateway = line(bad.lines, 'CRD grpcroutes.gateway.networking.k8s.io is absent or compatible');
+  assert.equal(oldGateway.mark, '✖');
+  assert.match(oldGateway.text, /without version v1 served \(v1alpha2\)/);
+  assert.match(oldGateway.hint!, /upgrade the Gateway API CRDs/);
   assert.equal(bad.code, 1);
   const rbac = line(bad.lines, 'can create clusterroles.rbac.authorization.k8s.io');
   assert.equal(rbac.mark, '✖');
@@ -87,7 +116,7 @@ test('trellis check --pre: a cluster that can take Trellis passes; no RBAC, an o
 
 test('trellis check --kubernetes: an installed Trellis passes every group; what breaks later fails its check with a hint', async (t) => {
   const { kube, check } = await cluster(t);
-  const crds = await runCli(['install', '--crds', '--skip-gateway-api']);
+  const crds = await runCli(['install', '--crds']);
   kube.applyYaml(crds.stdout);
   const installed = await runCli(['install']);
   assert.equal(installed.code, 0, installed.stderr);

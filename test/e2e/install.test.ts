@@ -101,6 +101,8 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
       ':namespaces:get',
       'discovery.k8s.io:endpointslices:list,watch',
       'policy.trellis.dev:servers,authorizationpolicies:list,watch',
+      'gateway.networking.k8s.io:httproutes,grpcroutes:list,watch',
+      'gateway.networking.k8s.io:httproutes/status,grpcroutes/status:patch',
       'authentication.k8s.io:tokenreviews:create',
     ],
   );
@@ -188,18 +190,46 @@ test('trellis install --ha: three replicas on different nodes and a PodDisruptio
   assert.equal(config['cni'], true);
 });
 
-test('trellis install --crds prints deploy/crds.yaml as it is; uninstall lists what install made, webhook first', async (t) => {
-  const server = await fakeKube(t);
+test('trellis install --crds prints deploy/crds.yaml and the Gateway API CRDs (not with --skip-gateway-api); the API server takes them; uninstall lists what install made, webhook first', async (t) => {
+  const kube = new FakeKubeServer();
+  await kube.start();
+  t.after(() => kube.close());
+  const server = kube.url;
+  const own = await readFile(new URL('../../deploy/crds.yaml', import.meta.url), 'utf8');
+  const gateway = await readFile(new URL('../../deploy/gateway-api-crds.yaml', import.meta.url), 'utf8');
   const crds = await runCli(['install', '--crds']);
-  assert.equal(crds.code, 0);
-  assert.equal(crds.stdout, await readFile(new URL('../../deploy/crds.yaml', import.meta.url), 'utf8'));
-  assert.match(crds.stderr, /Gateway API CRDs .* not bundled yet/);
-  assert.equal((await runCli(['install', '--crds', '--skip-gateway-api'])).stderr, '');
-  const parsed = await installThroughKubectl(server, ['install', '--crds', '--skip-gateway-api']);
+  assert.deepEqual([crds.code, crds.stderr], [0, '']);
+  assert.equal(crds.stdout, `${own}---\n${gateway}`);
+  const skipped = await runCli(['install', '--crds', '--skip-gateway-api']);
+  assert.deepEqual([skipped.stdout, skipped.stderr], [own, '']);
+  const parsed = await installThroughKubectl(server, ['install', '--crds']);
   assert.deepEqual(
     parsed.map((o) => o['metadata']['name']),
-    ['servers.policy.trellis.dev', 'authorizationpolicies.policy.trellis.dev'],
+    [
+      'servers.policy.trellis.dev',
+      'authorizationpolicies.policy.trellis.dev',
+      'httproutes.gateway.networking.k8s.io',
+      'grpcroutes.gateway.networking.k8s.io',
+    ],
   );
+  for (const crd of parsed.slice(2)) {
+    const [version] = crd['spec']['versions'] as Json[];
+    assert.deepEqual([version!['name'], version!['served'], version!['storage']], ['v1', true, true]);
+    assert.deepEqual(version!['subresources'], { status: {} });
+    assert.equal(crd['spec']['scope'], 'Namespaced');
+  }
+  assert.deepEqual(
+    parsed.slice(2).map((o) => o['spec']['names']['kind']),
+    ['HTTPRoute', 'GRPCRoute'],
+  );
+  // The API server takes them (kubectl apply against the fake one).
+  const applied = await kubectl(server, ['apply', '--validate=false', '-f', '-'], crds.stdout);
+  assert.equal(applied.code, 0, applied.stderr);
+  assert.match(
+    applied.stdout,
+    /customresourcedefinition.apiextensions.k8s.io\/grpcroutes.gateway.networking.k8s.io created/,
+  );
+  assert.equal(kube.list('CustomResourceDefinition').length, 4);
 
   const uninstall = await runCli(['uninstall']);
   assert.equal(uninstall.code, 0, uninstall.stderr);

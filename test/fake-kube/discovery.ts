@@ -9,9 +9,12 @@ interface DiscoveredKind {
   readonly plural: string;
   readonly kind: string;
   readonly namespaced: boolean;
+  /** It has a status subresource (PLURAL/status: written only there, ignored in the main resource). */
+  readonly status?: boolean;
 }
 
 const VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
+const STATUS_VERBS = ['get', 'patch', 'update'];
 
 export const DISCOVERED_KINDS: readonly DiscoveredKind[] = [
   { groupVersion: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
@@ -65,6 +68,14 @@ export const DISCOVERED_KINDS: readonly DiscoveredKind[] = [
     kind: 'AuthorizationPolicy',
     namespaced: true,
   },
+  // The Gateway API routes the route source watches (src/control/routes/kubernetes.ts).
+  ...(['HTTPRoute', 'GRPCRoute'] as const).map((kind) => ({
+    groupVersion: 'gateway.networking.k8s.io/v1',
+    plural: `${kind.toLowerCase()}s`,
+    kind,
+    namespaced: true,
+    status: true,
+  })),
 ];
 
 /** The discovery document at `pathname`, or null when it is not one. */
@@ -90,12 +101,25 @@ export function discoveryDocument(pathname: string): unknown {
     kind: 'APIResourceList',
     apiVersion: 'v1',
     groupVersion,
-    resources: DISCOVERED_KINDS.filter((k) => k.groupVersion === groupVersion).map((k) => ({
-      name: k.plural,
-      singularName: k.kind.toLowerCase(),
-      namespaced: k.namespaced,
-      kind: k.kind,
-      verbs: VERBS,
-    })),
+    resources: DISCOVERED_KINDS.filter((k) => k.groupVersion === groupVersion).flatMap((k) => [
+      {
+        name: k.plural,
+        singularName: k.kind.toLowerCase(),
+        namespaced: k.namespaced,
+        kind: k.kind,
+        verbs: VERBS,
+      },
+      ...(k.status === true
+        ? [
+            {
+              name: `${k.plural}/status`,
+              singularName: '',
+              namespaced: k.namespaced,
+              kind: k.kind,
+              verbs: STATUS_VERBS,
+            },
+          ]
+        : []),
+    ]),
   };
 }

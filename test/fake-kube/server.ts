@@ -12,9 +12,16 @@
 // check` read what `trellis install` wrote), GET /version, and the creation of Pods by POST,
 // which go through the stored MutatingWebhookConfigurations over HTTPS first (admission.ts). It stores every kind discovery
 // names; a Secret's stringData becomes base64 data, as the real API server does.
+// Kinds with a status subresource (the Gateway API routes) behave as a CRD's with
+// `subresources.status`: metadata.generation counts spec changes, writes to the main resource
+// keep the stored status, and PATCH (application/merge-patch+json, RFC 7386) or PUT of
+// PREFIX/namespaces/NS/PLURAL/NAME/status changes only the status, honouring a
+// metadata.resourceVersion precondition (409 Conflict). Any stored kind can also be created by
+// POST and merge-patched by PATCH (what `kubectl apply` sends for custom resources).
 
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { admitPod, type AdmissionCall, type ServiceAddress } from './admission.ts';
 import { DISCOVERED_KINDS, discoveryDocument } from './discovery.ts';
@@ -41,6 +48,8 @@ interface ResourceKind {
   readonly prefix: string;
   readonly plural: string;
   readonly namespaced: boolean;
+  /** It has a status subresource. */
+  readonly status: boolean;
 }
 
 /** Every kind discovery names (the kinds Trellis reads and `trellis install` writes) but TokenReview, which is only created. */
@@ -50,6 +59,7 @@ const KINDS: readonly ResourceKind[] = DISCOVERED_KINDS.filter((k) => k.kind !==
   prefix: k.groupVersion.includes('/') ? `/apis/${k.groupVersion}` : `/api/${k.groupVersion}`,
   plural: k.plural,
   namespaced: k.namespaced,
+  status: k.status === true,
 }));
 
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
@@ -74,7 +84,9 @@ interface OpenWatch extends WatchRequest {
 }
 
 export interface RequestRecord {
-  readonly verb: 'list' | 'watch';
+  readonly verb: 'list' | 'watch' | 'create' | 'patch' | 'update';
+  /** 'status' for a write to the status subresource. */
+  readonly subresource?: 'status';
   readonly kind: string;
   readonly path: string;
   readonly query: Readonly<Record<string, string>>;
@@ -103,6 +115,8 @@ export class FakeKubeServer {
   #uid = 0;
   readonly requests: RequestRecord[] = [];
   url = '';
+  /** Kinds whose CRD is not installed: their list and watch answer 404 (as for a missing CRD). */
+  readonly missingKinds = new Set<string>();
   /** What GET /version answers (a real server's version.Info), MAJOR.MINOR.PATCH. */
   kubernetesVersion = '1.32.0';
 
@@ -133,7 +147,7 @@ export class FakeKubeServer {
     return [...this.#watches].filter((w) => kind === undefined || w.kind === kind).length;
   }
 
-  countRequests(verb: 'list' | 'watch', kind: string): number {
+  countRequests(verb: RequestRecord['verb'], kind: string): number {
     return this.requests.filter((r) => r.verb === verb && r.kind === kind).length;
   }
 
@@ -157,6 +171,17 @@ export class FakeKubeServer {
     stored.metadata.resourceVersion = String(++this.#revision);
     stored.metadata.uid = existing?.metadata.uid ?? object.metadata.uid ?? `uid-${++this.#uid}`;
     stored.metadata.creationTimestamp ??= new Date(0).toISOString();
+    if (kind.status) {
+      // As for a CRD with the status subresource: the main resource does not write the status,
+      // and the generation counts changes of everything else (the spec).
+      delete stored['status'];
+      if (existing?.['status'] !== undefined) stored['status'] = existing['status'];
+      const generation = Number(existing?.metadata['generation'] ?? 0);
+      stored.metadata['generation'] =
+        existing !== undefined && isDeepStrictEqual(existing['spec'], object['spec'])
+          ? generation
+          : generation + 1;
+    }
     if (kind.kind === 'Secret' && stored['stringData'] !== undefined) {
       // As the API server does: stringData is written into data, base64, and not kept.
       const data = (stored['data'] ?? {}) as Record<string, string>;
@@ -190,6 +215,61 @@ export class FakeKubeServer {
     gone.metadata.resourceVersion = String(++this.#revision);
     this.#record(kind, 'DELETED', gone);
     return true;
+  }
+
+  /**
+   * A write to one stored object, as the API server answers it: PATCH (a JSON merge patch) or PUT
+   * (the whole object) of the object or of its status subresource. A metadata.resourceVersion in
+   * the body is a precondition (409 Conflict when the object moved on); the status subresource
+   * changes only the status, the main resource everything but it (for kinds that have one).
+   */
+  write(
+    kind: string,
+    namespace: string | undefined,
+    name: string,
+    body: KubeObject | Record<string, unknown>,
+    how: { mode: 'merge' | 'replace'; status: boolean },
+  ): { status: number; body: unknown } {
+    const resource = KINDS.find((k) => k.kind === kind);
+    const existing = this.get(kind, namespace, name);
+    if (resource === undefined || existing === undefined || (how.status && !resource.status))
+      return {
+        status: 404,
+        body: statusObject(404, 'NotFound', `${resource?.plural ?? kind} "${name}" not found`),
+      };
+    const precondition = (body as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion;
+    if (
+      precondition !== undefined &&
+      precondition !== null &&
+      precondition !== existing.metadata.resourceVersion
+    )
+      return {
+        status: 409,
+        body: statusObject(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${resource.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+        ),
+      };
+    const next =
+      how.mode === 'merge'
+        ? (mergePatch(existing, body) as KubeObject)
+        : ({
+            ...structuredClone(body),
+            metadata: { ...existing.metadata, ...(body as KubeObject).metadata },
+          } as KubeObject);
+    next.metadata.name = name;
+    if (namespace !== undefined) next.metadata.namespace = namespace;
+    next.metadata.creationTimestamp = existing.metadata.creationTimestamp;
+    if (!how.status) return { status: 200, body: this.apply(next) };
+    // The status subresource: everything but the status stays as stored.
+    const stored = structuredClone(existing);
+    if (next['status'] === undefined) delete stored['status'];
+    else stored['status'] = next['status'];
+    stored.metadata.resourceVersion = String(++this.#revision);
+    this.#store(kind).set(objectKey(namespace, name), stored);
+    this.#record(kind, 'MODIFIED', stored);
+    return { status: 200, body: stored };
   }
 
   /** Ends every open watch: gracefully (the stream ends) or abruptly (the socket is destroyed). */
@@ -313,6 +393,11 @@ export class FakeKubeServer {
         void this.#createPod(podCreate[1]!, Buffer.concat(chunks), res);
         return;
       }
+      const collection = handler === undefined ? parsePath(path) : null;
+      if (collection !== null) {
+        this.#create(collection, Buffer.concat(chunks), res);
+        return;
+      }
       if (handler === undefined) {
         sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
         return;
@@ -330,8 +415,81 @@ export class FakeKubeServer {
     });
   }
 
+  /** POST to a collection: the object stored (201), or 409 when it exists. */
+  #create(
+    collection: { kind: ResourceKind; namespace: string | null },
+    body: Buffer,
+    res: ServerResponse,
+  ): void {
+    let object: KubeObject;
+    try {
+      object = JSON.parse(body.toString('utf8')) as KubeObject;
+      if (typeof object.metadata?.name !== 'string') throw new Error('metadata.name is required');
+    } catch (error) {
+      sendStatus(res, 400, 'BadRequest', (error as Error).message);
+      return;
+    }
+    const { kind } = collection;
+    if (collection.namespace !== null) object.metadata.namespace = collection.namespace;
+    this.requests.push({ verb: 'create', kind: kind.kind, path: `${kind.prefix}/${kind.plural}`, query: {} });
+    if (this.get(kind.kind, object.metadata.namespace, object.metadata.name) !== undefined) {
+      sendStatus(res, 409, 'AlreadyExists', `${kind.plural} "${object.metadata.name}" already exists`);
+      return;
+    }
+    res.writeHead(201, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(this.apply({ ...object, apiVersion: kind.apiVersion, kind: kind.kind })));
+  }
+
+  /** PATCH (merge patch only) or PUT of one object or of its status subresource. */
+  #handleWrite(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const status = url.pathname.endsWith('/status');
+    const one = parseObjectPath(status ? url.pathname.slice(0, -'/status'.length) : url.pathname);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (one === null) {
+        sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+        return;
+      }
+      const mode = req.method === 'PATCH' ? 'merge' : 'replace';
+      const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
+      if (mode === 'merge' && type !== 'application/merge-patch+json') {
+        sendStatus(
+          res,
+          415,
+          'UnsupportedMediaType',
+          `the body of the request was in an unknown format: ${type}`,
+        );
+        return;
+      }
+      this.requests.push({
+        verb: mode === 'merge' ? 'patch' : 'update',
+        kind: one.kind.kind,
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        ...(status ? { subresource: 'status' as const } : {}),
+      });
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        if (typeof body !== 'object' || body === null || Array.isArray(body))
+          throw new Error('not an object');
+      } catch {
+        sendStatus(res, 400, 'BadRequest', 'the request body is not a JSON object');
+        return;
+      }
+      const answer = this.write(one.kind.kind, one.namespace, one.name, body, { mode, status });
+      res.writeHead(answer.status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answer.body));
+    });
+  }
+
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://fake-kube');
+    if (req.method === 'PATCH' || req.method === 'PUT') {
+      this.#handleWrite(req, res, url);
+      return;
+    }
     if (req.method === 'POST') {
       this.#handlePost(req, res, url.pathname);
       return;
@@ -373,6 +531,10 @@ export class FakeKubeServer {
     }
     const route = parsePath(url.pathname);
     if (req.method !== 'GET' || !route) {
+      sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+      return;
+    }
+    if (this.missingKinds.has(route.kind.kind)) {
       sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
       return;
     }
@@ -512,4 +674,18 @@ export function matchesFieldSelector(selector: string, object: KubeObject): bool
             : undefined;
       return match[2] === '!=' ? actual !== match[3] : actual === match[3];
     });
+}
+
+/** RFC 7386 JSON merge patch: objects merge key by key, null deletes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> =
+    typeof target === 'object' && target !== null && !Array.isArray(target)
+      ? structuredClone(target as Record<string, unknown>)
+      : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete out[key];
+    else out[key] = mergePatch(out[key], value);
+  }
+  return out;
 }

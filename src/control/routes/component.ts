@@ -3,14 +3,18 @@
 //   gRPC  trellis.route.v1.Routes/Watch   the RouteSet of one Service port for one client
 //         namespace at once (after the source's first read), then again after every change that
 //         alters it (route-set.ts)
+//   HTTP  GET /api/routes?kind=HTTPRoute&namespace=NS&name=NAME   the routes as objects with their
+//         status (objects.ts), for `trellis get`; every filter optional
 //
 // Streams are served by the shared WatchStreams (src/control/watch-streams.ts): a set is sent
 // again only when it differs from the last one sent.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi, type ApiRouteSet, type ApiRouteTargetOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import { WatchStreams } from '../watch-streams.ts';
+import { routeObjects } from './objects.ts';
 import { buildRouteSet } from './route-set.ts';
 import { LocalRouteSource, type RouteSource } from './source.ts';
 
@@ -52,6 +56,12 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
     addGrpcServices(server: grpc.Server) {
       server.addService(loadRouteApi().Routes.service, { Watch: watch });
     },
+    // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
+    metrics: () => (source as { metrics?: () => string }).metrics?.() ?? '',
+    async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+      if (path !== '/api/routes') return false;
+      return serveRouteObjects(req, res, source);
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -59,4 +69,33 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
       await source.close();
     },
   };
+}
+
+/** GET /api/routes: the routes as objects with their status; 405 for other methods. */
+async function serveRouteObjects(
+  req: IncomingMessage,
+  res: ServerResponse,
+  source: RouteSource,
+): Promise<true> {
+  const send = (status: number, body: unknown): void => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body) + '\n');
+  };
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.setHeader('allow', 'GET, HEAD');
+    send(405, { error: 'method not allowed' });
+    return true;
+  }
+  const query = new URL(req.url ?? '/', 'http://control').searchParams;
+  const filter = (key: string): string | undefined => query.get(key) || undefined;
+  await source.ready();
+  send(
+    200,
+    routeObjects(source.snapshot(), {
+      kind: filter('kind'),
+      namespace: filter('namespace'),
+      name: filter('name'),
+    }),
+  );
+  return true;
 }

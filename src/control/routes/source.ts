@@ -2,8 +2,8 @@
 // (state-files.ts) and the Services of `<state>/services/` they name (services.ts), kept up to
 // date by the shared FolderSnapshot (a recursive fs.watch, debounced, with a periodic full rescan
 // for the events fs.watch misses); listeners are told only when the routes or the Services' ports
-// or their traffic annotations actually changed. On Kubernetes the same RouteSnapshot would come from the
-// Gateway API CRDs (not written yet).
+// or their traffic annotations actually changed. On Kubernetes the same RouteSnapshot comes from
+// the API server (kubernetes.ts).
 import type { Logger } from '../../core/log.ts';
 import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
