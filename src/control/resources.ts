@@ -15,7 +15,9 @@
 // the policy kinds Server and AuthorizationPolicy (apiVersion policy.trellis.dev/v1alpha1,
 // described and validated in src/control/policy/schema.ts), and the Gateway API route kinds
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, validated by src/core/routes/schema.ts;
-// one without metadata.creationTimestamp is stamped with the time it is read).
+// one without metadata.creationTimestamp is stamped with the time it is read), and HTTPFault
+// (traffic.trellis.dev/v1alpha1, fault injection a route rule names through ExtensionRef,
+// validated by src/core/routes/fault.ts).
 //
 // Fields Kubernetes manifests commonly carry but one-machine mode has no use for (labels,
 // annotations, selector, type, protocol: TCP) are accepted and ignored; any other field is an
@@ -29,6 +31,7 @@
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
+import { validateFault, type FaultResource } from '../core/routes/fault.ts';
 import { validateRoute } from '../core/routes/parse.ts';
 import type { RouteResource } from '../core/routes/schema.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
@@ -99,10 +102,17 @@ export interface ServiceResource {
   readonly service: ServiceFile;
 }
 
-export type Resource = ServiceResource | PolicyResource | RouteResource;
+export type Resource = ServiceResource | PolicyResource | RouteResource | FaultResource;
 
 /** The kinds `trellis apply` accepts. */
-export const RESOURCE_KINDS = ['Service', 'Server', 'AuthorizationPolicy', 'HTTPRoute', 'GRPCRoute'] as const;
+export const RESOURCE_KINDS = [
+  'Service',
+  'Server',
+  'AuthorizationPolicy',
+  'HTTPRoute',
+  'GRPCRoute',
+  'HTTPFault',
+] as const;
 
 /** "service/NAME.NAMESPACE" ("server/...", "authorizationpolicy/..."), as `trellis apply` prints it. */
 export function resourceName(resource: Resource): string {
@@ -212,6 +222,10 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
     case 'GRPCRoute': {
       const { route, issues } = validateRoute(raw, Date.now());
       return { resource: route, issues };
+    }
+    case 'HTTPFault': {
+      const { fault, issues } = validateFault(raw);
+      return { resource: fault, issues };
     }
     default:
       return {

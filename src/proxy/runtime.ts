@@ -112,6 +112,7 @@ export class ProxyRuntime {
             namespace: config.workload.namespace,
             waitMs: config.discovery.failFastMs,
             log: log.child({ component: 'routes' }),
+            onFault: (kind) => this.metrics.faultInjected(kind),
           })
         : null;
     this.mesh = new MeshWiring(

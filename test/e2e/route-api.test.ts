@@ -143,8 +143,12 @@ test('a route set that does not validate is refused with the reason (the caller 
     createdMs: 0,
     specJson: JSON.stringify({ parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [] }),
   };
-  assert.equal(compileRouteSet({ routes: [good], unresolvedBackends: [] }).ok, true);
-  const notJson = compileRouteSet({ routes: [{ ...good, specJson: '{' }], unresolvedBackends: [] });
+  assert.equal(compileRouteSet({ routes: [good], unresolvedBackends: [], extensions: [] }).ok, true);
+  const notJson = compileRouteSet({
+    routes: [{ ...good, specJson: '{' }],
+    unresolvedBackends: [],
+    extensions: [],
+  });
   assert.deepEqual(notJson, { ok: false, problem: 'HTTPRoute mesh/r: spec is not JSON' });
   const invalid = compileRouteSet({
     routes: [
@@ -158,6 +162,7 @@ test('a route set that does not validate is refused with the reason (the caller 
       },
     ],
     unresolvedBackends: [],
+    extensions: [],
   });
   assert.deepEqual(invalid, {
     ok: false,

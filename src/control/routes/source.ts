@@ -9,7 +9,7 @@ import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
 import type { RouteSnapshot } from './route-set.ts';
 import { localServiceIndex } from './services.ts';
-import { readRouteFolder, routesDir, type RouteFileCache } from './state-files.ts';
+import { readRouteState, routesDir, type RouteFileCache } from './state-files.ts';
 
 export interface RouteSource {
   /** Resolves once the first full read is done. */
@@ -40,12 +40,12 @@ export class LocalRouteSource implements RouteSource {
       ...options,
       log,
       folder: routesDir(options.root),
-      initial: { routes: [], services: new Map() },
+      initial: { routes: [], services: new Map(), faults: [] },
       read: async () => ({
-        routes: await readRouteFolder(options.root, routeCache, log),
+        ...(await readRouteState(options.root, routeCache, log)),
         services: localServiceIndex(await readLocalState(options.root, stateCache, log)),
       }),
-      key: (snapshot) => [snapshot.routes, [...snapshot.services]],
+      key: (snapshot) => [snapshot.routes, [...snapshot.services], snapshot.faults ?? []],
     });
   }
 

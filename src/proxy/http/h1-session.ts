@@ -40,7 +40,7 @@ import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import type { OutboundRoutes, RoutePolicyRetry, RouteTimeout } from '../outbound/routes.ts';
+import type { OutboundRoutes, RouteDecision, RoutePolicyRetry, RouteTimeout } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 
 export interface H1Route {
@@ -166,6 +166,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private routeRetry: RoutePolicyRetry | null = null;
   private retriesDone = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** An HTTPFault's delay in progress (routes.ts). */
+  private faultTimer: NodeJS.Timeout | null = null;
   /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
   private retryPick: Pick | null = null;
   /** The matched route rule's timeout, null: the proxy's response timeout. */
@@ -422,10 +424,25 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       authority: route.host ?? head.host ?? '',
     });
     if (decision === null) return true;
+    return this.applyDecision(decision);
+  }
+
+  /** A route decision applied: true to forward the request; false when answered here or delayed (a fault). */
+  private applyDecision(decision: RouteDecision): boolean {
+    const head = this.req!;
+    const route = this.route!;
+    if (decision.kind === 'delay') {
+      this.delayByFault(decision.ms, decision.then);
+      return false;
+    }
     // A bodiless request answered here keeps the connection alive.
     if (decision.kind !== 'forward' && !this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
     if (decision.kind === 'refuse') {
       this.replyError(decision.reason, decision.message);
+      return false;
+    }
+    if (decision.kind === 'abort') {
+      this.replyError('fault-injected', decision.message, decision.status);
       return false;
     }
     if (decision.kind === 'redirect') {
@@ -452,6 +469,29 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         : null;
     this.retriesDone = 0;
     return true;
+  }
+
+  /** An HTTPFault's delay: the request waits (its body unread), then `then` applies; the timer ends with the exchange. */
+  private delayByFault(ms: number, then: RouteDecision): void {
+    const route = this.route;
+    this.reqState = REQ_CONNECTING;
+    if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
+    this.faultTimer = setTimeout(() => {
+      this.faultTimer = null;
+      try {
+        if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) return;
+        this.reqState = REQ_IDLE;
+        if (this.applyDecision(then)) this.forward();
+      } catch (err) {
+        this.fault('h1 fault delay', err);
+      }
+    }, ms);
+  }
+
+  private clearFaultTimer(): void {
+    if (this.faultTimer === null) return;
+    clearTimeout(this.faultTimer);
+    this.faultTimer = null;
   }
 
   /**
@@ -982,6 +1022,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.routeTimeout = null;
     this.routeRetry = null;
     this.cancelRetry();
+    this.clearFaultTimer();
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -1281,6 +1322,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.clearHeadTimer();
     this.clearResponseTimer();
     this.cancelRetry();
+    this.clearFaultTimer();
     this.releasePick();
     const conn = this.upstream;
     this.upstream = null;

@@ -123,6 +123,10 @@ export class ProxyMetrics {
   private readonly connectionLimits: CounterSlots;
   private readonly h2Limits: CounterSlots;
   private readonly retries: Counter[] = [];
+  /** trellis_route_faults_total: [abort, delay]. */
+  private readonly faults: Counter[] = [];
+  /** trellis_inbound_rate_limited_total: [total, identity, override]. */
+  private readonly rateLimits: Counter[] = [];
   // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
@@ -261,6 +265,24 @@ export class ProxyMetrics {
       this.retries.push(retries.labels(dir, 'retried'), retries.labels(dir, 'budget_exhausted'));
     }
 
+    // Faults injected by route rules (src/core/routes/fault.ts) and inbound rate limits (src/proxy/policy/rate-limit.ts).
+    const faults = r.counter(
+      'trellis_route_faults_total',
+      'Faults a route rule injected (HTTPFault): abort (answered without forwarding) or delay.',
+      ['kind'],
+    );
+    this.faults.push(faults.labels('abort'), faults.labels('delay'));
+    const rateLimited = r.counter(
+      'trellis_inbound_rate_limited_total',
+      'Inbound requests answered 429 by a rate limit (HTTPLocalRateLimitPolicy), by the limit that was over: total, identity or override.',
+      ['limit'],
+    );
+    this.rateLimits.push(
+      rateLimited.labels('total'),
+      rateLimited.labels('identity'),
+      rateLimited.labels('override'),
+    );
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -350,6 +372,16 @@ export class ProxyMetrics {
   /** A route retry: sent again, or not because the Service port's retry budget was spent. */
   retried(dir: Direction, outcome: 'retried' | 'budget-exhausted'): void {
     this.retries[dirIndex(dir) * 2 + (outcome === 'retried' ? 0 : 1)]!.value += 1;
+  }
+
+  /** A route rule's fault was injected into a request. */
+  faultInjected(kind: 'abort' | 'delay'): void {
+    this.faults[kind === 'abort' ? 0 : 1]!.value += 1;
+  }
+
+  /** An inbound request was refused by the rate limit `limit`. */
+  rateLimited(limit: 'total' | 'identity' | 'override'): void {
+    this.rateLimits[limit === 'total' ? 0 : limit === 'identity' ? 1 : 2]!.value += 1;
   }
 
   /** One mutual TLS connection established; `peer` is the verified identity of the other side. */
