@@ -2,7 +2,7 @@
 // (src/control/resources.ts) and writes them into the state folder, where a running `trellis up`
 // picks them up. All or nothing: every document of every file is validated before the first write.
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
-// Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
+// Servers, AuthorizationPolicies and HTTPLocalRateLimitPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
 // GRPCRoutes (and the HTTPFaults they name) to routes/ (src/control/routes/state-files.ts; a route applied again keeps its first
 // creationTimestamp, which orders equal matches). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
@@ -29,7 +29,7 @@ import { parseCommandFlags } from './control.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const summary =
-  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute, HTTPFault) and write them into the state folder';
+  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPLocalRateLimitPolicy, HTTPRoute, GRPCRoute, HTTPFault) and write them into the state folder';
 
 const FLAGS: FlagSpec[] = [
   {

@@ -25,7 +25,7 @@ import {
 import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
 import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import type { InboundHttpGate } from '../policy/inbound-hooks.ts';
+import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
 import {
   connectBalanced,
   pickEndpoint,
@@ -381,7 +381,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       if (denied !== null) {
         // Nothing reaches the app. A bodiless request keeps the connection alive.
         if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
-        this.replyError('forbidden', denied, 403, denied);
+        this.replyError(refusalReason(denied), denied, undefined, denied);
         return;
       }
     }

@@ -6,6 +6,7 @@
 // after warm-up: label values all come from closed sets, each label set maps to an index, and the
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
+import { rateLimitEvictions } from '../policy/rate-limit.ts';
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
 import { targetKey, type Target } from '../../core/target.ts';
@@ -282,6 +283,12 @@ export class ProxyMetrics {
       rateLimited.labels('identity'),
       rateLimited.labels('override'),
     );
+    r
+      .counter(
+        'trellis_inbound_rate_limit_evictions_total',
+        'Per-identity rate limit buckets evicted (least recently used) because a Server held the most it keeps.',
+      )
+      .labels().collect = rateLimitEvictions;
 
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
