@@ -10,19 +10,8 @@ import { writePolicyFile } from '../../src/control/policy/state-files.ts';
 import type { PolicyResource } from '../../src/control/policy/model.ts';
 import { readResources } from '../../src/control/resources.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
+import { proxiedRequest } from '../helpers/mesh-echo.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
-
-function get(port: number, url: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: url, agent: false, timeout: 10_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 const policy = (appPort: number) => `
 apiVersion: policy.trellis.dev/v1alpha1
@@ -73,7 +62,7 @@ test('HTTPLocalRateLimitPolicy: 429 rate-limited per client identity', { timeout
   const client = async (sa: string) => {
     const p = await world.proxy({ identity: await identityFor(world, sa) });
     const out = portOf(p, 'outbound');
-    return () => get(out, 'http://web.default:8080/');
+    return () => proxiedRequest(out, 'web.default:8080', '/');
   };
   const a = await client('caller-a');
   const b = await client('caller-b');

@@ -13,28 +13,9 @@ import { parse } from 'yaml';
 import { validateFault } from '../../src/core/routes/fault.ts';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
+import { grpcCall, proxiedRequest } from '../helpers/mesh-echo.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import { routesFromYaml } from '../unit/routes-helpers.ts';
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function get(port: number, url: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: url, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** An app that answers 200 "ok" (HTTP/1, or gRPC over HTTP/2) and counts what it sees. */
 async function startApp(h2 = false): Promise<{ port: number; seen: () => number; close(): void }> {
@@ -126,33 +107,6 @@ spec:
     - backendRefs: [{ name: grpc, port: 8080 }]
 `;
 
-function h2Call(port: number, path: string): Promise<Record<string, string>> {
-  return new Promise((resolve, reject) => {
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    session.on('error', reject);
-    const req = session.request({
-      ':method': 'POST',
-      ':path': path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
-    const seen: Record<string, string> = {};
-    req.on('response', (h) => {
-      for (const [k, v] of Object.entries(h)) seen[k] = String(v);
-    });
-    req.on('trailers', (h) => {
-      for (const [k, v] of Object.entries(h)) seen[`trailer:${k}`] = String(v);
-    });
-    req.on('error', reject);
-    req.on('close', () => {
-      session.close();
-      resolve(seen);
-    });
-    req.resume();
-    req.end();
-  });
-}
-
 test('HTTPFaults abort and delay routed requests on the client proxy', { timeout: 120_000 }, async (t) => {
   const world = await startMeshWorld();
   t.after(() => world.close());
@@ -179,7 +133,7 @@ test('HTTPFaults abort and delay routed requests on the client proxy', { timeout
     config: { destinations: [{ listen: '127.0.0.1:0', target: 'grpc.default:8080', protocol: 'h2' }] },
   });
   const out = portOf(client, 'outbound');
-  const ask = (path: string) => get(out, `http://web.default:8080${path}`);
+  const ask = (path: string) => proxiedRequest(out, 'web.default:8080', path);
 
   // Until the proxy has the routes (its first request waits for them; the files may come later).
   const deadline = Date.now() + 20_000;
@@ -265,22 +219,25 @@ test('HTTPFaults abort and delay routed requests on the client proxy', { timeout
   });
 
   const bound = portOf(client, 'destination-0');
+  const session = http2.connect(`http://127.0.0.1:${bound}`);
+  t.after(() => session.close());
+  const h2Call = async (path: string) => (await grpcCall(session, path)).headers;
   await t.test('gRPC: an abort is a trailers-only answer with the fault grpc-status', async () => {
     const before = grpcApp.seen();
-    const r = await h2Call(bound, '/trellis.test.Echo/Down');
+    const r = await h2Call('/trellis.test.Echo/Down');
     assert.equal(r[':status'], '200');
     assert.equal(r['grpc-status'], '8');
     assert.equal(r['trellis-proxy-error'], 'fault-injected');
     assert.equal(grpcApp.seen(), before);
-    const ok = await h2Call(bound, '/trellis.test.Echo/Up');
-    assert.equal(ok['trailer:grpc-status'], '0');
+    const ok = await h2Call('/trellis.test.Echo/Up');
+    assert.equal(ok['grpc-status'], '0');
   });
 
   await t.test('gRPC: a delay holds the stream, then it reaches the backend', async () => {
     const started = performance.now();
-    const r = await h2Call(bound, '/trellis.test.Echo/Slow');
+    const r = await h2Call('/trellis.test.Echo/Slow');
     assert.ok(performance.now() - started >= 400);
-    assert.equal(r['trailer:grpc-status'], '0');
+    assert.equal(r['grpc-status'], '0');
   });
 
   await t.test('gRPC: a stream cancelled during a delay is never forwarded', async () => {
