@@ -26,6 +26,7 @@ export type { RouteSet__Output as ApiRouteSetOutput } from './gen/trellis/route/
 export type { Update__Output as ApiUpdateOutput } from './gen/trellis/destination/v1/Update.ts';
 export type { Endpoint__Output as ApiEndpointOutput } from './gen/trellis/destination/v1/Endpoint.ts';
 export type { InboundPolicy__Output as ApiInboundPolicyOutput } from './gen/trellis/policy/v1/InboundPolicy.ts';
+export type { RateLimit__Output as ApiRateLimitOutput } from './gen/trellis/policy/v1/RateLimit.ts';
 export type { CertifyResponse__Output as ApiCertifyResponseOutput } from './gen/trellis/identity/v1/CertifyResponse.ts';
 
 /**

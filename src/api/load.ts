@@ -51,6 +51,10 @@ export type {
   Authorization__Output as ApiAuthorizationOutput,
 } from './gen/trellis/policy/v1/Authorization.ts';
 export type {
+  RateLimit as ApiRateLimit,
+  RateLimit__Output as ApiRateLimitOutput,
+} from './gen/trellis/policy/v1/RateLimit.ts';
+export type {
   HttpRoute as ApiHttpRoute,
   HttpRoute__Output as ApiHttpRouteOutput,
 } from './gen/trellis/policy/v1/HttpRoute.ts';

@@ -2,8 +2,8 @@
 // (src/control/resources.ts) and writes them into the state folder, where a running `trellis up`
 // picks them up. All or nothing: every document of every file is validated before the first write.
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
-// Servers and AuthorizationPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
-// GRPCRoutes to routes/ (src/control/routes/state-files.ts; a route applied again keeps its first
+// Servers, AuthorizationPolicies and HTTPLocalRateLimitPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
+// GRPCRoutes (and the HTTPFaults they name) to routes/ (src/control/routes/state-files.ts; a route applied again keeps its first
 // creationTimestamp, which orders equal matches). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
 // Every error of every file is reported (file:line:column, document, field) before exiting 2;
@@ -29,7 +29,7 @@ import { parseCommandFlags } from './control.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const summary =
-  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute) and write them into the state folder';
+  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPLocalRateLimitPolicy, HTTPRoute, GRPCRoute, HTTPFault) and write them into the state folder';
 
 const FLAGS: FlagSpec[] = [
   {
@@ -104,6 +104,7 @@ async function definedNames(root: string): Promise<DefinedNames> {
 async function writeResource(root: string, resource: Resource): Promise<void> {
   if (resource.kind === 'Service')
     await writeServiceFile(root, resource.namespace, resource.name, resource.service);
+  else if (resource.kind === 'HTTPFault') await writeRouteFile(root, resource);
   else if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute') {
     const existing = (await readRouteFolder(root, new Map(), silentLogger)).find(
       (r) => r.kind === resource.kind && r.namespace === resource.namespace && r.name === resource.name,
@@ -117,7 +118,8 @@ async function writeResource(root: string, resource: Resource): Promise<void> {
 
 /** Removes a resource from the state folder; false when it was not there. */
 async function deleteResource(root: string, resource: Resource): Promise<boolean> {
-  if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute') return deleteRouteFile(root, resource);
+  if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute' || resource.kind === 'HTTPFault')
+    return deleteRouteFile(root, resource);
   if (resource.kind !== 'Service') return deletePolicyFile(root, resource);
   return removeFile(servicePath(root, resource.namespace, resource.name));
 }

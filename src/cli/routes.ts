@@ -7,7 +7,7 @@ import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import { localServiceIndex } from '../control/routes/services.ts';
-import { readRouteFolder } from '../control/routes/state-files.ts';
+import { readRouteState } from '../control/routes/state-files.ts';
 import { serviceRoutesView, type RouteView, type ServiceRoutesView } from '../control/routes/view.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { NAMESPACE_FLAG, outputFlag, outputOf, STATE_FLAG, stateFolder } from './targeting.ts';
@@ -40,12 +40,12 @@ export async function run(argv: string[]): Promise<number> {
   const namespace = (values.get('namespace') as string | undefined) ?? 'default';
   const output = outputOf(values, OUTPUTS);
   const root = stateFolder(values.get('state') as string | undefined);
-  const [state, routes] = await Promise.all([
+  const [state, { routes, faults }] = await Promise.all([
     readLocalState(root, new Map(), silentLogger),
-    readRouteFolder(root, new Map(), silentLogger),
+    readRouteState(root, new Map(), silentLogger),
   ]);
   const services = localServiceIndex(state);
-  const view = serviceRoutesView(routes, services, namespace, service);
+  const view = serviceRoutesView(routes, services, namespace, service, faults);
   if (output === 'json') process.stdout.write(JSON.stringify(view, null, 2) + '\n');
   else process.stdout.write(routesTable(view).join('\n') + '\n');
   if (!services.has(`${namespace}/${service}`)) {

@@ -12,10 +12,12 @@
 //         targetPort: 8080      # a number or a workload port name; default: `port`
 //         appProtocol: http     # http | kubernetes.io/h2c | opaque (| trellis.dev/opaque); default: detect
 //
-// the policy kinds Server and AuthorizationPolicy (apiVersion policy.trellis.dev/v1alpha1,
+// the policy kinds Server, AuthorizationPolicy and HTTPLocalRateLimitPolicy (apiVersion policy.trellis.dev/v1alpha1,
 // described and validated in src/control/policy/schema.ts), and the Gateway API route kinds
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, validated by src/core/routes/schema.ts;
-// one without metadata.creationTimestamp is stamped with the time it is read).
+// one without metadata.creationTimestamp is stamped with the time it is read), and HTTPFault
+// (traffic.trellis.dev/v1alpha1, fault injection a route rule names through ExtensionRef,
+// validated by src/core/routes/fault.ts).
 //
 // A Service's traffic annotations (retry.trellis.io/*, timeout.trellis.io/*, balancer.trellis.io/*,
 // src/core/routes/service-annotations.ts) are kept and checked; other fields Kubernetes manifests
@@ -31,16 +33,23 @@
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
+import { validateFault, type FaultResource } from '../core/routes/fault.ts';
 import { validateRoute } from '../core/routes/parse.ts';
 import type { RouteResource } from '../core/routes/schema.ts';
 import { parseTrafficAnnotations, trafficAnnotations } from '../core/routes/service-annotations.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
-import type { AuthorizationPolicyResource, PolicyResource, ServerResource } from './policy/model.ts';
+import type {
+  AuthorizationPolicyResource,
+  PolicyResource,
+  RateLimitPolicyResource,
+  ServerResource,
+} from './policy/model.ts';
 import {
   authorizationPolicySchema,
   metadataSchema,
   objectIssue,
+  rateLimitPolicySchema,
   serverSchema,
   stringMap,
 } from './policy/schema.ts';
@@ -102,10 +111,18 @@ export interface ServiceResource {
   readonly service: ServiceFile;
 }
 
-export type Resource = ServiceResource | PolicyResource | RouteResource;
+export type Resource = ServiceResource | PolicyResource | RouteResource | FaultResource;
 
 /** The kinds `trellis apply` accepts. */
-export const RESOURCE_KINDS = ['Service', 'Server', 'AuthorizationPolicy', 'HTTPRoute', 'GRPCRoute'] as const;
+export const RESOURCE_KINDS = [
+  'Service',
+  'Server',
+  'AuthorizationPolicy',
+  'HTTPRoute',
+  'GRPCRoute',
+  'HTTPFault',
+  'HTTPLocalRateLimitPolicy',
+] as const;
 
 /** "service/NAME.NAMESPACE" ("server/...", "authorizationpolicy/..."), as `trellis apply` prints it. */
 export function resourceName(resource: Resource): string {
@@ -219,11 +236,16 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
     }
     case 'Server':
     case 'AuthorizationPolicy':
+    case 'HTTPLocalRateLimitPolicy':
       return checkPolicyResource(raw);
     case 'HTTPRoute':
     case 'GRPCRoute': {
       const { route, issues } = validateRoute(raw, Date.now());
       return { resource: route, issues };
+    }
+    case 'HTTPFault': {
+      const { fault, issues } = validateFault(raw);
+      return { resource: fault, issues };
     }
     default:
       return {
@@ -280,9 +302,31 @@ function checkPolicyResource(raw: unknown): { resource: PolicyResource | null; i
     };
     return { resource: policy, issues: [] };
   }
+  if (kind === 'HTTPLocalRateLimitPolicy') {
+    const result = validate(rateLimitPolicySchema, raw);
+    if (!result.ok) return { resource: null, issues: result.issues };
+    const { metadata, spec } = result.output;
+    const limits: RateLimitPolicyResource = {
+      kind: 'HTTPLocalRateLimitPolicy',
+      namespace: metadata.namespace,
+      name: metadata.name,
+      spec: {
+        targetRef: spec.targetRef,
+        ...(spec.total === undefined ? {} : { total: spec.total }),
+        ...(spec.identity === undefined ? {} : { identity: spec.identity }),
+        overrides: spec.overrides,
+      },
+    };
+    return { resource: limits, issues: [] };
+  }
   return {
     resource: null,
-    issues: [{ path: ['kind'], message: `expected Server or AuthorizationPolicy, got ${describe(kind)}` }],
+    issues: [
+      {
+        path: ['kind'],
+        message: `expected Server, AuthorizationPolicy or HTTPLocalRateLimitPolicy, got ${describe(kind)}`,
+      },
+    ],
   };
 }
 
@@ -354,6 +398,11 @@ export function danglingReferences(resources: readonly Resource[], defined: Defi
       );
     }
     if (r.kind === 'HTTPRoute' || r.kind === 'GRPCRoute') warnings.push(...routeDangling(r, workloads));
+    if (r.kind === 'HTTPLocalRateLimitPolicy' && !servers.has(key(r.namespace, r.spec.targetRef.name))) {
+      warnings.push(
+        `${resourceName(r)}: spec.targetRef: no Server ${r.spec.targetRef.name} in namespace ${r.namespace}; it limits nothing until there is one`,
+      );
+    }
     const workload = r.kind === 'Server' ? r.spec.workload : undefined;
     if (workload !== undefined && !workloads.has(key(r.namespace, workload))) {
       warnings.push(

@@ -36,6 +36,9 @@ export const PROXY_ERROR_REASONS = [
   'route-unsupported', // the matched rule uses a filter Trellis does not implement (500)
   'request-timeout', // the route's timeouts.request passed before the response (504)
   'backend-request-timeout', // the route's timeouts.backendRequest passed before the backend answered (504)
+  // Faults and rate limits (src/core/routes/fault.ts, src/proxy/policy/rate-limit.ts):
+  'fault-injected', // a route rule's HTTPFault aborted the request (the fault's status; 503 by default)
+  'rate-limited', // inbound: an HTTPLocalRateLimitPolicy's limit is over (429)
   // src/proxy/fault.ts:
   'internal-error', // a fault of the proxy's own code: only the connection or stream it happened on is closed (500)
 ] as const;
@@ -91,6 +94,10 @@ export function statusForReason(reason: ProxyErrorReason): number {
       return 403;
     case 'loop-detected':
       return 508;
+    case 'fault-injected':
+      return 503;
+    case 'rate-limited':
+      return 429;
   }
 }
 

@@ -129,6 +129,7 @@ export class ProxyRuntime {
             metrics: this.metrics.routes,
             // Circuit breaking: a Service's balancer.trellis.io/* policy goes to its balancer.
             onPolicy: (service, policy) => this.discovery.applyTrafficPolicy(service, policy),
+            onFault: (kind) => this.metrics.faultInjected(kind),
           })
         : null;
     this.mesh = new MeshWiring(

@@ -144,11 +144,20 @@ test('a route set that does not validate is refused with the reason (the caller 
     specJson: JSON.stringify({ parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [] }),
     annotations: {},
   };
-  assert.equal(compileRouteSet({ routes: [good], unresolvedBackends: [], serviceAnnotations: {} }).ok, true);
+  assert.equal(
+    compileRouteSet({
+      routes: [good],
+      unresolvedBackends: [],
+      serviceAnnotations: {},
+      extensions: [],
+    }).ok,
+    true,
+  );
   const notJson = compileRouteSet({
     routes: [{ ...good, specJson: '{' }],
     unresolvedBackends: [],
     serviceAnnotations: {},
+    extensions: [],
   });
   assert.deepEqual(notJson, { ok: false, problem: 'HTTPRoute mesh/r: spec is not JSON' });
   const invalid = compileRouteSet({
@@ -164,6 +173,7 @@ test('a route set that does not validate is refused with the reason (the caller 
     ],
     unresolvedBackends: [],
     serviceAnnotations: {},
+    extensions: [],
   });
   assert.deepEqual(invalid, {
     ok: false,

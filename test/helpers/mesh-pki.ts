@@ -3,6 +3,7 @@
 // fileIdentity (key.pem, cert.pem, trust-anchors.pem), and a WorkloadIdentity whose credentials a
 // test swaps (rotation) by firing its onChange. Also a small mesh to run them in: a control plane
 // over a temporary state folder (meshed workloads with identities) and in-process proxies.
+import { localPolicyComponent } from '../../src/control/policy/component.ts';
 import { webcrypto } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -179,7 +180,7 @@ export async function startMeshWorld(): Promise<MeshWorld> {
     grpcListen: '127.0.0.1:0',
     httpListen: '127.0.0.1:0',
     metricsIntervalMs: 60_000,
-    components: [createRouteComponent(routeSource, silentLogger)],
+    components: [createRouteComponent(routeSource, silentLogger), localPolicyComponent(root, silentLogger)],
   });
   const proxies: RunningProxy[] = [];
   const services = new Set<string>();

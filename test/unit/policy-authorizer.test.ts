@@ -45,6 +45,7 @@ const POLICY = {
       name: 'shop/web-http',
       port: 8080,
       protocol: 'http1',
+      rateLimit: null,
       authorizations: [
         authorization('shop/admins', { identities: ['spiffe://trellis.local/ns/ops/sa/*'] }),
         authorization('shop/public-read', {
@@ -61,12 +62,13 @@ const POLICY = {
       name: 'shop/web-db',
       port: 5432,
       protocol: 'detect',
+      rateLimit: null,
       authorizations: [
         authorization('shop/same-ns', { namespaces: ['shop'] }),
         authorization('shop/db-routes', { unauthenticated: true, routes: [{ path: '/*', methods: [] }] }),
       ],
     },
-    { name: 'shop/locked', port: 9000, protocol: 'opaque', authorizations: [] },
+    { name: 'shop/locked', port: 9000, protocol: 'opaque', rateLimit: null, authorizations: [] },
   ],
 };
 const compiled = compilePolicy(POLICY);
@@ -189,14 +191,15 @@ test('compilePolicy skips what it cannot use, and says so', () => {
   const policy = compilePolicy(
     {
       servers: [
-        { name: 'a/bad-port', port: 0, protocol: 'http1', authorizations: [] },
+        { name: 'a/bad-port', port: 0, protocol: 'http1', rateLimit: null, authorizations: [] },
         {
           name: 'a/first',
           port: 80,
           protocol: 'nonsense',
+          rateLimit: null,
           authorizations: [authorization('a/x', { networks: ['nope'] })],
         },
-        { name: 'a/second', port: 80, protocol: 'http1', authorizations: [] },
+        { name: 'a/second', port: 80, protocol: 'http1', rateLimit: null, authorizations: [] },
       ],
     },
     (msg) => warnings.push(msg),
@@ -289,6 +292,7 @@ test('WatchInbound: first policy, changes, last policy kept while the control pl
           name: 'shop/locked',
           port: 9000,
           protocol: 'opaque',
+          rateLimit: null,
           authorizations: [authorization('shop/all', { unauthenticated: true })],
         },
       ],

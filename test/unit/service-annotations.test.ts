@@ -154,6 +154,7 @@ test('the route set carries the Service policy, and route annotations laid over 
     routes: [{ ...route, annotations: { 'retry.trellis.io/limit': '4' } }],
     unresolvedBackends: [],
     serviceAnnotations: { 'retry.trellis.io/http': '503' },
+    extensions: [],
   });
   assert.ok(compiled.ok);
   assert.deepEqual(compiled.table.policy?.retry, {
@@ -167,6 +168,7 @@ test('the route set carries the Service policy, and route annotations laid over 
     routes: [],
     unresolvedBackends: [],
     serviceAnnotations: { 'retry.trellis.io/http': 'sometimes' },
+    extensions: [],
   });
   assert.equal(refused.ok, false);
   assert.match(!refused.ok ? refused.problem : '', /retry\.trellis\.io\/http/);

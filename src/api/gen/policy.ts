@@ -22,6 +22,14 @@ import type {
   PolicyDefinition as _trellis_policy_v1_PolicyDefinition,
 } from './trellis/policy/v1/Policy.ts';
 import type {
+  RateLimit as _trellis_policy_v1_RateLimit,
+  RateLimit__Output as _trellis_policy_v1_RateLimit__Output,
+} from './trellis/policy/v1/RateLimit.ts';
+import type {
+  RateLimitOverride as _trellis_policy_v1_RateLimitOverride,
+  RateLimitOverride__Output as _trellis_policy_v1_RateLimitOverride__Output,
+} from './trellis/policy/v1/RateLimitOverride.ts';
+import type {
   Server as _trellis_policy_v1_Server,
   Server__Output as _trellis_policy_v1_Server__Output,
 } from './trellis/policy/v1/Server.ts';
@@ -50,6 +58,11 @@ export interface ProtoGrpcType {
         Policy: SubtypeConstructor<typeof grpc.Client, _trellis_policy_v1_PolicyClient> & {
           service: _trellis_policy_v1_PolicyDefinition;
         };
+        RateLimit: MessageTypeDefinition<_trellis_policy_v1_RateLimit, _trellis_policy_v1_RateLimit__Output>;
+        RateLimitOverride: MessageTypeDefinition<
+          _trellis_policy_v1_RateLimitOverride,
+          _trellis_policy_v1_RateLimitOverride__Output
+        >;
         Server: MessageTypeDefinition<_trellis_policy_v1_Server, _trellis_policy_v1_Server__Output>;
       };
     };

@@ -2,6 +2,10 @@ import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
 import type {
+  Extension as _trellis_route_v1_Extension,
+  Extension__Output as _trellis_route_v1_Extension__Output,
+} from './trellis/route/v1/Extension.ts';
+import type {
   Route as _trellis_route_v1_Route,
   Route__Output as _trellis_route_v1_Route__Output,
 } from './trellis/route/v1/Route.ts';
@@ -26,6 +30,7 @@ export interface ProtoGrpcType {
   trellis: {
     route: {
       v1: {
+        Extension: MessageTypeDefinition<_trellis_route_v1_Extension, _trellis_route_v1_Extension__Output>;
         Route: MessageTypeDefinition<_trellis_route_v1_Route, _trellis_route_v1_Route__Output>;
         RouteSet: MessageTypeDefinition<_trellis_route_v1_RouteSet, _trellis_route_v1_RouteSet__Output>;
         RouteTarget: MessageTypeDefinition<

@@ -9,8 +9,9 @@
 // `podSelector.matchLabels` (every label equal; an empty matchLabels selects every workload of
 // the namespace, as in Kubernetes). Its port is a number, or a port name that the workload's
 // known ports resolve; a Server whose named port cannot be resolved is skipped and reported.
-// Authorizations attach to a Server by name in the same namespace.
-import type { ApiAuthorization, ApiInboundPolicy, ApiServer } from '../../api/load.ts';
+// Authorizations attach to a Server by name in the same namespace, and so does an
+// HTTPLocalRateLimitPolicy (its targetRef; when two target one Server, the first by name applies).
+import type { ApiAuthorization, ApiInboundPolicy, ApiRateLimit, ApiServer } from '../../api/load.ts';
 import type { ServerProtocol } from '../../core/schema.ts';
 
 export interface ServerSpec {
@@ -46,12 +47,31 @@ export interface AuthorizationPolicyResource {
   readonly spec: AuthorizationPolicySpec;
 }
 
-export type PolicyResource = ServerResource | AuthorizationPolicyResource;
+export interface RateLimitPolicySpec {
+  readonly targetRef: { readonly group: string; readonly kind: string; readonly name: string };
+  readonly total?: { readonly requestsPerSecond: number } | undefined;
+  readonly identity?: { readonly requestsPerSecond: number } | undefined;
+  readonly overrides: readonly {
+    readonly requestsPerSecond: number;
+    readonly identities: readonly string[];
+  }[];
+}
+
+export interface RateLimitPolicyResource {
+  readonly kind: 'HTTPLocalRateLimitPolicy';
+  readonly namespace: string;
+  readonly name: string;
+  readonly spec: RateLimitPolicySpec;
+}
+
+export type PolicyResource = ServerResource | AuthorizationPolicyResource | RateLimitPolicyResource;
 
 /** Every policy resource a source knows, at one moment. */
 export interface PolicySnapshot {
   readonly servers: readonly ServerResource[];
   readonly authorizations: readonly AuthorizationPolicyResource[];
+  /** HTTPLocalRateLimitPolicies (none when absent: the Kubernetes source does not read them yet). */
+  readonly rateLimits?: readonly RateLimitPolicyResource[];
 }
 
 export const EMPTY_SNAPSHOT: PolicySnapshot = { servers: [], authorizations: [] };
@@ -107,7 +127,16 @@ export function buildInboundPolicy(
       .filter((a) => a.namespace === server.namespace && a.spec.server === server.name)
       .sort(byName)
       .map(toApiAuthorization);
-    servers.push({ name, port, protocol: server.spec.protocol, authorizations });
+    const rateLimit = (snapshot.rateLimits ?? [])
+      .filter((r) => r.namespace === server.namespace && r.spec.targetRef.name === server.name)
+      .sort(byName)[0];
+    servers.push({
+      name,
+      port,
+      protocol: server.spec.protocol,
+      authorizations,
+      ...(rateLimit === undefined ? {} : { rateLimit: toApiRateLimit(rateLimit) }),
+    });
   }
   return { policy: { servers }, skipped };
 }
@@ -121,6 +150,19 @@ function toApiAuthorization(resource: AuthorizationPolicyResource): ApiAuthoriza
     networks: [...from.networks],
     unauthenticated: from.unauthenticated,
     routes: routes.map((r) => ({ path: r.path, methods: [...r.methods] })),
+  };
+}
+
+function toApiRateLimit(resource: RateLimitPolicyResource): ApiRateLimit {
+  const { total, identity, overrides } = resource.spec;
+  return {
+    name: `${resource.namespace}/${resource.name}`,
+    totalRps: total?.requestsPerSecond ?? 0,
+    identityRps: identity?.requestsPerSecond ?? 0,
+    overrides: overrides.map((o) => ({
+      requestsPerSecond: o.requestsPerSecond,
+      identities: [...o.identities],
+    })),
   };
 }
 

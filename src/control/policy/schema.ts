@@ -22,6 +22,16 @@
 //       - path: /api/*              # exact, or a prefix ending in "*"
 //         methods: [GET, POST]      # optional; upper-cased
 //
+//   kind: HTTPLocalRateLimitPolicy   # after linkerd's: 429 over a limit (rate-limit.ts on the proxy)
+//   metadata: { name: web-limits, namespace: shop }
+//   spec:
+//     targetRef: { group: policy.trellis.dev, kind: Server, name: web-http }   # same namespace
+//     total: { requestsPerSecond: 100 }      # all clients together (optional)
+//     identity: { requestsPerSecond: 20 }    # each client identity (optional; <= total)
+//     overrides:                             # optional, at most 16; each <= total
+//       - requestsPerSecond: 50              # shared by the identities listed
+//         identities: ["spiffe://cluster.local/ns/shop/sa/batch"]   # exact SPIFFE IDs, at most 64
+//
 // Errors name the field path, and for patterns and CIDRs say what is wrong with the value.
 import * as v from 'valibot';
 import { dnsLabel, objectIssue, port, serverProtocol, stringMap } from '../../core/schema.ts';
@@ -132,6 +142,86 @@ export const authorizationPolicySchema = v.strictObject(
         routes: list(v.strictObject({ path: routePath, methods: list(method) }, objectIssue)),
       },
       objectIssue,
+    ),
+  },
+  objectIssue,
+);
+
+const requestsPerSecond = v.pipe(
+  v.number('expected a number of requests per second 1..1000000'),
+  v.integer('expected a number of requests per second 1..1000000'),
+  v.minValue(1, 'expected a number of requests per second 1..1000000'),
+  v.maxValue(1_000_000, 'expected a number of requests per second 1..1000000'),
+);
+
+const limit = v.strictObject({ requestsPerSecond }, objectIssue);
+
+const spiffeId = v.pipe(
+  v.string('expected a string'),
+  v.regex(
+    /^spiffe:\/\/[^/*\s]+(\/[^/*\s]+)+$/,
+    'expected a SPIFFE ID such as spiffe://cluster.local/ns/shop/sa/web',
+  ),
+  v.maxLength(2048, 'at most 2048 characters'),
+);
+
+export const rateLimitPolicySchema = v.strictObject(
+  {
+    apiVersion: v.literal(POLICY_API_VERSION, `expected ${POLICY_API_VERSION}`),
+    kind: v.literal('HTTPLocalRateLimitPolicy', 'expected HTTPLocalRateLimitPolicy'),
+    metadata: metadataSchema,
+    spec: v.pipe(
+      v.strictObject(
+        {
+          targetRef: v.strictObject(
+            {
+              group: v.literal('policy.trellis.dev', 'expected policy.trellis.dev'),
+              kind: v.literal('Server', 'expected Server (only a Server can be targeted)'),
+              name: dnsLabel,
+            },
+            objectIssue,
+          ),
+          total: v.optional(limit),
+          identity: v.optional(limit),
+          overrides: v.optional(
+            v.pipe(
+              v.array(
+                v.strictObject(
+                  {
+                    requestsPerSecond,
+                    identities: v.pipe(
+                      v.array(spiffeId, 'expected a list'),
+                      v.minLength(1, 'needs at least one identity'),
+                      v.maxLength(64, 'at most 64 items'),
+                    ),
+                  },
+                  objectIssue,
+                ),
+                'expected a list',
+              ),
+              v.maxLength(16, 'at most 16 items'),
+              v.check((list) => {
+                const ids = list.flatMap((o) => o.identities);
+                return new Set(ids).size === ids.length;
+              }, 'an identity is listed in two overrides (or twice)'),
+            ),
+            [],
+          ),
+        },
+        objectIssue,
+      ),
+      v.check(
+        (spec) => spec.total !== undefined || spec.identity !== undefined || spec.overrides.length > 0,
+        'limits nothing: give total, identity or overrides',
+      ),
+      v.check(
+        (spec) =>
+          spec.total === undefined ||
+          [spec.identity?.requestsPerSecond ?? 0, ...spec.overrides.map((o) => o.requestsPerSecond)].every(
+            (rps) => rps <= spec.total!.requestsPerSecond,
+          ),
+        'identity and override limits must be at most total.requestsPerSecond',
+      ),
     ),
   },
   objectIssue,

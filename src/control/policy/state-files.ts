@@ -3,6 +3,7 @@
 //
 //   <root>/policy/<namespace>/server-<name>.yaml               a Server
 //   <root>/policy/<namespace>/authorizationpolicy-<name>.yaml  an AuthorizationPolicy
+//   <root>/policy/<namespace>/httplocalratelimitpolicy-<name>.yaml  an HTTPLocalRateLimitPolicy
 //
 // Each file holds the resource as `trellis apply -f` accepted it (apiVersion, kind, metadata,
 // spec), normalized, and is read back through the same validation (src/control/resources.ts), so
@@ -15,7 +16,13 @@ import { ConfigError } from '../../core/errors.ts';
 import { type FileCache, readYamlFolder, removeFile, writeAtomically } from '../discovery/state-file-io.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseResources } from '../resources.ts';
-import type { AuthorizationPolicyResource, PolicyResource, PolicySnapshot, ServerResource } from './model.ts';
+import type {
+  AuthorizationPolicyResource,
+  PolicyResource,
+  PolicySnapshot,
+  RateLimitPolicyResource,
+  ServerResource,
+} from './model.ts';
 import { POLICY_API_VERSION } from './schema.ts';
 
 export function policyDir(root: string): string {
@@ -67,11 +74,16 @@ export async function readPolicyFolder(
     'policy file',
     (text, file, namespace) => parsePolicyFile(text, file, namespace, basename(file), log),
   );
+  const rateLimits = resources.filter(
+    (r): r is RateLimitPolicyResource => r.kind === 'HTTPLocalRateLimitPolicy',
+  );
   return {
     servers: resources.filter((r): r is ServerResource => r.kind === 'Server'),
     authorizations: resources.filter(
       (r): r is AuthorizationPolicyResource => r.kind === 'AuthorizationPolicy',
     ),
+    // Absent when there are none, so a snapshot without them looks as it did before they existed.
+    ...(rateLimits.length === 0 ? {} : { rateLimits }),
   };
 }
 
@@ -90,9 +102,11 @@ function parsePolicyFile(
     if (
       parsed.length !== 1 ||
       only === undefined ||
-      (only.kind !== 'Server' && only.kind !== 'AuthorizationPolicy')
+      (only.kind !== 'Server' &&
+        only.kind !== 'AuthorizationPolicy' &&
+        only.kind !== 'HTTPLocalRateLimitPolicy')
     ) {
-      throw new ConfigError(file, 'expected one Server or AuthorizationPolicy');
+      throw new ConfigError(file, 'expected one Server, AuthorizationPolicy or HTTPLocalRateLimitPolicy');
     }
     // The file's place must agree with its content, or `apply --delete` would miss it.
     if (

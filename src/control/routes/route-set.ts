@@ -1,11 +1,13 @@
 // The RouteSet one proxy watches for one Service port (src/api/route.proto), built from what the
 // control plane knows: the routes that apply to the asking client's namespace (select.ts
 // routesFor: its consumer routes, else the producer routes), each with its spec as JSON, and the
-// backends of those routes that do not resolve (status.ts), and the Service's traffic
-// annotations. Pure.
+// backends of those routes that do not resolve (status.ts), the Service's traffic annotations,
+// and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
+import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { routesFor } from '../../core/routes/select.ts';
+import { referencedFaults } from './extensions.ts';
 import { unresolvedBackends, type ServiceIndex } from './status.ts';
 
 /** Every route and Service a route source knows, at one moment. */
@@ -14,6 +16,8 @@ export interface RouteSnapshot {
   readonly services: ServiceIndex;
   /** "namespace/name" -> the Service's traffic annotations (only Services that have some). */
   readonly serviceAnnotations: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** The HTTPFaults routes may name through ExtensionRef (none when absent). */
+  readonly faults?: readonly FaultResource[];
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
@@ -37,5 +41,11 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
     })),
     unresolvedBackends: [...unresolved].sort(),
     serviceAnnotations: snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
+    extensions: referencedFaults(routes, snapshot.faults ?? []).map((f) => ({
+      kind: f.kind,
+      namespace: f.namespace,
+      name: f.name,
+      specJson: JSON.stringify(f.spec),
+    })),
   };
 }

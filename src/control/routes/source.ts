@@ -9,7 +9,7 @@ import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type StateFileCache } from '../discovery/local-state.ts';
 import type { RouteSnapshot } from './route-set.ts';
 import { localServiceAnnotations, localServiceIndex } from './services.ts';
-import { readRouteFolder, routesDir, type RouteFileCache } from './state-files.ts';
+import { readRouteState, routesDir, type RouteFileCache } from './state-files.ts';
 
 export interface RouteSource {
   /** Resolves once the first full read is done. */
@@ -40,16 +40,21 @@ export class LocalRouteSource implements RouteSource {
       ...options,
       log,
       folder: routesDir(options.root),
-      initial: { routes: [], services: new Map(), serviceAnnotations: new Map() },
+      initial: { routes: [], services: new Map(), serviceAnnotations: new Map(), faults: [] },
       read: async () => {
         const state = await readLocalState(options.root, stateCache, log);
         return {
-          routes: await readRouteFolder(options.root, routeCache, log),
+          ...(await readRouteState(options.root, routeCache, log)),
           services: localServiceIndex(state),
           serviceAnnotations: localServiceAnnotations(state),
         };
       },
-      key: (snapshot) => [snapshot.routes, [...snapshot.services], [...snapshot.serviceAnnotations]],
+      key: (snapshot) => [
+        snapshot.routes,
+        [...snapshot.services],
+        [...snapshot.serviceAnnotations],
+        snapshot.faults ?? [],
+      ],
     });
   }
 

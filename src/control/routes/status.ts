@@ -8,12 +8,15 @@
 //                 mirrors: InvalidKind (not a Service), BackendNotFound (no such Service or port),
 //                 RefNotPermitted (another namespace's Service: Trellis has no ReferenceGrant yet,
 //                 except a consumer route naming its parent Service)
-//   PartiallyInvalid  True/UnsupportedValue when a rule or one of its backends holds an
-//                 ExtensionRef (that rule, or that backend's share, answers 500)
+//   PartiallyInvalid  True/UnsupportedValue when a rule holds an ExtensionRef that names no
+//                 HTTPFault of the route's namespace, or one of its backends holds any ExtensionRef
+//                 (that rule, or that backend's share, answers 500)
 //
 // A backend that does not resolve keeps its weight: its share of requests gets 500 (matcher).
+import type { FaultResource } from '../../core/routes/fault.ts';
 import type { ParentRef, RouteResource } from '../../core/routes/schema.ts';
 import { namesService } from '../../core/routes/select.ts';
+import { unresolvedExtension } from './extensions.ts';
 
 export const CONTROLLER_NAME = 'trellis.dev/mesh';
 
@@ -46,11 +49,13 @@ export function serviceHasPort(
   return services.get(`${namespace}/${name}`)?.some((p) => p.port === port) ?? false;
 }
 
-export function routeStatus(route: RouteResource, services: ServiceIndex): ParentStatus[] {
+export function routeStatus(
+  route: RouteResource,
+  services: ServiceIndex,
+  faults: readonly FaultResource[] = [],
+): ParentStatus[] {
   const refs = backendProblem(route, services);
-  const extension = route.spec.rules.findIndex((rule) =>
-    [...rule.filters, ...rule.backendRefs.flatMap((b) => b.filters)].some((f) => f.type === 'ExtensionRef'),
-  );
+  const extension = unresolvedExtension(route, faults);
   return route.spec.parentRefs.map((parentRef) => {
     const accepted = parentProblem(parentRef, route.namespace, services);
     const conditions: Condition[] = [
@@ -61,12 +66,12 @@ export function routeStatus(route: RouteResource, services: ServiceIndex): Paren
         ? { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'every backend resolves' }
         : { type: 'ResolvedRefs', status: 'False', reason: refs.reason, message: refs.message },
     ];
-    if (extension !== -1)
+    if (extension !== null)
       conditions.push({
         type: 'PartiallyInvalid',
         status: 'True',
         reason: 'UnsupportedValue',
-        message: `rule ${extension}: ExtensionRef filters are not implemented; the rule (or that backend's share) answers 500`,
+        message: `rule ${extension.rule}: ${extension.message}; the rule (or that backend's share) answers 500`,
       });
     return { parentRef, controllerName: CONTROLLER_NAME, conditions };
   });

@@ -3,6 +3,7 @@
 // its namespace, consumer routes of other namespaces), each with its status per parent
 // (status.ts) and its rules: matches, filters, backends with weights and their share of the
 // rule's traffic, whether each backend resolves, timeouts and retry.
+import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { namesService } from '../../core/routes/select.ts';
 import { routeStatus, serviceHasPort, type ParentStatus, type ServiceIndex } from './status.ts';
@@ -57,6 +58,7 @@ export function serviceRoutesView(
   services: ServiceIndex,
   namespace: string,
   service: string,
+  faults: readonly FaultResource[] = [],
 ): ServiceRoutesView {
   const attached = routes
     .filter((r) =>
@@ -76,7 +78,7 @@ export function serviceRoutesView(
       name: route.name,
       role: route.namespace === namespace ? 'producer' : 'consumer',
       creationTimestamp: new Date(route.createdMs).toISOString(),
-      parents: routeStatus(route, services).filter((p) =>
+      parents: routeStatus(route, services, faults).filter((p) =>
         namesService(p.parentRef, route.namespace, { namespace, name: service }),
       ),
       rules: route.spec.rules.map((rule, index) => ruleView(route, rule, index, services)),

@@ -20,6 +20,7 @@
 // Regular expressions match the whole value (regex.ts).
 import { parseGatewayDuration } from './duration.ts';
 import { compileBackends, type BackendSet, type CompiledBackend } from './backends.ts';
+import { refersToFault, type CompiledFault } from './fault.ts';
 import { normalizePrefix, underPrefix } from './path.ts';
 import { compileFullMatch } from './regex.ts';
 import type { Filter, HeaderModifier, Mirror, Redirect, Rewrite } from './schema-filters.ts';
@@ -58,6 +59,8 @@ export interface CompiledRule {
   readonly backends: BackendSet;
   /** Set when the rule cannot be served as written (an ExtensionRef Trellis does not implement): answer 500. */
   readonly failure: string | null;
+  /** The HTTPFaults the rule's ExtensionRefs name (fault.ts), in order. */
+  readonly faults: readonly CompiledFault[];
   /** Milliseconds; null when not set; 0 means no timeout. */
   readonly requestTimeoutMs: number | null;
   readonly backendRequestTimeoutMs: number | null;
@@ -106,11 +109,20 @@ export const EMPTY_ROUTE_TABLE: RouteTable = { http: null, grpc: null };
 /** Whether a backend exists (the control plane knows; the proxy gets it with the routes). */
 export type BackendResolver = (namespace: string, name: string, port: number) => boolean;
 
+/** The HTTPFault `namespace/name`, or null when there is none (the control plane sends them with the routes). */
+export type FaultResolver = (namespace: string, name: string) => CompiledFault | null;
+
+const NO_FAULTS: FaultResolver = () => null;
+
 /**
  * Compiles the routes that apply to one Service port for one client (select.ts routesFor).
  * Routes must have passed the schema (schema.ts); regular expressions are compiled here, once.
  */
-export function compileRouteTable(routes: readonly RouteResource[], resolved: BackendResolver): RouteTable {
+export function compileRouteTable(
+  routes: readonly RouteResource[],
+  resolved: BackendResolver,
+  faultOf: FaultResolver = NO_FAULTS,
+): RouteTable {
   const ordered = [...routes].sort(
     (a, b) =>
       a.createdMs - b.createdMs || compareText(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`),
@@ -120,7 +132,7 @@ export function compileRouteTable(routes: readonly RouteResource[], resolved: Ba
   ordered.forEach((route, routeOrder) => {
     const name: RouteName = { kind: route.kind, namespace: route.namespace, name: route.name };
     route.spec.rules.forEach((rule, ruleIndex) => {
-      const compiled = compileRule(name, ruleIndex, rule, route.namespace, resolved);
+      const compiled = compileRule(name, ruleIndex, rule, route.namespace, resolved, faultOf);
       rule.matches.forEach((match, matchIndex) => {
         const order = [routeOrder, ruleIndex, matchIndex];
         if (route.kind === 'HTTPRoute') {
@@ -308,6 +320,7 @@ function compileRule(
   rule: RuleLike,
   namespace: string,
   resolved: BackendResolver,
+  faultOf: FaultResolver,
 ): CompiledRule {
   const first = <K extends keyof Filter>(key: K): NonNullable<Filter[K]> | null =>
     (rule.filters.find((f) => f[key] !== undefined)?.[key] ?? null) as NonNullable<Filter[K]> | null;
@@ -326,7 +339,20 @@ function compileRule(
       filters: ref.filters,
     };
   });
-  const extension = rule.filters.find((f) => f.type === 'ExtensionRef')?.extensionRef;
+  // Each ExtensionRef must name an HTTPFault of the route's namespace; the first that does not
+  // makes the rule answer 500.
+  const faults: CompiledFault[] = [];
+  let extension: Filter['extensionRef'] = undefined;
+  for (const filter of rule.filters) {
+    const ref = filter.extensionRef;
+    if (ref === undefined) continue;
+    const fault = refersToFault(ref) ? faultOf(namespace, ref.name) : null;
+    if (fault === null) {
+      extension = ref;
+      break;
+    }
+    faults.push(fault);
+  }
   const ms = (text: string | undefined) => (text === undefined ? null : parseGatewayDuration(text));
   return {
     route,
@@ -341,7 +367,10 @@ function compileRule(
     failure:
       extension === undefined
         ? null
-        : `ExtensionRef ${extension.group}/${extension.kind} ${extension.name} is not implemented`,
+        : refersToFault(extension)
+          ? `ExtensionRef ${extension.group}/${extension.kind} ${extension.name}: no such HTTPFault in namespace ${namespace}`
+          : `ExtensionRef ${extension.group}/${extension.kind} ${extension.name} is not implemented`,
+    faults,
     requestTimeoutMs: ms(rule.timeouts?.request),
     backendRequestTimeoutMs: ms(rule.timeouts?.backendRequest),
     retry:

@@ -1,9 +1,9 @@
 // valibot schemas of route filters (HTTPRouteFilter, GRPCRouteFilter), each a `type` and the one
 // field of that type, with the CRD's rules: RequestHeaderModifier, ResponseHeaderModifier,
-// RequestRedirect, URLRewrite, RequestMirror, ExtensionRef. Trellis implements no extension kind
-// yet: an ExtensionRef is validated and the rule that holds it answers 500 (as the spec requires
-// for an unresolvable filter), with the route marked PartiallyInvalid. CORS and ExternalAuth are
-// refused as unsupported.
+// RequestRedirect, URLRewrite, RequestMirror, ExtensionRef. A rule's ExtensionRef to an HTTPFault
+// (fault.ts) injects that fault; any other, or one naming no HTTPFault, makes the rule answer 500
+// (as the spec requires for an unresolvable filter), with the route marked PartiallyInvalid. CORS
+// and ExternalAuth are refused as unsupported.
 import * as v from 'valibot';
 import {
   backendObjectRefSchema,

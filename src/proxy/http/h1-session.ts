@@ -26,7 +26,7 @@ import {
 import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
 import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import type { InboundHttpGate } from '../policy/inbound-hooks.ts';
+import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
 import {
   connectBalanced,
   pickEndpoint,
@@ -52,6 +52,7 @@ import {
   isTimeoutReason,
   type AttemptFailure,
   type OutboundRoutes,
+  type RouteDecision,
   type RoutePolicyRetry,
   type RouteTimeouts,
   type TimeoutReason,
@@ -183,6 +184,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private routeRetry: RoutePolicyRetry | null = null;
   private retriesDone = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** An HTTPFault's delay in progress (routes.ts). */
+  private faultTimer: NodeJS.Timeout | null = null;
   /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
   private retryPick: Pick | null = null;
   /** The matched route rule's timeouts, null: the proxy's response timeout. */
@@ -406,7 +409,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       if (denied !== null) {
         // Nothing reaches the app. A bodiless request keeps the connection alive.
         if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
-        this.replyError('forbidden', denied, 403, denied);
+        this.replyError(refusalReason(denied), denied, undefined, denied);
         return;
       }
     }
@@ -449,10 +452,25 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       authority: route.host ?? head.host ?? '',
     });
     if (decision === null) return true;
+    return this.applyDecision(decision);
+  }
+
+  /** A route decision applied: true to forward the request; false when answered here or delayed (a fault). */
+  private applyDecision(decision: RouteDecision): boolean {
+    const head = this.req!;
+    const route = this.route!;
+    if (decision.kind === 'delay') {
+      this.delayByFault(decision.ms, decision.then);
+      return false;
+    }
     // A bodiless request answered here keeps the connection alive.
     if (decision.kind !== 'forward' && !this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
     if (decision.kind === 'refuse') {
       this.replyError(decision.reason, decision.message);
+      return false;
+    }
+    if (decision.kind === 'abort') {
+      this.replyError('fault-injected', decision.message, decision.status);
       return false;
     }
     if (decision.kind === 'redirect') {
@@ -492,6 +510,29 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.retryBody = (this.routeRetry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
     this.retriesDone = 0;
     return true;
+  }
+
+  /** An HTTPFault's delay: the request waits (its body unread), then `then` applies; the timer ends with the exchange. */
+  private delayByFault(ms: number, then: RouteDecision): void {
+    const route = this.route;
+    this.reqState = REQ_CONNECTING;
+    if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
+    this.faultTimer = setTimeout(() => {
+      this.faultTimer = null;
+      try {
+        if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) return;
+        this.reqState = REQ_IDLE;
+        if (this.applyDecision(then)) this.forward();
+      } catch (err) {
+        this.fault('h1 fault delay', err);
+      }
+    }, ms);
+  }
+
+  private clearFaultTimer(): void {
+    if (this.faultTimer === null) return;
+    clearTimeout(this.faultTimer);
+    this.faultTimer = null;
   }
 
   /**
@@ -1062,6 +1103,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.routeSeries = null;
     this.routeRetry = null;
     this.cancelRetry();
+    this.clearFaultTimer();
     this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
@@ -1368,6 +1410,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.clearHeadTimer();
     this.clearResponseTimer();
     this.cancelRetry();
+    this.clearFaultTimer();
     this.releasePick();
     const conn = this.upstream;
     this.upstream = null;

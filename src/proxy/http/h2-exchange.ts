@@ -35,6 +35,7 @@ import {
   timeoutMessage,
   type AttemptFailure,
   type OutboundRoutes,
+  type RouteDecision,
   type RoutePolicyRetry,
   type RouteTimeouts,
   type TimeoutReason,
@@ -207,8 +208,32 @@ export class H2Exchange implements EndpointSink {
       this.attempt(target, null);
       return;
     }
+    this.applyDecision(target, decision);
+  }
+
+  /** A route decision applied: the stream sent on, answered, or (an HTTPFault's delay) held first. */
+  private applyDecision(target: Target, decision: RouteDecision): void {
+    const h = this.requestHeaders;
+    if (decision.kind === 'delay') {
+      const ctx = this.ctx;
+      const timer = setTimeout(
+        () =>
+          guard(
+            ctx.log,
+            () => this.abandoned() || this.applyDecision(target, decision.then),
+            () => this.downstream.close(NGHTTP2_INTERNAL_ERROR),
+          ),
+        decision.ms,
+      );
+      this.downstream.once('close', () => clearTimeout(timer));
+      return;
+    }
     if (decision.kind === 'refuse') {
       this.respondWithError(decision.reason, decision.message);
+      return;
+    }
+    if (decision.kind === 'abort') {
+      this.respondWithError('fault-injected', decision.message, decision.status, decision.grpcStatus);
       return;
     }
     if (decision.kind === 'redirect') {
@@ -645,7 +670,12 @@ export class H2Exchange implements EndpointSink {
   }
 
   /** Answers the client with a response the proxy makes itself, or resets if headers went out. */
-  private respondWithError(reason: ProxyErrorReason, message: string): void {
+  private respondWithError(
+    reason: ProxyErrorReason,
+    message: string,
+    status?: number,
+    grpcStatus?: number,
+  ): void {
     const { ctx, downstream } = this;
     this.clearResponseTimer();
     if (countsAgainstEndpoint(reason)) this.endpointPick?.fail?.(); // the circuit breaker's verdict
@@ -669,7 +699,7 @@ export class H2Exchange implements EndpointSink {
       }
       return;
     }
-    const response = proxyErrorResponse(reason, this.grpc, message);
+    const response = proxyErrorResponse(reason, this.grpc, message, reason, status, grpcStatus);
     this.responded = true;
     this.outcome.status = Number(response.headers[':status']);
     if (this.grpc) this.outcome.grpcStatus = String(response.headers['grpc-status']);

@@ -119,6 +119,7 @@ export const GRPC_STATUS = {
   OK: 0,
   DEADLINE_EXCEEDED: 4,
   PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -161,6 +162,10 @@ export function grpcStatusForReason(reason: ProxyErrorReason): number {
       return GRPC_STATUS.UNAVAILABLE;
     case 'route-unsupported':
       return GRPC_STATUS.INTERNAL;
+    case 'fault-injected':
+      return GRPC_STATUS.UNAVAILABLE;
+    case 'rate-limited':
+      return GRPC_STATUS.RESOURCE_EXHAUSTED;
     case 'bad-request':
     case 'request-header-too-large':
     case 'unknown-destination':
@@ -186,13 +191,15 @@ export function proxyErrorResponse(
   headerValue: string = reason,
   /** The HTTP status when it is not the reason's usual one (414 for request-header-too-large). */
   status: number = statusForReason(reason),
+  /** The grpc-status when it is not the reason's usual one (an HTTPFault's abort). */
+  grpcStatus: number = grpcStatusForReason(reason),
 ): ProxyErrorResponse {
   if (grpc) {
     return {
       headers: {
         ':status': 200,
         'content-type': 'application/grpc',
-        'grpc-status': String(grpcStatusForReason(reason)),
+        'grpc-status': String(grpcStatus),
         'grpc-message': encodeGrpcMessage(message),
         [PROXY_ERROR_HEADER]: headerValue,
       },

@@ -7,7 +7,7 @@
 import type * as http2 from 'node:http2';
 import { refuseStream, type RefusalRecords } from '../http/h2-refuse.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
-import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
+import { refusalReason, type InboundStreamHook } from '../policy/inbound-hooks.ts';
 
 export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords): InboundStreamHook {
   const idHeader = policy.clientIdHeader;
@@ -30,11 +30,12 @@ export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords
         String(headers[':path'] ?? ''),
       );
       if (denied !== null) {
-        // 403 (gRPC: PERMISSION_DENIED in a trailers-only response), naming the policy that decided.
+        // 403 (gRPC: PERMISSION_DENIED in a trailers-only response), naming the policy that decided;
+        // 429 (gRPC: RESOURCE_EXHAUSTED) over a rate limit.
         refuseStream(
           stream,
           headers,
-          { reason: 'forbidden', message: denied, headerValue: denied },
+          { reason: refusalReason(denied), message: denied, headerValue: denied },
           records,
           'inbound',
           conn.identity ?? conn.ip,

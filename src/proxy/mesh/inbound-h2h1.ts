@@ -21,6 +21,7 @@ import type { Target } from '../../core/target.ts';
 import { fieldValue } from './h1-fields.ts';
 import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
+import { refusalReason } from '../policy/inbound-hooks.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 
@@ -99,7 +100,7 @@ export class MeshH2H1Inbound {
       fieldValue(fields, ':path') ?? '',
     );
     if (denied !== null) {
-      this.refuse(stream, fields, identity, 'forbidden', denied, denied);
+      this.refuse(stream, fields, identity, refusalReason(denied), denied, denied);
       return;
     }
     new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity).start(target);

@@ -11,10 +11,14 @@
 // - The policy port is the app port the connection goes to; the peer is its verified identity
 //   (mTLS) or null, and its IP.
 //
+// - Rate limits: an allowed HTTP request over its Server's HTTPLocalRateLimitPolicy
+//   (policy/rate-limit.ts) gets 429 (gRPC: RESOURCE_EXHAUSTED) with `trellis-proxy-error:
+//   rate-limited`, counted in trellis_inbound_rate_limited_total{limit}.
+//
 // Every decision counts in trellis_inbound_authz_total{server, policy, decision}.
 import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
-import type { InboundHttpGate } from '../policy/inbound-hooks.ts';
+import { RATE_LIMITED, type InboundHttpGate } from '../policy/inbound-hooks.ts';
 import type { Decision, InboundAuthorizer, InboundPeer } from '../policy/types.ts';
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
@@ -35,7 +39,8 @@ interface OpenConnection {
 export class InboundPolicy implements InboundHttpGate {
   readonly clientIdHeader: string;
   private readonly authorizer: InboundAuthorizer | null;
-  private readonly metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'>;
+  private readonly metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'> &
+    Partial<Pick<ProxyMetrics, 'rateLimited'>>;
   private readonly log: Logger;
   private readonly open = new Map<net.Socket, OpenConnection>();
   private readonly unsubscribe: () => void;
@@ -43,7 +48,7 @@ export class InboundPolicy implements InboundHttpGate {
   constructor(opts: {
     authorizer: InboundAuthorizer | null;
     clientIdHeader: string;
-    metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'>;
+    metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'> & Partial<Pick<ProxyMetrics, 'rateLimited'>>;
     log: Logger;
   }) {
     this.authorizer = opts.authorizer;
@@ -62,7 +67,18 @@ export class InboundPolicy implements InboundHttpGate {
   ): string | null {
     const authorizer = this.authorizer;
     if (authorizer === null) return null;
-    return this.judgeRequest(authorizer, port, { identity, ip }, { method, path: withoutQuery(path) });
+    const refusal = this.judgeRequest(
+      authorizer,
+      port,
+      { identity, ip },
+      { method, path: withoutQuery(path) },
+    );
+    if (refusal !== null || authorizer.rateLimit === undefined) return refusal;
+    // Allowed: within the Server's rate limit (policy/rate-limit.ts)?
+    const limited = authorizer.rateLimit(port, identity);
+    if (limited === null) return null;
+    this.metrics.rateLimited?.(limited);
+    return RATE_LIMITED;
   }
 
   /**

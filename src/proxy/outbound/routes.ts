@@ -11,13 +11,19 @@
 // only to traffic addressed to the Service: an endpoint's address is not a logical target and
 // never reaches this file.
 //
+// A rule's HTTPFaults (src/core/routes/fault.ts) are drawn before anything else of the rule: an
+// abort is answered with the fault's status (fault-injected), a delay wraps the rest of the
+// decision, which the protocol applies once the delay is over. The delay counts against the
+// rule's timeouts.request: one at least as long answers 504 request-timeout when the timeout ends.
+//
 // The first request to a Service port waits for its first table (at most `waitMs`, the
 // discovery's fail-fast wait), so a route attached before the request is never skipped; when the
 // watch fails first (a control plane without the Routes API answers UNIMPLEMENTED at once) or no
 // answer comes in time, requests go on as without routes until a table arrives. Watches are bounded (MAX_WATCHED): past that, further Service
 // ports are served without routes, and a warning says so once.
 import type { Logger } from '../../core/log.ts';
-import { unseededRandom, type Random } from '../../core/random.ts';
+import { unitDraw, unseededRandom, type Random } from '../../core/random.ts';
+import type { CompiledFault } from '../../core/routes/fault.ts';
 import { pickBackend, type CompiledBackend } from '../../core/routes/backends.ts';
 import { modifyPath, redirectResponse, splitHost } from '../../core/routes/filters.ts';
 import {
@@ -171,20 +177,35 @@ export const DEFAULT_BACKOFF_MS = 25;
  * A request's timeouts: the rule's (0 means none) where it sets them, else the annotations'
  * (timeout.trellis.io/request, retry.trellis.io/timeout when retries are annotated).
  */
-function timeoutsOf(rule: CompiledRule | null, policy: ServiceTrafficPolicy): RouteTimeouts | null {
+function timeoutsOf(
+  rule: CompiledRule | null,
+  policy: ServiceTrafficPolicy,
+  delayedMs = 0,
+): RouteTimeouts | null {
   const set = (ms: number | null | undefined) => (ms === 0 || ms === undefined ? null : ms);
-  const requestMs =
+  let requestMs =
     rule !== null && rule.requestTimeoutMs !== null ? set(rule.requestTimeoutMs) : policy.requestTimeoutMs;
   const attemptMs =
     rule !== null && rule.backendRequestTimeoutMs !== null
       ? set(rule.backendRequestTimeoutMs)
       : (policy.retry?.timeoutMs ?? null);
+  // An injected delay (HTTPFault) has spent part of the request's time already.
+  if (requestMs !== null) requestMs = Math.max(1, requestMs - delayedMs);
   return requestMs === null && attemptMs === null ? null : { requestMs, attemptMs };
 }
 
 /** Where the route level sends a request. */
 export type RouteDecision =
-  | { readonly kind: 'refuse'; readonly reason: RouteRefusal; readonly message: string }
+  | { readonly kind: 'refuse'; readonly reason: RouteRefusal | 'request-timeout'; readonly message: string }
+  /** An HTTPFault's abort: answer `status` (a gRPC request: `grpcStatus`) with reason fault-injected. */
+  | {
+      readonly kind: 'abort';
+      readonly status: number;
+      readonly grpcStatus: number;
+      readonly message: string;
+    }
+  /** An HTTPFault's delay: wait `ms` (clearing the timer if the client goes away), then apply `then`. */
+  | { readonly kind: 'delay'; readonly ms: number; readonly then: RouteDecision }
   | { readonly kind: 'redirect'; readonly status: number; readonly location: string }
   | {
       readonly kind: 'forward';
@@ -229,6 +250,8 @@ export interface OutboundRoutesOptions {
    * backend level's circuit breaking (ServiceDiscovery.applyTrafficPolicy).
    */
   readonly onPolicy?: (service: ServicePort, policy: ServiceTrafficPolicy | null) => void;
+  /** Told of each fault injected (for trellis_route_faults_total). */
+  readonly onFault?: (kind: 'abort' | 'delay') => void;
 }
 
 interface Watched {
@@ -365,6 +388,73 @@ export class OutboundRoutes {
     const name = `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
     if (rule.failure !== null)
       return { kind: 'refuse', reason: 'route-unsupported', message: `${name}: ${rule.failure}` };
+    return rule.faults.length === 0
+      ? this.decideRule(target, request, matched.rule, matchedPrefix, path, queryText, 0, policy)
+      : this.withFaults(target, request, rule, matchedPrefix, path, queryText, name, policy);
+  }
+
+  /**
+   * The rule's faults drawn for one request (each delay and abort by its own percentage; delays
+   * add up, the first abort drawn answers), and the decision that follows them.
+   */
+  private withFaults(
+    target: Target,
+    request: RoutedRequest,
+    rule: CompiledRule,
+    matchedPrefix: string | null,
+    path: string,
+    queryText: string,
+    name: string,
+    policy: ServiceTrafficPolicy,
+  ): RouteDecision {
+    let delayMs = 0;
+    let abort: CompiledFault | null = null;
+    for (const fault of rule.faults) {
+      if (fault.delayChance > 0 && unitDraw(this.random) < fault.delayChance) delayMs += fault.delayMs;
+      if (abort === null && fault.abortChance > 0 && unitDraw(this.random) < fault.abortChance) abort = fault;
+    }
+    if (delayMs === 0 && abort === null)
+      return this.decideRule(target, request, rule, matchedPrefix, path, queryText, 0, policy);
+    const onFault = this.opts.onFault;
+    if (delayMs > 0) onFault?.('delay');
+    const limit =
+      rule.requestTimeoutMs === null || rule.requestTimeoutMs === 0 ? null : rule.requestTimeoutMs;
+    if (limit !== null && delayMs >= limit) {
+      return {
+        kind: 'delay',
+        ms: limit,
+        then: {
+          kind: 'refuse',
+          reason: 'request-timeout',
+          message: `${name}: timeouts.request (${limit} ms) passed during an injected delay`,
+        },
+      };
+    }
+    let then: RouteDecision;
+    if (abort !== null) {
+      onFault?.('abort');
+      then = {
+        kind: 'abort',
+        status: abort.abortHttpStatus,
+        grpcStatus: abort.abortGrpcStatus,
+        message: `${name}: HTTPFault ${abort.name} aborted the request`,
+      };
+    } else then = this.decideRule(target, request, rule, matchedPrefix, path, queryText, delayMs, policy);
+    return delayMs === 0 ? then : { kind: 'delay', ms: delayMs, then };
+  }
+
+  /** The rule's redirect or backend, with its filters; `delayedMs` already spent on an injected delay. */
+  private decideRule(
+    target: Target,
+    request: RoutedRequest,
+    rule: CompiledRule,
+    matchedPrefix: string | null,
+    path: string,
+    queryText: string,
+    delayedMs: number,
+    policy: ServiceTrafficPolicy,
+  ): RouteDecision {
+    const name = `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
     const authority = splitHost(request.authority);
     if (rule.redirect !== null) {
       const r = redirectResponse(
@@ -412,7 +502,7 @@ export class OutboundRoutes {
       authority: rewrittenHost,
       requestHeaders,
       responseHeaders,
-      timeouts: timeoutsOf(rule, policy),
+      timeouts: timeoutsOf(rule, policy, delayedMs),
       retry: this.retryOf(target, rule.retry, policy),
       series: this.seriesOf(target, rule, backend),
       mirrors:

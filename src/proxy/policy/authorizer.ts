@@ -11,6 +11,9 @@
 // opaque, the safe reading (a route-scoped authorization never admits a raw TCP stream by
 // accident). `PolicyAuthorizer` is the InboundAuthorizer with that optional argument.
 //
+// Rate limits: a Server's HTTPLocalRateLimitPolicy is checked per HTTP request once it is allowed
+// (rateLimit, rate-limit.ts); a port no Server selects has none.
+//
 // Before the first policy arrives every port follows the default policy (as when no Server
 // selects it); while the control plane is unreachable the last policy stays in force.
 import type { ApiInboundPolicyOutput } from '../../api/client.ts';
@@ -124,6 +127,9 @@ export function createAuthorizer(opts: AuthorizerOptions): PolicyAuthorizer {
     },
     checkRequest(port, peer, request: HttpRequestFacts) {
       return decideRequest(policy, defaultPolicy, port, peer, request);
+    },
+    rateLimit(port, identity) {
+      return policy.servers.get(port)?.rateLimit?.check(identity) ?? null;
     },
     protocolOf(port): ServerProtocol | null {
       return policy.servers.get(port)?.protocol ?? null;

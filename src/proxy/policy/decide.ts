@@ -1,7 +1,8 @@
 // Authorization decisions, as pure functions over a compiled policy. compilePolicy turns the
 // control plane's InboundPolicy message into per-port lookups with identity patterns and networks
 // compiled once; decideConnection and decideRequest then answer per connection and per request
-// without allocating more than the Decision itself.
+// without allocating more than the Decision itself. A Server's rate limit is compiled into its
+// limiter (rate-limit.ts), whose buckets start full with each new policy.
 //
 // Semantics (src/api/policy.proto, after linkerd's policy controller):
 // - A port no Server selects falls back to the proxy's default policy. audit allows everything
@@ -23,6 +24,7 @@ import {
   routeMatches,
 } from './match.ts';
 import { spiffeNamespace } from '../../core/spiffe.ts';
+import { RateLimiter } from './rate-limit.ts';
 import type { Decision, DefaultPolicy, HttpRequestFacts, InboundPeer, ServerProtocol } from './types.ts';
 
 /** What a connection carries, as far as the data path knows when it asks. */
@@ -45,6 +47,8 @@ export interface CompiledServer {
   readonly authorizations: readonly CompiledAuthorization[];
   /** `<name>:no-authorization`, built once. */
   readonly denyPolicy: string;
+  /** The Server's HTTPLocalRateLimitPolicy (rate-limit.ts), null when none. */
+  readonly rateLimit: RateLimiter | null;
 }
 
 export interface CompiledPolicy {
@@ -113,6 +117,19 @@ export function compilePolicy(
         };
       }),
       denyPolicy: `${server.name}:no-authorization`,
+      rateLimit:
+        server.rateLimit === null || server.rateLimit === undefined
+          ? null
+          : new RateLimiter(server.rateLimit, {
+              onFull: (max) =>
+                warn(
+                  'rate limit holds the most client identities it keeps; least recently used ones are evicted',
+                  {
+                    rateLimit: server.rateLimit?.name,
+                    max,
+                  },
+                ),
+            }),
     });
   }
   return { servers };

@@ -1,7 +1,8 @@
 // The seams where inbound authorization meets the protocol handlers: what the HTTP/1 server
 // (http/h1-session.ts) and the HTTP/2 server (http/h2-proxy.ts) ask before forwarding a request
 // to the app. The mesh implements them (mesh/inbound-policy.ts, mesh/inbound-h2.ts) over the
-// authorizer of this folder; the protocol handlers know only these shapes.
+// authorizer of this folder; the protocol handlers know only these shapes. A refusal is 403
+// forbidden, or 429 rate-limited (refusalReason).
 import type * as http2 from 'node:http2';
 import type net from 'node:net';
 import type { Target } from '../../core/target.ts';
@@ -22,7 +23,10 @@ export interface InboundHttpGate {
     method: string,
     path: string,
   ): void;
-  /** null when allowed; else the value of trellis-proxy-error ("forbidden: <policy>"). */
+  /**
+   * null when allowed; else the value of trellis-proxy-error: "forbidden: <policy>", or
+   * RATE_LIMITED when the Server's rate limit is over (refusalReason tells the two apart).
+   */
   checkRequest(
     port: number,
     identity: string | null,
@@ -46,3 +50,11 @@ export type InboundStreamHook = (
   headers: http2.IncomingHttpHeaders,
   conn: InboundConnection,
 ) => boolean;
+
+/** What checkRequest returns for a request over its Server's rate limit (429). */
+export const RATE_LIMITED = 'rate-limited';
+
+/** The proxy error reason of a refusal checkRequest returned: rate-limited (429) or forbidden (403). */
+export function refusalReason(refusal: string): 'forbidden' | 'rate-limited' {
+  return refusal === RATE_LIMITED ? 'rate-limited' : 'forbidden';
+}

@@ -49,6 +49,11 @@ export interface InboundAuthorizer {
   checkConnection(port: number, peer: InboundPeer, traffic?: 'http' | 'opaque'): Decision;
   /** One HTTP request to the app port `port`. */
   checkRequest(port: number, peer: InboundPeer, request: HttpRequestFacts): Decision;
+  /**
+   * One HTTP request of `identity` (null: unauthenticated) to the app port `port`, after it was
+   * allowed: null when within the Server's rate limit (or it has none), else the limit it is over.
+   */
+  rateLimit?(port: number, identity: string | null): 'total' | 'identity' | 'override' | null;
   /** The protocol a Server declares for `port`, or null when no Server selects it. */
   protocolOf(port: number): ServerProtocol | null;
   /** Called after every policy change (open TCP connections are checked again). */

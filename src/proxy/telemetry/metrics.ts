@@ -7,6 +7,7 @@
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
 import { RouteMetrics } from './route-metrics.ts';
+import { rateLimitEvictions } from '../policy/rate-limit.ts';
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
 import { targetKey, type Target } from '../../core/target.ts';
@@ -131,6 +132,10 @@ export class ProxyMetrics {
   private readonly breakerEvents: CounterFamily;
   /** Each backend's counters, by backend (bounded by MAX_DYNAMIC_SERIES, then "other"). */
   private readonly breakerBy = new Map<string, BreakerCounters>();
+  /** trellis_route_faults_total: [abort, delay]. */
+  private readonly faults: Counter[] = [];
+  /** trellis_inbound_rate_limited_total: [total, identity, override]. */
+  private readonly rateLimits: Counter[] = [];
   // trellis_plain_outbound_total (`trellis edges`): by endpoint object, then by label set.
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
@@ -276,6 +281,30 @@ export class ProxyMetrics {
       ['backend', 'event'],
     );
 
+    // Faults injected by route rules (src/core/routes/fault.ts) and inbound rate limits (src/proxy/policy/rate-limit.ts).
+    const faults = r.counter(
+      'trellis_route_faults_total',
+      'Faults a route rule injected (HTTPFault): abort (answered without forwarding) or delay.',
+      ['kind'],
+    );
+    this.faults.push(faults.labels('abort'), faults.labels('delay'));
+    const rateLimited = r.counter(
+      'trellis_inbound_rate_limited_total',
+      'Inbound requests answered 429 by a rate limit (HTTPLocalRateLimitPolicy), by the limit that was over: total, identity or override.',
+      ['limit'],
+    );
+    this.rateLimits.push(
+      rateLimited.labels('total'),
+      rateLimited.labels('identity'),
+      rateLimited.labels('override'),
+    );
+    r
+      .counter(
+        'trellis_inbound_rate_limit_evictions_total',
+        'Per-identity rate limit buckets evicted (least recently used) because a Server held the most it keeps.',
+      )
+      .labels().collect = rateLimitEvictions;
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -379,6 +408,16 @@ export class ProxyMetrics {
     const made: BreakerCounters = { count: (event) => (counters[BREAKER_EVENT_INDEX[event]!]!.value += 1) };
     if (this.breakerBy.size < MAX_DYNAMIC_SERIES) this.breakerBy.set(backend, made);
     return made;
+  }
+
+  /** A route rule's fault was injected into a request. */
+  faultInjected(kind: 'abort' | 'delay'): void {
+    this.faults[kind === 'abort' ? 0 : 1]!.value += 1;
+  }
+
+  /** An inbound request was refused by the rate limit `limit`. */
+  rateLimited(limit: 'total' | 'identity' | 'override'): void {
+    this.rateLimits[limit === 'total' ? 0 : limit === 'identity' ? 1 : 2]!.value += 1;
   }
 
   /** One mutual TLS connection established; `peer` is the verified identity of the other side. */

@@ -13,6 +13,14 @@ import type {
   Server__Output as trellis_policy_v1_Server__Output,
 } from '../trellis/policy/v1/Server.ts';
 import type {
+  RateLimit as trellis_policy_v1_RateLimit,
+  RateLimit__Output as trellis_policy_v1_RateLimit__Output,
+} from '../trellis/policy/v1/RateLimit.ts';
+import type {
+  RateLimitOverride as trellis_policy_v1_RateLimitOverride,
+  RateLimitOverride__Output as trellis_policy_v1_RateLimitOverride__Output,
+} from '../trellis/policy/v1/RateLimitOverride.ts';
+import type {
   Authorization as trellis_policy_v1_Authorization,
   Authorization__Output as trellis_policy_v1_Authorization__Output,
 } from '../trellis/policy/v1/Authorization.ts';
@@ -121,7 +129,13 @@ export function encodeInboundPolicy(m: trellis_policy_v1_InboundPolicy): Buffer 
 }
 
 function read_trellis_policy_v1_Server(r: Reader): trellis_policy_v1_Server__Output {
-  const m: trellis_policy_v1_Server__Output = { name: '', port: 0, protocol: '', authorizations: [] };
+  const m: trellis_policy_v1_Server__Output = {
+    name: '',
+    port: 0,
+    protocol: '',
+    authorizations: [],
+    rateLimit: null,
+  };
   while (r.pos < r.end) {
     const tag = r.tag();
     switch (tag >>> 3) {
@@ -149,6 +163,12 @@ function read_trellis_policy_v1_Server(r: Reader): trellis_policy_v1_Server__Out
           continue;
         }
         break;
+      case 5:
+        if ((tag & 7) === 2) {
+          m.rateLimit = r.message(read_trellis_policy_v1_RateLimit);
+          continue;
+        }
+        break;
     }
     r.skip(tag & 7);
   }
@@ -163,6 +183,7 @@ function write_trellis_policy_v1_Server(w: Writer, m: trellis_policy_v1_Server):
     if (!Array.isArray(m.authorizations)) throw new Error('Server.authorizations: array expected');
     for (const v of m.authorizations) w.message(4, v, write_trellis_policy_v1_Authorization);
   }
+  if (m.rateLimit != null) w.message(5, m.rateLimit, write_trellis_policy_v1_RateLimit);
 }
 
 /** trellis.policy.v1.Server: bytes -> the object proto-loader would give (throws WireError). */
@@ -174,6 +195,106 @@ export function decodeServer(buf: Uint8Array): trellis_policy_v1_Server__Output 
 export function encodeServer(m: trellis_policy_v1_Server): Buffer {
   const w = new Writer();
   write_trellis_policy_v1_Server(w, m);
+  return w.finish();
+}
+
+function read_trellis_policy_v1_RateLimit(r: Reader): trellis_policy_v1_RateLimit__Output {
+  const m: trellis_policy_v1_RateLimit__Output = { name: '', totalRps: 0, identityRps: 0, overrides: [] };
+  while (r.pos < r.end) {
+    const tag = r.tag();
+    switch (tag >>> 3) {
+      case 1:
+        if ((tag & 7) === 2) {
+          m.name = r.string();
+          continue;
+        }
+        break;
+      case 2:
+        if ((tag & 7) === 0) {
+          m.totalRps = r.uint32();
+          continue;
+        }
+        break;
+      case 3:
+        if ((tag & 7) === 0) {
+          m.identityRps = r.uint32();
+          continue;
+        }
+        break;
+      case 4:
+        if ((tag & 7) === 2) {
+          m.overrides.push(r.message(read_trellis_policy_v1_RateLimitOverride));
+          continue;
+        }
+        break;
+    }
+    r.skip(tag & 7);
+  }
+  return m;
+}
+
+function write_trellis_policy_v1_RateLimit(w: Writer, m: trellis_policy_v1_RateLimit): void {
+  if (m.name != null && m.name !== '') w.string(1, String(m.name));
+  if (m.totalRps != null && m.totalRps !== 0) w.uint32(2, Number(m.totalRps));
+  if (m.identityRps != null && m.identityRps !== 0) w.uint32(3, Number(m.identityRps));
+  if (m.overrides != null) {
+    if (!Array.isArray(m.overrides)) throw new Error('RateLimit.overrides: array expected');
+    for (const v of m.overrides) w.message(4, v, write_trellis_policy_v1_RateLimitOverride);
+  }
+}
+
+/** trellis.policy.v1.RateLimit: bytes -> the object proto-loader would give (throws WireError). */
+export function decodeRateLimit(buf: Uint8Array): trellis_policy_v1_RateLimit__Output {
+  return read_trellis_policy_v1_RateLimit(new Reader(buf));
+}
+
+/** trellis.policy.v1.RateLimit: an object proto-loader would accept -> bytes. */
+export function encodeRateLimit(m: trellis_policy_v1_RateLimit): Buffer {
+  const w = new Writer();
+  write_trellis_policy_v1_RateLimit(w, m);
+  return w.finish();
+}
+
+function read_trellis_policy_v1_RateLimitOverride(r: Reader): trellis_policy_v1_RateLimitOverride__Output {
+  const m: trellis_policy_v1_RateLimitOverride__Output = { requestsPerSecond: 0, identities: [] };
+  while (r.pos < r.end) {
+    const tag = r.tag();
+    switch (tag >>> 3) {
+      case 1:
+        if ((tag & 7) === 0) {
+          m.requestsPerSecond = r.uint32();
+          continue;
+        }
+        break;
+      case 2:
+        if ((tag & 7) === 2) {
+          m.identities.push(r.string());
+          continue;
+        }
+        break;
+    }
+    r.skip(tag & 7);
+  }
+  return m;
+}
+
+function write_trellis_policy_v1_RateLimitOverride(w: Writer, m: trellis_policy_v1_RateLimitOverride): void {
+  if (m.requestsPerSecond != null && m.requestsPerSecond !== 0) w.uint32(1, Number(m.requestsPerSecond));
+  if (m.identities != null) {
+    if (!Array.isArray(m.identities)) throw new Error('RateLimitOverride.identities: array expected');
+    for (const v of m.identities) w.string(2, String(v));
+  }
+}
+
+/** trellis.policy.v1.RateLimitOverride: bytes -> the object proto-loader would give (throws WireError). */
+export function decodeRateLimitOverride(buf: Uint8Array): trellis_policy_v1_RateLimitOverride__Output {
+  return read_trellis_policy_v1_RateLimitOverride(new Reader(buf));
+}
+
+/** trellis.policy.v1.RateLimitOverride: an object proto-loader would accept -> bytes. */
+export function encodeRateLimitOverride(m: trellis_policy_v1_RateLimitOverride): Buffer {
+  const w = new Writer();
+  write_trellis_policy_v1_RateLimitOverride(w, m);
   return w.finish();
 }
 
@@ -312,6 +433,8 @@ export const CODECS = {
   'trellis.policy.v1.InboundRequest': { encode: encodeInboundRequest, decode: decodeInboundRequest },
   'trellis.policy.v1.InboundPolicy': { encode: encodeInboundPolicy, decode: decodeInboundPolicy },
   'trellis.policy.v1.Server': { encode: encodeServer, decode: decodeServer },
+  'trellis.policy.v1.RateLimit': { encode: encodeRateLimit, decode: decodeRateLimit },
+  'trellis.policy.v1.RateLimitOverride': { encode: encodeRateLimitOverride, decode: decodeRateLimitOverride },
   'trellis.policy.v1.Authorization': { encode: encodeAuthorization, decode: decodeAuthorization },
   'trellis.policy.v1.HttpRoute': { encode: encodeHttpRoute, decode: decodeHttpRoute },
 } as const;

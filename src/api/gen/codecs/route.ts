@@ -9,6 +9,10 @@ import type {
   RouteSet__Output as trellis_route_v1_RouteSet__Output,
 } from '../trellis/route/v1/RouteSet.ts';
 import type {
+  Extension as trellis_route_v1_Extension,
+  Extension__Output as trellis_route_v1_Extension__Output,
+} from '../trellis/route/v1/Extension.ts';
+import type {
   Route as trellis_route_v1_Route,
   Route__Output as trellis_route_v1_Route__Output,
 } from '../trellis/route/v1/Route.ts';
@@ -73,7 +77,12 @@ export function encodeRouteTarget(m: trellis_route_v1_RouteTarget): Buffer {
 }
 
 function read_trellis_route_v1_RouteSet(r: Reader): trellis_route_v1_RouteSet__Output {
-  const m: trellis_route_v1_RouteSet__Output = { routes: [], unresolvedBackends: [], serviceAnnotations: {} };
+  const m: trellis_route_v1_RouteSet__Output = {
+    routes: [],
+    unresolvedBackends: [],
+    serviceAnnotations: {},
+    extensions: [],
+  };
   while (r.pos < r.end) {
     const tag = r.tag();
     switch (tag >>> 3) {
@@ -106,6 +115,12 @@ function read_trellis_route_v1_RouteSet(r: Reader): trellis_route_v1_RouteSet__O
           continue;
         }
         break;
+      case 4:
+        if ((tag & 7) === 2) {
+          m.extensions.push(r.message(read_trellis_route_v1_Extension));
+          continue;
+        }
+        break;
     }
     r.skip(tag & 7);
   }
@@ -127,6 +142,10 @@ function write_trellis_route_v1_RouteSet(w: Writer, m: trellis_route_v1_RouteSet
         w.string(1, k);
         w.string(2, String(v));
       });
+  if (m.extensions != null) {
+    if (!Array.isArray(m.extensions)) throw new Error('RouteSet.extensions: array expected');
+    for (const v of m.extensions) w.message(4, v, write_trellis_route_v1_Extension);
+  }
 }
 
 /** trellis.route.v1.RouteSet: bytes -> the object proto-loader would give (throws WireError). */
@@ -138,6 +157,60 @@ export function decodeRouteSet(buf: Uint8Array): trellis_route_v1_RouteSet__Outp
 export function encodeRouteSet(m: trellis_route_v1_RouteSet): Buffer {
   const w = new Writer();
   write_trellis_route_v1_RouteSet(w, m);
+  return w.finish();
+}
+
+function read_trellis_route_v1_Extension(r: Reader): trellis_route_v1_Extension__Output {
+  const m: trellis_route_v1_Extension__Output = { kind: '', namespace: '', name: '', specJson: '' };
+  while (r.pos < r.end) {
+    const tag = r.tag();
+    switch (tag >>> 3) {
+      case 1:
+        if ((tag & 7) === 2) {
+          m.kind = r.string();
+          continue;
+        }
+        break;
+      case 2:
+        if ((tag & 7) === 2) {
+          m.namespace = r.string();
+          continue;
+        }
+        break;
+      case 3:
+        if ((tag & 7) === 2) {
+          m.name = r.string();
+          continue;
+        }
+        break;
+      case 4:
+        if ((tag & 7) === 2) {
+          m.specJson = r.string();
+          continue;
+        }
+        break;
+    }
+    r.skip(tag & 7);
+  }
+  return m;
+}
+
+function write_trellis_route_v1_Extension(w: Writer, m: trellis_route_v1_Extension): void {
+  if (m.kind != null && m.kind !== '') w.string(1, String(m.kind));
+  if (m.namespace != null && m.namespace !== '') w.string(2, String(m.namespace));
+  if (m.name != null && m.name !== '') w.string(3, String(m.name));
+  if (m.specJson != null && m.specJson !== '') w.string(4, String(m.specJson));
+}
+
+/** trellis.route.v1.Extension: bytes -> the object proto-loader would give (throws WireError). */
+export function decodeExtension(buf: Uint8Array): trellis_route_v1_Extension__Output {
+  return read_trellis_route_v1_Extension(new Reader(buf));
+}
+
+/** trellis.route.v1.Extension: an object proto-loader would accept -> bytes. */
+export function encodeExtension(m: trellis_route_v1_Extension): Buffer {
+  const w = new Writer();
+  write_trellis_route_v1_Extension(w, m);
   return w.finish();
 }
 
@@ -236,5 +309,6 @@ export function encodeRoute(m: trellis_route_v1_Route): Buffer {
 export const CODECS = {
   'trellis.route.v1.RouteTarget': { encode: encodeRouteTarget, decode: decodeRouteTarget },
   'trellis.route.v1.RouteSet': { encode: encodeRouteSet, decode: decodeRouteSet },
+  'trellis.route.v1.Extension': { encode: encodeExtension, decode: decodeExtension },
   'trellis.route.v1.Route': { encode: encodeRoute, decode: decodeRoute },
 } as const;

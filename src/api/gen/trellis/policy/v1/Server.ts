@@ -4,6 +4,10 @@ import type {
   Authorization as _trellis_policy_v1_Authorization,
   Authorization__Output as _trellis_policy_v1_Authorization__Output,
 } from '../../../trellis/policy/v1/Authorization.ts';
+import type {
+  RateLimit as _trellis_policy_v1_RateLimit,
+  RateLimit__Output as _trellis_policy_v1_RateLimit__Output,
+} from '../../../trellis/policy/v1/RateLimit.ts';
 
 export interface Server {
   /**
@@ -19,6 +23,10 @@ export interface Server {
    */
   protocol?: string;
   authorizations?: _trellis_policy_v1_Authorization[];
+  /**
+   * The HTTPLocalRateLimitPolicy that targets this Server, if any (the first by name).
+   */
+  rateLimit?: _trellis_policy_v1_RateLimit | null;
 }
 
 export interface Server__Output {
@@ -35,4 +43,8 @@ export interface Server__Output {
    */
   protocol: string;
   authorizations: _trellis_policy_v1_Authorization__Output[];
+  /**
+   * The HTTPLocalRateLimitPolicy that targets this Server, if any (the first by name).
+   */
+  rateLimit: _trellis_policy_v1_RateLimit__Output | null;
 }

@@ -4,6 +4,10 @@ import type {
   Route as _trellis_route_v1_Route,
   Route__Output as _trellis_route_v1_Route__Output,
 } from '../../../trellis/route/v1/Route.ts';
+import type {
+  Extension as _trellis_route_v1_Extension,
+  Extension__Output as _trellis_route_v1_Extension__Output,
+} from '../../../trellis/route/v1/Extension.ts';
 
 export interface RouteSet {
   /**
@@ -21,6 +25,12 @@ export interface RouteSet {
    * with the same code `trellis apply` checks them with. They apply with or without routes.
    */
   serviceAnnotations?: { [key: string]: string };
+  /**
+   * The Trellis resources the routes' ExtensionRef filters name and the control plane knows (today
+   * HTTPFault, traffic.trellis.dev: fault injection, src/core/routes/fault.ts). An ExtensionRef
+   * naming none of these makes its rule answer 500.
+   */
+  extensions?: _trellis_route_v1_Extension[];
 }
 
 export interface RouteSet__Output {
@@ -39,4 +49,10 @@ export interface RouteSet__Output {
    * with the same code `trellis apply` checks them with. They apply with or without routes.
    */
   serviceAnnotations: { [key: string]: string };
+  /**
+   * The Trellis resources the routes' ExtensionRef filters name and the control plane knows (today
+   * HTTPFault, traffic.trellis.dev: fault injection, src/core/routes/fault.ts). An ExtensionRef
+   * naming none of these makes its rule answer 500.
+   */
+  extensions: _trellis_route_v1_Extension__Output[];
 }
