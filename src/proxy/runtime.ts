@@ -28,12 +28,16 @@ import { meshIdentityOf } from '../core/endpoints.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
+import { startTracer } from './telemetry/trace-setup.ts';
+import type { Tracer } from './telemetry/trace-tracer.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog | null;
+  /** Distributed tracing, null without a collector (config tracing.collector). */
+  readonly tracer: Tracer | null;
   readonly pool: UpstreamPool;
   readonly opaquePorts: ReadonlySet<number>;
   readonly opaqueCache: ExpiringSet;
@@ -74,6 +78,7 @@ export class ProxyRuntime {
     this.log = log;
     this.accessLog = accessLog;
     this.metrics = new ProxyMetrics();
+    this.tracer = startTracer(config, this.metrics, log, () => this.mesh.credentials?.id ?? null);
     this.faults = {
       inbound: { log, metrics: this.metrics, direction: 'inbound' },
       outbound: { log, metrics: this.metrics, direction: 'outbound' },
@@ -120,6 +125,7 @@ export class ProxyRuntime {
         log,
         metrics: this.metrics,
         accessLog,
+        tracer: this.tracer,
         pool: this.pool,
         ownPorts: this.ownPorts,
         inboundPort: () => this.inboundPort,
@@ -230,6 +236,7 @@ export class ProxyRuntime {
       metrics: this.metrics,
       log: this.log,
       accessLog: this.accessLog,
+      tracer: this.tracer,
       pool: this.pool,
       discovery: this.discovery,
       route: (head, connTarget) => this.routeRequest(direction, head, connTarget),
@@ -366,6 +373,7 @@ export class ProxyRuntime {
     this.resolver?.close();
     this.mesh.close();
     await this.accessLog?.close();
+    await this.tracer?.close();
   }
 }
 

@@ -42,6 +42,8 @@ import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import type { OutboundRoutes, RoutePolicyRetry, RouteTimeout } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
+import type { TraceSpan } from '../telemetry/trace-span.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -104,6 +106,8 @@ export interface H1Context {
   readonly gate: InboundHttpGate | null;
   /** Outbound with a control plane: the routes attached to Services (null: none are used). */
   readonly routes: OutboundRoutes | null;
+  /** Distributed tracing (telemetry/trace-tracer.ts); null or absent: off. */
+  readonly tracer?: Tracer | null;
 }
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -199,6 +203,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
 
   private readonly reqSink: ChunkSink;
   private readonly resSink: ChunkSink;
+  /** The exchange's span when it is traced (recordExchange ends it). */
+  traceSpan: TraceSpan | null = null;
 
   constructor(
     ctx: H1Context,
@@ -352,6 +358,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const ctx = this.ctx;
     ctx.connectionBusy(this.socket);
     this.req = head;
+    this.traceSpan = null;
     this.startedAt = performance.now();
     ctx.metrics.requestStarted(ctx.direction, 'http1');
     if (head.connectionClose || ctx.isDraining()) this.closeAfterResponse = true;
@@ -518,6 +525,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const route = this.route!;
     const gate = ctx.gate;
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
+    if (ctx.tracer != null) this.startSpan(ctx.tracer, head);
     this.requestLine =
       gate === null
         ? { method: head.method, path: route.path, host: route.host }
@@ -534,6 +542,16 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     // are pipelined requests, buffered by onData up to MAX_PIPELINE_BYTES.
     if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
     this.connectUpstream(null, true);
+  }
+
+  /** Tracing: joins the request to its trace; its head then carries the span as the next hop's parent. */
+  private startSpan(tracer: Tracer, head: MessageHead): void {
+    const inbound = this.ctx.direction === 'inbound';
+    this.traceSpan = tracer.start(head.headers, this.ctx.direction, {
+      address: inbound ? (this.socket.remoteAddress ?? '') : '',
+      identity: this.peerIdentity,
+      server: this.route!.target,
+    });
   }
 
   /**
