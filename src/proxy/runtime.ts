@@ -205,6 +205,7 @@ export class ProxyRuntime {
           metrics: this.metrics,
           log: this.log.child({ direction: dir }),
           accessLog: this.accessLog,
+          tracer: this.tracer,
           connectTimeoutMs: this.config.timeouts.connectMs,
           idleTimeoutMs: this.config.timeouts.idleMs,
           responseTimeoutMs: this.config.timeouts.responseMs,

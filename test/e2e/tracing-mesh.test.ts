@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import { startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
@@ -184,5 +185,70 @@ test(
     assert.deepEqual(receiver.errors, []);
     assert.equal(metric(server, 'trellis_trace_spans_dropped_total'), 0);
     assert.ok(metric(server, 'trellis_trace_spans_exported_total') >= 4);
+  },
+);
+
+test(
+  'HTTP/2 (gRPC) exchanges across the mesh are traced, with the gRPC status',
+  { timeout: 60_000 },
+  async (t) => {
+    const receiver = await startOtlpReceiver();
+    t.after(() => receiver.close());
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    let seen: http2.IncomingHttpHeaders | null = null;
+    const app = http2.createServer();
+    app.on('stream', (stream, headers) => {
+      seen = headers;
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'nope' },
+        { endStream: true },
+      );
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    t.after(() => app.close());
+    const appPort = (app.address() as { port: number }).port;
+    const tracing = { tracing: { collector: receiver.url, batchDelayMs: 20 } };
+    const server = await world.proxy({
+      identity: await identityFor(world, 'grpc-server'),
+      app: appPort,
+      config: tracing,
+    });
+    await world.register('grpc', 'grpc-1', portOf(server, 'inbound'), idOf('grpc-server'));
+    const client = await world.proxy({
+      identity: await identityFor(world, 'grpc-client'),
+      config: { ...tracing, destinations: [{ listen: '127.0.0.1:0', target: 'grpc.default:8080' }] },
+    });
+
+    const session = http2.connect(`http://127.0.0.1:${portOf(client, 'destination-0')}`);
+    t.after(() => session.close());
+    const trailersOnly = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/echo.Echo/Unary',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        traceparent: `00-${T}-${P}-01`,
+      });
+      req.on('response', resolve);
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(trailersOnly['grpc-status'], '5');
+    const spans = await receiver.waitFor((s) => s.length >= 2);
+    const c = spans.find((s) => s.kind === 'SPAN_KIND_CLIENT')!;
+    const s = spans.find((s) => s.kind === 'SPAN_KIND_SERVER')!;
+    assert.equal(c.traceId, T);
+    assert.equal(c.parentSpanId, P);
+    assert.equal(s.parentSpanId, c.spanId);
+    assert.equal(seen!.traceparent, `00-${T}-${s.spanId}-01`);
+    for (const span of [c, s]) {
+      assert.equal(span.attributes['rpc.system'], 'grpc');
+      assert.equal(span.attributes['rpc.grpc.status_code'], 5);
+      assert.equal(span.attributes['url.path'], '/echo.Echo/Unary');
+      assert.equal(span.status.code, 'STATUS_CODE_ERROR');
+    }
+    assert.equal(c.attributes['trellis.server.identity'], idOf('grpc-server'));
+    assert.equal(s.attributes['trellis.client.identity'], idOf('grpc-client'));
   },
 );

@@ -10,6 +10,7 @@ import {
   type ExchangeRecords,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
+import type { TraceSpan } from '../telemetry/trace-span.ts';
 
 export interface OutcomeSink extends ExchangeRecords {
   direction: Direction;
@@ -27,6 +28,8 @@ export class ExchangeOutcome implements DescribedExchange {
   error: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
+  /** The exchange's span when it is traced (recordExchange ends it). */
+  traceSpan: TraceSpan | null = null;
 
   /** Notes a grpc-status header if `headers` carry one. */
   noteGrpcStatus(headers: IncomingHttpHeaders | undefined): void {

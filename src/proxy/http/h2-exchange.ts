@@ -28,6 +28,7 @@ import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import type { OutboundRoutes, RouteTimeout } from '../outbound/routes.ts';
 import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
+import type { SpanPeer, Tracer } from '../telemetry/trace-tracer.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -48,6 +49,10 @@ export interface ExchangeContext {
   peer: string;
   /** Streams to meshed endpoints go over mTLS sessions (this proxy has an identity). */
   mesh: boolean;
+  /** Distributed tracing (null or absent: off). */
+  tracer?: Tracer | null;
+  /** Inbound: the client's address and verified identity, for its spans. */
+  tracePeer?: SpanPeer;
 }
 
 export class H2Exchange implements EndpointSink {
@@ -60,6 +65,7 @@ export class H2Exchange implements EndpointSink {
   private routeTimeout: RouteTimeout | null = null;
   private readonly grpc: boolean;
   private readonly outcome = new ExchangeOutcome();
+  private traced = false;
   private upstream: http2.ClientHttp2Stream | undefined;
   private upstreamSession: http2.ClientHttp2Session | undefined;
   private requestTrailers: http2.IncomingHttpHeaders | undefined;
@@ -218,6 +224,7 @@ export class H2Exchange implements EndpointSink {
     this.endpointPick = outcome;
     const endStream = downstream.endAfterHeaders;
     const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
+    if (ctx.tracer != null && !this.traced) this.startSpan(ctx.tracer, target, identity);
     ctx.pool
       .request(
         outcome.address,
@@ -229,6 +236,17 @@ export class H2Exchange implements EndpointSink {
         ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
         (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
       );
+  }
+
+  /** Tracing, once per exchange (not per attempt): the forwarded headers carry the span. */
+  private startSpan(tracer: Tracer, target: Target, identity: string | null): void {
+    this.traced = true;
+    const inbound = this.ctx.direction === 'inbound';
+    this.outcome.traceSpan = tracer.startObject(this.requestHeaders, this.ctx.direction, {
+      address: inbound ? (this.ctx.tracePeer?.address ?? '') : '',
+      identity: inbound ? (this.ctx.tracePeer?.identity ?? null) : identity,
+      server: target,
+    });
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {

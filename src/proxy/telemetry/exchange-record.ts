@@ -22,6 +22,8 @@ export interface DescribedExchange {
   accessLogEntry(): AccessLogEntry;
   /** The exchange's span when it is traced (trace-tracer.ts); null or absent when not. */
   readonly traceSpan?: TraceSpan | null;
+  /** gRPC exchanges: the grpc-status the response ended with (a span attribute). */
+  readonly grpcStatus?: string | undefined;
 }
 
 /**

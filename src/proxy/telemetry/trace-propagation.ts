@@ -181,3 +181,41 @@ function startTrace(fields: string[], kind: SpanKind, parent: string | null, use
   fields.push('traceparent', formatTraceparent(span.traceId, span.spanId));
   return span;
 }
+
+/** HTTP/2 request headers as node:http2 gives them (lower-case names, repeated ones as arrays). */
+export type HeaderObject = Record<string, string | string[] | number | undefined>;
+
+/**
+ * joinTrace for a header object (the node:http2 paths): the trace fields are taken out as a list,
+ * joined, and put back as rewritten. An untraced request's object is left as it was; the lookups
+ * are the same nine names whatever the request.
+ */
+export function joinTraceObject(headers: HeaderObject, kind: SpanKind, ratio: number): TraceSpan | null {
+  let fields: string[] | null = null;
+  for (const name of NAMES) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    fields ??= [];
+    if (Array.isArray(value)) for (const v of value) fields.push(name, v);
+    else fields.push(name, String(value));
+  }
+  let decided = ratio;
+  if (fields === null) {
+    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    fields = [];
+    decided = 1; // drawn already
+  }
+  const span = joinTrace(fields, kind, decided);
+  if (span === null) return null;
+  for (const name of NAMES) if (name !== 'user-agent') delete headers[name];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    if (name === 'user-agent') continue;
+    const prior = headers[name];
+    headers[name] =
+      prior === undefined
+        ? fields[i + 1]!
+        : ([] as string[]).concat(prior as string | string[], fields[i + 1]!);
+  }
+  return span;
+}

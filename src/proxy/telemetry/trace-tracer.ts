@@ -6,7 +6,7 @@
 // A proxy without a collector has no Tracer at all (null): its hooks cost one null check.
 import type { DescribedExchange } from './exchange-record.ts';
 import type { Direction } from './metrics.ts';
-import { joinTrace } from './trace-propagation.ts';
+import { joinTrace, joinTraceObject, type HeaderObject } from './trace-propagation.ts';
 import { wallNowMs, type FinishedSpan, type SpanAttribute, type TraceSpan } from './trace-span.ts';
 import type { SpanSink } from './trace-export.ts';
 import type { Target } from '../../core/target.ts';
@@ -51,7 +51,11 @@ export class Tracer {
    */
   start(fields: string[], direction: Direction, peer: SpanPeer): TraceSpan | null {
     const span = joinTrace(fields, direction === 'inbound' ? 'server' : 'client', this.opts.sampleRatio);
-    if (span === null) return null;
+    if (span !== null) this.remember(span, direction, peer);
+    return span;
+  }
+
+  private remember(span: TraceSpan, direction: Direction, peer: SpanPeer): void {
     const own = this.opts.ownIdentity() ?? '';
     this.extras.set(span, {
       peerAddress: peer.address,
@@ -59,6 +63,16 @@ export class Tracer {
       serverIdentity: direction === 'inbound' ? own : (peer.identity ?? ''),
       server: peer.server ?? null,
     });
+  }
+
+  /** start() for a node:http2 header object (the HTTP/2 paths), rewritten in place when traced. */
+  startObject(headers: HeaderObject, direction: Direction, peer: SpanPeer): TraceSpan | null {
+    const span = joinTraceObject(
+      headers,
+      direction === 'inbound' ? 'server' : 'client',
+      this.opts.sampleRatio,
+    );
+    if (span !== null) this.remember(span, direction, peer);
     return span;
   }
 
@@ -113,6 +127,9 @@ function finishedSpan(
     if (extras.serverIdentity !== '') attrs.push(['trellis.server.identity', extras.serverIdentity]);
   }
   if (e.error !== undefined) attrs.push(['trellis.proxy_error', e.error]);
+  const grpc = exchange.grpcStatus;
+  if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
+    attrs.push(['rpc.system', 'grpc'], ['rpc.grpc.status_code', Number(grpc)]);
   // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
   const error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
   return {
