@@ -5,8 +5,10 @@
 // in flight (bounded by exportTimeoutMs), so a dead or slow collector costs memory of at most
 // maxQueuedSpans + maxBatchSpans spans and otherwise only dropped spans, counted
 // (trellis_trace_spans_dropped_total) and logged once per episode.
-import http from 'node:http';
-import https from 'node:https';
+//
+// node:http (and node:https) are loaded on the first export, not with the proxy: a proxy that does
+// not trace (or has not finished a traced request yet) does not pay their memory.
+import type http from 'node:http';
 import type { Logger } from '../../core/log.ts';
 import { encodeTraceRequest, type OtlpResource } from './trace-otlp.ts';
 import type { FinishedSpan } from './trace-span.ts';
@@ -40,7 +42,7 @@ export function tracesUrl(collector: string): URL {
 export class OtlpHttpExporter implements SpanSink {
   private readonly opts: SpanExporterOptions;
   private readonly url: URL;
-  private readonly agent: http.Agent;
+  private client: { request: typeof http.request; agent: http.Agent } | null = null;
   private queue: FinishedSpan[] = [];
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
@@ -51,10 +53,13 @@ export class OtlpHttpExporter implements SpanSink {
   constructor(opts: SpanExporterOptions) {
     this.opts = opts;
     this.url = tracesUrl(opts.collector);
-    const secure = this.url.protocol === 'https:';
-    this.agent = secure
-      ? new https.Agent({ keepAlive: true, maxSockets: 1 })
-      : new http.Agent({ keepAlive: true, maxSockets: 1 });
+  }
+
+  private async httpClient(): Promise<{ request: typeof http.request; agent: http.Agent }> {
+    if (this.client !== null) return this.client;
+    const mod = this.url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+    this.client = { request: mod.request, agent: new mod.Agent({ keepAlive: true, maxSockets: 1 }) };
+    return this.client;
   }
 
   /** Spans waiting to be sent (the bound is maxQueuedSpans). */
@@ -137,9 +142,15 @@ export class OtlpHttpExporter implements SpanSink {
   }
 
   /** The response status, or the error that stopped the request (never rejects). */
-  private post(body: Buffer): Promise<number | Error> {
+  private async post(body: Buffer): Promise<number | Error> {
+    let client: { request: typeof http.request; agent: http.Agent };
+    try {
+      client = await this.httpClient();
+    } catch (err) {
+      return err as Error;
+    }
+    const { request, agent } = client;
     return new Promise((resolve) => {
-      const request = this.url.protocol === 'https:' ? https.request : http.request;
       let done = false;
       const finish = (v: number | Error): void => {
         if (done) return;
@@ -149,7 +160,7 @@ export class OtlpHttpExporter implements SpanSink {
       };
       const req = request(this.url, {
         method: 'POST',
-        agent: this.agent,
+        agent,
         headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
       });
       const timer = setTimeout(() => {
@@ -167,14 +178,24 @@ export class OtlpHttpExporter implements SpanSink {
     });
   }
 
-  /** Sends what is queued (bounded by the export timeout per batch) and stops taking spans. */
-  async close(): Promise<void> {
+  /**
+   * Sends what is queued and stops taking spans; waits for the exports at most `waitMs` (shutdown
+   * must not hang on a dead collector), then counts what is left as dropped.
+   */
+  async close(waitMs = Math.min(this.opts.exportTimeoutMs, 2000)): Promise<void> {
     this.closed = true;
     this.flush();
-    const deadline = Date.now() + this.opts.exportTimeoutMs;
-    while (this.inFlight !== null && Date.now() < deadline) await this.inFlight;
+    const deadline = Date.now() + waitMs;
+    while (this.inFlight !== null && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.inFlight,
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
     if (this.queue.length > 0) this.opts.metrics.traceSpansDropped('export-failed', this.queue.length);
     this.queue = [];
-    this.agent.destroy();
+    this.client?.agent.destroy();
   }
 }

@@ -66,14 +66,23 @@ function valueAt(fields: readonly string[], at: number): string | undefined {
  * without a sampling decision that start a trace.
  */
 export function joinTrace(fields: string[], kind: SpanKind, ratio: number): TraceSpan | null {
+  // Nothing is allocated unless a context field is there (User-Agent alone does not count).
   let found: number[] | null = null;
+  let ua = -1;
   for (let i = 0; i < fields.length; i += 2) {
     const slot = slotOf(fields[i]!);
     if (slot === -1) continue;
+    if (slot === USER_AGENT) {
+      if (ua === -1) ua = i;
+      continue;
+    }
     found ??= new Array<number>(SLOTS).fill(-1);
     found[slot] = found[slot] === -1 ? i : REPEATED;
   }
-  if (found === null) return ratio > 0 && Math.random() < ratio ? startTrace(fields, kind, null, '') : null;
+  if (found === null) {
+    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    return startTrace(fields, kind, null, ua >= 0 ? fields[ua + 1]! : '');
+  }
 
   const tp = found[TRACEPARENT]!;
   const b3 = found[B3]!;
@@ -101,7 +110,6 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
   const sampled = decided !== null ? decided : ratio > 0 && Math.random() < ratio;
   if (!sampled) return null;
 
-  const ua = found[USER_AGENT]!;
   const userAgent = ua >= 0 ? fields[ua + 1]! : '';
   // Fields of a context that did not parse, and the other formats' fields of the one that is not
   // carried on: removed (a context is never forwarded half-parsed or contradicted).
@@ -173,10 +181,6 @@ function setField(fields: string[], at: number, name: string, value: string, dro
 
 /** A new trace: its root span, sent on as `traceparent`. */
 function startTrace(fields: string[], kind: SpanKind, parent: string | null, userAgent: string): TraceSpan {
-  if (userAgent === '') {
-    for (let i = 0; i < fields.length; i += 2)
-      if (fields[i]!.length === 10 && fields[i]!.toLowerCase() === 'user-agent') userAgent = fields[i + 1]!;
-  }
   const span = new TraceSpan(kind, randomHexId(16), randomHexId(8), parent, '', wallNowMs(), userAgent);
   fields.push('traceparent', formatTraceparent(span.traceId, span.spanId));
   return span;
