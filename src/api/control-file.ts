@@ -16,6 +16,8 @@ export interface ControlFile {
   readonly pid: number;
   /** The trust domain of the identities the control plane issues (absent: cluster.local). */
   readonly trustDomain?: string;
+  /** Where the proxies of `trellis run` export trace spans, and their sample ratio (docs/tracing.md). */
+  readonly tracing?: { readonly collector: string; readonly sampleRatio: number };
 }
 
 export function controlFilePath(root: string): string {
@@ -59,7 +61,15 @@ export function parseControlFile(text: string): ControlFile | null {
   if (typeof info?.grpc !== 'string' || typeof info.http !== 'string') return null;
   if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0) return null;
   const trustDomain = typeof info.trustDomain === 'string' ? { trustDomain: info.trustDomain } : {};
-  return { grpc: info.grpc, http: info.http, pid, ...trustDomain };
+  const t = info.tracing;
+  const tracing =
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.collector === 'string' &&
+    typeof t.sampleRatio === 'number'
+      ? { tracing: { collector: t.collector, sampleRatio: t.sampleRatio } }
+      : {};
+  return { grpc: info.grpc, http: info.http, pid, ...trustDomain, ...tracing };
 }
 
 /** The control file of `root` while its process lives (a crashed `trellis up` leaves one behind), or null. */

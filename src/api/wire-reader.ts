@@ -191,9 +191,12 @@ export class Reader {
         this.#need(8, 'fixed64 field');
         this.pos += 8;
         return;
-      case LENGTH_DELIMITED:
-        this.pos += this.length();
+      case LENGTH_DELIMITED: {
+        // Not `this.pos += this.length()`: that reads pos before length() moves it past the prefix.
+        const len = this.length();
+        this.pos += len;
         return;
+      }
       case FIXED32:
         this.#need(4, 'fixed32 field');
         this.pos += 4;

@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   stat: () => import('./stat.ts'),
   'prometheus-config': () => import('./prometheus-config.ts'),
   edges: () => import('./edges.ts'),
+  trace: () => import('./trace.ts'),
   dashboard: () => import('./dashboard.ts'),
   identity: () => import('./identity.ts'),
   authz: () => import('./authz.ts'),

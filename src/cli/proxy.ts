@@ -169,6 +169,18 @@ const FLAGS: FlagSpec[] = [
     path: 'log.access',
     help: 'off (default), stdout, stderr or a file path',
   },
+  {
+    name: 'trace-collector',
+    kind: 'string',
+    path: 'tracing.collector',
+    help: 'OTLP/HTTP base URL: trace requests and export spans to URL/v1/traces (default: no tracing)',
+  },
+  {
+    name: 'trace-sample-ratio',
+    kind: 'number',
+    path: 'tracing.sampleRatio',
+    help: 'share 0..1 of requests without a sampling decision that start a trace (default 0)',
+  },
 ];
 
 export async function run(argv: string[]): Promise<number> {

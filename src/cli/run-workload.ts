@@ -205,6 +205,10 @@ export class WorkloadSupervisor {
       '--log-level', o.proxyLogLevel, '--drain-grace-ms', '2000',
       ...o.upstreams.flatMap((u) => ['--destination', `127.0.0.1:${u.localPort}=${u.target}`]),
     ];
+    // Tracing as `trellis up` was told (its control file): every proxy it registers exports there.
+    const tracing = this.#control.tracing;
+    if (tracing !== undefined)
+      args.push('--trace-collector', tracing.collector, '--trace-sample-ratio', String(tracing.sampleRatio));
     if (this.#token !== null) {
       // prettier-ignore
       args.push(

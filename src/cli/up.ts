@@ -7,7 +7,10 @@
 // find it; SIGINT/SIGTERM stop it cleanly and remove that file. `<state>/operator-token` (0600,
 // made on the first start, src/control/operator-token.ts) is what the CLI shows the HTTP API to
 // change state (`trellis identity rotate`). It also serves the Routes API (src/control/routes/:
-// the Gateway API routes of `<state>/routes/` for the proxies, per Service port).
+// the Gateway API routes of `<state>/routes/` for the proxies, per Service port). Tracing: the
+// proxies `trellis run` starts export spans to --trace-collector, or by default to this control
+// plane's embedded collector (src/control/traces/, read by `trellis trace`), starting traces at
+// --trace-sample-ratio (default 1); both are written into control.json for `trellis run`.
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
@@ -20,6 +23,7 @@ import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
 import { localRouteComponent } from '../control/routes/component.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../control/operator-token.ts';
+import { traceCollectorComponent } from '../control/traces/component.ts';
 import {
   controlPlaneFlags,
   controlPlaneSettings,
@@ -33,7 +37,31 @@ import {
 export const summary = 'run the local control plane over a state folder (default .trellis/)';
 
 const DEFAULTS = { grpc: '127.0.0.1:8086', http: '127.0.0.1:8084' };
-const FLAGS: FlagSpec[] = [STATE_FLAG, ...identityFlags(), ...controlPlaneFlags(DEFAULTS)];
+const FLAGS: FlagSpec[] = [
+  STATE_FLAG,
+  ...identityFlags(),
+  ...controlPlaneFlags(DEFAULTS),
+  {
+    name: 'trace-collector',
+    kind: 'string',
+    help: 'OTLP/HTTP base URL the proxies of `trellis run` export spans to (default: this control plane, `trellis trace`)',
+  },
+  {
+    name: 'trace-sample-ratio',
+    kind: 'number',
+    help: 'share 0..1 of requests without a sampling decision that those proxies start a trace for (default 1)',
+  },
+];
+
+/** Where `trellis run` proxies export spans, and their ratio (control.json; docs/tracing.md). */
+function tracingOf(values: Map<string, unknown>, http: string): { collector: string; sampleRatio: number } {
+  const collector = values.get('trace-collector') as string | undefined;
+  if (collector !== undefined && (!URL.canParse(collector) || !/^https?:$/.test(new URL(collector).protocol)))
+    throw new ConfigError('--trace-collector', `expected an http:// or https:// URL, got '${collector}'`);
+  const ratio = (values.get('trace-sample-ratio') as number | undefined) ?? 1;
+  if (!(ratio >= 0 && ratio <= 1)) throw new ConfigError('--trace-sample-ratio', 'must be 0..1');
+  return { collector: collector ?? `http://${http}`, sampleRatio: ratio };
+}
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -45,6 +73,7 @@ export async function run(argv: string[]): Promise<number> {
   const settings = controlPlaneSettings(values, DEFAULTS);
   const identity = identitySettings(values);
   const log = settings.log.child({ component: 'up' });
+  tracingOf(values, settings.httpListen); // flags checked before anything starts
 
   try {
     await mkdir(root, { recursive: true });
@@ -90,6 +119,7 @@ export async function run(argv: string[]): Promise<number> {
       component,
       localPolicyComponent(root, settings.log),
       localRouteComponent(root, settings.log),
+      traceCollectorComponent(settings.log),
     ],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
@@ -100,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
       http: plane.http,
       pid: process.pid,
       trustDomain: identity.trustDomain,
+      tracing: tracingOf(values, plane.http),
     });
   } catch (error) {
     await plane.close();

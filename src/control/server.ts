@@ -142,7 +142,14 @@ export interface ControlPlaneComponent {
     res: ServerResponse,
     path: string,
     body: string,
+    /** The same body as bytes (binary bodies: OTLP protobuf). */
+    raw?: Buffer,
   ): Promise<boolean> | boolean;
+  /**
+   * POST paths it owns that need no operator token: write-only, bounded intake from proxies
+   * (the embedded trace collector's /v1/traces). Everything else but GET and HEAD needs one.
+   */
+  readonly openPostPaths?: readonly string[];
   /** Its metrics in the Prometheus text format, for the control plane's GET /metrics. */
   metrics?(): string;
   close?(): Promise<void> | void;
@@ -294,17 +301,21 @@ interface HttpApi {
   readonly log: Logger;
 }
 
+const EMPTY_BODY = Buffer.alloc(0);
+
 /**
- * Lets only an operator past for any method but GET and HEAD, then offers the request to each
+ * Lets only an operator past for any method but GET and HEAD (and a component's open POST paths), then offers the request to each
  * component, then to the control plane's own routes.
  */
 async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const reading = req.method === 'GET' || req.method === 'HEAD';
-  if (!reading && !api.auth.admit(req, res)) return;
   const path = (req.url ?? '/').split('?')[0]!;
+  const open = req.method === 'POST' && api.components.some((c) => c.openPostPaths?.includes(path) === true);
+  if (!reading && !open && !api.auth.admit(req, res)) return;
   const owners = api.components.filter((c) => c.handleHttp !== undefined);
   if (owners.length > 0) {
     let body = '';
+    let raw = EMPTY_BODY;
     if (!reading) {
       const chunks: Buffer[] = [];
       let size = 0;
@@ -317,11 +328,12 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
         }
         chunks.push(chunk);
       }
-      body = Buffer.concat(chunks).toString('utf8');
+      raw = Buffer.concat(chunks);
+      body = raw.toString('utf8');
     }
     for (const c of owners) {
       try {
-        if (await c.handleHttp!(req, res, path, body)) return;
+        if (await c.handleHttp!(req, res, path, body, raw)) return;
       } catch (error) {
         api.log.warn('HTTP API handler failed', { path, error });
         if (!res.headersSent) {

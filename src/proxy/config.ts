@@ -273,6 +273,50 @@ export const proxyConfigSchema = v.strictObject(
       ),
       {},
     ),
+    /** Distributed tracing (docs/tracing.md). */
+    tracing: v.optional(
+      v.strictObject(
+        {
+          /**
+           * The OTLP/HTTP collector's base URL (spans are POSTed to {collector}/v1/traces as
+           * protobuf). Absent: the proxy does not trace, and trace context passes through untouched.
+           */
+          collector: v.optional(
+            v.pipe(
+              v.string(),
+              v.check(
+                (s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol),
+                'expected an http:// or https:// URL',
+              ),
+            ),
+          ),
+          /**
+           * The share of requests that arrive without a sampling decision that start a new trace
+           * (0..1); requests that arrive sampled are always traced, unsampled ones never.
+           */
+          sampleRatio: v.optional(
+            v.pipe(
+              v.number('expected a number'),
+              v.minValue(0, 'must be 0..1'),
+              v.maxValue(1, 'must be 0..1'),
+            ),
+            0,
+          ),
+          /** Finished spans waiting for export at most; more are dropped and counted. */
+          maxQueuedSpans: v.optional(count(1), 2048),
+          /** Spans per export request at most. */
+          maxBatchSpans: v.optional(count(1), 512),
+          /** How long a span waits for its batch to fill before the batch is sent anyway. */
+          batchDelayMs: v.optional(ms, 1000),
+          /** How long one export request may take; its spans are then dropped and counted. */
+          exportTimeoutMs: v.optional(ms, 10_000),
+          /** service.name of the spans (default: workload.name, else trellis-proxy). */
+          serviceName: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
     log: v.optional(
       v.strictObject(
         {
@@ -311,6 +355,7 @@ const SECTIONS = new Set([
   'log',
   'controlPlane',
   'supervisor',
+  'tracing',
 ]);
 
 function isMapping(x: unknown): x is Record<string, unknown> {

@@ -29,12 +29,16 @@ import { meshIdentityOf } from '../core/endpoints.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
+import { startTracer } from './telemetry/trace-setup.ts';
+import type { Tracer } from './telemetry/trace-tracer.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog | null;
+  /** Distributed tracing, null without a collector (config tracing.collector). */
+  readonly tracer: Tracer | null;
   readonly pool: UpstreamPool;
   readonly opaquePorts: ReadonlySet<number>;
   readonly opaqueCache: ExpiringSet;
@@ -79,6 +83,7 @@ export class ProxyRuntime {
     this.log = log;
     this.accessLog = accessLog;
     this.metrics = new ProxyMetrics();
+    this.tracer = startTracer(config, this.metrics, log, () => this.mesh.credentials?.id ?? null);
     this.faults = {
       inbound: { log, metrics: this.metrics, direction: 'inbound' },
       outbound: { log, metrics: this.metrics, direction: 'outbound' },
@@ -138,6 +143,7 @@ export class ProxyRuntime {
         log,
         metrics: this.metrics,
         accessLog,
+        tracer: this.tracer,
         pool: this.pool,
         ownPorts: this.ownPorts,
         inboundPort: () => this.inboundPort,
@@ -217,6 +223,7 @@ export class ProxyRuntime {
           metrics: this.metrics,
           log: this.log.child({ direction: dir }),
           accessLog: this.accessLog,
+          tracer: this.tracer,
           connectTimeoutMs: this.config.timeouts.connectMs,
           idleTimeoutMs: this.config.timeouts.idleMs,
           responseTimeoutMs: this.config.timeouts.responseMs,
@@ -248,6 +255,7 @@ export class ProxyRuntime {
       metrics: this.metrics,
       log: this.log,
       accessLog: this.accessLog,
+      tracer: this.tracer,
       pool: this.pool,
       discovery: this.discovery,
       route: (head, connTarget) => this.routeRequest(direction, head, connTarget),
@@ -386,6 +394,7 @@ export class ProxyRuntime {
     this.resolver?.close();
     this.mesh.close();
     await this.accessLog?.close();
+    await this.tracer?.close();
   }
 }
 

@@ -58,6 +58,8 @@ import {
   type TimeoutReason,
 } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
+import type { TraceSpan } from '../telemetry/trace-span.ts';
 
 export interface H1Route {
   readonly target: Target;
@@ -122,6 +124,8 @@ export interface H1Context {
   readonly routes: OutboundRoutes | null;
   /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
   readonly mirrors?: RequestMirrors | null;
+  /** Distributed tracing (telemetry/trace-tracer.ts); null or absent: off. */
+  readonly tracer?: Tracer | null;
 }
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -229,6 +233,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
 
   private readonly reqSink: ChunkSink;
   private readonly resSink: ChunkSink;
+  /** The exchange's span when it is traced (recordExchange ends it). */
+  traceSpan: TraceSpan | null = null;
 
   constructor(
     ctx: H1Context,
@@ -382,6 +388,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const ctx = this.ctx;
     ctx.connectionBusy(this.socket);
     this.req = head;
+    this.traceSpan = null;
     this.startedAt = performance.now();
     ctx.metrics.requestStarted(ctx.direction, 'http1');
     if (head.connectionClose || ctx.isDraining()) this.closeAfterResponse = true;
@@ -620,6 +627,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const route = this.route!;
     const gate = ctx.gate;
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
+    if (ctx.tracer != null) this.startSpan(ctx.tracer, head);
     this.requestLine =
       gate === null
         ? { method: head.method, path: route.path, host: route.host }
@@ -636,6 +644,16 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     // are pipelined requests, buffered by onData up to MAX_PIPELINE_BYTES.
     if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
     this.connectUpstream(null, true);
+  }
+
+  /** Tracing: joins the request to its trace; its head then carries the span as the next hop's parent. */
+  private startSpan(tracer: Tracer, head: MessageHead): void {
+    const inbound = this.ctx.direction === 'inbound';
+    this.traceSpan = tracer.start(head.headers, this.ctx.direction, {
+      address: inbound ? (this.socket.remoteAddress ?? '') : '',
+      identity: this.peerIdentity,
+      server: this.route!.target,
+    });
   }
 
   /**

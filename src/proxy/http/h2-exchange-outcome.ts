@@ -12,6 +12,7 @@ import {
   type ExchangeRecords,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
+import type { TraceSpan } from '../telemetry/trace-span.ts';
 
 export interface OutcomeSink extends ExchangeRecords {
   direction: Direction;
@@ -31,6 +32,8 @@ export class ExchangeOutcome implements DescribedExchange {
   bytesOut = 0;
   /** The matched route rule's backend metrics (outbound/routes.ts), null: none. */
   routeSeries: RouteSeries | null = null;
+  /** The exchange's span when it is traced (recordExchange ends it). */
+  traceSpan: TraceSpan | null = null;
 
   /** Notes a grpc-status header if `headers` carry one. */
   noteGrpcStatus(headers: IncomingHttpHeaders | undefined): void {

@@ -43,6 +43,7 @@ import {
 import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
+import type { SpanPeer, Tracer } from '../telemetry/trace-tracer.ts';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -71,6 +72,10 @@ export interface ExchangeContext {
   peer: string;
   /** Streams to meshed endpoints go over mTLS sessions (this proxy has an identity). */
   mesh: boolean;
+  /** Distributed tracing (null or absent: off). */
+  tracer?: Tracer | null;
+  /** Inbound: the client's address and verified identity, for its spans. */
+  tracePeer?: SpanPeer;
 }
 
 export class H2Exchange implements EndpointSink {
@@ -104,6 +109,7 @@ export class H2Exchange implements EndpointSink {
   private retryPick: EndpointPick | null = null;
   private readonly grpc: boolean;
   private readonly outcome = new ExchangeOutcome();
+  private traced = false;
   private upstream: http2.ClientHttp2Stream | undefined;
   private upstreamSession: http2.ClientHttp2Session | undefined;
   private requestTrailers: http2.IncomingHttpHeaders | undefined;
@@ -402,6 +408,7 @@ export class H2Exchange implements EndpointSink {
       downstream.endAfterHeaders ||
       (this.resending && this.retryBodyBytes === 0 && this.requestTrailers === undefined);
     const identity = ctx.mesh ? meshIdentityOf(outcome.endpoint) : null;
+    if (ctx.tracer != null && !this.traced) this.startSpan(ctx.tracer, target, identity);
     const headers = forwardableHeaders(this.requestHeaders);
     if (this.grpcTimeoutMs !== null)
       headers['grpc-timeout'] = formatGrpcTimeout(this.deadline - performance.now());
@@ -409,6 +416,17 @@ export class H2Exchange implements EndpointSink {
       ({ stream, session }) => guard(ctx.log, () => this.attachUpstream(stream, session)),
       (err: unknown) => guard(ctx.log, () => this.onUpstreamUnavailable(target, err)),
     );
+  }
+
+  /** Tracing, once per exchange (not per attempt): the forwarded headers carry the span. */
+  private startSpan(tracer: Tracer, target: Target, identity: string | null): void {
+    this.traced = true;
+    const inbound = this.ctx.direction === 'inbound';
+    this.outcome.traceSpan = tracer.startObject(this.requestHeaders, this.ctx.direction, {
+      address: inbound ? (this.ctx.tracePeer?.address ?? '') : '',
+      identity: inbound ? (this.ctx.tracePeer?.identity ?? null) : identity,
+      server: target,
+    });
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {

@@ -21,6 +21,7 @@ import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Discovery as H2Discovery } from '../outbound/balance.ts';
 import type { H1Limits } from './h1-parser.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
 import { H2Exchange, type ExchangeContext } from './h2-exchange.ts';
 import { guardHeaderBlocks, type HeaderGuardLimits } from './h2-header-guard.ts';
 import { headLimitMessage, requestHeadLimitStatus } from './h2-head-limits.ts';
@@ -42,6 +43,8 @@ export interface H2ProxyOptions {
   metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried'>;
   log: Logger;
   accessLog: AccessLog | null;
+  /** Distributed tracing (null or absent: off). */
+  tracer?: Tracer | null;
   connectTimeoutMs: number;
   /** Close idle downstream/upstream sessions after this (0 = never). */
   idleTimeoutMs: number;
@@ -205,6 +208,8 @@ export class H2Proxy {
       connTarget: conn.connTarget,
       peer: conn.peer,
       mesh: opts.mesh === true,
+      tracer: opts.tracer ?? null,
+      tracePeer: { address: conn.ip, identity: conn.identity },
     };
     const hook = opts.streamHook;
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));

@@ -29,6 +29,8 @@ import { reportFault } from '../fault.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { Target } from '../../core/target.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
+import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
 
@@ -49,6 +51,8 @@ export interface BridgeContext {
   readonly log: Logger;
   /** Where finished exchanges are logged (null: no access log). */
   readonly accessLog: AccessLog | null;
+  /** Distributed tracing (null or absent: off). */
+  readonly tracer?: Tracer | null;
   readonly responseTimeoutMs: number;
   /** The bound on connections to the app (default APP_CONNECTION_LIMIT). */
   readonly appLimit?: HostLimit;
@@ -91,6 +95,8 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   private abandoned = false;
   private discarded = 0;
   private readonly sink: ChunkSink;
+  /** The exchange's span when it is traced (set before start; recordExchange ends it). */
+  traceSpan: TraceSpan | null = null;
 
   constructor(
     ctx: BridgeContext,

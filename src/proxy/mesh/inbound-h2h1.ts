@@ -103,7 +103,11 @@ export class MeshH2H1Inbound {
       this.refuse(stream, fields, identity, refusalReason(denied), denied, denied);
       return;
     }
-    new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity).start(target);
+    const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
+    // Tracing: the request's context fields carry this hop's span to the app.
+    const tracer = this.bridge.tracer;
+    if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', { address: ip, identity });
+    exchange.start(target);
   }
 
   /** Answers a stream the proxy will not forward (403 forbidden, 431, ...), counted like any request. */

@@ -21,6 +21,7 @@ import { InboundPolicy } from './inbound-policy.ts';
 import type { MeshInbound } from './inbound.ts';
 import type { MeshOutbound } from './outbound.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
 
 /** The transport's classes (transport.ts), loaded only when the proxy has an identity. */
 export type MeshTransport = typeof import('./transport.ts');
@@ -41,6 +42,8 @@ export interface MeshHost {
   readonly log: Logger;
   readonly metrics: ProxyMetrics;
   readonly accessLog: AccessLog | null;
+  /** Distributed tracing (null: off). */
+  readonly tracer?: Tracer | null;
   readonly pool: UpstreamPool;
   readonly ownPorts: ReadonlySet<number>;
   /** The inbound listener's bound port (0 before it is bound). */
@@ -135,12 +138,13 @@ export class MeshWiring {
   }
 
   private bridgeContext(): BridgeContext {
-    const { config, log, metrics, accessLog, pool } = this.host;
+    const { config, log, metrics, accessLog, pool, tracer } = this.host;
     return {
       pool,
       limits: config.http1,
       metrics,
       accessLog,
+      tracer: tracer ?? null,
       log,
       responseTimeoutMs: config.timeouts.responseMs,
     };

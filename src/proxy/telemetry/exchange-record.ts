@@ -2,19 +2,28 @@
 // through the proxy (forwarded, refused by policy, answered by the proxy itself): the golden
 // metrics always, and the access log line when an access log is configured. The line's fields are
 // gathered only then (the exchange describes itself through accessLogEntry), so a proxy without an
-// access log builds nothing more per request than the metrics need.
+// access log builds nothing more per request than the metrics need. A traced exchange (one the
+// forwarding hook gave a span, trace-tracer.ts) also ends its span here, for every protocol.
 import type { AccessLog, AccessLogEntry } from './access-log.ts';
 import type { Direction, HttpProtocol, ProxyMetrics } from './metrics.ts';
+import type { TraceSpan } from './trace-span.ts';
+import type { Tracer } from './trace-tracer.ts';
 
 /** Where exchanges are recorded: every handler's context has these two. */
 export interface ExchangeRecords {
   readonly metrics: Pick<ProxyMetrics, 'responseFinished'>;
   readonly accessLog: AccessLog | null;
+  /** Where traced exchanges' spans go (null or absent: tracing is off). */
+  readonly tracer?: Tracer | null;
 }
 
 /** An exchange that can describe itself for the access log (asked only when there is one). */
 export interface DescribedExchange {
   accessLogEntry(): AccessLogEntry;
+  /** The exchange's span when it is traced (trace-tracer.ts); null or absent when not. */
+  readonly traceSpan?: TraceSpan | null;
+  /** gRPC exchanges: the grpc-status the response ended with (a span attribute). */
+  readonly grpcStatus?: string | undefined;
 }
 
 /**
@@ -32,4 +41,6 @@ export function recordExchange(
 ): void {
   to.metrics.responseFinished(direction, protocol, status, latencyMs, failed);
   if (to.accessLog !== null) to.accessLog.record(exchange.accessLogEntry());
+  const span = exchange.traceSpan;
+  if (span != null && to.tracer != null) to.tracer.finish(span, status, failed, exchange);
 }

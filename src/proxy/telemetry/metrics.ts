@@ -140,6 +140,9 @@ export class ProxyMetrics {
   private readonly plain: CounterFamily;
   private readonly plainBy = new Map<string, Counter>();
   private readonly plainByEndpoint = new WeakMap<object, Counter>();
+  // Tracing (telemetry/trace-export.ts): spans exported, and dropped by reason.
+  private readonly traceExported: Counter;
+  private readonly traceDropped: Counter[];
 
   constructor(opts: { now?: () => number } = {}) {
     const now = opts.now ?? Date.now;
@@ -305,6 +308,16 @@ export class ProxyMetrics {
       )
       .labels().collect = rateLimitEvictions;
 
+    this.traceExported = r
+      .counter('trellis_trace_spans_exported_total', 'Trace spans the collector accepted.')
+      .labels();
+    const traceDropped = r.counter(
+      'trellis_trace_spans_dropped_total',
+      'Trace spans dropped: the export queue was full (queue_full) or the collector failed or refused them (export_failed).',
+      ['reason'],
+    );
+    this.traceDropped = [traceDropped.labels('queue_full'), traceDropped.labels('export_failed')];
+
     const startSeconds = (now() - process.uptime() * 1000) / 1000;
     r.gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds.')
       .labels()
@@ -418,6 +431,16 @@ export class ProxyMetrics {
   /** An inbound request was refused by the rate limit `limit`. */
   rateLimited(limit: 'total' | 'identity' | 'override'): void {
     this.rateLimits[limit === 'total' ? 0 : limit === 'identity' ? 1 : 2]!.value += 1;
+  }
+
+  /** Trace spans the collector accepted (`n` of them). */
+  traceSpansExported(n: number): void {
+    this.traceExported.value += n;
+  }
+
+  /** Trace spans dropped: the export queue was full, or the export failed. */
+  traceSpansDropped(reason: 'queue-full' | 'export-failed', n: number): void {
+    this.traceDropped[reason === 'queue-full' ? 0 : 1]!.value += n;
   }
 
   /** One mutual TLS connection established; `peer` is the verified identity of the other side. */

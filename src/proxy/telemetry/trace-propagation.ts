@@ -1,0 +1,225 @@
+// Joining a request to a trace, where the proxy forwards it: the request's fields (a flat list
+// [name, value, ...], names in any case: HTTP/1 heads as parsed, HTTP/2 fields in lower case) are
+// read once for trace context; a request that arrives sampled is traced, one without a decision
+// starts a trace at the configured ratio. A traced request's fields are rewritten in place so the
+// next hop (the app inbound, the peer outbound) sees the proxy's span as its parent, in the format
+// the context came in (W3C or B3); a new trace is sent as W3C `traceparent`. Context headers that
+// did not parse are removed from a traced request (never forwarded half-parsed); an untraced
+// request's fields are left exactly as they came.
+//
+// The cost for an untraced request is this one pass over the field names, which compares lengths
+// and a first letter before it looks at a name, and allocates nothing when no trace field is there.
+import {
+  formatB3Single,
+  formatTraceparent,
+  parseB3Multi,
+  parseB3Single,
+  parseTraceparent,
+  parseTracestate,
+  type TraceContext,
+} from './trace-context.ts';
+import { randomHexId, TraceSpan, wallNowMs, type SpanKind } from './trace-span.ts';
+
+// Field slots found by the scan.
+const TRACEPARENT = 0;
+const TRACESTATE = 1;
+const B3 = 2;
+const B3_TRACEID = 3;
+const B3_SPANID = 4;
+const B3_PARENT = 5;
+const B3_SAMPLED = 6;
+const B3_FLAGS = 7;
+const USER_AGENT = 8;
+const SLOTS = 9;
+const NAMES = [
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+  'user-agent',
+];
+/** Found more than once (a repeated context field makes its context ambiguous: ignored). */
+const REPEATED = -2;
+
+/** The slot of a field name, or -1. */
+function slotOf(name: string): number {
+  const n = name.length;
+  if (n !== 2 && n !== 10 && n !== 11 && n !== 12 && n !== 17) return -1;
+  const c = name.charCodeAt(0) | 0x20;
+  if (c !== 0x74 && c !== 0x62 && c !== 0x78 && c !== 0x75) return -1; // t b x u
+  const lower = name.toLowerCase();
+  for (let s = 0; s < SLOTS; s++) if (NAMES[s]!.length === n && NAMES[s] === lower) return s;
+  return -1;
+}
+
+function valueAt(fields: readonly string[], at: number): string | undefined {
+  return at >= 0 ? fields[at + 1] : undefined;
+}
+
+/**
+ * Reads the trace context of `fields` and decides: a TraceSpan (the fields rewritten to carry it)
+ * when the request is traced, null when not (the fields untouched). `ratio`: the share of requests
+ * without a sampling decision that start a trace.
+ */
+export function joinTrace(fields: string[], kind: SpanKind, ratio: number): TraceSpan | null {
+  // Nothing is allocated unless a context field is there (User-Agent alone does not count).
+  let found: number[] | null = null;
+  let ua = -1;
+  for (let i = 0; i < fields.length; i += 2) {
+    const slot = slotOf(fields[i]!);
+    if (slot === -1) continue;
+    if (slot === USER_AGENT) {
+      if (ua === -1) ua = i;
+      continue;
+    }
+    found ??= new Array<number>(SLOTS).fill(-1);
+    found[slot] = found[slot] === -1 ? i : REPEATED;
+  }
+  if (found === null) {
+    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    return startTrace(fields, kind, null, ua >= 0 ? fields[ua + 1]! : '');
+  }
+
+  const tp = found[TRACEPARENT]!;
+  const b3 = found[B3]!;
+  const hasMulti =
+    found[B3_TRACEID] !== -1 || found[B3_SPANID] !== -1 || found[B3_SAMPLED] !== -1 || found[B3_FLAGS] !== -1;
+  const multiRepeated =
+    found[B3_TRACEID] === REPEATED ||
+    found[B3_SPANID] === REPEATED ||
+    found[B3_SAMPLED] === REPEATED ||
+    found[B3_FLAGS] === REPEATED;
+  const w3c = tp >= 0 ? parseTraceparent(fields[tp + 1]!) : null;
+  const single = b3 >= 0 ? parseB3Single(fields[b3 + 1]!) : null;
+  const multi =
+    hasMulti && !multiRepeated
+      ? parseB3Multi({
+          traceId: valueAt(fields, found[B3_TRACEID]!),
+          spanId: valueAt(fields, found[B3_SPANID]!),
+          sampled: valueAt(fields, found[B3_SAMPLED]!),
+          flags: valueAt(fields, found[B3_FLAGS]!),
+        })
+      : null;
+  const ctx: TraceContext | null = w3c ?? single ?? multi;
+
+  const decided = ctx?.sampled ?? null;
+  const sampled = decided !== null ? decided : ratio > 0 && Math.random() < ratio;
+  if (!sampled) return null;
+
+  const userAgent = ua >= 0 ? fields[ua + 1]! : '';
+  // Fields of a context that did not parse, and the other formats' fields of the one that is not
+  // carried on: removed (a context is never forwarded half-parsed or contradicted).
+  const drop: number[] = [];
+  const dropIf = (slot: number, keep: boolean): void => {
+    if (keep || found[slot] === -1) return;
+    const name = NAMES[slot]!;
+    for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
+  };
+  const carried = ctx !== null && ctx.spanId !== null ? ctx : null;
+  dropIf(TRACEPARENT, carried?.format === 'w3c');
+  dropIf(TRACESTATE, carried?.format === 'w3c');
+  dropIf(B3, carried?.format === 'b3-single');
+  for (const slot of [B3_TRACEID, B3_SPANID, B3_PARENT, B3_SAMPLED, B3_FLAGS])
+    dropIf(slot, carried?.format === 'b3');
+
+  let span: TraceSpan;
+  if (carried === null) span = startTrace(fields, kind, null, userAgent);
+  else {
+    let traceState = '';
+    if (carried.format === 'w3c' && found[TRACESTATE]! >= 0) {
+      const ts = found[TRACESTATE]!;
+      const kept = parseTracestate(fields[ts + 1]!);
+      if (kept === null) drop.push(ts);
+      else {
+        traceState = kept;
+        fields[ts + 1] = kept;
+      }
+    } else if (carried.format === 'w3c' && found[TRACESTATE] === REPEATED) dropIf(TRACESTATE, false);
+    span = new TraceSpan(
+      kind,
+      carried.traceId,
+      randomHexId(8),
+      carried.spanId,
+      traceState,
+      wallNowMs(),
+      userAgent,
+    );
+    if (carried.format === 'w3c') fields[tp + 1] = formatTraceparent(span.traceId, span.spanId);
+    else if (carried.format === 'b3-single')
+      fields[b3 + 1] = formatB3Single(carried.rawTraceId, span.spanId, carried.spanId);
+    else {
+      fields[found[B3_SPANID]! + 1] = span.spanId;
+      setField(fields, found[B3_PARENT]!, 'x-b3-parentspanid', carried.spanId!, drop);
+      if (found[B3_FLAGS] === -1) setField(fields, found[B3_SAMPLED]!, 'x-b3-sampled', '1', drop);
+    }
+  }
+  if (drop.length > 0) {
+    drop.sort((a, b) => b - a);
+    let last = -1;
+    for (const at of drop) {
+      if (at !== last) fields.splice(at, 2);
+      last = at;
+    }
+  }
+  return span;
+}
+
+/** Sets a field found at `at` (-1: absent, REPEATED: every copy dropped) to `value`. */
+function setField(fields: string[], at: number, name: string, value: string, drop: number[]): void {
+  if (at >= 0) {
+    fields[at + 1] = value;
+    return;
+  }
+  if (at === REPEATED)
+    for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
+  fields.push(name, value);
+}
+
+/** A new trace: its root span, sent on as `traceparent`. */
+function startTrace(fields: string[], kind: SpanKind, parent: string | null, userAgent: string): TraceSpan {
+  const span = new TraceSpan(kind, randomHexId(16), randomHexId(8), parent, '', wallNowMs(), userAgent);
+  fields.push('traceparent', formatTraceparent(span.traceId, span.spanId));
+  return span;
+}
+
+/** HTTP/2 request headers as node:http2 gives them (lower-case names, repeated ones as arrays). */
+export type HeaderObject = Record<string, string | string[] | number | undefined>;
+
+/**
+ * joinTrace for a header object (the node:http2 paths): the trace fields are taken out as a list,
+ * joined, and put back as rewritten. An untraced request's object is left as it was; the lookups
+ * are the same nine names whatever the request.
+ */
+export function joinTraceObject(headers: HeaderObject, kind: SpanKind, ratio: number): TraceSpan | null {
+  let fields: string[] | null = null;
+  for (const name of NAMES) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    fields ??= [];
+    if (Array.isArray(value)) for (const v of value) fields.push(name, v);
+    else fields.push(name, String(value));
+  }
+  let decided = ratio;
+  if (fields === null) {
+    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    fields = [];
+    decided = 1; // drawn already
+  }
+  const span = joinTrace(fields, kind, decided);
+  if (span === null) return null;
+  for (const name of NAMES) if (name !== 'user-agent') delete headers[name];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    if (name === 'user-agent') continue;
+    const prior = headers[name];
+    headers[name] =
+      prior === undefined
+        ? fields[i + 1]!
+        : ([] as string[]).concat(prior as string | string[], fields[i + 1]!);
+  }
+  return span;
+}

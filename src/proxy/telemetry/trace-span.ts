@@ -1,0 +1,78 @@
+// One span of a traced exchange: made when a sampled request starts (trace-propagation.ts), and
+// turned into a finished span with its attributes when the exchange is recorded
+// (trace-tracer.ts). Ids are random, drawn from a pool filled by the CSPRNG (one syscall per 256
+// ids rather than one per id).
+import { randomFillSync } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+
+export type SpanKind = 'server' | 'client';
+
+export class TraceSpan {
+  readonly kind: SpanKind;
+  /** 32 lower-case hex digits. */
+  readonly traceId: string;
+  /** 16 lower-case hex digits. */
+  readonly spanId: string;
+  /** The caller's span, null for the root of a trace. */
+  readonly parentSpanId: string | null;
+  /** The W3C tracestate sent on ('' when none). */
+  readonly traceState: string;
+  /** Milliseconds since the Unix epoch (fractional). */
+  readonly startMs: number;
+  /** The request's User-Agent ('' when none). */
+  readonly userAgent: string;
+
+  constructor(
+    kind: SpanKind,
+    traceId: string,
+    spanId: string,
+    parentSpanId: string | null,
+    traceState: string,
+    startMs: number,
+    userAgent: string,
+  ) {
+    this.kind = kind;
+    this.traceId = traceId;
+    this.spanId = spanId;
+    this.parentSpanId = parentSpanId;
+    this.traceState = traceState;
+    this.startMs = startMs;
+    this.userAgent = userAgent;
+  }
+}
+
+/** One attribute: a string or an integer value. */
+export type SpanAttribute = readonly [key: string, value: string | number];
+
+/** A span whose exchange is over: what is exported. */
+export interface FinishedSpan {
+  readonly span: TraceSpan;
+  readonly name: string;
+  readonly endMs: number;
+  readonly attributes: readonly SpanAttribute[];
+  /** OTLP status: true = ERROR (with `statusMessage`), false = UNSET. */
+  readonly error: boolean;
+  readonly statusMessage: string;
+}
+
+/** Now, in milliseconds since the Unix epoch, with the monotonic clock's resolution. */
+export function wallNowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+const POOL_BYTES = 2048;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolAt = POOL_BYTES;
+
+/** `bytes` random bytes as lower-case hex, never all zero (W3C forbids zero ids). */
+export function randomHexId(bytes: 8 | 16): string {
+  for (;;) {
+    if (poolAt + bytes > POOL_BYTES) {
+      randomFillSync(pool);
+      poolAt = 0;
+    }
+    const id = pool.toString('hex', poolAt, poolAt + bytes);
+    poolAt += bytes;
+    if (!/^0+$/.test(id)) return id;
+  }
+}

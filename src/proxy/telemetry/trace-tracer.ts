@@ -1,0 +1,143 @@
+// A proxy's tracing: the hooks where requests are forwarded call start() (which joins the request
+// to its trace and rewrites its context fields, trace-propagation.ts), and recordExchange
+// (exchange-record.ts) calls finish() for an exchange that has a span: the span gets the
+// OpenTelemetry HTTP semantic-convention attributes and Trellis's own from the exchange's
+// description (the access log entry, built only for traced exchanges), and goes to the exporter.
+// A proxy without a collector has no Tracer at all (null): its hooks cost one null check.
+import type { DescribedExchange } from './exchange-record.ts';
+import type { Direction } from './metrics.ts';
+import { joinTrace, joinTraceObject, type HeaderObject } from './trace-propagation.ts';
+import { wallNowMs, type FinishedSpan, type SpanAttribute, type TraceSpan } from './trace-span.ts';
+import type { SpanSink } from './trace-export.ts';
+import type { Target } from '../../core/target.ts';
+
+export interface TracerOptions {
+  /** Share of requests without a sampling decision that start a trace (0..1). */
+  readonly sampleRatio: number;
+  readonly sink: SpanSink;
+  /** This proxy's identity (SPIFFE ID), null without one. */
+  readonly ownIdentity: () => string | null;
+}
+
+/** What a forwarding hook knows about the request's other side. */
+export interface SpanPeer {
+  /** The address the request came from (inbound) or goes to (outbound, when known), '' when not. */
+  readonly address: string;
+  /** Inbound over mTLS: the client's verified identity. */
+  readonly identity: string | null;
+  /** Where the request goes, when the hook knows better than its Host (outbound: the routed target). */
+  readonly server?: Target;
+}
+
+/** Span attributes the exchange adds beyond what its access log entry says. */
+interface SpanExtras {
+  peerAddress: string;
+  clientIdentity: string;
+  serverIdentity: string;
+  server: Target | null;
+}
+
+export class Tracer {
+  private readonly opts: TracerOptions;
+  private readonly extras = new WeakMap<TraceSpan, SpanExtras>();
+
+  constructor(opts: TracerOptions) {
+    this.opts = opts;
+  }
+
+  /**
+   * Joins a request about to be forwarded to its trace: a span when it is traced (its `fields`,
+   * [name, value, ...], then carry the span as the next hop's parent), else null (fields untouched).
+   */
+  start(fields: string[], direction: Direction, peer: SpanPeer): TraceSpan | null {
+    const span = joinTrace(fields, direction === 'inbound' ? 'server' : 'client', this.opts.sampleRatio);
+    if (span !== null) this.remember(span, direction, peer);
+    return span;
+  }
+
+  private remember(span: TraceSpan, direction: Direction, peer: SpanPeer): void {
+    const own = this.opts.ownIdentity() ?? '';
+    this.extras.set(span, {
+      peerAddress: peer.address,
+      clientIdentity: direction === 'inbound' ? (peer.identity ?? '') : own,
+      serverIdentity: direction === 'inbound' ? own : (peer.identity ?? ''),
+      server: peer.server ?? null,
+    });
+  }
+
+  /** start() for a node:http2 header object (the HTTP/2 paths), rewritten in place when traced. */
+  startObject(headers: HeaderObject, direction: Direction, peer: SpanPeer): TraceSpan | null {
+    const span = joinTraceObject(
+      headers,
+      direction === 'inbound' ? 'server' : 'client',
+      this.opts.sampleRatio,
+    );
+    if (span !== null) this.remember(span, direction, peer);
+    return span;
+  }
+
+  /** Records a traced exchange that is over (`status` 0: no response was sent). */
+  finish(span: TraceSpan, status: number, failed: boolean, exchange: DescribedExchange): void {
+    this.opts.sink.add(finishedSpan(span, status, failed, exchange, this.extras.get(span)));
+  }
+
+  close(): Promise<void> {
+    return this.opts.sink.close();
+  }
+}
+
+/** host and port of an authority ("host", "host:port", "[v6]:port"); port 80 when none is given. */
+export function splitAuthority(authority: string): { host: string; port: number } {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(authority);
+  if (m === null) return { host: authority, port: 80 };
+  return { host: m[1]!, port: m[2] !== undefined ? Number(m[2]) : 80 };
+}
+
+function finishedSpan(
+  span: TraceSpan,
+  status: number,
+  failed: boolean,
+  exchange: DescribedExchange,
+  extras: SpanExtras | undefined,
+): FinishedSpan {
+  const e = exchange.accessLogEntry();
+  const q = e.path.indexOf('?');
+  const attrs: SpanAttribute[] = [
+    ['http.request.method', e.method],
+    ['url.path', q === -1 ? e.path : e.path.slice(0, q)],
+    ['url.scheme', 'http'],
+  ];
+  if (status > 0) attrs.push(['http.response.status_code', status]);
+  const server = extras?.server ?? null;
+  if (server !== null) attrs.push(['server.address', server.host], ['server.port', server.port]);
+  else if (e.authority !== '') {
+    const { host, port } = splitAuthority(e.authority);
+    attrs.push(['server.address', host], ['server.port', port]);
+  }
+  if (extras !== undefined && extras.peerAddress !== '')
+    attrs.push(['network.peer.address', extras.peerAddress]);
+  if (span.userAgent !== '') attrs.push(['user_agent.original', span.userAgent]);
+  attrs.push(
+    ['network.protocol.name', 'http'],
+    ['trellis.direction', e.direction],
+    ['trellis.protocol', e.protocol],
+  );
+  if (extras !== undefined) {
+    if (extras.clientIdentity !== '') attrs.push(['trellis.client.identity', extras.clientIdentity]);
+    if (extras.serverIdentity !== '') attrs.push(['trellis.server.identity', extras.serverIdentity]);
+  }
+  if (e.error !== undefined) attrs.push(['trellis.proxy_error', e.error]);
+  const grpc = exchange.grpcStatus;
+  if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
+    attrs.push(['rpc.system', 'grpc'], ['rpc.grpc.status_code', Number(grpc)]);
+  // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
+  const error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
+  return {
+    span,
+    name: e.method === '' ? 'HTTP' : e.method,
+    endMs: wallNowMs(),
+    attributes: attrs,
+    error,
+    statusMessage: e.error ?? '',
+  };
+}
