@@ -37,7 +37,7 @@ import {
 } from './routes/report.ts';
 import type { RoutesRow } from './routes/report.ts';
 import { applyRoute, stormYaml, tenRulesYaml } from './routes/route-files.ts';
-import { runStorm, startFailingUpstream, type StormResult } from './routes/storm.ts';
+import { MIN_REQUESTS, runStorm, startFailingUpstream, type StormResult } from './routes/storm.ts';
 import * as targets from './targets.ts';
 import { SERVICE, startTrellisPair, type Pair } from './two-hop/contenders.ts';
 import { fetchMetrics, trellisMtls } from './two-hop/mtls-check.ts';
@@ -141,15 +141,16 @@ async function measureStorm(
   o: BenchOptions,
   tools: targets.Tools,
   pki: Pki,
-  durationS: number,
+  chunkS: number,
+  quick: boolean,
 ): Promise<StormResult> {
   const failing = await startFailingUpstream();
   try {
     log('retry storm: starting a pair in front of an upstream that answers 503 to everything');
     const { pair, admin } = await startPair(o, tools, pki, failing.port, stormYaml(SERVICE));
     try {
-      log(`retry storm: wrk -c${o.connections} for ${durationS} s`);
-      return await runStorm(o, tools, pair, admin, failing, durationS);
+      log(`retry storm: wrk -c${o.connections} in ${chunkS} s runs until ${MIN_REQUESTS} requests`);
+      return await runStorm(o, tools, pair, admin, failing, chunkS, quick);
     } finally {
       await pair.close();
     }
@@ -181,7 +182,7 @@ async function main(): Promise<number> {
   let storm: StormResult | undefined;
   let stormError: string | undefined;
   try {
-    storm = await measureStorm(o, tools, pki, stormS);
+    storm = await measureStorm(o, tools, pki, stormS, quick);
   } catch (err) {
     stormError = (err as Error).message;
     log(`retry storm: ERROR ${stormError}`);
