@@ -43,6 +43,7 @@ import type { RouteMetrics, RouteSeries } from '../telemetry/route-metrics.ts';
 import { MIRRORED_HEADER } from './mirror.ts';
 
 const NO_MIRRORS: readonly Target[] = [];
+const NO_MODIFIERS: readonly HeaderModifier[] = [];
 import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
@@ -271,6 +272,8 @@ export class OutboundRoutes {
   private readonly watched = new Map<string, Watched>();
   /** Each compiled backend's route metrics (a table compiled again makes new backends). */
   private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
+  /** Each compiled backend's Service port as a logical target. */
+  private readonly backendTargets = new WeakMap<CompiledBackend, Target>();
   private warnedFull = false;
   private closed = false;
   /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
@@ -472,16 +475,22 @@ export class OutboundRoutes {
           : `backend ${backend.namespace}/${backend.name}:${backend.port} does not exist`;
       return { kind: 'refuse', reason: 'backend-not-found', message: `${name}: ${which}` };
     }
-    const backendTarget = { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port };
+    // One Target per compiled backend: discovery and the pools see the same object every request.
+    let backendTarget = this.backendTargets.get(backend);
+    if (backendTarget === undefined) {
+      backendTarget = { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port };
+      this.backendTargets.set(backend, backendTarget);
+    }
     if (this.opts.onPolicy !== undefined && !this.watchedBackends.has(backend)) {
       // The backend's own Service annotations (circuit breaking) come with its own watch.
       this.watchedBackends.add(backend);
       void this.tableFor(backendTarget);
     }
-    const requestHeaders: HeaderModifier[] = [];
-    const responseHeaders: HeaderModifier[] = [];
-    if (rule.requestHeaders !== null) requestHeaders.push(rule.requestHeaders);
-    if (rule.responseHeaders !== null) responseHeaders.push(rule.responseHeaders);
+    // Most rules modify no headers: they share one empty list instead of two new ones a request.
+    let requestHeaders: HeaderModifier[] | readonly HeaderModifier[] = NO_MODIFIERS;
+    let responseHeaders: HeaderModifier[] | readonly HeaderModifier[] = NO_MODIFIERS;
+    if (rule.requestHeaders !== null) requestHeaders = [rule.requestHeaders];
+    if (rule.responseHeaders !== null) responseHeaders = [rule.responseHeaders];
     let rewrittenPath = path;
     let rewrittenHost: string | null = null;
     const rewrite = rule.rewrite;
@@ -492,8 +501,10 @@ export class OutboundRoutes {
       }
     }
     for (const filter of backend.filters) {
-      if (filter.requestHeaderModifier !== undefined) requestHeaders.push(filter.requestHeaderModifier);
-      if (filter.responseHeaderModifier !== undefined) responseHeaders.push(filter.responseHeaderModifier);
+      if (filter.requestHeaderModifier !== undefined)
+        requestHeaders = [...requestHeaders, filter.requestHeaderModifier];
+      if (filter.responseHeaderModifier !== undefined)
+        responseHeaders = [...responseHeaders, filter.responseHeaderModifier];
     }
     return {
       kind: 'forward',
