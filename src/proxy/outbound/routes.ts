@@ -388,12 +388,11 @@ export class OutboundRoutes {
       table.routePolicies === undefined
         ? servicePolicy
         : (table.routePolicies.get(routePolicyKey(rule.route)) ?? servicePolicy);
-    const name = `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
     if (rule.failure !== null)
-      return { kind: 'refuse', reason: 'route-unsupported', message: `${name}: ${rule.failure}` };
+      return { kind: 'refuse', reason: 'route-unsupported', message: `${ruleName(rule)}: ${rule.failure}` };
     return rule.faults.length === 0
       ? this.decideRule(target, request, matched.rule, matchedPrefix, path, queryText, 0, policy)
-      : this.withFaults(target, request, rule, matchedPrefix, path, queryText, name, policy);
+      : this.withFaults(target, request, rule, matchedPrefix, path, queryText, policy);
   }
 
   /**
@@ -407,7 +406,6 @@ export class OutboundRoutes {
     matchedPrefix: string | null,
     path: string,
     queryText: string,
-    name: string,
     policy: ServiceTrafficPolicy,
   ): RouteDecision {
     let delayMs = 0;
@@ -429,7 +427,7 @@ export class OutboundRoutes {
         then: {
           kind: 'refuse',
           reason: 'request-timeout',
-          message: `${name}: timeouts.request (${limit} ms) passed during an injected delay`,
+          message: `${ruleName(rule)}: timeouts.request (${limit} ms) passed during an injected delay`,
         },
       };
     }
@@ -440,7 +438,7 @@ export class OutboundRoutes {
         kind: 'abort',
         status: abort.abortHttpStatus,
         grpcStatus: abort.abortGrpcStatus,
-        message: `${name}: HTTPFault ${abort.name} aborted the request`,
+        message: `${ruleName(rule)}: HTTPFault ${abort.name} aborted the request`,
       };
     } else then = this.decideRule(target, request, rule, matchedPrefix, path, queryText, delayMs, policy);
     return delayMs === 0 ? then : { kind: 'delay', ms: delayMs, then };
@@ -457,9 +455,8 @@ export class OutboundRoutes {
     delayedMs: number,
     policy: ServiceTrafficPolicy,
   ): RouteDecision {
-    const name = `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
-    const authority = splitHost(request.authority);
     if (rule.redirect !== null) {
+      const authority = splitHost(request.authority);
       const r = redirectResponse(
         rule.redirect,
         { scheme: 'http', host: authority.host, port: authority.port ?? 80, path, query: queryText },
@@ -473,7 +470,7 @@ export class OutboundRoutes {
         backend === null
           ? 'no backend with weight'
           : `backend ${backend.namespace}/${backend.name}:${backend.port} does not exist`;
-      return { kind: 'refuse', reason: 'backend-not-found', message: `${name}: ${which}` };
+      return { kind: 'refuse', reason: 'backend-not-found', message: `${ruleName(rule)}: ${which}` };
     }
     // One Target per compiled backend: discovery and the pools see the same object every request.
     let backendTarget = this.backendTargets.get(backend);
@@ -497,7 +494,8 @@ export class OutboundRoutes {
     if (rewrite !== null) {
       if (rewrite.path !== undefined) rewrittenPath = modifyPath(rewrite.path, path, matchedPrefix);
       if (rewrite.hostname !== undefined) {
-        rewrittenHost = authority.port === null ? rewrite.hostname : `${rewrite.hostname}:${authority.port}`;
+        const { port } = splitHost(request.authority);
+        rewrittenHost = port === null ? rewrite.hostname : `${rewrite.hostname}:${port}`;
       }
     }
     for (const filter of backend.filters) {
@@ -658,4 +656,9 @@ export function isTimeoutReason(reason: string | undefined): boolean {
   return (
     reason === 'request-timeout' || reason === 'backend-request-timeout' || reason === 'response-timeout'
   );
+}
+
+/** "HTTPRoute ns/name", for the messages of proxy-made answers (built only when one is made). */
+function ruleName(rule: CompiledRule): string {
+  return `${rule.route.kind} ${rule.route.namespace}/${rule.route.name}`;
 }
