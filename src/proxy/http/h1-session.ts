@@ -45,6 +45,7 @@ import type { RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import {
   attemptLimit,
+  blamesEndpoint,
   MAX_RETRY_BODY_BYTES,
   retryAfter,
   retryRandom,
@@ -571,8 +572,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     }
     this.clearResponseTimer();
     const failed = this.pick;
-    // The breaker counts the retried failure against its endpoint.
-    if ('timedOut' in failure || failure.status >= 500 || failure.grpcStatus !== null) failed?.fail?.();
+    if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
     this.pick = null;
     this.res = null;
     this.resBuf = null;

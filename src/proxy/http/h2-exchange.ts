@@ -29,6 +29,7 @@ import type { RequestHeaders, RouteTable } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import {
   attemptLimit,
+  blamesEndpoint,
   MAX_RETRY_BODY_BYTES,
   retryAfter,
   retryRandom,
@@ -334,24 +335,9 @@ export class H2Exchange implements EndpointSink {
     ctx.metrics.retried(ctx.direction, 'retried');
     this.outcome.routeSeries?.retried('retried');
     this.retriesDone++;
-    this.resending = true;
     this.clearResponseTimer();
-    const up = this.upstream;
-    this.upstream = undefined;
-    this.upstreamSession = undefined;
-    if (up !== undefined) {
-      // The given-up attempt's events no longer concern this exchange (its 'error' stays handled).
-      this.downstream.unpipe(up);
-      for (const event of ['headers', 'response', 'trailers', 'end', 'close', 'wantTrailers'])
-        up.removeAllListeners(event);
-      if (!up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
-    }
-    this.upstreamComplete = false;
-    this.responseTrailers = undefined;
-    const failed = this.endpointPick;
-    this.endpointPick = null;
-    // The breaker counts the retried failure against its endpoint.
-    if ('timedOut' in failure || failure.status >= 500 || failure.grpcStatus !== null) failed?.fail?.();
+    const failed = this.dropAttempt();
+    if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
     this.retryPick = failed;
     this.retryTimer = setTimeout(
       () =>
@@ -372,6 +358,29 @@ export class H2Exchange implements EndpointSink {
       delay,
     );
     return true;
+  }
+
+  /**
+   * Gives up the current attempt so the request can be sent again (a retry or a refused stream):
+   * its stream is detached (its events no longer concern this exchange; its 'error' stays handled)
+   * and cancelled if still open. Returns its pick, not yet reported to the balancer.
+   */
+  private dropAttempt(): EndpointPick | null {
+    this.resending = true;
+    const up = this.upstream;
+    this.upstream = undefined;
+    this.upstreamSession = undefined;
+    if (up !== undefined) {
+      this.downstream.unpipe(up);
+      for (const event of ['headers', 'response', 'trailers', 'end', 'close', 'wantTrailers'])
+        up.removeAllListeners(event);
+      if (!up.closed && !up.destroyed) up.close(NGHTTP2_CANCEL);
+    }
+    this.upstreamComplete = false;
+    this.responseTrailers = undefined;
+    const failed = this.endpointPick;
+    this.endpointPick = null;
+    return failed;
   }
 
   /** Sends the stream towards `target`; `failed` is the previous attempt's pick on a retry. */
@@ -612,14 +621,7 @@ export class H2Exchange implements EndpointSink {
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return false;
     if (!downstream.endAfterHeaders && (this.retryBody === null || !this.requestEnded)) return false;
     this.refusedResent = true;
-    this.resending = true;
-    downstream.unpipe(up);
-    this.upstream = undefined;
-    this.upstreamSession = undefined;
-    this.upstreamComplete = false;
-    this.responseTrailers = undefined;
-    const failed = this.endpointPick;
-    this.endpointPick = null;
+    const failed = this.dropAttempt();
     this.ctx.log.debug('upstream refused an h2 stream; sending it once more', { peer: this.ctx.peer });
     this.armAttemptTimer();
     this.attempt(this.target!, failed, false);

@@ -139,6 +139,14 @@ export type AttemptFailure =
   { readonly status: number; readonly grpcStatus: number | null } | { readonly timedOut: true };
 
 /**
+ * Whether a retried attempt's failure counts against its endpoint (circuit breaking): no answer
+ * in time, a 5xx, or a gRPC failure status; a retried 4xx (429, ...) does not.
+ */
+export function blamesEndpoint(failure: AttemptFailure): boolean {
+  return 'timedOut' in failure || failure.status >= 500 || failure.grpcStatus !== null;
+}
+
+/**
  * Whether the attempt that failed with `failure` is tried again, once `done` retries have been
  * made: the backoff before the next attempt (exponential from the policy's first backoff, each
  * drawn in [d/2, d]); 'budget-exhausted' when the policy would retry but its budget does not
