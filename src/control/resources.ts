@@ -36,7 +36,7 @@ import { ConfigError } from '../core/errors.ts';
 import { validateFault, type FaultResource } from '../core/routes/fault.ts';
 import { validateRoute } from '../core/routes/parse.ts';
 import type { RouteResource } from '../core/routes/schema.ts';
-import { parseTrafficAnnotations, trafficAnnotations } from '../core/routes/service-annotations.ts';
+import { annotationFieldIssues, trafficAnnotations } from '../core/routes/service-annotations.ts';
 import { dnsLabel, port, type PortProtocol } from '../core/schema.ts';
 import type { ServiceFile } from './discovery/local-state.ts';
 import type {
@@ -222,16 +222,8 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
     case 'Service': {
       const result = validate(serviceSchema, raw);
       if (!result.ok) return { resource: null, issues: result.issues };
-      const annotationIssues = parseTrafficAnnotations(result.output.metadata.annotations ?? {}).issues;
-      if (annotationIssues.length > 0) {
-        return {
-          resource: null,
-          issues: annotationIssues.map((issue) => ({
-            path: ['metadata', 'annotations', issue.annotation],
-            message: issue.message,
-          })),
-        };
-      }
+      const annotationIssues = annotationFieldIssues(result.output.metadata.annotations);
+      if (annotationIssues.length > 0) return { resource: null, issues: annotationIssues };
       return { resource: serviceResource(result.output), issues: [] };
     }
     case 'Server':

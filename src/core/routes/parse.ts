@@ -3,7 +3,7 @@
 // proxy (src/proxy/route/) call the same function.
 import * as v from 'valibot';
 import { grpcRouteSchema, httpRouteSchema, type RouteResource } from './schema.ts';
-import { parseTrafficAnnotations, trafficAnnotations } from './service-annotations.ts';
+import { annotationFieldIssues, trafficAnnotations } from './service-annotations.ts';
 
 export const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
 
@@ -32,16 +32,8 @@ export function validateRoute(
   const { metadata, spec } = result.output;
   const stamp = metadata.creationTimestamp === undefined ? createdMs : Date.parse(metadata.creationTimestamp);
   const annotations = trafficAnnotations(metadata.annotations);
-  const annotationIssues = parseTrafficAnnotations(annotations).issues;
-  if (annotationIssues.length > 0) {
-    return {
-      route: null,
-      issues: annotationIssues.map((issue) => ({
-        path: ['metadata', 'annotations', issue.annotation],
-        message: issue.message,
-      })),
-    };
-  }
+  const annotationIssues = annotationFieldIssues(annotations);
+  if (annotationIssues.length > 0) return { route: null, issues: annotationIssues };
   const base = {
     namespace: metadata.namespace,
     name: metadata.name,

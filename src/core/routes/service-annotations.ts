@@ -120,6 +120,19 @@ export interface AnnotationIssue {
   readonly message: string;
 }
 
+/**
+ * The problems of a resource's traffic annotations as field issues
+ * (`metadata.annotations.<name>`), the way `trellis apply` and the route schema report fields.
+ */
+export function annotationFieldIssues(
+  annotations: Readonly<Record<string, string>> | undefined,
+): { path: (string | number)[]; message: string }[] {
+  return parseTrafficAnnotations(annotations ?? {}).issues.map((issue) => ({
+    path: ['metadata', 'annotations', issue.annotation],
+    message: issue.message,
+  }));
+}
+
 /** Only the annotations this file reads (what travels to proxies). */
 export function trafficAnnotations(
   annotations: Readonly<Record<string, string>> | undefined,
