@@ -10,6 +10,7 @@ import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import { routesFromYaml } from '../unit/routes-helpers.ts';
+import { sendRequest } from '../helpers/mesh-echo.ts';
 
 interface Seen {
   method: string;
@@ -88,26 +89,15 @@ spec:
       backendRefs: [{ name: web2, port: 8080 }]
 `;
 
-function post(
+/** A POST through the client proxy, and how long its answer took. */
+async function post(
   port: number,
   url: string,
   body: string,
 ): Promise<{ status: number; body: string; ms: number }> {
   const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: url, method: 'POST', agent: false, timeout: 10_000 },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, ms: Date.now() - started }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end(body);
-  });
+  const reply = await sendRequest(port, url, { method: 'POST', body });
+  return { status: reply.status, body: reply.body, ms: Date.now() - started };
 }
 
 async function serve(world: MeshWorld, service: string, port: number): Promise<void> {

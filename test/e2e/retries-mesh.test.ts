@@ -14,32 +14,11 @@ import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import { routesFromYaml } from '../unit/routes-helpers.ts';
+import { sendRequest, type Reply } from '../helpers/mesh-echo.ts';
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** One request through the client proxy; `body` as a string is sent with a length, as an array chunked. */
+/** One request through the client proxy (test/helpers/mesh-echo.ts sendRequest). */
 function send(port: number, url: string, method = 'GET', body?: string | string[]): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path: url, method, agent: false, timeout: 10_000 },
-      (res) => {
-        let text = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (text += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    if (Array.isArray(body)) {
-      for (const part of body) req.write(part);
-      req.end();
-    } else req.end(body);
-  });
+  return sendRequest(port, url, { method, ...(body === undefined ? {} : { body }) });
 }
 
 /**

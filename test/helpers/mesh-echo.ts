@@ -135,10 +135,29 @@ export function boundRequest(port: number, path: string, headers: Record<string,
   return request(port, path, headers, false);
 }
 
-function request(port: number, target: string, headers: Record<string, string>, agent: http.Agent | false) {
+/**
+ * One request to 127.0.0.1:`port` with request-target `target` (absolute-form through a proxy's
+ * outbound listener); `body` as a string is sent with a length, as a list of parts chunked.
+ */
+export function sendRequest(
+  port: number,
+  target: string,
+  opts: { method?: string; body?: string | readonly string[]; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  return request(port, target, opts.headers ?? {}, false, opts.method, opts.body);
+}
+
+function request(
+  port: number,
+  target: string,
+  headers: Record<string, string>,
+  agent: http.Agent | false,
+  method = 'GET',
+  body?: string | readonly string[],
+) {
   return new Promise<Reply>((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, path: target, headers, agent, timeout: 10_000 },
+      { host: '127.0.0.1', port, path: target, method, headers, agent, timeout: 10_000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -148,7 +167,10 @@ function request(port: number, target: string, headers: Record<string, string>, 
     );
     req.on('timeout', () => req.destroy(new Error(`${target} timed out`)));
     req.on('error', reject);
-    req.end();
+    if (typeof body === 'object') {
+      for (const part of body) req.write(part);
+      req.end();
+    } else req.end(body);
   });
 }
 
