@@ -12,7 +12,9 @@
 //     trellis-webhook (the configuration, its caBundle verifies the injector's certificate, which
 //     is not expiring; the injector's Service has ready endpoints) and control-plane-version (the
 //     control plane runs this CLI's version); with `--proxy`, data-plane (every injected pod's
-//     proxy is ready and of this version; its certificate is not checked: the CLI cannot reach it).
+//     proxy is ready and of this version; each ready proxy's certificate, read from its admin
+//     listener through the API server's pods/proxy subresource, leads to an installed trust
+//     anchor, names the pod's service account and is not close to expiry).
 import { X509Certificate } from 'node:crypto';
 import {
   AdmissionregistrationV1Api,
@@ -46,6 +48,8 @@ import {
   type CrdName,
 } from './install-manifests.ts';
 import { INSTALLED_NAMES, KubernetesError, readInstalled } from './kube-cluster.ts';
+import { PORTS } from '../control/injector/proxy-containers.ts';
+import { uriSans } from '../core/spiffe.ts';
 import { packageVersion } from './version.ts';
 
 /** The oldest Kubernetes with native sidecars (restartPolicy Always on init containers, on by default). */
@@ -529,8 +533,123 @@ async function postInstall(
   }
 }
 
-/** `--proxy`: every injected pod's proxy is ready and of this version. */
-async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[]): Promise<void> {
+/** At most this many proxies' certificates are read by one `check --proxy` (8 at a time). */
+const MAX_CERTIFICATE_CHECKS = 200;
+const CERTIFICATE_CONCURRENCY = 8;
+
+type Pod = Awaited<ReturnType<CoreV1Api['listPodForAllNamespaces']>>['items'][number];
+
+/** The proxy container's admin port (its `trellis-admin` port, else the injector's default). */
+function adminPortOf(pod: Pod): number {
+  const proxy = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+    (c) => c.name === PROXY_CONTAINER_NAME,
+  );
+  return proxy?.ports?.find((p) => p.name === 'trellis-admin')?.containerPort ?? PORTS.admin;
+}
+
+/**
+ * What is wrong with one proxy's certificate chain (null: nothing), read through the API server
+ * (pods/proxy to its admin listener's /identity): it must lead to an installed anchor, name
+ * spiffe://TRUST_DOMAIN/ns/NS/sa/SERVICE_ACCOUNT, and be neither expired nor close to expiry.
+ */
+async function proxyCertificateProblem(
+  core: CoreV1Api,
+  pod: Pod,
+  anchors: readonly X509Certificate[],
+  trustDomain: string,
+  now: number,
+): Promise<{ level: 'error' | 'warn'; detail: string } | null> {
+  const namespace = pod.metadata?.namespace ?? 'default';
+  const expected = `spiffe://${trustDomain}/ns/${namespace}/sa/${pod.spec?.serviceAccountName ?? 'default'}`;
+  let chain: X509Certificate[];
+  try {
+    const pem = await core.connectGetNamespacedPodProxyWithPath({
+      name: `${pod.metadata?.name}:${adminPortOf(pod)}`,
+      namespace,
+      path: 'identity',
+    });
+    chain = pemCertificates(String(pem));
+  } catch (error) {
+    return status(error) === 404
+      ? { level: 'error', detail: 'its proxy has no certificate yet' }
+      : { level: 'error', detail: `cannot read its certificate: ${why(error)}` };
+  }
+  if (chain.length === 0) return { level: 'error', detail: 'its proxy answered no certificate' };
+  const leaf = chain[0]!;
+  const id = uriSans(leaf.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? '(none)';
+  if (id !== expected) return { level: 'error', detail: `presents ${id}, not ${expected}` };
+  if (!verifiesTo(chain, anchors))
+    return { level: 'error', detail: 'its chain does not lead to a trust anchor' };
+  for (const cert of chain) {
+    const expiry = expiryCheck('certificate', cert, now, false);
+    if (expiry.level !== 'ok')
+      return {
+        level: expiry.level,
+        detail: `${cert === leaf ? 'its' : 'an issuer'} certificate ${expiry.detail}`,
+      };
+  }
+  return null;
+}
+
+/** `--proxy`: every ready proxy's certificate (proxyCertificateProblem), as one check. */
+async function proxyCertificates(
+  kubeConfig: KubeConfig,
+  ready: readonly Pod[],
+  now: number,
+  results: CheckResult[],
+): Promise<void> {
+  const group = 'data-plane';
+  const check = "the proxies' certificates are valid";
+  let anchors: X509Certificate[];
+  let trustDomain: string;
+  try {
+    const installed = await readInstalled(kubeConfig);
+    anchors = safeCertificates(installed.trustAnchorsPem);
+    trustDomain = parseInjectorConfig('', '', installed.config[CONFIG_KEYS.injector] ?? '').trustDomain;
+  } catch (error) {
+    results.push(
+      fail(
+        group,
+        check,
+        `cannot read the installed identity: ${(error as Error).message}`,
+        'run trellis check --kubernetes',
+      ),
+    );
+    return;
+  }
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  const checked = ready.slice(0, MAX_CERTIFICATE_CHECKS);
+  const problems: { pod: Pod; level: 'error' | 'warn'; detail: string }[] = [];
+  for (let i = 0; i < checked.length; i += CERTIFICATE_CONCURRENCY) {
+    const batch = checked.slice(i, i + CERTIFICATE_CONCURRENCY);
+    const verdicts = await Promise.all(
+      batch.map((pod) => proxyCertificateProblem(core, pod, anchors, trustDomain, now)),
+    );
+    verdicts.forEach((v, k) => v !== null && problems.push({ pod: batch[k]!, ...v }));
+  }
+  const skipped = ready.length - checked.length;
+  const extra = skipped > 0 ? ` (the first ${checked.length}; ${skipped} not read)` : '';
+  if (problems.length === 0) {
+    results.push(ok(group, check, `${checked.length} proxies${extra}`));
+    return;
+  }
+  const podName = (p: Pod): string => `${p.metadata?.namespace}/${p.metadata?.name}`;
+  const listed = problems.slice(0, 5).map((p) => `${podName(p.pod)}: ${p.detail}`);
+  if (problems.length > 5) listed.push(`and ${problems.length - 5} more`);
+  const first = problems[0]!.pod;
+  results.push(
+    fail(
+      group,
+      check,
+      listed.join('; '),
+      `kubectl -n ${first.metadata?.namespace} logs ${first.metadata?.name} -c ${PROXY_CONTAINER_NAME} (a proxy renews its certificate itself; restart its pod if it does not)`,
+      problems.some((p) => p.level === 'error') ? 'error' : 'warn',
+    ),
+  );
+}
+
+/** `--proxy`: every injected pod's proxy is ready, of this version, with a valid certificate. */
+async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[], now: number): Promise<void> {
   const group = 'data-plane';
   let pods;
   try {
@@ -565,6 +684,12 @@ async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[]): Promis
       ),
     );
   }
+  await proxyCertificates(
+    kubeConfig,
+    injected.filter((p) => !unready.includes(p)),
+    now,
+    results,
+  );
   const version = packageVersion();
   const image = (p: (typeof pods)[number]): string =>
     [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])].find(
@@ -608,7 +733,7 @@ export async function checkKubernetes(
     await preCrds(kubeConfig, [...(await readCrds()).crds, ...(await readGatewayCrds()).crds])(results);
   } else {
     await postInstall(kubeConfig, api.minor, now, results);
-    if (proxies) await dataPlane(kubeConfig, results);
+    if (proxies) await dataPlane(kubeConfig, results, now);
   }
   return results;
 }

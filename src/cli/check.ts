@@ -67,7 +67,7 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'proxy',
     kind: 'boolean',
-    help: 'with --kubernetes: also the data plane (injected pods: proxy ready, of this version)',
+    help: 'with --kubernetes: also the data plane (injected pods: proxy ready, of this version, certificate valid)',
   },
   ...CLUSTER_FLAGS,
 ];

@@ -9,8 +9,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadCaKeyPair, makeAnchor, makeIssuer } from '../../src/control/identity/ca-certs.ts';
 import { fakeCluster } from '../fake-kube/cluster.ts';
-import type { KubeObject } from '../fake-kube/server.ts';
-import { runCli } from '../helpers/cli.ts';
+import type { FakeKubeServer, KubeObject } from '../fake-kube/server.ts';
+import { freePort, runCli } from '../helpers/cli.ts';
+import { createPrivateKey, webcrypto } from 'node:crypto';
+import {
+  certifiedKey,
+  createCa,
+  issueLeaf,
+  testIdentity,
+  type TestCa,
+  type TestLeaf,
+} from '../helpers/mesh-pki.ts';
+import { EC_P256, x509 } from '../helpers/x509.ts';
+import { validateProxyConfig } from '../../src/proxy/config.ts';
+import { startProxy } from '../../src/proxy/proxy.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { portOf } from '../helpers/running-proxy.ts';
 
 const SSAR = '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews';
 const HOUR = 3600_000;
@@ -276,4 +290,108 @@ test('trellis check --kubernetes --proxy: injected pods whose proxy is not ready
   assert.equal(line(fixed.lines, 'the proxies are up to date').mark, '✔');
   // Without --proxy there is no data-plane group.
   assert.ok(!(await check(['--kubernetes'])).lines.includes('data-plane'));
+});
+
+/** The installed issuer (Secret trellis-identity-issuer) as a CA the test signs proxy leaves with. */
+async function installedIssuer(kube: FakeKubeServer): Promise<{ ca: TestCa; pem: string }> {
+  const secret = kube.get('Secret', 'trellis', 'trellis-identity-issuer') as unknown as {
+    data: Record<string, string>;
+  };
+  const pem = Buffer.from(secret.data['issuer.pem']!, 'base64').toString();
+  const keyPem = Buffer.from(secret.data['issuer.key.pem']!, 'base64').toString();
+  const cert = new x509.X509Certificate(pem);
+  const privateKey = await webcrypto.subtle.importKey(
+    'pkcs8',
+    createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'der' }),
+    EC_P256,
+    false,
+    ['sign'],
+  );
+  const publicKey = await cert.publicKey.export(EC_P256, ['verify']);
+  return { ca: { certPem: pem, cert, keys: { privateKey, publicKey } }, pem };
+}
+
+test("trellis check --kubernetes --proxy: each ready proxy's certificate, read through the API server, leads to the installed anchor and names its service account", async (t) => {
+  const { kube, check } = await cluster(t);
+  const installed = await runCli(['install']);
+  assert.equal(installed.code, 0, installed.stderr);
+  kube.applyYaml(installed.stdout);
+  const anchorsPem = (
+    kube.get('ConfigMap', 'trellis', 'trellis-identity-trust-anchors') as unknown as {
+      data: Record<string, string>;
+    }
+  ).data['trust-anchors.pem']!;
+  const issuer = await installedIssuer(kube);
+  const id = (sa: string) => `spiffe://cluster.local/ns/shop/sa/${sa}`;
+  // A proxy presenting `leaf` (with the installed issuer after it, as the identity service sends).
+  const proxyWith = async (leaf: TestLeaf, chainTail: string) => {
+    const config = validateProxyConfig({
+      inboundListen: '127.0.0.1:0',
+      outboundListen: '127.0.0.1:0',
+      adminListen: '127.0.0.1:0',
+      workload: { name: 'web', namespace: 'shop' },
+      log: { level: 'off' },
+    });
+    const identity = testIdentity(leaf.id, {
+      ...certifiedKey(leaf, anchorsPem),
+      chainPem: leaf.certPem + chainTail,
+    });
+    const p = await startProxy(config, silentLogger, undefined, { identity });
+    t.after(() => p.shutdown(100));
+    return portOf(p, 'admin');
+  };
+  const good = await proxyWith(await issueLeaf(issuer.ca, id('web')), issuer.pem);
+  const otherAccount = await proxyWith(await issueLeaf(issuer.ca, id('billing')), issuer.pem);
+  const foreignCa = await createCa('Not The Installed Anchor');
+  const foreign = await proxyWith(await issueLeaf(foreignCa, id('web')), foreignCa.certPem);
+  const pod = (name: string, adminPort: number): KubeObject =>
+    ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'shop', annotations: { 'trellis.dev/proxy-injected': 'true' } },
+      spec: {
+        serviceAccountName: 'web',
+        initContainers: [
+          {
+            name: 'trellis-proxy',
+            image: 'localhost/trellis:0.1.0',
+            restartPolicy: 'Always',
+            ports: [{ name: 'trellis-admin', containerPort: adminPort }],
+          },
+        ],
+        containers: [{ name: 'app', image: 'web:1' }],
+      },
+      status: {
+        podIP: '127.0.0.1',
+        initContainerStatuses: [
+          {
+            name: 'trellis-proxy',
+            ready: true,
+            image: 'localhost/trellis:0.1.0',
+            imageID: '',
+            restartCount: 0,
+          },
+        ],
+      },
+    }) as unknown as KubeObject;
+  kube.apply(pod('web-good', good));
+  const passing = await check(['--kubernetes', '--proxy']);
+  assert.equal(
+    line(passing.lines, "the proxies' certificates are valid").text,
+    "✔ the proxies' certificates are valid: 1 proxies",
+  );
+
+  kube.apply(pod('web-other-account', otherAccount));
+  kube.apply(pod('web-foreign', foreign));
+  const closed = await freePort();
+  kube.apply(pod('web-unreachable', closed));
+  const out = await check(['--kubernetes', '--proxy']);
+  assert.equal(out.code, 1);
+  const certs = line(out.lines, "the proxies' certificates are valid");
+  assert.equal(certs.mark, '✖');
+  assert.match(certs.text, /shop\/web-foreign: its chain does not lead to a trust anchor/);
+  assert.match(certs.text, new RegExp(`shop/web-other-account: presents ${id('billing')}, not ${id('web')}`));
+  assert.match(certs.text, /shop\/web-unreachable: cannot read its certificate: .*503/);
+  assert.doesNotMatch(certs.text, /web-good/);
+  assert.match(certs.hint!, /kubectl -n shop logs web-/);
 });

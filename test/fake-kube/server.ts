@@ -18,8 +18,11 @@
 // PREFIX/namespaces/NS/PLURAL/NAME/status changes only the status, honouring a
 // metadata.resourceVersion precondition (409 Conflict). Any stored kind can also be created by
 // POST and merge-patched by PATCH (what `kubectl apply` sends for custom resources).
+// GET of a Pod's proxy subresource (/api/v1/namespaces/NS/pods/NAME[:PORT]/proxy/PATH) is relayed
+// to the pod's status.podIP and that port over HTTP, as the real API server does (what `trellis
+// check --proxy` reads the proxies' certificates through); 503 when nothing answers there.
 
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { parseAllDocuments } from 'yaml';
@@ -512,6 +515,11 @@ export class FakeKubeServer {
       );
       return;
     }
+    const podProxy = req.method === 'GET' ? POD_PROXY.exec(url.pathname) : null;
+    if (podProxy !== null) {
+      this.#relayToPod(res, podProxy, url.search);
+      return;
+    }
     const discovery = req.method === 'GET' ? discoveryDocument(url.pathname) : null;
     if (discovery !== null) {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -554,6 +562,39 @@ export class FakeKubeServer {
     });
     if (watching) this.#serveWatch(request, url.searchParams, res);
     else this.#serveList(route.kind, request, res);
+  }
+
+  /** The pods/proxy subresource: a GET relayed to the pod's IP and port (80 when none is named). */
+  #relayToPod(res: ServerResponse, match: RegExpExecArray, search: string): void {
+    const [, namespace, nameAndPort, path] = match;
+    const [name, port = '80'] = decodeURIComponent(nameAndPort!).split(':');
+    const pod = this.get('Pod', decodeURIComponent(namespace!), name!);
+    if (pod === undefined) {
+      sendStatus(res, 404, 'NotFound', `pods "${name}" not found`);
+      return;
+    }
+    const podIP = (pod['status'] as { podIP?: string } | undefined)?.podIP;
+    if (podIP === undefined) {
+      sendStatus(res, 503, 'ServiceUnavailable', `pod ${name} has no IP address`);
+      return;
+    }
+    const upstream = httpRequest(
+      { host: podIP, port: Number(port), path: `${path ?? '/'}${search}`, timeout: 3000 },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, {
+          'content-type': answer.headers['content-type'] ?? 'text/plain',
+        });
+        answer.pipe(res);
+      },
+    );
+    const unreachable = (err: Error) => {
+      if (!res.headersSent)
+        sendStatus(res, 503, 'ServiceUnavailable', `error trying to reach service: ${err.message}`);
+      else res.destroy();
+    };
+    upstream.on('timeout', () => upstream.destroy(new Error('timeout')));
+    upstream.on('error', unreachable);
+    upstream.end();
   }
 
   #serveList(kind: ResourceKind, request: WatchRequest, res: ServerResponse): void {
@@ -635,6 +676,8 @@ function parseObjectPath(
 function statusObject(code: number, reason: string, message: string): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
+
+const POD_PROXY = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/proxy(\/.*)?$/;
 
 function sendStatus(res: ServerResponse, code: number, reason: string, message: string): void {
   res.writeHead(code, { 'content-type': 'application/json' });

@@ -67,7 +67,7 @@ test('GET /identity: 404 before the first certificate, then the current chain, l
   chain = await makeChain();
   const res = await fetch(`${base}/identity?format=pem`);
   assert.equal(res.status, 200);
-  assert.equal(res.headers.get('content-type'), 'application/x-pem-file');
+  assert.equal(res.headers.get('content-type'), 'text/plain; charset=utf-8');
   assert.equal(res.headers.get('cache-control'), 'no-store');
   const body = await res.text();
   assert.equal(body, chain);

@@ -76,10 +76,10 @@ const TEMPLATE = {
   metadata: {
     labels: { app: 'web' },
     annotations: {
-      'config.trellis.io/proxy-cpu-request': '50m',
-      'config.trellis.io/proxy-memory-limit': '128Mi',
-      'config.trellis.io/skip-outbound-ports': '5432',
-      'config.trellis.io/opaque-ports': '6379',
+      'config.trellis.dev/proxy-cpu-request': '50m',
+      'config.trellis.dev/proxy-memory-limit': '128Mi',
+      'config.trellis.dev/skip-outbound-ports': '5432',
+      'config.trellis.dev/opaque-ports': '6379',
     },
   },
   spec: {

@@ -157,7 +157,9 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
         handle: () => {
           const chainPem = opts.identity?.() ?? null;
           if (chainPem === null || chainPem === '') return text(404, 'this proxy has no certificate\n');
-          return { status: 200, contentType: 'application/x-pem-file', body: chainPem };
+          // text/plain rather than application/x-pem-file: the official Kubernetes client reads
+          // it through the API server's pods/proxy (`trellis check --proxy`) only as text.
+          return { status: 200, contentType: 'text/plain; charset=utf-8', body: chainPem };
         },
       },
     ],
