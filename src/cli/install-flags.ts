@@ -6,6 +6,7 @@ import { ConfigError } from '../core/errors.ts';
 import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
 import { DEFAULT_POLICIES } from '../core/policy-syntax.ts';
 import type { InjectorConfig } from '../control/injector/proxy-containers.ts';
+import { isSampleRatio } from '../control/injector/config.ts';
 import { DNS_NAME } from './control.ts';
 import type { FlagSpec } from './flags.ts';
 import { clusterDomainOf, controlPlaneAddress, NAMESPACE } from './install-manifests.ts';
@@ -37,6 +38,16 @@ export const INJECTOR_FLAGS: FlagSpec[] = [
     help: 'inject the proxy as a classic sidecar (Kubernetes before 1.29); a pod annotation overrides',
   },
   { name: 'cni', kind: 'boolean', help: 'a CNI plugin writes the iptables rules: inject no trellis-init' },
+  {
+    name: 'trace-collector',
+    kind: 'string',
+    help: 'OTLP/HTTP base URL the proxies export spans to (default: no tracing)',
+  },
+  {
+    name: 'trace-sample-ratio',
+    kind: 'string',
+    help: 'share 0..1 of requests without a sampling decision that start a trace (default 0; a pod annotation overrides)',
+  },
 ];
 
 /** What a new install has. */
@@ -49,6 +60,8 @@ export const DEFAULT_INJECTOR_CONFIG: InjectorConfig = {
   nativeSidecar: true,
   cni: false,
   controlPlaneNamespace: NAMESPACE,
+  traceCollector: '',
+  traceSampleRatio: '0',
 };
 
 /** The flag `name`'s value, else `fallback`; ConfigError when empty or not one of `allowed`. */
@@ -98,5 +111,31 @@ export function injectorConfigFromFlags(
     nativeSidecar: flag('no-native-sidecar') === undefined ? base.nativeSidecar : !flag('no-native-sidecar'),
     cni: flag('cni') ?? base.cni,
     controlPlaneNamespace: base.controlPlaneNamespace,
+    traceCollector: traceCollectorFlag(values, base.traceCollector),
+    traceSampleRatio: traceSampleRatioFlag(values, base.traceSampleRatio),
   };
+}
+
+/** --trace-collector: an http(s) URL ('' keeps no tracing). */
+function traceCollectorFlag(values: ReadonlyMap<string, unknown>, fallback: string): string {
+  const value = values.get('trace-collector') as string | undefined;
+  if (value === undefined) return fallback;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError('--trace-collector', `expected an http(s) URL, got '${value}'`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ConfigError('--trace-collector', `expected an http(s) URL, got '${value}'`);
+  return value;
+}
+
+/** --trace-sample-ratio: a number from 0 to 1. */
+function traceSampleRatioFlag(values: ReadonlyMap<string, unknown>, fallback: string): string {
+  const value = values.get('trace-sample-ratio') as string | undefined;
+  if (value === undefined) return fallback;
+  if (!isSampleRatio(value))
+    throw new ConfigError('--trace-sample-ratio', `expected a number from 0 to 1, got '${value}'`);
+  return value;
 }

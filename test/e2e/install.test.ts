@@ -74,7 +74,9 @@ const find = (objects: Json[], kind: string, name?: string): Json => {
 
 test('trellis install: every document parses in kubectl, RBAC has no wildcard, every container is locked down', async (t) => {
   const server = await fakeKube(t);
-  const objects = await installThroughKubectl(server, ['install', '--image', 'registry.test/trellis:1']);
+  // prettier-ignore
+  const objects = await installThroughKubectl(server, ['install', '--image', 'registry.test/trellis:1',
+    '--trace-collector', 'http://collector.tracing:4318', '--trace-sample-ratio', '0.05']);
   assert.deepEqual(
     objects.map((o) => `${o['kind']}/${o['metadata']['name']}`),
     [
@@ -164,6 +166,8 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
     nativeSidecar: true,
     cni: false,
     controlPlaneNamespace: 'trellis',
+    traceCollector: 'http://collector.tracing:4318',
+    traceSampleRatio: '0.05',
   });
 });
 
@@ -306,6 +310,8 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
     [['--default-inbound-policy', 'open'], /--default-inbound-policy: expected one of all-unauthenticated/],
     [['--log-level', 'loud'], /--log-level: expected one of/],
     [['--trust-domain', 'Not A Domain'], /--trust-domain: expected a DNS name/],
+    [['--trace-collector', 'collector:4318'], /--trace-collector: expected an http\(s\) URL/],
+    [['--trace-sample-ratio', '1.5'], /--trace-sample-ratio: expected a number from 0 to 1/],
     [['--identity-issuer-lifetime', 'forever'], /--identity-issuer-lifetime: expected a duration/],
     [['extra'], /unexpected argument 'extra'/],
   ] as const) {

@@ -10,4 +10,6 @@ export const TEST_INJECTOR_CONFIG: InjectorConfig = {
   nativeSidecar: true,
   cni: false,
   controlPlaneNamespace: 'trellis',
+  traceCollector: '',
+  traceSampleRatio: '0',
 };

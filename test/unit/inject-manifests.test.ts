@@ -250,7 +250,12 @@ const podTemplate = fc.record(
   { requiredKeys: ['metadata', 'spec'] },
 );
 const config = fc
-  .record({ nativeSidecar: fc.boolean(), cni: fc.boolean() })
+  .record({
+    nativeSidecar: fc.boolean(),
+    cni: fc.boolean(),
+    traceCollector: fc.constantFrom('', 'http://collector.tracing:4318'),
+    traceSampleRatio: fc.constantFrom('0', '0.25', '1'),
+  })
   .map((c) => ({ ...CONFIG, ...c }));
 
 const KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob', 'Pod'] as const;

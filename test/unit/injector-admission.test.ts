@@ -11,6 +11,8 @@ import fc from 'fast-check';
 import { review, INJECT_ANNOTATION, SKIPPED_ANNOTATION } from '../../src/control/injector/admission.ts';
 import type { InjectorConfig } from '../../src/control/injector/proxy-containers.ts';
 import { TEST_INJECTOR_CONFIG } from '../helpers/injector-config.ts';
+import { parseInjectorConfig } from '../../src/control/injector/config.ts';
+import { stringify } from 'yaml';
 
 const CONFIG: InjectorConfig = TEST_INJECTOR_CONFIG;
 
@@ -218,6 +220,48 @@ test('port and proxy annotations reach trellis init and the proxy', () => {
     requests: { cpu: '100m', memory: '64Mi' },
     limits: { memory: '256Mi' },
   });
+});
+
+test("the install's trace collector reaches every proxy with its sample ratio; a pod annotation overrides the ratio, a bad one is ignored", () => {
+  const proxyArgs = (annotations: Record<string, string>, config: Partial<InjectorConfig>) =>
+    byName(
+      inject(appPod({ [INJECT_ANNOTATION]: 'enabled', ...annotations }), { config }).pod.spec.initContainers,
+      'trellis-proxy',
+    )!['args'] as string[];
+  const traced = (args: string[]) => args.filter((a) => a.startsWith('--trace-'));
+  // No collector: no tracing flags, whatever the pod says.
+  assert.deepEqual(traced(proxyArgs({ 'config.trellis.dev/trace-sample-ratio': '1' }, {})), []);
+  const collector = { traceCollector: 'http://collector.tracing:4318', traceSampleRatio: '0.1' };
+  assert.deepEqual(traced(proxyArgs({}, collector)), [
+    '--trace-collector=http://collector.tracing:4318',
+    '--trace-sample-ratio=0.1',
+  ]);
+  assert.ok(
+    proxyArgs({ 'config.trellis.dev/trace-sample-ratio': '1' }, collector).includes('--trace-sample-ratio=1'),
+  );
+  for (const bad of ['2', '-0.5', 'half', '', '0x1'])
+    assert.ok(
+      proxyArgs({ 'config.trellis.dev/trace-sample-ratio': bad }, collector).includes(
+        '--trace-sample-ratio=0.1',
+      ),
+      bad,
+    );
+});
+
+test('an install configuration written before the trace settings means no tracing; a bad ratio names the setting', () => {
+  const before = stringify({ ...CONFIG, traceCollector: undefined, traceSampleRatio: undefined });
+  const parsed = parseInjectorConfig('--injector-config', 'config.yaml', before);
+  assert.equal(parsed.traceCollector, '');
+  assert.equal(parsed.traceSampleRatio, '0');
+  assert.throws(
+    () =>
+      parseInjectorConfig(
+        '--injector-config',
+        'config.yaml',
+        stringify({ ...CONFIG, traceSampleRatio: '3' }),
+      ),
+    /--injector-config: config.yaml: traceSampleRatio: expected a number from 0 to 1/,
+  );
 });
 
 test('hostNetwork pods and the control plane are skipped with the reason in an annotation', () => {

@@ -22,9 +22,22 @@ const schema = v.strictObject(
     nativeSidecar: v.boolean('expected true or false'),
     cni: v.boolean('expected true or false'),
     controlPlaneNamespace: text,
+    // Added after the first installs: a ConfigMap written without them means no tracing.
+    traceCollector: v.optional(v.string('expected a string'), ''),
+    traceSampleRatio: v.optional(
+      v.pipe(v.string('expected a string'), v.check(isSampleRatio, 'expected a number from 0 to 1')),
+      '0',
+    ),
   },
   strictObjectMessage('unknown setting'),
 );
+
+/** A trace sample ratio as text: a decimal number from 0 to 1. */
+export function isSampleRatio(text: string): boolean {
+  if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(text)) return false;
+  const n = Number(text);
+  return n >= 0 && n <= 1;
+}
 
 /** Reads and checks the file; ConfigError names `flag`, the file and the first wrong setting. */
 export async function readInjectorConfig(flag: string, path: string): Promise<InjectorConfig> {

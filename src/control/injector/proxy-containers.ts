@@ -5,6 +5,7 @@
 // token with the identity audience. Pure: the settings come from the install's ConfigMap
 // (InjectorConfig) and the pod's `config.trellis.dev/*` annotations.
 import { TOKEN_AUDIENCE } from '../identity/tokens.ts';
+import { isSampleRatio } from './config.ts';
 import { OPAQUE_PORTS_ANNOTATION, PROXY_CONTAINER_NAME } from '../discovery/kubernetes-translate.ts';
 
 /** The injector's settings: the `config.yaml` of the ConfigMap `trellis-config`. */
@@ -22,6 +23,10 @@ export interface InjectorConfig {
   readonly cni: boolean;
   /** The namespace of the control plane, whose pods are never injected. */
   readonly controlPlaneNamespace: string;
+  /** The OTLP collector proxies export spans to ('' = no tracing; `trellis proxy --trace-collector`). */
+  readonly traceCollector: string;
+  /** Share of requests without a sampling decision that start a trace (0..1, as text). */
+  readonly traceSampleRatio: string;
 }
 
 export const INIT_CONTAINER_NAME = 'trellis-init';
@@ -44,6 +49,7 @@ export const POD_SETTINGS = {
   memoryRequest: `${CONFIG}proxy-memory-request`,
   cpuLimit: `${CONFIG}proxy-cpu-limit`,
   memoryLimit: `${CONFIG}proxy-memory-limit`,
+  traceSampleRatio: `${CONFIG}trace-sample-ratio`,
 } as const;
 
 type Json = Record<string, unknown>;
@@ -71,6 +77,12 @@ const fieldEnv = (name: string, fieldPath: string): Json => ({
   name,
   valueFrom: { fieldRef: { fieldPath } },
 });
+
+/** The pod's trace sample ratio annotation when it is a number from 0 to 1, else the install's. */
+function sampleRatio(annotations: Annotations, config: InjectorConfig): string {
+  const value = annotations[POD_SETTINGS.traceSampleRatio];
+  return value !== undefined && isSampleRatio(value) ? value : config.traceSampleRatio;
+}
 
 /** The proxy container; `native` adds `restartPolicy: Always` and the startup probe. */
 export function proxyContainer(config: InjectorConfig, annotations: Annotations, native: boolean): Json {
@@ -109,6 +121,12 @@ export function proxyContainer(config: InjectorConfig, annotations: Annotations,
       `--default-policy=${setting('defaultInboundPolicy', config.defaultInboundPolicy)}`,
       `--log-level=${setting('logLevel', config.proxyLogLevel)}`,
       ...(opaque === undefined ? [] : [`--opaque-ports=${opaque}`]),
+      ...(config.traceCollector === ''
+        ? []
+        : [
+            `--trace-collector=${config.traceCollector}`,
+            `--trace-sample-ratio=${sampleRatio(annotations, config)}`,
+          ]),
     ],
     env: [
       fieldEnv('TRELLIS_POD_NAME', 'metadata.name'),
