@@ -2,8 +2,17 @@
 // control plane knows: the routes that apply to the asking client's namespace (select.ts
 // routesFor: its consumer routes, else the producer routes), each with its spec as JSON, and the
 // backends of those routes that do not resolve (status.ts), the Service's traffic annotations,
-// and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). Pure.
+// and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). The retry budget of the
+// XBackendTrafficPolicy that targets the Service (src/core/routes/backend-traffic-policy.ts, the
+// oldest when several do) replaces the Service's retry.trellis.io/budget-* annotations: the
+// proxy reads one set of annotations either way. Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
+import {
+  backendPolicyFor,
+  budgetAnnotations,
+  retryBudgetOf,
+  type BackendPolicyResource,
+} from '../../core/routes/backend-traffic-policy.ts';
 import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { routesFor } from '../../core/routes/select.ts';
@@ -18,6 +27,19 @@ export interface RouteSnapshot {
   readonly serviceAnnotations: ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** The HTTPFaults routes may name through ExtensionRef (none when absent). */
   readonly faults?: readonly FaultResource[];
+  /** The XBackendTrafficPolicies (none when absent). */
+  readonly backendPolicies?: readonly BackendPolicyResource[];
+}
+
+/** A Service's traffic annotations as its route set carries them: the budget of its policy laid over. */
+export function serviceAnnotationsOf(
+  snapshot: RouteSnapshot,
+  namespace: string,
+  name: string,
+): Readonly<Record<string, string>> {
+  const annotations = snapshot.serviceAnnotations.get(`${namespace}/${name}`) ?? {};
+  const policy = backendPolicyFor(snapshot.backendPolicies ?? [], namespace, name);
+  return policy === null ? annotations : { ...annotations, ...budgetAnnotations(retryBudgetOf(policy)) };
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
@@ -40,7 +62,7 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       annotations: r.annotations ?? {},
     })),
     unresolvedBackends: [...unresolved].sort(),
-    serviceAnnotations: snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
+    serviceAnnotations: serviceAnnotationsOf(snapshot, target.namespace, target.service),
     extensions: referencedFaults(routes, snapshot.faults ?? []).map((f) => ({
       kind: f.kind,
       namespace: f.namespace,
