@@ -190,6 +190,29 @@ spec:
     assert.deepEqual(alone.serviceAnnotations, serviceAnnotations.get('shop/web'));
   });
 
+  it("a route's own budget annotations give way to the policy too (its other annotations stay)", () => {
+    const [annotated] = routesFromYaml(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: r
+  namespace: shop
+  annotations: { retry.trellis.io/budget-ratio: '0.9', retry.trellis.io/limit: '2', retry.trellis.io/http: '503' }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+`);
+    const snapshot = { routes: [annotated!], services, serviceAnnotations: new Map() };
+    const withPolicy = buildRouteSet({ ...snapshot, backendPolicies: [older] }, target);
+    assert.deepEqual(withPolicy.routes?.[0]?.annotations, {
+      'retry.trellis.io/limit': '2',
+      'retry.trellis.io/http': '503',
+    });
+    assert.equal(
+      buildRouteSet(snapshot, target).routes?.[0]?.annotations?.['retry.trellis.io/budget-ratio'],
+      '0.9',
+    );
+  });
+
   it('the proxy keeps a budget that is the only traffic setting of a Service with routes', () => {
     const set = buildRouteSet(
       { routes, services, serviceAnnotations: new Map(), backendPolicies: [older] },

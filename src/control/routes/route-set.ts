@@ -4,8 +4,8 @@
 // backends of those routes that do not resolve (status.ts), the Service's traffic annotations,
 // and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). The retry budget of the
 // XBackendTrafficPolicy that targets the Service (src/core/routes/backend-traffic-policy.ts, the
-// oldest when several do) replaces the Service's retry.trellis.io/budget-* annotations: the
-// proxy reads one set of annotations either way. Pure.
+// oldest when several do) replaces the retry.trellis.io/budget-* annotations of the Service and
+// of its routes: the proxy reads one set of annotations either way. Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
 import {
   backendPolicyFor,
@@ -32,14 +32,18 @@ export interface RouteSnapshot {
 }
 
 /** A Service's traffic annotations as its route set carries them: the budget of its policy laid over. */
-export function serviceAnnotationsOf(
-  snapshot: RouteSnapshot,
-  namespace: string,
-  name: string,
+function withPolicyBudget(
+  annotations: Readonly<Record<string, string>>,
+  policy: BackendPolicyResource | null,
 ): Readonly<Record<string, string>> {
-  const annotations = snapshot.serviceAnnotations.get(`${namespace}/${name}`) ?? {};
-  const policy = backendPolicyFor(snapshot.backendPolicies ?? [], namespace, name);
   return policy === null ? annotations : { ...annotations, ...budgetAnnotations(retryBudgetOf(policy)) };
+}
+
+/** A route's annotations without the retry budget's (the Service's policy sets the budget). */
+function withoutBudget(annotations: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(annotations).filter(([name]) => !name.startsWith('retry.trellis.io/budget-')),
+  );
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
@@ -52,6 +56,7 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       a.createdMs - b.createdMs || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
   );
   const unresolved = new Set(routes.flatMap((r) => unresolvedBackends(r, snapshot.services)));
+  const policy = backendPolicyFor(snapshot.backendPolicies ?? [], target.namespace, target.service);
   return {
     routes: routes.map((r) => ({
       kind: r.kind,
@@ -59,10 +64,13 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       name: r.name,
       createdMs: r.createdMs,
       specJson: JSON.stringify(r.spec),
-      annotations: r.annotations ?? {},
+      annotations: policy === null ? (r.annotations ?? {}) : withoutBudget(r.annotations ?? {}),
     })),
     unresolvedBackends: [...unresolved].sort(),
-    serviceAnnotations: serviceAnnotationsOf(snapshot, target.namespace, target.service),
+    serviceAnnotations: withPolicyBudget(
+      snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
+      policy,
+    ),
     extensions: referencedFaults(routes, snapshot.faults ?? []).map((f) => ({
       kind: f.kind,
       namespace: f.namespace,
