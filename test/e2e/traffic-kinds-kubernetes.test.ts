@@ -11,36 +11,19 @@
 //     rate-limited before the app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { silentLogger } from '../../src/core/log.ts';
 import { seededRandom } from '../../src/core/random.ts';
-import type { PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
 import { OutboundRoutes } from '../../src/proxy/outbound/routes.ts';
-import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { startProxy } from '../../src/proxy/proxy.ts';
 import { FakeKubeServer } from '../fake-kube/server.ts';
-import { startCli, waitFor } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/cli.ts';
+import { kubectlApply, startKubeControl, watchShopRoutes } from '../helpers/kube-control.ts';
 import { portOf } from '../helpers/running-proxy.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function kubectlApply(server: string, yaml: string): Promise<void> {
-  const proc = spawn('kubectl', ['--server', server, 'apply', '--validate=false', '-f', '-'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stdin.end(yaml);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  clearTimeout(timer);
-  assert.equal(code, 0, output);
-}
 
 const fault = (httpStatus: number) => `apiVersion: traffic.trellis.dev/v1alpha1
 kind: HTTPFault
@@ -118,37 +101,10 @@ test('on Kubernetes: HTTPFault aborts, XBackendTrafficPolicy sets the retry budg
   kube.applyYaml(readFileSync(new URL('../fake-kube/fixtures/web.yaml', import.meta.url), 'utf8'));
   await kubectlApply(kube.url, `${fault(503)}---\n${ROUTE}---\n${budgetPolicy('web-budget')}`);
 
-  const control = startCli(t, [
-    'control',
-    '--kubeconfig-server',
-    kube.url,
-    '--grpc-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--log-level',
-    'warn',
-  ]);
-  const ready = await waitFor('the ready line', async () => {
-    const line = control.stdout().split('\n')[0];
-    return line === undefined || line === '' || !control.stdout().includes('\n')
-      ? null
-      : (JSON.parse(line) as Record<string, string>);
-  });
+  const { control, ready } = await startKubeControl(t, kube.url);
 
   // A proxy's route watch for web:80, and its route decisions.
-  let table: PolicedRouteTable | null = null;
-  const watch = watchRoutes({
-    address: ready['grpc']!,
-    clientNamespace: 'shop',
-    namespace: 'shop',
-    service: 'web',
-    port: 80,
-    backoff: { initialMs: 50, maxMs: 200 },
-    log: silentLogger,
-    onTable: (next) => (table = next),
-  });
-  t.after(() => watch.close());
+  const watched = watchShopRoutes(t, ready['grpc']!, 'web', 80);
   const routes = new OutboundRoutes({
     address: '127.0.0.1:1',
     namespace: 'shop',
@@ -157,8 +113,9 @@ test('on Kubernetes: HTTPFault aborts, XBackendTrafficPolicy sets the retry budg
     random: seededRandom(1),
     startWatch: () => ({ close() {} }),
   });
-  const decide = (path: string) =>
-    table === null
+  const decide = (path: string) => {
+    const table = watched.table();
+    return table === null
       ? null
       : routes.decide({ host: 'web.shop', port: 80 }, table, {
           method: 'GET',
@@ -167,6 +124,7 @@ test('on Kubernetes: HTTPFault aborts, XBackendTrafficPolicy sets the retry budg
           grpc: false,
           authority: 'web.shop',
         });
+  };
 
   await t.test('an HTTPFault aborts the requests of the rule that names it', async () => {
     const aborted = await waitFor('the fault in the route set', async () => {
@@ -204,7 +162,7 @@ test('on Kubernetes: HTTPFault aborts, XBackendTrafficPolicy sets the retry budg
 
   await t.test("an XBackendTrafficPolicy's retry budget reaches the Service's route set", async () => {
     const budget = await waitFor('the budget in the route set', async () => {
-      const b = (table as PolicedRouteTable | null)?.policy?.budget;
+      const b = watched.table()?.policy?.budget;
       return b?.ratio === 0.05 ? b : null;
     });
     assert.deepEqual(budget, { ratio: 0.05, minPerSecond: 0.3, windowMs: 30_000 });
