@@ -208,9 +208,10 @@ const preSetup =
 
 const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 /** The Gateway API groups and the version of each that Trellis reads (the upstream CRDs' will do). */
+const GATEWAY_API_EXPERIMENTAL_GROUP = 'gateway.networking.x-k8s.io';
 const GATEWAY_API_VERSIONS: Readonly<Record<string, string>> = {
   [GATEWAY_API_GROUP]: 'v1',
-  'gateway.networking.x-k8s.io': 'v1alpha1',
+  [GATEWAY_API_EXPERIMENTAL_GROUP]: 'v1alpha1',
 };
 
 /**
@@ -412,6 +413,10 @@ async function postInstall(
       if (found === null)
         results[results.length - 1] = {
           ...results[results.length - 1]!,
+          // Without the experimental XBackendTrafficPolicy only its retry budgets are missing.
+          ...(crd.group === GATEWAY_API_EXPERIMENTAL_GROUP
+            ? { level: 'warn', detail: 'absent: retry budgets come from Service annotations only' }
+            : {}),
           hint:
             GATEWAY_API_VERSIONS[crd.group] !== undefined
               ? 'trellis install --crds | kubectl apply -f - (or install the upstream Gateway API CRDs)'
