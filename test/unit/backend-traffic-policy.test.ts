@@ -4,7 +4,8 @@
 // same budget), the oldest policy winning for a Service, the merge into a Service's route set
 // (the policy over the Service's own budget annotations), and the proxy keeping a budget that is
 // the Service's only setting (before, a budget without any other traffic setting was dropped and
-// the default applied).
+// the default applied); and `trellis get httproutes` giving a route whose fault exists no
+// PartiallyInvalid (before, it was given one: the HTTPFaults were not passed to the status).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -15,8 +16,10 @@ import {
   validateBackendPolicy,
   type BackendPolicyResource,
 } from '../../src/core/routes/backend-traffic-policy.ts';
+import { validateFault } from '../../src/core/routes/fault.ts';
 import { parseTrafficAnnotations } from '../../src/core/routes/service-annotations.ts';
 import { readResources } from '../../src/control/resources.ts';
+import { routeObjects } from '../../src/control/routes/objects.ts';
 import { buildRouteSet } from '../../src/control/routes/route-set.ts';
 import { compileRouteSet } from '../../src/proxy/route/route-table.ts';
 import { routesFromYaml } from './routes-helpers.ts';
@@ -227,5 +230,41 @@ spec:
     assert.equal(compiled.ok, true);
     if (!compiled.ok) return;
     assert.deepEqual(compiled.table.policy?.budget, { ratio: 0.05, minPerSecond: 10, windowMs: 10_000 });
+  });
+});
+
+describe('trellis get httproutes (routeObjects)', () => {
+  it('a rule whose ExtensionRef names an existing HTTPFault is not PartiallyInvalid (before: every such route was)', () => {
+    const [route] = routesFromYaml(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules:
+  - filters: [{ type: ExtensionRef, extensionRef: { group: traffic.trellis.dev, kind: HTTPFault, name: flaky } }]
+    backendRefs: [{ name: web, port: 80 }]
+`);
+    const { fault } = validateFault({
+      apiVersion: 'traffic.trellis.dev/v1alpha1',
+      kind: 'HTTPFault',
+      metadata: { name: 'flaky', namespace: 'shop' },
+      spec: { abort: { httpStatus: 503 } },
+    });
+    const snapshot = {
+      routes: [route!],
+      services: new Map([['shop/web', [{ port: 80 }]]]),
+      serviceAnnotations: new Map(),
+      faults: [fault!],
+    };
+    const conditions = (s: typeof snapshot) =>
+      (
+        routeObjects(s, {})[0] as { status: { parents: { conditions: { type: string }[] }[] } }
+      ).status.parents[0]!.conditions.map((c) => c.type);
+    assert.deepEqual(conditions(snapshot), ['Accepted', 'ResolvedRefs']);
+    assert.deepEqual(conditions({ ...snapshot, faults: [] }), [
+      'Accepted',
+      'ResolvedRefs',
+      'PartiallyInvalid',
+    ]);
   });
 });
