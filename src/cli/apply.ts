@@ -3,8 +3,9 @@
 // picks them up. All or nothing: every document of every file is validated before the first write.
 // `-f -` reads standard input. Services go to services/ (src/control/discovery/local-state.ts),
 // Servers, AuthorizationPolicies and HTTPLocalRateLimitPolicies to policy/ (src/control/policy/state-files.ts), HTTPRoutes and
-// GRPCRoutes (and the HTTPFaults they name) to routes/ (src/control/routes/state-files.ts; a route applied again keeps its first
-// creationTimestamp, which orders equal matches). `--delete`
+// GRPCRoutes (and the HTTPFaults they name, and XBackendTrafficPolicies) to routes/
+// (src/control/routes/state-files.ts; a route or policy applied again keeps its first
+// creationTimestamp, which orders equal matches and decides between two policies). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
 // Every error of every file is reported (file:line:column, document, field) before exiting 2;
 // a reference to a Server or a service that neither the files nor the state folder define is
@@ -16,7 +17,7 @@ import { silentLogger } from '../core/log.ts';
 import { readLocalState, servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
 import { removeFile } from '../control/discovery/state-file-io.ts';
 import { deletePolicyFile, readPolicyFolder, writePolicyFile } from '../control/policy/state-files.ts';
-import { deleteRouteFile, readRouteFolder, writeRouteFile } from '../control/routes/state-files.ts';
+import { deleteRouteFile, readRouteState, writeRouteFile } from '../control/routes/state-files.ts';
 import {
   danglingReferences,
   readResources,
@@ -29,7 +30,7 @@ import { parseCommandFlags } from './control.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const summary =
-  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPLocalRateLimitPolicy, HTTPRoute, GRPCRoute, HTTPFault) and write them into the state folder';
+  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPLocalRateLimitPolicy, HTTPRoute, GRPCRoute, HTTPFault, XBackendTrafficPolicy) and write them into the state folder';
 
 const FLAGS: FlagSpec[] = [
   {
@@ -105,8 +106,13 @@ async function writeResource(root: string, resource: Resource): Promise<void> {
   if (resource.kind === 'Service')
     await writeServiceFile(root, resource.namespace, resource.name, resource.service);
   else if (resource.kind === 'HTTPFault') await writeRouteFile(root, resource);
-  else if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute') {
-    const existing = (await readRouteFolder(root, new Map(), silentLogger)).find(
+  else if (
+    resource.kind === 'HTTPRoute' ||
+    resource.kind === 'GRPCRoute' ||
+    resource.kind === 'XBackendTrafficPolicy'
+  ) {
+    const state = await readRouteState(root, new Map(), silentLogger);
+    const existing = [...state.routes, ...state.backendPolicies].find(
       (r) => r.kind === resource.kind && r.namespace === resource.namespace && r.name === resource.name,
     );
     await writeRouteFile(
@@ -118,7 +124,12 @@ async function writeResource(root: string, resource: Resource): Promise<void> {
 
 /** Removes a resource from the state folder; false when it was not there. */
 async function deleteResource(root: string, resource: Resource): Promise<boolean> {
-  if (resource.kind === 'HTTPRoute' || resource.kind === 'GRPCRoute' || resource.kind === 'HTTPFault')
+  if (
+    resource.kind === 'HTTPRoute' ||
+    resource.kind === 'GRPCRoute' ||
+    resource.kind === 'HTTPFault' ||
+    resource.kind === 'XBackendTrafficPolicy'
+  )
     return deleteRouteFile(root, resource);
   if (resource.kind !== 'Service') return deletePolicyFile(root, resource);
   return removeFile(servicePath(root, resource.namespace, resource.name));

@@ -211,10 +211,17 @@ const preSetup =
   };
 
 const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+/** The Gateway API groups and the version of each that Trellis reads (the upstream CRDs' will do). */
+const GATEWAY_API_EXPERIMENTAL_GROUP = 'gateway.networking.x-k8s.io';
+const GATEWAY_API_VERSIONS: Readonly<Record<string, string>> = {
+  [GATEWAY_API_GROUP]: 'v1',
+  [GATEWAY_API_EXPERIMENTAL_GROUP]: 'v1alpha1',
+};
 
 /**
  * Absent, or the same group and kind (an earlier install's): anything else is someone else's. The
- * Gateway API's may be anyone's (the upstream CRDs, either channel) as long as v1 is served.
+ * Gateway API's may be anyone's (the upstream CRDs, either channel) as long as the version Trellis
+ * reads is served (v1; v1alpha1 of the experimental XBackendTrafficPolicy).
  */
 const preCrds =
   (kubeConfig: KubeConfig, crds: readonly CrdName[]): Group =>
@@ -225,23 +232,27 @@ const preCrds =
       const check = `CRD ${crd.name} is absent or compatible`;
       try {
         const found = await api.readCustomResourceDefinition({ name: crd.name });
-        const gatewayApi = crd.group === GATEWAY_API_GROUP;
+        const version = GATEWAY_API_VERSIONS[crd.group];
         const sameKind = found.spec.group === crd.group && found.spec.names.plural === crd.plural;
-        if (sameKind && gatewayApi && !found.spec.versions.some((v) => v.name === 'v1' && v.served))
+        if (
+          sameKind &&
+          version !== undefined &&
+          !found.spec.versions.some((v) => v.name === version && v.served)
+        )
           results.push(
             fail(
               group,
               check,
-              `present without version v1 served (${found.spec.versions.map((v) => v.name).join(', ')})`,
+              `present without version ${version} served (${found.spec.versions.map((v) => v.name).join(', ')})`,
               'upgrade the Gateway API CRDs to v1.0 or later (or trellis install --crds | kubectl apply -f -)',
             ),
           );
-        else if (sameKind && gatewayApi)
+        else if (sameKind && version !== undefined)
           results.push(
             ok(
               group,
               check,
-              'present with v1 served (Trellis uses it as it is: trellis install --crds --skip-gateway-api)',
+              `present with ${version} served (Trellis uses it as it is: trellis install --crds --skip-gateway-api)`,
             ),
           );
         else if (sameKind)
@@ -406,8 +417,12 @@ async function postInstall(
       if (found === null)
         results[results.length - 1] = {
           ...results[results.length - 1]!,
+          // Without the experimental XBackendTrafficPolicy only its retry budgets are missing.
+          ...(crd.group === GATEWAY_API_EXPERIMENTAL_GROUP
+            ? { level: 'warn', detail: 'absent: retry budgets come from Service annotations only' }
+            : {}),
           hint:
-            crd.group === GATEWAY_API_GROUP
+            GATEWAY_API_VERSIONS[crd.group] !== undefined
               ? 'trellis install --crds | kubectl apply -f - (or install the upstream Gateway API CRDs)'
               : 'trellis install --crds | kubectl apply -f -',
         };

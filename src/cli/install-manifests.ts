@@ -2,10 +2,11 @@
 // objects: pure functions of the settings and the certificates (install-identity.ts). The RBAC
 // grants exactly what the control plane calls today: list and watch of Services, Pods and
 // EndpointSlices (discovery/kubernetes.ts, and the catalog of cli/control.ts), get of Namespaces
-// (the injector, injector/webhook-server.ts, reads their annotations) and list and watch of the policy
-// CRDs (policy/kubernetes.ts; the group and plurals are read from deploy/crds.yaml itself), list
-// and watch of the Gateway API's HTTPRoutes and GRPCRoutes and patch of their status
-// (routes/kubernetes.ts), and create of TokenReviews (identity/token-review.ts).
+// (the injector, injector/webhook-server.ts, reads their annotations) and list and watch of
+// Trellis's CRDs (policy/kubernetes.ts, routes/kubernetes.ts; the groups and plurals are read from
+// deploy/crds.yaml itself), list and watch of the Gateway API's HTTPRoutes, GRPCRoutes and
+// XBackendTrafficPolicies and patch of their status (routes/kubernetes.ts), and create of
+// TokenReviews (identity/token-review.ts).
 import { parseAllDocuments, stringify } from 'yaml';
 import { restrictedSecurityContext, type InjectorConfig } from '../control/injector/proxy-containers.ts';
 import type { IdentityMaterial, WebhookMaterial } from './install-identity.ts';
@@ -69,6 +70,7 @@ export function crdNames(text: string): CrdName[] {
 }
 
 const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+const GATEWAY_API_EXPERIMENTAL_GROUP = 'gateway.networking.x-k8s.io';
 
 /** The ClusterRole's rules: exactly the calls the control plane makes (no wildcards). */
 export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
@@ -88,6 +90,17 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
     {
       apiGroups: [GATEWAY_API_GROUP],
       resources: ['httproutes/status', 'grpcroutes/status'],
+      verbs: ['patch'],
+    },
+    // Retry budgets (XBackendTrafficPolicy, experimental channel); their status is written back.
+    {
+      apiGroups: [GATEWAY_API_EXPERIMENTAL_GROUP],
+      resources: ['xbackendtrafficpolicies'],
+      verbs: ['list', 'watch'],
+    },
+    {
+      apiGroups: [GATEWAY_API_EXPERIMENTAL_GROUP],
+      resources: ['xbackendtrafficpolicies/status'],
       verbs: ['patch'],
     },
     { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },

@@ -17,7 +17,9 @@
 // HTTPRoute and GRPCRoute (gateway.networking.k8s.io/v1, validated by src/core/routes/schema.ts;
 // one without metadata.creationTimestamp is stamped with the time it is read), and HTTPFault
 // (traffic.trellis.dev/v1alpha1, fault injection a route rule names through ExtensionRef,
-// validated by src/core/routes/fault.ts).
+// validated by src/core/routes/fault.ts), and XBackendTrafficPolicy
+// (gateway.networking.x-k8s.io/v1alpha1, a Service's retry budget, validated by
+// src/core/routes/backend-traffic-policy.ts).
 //
 // A Service's traffic annotations (retry.trellis.io/*, timeout.trellis.io/*, balancer.trellis.io/*,
 // src/core/routes/service-annotations.ts) are kept and checked; other fields Kubernetes manifests
@@ -33,6 +35,11 @@
 import * as v from 'valibot';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { ConfigError } from '../core/errors.ts';
+import {
+  BACKEND_POLICY_KIND,
+  validateBackendPolicy,
+  type BackendPolicyResource,
+} from '../core/routes/backend-traffic-policy.ts';
 import { validateFault, type FaultResource } from '../core/routes/fault.ts';
 import { validateRoute } from '../core/routes/parse.ts';
 import type { RouteResource } from '../core/routes/schema.ts';
@@ -111,7 +118,8 @@ export interface ServiceResource {
   readonly service: ServiceFile;
 }
 
-export type Resource = ServiceResource | PolicyResource | RouteResource | FaultResource;
+export type Resource =
+  ServiceResource | PolicyResource | RouteResource | FaultResource | BackendPolicyResource;
 
 /** The kinds `trellis apply` accepts. */
 export const RESOURCE_KINDS = [
@@ -122,6 +130,7 @@ export const RESOURCE_KINDS = [
   'GRPCRoute',
   'HTTPFault',
   'HTTPLocalRateLimitPolicy',
+  BACKEND_POLICY_KIND,
 ] as const;
 
 /** "service/NAME.NAMESPACE" ("server/...", "authorizationpolicy/..."), as `trellis apply` prints it. */
@@ -238,6 +247,10 @@ function checkResource(raw: unknown): { resource: Resource | null; issues: Issue
     case 'HTTPFault': {
       const { fault, issues } = validateFault(raw);
       return { resource: fault, issues };
+    }
+    case BACKEND_POLICY_KIND: {
+      const { policy, issues } = validateBackendPolicy(raw, Date.now());
+      return { resource: policy, issues };
     }
     default:
       return {
@@ -395,6 +408,13 @@ export function danglingReferences(resources: readonly Resource[], defined: Defi
         `${resourceName(r)}: spec.targetRef: no Server ${r.spec.targetRef.name} in namespace ${r.namespace}; it limits nothing until there is one`,
       );
     }
+    if (r.kind === BACKEND_POLICY_KIND)
+      r.spec.targetRefs.forEach((ref, i) => {
+        if (!workloads.has(key(r.namespace, ref.name)))
+          warnings.push(
+            `${resourceName(r)}: spec.targetRefs.${i}: no service ${ref.name} in namespace ${r.namespace}; it applies to none until there is one`,
+          );
+      });
     const workload = r.kind === 'Server' ? r.spec.workload : undefined;
     if (workload !== undefined && !workloads.has(key(r.namespace, workload))) {
       warnings.push(

@@ -196,6 +196,8 @@ test('trellis check --kubernetes: an installed Trellis passes every group; what 
   // Now break things, one per group.
   kube.kubernetesVersion = '1.28.0';
   kube.delete('ClusterRole', undefined, 'trellis-control');
+  // Without the experimental XBackendTrafficPolicy only retry budgets by policy are missing: a warning.
+  kube.delete('CustomResourceDefinition', undefined, 'xbackendtrafficpolicies.gateway.networking.x-k8s.io');
   const now = Date.now();
   const anchor = loadCaKeyPair(await makeAnchor('cluster.local', 10 * 8760 * HOUR, now - 2 * HOUR), 'a');
   const expired = await makeIssuer(anchor, 'cluster.local', 60_000, now - HOUR);
@@ -236,6 +238,7 @@ test('trellis check --kubernetes: an installed Trellis passes every group; what 
   );
   expect("the webhook's caBundle verifies the injector's certificate", '✖', /trellis upgrade/);
   expect('the control plane is up to date', '‼', /trellis upgrade --image REGISTRY\/trellis:0\.1\.0/);
+  expect('CRD xbackendtrafficpolicies.gateway.networking.x-k8s.io exists', '‼', /upstream Gateway API CRDs/);
 });
 
 test('trellis check --kubernetes: no API server is one failed check with a hint, and nothing more', async (t) => {

@@ -102,9 +102,12 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
       ':services,pods:list,watch',
       ':namespaces:get',
       'discovery.k8s.io:endpointslices:list,watch',
-      'policy.trellis.dev:servers,authorizationpolicies:list,watch',
+      'policy.trellis.dev:servers,authorizationpolicies,httplocalratelimitpolicies:list,watch',
+      'traffic.trellis.dev:httpfaults:list,watch',
       'gateway.networking.k8s.io:httproutes,grpcroutes:list,watch',
       'gateway.networking.k8s.io:httproutes/status,grpcroutes/status:patch',
+      'gateway.networking.x-k8s.io:xbackendtrafficpolicies:list,watch',
+      'gateway.networking.x-k8s.io:xbackendtrafficpolicies/status:patch',
       'authentication.k8s.io:tokenreviews:create',
     ],
   );
@@ -212,19 +215,25 @@ test('trellis install --crds prints deploy/crds.yaml and the Gateway API CRDs (n
     [
       'servers.policy.trellis.dev',
       'authorizationpolicies.policy.trellis.dev',
+      'httplocalratelimitpolicies.policy.trellis.dev',
+      'httpfaults.traffic.trellis.dev',
       'httproutes.gateway.networking.k8s.io',
       'grpcroutes.gateway.networking.k8s.io',
+      'xbackendtrafficpolicies.gateway.networking.x-k8s.io',
     ],
   );
-  for (const crd of parsed.slice(2)) {
+  for (const crd of parsed.slice(4)) {
     const [version] = crd['spec']['versions'] as Json[];
-    assert.deepEqual([version!['name'], version!['served'], version!['storage']], ['v1', true, true]);
+    assert.deepEqual(
+      [version!['name'], version!['served'], version!['storage']],
+      [crd['spec']['group'] === 'gateway.networking.k8s.io' ? 'v1' : 'v1alpha1', true, true],
+    );
     assert.deepEqual(version!['subresources'], { status: {} });
     assert.equal(crd['spec']['scope'], 'Namespaced');
   }
   assert.deepEqual(
-    parsed.slice(2).map((o) => o['spec']['names']['kind']),
-    ['HTTPRoute', 'GRPCRoute'],
+    parsed.slice(4).map((o) => o['spec']['names']['kind']),
+    ['HTTPRoute', 'GRPCRoute', 'XBackendTrafficPolicy'],
   );
   // The API server takes them (kubectl apply against the fake one).
   const applied = await kubectl(server, ['apply', '--validate=false', '-f', '-'], crds.stdout);
@@ -233,7 +242,7 @@ test('trellis install --crds prints deploy/crds.yaml and the Gateway API CRDs (n
     applied.stdout,
     /customresourcedefinition.apiextensions.k8s.io\/grpcroutes.gateway.networking.k8s.io created/,
   );
-  assert.equal(kube.list('CustomResourceDefinition').length, 4);
+  assert.equal(kube.list('CustomResourceDefinition').length, 7);
 
   const uninstall = await runCli(['uninstall']);
   assert.equal(uninstall.code, 0, uninstall.stderr);
@@ -250,6 +259,8 @@ test('trellis install --crds prints deploy/crds.yaml and the Gateway API CRDs (n
     'namespace/trellis',
     'customresourcedefinition.apiextensions.k8s.io/servers.policy.trellis.dev',
     'customresourcedefinition.apiextensions.k8s.io/authorizationpolicies.policy.trellis.dev',
+    'customresourcedefinition.apiextensions.k8s.io/httplocalratelimitpolicies.policy.trellis.dev',
+    'customresourcedefinition.apiextensions.k8s.io/httpfaults.traffic.trellis.dev',
   ]);
 });
 

@@ -8,30 +8,13 @@
 // none after a reconnect and relist.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { silentLogger } from '../../src/core/log.ts';
-import { matchRoute, NO_MATCHING_RULE, type RouteTable } from '../../src/core/routes/matcher.ts';
-import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
+import { matchRoute, NO_MATCHING_RULE } from '../../src/core/routes/matcher.ts';
 import { FakeKubeServer } from '../fake-kube/server.ts';
-import { runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { runCli, waitFor } from '../helpers/cli.ts';
+import { kubectlApply, startKubeControl, watchShopRoutes } from '../helpers/kube-control.ts';
 import { request } from '../unit/routes-helpers.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-async function kubectlApply(server: string, yaml: string): Promise<void> {
-  const proc = spawn('kubectl', ['--server', server, 'apply', '--validate=false', '-f', '-'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let output = '';
-  proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stdin.end(yaml);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  clearTimeout(timer);
-  assert.equal(code, 0, output);
-}
 
 const SERVICES = `apiVersion: v1
 kind: Service
@@ -122,38 +105,12 @@ test('trellis control serves Kubernetes HTTPRoutes to proxies and writes their s
   assert.equal(theirs.status, 200);
   await kubectlApply(kube.url, BROKEN);
 
-  const control = startCli(t, [
-    'control',
-    '--kubeconfig-server',
-    kube.url,
-    '--grpc-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-    '--log-level',
-    'warn',
-  ]);
-  const ready = await waitFor('the ready line', async () => {
-    const line = control.stdout().split('\n')[0];
-    return line === undefined || line === '' || !control.stdout().includes('\n')
-      ? null
-      : (JSON.parse(line) as Record<string, string>);
-  });
+  const { control, ready } = await startKubeControl(t, kube.url);
 
   // A proxy's watch gets the route.
-  let table: RouteTable | null = null;
-  const watch = watchRoutes({
-    address: ready['grpc']!,
-    clientNamespace: 'shop',
-    namespace: 'shop',
-    service: 'web',
-    port: 80,
-    backoff: { initialMs: 50, maxMs: 200 },
-    log: silentLogger,
-    onTable: (next) => (table = next),
-  });
-  t.after(() => watch.close());
+  const watched = watchShopRoutes(t, ready['grpc']!, 'web', 80);
   const backendOf = (path: string): string | null => {
+    const table = watched.table();
     if (table === null) return null;
     const m = matchRoute(table, request(path));
     if (m === null) return 'none';

@@ -68,6 +68,21 @@ export const DISCOVERED_KINDS: readonly DiscoveredKind[] = [
     kind: 'AuthorizationPolicy',
     namespaced: true,
   },
+  {
+    groupVersion: 'policy.trellis.dev/v1alpha1',
+    plural: 'httplocalratelimitpolicies',
+    kind: 'HTTPLocalRateLimitPolicy',
+    namespaced: true,
+  },
+  { groupVersion: 'traffic.trellis.dev/v1alpha1', plural: 'httpfaults', kind: 'HTTPFault', namespaced: true },
+  // The experimental channel's retry budget policy the route source watches, status written back.
+  {
+    groupVersion: 'gateway.networking.x-k8s.io/v1alpha1',
+    plural: 'xbackendtrafficpolicies',
+    kind: 'XBackendTrafficPolicy',
+    namespaced: true,
+    status: true,
+  },
   // The Gateway API routes the route source watches (src/control/routes/kubernetes.ts).
   ...(['HTTPRoute', 'GRPCRoute'] as const).map((kind) => ({
     groupVersion: 'gateway.networking.k8s.io/v1',

@@ -124,7 +124,7 @@ test('errors name the source, the document and the field', () => {
     ],
     [
       'apiVersion: v1\nkind: Pod\n',
-      'services.yaml: document 1: kind: expected one of Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute, HTTPFault, HTTPLocalRateLimitPolicy, got "Pod"',
+      'services.yaml: document 1: kind: expected one of Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute, HTTPFault, HTTPLocalRateLimitPolicy, XBackendTrafficPolicy, got "Pod"',
     ],
     ['- 1\n- 2\n', 'services.yaml: document 1: expected an object with apiVersion, kind, metadata and spec'],
     ['a: 1\na: 2\n', 'services.yaml: document 1: not valid YAML (Map keys must be unique)'],
@@ -431,7 +431,7 @@ test('every error of a file at once, each at its line and column (the value; the
     'all.yaml:8:13: document 1: spec.ports.0.port: expected a port 1..65535',
     'all.yaml:9:32: document 1: spec.ports.1.appProtocol: expected one of http, kubernetes.io/h2c, opaque, trellis.dev/opaque',
     'all.yaml:11:1: document 2: spec: required',
-    'all.yaml:15:7: document 3: kind: expected one of Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute, HTTPFault, HTTPLocalRateLimitPolicy, got "Pod"',
+    'all.yaml:15:7: document 3: kind: expected one of Service, Server, AuthorizationPolicy, HTTPRoute, GRPCRoute, HTTPFault, HTTPLocalRateLimitPolicy, XBackendTrafficPolicy, got "Pod"',
   ]);
   const error = errorOf(text);
   assert.equal(error.message.split('\n').length, 6, 'parseResources throws them all, a line each');

@@ -1,7 +1,8 @@
-// The policy source on Kubernetes: informers (@kubernetes/client-node ListWatch) on the two CRDs
-// of deploy/crds.yaml (servers and authorizationpolicies of policy.trellis.dev/v1alpha1) and on
-// Pods. CRD objects go through the same validation as `trellis apply -f` documents
-// (src/control/resources.ts); an invalid one is logged once per resourceVersion and skipped.
+// The policy source on Kubernetes: informers (@kubernetes/client-node ListWatch) on the policy CRDs
+// of deploy/crds.yaml (servers, authorizationpolicies and httplocalratelimitpolicies of
+// policy.trellis.dev/v1alpha1) and on Pods. CRD objects go through the same validation as
+// `trellis apply -f` documents (src/control/resources.ts); an invalid one is logged once per
+// version (../kubernetes-crd.ts ValidatedObjects) and skipped.
 //
 // Workload facts come from the Pods informer, by workload = pod name (what InboundRequest.workload
 // is on Kubernetes): its labels for podSelector, and its containers' named ports (the trellis-proxy
@@ -11,22 +12,17 @@
 //
 // The informers are the discovery watcher's (../discovery/kubernetes-informer.ts): one whose list
 // or watch fails starts again after retryDelayMs doubling to 30 s.
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesListObject,
-  type KubernetesObject,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type KubernetesObject, type V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../core/log.ts';
 import { PROXY_CONTAINER_NAME } from '../discovery/kubernetes-translate.ts';
 import { ResourceInformer } from '../discovery/kubernetes-informer.ts';
+import { customObjectInformer, schemaDocument, ValidatedObjects } from '../kubernetes-crd.ts';
 import { parsePolicyResource } from '../resources.ts';
 import type {
   AuthorizationPolicyResource,
   PolicyResource,
   PolicySnapshot,
+  RateLimitPolicyResource,
   ServerResource,
   WorkloadFacts,
 } from './model.ts';
@@ -42,15 +38,22 @@ export interface KubernetesPolicySourceOptions {
   readonly retryDelayMs?: number;
 }
 
+/** The policy kinds watched, with their plurals. */
+const POLICY_PLURALS = {
+  Server: 'servers',
+  AuthorizationPolicy: 'authorizationpolicies',
+  HTTPLocalRateLimitPolicy: 'httplocalratelimitpolicies',
+} as const;
+type PolicyKind = keyof typeof POLICY_PLURALS;
+
 export class KubernetesPolicySource implements PolicySource {
-  readonly #servers: ResourceInformer<KubernetesObject>;
-  readonly #authorizations: ResourceInformer<KubernetesObject>;
+  readonly #crds: ReadonlyMap<PolicyKind, ResourceInformer<KubernetesObject>>;
   readonly #pods: ResourceInformer<V1Pod>;
   readonly #log: Logger;
   readonly #listeners: ChangeListeners;
   readonly #ready: Promise<void>;
-  /** Parsed CRD objects by uid: the resourceVersion they were parsed at, and the result. */
-  readonly #parsed = new Map<string, { version: string; resource: PolicyResource | null }>();
+  /** Parsed CRD objects, per version. */
+  readonly #parsed = new ValidatedObjects<PolicyResource | null>();
   /** Labels and ports of each pod, to tell a meaningful pod change from a status update. */
   readonly #podFacts = new Map<string, string>();
   #snapshot: PolicySnapshot | null = null;
@@ -62,28 +65,23 @@ export class KubernetesPolicySource implements PolicySource {
     this.#log = options.log.child({ component: 'policy-kubernetes' });
     this.#listeners = new ChangeListeners((error) => this.#log.error('policy listener threw', { error }));
     const retry = options.retryDelayMs ?? 1000;
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const informerOptions = {
       retryDelayMs: retry,
       onError: (error: Error) =>
         this.#log.warn('policy informer failed; retrying', { error: error.message, cause: error.cause }),
     };
-    const crd = (plural: string) =>
-      new ResourceInformer<KubernetesObject>(
-        kubeConfig,
-        `/apis/${POLICY_GROUP}/${POLICY_VERSION}/${plural}`,
-        () =>
-          custom.listClusterCustomObject({
-            group: POLICY_GROUP,
-            version: POLICY_VERSION,
-            plural,
-          }) as Promise<KubernetesListObject<KubernetesObject>>,
-        () => this.#changed(),
-        informerOptions,
-      );
-    this.#servers = crd('servers');
-    this.#authorizations = crd('authorizationpolicies');
+    this.#crds = new Map(
+      (Object.entries(POLICY_PLURALS) as [PolicyKind, string][]).map(([kind, plural]) => [
+        kind,
+        customObjectInformer(
+          kubeConfig,
+          { group: POLICY_GROUP, version: POLICY_VERSION, plural },
+          () => this.#changed(),
+          informerOptions,
+        ),
+      ]),
+    );
     this.#pods = new ResourceInformer<V1Pod>(
       kubeConfig,
       '/api/v1/pods',
@@ -91,7 +89,7 @@ export class KubernetesPolicySource implements PolicySource {
       (pod, kind) => this.#podChanged(kind, pod),
       informerOptions,
     );
-    const informers = [this.#servers, this.#authorizations, this.#pods];
+    const informers = [...this.#crds.values(), this.#pods];
     this.#ready = Promise.all(informers.map((i) => i.synced)).then(() => {
       this.#synced = true;
       this.#changed();
@@ -125,7 +123,7 @@ export class KubernetesPolicySource implements PolicySource {
   async close(): Promise<void> {
     this.#listeners.clear();
     if (this.#notify !== null) clearImmediate(this.#notify);
-    await Promise.all([this.#servers.stop(), this.#authorizations.stop(), this.#pods.stop()]);
+    await Promise.all([...this.#crds.values(), this.#pods].map((i) => i.stop()));
   }
 
   #podChanged(type: 'change' | 'delete', pod: V1Pod): void {
@@ -154,48 +152,33 @@ export class KubernetesPolicySource implements PolicySource {
   #build(): PolicySnapshot {
     const servers: ServerResource[] = [];
     const authorizations: AuthorizationPolicyResource[] = [];
-    const live = new Set<string>();
-    for (const [kind, informer] of [
-      ['Server', this.#servers],
-      ['AuthorizationPolicy', this.#authorizations],
-    ] as const) {
+    const rateLimits: RateLimitPolicyResource[] = [];
+    for (const [kind, informer] of this.#crds) {
       for (const object of informer.cache.list()) {
-        const resource = this.#parse(kind, object, live);
+        const resource = this.#parse(kind, object);
         if (resource?.kind === 'Server') servers.push(resource);
         else if (resource?.kind === 'AuthorizationPolicy') authorizations.push(resource);
+        else if (resource?.kind === 'HTTPLocalRateLimitPolicy') rateLimits.push(resource);
       }
     }
-    for (const uid of this.#parsed.keys()) if (!live.has(uid)) this.#parsed.delete(uid);
-    return { servers, authorizations };
+    this.#parsed.prune();
+    // As the state folder gives it: no rateLimits when there are none.
+    return { servers, authorizations, ...(rateLimits.length === 0 ? {} : { rateLimits }) };
   }
 
-  #parse(kind: string, object: KubernetesObject, live: Set<string>): PolicyResource | null {
-    const meta = object.metadata ?? {};
-    const uid = meta.uid ?? `${kind}/${meta.namespace ?? ''}/${meta.name ?? ''}`;
-    live.add(uid);
-    const version = meta.resourceVersion ?? '';
-    const cached = this.#parsed.get(uid);
-    if (cached !== undefined && cached.version === version) return cached.resource;
-    // Only the fields the schema knows: the API server adds uid, resourceVersion, managedFields...
-    const document = {
-      apiVersion: object.apiVersion,
-      kind: object.kind ?? kind,
-      metadata: {
-        name: meta.name,
-        namespace: meta.namespace,
-        ...(meta.labels === undefined ? {} : { labels: meta.labels }),
-        ...(meta.annotations === undefined ? {} : { annotations: meta.annotations }),
-      },
-      spec: (object as { spec?: unknown }).spec,
-    };
-    let resource: PolicyResource | null = null;
-    try {
-      resource = parsePolicyResource(document, `${kind} ${meta.namespace ?? ''}/${meta.name ?? ''}`);
-    } catch (error) {
-      this.#log.warn('invalid policy resource skipped', { problem: (error as Error).message });
-    }
-    this.#parsed.set(uid, { version, resource });
-    return resource;
+  #parse(kind: PolicyKind, object: KubernetesObject): PolicyResource | null {
+    return this.#parsed.get(kind, object, () => {
+      const meta = object.metadata ?? {};
+      try {
+        return parsePolicyResource(
+          schemaDocument(object, kind),
+          `${kind} ${meta.namespace ?? ''}/${meta.name ?? ''}`,
+        );
+      } catch (error) {
+        this.#log.warn('invalid policy resource skipped', { problem: (error as Error).message });
+        return null;
+      }
+    });
   }
 }
 

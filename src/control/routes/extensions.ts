@@ -27,11 +27,13 @@ export function referencedFaults(
 
 /**
  * The first ExtensionRef of `route` that cannot be applied: a rule's that names no HTTPFault of the
- * route's namespace, or any backend's (none is implemented); null when every one resolves.
+ * route's namespace (or one that is invalid: `invalid` holds "namespace/name" -> its problem, on
+ * Kubernetes), or any backend's (none is implemented); null when every one resolves.
  */
 export function unresolvedExtension(
   route: RouteResource,
   faults: readonly FaultResource[],
+  invalid: ReadonlyMap<string, string> = new Map(),
 ): { rule: number; message: string } | null {
   const known = new Set(faults.map((f) => `${f.namespace}/${f.name}`));
   for (const [index, rule] of route.spec.rules.entries()) {
@@ -40,6 +42,9 @@ export function unresolvedExtension(
       if (ref === undefined) continue;
       if (!refersToFault(ref))
         return { rule: index, message: `ExtensionRef ${ref.group}/${ref.kind} is not implemented` };
+      const problem = invalid.get(`${route.namespace}/${ref.name}`);
+      if (problem !== undefined)
+        return { rule: index, message: `HTTPFault ${route.namespace}/${ref.name} is invalid: ${problem}` };
       if (!known.has(`${route.namespace}/${ref.name}`))
         return {
           rule: index,

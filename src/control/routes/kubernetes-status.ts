@@ -3,7 +3,8 @@
 //
 //   routeParents      this controller's RouteParentStatus entries for a route, one per parentRef
 //                     that is a Service (a Gateway's belong to its own controller): status.ts's
-//                     conditions for a valid route; for one our schema refuses, Accepted=False
+//                     conditions for a valid route (with the HTTPFaults known, and the problems
+//                     of invalid ones its ExtensionRefs may name); for one our schema refuses, Accepted=False
 //                     with reason UnsupportedValue and a message naming the field, for every
 //                     parentRef that can be read at all
 //   statusPatch       the JSON merge patch (RFC 7386) of `status.parents` that puts those entries
@@ -12,10 +13,15 @@
 //                     status did not change; null when the object already says exactly that (so
 //                     the writer never writes twice for one state: no write storms)
 //
+// A policy's status (XBackendTrafficPolicy, backend-policy-status.ts) has the same form under
+// other names: `status.ancestors` of entries with an `ancestorRef` (POLICY_STATUS); statusPatch
+// writes either.
+//
 // A merge patch replaces a list whole, so the patch carries every entry, and the object's
 // metadata.resourceVersion as a precondition: a patch computed from a stale copy fails with 409
 // instead of undoing another controller's write.
 import { isDeepStrictEqual } from 'node:util';
+import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { CONTROLLER_NAME, routeStatus, type ServiceIndex } from './status.ts';
@@ -45,14 +51,27 @@ const MAX_MESSAGE = 1024;
 export const MAX_STATUS_PARENTS = 32;
 const PARENT_REF_FIELDS = ['group', 'kind', 'namespace', 'name', 'sectionName', 'port'] as const;
 
+/** Where the entries live in a status: a route's parents, a policy's ancestors (PolicyStatus). */
+export interface StatusShape {
+  readonly list: 'parents' | 'ancestors';
+  readonly ref: 'parentRef' | 'ancestorRef';
+  /** The CRD's maxItems of the list. */
+  readonly max: number;
+}
+
+export const ROUTE_STATUS: StatusShape = { list: 'parents', ref: 'parentRef', max: MAX_STATUS_PARENTS };
+export const POLICY_STATUS: StatusShape = { list: 'ancestors', ref: 'ancestorRef', max: 16 };
+
 /** This controller's entries for a route: valid (`route`) or refused (`issues`). */
 export function routeParents(
   object: RouteObject,
   parsed: { readonly route: RouteResource | null; readonly issues: readonly RouteIssue[] },
   services: ServiceIndex,
+  faults: readonly FaultResource[] = [],
+  invalidFaults: ReadonlyMap<string, string> = new Map(),
 ): ParentEntry[] {
   if (parsed.route !== null)
-    return routeStatus(parsed.route, services)
+    return routeStatus(parsed.route, services, faults, invalidFaults)
       .filter((p) => isService(p.parentRef))
       .map((p) => ({
         parentRef: cleanParentRef(p.parentRef as Record<string, unknown>) ?? {},
@@ -87,12 +106,12 @@ export function routeParents(
  * Whether a parentRef is a Service (group "" and kind Service, both written: absent, they default
  * to a Gateway). Other parents belong to other controllers: Trellis writes no entry for them.
  */
-function isService(ref: { readonly group?: unknown; readonly kind?: unknown }): boolean {
+export function isService(ref: { readonly group?: unknown; readonly kind?: unknown }): boolean {
   return ref.group === '' && ref.kind === 'Service';
 }
 
 /** The fields of a parentRef the status may hold, or null when it has no usable name. */
-function cleanParentRef(raw: unknown): StatusParentRef | null {
+export function cleanParentRef(raw: unknown): StatusParentRef | null {
   if (typeof raw !== 'object' || raw === null) return null;
   const ref = raw as Record<string, unknown>;
   if (typeof ref.name !== 'string' || ref.name === '') return null;
@@ -105,19 +124,18 @@ function cleanParentRef(raw: unknown): StatusParentRef | null {
 }
 
 /**
- * The merge patch that makes `status.parents` hold `desired` as this controller's entries (at
- * time `now`, RFC 3339), or null when it already does.
+ * The merge patch that makes `status.parents` (or the list of `shape`) hold `desired` as this
+ * controller's entries (at time `now`, RFC 3339), or null when it already does.
  */
 export function statusPatch(
   object: RouteObject,
   desired: readonly ParentEntry[],
   now: string,
+  shape: StatusShape = ROUTE_STATUS,
 ): Record<string, unknown> | null {
-  const status = object.status;
-  const current: unknown[] =
-    typeof status === 'object' && status !== null && Array.isArray((status as { parents?: unknown }).parents)
-      ? (status as { parents: unknown[] }).parents
-      : [];
+  const status = object.status as Record<string, unknown> | null | undefined;
+  const listed = typeof status === 'object' && status !== null ? status[shape.list] : undefined;
+  const current: unknown[] = Array.isArray(listed) ? listed : [];
   const isOurs = (entry: unknown): entry is Record<string, unknown> =>
     typeof entry === 'object' &&
     entry !== null &&
@@ -125,11 +143,11 @@ export function statusPatch(
   const others = current.filter((e) => !isOurs(e));
   const ours = current.filter(isOurs);
   const generation = object.metadata?.generation;
-  const written = desired.slice(0, Math.max(0, MAX_STATUS_PARENTS - others.length)).map((entry) => {
-    const before = ours.find((e) => isDeepStrictEqual(e.parentRef, entry.parentRef));
+  const written = desired.slice(0, Math.max(0, shape.max - others.length)).map((entry) => {
+    const before = ours.find((e) => isDeepStrictEqual(e[shape.ref], entry.parentRef));
     const conditionsBefore = Array.isArray(before?.conditions) ? (before.conditions as unknown[]) : [];
     return {
-      parentRef: entry.parentRef,
+      [shape.ref]: entry.parentRef,
       controllerName: CONTROLLER_NAME,
       conditions: entry.conditions.map((c) => {
         const previous = conditionsBefore.find(
@@ -158,6 +176,6 @@ export function statusPatch(
     return null;
   return {
     metadata: { resourceVersion: object.metadata?.resourceVersion },
-    status: { parents },
+    status: { [shape.list]: parents },
   };
 }

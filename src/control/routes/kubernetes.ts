@@ -1,14 +1,21 @@
 // The route source on Kubernetes (`trellis control`): informers (the discovery watcher's
 // ResourceInformer: list, then watch from the list's resourceVersion, started again after
-// failures) on gateway.networking.k8s.io/v1 HTTPRoutes and GRPCRoutes in every namespace and on
-// Services (their ports and port names, and their traffic annotations, filtered by
-// trafficAnnotations of src/core/routes/service-annotations.ts). Every route goes through the same
-// validation as a `trellis apply -f` document (validateRoute); an invalid one is left out, logged
-// once per version (generation and annotations) with the field and reason, and the others still apply.
+// failures; ../kubernetes-crd.ts) on gateway.networking.k8s.io/v1 HTTPRoutes and GRPCRoutes in
+// every namespace, on traffic.trellis.dev/v1alpha1 HTTPFaults (the faults route rules name through
+// ExtensionRef), on gateway.networking.x-k8s.io/v1alpha1 XBackendTrafficPolicies (Services' retry
+// budgets) and on Services (their ports and port names, and their traffic annotations, filtered
+// by trafficAnnotations of src/core/routes/service-annotations.ts). Every object goes through the
+// same validation as a `trellis apply -f` document of its kind (state-files.ts
+// validateRouteFolderResource); an invalid one is left out, logged once per version (generation
+// and annotations) with the field and reason, and the others still apply. The snapshot is the one
+// the state folder gives on one machine: routes, faults, policies, Services.
 //
 // After every change (batched per turn of the event loop) the status of every route is written
 // back by the RouteStatusWriter (status-writer.ts): Accepted / ResolvedRefs / PartiallyInvalid as
-// status.ts computes them, Accepted=False UnsupportedValue naming the field for an invalid route.
+// status.ts computes them, Accepted=False UnsupportedValue naming the field for an invalid route
+// (PartiallyInvalid naming the problem for a rule whose HTTPFault is invalid); and the status of
+// every XBackendTrafficPolicy (backend-policy-status.ts: status.ancestors, Accepted per Service).
+// An absent kind (its CRD not installed, 404) is logged and tried again; the rest works without it.
 // Only the group, version and kinds matter: the upstream Gateway API CRDs work as well as ours
 // (deploy/gateway-api-crds.yaml).
 import {
@@ -17,20 +24,36 @@ import {
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
-  type KubernetesListObject,
   type KubernetesObject,
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../core/log.ts';
 import { Registry } from '../../core/prometheus.ts';
-import { validateRoute, type RouteIssue } from '../../core/routes/parse.ts';
+import {
+  BACKEND_POLICY_GROUP,
+  BACKEND_POLICY_KIND,
+  BACKEND_POLICY_PLURAL,
+  BACKEND_POLICY_VERSION,
+  type BackendPolicyResource,
+} from '../../core/routes/backend-traffic-policy.ts';
+import { FAULT_GROUP, FAULT_KIND, type FaultResource } from '../../core/routes/fault.ts';
+import type { RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { trafficAnnotations } from '../../core/routes/service-annotations.ts';
 import { ResourceInformer } from '../discovery/kubernetes-informer.ts';
+import {
+  customObjectInformer,
+  objectKey,
+  schemaDocument,
+  ValidatedObjects,
+  type CustomResource,
+} from '../kubernetes-crd.ts';
 import { ChangeListeners } from '../policy/source.ts';
-import { routeParents, type RouteObject } from './kubernetes-status.ts';
+import { backendPolicyAncestors } from './backend-policy-status.ts';
+import { POLICY_STATUS, routeParents, type RouteObject } from './kubernetes-status.ts';
 import type { RouteSnapshot } from './route-set.ts';
 import type { RouteSource } from './source.ts';
+import { validateRouteFolderResource, type RouteFolderResource } from './state-files.ts';
 import type { ServiceIndex } from './status.ts';
 import { RouteStatusWriter, type StatusTarget } from './status-writer.ts';
 
@@ -38,29 +61,53 @@ export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 export const GATEWAY_VERSION = 'v1';
 /** The route kinds watched, with their plurals. */
 export const ROUTE_PLURALS = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes' } as const;
-type RouteKind = keyof typeof ROUTE_PLURALS;
+
+/** Every kind watched besides Services: where it lives, and whether its status is written. */
+const WATCHED = {
+  HTTPRoute: {
+    group: GATEWAY_GROUP,
+    version: GATEWAY_VERSION,
+    plural: ROUTE_PLURALS.HTTPRoute,
+    status: true,
+  },
+  GRPCRoute: {
+    group: GATEWAY_GROUP,
+    version: GATEWAY_VERSION,
+    plural: ROUTE_PLURALS.GRPCRoute,
+    status: true,
+  },
+  [FAULT_KIND]: { group: FAULT_GROUP, version: 'v1alpha1', plural: 'httpfaults', status: false },
+  [BACKEND_POLICY_KIND]: {
+    group: BACKEND_POLICY_GROUP,
+    version: BACKEND_POLICY_VERSION,
+    plural: BACKEND_POLICY_PLURAL,
+    status: true,
+  },
+} as const satisfies Record<string, CustomResource & { status: boolean }>;
+type WatchedKind = keyof typeof WATCHED;
 
 export interface KubernetesRouteSourceOptions {
   readonly kubeConfig: KubeConfig;
   readonly log: Logger;
   /** First delay before an informer (or a failed status write) is tried again. Default 1000 ms. */
   readonly retryDelayMs?: number;
-  /** Write route status back (default true). */
+  /** Write route and policy status back (default true). */
   readonly writeStatus?: boolean;
 }
 
-type Parsed = { readonly route: RouteResource | null; readonly issues: readonly RouteIssue[] };
+type Parsed = { readonly resource: RouteFolderResource | null; readonly issues: readonly RouteIssue[] };
 
 export class KubernetesRouteSource implements RouteSource {
-  readonly #routes: ReadonlyMap<RouteKind, ResourceInformer<KubernetesObject>>;
+  readonly #informers: ReadonlyMap<WatchedKind, ResourceInformer<KubernetesObject>>;
   readonly #services: ResourceInformer<V1Service>;
   readonly #log: Logger;
   readonly #listeners: ChangeListeners;
   readonly #ready: Promise<void>;
   readonly #writer: RouteStatusWriter | null;
-  /** Validated routes by uid: the resourceVersion they were validated at, and the result. */
-  readonly #parsed = new Map<string, { version: string; parsed: Parsed }>();
+  readonly #parsed = new ValidatedObjects<Parsed>();
   #snapshot: RouteSnapshot | null = null;
+  /** "namespace/name" -> the problem of each invalid HTTPFault (for the status of routes naming it). */
+  #invalidFaults = new Map<string, string>();
   #notify: NodeJS.Immediate | null = null;
   #synced = false;
   #closed = false;
@@ -73,49 +120,36 @@ export class KubernetesRouteSource implements RouteSource {
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const onError =
-      (what: string) =>
+      (what: string, crds = 'Gateway API CRDs') =>
       (error: Error): void => {
         const missing = (error.cause as { code?: unknown } | undefined)?.code === 404;
         this.#log.warn(
           missing
-            ? `no ${what} in the API: install the Gateway API CRDs (trellis install --crds); retrying`
+            ? `no ${what} in the API: install the ${crds} (trellis install --crds); retrying`
             : 'route informer failed; retrying',
           { resource: what, error: error.message, cause: error.cause },
         );
       };
-    // The source is ready once the Services are listed and each route kind was listed or failed
-    // once: a cluster without the Gateway API CRDs (404) has no routes, not a control plane that
-    // never gets ready; the informer keeps trying (backoff to 30 s) and the routes come later.
+    // The source is ready once the Services are listed and each other kind was listed or failed
+    // once: a cluster without a kind's CRD (404) has none of it, not a control plane that never
+    // gets ready; the informer keeps trying (backoff to 30 s) and the objects come later.
     const firstTries: Promise<void>[] = [];
-    const routeInformer = (plural: string): ResourceInformer<KubernetesObject> => {
+    const informer = (resource: CustomResource): ResourceInformer<KubernetesObject> => {
       let tried: () => void = () => {};
       firstTries.push(new Promise<void>((resolve) => (tried = resolve)));
-      const informer = new ResourceInformer<KubernetesObject>(
-        kubeConfig,
-        `/apis/${GATEWAY_GROUP}/${GATEWAY_VERSION}/${plural}`,
-        () =>
-          custom.listClusterCustomObject({
-            group: GATEWAY_GROUP,
-            version: GATEWAY_VERSION,
-            plural,
-          }) as Promise<KubernetesListObject<KubernetesObject>>,
-        () => this.#changed(),
-        {
-          retryDelayMs,
-          onError: (error) => {
-            tried();
-            onError(`${plural}.${GATEWAY_GROUP}`)(error);
-          },
+      const created = customObjectInformer(kubeConfig, resource, () => this.#changed(), {
+        retryDelayMs,
+        onError: (error) => {
+          tried();
+          const crds = resource.group === FAULT_GROUP ? 'Trellis CRDs' : undefined;
+          onError(`${resource.plural}.${resource.group}`, crds)(error);
         },
-      );
-      void informer.synced.then(tried);
-      return informer;
+      });
+      void created.synced.then(tried);
+      return created;
     };
-    this.#routes = new Map(
-      (Object.entries(ROUTE_PLURALS) as [RouteKind, string][]).map(([kind, plural]) => [
-        kind,
-        routeInformer(plural),
-      ]),
+    this.#informers = new Map(
+      (Object.keys(WATCHED) as WatchedKind[]).map((kind) => [kind, informer(WATCHED[kind])]),
     );
     this.#services = new ResourceInformer<V1Service>(
       kubeConfig,
@@ -132,25 +166,18 @@ export class KubernetesRouteSource implements RouteSource {
             log: this.#log,
             retryDelayMs,
             patch: async (target, body) => {
+              const { group, version, plural } = WATCHED[target.kind as WatchedKind];
               await custom.patchNamespacedCustomObjectStatus(
-                {
-                  group: GATEWAY_GROUP,
-                  version: GATEWAY_VERSION,
-                  plural: ROUTE_PLURALS[target.kind as RouteKind],
-                  namespace: target.namespace,
-                  name: target.name,
-                  body,
-                },
+                { group, version, plural, namespace: target.namespace, name: target.name, body },
                 mergePatch,
               );
             },
           });
-    const informers = [...this.#routes.values(), this.#services];
     this.#ready = Promise.all([this.#services.synced, ...firstTries]).then(() => {
       this.#synced = true;
       this.#changed();
     });
-    for (const informer of informers) void informer.start();
+    for (const i of [...this.#informers.values(), this.#services]) void i.start();
   }
 
   ready(): Promise<void> {
@@ -176,7 +203,7 @@ export class KubernetesRouteSource implements RouteSource {
     const registry = new Registry();
     const writes = registry.counter(
       'trellis_route_status_writes_total',
-      'Route status patches sent to the Kubernetes API, by result.',
+      'Route and XBackendTrafficPolicy status patches sent to the Kubernetes API, by result.',
       ['result'],
     );
     const counts = this.statusWrites;
@@ -191,7 +218,7 @@ export class KubernetesRouteSource implements RouteSource {
     this.#listeners.clear();
     this.#writer?.close();
     if (this.#notify !== null) clearImmediate(this.#notify);
-    await Promise.all([...this.#routes.values(), this.#services].map((i) => i.stop()));
+    await Promise.all([...this.#informers.values(), this.#services].map((i) => i.stop()));
   }
 
   /** Batches the changes of one turn of the event loop into one notification and one status pass. */
@@ -207,35 +234,64 @@ export class KubernetesRouteSource implements RouteSource {
 
   #writeStatus(): void {
     if (this.#writer === null || this.#closed) return;
-    const { services } = this.snapshot();
+    const snapshot = this.snapshot();
     const targets: StatusTarget[] = [];
-    for (const [kind, informer] of this.#routes)
+    for (const [kind, informer] of this.#informers) {
+      if (!WATCHED[kind].status) continue;
       for (const object of informer.cache.list()) {
         const meta = object.metadata ?? {};
         if (meta.name === undefined || meta.namespace === undefined) continue;
         const parsed = this.#parse(kind, object);
-        targets.push({
-          key: uidOf(kind, object),
-          kind,
-          namespace: meta.namespace,
-          name: meta.name,
-          object: object as RouteObject,
-          desired: routeParents(object as RouteObject, parsed, services),
-        });
+        const base = { key: objectKey(kind, object), kind, namespace: meta.namespace, name: meta.name };
+        targets.push(
+          kind === BACKEND_POLICY_KIND
+            ? {
+                ...base,
+                object: object as RouteObject,
+                shape: POLICY_STATUS,
+                desired: backendPolicyAncestors(
+                  object as RouteObject,
+                  { policy: parsed.resource as BackendPolicyResource | null, issues: parsed.issues },
+                  snapshot.services,
+                  snapshot.backendPolicies ?? [],
+                  snapshot.serviceAnnotations,
+                ),
+              }
+            : {
+                ...base,
+                object: object as RouteObject,
+                desired: routeParents(
+                  object as RouteObject,
+                  { route: parsed.resource as RouteResource | null, issues: parsed.issues },
+                  snapshot.services,
+                  snapshot.faults ?? [],
+                  this.#invalidFaults,
+                ),
+              },
+        );
       }
+    }
     this.#writer.sync(targets, () => this.#writeStatus());
   }
 
   #build(): RouteSnapshot {
     const routes: RouteResource[] = [];
-    const live = new Set<string>();
-    for (const [kind, informer] of this.#routes)
+    const faults: FaultResource[] = [];
+    const backendPolicies: BackendPolicyResource[] = [];
+    const invalidFaults = new Map<string, string>();
+    for (const [kind, informer] of this.#informers)
       for (const object of informer.cache.list()) {
-        live.add(uidOf(kind, object));
-        const { route } = this.#parse(kind, object);
-        if (route !== null) routes.push(route);
+        const { resource, issues } = this.#parse(kind, object);
+        if (resource === null) {
+          const meta = object.metadata ?? {};
+          if (kind === FAULT_KIND)
+            invalidFaults.set(`${meta.namespace ?? ''}/${meta.name ?? ''}`, describeIssues(issues));
+        } else if (resource.kind === FAULT_KIND) faults.push(resource);
+        else if (resource.kind === BACKEND_POLICY_KIND) backendPolicies.push(resource);
+        else routes.push(resource);
       }
-    for (const uid of this.#parsed.keys()) if (!live.has(uid)) this.#parsed.delete(uid);
+    this.#parsed.prune();
+    this.#invalidFaults = invalidFaults;
     const services = new Map<string, { port: number; name?: string | undefined }[]>();
     const serviceAnnotations = new Map<string, Readonly<Record<string, string>>>();
     for (const service of this.#services.cache.list()) {
@@ -247,54 +303,38 @@ export class KubernetesRouteSource implements RouteSource {
       const annotations = trafficAnnotations(service.metadata?.annotations);
       if (Object.keys(annotations).length > 0) serviceAnnotations.set(key, annotations);
     }
-    return { routes, services: services as ServiceIndex, serviceAnnotations };
+    return { routes, services: services as ServiceIndex, serviceAnnotations, faults, backendPolicies };
   }
 
-  /** The route validated as `trellis apply` would (cached per version); logs a refusal once. */
-  #parse(kind: RouteKind, object: KubernetesObject): Parsed {
-    const meta = object.metadata ?? {};
-    const uid = uidOf(kind, object);
-    // What validation reads changes the generation (the spec) or the annotations; a status write
-    // changes neither, so it does not validate (and log a refusal) again.
-    const version =
-      meta.generation === undefined
-        ? (meta.resourceVersion ?? '')
-        : `${meta.generation}/${JSON.stringify([meta.labels, meta.annotations])}`;
-    const cached = this.#parsed.get(uid);
-    if (cached !== undefined && cached.version === version) return cached.parsed;
-    // Only the fields the schema knows: the API server adds uid, resourceVersion, managedFields...
-    const created = meta.creationTimestamp as unknown;
-    const document = {
-      apiVersion: object.apiVersion ?? `${GATEWAY_GROUP}/${GATEWAY_VERSION}`,
-      kind: object.kind ?? kind,
-      metadata: {
-        name: meta.name,
-        namespace: meta.namespace,
-        ...(meta.labels === undefined ? {} : { labels: meta.labels }),
-        ...(meta.annotations === undefined ? {} : { annotations: meta.annotations }),
-        ...(created === undefined
-          ? {}
-          : { creationTimestamp: created instanceof Date ? created.toISOString() : created }),
-      },
-      spec: (object as { spec?: unknown }).spec ?? {},
-    };
-    let parsed: Parsed;
-    try {
-      parsed = validateRoute(document);
-    } catch (error) {
-      parsed = { route: null, issues: [{ path: [], message: (error as Error).message }] };
-    }
-    if (parsed.route === null)
-      this.#log.warn('invalid route skipped', {
-        route: `${kind} ${meta.namespace ?? ''}/${meta.name ?? ''}`,
-        problem: parsed.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+  /** The object validated as `trellis apply` would (cached per version); logs a refusal once. */
+  #parse(kind: WatchedKind, object: KubernetesObject): Parsed {
+    return this.#parsed.get(kind, object, () => {
+      const { group, version } = WATCHED[kind];
+      const document = schemaDocument(object, kind, {
+        apiVersion: `${group}/${version}`,
+        creationTimestamp: kind !== FAULT_KIND,
       });
-    this.#parsed.set(uid, { version, parsed });
-    return parsed;
+      let parsed: Parsed;
+      try {
+        parsed = validateRouteFolderResource(document);
+      } catch (error) {
+        parsed = { resource: null, issues: [{ path: [], message: (error as Error).message }] };
+      }
+      if (parsed.resource === null) {
+        const meta = object.metadata ?? {};
+        this.#log.warn(
+          `invalid ${kind === FAULT_KIND || kind === BACKEND_POLICY_KIND ? kind : 'route'} skipped`,
+          {
+            route: `${kind} ${meta.namespace ?? ''}/${meta.name ?? ''}`,
+            problem: describeIssues(parsed.issues),
+          },
+        );
+      }
+      return parsed;
+    });
   }
 }
 
-function uidOf(kind: string, object: KubernetesObject): string {
-  const meta = object.metadata ?? {};
-  return meta.uid ?? `${kind}/${meta.namespace ?? ''}/${meta.name ?? ''}`;
+function describeIssues(issues: readonly RouteIssue[]): string {
+  return issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
 }

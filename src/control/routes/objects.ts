@@ -26,6 +26,6 @@ export function routeObjects(snapshot: RouteSnapshot, filter: RouteObjectFilter)
     .sort((a, b) => `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`))
     .map((route) => ({
       ...routeDocument(route),
-      status: { parents: routeStatus(route, snapshot.services) },
+      status: { parents: routeStatus(route, snapshot.services, snapshot.faults ?? []) },
     }));
 }

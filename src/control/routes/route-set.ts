@@ -2,8 +2,17 @@
 // control plane knows: the routes that apply to the asking client's namespace (select.ts
 // routesFor: its consumer routes, else the producer routes), each with its spec as JSON, and the
 // backends of those routes that do not resolve (status.ts), the Service's traffic annotations,
-// and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). Pure.
+// and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). The retry budget of the
+// XBackendTrafficPolicy that targets the Service (src/core/routes/backend-traffic-policy.ts, the
+// oldest when several do) replaces the retry.trellis.io/budget-* annotations of the Service and
+// of its routes: the proxy reads one set of annotations either way. Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
+import {
+  backendPolicyFor,
+  budgetAnnotations,
+  retryBudgetOf,
+  type BackendPolicyResource,
+} from '../../core/routes/backend-traffic-policy.ts';
 import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { routesFor } from '../../core/routes/select.ts';
@@ -18,6 +27,23 @@ export interface RouteSnapshot {
   readonly serviceAnnotations: ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** The HTTPFaults routes may name through ExtensionRef (none when absent). */
   readonly faults?: readonly FaultResource[];
+  /** The XBackendTrafficPolicies (none when absent). */
+  readonly backendPolicies?: readonly BackendPolicyResource[];
+}
+
+/** A Service's traffic annotations as its route set carries them: the budget of its policy laid over. */
+function withPolicyBudget(
+  annotations: Readonly<Record<string, string>>,
+  policy: BackendPolicyResource | null,
+): Readonly<Record<string, string>> {
+  return policy === null ? annotations : { ...annotations, ...budgetAnnotations(retryBudgetOf(policy)) };
+}
+
+/** A route's annotations without the retry budget's (the Service's policy sets the budget). */
+function withoutBudget(annotations: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(annotations).filter(([name]) => !name.startsWith('retry.trellis.io/budget-')),
+  );
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
@@ -30,6 +56,7 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       a.createdMs - b.createdMs || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
   );
   const unresolved = new Set(routes.flatMap((r) => unresolvedBackends(r, snapshot.services)));
+  const policy = backendPolicyFor(snapshot.backendPolicies ?? [], target.namespace, target.service);
   return {
     routes: routes.map((r) => ({
       kind: r.kind,
@@ -37,10 +64,13 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       name: r.name,
       createdMs: r.createdMs,
       specJson: JSON.stringify(r.spec),
-      annotations: r.annotations ?? {},
+      annotations: policy === null ? (r.annotations ?? {}) : withoutBudget(r.annotations ?? {}),
     })),
     unresolvedBackends: [...unresolved].sort(),
-    serviceAnnotations: snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
+    serviceAnnotations: withPolicyBudget(
+      snapshot.serviceAnnotations.get(`${target.namespace}/${target.service}`) ?? {},
+      policy,
+    ),
     extensions: referencedFaults(routes, snapshot.faults ?? []).map((f) => ({
       kind: f.kind,
       namespace: f.namespace,

@@ -40,7 +40,13 @@ export class LocalRouteSource implements RouteSource {
       ...options,
       log,
       folder: routesDir(options.root),
-      initial: { routes: [], services: new Map(), serviceAnnotations: new Map(), faults: [] },
+      initial: {
+        routes: [],
+        services: new Map(),
+        serviceAnnotations: new Map(),
+        faults: [],
+        backendPolicies: [],
+      },
       read: async () => {
         const state = await readLocalState(options.root, stateCache, log);
         return {
@@ -54,6 +60,7 @@ export class LocalRouteSource implements RouteSource {
         [...snapshot.services],
         [...snapshot.serviceAnnotations],
         snapshot.faults ?? [],
+        snapshot.backendPolicies ?? [],
       ],
     });
   }

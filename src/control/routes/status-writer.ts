@@ -1,4 +1,4 @@
-// Writes route status back to the Kubernetes API (the `/status` subresource, a JSON merge patch)
+// Writes route (and XBackendTrafficPolicy) status back to the Kubernetes API (the `/status` subresource, a JSON merge patch)
 // for the route source of kubernetes.ts: after every change it is told of, each route whose
 // status differs from what it should say (kubernetes-status.ts) gets one patch.
 //
@@ -9,7 +9,7 @@
 //   - a failed patch is retried after retryDelayMs, doubling to 30 s, counted and logged
 //     (rate-limited by the backoff itself)
 import type { Logger } from '../../core/log.ts';
-import { statusPatch, type ParentEntry, type RouteObject } from './kubernetes-status.ts';
+import { statusPatch, type ParentEntry, type RouteObject, type StatusShape } from './kubernetes-status.ts';
 
 export interface StatusTarget {
   /** "uid" or "kind/namespace/name": what identifies the route across versions. */
@@ -19,6 +19,8 @@ export interface StatusTarget {
   readonly name: string;
   readonly object: RouteObject;
   readonly desired: readonly ParentEntry[];
+  /** A route's status.parents (absent) or a policy's status.ancestors. */
+  readonly shape?: StatusShape;
 }
 
 export interface StatusWriterOptions {
@@ -76,7 +78,7 @@ export class RouteStatusWriter {
     const version = target.object.metadata?.resourceVersion ?? '';
     if (this.#patchedFrom.get(target.key) === version) return;
     const now = (this.#options.now?.() ?? new Date()).toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const body = statusPatch(target.object, target.desired, now);
+    const body = statusPatch(target.object, target.desired, now, target.shape);
     if (body === null) return;
     this.#inFlight.add(target.key);
     this.#patchedFrom.set(target.key, version);

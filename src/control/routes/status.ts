@@ -9,7 +9,8 @@
 //                 RefNotPermitted (another namespace's Service: Trellis has no ReferenceGrant yet,
 //                 except a consumer route naming its parent Service)
 //   PartiallyInvalid  True/UnsupportedValue when a rule holds an ExtensionRef that names no
-//                 HTTPFault of the route's namespace, or one of its backends holds any ExtensionRef
+//                 HTTPFault of the route's namespace (or an invalid one, on Kubernetes, with its
+//                 problem), or one of its backends holds any ExtensionRef
 //                 (that rule, or that backend's share, answers 500)
 //
 // A backend that does not resolve keeps its weight: its share of requests gets 500 (matcher).
@@ -53,9 +54,10 @@ export function routeStatus(
   route: RouteResource,
   services: ServiceIndex,
   faults: readonly FaultResource[] = [],
+  invalidFaults: ReadonlyMap<string, string> = new Map(),
 ): ParentStatus[] {
   const refs = backendProblem(route, services);
-  const extension = unresolvedExtension(route, faults);
+  const extension = unresolvedExtension(route, faults, invalidFaults);
   return route.spec.parentRefs.map((parentRef) => {
     const accepted = parentProblem(parentRef, route.namespace, services);
     const conditions: Condition[] = [

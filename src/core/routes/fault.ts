@@ -23,7 +23,7 @@
 import * as v from 'valibot';
 import { duration, metadataSchema, objectIssue } from './schema-common.ts';
 import { parseGatewayDuration } from './duration.ts';
-import type { RouteIssue } from './parse.ts';
+import { schemaIssues, type RouteIssue } from './parse.ts';
 
 export const FAULT_GROUP = 'traffic.trellis.dev';
 export const FAULT_API_VERSION = `${FAULT_GROUP}/v1alpha1`;
@@ -139,15 +139,7 @@ export interface CompiledFault {
 /** The fault, or null with every issue found. */
 export function validateFault(raw: unknown): { fault: FaultResource | null; issues: RouteIssue[] } {
   const result = v.safeParse(faultSchema, raw);
-  if (!result.success) {
-    return {
-      fault: null,
-      issues: result.issues.map((issue) => ({
-        path: issue.path?.map((item) => item.key as string | number) ?? [],
-        message: issue.message,
-      })),
-    };
-  }
+  if (!result.success) return { fault: null, issues: schemaIssues(result.issues) };
   const { metadata, spec } = result.output;
   return {
     fault: { kind: FAULT_KIND, namespace: metadata.namespace, name: metadata.name, spec },

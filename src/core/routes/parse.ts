@@ -12,6 +12,14 @@ export interface RouteIssue {
   readonly message: string;
 }
 
+/** valibot's issues as field paths and messages (what `trellis apply` prints with the line). */
+export function schemaIssues(issues: readonly v.BaseIssue<unknown>[]): RouteIssue[] {
+  return issues.map((issue) => ({
+    path: issue.path?.map((item) => item.key as string | number) ?? [],
+    message: issue.message,
+  }));
+}
+
 /** The route, or null with every issue found. `createdMs` is used when metadata.creationTimestamp is absent. */
 export function validateRoute(
   raw: unknown,
@@ -20,15 +28,7 @@ export function validateRoute(
   const kind = (raw as { kind?: unknown } | null)?.kind;
   const schema = kind === 'GRPCRoute' ? grpcRouteSchema : httpRouteSchema;
   const result = v.safeParse(schema, raw);
-  if (!result.success) {
-    return {
-      route: null,
-      issues: result.issues.map((issue) => ({
-        path: issue.path?.map((item) => item.key as string | number) ?? [],
-        message: issue.message,
-      })),
-    };
-  }
+  if (!result.success) return { route: null, issues: schemaIssues(result.issues) };
   const { metadata, spec } = result.output;
   const stamp = metadata.creationTimestamp === undefined ? createdMs : Date.parse(metadata.creationTimestamp);
   const annotations = trafficAnnotations(metadata.annotations);

@@ -10,7 +10,8 @@
 //   retry.trellis.io/limit    retries after the first attempt (default 1, at most 10)
 //   retry.trellis.io/timeout  each attempt's limit ("300ms"); a retried attempt may follow
 //   retry.trellis.io/budget-ratio          retries per request over the window (default 0.2)
-//   retry.trellis.io/budget-min-per-second retries a second whatever the requests (default 10)
+//   retry.trellis.io/budget-min-per-second retries a second whatever the requests (default 10;
+//                                          decimals allowed: 0.1 is one retry in ten seconds)
 //   retry.trellis.io/budget-ttl            the window (default 10s)
 //   timeout.trellis.io/request             the whole exchange, retries included ("10s")
 //   balancer.trellis.io/failure-accrual    consecutive | success-rate (off without it)
@@ -110,6 +111,9 @@ export const NO_TRAFFIC_POLICY: ServiceTrafficPolicy = {
   maxPendingRequests: null,
   maxConnections: null,
 };
+
+/** The highest retry.trellis.io/budget-min-per-second. */
+export const MAX_BUDGET_MIN_PER_SECOND = 100_000;
 
 /** At most this many retries after the first attempt, whatever an annotation says. */
 export const MAX_ANNOTATION_RETRIES = 10;
@@ -218,7 +222,12 @@ export function parseTrafficAnnotations(annotations: Readonly<Record<string, str
     ratio: read('retry.trellis.io/budget-ratio', fraction, DEFAULT_BUDGET.ratio),
     minPerSecond: read(
       'retry.trellis.io/budget-min-per-second',
-      integer(0, 100_000),
+      (t) =>
+        /^[0-9]{1,6}(\.[0-9]{1,6})?$/.test(t) && Number(t) <= MAX_BUDGET_MIN_PER_SECOND
+          ? Number(t)
+          : new Problem(
+              `expected a number 0..${MAX_BUDGET_MIN_PER_SECOND} (up to 6 decimals), got ${JSON.stringify(t)}`,
+            ),
       DEFAULT_BUDGET.minPerSecond,
     ),
     windowMs: read(

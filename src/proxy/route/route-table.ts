@@ -20,7 +20,11 @@ import { compileRouteTable, type RouteTable } from '../../core/routes/matcher.ts
 import { validateRoute } from '../../core/routes/parse.ts';
 import { enableLinearRegexFallback } from '../../core/routes/regex.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
-import { parseTrafficAnnotations, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
+import {
+  DEFAULT_BUDGET,
+  parseTrafficAnnotations,
+  type ServiceTrafficPolicy,
+} from '../../core/routes/service-annotations.ts';
 
 /** A Service port's routes and its traffic policy (annotations of the Service and its routes). */
 export interface PolicedRouteTable extends RouteTable {
@@ -108,17 +112,28 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
       (namespace, name) => faults.get(`${namespace}/${name}`) ?? null,
     );
     const policy = service.policy;
+    // A budget alone changes nothing without routes (no retries); with routes, their retries draw on it.
+    const keep = !isInert(policy) || (routes.length > 0 && !isDefaultBudget(policy.budget));
     return {
       ok: true,
       table: {
         ...table,
-        ...(isInert(policy) ? {} : { policy }),
+        ...(keep ? { policy } : {}),
         ...(routePolicies.size > 0 ? { routePolicies } : {}),
       },
     };
   } catch (error) {
     return { ok: false, problem: `cannot compile the routes: ${(error as Error).message}` };
   }
+}
+
+/** The budget every Service has without annotations or an XBackendTrafficPolicy. */
+function isDefaultBudget(budget: ServiceTrafficPolicy['budget']): boolean {
+  return (
+    budget.ratio === DEFAULT_BUDGET.ratio &&
+    budget.minPerSecond === DEFAULT_BUDGET.minPerSecond &&
+    budget.windowMs === DEFAULT_BUDGET.windowMs
+  );
 }
 
 /** A policy that changes nothing on the data path (NO_TRAFFIC_POLICY, or only a budget). */
