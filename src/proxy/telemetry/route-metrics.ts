@@ -52,9 +52,14 @@ export class RouteSeries {
     [this.retriedCount, this.exhausted] = retries;
   }
 
-  /** One finished request routed by this rule to this backend. */
-  record(latencyMs: number, failed: boolean, timedOut: boolean): void {
-    (timedOut ? this.timeout : failed ? this.failure : this.success).value += 1;
+  /**
+   * One finished request routed by this rule to this backend: `status` the answer's (0: none
+   * was sent), `failed` the exchange's verdict (transport error, grpc-status != 0). A failure is
+   * what trellis_response_total classifies as one: failed, no status, or a 5xx.
+   */
+  record(latencyMs: number, status: number, failed: boolean, timedOut: boolean): void {
+    const failure = failed || status < 100 || status >= 500;
+    (timedOut ? this.timeout : failure ? this.failure : this.success).value += 1;
     this.latency.observe(latencyMs / 1000);
   }
 
@@ -76,7 +81,7 @@ export class RouteMetrics {
   constructor(registry: Registry, latencyBuckets: readonly number[]) {
     this.requests = registry.counter(
       'trellis_route_requests_total',
-      'Outbound requests a route rule sent to a backend, by outcome (success, failure, timeout: a route or response timeout).',
+      'Outbound requests a route rule sent to a backend, by outcome (success; failure: a 5xx, no response, or a gRPC error; timeout: a route or response timeout).',
       [...LABELS, 'outcome'],
     );
     this.latency = registry.histogram(
