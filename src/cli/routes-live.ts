@@ -14,8 +14,11 @@ export interface RouteLiveRow extends LiveStats {
   readonly kind: string;
   readonly namespace: string;
   readonly name: string;
-  /** Whether the route is attached to the Service now (false: numbers of a route since removed). */
-  readonly attached: boolean;
+  /**
+   * Whether the route is attached to the Service now (false: numbers of a route since removed;
+   * null: unknown, with --control there is no view of the routes at hand).
+   */
+  readonly attached: boolean | null;
 }
 
 export interface BackendLiveRow extends LiveStats {
@@ -132,7 +135,7 @@ export function liveRows(
       kind: r.route_kind,
       namespace: r.route_namespace,
       name: r.route_name,
-      attached: view === null,
+      attached: view === null ? null : false,
       ...statsOf(r),
     });
   for (const [k, b] of backendStats) {
@@ -192,7 +195,7 @@ export function liveTables(rows: LiveRows, windowText: string): string[] {
       ...alignColumns([
         ['ROUTE', 'SUCCESS', 'RPS', 'LATENCY_P50', 'LATENCY_P95', 'LATENCY_P99', 'RETRIES', 'TIMEOUTS'],
         ...rows.route_stats.map((r) => [
-          routeName(r.kind, r.namespace, r.name) + (r.attached ? '' : ' (not attached)'),
+          routeName(r.kind, r.namespace, r.name) + (r.attached === false ? ' (not attached)' : ''),
           formatPercent(r.success),
           formatRps(r.rps),
           formatLatency(r.latency_p50_ms),
