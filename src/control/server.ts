@@ -17,6 +17,10 @@
 //                        (?namespace=NS: edges with an end in NS), from the same scrapes
 //                        (src/control/metrics/edges.ts)
 //   GET /api/workloads   200 [{namespace, name, identities, requests_total, instances}] totals per workload
+//   GET /api/route-stats 200 {window_s, routes: [...], backends: [...]} live numbers per route and
+//                        per (route, backend) of the routes of a Service (?namespace=NS&service=SVC,
+//                        both optional; &window=30s as for /api/stat), with each backend's circuit
+//                        breakers, from the same scrapes (src/control/metrics/route-stats.ts)
 //   GET /dashboard       the web dashboard (src/control/dashboard/), with /dashboard/app.js and style.css
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
@@ -350,6 +354,8 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
 const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics', PROMETHEUS_SD_PATH]);
 // `trellis edges` and the dashboard (issue 11).
 for (const route of ['/api/edges', '/api/workloads', ...DASHBOARD_ROUTES]) OWN_ROUTES.add(route);
+// `trellis routes` (issue 10).
+OWN_ROUTES.add('/api/route-stats');
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -365,6 +371,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (path === '/healthz')
     return api.synced() ? send(200, { status: 'ok' }) : send(503, { status: 'syncing' });
   if (path === '/api/stat') return sendStat(api, new URLSearchParams(query), send);
+  if (path === '/api/route-stats') return sendRouteStats(api, new URLSearchParams(query), send);
   if (path === '/api/edges')
     return send(200, api.edges.edges(new URLSearchParams(query).get('namespace') ?? undefined));
   if (path === '/api/workloads')
@@ -372,7 +379,11 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (serveDashboard(path, res)) return;
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
-    res.end([api.auth.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(''));
+    res.end(
+      [api.auth.metrics(), api.collector.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(
+        '',
+      ),
+    );
     return;
   }
   if (path === PROMETHEUS_SD_PATH) return sendPrometheusTargets(api, send);
@@ -406,4 +417,23 @@ function sendStat(api: HttpApi, query: URLSearchParams, send: (status: number, b
     return send(400, { error: (error as Error).message });
   }
   send(200, api.collector.stats(query.get('namespace') ?? undefined, view));
+}
+
+/** The live route numbers of GET /api/route-stats; 400 for a window it cannot read. */
+function sendRouteStats(
+  api: HttpApi,
+  query: URLSearchParams,
+  send: (status: number, body: unknown) => void,
+): void {
+  let view: StatView;
+  try {
+    view = statViewOf(query);
+  } catch (error) {
+    return send(400, { error: (error as Error).message });
+  }
+  const filter = {
+    namespace: query.get('namespace') ?? undefined,
+    service: query.get('service') ?? undefined,
+  };
+  send(200, api.collector.routeStats(filter, view.windowMs));
 }

@@ -9,7 +9,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
-import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { freePort, runCli, startCli, startUp, waitFor } from '../helpers/cli.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 const start = startCli;
@@ -63,16 +63,7 @@ interface Stat {
 test('trellis run registers a workload behind its proxy; trellis stat shows its traffic', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-run-e2e-'));
   t.after(() => rm(root, { recursive: true, force: true }));
-  const up = start(t, [
-    'up',
-    '--state',
-    root,
-    '--grpc-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-  ]);
-  await waitFor('trellis up', async () => (up.stdout().includes('"ready"') ? true : null));
+  const up = await startUp(t, root);
   const file = join(root, 'hello.yaml');
   await writeFile(file, SERVICE_YAML);
   assert.equal((await runCli(['apply', '-f', file, '--state', root])).code, 0);
@@ -200,16 +191,7 @@ test('trellis run creates a missing service and refuses to start without a contr
   assert.equal(none.code, 1);
   assert.match(none.stderr, /no control plane runs over/);
 
-  const up = start(t, [
-    'up',
-    '--state',
-    root,
-    '--grpc-listen',
-    '127.0.0.1:0',
-    '--http-listen',
-    '127.0.0.1:0',
-  ]);
-  await waitFor('trellis up', async () => (up.stdout().includes('"ready"') ? true : null));
+  const up = await startUp(t, root);
   // An app that exits on its own with code 3 (--restart=never: not started again): trellis run
   // exits with it, says so, and leaves nothing behind, not even the service it created for it.
   const appPort = await freePort();

@@ -35,6 +35,24 @@ export function startCli(t: { after(fn: () => Promise<unknown>): void }, args: s
   return { proc, stdout: () => out, stderr: () => err, stop };
 }
 
+/** Starts `trellis up` over state folder `root` on free loopback ports and waits until it is ready. */
+export async function startUp(
+  t: { after(fn: () => Promise<unknown>): void },
+  root: string,
+): Promise<Running> {
+  const up = startCli(t, [
+    'up',
+    '--state',
+    root,
+    '--grpc-listen',
+    '127.0.0.1:0',
+    '--http-listen',
+    '127.0.0.1:0',
+  ]);
+  await waitFor('trellis up', async () => (up.stdout().includes('"ready"') ? true : null));
+  return up;
+}
+
 /** Where and with what environment a command runs (default: the checkout, this process's environment). */
 export interface CliOptions {
   readonly cwd?: string;

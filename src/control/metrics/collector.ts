@@ -6,13 +6,31 @@
 // asks for the outbound traffic or another window (stat-view.ts). Instances of one workload (the
 // workload files of one service in one namespace) are summed: counters and histogram buckets add
 // up before rates and quantiles are taken.
+// The same scrapes feed the live numbers of `trellis routes` (GET /api/route-stats): each
+// proxy's route series over the window (route-snapshot.ts), and for a proxy whose page shows
+// circuit breakers, its /debug/breakers (breaker-state.ts), summed by route-stats.ts.
 // The window math (deltas, restarts, histogram_quantile) is the one of `trellis demo`
 // (src/core/golden-metrics.ts); scraping and time are injectable, so tests feed fake pages.
 import { request } from 'node:http';
 import { silentLogger, type Logger } from '../../core/log.ts';
-import { histogramQuantile, snapshotFromSamples, type Direction } from '../../core/golden-metrics.ts';
+import { LogThrottle } from '../../core/log-rate-limit.ts';
+import { Registry } from '../../core/prometheus.ts';
+import { snapshotFromSamples, type Direction } from '../../core/golden-metrics.ts';
 import { parsePrometheusText, type PromSample } from '../../core/prom-parse.ts';
 import { DEFAULT_HISTORY_BOUNDS, SnapshotHistory, type WindowDelta } from './snapshot-history.ts';
+import { WindowHistory } from './window-history.ts';
+import { mergeBuckets, quantileMs } from './histogram-merge.ts';
+import {
+  hasBreakers,
+  MAX_ROUTE_SERIES_PER_INSTANCE,
+  routeSnapshot,
+  routesRestarted,
+  routeWindow,
+  type RouteSnapshot,
+  type RouteWindow,
+} from './route-snapshot.ts';
+import { parseBreakerViews, type BackendBreakers } from './breaker-state.ts';
+import { routeStats, type RouteStatsAnswer, type RouteStatsFilter } from './route-stats.ts';
 import { DIRECTIONS, type StatView } from './stat-view.ts';
 
 export type { WindowDelta } from './snapshot-history.ts';
@@ -59,8 +77,11 @@ export interface WorkloadStat {
 export class InstanceWindow {
   private readonly windowMs: number;
   private readonly histories: Record<Direction, SnapshotHistory>;
+  private readonly routes: WindowHistory<RouteSnapshot>;
   /** Whether the last scrape got an answer. */
   reachable = false;
+  /** Its circuit breakers at the last scrape (null: none shown, or /debug/breakers did not answer). */
+  breakers: ReadonlyMap<string, BackendBreakers> | null = null;
 
   /** `windowMs`: the window of delta() when none is given. */
   constructor(windowMs: number) {
@@ -70,6 +91,7 @@ export class InstanceWindow {
       maxWindowMs: Math.max(DEFAULT_HISTORY_BOUNDS.maxWindowMs, windowMs),
     };
     this.histories = { inbound: new SnapshotHistory(bounds), outbound: new SnapshotHistory(bounds) };
+    this.routes = new WindowHistory(routesRestarted, bounds);
   }
 
   /** Records a scrape: the page's text, or null when the proxy did not answer. Returns its samples. */
@@ -80,7 +102,20 @@ export class InstanceWindow {
     for (const direction of DIRECTIONS) {
       this.histories[direction].push(snapshotFromSamples(samples, direction, atMs));
     }
+    this.routes.push(routeSnapshot(samples, atMs, this.routes.latest()));
     return samples;
+  }
+
+  /** Route series and breaker backends the last scrape left out over the bounds (route-snapshot.ts). */
+  routesDropped(): number {
+    return this.routes.latest()?.dropped ?? 0;
+  }
+
+  /** What the proxy's routes did over the window; null before two scrapes. */
+  routeWindow(windowMs = this.windowMs): { window: RouteWindow; seconds: number } | null {
+    const span = this.routes.span(windowMs);
+    if (span === null) return null;
+    return { window: routeWindow(span.newest, span.base, span.restarted), seconds: span.seconds };
   }
 
   /** Open TCP connections at the last answered scrape, or null before one. */
@@ -110,7 +145,7 @@ export function workloadStat(
   let seconds: number | null = null;
   let readBps: number | null = null;
   let writeBps: number | null = null;
-  const buckets = new Map<number, number>();
+  const histograms: WindowDelta['latencyBuckets'][] = [];
   for (const { target, window } of instances) {
     if (target.meshed && target.admin !== null && window.reachable) answering++;
     const open = window.tcpOpen(direction);
@@ -125,13 +160,10 @@ export function workloadStat(
       readBps = (readBps ?? 0) + delta.readBytes / delta.seconds;
       writeBps = (writeBps ?? 0) + delta.writeBytes / delta.seconds;
     }
-    for (const b of delta.latencyBuckets) buckets.set(b.le, (buckets.get(b.le) ?? 0) + b.count);
+    histograms.push(delta.latencyBuckets);
   }
-  const latency = [...buckets.entries()].sort((a, b) => a[0] - b[0]).map(([le, count]) => ({ le, count }));
-  const ms = (q: number): number | null => {
-    const seconds = histogramQuantile(q, latency);
-    return seconds === null ? null : Math.round(seconds * 1e5) / 100;
-  };
+  const latency = mergeBuckets(histograms);
+  const ms = (q: number): number | null => quantileMs(q, latency);
   return {
     namespace,
     name,
@@ -163,11 +195,20 @@ export interface CollectorOptions {
    * scrape), for views beside the golden metrics (`trellis edges`: src/control/metrics/edges.ts).
    */
   readonly onScrape?: (target: ScrapeTarget, samples: readonly PromSample[] | null) => void;
+  /**
+   * GET http://ADMIN/debug/breakers, asked of a proxy whose page shows circuit breakers: the
+   * parsed JSON, or null when it fails. Default: node:http, 2 s timeout.
+   */
+  readonly fetchBreakers?: (admin: string) => Promise<unknown>;
 }
 
 export class MetricsCollector {
   private readonly options: CollectorOptions;
   private readonly fetchMetrics: (admin: string) => Promise<string | null>;
+  private readonly fetchBreakers: (admin: string) => Promise<unknown>;
+  /** Route series and breaker backends left out over the bounds, summed over scrapes. */
+  private routesDropped = 0;
+  private readonly dropThrottle: LogThrottle;
   private readonly windowMs: number;
   private readonly now: () => number;
   private readonly log: Logger;
@@ -180,9 +221,11 @@ export class MetricsCollector {
   constructor(options: CollectorOptions) {
     this.options = options;
     this.fetchMetrics = options.fetchMetrics ?? fetchMetricsPage;
+    this.fetchBreakers = options.fetchBreakers ?? fetchBreakerViews;
     this.windowMs = options.windowMs ?? 10_000;
     this.now = options.now ?? Date.now;
     this.log = (options.log ?? silentLogger).child({ component: 'metrics-collector' });
+    this.dropThrottle = new LogThrottle(undefined, this.now);
   }
 
   /** Scrapes now and then every `intervalMs` (default 2 s) until close(). */
@@ -220,10 +263,56 @@ export class MetricsCollector {
       );
   }
 
+  /**
+   * The live numbers of the routes of the parents `filter` names (GET /api/route-stats), over the
+   * collector's window unless `windowMs` says otherwise.
+   */
+  routeStats(filter: RouteStatsFilter = {}, windowMs = this.windowMs): RouteStatsAnswer {
+    return routeStats(
+      [...this.instances.values()].map(({ target, window }) => {
+        const routes = window.routeWindow(windowMs);
+        return {
+          target,
+          window: routes?.window ?? null,
+          seconds: routes?.seconds ?? 0,
+          breakers: window.breakers,
+        };
+      }),
+      filter,
+    );
+  }
+
+  /** The collector's own metrics (Prometheus text), for the control plane's GET /metrics. */
+  metrics(): string {
+    const registry = new Registry();
+    registry
+      .counter(
+        'trellis_control_route_series_dropped_total',
+        `Route series and breaker backends a scrape of a proxy left out, over ${MAX_ROUTE_SERIES_PER_INSTANCE} per proxy (summed over scrapes).`,
+      )
+      .labels()
+      .inc(this.routesDropped);
+    return registry.render();
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.timer);
     await this.round;
+  }
+
+  /** Counts what a scrape left out over the bounds, and says so in the log (rate-limited). */
+  private noteDropped(target: ScrapeTarget, dropped: number): void {
+    if (dropped === 0) return;
+    this.routesDropped += dropped;
+    this.dropThrottle.note((skipped) =>
+      this.log.warn('route series left out of a scrape: over the bound per proxy', {
+        instance: `${target.namespace}/${target.instance}`,
+        dropped,
+        bound: MAX_ROUTE_SERIES_PER_INSTANCE,
+        skippedLines: skipped,
+      }),
+    );
   }
 
   private async scrapeAll(): Promise<void> {
@@ -257,6 +346,11 @@ export class MetricsCollector {
         }
         const samples = window.record(page, this.now());
         this.options.onScrape?.(target, samples);
+        this.noteDropped(target, window.routesDropped());
+        window.breakers =
+          samples !== null && hasBreakers(samples)
+            ? parseBreakerViews(await this.fetchBreakers(target.admin).catch(() => null))
+            : null;
       }),
     );
   }
@@ -264,11 +358,26 @@ export class MetricsCollector {
 
 /** GET http://ADMIN/metrics on a fresh connection: the body, or null on any failure or after 2 s. */
 export function fetchMetricsPage(admin: string): Promise<string | null> {
+  return fetchAdminPage(admin, '/metrics');
+}
+
+/** GET http://ADMIN/debug/breakers: its JSON, or null on any failure. */
+export async function fetchBreakerViews(admin: string): Promise<unknown> {
+  const body = await fetchAdminPage(admin, '/debug/breakers');
+  try {
+    return body === null ? null : (JSON.parse(body) as unknown);
+  } catch {
+    return null;
+  }
+}
+
+/** GET http://ADMIN/PATH on a fresh connection: the body, or null on any failure or after 2 s. */
+function fetchAdminPage(admin: string, path: string): Promise<string | null> {
   const colon = admin.lastIndexOf(':');
   const host = admin.slice(0, colon).replace(/^\[|\]$/g, '');
   return new Promise((resolve) => {
     const req = request(
-      { host, port: Number(admin.slice(colon + 1)), path: '/metrics', agent: false, timeout: 2000 },
+      { host, port: Number(admin.slice(colon + 1)), path, agent: false, timeout: 2000 },
       (res) => {
         let body = '';
         res.setEncoding('utf8');

@@ -1131,7 +1131,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.recordedStatus = status;
     this.recordedError = error;
     recordExchange(this.ctx, this.ctx.direction, 'http1', status, this.latencyMs, failed, this);
-    this.routeSeries?.record(this.latencyMs, failed, isTimeoutReason(error));
+    this.routeSeries?.record(this.latencyMs, status, failed, isTimeoutReason(error));
   }
 
   accessLogEntry(): AccessLogEntry {

@@ -54,7 +54,7 @@ export class ExchangeOutcome implements DescribedExchange {
     const failed =
       failedByReset || this.error !== undefined || (this.grpcStatus !== undefined && this.grpcStatus !== '0');
     recordExchange(sink, sink.direction, 'h2', this.status, this.durationMs, failed, this);
-    this.routeSeries?.record(this.durationMs, failed, isTimeoutReason(this.error));
+    this.routeSeries?.record(this.durationMs, this.status, failed, isTimeoutReason(this.error));
   }
 
   accessLogEntry(): AccessLogEntry {

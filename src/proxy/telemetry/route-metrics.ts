@@ -5,6 +5,12 @@
 // series is bounded (MAX_ROUTE_SERIES): past it, further pairs are not recorded, and that is
 // counted in trellis_route_series_dropped_total.
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
+import {
+  ROUTE_DURATION,
+  ROUTE_LABELS,
+  ROUTE_REQUESTS,
+  ROUTE_RETRIES,
+} from '../../core/route-metric-names.ts';
 
 /** At most this many (route, backend) series per proxy. */
 export const MAX_ROUTE_SERIES = 2000;
@@ -21,18 +27,6 @@ export interface RouteLabels {
   readonly backendName: string;
   readonly backendPort: number;
 }
-
-const LABELS = [
-  'parent_namespace',
-  'parent_name',
-  'parent_port',
-  'route_kind',
-  'route_namespace',
-  'route_name',
-  'backend_namespace',
-  'backend_name',
-  'backend_port',
-];
 
 export class RouteSeries {
   private readonly success: Counter;
@@ -52,9 +46,14 @@ export class RouteSeries {
     [this.retriedCount, this.exhausted] = retries;
   }
 
-  /** One finished request routed by this rule to this backend. */
-  record(latencyMs: number, failed: boolean, timedOut: boolean): void {
-    (timedOut ? this.timeout : failed ? this.failure : this.success).value += 1;
+  /**
+   * One finished request routed by this rule to this backend: `status` the answer's (0: none
+   * was sent), `failed` the exchange's verdict (transport error, grpc-status != 0). A failure is
+   * what trellis_response_total classifies as one: failed, no status, or a 5xx.
+   */
+  record(latencyMs: number, status: number, failed: boolean, timedOut: boolean): void {
+    const failure = failed || status < 100 || status >= 500;
+    (timedOut ? this.timeout : failure ? this.failure : this.success).value += 1;
     this.latency.observe(latencyMs / 1000);
   }
 
@@ -75,20 +74,20 @@ export class RouteMetrics {
 
   constructor(registry: Registry, latencyBuckets: readonly number[]) {
     this.requests = registry.counter(
-      'trellis_route_requests_total',
-      'Outbound requests a route rule sent to a backend, by outcome (success, failure, timeout: a route or response timeout).',
-      [...LABELS, 'outcome'],
+      ROUTE_REQUESTS,
+      'Outbound requests a route rule sent to a backend, by outcome (success; failure: a 5xx, no response, or a gRPC error; timeout: a route or response timeout).',
+      [...ROUTE_LABELS, 'outcome'],
     );
     this.latency = registry.histogram(
-      'trellis_route_request_duration_seconds',
+      ROUTE_DURATION,
       'Time from the start of a routed request to the end of its response, by route and backend.',
-      LABELS,
+      ROUTE_LABELS,
       latencyBuckets,
     );
     this.retries = registry.counter(
-      'trellis_route_retries_total',
+      ROUTE_RETRIES,
       'Routed requests sent again (retried), or not because the retry budget was spent (budget_exhausted), by route and backend.',
-      [...LABELS, 'outcome'],
+      [...ROUTE_LABELS, 'outcome'],
     );
     this.dropped = registry
       .counter(
