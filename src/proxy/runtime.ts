@@ -19,6 +19,7 @@ import { type Target, parseAuthority, targetKey } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
+import { connectBalanced } from './outbound/balance.ts';
 import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
 import type { Update } from '../core/endpoints.ts';
@@ -274,7 +275,15 @@ export class ProxyRuntime {
       connectionIdle: (socket) => this.connectionIdle(socket),
       acquireMeshed:
         direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
-      meshTcp: direction === 'outbound' ? mesh : null,
+      connectTunnel: (target, cb) => {
+        connectBalanced(
+          this.discovery,
+          target,
+          config.timeouts.connectMs,
+          cb,
+          direction === 'outbound' ? mesh : null,
+        );
+      },
       routes: direction === 'outbound' ? this.routes : null,
       mirrors: direction === 'outbound' ? this.mirrors : null,
       gate:

@@ -4,6 +4,7 @@
 // Requests are handled one at a time (pipelined requests wait in the buffer, bounded). A request
 // for a logical target goes to an endpoint that discovery picks for it (per request), and is
 // re-sent once to another endpoint when the connection to the first could not be made.
+// CONNECT and Upgrade hand the connection over to a byte tunnel (h1-tunnel.ts).
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
@@ -13,7 +14,7 @@ import { reportFault } from '../fault.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
-import { targetKey, type Target } from '../../core/target.ts';
+import type { Target } from '../../core/target.ts';
 import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
 import {
@@ -28,14 +29,14 @@ import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from 
 import type { Pick } from '../outbound/discovery.ts';
 import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
 import {
-  connectBalanced,
   pickEndpoint,
   retriesElsewhere,
   type Discovery,
   type EndpointOutcome,
   type EndpointSink,
-  type MeshTcpConnector,
+  type SocketCallback,
 } from '../outbound/balance.ts';
+import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
@@ -117,8 +118,11 @@ export interface H1Context {
    */
   readonly acquireMeshed:
     ((pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback) => boolean) | null;
-  /** CONNECT tunnels to meshed endpoints go over the mTLS opaque transport. */
-  readonly meshTcp: MeshTcpConnector | null;
+  /**
+   * CONNECT: connects a socket to an endpoint of `target` (outbound/balance.ts connectBalanced;
+   * over the mesh's mTLS opaque transport when the endpoint is meshed).
+   */
+  connectTunnel(target: Target, cb: SocketCallback): void;
   /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
   readonly gate: InboundHttpGate | null;
   /** Outbound with a control plane: the routes attached to Services (null: none are used). */
@@ -155,7 +159,9 @@ function headerRecord(fields: readonly string[]): Record<string, string> {
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
-export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange {
+export class H1Session
+  implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange, TunnelOwner
+{
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -394,7 +400,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     ctx.metrics.requestStarted(ctx.direction, 'http1');
     if (head.connectionClose || ctx.isDraining()) this.closeAfterResponse = true;
     if (head.method === 'CONNECT') {
-      this.startConnect(head);
+      startConnect(ctx, this, this.socket, this.connTarget, head);
       return;
     }
     const route = ctx.route(head, this.connTarget);
@@ -898,7 +904,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         this.replyError('upstream-bad-response', 'unexpected 101 response');
         return;
       }
-      this.startUpgrade(head);
+      this.upgrade(head);
       return;
     }
     const noBody = req.method === 'HEAD' || head.status === 204 || head.status === 304;
@@ -1236,90 +1242,47 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.socket.end();
   }
 
-  /**
-   * CONNECT: connects first, so that the client hears 502/503/504 rather than 200 and a close. A
-   * logical name is resolved and the tunnel connects to the endpoint picked for it.
-   */
-  private startConnect(head: MessageHead): void {
-    if (this.ctx.direction === 'inbound') {
-      // The inbound listener forwards only to its own app, never where a client asks.
-      this.replyError('proxy-request-refused', 'CONNECT is not relayed by an inbound listener');
-      return;
-    }
-    if (this.connTarget !== null) {
-      // A listener bound for one destination (--destination, transparent outbound) forwards only
-      // there: only the HTTP proxy listener connects where a client asks.
-      const to = targetKey(this.connTarget);
-      this.replyError('proxy-request-refused', `CONNECT is not relayed by a listener bound for ${to}`);
-      return;
-    }
-    const t = head.target;
-    const colon = t.lastIndexOf(':');
-    let host = t.slice(0, colon);
-    if (host.startsWith('[')) host = host.slice(1, -1);
-    const target: Target = { host, port: Number(t.slice(colon + 1)) };
-    if (target.port < 1 || target.port > 65535) {
-      this.replyError('bad-request', 'invalid CONNECT port');
-      return;
-    }
-    if (this.ctx.isLoop(target)) {
-      this.replyError('loop-detected', 'CONNECT to the proxy itself');
-      return;
-    }
-    this.reqState = REQ_CONNECTING;
-    this.socket.pause();
-    connectBalanced(
-      this.ctx.discovery,
-      target,
-      this.ctx.connectTimeoutMs,
-      (upstream, pick, reason, err) => {
-        if (this.closed) {
-          upstream?.destroy();
-          return;
-        }
-        if (upstream === null || pick === null) {
-          this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
-          return;
-        }
-        const rest = this.buf;
-        this.latencyMs = performance.now() - this.startedAt;
-        this.record(200, false);
-        this.detach();
-        this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-        this.socket.resume();
-        this.ctx.tunnel(this.socket, target, rest, upstream, pick.address);
-      },
-      this.ctx.meshTcp,
-    );
+  // ---- the tunnel's hand-over (h1-tunnel.ts) ----------------------------------------------
+
+  isClosed(): boolean {
+    return this.closed;
   }
 
-  private startUpgrade(head: MessageHead): void {
+  refuse(reason: ProxyErrorReason, message: string): void {
+    this.replyError(reason, message);
+  }
+
+  awaitTunnel(): void {
+    this.reqState = REQ_CONNECTING;
+  }
+
+  handOver(status: number): Buffer | null {
+    const rest = this.buf;
+    this.latencyMs = performance.now() - this.startedAt;
+    this.record(status, false);
+    this.detach();
+    return rest;
+  }
+
+  /** The upstream answered 101 to an Upgrade: the two connections become a tunnel. */
+  private upgrade(head: MessageHead): void {
     const conn = this.upstream!;
     this.upstream = null;
-    conn.owner = null;
-    this.record(101, false);
-    this.socket.write(serializeResponseHead(head, 'as-is', 'upgrade'), 'latin1');
     const toDown = this.resBuf;
-    const toUp = this.buf;
     // What came after the 101 belongs to the tunnel: nothing more is parsed as a response.
     this.resBuf = null;
     this.resState = RES_DONE;
-    const gate = this.ctx.gate;
-    if (gate !== null && this.route !== null)
-      gate.watchUpgrade(
-        this.socket,
-        this.route.target.port,
-        this.peerIdentity,
-        this.socket.remoteAddress ?? '',
-        this.req!.method,
-        this.route.path,
-      );
-    this.detach();
-    conn.socket.removeAllListeners('data');
-    conn.socket.removeAllListeners('end');
-    conn.socket.removeAllListeners('drain');
-    this.ctx.pool.forget(conn);
-    this.ctx.splice(this.socket, conn.socket, toUp, toDown);
+    const route = this.route;
+    const watch =
+      route === null
+        ? null
+        : {
+            port: route.target.port,
+            identity: this.peerIdentity,
+            method: this.req!.method,
+            path: route.path,
+          };
+    startUpgrade(this.ctx, this, this.socket, conn, head, toDown, watch);
   }
 
   /** Stops this session from handling the socket (it is handed to a tunnel). */
