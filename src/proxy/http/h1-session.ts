@@ -1,13 +1,24 @@
-// One downstream HTTP/1 connection: parses each request strictly, forwards it in one unambiguous
-// form to a pooled upstream connection, and streams the response back. Bodies are streamed with
-// backpressure both ways and never buffered whole; chunked bodies are decoded and re-encoded.
-// Requests are handled one at a time (pipelined requests wait in the buffer, bounded). A request
-// for a logical target goes to an endpoint that discovery picks for it (per request), and is
-// re-sent once to another endpoint when the connection to the first could not be made.
-// CONNECT and Upgrade hand the connection over to a byte tunnel (h1-tunnel.ts).
+// The server side of HTTP/1: one downstream connection. Parses each request strictly, routes it
+// (the context's route, then a Service's Gateway API routes: outbound/routes.ts, with their
+// filters, timeouts, retries, mirrors and faults), forwards it in one unambiguous form through
+// its upstream side and streams the response back in the client's framing. Bodies are streamed
+// with backpressure both ways and never buffered whole; chunked bodies are decoded and
+// re-encoded. Requests are handled one at a time (pipelined requests wait in the buffer,
+// bounded). Head, body and idle timers, drain, and the answers the proxy makes itself are here.
+//
+// The HTTP/1 files, by what they own:
+// - h1-session.ts (this): the app's side of the connection, and each exchange's decisions.
+// - h1-client.ts: the upstream side: endpoint pick and connect (with the one retry of a failed
+//   connect elsewhere), request head and body out, response in, connection reuse. It is the one
+//   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
+//   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
+// - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
+// - h1-parser.ts, h1-serialize.ts, chunked.ts, h1-uri.ts: the wire format.
+// - upstream-pool.ts: keep-alive upstream connections; the runtime's H1Connect (plain) or
+//   mesh/outbound.ts (meshed endpoints) chooses the kind per endpoint.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
+import type { ProxyErrorReason } from '../errors.ts';
 import { statusForReason } from '../errors.ts';
 import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import { reportFault } from '../fault.ts';
@@ -15,27 +26,24 @@ import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../../core/log.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Target } from '../../core/target.ts';
-import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
-import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
-import {
-  errorResponse,
-  serializeRequestHead,
-  serializeResponseHead,
-  withoutField,
-  type RequestLine,
-} from './h1-serialize.ts';
-import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
-import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+import { type H1Limits, type MessageHead, parseRequestHead } from './h1-parser.ts';
+import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
+import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
+import { wasUnprocessed } from './direct-upstream.ts';
+import type { UpstreamPool } from './upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
 import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
+import type { Discovery, SocketCallback } from '../outbound/balance.ts';
 import {
-  pickEndpoint,
-  retriesElsewhere,
-  type Discovery,
-  type EndpointOutcome,
-  type EndpointSink,
-  type SocketCallback,
-} from '../outbound/balance.ts';
+  H1Client,
+  RES_DONE,
+  RES_HEAD,
+  RES_NONE,
+  type H1ClientSink,
+  type H1Connect,
+  type H1Route,
+  type ResponseBodyKind,
+} from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { RouteSeries } from '../telemetry/route-metrics.ts';
@@ -63,12 +71,7 @@ import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 
-export interface H1Route {
-  readonly target: Target;
-  readonly path: string;
-  /** Host field to send (replacing the client's), or null to keep it. */
-  readonly host: string | null;
-}
+export type { H1Route } from './h1-client.ts';
 
 export interface H1Context {
   readonly direction: Direction;
@@ -112,12 +115,8 @@ export interface H1Context {
   connectionBusy(socket: net.Socket): void;
   /** ...or waits for the next request (it may be shed when the listener is full). */
   connectionIdle(socket: net.Socket): void;
-  /**
-   * Outbound, with an identity: takes a request to a picked endpoint that is meshed (returns
-   * true) and acquires its connection over mTLS (src/proxy/mesh/outbound.ts).
-   */
-  readonly acquireMeshed:
-    ((pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback) => boolean) | null;
+  /** Acquires a connection to a picked endpoint, plain or meshed (h1-client.ts H1Connect). */
+  readonly connect: H1Connect;
   /**
    * CONNECT: connects a socket to an endpoint of `target` (outbound/balance.ts connectBalanced;
    * over the mesh's mTLS opaque transport when the endpoint is meshed).
@@ -138,11 +137,6 @@ const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
 const REQ_BODY = 2; // forwarding the request body
 const REQ_DONE = 3; // request fully forwarded
 
-const RES_NONE = 0;
-const RES_HEAD = 1;
-const RES_BODY = 2;
-const RES_DONE = 3;
-
 const MAX_PIPELINE_BYTES = 256 * 1024;
 
 /** Lower-case names to values, for route matching (only when the request's Service has routes). */
@@ -159,9 +153,7 @@ function headerRecord(fields: readonly string[]): Record<string, string> {
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
-export class H1Session
-  implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange, TunnelOwner
-{
+export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -180,15 +172,8 @@ export class H1Session
   private reqChunked = false;
   private reqRemaining = 0;
   private reqDecoder: ChunkedDecoder | null = null;
-  private upstream: UpstreamConn | null = null;
+  /** The request was re-sent once because its pooled connection closed as it was reused. */
   private retried = false;
-  /** The endpoint this exchange was sent to (logical targets only) and when it was picked. */
-  private pick: Pick | null = null;
-  private pickedAt = 0;
-  /** The connect failure that sent this exchange to another endpoint (at most once). */
-  private connectRetried: { reason: ConnectFailureReason; err: Error | undefined } | null = null;
-  /** The route whose endpoint is being picked (a late answer for an earlier exchange is released). */
-  private picking: H1Route | null = null;
   /** The matched route rule's response header filters (routes.ts), null when none. */
   private responseHeaders: readonly HeaderModifier[] | null = null;
   /** The matched route rule's retries (for a request they may re-send), null: none. */
@@ -215,19 +200,12 @@ export class H1Session
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
   private route: H1Route | null = null;
-  /** How the request head is forwarded (serialized for byte-stream upstreams only). */
-  private requestLine: RequestLine | null = null;
-  /** The upstream takes parsed heads and gives decoded bodies (direct-upstream.ts). */
-  private resDirect = false;
-  private resState = RES_NONE;
+  /** The upstream side of every exchange of this connection (h1-client.ts). */
+  private readonly up: H1Client;
+  /** The response head being passed on. */
   private res: MessageHead | null = null;
-  private resBuf: Buffer | null = null;
-  private resKind: 'none' | 'length' | 'chunked' | 'close' = 'none';
-  private resRemaining = 0;
-  private resDecoder: ChunkedDecoder | null = null;
   private resOutChunked = false;
   private resStartedDownstream = false;
-  private upstreamReusable = true;
   private startedAt = 0;
   private latencyMs = 0;
   private responseTimer: NodeJS.Timeout | null = null;
@@ -238,8 +216,6 @@ export class H1Session
   /** Inbound: the client-identity field as it is added to every request ('' when none). */
   private readonly identityField: string;
 
-  private readonly reqSink: ChunkSink;
-  private readonly resSink: ChunkSink;
   /** The exchange's span when it is traced (recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
 
@@ -256,24 +232,7 @@ export class H1Session
     this.peerIdentity = peerIdentity;
     const idHeader = ctx.gate?.clientIdHeader ?? '';
     this.identityField = idHeader !== '' && peerIdentity !== null ? `${idHeader}: ${peerIdentity}\r\n` : '';
-    this.reqSink = {
-      data: (chunk) => {
-        const up = this.upstream!.socket;
-        up.write(encodeChunkHeader(chunk.length));
-        up.write(chunk);
-        if (!up.write(CRLF)) this.socket.pause();
-      },
-      end: (sent) => {
-        const up = this.upstream!.socket;
-        // Inbound: the client-identity header is the proxy's to set, in trailers as in the head.
-        const trailers = idHeader === '' || sent.length === 0 ? sent : withoutField(sent, idHeader);
-        up.write(trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]));
-      },
-    };
-    this.resSink = {
-      data: (chunk) => this.writeResponseData(chunk),
-      end: (trailers) => this.endResponseBody(trailers),
-    };
+    this.up = new H1Client(ctx, this, idHeader);
     // Every entry from the event loop catches what the session throws (fault.ts): a bug costs
     // this connection, never the process. (A try costs nothing measurable on V8's fast path.)
     socket.on('data', (chunk: Buffer) => {
@@ -291,7 +250,7 @@ export class H1Session
       }
     });
     socket.on('drain', () => {
-      if (this.upstream !== null && this.resState === RES_BODY) this.upstream.socket.resume();
+      this.up.resume();
     });
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -329,7 +288,7 @@ export class H1Session
     this.ending = true; // nothing more the client sends is read
     if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE);
     else this.socket.destroy();
-    this.upstream?.socket.destroy();
+    this.up.destroy();
     // The socket's close cleans up (onDownstreamClose); when that is what faulted, the listener
     // is still told the session is gone.
     if (this.closed) {
@@ -343,7 +302,7 @@ export class H1Session
 
   /** Drain: an idle connection closes now, a busy one after its response. */
   drain(): void {
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE && this.buf === null) this.endConnection();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE && this.buf === null) this.endConnection();
     else this.closeAfterResponse = true;
   }
 
@@ -357,7 +316,7 @@ export class H1Session
       return;
     }
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.processBuffered();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE) this.processBuffered();
     else if (this.buf.length > MAX_PIPELINE_BYTES) this.socket.pause();
   }
 
@@ -570,19 +529,12 @@ export class H1Session
     this.ctx.metrics.retried(this.ctx.direction, 'retried');
     this.routeSeries?.retried('retried');
     this.retriesDone++;
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.drop();
     this.clearResponseTimer();
-    const failed = this.pick;
+    const failed = this.up.takePick();
     if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
-    this.pick = null;
     this.res = null;
-    this.resBuf = null;
-    this.resState = RES_NONE;
+    this.up.restart();
     this.reqState = REQ_CONNECTING;
     const route = this.route;
     this.retryPick = failed;
@@ -634,7 +586,7 @@ export class H1Session
     const gate = ctx.gate;
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
     if (ctx.tracer != null) this.startSpan(ctx.tracer, head);
-    this.requestLine =
+    const line: RequestLine =
       gate === null
         ? { method: head.method, path: route.path, host: route.host }
         : {
@@ -644,6 +596,7 @@ export class H1Session
             drop: gate.clientIdHeader === '' ? null : gate.clientIdHeader,
             extra: this.identityField,
           };
+    this.up.begin(head, line, this.reqChunked);
     this.reqState = REQ_CONNECTING;
     // A body waits in the socket until there is an upstream to stream it to. A request without
     // one needs no pause (that would cost two syscalls per request): bytes that arrive meanwhile
@@ -662,97 +615,28 @@ export class H1Session
     });
   }
 
-  /**
-   * Acquires a pooled connection for the exchange, to an endpoint of the route's target
-   * (outbound/balance.ts; synchronously when the endpoints are known). `failed`: the previous
-   * attempt's pick when this is a retry (`otherOnly`: it must go elsewhere).
-   */
+  /** Sends the exchange to an endpoint of its route (h1-client.ts); `failed`: the previous attempt's pick. */
   private connectUpstream(failed: Pick | null, otherOnly: boolean): void {
-    this.picking = this.route;
-    pickEndpoint(this.ctx.discovery, this.route!.target, failed, this, otherOnly);
+    this.up.connect(this.route!, failed, otherOnly);
   }
 
-  onEndpoint(outcome: EndpointOutcome): void {
-    try {
-      this.onPicked(outcome);
-    } catch (err) {
-      this.fault('h1 endpoint pick', err);
-    }
+  // ---- the upstream's answers (H1ClientSink) -------------------------------------------------
+
+  awaitsUpstream(route: H1Route | null): boolean {
+    return !this.closed && this.route === route && this.reqState === REQ_CONNECTING;
   }
 
-  private onPicked(outcome: EndpointOutcome): void {
-    if (this.closed || this.route !== this.picking || this.reqState !== REQ_CONNECTING) {
-      if (typeof outcome === 'object' && !('error' in outcome)) outcome.done(); // the exchange ended meanwhile
-      return;
-    }
-    this.picking = null;
-    if (outcome === 'no-other-endpoint') {
-      const first = this.connectRetried!;
-      this.replyError(first.reason, `${first.reason}: ${first.err?.message ?? 'no connection'}`);
-      return;
-    }
-    if ('error' in outcome) {
-      this.replyError(outcome.error, outcome.detail);
-      return;
-    }
-    this.pick = outcome;
-    this.pickedAt = performance.now();
-    const cb: AcquireCallback = (conn, error, err) => {
-      try {
-        this.onAcquired(conn, error, err);
-      } catch (e) {
-        this.fault('h1 upstream acquired', e);
-      }
-    };
-    const meshed = this.ctx.acquireMeshed;
-    if (meshed !== null && meshed(outcome, this.req!.upgrade !== null, this, cb)) return;
-    this.ctx.pool.acquire(outcome.address, this, cb);
+  onUpstreamFailed(reason: ProxyErrorReason, message: string): void {
+    this.replyError(reason, message);
   }
 
-  /** Ends the picked endpoint's count of this request (without an RTT: it failed or ended). */
-  private releasePick(): void {
-    const pick = this.pick;
-    this.pick = null;
-    pick?.done();
-  }
-
-  private onAcquired(conn: UpstreamConn | null, error: ConnectFailureReason | null, err?: Error): void {
-    if (this.closed || this.reqState !== REQ_CONNECTING) {
-      // The client went away, or the exchange was answered meanwhile (its body was cut short).
-      if (conn !== null) this.ctx.pool.release(conn);
-      return;
-    }
-    if (conn === null) {
-      const failed = this.pick;
-      if (failed !== null && retriesElsewhere(failed, error!, this.connectRetried !== null)) {
-        // Nothing was sent: the request goes to another endpoint once.
-        this.connectRetried = { reason: error!, err };
-        this.pick = null;
-        this.connectUpstream(failed, true);
-        return;
-      }
-      this.replyError(error!, `${error}: ${err?.message ?? 'no connection'}`);
-      return;
-    }
-    this.upstream = conn;
-    this.upstreamReusable = true;
-    this.resState = RES_HEAD;
+  onUpstreamReady(): void {
     this.resStartedDownstream = false;
-    const up = conn.socket;
-    const direct = directOf(up);
-    this.resDirect = direct !== null;
-    // A byte stream gets the head and the first body bytes in one write (corked for a tick); a
-    // direct upstream takes the parsed head, and any body bytes as they come.
-    if (direct !== null) direct.startRequest(this.req!, this.requestLine!, this.reqChunked, this);
-    else {
-      up.cork();
-      up.write(serializeRequestHead(this.req!, this.requestLine!, this.reqChunked), 'latin1');
-      process.nextTick(uncork, up);
-    }
     if (!this.reqChunked && this.reqRemaining === 0) {
       this.reqState = REQ_DONE;
       // A retry sends the body the first attempt sent (kept by forwardRequestBody).
-      if (this.retriesDone > 0 && this.retryBody !== null) for (const part of this.retryBody) up.write(part);
+      if (this.retriesDone > 0 && this.retryBody !== null)
+        for (const part of this.retryBody) this.up.writeBody(part);
       if (this.mirrorTargets !== null) this.sendMirrors();
     } else {
       this.reqState = REQ_BODY;
@@ -784,29 +668,26 @@ export class H1Session
   }
 
   private forwardRequestBody(chunk: Buffer): void {
-    const up = this.upstream!.socket;
     let used: number;
     if (!this.reqChunked) {
       used = Math.min(this.reqRemaining, chunk.length);
       const part = used === chunk.length ? chunk : chunk.subarray(0, used);
       if (this.retryBody !== null && used > 0) this.retryBody.push(part);
-      if (used > 0 && !up.write(part)) this.socket.pause();
+      if (used > 0 && !this.up.writeBody(part)) this.socket.pause();
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) {
         this.reqState = REQ_DONE;
         if (this.mirrorTargets !== null) this.sendMirrors();
       }
     } else {
-      up.cork();
-      used = this.reqDecoder!.write(chunk, this.reqSink);
-      up.uncork();
+      used = this.up.writeChunks(this.reqDecoder!, chunk);
       if (used < 0) {
         // The upstream has seen part of a body that turned out malformed: it must never see more.
-        this.upstreamReusable = false;
-        up.destroy();
+        this.up.destroy();
         this.replyError('bad-request', this.reqDecoder!.error ?? 'bad chunked body');
         return;
       }
+      if (this.up.blocked) this.socket.pause();
       if (this.reqDecoder!.done) this.reqState = REQ_DONE;
     }
     if (this.reqState === REQ_DONE) {
@@ -815,104 +696,51 @@ export class H1Session
         this.buf = chunk.subarray(used);
         this.socket.pause(); // the next request waits until this exchange is over
       }
-      if (this.resState === RES_DONE) this.finishExchange();
+      if (this.up.state === RES_DONE) this.finishExchange();
     }
   }
 
-  onUpstreamDrain(): void {
+  onRequestDrain(): void {
     if (this.reqState !== REQ_BODY) return;
     this.socket.resume();
     this.armBodyTimer(); // the silence while we held the client back does not count
   }
 
-  // ---- upstream -> downstream -------------------------------------------------------------
-
-  onUpstreamData(chunk: Buffer): void {
-    if (this.resState === RES_BODY) {
-      this.forwardResponseBody(chunk);
-      return;
-    }
-    if (this.resState !== RES_HEAD) {
-      this.upstreamReusable = false; // bytes after the response ended
-      this.upstream?.socket.destroy();
-      return;
-    }
-    this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
-    this.parseResponse();
+  onInterim(head: MessageHead): void {
+    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
+    if (this.req!.versionMinor === 1) this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
   }
 
-  // ---- direct upstreams (direct-upstream.ts) -----------------------------------------------
-
-  onDirectHead(head: MessageHead): void {
-    if (this.resState !== RES_HEAD) {
-      this.upstreamReusable = false;
-      this.upstream?.socket.destroy();
-      return;
-    }
-    if (head.status < 200) {
-      if (this.req!.versionMinor === 1)
-        this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
-      return;
-    }
-    this.onResponseHead(head);
+  onBadResponse(message: string): void {
+    this.replyError('upstream-bad-response', message);
   }
 
-  onDirectEnd(trailers: Buffer): void {
-    if (this.resState === RES_BODY && this.resKind === 'chunked') this.endResponseBody(trailers);
+  onResponseBroken(): void {
+    this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-bad-response');
+    this.socket.destroy();
   }
 
-  private parseResponse(): void {
-    while (this.resBuf !== null && this.resState === RES_HEAD) {
-      const buf = this.resBuf;
-      const r = parseResponseHead(buf, 0, buf.length, this.ctx.limits);
-      if (r.kind === 'incomplete') return;
-      if (r.kind === 'error') {
-        this.resBuf = null;
-        this.upstreamReusable = false;
-        this.upstream?.socket.destroy();
-        this.replyError('upstream-bad-response', r.message);
-        return;
-      }
-      this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
-      const head = r.head;
-      if (head.status < 200 && head.status !== 101) {
-        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
-        if (this.req!.versionMinor === 1)
-          this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
-        continue;
-      }
-      this.onResponseHead(head);
-    }
-  }
-
-  private onResponseHead(head: MessageHead): void {
+  onResponseHead(head: MessageHead, kind: ResponseBodyKind, bodyLater: boolean): boolean {
     if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
-      return;
+      return false;
     this.clearResponseTimer();
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
-    if (this.pick !== null) {
-      this.pick.done(now - this.pickedAt, head.status >= 500); // the breaker's verdict
-      this.pick = null;
-    }
+    this.up.answered(now, head.status >= 500); // the breaker's verdict
     this.res = head;
     const req = this.req!;
     if (head.status === 101) {
       if (req.upgrade === null) {
-        this.upstreamReusable = false;
-        this.upstream?.socket.destroy();
+        this.up.destroy();
         this.replyError('upstream-bad-response', 'unexpected 101 response');
-        return;
+        return false;
       }
       this.upgrade(head);
-      return;
+      return false;
     }
-    const noBody = req.method === 'HEAD' || head.status === 204 || head.status === 304;
-    this.resKind = noBody ? 'none' : head.bodyKind;
-    if (head.connectionClose) this.upstreamReusable = false;
     const clientHttp11 = req.versionMinor === 1;
     let framing: 'as-is' | 'chunked' | 'close' = 'as-is';
-    if (this.resKind === 'chunked' || this.resKind === 'close') {
+    if (kind === 'chunked' || kind === 'close') {
       if (clientHttp11) framing = 'chunked';
       else {
         framing = 'close';
@@ -927,11 +755,7 @@ export class H1Session
     if (this.closeAfterResponse) connection = 'close';
     else if (!clientHttp11) connection = 'keep-alive';
     this.resStartedDownstream = true;
-    if (
-      this.resDirect &&
-      this.resKind !== 'none' &&
-      !(this.resKind === 'length' && head.contentLength === 0)
-    ) {
+    if (bodyLater) {
       // The body of a direct upstream's response comes in a later tick (usually the next one,
       // already received): one write to the client for head and body instead of two.
       this.socket.cork();
@@ -941,66 +765,10 @@ export class H1Session
       for (const modifier of this.responseHeaders) head.headers = modifyHeaders(modifier, head.headers);
     }
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
-    if (this.resKind === 'none') {
-      this.resState = RES_DONE;
-      if (this.resBuf !== null) this.upstreamReusable = false;
-      this.resBuf = null;
-      this.onResponseDone();
-      return;
-    }
-    this.resState = RES_BODY;
-    if (this.resKind === 'length') this.resRemaining = head.contentLength;
-    else if (this.resKind === 'chunked' && !this.resDirect)
-      this.resDecoder = new ChunkedDecoder(this.ctx.limits);
-    if (this.resKind === 'length' && this.resRemaining === 0) {
-      this.resState = RES_DONE;
-      if (this.resBuf !== null) this.upstreamReusable = false;
-      this.resBuf = null;
-      this.onResponseDone();
-      return;
-    }
-    const rest = this.resBuf;
-    this.resBuf = null;
-    if (rest !== null) this.forwardResponseBody(rest);
+    return true;
   }
 
-  private forwardResponseBody(chunk: Buffer): void {
-    switch (this.resKind) {
-      case 'length': {
-        const used = Math.min(this.resRemaining, chunk.length);
-        this.writeResponseData(used === chunk.length ? chunk : chunk.subarray(0, used));
-        this.resRemaining -= used;
-        if (this.resRemaining === 0) {
-          if (used < chunk.length) this.upstreamReusable = false;
-          this.resState = RES_DONE;
-          this.onResponseDone();
-        }
-        return;
-      }
-      case 'chunked': {
-        if (this.resDirect) {
-          this.writeResponseData(chunk); // decoded already; its end comes as onDirectEnd
-          return;
-        }
-        const used = this.resDecoder!.write(chunk, this.resSink);
-        if (used < 0) {
-          // Part of the response is already out: the client can only learn of the error by a reset.
-          this.upstreamReusable = false;
-          this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-bad-response');
-          this.upstream?.socket.destroy();
-          this.socket.destroy();
-          return;
-        }
-        if (this.resState === RES_DONE && used < chunk.length) this.upstreamReusable = false;
-        return;
-      }
-      case 'close':
-        this.writeResponseData(chunk);
-        return;
-    }
-  }
-
-  private writeResponseData(chunk: Buffer): void {
+  onResponseData(chunk: Buffer): void {
     if (chunk.length === 0) return;
     const s = this.socket;
     let ok: boolean;
@@ -1012,43 +780,29 @@ export class H1Session
       s.uncork();
     } else ok = s.write(chunk);
     this.bytesOut += chunk.length;
-    if (!ok) this.upstream?.socket.pause();
+    if (!ok) this.up.pause();
   }
 
-  private endResponseBody(trailers: Buffer): void {
+  onResponseEnd(trailers: Buffer): void {
     if (this.resOutChunked) {
       this.socket.write(
         trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]),
       );
     }
-    this.resState = RES_DONE;
-    this.onResponseDone();
+    this.record(this.res!.status, false);
+    this.finishExchange();
   }
 
-  onUpstreamEnd(): void {
-    if (this.resState === RES_BODY && this.resKind === 'close') {
-      if (this.resOutChunked) this.socket.write('0\r\n\r\n');
-      this.upstreamReusable = false;
-      this.resState = RES_DONE;
-      this.onResponseDone();
-      return;
-    }
-    this.upstream?.socket.destroy();
-  }
-
-  onUpstreamClose(_hadError: boolean, err: Error | null): void {
-    const conn = this.upstream;
-    this.upstream = null;
-    if (this.resState === RES_DONE || this.resState === RES_NONE || this.closed) return;
-    if (this.resState === RES_HEAD && !this.resStartedDownstream && this.resBuf === null) {
+  onUpstreamClosed(err: Error | null, beforeResponse: boolean, resendable: boolean): void {
+    if (this.closed) return;
+    if (beforeResponse && !this.resStartedDownstream) {
       // A pooled connection the upstream closed just as we reused it: re-send once on a new one
       // when nothing of the request body had to be sent (so nothing is lost or sent twice).
       // A request the upstream says it never processed (a refused HTTP/2 stream) likewise,
       // whatever its method.
       const unprocessed = wasUnprocessed(err);
       if (
-        conn !== null &&
-        (conn.uses > 1 || unprocessed) &&
+        resendable &&
         !this.retried &&
         (isIdempotent(this.req!.method) || unprocessed) &&
         this.reqState === REQ_DONE &&
@@ -1057,11 +811,9 @@ export class H1Session
       ) {
         // (to another endpoint, when there is one: this one may be going away)
         this.retried = true;
-        this.resState = RES_NONE;
+        this.up.restart();
         this.reqState = REQ_CONNECTING;
-        const failed = this.pick;
-        this.pick = null;
-        this.connectUpstream(failed, false);
+        this.connectUpstream(this.up.takePick(), false);
         return;
       }
       this.replyError('upstream-reset', `upstream closed before responding${err ? `: ${err.message}` : ''}`);
@@ -1073,26 +825,10 @@ export class H1Session
     this.socket.destroy();
   }
 
-  private onResponseDone(): void {
-    this.record(this.res!.status, false);
-    if (this.reqState === REQ_DONE) this.finishExchange();
-    else {
-      // The upstream answered before the request body was complete: that connection cannot be reused.
-      this.upstreamReusable = false;
-      this.finishExchange();
-    }
-  }
-
+  /** The exchange is over: its connection goes back (when it can be reused), the next request is read. */
   private finishExchange(): void {
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      if (this.upstreamReusable && this.reqState === REQ_DONE) this.ctx.pool.release(conn);
-      else {
-        conn.owner = null;
-        conn.socket.destroy();
-      }
-    }
+    // (The upstream answered before the request body was complete: that connection cannot be reused.)
+    this.up.finish(this.reqState === REQ_DONE);
     this.resetExchange();
     if (this.closeAfterResponse) {
       this.endConnection();
@@ -1108,16 +844,11 @@ export class H1Session
     this.clearResponseTimer();
     this.req = null;
     this.route = null;
-    this.requestLine = null;
-    this.resDirect = false;
     this.res = null;
-    this.resBuf = null;
     this.reqDecoder = null;
-    this.resDecoder = null;
     this.reqState = REQ_IDLE;
-    this.resState = RES_NONE;
+    this.up.reset();
     this.retried = false;
-    this.connectRetried = null;
     this.responseHeaders = null;
     this.routeTimeouts = null;
     this.deadline = Infinity;
@@ -1128,7 +859,6 @@ export class H1Session
     this.routeRetry = null;
     this.cancelRetry();
     this.clearFaultTimer();
-    this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
   }
@@ -1171,7 +901,7 @@ export class H1Session
   ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
-    if (countsAgainstEndpoint(reason)) this.pick?.fail?.(); // the circuit breaker's verdict
+    if (countsAgainstEndpoint(reason)) this.up.blame(); // the circuit breaker's verdict
     if (ctx.log.enabled('debug'))
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
     // Keep the connection only when the request was read whole and parsed cleanly.
@@ -1212,12 +942,7 @@ export class H1Session
     this.socket.write(response(!keep));
     this.res = null;
     this.record(status, reason !== undefined, reason);
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.drop();
     const bodyCut = this.reqState === REQ_BODY;
     this.resetExchange();
     this.buf = null;
@@ -1266,12 +991,8 @@ export class H1Session
 
   /** The upstream answered 101 to an Upgrade: the two connections become a tunnel. */
   private upgrade(head: MessageHead): void {
-    const conn = this.upstream!;
-    this.upstream = null;
-    const toDown = this.resBuf;
-    // What came after the 101 belongs to the tunnel: nothing more is parsed as a response.
-    this.resBuf = null;
-    this.resState = RES_DONE;
+    const toDown = this.up.rest;
+    const conn = this.up.takeForTunnel();
     const route = this.route;
     const watch =
       route === null
@@ -1316,19 +1037,17 @@ export class H1Session
   private onIdleTimeout(): void {
     if (this.reqState === REQ_BODY && !this.socket.isPaused()) {
       // The client stopped sending its request body (and it is not us holding it back).
-      this.upstreamReusable = false;
       this.replyError('idle-timeout', 'request body not received in time', 408);
       return;
     }
-    if (this.reqState !== REQ_IDLE || this.resState !== RES_NONE) return; // busy: not idle
+    if (this.reqState !== REQ_IDLE || this.up.state !== RES_NONE) return; // busy: not idle
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
     this.socket.destroy();
   }
 
   private onResponseTimeout(): void {
     this.responseTimer = null;
-    if (this.resState !== RES_HEAD) return;
-    this.upstreamReusable = false;
+    if (this.up.state !== RES_HEAD) return;
     let reason = this.timeoutReason;
     if (reason !== 'request-timeout') {
       const retried = this.retryAttempt({ timedOut: true });
@@ -1355,7 +1074,7 @@ export class H1Session
 
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.endConnection();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE) this.endConnection();
     else if (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0)) {
       // The body may be whole in this.buf already (sent with its FIN in one write): whether it is
       // is known once it has gone to the upstream.
@@ -1370,7 +1089,6 @@ export class H1Session
    * for the rest until its own timeout while both connections stay open.
    */
   private refuseCutBody(): void {
-    this.upstreamReusable = false;
     this.replyError('bad-request', 'the client closed its side before the request body was complete');
   }
 
@@ -1392,13 +1110,8 @@ export class H1Session
     this.clearResponseTimer();
     this.cancelRetry();
     this.clearFaultTimer();
-    this.releasePick();
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.releasePick();
+    this.up.drop();
     this.ctx.sessionClosed(this);
   }
 }
