@@ -13,6 +13,8 @@
 //   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
 //   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
 // - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
+// - h1-route-rule.ts: what the matched route rule says for the exchange (filters, timeouts,
+//   retries, mirrors, its metrics) and the request body kept for a retry or mirror.
 // - h1-parser.ts, h1-serialize.ts, chunked.ts, h1-uri.ts: the wire format.
 // - upstream-pool.ts: keep-alive upstream connections; the runtime's H1Connect (plain) or
 //   mesh/outbound.ts (meshed endpoints) chooses the kind per endpoint.
@@ -46,30 +48,22 @@ import {
 } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
-import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
-import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import {
-  attemptLimit,
   blamesEndpoint,
-  MAX_RETRY_BODY_BYTES,
-  retryAfter,
-  retryRandom,
   timeoutMessage,
   isTimeoutReason,
   type AttemptFailure,
   type OutboundRoutes,
   type RouteDecision,
-  type RoutePolicyRetry,
-  type RouteTimeouts,
-  type TimeoutReason,
 } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
+import { H1RouteRule, headerRecord } from './h1-route-rule.ts';
 
 export type { H1Route } from './h1-client.ts';
 
@@ -139,17 +133,6 @@ const REQ_DONE = 3; // request fully forwarded
 
 const MAX_PIPELINE_BYTES = 256 * 1024;
 
-/** Lower-case names to values, for route matching (only when the request's Service has routes). */
-function headerRecord(fields: readonly string[]): Record<string, string> {
-  const record: Record<string, string> = {};
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!.toLowerCase();
-    const prior = record[name];
-    record[name] = prior === undefined ? fields[i + 1]! : `${prior},${fields[i + 1]!}`;
-  }
-  return record;
-}
-
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
@@ -174,28 +157,13 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   private reqDecoder: ChunkedDecoder | null = null;
   /** The request was re-sent once because its pooled connection closed as it was reused. */
   private retried = false;
-  /** The matched route rule's response header filters (routes.ts), null when none. */
-  private responseHeaders: readonly HeaderModifier[] | null = null;
-  /** The matched route rule's retries (for a request they may re-send), null: none. */
-  private routeRetry: RoutePolicyRetry | null = null;
-  private retriesDone = 0;
+  /** The route rule the exchange was forwarded by (h1-route-rule.ts). */
+  private readonly rule = new H1RouteRule();
   private retryTimer: NodeJS.Timeout | null = null;
   /** An HTTPFault's delay in progress (routes.ts). */
   private faultTimer: NodeJS.Timeout | null = null;
   /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
   private retryPick: Pick | null = null;
-  /** The matched route rule's timeouts, null: the proxy's response timeout. */
-  private routeTimeouts: RouteTimeouts | null = null;
-  /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
-  private deadline = Infinity;
-  /** Which limit the running response timer stands for (the reason its 504 names). */
-  private timeoutReason: TimeoutReason = 'response-timeout';
-  /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
-  private mirrorTargets: readonly Target[] | null = null;
-  /** The matched route rule's backend metrics, null: none. */
-  private routeSeries: RouteSeries | null = null;
-  /** The request body as sent, kept for a retry (content-length bodies up to 64 KiB), or null. */
-  private retryBody: Buffer[] | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
@@ -456,32 +424,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
       path: decision.pathAndQuery,
       host: decision.authority ?? route.host,
     };
-    this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
-    const timeouts = decision.timeouts;
-    this.routeTimeouts = timeouts;
-    this.routeSeries = decision.series;
-    this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
-    // Retries re-send the request: not an upgrade, and a body only when it has a length of at
-    // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
-    const retry = decision.retry;
-    const bodyless = head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0);
-    this.routeRetry =
-      retry !== null &&
-      retry.retries > 0 &&
-      head.upgrade === null &&
-      (bodyless || (head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES))
-        ? retry
-        : null;
-    this.mirrorTargets = decision.mirrors.length > 0 ? decision.mirrors : null;
-    // The body is kept as it is forwarded when a retry or a mirror may send it again: only one
-    // with a length of at most MAX_RETRY_BODY_BYTES.
-    const keepable = head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES;
-    if (this.mirrorTargets !== null && !bodyless && !keepable) {
-      this.ctx.mirrors?.drop(this.mirrorTargets.length);
-      this.mirrorTargets = null;
-    }
-    this.retryBody = (this.routeRetry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
-    this.retriesDone = 0;
+    this.rule.adopt(decision, head, this.ctx.mirrors);
     return true;
   }
 
@@ -515,20 +458,11 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
    * true when it retries, 'deadline' when only the exchange's deadline stopped it.
    */
   private retryAttempt(failure: AttemptFailure): boolean | 'deadline' {
-    const retry = this.routeRetry;
     // A request whose body is still arriving cannot be sent again whole.
-    if (retry === null || this.reqState !== REQ_DONE) return false;
-    const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
+    if (this.rule.retry === null || this.reqState !== REQ_DONE) return false;
+    const delay = this.rule.retryDelay(failure, this.ctx.metrics, this.ctx.direction);
     if (delay === null) return false;
     if (delay === 'deadline') return 'deadline';
-    if (delay === 'budget-exhausted') {
-      this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
-      this.routeSeries?.retried('budget-exhausted');
-      return false;
-    }
-    this.ctx.metrics.retried(this.ctx.direction, 'retried');
-    this.routeSeries?.retried('retried');
-    this.retriesDone++;
     this.up.drop();
     this.clearResponseTimer();
     const failed = this.up.takePick();
@@ -556,16 +490,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
 
   /** Copies the whole request (as sent upstream) to the rule's mirrors. */
   private sendMirrors(): void {
-    const targets = this.mirrorTargets!;
-    this.mirrorTargets = null;
-    const head = this.req!;
-    this.ctx.mirrors?.send(targets, {
-      method: head.method,
-      pathAndQuery: this.route!.path,
-      headers: headerRecord(head.headers),
-      body: this.retryBody ?? [],
-      h2: false,
-    });
+    this.rule.sendMirrors(this.ctx.mirrors, this.req!, this.route!.path);
   }
 
   /** A retry waiting for its backoff is dropped (the exchange ended): its last pick is reported. */
@@ -635,9 +560,9 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     if (!this.reqChunked && this.reqRemaining === 0) {
       this.reqState = REQ_DONE;
       // A retry sends the body the first attempt sent (kept by forwardRequestBody).
-      if (this.retriesDone > 0 && this.retryBody !== null)
-        for (const part of this.retryBody) this.up.writeBody(part);
-      if (this.mirrorTargets !== null) this.sendMirrors();
+      const kept = this.rule.body;
+      if (this.rule.retriesDone > 0 && kept !== null) for (const part of kept) this.up.writeBody(part);
+      if (this.rule.mirrorTargets !== null) this.sendMirrors();
     } else {
       this.reqState = REQ_BODY;
       this.armBodyTimer();
@@ -649,12 +574,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
         return;
       }
     }
-    let timeoutMs = this.ctx.responseTimeoutMs;
-    if (this.routeTimeouts !== null) {
-      const limit = attemptLimit(this.deadline, this.routeTimeouts, timeoutMs, performance.now());
-      timeoutMs = limit.ms;
-      this.timeoutReason = limit.reason;
-    }
+    const timeoutMs = this.rule.attemptTimeout(this.ctx.responseTimeoutMs);
     if (timeoutMs > 0) {
       this.responseTimer = setTimeout(() => {
         try {
@@ -672,12 +592,12 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     if (!this.reqChunked) {
       used = Math.min(this.reqRemaining, chunk.length);
       const part = used === chunk.length ? chunk : chunk.subarray(0, used);
-      if (this.retryBody !== null && used > 0) this.retryBody.push(part);
+      if (this.rule.body !== null && used > 0) this.rule.body.push(part);
       if (used > 0 && !this.up.writeBody(part)) this.socket.pause();
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) {
         this.reqState = REQ_DONE;
-        if (this.mirrorTargets !== null) this.sendMirrors();
+        if (this.rule.mirrorTargets !== null) this.sendMirrors();
       }
     } else {
       used = this.up.writeChunks(this.reqDecoder!, chunk);
@@ -721,7 +641,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   }
 
   onResponseHead(head: MessageHead, kind: ResponseBodyKind, bodyLater: boolean): boolean {
-    if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
+    if (this.rule.retry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
       return false;
     this.clearResponseTimer();
     const now = performance.now();
@@ -761,8 +681,9 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
       this.socket.cork();
       process.nextTick(uncork, this.socket);
     }
-    if (this.responseHeaders !== null) {
-      for (const modifier of this.responseHeaders) head.headers = modifyHeaders(modifier, head.headers);
+    const modifiers = this.rule.responseHeaders;
+    if (modifiers !== null) {
+      for (const modifier of modifiers) head.headers = modifyHeaders(modifier, head.headers);
     }
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
     return true;
@@ -849,14 +770,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     this.reqState = REQ_IDLE;
     this.up.reset();
     this.retried = false;
-    this.responseHeaders = null;
-    this.routeTimeouts = null;
-    this.deadline = Infinity;
-    this.timeoutReason = 'response-timeout';
-    this.retryBody = null;
-    this.mirrorTargets = null;
-    this.routeSeries = null;
-    this.routeRetry = null;
+    this.rule.reset();
     this.cancelRetry();
     this.clearFaultTimer();
     this.bytesIn = 0;
@@ -867,7 +781,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     this.recordedStatus = status;
     this.recordedError = error;
     recordExchange(this.ctx, this.ctx.direction, 'http1', status, this.latencyMs, failed, this);
-    this.routeSeries?.record(this.latencyMs, failed, isTimeoutReason(error));
+    this.rule.series?.record(this.latencyMs, failed, isTimeoutReason(error));
   }
 
   accessLogEntry(): AccessLogEntry {
@@ -1048,14 +962,14 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   private onResponseTimeout(): void {
     this.responseTimer = null;
     if (this.up.state !== RES_HEAD) return;
-    let reason = this.timeoutReason;
+    let reason = this.rule.timeoutReason;
     if (reason !== 'request-timeout') {
       const retried = this.retryAttempt({ timedOut: true });
       if (retried === true) return;
       // No time is left for another attempt: the request's own timeout is what ran out.
       if (retried === 'deadline') reason = 'request-timeout';
     }
-    this.replyError(reason, timeoutMessage(reason, this.routeTimeouts));
+    this.replyError(reason, timeoutMessage(reason, this.rule.timeouts));
   }
 
   private clearHeadTimer(): void {
