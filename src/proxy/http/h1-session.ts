@@ -12,6 +12,7 @@
 //   connect elsewhere), request head and body out, response in, connection reuse. It is the one
 //   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
 //   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
+// - h1-context.ts: what the runtime gives the HTTP/1 path, per direction.
 // - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
 // - h1-route-rule.ts: what the matched route rule says for the exchange (filters, timeouts,
 //   retries, mirrors, its metrics) and the request body kept for a retry or mirror.
@@ -24,31 +25,24 @@ import type { ProxyErrorReason } from '../errors.ts';
 import { statusForReason } from '../errors.ts';
 import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import { reportFault } from '../fault.ts';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Logger } from '../../core/log.ts';
-import type { AccessLog } from '../telemetry/access-log.ts';
 import type { Target } from '../../core/target.ts';
-import { type H1Limits, type MessageHead, parseRequestHead } from './h1-parser.ts';
+import { type MessageHead, parseRequestHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
 import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
 import { wasUnprocessed } from './direct-upstream.ts';
-import type { UpstreamPool } from './upstream-pool.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
-import type { Discovery, SocketCallback } from '../outbound/balance.ts';
+import { refusalReason } from '../policy/inbound-hooks.ts';
 import {
   H1Client,
   RES_DONE,
   RES_HEAD,
   RES_NONE,
   type H1ClientSink,
-  type H1Connect,
   type H1Route,
   type ResponseBodyKind,
 } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
-import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
@@ -64,67 +58,7 @@ import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { H1RouteRule, headerRecord } from './h1-route-rule.ts';
-
-export type { H1Route } from './h1-client.ts';
-
-export interface H1Context {
-  readonly direction: Direction;
-  readonly limits: H1Limits;
-  readonly idleTimeoutMs: number;
-  readonly requestHeadTimeoutMs: number;
-  /** While a request body is arriving: the longest silence from the client before a 408 (0: none). */
-  readonly requestBodyIdleMs: number;
-  readonly responseTimeoutMs: number;
-  readonly connectTimeoutMs: number;
-  readonly metrics: ProxyMetrics;
-  readonly log: Logger;
-  readonly accessLog: AccessLog | null;
-  readonly pool: UpstreamPool;
-  /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
-  readonly discovery: Discovery | null;
-  route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
-  /**
-   * CONNECT: the session hands its socket (and the connection it made to target) over; the
-   * listener runs detection inside the tunnel.
-   */
-  tunnel(
-    socket: net.Socket,
-    target: Target,
-    initial: Buffer | null,
-    upstream: net.Socket,
-    upstreamAddress: Target,
-  ): void;
-  /** Whether target is the proxy itself. */
-  isLoop(target: Target): boolean;
-  /** Upgrade (101): splice two sockets into a byte tunnel. */
-  splice(
-    downstream: net.Socket,
-    upstream: net.Socket,
-    toUpstream: Buffer | null,
-    toDownstream: Buffer | null,
-  ): void;
-  isDraining(): boolean;
-  sessionClosed(session: H1Session): void;
-  /** The connection has an exchange in progress (the listener's limits do not shed it)... */
-  connectionBusy(socket: net.Socket): void;
-  /** ...or waits for the next request (it may be shed when the listener is full). */
-  connectionIdle(socket: net.Socket): void;
-  /** Acquires a connection to a picked endpoint, plain or meshed (h1-client.ts H1Connect). */
-  readonly connect: H1Connect;
-  /**
-   * CONNECT: connects a socket to an endpoint of `target` (outbound/balance.ts connectBalanced;
-   * over the mesh's mTLS opaque transport when the endpoint is meshed).
-   */
-  connectTunnel(target: Target, cb: SocketCallback): void;
-  /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
-  readonly gate: InboundHttpGate | null;
-  /** Outbound with a control plane: the routes attached to Services (null: none are used). */
-  readonly routes: OutboundRoutes | null;
-  /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
-  readonly mirrors?: RequestMirrors | null;
-  /** Distributed tracing (telemetry/trace-tracer.ts); null or absent: off. */
-  readonly tracer?: Tracer | null;
-}
+import type { H1Context } from './h1-context.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
 const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection

@@ -9,7 +9,7 @@ import { targetKey, type Target } from '../../core/target.ts';
 import type { MessageHead } from './h1-parser.ts';
 import { serializeResponseHead } from './h1-serialize.ts';
 import type { UpstreamConn } from './upstream-pool.ts';
-import type { H1Context } from './h1-session.ts';
+import type { H1Context } from './h1-context.ts';
 
 /** What the tunnel asks of the session whose connection it takes over. */
 export interface TunnelOwner {
