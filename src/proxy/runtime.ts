@@ -12,13 +12,16 @@ import type { AccessLog } from './telemetry/access-log.ts';
 import { ExpiringSet } from './detect/opaque-cache.ts';
 import { UpstreamPool } from './http/upstream-pool.ts';
 import type { H2Proxy } from './http/h2-proxy.ts';
-import { type H1Context, type H1Route, H1Session } from './http/h1-session.ts';
+import { H1Session } from './http/h1-session.ts';
+import type { H1Context } from './http/h1-context.ts';
+import type { H1Connect, H1Route } from './http/h1-client.ts';
 import type { MessageHead } from './http/h1-parser.ts';
 import type { ProxyErrorReason } from './errors.ts';
 import { type Target, parseAuthority, targetKey } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
+import { connectBalanced } from './outbound/balance.ts';
 import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
 import type { Update } from '../core/endpoints.ts';
@@ -237,6 +240,10 @@ export class ProxyRuntime {
     ));
   }
 
+  /** HTTP/1 to an endpoint as it is: a pooled plain connection. */
+  private readonly plainH1: H1Connect = (pick, _upgrade, owner, cb) =>
+    this.pool.acquire(pick.address, owner, cb);
+
   h1Context(dir: Direction): H1Context {
     return this.h1Contexts[dir];
   }
@@ -272,9 +279,17 @@ export class ProxyRuntime {
       sessionClosed: (s) => this.h1Sessions.delete(s),
       connectionBusy: (socket) => this.connectionBusy(socket),
       connectionIdle: (socket) => this.connectionIdle(socket),
-      acquireMeshed:
-        direction === 'outbound' && mesh !== null ? (p, up, o, cb) => mesh.acquireH1(p, up, o, cb) : null,
-      meshTcp: direction === 'outbound' ? mesh : null,
+      // The endpoint connector: outbound with an identity, meshed endpoints are reached over mTLS.
+      connect: direction === 'outbound' && mesh !== null ? mesh.connectH1 : this.plainH1,
+      connectTunnel: (target, cb) => {
+        connectBalanced(
+          this.discovery,
+          target,
+          config.timeouts.connectMs,
+          cb,
+          direction === 'outbound' ? mesh : null,
+        );
+      },
       routes: direction === 'outbound' ? this.routes : null,
       mirrors: direction === 'outbound' ? this.mirrors : null,
       gate:

@@ -1,5 +1,5 @@
 // End-to-end WebSocket through the real proxy process (HTTP/1.1 Upgrade, spliced into a byte
-// tunnel by src/proxy/http/h1-session.ts), on the inbound listener and inside a CONNECT tunnel on
+// tunnel by src/proxy/http/h1-tunnel.ts), on the inbound listener and inside a CONNECT tunnel on
 // the outbound listener: the upgrade request's headers reach the upstream, text and binary
 // messages cross both ways, and the close handshake completes from either side.
 import { after, before, describe, test } from 'node:test';

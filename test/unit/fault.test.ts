@@ -10,12 +10,17 @@ import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { H1Session } from '../../src/proxy/http/h1-session.ts';
+import { H1Client } from '../../src/proxy/http/h1-client.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 
-/** Replaces one method of H1Session for requests whose path is `path`, until restored. */
-function throwOn(method: string, when: (session: object, args: unknown[]) => boolean): () => void {
-  const proto = H1Session.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+/** Replaces one method of H1Session (or of its upstream side, H1Client) while `when` holds, until restored. */
+function throwOn(
+  method: string,
+  when: (session: object, args: unknown[]) => boolean,
+  of: object = H1Session.prototype,
+): () => void {
+  const proto = of as Record<string, (...a: unknown[]) => unknown>;
   const original = proto[method]!;
   proto[method] = function (this: object, ...args: unknown[]) {
     if (when(this, args)) throw new Error(`injected fault in ${method}`);
@@ -89,7 +94,7 @@ describe('faults of the proxy own code', () => {
 
   it('a throw while reading the upstream response (an upstream socket event) is contained too', async () => {
     const before = faults();
-    const restore = throwOn('onUpstreamData', (s) => isPath('/boom-up')(s));
+    const restore = throwOn('onUpstreamData', (s) => isPath('/boom-up')(s), H1Client.prototype);
     try {
       const answer = await ask(outbound, appPort, '/boom-up');
       assert.match(answer, /^HTTP\/1\.1 500 [^]*trellis-proxy-error: internal-error/);

@@ -1,4 +1,4 @@
-// The direct path between the HTTP/1 session (h1-session.ts) and an upstream connection that is
+// The direct path between the HTTP/1 client side (h1-client.ts) and an upstream connection that is
 // not a byte stream: the mesh's HTTP/1-over-HTTP/2 connection (src/proxy/mesh/h1-over-h2.ts).
 // Writing the request head as HTTP/1 bytes only for that connection to parse them again (and the
 // response the other way) cost two serializations and two parses per request per side; instead

@@ -1,161 +1,76 @@
-// One downstream HTTP/1 connection: parses each request strictly, forwards it in one unambiguous
-// form to a pooled upstream connection, and streams the response back. Bodies are streamed with
-// backpressure both ways and never buffered whole; chunked bodies are decoded and re-encoded.
-// Requests are handled one at a time (pipelined requests wait in the buffer, bounded). A request
-// for a logical target goes to an endpoint that discovery picks for it (per request), and is
-// re-sent once to another endpoint when the connection to the first could not be made.
+// The server side of HTTP/1: one downstream connection. Parses each request strictly, routes it
+// (the context's route, then a Service's Gateway API routes: outbound/routes.ts, with their
+// filters, timeouts, retries, mirrors and faults), forwards it in one unambiguous form through
+// its upstream side and streams the response back in the client's framing. Bodies are streamed
+// with backpressure both ways and never buffered whole; chunked bodies are decoded and
+// re-encoded. Requests are handled one at a time (pipelined requests wait in the buffer,
+// bounded). Head, body and idle timers, drain, and the answers the proxy makes itself are here.
+//
+// The HTTP/1 files, by what they own:
+// - h1-session.ts (this): the app's side of the connection, and each exchange's decisions.
+// - h1-client.ts: the upstream side: endpoint pick and connect (with the one retry of a failed
+//   connect elsewhere), request head and body out, response in, connection reuse. It is the one
+//   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
+//   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
+// - h1-context.ts: what the runtime gives the HTTP/1 path, per direction.
+// - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
+// - h1-route-rule.ts: what the matched route rule says for the exchange (filters, timeouts,
+//   retries, mirrors, its metrics) and the request body kept for a retry or mirror.
+// - h1-parser.ts, h1-serialize.ts, chunked.ts, h1-uri.ts: the wire format.
+// - upstream-pool.ts: keep-alive upstream connections; the runtime's H1Connect (plain) or
+//   mesh/outbound.ts (meshed endpoints) chooses the kind per endpoint.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
-import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
+import type { ProxyErrorReason } from '../errors.ts';
 import { statusForReason } from '../errors.ts';
 import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import { reportFault } from '../fault.ts';
-import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
-import type { Logger } from '../../core/log.ts';
-import type { AccessLog } from '../telemetry/access-log.ts';
-import { targetKey, type Target } from '../../core/target.ts';
-import { type H1Limits, type MessageHead, parseRequestHead, parseResponseHead } from './h1-parser.ts';
-import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from './chunked.ts';
-import {
-  errorResponse,
-  serializeRequestHead,
-  serializeResponseHead,
-  withoutField,
-  type RequestLine,
-} from './h1-serialize.ts';
-import { directOf, wasUnprocessed, type DirectResponseSink } from './direct-upstream.ts';
-import type { AcquireCallback, UpstreamConn, UpstreamOwner, UpstreamPool } from './upstream-pool.ts';
+import type { Target } from '../../core/target.ts';
+import { type MessageHead, parseRequestHead } from './h1-parser.ts';
+import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
+import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
+import { wasUnprocessed } from './direct-upstream.ts';
 import type { Pick } from '../outbound/discovery.ts';
-import { refusalReason, type InboundHttpGate } from '../policy/inbound-hooks.ts';
+import { refusalReason } from '../policy/inbound-hooks.ts';
 import {
-  connectBalanced,
-  pickEndpoint,
-  retriesElsewhere,
-  type Discovery,
-  type EndpointOutcome,
-  type EndpointSink,
-  type MeshTcpConnector,
-} from '../outbound/balance.ts';
+  H1Client,
+  RES_DONE,
+  RES_HEAD,
+  RES_NONE,
+  type H1ClientSink,
+  type H1Route,
+  type ResponseBodyKind,
+} from './h1-client.ts';
+import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
-import type { RouteSeries } from '../telemetry/route-metrics.ts';
-import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
-import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import {
-  attemptLimit,
   blamesEndpoint,
-  MAX_RETRY_BODY_BYTES,
-  retryAfter,
-  retryRandom,
   timeoutMessage,
   isTimeoutReason,
   type AttemptFailure,
   type OutboundRoutes,
   type RouteDecision,
-  type RoutePolicyRetry,
-  type RouteTimeouts,
-  type TimeoutReason,
 } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
-
-export interface H1Route {
-  readonly target: Target;
-  readonly path: string;
-  /** Host field to send (replacing the client's), or null to keep it. */
-  readonly host: string | null;
-}
-
-export interface H1Context {
-  readonly direction: Direction;
-  readonly limits: H1Limits;
-  readonly idleTimeoutMs: number;
-  readonly requestHeadTimeoutMs: number;
-  /** While a request body is arriving: the longest silence from the client before a 408 (0: none). */
-  readonly requestBodyIdleMs: number;
-  readonly responseTimeoutMs: number;
-  readonly connectTimeoutMs: number;
-  readonly metrics: ProxyMetrics;
-  readonly log: Logger;
-  readonly accessLog: AccessLog | null;
-  readonly pool: UpstreamPool;
-  /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
-  readonly discovery: Discovery | null;
-  route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
-  /**
-   * CONNECT: the session hands its socket (and the connection it made to target) over; the
-   * listener runs detection inside the tunnel.
-   */
-  tunnel(
-    socket: net.Socket,
-    target: Target,
-    initial: Buffer | null,
-    upstream: net.Socket,
-    upstreamAddress: Target,
-  ): void;
-  /** Whether target is the proxy itself. */
-  isLoop(target: Target): boolean;
-  /** Upgrade (101): splice two sockets into a byte tunnel. */
-  splice(
-    downstream: net.Socket,
-    upstream: net.Socket,
-    toUpstream: Buffer | null,
-    toDownstream: Buffer | null,
-  ): void;
-  isDraining(): boolean;
-  sessionClosed(session: H1Session): void;
-  /** The connection has an exchange in progress (the listener's limits do not shed it)... */
-  connectionBusy(socket: net.Socket): void;
-  /** ...or waits for the next request (it may be shed when the listener is full). */
-  connectionIdle(socket: net.Socket): void;
-  /**
-   * Outbound, with an identity: takes a request to a picked endpoint that is meshed (returns
-   * true) and acquires its connection over mTLS (src/proxy/mesh/outbound.ts).
-   */
-  readonly acquireMeshed:
-    ((pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback) => boolean) | null;
-  /** CONNECT tunnels to meshed endpoints go over the mTLS opaque transport. */
-  readonly meshTcp: MeshTcpConnector | null;
-  /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
-  readonly gate: InboundHttpGate | null;
-  /** Outbound with a control plane: the routes attached to Services (null: none are used). */
-  readonly routes: OutboundRoutes | null;
-  /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
-  readonly mirrors?: RequestMirrors | null;
-  /** Distributed tracing (telemetry/trace-tracer.ts); null or absent: off. */
-  readonly tracer?: Tracer | null;
-}
+import { H1RouteRule, headerRecord } from './h1-route-rule.ts';
+import type { H1Context } from './h1-context.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
 const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
 const REQ_BODY = 2; // forwarding the request body
 const REQ_DONE = 3; // request fully forwarded
 
-const RES_NONE = 0;
-const RES_HEAD = 1;
-const RES_BODY = 2;
-const RES_DONE = 3;
-
 const MAX_PIPELINE_BYTES = 256 * 1024;
-
-/** Lower-case names to values, for route matching (only when the request's Service has routes). */
-function headerRecord(fields: readonly string[]): Record<string, string> {
-  const record: Record<string, string> = {};
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!.toLowerCase();
-    const prior = record[name];
-    record[name] = prior === undefined ? fields[i + 1]! : `${prior},${fields[i + 1]!}`;
-  }
-  return record;
-}
 
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
-export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSink, DescribedExchange {
+export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -174,54 +89,25 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private reqChunked = false;
   private reqRemaining = 0;
   private reqDecoder: ChunkedDecoder | null = null;
-  private upstream: UpstreamConn | null = null;
+  /** The request was re-sent once because its pooled connection closed as it was reused. */
   private retried = false;
-  /** The endpoint this exchange was sent to (logical targets only) and when it was picked. */
-  private pick: Pick | null = null;
-  private pickedAt = 0;
-  /** The connect failure that sent this exchange to another endpoint (at most once). */
-  private connectRetried: { reason: ConnectFailureReason; err: Error | undefined } | null = null;
-  /** The route whose endpoint is being picked (a late answer for an earlier exchange is released). */
-  private picking: H1Route | null = null;
-  /** The matched route rule's response header filters (routes.ts), null when none. */
-  private responseHeaders: readonly HeaderModifier[] | null = null;
-  /** The matched route rule's retries (for a request they may re-send), null: none. */
-  private routeRetry: RoutePolicyRetry | null = null;
-  private retriesDone = 0;
+  /** The route rule the exchange was forwarded by (h1-route-rule.ts). */
+  private readonly rule = new H1RouteRule();
   private retryTimer: NodeJS.Timeout | null = null;
   /** An HTTPFault's delay in progress (routes.ts). */
   private faultTimer: NodeJS.Timeout | null = null;
   /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
   private retryPick: Pick | null = null;
-  /** The matched route rule's timeouts, null: the proxy's response timeout. */
-  private routeTimeouts: RouteTimeouts | null = null;
-  /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
-  private deadline = Infinity;
-  /** Which limit the running response timer stands for (the reason its 504 names). */
-  private timeoutReason: TimeoutReason = 'response-timeout';
-  /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
-  private mirrorTargets: readonly Target[] | null = null;
-  /** The matched route rule's backend metrics, null: none. */
-  private routeSeries: RouteSeries | null = null;
-  /** The request body as sent, kept for a retry (content-length bodies up to 64 KiB), or null. */
-  private retryBody: Buffer[] | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
   private route: H1Route | null = null;
-  /** How the request head is forwarded (serialized for byte-stream upstreams only). */
-  private requestLine: RequestLine | null = null;
-  /** The upstream takes parsed heads and gives decoded bodies (direct-upstream.ts). */
-  private resDirect = false;
-  private resState = RES_NONE;
+  /** The upstream side of every exchange of this connection (h1-client.ts). */
+  private readonly up: H1Client;
+  /** The response head being passed on. */
   private res: MessageHead | null = null;
-  private resBuf: Buffer | null = null;
-  private resKind: 'none' | 'length' | 'chunked' | 'close' = 'none';
-  private resRemaining = 0;
-  private resDecoder: ChunkedDecoder | null = null;
   private resOutChunked = false;
   private resStartedDownstream = false;
-  private upstreamReusable = true;
   private startedAt = 0;
   private latencyMs = 0;
   private responseTimer: NodeJS.Timeout | null = null;
@@ -232,8 +118,6 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   /** Inbound: the client-identity field as it is added to every request ('' when none). */
   private readonly identityField: string;
 
-  private readonly reqSink: ChunkSink;
-  private readonly resSink: ChunkSink;
   /** The exchange's span when it is traced (recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
 
@@ -250,24 +134,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.peerIdentity = peerIdentity;
     const idHeader = ctx.gate?.clientIdHeader ?? '';
     this.identityField = idHeader !== '' && peerIdentity !== null ? `${idHeader}: ${peerIdentity}\r\n` : '';
-    this.reqSink = {
-      data: (chunk) => {
-        const up = this.upstream!.socket;
-        up.write(encodeChunkHeader(chunk.length));
-        up.write(chunk);
-        if (!up.write(CRLF)) this.socket.pause();
-      },
-      end: (sent) => {
-        const up = this.upstream!.socket;
-        // Inbound: the client-identity header is the proxy's to set, in trailers as in the head.
-        const trailers = idHeader === '' || sent.length === 0 ? sent : withoutField(sent, idHeader);
-        up.write(trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]));
-      },
-    };
-    this.resSink = {
-      data: (chunk) => this.writeResponseData(chunk),
-      end: (trailers) => this.endResponseBody(trailers),
-    };
+    this.up = new H1Client(ctx, this, idHeader);
     // Every entry from the event loop catches what the session throws (fault.ts): a bug costs
     // this connection, never the process. (A try costs nothing measurable on V8's fast path.)
     socket.on('data', (chunk: Buffer) => {
@@ -285,7 +152,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       }
     });
     socket.on('drain', () => {
-      if (this.upstream !== null && this.resState === RES_BODY) this.upstream.socket.resume();
+      this.up.resume();
     });
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -323,7 +190,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.ending = true; // nothing more the client sends is read
     if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE);
     else this.socket.destroy();
-    this.upstream?.socket.destroy();
+    this.up.destroy();
     // The socket's close cleans up (onDownstreamClose); when that is what faulted, the listener
     // is still told the session is gone.
     if (this.closed) {
@@ -337,7 +204,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
 
   /** Drain: an idle connection closes now, a busy one after its response. */
   drain(): void {
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE && this.buf === null) this.endConnection();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE && this.buf === null) this.endConnection();
     else this.closeAfterResponse = true;
   }
 
@@ -351,7 +218,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       return;
     }
     this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.processBuffered();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE) this.processBuffered();
     else if (this.buf.length > MAX_PIPELINE_BYTES) this.socket.pause();
   }
 
@@ -394,7 +261,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     ctx.metrics.requestStarted(ctx.direction, 'http1');
     if (head.connectionClose || ctx.isDraining()) this.closeAfterResponse = true;
     if (head.method === 'CONNECT') {
-      this.startConnect(head);
+      startConnect(ctx, this, this.socket, this.connTarget, head);
       return;
     }
     const route = ctx.route(head, this.connTarget);
@@ -491,32 +358,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       path: decision.pathAndQuery,
       host: decision.authority ?? route.host,
     };
-    this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
-    const timeouts = decision.timeouts;
-    this.routeTimeouts = timeouts;
-    this.routeSeries = decision.series;
-    this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
-    // Retries re-send the request: not an upgrade, and a body only when it has a length of at
-    // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
-    const retry = decision.retry;
-    const bodyless = head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0);
-    this.routeRetry =
-      retry !== null &&
-      retry.retries > 0 &&
-      head.upgrade === null &&
-      (bodyless || (head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES))
-        ? retry
-        : null;
-    this.mirrorTargets = decision.mirrors.length > 0 ? decision.mirrors : null;
-    // The body is kept as it is forwarded when a retry or a mirror may send it again: only one
-    // with a length of at most MAX_RETRY_BODY_BYTES.
-    const keepable = head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES;
-    if (this.mirrorTargets !== null && !bodyless && !keepable) {
-      this.ctx.mirrors?.drop(this.mirrorTargets.length);
-      this.mirrorTargets = null;
-    }
-    this.retryBody = (this.routeRetry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
-    this.retriesDone = 0;
+    this.rule.adopt(decision, head, this.ctx.mirrors);
     return true;
   }
 
@@ -550,33 +392,17 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
    * true when it retries, 'deadline' when only the exchange's deadline stopped it.
    */
   private retryAttempt(failure: AttemptFailure): boolean | 'deadline' {
-    const retry = this.routeRetry;
     // A request whose body is still arriving cannot be sent again whole.
-    if (retry === null || this.reqState !== REQ_DONE) return false;
-    const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
+    if (this.rule.retry === null || this.reqState !== REQ_DONE) return false;
+    const delay = this.rule.retryDelay(failure, this.ctx.metrics, this.ctx.direction);
     if (delay === null) return false;
     if (delay === 'deadline') return 'deadline';
-    if (delay === 'budget-exhausted') {
-      this.ctx.metrics.retried(this.ctx.direction, 'budget-exhausted');
-      this.routeSeries?.retried('budget-exhausted');
-      return false;
-    }
-    this.ctx.metrics.retried(this.ctx.direction, 'retried');
-    this.routeSeries?.retried('retried');
-    this.retriesDone++;
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.drop();
     this.clearResponseTimer();
-    const failed = this.pick;
+    const failed = this.up.takePick();
     if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
-    this.pick = null;
     this.res = null;
-    this.resBuf = null;
-    this.resState = RES_NONE;
+    this.up.restart();
     this.reqState = REQ_CONNECTING;
     const route = this.route;
     this.retryPick = failed;
@@ -598,16 +424,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
 
   /** Copies the whole request (as sent upstream) to the rule's mirrors. */
   private sendMirrors(): void {
-    const targets = this.mirrorTargets!;
-    this.mirrorTargets = null;
-    const head = this.req!;
-    this.ctx.mirrors?.send(targets, {
-      method: head.method,
-      pathAndQuery: this.route!.path,
-      headers: headerRecord(head.headers),
-      body: this.retryBody ?? [],
-      h2: false,
-    });
+    this.rule.sendMirrors(this.ctx.mirrors, this.req!, this.route!.path);
   }
 
   /** A retry waiting for its backoff is dropped (the exchange ended): its last pick is reported. */
@@ -628,7 +445,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     const gate = ctx.gate;
     this.reqDecoder = this.reqChunked ? new ChunkedDecoder(ctx.limits) : null;
     if (ctx.tracer != null) this.startSpan(ctx.tracer, head);
-    this.requestLine =
+    const line: RequestLine =
       gate === null
         ? { method: head.method, path: route.path, host: route.host }
         : {
@@ -638,6 +455,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
             drop: gate.clientIdHeader === '' ? null : gate.clientIdHeader,
             extra: this.identityField,
           };
+    this.up.begin(head, line, this.reqChunked);
     this.reqState = REQ_CONNECTING;
     // A body waits in the socket until there is an upstream to stream it to. A request without
     // one needs no pause (that would cost two syscalls per request): bytes that arrive meanwhile
@@ -656,98 +474,29 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     });
   }
 
-  /**
-   * Acquires a pooled connection for the exchange, to an endpoint of the route's target
-   * (outbound/balance.ts; synchronously when the endpoints are known). `failed`: the previous
-   * attempt's pick when this is a retry (`otherOnly`: it must go elsewhere).
-   */
+  /** Sends the exchange to an endpoint of its route (h1-client.ts); `failed`: the previous attempt's pick. */
   private connectUpstream(failed: Pick | null, otherOnly: boolean): void {
-    this.picking = this.route;
-    pickEndpoint(this.ctx.discovery, this.route!.target, failed, this, otherOnly);
+    this.up.connect(this.route!, failed, otherOnly);
   }
 
-  onEndpoint(outcome: EndpointOutcome): void {
-    try {
-      this.onPicked(outcome);
-    } catch (err) {
-      this.fault('h1 endpoint pick', err);
-    }
+  // ---- the upstream's answers (H1ClientSink) -------------------------------------------------
+
+  awaitsUpstream(route: H1Route | null): boolean {
+    return !this.closed && this.route === route && this.reqState === REQ_CONNECTING;
   }
 
-  private onPicked(outcome: EndpointOutcome): void {
-    if (this.closed || this.route !== this.picking || this.reqState !== REQ_CONNECTING) {
-      if (typeof outcome === 'object' && !('error' in outcome)) outcome.done(); // the exchange ended meanwhile
-      return;
-    }
-    this.picking = null;
-    if (outcome === 'no-other-endpoint') {
-      const first = this.connectRetried!;
-      this.replyError(first.reason, `${first.reason}: ${first.err?.message ?? 'no connection'}`);
-      return;
-    }
-    if ('error' in outcome) {
-      this.replyError(outcome.error, outcome.detail);
-      return;
-    }
-    this.pick = outcome;
-    this.pickedAt = performance.now();
-    const cb: AcquireCallback = (conn, error, err) => {
-      try {
-        this.onAcquired(conn, error, err);
-      } catch (e) {
-        this.fault('h1 upstream acquired', e);
-      }
-    };
-    const meshed = this.ctx.acquireMeshed;
-    if (meshed !== null && meshed(outcome, this.req!.upgrade !== null, this, cb)) return;
-    this.ctx.pool.acquire(outcome.address, this, cb);
+  onUpstreamFailed(reason: ProxyErrorReason, message: string): void {
+    this.replyError(reason, message);
   }
 
-  /** Ends the picked endpoint's count of this request (without an RTT: it failed or ended). */
-  private releasePick(): void {
-    const pick = this.pick;
-    this.pick = null;
-    pick?.done();
-  }
-
-  private onAcquired(conn: UpstreamConn | null, error: ConnectFailureReason | null, err?: Error): void {
-    if (this.closed || this.reqState !== REQ_CONNECTING) {
-      // The client went away, or the exchange was answered meanwhile (its body was cut short).
-      if (conn !== null) this.ctx.pool.release(conn);
-      return;
-    }
-    if (conn === null) {
-      const failed = this.pick;
-      if (failed !== null && retriesElsewhere(failed, error!, this.connectRetried !== null)) {
-        // Nothing was sent: the request goes to another endpoint once.
-        this.connectRetried = { reason: error!, err };
-        this.pick = null;
-        this.connectUpstream(failed, true);
-        return;
-      }
-      this.replyError(error!, `${error}: ${err?.message ?? 'no connection'}`);
-      return;
-    }
-    this.upstream = conn;
-    this.upstreamReusable = true;
-    this.resState = RES_HEAD;
+  onUpstreamReady(): void {
     this.resStartedDownstream = false;
-    const up = conn.socket;
-    const direct = directOf(up);
-    this.resDirect = direct !== null;
-    // A byte stream gets the head and the first body bytes in one write (corked for a tick); a
-    // direct upstream takes the parsed head, and any body bytes as they come.
-    if (direct !== null) direct.startRequest(this.req!, this.requestLine!, this.reqChunked, this);
-    else {
-      up.cork();
-      up.write(serializeRequestHead(this.req!, this.requestLine!, this.reqChunked), 'latin1');
-      process.nextTick(uncork, up);
-    }
     if (!this.reqChunked && this.reqRemaining === 0) {
       this.reqState = REQ_DONE;
       // A retry sends the body the first attempt sent (kept by forwardRequestBody).
-      if (this.retriesDone > 0 && this.retryBody !== null) for (const part of this.retryBody) up.write(part);
-      if (this.mirrorTargets !== null) this.sendMirrors();
+      const kept = this.rule.body;
+      if (this.rule.retriesDone > 0 && kept !== null) for (const part of kept) this.up.writeBody(part);
+      if (this.rule.mirrorTargets !== null) this.sendMirrors();
     } else {
       this.reqState = REQ_BODY;
       this.armBodyTimer();
@@ -759,12 +508,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         return;
       }
     }
-    let timeoutMs = this.ctx.responseTimeoutMs;
-    if (this.routeTimeouts !== null) {
-      const limit = attemptLimit(this.deadline, this.routeTimeouts, timeoutMs, performance.now());
-      timeoutMs = limit.ms;
-      this.timeoutReason = limit.reason;
-    }
+    const timeoutMs = this.rule.attemptTimeout(this.ctx.responseTimeoutMs);
     if (timeoutMs > 0) {
       this.responseTimer = setTimeout(() => {
         try {
@@ -778,29 +522,26 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   }
 
   private forwardRequestBody(chunk: Buffer): void {
-    const up = this.upstream!.socket;
     let used: number;
     if (!this.reqChunked) {
       used = Math.min(this.reqRemaining, chunk.length);
       const part = used === chunk.length ? chunk : chunk.subarray(0, used);
-      if (this.retryBody !== null && used > 0) this.retryBody.push(part);
-      if (used > 0 && !up.write(part)) this.socket.pause();
+      if (this.rule.body !== null && used > 0) this.rule.body.push(part);
+      if (used > 0 && !this.up.writeBody(part)) this.socket.pause();
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) {
         this.reqState = REQ_DONE;
-        if (this.mirrorTargets !== null) this.sendMirrors();
+        if (this.rule.mirrorTargets !== null) this.sendMirrors();
       }
     } else {
-      up.cork();
-      used = this.reqDecoder!.write(chunk, this.reqSink);
-      up.uncork();
+      used = this.up.writeChunks(this.reqDecoder!, chunk);
       if (used < 0) {
         // The upstream has seen part of a body that turned out malformed: it must never see more.
-        this.upstreamReusable = false;
-        up.destroy();
+        this.up.destroy();
         this.replyError('bad-request', this.reqDecoder!.error ?? 'bad chunked body');
         return;
       }
+      if (this.up.blocked) this.socket.pause();
       if (this.reqDecoder!.done) this.reqState = REQ_DONE;
     }
     if (this.reqState === REQ_DONE) {
@@ -809,104 +550,51 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
         this.buf = chunk.subarray(used);
         this.socket.pause(); // the next request waits until this exchange is over
       }
-      if (this.resState === RES_DONE) this.finishExchange();
+      if (this.up.state === RES_DONE) this.finishExchange();
     }
   }
 
-  onUpstreamDrain(): void {
+  onRequestDrain(): void {
     if (this.reqState !== REQ_BODY) return;
     this.socket.resume();
     this.armBodyTimer(); // the silence while we held the client back does not count
   }
 
-  // ---- upstream -> downstream -------------------------------------------------------------
-
-  onUpstreamData(chunk: Buffer): void {
-    if (this.resState === RES_BODY) {
-      this.forwardResponseBody(chunk);
-      return;
-    }
-    if (this.resState !== RES_HEAD) {
-      this.upstreamReusable = false; // bytes after the response ended
-      this.upstream?.socket.destroy();
-      return;
-    }
-    this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
-    this.parseResponse();
+  onInterim(head: MessageHead): void {
+    // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
+    if (this.req!.versionMinor === 1) this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
   }
 
-  // ---- direct upstreams (direct-upstream.ts) -----------------------------------------------
-
-  onDirectHead(head: MessageHead): void {
-    if (this.resState !== RES_HEAD) {
-      this.upstreamReusable = false;
-      this.upstream?.socket.destroy();
-      return;
-    }
-    if (head.status < 200) {
-      if (this.req!.versionMinor === 1)
-        this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
-      return;
-    }
-    this.onResponseHead(head);
+  onBadResponse(message: string): void {
+    this.replyError('upstream-bad-response', message);
   }
 
-  onDirectEnd(trailers: Buffer): void {
-    if (this.resState === RES_BODY && this.resKind === 'chunked') this.endResponseBody(trailers);
+  onResponseBroken(): void {
+    this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-bad-response');
+    this.socket.destroy();
   }
 
-  private parseResponse(): void {
-    while (this.resBuf !== null && this.resState === RES_HEAD) {
-      const buf = this.resBuf;
-      const r = parseResponseHead(buf, 0, buf.length, this.ctx.limits);
-      if (r.kind === 'incomplete') return;
-      if (r.kind === 'error') {
-        this.resBuf = null;
-        this.upstreamReusable = false;
-        this.upstream?.socket.destroy();
-        this.replyError('upstream-bad-response', r.message);
-        return;
-      }
-      this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
-      const head = r.head;
-      if (head.status < 200 && head.status !== 101) {
-        // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they are.
-        if (this.req!.versionMinor === 1)
-          this.socket.write(serializeResponseHead(head, 'as-is', null), 'latin1');
-        continue;
-      }
-      this.onResponseHead(head);
-    }
-  }
-
-  private onResponseHead(head: MessageHead): void {
-    if (this.routeRetry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
-      return;
+  onResponseHead(head: MessageHead, kind: ResponseBodyKind, bodyLater: boolean): boolean {
+    if (this.rule.retry !== null && this.retryAttempt({ status: head.status, grpcStatus: null }) === true)
+      return false;
     this.clearResponseTimer();
     const now = performance.now();
     this.latencyMs = now - this.startedAt;
-    if (this.pick !== null) {
-      this.pick.done(now - this.pickedAt, head.status >= 500); // the breaker's verdict
-      this.pick = null;
-    }
+    this.up.answered(now, head.status >= 500); // the breaker's verdict
     this.res = head;
     const req = this.req!;
     if (head.status === 101) {
       if (req.upgrade === null) {
-        this.upstreamReusable = false;
-        this.upstream?.socket.destroy();
+        this.up.destroy();
         this.replyError('upstream-bad-response', 'unexpected 101 response');
-        return;
+        return false;
       }
-      this.startUpgrade(head);
-      return;
+      this.upgrade(head);
+      return false;
     }
-    const noBody = req.method === 'HEAD' || head.status === 204 || head.status === 304;
-    this.resKind = noBody ? 'none' : head.bodyKind;
-    if (head.connectionClose) this.upstreamReusable = false;
     const clientHttp11 = req.versionMinor === 1;
     let framing: 'as-is' | 'chunked' | 'close' = 'as-is';
-    if (this.resKind === 'chunked' || this.resKind === 'close') {
+    if (kind === 'chunked' || kind === 'close') {
       if (clientHttp11) framing = 'chunked';
       else {
         framing = 'close';
@@ -921,80 +609,21 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     if (this.closeAfterResponse) connection = 'close';
     else if (!clientHttp11) connection = 'keep-alive';
     this.resStartedDownstream = true;
-    if (
-      this.resDirect &&
-      this.resKind !== 'none' &&
-      !(this.resKind === 'length' && head.contentLength === 0)
-    ) {
+    if (bodyLater) {
       // The body of a direct upstream's response comes in a later tick (usually the next one,
       // already received): one write to the client for head and body instead of two.
       this.socket.cork();
       process.nextTick(uncork, this.socket);
     }
-    if (this.responseHeaders !== null) {
-      for (const modifier of this.responseHeaders) head.headers = modifyHeaders(modifier, head.headers);
+    const modifiers = this.rule.responseHeaders;
+    if (modifiers !== null) {
+      for (const modifier of modifiers) head.headers = modifyHeaders(modifier, head.headers);
     }
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
-    if (this.resKind === 'none') {
-      this.resState = RES_DONE;
-      if (this.resBuf !== null) this.upstreamReusable = false;
-      this.resBuf = null;
-      this.onResponseDone();
-      return;
-    }
-    this.resState = RES_BODY;
-    if (this.resKind === 'length') this.resRemaining = head.contentLength;
-    else if (this.resKind === 'chunked' && !this.resDirect)
-      this.resDecoder = new ChunkedDecoder(this.ctx.limits);
-    if (this.resKind === 'length' && this.resRemaining === 0) {
-      this.resState = RES_DONE;
-      if (this.resBuf !== null) this.upstreamReusable = false;
-      this.resBuf = null;
-      this.onResponseDone();
-      return;
-    }
-    const rest = this.resBuf;
-    this.resBuf = null;
-    if (rest !== null) this.forwardResponseBody(rest);
+    return true;
   }
 
-  private forwardResponseBody(chunk: Buffer): void {
-    switch (this.resKind) {
-      case 'length': {
-        const used = Math.min(this.resRemaining, chunk.length);
-        this.writeResponseData(used === chunk.length ? chunk : chunk.subarray(0, used));
-        this.resRemaining -= used;
-        if (this.resRemaining === 0) {
-          if (used < chunk.length) this.upstreamReusable = false;
-          this.resState = RES_DONE;
-          this.onResponseDone();
-        }
-        return;
-      }
-      case 'chunked': {
-        if (this.resDirect) {
-          this.writeResponseData(chunk); // decoded already; its end comes as onDirectEnd
-          return;
-        }
-        const used = this.resDecoder!.write(chunk, this.resSink);
-        if (used < 0) {
-          // Part of the response is already out: the client can only learn of the error by a reset.
-          this.upstreamReusable = false;
-          this.ctx.metrics.proxyError(this.ctx.direction, 'upstream-bad-response');
-          this.upstream?.socket.destroy();
-          this.socket.destroy();
-          return;
-        }
-        if (this.resState === RES_DONE && used < chunk.length) this.upstreamReusable = false;
-        return;
-      }
-      case 'close':
-        this.writeResponseData(chunk);
-        return;
-    }
-  }
-
-  private writeResponseData(chunk: Buffer): void {
+  onResponseData(chunk: Buffer): void {
     if (chunk.length === 0) return;
     const s = this.socket;
     let ok: boolean;
@@ -1006,43 +635,29 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       s.uncork();
     } else ok = s.write(chunk);
     this.bytesOut += chunk.length;
-    if (!ok) this.upstream?.socket.pause();
+    if (!ok) this.up.pause();
   }
 
-  private endResponseBody(trailers: Buffer): void {
+  onResponseEnd(trailers: Buffer): void {
     if (this.resOutChunked) {
       this.socket.write(
         trailers.length === 0 ? '0\r\n\r\n' : Buffer.concat([Buffer.from('0\r\n'), trailers, CRLF]),
       );
     }
-    this.resState = RES_DONE;
-    this.onResponseDone();
+    this.record(this.res!.status, false);
+    this.finishExchange();
   }
 
-  onUpstreamEnd(): void {
-    if (this.resState === RES_BODY && this.resKind === 'close') {
-      if (this.resOutChunked) this.socket.write('0\r\n\r\n');
-      this.upstreamReusable = false;
-      this.resState = RES_DONE;
-      this.onResponseDone();
-      return;
-    }
-    this.upstream?.socket.destroy();
-  }
-
-  onUpstreamClose(_hadError: boolean, err: Error | null): void {
-    const conn = this.upstream;
-    this.upstream = null;
-    if (this.resState === RES_DONE || this.resState === RES_NONE || this.closed) return;
-    if (this.resState === RES_HEAD && !this.resStartedDownstream && this.resBuf === null) {
+  onUpstreamClosed(err: Error | null, beforeResponse: boolean, resendable: boolean): void {
+    if (this.closed) return;
+    if (beforeResponse && !this.resStartedDownstream) {
       // A pooled connection the upstream closed just as we reused it: re-send once on a new one
       // when nothing of the request body had to be sent (so nothing is lost or sent twice).
       // A request the upstream says it never processed (a refused HTTP/2 stream) likewise,
       // whatever its method.
       const unprocessed = wasUnprocessed(err);
       if (
-        conn !== null &&
-        (conn.uses > 1 || unprocessed) &&
+        resendable &&
         !this.retried &&
         (isIdempotent(this.req!.method) || unprocessed) &&
         this.reqState === REQ_DONE &&
@@ -1051,11 +666,9 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
       ) {
         // (to another endpoint, when there is one: this one may be going away)
         this.retried = true;
-        this.resState = RES_NONE;
+        this.up.restart();
         this.reqState = REQ_CONNECTING;
-        const failed = this.pick;
-        this.pick = null;
-        this.connectUpstream(failed, false);
+        this.connectUpstream(this.up.takePick(), false);
         return;
       }
       this.replyError('upstream-reset', `upstream closed before responding${err ? `: ${err.message}` : ''}`);
@@ -1067,26 +680,10 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.socket.destroy();
   }
 
-  private onResponseDone(): void {
-    this.record(this.res!.status, false);
-    if (this.reqState === REQ_DONE) this.finishExchange();
-    else {
-      // The upstream answered before the request body was complete: that connection cannot be reused.
-      this.upstreamReusable = false;
-      this.finishExchange();
-    }
-  }
-
+  /** The exchange is over: its connection goes back (when it can be reused), the next request is read. */
   private finishExchange(): void {
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      if (this.upstreamReusable && this.reqState === REQ_DONE) this.ctx.pool.release(conn);
-      else {
-        conn.owner = null;
-        conn.socket.destroy();
-      }
-    }
+    // (The upstream answered before the request body was complete: that connection cannot be reused.)
+    this.up.finish(this.reqState === REQ_DONE);
     this.resetExchange();
     if (this.closeAfterResponse) {
       this.endConnection();
@@ -1102,27 +699,14 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.clearResponseTimer();
     this.req = null;
     this.route = null;
-    this.requestLine = null;
-    this.resDirect = false;
     this.res = null;
-    this.resBuf = null;
     this.reqDecoder = null;
-    this.resDecoder = null;
     this.reqState = REQ_IDLE;
-    this.resState = RES_NONE;
+    this.up.reset();
     this.retried = false;
-    this.connectRetried = null;
-    this.responseHeaders = null;
-    this.routeTimeouts = null;
-    this.deadline = Infinity;
-    this.timeoutReason = 'response-timeout';
-    this.retryBody = null;
-    this.mirrorTargets = null;
-    this.routeSeries = null;
-    this.routeRetry = null;
+    this.rule.reset();
     this.cancelRetry();
     this.clearFaultTimer();
-    this.releasePick();
     this.bytesIn = 0;
     this.bytesOut = 0;
   }
@@ -1131,7 +715,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.recordedStatus = status;
     this.recordedError = error;
     recordExchange(this.ctx, this.ctx.direction, 'http1', status, this.latencyMs, failed, this);
-    this.routeSeries?.record(this.latencyMs, status, failed, isTimeoutReason(error));
+    this.rule.series?.record(this.latencyMs, status, failed, isTimeoutReason(error));
   }
 
   accessLogEntry(): AccessLogEntry {
@@ -1165,7 +749,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
-    if (countsAgainstEndpoint(reason)) this.pick?.fail?.(); // the circuit breaker's verdict
+    if (countsAgainstEndpoint(reason)) this.up.blame(); // the circuit breaker's verdict
     if (ctx.log.enabled('debug'))
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });
     // Keep the connection only when the request was read whole and parsed cleanly.
@@ -1206,12 +790,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.socket.write(response(!keep));
     this.res = null;
     this.record(status, reason !== undefined, reason);
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.drop();
     const bodyCut = this.reqState === REQ_BODY;
     this.resetExchange();
     this.buf = null;
@@ -1236,90 +815,43 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.socket.end();
   }
 
-  /**
-   * CONNECT: connects first, so that the client hears 502/503/504 rather than 200 and a close. A
-   * logical name is resolved and the tunnel connects to the endpoint picked for it.
-   */
-  private startConnect(head: MessageHead): void {
-    if (this.ctx.direction === 'inbound') {
-      // The inbound listener forwards only to its own app, never where a client asks.
-      this.replyError('proxy-request-refused', 'CONNECT is not relayed by an inbound listener');
-      return;
-    }
-    if (this.connTarget !== null) {
-      // A listener bound for one destination (--destination, transparent outbound) forwards only
-      // there: only the HTTP proxy listener connects where a client asks.
-      const to = targetKey(this.connTarget);
-      this.replyError('proxy-request-refused', `CONNECT is not relayed by a listener bound for ${to}`);
-      return;
-    }
-    const t = head.target;
-    const colon = t.lastIndexOf(':');
-    let host = t.slice(0, colon);
-    if (host.startsWith('[')) host = host.slice(1, -1);
-    const target: Target = { host, port: Number(t.slice(colon + 1)) };
-    if (target.port < 1 || target.port > 65535) {
-      this.replyError('bad-request', 'invalid CONNECT port');
-      return;
-    }
-    if (this.ctx.isLoop(target)) {
-      this.replyError('loop-detected', 'CONNECT to the proxy itself');
-      return;
-    }
-    this.reqState = REQ_CONNECTING;
-    this.socket.pause();
-    connectBalanced(
-      this.ctx.discovery,
-      target,
-      this.ctx.connectTimeoutMs,
-      (upstream, pick, reason, err) => {
-        if (this.closed) {
-          upstream?.destroy();
-          return;
-        }
-        if (upstream === null || pick === null) {
-          this.replyError(reason!, `CONNECT ${t}: ${reason}${err ? ` (${err.message})` : ''}`);
-          return;
-        }
-        const rest = this.buf;
-        this.latencyMs = performance.now() - this.startedAt;
-        this.record(200, false);
-        this.detach();
-        this.socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
-        this.socket.resume();
-        this.ctx.tunnel(this.socket, target, rest, upstream, pick.address);
-      },
-      this.ctx.meshTcp,
-    );
+  // ---- the tunnel's hand-over (h1-tunnel.ts) ----------------------------------------------
+
+  isClosed(): boolean {
+    return this.closed;
   }
 
-  private startUpgrade(head: MessageHead): void {
-    const conn = this.upstream!;
-    this.upstream = null;
-    conn.owner = null;
-    this.record(101, false);
-    this.socket.write(serializeResponseHead(head, 'as-is', 'upgrade'), 'latin1');
-    const toDown = this.resBuf;
-    const toUp = this.buf;
-    // What came after the 101 belongs to the tunnel: nothing more is parsed as a response.
-    this.resBuf = null;
-    this.resState = RES_DONE;
-    const gate = this.ctx.gate;
-    if (gate !== null && this.route !== null)
-      gate.watchUpgrade(
-        this.socket,
-        this.route.target.port,
-        this.peerIdentity,
-        this.socket.remoteAddress ?? '',
-        this.req!.method,
-        this.route.path,
-      );
+  refuse(reason: ProxyErrorReason, message: string): void {
+    this.replyError(reason, message);
+  }
+
+  awaitTunnel(): void {
+    this.reqState = REQ_CONNECTING;
+  }
+
+  handOver(status: number): Buffer | null {
+    const rest = this.buf;
+    this.latencyMs = performance.now() - this.startedAt;
+    this.record(status, false);
     this.detach();
-    conn.socket.removeAllListeners('data');
-    conn.socket.removeAllListeners('end');
-    conn.socket.removeAllListeners('drain');
-    this.ctx.pool.forget(conn);
-    this.ctx.splice(this.socket, conn.socket, toUp, toDown);
+    return rest;
+  }
+
+  /** The upstream answered 101 to an Upgrade: the two connections become a tunnel. */
+  private upgrade(head: MessageHead): void {
+    const toDown = this.up.rest;
+    const conn = this.up.takeForTunnel();
+    const route = this.route;
+    const watch =
+      route === null
+        ? null
+        : {
+            port: route.target.port,
+            identity: this.peerIdentity,
+            method: this.req!.method,
+            path: route.path,
+          };
+    startUpgrade(this.ctx, this, this.socket, conn, head, toDown, watch);
   }
 
   /** Stops this session from handling the socket (it is handed to a tunnel). */
@@ -1353,27 +885,25 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
   private onIdleTimeout(): void {
     if (this.reqState === REQ_BODY && !this.socket.isPaused()) {
       // The client stopped sending its request body (and it is not us holding it back).
-      this.upstreamReusable = false;
       this.replyError('idle-timeout', 'request body not received in time', 408);
       return;
     }
-    if (this.reqState !== REQ_IDLE || this.resState !== RES_NONE) return; // busy: not idle
+    if (this.reqState !== REQ_IDLE || this.up.state !== RES_NONE) return; // busy: not idle
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
     this.socket.destroy();
   }
 
   private onResponseTimeout(): void {
     this.responseTimer = null;
-    if (this.resState !== RES_HEAD) return;
-    this.upstreamReusable = false;
-    let reason = this.timeoutReason;
+    if (this.up.state !== RES_HEAD) return;
+    let reason = this.rule.timeoutReason;
     if (reason !== 'request-timeout') {
       const retried = this.retryAttempt({ timedOut: true });
       if (retried === true) return;
       // No time is left for another attempt: the request's own timeout is what ran out.
       if (retried === 'deadline') reason = 'request-timeout';
     }
-    this.replyError(reason, timeoutMessage(reason, this.routeTimeouts));
+    this.replyError(reason, timeoutMessage(reason, this.rule.timeouts));
   }
 
   private clearHeadTimer(): void {
@@ -1392,7 +922,7 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
 
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
-    if (this.reqState === REQ_IDLE && this.resState === RES_NONE) this.endConnection();
+    if (this.reqState === REQ_IDLE && this.up.state === RES_NONE) this.endConnection();
     else if (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0)) {
       // The body may be whole in this.buf already (sent with its FIN in one write): whether it is
       // is known once it has gone to the upstream.
@@ -1407,7 +937,6 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
    * for the rest until its own timeout while both connections stay open.
    */
   private refuseCutBody(): void {
-    this.upstreamReusable = false;
     this.replyError('bad-request', 'the client closed its side before the request body was complete');
   }
 
@@ -1429,13 +958,8 @@ export class H1Session implements UpstreamOwner, DirectResponseSink, EndpointSin
     this.clearResponseTimer();
     this.cancelRetry();
     this.clearFaultTimer();
-    this.releasePick();
-    const conn = this.upstream;
-    this.upstream = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.up.releasePick();
+    this.up.drop();
     this.ctx.sessionClosed(this);
   }
 }

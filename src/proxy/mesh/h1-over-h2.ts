@@ -1,16 +1,16 @@
 // The outbound half of "HTTP/1 between proxies travels as HTTP/2": a virtual upstream connection
-// that the HTTP/1 session (http/h1-session.ts) holds like a pooled socket. The session hands it
+// that the HTTP/1 client side (http/h1-client.ts) holds like a pooled socket. The client hands it
 // each request head it parsed (http/direct-upstream.ts), and it opens one HTTP/2 stream per
 // request on the pooled mTLS connection to the endpoint (ALPN trellis-h2h1/1, Host as
 // :authority, connection-specific fields dropped). A request body arrives through the write
 // side as HTTP/1 body bytes (Content-Length bytes or chunked) and goes out as DATA. The response
-// goes back to the session as a parsed head (Content-Length when the peer sent one, else a body
-// that ends with the stream, with trailers) plus body chunks, so the session applies the
-// HEAD/204/304, keep-alive and client framing rules it applies to any upstream, in one place,
-// without a serialize/parse round trip per request.
+// goes back to the client side as a parsed head (Content-Length when the peer sent one, else a
+// body that ends with the stream, with trailers) plus body chunks, so the HEAD/204/304, keep-alive
+// and client framing rules apply as to any upstream, in one place, without a serialize/parse
+// round trip per request.
 //
 // Backpressure: a write is acknowledged only once the stream sent it (its flow-control window had
-// room); the session's pause() of this connection stops giving window back to the peer for the
+// room); the client side's pause() of this connection stops giving window back to the peer for the
 // response (HTTP/2 flow control then stops it: at most one window arrives meanwhile).
 //
 // The streams are the project's own (src/proxy/h2/, ALPN trellis-h2h1/1): a stream is a handler

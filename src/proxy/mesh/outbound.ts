@@ -15,8 +15,8 @@ import type net from 'node:net';
 import { UpstreamConnectError, type ConnectFailureReason } from '../errors.ts';
 import type { H1Limits } from '../http/h1-parser.ts';
 import type { SecureConnector } from '../http/h2-upstream-pool.ts';
-import type { AcquireCallback, Connector, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
-import type { Pick } from '../outbound/discovery.ts';
+import type { Connector, UpstreamPool } from '../http/upstream-pool.ts';
+import type { H1Connect } from '../http/h1-client.ts';
 import { meshIdentityOf, type Endpoint } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
@@ -89,27 +89,29 @@ export class MeshOutbound implements SecureConnector {
   // ---- HTTP/1 ---------------------------------------------------------------------------
 
   /**
-   * Acquires a connection for one HTTP/1 request to a picked endpoint when it is meshed (returns
-   * false, doing nothing, when it is not): `cb` runs as for UpstreamPool.acquire.
+   * The outbound HTTP/1 endpoint connector (http/h1-client.ts H1Connect): a connection for one
+   * request to a picked endpoint, over mTLS when it is meshed, else plain from the same pool.
+   * `cb` runs as for UpstreamPool.acquire.
    */
-  acquireH1(pick: Pick, upgrade: boolean, owner: UpstreamOwner, cb: AcquireCallback): boolean {
+  readonly connectH1: H1Connect = (pick, upgrade, owner, cb) => {
     const identity = meshIdentityOf(pick.endpoint);
-    if (identity === null) return false;
     const { pool, connectTimeoutMs } = this.opts;
     const address = pick.address;
-    const where = targetKey(address);
+    if (identity === null) {
+      pool.acquire(address, owner, cb);
+      return;
+    }
     if (upgrade) {
       pool.acquire(address, owner, cb, {
-        key: `mtls-http1 ${where} ${identity}`,
+        key: `mtls-http1 ${targetKey(address)} ${identity}`,
         connect: (done) => {
           connectMesh(this.opts, address, identity, ALPN_HTTP1, connectTimeoutMs, done);
         },
       });
-      return true;
+      return;
     }
     pool.acquire(address, owner, cb, this.h2h1Connector(pick.endpoint!, address, identity));
-    return true;
-  }
+  };
 
   /**
    * The pooled-connection key and connector for HTTP/1 over the own HTTP/2 to an endpoint, made

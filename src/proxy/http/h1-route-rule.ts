@@ -1,0 +1,147 @@
+// The route rule an HTTP/1 exchange was forwarded by (outbound/routes.ts decides it): the rule's
+// response header filters, timeouts, retries, mirrors and route metrics, and the request body kept
+// for a retry or a mirror. One per session (h1-session.ts), reset for each exchange; the session
+// keeps the timers and the connection, and asks this what the rule says.
+import { performance } from 'node:perf_hooks';
+import type { Target } from '../../core/target.ts';
+import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { RouteSeries } from '../telemetry/route-metrics.ts';
+import type { RequestMirrors } from '../outbound/mirror.ts';
+import {
+  attemptLimit,
+  MAX_RETRY_BODY_BYTES,
+  retryAfter,
+  retryRandom,
+  type AttemptFailure,
+  type RouteDecision,
+  type RoutePolicyRetry,
+  type RouteTimeouts,
+  type TimeoutReason,
+} from '../outbound/routes.ts';
+import type { MessageHead } from './h1-parser.ts';
+
+/** A route decision that forwards the request. */
+export type ForwardDecision = Extract<RouteDecision, { kind: 'forward' }>;
+
+/** Lower-case names to values, for route matching (only when the request's Service has routes). */
+export function headerRecord(fields: readonly string[]): Record<string, string> {
+  const record: Record<string, string> = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!.toLowerCase();
+    const prior = record[name];
+    record[name] = prior === undefined ? fields[i + 1]! : `${prior},${fields[i + 1]!}`;
+  }
+  return record;
+}
+
+export class H1RouteRule {
+  /** The rule's response header filters, null when none. */
+  responseHeaders: readonly HeaderModifier[] | null = null;
+  /** The rule's retries (for a request they may re-send), null: none. */
+  retry: RoutePolicyRetry | null = null;
+  retriesDone = 0;
+  /** The rule's timeouts, null: the proxy's response timeout. */
+  timeouts: RouteTimeouts | null = null;
+  /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
+  deadline = Infinity;
+  /** Which limit the running response timer stands for (the reason its 504 names). */
+  timeoutReason: TimeoutReason = 'response-timeout';
+  /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
+  mirrorTargets: readonly Target[] | null = null;
+  /** The rule's backend metrics, null: none. */
+  series: RouteSeries | null = null;
+  /** The request body as sent, kept for a retry or mirror (content-length bodies up to 64 KiB), or null. */
+  body: Buffer[] | null = null;
+
+  /** Takes the rule of a forwarded request `head`; mirrors that cannot get its body are dropped. */
+  adopt(decision: ForwardDecision, head: MessageHead, mirrors: RequestMirrors | null | undefined): void {
+    this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
+    const timeouts = decision.timeouts;
+    this.timeouts = timeouts;
+    this.series = decision.series;
+    this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
+    // Retries re-send the request: not an upgrade, and a body only when it has a length of at
+    // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
+    const retry = decision.retry;
+    const bodyless = head.bodyKind === 'none' || (head.bodyKind === 'length' && head.contentLength === 0);
+    this.retry =
+      retry !== null &&
+      retry.retries > 0 &&
+      head.upgrade === null &&
+      (bodyless || (head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES))
+        ? retry
+        : null;
+    this.mirrorTargets = decision.mirrors.length > 0 ? decision.mirrors : null;
+    // The body is kept as it is forwarded when a retry or a mirror may send it again: only one
+    // with a length of at most MAX_RETRY_BODY_BYTES.
+    const keepable = head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES;
+    if (this.mirrorTargets !== null && !bodyless && !keepable) {
+      mirrors?.drop(this.mirrorTargets.length);
+      this.mirrorTargets = null;
+    }
+    this.body = (this.retry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
+    this.retriesDone = 0;
+  }
+
+  /** The next attempt's response timeout in ms (0: none); timeoutReason says which limit it is. */
+  attemptTimeout(responseTimeoutMs: number): number {
+    if (this.timeouts === null) return responseTimeoutMs;
+    const limit = attemptLimit(this.deadline, this.timeouts, responseTimeoutMs, performance.now());
+    this.timeoutReason = limit.reason;
+    return limit.ms;
+  }
+
+  /**
+   * Whether a failed attempt goes again (counted): the backoff in ms; null when the rule does not
+   * retry it (or the budget is spent), 'deadline' when only the exchange's deadline stops it.
+   */
+  retryDelay(
+    failure: AttemptFailure,
+    metrics: ProxyMetrics,
+    direction: Direction,
+  ): number | null | 'deadline' {
+    const delay = retryAfter(
+      this.retry!,
+      this.retriesDone,
+      failure,
+      this.deadline,
+      performance.now(),
+      retryRandom,
+    );
+    if (delay === null || delay === 'deadline') return delay;
+    if (delay === 'budget-exhausted') {
+      metrics.retried(direction, 'budget-exhausted');
+      this.series?.retried('budget-exhausted');
+      return null;
+    }
+    metrics.retried(direction, 'retried');
+    this.series?.retried('retried');
+    this.retriesDone++;
+    return delay;
+  }
+
+  /** Copies the whole request (as sent upstream: `head`, `path`) to the rule's mirrors. */
+  sendMirrors(mirrors: RequestMirrors | null | undefined, head: MessageHead, path: string): void {
+    const targets = this.mirrorTargets!;
+    this.mirrorTargets = null;
+    mirrors?.send(targets, {
+      method: head.method,
+      pathAndQuery: path,
+      headers: headerRecord(head.headers),
+      body: this.body ?? [],
+      h2: false,
+    });
+  }
+
+  reset(): void {
+    this.responseHeaders = null;
+    this.timeouts = null;
+    this.deadline = Infinity;
+    this.timeoutReason = 'response-timeout';
+    this.body = null;
+    this.mirrorTargets = null;
+    this.series = null;
+    this.retry = null;
+  }
+}
