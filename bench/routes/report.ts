@@ -36,8 +36,14 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
     : a / b;
 
 export function routedRatios(rows: readonly RoutesRow[]): RoutedRatios {
-  const u = rows.find((r) => r.name === UNROUTED && !r.error);
-  const r = rows.find((x) => x.name === ROUTED && !x.error);
+  return pairRatios(
+    rows.find((r) => r.name === UNROUTED && !r.error),
+    rows.find((x) => x.name === ROUTED && !x.error),
+  );
+}
+
+/** `r` over `u`, the same pair measured without and with a feature in one run (also bench/tracing). */
+export function pairRatios(u: HttpRow | undefined, r: HttpRow | undefined): RoutedRatios {
   if (!u || !r) return {};
   const up99 = u.latency?.latencyMs.p99;
   const rp99 = r.latency?.latencyMs.p99;
