@@ -1,7 +1,9 @@
 // Sending finished spans to an OTLP collector, whatever the transport: in batches of at most
-// maxBatchSpans, sent when a batch is full or batchDelayMs after its first span, each encoded once
-// as an ExportTraceServiceRequest (trace-otlp.ts) and handed to a SpanTransport (OTLP/HTTP:
-// trace-export-http.ts, OTLP/gRPC: trace-export-grpc.ts; which one: trace-endpoint.ts).
+// maxBatchSpans, sent when a batch is full or batchDelayMs after its first span, as one
+// ExportTraceServiceRequest (trace-otlp.ts) handed to a SpanTransport (OTLP/HTTP:
+// trace-export-http.ts, OTLP/gRPC: trace-export-grpc.ts; which one: trace-endpoint.ts). A span is
+// encoded into its batch's bytes when it is added, so the queue holds bytes, not objects that
+// the garbage collector would have to copy until the export (trace-otlp.ts, SpanBatch).
 //
 // Nothing here ever waits on the data path: add() appends to a bounded queue (maxQueuedSpans) or,
 // when it is full, drops the span and counts it; at most one export is in flight (bounded by
@@ -13,7 +15,7 @@
 import { backoffDelay, type BackoffSettings } from '../../core/backoff.ts';
 import type { Logger } from '../../core/log.ts';
 import { mathRandom } from '../../core/random.ts';
-import { encodeTraceRequest, type OtlpResource } from './trace-otlp.ts';
+import { encodeTraceBatch, SpanBatch, type OtlpResource } from './trace-otlp.ts';
 import type { FinishedSpan } from './trace-span.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -51,7 +53,9 @@ export class SpanExporter implements SpanSink {
   private readonly opts: SpanExporterOptions;
   private readonly transport: SpanTransport;
   private readonly backoff: BackoffSettings;
-  private queue: FinishedSpan[] = [];
+  /** Batches waiting to be sent, each of at most maxBatchSpans spans; the last one fills. */
+  private batches: SpanBatch[] = [];
+  private queuedSpans = 0;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   /** Exports failed in a row (0: the last one went through). */
@@ -59,6 +63,7 @@ export class SpanExporter implements SpanSink {
   /** The timer is a backoff: a full batch waits for it too. */
   private backingOff = false;
   private dropping = false;
+  private encodeFailed = false;
   private closed = false;
 
   constructor(opts: SpanExporterOptions, transport: SpanTransport) {
@@ -69,11 +74,11 @@ export class SpanExporter implements SpanSink {
 
   /** Spans waiting to be sent (the bound is maxQueuedSpans). */
   get queued(): number {
-    return this.queue.length;
+    return this.queuedSpans;
   }
 
   add(span: FinishedSpan): void {
-    if (this.closed || this.queue.length >= this.opts.maxQueuedSpans) {
+    if (this.closed || this.queuedSpans >= this.opts.maxQueuedSpans) {
       this.opts.metrics.traceSpansDropped('queue-full', 1);
       if (!this.dropping && !this.closed) {
         this.dropping = true;
@@ -84,9 +89,20 @@ export class SpanExporter implements SpanSink {
       }
       return;
     }
-    this.queue.push(span);
+    let batch = this.batches.at(-1);
+    if (batch === undefined || batch.count >= this.opts.maxBatchSpans)
+      this.batches.push((batch = new SpanBatch()));
+    try {
+      batch.add(span);
+    } catch (err) {
+      this.opts.metrics.traceSpansDropped('export-failed', 1);
+      if (!this.encodeFailed) this.opts.log.warn('cannot encode a span', { error: err });
+      this.encodeFailed = true;
+      return;
+    }
+    this.queuedSpans++;
     if (this.inFlight !== null || this.backingOff) return;
-    if (this.queue.length >= this.opts.maxBatchSpans) this.flush();
+    if (batch.count >= this.opts.maxBatchSpans) this.flush();
     else this.timer ??= this.armTimer(this.opts.batchDelayMs);
   }
 
@@ -107,38 +123,31 @@ export class SpanExporter implements SpanSink {
       this.timer = null;
       this.backingOff = false;
     }
-    if (this.inFlight !== null || this.queue.length === 0) return;
-    const batch =
-      this.queue.length <= this.opts.maxBatchSpans
-        ? this.queue
-        : this.queue.slice(0, this.opts.maxBatchSpans);
-    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    if (this.inFlight !== null || this.queuedSpans === 0) return;
+    const batch = this.batches.shift()!;
+    this.queuedSpans -= batch.count;
     this.dropping = false;
     this.inFlight = this.send(batch).then(() => {
       this.inFlight = null;
       if (this.closed) {
-        if (this.queue.length > 0) this.flush();
+        if (this.queuedSpans > 0) this.flush();
       } else if (this.failures > 0) {
         this.backingOff = true;
         this.timer = this.armTimer(backoffDelay(this.failures - 1, this.backoff, mathRandom));
-      } else if (this.queue.length >= this.opts.maxBatchSpans) this.flush();
-      else if (this.queue.length > 0) this.timer ??= this.armTimer(this.opts.batchDelayMs);
+      } else if ((this.batches[0]?.count ?? 0) >= this.opts.maxBatchSpans) this.flush();
+      else if (this.queuedSpans > 0) this.timer ??= this.armTimer(this.opts.batchDelayMs);
     });
   }
 
-  private async send(batch: FinishedSpan[]): Promise<void> {
-    let body: Buffer;
-    try {
-      body = encodeTraceRequest(this.opts.resource, batch);
-    } catch (err) {
-      this.failed(batch.length, 'cannot encode spans', err);
-      return;
-    }
-    const refusal = await this.transport.send(body, this.opts.exportTimeoutMs);
+  private async send(batch: SpanBatch): Promise<void> {
+    const refusal = await this.transport.send(
+      encodeTraceBatch(this.opts.resource, batch),
+      this.opts.exportTimeoutMs,
+    );
     if (refusal === null) {
-      this.opts.metrics.traceSpansExported(batch.length);
+      this.opts.metrics.traceSpansExported(batch.count);
       this.failures = 0;
-    } else this.failed(batch.length, 'trace export failed', refusal);
+    } else this.failed(batch.count, 'trace export failed', refusal);
   }
 
   private failed(n: number, message: string, error: unknown): void {
@@ -163,8 +172,9 @@ export class SpanExporter implements SpanSink {
       ]);
       clearTimeout(timer);
     }
-    if (this.queue.length > 0) this.opts.metrics.traceSpansDropped('export-failed', this.queue.length);
-    this.queue = [];
+    if (this.queuedSpans > 0) this.opts.metrics.traceSpansDropped('export-failed', this.queuedSpans);
+    this.batches = [];
+    this.queuedSpans = 0;
     this.transport.close();
   }
 }
