@@ -7,7 +7,6 @@
 // (bench/harness.ts); the ratio traced / untraced is held to "lose at most 15%", with the CPU per
 // request beside it and the spans exported and dropped over the run.
 // Writes bench/results/tracing-latest.{json,md}. How to read it: docs/benchmark.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -19,12 +18,12 @@ import {
   throughputPhase,
   versions,
   waitForQuiet,
+  writeResults,
 } from './harness.ts';
 import type { Measured } from './harness.ts';
-import { checkAnswers } from './measure.ts';
-import { findTools, machineInfo, parseOptions, helpText, type BenchOptions } from './options.ts';
+import { findTools, parseOptions, helpText, type BenchOptions } from './options.ts';
 import { pinSelf } from './processes.ts';
-import { clientAdminOf, counter, waitForRoute } from './routes/pair-access.ts';
+import { checkTwoHopsMtls, clientAdminOf, counter, waitForRoute } from './routes/pair-access.ts';
 import { startBenchReceiver, type BenchReceiver } from './tracing/receiver.ts';
 import {
   judgeTracing,
@@ -37,7 +36,6 @@ import {
 } from './tracing/report.ts';
 import * as targets from './targets.ts';
 import { startTrellisPair, type Pair } from './two-hop/contenders.ts';
-import { fetchMetrics, trellisMtls } from './two-hop/mtls-check.ts';
 import { makePki, type Pki } from './two-hop/pki.ts';
 
 const USAGE = `Usage: node bench/tracing.ts [--grpc] [options]   (tracing off against tracing on at ratio 1,
@@ -76,11 +74,7 @@ async function checkPair(row: TracingRow, pair: Pair, traced: boolean): Promise<
     20_000,
   );
   const before = traced ? await exportedNow() : 0;
-  for (let i = 0; i < 20; i++) await checkAnswers(pair);
-  const m = trellisMtls(await fetchMetrics(pair.serverAdmin!));
-  if (m.inboundRequests === 0 || m.verified !== true) {
-    throw new Error(`${row.name}: the load does not take two hops with mTLS (${m.summary})`);
-  }
+  await checkTwoHopsMtls(row.name, pair);
   if (traced) {
     const deadline = Date.now() + 10_000;
     let grew = 0;
@@ -183,20 +177,14 @@ async function main(): Promise<number> {
     targets: judgeTracing(ratios),
     loadAverage,
   };
-  const results = {
-    ...report,
-    finishedAt: new Date().toISOString(),
-    elapsedS: (Date.now() - startedAt.getTime()) / 1000,
-    machine: { ...machineInfo(), busyPercentAtStart: Math.round(busyAtStart * 100) },
-    warnings: tracingWarnings(report),
-  };
-  const md = tracingMarkdown(report);
   const name = grpc ? 'tracing-grpc-latest' : 'tracing-latest';
-  mkdirSync(o.outDir, { recursive: true });
-  writeFileSync(join(o.outDir, `${name}.json`), JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(join(o.outDir, `${name}.md`), md);
-  process.stdout.write(md);
-  log(`wrote ${join(o.outDir, `${name}.json`)} and ${name}.md`);
+  writeResults(
+    o.outDir,
+    name,
+    report,
+    { startedAt, busyAtStart, warnings: tracingWarnings(report) },
+    tracingMarkdown(report),
+  );
   return 0;
 }
 

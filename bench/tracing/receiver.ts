@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { traceServiceDefinition } from '../../src/api/otlp-trace-service.ts';
 
 export interface BenchReceiver {
   /** The collector URL to give the proxies. */
@@ -16,32 +17,17 @@ export interface BenchReceiver {
   close(): Promise<void>;
 }
 
-const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
-
 export async function startBenchReceiver(protocol: 'grpc' | 'http/protobuf'): Promise<BenchReceiver> {
   const counts = { requests: 0, bytes: 0 };
   if (protocol === 'grpc') {
     const server = new grpc.Server();
-    const bytes = (b: Buffer): Buffer => b;
-    const definition = {
-      path: EXPORT,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: bytes,
-      requestDeserialize: bytes,
-      responseSerialize: bytes,
-      responseDeserialize: bytes,
-    };
-    server.addService(
-      { Export: definition },
-      {
-        Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
-          counts.requests++;
-          counts.bytes += call.request.length;
-          callback(null, Buffer.alloc(0));
-        },
+    server.addService(traceServiceDefinition, {
+      Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+        counts.requests++;
+        counts.bytes += call.request.length;
+        callback(null, Buffer.alloc(0));
       },
-    );
+    });
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
         err ? reject(err) : resolve(p),

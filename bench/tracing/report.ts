@@ -3,7 +3,7 @@
 // on loses at most 15% of throughput), the export's own counts, and the markdown table. Pure
 // functions over the numbers; bench/tracing.ts does the measuring.
 import { noiseSummary, runWarnings, type HttpRow, type Target } from '../report.ts';
-import { pairRatios, type RoutedRatios } from '../routes/report.ts';
+import { pairRatios, pairsMeasured, type RoutedRatios } from '../routes/report.ts';
 
 export const UNTRACED = 'trellis';
 export const TRACED = 'trellis + tracing';
@@ -74,12 +74,8 @@ export function tracingMarkdown(r: TracingReport): string {
     `Path: load -> client-side proxy -> mTLS -> server-side proxy -> app (nginx "ok"), two trellis pairs ` +
       `(each its own \`trellis up\`): one with tracing off, one whose proxies trace every request ` +
       `(\`--trace-sample-ratio 1\`: a CLIENT and a SERVER span per request) and export over ${r.protocol} ` +
-      `to a collector in the benchmark's process (it counts and answers, on the load CPU). Proxies ` +
-      `pinned to CPU ${s['proxyCpu'] ?? '-'}; app, load generators, collector and control planes on CPU ` +
-      `${s['loadCpu'] ?? '-'}. Throughput: wrk -t1 -c${s['connections']}, ${s['durationS']} s per pair in ` +
-      `${s['rounds']} interleaved rounds, best round. Latency: open-loop ${s['rate']} req/s over ` +
-      `${s['latencyConnections']} connections, ${s['latencyDurationS']} s per pair, median round. ` +
-      `Load average at the start: ${r.loadAverage.map((v) => v.toFixed(2)).join(', ')}.`,
+      `to a collector in the benchmark's process (it counts and answers, on the load CPU). ` +
+      pairsMeasured(s, 'app, load generators, collector and control planes', r.loadAverage),
   ];
   const noise = noiseSummary(r.rows);
   if (noise) lines.push('', noise);

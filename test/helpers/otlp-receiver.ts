@@ -5,6 +5,7 @@
 // own encoder), and keep the spans. They can be told to answer with an error status or not at all.
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
+import { traceServiceDefinition } from '../../src/api/otlp-trace-service.ts';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
@@ -180,24 +181,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   return receiver;
 }
 
-/** The method an OTLP/gRPC collector serves (official service and method names). */
-const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
-
 export async function startOtlpGrpcReceiver(): Promise<OtlpReceiver> {
   const server = new grpc.Server();
-  const bytes = (b: Buffer): Buffer => b;
-  const service: grpc.ServiceDefinition = {
-    Export: {
-      path: EXPORT,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: bytes,
-      requestDeserialize: bytes,
-      responseSerialize: bytes,
-      responseDeserialize: bytes,
-    },
-  };
-  server.addService(service, {
+  server.addService(traceServiceDefinition, {
     Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
       receiver.requests++;
       receiver.authorizations.push(String(call.metadata.get('authorization')[0] ?? ''));

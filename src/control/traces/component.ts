@@ -19,14 +19,13 @@ import * as grpc from '@grpc/grpc-js';
 import { bearerToken, matchesSecret, secretDigest } from '../../core/bearer.ts';
 import type { Logger } from '../../core/log.ts';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
+import { traceServiceDefinition } from '../../api/otlp-trace-service.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import { decodeExportTraceRequest } from './otlp-decode.ts';
 import { DEFAULT_TRACE_STORE_LIMITS, TraceStore, type TraceStoreLimits } from './store.ts';
 
 export const TRACES_PATH = '/v1/traces';
 const LIST_PATH = '/api/traces';
-/** The OTLP/gRPC method (opentelemetry-proto's service and method names). */
-export const TRACE_EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 /** The largest export accepted over gRPC (the HTTP API's body bound is the same). */
 const MAX_GRPC_EXPORT_BYTES = 1 << 20;
 
@@ -39,7 +38,6 @@ export interface TraceCollectorOptions {
   readonly limits?: TraceStoreLimits;
 }
 
-const bytes = (b: Buffer): Buffer => b;
 const EMPTY_RESPONSE = Buffer.alloc(0);
 
 export function traceCollectorComponent(
@@ -88,34 +86,22 @@ export function traceCollectorComponent(
     // The component checks the trace token itself (the operator token is not for proxies).
     openPostPaths: [TRACES_PATH],
     addGrpcServices(server: grpc.Server): void {
-      const method = {
-        path: TRACE_EXPORT_METHOD,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: bytes,
-        requestDeserialize: bytes,
-        responseSerialize: bytes,
-        responseDeserialize: bytes,
-      };
-      server.addService(
-        { Export: method },
-        {
-          Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
-            const auth = call.metadata.get('authorization')[0];
-            if (refusal(typeof auth === 'string' ? auth : undefined, 'grpc', call.getPeer()) !== null) {
-              callback({ code: grpc.status.UNAUTHENTICATED, details: 'adding spans needs the trace token' });
-              return;
-            }
-            if (call.request.length > MAX_GRPC_EXPORT_BYTES) {
-              callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'export over 1 MiB' });
-              return;
-            }
-            const error = intake(call.request);
-            if (error === null) callback(null, EMPTY_RESPONSE);
-            else callback({ code: grpc.status.INVALID_ARGUMENT, details: error });
-          },
+      server.addService(traceServiceDefinition, {
+        Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
+          const auth = call.metadata.get('authorization')[0];
+          if (refusal(typeof auth === 'string' ? auth : undefined, 'grpc', call.getPeer()) !== null) {
+            callback({ code: grpc.status.UNAUTHENTICATED, details: 'adding spans needs the trace token' });
+            return;
+          }
+          if (call.request.length > MAX_GRPC_EXPORT_BYTES) {
+            callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'export over 1 MiB' });
+            return;
+          }
+          const error = intake(call.request);
+          if (error === null) callback(null, EMPTY_RESPONSE);
+          else callback({ code: grpc.status.INVALID_ARGUMENT, details: error });
         },
-      );
+      });
     },
     handleHttp(
       req: IncomingMessage,

@@ -8,14 +8,11 @@
 // @grpc/grpc-js is loaded on the first export, not with the proxy: a proxy that exports over
 // OTLP/HTTP (or has no control plane) does not pay its memory (docs/tracing.md gives the numbers).
 import type * as grpc from '@grpc/grpc-js';
+import { passThrough, TRACE_EXPORT_METHOD } from '../../api/otlp-trace-service.ts';
 import { EXPORT_BACKOFF, type SpanTransport } from './trace-export.ts';
-
-export const TRACE_EXPORT_METHOD = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 
 /** The largest ExportTraceServiceResponse read (it is empty, or a partial_success note). */
 const MAX_RESPONSE_BYTES = 64 * 1024;
-
-const passThrough = (bytes: Buffer): Buffer => bytes;
 
 export class OtlpGrpcTransport implements SpanTransport {
   private readonly address: string;
