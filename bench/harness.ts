@@ -4,8 +4,10 @@
 // the wait for a quiet machine, the tool versions, and the process-wide cleanup on exit or signal.
 // How the numbers are meant to be read: docs/benchmark.md.
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { combineRounds, combineThroughput, fixedRateRound, throughputRound, warmUp } from './measure.ts';
-import type { BenchOptions } from './options.ts';
+import { machineInfo, type BenchOptions } from './options.ts';
 import { killAllNow, machineBusyFraction, stopAll, tail, treesCpuSeconds } from './processes.ts';
 import type { HttpRow, TcpRow } from './report.ts';
 import * as targets from './targets.ts';
@@ -182,4 +184,29 @@ export function runMain(main: () => Promise<number>): void {
       process.exitCode = 1;
     },
   );
+}
+
+/**
+ * Writes a table's results: `<outDir>/<name>.json` (the report with the run's end, length, machine
+ * and warnings) and `<name>.md` (also on stdout).
+ */
+export function writeResults(
+  outDir: string,
+  name: string,
+  report: object,
+  run: { readonly startedAt: Date; readonly busyAtStart: number; readonly warnings: readonly string[] },
+  md: string,
+): void {
+  const results = {
+    ...report,
+    finishedAt: new Date().toISOString(),
+    elapsedS: (Date.now() - run.startedAt.getTime()) / 1000,
+    machine: { ...machineInfo(), busyPercentAtStart: Math.round(run.busyAtStart * 100) },
+    warnings: run.warnings,
+  };
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(join(outDir, `${name}.json`), JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(join(outDir, `${name}.md`), md);
+  process.stdout.write(md);
+  log(`wrote ${join(outDir, `${name}.json`)} and ${name}.md`);
 }

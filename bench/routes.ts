@@ -9,7 +9,6 @@
 //     to everything, its route retrying 503 with attempts 3; what the upstream received over what
 //     the client sent is held to 1.3x.
 // Writes bench/results/routes-latest.{json,md}. How to read it: docs/benchmark.md.
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -21,12 +20,12 @@ import {
   throughputPhase,
   versions,
   waitForQuiet,
+  writeResults,
 } from './harness.ts';
 import type { Measured } from './harness.ts';
-import { checkAnswers } from './measure.ts';
-import { findTools, machineInfo, parseOptions, helpText, type BenchOptions } from './options.ts';
+import { findTools, parseOptions, helpText, type BenchOptions } from './options.ts';
 import { pinSelf } from './processes.ts';
-import { clientAdminOf, counter, stateDirOf, waitForRoute } from './routes/pair-access.ts';
+import { checkTwoHopsMtls, clientAdminOf, counter, stateDirOf, waitForRoute } from './routes/pair-access.ts';
 import {
   judgeRoutes,
   ROUTED,
@@ -40,7 +39,6 @@ import { applyRoute, stormYaml, tenRulesYaml } from './routes/route-files.ts';
 import { MIN_REQUESTS, runStorm, startFailingUpstream, type StormResult } from './routes/storm.ts';
 import * as targets from './targets.ts';
 import { SERVICE, startTrellisPair, type Pair } from './two-hop/contenders.ts';
-import { fetchMetrics, trellisMtls } from './two-hop/mtls-check.ts';
 import { makePki, type Pki } from './two-hop/pki.ts';
 
 const USAGE = `Usage: node bench/routes.ts [options]   (the routes and retry-storm table; same options as
@@ -76,11 +74,7 @@ async function checkPair(row: RoutesRow, pair: Pair, admin: string, routed: bool
     20_000,
   );
   const before = routed ? await routedNow() : 0;
-  for (let i = 0; i < 20; i++) await checkAnswers(pair);
-  const m = trellisMtls(await fetchMetrics(pair.serverAdmin!));
-  if (m.inboundRequests === 0 || m.verified !== true) {
-    throw new Error(`${row.name}: the load does not take two hops with mTLS (${m.summary})`);
-  }
+  await checkTwoHopsMtls(row.name, pair);
   if (routed) {
     const grew = (await routedNow()) - before;
     if (grew < 20)
@@ -199,19 +193,13 @@ async function main(): Promise<number> {
     targets: judgeRoutes(ratios, storm),
     loadAverage,
   };
-  const results = {
-    ...report,
-    finishedAt: new Date().toISOString(),
-    elapsedS: (Date.now() - startedAt.getTime()) / 1000,
-    machine: { ...machineInfo(), busyPercentAtStart: Math.round(busyAtStart * 100) },
-    warnings: routesWarnings(report),
-  };
-  const md = routesMarkdown(report);
-  mkdirSync(o.outDir, { recursive: true });
-  writeFileSync(join(o.outDir, 'routes-latest.json'), JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(join(o.outDir, 'routes-latest.md'), md);
-  process.stdout.write(md);
-  log(`wrote ${join(o.outDir, 'routes-latest.json')} and routes-latest.md`);
+  writeResults(
+    o.outDir,
+    'routes-latest',
+    report,
+    { startedAt, busyAtStart, warnings: routesWarnings(report) },
+    routesMarkdown(report),
+  );
   return 0;
 }
 

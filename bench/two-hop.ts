@@ -6,7 +6,6 @@
 // at the start (bench/two-hop/pki.ts); each contender's mTLS is checked before it is measured.
 // Writes bench/results/two-hop-latest.{json,md}. How to read it: docs/benchmark.md.
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   fail,
@@ -17,10 +16,11 @@ import {
   throughputPhase,
   versions,
   waitForQuiet,
+  writeResults,
 } from './harness.ts';
 import type { Measured } from './harness.ts';
 import { checkAnswers } from './measure.ts';
-import { findTools, helpText, machineInfo, parseOptions, type BenchOptions } from './options.ts';
+import { findTools, helpText, parseOptions, type BenchOptions } from './options.ts';
 import { pinSelf, sampleRss, statusKb, treeMemoryMb } from './processes.ts';
 import { compareHttp } from './report.ts';
 import * as targets from './targets.ts';
@@ -203,19 +203,13 @@ async function main(): Promise<number> {
     targets: judgeTwoHop(rows),
     nodeFloor,
   };
-  const results = {
-    ...report,
-    finishedAt: new Date().toISOString(),
-    elapsedS: (Date.now() - startedAt.getTime()) / 1000,
-    machine: { ...machineInfo(), busyPercentAtStart: Math.round(busyAtStart * 100) },
-    warnings: twoHopWarnings(rows),
-  };
-  const md = twoHopMarkdown(report);
-  mkdirSync(o.outDir, { recursive: true });
-  writeFileSync(join(o.outDir, 'two-hop-latest.json'), JSON.stringify(results, null, 2) + '\n');
-  writeFileSync(join(o.outDir, 'two-hop-latest.md'), md);
-  process.stdout.write(md);
-  log(`wrote ${join(o.outDir, 'two-hop-latest.json')} and two-hop-latest.md`);
+  writeResults(
+    o.outDir,
+    'two-hop-latest',
+    report,
+    { startedAt, busyAtStart, warnings: twoHopWarnings(rows) },
+    twoHopMarkdown(report),
+  );
   return 0;
 }
 

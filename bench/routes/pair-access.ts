@@ -1,12 +1,13 @@
 // What the routes benchmark needs of a trellis pair (bench/two-hop/contenders.ts startTrellisPair)
 // beyond what the two-hop table uses: the control plane's state folder (where routes are
 // written), the client-side proxy's admin listener (whose metrics show routing and retries), a
-// counter read from it, and the wait until a route is in force.
+// counter read from it, the wait until a route is in force, and the check that the load takes two
+// hops with mTLS (also bench/tracing.ts).
 import { parsePrometheusText, sumSamples } from '../../src/core/prom-parse.ts';
 import { checkAnswers } from '../measure.ts';
 import { tail } from '../processes.ts';
 import { readyField } from '../targets.ts';
-import { fetchMetrics } from '../two-hop/mtls-check.ts';
+import { fetchMetrics, trellisMtls } from '../two-hop/mtls-check.ts';
 import type { Pair } from '../two-hop/contenders.ts';
 
 /** The `--state DIR` the pair's `trellis up` was started with. */
@@ -63,5 +64,14 @@ export async function waitForRoute(
       throw new Error(`${pair.name}: ${what} not in force after ${timeoutMs} ms (${last})`);
     }
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Sends 20 requests through the pair; throws unless the server-side proxy shows them over mTLS. */
+export async function checkTwoHopsMtls(name: string, pair: Pair): Promise<void> {
+  for (let i = 0; i < 20; i++) await checkAnswers(pair);
+  const m = trellisMtls(await fetchMetrics(pair.serverAdmin!));
+  if (m.inboundRequests === 0 || m.verified !== true) {
+    throw new Error(`${name}: the load does not take two hops with mTLS (${m.summary})`);
   }
 }

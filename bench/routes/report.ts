@@ -36,8 +36,29 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
     : a / b;
 
 export function routedRatios(rows: readonly RoutesRow[]): RoutedRatios {
-  const u = rows.find((r) => r.name === UNROUTED && !r.error);
-  const r = rows.find((x) => x.name === ROUTED && !x.error);
+  return pairRatios(
+    rows.find((r) => r.name === UNROUTED && !r.error),
+    rows.find((x) => x.name === ROUTED && !x.error),
+  );
+}
+
+/** How two pairs were measured (also bench/tracing): CPUs, wrk and latency settings, load average. */
+export function pairsMeasured(
+  s: Record<string, unknown>,
+  onLoadCpu: string,
+  loadAverage: readonly number[],
+): string {
+  return (
+    `Proxies pinned to CPU ${s['proxyCpu'] ?? '-'}; ${onLoadCpu} on CPU ` +
+    `${s['loadCpu'] ?? '-'}. Throughput: wrk -t1 -c${s['connections']}, ${s['durationS']} s per pair in ` +
+    `${s['rounds']} interleaved rounds, best round. Latency: open-loop ${s['rate']} req/s over ` +
+    `${s['latencyConnections']} connections, ${s['latencyDurationS']} s per pair, median round. ` +
+    `Load average at the start: ${loadAverage.map((v) => v.toFixed(2)).join(', ')}.`
+  );
+}
+
+/** `r` over `u`, the same pair measured without and with a feature in one run (also bench/tracing). */
+export function pairRatios(u: HttpRow | undefined, r: HttpRow | undefined): RoutedRatios {
   if (!u || !r) return {};
   const up99 = u.latency?.latencyMs.p99;
   const rp99 = r.latency?.latencyMs.p99;
@@ -116,11 +137,7 @@ export function routesMarkdown(r: RoutesReport): string {
     `Path: load -> client-side proxy -> mTLS -> server-side proxy -> app (nginx "ok"), two trellis pairs ` +
       `(each its own \`trellis up\`), one without routes and one with an HTTPRoute of 10 rules, each with ` +
       `retry { codes: [503], attempts: 2 }; the load (GET /) matches only the catch-all rule, last in precedence. ` +
-      `Proxies pinned to CPU ${s['proxyCpu'] ?? '-'}; app, load generators and control planes on CPU ` +
-      `${s['loadCpu'] ?? '-'}. Throughput: wrk -t1 -c${s['connections']}, ${s['durationS']} s per pair in ` +
-      `${s['rounds']} interleaved rounds, best round. Latency: open-loop ${s['rate']} req/s over ` +
-      `${s['latencyConnections']} connections, ${s['latencyDurationS']} s per pair, median round. ` +
-      `Load average at the start: ${r.loadAverage.map((v) => v.toFixed(2)).join(', ')}.`,
+      pairsMeasured(s, 'app, load generators and control planes', r.loadAverage),
   ];
   const noise = noiseSummary(r.rows);
   if (noise) lines.push('', noise);

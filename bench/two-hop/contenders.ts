@@ -175,6 +175,7 @@ function readyAddresses(p: Started): Promise<Record<string, string>> {
 /**
  * The trellis pair. The control plane runs on `controlCpu` (the load generators' CPU): it is not
  * on the request path, and its CPU is not charged to the pair; the two proxies run on `cpu`.
+ * `proxyArgs` go to both proxies (bench/tracing.ts: the tracing flags).
  */
 export async function startTrellisPair(
   tools: targets.Tools,
@@ -182,6 +183,7 @@ export async function startTrellisPair(
   controlCpu: number | undefined,
   upstreamPort: number,
   pki: Pki,
+  proxyArgs: readonly string[] = [],
 ): Promise<Pair> {
   const state = targets.tempDir('trellis-state');
   const cmd = targets.trellisCommand(tools);
@@ -200,7 +202,7 @@ export async function startTrellisPair(
       // prettier-ignore
       const argv = [...cmd, 'proxy', ...listeners, '--app-port', String(upstreamPort),
         '--destination-address', grpc, '--workload', SERVICE.name, '--namespace', SERVICE.namespace,
-        '--identity-dir', pki.server.dir, '--log-level', 'warn'];
+        '--identity-dir', pki.server.dir, '--log-level', 'warn', ...proxyArgs];
       s.push(startPinned('trellis-server', cpu, argv));
       server = await readyAddresses(s[1]!);
       const inbound = targets.portOf(server['inbound']!);
@@ -223,7 +225,7 @@ export async function startTrellisPair(
       // prettier-ignore
       const argv = [...cmd, 'proxy', ...listeners, '--destination', destination,
         '--destination-address', grpc, '--workload', 'client', '--namespace', SERVICE.namespace,
-        '--identity-dir', pki.client.dir, '--log-level', 'warn'];
+        '--identity-dir', pki.client.dir, '--log-level', 'warn', ...proxyArgs];
       s.push(startPinned('trellis-client', cpu, argv));
       // The ready line comes once every listener is bound. (No port probe: a connection that
       // closes without a byte would be forwarded as opaque TCP and open an mTLS connection.)

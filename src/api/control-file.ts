@@ -16,8 +16,15 @@ export interface ControlFile {
   readonly pid: number;
   /** The trust domain of the identities the control plane issues (absent: cluster.local). */
   readonly trustDomain?: string;
-  /** Where the proxies of `trellis run` export trace spans, and their sample ratio (docs/tracing.md). */
-  readonly tracing?: { readonly collector: string; readonly sampleRatio: number };
+  /**
+   * Where the proxies of `trellis run` export trace spans, and their sample ratio (docs/tracing.md);
+   * `tokenFile`: the bearer token file of the control plane's own collector (absent for another).
+   */
+  readonly tracing?: {
+    readonly collector: string;
+    readonly sampleRatio: number;
+    readonly tokenFile?: string;
+  };
 }
 
 export function controlFilePath(root: string): string {
@@ -67,7 +74,13 @@ export function parseControlFile(text: string): ControlFile | null {
     t !== null &&
     typeof t.collector === 'string' &&
     typeof t.sampleRatio === 'number'
-      ? { tracing: { collector: t.collector, sampleRatio: t.sampleRatio } }
+      ? {
+          tracing: {
+            collector: t.collector,
+            sampleRatio: t.sampleRatio,
+            ...(typeof t.tokenFile === 'string' ? { tokenFile: t.tokenFile } : {}),
+          },
+        }
       : {};
   return { grpc: info.grpc, http: info.http, pid, ...trustDomain, ...tracing };
 }

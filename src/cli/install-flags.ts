@@ -41,7 +41,7 @@ export const INJECTOR_FLAGS: FlagSpec[] = [
   {
     name: 'trace-collector',
     kind: 'string',
-    help: 'OTLP/HTTP base URL the proxies export spans to (default: no tracing)',
+    help: 'OTLP URL the proxies export spans to: http(s):// (OTLP/HTTP) or grpc(s):// (OTLP/gRPC) (default: no tracing)',
   },
   {
     name: 'trace-sample-ratio',
@@ -116,7 +116,7 @@ export function injectorConfigFromFlags(
   };
 }
 
-/** --trace-collector: an http(s) URL ('' keeps no tracing). */
+/** --trace-collector: an OTLP URL, http(s):// or grpc(s):// (proxy/telemetry/trace-endpoint.ts); '' keeps no tracing. */
 function traceCollectorFlag(values: ReadonlyMap<string, unknown>, fallback: string): string {
   const value = values.get('trace-collector') as string | undefined;
   if (value === undefined) return fallback;
@@ -124,10 +124,10 @@ function traceCollectorFlag(values: ReadonlyMap<string, unknown>, fallback: stri
   try {
     url = new URL(value);
   } catch {
-    throw new ConfigError('--trace-collector', `expected an http(s) URL, got '${value}'`);
+    throw new ConfigError('--trace-collector', `expected an http(s):// or grpc(s):// URL, got '${value}'`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:')
-    throw new ConfigError('--trace-collector', `expected an http(s) URL, got '${value}'`);
+  if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol))
+    throw new ConfigError('--trace-collector', `expected an http(s):// or grpc(s):// URL, got '${value}'`);
   return value;
 }
 

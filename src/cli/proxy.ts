@@ -173,7 +173,19 @@ const FLAGS: FlagSpec[] = [
     name: 'trace-collector',
     kind: 'string',
     path: 'tracing.collector',
-    help: 'OTLP/HTTP base URL: trace requests and export spans to URL/v1/traces (default: no tracing)',
+    help: 'trace requests and export spans to URL: http(s)://H:P is OTLP/HTTP (URL/v1/traces), grpc(s)://H:P OTLP/gRPC (default: no tracing)',
+  },
+  {
+    name: 'trace-protocol',
+    kind: 'string',
+    path: 'tracing.protocol',
+    help: 'grpc or http/protobuf: the OTLP protocol, for an http(s):// collector URL (default: its scheme says)',
+  },
+  {
+    name: 'trace-token-file',
+    kind: 'string',
+    path: 'tracing.bearerTokenFile',
+    help: "a file whose token is sent to the collector as 'authorization: Bearer TOKEN'",
   },
   {
     name: 'trace-sample-ratio',

@@ -209,6 +209,7 @@ export class WorkloadSupervisor {
     const tracing = this.#control.tracing;
     if (tracing !== undefined)
       args.push('--trace-collector', tracing.collector, '--trace-sample-ratio', String(tracing.sampleRatio));
+    if (tracing?.tokenFile !== undefined) args.push('--trace-token-file', tracing.tokenFile);
     if (this.#token !== null) {
       // prettier-ignore
       args.push(

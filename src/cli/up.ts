@@ -11,12 +11,20 @@
 // proxies `trellis run` starts export spans to --trace-collector, or by default to this control
 // plane's embedded collector (src/control/traces/, read by `trellis trace`), starting traces at
 // --trace-sample-ratio (default 1); both are written into control.json for `trellis run`.
+// --trace-protocol grpc makes them use OTLP/gRPC (to the control plane's gRPC API by default).
+// The embedded collector takes spans only with `<state>/trace-token` (src/control/traces/token.ts),
+// whose path control.json gives `trellis run`; it is never sent to a collector of --trace-collector.
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
 import { localCatalog, startControlPlane } from '../control/server.ts';
-import { removeControlFile, runningControlFile, writeControlFile } from '../api/control-file.ts';
+import {
+  removeControlFile,
+  runningControlFile,
+  writeControlFile,
+  type ControlFile,
+} from '../api/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
@@ -24,6 +32,13 @@ import { localPolicyComponent } from '../control/policy/component.ts';
 import { localRouteComponent } from '../control/routes/component.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../control/operator-token.ts';
 import { traceCollectorComponent } from '../control/traces/component.ts';
+import { loadOrCreateTraceToken, traceTokenPath } from '../control/traces/token.ts';
+import {
+  collectorUrlOf,
+  OTLP_PROTOCOLS,
+  traceEndpoint,
+  type OtlpProtocol,
+} from '../proxy/telemetry/trace-endpoint.ts';
 import {
   controlPlaneFlags,
   controlPlaneSettings,
@@ -44,7 +59,12 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'trace-collector',
     kind: 'string',
-    help: 'OTLP/HTTP base URL the proxies of `trellis run` export spans to (default: this control plane, `trellis trace`)',
+    help: 'collector URL the proxies of `trellis run` export spans to: http(s)://H:P OTLP/HTTP, grpc(s)://H:P OTLP/gRPC (default: this control plane, `trellis trace`)',
+  },
+  {
+    name: 'trace-protocol',
+    kind: 'string',
+    help: 'grpc or http/protobuf: how those proxies export (default: the URL says; http/protobuf to this control plane)',
   },
   {
     name: 'trace-sample-ratio',
@@ -53,14 +73,28 @@ const FLAGS: FlagSpec[] = [
   },
 ];
 
-/** Where `trellis run` proxies export spans, and their ratio (control.json; docs/tracing.md). */
-function tracingOf(values: Map<string, unknown>, http: string): { collector: string; sampleRatio: number } {
+/**
+ * Where `trellis run` proxies export spans (the protocol in the URL's scheme), their ratio, and for
+ * this control plane's own collector its token file (control.json; docs/tracing.md).
+ */
+function tracingOf(
+  values: Map<string, unknown>,
+  plane: { readonly http: string; readonly grpc: string },
+  root: string,
+): NonNullable<ControlFile['tracing']> {
   const collector = values.get('trace-collector') as string | undefined;
-  if (collector !== undefined && (!URL.canParse(collector) || !/^https?:$/.test(new URL(collector).protocol)))
-    throw new ConfigError('--trace-collector', `expected an http:// or https:// URL, got '${collector}'`);
+  const protocol = values.get('trace-protocol') as OtlpProtocol | undefined;
+  if (protocol !== undefined && !OTLP_PROTOCOLS.includes(protocol))
+    throw new ConfigError('--trace-protocol', `expected grpc or http/protobuf, got '${protocol}'`);
   const ratio = (values.get('trace-sample-ratio') as number | undefined) ?? 1;
   if (!(ratio >= 0 && ratio <= 1)) throw new ConfigError('--trace-sample-ratio', 'must be 0..1');
-  return { collector: collector ?? `http://${http}`, sampleRatio: ratio };
+  if (collector === undefined) {
+    const own = protocol === 'grpc' ? `grpc://${plane.grpc}` : `http://${plane.http}`;
+    return { collector: own, sampleRatio: ratio, tokenFile: traceTokenPath(resolve(root)) };
+  }
+  const endpoint = traceEndpoint(collector, protocol);
+  if (typeof endpoint === 'string') throw new ConfigError('--trace-collector', endpoint);
+  return { collector: collectorUrlOf(endpoint), sampleRatio: ratio };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -73,7 +107,7 @@ export async function run(argv: string[]): Promise<number> {
   const settings = controlPlaneSettings(values, DEFAULTS);
   const identity = identitySettings(values);
   const log = settings.log.child({ component: 'up' });
-  tracingOf(values, settings.httpListen); // flags checked before anything starts
+  tracingOf(values, { http: settings.httpListen, grpc: settings.grpcListen }, root); // flags checked before anything starts
 
   try {
     await mkdir(root, { recursive: true });
@@ -90,6 +124,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const operatorToken = await loadOrCreateOperatorToken(root, (path) =>
     log.warn('the operator token could be read by others: narrowed to 0600', { path }),
+  );
+  const traceToken = await loadOrCreateTraceToken(root, (path) =>
+    log.warn('the trace token could be read by others: narrowed to 0600', { path }),
   );
   const watcher = new LocalWatcher({ root, log: settings.log });
   try {
@@ -119,7 +156,7 @@ export async function run(argv: string[]): Promise<number> {
       component,
       localPolicyComponent(root, settings.log),
       localRouteComponent(root, settings.log),
-      traceCollectorComponent(settings.log),
+      traceCollectorComponent({ log: settings.log, token: traceToken }),
     ],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
@@ -130,7 +167,7 @@ export async function run(argv: string[]): Promise<number> {
       http: plane.http,
       pid: process.pid,
       trustDomain: identity.trustDomain,
-      tracing: tracingOf(values, plane.http),
+      tracing: tracingOf(values, plane, root),
     });
   } catch (error) {
     await plane.close();

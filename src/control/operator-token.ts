@@ -58,10 +58,19 @@ export async function loadOrCreateOperatorToken(
   onLoosened: (path: string) => void,
 ): Promise<string> {
   const path = operatorTokenPath(root);
+  await createTokenFileOnce(path, onLoosened);
+  return readOperatorToken(path);
+}
+
+/**
+ * Makes the token file `path` (0600, atomically, 32 random bytes as base64url) unless it exists;
+ * one that others may read is narrowed to 0600 and `onLoosened` hears of it. Also the trace
+ * intake's token (src/control/traces/token.ts).
+ */
+export async function createTokenFileOnce(path: string, onLoosened: (path: string) => void): Promise<void> {
   await createSecretOnce(path, randomBytes(32).toString('base64url') + '\n');
   if (((await stat(path)).mode & 0o077) !== 0) {
     await chmod(path, 0o600);
     onLoosened(path);
   }
-  return readOperatorToken(path);
 }

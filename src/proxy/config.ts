@@ -6,6 +6,7 @@ import * as v from 'valibot';
 import { ConfigError } from '../core/errors.ts';
 import { dnsLabel, port, portProtocol, strictObjectMessage } from '../core/schema.ts';
 import { DEFAULT_POLICIES } from './policy/types.ts';
+import { OTLP_PROTOCOLS, traceEndpoint } from './telemetry/trace-endpoint.ts';
 
 // valibot rather than zod: the same schema-gives-the-type design, but it adds ~2 MB to a process
 // where zod adds ~19 MB, and the proxy's memory budget is 60 MB.
@@ -275,45 +276,66 @@ export const proxyConfigSchema = v.strictObject(
     ),
     /** Distributed tracing (docs/tracing.md). */
     tracing: v.optional(
-      v.strictObject(
-        {
-          /**
-           * The OTLP/HTTP collector's base URL (spans are POSTed to {collector}/v1/traces as
-           * protobuf). Absent: the proxy does not trace, and trace context passes through untouched.
-           */
-          collector: v.optional(
-            v.pipe(
-              v.string(),
-              v.check(
-                (s) => URL.canParse(s) && /^https?:$/.test(new URL(s).protocol),
-                'expected an http:// or https:// URL',
+      v.pipe(
+        v.strictObject(
+          {
+            /**
+             * The collector's URL (src/proxy/telemetry/trace-endpoint.ts): http(s)://H:P, the OTLP/HTTP
+             * base URL (spans are POSTed to {collector}/v1/traces as protobuf), or grpc(s)://H:P for
+             * OTLP/gRPC. Absent: the proxy does not trace, and trace context passes through untouched.
+             */
+            collector: v.optional(
+              v.pipe(
+                v.string(),
+                v.rawCheck(({ dataset, addIssue }) => {
+                  const endpoint = dataset.typed ? traceEndpoint(dataset.value) : null;
+                  if (typeof endpoint === 'string') addIssue({ message: endpoint });
+                }),
               ),
             ),
-          ),
-          /**
-           * The share of requests that arrive without a sampling decision that start a new trace
-           * (0..1); requests that arrive sampled are always traced, unsampled ones never.
-           */
-          sampleRatio: v.optional(
-            v.pipe(
-              v.number('expected a number'),
-              v.minValue(0, 'must be 0..1'),
-              v.maxValue(1, 'must be 0..1'),
+            /**
+             * The OTLP protocol, as OTEL_EXPORTER_OTLP_PROTOCOL names it: grpc or http/protobuf.
+             * Absent: the collector URL's scheme says (grpc(s):// is gRPC, http(s):// is HTTP).
+             */
+            protocol: v.optional(v.picklist(OTLP_PROTOCOLS, 'expected grpc or http/protobuf')),
+            /**
+             * A file holding the bearer token the collector wants (sent as `authorization: Bearer
+             * TOKEN` with each export; the embedded collector of `trellis up` wants its
+             * `<state>/trace-token`). Read once at startup.
+             */
+            bearerTokenFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+            /**
+             * The share of requests that arrive without a sampling decision that start a new trace
+             * (0..1); requests that arrive sampled are always traced, unsampled ones never.
+             */
+            sampleRatio: v.optional(
+              v.pipe(
+                v.number('expected a number'),
+                v.minValue(0, 'must be 0..1'),
+                v.maxValue(1, 'must be 0..1'),
+              ),
+              0,
             ),
-            0,
+            /** Finished spans waiting for export at most; more are dropped and counted. */
+            maxQueuedSpans: v.optional(count(1), 2048),
+            /** Spans per export request at most. */
+            maxBatchSpans: v.optional(count(1), 512),
+            /** How long a span waits for its batch to fill before the batch is sent anyway. */
+            batchDelayMs: v.optional(ms, 1000),
+            /** How long one export request may take; its spans are then dropped and counted. */
+            exportTimeoutMs: v.optional(ms, 10_000),
+            /** service.name of the spans (default: workload.name, else trellis-proxy). */
+            serviceName: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
+          },
+          unknownKey,
+        ),
+        v.forward(
+          v.check(
+            (t) => t.collector === undefined || typeof traceEndpoint(t.collector, t.protocol) !== 'string',
+            'a grpc:// or grpcs:// collector is OTLP/gRPC: the protocol cannot be http/protobuf',
           ),
-          /** Finished spans waiting for export at most; more are dropped and counted. */
-          maxQueuedSpans: v.optional(count(1), 2048),
-          /** Spans per export request at most. */
-          maxBatchSpans: v.optional(count(1), 512),
-          /** How long a span waits for its batch to fill before the batch is sent anyway. */
-          batchDelayMs: v.optional(ms, 1000),
-          /** How long one export request may take; its spans are then dropped and counted. */
-          exportTimeoutMs: v.optional(ms, 10_000),
-          /** service.name of the spans (default: workload.name, else trellis-proxy). */
-          serviceName: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
-        },
-        unknownKey,
+          ['protocol'],
+        ),
       ),
       {},
     ),

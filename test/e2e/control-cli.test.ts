@@ -134,8 +134,8 @@ test('trellis up serves applied services and registered workloads, and stops cle
     http: up.ready.http,
     pid: up.proc.pid,
     trustDomain: 'cluster.local',
-    // Its proxies trace into its embedded collector (docs/tracing.md).
-    tracing: { collector: `http://${up.ready.http}`, sampleRatio: 1 },
+    // Its proxies trace into its embedded collector (docs/tracing.md), with its trace token.
+    tracing: { collector: `http://${up.ready.http}`, sampleRatio: 1, tokenFile: join(root, 'trace-token') },
   });
   assert.deepEqual(await getJson(up.ready.http!, '/healthz'), { status: 200, body: { status: 'ok' } });
 

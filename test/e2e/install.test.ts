@@ -321,7 +321,10 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
     [['--default-inbound-policy', 'open'], /--default-inbound-policy: expected one of all-unauthenticated/],
     [['--log-level', 'loud'], /--log-level: expected one of/],
     [['--trust-domain', 'Not A Domain'], /--trust-domain: expected a DNS name/],
-    [['--trace-collector', 'collector:4318'], /--trace-collector: expected an http\(s\) URL/],
+    [
+      ['--trace-collector', 'collector:4318'],
+      /--trace-collector: expected an http\(s\):\/\/ or grpc\(s\):\/\/ URL/,
+    ],
     [['--trace-sample-ratio', '1.5'], /--trace-sample-ratio: expected a number from 0 to 1/],
     [['--identity-issuer-lifetime', 'forever'], /--identity-issuer-lifetime: expected a duration/],
     [['extra'], /unexpected argument 'extra'/],

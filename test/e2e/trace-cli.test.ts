@@ -28,7 +28,18 @@ test('trellis trace: the embedded collector of trellis up keeps the mesh traces 
   const reap = reaper(t);
   const up = await startUp(t, root);
   const control = JSON.parse(await readFile(join(root, 'control.json'), 'utf8')) as { tracing?: unknown };
-  assert.deepEqual(control.tracing, { collector: `http://${up.http}`, sampleRatio: 1 });
+  assert.deepEqual(control.tracing, {
+    collector: `http://${up.http}`,
+    sampleRatio: 1,
+    tokenFile: join(root, 'trace-token'),
+  });
+  // Only holders of the trace token add spans (the proxies of `trellis run` get its file).
+  const forged = await fetch(`http://${up.http}/v1/traces`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf' },
+    body: new Uint8Array(0),
+  });
+  assert.equal(forged.status, 401);
   const [serverPort, clientPort, toServer] = await Promise.all(Array.from({ length: 3 }, () => freePort()));
   const runs = [
     // prettier-ignore

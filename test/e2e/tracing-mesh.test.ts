@@ -3,14 +3,16 @@
 // the official ExportTraceServiceRequest. A sampled request in W3C or B3 form is joined (the
 // client proxy's CLIENT span is the caller's child, the server proxy's SERVER span the CLIENT
 // span's child) and the app sees the SERVER span as its parent; a request without context
-// starts a trace at ratio 1 and not at ratio 0; an unsampled one passes through untouched.
+// starts a trace at ratio 1 and not at ratio 0; an unsampled one passes through untouched. The
+// same two hops export over OTLP/gRPC to a grpc-js receiver written in the test, and when that
+// receiver stalls the export queue keeps its bound, drops and counts, and traffic flows on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
-import { startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
+import { startOtlpGrpcReceiver, startOtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 function get(port: number, url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -250,5 +252,88 @@ test(
     }
     assert.equal(c.attributes['trellis.server.identity'], idOf('grpc-server'));
     assert.equal(s.attributes['trellis.client.identity'], idOf('grpc-client'));
+  },
+);
+
+test(
+  'two meshed proxies export over OTLP/gRPC: W3C and B3 traces joined with the right parents; a stalled receiver costs dropped spans, counted',
+  { timeout: 120_000 },
+  async (t) => {
+    const receiver = await startOtlpGrpcReceiver();
+    t.after(() => receiver.close());
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const seen = new Map<string, http.IncomingHttpHeaders>();
+    const app = http.createServer((req, res) => {
+      seen.set(req.url ?? '', req.headers);
+      res.end('hello');
+    });
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    t.after(() => app.close());
+    const tracing = {
+      tracing: {
+        collector: receiver.url,
+        batchDelayMs: 20,
+        maxBatchSpans: 4,
+        maxQueuedSpans: 8,
+        exportTimeoutMs: 60_000,
+      },
+    };
+    const server = await world.proxy({
+      identity: await identityFor(world, 'web-server'),
+      app: (app.address() as { port: number }).port,
+      config: { ...tracing, workload: { name: 'web', namespace: 'default' } },
+    });
+    await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web-server'));
+    const client = await world.proxy({ identity: await identityFor(world, 'caller'), config: tracing });
+    const out = portOf(client, 'outbound');
+
+    const T64 = 'a3ce929d0e0e4736';
+    const inputs: [string, Record<string, string>, string][] = [
+      ['/grpc-w3c', { traceparent: `00-${T}-${P}-01` }, T],
+      [
+        '/grpc-b3multi',
+        { 'x-b3-traceid': T64, 'x-b3-spanid': P, 'x-b3-sampled': '1' },
+        '0000000000000000' + T64,
+      ],
+      ['/grpc-b3single', { b3: `${T}-${P}-1` }, T],
+    ];
+    for (const [path, headers] of inputs)
+      assert.equal(await get(out, `http://web.default:8080${path}`, headers), 200);
+    const spans = await receiver.waitFor((s) =>
+      inputs.every(([path]) => s.filter((x) => x.attributes['url.path'] === path).length === 2),
+    );
+    for (const [path, , traceId] of inputs) {
+      const c = spans.find((s) => s.attributes['url.path'] === path && s.kind === 'SPAN_KIND_CLIENT')!;
+      const s = spans.find((x) => x.attributes['url.path'] === path && x.kind === 'SPAN_KIND_SERVER')!;
+      assert.equal(c.traceId, traceId, path);
+      assert.equal(s.traceId, traceId, path);
+      assert.equal(c.parentSpanId, P, `${path}: the CLIENT span is the caller's child`);
+      assert.equal(s.parentSpanId, c.spanId, `${path}: the SERVER span is the CLIENT span's child`);
+      assert.equal(s.resource['service.name'], 'web');
+    }
+    assert.equal(
+      seen.get('/grpc-w3c')!.traceparent,
+      `00-${T}-${spans.find((s) => s.attributes['url.path'] === '/grpc-w3c' && s.kind === 'SPAN_KIND_SERVER')!.spanId}-01`,
+    );
+    assert.deepEqual(receiver.errors, []);
+    assert.equal(metric(client, 'trellis_trace_spans_dropped_total'), 0);
+
+    // The receiver stalls: one batch hangs in flight, 8 spans wait, the rest are dropped and
+    // counted; the requests themselves are answered as before.
+    receiver.mode = 'hang';
+    const requestsBefore = receiver.requests;
+    for (let i = 0; i < 30; i++)
+      assert.equal(
+        await get(out, `http://web.default:8080/stalled-${i}`, { traceparent: `00-${T}-${P}-01` }),
+        200,
+      );
+    for (const p of [client, server]) {
+      const dropped = metric(p, 'trellis_trace_spans_dropped_total', { reason: 'queue_full' });
+      // 30 spans each: at most 4 in flight and 8 queued, so at least 18 dropped.
+      assert.ok(dropped >= 18, `${dropped} dropped`);
+      assert.ok(dropped <= 30, `${dropped} dropped`);
+    }
+    assert.ok(receiver.requests > requestsBefore, 'an export was sent to the stalled receiver');
   },
 );

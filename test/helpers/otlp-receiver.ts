@@ -1,8 +1,11 @@
-// An OTLP/HTTP trace receiver for the tests (no collector can be installed here): it serves
-// POST /v1/traces, decodes each body as an ExportTraceServiceRequest with protobufjs against
-// test/fixtures/otlp-trace.proto (the official field numbers, independent of the proxy's own
-// encoder), and keeps the spans. It can be told to answer with an error status or not at all.
+// OTLP trace receivers for the tests (no collector can be installed here): OTLP/HTTP serves
+// POST /v1/traces, OTLP/gRPC serves opentelemetry.proto.collector.trace.v1.TraceService/Export
+// on a grpc-js server; both decode each request as an ExportTraceServiceRequest with protobufjs
+// against test/fixtures/otlp-trace.proto (the official field numbers, independent of the proxy's
+// own encoder), and keep the spans. They can be told to answer with an error status or not at all.
 import http from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { traceServiceDefinition } from '../../src/api/otlp-trace-service.ts';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 
@@ -28,14 +31,19 @@ export interface ReceivedSpan {
 }
 
 export interface OtlpReceiver {
-  /** The base URL to give the proxy (http://127.0.0.1:PORT). */
+  /** The base URL to give the proxy (http://127.0.0.1:PORT, or grpc://127.0.0.1:PORT). */
   readonly url: string;
   readonly spans: ReceivedSpan[];
-  /** POST /v1/traces requests received (decoded or not). */
+  /** Export requests received (decoded or not). */
   requests: number;
+  /** The authorization header (metadata) of each request, '' when it had none. */
+  readonly authorizations: string[];
   /** Anything that was not a valid ExportTraceServiceRequest. */
   readonly errors: string[];
-  /** 'ok' answers 200; a number answers that status; 'hang' never answers. */
+  /**
+   * 'ok' answers 200 (gRPC: OK); a number answers that HTTP status (gRPC: that status code);
+   * 'hang' never answers.
+   */
   mode: 'ok' | 'hang' | number;
   /** Resolves with the spans once `pred` holds for them (rejects after timeoutMs). */
   waitFor(pred: (spans: ReceivedSpan[]) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>;
@@ -93,43 +101,20 @@ export function decodeTraceRequest(body: Buffer): ReceivedSpan[] {
   return out;
 }
 
-export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+/** The receiver's state and waitFor; `close` stops its server. */
+function receiverOf(url: string, close: () => Promise<void>): OtlpReceiver & { notify(): void } {
   const waiters = new Set<() => void>();
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces') {
-        res.writeHead(404).end();
-        return;
-      }
-      receiver.requests++;
-      if (receiver.mode === 'hang') return;
-      if (req.headers['content-type'] !== 'application/x-protobuf')
-        receiver.errors.push(`content-type ${req.headers['content-type']}`);
-      try {
-        receiver.spans.push(...decodeTraceRequest(Buffer.concat(chunks)));
-      } catch (err) {
-        receiver.errors.push(String(err));
-      }
-      if (typeof receiver.mode === 'number') {
-        res.writeHead(receiver.mode).end();
-        return;
-      }
-      const body = ResponseType.encode(ResponseType.create({})).finish();
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(Buffer.from(body));
-      for (const w of waiters) w();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  const receiver: OtlpReceiver = {
-    url: `http://127.0.0.1:${port}`,
-    spans: [],
+  const receiver = {
+    url,
+    spans: [] as ReceivedSpan[],
     requests: 0,
-    errors: [],
-    mode: 'ok',
-    waitFor(pred, timeoutMs = 10_000) {
+    authorizations: [] as string[],
+    errors: [] as string[],
+    mode: 'ok' as OtlpReceiver['mode'],
+    notify(): void {
+      for (const w of waiters) w();
+    },
+    waitFor(pred: (spans: ReceivedSpan[]) => boolean, timeoutMs = 10_000): Promise<ReceivedSpan[]> {
       return new Promise((resolve, reject) => {
         const check = (): void => {
           if (!pred(receiver.spans)) return;
@@ -149,10 +134,76 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
         check();
       });
     },
-    close() {
-      server.closeAllConnections();
-      return new Promise((r) => server.close(() => r()));
-    },
+    close,
   };
+  return receiver;
+}
+
+/** Decodes one request into the receiver (an error is noted, not thrown). */
+function take(receiver: OtlpReceiver, body: Buffer): void {
+  try {
+    receiver.spans.push(...decodeTraceRequest(body));
+  } catch (err) {
+    receiver.errors.push(String(err));
+  }
+}
+
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/traces') {
+        res.writeHead(404).end();
+        return;
+      }
+      receiver.requests++;
+      receiver.authorizations.push(req.headers.authorization ?? '');
+      if (receiver.mode === 'hang') return;
+      if (req.headers['content-type'] !== 'application/x-protobuf')
+        receiver.errors.push(`content-type ${req.headers['content-type']}`);
+      take(receiver, Buffer.concat(chunks));
+      if (typeof receiver.mode === 'number') {
+        res.writeHead(receiver.mode).end();
+        return;
+      }
+      const body = ResponseType.encode(ResponseType.create({})).finish();
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(Buffer.from(body));
+      receiver.notify();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const receiver = receiverOf(`http://127.0.0.1:${port}`, () => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(() => r()));
+  });
+  return receiver;
+}
+
+export async function startOtlpGrpcReceiver(): Promise<OtlpReceiver> {
+  const server = new grpc.Server();
+  server.addService(traceServiceDefinition, {
+    Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+      receiver.requests++;
+      receiver.authorizations.push(String(call.metadata.get('authorization')[0] ?? ''));
+      if (receiver.mode === 'hang') return;
+      take(receiver, call.request);
+      if (typeof receiver.mode === 'number') {
+        callback({ code: receiver.mode, details: 'told to refuse' });
+        return;
+      }
+      callback(null, Buffer.from(ResponseType.encode(ResponseType.create({})).finish()));
+      receiver.notify();
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  const receiver = receiverOf(`grpc://127.0.0.1:${port}`, async () => {
+    server.forceShutdown();
+  });
   return receiver;
 }

@@ -1,7 +1,8 @@
-// The OTLP/HTTP span exporter (src/proxy/telemetry/trace-export.ts, trace-otlp.ts): what it
-// writes decodes as the official ExportTraceServiceRequest (protobufjs against the test's .proto);
-// batches are bounded; a collector that never answers or is not there costs spans, counted, and
-// never more memory than the queue's bound; add() never waits.
+// The span exporter over OTLP/HTTP (src/proxy/telemetry/trace-export.ts, trace-export-http.ts,
+// trace-otlp.ts): what it writes decodes as the official ExportTraceServiceRequest (protobufjs
+// against the test's .proto); batches are bounded; a collector that never answers or is not there
+// costs spans, counted, and never more memory than the queue's bound; add() never waits. The same
+// queue over OTLP/gRPC: trace-export-grpc.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -10,7 +11,8 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { OtlpHttpExporter, tracesUrl } from '../../src/proxy/telemetry/trace-export.ts';
+import { SpanExporter, type SpanExporterOptions } from '../../src/proxy/telemetry/trace-export.ts';
+import { OtlpHttpTransport, tracesUrl } from '../../src/proxy/telemetry/trace-export-http.ts';
 import { encodeTraceRequest, type OtlpResource } from '../../src/proxy/telemetry/trace-otlp.ts';
 import { TraceSpan, type FinishedSpan } from '../../src/proxy/telemetry/trace-span.ts';
 import { decodeTraceRequest, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
@@ -58,19 +60,24 @@ function finished(i: number, parent: string | null = '00f067aa0ba902b7'): Finish
 function exporter(
   collector: string,
   metrics: ProxyMetrics,
-  over: Partial<ConstructorParameters<typeof OtlpHttpExporter>[0]> = {},
+  over: Partial<SpanExporterOptions> = {},
+  headers: Record<string, string> = {},
 ) {
-  return new OtlpHttpExporter({
-    collector,
-    resource: RESOURCE,
-    maxQueuedSpans: 10,
-    maxBatchSpans: 5,
-    batchDelayMs: 10,
-    exportTimeoutMs: 500,
-    metrics,
-    log: silentLogger,
-    ...over,
-  });
+  return new SpanExporter(
+    {
+      collector,
+      resource: RESOURCE,
+      maxQueuedSpans: 10,
+      maxBatchSpans: 5,
+      batchDelayMs: 10,
+      exportTimeoutMs: 500,
+      metrics,
+      log: silentLogger,
+      backoff: { initialMs: 20, maxMs: 40 },
+      ...over,
+    },
+    new OtlpHttpTransport(collector, headers),
+  );
 }
 
 const dropped = (m: ProxyMetrics, reason: string) =>
@@ -193,15 +200,20 @@ test('memory: a full default queue (2048 spans) costs a bounded amount', () => {
     maxBatchSpans: 4096,
     batchDelayMs: 60_000,
   });
+  // The queue holds the spans encoded (buffers outside the heap): both are counted.
+  const used = () => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
   gc();
-  const before = process.memoryUsage().heapUsed;
+  const before = used();
   for (let i = 0; i < 5000; i++) e.add(finished(i));
   gc();
-  const grown = process.memoryUsage().heapUsed - before;
+  const grown = used() - before;
   assert.equal(e.queued, 2048);
   assert.ok(grown < 8 * 1024 * 1024, `${grown} bytes for 2048 queued spans`);
   console.log(
-    `# 2048 queued spans: ${(grown / 1024 / 1024).toFixed(2)} MiB heap (${Math.round(grown / 2048)} B per span)`,
+    `# 2048 queued spans: ${(grown / 1024 / 1024).toFixed(2)} MiB heap and buffers (${Math.round(grown / 2048)} B per span)`,
   );
   void e.close();
 });

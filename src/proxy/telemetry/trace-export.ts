@@ -1,21 +1,37 @@
-// Sending finished spans to an OTLP/HTTP collector: `POST {collector}/v1/traces`, protobuf
-// (trace-otlp.ts), in batches of at most maxBatchSpans, sent when a batch is full or batchDelayMs
-// after its first span. Nothing here ever waits on the data path: add() appends to a bounded
-// queue (maxQueuedSpans) or, when it is full, drops the span and counts it; at most one export is
-// in flight (bounded by exportTimeoutMs), so a dead or slow collector costs memory of at most
-// maxQueuedSpans + maxBatchSpans spans and otherwise only dropped spans, counted
-// (trellis_trace_spans_dropped_total) and logged once per episode.
+// Sending finished spans to an OTLP collector, whatever the transport: in batches of at most
+// maxBatchSpans, sent when a batch is full or batchDelayMs after its first span, as one
+// ExportTraceServiceRequest (trace-otlp.ts) handed to a SpanTransport (OTLP/HTTP:
+// trace-export-http.ts, OTLP/gRPC: trace-export-grpc.ts; which one: trace-endpoint.ts). A span is
+// encoded into its batch's bytes when it is added, so the queue holds bytes, not objects that
+// the garbage collector would have to copy until the export (trace-otlp.ts, SpanBatch).
 //
-// node:http (and node:https) are loaded on the first export, not with the proxy: a proxy that does
-// not trace (or has not finished a traced request yet) does not pay their memory.
-import type http from 'node:http';
+// Nothing here ever waits on the data path: add() appends to a bounded queue (maxQueuedSpans) or,
+// when it is full, drops the span and counts it; at most one export is in flight (bounded by
+// exportTimeoutMs), so a dead or slow collector costs memory of at most maxQueuedSpans +
+// maxBatchSpans spans and otherwise only dropped spans, counted (trellis_trace_spans_dropped_total)
+// and logged once per episode. After a failed export the next one waits a backoff (250 ms doubling
+// to 10 s, jittered; src/core/backoff.ts) while the queue keeps its bound: a collector that is down
+// is not called back to back.
+import { backoffDelay, type BackoffSettings } from '../../core/backoff.ts';
 import type { Logger } from '../../core/log.ts';
-import { encodeTraceRequest, type OtlpResource } from './trace-otlp.ts';
+import { mathRandom } from '../../core/random.ts';
+import { encodeTraceBatch, SpanBatch, type OtlpResource } from './trace-otlp.ts';
 import type { FinishedSpan } from './trace-span.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
+/** One way to deliver an encoded ExportTraceServiceRequest. */
+export interface SpanTransport {
+  /** Sends `body`; resolves null once the collector accepted it, else why not. Never rejects. */
+  send(body: Buffer, timeoutMs: number): Promise<string | Error | null>;
+  /** Closes its connections. */
+  close(): void;
+}
+
+/** The wait after failed exports: 250 ms doubling to 10 s. */
+export const EXPORT_BACKOFF: BackoffSettings = { initialMs: 250, maxMs: 10_000 };
+
 export interface SpanExporterOptions {
-  /** The collector's OTLP/HTTP base URL (spans go to its /v1/traces). */
+  /** The collector, for the logs. */
   readonly collector: string;
   readonly resource: OtlpResource;
   readonly maxQueuedSpans: number;
@@ -24,6 +40,7 @@ export interface SpanExporterOptions {
   readonly exportTimeoutMs: number;
   readonly metrics: Pick<ProxyMetrics, 'traceSpansExported' | 'traceSpansDropped'>;
   readonly log: Logger;
+  readonly backoff?: BackoffSettings;
 }
 
 /** Where finished spans go. */
@@ -32,43 +49,36 @@ export interface SpanSink {
   close(): Promise<void>;
 }
 
-/** The URL spans are POSTed to: the base URL with /v1/traces appended (kept when already there). */
-export function tracesUrl(collector: string): URL {
-  const url = new URL(collector);
-  if (!url.pathname.endsWith('/v1/traces')) url.pathname = url.pathname.replace(/\/+$/, '') + '/v1/traces';
-  return url;
-}
-
-export class OtlpHttpExporter implements SpanSink {
+export class SpanExporter implements SpanSink {
   private readonly opts: SpanExporterOptions;
-  private readonly url: URL;
-  private client: { request: typeof http.request; agent: http.Agent } | null = null;
-  private queue: FinishedSpan[] = [];
+  private readonly transport: SpanTransport;
+  private readonly backoff: BackoffSettings;
+  /** Batches waiting to be sent, each of at most maxBatchSpans spans; the last one fills. */
+  private batches: SpanBatch[] = [];
+  private queuedSpans = 0;
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
+  /** Exports failed in a row (0: the last one went through). */
+  private failures = 0;
+  /** The timer is a backoff: a full batch waits for it too. */
+  private backingOff = false;
   private dropping = false;
-  private failing = false;
+  private encodeFailed = false;
   private closed = false;
 
-  constructor(opts: SpanExporterOptions) {
+  constructor(opts: SpanExporterOptions, transport: SpanTransport) {
     this.opts = opts;
-    this.url = tracesUrl(opts.collector);
-  }
-
-  private async httpClient(): Promise<{ request: typeof http.request; agent: http.Agent }> {
-    if (this.client !== null) return this.client;
-    const mod = this.url.protocol === 'https:' ? await import('node:https') : await import('node:http');
-    this.client = { request: mod.request, agent: new mod.Agent({ keepAlive: true, maxSockets: 1 }) };
-    return this.client;
+    this.transport = transport;
+    this.backoff = opts.backoff ?? EXPORT_BACKOFF;
   }
 
   /** Spans waiting to be sent (the bound is maxQueuedSpans). */
   get queued(): number {
-    return this.queue.length;
+    return this.queuedSpans;
   }
 
   add(span: FinishedSpan): void {
-    if (this.closed || this.queue.length >= this.opts.maxQueuedSpans) {
+    if (this.closed || this.queuedSpans >= this.opts.maxQueuedSpans) {
       this.opts.metrics.traceSpansDropped('queue-full', 1);
       if (!this.dropping && !this.closed) {
         this.dropping = true;
@@ -79,17 +89,29 @@ export class OtlpHttpExporter implements SpanSink {
       }
       return;
     }
-    this.queue.push(span);
-    if (this.inFlight !== null) return;
-    if (this.queue.length >= this.opts.maxBatchSpans) this.flush();
-    else this.timer ??= this.armTimer();
+    let batch = this.batches.at(-1);
+    if (batch === undefined || batch.count >= this.opts.maxBatchSpans)
+      this.batches.push((batch = new SpanBatch()));
+    try {
+      batch.add(span);
+    } catch (err) {
+      this.opts.metrics.traceSpansDropped('export-failed', 1);
+      if (!this.encodeFailed) this.opts.log.warn('cannot encode a span', { error: err });
+      this.encodeFailed = true;
+      return;
+    }
+    this.queuedSpans++;
+    if (this.inFlight !== null || this.backingOff) return;
+    if (batch.count >= this.opts.maxBatchSpans) this.flush();
+    else this.timer ??= this.armTimer(this.opts.batchDelayMs);
   }
 
-  private armTimer(): NodeJS.Timeout {
+  private armTimer(delayMs: number): NodeJS.Timeout {
     const t = setTimeout(() => {
       this.timer = null;
+      this.backingOff = false;
       this.flush();
-    }, this.opts.batchDelayMs);
+    }, delayMs);
     t.unref();
     return t;
   }
@@ -99,83 +121,39 @@ export class OtlpHttpExporter implements SpanSink {
     if (this.timer !== null) {
       clearTimeout(this.timer);
       this.timer = null;
+      this.backingOff = false;
     }
-    if (this.inFlight !== null || this.queue.length === 0) return;
-    const batch =
-      this.queue.length <= this.opts.maxBatchSpans
-        ? this.queue
-        : this.queue.slice(0, this.opts.maxBatchSpans);
-    this.queue = batch === this.queue ? [] : this.queue.slice(batch.length);
+    if (this.inFlight !== null || this.queuedSpans === 0) return;
+    const batch = this.batches.shift()!;
+    this.queuedSpans -= batch.count;
     this.dropping = false;
     this.inFlight = this.send(batch).then(() => {
       this.inFlight = null;
-      if (this.queue.length >= this.opts.maxBatchSpans || (this.closed && this.queue.length > 0))
-        this.flush();
-      else if (this.queue.length > 0) this.timer ??= this.armTimer();
+      if (this.closed) {
+        if (this.queuedSpans > 0) this.flush();
+      } else if (this.failures > 0) {
+        this.backingOff = true;
+        this.timer = this.armTimer(backoffDelay(this.failures - 1, this.backoff, mathRandom));
+      } else if ((this.batches[0]?.count ?? 0) >= this.opts.maxBatchSpans) this.flush();
+      else if (this.queuedSpans > 0) this.timer ??= this.armTimer(this.opts.batchDelayMs);
     });
   }
 
-  private async send(batch: FinishedSpan[]): Promise<void> {
-    let body: Buffer;
-    try {
-      body = encodeTraceRequest(this.opts.resource, batch);
-    } catch (err) {
-      this.failed(batch.length, 'cannot encode spans', err);
-      return;
-    }
-    const status = await this.post(body);
-    if (typeof status === 'number' && status >= 200 && status < 300) {
-      this.opts.metrics.traceSpansExported(batch.length);
-      this.failing = false;
-    } else
-      this.failed(
-        batch.length,
-        'trace export failed',
-        typeof status === 'number' ? `HTTP ${status}` : status,
-      );
+  private async send(batch: SpanBatch): Promise<void> {
+    const refusal = await this.transport.send(
+      encodeTraceBatch(this.opts.resource, batch),
+      this.opts.exportTimeoutMs,
+    );
+    if (refusal === null) {
+      this.opts.metrics.traceSpansExported(batch.count);
+      this.failures = 0;
+    } else this.failed(batch.count, 'trace export failed', refusal);
   }
 
   private failed(n: number, message: string, error: unknown): void {
     this.opts.metrics.traceSpansDropped('export-failed', n);
-    if (!this.failing) this.opts.log.warn(message, { collector: this.opts.collector, spans: n, error });
-    this.failing = true;
-  }
-
-  /** The response status, or the error that stopped the request (never rejects). */
-  private async post(body: Buffer): Promise<number | Error> {
-    let client: { request: typeof http.request; agent: http.Agent };
-    try {
-      client = await this.httpClient();
-    } catch (err) {
-      return err as Error;
-    }
-    const { request, agent } = client;
-    return new Promise((resolve) => {
-      let done = false;
-      const finish = (v: number | Error): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        resolve(v);
-      };
-      const req = request(this.url, {
-        method: 'POST',
-        agent,
-        headers: { 'content-type': 'application/x-protobuf', 'content-length': body.length },
-      });
-      const timer = setTimeout(() => {
-        req.destroy(new Error(`no answer within ${this.opts.exportTimeoutMs} ms`));
-      }, this.opts.exportTimeoutMs);
-      timer.unref();
-      req.on('error', (err) => finish(err));
-      req.on('response', (res) => {
-        res.resume(); // the ExportTraceServiceResponse is not needed
-        res.on('error', (err) => finish(err));
-        res.on('end', () => finish(res.statusCode ?? 0));
-        res.on('close', () => finish(res.statusCode ?? 0));
-      });
-      req.end(body);
-    });
+    if (this.failures === 0) this.opts.log.warn(message, { collector: this.opts.collector, spans: n, error });
+    this.failures++;
   }
 
   /**
@@ -194,8 +172,9 @@ export class OtlpHttpExporter implements SpanSink {
       ]);
       clearTimeout(timer);
     }
-    if (this.queue.length > 0) this.opts.metrics.traceSpansDropped('export-failed', this.queue.length);
-    this.queue = [];
-    this.client?.agent.destroy();
+    if (this.queuedSpans > 0) this.opts.metrics.traceSpansDropped('export-failed', this.queuedSpans);
+    this.batches = [];
+    this.queuedSpans = 0;
+    this.transport.close();
   }
 }

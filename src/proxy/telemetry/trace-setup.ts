@@ -1,10 +1,46 @@
 // A proxy's Tracer from its configuration (tracing.*): none without a collector, else one that
-// exports over OTLP/HTTP with the resource naming this proxy's workload.
+// exports over OTLP/HTTP or OTLP/gRPC (trace-endpoint.ts decides which) with the resource naming
+// this proxy's workload, and the collector's bearer token when one is configured.
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ProxyConfig } from '../config.ts';
 import type { ProxyMetrics } from './metrics.ts';
-import { OtlpHttpExporter } from './trace-export.ts';
+import { grpcAddress, traceEndpoint } from './trace-endpoint.ts';
+import { SpanExporter, type SpanTransport } from './trace-export.ts';
+import { OtlpGrpcTransport } from './trace-export-grpc.ts';
+import { OtlpHttpTransport } from './trace-export-http.ts';
 import { Tracer } from './trace-tracer.ts';
+
+/** A token a header can carry: printable ASCII without spaces, at most 1024 characters. */
+const TOKEN = /^[\x21-\x7e]{1,1024}$/;
+
+/** The headers (or gRPC metadata) every export carries: the bearer token of `file`, if any. */
+export function exportHeaders(file: string | undefined): Record<string, string> {
+  if (file === undefined) return {};
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ConfigError(
+      'tracing.bearerTokenFile',
+      `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+    );
+  }
+  if (!TOKEN.test(token))
+    throw new ConfigError('tracing.bearerTokenFile', `${file}: expected 1 to 1024 printable characters`);
+  return { authorization: `Bearer ${token}` };
+}
+
+/** The transport for a validated tracing configuration with a collector. */
+export function spanTransport(t: ProxyConfig['tracing'] & { collector: string }): SpanTransport {
+  const endpoint = traceEndpoint(t.collector, t.protocol);
+  if (typeof endpoint === 'string') throw new ConfigError('tracing.collector', endpoint);
+  const headers = exportHeaders(t.bearerTokenFile);
+  return endpoint.protocol === 'grpc'
+    ? new OtlpGrpcTransport(grpcAddress(endpoint), endpoint.tls, headers)
+    : new OtlpHttpTransport(endpoint.url, headers);
+}
 
 export function startTracer(
   config: ProxyConfig,
@@ -16,24 +52,27 @@ export function startTracer(
   if (t.collector === undefined) return null;
   const workload = config.workload;
   const serviceName = t.serviceName ?? (workload.name !== '' ? workload.name : 'trellis-proxy');
-  const sink = new OtlpHttpExporter({
-    collector: t.collector,
-    resource: {
-      attributes: [
-        ['service.name', serviceName],
-        ['service.namespace', workload.namespace],
-        ['telemetry.sdk.name', 'trellis'],
-        ['telemetry.sdk.language', 'nodejs'],
-      ],
-      scopeName: 'trellis-proxy',
-      scopeVersion: '',
+  const sink = new SpanExporter(
+    {
+      collector: t.collector,
+      resource: {
+        attributes: [
+          ['service.name', serviceName],
+          ['service.namespace', workload.namespace],
+          ['telemetry.sdk.name', 'trellis'],
+          ['telemetry.sdk.language', 'nodejs'],
+        ],
+        scopeName: 'trellis-proxy',
+        scopeVersion: '',
+      },
+      maxQueuedSpans: t.maxQueuedSpans,
+      maxBatchSpans: t.maxBatchSpans,
+      batchDelayMs: t.batchDelayMs,
+      exportTimeoutMs: t.exportTimeoutMs,
+      metrics,
+      log: log.child({ component: 'tracing' }),
     },
-    maxQueuedSpans: t.maxQueuedSpans,
-    maxBatchSpans: t.maxBatchSpans,
-    batchDelayMs: t.batchDelayMs,
-    exportTimeoutMs: t.exportTimeoutMs,
-    metrics,
-    log: log.child({ component: 'tracing' }),
-  });
+    spanTransport({ ...t, collector: t.collector }),
+  );
   return new Tracer({ sampleRatio: t.sampleRatio, sink, ownIdentity });
 }

@@ -4,6 +4,7 @@
 // ids rather than one per id).
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { Target } from '../../core/target.ts';
 
 export type SpanKind = 'server' | 'client';
 
@@ -21,6 +22,15 @@ export class TraceSpan {
   readonly startMs: number;
   /** The request's User-Agent ('' when none). */
   readonly userAgent: string;
+  // What the forwarding hook adds (Tracer.start): plain fields rather than a WeakMap entry, which
+  // cost the garbage collector an ephemeron per traced request.
+  /** The other side's address ('' when not known). */
+  peerAddress = '';
+  /** The verified client and server identities ('' when not known). */
+  clientIdentity = '';
+  serverIdentity = '';
+  /** Outbound: the routed target, when the hook knows it. */
+  server: Target | null = null;
 
   constructor(
     kind: SpanKind,

@@ -29,17 +29,8 @@ export interface SpanPeer {
   readonly server?: Target;
 }
 
-/** Span attributes the exchange adds beyond what its access log entry says. */
-interface SpanExtras {
-  peerAddress: string;
-  clientIdentity: string;
-  serverIdentity: string;
-  server: Target | null;
-}
-
 export class Tracer {
   private readonly opts: TracerOptions;
-  private readonly extras = new WeakMap<TraceSpan, SpanExtras>();
 
   constructor(opts: TracerOptions) {
     this.opts = opts;
@@ -57,12 +48,10 @@ export class Tracer {
 
   private remember(span: TraceSpan, direction: Direction, peer: SpanPeer): void {
     const own = this.opts.ownIdentity() ?? '';
-    this.extras.set(span, {
-      peerAddress: peer.address,
-      clientIdentity: direction === 'inbound' ? (peer.identity ?? '') : own,
-      serverIdentity: direction === 'inbound' ? own : (peer.identity ?? ''),
-      server: peer.server ?? null,
-    });
+    span.peerAddress = peer.address;
+    span.clientIdentity = direction === 'inbound' ? (peer.identity ?? '') : own;
+    span.serverIdentity = direction === 'inbound' ? own : (peer.identity ?? '');
+    span.server = peer.server ?? null;
   }
 
   /** start() for a node:http2 header object (the HTTP/2 paths), rewritten in place when traced. */
@@ -78,7 +67,7 @@ export class Tracer {
 
   /** Records a traced exchange that is over (`status` 0: no response was sent). */
   finish(span: TraceSpan, status: number, failed: boolean, exchange: DescribedExchange): void {
-    this.opts.sink.add(finishedSpan(span, status, failed, exchange, this.extras.get(span)));
+    this.opts.sink.add(finishedSpan(span, status, failed, exchange));
   }
 
   close(): Promise<void> {
@@ -98,7 +87,6 @@ function finishedSpan(
   status: number,
   failed: boolean,
   exchange: DescribedExchange,
-  extras: SpanExtras | undefined,
 ): FinishedSpan {
   const e = exchange.accessLogEntry();
   const q = e.path.indexOf('?');
@@ -108,24 +96,21 @@ function finishedSpan(
     ['url.scheme', 'http'],
   ];
   if (status > 0) attrs.push(['http.response.status_code', status]);
-  const server = extras?.server ?? null;
+  const server = span.server;
   if (server !== null) attrs.push(['server.address', server.host], ['server.port', server.port]);
   else if (e.authority !== '') {
     const { host, port } = splitAuthority(e.authority);
     attrs.push(['server.address', host], ['server.port', port]);
   }
-  if (extras !== undefined && extras.peerAddress !== '')
-    attrs.push(['network.peer.address', extras.peerAddress]);
+  if (span.peerAddress !== '') attrs.push(['network.peer.address', span.peerAddress]);
   if (span.userAgent !== '') attrs.push(['user_agent.original', span.userAgent]);
   attrs.push(
     ['network.protocol.name', 'http'],
     ['trellis.direction', e.direction],
     ['trellis.protocol', e.protocol],
   );
-  if (extras !== undefined) {
-    if (extras.clientIdentity !== '') attrs.push(['trellis.client.identity', extras.clientIdentity]);
-    if (extras.serverIdentity !== '') attrs.push(['trellis.server.identity', extras.serverIdentity]);
-  }
+  if (span.clientIdentity !== '') attrs.push(['trellis.client.identity', span.clientIdentity]);
+  if (span.serverIdentity !== '') attrs.push(['trellis.server.identity', span.serverIdentity]);
   if (e.error !== undefined) attrs.push(['trellis.proxy_error', e.error]);
   const grpc = exchange.grpcStatus;
   if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
