@@ -3,11 +3,14 @@
 // and configuration (workload tokens checked by the fake server's TokenReview), two Pods created
 // through the API server are injected by the webhook, and the pod runner (test/helpers/pod-runner.ts)
 // runs them as the kubelet would, each in its own network namespace on a bridge (198.18.0.0/24):
-// `trellis-init` writes the iptables rules, the proxy starts as uid 2102 with its projected token
-// and must pass its startup probe before the app starts. The client app sends plain HTTP to the
-// server's Service name; its ClusterIP (198.19.0.20) is routed nowhere, so only interception gets
-// it there. The server app sees the client identity its proxy set, so the hop was mutual TLS, and
-// both proxies counted the request and the mTLS connection with the other's identity.
+// `trellis-init` writes the iptables rules, the proxy runs as uid 2102 with its projected token.
+// The client pod has the proxy as a native sidecar (its startup probe must pass before the app
+// starts); the server pod, annotated for a classic sidecar, has it beside the app, whose readiness
+// probe (through the proxy) keeps it not ready in its EndpointSlice until both run. The client app
+// sends plain HTTP to the server's Service name; its ClusterIP (198.19.0.20) is routed nowhere, so
+// only interception gets it there. The server app sees the client identity its proxy set, so the
+// hop was mutual TLS, and both proxies counted the request and the mTLS connection with the
+// other's identity.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,9 +87,11 @@ test('two injected pods run by the pod runner talk through both proxies with mTL
   );
   await writeFile(join(identityDir, 'issuer.pem'), issuer['issuer.pem']);
   await writeFile(join(identityDir, 'issuer.key.pem'), issuer['issuer.key.pem'], { mode: 0o600 });
-  const control = await startInstalledInjector(t, kube.url, objects, [`--identity-dir=${identityDir}`]);
+  const [control, network] = await Promise.all([
+    startInstalledInjector(t, kube.url, objects, [`--identity-dir=${identityDir}`]),
+    createPodNetwork(t),
+  ]);
   kube.serviceAddress = () => control.address;
-  const network = await createPodNetwork(t);
   // The control plane's Service: its ClusterIP on the node, forwarded to the process on loopback.
   const grpcPort = Number(control.grpc.slice(control.grpc.lastIndexOf(':') + 1));
   await network.expose(CONTROL_CLUSTER_IP, 8086, { host: '127.0.0.1', port: grpcPort });
@@ -115,24 +120,33 @@ spec:
   ports: [{ name: http, port: 80, targetPort: 8080 }]
 `);
   const core = kubeConfigForServer(kube.url).makeApiClient(CoreV1Api);
-  const create = async (name: string, serviceAccount: string, app: Json): Promise<KubeObject> => {
+  /** A pod created through the API server (the webhook injects it): its containers, by kind. */
+  const create = async (name: string, native: boolean, app: Json): Promise<KubeObject> => {
     const pod = await core.createNamespacedPod({
       namespace: 'shop',
       body: {
         apiVersion: 'v1',
         kind: 'Pod',
-        metadata: { name, labels: { app: name.split('-')[0]! } },
-        spec: { serviceAccountName: serviceAccount, containers: [{ name: 'app', image: 'app:1', ...app }] },
+        metadata: {
+          name,
+          labels: { app: name.split('-')[0]! },
+          annotations: { 'config.trellis.dev/native-sidecar': String(native) },
+        },
+        spec: {
+          serviceAccountName: name.split('-')[0]!,
+          containers: [{ name: 'app', image: 'app:1', ...app }],
+        },
       } as V1Pod,
     });
+    const names = (list: { name: string }[] | undefined) => (list ?? []).map((c) => c.name);
     assert.deepEqual(
-      pod.spec!.initContainers!.map((c) => c.name),
-      ['trellis-init', 'trellis-proxy'],
+      [names(pod.spec!.initContainers), names(pod.spec!.containers)],
+      native ? [['trellis-init', 'trellis-proxy'], ['app']] : [['trellis-init'], ['trellis-proxy', 'app']],
     );
     return pod as unknown as KubeObject;
   };
 
-  const web = await create('web-1', 'web', {
+  const web = await create('web-1', false, {
     ports: [{ name: 'http', containerPort: 8080 }],
     readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
   });
@@ -145,7 +159,7 @@ spec:
   const slice = kube.list('EndpointSlice').find((s) => s.metadata.name === 'web-runner')!;
   assert.deepEqual((slice['endpoints'] as Json[])[0]!['addresses'], [server.ip]);
 
-  const clientPod = await create('client-1', 'client', {});
+  const clientPod = await create('client-1', true, {});
   const client = await runPod(t, clientPod, {
     kube,
     network,
