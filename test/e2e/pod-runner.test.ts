@@ -106,19 +106,19 @@ test('two injected pods run by the pod runner talk through both proxies with mTL
     },
   );
 
-  kube.applyYaml(`
-apiVersion: v1
-kind: Namespace
-metadata: { name: shop, annotations: { trellis.dev/inject: enabled } }
----
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  clusterIP: ${WEB_CLUSTER_IP}
-  selector: { app: web }
-  ports: [{ name: http, port: 80, targetPort: 8080 }]
-`);
+  kube.apply({
+    kind: 'Namespace',
+    metadata: { name: 'shop', annotations: { 'trellis.dev/inject': 'enabled' } },
+  });
+  kube.apply({
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'shop' },
+    spec: {
+      clusterIP: WEB_CLUSTER_IP,
+      selector: { app: 'web' },
+      ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+    },
+  });
   const core = kubeConfigForServer(kube.url).makeApiClient(CoreV1Api);
   /** A pod created through the API server (the webhook injects it): its containers, by kind. */
   const create = async (name: string, native: boolean, app: Json): Promise<KubeObject> => {
@@ -178,26 +178,13 @@ spec:
 
   const scrape = async (ip: string) => (await network.get(ip, 4191, '/metrics')).body;
   const [clientMetrics, serverMetrics] = [await scrape(client.ip), await scrape(server.ip)];
-  assert.ok(
-    counter(clientMetrics, 'trellis_request_total', ['direction="outbound"']) >= 1,
-    `client proxy requests\n${clientMetrics}`,
-  );
-  assert.ok(
-    counter(serverMetrics, 'trellis_request_total', ['direction="inbound"']) >= 1,
-    `server proxy requests\n${serverMetrics}`,
-  );
-  assert.ok(
-    counter(clientMetrics, 'trellis_mesh_connections_total', [
-      'direction="outbound"',
-      'peer_identity="spiffe://cluster.local/ns/shop/sa/web"',
-    ]) >= 1,
-    `client proxy mTLS connections\n${clientMetrics}`,
-  );
-  assert.ok(
-    counter(serverMetrics, 'trellis_mesh_connections_total', [
-      'direction="inbound"',
-      'peer_identity="spiffe://cluster.local/ns/shop/sa/client"',
-    ]) >= 1,
-    `server proxy mTLS connections\n${serverMetrics}`,
-  );
+  const peer = (sa: string) => `peer_identity="spiffe://cluster.local/ns/shop/sa/${sa}"`;
+  for (const [metrics, name, labels] of [
+    [clientMetrics, 'trellis_request_total', ['direction="outbound"']],
+    [serverMetrics, 'trellis_request_total', ['direction="inbound"']],
+    [clientMetrics, 'trellis_mesh_connections_total', ['direction="outbound"', peer('web')]],
+    [serverMetrics, 'trellis_mesh_connections_total', ['direction="inbound"', peer('client')]],
+  ] as const) {
+    assert.ok(counter(metrics, name, labels) >= 1, `${name}{${labels.join(',')}}\n${metrics}`);
+  }
 });

@@ -41,6 +41,8 @@ const CLUSTER_DOMAIN = 'cluster.local';
 const NODE_NAME = 'test-node';
 /** How long a probe may take to pass before the pod counts as failed. */
 const PROBE_DEADLINE_MS = 20_000;
+/** How long an init container may run. */
+const INIT_DEADLINE_MS = 30_000;
 const LOG_LIMIT = 16_000;
 
 export interface PodRunnerOptions {
@@ -316,11 +318,14 @@ export async function runPod(
       await probe(container, 'startupProbe');
       continue;
     }
-    const code = await started.exited;
-    if (code !== 0)
-      throw new Error(
-        `pod ${pod.metadata.name}: init container ${container['name']} exited ${code}\n${logs()}`,
-      );
+    const outcome = await Promise.race([
+      started.exited.then((code) => (code === 0 ? null : `exited ${code}`)),
+      new Promise<string>((resolve) =>
+        setTimeout(() => resolve(`still runs after ${INIT_DEADLINE_MS} ms`), INIT_DEADLINE_MS).unref(),
+      ),
+    ]);
+    if (outcome !== null)
+      throw new Error(`pod ${pod.metadata.name}: init container ${container['name']} ${outcome}\n${logs()}`);
   }
   const containers = (spec['containers'] ?? []) as Json[];
   for (const container of containers) start(container);
