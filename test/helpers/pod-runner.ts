@@ -11,14 +11,15 @@
 // What differs from a cluster, and why:
 // - Images are not run. There is one image, Trellis: a container's args run as
 //   `node src/cli/main.ts ARGS`; a container the test names in `commands` runs that command instead.
-// - No mount namespace of the pod: a volume's files live in a folder of the test, and the
-//   container's command, args and env have the volume's mountPath rewritten to that folder.
+// - No mount namespace of the pod (bind mounts would need their mount points made in the host's
+//   own file system): a volume's files live in a folder of the test, and the container's command,
+//   args and env have the volume's mountPath rewritten to that folder.
 //   Volumes: emptyDir, and projected serviceAccountToken (a token the fake API server's TokenReview
 //   accepts for the pod's ServiceAccount and audience, test/fake-kube/tokens.ts).
 // - No cluster DNS: the pod's /etc/hosts and /etc/resolv.conf (`ip netns exec` mounts
 //   /etc/netns/NAME/* over /etc/* for the pod's processes) name every Service that has a
-//   ClusterIP as NAME.NS.svc.cluster.local (and NAME.NS.svc, and NAME in its own namespace); the
-//   resolver answers nothing else, at once.
+//   ClusterIP when the pod starts as NAME.NS.svc.cluster.local (and NAME.NS.svc, and NAME in its
+//   own namespace); the resolver answers nothing else, at once.
 // - ClusterIPs are not routed by a kube-proxy: a connection to one works only when a proxy
 //   intercepts it, or when the test exposes it on the node (PodNetwork.expose).
 // - Probes: httpGet only, from the node; a failing container is not restarted (the run fails).
