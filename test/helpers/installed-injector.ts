@@ -15,12 +15,16 @@ export interface InstalledInjector {
   readonly caPem: string;
   /** A folder with tls.crt, tls.key and config.yaml (and room for the test's files). */
   readonly dir: string;
+  /** HOST:PORT of the control plane's gRPC API (destination, identity, policy). */
+  readonly grpc: string;
 }
 
 export async function startInstalledInjector(
   t: { after(fn: () => Promise<unknown>): void },
   kubeUrl: string,
   objects: readonly Json[],
+  /** More flags of `trellis control` (e.g. the install's --identity-dir). */
+  extraArgs: readonly string[] = [],
 ): Promise<InstalledInjector> {
   const find = (kind: string, name?: string): Json =>
     objects.find((o) => o['kind'] === kind && (name === undefined || o['metadata']['name'] === name))!;
@@ -44,10 +48,11 @@ export async function startInstalledInjector(
     '--injector-listen=127.0.0.1:0',
     `--injector-tls-dir=${dir}`,
     `--injector-config=${join(dir, 'config.yaml')}`,
+    ...extraArgs,
   ]);
   const ready = await waitFor('the ready line', async () => {
     const line = control.stdout().split('\n')[0];
     return control.stdout().includes('\n') ? (JSON.parse(line!) as Json) : null;
   });
-  return { address: ready['injector'] as string, caPem, dir };
+  return { address: ready['injector'] as string, caPem, dir, grpc: ready['grpc'] as string };
 }
