@@ -2,8 +2,8 @@
 // (so the mesh demo's state folder is .trellis there), with TRELLIS_STATE unset; the pids of what
 // it started come from its "X is up (pid N, app pid A, proxy pid P" notes. At the end of the test
 // a demo still running gets SIGTERM (SIGKILL after 15 s), then every process it named is killed
-// and its state folder and working directory are removed. Shared by test/e2e/demo.test.ts and
-// test/e2e/dashboard.test.ts.
+// and its state folder and working directory are removed. Shared by test/long/demo.test.ts and
+// test/long/dashboard.test.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -7,7 +7,7 @@
 //   #/workload/NS/NAME       one workload: its metrics, its callers and callees
 // Each view shows the equivalent CLI command. Every name from the mesh is inserted as text
 // (createTextNode / setAttribute), never as markup; the page's Content-Security-Policy allows no
-// inline script either. test/unit/dashboard.test.ts checks that it parses; test/e2e/dashboard.test.ts
+// inline script either. test/unit/dashboard.test.ts checks that it parses; test/long/dashboard.test.ts
 // runs it in Chromium. Keep it free of backticks and dollar-brace: it lives in a template literal.
 export const DASHBOARD_SCRIPT = String.raw`
 'use strict';

@@ -26,7 +26,7 @@ import { startInstalledInjector } from '../helpers/installed-injector.ts';
 import { createPodNetwork } from '../helpers/pod-network.ts';
 import { runPod } from '../helpers/pod-runner.ts';
 import { NODE } from '../helpers/proxy-process.ts';
-import { netnsSkipReason } from './netns.ts';
+import { netnsSkipReason } from '../e2e/netns.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
