@@ -11,6 +11,8 @@ import { MAX_WATCHED, OutboundRoutes, serviceOf } from '../../src/proxy/outbound
 import type { RouteWatchOptions } from '../../src/proxy/route/watch-client.ts';
 import { routesFromYaml } from './routes-helpers.ts';
 import { compileRouteTable } from '../../src/core/routes/matcher.ts';
+import { NO_TRAFFIC_POLICY } from '../../src/core/routes/service-annotations.ts';
+import type { PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
 
 const TABLE: RouteTable = compileRouteTable(
   routesFromYaml(`
@@ -123,6 +125,47 @@ describe('OutboundRoutes against a control plane without the Routes API', () => 
     // Not the 60 s wait: before, a Kubernetes control plane (no Routes API: UNIMPLEMENTED) made
     // every first request to a Service port wait for the whole fail-fast time.
     assert.ok(performance.now() - started < 5_000);
+    routes.close();
+  });
+});
+
+describe('retry budget across route updates', () => {
+  const RETRYING: RouteTable = compileRouteTable(
+    routesFromYaml(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }], retry: { codes: [503], attempts: 2 } }]
+`),
+    () => true,
+  );
+  const withBudget = (ratio: number): PolicedRouteTable => ({
+    ...RETRYING,
+    // A new object each update, as every route set decoded from the control plane is.
+    policy: { ...NO_TRAFFIC_POLICY, budget: { ratio, minPerSecond: 10, windowMs: 10_000 } },
+  });
+  const request = { method: 'GET', pathAndQuery: '/', headers: {}, grpc: false, authority: 'web' };
+
+  it('keeps its counts when an update brings the same budget, and starts afresh when the budget changes', async () => {
+    let deliver!: (table: PolicedRouteTable) => void;
+    const { routes } = routesWith((o) => (deliver = o.onTable as typeof deliver), 1000);
+    const target = { host: 'web', port: 80 };
+    const first = routes.tableFor(target);
+    deliver(withBudget(0.2));
+    const budgetOf = (table: PolicedRouteTable) => {
+      const decision = routes.decide(target, table, request);
+      assert.ok(decision !== null && decision.kind === 'forward' && decision.retry !== null);
+      return decision.retry.budget;
+    };
+    const before = budgetOf((await first)!);
+    const same = withBudget(0.2);
+    deliver(same);
+    assert.equal(budgetOf(same), before, 'an equal budget in a new update is the same budget');
+    const changed = withBudget(0.5);
+    deliver(changed);
+    assert.notEqual(budgetOf(changed), before, 'a changed budget is a new one');
     routes.close();
   });
 });

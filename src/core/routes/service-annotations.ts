@@ -103,6 +103,11 @@ export interface ServiceTrafficPolicy {
 
 export const DEFAULT_BUDGET: RetryBudgetPolicy = { ratio: 0.2, minPerSecond: 10, windowMs: 10_000 };
 
+/** Whether two budgets allow the same (each route update brings its policy as new objects). */
+export function sameBudget(a: RetryBudgetPolicy, b: RetryBudgetPolicy): boolean {
+  return a.ratio === b.ratio && a.minPerSecond === b.minPerSecond && a.windowMs === b.windowMs;
+}
+
 export const NO_TRAFFIC_POLICY: ServiceTrafficPolicy = {
   retry: null,
   budget: DEFAULT_BUDGET,

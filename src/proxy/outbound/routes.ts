@@ -37,7 +37,11 @@ import { targetKey, type Target } from '../../core/target.ts';
 import { canonicalName } from '../resolve/mesh-names.ts';
 import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
 import { routePolicyKey, type PolicedRouteTable } from '../route/route-table.ts';
-import { NO_TRAFFIC_POLICY, type ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
+import {
+  NO_TRAFFIC_POLICY,
+  sameBudget,
+  type ServiceTrafficPolicy,
+} from '../../core/routes/service-annotations.ts';
 import { RetryBudget } from './retry-budget.ts';
 import type { RouteMetrics, RouteSeries } from '../telemetry/route-metrics.ts';
 import { MIRRORED_HEADER } from './mirror.ts';
@@ -349,8 +353,9 @@ export class OutboundRoutes {
           entry.table =
             table.http === null && table.grpc === null && table.policy === undefined ? null : table;
           // A budget made for the previous policy stays (its counts are the Service's), unless
-          // the policy's budget changed.
-          if (entry.budget !== null && entry.budgetPolicy !== (table.policy ?? NO_TRAFFIC_POLICY).budget) {
+          // the policy's budget changed (compared by value: every update is decoded anew).
+          const budgetPolicy = (table.policy ?? NO_TRAFFIC_POLICY).budget;
+          if (entry.budget !== null && !sameBudget(entry.budgetPolicy!, budgetPolicy)) {
             entry.budget = null;
           }
           if (entry.first !== null) {

@@ -22,6 +22,7 @@ import { enableLinearRegexFallback } from '../../core/routes/regex.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import {
   DEFAULT_BUDGET,
+  sameBudget,
   parseTrafficAnnotations,
   type ServiceTrafficPolicy,
 } from '../../core/routes/service-annotations.ts';
@@ -129,11 +130,7 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
 
 /** The budget every Service has without annotations or an XBackendTrafficPolicy. */
 function isDefaultBudget(budget: ServiceTrafficPolicy['budget']): boolean {
-  return (
-    budget.ratio === DEFAULT_BUDGET.ratio &&
-    budget.minPerSecond === DEFAULT_BUDGET.minPerSecond &&
-    budget.windowMs === DEFAULT_BUDGET.windowMs
-  );
+  return sameBudget(budget, DEFAULT_BUDGET);
 }
 
 /** A policy that changes nothing on the data path (NO_TRAFFIC_POLICY, or only a budget). */
