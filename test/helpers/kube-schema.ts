@@ -1,4 +1,4 @@
-// Kubernetes objects checked against the Kubernetes OpenAPI schemas (v1.32's), through
+// Kubernetes objects checked against the Kubernetes OpenAPI schemas (of the release kubernetes-models 5 carries), through
 // kubernetes-models' compiled validators: field types, required fields, enums and formats (a port
 // that is a string, a container without a name, a Deployment without its selector). The models do
 // not forbid unknown fields (neither does the API server's schema without strict validation), so
