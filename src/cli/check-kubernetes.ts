@@ -49,7 +49,7 @@ import {
 } from './install-manifests.ts';
 import { INSTALLED_NAMES, KubernetesError, readInstalled } from './kube-cluster.ts';
 import { PORTS } from '../control/injector/proxy-containers.ts';
-import { uriSans } from '../core/spiffe.ts';
+import { spiffeId, spiffeUriSan } from '../core/spiffe.ts';
 import { packageVersion } from './version.ts';
 
 /** The oldest Kubernetes with native sidecars (restartPolicy Always on init containers, on by default). */
@@ -575,7 +575,7 @@ async function proxyCertificateProblem(
   now: number,
 ): Promise<{ level: 'error' | 'warn'; detail: string } | null> {
   const namespace = pod.metadata?.namespace ?? 'default';
-  const expected = `spiffe://${trustDomain}/ns/${namespace}/sa/${pod.spec?.serviceAccountName ?? 'default'}`;
+  const expected = spiffeId(trustDomain, namespace, pod.spec?.serviceAccountName ?? 'default');
   let chain: X509Certificate[];
   try {
     const pem = await core.connectGetNamespacedPodProxyWithPath({
@@ -591,7 +591,7 @@ async function proxyCertificateProblem(
   }
   if (chain.length === 0) return { level: 'error', detail: 'its proxy answered no certificate' };
   const leaf = chain[0]!;
-  const id = uriSans(leaf.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? '(none)';
+  const id = spiffeUriSan(leaf.subjectAltName) ?? '(none)';
   if (id !== expected) return { level: 'error', detail: `presents ${id}, not ${expected}` };
   if (!verifiesTo(chain, anchors))
     return { level: 'error', detail: 'its chain does not lead to a trust anchor' };

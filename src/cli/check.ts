@@ -24,7 +24,7 @@ import { silentLogger } from '../core/log.ts';
 import type { AuthorityStatus } from '../control/identity/ca.ts';
 import { readControlFile } from '../api/control-file.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
-import { uriSans } from '../core/spiffe.ts';
+import { spiffeUriSan } from '../core/spiffe.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { checkKubernetes } from './check-kubernetes.ts';
@@ -285,7 +285,7 @@ async function chainChecks(
   }
   const out: CheckResult[] = [];
   const leaf = chain[0]!;
-  const id = uriSans(leaf.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? '(none)';
+  const id = spiffeUriSan(leaf.subjectAltName) ?? '(none)';
   if (expected !== '' && id !== expected) {
     out.push({
       level: 'error',

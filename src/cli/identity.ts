@@ -14,7 +14,7 @@ import { ConfigError } from '../core/errors.ts';
 import { readLocalState } from '../control/discovery/local-state.ts';
 import type { AuthorityStatus } from '../control/identity/ca.ts';
 import { silentLogger } from '../core/log.ts';
-import { uriSans } from '../core/spiffe.ts';
+import { spiffeUriSan } from '../core/spiffe.ts';
 import { pemCertificates } from './check.ts';
 import { callControl, errorOf, findControlPlane } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
@@ -218,7 +218,7 @@ function describeChain(pem: string): object[] {
   }
   return certs.map((c) => ({
     subject: c.subject,
-    identity: uriSans(c.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? null,
+    identity: spiffeUriSan(c.subjectAltName),
     notBefore: new Date(c.validFrom).toISOString(),
     notAfter: new Date(c.validTo).toISOString(),
     fingerprint: c.fingerprint256.replaceAll(':', '').toLowerCase(),

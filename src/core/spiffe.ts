@@ -27,3 +27,8 @@ export function uriSans(subjectAltName: string | undefined): string[] {
   }
   return out;
 }
+
+/** The first spiffe:// URI SAN of a certificate (subjectAltName as node:crypto spells it), or null. */
+export function spiffeUriSan(subjectAltName: string | undefined): string | null {
+  return uriSans(subjectAltName).find((u) => u.startsWith('spiffe://')) ?? null;
+}

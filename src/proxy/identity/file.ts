@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../core/errors.ts';
-import { uriSans } from '../../core/spiffe.ts';
+import { spiffeUriSan } from '../../core/spiffe.ts';
 import type { CertifiedKey, WorkloadIdentity } from './provider.ts';
 
 export function fileIdentity(dir: string, field = 'identity.dir'): WorkloadIdentity {
@@ -28,8 +28,8 @@ export function fileIdentity(dir: string, field = 'identity.dir'): WorkloadIdent
       `${join(dir, 'cert.pem')}: not a PEM certificate: ${(error as Error).message}`,
     );
   }
-  const id = uriSans(leaf.subjectAltName).find((u) => u.startsWith('spiffe://'));
-  if (id === undefined)
+  const id = spiffeUriSan(leaf.subjectAltName);
+  if (id === null)
     throw new ConfigError(field, `${join(dir, 'cert.pem')}: the leaf has no spiffe:// URI SAN`);
   const key: CertifiedKey = {
     keyPem,

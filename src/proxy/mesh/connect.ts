@@ -9,7 +9,7 @@ import tls from 'node:tls';
 import { TrellisError } from '../../core/errors.ts';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { CertifiedKey } from '../identity/provider.ts';
-import { uriSans } from '../../core/spiffe.ts';
+import { spiffeUriSan, uriSans } from '../../core/spiffe.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
@@ -50,7 +50,7 @@ export function closedAfterHandshake(
 /** checkServerIdentity for an expected SPIFFE ID (the chain was verified before this runs). */
 export function checkPeerIdentity(expected: string, cert: tls.PeerCertificate): Error | undefined {
   if (uriSans(cert.subjectaltname).includes(expected)) return undefined;
-  const found = uriSans(cert.subjectaltname).find((u) => u.startsWith('spiffe://')) ?? 'no spiffe:// URI SAN';
+  const found = spiffeUriSan(cert.subjectaltname) ?? 'no spiffe:// URI SAN';
   return new TrellisError(IDENTITY_MISMATCH_CODE, `peer identity is ${found}, expected ${expected}`);
 }
 

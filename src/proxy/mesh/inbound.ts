@@ -13,7 +13,7 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
 import type { CertifiedKey } from '../identity/provider.ts';
-import { uriSans } from '../../core/spiffe.ts';
+import { spiffeUriSan } from '../../core/spiffe.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
 import type { MeshCredentials } from './credentials.ts';
@@ -179,5 +179,5 @@ export class MeshInbound {
 function peerIdentity(socket: tls.TLSSocket): string | null {
   const cert = socket.getPeerX509Certificate();
   if (cert === undefined) return null;
-  return uriSans(cert.subjectAltName).find((u) => u.startsWith('spiffe://')) ?? null;
+  return spiffeUriSan(cert.subjectAltName);
 }
