@@ -15,26 +15,10 @@ import { writeServiceFile } from '../../src/control/discovery/local-state.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import type { RunningProxy } from '../../src/proxy/proxy.ts';
+import { sendRequest } from '../helpers/mesh-echo.ts';
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function get(port: number, url: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: url, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GET `url` through 127.0.0.1:`port` (mesh-echo's one request helper). */
+const get = (port: number, url: string) => sendRequest(port, url);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

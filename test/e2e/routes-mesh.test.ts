@@ -12,26 +12,10 @@ import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { metric, portOf } from '../helpers/running-proxy.ts';
 import { routesFromYaml } from '../unit/routes-helpers.ts';
+import { sendRequest } from '../helpers/mesh-echo.ts';
 
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function get(port: number, url: string): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: url, agent: false, timeout: 10_000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+/** GET `url` through 127.0.0.1:`port` (mesh-echo's one request helper). */
+const get = (port: number, url: string) => sendRequest(port, url);
 
 /** An app that answers with its name, the path it got and its x-route header. */
 async function startApp(name: string): Promise<{ port: number; hits: Map<string, number>; close(): void }> {
