@@ -7,6 +7,7 @@ import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
 import { DEFAULT_POLICIES } from '../core/policy-syntax.ts';
 import type { InjectorConfig } from '../control/injector/proxy-containers.ts';
 import { isSampleRatio } from '../control/injector/config.ts';
+import { traceEndpoint } from '../proxy/telemetry/trace-endpoint.ts';
 import { DNS_NAME } from './control.ts';
 import type { FlagSpec } from './flags.ts';
 import { clusterDomainOf, controlPlaneAddress, NAMESPACE } from './install-manifests.ts';
@@ -116,18 +117,12 @@ export function injectorConfigFromFlags(
   };
 }
 
-/** --trace-collector: an OTLP URL, http(s):// or grpc(s):// (proxy/telemetry/trace-endpoint.ts); '' keeps no tracing. */
+/** --trace-collector: an OTLP URL as the proxy reads it (telemetry/trace-endpoint.ts); '' keeps no tracing. */
 function traceCollectorFlag(values: ReadonlyMap<string, unknown>, fallback: string): string {
   const value = values.get('trace-collector') as string | undefined;
   if (value === undefined) return fallback;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError('--trace-collector', `expected an http(s):// or grpc(s):// URL, got '${value}'`);
-  }
-  if (!['http:', 'https:', 'grpc:', 'grpcs:'].includes(url.protocol))
-    throw new ConfigError('--trace-collector', `expected an http(s):// or grpc(s):// URL, got '${value}'`);
+  const endpoint = traceEndpoint(value);
+  if (typeof endpoint === 'string') throw new ConfigError('--trace-collector', endpoint);
   return value;
 }
 
