@@ -325,6 +325,10 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
       ['--trace-collector', 'collector:4318'],
       /--trace-collector: expected an http:\/\/, https:\/\/, grpc:\/\/ or grpcs:\/\/ URL with a host, got 'collector:4318'/,
     ],
+    [
+      ['--trace-collector', 'grpc:collector'],
+      /--trace-collector: expected an http:\/\/, https:\/\/, grpc:\/\/ or grpcs:\/\/ URL with a host, got 'grpc:collector'/,
+    ],
     [['--trace-sample-ratio', '1.5'], /--trace-sample-ratio: expected a number from 0 to 1/],
     [['--identity-issuer-lifetime', 'forever'], /--identity-issuer-lifetime: expected a duration/],
     [['extra'], /unexpected argument 'extra'/],
