@@ -683,9 +683,9 @@ async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[], now: nu
     ...(p.status?.initContainerStatuses ?? []),
     ...(p.status?.containerStatuses ?? []),
   ];
-  const unready = injected.filter(
-    (p) => !statuses(p).some((c) => c.name === PROXY_CONTAINER_NAME && c.ready),
-  );
+  const proxyReady = (p: (typeof pods)[number]): boolean =>
+    statuses(p).some((c) => c.name === PROXY_CONTAINER_NAME && c.ready);
+  const unready = injected.filter((p) => !proxyReady(p));
   if (unready.length === 0)
     results.push(ok(group, 'the proxies are ready', `${injected.length} injected pods`));
   else {
@@ -699,12 +699,7 @@ async function dataPlane(kubeConfig: KubeConfig, results: CheckResult[], now: nu
       ),
     );
   }
-  await proxyCertificates(
-    kubeConfig,
-    injected.filter((p) => !unready.includes(p)),
-    now,
-    results,
-  );
+  await proxyCertificates(kubeConfig, injected.filter(proxyReady), now, results);
   const version = packageVersion();
   const image = (p: (typeof pods)[number]): string =>
     [...(p.spec?.initContainers ?? []), ...(p.spec?.containers ?? [])].find(
