@@ -333,4 +333,41 @@ describe('from the control plane to the proxy', () => {
     assert.deepEqual(counted, ['identity']);
     authorizer.close();
   });
+
+  it('a policy delivered again keeps the buckets of a rate limit that did not change', () => {
+    // Every policy update (an authorization added, a re-watch after a reconnect) used to build new
+    // limiters with full buckets: a client at its limit got a fresh second of requests each time.
+    const server = (limit: { totalRps: number; identityRps: number }, authorizations: string[]) => ({
+      servers: [
+        {
+          name: 'shop/web-http',
+          port: 8080,
+          protocol: 'http1',
+          rateLimit: { name: 'shop/limit', overrides: [], ...limit },
+          authorizations: authorizations.map((name) => ({
+            name,
+            identities: [],
+            namespaces: [],
+            networks: [],
+            unauthenticated: true,
+            routes: [],
+          })),
+        },
+      ],
+    });
+    const first = compilePolicy(server({ totalRps: 0, identityRps: 1 }, ['shop/a']));
+    assert.equal(first.servers.get(8080)?.rateLimit?.check('x'), null);
+    const again = compilePolicy(
+      server({ totalRps: 0, identityRps: 1 }, ['shop/a', 'shop/b']),
+      undefined,
+      first,
+    );
+    assert.equal(again.servers.get(8080)?.rateLimit?.check('x'), 'identity', 'the bucket was refilled');
+    // A changed limit is a new limiter: its buckets start full at the new rate.
+    const changed = compilePolicy(server({ totalRps: 0, identityRps: 2 }, ['shop/a']), undefined, again);
+    assert.deepEqual(
+      [0, 1, 2].map(() => changed.servers.get(8080)?.rateLimit?.check('x')),
+      [null, null, 'identity'],
+    );
+  });
 });

@@ -81,7 +81,7 @@ export function createAuthorizer(opts: AuthorizerOptions): PolicyAuthorizer {
     markFirst();
     if (key === lastMessage) return;
     lastMessage = key;
-    policy = compilePolicy(message, (msg, fields) => log.warn(msg, fields));
+    policy = compilePolicy(message, (msg, fields) => log.warn(msg, fields), policy);
     log.info('inbound policy updated', {
       servers: Array.from(policy.servers.values(), (s) => `${s.name}:${s.port}`),
     });

@@ -2,7 +2,9 @@
 // control plane's InboundPolicy message into per-port lookups with identity patterns and networks
 // compiled once; decideConnection and decideRequest then answer per connection and per request
 // without allocating more than the Decision itself. A Server's rate limit is compiled into its
-// limiter (rate-limit.ts), whose buckets start full with each new policy.
+// limiter (rate-limit.ts); a policy compiled over the previous one keeps the limiter (and its
+// buckets) of every port whose limit did not change, so that a policy update (or the same policy
+// again after a re-watch) never hands clients a fresh second of requests.
 //
 // Semantics (src/api/policy.proto, after linkerd's policy controller):
 // - A port no Server selects falls back to the proxy's default policy. audit allows everything
@@ -13,7 +15,7 @@
 //   of its routes. At connection time (`traffic`), an HTTP connection is admitted when some
 //   authorization's "who" matches (its routes are checked again per request); an opaque TCP
 //   connection never sees a request, so only authorizations without routes can admit it.
-import type { ApiInboundPolicyOutput } from '../../api/client.ts';
+import type { ApiInboundPolicyOutput, ApiRateLimitOutput } from '../../api/client.ts';
 import { isPort, SERVER_PROTOCOLS } from '../../core/schema.ts';
 import {
   compileIdentityPattern,
@@ -63,11 +65,13 @@ const PROTOCOLS: ReadonlySet<string> = new Set(SERVER_PROTOCOLS);
  * Compiles a policy message. Never throws: a Server with a bad port or a second Server on the same
  * port is skipped, an unknown protocol reads as detect, and a CIDR that does not parse is ignored;
  * each is reported through `warn` (the control plane validates all of them, so these mean a bug or
- * a newer control plane).
+ * a newer control plane). `previous`: the policy this one replaces, whose unchanged rate limiters
+ * are kept.
  */
 export function compilePolicy(
   message: ApiInboundPolicyOutput,
   warn: (msg: string, fields: Record<string, unknown>) => void = () => {},
+  previous: CompiledPolicy = EMPTY_POLICY,
 ): CompiledPolicy {
   const servers = new Map<number, CompiledServer>();
   for (const server of message.servers ?? []) {
@@ -117,22 +121,27 @@ export function compilePolicy(
         };
       }),
       denyPolicy: `${server.name}:no-authorization`,
-      rateLimit:
-        server.rateLimit === null || server.rateLimit === undefined
-          ? null
-          : new RateLimiter(server.rateLimit, {
-              onFull: (max) =>
-                warn(
-                  'rate limit holds the most client identities it keeps; least recently used ones are evicted',
-                  {
-                    rateLimit: server.rateLimit?.name,
-                    max,
-                  },
-                ),
-            }),
+      rateLimit: compileRateLimit(server.rateLimit, previous.servers.get(port)?.rateLimit ?? null, warn),
     });
   }
   return { servers };
+}
+
+/** The Server's limiter: the previous one while its limit is the same, else a new one. */
+function compileRateLimit(
+  limit: ApiRateLimitOutput | null | undefined,
+  previous: RateLimiter | null,
+  warn: (msg: string, fields: Record<string, unknown>) => void,
+): RateLimiter | null {
+  if (limit === null || limit === undefined) return null;
+  if (previous !== null && previous.sameLimit(limit)) return previous;
+  return new RateLimiter(limit, {
+    onFull: (max) =>
+      warn('rate limit holds the most client identities it keeps; least recently used ones are evicted', {
+        rateLimit: limit.name,
+        max,
+      }),
+  });
 }
 
 /** Whether the peer is one this authorization's "who" names. */

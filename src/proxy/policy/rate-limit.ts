@@ -68,8 +68,11 @@ export class RateLimiter {
   private readonly onFull: ((max: number) => void) | undefined;
   private readonly now: () => number;
   private warned = false;
+  /** The limit this limiter enforces, as compared by sameLimit. */
+  private readonly key: string;
 
   constructor(limit: ApiRateLimitOutput, options: RateLimiterOptions = {}) {
+    this.key = limitKey(limit);
     this.now = options.now ?? (() => performance.now());
     const start = this.now();
     this.name = limit.name;
@@ -82,6 +85,11 @@ export class RateLimiter {
     }
     this.maxIdentities = Math.max(1, options.maxIdentities ?? MAX_IDENTITY_BUCKETS);
     this.onFull = options.onFull;
+  }
+
+  /** Whether `limit` is the one this limiter enforces (then its buckets can carry over). */
+  sameLimit(limit: ApiRateLimitOutput): boolean {
+    return limitKey(limit) === this.key;
   }
 
   /** Per-identity buckets held now. */
@@ -122,4 +130,10 @@ export class RateLimiter {
     buckets.set(id, bucket);
     return bucket;
   }
+}
+
+/** A limit's fields as one string (per policy update, never per request). */
+function limitKey(limit: ApiRateLimitOutput): string {
+  const overrides = (limit.overrides ?? []).map((o) => [o.requestsPerSecond, o.identities ?? []]);
+  return JSON.stringify([limit.name, limit.totalRps, limit.identityRps, overrides]);
 }
