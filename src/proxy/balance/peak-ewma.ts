@@ -81,19 +81,15 @@ export class PeakEwma {
   /** Counts a request as in flight until its handle completes. */
   start(): PeakEwmaHandle {
     this.#pending++;
-    const startedAt = this.#clock.now();
-    let done = false;
-    return {
-      startedAt,
-      complete: (rttMs?: number) => {
-        if (done) return;
-        done = true;
-        this.#pending--;
-        if (rttMs !== undefined && Number.isFinite(rttMs) && rttMs >= 0) {
-          this.#observe(rttMs, this.#clock.now());
-        }
-      },
-    };
+    return new InFlight(this, this.#clock.now());
+  }
+
+  /** InFlight's end of a request: no longer pending, and its RTT observed when it has one. */
+  finish(rttMs: number | undefined): void {
+    this.#pending--;
+    if (rttMs !== undefined && Number.isFinite(rttMs) && rttMs >= 0) {
+      this.#observe(rttMs, this.#clock.now());
+    }
   }
 
   /** Folds an observation into the estimate (0: only decay with the time that passed). */
@@ -106,6 +102,24 @@ export class PeakEwma {
     }
     if (now > this.#updatedAt) this.#updatedAt = now;
     return this.#rttEstimate;
+  }
+}
+
+/** A started request: one object per pick, with no closure (start() runs per request). */
+class InFlight implements PeakEwmaHandle {
+  readonly startedAt: number;
+  readonly #load: PeakEwma;
+  #done = false;
+
+  constructor(load: PeakEwma, startedAt: number) {
+    this.#load = load;
+    this.startedAt = startedAt;
+  }
+
+  complete(rttMs?: number): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#load.finish(rttMs);
   }
 }
 

@@ -27,6 +27,7 @@
 // knows nothing is, so that names asked for during an outage cannot pile up).
 import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
+import type { PeakEwmaHandle } from '../balance/peak-ewma.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
 import type { Resolution, Resolver } from '../resolve/resolver.ts';
@@ -102,6 +103,8 @@ export interface DiscoveryOptions {
 interface Entry {
   /** The target's address key. */
   readonly key: string;
+  /** The target's host and port as asked (the keys of Discovery.byHost). */
+  readonly target: Target;
   /** What it is resolved by (a short name qualified with the namespace). */
   readonly query: string;
   /** Its host, canonical (what the known mesh names remember). */
@@ -154,6 +157,11 @@ LOOPBACK.addAddress('::1', 'ipv6');
 export class ServiceDiscovery {
   private readonly opts: DiscoveryOptions;
   private readonly entries = new Map<string, Entry>();
+  /**
+   * The same entries by host, then port: a pick finds its entry without building the target's key
+   * string (a pick runs per request). Kept in step with `entries` by index() and unindex().
+   */
+  private readonly byHost = new Map<string, Map<number, Entry>>();
   /** isLogical's answers by host. */
   private readonly logicalHosts = new Map<string, boolean>();
   /** Hosts the control plane answered as services: mesh names, never sent to DNS. */
@@ -272,9 +280,9 @@ export class ServiceDiscovery {
   }
 
   private entry(target: Target): Entry {
+    const found = this.byHost.get(target.host)?.get(target.port);
+    if (found !== undefined) return found;
     const key = targetKey(target);
-    const existing = this.entries.get(key);
-    if (existing !== undefined) return existing;
     const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
     const host = canonicalName(target.host);
     const named = isIP(target.host) === 0;
@@ -282,6 +290,7 @@ export class ServiceDiscovery {
     const service = named ? serviceOf(target, this.namespace) : null;
     const created: Entry = {
       key,
+      target: { host: target.host, port: target.port },
       query,
       host,
       meshShaped: named && isMeshShaped(host, this.namespace),
@@ -313,8 +322,22 @@ export class ServiceDiscovery {
     );
     this.guard(created);
     this.entries.set(key, created);
+    this.index(created);
     this.startSweeper();
     return created;
+  }
+
+  private index(entry: Entry): void {
+    let ports = this.byHost.get(entry.target.host);
+    if (ports === undefined) this.byHost.set(entry.target.host, (ports = new Map()));
+    ports.set(entry.target.port, entry);
+  }
+
+  private unindex(entry: Entry): void {
+    const ports = this.byHost.get(entry.target.host);
+    if (ports === undefined) return;
+    ports.delete(entry.target.port);
+    if (ports.size === 0) this.byHost.delete(entry.target.host);
   }
 
   /** Remembers (or forgets) a host as a service's name. */
@@ -371,6 +394,7 @@ export class ServiceDiscovery {
             e.guard?.close();
             e.set.close();
             this.entries.delete(key);
+            this.unindex(e);
           }
         }
       },
@@ -389,6 +413,7 @@ export class ServiceDiscovery {
       wake(e);
     }
     this.entries.clear();
+    this.byHost.clear();
   }
 }
 
@@ -418,6 +443,27 @@ export function directPick(target: Target): Pick {
   return { address: target, endpoint: null, key: null, done: noop, fail: noop };
 }
 
+/** A pick of a discovered endpoint without a circuit breaker: one object per request, no closure. */
+class EndpointPick implements Pick {
+  readonly address: Target;
+  readonly endpoint: Endpoint;
+  readonly key: string;
+  readonly #handle: PeakEwmaHandle;
+
+  constructor(state: EndpointState) {
+    this.endpoint = state.endpoint;
+    this.address = state.endpoint.address;
+    this.key = state.key;
+    this.#handle = state.start();
+  }
+
+  done(rttMs?: number): void {
+    this.#handle.complete(rttMs);
+  }
+
+  fail(): void {}
+}
+
 /** Whether an entry's host is certainly a mesh name (see the file comment): it never goes direct. */
 function isMeshName(entry: Entry, knownNames: ReadonlySet<string>): boolean {
   return entry.meshShaped || knownNames.has(entry.host);
@@ -441,14 +487,7 @@ function fromEntry(
       let state = entry.p2c.pick();
       if (state === null) return null;
       if (state.key === avoid && entry.set.size > 1) state = cheapestOther(entry.set.endpoints, avoid);
-      const handle = state.start();
-      return {
-        address: state.endpoint.address,
-        endpoint: state.endpoint,
-        key: state.key,
-        done: (rttMs?: number) => handle.complete(rttMs),
-        fail: noop,
-      };
+      return new EndpointPick(state);
     }
     case 'does-not-exist':
       if (entry.otherPorts === null) return directPick(target);
