@@ -10,9 +10,8 @@ import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
 import {
   attemptLimit,
+  countedRetryAfter,
   MAX_RETRY_BODY_BYTES,
-  retryAfter,
-  retryRandom,
   type AttemptFailure,
   type RouteDecision,
   type RoutePolicyRetry,
@@ -101,23 +100,16 @@ export class H1RouteRule {
     metrics: ProxyMetrics,
     direction: Direction,
   ): number | null | 'deadline' {
-    const delay = retryAfter(
+    const delay = countedRetryAfter(
       this.retry!,
       this.retriesDone,
       failure,
       this.deadline,
-      performance.now(),
-      retryRandom,
+      metrics,
+      direction,
+      this.series,
     );
-    if (delay === null || delay === 'deadline') return delay;
-    if (delay === 'budget-exhausted') {
-      metrics.retried(direction, 'budget-exhausted');
-      this.series?.retried('budget-exhausted');
-      return null;
-    }
-    metrics.retried(direction, 'retried');
-    this.series?.retried('retried');
-    this.retriesDone++;
+    if (typeof delay === 'number') this.retriesDone++;
     return delay;
   }
 
