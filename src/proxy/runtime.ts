@@ -97,6 +97,7 @@ export class ProxyRuntime {
       max: config.detect.opaqueCacheMax,
     });
     this.pool = new UpstreamPool({
+      limits: config.http1,
       maxIdlePerHost: config.pool.maxIdlePerHost,
       idleTimeoutMs: config.pool.idleTimeoutMs,
       connectTimeoutMs: config.timeouts.connectMs,

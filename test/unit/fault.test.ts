@@ -94,7 +94,7 @@ describe('faults of the proxy own code', () => {
 
   it('a throw while reading the upstream response (an upstream socket event) is contained too', async () => {
     const before = faults();
-    const restore = throwOn('onUpstreamData', (s) => isPath('/boom-up')(s), H1Client.prototype);
+    const restore = throwOn('onResponseHead', (s) => isPath('/boom-up')(s), H1Client.prototype);
     try {
       const answer = await ask(outbound, appPort, '/boom-up');
       assert.match(answer, /^HTTP\/1\.1 500 [^]*trellis-proxy-error: internal-error/);

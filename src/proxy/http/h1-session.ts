@@ -9,17 +9,18 @@
 // The HTTP/1 files, by what they own:
 // - h1-session.ts (this): the app's side of the connection, and each exchange's decisions.
 // - h1-client.ts: the upstream side: endpoint pick and connect (with the one retry of a failed
-//   connect elsewhere), request head and body out, response in, connection reuse. It is the one
-//   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
-//   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
+//   connect elsewhere), request out, response in, connection reuse. It is the one upstream this
+//   file talks to (H1ClientSink), whatever the connection is (h1-upstream.ts: a pooled byte
+//   connection, upstream-conn.ts, or a stream of the mesh's HTTP/2, mesh/h1-over-h2.ts).
 // - h1-context.ts: what the runtime gives the HTTP/1 path, per direction.
 // - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
 // - h1-route-rule.ts: the route level: the Service's routes asked, and what the matched rule says
 //   for the exchange (filters, timeouts, retries and their backoff, a fault's delay, mirrors, its
 //   metrics) with the request body kept for a retry or mirror.
 // - h1-parser.ts, h1-serialize.ts, chunked.ts, h1-uri.ts: the wire format.
-// - upstream-pool.ts: keep-alive upstream connections; the runtime's H1Connect (plain) or
-//   mesh/outbound.ts (meshed endpoints) chooses the kind per endpoint.
+// - upstream-pool.ts, upstream-conn.ts: keep-alive byte connections, where requests are written
+//   and responses read; the runtime's H1Connect (plain) or mesh/outbound.ts (meshed endpoints)
+//   chooses the kind of upstream per endpoint.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyErrorReason } from '../errors.ts';
@@ -30,18 +31,10 @@ import type { Target } from '../../core/target.ts';
 import { type MessageHead, parseRequestHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
 import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
-import { wasUnprocessed } from './direct-upstream.ts';
+import { wasUnprocessed, type ResponseBodyKind } from './h1-upstream.ts';
 import type { Pick } from '../outbound/discovery.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
-import {
-  H1Client,
-  RES_DONE,
-  RES_HEAD,
-  RES_NONE,
-  type H1ClientSink,
-  type H1Route,
-  type ResponseBodyKind,
-} from './h1-client.ts';
+import { H1Client, RES_DONE, RES_HEAD, RES_NONE, type H1ClientSink, type H1Route } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
@@ -184,7 +177,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.ending = true; // nothing more the client sends is read
     if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE);
     else this.socket.destroy();
-    this.up.destroy();
+    this.up.drop();
     // The socket's close cleans up (onDownstreamClose); when that is what faulted, the listener
     // is still told the session is gone.
     if (this.closed) {
@@ -474,7 +467,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       used = this.up.writeChunks(this.reqDecoder!, chunk);
       if (used < 0) {
         // The upstream has seen part of a body that turned out malformed: it must never see more.
-        this.up.destroy();
+        this.up.drop();
         this.replyError('bad-request', this.reqDecoder!.error ?? 'bad chunked body');
         return;
       }
@@ -522,7 +515,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     const req = this.req!;
     if (head.status === 101) {
       if (req.upgrade === null) {
-        this.up.destroy();
+        this.up.drop();
         this.replyError('upstream-bad-response', 'unexpected 101 response');
         return false;
       }
@@ -771,8 +764,11 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
 
   /** The upstream answered 101 to an Upgrade: the two connections become a tunnel. */
   private upgrade(head: MessageHead): void {
-    const toDown = this.up.rest;
-    const conn = this.up.takeForTunnel();
+    const taken = this.up.takeForTunnel();
+    if (taken === null) {
+      this.replyError('upstream-bad-response', 'a 101 response from an upstream that is not a byte stream');
+      return;
+    }
     const route = this.route;
     const watch =
       route === null
@@ -783,7 +779,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
             method: this.req!.method,
             path: route.path,
           };
-    startUpgrade(this.ctx, this, this.socket, conn, head, toDown, watch);
+    startUpgrade(this.ctx, this, this.socket, taken.socket, head, taken.rest, watch);
   }
 
   /** Stops this session from handling the socket (it is handed to a tunnel). */
