@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.ts';
-import { portOf } from '../helpers/running-proxy.ts';
+import { askThrough, portOf } from '../helpers/running-proxy.ts';
 
 const CHUNKED_THEN_MORE =
   'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n' +
@@ -19,22 +19,8 @@ const CHUNKED_THEN_MORE =
 const PLAIN = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 
 /** One request on its own connection through the outbound listener; the raw answer. */
-function ask(port: number, upstream: number, path: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () =>
-      s.write(`GET http://127.0.0.1:${upstream}${path} HTTP/1.1\r\nHost: 127.0.0.1:${upstream}\r\n\r\n`),
-    );
-    let got = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      got += d;
-      if (/\r\n\r\n[^]*ok(\r\n0\r\n\r\n)?$/.test(got)) s.end();
-    });
-    s.on('close', () => resolve(got));
-    s.on('error', () => {});
-    s.setTimeout(5000, () => s.destroy());
-  });
-}
+const ask = (port: number, upstream: number, path: string): Promise<string> =>
+  askThrough(port, upstream, path, (got) => /\r\n\r\n[^]*ok(\r\n0\r\n\r\n)?$/.test(got));
 
 describe('an upstream connection out of step is not reused', () => {
   let proxy: RunningProxy;

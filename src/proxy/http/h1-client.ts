@@ -44,38 +44,17 @@ export interface H1Route {
   readonly host: string | null;
 }
 
-/** What the client tells the exchange it carries (the server side: h1-session.ts). */
-export interface H1ClientSink {
+/**
+ * What the client tells the exchange it carries (the server side: h1-session.ts): how getting an
+ * upstream went, then the upstream's response as the upstream gave it (H1ResponseSink).
+ */
+export interface H1ClientSink extends H1ResponseSink {
   /** Whether the exchange still waits for an upstream for `route` (else a late answer is let go). */
   awaitsUpstream(route: H1Route | null): boolean;
   /** No endpoint or no connection: the exchange is answered with `reason`. */
   onUpstreamFailed(reason: ProxyErrorReason, message: string): void;
   /** The request head went to a connected upstream: the body may follow. */
   onUpstreamReady(): void;
-  /** An interim (1xx) response head. */
-  onInterim(head: MessageHead): void;
-  /**
-   * The final response head and how its body comes (`bodyLater`: in a later tick); false when the
-   * exchange did not take it (a retry, an upgrade, an error answered): the client stops there.
-   */
-  onResponseHead(head: MessageHead, kind: ResponseBodyKind, bodyLater: boolean): boolean;
-  onResponseData(chunk: Buffer): void;
-  /** The response ended; `trailers` as "name: value\r\n" lines (may be empty). */
-  onResponseEnd(trailers: Buffer): void;
-  /** A response head the upstream got wrong (nothing of it was sent on). */
-  onBadResponse(message: string): void;
-  /** A response body the upstream got wrong after part of it went to the client. */
-  onResponseBroken(): void;
-  /**
-   * The upstream closed during the exchange: `beforeResponse` when nothing of a response came;
-   * `resendable` when the connection was reused from the pool or says it never processed the
-   * request (the session may send it once more).
-   */
-  onUpstreamClosed(err: Error | null, beforeResponse: boolean, resendable: boolean): void;
-  /** The upstream takes request body bytes again. */
-  onRequestDrain(): void;
-  /** A fault of the session's own code under an upstream event (fault.ts). */
-  fault(where: string, err: unknown): void;
 }
 
 export const RES_NONE = 0;
