@@ -121,3 +121,37 @@ test('a response stream that ends short of its content-length fails mid-response
   assert.equal(f.beforeResponse, false);
   assert.equal(wasUnprocessed(f.err), false);
 });
+
+test('an owner that let go of the upstream hears nothing more of it, even of a failure found just before', async () => {
+  const pool: Pick<MeshH2Pool, 'requestNow' | 'connection'> = {
+    requestNow: () => null,
+    // The endpoint's connection fails at once: the upstream fails inside start().
+    connection: (_address, _identity, cb) => cb(null, 'connect-failed', new Error('refused')),
+  };
+  const virtual = new H1OverH2Conn(
+    pool as MeshH2Pool,
+    { host: '127.0.0.1', port: 9 },
+    'spiffe://t/ns/a/sa/b',
+    [],
+    1,
+  );
+  const raw = Buffer.from('GET /x HTTP/1.1\r\nHost: app\r\n\r\n', 'latin1');
+  const parsed = parseRequestHead(raw, 0, raw.length, LIMITS);
+  if (parsed.kind !== 'ok') throw new Error('unreachable');
+  const heard: string[] = [];
+  const sink: H1ResponseSink = {
+    onInterim: () => heard.push('interim'),
+    onResponseHead: () => (heard.push('head'), true),
+    onResponseData: () => heard.push('data'),
+    onResponseEnd: () => heard.push('end'),
+    onBadResponse: () => heard.push('bad'),
+    onResponseBroken: () => heard.push('broken'),
+    onUpstreamClosed: () => heard.push('closed'),
+    onRequestDrain: () => heard.push('drain'),
+    fault: () => heard.push('fault'),
+  };
+  virtual.start(parsed.head, { method: 'GET', path: '/x', host: null }, false, sink);
+  virtual.close(); // (the exchange ended meanwhile: a response timeout, the client gone)
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(heard, []);
+});

@@ -51,6 +51,8 @@ class Exchange implements H2StreamHandler {
   trailers: string[] | null = null;
   /** The whole response was delivered. */
   done = false;
+  /** Its owner let go of the connection (release, close): a failure found later is not reported. */
+  silenced = false;
 
   constructor(conn: H1OverH2Conn, method: string, sink: H1ResponseSink, remaining: number, chunked: boolean) {
     this.conn = conn;
@@ -144,6 +146,8 @@ export class H1OverH2Conn implements H1Upstream {
   private readonly maxIdle: number;
   /** The exchange whose request is being written (and whose response is being read). */
   active: Exchange | null = null;
+  /** The last exchange started (active, or failed and not yet reported). */
+  private last: Exchange | null = null;
   /** The active exchange's request was written whole. */
   private requestComplete = true;
   /** Exchanges started; > 1 means the connection was reused. */
@@ -165,6 +169,7 @@ export class H1OverH2Conn implements H1Upstream {
     const ex = new Exchange(this, line.method, sink, remaining, chunked);
     this.uses++;
     this.active = ex;
+    this.last = ex;
     const endStream = !chunked && remaining === 0;
     this.requestComplete = endStream;
     const fields = requestFieldsFor(head, line);
@@ -216,6 +221,7 @@ export class H1OverH2Conn implements H1Upstream {
   }
 
   release(): void {
+    this.letGo();
     const ex = this.active;
     this.active = null;
     // The exchange is over; a stream of it that a full client paused must still take its window
@@ -225,6 +231,19 @@ export class H1OverH2Conn implements H1Upstream {
   }
 
   close(): void {
+    this.letGo();
+    this.shut();
+  }
+
+  /** The owner has let go: nothing more of the last exchange reaches its sink. */
+  private letGo(): void {
+    const last = this.last;
+    this.last = null;
+    if (last !== null) last.silenced = true;
+  }
+
+  /** Closes the connection: the active exchange's stream is reset unless it is over. */
+  private shut(): void {
     this.closed = true;
     const ex = this.active;
     this.active = null;
@@ -251,10 +270,11 @@ export class H1OverH2Conn implements H1Upstream {
 
   /**
    * The exchange failed: the connection closes and its sink hears so in a later tick (as of a
-   * socket's close; never inside the HTTP/2 connection's own callback).
+   * socket's close; never inside the HTTP/2 connection's own callback), unless its owner lets go
+   * of the connection meanwhile.
    */
   fail(ex: Exchange, err: Error): void {
-    this.close();
+    this.shut();
     process.nextTick(upstreamClosed, ex, err, !ex.final, this.uses > 1);
   }
 
@@ -298,6 +318,7 @@ export class H1OverH2Conn implements H1Upstream {
 }
 
 function upstreamClosed(ex: Exchange, err: Error, beforeResponse: boolean, resendable: boolean): void {
+  if (ex.silenced) return;
   try {
     ex.sink.onUpstreamClosed(err, beforeResponse, resendable || err instanceof UnprocessedError);
   } catch (e) {
