@@ -11,17 +11,16 @@ import { ProxyMetrics } from './telemetry/metrics.ts';
 import type { AccessLog } from './telemetry/access-log.ts';
 import { ExpiringSet } from './detect/opaque-cache.ts';
 import { UpstreamPool } from './http/upstream-pool.ts';
-import type { H2Proxy } from './http/h2-proxy.ts';
+import type { H2Proxy, H2ProxyOptions } from './http/h2-proxy.ts';
 import { H1Session } from './http/h1-session.ts';
-import type { H1Context } from './http/h1-context.ts';
-import type { H1Connect, H1Route } from './http/h1-client.ts';
+import type { H1Context, H1Shared } from './http/h1-context.ts';
+import type { H1Route } from './http/h1-client.ts';
 import type { MessageHead } from './http/h1-parser.ts';
 import type { ProxyErrorReason } from './errors.ts';
 import { type Target, parseAuthority, targetKey } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
-import { connectBalanced } from './outbound/balance.ts';
 import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
 import type { Update } from '../core/endpoints.ts';
@@ -30,6 +29,8 @@ import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { meshIdentityOf } from '../core/endpoints.ts';
 import { InboundAcceptor } from './inbound/accept.ts';
+import { inboundH1, inboundH2 } from './inbound/stack.ts';
+import { outboundH1, outboundH2 } from './outbound/stack.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
 import { startTracer } from './telemetry/trace-setup.ts';
@@ -97,6 +98,7 @@ export class ProxyRuntime {
       max: config.detect.opaqueCacheMax,
     });
     this.pool = new UpstreamPool({
+      limits: config.http1,
       maxIdlePerHost: config.pool.maxIdlePerHost,
       idleTimeoutMs: config.pool.idleTimeoutMs,
       connectTimeoutMs: config.timeouts.connectMs,
@@ -159,7 +161,7 @@ export class ProxyRuntime {
       mesh,
       authorizer,
     );
-    this.h1Contexts = { inbound: this.makeH1Context('inbound'), outbound: this.makeH1Context('outbound') };
+    this.h1Contexts = { inbound: inboundH1(this), outbound: outboundH1(this) };
     this.inboundAcceptor = new InboundAcceptor({
       detectTimeoutMs: config.detect.timeoutMs,
       peekMs: config.detect.peekMs,
@@ -214,43 +216,42 @@ export class ProxyRuntime {
    * process, which a proxy that never sees HTTP/2 should not pay.
    */
   h2(dir: Direction): Promise<H2Proxy> {
-    const outbound = dir === 'outbound';
-    return (this.h2Proxies[dir] ??= Promise.all([
-      import('./http/h2-proxy.ts'),
-      outbound ? this.mesh.outboundH2Pool() : undefined,
-      outbound ? undefined : this.mesh.inboundStreamHook(),
-    ]).then(
-      ([{ H2Proxy }, pool, streamHook]) =>
-        new H2Proxy({
-          direction: dir,
-          metrics: this.metrics,
-          log: this.log.child({ direction: dir }),
-          accessLog: this.accessLog,
-          tracer: this.tracer,
-          connectTimeoutMs: this.config.timeouts.connectMs,
-          idleTimeoutMs: this.config.timeouts.idleMs,
-          responseTimeoutMs: this.config.timeouts.responseMs,
-          headLimits: this.config.http1,
-          route: (authority, connTarget) => this.routeAuthority(dir, authority, connTarget),
-          discovery: this.discovery,
-          ...(outbound && this.routes !== null ? { routes: this.routes, mirrors: this.mirrors } : {}),
-          ...(pool !== undefined ? { pool, mesh: this.mesh.outbound !== null } : {}),
-          ...(streamHook !== undefined ? { streamHook } : {}),
-        }),
-    ));
+    return (this.h2Proxies[dir] ??=
+      dir === 'outbound'
+        ? Promise.all([import('./http/h2-proxy.ts'), this.mesh.outboundH2Pool()]).then(
+            ([{ H2Proxy }, pool]) => new H2Proxy(outboundH2(this, pool)),
+          )
+        : Promise.all([import('./http/h2-proxy.ts'), this.mesh.inboundStreamHook()]).then(
+            ([{ H2Proxy }, hook]) => new H2Proxy(inboundH2(this, hook)),
+          ));
   }
 
-  /** HTTP/1 to an endpoint as it is: a pooled plain connection. */
-  private readonly plainH1: H1Connect = (pick, _upgrade, owner, cb) =>
-    this.pool.acquire(pick.address, owner, cb);
+  /** What the HTTP/2 forwarder of either direction is given alike (the stacks add their levels). */
+  h2Shared(dir: Direction): Omit<H2ProxyOptions, 'route'> {
+    const { config } = this;
+    return {
+      direction: dir,
+      metrics: this.metrics,
+      log: this.log.child({ direction: dir }),
+      accessLog: this.accessLog,
+      tracer: this.tracer,
+      connectTimeoutMs: config.timeouts.connectMs,
+      idleTimeoutMs: config.timeouts.idleMs,
+      responseTimeoutMs: config.timeouts.responseMs,
+      headLimits: config.http1,
+    };
+  }
 
   h1Context(dir: Direction): H1Context {
     return this.h1Contexts[dir];
   }
 
-  private makeH1Context(direction: Direction): H1Context {
+  /**
+   * What the HTTP/1 path of either direction is given alike: limits, timeouts, telemetry, the
+   * pool, and the listener's connection accounting (the stacks add their levels).
+   */
+  h1Shared(direction: Direction): H1Shared {
     const config = this.config;
-    const mesh = this.mesh.outbound;
     return {
       direction,
       limits: config.http1,
@@ -264,8 +265,6 @@ export class ProxyRuntime {
       accessLog: this.accessLog,
       tracer: this.tracer,
       pool: this.pool,
-      discovery: this.discovery,
-      route: (head, connTarget) => this.routeRequest(direction, head, connTarget),
       tunnel: (socket, target, initial, upstream, upstreamAddress) => {
         this.trackAgain(socket);
         dispatch(this, 'connect', socket, target, 'auto', initial, upstream, upstreamAddress);
@@ -279,23 +278,6 @@ export class ProxyRuntime {
       sessionClosed: (s) => this.h1Sessions.delete(s),
       connectionBusy: (socket) => this.connectionBusy(socket),
       connectionIdle: (socket) => this.connectionIdle(socket),
-      // The endpoint connector: outbound with an identity, meshed endpoints are reached over mTLS.
-      connect: direction === 'outbound' && mesh !== null ? mesh.connectH1 : this.plainH1,
-      connectTunnel: (target, cb) => {
-        connectBalanced(
-          this.discovery,
-          target,
-          config.timeouts.connectMs,
-          cb,
-          direction === 'outbound' ? mesh : null,
-        );
-      },
-      routes: direction === 'outbound' ? this.routes : null,
-      mirrors: direction === 'outbound' ? this.mirrors : null,
-      gate:
-        direction === 'inbound' && (this.mesh.authorizer !== null || config.mesh.clientIdHeader !== '')
-          ? this.mesh.policy
-          : null,
     };
   }
 

@@ -1,11 +1,11 @@
-// The client-side proxy's direct HTTP/1 -> HTTP/2 path (src/proxy/http/direct-upstream.ts,
+// The client-side proxy's direct HTTP/1 -> HTTP/2 path (the mesh's H1Upstream,
 // src/proxy/mesh/h1-over-h2.ts): the HTTP/1 session hands its parsed request head to the HTTP/2
 // stream and gets the response head back parsed, instead of writing and re-parsing HTTP/1 bytes.
 // These check what that path must keep: the HTTP/2 request fields are exactly those the old
 // serialize-then-parse round trip gave (property test), and end to end through two proxies over
 // mTLS the session's own framing rules still apply: 304 without a body on a kept-alive
 // connection, an HTTP/1.0 client getting a close-delimited body, 100 Continue, and a large body
-// read slowly by the client (backpressure through the virtual connection's pause/resume).
+// read slowly by the client (backpressure through the upstream's pause/resume).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';

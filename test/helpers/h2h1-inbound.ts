@@ -79,7 +79,13 @@ export async function startInboundWorld(
   app.on('connection', () => connections++);
   await once(app.listen(0, '127.0.0.1'), 'listening');
   const appPort = (app.address() as net.AddressInfo).port;
-  const pool = new UpstreamPool({ maxIdlePerHost: 512, idleTimeoutMs: 60_000, connectTimeoutMs: 2000 });
+  const limits = opts.limits ?? { maxRequestLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 128 };
+  const pool = new UpstreamPool({
+    limits,
+    maxIdlePerHost: 512,
+    idleTimeoutMs: 60_000,
+    connectTimeoutMs: 2000,
+  });
   const metrics = new BridgeMetrics();
   const policy = new InboundPolicy({
     authorizer: null,
@@ -89,7 +95,7 @@ export async function startInboundWorld(
   });
   const inbound = new MeshH2H1Inbound(policy, {
     pool,
-    limits: opts.limits ?? { maxRequestLineBytes: 8192, maxHeaderBytes: 65536, maxHeaders: 128 },
+    limits,
     metrics,
     accessLog: null,
     log: silentLogger,

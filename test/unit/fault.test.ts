@@ -12,7 +12,7 @@ import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { H1Session } from '../../src/proxy/http/h1-session.ts';
 import { H1Client } from '../../src/proxy/http/h1-client.ts';
 import { startProxy, type RunningProxy } from '../../src/proxy/proxy.ts';
-import { metric, portOf } from '../helpers/running-proxy.ts';
+import { askThrough, metric, portOf } from '../helpers/running-proxy.ts';
 
 /** Replaces one method of H1Session (or of its upstream side, H1Client) while `when` holds, until restored. */
 function throwOn(
@@ -33,20 +33,12 @@ function throwOn(
 
 /** One request on its own connection through the outbound listener; the raw answer. */
 function ask(port: number, upstream: number, path: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () =>
-      s.write(`GET http://127.0.0.1:${upstream}${path} HTTP/1.1\r\nHost: 127.0.0.1:${upstream}\r\n\r\n`),
-    );
-    let got = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => {
-      got += d;
-      if (/\r\n\r\n/.test(got) && /content-length: 0|ok$/i.test(got)) s.end();
-    });
-    s.on('close', () => resolve(got));
-    s.on('error', () => {});
-    s.setTimeout(5000, () => s.destroy());
-  });
+  return askThrough(
+    port,
+    upstream,
+    path,
+    (got) => /\r\n\r\n/.test(got) && /content-length: 0|ok$/i.test(got),
+  );
 }
 
 describe('faults of the proxy own code', () => {
@@ -94,7 +86,7 @@ describe('faults of the proxy own code', () => {
 
   it('a throw while reading the upstream response (an upstream socket event) is contained too', async () => {
     const before = faults();
-    const restore = throwOn('onUpstreamData', (s) => isPath('/boom-up')(s), H1Client.prototype);
+    const restore = throwOn('onResponseHead', (s) => isPath('/boom-up')(s), H1Client.prototype);
     try {
       const answer = await ask(outbound, appPort, '/boom-up');
       assert.match(answer, /^HTTP\/1\.1 500 [^]*trellis-proxy-error: internal-error/);

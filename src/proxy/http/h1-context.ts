@@ -1,7 +1,7 @@
-// What the HTTP/1 path (h1-session.ts, h1-client.ts, h1-tunnel.ts) is given by the runtime, once
-// per direction: limits and timeouts, telemetry, routing, the endpoint connectors (plain or meshed:
-// the HTTP/1 path does not know which), the listener's connection accounting, and the direction's
-// policy (inbound gate; outbound routes and mirrors).
+// What the HTTP/1 path (h1-session.ts, h1-client.ts, h1-tunnel.ts) is given, once per direction
+// (outbound/stack.ts, inbound/stack.ts): limits and timeouts, telemetry, routing, the endpoint
+// connectors (plain or meshed: the HTTP/1 path does not know which), the listener's connection
+// accounting, and the direction's policy (inbound gate; outbound routes and mirrors).
 import type net from 'node:net';
 import type { ProxyErrorReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
@@ -76,3 +76,9 @@ export interface H1Context {
   /** Distributed tracing (telemetry/trace-tracer.ts); null or absent: off. */
   readonly tracer?: Tracer | null;
 }
+
+/** The members of H1Context both directions get alike (runtime.ts h1Shared); each direction's stack adds the rest. */
+export type H1Shared = Omit<
+  H1Context,
+  'route' | 'discovery' | 'connect' | 'connectTunnel' | 'gate' | 'routes' | 'mirrors'
+>;

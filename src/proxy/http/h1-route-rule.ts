@@ -1,25 +1,32 @@
-// The route rule an HTTP/1 exchange was forwarded by (outbound/routes.ts decides it): the rule's
-// response header filters, timeouts, retries, mirrors and route metrics, and the request body kept
-// for a retry or a mirror. One per session (h1-session.ts), reset for each exchange; the session
-// keeps the timers and the connection, and asks this what the rule says.
+// The route level of an HTTP/1 exchange: the Service's routes asked for their decision
+// (outbound/routes.ts), and the rule the exchange was forwarded by: its request and response
+// header filters, timeouts, retries (and their backoff timer), an HTTPFault's delay, mirrors and
+// route metrics, and the request body kept for a retry or a mirror. One per session
+// (h1-session.ts), reset for each exchange; the session keeps the connection and its response
+// timer, applies what the decision answers itself, and is called back when a timer here runs out.
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../../core/target.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
+import type { Pick } from '../outbound/discovery.ts';
+import { modifyHeaders } from '../../core/routes/filters.ts';
+import type { RouteTable } from '../../core/routes/matcher.ts';
 import {
   attemptLimit,
+  blamesEndpoint,
+  countedRetryAfter,
   MAX_RETRY_BODY_BYTES,
-  retryAfter,
-  retryRandom,
   type AttemptFailure,
+  type OutboundRoutes,
   type RouteDecision,
   type RoutePolicyRetry,
   type RouteTimeouts,
   type TimeoutReason,
 } from '../outbound/routes.ts';
 import type { MessageHead } from './h1-parser.ts';
+import type { H1Route } from './h1-client.ts';
 
 /** A route decision that forwards the request. */
 export type ForwardDecision = Extract<RouteDecision, { kind: 'forward' }>;
@@ -33,6 +40,15 @@ export function headerRecord(fields: readonly string[]): Record<string, string> 
     record[name] = prior === undefined ? fields[i + 1]! : `${prior},${fields[i + 1]!}`;
   }
   return record;
+}
+
+/** What the rule's timers call back (the session); each runs inside the owner's fault guard. */
+export interface H1RuleOwner {
+  /** An HTTPFault's delay is over: the rest of the decision (`then`) applies. */
+  onFaultDelayOver(then: RouteDecision): void;
+  /** A retry's backoff is over: the request goes again (`failed`: the last attempt's pick). */
+  onRetryDue(failed: Pick | null): void;
+  fault(where: string, err: unknown): void;
 }
 
 export class H1RouteRule {
@@ -53,9 +69,98 @@ export class H1RouteRule {
   series: RouteSeries | null = null;
   /** The request body as sent, kept for a retry or mirror (content-length bodies up to 64 KiB), or null. */
   body: Buffer[] | null = null;
+  /** An HTTPFault's delay in progress. */
+  private faultTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
+  private retryPick: Pick | null = null;
+
+  /**
+   * What the routes of the request's Service say for `head` as routed to `route` (matched on its
+   * method, path, headers and authority); null when the Service port has no routes.
+   */
+  decide(routes: OutboundRoutes, table: RouteTable, route: H1Route, head: MessageHead): RouteDecision | null {
+    return routes.decide(route.target, table, {
+      method: head.method,
+      pathAndQuery: route.path,
+      headers: headerRecord(head.headers),
+      grpc: false,
+      authority: route.host ?? head.host ?? '',
+    });
+  }
+
+  /**
+   * Takes the rule of a forwarded request: its request header filters applied to `head`, and
+   * where it now goes (the rule's backend, path and authority).
+   */
+  forwardBy(
+    decision: ForwardDecision,
+    head: MessageHead,
+    route: H1Route,
+    mirrors: RequestMirrors | null | undefined,
+  ): H1Route {
+    for (const modifier of decision.requestHeaders) head.headers = modifyHeaders(modifier, head.headers);
+    this.adopt(decision, head, mirrors);
+    return { target: decision.target, path: decision.pathAndQuery, host: decision.authority ?? route.host };
+  }
+
+  /** The rule's response header filters applied to a response `head` on its way to the client. */
+  filterResponse(head: MessageHead): void {
+    const modifiers = this.responseHeaders;
+    if (modifiers === null) return;
+    for (const modifier of modifiers) head.headers = modifyHeaders(modifier, head.headers);
+  }
+
+  /** An HTTPFault's delay: `owner` hears after `ms` (unless the exchange ends first). */
+  delay(ms: number, then: RouteDecision, owner: H1RuleOwner): void {
+    this.faultTimer = setTimeout(() => {
+      this.faultTimer = null;
+      try {
+        owner.onFaultDelayOver(then);
+      } catch (err) {
+        owner.fault('h1 fault delay', err);
+      }
+    }, ms);
+  }
+
+  /**
+   * A retry after the backoff `ms` (retryDelay): the failed attempt's endpoint takes the
+   * breaker's verdict now, and `owner` sends the request again when the backoff is over.
+   */
+  retryLater(ms: number, failed: Pick | null, failure: AttemptFailure, owner: H1RuleOwner): void {
+    if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
+    this.retryPick = failed;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.retryPick = null;
+      try {
+        owner.onRetryDue(failed);
+      } catch (err) {
+        owner.fault('h1 retry', err);
+      }
+    }, ms);
+  }
+
+  /** The exchange ended: a fault's delay stops, a retry waiting for its backoff is dropped (its last pick reported). */
+  cancelTimers(): void {
+    if (this.faultTimer !== null) {
+      clearTimeout(this.faultTimer);
+      this.faultTimer = null;
+    }
+    if (this.retryTimer === null) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    const pick = this.retryPick;
+    this.retryPick = null;
+    pick?.done();
+  }
 
   /** Takes the rule of a forwarded request `head`; mirrors that cannot get its body are dropped. */
-  adopt(decision: ForwardDecision, head: MessageHead, mirrors: RequestMirrors | null | undefined): void {
+  private adopt(
+    decision: ForwardDecision,
+    head: MessageHead,
+    mirrors: RequestMirrors | null | undefined,
+  ): void {
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
     const timeouts = decision.timeouts;
     this.timeouts = timeouts;
@@ -101,23 +206,16 @@ export class H1RouteRule {
     metrics: ProxyMetrics,
     direction: Direction,
   ): number | null | 'deadline' {
-    const delay = retryAfter(
+    const delay = countedRetryAfter(
       this.retry!,
       this.retriesDone,
       failure,
       this.deadline,
-      performance.now(),
-      retryRandom,
+      metrics,
+      direction,
+      this.series,
     );
-    if (delay === null || delay === 'deadline') return delay;
-    if (delay === 'budget-exhausted') {
-      metrics.retried(direction, 'budget-exhausted');
-      this.series?.retried('budget-exhausted');
-      return null;
-    }
-    metrics.retried(direction, 'retried');
-    this.series?.retried('retried');
-    this.retriesDone++;
+    if (typeof delay === 'number') this.retriesDone++;
     return delay;
   }
 
@@ -135,6 +233,7 @@ export class H1RouteRule {
   }
 
   reset(): void {
+    this.cancelTimers();
     this.responseHeaders = null;
     this.timeouts = null;
     this.deadline = Infinity;

@@ -9,16 +9,18 @@
 // The HTTP/1 files, by what they own:
 // - h1-session.ts (this): the app's side of the connection, and each exchange's decisions.
 // - h1-client.ts: the upstream side: endpoint pick and connect (with the one retry of a failed
-//   connect elsewhere), request head and body out, response in, connection reuse. It is the one
-//   upstream this file talks to (H1ClientSink), whether the connection is a plain pooled socket,
-//   mTLS, or the mesh's HTTP/1-over-HTTP/2 (mesh/h1-over-h2.ts through direct-upstream.ts).
+//   connect elsewhere), request out, response in, connection reuse. It is the one upstream this
+//   file talks to (H1ClientSink), whatever the connection is (h1-upstream.ts: a pooled byte
+//   connection, upstream-conn.ts, or a stream of the mesh's HTTP/2, mesh/h1-over-h2.ts).
 // - h1-context.ts: what the runtime gives the HTTP/1 path, per direction.
 // - h1-tunnel.ts: CONNECT and Upgrade, which turn the connection into a byte tunnel.
-// - h1-route-rule.ts: what the matched route rule says for the exchange (filters, timeouts,
-//   retries, mirrors, its metrics) and the request body kept for a retry or mirror.
+// - h1-route-rule.ts: the route level: the Service's routes asked, and what the matched rule says
+//   for the exchange (filters, timeouts, retries and their backoff, a fault's delay, mirrors, its
+//   metrics) with the request body kept for a retry or mirror.
 // - h1-parser.ts, h1-serialize.ts, chunked.ts, h1-uri.ts: the wire format.
-// - upstream-pool.ts: keep-alive upstream connections; the runtime's H1Connect (plain) or
-//   mesh/outbound.ts (meshed endpoints) chooses the kind per endpoint.
+// - upstream-pool.ts, upstream-conn.ts: keep-alive byte connections, where requests are written
+//   and responses read; the runtime's H1Connect (plain) or mesh/outbound.ts (meshed endpoints)
+//   chooses the kind of upstream per endpoint.
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { ProxyErrorReason } from '../errors.ts';
@@ -29,25 +31,15 @@ import type { Target } from '../../core/target.ts';
 import { type MessageHead, parseRequestHead } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
 import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
-import { wasUnprocessed } from './direct-upstream.ts';
+import { wasUnprocessed, type ResponseBodyKind } from './h1-upstream.ts';
 import type { Pick } from '../outbound/discovery.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
-import {
-  H1Client,
-  RES_DONE,
-  RES_HEAD,
-  RES_NONE,
-  type H1ClientSink,
-  type H1Route,
-  type ResponseBodyKind,
-} from './h1-client.ts';
+import { H1Client, RES_DONE, RES_HEAD, RES_NONE, type H1ClientSink, type H1Route } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
-import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import {
-  blamesEndpoint,
   timeoutMessage,
   isTimeoutReason,
   type AttemptFailure,
@@ -57,7 +49,7 @@ import {
 import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
-import { H1RouteRule, headerRecord } from './h1-route-rule.ts';
+import { H1RouteRule, type H1RuleOwner } from './h1-route-rule.ts';
 import type { H1Context } from './h1-context.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -70,7 +62,7 @@ const MAX_PIPELINE_BYTES = 256 * 1024;
 /** The answer to a request whose handling faulted (fault.ts) before any of its response was sent. */
 const INTERNAL_ERROR_RESPONSE = errorResponse('internal-error', 'internal error', true);
 
-export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
+export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, H1RuleOwner {
   private readonly ctx: H1Context;
   private readonly socket: net.Socket;
   private readonly connTarget: Target | null;
@@ -93,11 +85,6 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
   private retried = false;
   /** The route rule the exchange was forwarded by (h1-route-rule.ts). */
   private readonly rule = new H1RouteRule();
-  private retryTimer: NodeJS.Timeout | null = null;
-  /** An HTTPFault's delay in progress (routes.ts). */
-  private faultTimer: NodeJS.Timeout | null = null;
-  /** The failed attempt's pick while a retry waits (reported when the retry goes or is dropped). */
-  private retryPick: Pick | null = null;
   /** What record() was last told (the access log line reads it). */
   private recordedStatus = 0;
   private recordedError: ProxyErrorReason | undefined = undefined;
@@ -190,7 +177,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     this.ending = true; // nothing more the client sends is read
     if (answer) this.socket.end(INTERNAL_ERROR_RESPONSE);
     else this.socket.destroy();
-    this.up.destroy();
+    this.up.drop();
     // The socket's close cleans up (onDownstreamClose); when that is what faulted, the listener
     // is still told the session is gone.
     if (this.closed) {
@@ -317,72 +304,35 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
    * rule's backend, with the rule's filters); false when the proxy answered it itself.
    */
   private applyRoutes(routes: OutboundRoutes, table: RouteTable): boolean {
-    const head = this.req!;
-    const route = this.route!;
-    const decision = routes.decide(route.target, table, {
-      method: head.method,
-      pathAndQuery: route.path,
-      headers: headerRecord(head.headers),
-      grpc: false,
-      authority: route.host ?? head.host ?? '',
-    });
-    if (decision === null) return true;
-    return this.applyDecision(decision);
+    const decision = this.rule.decide(routes, table, this.route!, this.req!);
+    return decision === null || this.applyDecision(decision);
   }
 
   /** A route decision applied: true to forward the request; false when answered here or delayed (a fault). */
   private applyDecision(decision: RouteDecision): boolean {
-    const head = this.req!;
-    const route = this.route!;
+    if (decision.kind === 'forward') {
+      this.route = this.rule.forwardBy(decision, this.req!, this.route!, this.ctx.mirrors);
+      return true;
+    }
     if (decision.kind === 'delay') {
-      this.delayByFault(decision.ms, decision.then);
+      // The request waits (its body unread), then the rest of the decision applies (onFaultDelayOver).
+      this.reqState = REQ_CONNECTING;
+      if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
+      this.rule.delay(decision.ms, decision.then, this);
       return false;
     }
     // A bodiless request answered here keeps the connection alive.
-    if (decision.kind !== 'forward' && !this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
-    if (decision.kind === 'refuse') {
-      this.replyError(decision.reason, decision.message);
-      return false;
-    }
-    if (decision.kind === 'abort') {
-      this.replyError('fault-injected', decision.message, decision.status);
-      return false;
-    }
-    if (decision.kind === 'redirect') {
-      this.replyRedirect(decision.status, decision.location);
-      return false;
-    }
-    for (const modifier of decision.requestHeaders) head.headers = modifyHeaders(modifier, head.headers);
-    this.route = {
-      target: decision.target,
-      path: decision.pathAndQuery,
-      host: decision.authority ?? route.host,
-    };
-    this.rule.adopt(decision, head, this.ctx.mirrors);
-    return true;
+    if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
+    if (decision.kind === 'refuse') this.replyError(decision.reason, decision.message);
+    else if (decision.kind === 'abort') this.replyError('fault-injected', decision.message, decision.status);
+    else this.replyRedirect(decision.status, decision.location);
+    return false;
   }
 
-  /** An HTTPFault's delay: the request waits (its body unread), then `then` applies; the timer ends with the exchange. */
-  private delayByFault(ms: number, then: RouteDecision): void {
-    const route = this.route;
-    this.reqState = REQ_CONNECTING;
-    if (this.reqChunked || this.reqRemaining > 0) this.socket.pause();
-    this.faultTimer = setTimeout(() => {
-      this.faultTimer = null;
-      try {
-        if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) return;
-        this.reqState = REQ_IDLE;
-        if (this.applyDecision(then)) this.forward();
-      } catch (err) {
-        this.fault('h1 fault delay', err);
-      }
-    }, ms);
-  }
-
-  private clearFaultTimer(): void {
-    if (this.faultTimer === null) return;
-    clearTimeout(this.faultTimer);
-    this.faultTimer = null;
+  onFaultDelayOver(then: RouteDecision): void {
+    if (this.closed || this.reqState !== REQ_CONNECTING) return;
+    this.reqState = REQ_IDLE;
+    if (this.applyDecision(then)) this.forward();
   }
 
   /**
@@ -399,42 +349,20 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     if (delay === 'deadline') return 'deadline';
     this.up.drop();
     this.clearResponseTimer();
-    const failed = this.up.takePick();
-    if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
     this.res = null;
+    const failed = this.up.takePick();
     this.up.restart();
     this.reqState = REQ_CONNECTING;
-    const route = this.route;
-    this.retryPick = failed;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.retryPick = null;
-      try {
-        if (this.closed || this.route !== route || this.reqState !== REQ_CONNECTING) {
-          failed?.done();
-          return;
-        }
-        this.connectUpstream(failed, false);
-      } catch (err) {
-        this.fault('h1 retry', err);
-      }
-    }, delay);
+    this.rule.retryLater(delay, failed, failure, this);
     return true;
   }
 
-  /** Copies the whole request (as sent upstream) to the rule's mirrors. */
-  private sendMirrors(): void {
-    this.rule.sendMirrors(this.ctx.mirrors, this.req!, this.route!.path);
-  }
-
-  /** A retry waiting for its backoff is dropped (the exchange ended): its last pick is reported. */
-  private cancelRetry(): void {
-    if (this.retryTimer === null) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-    const pick = this.retryPick;
-    this.retryPick = null;
-    pick?.done();
+  onRetryDue(failed: Pick | null): void {
+    if (this.closed || this.reqState !== REQ_CONNECTING) {
+      failed?.done();
+      return;
+    }
+    this.connectUpstream(failed, false);
   }
 
   /** Sends the routed request on: its framing, the request line, and an upstream connection. */
@@ -496,7 +424,8 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
       // A retry sends the body the first attempt sent (kept by forwardRequestBody).
       const kept = this.rule.body;
       if (this.rule.retriesDone > 0 && kept !== null) for (const part of kept) this.up.writeBody(part);
-      if (this.rule.mirrorTargets !== null) this.sendMirrors();
+      if (this.rule.mirrorTargets !== null)
+        this.rule.sendMirrors(this.ctx.mirrors, this.req!, this.route!.path);
     } else {
       this.reqState = REQ_BODY;
       this.armBodyTimer();
@@ -531,13 +460,14 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
       this.reqRemaining -= used;
       if (this.reqRemaining === 0) {
         this.reqState = REQ_DONE;
-        if (this.rule.mirrorTargets !== null) this.sendMirrors();
+        if (this.rule.mirrorTargets !== null)
+          this.rule.sendMirrors(this.ctx.mirrors, this.req!, this.route!.path);
       }
     } else {
       used = this.up.writeChunks(this.reqDecoder!, chunk);
       if (used < 0) {
         // The upstream has seen part of a body that turned out malformed: it must never see more.
-        this.up.destroy();
+        this.up.drop();
         this.replyError('bad-request', this.reqDecoder!.error ?? 'bad chunked body');
         return;
       }
@@ -585,7 +515,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     const req = this.req!;
     if (head.status === 101) {
       if (req.upgrade === null) {
-        this.up.destroy();
+        this.up.drop();
         this.replyError('upstream-bad-response', 'unexpected 101 response');
         return false;
       }
@@ -615,10 +545,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
       this.socket.cork();
       process.nextTick(uncork, this.socket);
     }
-    const modifiers = this.rule.responseHeaders;
-    if (modifiers !== null) {
-      for (const modifier of modifiers) head.headers = modifyHeaders(modifier, head.headers);
-    }
+    this.rule.filterResponse(head);
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
     return true;
   }
@@ -705,8 +632,6 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     this.up.reset();
     this.retried = false;
     this.rule.reset();
-    this.cancelRetry();
-    this.clearFaultTimer();
     this.bytesIn = 0;
     this.bytesOut = 0;
   }
@@ -839,8 +764,11 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
 
   /** The upstream answered 101 to an Upgrade: the two connections become a tunnel. */
   private upgrade(head: MessageHead): void {
-    const toDown = this.up.rest;
-    const conn = this.up.takeForTunnel();
+    const taken = this.up.takeForTunnel();
+    if (taken === null) {
+      this.replyError('upstream-bad-response', 'a 101 response from an upstream that is not a byte stream');
+      return;
+    }
     const route = this.route;
     const watch =
       route === null
@@ -851,7 +779,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
             method: this.req!.method,
             path: route.path,
           };
-    startUpgrade(this.ctx, this, this.socket, conn, head, toDown, watch);
+    startUpgrade(this.ctx, this, this.socket, taken.socket, head, taken.rest, watch);
   }
 
   /** Stops this session from handling the socket (it is handed to a tunnel). */
@@ -956,8 +884,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner {
     this.closed = true;
     this.clearHeadTimer();
     this.clearResponseTimer();
-    this.cancelRetry();
-    this.clearFaultTimer();
+    this.rule.cancelTimers();
     this.up.releasePick();
     this.up.drop();
     this.ctx.sessionClosed(this);

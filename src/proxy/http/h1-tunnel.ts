@@ -8,7 +8,6 @@ import type { ProxyErrorReason } from '../errors.ts';
 import { targetKey, type Target } from '../../core/target.ts';
 import type { MessageHead } from './h1-parser.ts';
 import { serializeResponseHead } from './h1-serialize.ts';
-import type { UpstreamConn } from './upstream-pool.ts';
 import type { H1Context } from './h1-context.ts';
 
 /** What the tunnel asks of the session whose connection it takes over. */
@@ -91,18 +90,18 @@ export function startConnect(
 
 /**
  * Upgrade: the upstream's 101 `head` goes to the client and the two connections become one byte
- * tunnel; `toDown` is what the upstream sent after its 101. The upstream connection leaves its pool.
+ * tunnel; `toDown` is what the upstream sent after its 101. The upstream connection has left its
+ * pool (H1Upstream.takeForTunnel).
  */
 export function startUpgrade(
   ctx: H1Context,
   owner: TunnelOwner,
   socket: net.Socket,
-  conn: UpstreamConn,
+  upstream: net.Socket,
   head: MessageHead,
   toDown: Buffer | null,
   watch: UpgradeWatch | null,
 ): void {
-  conn.owner = null;
   socket.write(serializeResponseHead(head, 'as-is', 'upgrade'), 'latin1');
   const gate = ctx.gate;
   if (gate !== null && watch !== null)
@@ -115,9 +114,5 @@ export function startUpgrade(
       watch.path,
     );
   const toUp = owner.handOver(101);
-  conn.socket.removeAllListeners('data');
-  conn.socket.removeAllListeners('end');
-  conn.socket.removeAllListeners('drain');
-  ctx.pool.forget(conn);
-  ctx.splice(socket, conn.socket, toUp, toDown);
+  ctx.splice(socket, upstream, toUp, toDown);
 }

@@ -31,8 +31,7 @@ import {
   attemptLimit,
   blamesEndpoint,
   MAX_RETRY_BODY_BYTES,
-  retryAfter,
-  retryRandom,
+  countedRetryAfter,
   timeoutMessage,
   type AttemptFailure,
   type OutboundRoutes,
@@ -323,17 +322,18 @@ export class H2Exchange implements EndpointSink {
   private retryAttempt(failure: AttemptFailure): boolean | 'deadline' {
     const retry = this.retry;
     if (retry === null || this.retryBody === null || !this.requestEnded || this.responded) return false;
-    const delay = retryAfter(retry, this.retriesDone, failure, this.deadline, performance.now(), retryRandom);
+    const { ctx } = this;
+    const delay = countedRetryAfter(
+      retry,
+      this.retriesDone,
+      failure,
+      this.deadline,
+      ctx.metrics,
+      ctx.direction,
+      this.outcome.routeSeries,
+    );
     if (delay === null) return false;
     if (delay === 'deadline') return 'deadline';
-    const { ctx } = this;
-    if (delay === 'budget-exhausted') {
-      ctx.metrics.retried(ctx.direction, 'budget-exhausted');
-      this.outcome.routeSeries?.retried('budget-exhausted');
-      return false;
-    }
-    ctx.metrics.retried(ctx.direction, 'retried');
-    this.outcome.routeSeries?.retried('retried');
     this.retriesDone++;
     this.clearResponseTimer();
     const failed = this.dropAttempt();

@@ -1,10 +1,9 @@
-// Keep-alive connections to HTTP/1 upstreams, pooled per target. A connection is either owned by
-// one exchange or idle in the pool; one set of socket listeners per connection dispatches to its
-// current owner, so reusing a connection costs no listener churn on the hot path.
+// Keep-alive connections to HTTP/1 upstreams (upstream-conn.ts), pooled per target. A connection
+// is either owned by one exchange or idle in the pool.
 //
-// A Connector makes connections of another kind under its own key: mTLS connections to meshed
-// endpoints, or the virtual connections that carry HTTP/1 over the mesh's HTTP/2 sessions
-// (src/proxy/mesh/); they are pooled and reused the same way.
+// A Connector makes byte connections of another kind under its own key (mTLS connections to
+// meshed endpoints, for an Upgrade: src/proxy/mesh/outbound.ts); they are pooled and reused the
+// same way.
 //
 // The pool counts the connections it has per key (connecting, in use, idle). An acquire with a
 // HostLimit (acquireBounded: the mesh's HTTP/2-to-HTTP/1 bridge, where one peer connection carries
@@ -13,22 +12,12 @@
 // and is refused with `upstream-busy` when the queue is full or the wait too long.
 import type net from 'node:net';
 import type { ConnectFailureReason } from '../errors.ts';
+import type { H1Limits } from './h1-parser.ts';
+import type { H1ResponseSink } from './h1-upstream.ts';
+import { UpstreamConn } from './upstream-conn.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
 import { connectTcp } from '../tcp/connect.ts';
-
-/** What an exchange that owns an upstream connection is told. */
-export interface UpstreamOwner {
-  onUpstreamData(chunk: Buffer): void;
-  onUpstreamEnd(): void;
-  onUpstreamClose(hadError: boolean, err: Error | null): void;
-  onUpstreamDrain(): void;
-  /**
-   * One of the calls above threw (a fault of the owner's own code, src/proxy/fault.ts): the
-   * owner reports it and closes what it owns. Must not throw.
-   */
-  fault(where: string, err: unknown): void;
-}
 
 export type AcquireCallback = (
   conn: UpstreamConn | null,
@@ -56,102 +45,13 @@ export interface HostLimit {
 /** Makes connections the pool keeps under `key` (instead of plain TCP to the target). */
 export interface Connector {
   readonly key: string;
-  /** Connects; `cb` gets a connected socket-like stream (paused), or why it could not. */
+  /** Connects; `cb` gets a connected socket (paused), or why it could not. */
   connect(cb: (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error) => void): void;
 }
 
-export class UpstreamConn {
-  readonly socket: net.Socket;
-  readonly key: string;
-  owner: UpstreamOwner | null = null;
-  /** Times this connection was handed out; > 1 means it was reused from the pool. */
-  uses = 0;
-  connected = false;
-  closed = false;
-  /** Counted in its key's open connections (until it closes or leaves the pool: forget). */
-  counted = true;
-  private lastError: Error | null = null;
-  private idleTimer: NodeJS.Timeout | null = null;
-  private readonly pool: UpstreamPool;
-
-  constructor(pool: UpstreamPool, socket: net.Socket, key: string) {
-    this.pool = pool;
-    this.socket = socket;
-    this.key = key;
-    // What the owner throws is its fault, contained to it (UpstreamOwner.fault); this
-    // connection, in an unknown state, is not reused.
-    socket.on('data', (chunk: Buffer) => {
-      const owner = this.owner;
-      if (owner === null) {
-        socket.destroy(); // bytes on an idle connection: the upstream broke the protocol
-        return;
-      }
-      try {
-        owner.onUpstreamData(chunk);
-      } catch (err) {
-        this.ownerFault(owner, 'upstream data', err);
-      }
-    });
-    socket.on('end', () => {
-      const owner = this.owner;
-      if (owner === null) {
-        socket.destroy();
-        return;
-      }
-      try {
-        owner.onUpstreamEnd();
-      } catch (err) {
-        this.ownerFault(owner, 'upstream end', err);
-      }
-    });
-    socket.on('drain', () => {
-      const owner = this.owner;
-      if (owner === null) return;
-      try {
-        owner.onUpstreamDrain();
-      } catch (err) {
-        this.ownerFault(owner, 'upstream drain', err);
-      }
-    });
-    socket.on('error', (err) => {
-      this.lastError = err;
-    });
-    socket.on('close', (hadError) => {
-      this.closed = true;
-      this.clearIdle();
-      this.pool.forget(this);
-      const owner = this.owner;
-      this.owner = null;
-      if (owner === null) return;
-      try {
-        owner.onUpstreamClose(hadError, this.lastError);
-      } catch (err) {
-        owner.fault('upstream close', err);
-      }
-    });
-  }
-
-  private ownerFault(owner: UpstreamOwner, where: string, err: unknown): void {
-    this.owner = null;
-    this.socket.destroy();
-    owner.fault(where, err);
-  }
-
-  setIdleTimer(ms: number): void {
-    if (ms <= 0) return;
-    this.idleTimer = setTimeout(() => this.socket.destroy(), ms);
-    this.idleTimer.unref();
-  }
-
-  clearIdle(): void {
-    if (this.idleTimer !== null) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = null;
-    }
-  }
-}
-
 export interface PoolOptions {
+  /** The limits a response head is parsed with. */
+  readonly limits: H1Limits;
   readonly maxIdlePerHost: number;
   readonly idleTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -161,7 +61,7 @@ export interface PoolOptions {
 interface Waiter {
   readonly key: string;
   readonly target: Target;
-  readonly owner: UpstreamOwner;
+  readonly owner: H1ResponseSink;
   readonly cb: BoundedAcquireCallback;
   readonly connector: Connector | undefined;
   timer: NodeJS.Timeout | null;
@@ -179,7 +79,7 @@ class Host {
 export class UpstreamPool {
   private readonly hosts = new Map<string, Host>();
   /** Waiting acquires by owner (cancel). */
-  private readonly waiting = new Map<UpstreamOwner, Waiter>();
+  private readonly waiting = new Map<H1ResponseSink, Waiter>();
   private readonly opts: PoolOptions;
   private closing = false;
 
@@ -191,7 +91,7 @@ export class UpstreamPool {
    * Hands `owner` a connection to `target`: an idle pooled one at once, else a new one; `cb` is
    * called with the connection once it is connected, or with an error reason.
    */
-  acquire(target: Target, owner: UpstreamOwner, cb: AcquireCallback, connector?: Connector): void {
+  acquire(target: Target, owner: H1ResponseSink, cb: AcquireCallback, connector?: Connector): void {
     this.acquireBounded(target, owner, cb as BoundedAcquireCallback, null, connector);
   }
 
@@ -201,7 +101,7 @@ export class UpstreamPool {
    */
   acquireBounded(
     target: Target,
-    owner: UpstreamOwner,
+    owner: H1ResponseSink,
     cb: BoundedAcquireCallback,
     limit: HostLimit | null,
     connector?: Connector,
@@ -238,7 +138,7 @@ export class UpstreamPool {
   }
 
   /** Withdraws `owner`'s acquire that waits for a connection (its callback will not run). */
-  cancel(owner: UpstreamOwner): void {
+  cancel(owner: H1ResponseSink): void {
     const waiter = this.waiting.get(owner);
     if (waiter !== undefined) this.withdraw(waiter);
   }
@@ -280,7 +180,7 @@ export class UpstreamPool {
     key: string,
     host: Host,
     target: Target,
-    owner: UpstreamOwner,
+    owner: H1ResponseSink,
     cb: BoundedAcquireCallback,
     connector: Connector | undefined,
   ): void {
@@ -293,7 +193,7 @@ export class UpstreamPool {
         this.serveWaiter(key); // the slot is free again: a waiter may connect
         return;
       }
-      const conn = new UpstreamConn(this, socket, key);
+      const conn = new UpstreamConn(this, socket, key, this.opts.limits);
       conn.uses = 1;
       conn.connected = true;
       conn.owner = owner;
@@ -317,7 +217,7 @@ export class UpstreamPool {
   adopt(target: Target, socket: net.Socket): void {
     const key = targetKey(target);
     this.host(key).open++;
-    const conn = new UpstreamConn(this, socket, key);
+    const conn = new UpstreamConn(this, socket, key, this.opts.limits);
     conn.connected = true;
     conn.uses = 1;
     this.release(conn);

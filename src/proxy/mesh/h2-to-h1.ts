@@ -1,7 +1,8 @@
 // The inbound half of "HTTP/1 between proxies travels as HTTP/2": a stream of the own HTTP/2
 // connection (src/proxy/h2/, ALPN trellis-h2h1/1; inbound-h2h1.ts) goes to the app as an HTTP/1.1
 // request on a pooled keep-alive connection (the same UpstreamPool as the inbound HTTP/1 path),
-// and the app's HTTP/1.1 response, read with the project's strict parser, comes back on it.
+// and the app's HTTP/1.1 response, read by that connection (http/upstream-conn.ts: the same
+// response reader as the outbound HTTP/1 path's), comes back on it.
 //
 // The request is written in one form: :authority as Host, connection-specific fields dropped, the
 // body as Content-Length when the stream declared one (else chunked; none when the stream ended
@@ -17,11 +18,11 @@
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import type { ConnectFailureReason, ProxyErrorReason } from '../errors.ts';
-import { ChunkedDecoder, CRLF, encodeChunkHeader, type ChunkSink } from '../http/chunked.ts';
 import type { H1Limits, MessageHead } from '../http/h1-parser.ts';
-import { parseResponseHead } from '../http/h1-parser.ts';
 import { proxyErrorResponse } from '../http/h2-headers.ts';
-import type { HostLimit, UpstreamConn, UpstreamOwner, UpstreamPool } from '../http/upstream-pool.ts';
+import type { H1ResponseSink, ResponseBodyKind } from '../http/h1-upstream.ts';
+import type { HostLimit, UpstreamPool } from '../http/upstream-pool.ts';
+import type { UpstreamConn } from '../http/upstream-conn.ts';
 import { ErrorCode } from '../h2/frames.ts';
 import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
@@ -58,7 +59,7 @@ export interface BridgeContext {
   readonly appLimit?: HostLimit;
 }
 
-export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, DescribedExchange {
+export class H2ToH1Exchange implements H1ResponseSink, H2StreamHandler, DescribedExchange {
   private readonly ctx: BridgeContext;
   private readonly stream: H2Stream;
   private readonly fields: readonly string[];
@@ -79,13 +80,12 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   private chunkedUp = false;
   private remainingUp = 0;
   private requestDone = false;
-  private resBuf: Buffer | null = null;
-  private res: MessageHead | null = null;
-  private resKind: 'none' | 'length' | 'chunked' | 'close' = 'none';
-  private resRemaining = 0;
-  private decoder: ChunkedDecoder | null = null;
+  /** The response head went to the stream... */
   private responded = false;
+  /** ...and ended it (a response without a body). */
+  private endedWithHead = false;
   private responseDone = false;
+  /** The app connection may carry another request (as far as the request side goes). */
   private reusable = true;
   private recorded = false;
   private requestEnded = false;
@@ -94,7 +94,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   /** The stream closed while the app answers: the answer is read and dropped (bounded). */
   private abandoned = false;
   private discarded = 0;
-  private readonly sink: ChunkSink;
   /** The exchange's span when it is traced (set before start; recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
 
@@ -111,10 +110,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     this.fields = fields;
     this.endAfterHeaders = endAfterHeaders;
     this.method = fieldValue(fields, ':method') ?? 'GET';
-    this.sink = {
-      data: (chunk) => this.writeDown(chunk),
-      end: (trailers) => this.endResponse(trailers),
-    };
   }
 
   start(target: Target): void {
@@ -157,7 +152,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     head: string,
   ): void {
     if (this.stream.closed) {
-      if (conn !== null) this.ctx.pool.release(conn);
+      conn?.release();
       return;
     }
     if (conn === null) {
@@ -165,14 +160,8 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
       return;
     }
     this.conn = conn;
-    const up = conn.socket;
-    if (this.requestDone) up.write(head, 'latin1');
-    else {
-      // The head and the first body bytes leave in one write.
-      up.cork();
-      up.write(head, 'latin1');
-      process.nextTick(() => up.uncork());
-    }
+    // (With a body to follow, the head and its first bytes leave in one write.)
+    conn.startWritten(head, this.method, !this.requestDone, this);
     const early = this.early;
     this.early = null;
     this.stream.resume();
@@ -204,170 +193,84 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   }
 
   onDrain(): void {
-    this.conn?.socket.resume();
+    this.conn?.resume();
   }
 
   private onRequestData(chunk: Buffer): void {
-    const up = this.conn?.socket;
-    if (up === undefined || this.requestDone) return;
+    const conn = this.conn;
+    if (conn === null || this.requestDone) return;
     let ok: boolean;
-    if (this.chunkedUp) {
-      up.cork();
-      up.write(encodeChunkHeader(chunk.length));
-      up.write(chunk);
-      ok = up.write(CRLF);
-      up.uncork();
-    } else {
+    if (this.chunkedUp) ok = conn.writeChunk(chunk);
+    else {
       if (chunk.length > this.remainingUp) {
         // More body than the stream declared: never let the app see it.
-        this.reusable = false;
-        up.destroy();
+        this.closeAppConnection();
         this.stream.reset(ErrorCode.PROTOCOL_ERROR);
         return;
       }
       this.remainingUp -= chunk.length;
-      ok = up.write(chunk);
+      ok = conn.writeBody(chunk);
     }
     if (!ok) this.stream.pause();
   }
 
   private onRequestEnd(): void {
-    const up = this.conn?.socket;
-    if (up === undefined || this.requestDone) return;
-    if (this.chunkedUp) up.write('0\r\n\r\n');
+    const conn = this.conn;
+    if (conn === null || this.requestDone) return;
+    if (this.chunkedUp) conn.endChunks(EMPTY);
     else if (this.remainingUp !== 0) this.reusable = false; // short body: the app waits for more
     this.requestDone = true;
     this.finishIfDone();
   }
 
-  onUpstreamDrain(): void {
+  // ---- the app's response, read by its connection (H1ResponseSink) ---------------------------
+
+  onRequestDrain(): void {
     if (!this.requestDone) this.stream.resume();
   }
 
-  onUpstreamData(chunk: Buffer): void {
-    if (this.res !== null && !this.responseDone) {
-      this.forwardBody(chunk);
-      return;
-    }
-    if (this.responseDone) {
-      this.reusable = false; // bytes after the response
-      this.conn?.socket.destroy();
-      return;
-    }
-    this.resBuf = this.resBuf === null ? chunk : Buffer.concat([this.resBuf, chunk]);
-    while (this.resBuf !== null && this.res === null) {
-      const buf: Buffer = this.resBuf;
-      const r = parseResponseHead(buf, 0, buf.length, this.ctx.limits);
-      if (r.kind === 'incomplete') return;
-      if (r.kind === 'error') {
-        this.reusable = false;
-        this.conn?.socket.destroy();
-        this.fail('upstream-bad-response', r.message);
-        return;
-      }
-      this.resBuf = r.end < buf.length ? buf.subarray(r.end) : null;
-      if (r.head.status < 200) {
-        if (r.head.status !== 101 && !this.responded)
-          this.stream.sendHeaders([':status', String(r.head.status)], false);
-        if (r.head.status === 101) {
-          this.reusable = false;
-          this.conn?.socket.destroy();
-          this.fail('upstream-bad-response', 'an upgrade cannot cross HTTP/2');
-          return;
-        }
-        continue;
-      }
-      this.onResponseHead(r.head);
-    }
+  onInterim(head: MessageHead): void {
+    if (!this.responded) this.stream.sendHeaders([':status', String(head.status)], false);
   }
 
-  private onResponseHead(head: MessageHead): void {
+  onResponseHead(head: MessageHead, kind: ResponseBodyKind): boolean {
+    if (head.status === 101) {
+      this.fail('upstream-bad-response', 'an upgrade cannot cross HTTP/2');
+      return false;
+    }
     this.clearTimer();
-    this.res = head;
     this.status = head.status;
-    if (head.connectionClose) this.reusable = false;
-    const noBody = this.method === 'HEAD' || head.status === 204 || head.status === 304;
-    this.resKind = noBody ? 'none' : head.bodyKind;
-    const out = h2ResponseFields(head, this.resKind === 'length' || noBody);
-    const empty = this.resKind === 'none' || (this.resKind === 'length' && head.contentLength === 0);
+    const out = h2ResponseFields(head, kind === 'length' || kind === 'none');
+    const empty = kind === 'none' || (kind === 'length' && head.contentLength === 0);
     this.responded = true;
+    this.endedWithHead = empty;
     this.stream.sendHeaders(out, empty);
-    if (empty) {
-      if (this.resBuf !== null) this.reusable = false;
-      this.resBuf = null;
-      this.responseDone = true;
-      this.finishIfDone();
-      return;
-    }
-    if (this.resKind === 'length') this.resRemaining = head.contentLength;
-    else if (this.resKind === 'chunked') this.decoder = new ChunkedDecoder(this.ctx.limits);
-    const rest = this.resBuf;
-    this.resBuf = null;
-    if (rest !== null) this.forwardBody(rest);
+    return true;
   }
 
-  private forwardBody(chunk: Buffer): void {
-    switch (this.resKind) {
-      case 'length': {
-        const used = Math.min(this.resRemaining, chunk.length);
-        this.writeDown(used === chunk.length ? chunk : chunk.subarray(0, used));
-        this.resRemaining -= used;
-        if (this.resRemaining === 0) {
-          if (used < chunk.length) this.reusable = false;
-          this.endResponse();
-        }
-        return;
-      }
-      case 'chunked':
-        if (this.decoder!.write(chunk, this.sink) < 0) {
-          this.reusable = false;
-          this.ctx.metrics.proxyError('inbound', 'upstream-bad-response');
-          this.conn?.socket.destroy();
-          this.stream.reset(ErrorCode.INTERNAL_ERROR);
-        }
-        return;
-      case 'close':
-        this.writeDown(chunk);
-        return;
-      case 'none':
-        this.reusable = false;
-    }
+  onResponseData(chunk: Buffer): void {
+    this.writeDown(chunk);
   }
 
-  private writeDown(chunk: Buffer): void {
-    this.bytesOut += chunk.length;
-    if (this.abandoned) {
-      this.discarded += chunk.length;
-      if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.closeAppConnection();
-      return;
-    }
-    if (chunk.length === 0 || this.stream.write(chunk)) return;
-    this.conn?.socket.pause(); // onDrain resumes it
+  onResponseEnd(trailers: Buffer): void {
+    this.endResponse(trailers);
   }
 
-  /** The response is over; a chunked response's trailer section goes on as trailers. */
-  private endResponse(trailers: Buffer | null = null): void {
-    if (this.responseDone) return;
-    this.responseDone = true;
-    const fields = trailers === null || trailers.length === 0 ? null : trailerFields(trailers);
-    if (fields !== null) this.stream.sendHeaders(fields, true);
-    else this.stream.end();
-    this.finishIfDone();
+  onBadResponse(message: string): void {
+    this.conn = null; // (closed by itself)
+    this.fail('upstream-bad-response', message);
   }
 
-  onUpstreamEnd(): void {
-    if (this.resKind === 'close' && this.res !== null && !this.responseDone) {
-      this.reusable = false;
-      this.endResponse();
-      return;
-    }
-    this.conn?.socket.destroy();
+  onResponseBroken(): void {
+    this.conn = null; // (closed by itself)
+    this.reusable = false;
+    this.ctx.metrics.proxyError('inbound', 'upstream-bad-response');
+    this.stream.reset(ErrorCode.INTERNAL_ERROR);
   }
 
-  onUpstreamClose(): void {
-    const conn = this.conn;
+  onUpstreamClosed(): void {
     this.conn = null;
-    if (conn === null || this.responseDone) return;
+    if (this.responseDone) return;
     if (this.abandoned) {
       this.clearTimer(); // nobody waits for this answer any more
       return;
@@ -379,6 +282,29 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     }
   }
 
+  private writeDown(chunk: Buffer): void {
+    this.bytesOut += chunk.length;
+    if (this.abandoned) {
+      this.discarded += chunk.length;
+      if (this.discarded > ABANDONED_RESPONSE_MAX_BYTES) this.closeAppConnection();
+      return;
+    }
+    if (chunk.length === 0 || this.stream.write(chunk)) return;
+    this.conn?.pause(); // onDrain resumes it
+  }
+
+  /** The response is over; a chunked response's trailer section goes on as trailers. */
+  private endResponse(trailers: Buffer): void {
+    if (this.responseDone) return;
+    this.responseDone = true;
+    if (!this.endedWithHead) {
+      const fields = trailers.length === 0 ? null : trailerFields(trailers);
+      if (fields !== null) this.stream.sendHeaders(fields, true);
+      else this.stream.end();
+    }
+    this.finishIfDone();
+  }
+
   /** Both directions are over: the app connection goes back to the pool (or is closed). */
   private finishIfDone(): void {
     if (!this.responseDone || !this.requestDone) return;
@@ -387,7 +313,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     if (!this.reusable) return this.closeAppConnection();
     const conn = this.conn;
     this.conn = null;
-    if (conn !== null) this.ctx.pool.release(conn);
+    conn?.release();
   }
 
   private onStreamClose(): void {
@@ -401,7 +327,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
       if (this.requestDone && this.reusable) {
         this.abandoned = true;
         this.timer = setTimeout(() => this.guardedTimeout(), ABANDONED_RESPONSE_MAX_MS);
-        if (conn.socket.isPaused()) conn.socket.resume(); // (paused by a full stream)
+        conn.resume(); // (paused by a full stream)
       } else this.closeAppConnection();
     }
     this.record(!this.responseDone);
@@ -416,9 +342,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     this.reusable = false;
     const conn = this.conn;
     this.conn = null;
-    if (conn === null) return;
-    conn.owner = null;
-    conn.socket.destroy();
+    conn?.close();
   }
 
   /** The one timer: the response timeout, or the limit on reading an abandoned answer. */
@@ -434,8 +358,6 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   private onTimeout(): void {
     this.timer = null;
     if (this.responded) return;
-    this.reusable = false;
-    this.conn?.socket.destroy();
     this.fail('response-timeout', 'the app did not respond in time');
   }
 
@@ -445,12 +367,7 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     const { stream } = this;
     this.clearTimer();
     this.ctx.metrics.proxyError('inbound', reason);
-    const conn = this.conn;
-    this.conn = null;
-    if (conn !== null) {
-      conn.owner = null;
-      conn.socket.destroy();
-    }
+    this.closeAppConnection();
     if (stream.closed) return;
     if (this.responded || stream.headersSent) {
       stream.reset(ErrorCode.INTERNAL_ERROR);

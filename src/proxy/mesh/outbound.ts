@@ -1,8 +1,9 @@
 // The outbound side of the mesh transport: where an endpoint that discovery describes as meshed
 // (with an identity) is reached over mTLS instead of plaintext, and how.
 //
-// - HTTP/1 requests: a virtual connection (h1-over-h2.ts) on the pooled mTLS connection to the
-//   endpoint that speaks the project's own HTTP/2 (ALPN trellis-h2h1/1, h2h1-pool.ts).
+// - HTTP/1 requests: an HTTP/1 upstream (h1-over-h2.ts) whose exchanges are streams of the pooled
+//   mTLS connection to the endpoint that speaks the project's own HTTP/2 (ALPN trellis-h2h1/1,
+//   h2h1-pool.ts).
 // - The app's HTTP/2 and gRPC streams: node:http2 sessions over mTLS (ALPN trellis-h2/1) opened
 //   by the HTTP/2 upstream pool through this class (SecureConnector).
 // - Upgrade (WebSocket) requests: their own mTLS connection with ALPN trellis-http1/1, carrying
@@ -15,7 +16,7 @@ import type net from 'node:net';
 import { UpstreamConnectError, type ConnectFailureReason } from '../errors.ts';
 import type { H1Limits } from '../http/h1-parser.ts';
 import type { SecureConnector } from '../http/h2-upstream-pool.ts';
-import type { Connector, UpstreamPool } from '../http/upstream-pool.ts';
+import type { UpstreamPool } from '../http/upstream-pool.ts';
 import type { H1Connect } from '../http/h1-client.ts';
 import { meshIdentityOf, type Endpoint } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
@@ -43,13 +44,21 @@ export interface MeshOutboundOptions extends MeshClientContext {
   readonly limits: H1Limits;
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
+  /** Released HTTP/1 upstreams kept per meshed endpoint for its next requests. */
+  readonly maxIdlePerEndpoint: number;
+}
+
+/** A meshed endpoint's HTTP/1 upstreams waiting for a request (kept while discovery keeps the endpoint). */
+interface MeshH1Endpoint {
+  readonly identity: string;
+  readonly idle: H1OverH2Conn[];
 }
 
 export class MeshOutbound implements SecureConnector {
   private readonly opts: MeshOutboundOptions;
   /** The connections that carry HTTP/1 requests. */
   readonly h1Pool: MeshH2Pool;
-  private readonly connectors = new WeakMap<Endpoint, Connector & { readonly identity: string }>();
+  private readonly h1Endpoints = new WeakMap<Endpoint, MeshH1Endpoint>();
 
   constructor(opts: MeshOutboundOptions) {
     this.opts = opts;
@@ -89,9 +98,9 @@ export class MeshOutbound implements SecureConnector {
   // ---- HTTP/1 ---------------------------------------------------------------------------
 
   /**
-   * The outbound HTTP/1 endpoint connector (http/h1-client.ts H1Connect): a connection for one
-   * request to a picked endpoint, over mTLS when it is meshed, else plain from the same pool.
-   * `cb` runs as for UpstreamPool.acquire.
+   * The outbound HTTP/1 endpoint connector (http/h1-client.ts H1Connect): an upstream for one
+   * request to a picked endpoint: a stream of its pooled HTTP/2 connection when it is meshed (an
+   * Upgrade: an mTLS byte connection of its own), else a plain connection from the same pool.
    */
   readonly connectH1: H1Connect = (pick, upgrade, owner, cb) => {
     const identity = meshIdentityOf(pick.endpoint);
@@ -110,36 +119,33 @@ export class MeshOutbound implements SecureConnector {
       });
       return;
     }
-    pool.acquire(address, owner, cb, this.h2h1Connector(pick.endpoint!, address, identity));
+    // The common request finds a released upstream of the endpoint and needs nothing else.
+    const endpoint = this.h1Endpoint(pick.endpoint!, identity);
+    const idle = endpoint.idle.pop();
+    if (idle !== undefined) {
+      cb(idle, null);
+      return;
+    }
+    // A new one is handed out once the endpoint's connection is up, so a failure to reach it
+    // reads as what it was (identity-mismatch, tls-handshake-failed...).
+    this.h1Pool.connection(address, identity, (conn, reason, err) => {
+      if (conn === null) cb(null, reason ?? 'connect-failed', err);
+      else
+        cb(
+          new H1OverH2Conn(this.h1Pool, address, identity, endpoint.idle, this.opts.maxIdlePerEndpoint),
+          null,
+        );
+    });
   };
 
-  /**
-   * The pooled-connection key and connector for HTTP/1 over the own HTTP/2 to an endpoint, made
-   * once per endpoint (discovery keeps the object while the endpoint is unchanged): the common
-   * request finds an idle virtual connection under this key and needs nothing else.
-   */
-  private h2h1Connector(endpoint: Endpoint, address: Target, identity: string): Connector {
-    let c = this.connectors.get(endpoint);
-    if (c === undefined || c.identity !== identity) {
-      c = {
-        identity,
-        key: `mtls-h2h1 ${targetKey(address)} ${identity}`,
-        connect: (done) => {
-          // The virtual connection is handed out once the endpoint's connection is up, so a
-          // failure to reach it reads as what it was (identity-mismatch, tls-handshake-failed...).
-          this.h1Pool.connection(address, identity, (conn, reason, err) => {
-            if (conn === null) done(null, reason ?? 'connect-failed', err);
-            else
-              done(
-                new H1OverH2Conn(this.h1Pool, address, identity, this.opts.limits) as unknown as net.Socket,
-                null,
-              );
-          });
-        },
-      };
-      this.connectors.set(endpoint, c);
+  /** The endpoint's idle HTTP/1 upstreams (discovery keeps the Endpoint object while it is unchanged). */
+  private h1Endpoint(endpoint: Endpoint, identity: string): MeshH1Endpoint {
+    let e = this.h1Endpoints.get(endpoint);
+    if (e === undefined || e.identity !== identity) {
+      e = { identity, idle: [] };
+      this.h1Endpoints.set(endpoint, e);
     }
-    return c;
+    return e;
   }
 
   // ---- opaque TCP -------------------------------------------------------------------------

@@ -97,6 +97,7 @@ export class MeshWiring {
       limits: config.http1,
       connectTimeoutMs: config.timeouts.connectMs,
       idleTimeoutMs: config.timeouts.idleMs,
+      maxIdlePerEndpoint: config.pool.maxIdlePerHost,
       log: log.child({ component: 'mesh-outbound' }),
     });
     const h2h1Inbound = new MeshH2H1Inbound(this.policy, this.bridgeContext());

@@ -21,6 +21,7 @@
 // watch fails first (a control plane without the Routes API answers UNIMPLEMENTED at once) or no
 // answer comes in time, requests go on as without routes until a table arrives. Watches are bounded (MAX_WATCHED): past that, further Service
 // ports are served without routes, and a warning says so once.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import { unitDraw, unseededRandom, type Random } from '../../core/random.ts';
 import type { CompiledFault } from '../../core/routes/fault.ts';
@@ -44,6 +45,7 @@ import {
 } from '../../core/routes/service-annotations.ts';
 import { RetryBudget } from './retry-budget.ts';
 import type { RouteMetrics, RouteSeries } from '../telemetry/route-metrics.ts';
+import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
 import { MIRRORED_HEADER } from './mirror.ts';
 
 const NO_MIRRORS: readonly Target[] = [];
@@ -180,6 +182,29 @@ export function retryAfter(
 
 /** The random draws of retry backoffs (one generator per process; no allocation per draw). */
 export const retryRandom: Random = unseededRandom();
+
+/**
+ * retryAfter for a protocol's exchange (HTTP/1, HTTP/2 and gRPC alike), with its outcome counted
+ * in the one place: the proxy's retry pair (retried, budget exhausted) and the rule's series. The
+ * backoff in ms when the attempt goes again; null when it does not (the policy does not retry it,
+ * or the budget is spent); 'deadline' when only the exchange's deadline stops it.
+ */
+export function countedRetryAfter(
+  retry: RoutePolicyRetry,
+  done: number,
+  failure: AttemptFailure,
+  deadline: number,
+  metrics: Pick<ProxyMetrics, 'retried'>,
+  direction: Direction,
+  series: RouteSeries | null,
+): number | 'deadline' | null {
+  const delay = retryAfter(retry, done, failure, deadline, performance.now(), retryRandom);
+  if (delay === null || delay === 'deadline') return delay;
+  const outcome = delay === 'budget-exhausted' ? 'budget-exhausted' : 'retried';
+  metrics.retried(direction, outcome);
+  series?.retried(outcome);
+  return delay === 'budget-exhausted' ? null : delay;
+}
 
 /** Retries when `attempts` is not given (the spec leaves the default to implementations). */
 export const DEFAULT_RETRIES = 1;
