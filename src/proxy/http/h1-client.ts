@@ -23,6 +23,7 @@ import type { Pick } from '../outbound/discovery.ts';
 import { pickEndpoint, retriesElsewhere, type Discovery, type EndpointOutcome } from '../outbound/balance.ts';
 import type { EndpointSink } from '../outbound/balance.ts';
 import type { Target } from '../../core/target.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
 
 /**
  * Acquires a connection for one HTTP/1 request to a picked endpoint, plain or meshed as the
@@ -106,6 +107,8 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
   /** The endpoint this exchange was sent to and when it was picked. */
   private pick: Pick | null = null;
   private pickedAt = 0;
+  /** The endpoint of the exchange's last pick, kept after the pick is reported (per-peer metrics). */
+  endpoint: Endpoint | null = null;
   /** The route whose endpoint is being picked or connected to (a late answer is released). */
   private picking: H1Route | null = null;
   /** The connect failure that sent this exchange to another endpoint (at most once). */
@@ -193,6 +196,7 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
       return;
     }
     this.pick = outcome;
+    this.endpoint = outcome.endpoint;
     this.pickedAt = performance.now();
     this.ctx.connect(outcome, this.req!.upgrade !== null, this, this.acquired);
   }
@@ -311,6 +315,7 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
     this.state = RES_NONE;
     this.connectRetried = null;
     this.picking = null;
+    this.endpoint = null;
     this.releasePick();
   }
 

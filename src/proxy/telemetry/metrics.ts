@@ -7,6 +7,7 @@
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
 import { RouteMetrics } from './route-metrics.ts';
+import { PeerMetrics } from './peer-metrics.ts';
 import { rateLimitEvictions } from '../policy/rate-limit.ts';
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
 import { logLinesSuppressed } from '../../core/log.ts';
@@ -129,6 +130,8 @@ export class ProxyMetrics {
   private readonly retries: Counter[] = [];
   /** Per route and backend (outbound/routes.ts makes one series per compiled backend). */
   readonly routes: RouteMetrics;
+  /** Per client identity (inbound) and destination workload (outbound): `trellis stat --from/--to`. */
+  readonly peers: PeerMetrics;
   private readonly breakerEvents: CounterFamily;
   /** Each backend's counters, by backend (bounded by MAX_DYNAMIC_SERIES, then "other"). */
   private readonly breakerBy = new Map<string, BreakerCounters>();
@@ -277,6 +280,7 @@ export class ProxyMetrics {
       this.retries.push(retries.labels(dir, 'retried'), retries.labels(dir, 'budget_exhausted'));
     }
     this.routes = new RouteMetrics(r, LATENCY_BUCKETS_SECONDS);
+    this.peers = new PeerMetrics(r, LATENCY_BUCKETS_SECONDS);
 
     this.breakerEvents = r.counter(
       'trellis_breaker_events_total',

@@ -1,0 +1,155 @@
+// Golden metrics by the workload at the other end of a request, for `trellis stat --from/--to`
+// (src/control/metrics/peer-snapshot.ts reads them): inbound by the client's verified identity
+// (`client_id`, as Linkerd's inbound response_total names it; "unauthenticated" without mTLS),
+// outbound by the namespace and workload that discovery gave the endpoint the request went to
+// (`dst_namespace`, `dst_workload`, as Linkerd's dst_* labels; "unknown" for a target discovery does
+// not describe). Separate families, so trellis_response_total keeps its cardinality.
+//
+// A PeerSeries is looked up once per connection (inbound: the identity is the connection's) or once
+// per endpoint object (outbound: a WeakMap, no key built per request); recording is then a few
+// field updates. Past MAX_PEERS distinct peers per direction, the rest share the "other" series,
+// and each peer (connection or endpoint) sent there is counted in trellis_peer_overflow_total.
+import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
+
+/** Distinct peers per direction that get their own series. */
+export const MAX_PEERS = 1000;
+/** client_id of a client without a verified identity (plain text). */
+export const UNAUTHENTICATED_CLIENT = 'unauthenticated';
+/** dst_workload of a target discovery gave no workload for (dst_namespace is then ""). */
+export const UNKNOWN_WORKLOAD = 'unknown';
+/** client_id, or dst_workload (with dst_namespace ""), of the peers past MAX_PEERS. */
+export const OVERFLOW_PEER = 'other';
+
+export const INBOUND_PEER_RESPONSES = 'trellis_inbound_peer_response_total';
+export const INBOUND_PEER_LATENCY = 'trellis_inbound_peer_response_latency_seconds';
+export const OUTBOUND_PEER_RESPONSES = 'trellis_outbound_peer_response_total';
+export const OUTBOUND_PEER_LATENCY = 'trellis_outbound_peer_response_latency_seconds';
+
+/** The responses and latency of one peer, in one direction. */
+export class PeerSeries {
+  private readonly success: Counter;
+  private readonly failure: Counter;
+  private readonly latency: Histogram;
+
+  constructor(success: Counter, failure: Counter, latency: Histogram) {
+    this.success = success;
+    this.failure = failure;
+    this.latency = latency;
+  }
+
+  /**
+   * One finished exchange, classified as trellis_response_total classifies it: a failure when
+   * `failed`, without a status (0), or a 5xx.
+   */
+  record(status: number, latencyMs: number, failed: boolean): void {
+    const failure = failed || !(status >= 100 && status <= 599) || status >= 500;
+    (failure ? this.failure : this.success).value += 1;
+    this.latency.observe(latencyMs > 0 ? latencyMs / 1000 : 0);
+  }
+}
+
+/** One direction's families and its bounded peers. */
+class PeerFamilies {
+  private readonly responses: CounterFamily;
+  private readonly latency: HistogramFamily;
+  private readonly overflowed: Counter;
+  private readonly byKey = new Map<string, PeerSeries>();
+  private overflow: PeerSeries | null = null;
+
+  constructor(responses: CounterFamily, latency: HistogramFamily, overflowed: Counter) {
+    this.responses = responses;
+    this.latency = latency;
+    this.overflowed = overflowed;
+  }
+
+  /** The series of `key` (its label values `labels`); past the bound "other", counted. */
+  series(key: string, labels: () => readonly string[], overflowLabels: readonly string[]): PeerSeries {
+    const known = this.byKey.get(key);
+    if (known !== undefined) return known;
+    if (this.byKey.size >= MAX_PEERS) {
+      this.overflowed.value += 1;
+      return (this.overflow ??= this.make(overflowLabels));
+    }
+    const made = this.make(labels());
+    this.byKey.set(key, made);
+    return made;
+  }
+
+  private make(labels: readonly string[]): PeerSeries {
+    return new PeerSeries(
+      this.responses.labels(...labels, 'success'),
+      this.responses.labels(...labels, 'failure'),
+      this.latency.labels(...labels),
+    );
+  }
+}
+
+export class PeerMetrics {
+  private readonly inboundPeers: PeerFamilies;
+  private readonly outboundPeers: PeerFamilies;
+  private readonly byEndpoint = new WeakMap<Endpoint, PeerSeries>();
+  private readonly undiscovered: PeerSeries;
+
+  constructor(registry: Registry, latencyBuckets: readonly number[]) {
+    const overflow = registry.counter(
+      'trellis_peer_overflow_total',
+      `Connections (inbound) or endpoints (outbound) whose peer was recorded as "other" in the per-peer families, because ${MAX_PEERS} peers already have their own series.`,
+      ['direction'],
+    );
+    this.inboundPeers = new PeerFamilies(
+      registry.counter(
+        INBOUND_PEER_RESPONSES,
+        'Inbound HTTP responses finished, by the client\'s verified identity ("unauthenticated" without mTLS) and classification.',
+        ['client_id', 'classification'],
+      ),
+      registry.histogram(
+        INBOUND_PEER_LATENCY,
+        "Time from the start of an inbound HTTP request to the end of its response, by the client's verified identity.",
+        ['client_id'],
+        latencyBuckets,
+      ),
+      overflow.labels('inbound'),
+    );
+    this.outboundPeers = new PeerFamilies(
+      registry.counter(
+        OUTBOUND_PEER_RESPONSES,
+        'Outbound HTTP responses finished, by the namespace and workload of the endpoint the request went to ("unknown" when discovery does not say) and classification.',
+        ['dst_namespace', 'dst_workload', 'classification'],
+      ),
+      registry.histogram(
+        OUTBOUND_PEER_LATENCY,
+        'Time from the start of an outbound HTTP request to the end of its response, by the namespace and workload of its endpoint.',
+        ['dst_namespace', 'dst_workload'],
+        latencyBuckets,
+      ),
+      overflow.labels('outbound'),
+    );
+    this.undiscovered = this.outboundPeers.series('', () => ['', UNKNOWN_WORKLOAD], ['', OVERFLOW_PEER]);
+  }
+
+  /** The series of a client (once per connection); `identity` null: not authenticated. */
+  inbound(identity: string | null): PeerSeries {
+    const id = identity === null || identity === '' ? UNAUTHENTICATED_CLIENT : identity;
+    return this.inboundPeers.series(id, () => [id], [OVERFLOW_PEER]);
+  }
+
+  /** The series of the endpoint a request went to (null: none was picked, or a direct target). */
+  outbound(endpoint: Endpoint | null): PeerSeries {
+    if (endpoint === null) return this.undiscovered;
+    let series = this.byEndpoint.get(endpoint);
+    if (series === undefined) {
+      const namespace = endpoint.labels.namespace ?? '';
+      const workload = endpoint.labels.workload ?? '';
+      series =
+        workload === ''
+          ? this.undiscovered
+          : this.outboundPeers.series(`${namespace}\u0000${workload}`, () => [namespace, workload], [
+              '',
+              OVERFLOW_PEER,
+            ]);
+      this.byEndpoint.set(endpoint, series);
+    }
+    return series;
+  }
+}
