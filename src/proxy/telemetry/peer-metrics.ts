@@ -11,20 +11,18 @@
 // and each peer (connection or endpoint) sent there is counted in trellis_peer_overflow_total.
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
+import {
+  INBOUND_PEER_LATENCY,
+  INBOUND_PEER_RESPONSES,
+  OUTBOUND_PEER_LATENCY,
+  OUTBOUND_PEER_RESPONSES,
+  OVERFLOW_PEER,
+  UNAUTHENTICATED_CLIENT,
+  UNKNOWN_WORKLOAD,
+} from '../../core/peer-metric-names.ts';
 
 /** Distinct peers per direction that get their own series. */
 export const MAX_PEERS = 1000;
-/** client_id of a client without a verified identity (plain text). */
-export const UNAUTHENTICATED_CLIENT = 'unauthenticated';
-/** dst_workload of a target discovery gave no workload for (dst_namespace is then ""). */
-export const UNKNOWN_WORKLOAD = 'unknown';
-/** client_id, or dst_workload (with dst_namespace ""), of the peers past MAX_PEERS. */
-export const OVERFLOW_PEER = 'other';
-
-export const INBOUND_PEER_RESPONSES = 'trellis_inbound_peer_response_total';
-export const INBOUND_PEER_LATENCY = 'trellis_inbound_peer_response_latency_seconds';
-export const OUTBOUND_PEER_RESPONSES = 'trellis_outbound_peer_response_total';
-export const OUTBOUND_PEER_LATENCY = 'trellis_outbound_peer_response_latency_seconds';
 
 /** The responses and latency of one peer, in one direction. */
 export class PeerSeries {
