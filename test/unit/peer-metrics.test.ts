@@ -10,6 +10,7 @@ import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 import { MAX_PEERS } from '../../src/proxy/telemetry/peer-metrics.ts';
 import type { Endpoint } from '../../src/core/endpoints.ts';
 import { recordExchange } from '../../src/proxy/telemetry/exchange-record.ts';
+import { createLogger } from '../../src/core/log.ts';
 
 function endpoint(namespace: string, workload: string, host = '10.0.0.1'): Endpoint {
   return {
@@ -81,8 +82,11 @@ test('recordExchange counts the exchange under its peer series', () => {
   );
 });
 
-test('the peers are bounded per direction: past MAX_PEERS they share "other", and that is counted', () => {
-  const m = new ProxyMetrics();
+test('the peers are bounded per direction: past MAX_PEERS they share "other", counted and logged', () => {
+  const lines: string[] = [];
+  const m = new ProxyMetrics({
+    log: createLogger({ level: 'info', write: (l) => lines.push(l), rateLimit: null }),
+  });
   const extra = 150;
   for (let i = 0; i < MAX_PEERS + extra; i++) {
     m.peers.inbound(`spiffe://t/ns/x/sa/client-${i}`).record(200, 1, false);
@@ -106,6 +110,16 @@ test('the peers are bounded per direction: past MAX_PEERS they share "other", an
     '{direction="inbound"}': extra,
     '{direction="outbound"}': extra + 1,
   });
+  // Said once per direction in the burst (the log's own throttle: one line per 10 s).
+  assert.deepEqual(
+    lines
+      .map((l) => JSON.parse(l) as { direction: string; peer: string; bound: number })
+      .map((l) => [l.direction, l.peer, l.bound]),
+    [
+      ['inbound', `spiffe://t/ns/x/sa/client-${MAX_PEERS}`, MAX_PEERS],
+      ['outbound', `ns/w-${MAX_PEERS - 1}`, MAX_PEERS],
+    ],
+  );
   // What the proxy remembers is bounded too, not only the series.
   const remembered = (m.peers as unknown as { inboundPeers: { byKey: Map<string, unknown> } }).inboundPeers
     .byKey;

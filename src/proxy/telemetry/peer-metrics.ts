@@ -8,9 +8,12 @@
 // A PeerSeries is looked up once per connection (inbound: the identity is the connection's) or once
 // per endpoint object (outbound: a WeakMap, no key built per request); recording is then a few
 // field updates. Past MAX_PEERS distinct peers per direction, the rest share the "other" series,
-// and each peer (connection or endpoint) sent there is counted in trellis_peer_overflow_total.
+// and each peer (connection or endpoint) sent there is counted in trellis_peer_overflow_total and
+// said in the log (at most one line per 10 s and direction).
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
+import { silentLogger, type Logger } from '../../core/log.ts';
+import { LogThrottle } from '../../core/log-rate-limit.ts';
 import {
   INBOUND_PEER_LATENCY,
   INBOUND_PEER_RESPONSES,
@@ -54,11 +57,18 @@ class PeerFamilies {
   private readonly overflowed: Counter;
   private readonly byKey = new Map<string, PeerSeries>();
   private overflow: PeerSeries | null = null;
+  private readonly sayOverflow: (key: string) => void;
 
-  constructor(responses: CounterFamily, latency: HistogramFamily, overflowed: Counter) {
+  constructor(
+    responses: CounterFamily,
+    latency: HistogramFamily,
+    overflowed: Counter,
+    sayOverflow: (key: string) => void,
+  ) {
     this.responses = responses;
     this.latency = latency;
     this.overflowed = overflowed;
+    this.sayOverflow = sayOverflow;
   }
 
   /** The series of `key` (its label values `labels`); past the bound "other", counted. */
@@ -67,6 +77,7 @@ class PeerFamilies {
     if (known !== undefined) return known;
     if (this.byKey.size >= MAX_PEERS) {
       this.overflowed.value += 1;
+      this.sayOverflow(key);
       return (this.overflow ??= this.make(overflowLabels));
     }
     const made = this.make(labels());
@@ -89,7 +100,19 @@ export class PeerMetrics {
   private readonly byEndpoint = new WeakMap<Endpoint, PeerSeries>();
   private readonly undiscovered: PeerSeries;
 
-  constructor(registry: Registry, latencyBuckets: readonly number[]) {
+  constructor(registry: Registry, latencyBuckets: readonly number[], log: Logger = silentLogger) {
+    const sayOverflow = (direction: 'inbound' | 'outbound') => {
+      const throttle = new LogThrottle();
+      return (key: string) =>
+        throttle.note((skipped) =>
+          log.warn('per-peer metrics are full: this peer is counted as "other"', {
+            direction,
+            peer: key.replace('\u0000', '/'),
+            bound: MAX_PEERS,
+            skippedLines: skipped,
+          }),
+        );
+    };
     const overflow = registry.counter(
       'trellis_peer_overflow_total',
       `Connections (inbound) or endpoints (outbound) whose peer was recorded as "other" in the per-peer families, because ${MAX_PEERS} peers already have their own series.`,
@@ -108,6 +131,7 @@ export class PeerMetrics {
         latencyBuckets,
       ),
       overflow.labels('inbound'),
+      sayOverflow('inbound'),
     );
     this.outboundPeers = new PeerFamilies(
       registry.counter(
@@ -122,6 +146,7 @@ export class PeerMetrics {
         latencyBuckets,
       ),
       overflow.labels('outbound'),
+      sayOverflow('outbound'),
     );
     this.undiscovered = this.outboundPeers.series('', () => ['', UNKNOWN_WORKLOAD], ['', OVERFLOW_PEER]);
   }
