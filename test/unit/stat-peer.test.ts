@@ -12,6 +12,7 @@ import { MAX_PEERS_PER_SNAPSHOT, peerSnapshot } from '../../src/control/metrics/
 import type { StatView } from '../../src/control/metrics/stat-view.ts';
 import type { Endpoint } from '../../src/core/endpoints.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
+import { MAX_PEERS } from '../../src/core/peer-metric-names.ts';
 
 const ID_A = 'spiffe://cluster.local/ns/default/sa/client-a';
 const ID_B = 'spiffe://cluster.local/ns/default/sa/client-b';
@@ -137,15 +138,36 @@ test('a proxy that restarted counts its new totals by peer', async () => {
   assert.equal(stat.rps, 4 / 4);
 });
 
-test('a snapshot keeps at most MAX_PEERS_PER_SNAPSHOT peers, the first the page lists, and counts the rest', () => {
+test('a snapshot keeps every peer of a proxy past its bound; a page with more keeps the first, counted', () => {
   const m = new ProxyMetrics();
+  for (let i = 0; i < MAX_PEERS + 40; i++) m.peers.inbound(`spiffe://t/ns/x/sa/c-${i}`).record(200, 1, false);
+  const full = peerSnapshot(parsePrometheusText(m.render()), 'inbound', 0);
+  assert.equal(full.peers.size, MAX_PEERS + 1, 'every client with series, and "other"');
+  assert.equal(full.dropped, 0);
+  assert.equal(full.peers.get('other')!.responses, 40);
+  assert.equal(full.bounds.length, 20, '19 bounds and +Inf');
+
   const extra = 37;
-  for (let i = 0; i < MAX_PEERS_PER_SNAPSHOT + extra; i++)
-    m.peers.inbound(`spiffe://t/ns/x/sa/c-${i}`).record(200, 1, false);
-  const snapshot = peerSnapshot(parsePrometheusText(m.render()), 'inbound', 0);
+  const lines = Array.from(
+    { length: MAX_PEERS_PER_SNAPSHOT + extra },
+    (_, i) => `trellis_inbound_peer_response_total{client_id="c-${i}",classification="success"} 1`,
+  );
+  const snapshot = peerSnapshot(parsePrometheusText(lines.join('\n') + '\n'), 'inbound', 0);
   assert.equal(snapshot.peers.size, MAX_PEERS_PER_SNAPSHOT);
   assert.equal(snapshot.dropped, extra);
-  assert.ok(snapshot.peers.has('spiffe://t/ns/x/sa/c-0'));
-  assert.equal(snapshot.peers.get('spiffe://t/ns/x/sa/c-0')!.responses, 1);
-  assert.equal(snapshot.bounds.length, 20, '19 bounds and +Inf');
+  assert.ok(snapshot.peers.has('c-0'));
+});
+
+test('a snapshot shares the totals of the peers that did not change with the one before', () => {
+  const m = new ProxyMetrics();
+  const busy = m.peers.inbound('spiffe://t/ns/x/sa/busy');
+  m.peers.inbound('spiffe://t/ns/x/sa/idle').record(200, 1, false);
+  busy.record(200, 1, false);
+  const first = peerSnapshot(parsePrometheusText(m.render()), 'inbound', 0);
+  busy.record(500, 1, false);
+  const second = peerSnapshot(parsePrometheusText(m.render()), 'inbound', 2000, first);
+  assert.equal(second.peers.get('spiffe://t/ns/x/sa/idle'), first.peers.get('spiffe://t/ns/x/sa/idle'));
+  assert.notEqual(second.peers.get('spiffe://t/ns/x/sa/busy'), first.peers.get('spiffe://t/ns/x/sa/busy'));
+  assert.equal(second.peers.get('spiffe://t/ns/x/sa/busy')!.responses, 2);
+  assert.equal(second.bounds, first.bounds);
 });

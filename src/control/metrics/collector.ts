@@ -119,7 +119,8 @@ export class InstanceWindow {
     const samples = parsePrometheusText(page);
     for (const direction of DIRECTIONS) {
       this.histories[direction].push(snapshotFromSamples(samples, direction, atMs));
-      this.peers[direction].push(peerSnapshot(samples, direction, atMs));
+      const peers = this.peers[direction];
+      peers.push(peerSnapshot(samples, direction, atMs, peers.latest()));
     }
     this.routes.push(routeSnapshot(samples, atMs, this.routes.latest()));
     return samples;

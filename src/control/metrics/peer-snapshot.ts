@@ -2,12 +2,13 @@
 // src/proxy/telemetry/peer-metrics.ts), and what it did over a window with the peers a filter
 // selects: `trellis stat --from` (inbound, by the client's identity) and `--to` (outbound, by the
 // destination's namespace and workload). The snapshots go in a WindowHistory (window-history.ts)
-// beside the golden ones. Memory: at most MAX_PEERS_PER_SNAPSHOT peers per snapshot (the first the
-// page lists; the proxy lists its series in the order it made them, so the same ones each time),
-// each a few numbers and the latency buckets.
+// beside the golden ones. Memory: at most MAX_PEERS_PER_SNAPSHOT peers per snapshot (as many as a
+// proxy has series of; past it, from a page that is not a proxy's, the first the page lists), each
+// two numbers and its latency counts, shared with the snapshot before when it did not change.
 import { bucketDeltas, type Direction } from '../../core/golden-metrics.ts';
 import { parseSampleValue, type CumulativeBucket, type PromSample } from '../../core/prom-parse.ts';
 import {
+  MAX_PEERS,
   INBOUND_PEER_LATENCY,
   INBOUND_PEER_RESPONSES,
   OUTBOUND_PEER_LATENCY,
@@ -16,8 +17,12 @@ import {
 import type { Timed, WindowHistory } from './window-history.ts';
 import { mergeBuckets } from './histogram-merge.ts';
 
-/** Peers kept per snapshot (per proxy and direction). */
-export const MAX_PEERS_PER_SNAPSHOT = 200;
+/**
+ * Peers kept per snapshot (per proxy and direction): every peer a proxy has series of (MAX_PEERS,
+ * and the "other" of those past it), so none of a proxy's is left out; more only from a page that
+ * is not a proxy's (those are counted: PeerSnapshot.dropped).
+ */
+export const MAX_PEERS_PER_SNAPSHOT = MAX_PEERS + 1;
 /** Latency bounds kept per snapshot (the proxy has 19 and +Inf). */
 const MAX_BOUNDS = 64;
 
@@ -69,6 +74,7 @@ export function peerSnapshot(
   samples: readonly PromSample[],
   direction: Direction,
   atMs: number,
+  previous: PeerSnapshot | null = null,
 ): PeerSnapshot {
   const { responses, bucket } = FAMILIES[direction];
   const seen = new Set<number>();
@@ -102,7 +108,28 @@ export function peerSnapshot(
       if (i !== undefined) totals.latency[i]! += s.value;
     }
   }
-  return { atMs, bounds, peers, dropped: dropped.size };
+  return shareUnchanged({ atMs, bounds, peers, dropped: dropped.size }, previous);
+}
+
+/**
+ * The snapshot with what did not change since `previous` taken from it: the bounds, and the
+ * totals of each peer with as many responses (every response is one latency observation, so its
+ * counts are the same too). An idle peer then costs the history nothing per scrape.
+ */
+function shareUnchanged(snapshot: PeerSnapshot, previous: PeerSnapshot | null): PeerSnapshot {
+  if (previous === null || !sameBounds(previous.bounds, snapshot.bounds)) return snapshot;
+  const peers = new Map<string, PeerTotals>();
+  for (const [key, totals] of snapshot.peers) {
+    const before = previous.peers.get(key);
+    const same =
+      before !== undefined && before.responses === totals.responses && before.successes === totals.successes;
+    peers.set(key, same ? before : totals);
+  }
+  return { ...snapshot, bounds: previous.bounds, peers };
+}
+
+function sameBounds(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((le, i) => le === b[i]);
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Endpoint } from '../../core/endpoints.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
 import {
+  MAX_PEERS,
   INBOUND_PEER_LATENCY,
   INBOUND_PEER_RESPONSES,
   OUTBOUND_PEER_LATENCY,
@@ -24,9 +25,7 @@ import {
   UNKNOWN_WORKLOAD,
 } from '../../core/peer-metric-names.ts';
 
-/** Distinct peers per direction that get their own series. */
-export const MAX_PEERS = 1000;
-
+export { MAX_PEERS } from '../../core/peer-metric-names.ts';
 /** The responses and latency of one peer, in one direction. */
 export class PeerSeries {
   private readonly success: Counter;
