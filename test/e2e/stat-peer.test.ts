@@ -4,14 +4,25 @@
 // plane has scraped every proxy; then the server's inbound view --from A counts A's 30 only (told by
 // A's identity), --from B B's 10, and the clients' outbound views --to the server count their own.
 // A peer that is no workload, and flags that disagree, are refused with a message.
+// The bound: a client calling a service of MAX_PEERS + 30 workloads through its proxy gives the
+// first MAX_PEERS destinations (the undiscovered one counts) series of their own and the rest
+// "other", counted in trellis_peer_overflow_total, as its live /metrics page (checked by promtool)
+// shows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
+import { MAX_PEERS } from '../../src/core/peer-metric-names.ts';
+import { parsePrometheusText } from '../../src/core/prom-parse.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -128,4 +139,67 @@ test('trellis stat --from/--to: by client identity inbound, by destination workl
   const notWorkload = await runCli(['stat', '--state', root, '--from', 'ns/default']);
   assert.notEqual(notWorkload.code, 0);
   assert.match(notWorkload.stderr, /--from: expected a workload/);
+});
+
+test('per-peer series are bounded: past MAX_PEERS destinations the rest are "other", counted', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-stat-peer-cap-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const reap = reaper(t);
+  // MAX_PEERS + 30 workloads of one service, each its own listener in this process.
+  const hits: number[] = [];
+  const servers: http.Server[] = [];
+  t.after(() => servers.forEach((s) => s.close()));
+  for (let i = 0; i < MAX_PEERS + 30; i++) {
+    const server = http.createServer((_req, res) => {
+      hits.push(i);
+      res.end('ok');
+    });
+    servers.push(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as { port: number }).port;
+    // prettier-ignore
+    await writeWorkloadFile(root, 'default', `many-${i}`, { service: 'many', address: '127.0.0.1', ports: [{ name: 'http', port }] });
+  }
+  await writeServiceFile(root, 'default', 'many', { ports: [{ port: 8080, targetPort: 'http' }] });
+  await startUp(t, root);
+  const [appPort, toMany] = await Promise.all([freePort(), freePort()]);
+  // prettier-ignore
+  const run = startCli(t, ['run', '--state', root, '--name', 'client', '--port', String(appPort), '--upstream', `many.default:8080=${toMany}`, '--', NODE, HELLO, String(appPort)]);
+  const registration = await readyRegistration(root, 'client');
+  reap(Object.values(await waitFor('pids', async () => reportedPids(run.stderr()))));
+
+  // Bounded: at most 4,000 requests, until past the bound (about 700 are needed: the balancer picks
+  // endpoints at random).
+  const overflowed = (): number => new Set(hits).size - (MAX_PEERS - 1);
+  for (let i = 0; i < 4000 && overflowed() < 5; i++) {
+    const res = await fetch(`http://127.0.0.1:${toMany}/x`);
+    assert.equal(await res.text(), 'ok');
+  }
+  assert.ok(overflowed() >= 5, `only ${new Set(hits).size} endpoints picked`);
+  // The first MAX_PEERS - 1 workloads picked have series (the undiscovered one is the other);
+  // requests to every later one are "other".
+  const own = new Set<number>();
+  let toOther = 0;
+  for (const i of hits) {
+    if (own.has(i) || own.size < MAX_PEERS - 1) own.add(i);
+    else toOther++;
+  }
+  const page = await (await fetch(`http://${registration.admin}/metrics`)).text();
+  const samples = parsePrometheusText(page);
+  const series = samples.filter((s) => s.name === 'trellis_outbound_peer_response_total');
+  const workloads = new Set(series.map((s) => `${s.labels.dst_namespace}/${s.labels.dst_workload}`));
+  assert.equal(workloads.size, MAX_PEERS + 1, 'MAX_PEERS destinations and "other"');
+  assert.ok(workloads.has('/other') && workloads.has('/unknown'));
+  for (const i of own) assert.ok(workloads.has(`default/many-${i}`), `many-${i}`);
+  const other = series.filter((s) => s.labels.dst_workload === 'other').reduce((sum, s) => sum + s.value, 0);
+  assert.equal(other, toOther);
+  const overflow = samples.find(
+    (s) => s.name === 'trellis_peer_overflow_total' && s.labels.direction === 'outbound',
+  );
+  assert.equal(overflow?.value, overflowed(), 'one per endpoint past the bound');
+  if (existsSync('/usr/bin/promtool')) {
+    const check = spawnSync('/usr/bin/promtool', ['check', 'metrics'], { input: page, encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+  }
 });
