@@ -6,6 +6,8 @@
 // asks for the outbound traffic or another window (stat-view.ts). Instances of one workload (the
 // workload files of one service in one namespace) are summed: counters and histogram buckets add
 // up before rates and quantiles are taken.
+// With a peer (`trellis stat --from/--to`) the numbers are those of the requests from or to one
+// workload, from each proxy's per-peer families kept in a history of their own (peer-snapshot.ts).
 // The same scrapes feed the live numbers of `trellis routes` (GET /api/route-stats): each
 // proxy's route series over the window (route-snapshot.ts), and for a proxy whose page shows
 // circuit breakers, its /debug/breakers (breaker-state.ts), summed by route-stats.ts.
