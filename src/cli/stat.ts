@@ -1,17 +1,23 @@
 // `trellis stat`: the golden metrics of each workload (success rate, requests per second, latency
 // percentiles of its inbound traffic, or with --direction outbound of the traffic it calls, open
-// TCP connections; -o wide adds bytes per second), over the last 10 s or the window of -t, as the
+// TCP connections; -o wide adds bytes per second), over the last 10 s or the window of -t; with
+// --from RES only the requests it served that came from RES, with --to RES only those it made to
+// RES (Linkerd's `viz stat --from/--to`; the proxies count requests by peer), as the
 // control plane collects them from the workloads' proxies (GET /api/stat of
 // src/control/server.ts). Printed as the table of `trellis demo` (src/cli/live-view.ts) or, with
 // -o json, as one JSON array.
 import { ConfigError } from '../core/errors.ts';
-import { findControlPlane, getControl } from './control-api.ts';
+import { callControl, errorOf, findControlPlane } from './control-api.ts';
+import { TrellisError } from '../core/errors.ts';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import {
   DEFAULT_STAT_VIEW,
   parseDirection,
+  parsePeerName,
   parseStatWindow,
+  peerView,
   statQuery,
+  type StatPeer,
   type StatView,
 } from '../control/metrics/stat-view.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
@@ -44,6 +50,18 @@ const FLAGS: FlagSpec[] = [
     kind: 'string',
     help: 'inbound (default: the requests the workload serves) or outbound (the requests it makes)',
   },
+  {
+    name: 'from',
+    kind: 'string',
+    help: 'only the requests served that came from this workload (deploy/NAME or NAME; inbound)',
+  },
+  { name: 'from-namespace', kind: 'string', help: "the namespace of --from (default: -n's, else default)" },
+  {
+    name: 'to',
+    kind: 'string',
+    help: 'only the requests made to this workload (deploy/NAME or NAME; outbound)',
+  },
+  { name: 'to-namespace', kind: 'string', help: "the namespace of --to (default: -n's, else default)" },
   outputFlag(OUTPUTS),
   STATE_FLAG,
   CONTROL_FLAG,
@@ -57,8 +75,13 @@ instances of a workload are summed. KIND is deploy (also deployment, workload, w
 machine a workload is named after the service it serves) or ns/NAME (the same as -n NAME); a bare
 NAME is a workload. Without NAME every workload is shown; a NAME that matches none is an error.
 -o wide always shows the NAMESPACE column and adds READ_BYTES/SEC and WRITE_BYTES/SEC (bytes of
-the workload's connections, counted as they close). The proxies do not record which workload is at
-the other end of a request, so there is no --from/--to.`;
+the workload's connections, counted as they close).
+--from RES keeps to the inbound requests that came from workload RES (told by the identities its
+instances registered with, so RES must be meshed), --to RES to the outbound requests that went to
+RES (told by the workload discovery gave the endpoint); each implies its --direction and refuses
+the other one, and the two do not go together. RES is in --from-namespace/--to-namespace, else
+the namespace of -n, else default; a RES that is no registered workload is an error. TCP_CONN
+and the bytes are not counted by peer ("-"). E.g. trellis stat deploy/web --from deploy/vote-bot.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -75,14 +98,29 @@ export async function run(argv: string[]): Promise<number> {
     throw new ConfigError('--all-namespaces', `give -A or a namespace (${namespace}), not both`);
   }
   const name = target?.kind === 'workload' ? target.name : null;
-  const view = statViewOf(values);
+
+  const view = statViewOf(values, namespace);
 
   const api = await findControlPlane({
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
     root: stateFolder(values.get('state') as string | undefined),
   });
-  let stats = await getControl<WorkloadStat[]>(api, `/api/stat${statQuery(namespace, view)}`, 'stats');
+  const answer = await callControl(api, 'GET', `/api/stat${statQuery(namespace, view)}`);
+  if (answer.status === 404 && view.peer != null) {
+    // The peer is no registered workload (or, for --from, has no identity): the server says which.
+    process.stderr.write(
+      `trellis stat: ${(answer.body as { error?: string } | null)?.error ?? 'unknown peer'}\n`,
+    );
+    return 1;
+  }
+  if (answer.status !== 200) {
+    throw new TrellisError(
+      'TRELLIS_ERR_CONTROL_PLANE',
+      `cannot get stats from ${api.base}: ${errorOf(answer.status, answer.body)}`,
+    );
+  }
+  let stats = answer.body as WorkloadStat[];
   const where = namespace === undefined ? '' : ` in namespace ${namespace}`;
   if (name !== null) {
     stats = stats.filter((s) => s.name === name);
@@ -104,14 +142,44 @@ export async function run(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** The direction and window of the flags (their defaults when absent); ConfigError when malformed. */
-function statViewOf(values: Map<string, unknown>): StatView {
+/**
+ * The direction, window and peer of the flags (their defaults when absent); ConfigError when
+ * malformed or when --from, --to and --direction disagree (stat-view.ts peerView).
+ */
+function statViewOf(values: Map<string, unknown>, namespace: string | undefined): StatView {
   const window = values.get('time-window') as string | undefined;
   const direction = values.get('direction') as string | undefined;
   return {
-    direction:
-      direction === undefined ? DEFAULT_STAT_VIEW.direction : parseDirection('--direction', direction),
+    ...peerView(
+      direction === undefined ? undefined : parseDirection('--direction', direction),
+      peerOf(values, 'from', namespace),
+      peerOf(values, 'to', namespace),
+    ),
     windowMs: window === undefined ? DEFAULT_STAT_VIEW.windowMs : parseStatWindow('--time-window', window),
+  };
+}
+
+/** The workload of --from or --to (`flag`) in its namespace; undefined when the flag is absent. */
+function peerOf(
+  values: Map<string, unknown>,
+  flag: 'from' | 'to',
+  namespace: string | undefined,
+): StatPeer | undefined {
+  const text = values.get(flag) as string | undefined;
+  const peerNamespace = values.get(`${flag}-namespace`) as string | undefined;
+  if (text === undefined) {
+    if (peerNamespace !== undefined) throw new ConfigError(`--${flag}-namespace`, `needs --${flag}`);
+    return undefined;
+  }
+  let target: Target;
+  try {
+    target = parseTarget(text, ['workload'], true);
+  } catch {
+    throw new ConfigError(`--${flag}`, `expected a workload (deploy/NAME or NAME), got '${text}'`);
+  }
+  return {
+    namespace: parsePeerName(`--${flag}-namespace`, peerNamespace ?? namespace ?? 'default'),
+    name: parsePeerName(`--${flag}`, target.name!),
   };
 }
 

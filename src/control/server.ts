@@ -6,8 +6,9 @@
 //   GET /api/services    200 [{namespace, name, ports: [{port, name?, endpoints: [...]}]}], sorted
 //   GET /api/stat        200 [{namespace, name, meshed, success, rps, latency_p50_ms, ...}] golden
 //                        metrics per workload (?namespace=NS to filter, &direction=outbound,
-//                        &window=30s: src/control/metrics/stat-view.ts; 400 when malformed), from
-//                        the MetricsCollector (src/control/metrics/collector.ts) that scrapes the
+//                        &window=30s, &from=NS/NAME or &to=NS/NAME: src/control/metrics/stat-view.ts;
+//                        400 when malformed, 404 for a peer that is no workload), from the
+//                        MetricsCollector (src/control/metrics/collector.ts) that scrapes the
 //                        workloads' proxies
 //   GET /metrics         the control plane's own metrics and its components' (Prometheus text)
 //   GET /api/prometheus/targets  Prometheus HTTP service discovery of the workloads' proxies
@@ -35,6 +36,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type * as grpc from '@grpc/grpc-js';
 import type { AddressInfo, Server } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
+import { ConfigError } from '../core/errors.ts';
 import { OperatorAuth } from './operator-auth.ts';
 import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
@@ -408,7 +410,10 @@ async function sendPrometheusTargets(
   }
 }
 
-/** The stat lines of GET /api/stat; 400 for a direction or window it cannot read. */
+/**
+ * The stat lines of GET /api/stat; 400 for a direction, window or peer (from, to) it cannot read,
+ * 404 for a peer that is no registered workload.
+ */
 function sendStat(api: HttpApi, query: URLSearchParams, send: (status: number, body: unknown) => void): void {
   let view: StatView;
   try {
@@ -416,7 +421,12 @@ function sendStat(api: HttpApi, query: URLSearchParams, send: (status: number, b
   } catch (error) {
     return send(400, { error: (error as Error).message });
   }
-  send(200, api.collector.stats(query.get('namespace') ?? undefined, view));
+  try {
+    send(200, api.collector.stats(query.get('namespace') ?? undefined, view));
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    send(404, { error: error.message });
+  }
 }
 
 /** The live route numbers of GET /api/route-stats; 400 for a window it cannot read. */

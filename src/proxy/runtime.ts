@@ -86,7 +86,7 @@ export class ProxyRuntime {
     this.config = config;
     this.log = log;
     this.accessLog = accessLog;
-    this.metrics = new ProxyMetrics();
+    this.metrics = new ProxyMetrics({ log });
     this.tracer = startTracer(config, this.metrics, log, () => this.mesh.credentials?.id ?? null);
     this.faults = {
       inbound: { log, metrics: this.metrics, direction: 'inbound' },

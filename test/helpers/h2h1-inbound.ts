@@ -15,10 +15,15 @@ import type { H1Limits } from '../../src/proxy/http/h1-parser.ts';
 import { UpstreamPool, type HostLimit } from '../../src/proxy/http/upstream-pool.ts';
 import { InboundPolicy } from '../../src/proxy/mesh/inbound-policy.ts';
 import { MeshH2H1Inbound } from '../../src/proxy/mesh/inbound-h2h1.ts';
+import { PeerMetrics } from '../../src/proxy/telemetry/peer-metrics.ts';
+import { Registry } from '../../src/core/prometheus.ts';
+import { LATENCY_BUCKETS_SECONDS } from '../../src/proxy/telemetry/metrics.ts';
 
 export const PEER_ID = 'spiffe://cluster.local/ns/default/sa/caller';
 
 export class BridgeMetrics {
+  /** Real per-peer series on a registry of their own (telemetry/peer-metrics.ts). */
+  readonly peers = new PeerMetrics(new Registry(), LATENCY_BUCKETS_SECONDS);
   started = 0;
   statuses: number[] = [];
   errors: ProxyErrorReason[] = [];

@@ -1,16 +1,20 @@
 // The parsers behind `trellis stat`'s arguments, property-based: -t windows (durations bounded to
 // 1s..10m), --direction, GET /api/stat's query (what the CLI sends, the control plane reads back
-// unchanged), and KIND/NAME resources (deploy/web, ns/x, svc/x, a bare name). Any input either
-// parses or is refused with a ConfigError; nothing else is thrown.
+// unchanged), KIND/NAME resources (deploy/web, ns/x, svc/x, a bare name), and the peers of --from
+// and --to (NAMESPACE/NAME, and the rules that tie them to --direction). Any input either parses or
+// is refused with a ConfigError; nothing else is thrown.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ConfigError } from '../../src/core/errors.ts';
 import {
+  formatStatPeer,
   MAX_STAT_WINDOW_MS,
   MIN_STAT_WINDOW_MS,
   parseDirection,
+  parseStatPeer,
   parseStatWindow,
+  peerView,
   statQuery,
   statViewOf,
 } from '../../src/control/metrics/stat-view.ts';
@@ -134,4 +138,68 @@ test('parseTarget: any string parses to an accepted kind with a non-empty name, 
     }),
     { numRuns: 1000 },
   );
+});
+
+const peerName = fc.stringMatching(/^[a-z0-9]([-.a-z0-9]{0,30}[a-z0-9])?$/);
+const peer = fc.record({ namespace: peerName, name: peerName }).map((p) => ({ ...p }));
+
+test('parseStatPeer: NAMESPACE/NAME reads back what formatStatPeer writes; anything else is refused', () => {
+  fc.assert(fc.property(peer, (p) => assert.deepEqual(parseStatPeer('from', formatStatPeer(p)), p)));
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), (text) => {
+      const parsed = refusedOr(() => parseStatPeer('to', text));
+      if (parsed !== null) assert.equal(formatStatPeer(parsed), text);
+    }),
+    { numRuns: 1000 },
+  );
+  for (const bad of ['web', '/web', 'ns/', 'ns/a/b', 'NS/web', 'ns/-web', `ns/${'a'.repeat(254)}`]) {
+    assert.throws(() => parseStatPeer('from', bad), ConfigError, bad);
+  }
+});
+
+test('peerView: --from is inbound, --to outbound; both, or against --direction, are refused', () => {
+  const dir = fc.option(fc.constantFrom('inbound' as const, 'outbound' as const), { nil: undefined });
+  fc.assert(
+    fc.property(
+      dir,
+      fc.option(peer, { nil: undefined }),
+      fc.option(peer, { nil: undefined }),
+      (d, from, to) => {
+        const view = refusedOr(() => peerView(d, from, to));
+        const refused =
+          (from !== undefined && to !== undefined) ||
+          (from !== undefined && d === 'outbound') ||
+          (to !== undefined && d === 'inbound');
+        assert.equal(view === null, refused);
+        if (view === null) return;
+        assert.deepEqual(view.peer, from ?? to);
+        assert.equal(
+          view.direction,
+          from !== undefined ? 'inbound' : to !== undefined ? 'outbound' : (d ?? 'inbound'),
+        );
+      },
+    ),
+  );
+  const web = { namespace: 'default', name: 'web' };
+  assert.throws(() => peerView(undefined, web, web), /--from: give --from or --to, not both/);
+  assert.throws(() => peerView('outbound', web, undefined), /--from: filters the requests a workload served/);
+  assert.throws(() => peerView('inbound', undefined, web), /--to: filters the requests a workload made/);
+});
+
+test('statQuery and statViewOf carry the peer: from= inbound, to= outbound', () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom('inbound' as const, 'outbound' as const),
+      fc.integer({ min: MIN_STAT_WINDOW_MS, max: MAX_STAT_WINDOW_MS }),
+      peer,
+      (direction, windowMs, p) => {
+        const query = new URLSearchParams(statQuery('x', { direction, windowMs, peer: p }).slice(1));
+        assert.equal(query.get(direction === 'inbound' ? 'from' : 'to'), formatStatPeer(p));
+        assert.deepEqual(statViewOf(query), { direction, windowMs, peer: p });
+      },
+    ),
+  );
+  assert.throws(() => statViewOf(new URLSearchParams('from=a/b&to=c/d')), /from: give from or to, not both/);
+  assert.throws(() => statViewOf(new URLSearchParams('direction=outbound&from=a/b')), /from: filters/);
+  assert.throws(() => statViewOf(new URLSearchParams('to=nope')), /to: expected NAMESPACE\/NAME/);
 });

@@ -6,6 +6,8 @@
 // asks for the outbound traffic or another window (stat-view.ts). Instances of one workload (the
 // workload files of one service in one namespace) are summed: counters and histogram buckets add
 // up before rates and quantiles are taken.
+// With a peer (`trellis stat --from/--to`) the numbers are those of the requests from or to one
+// workload, from each proxy's per-peer families kept in a history of their own (peer-snapshot.ts).
 // The same scrapes feed the live numbers of `trellis routes` (GET /api/route-stats): each
 // proxy's route series over the window (route-snapshot.ts), and for a proxy whose page shows
 // circuit breakers, its /debug/breakers (breaker-state.ts), summed by route-stats.ts.
@@ -31,7 +33,9 @@ import {
 } from './route-snapshot.ts';
 import { parseBreakerViews, type BackendBreakers } from './breaker-state.ts';
 import { routeStats, type RouteStatsAnswer, type RouteStatsFilter } from './route-stats.ts';
-import { DIRECTIONS, type StatView } from './stat-view.ts';
+import { DIRECTIONS, formatStatPeer, type StatPeer, type StatView } from './stat-view.ts';
+import { peerDelta, peersRestarted, peerSnapshot, type PeerSnapshot } from './peer-snapshot.ts';
+import { ConfigError } from '../../core/errors.ts';
 
 export type { WindowDelta } from './snapshot-history.ts';
 
@@ -71,13 +75,25 @@ export interface WorkloadStat {
   /** Bytes per second read from and written to its connections (counted as they close). */
   readonly read_bytes_per_s: number | null;
   readonly write_bytes_per_s: number | null;
+  /**
+   * With --from or --to: the workload ("namespace/name") the requests came from (inbound) or went
+   * to (outbound). The numbers are then of those requests only, and tcp_conn and the bytes, which
+   * the proxies do not count by peer, are null.
+   */
+  readonly from?: string;
+  readonly to?: string;
 }
+
+/** Which peer keys (peer-snapshot.ts peerKey) a --from or --to selects. */
+export type PeerSelector = (key: string) => boolean;
 
 /** The snapshots of one proxy, both directions, and the deltas over a window. */
 export class InstanceWindow {
   private readonly windowMs: number;
   private readonly histories: Record<Direction, SnapshotHistory>;
   private readonly routes: WindowHistory<RouteSnapshot>;
+  /** Its traffic by peer, per direction (`trellis stat --from/--to`). */
+  private readonly peers: Record<Direction, WindowHistory<PeerSnapshot>>;
   /** Whether the last scrape got an answer. */
   reachable = false;
   /** Its circuit breakers at the last scrape (null: none shown, or /debug/breakers did not answer). */
@@ -92,6 +108,10 @@ export class InstanceWindow {
     };
     this.histories = { inbound: new SnapshotHistory(bounds), outbound: new SnapshotHistory(bounds) };
     this.routes = new WindowHistory(routesRestarted, bounds);
+    this.peers = {
+      inbound: new WindowHistory(peersRestarted, bounds),
+      outbound: new WindowHistory(peersRestarted, bounds),
+    };
   }
 
   /** Records a scrape: the page's text, or null when the proxy did not answer. Returns its samples. */
@@ -101,9 +121,17 @@ export class InstanceWindow {
     const samples = parsePrometheusText(page);
     for (const direction of DIRECTIONS) {
       this.histories[direction].push(snapshotFromSamples(samples, direction, atMs));
+      const peers = this.peers[direction];
+      peers.push(peerSnapshot(samples, direction, atMs, peers.latest()));
     }
     this.routes.push(routeSnapshot(samples, atMs, this.routes.latest()));
     return samples;
+  }
+
+  /** What the proxy did with the peers `selected` picks over the window; null before two scrapes. */
+  peerDelta(direction: Direction, selected: PeerSelector, windowMs = this.windowMs): WindowDelta | null {
+    const delta = peerDelta(this.peers[direction], windowMs, selected);
+    return delta === null ? null : { ...delta, readBytes: 0, writeBytes: 0 };
   }
 
   /** Route series and breaker backends the last scrape left out over the bounds (route-snapshot.ts). */
@@ -129,14 +157,20 @@ export class InstanceWindow {
   }
 }
 
-/** Sums the windows of a workload's instances into its stat line. */
+/**
+ * Sums the windows of a workload's instances into its stat line; with `selected` (a --from or
+ * --to, `view.peer`) only the requests of the peers it picks, without connections and bytes.
+ */
 export function workloadStat(
   namespace: string,
   name: string,
   instances: readonly { readonly target: ScrapeTarget; readonly window: InstanceWindow }[],
   view?: StatView,
+  selected?: PeerSelector,
 ): WorkloadStat {
   const direction = view?.direction ?? 'inbound';
+  const byPeer = selected !== undefined && view?.peer != null;
+  const windowMs = view?.windowMs;
   let answering = 0;
   let responses = 0;
   let successes = 0;
@@ -148,22 +182,27 @@ export function workloadStat(
   const histograms: WindowDelta['latencyBuckets'][] = [];
   for (const { target, window } of instances) {
     if (target.meshed && target.admin !== null && window.reachable) answering++;
-    const open = window.tcpOpen(direction);
+    const open = byPeer ? null : window.tcpOpen(direction);
     if (open !== null) tcp = (tcp ?? 0) + open;
-    const delta = window.delta(view?.windowMs, direction);
+    const delta = byPeer
+      ? window.peerDelta(direction, selected, windowMs)
+      : window.delta(windowMs, direction);
     if (delta === null) continue;
     seconds = Math.max(seconds ?? 0, delta.seconds);
     responses += delta.responses;
     successes += delta.successes;
     if (delta.seconds > 0) {
       rps = (rps ?? 0) + delta.responses / delta.seconds;
-      readBps = (readBps ?? 0) + delta.readBytes / delta.seconds;
-      writeBps = (writeBps ?? 0) + delta.writeBytes / delta.seconds;
+      if (!byPeer) {
+        readBps = (readBps ?? 0) + delta.readBytes / delta.seconds;
+        writeBps = (writeBps ?? 0) + delta.writeBytes / delta.seconds;
+      }
     }
     histograms.push(delta.latencyBuckets);
   }
   const latency = mergeBuckets(histograms);
   const ms = (q: number): number | null => quantileMs(q, latency);
+  const peer = byPeer ? { [direction === 'inbound' ? 'from' : 'to']: formatStatPeer(view.peer!) } : {};
   return {
     namespace,
     name,
@@ -178,6 +217,7 @@ export function workloadStat(
     window_s: seconds,
     read_bytes_per_s: readBps,
     write_bytes_per_s: writeBps,
+    ...peer,
   };
 }
 
@@ -247,9 +287,12 @@ export class MetricsCollector {
 
   /**
    * The stat lines of a namespace (every namespace when absent), sorted by namespace and name, of
-   * the inbound traffic over the collector's window unless `view` says otherwise.
+   * the inbound traffic over the collector's window unless `view` says otherwise. A view with a
+   * peer keeps to the requests from or to that workload; a ConfigError when no registered
+   * instance is that workload, or (--from) none of its instances has an identity to be told by.
    */
   stats(namespace?: string, view?: StatView): WorkloadStat[] {
+    const selected = view?.peer != null ? this.peerSelector(view.direction, view.peer) : undefined;
     const groups = new Map<string, { target: ScrapeTarget; window: InstanceWindow }[]>();
     for (const entry of this.instances.values()) {
       if (namespace !== undefined && entry.target.namespace !== namespace) continue;
@@ -259,8 +302,37 @@ export class MetricsCollector {
     return [...groups.entries()]
       .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
       .map(([, members]) =>
-        workloadStat(members[0]!.target.namespace, members[0]!.target.workload, members, view),
+        workloadStat(members[0]!.target.namespace, members[0]!.target.workload, members, view, selected),
       );
+  }
+
+  /**
+   * The peer keys of `peer`'s requests: inbound the identities its instances registered with;
+   * outbound its namespace and name, or the name of one of its instances (on one machine
+   * discovery names an endpoint by its registration).
+   */
+  private peerSelector(direction: Direction, peer: StatPeer): PeerSelector {
+    const instances = [...this.instances.values()]
+      .map((e) => e.target)
+      .filter((t) => t.namespace === peer.namespace && t.workload === peer.name);
+    const flag = direction === 'inbound' ? '--from' : '--to';
+    if (instances.length === 0) {
+      throw new ConfigError(flag, `no workload ${peer.name} in namespace ${peer.namespace}`);
+    }
+    if (direction === 'outbound') {
+      const keys = new Set(
+        [peer.name, ...instances.map((t) => t.instance)].map((n) => `${peer.namespace}/${n}`),
+      );
+      return (key) => keys.has(key);
+    }
+    const identities = new Set(instances.flatMap((t) => (t.identity ? [t.identity] : [])));
+    if (identities.size === 0) {
+      throw new ConfigError(
+        flag,
+        `workload ${peer.namespace}/${peer.name} has no identity (not meshed): its requests cannot be told from other plain-text clients'`,
+      );
+    }
+    return (key) => identities.has(key);
   }
 
   /**

@@ -19,6 +19,7 @@ import type { Pick } from '../outbound/discovery.ts';
 import { pickEndpoint, retriesElsewhere, type Discovery, type EndpointOutcome } from '../outbound/balance.ts';
 import type { EndpointSink } from '../outbound/balance.ts';
 import type { Target } from '../../core/target.ts';
+import type { Endpoint } from '../../core/endpoints.ts';
 
 /** Gets the connection an H1Connect acquired, or why there is none. */
 export type H1UpstreamCallback = (
@@ -80,6 +81,8 @@ export class H1Client implements H1ResponseSink, EndpointSink {
   /** The endpoint this exchange was sent to and when it was picked. */
   private pick: Pick | null = null;
   private pickedAt = 0;
+  /** The endpoint of the exchange's last pick, kept after the pick is reported (per-peer metrics). */
+  endpoint: Endpoint | null = null;
   /** The route whose endpoint is being picked or connected to (a late answer is released). */
   private picking: H1Route | null = null;
   /** The connect failure that sent this exchange to another endpoint (at most once). */
@@ -153,6 +156,7 @@ export class H1Client implements H1ResponseSink, EndpointSink {
       return;
     }
     this.pick = outcome;
+    this.endpoint = outcome.endpoint;
     this.pickedAt = performance.now();
     this.ctx.connect(outcome, this.req!.upgrade !== null, this, this.acquired);
   }
@@ -245,6 +249,7 @@ export class H1Client implements H1ResponseSink, EndpointSink {
     this.state = RES_NONE;
     this.connectRetried = null;
     this.picking = null;
+    this.endpoint = null;
     this.releasePick();
   }
 

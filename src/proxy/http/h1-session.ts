@@ -37,6 +37,7 @@ import { refusalReason } from '../policy/inbound-hooks.ts';
 import { H1Client, RES_DONE, RES_HEAD, RES_NONE, type H1ClientSink, type H1Route } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
 import {
@@ -105,6 +106,9 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   /** Inbound: the client-identity field as it is added to every request ('' when none). */
   private readonly identityField: string;
 
+  /** Inbound: the client's per-peer series (peer-metrics.ts), looked up once per connection. */
+  private readonly inboundPeer: PeerSeries | null;
+
   /** The exchange's span when it is traced (recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
 
@@ -121,6 +125,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.peerIdentity = peerIdentity;
     const idHeader = ctx.gate?.clientIdHeader ?? '';
     this.identityField = idHeader !== '' && peerIdentity !== null ? `${idHeader}: ${peerIdentity}\r\n` : '';
+    this.inboundPeer = ctx.direction === 'inbound' ? ctx.metrics.peers.inbound(peerIdentity) : null;
     this.up = new H1Client(ctx, this, idHeader);
     // Every entry from the event loop catches what the session throws (fault.ts): a bug costs
     // this connection, never the process. (A try costs nothing measurable on V8's fast path.)
@@ -634,6 +639,11 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.rule.reset();
     this.bytesIn = 0;
     this.bytesOut = 0;
+  }
+
+  /** The workload at the other end (DescribedExchange): the client, or the endpoint picked outbound. */
+  get peerSeries(): PeerSeries {
+    return this.inboundPeer ?? this.ctx.metrics.peers.outbound(this.up.endpoint);
   }
 
   private record(status: number, failed: boolean, error?: ProxyErrorReason): void {

@@ -13,6 +13,7 @@ import {
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 
 export interface OutcomeSink extends ExchangeRecords {
   direction: Direction;
@@ -34,6 +35,8 @@ export class ExchangeOutcome implements DescribedExchange {
   routeSeries: RouteSeries | null = null;
   /** The exchange's span when it is traced (recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
+  /** The workload at the other end: the client inbound, the picked endpoint outbound. */
+  peerSeries: PeerSeries | null = null;
 
   /** Notes a grpc-status header if `headers` carry one. */
   noteGrpcStatus(headers: IncomingHttpHeaders | undefined): void {

@@ -44,6 +44,7 @@ import { keepRepeatedLines, withModifiedHeaders } from './h2-headers.ts';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { SpanPeer, Tracer } from '../telemetry/trace-tracer.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -56,7 +57,7 @@ const {
 /** What an exchange needs from the proxy and from the downstream connection it arrived on. */
 export interface ExchangeContext {
   direction: Direction;
-  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried'>;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried' | 'peers'>;
   log: Logger;
   accessLog: AccessLog | null;
   pool: H2UpstreamPool;
@@ -76,6 +77,8 @@ export interface ExchangeContext {
   tracer?: Tracer | null;
   /** Inbound: the client's address and verified identity, for its spans. */
   tracePeer?: SpanPeer;
+  /** Inbound: the client's per-peer series (telemetry/peer-metrics.ts), once per connection. */
+  inboundPeer?: PeerSeries | null;
 }
 
 export class H2Exchange implements EndpointSink {
@@ -143,6 +146,8 @@ export class H2Exchange implements EndpointSink {
   start(): void {
     const { ctx, downstream } = this;
     ctx.metrics.requestStarted(ctx.direction, 'h2');
+    this.outcome.peerSeries =
+      ctx.direction === 'inbound' ? (ctx.inboundPeer ?? null) : ctx.metrics.peers.outbound(null);
     downstream.on('error', (err: Error) =>
       ctx.log.debug('downstream h2 stream error', { err, peer: ctx.peer }),
     );
@@ -413,6 +418,7 @@ export class H2Exchange implements EndpointSink {
       return;
     }
     this.endpointPick = outcome;
+    if (ctx.direction === 'outbound') this.outcome.peerSeries = ctx.metrics.peers.outbound(outcome.endpoint);
     const endStream =
       downstream.endAfterHeaders ||
       (this.resending && this.retryBodyBytes === 0 && this.requestTrailers === undefined);

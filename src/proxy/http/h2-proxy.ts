@@ -40,7 +40,7 @@ export type { Discovery as H2Discovery } from '../outbound/balance.ts';
 
 export interface H2ProxyOptions {
   direction: Direction;
-  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried'>;
+  metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'retried' | 'peers'>;
   log: Logger;
   accessLog: AccessLog | null;
   /** Distributed tracing (null or absent: off). */
@@ -194,6 +194,8 @@ export class H2Proxy {
   private onSession(session: http2.ServerHttp2Session): void {
     const { opts } = this;
     const conn = this.accepting ?? { connTarget: null, peer: '', identity: null, ip: '' };
+    // The client's per-peer series, once per connection (outbound: per stream, by its endpoint).
+    const inboundPeer = opts.direction === 'inbound' ? opts.metrics.peers.inbound(conn.identity) : null;
     const ctx: ExchangeContext = {
       direction: opts.direction,
       metrics: opts.metrics,
@@ -210,6 +212,7 @@ export class H2Proxy {
       mesh: opts.mesh === true,
       tracer: opts.tracer ?? null,
       tracePeer: { address: conn.ip, identity: conn.identity },
+      inboundPeer,
     };
     const hook = opts.streamHook;
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
@@ -253,6 +256,7 @@ export class H2Proxy {
             opts,
             opts.direction,
             conn.peer,
+            inboundPeer ?? opts.metrics.peers.outbound(null),
           );
           return;
         }

@@ -7,11 +7,12 @@ import type { ProxyErrorReason } from '../errors.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import { isGrpc, proxyErrorResponse } from './h2-headers.ts';
 
 /** Where a refused stream is counted and logged, like any exchange (telemetry/exchange-record.ts). */
 export interface RefusalRecords {
-  readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
+  readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'peers'>;
   readonly accessLog: AccessLog | null;
 }
 
@@ -34,6 +35,7 @@ export function refuseStream(
   records: RefusalRecords,
   direction: Direction,
   peer: string,
+  peerSeries: PeerSeries | null = null,
 ): void {
   const startedAt = performance.now();
   const startedWallMs = Date.now();
@@ -56,6 +58,7 @@ export function refuseStream(
   const status = Number(response.headers[':status']);
   const durationMs = performance.now() - startedAt;
   recordExchange(records, direction, 'h2', status, durationMs, true, {
+    peerSeries,
     accessLogEntry: (): AccessLogEntry => ({
       ts: startedWallMs,
       direction,

@@ -29,6 +29,7 @@ import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import { reportFault } from '../fault.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { Target } from '../../core/target.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
@@ -47,7 +48,7 @@ export interface BridgeContext {
   readonly limits: H1Limits;
   readonly metrics: Pick<
     ProxyMetrics,
-    'requestStarted' | 'responseFinished' | 'proxyError' | 'h2LimitExceeded'
+    'requestStarted' | 'responseFinished' | 'proxyError' | 'h2LimitExceeded' | 'peers'
   >;
   readonly log: Logger;
   /** Where finished exchanges are logged (null: no access log). */
@@ -96,6 +97,8 @@ export class H2ToH1Exchange implements H1ResponseSink, H2StreamHandler, Describe
   private discarded = 0;
   /** The exchange's span when it is traced (set before start; recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
+  /** The client's per-peer series (telemetry/peer-metrics.ts; set before start). */
+  peerSeries: PeerSeries | null = null;
 
   constructor(
     ctx: BridgeContext,

@@ -39,6 +39,7 @@ export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords
           records,
           'inbound',
           conn.identity ?? conn.ip,
+          records.metrics.peers.inbound(conn.identity),
         );
         return true;
       }

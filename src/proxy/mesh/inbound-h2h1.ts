@@ -24,6 +24,7 @@ import type { InboundPolicy } from './inbound-policy.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
+import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 
 export class MeshH2H1Inbound {
   private readonly policy: InboundPolicy;
@@ -41,10 +42,11 @@ export class MeshH2H1Inbound {
   /** Serves a connection whose handshake completed (ALPN trellis-h2h1/1) from `identity`. */
   accept(socket: tls.TLSSocket, target: Target | null, identity: string): void {
     const ip = socket.remoteAddress ?? '';
+    const peer = this.bridge.metrics.peers.inbound(identity); // once per connection
     const conn = new H2Connection(socket, {
       role: 'server',
       peer: identity,
-      onStream: (stream, fields, end) => this.onStream(stream, fields, end, target, identity, ip),
+      onStream: (stream, fields, end) => this.onStream(stream, fields, end, target, identity, ip, peer),
       onLimit: (limit, message) => this.limitReport.hit(limit, message, identity),
       onClose: () => this.conns.delete(conn),
     });
@@ -60,6 +62,7 @@ export class MeshH2H1Inbound {
     target: Target | null,
     identity: string,
     ip: string,
+    peer: PeerSeries,
   ): void {
     const tooLarge = requestHeadLimitStatus(fields, this.bridge.limits);
     if (tooLarge !== 0) {
@@ -68,6 +71,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        peer,
         'request-header-too-large',
         what,
         'request-header-too-large',
@@ -86,6 +90,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        peer,
         'unknown-destination',
         'no app for this connection',
         'unknown-destination',
@@ -100,10 +105,11 @@ export class MeshH2H1Inbound {
       fieldValue(fields, ':path') ?? '',
     );
     if (denied !== null) {
-      this.refuse(stream, fields, identity, refusalReason(denied), denied, denied);
+      this.refuse(stream, fields, identity, peer, refusalReason(denied), denied, denied);
       return;
     }
     const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
+    exchange.peerSeries = peer;
     // Tracing: the request's context fields carry this hop's span to the app.
     const tracer = this.bridge.tracer;
     if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', { address: ip, identity });
@@ -115,6 +121,7 @@ export class MeshH2H1Inbound {
     stream: H2Stream,
     fields: readonly string[],
     peer: string,
+    peerSeries: PeerSeries,
     reason: ProxyErrorReason,
     message: string,
     headerValue: string,
@@ -130,6 +137,7 @@ export class MeshH2H1Inbound {
     const answered = Number(response.headers[':status']);
     const durationMs = performance.now() - startedAt;
     recordExchange(this.bridge, 'inbound', 'http1', answered, durationMs, true, {
+      peerSeries,
       accessLogEntry: (): AccessLogEntry => ({
         ts: startedWallMs,
         direction: 'inbound',

@@ -6,6 +6,7 @@
 // forwarding hook gave a span, trace-tracer.ts) also ends its span here, for every protocol.
 import type { AccessLog, AccessLogEntry } from './access-log.ts';
 import type { Direction, HttpProtocol, ProxyMetrics } from './metrics.ts';
+import type { PeerSeries } from './peer-metrics.ts';
 import type { TraceSpan } from './trace-span.ts';
 import type { Tracer } from './trace-tracer.ts';
 
@@ -24,6 +25,8 @@ export interface DescribedExchange {
   readonly traceSpan?: TraceSpan | null;
   /** gRPC exchanges: the grpc-status the response ended with (a span attribute). */
   readonly grpcStatus?: string | undefined;
+  /** The series of the workload at the other end (peer-metrics.ts); null or absent: not counted by peer. */
+  readonly peerSeries?: PeerSeries | null;
 }
 
 /**
@@ -40,6 +43,7 @@ export function recordExchange(
   exchange: DescribedExchange,
 ): void {
   to.metrics.responseFinished(direction, protocol, status, latencyMs, failed);
+  exchange.peerSeries?.record(status, latencyMs, failed);
   if (to.accessLog !== null) to.accessLog.record(exchange.accessLogEntry());
   const span = exchange.traceSpan;
   if (span != null && to.tracer != null) to.tracer.finish(span, status, failed, exchange);

@@ -7,9 +7,10 @@
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
 import { RouteMetrics } from './route-metrics.ts';
+import { PeerMetrics } from './peer-metrics.ts';
 import { rateLimitEvictions } from '../policy/rate-limit.ts';
 import { PROXY_ERROR_REASONS, type ProxyErrorReason } from '../errors.ts';
-import { logLinesSuppressed } from '../../core/log.ts';
+import { logLinesSuppressed, type Logger } from '../../core/log.ts';
 import { targetKey, type Target } from '../../core/target.ts';
 import { H2_LIMITS, type H2Limit } from '../h2/limits.ts';
 import { BREAKER_EVENTS, type BreakerCounters } from '../balance/backend-guard.ts';
@@ -129,6 +130,8 @@ export class ProxyMetrics {
   private readonly retries: Counter[] = [];
   /** Per route and backend (outbound/routes.ts makes one series per compiled backend). */
   readonly routes: RouteMetrics;
+  /** Per client identity (inbound) and destination workload (outbound): `trellis stat --from/--to`. */
+  readonly peers: PeerMetrics;
   private readonly breakerEvents: CounterFamily;
   /** Each backend's counters, by backend (bounded by MAX_DYNAMIC_SERIES, then "other"). */
   private readonly breakerBy = new Map<string, BreakerCounters>();
@@ -144,7 +147,8 @@ export class ProxyMetrics {
   private readonly traceExported: Counter;
   private readonly traceDropped: Counter[];
 
-  constructor(opts: { now?: () => number } = {}) {
+  /** `log`: where a bound reached is said (rate-limited; the per-peer families', peer-metrics.ts). */
+  constructor(opts: { now?: () => number; log?: Logger } = {}) {
     const now = opts.now ?? Date.now;
     const r = this.registry;
 
@@ -277,6 +281,7 @@ export class ProxyMetrics {
       this.retries.push(retries.labels(dir, 'retried'), retries.labels(dir, 'budget_exhausted'));
     }
     this.routes = new RouteMetrics(r, LATENCY_BUCKETS_SECONDS);
+    this.peers = new PeerMetrics(r, LATENCY_BUCKETS_SECONDS, opts.log);
 
     this.breakerEvents = r.counter(
       'trellis_breaker_events_total',
