@@ -54,12 +54,16 @@ export class TraceSpan {
 /** One attribute: a string or an integer value. */
 export type SpanAttribute = readonly [key: string, value: string | number];
 
+/** Attributes as one flat list, key then value: [key, value, key, value, ...] (no pair arrays). */
+export type SpanAttributes = readonly (string | number)[];
+
 /** A span whose exchange is over: what is exported. */
 export interface FinishedSpan {
   readonly span: TraceSpan;
   readonly name: string;
   readonly endMs: number;
-  readonly attributes: readonly SpanAttribute[];
+  /** Keys at even indices (strings), their values after them. */
+  readonly attributes: SpanAttributes;
   /** OTLP status: true = ERROR (with `statusMessage`), false = UNSET. */
   readonly error: boolean;
   readonly statusMessage: string;
@@ -71,6 +75,8 @@ export function wallNowMs(): number {
 }
 
 const POOL_BYTES = 2048;
+const ZERO_16 = '0'.repeat(16);
+const ZERO_32 = '0'.repeat(32);
 const pool = Buffer.alloc(POOL_BYTES);
 let poolAt = POOL_BYTES;
 
@@ -83,6 +89,6 @@ export function randomHexId(bytes: 8 | 16): string {
     }
     const id = pool.toString('hex', poolAt, poolAt + bytes);
     poolAt += bytes;
-    if (!/^0+$/.test(id)) return id;
+    if (id !== (bytes === 8 ? ZERO_16 : ZERO_32)) return id;
   }
 }

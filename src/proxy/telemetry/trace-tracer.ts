@@ -7,7 +7,7 @@
 import type { DescribedExchange } from './exchange-record.ts';
 import type { Direction } from './metrics.ts';
 import { joinTrace, joinTraceObject, type HeaderObject } from './trace-propagation.ts';
-import { wallNowMs, type FinishedSpan, type SpanAttribute, type TraceSpan } from './trace-span.ts';
+import { wallNowMs, type FinishedSpan, type TraceSpan } from './trace-span.ts';
 import type { SpanSink } from './trace-export.ts';
 import type { Target } from '../../core/target.ts';
 
@@ -75,11 +75,35 @@ export class Tracer {
   }
 }
 
+/** The port of an authority ("host", "host:port", "[v6]:port"): 80 when none is given, -1 when it is not one. */
+function authorityPort(authority: string, colon: number): number {
+  if (colon === -1) return 80;
+  const n = authority.length - colon - 1;
+  if (n === 0 || n > 5) return -1;
+  let port = 0;
+  for (let i = colon + 1; i < authority.length; i++) {
+    const d = authority.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    port = port * 10 + d;
+  }
+  return port;
+}
+
 /** host and port of an authority ("host", "host:port", "[v6]:port"); port 80 when none is given. */
 export function splitAuthority(authority: string): { host: string; port: number } {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(\d{1,5}))?$/.exec(authority);
-  if (m === null) return { host: authority, port: 80 };
-  return { host: m[1]!, port: m[2] !== undefined ? Number(m[2]) : 80 };
+  const colon = authorityColon(authority);
+  const port = authorityPort(authority, colon);
+  if (port === -1) return { host: authority, port: 80 };
+  return { host: colon === -1 ? authority : authority.slice(0, colon), port };
+}
+
+/** Where the port of an authority starts (its ':'), -1 when it has none after the host. */
+function authorityColon(authority: string): number {
+  const colon = authority.lastIndexOf(':');
+  if (colon === -1) return -1;
+  // The host before it is "[...]" (an IPv6 literal) or has no ':' of its own.
+  if (authority.charCodeAt(0) === 0x5b && authority.indexOf(']') === colon - 1) return colon;
+  return authority.indexOf(':') === colon ? colon : -1;
 }
 
 function finishedSpan(
@@ -90,31 +114,37 @@ function finishedSpan(
 ): FinishedSpan {
   const e = exchange.accessLogEntry();
   const q = e.path.indexOf('?');
-  const attrs: SpanAttribute[] = [
-    ['http.request.method', e.method],
-    ['url.path', q === -1 ? e.path : e.path.slice(0, q)],
-    ['url.scheme', 'http'],
+  const attrs: (string | number)[] = [
+    'http.request.method',
+    e.method,
+    'url.path',
+    q === -1 ? e.path : e.path.slice(0, q),
+    'url.scheme',
+    'http',
   ];
-  if (status > 0) attrs.push(['http.response.status_code', status]);
+  if (status > 0) attrs.push('http.response.status_code', status);
   const server = span.server;
-  if (server !== null) attrs.push(['server.address', server.host], ['server.port', server.port]);
+  if (server !== null) attrs.push('server.address', server.host, 'server.port', server.port);
   else if (e.authority !== '') {
     const { host, port } = splitAuthority(e.authority);
-    attrs.push(['server.address', host], ['server.port', port]);
+    attrs.push('server.address', host, 'server.port', port);
   }
-  if (span.peerAddress !== '') attrs.push(['network.peer.address', span.peerAddress]);
-  if (span.userAgent !== '') attrs.push(['user_agent.original', span.userAgent]);
+  if (span.peerAddress !== '') attrs.push('network.peer.address', span.peerAddress);
+  if (span.userAgent !== '') attrs.push('user_agent.original', span.userAgent);
   attrs.push(
-    ['network.protocol.name', 'http'],
-    ['trellis.direction', e.direction],
-    ['trellis.protocol', e.protocol],
+    'network.protocol.name',
+    'http',
+    'trellis.direction',
+    e.direction,
+    'trellis.protocol',
+    e.protocol,
   );
-  if (span.clientIdentity !== '') attrs.push(['trellis.client.identity', span.clientIdentity]);
-  if (span.serverIdentity !== '') attrs.push(['trellis.server.identity', span.serverIdentity]);
-  if (e.error !== undefined) attrs.push(['trellis.proxy_error', e.error]);
+  if (span.clientIdentity !== '') attrs.push('trellis.client.identity', span.clientIdentity);
+  if (span.serverIdentity !== '') attrs.push('trellis.server.identity', span.serverIdentity);
+  if (e.error !== undefined) attrs.push('trellis.proxy_error', e.error);
   const grpc = exchange.grpcStatus;
   if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
-    attrs.push(['rpc.system', 'grpc'], ['rpc.grpc.status_code', Number(grpc)]);
+    attrs.push('rpc.system', 'grpc', 'rpc.grpc.status_code', Number(grpc));
   // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
   const error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
   return {
