@@ -7,12 +7,16 @@ import type { ProxyErrorReason } from '../errors.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { HeaderObject } from '../telemetry/trace-propagation.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
 import { isGrpc, proxyErrorResponse } from './h2-headers.ts';
 
 /** Where a refused stream is counted and logged, like any exchange (telemetry/exchange-record.ts). */
 export interface RefusalRecords {
   readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError'>;
   readonly accessLog: AccessLog | null;
+  /** A sampled refused request still gets its span (null or absent: tracing is off). */
+  readonly tracer?: Tracer | null;
 }
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
@@ -37,8 +41,13 @@ export function refuseStream(
 ): void {
   const startedAt = performance.now();
   const startedWallMs = Date.now();
-  const { metrics } = records;
+  const { metrics, tracer } = records;
   const { reason } = refusal;
+  // Joined on a copy: nothing of this request is forwarded.
+  const traceSpan =
+    tracer != null
+      ? tracer.startObject({ ...headers } as HeaderObject, direction, { address: '', identity: null })
+      : null;
   metrics.requestStarted(direction, 'h2');
   metrics.proxyError(direction, reason);
   const response = proxyErrorResponse(
@@ -56,6 +65,7 @@ export function refuseStream(
   const status = Number(response.headers[':status']);
   const durationMs = performance.now() - startedAt;
   recordExchange(records, direction, 'h2', status, durationMs, true, {
+    traceSpan,
     accessLogEntry: (): AccessLogEntry => ({
       ts: startedWallMs,
       direction,

@@ -68,6 +68,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        ip,
         'request-header-too-large',
         what,
         'request-header-too-large',
@@ -86,6 +87,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        ip,
         'unknown-destination',
         'no app for this connection',
         'unknown-destination',
@@ -100,7 +102,7 @@ export class MeshH2H1Inbound {
       fieldValue(fields, ':path') ?? '',
     );
     if (denied !== null) {
-      this.refuse(stream, fields, identity, refusalReason(denied), denied, denied);
+      this.refuse(stream, fields, identity, ip, refusalReason(denied), denied, denied);
       return;
     }
     const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
@@ -115,12 +117,16 @@ export class MeshH2H1Inbound {
     stream: H2Stream,
     fields: readonly string[],
     peer: string,
+    ip: string,
     reason: ProxyErrorReason,
     message: string,
     headerValue: string,
     status?: number,
   ): void {
-    const { metrics } = this.bridge;
+    const { metrics, tracer } = this.bridge;
+    // A sampled request gets its SERVER span even so (its fields are not forwarded: a copy joins).
+    const traceSpan =
+      tracer != null ? tracer.start([...fields], 'inbound', { address: ip, identity: peer }) : null;
     const startedAt = performance.now();
     const startedWallMs = Date.now();
     metrics.requestStarted('inbound', 'http1');
@@ -130,6 +136,7 @@ export class MeshH2H1Inbound {
     const answered = Number(response.headers[':status']);
     const durationMs = performance.now() - startedAt;
     recordExchange(this.bridge, 'inbound', 'http1', answered, durationMs, true, {
+      traceSpan,
       accessLogEntry: (): AccessLogEntry => ({
         ts: startedWallMs,
         direction: 'inbound',

@@ -235,3 +235,33 @@ export function joinTraceObject(headers: HeaderObject, kind: SpanKind, ratio: nu
   }
   return span;
 }
+
+/**
+ * A retry: the context fields of a traced request (as joinTrace left them: one format's) are
+ * rewritten so that the next attempt carries `span` (nextAttemptSpan) as its parent.
+ */
+export function carryAttempt(fields: string[], span: TraceSpan): void {
+  for (let i = 0; i < fields.length; i += 2) {
+    const slot = slotOf(fields[i]!);
+    if (slot === TRACEPARENT || slot === B3 || slot === B3_SPANID)
+      fields[i + 1] = withSpanId(slot, fields[i + 1]!, span);
+  }
+}
+
+/** carryAttempt for a node:http2 header object. */
+export function carryAttemptObject(headers: HeaderObject, span: TraceSpan): void {
+  for (const slot of [TRACEPARENT, B3, B3_SPANID]) {
+    const value = headers[NAMES[slot]!];
+    if (typeof value === 'string') headers[NAMES[slot]!] = withSpanId(slot, value, span);
+  }
+}
+
+/** A context field's value (as joinTrace wrote it) carrying `span` instead. */
+function withSpanId(slot: number, value: string, span: TraceSpan): string {
+  if (slot === TRACEPARENT) return formatTraceparent(span.traceId, span.spanId);
+  if (slot === B3_SPANID) return span.spanId;
+  // b3: {TraceId}-{SpanId}-1[-{ParentSpanId}]
+  const dash = value.indexOf('-');
+  const next = value.indexOf('-', dash + 1);
+  return value.slice(0, dash + 1) + span.spanId + (next === -1 ? '' : value.slice(next));
+}

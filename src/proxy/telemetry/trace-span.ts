@@ -31,6 +31,8 @@ export class TraceSpan {
   serverIdentity = '';
   /** Outbound: the routed target, when the hook knows it. */
   server: Target | null = null;
+  /** A CLIENT span: the attempt it stands for (0 the first, 1 the first retry, ...). */
+  retryCount = 0;
 
   constructor(
     kind: SpanKind,
@@ -53,6 +55,28 @@ export class TraceSpan {
 
 /** One attribute: a string or an integer value. */
 export type SpanAttribute = readonly [key: string, value: string | number];
+
+/**
+ * The span of the next attempt of the same request (a retry): a sibling of `span` (same trace,
+ * parent and tracestate, a new id), starting now, with the retry count one more.
+ */
+export function nextAttemptSpan(span: TraceSpan): TraceSpan {
+  const next = new TraceSpan(
+    span.kind,
+    span.traceId,
+    randomHexId(8),
+    span.parentSpanId,
+    span.traceState,
+    wallNowMs(),
+    span.userAgent,
+  );
+  next.peerAddress = span.peerAddress;
+  next.clientIdentity = span.clientIdentity;
+  next.serverIdentity = span.serverIdentity;
+  next.server = span.server;
+  next.retryCount = span.retryCount + 1;
+  return next;
+}
 
 /** Attributes as one flat list, key then value: [key, value, key, value, ...] (no pair arrays). */
 export type SpanAttributes = readonly (string | number)[];

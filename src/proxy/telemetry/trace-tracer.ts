@@ -6,8 +6,14 @@
 // A proxy without a collector has no Tracer at all (null): its hooks cost one null check.
 import type { DescribedExchange } from './exchange-record.ts';
 import type { Direction } from './metrics.ts';
-import { joinTrace, joinTraceObject, type HeaderObject } from './trace-propagation.ts';
-import { wallNowMs, type FinishedSpan, type TraceSpan } from './trace-span.ts';
+import {
+  carryAttempt,
+  carryAttemptObject,
+  joinTrace,
+  joinTraceObject,
+  type HeaderObject,
+} from './trace-propagation.ts';
+import { nextAttemptSpan, wallNowMs, type FinishedSpan, type TraceSpan } from './trace-span.ts';
 import type { SpanSink } from './trace-export.ts';
 import type { Target } from '../../core/target.ts';
 
@@ -26,7 +32,7 @@ export interface SpanPeer {
   /** Inbound over mTLS: the client's verified identity. */
   readonly identity: string | null;
   /** Where the request goes, when the hook knows better than its Host (outbound: the routed target). */
-  readonly server?: Target;
+  readonly server?: Target | undefined;
 }
 
 export class Tracer {
@@ -65,9 +71,51 @@ export class Tracer {
     return span;
   }
 
-  /** Records a traced exchange that is over (`status` 0: no response was sent). */
-  finish(span: TraceSpan, status: number, failed: boolean, exchange: DescribedExchange): void {
-    this.opts.sink.add(finishedSpan(span, status, failed, exchange));
+  /**
+   * Records a traced exchange that is over (`status` 0: no response was sent); `reason`: the
+   * trellis-proxy-error reason when the exchange's own description does not give it (an attempt).
+   */
+  finish(
+    span: TraceSpan,
+    status: number,
+    failed: boolean,
+    exchange: DescribedExchange,
+    reason?: string,
+  ): void {
+    this.opts.sink.add(finishedSpan(span, status, failed, exchange, reason));
+  }
+
+  /**
+   * A retry of a traced request: the failed attempt's CLIENT span ends (`status` its answer, 0
+   * none; `reason` why it failed when the proxy decided), and the next attempt gets its own span,
+   * a sibling with the retry count one more, which the request's context fields (`fields`, as
+   * start() left them) carry from now on. Returns the new span.
+   */
+  retry(
+    span: TraceSpan,
+    fields: string[],
+    status: number,
+    exchange: DescribedExchange,
+    reason?: string,
+  ): TraceSpan {
+    this.finish(span, status, true, exchange, reason);
+    const next = nextAttemptSpan(span);
+    carryAttempt(fields, next);
+    return next;
+  }
+
+  /** retry() for a node:http2 header object (the HTTP/2 paths). */
+  retryObject(
+    span: TraceSpan,
+    headers: HeaderObject,
+    status: number,
+    exchange: DescribedExchange,
+    reason?: string,
+  ): TraceSpan {
+    this.finish(span, status, true, exchange, reason);
+    const next = nextAttemptSpan(span);
+    carryAttemptObject(headers, next);
+    return next;
   }
 
   close(): Promise<void> {
@@ -111,8 +159,10 @@ function finishedSpan(
   status: number,
   failed: boolean,
   exchange: DescribedExchange,
+  reason: string | undefined,
 ): FinishedSpan {
   const e = exchange.accessLogEntry();
+  const proxyError = reason ?? e.error;
   const q = e.path.indexOf('?');
   const attrs: (string | number)[] = [
     'http.request.method',
@@ -141,7 +191,12 @@ function finishedSpan(
   );
   if (span.clientIdentity !== '') attrs.push('trellis.client.identity', span.clientIdentity);
   if (span.serverIdentity !== '') attrs.push('trellis.server.identity', span.serverIdentity);
-  if (e.error !== undefined) attrs.push('trellis.proxy_error', e.error);
+  if (span.kind === 'client') {
+    attrs.push('trellis.retry_count', span.retryCount);
+    // OpenTelemetry's own attribute, recorded from the first resend on.
+    if (span.retryCount > 0) attrs.push('http.request.resend_count', span.retryCount);
+  }
+  if (proxyError !== undefined) attrs.push('trellis.proxy_error', proxyError);
   const grpc = exchange.grpcStatus;
   if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
     attrs.push('rpc.system', 'grpc', 'rpc.grpc.status_code', Number(grpc));
@@ -153,6 +208,6 @@ function finishedSpan(
     endMs: wallNowMs(),
     attributes: attrs,
     error,
-    statusMessage: e.error ?? '',
+    statusMessage: proxyError ?? '',
   };
 }
