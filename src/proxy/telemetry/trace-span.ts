@@ -1,7 +1,6 @@
 // One span of a traced exchange: made when a sampled request starts (trace-propagation.ts), and
 // turned into a finished span with its attributes when the exchange is recorded
-// (trace-tracer.ts). Ids are random, drawn from a pool filled by the CSPRNG (one syscall per 256
-// ids rather than one per id).
+// (trace-tracer.ts). Ids are random, cut from a pool the CSPRNG fills (randomHexId).
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../../core/target.ts';
@@ -98,21 +97,27 @@ export function wallNowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-const POOL_BYTES = 2048;
+// Ids are cut from a pool of random bytes held as hex: one CSPRNG call and one hex conversion per
+// 4096 bytes (170 requests' trace and span ids), and each id a slice of that string (V8 keeps a
+// slice as a view of its parent rather than a copy).
+const POOL_BYTES = 4096;
+const pool = Buffer.alloc(POOL_BYTES);
+let poolHex = '';
+let poolAt = POOL_BYTES * 2;
 const ZERO_16 = '0'.repeat(16);
 const ZERO_32 = '0'.repeat(32);
-const pool = Buffer.alloc(POOL_BYTES);
-let poolAt = POOL_BYTES;
 
 /** `bytes` random bytes as lower-case hex, never all zero (W3C forbids zero ids). */
 export function randomHexId(bytes: 8 | 16): string {
+  const digits = bytes * 2;
   for (;;) {
-    if (poolAt + bytes > POOL_BYTES) {
+    if (poolAt + digits > POOL_BYTES * 2) {
       randomFillSync(pool);
+      poolHex = pool.toString('hex');
       poolAt = 0;
     }
-    const id = pool.toString('hex', poolAt, poolAt + bytes);
-    poolAt += bytes;
+    const id = poolHex.slice(poolAt, poolAt + digits);
+    poolAt += digits;
     if (id !== (bytes === 8 ? ZERO_16 : ZERO_32)) return id;
   }
 }
