@@ -439,7 +439,7 @@ export class H2Exchange implements EndpointSink {
     );
   }
 
-  /** Tracing, once per exchange (not per attempt): the forwarded headers carry the span. */
+  /** Tracing, once per exchange (a retry gives its attempt a span of its own: retryAttempt). */
   private startSpan(tracer: Tracer, target: Target | undefined, identity: string | null): void {
     this.traced = true;
     const inbound = this.ctx.direction === 'inbound';
