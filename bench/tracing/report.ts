@@ -103,12 +103,19 @@ export function tracingMarkdown(r: TracingReport): string {
     );
   }
   const x = r.ratios;
+  // At the same open-loop rate both pairs do the same work per wake-up, so this ratio is the
+  // tracing's own CPU, without the saturated rounds' feedback (a slower pair batches less per
+  // event-loop turn and so spends more per request on system calls and wake-ups).
+  const atRate = (name: string) =>
+    r.rows.find((row) => row.name === name && !row.error)?.cpuSecondsPer1000RequestsAtFixedRate;
+  const cpuAtRate = (atRate(TRACED) ?? NaN) / (atRate(UNTRACED) ?? NaN);
   lines.push(
     '',
     `Traced / untraced: req/s ${num(x.rps, 3)}x (median rounds ${num(x.rpsMedian, 3)}x), ` +
       `p50 ${num(x.p50, 3)}x, p99 ${num(x.p99, 3)}x (${num(x.addedP99Ms, 3)} ms added at p99), ` +
       `CPU per request ${num(x.cpuPer1000, 3)}x (the proxies' own CPU time: less disturbed by a busy ` +
-      `machine than req/s, which is the judged number).`,
+      `machine than req/s, which is the judged number); CPU per request at the latency rounds' ` +
+      `fixed rate ${num(cpuAtRate, 3)}x.`,
     '',
     '## Target (trellis, issue 11)',
     '',
