@@ -1,11 +1,14 @@
 // Spans of the requests that are not one plain forward, through real proxies with mTLS: a route
 // that retries gives each attempt its own CLIENT span (siblings under the caller's span, retry
-// counts 0, 1, ..., each the parent of the SERVER span its attempt reached); a sampled request the
-// proxy refuses (denied by policy, over a rate limit) still gets its SERVER span, which ends with
-// the refusal's status and the trellis-proxy-error reason.
+// counts 0, 1, ..., each the parent of the SERVER span its attempt reached), HTTP/1 and gRPC; a
+// sampled request the
+// proxy refuses (denied by policy, over a rate limit) still gets its SERVER span, which ends
+// with the refusal's status and the trellis-proxy-error reason.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import http2 from 'node:http2';
+import { writeServiceFile } from '../../src/control/discovery/local-state.ts';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import type { Decision, InboundAuthorizer } from '../../src/proxy/policy/types.ts';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
@@ -211,3 +214,108 @@ test(
     assert.equal(app.hits.size, 0, 'nothing refused reached the app');
   },
 );
+
+/** A gRPC app whose first call of each path answers trailers-only UNAVAILABLE, the next OK. */
+async function startGrpcApp() {
+  const hits = new Map<string, number>();
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    const path = String(headers[':path']);
+    const n = (hits.get(path) ?? 0) + 1;
+    hits.set(path, n);
+    stream.resume();
+    stream.on('end', () => {
+      if (n === 1) {
+        stream.respond(
+          { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14' },
+          { endStream: true },
+        );
+        return;
+      }
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as { port: number }).port, hits, close: () => server.close() };
+}
+
+/** One unary gRPC call; resolves with its grpc-status. */
+function grpcCall(port: number, path: string, headers: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      ...headers,
+    });
+    let status = '';
+    req.on('response', (h) => (status = String(h['grpc-status'] ?? status)));
+    req.on('trailers', (h) => (status = String(h['grpc-status'] ?? status)));
+    req.on('error', reject);
+    req.resume();
+    req.on('close', () => {
+      session.close();
+      resolve(status);
+    });
+    req.end(Buffer.from([0, 0, 0, 0, 0]));
+  });
+}
+
+test('a retried gRPC call: one CLIENT span per attempt, over HTTP/2', { timeout: 120_000 }, async (t) => {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startGrpcApp();
+  t.after(() => app.close());
+  const tracing = { tracing: { collector: receiver.url, sampleRatio: 0, batchDelayMs: 20 } };
+  const server = await world.proxy({
+    identity: await identityFor(world, 'grpc'),
+    app: app.port,
+    config: tracing,
+  });
+  await world.register('grpc', 'grpc-1', portOf(server, 'inbound'), idOf('grpc'));
+  await writeServiceFile(world.root, 'default', 'grpc', {
+    ports: [{ port: 8080, targetPort: 'http' }],
+    annotations: { 'retry.trellis.io/grpc': 'unavailable' },
+  });
+  await world.rescanRoutes();
+  const client = await world.proxy({
+    identity: await identityFor(world, 'caller'),
+    config: {
+      ...tracing,
+      destinations: [{ listen: '127.0.0.1:0', target: 'grpc.default:8080', protocol: 'h2' }],
+    },
+  });
+  const bound = portOf(client, 'destination-0');
+  // The annotation is in force once a first failure is retried.
+  const deadline = Date.now() + 20_000;
+  let i = 0;
+  while ((await grpcCall(bound, `/t.Echo/Warm${i++}`)) !== '0' && Date.now() < deadline)
+    await new Promise((done) => setTimeout(done, 200));
+
+  assert.equal(await grpcCall(bound, '/t.Echo/Traced', SAMPLED), '0');
+  assert.equal(app.hits.get('/t.Echo/Traced'), 2);
+  const spans = await receiver.waitFor((s) => ofPath(s, '/t.Echo/Traced', 'SPAN_KIND_CLIENT').length >= 2);
+  await new Promise((done) => setTimeout(done, 200)); // nothing more comes
+  const clients = ofPath(receiver.spans, '/t.Echo/Traced', 'SPAN_KIND_CLIENT');
+  assert.equal(clients.length, 2, 'one CLIENT span per attempt');
+  assert.deepEqual(clients.map((c) => c.attributes['trellis.retry_count']).sort(), [0, 1]);
+  for (const c of clients) {
+    assert.equal(c.traceId, T);
+    assert.equal(c.parentSpanId, P);
+    assert.equal(c.attributes['url.path'], '/t.Echo/Traced');
+  }
+  assert.notEqual(clients[0]!.spanId, clients[1]!.spanId);
+  const servers = ofPath(spans.length > 0 ? receiver.spans : spans, '/t.Echo/Traced', 'SPAN_KIND_SERVER');
+  assert.deepEqual(
+    servers.map((s) => s.parentSpanId).sort(),
+    clients.map((c) => c.spanId).sort(),
+    'each attempt reached the server carrying its own span',
+  );
+});
