@@ -3,6 +3,13 @@
 // proxies trace every request (`--trace-sample-ratio 1`) and export over OTLP/HTTP (or OTLP/gRPC
 // with --grpc) to a collector in this process (bench/tracing/receiver.ts). Tracing is checked in
 // force (trellis_trace_spans_exported_total grows on both proxies) before anything is measured.
+// The collector: a sink that reads each export, counts its spans without decoding them and
+// answers at once, in this process, pinned with the load generators to the CPU the proxies do
+// not run on. Chosen so that the pair is charged for producing and exporting every span and for
+// nothing a collector does with them (a real one runs elsewhere); the embedded control plane,
+// which decodes and keeps spans, would put that work on the machine being measured. The report
+// holds the spans the collector counted against those the proxies exported, and warns on any
+// difference or drop.
 // Throughput (wrk) and fixed-rate latency in the interleaved rounds of the two-hop table
 // (bench/harness.ts); the ratio traced / untraced is held to "lose at most 15%", with the CPU per
 // request beside it and the spans exported and dropped over the run.
@@ -120,6 +127,7 @@ async function measurePairs(
       ...(await exportCounts(traced.target as Pair)),
       requests: receiver.requests,
       bytes: receiver.bytes,
+      spans: receiver.spans,
     };
     await throughputPhase(o, tools, running);
     await latencyPhase(o, tools, running);
@@ -131,6 +139,7 @@ async function measurePairs(
       traced.row.spansDroppedExportFailed = after.exportFailed - before.exportFailed;
       traced.row.exportRequests = receiver.requests - before.requests;
       traced.row.exportBytes = receiver.bytes - before.bytes;
+      traced.row.spansReceived = receiver.spans - before.spans;
     }
   } finally {
     for (const pair of started) await pair.close();

@@ -82,7 +82,9 @@ export class Writer {
 
   int64(field: number, v: Int64Input, name: string): void {
     this.tag(field, VARINT);
-    this.varint64(toBigInt(v, name));
+    // The common small non-negative number without a BigInt.
+    if (typeof v === 'number' && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) this.varint32(v);
+    else this.varint64(toBigInt(v, name));
   }
 
   uint64(field: number, v: Int64Input, name: string): void {
@@ -113,6 +115,15 @@ export class Writer {
     this.pos += 8;
   }
 
+  /** A fixed64 given as its low and high 32 bits (no BigInt: timestamps in hot paths). */
+  fixed64Parts(field: number, low: number, high: number): void {
+    this.tag(field, FIXED64);
+    this.#ensure(8);
+    this.buf.writeUInt32LE(low >>> 0, this.pos);
+    this.buf.writeUInt32LE(high >>> 0, this.pos + 4);
+    this.pos += 8;
+  }
+
   sfixed64(field: number, v: Int64Input, name: string): void {
     this.fixed64(field, v, name);
   }
@@ -138,9 +149,44 @@ export class Writer {
     this.pos += bytes.length;
   }
 
+  /**
+   * A string as UTF-8 (lone surrogates as U+FFFD, as Buffer.from writes them), written in place:
+   * ASCII up to 127 characters by a loop, the rest by Buffer#write after its byte length.
+   */
   string(field: number, v: string): void {
     this.tag(field, LENGTH_DELIMITED);
-    this.#raw(Buffer.from(v, 'utf8'));
+    const n = v.length;
+    if (n < 0x80) {
+      this.#ensure(n + 1);
+      const buf = this.buf;
+      const at = this.pos;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = v.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[at + 1 + i] = c;
+      }
+      if (i === n) {
+        buf[at] = n;
+        this.pos = at + 1 + n;
+        return;
+      }
+    }
+    const len = Buffer.byteLength(v, 'utf8');
+    this.varint32(len);
+    this.#ensure(len);
+    this.pos += this.buf.write(v, this.pos, len, 'utf8');
+  }
+
+  /** Bytes given as an even number of hex digits (trace and span ids), decoded in place. */
+  hexBytes(field: number, hex: string): void {
+    this.tag(field, LENGTH_DELIMITED);
+    const len = hex.length >>> 1;
+    this.varint32(len);
+    this.#ensure(len);
+    const written = this.buf.write(hex, this.pos, len, 'hex');
+    if (written !== len) throw new Error(`${field}: "${hex}" is not hex`);
+    this.pos += len;
   }
 
   /** Bytes as proto-loader accepts them: a Buffer/Uint8Array, or a base64 string. */
@@ -154,10 +200,22 @@ export class Writer {
    * for it (enough below 128 bytes) and the body moved along when the prefix needs more.
    */
   message<T>(field: number, value: T, write: (w: Writer, value: T) => void): void {
+    const at = this.begin(field);
+    write(this, value);
+    this.end(at);
+  }
+
+  /**
+   * The two halves of message() for a writer that has more than one value to write (no closure):
+   * begin() writes the tag and keeps a byte for the length, end() with its result patches it in.
+   */
+  begin(field: number): number {
     this.tag(field, LENGTH_DELIMITED);
     this.#ensure(1);
-    const at = this.pos++;
-    write(this, value);
+    return this.pos++;
+  }
+
+  end(at: number): void {
     const len = this.pos - at - 1;
     if (len < 0x80) {
       this.buf[at] = len;

@@ -17,6 +17,7 @@ import {
   parseTracestate,
 } from '../../src/proxy/telemetry/trace-context.ts';
 import { joinTrace, joinTraceObject } from '../../src/proxy/telemetry/trace-propagation.ts';
+import { randomHexId } from '../../src/proxy/telemetry/trace-span.ts';
 
 const hexChar = fc.constantFrom(...'0123456789abcdef');
 const hex = (n: number) => fc.string({ unit: hexChar, minLength: n, maxLength: n });
@@ -266,4 +267,17 @@ test('joinTrace: a ratio starts that share of new traces', () => {
       150,
     true,
   );
+});
+
+test('randomHexId: lower-case hex of the asked length, never zero, no repeats across pool refills', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 2000; i++) {
+    const trace = randomHexId(16);
+    const span = randomHexId(8);
+    assert.match(trace, /^[0-9a-f]{32}$/);
+    assert.match(span, /^[0-9a-f]{16}$/);
+    assert.ok(!/^0+$/.test(trace) && !/^0+$/.test(span));
+    seen.add(trace).add(span);
+  }
+  assert.equal(seen.size, 4000);
 });

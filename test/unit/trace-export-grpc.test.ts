@@ -51,7 +51,7 @@ function finished(i: number): FinishedSpan {
     span,
     name: 'GET',
     endMs: 1_765_000_000_005,
-    attributes: [['url.path', `/${i}`]],
+    attributes: ['url.path', `/${i}`],
     error: false,
     statusMessage: '',
   };

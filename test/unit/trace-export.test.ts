@@ -48,10 +48,7 @@ function finished(i: number, parent: string | null = '00f067aa0ba902b7'): Finish
     span,
     name: 'GET',
     endMs: 1_765_000_000_130.5,
-    attributes: [
-      ['http.request.method', 'GET'],
-      ['http.response.status_code', 200],
-    ],
+    attributes: ['http.request.method', 'GET', 'http.response.status_code', 200],
     error: i % 3 === 0,
     statusMessage: i % 3 === 0 ? 'upstream-timeout' : '',
   };
@@ -106,24 +103,71 @@ test('the request decodes as the official ExportTraceServiceRequest, field for f
   assert.equal(a!.scope, 'trellis-proxy');
 });
 
+/** Any UTF-16 string: ASCII, other code points, surrogate pairs and lone surrogates. */
+const anyText = (maxLength: number) =>
+  fc.string({
+    unit: fc.oneof(
+      fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 1 }),
+      fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)),
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 1 }),
+    ),
+    maxLength,
+  });
+/** What a UTF-8 decoder reads back: lone surrogates become U+FFFD. */
+const asDecoded = (s: string) => Buffer.from(s, 'utf8').toString('utf8');
+const hexId = (bytes: number) =>
+  fc
+    .uint8Array({ minLength: bytes, maxLength: bytes })
+    .map((b) => Buffer.from(b).toString('hex'))
+    .filter((h) => !/^0+$/.test(h));
+
 test('any span and attribute values round-trip through the decoder', () => {
   fc.assert(
     fc.property(
       fc.array(
-        fc.tuple(fc.string({ maxLength: 300 }), fc.oneof(fc.string({ maxLength: 300 }), fc.integer())),
+        fc.tuple(
+          anyText(300),
+          fc.oneof(anyText(300), fc.integer(), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+        ),
         { maxLength: 12 },
       ),
-      fc.string({ maxLength: 200 }),
-      (attrs, name) => {
-        const f = { ...finished(1), name, attributes: attrs };
+      anyText(200),
+      fc.record({
+        traceId: hexId(16),
+        spanId: hexId(8),
+        parent: fc.option(hexId(8)),
+        traceState: anyText(40),
+        // Microseconds since the epoch up to the year 2100 (a double of milliseconds then still
+        // holds the microsecond: below 2^42 ms its resolution is under half a microsecond).
+        startMicros: fc.integer({ min: 0, max: 4_102_444_800_000_000 }),
+        durationMicros: fc.integer({ min: 0, max: 3_600_000_000 }),
+      }),
+      (attrs, name, ids) => {
+        const span = new TraceSpan(
+          'client',
+          ids.traceId,
+          ids.spanId,
+          ids.parent,
+          ids.traceState,
+          ids.startMicros / 1000,
+          '',
+        );
+        const endMs = (ids.startMicros + ids.durationMicros) / 1000;
+        const f = { ...finished(1), span, name, endMs, attributes: attrs.flat() };
         const [d] = decodeTraceRequest(encodeTraceRequest(RESOURCE, [f]));
-        assert.equal(d!.name, name);
+        assert.equal(d!.name, asDecoded(name));
+        assert.equal(d!.traceId, ids.traceId);
+        assert.equal(d!.spanId, ids.spanId);
+        assert.equal(d!.parentSpanId, ids.parent ?? '');
+        assert.equal(d!.traceState, asDecoded(ids.traceState));
+        assert.equal(d!.startNanos, BigInt(ids.startMicros) * 1000n);
+        assert.equal(d!.endNanos, BigInt(ids.startMicros + ids.durationMicros) * 1000n);
         const want: Record<string, string | number> = {};
-        for (const [k, v] of attrs) want[k] = v;
+        for (const [k, v] of attrs) want[asDecoded(k)] = typeof v === 'string' ? asDecoded(v) : v;
         assert.deepEqual(d!.attributes, want);
       },
     ),
-    { numRuns: 300 },
+    { numRuns: 500 },
   );
 });
 

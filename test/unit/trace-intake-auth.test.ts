@@ -29,7 +29,7 @@ function span(traceId: string, path: string): FinishedSpan {
     span: s,
     name: 'GET',
     endMs: Date.now(),
-    attributes: [['url.path', path]],
+    attributes: ['url.path', path],
     error: false,
     statusMessage: '',
   };

@@ -31,7 +31,7 @@ function encoded(attributes: SpanAttribute[], name = 'GET', parent: string | nul
   );
   return encodeTraceRequest(
     { attributes: [['service.name', 'web']], scopeName: 'trellis-proxy', scopeVersion: '1' },
-    [{ span, name, endMs: 1003, attributes, error: false, statusMessage: '' }],
+    [{ span, name, endMs: 1003, attributes: attributes.flat(), error: false, statusMessage: '' }],
   );
 }
 

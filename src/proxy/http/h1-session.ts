@@ -352,6 +352,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     const delay = this.rule.retryDelay(failure, this.ctx.metrics, this.ctx.direction);
     if (delay === null) return false;
     if (delay === 'deadline') return 'deadline';
+    if (this.traceSpan !== null && this.ctx.tracer != null) this.traceAttempt(this.ctx.tracer, failure);
     this.up.drop();
     this.clearResponseTimer();
     this.res = null;
@@ -403,8 +404,20 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.traceSpan = tracer.start(head.headers, this.ctx.direction, {
       address: inbound ? (this.socket.remoteAddress ?? '') : '',
       identity: this.peerIdentity,
-      server: this.route!.target,
+      server: this.route?.target,
     });
+  }
+
+  /** A retry of a traced request: the failed attempt's CLIENT span ends, the next gets its own. */
+  private traceAttempt(tracer: Tracer, failure: AttemptFailure): void {
+    const timedOut = 'timedOut' in failure;
+    this.traceSpan = tracer.retry(
+      this.traceSpan!,
+      this.req!.headers,
+      timedOut ? 0 : failure.status,
+      this,
+      timedOut ? this.rule.timeoutReason : undefined,
+    );
   }
 
   /** Sends the exchange to an endpoint of its route (h1-client.ts); `failed`: the previous attempt's pick. */
@@ -631,6 +644,8 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.clearResponseTimer();
     this.req = null;
     this.route = null;
+    // (Recorded already: a later exchange on this connection must not end this span again.)
+    this.traceSpan = null;
     this.res = null;
     this.reqDecoder = null;
     this.reqState = REQ_IDLE;
@@ -684,6 +699,9 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   ): void {
     const ctx = this.ctx;
     ctx.metrics.proxyError(ctx.direction, reason);
+    // A request refused before it was forwarded still gets its span when it is sampled.
+    if (ctx.tracer != null && this.traceSpan === null && this.req !== null)
+      this.startSpan(ctx.tracer, this.req);
     if (countsAgainstEndpoint(reason)) this.up.blame(); // the circuit breaker's verdict
     if (ctx.log.enabled('debug'))
       ctx.log.debug('proxy error response', { reason, message, direction: ctx.direction });

@@ -49,6 +49,13 @@ export class ExchangeOutcome implements DescribedExchange {
   private request: IncomingHttpHeaders | null = null;
   private authority = '';
 
+  /** The request it describes before report() (the span of an attempt that ends earlier). */
+  describe(request: IncomingHttpHeaders, authority: string): this {
+    this.request = request;
+    this.authority = authority;
+    return this;
+  }
+
   report(sink: OutcomeSink, request: IncomingHttpHeaders, authority: string, failedByReset: boolean): void {
     this.durationMs = performance.now() - this.startedAt;
     this.reportedTo = sink;

@@ -340,6 +340,18 @@ export class H2Exchange implements EndpointSink {
     if (delay === null) return false;
     if (delay === 'deadline') return 'deadline';
     this.retriesDone++;
+    const span = this.outcome.traceSpan;
+    if (span !== null && ctx.tracer != null) {
+      // The failed attempt's CLIENT span ends; the next attempt gets its own.
+      const timedOut = 'timedOut' in failure;
+      this.outcome.traceSpan = ctx.tracer.retryObject(
+        span,
+        this.requestHeaders,
+        timedOut ? 0 : failure.status,
+        this.outcome.describe(this.requestHeaders, this.authority()),
+        timedOut ? this.timeoutReason : undefined,
+      );
+    }
     this.clearResponseTimer();
     const failed = this.dropAttempt();
     if (blamesEndpoint(failure)) failed?.fail?.(); // the circuit breaker's verdict
@@ -433,8 +445,8 @@ export class H2Exchange implements EndpointSink {
     );
   }
 
-  /** Tracing, once per exchange (not per attempt): the forwarded headers carry the span. */
-  private startSpan(tracer: Tracer, target: Target, identity: string | null): void {
+  /** Tracing, once per exchange (a retry gives its attempt a span of its own: retryAttempt). */
+  private startSpan(tracer: Tracer, target: Target | undefined, identity: string | null): void {
     this.traced = true;
     const inbound = this.ctx.direction === 'inbound';
     this.outcome.traceSpan = tracer.startObject(this.requestHeaders, this.ctx.direction, {
@@ -708,6 +720,8 @@ export class H2Exchange implements EndpointSink {
     this.completePick();
     ctx.metrics.proxyError(ctx.direction, reason);
     this.outcome.error = reason;
+    // A request refused before it was forwarded still gets its span when it is sampled.
+    if (ctx.tracer != null && !this.traced) this.startSpan(ctx.tracer, this.target ?? undefined, null);
     if (downstream.closed || downstream.destroyed) return;
     if (this.upstream !== undefined) downstream.unpipe(this.upstream);
     if (this.responded || downstream.headersSent) {

@@ -7,6 +7,8 @@ import type { ProxyErrorReason } from '../errors.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
+import type { HeaderObject } from '../telemetry/trace-propagation.ts';
+import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import { isGrpc, proxyErrorResponse } from './h2-headers.ts';
 
@@ -14,6 +16,8 @@ import { isGrpc, proxyErrorResponse } from './h2-headers.ts';
 export interface RefusalRecords {
   readonly metrics: Pick<ProxyMetrics, 'requestStarted' | 'responseFinished' | 'proxyError' | 'peers'>;
   readonly accessLog: AccessLog | null;
+  /** A sampled refused request still gets its span (null or absent: tracing is off). */
+  readonly tracer?: Tracer | null;
 }
 
 const { NGHTTP2_NO_ERROR } = http2.constants;
@@ -39,8 +43,13 @@ export function refuseStream(
 ): void {
   const startedAt = performance.now();
   const startedWallMs = Date.now();
-  const { metrics } = records;
+  const { metrics, tracer } = records;
   const { reason } = refusal;
+  // Joined on a copy: nothing of this request is forwarded.
+  const traceSpan =
+    tracer != null
+      ? tracer.startObject({ ...headers } as HeaderObject, direction, { address: '', identity: null })
+      : null;
   metrics.requestStarted(direction, 'h2');
   metrics.proxyError(direction, reason);
   const response = proxyErrorResponse(
@@ -58,6 +67,7 @@ export function refuseStream(
   const status = Number(response.headers[':status']);
   const durationMs = performance.now() - startedAt;
   recordExchange(records, direction, 'h2', status, durationMs, true, {
+    traceSpan,
     peerSeries,
     accessLogEntry: (): AccessLogEntry => ({
       ts: startedWallMs,

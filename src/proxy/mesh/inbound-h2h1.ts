@@ -71,6 +71,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        ip,
         peer,
         'request-header-too-large',
         what,
@@ -90,6 +91,7 @@ export class MeshH2H1Inbound {
         stream,
         fields,
         identity,
+        ip,
         peer,
         'unknown-destination',
         'no app for this connection',
@@ -105,7 +107,7 @@ export class MeshH2H1Inbound {
       fieldValue(fields, ':path') ?? '',
     );
     if (denied !== null) {
-      this.refuse(stream, fields, identity, peer, refusalReason(denied), denied, denied);
+      this.refuse(stream, fields, identity, ip, peer, refusalReason(denied), denied, denied);
       return;
     }
     const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
@@ -121,13 +123,17 @@ export class MeshH2H1Inbound {
     stream: H2Stream,
     fields: readonly string[],
     peer: string,
+    ip: string,
     peerSeries: PeerSeries,
     reason: ProxyErrorReason,
     message: string,
     headerValue: string,
     status?: number,
   ): void {
-    const { metrics } = this.bridge;
+    const { metrics, tracer } = this.bridge;
+    // A sampled request gets its SERVER span even so (its fields are not forwarded: a copy joins).
+    const traceSpan =
+      tracer != null ? tracer.start([...fields], 'inbound', { address: ip, identity: peer }) : null;
     const startedAt = performance.now();
     const startedWallMs = Date.now();
     metrics.requestStarted('inbound', 'http1');
@@ -137,6 +143,7 @@ export class MeshH2H1Inbound {
     const answered = Number(response.headers[':status']);
     const durationMs = performance.now() - startedAt;
     recordExchange(this.bridge, 'inbound', 'http1', answered, durationMs, true, {
+      traceSpan,
       peerSeries,
       accessLogEntry: (): AccessLogEntry => ({
         ts: startedWallMs,

@@ -57,17 +57,20 @@ export function parseTraceparent(value: string): TraceContext | null {
   const n = value.length;
   if (n < 55 || n > MAX_TRACEPARENT_LENGTH) return null;
   if (!isLowerHex(value, 0, 2) || value.charCodeAt(2) !== 0x2d) return null;
-  const version = value.slice(0, 2);
-  if (version === 'ff') return null;
+  const v0 = value.charCodeAt(0);
+  const v1 = value.charCodeAt(1);
+  if (v0 === 0x66 && v1 === 0x66) return null; // version ff
   // Version 00 is exactly 55 characters; a later version may append "-..." after the flags.
-  if (version === '00' ? n !== 55 : n > 55 && value.charCodeAt(55) !== 0x2d) return null;
+  if (v0 === 0x30 && v1 === 0x30 ? n !== 55 : n > 55 && value.charCodeAt(55) !== 0x2d) return null;
   if (value.charCodeAt(35) !== 0x2d || value.charCodeAt(52) !== 0x2d) return null;
   if (!isLowerHex(value, 3, 32) || !isLowerHex(value, 36, 16) || !isLowerHex(value, 53, 2)) return null;
   const traceId = value.slice(3, 35);
   const spanId = value.slice(36, 52);
   if (traceId === ZERO_32 || spanId === ZERO_16) return null;
-  const flags = parseInt(value.slice(53, 55), 16);
-  return { format: 'w3c', traceId, rawTraceId: traceId, spanId, sampled: (flags & 1) === 1 };
+  // The sampled flag is bit 0 of the flags byte: its low hex digit is odd.
+  const low = value.charCodeAt(54);
+  const sampled = ((low <= 0x39 ? low - 0x30 : low - 0x57) & 1) === 1;
+  return { format: 'w3c', traceId, rawTraceId: traceId, spanId, sampled };
 }
 
 const TRACESTATE_KEY =

@@ -63,35 +63,50 @@ export interface OtlpResource {
   readonly scopeVersion: string;
 }
 
-function writeAttribute(w: Writer, a: SpanAttribute): void {
-  w.string(KV_KEY, a[0]);
-  w.message(KV_VALUE, a[1], (v, value) => {
-    if (typeof value === 'number') v.int64(ANY_INT, value, a[0]);
-    else v.string(ANY_STRING, value);
-  });
+/** One KeyValue (an OTLP attribute) as field `field` of the message being written. */
+function writeAttribute(w: Writer, field: number, key: string, value: string | number): void {
+  const kv = w.begin(field);
+  w.string(KV_KEY, key);
+  const any = w.begin(KV_VALUE);
+  if (typeof value === 'number') w.int64(ANY_INT, value, key);
+  else w.string(ANY_STRING, value);
+  w.end(any);
+  w.end(kv);
 }
 
-/** Milliseconds since the epoch (fractional) as nanoseconds. */
-function unixNanos(ms: number): bigint {
-  return BigInt(Math.round(ms * 1000)) * 1000n;
+const TWO_32 = 2 ** 32;
+
+/**
+ * Milliseconds since the epoch (fractional, rounded to the microsecond) as a fixed64 of
+ * nanoseconds, computed in 32-bit halves: exact without a BigInt (microseconds stay below 2^53).
+ */
+function writeUnixNanos(w: Writer, field: number, ms: number): void {
+  const micros = Math.max(0, Math.round(ms * 1000));
+  const microsHigh = Math.floor(micros / TWO_32);
+  const lowNanos = (micros - microsHigh * TWO_32) * 1000; // < 2^42: exact
+  const low = lowNanos % TWO_32;
+  w.fixed64Parts(field, low, microsHigh * 1000 + (lowNanos - low) / TWO_32);
 }
 
 function writeSpan(w: Writer, f: FinishedSpan): void {
   const s = f.span;
-  w.bytes(SPAN_TRACE_ID, Buffer.from(s.traceId, 'hex'));
-  w.bytes(SPAN_SPAN_ID, Buffer.from(s.spanId, 'hex'));
+  w.hexBytes(SPAN_TRACE_ID, s.traceId);
+  w.hexBytes(SPAN_SPAN_ID, s.spanId);
   if (s.traceState !== '') w.string(SPAN_TRACE_STATE, s.traceState);
-  if (s.parentSpanId !== null) w.bytes(SPAN_PARENT_SPAN_ID, Buffer.from(s.parentSpanId, 'hex'));
+  if (s.parentSpanId !== null) w.hexBytes(SPAN_PARENT_SPAN_ID, s.parentSpanId);
   w.string(SPAN_NAME, f.name);
   w.uint32(SPAN_KIND, s.kind === 'server' ? KIND_SERVER : KIND_CLIENT);
-  w.fixed64(SPAN_START, unixNanos(s.startMs).toString(), 'start_time_unix_nano');
-  w.fixed64(SPAN_END, unixNanos(Math.max(f.endMs, s.startMs)).toString(), 'end_time_unix_nano');
-  for (const a of f.attributes) w.message(SPAN_ATTRIBUTES, a, writeAttribute);
-  if (f.error)
-    w.message(SPAN_STATUS, f.statusMessage, (v, message) => {
-      if (message !== '') v.string(STATUS_MESSAGE, message);
-      v.uint32(STATUS_CODE, STATUS_ERROR);
-    });
+  writeUnixNanos(w, SPAN_START, s.startMs);
+  writeUnixNanos(w, SPAN_END, Math.max(f.endMs, s.startMs));
+  const attrs = f.attributes;
+  for (let i = 0; i + 1 < attrs.length; i += 2)
+    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!);
+  if (f.error) {
+    const status = w.begin(SPAN_STATUS);
+    if (f.statusMessage !== '') w.string(STATUS_MESSAGE, f.statusMessage);
+    w.uint32(STATUS_CODE, STATUS_ERROR);
+    w.end(status);
+  }
   // A parent came from another process (the caller); a root has none.
   w.fixed32(
     SPAN_FLAGS,
@@ -140,7 +155,7 @@ export function encodeTraceBatch(resource: OtlpResource, batch: SpanBatch): Buff
   });
   const resourceSpans = new Writer();
   resourceSpans.message(RESOURCE_SPANS_RESOURCE, resource.attributes, (r, attrs) => {
-    for (const a of attrs) r.message(RESOURCE_ATTRIBUTES, a, writeAttribute);
+    for (const [key, value] of attrs) writeAttribute(r, RESOURCE_ATTRIBUTES, key, value);
   });
   resourceSpans.tag(RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED);
   resourceSpans.varint32(scope.pos + spans.length);

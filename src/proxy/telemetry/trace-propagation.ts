@@ -42,6 +42,18 @@ const NAMES = [
   'x-b3-flags',
   'user-agent',
 ];
+/** The format whose context a slot's field belongs to (it is kept when that context is carried on). */
+const SLOT_FORMAT: readonly (string | undefined)[] = [
+  'w3c',
+  'w3c',
+  'b3-single',
+  'b3',
+  'b3',
+  'b3',
+  'b3',
+  'b3',
+  undefined,
+];
 /** Found more than once (a repeated context field makes its context ambiguous: ignored). */
 const REPEATED = -2;
 
@@ -114,17 +126,12 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
   // Fields of a context that did not parse, and the other formats' fields of the one that is not
   // carried on: removed (a context is never forwarded half-parsed or contradicted).
   const drop: number[] = [];
-  const dropIf = (slot: number, keep: boolean): void => {
-    if (keep || found[slot] === -1) return;
-    const name = NAMES[slot]!;
-    for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
-  };
   const carried = ctx !== null && ctx.spanId !== null ? ctx : null;
-  dropIf(TRACEPARENT, carried?.format === 'w3c');
-  dropIf(TRACESTATE, carried?.format === 'w3c');
-  dropIf(B3, carried?.format === 'b3-single');
-  for (const slot of [B3_TRACEID, B3_SPANID, B3_PARENT, B3_SAMPLED, B3_FLAGS])
-    dropIf(slot, carried?.format === 'b3');
+  const format = carried?.format;
+  for (let slot = 0; slot < SLOTS; slot++) {
+    if (slot === USER_AGENT || found[slot] === -1 || format === SLOT_FORMAT[slot]) continue;
+    dropAll(fields, NAMES[slot]!, drop);
+  }
 
   let span: TraceSpan;
   if (carried === null) span = startTrace(fields, kind, null, userAgent);
@@ -138,7 +145,8 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
         traceState = kept;
         fields[ts + 1] = kept;
       }
-    } else if (carried.format === 'w3c' && found[TRACESTATE] === REPEATED) dropIf(TRACESTATE, false);
+    } else if (carried.format === 'w3c' && found[TRACESTATE] === REPEATED)
+      dropAll(fields, NAMES[TRACESTATE]!, drop);
     span = new TraceSpan(
       kind,
       carried.traceId,
@@ -168,14 +176,18 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
   return span;
 }
 
+/** Adds the positions of every field named `name` (lower case) to `drop`. */
+function dropAll(fields: readonly string[], name: string, drop: number[]): void {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
+}
+
 /** Sets a field found at `at` (-1: absent, REPEATED: every copy dropped) to `value`. */
 function setField(fields: string[], at: number, name: string, value: string, drop: number[]): void {
   if (at >= 0) {
     fields[at + 1] = value;
     return;
   }
-  if (at === REPEATED)
-    for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
+  if (at === REPEATED) dropAll(fields, name, drop);
   fields.push(name, value);
 }
 
@@ -222,4 +234,34 @@ export function joinTraceObject(headers: HeaderObject, kind: SpanKind, ratio: nu
         : ([] as string[]).concat(prior as string | string[], fields[i + 1]!);
   }
   return span;
+}
+
+/**
+ * A retry: the context fields of a traced request (as joinTrace left them: one format's) are
+ * rewritten so that the next attempt carries `span` (nextAttemptSpan) as its parent.
+ */
+export function carryAttempt(fields: string[], span: TraceSpan): void {
+  for (let i = 0; i < fields.length; i += 2) {
+    const slot = slotOf(fields[i]!);
+    if (slot === TRACEPARENT || slot === B3 || slot === B3_SPANID)
+      fields[i + 1] = withSpanId(slot, fields[i + 1]!, span);
+  }
+}
+
+/** carryAttempt for a node:http2 header object. */
+export function carryAttemptObject(headers: HeaderObject, span: TraceSpan): void {
+  for (const slot of [TRACEPARENT, B3, B3_SPANID]) {
+    const value = headers[NAMES[slot]!];
+    if (typeof value === 'string') headers[NAMES[slot]!] = withSpanId(slot, value, span);
+  }
+}
+
+/** A context field's value (as joinTrace wrote it) carrying `span` instead. */
+function withSpanId(slot: number, value: string, span: TraceSpan): string {
+  if (slot === TRACEPARENT) return formatTraceparent(span.traceId, span.spanId);
+  if (slot === B3_SPANID) return span.spanId;
+  // b3: {TraceId}-{SpanId}-1[-{ParentSpanId}]
+  const dash = value.indexOf('-');
+  const next = value.indexOf('-', dash + 1);
+  return value.slice(0, dash + 1) + span.spanId + (next === -1 ? '' : value.slice(next));
 }

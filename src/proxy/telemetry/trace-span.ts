@@ -1,7 +1,6 @@
 // One span of a traced exchange: made when a sampled request starts (trace-propagation.ts), and
 // turned into a finished span with its attributes when the exchange is recorded
-// (trace-tracer.ts). Ids are random, drawn from a pool filled by the CSPRNG (one syscall per 256
-// ids rather than one per id).
+// (trace-tracer.ts). Ids are random, cut from a pool the CSPRNG fills (randomHexId).
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../../core/target.ts';
@@ -31,6 +30,8 @@ export class TraceSpan {
   serverIdentity = '';
   /** Outbound: the routed target, when the hook knows it. */
   server: Target | null = null;
+  /** A CLIENT span: the attempt it stands for (0 the first, 1 the first retry, ...). */
+  retryCount = 0;
 
   constructor(
     kind: SpanKind,
@@ -54,12 +55,38 @@ export class TraceSpan {
 /** One attribute: a string or an integer value. */
 export type SpanAttribute = readonly [key: string, value: string | number];
 
+/**
+ * The span of the next attempt of the same request (a retry): a sibling of `span` (same trace,
+ * parent and tracestate, a new id), starting now, with the retry count one more.
+ */
+export function nextAttemptSpan(span: TraceSpan): TraceSpan {
+  const next = new TraceSpan(
+    span.kind,
+    span.traceId,
+    randomHexId(8),
+    span.parentSpanId,
+    span.traceState,
+    wallNowMs(),
+    span.userAgent,
+  );
+  next.peerAddress = span.peerAddress;
+  next.clientIdentity = span.clientIdentity;
+  next.serverIdentity = span.serverIdentity;
+  next.server = span.server;
+  next.retryCount = span.retryCount + 1;
+  return next;
+}
+
+/** Attributes as one flat list, key then value: [key, value, key, value, ...] (no pair arrays). */
+export type SpanAttributes = readonly (string | number)[];
+
 /** A span whose exchange is over: what is exported. */
 export interface FinishedSpan {
   readonly span: TraceSpan;
   readonly name: string;
   readonly endMs: number;
-  readonly attributes: readonly SpanAttribute[];
+  /** Keys at even indices (strings), their values after them. */
+  readonly attributes: SpanAttributes;
   /** OTLP status: true = ERROR (with `statusMessage`), false = UNSET. */
   readonly error: boolean;
   readonly statusMessage: string;
@@ -70,19 +97,27 @@ export function wallNowMs(): number {
   return performance.timeOrigin + performance.now();
 }
 
-const POOL_BYTES = 2048;
+// Ids are cut from a pool of random bytes held as hex: one CSPRNG call and one hex conversion per
+// 4096 bytes (170 requests' trace and span ids), and each id a slice of that string (V8 keeps a
+// slice as a view of its parent rather than a copy).
+const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);
-let poolAt = POOL_BYTES;
+let poolHex = '';
+let poolAt = POOL_BYTES * 2;
+const ZERO_16 = '0'.repeat(16);
+const ZERO_32 = '0'.repeat(32);
 
 /** `bytes` random bytes as lower-case hex, never all zero (W3C forbids zero ids). */
 export function randomHexId(bytes: 8 | 16): string {
+  const digits = bytes * 2;
   for (;;) {
-    if (poolAt + bytes > POOL_BYTES) {
+    if (poolAt + digits > POOL_BYTES * 2) {
       randomFillSync(pool);
+      poolHex = pool.toString('hex');
       poolAt = 0;
     }
-    const id = pool.toString('hex', poolAt, poolAt + bytes);
-    poolAt += bytes;
-    if (!/^0+$/.test(id)) return id;
+    const id = poolHex.slice(poolAt, poolAt + digits);
+    poolAt += digits;
+    if (id !== (bytes === 8 ? ZERO_16 : ZERO_32)) return id;
   }
 }
