@@ -21,6 +21,10 @@
 //                        per (route, backend) of the routes of a Service (?namespace=NS&service=SVC,
 //                        both optional; &window=30s as for /api/stat), with each backend's circuit
 //                        breakers, from the same scrapes (src/control/metrics/route-stats.ts)
+//   GET /api/tap         a live tap of a workload's proxies: JSON lines until the reader stops
+//                        (?namespace=NS&workload=NAME&instance=I&to=DST and the filters of
+//                        src/core/tap-filter.ts; 404 at once when no proxy matches:
+//                        src/control/tap/tap-api.ts)
 //   GET /dashboard       the web dashboard (src/control/dashboard/), with /dashboard/app.js and style.css
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
@@ -44,6 +48,7 @@ import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.t
 import { statViewOf, type StatView } from './metrics/stat-view.ts';
 import { EdgeTracker } from './metrics/edges.ts';
 import { DASHBOARD_ROUTES, serveDashboard } from './dashboard/routes.ts';
+import { serveTap } from './tap/tap-api.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -252,6 +257,7 @@ async function startPlane(
       log: options.log,
     }),
     log,
+    taps: { open: 0 },
   };
   const http = createServer((req, res) => void routeHttp(req, res, api));
   try {
@@ -303,6 +309,8 @@ interface HttpApi {
   readonly synced: () => boolean;
   readonly auth: OperatorAuth;
   readonly log: Logger;
+  /** Live taps in progress (GET /api/tap). */
+  readonly taps: { open: number };
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
@@ -356,6 +364,8 @@ const OWN_ROUTES = new Set(['/healthz', '/api/services', '/api/stat', '/metrics'
 for (const route of ['/api/edges', '/api/workloads', ...DASHBOARD_ROUTES]) OWN_ROUTES.add(route);
 // `trellis routes` (issue 10).
 OWN_ROUTES.add('/api/route-stats');
+// `trellis tap` and `trellis top` (issue 11).
+OWN_ROUTES.add('/api/tap');
 
 async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const [path = '/', query = ''] = (req.url ?? '/').split('?');
@@ -377,6 +387,11 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (path === '/api/workloads')
     return send(200, api.edges.workloads(new URLSearchParams(query).get('namespace') ?? undefined));
   if (serveDashboard(path, res)) return;
+  if (path === '/api/tap') {
+    if (req.method === 'HEAD') return send(200, {});
+    const list = async () => (await api.catalog.listScrapeTargets?.()) ?? [];
+    return serveTap(req, res, new URLSearchParams(query), list, api.taps);
+  }
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end(

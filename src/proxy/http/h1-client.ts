@@ -106,6 +106,8 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
   /** The endpoint this exchange was sent to and when it was picked. */
   private pick: Pick | null = null;
   private pickedAt = 0;
+  /** The exchange's last picked endpoint, kept until reset() (a live tap reports it). */
+  lastPick: Pick | null = null;
   /** The route whose endpoint is being picked or connected to (a late answer is released). */
   private picking: H1Route | null = null;
   /** The connect failure that sent this exchange to another endpoint (at most once). */
@@ -193,6 +195,7 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
       return;
     }
     this.pick = outcome;
+    this.lastPick = outcome;
     this.pickedAt = performance.now();
     this.ctx.connect(outcome, this.req!.upgrade !== null, this, this.acquired);
   }
@@ -303,6 +306,7 @@ export class H1Client implements UpstreamOwner, DirectResponseSink, EndpointSink
 
   /** Forgets the exchange (its connection was let go): ready for the next one. */
   reset(): void {
+    this.lastPick = null;
     this.req = null;
     this.line = null;
     this.direct = false;

@@ -413,6 +413,7 @@ export class H2Exchange implements EndpointSink {
       return;
     }
     this.endpointPick = outcome;
+    this.outcome.endpoint = outcome;
     const endStream =
       downstream.endAfterHeaders ||
       (this.resending && this.retryBodyBytes === 0 && this.requestTrailers === undefined);

@@ -27,7 +27,7 @@ import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import { reportFault } from '../fault.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
-import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import { recordExchange, type DescribedExchange, type TapPeer } from '../telemetry/exchange-record.ts';
 import type { Target } from '../../core/target.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
@@ -483,6 +483,11 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     this.recorded = true;
     this.durationMs = performance.now() - this.startedAt;
     recordExchange(this.ctx, 'inbound', 'http1', this.status, this.durationMs, failed, this);
+  }
+
+  /** A live tap's view of the client: its verified identity (its address is not kept here). */
+  tapPeer(): TapPeer {
+    return { address: '', identity: this.peer === '' ? null : this.peer };
   }
 
   accessLogEntry(): AccessLogEntry {
