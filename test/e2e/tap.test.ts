@@ -27,6 +27,7 @@ interface Event {
   destination_identity: string | null;
   workload: string;
   latency_ms: number;
+  source: string;
 }
 
 const events = (stdout: string): Event[] =>
@@ -108,6 +109,7 @@ test('trellis tap and top through two meshed proxies', async (t) => {
     for (const e of served) {
       assert.equal(e.direction, 'inbound');
       assert.equal(e.path, '/b');
+      assert.match(e.source, /^127\.0\.0\.1/);
       assert.equal(e.tls, true);
       assert.equal(e.source_identity, CLIENT_ID);
       assert.equal(e.destination_identity, SERVER_ID);

@@ -97,6 +97,8 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
   private readonly sink: ChunkSink;
   /** The exchange's span when it is traced (set before start; recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
+  /** The client's address, when the caller knows it (a live tap reports it). */
+  clientAddress = '';
 
   constructor(
     ctx: BridgeContext,
@@ -485,9 +487,9 @@ export class H2ToH1Exchange implements UpstreamOwner, H2StreamHandler, Described
     recordExchange(this.ctx, 'inbound', 'http1', this.status, this.durationMs, failed, this);
   }
 
-  /** A live tap's view of the client: its verified identity (its address is not kept here). */
+  /** A live tap's view of the client: its address and verified identity. */
   tapPeer(): TapPeer {
-    return { address: '', identity: this.peer === '' ? null : this.peer };
+    return { address: this.clientAddress, identity: this.peer === '' ? null : this.peer };
   }
 
   accessLogEntry(): AccessLogEntry {
