@@ -4,6 +4,7 @@
 // Pure functions over the numbers; bench/tap.ts does the measuring.
 import { noiseSummary, runWarnings, type HttpRow, type Target } from '../report.ts';
 import { pairRatios, pairsMeasured, type RoutedRatios } from '../routes/report.ts';
+import { cell, int, judgeLoss, num, ratioLine, targetLines } from '../pair-report.ts';
 
 export const UNTAPPED = 'trellis';
 export const TAPPED = 'trellis + tap';
@@ -27,27 +28,8 @@ export function tapRatios(rows: readonly TapRow[]): RoutedRatios {
   );
 }
 
-const num = (v: number | undefined, digits: number): string =>
-  v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
-const int = (v: number | undefined): string =>
-  v === undefined ? '-' : Math.round(v).toLocaleString('en-US');
-const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\s+/g, ' ').slice(0, 200);
-
 export function judgeTap(ratios: RoutedRatios): Target[] {
-  const name = 'tap attached (both proxies, default cap), two hops with mTLS';
-  const goal = `loses <= 10% (>= ${TAP_GOAL.toFixed(2)}x no tap)`;
-  const rps = ratios.rps;
-  if (rps === undefined) return [{ name, goal, value: 'not measured', pass: null }];
-  return [
-    {
-      name,
-      goal,
-      value:
-        `${num(rps, 2)}x req/s (median rounds ${num(ratios.rpsMedian, 2)}x), ` +
-        `CPU per request ${num(ratios.cpuPer1000, 2)}x`,
-      pass: rps >= TAP_GOAL,
-    },
-  ];
+  return judgeLoss('tap attached (both proxies, default cap), two hops with mTLS', TAP_GOAL, ratios);
 }
 
 export interface TapReport {
@@ -98,23 +80,7 @@ export function tapMarkdown(r: TapReport): string {
         `${tapped ? `${int(row.tapRateCapped)} / ${int(row.tapSlowConsumer)}` : '-'} |`,
     );
   }
-  const x = r.ratios;
-  lines.push(
-    '',
-    `Tapped / untapped: req/s ${num(x.rps, 3)}x (median rounds ${num(x.rpsMedian, 3)}x), ` +
-      `p50 ${num(x.p50, 3)}x, p99 ${num(x.p99, 3)}x (${num(x.addedP99Ms, 3)} ms added at p99), ` +
-      `CPU per request ${num(x.cpuPer1000, 3)}x (the proxies' own CPU time: less disturbed by a busy ` +
-      `machine than req/s, which is the judged number).`,
-    '',
-    '## Target (trellis, issue 11)',
-    '',
-    '| target | goal | this run | result |',
-    '| --- | --- | --- | --- |',
-  );
-  for (const t of r.targets) {
-    const result = t.pass === null ? 'not measured' : t.pass ? 'PASS' : 'FAIL';
-    lines.push(`| ${t.name} | ${t.goal} | ${cell(t.value)} | ${result} |`);
-  }
+  lines.push('', ratioLine('Tapped / untapped', r.ratios), '', ...targetLines(r.targets));
   const warnings = tapWarnings(r);
   if (warnings.length > 0) lines.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
   return lines.join('\n') + '\n';
