@@ -10,10 +10,10 @@ import {
   recordExchange,
   type DescribedExchange,
   type ExchangeRecords,
+  type TapPeer,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
-import type { TapPeer } from '../telemetry/exchange-record.ts';
 import { endpointTapPeer } from '../telemetry/tap-peer.ts';
 import type { Pick } from '../outbound/discovery.ts';
 
