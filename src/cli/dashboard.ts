@@ -28,7 +28,7 @@ Prints the URL of the web dashboard and keeps running until stopped (Ctrl-C). Th
 API for as long as it runs, to anyone who can reach that API, like the other read APIs: this
 command only finds it. The page shows the namespaces, the workloads with live golden metrics, a
 topology of who calls whom (mTLS or not; the callee's success rate and p50 latency on each
-arrow), a page per workload with its callers and callees, and with each view the CLI command that
+arrow), a page per workload with its callers and callees and a live tap of its requests, and with each view the CLI command that
 shows the same. It needs nothing from the internet.`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -20,6 +20,8 @@ const commands: Record<string, () => Promise<Subcommand>> = {
   stat: () => import('./stat.ts'),
   'prometheus-config': () => import('./prometheus-config.ts'),
   edges: () => import('./edges.ts'),
+  tap: () => import('./tap.ts'),
+  top: () => import('./top.ts'),
   trace: () => import('./trace.ts'),
   dashboard: () => import('./dashboard.ts'),
   identity: () => import('./identity.ts'),

@@ -274,6 +274,29 @@ export const proxyConfigSchema = v.strictObject(
       ),
       {},
     ),
+    /** Live taps through the admin listener's GET /tap (`trellis tap`, docs/tap.md). */
+    tap: v.optional(
+      v.strictObject(
+        {
+          /** Taps attached at once; one more is refused (429) and counted. */
+          maxTaps: v.optional(v.pipe(count(0), v.maxValue(64, 'must be at most 64')), 8),
+          /** Bytes a tap's reader may leave unread before its events are dropped and counted. */
+          maxBufferedBytes: v.optional(
+            v.pipe(count(4096), v.maxValue(16 << 20, 'must be at most 16 MiB')),
+            256 * 1024,
+          ),
+          /**
+           * The control plane's identity (spiffe://...): it may tap over mutual TLS on the admin
+           * listener from anywhere (Kubernetes). Absent: only loopback peers may tap.
+           */
+          controlPlaneIdentity: v.optional(
+            v.pipe(v.string(), v.startsWith('spiffe://', 'expected a spiffe:// ID')),
+          ),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
     /** Distributed tracing (docs/tracing.md). */
     tracing: v.optional(
       v.pipe(
@@ -378,6 +401,7 @@ const SECTIONS = new Set([
   'controlPlane',
   'supervisor',
   'tracing',
+  'tap',
 ]);
 
 function isMapping(x: unknown): x is Record<string, unknown> {

@@ -17,6 +17,7 @@ import type { Target } from '../core/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 import { loadMeshTransport } from './mesh/wiring.ts';
 import { followControlFile } from './resolve/control-plane-address.ts';
+import { TapHub } from './telemetry/tap-hub.ts';
 
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
@@ -65,6 +66,15 @@ export async function startProxy(
   const mesh = identity === null ? null : { identity, transport: await loadMeshTransport() };
   const accessLog = openAccessLog(config.log.access, { log });
   const rt = new ProxyRuntime(config, log, accessLog, mesh, authorizer);
+  const tap = new TapHub({
+    maxTaps: config.tap.maxTaps,
+    maxBufferedBytes: config.tap.maxBufferedBytes,
+    ownIdentity: () => identity?.id ?? null,
+    attach: (hub) => {
+      rt.metrics.tap = hub;
+    },
+    log: log.child({ component: 'tap' }),
+  });
   const transparent = config.mode === 'transparent';
   const app: Target | null =
     config.appPort !== undefined ? { host: config.appHost, port: config.appPort } : null;
@@ -119,7 +129,10 @@ export async function startProxy(
       listen: splitHostPort(config.adminListen),
       shutdownToken,
       onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('admin', limit, action),
-      metrics: rt.metrics,
+      metrics: { render: () => rt.metrics.render() + tap.metrics() },
+      tap,
+      tapControlIdentity: config.tap.controlPlaneIdentity ?? null,
+      credentials: () => identity?.current() ?? null,
       config: () => config,
       breakers: () => rt.discovery.breakerViews(),
       isReady: () => !rt.draining,
@@ -142,6 +155,7 @@ export async function startProxy(
     shuttingDown ??= (async () => {
       for (const s of servers) s.close();
       await rt.drain(graceMs);
+      tap.close();
       await admin.close();
     })();
     return shuttingDown;

@@ -157,6 +157,13 @@ test(
       await page.$eval('[data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
       /trellis stat -n emojivoto deploy\/web/,
     );
+    // Its live tap: requests the demo's traffic sends through web's proxy, as they happen.
+    await page.waitForSelector('#tap tr[data-tap-path]', { timeout: 30_000 });
+    assert.ok(Number(await page.$eval('#tap', (n) => n.getAttribute('data-tap-events'))) > 0);
+    assert.match(
+      await page.$eval('#tap [data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
+      /^trellis tap -n emojivoto deploy\/web$/,
+    );
 
     assert.deepEqual(errors, [], 'no script errors');
     const foreign = requested.filter((u) => !u.startsWith(origin + '/'));

@@ -4,7 +4,8 @@
 // /api/edges, /api/workloads) every 2 s and draws, by the location's hash:
 //   #/                       every namespace: workloads with golden metrics, topology, edges
 //   #/ns/NS                  the same for one namespace
-//   #/workload/NS/NAME       one workload: its metrics, its callers and callees
+//   #/workload/NS/NAME       one workload: its metrics, its callers and callees, and a live tap
+//                            of its proxies (GET /api/tap, read as a stream of JSON lines)
 // Each view shows the equivalent CLI command. Every name from the mesh is inserted as text
 // (createTextNode / setAttribute), never as markup; the page's Content-Security-Policy allows no
 // inline script either. test/unit/dashboard.test.ts checks that it parses; test/long/dashboard.test.ts
@@ -210,6 +211,86 @@ export const DASHBOARD_SCRIPT = String.raw`
 
   function nsArg(ns) { return ns === undefined ? '' : ' -n ' + shellQuote(ns); }
 
+  // The live tap of the workload page: one stream per page (kept across the re-renders of the
+  // 2 s refresh, stopped when the page changes), its newest TAP_ROWS requests on top. At most
+  // TAP_RPS events a second per proxy; a line longer than TAP_MAX_LINE is skipped.
+  var TAP_ROWS = 50, TAP_RPS = 20, TAP_MAX_LINE = 65536;
+  var tap = { key: null, controller: null, box: null, body: null, status: null, count: 0 };
+  function stopTap() {
+    if (tap.controller !== null) tap.controller.abort();
+    tap.key = null; tap.controller = null; tap.box = null;
+  }
+  function tapStatus(text, bad) { tap.status.textContent = text; tap.status.className = 'tap-status ' + (bad ? 'bad' : 'ok'); }
+  function tapRow(e) {
+    var who = e.direction === 'inbound' ? (e.source_identity || e.source || '-') : (e.workload || '-');
+    var to = e.direction === 'inbound' ? (e.workload || '-') : (e.destination_identity || e.authority || e.destination || '-');
+    var failed = e.status === 0 || e.status >= 500 || (e.grpc_status !== null && e.grpc_status !== undefined && e.grpc_status !== '0') || e.proxy_error;
+    return el('tr', { 'data-tap-path': e.path }, [
+      el('td', null, e.direction === 'inbound' ? 'in' : 'out'),
+      el('td', { class: 'id' }, who),
+      el('td', { class: 'id' }, to),
+      el('td', null, e.tls ? 'mTLS' : 'plain'),
+      el('td', null, e.method),
+      el('td', null, e.path),
+      el('td', { class: failed ? 'bad' : 'ok' }, String(e.status) + (e.proxy_error ? ' (' + e.proxy_error + ')' : '')),
+      el('td', null, typeof e.latency_ms === 'number' ? e.latency_ms.toFixed(2) + 'ms' : '-'),
+    ]);
+  }
+  function onTapLine(line) {
+    var e;
+    try { e = JSON.parse(line); } catch (err) { return; }
+    if (e === null || typeof e !== 'object') return;
+    if (e.type === 'exchange' && typeof e.path === 'string') {
+      tap.count++;
+      tap.body.insertBefore(tapRow(e), tap.body.firstChild);
+      while (tap.body.childNodes.length > TAP_ROWS) tap.body.removeChild(tap.body.lastChild);
+      tap.box.setAttribute('data-tap-events', String(tap.count));
+      tapStatus('live \u00B7 ' + tap.count + ' requests seen', false);
+    } else if (e.type === 'error') {
+      tapStatus('cannot tap ' + (e.namespace || '?') + '/' + (e.instance || '?') + ': ' + e.error, true);
+    } else if (e.type === 'started' && tap.count === 0) {
+      tapStatus('tapping: waiting for requests', false);
+    }
+  }
+  function startTap(ns, name) {
+    stopTap();
+    var controller = new AbortController();
+    tap.key = key(ns, name); tap.controller = controller; tap.count = 0;
+    tap.body = el('tbody', null);
+    tap.status = el('p', { class: 'tap-status' }, 'starting the tap');
+    var head = el('tr', null, ['DIR', 'FROM', 'TO', 'TLS', 'METHOD', 'PATH', 'STATUS', 'LATENCY'].map(function (h) { return el('th', null, h); }));
+    tap.box = el('div', { class: 'tap', id: 'tap', 'data-tap-events': '0' }, [
+      cliBox(['trellis tap' + nsArg(ns) + ' deploy/' + shellQuote(name)]),
+      tap.status,
+      el('table', { class: 'tap-events' }, [el('thead', null, head), tap.body]),
+    ]);
+    var query = '/api/tap?namespace=' + encodeURIComponent(ns) + '&workload=' + encodeURIComponent(name) + '&max_rps=' + TAP_RPS;
+    fetch(query, { cache: 'no-store', signal: controller.signal }).then(function (res) {
+      if (!res.ok) {
+        return res.json().then(function (b) { tapStatus('cannot tap: ' + (b && b.error ? b.error : 'HTTP ' + res.status), true); },
+          function () { tapStatus('cannot tap: HTTP ' + res.status, true); });
+      }
+      var reader = res.body.getReader(), decoder = new TextDecoder(), pending = '';
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) { if (tap.controller === controller) tapStatus('the tap ended (reload the page to start it again)', true); return; }
+          pending += decoder.decode(r.value, { stream: true });
+          var nl;
+          while ((nl = pending.indexOf('\n')) >= 0) { onTapLine(pending.slice(0, nl)); pending = pending.slice(nl + 1); }
+          if (pending.length > TAP_MAX_LINE) pending = '';
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (err) {
+      if (tap.controller === controller) tapStatus('the tap broke: ' + String(err && err.message ? err.message : err), true);
+    });
+  }
+  function tapView(ns, name) {
+    if (tap.key !== key(ns, name)) startTap(ns, name);
+    return tap.box;
+  }
+
   function render() {
     var r = route();
     var main = document.getElementById('main');
@@ -237,9 +318,12 @@ export const DASHBOARD_SCRIPT = String.raw`
         el('h3', null, 'Inbound (who calls ' + name + ')'),
         edgeTable(inbound),
         el('h3', null, 'Outbound (whom ' + name + ' calls)'),
-        edgeTable(outbound)
+        edgeTable(outbound),
+        el('h3', null, 'Live requests (tap)'),
+        tapView(ns, name)
       );
     } else {
+      stopTap();
       var only = r.view === 'namespace' ? r.namespace : undefined;
       var stats = state.stats.filter(function (s) { return only === undefined || s.namespace === only; });
       var edges = state.edges.filter(function (e) { return only === undefined || e.src_namespace === only || e.dst_namespace === only; });

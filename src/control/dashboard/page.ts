@@ -46,4 +46,6 @@ svg.topology .edge path { fill: none; stroke-width: 2; }
 svg.topology .edge.secured path { stroke: #2e7d32; }
 svg.topology .edge.plain path { stroke: #c62828; stroke-dasharray: 6 4; }
 svg.topology .edge text { font-size: 11px; fill: #24292f; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+.tap-status { margin: 6px 0; font-size: 12px; } .tap-status.ok { color: #57606a; } .tap-status.bad { color: #cf222e; }
+table.tap-events td { font: 12px ui-monospace, monospace; }
 `;

@@ -1,6 +1,8 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
 // for probes, /config to see the effective configuration, /identity for the proxy's current
-// certificate chain, /debug/breakers for the outbound circuit breakers, and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
+// certificate chain, /debug/breakers for the outbound circuit breakers, GET /tap for a live tap (a
+// stream of JSON lines, admin/tap-route.ts: loopback peers, or the control plane over mutual TLS,
+// admin-tls.ts), and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
 // peer (any local proxy that relays requests is one): the admin token the proxy was started with
 // (`--admin-token-file`), as `Authorization: Bearer`; without a token it is disabled.
 // It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
@@ -13,6 +15,10 @@ import type { Logger } from '../../core/log.ts';
 import { parseRequestHead } from '../http/h1-parser.ts';
 import { reasonPhrase } from '../http/reason-phrases.ts';
 import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
+import type { TapHub } from '../telemetry/tap-hub.ts';
+import { tapRoute } from './tap-route.ts';
+import { AdminTls } from './admin-tls.ts';
+import type { CertifiedKey } from '../identity/provider.ts';
 
 export interface AdminOptions {
   listen: { host: string; port: number };
@@ -33,6 +39,15 @@ export interface AdminOptions {
   onShutdown: () => void;
   /** The token POST /shutdown must present; null or absent: shutdown over HTTP is disabled. */
   shutdownToken?: string | null;
+  /** Live taps (GET /tap); absent: /tap is 404. */
+  tap?: TapHub;
+  /**
+   * The identity (SPIFFE ID) of the control plane, which may tap from anywhere over mutual TLS
+   * (admin-tls.ts); null or absent: only loopback peers may tap, and TLS is not accepted.
+   */
+  tapControlIdentity?: string | null;
+  /** The proxy's credentials, for mutual TLS on this listener (with tapControlIdentity). */
+  credentials?: () => CertifiedKey | null;
   /** Time a request may take to arrive, or a connection may stay idle (default 10 s). */
   requestTimeoutMs?: number;
   /** Counts a connection shed or refused at the admin listener's limits. */
@@ -65,10 +80,14 @@ export function isLoopbackAddress(addr: string | undefined): boolean {
   }
 }
 
-interface AdminRequest {
+export interface AdminRequest {
   readonly method: string;
   readonly path: string;
+  /** The query string, without '?' ('' when none). */
+  readonly query: string;
   readonly peer: string | undefined;
+  /** The client's verified identity over mutual TLS (admin-tls.ts), or null on a plain connection. */
+  readonly peerIdentity: string | null;
   /** The Authorization header, or null. */
   readonly authorization: string | null;
 }
@@ -79,13 +98,18 @@ function headerValue(headers: readonly string[], name: string): string | null {
   }
   return null;
 }
-interface AdminResponse {
+export interface AdminResponse {
   status: number;
   contentType: string;
   body: string;
   headers?: Record<string, string>;
   /** Runs once the response has been written. */
   after?: () => void;
+  /**
+   * A streamed answer (GET /tap): the head goes out without a length and the socket is handed
+   * over; the stream ends when either side closes it. `body` is not sent.
+   */
+  takeOver?: (socket: net.Socket) => void;
 }
 interface Route {
   methods: readonly string[];
@@ -106,12 +130,12 @@ const MAX_BODY_BYTES = 64 * 1024;
 export const ADMIN_MAX_CONNECTIONS = 256;
 export const ADMIN_MAX_PER_PEER = 64;
 
-const text = (status: number, body: string): AdminResponse => ({ status, contentType: TEXT, body });
+export const text = (status: number, body: string): AdminResponse => ({ status, contentType: TEXT, body });
 
 function buildRoutes(opts: AdminOptions): Map<string, Route> {
   let shutdownRequested = false;
   const tokenDigest = opts.shutdownToken == null ? null : secretDigest(opts.shutdownToken);
-  return new Map<string, Route>([
+  const routes = new Map<string, Route>([
     [
       '/metrics',
       {
@@ -201,11 +225,19 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
       },
     ],
   ]);
+  if (opts.tap !== undefined)
+    routes.set('/tap', tapRoute(opts.tap, opts.log, opts.tapControlIdentity ?? null));
+  return routes;
 }
 
 function requestPath(url: string): string {
   const q = url.indexOf('?');
   return q === -1 ? url : url.slice(0, q);
+}
+
+function requestQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? '' : url.slice(q + 1);
 }
 
 function respond(routes: Map<string, Route>, req: AdminRequest, log: Logger): AdminResponse {
@@ -220,6 +252,14 @@ function respond(routes: Map<string, Route>, req: AdminRequest, log: Logger): Ad
     log.warn('admin: request failed', { path: req.path, err });
     return text(500, 'internal error\n');
   }
+}
+
+/** The head of a streamed answer: no length, the body ends when the connection closes. */
+function streamHead(res: AdminResponse): string {
+  let s = `HTTP/1.1 ${res.status} ${reasonPhrase(res.status)}\r\n`;
+  s += `content-type: ${res.contentType}\r\ncache-control: no-store\r\nconnection: close\r\n`;
+  for (const [k, v] of Object.entries(res.headers ?? {})) s += `${k}: ${v}\r\n`;
+  return s + '\r\n';
 }
 
 function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
@@ -238,6 +278,7 @@ function serveConnection(
   routes: Map<string, Route>,
   log: Logger,
   requestMs: number,
+  peerIdentity: string | null = null,
 ): void {
   let buf: Buffer | null = null;
   let skip = 0; // request body bytes still to discard
@@ -289,10 +330,20 @@ function serveConnection(
       const req = {
         method: head.method,
         path: requestPath(head.target),
+        query: requestQuery(head.target),
         peer: socket.remoteAddress,
+        peerIdentity,
         authorization: headerValue(head.headers, 'authorization'),
       };
       const res = respond(routes, req, log);
+      if (res.takeOver !== undefined && head.method === 'GET') {
+        // The connection is the stream's from now on: no more requests, no request deadline.
+        clearTimeout(deadline);
+        socket.removeAllListeners('data');
+        socket.write(streamHead(res));
+        res.takeOver(socket);
+        return;
+      }
       const close = head.connectionClose;
       socket.write(serialize(res, head.method === 'HEAD', close), () => res.after?.());
       if (close) {
@@ -306,6 +357,15 @@ function serveConnection(
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const routes = buildRoutes(opts);
   const sockets = new Set<net.Socket>();
+  const requestMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const adminTls =
+    opts.tapControlIdentity != null && opts.credentials !== undefined
+      ? new AdminTls({
+          credentials: opts.credentials,
+          serve: (s, identity) => serveConnection(s, routes, opts.log, requestMs, identity),
+          log: opts.log,
+        })
+      : null;
   const limits = new ConnectionLimits({
     max: ADMIN_MAX_CONNECTIONS,
     maxPerPeer: ADMIN_MAX_PER_PEER,
@@ -320,7 +380,11 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    serveConnection(socket, routes, opts.log, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
+    if (adminTls === null) serveConnection(socket, routes, opts.log, requestMs);
+    else {
+      socket.on('error', () => {});
+      adminTls.accept(socket);
+    }
   });
 
   await new Promise<void>((resolve, reject) => {

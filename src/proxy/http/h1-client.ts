@@ -83,6 +83,8 @@ export class H1Client implements H1ResponseSink, EndpointSink {
   private pickedAt = 0;
   /** The endpoint of the exchange's last pick, kept after the pick is reported (per-peer metrics). */
   endpoint: Endpoint | null = null;
+  /** The exchange's last picked endpoint, kept until reset() (a live tap reports it). */
+  lastPick: Pick | null = null;
   /** The route whose endpoint is being picked or connected to (a late answer is released). */
   private picking: H1Route | null = null;
   /** The connect failure that sent this exchange to another endpoint (at most once). */
@@ -157,6 +159,7 @@ export class H1Client implements H1ResponseSink, EndpointSink {
     }
     this.pick = outcome;
     this.endpoint = outcome.endpoint;
+    this.lastPick = outcome;
     this.pickedAt = performance.now();
     this.ctx.connect(outcome, this.req!.upgrade !== null, this, this.acquired);
   }
@@ -244,6 +247,7 @@ export class H1Client implements H1ResponseSink, EndpointSink {
 
   /** Forgets the exchange (its connection was let go): ready for the next one. */
   reset(): void {
+    this.lastPick = null;
     this.req = null;
     this.line = null;
     this.state = RES_NONE;

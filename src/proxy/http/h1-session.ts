@@ -36,7 +36,7 @@ import type { Pick } from '../outbound/discovery.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
 import { H1Client, RES_DONE, RES_HEAD, RES_NONE, type H1ClientSink, type H1Route } from './h1-client.ts';
 import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
-import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import { recordExchange, type DescribedExchange, type TapPeer } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import type { RouteTable } from '../../core/routes/matcher.ts';
@@ -51,6 +51,7 @@ import { reasonPhrase } from './reason-phrases.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { H1RouteRule, type H1RuleOwner } from './h1-route-rule.ts';
+import { endpointTapPeer } from '../telemetry/tap-peer.ts';
 import type { H1Context } from './h1-context.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
@@ -686,6 +687,15 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
       ...(error !== undefined ? { error } : {}),
     };
+  }
+
+  /** A live tap's view of the other side: the client inbound, the picked endpoint outbound. */
+  tapPeer(): TapPeer {
+    if (this.ctx.direction === 'inbound') {
+      const s = this.socket;
+      return { address: `${s.remoteAddress ?? ''}:${s.remotePort ?? ''}`, identity: this.peerIdentity };
+    }
+    return endpointTapPeer(this.up.lastPick);
   }
 
   // ---- errors the proxy answers itself -----------------------------------------------------

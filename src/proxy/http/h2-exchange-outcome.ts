@@ -10,14 +10,19 @@ import {
   recordExchange,
   type DescribedExchange,
   type ExchangeRecords,
+  type TapPeer,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
+import { endpointTapPeer } from '../telemetry/tap-peer.ts';
+import type { Pick } from '../outbound/discovery.ts';
 
 export interface OutcomeSink extends ExchangeRecords {
   direction: Direction;
   peer: string;
+  /** Inbound: the client's address and verified identity (a live tap reports them). */
+  tracePeer?: TapPeer;
 }
 
 export class ExchangeOutcome implements DescribedExchange {
@@ -37,6 +42,8 @@ export class ExchangeOutcome implements DescribedExchange {
   traceSpan: TraceSpan | null = null;
   /** The workload at the other end: the client inbound, the picked endpoint outbound. */
   peerSeries: PeerSeries | null = null;
+  /** Outbound: the endpoint the last attempt went to (a live tap reports it). */
+  endpoint: Pick | null = null;
 
   /** Notes a grpc-status header if `headers` carry one. */
   noteGrpcStatus(headers: IncomingHttpHeaders | undefined): void {
@@ -65,6 +72,13 @@ export class ExchangeOutcome implements DescribedExchange {
       failedByReset || this.error !== undefined || (this.grpcStatus !== undefined && this.grpcStatus !== '0');
     recordExchange(sink, sink.direction, 'h2', this.status, this.durationMs, failed, this);
     this.routeSeries?.record(this.durationMs, this.status, failed, isTimeoutReason(this.error));
+  }
+
+  /** A live tap's view of the other side: the client inbound, the endpoint outbound. */
+  tapPeer(): TapPeer {
+    const sink = this.reportedTo;
+    if (sink?.direction !== 'inbound') return endpointTapPeer(this.endpoint);
+    return sink.tracePeer ?? { address: sink.peer, identity: null };
   }
 
   accessLogEntry(): AccessLogEntry {

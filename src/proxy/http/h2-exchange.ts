@@ -431,6 +431,7 @@ export class H2Exchange implements EndpointSink {
     }
     this.endpointPick = outcome;
     if (ctx.direction === 'outbound') this.outcome.peerSeries = ctx.metrics.peers.outbound(outcome.endpoint);
+    this.outcome.endpoint = outcome;
     const endStream =
       downstream.endAfterHeaders ||
       (this.resending && this.retryBodyBytes === 0 && this.requestTrailers === undefined);

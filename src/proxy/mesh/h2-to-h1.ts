@@ -28,7 +28,7 @@ import type { H2Stream, H2StreamHandler } from '../h2/stream.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import { reportFault } from '../fault.ts';
 import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
-import { recordExchange, type DescribedExchange } from '../telemetry/exchange-record.ts';
+import { recordExchange, type DescribedExchange, type TapPeer } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { Target } from '../../core/target.ts';
 import type { Tracer } from '../telemetry/trace-tracer.ts';
@@ -99,6 +99,8 @@ export class H2ToH1Exchange implements H1ResponseSink, H2StreamHandler, Describe
   traceSpan: TraceSpan | null = null;
   /** The client's per-peer series (telemetry/peer-metrics.ts; set before start). */
   peerSeries: PeerSeries | null = null;
+  /** The client's address, when the caller knows it (a live tap reports it). */
+  clientAddress = '';
 
   constructor(
     ctx: BridgeContext,
@@ -403,6 +405,11 @@ export class H2ToH1Exchange implements H1ResponseSink, H2StreamHandler, Describe
     this.recorded = true;
     this.durationMs = performance.now() - this.startedAt;
     recordExchange(this.ctx, 'inbound', 'http1', this.status, this.durationMs, failed, this);
+  }
+
+  /** A live tap's view of the client: its address and verified identity. */
+  tapPeer(): TapPeer {
+    return { address: this.clientAddress, identity: this.peer === '' ? null : this.peer };
   }
 
   accessLogEntry(): AccessLogEntry {

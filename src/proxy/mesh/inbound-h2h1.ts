@@ -112,6 +112,7 @@ export class MeshH2H1Inbound {
     }
     const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
     exchange.peerSeries = peer;
+    exchange.clientAddress = ip; // (a live tap reports it)
     // Tracing: the request's context fields carry this hop's span to the app.
     const tracer = this.bridge.tracer;
     if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', { address: ip, identity });

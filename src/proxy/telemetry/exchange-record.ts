@@ -4,15 +4,38 @@
 // gathered only then (the exchange describes itself through accessLogEntry), so a proxy without an
 // access log builds nothing more per request than the metrics need. A traced exchange (one the
 // forwarding hook gave a span, trace-tracer.ts) also ends its span here, for every protocol.
+// A live tap (tap-hub.ts) is offered the exchange here too; without one attached this costs one
+// null check (the hub hangs itself on the metrics object, which every path already carries).
 import type { AccessLog, AccessLogEntry } from './access-log.ts';
 import type { Direction, HttpProtocol, ProxyMetrics } from './metrics.ts';
 import type { PeerSeries } from './peer-metrics.ts';
 import type { TraceSpan } from './trace-span.ts';
 import type { Tracer } from './trace-tracer.ts';
 
+/** Where finished exchanges go while a tap is attached (tap-hub.ts); it asks the exchange for more. */
+export interface ExchangeTap {
+  offer(
+    direction: Direction,
+    protocol: HttpProtocol,
+    status: number,
+    latencyMs: number,
+    exchange: DescribedExchange,
+  ): void;
+}
+
+/** A tap's view of an exchange's other side (asked only when a tap wants the exchange). */
+export interface TapPeer {
+  /** Inbound: the client's address; outbound: the endpoint's ("HOST:PORT"); '' when unknown. */
+  readonly address: string;
+  /** Inbound: the client's verified identity (mTLS); outbound: the endpoint's, when it is meshed. */
+  readonly identity: string | null;
+  /** The route rule that carried the exchange, when one did. */
+  readonly route?: string | null;
+}
+
 /** Where exchanges are recorded: every handler's context has these two. */
 export interface ExchangeRecords {
-  readonly metrics: Pick<ProxyMetrics, 'responseFinished'>;
+  readonly metrics: Pick<ProxyMetrics, 'responseFinished'> & { readonly tap?: ExchangeTap | null };
   readonly accessLog: AccessLog | null;
   /** Where traced exchanges' spans go (null or absent: tracing is off). */
   readonly tracer?: Tracer | null;
@@ -27,6 +50,8 @@ export interface DescribedExchange {
   readonly grpcStatus?: string | undefined;
   /** The series of the workload at the other end (peer-metrics.ts); null or absent: not counted by peer. */
   readonly peerSeries?: PeerSeries | null;
+  /** Who is at the other end, for a live tap; absent: the tap knows only the access log's peer. */
+  tapPeer?(): TapPeer;
 }
 
 /**
@@ -44,6 +69,8 @@ export function recordExchange(
 ): void {
   to.metrics.responseFinished(direction, protocol, status, latencyMs, failed);
   exchange.peerSeries?.record(status, latencyMs, failed);
+  const tap = to.metrics.tap;
+  if (tap != null) tap.offer(direction, protocol, status, latencyMs, exchange);
   if (to.accessLog !== null) to.accessLog.record(exchange.accessLogEntry());
   const span = exchange.traceSpan;
   if (span != null && to.tracer != null) to.tracer.finish(span, status, failed, exchange);

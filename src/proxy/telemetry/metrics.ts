@@ -6,6 +6,7 @@
 // after warm-up: label values all come from closed sets, each label set maps to an index, and the
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
+import type { ExchangeTap } from './exchange-record.ts';
 import { RouteMetrics } from './route-metrics.ts';
 import { PeerMetrics } from './peer-metrics.ts';
 import { rateLimitEvictions } from '../policy/rate-limit.ts';
@@ -106,6 +107,8 @@ class CounterSlots {
 }
 
 export class ProxyMetrics {
+  /** The live tap while one is attached (telemetry/tap-hub.ts sets it; exchange-record.ts reads it). */
+  tap: ExchangeTap | null = null;
   private readonly registry = new Registry();
   private readonly requests: Counter[] = [];
   private readonly responses: CounterSlots;

@@ -1,0 +1,67 @@
+// The admin listener's GET /tap: a live tap of this proxy's finished HTTP exchanges, as a stream
+// of JSON lines (telemetry/tap-event.ts) that lasts until the reader closes it. The filter and cap
+// are the query (src/core/tap-filter.ts). Who may tap: a loopback peer (on one machine the control
+// plane and the CLI are local), or the control plane over mutual TLS when the proxy is told its
+// identity (tap.controlPlaneIdentity: Kubernetes; admin-tls.ts verifies it). Anyone else who can
+// reach the admin port (it listens on every address for scrapers) is refused with 403 and counted,
+// since request paths and identities are not for everyone who can read /metrics
+// (docs/security.md, "Who may tap a proxy").
+// The first line says the tap is attached ({"type":"started"}), so a reader knows at once.
+import type net from 'node:net';
+import type { Logger } from '../../core/log.ts';
+import { LogThrottle } from '../../core/log-rate-limit.ts';
+import { parseTapFilter } from '../../core/tap-filter.ts';
+import type { TapHub } from '../telemetry/tap-hub.ts';
+import type { TapStartedEvent } from '../telemetry/tap-event.ts';
+import { isLoopbackAddress, text, type AdminRequest, type AdminResponse } from './server.ts';
+
+const NDJSON = 'application/x-ndjson';
+
+export function tapRoute(
+  hub: TapHub,
+  log: Logger,
+  controlIdentity: string | null = null,
+): { methods: readonly string[]; handle: (req: AdminRequest) => AdminResponse } {
+  const refusedLog = new LogThrottle();
+  return {
+    methods: ['GET'],
+    handle: (req) => {
+      const control = controlIdentity !== null && req.peerIdentity === controlIdentity;
+      if (!control && !isLoopbackAddress(req.peer)) {
+        hub.refusedNotLoopback();
+        refusedLog.note((skipped) =>
+          log.warn('admin: refused a tap from a non-loopback peer', { peer: req.peer, skipped }),
+        );
+        return text(
+          403,
+          controlIdentity === null
+            ? 'tap is only allowed from loopback (the control plane on this host)\n'
+            : 'tap is only allowed from loopback or the control plane (its mTLS identity)\n',
+        );
+      }
+      const filter = parseTapFilter(new URLSearchParams(req.query));
+      if (typeof filter === 'string') return text(400, `${filter}\n`);
+      const refused = hub.refusal();
+      if (refused !== null) return text(429, `${refused}\n`);
+      return {
+        status: 200,
+        contentType: NDJSON,
+        body: '',
+        takeOver: (socket: net.Socket) => {
+          const sub = hub.subscribe(filter, socket);
+          if (typeof sub === 'string') {
+            socket.end(JSON.stringify({ type: 'error', error: sub }) + '\n');
+            return;
+          }
+          const started: TapStartedEvent = { type: 'started', max_rps: filter.maxRps };
+          socket.write(JSON.stringify(started) + '\n');
+          socket.setKeepAlive(true, 10_000);
+          // The reader's bytes (it should send none) are read and dropped; its end ends the tap.
+          socket.on('data', () => {});
+          socket.once('end', () => socket.end());
+          socket.once('close', () => hub.unsubscribe(sub));
+        },
+      };
+    },
+  };
+}
