@@ -148,7 +148,12 @@ test('per-peer series are bounded: past MAX_PEERS destinations the rest are "oth
   // MAX_PEERS + 30 workloads of one service, each its own listener in this process.
   const hits: number[] = [];
   const servers: http.Server[] = [];
-  t.after(() => servers.forEach((s) => s.close()));
+  t.after(() =>
+    servers.forEach((s) => {
+      s.close();
+      s.closeAllConnections(); // the proxy's keep-alive connections must not hold the file open
+    }),
+  );
   for (let i = 0; i < MAX_PEERS + 30; i++) {
     const server = http.createServer((_req, res) => {
       hits.push(i);
