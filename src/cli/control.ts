@@ -11,7 +11,6 @@
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
-import { spiffeId } from '../core/spiffe.ts';
 import { parseDuration } from '../core/duration.ts';
 import { createLogger, LOG_LEVEL_SETTINGS, type Logger, type LogLevelSetting } from '../core/log.ts';
 import type { IdentityComponent } from '../control/identity/component.ts';
@@ -302,20 +301,6 @@ export async function run(argv: string[]): Promise<number> {
     verifier: new TokenReviewVerifier({ kubeConfig, trustDomain: identity.trustDomain }),
     log: settings.log,
   });
-  // Its own mTLS identity, to tap proxies on their admin listeners (the injector tells each proxy
-  // to expect it: src/control/injector/proxy-containers.ts).
-  const { ControlIdentity, CONTROL_SERVICE_ACCOUNT } = await import('../control/tap/control-identity.ts');
-  const { createCsr } = await import('../proxy/identity/csr.ts');
-  const tapIdentity = new ControlIdentity({
-    identity: spiffeId(
-      identity.trustDomain,
-      injector?.config.controlPlaneNamespace ?? 'trellis',
-      CONTROL_SERVICE_ACCOUNT,
-    ),
-    issue: (csr, id) => component.issueOwn(csr, id),
-    createCsr,
-    log: settings.log,
-  });
   const watcher = new KubernetesWatcher({
     kubeConfig,
     trustDomain: identity.trustDomain,
@@ -334,7 +319,6 @@ export async function run(argv: string[]): Promise<number> {
     operatorToken,
     operatorTokenSource:
       tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,
-    tapCredentials: () => tapIdentity.credentials(),
   });
   const kubernetes = kubeConfig.getCurrentCluster()?.server ?? '';
   let webhook = null;

@@ -170,12 +170,6 @@ const FLAGS: FlagSpec[] = [
     help: 'off (default), stdout, stderr or a file path',
   },
   {
-    name: 'tap-control-identity',
-    kind: 'string',
-    path: 'tap.controlPlaneIdentity',
-    help: "the control plane's spiffe:// ID: it may tap over mTLS on the admin listener (default: loopback only)",
-  },
-  {
     name: 'trace-collector',
     kind: 'string',
     path: 'tracing.collector',

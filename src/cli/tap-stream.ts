@@ -8,17 +8,9 @@ import { parseDuration } from '../core/duration.ts';
 import { NdjsonReader } from '../core/ndjson.ts';
 import { parseTapFilter, tapFilterQuery, TAP_HARD_MAX_RPS } from '../core/tap-filter.ts';
 import { errorOf, findControlPlane, type ControlApi } from './control-api.ts';
-import { readOperatorToken } from '../control/operator-token.ts';
 import type { FlagSpec, ParsedFlags } from './flags.ts';
 import { readTapLine, type TapExchange, type TapLine } from './tap-lines.ts';
-import {
-  CONTROL_FLAG,
-  namespaceOf,
-  OPERATOR_TOKEN_FLAG,
-  parseTarget,
-  STATE_FLAG,
-  stateFolder,
-} from './targeting.ts';
+import { CONTROL_FLAG, namespaceOf, parseTarget, STATE_FLAG, stateFolder } from './targeting.ts';
 
 export const TAP_FLAGS: FlagSpec[] = [
   {
@@ -45,7 +37,6 @@ export const TAP_FLAGS: FlagSpec[] = [
   { name: 'duration', kind: 'string', help: 'stop after this long, e.g. 10s (for scripts)' },
   STATE_FLAG,
   CONTROL_FLAG,
-  OPERATOR_TOKEN_FLAG,
 ];
 
 export interface TapCommand {
@@ -97,7 +88,6 @@ export async function tapCommandOf(
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
     root: stateFolder(values.get('state') as string | undefined),
-    tokenFile: values.get('operator-token-file') as string | undefined,
   });
   const filterPart = tapFilterQuery(filter);
   return {
@@ -106,19 +96,6 @@ export async function tapCommandOf(
     maxEvents,
     durationMs: duration === undefined ? null : parseDuration('--duration', duration),
   };
-}
-
-/**
- * The operator token, when there is one to send: a control plane on Kubernetes asks for it
- * (docs/tap.md); `trellis up` does not, and its state folder's token is sent all the same.
- */
-async function operatorHeader(api: ControlApi): Promise<Record<string, string>> {
-  if (api.tokenFile === null) return {};
-  try {
-    return { authorization: `Bearer ${await readOperatorToken(api.tokenFile)}` };
-  } catch {
-    return {};
-  }
 }
 
 /** The flag a filter's message is about ("'max_rps' must be ..." -> max-rps). */
@@ -159,10 +136,7 @@ export async function streamTap(
   try {
     let res: Response;
     try {
-      res = await fetch(`${cmd.api.base}/api/tap?${cmd.query}`, {
-        signal: abort.signal,
-        headers: await operatorHeader(cmd.api),
-      });
+      res = await fetch(`${cmd.api.base}/api/tap?${cmd.query}`, { signal: abort.signal });
     } catch (error) {
       if (abort.signal.aborted) return;
       throw new TrellisError(

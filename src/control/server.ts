@@ -25,8 +25,7 @@
 //   GET /api/tap         a live tap of a workload's proxies: JSON lines until the reader stops
 //                        (?namespace=NS&workload=NAME&instance=I&to=DST and the filters of
 //                        src/core/tap-filter.ts; 404 at once when no proxy matches:
-//                        src/control/tap/tap-api.ts). With tap credentials (Kubernetes) it
-//                        needs the operator token, like a change.
+//                        src/control/tap/tap-api.ts)
 //   GET /dashboard       the web dashboard (src/control/dashboard/), with /dashboard/app.js and style.css
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
@@ -52,7 +51,6 @@ import { statViewOf, type StatView } from './metrics/stat-view.ts';
 import { EdgeTracker } from './metrics/edges.ts';
 import { DASHBOARD_ROUTES, serveDashboard } from './dashboard/routes.ts';
 import { serveTap } from './tap/tap-api.ts';
-import type { TapCredentials } from './tap/proxy-tap.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -192,11 +190,6 @@ export interface ControlPlaneOptions {
   readonly operatorToken?: string | null;
   /** Where an operator finds the token, for the refusal's explanation (src/control/operator-auth.ts). */
   readonly operatorTokenSource?: string;
-  /**
-   * The control plane's own mTLS credentials, to tap proxies that are not on this host
-   * (Kubernetes: src/control/tap/control-identity.ts); absent: proxies are tapped in plain HTTP.
-   */
-  readonly tapCredentials?: () => TapCredentials | null;
 }
 
 export interface ControlPlane {
@@ -267,8 +260,6 @@ async function startPlane(
     }),
     log,
     taps: { open: 0 },
-    tapCredentials: options.tapCredentials ?? (() => null),
-    tapNeedsOperator: options.tapCredentials !== undefined,
   };
   const http = createServer((req, res) => void routeHttp(req, res, api));
   try {
@@ -322,8 +313,6 @@ interface HttpApi {
   readonly log: Logger;
   /** Live taps in progress (GET /api/tap). */
   readonly taps: { open: number };
-  readonly tapCredentials: () => TapCredentials | null;
-  readonly tapNeedsOperator: boolean;
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
@@ -337,9 +326,6 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
   const path = (req.url ?? '/').split('?')[0]!;
   const open = req.method === 'POST' && api.components.some((c) => c.openPostPaths?.includes(path) === true);
   if (!reading && !open && !api.auth.admit(req, res)) return;
-  // A live tap of proxies beyond this host (Kubernetes: the control plane has tap credentials) is
-  // an operator's, like a change; on one machine it is a read like /api/traces (docs/tap.md).
-  if (path === '/api/tap' && api.tapNeedsOperator && !api.auth.admit(req, res)) return;
   const owners = api.components.filter((c) => c.handleHttp !== undefined);
   if (owners.length > 0) {
     let body = '';
@@ -406,7 +392,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (path === '/api/tap') {
     if (req.method === 'HEAD') return send(200, {});
     const list = async () => (await api.catalog.listScrapeTargets?.()) ?? [];
-    return serveTap(req, res, new URLSearchParams(query), list, api.taps, api.tapCredentials);
+    return serveTap(req, res, new URLSearchParams(query), list, api.taps);
   }
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });

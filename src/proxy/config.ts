@@ -285,13 +285,6 @@ export const proxyConfigSchema = v.strictObject(
             v.pipe(count(4096), v.maxValue(16 << 20, 'must be at most 16 MiB')),
             256 * 1024,
           ),
-          /**
-           * The control plane's identity (spiffe://...): it may tap over mutual TLS on the admin
-           * listener from anywhere (Kubernetes). Absent: only loopback peers may tap.
-           */
-          controlPlaneIdentity: v.optional(
-            v.pipe(v.string(), v.startsWith('spiffe://', 'expected a spiffe:// ID')),
-          ),
         },
         unknownKey,
       ),

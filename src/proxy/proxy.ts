@@ -131,8 +131,6 @@ export async function startProxy(
       onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('admin', limit, action),
       metrics: { render: () => rt.metrics.render() + tap.metrics() },
       tap,
-      tapControlIdentity: config.tap.controlPlaneIdentity ?? null,
-      credentials: () => identity?.current() ?? null,
       config: () => config,
       breakers: () => rt.discovery.breakerViews(),
       isReady: () => !rt.draining,

@@ -214,19 +214,3 @@ test('the state folder operator token: made 0600 once, kept across restarts, nar
   );
   assert.equal(await readFile(operatorTokenPath(root), 'utf8'), 'too short\n', 'never overwritten');
 });
-
-test('GET /api/tap needs the operator token where the control plane taps beyond its host (tap credentials)', async (t) => {
-  const open = await controlPlane(t, TOKEN);
-  // One machine: a read like the others (404: nothing registered to tap).
-  assert.equal((await fetch(`${open.http}/api/tap?workload=web`)).status, 404);
-  const { plane } = await startIdentityControlPlane(t, {
-    trustDomain: 'cluster.local',
-    plane: () => ({ operatorToken: TOKEN, tapCredentials: () => null }),
-  });
-  const base = `http://${plane.http}`;
-  assert.equal((await fetch(`${base}/api/tap?workload=web`)).status, 401);
-  const authorized = await fetch(`${base}/api/tap?workload=web`, {
-    headers: { authorization: `Bearer ${TOKEN}` },
-  });
-  assert.equal(authorized.status, 404);
-});

@@ -264,36 +264,32 @@ test('tap hub: a reader that does not read keeps a bounded buffer; the events be
   );
 });
 
-const CONTROL_ID = 'spiffe://td/ns/trellis/sa/trellis-control';
-const adminReq = (peer: string | undefined, query = '', peerIdentity: string | null = null) => ({
-  method: 'GET',
-  path: '/tap',
-  query,
-  peer,
-  authorization: null,
-  peerIdentity,
-});
-
-test('admin /tap: a peer that is not on loopback is refused and counted, unless it is the control plane over mTLS', () => {
+test('admin /tap: a peer that is not on loopback is refused and counted', () => {
   const { hub } = hubWith(() => 0);
   const route = tapRoute(hub, silentLogger);
   for (const peer of ['198.18.0.7', '::ffff:198.18.0.7', '10.0.0.1', undefined]) {
-    const res = route.handle(adminReq(peer));
+    const res = route.handle({ method: 'GET', path: '/tap', query: '', peer, authorization: null });
     assert.equal(res.status, 403, String(peer));
     assert.equal(res.takeOver, undefined);
   }
-  // Without a control-plane identity configured, no identity opens it either.
-  assert.equal(route.handle(adminReq('198.18.0.7', '', CONTROL_ID)).status, 403);
-  assert.match(hub.metrics(), /trellis_tap_refused_total\{reason="not-loopback"\} 5/);
-  const ok = route.handle(adminReq('127.0.0.1', 'method=GET'));
+  assert.match(hub.metrics(), /trellis_tap_refused_total\{reason="not-loopback"\} 4/);
+  const ok = route.handle({
+    method: 'GET',
+    path: '/tap',
+    query: 'method=GET',
+    peer: '127.0.0.1',
+    authorization: null,
+  });
   assert.equal(ok.status, 200);
   assert.equal(typeof ok.takeOver, 'function');
-  assert.equal(route.handle(adminReq('::1', 'max_rps=0')).status, 400);
-
-  const withControl = tapRoute(hub, silentLogger, CONTROL_ID);
-  assert.equal(withControl.handle(adminReq('198.18.0.7', '', CONTROL_ID)).status, 200);
-  assert.equal(withControl.handle(adminReq('198.18.0.7', '', 'spiffe://td/ns/default/sa/web')).status, 403);
-  assert.equal(withControl.handle(adminReq('198.18.0.7')).status, 403);
+  const bad = route.handle({
+    method: 'GET',
+    path: '/tap',
+    query: 'max_rps=0',
+    peer: '::1',
+    authorization: null,
+  });
+  assert.equal(bad.status, 400);
 });
 
 test('tap API: the proxies of a resource, and --to as hosts and addresses', () => {

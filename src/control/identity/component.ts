@@ -17,7 +17,7 @@ import { systemTimers, type TimerHandle, type Timers } from '../../core/clock.ts
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { Registry } from '../../core/prometheus.ts';
 import type { ControlPlaneComponent } from '../server.ts';
-import { RotationError, type CertificateAuthority, type IssuedCertificate } from './ca.ts';
+import { RotationError, type CertificateAuthority } from './ca.ts';
 import { IdentityError, type IdentityStatus } from './errors.ts';
 import type { TokenVerifier } from './tokens.ts';
 
@@ -83,14 +83,6 @@ export class IdentityComponent implements ControlPlaneComponent {
       validUntilMs: issued.validUntilMs,
       trustAnchorsPem: issued.trustAnchorsPem,
     };
-  }
-
-  /**
-   * A leaf for the control plane's own key (no token: the control plane is the authority), for
-   * its mTLS client identity when it taps proxies on Kubernetes (src/control/tap/control-identity.ts).
-   */
-  issueOwn(csr: Uint8Array, identity: string): IssuedCertificate {
-    return this.#ca.issue(csr, identity);
   }
 
   #refusal(identity: string, error: unknown): Partial<grpc.StatusObject> {

@@ -114,8 +114,6 @@ export function proxyContainer(config: InjectorConfig, annotations: Annotations,
       `--policy-address=${config.controlPlaneAddress}`,
       `--identity-token-file=${TOKEN_DIR}/${TOKEN_FILE}`,
       `--trust-domain=${config.trustDomain}`,
-      // The control plane may tap this proxy over mTLS on its admin port (docs/security.md).
-      `--tap-control-identity=spiffe://${config.trustDomain}/ns/${config.controlPlaneNamespace}/sa/trellis-control`,
       // Kubernetes expands $(VAR) in args from the container's env (the downward API below).
       '--workload=$(TRELLIS_POD_NAME)',
       '--namespace=$(TRELLIS_POD_NAMESPACE)',

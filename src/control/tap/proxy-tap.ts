@@ -2,27 +2,8 @@
 // src/proxy/admin/tap-route.ts): a request with the filter's query, then one JSON object per
 // line until either side stops. Whatever goes wrong (no connection, a refusal, a broken stream)
 // ends it with a reason, so the fan-out (tap-api.ts) can say at once which proxy cannot be tapped.
-// With the control plane's credentials (control-identity.ts, Kubernetes) and the proxy's identity,
-// the request goes over mutual TLS: the proxy must present that identity, the control plane
-// presents its own (the only non-loopback caller a proxy lets tap).
-import { request, type ClientRequest, type IncomingMessage } from 'node:http';
-import { request as tlsRequest } from 'node:https';
-import type { PeerCertificate } from 'node:tls';
+import { request, type ClientRequest } from 'node:http';
 import { NdjsonReader } from '../../core/ndjson.ts';
-import { spiffeUriSan } from '../../core/spiffe.ts';
-
-/** The control plane's own mTLS credentials (PEM). */
-export interface TapCredentials {
-  readonly keyPem: string;
-  readonly chainPem: string;
-  readonly trustAnchorsPem: string;
-}
-
-/** How to reach a proxy over mutual TLS: our credentials and the identity it must present. */
-export interface ProxyTapTls {
-  readonly credentials: TapCredentials;
-  readonly identity: string;
-}
 
 /** Time to the proxy's answer (its head and the "started" line follow at once when it taps). */
 export const PROXY_TAP_CONNECT_TIMEOUT_MS = 3000;
@@ -41,12 +22,7 @@ export interface ProxyTap {
 }
 
 /** Opens a tap of the proxy whose admin listener is at `admin` ("HOST:PORT"). */
-export function openProxyTap(
-  admin: string,
-  query: string,
-  handlers: ProxyTapHandlers,
-  mtls: ProxyTapTls | null = null,
-): ProxyTap {
+export function openProxyTap(admin: string, query: string, handlers: ProxyTapHandlers): ProxyTap {
   const colon = admin.lastIndexOf(':');
   const host = admin.slice(0, colon).replace(/^\[|\]$/g, '');
   let ended = false;
@@ -55,55 +31,38 @@ export function openProxyTap(
     ended = true;
     handlers.onEnd(error);
   };
-  const options = {
-    host,
-    port: Number(admin.slice(colon + 1)),
-    path: query === '' ? '/tap' : `/tap?${query}`,
-    agent: false as const,
-    timeout: PROXY_TAP_CONNECT_TIMEOUT_MS,
-  };
-  const onResponse = (res: IncomingMessage): void => {
-    req.setTimeout(0);
-    if (res.statusCode !== 200) {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        if (body.length < 1024) body += d;
+  const req: ClientRequest = request(
+    {
+      host,
+      port: Number(admin.slice(colon + 1)),
+      path: query === '' ? '/tap' : `/tap?${query}`,
+      agent: false,
+      timeout: PROXY_TAP_CONNECT_TIMEOUT_MS,
+    },
+    (res) => {
+      req.setTimeout(0);
+      if (res.statusCode !== 200) {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          if (body.length < 1024) body += d;
+        });
+        res.on('end', () => end(`HTTP ${res.statusCode}: ${body.trim().slice(0, 300)}`));
+        res.on('error', () => end(`HTTP ${res.statusCode}`));
+        return;
+      }
+      const reader = new NdjsonReader(PROXY_TAP_MAX_LINE_BYTES, (v) => {
+        if (!ended) handlers.onObject(v);
       });
-      res.on('end', () => end(`HTTP ${res.statusCode}: ${body.trim().slice(0, 300)}`));
-      res.on('error', () => end(`HTTP ${res.statusCode}`));
-      return;
-    }
-    const reader = new NdjsonReader(PROXY_TAP_MAX_LINE_BYTES, (v) => {
-      if (!ended) handlers.onObject(v);
-    });
-    res.on('data', (chunk: Buffer) => reader.push(chunk));
-    res.on('end', () => {
-      reader.end();
-      end(null);
-    });
-    res.on('error', (err) => end(`the tap stream broke: ${err.message}`));
-    res.on('close', () => end(null));
-  };
-  const req: ClientRequest =
-    mtls === null
-      ? request(options, onResponse)
-      : tlsRequest(
-          {
-            ...options,
-            key: mtls.credentials.keyPem,
-            cert: mtls.credentials.chainPem,
-            ca: mtls.credentials.trustAnchorsPem,
-            minVersion: 'TLSv1.3',
-            checkServerIdentity: (_host: string, cert: PeerCertificate) => {
-              const found = spiffeUriSan(cert.subjectaltname);
-              return found === mtls.identity
-                ? undefined
-                : new Error(`the proxy is ${found ?? 'no spiffe:// identity'}, expected ${mtls.identity}`);
-            },
-          },
-          onResponse,
-        );
+      res.on('data', (chunk: Buffer) => reader.push(chunk));
+      res.on('end', () => {
+        reader.end();
+        end(null);
+      });
+      res.on('error', (err) => end(`the tap stream broke: ${err.message}`));
+      res.on('close', () => end(null));
+    },
+  );
   req.on('timeout', () => {
     end(`no answer within ${PROXY_TAP_CONNECT_TIMEOUT_MS / 1000} s`);
     req.destroy();

@@ -14,7 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ScrapeTarget } from '../metrics/collector.ts';
 import { parseTapFilter, tapFilterQuery, type TapFilter } from '../../core/tap-filter.ts';
-import { openProxyTap, type ProxyTap, type TapCredentials } from './proxy-tap.ts';
+import { openProxyTap, type ProxyTap } from './proxy-tap.ts';
 
 /** Taps through the control plane at once. */
 export const MAX_TAPS = 32;
@@ -96,8 +96,6 @@ export async function serveTap(
   query: URLSearchParams,
   listTargets: () => Promise<readonly ScrapeTarget[]>,
   taps: { open: number },
-  /** The control plane's own mTLS credentials (Kubernetes), for proxies with an identity. */
-  credentials: () => TapCredentials | null = () => null,
 ): Promise<void> {
   const send = (status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -169,22 +167,14 @@ export async function serveTap(
       ended();
       continue;
     }
-    const creds = credentials();
-    const mtls =
-      creds !== null && target.identity != null ? { credentials: creds, identity: target.identity } : null;
-    const tap = openProxyTap(
-      target.admin,
-      proxyQuery,
-      {
-        onObject: (value) => write({ ...value, ...who }, value.type === 'exchange'),
-        onEnd: (error) => {
-          open.delete(tap);
-          if (error !== null) write({ type: 'error', ...who, admin: target.admin, error }, false);
-          ended();
-        },
+    const tap = openProxyTap(target.admin, proxyQuery, {
+      onObject: (value) => write({ ...value, ...who }, value.type === 'exchange'),
+      onEnd: (error) => {
+        open.delete(tap);
+        if (error !== null) write({ type: 'error', ...who, admin: target.admin, error }, false);
+        ended();
       },
-      mtls,
-    );
+    });
     if (finished) tap.close();
     else open.add(tap);
   }

@@ -17,8 +17,6 @@ import { reasonPhrase } from '../http/reason-phrases.ts';
 import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
 import type { TapHub } from '../telemetry/tap-hub.ts';
 import { tapRoute } from './tap-route.ts';
-import { AdminTls } from './admin-tls.ts';
-import type { CertifiedKey } from '../identity/provider.ts';
 
 export interface AdminOptions {
   listen: { host: string; port: number };
@@ -41,13 +39,6 @@ export interface AdminOptions {
   shutdownToken?: string | null;
   /** Live taps (GET /tap); absent: /tap is 404. */
   tap?: TapHub;
-  /**
-   * The identity (SPIFFE ID) of the control plane, which may tap from anywhere over mutual TLS
-   * (admin-tls.ts); null or absent: only loopback peers may tap, and TLS is not accepted.
-   */
-  tapControlIdentity?: string | null;
-  /** The proxy's credentials, for mutual TLS on this listener (with tapControlIdentity). */
-  credentials?: () => CertifiedKey | null;
   /** Time a request may take to arrive, or a connection may stay idle (default 10 s). */
   requestTimeoutMs?: number;
   /** Counts a connection shed or refused at the admin listener's limits. */
@@ -86,8 +77,6 @@ export interface AdminRequest {
   /** The query string, without '?' ('' when none). */
   readonly query: string;
   readonly peer: string | undefined;
-  /** The client's verified identity over mutual TLS (admin-tls.ts), or null on a plain connection. */
-  readonly peerIdentity: string | null;
   /** The Authorization header, or null. */
   readonly authorization: string | null;
 }
@@ -225,8 +214,7 @@ function buildRoutes(opts: AdminOptions): Map<string, Route> {
       },
     ],
   ]);
-  if (opts.tap !== undefined)
-    routes.set('/tap', tapRoute(opts.tap, opts.log, opts.tapControlIdentity ?? null));
+  if (opts.tap !== undefined) routes.set('/tap', tapRoute(opts.tap, opts.log));
   return routes;
 }
 
@@ -278,7 +266,6 @@ function serveConnection(
   routes: Map<string, Route>,
   log: Logger,
   requestMs: number,
-  peerIdentity: string | null = null,
 ): void {
   let buf: Buffer | null = null;
   let skip = 0; // request body bytes still to discard
@@ -332,7 +319,6 @@ function serveConnection(
         path: requestPath(head.target),
         query: requestQuery(head.target),
         peer: socket.remoteAddress,
-        peerIdentity,
         authorization: headerValue(head.headers, 'authorization'),
       };
       const res = respond(routes, req, log);
@@ -357,15 +343,6 @@ function serveConnection(
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const routes = buildRoutes(opts);
   const sockets = new Set<net.Socket>();
-  const requestMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-  const adminTls =
-    opts.tapControlIdentity != null && opts.credentials !== undefined
-      ? new AdminTls({
-          credentials: opts.credentials,
-          serve: (s, identity) => serveConnection(s, routes, opts.log, requestMs, identity),
-          log: opts.log,
-        })
-      : null;
   const limits = new ConnectionLimits({
     max: ADMIN_MAX_CONNECTIONS,
     maxPerPeer: ADMIN_MAX_PER_PEER,
@@ -380,11 +357,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    if (adminTls === null) serveConnection(socket, routes, opts.log, requestMs);
-    else {
-      socket.on('error', () => {});
-      adminTls.accept(socket);
-    }
+    serveConnection(socket, routes, opts.log, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
   });
 
   await new Promise<void>((resolve, reject) => {

@@ -1,11 +1,9 @@
 // The admin listener's GET /tap: a live tap of this proxy's finished HTTP exchanges, as a stream
 // of JSON lines (telemetry/tap-event.ts) that lasts until the reader closes it. The filter and cap
-// are the query (src/core/tap-filter.ts). Who may tap: a loopback peer (on one machine the control
-// plane and the CLI are local), or the control plane over mutual TLS when the proxy is told its
-// identity (tap.controlPlaneIdentity: Kubernetes; admin-tls.ts verifies it). Anyone else who can
-// reach the admin port (it listens on every address for scrapers) is refused with 403 and counted,
-// since request paths and identities are not for everyone who can read /metrics
-// (docs/security.md, "Who may tap a proxy").
+// are the query (src/core/tap-filter.ts). Who may tap: only a loopback peer. On one machine the
+// control plane and the CLI are local; a network peer (anyone who can reach the admin port, which
+// listens on every address for scrapers) is refused with 403 and counted, since request paths and
+// identities are not for everyone who can read /metrics (docs/security.md, "Live tap").
 // The first line says the tap is attached ({"type":"started"}), so a reader knows at once.
 import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
@@ -20,24 +18,17 @@ const NDJSON = 'application/x-ndjson';
 export function tapRoute(
   hub: TapHub,
   log: Logger,
-  controlIdentity: string | null = null,
 ): { methods: readonly string[]; handle: (req: AdminRequest) => AdminResponse } {
   const refusedLog = new LogThrottle();
   return {
     methods: ['GET'],
     handle: (req) => {
-      const control = controlIdentity !== null && req.peerIdentity === controlIdentity;
-      if (!control && !isLoopbackAddress(req.peer)) {
+      if (!isLoopbackAddress(req.peer)) {
         hub.refusedNotLoopback();
         refusedLog.note((skipped) =>
           log.warn('admin: refused a tap from a non-loopback peer', { peer: req.peer, skipped }),
         );
-        return text(
-          403,
-          controlIdentity === null
-            ? 'tap is only allowed from loopback (the control plane on this host)\n'
-            : 'tap is only allowed from loopback or the control plane (its mTLS identity)\n',
-        );
+        return text(403, 'tap is only allowed from loopback (the control plane on this host)\n');
       }
       const filter = parseTapFilter(new URLSearchParams(req.query));
       if (typeof filter === 'string') return text(400, `${filter}\n`);
