@@ -233,7 +233,7 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'operator-token-file',
     kind: 'string',
-    help: 'file of the operator token state-changing HTTP API requests must carry (e.g. a mounted Secret); without it they are refused',
+    help: 'file of the operator token state-changing HTTP API requests, taps and trace reads must carry (e.g. a mounted Secret); without it they are refused',
   },
   {
     name: 'identity-dir',
@@ -289,7 +289,9 @@ export async function run(argv: string[]): Promise<number> {
           throw new ConfigError('--operator-token-file', (error as Error).message);
         });
   if (operatorToken === null)
-    log.warn('no --operator-token-file: every state-changing HTTP API request will be refused');
+    log.warn(
+      'no --operator-token-file: every state-changing HTTP API request, tap and trace read will be refused',
+    );
 
   const injector = await injectorSettings(values);
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
