@@ -1,12 +1,13 @@
 // The CLI's client of a running control plane's HTTP API (src/control/server.ts). Which one:
 // `--control URL`, or the control.json that `trellis up` writes into its state folder (--state,
-// $TRELLIS_STATE, .trellis). State-changing requests carry the operator token as
+// $TRELLIS_STATE, .trellis). State-changing requests (and reads of live requests: tap, traces) carry the operator token as
 // `Authorization: Bearer`: the state folder's `operator-token`, or for a control plane given with
 // --control the file of --operator-token-file (never the state folder's token: it belongs to
 // that folder's control plane, not to whatever listens at the URL).
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { runningControlFile } from '../api/control-file.ts';
 import { operatorTokenPath, readOperatorToken } from '../control/operator-token.ts';
+import { isSensitiveRead } from '../control/operator-auth.ts';
 
 const TIMEOUT_MS = 5000;
 
@@ -54,12 +55,28 @@ export interface ApiAnswer {
   readonly body: unknown;
 }
 
-/** One request; any method but GET and HEAD carries the operator token. TRELLIS_ERR_CONTROL_PLANE when unreachable. */
-export async function callControl(api: ControlApi, method: string, path: string): Promise<ApiAnswer> {
-  const headers: Record<string, string> = {};
-  if (method !== 'GET' && method !== 'HEAD' && api.tokenFile !== null) {
-    headers.authorization = `Bearer ${await readOperatorToken(api.tokenFile)}`;
+/**
+ * The headers of a request: any method but GET and HEAD carries the operator token; so do the
+ * reads that show live requests (isSensitiveRead: /api/tap, /api/traces), which a control plane
+ * reachable from other hosts refuses without it, when the token's file can be read.
+ */
+export async function requestHeaders(
+  api: ControlApi,
+  method: string,
+  path: string,
+): Promise<Record<string, string>> {
+  if (api.tokenFile === null) return {};
+  if (method !== 'GET' && method !== 'HEAD') {
+    return { authorization: `Bearer ${await readOperatorToken(api.tokenFile)}` };
   }
+  if (!isSensitiveRead(path.split('?')[0]!)) return {};
+  const token = await readOperatorToken(api.tokenFile).catch(() => null);
+  return token === null ? {} : { authorization: `Bearer ${token}` };
+}
+
+/** One request, with requestHeaders. TRELLIS_ERR_CONTROL_PLANE when unreachable. */
+export async function callControl(api: ControlApi, method: string, path: string): Promise<ApiAnswer> {
+  const headers = await requestHeaders(api, method, path);
   let text: string;
   let status: number;
   try {

@@ -8,9 +8,13 @@
 // `--injector-listen` also serves the proxy injector (src/control/injector/webhook-server.ts).
 // The Routes API serves the Gateway API routes of the cluster (src/control/routes/kubernetes.ts),
 // whose status it writes back.
+// `trellis tap` reaches the proxies' mTLS tap listeners at their pod IPs with a client certificate
+// the control plane issues itself (src/control/tap/); its HTTP API listens on the pod's address,
+// so GET /api/tap and /api/traces need the operator token like a change does.
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
 import { ConfigError } from '../core/errors.ts';
+import { controlPlaneId } from '../core/spiffe.ts';
 import { parseDuration } from '../core/duration.ts';
 import { createLogger, LOG_LEVEL_SETTINGS, type Logger, type LogLevelSetting } from '../core/log.ts';
 import type { IdentityComponent } from '../control/identity/component.ts';
@@ -229,7 +233,7 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'operator-token-file',
     kind: 'string',
-    help: 'file of the operator token state-changing HTTP API requests must carry (e.g. a mounted Secret); without it they are refused',
+    help: 'file of the operator token state-changing HTTP API requests, taps and trace reads must carry (e.g. a mounted Secret); without it they are refused',
   },
   {
     name: 'identity-dir',
@@ -285,7 +289,9 @@ export async function run(argv: string[]): Promise<number> {
           throw new ConfigError('--operator-token-file', (error as Error).message);
         });
   if (operatorToken === null)
-    log.warn('no --operator-token-file: every state-changing HTTP API request will be refused');
+    log.warn(
+      'no --operator-token-file: every state-changing HTTP API request, tap and trace read will be refused',
+    );
 
   const injector = await injectorSettings(values);
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
@@ -301,6 +307,14 @@ export async function run(argv: string[]): Promise<number> {
     verifier: new TokenReviewVerifier({ kubeConfig, trustDomain: identity.trustDomain }),
     log: settings.log,
   });
+  // The control plane's own certificate, to tap proxies over mTLS (their tap listeners let in
+  // only this identity: the injector gives every proxy the same from the same ConfigMap).
+  const { TapClientCertificate } = await import('../control/tap/tap-client-certificate.ts');
+  const tapCertificate = new TapClientCertificate({
+    issuer: component.authority,
+    id: controlPlaneId(identity.trustDomain, injector?.config.controlPlaneNamespace),
+    log: settings.log,
+  });
   const watcher = new KubernetesWatcher({
     kubeConfig,
     trustDomain: identity.trustDomain,
@@ -309,7 +323,7 @@ export async function run(argv: string[]): Promise<number> {
   const plane = await startControlPlane({
     ...settings,
     watcher,
-    catalog: kubernetesCatalog(kubeConfig, watcher),
+    catalog: kubernetesCatalog(kubeConfig, watcher, identity.trustDomain),
     components: [
       component,
       kubernetesPolicyComponent(kubeConfig, settings.log),
@@ -319,6 +333,9 @@ export async function run(argv: string[]): Promise<number> {
     operatorToken,
     operatorTokenSource:
       tokenFile === undefined ? '--operator-token-file' : `in the file ${tokenFile} (--operator-token-file)`,
+    // The HTTP API listens on the pod's address: a tap or a trace is for operators only.
+    sensitiveReadsNeedOperator: true,
+    tapClientTls: () => tapCertificate.tlsOptions(),
   });
   const kubernetes = kubeConfig.getCurrentCluster()?.server ?? '';
   let webhook = null;
@@ -342,7 +359,10 @@ export async function run(argv: string[]): Promise<number> {
     plane,
     { kubernetes, trustDomain: identity.trustDomain, ...(webhook ? { injector: webhook.address } : {}) },
     log,
-    async () => webhook?.close(),
+    async () => {
+      tapCertificate.close();
+      await webhook?.close();
+    },
   );
 }
 
@@ -394,7 +414,9 @@ async function inClusterKubeConfig(): Promise<KubeConfig> {
 async function kubernetesCatalog(
   kubeConfig: KubeConfig,
   watcher: KubernetesWatcher,
+  trustDomain: string,
 ): Promise<ServiceCatalog> {
+  const { kubernetesTapTargets } = await import('../control/tap/kubernetes-tap-targets.ts');
   const { CoreV1Api } = await import('@kubernetes/client-node');
   const core = kubeConfig.makeApiClient(CoreV1Api);
   return {
@@ -410,5 +432,7 @@ async function kubernetesCatalog(
       }
       return sortServices(views);
     },
+    // The meshed pods' proxies, tapped over mTLS at their pod IPs (GET /api/tap).
+    listTapTargets: async () => kubernetesTapTargets(watcher.currentPods(), trustDomain),
   };
 }

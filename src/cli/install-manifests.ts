@@ -23,7 +23,13 @@ const IDENTITY_DIR = '/var/run/trellis/identity';
 const IDENTITY_SOURCE_DIR = '/var/run/trellis/identity-source';
 const INJECTOR_TLS_DIR = '/var/run/trellis/injector-tls';
 const CONFIG_DIR = '/var/run/trellis/config';
-export const SECRETS = { issuer: 'trellis-identity-issuer', webhook: 'trellis-injector-tls' } as const;
+const OPERATOR_DIR = '/var/run/trellis/operator';
+export const SECRETS = {
+  issuer: 'trellis-identity-issuer',
+  webhook: 'trellis-injector-tls',
+  /** The operator token the HTTP API wants for changes, taps and traces (key `token`). */
+  operator: 'trellis-operator-token',
+} as const;
 export const CONFIG_MAPS = { anchors: 'trellis-identity-trust-anchors', config: 'trellis-config' } as const;
 /** The keys of the ConfigMap trellis-config: the injector's settings, and the control plane's. */
 export const CONFIG_KEYS = { injector: 'config.yaml', controlPlane: 'control-plane.yaml' } as const;
@@ -148,6 +154,7 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
       `--injector-listen=0.0.0.0:${PORTS.webhook}`,
       `--injector-tls-dir=${INJECTOR_TLS_DIR}`,
       `--injector-config=${CONFIG_DIR}/${CONFIG_KEYS.injector}`,
+      `--operator-token-file=${OPERATOR_DIR}/token`,
     ],
     ports: [
       { name: 'grpc', containerPort: PORTS.grpc },
@@ -162,6 +169,7 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
       { name: 'identity', mountPath: IDENTITY_DIR },
       { name: 'injector-tls', mountPath: INJECTOR_TLS_DIR, readOnly: true },
       { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+      { name: 'operator-token', mountPath: OPERATOR_DIR, readOnly: true },
     ],
   };
   const selector = { matchLabels: { 'app.kubernetes.io/name': CONTROL } };
@@ -206,6 +214,7 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
             { name: 'identity', emptyDir: { medium: 'Memory' } },
             { name: 'injector-tls', secret: { secretName: SECRETS.webhook } },
             { name: 'config', configMap: { name: CONFIG_MAPS.config } },
+            { name: 'operator-token', secret: { secretName: SECRETS.operator } },
           ],
         },
       },
@@ -265,6 +274,8 @@ export function installObjects(
   identity: IdentityMaterial,
   webhook: WebhookMaterial,
   crds: readonly CrdName[],
+  /** The operator token (`trellis upgrade` keeps the installed one). */
+  operatorToken: string,
 ): Json[] {
   const objects: Json[] = [
     {
@@ -309,6 +320,13 @@ export function installObjects(
       metadata: meta(SECRETS.webhook),
       type: 'kubernetes.io/tls',
       stringData: { 'tls.crt': webhook.certPem, 'tls.key': webhook.keyPem },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: meta(SECRETS.operator),
+      type: 'Opaque',
+      stringData: { token: operatorToken },
     },
     {
       apiVersion: 'v1',

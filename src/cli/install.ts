@@ -4,6 +4,7 @@
 // GRPCRoute) unless `--skip-gateway-api` (for clusters with the upstream ones); otherwise the objects of install-manifests.ts with
 // certificates made now (install-identity.ts) or read from the operator's files.
 // docs/kubernetes.md describes what comes out and why.
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { LOG_LEVEL_SETTINGS } from '../core/log.ts';
 import { parseCommandFlags, parseDuration } from './control.ts';
@@ -107,12 +108,16 @@ export const issuerLifetimeMs = (values: ReadonlyMap<string, unknown>): number =
     flagText(values, 'identity-issuer-lifetime', DEFAULT_ISSUER_LIFETIME),
   );
 
-/** The manifests of `settings` with `identity` and a new webhook certificate, as YAML. */
+/**
+ * The manifests of `settings` with `identity`, a new webhook certificate and `operatorToken` (by
+ * default a new one: 32 random bytes, base64url), as YAML.
+ */
 export async function installYaml(
   settings: InstallSettings,
   identity: IdentityMaterial,
   lifetimeMs: number,
   nowMs: number,
+  operatorToken: string = randomBytes(32).toString('base64url'),
 ): Promise<string> {
   const { crds } = await readCrds();
   const webhook = await webhookMaterial(
@@ -122,7 +127,7 @@ export async function installYaml(
     lifetimeMs,
     nowMs,
   );
-  return toYaml(installObjects(settings, identity, webhook, crds));
+  return toYaml(installObjects(settings, identity, webhook, crds, operatorToken));
 }
 
 /** deploy/crds.yaml, beside src/ or dist/. */

@@ -84,19 +84,22 @@ export interface InstalledState {
   readonly issuerKeyPem: string;
   /** The `data` of the ConfigMap trellis-config. */
   readonly config: Readonly<Record<string, string>>;
+  /** The operator token of the Secret trellis-operator-token; null: none (an older install). */
+  readonly operatorToken: string | null;
 }
 
 export const INSTALLED_NAMES = {
   anchors: `ConfigMap ${NAMESPACE}/${CONFIG_MAPS.anchors}`,
   issuer: `Secret ${NAMESPACE}/${SECRETS.issuer}`,
   config: `ConfigMap ${NAMESPACE}/${CONFIG_MAPS.config}`,
+  operator: `Secret ${NAMESPACE}/${SECRETS.operator}`,
 } as const;
 
 /** Reads the installed anchors, issuer and configuration; KubernetesError names what is missing. */
 export async function readInstalled(kubeConfig: KubeConfig): Promise<InstalledState> {
   const core = kubeConfig.makeApiClient(CoreV1Api);
   const read = <T>(name: string, call: () => Promise<T>): Promise<T> => kubeCall(`cannot read ${name}`, call);
-  const [anchors, issuer, config] = await Promise.all([
+  const [anchors, issuer, config, operator] = await Promise.all([
     // One after the other would say the same; the first that fails is the one named.
     read(INSTALLED_NAMES.anchors, () =>
       core.readNamespacedConfigMap({ name: CONFIG_MAPS.anchors, namespace: NAMESPACE }),
@@ -107,12 +110,21 @@ export async function readInstalled(kubeConfig: KubeConfig): Promise<InstalledSt
     read(INSTALLED_NAMES.config, () =>
       core.readNamespacedConfigMap({ name: CONFIG_MAPS.config, namespace: NAMESPACE }),
     ),
+    // Absent from installs older than it.
+    read(INSTALLED_NAMES.operator, () =>
+      core.readNamespacedSecret({ name: SECRETS.operator, namespace: NAMESPACE }),
+    ).catch((error: unknown) => {
+      if (error instanceof KubernetesError && error.status === 404) return null;
+      throw error;
+    }),
   ]);
+  const token = operator?.data?.['token'];
   const secret = (key: string): string => Buffer.from(issuer.data?.[key] ?? '', 'base64').toString('utf8');
   return {
     trustAnchorsPem: anchors.data?.['trust-anchors.pem'] ?? '',
     issuerCertPem: secret('issuer.pem'),
     issuerKeyPem: secret('issuer.key.pem'),
     config: config.data ?? {},
+    operatorToken: token === undefined ? null : Buffer.from(token, 'base64').toString('utf8'),
   };
 }

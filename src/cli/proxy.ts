@@ -170,6 +170,19 @@ const FLAGS: FlagSpec[] = [
     help: 'off (default), stdout, stderr or a file path',
   },
   {
+    name: 'tap-listen',
+    kind: 'string',
+    path: 'tap.listen',
+    help: 'mTLS tap listener HOST:PORT: taps for callers with an allowed client certificate (default: off)',
+  },
+  {
+    name: 'tap-allowed-identity',
+    kind: 'string',
+    repeatable: true,
+    path: 'tap.allowedIdentities',
+    help: "a SPIFFE ID that may tap over --tap-listen, repeatable (default: the control plane's, spiffe://TRUST-DOMAIN/ns/trellis/sa/trellis-control)",
+  },
+  {
     name: 'trace-collector',
     kind: 'string',
     path: 'tracing.collector',

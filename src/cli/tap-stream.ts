@@ -7,10 +7,17 @@ import { ConfigError, TrellisError } from '../core/errors.ts';
 import { parseDuration } from '../core/duration.ts';
 import { NdjsonReader } from '../core/ndjson.ts';
 import { parseTapFilter, tapFilterQuery, TAP_HARD_MAX_RPS } from '../core/tap-filter.ts';
-import { errorOf, findControlPlane, type ControlApi } from './control-api.ts';
+import { errorOf, findControlPlane, requestHeaders, type ControlApi } from './control-api.ts';
 import type { FlagSpec, ParsedFlags } from './flags.ts';
 import { readTapLine, type TapExchange, type TapLine } from './tap-lines.ts';
-import { CONTROL_FLAG, namespaceOf, parseTarget, STATE_FLAG, stateFolder } from './targeting.ts';
+import {
+  CONTROL_FLAG,
+  namespaceOf,
+  OPERATOR_TOKEN_FLAG,
+  parseTarget,
+  STATE_FLAG,
+  stateFolder,
+} from './targeting.ts';
 
 export const TAP_FLAGS: FlagSpec[] = [
   {
@@ -37,6 +44,7 @@ export const TAP_FLAGS: FlagSpec[] = [
   { name: 'duration', kind: 'string', help: 'stop after this long, e.g. 10s (for scripts)' },
   STATE_FLAG,
   CONTROL_FLAG,
+  OPERATOR_TOKEN_FLAG,
 ];
 
 export interface TapCommand {
@@ -88,6 +96,7 @@ export async function tapCommandOf(
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
     root: stateFolder(values.get('state') as string | undefined),
+    tokenFile: values.get('operator-token-file') as string | undefined,
   });
   const filterPart = tapFilterQuery(filter);
   return {
@@ -136,7 +145,8 @@ export async function streamTap(
   try {
     let res: Response;
     try {
-      res = await fetch(`${cmd.api.base}/api/tap?${cmd.query}`, { signal: abort.signal });
+      const headers = await requestHeaders(cmd.api, 'GET', '/api/tap');
+      res = await fetch(`${cmd.api.base}/api/tap?${cmd.query}`, { headers, signal: abort.signal });
     } catch (error) {
       if (abort.signal.aborted) return;
       throw new TrellisError(

@@ -9,7 +9,14 @@ import type { TraceSummary } from '../control/traces/store.ts';
 import { alignColumns } from './columns.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
-import { CONTROL_FLAG, outputFlag, outputOf, STATE_FLAG, stateFolder } from './targeting.ts';
+import {
+  CONTROL_FLAG,
+  OPERATOR_TOKEN_FLAG,
+  outputFlag,
+  outputOf,
+  STATE_FLAG,
+  stateFolder,
+} from './targeting.ts';
 
 export const summary = 'recent distributed traces of the mesh, or one as a tree of its spans';
 
@@ -20,6 +27,7 @@ const FLAGS: FlagSpec[] = [
   outputFlag(OUTPUTS),
   STATE_FLAG,
   CONTROL_FLAG,
+  OPERATOR_TOKEN_FLAG,
 ];
 
 const USAGE = `Usage: trellis trace [TRACE_ID] [options]
@@ -47,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
     root: stateFolder(values.get('state') as string | undefined),
+    tokenFile: values.get('operator-token-file') as string | undefined,
   });
 
   if (id !== undefined) {

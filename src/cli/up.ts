@@ -27,6 +27,8 @@ import {
 } from '../api/control-file.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
+import { isLoopbackAddress } from '../proxy/admin/server.ts';
+import { splitHostPort } from '../proxy/config.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
 import { localRouteComponent } from '../control/routes/component.ts';
@@ -160,6 +162,8 @@ export async function run(argv: string[]): Promise<number> {
     ],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
+    // Taps and traces are for this host's users, unless the API is reachable from others.
+    sensitiveReadsNeedOperator: !isLoopbackHost(splitHostPort(settings.httpListen).host),
   });
   try {
     await writeControlFile(root, {
@@ -174,4 +178,9 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   return serveUntilSignal(plane, { state: root }, log, () => removeControlFile(root));
+}
+
+/** Whether an HTTP API bound to `host` is reachable from this host only. */
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || isLoopbackAddress(host);
 }

@@ -46,7 +46,7 @@ const FLAGS: FlagSpec[] = [...CRDS_FLAGS, ...SETTINGS_FLAGS, ...CLUSTER_FLAGS];
 const USAGE = `Usage: trellis upgrade [--crds] [options] | kubectl apply -f -
 
 Prints the manifests of this version of Trellis like trellis install, keeping what the cluster has:
-the trust anchors, the issuer (its certificate and key) and the configuration (trellis-config: the
+the trust anchors, the issuer (its certificate and key), the operator token and the configuration (trellis-config: the
 image, trust domain, cluster domain, proxy log level, default inbound policy, native sidecar, CNI
 mode, HA and the control plane's log level). A flag given replaces that setting; the issuer files
 replace the issuer (signed by a kept anchor), all three identity files the anchors too. The
@@ -153,10 +153,13 @@ export async function run(argv: string[]): Promise<number> {
   const given = [...values.keys()].filter((name) => SETTINGS_FLAGS.some((f) => f.name === name));
   process.stderr.write(
     `trellis upgrade: kept from the cluster: ${kept}, ` +
+      `the operator token${state.operatorToken === null ? ' (none: a new one)' : ''}, ` +
       `and the configuration (${INSTALLED_NAMES.config}: image ${settings.image})` +
       (given.length > 0 ? `, but for ${given.map((n) => `--${n}`).join(', ')}` : '') +
       `; new: the injector's serving certificate\n`,
   );
-  process.stdout.write(await installYaml(settings, material, issuerLifetimeMs(values), now));
+  process.stdout.write(
+    await installYaml(settings, material, issuerLifetimeMs(values), now, state.operatorToken ?? undefined),
+  );
   return 0;
 }

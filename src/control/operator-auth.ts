@@ -15,6 +15,16 @@ import { silentLogger, type Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../core/prometheus.ts';
 
+/**
+ * Reads that show live requests (paths, authorities, identities): a tap (GET /api/tap) and the
+ * recent traces (GET /api/traces, /api/traces/ID). Where the HTTP API can be reached from other
+ * hosts (`trellis control` on Kubernetes, `trellis up` on a non-loopback address) they need the
+ * operator token like a change does (server.ts, ControlPlaneOptions.sensitiveReadsNeedOperator).
+ */
+export function isSensitiveRead(path: string): boolean {
+  return path === '/api/tap' || path === '/api/traces' || path.startsWith('/api/traces/');
+}
+
 /** Why a request was refused: it carried no bearer token, or one that is not the operator token. */
 export type Refusal = 'missing' | 'invalid';
 
@@ -69,7 +79,7 @@ export class OperatorAuth {
     });
     res.end(
       JSON.stringify({
-        error: `${req.method} ${pathOf(req)} changes the control plane's state and needs an authenticated operator (${refusal === 'missing' ? 'no bearer token' : 'wrong token'})`,
+        error: `${req.method} ${pathOf(req)} ${isSensitiveRead(pathOf(req)) ? 'shows live requests' : "changes the control plane's state"} and needs an authenticated operator (${refusal === 'missing' ? 'no bearer token' : 'wrong token'})`,
         authenticate: how,
       }) + '\n',
     );
@@ -86,7 +96,7 @@ export class OperatorAuth {
     const registry = new Registry();
     const refused = registry.counter(
       'trellis_control_http_unauthenticated_total',
-      'Requests to state-changing HTTP API endpoints refused for want of the operator token, by reason.',
+      'Requests to state-changing HTTP API endpoints (and, where it is reachable from other hosts, its reads of live requests) refused for want of the operator token, by reason.',
       ['reason'],
     );
     for (const reason of ['missing', 'invalid'] as const) refused.labels(reason).inc(this.#refused[reason]);

@@ -30,7 +30,9 @@
 //
 // and the components' routes (identity, policy). Reading is open to anyone who can reach the API;
 // every other method needs an authenticated operator (`Authorization: Bearer <operator token>`,
-// checked by OperatorAuth in routeHttp before any handler runs: src/control/operator-auth.ts).
+// checked by OperatorAuth in routeHttp before any handler runs: src/control/operator-auth.ts), and
+// so do the reads that show live requests (/api/tap, /api/traces) where the API is reachable from
+// other hosts (sensitiveReadsNeedOperator: `trellis control`, `trellis up` off loopback).
 //
 // The services come from a ServiceCatalog: the state folder for `trellis up` (here), the
 // Kubernetes API for `trellis control` (src/cli/control.ts, which alone loads the Kubernetes
@@ -41,7 +43,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type { AddressInfo, Server } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { ConfigError } from '../core/errors.ts';
-import { OperatorAuth } from './operator-auth.ts';
+import { isSensitiveRead, OperatorAuth } from './operator-auth.ts';
 import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
@@ -51,6 +53,8 @@ import { statViewOf, type StatView } from './metrics/stat-view.ts';
 import { EdgeTracker } from './metrics/edges.ts';
 import { DASHBOARD_ROUTES, serveDashboard } from './dashboard/routes.ts';
 import { serveTap } from './tap/tap-api.ts';
+import type { TapTarget } from './tap/proxy-tap-tls.ts';
+import type { TapClientTls } from './tap/tap-client-certificate.ts';
 import type { Endpoint, ServicePortKey, Watcher } from './discovery/watcher.ts';
 
 export interface EndpointView {
@@ -74,6 +78,8 @@ export interface ServiceCatalog {
   listServices(): Promise<ServiceView[]>;
   /** The workload instances whose proxies the control plane scrapes for `trellis stat`, if any. */
   listScrapeTargets?(): Promise<ScrapeTarget[]>;
+  /** The proxies GET /api/tap reaches, when they are not the scrape targets (Kubernetes: mTLS). */
+  listTapTargets?(): Promise<TapTarget[]>;
 }
 
 export interface ServiceShape {
@@ -190,6 +196,13 @@ export interface ControlPlaneOptions {
   readonly operatorToken?: string | null;
   /** Where an operator finds the token, for the refusal's explanation (src/control/operator-auth.ts). */
   readonly operatorTokenSource?: string;
+  /**
+   * Whether the reads that show live requests (GET /api/tap, /api/traces: isSensitiveRead) need
+   * the operator token too: for an HTTP API reachable from other hosts. Default false.
+   */
+  readonly sensitiveReadsNeedOperator?: boolean;
+  /** The control plane's client certificate for proxies' mTLS tap listeners (src/control/tap/). */
+  readonly tapClientTls?: () => TapClientTls | null;
 }
 
 export interface ControlPlane {
@@ -260,6 +273,8 @@ async function startPlane(
     }),
     log,
     taps: { open: 0 },
+    sensitiveReadsNeedOperator: options.sensitiveReadsNeedOperator ?? false,
+    tapClientTls: options.tapClientTls ?? (() => null),
   };
   const http = createServer((req, res) => void routeHttp(req, res, api));
   try {
@@ -313,6 +328,8 @@ interface HttpApi {
   readonly log: Logger;
   /** Live taps in progress (GET /api/tap). */
   readonly taps: { open: number };
+  readonly sensitiveReadsNeedOperator: boolean;
+  readonly tapClientTls: () => TapClientTls | null;
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
@@ -326,6 +343,7 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
   const path = (req.url ?? '/').split('?')[0]!;
   const open = req.method === 'POST' && api.components.some((c) => c.openPostPaths?.includes(path) === true);
   if (!reading && !open && !api.auth.admit(req, res)) return;
+  if (reading && api.sensitiveReadsNeedOperator && isSensitiveRead(path) && !api.auth.admit(req, res)) return;
   const owners = api.components.filter((c) => c.handleHttp !== undefined);
   if (owners.length > 0) {
     let body = '';
@@ -391,8 +409,9 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (serveDashboard(path, res)) return;
   if (path === '/api/tap') {
     if (req.method === 'HEAD') return send(200, {});
-    const list = async () => (await api.catalog.listScrapeTargets?.()) ?? [];
-    return serveTap(req, res, new URLSearchParams(query), list, api.taps);
+    const { catalog } = api;
+    const list = async () => (await (catalog.listTapTargets?.() ?? catalog.listScrapeTargets?.())) ?? [];
+    return serveTap(req, res, new URLSearchParams(query), list, api.taps, api.tapClientTls);
   }
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });

@@ -32,3 +32,13 @@ export function uriSans(subjectAltName: string | undefined): string[] {
 export function spiffeUriSan(subjectAltName: string | undefined): string | null {
   return uriSans(subjectAltName).find((u) => u.startsWith('spiffe://')) ?? null;
 }
+
+/** The namespace `trellis install` puts the control plane in. */
+export const CONTROL_PLANE_NAMESPACE = 'trellis';
+/** The control plane's ServiceAccount (`trellis install`): the identity proxies let tap them. */
+export const CONTROL_PLANE_SERVICE_ACCOUNT = 'trellis-control';
+
+/** The SPIFFE ID of the control plane: what it presents to a proxy's mTLS tap listener. */
+export function controlPlaneId(trustDomain: string, namespace = CONTROL_PLANE_NAMESPACE): string {
+  return spiffeId(trustDomain, namespace, CONTROL_PLANE_SERVICE_ACCOUNT);
+}

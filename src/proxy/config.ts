@@ -285,6 +285,23 @@ export const proxyConfigSchema = v.strictObject(
             v.pipe(count(4096), v.maxValue(16 << 20, 'must be at most 16 MiB')),
             256 * 1024,
           ),
+          /**
+           * HOST:PORT of the mTLS tap listener (admin/tap-listener.ts): the same taps as the admin
+           * listener's GET /tap, for callers that present a client certificate of the trust
+           * anchors naming one of `allowedIdentities` (the control plane on Kubernetes, port 4190).
+           * Needs the proxy's identity. Absent: off.
+           */
+          listen: v.optional(hostPort),
+          /**
+           * The SPIFFE IDs that may tap over `listen`. Absent: the control plane's,
+           * spiffe://<identity.trustDomain>/ns/trellis/sa/trellis-control.
+           */
+          allowedIdentities: v.optional(
+            v.array(
+              v.pipe(v.string(), v.regex(/^spiffe:\/\/[^/\s]+\/\S+$/, 'expected a spiffe:// ID')),
+              'expected a list of SPIFFE IDs',
+            ),
+          ),
         },
         unknownKey,
       ),

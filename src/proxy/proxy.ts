@@ -13,15 +13,17 @@ import { ProxyRuntime } from './runtime.ts';
 import { type ListenerSpec, startListener } from './listener.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
-import type { Target } from '../core/target.ts';
+import { targetKey, type Target } from '../core/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 import { loadMeshTransport } from './mesh/wiring.ts';
 import { followControlFile } from './resolve/control-plane-address.ts';
 import { TapHub } from './telemetry/tap-hub.ts';
+import type { TapListener } from './admin/tap-listener.ts';
+import { controlPlaneId } from '../core/spiffe.ts';
 
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
-  /** Bound addresses, "HOST:PORT", by listener name (inbound, outbound, admin, destination-N). */
+  /** Bound addresses, "HOST:PORT", by listener name (inbound, outbound, admin, tap, destination-N). */
   readonly addresses: Record<string, string>;
   /** Graceful drain, then everything closed. */
   shutdown(graceMs?: number): Promise<void>;
@@ -56,6 +58,12 @@ export async function startProxy(
   if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
   // Neither waits for the control plane: the identity's first certificate comes when it comes.
   const identity = await loadIdentity(config, log, overrides);
+  if (config.tap.listen !== undefined && identity === null) {
+    throw new ConfigError(
+      'tap.listen',
+      'the mTLS tap listener needs the proxy to have an identity (identity.address or identity.dir)',
+    );
+  }
   let authorizer;
   try {
     authorizer = await loadAuthorizer(config, log, overrides);
@@ -114,7 +122,8 @@ export async function startProxy(
 
   const servers: net.Server[] = [];
   const addresses: Record<string, string> = {};
-  let admin: AdminServer;
+  let admin: AdminServer | null = null;
+  let tapListener: TapListener | null = null;
   try {
     for (const spec of specs) {
       const server = await startListener(rt, spec);
@@ -138,23 +147,39 @@ export async function startProxy(
       log,
       ...(identity !== null ? { identity: () => identity.current()?.chainPem ?? null } : {}),
     });
+    if (config.tap.listen !== undefined && identity !== null) {
+      const { startTapListener } = await import('./admin/tap-listener.ts');
+      tapListener = await startTapListener({
+        listen: splitHostPort(config.tap.listen),
+        identity,
+        allowed: new Set(config.tap.allowedIdentities ?? [controlPlaneId(config.identity.trustDomain)]),
+        hub: tap,
+        onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('tap', limit, action),
+        log: log.child({ component: 'tap' }),
+      });
+    }
   } catch (err) {
     // Whatever did start must not keep the process alive after a failed start.
+    await admin?.close();
     for (const s of servers) s.close();
     await accessLog?.close();
     rt.mesh.close();
     throw err;
   }
   let shuttingDown: Promise<void> | null = null;
-  addresses.admin = `${admin.address.host.includes(':') ? `[${admin.address.host}]` : admin.address.host}:${admin.address.port}`;
+  addresses.admin = targetKey(admin.address);
   rt.ownPorts.add(admin.address.port);
+  if (tapListener !== null) {
+    addresses.tap = targetKey(tapListener.address);
+    rt.ownPorts.add(tapListener.address.port);
+  }
 
   const shutdown = (graceMs = config.timeouts.drainGraceMs): Promise<void> => {
     shuttingDown ??= (async () => {
       for (const s of servers) s.close();
       await rt.drain(graceMs);
       tap.close();
-      await admin.close();
+      await Promise.all([admin.close(), tapListener?.close()]);
     })();
     return shuttingDown;
   };

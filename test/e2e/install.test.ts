@@ -87,6 +87,7 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
       'ConfigMap/trellis-identity-trust-anchors',
       'Secret/trellis-identity-issuer',
       'Secret/trellis-injector-tls',
+      'Secret/trellis-operator-token',
       'ConfigMap/trellis-config',
       'Deployment/trellis-control',
       'Service/trellis-control',

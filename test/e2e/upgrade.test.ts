@@ -52,6 +52,7 @@ function kept(objects: Json[]) {
   return {
     anchors: find(objects, 'ConfigMap', 'trellis-identity-trust-anchors')['data'],
     issuer: find(objects, 'Secret', 'trellis-identity-issuer')['stringData'],
+    operatorToken: find(objects, 'Secret', 'trellis-operator-token')['stringData'],
     injector: parse(config['config.yaml']),
     controlPlane: parse(config['control-plane.yaml']),
   };
@@ -82,7 +83,7 @@ test('trellis upgrade keeps the trust anchors, the issuer and the configuration;
   assert.deepEqual(kept(upgraded), kept(installed));
   assert.match(
     out.stderr,
-    /^trellis upgrade: kept from the cluster: the trust anchors \(ConfigMap trellis\/trellis-identity-trust-anchors\) and the issuer \(Secret trellis\/trellis-identity-issuer\), and the configuration \(ConfigMap trellis\/trellis-config: image registry\.example\/trellis:0\.0\.9\); new: the injector's serving certificate\n$/,
+    /^trellis upgrade: kept from the cluster: the trust anchors \(ConfigMap trellis\/trellis-identity-trust-anchors\) and the issuer \(Secret trellis\/trellis-identity-issuer\), the operator token, and the configuration \(ConfigMap trellis\/trellis-config: image registry\.example\/trellis:0\.0\.9\); new: the injector's serving certificate\n$/,
   );
   // Everything install prints, with HA kept: 3 replicas and the PodDisruptionBudget.
   assert.deepEqual(
@@ -90,6 +91,28 @@ test('trellis upgrade keeps the trust anchors, the issuer and the configuration;
     installed.map((o) => `${o['kind']}/${o['metadata']['name']}`),
   );
   assert.equal(find(upgraded, 'Deployment', 'trellis-control')['spec']['replicas'], 3);
+  // The operator token (for changes, taps and traces over the HTTP API) is a mounted Secret.
+  const control = find(upgraded, 'Deployment', 'trellis-control')['spec']['template']['spec'];
+  assert.ok(
+    (control['containers'][0]['args'] as string[]).includes(
+      '--operator-token-file=/var/run/trellis/operator/token',
+    ),
+  );
+  assert.deepEqual(
+    (control['volumes'] as Json[]).find((v) => v['name'] === 'operator-token'),
+    { name: 'operator-token', secret: { secretName: 'trellis-operator-token' } },
+  );
+  assert.match(kept(installed).operatorToken['token'], /^[A-Za-z0-9_-]{43}$/);
+  // An install from before the operator token gets a new one.
+  c.kube.delete('Secret', 'trellis', 'trellis-operator-token');
+  const older = await runCli(['upgrade', ...c.kubeconfig]);
+  assert.equal(older.code, 0, older.stderr);
+  assert.match(older.stderr, /the operator token \(none: a new one\)/);
+  assert.notEqual(
+    kept(parseAll(older.stdout)).operatorToken['token'],
+    kept(installed).operatorToken['token'],
+  );
+  c.kube.applyYaml(out.stdout);
   // The webhook gets a new certificate, and its caBundle with it.
   const tls = (objects: Json[]) => find(objects, 'Secret', 'trellis-injector-tls')['stringData']['tls.crt'];
   assert.notEqual(tls(upgraded), tls(installed));

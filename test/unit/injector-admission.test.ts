@@ -210,7 +210,8 @@ test('port and proxy annotations reach trellis init and the proxy', () => {
     }),
   );
   const init = byName(pod.spec.initContainers, 'trellis-init')!['args'] as string[];
-  assert.ok(init.includes('--inbound-ports-to-ignore=22,9000-9100'));
+  // The tap listener's port is reached directly too.
+  assert.ok(init.includes('--inbound-ports-to-ignore=4190,22,9000-9100'), init.join(' '));
   assert.ok(init.includes('--outbound-ports-to-ignore=3306'));
   const proxy = byName(pod.spec.initContainers, 'trellis-proxy')!;
   const args = proxy['args'] as string[];
@@ -399,4 +400,29 @@ test('property: the patch applies cleanly and a second review changes nothing', 
   // The generator reaches both outcomes, so the property is about real patches (a bound well
   // below what every seed gives: 500 runs once gave only 15 injections).
   assert.ok(seen.injected > 10 && seen.skipped > 10, JSON.stringify(seen));
+});
+
+test("every proxy serves taps over mTLS on port 4190 to the control plane's identity only; trellis init leaves that port alone", () => {
+  const { pod } = inject(appPod({ [INJECT_ANNOTATION]: 'enabled' }));
+  const proxy = byName(pod.spec.initContainers, 'trellis-proxy')!;
+  const args = proxy['args'] as string[];
+  assert.ok(args.includes('--tap-listen=0.0.0.0:4190'), args.join(' '));
+  assert.ok(
+    args.includes('--tap-allowed-identity=spiffe://cluster.local/ns/trellis/sa/trellis-control'),
+    args.join(' '),
+  );
+  assert.deepEqual(
+    (proxy['ports'] as { name: string; containerPort: number }[]).find((p) => p.name === 'trellis-tap'),
+    { name: 'trellis-tap', containerPort: 4190 },
+  );
+  const init = byName(pod.spec.initContainers, 'trellis-init')!['args'] as string[];
+  assert.ok(init.includes('--inbound-ports-to-ignore=4190'), init.join(' '));
+  // The allowed identity follows the install's trust domain and control-plane namespace.
+  const other = inject(appPod({ [INJECT_ANNOTATION]: 'enabled' }), {
+    config: { trustDomain: 'corp.example', controlPlaneNamespace: 'mesh-system' },
+  });
+  const otherArgs = byName(other.pod.spec.initContainers, 'trellis-proxy')!['args'] as string[];
+  assert.ok(
+    otherArgs.includes('--tap-allowed-identity=spiffe://corp.example/ns/mesh-system/sa/trellis-control'),
+  );
 });

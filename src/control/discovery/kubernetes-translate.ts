@@ -150,7 +150,7 @@ export function podEndpoint(pod: V1Pod, address: AddressKey, trustDomain: string
   };
 }
 
-function podSpiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {
+export function podSpiffeId(trustDomain: string, namespace: string, pod: V1Pod | undefined): string {
   return spiffeId(trustDomain, namespace, pod?.spec?.serviceAccountName ?? 'default');
 }
 

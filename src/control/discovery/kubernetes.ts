@@ -200,6 +200,11 @@ export class KubernetesWatcher implements Watcher {
     await Promise.all([this.#services.stop(), this.#slices.stop(), this.#pods.stop()]);
   }
 
+  /** The pods as the cache holds them now (the tap targets: src/control/tap/kubernetes-tap-targets.ts). */
+  currentPods(): readonly V1Pod[] {
+    return this.#pods.cache.list();
+  }
+
   /** The endpoints of a service port as the caches hold them now; null when it does not exist. */
   currentEndpoints(key: ServicePortKey): Endpoint[] | null {
     const service = this.#services.cache.get(key.name, key.namespace);

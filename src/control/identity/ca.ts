@@ -14,6 +14,7 @@
 // `tick()` does whatever is due and says when to call it next; the identity component calls it on
 // a timer (component.ts), tests call it with a fake clock. When the operator supplied the issuer
 // (no anchor key in the folder) the authority cannot renew it: it warns as expiry nears.
+import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import {
@@ -27,7 +28,7 @@ import {
   type CaCert,
   type CaKeyPair,
 } from './ca-certs.ts';
-import { checkCsr, CsrError } from './csr.ts';
+import { checkCsr, CsrError, type CheckedCsr } from './csr.ts';
 import { IdentityError } from './errors.ts';
 import { FILES, removeFiles, writeFileAtomically, writePair } from './files.ts';
 import { leafTemplate, signLeaf, type LeafTemplate } from './leaf.ts';
@@ -161,14 +162,7 @@ export class CertificateAuthority {
    * IdentityError: INVALID_ARGUMENT for a bad CSR, UNAVAILABLE when the issuer has expired.
    */
   issue(csrDer: Uint8Array, identity: string): IssuedCertificate {
-    const now = this.#now();
-    const issuer = this.#issuer.cert;
-    if (now >= issuer.notAfterMs) {
-      throw new IdentityError(
-        'UNAVAILABLE',
-        `the issuer certificate expired at ${new Date(issuer.notAfterMs).toISOString()}`,
-      );
-    }
+    this.#checkIssuer();
     let csr;
     try {
       csr = checkCsr(csrDer, identity);
@@ -176,6 +170,45 @@ export class CertificateAuthority {
       if (error instanceof CsrError) throw new IdentityError('INVALID_ARGUMENT', error.message);
       throw error;
     }
+    return this.#signLeaf(csr, identity);
+  }
+
+  /**
+   * A leaf naming `identity` for a key of this process (an ECDSA P-256 public key): the control
+   * plane's own tap client certificate (src/control/tap/tap-client-certificate.ts), which has no
+   * CSR to check. Throws IdentityError UNAVAILABLE when the issuer has expired.
+   */
+  issueToKey(publicKey: KeyObject, identity: string): IssuedCertificate {
+    this.#checkIssuer();
+    const jwk = publicKey.export({ format: 'jwk' });
+    if (jwk.crv !== 'P-256' || jwk.x === undefined || jwk.y === undefined) {
+      throw new IdentityError('INVALID_ARGUMENT', 'the key must be an ECDSA P-256 public key');
+    }
+    // The uncompressed point, as a CSR carries it (the subject key identifier is its hash).
+    const point = Buffer.concat([
+      Buffer.from([4]),
+      Buffer.from(jwk.x, 'base64url'),
+      Buffer.from(jwk.y, 'base64url'),
+    ]);
+    return this.#signLeaf(
+      { spki: publicKey.export({ type: 'spki', format: 'der' }), publicKey: point },
+      identity,
+    );
+  }
+
+  #checkIssuer(): void {
+    const issuer = this.#issuer.cert;
+    if (this.#now() >= issuer.notAfterMs) {
+      throw new IdentityError(
+        'UNAVAILABLE',
+        `the issuer certificate expired at ${new Date(issuer.notAfterMs).toISOString()}`,
+      );
+    }
+  }
+
+  #signLeaf(csr: CheckedCsr, identity: string): IssuedCertificate {
+    const now = this.#now();
+    const issuer = this.#issuer.cert;
     // Certificate times are whole seconds: round up, so a leaf lives at least its lifetime
     // (the issuer's notAfter is whole seconds already).
     const notAfterMs = Math.min(Math.ceil((now + this.leafLifetimeMs) / 1000) * 1000, issuer.notAfterMs);

@@ -53,6 +53,11 @@ export class IdentityComponent implements ControlPlaneComponent {
     this.#runTick();
   }
 
+  /** The authority (the control plane issues its own tap client certificate from it). */
+  get authority(): CertificateAuthority {
+    return this.#ca;
+  }
+
   addGrpcServices(server: grpc.Server): void {
     const handlers: IdentityHandlers = {
       Certify: (call, callback) => {

@@ -5,6 +5,7 @@
 // token with the identity audience. Pure: the settings come from the install's ConfigMap
 // (InjectorConfig) and the pod's `config.trellis.dev/*` annotations.
 import { TOKEN_AUDIENCE } from '../identity/tokens.ts';
+import { controlPlaneId } from '../../core/spiffe.ts';
 import { isSampleRatio } from './config.ts';
 import { OPAQUE_PORTS_ANNOTATION, PROXY_CONTAINER_NAME } from '../discovery/kubernetes-translate.ts';
 
@@ -32,7 +33,9 @@ export interface InjectorConfig {
 export const INIT_CONTAINER_NAME = 'trellis-init';
 export const TOKEN_VOLUME_NAME = 'trellis-identity-token';
 export const PROXY_UID = 2102;
-export const PORTS = { inbound: 4143, outbound: 4140, admin: 4191 } as const;
+export const PORTS = { inbound: 4143, outbound: 4140, admin: 4191, tap: 4190 } as const;
+/** The names of the proxy container's ports (the control plane finds a pod's tap port by its name). */
+export const PORT_NAMES = { inbound: 'trellis-inbound', admin: 'trellis-admin', tap: 'trellis-tap' } as const;
 
 const TOKEN_DIR = '/var/run/secrets/trellis.dev/identity';
 const TOKEN_FILE = 'token';
@@ -120,6 +123,9 @@ export function proxyContainer(config: InjectorConfig, annotations: Annotations,
       '--service-account=$(TRELLIS_POD_SERVICE_ACCOUNT)',
       `--default-policy=${setting('defaultInboundPolicy', config.defaultInboundPolicy)}`,
       `--log-level=${setting('logLevel', config.proxyLogLevel)}`,
+      // Live taps over mTLS, from the control plane's identity only (docs/tap.md).
+      `--tap-listen=0.0.0.0:${PORTS.tap}`,
+      `--tap-allowed-identity=${controlPlaneId(config.trustDomain, config.controlPlaneNamespace)}`,
       ...(opaque === undefined ? [] : [`--opaque-ports=${opaque}`]),
       ...(config.traceCollector === ''
         ? []
@@ -134,8 +140,9 @@ export function proxyContainer(config: InjectorConfig, annotations: Annotations,
       fieldEnv('TRELLIS_POD_SERVICE_ACCOUNT', 'spec.serviceAccountName'),
     ],
     ports: [
-      { name: 'trellis-inbound', containerPort: PORTS.inbound },
-      { name: 'trellis-admin', containerPort: PORTS.admin },
+      { name: PORT_NAMES.inbound, containerPort: PORTS.inbound },
+      { name: PORT_NAMES.admin, containerPort: PORTS.admin },
+      { name: PORT_NAMES.tap, containerPort: PORTS.tap },
     ],
     ...(native
       ? { restartPolicy: 'Always', startupProbe: { ...ready, periodSeconds: 1, failureThreshold: 120 } }
@@ -161,7 +168,8 @@ export function initContainer(config: InjectorConfig, annotations: Annotations):
       `--inbound-port=${PORTS.inbound}`,
       `--outbound-port=${PORTS.outbound}`,
       `--admin-port=${PORTS.admin}`,
-      ...(skipIn === undefined ? [] : [`--inbound-ports-to-ignore=${skipIn}`]),
+      // The tap listener is reached directly, like the admin port (its own mTLS, not the mesh's).
+      `--inbound-ports-to-ignore=${skipIn === undefined ? PORTS.tap : `${PORTS.tap},${skipIn}`}`,
       ...(skipOut === undefined ? [] : [`--outbound-ports-to-ignore=${skipOut}`]),
     ],
     resources: { requests: { cpu: '10m', memory: '32Mi' } },

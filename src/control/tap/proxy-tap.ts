@@ -3,7 +3,9 @@
 // line until either side stops. Whatever goes wrong (no connection, a refusal, a broken stream)
 // ends it with a reason, so the fan-out (tap-api.ts) can say at once which proxy cannot be tapped.
 import { request, type ClientRequest } from 'node:http';
+import { request as requestTls } from 'node:https';
 import { NdjsonReader } from '../../core/ndjson.ts';
+import { proxyTlsOptions, type ProxyTapTls } from './proxy-tap-tls.ts';
 
 /** Time to the proxy's answer (its head and the "started" line follow at once when it taps). */
 export const PROXY_TAP_CONNECT_TIMEOUT_MS = 3000;
@@ -21,8 +23,16 @@ export interface ProxyTap {
   close(): void;
 }
 
-/** Opens a tap of the proxy whose admin listener is at `admin` ("HOST:PORT"). */
-export function openProxyTap(admin: string, query: string, handlers: ProxyTapHandlers): ProxyTap {
+/**
+ * Opens a tap of the proxy whose admin listener is at `admin` ("HOST:PORT"), or with `mtls`, of
+ * its mTLS tap listener at that address (proxy-tap-tls.ts).
+ */
+export function openProxyTap(
+  admin: string,
+  query: string,
+  handlers: ProxyTapHandlers,
+  mtls: ProxyTapTls | null = null,
+): ProxyTap {
   const colon = admin.lastIndexOf(':');
   const host = admin.slice(0, colon).replace(/^\[|\]$/g, '');
   let ended = false;
@@ -31,13 +41,14 @@ export function openProxyTap(admin: string, query: string, handlers: ProxyTapHan
     ended = true;
     handlers.onEnd(error);
   };
-  const req: ClientRequest = request(
+  const req: ClientRequest = (mtls === null ? request : requestTls)(
     {
       host,
       port: Number(admin.slice(colon + 1)),
       path: query === '' ? '/tap' : `/tap?${query}`,
       agent: false,
       timeout: PROXY_TAP_CONNECT_TIMEOUT_MS,
+      ...(mtls === null ? {} : proxyTlsOptions(mtls)),
     },
     (res) => {
       req.setTimeout(0);

@@ -2,8 +2,9 @@
 // live tap of every proxy of the named resource, merged into one stream of JSON lines. The query
 // names the resource as `trellis stat` does (namespace, workload, instance), `to` (and
 // `to_namespace`) a destination workload, and carries the filter the proxies apply
-// (src/core/tap-filter.ts). Each proxy is reached as the metrics collector reaches it
-// (its registered admin address).
+// (src/core/tap-filter.ts). Each proxy is reached at its mTLS tap listener when it has one (on
+// Kubernetes, with the control plane's client certificate: proxy-tap-tls.ts), else as the metrics
+// collector reaches it (its registered admin address: loopback on one machine).
 //
 // It never waits silently: no proxy matches -> 404 at once; a proxy that cannot be tapped (no
 // admin address, no connection, a refusal) -> an {"type":"error"} line naming it and why, as soon
@@ -15,6 +16,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ScrapeTarget } from '../metrics/collector.ts';
 import { parseTapFilter, tapFilterQuery, type TapFilter } from '../../core/tap-filter.ts';
 import { openProxyTap, type ProxyTap } from './proxy-tap.ts';
+import type { ProxyTapTls, TapTarget } from './proxy-tap-tls.ts';
+import type { TapClientTls } from './tap-client-certificate.ts';
 
 /** Taps through the control plane at once. */
 export const MAX_TAPS = 32;
@@ -52,7 +55,7 @@ export function parseTapRequest(query: URLSearchParams): TapRequest | string {
 }
 
 /** The registered instances a tap request names. */
-export function tapTargets(all: readonly ScrapeTarget[], req: TapRequest): ScrapeTarget[] {
+export function tapTargets<T extends ScrapeTarget>(all: readonly T[], req: TapRequest): T[] {
   return all.filter(
     (t) =>
       (req.namespace === null || t.namespace === req.namespace) &&
@@ -94,8 +97,10 @@ export async function serveTap(
   httpReq: IncomingMessage,
   res: ServerResponse,
   query: URLSearchParams,
-  listTargets: () => Promise<readonly ScrapeTarget[]>,
+  listTargets: () => Promise<readonly TapTarget[]>,
   taps: { open: number },
+  /** The control plane's client certificate, for proxies with an mTLS tap listener (null: none). */
+  clientTls: () => TapClientTls | null = () => null,
 ): Promise<void> {
   const send = (status: number, body: unknown): void => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -103,7 +108,7 @@ export async function serveTap(
   };
   const req = parseTapRequest(query);
   if (typeof req === 'string') return send(400, { error: req });
-  let all: readonly ScrapeTarget[];
+  let all: readonly TapTarget[];
   try {
     all = await listTargets();
   } catch (error) {
@@ -159,23 +164,45 @@ export async function serveTap(
 
   for (const target of targets) {
     const who = { namespace: target.namespace, workload: target.workload, instance: target.instance };
-    if (target.admin === null) {
-      write(
-        { type: 'error', ...who, error: 'it has no proxy to tap (registered without an admin address)' },
-        false,
-      );
+    const way = tapWay(target, clientTls);
+    if (typeof way === 'string') {
+      write({ type: 'error', ...who, error: way }, false);
       ended();
       continue;
     }
-    const tap = openProxyTap(target.admin, proxyQuery, {
-      onObject: (value) => write({ ...value, ...who }, value.type === 'exchange'),
-      onEnd: (error) => {
-        open.delete(tap);
-        if (error !== null) write({ type: 'error', ...who, admin: target.admin, error }, false);
-        ended();
+    const tap = openProxyTap(
+      way.address,
+      proxyQuery,
+      {
+        onObject: (value) => write({ ...value, ...who }, value.type === 'exchange'),
+        onEnd: (error) => {
+          open.delete(tap);
+          if (error !== null) write({ type: 'error', ...who, admin: way.address, error }, false);
+          ended();
+        },
       },
-    });
+      way.mtls,
+    );
     if (finished) tap.close();
     else open.add(tap);
   }
+}
+
+/**
+ * Where and how a proxy is tapped: its mTLS tap listener when it has one (proxy-tap-tls.ts), else
+ * its admin listener; a reason when neither can be.
+ */
+function tapWay(
+  target: TapTarget,
+  clientTls: () => TapClientTls | null,
+): { address: string; mtls: ProxyTapTls | null } | string {
+  if (target.tap != null) {
+    const client = clientTls();
+    if (client === null) return 'the control plane has no client certificate to tap it over mTLS';
+    return { address: target.tap.address, mtls: { client, expectedIdentity: target.tap.identity } };
+  }
+  if (target.admin === null) {
+    return 'it has no proxy to tap (registered without an admin address or a tap port)';
+  }
+  return { address: target.admin, mtls: null };
 }

@@ -100,7 +100,7 @@ export interface AdminResponse {
    */
   takeOver?: (socket: net.Socket) => void;
 }
-interface Route {
+export interface Route {
   methods: readonly string[];
   handle: (req: AdminRequest) => AdminResponse;
 }
@@ -260,8 +260,11 @@ function serialize(res: AdminResponse, head: boolean, close: boolean): Buffer {
   return head ? h : Buffer.concat([h, body]);
 }
 
-/** One admin connection: sequential keep-alive requests; bodies are read and discarded. */
-function serveConnection(
+/**
+ * One admin connection: sequential keep-alive requests; bodies are read and discarded. Also the
+ * HTTP of the mTLS tap listener (tap-listener.ts), on its TLS sockets.
+ */
+export function serveConnection(
   socket: net.Socket,
   routes: Map<string, Route>,
   log: Logger,

@@ -18,12 +18,14 @@ const NDJSON = 'application/x-ndjson';
 export function tapRoute(
   hub: TapHub,
   log: Logger,
+  /** The mTLS tap listener (tap-listener.ts) checked the caller's identity already: no loopback check. */
+  callerVerified = false,
 ): { methods: readonly string[]; handle: (req: AdminRequest) => AdminResponse } {
   const refusedLog = new LogThrottle();
   return {
     methods: ['GET'],
     handle: (req) => {
-      if (!isLoopbackAddress(req.peer)) {
+      if (!callerVerified && !isLoopbackAddress(req.peer)) {
         hub.refusedNotLoopback();
         refusedLog.note((skipped) =>
           log.warn('admin: refused a tap from a non-loopback peer', { peer: req.peer, skipped }),

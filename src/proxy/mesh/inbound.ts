@@ -45,7 +45,7 @@ interface Pending {
  * The TCP connection's four-tuple: the same for the accepted socket and the TLSSocket node:tls
  * wraps around it (it reads the addresses through), unique while the connection is open.
  */
-function connectionKey(s: net.Socket): string | null {
+export function connectionKey(s: net.Socket): string | null {
   const { remoteAddress, remotePort, localAddress, localPort } = s;
   if (remoteAddress === undefined || remotePort === undefined) return null;
   return `${remoteAddress} ${remotePort} ${localAddress ?? ''} ${localPort ?? ''}`;

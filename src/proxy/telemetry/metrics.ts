@@ -43,7 +43,7 @@ const DETECT_OUTCOMES: readonly DetectOutcome[] = [
   'late',
 ];
 const CLASSIFICATIONS = ['success', 'failure'] as const;
-const LIMITED_LISTENERS = ['inbound', 'outbound', 'admin'] as const;
+const LIMITED_LISTENERS = ['inbound', 'outbound', 'admin', 'tap'] as const;
 export type LimitedListener = (typeof LIMITED_LISTENERS)[number];
 
 /** Linkerd's latency buckets (1 ms .. 10 s), in seconds: promtool rejects `_ms` metric names. */

@@ -12,7 +12,7 @@
 // reader whose buffer stays full for STALLED_REPORTS reports in a row is disconnected (its slot freed).
 import { LogThrottle } from '../../core/log-rate-limit.ts';
 import type { Logger } from '../../core/log.ts';
-import { Registry, type Counter, type Gauge } from '../../core/prometheus.ts';
+import { Registry, type Counter, type CounterFamily, type Gauge } from '../../core/prometheus.ts';
 import type { DescribedExchange, ExchangeTap } from './exchange-record.ts';
 import type { Direction, HttpProtocol } from './metrics.ts';
 import { tapEvent, type TapDropsEvent, type TapExchangeEvent } from './tap-event.ts';
@@ -43,6 +43,8 @@ export interface TapHubOptions {
 }
 
 export const TAP_DEFAULT_MAX_TAPS = 8;
+/** Why the mTLS tap listener refused a caller (the `reason` of trellis_tap_refused_total). */
+export type TapListenerRefusal = 'identity' | 'handshake' | 'no-certificate';
 /** Reports in a row with a full buffer after which a tap's reader is disconnected. */
 export const STALLED_REPORTS = 30;
 export const TAP_DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024;
@@ -107,6 +109,7 @@ export class TapHub implements ExchangeTap {
   private readonly droppedSlow: Counter;
   private readonly refusedTooMany: Counter;
   private readonly refusedNotLocal: Counter;
+  private readonly refusedByReason: CounterFamily;
   private readonly slowLog = new LogThrottle();
   private readonly refuseLog = new LogThrottle();
 
@@ -127,11 +130,12 @@ export class TapHub implements ExchangeTap {
     this.droppedSlow = dropped.labels('slow-consumer');
     const refused = r.counter(
       'trellis_tap_refused_total',
-      'Taps refused: the proxy had its most at once (too-many), or the caller was not on loopback.',
+      'Taps refused: the proxy had its most at once (too-many), the caller was not on loopback, or (the mTLS tap listener) its identity is not allowed, its handshake failed, or the proxy had no certificate yet.',
       ['reason'],
     );
     this.refusedTooMany = refused.labels('too-many');
     this.refusedNotLocal = refused.labels('not-loopback');
+    this.refusedByReason = refused;
   }
 
   /** Why one more tap would be refused (counted and logged), or null when it would be attached. */
@@ -147,6 +151,11 @@ export class TapHub implements ExchangeTap {
   /** Counts a tap refused because its caller was not on loopback (admin/tap-route.ts logs it). */
   refusedNotLoopback(): void {
     this.refusedNotLocal.inc();
+  }
+
+  /** Counts a tap refused at the mTLS tap listener (admin/tap-listener.ts logs it). */
+  refusedAtTapListener(reason: TapListenerRefusal): void {
+    this.refusedByReason.labels(reason).inc();
   }
 
   /** Attaches a tap; a reason when it is refused (the proxy has maxTaps already). */
