@@ -416,7 +416,8 @@ async function kubernetesCatalog(
   watcher: KubernetesWatcher,
   trustDomain: string,
 ): Promise<ServiceCatalog> {
-  const { kubernetesTapTargets } = await import('../control/tap/kubernetes-tap-targets.ts');
+  const { kubernetesScrapeTargets, kubernetesTapTargets } =
+    await import('../control/tap/kubernetes-tap-targets.ts');
   const { CoreV1Api } = await import('@kubernetes/client-node');
   const core = kubeConfig.makeApiClient(CoreV1Api);
   return {
@@ -434,5 +435,7 @@ async function kubernetesCatalog(
     },
     // The meshed pods' proxies, tapped over mTLS at their pod IPs (GET /api/tap).
     listTapTargets: async () => kubernetesTapTargets(watcher.currentPods(), trustDomain),
+    // The same proxies' admin listeners: stat, edges, routes, the dashboard and Prometheus.
+    listScrapeTargets: async () => kubernetesScrapeTargets(watcher.currentPods(), trustDomain),
   };
 }
