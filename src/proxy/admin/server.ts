@@ -1,8 +1,8 @@
 // The proxy's admin listener (default 0.0.0.0:4191): /metrics for Prometheus, /ready and /live
 // for probes, /config to see the effective configuration, /identity for the proxy's current
 // certificate chain, /debug/breakers for the outbound circuit breakers, GET /tap for a live tap (a
-// stream of JSON lines, admin/tap-route.ts: loopback peers, or the control plane over mutual TLS,
-// admin-tls.ts), and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
+// stream of JSON lines, admin/tap-route.ts: loopback peers only; the control plane taps over
+// mutual TLS on the tap listener, admin/tap-listener.ts), and POST /shutdown to drain the proxy. Shutdown needs more than a loopback
 // peer (any local proxy that relays requests is one): the admin token the proxy was started with
 // (`--admin-token-file`), as `Authorization: Bearer`; without a token it is disabled.
 // It speaks HTTP/1.1 over node:net with the proxy's own strict parser rather than node:http,
