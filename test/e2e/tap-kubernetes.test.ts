@@ -132,21 +132,20 @@ test("trellis tap on Kubernetes: the control plane taps a pod's proxy over mTLS 
   assert.equal((await fetch(`${api}/api/traces`)).status, 401);
   assert.equal((await fetch(`${api}/api/services`)).status, 200);
 
-  // `trellis tap` with the operator token gets the proxy's events, over mTLS.
-  const tap = startCli(t, [
+  // `trellis tap RESOURCE -n shop` through the control plane's API, with the operator token.
+  const tapArgs = (resource: string, ...more: string[]) => [
     'tap',
-    'web',
+    resource,
     '-n',
     'shop',
     '--control',
     api,
     '--operator-token-file',
     operatorFile,
-    '--max-events',
-    '1',
-    '-o',
-    'json',
-  ]);
+    ...more,
+  ];
+  // It gets the proxy's events, over mTLS.
+  const tap = startCli(t, tapArgs('web', '--max-events', '1', '-o', 'json'));
   await waitFor('an event', async () => {
     await (await fetch(`http://127.0.0.1:${portOf(proxy, 'inbound')}/over-mtls`)).text();
     return tap.proc.exitCode !== null ? true : null;
@@ -164,30 +163,12 @@ test("trellis tap on Kubernetes: the control plane taps a pod's proxy over mTLS 
 
   // A pod whose proxy presents another identity than its ServiceAccount's is refused by the control
   // plane; a pod without a tap port says so; both at once.
-  const billing = await runCli([
-    'tap',
-    'billing',
-    '-n',
-    'shop',
-    '--control',
-    api,
-    '--operator-token-file',
-    operatorFile,
-  ]);
+  const billing = await runCli(tapArgs('billing'));
   assert.match(
     billing.stderr,
     /cannot tap shop\/billing-1: .*the proxy's certificate names spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web, not spiffe:\/\/cluster\.local\/ns\/shop\/sa\/billing/,
   );
-  const old = await runCli([
-    'tap',
-    'old',
-    '-n',
-    'shop',
-    '--control',
-    api,
-    '--operator-token-file',
-    operatorFile,
-  ]);
+  const old = await runCli(tapArgs('old'));
   assert.match(
     old.stderr,
     /cannot tap shop\/old-1: it has no proxy to tap \(registered without an admin address or a tap port\)/,

@@ -363,37 +363,55 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     serveConnection(socket, routes, opts.log, opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS);
   });
 
+  const address = await bindListener(
+    server,
+    opts.listen,
+    'TRELLIS_ERR_ADMIN_LISTEN',
+    'admin listener',
+    opts.log,
+  );
+  opts.log.info('admin listening', { address: `${address.host}:${address.port}` });
+  return { address, close: closeOnce(server, sockets) };
+}
+
+/**
+ * Binds `server` to `listen` and returns the bound address; a TrellisError with `code` naming
+ * `what` when it cannot. Later errors are logged. (Also the mTLS tap listener's, tap-listener.ts.)
+ */
+export async function bindListener(
+  server: net.Server,
+  listen: { host: string; port: number },
+  code: string,
+  what: string,
+  log: Logger,
+): Promise<{ host: string; port: number }> {
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(
-        new TrellisError(
-          'TRELLIS_ERR_ADMIN_LISTEN',
-          `admin listener cannot listen on ${opts.listen.host}:${opts.listen.port}: ${err.message}`,
-          { cause: err },
-        ),
+        new TrellisError(code, `${what} cannot listen on ${listen.host}:${listen.port}: ${err.message}`, {
+          cause: err,
+        }),
       );
     };
     server.once('error', onError);
-    server.listen(opts.listen.port, opts.listen.host, () => {
+    server.listen(listen.port, listen.host, () => {
       server.off('error', onError);
       resolve();
     });
   });
-  server.on('error', (err) => opts.log.warn('admin listener error', { err }));
-
+  server.on('error', (err) => log.warn(`${what} error`, { err }));
   const bound = server.address() as AddressInfo;
-  const address = { host: bound.address, port: bound.port };
-  opts.log.info('admin listening', { address: `${address.host}:${address.port}` });
+  return { host: bound.address, port: bound.port };
+}
 
+/** A close() that stops `server` and destroys its open `sockets`, the same promise every call. */
+export function closeOnce(server: net.Server, sockets: ReadonlySet<net.Socket>): () => Promise<void> {
   let closing: Promise<void> | undefined;
-  return {
-    address,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      return closing;
-    },
+  return () => {
+    closing ??= new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    });
+    return closing;
   };
 }

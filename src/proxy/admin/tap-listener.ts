@@ -14,9 +14,8 @@
 // requestTimeoutMs of it (an idle connection is closed then); connections at once, in all and per
 // peer address (at a limit the oldest not yet authenticated makes room, counted with the admin
 // listener's); taps at once, events per second and unread bytes are the hub's.
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import tls from 'node:tls';
-import { TrellisError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
 import { spiffeUriSan } from '../../core/spiffe.ts';
@@ -24,7 +23,7 @@ import type { CertifiedKey, WorkloadIdentity } from '../identity/provider.ts';
 import type { TapHub, TapListenerRefusal } from '../telemetry/tap-hub.ts';
 import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
 import { connectionKey } from '../mesh/inbound.ts';
-import { serveConnection, text, type Route } from './server.ts';
+import { bindListener, closeOnce, serveConnection, text, type Route } from './server.ts';
 import { tapRoute } from './tap-route.ts';
 
 export interface TapListenerOptions {
@@ -166,34 +165,7 @@ export async function startTapListener(opts: TapListenerOptions): Promise<TapLis
     tlsServerFor(key).emit('connection', socket);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException): void =>
-      reject(
-        new TrellisError(
-          'TRELLIS_ERR_TAP_LISTEN',
-          `tap listener cannot listen on ${opts.listen.host}:${opts.listen.port}: ${err.message}`,
-          { cause: err },
-        ),
-      );
-    server.once('error', onError);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-  server.on('error', (err) => log.warn('tap listener error', { err }));
-  const bound = server.address() as AddressInfo;
-  const address = { host: bound.address, port: bound.port };
+  const address = await bindListener(server, opts.listen, 'TRELLIS_ERR_TAP_LISTEN', 'tap listener', log);
   log.info('mTLS tap listening', { address: `${address.host}:${address.port}`, allowed: [...opts.allowed] });
-  let closing: Promise<void> | undefined;
-  return {
-    address,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        for (const s of sockets) s.destroy();
-      });
-      return closing;
-    },
-  };
+  return { address, close: closeOnce(server, sockets) };
 }
