@@ -6,6 +6,7 @@
 // after warm-up: label values all come from closed sets, each label set maps to an index, and the
 // child (a plain number holder, see src/core/prometheus.ts) is looked up in an array by that
 // index. A child is created (and its label string built) the first time its label set is used.
+import { isFailedExchange } from './exchange-verdict.ts';
 import type { ExchangeTap } from './exchange-record.ts';
 import { RouteMetrics } from './route-metrics.ts';
 import { PeerMetrics } from './peer-metrics.ts';
@@ -363,7 +364,7 @@ export class ProxyMetrics {
   ): void {
     const d = dirIndex(dir);
     const slot = statusSlot(status);
-    const failure = failed || slot === OTHER_STATUS_SLOT || status >= 500;
+    const failure = isFailedExchange(status, failed);
     this.responses.inc(((d * 2 + protoIndex(protocol)) * STATUS_SLOTS + slot) * 2 + (failure ? 1 : 0));
     // NaN or negative latencies (a clock step) count as 0 rather than poisoning the sum.
     this.latency[d]!.observe(latencyMs > 0 ? latencyMs / 1000 : 0);

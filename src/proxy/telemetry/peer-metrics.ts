@@ -10,6 +10,7 @@
 // field updates. Past MAX_PEERS distinct peers per direction, the rest share the "other" series,
 // and each peer (connection or endpoint) sent there is counted in trellis_peer_overflow_total and
 // said in the log (at most one line per 10 s and direction).
+import { isFailedExchange } from './exchange-verdict.ts';
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
@@ -43,8 +44,7 @@ export class PeerSeries {
    * `failed`, without a status (0), or a 5xx.
    */
   record(status: number, latencyMs: number, failed: boolean): void {
-    const failure = failed || !(status >= 100 && status <= 599) || status >= 500;
-    (failure ? this.failure : this.success).value += 1;
+    (isFailedExchange(status, failed) ? this.failure : this.success).value += 1;
     this.latency.observe(latencyMs > 0 ? latencyMs / 1000 : 0);
   }
 }

@@ -4,6 +4,7 @@
 // with the table), so recording a request is a few field updates, no label lookup. The number of
 // series is bounded (MAX_ROUTE_SERIES): past it, further pairs are not recorded, and that is
 // counted in trellis_route_series_dropped_total.
+import { isFailedExchange } from './exchange-verdict.ts';
 import type { Counter, CounterFamily, Histogram, HistogramFamily, Registry } from '../../core/prometheus.ts';
 import {
   ROUTE_DURATION,
@@ -52,8 +53,7 @@ export class RouteSeries {
    * what trellis_response_total classifies as one: failed, no status, or a 5xx.
    */
   record(latencyMs: number, status: number, failed: boolean, timedOut: boolean): void {
-    const failure = failed || status < 100 || status >= 500;
-    (timedOut ? this.timeout : failure ? this.failure : this.success).value += 1;
+    (timedOut ? this.timeout : isFailedExchange(status, failed) ? this.failure : this.success).value += 1;
     this.latency.observe(latencyMs / 1000);
   }
 
