@@ -19,7 +19,7 @@ import tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
 import { spiffeUriSan } from '../../core/spiffe.ts';
-import type { CertifiedKey, WorkloadIdentity } from '../identity/provider.ts';
+import { mutualTlsServerOptions, type CertifiedKey, type WorkloadIdentity } from '../identity/provider.ts';
 import type { TapHub, TapListenerRefusal } from '../telemetry/tap-hub.ts';
 import { ConnectionLimits, type LimitAction, type LimitKind } from '../transport/connection-limits.ts';
 import { connectionKey } from '../mesh/inbound.ts';
@@ -122,15 +122,7 @@ export async function startTapListener(opts: TapListenerOptions): Promise<TapLis
   const tlsServerFor = (key: CertifiedKey): tls.Server => {
     let server = tlsServers.get(key);
     if (server !== undefined) return server;
-    server = new tls.Server({
-      key: key.keyPem,
-      cert: key.chainPem,
-      ca: key.trustAnchorsPem,
-      minVersion: 'TLSv1.3',
-      requestCert: true,
-      rejectUnauthorized: true,
-      handshakeTimeout: handshakeMs,
-    });
+    server = new tls.Server(mutualTlsServerOptions(key, handshakeMs));
     server.on('secureConnection', onSecure);
     // No certificate, one of another CA or expired, not TLS, too slow: node:tls ends the handshake.
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {

@@ -6,6 +6,7 @@
 //
 // A connection takes the credentials current when it starts and keeps them: rotation never
 // touches an established connection.
+import type tls from 'node:tls';
 
 export interface CertifiedKey {
   /** PKCS#8 PEM of the private key. */
@@ -17,6 +18,22 @@ export interface CertifiedKey {
   /** The leaf's notBefore and notAfter, in ms since the Unix epoch. */
   readonly notBeforeMs: number;
   readonly expiresAtMs: number;
+}
+
+/**
+ * The options of a TLS server that presents `key` and admits only TLS 1.3 clients whose
+ * certificates lead to its trust anchors (the mesh's inbound listener and the mTLS tap listener).
+ */
+export function mutualTlsServerOptions(key: CertifiedKey, handshakeTimeoutMs: number): tls.TlsOptions {
+  return {
+    key: key.keyPem,
+    cert: key.chainPem,
+    ca: key.trustAnchorsPem,
+    minVersion: 'TLSv1.3',
+    requestCert: true,
+    rejectUnauthorized: true,
+    handshakeTimeout: handshakeTimeoutMs,
+  };
 }
 
 export interface WorkloadIdentity {

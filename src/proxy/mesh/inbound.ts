@@ -12,7 +12,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../../core/log.ts';
-import type { CertifiedKey } from '../identity/provider.ts';
+import { mutualTlsServerOptions, type CertifiedKey } from '../identity/provider.ts';
 import { spiffeUriSan } from '../../core/spiffe.ts';
 import type { ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
@@ -90,16 +90,11 @@ export class MeshInbound {
   private serverFor(key: CertifiedKey): tls.Server {
     let server = this.servers.get(key);
     if (server !== undefined) return server;
+    const handshakeMs = this.opts.handshakeTimeoutMs > 0 ? this.opts.handshakeTimeoutMs : 10_000;
     server = new tls.Server({
-      key: key.keyPem,
-      cert: key.chainPem,
-      ca: key.trustAnchorsPem,
-      minVersion: 'TLSv1.3',
-      requestCert: true,
-      rejectUnauthorized: true,
+      ...mutualTlsServerOptions(key, handshakeMs),
       ALPNProtocols: [...MESH_ALPNS],
       allowHalfOpen: true,
-      handshakeTimeout: this.opts.handshakeTimeoutMs > 0 ? this.opts.handshakeTimeoutMs : 10_000,
     });
     server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecure(socket));
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
