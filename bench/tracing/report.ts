@@ -4,6 +4,7 @@
 // functions over the numbers; bench/tracing.ts does the measuring.
 import { noiseSummary, runWarnings, type HttpRow, type Target } from '../report.ts';
 import { pairRatios, pairsMeasured, type RoutedRatios } from '../routes/report.ts';
+import { cell, int, judgeLoss, num, ratioLine, targetLines } from '../pair-report.ts';
 
 export const UNTRACED = 'trellis';
 export const TRACED = 'trellis + tracing';
@@ -31,27 +32,8 @@ export function tracingRatios(rows: readonly TracingRow[]): RoutedRatios {
   );
 }
 
-const num = (v: number | undefined, digits: number): string =>
-  v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits);
-const int = (v: number | undefined): string =>
-  v === undefined ? '-' : Math.round(v).toLocaleString('en-US');
-const cell = (s: string): string => s.replace(/\|/g, '\\|').replace(/\s+/g, ' ').slice(0, 200);
-
 export function judgeTracing(ratios: RoutedRatios): Target[] {
-  const name = 'tracing on (ratio 1, exported), two hops with mTLS';
-  const goal = `loses <= 15% (>= ${TRACING_GOAL.toFixed(2)}x tracing off)`;
-  const rps = ratios.rps;
-  if (rps === undefined) return [{ name, goal, value: 'not measured', pass: null }];
-  return [
-    {
-      name,
-      goal,
-      value:
-        `${num(rps, 2)}x req/s (median rounds ${num(ratios.rpsMedian, 2)}x), ` +
-        `CPU per request ${num(ratios.cpuPer1000, 2)}x`,
-      pass: rps >= TRACING_GOAL,
-    },
-  ];
+  return judgeLoss('tracing on (ratio 1, exported), two hops with mTLS', TRACING_GOAL, ratios, 'tracing off');
 }
 
 export interface TracingReport {
@@ -111,21 +93,14 @@ export function tracingMarkdown(r: TracingReport): string {
   const cpuAtRate = (atRate(TRACED) ?? NaN) / (atRate(UNTRACED) ?? NaN);
   lines.push(
     '',
-    `Traced / untraced: req/s ${num(x.rps, 3)}x (median rounds ${num(x.rpsMedian, 3)}x), ` +
-      `p50 ${num(x.p50, 3)}x, p99 ${num(x.p99, 3)}x (${num(x.addedP99Ms, 3)} ms added at p99), ` +
-      `CPU per request ${num(x.cpuPer1000, 3)}x (the proxies' own CPU time: less disturbed by a busy ` +
-      `machine than req/s, which is the judged number); CPU per request at the latency rounds' ` +
-      `fixed rate ${num(cpuAtRate, 3)}x.`,
+    ratioLine(
+      'Traced / untraced',
+      x,
+      `CPU per request at the latency rounds' fixed rate ${num(cpuAtRate, 3)}x`,
+    ),
     '',
-    '## Target (trellis, issue 11)',
-    '',
-    '| target | goal | this run | result |',
-    '| --- | --- | --- | --- |',
+    ...targetLines(r.targets),
   );
-  for (const t of r.targets) {
-    const result = t.pass === null ? 'not measured' : t.pass ? 'PASS' : 'FAIL';
-    lines.push(`| ${t.name} | ${t.goal} | ${cell(t.value)} | ${result} |`);
-  }
   const warnings = tracingWarnings(r);
   if (warnings.length > 0) lines.push('', '## Warnings', '', ...warnings.map((w) => `- ${w}`));
   return lines.join('\n') + '\n';
