@@ -52,7 +52,7 @@ const FLAGS: FlagSpec[] = [
     name: 'destination',
     kind: 'string',
     repeatable: true,
-    help: 'extra listener bound for one target: LISTEN=TARGET[/PROTOCOL], repeatable',
+    help: 'extra listener bound for one target: LISTEN=TARGET[/PROTOCOL], repeatable (a service target is resolved, and its mesh connection opened, before the proxy is ready)',
   },
   {
     name: 'destination-address',

@@ -21,6 +21,9 @@ import { TapHub } from './telemetry/tap-hub.ts';
 import type { TapListener } from './admin/tap-listener.ts';
 import { controlPlaneId } from '../core/spiffe.ts';
 
+/** How long a starting proxy waits for its static destinations to be resolved and connected. */
+const WARM_UP_BUDGET_MS = 1000;
+
 export interface RunningProxy {
   readonly runtime: ProxyRuntime;
   /** Bound addresses, "HOST:PORT", by listener name (inbound, outbound, admin, tap, destination-N). */
@@ -166,6 +169,14 @@ export async function startProxy(
     rt.mesh.close();
     throw err;
   }
+  // The static destinations' endpoints, routes and first connections, before the ready line.
+  await rt.warmUp(
+    config.destinations.map((d) => ({
+      target: splitHostPort(d.target),
+      http1: d.protocol === 'auto' || d.protocol === 'http1',
+    })),
+    WARM_UP_BUDGET_MS,
+  );
   let shuttingDown: Promise<void> | null = null;
   addresses.admin = targetKey(admin.address);
   rt.ownPorts.add(admin.address.port);

@@ -35,6 +35,7 @@ import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
 import { startTracer } from './telemetry/trace-setup.ts';
 import type { Tracer } from './telemetry/trace-tracer.ts';
+import { warmUp, type WarmOutcome, type WarmTarget } from './outbound/warm-up.ts';
 
 export class ProxyRuntime {
   readonly config: ProxyConfig;
@@ -281,6 +282,28 @@ export class ProxyRuntime {
     };
   }
 
+  /**
+   * Loads the control-plane clients and readies the static destinations (outbound/warm-up.ts),
+   * for at most `budgetMs`.
+   */
+  warmUp(targets: readonly WarmTarget[], budgetMs: number): Promise<Map<string, WarmOutcome>> {
+    const resolver = this.resolver;
+    const routes = this.routes;
+    return warmUp(
+      {
+        discovery: this.discovery,
+        routes,
+        mesh: this.mesh.outbound,
+        preload: async () => {
+          await Promise.all([resolver?.load(), routes?.preload()]);
+        },
+        log: this.log.child({ component: 'warm-up' }),
+      },
+      targets,
+      budgetMs,
+    );
+  }
+
   /** Puts an accepted connection under its listener's limits. */
   trackLimits(socket: net.Socket, limits: ConnectionLimits): void {
     this.limitsOf.set(socket, limits);
@@ -430,8 +453,8 @@ function ownInterfaceAddresses(): Set<string> {
 }
 
 /**
- * The Destination API resolver, loaded on first use: @grpc/grpc-js costs memory that a proxy whose
- * traffic never names a service should not pay. Resolutions asked for while it loads start when
+ * The Destination API resolver, loaded when the proxy starts (outbound/warm-up.ts) rather than
+ * with the module: a proxy made without a control plane never loads @grpc/grpc-js. Resolutions asked for while it loads start when
  * it is there (or report the load failure), and can be cancelled before.
  */
 class LazyDestinationResolver implements Resolver {
@@ -448,10 +471,7 @@ class LazyDestinationResolver implements Resolver {
   resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
     let inner: Resolution | null = null;
     let cancelled = false;
-    this.loading ??= import('./resolve/destination-client.ts').then(
-      ({ DestinationResolver }) => new DestinationResolver({ address: this.address, log: this.log }),
-    );
-    this.loading.then(
+    this.load().then(
       (resolver) => {
         if (!cancelled && !this.closed) inner = resolver.resolve(target, onUpdate, onError);
       },
@@ -465,6 +485,13 @@ class LazyDestinationResolver implements Resolver {
         inner?.cancel();
       },
     };
+  }
+
+  /** Loads the client (once); warm-up.ts calls it at start, before any request needs it. */
+  load(): Promise<Resolver & { close(): void }> {
+    return (this.loading ??= import('./resolve/destination-client.ts').then(
+      ({ DestinationResolver }) => new DestinationResolver({ address: this.address, log: this.log }),
+    ));
   }
 
   close(): void {

@@ -346,6 +346,11 @@ export class OutboundRoutes {
     return entry.first;
   }
 
+  /** Loads the Routes client (once), before the first Service port needs it (warm-up.ts). */
+  async preload(): Promise<void> {
+    if (this.opts.startWatch === undefined) await import('../route/watch-client.ts');
+  }
+
   private async startWatch(entry: Watched, service: ServicePort): Promise<PolicedRouteTable | null> {
     const start = this.opts.startWatch ?? (await import('../route/watch-client.ts')).watchRoutes;
     return new Promise((resolve) => {

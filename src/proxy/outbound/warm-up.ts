@@ -1,0 +1,103 @@
+// Warm start: what the first requests of an app would otherwise wait for, done while the proxy
+// starts. Without it, the first request to a service loads the Destination API client
+// (@grpc/grpc-js: about 120 ms of module loading on this class of machine), opens its Watch and
+// the routes' Watch, and makes the first mTLS connection to the picked endpoint; every request
+// that arrives meanwhile queues behind it (issue 10's tail latency: a 140 ms stall at the first
+// requests of a fresh pair).
+//
+// - Every proxy with a control plane loads the Destination and Routes clients in the background
+//   (proxies on a mesh load @grpc/grpc-js anyway, for identity and policy).
+// - A static destination (`--destination LISTEN=SERVICE:PORT`) is the service its app will call:
+//   its endpoints and routes are resolved, and a connection to the picked endpoint is opened
+//   (over the mesh: the mTLS connection that carries HTTP/1 requests as HTTP/2 streams), before
+//   the proxy says it is ready, for at most `budgetMs`. A destination that cannot be resolved or
+//   reached in time is only logged: readiness never depends on another workload.
+import type { Logger } from '../../core/log.ts';
+import { meshIdentityOf } from '../../core/endpoints.ts';
+import type { Target } from '../../core/target.ts';
+import { targetKey } from '../../core/target.ts';
+import type { MeshOutbound } from '../mesh/outbound.ts';
+import type { PickOutcome, ServiceDiscovery } from './discovery.ts';
+import type { OutboundRoutes } from './routes.ts';
+
+export interface WarmUpParts {
+  readonly discovery: ServiceDiscovery;
+  readonly routes: OutboundRoutes | null;
+  /** null: the proxy has no identity (meshed endpoints are not reached over mTLS). */
+  readonly mesh: MeshOutbound | null;
+  /** Loads the control-plane clients (no-op without a control plane). */
+  readonly preload: () => Promise<void>;
+  readonly log: Logger;
+}
+
+/** A static destination and whether its app speaks HTTP/1 to it (only then a connection is opened ahead). */
+export interface WarmTarget {
+  readonly target: Target;
+  readonly http1: boolean;
+}
+
+/** What the warm-up did for each target, for the log and the tests. */
+export type WarmOutcome = 'connected' | 'resolved' | 'direct' | 'unresolved' | 'unreachable' | 'timeout';
+
+/**
+ * Warms the proxy for `targets`; resolves when all are done or `budgetMs` passed (whichever is
+ * first), with each target's outcome by its "host:port".
+ */
+export async function warmUp(
+  parts: WarmUpParts,
+  targets: readonly WarmTarget[],
+  budgetMs: number,
+): Promise<Map<string, WarmOutcome>> {
+  const outcomes = new Map<string, WarmOutcome>();
+  const loaded = parts.preload().catch((error: unknown) => {
+    parts.log.debug('warm-up: cannot load the control-plane clients', { error });
+  });
+  if (targets.length === 0) {
+    // Nothing to wait for: the clients load in the background.
+    return outcomes;
+  }
+  for (const t of targets) outcomes.set(targetKey(t.target), 'timeout');
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, budgetMs);
+    timer.unref();
+  });
+  const work = Promise.all(
+    targets.map(async (t) => {
+      const key = targetKey(t.target);
+      await loaded;
+      const outcome = await warmOne(parts, t);
+      outcomes.set(key, outcome);
+    }),
+  );
+  await Promise.race([work, deadline]);
+  clearTimeout(timer);
+  for (const [key, outcome] of outcomes) {
+    if (outcome !== 'connected' && outcome !== 'direct' && outcome !== 'resolved')
+      parts.log.info('warm-up: destination not ready yet; its first request will wait for it', {
+        destination: key,
+        outcome,
+      });
+  }
+  return outcomes;
+}
+
+async function warmOne(parts: WarmUpParts, t: WarmTarget): Promise<WarmOutcome> {
+  if (!parts.discovery.isLogical(t.target)) return 'direct';
+  const [pick] = await Promise.all([parts.discovery.pick(t.target), parts.routes?.tableFor(t.target)]);
+  return connectAhead(parts.mesh, pick, t.http1);
+}
+
+/** Opens the mesh connection HTTP/1 requests to the picked endpoint will use. */
+function connectAhead(mesh: MeshOutbound | null, pick: PickOutcome, http1: boolean): Promise<WarmOutcome> {
+  if (!('address' in pick)) return Promise.resolve('unresolved');
+  pick.done(); // no request goes with this pick: it leaves no count on the endpoint
+  if (pick.endpoint === null) return Promise.resolve('direct');
+  const identity = meshIdentityOf(pick.endpoint);
+  if (mesh === null || identity === null || !http1) return Promise.resolve('resolved');
+  return new Promise((resolve) => {
+    mesh.h1Pool.connection(pick.address, identity, (conn) =>
+      resolve(conn === null ? 'unreachable' : 'connected'),
+    );
+  });
+}

@@ -1,0 +1,153 @@
+// Tests for the proxy's warm start (src/proxy/outbound/warm-up.ts): the control-plane clients are
+// loaded even with no static destination; a static destination's endpoints are known (a pick is
+// synchronous) once warm-up returns, and the pick it made leaves no request counted on the
+// endpoint; a meshed endpoint gets its mTLS connection opened ahead for HTTP/1 (and not for opaque
+// destinations, nor plain endpoints); a destination the control plane never answers costs at most
+// the budget and is logged; direct targets (addresses, names that are not services) need nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger, type Logger } from '../../src/core/log.ts';
+import { targetKey, type Target } from '../../src/core/target.ts';
+import { ServiceDiscovery } from '../../src/proxy/outbound/discovery.ts';
+import { warmUp, type WarmUpParts } from '../../src/proxy/outbound/warm-up.ts';
+import type { MeshOutbound } from '../../src/proxy/mesh/outbound.ts';
+import type { Resolution, Resolver } from '../../src/proxy/resolve/resolver.ts';
+import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
+
+const WEB: Target = { host: 'web.default', port: 8080 };
+const ID = 'spiffe://cluster.local/ns/default/sa/web';
+
+/** A mesh whose HTTP/1 pool records the connections asked for and answers them at once. */
+function fakeMesh(ok = true): { mesh: MeshOutbound; asked: string[] } {
+  const asked: string[] = [];
+  const mesh = {
+    h1Pool: {
+      connection(address: Target, identity: string, cb: (conn: object | null) => void): void {
+        asked.push(`${targetKey(address)} ${identity}`);
+        queueMicrotask(() => cb(ok ? {} : null));
+      },
+    },
+  } as unknown as MeshOutbound;
+  return { mesh, asked };
+}
+
+function partsOf(discovery: ServiceDiscovery, extra: Partial<WarmUpParts> = {}): WarmUpParts {
+  return { discovery, routes: null, mesh: null, preload: async () => {}, log: silentLogger, ...extra };
+}
+
+test('the control-plane clients are loaded even without a static destination', async () => {
+  let loads = 0;
+  const d = new ServiceDiscovery({
+    resolver: new StaticResolver({}),
+    failFastMs: 500,
+    idleMs: 0,
+    log: silentLogger,
+  });
+  const outcomes = await warmUp(partsOf(d, { preload: async () => void loads++ }), [], 1000);
+  assert.equal(loads, 1);
+  assert.equal(outcomes.size, 0);
+  d.close();
+});
+
+test('a static destination is resolved, and its meshed endpoint connected, before warm-up returns', async () => {
+  const resolver = new StaticResolver({
+    [targetKey(WEB)]: [staticEndpoint('127.0.0.1:9001', { meshed: true, identity: ID })],
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
+  const { mesh, asked } = fakeMesh();
+  const outcomes = await warmUp(partsOf(d, { mesh }), [{ target: WEB, http1: true }], 1000);
+  assert.equal(outcomes.get(targetKey(WEB)), 'connected');
+  assert.deepEqual(asked, [`127.0.0.1:9001 ${ID}`]);
+  // The first request's pick is synchronous: nothing left to wait for.
+  const pick = d.pick(WEB);
+  assert.ok(!(pick instanceof Promise), 'the endpoints should be known already');
+  assert.ok('address' in pick);
+  pick.done();
+  d.close();
+});
+
+test('the warm-up pick leaves no request counted on the endpoint', async () => {
+  // Two endpoints: after warm-up picked one (and ended its pick), both are equally idle, so
+  // picks keep reaching both (a pick left open would count as load and steer every pick away).
+  const resolver = new StaticResolver({
+    [targetKey(WEB)]: [staticEndpoint('127.0.0.1:9001'), staticEndpoint('127.0.0.1:9002')],
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
+  const outcomes = await warmUp(partsOf(d), [{ target: WEB, http1: true }], 1000);
+  assert.equal(outcomes.get(targetKey(WEB)), 'resolved');
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const pick = d.pick(WEB);
+    assert.ok(!(pick instanceof Promise) && 'address' in pick);
+    seen.add(targetKey(pick.address));
+    pick.done(1);
+  }
+  assert.equal(seen.size, 2);
+  d.close();
+});
+
+test('no connection ahead for opaque destinations, plain endpoints, or a proxy without identity', async () => {
+  const resolver = new StaticResolver({
+    [targetKey(WEB)]: [staticEndpoint('127.0.0.1:9001', { meshed: true, identity: ID })],
+    'db.default:5432': [staticEndpoint('127.0.0.1:9002')],
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
+  const { mesh, asked } = fakeMesh();
+  const db = { host: 'db.default', port: 5432 };
+  const outcomes = await warmUp(
+    partsOf(d, { mesh }),
+    [
+      { target: WEB, http1: false },
+      { target: db, http1: true },
+    ],
+    1000,
+  );
+  assert.equal(outcomes.get(targetKey(WEB)), 'resolved');
+  assert.equal(outcomes.get(targetKey(db)), 'resolved');
+  assert.deepEqual(asked, []);
+  const noIdentity = await warmUp(partsOf(d), [{ target: WEB, http1: true }], 1000);
+  assert.equal(noIdentity.get(targetKey(WEB)), 'resolved');
+  d.close();
+});
+
+test('an unreachable endpoint, a service without endpoints and direct targets are reported as such', async () => {
+  const resolver = new StaticResolver({
+    [targetKey(WEB)]: [staticEndpoint('127.0.0.1:9001', { meshed: true, identity: ID })],
+    'empty.default:80': [],
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 200, idleMs: 0, log: silentLogger });
+  const { mesh } = fakeMesh(false);
+  const gone = { host: 'empty.default', port: 80 }; // a service without endpoints
+  const direct = { host: '127.0.0.1', port: 9003 };
+  const unknown = { host: 'other.example', port: 80 }; // not a service: discovery sends it direct
+  const outcomes = await warmUp(
+    partsOf(d, { mesh }),
+    [
+      { target: WEB, http1: true },
+      { target: gone, http1: true },
+      { target: direct, http1: true },
+      { target: unknown, http1: true },
+    ],
+    2000,
+  );
+  assert.equal(outcomes.get(targetKey(WEB)), 'unreachable');
+  assert.equal(outcomes.get(targetKey(gone)), 'unresolved');
+  assert.equal(outcomes.get(targetKey(direct)), 'direct');
+  assert.equal(outcomes.get(targetKey(unknown)), 'direct');
+  d.close();
+});
+
+test('a control plane that never answers costs at most the budget, and is logged', async () => {
+  const silent: Resolver = { resolve: (): Resolution => ({ cancel: () => {} }) };
+  const d = new ServiceDiscovery({ resolver: silent, failFastMs: 2000, idleMs: 0, log: silentLogger });
+  const lines: string[] = [];
+  const log = { ...silentLogger, info: (msg: string) => void lines.push(msg) } as Logger;
+  const started = Date.now();
+  const outcomes = await warmUp(partsOf(d, { log }), [{ target: WEB, http1: true }], 150);
+  const took = Date.now() - started;
+  assert.ok(took < 1500, `warm-up took ${took} ms with a 150 ms budget`);
+  assert.equal(outcomes.get(targetKey(WEB)), 'timeout');
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /not ready yet/);
+  d.close();
+});
