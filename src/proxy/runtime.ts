@@ -1,7 +1,8 @@
 // The state one proxy process shares between its listeners: configuration, telemetry, upstream
-// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, the mesh parts
-// (identity, mTLS transport, inbound policy: src/proxy/mesh/wiring.ts), and what drain needs to
-// find.
+// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, the loop guard,
+// the mesh parts (identity, mTLS transport, inbound policy: src/proxy/mesh/wiring.ts), and what
+// drain needs to find. It holds no layer of its own: each direction's layers, every protocol, are
+// assembled in src/proxy/outbound/stack.ts and src/proxy/inbound/stack.ts, and built here once.
 import type net from 'node:net';
 import type { ProxyConfig } from './config.ts';
 import type { Logger } from '../core/log.ts';
