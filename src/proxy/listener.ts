@@ -1,8 +1,10 @@
 // Accept and detect: every accepted connection learns where it was going (the listener's own
 // destination, SO_ORIGINAL_DST in transparent mode, or nothing for the HTTP proxy listener), then
-// which protocol it speaks, and is handed to the HTTP/1, HTTP/2 or opaque TCP path. The inbound
+// which protocol it speaks, and is handed to its path: the HTTP/1, HTTP/2, opaque TCP (TLS passed
+// through included) and CONNECT paths are assembled in src/proxy/outbound/stack.ts. The inbound
 // listener's connections go to src/proxy/inbound/accept.ts, which holds the inbound threat model
-// (mesh termination, late detection, policy); the outbound side is here.
+// (mesh termination, late detection, policy; its paths: src/proxy/inbound/stack.ts); outbound
+// detection is here, with the listeners' connection limits.
 import net from 'node:net';
 import type { Direction, DetectOutcome, DetectedProtocol } from './telemetry/metrics.ts';
 import { readFirstBytes } from './detect/first-bytes.ts';
@@ -11,8 +13,6 @@ import { TrellisError } from '../core/errors.ts';
 import type { Target } from '../core/target.ts';
 import { targetKey } from '../core/target.ts';
 import type { ProxyRuntime } from './runtime.ts';
-import { forwardTcp, splice } from './tcp/forward.ts';
-import { isMeshSocket } from './mesh/protocol.ts';
 import { ConnectionLimits, defaultMaxConnections, openFilesLimit } from './transport/connection-limits.ts';
 
 export type ProtocolHint = 'auto' | 'http1' | 'h2' | 'opaque';
@@ -155,6 +155,7 @@ export function dispatch(
   });
 }
 
+/** Counts the detection and hands the connection to its outbound path (outbound/stack.ts). */
 function handle(
   rt: ProxyRuntime,
   socket: net.Socket,
@@ -165,44 +166,23 @@ function handle(
   upstream: net.Socket | null,
   upstreamAddress: Target | null,
 ): void {
-  const dir: Direction = 'outbound';
-  if (outcome !== null) rt.metrics.detected(dir, protocol, outcome);
+  if (outcome !== null) rt.metrics.detected('outbound', protocol, outcome);
   if (protocol !== 'http1') rt.connectionBusy(socket); // HTTP/1 sessions say it per request
-  if (upstream !== null && (protocol === 'tls' || protocol === 'opaque')) {
-    splice(socket, upstream, initial, null, rt.config.timeouts.idleMs);
+  const paths = rt.outboundPaths;
+  if (upstream !== null) {
+    paths.tunnel(socket, target, protocol, initial, upstream, upstreamAddress);
     return;
   }
-  // HTTP/1 reuses the connection from the pool; HTTP/2 makes its own sessions.
-  // (pooled under the endpoint it goes to, where per-request balancing will look for it).
-  // A CONNECT tunnel to a meshed endpoint is the mesh's opaque transport: HTTP inside it is
-  // routed again instead, per request, over the mesh's own HTTP/2 sessions.
-  if (upstream !== null && target !== null && protocol === 'http1' && !isMeshSocket(upstream))
-    rt.pool.adopt(upstreamAddress ?? target, upstream);
-  else upstream?.destroy();
   switch (protocol) {
     case 'http1':
-      rt.startH1(dir, socket, target, initial, null);
+      paths.http1(socket, target, initial);
       return;
     case 'h2':
-      rt.startH2(dir, socket, target, initial ?? Buffer.alloc(0), null);
+      paths.h2(socket, target, initial);
       return;
     case 'tls':
-    case 'opaque': {
-      if (target === null) {
-        rt.metrics.proxyError(dir, 'unknown-destination');
-        socket.destroy();
-        return;
-      }
-      // Per connection: a logical target's connection goes to an endpoint discovery picks
-      // (over the mesh's mTLS opaque transport when that endpoint is meshed).
-      const opts = {
-        connectTimeoutMs: rt.config.timeouts.connectMs,
-        idleTimeoutMs: rt.config.timeouts.idleMs,
-        discovery: rt.discovery,
-        mesh: rt.mesh.outbound,
-      };
-      forwardTcp(socket, target, initial, opts, (reason) => rt.metrics.proxyError(dir, reason));
+    case 'opaque':
+      paths.tcp(socket, target, initial);
       return;
-    }
   }
 }

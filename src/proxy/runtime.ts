@@ -1,9 +1,9 @@
 // The state one proxy process shares between its listeners: configuration, telemetry, upstream
-// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, the mesh parts
-// (identity, mTLS transport, inbound policy: src/proxy/mesh/wiring.ts), and what drain needs to
-// find.
-import net from 'node:net';
-import { networkInterfaces } from 'node:os';
+// pools, service discovery, the HTTP/2 forwarders, the opaque-destination cache, the loop guard,
+// the mesh parts (identity, mTLS transport, inbound policy: src/proxy/mesh/wiring.ts), and what
+// drain needs to find. It holds no layer of its own: each direction's layers, every protocol, are
+// assembled in src/proxy/outbound/stack.ts and src/proxy/inbound/stack.ts, and built here once.
+import type net from 'node:net';
 import type { ProxyConfig } from './config.ts';
 import type { Logger } from '../core/log.ts';
 import type { Direction } from './telemetry/metrics.ts';
@@ -14,10 +14,7 @@ import { UpstreamPool } from './http/upstream-pool.ts';
 import type { H2Proxy, H2ProxyOptions } from './http/h2-proxy.ts';
 import { H1Session } from './http/h1-session.ts';
 import type { H1Context, H1Shared } from './http/h1-context.ts';
-import type { H1Route } from './http/h1-client.ts';
-import type { MessageHead } from './http/h1-parser.ts';
-import type { ProxyErrorReason } from './errors.ts';
-import { type Target, parseAuthority, targetKey } from '../core/target.ts';
+import type { Target } from '../core/target.ts';
 import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
@@ -28,9 +25,10 @@ import type { Resolution, Resolver } from './resolve/resolver.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { meshIdentityOf } from '../core/endpoints.ts';
-import { InboundAcceptor } from './inbound/accept.ts';
-import { inboundH1, inboundH2 } from './inbound/stack.ts';
-import { outboundH1, outboundH2 } from './outbound/stack.ts';
+import type { InboundAcceptor } from './inbound/accept.ts';
+import { inboundAccept, inboundH1, inboundH2 } from './inbound/stack.ts';
+import { type OutboundPaths, outboundH1, outboundH2, outboundPaths } from './outbound/stack.ts';
+import { LoopGuard } from './transport/loop-guard.ts';
 import type { ConnectionLimits } from './transport/connection-limits.ts';
 import type { FaultScope } from './fault.ts';
 import { startTracer } from './telemetry/trace-setup.ts';
@@ -61,6 +59,8 @@ export class ProxyRuntime {
   readonly faults: Record<Direction, FaultScope>;
   /** Ports the proxy itself listens on: a request routed to one of them on a local address is a loop. */
   readonly ownPorts = new Set<number>();
+  /** Whether a target is one of the proxy's own listeners (the outbound logical level refuses it). */
+  readonly loops = new LoopGuard(this.ownPorts);
   /** The inbound listener's bound port (the opaque transport header names it). */
   inboundPort = 0;
   /** The outbound (HTTP proxy) listener's port once bound, 0 before or without one (request mirrors use it). */
@@ -69,11 +69,11 @@ export class ProxyRuntime {
   readonly mirrors: RequestMirrors | null;
   /** Identity, mTLS transport and inbound policy. */
   readonly mesh: MeshWiring;
-  /** The inbound listener's connections, from accept to a handler (the inbound threat model). */
+  /** The inbound listener's connections, from accept to a path (inbound/stack.ts). */
   readonly inboundAcceptor: InboundAcceptor;
+  /** The outbound paths of a connection whose protocol the listener detected (outbound/stack.ts). */
+  readonly outboundPaths: OutboundPaths;
   draining = false;
-  /** This host's interface addresses (canonical), for loop detection. */
-  private readonly interfaceAddresses: ReadonlySet<string> = ownInterfaceAddresses();
   private readonly h2Proxies: Record<Direction, Promise<H2Proxy> | null> = { inbound: null, outbound: null };
   private readonly h1Contexts: Record<Direction, H1Context>;
 
@@ -163,24 +163,8 @@ export class ProxyRuntime {
       authorizer,
     );
     this.h1Contexts = { inbound: inboundH1(this), outbound: outboundH1(this) };
-    this.inboundAcceptor = new InboundAcceptor({
-      detectTimeoutMs: config.detect.timeoutMs,
-      peekMs: config.detect.peekMs,
-      serverFirstCacheMs: config.detect.opaqueCacheMs,
-      serverFirstCacheMax: config.detect.opaqueCacheMax,
-      connectTimeoutMs: config.timeouts.connectMs,
-      idleTimeoutMs: config.timeouts.idleMs,
-      opaquePorts: this.opaquePorts,
-      metrics: this.metrics,
-      log: log.child({ direction: 'inbound' }),
-      busy: (socket) => this.connectionBusy(socket),
-      policy: this.mesh.policy,
-      authorizer,
-      meshInbound: () => this.mesh.inbound,
-      http1: (socket, target, initial, identity) =>
-        this.startH1('inbound', socket, target, initial, identity),
-      h2: (socket, target, initial, identity) => this.startH2('inbound', socket, target, initial, identity),
-    });
+    this.inboundAcceptor = inboundAccept(this);
+    this.outboundPaths = outboundPaths(this);
   }
 
   /** Runs the HTTP/1 path of a direction on a connection (inbound over mTLS: with the client's identity). */
@@ -270,7 +254,7 @@ export class ProxyRuntime {
         this.trackAgain(socket);
         dispatch(this, 'connect', socket, target, 'auto', initial, upstream, upstreamAddress);
       },
-      isLoop: (target) => this.isLoop(target),
+      isLoop: (target) => this.loops.isLoop(target),
       splice: (down, up, toUp, toDown) => {
         this.trackAgain(down);
         splice(down, up, toUp, toDown, config.timeouts.idleMs);
@@ -330,69 +314,6 @@ export class ProxyRuntime {
     else socket.on('close', onClose);
   }
 
-  /**
-   * HTTP/1 routing: the connection's destination wins; else (outbound only) the absolute-form URI;
-   * else Host. Inbound goes only to its own app: a connection without one has nowhere to go.
-   */
-  routeRequest(dir: Direction, head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason {
-    let path = head.target;
-    let host: string | null = null;
-    let authority = head.host;
-    const t = head.target;
-    if (t.charCodeAt(0) !== 0x2f && t !== '*') {
-      // absolute-form: scheme "://" authority path-abempty [ "?" query ]
-      const sep = t.indexOf('://');
-      const scheme = t.slice(0, sep).toLowerCase();
-      if (scheme !== 'http') return 'bad-request';
-      const rest = t.slice(sep + 3);
-      let end = rest.length;
-      for (let i = 0; i < rest.length; i++) {
-        const c = rest.charCodeAt(i);
-        if (c === 0x2f || c === 0x3f || c === 0x23) {
-          end = i;
-          break;
-        }
-      }
-      authority = rest.slice(0, end);
-      if (authority.includes('@')) return 'bad-request';
-      path = rest.slice(end);
-      if (path === '' || path.charCodeAt(0) === 0x3f) path = '/' + path;
-      host = authority;
-    }
-    let target = connTarget;
-    if (target === null) {
-      if (dir === 'inbound' || authority === null || authority === '') return 'unknown-destination';
-      target = parseAuthority(authority, 80);
-      if (target === null) return 'bad-request';
-      if (this.isLoop(target)) return 'loop-detected';
-    }
-    if (host === null && head.host === null) host = targetKey(target);
-    return { target, path, host };
-  }
-
-  /** HTTP/2 routing: the connection's destination wins; else (outbound only) :authority. */
-  routeAuthority(dir: Direction, authority: string | undefined, connTarget: Target | null): Target | null {
-    if (connTarget !== null) return connTarget;
-    if (dir === 'inbound' || authority === undefined || authority === '') return null;
-    const t = parseAuthority(authority, 80);
-    if (t === null || this.isLoop(t)) return null;
-    return t;
-  }
-
-  /**
-   * Whether a target is one of the proxy's own listeners: one of its ports on an address of this
-   * host, however it is spelled (LOCALHOST., 127.1, 2130706433, ::ffff:127.0.0.1, an interface
-   * address). Sending there would make the proxy call itself without end.
-   */
-  isLoop(t: Target): boolean {
-    if (!this.ownPorts.has(t.port)) return false;
-    const host = canonicalHost(t.host);
-    if (host === 'localhost' || host.endsWith('.localhost')) return true;
-    const family = net.isIP(host);
-    if (family === 0) return false;
-    return THIS_HOST.check(host, family === 4 ? 'ipv4' : 'ipv6') || this.interfaceAddresses.has(host);
-  }
-
   /** Stops new work and lets in-flight work finish; resolves when done or after graceMs. */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
@@ -416,40 +337,6 @@ export class ProxyRuntime {
     await this.accessLog?.close();
     await this.tracer?.close();
   }
-}
-
-/** Addresses that always mean this host. IPv4-mapped IPv6 addresses match the IPv4 rules. */
-const THIS_HOST = new net.BlockList();
-THIS_HOST.addSubnet('127.0.0.0', 8, 'ipv4');
-THIS_HOST.addAddress('0.0.0.0', 'ipv4');
-THIS_HOST.addAddress('::1', 'ipv6');
-THIS_HOST.addAddress('::', 'ipv6');
-
-/**
- * A host as the resolver will understand it: lower case, no trailing dot, IPv4 shorthand
- * (127.1, 0x7f.1, 2130706433) and IPv6 spelled the WHATWG URL way, without brackets.
- */
-function canonicalHost(host: string): string {
-  let h = host.toLowerCase();
-  try {
-    h = new URL(`http://${h.includes(':') ? `[${h}]` : h}/`).hostname;
-  } catch {
-    // not a URL host (a zone id, stray characters): compare it as given
-  }
-  if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
-  return h.endsWith('.') ? h.slice(0, -1) : h;
-}
-
-function ownInterfaceAddresses(): Set<string> {
-  const out = new Set<string>();
-  try {
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) out.add(canonicalHost(a.address));
-    }
-  } catch {
-    // no interface list (a restricted sandbox): the fixed addresses above still apply
-  }
-  return out;
 }
 
 /**

@@ -1,5 +1,6 @@
-// The inbound listener's connections, from accept to a handler. Anyone who can reach the workload
-// can reach this code, so it holds the inbound threat model (docs/security.md):
+// The inbound listener's connections, from accept to a path (the HTTP/1, HTTP/2 and opaque paths
+// are assembled in inbound/stack.ts, which builds this acceptor). Anyone who can reach the
+// workload can reach this code, so it holds the inbound threat model (docs/security.md):
 //
 // - Every connection goes to the workload's own app (`target`), never elsewhere; a listener that
 //   has no app closes what it cannot hand to the mesh.
@@ -29,7 +30,7 @@ import type { MeshInbound } from '../mesh/inbound.ts';
 import type { InboundPolicy } from '../mesh/inbound-policy.ts';
 import { offersMeshAlpn } from '../mesh/protocol.ts';
 import type { InboundAuthorizer } from '../policy/types.ts';
-import { armIdleTimeout, connectForClient, splice, type ForwardOptions } from '../tcp/forward.ts';
+import { armIdleTimeout } from '../tcp/forward.ts';
 import type { ProxyErrorReason } from '../errors.ts';
 import type { DetectedProtocol, ProxyMetrics } from '../telemetry/metrics.ts';
 import type { Target } from '../../core/target.ts';
@@ -45,9 +46,8 @@ export interface InboundAcceptOptions {
   /** How long a port seen to be server-first is remembered, and how many are. */
   readonly serverFirstCacheMs: number;
   readonly serverFirstCacheMax: number;
-  readonly connectTimeoutMs: number;
-  /** An opaque connection with no bytes either way for this long is closed (0: never). */
-  readonly idleTimeoutMs: number;
+  /** The opaque path below policy: the app, connected to directly (inbound/stack.ts). */
+  readonly tcp: InboundTcp;
   readonly opaquePorts: ReadonlySet<number>;
   readonly metrics: Pick<ProxyMetrics, 'detected' | 'proxyError'>;
   readonly log: Logger;
@@ -63,22 +63,29 @@ export interface InboundAcceptOptions {
   h2(socket: net.Socket, target: Target | null, initial: Buffer, identity: string | null): void;
 }
 
+/** The inbound opaque path below detection and policy (inbound/stack.ts inboundTcp). */
+export interface InboundTcp {
+  /** An opaque connection with no bytes either way for this long is closed (0: never). */
+  readonly idleTimeoutMs: number;
+  /**
+   * Connects to the app at target for `client` (paused meanwhile, and whose close cancels the
+   * attempt); `then` gets the app connection unless the client is gone by then. A failure closes
+   * the client, counted.
+   */
+  connect(client: net.Socket, target: Target, then: (app: net.Socket) => void): void;
+  /** Bytes both ways between the client and the app (`initial`: what the client sent before). */
+  splice(client: net.Socket, app: net.Socket, initial: Buffer | null): void;
+}
+
 export class InboundAcceptor {
   private readonly opts: InboundAcceptOptions;
   /** App ports whose clients were seen to wait for the app to speak first. */
   private readonly serverFirst: ExpiringSet;
-  /** How the app is connected to: always `target` itself (no discovery), never over the mesh. */
-  private readonly toApp: ForwardOptions;
   private readonly faults: FaultScope;
 
   constructor(opts: InboundAcceptOptions) {
     this.opts = opts;
     this.faults = { log: opts.log, metrics: opts.metrics, direction: 'inbound' };
-    this.toApp = {
-      connectTimeoutMs: opts.connectTimeoutMs,
-      idleTimeoutMs: opts.idleTimeoutMs,
-      discovery: null,
-    };
     this.serverFirst = new ExpiringSet({ ttlMs: opts.serverFirstCacheMs, max: opts.serverFirstCacheMax });
   }
 
@@ -249,9 +256,9 @@ export class InboundAcceptor {
     if (!this.opts.policy.admitsAny(target.port, { identity, ip: socket.remoteAddress ?? '' })) {
       return this.refuse(socket, 'forbidden');
     }
-    this.connectApp(socket, target, (app) => {
+    this.opts.tcp.connect(socket, target, (app) => {
       const relay = relayToClient(app, socket);
-      const idle = armIdleTimeout(socket, app, this.opts.idleTimeoutMs);
+      const idle = armIdleTimeout(socket, app, this.opts.tcp.idleTimeoutMs);
       // No deadline for the first byte (the idle timeout still applies), but one for the rest.
       const fromFirstByte = true;
       readFirstBytes(
@@ -325,25 +332,9 @@ export class InboundAcceptor {
       return;
     }
     this.opts.busy(socket);
-    const start = (app: net.Socket): void => {
-      splice(socket, app, initial, null, this.opts.idleTimeoutMs);
-    };
-    if (early !== null) start(early);
-    else this.connectApp(socket, target, start);
-  }
-
-  /** Connects to the app for a client (paused meanwhile); a failure closes the client, counted. */
-  private connectApp(socket: net.Socket, target: Target, then: (app: net.Socket) => void): void {
-    connectForClient(
-      socket,
-      target,
-      this.toApp,
-      (app) => {
-        if (socket.destroyed) app.destroy();
-        else then(app);
-      },
-      (reason) => this.opts.metrics.proxyError('inbound', reason),
-    );
+    const tcp = this.opts.tcp;
+    if (early !== null) tcp.splice(socket, early, initial);
+    else tcp.connect(socket, target, (app) => tcp.splice(socket, app, initial));
   }
 
   /** A ClientHello offering a trellis-* protocol: the mesh transport terminates it (true). */
