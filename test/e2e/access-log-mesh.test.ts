@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { portOf } from '../helpers/running-proxy.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 function get(port: number, url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,7 +33,7 @@ test(
   { timeout: 60_000 },
   async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'trellis-access-'));
-    t.after(() => rm(dir, { recursive: true, force: true }));
+    t.after(() => removeTempDir(dir));
     const world = await startMeshWorld();
     t.after(() => world.close());
     const app = http.createServer((_req, res) => res.end('hello'));

@@ -20,6 +20,7 @@ import {
   writeWorkloadFile,
 } from '../../src/control/discovery/local-state.ts';
 import { CLI, NODE, REPO, startProxyProcess, type ProxyProcess } from '../helpers/proxy-process.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const SERVICE = 'web.default:8080';
 const RATE_INTERVAL_MS = 20; // 50 requests per second
@@ -130,7 +131,7 @@ async function rawExchange(socket: net.Socket, preface = ''): Promise<string> {
 
 test('the proxy balances a service through the control plane', { timeout: 90_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-balance-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const backends: Backend[] = [];
   t.after(() => backends.forEach((b) => b.close()));
   for (let i = 0; i < 3; i++) backends.push(await startBackend(`b${i}`));

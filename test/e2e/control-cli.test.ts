@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { access, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
@@ -16,6 +16,7 @@ import { DestinationResolver } from '../../src/proxy/resolve/destination-client.
 import type { Update } from '../../src/core/endpoints.ts';
 import { FakeKubeServer } from '../fake-kube/server.ts';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const TIMEOUT_MS = 10_000;
 const LOOPBACK = ['--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--log-level', 'warn'];
@@ -124,7 +125,7 @@ spec:
 
 test('trellis up serves applied services and registered workloads, and stops cleanly', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-up-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const up = await start(t, ['up', '--state', root, ...LOOPBACK]);
   assert.equal(up.ready.event, 'ready');
   assert.equal(up.ready.state, root);
@@ -177,7 +178,7 @@ test('trellis up serves applied services and registered workloads, and stops cle
 
 test('trellis up makes an operator token (0600, kept across restarts) that `trellis identity rotate` sends', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-up-token-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const first = await start(t, ['up', '--state', root, ...LOOPBACK]);
   const tokenFile = join(root, 'operator-token');
   const token = await readFile(tokenFile, 'utf8');
@@ -200,7 +201,7 @@ test('trellis up makes an operator token (0600, kept across restarts) that `trel
 
 test('trellis apply rejects bad files whole, with every error at once: line, column, document, field', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-apply-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const file = join(root, 'services.yaml');
   await writeFile(
     file,
@@ -234,7 +235,7 @@ test('trellis apply rejects bad files whole, with every error at once: line, col
 
 test('trellis apply warns about a reference to a Server or a service that does not exist, and applies', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-apply-refs-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const policy = (server: string, workload: string) => `apiVersion: policy.trellis.dev/v1alpha1
 kind: Server
 metadata: { name: web-http, namespace: shop }
@@ -272,7 +273,7 @@ test('trellis control serves a Kubernetes Service and its EndpointSlice through 
   t.after(() => kube.close());
   kube.applyYaml(await readFile(new URL('../fake-kube/fixtures/web.yaml', import.meta.url), 'utf8'));
   const tokenFile = join(await mkdtemp(join(tmpdir(), 'trellis-control-e2e-')), 'operator-token');
-  t.after(() => rm(join(tokenFile, '..'), { recursive: true, force: true }));
+  t.after(() => removeTempDir(join(tokenFile, '..')));
   await writeFile(tokenFile, 'f'.repeat(64) + '\n'); // as `openssl rand -hex 32` would
   const control = await start(t, [
     'control',

@@ -3,16 +3,17 @@
 // it with 0; it ends with 1 once the control plane is gone; without a control plane it says so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 test('trellis dashboard prints the URL, holds until SIGTERM, and stops when the control plane goes', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-dashboard-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const up = await startUp(t, root);
 
   const first = startCli(t, ['dashboard', '--state', root]);
@@ -44,7 +45,7 @@ test('trellis dashboard prints the URL, holds until SIGTERM, and stops when the 
 
 test('trellis dashboard without a control plane says so', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-dashboard-none-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const out = await runCli(['dashboard', '--state', root]);
   assert.equal(out.code, 1);
   assert.equal(out.stdout, '');

@@ -26,6 +26,7 @@ import { DestinationResolver } from '../../src/proxy/resolve/destination-client.
 import { ServiceDiscovery, type Pick } from '../../src/proxy/outbound/discovery.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const TIMEOUT_MS = 10_000;
 
@@ -65,7 +66,7 @@ async function waitFor(what: string, predicate: () => boolean): Promise<void> {
 
 test('the Destination API streams local discovery to the proxy and survives a control-plane restart', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-destination-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await writeServiceFile(root, 'default', 'web', { ports: [{ port: 80, targetPort: 8080 }] });
   await writeWorkloadFile(root, 'default', 'web-a', { service: 'web', address: '127.0.0.11', port: 8080 });
   const watcher = new LocalWatcher({ root, debounceMs: 10, rescanIntervalMs: 300 });
@@ -146,7 +147,7 @@ test('the Destination API streams local discovery to the proxy and survives a co
 
 test('a bad Watch path is refused with INVALID_ARGUMENT and reported as a resolution error', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-destination-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const watcher = new LocalWatcher({ root });
   t.after(() => watcher.close());
   const server = await startDestinationServer({ watcher, listen: '127.0.0.1:0' });
@@ -281,7 +282,7 @@ test('address watches over the Kubernetes API: ClusterIPs, pod IPs, other addres
 
 test('address watches over the local state folder: a registered workload, then the plain address', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-destination-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await writeServiceFile(root, 'default', 'web', { ports: [{ port: 80, targetPort: 'http' }] });
   const identity = 'spiffe://trellis.local/ns/default/sa/web';
   const register = (ready: boolean) =>

@@ -5,12 +5,13 @@
 // text, trellis_plain_outbound_total). -n filters, -o wide adds the identities.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -28,7 +29,7 @@ interface Edge {
 
 test('trellis edges: a secured edge with identities, and a plain one with its reason', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-edges-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   await startUp(t, root);
   const [securePort, legacyPort, clientPort, toSecure, toLegacy] = await Promise.all(

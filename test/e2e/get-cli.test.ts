@@ -4,12 +4,13 @@
 // status `trellis routes` shows, and errors naming the known kinds or the missing object.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { runCli } from '../helpers/cli.ts';
 import { startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -51,7 +52,7 @@ spec:
 
 test('trellis get: routes with their status and services, by kind name, namespace and output', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-get-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await writeFile(join(root, 'all.yaml'), RESOURCES);
   const applied = await runCli(['apply', '-f', join(root, 'all.yaml'), '--state', root]);
   assert.equal(applied.code, 0, applied.stderr);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
@@ -21,6 +21,7 @@ import * as net from 'node:net';
 import { INJECTOR_MAX_CONNECTIONS } from '../../src/control/injector/webhook-server.ts';
 import { runCli } from '../helpers/cli.ts';
 import { startInstalledInjector } from '../helpers/installed-injector.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -267,7 +268,7 @@ test('trellis install --crds prints deploy/crds.yaml and the Gateway API CRDs (n
 
 test('trellis install with the operator identity files uses them; bad or partial files are refused by flag', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-install-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   // The anchor and issuer of one install, given to another.
   const first = parseAll((await runCli(['install'])).stdout);
   const anchors = join(dir, 'anchors.pem');
@@ -353,7 +354,7 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
   const stray = await runCli([...api, '--injector-tls-dir', '/tmp']);
   assert.match(stray.stderr, /--injector-tls-dir: only with --injector-listen/);
   const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-config-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   await writeFile(join(dir, 'tls.crt'), '');
   await writeFile(join(dir, 'tls.key'), '');
   const config = join(dir, 'config.yaml');

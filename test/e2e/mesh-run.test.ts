@@ -9,11 +9,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -34,7 +35,7 @@ async function workloadAdmin(root: string, namespace: string, name: string): Pro
 
 test('trellis run workloads talk mTLS with their own identities; rotation under load fails nothing', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-mesh-run-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   // prettier-ignore
   const up = startCli(t, [
     'up', '--state', root, '--grpc-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0',
@@ -91,7 +92,7 @@ test('trellis run workloads talk mTLS with their own identities; rotation under 
   const lifetimeMs = Date.parse(leaf.validTo) - Date.parse(leaf.validFrom);
   assert.ok(lifetimeMs <= 3000 + 61_000, `a short leaf (${lifetimeMs} ms incl. backdating)`);
   const dir = await mkdtemp(join(tmpdir(), 'trellis-chain-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   await writeFile(join(dir, 'leaf.pem'), chain[0]!);
   await writeFile(join(dir, 'issuer.pem'), chain.slice(1).join(''));
   const verified = execFileSync('openssl', [

@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +26,7 @@ import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import { createAuthorizer } from '../../src/proxy/policy/authorizer.ts';
 import { runCli } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const ALICE = { identity: 'spiffe://cluster.local/ns/shop/sa/alice', ip: '127.0.0.1' };
 const ANON = { identity: null, ip: '127.0.0.1' };
@@ -83,7 +84,7 @@ function nextChange(authz: { onChange(l: () => void): () => void }, timeoutMs = 
 
 test('apply -> WatchInbound -> authorizer; changes within a second; authz API and CLI', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   // The service `trellis run --name web --port 18080` creates: port name http -> app port 18080.
   await writeFile(
     join(root, 'service.yaml'),
@@ -236,7 +237,7 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
 
 test('WatchInbound refuses a request without a workload', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const control = await startControlPlane({
     watcher: new LocalWatcher({ root }),
     catalog: localCatalog(root),
@@ -268,7 +269,7 @@ test('on Kubernetes: a pod gets its policy from CRDs and follows a change', asyn
   kube.applyYaml(readFileSync(new URL('../fake-kube/fixtures/policy.yaml', import.meta.url), 'utf8'));
   const component = kubernetesPolicyComponent(kubeConfigForServer(kube.url), silentLogger);
   const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const control = await startControlPlane({
     watcher: new LocalWatcher({ root }),
     catalog: localCatalog(root),

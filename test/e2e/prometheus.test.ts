@@ -8,13 +8,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
 import { grafanaDashboard, undocumented } from '../helpers/metrics-docs.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const PROMTOOL = '/usr/bin/promtool';
@@ -41,7 +42,7 @@ function promtoolCheck(page: string): void {
 
 test('Prometheus discovers, scrapes and queries the mesh', { timeout: 180_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-prometheus-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const up = await startUp(t, root);
 
   // Two workloads: hello in shop (its traffic is what the queries look for), idle in default.

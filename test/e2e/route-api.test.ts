@@ -6,7 +6,7 @@
 // followed live; a set that does not validate is refused and the last good table stays.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +19,7 @@ import { matchRoute, NO_MATCHING_RULE, type RouteTable } from '../../src/core/ro
 import { compileRouteSet } from '../../src/proxy/route/route-table.ts';
 import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
 import { request, routesFromYaml } from '../unit/routes-helpers.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 /** The tables a watch delivered, and a way to wait for one that satisfies a check. */
 function tableQueue() {
@@ -65,7 +66,7 @@ ${extra}`)[0]!;
 
 test('Routes.Watch serves each client namespace its routes, live, to the proxy watch client', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-route-api-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await writeServiceFile(root, 'mesh', 'echo', { ports: [{ port: 80 }] });
   await writeServiceFile(root, 'mesh', 'echo-v1', { ports: [{ port: 8080 }] });
   await writeRouteFile(root, route('producer', 'mesh', 'echo-v1'));

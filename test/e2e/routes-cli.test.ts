@@ -7,11 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, NODE, REPO } from '../helpers/proxy-process.ts';
 import type { ServiceRoutesView } from '../../src/control/routes/view.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const proc = spawn(NODE, [CLI, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -59,7 +60,7 @@ spec:
 
 test('trellis apply and trellis routes: status, rules, backends; creation time kept; --delete', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-routes-e2e-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   const state = join(dir, 'state');
   await writeFile(join(dir, 'services.yaml'), SERVICES);
   await writeFile(join(dir, 'routes.yaml'), ROUTES);
@@ -140,7 +141,7 @@ test('trellis apply and trellis routes: status, rules, backends; creation time k
 
 test('trellis apply refuses a bad route whole, every error with line, column, document and field', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-routes-e2e-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   const file = join(dir, 'bad.yaml');
   await writeFile(
     file,

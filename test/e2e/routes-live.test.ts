@@ -7,7 +7,7 @@
 // test/fixtures/hello-server.ts (/flaky/: 503 on a first hit, /fail/: 503, /slow/: 2 s).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runningControlFile } from '../../src/api/control-file.ts';
@@ -16,6 +16,7 @@ import type { LiveRows } from '../../src/cli/routes-live.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, startCli, startUp, waitFor } from '../helpers/cli.ts';
 import { sendRequest } from '../helpers/mesh-echo.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const APP = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -48,7 +49,7 @@ test(
   { timeout: 90_000 },
   async (t) => {
     const root = await mkdtemp(join(tmpdir(), 'trellis-routes-live-'));
-    t.after(() => rm(root, { recursive: true, force: true }));
+    t.after(() => removeTempDir(root));
     const up = await startUp(t, root);
     const file = join(root, 'web.yaml');
     await writeFile(file, CONFIG);

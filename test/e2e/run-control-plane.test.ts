@@ -5,12 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { readyRegistration, reaper, registrations, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -42,7 +43,7 @@ async function leafSerial(admin: string): Promise<string | null> {
 
 test('the proxies of trellis run find a control plane restarted on other ports', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-cp-restart-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   const first = await startUp(t, root, ['--leaf-lifetime', '3s']);
   await writeFile(join(root, 'service.yaml'), SERVICE);

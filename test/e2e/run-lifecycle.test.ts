@@ -9,7 +9,7 @@
 // Every process a test learns of is SIGKILLed when it ends, whatever happened.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,12 +25,13 @@ import {
   reportedPids,
   startUp,
 } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const APP = join(REPO, 'test/fixtures/lifecycle-app.ts');
 
 async function tempState(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'trellis-lifecycle-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   return root;
 }
 

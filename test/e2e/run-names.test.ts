@@ -9,12 +9,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, type Running, startCli, waitFor } from '../helpers/cli.ts';
 import { reaper, registrations, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const APP = join(REPO, 'test/fixtures/lifecycle-app.ts');
 const WEB_SERVICE = `apiVersion: v1
@@ -93,7 +94,7 @@ async function runApp(
 
 test('names: fetch by name, short names, one service port whoever starts first, unknown ports', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-names-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   const up = await startUp(t, root);
   const web1 = await runApp(t, reap, root, 'web');
@@ -152,7 +153,7 @@ test('names: fetch by name, short names, one service port whoever starts first, 
 
 test('names while the control plane is down, and right after it restarted elsewhere', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-names-down-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   const first = await startUp(t, root);
   const service = join(root, 'web.yaml');

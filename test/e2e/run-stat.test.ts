@@ -5,11 +5,12 @@
 // SIGTERM to `trellis run` stops the app and the proxy and withdraws the registration.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { freePort, runCli, startCli, startUp, waitFor } from '../helpers/cli.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 const start = startCli;
@@ -62,7 +63,7 @@ interface Stat {
 
 test('trellis run registers a workload behind its proxy; trellis stat shows its traffic', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-run-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const up = await startUp(t, root);
   const file = join(root, 'hello.yaml');
   await writeFile(file, SERVICE_YAML);
@@ -174,7 +175,7 @@ test('trellis run registers a workload behind its proxy; trellis stat shows its 
 
 test('trellis run creates a missing service and refuses to start without a control plane', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-run-e2e-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const none = await runCli([
     'run',
     '--state',

@@ -14,7 +14,7 @@ import http from 'node:http';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
@@ -23,6 +23,7 @@ import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/tre
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { MAX_PEERS } from '../../src/core/peer-metric-names.ts';
 import { parsePrometheusText } from '../../src/core/prom-parse.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -44,7 +45,7 @@ function counted(stat: Stat | undefined): number {
 
 test('trellis stat --from/--to: by client identity inbound, by destination workload outbound', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-stat-peer-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   await startUp(t, root);
   const [serverPort, aPort, bPort, aToServer, bToServer] = await Promise.all(
@@ -143,7 +144,7 @@ test('trellis stat --from/--to: by client identity inbound, by destination workl
 
 test('per-peer series are bounded: past MAX_PEERS destinations the rest are "other", counted', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-stat-peer-cap-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   // MAX_PEERS + 30 workloads of one service, each its own listener in this process.
   const hits: number[] = [];

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -27,6 +27,7 @@ import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { startProxy } from '../../src/proxy/proxy.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { TOKEN_AUDIENCE } from '../../src/control/identity/tokens.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const OPERATOR_TOKEN = 'operator-secret-for-the-tap-test';
 
@@ -64,7 +65,7 @@ test("trellis tap on Kubernetes: the control plane taps a pod's proxy over mTLS 
   t.after(() => kube.close());
   const tokens = serveServiceAccountTokens(kube);
   const dir = await mkdtemp(join(tmpdir(), 'trellis-tap-kube-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   const operatorFile = join(dir, 'operator-token');
   await writeFile(operatorFile, OPERATOR_TOKEN + '\n', { mode: 0o600 });
 

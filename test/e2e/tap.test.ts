@@ -5,12 +5,13 @@
 // is an error at once; top shows the busiest path first.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 const CLIENT_ID = 'spiffe://cluster.local/ns/default/sa/client';
@@ -51,7 +52,7 @@ async function send(port: number, path: string, count: number, parallel = 1): Pr
 
 test('trellis tap and top through two meshed proxies', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-tap-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   await startUp(t, root);
   const [securePort, clientPort, toSecure] = await Promise.all([freePort(), freePort(), freePort()]);

@@ -5,12 +5,13 @@
 // server proxy's SERVER span under the client proxy's CLIENT span.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
@@ -24,7 +25,7 @@ interface Summary {
 
 test('trellis trace: the embedded collector of trellis up keeps the mesh traces and shows one as a tree', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-trace-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const reap = reaper(t);
   const up = await startUp(t, root);
   const control = JSON.parse(await readFile(join(root, 'control.json'), 'utf8')) as { tracing?: unknown };

@@ -7,17 +7,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type net from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { startProxyProcess } from '../helpers/proxy-process.ts';
 import { startUp } from '../helpers/cli.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 test('a static destination is resolved before the proxy is ready', { timeout: 60_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-warm-up-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   let served = 0;
   const backend = http.createServer((req, res) => {
     served++;

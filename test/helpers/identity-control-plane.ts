@@ -3,7 +3,7 @@
 // verified against the folder), as the tests of the Identity API, of the operator authentication
 // and of `trellis identity` start it. The folder is removed and the control plane closed after the
 // test.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
@@ -16,6 +16,7 @@ import {
   type ControlPlane,
   type ControlPlaneOptions,
 } from '../../src/control/server.ts';
+import { removeTempDir } from './temp-dir.ts';
 
 export interface IdentityControlPlaneOptions {
   readonly trustDomain: string;
@@ -40,7 +41,7 @@ export async function startIdentityControlPlane(
 ): Promise<IdentityControlPlane> {
   const { trustDomain } = options;
   const root = await mkdtemp(join(tmpdir(), 'trellis-identity-plane-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await options.prepare?.(root);
   const ca = await CertificateAuthority.open({
     dir: join(root, 'identity'),

@@ -1,10 +1,11 @@
 // Runs `trellis control --injector-listen` as the installed Deployment would: with the injector's
 // certificate from the Secret and its config.yaml from the ConfigMap of a `trellis install` output,
 // against a (fake) API server. For the tests of the webhook (install.test.ts, admission-webhook.test.ts).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCli, waitFor } from './cli.ts';
+import { removeTempDir } from './temp-dir.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -29,7 +30,7 @@ export async function startInstalledInjector(
   const find = (kind: string, name?: string): Json =>
     objects.find((o) => o['kind'] === kind && (name === undefined || o['metadata']['name'] === name))!;
   const dir = await mkdtemp(join(tmpdir(), 'trellis-injector-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   const tls = find('Secret', 'trellis-injector-tls')['stringData'];
   await writeFile(join(dir, 'tls.crt'), tls['tls.crt']);
   await writeFile(join(dir, 'tls.key'), tls['tls.key']);

@@ -12,7 +12,7 @@
 // hop was mutual TLS, and both proxies counted the request and the mTLS connection with the
 // other's identity.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -21,6 +21,7 @@ import { parseAllDocuments } from 'yaml';
 import { kubeConfigForServer } from '../../src/control/discovery/kubernetes.ts';
 import { FakeKubeServer, type KubeObject } from '../fake-kube/server.ts';
 import { serveServiceAccountTokens } from '../fake-kube/tokens.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 import { runCli } from '../helpers/cli.ts';
 import { startInstalledInjector } from '../helpers/installed-injector.ts';
 import { createPodNetwork } from '../helpers/pod-network.ts';
@@ -79,7 +80,7 @@ test('two injected pods run by the pod runner talk through both proxies with mTL
   // The control plane as the installed Deployment runs it, with the install's anchor and issuer
   // (what its identity-files init container copies into --identity-dir).
   const identityDir = await mkdtemp(join(tmpdir(), 'trellis-identity-'));
-  t.after(() => rm(identityDir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(identityDir));
   const issuer = find('Secret', 'trellis-identity-issuer')['stringData'];
   await writeFile(
     join(identityDir, 'trust-anchors.pem'),

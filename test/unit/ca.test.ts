@@ -13,6 +13,7 @@ import { CertificateAuthority, RotationError } from '../../src/control/identity/
 import { loadCaCert } from '../../src/control/identity/ca-certs.ts';
 import { IdentityError } from '../../src/control/identity/errors.ts';
 import { EC_P256, toPem, x509 } from '../helpers/x509.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 const HOUR = 3600_000;
@@ -40,7 +41,7 @@ async function makeCsr(
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-ca-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   return dir;
 }
 

@@ -7,7 +7,7 @@
 // control plane started without a token refuses every state-changing request.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, writeFile, chmod, readFile } from 'node:fs/promises';
+import { mkdtemp, stat, writeFile, chmod, readFile } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { createLogger } from '../../src/core/log.ts';
 import { startIdentityControlPlane } from '../helpers/identity-control-plane.ts';
 import { OperatorAuth } from '../../src/control/operator-auth.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../../src/control/operator-token.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const TOKEN = 'k3Z0m1qO2xQv9Rr8Tt7Uu6Vv5Ww4Xx3Yy2Zz1Aa0Bb';
 
@@ -196,7 +197,7 @@ test('OperatorAuth: logs a refusal at most once per interval, with the number le
 
 test('the state folder operator token: made 0600 once, kept across restarts, narrowed when loose', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-operator-token-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const loosened: string[] = [];
   const first = await loadOrCreateOperatorToken(root, (p) => loosened.push(p));
   assert.match(first, /^[A-Za-z0-9_-]{43}$/);

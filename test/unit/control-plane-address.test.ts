@@ -6,7 +6,7 @@
 // at once, without failing first on a channel still waiting out grpc-js's reconnect backoff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
@@ -17,6 +17,7 @@ import { controlFilePath, removeControlFile, writeControlFile } from '../../src/
 import { ControlFileFollower } from '../../src/proxy/resolve/control-plane-address.ts';
 import { DestinationResolver } from '../../src/proxy/resolve/destination-client.ts';
 import type { Update } from '../../src/core/endpoints.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 async function until(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -28,7 +29,7 @@ async function until(what: string, predicate: () => boolean, timeoutMs = 10_000)
 
 async function tempRoot(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const root = await mkdtemp(join(tmpdir(), 'trellis-control-address-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   return root;
 }
 

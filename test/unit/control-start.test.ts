@@ -4,16 +4,17 @@
 // the control plane closes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { localCatalog, startControlPlane, type ControlPlaneComponent } from '../../src/control/server.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 async function setup(t: { after(fn: () => Promise<void>): void }) {
   const root = await mkdtemp(join(tmpdir(), 'trellis-control-start-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const watcher = new LocalWatcher({ root, debounceMs: 10, rescanIntervalMs: 300 });
   const closeWatcher = watcher.close.bind(watcher);
   const counts = { watcher: 0, identity: 0, policy: 0 };

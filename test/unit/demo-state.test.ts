@@ -5,15 +5,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chooseDemoState, cliCommand, DEMO_MARK, pasteable } from '../../src/cli/demo-state.ts';
 import { writeControlFile } from '../../src/api/control-file.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 test('the demo takes the default state folder only when it is free, and never a folder of the user', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'trellis-demo-state-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  t.after(() => removeTempDir(dir));
   const wanted = join(dir, 'state');
   const env = { TRELLIS_STATE: wanted };
   const temporary = (root: string) => root.startsWith(join(tmpdir(), 'trellis-demo-')) && root !== wanted;
@@ -30,7 +31,7 @@ test('the demo takes the default state folder only when it is free, and never a 
   // ... unless a control plane runs over it.
   await writeControlFile(wanted, { grpc: '127.0.0.1:1', http: '127.0.0.1:2', pid: process.pid });
   const busy = await chooseDemoState(env);
-  t.after(() => rm(busy.root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(busy.root));
   assert.ok(temporary(busy.root), busy.root);
   assert.match(busy.why!, /a control plane \(pid \d+\) already runs over /);
 
@@ -38,7 +39,7 @@ test('the demo takes the default state folder only when it is free, and never a 
   const own = join(dir, 'own');
   await mkdir(join(own, 'services'), { recursive: true });
   const other = await chooseDemoState({ TRELLIS_STATE: own });
-  t.after(() => rm(other.root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(other.root));
   assert.ok(temporary(other.root), other.root);
   assert.match(other.why!, /holds a mesh of your own/);
   assert.deepEqual(await readdir(own), ['services']);

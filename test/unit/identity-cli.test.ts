@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -17,6 +17,7 @@ import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { startIdentityControlPlane } from '../helpers/identity-control-plane.ts';
 import { loadOrCreateOperatorToken } from '../../src/control/operator-token.ts';
 import { writeControlFile } from '../../src/api/control-file.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const SCRIPT = `import { run } from ${JSON.stringify(new URL('../../src/cli/identity.ts', import.meta.url).href)};
 try {
@@ -41,7 +42,7 @@ function identity(...args: string[]): Promise<{ code: number; stdout: string; st
 
 test('trellis identity NAME prints the chain from the workload proxy, or says why not', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-identity-cli-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const chain = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
   const admin = createServer((req, res) => {
     const known = req.url === '/identity' && req.headers.host?.startsWith('127.0.0.1');

@@ -11,12 +11,13 @@ import fc from 'fast-check';
 import { workloadPath, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { IdentityError, type IdentityStatus } from '../../src/control/identity/errors.ts';
 import { LocalTokenVerifier, mintWorkloadToken, tokenKeyPath } from '../../src/control/identity/tokens.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/web';
 
 async function setUp(t: { after(fn: () => Promise<void>): void }) {
   const root = await mkdtemp(join(tmpdir(), 'trellis-tokens-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   await writeWorkloadFile(root, 'default', 'web-123', { service: 'web', address: '127.0.0.1', port: 8080 });
   let now = Date.now();
   const verifier = new LocalTokenVerifier({ root, trustDomain: 'cluster.local', now: () => now });
@@ -56,7 +57,7 @@ test('forged, tampered, expired, revoked and wrong-identity tokens are refused',
 
   // Forged: minted with another state folder's key.
   const other = await mkdtemp(join(tmpdir(), 'trellis-tokens-other-'));
-  t.after(() => rm(other, { recursive: true, force: true }));
+  t.after(() => removeTempDir(other));
   assertRefused(
     await refused(verifier, await mintWorkloadToken(other, claims)),
     'UNAUTHENTICATED',

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { writeControlFile } from '../../src/api/control-file.ts';
 import { runCli } from '../helpers/cli.ts';
 import { createCa } from '../helpers/mesh-pki.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const stat = (namespace: string, name: string, success: number): WorkloadStat => ({
   namespace,
@@ -38,7 +39,7 @@ const STATS = [stat('emojivoto', 'voting', 0.9), stat('emojivoto', 'web', 1), st
 /** A state folder whose control.json names a stand-in control plane, with web-1 and web-2 registered. */
 async function mesh(t: { after(fn: () => unknown): void }) {
   const root = await mkdtemp(join(tmpdir(), 'trellis-inspect-cli-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
     const json = (body: unknown) => {
@@ -205,7 +206,7 @@ test('trellis authz and check: the same targeting; a missing workload exits 1', 
 test('TRELLIS_STATE names the state folder of every command without --state', async (t) => {
   const root = await mesh(t);
   const elsewhere = await mkdtemp(join(tmpdir(), 'trellis-inspect-cwd-'));
-  t.after(() => rm(elsewhere, { recursive: true, force: true }));
+  t.after(() => removeTempDir(elsewhere));
   const env = { ...process.env, TRELLIS_STATE: root };
   const found = await runCli(['stat', '-n', 'shop'], { cwd: elsewhere, env });
   assert.equal(found.code, 0, found.stderr);

@@ -6,7 +6,7 @@
 // open it either: the two tokens grant different things.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalWatcher } from '../../src/control/discovery/local.ts';
@@ -20,6 +20,7 @@ import { SpanExporter } from '../../src/proxy/telemetry/trace-export.ts';
 import { spanTransport } from '../../src/proxy/telemetry/trace-setup.ts';
 import { encodeTraceRequest } from '../../src/proxy/telemetry/trace-otlp.ts';
 import { TraceSpan, type FinishedSpan } from '../../src/proxy/telemetry/trace-span.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
 
 const OPERATOR_TOKEN = 'k3Z0m1qO2xQv9Rr8Tt7Uu6Vv5Ww4Xx3Yy2Zz1Aa0Bb';
 
@@ -43,7 +44,7 @@ const RESOURCE = {
 
 async function startPlane(t: { after(fn: () => unknown): void }) {
   const root = await mkdtemp(join(tmpdir(), 'trellis-trace-auth-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const token = await loadOrCreateTraceToken(root, () => undefined);
   const collector = traceCollectorComponent({ log: silentLogger, token });
   const plane = await startControlPlane({
@@ -91,7 +92,7 @@ const count = (m: ProxyMetrics, name: string): number =>
 
 test('the trace token: made once, 0600, kept across restarts', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-trace-token-'));
-  t.after(() => rm(root, { recursive: true, force: true }));
+  t.after(() => removeTempDir(root));
   const first = await loadOrCreateTraceToken(root, () => undefined);
   assert.match(first, /^[A-Za-z0-9_-]{43}$/);
   assert.equal((await stat(traceTokenPath(root))).mode & 0o777, 0o600);
