@@ -269,11 +269,16 @@ export class Writer {
   }
 }
 
+/** The value of each hex digit (either case) by character code below 128, -1 for the others. */
+const HEX_VALUES = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUES[i.toString(16).charCodeAt(0)] = i;
+  HEX_VALUES[i.toString(16).toUpperCase().charCodeAt(0)] = i;
+}
+
 /** The value of a hex digit (either case), -1 for any other character. */
 function hexDigit(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  const lower = c | 0x20;
-  return lower >= 0x61 && lower <= 0x66 ? lower - 0x57 : -1;
+  return c < 128 ? HEX_VALUES[c]! : -1;
 }
 
 /** An enum input (a name or a number) as its number; an unknown name is an error. */

@@ -5,7 +5,7 @@
 // description (the access log entry, built only for traced exchanges), and goes to the exporter.
 // A proxy without a collector has no Tracer at all (null): its hooks cost one null check.
 import type { DescribedExchange } from './exchange-record.ts';
-import type { Direction } from './metrics.ts';
+import type { Direction, HttpProtocol } from './metrics.ts';
 import {
   carryAttempt,
   carryAttemptObject,
@@ -23,6 +23,19 @@ export interface TracerOptions {
   readonly sink: SpanSink;
   /** This proxy's identity (SPIFFE ID), null without one. */
   readonly ownIdentity: () => string | null;
+}
+
+/** What a finished span takes from its exchange (DescribedExchange.describeRequest fills it in). */
+export interface RequestFacts {
+  direction: Direction;
+  protocol: HttpProtocol;
+  method: string;
+  /** The request's authority ('' when none). */
+  authority: string;
+  /** The request target, query included. */
+  path: string;
+  /** The trellis-proxy-error reason of a response the proxy made, undefined when none. */
+  error: string | undefined;
 }
 
 /** What a forwarding hook knows about the request's other side. */
@@ -167,13 +180,22 @@ class SpanRecord implements FinishedSpan {
     attrs[this.count++] = value;
   }
 
+  // The last authority split (a proxy's requests mostly name the same one): its host and port.
+  private authority = '';
+  private host = '';
+  private port = 80;
+
   /** server.address and server.port of an authority ("host", "host:port", "[v6]:port"). */
   putAuthority(authority: string): void {
-    const colon = authorityColon(authority);
-    const port = authorityPort(authority, colon);
-    if (port === -1) this.put('server.address', authority);
-    else this.put('server.address', colon === -1 ? authority : authority.slice(0, colon));
-    this.put('server.port', port === -1 ? 80 : port);
+    if (authority !== this.authority) {
+      const colon = authorityColon(authority);
+      const port = authorityPort(authority, colon);
+      this.host = port === -1 || colon === -1 ? authority : authority.slice(0, colon);
+      this.port = port === -1 ? 80 : port;
+      this.authority = authority;
+    }
+    this.put('server.address', this.host);
+    this.put('server.port', this.port);
   }
 
   /** Starts the next span: no attributes yet. */
@@ -189,6 +211,32 @@ class SpanRecord implements FinishedSpan {
 
 const record = new SpanRecord();
 
+/** The one RequestFacts object (finishedSpan reads it before the next span is finished). */
+const facts: RequestFacts = {
+  direction: 'inbound',
+  protocol: 'http1',
+  method: '',
+  authority: '',
+  path: '',
+  error: undefined,
+};
+
+/** What `exchange` tells a span, without an access log entry when it can. */
+function requestFacts(exchange: DescribedExchange): RequestFacts {
+  if (exchange.describeRequest !== undefined) {
+    exchange.describeRequest(facts);
+    return facts;
+  }
+  const e = exchange.accessLogEntry();
+  facts.direction = e.direction;
+  facts.protocol = e.protocol;
+  facts.method = e.method;
+  facts.authority = e.authority;
+  facts.path = e.path;
+  facts.error = e.error;
+  return facts;
+}
+
 function finishedSpan(
   span: TraceSpan,
   status: number,
@@ -196,7 +244,7 @@ function finishedSpan(
   exchange: DescribedExchange,
   reason: string | undefined,
 ): FinishedSpan {
-  const e = exchange.accessLogEntry();
+  const e = requestFacts(exchange);
   const proxyError = reason ?? e.error;
   const q = e.path.indexOf('?');
   const r = record;
