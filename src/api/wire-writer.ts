@@ -195,11 +195,15 @@ export class Writer {
     this.pos += this.buf.write(v, this.pos, len, 'utf8');
   }
 
-  /** Bytes already encoded (a field with its tag), copied as they are. */
+  /** Bytes already encoded (a field with its tag), copied as they are (short ones by a loop). */
   raw(bytes: Uint8Array): void {
-    this.#ensure(bytes.length);
-    this.buf.set(bytes, this.pos);
-    this.pos += bytes.length;
+    const n = bytes.length;
+    this.#ensure(n);
+    const buf = this.buf;
+    const at = this.pos;
+    if (n > 64) buf.set(bytes, at);
+    else for (let i = 0; i < n; i++) buf[at + i] = bytes[i]!;
+    this.pos = at + n;
   }
 
   /**

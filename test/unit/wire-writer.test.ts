@@ -99,3 +99,16 @@ test('hexBytes: upper-case digits as Buffer decodes them; a bad digit anywhere i
     }),
   );
 });
+
+test('raw: the bytes as they are, short or long, after whatever came before', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 6 }), (parts) => {
+      const w = new Writer(1);
+      for (const p of parts) w.raw(p);
+      assert.deepEqual(
+        [...w.finish()],
+        parts.flatMap((p) => [...p]),
+      );
+    }),
+  );
+});

@@ -63,10 +63,32 @@ export interface OtlpResource {
   readonly scopeVersion: string;
 }
 
+/**
+ * KeyValue.key fields (tag, length, UTF-8) by key, encoded once: a proxy's spans use the same
+ * dozen or so keys, each copied as bytes rather than written character by character per span.
+ * Bounded: keys past the first KEY_CACHE_SIZE are written as strings.
+ */
+const KEY_FIELDS = new Map<string, Buffer>();
+const KEY_CACHE_SIZE = 64;
+
+function writeKey(w: Writer, key: string): void {
+  let bytes = KEY_FIELDS.get(key);
+  if (bytes === undefined) {
+    if (KEY_FIELDS.size >= KEY_CACHE_SIZE) {
+      w.string(KV_KEY, key);
+      return;
+    }
+    const k = new Writer();
+    k.string(KV_KEY, key);
+    KEY_FIELDS.set(key, (bytes = k.finish()));
+  }
+  w.raw(bytes);
+}
+
 /** One KeyValue (an OTLP attribute) as field `field` of the message being written. */
 function writeAttribute(w: Writer, field: number, key: string, value: string | number): void {
   const kv = w.begin(field);
-  w.string(KV_KEY, key);
+  writeKey(w, key);
   const any = w.begin(KV_VALUE);
   if (typeof value === 'number') w.int64(ANY_INT, value, key);
   else w.string(ANY_STRING, value);
