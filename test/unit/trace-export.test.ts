@@ -13,7 +13,12 @@ import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { SpanExporter, type SpanExporterOptions } from '../../src/proxy/telemetry/trace-export.ts';
 import { OtlpHttpTransport, tracesUrl } from '../../src/proxy/telemetry/trace-export-http.ts';
-import { encodeTraceRequest, type OtlpResource } from '../../src/proxy/telemetry/trace-otlp.ts';
+import {
+  BatchPrefix,
+  encodeTraceRequest,
+  SpanBatch,
+  type OtlpResource,
+} from '../../src/proxy/telemetry/trace-otlp.ts';
 import { TraceSpan, type FinishedSpan } from '../../src/proxy/telemetry/trace-span.ts';
 import { decodeTraceRequest, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 
@@ -168,6 +173,35 @@ test('any span and attribute values round-trip through the decoder', () => {
       },
     ),
     { numRuns: 500 },
+  );
+});
+
+test('a batch of any size under any resource decodes whole (its enclosing fields written in place)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(anyText(40), fc.oneof(anyText(3000), fc.integer())), { maxLength: 8 }),
+      anyText(300),
+      anyText(20),
+      fc.array(anyText(2000), { minLength: 1, maxLength: 40 }),
+      (resourceAttrs, scopeName, scopeVersion, values) => {
+        const resource: OtlpResource = { attributes: resourceAttrs, scopeName, scopeVersion };
+        const batch = new SpanBatch(new BatchPrefix(resource));
+        values.forEach((v, i) => batch.add({ ...finished(i), attributes: ['v', v] }));
+        const body = batch.body();
+        assert.deepEqual(batch.body(), body, 'the same bytes when asked again');
+        const decoded = decodeTraceRequest(body);
+        assert.equal(decoded.length, values.length);
+        const want: Record<string, string | number> = {};
+        for (const [k, v] of resourceAttrs) want[asDecoded(k)] = typeof v === 'string' ? asDecoded(v) : v;
+        decoded.forEach((d, i) => {
+          assert.equal(d.spanId, (i + 1).toString(16).padStart(16, '0'));
+          assert.deepEqual(d.attributes, { v: asDecoded(values[i]!) });
+          assert.deepEqual(d.resource, want);
+          assert.equal(d.scope, asDecoded(scopeName));
+        });
+      },
+    ),
+    { numRuns: 200 },
   );
 });
 

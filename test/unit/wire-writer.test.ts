@@ -72,3 +72,43 @@ test('hexBytes: the decoded bytes; a value that is not hex is an error', () => {
   );
   assert.throws(() => new Writer().hexBytes(2, '00zz'));
 });
+
+test('fixed32: the little-endian bytes of any 32-bit value, signed or not', () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.integer(), fc.integer({ min: 0, max: 0xffffffff })), (n) => {
+      const w = new Writer();
+      w.fixed32(16, n);
+      const want = Buffer.alloc(4);
+      want.writeUInt32LE(n >>> 0);
+      assert.deepEqual([...w.finish()], [0x85, 0x01, ...want]);
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('hexBytes: upper-case digits as Buffer decodes them; a bad digit anywhere is an error', () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), (bytes, at) => {
+      const hex = Buffer.from(bytes).toString('hex');
+      const w = new Writer();
+      w.hexBytes(2, hex.toUpperCase());
+      assert.deepEqual([...w.finish()], [0x12, bytes.length, ...bytes]);
+      const i = at % hex.length;
+      for (const bad of ['g', 'G', '/', ':', '@', '`', ' '])
+        assert.throws(() => new Writer().hexBytes(2, hex.slice(0, i) + bad + hex.slice(i + 1)));
+    }),
+  );
+});
+
+test('raw: the bytes as they are, short or long, after whatever came before', () => {
+  fc.assert(
+    fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 6 }), (parts) => {
+      const w = new Writer(1);
+      for (const p of parts) w.raw(p);
+      assert.deepEqual(
+        [...w.finish()],
+        parts.flatMap((p) => [...p]),
+      );
+    }),
+  );
+});

@@ -48,7 +48,7 @@ import {
   type RouteDecision,
 } from '../outbound/routes.ts';
 import { reasonPhrase } from './reason-phrases.ts';
-import type { Tracer } from '../telemetry/trace-tracer.ts';
+import type { RequestFacts, Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { H1RouteRule, type H1RuleOwner } from './h1-route-rule.ts';
 import { endpointTapPeer } from '../telemetry/tap-peer.ts';
@@ -687,6 +687,17 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       peer: `${this.socket.remoteAddress ?? ''}:${this.socket.remotePort ?? ''}`,
       ...(error !== undefined ? { error } : {}),
     };
+  }
+
+  /** accessLogEntry's request facts for the exchange's span (DescribedExchange.describeRequest). */
+  describeRequest(out: RequestFacts): void {
+    const req = this.req;
+    out.direction = this.ctx.direction;
+    out.protocol = 'http1';
+    out.method = req?.method ?? '';
+    out.authority = req?.host ?? '';
+    out.path = this.route?.path ?? req?.target ?? '';
+    out.error = this.recordedError;
   }
 
   /** A live tap's view of the other side: the client inbound, the picked endpoint outbound. */

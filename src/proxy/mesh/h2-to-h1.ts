@@ -31,7 +31,7 @@ import type { AccessLog, AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange, type DescribedExchange, type TapPeer } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { Target } from '../../core/target.ts';
-import type { Tracer } from '../telemetry/trace-tracer.ts';
+import type { RequestFacts, Tracer } from '../telemetry/trace-tracer.ts';
 import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { checkFields } from '../h2/fields.ts';
 import { fieldValue, h1RequestHead, h2ResponseFields, trailerFields as parseTrailers } from './h1-fields.ts';
@@ -428,6 +428,16 @@ export class H2ToH1Exchange implements H1ResponseSink, H2StreamHandler, Describe
       peer: this.peer,
       ...(this.failure !== undefined ? { error: this.failure } : {}),
     };
+  }
+
+  /** accessLogEntry's request facts for the exchange's span (DescribedExchange.describeRequest). */
+  describeRequest(out: RequestFacts): void {
+    out.direction = 'inbound';
+    out.protocol = 'http1';
+    out.method = this.method;
+    out.authority = fieldValue(this.fields, ':authority') ?? '';
+    out.path = fieldValue(this.fields, ':path') ?? '';
+    out.error = this.failure;
   }
 
   private clearTimer(): void {

@@ -10,7 +10,7 @@ import type { AccessLog, AccessLogEntry } from './access-log.ts';
 import type { Direction, HttpProtocol, ProxyMetrics } from './metrics.ts';
 import type { PeerSeries } from './peer-metrics.ts';
 import type { TraceSpan } from './trace-span.ts';
-import type { Tracer } from './trace-tracer.ts';
+import type { RequestFacts, Tracer } from './trace-tracer.ts';
 
 /** Where finished exchanges go while a tap is attached (tap-hub.ts); it asks the exchange for more. */
 export interface ExchangeTap {
@@ -52,6 +52,11 @@ export interface DescribedExchange {
   readonly peerSeries?: PeerSeries | null;
   /** Who is at the other end, for a live tap; absent: the tap knows only the access log's peer. */
   tapPeer?(): TapPeer;
+  /**
+   * A traced exchange's span asks only these of accessLogEntry(): written into `out` (the tracer's
+   * one object), no entry is built per traced request. Absent: the tracer asks accessLogEntry().
+   */
+  describeRequest?(out: RequestFacts): void;
 }
 
 /**

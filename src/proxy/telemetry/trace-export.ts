@@ -15,7 +15,7 @@
 import { backoffDelay, type BackoffSettings } from '../../core/backoff.ts';
 import type { Logger } from '../../core/log.ts';
 import { mathRandom } from '../../core/random.ts';
-import { encodeTraceBatch, SpanBatch, type OtlpResource } from './trace-otlp.ts';
+import { BatchPrefix, SpanBatch, type OtlpResource } from './trace-otlp.ts';
 import type { FinishedSpan } from './trace-span.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
@@ -45,6 +45,10 @@ export interface SpanExporterOptions {
 
 /** Where finished spans go. */
 export interface SpanSink {
+  /**
+   * Takes a finished span: encodes (or copies) it before returning and keeps no reference to it,
+   * for the caller reuses the object and its attribute list for the next span (trace-tracer.ts).
+   */
   add(span: FinishedSpan): void;
   close(): Promise<void>;
 }
@@ -53,6 +57,10 @@ export class SpanExporter implements SpanSink {
   private readonly opts: SpanExporterOptions;
   private readonly transport: SpanTransport;
   private readonly backoff: BackoffSettings;
+  /** The resource and scope every export starts with, encoded once. */
+  private readonly prefix: BatchPrefix;
+  /** What the last full batch took: a new batch starts with as much (no regrowth from 64 bytes). */
+  private fullBatchBytes = 0;
   /** Batches waiting to be sent, each of at most maxBatchSpans spans; the last one fills. */
   private batches: SpanBatch[] = [];
   private queuedSpans = 0;
@@ -70,6 +78,7 @@ export class SpanExporter implements SpanSink {
     this.opts = opts;
     this.transport = transport;
     this.backoff = opts.backoff ?? EXPORT_BACKOFF;
+    this.prefix = new BatchPrefix(opts.resource);
   }
 
   /** Spans waiting to be sent (the bound is maxQueuedSpans). */
@@ -91,7 +100,7 @@ export class SpanExporter implements SpanSink {
     }
     let batch = this.batches.at(-1);
     if (batch === undefined || batch.count >= this.opts.maxBatchSpans)
-      this.batches.push((batch = new SpanBatch()));
+      this.batches.push((batch = new SpanBatch(this.prefix, this.fullBatchBytes)));
     try {
       batch.add(span);
     } catch (err) {
@@ -101,6 +110,7 @@ export class SpanExporter implements SpanSink {
       return;
     }
     this.queuedSpans++;
+    if (batch.count === this.opts.maxBatchSpans) this.fullBatchBytes = batch.size;
     if (this.inFlight !== null || this.backingOff) return;
     if (batch.count >= this.opts.maxBatchSpans) this.flush();
     else this.timer ??= this.armTimer(this.opts.batchDelayMs);
@@ -140,10 +150,7 @@ export class SpanExporter implements SpanSink {
   }
 
   private async send(batch: SpanBatch): Promise<void> {
-    const refusal = await this.transport.send(
-      encodeTraceBatch(this.opts.resource, batch),
-      this.opts.exportTimeoutMs,
-    );
+    const refusal = await this.transport.send(batch.body(), this.opts.exportTimeoutMs);
     if (refusal === null) {
       this.opts.metrics.traceSpansExported(batch.count);
       this.failures = 0;

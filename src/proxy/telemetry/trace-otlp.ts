@@ -63,10 +63,32 @@ export interface OtlpResource {
   readonly scopeVersion: string;
 }
 
+/**
+ * KeyValue.key fields (tag, length, UTF-8) by key, encoded once: a proxy's spans use the same
+ * dozen or so keys, each copied as bytes rather than written character by character per span.
+ * Bounded: keys past the first KEY_CACHE_SIZE are written as strings.
+ */
+const KEY_FIELDS = new Map<string, Buffer>();
+const KEY_CACHE_SIZE = 64;
+
+function writeKey(w: Writer, key: string): void {
+  let bytes = KEY_FIELDS.get(key);
+  if (bytes === undefined) {
+    if (KEY_FIELDS.size >= KEY_CACHE_SIZE) {
+      w.string(KV_KEY, key);
+      return;
+    }
+    const k = new Writer();
+    k.string(KV_KEY, key);
+    KEY_FIELDS.set(key, (bytes = k.finish()));
+  }
+  w.raw(bytes);
+}
+
 /** One KeyValue (an OTLP attribute) as field `field` of the message being written. */
 function writeAttribute(w: Writer, field: number, key: string, value: string | number): void {
   const kv = w.begin(field);
-  w.string(KV_KEY, key);
+  writeKey(w, key);
   const any = w.begin(KV_VALUE);
   if (typeof value === 'number') w.int64(ANY_INT, value, key);
   else w.string(ANY_STRING, value);
@@ -114,16 +136,63 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
   );
 }
 
+/** The bytes of an unsigned varint of up to 32 bits. */
+function varintLength(n: number): number {
+  let size = 1;
+  for (n >>>= 0; n > 0x7f; n >>>= 7) size++;
+  return size;
+}
+
+/**
+ * What every export of one proxy starts with, encoded once: the ResourceSpans.resource field and
+ * the ScopeSpans.scope field. A batch keeps room for them (and the two lengths that enclose the
+ * spans) before its first span, so that its request is written around the spans where they are.
+ */
+export class BatchPrefix {
+  /** ResourceSpans.resource: tag, length and the Resource. */
+  readonly resource: Buffer;
+  /** ScopeSpans.scope: tag, length and the InstrumentationScope. */
+  readonly scope: Buffer;
+  /** The room a batch keeps: both fields, two one-byte tags and two lengths of up to 5 bytes. */
+  readonly room: number;
+
+  constructor(resource: OtlpResource) {
+    const r = new Writer();
+    r.message(RESOURCE_SPANS_RESOURCE, resource.attributes, (w, attrs) => {
+      for (const [key, value] of attrs) writeAttribute(w, RESOURCE_ATTRIBUTES, key, value);
+    });
+    this.resource = r.finish();
+    const s = new Writer();
+    s.message(SCOPE_SPANS_SCOPE, resource, (w, res) => {
+      w.string(SCOPE_NAME, res.scopeName);
+      if (res.scopeVersion !== '') w.string(SCOPE_VERSION, res.scopeVersion);
+    });
+    this.scope = s.finish();
+    this.room = this.resource.length + this.scope.length + 2 * (1 + 5);
+  }
+}
+
 /**
  * A batch of spans written as they finish: the `spans` entries of one ScopeSpans, in one growing
- * buffer. The export queue keeps these bytes rather than the spans' objects, which then die
- * young: held until export (up to a second), the objects of thousands of spans were copied by
- * every scavenge and promoted, and the garbage collector took more CPU than the rest of tracing.
+ * buffer, after room for what encloses them (BatchPrefix). The export queue keeps these bytes
+ * rather than the spans' objects, which then die young: held until export (up to a second), the
+ * objects of thousands of spans were copied by every scavenge and promoted, and the garbage
+ * collector took more CPU than the rest of tracing. body() writes the enclosing fields into that
+ * room, so the request is never copied (a Buffer.concat per export was a fresh allocation of the
+ * batch's whole size, page faults included).
  */
 export class SpanBatch {
-  private readonly w = new Writer();
+  private readonly prefix: BatchPrefix;
+  private readonly w: Writer;
   /** Spans written. */
   count = 0;
+
+  /** `capacity`: bytes to start with (an exporter passes what a full batch took before). */
+  constructor(prefix: BatchPrefix, capacity = 0) {
+    this.prefix = prefix;
+    this.w = new Writer(Math.max(capacity, prefix.room + 64));
+    this.w.pos = prefix.room;
+  }
 
   /** Writes `span` (on error nothing of it stays, and the error is thrown on). */
   add(span: FinishedSpan): void {
@@ -137,37 +206,37 @@ export class SpanBatch {
     this.count++;
   }
 
-  /** The ScopeSpans.spans entries written so far. */
-  get bytes(): Buffer {
-    return this.w.buf.subarray(0, this.w.pos);
+  /** The bytes the batch holds (about its body's size). */
+  get size(): number {
+    return this.w.pos;
+  }
+
+  /**
+   * The body of `POST /v1/traces` (Content-Type application/x-protobuf): ExportTraceServiceRequest
+   * { ResourceSpans { resource, ScopeSpans { scope, spans... } } }, the spans where add() wrote them.
+   */
+  body(): Buffer {
+    const { resource, scope, room } = this.prefix;
+    const w = this.w;
+    const end = w.pos;
+    const scopeSpans = scope.length + (end - room);
+    const resourceSpans = resource.length + 1 + varintLength(scopeSpans) + scopeSpans;
+    const start = room - scope.length - (resourceSpans - scopeSpans) - 1 - varintLength(resourceSpans);
+    w.pos = start;
+    w.tag(REQUEST_RESOURCE_SPANS, LENGTH_DELIMITED);
+    w.varint32(resourceSpans);
+    w.raw(resource);
+    w.tag(RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED);
+    w.varint32(scopeSpans);
+    w.raw(scope);
+    w.pos = end;
+    return w.buf.subarray(start, end);
   }
 }
 
-/** The body of `POST /v1/traces` (Content-Type application/x-protobuf) for a batch. */
-export function encodeTraceBatch(resource: OtlpResource, batch: SpanBatch): Buffer {
-  const spans = batch.bytes;
-  // ResourceSpans { resource, scope_spans: ScopeSpans { scope, spans... } }, the spans' bytes
-  // copied once, after the prefixes whose lengths they decide.
-  const scope = new Writer();
-  scope.message(SCOPE_SPANS_SCOPE, resource, (sc, res) => {
-    sc.string(SCOPE_NAME, res.scopeName);
-    if (res.scopeVersion !== '') sc.string(SCOPE_VERSION, res.scopeVersion);
-  });
-  const resourceSpans = new Writer();
-  resourceSpans.message(RESOURCE_SPANS_RESOURCE, resource.attributes, (r, attrs) => {
-    for (const [key, value] of attrs) writeAttribute(r, RESOURCE_ATTRIBUTES, key, value);
-  });
-  resourceSpans.tag(RESOURCE_SPANS_SCOPE_SPANS, LENGTH_DELIMITED);
-  resourceSpans.varint32(scope.pos + spans.length);
-  const head = new Writer();
-  head.tag(REQUEST_RESOURCE_SPANS, LENGTH_DELIMITED);
-  head.varint32(resourceSpans.pos + scope.pos + spans.length);
-  return Buffer.concat([head.finish(), resourceSpans.finish(), scope.finish(), spans]);
-}
-
-/** The same for a list of spans. */
+/** The body of `POST /v1/traces` for a list of spans. */
 export function encodeTraceRequest(resource: OtlpResource, spans: readonly FinishedSpan[]): Buffer {
-  const batch = new SpanBatch();
+  const batch = new SpanBatch(new BatchPrefix(resource));
   for (const f of spans) batch.add(f);
-  return encodeTraceBatch(resource, batch);
+  return batch.body();
 }

@@ -63,10 +63,30 @@ function slotOf(name: string): number {
   if (n !== 2 && n !== 10 && n !== 11 && n !== 12 && n !== 17) return -1;
   const c = name.charCodeAt(0) | 0x20;
   if (c !== 0x74 && c !== 0x62 && c !== 0x78 && c !== 0x75) return -1; // t b x u
-  const lower = name.toLowerCase();
-  for (let s = 0; s < SLOTS; s++) if (NAMES[s]!.length === n && NAMES[s] === lower) return s;
+  for (let s = 0; s < SLOTS; s++) if (NAMES[s]!.length === n && isNamed(name, NAMES[s]!)) return s;
   return -1;
 }
+
+/**
+ * Whether `name` is `lower` (a lower-case name of the same length) in any case, compared in place:
+ * a toLowerCase() copy per candidate name was garbage on every traced request.
+ */
+function isNamed(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) {
+    const c = name.charCodeAt(i);
+    const want = lower.charCodeAt(i);
+    if (c !== want && !(want >= 0x61 && want <= 0x7a && c === want - 0x20)) return false;
+  }
+  return true;
+}
+
+/**
+ * Where joinTrace found each slot's field (-1: not there, REPEATED), one table for every call:
+ * joinTrace runs to its end without yielding, so no two calls share it at once.
+ */
+const FOUND = new Int32Array(SLOTS);
+/** The positions of the fields joinTrace removes (shared the same way; empty between calls). */
+const DROP: number[] = [];
 
 function valueAt(fields: readonly string[], at: number): string | undefined {
   return at >= 0 ? fields[at + 1] : undefined;
@@ -78,8 +98,9 @@ function valueAt(fields: readonly string[], at: number): string | undefined {
  * without a sampling decision that start a trace.
  */
 export function joinTrace(fields: string[], kind: SpanKind, ratio: number): TraceSpan | null {
-  // Nothing is allocated unless a context field is there (User-Agent alone does not count).
-  let found: number[] | null = null;
+  // Nothing is allocated: the positions go to one table (FOUND), reset when a context field is there.
+  const found = FOUND;
+  let anyContext = false;
   let ua = -1;
   for (let i = 0; i < fields.length; i += 2) {
     const slot = slotOf(fields[i]!);
@@ -88,10 +109,13 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
       if (ua === -1) ua = i;
       continue;
     }
-    found ??= new Array<number>(SLOTS).fill(-1);
+    if (!anyContext) {
+      found.fill(-1);
+      anyContext = true;
+    }
     found[slot] = found[slot] === -1 ? i : REPEATED;
   }
-  if (found === null) {
+  if (!anyContext) {
     if (!(ratio > 0 && Math.random() < ratio)) return null;
     return startTrace(fields, kind, null, ua >= 0 ? fields[ua + 1]! : '');
   }
@@ -125,7 +149,8 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
   const userAgent = ua >= 0 ? fields[ua + 1]! : '';
   // Fields of a context that did not parse, and the other formats' fields of the one that is not
   // carried on: removed (a context is never forwarded half-parsed or contradicted).
-  const drop: number[] = [];
+  const drop = DROP;
+  drop.length = 0;
   const carried = ctx !== null && ctx.spanId !== null ? ctx : null;
   const format = carried?.format;
   for (let slot = 0; slot < SLOTS; slot++) {
@@ -172,13 +197,15 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
       if (at !== last) fields.splice(at, 2);
       last = at;
     }
+    drop.length = 0;
   }
   return span;
 }
 
 /** Adds the positions of every field named `name` (lower case) to `drop`. */
 function dropAll(fields: readonly string[], name: string, drop: number[]): void {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.toLowerCase() === name) drop.push(i);
+  for (let i = 0; i < fields.length; i += 2)
+    if (fields[i]!.length === name.length && isNamed(fields[i]!, name)) drop.push(i);
 }
 
 /** Sets a field found at `at` (-1: absent, REPEATED: every copy dropped) to `value`. */

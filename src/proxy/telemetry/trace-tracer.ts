@@ -5,7 +5,7 @@
 // description (the access log entry, built only for traced exchanges), and goes to the exporter.
 // A proxy without a collector has no Tracer at all (null): its hooks cost one null check.
 import type { DescribedExchange } from './exchange-record.ts';
-import type { Direction } from './metrics.ts';
+import type { Direction, HttpProtocol } from './metrics.ts';
 import {
   carryAttempt,
   carryAttemptObject,
@@ -23,6 +23,19 @@ export interface TracerOptions {
   readonly sink: SpanSink;
   /** This proxy's identity (SPIFFE ID), null without one. */
   readonly ownIdentity: () => string | null;
+}
+
+/** What a finished span takes from its exchange (DescribedExchange.describeRequest fills it in). */
+export interface RequestFacts {
+  direction: Direction;
+  protocol: HttpProtocol;
+  method: string;
+  /** The request's authority ('' when none). */
+  authority: string;
+  /** The request target, query included. */
+  path: string;
+  /** The trellis-proxy-error reason of a response the proxy made, undefined when none. */
+  error: string | undefined;
 }
 
 /** What a forwarding hook knows about the request's other side. */
@@ -137,14 +150,6 @@ function authorityPort(authority: string, colon: number): number {
   return port;
 }
 
-/** host and port of an authority ("host", "host:port", "[v6]:port"); port 80 when none is given. */
-export function splitAuthority(authority: string): { host: string; port: number } {
-  const colon = authorityColon(authority);
-  const port = authorityPort(authority, colon);
-  if (port === -1) return { host: authority, port: 80 };
-  return { host: colon === -1 ? authority : authority.slice(0, colon), port };
-}
-
 /** Where the port of an authority starts (its ':'), -1 when it has none after the host. */
 function authorityColon(authority: string): number {
   const colon = authority.lastIndexOf(':');
@@ -154,6 +159,84 @@ function authorityColon(authority: string): number {
   return authority.indexOf(':') === colon ? colon : -1;
 }
 
+/**
+ * The finished span handed to the sink: one object and one attribute list, reused for every span
+ * of the process (SpanSink.add encodes a span before it returns and keeps nothing of it). A list
+ * and a record per span, grown by push, were most of what tracing left to the garbage collector.
+ */
+class SpanRecord implements FinishedSpan {
+  span!: TraceSpan;
+  name = '';
+  endMs = 0;
+  readonly attributes: (string | number)[] = [];
+  error = false;
+  statusMessage = '';
+  /** Attributes put so far (the list's length is set to it when the span is complete). */
+  private count = 0;
+
+  put(key: string, value: string | number): void {
+    const attrs = this.attributes;
+    attrs[this.count++] = key;
+    attrs[this.count++] = value;
+  }
+
+  // The last authority split (a proxy's requests mostly name the same one): its host and port.
+  private authority = '';
+  private host = '';
+  private port = 80;
+
+  /** server.address and server.port of an authority ("host", "host:port", "[v6]:port"). */
+  putAuthority(authority: string): void {
+    if (authority !== this.authority) {
+      const colon = authorityColon(authority);
+      const port = authorityPort(authority, colon);
+      this.host = port === -1 || colon === -1 ? authority : authority.slice(0, colon);
+      this.port = port === -1 ? 80 : port;
+      this.authority = authority;
+    }
+    this.put('server.address', this.host);
+    this.put('server.port', this.port);
+  }
+
+  /** Starts the next span: no attributes yet. */
+  reset(): void {
+    this.count = 0;
+  }
+
+  /** Ends the list after the attributes put (it keeps its capacity for the next span). */
+  seal(): void {
+    if (this.attributes.length !== this.count) this.attributes.length = this.count;
+  }
+}
+
+const record = new SpanRecord();
+
+/** The one RequestFacts object (finishedSpan reads it before the next span is finished). */
+const facts: RequestFacts = {
+  direction: 'inbound',
+  protocol: 'http1',
+  method: '',
+  authority: '',
+  path: '',
+  error: undefined,
+};
+
+/** What `exchange` tells a span, without an access log entry when it can. */
+function requestFacts(exchange: DescribedExchange): RequestFacts {
+  if (exchange.describeRequest !== undefined) {
+    exchange.describeRequest(facts);
+    return facts;
+  }
+  const e = exchange.accessLogEntry();
+  facts.direction = e.direction;
+  facts.protocol = e.protocol;
+  facts.method = e.method;
+  facts.authority = e.authority;
+  facts.path = e.path;
+  facts.error = e.error;
+  return facts;
+}
+
 function finishedSpan(
   span: TraceSpan,
   status: number,
@@ -161,53 +244,44 @@ function finishedSpan(
   exchange: DescribedExchange,
   reason: string | undefined,
 ): FinishedSpan {
-  const e = exchange.accessLogEntry();
+  const e = requestFacts(exchange);
   const proxyError = reason ?? e.error;
   const q = e.path.indexOf('?');
-  const attrs: (string | number)[] = [
-    'http.request.method',
-    e.method,
-    'url.path',
-    q === -1 ? e.path : e.path.slice(0, q),
-    'url.scheme',
-    'http',
-  ];
-  if (status > 0) attrs.push('http.response.status_code', status);
+  const r = record;
+  r.reset();
+  r.put('http.request.method', e.method);
+  r.put('url.path', q === -1 ? e.path : e.path.slice(0, q));
+  r.put('url.scheme', 'http');
+  if (status > 0) r.put('http.response.status_code', status);
   const server = span.server;
-  if (server !== null) attrs.push('server.address', server.host, 'server.port', server.port);
-  else if (e.authority !== '') {
-    const { host, port } = splitAuthority(e.authority);
-    attrs.push('server.address', host, 'server.port', port);
-  }
-  if (span.peerAddress !== '') attrs.push('network.peer.address', span.peerAddress);
-  if (span.userAgent !== '') attrs.push('user_agent.original', span.userAgent);
-  attrs.push(
-    'network.protocol.name',
-    'http',
-    'trellis.direction',
-    e.direction,
-    'trellis.protocol',
-    e.protocol,
-  );
-  if (span.clientIdentity !== '') attrs.push('trellis.client.identity', span.clientIdentity);
-  if (span.serverIdentity !== '') attrs.push('trellis.server.identity', span.serverIdentity);
+  if (server !== null) {
+    r.put('server.address', server.host);
+    r.put('server.port', server.port);
+  } else if (e.authority !== '') r.putAuthority(e.authority);
+  if (span.peerAddress !== '') r.put('network.peer.address', span.peerAddress);
+  if (span.userAgent !== '') r.put('user_agent.original', span.userAgent);
+  r.put('network.protocol.name', 'http');
+  r.put('trellis.direction', e.direction);
+  r.put('trellis.protocol', e.protocol);
+  if (span.clientIdentity !== '') r.put('trellis.client.identity', span.clientIdentity);
+  if (span.serverIdentity !== '') r.put('trellis.server.identity', span.serverIdentity);
   if (span.kind === 'client') {
-    attrs.push('trellis.retry_count', span.retryCount);
+    r.put('trellis.retry_count', span.retryCount);
     // OpenTelemetry's own attribute, recorded from the first resend on.
-    if (span.retryCount > 0) attrs.push('http.request.resend_count', span.retryCount);
+    if (span.retryCount > 0) r.put('http.request.resend_count', span.retryCount);
   }
-  if (proxyError !== undefined) attrs.push('trellis.proxy_error', proxyError);
+  if (proxyError !== undefined) r.put('trellis.proxy_error', proxyError);
   const grpc = exchange.grpcStatus;
-  if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
-    attrs.push('rpc.system', 'grpc', 'rpc.grpc.status_code', Number(grpc));
+  if (grpc !== undefined && /^\d{1,2}$/.test(grpc)) {
+    r.put('rpc.system', 'grpc');
+    r.put('rpc.grpc.status_code', Number(grpc));
+  }
+  r.seal();
   // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
-  const error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
-  return {
-    span,
-    name: e.method === '' ? 'HTTP' : e.method,
-    endMs: wallNowMs(),
-    attributes: attrs,
-    error,
-    statusMessage: proxyError ?? '',
-  };
+  r.error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
+  r.span = span;
+  r.name = e.method === '' ? 'HTTP' : e.method;
+  r.endMs = wallNowMs();
+  r.statusMessage = proxyError ?? '';
+  return r;
 }
