@@ -281,6 +281,7 @@ export class ProxyRuntime {
         preload: async () => {
           await Promise.all([resolver?.load(), routes?.preload()]);
         },
+        preloadAlways: this.config.identity.address !== undefined || this.config.policy.address !== undefined,
         log: this.log.child({ component: 'warm-up' }),
       },
       targets,

@@ -1,9 +1,10 @@
 // Tests for the proxy's warm start (src/proxy/outbound/warm-up.ts): the control-plane clients are
-// loaded even with no static destination; a static destination's endpoints are known (a pick is
-// synchronous) once warm-up returns, and the pick it made leaves no request counted on the
-// endpoint; a meshed endpoint gets its mTLS connection opened ahead for HTTP/1 (and not for opaque
-// destinations, nor plain endpoints); a destination the control plane never answers costs at most
-// the budget and is logged; direct targets (addresses, names that are not services) need nothing.
+// loaded when a static destination names a service or gRPC is loaded anyway, never otherwise; a
+// static destination's endpoints are known (a pick is synchronous) once warm-up returns, and the
+// pick it made leaves no request counted on the endpoint; a meshed endpoint gets its mTLS
+// connection opened ahead for HTTP/1 (and not for opaque destinations, nor plain endpoints); a
+// destination the control plane never answers costs at most the budget and is logged; direct
+// targets (addresses, names that are not services) need nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger, type Logger } from '../../src/core/log.ts';
@@ -32,20 +33,32 @@ function fakeMesh(ok = true): { mesh: MeshOutbound; asked: string[] } {
 }
 
 function partsOf(discovery: ServiceDiscovery, extra: Partial<WarmUpParts> = {}): WarmUpParts {
-  return { discovery, routes: null, mesh: null, preload: async () => {}, log: silentLogger, ...extra };
+  return {
+    discovery,
+    routes: null,
+    mesh: null,
+    preload: async () => {},
+    preloadAlways: false,
+    log: silentLogger,
+    ...extra,
+  };
 }
 
-test('the control-plane clients are loaded even without a static destination', async () => {
+test('the control-plane clients are loaded for a static service, or when gRPC is loaded anyway, and only then', async () => {
+  const resolver = new StaticResolver({ [targetKey(WEB)]: [staticEndpoint('127.0.0.1:9001')] });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
   let loads = 0;
-  const d = new ServiceDiscovery({
-    resolver: new StaticResolver({}),
-    failFastMs: 500,
-    idleMs: 0,
-    log: silentLogger,
-  });
-  const outcomes = await warmUp(partsOf(d, { preload: async () => void loads++ }), [], 1000);
+  const preload = async (): Promise<void> => void loads++;
+  const direct = { host: '127.0.0.1', port: 9003 };
+  // Only addresses: a proxy that never names a service never loads gRPC.
+  await warmUp(partsOf(d, { preload }), [], 1000);
+  await warmUp(partsOf(d, { preload }), [{ target: direct, http1: true }], 1000);
+  assert.equal(loads, 0);
+  // A static destination that names a service, or identity/policy from the control plane.
+  await warmUp(partsOf(d, { preload }), [{ target: WEB, http1: true }], 1000);
   assert.equal(loads, 1);
-  assert.equal(outcomes.size, 0);
+  await warmUp(partsOf(d, { preload, preloadAlways: true }), [], 1000);
+  assert.equal(loads, 2);
   d.close();
 });
 

@@ -5,8 +5,10 @@
 // that arrives meanwhile queues behind it (issue 10's tail latency: a 140 ms stall at the first
 // requests of a fresh pair).
 //
-// - Every proxy with a control plane loads the Destination and Routes clients in the background
-//   (proxies on a mesh load @grpc/grpc-js anyway, for identity and policy).
+// - The Destination and Routes clients are loaded at start when the proxy will need them or has
+//   @grpc/grpc-js loaded anyway: with a static destination that names a service, or with the
+//   control plane's Identity or Policy API (every proxy of `trellis run` and of Kubernetes). A
+//   proxy that only ever forwards to addresses never loads gRPC (its memory).
 // - A static destination (`--destination LISTEN=SERVICE:PORT`) is the service its app will call:
 //   its endpoints and routes are resolved, and a connection to the picked endpoint is opened
 //   (over the mesh: the mTLS connection that carries HTTP/1 requests as HTTP/2 streams), before
@@ -27,6 +29,8 @@ export interface WarmUpParts {
   readonly mesh: MeshOutbound | null;
   /** Loads the control-plane clients (no-op without a control plane). */
   readonly preload: () => Promise<void>;
+  /** Load them even when no static destination names a service (gRPC is in the process anyway). */
+  readonly preloadAlways: boolean;
   readonly log: Logger;
 }
 
@@ -49,9 +53,13 @@ export async function warmUp(
   budgetMs: number,
 ): Promise<Map<string, WarmOutcome>> {
   const outcomes = new Map<string, WarmOutcome>();
-  const loaded = parts.preload().catch((error: unknown) => {
-    parts.log.debug('warm-up: cannot load the control-plane clients', { error });
-  });
+  const services = targets.filter((t) => parts.discovery.isLogical(t.target));
+  const loaded =
+    services.length > 0 || parts.preloadAlways
+      ? parts.preload().catch((error: unknown) => {
+          parts.log.debug('warm-up: cannot load the control-plane clients', { error });
+        })
+      : null;
   if (targets.length === 0) {
     // Nothing to wait for: the clients load in the background.
     return outcomes;
