@@ -232,6 +232,7 @@ export const DASHBOARD_SCRIPT = String.raw`
       el('td', null, e.tls ? 'mTLS' : 'plain'),
       el('td', null, e.method),
       el('td', null, e.path),
+      el('td', e.route ? { class: 'route', title: (e.route_kind || 'route') + ' ' + e.route + ', rule ' + (e.route_rule || '?') } : null, e.route || '-'),
       el('td', { class: failed ? 'bad' : 'ok' }, String(e.status) + (e.proxy_error ? ' (' + e.proxy_error + ')' : '')),
       el('td', null, typeof e.latency_ms === 'number' ? e.latency_ms.toFixed(2) + 'ms' : '-'),
     ]);
@@ -258,7 +259,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     tap.key = key(ns, name); tap.controller = controller; tap.count = 0;
     tap.body = el('tbody', null);
     tap.status = el('p', { class: 'tap-status' }, 'starting the tap');
-    var head = el('tr', null, ['DIR', 'FROM', 'TO', 'TLS', 'METHOD', 'PATH', 'STATUS', 'LATENCY'].map(function (h) { return el('th', null, h); }));
+    var head = el('tr', null, ['DIR', 'FROM', 'TO', 'TLS', 'METHOD', 'PATH', 'ROUTE', 'STATUS', 'LATENCY'].map(function (h) { return el('th', null, h); }));
     tap.box = el('div', { class: 'tap', id: 'tap', 'data-tap-events': '0' }, [
       cliBox(['trellis tap' + nsArg(ns) + ' deploy/' + shellQuote(name)]),
       tap.status,

@@ -263,6 +263,7 @@ export class H2Exchange implements EndpointSink {
     this.requestHeaders = headers;
     if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
     this.outcome.routeSeries = decision.series;
+    this.outcome.matchedRoute = decision.rule;
     const timeouts = decision.timeouts;
     if (timeouts !== null) {
       this.routeTimeouts = timeouts;

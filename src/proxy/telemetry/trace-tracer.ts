@@ -197,6 +197,8 @@ function finishedSpan(
     if (span.retryCount > 0) attrs.push('http.request.resend_count', span.retryCount);
   }
   if (proxyError !== undefined) attrs.push('trellis.proxy_error', proxyError);
+  const route = exchange.matchedRoute;
+  if (route != null) attrs.push('trellis.route', route.route.label, 'trellis.route.rule', route.ruleLabel);
   const grpc = exchange.grpcStatus;
   if (grpc !== undefined && /^\d{1,2}$/.test(grpc))
     attrs.push('rpc.system', 'grpc', 'rpc.grpc.status_code', Number(grpc));
