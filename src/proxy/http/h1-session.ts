@@ -329,6 +329,8 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     }
     // A bodiless request answered here keeps the connection alive.
     if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
+    // Answered here: the tap and the span still name the rule that decided it.
+    this.rule.matched = decision.rule;
     if (decision.kind === 'refuse') this.replyError(decision.reason, decision.message);
     else if (decision.kind === 'abort') this.replyError('fault-injected', decision.message, decision.status);
     else this.replyRedirect(decision.status, decision.location);

@@ -239,6 +239,8 @@ export class H2Exchange implements EndpointSink {
       this.downstream.once('close', () => clearTimeout(timer));
       return;
     }
+    // Answered here or forwarded: the tap and the span name the rule that decided it.
+    this.outcome.matchedRoute = decision.rule;
     if (decision.kind === 'refuse') {
       this.respondWithError(decision.reason, decision.message);
       return;
@@ -263,7 +265,6 @@ export class H2Exchange implements EndpointSink {
     this.requestHeaders = headers;
     if (decision.responseHeaders.length > 0) this.responseHeaderModifiers = decision.responseHeaders;
     this.outcome.routeSeries = decision.series;
-    this.outcome.matchedRoute = decision.rule;
     const timeouts = decision.timeouts;
     if (timeouts !== null) {
       this.routeTimeouts = timeouts;
