@@ -8,6 +8,10 @@
 // - it listens on 127.0.0.1 only, and answers only requests whose Host is its own (127.0.0.1:PORT
 //   or localhost:PORT): a web page that rebinds its own name to 127.0.0.1 (DNS rebinding) sends
 //   its own Host and is refused (403);
+// - it answers only the browser that opened the URL it printed: that URL carries a random key
+//   (/dashboard?key=KEY), which the relay trades for an HttpOnly, SameSite=Strict cookie and a
+//   redirect to /dashboard; any request without the cookie (or the key) is refused (401), so
+//   other local users and processes cannot read live requests with the operator's token;
 // - GET and HEAD only, without a body (405, 400): nothing that changes state is ever relayed with
 //   the token; only /dashboard, /dashboard/* and /api/* (404 otherwise), and only an origin-form
 //   request target (an absolute URI could name another host);
@@ -20,8 +24,10 @@
 //   whole) until either side closes.
 // Every refusal is counted (DashboardRelay.refused) and told to `onRefusal` (the command logs it,
 // rate-limited).
+import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { matchesSecret, secretDigest } from '../core/bearer.ts';
 import { requestHeaders, type ControlApi } from './control-api.ts';
 
 export interface RelayLimits {
@@ -34,6 +40,9 @@ export interface RelayLimits {
 }
 
 export const RELAY_LIMITS: RelayLimits = { maxInFlight: 32, headTimeoutMs: 10_000, totalTimeoutMs: 30_000 };
+
+/** The query parameter of the printed URL that carries the key. */
+const KEY_PARAM = 'key';
 
 /** Paths whose answer is a stream that lasts (the page's live tap). */
 const STREAMING_PATHS = new Set(['/api/tap']);
@@ -49,7 +58,7 @@ const PASSED_HEADERS = [
   'retry-after',
 ] as const;
 
-export type RelayRefusal = 'host' | 'method' | 'body' | 'path' | 'cross-site' | 'busy' | 'upstream';
+export type RelayRefusal = 'host' | 'key' | 'method' | 'body' | 'path' | 'cross-site' | 'busy' | 'upstream';
 
 export interface DashboardRelayOptions {
   readonly api: ControlApi;
@@ -64,6 +73,10 @@ export interface DashboardRelayOptions {
 export interface DashboardRelay {
   /** "http://127.0.0.1:PORT". */
   readonly origin: string;
+  /** The page's URL to give the user: http://127.0.0.1:PORT/dashboard?key=KEY. */
+  readonly url: string;
+  /** The name of the cookie the key is traded for. */
+  readonly cookieName: string;
   readonly refused: Readonly<Record<RelayRefusal, number>>;
   /** Requests being relayed now. */
   readonly inFlight: number;
@@ -73,6 +86,7 @@ export interface DashboardRelay {
 export async function startDashboardRelay(opts: DashboardRelayOptions): Promise<DashboardRelay> {
   const refused: Record<RelayRefusal, number> = {
     host: 0,
+    key: 0,
     method: 0,
     body: 0,
     path: 0,
@@ -85,6 +99,11 @@ export async function startDashboardRelay(opts: DashboardRelayOptions): Promise<
   const controlOrigin = new URL(opts.api.base).origin;
   let hosts: ReadonlySet<string> = new Set();
   let origins: ReadonlySet<string> = new Set();
+  let cookieName = '';
+  const key = randomBytes(24).toString('base64url');
+  const keyDigest = secretDigest(key);
+  const isKey = (sent: string | null | undefined): boolean =>
+    typeof sent === 'string' && sent !== '' && matchesSecret(sent, keyDigest);
 
   const refuse = (res: ServerResponse, status: number, reason: RelayRefusal, message: string): void => {
     refused[reason]++;
@@ -109,6 +128,20 @@ export async function startDashboardRelay(opts: DashboardRelayOptions): Promise<
     if (url === null) return refuse(res, 400, 'path', 'only an origin-form request target is relayed');
     // The path as the control plane will see it (dot segments resolved, as URL does).
     const path = url.pathname;
+    if (url.searchParams.has(KEY_PARAM)) {
+      // The printed URL: its key becomes the cookie, and the address bar loses it.
+      if (!isKey(url.searchParams.get(KEY_PARAM))) return refuse(res, 401, 'key', 'a wrong key');
+      url.searchParams.delete(KEY_PARAM);
+      res.writeHead(302, {
+        location: url.pathname + url.search,
+        'set-cookie': `${cookieName}=${key}; HttpOnly; SameSite=Strict; Path=/`,
+        'cache-control': 'no-store',
+      });
+      res.end();
+      return;
+    }
+    if (!isKey(cookieOf(req.headers.cookie, cookieName)))
+      return refuse(res, 401, 'key', 'no key: open the URL `trellis dashboard` printed');
     if (path === '/') {
       res.writeHead(302, { location: '/dashboard' });
       res.end();
@@ -144,8 +177,12 @@ export async function startDashboardRelay(opts: DashboardRelayOptions): Promise<
   const port = (server.address() as AddressInfo).port;
   hosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`]);
   origins = new Set([...hosts].map((h) => `http://${h}`));
+  // Per port: cookies of 127.0.0.1 are shared by all its ports.
+  cookieName = `trellis-dashboard-${port}`;
   return {
     origin: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}/dashboard?${KEY_PARAM}=${key}`,
+    cookieName,
     refused,
     get inFlight() {
       return inFlight;
@@ -167,6 +204,16 @@ export function upstreamUrl(target: string, controlOrigin: string): URL | null {
   if (!URL.canParse(target, controlOrigin)) return null;
   const url = new URL(target, controlOrigin);
   return url.origin === controlOrigin ? url : null;
+}
+
+/** The value of cookie `name` in a Cookie header, or null. */
+export function cookieOf(header: string | undefined, name: string): string | null {
+  if (header === undefined) return null;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return null;
 }
 
 /** Whether a browser says the request comes from another site's page. */

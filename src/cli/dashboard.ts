@@ -40,7 +40,8 @@ API, like its other read APIs; this command serves it at http://127.0.0.1:PORT/d
 relays the page and its API reads (GET and HEAD only) to the control plane, adding the operator
 token (the state folder's, or --operator-token-file with --control) to the reads of live requests
 (the tap, recent traces) that a control plane reachable from other hosts refuses without it. The
-relay answers only on loopback and only to its own Host name (127.0.0.1:PORT, localhost:PORT).
+relay answers only on loopback, only to its own Host name (127.0.0.1:PORT, localhost:PORT), and
+only to the browser that opened the printed URL (its key=... is traded for a cookie).
 The page shows the namespaces, the workloads with live golden metrics, a topology of who calls
 whom (mTLS or not; the callee's success rate and p50 latency on each arrow), a page per workload
 with its callers and callees and a live tap of its requests, and with each view the CLI command
@@ -74,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
         ),
     });
   }
-  const url = `${relay?.origin ?? api.base}/dashboard`;
+  const url = relay?.url ?? `${api.base}/dashboard`;
   process.stdout.write(url + '\n');
   if (values.get('open') === true) openBrowser(url);
   process.stderr.write(

@@ -19,10 +19,12 @@ test('trellis dashboard prints the URL, holds until SIGTERM, and stops when the 
 
   const first = startCli(t, ['dashboard', '--state', root]);
   const url = await waitFor('the URL', async () => first.stdout().match(/^(http:\/\/\S+)\n/)?.[1] ?? null);
-  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/dashboard$/);
-  assert.notEqual(url, `http://${up.http}/dashboard`, 'served by the relay');
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/dashboard\?key=[\w-]+$/, 'served by the relay');
   const origin = new URL(url).origin;
-  const page = await fetch(url);
+  const entry = await fetch(url, { redirect: 'manual' });
+  assert.equal(entry.status, 302);
+  const cookie = entry.headers.get('set-cookie')!.split(';')[0]!;
+  const page = await fetch(`${origin}/dashboard`, { headers: { cookie } });
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type')!, /^text\/html/);
   assert.match(page.headers.get('content-security-policy')!, /default-src 'none'; script-src 'self'/);
@@ -32,14 +34,17 @@ test('trellis dashboard prints the URL, holds until SIGTERM, and stops when the 
     ['/dashboard/style.css', 'text/css'],
     ['/api/workloads', 'application/json'],
   ] as const) {
-    const res = await fetch(`${origin}${path}`);
+    const res = await fetch(`${origin}${path}`, { headers: { cookie } });
     assert.equal(res.status, 200, path);
     assert.match(res.headers.get('content-type')!, new RegExp(`^${type}`));
     assert.ok((await res.text()).length > 1, path);
   }
-  const post = await fetch(`${origin}/api/workloads`, { method: 'POST', body: '{}' });
+  const post = await fetch(`${origin}/api/workloads`, { method: 'POST', body: '{}', headers: { cookie } });
   assert.equal(post.status, 405);
   await post.text();
+  const keyless = await fetch(`${origin}/api/workloads`);
+  assert.equal(keyless.status, 401, 'only the browser that opened the printed URL');
+  await keyless.text();
   assert.equal(await first.stop(), 0, first.stderr());
 
   const direct = startCli(t, ['dashboard', '--state', root, '--direct']);

@@ -71,7 +71,7 @@ test(
     const dashboard = startCli(t, ['dashboard', '--state', state]);
     const url = await waitFor(
       'the dashboard URL',
-      async () => /^http:\/\/\S+\/dashboard$/m.exec(dashboard.stdout())?.[0] ?? null,
+      async () => /^http:\/\/\S+\/dashboard(\?key=[\w-]+)?$/m.exec(dashboard.stdout())?.[0] ?? null,
     );
     const origin = new URL(url).origin;
 

@@ -2,8 +2,8 @@
 // plane that needs the operator token for reads of live requests (sensitiveReadsNeedOperator, as
 // `trellis control` runs), with a real proxy registered for it to tap: the page and its live tap
 // work through the relay, which adds the token (the control plane refuses the same read without
-// it); the tap streams through as requests happen. Refused, counted and reported: a foreign Host
-// (DNS rebinding), any method but GET and HEAD, a body, an absolute or host-changing target, a path
+// it); the tap streams through as requests happen. Refused, counted and reported: a request
+// without the cookie the printed URL's key is traded for, a foreign Host (DNS rebinding), any method but GET and HEAD, a body, an absolute or host-changing target, a path
 // outside /dashboard and /api, a cross-site read; past the bound on requests at once, 503; a
 // control plane that does not answer in time, 502.
 import { test } from 'node:test';
@@ -20,7 +20,11 @@ import { silentLogger } from '../../src/core/log.ts';
 import { NdjsonReader } from '../../src/core/ndjson.ts';
 import { validateProxyConfig } from '../../src/proxy/config.ts';
 import { startProxy } from '../../src/proxy/proxy.ts';
-import { startDashboardRelay, type RelayRefusal } from '../../src/cli/dashboard-relay.ts';
+import {
+  startDashboardRelay,
+  type DashboardRelay,
+  type RelayRefusal,
+} from '../../src/cli/dashboard-relay.ts';
 import { portOf } from '../helpers/running-proxy.ts';
 
 const OPERATOR_TOKEN = 'k3Z0m1qO2xQv9Rr8Tt7Uu6Vv5Ww4Xx3Yy2Zz1Aa0Bb';
@@ -92,6 +96,16 @@ async function startWorld(t: { after(fn: () => unknown): void }) {
   return { base: `http://${plane.http}`, tokenFile, inbound: portOf(proxy, 'inbound') };
 }
 
+/** The cookie the relay trades its printed URL's key for ("NAME=VALUE"). */
+async function cookieOf(relay: DashboardRelay): Promise<string> {
+  const entry = await fetch(relay.url, { redirect: 'manual' });
+  assert.equal(entry.status, 302);
+  assert.equal(entry.headers.get('location'), '/dashboard', 'the key leaves the address bar');
+  const cookie = entry.headers.get('set-cookie')!;
+  assert.match(cookie, /^trellis-dashboard-\d+=[\w-]+; HttpOnly; SameSite=Strict; Path=\/$/);
+  return cookie.split(';')[0]!;
+}
+
 /** startWorld and a relay in front of its control plane, with the state's token file. */
 async function startRelayedWorld(t: { after(fn: () => unknown): void }) {
   const world = await startWorld(t);
@@ -113,18 +127,22 @@ test('the page and its live tap work through the relay, which adds the operator 
   assert.equal(direct.status, 401);
   await direct.text();
 
-  const page = await fetch(`${relay.origin}/dashboard`);
+  assert.match(relay.url, /^http:\/\/127\.0\.0\.1:\d+\/dashboard\?key=[\w-]{32}$/);
+  const cookie = await cookieOf(relay);
+  const page = await fetch(`${relay.origin}/dashboard`, { headers: { cookie } });
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type')!, /^text\/html/);
   assert.match(page.headers.get('content-security-policy')!, /connect-src 'self'/);
   assert.match(await page.text(), /<script src="\/dashboard\/app\.js" defer><\/script>/);
-  const script = await fetch(`${relay.origin}/dashboard/app.js`);
+  const script = await fetch(`${relay.origin}/dashboard/app.js`, { headers: { cookie } });
   assert.equal(script.status, 200);
   assert.match(await script.text(), /\/api\/tap\?namespace=/);
-  const stat = await fetch(`${relay.origin}/api/stat`, { headers: { 'sec-fetch-site': 'same-origin' } });
+  const stat = await fetch(`${relay.origin}/api/stat`, {
+    headers: { cookie, 'sec-fetch-site': 'same-origin' },
+  });
   assert.equal(stat.status, 200);
   await stat.json();
-  const home = await fetch(`${relay.origin}/`, { redirect: 'manual' });
+  const home = await fetch(`${relay.origin}/`, { redirect: 'manual', headers: { cookie } });
   assert.equal(home.status, 302);
   assert.equal(home.headers.get('location'), '/dashboard');
 
@@ -135,7 +153,7 @@ test('the page and its live tap work through the relay, which adds the operator 
   t.after(() => controller.abort());
   const tap = await fetch(`${relay.origin}/api/tap?namespace=default&workload=web&max_rps=20`, {
     signal: controller.signal,
-    headers: { 'sec-fetch-site': 'same-origin' },
+    headers: { cookie, 'sec-fetch-site': 'same-origin' },
   });
   assert.equal(tap.status, 200);
   const body = tap.body!.getReader();
@@ -164,9 +182,20 @@ test('the page and its live tap work through the relay, which adds the operator 
 test('the relay refuses foreign Hosts, changes, bodies, other targets and cross-site reads', async (t) => {
   const { world, relay, refusals } = await startRelayedWorld(t);
   const port = Number(new URL(relay.origin).port);
-  const get = (target: string, host: string, extra = '') =>
-    rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${extra}Connection: close\r\n\r\n`);
+  const cookie = await cookieOf(relay);
+  const get = (target: string, host: string, extra = '', withCookie = `Cookie: ${cookie}\r\n`) =>
+    rawRequest(
+      port,
+      `GET ${target} HTTP/1.1\r\nHost: ${host}\r\n${withCookie}${extra}Connection: close\r\n\r\n`,
+    );
   const own = `127.0.0.1:${port}`;
+
+  // Only the browser that opened the printed URL: no cookie, another value, a wrong key: 401.
+  assert.equal(await get('/dashboard', own, '', ''), 401);
+  assert.equal(await get('/api/tap?workload=web', own, '', ''), 401);
+  assert.equal(await get('/dashboard', own, '', `Cookie: ${relay.cookieName}=guess\r\n`), 401);
+  assert.equal(await get('/dashboard?key=guess', own, '', ''), 401);
+  assert.equal(await get(new URL(relay.url).pathname + new URL(relay.url).search, own, '', ''), 302);
 
   assert.equal(await get('/dashboard', `localhost:${port}`), 200);
   assert.equal(await get('/dashboard', own.toUpperCase()), 200);
@@ -178,12 +207,18 @@ test('the relay refuses foreign Hosts, changes, bodies, other targets and cross-
   // Nothing but GET and HEAD is relayed, whatever the path.
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])
     assert.equal(
-      await rawRequest(port, `${method} /api/routes HTTP/1.1\r\nHost: ${own}\r\nContent-Length: 0\r\n\r\n`),
+      await rawRequest(
+        port,
+        `${method} /api/routes HTTP/1.1\r\nHost: ${own}\r\nCookie: ${cookie}\r\nContent-Length: 0\r\n\r\n`,
+      ),
       405,
       method,
     );
   assert.equal(
-    await rawRequest(port, `HEAD /dashboard HTTP/1.1\r\nHost: ${own}\r\nConnection: close\r\n\r\n`),
+    await rawRequest(
+      port,
+      `HEAD /dashboard HTTP/1.1\r\nHost: ${own}\r\nCookie: ${cookie}\r\nConnection: close\r\n\r\n`,
+    ),
     200,
   );
   assert.equal(await get('/dashboard', own, 'Content-Length: 3\r\n'), 400, 'a GET with a body');
@@ -203,6 +238,7 @@ test('the relay refuses foreign Hosts, changes, bodies, other targets and cross-
 
   assert.deepEqual(relay.refused, {
     host: 4,
+    key: 4,
     method: 5,
     body: 1,
     path: 5,
@@ -210,7 +246,7 @@ test('the relay refuses foreign Hosts, changes, bodies, other targets and cross-
     busy: 0,
     upstream: 0,
   });
-  assert.equal(refusals.length, 19);
+  assert.equal(refusals.length, 23);
 });
 
 test('the relay bounds requests at once and the wait for the control plane', async (t) => {
@@ -228,10 +264,11 @@ test('the relay bounds requests at once and the wait for the control plane', asy
     limits: { maxInFlight: 3, headTimeoutMs: 400, totalTimeoutMs: 1000 },
   });
   t.after(() => relay.close());
-  const pending = Array.from({ length: 3 }, () => fetch(`${relay.origin}/api/stat`));
+  const cookie = await cookieOf(relay);
+  const pending = Array.from({ length: 3 }, () => fetch(`${relay.origin}/api/stat`, { headers: { cookie } }));
   while (held.length < 3) await new Promise((r) => setTimeout(r, 10));
   assert.equal(relay.inFlight, 3);
-  const over = await fetch(`${relay.origin}/api/stat`);
+  const over = await fetch(`${relay.origin}/api/stat`, { headers: { cookie } });
   assert.equal(over.status, 503);
   assert.match(((await over.json()) as { error: string }).error, /3 requests are being relayed already/);
   // Past the head timeout, each held request is answered 502.
