@@ -240,6 +240,37 @@ test(
   },
 );
 
+/**
+ * A page whose requests are answered here: the dashboard's files, then `answer(path)` (a JSON
+ * answer, or null for an empty 404).
+ */
+async function servedPage(
+  browser: Browser,
+  answer: (path: string) => { status: number; body: unknown } | null,
+): Promise<Page> {
+  const files: Record<string, [string, string]> = {
+    '/dashboard': ['text/html', DASHBOARD_HTML],
+    '/dashboard/app.js': ['text/javascript', DASHBOARD_SCRIPT],
+    '/dashboard/style.css': ['text/css', DASHBOARD_CSS],
+  };
+  const page = await browser.newPage();
+  await page.setRequestInterception(true);
+  page.on('request', (req) => {
+    const path = new URL(req.url()).pathname;
+    const file = files[path];
+    if (file !== undefined) return void req.respond({ status: 200, contentType: file[0], body: file[1] });
+    const json = answer(path);
+    if (json !== null)
+      return void req.respond({
+        status: json.status,
+        contentType: 'application/json',
+        body: JSON.stringify(json.body),
+      });
+    return void req.respond({ status: 404, body: '' });
+  });
+  return page;
+}
+
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, async (t) => {
@@ -346,26 +377,8 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
       ],
     },
   };
-  const files: Record<string, [string, string]> = {
-    '/dashboard': ['text/html', DASHBOARD_HTML],
-    '/dashboard/app.js': ['text/javascript', DASHBOARD_SCRIPT],
-    '/dashboard/style.css': ['text/css', DASHBOARD_CSS],
-  };
   const browser = await launch(t);
-  const page = await browser.newPage();
-  await page.setRequestInterception(true);
-  page.on('request', (req) => {
-    const path = new URL(req.url()).pathname;
-    const file = files[path];
-    if (file !== undefined) return void req.respond({ status: 200, contentType: file[0], body: file[1] });
-    if (path in api)
-      return void req.respond({
-        status: 200,
-        contentType: 'application/json',
-        body: JSON.stringify(api[path]),
-      });
-    return void req.respond({ status: 404, body: '' });
-  });
+  const page = await servedPage(browser, (path) => (path in api ? { status: 200, body: api[path] } : null));
   await page.goto('http://dashboard.test/dashboard#/', { waitUntil: 'load' });
   await page.waitForSelector('svg.topology g.edge');
   assert.equal(await page.evaluate('window.__pwned'), undefined);
@@ -391,3 +404,43 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
   assert.ok((await page.$eval('#routes', (m) => m.textContent ?? '')).includes(evil));
   assert.ok((await page.$eval('#trace', (m) => m.textContent ?? '')).includes(evil));
 });
+
+test(
+  'the workload page says why it shows no routes or traces',
+  { skip: SKIP, timeout: 60_000 },
+  async (t) => {
+    const browser = await launch(t);
+    const empty = { status: 200, body: [] };
+    let traces: { status: number; body: unknown } = {
+      status: 401,
+      body: {
+        error: 'GET /api/traces shows live requests and needs an authenticated operator (no bearer token)',
+      },
+    };
+    const page = await servedPage(browser, (path) => {
+      if (path === '/api/stat' || path === '/api/edges' || path === '/api/workloads') return empty;
+      if (path === '/api/workload-routes')
+        return { status: 200, body: { namespace: 'shop', workload: 'bot', services: [] } };
+      if (path === '/api/traces') return traces;
+      return null;
+    });
+    await page.goto('http://dashboard.test/dashboard#/workload/shop/bot', { waitUntil: 'load' });
+    await page.waitForSelector('#traces [data-traces="refused"]');
+    assert.match(
+      await page.$eval('#traces [data-traces]', (n) => n.textContent ?? ''),
+      /operators only: open this page through trellis dashboard .*no bearer token/,
+    );
+    assert.match(await page.$eval('#routes', (n) => n.textContent ?? ''), /bot backs no Service in shop/);
+    // A control plane without the trace store (trellis control): how to turn tracing on.
+    traces = { status: 404, body: { error: 'not found' } };
+    await page.waitForSelector('#traces [data-traces="absent"]', { timeout: 10_000 });
+    assert.match(
+      await page.$eval('#traces', (n) => n.textContent ?? ''),
+      /trellis install --trace-collector URL/,
+    );
+    // None kept yet.
+    traces = empty;
+    await page.waitForSelector('#traces [data-traces="none"]', { timeout: 10_000 });
+    assert.match(await page.$eval('#traces', (n) => n.textContent ?? ''), /--trace-sample-ratio/);
+  },
+);
