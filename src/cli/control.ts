@@ -320,15 +320,20 @@ export async function run(argv: string[]): Promise<number> {
     trustDomain: identity.trustDomain,
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
+  const catalog = kubernetesCatalog(kubeConfig, watcher, identity.trustDomain);
   const plane = await startControlPlane({
     ...settings,
     watcher,
-    catalog: kubernetesCatalog(kubeConfig, watcher, identity.trustDomain),
+    catalog,
     components: [
       component,
       kubernetesPolicyComponent(kubeConfig, settings.log),
       // Routes (Gateway API HTTPRoute/GRPCRoute) for the proxies; their status written back.
-      createRouteComponent(new KubernetesRouteSource({ kubeConfig, log: settings.log }), settings.log),
+      createRouteComponent(
+        new KubernetesRouteSource({ kubeConfig, log: settings.log }),
+        settings.log,
+        async () => (await catalog).listServices(),
+      ),
     ],
     operatorToken,
     operatorTokenSource:

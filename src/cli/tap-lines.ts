@@ -66,6 +66,8 @@ export function readTapLine(o: Record<string, unknown>): TapLine | null {
         destination_identity: strOrNull(o.destination_identity),
         tls: o.tls === true,
         route: strOrNull(o.route),
+        route_kind: strOrNull(o.route_kind),
+        route_rule: strOrNull(o.route_rule),
         proxy_error: strOrNull(o.proxy_error),
       };
     }
@@ -131,7 +133,10 @@ export function exchangeText(e: TapExchange, wide: boolean): string {
       `proto=${e.protocol}`,
       `proxy=${cell(e.namespace === '' ? e.instance : `${e.namespace}/${e.instance}`)}`,
     );
-    if (e.route !== null) parts.push(`route=${cell(e.route)}`);
+    if (e.route !== null) {
+      parts.push(`route=${cell(e.route)}`);
+      if (e.route_rule !== null) parts.push(`route-rule=${cell(e.route_rule)}`);
+    }
   }
   return parts.join(' ');
 }

@@ -21,7 +21,8 @@ Live requests through the proxies of RESOURCE: a workload (NAME, deploy/NAME), o
   out src=127.0.0.1:50412 dst=127.0.0.1:4143 tls=true :method=GET :authority=web:8080 :path=/
       :status=200 latency=1.2ms rsp-bytes=12
 
--o wide adds the client and server identities, the request bytes, the protocol and the proxy;
+-o wide adds the client and server identities, the request bytes, the protocol, the proxy and
+the route that forwarded the request (route=NAMESPACE/NAME route-rule=RULE);
 -o json prints one JSON object per request (path, method, status, latency_ms, source_identity,
 destination_identity, tls, ...). Only metadata is shown, never bodies or other headers. Each
 proxy sends at most --max-rps requests a second and counts what it leaves out (said on stderr).

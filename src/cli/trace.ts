@@ -23,6 +23,12 @@ export const summary = 'recent distributed traces of the mesh, or one as a tree 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [
   { name: 'service', kind: 'string', help: 'only traces with a span of this service (its workload name)' },
+  {
+    name: 'namespace',
+    short: 'n',
+    kind: 'string',
+    help: 'only traces with a span of a proxy in this namespace (with --service: that workload)',
+  },
   { name: 'limit', kind: 'number', help: 'at most this many traces (default 20, at most 1000)' },
   outputFlag(OUTPUTS),
   STATE_FLAG,
@@ -69,14 +75,21 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const service = values.get('service') as string | undefined;
-  const query = `?limit=${limit}${service === undefined ? '' : `&service=${encodeURIComponent(service)}`}`;
+  const namespace = values.get('namespace') as string | undefined;
+  const query = `?${new URLSearchParams({
+    limit: String(limit),
+    ...(service === undefined ? {} : { service }),
+    ...(namespace === undefined ? {} : { namespace }),
+  }).toString()}`;
   const traces = await getControl<TraceSummary[]>(api, `/api/traces${query}`, 'traces');
   if (output === 'json') {
     process.stdout.write(JSON.stringify(traces, null, 2) + '\n');
     return 0;
   }
   if (traces.length === 0) {
-    const which = service === undefined ? '' : ` with service ${service}`;
+    const which =
+      (service === undefined ? '' : ` with service ${service}`) +
+      (namespace === undefined ? '' : ` in namespace ${namespace}`);
     process.stderr.write(`No traces${which} (none kept yet: spans arrive within a second or two).\n`);
     return 0;
   }

@@ -150,14 +150,15 @@ export async function run(argv: string[]): Promise<number> {
     await watcher.close();
     throw error;
   }
+  const catalog = localCatalog(root, settings.log);
   const plane = await startControlPlane({
     ...settings,
     watcher,
-    catalog: localCatalog(root, settings.log),
+    catalog,
     components: [
       component,
       localPolicyComponent(root, settings.log),
-      localRouteComponent(root, settings.log),
+      localRouteComponent(root, settings.log, () => catalog.listServices()),
       traceCollectorComponent({ log: settings.log, token: traceToken }),
     ],
     operatorToken,

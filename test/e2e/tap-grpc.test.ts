@@ -4,33 +4,10 @@
 // both verified identities, tls true. (The HTTP/1 paths are in tap.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import http2 from 'node:http2';
 import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
 import { portOf } from '../helpers/running-proxy.ts';
-import { NdjsonReader } from '../../src/core/ndjson.ts';
-
-/** Opens GET /tap on an admin listener; its lines are collected until the test ends. */
-async function openTap(
-  t: { after(fn: () => void): void },
-  admin: string,
-): Promise<Record<string, unknown>[]> {
-  const lines: Record<string, unknown>[] = [];
-  const reader = new NdjsonReader(1 << 16, (o) => lines.push(o));
-  const [host, port] = [admin.slice(0, admin.lastIndexOf(':')), Number(admin.split(':').pop())];
-  await new Promise<void>((resolve, reject) => {
-    const req = http.get({ host, port, path: '/tap?max_rps=1000', agent: false }, (res) => {
-      assert.equal(res.statusCode, 200);
-      res.on('data', (d: Buffer) => {
-        reader.push(d);
-        if (lines.some((l) => l.type === 'started')) resolve();
-      });
-    });
-    req.on('error', reject);
-    t.after(() => req.destroy());
-  });
-  return lines;
-}
+import { openTap } from '../helpers/admin-tap.ts';
 
 test(
   'tap: gRPC across the mesh, outbound and inbound, with grpc-status and identities',

@@ -2,7 +2,9 @@
 // against a real mesh: `trellis demo` (emojivoto on the mesh, with its vote-bot's traffic) in a
 // fresh folder, `trellis dashboard --state` printing the page's URL. The page must render every
 // workload, update live (web's request counter grows while vote-bot sends), draw the edges that
-// `trellis edges -o json` reports, show a workload page with callers and callees, show the CLI
+// `trellis edges -o json` reports, show a workload page with callers and callees, the route the
+// test applies to web (its status, backend and live numbers), a live tap, and recent traces of the
+// demo's traffic (the demo traces every request) of which one opens with its spans, show the CLI
 // command of each view, and load nothing from anywhere but the control plane. The screenshot of
 // the namespace view goes to a temporary folder, or to docs/dashboard.png (README shows it) when
 // TRELLIS_UPDATE_SCREENSHOT=1, so that a test run leaves the checkout as it was. A second test feeds the page names
@@ -10,7 +12,7 @@
 // Skipped, saying so, when chromium is not installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
@@ -27,6 +29,16 @@ const SCREENSHOT =
   process.env.TRELLIS_UPDATE_SCREENSHOT === '1'
     ? join(REPO, 'docs/dashboard.png')
     : join(tmpdir(), `trellis-dashboard-${process.pid}.png`);
+
+/** An HTTPRoute on web that sends all of its requests to web: vote-bot's calls go through it. */
+const WEB_ROUTE = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web-all, namespace: emojivoto }
+spec:
+  parentRefs: [{ group: '', kind: Service, name: web, port: 8080 }]
+  rules:
+    - backendRefs: [{ name: web, port: 8080, weight: 100 }]
+`;
 
 interface CliEdge {
   src_namespace: string;
@@ -67,11 +79,16 @@ test(
       () => demo.stderr(),
     );
     const state = stateFolder(demo.stderr())!;
+    const routeDir = mkdtempSync(join(tmpdir(), 'trellis-dashboard-route-'));
+    t.after(() => rmSync(routeDir, { recursive: true, force: true }));
+    writeFileSync(join(routeDir, 'web-all.yaml'), WEB_ROUTE);
+    const applied = await runCli(['apply', '--state', state, '-f', join(routeDir, 'web-all.yaml')]);
+    assert.equal(applied.code, 0, applied.stderr);
 
     const dashboard = startCli(t, ['dashboard', '--state', state]);
     const url = await waitFor(
       'the dashboard URL',
-      async () => /^http:\/\/\S+\/dashboard$/m.exec(dashboard.stdout())?.[0] ?? null,
+      async () => /^http:\/\/\S+\/dashboard(\?key=[\w-]+)?$/m.exec(dashboard.stdout())?.[0] ?? null,
     );
     const origin = new URL(url).origin;
 
@@ -165,11 +182,96 @@ test(
       /^trellis tap -n emojivoto deploy\/web$/,
     );
 
+    // Its routes: the HTTPRoute applied above, accepted, its backend, and live numbers once
+    // vote-bot's proxy sends through it.
+    const route = '#routes [data-route="HTTPRoute/emojivoto/web-all"]';
+    await page.waitForSelector(route, { timeout: 30_000 });
+    assert.deepEqual(
+      await page.$$eval(`${route} [data-condition]`, (cs) => cs.map((c) => c.getAttribute('data-condition'))),
+      ['Accepted=True', 'ResolvedRefs=True'],
+    );
+    assert.match(
+      await page.$eval(`${route} tr[data-backend="emojivoto/web"]`, (tr) => tr.textContent ?? ''),
+      /emojivoto\/web:8080100100%/,
+    );
+    await page.waitForFunction(
+      `Number(document.querySelector('${route} [data-route-live]')?.getAttribute('data-route-live')) > 0`,
+      { timeout: 60_000 },
+    );
+    assert.match(
+      await page.$eval(`${route} [data-route-live]`, (n) => n.textContent ?? ''),
+      /\d+\.\d+% · [\d.]+ rps/,
+    );
+    assert.match(
+      await page.$eval('#routes [data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
+      /^trellis routes -n emojivoto web$/,
+    );
+    // Its recent traces: the demo's requests through web, newest first; one opens with its spans.
+    await page.waitForSelector('#traces tr[data-trace-id]', { timeout: 30_000 });
+    assert.match(
+      await page.$eval('#traces [data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
+      /^trellis trace --service web -n emojivoto\ntrellis trace TRACE_ID$/,
+    );
+    // The oldest listed: its spans have all come in by now.
+    const traceId = await page.$$eval(
+      '#traces tr[data-trace-id]',
+      (trs) => trs.at(-1)!.getAttribute('data-trace-id') ?? '',
+    );
+    assert.match(traceId, /^[0-9a-f]{32}$/);
+    await page.click(`#traces tr[data-trace-id="${traceId}"] a`);
+    await page.waitForSelector(`#trace[data-trace-id="${traceId}"] tr[data-span-id]`, { timeout: 30_000 });
+    const spans = (await page.evaluate(
+      `Array.from(document.querySelectorAll('#trace tr[data-span-id]'), (tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent))`,
+    )) as string[][];
+    assert.ok(spans.length >= 2, `${spans.length} spans`);
+    assert.ok(
+      spans.some((cells) => cells[1] === 'web'),
+      `a span of web: ${JSON.stringify(spans)}`,
+    );
+    assert.equal(await page.$$eval('#trace svg.span-bar rect', (r) => r.length), spans.length);
+    const cli = await runCli(['trace', '--state', state, traceId]);
+    assert.equal(cli.code, 0, cli.stderr);
+    const kept = Number(new RegExp(`^trace ${traceId}: (\\d+) spans`).exec(cli.stdout)?.[1]);
+    assert.ok(kept >= spans.length, `the CLI shows the trace the page showed: ${cli.stdout}`);
+
     assert.deepEqual(errors, [], 'no script errors');
     const foreign = requested.filter((u) => !u.startsWith(origin + '/'));
     assert.deepEqual(foreign, [], 'the page loads nothing from anywhere but the control plane');
   },
 );
+
+/**
+ * A page whose requests are answered here: the dashboard's files, then `answer(path)` (a JSON
+ * answer, or null for an empty 404).
+ */
+async function servedPage(
+  browser: Browser,
+  answer: (path: string) => { status: number; body: unknown } | null,
+): Promise<Page> {
+  const files: Record<string, [string, string]> = {
+    '/dashboard': ['text/html', DASHBOARD_HTML],
+    '/dashboard/app.js': ['text/javascript', DASHBOARD_SCRIPT],
+    '/dashboard/style.css': ['text/css', DASHBOARD_CSS],
+  };
+  const page = await browser.newPage();
+  await page.setRequestInterception(true);
+  page.on('request', (req) => {
+    const path = new URL(req.url()).pathname;
+    const file = files[path];
+    if (file !== undefined) return void req.respond({ status: 200, contentType: file[0], body: file[1] });
+    const json = answer(path);
+    if (json !== null)
+      return void req.respond({
+        status: json.status,
+        contentType: 'application/json',
+        body: JSON.stringify(json.body),
+      });
+    return void req.respond({ status: 404, body: '' });
+  });
+  return page;
+}
+
+const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, async (t) => {
   const evil = '<img src=x onerror="window.__pwned=1">';
@@ -202,27 +304,81 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
       },
     ],
     '/api/workloads': [{ namespace: evil, name: evil, identities: [evil], requests_total: 5, instances: 1 }],
-  };
-  const files: Record<string, [string, string]> = {
-    '/dashboard': ['text/html', DASHBOARD_HTML],
-    '/dashboard/app.js': ['text/javascript', DASHBOARD_SCRIPT],
-    '/dashboard/style.css': ['text/css', DASHBOARD_CSS],
+    '/api/workload-routes': {
+      namespace: evil,
+      workload: evil,
+      services: [
+        {
+          namespace: evil,
+          service: evil,
+          ports: [8080],
+          routes: [
+            {
+              kind: 'HTTPRoute',
+              namespace: evil,
+              name: evil,
+              role: 'producer',
+              creationTimestamp: '2026-01-01T00:00:00.000Z',
+              parents: [
+                {
+                  parentRef: { group: '', kind: 'Service', name: evil },
+                  controllerName: 'trellis.dev/mesh',
+                  conditions: [{ type: 'Accepted', status: 'False', reason: evil, message: evil }],
+                },
+              ],
+              rules: [
+                {
+                  index: 0,
+                  name: evil,
+                  matches: [evil],
+                  filters: [evil],
+                  backends: [
+                    { namespace: evil, name: evil, port: 8080, weight: 1, share: 100, resolved: false },
+                  ],
+                  timeouts: null,
+                  retry: null,
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    },
+    '/api/route-stats': { window_s: null, routes: [], backends: [] },
+    '/api/traces': [
+      {
+        trace_id: TRACE_ID,
+        root_service: evil,
+        root_name: evil,
+        services: [evil],
+        spans: 1,
+        start_ms: 0,
+        duration_ms: 1,
+        error: true,
+      },
+    ],
+    [`/api/traces/${TRACE_ID}`]: {
+      trace_id: TRACE_ID,
+      spans: [
+        {
+          traceId: TRACE_ID,
+          spanId: '00f067aa0ba902b7',
+          parentSpanId: '',
+          name: evil,
+          kind: 'server',
+          startMs: 0,
+          endMs: 1,
+          attributes: { 'url.path': evil, 'trellis.route': evil, 'trellis.proxy_error': evil },
+          error: true,
+          statusMessage: evil,
+          service: evil,
+          namespace: evil,
+        },
+      ],
+    },
   };
   const browser = await launch(t);
-  const page = await browser.newPage();
-  await page.setRequestInterception(true);
-  page.on('request', (req) => {
-    const path = new URL(req.url()).pathname;
-    const file = files[path];
-    if (file !== undefined) return void req.respond({ status: 200, contentType: file[0], body: file[1] });
-    if (path in api)
-      return void req.respond({
-        status: 200,
-        contentType: 'application/json',
-        body: JSON.stringify(api[path]),
-      });
-    return void req.respond({ status: 404, body: '' });
-  });
+  const page = await servedPage(browser, (path) => (path in api ? { status: 200, body: api[path] } : null));
   await page.goto('http://dashboard.test/dashboard#/', { waitUntil: 'load' });
   await page.waitForSelector('svg.topology g.edge');
   assert.equal(await page.evaluate('window.__pwned'), undefined);
@@ -236,4 +392,55 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
   await page.waitForSelector('#workload-name');
   assert.equal(await page.$eval('#workload-name', (n) => n.textContent), evil);
   assert.equal(await page.evaluate('window.__pwned'), undefined);
+  // Its routes and traces, one open: every name from the mesh stays text there too.
+  await page.goto(
+    `http://dashboard.test/dashboard#/workload/${encodeURIComponent(evil)}/${encodeURIComponent(evil)}/trace/${TRACE_ID}`,
+  );
+  await page.waitForSelector('#routes [data-route] tr[data-backend]');
+  await page.waitForSelector('#trace tr[data-span-id]');
+  await page.waitForSelector(`#traces tr[data-trace-id="${TRACE_ID}"]`);
+  assert.equal(await page.evaluate('window.__pwned'), undefined);
+  assert.equal(await page.$$eval('main img, main script', (n) => n.length), 0);
+  assert.ok((await page.$eval('#routes', (m) => m.textContent ?? '')).includes(evil));
+  assert.ok((await page.$eval('#trace', (m) => m.textContent ?? '')).includes(evil));
 });
+
+test(
+  'the workload page says why it shows no routes or traces',
+  { skip: SKIP, timeout: 60_000 },
+  async (t) => {
+    const browser = await launch(t);
+    const empty = { status: 200, body: [] };
+    let traces: { status: number; body: unknown } = {
+      status: 401,
+      body: {
+        error: 'GET /api/traces shows live requests and needs an authenticated operator (no bearer token)',
+      },
+    };
+    const page = await servedPage(browser, (path) => {
+      if (path === '/api/stat' || path === '/api/edges' || path === '/api/workloads') return empty;
+      if (path === '/api/workload-routes')
+        return { status: 200, body: { namespace: 'shop', workload: 'bot', services: [] } };
+      if (path === '/api/traces') return traces;
+      return null;
+    });
+    await page.goto('http://dashboard.test/dashboard#/workload/shop/bot', { waitUntil: 'load' });
+    await page.waitForSelector('#traces [data-traces="refused"]');
+    assert.match(
+      await page.$eval('#traces [data-traces]', (n) => n.textContent ?? ''),
+      /operators only: open this page through trellis dashboard .*no bearer token/,
+    );
+    assert.match(await page.$eval('#routes', (n) => n.textContent ?? ''), /bot backs no Service in shop/);
+    // A control plane without the trace store (trellis control): how to turn tracing on.
+    traces = { status: 404, body: { error: 'not found' } };
+    await page.waitForSelector('#traces [data-traces="absent"]', { timeout: 10_000 });
+    assert.match(
+      await page.$eval('#traces', (n) => n.textContent ?? ''),
+      /trellis install --trace-collector URL/,
+    );
+    // None kept yet.
+    traces = empty;
+    await page.waitForSelector('#traces [data-traces="none"]', { timeout: 10_000 });
+    assert.match(await page.$eval('#traces', (n) => n.textContent ?? ''), /--trace-sample-ratio/);
+  },
+);

@@ -131,6 +131,8 @@ test('tap lines: any JSON object reads as a well-typed line or null, and prints 
       source_identity: anyValue,
       tls: anyValue,
       grpc_status: anyValue,
+      route: anyValue,
+      route_rule: anyValue,
       rate_capped: anyValue,
       namespace: anyValue,
       instance: anyValue,
@@ -152,6 +154,27 @@ test('tap lines: any JSON object reads as a well-typed line or null, and prints 
       if (line.type === 'drops') assert.ok(Number.isInteger(line.rateCapped));
     }),
   );
+});
+
+test('tap lines: -o wide names the route and rule that forwarded an exchange, and none without one', () => {
+  const base = { type: 'exchange', direction: 'outbound', path: '/api', status: 200 };
+  const routed = readTapLine({
+    ...base,
+    route: 'shop/web split',
+    route_kind: 'HTTPRoute',
+    route_rule: 'api',
+  });
+  assert.ok(routed !== null && routed.type === 'exchange');
+  assert.deepEqual(
+    [routed.route, routed.route_kind, routed.route_rule],
+    ['shop/web split', 'HTTPRoute', 'api'],
+  );
+  assert.match(exchangeText(routed, true), / route=shop\/web\\x20split route-rule=api$/);
+  assert.doesNotMatch(exchangeText(routed, false), /route=/);
+  const bare = readTapLine({ ...base, route: null, route_kind: 7 });
+  assert.ok(bare !== null && bare.type === 'exchange');
+  assert.deepEqual([bare.route, bare.route_kind, bare.route_rule], [null, null, null]);
+  assert.doesNotMatch(exchangeText(bare, true), /route/);
 });
 
 /** An exchange as recordExchange sees it. */

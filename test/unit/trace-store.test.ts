@@ -30,7 +30,14 @@ function encoded(attributes: SpanAttribute[], name = 'GET', parent: string | nul
     '',
   );
   return encodeTraceRequest(
-    { attributes: [['service.name', 'web']], scopeName: 'trellis-proxy', scopeVersion: '1' },
+    {
+      attributes: [
+        ['service.name', 'web'],
+        ['service.namespace', 'shop'],
+      ],
+      scopeName: 'trellis-proxy',
+      scopeVersion: '1',
+    },
     [{ span, name, endMs: 1003, attributes: attributes.flat(), error: false, statusMessage: '' }],
   );
 }
@@ -54,6 +61,7 @@ test('the decoder reads the proxy encoder, capping strings and attributes', () =
     error: false,
     statusMessage: '',
     service: 'web',
+    namespace: 'shop',
   });
   const many = Array.from({ length: 100 }, (_, i): SpanAttribute => [`k${i}`, 'v'.repeat(5000)]);
   const [big] = decodeExportTraceRequest(encoded(many, 'n'.repeat(5000)));
@@ -97,6 +105,7 @@ function span(trace: number, i: number): ReceivedSpan {
     error: false,
     statusMessage: '',
     service: i % 2 === 0 ? 'client' : 'server',
+    namespace: 'default',
   };
 }
 
@@ -129,6 +138,27 @@ test('the store keeps its bounds and counts what it lets go', () => {
   assert.equal(summary.root_service, 'client');
   assert.deepEqual(summary.services, ['client', 'server']);
   assert.equal(store.list('nobody', 10).length, 0);
+});
+
+test("a workload's traces: those with a span of its name in its namespace, newest first", () => {
+  const store = new TraceStore();
+  const inNamespace = (trace: number, i: number, namespace: string, service: string): ReceivedSpan => ({
+    ...span(trace, i),
+    namespace,
+    service,
+  });
+  store.add([inNamespace(1, 0, 'shop', 'web'), inNamespace(1, 1, 'shop', 'api')]);
+  store.add([inNamespace(2, 0, 'blog', 'web')]); // the same name in another namespace
+  store.add([inNamespace(3, 0, 'blog', 'front'), inNamespace(3, 1, 'shop', 'web')]);
+  store.add([inNamespace(4, 0, 'shop', 'api')]);
+  const ids = (list: { trace_id: string }[]) => list.map((t) => Number.parseInt(t.trace_id, 16));
+  assert.deepEqual(ids(store.list('web', 10, 'shop')), [3, 1]);
+  assert.deepEqual(ids(store.list('web', 10, 'blog')), [2]);
+  assert.deepEqual(ids(store.list('web', 10)), [3, 2, 1], 'without a namespace: any');
+  assert.deepEqual(ids(store.list('web', 1, 'shop')), [3], 'the limit counts the matches');
+  assert.deepEqual(ids(store.list(undefined, 10, 'shop')), [4, 3, 1], 'a namespace alone');
+  assert.deepEqual(ids(store.list('front', 10, 'shop')), [], 'a name of one namespace, a span of another');
+  assert.equal(store.list('web', 10, 'shop')[0]!.root_service, 'front', 'the summary is of the whole trace');
 });
 
 test('memory: the store full at its default bounds', () => {

@@ -4,12 +4,16 @@
 // /api/edges, /api/workloads) every 2 s and draws, by the location's hash:
 //   #/                       every namespace: workloads with golden metrics, topology, edges
 //   #/ns/NS                  the same for one namespace
-//   #/workload/NS/NAME       one workload: its metrics, its callers and callees, and a live tap
-//                            of its proxies (GET /api/tap, read as a stream of JSON lines)
+//   #/workload/NS/NAME       one workload: its metrics, its callers and callees, the routes of
+//                            the Services it backs, a live tap of its proxies (GET /api/tap, read
+//                            as a stream of JSON lines) and its recent traces (workload-script.ts)
+//   #/workload/NS/NAME/trace/ID  the same with one of those traces open
 // Each view shows the equivalent CLI command. Every name from the mesh is inserted as text
 // (createTextNode / setAttribute), never as markup; the page's Content-Security-Policy allows no
-// inline script either. test/unit/dashboard.test.ts checks that it parses; test/long/dashboard.test.ts
+// inline script either. test/unit/edges.test.ts checks that it parses; test/long/dashboard.test.ts
 // runs it in Chromium. Keep it free of backticks and dollar-brace: it lives in a template literal.
+import { WORKLOAD_SCRIPT } from './workload-script.ts';
+
 export const DASHBOARD_SCRIPT = String.raw`
 'use strict';
 (function () {
@@ -54,7 +58,8 @@ export const DASHBOARD_SCRIPT = String.raw`
     var parts = location.hash.replace(/^#\/?/, '').split('/').map(function (p) {
       try { return decodeURIComponent(p); } catch (e) { return p; }
     });
-    if (parts[0] === 'workload' && parts.length >= 3) return { view: 'workload', namespace: parts[1], name: parts[2] };
+    if (parts[0] === 'workload' && parts.length >= 3)
+      return { view: 'workload', namespace: parts[1], name: parts[2], trace: parts[3] === 'trace' && parts[4] ? parts[4] : undefined };
     if (parts[0] === 'ns' && parts.length >= 2 && parts[1] !== '') return { view: 'namespace', namespace: parts[1] };
     return { view: 'all' };
   }
@@ -70,8 +75,13 @@ export const DASHBOARD_SCRIPT = String.raw`
       return res.json();
     });
   }
+  // The workload page's routes and traces: read with the rest on each refresh (never failing).
+  function workloadExtras() {
+    var r = route();
+    return r.view === 'workload' ? loadWorkloadData(r.namespace, r.name, r.trace) : Promise.resolve();
+  }
   function refresh() {
-    Promise.all([getJson('/api/stat'), getJson('/api/edges'), getJson('/api/workloads')]).then(
+    Promise.all([getJson('/api/stat'), getJson('/api/edges'), getJson('/api/workloads'), workloadExtras()]).then(
       function (r) {
         state.stats = r[0]; state.edges = r[1]; state.workloads = r[2];
         state.updated++; state.error = null;
@@ -232,6 +242,7 @@ export const DASHBOARD_SCRIPT = String.raw`
       el('td', null, e.tls ? 'mTLS' : 'plain'),
       el('td', null, e.method),
       el('td', null, e.path),
+      el('td', e.route ? { class: 'route', title: (e.route_kind || 'route') + ' ' + e.route + ', rule ' + (e.route_rule || '?') } : null, e.route || '-'),
       el('td', { class: failed ? 'bad' : 'ok' }, String(e.status) + (e.proxy_error ? ' (' + e.proxy_error + ')' : '')),
       el('td', null, typeof e.latency_ms === 'number' ? e.latency_ms.toFixed(2) + 'ms' : '-'),
     ]);
@@ -258,7 +269,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     tap.key = key(ns, name); tap.controller = controller; tap.count = 0;
     tap.body = el('tbody', null);
     tap.status = el('p', { class: 'tap-status' }, 'starting the tap');
-    var head = el('tr', null, ['DIR', 'FROM', 'TO', 'TLS', 'METHOD', 'PATH', 'STATUS', 'LATENCY'].map(function (h) { return el('th', null, h); }));
+    var head = el('tr', null, ['DIR', 'FROM', 'TO', 'TLS', 'METHOD', 'PATH', 'ROUTE', 'STATUS', 'LATENCY'].map(function (h) { return el('th', null, h); }));
     tap.box = el('div', { class: 'tap', id: 'tap', 'data-tap-events': '0' }, [
       cliBox(['trellis tap' + nsArg(ns) + ' deploy/' + shellQuote(name)]),
       tap.status,
@@ -307,6 +318,7 @@ export const DASHBOARD_SCRIPT = String.raw`
     var content = [];
     if (r.view === 'workload') {
       var ns = r.namespace, name = r.name, st = statOf(ns, name);
+      workloadData.reset(key(ns, name));
       var inbound = state.edges.filter(function (e) { return e.dst_namespace === ns && e.dst === name; });
       var outbound = state.edges.filter(function (e) { return e.src_namespace === ns && e.src === name; });
       content.push(
@@ -319,8 +331,12 @@ export const DASHBOARD_SCRIPT = String.raw`
         edgeTable(inbound),
         el('h3', null, 'Outbound (whom ' + name + ' calls)'),
         edgeTable(outbound),
+        el('h3', null, 'Routes to ' + name + ' (HTTPRoute, GRPCRoute)'),
+        routesView(ns, name),
         el('h3', null, 'Live requests (tap)'),
-        tapView(ns, name)
+        tapView(ns, name),
+        el('h3', null, 'Recent traces through ' + name),
+        tracesView(ns, name, r.trace)
       );
     } else {
       stopTap();
@@ -341,7 +357,8 @@ export const DASHBOARD_SCRIPT = String.raw`
     main.replaceChildren.apply(main, content);
   }
 
-  window.addEventListener('hashchange', render);
+${WORKLOAD_SCRIPT}
+  window.addEventListener('hashchange', function () { render(); workloadExtras().then(render); });
   render();
   refresh();
 })();

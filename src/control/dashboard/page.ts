@@ -48,4 +48,16 @@ svg.topology .edge.plain path { stroke: #c62828; stroke-dasharray: 6 4; }
 svg.topology .edge text { font-size: 11px; fill: #24292f; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 .tap-status { margin: 6px 0; font-size: 12px; } .tap-status.ok { color: #57606a; } .tap-status.bad { color: #cf222e; }
 table.tap-events td { font: 12px ui-monospace, monospace; }
+h4 { margin: 12px 0 4px; }
+.service-routes { margin-bottom: 12px; }
+.route { background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 6px 10px; margin: 8px 0; }
+.route-head { margin: 2px 0 4px; } .route-live { color: #57606a; }
+.parent-status { display: flex; gap: 10px; flex-wrap: wrap; font-size: 12px; margin: 2px 0 6px; }
+.condition { padding: 0 6px; border-radius: 4px; } .condition.ok { background: #dafbe1; color: #1a7f37; } .condition.bad { background: #ffebe9; color: #cf222e; }
+table.route-rules td, table.traces td, table.trace-spans td { font: 12px ui-monospace, monospace; }
+table.traces tr.current { background: #ddf4ff; }
+.trace { margin-top: 10px; } .trace .close { font-size: 12px; margin-left: 8px; }
+.hint { color: #57606a; font-size: 12px; max-width: 900px; } p.bad { color: #cf222e; }
+td.span-name { white-space: pre; }
+svg.span-bar rect.ok { fill: #54aeff; } svg.span-bar rect.bad { fill: #ff8182; }
 `;

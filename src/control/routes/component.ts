@@ -5,6 +5,9 @@
 //         alters it (route-set.ts)
 //   HTTP  GET /api/routes?kind=HTTPRoute&namespace=NS&name=NAME   the routes as objects with their
 //         status (objects.ts), for `trellis get`; every filter optional
+//   HTTP  GET /api/workload-routes?namespace=NS&workload=NAME   the Services the workload backs,
+//         each with the routes `trellis routes` shows (workload-routes.ts), for the dashboard's
+//         workload page; 400 without both
 //
 // Streams are served by the shared WatchStreams (src/control/watch-streams.ts): a set is sent
 // again only when it differs from the last one sent.
@@ -13,10 +16,15 @@ import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi, type ApiRouteSet, type ApiRouteTargetOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
+import type { ServiceView } from '../server.ts';
 import { WatchStreams } from '../watch-streams.ts';
 import { routeObjects } from './objects.ts';
 import { buildRouteSet } from './route-set.ts';
 import { LocalRouteSource, type RouteSource } from './source.ts';
+import { workloadRoutesView } from './workload-routes.ts';
+
+/** The Services with their endpoints (the control plane's catalog), to tell which a workload backs. */
+export type ListServices = () => Promise<readonly ServiceView[]>;
 
 export interface RouteComponent extends ControlPlaneComponent {
   readonly source: RouteSource;
@@ -25,13 +33,17 @@ export interface RouteComponent extends ControlPlaneComponent {
 }
 
 /** The routes component over the state folder `root` (`trellis up`). */
-export function localRouteComponent(root: string, log: Logger): RouteComponent {
-  return createRouteComponent(new LocalRouteSource({ root, log }), log);
+export function localRouteComponent(root: string, log: Logger, listServices?: ListServices): RouteComponent {
+  return createRouteComponent(new LocalRouteSource({ root, log }), log, listServices);
 }
 
 type WatchCall = grpc.ServerWritableStream<ApiRouteTargetOutput, ApiRouteSet>;
 
-export function createRouteComponent(source: RouteSource, parentLog: Logger): RouteComponent {
+export function createRouteComponent(
+  source: RouteSource,
+  parentLog: Logger,
+  listServices: ListServices = async () => [],
+): RouteComponent {
   const log = parentLog.child({ component: 'route-api' });
   const streams = new WatchStreams<ApiRouteSet>(source, log, 'route');
   let closed = false;
@@ -59,6 +71,7 @@ export function createRouteComponent(source: RouteSource, parentLog: Logger): Ro
     // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
     metrics: () => (source as { metrics?: () => string }).metrics?.() ?? '',
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+      if (path === '/api/workload-routes') return serveWorkloadRoutes(req, res, source, listServices);
       if (path !== '/api/routes') return false;
       return serveRouteObjects(req, res, source);
     },
@@ -77,15 +90,8 @@ async function serveRouteObjects(
   res: ServerResponse,
   source: RouteSource,
 ): Promise<true> {
-  const send = (status: number, body: unknown): void => {
-    res.writeHead(status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify(body) + '\n');
-  };
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.setHeader('allow', 'GET, HEAD');
-    send(405, { error: 'method not allowed' });
-    return true;
-  }
+  const send = jsonSender(res);
+  if (refusedAsNotRead(req, res, send)) return true;
   const query = new URL(req.url ?? '/', 'http://control').searchParams;
   const filter = (key: string): string | undefined => query.get(key) || undefined;
   await source.ready();
@@ -97,5 +103,45 @@ async function serveRouteObjects(
       name: filter('name'),
     }),
   );
+  return true;
+}
+
+/** GET /api/workload-routes?namespace=NS&workload=NAME (see workload-routes.ts). */
+async function serveWorkloadRoutes(
+  req: IncomingMessage,
+  res: ServerResponse,
+  source: RouteSource,
+  listServices: ListServices,
+): Promise<true> {
+  const send = jsonSender(res);
+  if (refusedAsNotRead(req, res, send)) return true;
+  const query = new URL(req.url ?? '/', 'http://control').searchParams;
+  const namespace = query.get('namespace') ?? '';
+  const workload = query.get('workload') ?? '';
+  if (namespace === '' || workload === '') {
+    send(400, { error: 'expected ?namespace=NS&workload=NAME' });
+    return true;
+  }
+  await source.ready();
+  send(200, workloadRoutesView(source.snapshot(), await listServices(), namespace, workload));
+  return true;
+}
+
+function jsonSender(res: ServerResponse): (status: number, body: unknown) => void {
+  return (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body) + '\n');
+  };
+}
+
+/** 405 for a method other than GET and HEAD (true: answered). */
+function refusedAsNotRead(
+  req: IncomingMessage,
+  res: ServerResponse,
+  send: (status: number, body: unknown) => void,
+): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false;
+  res.setHeader('allow', 'GET, HEAD');
+  send(405, { error: 'method not allowed' });
   return true;
 }

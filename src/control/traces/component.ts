@@ -8,7 +8,8 @@
 //   TraceService/Export    the same over OTLP/GRPC, on the control plane's gRPC server
 //                          (opentelemetry.proto.collector.trace.v1; UNAUTHENTICATED without the
 //                          token, INVALID_ARGUMENT when malformed, RESOURCE_EXHAUSTED over 1 MiB)
-//   GET  /api/traces       200 [TraceSummary] most recent first (?service=S, &limit=N, default 50)
+//   GET  /api/traces       200 [TraceSummary] most recent first (?service=S, &namespace=NS: with a
+//                          span of that workload; &limit=N, default 50)
 //   GET  /api/traces/ID    200 {trace_id, spans: [...]}, 404 when it is not (or no longer) kept
 //
 // Adding spans needs the trace token (token.ts) as `authorization: Bearer TOKEN`, not the operator
@@ -158,7 +159,11 @@ export function traceCollectorComponent(
           send(res, 400, { error: 'limit: expected a whole number 1..1000' });
           return true;
         }
-        send(res, 200, store.list(query.get('service') ?? undefined, limit));
+        send(
+          res,
+          200,
+          store.list(query.get('service') ?? undefined, limit, query.get('namespace') ?? undefined),
+        );
         return true;
       }
       const id = path.slice(LIST_PATH.length + 1);

@@ -26,6 +26,8 @@ export interface ReceivedSpan {
   readonly statusMessage: string;
   /** service.name of its resource ('' when none). */
   readonly service: string;
+  /** service.namespace of its resource ('' when none): the proxy's workload namespace. */
+  readonly namespace: string;
 }
 
 const KINDS = ['unspecified', 'internal', 'server', 'client', 'producer', 'consumer'] as const;
@@ -67,7 +69,7 @@ function keyValue(r: Reader, into: Record<string, AttributeValue>): void {
     into[key] = value;
 }
 
-function span(r: Reader, service: string): ReceivedSpan {
+function span(r: Reader): ReceivedSpan {
   let traceId = '';
   let spanId = '';
   let parentSpanId = '';
@@ -111,11 +113,12 @@ function span(r: Reader, service: string): ReceivedSpan {
     attributes: { ...attributes },
     error,
     statusMessage,
-    service,
+    service: '',
+    namespace: '',
   };
 }
 
-function resourceService(r: Reader): string {
+function resourceService(r: Reader): { service: string; namespace: string } {
   const attrs: Record<string, AttributeValue> = Object.create(null) as Record<string, AttributeValue>;
   fields(r, (n, w) => {
     if (n === 1 && w === LENGTH_DELIMITED) r.message((m) => keyValue(m, attrs));
@@ -123,7 +126,11 @@ function resourceService(r: Reader): string {
     return true;
   });
   const name = attrs['service.name'];
-  return typeof name === 'string' ? name : '';
+  const namespace = attrs['service.namespace'];
+  return {
+    service: typeof name === 'string' ? name : '',
+    namespace: typeof namespace === 'string' ? namespace : '',
+  };
 }
 
 /**
@@ -137,23 +144,23 @@ export function decodeExportTraceRequest(body: Uint8Array): ReceivedSpan[] {
     if (n !== 1 || w !== LENGTH_DELIMITED) return false;
     r.message((rs) => {
       // The resource may come after the spans on the wire: spans are named once it is known.
-      let service = '';
+      let resource = { service: '', namespace: '' };
       const spans: ReceivedSpan[] = [];
       fields(rs, (rn, rw) => {
         if (rw !== LENGTH_DELIMITED) return false;
-        if (rn === 1) service = rs.message(resourceService);
+        if (rn === 1) resource = rs.message(resourceService);
         else if (rn === 2)
           rs.message((ss) =>
             fields(ss, (sn, sw) => {
               if (sn !== 2 || sw !== LENGTH_DELIMITED) return false;
-              spans.push(ss.message((m) => span(m, '')));
+              spans.push(ss.message(span));
               return true;
             }),
           );
         else return false;
         return true;
       });
-      for (const s of spans) if (s.traceId !== '' && s.spanId !== '') out.push({ ...s, service });
+      for (const s of spans) if (s.traceId !== '' && s.spanId !== '') out.push({ ...s, ...resource });
     });
     return true;
   });

@@ -75,13 +75,19 @@ export class TraceStore {
     return this.traces.get(traceId) ?? null;
   }
 
-  /** The most recent traces first, those touching `service` only when given. */
-  list(service: string | undefined, limit: number): TraceSummary[] {
+  /**
+   * The most recent traces first; when given, only those with a span of `service` (in
+   * `namespace`, when that is given too: a workload is its namespace and name).
+   */
+  list(service: string | undefined, limit: number, namespace?: string): TraceSummary[] {
     const out: TraceSummary[] = [];
     const all = [...this.traces.values()];
+    const touches = (s: ReceivedSpan): boolean =>
+      (service === undefined || s.service === service) &&
+      (namespace === undefined || s.namespace === namespace);
     for (let i = all.length - 1; i >= 0 && out.length < limit; i--) {
       const spans = all[i]!;
-      if (service !== undefined && !spans.some((s) => s.service === service)) continue;
+      if ((service !== undefined || namespace !== undefined) && !spans.some(touches)) continue;
       out.push(summarize(spans));
     }
     return out;

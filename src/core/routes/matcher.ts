@@ -45,12 +45,16 @@ export interface RouteName {
   readonly kind: 'HTTPRoute' | 'GRPCRoute';
   readonly namespace: string;
   readonly name: string;
+  /** "NAMESPACE/NAME", made once per compiled route (tap events and spans name the route by it). */
+  readonly label: string;
 }
 
 export interface CompiledRule {
   readonly route: RouteName;
   readonly ruleIndex: number;
   readonly ruleName: string | null;
+  /** The rule's name, else its index in the route ("0", "1", ...): made once, for tap events and spans. */
+  readonly ruleLabel: string;
   readonly requestHeaders: HeaderModifier | null;
   readonly responseHeaders: HeaderModifier | null;
   readonly redirect: Redirect | null;
@@ -130,7 +134,12 @@ export function compileRouteTable(
   const http: { c: Candidate; keys: number[] }[] = [];
   const grpc: { c: Candidate; keys: number[] }[] = [];
   ordered.forEach((route, routeOrder) => {
-    const name: RouteName = { kind: route.kind, namespace: route.namespace, name: route.name };
+    const name: RouteName = {
+      kind: route.kind,
+      namespace: route.namespace,
+      name: route.name,
+      label: `${route.namespace}/${route.name}`,
+    };
     route.spec.rules.forEach((rule, ruleIndex) => {
       const compiled = compileRule(name, ruleIndex, rule, route.namespace, resolved, faultOf);
       rule.matches.forEach((match, matchIndex) => {
@@ -358,6 +367,7 @@ function compileRule(
     route,
     ruleIndex,
     ruleName: rule.name ?? null,
+    ruleLabel: rule.name ?? String(ruleIndex),
     requestHeaders: first('requestHeaderModifier'),
     responseHeaders: first('responseHeaderModifier'),
     redirect: first('requestRedirect'),

@@ -12,7 +12,7 @@ import type { RouteSeries } from '../telemetry/route-metrics.ts';
 import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { Pick } from '../outbound/discovery.ts';
 import { modifyHeaders } from '../../core/routes/filters.ts';
-import type { RouteTable } from '../../core/routes/matcher.ts';
+import type { CompiledRule, RouteTable } from '../../core/routes/matcher.ts';
 import {
   attemptLimit,
   blamesEndpoint,
@@ -67,6 +67,8 @@ export class H1RouteRule {
   mirrorTargets: readonly Target[] | null = null;
   /** The rule's backend metrics, null: none. */
   series: RouteSeries | null = null;
+  /** The rule that forwarded the exchange (a tap event and the span name it), null: none. */
+  matched: CompiledRule | null = null;
   /** The request body as sent, kept for a retry or mirror (content-length bodies up to 64 KiB), or null. */
   body: Buffer[] | null = null;
   /** An HTTPFault's delay in progress. */
@@ -165,6 +167,7 @@ export class H1RouteRule {
     const timeouts = decision.timeouts;
     this.timeouts = timeouts;
     this.series = decision.series;
+    this.matched = decision.rule;
     this.deadline = timeouts?.requestMs == null ? Infinity : performance.now() + timeouts.requestMs;
     // Retries re-send the request: not an upgrade, and a body only when it has a length of at
     // most MAX_RETRY_BODY_BYTES (kept as it is forwarded; a chunked one is not retried).
@@ -241,6 +244,7 @@ export class H1RouteRule {
     this.body = null;
     this.mirrorTargets = null;
     this.series = null;
+    this.matched = null;
     this.retry = null;
   }
 }

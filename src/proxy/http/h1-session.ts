@@ -39,7 +39,7 @@ import { startConnect, startUpgrade, type TunnelOwner } from './h1-tunnel.ts';
 import { recordExchange, type DescribedExchange, type TapPeer } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
-import type { RouteTable } from '../../core/routes/matcher.ts';
+import type { CompiledRule, RouteTable } from '../../core/routes/matcher.ts';
 import {
   timeoutMessage,
   isTimeoutReason,
@@ -329,6 +329,8 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     }
     // A bodiless request answered here keeps the connection alive.
     if (!this.reqChunked && this.reqRemaining === 0) this.reqState = REQ_DONE;
+    // Answered here: the tap and the span still name the rule that decided it.
+    this.rule.matched = decision.rule;
     if (decision.kind === 'refuse') this.replyError(decision.reason, decision.message);
     else if (decision.kind === 'abort') this.replyError('fault-injected', decision.message, decision.status);
     else this.replyRedirect(decision.status, decision.location);
@@ -660,6 +662,11 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   /** The workload at the other end (DescribedExchange): the client, or the endpoint picked outbound. */
   get peerSeries(): PeerSeries {
     return this.inboundPeer ?? this.ctx.metrics.peers.outbound(this.up.endpoint);
+  }
+
+  /** The route rule that forwarded the exchange (DescribedExchange), null: none. */
+  get matchedRoute(): CompiledRule | null {
+    return this.rule.matched;
   }
 
   private record(status: number, failed: boolean, error?: ProxyErrorReason): void {

@@ -10,6 +10,7 @@ import {
   recordExchange,
   type DescribedExchange,
   type ExchangeRecords,
+  type ExchangeRoute,
   type TapPeer,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
@@ -38,6 +39,8 @@ export class ExchangeOutcome implements DescribedExchange {
   bytesOut = 0;
   /** The matched route rule's backend metrics (outbound/routes.ts), null: none. */
   routeSeries: RouteSeries | null = null;
+  /** The route rule that forwarded the exchange (a tap event and the span name it), null: none. */
+  matchedRoute: ExchangeRoute | null = null;
   /** The exchange's span when it is traced (recordExchange ends it). */
   traceSpan: TraceSpan | null = null;
   /** The workload at the other end: the client inbound, the picked endpoint outbound. */

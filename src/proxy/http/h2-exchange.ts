@@ -239,6 +239,8 @@ export class H2Exchange implements EndpointSink {
       this.downstream.once('close', () => clearTimeout(timer));
       return;
     }
+    // Answered here or forwarded: the tap and the span name the rule that decided it.
+    this.outcome.matchedRoute = decision.rule;
     if (decision.kind === 'refuse') {
       this.respondWithError(decision.reason, decision.message);
       return;

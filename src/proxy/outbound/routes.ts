@@ -234,17 +234,29 @@ function timeoutsOf(
 
 /** Where the route level sends a request. */
 export type RouteDecision =
-  | { readonly kind: 'refuse'; readonly reason: RouteRefusal | 'request-timeout'; readonly message: string }
+  | {
+      readonly kind: 'refuse';
+      readonly reason: RouteRefusal | 'request-timeout';
+      readonly message: string;
+      /** The rule that matched (null: none did, route-not-found). */
+      readonly rule: CompiledRule | null;
+    }
   /** An HTTPFault's abort: answer `status` (a gRPC request: `grpcStatus`) with reason fault-injected. */
   | {
       readonly kind: 'abort';
       readonly status: number;
       readonly grpcStatus: number;
       readonly message: string;
+      readonly rule: CompiledRule;
     }
   /** An HTTPFault's delay: wait `ms` (clearing the timer if the client goes away), then apply `then`. */
   | { readonly kind: 'delay'; readonly ms: number; readonly then: RouteDecision }
-  | { readonly kind: 'redirect'; readonly status: number; readonly location: string }
+  | {
+      readonly kind: 'redirect';
+      readonly status: number;
+      readonly location: string;
+      readonly rule: CompiledRule;
+    }
   | {
       readonly kind: 'forward';
       /** The backend Service port, as a logical target for discovery. */
@@ -424,6 +436,7 @@ export class OutboundRoutes {
         kind: 'refuse',
         reason: 'route-not-found',
         message: `no route rule matches ${request.method} ${path}`,
+        rule: null,
       };
     }
     const { rule, matchedPrefix } = matched;
@@ -432,7 +445,12 @@ export class OutboundRoutes {
         ? servicePolicy
         : (table.routePolicies.get(routePolicyKey(rule.route)) ?? servicePolicy);
     if (rule.failure !== null)
-      return { kind: 'refuse', reason: 'route-unsupported', message: `${ruleName(rule)}: ${rule.failure}` };
+      return {
+        kind: 'refuse',
+        reason: 'route-unsupported',
+        message: `${ruleName(rule)}: ${rule.failure}`,
+        rule,
+      };
     return rule.faults.length === 0
       ? this.decideRule(target, request, matched.rule, matchedPrefix, path, queryText, 0, policy)
       : this.withFaults(target, request, rule, matchedPrefix, path, queryText, policy);
@@ -471,6 +489,7 @@ export class OutboundRoutes {
           kind: 'refuse',
           reason: 'request-timeout',
           message: `${ruleName(rule)}: timeouts.request (${limit} ms) passed during an injected delay`,
+          rule,
         },
       };
     }
@@ -482,6 +501,7 @@ export class OutboundRoutes {
         status: abort.abortHttpStatus,
         grpcStatus: abort.abortGrpcStatus,
         message: `${ruleName(rule)}: HTTPFault ${abort.name} aborted the request`,
+        rule,
       };
     } else then = this.decideRule(target, request, rule, matchedPrefix, path, queryText, delayMs, policy);
     return delayMs === 0 ? then : { kind: 'delay', ms: delayMs, then };
@@ -505,7 +525,7 @@ export class OutboundRoutes {
         { scheme: 'http', host: authority.host, port: authority.port ?? 80, path, query: queryText },
         matchedPrefix,
       );
-      return { kind: 'redirect', status: r.status, location: r.location };
+      return { kind: 'redirect', status: r.status, location: r.location, rule };
     }
     const backend = pickBackend(rule.backends, this.random);
     if (backend === null || !backend.resolved) {
@@ -513,7 +533,7 @@ export class OutboundRoutes {
         backend === null
           ? 'no backend with weight'
           : `backend ${backend.namespace}/${backend.name}:${backend.port} does not exist`;
-      return { kind: 'refuse', reason: 'backend-not-found', message: `${ruleName(rule)}: ${which}` };
+      return { kind: 'refuse', reason: 'backend-not-found', message: `${ruleName(rule)}: ${which}`, rule };
     }
     // One Target per compiled backend: discovery and the pools see the same object every request.
     let backendTarget = this.backendTargets.get(backend);

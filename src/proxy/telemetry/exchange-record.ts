@@ -4,6 +4,7 @@
 // gathered only then (the exchange describes itself through accessLogEntry), so a proxy without an
 // access log builds nothing more per request than the metrics need. A traced exchange (one the
 // forwarding hook gave a span, trace-tracer.ts) also ends its span here, for every protocol.
+// The route rule that forwarded an outbound exchange (matchedRoute) names the route in both.
 // A live tap (tap-hub.ts) is offered the exchange here too; without one attached this costs one
 // null check (the hub hangs itself on the metrics object, which every path already carries).
 import type { AccessLog, AccessLogEntry } from './access-log.ts';
@@ -29,8 +30,16 @@ export interface TapPeer {
   readonly address: string;
   /** Inbound: the client's verified identity (mTLS); outbound: the endpoint's, when it is meshed. */
   readonly identity: string | null;
-  /** The route rule that carried the exchange, when one did. */
-  readonly route?: string | null;
+}
+
+/**
+ * The route rule an outbound exchange was forwarded by: the compiled rule itself
+ * (core/routes/matcher.ts CompiledRule), handed over by reference once per exchange; its labels
+ * were made when the route table was compiled, so naming the route costs no string per request.
+ */
+export interface ExchangeRoute {
+  readonly route: { readonly kind: string; readonly label: string };
+  readonly ruleLabel: string;
 }
 
 /** Where exchanges are recorded: every handler's context has these two. */
@@ -50,6 +59,8 @@ export interface DescribedExchange {
   readonly grpcStatus?: string | undefined;
   /** The series of the workload at the other end (peer-metrics.ts); null or absent: not counted by peer. */
   readonly peerSeries?: PeerSeries | null;
+  /** Outbound: the route rule the exchange was forwarded by; null or absent when none matched. */
+  readonly matchedRoute?: ExchangeRoute | null;
   /** Who is at the other end, for a live tap; absent: the tap knows only the access log's peer. */
   tapPeer?(): TapPeer;
   /**

@@ -1,9 +1,9 @@
 // One tap event: the metadata of one finished HTTP exchange as a live tap streams it (one JSON
 // object per line, tap-hub.ts), never a body or a header value beyond those named here. Built
 // only for an exchange a tap wants, from the exchange's own description (its access log entry,
-// its grpc-status and its peer: exchange-record.ts).
+// its grpc-status, its peer and the route rule that forwarded it: exchange-record.ts).
 import type { AccessLogEntry } from './access-log.ts';
-import type { TapPeer } from './exchange-record.ts';
+import type { ExchangeRoute, TapPeer } from './exchange-record.ts';
 import type { Direction, HttpProtocol } from './metrics.ts';
 
 export interface TapExchangeEvent {
@@ -30,7 +30,12 @@ export interface TapExchangeEvent {
   readonly destination_identity: string | null;
   /** Whether the hop between the two proxies was mutual TLS. */
   readonly tls: boolean;
+  /** Outbound: the route that forwarded the exchange, "NAMESPACE/NAME"; null when none matched. */
   readonly route: string | null;
+  /** Its kind ("HTTPRoute", "GRPCRoute"); null without a route. */
+  readonly route_kind: string | null;
+  /** The matched rule: its name, else its index in the route ("0", ...); null without a route. */
+  readonly route_rule: string | null;
   /** The `trellis-proxy-error` reason when the proxy answered or broke the exchange itself. */
   readonly proxy_error: string | null;
 }
@@ -59,6 +64,7 @@ export function tapEvent(
   peer: TapPeer | null,
   own: string | null,
   grpcStatus: string | undefined,
+  route: ExchangeRoute | null = null,
 ): TapExchangeEvent {
   const inbound = e.direction === 'inbound';
   const peerIdentity = peer?.identity ?? null;
@@ -82,7 +88,9 @@ export function tapEvent(
     source_identity: inbound ? peerIdentity : own,
     destination_identity: inbound ? own : peerIdentity,
     tls: peerIdentity !== null && own !== null,
-    route: peer?.route ?? null,
+    route: route === null ? null : route.route.label,
+    route_kind: route === null ? null : route.route.kind,
+    route_rule: route === null ? null : route.ruleLabel,
     proxy_error: e.error ?? null,
   };
 }

@@ -222,7 +222,13 @@ export class TapHub implements ExchangeTap {
     for (const sub of subs) {
       if (sub.filter.direction !== null && sub.filter.direction !== direction) continue;
       if (!sub.hasBudget(now)) continue; // counted above
-      event ??= tapEvent(entry, peer, this.opts.ownIdentity(), exchange.grpcStatus);
+      event ??= tapEvent(
+        entry,
+        peer,
+        this.opts.ownIdentity(),
+        exchange.grpcStatus,
+        exchange.matchedRoute ?? null,
+      );
       if (!tapMatches(sub.filter, event)) continue;
       sub.take();
       if (sub.sink.writableLength > this.maxBuffered) {

@@ -271,6 +271,11 @@ function finishedSpan(
     if (span.retryCount > 0) r.put('http.request.resend_count', span.retryCount);
   }
   if (proxyError !== undefined) r.put('trellis.proxy_error', proxyError);
+  const route = exchange.matchedRoute;
+  if (route != null) {
+    r.put('trellis.route', route.route.label);
+    r.put('trellis.route.rule', route.ruleLabel);
+  }
   const grpc = exchange.grpcStatus;
   if (grpc !== undefined && /^\d{1,2}$/.test(grpc)) {
     r.put('rpc.system', 'grpc');
