@@ -12,7 +12,7 @@ import type { RouteWatchOptions } from '../../src/proxy/route/watch-client.ts';
 import { routesFromYaml } from './routes-helpers.ts';
 import { compileRouteTable } from '../../src/core/routes/matcher.ts';
 import { NO_TRAFFIC_POLICY } from '../../src/core/routes/service-annotations.ts';
-import type { PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
+import { compileRouteSet, type PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
 
 const TABLE: RouteTable = compileRouteTable(
   routesFromYaml(`
@@ -166,6 +166,72 @@ spec:
     const changed = withBudget(0.5);
     deliver(changed);
     assert.notEqual(budgetOf(changed), before, 'a changed budget is a new one');
+    routes.close();
+  });
+});
+
+describe("a route's own annotations", () => {
+  // Two routes of Service web: `own` has annotations of its own (laid over the Service's), `plain`
+  // has none and takes the Service's. Tables as the control plane's route sets compile them.
+  const tableWith = (ownLimit: string): PolicedRouteTable => {
+    const spec = (path: string) =>
+      JSON.stringify({
+        parentRefs: [{ group: '', kind: 'Service', name: 'web' }],
+        rules: [
+          {
+            matches: [{ path: { type: 'PathPrefix', value: path } }],
+            backendRefs: [{ name: 'web', port: 80 }],
+          },
+        ],
+      });
+    const compiled = compileRouteSet({
+      routes: [
+        {
+          kind: 'HTTPRoute',
+          namespace: 'shop',
+          name: 'own',
+          createdMs: 0,
+          specJson: spec('/own'),
+          annotations: { 'retry.trellis.io/limit': ownLimit },
+        },
+        {
+          kind: 'HTTPRoute',
+          namespace: 'shop',
+          name: 'plain',
+          createdMs: 1,
+          specJson: spec('/plain'),
+          annotations: {},
+        },
+      ],
+      unresolvedBackends: [],
+      serviceAnnotations: { 'retry.trellis.io/http': '503' },
+      extensions: [],
+    });
+    assert.ok(compiled.ok, compiled.ok ? '' : compiled.problem);
+    return compiled.table;
+  };
+  const retriesOf = (routes: OutboundRoutes, table: PolicedRouteTable, path: string): number | null => {
+    const request = { method: 'GET', pathAndQuery: path, headers: {}, grpc: false, authority: 'web' };
+    const decision = routes.decide({ host: 'web', port: 80 }, table, request);
+    assert.ok(decision !== null && decision.kind === 'forward');
+    return decision.retry?.retries ?? null;
+  };
+
+  it('apply to their route only, and follow the route through table updates', async () => {
+    let deliver!: (table: PolicedRouteTable) => void;
+    const { routes } = routesWith((o) => (deliver = o.onTable as typeof deliver), 1000);
+    const watching = routes.tableFor({ host: 'web', port: 80 });
+    const first = tableWith('4');
+    deliver(first);
+    assert.equal(await watching, first);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(retriesOf(routes, first, '/own'), 4);
+      assert.equal(retriesOf(routes, first, '/plain'), 1, "the Service's policy");
+    }
+    const updated = tableWith('2');
+    deliver(updated);
+    assert.equal(retriesOf(routes, updated, '/own'), 2, 'the updated annotation');
+    assert.equal(retriesOf(routes, updated, '/plain'), 1);
     routes.close();
   });
 });

@@ -32,6 +32,7 @@ import {
   NO_MATCHING_RULE,
   type CompiledRule,
   type RequestHeaders,
+  type RouteName,
 } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import { targetKey, type Target } from '../../core/target.ts';
@@ -327,6 +328,14 @@ export class OutboundRoutes {
   private closed = false;
   /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
   private readonly watchedBackends = new WeakSet<CompiledBackend>();
+  /**
+   * Each compiled route's own policy (its annotations over the Service's; null: none), looked up
+   * once per compiled table instead of by a key string built per request.
+   */
+  private readonly routePolicies = new WeakMap<
+    RouteName,
+    { readonly table: PolicedRouteTable; readonly policy: ServiceTrafficPolicy | null }
+  >();
 
   constructor(opts: OutboundRoutesOptions) {
     this.opts = opts;
@@ -443,7 +452,7 @@ export class OutboundRoutes {
     const policy =
       table.routePolicies === undefined
         ? servicePolicy
-        : (table.routePolicies.get(routePolicyKey(rule.route)) ?? servicePolicy);
+        : (this.routePolicyOf(table, rule.route) ?? servicePolicy);
     if (rule.failure !== null)
       return {
         kind: 'refuse',
@@ -614,6 +623,15 @@ export class OutboundRoutes {
   }
 
   /** The rule's mirrors this request goes to (each drawn by its percent or fraction). */
+  /** The policy of `route` in `table` (its routePolicies), cached per compiled route and table. */
+  private routePolicyOf(table: PolicedRouteTable, route: RouteName): ServiceTrafficPolicy | null {
+    const known = this.routePolicies.get(route);
+    if (known !== undefined && known.table === table) return known.policy;
+    const policy = table.routePolicies?.get(routePolicyKey(route)) ?? null;
+    this.routePolicies.set(route, { table, policy });
+    return policy;
+  }
+
   private mirrorsOf(rule: CompiledRule): readonly Target[] {
     const targets: Target[] = [];
     for (const mirror of rule.mirrors) {
