@@ -18,6 +18,7 @@ import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.t
 import { loadMeshTransport } from './mesh/wiring.ts';
 import { followControlFile } from './resolve/control-plane-address.ts';
 import { TapHub } from './telemetry/tap-hub.ts';
+import type { WarmTarget } from './outbound/warm-up.ts';
 import type { TapListener } from './admin/tap-listener.ts';
 import { controlPlaneId } from '../core/spiffe.ts';
 
@@ -112,8 +113,11 @@ export async function startProxy(
         }
       : () => app,
   });
+  // The static destinations, also readied before the ready line (warm-up below).
+  const warmTargets: WarmTarget[] = [];
   config.destinations.forEach((d, i) => {
     const target = splitHostPort(d.target);
+    warmTargets.push({ target, http1: d.protocol === 'auto' || d.protocol === 'http1' });
     specs.push({
       name: `destination-${i}`,
       direction: 'outbound',
@@ -170,13 +174,7 @@ export async function startProxy(
     throw err;
   }
   // The static destinations' endpoints, routes and first connections, before the ready line.
-  await rt.warmUp(
-    config.destinations.map((d) => ({
-      target: splitHostPort(d.target),
-      http1: d.protocol === 'auto' || d.protocol === 'http1',
-    })),
-    WARM_UP_BUDGET_MS,
-  );
+  await rt.warmUp(warmTargets, WARM_UP_BUDGET_MS);
   let shuttingDown: Promise<void> | null = null;
   addresses.admin = targetKey(admin.address);
   rt.ownPorts.add(admin.address.port);

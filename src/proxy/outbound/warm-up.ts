@@ -53,29 +53,29 @@ export async function warmUp(
   budgetMs: number,
 ): Promise<Map<string, WarmOutcome>> {
   const outcomes = new Map<string, WarmOutcome>();
-  const services = targets.filter((t) => parts.discovery.isLogical(t.target));
+  const services: WarmTarget[] = [];
+  for (const t of targets) {
+    if (parts.discovery.isLogical(t.target)) services.push(t);
+    else outcomes.set(targetKey(t.target), 'direct');
+  }
   const loaded =
     services.length > 0 || parts.preloadAlways
       ? parts.preload().catch((error: unknown) => {
           parts.log.debug('warm-up: cannot load the control-plane clients', { error });
         })
       : null;
-  if (targets.length === 0) {
-    // Nothing to wait for: the clients load in the background.
-    return outcomes;
-  }
-  for (const t of targets) outcomes.set(targetKey(t.target), 'timeout');
+  // Nothing to wait for: without services, the clients (if any) load in the background.
+  if (services.length === 0) return outcomes;
+  for (const t of services) outcomes.set(targetKey(t.target), 'timeout');
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(resolve, budgetMs);
     timer.unref();
   });
   const work = Promise.all(
-    targets.map(async (t) => {
-      const key = targetKey(t.target);
+    services.map(async (t) => {
       await loaded;
-      const outcome = await warmOne(parts, t);
-      outcomes.set(key, outcome);
+      outcomes.set(targetKey(t.target), await warmService(parts, t));
     }),
   );
   await Promise.race([work, deadline]);
@@ -90,8 +90,8 @@ export async function warmUp(
   return outcomes;
 }
 
-async function warmOne(parts: WarmUpParts, t: WarmTarget): Promise<WarmOutcome> {
-  if (!parts.discovery.isLogical(t.target)) return 'direct';
+/** Resolves a service's endpoints and routes, then opens the connection its first request will use. */
+async function warmService(parts: WarmUpParts, t: WarmTarget): Promise<WarmOutcome> {
   const [pick] = await Promise.all([parts.discovery.pick(t.target), parts.routes?.tableFor(t.target)]);
   return connectAhead(parts.mesh, pick, t.http1);
 }
