@@ -20,8 +20,7 @@ import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
 import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
-import type { Update } from '../core/endpoints.ts';
-import type { Resolution, Resolver } from './resolve/resolver.ts';
+import { LazyDestinationResolver } from './resolve/lazy-destination.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { meshIdentityOf } from '../core/endpoints.ts';
@@ -337,56 +336,5 @@ export class ProxyRuntime {
     this.mesh.close();
     await this.accessLog?.close();
     await this.tracer?.close();
-  }
-}
-
-/**
- * The Destination API resolver, loaded when the proxy starts (outbound/warm-up.ts) rather than
- * with the module: a proxy made without a control plane never loads @grpc/grpc-js. Resolutions asked for while it loads start when
- * it is there (or report the load failure), and can be cancelled before.
- */
-class LazyDestinationResolver implements Resolver {
-  private readonly address: string;
-  private readonly log: Logger;
-  private loading: Promise<Resolver & { close(): void }> | null = null;
-  private closed = false;
-
-  constructor(address: string, log: Logger) {
-    this.address = address;
-    this.log = log;
-  }
-
-  resolve(target: string, onUpdate: (update: Update) => void, onError: (error: Error) => void): Resolution {
-    let inner: Resolution | null = null;
-    let cancelled = false;
-    this.load().then(
-      (resolver) => {
-        if (!cancelled && !this.closed) inner = resolver.resolve(target, onUpdate, onError);
-      },
-      (error: unknown) => {
-        if (!cancelled) onError(error as Error);
-      },
-    );
-    return {
-      cancel: () => {
-        cancelled = true;
-        inner?.cancel();
-      },
-    };
-  }
-
-  /** Loads the client (once); warm-up.ts calls it at start, before any request needs it. */
-  load(): Promise<Resolver & { close(): void }> {
-    return (this.loading ??= import('./resolve/destination-client.ts').then(
-      ({ DestinationResolver }) => new DestinationResolver({ address: this.address, log: this.log }),
-    ));
-  }
-
-  close(): void {
-    this.closed = true;
-    this.loading?.then(
-      (resolver) => resolver.close(),
-      () => {},
-    );
   }
 }

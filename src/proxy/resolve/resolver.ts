@@ -1,7 +1,8 @@
 // The resolver seam (grpc-js's Resolver, linkerd's discovery stream): a resolver turns a target
 // name into a stream of endpoint updates (src/core/endpoints.ts). The balancer's EndpointSet
 // applies them; implementations are the static resolver (static.ts, a fixed list) and the control
-// plane's Destination watch (destination-client.ts).
+// plane's Destination watch (destination-client.ts, loaded on first use through
+// lazy-destination.ts).
 import type { Update } from '../../core/endpoints.ts';
 
 /** What `resolve` returns: stops the stream; no callback runs after `cancel()`. */
