@@ -15,7 +15,6 @@ import type { H2Proxy, H2ProxyOptions } from './http/h2-proxy.ts';
 import { H1Session } from './http/h1-session.ts';
 import type { H1Context, H1Shared } from './http/h1-context.ts';
 import type { Target } from '../core/target.ts';
-import { dispatch } from './listener.ts';
 import { splice } from './tcp/forward.ts';
 import { ServiceDiscovery } from './outbound/discovery.ts';
 import { RequestMirrors } from './outbound/mirror.ts';
@@ -249,11 +248,6 @@ export class ProxyRuntime {
       accessLog: this.accessLog,
       tracer: this.tracer,
       pool: this.pool,
-      tunnel: (socket, target, initial, upstream, upstreamAddress) => {
-        this.trackAgain(socket);
-        dispatch(this, 'connect', socket, target, 'auto', initial, upstream, upstreamAddress);
-      },
-      isLoop: (target) => this.loops.isLoop(target),
       splice: (down, up, toUp, toDown) => {
         this.trackAgain(down);
         splice(down, up, toUp, toDown, config.timeouts.idleMs);

@@ -1,7 +1,8 @@
 // What the HTTP/1 path (h1-session.ts, h1-client.ts, h1-tunnel.ts) is given, once per direction
 // (outbound/stack.ts, inbound/stack.ts): limits and timeouts, telemetry, routing, the endpoint
 // connectors (plain or meshed: the HTTP/1 path does not know which), the listener's connection
-// accounting, and the direction's policy (inbound gate; outbound routes and mirrors).
+// accounting, and the direction's policy (inbound gate; outbound routes, mirrors and CONNECT
+// tunnels: the inbound context has none of these, so its sessions cannot tunnel).
 import type net from 'node:net';
 import type { ProxyErrorReason } from '../errors.ts';
 import type { Direction, ProxyMetrics } from '../telemetry/metrics.ts';
@@ -34,19 +35,6 @@ export interface H1Context {
   /** Resolves logical targets to endpoints; null: every target is connected to as it is. */
   readonly discovery: Discovery | null;
   route(head: MessageHead, connTarget: Target | null): H1Route | ProxyErrorReason;
-  /**
-   * CONNECT: the session hands its socket (and the connection it made to target) over; the
-   * listener runs detection inside the tunnel.
-   */
-  tunnel(
-    socket: net.Socket,
-    target: Target,
-    initial: Buffer | null,
-    upstream: net.Socket,
-    upstreamAddress: Target,
-  ): void;
-  /** Whether target is the proxy itself. */
-  isLoop(target: Target): boolean;
   /** Upgrade (101): splice two sockets into a byte tunnel. */
   splice(
     downstream: net.Socket,
@@ -63,10 +51,10 @@ export interface H1Context {
   /** Acquires a connection to a picked endpoint, plain or meshed (h1-client.ts H1Connect). */
   readonly connect: H1Connect;
   /**
-   * CONNECT: connects a socket to an endpoint of `target` (outbound/balance.ts connectBalanced;
-   * over the mesh's mTLS opaque transport when the endpoint is meshed).
+   * CONNECT tunnels: outbound only (outbound/stack.ts). null inbound: the inbound listener
+   * forwards only to its own app, so its stack has nothing a tunnel could connect with.
    */
-  connectTunnel(target: Target, cb: SocketCallback): void;
+  readonly tunnels: H1Tunnels | null;
   /** Inbound: the client-identity header and authorization policy (src/proxy/mesh/inbound-policy.ts). */
   readonly gate: InboundHttpGate | null;
   /** Outbound with a control plane: the routes attached to Services (null: none are used). */
@@ -77,8 +65,30 @@ export interface H1Context {
   readonly tracer?: Tracer | null;
 }
 
+/** What a CONNECT tunnel is given (http/h1-tunnel.ts startConnect): outbound only. */
+export interface H1Tunnels {
+  /** Whether target is the proxy itself (a CONNECT to it is a loop). */
+  isLoop(target: Target): boolean;
+  /**
+   * Connects a socket to an endpoint of `target` (outbound/balance.ts connectBalanced; over the
+   * mesh's mTLS opaque transport when the endpoint is meshed).
+   */
+  connect(target: Target, cb: SocketCallback): void;
+  /**
+   * The session hands its socket (and the connection made to target, to `upstreamAddress`) over;
+   * the listener runs detection inside the tunnel.
+   */
+  handOver(
+    socket: net.Socket,
+    target: Target,
+    initial: Buffer | null,
+    upstream: net.Socket,
+    upstreamAddress: Target,
+  ): void;
+}
+
 /** The members of H1Context both directions get alike (runtime.ts h1Shared); each direction's stack adds the rest. */
 export type H1Shared = Omit<
   H1Context,
-  'route' | 'discovery' | 'connect' | 'connectTunnel' | 'gate' | 'routes' | 'mirrors'
+  'route' | 'discovery' | 'connect' | 'tunnels' | 'gate' | 'routes' | 'mirrors'
 >;

@@ -36,7 +36,7 @@ export interface UpgradeWatch {
 /**
  * CONNECT: connects first, so that the client hears 502/503/504 rather than 200 and a close. A
  * logical name is resolved and the tunnel connects to the endpoint picked for it (plain or over
- * the mesh: the context's connectTunnel).
+ * the mesh: the context's tunnels, which only the outbound stack has).
  */
 export function startConnect(
   ctx: H1Context,
@@ -45,8 +45,9 @@ export function startConnect(
   connTarget: Target | null,
   head: MessageHead,
 ): void {
-  if (ctx.direction === 'inbound') {
-    // The inbound listener forwards only to its own app, never where a client asks.
+  const tunnels = ctx.tunnels;
+  if (tunnels === null) {
+    // Inbound: the listener forwards only to its own app, never where a client asks.
     owner.refuse('proxy-request-refused', 'CONNECT is not relayed by an inbound listener');
     return;
   }
@@ -66,13 +67,13 @@ export function startConnect(
     owner.refuse('bad-request', 'invalid CONNECT port');
     return;
   }
-  if (ctx.isLoop(target)) {
+  if (tunnels.isLoop(target)) {
     owner.refuse('loop-detected', 'CONNECT to the proxy itself');
     return;
   }
   owner.awaitTunnel();
   socket.pause();
-  ctx.connectTunnel(target, (upstream, pick, reason, err) => {
+  tunnels.connect(target, (upstream, pick, reason, err) => {
     if (owner.isClosed()) {
       upstream?.destroy();
       return;
@@ -84,7 +85,7 @@ export function startConnect(
     const rest = owner.handOver(200);
     socket.write('HTTP/1.1 200 Connection established\r\n\r\n');
     socket.resume();
-    ctx.tunnel(socket, target, rest, upstream, pick.address);
+    tunnels.handOver(socket, target, rest, upstream, pick.address);
   });
 }
 

@@ -24,7 +24,7 @@ import type { H1Context } from '../http/h1-context.ts';
 import type { H1Connect } from '../http/h1-client.ts';
 import type { H2ProxyOptions } from '../http/h2-proxy.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
-import { connectBalanced, type BalancedConnectFailure } from '../outbound/balance.ts';
+import type { BalancedConnectFailure } from '../outbound/balance.ts';
 import { LogicalTargets } from '../outbound/logical.ts';
 import { connectForClient, splice, type ForwardOptions } from '../tcp/forward.ts';
 import { InboundAcceptor, type InboundTcp } from './accept.ts';
@@ -89,7 +89,8 @@ export function inboundH1(rt: ProxyRuntime): H1Context {
     // endpoint
     discovery: rt.discovery,
     connect: plain,
-    connectTunnel: (target, cb) => connectBalanced(rt.discovery, target, config.timeouts.connectMs, cb, null),
+    // no CONNECT: the inbound listener forwards only to its own app (h1-tunnel.ts refuses it)
+    tunnels: null,
   };
 }
 

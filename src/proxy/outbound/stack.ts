@@ -8,7 +8,7 @@
 // - opaque TCP, and TLS passed through as it is: per connection, logical (the connection's own
 //   destination) -> backend -> endpoint (tcp/forward.ts forwardTcp);
 // - CONNECT (http/h1-tunnel.ts): the tunnel is connected at the backend and endpoint levels
-//   (connectTunnel); its contents are detected again (listener.ts dispatch) and take the paths
+//   (outboundH1 tunnels); its contents are detected again (listener.ts dispatch) and take the paths
 //   above, the HTTP in it routed per request (tunnel).
 //
 // 1. logical: the service and port the app asked for, from the absolute-form URI, Host,
@@ -35,6 +35,7 @@ import { forwardTcp, splice, type ForwardOptions } from '../tcp/forward.ts';
 import { isMeshSocket } from '../mesh/protocol.ts';
 import { connectBalanced, type BalancedConnectFailure } from './balance.ts';
 import { LogicalTargets } from './logical.ts';
+import { dispatch } from '../listener.ts';
 
 /** The outbound paths of a connection whose protocol is known (listener.ts detects it). */
 export interface OutboundPaths {
@@ -118,7 +119,16 @@ export function outboundH1(rt: ProxyRuntime): H1Context {
     discovery: rt.discovery,
     // endpoint (with an identity, meshed endpoints are reached over mTLS)
     connect: mesh !== null ? mesh.connectH1 : plain,
-    connectTunnel: (target, cb) => connectBalanced(rt.discovery, target, connectMs, cb, mesh),
+    // CONNECT: the tunnel is connected at the backend and endpoint levels, then its contents are
+    // detected again (listener.ts dispatch) and take outboundPaths.tunnel
+    tunnels: {
+      isLoop: (target) => rt.loops.isLoop(target),
+      connect: (target, cb) => connectBalanced(rt.discovery, target, connectMs, cb, mesh),
+      handOver: (socket, target, initial, upstream, upstreamAddress) => {
+        rt.trackAgain(socket);
+        dispatch(rt, 'connect', socket, target, 'auto', initial, upstream, upstreamAddress);
+      },
+    },
     gate: null,
   };
 }
