@@ -1,8 +1,9 @@
 // The proxy's warm start, end to end with real processes on loopback: `trellis up`, one backend
 // registered as a workload of service web, and `trellis proxy` with a static destination for it.
 // Once the proxy says it is ready, the service's endpoints are already known: the control plane
-// can go away before the first request, and that request still reaches the backend. The warm-up
-// itself sends the app nothing.
+// can go away before the first request, and that request still reaches the backend. With two
+// meshed endpoints (in-process proxies with identities), both have accepted the client proxy's
+// mTLS connection by then. The warm-up itself sends the apps nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -15,6 +16,9 @@ import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery
 import { startProxyProcess } from '../helpers/proxy-process.ts';
 import { startUp } from '../helpers/cli.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
+import { idOf, identityFor, startMeshWorld } from '../helpers/mesh-pki.ts';
+import { metric, portOf } from '../helpers/running-proxy.ts';
+import type { RunningProxy } from '../../src/proxy/proxy.ts';
 
 test('a static destination is resolved before the proxy is ready', { timeout: 60_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-warm-up-'));
@@ -70,3 +74,45 @@ test('a static destination is resolved before the proxy is ready', { timeout: 60
   assert.deepEqual(body, { status: 200, text: 'web', error: null });
   assert.equal(served, 1);
 });
+
+test(
+  'every meshed endpoint of a static destination has its mTLS connection before the proxy is ready',
+  { timeout: 60_000 },
+  async (t) => {
+    // Two server proxies behind service web, each before an app that counts its requests.
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const served = [0, 0];
+    const servers: RunningProxy[] = [];
+    for (const i of [0, 1]) {
+      const app = http.createServer((req, res) => {
+        served[i]!++;
+        req.resume();
+        res.end(`web-${i}`);
+      });
+      app.listen(0, '127.0.0.1');
+      await once(app, 'listening');
+      t.after(() => {
+        app.close();
+        app.closeAllConnections();
+      });
+      const server = await world.proxy({
+        identity: await identityFor(world, 'web'),
+        app: (app.address() as net.AddressInfo).port,
+      });
+      await world.register('web', `web-${i}`, portOf(server, 'inbound'), idOf('web'));
+      servers.push(server);
+    }
+    const accepted = () =>
+      servers.map((s) => metric(s, 'trellis_mesh_connections_total', { direction: 'inbound' }));
+    assert.deepEqual(accepted(), [0, 0]);
+
+    // The client proxy's start resolves where it prints its ready line (after the warm-up).
+    await world.proxy({
+      identity: await identityFor(world, 'client'),
+      config: { destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
+    });
+    assert.deepEqual(accepted(), [1, 1], 'each endpoint accepted one mesh connection before the ready line');
+    assert.deepEqual(served, [0, 0], 'the warm-up must not send the apps anything');
+  },
+);

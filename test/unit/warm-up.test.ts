@@ -1,8 +1,9 @@
 // Tests for the proxy's warm start (src/proxy/outbound/warm-up.ts): the control-plane clients are
 // loaded when a static destination names a service or gRPC is loaded anyway, never otherwise; a
 // static destination's endpoints are known (a pick is synchronous) once warm-up returns, and the
-// pick it made leaves no request counted on the endpoint; a meshed endpoint gets its mTLS
-// connection opened ahead for HTTP/1 (and not for opaque destinations, nor plain endpoints); a
+// pick it made leaves no request counted on the endpoint; every meshed endpoint (at most 8, all at
+// once) gets its mTLS connection opened ahead for HTTP/1 (and not for opaque destinations, nor
+// plain endpoints); a
 // destination the control plane never answers costs at most the budget and is logged; direct
 // targets (addresses, names that are not services) need nothing.
 import { test } from 'node:test';
@@ -76,6 +77,69 @@ test('a static destination is resolved, and its meshed endpoint connected, befor
   assert.ok(!(pick instanceof Promise), 'the endpoints should be known already');
   assert.ok('address' in pick);
   pick.done();
+  d.close();
+});
+
+test('every meshed endpoint of a static destination is connected ahead, all at once, at most 8', async () => {
+  const meshed = (i: number) => staticEndpoint(`127.0.0.1:${9100 + i}`, { meshed: true, identity: ID });
+  const resolver = new StaticResolver({
+    // three meshed endpoints and a plain one (nothing to open ahead for it)
+    [targetKey(WEB)]: [meshed(0), meshed(1), staticEndpoint('127.0.0.1:9200'), meshed(2)],
+    // more than the bound
+    'big.default:80': Array.from({ length: 12 }, (_, i) => meshed(10 + i)),
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
+  const { mesh, asked } = fakeMesh();
+  // All in parallel: each connection is asked for before any has answered.
+  const askedBeforeFirstAnswer: number[] = [];
+  const pool = mesh.h1Pool as unknown as { connection: (...a: unknown[]) => void };
+  const ask = pool.connection.bind(pool);
+  pool.connection = (address, identity, cb) =>
+    ask(address, identity, (conn: unknown) => {
+      askedBeforeFirstAnswer.push(asked.length);
+      (cb as (c: unknown) => void)(conn);
+    });
+  const big = { host: 'big.default', port: 80 };
+  const outcomes = await warmUp(
+    partsOf(d, { mesh }),
+    [
+      { target: WEB, http1: true },
+      { target: big, http1: true },
+    ],
+    1000,
+  );
+  assert.equal(outcomes.get(targetKey(WEB)), 'connected');
+  assert.equal(outcomes.get(targetKey(big)), 'connected');
+  assert.deepEqual(
+    asked.filter((a) => Number(a.slice(10, 14)) < 9110).sort(),
+    [0, 1, 2].map((i) => `127.0.0.1:${9100 + i} ${ID}`),
+  );
+  assert.equal(asked.filter((a) => Number(a.slice(10, 14)) >= 9110).length, 8);
+  assert.equal(asked.length, 11);
+  assert.equal(askedBeforeFirstAnswer[0], 11, 'every connection is asked for before the first one answers');
+  d.close();
+});
+
+test('some endpoints unreachable: partial; the reachable ones are connected', async () => {
+  const resolver = new StaticResolver({
+    [targetKey(WEB)]: [
+      staticEndpoint('127.0.0.1:9001', { meshed: true, identity: ID }),
+      staticEndpoint('127.0.0.1:9002', { meshed: true, identity: ID }),
+    ],
+  });
+  const d = new ServiceDiscovery({ resolver, failFastMs: 500, idleMs: 0, log: silentLogger });
+  const asked: string[] = [];
+  const mesh = {
+    h1Pool: {
+      connection(address: Target, _identity: string, cb: (conn: object | null) => void): void {
+        asked.push(targetKey(address));
+        queueMicrotask(() => cb(address.port === 9001 ? {} : null));
+      },
+    },
+  } as unknown as MeshOutbound;
+  const outcomes = await warmUp(partsOf(d, { mesh }), [{ target: WEB, http1: true }], 1000);
+  assert.equal(outcomes.get(targetKey(WEB)), 'partial');
+  assert.deepEqual(asked.sort(), ['127.0.0.1:9001', '127.0.0.1:9002']);
   d.close();
 });
 

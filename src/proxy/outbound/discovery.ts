@@ -209,6 +209,16 @@ export class ServiceDiscovery {
     return this.wait(entry, target, avoid);
   }
 
+  /**
+   * The endpoints a target's set holds now, in the set's order: warm-up.ts opens a connection to
+   * each ahead. Picks nothing, so no load is counted; none for a target not watched or not ready.
+   */
+  endpointsOf(target: Target): Endpoint[] {
+    const entry = this.byHost.get(target.host)?.get(target.port);
+    if (entry === undefined || entry.set.status !== 'ready') return [];
+    return entry.set.endpoints.map((state) => state.endpoint);
+  }
+
   /** Tells onEndpointPick of a pick of a discovered endpoint. */
   private picked(outcome: PickOutcome): PickOutcome {
     if ('endpoint' in outcome && outcome.endpoint !== null) this.opts.onEndpointPick?.(outcome.endpoint);

@@ -10,16 +10,19 @@
 //   control plane's Identity or Policy API (every proxy of `trellis run` and of Kubernetes). A
 //   proxy that only ever forwards to addresses never loads gRPC (its memory).
 // - A static destination (`--destination LISTEN=SERVICE:PORT`) is the service its app will call:
-//   its endpoints and routes are resolved, and a connection to the picked endpoint is opened
-//   (over the mesh: the mTLS connection that carries HTTP/1 requests as HTTP/2 streams), before
-//   the proxy says it is ready, for at most `budgetMs`. A destination that cannot be resolved or
-//   reached in time is only logged: readiness never depends on another workload.
+//   its endpoints and routes are resolved, and a connection to each of its meshed endpoints (up
+//   to MAX_WARM_ENDPOINTS, all at once) is opened (the mTLS connection that carries HTTP/1
+//   requests as HTTP/2 streams), before the proxy says it is ready, for at most `budgetMs`: the
+//   balancer spreads the first requests over every endpoint, and none of them should wait for a
+//   handshake. No pick is left open (no load stays counted on an endpoint). A destination that
+//   cannot be resolved or reached in time is only logged: readiness never depends on another
+//   workload.
 import type { Logger } from '../../core/log.ts';
-import { meshIdentityOf } from '../../core/endpoints.ts';
+import { meshIdentityOf, type Endpoint } from '../../core/endpoints.ts';
 import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
 import type { MeshOutbound } from '../mesh/outbound.ts';
-import type { PickOutcome, ServiceDiscovery } from './discovery.ts';
+import type { ServiceDiscovery } from './discovery.ts';
 import type { OutboundRoutes } from './routes.ts';
 
 export interface WarmUpParts {
@@ -40,8 +43,15 @@ export interface WarmTarget {
   readonly http1: boolean;
 }
 
-/** What the warm-up did for each target, for the log and the tests. */
-export type WarmOutcome = 'connected' | 'resolved' | 'direct' | 'unresolved' | 'unreachable' | 'timeout';
+/**
+ * What the warm-up did for each target, for the log and the tests: `connected`, every meshed
+ * endpoint warmed has its connection; `partial`, some do; `unreachable`, none.
+ */
+export type WarmOutcome =
+  'connected' | 'partial' | 'resolved' | 'direct' | 'unresolved' | 'unreachable' | 'timeout';
+
+/** At most this many endpoints of one static destination get a connection opened ahead. */
+export const MAX_WARM_ENDPOINTS = 8;
 
 /**
  * Warms the proxy for `targets`; resolves when all are done or `budgetMs` passed (whichever is
@@ -90,22 +100,38 @@ export async function warmUp(
   return outcomes;
 }
 
-/** Resolves a service's endpoints and routes, then opens the connection its first request will use. */
+/** Resolves a service's endpoints and routes, then opens the connections its first requests will use. */
 async function warmService(parts: WarmUpParts, t: WarmTarget): Promise<WarmOutcome> {
   const [pick] = await Promise.all([parts.discovery.pick(t.target), parts.routes?.tableFor(t.target)]);
-  return connectAhead(parts.mesh, pick, t.http1);
+  if (!('address' in pick)) return 'unresolved';
+  pick.done(); // no request goes with this pick: it leaves no count on the endpoint
+  if (pick.endpoint === null) return 'direct';
+  const mesh = parts.mesh;
+  if (mesh === null || !t.http1) return 'resolved';
+  const meshed = meshedEndpoints(parts.discovery.endpointsOf(t.target));
+  if (meshed.length === 0) return 'resolved';
+  const results = await Promise.all(
+    meshed.map(([endpoint, identity]) => connectAhead(mesh, endpoint, identity)),
+  );
+  const connected = results.filter(Boolean).length;
+  if (connected === results.length) return 'connected';
+  return connected === 0 ? 'unreachable' : 'partial';
 }
 
-/** Opens the mesh connection HTTP/1 requests to the picked endpoint will use. */
-function connectAhead(mesh: MeshOutbound | null, pick: PickOutcome, http1: boolean): Promise<WarmOutcome> {
-  if (!('address' in pick)) return Promise.resolve('unresolved');
-  pick.done(); // no request goes with this pick: it leaves no count on the endpoint
-  if (pick.endpoint === null) return Promise.resolve('direct');
-  const identity = meshIdentityOf(pick.endpoint);
-  if (mesh === null || identity === null || !http1) return Promise.resolve('resolved');
+/** The first MAX_WARM_ENDPOINTS meshed endpoints, each with the identity it must prove. */
+function meshedEndpoints(endpoints: readonly Endpoint[]): [Endpoint, string][] {
+  const out: [Endpoint, string][] = [];
+  for (const endpoint of endpoints) {
+    const identity = meshIdentityOf(endpoint);
+    if (identity !== null) out.push([endpoint, identity]);
+    if (out.length === MAX_WARM_ENDPOINTS) break;
+  }
+  return out;
+}
+
+/** Opens the mesh connection HTTP/1 requests to `endpoint` will use; whether it connected. */
+function connectAhead(mesh: MeshOutbound, endpoint: Endpoint, identity: string): Promise<boolean> {
   return new Promise((resolve) => {
-    mesh.h1Pool.connection(pick.address, identity, (conn) =>
-      resolve(conn === null ? 'unreachable' : 'connected'),
-    );
+    mesh.h1Pool.connection(endpoint.address, identity, (conn) => resolve(conn !== null));
   });
 }
