@@ -176,6 +176,50 @@ test('any span and attribute values round-trip through the decoder', () => {
   );
 });
 
+test('repeating attributes (stableFrom on) are written from their cache only when every value repeats', () => {
+  // The tracer reuses one attribute list for every span; the encoder keeps a few runs of the
+  // repeating part. Spans drawn from a handful of runs (hits, misses, evictions, runs that differ
+  // in one value or in length) must each decode with exactly their own attributes.
+  const value = fc.oneof(
+    fc.constantFrom('a', 'b', 'spiffe://x/ns/a/sa/b', ''),
+    fc.integer({ min: 0, max: 3 }),
+  );
+  const run = fc.array(value, { maxLength: 5 });
+  fc.assert(
+    fc.property(
+      fc.array(run, { minLength: 1, maxLength: 7 }),
+      fc.array(fc.tuple(fc.nat(), fc.array(value, { maxLength: 3 })), { minLength: 1, maxLength: 30 }),
+      (runs, picks) => {
+        const list: (string | number)[] = [];
+        const batch = new SpanBatch(new BatchPrefix(RESOURCE));
+        const wants: Record<string, string | number>[] = [];
+        for (const [pick, varying] of picks) {
+          const stable = runs[pick % runs.length]!;
+          list.length = 0;
+          const want: Record<string, string | number> = {};
+          varying.forEach((v, i) => {
+            list.push(`v${i}`, v);
+            want[`v${i}`] = v;
+          });
+          const stableFrom = list.length;
+          stable.forEach((v, i) => {
+            list.push(`s${i}`, v);
+            want[`s${i}`] = v;
+          });
+          batch.add({ ...finished(1), attributes: list, stableFrom });
+          wants.push(want);
+        }
+        const decoded = decodeTraceRequest(batch.body());
+        assert.deepEqual(
+          decoded.map((d) => d.attributes),
+          wants,
+        );
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 test('a batch of any size under any resource decodes whole (its enclosing fields written in place)', () => {
   fc.assert(
     fc.property(

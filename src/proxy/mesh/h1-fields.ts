@@ -20,11 +20,21 @@ const REQUEST_SKIP = new Set([...RESPONSE_SKIP, 'host', 'http2-settings']);
  * would write give, read back as an HTTP/2 request, without writing and parsing them.
  */
 export function requestFieldsFor(head: MessageHead, line: RequestLine): string[] {
-  const out = [':method', line.method, ':scheme', 'http', ':authority', '', ':path', line.path];
+  const h = head.headers;
+  // Sized once for every field the head may carry, then cut to what was kept: pushed onto an
+  // array literal, the list outgrew its 8 slots at the first field and was copied to 28.
+  const out = new Array<string>(8 + h.length);
+  out[0] = ':method';
+  out[1] = line.method;
+  out[2] = ':scheme';
+  out[3] = 'http';
+  out[4] = ':authority';
+  out[6] = ':path';
+  out[7] = line.path;
+  let n = 8;
   let authority = line.host;
   const drop = line.drop ?? null;
   const tokens = head.connectionTokens;
-  const h = head.headers;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!.toLowerCase();
     if (name === 'host') {
@@ -32,8 +42,10 @@ export function requestFieldsFor(head: MessageHead, line: RequestLine): string[]
       continue;
     }
     if (name === drop || REQUEST_SKIP.has(name) || isHopByHop(name, tokens)) continue;
-    out.push(name, h[i + 1]!);
+    out[n++] = name;
+    out[n++] = h[i + 1]!;
   }
+  out.length = n;
   out[5] = authority ?? '';
   const extra = line.extra ?? '';
   if (extra !== '') {

@@ -110,6 +110,51 @@ function writeUnixNanos(w: Writer, field: number, ms: number): void {
   w.fixed64Parts(field, low, microsHigh * 1000 + (lowNanos - low) / TWO_32);
 }
 
+/**
+ * A run of attributes as last encoded: its keys and values ([key, value, ...]) and their bytes
+ * (the KeyValue fields with their tags).
+ */
+interface AttributeRun {
+  values: (string | number)[];
+  bytes: Buffer;
+}
+
+/**
+ * The last few runs of repeating attributes (FinishedSpan.stableFrom on): a proxy's spans repeat
+ * the same method-independent facts (server, peer, identities, user agent, route) for every
+ * request of a connection or route, and encoding them was a third of what a span cost. A run is
+ * compared value by value and its bytes copied; a miss encodes it and takes the oldest slot.
+ * Bounded: RUN_CACHE_SIZE runs, each at most the attributes of one span.
+ */
+const RUN_CACHE_SIZE = 4;
+const runs: AttributeRun[] = [];
+let oldestRun = 0;
+
+function isRun(run: AttributeRun, attrs: readonly (string | number)[], from: number): boolean {
+  const values = run.values;
+  if (values.length !== attrs.length - from) return false;
+  for (let i = 0; i < values.length; i++) if (values[i] !== attrs[from + i]) return false;
+  return true;
+}
+
+function writeRun(w: Writer, attrs: readonly (string | number)[], from: number): void {
+  for (let r = 0; r < runs.length; r++) {
+    if (isRun(runs[r]!, attrs, from)) {
+      w.raw(runs[r]!.bytes);
+      return;
+    }
+  }
+  const at = w.pos;
+  for (let i = from; i + 1 < attrs.length; i += 2)
+    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!);
+  const run: AttributeRun = { values: attrs.slice(from), bytes: Buffer.from(w.buf.subarray(at, w.pos)) };
+  if (runs.length < RUN_CACHE_SIZE) runs.push(run);
+  else {
+    runs[oldestRun] = run;
+    oldestRun = (oldestRun + 1) % RUN_CACHE_SIZE;
+  }
+}
+
 function writeSpan(w: Writer, f: FinishedSpan): void {
   const s = f.span;
   w.hexBytes(SPAN_TRACE_ID, s.traceId);
@@ -121,8 +166,10 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
   writeUnixNanos(w, SPAN_START, s.startMs);
   writeUnixNanos(w, SPAN_END, Math.max(f.endMs, s.startMs));
   const attrs = f.attributes;
-  for (let i = 0; i + 1 < attrs.length; i += 2)
+  const stable = f.stableFrom ?? attrs.length;
+  for (let i = 0; i + 1 < stable; i += 2)
     writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!);
+  if (stable < attrs.length) writeRun(w, attrs, stable);
   if (f.error) {
     const status = w.begin(SPAN_STATUS);
     if (f.statusMessage !== '') w.string(STATUS_MESSAGE, f.statusMessage);

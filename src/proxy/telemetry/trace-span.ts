@@ -90,6 +90,12 @@ export interface FinishedSpan {
   /** OTLP status: true = ERROR (with `statusMessage`), false = UNSET. */
   readonly error: boolean;
   readonly statusMessage: string;
+  /**
+   * Where the attributes that repeat from span to span begin (an even index; undefined: none do):
+   * those of one connection, peer or route (method aside), encoded once and copied while they
+   * repeat (trace-otlp.ts). The attributes before it change per request (path, status).
+   */
+  readonly stableFrom?: number;
 }
 
 // The process's time origin, read once: the performance.timeOrigin getter allocates per call.

@@ -171,6 +171,7 @@ class SpanRecord implements FinishedSpan {
   readonly attributes: (string | number)[] = [];
   error = false;
   statusMessage = '';
+  stableFrom = 0;
   /** Attributes put so far (the list's length is set to it when the span is complete). */
   private count = 0;
 
@@ -201,6 +202,11 @@ class SpanRecord implements FinishedSpan {
   /** Starts the next span: no attributes yet. */
   reset(): void {
     this.count = 0;
+  }
+
+  /** The attributes put from now on repeat from span to span (FinishedSpan.stableFrom). */
+  markStable(): void {
+    this.stableFrom = this.count;
   }
 
   /** Ends the list after the attributes put (it keeps its capacity for the next span). */
@@ -249,10 +255,24 @@ function finishedSpan(
   const q = e.path.indexOf('?');
   const r = record;
   r.reset();
+  // What changes from request to request.
   r.put('http.request.method', e.method);
   r.put('url.path', q === -1 ? e.path : e.path.slice(0, q));
-  r.put('url.scheme', 'http');
   if (status > 0) r.put('http.response.status_code', status);
+  if (span.kind === 'client') {
+    r.put('trellis.retry_count', span.retryCount);
+    // OpenTelemetry's own attribute, recorded from the first resend on.
+    if (span.retryCount > 0) r.put('http.request.resend_count', span.retryCount);
+  }
+  if (proxyError !== undefined) r.put('trellis.proxy_error', proxyError);
+  const grpc = exchange.grpcStatus;
+  if (grpc !== undefined && /^\d{1,2}$/.test(grpc)) {
+    r.put('rpc.system', 'grpc');
+    r.put('rpc.grpc.status_code', Number(grpc));
+  }
+  // What repeats for every request of a connection, peer or route: encoded once (trace-otlp.ts).
+  r.markStable();
+  r.put('url.scheme', 'http');
   const server = span.server;
   if (server !== null) {
     r.put('server.address', server.host);
@@ -265,21 +285,10 @@ function finishedSpan(
   r.put('trellis.protocol', e.protocol);
   if (span.clientIdentity !== '') r.put('trellis.client.identity', span.clientIdentity);
   if (span.serverIdentity !== '') r.put('trellis.server.identity', span.serverIdentity);
-  if (span.kind === 'client') {
-    r.put('trellis.retry_count', span.retryCount);
-    // OpenTelemetry's own attribute, recorded from the first resend on.
-    if (span.retryCount > 0) r.put('http.request.resend_count', span.retryCount);
-  }
-  if (proxyError !== undefined) r.put('trellis.proxy_error', proxyError);
   const route = exchange.matchedRoute;
   if (route != null) {
     r.put('trellis.route', route.route.label);
     r.put('trellis.route.rule', route.ruleLabel);
-  }
-  const grpc = exchange.grpcStatus;
-  if (grpc !== undefined && /^\d{1,2}$/.test(grpc)) {
-    r.put('rpc.system', 'grpc');
-    r.put('rpc.grpc.status_code', Number(grpc));
   }
   r.seal();
   // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
