@@ -83,6 +83,21 @@ async function main(argv: string[]): Promise<number> {
   return (await load()).run(rest);
 }
 
+// Commands whose stdout is their answer end quietly when its reader has gone (`trellis tap -o json
+// | head -1`: EPIPE), as Unix tools do. The long-running ones (demo, up, run, proxy, ...) decide
+// for themselves: `trellis demo` cleans up first.
+const QUIET_ON_CLOSED_STDOUT = new Set(
+  'stat edges tap top trace routes get authz identity check prometheus-config install uninstall upgrade inject uninject apply help version --version'.split(
+    ' ',
+  ),
+);
+if (QUIET_ON_CLOSED_STDOUT.has(process.argv[2] ?? 'help') || process.argv.includes('--help')) {
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(0);
+  });
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -102,9 +102,13 @@ export async function run(argv: string[]): Promise<number> {
   const services = localServiceIndex(state);
   const view = serviceRoutesView(routes, services, namespace, service, faults);
   const rows = liveRows(view, answer, error);
-  if (output === 'json') process.stdout.write(JSON.stringify({ ...view, ...rows }, null, 2) + '\n');
-  else process.stdout.write([...routesTable(view), '', ...liveTables(rows, windowText)].join('\n') + '\n');
-  if (!services.has(`${namespace}/${service}`)) {
+  const known = services.has(`${namespace}/${service}`);
+  // A missing Service is still shown when routes name it as their parent (they say what is wrong).
+  if (known || view.routes.length > 0) {
+    if (output === 'json') process.stdout.write(JSON.stringify({ ...view, ...rows }, null, 2) + '\n');
+    else process.stdout.write([...routesTable(view), '', ...liveTables(rows, windowText)].join('\n') + '\n');
+  }
+  if (!known) {
     process.stderr.write(
       `trellis routes: no service ${service} in namespace ${namespace} (state folder ${root})\n`,
     );

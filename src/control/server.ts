@@ -33,6 +33,8 @@
 // checked by OperatorAuth in routeHttp before any handler runs: src/control/operator-auth.ts), and
 // so do the reads that show live requests (/api/tap, /api/traces) where the API is reachable from
 // other hosts (sensitiveReadsNeedOperator: `trellis control`, `trellis up` off loopback).
+// What one client can hold of it (connections, time for a head and a request, body bytes) is
+// bounded by src/control/http-bounds.ts; a body is read only once its sender is authorized.
 //
 // The services come from a ServiceCatalog: the state folder for `trellis up` (here), the
 // Kubernetes API for `trellis control` (src/cli/control.ts, which alone loads the Kubernetes
@@ -44,6 +46,13 @@ import type { AddressInfo, Server } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { ConfigError } from '../core/errors.ts';
 import { isSensitiveRead, OperatorAuth } from './operator-auth.ts';
+import {
+  boundConnections,
+  type ControlHttpLimits,
+  DEFAULT_CONTROL_HTTP_LIMITS,
+  readBody,
+  serverDeadlines,
+} from './http-bounds.ts';
 import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
@@ -167,6 +176,12 @@ export interface ControlPlaneComponent {
    * (the embedded trace collector's /v1/traces). Everything else but GET and HEAD needs one.
    */
   readonly openPostPaths?: readonly string[];
+  /**
+   * Whether the sender of a POST to one of its openPostPaths may send it (true), or the answer it
+   * got (false): asked before the body is read, so that no one without the component's own
+   * credential can make the control plane buffer a body.
+   */
+  admitPost?(req: IncomingMessage, res: ServerResponse, path: string): boolean;
   /** Its metrics in the Prometheus text format, for the control plane's GET /metrics. */
   metrics?(): string;
   close?(): Promise<void> | void;
@@ -203,6 +218,8 @@ export interface ControlPlaneOptions {
   readonly sensitiveReadsNeedOperator?: boolean;
   /** The control plane's client certificate for proxies' mTLS tap listeners (src/control/tap/). */
   readonly tapClientTls?: () => TapClientTls | null;
+  /** What one client can hold of the HTTP API (default DEFAULT_CONTROL_HTTP_LIMITS). */
+  readonly httpLimits?: Partial<ControlHttpLimits>;
 }
 
 export interface ControlPlane {
@@ -260,6 +277,7 @@ async function startPlane(
     log: options.log,
     onScrape: (target, samples) => edges.observe(target, samples),
   });
+  const limits = { ...DEFAULT_CONTROL_HTTP_LIMITS, ...options.httpLimits };
   const api: HttpApi = {
     components,
     catalog,
@@ -275,8 +293,11 @@ async function startPlane(
     taps: { open: 0 },
     sensitiveReadsNeedOperator: options.sensitiveReadsNeedOperator ?? false,
     tapClientTls: options.tapClientTls ?? (() => null),
+    limits,
+    connectionMetrics: () => dropMetrics(),
   };
-  const http = createServer((req, res) => void routeHttp(req, res, api));
+  const http = createServer(serverDeadlines(limits), (req, res) => answerHttp(req, res, api));
+  const dropMetrics = boundConnections(http, limits, log);
   try {
     await listen(http, options.httpListen);
   } catch (error) {
@@ -330,6 +351,8 @@ interface HttpApi {
   readonly taps: { open: number };
   readonly sensitiveReadsNeedOperator: boolean;
   readonly tapClientTls: () => TapClientTls | null;
+  readonly limits: ControlHttpLimits;
+  readonly connectionMetrics: () => string;
 }
 
 const EMPTY_BODY = Buffer.alloc(0);
@@ -338,29 +361,37 @@ const EMPTY_BODY = Buffer.alloc(0);
  * Lets only an operator past for any method but GET and HEAD (and a component's open POST paths), then offers the request to each
  * component, then to the control plane's own routes.
  */
+/** Answers a request; a handler that fails gets a 500 (or its connection closed), never the process. */
+function answerHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): void {
+  routeHttp(req, res, api).catch((error: unknown) => {
+    api.log.warn('HTTP API request failed', { path: (req.url ?? '/').split('?')[0]!.slice(0, 200), error });
+    if (res.headersSent) return void res.destroy();
+    res.writeHead(500, { 'content-type': 'application/json', connection: 'close' });
+    res.end(JSON.stringify({ error: 'internal error' }) + '\n');
+  });
+}
+
 async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const reading = req.method === 'GET' || req.method === 'HEAD';
   const path = (req.url ?? '/').split('?')[0]!;
-  const open = req.method === 'POST' && api.components.some((c) => c.openPostPaths?.includes(path) === true);
-  if (!reading && !open && !api.auth.admit(req, res)) return;
+  const openOwner =
+    req.method === 'POST' ? api.components.find((c) => c.openPostPaths?.includes(path) === true) : undefined;
+  if (!reading && openOwner === undefined && !api.auth.admit(req, res)) return;
+  if (openOwner?.admitPost !== undefined && !openOwner.admitPost(req, res, path)) return;
   if (reading && api.sensitiveReadsNeedOperator && isSensitiveRead(path) && !api.auth.admit(req, res)) return;
   const owners = api.components.filter((c) => c.handleHttp !== undefined);
   if (owners.length > 0) {
     let body = '';
-    let raw = EMPTY_BODY;
+    let raw: Buffer = EMPTY_BODY;
     if (!reading) {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of req as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > 1 << 20) {
-          res.writeHead(413, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: 'request body over 1 MiB' }) + '\n');
-          return;
-        }
-        chunks.push(chunk);
+      const read = await readBody(req, api.limits.maxBodyBytes);
+      if (read === null) return; // the client went away
+      if (read === 'too-large') {
+        res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+        res.end(JSON.stringify({ error: `request body over ${api.limits.maxBodyBytes} bytes` }) + '\n');
+        return;
       }
-      raw = Buffer.concat(chunks);
+      raw = read;
       body = raw.toString('utf8');
     }
     for (const c of owners) {
@@ -416,9 +447,12 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
   if (path === '/metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
     res.end(
-      [api.auth.metrics(), api.collector.metrics(), ...api.components.map((c) => c.metrics?.() ?? '')].join(
-        '',
-      ),
+      [
+        api.auth.metrics(),
+        api.connectionMetrics(),
+        api.collector.metrics(),
+        ...api.components.map((c) => c.metrics?.() ?? ''),
+      ].join(''),
     );
     return;
   }

@@ -132,6 +132,7 @@ test('trellis apply and trellis routes: status, rules, backends; creation time k
   const missing = await runCli(['routes', 'nope', '-n', 'mesh', '--state', state]);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /no service nope in namespace mesh/);
+  assert.equal(missing.stdout, ''); // not a table of a Service that is not there first
 
   const removed = await runCli(['apply', '--delete', '--state', state, '-f', join(dir, 'routes.yaml')]);
   assert.equal(removed.code, 0, removed.stderr);

@@ -86,6 +86,23 @@ export function traceCollectorComponent(
     store,
     // The component checks the trace token itself (the operator token is not for proxies).
     openPostPaths: [TRACES_PATH],
+    admitPost(req: IncomingMessage, res: ServerResponse): boolean {
+      const why = refusal(req.headers.authorization, 'http', req.socket.remoteAddress);
+      if (why === null) return true;
+      // The body is not read: the connection closes after the answer.
+      res.writeHead(401, {
+        'content-type': 'application/json',
+        'www-authenticate': 'Bearer realm="trellis-traces"',
+        connection: 'close',
+      });
+      res.end(
+        JSON.stringify({
+          error: `adding spans needs the trace token (${why === 'missing' ? 'no bearer token' : 'wrong token'})`,
+          authenticate: "proxies started by `trellis run` send the state folder's trace-token",
+        }) + '\n',
+      );
+      return false;
+    },
     addGrpcServices(server: grpc.Server): void {
       server.addService(traceServiceDefinition, {
         Export(call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>): void {
@@ -117,20 +134,7 @@ export function traceCollectorComponent(
           send(res, 405, { error: 'method not allowed' });
           return true;
         }
-        const why = refusal(req.headers.authorization, 'http', req.socket.remoteAddress);
-        if (why !== null) {
-          res.writeHead(401, {
-            'content-type': 'application/json',
-            'www-authenticate': 'Bearer realm="trellis-traces"',
-          });
-          res.end(
-            JSON.stringify({
-              error: `adding spans needs the trace token (${why === 'missing' ? 'no bearer token' : 'wrong token'})`,
-              authenticate: "proxies started by `trellis run` send the state folder's trace-token",
-            }) + '\n',
-          );
-          return true;
-        }
+        // admitPost checked the trace token before the body was read.
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim();
         if (type !== 'application/x-protobuf') {
           send(res, 415, { error: 'expected application/x-protobuf (OTLP/HTTP protobuf)' });
