@@ -55,6 +55,7 @@ import {
 } from './http-bounds.ts';
 import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
+import { WatchLimits } from './watch-limits.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
 import { PROMETHEUS_SD_PATH, prometheusTargets } from './metrics/prometheus-sd.ts';
@@ -158,7 +159,7 @@ export function localCatalog(root: string, log: Logger = silentLogger): ServiceC
  */
 export interface ControlPlaneComponent {
   /** Adds its gRPC services to the server (called once, before the server binds). */
-  addGrpcServices?(server: grpc.Server): void;
+  addGrpcServices?(server: grpc.Server, limits?: WatchLimits): void;
   /**
    * Answers an HTTP API request whose path it owns (true), or leaves it to the others (false).
    * `body` is the request body as text (empty for GET).
@@ -220,6 +221,8 @@ export interface ControlPlaneOptions {
   readonly tapClientTls?: () => TapClientTls | null;
   /** What one client can hold of the HTTP API (default DEFAULT_CONTROL_HTTP_LIMITS). */
   readonly httpLimits?: Partial<ControlHttpLimits>;
+  /** Most open streams of each watch API (default MAX_WATCH_STREAMS, watch-limits.ts). */
+  readonly maxWatchStreams?: number;
 }
 
 export interface ControlPlane {
@@ -260,13 +263,15 @@ async function startPlane(
     },
     (error: unknown) => log.error('discovery failed to start', { error }),
   );
+  const watchLimits = new WatchLimits(log, options.maxWatchStreams);
   const destination = await startDestinationServer({
     watcher: options.watcher,
     listen: options.grpcListen,
     clusterDomain: options.clusterDomain,
     log: options.log,
+    limit: watchLimits.of('destination'),
     addServices: (server) => {
-      for (const c of components) c.addGrpcServices?.(server);
+      for (const c of components) c.addGrpcServices?.(server, watchLimits);
     },
   });
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
@@ -294,7 +299,7 @@ async function startPlane(
     sensitiveReadsNeedOperator: options.sensitiveReadsNeedOperator ?? false,
     tapClientTls: options.tapClientTls ?? (() => null),
     limits,
-    connectionMetrics: () => dropMetrics(),
+    connectionMetrics: () => dropMetrics() + watchLimits.metrics(),
   };
   const http = createServer(serverDeadlines(limits), (req, res) => answerHttp(req, res, api));
   const dropMetrics = boundConnections(http, limits, log);

@@ -6,6 +6,7 @@
 // what they had, watch again (maybe a restarted control plane).
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/log.ts';
+import type { StreamLimit } from './watch-limits.ts';
 
 /** What a watch follows: a source that says when it is ready and when it changed. */
 export interface WatchedSource {
@@ -20,6 +21,7 @@ export class WatchStreams<Message> {
   readonly #log: Logger;
   /** What is served, in messages ("policy", "route"). */
   readonly #what: string;
+  #limit: StreamLimit | null = null;
 
   constructor(source: WatchedSource, log: Logger, what: string) {
     this.#source = source;
@@ -31,9 +33,15 @@ export class WatchStreams<Message> {
     return this.#streams.size;
   }
 
+  /** Bounds the open streams (the control plane's WatchLimits): past it a new one is refused. */
+  limitBy(limit: StreamLimit): void {
+    this.#limit = limit;
+  }
+
   /** Serves `call`: `build()` is its message, recomputed on every change of the source. */
   serve(call: grpc.ServerWritableStream<unknown, Message>, build: () => Message): void {
     const streams = this.#streams;
+    if (this.#limit !== null && !this.#limit.admit(streams.size, call)) return;
     streams.add(call);
     let lastSent = '';
     let unsubscribe: () => void = () => {};

@@ -18,6 +18,7 @@ import {
   type Watcher,
 } from '../discovery/watcher.ts';
 import { SubscriberQueue } from './translator.ts';
+import type { StreamLimit } from '../watch-limits.ts';
 
 export interface DestinationServiceOptions {
   readonly watcher: Watcher;
@@ -26,7 +27,16 @@ export interface DestinationServiceOptions {
   /** Per-subscriber queue (see translator.ts). Default 100. */
   readonly queueCapacity?: number;
   readonly log?: Logger;
+  /** The bound on open Watch streams (the control plane's WatchLimits); none when absent. */
+  readonly limit?: StreamLimit;
 }
+
+/**
+ * The largest message any control-plane gRPC method takes (grpc-js's default is 4 MiB): the OTLP
+ * export's 1 MiB bound and its framing; a CSR or a watch request is a few KB. Larger ones are
+ * refused with RESOURCE_EXHAUSTED before they are decoded.
+ */
+export const MAX_GRPC_MESSAGE_BYTES = (1 << 20) + 4096;
 
 export type DestinationTarget =
   | { readonly kind: 'service'; readonly key: ServicePortKey }
@@ -83,6 +93,7 @@ export function addDestinationService(
         });
         return;
       }
+      if (options.limit !== undefined && !options.limit.admit(open.size, call)) return;
       let subscription: Subscription | null = null;
       let ended = false;
       const end = (code: grpc.status, details: string): void => {
@@ -149,7 +160,7 @@ export async function startDestinationServer(
     readonly addServices?: (server: grpc.Server) => void;
   },
 ): Promise<DestinationServer> {
-  const server = new grpc.Server();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES });
   const service = addDestinationService(server, options);
   options.addServices?.(server);
   const port = await new Promise<number>((resolve, reject) => {

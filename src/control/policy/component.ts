@@ -15,6 +15,7 @@ import { loadPolicyApi, type ApiInboundPolicy, type ApiInboundRequestOutput } fr
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import { WatchStreams } from '../watch-streams.ts';
+import type { WatchLimits } from '../watch-limits.ts';
 import { KubernetesPolicySource } from './kubernetes.ts';
 import { LocalPolicySource } from './local.ts';
 import { buildInboundPolicy, type SkippedServer } from './model.ts';
@@ -85,7 +86,8 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
     get openStreams() {
       return streams.size;
     },
-    addGrpcServices(server: grpc.Server) {
+    addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
+      if (limits !== undefined) streams.limitBy(limits.of('policy'));
       server.addService(loadPolicyApi().Policy.service, { WatchInbound: watchInbound });
     },
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {

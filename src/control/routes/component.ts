@@ -18,6 +18,7 @@ import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import type { ServiceView } from '../server.ts';
 import { WatchStreams } from '../watch-streams.ts';
+import type { WatchLimits } from '../watch-limits.ts';
 import { routeObjects } from './objects.ts';
 import { buildRouteSet } from './route-set.ts';
 import { LocalRouteSource, type RouteSource } from './source.ts';
@@ -65,7 +66,8 @@ export function createRouteComponent(
     get openStreams() {
       return streams.size;
     },
-    addGrpcServices(server: grpc.Server) {
+    addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
+      if (limits !== undefined) streams.limitBy(limits.of('route'));
       server.addService(loadRouteApi().Routes.service, { Watch: watch });
     },
     // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
