@@ -203,6 +203,8 @@ export interface ControlPlaneOptions {
   readonly sensitiveReadsNeedOperator?: boolean;
   /** The control plane's client certificate for proxies' mTLS tap listeners (src/control/tap/). */
   readonly tapClientTls?: () => TapClientTls | null;
+  /** Who calls whom, fed by the scrapes (made by the caller to share it with a component). */
+  readonly edges?: EdgeTracker;
 }
 
 export interface ControlPlane {
@@ -253,7 +255,7 @@ async function startPlane(
     },
   });
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  const edges = new EdgeTracker();
+  const edges = options.edges ?? new EdgeTracker();
   const collector = new MetricsCollector({
     listTargets: async () => (await catalog.listScrapeTargets?.()) ?? [],
     intervalMs: options.metricsIntervalMs,
