@@ -59,34 +59,48 @@ const reasonOf = (r: Reply) => String(r.headers['trellis-proxy-error']).split(':
 const ofPath = (spans: ReceivedSpan[], path: string, kind: string) =>
   spans.filter((s) => s.attributes['url.path'] === path && s.kind === kind);
 
+/**
+ * A caller's proxy and web's (app: startApp) over mTLS, ROUTE in force, both exporting to an OTLP
+ * receiver; the caller's proxy starts a trace for `callerRatio` of the requests without one.
+ */
+async function retryingMesh(t: { after(fn: () => unknown): void }, callerRatio: number) {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startApp();
+  t.after(() => app.close());
+  const tracing = (sampleRatio: number) => ({
+    tracing: { collector: receiver.url, sampleRatio, batchDelayMs: 20 },
+  });
+  const server = await world.proxy({
+    identity: await identityFor(world, 'web'),
+    app: app.port,
+    config: { ...tracing(0), workload: { name: 'web', namespace: 'default' } },
+  });
+  await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web'));
+  for (const route of routesFromYaml(ROUTE, Date.now())) await writeRouteFile(world.root, route);
+  await world.rescanRoutes();
+  const client = await world.proxy({
+    identity: await identityFor(world, 'caller'),
+    config: tracing(callerRatio),
+  });
+  const out = portOf(client, 'outbound');
+  // The route is in force once a first failure is retried.
+  const deadline = Date.now() + 20_000;
+  let warm: Reply;
+  let n = 0;
+  do warm = await sendRequest(out, `http://web.default:8080/flaky-warm-${n++}`);
+  while (warm.status !== 200 && Date.now() < deadline);
+  assert.equal(warm.status, 200);
+  return { receiver, app, out };
+}
+
 test(
   'a retried request: one CLIENT span per attempt, each the parent of its SERVER span',
   { timeout: 120_000 },
   async (t) => {
-    const receiver = await startOtlpReceiver();
-    t.after(() => receiver.close());
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const app = await startApp();
-    t.after(() => app.close());
-    const tracing = { tracing: { collector: receiver.url, sampleRatio: 0, batchDelayMs: 20 } };
-    const server = await world.proxy({
-      identity: await identityFor(world, 'web'),
-      app: app.port,
-      config: { ...tracing, workload: { name: 'web', namespace: 'default' } },
-    });
-    await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web'));
-    for (const route of routesFromYaml(ROUTE, Date.now())) await writeRouteFile(world.root, route);
-    await world.rescanRoutes();
-    const client = await world.proxy({ identity: await identityFor(world, 'caller'), config: tracing });
-    const out = portOf(client, 'outbound');
-    // The route is in force once a first failure is retried.
-    const deadline = Date.now() + 20_000;
-    let warm: Reply;
-    let n = 0;
-    do warm = await sendRequest(out, `http://web.default:8080/flaky-warm-${n++}`);
-    while (warm.status !== 200 && Date.now() < deadline);
-    assert.equal(warm.status, 200);
+    const { receiver, app, out } = await retryingMesh(t, 0);
 
     const r = await sendRequest(out, 'http://web.default:8080/flaky', { headers: SAMPLED });
     assert.equal(r.status, 200);
@@ -324,35 +338,8 @@ test(
   'a retried request without trace context: the proxy starts one trace, every attempt in it',
   { timeout: 120_000 },
   async (t) => {
-    const receiver = await startOtlpReceiver();
-    t.after(() => receiver.close());
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const app = await startApp();
-    t.after(() => app.close());
-    const server = await world.proxy({
-      identity: await identityFor(world, 'web'),
-      app: app.port,
-      config: {
-        tracing: { collector: receiver.url, sampleRatio: 0, batchDelayMs: 20 },
-        workload: { name: 'web', namespace: 'default' },
-      },
-    });
-    await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web'));
-    for (const route of routesFromYaml(ROUTE, Date.now())) await writeRouteFile(world.root, route);
-    await world.rescanRoutes();
     // The caller's proxy starts a trace for every request that comes without one.
-    const client = await world.proxy({
-      identity: await identityFor(world, 'caller'),
-      config: { tracing: { collector: receiver.url, sampleRatio: 1, batchDelayMs: 20 } },
-    });
-    const out = portOf(client, 'outbound');
-    const deadline = Date.now() + 20_000;
-    let warm: Reply;
-    let n = 0;
-    do warm = await sendRequest(out, `http://web.default:8080/flaky-warm-${n++}`);
-    while (warm.status !== 200 && Date.now() < deadline);
-    assert.equal(warm.status, 200);
+    const { receiver, app, out } = await retryingMesh(t, 1);
 
     const r = await sendRequest(out, 'http://web.default:8080/flaky-root');
     assert.equal(r.status, 200);
