@@ -92,21 +92,51 @@ export function grpcClient(service: grpc.ServiceClientConstructor, p: Peer): grp
   return new service(p.target, grpc.credentials.createInsecure(), options);
 }
 
-/** Calls a unary method with a deadline; resolves with the response or rejects with a ServiceError. */
+// Trace context, carried as any instrumented app carries it: the fields of the request being
+// served are sent on with every call made for it, so the proxies' spans of those calls join the
+// request's trace (the sidecar's SERVER span, named as the parent in them, is the calls' parent).
+// Without this each hop would start a trace of its own. W3C and both B3 forms; no tracing SDK.
+const TRACE_FIELDS = [
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+] as const;
+
+/** The trace context of an incoming request, as gRPC metadata for the calls made to serve it. */
+export function traceMetadata(headers: http.IncomingHttpHeaders): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  for (const name of TRACE_FIELDS) {
+    const value = headers[name];
+    if (typeof value === 'string') metadata.set(name, value);
+  }
+  return metadata;
+}
+
+/**
+ * Calls a unary method with a deadline (and `metadata`: the trace context of the request it
+ * serves); resolves with the response or rejects with a ServiceError.
+ */
 export function unary<Res>(
   client: grpc.Client,
   method: string,
   request: object,
+  metadata = new grpc.Metadata(),
   timeoutMs = 5000,
 ): Promise<Res> {
   type UnaryMethod = (
     req: object,
+    metadata: grpc.Metadata,
     opts: grpc.CallOptions,
     cb: (err: grpc.ServiceError | null, res?: Res) => void,
   ) => void;
   const call = (client as unknown as Record<string, UnaryMethod>)[method]!;
   return new Promise((resolve, reject) => {
-    call.call(client, request, { deadline: Date.now() + timeoutMs }, (err, res) =>
+    call.call(client, request, metadata.clone(), { deadline: Date.now() + timeoutMs }, (err, res) =>
       err !== null ? reject(err) : resolve(res as Res),
     );
   });

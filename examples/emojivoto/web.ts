@@ -5,6 +5,8 @@
 // /api/leaderboard lists the votes with their emoji, most first (voting.Results).
 // Usage: node examples/emojivoto/web.ts [--listen HOST:PORT | --port N] [--exit-on-stdin-close]
 // with EMOJI_ADDR / VOTING_ADDR (HOST:PORT) to reach them directly, else by name through grpc_proxy.
+// Each call carries the trace context of the request it serves (traceMetadata), so a trace goes on
+// from web to emoji and voting.
 import type http from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import {
@@ -13,6 +15,7 @@ import {
   parseServiceFlags,
   peer,
   serveHttp,
+  traceMetadata,
   unary,
   VotingService,
   type Emoji,
@@ -66,34 +69,34 @@ function sendGrpcError(res: http.ServerResponse, what: string, err: unknown): vo
   sendJson(res, unreachable ? 503 : 500, { error: `${what}: ${e.details ?? e.message ?? String(err)}` });
 }
 
-async function listAll(): Promise<readonly Emoji[]> {
-  return (await unary<{ list: Emoji[] }>(emojiClient, 'listAll', {})).list;
+async function listAll(trace: grpc.Metadata): Promise<readonly Emoji[]> {
+  return (await unary<{ list: Emoji[] }>(emojiClient, 'listAll', {}, trace)).list;
 }
 
-async function vote(res: http.ServerResponse, choice: string): Promise<void> {
+async function vote(res: http.ServerResponse, choice: string, trace: grpc.Metadata): Promise<void> {
   let found: Emoji | undefined;
   try {
     found =
-      (await unary<{ emoji?: Emoji | null }>(emojiClient, 'findByShortcode', { shortcode: choice })).emoji ??
-      undefined;
+      (await unary<{ emoji?: Emoji | null }>(emojiClient, 'findByShortcode', { shortcode: choice }, trace))
+        .emoji ?? undefined;
   } catch (err) {
     return sendGrpcError(res, 'emoji.FindByShortcode', err);
   }
   if (found === undefined || found.shortcode === '')
     return sendJson(res, 404, { error: `no emoji ${choice}` });
   try {
-    await unary(votingClient, 'vote', { shortcode: found.shortcode });
+    await unary(votingClient, 'vote', { shortcode: found.shortcode }, trace);
   } catch (err) {
     return sendGrpcError(res, 'voting.Vote', err);
   }
   sendJson(res, 200, { voted: found });
 }
 
-async function leaderboard(res: http.ServerResponse): Promise<void> {
+async function leaderboard(res: http.ServerResponse, trace: grpc.Metadata): Promise<void> {
   try {
     const [results, list] = await Promise.all([
-      unary<{ results: { shortcode: string; votes: number }[] }>(votingClient, 'results', {}),
-      listAll(),
+      unary<{ results: { shortcode: string; votes: number }[] }>(votingClient, 'results', {}, trace),
+      listAll(trace),
     ]);
     const unicode = new Map(list.map((e) => [e.shortcode, e.unicode]));
     sendJson(
@@ -118,17 +121,17 @@ await serveHttp('web', parseServiceFlags(process.argv.slice(2)), (req, res) => {
     case '/':
       return send(res, 200, 'text/html; charset=utf-8', PAGE);
     case '/api/list':
-      return void listAll().then(
+      return void listAll(traceMetadata(req.headers)).then(
         (list) => sendJson(res, 200, list),
         (err: unknown) => sendGrpcError(res, 'emoji.ListAll', err),
       );
     case '/api/vote': {
       const choice = url.searchParams.get('choice');
       if (choice === null || choice === '') return sendJson(res, 400, { error: 'choice is required' });
-      return void vote(res, choice);
+      return void vote(res, choice, traceMetadata(req.headers));
     }
     case '/api/leaderboard':
-      return void leaderboard(res);
+      return void leaderboard(res, traceMetadata(req.headers));
     default:
       return sendJson(res, 404, { error: `no route for ${url.pathname}` });
   }

@@ -321,10 +321,14 @@ export async function run(argv: string[]): Promise<number> {
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
   const catalog = kubernetesCatalog(kubeConfig, watcher, identity.trustDomain);
+  // The edges, shared with the routes component (a workload page's outbound routes).
+  const { EdgeTracker } = await import('../control/metrics/edges.ts');
+  const edges = new EdgeTracker();
   const plane = await startControlPlane({
     ...settings,
     watcher,
     catalog,
+    edges,
     components: [
       component,
       kubernetesPolicyComponent(kubeConfig, settings.log),
@@ -333,6 +337,7 @@ export async function run(argv: string[]): Promise<number> {
         new KubernetesRouteSource({ kubeConfig, log: settings.log }),
         settings.log,
         async () => (await catalog).listServices(),
+        () => edges.edges(),
       ),
     ],
     operatorToken,

@@ -32,6 +32,7 @@ import { splitHostPort } from '../proxy/config.ts';
 import { LocalTokenVerifier } from '../control/identity/tokens.ts';
 import { localPolicyComponent } from '../control/policy/component.ts';
 import { localRouteComponent } from '../control/routes/component.ts';
+import { EdgeTracker } from '../control/metrics/edges.ts';
 import { loadOrCreateOperatorToken, operatorTokenPath } from '../control/operator-token.ts';
 import { traceCollectorComponent } from '../control/traces/component.ts';
 import { loadOrCreateTraceToken, traceTokenPath } from '../control/traces/token.ts';
@@ -151,14 +152,22 @@ export async function run(argv: string[]): Promise<number> {
     throw error;
   }
   const catalog = localCatalog(root, settings.log);
+  // The edges, shared with the routes component (a workload page's outbound routes).
+  const edges = new EdgeTracker();
   const plane = await startControlPlane({
     ...settings,
     watcher,
     catalog,
+    edges,
     components: [
       component,
       localPolicyComponent(root, settings.log),
-      localRouteComponent(root, settings.log, () => catalog.listServices()),
+      localRouteComponent(
+        root,
+        settings.log,
+        () => catalog.listServices(),
+        () => edges.edges(),
+      ),
       traceCollectorComponent({ log: settings.log, token: traceToken }),
     ],
     operatorToken,

@@ -223,6 +223,8 @@ export interface ControlPlaneOptions {
   readonly httpLimits?: Partial<ControlHttpLimits>;
   /** Most open streams of each watch API (default MAX_WATCH_STREAMS, watch-limits.ts). */
   readonly maxWatchStreams?: number;
+  /** Who calls whom, fed by the scrapes (made by the caller to share it with a component). */
+  readonly edges?: EdgeTracker;
 }
 
 export interface ControlPlane {
@@ -275,7 +277,7 @@ async function startPlane(
     },
   });
   const grpcHost = options.grpcListen.slice(0, options.grpcListen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
-  const edges = new EdgeTracker();
+  const edges = options.edges ?? new EdgeTracker();
   const collector = new MetricsCollector({
     listTargets: async () => (await catalog.listScrapeTargets?.()) ?? [],
     intervalMs: options.metricsIntervalMs,

@@ -11,6 +11,8 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { EmojiService } from '../../examples/emojivoto/common.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 
 const DIR = path.join(REPO, 'examples/emojivoto');
@@ -124,6 +126,55 @@ test('web answers 503 when voting cannot be reached', { timeout: TIMEOUT }, asyn
   const vote = await get(web.listen, '/api/vote?choice=:joy:');
   assert.equal(vote.status, 503, vote.text);
 });
+
+test(
+  "web sends each request's trace context on with the calls it makes for it",
+  { timeout: TIMEOUT },
+  async (t) => {
+    // A stand-in emoji service that keeps the metadata of each call.
+    const seen: grpc.Metadata[] = [];
+    const server = new grpc.Server();
+    server.addService(EmojiService.service, {
+      ListAll: (call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => {
+        seen.push(call.metadata);
+        cb(null, { list: [] });
+      },
+      FindByShortcode: (call: grpc.ServerUnaryCall<object, object>, cb: grpc.sendUnaryData<object>) => {
+        seen.push(call.metadata);
+        cb(null, {});
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err !== null ? reject(err) : resolve(p),
+      ),
+    );
+    t.after(() => server.forceShutdown());
+    const web = await startService(t, 'web', { EMOJI_ADDR: `127.0.0.1:${port}`, VOTING_ADDR: '127.0.0.1:9' });
+    const w3c = {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      tracestate: 'vendor=x',
+    };
+    const res = await fetch(`http://${web.listen}/api/list`, {
+      headers: w3c,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(res.status, 200);
+    const b3 = { b3: '4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1' };
+    const vote = await fetch(`http://${web.listen}/api/vote?choice=:joy:`, {
+      headers: b3,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(vote.status, 404); // the stand-in knows no emoji
+    assert.equal((await fetch(`http://${web.listen}/api/list`)).status, 200);
+    assert.equal(seen.length, 3);
+    assert.deepEqual(seen[0]!.get('traceparent'), [w3c.traceparent]);
+    assert.deepEqual(seen[0]!.get('tracestate'), [w3c.tracestate]);
+    assert.deepEqual(seen[1]!.get('b3'), [b3.b3]);
+    assert.deepEqual(seen[1]!.get('traceparent'), []);
+    assert.deepEqual(seen[2]!.get('traceparent'), [], 'a request without context sends none');
+  },
+);
 
 /**
  * A stand-in for the sidecar's outbound side: CONNECT NAME:PORT and absolute-form requests to

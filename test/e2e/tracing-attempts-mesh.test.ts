@@ -1,7 +1,7 @@
 // Spans of the requests that are not one plain forward, through real proxies with mTLS: a route
 // that retries gives each attempt its own CLIENT span (siblings under the caller's span, retry
-// counts 0, 1, ..., each the parent of the SERVER span its attempt reached), HTTP/1 and gRPC; a
-// sampled request the
+// counts 0, 1, ..., each the parent of the SERVER span its attempt reached), HTTP/1 and gRPC, and
+// under one INTERNAL request span when the proxy started the trace itself; a sampled request the
 // proxy refuses (denied by policy, over a rate limit) still gets its SERVER span, which ends
 // with the refusal's status and the trellis-proxy-error reason.
 import { test } from 'node:test';
@@ -59,34 +59,48 @@ const reasonOf = (r: Reply) => String(r.headers['trellis-proxy-error']).split(':
 const ofPath = (spans: ReceivedSpan[], path: string, kind: string) =>
   spans.filter((s) => s.attributes['url.path'] === path && s.kind === kind);
 
+/**
+ * A caller's proxy and web's (app: startApp) over mTLS, ROUTE in force, both exporting to an OTLP
+ * receiver; the caller's proxy starts a trace for `callerRatio` of the requests without one.
+ */
+async function retryingMesh(t: { after(fn: () => unknown): void }, callerRatio: number) {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const app = await startApp();
+  t.after(() => app.close());
+  const tracing = (sampleRatio: number) => ({
+    tracing: { collector: receiver.url, sampleRatio, batchDelayMs: 20 },
+  });
+  const server = await world.proxy({
+    identity: await identityFor(world, 'web'),
+    app: app.port,
+    config: { ...tracing(0), workload: { name: 'web', namespace: 'default' } },
+  });
+  await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web'));
+  for (const route of routesFromYaml(ROUTE, Date.now())) await writeRouteFile(world.root, route);
+  await world.rescanRoutes();
+  const client = await world.proxy({
+    identity: await identityFor(world, 'caller'),
+    config: tracing(callerRatio),
+  });
+  const out = portOf(client, 'outbound');
+  // The route is in force once a first failure is retried.
+  const deadline = Date.now() + 20_000;
+  let warm: Reply;
+  let n = 0;
+  do warm = await sendRequest(out, `http://web.default:8080/flaky-warm-${n++}`);
+  while (warm.status !== 200 && Date.now() < deadline);
+  assert.equal(warm.status, 200);
+  return { receiver, app, out };
+}
+
 test(
   'a retried request: one CLIENT span per attempt, each the parent of its SERVER span',
   { timeout: 120_000 },
   async (t) => {
-    const receiver = await startOtlpReceiver();
-    t.after(() => receiver.close());
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const app = await startApp();
-    t.after(() => app.close());
-    const tracing = { tracing: { collector: receiver.url, sampleRatio: 0, batchDelayMs: 20 } };
-    const server = await world.proxy({
-      identity: await identityFor(world, 'web'),
-      app: app.port,
-      config: { ...tracing, workload: { name: 'web', namespace: 'default' } },
-    });
-    await world.register('web', 'web-1', portOf(server, 'inbound'), idOf('web'));
-    for (const route of routesFromYaml(ROUTE, Date.now())) await writeRouteFile(world.root, route);
-    await world.rescanRoutes();
-    const client = await world.proxy({ identity: await identityFor(world, 'caller'), config: tracing });
-    const out = portOf(client, 'outbound');
-    // The route is in force once a first failure is retried.
-    const deadline = Date.now() + 20_000;
-    let warm: Reply;
-    let n = 0;
-    do warm = await sendRequest(out, `http://web.default:8080/flaky-warm-${n++}`);
-    while (warm.status !== 200 && Date.now() < deadline);
-    assert.equal(warm.status, 200);
+    const { receiver, app, out } = await retryingMesh(t, 0);
 
     const r = await sendRequest(out, 'http://web.default:8080/flaky', { headers: SAMPLED });
     assert.equal(r.status, 200);
@@ -319,3 +333,49 @@ test('a retried gRPC call: one CLIENT span per attempt, over HTTP/2', { timeout:
     'each attempt reached the server carrying its own span',
   );
 });
+
+test(
+  'a retried request without trace context: the proxy starts one trace, every attempt in it',
+  { timeout: 120_000 },
+  async (t) => {
+    // The caller's proxy starts a trace for every request that comes without one.
+    const { receiver, app, out } = await retryingMesh(t, 1);
+
+    const r = await sendRequest(out, 'http://web.default:8080/flaky-root');
+    assert.equal(r.status, 200);
+    assert.equal(app.hits.get('/flaky-root'), 2);
+    await receiver.waitFor(
+      (s) =>
+        ofPath(s, '/flaky-root', 'SPAN_KIND_CLIENT').length >= 2 &&
+        ofPath(s, '/flaky-root', 'SPAN_KIND_SERVER').length >= 2,
+    );
+    await new Promise((done) => setTimeout(done, 300)); // nothing more comes
+    const all = receiver.spans.filter((s) => s.attributes['url.path'] === '/flaky-root');
+    const clients = ofPath(all, '/flaky-root', 'SPAN_KIND_CLIENT');
+    const servers = ofPath(all, '/flaky-root', 'SPAN_KIND_SERVER');
+    assert.equal(new Set(all.map((s) => s.traceId)).size, 1, 'one trace');
+    assert.equal(clients.length, 2, 'one CLIENT span per attempt');
+    assert.equal(servers.length, 2);
+    // One root: the request's own span, the common parent of its attempts (a span the proxy makes
+    // because the trace starts here and there is no caller's span to be the siblings' parent).
+    const roots = all.filter((s) => s.parentSpanId === '');
+    assert.equal(roots.length, 1, 'one root span');
+    const root = roots[0]!;
+    assert.equal(root.kind, 'SPAN_KIND_INTERNAL');
+    assert.equal(root.attributes['http.response.status_code'], 200);
+    assert.equal(root.attributes['trellis.retry_count'], 1);
+    assert.equal(root.status.code, 'STATUS_CODE_UNSET');
+    const [first, second] = clients.sort(
+      (a, b) => Number(a.attributes['trellis.retry_count']) - Number(b.attributes['trellis.retry_count']),
+    ) as [ReceivedSpan, ReceivedSpan];
+    for (const c of clients) {
+      assert.equal(c.parentSpanId, root.spanId, 'every attempt is a child of the request span');
+      assert.equal(c.flags & 0x300, 0x100, "the attempts' parent is local (has_is_remote, not remote)");
+    }
+    assert.equal(first.attributes['trellis.retry_count'], 0);
+    assert.equal(first.attributes['http.response.status_code'], 503);
+    assert.equal(second.attributes['trellis.retry_count'], 1);
+    assert.ok(root.startNanos <= first.startNanos && root.endNanos >= second.endNanos);
+    assert.deepEqual(servers.map((s) => s.parentSpanId).sort(), [first.spanId, second.spanId].sort());
+  },
+);

@@ -3,12 +3,14 @@
 // fresh folder, `trellis dashboard --state` printing the page's URL. The page must render every
 // workload, update live (web's request counter grows while vote-bot sends), draw the edges that
 // `trellis edges -o json` reports, show a workload page with callers and callees, the route the
-// test applies to web (its status, backend and live numbers), a live tap, and recent traces of the
+// test applies to web (its status, backend and live numbers), the routes of its calls (the Services
+// of emoji and voting; on vote-bot's page, web's route), a live tap, and recent traces of the
 // demo's traffic (the demo traces every request) of which one opens with its spans, show the CLI
-// command of each view, and load nothing from anywhere but the control plane. The screenshot of
-// the namespace view goes to a temporary folder, or to docs/dashboard.png (README shows it) when
-// TRELLIS_UPDATE_SCREENSHOT=1, so that a test run leaves the checkout as it was. A second test feeds the page names
-// that are markup (through request interception) and checks they stay text.
+// command of each view, and load nothing from anywhere but the control plane. The screenshots of
+// the namespace view and of web's workload page go to a temporary folder, or to docs/dashboard.png
+// and docs/dashboard-workload.png (README shows them) when TRELLIS_UPDATE_SCREENSHOT=1, so that a
+// test run leaves the checkout as it was. A second test feeds the page names that are markup
+// (through request interception) and checks they stay text.
 // Skipped, saying so, when chromium is not installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,10 +27,13 @@ import { DASHBOARD_CSS, DASHBOARD_HTML } from '../../src/control/dashboard/page.
 const CHROMIUM = '/usr/bin/chromium';
 const SKIP = existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (Debian package chromium)`;
 const TEST_TIMEOUT = 240_000;
-const SCREENSHOT =
+const screenshotPath = (name: string) =>
   process.env.TRELLIS_UPDATE_SCREENSHOT === '1'
-    ? join(REPO, 'docs/dashboard.png')
-    : join(tmpdir(), `trellis-dashboard-${process.pid}.png`);
+    ? join(REPO, `docs/${name}.png`)
+    : join(tmpdir(), `trellis-${name}-${process.pid}.png`);
+const SCREENSHOT = screenshotPath('dashboard');
+/** web's workload page, with its routes, the routes of its calls, its tap and a trace open. */
+const SCREENSHOT_WORKLOAD = screenshotPath('dashboard-workload');
 
 /** An HTTPRoute on web that sends all of its requests to web: vote-bot's calls go through it. */
 const WEB_ROUTE = `apiVersion: gateway.networking.k8s.io/v1
@@ -206,6 +211,23 @@ test(
       await page.$eval('#routes [data-cli]', (c) => c.getAttribute('data-cli') ?? ''),
       /^trellis routes -n emojivoto web$/,
     );
+    // The routes of its calls: the Services of the workloads its edges show it calling.
+    for (const callee of ['emojivoto/emoji', 'emojivoto/voting'])
+      await page.waitForSelector(`#outbound-routes [data-outbound-service="${callee}"]`, { timeout: 30_000 });
+    assert.match(
+      await page.$eval(
+        '#outbound-routes [data-outbound-service="emojivoto/voting"]',
+        (n) => n.textContent ?? '',
+      ),
+      /seen calling it.*No route applies/,
+    );
+    // vote-bot's calls go by the route applied to web above.
+    await page.goto(`${url}#/workload/emojivoto/vote-bot`, { waitUntil: 'load' });
+    await page.waitForSelector(
+      '#outbound-routes [data-outbound-service="emojivoto/web"] [data-route="HTTPRoute/emojivoto/web-all"]',
+      { timeout: 30_000 },
+    );
+    await page.goto(`${url}#/workload/emojivoto/web`, { waitUntil: 'load' });
     // Its recent traces: the demo's requests through web, newest first; one opens with its spans.
     await page.waitForSelector('#traces tr[data-trace-id]', { timeout: 30_000 });
     assert.match(
@@ -229,6 +251,9 @@ test(
       `a span of web: ${JSON.stringify(spans)}`,
     );
     assert.equal(await page.$$eval('#trace svg.span-bar rect', (r) => r.length), spans.length);
+    await page.screenshot({ path: SCREENSHOT_WORKLOAD, fullPage: true });
+    assert.ok(statSync(SCREENSHOT_WORKLOAD).size > 10_000, 'the screenshot was written');
+    if (process.env.TRELLIS_UPDATE_SCREENSHOT !== '1') rmSync(SCREENSHOT_WORKLOAD, { force: true });
     const cli = await runCli(['trace', '--state', state, traceId]);
     assert.equal(cli.code, 0, cli.stderr);
     const kept = Number(new RegExp(`^trace ${traceId}: (\\d+) spans`).exec(cli.stdout)?.[1]);
@@ -377,6 +402,9 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
       ],
     },
   };
+  // The Services it calls: the same names, as outbound.
+  const routesOf = api['/api/workload-routes'] as { services: object[]; outbound?: object[] };
+  routesOf.outbound = routesOf.services.map((service) => ({ ...service, known_by: ['calls'] }));
   const browser = await launch(t);
   const page = await servedPage(browser, (path) => (path in api ? { status: 200, body: api[path] } : null));
   await page.goto('http://dashboard.test/dashboard#/', { waitUntil: 'load' });
@@ -402,6 +430,8 @@ test('names that look like markup stay text', { skip: SKIP, timeout: 60_000 }, a
   assert.equal(await page.evaluate('window.__pwned'), undefined);
   assert.equal(await page.$$eval('main img, main script', (n) => n.length), 0);
   assert.ok((await page.$eval('#routes', (m) => m.textContent ?? '')).includes(evil));
+  await page.waitForSelector('#outbound-routes [data-route] tr[data-backend]');
+  assert.ok((await page.$eval('#outbound-routes', (m) => m.textContent ?? '')).includes(evil));
   assert.ok((await page.$eval('#trace', (m) => m.textContent ?? '')).includes(evil));
 });
 

@@ -70,6 +70,25 @@ function assertServing(row: Row, minRps: number): void {
   assert.ok(row.tcpConnections !== null && row.tcpConnections >= 1, `${row.name} connections`);
 }
 
+/** The mesh demo started, once it printed its first table. */
+async function runningDemo(t: { after(fn: () => unknown): void }): Promise<DemoRun> {
+  const run = startDemo(t, ['--interval', '500']);
+  await until(
+    () => run.stdout().includes('LATENCY_P99'),
+    90_000,
+    'the first table',
+    () => run.stderr() + run.stdout(),
+  );
+  return run;
+}
+
+/** SIGTERM stops the demo with exit 0, leaving nothing behind. */
+async function stopDemo(run: DemoRun): Promise<void> {
+  run.proc.kill('SIGTERM');
+  assert.equal(await run.exited, 0, run.stderr());
+  assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+}
+
 test(
   'trellis demo --duration 10 -o json: emojivoto on the mesh with traffic, then exits 0 and cleans up',
   { timeout: TEST_TIMEOUT },
@@ -95,30 +114,16 @@ test(
 );
 
 test('SIGTERM stops the demo with exit 0 and leaves nothing behind', { timeout: TEST_TIMEOUT }, async (t) => {
-  const run = startDemo(t, ['--interval', '500']);
-  await until(
-    () => run.stdout().includes('LATENCY_P99'),
-    90_000,
-    'the first table',
-    () => run.stderr() + run.stdout(),
-  );
+  const run = await runningDemo(t);
   assert.match(run.stdout(), /^web\s+1\/1/m);
-  run.proc.kill('SIGTERM');
-  assert.equal(await run.exited, 0, run.stderr());
-  assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+  await stopDemo(run);
 });
 
 test(
   'while the demo runs, stat, check, authz, identity and the caption pasted work from its folder',
   { timeout: TEST_TIMEOUT },
   async (t) => {
-    const run = startDemo(t, ['--interval', '500']);
-    await until(
-      () => run.stdout().includes('LATENCY_P99'),
-      90_000,
-      'the first table',
-      () => run.stderr() + run.stdout(),
-    );
+    const run = await runningDemo(t);
     const state = stateFolder(run.stderr());
     assert.equal(state, join(run.cwd, '.trellis'), 'the default state folder of its working directory');
     const env = { ...process.env, TRELLIS_STATE: '' };
@@ -148,9 +153,46 @@ test(
     assert.equal(pasted.status, 0, pasted.stderr);
     assert.match(pasted.stdout, /^web\s+1\/1\s/m);
 
-    run.proc.kill('SIGTERM');
-    assert.equal(await run.exited, 0, run.stderr());
-    assertNothingLeft(run, MESH_WORKLOADS, EMOJIVOTO_SCRIPTS);
+    await stopDemo(run);
+  },
+);
+
+test(
+  "the demo's traces join: one trace spans vote-bot, web and the gRPC services web calls",
+  { timeout: TEST_TIMEOUT },
+  async (t) => {
+    const run = await runningDemo(t);
+    const here = { cwd: run.cwd, env: { ...process.env, TRELLIS_STATE: '' } };
+    // web carries each request's trace context to its calls (examples/emojivoto/common.ts), so the
+    // trace the vote-bot's proxy starts goes on through web to emoji or voting.
+    let joined: { trace_id: string; services: string[]; spans: number } | undefined;
+    let last = '';
+    const deadline = Date.now() + 30_000;
+    while (joined === undefined && Date.now() < deadline) {
+      const out = await runCli(['trace', '--service', 'web', '--limit', '200', '-o', 'json'], here);
+      assert.equal(out.code, 0, out.stderr);
+      last = out.stdout;
+      const traces = JSON.parse(out.stdout) as { trace_id: string; services: string[]; spans: number }[];
+      joined = traces.find(
+        (s) =>
+          s.services.includes('vote-bot') &&
+          s.services.includes('web') &&
+          (s.services.includes('emoji') || s.services.includes('voting')),
+      );
+      if (joined === undefined) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(joined !== undefined, `no trace spans web and emoji/voting: ${last.slice(0, 2000)}`);
+    assert.ok(joined.spans >= 4, `spans ${joined.spans}`);
+    // Its tree: the emoji or voting SERVER span sits under web's spans, not at the top.
+    const tree = await runCli(['trace', joined.trace_id], here);
+    assert.equal(tree.code, 0, tree.stderr);
+    const lines = tree.stdout.split('\n');
+    const depth = (l: string) => l.indexOf('─ ');
+    const callee = lines.find((l) => /\b(emoji|voting) SERVER\b/.test(l));
+    const web = lines.find((l) => /\bweb SERVER\b/.test(l));
+    assert.ok(callee !== undefined && web !== undefined, tree.stdout);
+    assert.ok(depth(callee) > depth(web), tree.stdout);
+    await stopDemo(run);
   },
 );
 

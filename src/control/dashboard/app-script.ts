@@ -333,6 +333,8 @@ export const DASHBOARD_SCRIPT = String.raw`
         edgeTable(outbound),
         el('h3', null, 'Routes to ' + name + ' (HTTPRoute, GRPCRoute)'),
         routesView(ns, name),
+        el('h3', null, 'Routes of ' + name + "'s calls (HTTPRoute, GRPCRoute)"),
+        outboundRoutesView(ns, name),
         el('h3', null, 'Live requests (tap)'),
         tapView(ns, name),
         el('h3', null, 'Recent traces through ' + name),

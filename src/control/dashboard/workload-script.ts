@@ -6,7 +6,9 @@
 //   routes   GET /api/workload-routes?namespace=NS&workload=NAME: the Services the workload backs,
 //            each with the routes `trellis routes SVC -n NS` shows (status per parent, rules,
 //            backends with weights and shares), and per Service GET /api/route-stats for the live
-//            numbers per route and backend
+//            numbers per route and backend; and the Services it calls (outbound: named by a
+//            consumer route of its namespace, or seen in its edges), each with the routes that
+//            apply to its calls
 //   traces   GET /api/traces?service=NAME&namespace=NS&limit=TRACE_ROWS: the recent traces with a
 //            span of the workload, newest first; #/workload/NS/NAME/trace/ID opens one
 //            (GET /api/traces/ID) as a waterfall of its spans, each under its parent
@@ -130,6 +132,26 @@ export const WORKLOAD_SCRIPT = String.raw`
       return el('div', { class: 'service-routes', 'data-service': s.namespace + '/' + s.service }, [
         el('h4', null, 'Service ' + s.service + (s.ports.length === 0 ? '' : ' (ports ' + s.ports.join(', ') + ')')),
         cliBox(['trellis routes' + nsArg(ns) + ' ' + shellQuote(s.service)]),
+      ].concat(blocks));
+    }));
+  }
+
+  // The Services the workload calls, each with the routes its calls go by (consumer routes of its
+  // namespace first, else the Service's producer routes), and how the control plane knows.
+  function outboundRoutesView(ns, name) {
+    var d = workloadData;
+    if (d.routesWhy !== null || d.routes === null) return el('div', { id: 'outbound-routes' }, []);
+    var list = Array.isArray(d.routes.outbound) ? d.routes.outbound : [];
+    if (list.length === 0)
+      return el('div', { id: 'outbound-routes' }, [el('p', { 'data-outbound': 'none' }, 'No Service is known to be called by ' + name +
+        ': no consumer route of ' + ns + ' names one, and its proxies have not been seen calling a workload that backs one.')]);
+    return el('div', { id: 'outbound-routes', 'data-outbound': String(list.length) }, list.map(function (s) {
+      var known = s.known_by.map(function (k) { return k === 'calls' ? 'seen calling it' : 'a consumer route of ' + ns + ' names it'; }).join('; ');
+      var blocks = s.routes.map(function (r) { return routeBlock(r, null); });
+      if (blocks.length === 0) blocks.push(el('p', null, 'No route applies: calls to ' + s.service + ' go to its endpoints as they are.'));
+      return el('div', { class: 'service-routes', 'data-outbound-service': s.namespace + '/' + s.service }, [
+        el('h4', null, 'Service ' + s.namespace + '/' + s.service + ' (' + known + ')'),
+        cliBox(['trellis routes' + nsArg(s.namespace) + ' ' + shellQuote(s.service)]),
       ].concat(blocks));
     }));
   }

@@ -6,8 +6,9 @@
 //   HTTP  GET /api/routes?kind=HTTPRoute&namespace=NS&name=NAME   the routes as objects with their
 //         status (objects.ts), for `trellis get`; every filter optional
 //   HTTP  GET /api/workload-routes?namespace=NS&workload=NAME   the Services the workload backs,
-//         each with the routes `trellis routes` shows (workload-routes.ts), for the dashboard's
-//         workload page; 400 without both
+//         each with the routes `trellis routes` shows, and the Services it calls with the routes
+//         that apply to its calls (workload-routes.ts), for the dashboard's workload page; 400
+//         without both
 //
 // Streams are served by the shared WatchStreams (src/control/watch-streams.ts): a set is sent
 // again only when it differs from the last one sent.
@@ -15,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi, type ApiRouteSet, type ApiRouteTargetOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
+import type { Edge } from '../metrics/edges.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import type { ServiceView } from '../server.ts';
 import { WatchStreams } from '../watch-streams.ts';
@@ -26,6 +28,8 @@ import { workloadRoutesView } from './workload-routes.ts';
 
 /** The Services with their endpoints (the control plane's catalog), to tell which a workload backs. */
 export type ListServices = () => Promise<readonly ServiceView[]>;
+/** Who calls whom (the control plane's edges), to tell which Services a workload calls. */
+export type ListEdges = () => readonly Edge[];
 
 export interface RouteComponent extends ControlPlaneComponent {
   readonly source: RouteSource;
@@ -34,8 +38,13 @@ export interface RouteComponent extends ControlPlaneComponent {
 }
 
 /** The routes component over the state folder `root` (`trellis up`). */
-export function localRouteComponent(root: string, log: Logger, listServices?: ListServices): RouteComponent {
-  return createRouteComponent(new LocalRouteSource({ root, log }), log, listServices);
+export function localRouteComponent(
+  root: string,
+  log: Logger,
+  listServices?: ListServices,
+  listEdges?: ListEdges,
+): RouteComponent {
+  return createRouteComponent(new LocalRouteSource({ root, log }), log, listServices, listEdges);
 }
 
 type WatchCall = grpc.ServerWritableStream<ApiRouteTargetOutput, ApiRouteSet>;
@@ -44,6 +53,7 @@ export function createRouteComponent(
   source: RouteSource,
   parentLog: Logger,
   listServices: ListServices = async () => [],
+  listEdges: ListEdges = () => [],
 ): RouteComponent {
   const log = parentLog.child({ component: 'route-api' });
   const streams = new WatchStreams<ApiRouteSet>(source, log, 'route');
@@ -73,7 +83,8 @@ export function createRouteComponent(
     // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
     metrics: () => (source as { metrics?: () => string }).metrics?.() ?? '',
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-      if (path === '/api/workload-routes') return serveWorkloadRoutes(req, res, source, listServices);
+      if (path === '/api/workload-routes')
+        return serveWorkloadRoutes(req, res, source, listServices, listEdges);
       if (path !== '/api/routes') return false;
       return serveRouteObjects(req, res, source);
     },
@@ -114,6 +125,7 @@ async function serveWorkloadRoutes(
   res: ServerResponse,
   source: RouteSource,
   listServices: ListServices,
+  listEdges: ListEdges,
 ): Promise<true> {
   const send = jsonSender(res);
   if (refusedAsNotRead(req, res, send)) return true;
@@ -125,7 +137,7 @@ async function serveWorkloadRoutes(
     return true;
   }
   await source.ready();
-  send(200, workloadRoutesView(source.snapshot(), await listServices(), namespace, workload));
+  send(200, workloadRoutesView(source.snapshot(), await listServices(), namespace, workload, listEdges()));
   return true;
 }
 

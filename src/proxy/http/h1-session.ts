@@ -740,6 +740,10 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
 
   /** A route's RequestRedirect: the proxy answers with the redirect (routes.ts). */
   private replyRedirect(status: number, location: string): void {
+    const ctx = this.ctx;
+    // A sampled request gets its span, as an error answered here does (replyError).
+    if (ctx.tracer != null && this.traceSpan === null && this.req !== null)
+      this.startSpan(ctx.tracer, this.req);
     this.answer(status, true, undefined, (close) =>
       Buffer.from(
         `HTTP/1.1 ${status} ${reasonPhrase(status)}\r\nLocation: ${location}\r\nContent-Length: 0\r\n` +

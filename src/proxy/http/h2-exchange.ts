@@ -250,6 +250,8 @@ export class H2Exchange implements EndpointSink {
       return;
     }
     if (decision.kind === 'redirect') {
+      // A sampled request gets its span, as an error answered here does (respondWithError).
+      if (this.ctx.tracer != null && !this.traced) this.startSpan(this.ctx.tracer, target, null);
       this.clearResponseTimer();
       this.responded = true;
       this.outcome.status = decision.status;

@@ -49,6 +49,7 @@ const ANY_INT = 3;
 /** SpanKind enum values. */
 const KIND_SERVER = 2;
 const KIND_CLIENT = 3;
+const KIND_INTERNAL = 1;
 /** Status.StatusCode ERROR. */
 const STATUS_ERROR = 2;
 /** SpanFlags: the W3C sampled flag, and "has_is_remote" (bit 8) with the parent's remoteness (bit 9). */
@@ -162,7 +163,7 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
   if (s.traceState !== '') w.string(SPAN_TRACE_STATE, s.traceState);
   if (s.parentSpanId !== null) w.hexBytes(SPAN_PARENT_SPAN_ID, s.parentSpanId);
   w.string(SPAN_NAME, f.name);
-  w.uint32(SPAN_KIND, s.kind === 'server' ? KIND_SERVER : KIND_CLIENT);
+  w.uint32(SPAN_KIND, s.kind === 'server' ? KIND_SERVER : s.kind === 'client' ? KIND_CLIENT : KIND_INTERNAL);
   writeUnixNanos(w, SPAN_START, s.startMs);
   writeUnixNanos(w, SPAN_END, Math.max(f.endMs, s.startMs));
   const attrs = f.attributes;
@@ -176,10 +177,13 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
     w.uint32(STATUS_CODE, STATUS_ERROR);
     w.end(status);
   }
-  // A parent came from another process (the caller); a root has none.
+  // A parent came from another process (the caller), except a retry's request span; a root has none.
   w.fixed32(
     SPAN_FLAGS,
-    FLAGS_SAMPLED | (s.parentSpanId !== null ? FLAGS_HAS_IS_REMOTE | FLAGS_IS_REMOTE : FLAGS_HAS_IS_REMOTE),
+    FLAGS_SAMPLED |
+      (s.parentSpanId !== null && s.request === null
+        ? FLAGS_HAS_IS_REMOTE | FLAGS_IS_REMOTE
+        : FLAGS_HAS_IS_REMOTE),
   );
 }
 

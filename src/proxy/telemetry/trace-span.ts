@@ -5,7 +5,8 @@ import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../../core/target.ts';
 
-export type SpanKind = 'server' | 'client';
+/** 'internal': the span of a retried request a proxy started the trace of (nextAttemptSpan). */
+export type SpanKind = 'server' | 'client' | 'internal';
 
 export class TraceSpan {
   readonly kind: SpanKind;
@@ -32,6 +33,11 @@ export class TraceSpan {
   server: Target | null = null;
   /** A CLIENT span: the attempt it stands for (0 the first, 1 the first retry, ...). */
   retryCount = 0;
+  /**
+   * An attempt whose parent is the request span this proxy made (nextAttemptSpan: a retry in a
+   * trace the proxy started), which the last attempt's finish ends; null otherwise.
+   */
+  request: TraceSpan | null = null;
 
   constructor(
     kind: SpanKind,
@@ -60,21 +66,54 @@ export type SpanAttribute = readonly [key: string, value: string | number];
  * parent and tracestate, a new id), starting now, with the retry count one more.
  */
 export function nextAttemptSpan(span: TraceSpan): TraceSpan {
+  const next = attemptSpan(span, randomHexId(8), span.parentSpanId, wallNowMs());
+  next.request = span.request;
+  next.retryCount = span.retryCount + 1;
+  return next;
+}
+
+/**
+ * A retry in a trace this proxy started (the first attempt is a root): the attempts get a common
+ * parent, an INTERNAL span for the whole request made now, from the first attempt's start to the
+ * last one's end (a collector sees one trace with one root, not a root per attempt). Returns the
+ * first attempt as a child of it (same id, as already sent upstream), to be finished in its place.
+ */
+export function underRequestSpan(first: TraceSpan): TraceSpan {
+  const request = new TraceSpan(
+    'internal',
+    first.traceId,
+    randomHexId(8),
+    null,
+    '',
+    first.startMs,
+    first.userAgent,
+  );
+  copyPeer(first, request);
+  const child = attemptSpan(first, first.spanId, request.spanId, first.startMs);
+  child.request = request;
+  child.retryCount = first.retryCount;
+  return child;
+}
+
+function attemptSpan(span: TraceSpan, spanId: string, parent: string | null, startMs: number): TraceSpan {
   const next = new TraceSpan(
     span.kind,
     span.traceId,
-    randomHexId(8),
-    span.parentSpanId,
+    spanId,
+    parent,
     span.traceState,
-    wallNowMs(),
+    startMs,
     span.userAgent,
   );
-  next.peerAddress = span.peerAddress;
-  next.clientIdentity = span.clientIdentity;
-  next.serverIdentity = span.serverIdentity;
-  next.server = span.server;
-  next.retryCount = span.retryCount + 1;
+  copyPeer(span, next);
   return next;
+}
+
+function copyPeer(from: TraceSpan, to: TraceSpan): void {
+  to.peerAddress = from.peerAddress;
+  to.clientIdentity = from.clientIdentity;
+  to.serverIdentity = from.serverIdentity;
+  to.server = from.server;
 }
 
 /** Attributes as one flat list, key then value: [key, value, key, value, ...] (no pair arrays). */

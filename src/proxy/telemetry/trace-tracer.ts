@@ -13,7 +13,13 @@ import {
   joinTraceObject,
   type HeaderObject,
 } from './trace-propagation.ts';
-import { nextAttemptSpan, wallNowMs, type FinishedSpan, type TraceSpan } from './trace-span.ts';
+import {
+  nextAttemptSpan,
+  underRequestSpan,
+  wallNowMs,
+  type FinishedSpan,
+  type TraceSpan,
+} from './trace-span.ts';
 import type { SpanSink } from './trace-export.ts';
 import type { Target } from '../../core/target.ts';
 
@@ -96,6 +102,24 @@ export class Tracer {
     reason?: string,
   ): void {
     this.opts.sink.add(finishedSpan(span, status, failed, exchange, reason));
+    // The last attempt of a retried request this proxy started the trace of ends the request's span.
+    const request = span.request;
+    if (request !== null) {
+      request.retryCount = span.retryCount;
+      this.opts.sink.add(finishedSpan(request, status, failed, exchange, reason));
+    }
+  }
+
+  /** The failed attempt of a retry ends: under a request span of its own when it is a root. */
+  private finishAttempt(
+    span: TraceSpan,
+    status: number,
+    exchange: DescribedExchange,
+    reason: string | undefined,
+  ): TraceSpan {
+    const attempt = span.parentSpanId === null ? underRequestSpan(span) : span;
+    this.opts.sink.add(finishedSpan(attempt, status, true, exchange, reason));
+    return attempt;
   }
 
   /**
@@ -111,8 +135,7 @@ export class Tracer {
     exchange: DescribedExchange,
     reason?: string,
   ): TraceSpan {
-    this.finish(span, status, true, exchange, reason);
-    const next = nextAttemptSpan(span);
+    const next = nextAttemptSpan(this.finishAttempt(span, status, exchange, reason));
     carryAttempt(fields, next);
     return next;
   }
@@ -125,8 +148,7 @@ export class Tracer {
     exchange: DescribedExchange,
     reason?: string,
   ): TraceSpan {
-    this.finish(span, status, true, exchange, reason);
-    const next = nextAttemptSpan(span);
+    const next = nextAttemptSpan(this.finishAttempt(span, status, exchange, reason));
     carryAttemptObject(headers, next);
     return next;
   }
@@ -259,7 +281,7 @@ function finishedSpan(
   r.put('http.request.method', e.method);
   r.put('url.path', q === -1 ? e.path : e.path.slice(0, q));
   if (status > 0) r.put('http.response.status_code', status);
-  if (span.kind === 'client') {
+  if (span.kind !== 'server') {
     r.put('trellis.retry_count', span.retryCount);
     // OpenTelemetry's own attribute, recorded from the first resend on.
     if (span.retryCount > 0) r.put('http.request.resend_count', span.retryCount);
@@ -292,7 +314,7 @@ function finishedSpan(
   }
   r.seal();
   // HTTP semantic conventions: 5xx is an error on both sides, 4xx on the client side only.
-  r.error = failed || status === 0 || status >= 500 || (span.kind === 'client' && status >= 400);
+  r.error = failed || status === 0 || status >= 500 || (span.kind !== 'server' && status >= 400);
   r.span = span;
   r.name = e.method === '' ? 'HTTP' : e.method;
   r.endMs = wallNowMs();
