@@ -14,7 +14,7 @@ import { startDashboardRelay, type DashboardRelay } from './dashboard-relay.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, OPERATOR_TOKEN_FLAG, STATE_FLAG, stateFolder } from './targeting.ts';
 
-export const summary = 'print the URL of the web dashboard the control plane serves';
+export const summary = 'serve the web dashboard on loopback and print its URL (until Ctrl-C)';
 
 /** How often the command checks that the control plane still serves the page. */
 const CHECK_INTERVAL_MS = 5000;

@@ -60,17 +60,23 @@ function versionLine(): string {
 
 async function main(argv: string[]): Promise<number> {
   const [first, ...afterFirst] = argv;
-  if (first === 'version' || first === '--version') {
-    if (afterFirst.length > 0) {
-      process.stderr.write(`trellis version: unexpected argument '${afterFirst[0]}'\n`);
+  // `trellis help CMD ...` is `trellis CMD --help`.
+  const helpFor = first === 'help' && afterFirst.length > 0 ? afterFirst[0] : undefined;
+  const [name, ...rest] = helpFor === undefined ? argv : [helpFor, '--help'];
+  if (name === 'version' || name === '--version') {
+    if (rest.length === 1 && (rest[0] === '--help' || rest[0] === '-h')) {
+      process.stdout.write(
+        'Usage: trellis version\n\nPrints the version of trellis and of the Node it runs on.\n',
+      );
+      return 0;
+    }
+    if (rest.length > 0) {
+      process.stderr.write(`trellis version: unexpected argument '${rest[0]}'\n`);
       return 2;
     }
     process.stdout.write(versionLine() + '\n');
     return 0;
   }
-  // `trellis help CMD ...` is `trellis CMD --help`.
-  const helpFor = first === 'help' && afterFirst.length > 0 ? afterFirst[0] : undefined;
-  const [name, ...rest] = helpFor === undefined ? argv : [helpFor, '--help'];
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write((await usage()) + '\n');
     return name === undefined ? 2 : 0;

@@ -242,6 +242,12 @@ test('trellis version, --version, and help CMD', async () => {
     .map((l) => /^ {2}\S+ +/.exec(l)![0].length);
   assert.ok(columns.length > 10);
   assert.equal(new Set(columns).size, 1, list);
+  // `version --help` and `help version` answer like every other command's --help.
+  const versionHelp = await runCli(['version', '--help']);
+  assert.equal(versionHelp.code, 0);
+  assert.match(versionHelp.stdout, /^Usage: trellis version\n/);
+  assert.equal((await runCli(['help', 'version'])).stdout, versionHelp.stdout);
+  assert.equal((await runCli(['version', 'extra'])).code, 2);
   const unknown = await runCli(['help', 'nope']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command 'nope'/);
