@@ -240,7 +240,14 @@ test(
       (trs) => trs.at(-1)!.getAttribute('data-trace-id') ?? '',
     );
     assert.match(traceId, /^[0-9a-f]{32}$/);
-    await page.click(`#traces tr[data-trace-id="${traceId}"] a`);
+    // Its link opens it. Followed by its address, not clicked: the list is newest first and live,
+    // so a click at the row's position could land on the row a newer trace pushed there.
+    const link = await page.$eval(
+      `#traces tr[data-trace-id="${traceId}"] a`,
+      (a) => a.getAttribute('href') ?? '',
+    );
+    assert.equal(link, `#/workload/emojivoto/web/trace/${traceId}`);
+    await page.evaluate(`location.hash = ${JSON.stringify(link)}`);
     await page.waitForSelector(`#trace[data-trace-id="${traceId}"] tr[data-span-id]`, { timeout: 30_000 });
     const spans = (await page.evaluate(
       `Array.from(document.querySelectorAll('#trace tr[data-span-id]'), (tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent))`,
