@@ -364,10 +364,6 @@ interface HttpApi {
 
 const EMPTY_BODY = Buffer.alloc(0);
 
-/**
- * Lets only an operator past for any method but GET and HEAD (and a component's open POST paths), then offers the request to each
- * component, then to the control plane's own routes.
- */
 /** Answers a request; a handler that fails gets a 500 (or its connection closed), never the process. */
 function answerHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): void {
   routeHttp(req, res, api).catch((error: unknown) => {
@@ -378,6 +374,10 @@ function answerHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): vo
   });
 }
 
+/**
+ * Lets only an operator past for any method but GET and HEAD (and a component's open POST paths), then offers the request to each
+ * component, then to the control plane's own routes.
+ */
 async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
   const reading = req.method === 'GET' || req.method === 'HEAD';
   const path = (req.url ?? '/').split('?')[0]!;
