@@ -141,6 +141,25 @@ test('LocalWatcher skips invalid files, logs the wrong field, and keeps watching
     JSON.stringify({ service: 'web', address: 'not-an-ip', port: 8080 }),
   );
   await writeFile(workloadPath(f.root, 'default', 'web-broken'), '{"service": ');
+  // Leases that would hold a registration whose holder is gone: renewed tomorrow, or for a day.
+  await writeFile(
+    workloadPath(f.root, 'default', 'web-future'),
+    JSON.stringify({
+      service: 'web',
+      address: '127.0.0.33',
+      port: 8080,
+      lease: { renewedAt: Date.now() + 86_400_000, durationMs: 10_000 },
+    }),
+  );
+  await writeFile(
+    workloadPath(f.root, 'default', 'web-long'),
+    JSON.stringify({
+      service: 'web',
+      address: '127.0.0.34',
+      port: 8080,
+      lease: { renewedAt: Date.now(), durationMs: 86_400_000 },
+    }),
+  );
   await writeFile(servicePath(f.root, 'default', 'api'), 'ports:\n  - port: 99999\n');
   await f.setEndpoint('default', 'web', 'good', { ip: '127.0.0.31', port: 8080, ready: true });
   await f.watcher.ready();
@@ -159,6 +178,9 @@ test('LocalWatcher skips invalid files, logs the wrong field, and keeps watching
   assert.match(byFile('web-bad.json')?.problem ?? '', /IPv4 or IPv6/);
   assert.equal(byFile('web-broken.json')?.field, 'file');
   assert.equal(byFile('api.yaml')?.field, 'ports.0.port');
+  assert.equal(byFile('web-future.json')?.field, 'lease.renewedAt');
+  assert.match(byFile('web-future.json')?.problem ?? '', /in the future/);
+  assert.equal(byFile('web-long.json')?.field, 'lease.durationMs');
   const reported = warnings.length;
   // Fixing the bad file brings its endpoint in; unchanged bad files are not reported again.
   await writeFile(

@@ -22,7 +22,8 @@
 //         "appPort": 8080,                                (the app behind the proxy, for policy)
 //         "lease": { "renewedAt": 1733480000000, "durationMs": 10000 } }
 //                                  (optional: the registration holds only while its holder renews
-//                                   it; an expired one is left out and its file removed)
+//                                   it; an expired one is left out and its file removed; at most
+//                                   an hour, renewed no later than a minute from now)
 //
 // Files whose names start with "." or end in ".tmp" are ignored, so writers can write a temporary
 // file and rename it into place (writeServiceFile / writeWorkloadFile do).
@@ -60,6 +61,11 @@ export const serviceFileSchema = v.strictObject(
 
 const workloadPortSchema = v.strictObject({ port, name: v.optional(dnsLabel) }, unknownKey);
 
+/** The longest lease a registration may hold (trellis run renews a 10 s one every few seconds). */
+export const MAX_LEASE_MS = 3_600_000;
+/** How far in the future a lease's renewal may lie (clocks of one machine agree; this is slack). */
+const LEASE_CLOCK_SLACK_MS = 60_000;
+
 export const workloadFileSchema = v.pipe(
   v.strictObject(
     {
@@ -93,8 +99,20 @@ export const workloadFileSchema = v.pipe(
       lease: v.optional(
         v.strictObject(
           {
-            renewedAt: v.pipe(v.number('expected ms since the epoch'), v.integer(), v.minValue(0)),
-            durationMs: v.pipe(v.number('expected a number of ms'), v.integer(), v.minValue(1)),
+            // Bounded both ways: a lease renewed in the future, or for longer than MAX_LEASE_MS,
+            // would hold a registration whose holder is gone (one without a lease is meant to stay).
+            renewedAt: v.pipe(
+              v.number('expected ms since the epoch'),
+              v.integer(),
+              v.minValue(0),
+              v.check((ms) => ms <= Date.now() + LEASE_CLOCK_SLACK_MS, 'is in the future'),
+            ),
+            durationMs: v.pipe(
+              v.number('expected a number of ms'),
+              v.integer(),
+              v.minValue(1),
+              v.maxValue(MAX_LEASE_MS, `must be at most ${MAX_LEASE_MS} (an hour; a lease is renewed)`),
+            ),
           },
           unknownKey,
         ),
