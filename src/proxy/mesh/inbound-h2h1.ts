@@ -42,11 +42,14 @@ export class MeshH2H1Inbound {
   /** Serves a connection whose handshake completed (ALPN trellis-h2h1/1) from `identity`. */
   accept(socket: tls.TLSSocket, target: Target | null, identity: string): void {
     const ip = socket.remoteAddress ?? '';
+    // What a live tap shows as the source: address and port, as the HTTP/1 paths show it.
+    const source = `${ip}:${socket.remotePort ?? ''}`;
     const peer = this.bridge.metrics.peers.inbound(identity); // once per connection
     const conn = new H2Connection(socket, {
       role: 'server',
       peer: identity,
-      onStream: (stream, fields, end) => this.onStream(stream, fields, end, target, identity, ip, peer),
+      onStream: (stream, fields, end) =>
+        this.onStream(stream, fields, end, target, identity, ip, source, peer),
       onLimit: (limit, message) => this.limitReport.hit(limit, message, identity),
       onClose: () => this.conns.delete(conn),
     });
@@ -62,6 +65,7 @@ export class MeshH2H1Inbound {
     target: Target | null,
     identity: string,
     ip: string,
+    source: string,
     peer: PeerSeries,
   ): void {
     const tooLarge = requestHeadLimitStatus(fields, this.bridge.limits);
@@ -112,7 +116,7 @@ export class MeshH2H1Inbound {
     }
     const exchange = new H2ToH1Exchange(this.bridge, stream, fields, endStream, identity);
     exchange.peerSeries = peer;
-    exchange.clientAddress = ip; // (a live tap reports it)
+    exchange.clientAddress = source; // (a live tap reports it)
     // Tracing: the request's context fields carry this hop's span to the app.
     const tracer = this.bridge.tracer;
     if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', { address: ip, identity });
