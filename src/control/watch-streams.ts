@@ -6,7 +6,7 @@
 // what they had, watch again (maybe a restarted control plane).
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/log.ts';
-import type { StreamLimit } from './watch-limits.ts';
+import type { StreamLimit, WatchLimits } from './watch-limits.ts';
 
 /** What a watch follows: a source that says when it is ready and when it changed. */
 export interface WatchedSource {
@@ -33,9 +33,9 @@ export class WatchStreams<Message> {
     return this.#streams.size;
   }
 
-  /** Bounds the open streams (the control plane's WatchLimits): past it a new one is refused. */
-  limitBy(limit: StreamLimit): void {
-    this.#limit = limit;
+  /** Bounds the open streams by the control plane's limit for this API (named by `what`). */
+  limitBy(limits: WatchLimits): void {
+    this.#limit = limits.of(this.#what);
   }
 
   /** Serves `call`: `build()` is its message, recomputed on every change of the source. */

@@ -87,7 +87,7 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
       return streams.size;
     },
     addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
-      if (limits !== undefined) streams.limitBy(limits.of('policy'));
+      if (limits !== undefined) streams.limitBy(limits);
       server.addService(loadPolicyApi().Policy.service, { WatchInbound: watchInbound });
     },
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {

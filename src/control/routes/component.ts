@@ -77,7 +77,7 @@ export function createRouteComponent(
       return streams.size;
     },
     addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
-      if (limits !== undefined) streams.limitBy(limits.of('route'));
+      if (limits !== undefined) streams.limitBy(limits);
       server.addService(loadRouteApi().Routes.service, { Watch: watch });
     },
     // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
