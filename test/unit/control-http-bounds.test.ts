@@ -150,3 +150,18 @@ test('a client that never finishes its head, or its body, or sends nothing, is c
   assert.ok(b.ms < 4000, `body cut off after ${b.ms} ms`);
   assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
 });
+
+test('a body over the bound is answered 413 and the connection closed', async (t) => {
+  const { port } = await startPlane(t, { maxBodyBytes: 64 * 1024 });
+  const socket = await open(port);
+  const closed = untilClosed(socket);
+  socket.write(
+    `POST /api/identity/rotate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${OPERATOR_TOKEN}\r\nContent-Length: 1048576\r\n\r\n`,
+  );
+  socket.write('x'.repeat(128 * 1024));
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  const { text } = await closed;
+  clearTimeout(timer);
+  assert.match(text, /^HTTP\/1\.1 413 /);
+  assert.match(text, /request body over 65536 bytes/);
+});
