@@ -76,8 +76,15 @@ test('trellis tap and top through two meshed proxies', async (t) => {
     return res !== null && (await res.text()) === 'hello /warm\n' ? true : null;
   });
 
-  /** Runs `trellis tap ARGS` while `traffic` runs (after the tap is attached). */
-  const tapWhile = async (args: string[], traffic: () => Promise<void>) => {
+  /**
+   * Runs `trellis tap ARGS` while `traffic` runs (after the tap is attached); with `enough`, the tap
+   * is stopped once its output holds what the traffic makes (events stream in after the answers).
+   */
+  const tapWhile = async (
+    args: string[],
+    traffic: () => Promise<void>,
+    enough: (stdout: string) => boolean = () => true,
+  ) => {
     const tap = startCli(t, ['tap', '--state', root, ...args]);
     // Attached once the control plane has the proxies' "started" lines: traffic until the first event.
     await waitFor('the tap to see traffic', async () => {
@@ -85,12 +92,18 @@ test('trellis tap and top through two meshed proxies', async (t) => {
       return tap.stdout().length > 0 || tap.proc.exitCode !== null ? true : null;
     });
     await traffic();
+    await waitFor(
+      'the events of the traffic',
+      async () => (enough(tap.stdout()) || tap.proc.exitCode !== null ? true : null),
+      10_000,
+    ).catch(() => undefined); // what did arrive is asserted below
     const code = await tap.stop();
     return { code, stdout: tap.stdout(), stderr: tap.stderr() };
   };
 
   await t.test('events of both proxies, with identities and mTLS', async () => {
-    const out = await tapWhile(['client', '-o', 'json'], () => send(toSecure, '/a', 3));
+    const atLeast = (n: number) => (stdout: string) => events(stdout).length >= n;
+    const out = await tapWhile(['client', '-o', 'json'], () => send(toSecure, '/a', 3), atLeast(3));
     const seen = events(out.stdout);
     assert.ok(seen.length >= 3, out.stderr);
     for (const e of seen) {
@@ -104,7 +117,11 @@ test('trellis tap and top through two meshed proxies', async (t) => {
       assert.equal(e.source_identity, CLIENT_ID);
       assert.equal(e.destination_identity, SERVER_ID);
     }
-    const inbound = await tapWhile(['deploy/secure', '-o', 'json'], () => send(toSecure, '/b', 3));
+    const inbound = await tapWhile(
+      ['deploy/secure', '-o', 'json'],
+      () => send(toSecure, '/b', 3),
+      atLeast(3),
+    );
     const served = events(inbound.stdout);
     assert.ok(served.length >= 3, inbound.stderr);
     for (const e of served) {
