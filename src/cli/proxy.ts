@@ -146,6 +146,12 @@ const FLAGS: FlagSpec[] = [
     help: 'time in-flight work gets on SIGTERM (default 30000)',
   },
   {
+    name: 'jit-warm-up',
+    kind: 'number',
+    path: 'jitWarmUp.requests',
+    help: 'requests the proxy sends through a scratch copy of itself before it is ready, so that its hot paths are compiled (0: off; default $TRELLIS_JIT_WARM_UP, else 600)',
+  },
+  {
     name: 'control-file',
     kind: 'string',
     path: 'controlPlane.file',

@@ -245,6 +245,22 @@ export const proxyConfigSchema = v.strictObject(
       ),
       {},
     ),
+    /**
+     * The JIT warm-up before the ready line (src/proxy/jit-warm-up.ts): requests through a scratch
+     * pair in the process, so that the app's first requests run compiled code. Needs an identity.
+     */
+    jitWarmUp: v.optional(
+      v.strictObject(
+        {
+          /** How many (0: off). Absent: TRELLIS_JIT_WARM_UP from the environment, else 600. */
+          requests: v.optional(v.pipe(count(0), v.maxValue(100_000, 'must be at most 100000'))),
+          /** The most time it may take; it stops there, with what it did. */
+          budgetMs: v.optional(v.pipe(ms, v.maxValue(60_000, 'must be at most 60000')), 2000),
+        },
+        unknownKey,
+      ),
+      {},
+    ),
     /** Finding the control plane again after it restarts (see src/proxy/resolve/control-plane-address.ts). */
     controlPlane: v.optional(
       v.strictObject(

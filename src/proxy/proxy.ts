@@ -19,6 +19,7 @@ import { loadMeshTransport } from './mesh/wiring.ts';
 import { followControlFile } from './resolve/control-plane-address.ts';
 import { TapHub } from './telemetry/tap-hub.ts';
 import type { WarmTarget } from './outbound/warm-up.ts';
+import { jitWarmUp, jitWarmUpRequests } from './jit-warm-up.ts';
 import type { TapListener } from './admin/tap-listener.ts';
 import { controlPlaneId } from '../core/spiffe.ts';
 
@@ -58,6 +59,7 @@ export async function startProxy(
 ): Promise<RunningProxy> {
   // A configuration error: found before anything starts that would have to be stopped again.
   const shutdownToken = config.adminTokenFile === undefined ? null : readAdminToken(config.adminTokenFile);
+  const jitRequests = jitWarmUpRequests(config.jitWarmUp.requests, process.env);
   // The control plane's clients call the address of the control file, when one is followed.
   if (config.controlPlane.file !== undefined) followControlFile(config.controlPlane.file, log);
   // Neither waits for the control plane: the identity's first certificate comes when it comes.
@@ -175,6 +177,15 @@ export async function startProxy(
   }
   // The static destinations' endpoints, routes and first connections, before the ready line.
   await rt.warmUp(warmTargets, WARM_UP_BUDGET_MS);
+  // The hot paths compiled before the first request (jit-warm-up.ts).
+  if (jitRequests > 0) {
+    const done = await jitWarmUp(config, mesh, {
+      requests: jitRequests,
+      budgetMs: config.jitWarmUp.budgetMs,
+      log,
+    });
+    log.info('JIT warm-up done', { ...done });
+  }
   let shuttingDown: Promise<void> | null = null;
   addresses.admin = targetKey(admin.address);
   rt.ownPorts.add(admin.address.port);

@@ -21,6 +21,7 @@ import { RequestMirrors } from './outbound/mirror.ts';
 import { OutboundRoutes } from './outbound/routes.ts';
 import { LazyDestinationResolver } from './resolve/lazy-destination.ts';
 import type { InboundAuthorizer } from './policy/types.ts';
+import type { Resolver } from './resolve/resolver.ts';
 import { type MeshIdentity, MeshWiring } from './mesh/wiring.ts';
 import { meshIdentityOf } from '../core/endpoints.ts';
 import type { InboundAcceptor } from './inbound/accept.ts';
@@ -81,6 +82,8 @@ export class ProxyRuntime {
     accessLog: AccessLog | null,
     mesh: MeshIdentity | null = null,
     authorizer: InboundAuthorizer | null = null,
+    /** Discovery's resolver instead of the control plane's (the JIT warm-up's scratch pair). */
+    resolver?: Resolver,
   ) {
     this.config = config;
     this.log = log;
@@ -105,7 +108,7 @@ export class ProxyRuntime {
     const address = config.discovery.address;
     this.resolver = address !== undefined ? new LazyDestinationResolver(address, log) : null;
     this.discovery = new ServiceDiscovery({
-      resolver: this.resolver,
+      resolver: resolver ?? this.resolver,
       failFastMs: config.discovery.failFastMs,
       idleMs: config.discovery.idleMs,
       // Transparent mode sees only IP destinations: resolve them (ClusterIP, pod IP) to mesh them.
