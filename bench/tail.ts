@@ -8,6 +8,8 @@
 //   trellis-proxy    the path apps of `trellis run` take: the client proxy's outbound listener as
 //                    HTTP_PROXY (hey -x; h2load, which cannot speak to a proxy, sends the service's
 //                    name as Host to the same listener)
+//   trellis-cold     a second trellis pair like the first, started with `--jit-warm-up 0`: what the
+//                    JIT warm-up (src/proxy/jit-warm-up.ts) saves, in the same run (not judged)
 // The pairs are started fresh for each generator and measured from their first request, so the
 // p99 includes warm-up; the first round is also reported on its own. Processes are pinned as in
 // the two-hop table: both proxies of a pair on one core, the generators and the app on the other.
@@ -37,7 +39,9 @@ export const TARGET_ADDED_P99_MS = 1.5;
 
 const GENERATORS = ['hey', 'h2load'] as const;
 type Generator = (typeof GENERATORS)[number];
-const CONTENDERS = ['direct', 'haproxy', 'trellis', 'trellis-proxy'] as const;
+const CONTENDERS = ['direct', 'haproxy', 'trellis', 'trellis-proxy', 'trellis-cold'] as const;
+/** The contenders the target judges (trellis-cold is the comparison without the JIT warm-up). */
+const JUDGED: readonly Contender[] = ['trellis', 'trellis-proxy'];
 type Contender = (typeof CONTENDERS)[number];
 
 /** Where one contender's load goes. */
@@ -134,6 +138,12 @@ async function measureGenerator(
     const trellis = await startTrellisPair(tools, o.proxyCpu, o.loadCpu, upstream.port, pki);
     pairs.push(trellis);
     aims.set('trellis', { url: `http://127.0.0.1:${trellis.port}/` });
+    const cold = await startTrellisPair(tools, o.proxyCpu, o.loadCpu, upstream.port, pki, [
+      '--jit-warm-up',
+      '0',
+    ]);
+    pairs.push(cold);
+    aims.set('trellis-cold', { url: `http://127.0.0.1:${cold.port}/` });
     const service = `${SERVICE.name}.${SERVICE.namespace}:${SERVICE.port}`;
     const outbound = outboundOf(trellis);
     aims.set(
@@ -178,7 +188,7 @@ async function measureGenerator(
 
 /** Pass when every trellis path adds under the target by every generator. */
 function judge(rows: readonly TailRow[]) {
-  const trellisRows = rows.filter((r) => r.contender.startsWith('trellis'));
+  const trellisRows = rows.filter((r) => JUDGED.includes(r.contender));
   const worst = Math.max(...trellisRows.map((r) => r.addedP99Ms ?? Infinity));
   return {
     name: `two trellis hops add < ${TARGET_ADDED_P99_MS} ms to p99 (warm-up included), hey and h2load`,
