@@ -44,6 +44,25 @@ export async function readCachedFile<T>(
   return value;
 }
 
+/** What writing a resource's file did (`trellis apply` says it, as kubectl does). */
+export type WriteOutcome = 'created' | 'configured' | 'unchanged';
+
+/**
+ * Writes `path` atomically unless it holds `text` already: then it is left alone (its time too,
+ * so the control plane reads nothing new). Says whether the file was new, changed or the same.
+ */
+export async function writeIfChanged(path: string, text: string): Promise<WriteOutcome> {
+  let before: string | null = null;
+  try {
+    before = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (before === text) return 'unchanged';
+  await writeAtomically(path, text);
+  return before === null ? 'created' : 'configured';
+}
+
 /** Writes `path` whole or not at all: a temporary file (".tmp", which listings skip), then a rename. */
 export async function writeAtomically(path: string, text: string): Promise<void> {
   await mkdir(join(path, '..'), { recursive: true });
