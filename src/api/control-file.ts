@@ -33,7 +33,7 @@ export function controlFilePath(root: string): string {
 
 export async function writeControlFile(root: string, info: ControlFile): Promise<void> {
   const tmp = `${controlFilePath(root)}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n');
+  await writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o600 }); // the state folder's rule
   await rename(tmp, controlFilePath(root));
 }
 

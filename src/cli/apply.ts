@@ -7,6 +7,8 @@
 // (src/control/routes/state-files.ts; a route or policy applied again keeps its first
 // creationTimestamp, which orders equal matches and decides between two policies). `--delete`
 // removes the resources the files name instead (kubectl delete -f), whatever their spec says.
+// Each resource is reported as kubectl does: created, configured (changed) or unchanged (its file
+// is left alone); with --delete, deleted or not found.
 // Every error of every file is reported (file:line:column, document, field) before exiting 2;
 // a reference to a Server or a service that neither the files nor the state folder define is
 // applied with a warning (it may come later, as in Kubernetes).
@@ -15,7 +17,7 @@ import { text } from 'node:stream/consumers';
 import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
 import { readLocalState, servicePath, writeServiceFile } from '../control/discovery/local-state.ts';
-import { removeFile } from '../control/discovery/state-file-io.ts';
+import { removeFile, type WriteOutcome } from '../control/discovery/state-file-io.ts';
 import { deletePolicyFile, readPolicyFolder, writePolicyFile } from '../control/policy/state-files.ts';
 import { deleteRouteFile, readRouteState, writeRouteFile } from '../control/routes/state-files.ts';
 import {
@@ -80,8 +82,8 @@ export async function run(argv: string[]): Promise<number> {
       const existed = await deleteResource(root, resource);
       process.stdout.write(`${resourceName(resource)} ${existed ? 'deleted' : 'not found'}\n`);
     } else {
-      await writeResource(root, resource);
-      process.stdout.write(`${resourceName(resource)} configured\n`);
+      const outcome = await writeResource(root, resource);
+      process.stdout.write(`${resourceName(resource)} ${outcome}\n`);
     }
   }
   return 0;
@@ -102,11 +104,12 @@ async function definedNames(root: string): Promise<DefinedNames> {
   };
 }
 
-async function writeResource(root: string, resource: Resource): Promise<void> {
+/** Writes a resource's file (unless it holds the same); whether it was created, configured or unchanged. */
+async function writeResource(root: string, resource: Resource): Promise<WriteOutcome> {
   if (resource.kind === 'Service')
-    await writeServiceFile(root, resource.namespace, resource.name, resource.service);
-  else if (resource.kind === 'HTTPFault') await writeRouteFile(root, resource);
-  else if (
+    return writeServiceFile(root, resource.namespace, resource.name, resource.service);
+  if (resource.kind === 'HTTPFault') return writeRouteFile(root, resource);
+  if (
     resource.kind === 'HTTPRoute' ||
     resource.kind === 'GRPCRoute' ||
     resource.kind === 'XBackendTrafficPolicy'
@@ -115,11 +118,12 @@ async function writeResource(root: string, resource: Resource): Promise<void> {
     const existing = [...state.routes, ...state.backendPolicies].find(
       (r) => r.kind === resource.kind && r.namespace === resource.namespace && r.name === resource.name,
     );
-    await writeRouteFile(
+    return writeRouteFile(
       root,
       existing === undefined ? resource : { ...resource, createdMs: existing.createdMs },
     );
-  } else await writePolicyFile(root, resource);
+  }
+  return writePolicyFile(root, resource);
 }
 
 /** Removes a resource from the state folder; false when it was not there. */

@@ -15,6 +15,7 @@ import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runningControlFile } from '../api/control-file.ts';
 import { DEFAULT_STATE, stateFolder } from './targeting.ts';
+import { STATE_DIR_MODE, STATE_FILE_MODE } from '../control/discovery/state-permissions.ts';
 
 /** Marks a state folder the demo made (and may remove). */
 export const DEMO_MARK = 'demo-owned';
@@ -39,8 +40,10 @@ export async function chooseDemoState(env: NodeJS.ProcessEnv = process.env): Pro
     why = `${wanted} holds a mesh of your own`;
   else {
     await rm(wanted, { recursive: true, force: true }); // an earlier demo's leftovers
-    await mkdir(wanted, { recursive: true });
-    await writeFile(join(wanted, DEMO_MARK), 'made by `trellis demo`, removed when it stops\n');
+    await mkdir(wanted, { recursive: true, mode: STATE_DIR_MODE });
+    await writeFile(join(wanted, DEMO_MARK), 'made by `trellis demo`, removed when it stops\n', {
+      mode: STATE_FILE_MODE,
+    });
     return { root: wanted, foundByDefault, why: null };
   }
   return { root: await mkdtemp(join(tmpdir(), 'trellis-demo-')), foundByDefault: false, why };

@@ -143,7 +143,7 @@ const FLAGS: FlagSpec[] = [
     name: 'drain-grace-ms',
     kind: 'number',
     path: 'timeouts.drainGraceMs',
-    help: 'time in-flight work gets on SIGTERM (default 30000)',
+    help: 'time in-flight work gets on SIGTERM, and on connections to an endpoint that left discovery (default 30000)',
   },
   {
     name: 'jit-warm-up',

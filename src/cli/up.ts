@@ -14,10 +14,11 @@
 // --trace-protocol grpc makes them use OTLP/gRPC (to the control plane's gRPC API by default).
 // The embedded collector takes spans only with `<state>/trace-token` (src/control/traces/token.ts),
 // whose path control.json gives `trellis run`; it is never sent to a collector of --trace-collector.
-import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import { LocalWatcher } from '../control/discovery/local.ts';
+import { makeStateDir } from '../control/discovery/state-file-io.ts';
+import { tightenStateFolder } from '../control/discovery/state-permissions.ts';
 import { localCatalog, startControlPlane } from '../control/server.ts';
 import {
   removeControlFile,
@@ -113,10 +114,23 @@ export async function run(argv: string[]): Promise<number> {
   tracingOf(values, { http: settings.httpListen, grpc: settings.grpcListen }, root); // flags checked before anything starts
 
   try {
-    await mkdir(root, { recursive: true });
+    await makeStateDir(root);
   } catch (error) {
     throw new ConfigError('--state', `cannot create ${root}: ${(error as Error).message}`);
   }
+  // The folder is its owner's alone: what an older version (or a hand) left readable is narrowed.
+  const tightened = await tightenStateFolder(root);
+  if (tightened.narrowed.length > 0)
+    log.warn('the state folder could be read by others: narrowed to 0700 (folders) and 0600 (files)', {
+      state: root,
+      narrowed: tightened.narrowed.length,
+      paths: tightened.narrowed.slice(0, 10),
+    });
+  if (tightened.failed.length > 0)
+    log.warn('cannot narrow parts of the state folder to its owner; others may read them', {
+      state: root,
+      failed: tightened.failed.slice(0, 10),
+    });
   const running = await runningControlFile(root);
   if (running !== null && running.pid !== process.pid) {
     throw new TrellisError(

@@ -51,6 +51,7 @@ import {
   type ControlHttpLimits,
   DEFAULT_CONTROL_HTTP_LIMITS,
   readBody,
+  answerAndClose,
   serverDeadlines,
 } from './http-bounds.ts';
 import { targetKey } from '../core/target.ts';
@@ -394,8 +395,8 @@ async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi
       const read = await readBody(req, api.limits.maxBodyBytes);
       if (read === null) return; // the client went away
       if (read === 'too-large') {
-        res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
-        res.end(JSON.stringify({ error: `request body over ${api.limits.maxBodyBytes} bytes` }) + '\n');
+        const body = JSON.stringify({ error: `request body over ${api.limits.maxBodyBytes} bytes` }) + '\n';
+        answerAndClose(req, res, 413, { 'content-type': 'application/json' }, body);
         return;
       }
       raw = read;

@@ -211,7 +211,11 @@ export const proxyConfigSchema = v.strictObject(
           requestBodyIdleMs: v.optional(ms, 30_000),
           /** Time allowed for the upstream's response head (0: no limit). */
           responseMs: v.optional(ms, 0),
-          /** On SIGTERM: how long in-flight work may take before the proxy exits anyway. */
+          /**
+           * On SIGTERM: how long in-flight work may take before the proxy exits anyway. Also how
+           * long requests in flight on a pooled connection to an endpoint that left discovery may
+           * take before that connection is closed anyway.
+           */
           drainGraceMs: v.optional(ms, 30_000),
         },
         unknownKey,

@@ -163,6 +163,14 @@ export class ProxyRuntime {
       mesh,
       authorizer,
     );
+    // An endpoint that left discovery: its pooled connections drain (linkerd, Envoy) instead of
+    // lingering until their idle timeout; in-flight requests on them get the drain's grace.
+    this.discovery.onEndpointLeft((address) => {
+      const graceMs = config.timeouts.drainGraceMs;
+      log.debug('an endpoint left discovery; draining its pooled connections', { endpoint: address });
+      this.pool.drainEndpoint(address, graceMs);
+      this.mesh.drainEndpoint(address, graceMs);
+    });
     this.h1Contexts = { inbound: inboundH1(this), outbound: outboundH1(this) };
     this.inboundAcceptor = inboundAccept(this);
     this.outboundPaths = outboundPaths(this);

@@ -105,7 +105,7 @@ test(
     // The policy: no retry fits its budget.
     const policy = await apply('policy.yaml', POLICY);
     assert.equal(policy.code, 0, policy.stderr);
-    assert.match(policy.stdout, /xbackendtrafficpolicy\/no-retries\.default configured/);
+    assert.match(policy.stdout, /xbackendtrafficpolicy\/no-retries\.default created/);
     await world.rescanRoutes();
     await until('the policy to be in force', (h) => h === 1);
     const exhaustedBefore = metric(client, 'trellis_retries_total', { outcome: 'budget_exhausted' });

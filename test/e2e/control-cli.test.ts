@@ -143,7 +143,7 @@ test('trellis up serves applied services and registered workloads, and stops cle
   const file = join(root, 'services.yaml');
   await writeFile(file, SERVICE_YAML);
   const applied = await runCli(['apply', '-f', file, '--state', root]);
-  assert.deepEqual(applied, { code: 0, stdout: 'service/web.shop configured\n', stderr: '' });
+  assert.deepEqual(applied, { code: 0, stdout: 'service/web.shop created\n', stderr: '' });
 
   const web = watchEndpoints(t, up.ready.grpc!, 'web.shop.svc.cluster.local:80');
   await writeWorkloadFile(root, 'shop', 'web-a', {
@@ -250,10 +250,7 @@ spec: { server: ${server}, from: { unauthenticated: true } }
   await writeFile(file, policy('web-htp', 'webb'));
   const warned = await runCli(['apply', '-f', file, '--state', root]);
   assert.equal(warned.code, 0, warned.stderr);
-  assert.equal(
-    warned.stdout,
-    'server/web-http.shop configured\nauthorizationpolicy/web-public.shop configured\n',
-  );
+  assert.equal(warned.stdout, 'server/web-http.shop created\nauthorizationpolicy/web-public.shop created\n');
   assert.equal(
     warned.stderr,
     'trellis apply: warning: server/web-http.shop: spec.workload: no service or workload webb in namespace shop; it selects nothing until there is one\n' +

@@ -104,7 +104,7 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
   assert.equal(applied.code, 0, applied.stderr);
   assert.equal(
     applied.stdout,
-    'service/web.shop configured\nserver/web-http.shop configured\nauthorizationpolicy/web-from-shop.shop configured\n',
+    'service/web.shop created\nserver/web-http.shop created\nauthorizationpolicy/web-from-shop.shop created\n',
   );
 
   const component = localPolicyComponent(root, silentLogger);

@@ -75,7 +75,7 @@ test('trellis apply and trellis routes: status, rules, backends; creation time k
     join(dir, 'routes.yaml'),
   ]);
   assert.equal(applied.code, 0, applied.stderr);
-  assert.match(applied.stdout, /httproute\/split\.mesh configured\ngrpcroute\/rpc\.consumer configured/);
+  assert.match(applied.stdout, /httproute\/split\.mesh created\ngrpcroute\/rpc\.consumer created/);
   assert.match(applied.stderr, /spec\.rules\.0\.backendRefs\.1: no service echo-v2 in namespace mesh/);
   const file = join(state, 'routes/mesh/httproute-split.yaml');
   const created = /creationTimestamp: (\S+)/.exec(await readFile(file, 'utf8'))?.[1];

@@ -554,6 +554,54 @@ test('shutdown: GOAWAY names the last stream, open streams finish, new ones go e
   }
 });
 
+test("a client's GOAWAY leaves the streams it opened to finish on the server", async () => {
+  // A client drains (its proxy shuts down, or the endpoint left discovery): GOAWAY's last stream
+  // id (0) counts the server's own streams, not the client's requests in flight.
+  let held: H2Stream | null = null;
+  let heldCode: number | null | undefined;
+  const srv = await ourServer((stream) => {
+    held = stream;
+    stream.handler = {
+      onHeaders() {},
+      onData() {},
+      onClose: (code) => (heldCode = code),
+      onDrain() {},
+    };
+  });
+  const socket = net.connect(srv.port, '127.0.0.1');
+  await once(socket, 'connect');
+  let closed = false;
+  const conn = await new Promise<H2Connection>((resolve) => {
+    const c: H2Connection = new H2Connection(socket, {
+      role: 'client',
+      onReady: () => resolve(c),
+      onClose: () => (closed = true),
+    });
+  });
+  try {
+    const reply = exchange(conn, GET('/slow'), null);
+    const deadline = Date.now() + 5000;
+    while (held === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(held !== null, 'the server has the stream');
+    conn.shutdown();
+    const server = srv.conns[0]!;
+    while (!server.goingAway && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(server.goingAway, "the server read the client's GOAWAY");
+    assert.equal(heldCode, undefined, 'the request in flight is not refused');
+    (held as H2Stream).sendHeaders([':status', '200'], false);
+    (held as H2Stream).write(Buffer.from('answered after GOAWAY'), true);
+    const r = await reply;
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'answered after GOAWAY');
+    assert.equal(r.code, null);
+    while (!closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(closed, 'the connection closes once its last stream is done');
+  } finally {
+    conn.destroy(null);
+    srv.close();
+  }
+});
+
 test('rapid reset: a client that opens and cancels streams by the thousand loses the connection', async () => {
   let handed = 0;
   const srv = await ourServer((stream) => {

@@ -29,10 +29,10 @@ async function localFixture(
   return {
     root,
     watcher,
-    setService: (namespace, name, ports) =>
-      writeServiceFile(root, namespace, name, {
+    setService: async (namespace, name, ports) =>
+      void (await writeServiceFile(root, namespace, name, {
         ports: ports.map((p) => ({ port: p.port, targetPort: p.targetPort ?? p.port })),
-      }),
+      })),
     deleteService: (namespace, name) => rm(servicePath(root, namespace, name), { force: true }),
     setEndpoint: (namespace, service, id, endpoint) =>
       writeWorkloadFile(root, namespace, `${service}-${id}`, {

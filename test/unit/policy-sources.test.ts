@@ -34,7 +34,7 @@ runPolicySourceContract('local', async () => {
   const { root, source } = await localFixture();
   return {
     source,
-    setResource: (resource) => writePolicyFile(root, resource),
+    setResource: async (resource) => void (await writePolicyFile(root, resource)),
     deleteResource: async (kind, namespace, name) =>
       void (await deletePolicyFile(root, { kind, namespace, name })),
     async setWorkload(namespace, name, labels, ports) {
@@ -72,7 +72,7 @@ runPolicySourceContract('local (rescan only)', async () => {
   const { root, source } = await localFixture(100, 60_000);
   return {
     source,
-    setResource: (resource) => writePolicyFile(root, resource),
+    setResource: async (resource) => void (await writePolicyFile(root, resource)),
     deleteResource: async (kind, namespace, name) =>
       void (await deletePolicyFile(root, { kind, namespace, name })),
     async setWorkload(namespace, name, labels, ports) {

@@ -2,10 +2,10 @@
 // whose passes read the value again, and listeners told only when what they care about (the
 // value's key) actually changed. The policy source (../policy/local.ts) and the route source
 // (../routes/source.ts) are each one.
-import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../../core/log.ts';
 import { ChangeListeners } from '../policy/source.ts';
 import { FolderScanner } from './folder-scanner.ts';
+import { makeStateDir } from './state-file-io.ts';
 
 export interface FolderSnapshotOptions<T> {
   readonly root: string;
@@ -44,7 +44,7 @@ export class FolderSnapshot<T> {
       log: options.log,
       pass: () => this.#pass(),
     });
-    this.#ready = mkdir(options.folder, { recursive: true }).then(() => this.#scanner.start());
+    this.#ready = makeStateDir(options.folder).then(() => this.#scanner.start());
     this.#ready.catch(() => {}); // reported to whoever awaits ready()
   }
 

@@ -34,7 +34,14 @@ import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import { dnsLabel, port, portProtocol, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
-import { type FileCache, listStateFiles, readCachedFile, writeAtomically } from './state-file-io.ts';
+import {
+  type FileCache,
+  listStateFiles,
+  readCachedFile,
+  writeAtomically,
+  writeIfChanged,
+  type WriteOutcome,
+} from './state-file-io.ts';
 import { leaseExpired, servicePath, workloadPath } from './state-layout.ts';
 
 export { servicePath, workloadPath } from './state-layout.ts';
@@ -158,11 +165,19 @@ type Parsed = { ok: true; value: LocalService | LocalWorkload } | { ok: false };
 /** Remembers parsed files by path, so unchanged files are not re-read nor re-reported. */
 export type StateFileCache = FileCache<Parsed>;
 
-/** Writes a service file atomically (validated first: throws TypeError on a bad one). */
-export async function writeServiceFile(root: string, namespace: string, name: string, service: ServiceFile) {
+/**
+ * Writes a service file atomically (validated first: throws TypeError on a bad one), unless it
+ * holds the same already; says which.
+ */
+export async function writeServiceFile(
+  root: string,
+  namespace: string,
+  name: string,
+  service: ServiceFile,
+): Promise<WriteOutcome> {
   const problem = firstProblem(v.safeParse(serviceFileSchema, service));
   if (problem !== null) throw new TypeError(`service ${namespace}/${name}: ${problem}`);
-  await writeAtomically(servicePath(root, namespace, name), JSON.stringify(service, null, 2) + '\n');
+  return writeIfChanged(servicePath(root, namespace, name), JSON.stringify(service, null, 2) + '\n');
 }
 
 /** Writes a workload registration atomically (validated first: throws TypeError on a bad one). */

@@ -13,7 +13,7 @@
 // Address subscriptions: services here have no virtual IPs, so an address is either a ready
 // registered workload's address and one of its ports (that endpoint as its service describes it),
 // or unknown (the address itself).
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { targetKey } from '../../core/target.ts';
@@ -26,6 +26,7 @@ import {
   type StateFileCache,
 } from './local-state.ts';
 import { type Lease, leaseExpired, workloadTokenPath } from './state-layout.ts';
+import { makeStateDir } from './state-file-io.ts';
 import {
   canonicalIp,
   plainEndpoint,
@@ -135,8 +136,8 @@ export class LocalWatcher implements Watcher {
   }
 
   async #start(): Promise<void> {
-    await mkdir(join(this.root, 'services'), { recursive: true });
-    await mkdir(join(this.root, 'workloads'), { recursive: true });
+    await makeStateDir(join(this.root, 'services'));
+    await makeStateDir(join(this.root, 'workloads'));
     await this.#scanner.start();
   }
 

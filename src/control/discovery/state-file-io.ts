@@ -2,10 +2,11 @@
 // the policy files (../policy/state-files.ts): listing `<dir>/<namespace>/<file>`, reading a file
 // once per change (a file whose modification time and size are what the cache last saw is not read
 // nor parsed again, and a bad one is not reported again on every scan), writing atomically
-// (readers skip the temporary file), and removing.
+// (readers skip the temporary file; files 0600, folders 0700: state-permissions.ts), and removing.
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
+import { STATE_DIR_MODE, STATE_FILE_MODE } from './state-permissions.ts';
 
 interface Entry<T> {
   readonly mtimeMs: number;
@@ -44,12 +45,39 @@ export async function readCachedFile<T>(
   return value;
 }
 
-/** Writes `path` whole or not at all: a temporary file (".tmp", which listings skip), then a rename. */
+/** What writing a resource's file did (`trellis apply` says it, as kubectl does). */
+export type WriteOutcome = 'created' | 'configured' | 'unchanged';
+
+/**
+ * Writes `path` atomically unless it holds `text` already: then it is left alone (its time too,
+ * so the control plane reads nothing new). Says whether the file was new, changed or the same.
+ */
+export async function writeIfChanged(path: string, text: string): Promise<WriteOutcome> {
+  let before: string | null = null;
+  try {
+    before = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  if (before === text) return 'unchanged';
+  await writeAtomically(path, text);
+  return before === null ? 'created' : 'configured';
+}
+
+/**
+ * Writes `path` whole or not at all: a temporary file (".tmp", which listings skip), then a
+ * rename. The file is 0600 and the folders made for it 0700 (the owner's alone).
+ */
 export async function writeAtomically(path: string, text: string): Promise<void> {
-  await mkdir(join(path, '..'), { recursive: true });
+  await makeStateDir(join(path, '..'));
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, text);
+  await writeFile(tmp, text, { mode: STATE_FILE_MODE });
   await rename(tmp, path);
+}
+
+/** Makes a folder of the state folder (and its parents) 0700. */
+export async function makeStateDir(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: STATE_DIR_MODE });
 }
 
 /** Removes a file; false when there was none. */

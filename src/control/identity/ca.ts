@@ -378,20 +378,15 @@ export class CertificateAuthority {
 
   async #publishBundle(): Promise<void> {
     this.#bundlePem = this.#anchors.map((a) => a.pem).join('');
-    if (this.#dir !== null) await writeFileAtomically(join(this.#dir, FILES.bundle), this.#bundlePem, false);
-    if (this.#bundlePath !== null) await writeFileAtomically(this.#bundlePath, this.#bundlePem, false);
+    if (this.#dir !== null) await writeFileAtomically(join(this.#dir, FILES.bundle), this.#bundlePem);
+    if (this.#bundlePath !== null) await writeFileAtomically(this.#bundlePath, this.#bundlePem);
   }
 
   async #saveRotation(state: RotationState | null): Promise<void> {
     this.#rotation = state;
     if (this.#dir === null) return;
     if (state === null) await removeFiles(this.#dir, FILES.rotation);
-    else
-      await writeFileAtomically(
-        join(this.#dir, FILES.rotation),
-        JSON.stringify(state, null, 2) + '\n',
-        false,
-      );
+    else await writeFileAtomically(join(this.#dir, FILES.rotation), JSON.stringify(state, null, 2) + '\n');
   }
 
   #exclusive<T>(step: () => Promise<T>): Promise<T> {

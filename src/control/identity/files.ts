@@ -9,8 +9,9 @@
 //   rotation.json            {phase, startedAtMs, nextStepAtMs} while a rotation runs
 //   token-key                the HMAC key of one-machine workload tokens (tokens.ts)
 //
-// Keys are written 0600 and every file atomically (a temporary file renamed into place), so a
-// reader never sees half a file. A pair (cert + key) is two renames; the key goes first, and
+// Every file is written 0600 (keys, and the certificates too: the folder is its owner's, as the
+// whole state folder is, src/control/discovery/state-permissions.ts) and atomically (a temporary
+// file renamed into place), so a reader never sees half a file. A pair (cert + key) is two renames; the key goes first, and
 // loading checks that they match, so a crash between them is reported rather than used.
 import { randomBytes } from 'node:crypto';
 import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -27,10 +28,10 @@ export const FILES = {
   rotation: 'rotation.json',
 } as const;
 
-/** Writes `text` to `path` atomically; `secret` files are 0600, others 0644. */
-export async function writeFileAtomically(path: string, text: string, secret: boolean): Promise<void> {
+/** Writes `text` to `path` atomically, 0600. */
+export async function writeFileAtomically(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const mode = secret ? 0o600 : 0o644;
+  const mode = 0o600;
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   try {
     await writeFile(tmp, text, { mode });
@@ -85,8 +86,8 @@ export async function readPair(dir: string, cert: string, key: string): Promise<
 }
 
 export async function writePair(dir: string, cert: string, key: string, pair: PemPair): Promise<void> {
-  await writeFileAtomically(join(dir, key), pair.keyPem, true);
-  await writeFileAtomically(join(dir, cert), pair.certPem, false);
+  await writeFileAtomically(join(dir, key), pair.keyPem);
+  await writeFileAtomically(join(dir, cert), pair.certPem);
 }
 
 export async function removeFiles(dir: string, ...names: string[]): Promise<void> {

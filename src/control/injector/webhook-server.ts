@@ -3,7 +3,9 @@
 // the pod unchanged (with a warning) when it cannot inject: a body that is not JSON, a namespace
 // it cannot look up in time. It never keeps the API server waiting past its own deadline (the
 // webhook's timeoutSeconds is 10): the whole request, namespace lookup included, has 8 s. Bodies
-// over 4 MiB (the API server sends at most about 3) are refused with 413; other paths get 404.
+// are read as the control plane's are (../http-bounds.ts readBody): over 4 MiB (the API server
+// sends at most about 3) they are refused with 413 and `Connection: close`, which a client still
+// uploading reads before the connection closes (answerAndClose); other paths get 404.
 // Any pod can reach the injector's Service, so what a client can hold is bounded: at most
 // INJECTOR_MAX_CONNECTIONS connections (more are closed at once), and a TLS handshake, like a
 // request, gets the 8 s deadline (node's default handshake timeout is 120 s).
@@ -12,6 +14,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../../core/log.ts';
 import { targetKey } from '../../core/target.ts';
+import { answerAndClose, readBody } from '../http-bounds.ts';
 import { listen } from '../server.ts';
 import { review } from './admission.ts';
 import type { InjectorConfig } from './proxy-containers.ts';
@@ -85,24 +88,16 @@ async function handle(
     req.resume();
     return;
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of req as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        send(res, 413, { message: `the review is over ${MAX_BODY_BYTES} bytes` });
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    }
-  } catch {
-    return; // the client went away
+  const read = await readBody(req, MAX_BODY_BYTES);
+  if (read === null) return; // the client went away
+  if (read === 'too-large') {
+    const message = JSON.stringify({ message: `the review is over ${MAX_BODY_BYTES} bytes` });
+    answerAndClose(req, res, 413, { 'content-type': 'application/json' }, message);
+    return;
   }
   let body: unknown = null;
   try {
-    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    body = JSON.parse(read.toString('utf8'));
   } catch {
     // review() answers a body it cannot read: allowed unchanged, with a warning.
   }

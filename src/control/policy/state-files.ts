@@ -13,7 +13,13 @@
 import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { ConfigError } from '../../core/errors.ts';
-import { type FileCache, readYamlFolder, removeFile, writeAtomically } from '../discovery/state-file-io.ts';
+import {
+  type FileCache,
+  readYamlFolder,
+  removeFile,
+  writeIfChanged,
+  type WriteOutcome,
+} from '../discovery/state-file-io.ts';
 import type { Logger } from '../../core/log.ts';
 import { parseResources } from '../resources.ts';
 import type {
@@ -46,8 +52,9 @@ export function policyDocument(resource: PolicyResource): Record<string, unknown
   };
 }
 
-export async function writePolicyFile(root: string, resource: PolicyResource): Promise<void> {
-  await writeAtomically(policyPath(root, resource), stringify(policyDocument(resource)));
+/** Writes a resource's file unless it holds the same already; says which. */
+export async function writePolicyFile(root: string, resource: PolicyResource): Promise<WriteOutcome> {
+  return writeIfChanged(policyPath(root, resource), stringify(policyDocument(resource)));
 }
 
 /** Removes a resource's file; false when there was none. */

@@ -23,7 +23,13 @@ import {
 import { faultDocument, validateFault, type FaultResource } from '../../core/routes/fault.ts';
 import { routeDocument, validateRoute, type RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
-import { type FileCache, readYamlFolder, removeFile, writeAtomically } from '../discovery/state-file-io.ts';
+import {
+  type FileCache,
+  readYamlFolder,
+  removeFile,
+  writeIfChanged,
+  type WriteOutcome,
+} from '../discovery/state-file-io.ts';
 
 /** What the routes folder holds. */
 export type RouteFolderResource = RouteResource | FaultResource | BackendPolicyResource;
@@ -38,14 +44,15 @@ export function routePath(root: string, route: RouteKey): string {
   return join(routesDir(root), route.namespace, `${route.kind.toLowerCase()}-${route.name}.yaml`);
 }
 
-export async function writeRouteFile(root: string, route: RouteFolderResource): Promise<void> {
+/** Writes a route's (fault's, policy's) file unless it holds the same already; says which. */
+export async function writeRouteFile(root: string, route: RouteFolderResource): Promise<WriteOutcome> {
   const document =
     route.kind === 'HTTPFault'
       ? faultDocument(route)
       : route.kind === BACKEND_POLICY_KIND
         ? backendPolicyDocument(route)
         : routeDocument(route);
-  await writeAtomically(routePath(root, route), stringify(document));
+  return writeIfChanged(routePath(root, route), stringify(document));
 }
 
 /** Removes a route's file; false when there was none. */

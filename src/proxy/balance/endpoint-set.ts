@@ -2,7 +2,9 @@
 // (reset / add / remove / does-not-exist, as linkerd's discovery). Each endpoint carries its own
 // Peak-EWMA load, kept for as long as the endpoint stays in the set, so a `reset` that repeats a
 // known endpoint does not forget what was learnt about it. An endpoint that leaves is marked
-// removed and never offered again; requests already in flight on it complete normally.
+// removed and never offered again; requests already in flight on it complete normally. With an
+// EndpointPresence (endpoint-presence.ts), the set tells it which addresses it holds, so that the
+// pooled connections to an address that left every set are drained.
 //
 // `endpoints` is an array that is replaced (never mutated) on every change, so P2c can read it
 // per pick without copying. Callers that arrive while there are no endpoints can wait for some
@@ -16,6 +18,7 @@ import type { Endpoint, Update } from '../../core/endpoints.ts';
 import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { PeakEwma, type PeakEwmaHandle, type PeakEwmaOptions } from './peak-ewma.ts';
 import type { FailureAccrual } from './failure-accrual.ts';
+import type { EndpointPresence } from './endpoint-presence.ts';
 
 /**
  * `awaiting`: no update yet. `ready`: at least one endpoint. `no-endpoints`: the target exists
@@ -27,6 +30,8 @@ export interface EndpointSetOptions extends PeakEwmaOptions {
   /** Schedules waitReady's timeouts (FakeClock in tests). */
   readonly timers?: Timers;
   readonly log?: Logger;
+  /** Told of every address the set takes in and removes (the proxy's discovery shares one). */
+  readonly presence?: EndpointPresence;
 }
 
 /** One endpoint of the set with its load; what P2c picks. */
@@ -89,6 +94,7 @@ export class EndpointSet {
   readonly #options: EndpointSetOptions;
   readonly #timers: Timers;
   readonly #log: Logger;
+  readonly #presence: EndpointPresence | null;
   readonly #byKey = new Map<string, EndpointState>();
   #list: readonly EndpointState[] = [];
   #status: EndpointSetStatus = 'awaiting';
@@ -103,6 +109,7 @@ export class EndpointSet {
     this.#options = { ...options, clock: this.clock };
     this.#timers = options.timers ?? systemTimers;
     this.#log = options.log ?? silentLogger;
+    this.#presence = options.presence ?? null;
   }
 
   /** The current endpoints (a fresh array after every change; do not mutate). */
@@ -226,12 +233,15 @@ export class EndpointSet {
     }
   }
 
-  /** Stops the resolution, forgets the endpoints and answers every waiter false. Idempotent. */
+  /**
+   * Stops the resolution, forgets the endpoints and answers every waiter false. Idempotent. The
+   * endpoints did not leave discovery: the presence forgets them without draining anything.
+   */
   close(): void {
     if (this.#closed) return;
     this.#resolution?.cancel();
     this.#resolution = null;
-    for (const [key, state] of this.#byKey) this.#remove(key, state);
+    for (const [key, state] of this.#byKey) this.#remove(key, state, false);
     this.#list = [];
     this.#closed = true;
     this.#settleWaiters(false);
@@ -270,12 +280,17 @@ export class EndpointSet {
       return false;
     }
     this.#byKey.set(key, new EndpointState(key, endpoint, new PeakEwma(this.#options)));
+    this.#presence?.enter(key);
     return true;
   }
 
-  #remove(key: string, state: EndpointState): boolean {
+  /** `left`: discovery removed it (the presence may drain its connections); false: the set closed. */
+  #remove(key: string, state: EndpointState, left = true): boolean {
     state.markRemoved();
-    return this.#byKey.delete(key);
+    if (!this.#byKey.delete(key)) return false;
+    if (left) this.#presence?.leave(key);
+    else this.#presence?.forget(key);
+    return true;
   }
 
   #settleWaiters(ready: boolean): void {

@@ -293,8 +293,11 @@ function onGoaway(c: H2Connection, id: number, payload: Buffer): void {
   const last = payload.readUInt32BE(0) & 0x7fff_ffff;
   const code = payload.readUInt32BE(4);
   c.goingAway = true;
-  // Streams the peer never saw can be retried elsewhere: REFUSED_STREAM says so.
-  for (const s of [...c.streams.values()]) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
+  // Streams the peer never saw can be retried elsewhere: REFUSED_STREAM says so. `last` counts
+  // the streams this side opened (RFC 9113 6.8): a server opens none, and a client's GOAWAY
+  // leaves the streams it opened to run to their end.
+  if (c.role === 'client')
+    for (const s of [...c.streams.values()]) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
   c.opts.onGoaway?.(code);
   c.shutdown();
 }

@@ -2,7 +2,9 @@
 // carrying many multiplexed streams; another is opened only when every session is at the peer's
 // SETTINGS_MAX_CONCURRENT_STREAMS (up to maxSessionsPerTarget). A session leaves the pool as soon
 // as it receives GOAWAY, closes or fails, so new streams go to a fresh session while the streams
-// in flight on the old one finish. Sessions with no stream for idleTimeoutMs are closed.
+// in flight on the old one finish. Sessions with no stream for idleTimeoutMs are closed. When
+// discovery removes an endpoint (drainEndpoint), its sessions leave the pool and close once their
+// streams are done (destroyed after the drain's grace).
 //
 // `request` resolves with a stream only once its session is connected (SETTINGS received), so a connect failure is
 // told apart from a failure of the exchange itself (502 connect-failed vs a reset).
@@ -56,12 +58,16 @@ export interface H2UpstreamPoolOptions {
 
 interface PooledSession {
   readonly key: string;
+  /** The address it goes to (targetKey): what drainEndpoint is given. */
+  readonly address: string;
   readonly session: http2.ClientHttp2Session;
   /** Settles when the session is connected (or failed to connect); never rejects unobserved. */
   readonly ready: Promise<void>;
   readonly idle: SessionIdleTimer;
   /** False once the session received GOAWAY, closed or failed: no new streams. */
   usable: boolean;
+  /** Its endpoint left discovery (drainEndpoint). */
+  draining: boolean;
 }
 
 export class H2UpstreamPool {
@@ -136,6 +142,20 @@ export class H2UpstreamPool {
     }
   }
 
+  /**
+   * The endpoint at `address` (targetKey) left discovery: its sessions (plain and mTLS) take no
+   * new stream and close once their streams are done, destroyed after `graceMs` at the latest. A
+   * session still connecting first serves the requests that wait for it.
+   */
+  drainEndpoint(address: string, graceMs: number): void {
+    for (const pooled of this.all) {
+      if (pooled.address !== address || pooled.draining) continue;
+      pooled.draining = true;
+      // The requests awaiting `ready` went first (they awaited before this): their streams are open.
+      pooled.ready.then(() => this.drainSession(pooled, graceMs), noop);
+    }
+  }
+
   /** Sessions currently open (for tests and the admin view). */
   get sessionCount(): number {
     return this.all.size;
@@ -175,6 +195,7 @@ export class H2UpstreamPool {
     });
     const pooled: PooledSession = {
       key,
+      address: keyOf(target),
       session,
       ready,
       idle: new SessionIdleTimer(session, idleTimeoutMs, () => {
@@ -182,6 +203,7 @@ export class H2UpstreamPool {
         session.close();
       }),
       usable: true,
+      draining: false,
     };
     ready.catch(() => {}); // waiters observe it; an unwaited failure must not be "unhandled"
     this.all.add(pooled);
@@ -249,6 +271,15 @@ export class H2UpstreamPool {
     return pooled;
   }
 
+  /** Out of rotation, closed once its streams are done, destroyed after `graceMs` at the latest. */
+  private drainSession(pooled: PooledSession, graceMs: number): void {
+    this.retire(pooled);
+    const session = pooled.session;
+    if (session.closed || session.destroyed) return;
+    session.close();
+    if (!session.destroyed) setTimeout(() => session.destroy(), Math.max(1, graceMs)).unref();
+  }
+
   /** Takes a session out of rotation (it may still finish its streams). */
   private retire(pooled: PooledSession): void {
     pooled.usable = false;
@@ -263,3 +294,5 @@ export class H2UpstreamPool {
 function keyOf(target: Target): string {
   return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
 }
+
+const noop = (): void => {};

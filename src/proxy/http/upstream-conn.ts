@@ -21,7 +21,7 @@ import {
   type H1Upstream,
   type ResponseBodyKind,
 } from './h1-upstream.ts';
-import type { UpstreamPool } from './upstream-pool.ts';
+import type { PoolHost, UpstreamPool } from './upstream-pool.ts';
 
 const RES_NONE = 0; // no exchange
 const RES_HEAD = 1; // waiting for the response head
@@ -33,7 +33,8 @@ const LAST_CHUNK_START = Buffer.from('0\r\n', 'latin1');
 
 export class UpstreamConn implements H1Upstream {
   readonly socket: net.Socket;
-  readonly key: string;
+  /** What the pool has under the connection's key (its idle list, its count). */
+  readonly host: PoolHost;
   /** The exchange that owns the connection (null: idle, or let go). */
   owner: H1ResponseSink | null = null;
   /** Times this connection was handed out; > 1 means it was reused from the pool. */
@@ -61,10 +62,10 @@ export class UpstreamConn implements H1Upstream {
   /** The connection may carry another exchange once this one is over. */
   private reusable = true;
 
-  constructor(pool: UpstreamPool, socket: net.Socket, key: string, limits: H1Limits) {
+  constructor(pool: UpstreamPool, socket: net.Socket, host: PoolHost, limits: H1Limits) {
     this.pool = pool;
     this.socket = socket;
-    this.key = key;
+    this.host = host;
     this.limits = limits;
     this.chunkSink = {
       data: (chunk) => this.owner?.onResponseData(chunk),

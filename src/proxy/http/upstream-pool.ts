@@ -10,6 +10,10 @@
 // many streams) opens no more than maxConnections: over it, the acquire waits for a connection to
 // come back (a bounded queue, a bounded time; a waiter that gives up is withdrawn with cancel),
 // and is refused with `upstream-busy` when the queue is full or the wait too long.
+//
+// When discovery removes an endpoint (drainEndpoint), what the pool has for its address leaves the
+// pool: idle connections close at once, busy ones when their exchange ends (or after the drain's
+// grace), and the next acquire for the address starts afresh.
 import type net from 'node:net';
 import type { ConnectFailureReason } from '../errors.ts';
 import type { H1Limits } from './h1-parser.ts';
@@ -59,7 +63,7 @@ export interface PoolOptions {
 
 /** An acquire waiting for a connection under a HostLimit. */
 interface Waiter {
-  readonly key: string;
+  readonly host: PoolHost;
   readonly target: Target;
   readonly owner: H1ResponseSink;
   readonly cb: BoundedAcquireCallback;
@@ -67,17 +71,29 @@ interface Waiter {
   timer: NodeJS.Timeout | null;
 }
 
-/** What the pool has under one key. */
-class Host {
+/** What the pool has under one key. Each connection knows its Host (UpstreamConn.host). */
+export class PoolHost {
+  readonly key: string;
+  /** The address its connections go to (targetKey): what drainEndpoint is given. */
+  readonly address: string;
   readonly idle: UpstreamConn[] = [];
   /** Connections counted under the key: connecting, in use and idle. */
   open = 0;
+  /** Its connections that are connected and counted (drainEndpoint closes the busy ones late). */
+  readonly conns = new Set<UpstreamConn>();
   /** Bounded acquires waiting for a connection, oldest first. */
   readonly waiters = new Set<Waiter>();
+  /** Its endpoint left discovery: out of the pool, each connection closed when its exchange ends. */
+  draining = false;
+
+  constructor(key: string, address: string) {
+    this.key = key;
+    this.address = address;
+  }
 }
 
 export class UpstreamPool {
-  private readonly hosts = new Map<string, Host>();
+  private readonly hosts = new Map<string, PoolHost>();
   /** Waiting acquires by owner (cancel). */
   private readonly waiting = new Map<H1ResponseSink, Waiter>();
   private readonly opts: PoolOptions;
@@ -107,7 +123,7 @@ export class UpstreamPool {
     connector?: Connector,
   ): void {
     const key = connector === undefined ? targetKey(target) : connector.key;
-    const host = this.host(key);
+    const host = this.host(key, target);
     const list = host.idle;
     while (list.length > 0) {
       const conn = list.pop()!;
@@ -119,14 +135,14 @@ export class UpstreamPool {
       return;
     }
     if (limit === null || host.open < limit.maxConnections) {
-      this.connect(key, host, target, owner, cb, connector);
+      this.connect(host, target, owner, cb, connector);
       return;
     }
     if (host.waiters.size >= limit.maxWaiting || this.waiting.has(owner)) {
       cb(null, 'upstream-busy', new Error(`${limit.maxConnections} connections to ${key} in use`));
       return;
     }
-    const waiter: Waiter = { key, target, owner, cb, connector, timer: null };
+    const waiter: Waiter = { host, target, owner, cb, connector, timer: null };
     if (limit.waitTimeoutMs > 0)
       waiter.timer = setTimeout(() => {
         waiter.timer = null;
@@ -147,14 +163,13 @@ export class UpstreamPool {
     if (this.waiting.get(waiter.owner) !== waiter) return false;
     this.waiting.delete(waiter.owner);
     if (waiter.timer !== null) clearTimeout(waiter.timer);
-    const host = this.hosts.get(waiter.key);
-    host?.waiters.delete(waiter);
-    if (host !== undefined) this.dropIfEmpty(waiter.key, host);
+    waiter.host.waiters.delete(waiter);
+    this.dropIfEmpty(waiter.host);
     return true;
   }
 
   /** The oldest waiter under `host`, withdrawn (null when none waits). */
-  private nextWaiter(host: Host): Waiter | null {
+  private nextWaiter(host: PoolHost): Waiter | null {
     for (const waiter of host.waiters) {
       this.withdraw(waiter);
       return waiter;
@@ -162,23 +177,27 @@ export class UpstreamPool {
     return null;
   }
 
-  private host(key: string): Host {
+  private host(key: string, target: Target): PoolHost {
     let host = this.hosts.get(key);
     if (host === undefined) {
-      host = new Host();
+      host = new PoolHost(key, targetKey(target));
       this.hosts.set(key, host);
     }
     return host;
   }
 
-  private dropIfEmpty(key: string, host: Host): void {
-    if (host.open === 0 && host.idle.length === 0 && host.waiters.size === 0 && this.hosts.get(key) === host)
-      this.hosts.delete(key);
+  private dropIfEmpty(host: PoolHost): void {
+    if (
+      host.open === 0 &&
+      host.idle.length === 0 &&
+      host.waiters.size === 0 &&
+      this.hosts.get(host.key) === host
+    )
+      this.hosts.delete(host.key);
   }
 
   private connect(
-    key: string,
-    host: Host,
+    host: PoolHost,
     target: Target,
     owner: H1ResponseSink,
     cb: BoundedAcquireCallback,
@@ -188,12 +207,13 @@ export class UpstreamPool {
     const connected = (socket: net.Socket | null, reason: ConnectFailureReason | null, err?: Error): void => {
       if (socket === null) {
         host.open--;
-        this.dropIfEmpty(key, host);
+        this.dropIfEmpty(host);
         cb(null, reason, err);
-        this.serveWaiter(key); // the slot is free again: a waiter may connect
+        this.serveWaiter(host); // the slot is free again: a waiter may connect
         return;
       }
-      const conn = new UpstreamConn(this, socket, key, this.opts.limits);
+      const conn = new UpstreamConn(this, socket, host, this.opts.limits);
+      host.conns.add(conn);
       conn.uses = 1;
       conn.connected = true;
       conn.owner = owner;
@@ -204,20 +224,23 @@ export class UpstreamPool {
     else connector.connect(connected);
   }
 
-  /** A slot under `key` was freed: the oldest waiter connects. */
-  private serveWaiter(key: string): void {
-    const host = this.hosts.get(key);
-    if (host === undefined || host.waiters.size === 0 || this.closing) return;
+  /** A slot under `host` was freed: the oldest waiter connects. */
+  private serveWaiter(host: PoolHost): void {
+    if (host.waiters.size === 0 || this.closing) return;
     const waiter = this.nextWaiter(host);
-    if (waiter !== null)
-      this.connect(key, this.host(key), waiter.target, waiter.owner, waiter.cb, waiter.connector);
+    if (waiter === null) return;
+    // Withdrawing the last waiter dropped the emptied host from the map: it is back for the
+    // waiter's connection (a draining one stays out).
+    if (!host.draining && !this.hosts.has(host.key)) this.hosts.set(host.key, host);
+    this.connect(host, waiter.target, waiter.owner, waiter.cb, waiter.connector);
   }
 
   /** Takes a connection made elsewhere (a CONNECT tunnel's) into the pool as idle. */
   adopt(target: Target, socket: net.Socket): void {
-    const key = targetKey(target);
-    this.host(key).open++;
-    const conn = new UpstreamConn(this, socket, key, this.opts.limits);
+    const host = this.host(targetKey(target), target);
+    host.open++;
+    const conn = new UpstreamConn(this, socket, host, this.opts.limits);
+    host.conns.add(conn);
     conn.connected = true;
     conn.uses = 1;
     this.release(conn);
@@ -230,8 +253,12 @@ export class UpstreamPool {
   release(conn: UpstreamConn): void {
     conn.owner = null;
     if (conn.closed) return;
-    const host = this.hosts.get(conn.key);
-    if (host !== undefined && host.waiters.size > 0 && !this.closing) {
+    const host = conn.host;
+    if (host.draining) {
+      conn.socket.destroy();
+      return;
+    }
+    if (host.waiters.size > 0 && !this.closing) {
       const waiter = this.nextWaiter(host)!;
       conn.owner = waiter.owner;
       conn.uses++;
@@ -239,7 +266,7 @@ export class UpstreamPool {
       waiter.cb(conn, null);
       return;
     }
-    if (this.closing || this.opts.maxIdlePerHost === 0 || host === undefined) {
+    if (this.closing || this.opts.maxIdlePerHost === 0) {
       conn.socket.destroy();
       return;
     }
@@ -255,16 +282,37 @@ export class UpstreamPool {
 
   /** The connection leaves the pool (it closed, or its socket was handed to a tunnel). */
   forget(conn: UpstreamConn): void {
-    const host = this.hosts.get(conn.key);
-    if (host === undefined) return;
+    const host = conn.host;
     const i = host.idle.indexOf(conn);
     if (i !== -1) host.idle.splice(i, 1);
+    host.conns.delete(conn);
     if (conn.counted) {
       conn.counted = false;
       host.open--;
-      this.serveWaiter(conn.key);
+      this.serveWaiter(host);
     }
-    this.dropIfEmpty(conn.key, host);
+    this.dropIfEmpty(host);
+  }
+
+  /**
+   * The endpoint at `address` (targetKey) left discovery: everything the pool has for it (plain
+   * and by connector) leaves the pool. Idle connections close now, busy ones when their exchange
+   * ends, or after `graceMs` however far it got. Waiting acquires still get their connection.
+   */
+  drainEndpoint(address: string, graceMs: number): void {
+    for (const host of this.hosts.values()) {
+      if (host.address !== address) continue;
+      this.hosts.delete(host.key);
+      host.draining = true;
+      for (const conn of host.idle.splice(0)) conn.socket.destroy();
+      if (host.conns.size === 0) continue;
+      setTimeout(
+        () => {
+          for (const conn of host.conns) conn.socket.destroy();
+        },
+        Math.max(1, graceMs),
+      ).unref();
+    }
   }
 
   get idleCount(): number {

@@ -3,7 +3,9 @@
 // expected identity, another only when every one is at the peer's MAX_CONCURRENT_STREAMS (up to
 // MAX_PER_TARGET). A connection leaves the pool when it receives GOAWAY or closes, so new
 // requests go to a fresh one while the streams in flight finish. Connections with no new stream
-// for the idle timeout are closed.
+// for the idle timeout are closed. When discovery removes an endpoint (drainEndpoint), its
+// connections leave the pool at once and drain: GOAWAY, closed when their streams are done, cut
+// after the drain's grace.
 //
 // A connection counts as connected once the peer's SETTINGS arrived: in TLS 1.3 a server that
 // refuses our certificate only closes the connection after our handshake completed, and that
@@ -36,10 +38,17 @@ export interface MeshH2PoolOptions {
 
 interface Slot {
   readonly address: Target;
+  /** targetKey(address): what drainEndpoint is given. */
+  readonly addressKey: string;
   readonly identity: string;
   readonly conns: H2Connection[];
   connecting: number;
   readonly waiters: ConnCallback[];
+  /**
+   * The drain's grace once its endpoint left discovery (0: it has not): the slot is out of the
+   * pool, and a connection still being made drains once it served the slot's waiters.
+   */
+  draining: number;
 }
 
 export class MeshH2Pool {
@@ -88,7 +97,15 @@ export class MeshH2Pool {
     }
     let slot = this.slots.get(key);
     if (slot === undefined) {
-      slot = { address, identity, conns: [], connecting: 0, waiters: [] };
+      slot = {
+        address,
+        addressKey: targetKey(address),
+        identity,
+        conns: [],
+        connecting: 0,
+        waiters: [],
+        draining: 0,
+      };
       this.slots.set(key, slot);
     }
     for (const conn of slot.conns) {
@@ -127,6 +144,7 @@ export class MeshH2Pool {
           slot.conns.push(conn);
           this.watchIdle(conn);
           this.serve(slot);
+          if (slot.draining > 0) drain(conn, slot.draining);
         },
         onRoom: () => this.serve(slot),
         onGoaway: () => this.remove(key, slot, conn),
@@ -160,17 +178,37 @@ export class MeshH2Pool {
 
   private failWaiters(key: string, slot: Slot, reason: ConnectFailureReason, err?: Error): void {
     const waiters = slot.waiters.splice(0);
-    if (slot.conns.length === 0 && slot.connecting === 0) this.slots.delete(key);
+    if (slot.conns.length === 0 && slot.connecting === 0) this.forgetSlot(key, slot);
     for (const w of waiters) w(null, reason, err);
   }
 
   private remove(key: string, slot: Slot, conn: H2Connection): void {
     const i = slot.conns.indexOf(conn);
     if (i >= 0) slot.conns.splice(i, 1);
-    if (slot.conns.length === 0 && slot.connecting === 0 && slot.waiters.length === 0) this.slots.delete(key);
+    if (slot.conns.length === 0 && slot.connecting === 0 && slot.waiters.length === 0)
+      this.forgetSlot(key, slot);
     else if (slot.waiters.length > 0 && slot.connecting === 0 && !this.closed) {
       // Requests still wait (the connection went away under them): connect anew.
       this.connect(key, slot);
+    }
+  }
+
+  /** Takes the slot out of the map, unless another (after a drain) has taken its key. */
+  private forgetSlot(key: string, slot: Slot): void {
+    if (this.slots.get(key) === slot) this.slots.delete(key);
+  }
+
+  /**
+   * The endpoint at `addressKey` (targetKey) left discovery: its connections leave the pool and
+   * drain (GOAWAY; each closes when its streams are done, or after `graceMs`). Requests to it
+   * that wait for a connection still get one; it drains once they are on it.
+   */
+  drainEndpoint(addressKey: string, graceMs: number): void {
+    for (const [key, slot] of this.slots) {
+      if (slot.addressKey !== addressKey) continue;
+      this.slots.delete(key);
+      slot.draining = Math.max(1, graceMs);
+      for (const conn of slot.conns) drain(conn, slot.draining);
     }
   }
 
@@ -198,4 +236,10 @@ export class MeshH2Pool {
     }
     this.slots.clear();
   }
+}
+
+/** GOAWAY now: the connection closes once its streams are done, and is cut after `graceMs`. */
+function drain(conn: H2Connection, graceMs: number): void {
+  conn.shutdown();
+  if (!conn.closed) setTimeout(() => conn.destroy(null), graceMs).unref();
 }

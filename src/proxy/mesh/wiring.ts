@@ -151,6 +151,15 @@ export class MeshWiring {
     };
   }
 
+  /**
+   * The endpoint at `address` (targetKey) left discovery: the outbound mesh connections and HTTP/2
+   * sessions to it drain (busy ones close when their streams are done, or after `graceMs`).
+   */
+  drainEndpoint(address: string, graceMs: number): void {
+    this.outbound?.h1Pool.drainEndpoint(address, graceMs);
+    void this.h2Pool?.then((pool) => pool.drainEndpoint(address, graceMs));
+  }
+
   /** Drain: GOAWAY on the mesh's own HTTP/2 connections both ways (in-flight streams finish). */
   drain(): void {
     this.outbound?.h1Pool.close();

@@ -27,6 +27,7 @@
 // knows nothing is, so that names asked for during an outage cannot pile up).
 import { BlockList, isIP } from 'node:net';
 import { EndpointSet, type EndpointState } from '../balance/endpoint-set.ts';
+import { EndpointPresence } from '../balance/endpoint-presence.ts';
 import type { PeakEwmaHandle } from '../balance/peak-ewma.ts';
 import { P2c } from '../balance/p2c.ts';
 import type { Endpoint } from '../../core/endpoints.ts';
@@ -169,11 +170,22 @@ export class ServiceDiscovery {
   private readonly namespace: string;
   /** The circuit breaking policies of Service ports ("ns/name:port"), as their routes brought them. */
   private readonly policies = new Map<string, ServiceTrafficPolicy>();
+  /** The endpoint addresses every target's set holds (the pools drain those that leave). */
+  private readonly presence: EndpointPresence;
   private sweeper: NodeJS.Timeout | null = null;
 
   constructor(opts: DiscoveryOptions) {
     this.opts = opts;
     this.namespace = opts.namespace ?? 'default';
+    this.presence = new EndpointPresence(opts.log);
+  }
+
+  /**
+   * Calls `listener` with the address key ("host:port", targetKey) of each endpoint that left
+   * discovery: removed from every target that had it (not merely no longer watched).
+   */
+  onEndpointLeft(listener: (addressKey: string) => void): () => void {
+    return this.presence.onLeft(listener);
   }
 
   /** True when a target is resolved through the control plane (else it is always direct). */
@@ -293,7 +305,11 @@ export class ServiceDiscovery {
     const found = this.byHost.get(target.host)?.get(target.port);
     if (found !== undefined) return found;
     const key = targetKey(target);
-    const set = new EndpointSet({ log: this.opts.log, defaultRttMs: NEW_ENDPOINT_RTT_MS });
+    const set = new EndpointSet({
+      log: this.opts.log,
+      defaultRttMs: NEW_ENDPOINT_RTT_MS,
+      presence: this.presence,
+    });
     const host = canonicalName(target.host);
     const named = isIP(target.host) === 0;
     const query = named ? serviceQuery(host, target.port, this.namespace) : key;
