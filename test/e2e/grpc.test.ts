@@ -7,7 +7,6 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import {
   createEchoClient,
@@ -17,7 +16,7 @@ import {
   type EchoServer,
 } from '../fixtures/grpc-echo.ts';
 import { startProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
-import { LOOPBACK_LISTENERS } from '../helpers/proxy-process.ts';
+import { CLI, LOOPBACK_LISTENERS } from '../helpers/proxy-process.ts';
 
 interface Environment {
   /** Where the gRPC client connects (the proxy). */
@@ -146,13 +145,11 @@ describe('gRPC errors made by the proxy', () => {
   });
 });
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
 /** Starts `trellis proxy` for an app port; resolves with its inbound address once it is ready. */
 async function startProxyProcess(appPort: number): Promise<{ inbound: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [MAIN, 'proxy', ...LOOPBACK_LISTENERS, '--app-port', String(appPort), '--log-level', 'warn'],
+    [CLI, 'proxy', ...LOOPBACK_LISTENERS, '--app-port', String(appPort), '--log-level', 'warn'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

@@ -2,14 +2,37 @@
 // everywhere, and waits for its ready line. Every test that uses it must call stop() (t.after).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NODE = process.execPath;
-export const CLI = path.join(REPO, 'src/cli/main.ts');
+/**
+ * The `trellis` entry point the tests run: the build, dist/cli/main.js, when it is newer than every
+ * file under src/ (as right after `npm run build`, which `npm test` runs first), else the sources,
+ * src/cli/main.ts. Both are the code of this checkout; the build starts a process in about a third
+ * of the CPU time (no type stripping: ~0.3 s against ~0.75 s per proxy), and the end-to-end tests
+ * start hundreds. A source edited since the build makes it stale, and the sources run.
+ */
+export const CLI = freshBuild() ?? path.join(REPO, 'src/cli/main.ts');
+
+function freshBuild(): string | undefined {
+  const main = path.join(REPO, 'dist/cli/main.js');
+  let built: number;
+  try {
+    built = statSync(main).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  const newer = (dir: string): boolean =>
+    readdirSync(dir, { withFileTypes: true }).some((entry) => {
+      const file = path.join(dir, entry.name);
+      return entry.isDirectory() ? newer(file) : statSync(file).mtimeMs >= built;
+    });
+  return newer(path.join(REPO, 'src')) ? undefined : main;
+}
 /** `trellis proxy` flags that put its three listeners on loopback, port 0. */
 export const LOOPBACK_LISTENERS: readonly string[] = [
   '--inbound-listen',
