@@ -152,7 +152,7 @@ export function wallNowMs(): number {
 // string (V8 keeps a slice as a view of its parent): no value is concatenated per request, and
 // none has to be flattened when it is written out (a concatenated traceparent was, by the HPACK
 // encoder, per request).
-const POOL_RECORDS = 64;
+const POOL_RECORDS = 256;
 
 /** Each byte's two lower-case hex digits, as character codes: HEX_CHARS[2b], HEX_CHARS[2b + 1]. */
 const HEX_CHARS = Buffer.from(
@@ -196,8 +196,9 @@ class IdPool {
       let from = r * this.recordBytes;
       // W3C forbids all-zero ids: such a record is drawn again.
       while (this.anyZeroId(from)) randomFillSync(random.subarray(from, from + this.recordBytes));
-      for (const [at, bytes] of this.ids) {
-        const to = r * this.recordChars + at;
+      for (let k = 0; k < this.ids.length; k++) {
+        const bytes = this.ids[k]![1];
+        const to = r * this.recordChars + this.ids[k]![0];
         for (let i = 0; i < bytes; i++) {
           const b = random[from + i]! << 1;
           chars[to + 2 * i] = HEX_CHARS[b]!;
@@ -211,7 +212,8 @@ class IdPool {
   }
 
   private anyZeroId(from: number): boolean {
-    for (const [, bytes] of this.ids) {
+    for (let k = 0; k < this.ids.length; k++) {
+      const bytes = this.ids[k]![1];
       let or = 0;
       for (let i = from; i < from + bytes; i++) or |= this.random[i]!;
       if (or === 0) return true;
