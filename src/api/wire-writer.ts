@@ -244,28 +244,43 @@ export class Writer {
 
   /**
    * The two halves of message() for a writer that has more than one value to write (no closure):
-   * begin() writes the tag and keeps a byte for the length, end() with its result patches it in.
+   * begin() writes the tag and keeps a byte (or `lengthBytes`) for the length, end() with its result
+   * patches it in.
    */
-  begin(field: number): number {
+  begin(field: number, lengthBytes: 1 | 2 = 1): number {
     this.tag(field, LENGTH_DELIMITED);
-    this.#ensure(1);
-    return this.pos++;
+    this.#ensure(lengthBytes);
+    const at = this.pos;
+    this.pos = at + lengthBytes;
+    return at;
   }
 
-  end(at: number): void {
-    const len = this.pos - at - 1;
-    if (len < 0x80) {
-      this.buf[at] = len;
+  /**
+   * `lengthBytes`: as given to begin(); 2 for a message that is mostly 128 to 16383 bytes long (a
+   * span), whose body then stays where it is. A length that takes another size moves the body.
+   */
+  end(at: number, lengthBytes: 1 | 2 = 1): void {
+    const buf = this.buf;
+    const len = this.pos - at - lengthBytes;
+    if (lengthBytes === 1 && len < 0x80) {
+      buf[at] = len;
       return;
     }
     let size = 1;
     for (let n = len; n > 0x7f; n >>>= 7) size++;
-    this.#ensure(size - 1);
-    this.buf.copy(this.buf, at + size, at + 1, this.pos);
-    const end = this.pos + size - 1;
-    this.pos = at;
-    this.varint32(len);
-    this.pos = end;
+    if (size !== lengthBytes) {
+      if (size > lengthBytes) this.#ensure(size - lengthBytes);
+      this.buf.copyWithin(at + size, at + lengthBytes, this.pos);
+      this.pos += size - lengthBytes;
+    }
+    // The varint, in the `size` bytes at `at`.
+    const out = this.buf;
+    let n = len;
+    for (let i = 0; i < size - 1; i++) {
+      out[at + i] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    out[at + size - 1] = n;
   }
 
   finish(): Buffer {

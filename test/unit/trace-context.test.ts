@@ -208,6 +208,11 @@ test('joinTrace: the decisions', () => {
   assert.equal(span.traceId, T);
   assert.equal(span.parentSpanId, P);
   assert.deepEqual(f, ['Host', 'a', 'traceparent', `00-${T}-${span.spanId}-01`]);
+  // A later version (which may append fields): carried on as version 00, without its additions.
+  f = ['traceparent', `cc-${T}-${P}-01-what-comes-next`];
+  span = joinTrace(f, 'server', 0)!;
+  assert.equal(span.parentSpanId, P);
+  assert.deepEqual(f, ['traceparent', `00-${T}-${span.spanId}-01`]);
   // Unsampled: never traced, even at ratio 1.
   f = ['traceparent', `00-${T}-${P}-00`];
   assert.equal(joinTrace(f, 'server', 1), null);
@@ -267,6 +272,24 @@ test('joinTrace: a ratio starts that share of new traces', () => {
       150,
     true,
   );
+});
+
+test('new traces: each traceparent is 00-{trace id}-{span id}-01 of its span, ids fresh across pool refills', () => {
+  const seen = new Set<string>();
+  for (let i = 0; i < 300; i++) {
+    const fields: string[] = [];
+    const span = joinTrace(fields, 'client', 1)!;
+    assert.deepEqual(fields, ['traceparent', `00-${span.traceId}-${span.spanId}-01`]);
+    assert.ok(!/^0+$/.test(span.traceId) && !/^0+$/.test(span.spanId));
+    // A joined trace's next hop: the span id of a pool of its own.
+    const next = ['traceparent', fields[1]!];
+    const child = joinTrace(next, 'server', 0)!;
+    assert.equal(child.traceId, span.traceId);
+    assert.equal(child.parentSpanId, span.spanId);
+    assert.deepEqual(next, ['traceparent', `00-${span.traceId}-${child.spanId}-01`]);
+    seen.add(span.traceId).add(span.spanId).add(child.spanId);
+  }
+  assert.equal(seen.size, 900);
 });
 
 test('randomHexId: lower-case hex of the asked length, never zero, no repeats across pool refills', () => {

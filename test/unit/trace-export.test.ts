@@ -20,6 +20,7 @@ import {
   type OtlpResource,
 } from '../../src/proxy/telemetry/trace-otlp.ts';
 import { TraceSpan, type FinishedSpan } from '../../src/proxy/telemetry/trace-span.ts';
+import { Writer } from '../../src/api/wire-writer.ts';
 import { decodeTraceRequest, startOtlpReceiver } from '../helpers/otlp-receiver.ts';
 
 /** The sum of a family's series whose labels include `labels`. */
@@ -247,6 +248,41 @@ test('a batch of any size under any resource decodes whole (its enclosing fields
     ),
     { numRuns: 200 },
   );
+});
+
+test('a message begun with two length bytes is written as with one, whatever its length', () => {
+  // SpanBatch keeps two bytes for a span's length (a span is mostly 128 to 16383 bytes): a body
+  // of another length is moved, and the bytes must be those of the one-byte path.
+  fc.assert(
+    fc.property(
+      fc.nat({ max: 70_000 }),
+      fc.uint8Array({ maxLength: 3 }),
+      fc.integer({ min: 1, max: 100 }),
+      (length, before, field) => {
+        const body = Buffer.alloc(length, 0xab);
+        const write = (lengthBytes: 1 | 2) => {
+          const w = new Writer(1);
+          w.raw(before);
+          const at = w.begin(field, lengthBytes);
+          w.raw(body);
+          w.end(at, lengthBytes);
+          w.uint32(1, 7); // what follows lands after the message
+          return w.finish();
+        };
+        assert.deepEqual(write(2), write(1));
+      },
+    ),
+    { numRuns: 300 },
+  );
+  for (const length of [0, 127, 128, 16383, 16384]) {
+    const w = new Writer();
+    const at = w.begin(2, 2);
+    w.raw(Buffer.alloc(length, 1));
+    w.end(at, 2);
+    const one = new Writer();
+    one.message(2, null, (x) => x.raw(Buffer.alloc(length, 1)));
+    assert.deepEqual(w.finish(), one.finish(), `length ${length}`);
+  }
 });
 
 test('tracesUrl appends /v1/traces to the base URL once', () => {

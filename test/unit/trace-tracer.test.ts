@@ -92,10 +92,7 @@ test('every span carries its own exchange attributes, whatever the spans before 
       const ids: string[] = [];
       for (const x of xs) {
         const fields = x.userAgent === '' ? [] : ['User-Agent', x.userAgent];
-        const span = tracer.start(fields, x.inbound ? 'inbound' : 'outbound', {
-          address: '10.0.0.1',
-          identity: 'spiffe://t/peer',
-        })!;
+        const span = tracer.start(fields, x.inbound ? 'inbound' : 'outbound', '10.0.0.1', 'spiffe://t/peer')!;
         ids.push(span.spanId);
         const entry: AccessLogEntry = {
           ts: 0,

@@ -404,11 +404,13 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   /** Tracing: joins the request to its trace; its head then carries the span as the next hop's parent. */
   private startSpan(tracer: Tracer, head: MessageHead): void {
     const inbound = this.ctx.direction === 'inbound';
-    this.traceSpan = tracer.start(head.headers, this.ctx.direction, {
-      address: inbound ? (this.socket.remoteAddress ?? '') : '',
-      identity: this.peerIdentity,
-      server: this.route?.target,
-    });
+    this.traceSpan = tracer.start(
+      head.headers,
+      this.ctx.direction,
+      inbound ? (this.socket.remoteAddress ?? '') : '',
+      this.peerIdentity,
+      this.route?.target,
+    );
   }
 
   /** A retry of a traced request: the failed attempt's CLIENT span ends, the next gets its own. */

@@ -454,11 +454,13 @@ export class H2Exchange implements EndpointSink {
   private startSpan(tracer: Tracer, target: Target | undefined, identity: string | null): void {
     this.traced = true;
     const inbound = this.ctx.direction === 'inbound';
-    this.outcome.traceSpan = tracer.startObject(this.requestHeaders, this.ctx.direction, {
-      address: inbound ? (this.ctx.tracePeer?.address ?? '') : '',
-      identity: inbound ? (this.ctx.tracePeer?.identity ?? null) : identity,
-      server: target,
-    });
+    this.outcome.traceSpan = tracer.startObject(
+      this.requestHeaders,
+      this.ctx.direction,
+      inbound ? (this.ctx.tracePeer?.address ?? '') : '',
+      inbound ? (this.ctx.tracePeer?.identity ?? null) : identity,
+      target,
+    );
   }
 
   private attachUpstream(up: http2.ClientHttp2Stream, session: http2.ClientHttp2Session): void {

@@ -47,9 +47,7 @@ export function refuseStream(
   const { reason } = refusal;
   // Joined on a copy: nothing of this request is forwarded.
   const traceSpan =
-    tracer != null
-      ? tracer.startObject({ ...headers } as HeaderObject, direction, { address: '', identity: null })
-      : null;
+    tracer != null ? tracer.startObject({ ...headers } as HeaderObject, direction, '', null) : null;
   metrics.requestStarted(direction, 'h2');
   metrics.proxyError(direction, reason);
   const response = proxyErrorResponse(

@@ -119,7 +119,7 @@ export class MeshH2H1Inbound {
     exchange.clientAddress = source; // (a live tap reports it)
     // Tracing: the request's context fields carry this hop's span to the app.
     const tracer = this.bridge.tracer;
-    if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', { address: ip, identity });
+    if (tracer != null) exchange.traceSpan = tracer.start(fields, 'inbound', ip, identity);
     exchange.start(target);
   }
 
@@ -137,8 +137,7 @@ export class MeshH2H1Inbound {
   ): void {
     const { metrics, tracer } = this.bridge;
     // A sampled request gets its SERVER span even so (its fields are not forwarded: a copy joins).
-    const traceSpan =
-      tracer != null ? tracer.start([...fields], 'inbound', { address: ip, identity: peer }) : null;
+    const traceSpan = tracer != null ? tracer.start([...fields], 'inbound', ip, peer) : null;
     const startedAt = performance.now();
     const startedWallMs = Date.now();
     metrics.requestStarted('inbound', 'http1');

@@ -72,7 +72,21 @@ export interface OtlpResource {
 const KEY_FIELDS = new Map<string, Buffer>();
 const KEY_CACHE_SIZE = 64;
 
-function writeKey(w: Writer, key: string): void {
+/**
+ * The key last written at each attribute position of a span, and its field: a tracer puts its
+ * keys in the same order span after span, so a key is mostly found here by identity (the same
+ * string constant), not by a map lookup per attribute.
+ * Bounded like KEY_FIELDS (positions past KEY_CACHE_SIZE look the map up).
+ */
+const keyAt: string[] = [];
+const keyFieldAt: Buffer[] = [];
+
+/** A KeyValue.key field; `at`: the attribute's position in its span (-1: not a span's). */
+function writeKey(w: Writer, key: string, at: number): void {
+  if (at >= 0 && keyAt[at] === key) {
+    w.raw(keyFieldAt[at]!);
+    return;
+  }
   let bytes = KEY_FIELDS.get(key);
   if (bytes === undefined) {
     if (KEY_FIELDS.size >= KEY_CACHE_SIZE) {
@@ -83,13 +97,17 @@ function writeKey(w: Writer, key: string): void {
     k.string(KV_KEY, key);
     KEY_FIELDS.set(key, (bytes = k.finish()));
   }
+  if (at >= 0 && at < KEY_CACHE_SIZE) {
+    keyAt[at] = key;
+    keyFieldAt[at] = bytes;
+  }
   w.raw(bytes);
 }
 
 /** One KeyValue (an OTLP attribute) as field `field` of the message being written. */
-function writeAttribute(w: Writer, field: number, key: string, value: string | number): void {
+function writeAttribute(w: Writer, field: number, key: string, value: string | number, at = -1): void {
   const kv = w.begin(field);
-  writeKey(w, key);
+  writeKey(w, key, at);
   const any = w.begin(KV_VALUE);
   if (typeof value === 'number') w.int64(ANY_INT, value, key);
   else w.string(ANY_STRING, value);
@@ -147,7 +165,7 @@ function writeRun(w: Writer, attrs: readonly (string | number)[], from: number):
   }
   const at = w.pos;
   for (let i = from; i + 1 < attrs.length; i += 2)
-    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!);
+    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!, i);
   const run: AttributeRun = { values: attrs.slice(from), bytes: Buffer.from(w.buf.subarray(at, w.pos)) };
   if (runs.length < RUN_CACHE_SIZE) runs.push(run);
   else {
@@ -169,7 +187,7 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
   const attrs = f.attributes;
   const stable = f.stableFrom ?? attrs.length;
   for (let i = 0; i + 1 < stable; i += 2)
-    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!);
+    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!, i);
   if (stable < attrs.length) writeRun(w, attrs, stable);
   if (f.error) {
     const status = w.begin(SPAN_STATUS);
@@ -247,11 +265,16 @@ export class SpanBatch {
 
   /** Writes `span` (on error nothing of it stays, and the error is thrown on). */
   add(span: FinishedSpan): void {
-    const at = this.w.pos;
+    const w = this.w;
+    const at = w.pos;
     try {
-      this.w.message(SCOPE_SPANS_SPANS, span, writeSpan);
+      // Two bytes kept for the span's length: a span takes 128 to 16383 bytes (one byte would
+      // have the span moved along once written, a copy per span).
+      const length = w.begin(SCOPE_SPANS_SPANS, 2);
+      writeSpan(w, span);
+      w.end(length, 2);
     } catch (err) {
-      this.w.pos = at;
+      w.pos = at;
       throw err;
     }
     this.count++;

@@ -18,7 +18,18 @@ import {
   parseTracestate,
   type TraceContext,
 } from './trace-context.ts';
-import { randomHexId, TraceSpan, wallNowMs, type SpanKind } from './trace-span.ts';
+import {
+  takeSpanId,
+  takeTraceIds,
+  takenSpanId,
+  takenSpanSuffix,
+  takenTraceId,
+  takenTraceparent,
+  takenTraceSpanId,
+  TraceSpan,
+  wallNowMs,
+  type SpanKind,
+} from './trace-span.ts';
 
 // Field slots found by the scan.
 const TRACEPARENT = 0;
@@ -88,6 +99,11 @@ const FOUND = new Int32Array(SLOTS);
 /** The positions of the fields joinTrace removes (shared the same way; empty between calls). */
 const DROP: number[] = [];
 
+/** Whether a request without a sampling decision starts a trace (no draw at ratio 1 or 0). */
+function draw(ratio: number): boolean {
+  return ratio >= 1 || (ratio > 0 && Math.random() < ratio);
+}
+
 function valueAt(fields: readonly string[], at: number): string | undefined {
   return at >= 0 ? fields[at + 1] : undefined;
 }
@@ -116,7 +132,7 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
     found[slot] = found[slot] === -1 ? i : REPEATED;
   }
   if (!anyContext) {
-    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    if (!draw(ratio)) return null;
     return startTrace(fields, kind, null, ua >= 0 ? fields[ua + 1]! : '');
   }
 
@@ -143,7 +159,7 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
   const ctx: TraceContext | null = w3c ?? single ?? multi;
 
   const decided = ctx?.sampled ?? null;
-  const sampled = decided !== null ? decided : ratio > 0 && Math.random() < ratio;
+  const sampled = decided !== null ? decided : draw(ratio);
   if (!sampled) return null;
 
   const userAgent = ua >= 0 ? fields[ua + 1]! : '';
@@ -172,16 +188,17 @@ export function joinTrace(fields: string[], kind: SpanKind, ratio: number): Trac
       }
     } else if (carried.format === 'w3c' && found[TRACESTATE] === REPEATED)
       dropAll(fields, NAMES[TRACESTATE]!, drop);
+    takeSpanId();
     span = new TraceSpan(
       kind,
       carried.traceId,
-      randomHexId(8),
+      takenSpanId(),
       carried.spanId,
       traceState,
       wallNowMs(),
       userAgent,
     );
-    if (carried.format === 'w3c') fields[tp + 1] = formatTraceparent(span.traceId, span.spanId);
+    if (carried.format === 'w3c') fields[tp + 1] = carriedTraceparent(fields[tp + 1]!, carried.traceId);
     else if (carried.format === 'b3-single')
       fields[b3 + 1] = formatB3Single(carried.rawTraceId, span.spanId, carried.spanId);
     else {
@@ -218,10 +235,23 @@ function setField(fields: string[], at: number, name: string, value: string, dro
   fields.push(name, value);
 }
 
-/** A new trace: its root span, sent on as `traceparent`. */
+/**
+ * The `traceparent` a joined W3C context goes on with: the one that came (`value`, valid) with the
+ * taken span id in place of its caller's, from parts that exist already: its first 36 characters,
+ * "00-{trace id}-", when it is of version 00 (the version sent), and the span id part of the taken
+ * record with its flags "-01" (formatTraceparent's result, without concatenating five parts).
+ */
+function carriedTraceparent(value: string, traceId: string): string {
+  const head =
+    value.charCodeAt(0) === 0x30 && value.charCodeAt(1) === 0x30 ? value.slice(0, 36) : `00-${traceId}-`;
+  return head + takenSpanSuffix();
+}
+
+/** A new trace: its root span, sent on as `traceparent` (ids and value from one pool record). */
 function startTrace(fields: string[], kind: SpanKind, parent: string | null, userAgent: string): TraceSpan {
-  const span = new TraceSpan(kind, randomHexId(16), randomHexId(8), parent, '', wallNowMs(), userAgent);
-  fields.push('traceparent', formatTraceparent(span.traceId, span.spanId));
+  takeTraceIds();
+  const span = new TraceSpan(kind, takenTraceId(), takenTraceSpanId(), parent, '', wallNowMs(), userAgent);
+  fields.push('traceparent', takenTraceparent());
   return span;
 }
 
@@ -244,7 +274,7 @@ export function joinTraceObject(headers: HeaderObject, kind: SpanKind, ratio: nu
   }
   let decided = ratio;
   if (fields === null) {
-    if (!(ratio > 0 && Math.random() < ratio)) return null;
+    if (!draw(ratio)) return null;
     fields = [];
     decided = 1; // drawn already
   }

@@ -1,6 +1,6 @@
 // One span of a traced exchange: made when a sampled request starts (trace-propagation.ts), and
 // turned into a finished span with its attributes when the exchange is recorded
-// (trace-tracer.ts). Ids are random, cut from a pool the CSPRNG fills (randomHexId).
+// (trace-tracer.ts). Ids are random, cut from pools the CSPRNG fills (IdPool).
 import { randomFillSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Target } from '../../core/target.ts';
@@ -145,27 +145,135 @@ export function wallNowMs(): number {
   return TIME_ORIGIN_MS + performance.now();
 }
 
-// Ids are cut from a pool of random bytes held as hex: one CSPRNG call and one hex conversion per
-// 4096 bytes (170 requests' trace and span ids), and each id a slice of that string (V8 keeps a
-// slice as a view of its parent rather than a copy).
-const POOL_BYTES = 4096;
-const pool = Buffer.alloc(POOL_BYTES);
-let poolHex = '';
-let poolAt = POOL_BYTES * 2;
-const ZERO_16 = '0'.repeat(16);
-const ZERO_32 = '0'.repeat(32);
+// Ids come from pools of text records, each refilled from one CSPRNG call per POOL_RECORDS records
+// and written (the hex digits by table, in place) into one latin1 string: a new trace takes a
+// record shaped as its `traceparent`, "00-{trace id}-{span id}-01", a joined trace one shaped as
+// the end of it, "{span id}-01". The values and ids a request needs are then slices of that
+// string (V8 keeps a slice as a view of its parent): no value is concatenated per request, and
+// none has to be flattened when it is written out (a concatenated traceparent was, by the HPACK
+// encoder, per request).
+const POOL_RECORDS = 256;
+
+/** Each byte's two lower-case hex digits, as character codes: HEX_CHARS[2b], HEX_CHARS[2b + 1]. */
+const HEX_CHARS = Buffer.from(
+  Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0')).join(''),
+  'latin1',
+);
+
+class IdPool {
+  /** The records as text; the last one taken starts at `taken`. */
+  text = '';
+  taken = 0;
+  private next: number;
+  private readonly recordChars: number;
+  /** Where each id of a record starts, and its bytes. */
+  private readonly ids: readonly (readonly [at: number, bytes: number])[];
+  private readonly recordBytes: number;
+  private readonly random: Buffer;
+  private readonly chars: Buffer;
+
+  /** `template`: one record with its ids as zeros, at the `ids` positions. */
+  constructor(template: string, ids: readonly (readonly [at: number, bytes: number])[]) {
+    this.recordChars = template.length;
+    this.ids = ids;
+    this.recordBytes = ids.reduce((n, [, bytes]) => n + bytes, 0);
+    this.random = Buffer.alloc(POOL_RECORDS * this.recordBytes);
+    this.chars = Buffer.from(template.repeat(POOL_RECORDS), 'latin1');
+    this.next = this.chars.length;
+  }
+
+  /** Takes the next record (at `taken` in `text`). */
+  take(): void {
+    if (this.next === this.chars.length) this.refill();
+    this.taken = this.next;
+    this.next += this.recordChars;
+  }
+
+  private refill(): void {
+    const { random, chars } = this;
+    randomFillSync(random);
+    for (let r = 0; r < POOL_RECORDS; r++) {
+      let from = r * this.recordBytes;
+      // W3C forbids all-zero ids: such a record is drawn again.
+      while (this.anyZeroId(from)) randomFillSync(random.subarray(from, from + this.recordBytes));
+      for (let k = 0; k < this.ids.length; k++) {
+        const bytes = this.ids[k]![1];
+        const to = r * this.recordChars + this.ids[k]![0];
+        for (let i = 0; i < bytes; i++) {
+          const b = random[from + i]! << 1;
+          chars[to + 2 * i] = HEX_CHARS[b]!;
+          chars[to + 2 * i + 1] = HEX_CHARS[b + 1]!;
+        }
+        from += bytes;
+      }
+    }
+    this.text = chars.toString('latin1');
+    this.next = 0;
+  }
+
+  private anyZeroId(from: number): boolean {
+    for (let k = 0; k < this.ids.length; k++) {
+      const bytes = this.ids[k]![1];
+      let or = 0;
+      for (let i = from; i < from + bytes; i++) or |= this.random[i]!;
+      if (or === 0) return true;
+      from += bytes;
+    }
+    return false;
+  }
+}
+
+const TRACE_AT = 3;
+const SPAN_AT = 36;
+/** Records of a new trace: its traceparent. */
+const traces = new IdPool(`00-${'0'.repeat(32)}-${'0'.repeat(16)}-01`, [
+  [TRACE_AT, 16],
+  [SPAN_AT, 8],
+]);
+/** Records of a span in a trace that came: the end of its traceparent. */
+const spans = new IdPool(`${'0'.repeat(16)}-01`, [[0, 8]]);
+
+/** Takes a new trace's ids: the takenTrace*() functions read them until the next take. */
+export function takeTraceIds(): void {
+  traces.take();
+}
+
+/** The taken trace as its root span's `traceparent`: "00-{trace id}-{span id}-01". */
+export function takenTraceparent(): string {
+  return traces.text.slice(traces.taken, traces.taken + 55);
+}
+
+/** The taken trace id (32 lower-case hex digits, not all zero). */
+export function takenTraceId(): string {
+  return traces.text.slice(traces.taken + TRACE_AT, traces.taken + TRACE_AT + 32);
+}
+
+/** The taken trace's root span id (16 lower-case hex digits, not all zero). */
+export function takenTraceSpanId(): string {
+  return traces.text.slice(traces.taken + SPAN_AT, traces.taken + SPAN_AT + 16);
+}
+
+/** Takes a span id: takenSpanId() and takenSpanSuffix() read it until the next take. */
+export function takeSpanId(): void {
+  spans.take();
+}
+
+/** The taken span id (16 lower-case hex digits, not all zero). */
+export function takenSpanId(): string {
+  return spans.text.slice(spans.taken, spans.taken + 16);
+}
+
+/** The end of a traceparent carrying the taken span id: "{span id}-01". */
+export function takenSpanSuffix(): string {
+  return spans.text.slice(spans.taken, spans.taken + 19);
+}
 
 /** `bytes` random bytes as lower-case hex, never all zero (W3C forbids zero ids). */
 export function randomHexId(bytes: 8 | 16): string {
-  const digits = bytes * 2;
-  for (;;) {
-    if (poolAt + digits > POOL_BYTES * 2) {
-      randomFillSync(pool);
-      poolHex = pool.toString('hex');
-      poolAt = 0;
-    }
-    const id = poolHex.slice(poolAt, poolAt + digits);
-    poolAt += digits;
-    if (id !== (bytes === 8 ? ZERO_16 : ZERO_32)) return id;
+  if (bytes === 16) {
+    takeTraceIds();
+    return takenTraceId();
   }
+  takeSpanId();
+  return takenSpanId();
 }

@@ -44,7 +44,7 @@ export interface RequestFacts {
   error: string | undefined;
 }
 
-/** What a forwarding hook knows about the request's other side. */
+/** What a forwarding hook knows about the request's other side (Tracer.start takes its parts). */
 export interface SpanPeer {
   /** The address the request came from (inbound) or goes to (outbound, when known), '' when not. */
   readonly address: string;
@@ -64,29 +64,48 @@ export class Tracer {
   /**
    * Joins a request about to be forwarded to its trace: a span when it is traced (its `fields`,
    * [name, value, ...], then carry the span as the next hop's parent), else null (fields untouched).
+   * The other side is given as SpanPeer's parts (an object per call was garbage per request).
    */
-  start(fields: string[], direction: Direction, peer: SpanPeer): TraceSpan | null {
+  start(
+    fields: string[],
+    direction: Direction,
+    address: string,
+    identity: string | null,
+    server?: Target,
+  ): TraceSpan | null {
     const span = joinTrace(fields, direction === 'inbound' ? 'server' : 'client', this.opts.sampleRatio);
-    if (span !== null) this.remember(span, direction, peer);
+    if (span !== null) this.remember(span, direction, address, identity, server);
     return span;
   }
 
-  private remember(span: TraceSpan, direction: Direction, peer: SpanPeer): void {
+  private remember(
+    span: TraceSpan,
+    direction: Direction,
+    address: string,
+    identity: string | null,
+    server: Target | undefined,
+  ): void {
     const own = this.opts.ownIdentity() ?? '';
-    span.peerAddress = peer.address;
-    span.clientIdentity = direction === 'inbound' ? (peer.identity ?? '') : own;
-    span.serverIdentity = direction === 'inbound' ? own : (peer.identity ?? '');
-    span.server = peer.server ?? null;
+    span.peerAddress = address;
+    span.clientIdentity = direction === 'inbound' ? (identity ?? '') : own;
+    span.serverIdentity = direction === 'inbound' ? own : (identity ?? '');
+    span.server = server ?? null;
   }
 
   /** start() for a node:http2 header object (the HTTP/2 paths), rewritten in place when traced. */
-  startObject(headers: HeaderObject, direction: Direction, peer: SpanPeer): TraceSpan | null {
+  startObject(
+    headers: HeaderObject,
+    direction: Direction,
+    address: string,
+    identity: string | null,
+    server?: Target,
+  ): TraceSpan | null {
     const span = joinTraceObject(
       headers,
       direction === 'inbound' ? 'server' : 'client',
       this.opts.sampleRatio,
     );
-    if (span !== null) this.remember(span, direction, peer);
+    if (span !== null) this.remember(span, direction, address, identity, server);
     return span;
   }
 
