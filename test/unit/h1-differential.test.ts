@@ -186,6 +186,15 @@ function lenientByDesign(input: Buffer, n: NodeVerdict): string | null {
     /\r\ntransfer-encoding:[^\r]*\t/i.test(head)
   )
     return 'HTAB as OWS in Transfer-Encoding';
+  // RFC 9110 5.6.1: a recipient accepts empty list elements ("chunked," is "chunked"); llhttp
+  // (strict) refuses them. The proxy sends its own Transfer-Encoding on, never this one.
+  const te = /\r\ntransfer-encoding:([^\r]*)/i.exec(head)?.[1];
+  if (
+    (code === 'HPE_INVALID_TRANSFER_ENCODING' || code === 'no body end') &&
+    te !== undefined &&
+    te.split(',').some((element) => /^[ \t]*$/.test(element))
+  )
+    return 'empty list element in Transfer-Encoding';
   const body = s.slice(head.length + 4);
   if (
     (code === 'HPE_INVALID_CHUNK_SIZE' || code === 'HPE_STRICT' || code === 'no body end') &&
@@ -308,6 +317,18 @@ function mutate(input: Buffer, ms: ValueOf<typeof mutation>[]): Buffer {
   }
   return Buffer.from(s, 'latin1');
 }
+
+test('an empty list element in Transfer-Encoding is accepted as the list without it (RFC 9110 5.6.1)', () => {
+  // A counterexample fast-check found against llhttp, which refuses it (lenientByDesign above).
+  for (const te of ['chunked,', ', chunked', 'chunked, ,', ' ,chunked']) {
+    const input = Buffer.from(
+      `POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ${te}\r\n\r\n2\r\nok\r\n0\r\n\r\n`,
+    );
+    const o = ours(input);
+    assert.equal(o.kind, 'accept', te);
+    if (o.kind === 'accept') assert.equal(o.bodyLength, 2, te);
+  }
+});
 
 test(
   'our parser accepts only what llhttp (strict) accepts, and agrees on what it accepts',
