@@ -75,7 +75,21 @@ test('an endpoint that stays keeps its load; one that leaves and comes back star
   const again = set.get('10.0.0.1:80')!;
   assert.notEqual(again, first);
   assert.equal(again.removed, false);
-  assert.equal(again.load.rttEstimate(), 30);
+  // Afresh: a new load, which starts where a newcomer does, at its peers' mean (10.0.0.3 alone).
+  assert.equal(again.load.pending, 0);
+  assert.equal(again.load.rttEstimate(), set.get('10.0.0.3:80')!.load.rttEstimate());
+});
+
+test('the first endpoints start at the default RTT; a newcomer at its peers mean estimate', () => {
+  const { set, clock } = newSet();
+  set.apply({ kind: 'reset', endpoints: [ep('10.0.0.1:80')] });
+  const first = set.get('10.0.0.1:80')!;
+  assert.equal(first.load.rttEstimate(), 30);
+  const handle = first.start();
+  clock.advance(2);
+  handle.complete(2);
+  set.apply({ kind: 'add', endpoints: [ep('10.0.0.2:80')] });
+  assert.equal(set.get('10.0.0.2:80')!.load.rttEstimate(), first.load.rttEstimate());
 });
 
 test('requests in flight on a removed endpoint complete safely and it is never picked again', () => {

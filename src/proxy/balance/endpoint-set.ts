@@ -279,9 +279,25 @@ export class EndpointSet {
       existing.refresh(endpoint);
       return false;
     }
-    this.#byKey.set(key, new EndpointState(key, endpoint, new PeakEwma(this.#options)));
+    this.#byKey.set(key, new EndpointState(key, endpoint, new PeakEwma(this.#newcomerOptions())));
     this.#presence?.enter(key);
     return true;
+  }
+
+  /**
+   * A new endpoint's load starts at the mean of its peers' current estimates (when it has peers),
+   * not at the default RTT. With the default (30 ms, decaying with a 10 s time constant) an
+   * endpoint that joins a set whose endpoints answer in 1 ms loses every two-choice comparison
+   * while requests come one at a time (none pending): it got no request for about 30 s (seen when a
+   * second instance of a service started beside a warm one). At its peers' estimate it competes
+   * at once and its own first answers set its estimate; it does not win every pick either (no rush
+   * onto an endpoint nobody has measured).
+   */
+  #newcomerOptions(): PeakEwmaOptions {
+    if (this.#byKey.size === 0) return this.#options;
+    let sum = 0;
+    for (const state of this.#byKey.values()) sum += state.load.rttEstimate();
+    return { ...this.#options, defaultRttMs: sum / this.#byKey.size };
   }
 
   /** `left`: discovery removed it (the presence may drain its connections); false: the set closed. */
