@@ -34,7 +34,7 @@ import { loadAuthorizer } from './mesh/setup.ts';
 import type { MeshIdentity } from './mesh/wiring.ts';
 import { StaticResolver, staticEndpoint } from './resolve/static.ts';
 import type { WorkloadIdentity } from './identity/provider.ts';
-import type { Target } from '../core/target.ts';
+import { targetKey, type Target } from '../core/target.ts';
 
 /** Requests when neither the configuration nor TRELLIS_JIT_WARM_UP says. */
 export const DEFAULT_JIT_WARM_UP_REQUESTS = 600;
@@ -214,7 +214,7 @@ class ScratchPair {
       mesh,
       null,
       new StaticResolver({
-        [`${SERVICE.host}:${SERVICE.port}`]: [
+        [targetKey(SERVICE)]: [
           staticEndpoint(`127.0.0.1:${server.inboundPort}`, {
             meshed: true,
             identity: this.mesh.identity.id,
@@ -313,7 +313,7 @@ async function drive(
     new Promise((resolve) => {
       const viaProxy = index % VIA_PROXY_EVERY === VIA_PROXY_EVERY - 1;
       const withBody = index % WITH_BODY_EVERY === 1;
-      const authority = `${SERVICE.host}:${SERVICE.port}`;
+      const authority = targetKey(SERVICE);
       const path = `/trellis-warm-up/${index}`;
       const head =
         `${withBody ? 'POST' : 'GET'} ${viaProxy ? `http://${authority}${path}` : path} HTTP/1.1\r\n` +

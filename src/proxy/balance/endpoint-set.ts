@@ -92,6 +92,8 @@ export class EndpointSet {
   /** The clock every endpoint's load uses. */
   readonly clock: Clock;
   readonly #options: EndpointSetOptions;
+  /** The load options of the current update's newcomers (#newcomerOptions), null until needed. */
+  #newcomerStart: PeakEwmaOptions | null = null;
   readonly #timers: Timers;
   readonly #log: Logger;
   readonly #presence: EndpointPresence | null;
@@ -186,6 +188,7 @@ export class EndpointSet {
   apply(update: Update): void {
     if (this.#closed) return;
     this.#lastError = null;
+    this.#newcomerStart = null; // worked out at this update's first newcomer, once
     let changed = false;
     switch (update.kind) {
       case 'reset': {
@@ -279,7 +282,8 @@ export class EndpointSet {
       existing.refresh(endpoint);
       return false;
     }
-    this.#byKey.set(key, new EndpointState(key, endpoint, new PeakEwma(this.#newcomerOptions())));
+    this.#newcomerStart ??= this.#newcomerOptions();
+    this.#byKey.set(key, new EndpointState(key, endpoint, new PeakEwma(this.#newcomerStart)));
     this.#presence?.enter(key);
     return true;
   }
@@ -291,7 +295,9 @@ export class EndpointSet {
    * while requests come one at a time (none pending): it got no request for about 30 s (seen when a
    * second instance of a service started beside a warm one). At its peers' estimate it competes
    * at once and its own first answers set its estimate; it does not win every pick either (no rush
-   * onto an endpoint nobody has measured).
+   * onto an endpoint nobody has measured). Worked out once per update, from the endpoints the set
+   * held before that update's newcomers (a reset of a thousand endpoints costs one pass, not a
+   * thousand).
    */
   #newcomerOptions(): PeakEwmaOptions {
     if (this.#byKey.size === 0) return this.#options;
