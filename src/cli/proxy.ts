@@ -68,6 +68,12 @@ const FLAGS: FlagSpec[] = [
   },
   { name: 'namespace', kind: 'string', path: 'workload.namespace', help: 'its namespace (default: default)' },
   {
+    name: 'app-port-names',
+    kind: 'list',
+    path: 'workload.appPortNames',
+    help: 'comma list of names of the app port: a policy Server naming one selects --app-port',
+  },
+  {
     name: 'identity-address',
     kind: 'string',
     path: 'identity.address',

@@ -202,6 +202,7 @@ export class WorkloadSupervisor {
       '--app-port', String(o.appPort), '--destination-address', this.#control.grpc,
       '--control-file', controlFilePath(o.root), '--supervisor-fd', String(SUPERVISOR_FD),
       '--workload', o.name, '--namespace', o.namespace,
+      ...(this.#service.targetNames.length === 0 ? [] : ['--app-port-names', this.#service.targetNames.join(',')]),
       '--log-level', o.proxyLogLevel, '--drain-grace-ms', '2000',
       ...o.upstreams.flatMap((u) => ['--destination', `127.0.0.1:${u.localPort}=${u.target}`]),
     ];

@@ -5,3 +5,8 @@
 export function isPort(n: number): boolean {
   return Number.isInteger(n) && n >= 1 && n <= 65535;
 }
+
+/** Whether `name` can name a port: a DNS label, as schema.ts's `dnsLabel` (Server.port, targetPort). */
+export function isPortName(name: string): boolean {
+  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name);
+}

@@ -103,6 +103,11 @@ export const proxyConfigSchema = v.strictObject(
         {
           name: v.optional(v.string(), ''),
           namespace: v.optional(v.string(), 'default'),
+          /**
+           * Names of the app port (`trellis run` gives its service's target port names): a policy
+           * Server whose port is one of these names selects appPort on this proxy. Needs appPort.
+           */
+          appPortNames: v.optional(v.pipe(v.array(dnsLabel), v.maxLength(32, 'at most 32 names')), []),
         },
         unknownKey,
       ),
@@ -447,7 +452,11 @@ export function validateProxyConfig(input: unknown): ProxyConfig {
       throw new ConfigError(key, 'expected a mapping');
   }
   const result = v.safeParse(proxyConfigSchema, input, { abortEarly: true });
-  if (result.success) return result.output;
+  if (result.success) {
+    if (result.output.workload.appPortNames.length > 0 && result.output.appPort === undefined)
+      throw new ConfigError('workload.appPortNames', 'names the app port: needs appPort');
+    return result.output;
+  }
   const issue = result.issues[0];
   const field = v.getDotPath(issue) ?? '';
   throw new ConfigError(field, issue.message);

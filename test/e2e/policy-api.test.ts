@@ -141,6 +141,23 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
   );
   assert.equal(authz.checkConnection(9999, ANON).policy, 'default:all-unauthenticated');
 
+  // A second instance whose app listens on another port: its proxy names its own app port, and the
+  // Server selects that port on it (not the port the workload's other facts give).
+  const instance = createAuthorizer({
+    defaultPolicy: 'all-unauthenticated',
+    address: control.grpc,
+    namespace: 'shop',
+    workload: 'web',
+    namedPorts: { http: 19090 },
+    log: silentLogger,
+  });
+  t.after(() => instance.close());
+  await instance.firstPolicy;
+  assert.equal(instance.protocolOf(19090), 'http1');
+  assert.equal(instance.protocolOf(18080), null);
+  assert.equal(instance.checkConnection(19090, ANON).policy, 'shop/web-http:no-authorization');
+  instance.close();
+
   // A new AuthorizationPolicy: the stream gets it within a second of `apply` exiting.
   const change = nextChange(authz);
   let apply = runCli(['apply', '-f', join(root, 'public.yaml'), '--state', root]);
@@ -235,7 +252,7 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
   assert.equal(component.openStreams, 0, 'the stream is released when the proxy goes');
 });
 
-test('WatchInbound refuses a request without a workload', async (t) => {
+test('WatchInbound refuses a request without a workload, or with bad named ports', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
   t.after(() => removeTempDir(root));
   const control = await startControlPlane({
@@ -251,14 +268,27 @@ test('WatchInbound refuses a request without a workload', async (t) => {
   const { loadPolicyApi } = await import('../../src/api/load.ts');
   const client = new (loadPolicyApi().Policy)(control.grpc, grpc.credentials.createInsecure());
   t.after(() => client.close());
-  const call = client.WatchInbound({ namespace: 'shop', workload: '' });
-  call.on('data', () => {});
-  call.on('error', () => {}); // the status below is what counts (events.once would reject on 'error')
-  const status = await new Promise<{ code: number; details: string }>((resolve) =>
-    call.on('status', resolve),
+  const refusal = async (request: Record<string, unknown>): Promise<string> => {
+    const call = client.WatchInbound(request);
+    call.on('data', () => {});
+    call.on('error', () => {}); // the status below is what counts (events.once would reject on 'error')
+    const status = await new Promise<{ code: number; details: string }>((resolve) =>
+      call.on('status', resolve),
+    );
+    assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+    return status.details;
+  };
+  assert.match(await refusal({ namespace: 'shop', workload: '' }), /namespace and a workload/);
+  assert.match(
+    await refusal({ namespace: 'shop', workload: 'web', namedPorts: { http: 0 } }),
+    /named_ports: http: 0 is not a port/,
   );
-  assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
-  assert.match(status.details, /namespace and a workload/);
+  assert.match(
+    await refusal({ namespace: 'shop', workload: 'web', namedPorts: { 'Not A Name': 80 } }),
+    /named_ports: "Not A Name" is not a port name/,
+  );
+  const many = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`p${i}`, 80]));
+  assert.match(await refusal({ namespace: 'shop', workload: 'web', namedPorts: many }), /at most 32 names/);
 });
 
 test('on Kubernetes: a pod gets its policy from CRDs and follows a change', async (t) => {

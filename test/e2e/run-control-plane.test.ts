@@ -1,6 +1,6 @@
 // A control plane restarted on other ports (`trellis up` with port 0) is found again by the
 // proxies of running `trellis run` workloads, end to end: after the restart, a new endpoint of a
-// service reaches a client's proxy, a policy change reaches the server's proxy, and the server's
+// service reaches a client's proxy, a policy change reaches every server instance's proxy (each on its own app port), and the server's
 // proxy renews its (3 s) certificate with the new control plane.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,6 +110,14 @@ test('the proxies of trellis run find a control plane restarted on other ports',
     await res.text();
     return res.status === 403 ? true : null;
   });
+  // Every instance, asked directly on its inbound port (plaintext, no identity): the Server's port
+  // name resolves to each instance's own app port. It resolved to one instance's app port for all of
+  // them, so the others served anyone under the default policy.
+  for (const r of await registrations(root)) {
+    if (r.service !== 'server') continue;
+    const res = await fetch(`http://127.0.0.1:${r.port}/x`);
+    assert.equal(res.status, 403, `${r.file}: ${await res.text()}`);
+  }
 
   for (const run of [server, server2, client]) assert.equal(await run.stop(), 0, run.stderr());
   assert.equal(await second.stop(), 0);

@@ -73,6 +73,8 @@ test('errors name the field that is wrong', () => {
     ],
     [{ log: { level: 'loud' } }, 'log.level', /trace/],
     [{ http1: { maxHeaders: 0 } }, 'http1.maxHeaders', /at least 1/],
+    [{ workload: { appPortNames: ['http'] } }, 'workload.appPortNames', /needs appPort/],
+    [{ appPort: 80, workload: { appPortNames: ['HTTP'] } }, 'workload.appPortNames.0', /DNS label/],
   ];
   for (const [input, field, message] of cases) {
     const err = configError(() => validateProxyConfig(input));

@@ -1,9 +1,12 @@
 // The policy part of the control plane (a ControlPlaneComponent of src/control/server.ts):
 //
 //   gRPC  trellis.policy.v1.Policy/WatchInbound   the full InboundPolicy of the asking workload at
-//         once (after the source's first read), then again after every change that alters it
+//         once (after the source's first read), then again after every change that alters it;
+//         a Server's named port resolves first through the names the proxy gives its own app port
+//         (InboundRequest.named_ports: on one machine each instance has its own app port)
 //   HTTP  GET /api/authz?namespace=NS&workload=NAME   the same policy as JSON, with the Servers
-//         that select the workload but were skipped (unresolvable port name), for `trellis authz`
+//         that select the workload but were skipped (unresolvable port name), for `trellis authz`;
+//         named ports resolve as the control plane knows them (one machine: the first instance's)
 //
 // Each stream recomputes its workload's policy when the source reports a change and sends it only
 // when it differs from what the stream sent last (the shared src/control/watch-streams.ts), so
@@ -14,6 +17,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { loadPolicyApi, type ApiInboundPolicy, type ApiInboundRequestOutput } from '../../api/load.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
+import { isPort, isPortName } from '../../core/port.ts';
 import { WatchStreams } from '../watch-streams.ts';
 import type { WatchLimits } from '../watch-limits.ts';
 import { KubernetesPolicySource } from './kubernetes.ts';
@@ -48,13 +52,37 @@ export function kubernetesPolicyComponent(kubeConfig: KubeConfig, log: Logger): 
 
 type WatchCall = grpc.ServerWritableStream<ApiInboundRequestOutput, ApiInboundPolicy>;
 
+const NO_PORTS: ReadonlyMap<string, number> = new Map();
+
+/** The most names a proxy may give its app port (each is kept for as long as its watch is open). */
+export const MAX_NAMED_PORTS = 32;
+
+/** What is wrong with an InboundRequest's named_ports, or null. */
+export function namedPortsProblem(ports: Readonly<Record<string, number>>): string | null {
+  const entries = Object.entries(ports);
+  if (entries.length > MAX_NAMED_PORTS) return `named_ports: at most ${MAX_NAMED_PORTS} names`;
+  for (const [name, port] of entries) {
+    if (!isPortName(name)) return `named_ports: ${JSON.stringify(name.slice(0, 64))} is not a port name`;
+    if (!isPort(port)) return `named_ports: ${name}: ${port} is not a port`;
+  }
+  return null;
+}
+
 export function createPolicyComponent(source: PolicySource, parentLog: Logger): PolicyComponent {
   const log = parentLog.child({ component: 'policy-api' });
   const streams = new WatchStreams<ApiInboundPolicy>(source, log, 'policy');
   let closed = false;
 
-  const view = (namespace: string, workload: string, labels: Readonly<Record<string, string>>): AuthzView => {
-    const facts = source.workload(namespace, workload, labels);
+  const view = (
+    namespace: string,
+    workload: string,
+    labels: Readonly<Record<string, string>>,
+    ownPorts: ReadonlyMap<string, number> = NO_PORTS,
+  ): AuthzView => {
+    const known = source.workload(namespace, workload, labels);
+    // The asking proxy's names of its own app port come first (see InboundRequest.named_ports).
+    const facts =
+      ownPorts.size === 0 ? known : { ...known, namedPorts: new Map([...known.namedPorts, ...ownPorts]) };
     const { policy, skipped } = buildInboundPolicy(source.snapshot(), facts);
     return { namespace, workload, labels: facts.labels, servers: policy.servers ?? [], skipped };
   };
@@ -62,16 +90,18 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
   const watchInbound = (call: WatchCall): void => {
     const { namespace, workload } = call.request;
     const labels = { ...call.request.labels };
-    if (namespace === '' || workload === '') {
-      call.emit('error', {
-        code: grpc.status.INVALID_ARGUMENT,
-        details: 'InboundRequest needs a namespace and a workload',
-      });
+    const invalid =
+      namespace === '' || workload === ''
+        ? 'InboundRequest needs a namespace and a workload'
+        : namedPortsProblem(call.request.namedPorts);
+    if (invalid !== null) {
+      call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: invalid });
       return;
     }
+    const ownPorts = new Map(Object.entries(call.request.namedPorts));
     let lastSkipped = '';
     streams.serve(call, () => {
-      const { servers, skipped } = view(namespace, workload, labels);
+      const { servers, skipped } = view(namespace, workload, labels, ownPorts);
       const skippedKey = JSON.stringify(skipped);
       if (skipped.length > 0 && skippedKey !== lastSkipped) {
         log.warn('servers skipped for a workload', { namespace, workload, skipped });

@@ -9,7 +9,9 @@
 // has any. Port names resolve first through the workload's registrations: `trellis run` records
 // the app port (`appPort`) beside the named ports its proxy serves, and every one of them reaches
 // that app port. Otherwise through the workload's Service (services/<ns>/<name>.yaml): a port
-// named NAME, or whose targetPort is NAME, gives its `port`.
+// named NAME, or whose targetPort is NAME, gives its `port`. Instances of one workload each have
+// their own app port, and these facts are per workload (the first registration's): a proxy's own
+// names for its app port (InboundRequest.named_ports, from `trellis run`) come before them.
 import type { Logger } from '../../core/log.ts';
 import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type LocalState, type StateFileCache } from '../discovery/local-state.ts';

@@ -54,6 +54,9 @@ export async function loadAuthorizer(
     ...(config.policy.address !== undefined ? { address: config.policy.address } : {}),
     namespace: config.workload.namespace,
     workload: config.workload.name,
+    ...(config.appPort === undefined
+      ? {}
+      : { namedPorts: Object.fromEntries(config.workload.appPortNames.map((n) => [n, config.appPort!])) }),
     log: log.child({ component: 'policy' }),
   });
 }

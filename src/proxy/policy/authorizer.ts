@@ -56,6 +56,8 @@ export interface AuthorizerOptions {
   log: Logger;
   /** The workload's labels, sent in InboundRequest (Kubernetes podSelector matching). */
   labels?: Readonly<Record<string, string>>;
+  /** Names of the app port to its number, sent in InboundRequest (named Servers resolve through them). */
+  namedPorts?: Readonly<Record<string, number>>;
   /** Re-watch backoff (default 250 ms doubling to 10 s, with jitter). */
   backoff?: { initialMs?: number; maxMs?: number };
   timers?: Timers;
@@ -105,6 +107,7 @@ export function createAuthorizer(opts: AuthorizerOptions): PolicyAuthorizer {
           namespace: opts.namespace,
           workload: opts.workload,
           ...(opts.labels === undefined ? {} : { labels: opts.labels }),
+          ...(opts.namedPorts === undefined ? {} : { namedPorts: opts.namedPorts }),
           ...(opts.backoff === undefined ? {} : { backoff: opts.backoff }),
           ...(opts.timers === undefined ? {} : { timers: opts.timers }),
           ...(opts.random === undefined ? {} : { random: opts.random }),

@@ -28,6 +28,7 @@ export interface PolicyWatchOptions {
   readonly namespace: string;
   readonly workload: string;
   readonly labels?: Readonly<Record<string, string>>;
+  readonly namedPorts?: Readonly<Record<string, number>>;
   /** Re-watch delays: from initialMs, doubling up to maxMs, each drawn in [delay/2, delay]. */
   readonly backoff?: { readonly initialMs?: number; readonly maxMs?: number };
   readonly timers?: Timers;
@@ -54,6 +55,7 @@ export function watchInboundPolicy(options: PolicyWatchOptions): PolicyWatch {
         namespace: options.namespace,
         workload: options.workload,
         labels: { ...options.labels },
+        namedPorts: { ...options.namedPorts },
       }),
     onMessage: options.onPolicy,
     keeps: 'the last policy',

@@ -30,7 +30,12 @@ import type {
 } from '../trellis/policy/v1/HttpRoute.ts';
 
 function read_trellis_policy_v1_InboundRequest(r: Reader): trellis_policy_v1_InboundRequest__Output {
-  const m: trellis_policy_v1_InboundRequest__Output = { namespace: '', workload: '', labels: {} };
+  const m: trellis_policy_v1_InboundRequest__Output = {
+    namespace: '',
+    workload: '',
+    labels: {},
+    namedPorts: {},
+  };
   while (r.pos < r.end) {
     const tag = r.tag();
     switch (tag >>> 3) {
@@ -63,6 +68,23 @@ function read_trellis_policy_v1_InboundRequest(r: Reader): trellis_policy_v1_Inb
           continue;
         }
         break;
+      case 4:
+        if ((tag & 7) === 2) {
+          const [k, v] = r.message((r) => {
+            let k = '';
+            let v = 0;
+            while (r.pos < r.end) {
+              const t = r.tag();
+              if (t === 10) k = r.string();
+              else if (t === 16) v = r.uint32();
+              else r.skip(t & 7);
+            }
+            return [k, v] as const;
+          });
+          setEntry(m.namedPorts, k, v);
+          continue;
+        }
+        break;
     }
     r.skip(tag & 7);
   }
@@ -77,6 +99,12 @@ function write_trellis_policy_v1_InboundRequest(w: Writer, m: trellis_policy_v1_
       w.message(3, v, (w, v) => {
         w.string(1, k);
         w.string(2, String(v));
+      });
+  if (m.namedPorts != null)
+    for (const [k, v] of Object.entries(m.namedPorts))
+      w.message(4, v, (w, v) => {
+        w.string(1, k);
+        w.uint32(2, Number(v));
       });
 }
 
