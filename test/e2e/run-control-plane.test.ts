@@ -1,7 +1,8 @@
 // A control plane restarted on other ports (`trellis up` with port 0) is found again by the
 // proxies of running `trellis run` workloads, end to end: after the restart, a new endpoint of a
-// service reaches a client's proxy, a policy change reaches every server instance's proxy (each on its own app port), and the server's
-// proxy renews its (3 s) certificate with the new control plane.
+// service reaches a client's proxy, a policy change reaches every server instance's proxy (each
+// on its own app port), and the server's proxy renews its (3 s) certificate with the new control
+// plane.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
