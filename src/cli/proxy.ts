@@ -230,9 +230,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`trellis proxy: unexpected argument '${rest[0]}'\n`);
     return 2;
   }
-  const raw: Record<string, unknown> = values.has('config')
-    ? await readConfigFile(values.get('config') as string)
-    : {};
+  const file = values.has('config') ? await readConfigFile(values.get('config') as string) : null;
+  const raw: Record<string, unknown> = file?.settings ?? {};
   for (const spec of FLAGS) {
     if (spec.path === undefined || !values.has(spec.name)) continue;
     let v = values.get(spec.name);
@@ -262,10 +261,16 @@ export async function run(argv: string[]): Promise<number> {
     config = validateProxyConfig(raw);
   } catch (err) {
     // Name the flag the user typed rather than the setting it fills in.
-    const flag = err instanceof ConfigError ? fromFlags(err.field) : null;
-    if (flag === null) throw err;
-    const e = err as ConfigError;
-    throw new ConfigError(flag, `${e.message.slice(e.field.length + 2)} (${e.field})`);
+    if (!(err instanceof ConfigError)) throw err;
+    const flag = fromFlags(err.field);
+    if (flag !== null)
+      throw new ConfigError(flag, `${err.message.slice(err.field.length + 2)} (${err.field})`);
+    // Else the file's: name where it is in the file too.
+    if (file === null) throw err;
+    throw new ConfigError(
+      '',
+      `${file.at(err.field, err.message.endsWith('unknown setting'))}: ${err.message}`,
+    );
   }
   const log = createLogger({ level: config.log.level }).child({ component: 'proxy' });
   let proxyRef: { shutdown(): Promise<void> } | null = null;

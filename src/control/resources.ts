@@ -33,7 +33,8 @@
 // Server, a Server's workload, a route's parent Service and backends), for `trellis apply` to
 // warn about.
 import * as v from 'valibot';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { offsetOfPath } from '../core/yaml-position.ts';
 import { ConfigError } from '../core/errors.ts';
 import {
   BACKEND_POLICY_KIND,
@@ -195,27 +196,9 @@ export function readResources(text: string, source: string): { resources: Resour
   return { resources, problems };
 }
 
-/** Where an issue is in the document: the value at its path (the key, for an unknown field), or the nearest enclosing node. */
+/** Where an issue is in the document: the value at its path (the key, for an unknown field). */
 function offsetOf(document: Document.Parsed, issue: Issue): number {
-  let node: unknown = document.contents;
-  let offset = document.contents?.range[0] ?? document.range[0];
-  for (const key of issue.path) {
-    if (isMap(node)) {
-      const pair = node.items.find(
-        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key),
-      );
-      if (pair === undefined) break;
-      const keyNode = pair.key as { range?: [number, number, number] };
-      const valueNode = pair.value as { range?: [number, number, number] } | null;
-      const unknownField = key === issue.path[issue.path.length - 1] && issue.message === 'unknown field';
-      offset = (unknownField ? keyNode.range?.[0] : valueNode?.range?.[0]) ?? keyNode.range?.[0] ?? offset;
-      node = pair.value;
-    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
-      node = node.items[key];
-      offset = (node as { range?: [number, number, number] }).range?.[0] ?? offset;
-    } else break;
-  }
-  return offset;
+  return offsetOfPath(document, issue.path, issue.message === 'unknown field');
 }
 
 /** One document's resource, or null with every issue found. */

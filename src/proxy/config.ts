@@ -462,26 +462,37 @@ export function validateProxyConfig(input: unknown): ProxyConfig {
   throw new ConfigError(field, issue.message);
 }
 
+/** A config file's settings, and where a field is in it ("FILE:LINE:COLUMN"). */
+export interface ConfigFile {
+  readonly settings: Record<string, unknown>;
+  /** `atKey`: point at the field's key rather than its value (an unknown setting). */
+  at(field: string, atKey?: boolean): string;
+}
+
 /** Reads a YAML config file (the yaml module is loaded only then: it costs memory). */
-export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+export async function readConfigFile(path: string): Promise<ConfigFile> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError('', `cannot read config file ${path}: ${(err as Error).message}`);
   }
-  const { parse: parseYaml } = await import('yaml');
-  let doc: unknown;
+  const { parseYamlSource } = await import('../core/yaml-position.ts');
+  let source;
   try {
-    doc = parseYaml(text);
+    source = parseYamlSource(text, path);
   } catch (err) {
-    throw new ConfigError('', `config file ${path} is not valid YAML: ${(err as Error).message}`);
+    throw new ConfigError('', `config file ${(err as Error).message}`);
   }
-  if (doc === null || doc === undefined) return {};
+  const doc = source.value;
   if (typeof doc !== 'object' || Array.isArray(doc)) {
     throw new ConfigError('', `config file ${path} must hold a mapping of settings`);
   }
-  return doc as Record<string, unknown>;
+  return {
+    settings: (doc ?? {}) as Record<string, unknown>,
+    at: (field, atKey) =>
+      source.at(field === '' ? [] : field.split('.').map((s) => (/^\d+$/.test(s) ? Number(s) : s)), atKey),
+  };
 }
 
 /** Splits "HOST:PORT" (IPv6 in brackets) into its parts. */

@@ -1,7 +1,7 @@
 // Configuration errors of `trellis proxy`, end to end: a bad YAML file, an unknown setting, a
 // wrong type, bad flag values and unknown flags each stop the process with exit code 2 and a
-// message naming what is wrong (the setting's dotted path, or the flag as typed); flags override
-// the file.
+// message naming what is wrong (the file, line and column with the setting's dotted path, or the
+// flag as typed); flags override the file.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -42,30 +42,42 @@ function assertConfigError(r: { status: number | null; stderr: string }, ...ment
   assert.ok(r.stderr.split('\n').filter(Boolean).length <= 3, `a short message, not a stack: ${r.stderr}`);
 }
 
-test('config file errors exit 2 naming the file or the setting', { timeout: TEST_TIMEOUT }, (t) => {
-  const badYaml = configFile(t, 'timeouts:\n  connectMs: [1, 2\n');
-  assertConfigError(runProxy(['--config', badYaml]), badYaml, 'not valid YAML');
+test(
+  'config file errors exit 2 naming the file, line and column, and the setting',
+  { timeout: TEST_TIMEOUT },
+  (t) => {
+    const badYaml = configFile(t, 'timeouts:\n  connectMs: [1, 2\n');
+    assertConfigError(runProxy(['--config', badYaml]), `${badYaml}:`, 'not valid YAML');
 
-  const unknown = configFile(t, 'timeouts:\n  conectMs: 100\n');
-  assertConfigError(runProxy(['--config', unknown]), 'timeouts.conectMs', 'unknown setting');
+    const unknown = configFile(t, 'timeouts:\n  conectMs: 100\n');
+    assertConfigError(
+      runProxy(['--config', unknown]),
+      `${unknown}:2:3: timeouts.conectMs`,
+      'unknown setting',
+    );
 
-  const wrongType = configFile(t, 'timeouts:\n  connectMs: fast\n');
-  assertConfigError(runProxy(['--config', wrongType]), 'timeouts.connectMs', 'number');
+    const wrongType = configFile(t, 'timeouts:\n  connectMs: fast\n');
+    assertConfigError(runProxy(['--config', wrongType]), `${wrongType}:2:14: timeouts.connectMs`, 'number');
 
-  const badDestination = configFile(t, 'destinations:\n  - listen: 127.0.0.1:0\n    target: nowhere\n');
-  assertConfigError(runProxy(['--config', badDestination]), 'destinations.0.target', 'HOST:PORT');
+    const badDestination = configFile(t, 'destinations:\n  - listen: 127.0.0.1:0\n    target: nowhere\n');
+    assertConfigError(
+      runProxy(['--config', badDestination]),
+      `${badDestination}:3:13: destinations.0.target`,
+      'HOST:PORT',
+    );
 
-  const notAList = configFile(t, 'destinations: 7\n');
-  assertConfigError(
-    runProxy(['--config', notAList, '--destination', '127.0.0.1:0=127.0.0.1:1']),
-    'destinations',
-  );
+    const notAList = configFile(t, 'destinations: 7\n');
+    assertConfigError(
+      runProxy(['--config', notAList, '--destination', '127.0.0.1:0=127.0.0.1:1']),
+      'destinations',
+    );
 
-  assertConfigError(
-    runProxy(['--config', path.join(tmpdir(), 'no-such-trellis-config.yaml')]),
-    'cannot read',
-  );
-});
+    assertConfigError(
+      runProxy(['--config', path.join(tmpdir(), 'no-such-trellis-config.yaml')]),
+      'cannot read',
+    );
+  },
+);
 
 test('flag errors exit 2 naming the flag', { timeout: TEST_TIMEOUT }, () => {
   assertConfigError(runProxy(['--app-port', 'abc']), '--app-port', 'whole number');

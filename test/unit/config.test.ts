@@ -104,11 +104,15 @@ test('readConfigFile: YAML mappings, empty files, and clear errors', async (t) =
     writeFileSync(p, text);
     return p;
   };
-  assert.deepEqual(await readConfigFile(file('ok.yaml', 'appPort: 8080\ntimeouts:\n  connectMs: 50\n')), {
-    appPort: 8080,
-    timeouts: { connectMs: 50 },
-  });
-  assert.deepEqual(await readConfigFile(file('empty.yaml', '# nothing\n')), {});
+  const ok = await readConfigFile(file('ok.yaml', 'appPort: 8080\ntimeouts:\n  connectMs: 50\n'));
+  assert.deepEqual(ok.settings, { appPort: 8080, timeouts: { connectMs: 50 } });
+  assert.equal(ok.at('timeouts.connectMs'), `${path.join(dir, 'ok.yaml')}:3:14`);
+  assert.equal(ok.at('timeouts.connectMs', true), `${path.join(dir, 'ok.yaml')}:3:3`);
+  // A field that is not there: the nearest enclosing one.
+  assert.equal(ok.at('timeouts.idleMs'), `${path.join(dir, 'ok.yaml')}:3:3`);
+  const list = await readConfigFile(file('list.yaml', 'destinations:\n  - listen: a\n  - listen: b\n'));
+  assert.equal(list.at('destinations.1.listen'), `${path.join(dir, 'list.yaml')}:3:13`);
+  assert.deepEqual((await readConfigFile(file('empty.yaml', '# nothing\n'))).settings, {});
   const rejects = async (p: string, message: RegExp) => {
     await assert.rejects(readConfigFile(p), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
@@ -116,8 +120,8 @@ test('readConfigFile: YAML mappings, empty files, and clear errors', async (t) =
       return true;
     });
   };
-  await rejects(file('bad.yaml', 'timeouts: [unclosed\n'), /not valid YAML/);
-  await rejects(file('list.yaml', '- 1\n- 2\n'), /mapping/);
+  await rejects(file('bad.yaml', 'timeouts: [unclosed\n'), /bad\.yaml:\d+:\d+: not valid YAML/);
+  await rejects(file('seq.yaml', '- 1\n- 2\n'), /mapping/);
   await rejects(file('scalar.yaml', '42\n'), /mapping/);
   await rejects(path.join(dir, 'missing.yaml'), /cannot read/);
 });

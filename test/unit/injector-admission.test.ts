@@ -254,14 +254,17 @@ test('an install configuration written before the trace settings means no tracin
   const parsed = parseInjectorConfig('--injector-config', 'config.yaml', before);
   assert.equal(parsed.traceCollector, '');
   assert.equal(parsed.traceSampleRatio, '0');
+  const bad = stringify({ ...CONFIG, traceSampleRatio: '3' });
+  // The line and column of the wrong value, as an editor shows them.
+  const lines = bad.split('\n');
+  const line = lines.findIndex((l) => l.startsWith('traceSampleRatio:')) + 1;
+  const column = lines[line - 1]!.indexOf('"3"') + 1;
+  assert.ok(line > 0 && column > 0, bad);
   assert.throws(
-    () =>
-      parseInjectorConfig(
-        '--injector-config',
-        'config.yaml',
-        stringify({ ...CONFIG, traceSampleRatio: '3' }),
-      ),
-    /--injector-config: config.yaml: traceSampleRatio: expected a number from 0 to 1/,
+    () => parseInjectorConfig('--injector-config', 'config.yaml', bad),
+    new RegExp(
+      `--injector-config: config.yaml:${line}:${column}: traceSampleRatio: expected a number from 0 to 1`,
+    ),
   );
 });
 

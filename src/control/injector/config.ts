@@ -1,12 +1,13 @@
 // The injector's configuration file: the `config.yaml` of the ConfigMap `trellis-config` that
 // `trellis install` writes (InjectorConfig, proxy-containers.ts), read by `trellis control
-// --injector-config FILE` and checked once at start with the same messages as every other file.
+// --injector-config FILE` and checked once at start with the same messages as every other file
+// (FILE:LINE:COLUMN: setting: what is wrong).
 import * as v from 'valibot';
 import { ConfigError } from '../../core/errors.ts';
 import { LOG_LEVEL_SETTINGS } from '../../core/log.ts';
 import { strictObjectMessage } from '../../core/schema.ts';
 import { readFile } from 'node:fs/promises';
-import { parse } from 'yaml';
+import { parseYamlSource, type YamlSource } from '../../core/yaml-position.ts';
 import { DEFAULT_POLICIES } from '../../core/policy-syntax.ts';
 import type { InjectorConfig } from './proxy-containers.ts';
 
@@ -52,18 +53,20 @@ export async function readInjectorConfig(flag: string, path: string): Promise<In
 
 /** Checks `text` (the YAML of `source`: a file, or the cluster's ConfigMap); errors as readInjectorConfig. */
 export function parseInjectorConfig(flag: string, source: string, text: string): InjectorConfig {
-  let raw: unknown;
+  let yaml: YamlSource;
   try {
-    raw = parse(text);
+    yaml = parseYamlSource(text, source);
   } catch (error) {
-    throw new ConfigError(flag, `${source}: ${(error as Error).message}`);
+    throw new ConfigError(flag, (error as Error).message);
   }
-  const result = v.safeParse(schema, raw);
+  const result = v.safeParse(schema, yaml.value);
   if (!result.success) {
     const issue = result.issues[0];
-    const key = issue.path?.map((p) => String(p.key)).join('.') ?? '';
+    const path = issue.path?.map((p) => p.key as string | number) ?? [];
+    const key = path.join('.');
     const message = issue.kind === 'schema' && issue.input === undefined ? 'missing' : issue.message;
-    throw new ConfigError(flag, `${source}: ${key ? `${key}: ` : ''}${message}`);
+    const at = yaml.at(path, message === 'unknown setting');
+    throw new ConfigError(flag, `${at}: ${key ? `${key}: ` : ''}${message}`);
   }
   return result.output;
 }

@@ -1,0 +1,65 @@
+// Where a setting is in a YAML text, so that an error in a file names its line and column as well
+// as its field (`proxy.yaml:3:14: timeouts.connectMs: expected a number of milliseconds`). Shared
+// by `trellis apply`'s resources (src/control/resources.ts), the proxy's --config file and the
+// injector's configuration. Loaded only where a YAML file is read: the yaml module costs memory.
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
+
+/** A field's path, as a schema's issue gives it. */
+export type FieldPath = readonly (string | number)[];
+
+/**
+ * The offset of the value at `path` in `document` (of its key when `atKey`, as for an unknown
+ * setting), or of the nearest enclosing node that exists.
+ */
+export function offsetOfPath(document: Document.Parsed, path: FieldPath, atKey = false): number {
+  let node: unknown = document.contents;
+  let offset = document.contents?.range[0] ?? document.range[0];
+  for (const [i, key] of path.entries()) {
+    if (isMap(node)) {
+      const pair = node.items.find(
+        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(key),
+      );
+      if (pair === undefined) break;
+      const keyNode = pair.key as { range?: [number, number, number] };
+      const valueNode = pair.value as { range?: [number, number, number] } | null;
+      const onKey = atKey && i === path.length - 1;
+      offset = (onKey ? keyNode.range?.[0] : valueNode?.range?.[0]) ?? keyNode.range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof key === 'number' && node.items[key] !== undefined) {
+      node = node.items[key];
+      offset = (node as { range?: [number, number, number] }).range?.[0] ?? offset;
+    } else break;
+  }
+  return offset;
+}
+
+/** One YAML document with positions: its value, and `at(path)` = "SOURCE:LINE:COLUMN". */
+export interface YamlSource {
+  readonly value: unknown;
+  at(path: FieldPath, atKey?: boolean): string;
+}
+
+/**
+ * Parses the single YAML document of `text` (named `source` in positions). Throws an Error whose
+ * message starts with "SOURCE:LINE:COLUMN: " when the text is not valid YAML.
+ */
+export function parseYamlSource(text: string, source: string): YamlSource {
+  const lines = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: false, lineCounter: lines });
+  const position = (offset: number): string => {
+    const { line, col } = lines.linePos(offset);
+    return `${source}:${line}:${col}`;
+  };
+  const error = document.errors[0];
+  if (error !== undefined)
+    throw new Error(`${position(error.pos[0])}: not valid YAML (${error.message.split('\n')[0]})`);
+  let value: unknown;
+  try {
+    value = document.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new Error(
+      `${position(document.range[0])}: not valid YAML (${(e as Error).message.split('\n')[0]})`,
+    );
+  }
+  return { value, at: (path, atKey) => position(offsetOfPath(document, path, atKey)) };
+}

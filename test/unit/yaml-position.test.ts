@@ -1,0 +1,64 @@
+// parseYamlSource (src/core/yaml-position.ts): a field's position in a YAML text, for errors that
+// name the line and column. Property: in any nested mapping/list written out by the yaml module, the
+// position given for every leaf is where that leaf's value is written, and for every key where the
+// key is written; a path that goes past what exists points at the nearest enclosing value.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import { parseYamlSource, type FieldPath } from '../../src/core/yaml-position.ts';
+
+const key = fc.stringMatching(/^[a-z][a-zA-Z0-9]{0,8}$/);
+const leaf = fc.oneof(
+  fc.integer({ min: -1000, max: 1000 }),
+  fc.stringMatching(/^[a-z][a-z0-9]{0,6}$/),
+  fc.boolean(),
+);
+const tree = fc.letrec((tie) => ({
+  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('map'), tie('list')),
+  map: fc.dictionary(key, tie('node'), { minKeys: 1, maxKeys: 4 }),
+  list: fc.array(tie('node'), { minLength: 1, maxLength: 3 }),
+})).map;
+
+/** Every path to a leaf, with the leaf. */
+function leaves(value: unknown, path: (string | number)[] = []): [FieldPath, unknown][] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => leaves(v, [...path, i]));
+  if (typeof value === 'object' && value !== null)
+    return Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]));
+  return [[path, value]];
+}
+
+/** The text at "SOURCE:LINE:COLUMN" in `text`. */
+function textAt(text: string, position: string): string {
+  const [, line, column] = /^src:(\d+):(\d+)$/.exec(position)!;
+  return text.split('\n')[Number(line) - 1]!.slice(Number(column) - 1);
+}
+
+test('property: the position of every leaf is where its value (or its key) is written', () => {
+  fc.assert(
+    fc.property(tree, (value) => {
+      const text = stringify(value);
+      const source = parseYamlSource(text, 'src');
+      assert.equal(JSON.stringify(source.value), JSON.stringify(value));
+      for (const [path, leafValue] of leaves(value)) {
+        assert.ok(textAt(text, source.at(path)).startsWith(stringify(leafValue).trim()), `${path.join('.')}`);
+        const last = path.at(-1);
+        if (typeof last === 'string') assert.ok(textAt(text, source.at(path, true)).startsWith(last));
+        // Past the leaf: still the leaf.
+        assert.equal(source.at([...path, 'nothing', 3]), source.at(path));
+      }
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('text that is not YAML: an error naming where', () => {
+  assert.throws(
+    () => parseYamlSource('a: 1\nb: [2\n', 'f.yaml'),
+    /^Error: f\.yaml:\d+:\d+: not valid YAML \(/,
+  );
+  assert.throws(
+    () => parseYamlSource('a: &x 1\nb: *y\n', 'f.yaml'),
+    /^Error: f\.yaml:\d+:\d+: not valid YAML/,
+  );
+});
