@@ -30,9 +30,9 @@ import {
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { parseCommandFlags } from './control.ts';
 import { STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary =
-  'validate YAML resources (Service, Server, AuthorizationPolicy, HTTPLocalRateLimitPolicy, HTTPRoute, GRPCRoute, HTTPFault, XBackendTrafficPolicy) and write them into the state folder';
+export const summary = SUMMARIES.apply;
 
 const FLAGS: FlagSpec[] = [
   {

@@ -19,8 +19,9 @@ import {
   STATE_FLAG,
   stateFolder,
 } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'the effective authorization policy of a workload (servers, authorizations)';
+export const summary = SUMMARIES.authz;
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [NAMESPACE_FLAG, outputFlag(OUTPUTS), STATE_FLAG, CONTROL_FLAG];

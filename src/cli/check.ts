@@ -39,9 +39,9 @@ import {
   stateFolder,
   type Target,
 } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary =
-  'check the mesh: control plane, proxies, certificates close to expiry (--pre, --kubernetes: a cluster)';
+export const summary = SUMMARIES.check;
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [

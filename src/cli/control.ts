@@ -31,8 +31,9 @@ import {
   type ServiceView,
 } from '../control/server.ts';
 import { type FlagSpec, formatHelp, parseFlags, type ParsedFlags } from './flags.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'run the control plane over the Kubernetes API (Destination gRPC + HTTP API)';
+export const summary = SUMMARIES.control;
 
 /** The flags of every control-plane command; `defaults` fills in the help text. */
 export function controlPlaneFlags(defaults: { grpc: string; http: string }): FlagSpec[] {

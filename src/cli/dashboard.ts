@@ -13,8 +13,9 @@ import { callControl, findControlPlane } from './control-api.ts';
 import { startDashboardRelay, type DashboardRelay } from './dashboard-relay.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, OPERATOR_TOKEN_FLAG, STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'serve the web dashboard on loopback and print its URL (until Ctrl-C)';
+export const summary = SUMMARIES.dashboard;
 
 /** How often the command checks that the control plane still serves the page. */
 const CHECK_INTERVAL_MS = 5000;

@@ -26,8 +26,9 @@ import { MeshDemo } from './demo-mesh.ts';
 import { outputFlag, outputOf } from './targeting.ts';
 import { SimpleDemo } from './demo-simple.ts';
 import { stopProcesses } from './supervisor-pipe.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'a live demo: the emojivoto app on the mesh, with traffic and golden metrics';
+export const summary = SUMMARIES.demo;
 
 /** Which demo runs without --mesh or --simple. */
 const MESH_BY_DEFAULT = true;

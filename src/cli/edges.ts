@@ -9,8 +9,9 @@ import { alignColumns } from './columns.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, outputFlag, outputOf, STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'who talks to whom, with identities and whether mTLS secures it';
+export const summary = SUMMARIES.edges;
 
 const OUTPUTS = ['table', 'wide', 'json'] as const;
 const FLAGS: FlagSpec[] = [

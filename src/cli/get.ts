@@ -13,8 +13,9 @@ import { alignColumns } from './columns.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, NAMESPACE_FLAG, outputFlag, outputOf, STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'list HTTPRoutes and GRPCRoutes (with their status) or Services, like kubectl get';
+export const summary = SUMMARIES.get;
 
 type Kind = 'HTTPRoute' | 'GRPCRoute' | 'Service';
 

@@ -29,8 +29,9 @@ import {
   STATE_FLAG,
   stateFolder,
 } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'certificate chain of a workload; status and anchor rotation of the CA';
+export const summary = SUMMARIES.identity;
 
 const FLAGS: FlagSpec[] = [
   NAMESPACE_FLAG,

@@ -16,8 +16,9 @@ import {
   type InterceptionOptions,
   type IpFamily,
 } from '../proxy/transport/iptables.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'write the iptables rules that route a workload through its proxy';
+export const summary = SUMMARIES.init;
 
 const HELP = `Usage: trellis init [options]
 

@@ -16,8 +16,9 @@ import { parseCommandFlags } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { DEFAULT_INJECTOR_CONFIG, INJECTOR_FLAGS, injectorConfigFromFlags } from './install-flags.ts';
 import { describe, editManifests, readManifests, type PodTemplateRef } from './manifest-edit.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'add the proxy to the pods of Kubernetes manifests (-f FILE, or - for stdin)';
+export const summary = SUMMARIES.inject;
 
 export const FILE_FLAG: FlagSpec = {
   name: 'file',

@@ -31,8 +31,9 @@ import {
   type CrdName,
   type InstallSettings,
 } from './install-manifests.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'print the Kubernetes manifests of Trellis (--crds: its CustomResourceDefinitions)';
+export const summary = SUMMARIES.install;
 
 const DEFAULT_ISSUER_LIFETIME = '8760h';
 

@@ -2,6 +2,7 @@
 // The `trellis` command: one binary, one file per subcommand under src/cli/. Each subcommand
 // module exports `run(argv): Promise<number>` and a one-line `summary`. `trellis help CMD` is
 // `trellis CMD --help`; `trellis version` (or --version) prints the version of package.json.
+import { SUMMARIES, type CommandName } from './summaries.ts';
 import { packageVersion } from './version.ts';
 
 interface Subcommand {
@@ -9,7 +10,7 @@ interface Subcommand {
   run(argv: string[]): Promise<number>;
 }
 
-const commands: Record<string, () => Promise<Subcommand>> = {
+const commands: Record<CommandName, () => Promise<Subcommand>> = {
   proxy: () => import('./proxy.ts'),
   init: () => import('./init.ts'),
   demo: () => import('./demo.ts'),
@@ -40,10 +41,9 @@ async function usage(): Promise<string> {
   const lines = ['Usage: trellis <command> [options]', '', 'Commands:'];
   // The summaries line up behind the longest command name.
   const width = Math.max(...Object.keys(commands).map((name) => name.length));
-  for (const [name, load] of Object.entries(commands)) {
-    const mod = await load();
-    lines.push(`  ${name.padEnd(width)} ${mod.summary}`);
-  }
+  // The summaries of their own module: listing the commands loads none of them.
+  for (const name of Object.keys(commands) as CommandName[])
+    lines.push(`  ${name.padEnd(width)} ${SUMMARIES[name]}`);
   lines.push(`  ${'version'.padEnd(width)} the version of trellis (also --version)`);
   lines.push(`  ${'help'.padEnd(width)} this list, or the options of a command (trellis help CMD)`);
   lines.push(
@@ -81,8 +81,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write((await usage()) + '\n');
     return name === undefined ? 2 : 0;
   }
-  const load = commands[name];
-  if (!load) {
+  const load = Object.hasOwn(commands, name) ? commands[name as CommandName] : undefined;
+  if (load === undefined) {
     process.stderr.write(`trellis: unknown command '${name}'\n\n${await usage()}\n`);
     return 2;
   }

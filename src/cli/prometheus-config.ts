@@ -9,8 +9,9 @@ import { findControlPlane } from './control-api.ts';
 import { parseDuration } from '../core/duration.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { CONTROL_FLAG, STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'a Prometheus scrape config for the mesh (service discovery of every proxy)';
+export const summary = SUMMARIES['prometheus-config'];
 
 const FLAGS: FlagSpec[] = [
   {

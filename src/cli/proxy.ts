@@ -6,8 +6,9 @@ import { startProxy } from '../proxy/proxy.ts';
 import { createLogger } from '../core/log.ts';
 import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
 import { checkSupervisorFd, watchSupervisor } from './supervisor-pipe.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'run the data-plane proxy (inbound, outbound and admin listeners)';
+export const summary = SUMMARIES.proxy;
 
 const FLAGS: FlagSpec[] = [
   { name: 'config', kind: 'string', help: 'YAML configuration file (flags override it)' },

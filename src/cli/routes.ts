@@ -19,9 +19,9 @@ import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { liveRows, liveTables } from './routes-live.ts';
 import { CONTROL_FLAG, NAMESPACE_FLAG, outputFlag, outputOf, STATE_FLAG, stateFolder } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary =
-  'the HTTPRoutes and GRPCRoutes attached to a service: status, rules, backends, live numbers';
+export const summary = SUMMARIES.routes;
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [

@@ -17,8 +17,9 @@ import { STATE_FLAG, stateFolder } from './targeting.ts';
 import { RESTART_POLICIES, type RestartPolicy } from './run-restart.ts';
 import { DEFAULT_SERVICE_PORT, joinService } from './run-service.ts';
 import { note, type WorkloadOptions, WorkloadSupervisor } from './run-workload.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'run a workload beside its proxy and register it with `trellis up`';
+export const summary = SUMMARIES.run;
 
 const FLAGS: FlagSpec[] = [
   { name: 'name', kind: 'string', help: 'the workload and the service it serves (required)' },

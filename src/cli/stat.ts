@@ -32,8 +32,9 @@ import {
   stateFolder,
   type Target,
 } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'golden metrics per workload (success, rps, latency), from the control plane';
+export const summary = SUMMARIES.stat;
 
 const OUTPUTS = ['table', 'wide', 'json'] as const;
 const FLAGS: FlagSpec[] = [

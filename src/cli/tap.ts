@@ -7,8 +7,9 @@ import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { exchangeText } from './tap-lines.ts';
 import { streamTap, TAP_FLAGS, tapCommandOf } from './tap-stream.ts';
 import { outputFlag, outputOf } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'live requests through the proxies of a workload (metadata only)';
+export const summary = SUMMARIES.tap;
 
 const OUTPUTS = ['table', 'wide', 'json'] as const;
 const FLAGS: FlagSpec[] = [...TAP_FLAGS, outputFlag(OUTPUTS)];

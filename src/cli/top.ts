@@ -6,8 +6,9 @@ import { ConfigError } from '../core/errors.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { streamTap, TAP_FLAGS, tapCommandOf } from './tap-stream.ts';
 import { TopTable } from './top-table.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'the busiest paths through the proxies of a workload, live';
+export const summary = SUMMARIES.top;
 
 const FLAGS: FlagSpec[] = [...TAP_FLAGS, { name: 'rows', kind: 'number', help: 'rows shown (default 20)' }];
 

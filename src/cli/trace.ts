@@ -17,8 +17,9 @@ import {
   STATE_FLAG,
   stateFolder,
 } from './targeting.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'recent distributed traces of the mesh, or one as a tree of its spans';
+export const summary = SUMMARIES.trace;
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [

@@ -8,8 +8,9 @@ import { parseCommandFlags } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { FILE_FLAG, type Report } from './inject.ts';
 import { describe, editManifests, readManifests } from './manifest-edit.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'take the proxy out of the pods of Kubernetes manifests (-f FILE, or -)';
+export const summary = SUMMARIES.uninject;
 
 const FLAGS: FlagSpec[] = [FILE_FLAG];
 

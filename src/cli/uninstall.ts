@@ -7,8 +7,9 @@ import { parseCommandFlags } from './control.ts';
 import { type FlagSpec, formatHelp } from './flags.ts';
 import { readCrds } from './install.ts';
 import { toYaml, uninstallObjects } from './install-manifests.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'print what `trellis install` created, for `kubectl delete -f -`';
+export const summary = SUMMARIES.uninstall;
 
 const FLAGS: FlagSpec[] = [];
 

@@ -52,8 +52,9 @@ import {
   serveUntilSignal,
   startIdentity,
 } from './control.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary = 'run the local control plane over a state folder (default .trellis/)';
+export const summary = SUMMARIES.up;
 
 const DEFAULTS = { grpc: '127.0.0.1:8086', http: '127.0.0.1:8084' };
 const FLAGS: FlagSpec[] = [

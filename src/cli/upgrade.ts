@@ -37,9 +37,9 @@ import {
   readInstalled,
   type InstalledState,
 } from './kube-cluster.ts';
+import { SUMMARIES } from './summaries.ts';
 
-export const summary =
-  "print the manifests of this version, keeping the cluster's trust anchor, issuer and configuration";
+export const summary = SUMMARIES.upgrade;
 
 const FLAGS: FlagSpec[] = [...CRDS_FLAGS, ...SETTINGS_FLAGS, ...CLUSTER_FLAGS];
 

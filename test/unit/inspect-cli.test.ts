@@ -251,4 +251,10 @@ test('trellis version, --version, and help CMD', async () => {
   const unknown = await runCli(['help', 'nope']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /unknown command 'nope'/);
+  // Names of Object.prototype are not commands (`constructor` crashed with a TypeError).
+  for (const name of ['constructor', 'toString', '__proto__']) {
+    const r = await runCli([name]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`^trellis: unknown command '${name}'`));
+  }
 });
