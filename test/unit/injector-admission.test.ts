@@ -223,6 +223,21 @@ test('port and proxy annotations reach trellis init and the proxy', () => {
   });
 });
 
+test('the JIT warm-up annotation reaches the proxy as --jit-warm-up; a bad value is left out', () => {
+  const warmUp = (annotations: Record<string, string>) =>
+    (
+      byName(
+        inject(appPod({ [INJECT_ANNOTATION]: 'enabled', ...annotations })).pod.spec.initContainers,
+        'trellis-proxy',
+      )!['args'] as string[]
+    ).filter((a) => a.startsWith('--jit-warm-up'));
+  assert.deepEqual(warmUp({}), []);
+  assert.deepEqual(warmUp({ 'config.trellis.dev/proxy-jit-warm-up': '0' }), ['--jit-warm-up=0']);
+  assert.deepEqual(warmUp({ 'config.trellis.dev/proxy-jit-warm-up': '150' }), ['--jit-warm-up=150']);
+  for (const bad of ['-1', 'off', '', '1e3', '1234567', '10 --admin-listen=0.0.0.0:1'])
+    assert.deepEqual(warmUp({ 'config.trellis.dev/proxy-jit-warm-up': bad }), [], bad);
+});
+
 test("the install's trace collector reaches every proxy with its sample ratio; a pod annotation overrides the ratio, a bad one is ignored", () => {
   const proxyArgs = (annotations: Record<string, string>, config: Partial<InjectorConfig>) =>
     byName(

@@ -53,6 +53,7 @@ export const POD_SETTINGS = {
   cpuLimit: `${CONFIG}proxy-cpu-limit`,
   memoryLimit: `${CONFIG}proxy-memory-limit`,
   traceSampleRatio: `${CONFIG}trace-sample-ratio`,
+  jitWarmUp: `${CONFIG}proxy-jit-warm-up`,
 } as const;
 
 type Json = Record<string, unknown>;
@@ -85,6 +86,16 @@ const fieldEnv = (name: string, fieldPath: string): Json => ({
 function sampleRatio(annotations: Annotations, config: InjectorConfig): string {
   const value = annotations[POD_SETTINGS.traceSampleRatio];
   return value !== undefined && isSampleRatio(value) ? value : config.traceSampleRatio;
+}
+
+/**
+ * The pod's JIT warm-up annotation as a flag when it is a whole number of requests (0: off; a pod
+ * with a small CPU limit spends up to the warm-up's 2 s budget on it before it is ready), else none
+ * (the proxy's default).
+ */
+function jitWarmUpArgs(annotations: Annotations): string[] {
+  const value = annotations[POD_SETTINGS.jitWarmUp];
+  return value !== undefined && /^\d{1,6}$/.test(value) ? [`--jit-warm-up=${Number(value)}`] : [];
 }
 
 /** The proxy container; `native` adds `restartPolicy: Always` and the startup probe. */
@@ -127,6 +138,7 @@ export function proxyContainer(config: InjectorConfig, annotations: Annotations,
       `--tap-listen=0.0.0.0:${PORTS.tap}`,
       `--tap-allowed-identity=${controlPlaneId(config.trustDomain, config.controlPlaneNamespace)}`,
       ...(opaque === undefined ? [] : [`--opaque-ports=${opaque}`]),
+      ...jitWarmUpArgs(annotations),
       ...(config.traceCollector === ''
         ? []
         : [
