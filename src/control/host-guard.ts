@@ -7,33 +7,10 @@
 // address) and refuses any other name with 403 (server.ts routeHttp), as the dashboard relay does
 // (src/cli/dashboard-relay.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../core/prometheus.ts';
-
-/** The host of a Host field value ("name:port", "[v6]:port"), lower case, without a trailing dot. */
-function hostOf(field: string): string {
-  let host = field.trim().toLowerCase();
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    host = end === -1 ? host : host.slice(1, end);
-  } else {
-    const colon = host.lastIndexOf(':');
-    if (colon !== -1 && host.indexOf(':') === colon) host = host.slice(0, colon);
-  }
-  return host.endsWith('.') ? host.slice(0, -1) : host;
-}
-
-/**
- * Whether a request's Host field names this host in a way no other site's page can: `localhost`
- * (or a name under `.localhost`, which resolvers keep on loopback) or an IP address literal.
- */
-export function hostNamesThisHost(field: string | undefined): boolean {
-  if (field === undefined) return false;
-  const host = hostOf(field);
-  return host === 'localhost' || host.endsWith('.localhost') || isIP(host) !== 0;
-}
+import { hostNamesThisHost } from '../core/host-field.ts';
 
 /**
  * Refuses requests whose Host does not name this host (403, JSON), counted in
