@@ -92,6 +92,48 @@ test('the inbound listener forwards only to its own workload', { timeout: 60_000
     assert.equal(secret.connections(), 0);
   });
 
+  await t.test(
+    'an HTTP/2 CONNECT is refused too, not handed to an HTTP/2 app that could relay it',
+    async () => {
+      // An app speaking HTTP/2 (gRPC, h2c) that would honour CONNECT: the proxy must not hand it one.
+      const connects: string[] = [];
+      const h2app = http2.createServer();
+      h2app.on('connect', (req, res) => {
+        connects.push(String(req.headers[':authority']));
+        res.writeHead(200);
+        res.end();
+      });
+      h2app.on('request', (_req, res) => res.end('ok'));
+      await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+      t.after(() => h2app.close());
+      const h2server = await world.proxy({
+        identity: await identityFor(world, 'h2-server'),
+        app: (h2app.address() as net.AddressInfo).port,
+        config: DETECT,
+      });
+      const port = portOf(h2server, 'inbound');
+      const leaf = await issueLeaf(world.ca, idOf('caller'));
+      for (const connection of [
+        () => net.connect({ host: '127.0.0.1', port }),
+        mtls(world, port, 'trellis-h2/1', leaf),
+      ]) {
+        const session = http2.connect(`http://${elsewhere}`, { createConnection: connection });
+        session.on('error', () => {});
+        const answer = await new Promise<{ status: number; error: string }>((resolve) => {
+          const req = session.request({ ':method': 'CONNECT', ':authority': elsewhere });
+          req.on('response', (h) =>
+            resolve({ status: Number(h[':status']), error: String(h['trellis-proxy-error']) }),
+          );
+          req.on('error', () => resolve({ status: 0, error: '' }));
+        });
+        session.destroy();
+        assert.deepEqual(answer, { status: 403, error: 'proxy-request-refused' });
+      }
+      assert.deepEqual(connects, []);
+      assert.equal(secret.connections(), 0);
+    },
+  );
+
   await t.test('an absolute-form URI naming another address still goes to the app', async () => {
     const before = app.ids.length;
     const r = await rawExchange(inbound, [

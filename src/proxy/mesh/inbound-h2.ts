@@ -1,7 +1,8 @@
 // What the inbound HTTP/2 path does with each stream before the usual forwarding
 // (http/h2-exchange.ts): the client-identity header is removed as sent and set to the verified
 // identity (mTLS) when there is one; authorization policy is asked (denied: 403, or gRPC
-// PERMISSION_DENIED, naming the policy). Plaintext HTTP/2 to the inbound listener takes the same
+// PERMISSION_DENIED, naming the policy); CONNECT is refused (403 proxy-request-refused), as on
+// HTTP/1. Plaintext HTTP/2 to the inbound listener takes the same
 // path with no identity. (HTTP/1 requests from other proxies arrive on their own connections:
 // inbound-h2h1.ts.)
 import type * as http2 from 'node:http2';
@@ -19,6 +20,21 @@ export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords
       stream.once('trailers', (trailers: http2.IncomingHttpHeaders) => {
         delete trailers[idHeader];
       });
+    }
+    if (headers[':method'] === 'CONNECT') {
+      // The inbound listener relays nothing (as HTTP/1's CONNECT, http/h1-tunnel.ts): an app that
+      // honoured it would open a tunnel for anyone who reaches the workload.
+      const message = 'CONNECT is not relayed by an inbound listener';
+      refuseStream(
+        stream,
+        headers,
+        { reason: 'proxy-request-refused', message },
+        records,
+        'inbound',
+        conn.identity ?? conn.ip,
+        records.metrics.peers.inbound(conn.identity),
+      );
+      return true;
     }
     const target = conn.connTarget;
     if (target !== null) {
