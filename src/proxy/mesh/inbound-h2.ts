@@ -9,17 +9,18 @@ import type * as http2 from 'node:http2';
 import { refuseStream, type RefusalRecords } from '../http/h2-refuse.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 import { refusalReason, type InboundStreamHook } from '../policy/inbound-hooks.ts';
+import { deleteClientIdFields } from '../policy/client-id-field.ts';
 
 export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords): InboundStreamHook {
   const idHeader = policy.clientIdHeader;
   return (stream, headers, conn) => {
     if (idHeader !== '') {
-      delete headers[idHeader];
+      deleteClientIdFields(headers, idHeader);
       if (conn.identity !== null) headers[idHeader] = conn.identity;
       // In trailers too: the forwarder sends the trailers object this listener has cleaned.
-      stream.once('trailers', (trailers: http2.IncomingHttpHeaders) => {
-        delete trailers[idHeader];
-      });
+      stream.once('trailers', (trailers: http2.IncomingHttpHeaders) =>
+        deleteClientIdFields(trailers, idHeader),
+      );
     }
     if (headers[':method'] === 'CONNECT') {
       // The inbound listener relays nothing (as HTTP/1's CONNECT, http/h1-tunnel.ts): an app that
