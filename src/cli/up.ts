@@ -169,6 +169,7 @@ export async function run(argv: string[]): Promise<number> {
   const catalog = localCatalog(root, settings.log);
   // The edges, shared with the routes component (a workload page's outbound routes).
   const edges = new EdgeTracker();
+  const loopback = isLoopbackHost(splitHostPort(settings.httpListen).host);
   const plane = await startControlPlane({
     ...settings,
     watcher,
@@ -187,8 +188,10 @@ export async function run(argv: string[]): Promise<number> {
     ],
     operatorToken,
     operatorTokenSource: `in the file ${operatorTokenPath(root)}`,
-    // Taps and traces are for this host's users, unless the API is reachable from others.
-    sensitiveReadsNeedOperator: !isLoopbackHost(splitHostPort(settings.httpListen).host),
+    // Taps and traces are for this host's users, unless the API is reachable from other hosts. A
+    // loopback API answers only this host's names, never a web page's rebound one (host-guard.ts).
+    sensitiveReadsNeedOperator: !loopback,
+    onlyThisHostByName: loopback,
   });
   try {
     await writeControlFile(root, {

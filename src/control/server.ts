@@ -46,6 +46,7 @@ import type { AddressInfo, Server } from 'node:net';
 import { silentLogger, type Logger } from '../core/log.ts';
 import { ConfigError } from '../core/errors.ts';
 import { isSensitiveRead, OperatorAuth } from './operator-auth.ts';
+import { HostGuard } from './host-guard.ts';
 import {
   boundConnections,
   type ControlHttpLimits,
@@ -218,6 +219,12 @@ export interface ControlPlaneOptions {
    * the operator token too: for an HTTP API reachable from other hosts. Default false.
    */
   readonly sensitiveReadsNeedOperator?: boolean;
+  /**
+   * Whether the HTTP API answers only requests whose Host names this host (localhost, an IP
+   * address): for an API on loopback, whose reads a rebound web page must not make (host-guard.ts).
+   * Default false.
+   */
+  readonly onlyThisHostByName?: boolean;
   /** The control plane's client certificate for proxies' mTLS tap listeners (src/control/tap/). */
   readonly tapClientTls?: () => TapClientTls | null;
   /** What one client can hold of the HTTP API (default DEFAULT_CONTROL_HTTP_LIMITS). */
@@ -300,6 +307,7 @@ async function startPlane(
     log,
     taps: { open: 0 },
     sensitiveReadsNeedOperator: options.sensitiveReadsNeedOperator ?? false,
+    hostGuard: options.onlyThisHostByName === true ? new HostGuard(log) : null,
     tapClientTls: options.tapClientTls ?? (() => null),
     limits,
     connectionMetrics: () => dropMetrics() + watchLimits.metrics(),
@@ -358,6 +366,8 @@ interface HttpApi {
   /** Live taps in progress (GET /api/tap). */
   readonly taps: { open: number };
   readonly sensitiveReadsNeedOperator: boolean;
+  /** Loopback API: requests whose Host names another host are refused (null: no check). */
+  readonly hostGuard: HostGuard | null;
   readonly tapClientTls: () => TapClientTls | null;
   readonly limits: ControlHttpLimits;
   readonly connectionMetrics: () => string;
@@ -380,6 +390,7 @@ function answerHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): vo
  * component, then to the control plane's own routes.
  */
 async function routeHttp(req: IncomingMessage, res: ServerResponse, api: HttpApi): Promise<void> {
+  if (api.hostGuard !== null && !api.hostGuard.admit(req, res)) return;
   const reading = req.method === 'GET' || req.method === 'HEAD';
   const path = (req.url ?? '/').split('?')[0]!;
   const openOwner =
@@ -458,6 +469,7 @@ async function handleHttp(req: IncomingMessage, res: ServerResponse, api: HttpAp
       [
         api.auth.metrics(),
         api.connectionMetrics(),
+        api.hostGuard?.metrics() ?? '',
         api.collector.metrics(),
         ...api.components.map((c) => c.metrics?.() ?? ''),
       ].join(''),

@@ -13,6 +13,7 @@ import { ProxyRuntime } from './runtime.ts';
 import { type ListenerSpec, startListener } from './listener.ts';
 import { type AdminServer, startAdmin } from './admin/server.ts';
 import { getOriginalDst } from './transport/original-dst.ts';
+import { transparentAppTarget } from './inbound/app-target.ts';
 import { targetKey, type Target } from '../core/target.ts';
 import { loadAuthorizer, loadIdentity, type MeshOverrides } from './mesh/setup.ts';
 import { loadMeshTransport } from './mesh/wiring.ts';
@@ -111,7 +112,7 @@ export async function startProxy(
     destination: transparent
       ? (s: net.Socket) => {
           const orig = getOriginalDst(s);
-          return orig !== null ? { host: config.appHost, port: orig.port } : app;
+          return orig !== null ? transparentAppTarget(config.appHost, orig.port, rt.ownPorts) : app;
         }
       : () => app,
   });
@@ -156,6 +157,8 @@ export async function startProxy(
       log,
       ...(identity !== null ? { identity: () => identity.current()?.chainPem ?? null } : {}),
     });
+    // Own ports from the moment they are bound: the inbound listener already takes connections.
+    rt.ownPorts.add(admin.address.port);
     if (config.tap.listen !== undefined && identity !== null) {
       const { startTapListener } = await import('./admin/tap-listener.ts');
       tapListener = await startTapListener({
@@ -166,6 +169,7 @@ export async function startProxy(
         onConnectionLimit: (limit, action) => rt.metrics.connectionLimited('tap', limit, action),
         log: log.child({ component: 'tap' }),
       });
+      rt.ownPorts.add(tapListener.address.port);
     }
   } catch (err) {
     // Whatever did start must not keep the process alive after a failed start.
@@ -188,11 +192,7 @@ export async function startProxy(
   }
   let shuttingDown: Promise<void> | null = null;
   addresses.admin = targetKey(admin.address);
-  rt.ownPorts.add(admin.address.port);
-  if (tapListener !== null) {
-    addresses.tap = targetKey(tapListener.address);
-    rt.ownPorts.add(tapListener.address.port);
-  }
+  if (tapListener !== null) addresses.tap = targetKey(tapListener.address);
 
   const shutdown = (graceMs = config.timeouts.drainGraceMs): Promise<void> => {
     shuttingDown ??= (async () => {

@@ -15,6 +15,7 @@ import {
   type AdminOptions,
 } from '../../src/proxy/admin/server.ts';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';
+import { TapHub } from '../../src/proxy/telemetry/tap-hub.ts';
 
 const log = createLogger({ level: 'off' });
 const TOKEN = 'admin-test-token';
@@ -395,4 +396,31 @@ test('admin request bodies over 64 KiB are refused with 413 before they are read
     'POST /shutdown HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n',
   );
   assert.match(answer, /^HTTP\/1\.1 413 /);
+});
+
+test('GET /tap from loopback needs a Host that names this host: a DNS-rebound web page is refused', async (t) => {
+  const tap = new TapHub({
+    maxTaps: 8,
+    maxBufferedBytes: 64 * 1024,
+    ownIdentity: () => null,
+    attach: () => {},
+    log,
+  });
+  t.after(() => tap.close());
+  const { admin } = await start(t, { tap });
+  const port = admin.address.port;
+  // A page at attacker.example whose name now resolves to 127.0.0.1: the peer is loopback (the browser).
+  for (const host of [`attacker.example:${port}`, 'attacker.example', `localhost.attacker.example:${port}`]) {
+    const refused = await rawExchange(
+      port,
+      `GET /tap HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.match(refused, /^HTTP\/1\.1 403 /, host);
+    assert.doesNotMatch(refused, /"started"/, host);
+  }
+  assert.match(tap.metrics(), /trellis_tap_refused_total\{reason="not-loopback"\} 3/);
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) {
+    const served = await rawExchange(port, `GET /tap HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+    assert.match(served, /^HTTP\/1\.1 200 [\s\S]*"started"/, host);
+  }
 });

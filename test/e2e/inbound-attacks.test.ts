@@ -5,6 +5,7 @@
 // identity through an idle tunnel, and meshed apps on opaque ports must stay reachable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -91,6 +92,48 @@ test('the inbound listener forwards only to its own workload', { timeout: 60_000
     assert.match(r.text, /^HTTP\/1\.1 403 /);
     assert.equal(secret.connections(), 0);
   });
+
+  await t.test(
+    'an HTTP/2 CONNECT is refused too, not handed to an HTTP/2 app that could relay it',
+    async () => {
+      // An app speaking HTTP/2 (gRPC, h2c) that would honour CONNECT: the proxy must not hand it one.
+      const connects: string[] = [];
+      const h2app = http2.createServer();
+      h2app.on('connect', (req, res) => {
+        connects.push(String(req.headers[':authority']));
+        res.writeHead(200);
+        res.end();
+      });
+      h2app.on('request', (_req, res) => res.end('ok'));
+      await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+      t.after(() => h2app.close());
+      const h2server = await world.proxy({
+        identity: await identityFor(world, 'h2-server'),
+        app: (h2app.address() as net.AddressInfo).port,
+        config: DETECT,
+      });
+      const port = portOf(h2server, 'inbound');
+      const leaf = await issueLeaf(world.ca, idOf('caller'));
+      for (const connection of [
+        () => net.connect({ host: '127.0.0.1', port }),
+        mtls(world, port, 'trellis-h2/1', leaf),
+      ]) {
+        const session = http2.connect(`http://${elsewhere}`, { createConnection: connection });
+        session.on('error', () => {});
+        const answer = await new Promise<{ status: number; error: string }>((resolve) => {
+          const req = session.request({ ':method': 'CONNECT', ':authority': elsewhere });
+          req.on('response', (h) =>
+            resolve({ status: Number(h[':status']), error: String(h['trellis-proxy-error']) }),
+          );
+          req.on('error', () => resolve({ status: 0, error: '' }));
+        });
+        session.destroy();
+        assert.deepEqual(answer, { status: 403, error: 'proxy-request-refused' });
+      }
+      assert.deepEqual(connects, []);
+      assert.equal(secret.connections(), 0);
+    },
+  );
 
   await t.test('an absolute-form URI naming another address still goes to the app', async () => {
     const before = app.ids.length;
@@ -474,3 +517,75 @@ test('a port a Server declares HTTP never forwards unparsed bytes', { timeout: 3
   assert.equal(app.connections(), 1, 'only the parsed request connected to the app');
   noForgedIds(app);
 });
+
+test(
+  'an Upgrade to h2c never reaches the app: HTTP/2 after it would skip policy and the identity header',
+  { timeout: 30_000 },
+  async (t) => {
+    // An app that takes HTTP/1.1's upgrade to HTTP/2 (RFC 7540 3.2, leniently: without
+    // HTTP2-Settings among the Connection options): after its 101 every request on the connection
+    // would be HTTP/2 the proxy never reads, with any path and any trellis-client-id.
+    const seen: string[] = [];
+    const h2 = http2.createServer();
+    h2.on('stream', (stream, headers) => {
+      seen.push(`h2 ${String(headers[':path'])} id=${String(headers['trellis-client-id'] ?? '')}`);
+      stream.respond({ ':status': 200 });
+      stream.end();
+    });
+    const upgrades: string[] = [];
+    const app = http.createServer((req, res) => {
+      seen.push(`h1 ${req.url} upgrade=${req.headers.upgrade ?? ''}`);
+      res.end('h1');
+    });
+    app.on('upgrade', (req, socket: net.Socket) => {
+      upgrades.push(String(req.headers.upgrade));
+      if (!/\bh2c\b/i.test(String(req.headers.upgrade))) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        return;
+      }
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+      h2.emit('connection', socket);
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    t.after(() => app.close());
+    const world = await startMeshWorld();
+    t.after(() => world.close());
+    const publicOnly: InboundAuthorizer = {
+      checkConnection: () => ({
+        allowed: true,
+        server: 'default/app',
+        policy: 'default/public',
+        audited: false,
+      }),
+      checkRequest: (_port, _peer, req) => ({
+        allowed: req.path.startsWith('/public/'),
+        server: 'default/app',
+        policy: 'default/public',
+        audited: false,
+      }),
+      protocolOf: () => null,
+      onChange: () => () => {},
+      close() {},
+    };
+    const server = await world.proxy({
+      identity: null,
+      app: (app.address() as net.AddressInfo).port,
+      authorizer: publicOnly,
+      config: DETECT,
+    });
+    const inbound = portOf(server, 'inbound');
+    for (const upgrade of ['h2c', 'H2C', 'websocket, h2c']) {
+      const r = await rawExchange(
+        inbound,
+        [
+          `GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: ${upgrade}\r\n` +
+            `HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`,
+        ],
+        { until: /\r\n\r\n/ },
+      );
+      assert.doesNotMatch(r.text, /^HTTP\/1\.1 101 /, upgrade);
+    }
+    assert.deepEqual(upgrades, ['websocket'], 'only the websocket offer reached the app');
+    assert.ok(!seen.some((s) => s.startsWith('h2 ')), seen.join('\n'));
+  },
+);

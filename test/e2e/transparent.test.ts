@@ -3,25 +3,15 @@
 // pod A talks plain HTTP and raw TCP to an app in pod B with no proxy settings at all; the test
 // checks the answers and that both proxies carried the traffic (their /metrics counters grew).
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { createNetns, linkNetns, netnsSkipReason, type Netns } from './netns.ts';
+import { MAIN, NODE, PROXY_UID, startTransparentProxy, startUntilReady } from '../helpers/transparent-pod.ts';
 
-const REPO = new URL('../..', import.meta.url).pathname;
-const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
-const NODE = process.execPath;
-const PROXY_UID = 2102;
 const ADDRESS_A = '198.18.0.1';
 const ADDRESS_B = '198.18.0.2';
 const HTTP_PORT = 8080;
 const ECHO_PORT = 7070;
 const ECHO_MESSAGE = 'raw bytes through two proxies\n';
-
-/** The environment without any proxy settings: interception must need none. */
-const APP_ENV = Object.fromEntries(
-  Object.entries(process.env).filter(([k]) => !/^(https?|no|all)_proxy$/i.test(k)),
-);
 
 const APP_SCRIPT = `
 import http from 'node:http';
@@ -60,61 +50,6 @@ const res = await fetch('http://127.0.0.1:4191/metrics', { signal: AbortSignal.t
 process.stdout.write(await res.text());
 `;
 
-interface Started {
-  readonly child: ChildProcess;
-  readonly logs: () => string;
-}
-
-/** Starts a process in a namespace and waits for its {"event":"ready"} line on stdout. */
-async function startUntilReady(ns: Netns, label: string, argv: string[]): Promise<Started> {
-  const child = ns.spawn(argv, { cwd: REPO, env: APP_ENV });
-  let stderr = '';
-  let stdout = '';
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-8000)));
-  const logs = () => `${label} stdout:\n${stdout}\n${label} stderr:\n${stderr}`;
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${label} not ready after 20 s\n${logs()}`)), 20_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      stdout = (stdout + line + '\n').slice(-8000);
-      try {
-        if ((JSON.parse(line) as { event?: string }).event === 'ready') {
-          clearTimeout(timer);
-          resolve();
-        }
-      } catch {
-        // not a JSON line: only kept for the logs
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} exited (${code ?? signal}) before it was ready\n${logs()}`));
-    });
-  });
-  await ready;
-  return { child, logs };
-}
-
-function startProxy(ns: Netns, label: string): Promise<Started> {
-  const uid = `${PROXY_UID}`;
-  return startUntilReady(ns, label, [
-    'setpriv',
-    `--reuid=${uid}`,
-    `--regid=${uid}`,
-    '--clear-groups',
-    NODE,
-    MAIN,
-    'proxy',
-    '--mode',
-    'transparent',
-    '--inbound-listen',
-    '0.0.0.0:4143',
-    '--outbound-listen',
-    '127.0.0.1:4140',
-    '--admin-listen',
-    '0.0.0.0:4191',
-  ]);
-}
-
 /** The sum of a counter's samples whose labels include `direction="<direction>"`. */
 function counter(metrics: string, name: string, direction: string): number {
   let sum = 0;
@@ -137,8 +72,8 @@ test('an app reaches another pod through both proxies with no proxy settings', a
   for (const pod of [podA, podB]) pod.run([NODE, MAIN, 'init', '--proxy-uid', `${PROXY_UID}`]);
 
   const app = await startUntilReady(podB, 'app B', [NODE, '--input-type=module', '-e', APP_SCRIPT]);
-  const proxyA = await startProxy(podA, 'proxy A');
-  const proxyB = await startProxy(podB, 'proxy B');
+  const proxyA = await startTransparentProxy(podA, 'proxy A');
+  const proxyB = await startTransparentProxy(podB, 'proxy B');
   const logs = () => [proxyA.logs(), proxyB.logs(), app.logs()].join('\n');
 
   const before = { a: scrape(podA), b: scrape(podB) };

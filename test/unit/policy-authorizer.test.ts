@@ -275,7 +275,12 @@ test('WatchInbound: first policy, changes, last policy kept while the control pl
     const first = nextChange(authz);
     await authz.firstPolicy;
     await first;
-    assert.deepEqual(fake.requests[0], { namespace: 'shop', workload: 'web', labels: { app: 'web' } });
+    assert.deepEqual(fake.requests[0], {
+      namespace: 'shop',
+      workload: 'web',
+      labels: { app: 'web' },
+      namedPorts: {},
+    });
     assert.equal(authz.protocolOf(8080), 'http1');
     assert.equal(authz.protocolOf(9000), 'opaque');
     assert.equal(authz.checkConnection(9000, ALICE).allowed, false);

@@ -291,7 +291,14 @@ test('admin /tap: a peer that is not on loopback is refused and counted', () => 
   const { hub } = hubWith(() => 0);
   const route = tapRoute(hub, silentLogger);
   for (const peer of ['198.18.0.7', '::ffff:198.18.0.7', '10.0.0.1', undefined]) {
-    const res = route.handle({ method: 'GET', path: '/tap', query: '', peer, authorization: null });
+    const res = route.handle({
+      method: 'GET',
+      path: '/tap',
+      query: '',
+      peer,
+      host: '127.0.0.1:4191',
+      authorization: null,
+    });
     assert.equal(res.status, 403, String(peer));
     assert.equal(res.takeOver, undefined);
   }
@@ -301,6 +308,7 @@ test('admin /tap: a peer that is not on loopback is refused and counted', () => 
     path: '/tap',
     query: 'method=GET',
     peer: '127.0.0.1',
+    host: 'localhost:4191',
     authorization: null,
   });
   assert.equal(ok.status, 200);
@@ -310,6 +318,7 @@ test('admin /tap: a peer that is not on loopback is refused and counted', () => 
     path: '/tap',
     query: 'max_rps=0',
     peer: '::1',
+    host: '[::1]:4191',
     authorization: null,
   });
   assert.equal(bad.status, 400);

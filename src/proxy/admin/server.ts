@@ -77,6 +77,8 @@ export interface AdminRequest {
   /** The query string, without '?' ('' when none). */
   readonly query: string;
   readonly peer: string | undefined;
+  /** The Host header, or null (HTTP/1.0). */
+  readonly host: string | null;
   /** The Authorization header, or null. */
   readonly authorization: string | null;
 }
@@ -322,6 +324,7 @@ export function serveConnection(
         path: requestPath(head.target),
         query: requestQuery(head.target),
         peer: socket.remoteAddress,
+        host: head.host,
         authorization: headerValue(head.headers, 'authorization'),
       };
       const res = respond(routes, req, log);

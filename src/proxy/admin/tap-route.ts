@@ -1,6 +1,7 @@
 // The admin listener's GET /tap: a live tap of this proxy's finished HTTP exchanges, as a stream
 // of JSON lines (telemetry/tap-event.ts) that lasts until the reader closes it. The filter and cap
-// are the query (src/core/tap-filter.ts). Who may tap: only a loopback peer. On one machine the
+// are the query (src/core/tap-filter.ts). Who may tap: only a loopback peer whose Host names this
+// host (not a web page's rebound name: src/core/host-field.ts). On one machine the
 // control plane and the CLI are local; a network peer (anyone who can reach the admin port, which
 // listens on every address for scrapers) is refused with 403 and counted, since request paths and
 // identities are not for everyone who can read /metrics (docs/security.md, "Live tap").
@@ -8,6 +9,7 @@
 import type net from 'node:net';
 import type { Logger } from '../../core/log.ts';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
+import { hostNamesThisHost } from '../../core/host-field.ts';
 import { parseTapFilter } from '../../core/tap-filter.ts';
 import type { TapHub } from '../telemetry/tap-hub.ts';
 import type { TapStartedEvent } from '../telemetry/tap-event.ts';
@@ -25,12 +27,21 @@ export function tapRoute(
   return {
     methods: ['GET'],
     handle: (req) => {
-      if (!callerVerified && !isLoopbackAddress(req.peer)) {
+      // A loopback peer is this host, unless it is a browser serving a web page that rebound its
+      // own name to 127.0.0.1 (DNS rebinding): its Host is then that name, not this host's.
+      if (!callerVerified && (!isLoopbackAddress(req.peer) || !hostNamesThisHost(req.host))) {
         hub.refusedNotLoopback();
         refusedLog.note((skipped) =>
-          log.warn('admin: refused a tap from a non-loopback peer', { peer: req.peer, skipped }),
+          log.warn('admin: refused a tap from a non-loopback peer, or one whose Host names another host', {
+            peer: req.peer,
+            host: req.host?.slice(0, 100) ?? null,
+            skipped,
+          }),
         );
-        return text(403, 'tap is only allowed from loopback (the control plane on this host)\n');
+        return text(
+          403,
+          'tap is only allowed from loopback (the control plane on this host), for a Host naming this host\n',
+        );
       }
       const filter = parseTapFilter(new URLSearchParams(req.query));
       if (typeof filter === 'string') return text(400, `${filter}\n`);

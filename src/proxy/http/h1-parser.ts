@@ -51,7 +51,7 @@ export interface MessageHead {
   connectionClose: boolean;
   /** Lower-cased Connection tokens other than close/keep-alive (hop-by-hop header names). */
   connectionTokens: string[] | null;
-  /** The Upgrade header value when Connection names upgrade, else null. */
+  /** The Upgrade header value when Connection names upgrade (without h2c: withoutH2c), else null. */
   upgrade: string | null;
   expectContinue: boolean;
   /** The Host header value (requests), or null. */
@@ -235,8 +235,23 @@ function parseHeaderLines(
     if (hostCount === 0 && head.versionMinor === 1) return fail(400, 'missing Host header');
     if (head.host !== null && !isValidHost(head.host)) return fail(400, 'invalid Host header');
   }
-  if (connUpgrade && upgrade !== null) head.upgrade = upgrade;
+  if (connUpgrade && upgrade !== null) head.upgrade = withoutH2c(upgrade);
   return null;
+}
+
+/**
+ * An Upgrade list without "h2c" (null when nothing else is offered). After an app's 101 to h2c
+ * the connection carries HTTP/2 that the proxy never reads: requests with any path and any
+ * client-identity header, past policy (h2c smuggling). RFC 9113 3.1 retires this upgrade; HTTP/2
+ * goes as HTTP/2 (prior knowledge or ALPN), which the proxy reads stream by stream.
+ */
+function withoutH2c(upgrade: string): string | null {
+  if (!/h2c/i.test(upgrade)) return upgrade;
+  const kept = upgrade
+    .split(',')
+    .map(trimOws)
+    .filter((p) => p !== '' && p.toLowerCase() !== 'h2c' && !p.toLowerCase().startsWith('h2c/'));
+  return kept.length === 0 ? null : kept.join(', ');
 }
 
 /**

@@ -3,22 +3,27 @@
 import type { MessageHead } from './h1-parser.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
 import { reasonPhrase } from './reason-phrases.ts';
+import { isClientIdField } from '../policy/client-id-field.ts';
 
 /**
  * A field section (lines "name: value\r\n", as the parser checked them) without the fields named
- * `lowerName`: the client-identity header in request trailers, which only the proxy may set.
+ * `lowerName` as an app may read it (policy/client-id-field.ts): the client-identity header in
+ * request trailers, which only the proxy may set.
  */
 export function withoutField(section: Buffer, lowerName: string): Buffer {
   const text = section.toString('latin1');
-  if (!text.toLowerCase().includes(lowerName)) return section;
   let out = '';
+  let dropped = false;
   for (const line of text.split('\r\n')) {
     if (line === '') continue;
     const colon = line.indexOf(':');
-    if (colon !== -1 && line.slice(0, colon).trim().toLowerCase() === lowerName) continue;
+    if (colon !== -1 && isClientIdField(line.slice(0, colon).trim(), lowerName)) {
+      dropped = true;
+      continue;
+    }
     out += line + '\r\n';
   }
-  return Buffer.from(out, 'latin1');
+  return dropped ? Buffer.from(out, 'latin1') : section;
 }
 
 /** True for fields that belong to one connection and are never forwarded (RFC 9110 7.6.1). */
@@ -41,7 +46,10 @@ export interface RequestLine {
   readonly path: string;
   /** Replaces the Host field (absolute-form requests, HTTP/1.0 requests without Host). */
   readonly host: string | null;
-  /** A lower-case field name never forwarded (inbound: the client-identity header, so it cannot be forged). */
+  /**
+   * A lower-case field name never forwarded in any spelling an app may read (inbound: the
+   * client-identity header, so it cannot be forged: policy/client-id-field.ts).
+   */
   readonly drop?: string | null;
   /** Serialized fields ("name: value\r\n") added after the request's own. */
   readonly extra?: string;
@@ -55,7 +63,7 @@ export function serializeRequestHead(req: MessageHead, line: RequestLine, chunke
   let wroteHost = false;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
-    if (drop !== null && name.length === drop.length && name.toLowerCase() === drop) continue;
+    if (drop !== null && isClientIdField(name, drop)) continue;
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (wroteHost) continue;
       wroteHost = true;

@@ -22,6 +22,7 @@ import { fieldValue } from './h1-fields.ts';
 import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
+import { isClientIdField } from '../policy/client-id-field.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
@@ -87,7 +88,8 @@ export class MeshH2H1Inbound {
     const idHeader = this.policy.clientIdHeader;
     if (idHeader !== '') {
       // Whatever the peer sent under this name is dropped: only the verified identity is kept.
-      for (let i = fields.length - 2; i >= 0; i -= 2) if (fields[i] === idHeader) fields.splice(i, 2);
+      for (let i = fields.length - 2; i >= 0; i -= 2)
+        if (isClientIdField(fields[i]!, idHeader)) fields.splice(i, 2);
       fields.push(idHeader, identity);
     }
     if (target === null) {

@@ -18,6 +18,7 @@ import type { BridgeContext } from './h2-to-h1.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import type { MeshH2H1Inbound } from './inbound-h2h1.ts';
 import { InboundPolicy } from './inbound-policy.ts';
+import { transparentAppTarget } from '../inbound/app-target.ts';
 import type { MeshInbound } from './inbound.ts';
 import type { MeshOutbound } from './outbound.ts';
 import type { AccessLog } from '../telemetry/access-log.ts';
@@ -189,7 +190,7 @@ export class MeshWiring {
     let target: Target | null = null;
     if (connTarget !== null && (port === this.host.inboundPort() || port === connTarget.port))
       target = connTarget;
-    else if (config.mode === 'transparent' && !ownPorts.has(port)) target = { host: config.appHost, port };
+    else if (config.mode === 'transparent') target = transparentAppTarget(config.appHost, port, ownPorts);
     if (target === null) {
       this.host.log.debug('opaque transport to a port that is not an app port refused', { port, identity });
       this.host.metrics.proxyError('inbound', 'unknown-destination');
