@@ -42,7 +42,12 @@ const FLAGS: FlagSpec[] = [
     path: 'appPort',
     help: 'inbound traffic goes to the app at 127.0.0.1:PORT',
   },
-  { name: 'app-host', kind: 'string', path: 'appHost', help: 'address of the app (default 127.0.0.1)' },
+  {
+    name: 'app-host',
+    kind: 'string',
+    path: 'appHost',
+    help: 'address of the app (default 127.0.0.1; transparent mode: the address a connection arrived on, the pod IP)',
+  },
   {
     name: 'mode',
     kind: 'string',

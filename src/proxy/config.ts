@@ -61,7 +61,11 @@ export const proxyConfigSchema = v.strictObject(
     adminTokenFile: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
     /** Inbound traffic is forwarded to the application at appHost:appPort. */
     appPort: v.optional(port),
-    appHost: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty')), '127.0.0.1'),
+    /**
+     * Where the app is: 127.0.0.1 when absent; in transparent mode the address the connection
+     * arrived on (the pod's IP) when absent (src/proxy/inbound/app-target.ts says why).
+     */
+    appHost: v.optional(v.pipe(v.string(), v.minLength(1, 'must not be empty'))),
     /**
      * explicit: destinations come from the listener (inbound: the app port; outbound: the HTTP
      * proxy request). transparent: listeners behind iptables REDIRECT read SO_ORIGINAL_DST.

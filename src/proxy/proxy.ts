@@ -92,7 +92,7 @@ export async function startProxy(
   });
   const transparent = config.mode === 'transparent';
   const app: Target | null =
-    config.appPort !== undefined ? { host: config.appHost, port: config.appPort } : null;
+    config.appPort !== undefined ? { host: config.appHost ?? '127.0.0.1', port: config.appPort } : null;
 
   const specs: ListenerSpec[] = [];
   const out = splitHostPort(config.outboundListen);
@@ -112,7 +112,7 @@ export async function startProxy(
     destination: transparent
       ? (s: net.Socket) => {
           const orig = getOriginalDst(s);
-          return orig !== null ? transparentAppTarget(config.appHost, orig.port, rt.ownPorts) : app;
+          return orig !== null ? transparentAppTarget(config.appHost, s, orig.port, rt.ownPorts) : app;
         }
       : () => app,
   });

@@ -27,7 +27,7 @@ test('an empty configuration gets every default', () => {
   assert.equal(c.outboundListen, '127.0.0.1:4140');
   assert.equal(c.adminListen, '0.0.0.0:4191');
   assert.equal(c.appPort, undefined);
-  assert.equal(c.appHost, '127.0.0.1');
+  assert.equal(c.appHost, undefined); // 127.0.0.1, or in transparent mode the pod's IP
   assert.equal(c.mode, 'explicit');
   assert.deepEqual(c.destinations, []);
   assert.deepEqual(c.opaquePorts, [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);

@@ -12,7 +12,7 @@
 //     4 bytes  magic "TRL1" (0x54 0x52 0x4c 0x31)
 //     2 bytes  the target port, unsigned big-endian, 1..65535
 //   The port says which app port the bytes are for (the receiving proxy accepts only its own
-//   inbound port, meaning the app port, or in transparent mode an app port on appHost). Anything
+//   inbound port, meaning the app port, or in transparent mode an app port: inbound/app-target.ts). Anything
 //   else, a wrong magic or port 0, makes the receiver close the connection.
 
 /** Sockets that are mesh connections (a CONNECT tunnel's upstream may be one); connect.ts marks them. */

@@ -177,7 +177,8 @@ export class MeshWiring {
 
   /**
    * The opaque transport: the header's port must be the inbound listener's own (the app port),
-   * the app port itself, or in transparent mode an app port on appHost; anything else is refused.
+   * the app port itself, or in transparent mode an app port (inbound/app-target.ts); anything else
+   * is refused.
    */
   private startTcp(
     socket: tls.TLSSocket,
@@ -190,7 +191,8 @@ export class MeshWiring {
     let target: Target | null = null;
     if (connTarget !== null && (port === this.host.inboundPort() || port === connTarget.port))
       target = connTarget;
-    else if (config.mode === 'transparent') target = transparentAppTarget(config.appHost, port, ownPorts);
+    else if (config.mode === 'transparent')
+      target = transparentAppTarget(config.appHost, socket, port, ownPorts);
     if (target === null) {
       this.host.log.debug('opaque transport to a port that is not an app port refused', { port, identity });
       this.host.metrics.proxyError('inbound', 'unknown-destination');
