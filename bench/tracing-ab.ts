@@ -1,4 +1,4 @@
-// `node bench/tracing-ab.ts BASE_MAIN_JS NEW_MAIN_JS [rounds] [seconds]`: the CPU a traced request
+// `node bench/tracing-ab.ts [--together] BASE_MAIN_JS NEW_MAIN_JS [rounds] [seconds]`: the CPU a traced request
 // costs, two builds against each other (a change to tracing against the build before it). Four
 // trellis two-hop pairs with mTLS (bench/two-hop/contenders.ts), one untraced and one traced
 // (ratio 1, OTLP/HTTP to bench/tracing/receiver.ts) per build, all running at once; each round
@@ -38,7 +38,11 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const [base, next, roundsArg, secondsArg] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  // --together: each round loads the four pairs at the same time (they share the proxies' CPU), so
+  // that whatever else runs on the machine weighs on all four within the round alike.
+  const together = args.includes('--together');
+  const [base, next, roundsArg, secondsArg] = args.filter((a) => a !== '--together');
   if (base === undefined || next === undefined)
     throw new Error('usage: tracing-ab.ts BASE_MAIN_JS NEW_MAIN_JS');
   const rounds = Number(roundsArg ?? 5);
@@ -70,6 +74,18 @@ async function main(): Promise<void> {
     // A warm-up per pair (JIT, connection pools), not measured.
     for (const p of pairs) await wrk(p.pair, 3);
     for (let r = 0; r < rounds; r++) {
+      if (together) {
+        const pidsOf = (p: (typeof pairs)[number]) => p.pair.proxies.map((x) => x.process.pid);
+        const before = pairs.map((p) => pidsOf(p).reduce((n, pid) => n + cpuNs(pid), 0));
+        const requests = await Promise.all(pairs.map((p) => wrk(p.pair, seconds)));
+        pairs.forEach((p, i) => {
+          const after = pidsOf(p).reduce((n, pid) => n + cpuNs(pid), 0);
+          p.cpu.push((after - before[i]!) / requests[i]! / 1000);
+          p.reqs.push(requests[i]! / seconds);
+        });
+        process.stderr.write(`round ${r + 1}/${rounds}\n`);
+        continue;
+      }
       // The order turns from round to round.
       for (let i = 0; i < pairs.length; i++) {
         const p = pairs[(i + r) % pairs.length]!;
