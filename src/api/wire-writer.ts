@@ -195,9 +195,11 @@ export class Writer {
     this.pos += this.buf.write(v, this.pos, len, 'utf8');
   }
 
-  /** Bytes already encoded (a field with its tag), copied as they are (short ones by a loop). */
-  raw(bytes: Uint8Array): void {
-    const n = bytes.length;
+  /**
+   * Bytes already encoded (a field with its tag), copied as they are (short ones by a loop); `n`:
+   * only the first n of them (a buffer reused for encodings of several lengths).
+   */
+  raw(bytes: Uint8Array, n = bytes.length): void {
     this.#ensure(n);
     const buf = this.buf;
     const at = this.pos;

@@ -164,6 +164,16 @@ export class SpanExporter implements SpanSink {
   }
 
   /**
+   * The transport now goes to another collector (trace-follow.ts): what waits is sent now, not
+   * after the backoff that the old one's failures set.
+   */
+  collectorMoved(): void {
+    if (this.closed) return;
+    this.failures = 0;
+    if (this.backingOff) this.flush();
+  }
+
+  /**
    * Sends what is queued and stops taking spans; waits for the exports at most `waitMs` (shutdown
    * must not hang on a dead collector), then counts what is left as dropped.
    */

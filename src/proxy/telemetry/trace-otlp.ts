@@ -115,6 +115,41 @@ function writeAttribute(w: Writer, field: number, key: string, value: string | n
   w.end(kv);
 }
 
+/**
+ * The KeyValue last written at each position of the attributes that change per request (method,
+ * path, status, retry count: mostly the same from span to span of a proxy), as bytes in a buffer
+ * of its own per position: a span whose attribute at a position has the key and value of the last
+ * one copies them (one copy instead of the key, two nested lengths and the value written anew).
+ * A miss writes the attribute and copies its bytes into the position's buffer (nothing allocated
+ * once the buffer is there). Bounded: KEY_CACHE_SIZE positions, KV_CACHE_BYTES bytes each
+ * (a longer attribute is written, not kept).
+ */
+const KV_CACHE_BYTES = 128;
+const kvKeyAt: string[] = [];
+const kvValueAt: (string | number)[] = [];
+const kvBytesAt: Buffer[] = [];
+const kvLengthAt: number[] = [];
+
+function writeVaryingAttribute(w: Writer, key: string, value: string | number, at: number): void {
+  if (at >= KEY_CACHE_SIZE) {
+    writeAttribute(w, SPAN_ATTRIBUTES, key, value, at);
+    return;
+  }
+  if (kvKeyAt[at] === key && kvValueAt[at] === value) {
+    w.raw(kvBytesAt[at]!, kvLengthAt[at]!);
+    return;
+  }
+  const start = w.pos;
+  writeAttribute(w, SPAN_ATTRIBUTES, key, value, at);
+  const n = w.pos - start;
+  if (n > KV_CACHE_BYTES) return;
+  const bytes = (kvBytesAt[at] ??= Buffer.alloc(KV_CACHE_BYTES));
+  w.buf.copy(bytes, 0, start, w.pos);
+  kvKeyAt[at] = key;
+  kvValueAt[at] = value;
+  kvLengthAt[at] = n;
+}
+
 const TWO_32 = 2 ** 32;
 
 /**
@@ -186,8 +221,7 @@ function writeSpan(w: Writer, f: FinishedSpan): void {
   writeUnixNanos(w, SPAN_END, Math.max(f.endMs, s.startMs));
   const attrs = f.attributes;
   const stable = f.stableFrom ?? attrs.length;
-  for (let i = 0; i + 1 < stable; i += 2)
-    writeAttribute(w, SPAN_ATTRIBUTES, attrs[i] as string, attrs[i + 1]!, i);
+  for (let i = 0; i + 1 < stable; i += 2) writeVaryingAttribute(w, attrs[i] as string, attrs[i + 1]!, i);
   if (stable < attrs.length) writeRun(w, attrs, stable);
   if (f.error) {
     const status = w.begin(SPAN_STATUS);

@@ -2,6 +2,7 @@
 // exports over OTLP/HTTP or OTLP/gRPC (trace-endpoint.ts decides which) with the resource naming
 // this proxy's workload, and the collector's bearer token when one is configured.
 import { readFileSync } from 'node:fs';
+import { readControlFileSync } from '../../api/control-file.ts';
 import { ConfigError } from '../../core/errors.ts';
 import type { Logger } from '../../core/log.ts';
 import type { ProxyConfig } from '../config.ts';
@@ -11,6 +12,8 @@ import { SpanExporter, type SpanTransport } from './trace-export.ts';
 import { OtlpGrpcTransport } from './trace-export-grpc.ts';
 import { OtlpHttpTransport } from './trace-export-http.ts';
 import { Tracer } from './trace-tracer.ts';
+import { FollowingTransport, ownCollectorOf } from './trace-follow.ts';
+import { locateControlPlane } from '../resolve/control-plane-address.ts';
 
 /** A token a header can carry: printable ASCII without spaces, at most 1024 characters. */
 const TOKEN = /^[\x21-\x7e]{1,1024}$/;
@@ -52,6 +55,25 @@ export function startTracer(
   if (t.collector === undefined) return null;
   const workload = config.workload;
   const serviceName = t.serviceName ?? (workload.name !== '' ? workload.name : 'trellis-proxy');
+  const configured = spanTransport({ ...t, collector: t.collector });
+  // The control plane's own collector (the control file this proxy follows names it, with its token
+  // file): followed to wherever the control plane restarts. Any other collector stays as configured.
+  const file = config.controlPlane.file;
+  const own = file === undefined ? null : ownCollectorOf(readControlFileSync(file));
+  const followed = own !== null && (own.collector === t.collector || own.tokenFile === t.bearerTokenFile);
+  const transport =
+    file !== undefined && followed
+      ? new FollowingTransport({
+          file,
+          collector: t.collector,
+          transport: configured,
+          transportFor: (collector, tokenFile) =>
+            spanTransport({ ...t, collector, bearerTokenFile: tokenFile }),
+          locator: locateControlPlane(''),
+          onMove: () => sink.collectorMoved(),
+          log: log.child({ component: 'tracing' }),
+        })
+      : configured;
   const sink = new SpanExporter(
     {
       collector: t.collector,
@@ -72,7 +94,10 @@ export function startTracer(
       metrics,
       log: log.child({ component: 'tracing' }),
     },
-    spanTransport({ ...t, collector: t.collector }),
+    transport,
   );
+  // Started with an older address than the file's (`trellis run` restarting its proxy after the
+  // control plane moved): exports go to the file's now.
+  if (transport instanceof FollowingTransport) transport.look();
   return new Tracer({ sampleRatio: t.sampleRatio, sink, ownIdentity });
 }
