@@ -239,7 +239,7 @@ export function portOf(hostPort: string): number {
 
 /** The Node flags bin/trellis runs trellis with (see there for why). */
 export const TRELLIS_NODE_FLAGS: readonly string[] = [
-  '--max-semi-space-size=1',
+  '--max-semi-space-size=2',
   '--single-threaded-gc',
   '--heap-growing-percent=50',
 ];

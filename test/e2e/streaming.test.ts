@@ -30,7 +30,7 @@ const RSS_GROWTH = 64 * MB;
 const T = { timeout: 40_000 };
 
 // As bin/trellis runs the proxy in production: a small young generation.
-const PROXY_ENV = { ...process.env, NODE_OPTIONS: '--max-semi-space-size=1' };
+const PROXY_ENV = { ...process.env, NODE_OPTIONS: '--max-semi-space-size=2' };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
