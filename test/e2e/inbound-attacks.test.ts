@@ -61,6 +61,20 @@ function noForgedIds(app: RecordingApp): void {
   );
 }
 
+/** A policy that admits every connection and only the requests under /public/. */
+const PUBLIC_ONLY: InboundAuthorizer = {
+  checkConnection: () => ({ allowed: true, server: 'default/app', policy: 'default/public', audited: false }),
+  checkRequest: (_port, _peer, req) => ({
+    allowed: req.path.startsWith('/public/'),
+    server: 'default/app',
+    policy: 'default/public',
+    audited: false,
+  }),
+  protocolOf: () => null,
+  onChange: () => () => {},
+  close() {},
+};
+
 test('the inbound listener forwards only to its own workload', { timeout: 60_000 }, async (t) => {
   const world = await startMeshWorld();
   t.after(() => world.close());
@@ -447,27 +461,10 @@ test(
     t.after(() => world.close());
     const app = await startRecordingApp();
     t.after(() => app.close());
-    const publicOnly: InboundAuthorizer = {
-      checkConnection: () => ({
-        allowed: true,
-        server: 'default/app',
-        policy: 'default/public',
-        audited: false,
-      }),
-      checkRequest: (_port, _peer, req) => ({
-        allowed: req.path.startsWith('/public/'),
-        server: 'default/app',
-        policy: 'default/public',
-        audited: false,
-      }),
-      protocolOf: () => null,
-      onChange: () => () => {},
-      close() {},
-    };
     const server = await world.proxy({
       identity: null,
       app: app.port,
-      authorizer: publicOnly,
+      authorizer: PUBLIC_ONLY,
       config: DETECT,
     });
     const inbound = portOf(server, 'inbound');
@@ -550,27 +547,10 @@ test(
     t.after(() => app.close());
     const world = await startMeshWorld();
     t.after(() => world.close());
-    const publicOnly: InboundAuthorizer = {
-      checkConnection: () => ({
-        allowed: true,
-        server: 'default/app',
-        policy: 'default/public',
-        audited: false,
-      }),
-      checkRequest: (_port, _peer, req) => ({
-        allowed: req.path.startsWith('/public/'),
-        server: 'default/app',
-        policy: 'default/public',
-        audited: false,
-      }),
-      protocolOf: () => null,
-      onChange: () => () => {},
-      close() {},
-    };
     const server = await world.proxy({
       identity: null,
       app: (app.address() as net.AddressInfo).port,
-      authorizer: publicOnly,
+      authorizer: PUBLIC_ONLY,
       config: DETECT,
     });
     const inbound = portOf(server, 'inbound');
