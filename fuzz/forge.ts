@@ -32,6 +32,9 @@ export function nameVariant(rng: Rng): string {
     [2, 'Trellis-Client-Id'],
     [1, 'TRELLIS-CLIENT-ID'],
     [2, mixedCase(rng, ID_HEADER)],
+    // What CGI/PHP/WSGI servers read as the same field (HTTP_TRELLIS_CLIENT_ID).
+    [1, 'trellis_client_id'],
+    [1, mixedCase(rng, 'trellis_client-id')],
   ]);
 }
 

@@ -10,6 +10,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import { detectProtocol } from '../src/proxy/detect/detect.ts';
+import { isClientIdField } from '../src/proxy/policy/client-id-field.ts';
 import { ID_HEADER } from './forge.ts';
 import { H1_LIMITS, checkChunkLine, checkFieldLine, readRequestHead } from './h1-grammar.ts';
 
@@ -69,7 +70,7 @@ function lenientFields(text: string): [string, string][] {
 }
 
 const idsOf = (fields: readonly (readonly [string, string])[]) =>
-  fields.filter(([n]) => n === ID_HEADER).map(([, v]) => v);
+  fields.filter(([n]) => isClientIdField(n, ID_HEADER)).map(([, v]) => v);
 
 /** The end of a head (after its empty line), CRLF CRLF or LF LF, from `from`; -1 when not yet. */
 function headEnd(buf: Buffer, from: number): number {
@@ -113,7 +114,7 @@ function readChunked(
     if (line === '') return { end: pos, ids, violation };
     violation ??= checkFieldLine(line);
     const f = lenientField(line);
-    if (f !== null && f[0] === ID_HEADER) ids.push(f[1]);
+    if (f !== null && isClientIdField(f[0], ID_HEADER)) ids.push(f[1]);
   }
 }
 
