@@ -418,7 +418,8 @@ test('GET /tap from loopback needs a Host that names this host: a DNS-rebound we
     assert.match(refused, /^HTTP\/1\.1 403 /, host);
     assert.doesNotMatch(refused, /"started"/, host);
   }
-  assert.match(tap.metrics(), /trellis_tap_refused_total\{reason="not-loopback"\} 3/);
+  assert.match(tap.metrics(), /trellis_tap_refused_total\{reason="foreign-host"\} 3/);
+  assert.doesNotMatch(tap.metrics(), /trellis_tap_refused_total\{reason="not-loopback"\} [1-9]/);
   for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) {
     const served = await rawExchange(port, `GET /tap HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
     assert.match(served, /^HTTP\/1\.1 200 [\s\S]*"started"/, host);

@@ -29,8 +29,10 @@ export function tapRoute(
     handle: (req) => {
       // A loopback peer is this host, unless it is a browser serving a web page that rebound its
       // own name to 127.0.0.1 (DNS rebinding): its Host is then that name, not this host's.
-      if (!callerVerified && (!isLoopbackAddress(req.peer) || !hostNamesThisHost(req.host))) {
-        hub.refusedNotLoopback();
+      const loopback = callerVerified || isLoopbackAddress(req.peer);
+      if (!callerVerified && (!loopback || !hostNamesThisHost(req.host))) {
+        if (loopback) hub.refusedForeignHostField();
+        else hub.refusedNotLoopback();
         refusedLog.note((skipped) =>
           log.warn('admin: refused a tap from a non-loopback peer, or one whose Host names another host', {
             peer: req.peer,

@@ -109,6 +109,7 @@ export class TapHub implements ExchangeTap {
   private readonly droppedSlow: Counter;
   private readonly refusedTooMany: Counter;
   private readonly refusedNotLocal: Counter;
+  private readonly refusedForeignHost: Counter;
   private readonly refusedByReason: CounterFamily;
   private readonly slowLog = new LogThrottle();
   private readonly refuseLog = new LogThrottle();
@@ -130,11 +131,12 @@ export class TapHub implements ExchangeTap {
     this.droppedSlow = dropped.labels('slow-consumer');
     const refused = r.counter(
       'trellis_tap_refused_total',
-      'Taps refused: the proxy had its most at once (too-many), the caller was not on loopback, or (the mTLS tap listener) its identity is not allowed, its handshake failed, or the proxy had no certificate yet.',
+      'Taps refused: the proxy had its most at once (too-many), the caller was not on loopback (not-loopback) or named another host in Host (foreign-host, DNS rebinding), or (the mTLS tap listener) its identity is not allowed, its handshake failed, or the proxy had no certificate yet.',
       ['reason'],
     );
     this.refusedTooMany = refused.labels('too-many');
     this.refusedNotLocal = refused.labels('not-loopback');
+    this.refusedForeignHost = refused.labels('foreign-host');
     this.refusedByReason = refused;
   }
 
@@ -151,6 +153,11 @@ export class TapHub implements ExchangeTap {
   /** Counts a tap refused because its caller was not on loopback (admin/tap-route.ts logs it). */
   refusedNotLoopback(): void {
     this.refusedNotLocal.inc();
+  }
+
+  /** Counts a loopback tap refused because its Host names another host (DNS rebinding; admin/tap-route.ts logs it). */
+  refusedForeignHostField(): void {
+    this.refusedForeignHost.inc();
   }
 
   /** Counts a tap refused at the mTLS tap listener (admin/tap-listener.ts logs it). */
