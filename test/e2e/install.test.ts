@@ -366,7 +366,7 @@ test('trellis install: a bad flag or value is an error naming it; --help lists e
   ];
   const bad = await runCli([...api, ...injector]);
   assert.equal(bad.code, 2);
-  assert.match(bad.stderr, /--injector-config: .*config\.yaml: (controlPlaneAddress|cni): /);
+  assert.match(bad.stderr, /--injector-config: .*config\.yaml:\d+:\d+: (controlPlaneAddress|cni): /);
 });
 
 /** POSTs `body` to the injector at `address`, trusting only `caPem` for the Service's DNS name. */

@@ -191,7 +191,7 @@ test(
     const config = JSON.parse(await proxy.admin('/config')) as ProxyConfig;
     assert.equal(config.log.access, accessLogFile);
     assert.equal(config.mode, 'explicit');
-    assert.equal(config.appHost, '127.0.0.1');
+    assert.equal(config.appHost, undefined); // unset: 127.0.0.1 (transparent mode: the pod's IP)
     assert.equal(config.timeouts.connectMs, 5000);
     assert.equal(config.detect.timeoutMs, 3000);
     assert.deepEqual(config.opaquePorts, [25, 587, 3306, 4444, 5432, 6379, 9300, 11211]);
