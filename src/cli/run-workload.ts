@@ -43,6 +43,8 @@ export interface WorkloadOptions {
   readonly root: string;
   readonly upstreams: readonly { target: string; localPort: number }[];
   readonly proxyLogLevel: string;
+  /** The registration's lease (default WorkloadRegistration.LEASE_MS). */
+  readonly leaseMs?: number;
   readonly command: readonly string[];
   readonly restart: RestartPolicy;
 }
@@ -92,7 +94,13 @@ export class WorkloadSupervisor {
     this.#control = control;
     this.#service = service;
     this.#instance = `${options.name}-${process.pid}`;
-    this.#registration = new WorkloadRegistration(options.root, options.namespace, this.#instance, note);
+    this.#registration = new WorkloadRegistration(
+      options.root,
+      options.namespace,
+      this.#instance,
+      note,
+      options.leaseMs,
+    );
   }
 
   /** Runs the workload until it ends; resolves with the exit code. */

@@ -18,6 +18,7 @@ import { RESTART_POLICIES, type RestartPolicy } from './run-restart.ts';
 import { DEFAULT_SERVICE_PORT, joinService } from './run-service.ts';
 import { note, type WorkloadOptions, WorkloadSupervisor } from './run-workload.ts';
 import { SUMMARIES } from './summaries.ts';
+import { MAX_LEASE_MS } from '../control/discovery/state-layout.ts';
 
 export const summary = SUMMARIES.run;
 
@@ -53,6 +54,11 @@ const FLAGS: FlagSpec[] = [
     help: 'on-failure (default), always or never: when to start the app again (the proxy: unless never)',
   },
   { name: 'proxy-log-level', kind: 'string', help: "the proxy's log level (default warn)" },
+  {
+    name: 'lease-ms',
+    kind: 'number',
+    help: 'how long the registration outlives a trellis run that dies without withdrawing it (default 10000, 1000..3600000; renewed every third of it)',
+  },
 ];
 
 const USAGE = `Usage: trellis run --name NAME --port APP_PORT [options] -- COMMAND [ARGS...]
@@ -115,6 +121,10 @@ function parseOptions(argv: string[]): RunOptions {
     return { target: match[1]!, localPort: Number(match[2]) };
   });
   if (rest.length === 0) throw new ConfigError('', 'trellis run: the command to run goes after --');
+  const leaseMs = values.get('lease-ms') as number | undefined;
+  if (leaseMs !== undefined && !(Number.isInteger(leaseMs) && leaseMs >= 1000 && leaseMs <= MAX_LEASE_MS)) {
+    throw new ConfigError('--lease-ms', `expected a whole number of ms from 1000 to ${MAX_LEASE_MS}`);
+  }
   const serviceAccount = (values.get('service-account') as string | undefined) ?? name;
   if (!DNS_LABEL.test(serviceAccount)) throw new ConfigError('--service-account', 'expected a DNS label');
   return {
@@ -128,6 +138,7 @@ function parseOptions(argv: string[]): RunOptions {
     root,
     upstreams,
     proxyLogLevel: (values.get('proxy-log-level') as string | undefined) ?? 'warn',
+    ...(leaseMs === undefined ? {} : { leaseMs }),
     command: rest,
   };
 }

@@ -40,13 +40,16 @@ function familyCommand(port: number): string[] {
   return ['sh', '-c', `"${NODE}" "${APP}" ${port} & wait`];
 }
 
+/** A short lease (--lease-ms), so that the expiries below come within seconds. */
+const LEASE_MS = 2000;
+
 test('SIGKILL of trellis run takes its proxy, app and the app children; the registration expires', async (t) => {
   const root = await tempState(t);
   const reap = reaper(t);
   let up = await startUp(t, root);
   const port = await freePort();
   // prettier-ignore
-  const run = startCli(t, ['run', '--state', root, '--name', 'doomed', '--port', String(port), '--', ...familyCommand(port)]);
+  const run = startCli(t, ['run', '--state', root, '--name', 'doomed', '--port', String(port), '--lease-ms', String(LEASE_MS), '--', ...familyCommand(port)]);
   await readyRegistration(root, 'doomed');
   const pids = reportedPids(run.stderr())!;
   const family = await groupMembers(pids.app);
@@ -63,7 +66,7 @@ test('SIGKILL of trellis run takes its proxy, app and the app children; the regi
 
   // Left behind while the control plane is down: the next one removes it once its lease runs out.
   // prettier-ignore
-  const orphan = startCli(t, ['run', '--state', root, '--name', 'doomed', '--port', String(port), '--', ...familyCommand(port)]);
+  const orphan = startCli(t, ['run', '--state', root, '--name', 'doomed', '--port', String(port), '--lease-ms', String(LEASE_MS), '--', ...familyCommand(port)]);
   await readyRegistration(root, 'doomed');
   const second = reportedPids(orphan.stderr())!;
   reap([second.app, second.proxy, ...(await familyOf(second.app))]);
@@ -187,4 +190,12 @@ test('signals reach the app group; a missing command leaves nothing behind; the 
   await assert.rejects(readFile(join(root, 'services/default/squat.yaml')), /ENOENT/, 'no service left');
   assert.deepEqual(await registrations(root), [], 'no registration left');
   assert.equal(await up.stop(), 0);
+});
+
+test('--lease-ms out of bounds is an error naming the flag', async () => {
+  for (const bad of ['5', '999', '3600001', '1.5']) {
+    const r = await runCli(['run', '--name', 'x', '--port', '1', '--lease-ms', bad, '--', 'true']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--lease-ms: /, bad);
+  }
 });

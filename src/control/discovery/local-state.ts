@@ -42,7 +42,7 @@ import {
   writeIfChanged,
   type WriteOutcome,
 } from './state-file-io.ts';
-import { leaseExpired, servicePath, workloadPath } from './state-layout.ts';
+import { leaseExpired, servicePath, workloadPath, MAX_LEASE_MS } from './state-layout.ts';
 
 export { servicePath, workloadPath } from './state-layout.ts';
 
@@ -68,8 +68,6 @@ export const serviceFileSchema = v.strictObject(
 
 const workloadPortSchema = v.strictObject({ port, name: v.optional(dnsLabel) }, unknownKey);
 
-/** The longest lease a registration may hold (trellis run renews a 10 s one every few seconds). */
-export const MAX_LEASE_MS = 3_600_000;
 /** How far in the future a lease's renewal may lie (clocks of one machine agree; this is slack). */
 const LEASE_CLOCK_SLACK_MS = 60_000;
 

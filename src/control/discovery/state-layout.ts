@@ -4,6 +4,9 @@
 // them: it writes its own registration and needs nothing else of the state folder's formats.
 import { join } from 'node:path';
 
+/** The longest lease a registration may hold (trellis run renews a 10 s one every few seconds). */
+export const MAX_LEASE_MS = 3_600_000;
+
 export function servicePath(root: string, namespace: string, name: string): string {
   return join(root, 'services', namespace, `${name}.yaml`);
 }
