@@ -8,12 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
-import { NODE, REPO } from '../helpers/proxy-process.ts';
-import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { runCli, waitFor } from '../helpers/cli.ts';
+import { reaper, startServerAndClient, startUp } from '../helpers/trellis-run.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
-
-const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
 interface Summary {
   trace_id: string;
@@ -41,21 +38,7 @@ test('trellis trace: the embedded collector of trellis up keeps the mesh traces 
     body: new Uint8Array(0),
   });
   assert.equal(forged.status, 401);
-  const [serverPort, clientPort, toServer] = await Promise.all(Array.from({ length: 3 }, () => freePort()));
-  const runs = [
-    // prettier-ignore
-    startCli(t, ['run', '--state', root, '--name', 'server', '--port', String(serverPort), '--', NODE, HELLO, String(serverPort)]),
-    // prettier-ignore
-    startCli(t, [
-      'run', '--state', root, '--name', 'client', '--port', String(clientPort),
-      '--upstream', `server.default:80=${toServer}`, '--', NODE, HELLO, String(clientPort),
-    ]),
-  ];
-  for (const name of ['server', 'client']) await readyRegistration(root, name);
-  for (const run of runs) {
-    const pids = await waitFor('pids', async () => reportedPids(run.stderr()));
-    reap([pids.app, pids.proxy]);
-  }
+  const { toServer } = await startServerAndClient(t, root, reap);
 
   let rounds = 0;
   let last = '';

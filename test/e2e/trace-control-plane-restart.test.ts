@@ -7,12 +7,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, runCli, startCli, waitFor } from '../helpers/cli.ts';
-import { NODE, REPO } from '../helpers/proxy-process.ts';
-import { readyRegistration, reaper, reportedPids, startUp } from '../helpers/trellis-run.ts';
+import { runCli, waitFor } from '../helpers/cli.ts';
+import { reaper, startServerAndClient, startUp } from '../helpers/trellis-run.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
-
-const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
 interface Summary {
   trace_id: string;
@@ -25,21 +22,7 @@ test('the proxies of trellis run export spans to a control plane restarted on ot
   t.after(() => removeTempDir(root));
   const reap = reaper(t);
   const first = await startUp(t, root);
-  const [serverPort, clientPort, toServer] = await Promise.all(Array.from({ length: 3 }, () => freePort()));
-  const runs = [
-    // prettier-ignore
-    startCli(t, ['run', '--state', root, '--name', 'server', '--port', String(serverPort), '--', NODE, HELLO, String(serverPort)]),
-    // prettier-ignore
-    startCli(t, [
-      'run', '--state', root, '--name', 'client', '--port', String(clientPort),
-      '--upstream', `server.default:80=${toServer}`, '--', NODE, HELLO, String(clientPort),
-    ]),
-  ];
-  for (const name of ['server', 'client']) await readyRegistration(root, name);
-  for (const run of runs) {
-    const pids = await waitFor('pids', async () => reportedPids(run.stderr()));
-    reap([pids.app, pids.proxy]);
-  }
+  const { runs, toServer } = await startServerAndClient(t, root, reap);
 
   /** Sends a request across the mesh, then a trace of both hops the control plane keeps and `seen` has not. */
   const newTrace = async (seen: ReadonlySet<string>): Promise<Summary> => {

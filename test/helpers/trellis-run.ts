@@ -6,7 +6,10 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Running, startCli, waitFor } from './cli.ts';
+import { freePort, type Running, startCli, waitFor } from './cli.ts';
+import { NODE, REPO } from './proxy-process.ts';
+
+const HELLO = join(REPO, 'test/fixtures/hello-server.ts');
 
 type After = { after(fn: () => Promise<unknown> | void): void };
 
@@ -139,4 +142,36 @@ export function reaper(t: After): (pids: Iterable<number>) => void {
   return (more) => {
     for (const pid of more) pids.add(pid);
   };
+}
+
+/**
+ * `trellis run` of two hello servers over `root`: `server`, and `client` whose proxy reaches
+ * server.default:80 at local port `toServer`; resolves once both are registered ready, with their
+ * processes handed to `reap`.
+ */
+export async function startServerAndClient(
+  t: After,
+  root: string,
+  reap: (pids: Iterable<number>) => void,
+): Promise<{ runs: Running[]; toServer: number }> {
+  const [serverPort, clientPort, toServer] = (await Promise.all([freePort(), freePort(), freePort()])) as [
+    number,
+    number,
+    number,
+  ];
+  const runs = [
+    // prettier-ignore
+    startCli(t, ['run', '--state', root, '--name', 'server', '--port', String(serverPort), '--', NODE, HELLO, String(serverPort)]),
+    // prettier-ignore
+    startCli(t, [
+      'run', '--state', root, '--name', 'client', '--port', String(clientPort),
+      '--upstream', `server.default:80=${toServer}`, '--', NODE, HELLO, String(clientPort),
+    ]),
+  ];
+  for (const name of ['server', 'client']) await readyRegistration(root, name);
+  for (const run of runs) {
+    const pids = await waitFor('pids', async () => reportedPids(run.stderr()));
+    reap([pids.app, pids.proxy]);
+  }
+  return { runs, toServer };
 }
