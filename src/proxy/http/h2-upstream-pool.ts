@@ -22,6 +22,7 @@ import type { Logger } from '../../core/log.ts';
 import type { H1Limits } from './h1-parser.ts';
 import { clientSessionOptions, H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS } from './h2-node-settings.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
+import { targetKey } from '../../core/target.ts';
 
 export { UpstreamConnectError } from '../errors.ts';
 
@@ -102,7 +103,7 @@ export class H2UpstreamPool {
       await pooled.ready;
       if (!pooled.usable || pooled.session.closed || pooled.session.destroyed) {
         if (attempt === 0) continue;
-        throw new UpstreamConnectError('connect-failed', `session to ${keyOf(target)} closed before use`);
+        throw new UpstreamConnectError('connect-failed', `session to ${targetKey(target)} closed before use`);
       }
       return { stream: this.open(pooled, headers, options), session: pooled.session };
     }
@@ -126,7 +127,7 @@ export class H2UpstreamPool {
     if (secure === undefined)
       throw new UpstreamConnectError(
         'no-identity',
-        `${keyOf(target)} is meshed but this proxy has no identity`,
+        `${targetKey(target)} is meshed but this proxy has no identity`,
       );
     if (secure.hasCredentials()) return;
     if (!(await secure.whenReady(this.opts.connectTimeoutMs)))
@@ -162,7 +163,7 @@ export class H2UpstreamPool {
   }
 
   private pick(target: Target, identity: string | null): PooledSession {
-    const key = identity === null ? keyOf(target) : `${keyOf(target)} ${identity}`;
+    const key = identity === null ? targetKey(target) : `${targetKey(target)} ${identity}`;
     const sessions = this.byTarget.get(key) ?? [];
     let leastLoaded: PooledSession | undefined;
     for (const pooled of sessions) {
@@ -195,7 +196,7 @@ export class H2UpstreamPool {
     });
     const pooled: PooledSession = {
       key,
-      address: keyOf(target),
+      address: targetKey(target),
       session,
       ready,
       idle: new SessionIdleTimer(session, idleTimeoutMs, () => {
@@ -289,10 +290,6 @@ export class H2UpstreamPool {
     if (i >= 0) sessions.splice(i, 1);
     if (sessions.length === 0) this.byTarget.delete(pooled.key);
   }
-}
-
-function keyOf(target: Target): string {
-  return target.host.includes(':') ? `[${target.host}]:${target.port}` : `${target.host}:${target.port}`;
 }
 
 const noop = (): void => {};
