@@ -8,14 +8,15 @@
 // when the folder is not the one the CLI finds by itself).
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runningControlFile } from '../api/control-file.ts';
 import { DEFAULT_STATE, stateFolder } from './targeting.ts';
-import { STATE_DIR_MODE, STATE_FILE_MODE } from '../control/discovery/state-permissions.ts';
+import { STATE_FILE_MODE } from '../control/discovery/state-permissions.ts';
+import { makeStateDir } from '../control/discovery/state-file-io.ts';
 
 /** Marks a state folder the demo made (and may remove). */
 export const DEMO_MARK = 'demo-owned';
@@ -40,7 +41,7 @@ export async function chooseDemoState(env: NodeJS.ProcessEnv = process.env): Pro
     why = `${wanted} holds a mesh of your own`;
   else {
     await rm(wanted, { recursive: true, force: true }); // an earlier demo's leftovers
-    await mkdir(wanted, { recursive: true, mode: STATE_DIR_MODE });
+    await makeStateDir(wanted);
     await writeFile(join(wanted, DEMO_MARK), 'made by `trellis demo`, removed when it stops\n', {
       mode: STATE_FILE_MODE,
     });

@@ -1,8 +1,8 @@
 // The workload token `trellis run` gives its proxy for the Identity API (src/control/identity/
 // tokens.ts mints and checks it): a file only this user can read, minted again well before it
 // runs out for as long as the workload runs, removed when it stops.
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { writeAtomically } from '../control/discovery/state-file-io.ts';
 import { workloadTokenPath } from '../control/discovery/state-layout.ts';
 import { mintWorkloadToken } from '../control/identity/tokens.ts';
 
@@ -38,7 +38,6 @@ export class WorkloadToken {
     note: (text: string) => void,
   ): Promise<WorkloadToken> {
     const path = workloadTokenPath(options.root, options.namespace, instance);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const token = new WorkloadToken(options, instance, path);
     await token.write();
     token.timer = setInterval(() => {
@@ -57,9 +56,7 @@ export class WorkloadToken {
       instance: this.instance,
       ttlMs: WorkloadToken.TTL_MS,
     });
-    const tmp = `${this.path}.tmp`;
-    await writeFile(tmp, text + '\n', { mode: 0o600 });
-    await rename(tmp, this.path);
+    await writeAtomically(this.path, text + '\n');
   }
 
   async stop(): Promise<void> {

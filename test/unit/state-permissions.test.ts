@@ -8,9 +8,9 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeControlFile } from '../../src/api/control-file.ts';
+import { writeAtomically } from '../../src/control/discovery/state-file-io.ts';
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import { tightenStateFolder } from '../../src/control/discovery/state-permissions.ts';
-import { writeFileAtomically } from '../../src/control/identity/files.ts';
 import { writePolicyFile } from '../../src/control/policy/state-files.ts';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { readResources, type Resource } from '../../src/control/resources.ts';
@@ -59,8 +59,8 @@ test('every writer of the state folder makes folders 0700 and files 0600 (umask 
     else if (r.kind === 'HTTPRoute') await writeRouteFile(root, r);
   }
   await writeControlFile(root, { grpc: '127.0.0.1:1', http: '127.0.0.1:2', pid: 1, trustDomain: 'x' });
-  await writeFileAtomically(join(root, 'identity', 'trust-anchors.pem'), 'certificates\n');
-  await writeFileAtomically(join(root, 'trust-anchor.pem'), 'certificates\n');
+  await writeAtomically(join(root, 'identity', 'trust-anchors.pem'), 'certificates\n');
+  await writeAtomically(join(root, 'trust-anchor.pem'), 'certificates\n');
 
   const found = await modes(root);
   assert.ok(found.size >= 15, `the writers made ${found.size} entries`);

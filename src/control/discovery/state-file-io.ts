@@ -3,7 +3,7 @@
 // once per change (a file whose modification time and size are what the cache last saw is not read
 // nor parsed again, and a bad one is not reported again on every scan), writing atomically
 // (readers skip the temporary file; files 0600, folders 0700: state-permissions.ts), and removing.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../core/log.ts';
 import { STATE_DIR_MODE, STATE_FILE_MODE } from './state-permissions.ts';
@@ -66,13 +66,21 @@ export async function writeIfChanged(path: string, text: string): Promise<WriteO
 
 /**
  * Writes `path` whole or not at all: a temporary file (".tmp", which listings skip), then a
- * rename. The file is 0600 and the folders made for it 0700 (the owner's alone).
+ * rename; a failed write leaves no temporary file behind. The file is 0600 and the folders made
+ * for it 0700 (the owner's alone). Every writer of the state folder's files uses it (the identity
+ * folder's too: ../identity/files.ts).
  */
 export async function writeAtomically(path: string, text: string): Promise<void> {
   await makeStateDir(join(path, '..'));
   const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  await writeFile(tmp, text, { mode: STATE_FILE_MODE });
-  await rename(tmp, path);
+  try {
+    await writeFile(tmp, text, { mode: STATE_FILE_MODE });
+    await chmod(tmp, STATE_FILE_MODE); // the umask may have narrowed (never widened) it; be exact
+    await rename(tmp, path);
+  } catch (error) {
+    await rm(tmp, { force: true });
+    throw error;
+  }
 }
 
 /** Makes a folder of the state folder (and its parents) 0700. */

@@ -2,7 +2,7 @@
 // the authority uses them: keys match their certificates, the signing anchor is in the bundle, the
 // issuer chains to an anchor of the bundle, a running rotation has its incoming anchor. Anything
 // wrong is a TrellisError naming the folder and the file.
-import { mkdir } from 'node:fs/promises';
+import { makeStateDir } from '../discovery/state-file-io.ts';
 import { TrellisError } from '../../core/errors.ts';
 import { loadBundle, loadCaKeyPair, type CaCert, type CaKeyPair } from './ca-certs.ts';
 import { FILES, readOptional, readPair } from './files.ts';
@@ -29,7 +29,7 @@ export async function readAuthorityFolder(dir: string): Promise<AuthorityFolder>
     throw new TrellisError('TRELLIS_ERR_IDENTITY_FILES', `identity folder ${dir}: ${message}`);
   };
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeStateDir(dir);
     const [bundlePem, anchorPair, nextPair, issuerPair, rotationText] = await Promise.all([
       readOptional(dir, FILES.bundle),
       readPair(dir, FILES.anchor, FILES.anchorKey),

@@ -30,7 +30,8 @@ import {
 } from './ca-certs.ts';
 import { checkCsr, CsrError, type CheckedCsr } from './csr.ts';
 import { IdentityError } from './errors.ts';
-import { FILES, removeFiles, writeFileAtomically, writePair } from './files.ts';
+import { FILES, removeFiles, writePair } from './files.ts';
+import { writeAtomically } from '../discovery/state-file-io.ts';
 import { leafTemplate, signLeaf, type LeafTemplate } from './leaf.ts';
 import { readAuthorityFolder, signedBy, type RotationState } from './ca-load.ts';
 
@@ -378,15 +379,15 @@ export class CertificateAuthority {
 
   async #publishBundle(): Promise<void> {
     this.#bundlePem = this.#anchors.map((a) => a.pem).join('');
-    if (this.#dir !== null) await writeFileAtomically(join(this.#dir, FILES.bundle), this.#bundlePem);
-    if (this.#bundlePath !== null) await writeFileAtomically(this.#bundlePath, this.#bundlePem);
+    if (this.#dir !== null) await writeAtomically(join(this.#dir, FILES.bundle), this.#bundlePem);
+    if (this.#bundlePath !== null) await writeAtomically(this.#bundlePath, this.#bundlePem);
   }
 
   async #saveRotation(state: RotationState | null): Promise<void> {
     this.#rotation = state;
     if (this.#dir === null) return;
     if (state === null) await removeFiles(this.#dir, FILES.rotation);
-    else await writeFileAtomically(join(this.#dir, FILES.rotation), JSON.stringify(state, null, 2) + '\n');
+    else await writeAtomically(join(this.#dir, FILES.rotation), JSON.stringify(state, null, 2) + '\n');
   }
 
   #exclusive<T>(step: () => Promise<T>): Promise<T> {

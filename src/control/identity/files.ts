@@ -11,11 +11,13 @@
 //
 // Every file is written 0600 (keys, and the certificates too: the folder is its owner's, as the
 // whole state folder is, src/control/discovery/state-permissions.ts) and atomically (a temporary
-// file renamed into place), so a reader never sees half a file. A pair (cert + key) is two renames; the key goes first, and
+// file renamed into place: the state folder's writeAtomically, ../discovery/state-file-io.ts), so
+// a reader never sees half a file. A pair (cert + key) is two renames; the key goes first, and
 // loading checks that they match, so a crash between them is reported rather than used.
 import { randomBytes } from 'node:crypto';
-import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { makeStateDir, writeAtomically } from '../discovery/state-file-io.ts';
 
 export const FILES = {
   bundle: 'trust-anchors.pem',
@@ -28,27 +30,12 @@ export const FILES = {
   rotation: 'rotation.json',
 } as const;
 
-/** Writes `text` to `path` atomically, 0600. */
-export async function writeFileAtomically(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const mode = 0o600;
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  try {
-    await writeFile(tmp, text, { mode });
-    await chmod(tmp, mode); // the umask may have narrowed (never widened) it; be exact
-    await rename(tmp, path);
-  } catch (error) {
-    await rm(tmp, { force: true });
-    throw error;
-  }
-}
-
 /**
  * Creates `path` with `text` (0600) unless it exists. Atomic: a temporary file is linked into
  * place, so when two processes race, both end up reading the winner's.
  */
 export async function createSecretOnce(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await makeStateDir(dirname(path));
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, text, { mode: 0o600 });
   try {
@@ -86,8 +73,8 @@ export async function readPair(dir: string, cert: string, key: string): Promise<
 }
 
 export async function writePair(dir: string, cert: string, key: string, pair: PemPair): Promise<void> {
-  await writeFileAtomically(join(dir, key), pair.keyPem);
-  await writeFileAtomically(join(dir, cert), pair.certPem);
+  await writeAtomically(join(dir, key), pair.keyPem);
+  await writeAtomically(join(dir, cert), pair.certPem);
 }
 
 export async function removeFiles(dir: string, ...names: string[]): Promise<void> {
