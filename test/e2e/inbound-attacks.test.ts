@@ -515,45 +515,52 @@ test('a port a Server declares HTTP never forwards unparsed bytes', { timeout: 3
   noForgedIds(app);
 });
 
+/**
+ * An app that switches to HTTP/2 on an upgraded connection (RFC 7540 3.2, leniently: without
+ * HTTP2-Settings among the Connection options): after its 101 every request on the connection is
+ * HTTP/2 the proxy never reads, with any path and any trellis-client-id. `always`: it answers 101
+ * h2c to any Upgrade offer, as an app that ignores what the client asked for.
+ */
+async function startH2cApp(t: { after(fn: () => unknown): void }, always: boolean) {
+  const seen: string[] = [];
+  const h2 = http2.createServer();
+  h2.on('stream', (stream, headers) => {
+    seen.push(`h2 ${String(headers[':path'])} id=${String(headers['trellis-client-id'] ?? '')}`);
+    stream.respond({ ':status': 200 });
+    stream.end();
+  });
+  const upgrades: string[] = [];
+  const app = http.createServer((req, res) => {
+    seen.push(`h1 ${req.url} upgrade=${req.headers.upgrade ?? ''}`);
+    res.end('h1');
+  });
+  app.on('upgrade', (req, socket: net.Socket) => {
+    upgrades.push(String(req.headers.upgrade));
+    if (!always && !/\bh2c\b/i.test(String(req.headers.upgrade))) {
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+    h2.emit('connection', socket);
+  });
+  await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+  t.after(() => app.close());
+  const world = await startMeshWorld();
+  t.after(() => world.close());
+  const server = await world.proxy({
+    identity: null,
+    app: (app.address() as net.AddressInfo).port,
+    authorizer: PUBLIC_ONLY,
+    config: DETECT,
+  });
+  return { inbound: portOf(server, 'inbound'), server, seen, upgrades };
+}
+
 test(
   'an Upgrade to h2c never reaches the app: HTTP/2 after it would skip policy and the identity header',
   { timeout: 30_000 },
   async (t) => {
-    // An app that takes HTTP/1.1's upgrade to HTTP/2 (RFC 7540 3.2, leniently: without
-    // HTTP2-Settings among the Connection options): after its 101 every request on the connection
-    // would be HTTP/2 the proxy never reads, with any path and any trellis-client-id.
-    const seen: string[] = [];
-    const h2 = http2.createServer();
-    h2.on('stream', (stream, headers) => {
-      seen.push(`h2 ${String(headers[':path'])} id=${String(headers['trellis-client-id'] ?? '')}`);
-      stream.respond({ ':status': 200 });
-      stream.end();
-    });
-    const upgrades: string[] = [];
-    const app = http.createServer((req, res) => {
-      seen.push(`h1 ${req.url} upgrade=${req.headers.upgrade ?? ''}`);
-      res.end('h1');
-    });
-    app.on('upgrade', (req, socket: net.Socket) => {
-      upgrades.push(String(req.headers.upgrade));
-      if (!/\bh2c\b/i.test(String(req.headers.upgrade))) {
-        socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
-        return;
-      }
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
-      h2.emit('connection', socket);
-    });
-    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
-    t.after(() => app.close());
-    const world = await startMeshWorld();
-    t.after(() => world.close());
-    const server = await world.proxy({
-      identity: null,
-      app: (app.address() as net.AddressInfo).port,
-      authorizer: PUBLIC_ONLY,
-      config: DETECT,
-    });
-    const inbound = portOf(server, 'inbound');
+    const { inbound, seen, upgrades } = await startH2cApp(t, false);
     for (const upgrade of ['h2c', 'H2C', 'websocket, h2c']) {
       const r = await rawExchange(
         inbound,
@@ -567,5 +574,55 @@ test(
     }
     assert.deepEqual(upgrades, ['websocket'], 'only the websocket offer reached the app');
     assert.ok(!seen.some((s) => s.startsWith('h2 ')), seen.join('\n'));
+  },
+);
+
+test(
+  "an app's 101 to a protocol the client did not offer is refused with 502, not tunnelled",
+  { timeout: 30_000 },
+  async (t) => {
+    // The client offers websocket; the app switches to h2c anyway, and the client follows with
+    // HTTP/2 to a path policy refuses, claiming an identity.
+    const { inbound, server, seen, upgrades } = await startH2cApp(t, true);
+    const sock = net.connect({ host: '127.0.0.1', port: inbound });
+    sock.on('error', () => {});
+    sock.write(
+      'GET /public/x HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    const head = await new Promise<string>((resolve) => {
+      let text = '';
+      const onData = (d: Buffer) => {
+        text += d.toString('latin1');
+        if (!text.includes('\r\n\r\n')) return;
+        sock.off('data', onData);
+        sock.pause();
+        resolve(text);
+      };
+      sock.on('data', onData);
+      sock.on('close', () => resolve(text));
+    });
+    if (head.startsWith('HTTP/1.1 101 ')) {
+      // Tunnelled: what the attacker does next.
+      const session = http2.connect('http://a', { createConnection: () => sock });
+      session.on('error', () => {});
+      await new Promise<void>((resolve) => {
+        const req = session.request({ ':path': '/admin', 'trellis-client-id': FORGED });
+        req.on('error', () => resolve());
+        req.on('response', () => resolve());
+        req.resume();
+      });
+      session.destroy();
+    }
+    sock.destroy();
+    assert.deepEqual(upgrades, ['websocket'], 'the offer reached the app');
+    assert.deepEqual(
+      seen.filter((s) => s.startsWith('h2 ')),
+      [],
+      'HTTP/2 reached the app past policy',
+    );
+    assert.match(head, /^HTTP\/1\.1 502 /, head);
+    assert.match(head, /trellis-proxy-error: upstream-bad-response/i, head);
+    assert.equal(metric(server, 'trellis_proxy_errors_total', { reason: 'upstream-bad-response' }), 1);
   },
 );

@@ -13,6 +13,7 @@ import {
   parseContentLength,
   parseRequestHead,
   parseResponseHead,
+  switchesToOffered,
   type H1Limits,
   type ParseResult,
 } from '../../src/proxy/http/h1-parser.ts';
@@ -535,4 +536,50 @@ test('getHeader looks names up case-insensitively, first match wins', () => {
   assert.equal(getHeader(h, 'host'), 'a');
   assert.equal(getHeader(h, 'x-thin'), undefined);
   assert.equal(getHeader([], 'host'), undefined);
+});
+
+test('a 101 may switch only to a protocol the request offered (RFC 9110 7.8)', () => {
+  assert.equal(switchesToOffered('websocket', 'websocket'), true);
+  assert.equal(switchesToOffered('WebSocket', 'websocket'), true, 'names compare case-insensitively');
+  assert.equal(switchesToOffered('foo/2, websocket', ' websocket '), true);
+  assert.equal(switchesToOffered('foo', 'foo/2'), true, 'an offer without a version admits any');
+  assert.equal(switchesToOffered('foo/1', 'foo/2'), false, 'another version than offered');
+  assert.equal(switchesToOffered('websocket', 'h2c'), false, 'the unasked h2c');
+  assert.equal(switchesToOffered('websocket', 'websocket, h2c'), false, 'one unoffered protocol is enough');
+  assert.equal(switchesToOffered('websocket', null), false, 'a 101 that names no protocol');
+  assert.equal(switchesToOffered('websocket', ','), false, 'an empty list');
+  assert.equal(switchesToOffered('websocket', 'web socket'), false, 'not a token');
+});
+
+const upgradeToken = fc.stringMatching(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,8}$/);
+const upgradeProtocol = fc.tuple(upgradeToken, fc.option(upgradeToken, { nil: undefined }));
+const spell = ([name, version]: [string, string | undefined]) =>
+  version === undefined ? name : `${name}/${version}`;
+
+test('property: a 101 choosing offered protocols passes; one it was not offered fails', () => {
+  fc.assert(
+    fc.property(
+      fc.array(upgradeProtocol, { minLength: 1, maxLength: 5 }),
+      fc.array(fc.nat(), { minLength: 1, maxLength: 3 }),
+      upgradeProtocol,
+      fc.boolean(),
+      (offers, picks, stranger, flipCase) => {
+        const offered = offers.map(spell).join(', ');
+        const chosen = picks.map((i) => spell(offers[i % offers.length]!)).join(',');
+        assert.equal(
+          switchesToOffered(offered, flipCase ? chosen.toUpperCase() : chosen),
+          true,
+          `${offered} / ${chosen}`,
+        );
+        const lower = offers.map(([n, v]) => [n.toLowerCase(), v?.toLowerCase()]);
+        const [sn, sv] = [stranger[0].toLowerCase(), stranger[1]?.toLowerCase()];
+        const offeredToo = lower.some(([n, v]) => n === sn && (v === undefined || v === sv));
+        assert.equal(
+          switchesToOffered(offered, `${chosen}, ${spell(stranger)}`),
+          offeredToo,
+          `${offered} / +${spell(stranger)}`,
+        );
+      },
+    ),
+  );
 });

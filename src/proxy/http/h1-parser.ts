@@ -255,6 +255,38 @@ function withoutH2c(upgrade: string): string | null {
 }
 
 /**
+ * True when a 101's Upgrade field (`chosen`) switches only to protocols the request offered
+ * (`offered`, its Upgrade list as forwarded): RFC 9110 7.8, a server MUST NOT switch to a protocol
+ * the client did not indicate (`chosen` null: the 101 named none, or only h2c). A tunnel to anything else carries bytes the proxy never reads, as
+ * an app's unasked 101 to h2c would (HTTP/2 past policy and the client-identity header). Names
+ * compare case-insensitively; a chosen version must be the offered one when the offer names one.
+ */
+export function switchesToOffered(offered: string, chosen: string | null): boolean {
+  if (chosen === null) return false;
+  const offers = upgradeProtocols(offered);
+  const picks = upgradeProtocols(chosen);
+  if (picks === null || offers === null || picks.length === 0) return false;
+  return picks.every(([name, version]) =>
+    offers.some(([n, v]) => n === name && (v === null || v === version)),
+  );
+}
+
+/** An Upgrade list as [lower-case name, version or null] pairs; null when an element is not a protocol. */
+function upgradeProtocols(list: string): Array<[string, string | null]> | null {
+  const out: Array<[string, string | null]> = [];
+  for (const element of list.split(',')) {
+    const p = trimOws(element);
+    if (p === '') continue; // empty list elements are allowed (RFC 9110 5.6.1)
+    const slash = p.indexOf('/');
+    const name = slash === -1 ? p : p.slice(0, slash);
+    const version = slash === -1 ? null : p.slice(slash + 1);
+    if (!isToken(name) || (version !== null && !isToken(version))) return null;
+    out.push([name.toLowerCase(), version === null ? null : version.toLowerCase()]);
+  }
+  return out;
+}
+
+/**
  * Fields that frame or route the message: the proxy writes them itself, so a Connection option
  * naming one ("Connection: content-length") must not make them hop-by-hop. A sender MUST NOT name
  * them (RFC 9110 7.6.1); dropping the Content-Length the proxy forwards would let the upstream

@@ -28,7 +28,7 @@ import { statusForReason } from '../errors.ts';
 import { countsAgainstEndpoint } from '../balance/failure-accrual.ts';
 import { reportFault } from '../fault.ts';
 import type { Target } from '../../core/target.ts';
-import { type MessageHead, parseRequestHead } from './h1-parser.ts';
+import { type MessageHead, parseRequestHead, switchesToOffered } from './h1-parser.ts';
 import { ChunkedDecoder, CRLF, encodeChunkHeader } from './chunked.ts';
 import { errorResponse, serializeResponseHead, type RequestLine } from './h1-serialize.ts';
 import { wasUnprocessed, type ResponseBodyKind } from './h1-upstream.ts';
@@ -537,9 +537,12 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.res = head;
     const req = this.req!;
     if (head.status === 101) {
-      if (req.upgrade === null) {
+      if (req.upgrade === null || !switchesToOffered(req.upgrade, head.upgrade)) {
         this.up.drop();
-        this.replyError('upstream-bad-response', 'unexpected 101 response');
+        this.replyError(
+          'upstream-bad-response',
+          req.upgrade === null ? 'unexpected 101 response' : 'a 101 to a protocol the request did not offer',
+        );
         return false;
       }
       this.upgrade(head);
