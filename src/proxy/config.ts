@@ -170,6 +170,11 @@ export const proxyConfigSchema = v.strictObject(
             v.pipe(v.string(), v.regex(/^([a-z0-9-]+)?$/, 'expected a lower-case header name')),
             'trellis-client-id',
           ),
+          /**
+           * Whether every inbound request reaches the app with the address it came from appended
+           * to X-Forwarded-For (inbound/forwarded-for.ts).
+           */
+          appendForwardedFor: v.optional(v.boolean(), true),
         },
         unknownKey,
       ),

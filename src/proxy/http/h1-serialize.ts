@@ -4,6 +4,7 @@ import type { MessageHead } from './h1-parser.ts';
 import { PROXY_ERROR_HEADER, type ProxyErrorReason, statusForReason } from '../errors.ts';
 import { reasonPhrase } from './reason-phrases.ts';
 import { isClientIdField } from '../policy/client-id-field.ts';
+import { appendedForwardedFor, isForwardedForField } from '../inbound/forwarded-for.ts';
 
 /**
  * A field section (lines "name: value\r\n", as the parser checked them) without the fields named
@@ -53,6 +54,11 @@ export interface RequestLine {
   readonly drop?: string | null;
   /** Serialized fields ("name: value\r\n") added after the request's own. */
   readonly extra?: string;
+  /**
+   * Inbound: the address the request came from, appended to X-Forwarded-For (every spelling of
+   * which the request carried is folded into the one field: inbound/forwarded-for.ts).
+   */
+  readonly forwardedFor?: string;
 }
 
 export function serializeRequestHead(req: MessageHead, line: RequestLine, chunked: boolean): string {
@@ -60,10 +66,16 @@ export function serializeRequestHead(req: MessageHead, line: RequestLine, chunke
   const h = req.headers;
   const tokens = req.connectionTokens;
   const drop = line.drop ?? null;
+  const forwardedFor = line.forwardedFor;
+  let sentFor: string | null = null;
   let wroteHost = false;
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i]!;
     if (drop !== null && isClientIdField(name, drop)) continue;
+    if (forwardedFor !== undefined && isForwardedForField(name)) {
+      sentFor = sentFor === null ? h[i + 1]! : sentFor + ', ' + h[i + 1]!;
+      continue;
+    }
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (wroteHost) continue;
       wroteHost = true;
@@ -75,6 +87,8 @@ export function serializeRequestHead(req: MessageHead, line: RequestLine, chunke
   }
   if (!wroteHost && line.host !== null) s += 'Host: ' + line.host + '\r\n';
   if (line.extra !== undefined) s += line.extra;
+  if (forwardedFor !== undefined)
+    s += 'X-Forwarded-For: ' + appendedForwardedFor(sentFor, forwardedFor) + '\r\n';
   if (chunked) s += 'Transfer-Encoding: chunked\r\n';
   if (req.upgrade !== null) s += 'Connection: upgrade\r\nUpgrade: ' + req.upgrade + '\r\n';
   return s + '\r\n';

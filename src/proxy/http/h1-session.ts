@@ -53,6 +53,7 @@ import type { TraceSpan } from '../telemetry/trace-span.ts';
 import { H1RouteRule, type H1RuleOwner } from './h1-route-rule.ts';
 import { endpointTapPeer } from '../telemetry/tap-peer.ts';
 import type { H1Context } from './h1-context.ts';
+import { forwardedAddress } from '../inbound/forwarded-for.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
 const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
@@ -391,6 +392,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
             host: route.host,
             drop: gate.clientIdHeader === '' ? null : gate.clientIdHeader,
             extra: this.identityField,
+            forwardedFor: gate.appendForwardedFor ? forwardedAddress(this.socket.remoteAddress) : undefined,
           };
     this.up.begin(head, line, this.reqChunked);
     this.reqState = REQ_CONNECTING;

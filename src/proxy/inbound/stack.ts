@@ -82,8 +82,11 @@ export function inboundH1(rt: ProxyRuntime): H1Context {
     ...rt.h1Shared('inbound'),
     // target
     route: (head, connTarget) => logical.request(head, connTarget),
-    // policy (none to apply: no authorizer and no identity header)
-    gate: mesh.authorizer !== null || config.mesh.clientIdHeader !== '' ? mesh.policy : null,
+    // policy (none to apply: no authorizer, no identity header, nothing appended)
+    gate:
+      mesh.authorizer !== null || config.mesh.clientIdHeader !== '' || config.mesh.appendForwardedFor
+        ? mesh.policy
+        : null,
     routes: null,
     mirrors: null,
     // endpoint

@@ -10,6 +10,7 @@ import { refuseStream, type RefusalRecords } from '../http/h2-refuse.ts';
 import type { InboundPolicy } from './inbound-policy.ts';
 import { refusalReason, type InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { deleteClientIdFields } from '../policy/client-id-field.ts';
+import { forwardedAddress, forwardHeadersFor } from '../inbound/forwarded-for.ts';
 
 export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords): InboundStreamHook {
   const idHeader = policy.clientIdHeader;
@@ -22,6 +23,7 @@ export function inboundStreamHook(policy: InboundPolicy, records: RefusalRecords
         deleteClientIdFields(trailers, idHeader),
       );
     }
+    if (policy.appendForwardedFor) forwardHeadersFor(headers, forwardedAddress(conn.ip));
     if (headers[':method'] === 'CONNECT') {
       // The inbound listener relays nothing (as HTTP/1's CONNECT, http/h1-tunnel.ts): an app that
       // honoured it would open a tunnel for anyone who reaches the workload.

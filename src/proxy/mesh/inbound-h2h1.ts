@@ -23,6 +23,7 @@ import { type BridgeContext, H2ToH1Exchange, respondWhole } from './h2-to-h1.ts'
 import type { InboundPolicy } from './inbound-policy.ts';
 import { refusalReason } from '../policy/inbound-hooks.ts';
 import { isClientIdField } from '../policy/client-id-field.ts';
+import { forwardedAddress, forwardFieldsFor } from '../inbound/forwarded-for.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import { recordExchange } from '../telemetry/exchange-record.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
@@ -92,6 +93,7 @@ export class MeshH2H1Inbound {
         if (isClientIdField(fields[i]!, idHeader)) fields.splice(i, 2);
       fields.push(idHeader, identity);
     }
+    if (this.policy.appendForwardedFor) forwardFieldsFor(fields, forwardedAddress(ip));
     if (target === null) {
       this.refuse(
         stream,

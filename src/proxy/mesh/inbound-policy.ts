@@ -38,6 +38,7 @@ interface OpenConnection {
 
 export class InboundPolicy implements InboundHttpGate {
   readonly clientIdHeader: string;
+  readonly appendForwardedFor: boolean;
   private readonly authorizer: InboundAuthorizer | null;
   private readonly metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'> &
     Partial<Pick<ProxyMetrics, 'rateLimited'>>;
@@ -48,11 +49,14 @@ export class InboundPolicy implements InboundHttpGate {
   constructor(opts: {
     authorizer: InboundAuthorizer | null;
     clientIdHeader: string;
+    /** Default true (mesh.appendForwardedFor). */
+    appendForwardedFor?: boolean;
     metrics: Pick<ProxyMetrics, 'authorized' | 'proxyError'> & Partial<Pick<ProxyMetrics, 'rateLimited'>>;
     log: Logger;
   }) {
     this.authorizer = opts.authorizer;
     this.clientIdHeader = opts.clientIdHeader;
+    this.appendForwardedFor = opts.appendForwardedFor ?? true;
     this.metrics = opts.metrics;
     this.log = opts.log;
     this.unsubscribe = opts.authorizer?.onChange(() => this.recheck()) ?? (() => {});

@@ -75,6 +75,7 @@ export class MeshWiring {
     this.policy = new InboundPolicy({
       authorizer,
       clientIdHeader: config.mesh.clientIdHeader,
+      appendForwardedFor: config.mesh.appendForwardedFor,
       metrics,
       log: log.child({ component: 'policy' }),
     });

@@ -12,15 +12,20 @@ function folded(c: number): number {
 }
 
 /**
- * Whether the field `name` is the client-identity header `idHeader` in any case, with '_' for any
- * '-' (or the other way round).
+ * Whether an app may read the field `name` as the lower-case field `lowerName`: the same in any
+ * case, with '_' for any '-' (or the other way round).
  */
-export function isClientIdField(name: string, idHeader: string): boolean {
-  if (name.length !== idHeader.length) return false;
+export function readsAs(name: string, lowerName: string): boolean {
+  if (name.length !== lowerName.length) return false;
   for (let i = 0; i < name.length; i++) {
-    if (folded(name.charCodeAt(i)) !== folded(idHeader.charCodeAt(i))) return false;
+    if (folded(name.charCodeAt(i)) !== folded(lowerName.charCodeAt(i))) return false;
   }
   return true;
+}
+
+/** Whether the field `name` is the client-identity header `idHeader` as an app may read it. */
+export function isClientIdField(name: string, idHeader: string): boolean {
+  return readsAs(name, idHeader);
 }
 
 /** Removes every field of an HTTP/2 header (or trailer) object that is the client-identity header. */

@@ -11,6 +11,8 @@ import type { Target } from '../../core/target.ts';
 export interface InboundHttpGate {
   /** The lower-case header that carries the verified client identity ('' = none): never forwarded as sent. */
   readonly clientIdHeader: string;
+  /** Whether the address a request came from is appended to X-Forwarded-For (inbound/forwarded-for.ts). */
+  readonly appendForwardedFor: boolean;
   /**
    * An upgraded connection (WebSocket) that the request it began with allowed: checked again
    * with that request's facts after each policy change, and closed when no longer allowed.
