@@ -10,6 +10,47 @@ export function targetKey(t: Target): string {
 }
 
 /**
+ * A map keyed by a target's host, then port: a look-up per request finds its value without
+ * building the target's key string (targetKey), which was a new string to hash on every request.
+ */
+export class TargetMap<V> {
+  private readonly byHost = new Map<string, Map<number, V>>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(t: Target): V | undefined {
+    return this.byHost.get(t.host)?.get(t.port);
+  }
+
+  set(t: Target, value: V): void {
+    let ports = this.byHost.get(t.host);
+    if (ports === undefined) this.byHost.set(t.host, (ports = new Map()));
+    if (!ports.has(t.port)) this.count++;
+    ports.set(t.port, value);
+  }
+
+  delete(t: Target): boolean {
+    const ports = this.byHost.get(t.host);
+    if (ports === undefined || !ports.delete(t.port)) return false;
+    this.count--;
+    if (ports.size === 0) this.byHost.delete(t.host);
+    return true;
+  }
+
+  *values(): IterableIterator<V> {
+    for (const ports of this.byHost.values()) yield* ports.values();
+  }
+
+  clear(): void {
+    this.byHost.clear();
+    this.count = 0;
+  }
+}
+
+/**
  * Parses an authority "host[:port]" ("[v6]:port" for IPv6); `defaultPort` when the port is absent
  * or empty.
  * Returns null when it is not a usable authority.

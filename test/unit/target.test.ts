@@ -1,8 +1,8 @@
-// parseAuthority (src/core/target.ts): host[:port] as requests name their targets.
+// parseAuthority (src/core/target.ts): host[:port] as requests name their targets; TargetMap, a map by target.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseAuthority, targetKey } from '../../src/core/target.ts';
+import { parseAuthority, TargetMap, targetKey } from '../../src/core/target.ts';
 
 test('parseAuthority: examples', () => {
   assert.deepEqual(parseAuthority('web.default:8080', 80), { host: 'web.default', port: 8080 });
@@ -30,6 +30,34 @@ test('property: parseAuthority never throws and gives a port in 1..65535', () =>
     fc.property(fc.string({ maxLength: 40 }), fc.integer({ min: 1, max: 65535 }), (s, dflt) => {
       const t = parseAuthority(s, dflt);
       if (t !== null) assert.ok(t.port >= 1 && t.port <= 65535 && t.host.length > 0);
+    }),
+  );
+});
+
+test('property: TargetMap holds what a Map keyed by targetKey holds', () => {
+  const target = fc.record({
+    host: fc.constantFrom('a', 'b', '::1', '10.0.0.1'),
+    port: fc.integer({ min: 1, max: 4 }),
+  });
+  const op = fc.tuple(fc.constantFrom('set', 'delete', 'clear'), target, fc.nat());
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const map = new TargetMap<number>();
+      const model = new Map<string, number>();
+      for (const [kind, t, v] of ops) {
+        if (kind === 'set') {
+          map.set(t, v);
+          model.set(targetKey(t), v);
+        } else if (kind === 'delete') {
+          assert.equal(map.delete(t), model.delete(targetKey(t)));
+        } else {
+          map.clear();
+          model.clear();
+        }
+        assert.equal(map.size, model.size);
+        assert.equal(map.get({ ...t }), model.get(targetKey(t)));
+      }
+      assert.deepEqual([...map.values()].sort(), [...model.values()].sort());
     }),
   );
 });

@@ -34,7 +34,7 @@ import type { Endpoint } from '../../core/endpoints.ts';
 import type { Resolution, Resolver } from '../resolve/resolver.ts';
 import { isMeshShaped, mayBeService, serviceQuery, canonicalName } from '../resolve/mesh-names.ts';
 import type { Logger } from '../../core/log.ts';
-import { type Target, targetKey } from '../../core/target.ts';
+import { type Target, TargetMap, targetKey } from '../../core/target.ts';
 import type { ServiceTrafficPolicy } from '../../core/routes/service-annotations.ts';
 import {
   BackendGuard,
@@ -162,7 +162,7 @@ export class ServiceDiscovery {
    * The same entries by host, then port: a pick finds its entry without building the target's key
    * string (a pick runs per request). Kept in step with `entries` by index() and unindex().
    */
-  private readonly byHost = new Map<string, Map<number, Entry>>();
+  private readonly byHost = new TargetMap<Entry>();
   /** isLogical's answers by host. */
   private readonly logicalHosts = new Map<string, boolean>();
   /** Hosts the control plane answered as services: mesh names, never sent to DNS. */
@@ -226,7 +226,7 @@ export class ServiceDiscovery {
    * each ahead. Picks nothing, so no load is counted; none for a target not watched or not ready.
    */
   endpointsOf(target: Target): Endpoint[] {
-    const entry = this.byHost.get(target.host)?.get(target.port);
+    const entry = this.byHost.get(target);
     if (entry === undefined || entry.set.status !== 'ready') return [];
     return entry.set.endpoints.map((state) => state.endpoint);
   }
@@ -302,7 +302,7 @@ export class ServiceDiscovery {
   }
 
   private entry(target: Target): Entry {
-    const found = this.byHost.get(target.host)?.get(target.port);
+    const found = this.byHost.get(target);
     if (found !== undefined) return found;
     const key = targetKey(target);
     const set = new EndpointSet({
@@ -354,16 +354,11 @@ export class ServiceDiscovery {
   }
 
   private index(entry: Entry): void {
-    let ports = this.byHost.get(entry.target.host);
-    if (ports === undefined) this.byHost.set(entry.target.host, (ports = new Map()));
-    ports.set(entry.target.port, entry);
+    this.byHost.set(entry.target, entry);
   }
 
   private unindex(entry: Entry): void {
-    const ports = this.byHost.get(entry.target.host);
-    if (ports === undefined) return;
-    ports.delete(entry.target.port);
-    if (ports.size === 0) this.byHost.delete(entry.target.host);
+    this.byHost.delete(entry.target);
   }
 
   /** Remembers (or forgets) a host as a service's name. */

@@ -35,7 +35,7 @@ import {
   type RouteName,
 } from '../../core/routes/matcher.ts';
 import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
-import { targetKey, type Target } from '../../core/target.ts';
+import { TargetMap, type Target } from '../../core/target.ts';
 import { canonicalName } from '../resolve/mesh-names.ts';
 import type { RouteWatch, RouteWatchOptions } from '../route/watch-client.ts';
 import { routePolicyKey, type PolicedRouteTable } from '../route/route-table.ts';
@@ -319,7 +319,8 @@ interface Watched {
 export class OutboundRoutes {
   private readonly opts: OutboundRoutesOptions;
   private readonly random: Random;
-  private readonly watched = new Map<string, Watched>();
+  /** By target: tableFor runs per request (TargetMap: no key string built). */
+  private readonly watched = new TargetMap<Watched>();
   /** Each compiled backend's route metrics (a table compiled again makes new backends). */
   private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
   /** Each compiled backend's Service port as a logical target. */
@@ -347,8 +348,7 @@ export class OutboundRoutes {
    * once when known, else a promise of it (the first request to that Service port).
    */
   tableFor(target: Target): PolicedRouteTable | null | Promise<PolicedRouteTable | null> {
-    const key = targetKey(target);
-    const known = this.watched.get(key);
+    const known = this.watched.get(target);
     if (known !== undefined) return known.first ?? known.table;
     const service = serviceOf(target, this.opts.namespace);
     if (service === null || this.closed) return null;
@@ -363,7 +363,7 @@ export class OutboundRoutes {
     }
     const entry: Watched = { table: null, budget: null, budgetPolicy: null, first: null, watch: null };
     entry.first = this.startWatch(entry, service);
-    this.watched.set(key, entry);
+    this.watched.set(target, entry);
     return entry.first;
   }
 
@@ -683,7 +683,7 @@ export class OutboundRoutes {
     retry: CompiledRule['retry'],
     policy: ServiceTrafficPolicy,
   ): RoutePolicyRetry | null {
-    const entry = this.watched.get(targetKey(target));
+    const entry = this.watched.get(target);
     if (entry === undefined) return null;
     const annotated = policy.retry;
     if (retry === null && annotated === null) return null;
