@@ -42,7 +42,8 @@ export interface BoundListener {
 }
 
 export interface ConformanceMesh {
-  readonly world: MeshWorld;
+  /** The in-process mesh; null when the workloads are `trellis run` processes (conformance-run.ts). */
+  readonly world: MeshWorld | null;
   /** The pods' addresses as their endpoints ("pod IP:port"): the proxies' inbound listeners. */
   readonly pods: Readonly<Record<'echo-v1' | 'echo-v2', number>>;
   /** A new client proxy in `namespace` (default gateway-conformance-mesh). */
@@ -63,6 +64,11 @@ const SERVICE_PORTS = {
 };
 
 export async function startConformanceMesh(): Promise<ConformanceMesh> {
+  if (process.env['TRELLIS_CONFORMANCE_WORKLOADS'] === 'run') {
+    const mesh = await (await import('./conformance-run.ts')).startConformanceRunMesh(MESH_NS);
+    await untilServed(mesh);
+    return mesh;
+  }
   const world = await startMeshWorld();
   const apps: EchoApp[] = [];
   try {

@@ -27,7 +27,8 @@ export interface EchoApp {
 
 const H2_PREFACE_START = Buffer.from('PRI ');
 
-export async function startEchoApp(pod: string, namespace: string): Promise<EchoApp> {
+/** `port`: where it listens on 127.0.0.1 (default: a free port). */
+export async function startEchoApp(pod: string, namespace: string, port = 0): Promise<EchoApp> {
   const h1 = http.createServer((req, res) => {
     const seen: EchoRequest = {
       pod,
@@ -98,7 +99,7 @@ export async function startEchoApp(pod: string, namespace: string): Promise<Echo
       socket.pipe(inner).pipe(socket);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     close: () => {
