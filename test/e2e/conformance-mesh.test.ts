@@ -74,7 +74,7 @@ test('MeshFrontend', async () => {
       headers: { 'X-Header-Set': 'set' },
     });
     // Send to pod IP: the route applies to the Service only.
-    await expectCase(client.outbound, `127.0.0.1:${mesh.pods['echo-v2']}`, '/', {
+    await expectCase(client.outbound, mesh.pods['echo-v2'], '/', {
       backend: 'echo-v2',
       absentHeaders: ['X-Header-Set'],
     });

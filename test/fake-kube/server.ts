@@ -18,6 +18,7 @@
 // PREFIX/namespaces/NS/PLURAL/NAME/status changes only the status, honouring a
 // metadata.resourceVersion precondition (409 Conflict). Any stored kind can also be created by
 // POST and merge-patched by PATCH (what `kubectl apply` sends for custom resources).
+// DELETE of one object removes it at once (no finalizers), answering with it (`kubectl delete`).
 // GET of a Pod's proxy subresource (/api/v1/namespaces/NS/pods/NAME[:PORT]/proxy/PATH) is relayed
 // to the pod's status.podIP and that port over HTTP, as the real API server does (what `trellis
 // check --proxy` reads the proxies' certificates through); 503 when nothing answers there.
@@ -87,7 +88,7 @@ interface OpenWatch extends WatchRequest {
 }
 
 export interface RequestRecord {
-  readonly verb: 'list' | 'watch' | 'create' | 'patch' | 'update';
+  readonly verb: 'list' | 'watch' | 'create' | 'patch' | 'update' | 'delete';
   /** 'status' for a write to the status subresource. */
   readonly subresource?: 'status';
   readonly kind: string;
@@ -443,6 +444,23 @@ export class FakeKubeServer {
     res.end(JSON.stringify(this.apply({ ...object, apiVersion: kind.apiVersion, kind: kind.kind })));
   }
 
+  /** DELETE of one object (no finalizers here: it is gone at once): 200 with the object as it was. */
+  #handleDelete(res: ServerResponse, pathname: string): void {
+    const one = parseObjectPath(pathname);
+    if (one === null) {
+      sendStatus(res, 404, 'NotFound', `the server could not find the requested resource`);
+      return;
+    }
+    const existing = this.get(one.kind.kind, one.namespace, one.name);
+    if (existing === undefined || !this.delete(one.kind.kind, one.namespace, one.name)) {
+      sendStatus(res, 404, 'NotFound', `${one.kind.plural} "${one.name}" not found`);
+      return;
+    }
+    this.requests.push({ verb: 'delete', kind: one.kind.kind, path: pathname, query: {} });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(existing));
+  }
+
   /** PATCH (merge patch only) or PUT of one object or of its status subresource. */
   #handleWrite(req: IncomingMessage, res: ServerResponse, url: URL): void {
     const status = url.pathname.endsWith('/status');
@@ -495,6 +513,10 @@ export class FakeKubeServer {
     }
     if (req.method === 'POST') {
       this.#handlePost(req, res, url.pathname);
+      return;
+    }
+    if (req.method === 'DELETE') {
+      this.#handleDelete(res, url.pathname);
       return;
     }
     if (req.method === 'GET' && (url.pathname === '/version' || url.pathname === '/version/')) {

@@ -45,7 +45,7 @@ export interface ConformanceMesh {
   /** The in-process mesh; null when the workloads are `trellis run` processes (conformance-run.ts). */
   readonly world: MeshWorld | null;
   /** The pods' addresses as their endpoints ("pod IP:port"): the proxies' inbound listeners. */
-  readonly pods: Readonly<Record<'echo-v1' | 'echo-v2', number>>;
+  readonly pods: Readonly<Record<'echo-v1' | 'echo-v2', string>>;
   /** A new client proxy in `namespace` (default gateway-conformance-mesh). */
   client(opts?: { namespace?: string; bound?: readonly BoundListener[] }): Promise<ConformanceClient>;
   /** Writes the routes of `yaml` and has the control plane read them; returns their removal. */
@@ -64,15 +64,24 @@ const SERVICE_PORTS = {
 };
 
 export async function startConformanceMesh(): Promise<ConformanceMesh> {
-  if (process.env['TRELLIS_CONFORMANCE_WORKLOADS'] === 'run') {
-    const mesh = await (await import('./conformance-run.ts')).startConformanceRunMesh(MESH_NS);
-    await untilServed(mesh);
+  const workloads = process.env['TRELLIS_CONFORMANCE_WORKLOADS'];
+  if (workloads === 'run' || workloads === 'kubernetes') {
+    const mesh =
+      workloads === 'run'
+        ? await (await import('./conformance-run.ts')).startConformanceRunMesh(MESH_NS)
+        : await (await import('./conformance-kube.ts')).startConformanceKubeMesh(MESH_NS);
+    try {
+      await untilServed(mesh);
+    } catch (error) {
+      await mesh.close();
+      throw error;
+    }
     return mesh;
   }
   const world = await startMeshWorld();
   const apps: EchoApp[] = [];
   try {
-    const pods: Record<string, number> = {};
+    const pods: Record<string, string> = {};
     for (const service of ['echo', 'echo-v1', 'echo-v2'])
       await writeServiceFile(world.root, MESH_NS, service, SERVICE_PORTS);
     for (const pod of ['echo-v1', 'echo-v2'] as const) {
@@ -84,7 +93,7 @@ export async function startConformanceMesh(): Promise<ConformanceMesh> {
         config: { workload: { name: pod, namespace: MESH_NS } },
       });
       const inbound = portOf(proxy, 'inbound');
-      pods[pod] = inbound;
+      pods[pod] = `127.0.0.1:${inbound}`;
       const registration = {
         address: '127.0.0.1',
         ports: [{ name: 'http', port: inbound }],

@@ -82,8 +82,9 @@ export async function startConformanceRunMesh(meshNs: string): Promise<Conforman
         String(port)]);
       return { running, ...(await proxyPorts(running)) };
     };
-    const pods: Record<string, number> = {};
-    for (const pod of ['echo-v1', 'echo-v2']) pods[pod] = (await run(pod, meshNs, pod)).inbound;
+    const pods: Record<string, string> = {};
+    for (const pod of ['echo-v1', 'echo-v2'])
+      pods[pod] = `127.0.0.1:${(await run(pod, meshNs, pod)).inbound}`;
     for (const pod of ['echo-v1', 'echo-v2']) await run('echo', meshNs, pod);
 
     const live: Running[] = [];
