@@ -3,13 +3,15 @@
 // ambiguously), then its lines are mutated (line endings, duplicates, deletions, folds, empty
 // lines), then sometimes its bytes. Many requests carry forged `trellis-client-id` lines in many
 // positions (first, last, among others, in chunked trailers, in a request smuggled in a body).
-// A connection carries 1..8 pipelined requests, written whole or in fragments.
+// A connection carries 1..8 pipelined requests, written whole or in fragments; now and then the
+// last is an upgrade offer (websocket, h2c, both) followed by h2c smuggling (gen-upgrade.ts).
 import type { GenContext } from './context.ts';
 import { forgedH1Line, forgedValue } from './forge.ts';
 import { bodyOf, type Body } from './gen-http1-body.ts';
 import { mutateBytes } from './mutate.ts';
 import { tagOf, type Channel, type ConnPlan, type Step } from './plan.ts';
 import type { Rng } from './rng.ts';
+import { smuggledH2, upgradeRequest } from './gen-upgrade.ts';
 
 export const HTTP1_DICTIONARY = [
   'GET ',
@@ -125,6 +127,8 @@ const ANOMALIES: readonly (readonly [number, Anomaly])[] = [
 ];
 /** The share of connections whose requests are all valid. */
 export const VALID_SHARE = 0.5;
+/** The share of those that end with an upgrade offer (and h2c smuggling after it). */
+export const UPGRADE_SHARE = 0.1;
 
 function anomaliesOf(rng: Rng): ReadonlySet<Anomaly> {
   const set = new Set<Anomaly>([rng.weighted(ANOMALIES)]);
@@ -322,17 +326,31 @@ export function http1Plan(ctx: GenContext, planIndex: number, channel: Channel):
   const faultAt = rng.chance(VALID_SHARE) ? -1 : rng.chance(0.8) ? count - 1 : rng.int(count);
   const made: Http1Request[] = [];
   for (let i = 0; i < count; i++) made.push(http1Request(ctx, tagOf(ctx.batch, planIndex, i), i === faultAt));
+  // An upgrade offer ends a connection of valid requests (after a 101 it is HTTP/1 no more), and
+  // what an h2c smuggler sends once switched follows it. Not on the admin listeners (no app).
+  let smuggled: Step[] = [];
+  if (!ctx.admin && faultAt === -1 && rng.chance(UPGRADE_SHARE)) {
+    const tag = tagOf(ctx.batch, planIndex, count);
+    const target = targetOf(ctx, 'GET', false);
+    const originForm = target.startsWith('/') || target === '*';
+    const host = originForm ? rng.pick(ctx.authorities) : ctx.authorities[0]!;
+    made.push({ bytes: upgradeRequest(ctx, target, host, tag), valid: originForm || ctx.proxyForm });
+    smuggled = smuggledH2(rng, ctx.authorities[0]!, tag);
+  }
   const requests = made.map((r) => r.bytes);
   // Answers match requests in order only up to the first anomalous request (whose bytes may read
   // as several requests) or CONNECT (after which the bytes are a tunnel's).
   const tunnel = made.findIndex((r) => /^CONNECT /.test(r.bytes.latin1Slice(0, Math.min(8, r.bytes.length))));
-  const last = Math.min(tunnel === -1 ? count : tunnel, faultAt === -1 ? count : faultAt);
+  const total = made.length;
+  const last = Math.min(tunnel === -1 ? total : tunnel, faultAt === -1 ? total : faultAt);
   const validRequests = made.map((r, i) => r.valid && i < last);
   const steps: Step[] = rng.chance(0.8)
-    ? fragments(rng, Buffer.concat(requests), count)
+    ? fragments(rng, Buffer.concat(requests), total)
     : requests.map((write) => ({ write, inputs: 1 }));
+  steps.push(...smuggled);
   // A half-close now and then (the proxy then answers what it has and closes): mostly the sender
   // waits for the answers instead, so that every pipelined request is read.
   if (rng.chance(0.1)) steps.push({ end: true });
-  return { channel, steps, note: `http1: ${count} request(s)`, countResponses: true, validRequests };
+  const note = `http1: ${total} request(s)${smuggled.length > 0 ? ', the last an upgrade offer, then h2c' : ''}`;
+  return { channel, steps, note, countResponses: true, validRequests };
 }

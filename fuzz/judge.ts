@@ -1,8 +1,11 @@
 // The oracle's verdicts on what reached the app and the bystander: a trellis-client-id value that
 // is not the verified identity of the lane's client (forged), one in trailers, a forwarded head
-// that breaks the grammar or the limits, and any connection an inbound listener opened to the
-// bystander (an open proxy). Each request is attributed to its batch by its tag (x-fuzz header,
-// or the tag inside a forged value), else to the batch running when it arrived.
+// that breaks the grammar or the limits, an Upgrade offer that still names h2c (the proxy drops
+// it), a request that reached the app as HTTP/2 on a connection a 101 switched (h2c smuggling),
+// and any connection an inbound listener opened to the bystander (an open proxy). Each request is
+// attributed to its batch by its tag (x-fuzz header, or the tag inside a forged value), else to
+// the batch running when it arrived.
+import { offersH2c } from './gen-upgrade.ts';
 import type { Seen } from './oracle-app.ts';
 import { parseTag } from './plan.ts';
 
@@ -16,6 +19,8 @@ export const FINDING_KINDS = [
   'forged-identity-in-trailers',
   'forwarded-invalid-http1',
   'forwarded-over-limit',
+  'forwarded-h2c-upgrade',
+  'h2-after-upgrade',
   'refused-valid-http1',
   'open-proxy',
   'log-flood',
@@ -124,6 +129,25 @@ export class Judge {
           detail: { ...evidence, trailerIds: s.trailerIds },
         });
       }
+    }
+    if (s.upgrade !== null && offersH2c(s.upgrade)) {
+      this.add({
+        kind: 'forwarded-h2c-upgrade',
+        ...where,
+        summary: `${exp.lane}: the app received an upgrade offer naming h2c ("${s.upgrade.slice(0, 80)}") over ${s.via}`,
+        signature: `forwarded-h2c-upgrade|${exp.lane}`,
+        variant: s.upgrade.slice(0, 80),
+        detail: { ...evidence, upgrade: s.upgrade },
+      });
+    }
+    if (s.afterUpgrade) {
+      this.add({
+        kind: 'h2-after-upgrade',
+        ...where,
+        summary: `${exp.lane}: the app received ${s.method} ${s.path.slice(0, 80)} as HTTP/2 on a connection a 101 switched from HTTP/1`,
+        signature: `h2-after-upgrade|${exp.lane}`,
+        detail: evidence,
+      });
     }
     if (s.violation !== null) {
       const overLimit = /limit/.test(s.violation);

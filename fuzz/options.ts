@@ -21,9 +21,9 @@ export interface FuzzOptions {
 
 export const USAGE = `Usage: npm run fuzz -- [options]   (or: node fuzz/run.ts [options] after npm run build)
 
-Random and mutated HTTP/1, HTTP/2 (frames, HPACK), TLS ClientHellos and opaque streams against a
-mesh of two trellis proxies in front of an app that records what reaches it (docs/security.md,
-"Fuzzing"). Stops at --inputs or --seconds, whichever comes first; exits 1 when it found anything.
+Random and mutated HTTP/1 (upgrade offers and h2c smuggling too), HTTP/2 (frames, HPACK), TLS
+ClientHellos and opaque streams against a mesh of two trellis proxies in front of an app that
+records what reaches it (docs/security.md, "Fuzzing"). Stops at --inputs or --seconds, whichever comes first; exits 1 when it found anything.
 
   --inputs N          inputs to try (default 1000000; an input is an HTTP/1 request, an HTTP/2
                       frame, a TLS ClientHello or an opaque chunk; flood frames count apart)

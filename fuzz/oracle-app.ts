@@ -6,12 +6,17 @@
 // forgiving server would (whitespace around names, NUL/DEL in names, bare LF, folds), so that a
 // `trellis-client-id` any app might believe is recorded; and strictly, by the RFC grammar
 // (h1-grammar.ts), so that a head no proxy should forward is recorded too. Every request is
-// answered 200 with `id=<the identities it carried>`.
+// answered 200 with `id=<the identities it carried>`, and its Upgrade offer is recorded; one with
+// an `x-fuzz-switch` line (gen-upgrade.ts) may be answered 101 instead, as the most obliging app
+// would: to h2c whether offered or not, or to the first protocol offered. A connection switched to
+// h2c is then served by node:http2, and what reaches the app there is recorded as after an
+// upgrade; one switched to anything else is read and forgotten (a tunnel's bytes are not HTTP).
 import http2 from 'node:http2';
 import net from 'node:net';
 import { detectProtocol } from '../src/proxy/detect/detect.ts';
 import { isClientIdField } from '../src/proxy/policy/client-id-field.ts';
 import { ID_HEADER } from './forge.ts';
+import { SWITCH_HEADER } from './gen-upgrade.ts';
 import { H1_LIMITS, checkChunkLine, checkFieldLine, readRequestHead } from './h1-grammar.ts';
 
 export interface Seen {
@@ -29,6 +34,10 @@ export interface Seen {
   readonly offending: string | null;
   /** The head as received (latin1, at most 4 KiB). */
   readonly sample: string;
+  /** Every Upgrade field of the request, joined with ", " (null: none). */
+  readonly upgrade: string | null;
+  /** HTTP/2 on a connection that a 101 switched from HTTP/1 (h2c smuggled past the proxy). */
+  readonly afterUpgrade: boolean;
 }
 
 export interface OracleApp {
@@ -118,26 +127,51 @@ function readChunked(
   }
 }
 
+/** The protocol names of an Upgrade list as written (versions dropped, empty elements skipped). */
+function upgradeNames(value: string): string[] {
+  return value
+    .split(',')
+    .map((p) => p.trim().split('/')[0]!)
+    .filter((p) => p !== '');
+}
+
+/** The protocol an `x-fuzz-switch` line asks the app to switch to, or null (no 101). */
+function switchTo(mode: string | undefined, upgrade: string | null): string | null {
+  if (mode === 'h2c') return 'h2c';
+  if (mode === 'offered' && upgrade !== null) return upgradeNames(upgrade)[0] ?? null;
+  return null;
+}
+
 class Http1Conn {
   private buf: Buffer = Buffer.alloc(0);
   private readonly socket: net.Socket;
   private readonly onSeen: (seen: Seen) => void;
+  private readonly onData = (chunk: Buffer): void => this.feed(chunk);
+  /** After a 101: where the connection goes (its bytes after the request head included). */
+  private readonly onSwitch: (socket: net.Socket, protocol: string, rest: Buffer) => void;
+  private switched = false;
 
-  constructor(socket: net.Socket, first: Buffer, onSeen: (seen: Seen) => void) {
+  constructor(
+    socket: net.Socket,
+    first: Buffer,
+    onSeen: (seen: Seen) => void,
+    onSwitch: (socket: net.Socket, protocol: string, rest: Buffer) => void,
+  ) {
     this.socket = socket;
     this.onSeen = onSeen;
-    socket.on('data', (chunk: Buffer) => this.feed(chunk));
+    this.onSwitch = onSwitch;
+    socket.on('data', this.onData);
     this.feed(first);
   }
 
   private feed(chunk: Buffer): void {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    while (this.buf.length > 0 && !this.socket.destroyed) {
+    while (this.buf.length > 0 && !this.socket.destroyed && !this.switched) {
       const used = this.one();
       if (used === 0) break;
       this.buf = this.buf.subarray(used);
     }
-    if (this.buf.length > MAX_BUFFERED) this.socket.destroy();
+    if (!this.switched && this.buf.length > MAX_BUFFERED) this.socket.destroy();
   }
 
   /** Handles one whole request at the start of the buffer; returns the bytes it took (0: wait). */
@@ -172,6 +206,8 @@ class Http1Conn {
       trailerIds = c.ids;
       violation ??= c.violation;
     }
+    const upgrades = fields.filter(([n]) => n === 'upgrade').map(([, v]) => v);
+    const upgrade = upgrades.length === 0 ? null : upgrades.join(', ');
     this.onSeen({
       via: 'http1',
       method,
@@ -182,7 +218,19 @@ class Http1Conn {
       violation,
       offending: violation === strict.violation ? strict.offending : null,
       sample: headText.slice(0, SAMPLE_BYTES),
+      upgrade,
+      afterUpgrade: false,
     });
+    const protocol = switchTo(get(SWITCH_HEADER), upgrade);
+    if (protocol !== null && method !== 'CONNECT') {
+      this.socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\n\r\n`,
+      );
+      this.switched = true;
+      this.socket.off('data', this.onData); // the switched protocol reads the rest
+      this.onSwitch(this.socket, protocol, Buffer.from(buf.subarray(used)));
+      return used;
+    }
     const reply = `id=${idsOf(fields).join(',')}`;
     const close = /close/i.test(get('connection') ?? '') || method === 'CONNECT';
     const status = method === 'CONNECT' ? '405 Method Not Allowed' : '200 OK';
@@ -196,7 +244,7 @@ class Http1Conn {
 }
 
 /** Seen of an HTTP/2 request from node:http2's raw field list. */
-function h2Seen(raw: readonly string[], trailers: readonly string[]): Seen {
+function h2Seen(raw: readonly string[], trailers: readonly string[], afterUpgrade: boolean): Seen {
   const fields: [string, string][] = [];
   let bytes = 0;
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -208,6 +256,7 @@ function h2Seen(raw: readonly string[], trailers: readonly string[]): Seen {
     trailerFields.push([trailers[i]!.toLowerCase(), trailers[i + 1]!]);
   const regular = fields.filter(([n]) => !n.startsWith(':')).length;
   const get = (name: string) => fields.find(([n]) => n === name)?.[1];
+  const upgrades = fields.filter(([n]) => n === 'upgrade').map(([, v]) => v);
   return {
     via: 'h2',
     method: get(':method') ?? '',
@@ -226,18 +275,13 @@ function h2Seen(raw: readonly string[], trailers: readonly string[]): Seen {
       .map(([n, v]) => `${n}: ${v}`)
       .join('\n')
       .slice(0, SAMPLE_BYTES),
+    upgrade: upgrades.length === 0 ? null : upgrades.join(', '),
+    afterUpgrade,
   };
 }
 
-/** Starts the app on 127.0.0.1:`port` (0: any free port). */
-export async function startOracleApp(port = 0): Promise<OracleApp> {
-  let accepted = 0;
-  const app: OracleApp = {
-    port: 0,
-    connections: () => accepted,
-    onSeen: () => {},
-    close: async () => {},
-  };
+/** An HTTP/2 server that records every request it gets (`afterUpgrade`: on switched connections). */
+function recordingH2Server(app: OracleApp, afterUpgrade: boolean): http2.Http2Server {
   const h2 = http2.createServer({
     maxHeaderListPairs: 4096,
     maxSessionMemory: 64,
@@ -253,13 +297,9 @@ export async function startOracleApp(port = 0): Promise<OracleApp> {
       );
     });
     stream.resume();
-    const seen = () => {
-      const s = h2Seen(rawHeaders, trailers);
-      app.onSeen(s);
-      return s;
-    };
     stream.once('end', () => {
-      const s = seen();
+      const s = h2Seen(rawHeaders, trailers, afterUpgrade);
+      app.onSeen(s);
       if (stream.destroyed || stream.closed) return;
       try {
         stream.respond({ ':status': 200 });
@@ -269,6 +309,29 @@ export async function startOracleApp(port = 0): Promise<OracleApp> {
       }
     });
   });
+  return h2;
+}
+
+/** Starts the app on 127.0.0.1:`port` (0: any free port). */
+export async function startOracleApp(port = 0): Promise<OracleApp> {
+  let accepted = 0;
+  const app: OracleApp = {
+    port: 0,
+    connections: () => accepted,
+    onSeen: () => {},
+    close: async () => {},
+  };
+  const h2 = recordingH2Server(app, false);
+  const switchedH2 = recordingH2Server(app, true);
+  const onSwitch = (socket: net.Socket, protocol: string, rest: Buffer): void => {
+    if (protocol.toLowerCase() !== 'h2c') {
+      socket.resume(); // a tunnel's bytes: read and forget
+      return;
+    }
+    socket.pause();
+    if (rest.length > 0) socket.unshift(rest);
+    switchedH2.emit('connection', socket);
+  };
   const server = net.createServer((socket) => {
     accepted++;
     socket.on('error', () => {});
@@ -285,7 +348,7 @@ export async function startOracleApp(port = 0): Promise<OracleApp> {
         socket.pause();
         socket.unshift(first);
         h2.emit('connection', socket);
-      } else if (kind === 'http1') new Http1Conn(socket, first, (s) => app.onSeen(s));
+      } else if (kind === 'http1') new Http1Conn(socket, first, (s) => app.onSeen(s), onSwitch);
       else socket.resume(); // opaque: read and forget
     };
     socket.on('data', classify);
@@ -296,6 +359,7 @@ export async function startOracleApp(port = 0): Promise<OracleApp> {
     close: () =>
       new Promise<void>((resolve) => {
         h2.close();
+        switchedH2.close();
         server.close(() => resolve());
         setTimeout(resolve, 1000).unref();
       }),

@@ -115,7 +115,7 @@ const RESPONSE_HEAD = /HTTP\/1\.[01] ([1-9][0-9][0-9])[^\r\n]*\r\n((?:[^\r\n]*\r
 
 /** Watches what a connection receives: HTTP/1 responses (in order), and the PING ACK awaited. */
 class Receiver {
-  /** HTTP/1 final responses (1xx are interim): status and the proxy's reason, if it made it. */
+  /** HTTP/1 final responses (1xx but 101 are interim): status and the proxy's reason, if it made it. */
   readonly finals: { status: number; reason: string }[] = [];
   lastData = Date.now();
   private carry = Buffer.alloc(0);
@@ -149,7 +149,7 @@ class Receiver {
       if (m === null) return; // not whole yet
       this.parsed = RESPONSE_HEAD.lastIndex;
       const status = Number(m[1]);
-      if (status < 200) continue;
+      if (status < 200 && status !== 101) continue; // interim; a 101 answers an upgrade offer
       const error = /^trellis-proxy-error: ?(.*)$/im.exec(m[2]!)?.[1] ?? '';
       const body = this.text
         .slice(this.parsed, this.parsed + 100)

@@ -3,10 +3,12 @@
 // each Server that selects it (name, port, protocol) with its authorizations (who, routes), and
 // the default policy of the workload's proxy for every other port, read from the proxy's admin
 // `GET /config` (policy.default) when the state folder names its admin address, else "unknown".
+// A named port shows as written with the number it resolves to, or, where instances resolve it
+// to different numbers (each `trellis run` has its own app port), with each instance's number.
 import { ConfigError } from '../core/errors.ts';
 import { silentLogger } from '../core/log.ts';
 import { type LocalState, readLocalState } from '../control/discovery/local-state.ts';
-import type { AuthzView } from '../control/policy/component.ts';
+import type { AuthzServer, AuthzView } from '../control/policy/component.ts';
 import { findControlPlane, getControl } from './control-api.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import {
@@ -31,7 +33,10 @@ const USAGE = `Usage: trellis authz [options] NAME | deploy/NAME
 The inbound policy the control plane serves to workload NAME (deploy/NAME, also deployment,
 workload, wl, svc): each Server selecting one of its ports, with the AuthorizationPolicies that
 admit clients to it, and the default policy of the workload's proxy for the ports no Server
-selects. On one machine a NAME that is neither registered nor a Service is an error.`;
+selects. A Server's port given by name shows as "NAME (NUMBER)", or, when the instances of the
+workload each have their own app port (trellis run), as "NAME (differs per instance)" with a line
+giving each instance's number. On one machine a NAME that is neither registered nor a Service is
+an error.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -99,8 +104,11 @@ async function readProxyDefault(state: LocalState, namespace: string, name: stri
 export function authzTable(view: AuthzView, proxyDefault: string | null): string[] {
   const header = ['SERVER', 'PORT', 'PROTOCOL', 'AUTHORIZATION', 'WHO', 'ROUTES'];
   const rows: string[][] = [];
+  const perInstance: string[] = [];
   for (const server of view.servers ?? []) {
-    const first = [server.name ?? '', String(server.port ?? ''), server.protocol ?? ''];
+    const port = describePort(server);
+    if (port.perInstance !== null) perInstance.push(port.perInstance);
+    const first = [server.name ?? '', port.cell, server.protocol ?? ''];
     const authorizations = server.authorizations ?? [];
     if (authorizations.length === 0) rows.push([...first, '(none: every client denied)', '', '']);
     authorizations.forEach((authz, i) => {
@@ -125,9 +133,25 @@ export function authzTable(view: AuthzView, proxyDefault: string | null): string
           .trimEnd(),
       );
   }
+  lines.push(...perInstance);
   for (const skipped of view.skipped ?? []) lines.push(`skipped ${skipped.server}: ${skipped.reason}`);
   lines.push(`proxy default: ${proxyDefault ?? 'unknown'} (ports no Server selects)`);
   return lines;
+}
+
+/** The PORT cell of a Server, and the line of its numbers per instance when they differ. */
+function describePort(server: AuthzServer): { cell: string; perInstance: string | null } {
+  const number = String(server.port ?? '');
+  if (server.portName === undefined) return { cell: number, perInstance: null };
+  const instances = server.instancePorts ?? [];
+  const numbers = new Set(instances.map((i) => i.port));
+  if (numbers.size <= 1)
+    return { cell: `${server.portName} (${instances[0]?.port ?? number})`, perInstance: null };
+  const each = instances.map((i) => `${i.instance} ${i.port}`).join(', ');
+  return {
+    cell: `${server.portName} (differs per instance)`,
+    perInstance: `port ${server.portName} of ${server.name ?? ''} per instance: ${each}`,
+  };
 }
 
 type ViewAuthorization = NonNullable<NonNullable<AuthzView['servers']>[number]['authorizations']>[number];

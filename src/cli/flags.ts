@@ -7,7 +7,8 @@ import { ConfigError } from '../core/errors.ts';
 export interface FlagSpec {
   /** kebab-case name without the dashes */
   readonly name: string;
-  readonly kind: 'string' | 'number' | 'boolean' | 'list';
+  /** number: a whole number; decimal: any decimal number (a ratio, say), its range checked by the command */
+  readonly kind: 'string' | 'number' | 'decimal' | 'boolean' | 'list';
   readonly help: string;
   /** One letter: `-x` is the same flag (kubectl's -n, -o, -f). */
   readonly short?: string;
@@ -69,6 +70,11 @@ function convert(spec: FlagSpec, raw: string): unknown {
         throw new ConfigError(`--${spec.name}`, `expected a whole number, got '${raw}'`);
       return Number(raw);
     }
+    case 'decimal': {
+      if (!/^-?(\d+(\.\d*)?|\.\d+)$/.test(raw))
+        throw new ConfigError(`--${spec.name}`, `expected a number, got '${raw}'`);
+      return Number(raw);
+    }
     case 'list':
       return raw === '' ? [] : raw.split(',').map((s) => s.trim());
     default:
@@ -92,7 +98,7 @@ export function setPath(obj: Record<string, unknown>, path: string, value: unkno
 export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   const lines = [usage, '', 'Options:'];
   for (const s of specs) {
-    const arg = s.kind === 'boolean' ? '' : s.kind === 'number' ? ' N' : ' VALUE';
+    const arg = s.kind === 'boolean' ? '' : s.kind === 'number' || s.kind === 'decimal' ? ' N' : ' VALUE';
     const flag = `${s.short === undefined ? '    ' : `-${s.short}, `}--${s.name}${arg}`;
     lines.push(`  ${flag.padEnd(34)} ${s.help}`);
   }

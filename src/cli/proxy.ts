@@ -220,7 +220,7 @@ const FLAGS: FlagSpec[] = [
   },
   {
     name: 'trace-sample-ratio',
-    kind: 'number',
+    kind: 'decimal',
     path: 'tracing.sampleRatio',
     help: 'share 0..1 of requests without a sampling decision that start a trace (default 0)',
   },

@@ -7,8 +7,9 @@
 //   that group and exits, and the registration, no longer renewed, expires.
 // - A proxy or app that exits is started again after a crash-loop backoff (run-restart.ts) as the
 //   restart policy says (--restart: on-failure by default; the proxy is restarted unless never),
-//   the proxy on the same addresses so that the app's proxy settings stay right. The workload is
-//   ready (an endpoint) only while its app accepts connections and its proxy runs.
+//   the proxy on the same addresses so that the app's proxy settings stay right, and with what the
+//   control file says then (the control plane may have restarted elsewhere, with other tracing).
+//   The workload is ready (an endpoint) only while its app accepts connections and its proxy runs.
 // - SIGINT/SIGTERM/SIGHUP go to the app's whole process group (a second one: SIGKILL); once the
 //   app has exited, the registration is withdrawn and the proxy stopped. `trellis run` exits with
 //   the app's exit code (128 + the signal number when a signal killed it) and says why in one
@@ -32,7 +33,7 @@ import { type JoinedService, removeCreatedService } from './run-service.ts';
 import { resolveCommand, signalApp, spawnApp } from './run-app.ts';
 import { quietPipe, signalGroup, SUPERVISOR_FD, tellAppGroup } from './supervisor-pipe.ts';
 import { WorkloadToken } from './workload-token.ts';
-import { controlFilePath, type ControlFile } from '../api/control-file.ts';
+import { controlFilePath, type ControlFile, readControlFile } from '../api/control-file.ts';
 
 export interface WorkloadOptions {
   readonly name: string;
@@ -64,7 +65,8 @@ type Addresses = Record<string, string>;
 
 export class WorkloadSupervisor {
   readonly #options: WorkloadOptions;
-  readonly #control: ControlFile;
+  /** The control file as last read: when the proxy last started (kept while there is none). */
+  #control: ControlFile;
   readonly #service: JoinedService;
   readonly #instance: string;
   readonly #registration: WorkloadRegistration;
@@ -171,6 +173,10 @@ export class WorkloadSupervisor {
    * null when it is ready, else why it failed.
    */
   async #startProxy(): Promise<string | null> {
+    // Where the control plane is now, and how it wants spans exported: `trellis up` may have
+    // restarted on other ports since (the file is missing while it is stopped: the last one stays).
+    this.#control = (await readControlFile(this.#options.root)) ?? this.#control;
+    if (this.#finishing) return 'the workload is stopping';
     const proxy = spawn(process.execPath, [...NODE_FLAGS, CLI, ...this.#proxyArgs()], {
       stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
       env: { ...process.env, ...PROXY_MALLOC_ENV },

@@ -77,7 +77,8 @@ fetch and http use it) and TRELLIS_PROXY_{INBOUND,OUTBOUND,ADMIN}. It runs in it
 group: signals to \`trellis run\` reach the whole group. An app that exits is started again after
 a backoff (1 s doubling to 30 s, reset after 60 s of running) when --restart says so: on-failure
 (the default: a non-zero exit or a signal), always, or never; a proxy that exits is started again
-on the same ports unless --restart=never. The proxy and the app die with \`trellis run\`, even
+on the same ports unless --restart=never, with the control plane's address and tracing as its
+control.json says then. The proxy and the app die with \`trellis run\`, even
 when it is killed with SIGKILL, and its registration is a lease that expires without it.
 \`trellis run\` exits with the app's exit code and says why on its last line.
 

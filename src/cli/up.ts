@@ -73,7 +73,7 @@ const FLAGS: FlagSpec[] = [
   },
   {
     name: 'trace-sample-ratio',
-    kind: 'number',
+    kind: 'decimal',
     help: 'share 0..1 of requests without a sampling decision that those proxies start a trace for (default 1)',
   },
 ];

@@ -190,9 +190,9 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
   assert.equal(
     table.stdout,
     [
-      'SERVER         PORT   PROTOCOL  AUTHORIZATION       WHO                       ROUTES',
-      'shop/web-http  18080  http1     shop/web-from-shop  namespaces shop           (whole server)',
-      '                                shop/web-public     anyone (unauthenticated)  GET /public/*',
+      'SERVER         PORT          PROTOCOL  AUTHORIZATION       WHO                       ROUTES',
+      'shop/web-http  http (18080)  http1     shop/web-from-shop  namespaces shop           (whole server)',
+      '                                       shop/web-public     anyone (unauthenticated)  GET /public/*',
       'proxy default: unknown (ports no Server selects)',
       '',
     ].join('\n'),
@@ -250,6 +250,93 @@ test('apply -> WatchInbound -> authorizer; changes within a second; authz API an
   const deadline = Date.now() + 5000;
   while (component.openStreams > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(component.openStreams, 0, 'the stream is released when the proxy goes');
+});
+
+// On one machine each `trellis run` instance of a workload has its own app port, and its proxy
+// resolves a Server's port name to it (InboundRequest.named_ports). The view showed one number for
+// the whole workload (the first instance's); it now shows the port as the Server wrote it and each
+// instance's number, keeping `port` (a number) for the scripts that read it.
+test('GET /api/authz and trellis authz show a named port as written, and its number per instance', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
+  t.after(() => removeTempDir(root));
+  await writeFile(
+    join(root, 'policy.yaml'),
+    [
+      'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec: {ports: [{name: web, port: 80, targetPort: http}]}\n',
+      SERVER,
+      SHOP_ONLY,
+      'apiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata: { name: web-metrics, namespace: shop }\nspec: { workload: web, port: 9090, protocol: http1 }\n',
+    ].join('---\n'),
+  );
+  const applied = await runCli(['apply', '-f', join(root, 'policy.yaml'), '--state', root]);
+  assert.equal(applied.code, 0, applied.stderr);
+  // Two instances, as `trellis run` registers them: the named ports of the proxy's inbound port,
+  // and the app port each of them reaches.
+  for (const [instance, inbound, appPort] of [
+    ['web-101', 40001, 18080],
+    ['web-102', 40002, 19090],
+  ] as const) {
+    await writeWorkloadFile(root, 'shop', instance, {
+      service: 'web',
+      address: '127.0.0.1',
+      ports: [{ name: 'http', port: inbound }],
+      appPort,
+    });
+  }
+  const control = await startControlPlane({
+    watcher: new LocalWatcher({ root }),
+    catalog: localCatalog(root),
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    log: silentLogger,
+    components: [localPolicyComponent(root, silentLogger)],
+  });
+  t.after(() => control.close());
+  await writeControlFile(root, { grpc: control.grpc, http: control.http, pid: process.pid });
+
+  const view = (await (
+    await fetch(`http://${control.http}/api/authz?namespace=shop&workload=web`)
+  ).json()) as {
+    servers: { name: string; port: number; portName?: string; instancePorts?: unknown }[];
+  };
+  assert.deepEqual(
+    view.servers.map((s) => [s.name, s.port, s.portName, s.instancePorts]),
+    [
+      [
+        'shop/web-http',
+        18080,
+        'http',
+        [
+          { instance: 'web-101', port: 18080 },
+          { instance: 'web-102', port: 19090 },
+        ],
+      ],
+      ['shop/web-metrics', 9090, undefined, undefined],
+    ],
+  );
+  const table = await runAuthz(['web', '-n', 'shop', '--state', root]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.equal(
+    table.stdout,
+    [
+      'SERVER            PORT                         PROTOCOL  AUTHORIZATION                WHO              ROUTES',
+      'shop/web-http     http (differs per instance)  http1     shop/web-from-shop           namespaces shop  (whole server)',
+      'shop/web-metrics  9090                         http1     (none: every client denied)',
+      'port http of shop/web-http per instance: web-101 18080, web-102 19090',
+      'proxy default: unknown (ports no Server selects)',
+      '',
+    ].join('\n'),
+  );
+  const json = JSON.parse((await runAuthz(['web', '-n', 'shop', '-o', 'json', '--state', root])).stdout) as {
+    servers: { port: number; portName?: string; instancePorts?: unknown[] }[];
+  };
+  assert.deepEqual(
+    json.servers.map((s) => [s.port, s.portName, s.instancePorts?.length]),
+    [
+      [18080, 'http', 2],
+      [9090, undefined, undefined],
+    ],
+  );
 });
 
 test('WatchInbound refuses a request without a workload, or with bad named ports', async (t) => {

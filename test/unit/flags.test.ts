@@ -1,10 +1,12 @@
 // The command-line flag parser (src/cli/flags.ts): options, unknown flags (long and short) named
-// in the error, short forms declared by the specs, `-` and `--`, the help text, and options
+// in the error, short forms declared by the specs, `-` and `--`, whole and decimal numbers (the
+// trace sample ratio of `trellis proxy` and `trellis up`), the help text, and options
 // interleaved with positional arguments (parseInterleaved), as a property.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { type FlagSpec, formatHelp, parseFlags, parseInterleaved } from '../../src/cli/flags.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const SPECS: FlagSpec[] = [
   { name: 'namespace', short: 'n', kind: 'string', help: 'the namespace' },
@@ -34,6 +36,56 @@ test('parseFlags: short forms, unknown short flags are errors, `-` is an argumen
   });
   // A value may start with a dash.
   assert.equal(parseFlags(['-n', '-x'], SPECS).values.get('namespace'), '-x');
+});
+
+test('parseFlags: a number flag takes whole numbers, a decimal flag any decimal number', () => {
+  const specs: FlagSpec[] = [
+    { name: 'port', kind: 'number', help: 'a port' },
+    { name: 'ratio', kind: 'decimal', help: 'a share' },
+  ];
+  for (const [raw, value] of [
+    ['0.25', 0.25],
+    ['1', 1],
+    ['.5', 0.5],
+    ['0', 0],
+    ['-1.5', -1.5],
+    ['2.', 2],
+  ] as const)
+    assert.equal(parseFlags([`--ratio=${raw}`], specs).values.get('ratio'), value, raw);
+  for (const bad of ['', 'x', '0.1.2', '1e3', '0x10', ' 1', 'NaN', 'Infinity', '.'])
+    assert.throws(
+      () => parseFlags(['--ratio', bad], specs),
+      /^ConfigError: --ratio: expected a number, got/,
+      bad,
+    );
+  assert.equal(parseFlags(['--port', '8080'], specs).values.get('port'), 8080);
+  assert.throws(() => parseFlags(['--port', '0.5'], specs), /--port: expected a whole number, got '0.5'/);
+});
+
+// The injector gives every proxy `--trace-sample-ratio=R` with the install's ratio (0.05, say), and
+// `trellis up --trace-sample-ratio R` is how docs/tracing.md sets it on one machine: both took
+// whole numbers only, so an injected proxy with a fractional ratio did not start.
+test('trellis proxy and trellis up take a fractional --trace-sample-ratio (checked 0..1 after parsing)', async () => {
+  // The proxy's configuration fails on --app-port 0, after the ratio was taken.
+  const proxy = await runCli([
+    'proxy',
+    '--trace-sample-ratio=0.05',
+    '--trace-collector',
+    'http://127.0.0.1:1',
+    '--app-port',
+    '0',
+  ]);
+  assert.equal(proxy.code, 2, proxy.stderr);
+  assert.match(proxy.stderr, /--app-port/);
+  const outOfRange = await runCli(['proxy', '--trace-sample-ratio', '1.5', '--app-port', '8080']);
+  assert.match(outOfRange.stderr, /--trace-sample-ratio: .*1/);
+  assert.doesNotMatch(outOfRange.stderr, /whole number/);
+  // `trellis up` checks its tracing flags before it starts: the protocol is refused, not the ratio.
+  const up = await runCli(['up', '--trace-sample-ratio', '0.5', '--trace-protocol', 'nope']);
+  assert.equal(up.code, 2, up.stderr);
+  assert.match(up.stderr, /--trace-protocol: expected grpc or http\/protobuf/);
+  const upRange = await runCli(['up', '--trace-sample-ratio', '1.5']);
+  assert.match(upRange.stderr, /--trace-sample-ratio: must be 0\.\.1/);
 });
 
 test('parseInterleaved: short forms and options before, between and after positionals; `--` ends them', () => {

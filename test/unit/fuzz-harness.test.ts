@@ -3,7 +3,10 @@
 // fuzz HPACK encoder's blocks decode with the proxy's decoder; the oracle app records the
 // identities that reach it over HTTP/1 (also after leading empty lines) and HTTP/2 but not in
 // opaque streams; the judge turns a forged identity and a bystander hit into findings; the guard
-// drops a plan naming an authority outside the campaign. (The campaign itself: npm run fuzz.)
+// drops a plan naming an authority outside the campaign. Upgrades: the HTTP/1 generator offers
+// websocket, h2c and both and smuggles HTTP/2 after them, the app switches when told and records
+// what comes after, and the judge reports h2c in an offer that reached the app and HTTP/2 after a
+// 101. (The campaign itself: npm run fuzz.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -15,6 +18,8 @@ import { guardPlan } from '../../fuzz/guard.ts';
 import { readRequestHead } from '../../fuzz/h1-grammar.ts';
 import { FuzzHpackEncoder } from '../../fuzz/hpack-fuzz.ts';
 import { Judge } from '../../fuzz/judge.ts';
+import { offersH2c, smuggledH2, SWITCH_HEADER } from '../../fuzz/gen-upgrade.ts';
+import { CLIENT_PREFACE } from '../../fuzz/h2-frames.ts';
 import { LANES, laneFor, makeBatch, type BatchSetup } from '../../fuzz/lanes.ts';
 import { startOracleApp, type Seen } from '../../fuzz/oracle-app.ts';
 import { parseTag, tagOf } from '../../fuzz/plan.ts';
@@ -156,6 +161,8 @@ test('the judge finds forged identities and inbound connections to the bystander
     violation: null,
     offending: null,
     sample: '',
+    upgrade: null,
+    afterUpgrade: false,
   });
   judge.seen(seen(['spiffe://t/fuzzer'], tagOf(2, 0, 0))); // the verified identity of its lane
   judge.seen(seen(['spiffe://t/fuzzer'], tagOf(1, 4, 0))); // someone else's, on a plaintext lane
@@ -210,4 +217,153 @@ test('a stored plan (a reproducer) loads as the same steps', () => {
       );
     }
   }
+});
+
+/** The Upgrade lines of each upgrade offer in a batch's HTTP/1 plans, and whether HTTP/2 follows it. */
+function upgradeOffers(lane: string, batches: number): { lines: string[]; smuggled: boolean }[] {
+  const l = LANES.find((x) => x.name === lane)!;
+  const out: { lines: string[]; smuggled: boolean }[] = [];
+  for (let index = 0; index < batches; index++) {
+    for (const plan of makeBatch(setup, index, l).plans) {
+      const bytes = Buffer.concat(plan.steps.flatMap((st) => ('write' in st ? [st.write] : [])));
+      const text = bytes.latin1Slice(0, bytes.length);
+      const at = text.search(new RegExp(`^${SWITCH_HEADER}:`, 'm'));
+      if (at === -1) continue;
+      const head = text.slice(text.lastIndexOf('GET ', at), text.indexOf('\r\n\r\n', at));
+      out.push({
+        lines: head.split('\r\n').filter((line) => /^upgrade:/i.test(line)),
+        smuggled: bytes.includes(CLIENT_PREFACE, text.indexOf('\r\n\r\n', at)),
+      });
+    }
+  }
+  return out;
+}
+
+test('the HTTP/1 generator offers websocket, h2c and both, in any case, and smuggles HTTP/2 after', () => {
+  const offers = upgradeOffers('server-inbound/plain/http1', 6);
+  assert.ok(offers.length >= 50, `${offers.length} upgrade offers`);
+  const values = offers.flatMap((o) => o.lines.map((line) => line.slice(line.indexOf(':') + 1).trim()));
+  const has = (re: RegExp) => values.some((v) => re.test(v));
+  assert.ok(has(/^websocket$/), 'websocket alone');
+  assert.ok(has(/^h2c$/), 'h2c alone');
+  assert.ok(has(/websocket.*h2c|h2c.*websocket/i), 'h2c with websocket in one list');
+  assert.ok(has(/H2C|H2c/), 'h2c in another case');
+  assert.ok(has(/^(h2c-14|xh2c|h2|HTTP\/2\.0)$/), 'a look-alike that is not h2c');
+  assert.ok(
+    offers.some((o) => o.lines.length === 2),
+    'an offer in two Upgrade lines',
+  );
+  assert.ok(
+    offers.every((o) => o.smuggled),
+    'HTTP/2 follows every upgrade offer',
+  );
+  // Through the outbound proxy too (absolute-form), and never on an admin listener.
+  assert.ok(upgradeOffers('client-outbound/plain/http1', 6).length > 0);
+  assert.deepEqual(upgradeOffers('server-admin/plain/http1', 6), []);
+});
+
+test('offersH2c reads an Upgrade list as a lenient app would', () => {
+  for (const yes of ['h2c', 'H2C', 'websocket, h2c', 'h2c/1', ', h2c,', 'websocket,\th2c ', 'foo/2,H2c'])
+    assert.equal(offersH2c(yes), true, yes);
+  for (const no of ['websocket', 'h2c-14', 'xh2c', 'h2', 'HTTP/2.0', 'websocket/h2c', ''])
+    assert.equal(offersH2c(no), false, no);
+});
+
+/** Resolves with the first `n` requests the app records. */
+function nextSeen(app: { onSeen: (s: Seen) => void }, n: number): Promise<Seen[]> {
+  const seen: Seen[] = [];
+  return new Promise((resolve) => {
+    app.onSeen = (s) => {
+      seen.push(s);
+      if (seen.length === n) resolve(seen);
+    };
+  });
+}
+
+test(
+  'the oracle app switches when told and records HTTP/2 after a 101 to h2c; a websocket tunnel is not HTTP',
+  { timeout: 20_000 },
+  async (t) => {
+    const app = await startOracleApp();
+    t.after(() => app.close());
+    const recorded = nextSeen(app, 2);
+    // The upgrade request, then at once what an h2c smuggler sends (gen-upgrade.ts).
+    const tag = tagOf(5, 6, 7);
+    const h2 = Buffer.concat(
+      smuggledH2(new Rng(1), 'x', tag).flatMap((step) => ('write' in step ? [step.write] : [])),
+    );
+    const switched = send(
+      app.port,
+      Buffer.concat([
+        Buffer.from(
+          `GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket, H2C\r\n${SWITCH_HEADER}: h2c\r\n\r\n`,
+        ),
+        h2,
+      ]),
+    );
+    const [upgrade, smuggled] = await recorded;
+    assert.match(
+      await switched,
+      /^HTTP\/1\.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n/,
+    );
+    assert.deepEqual(
+      [upgrade!.via, upgrade!.path, upgrade!.upgrade, upgrade!.afterUpgrade],
+      ['http1', '/up', 'websocket, H2C', false],
+    );
+    assert.deepEqual(
+      [smuggled!.via, smuggled!.path, smuggled!.tag, smuggled!.ids, smuggled!.afterUpgrade],
+      ['h2', `/smuggled/${tag}`, tag, [`spiffe://forged/${tag}`], true],
+    );
+
+    // Offered websocket: a 101 to it, and what follows is a tunnel's bytes, not requests.
+    const tunnel = nextSeen(app, 2);
+    const answer = await send(
+      app.port,
+      `GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n${SWITCH_HEADER}: offered\r\n\r\n` +
+        `GET /inside HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    assert.match(
+      answer,
+      /^HTTP\/1\.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n$/,
+    );
+    // Then a plain request on a new connection: the only other one recorded.
+    await send(app.port, `GET /after HTTP/1.1\r\nHost: x\r\n${SWITCH_HEADER}: none\r\n\r\n`);
+    assert.deepEqual(
+      (await tunnel).map((s) => [s.path, s.upgrade]),
+      [
+        ['/ws', 'websocket'],
+        ['/after', null],
+      ],
+    );
+  },
+);
+
+test('the judge reports an offer naming h2c that reached the app, and HTTP/2 after a 101', () => {
+  const judge = new Judge();
+  judge.begin(3, { lane: 'x/plain/http1', allowedIds: new Set(), bystanderForbidden: true });
+  const seen = (upgrade: string | null, afterUpgrade: boolean, plan: number): Seen => ({
+    via: afterUpgrade ? 'h2' : 'http1',
+    method: 'GET',
+    path: '/',
+    tag: tagOf(3, plan, 0),
+    ids: [],
+    trailerIds: [],
+    violation: null,
+    offending: null,
+    sample: '',
+    upgrade,
+    afterUpgrade,
+  });
+  for (const upgrade of [null, 'websocket', 'h2c-14', 'xh2c', 'HTTP/2.0'])
+    judge.seen(seen(upgrade, false, 0));
+  assert.deepEqual(judge.take(), []);
+  judge.seen(seen('websocket, H2C', false, 1));
+  judge.seen(seen(null, true, 2));
+  assert.deepEqual(
+    judge.take().map((f) => [f.kind, f.lane, f.plan]),
+    [
+      ['forwarded-h2c-upgrade', 'x/plain/http1', 1],
+      ['h2-after-upgrade', 'x/plain/http1', 2],
+    ],
+  );
 });

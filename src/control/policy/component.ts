@@ -6,7 +6,9 @@
 //         (InboundRequest.named_ports: on one machine each instance has its own app port)
 //   HTTP  GET /api/authz?namespace=NS&workload=NAME   the same policy as JSON, with the Servers
 //         that select the workload but were skipped (unresolvable port name), for `trellis authz`;
-//         named ports resolve as the control plane knows them (one machine: the first instance's)
+//         `port` is a named port resolved as the control plane knows the workload (one machine:
+//         the first instance's); `portName` says it was a name, and `instancePorts` gives the
+//         number each instance's proxy resolves it to (one machine: each has its own app port)
 //
 // Each stream recomputes its workload's policy when the source reports a change and sends it only
 // when it differs from what the stream sent last (the shared src/control/watch-streams.ts), so
@@ -25,12 +27,20 @@ import { LocalPolicySource } from './local.ts';
 import { buildInboundPolicy, type SkippedServer } from './model.ts';
 import type { PolicySource } from './source.ts';
 
+/** A Server of GET /api/authz: what the proxy gets, and how its port was written. */
+export type AuthzServer = NonNullable<ApiInboundPolicy['servers']>[number] & {
+  /** The Server's port when it is a name (`port: http`); `port` is then one resolution of it. */
+  readonly portName?: string;
+  /** A named port per instance, where each has its own (one machine): what its proxy selects. */
+  readonly instancePorts?: readonly { readonly instance: string; readonly port: number }[];
+};
+
 /** What GET /api/authz answers. */
 export interface AuthzView {
   readonly namespace: string;
   readonly workload: string;
   readonly labels: Readonly<Record<string, string>>;
-  readonly servers: ApiInboundPolicy['servers'];
+  readonly servers: readonly AuthzServer[];
   readonly skipped: readonly SkippedServer[];
 }
 
@@ -73,18 +83,35 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
   const streams = new WatchStreams<ApiInboundPolicy>(source, log, 'policy');
   let closed = false;
 
-  const view = (
+  const inbound = (
     namespace: string,
     workload: string,
     labels: Readonly<Record<string, string>>,
-    ownPorts: ReadonlyMap<string, number> = NO_PORTS,
-  ): AuthzView => {
+    ownPorts: ReadonlyMap<string, number>,
+  ) => {
     const known = source.workload(namespace, workload, labels);
     // The asking proxy's names of its own app port come first (see InboundRequest.named_ports).
     const facts =
       ownPorts.size === 0 ? known : { ...known, namedPorts: new Map([...known.namedPorts, ...ownPorts]) };
-    const { policy, skipped } = buildInboundPolicy(source.snapshot(), facts);
-    return { namespace, workload, labels: facts.labels, servers: policy.servers ?? [], skipped };
+    return { facts, ...buildInboundPolicy(source.snapshot(), facts) };
+  };
+
+  /** GET /api/authz: the workload's policy, with each named port as written and per instance. */
+  const view = (namespace: string, workload: string): AuthzView => {
+    const { facts, policy, skipped } = inbound(namespace, workload, {}, NO_PORTS);
+    const snapshot = source.snapshot();
+    const instances = source.instances?.(namespace, workload) ?? [];
+    const servers = (policy.servers ?? []).map((server): AuthzServer => {
+      const portName = snapshot.servers.find((s) => `${s.namespace}/${s.name}` === server.name)?.spec.port;
+      if (typeof portName !== 'string') return server;
+      // What each instance's proxy resolves the name to: its own names first, as in watchInbound.
+      const instancePorts = instances.flatMap(({ instance, namedPorts }) => {
+        const port = namedPorts.get(portName) ?? facts.namedPorts.get(portName);
+        return port === undefined ? [] : [{ instance, port }];
+      });
+      return { ...server, portName, ...(instancePorts.length === 0 ? {} : { instancePorts }) };
+    });
+    return { namespace, workload, labels: facts.labels, servers, skipped };
   };
 
   const watchInbound = (call: WatchCall): void => {
@@ -101,13 +128,13 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
     const ownPorts = new Map(Object.entries(call.request.namedPorts));
     let lastSkipped = '';
     streams.serve(call, () => {
-      const { servers, skipped } = view(namespace, workload, labels, ownPorts);
+      const { policy, skipped } = inbound(namespace, workload, labels, ownPorts);
       const skippedKey = JSON.stringify(skipped);
       if (skipped.length > 0 && skippedKey !== lastSkipped) {
         log.warn('servers skipped for a workload', { namespace, workload, skipped });
       }
       lastSkipped = skippedKey;
-      return { servers };
+      return { servers: policy.servers ?? [] };
     });
   };
 
@@ -139,7 +166,7 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
         return true;
       }
       await source.ready();
-      send(200, view(namespace, workload, {}));
+      send(200, view(namespace, workload));
       return true;
     },
     async close() {

@@ -11,12 +11,13 @@
 // that app port. Otherwise through the workload's Service (services/<ns>/<name>.yaml): a port
 // named NAME, or whose targetPort is NAME, gives its `port`. Instances of one workload each have
 // their own app port, and these facts are per workload (the first registration's): a proxy's own
-// names for its app port (InboundRequest.named_ports, from `trellis run`) come before them.
+// names for its app port (InboundRequest.named_ports, from `trellis run`) come before them, and
+// instances() gives each registration's names for the views (`trellis authz`).
 import type { Logger } from '../../core/log.ts';
 import { FolderSnapshot } from '../discovery/folder-snapshot.ts';
 import { readLocalState, type LocalState, type StateFileCache } from '../discovery/local-state.ts';
 import { EMPTY_SNAPSHOT, type PolicySnapshot, type WorkloadFacts } from './model.ts';
-import type { PolicySource } from './source.ts';
+import type { PolicySource, WorkloadInstance } from './source.ts';
 import { policyDir, readPolicyFolder, type PolicyFileCache } from './state-files.ts';
 
 export interface LocalPolicySourceOptions {
@@ -78,6 +79,18 @@ export class LocalPolicySource implements PolicySource {
         namedPorts.set(port.targetPort, port.port);
     }
     return { namespace, name, labels: registered?.spec.labels ?? labels, namedPorts };
+  }
+
+  /** Each registration of the workload that names its app port: what its proxy names (run-workload.ts). */
+  instances(namespace: string, name: string): WorkloadInstance[] {
+    const out: WorkloadInstance[] = [];
+    for (const w of this.#folder.value.state.workloads) {
+      const appPort = w.spec.appPort;
+      if (w.namespace !== namespace || w.spec.service !== name || appPort === undefined) continue;
+      const names = (w.spec.ports ?? []).flatMap((p) => (p.name === undefined ? [] : [p.name]));
+      out.push({ instance: w.name, namedPorts: new Map(names.map((n) => [n, appPort])) });
+    }
+    return out;
   }
 
   onChange(listener: () => void): () => void {

@@ -3,6 +3,12 @@
 // Both run through one contract test (test/unit/policy-source-contract.ts).
 import type { PolicySnapshot, WorkloadFacts } from './model.ts';
 
+/** One instance of a workload and the names its proxy gives its own app port. */
+export interface WorkloadInstance {
+  readonly instance: string;
+  readonly namedPorts: ReadonlyMap<string, number>;
+}
+
 export interface PolicySource {
   /** Resolves once the first full read (list) is done. */
   ready(): Promise<void>;
@@ -13,6 +19,12 @@ export interface PolicySource {
    * ports), with `labels` from the proxy's request filling in when the source knows none.
    */
   workload(namespace: string, name: string, labels: Readonly<Record<string, string>>): WorkloadFacts;
+  /**
+   * The instances of a workload whose proxies each name their own app port (one machine: the
+   * registrations of `trellis run`, each with the names its proxy sends in
+   * InboundRequest.named_ports), for the views; absent where a workload is one instance (a pod).
+   */
+  instances?(namespace: string, name: string): readonly WorkloadInstance[];
   /** Called after anything the snapshot or workload facts depend on changed. Returns an unsubscribe. */
   onChange(listener: () => void): () => void;
   close(): Promise<void>;

@@ -25,13 +25,18 @@ export interface SpanTransport {
   send(body: Buffer, timeoutMs: number): Promise<string | Error | null>;
   /** Closes its connections. */
   close(): void;
+  /**
+   * The collector it sends to now, when that can change (trace-follow.ts): the logs name it rather
+   * than SpanExporterOptions.collector.
+   */
+  readonly collector?: string;
 }
 
 /** The wait after failed exports: 250 ms doubling to 10 s. */
 export const EXPORT_BACKOFF: BackoffSettings = { initialMs: 250, maxMs: 10_000 };
 
 export interface SpanExporterOptions {
-  /** The collector, for the logs. */
+  /** The collector configured, for the logs (unless the transport names where it sends now). */
   readonly collector: string;
   readonly resource: OtlpResource;
   readonly maxQueuedSpans: number;
@@ -93,7 +98,7 @@ export class SpanExporter implements SpanSink {
         this.dropping = true;
         this.opts.log.warn('trace export queue is full; dropping spans', {
           maxQueuedSpans: this.opts.maxQueuedSpans,
-          collector: this.opts.collector,
+          collector: this.collector,
         });
       }
       return;
@@ -149,17 +154,22 @@ export class SpanExporter implements SpanSink {
     });
   }
 
+  /** Where the exports go now (the transport may follow the control plane elsewhere). */
+  private get collector(): string {
+    return this.transport.collector ?? this.opts.collector;
+  }
+
   private async send(batch: SpanBatch): Promise<void> {
+    const collector = this.collector; // the one this export goes to, whatever moves meanwhile
     const refusal = await this.transport.send(batch.body(), this.opts.exportTimeoutMs);
     if (refusal === null) {
       this.opts.metrics.traceSpansExported(batch.count);
       this.failures = 0;
-    } else this.failed(batch.count, 'trace export failed', refusal);
-  }
-
-  private failed(n: number, message: string, error: unknown): void {
-    this.opts.metrics.traceSpansDropped('export-failed', n);
-    if (this.failures === 0) this.opts.log.warn(message, { collector: this.opts.collector, spans: n, error });
+      return;
+    }
+    this.opts.metrics.traceSpansDropped('export-failed', batch.count);
+    if (this.failures === 0)
+      this.opts.log.warn('trace export failed', { collector, spans: batch.count, error: refusal });
     this.failures++;
   }
 
