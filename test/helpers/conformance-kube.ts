@@ -8,10 +8,6 @@
 // own (127.0.0.2, 127.0.0.3), as pod IPs are distinct: the control plane finds a pod by its IP.
 // Routes are created and deleted with the real `kubectl`, each waited for until the control plane
 // serves it (GET /api/routes) and has written its status back, Accepted. Chosen by TRELLIS_CONFORMANCE_WORKLOADS=kubernetes.
-import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { parseAllDocuments } from 'yaml';
 import { FakeKubeServer } from '../fake-kube/server.ts';
 import { PROXY_INJECTED_ANNOTATION } from '../../src/control/discovery/kubernetes-translate.ts';
 import { startCli, waitFor, type Running } from './cli.ts';
@@ -19,40 +15,23 @@ import { fileIdentity } from '../../src/proxy/identity/file.ts';
 import { idOf, issueLeaf, startMeshWorld, TRUST_DOMAIN, writeIdentityDir } from './mesh-pki.ts';
 import { startEchoApp, type EchoApp } from './mesh-echo.ts';
 import { portOf } from './running-proxy.ts';
-import type { BoundListener, ConformanceClient, ConformanceMesh } from './conformance-mesh.ts';
+import {
+  conformanceMesh,
+  inProcessClient,
+  servicesYaml,
+  untilRoutesServed,
+  type BoundListener,
+  type ConformanceMesh,
+} from './conformance-mesh.ts';
+import { kubectl } from './kube-control.ts';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const POD_HOSTS = { 'echo-v1': '127.0.0.2', 'echo-v2': '127.0.0.3' } as const;
 const PORT_NAMES = ['http', 'http-alt', 'grpc'] as const;
 
-/** `kubectl apply` or `delete` of `yaml` against the fake API server. */
-async function kubectl(server: string, verb: 'apply' | 'delete', yaml: string): Promise<void> {
-  const args = ['--server', server, verb, '-f', '-', ...(verb === 'apply' ? ['--validate=false'] : [])];
-  const proc = spawn('kubectl', args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  proc.stdin.end(yaml);
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 30_000);
-  const [code] = (await once(proc, 'exit')) as [number | null];
-  clearTimeout(timer);
-  assert.equal(code, 0, `kubectl ${verb}: ${output}`);
-}
-
 function objects(meshNs: string, inbound: Record<'echo-v1' | 'echo-v2', number>): string {
-  const docs: string[] = [];
-  for (const name of ['echo', 'echo-v1', 'echo-v2']) {
-    docs.push(`apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: ${meshNs} }
-spec:
-  ports:
-    - { name: http, port: 80, targetPort: http }
-    - { name: http-alt, port: 8080, targetPort: http }
-    - { name: grpc, port: 7070, targetPort: http }
-`);
-  }
+  const docs: string[] = [servicesYaml(meshNs)];
   for (const pod of ['echo-v1', 'echo-v2'] as const) {
     docs.push(`apiVersion: v1
 kind: Pod
@@ -92,14 +71,6 @@ ${pods.map((p) => `  - { addresses: [${POD_HOSTS[p]}], conditions: { ready: true
     );
   }
   return docs.join('---\n');
-}
-
-/** The [kind, namespace, name] of every document of `yaml`. */
-function resourcesOf(yaml: string): [string, string, string][] {
-  return parseAllDocuments(yaml)
-    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
-    .filter((d) => d !== null && d.kind !== undefined)
-    .map((d) => [d!.kind!, d!.metadata?.namespace ?? 'default', d!.metadata?.name ?? '']);
 }
 
 export async function startConformanceKubeMesh(meshNs: string): Promise<ConformanceMesh> {
@@ -153,51 +124,19 @@ export async function startConformanceKubeMesh(meshNs: string): Promise<Conforma
     await kubectl(kube.url, 'apply', objects(meshNs, inbound as Record<'echo-v1' | 'echo-v2', number>));
 
     let clients = 0;
-    const mesh: ConformanceMesh = {
+    const mesh = conformanceMesh({
       world,
       pods: {
         'echo-v1': `${POD_HOSTS['echo-v1']}:${inbound['echo-v1']}`,
         'echo-v2': `${POD_HOSTS['echo-v2']}:${inbound['echo-v2']}`,
       },
-      async client(
-        opts: { namespace?: string; bound?: readonly BoundListener[] } = {},
-      ): Promise<ConformanceClient> {
-        const namespace = opts.namespace ?? meshNs;
-        const proxy = await world.proxy({
-          // The conformance suite's client is the echo-v1 pod's sidecar.
-          identity: await identity('echo-v1', meshNs),
-          config: {
-            discovery: { address: grpc, failFastMs: 3000 },
-            workload: { name: `client-${++clients}`, namespace },
-            destinations: (opts.bound ?? []).map((b) => ({
-              listen: '127.0.0.1:0',
-              target: b.target.replace(':', `.${meshNs}:`),
-              protocol: b.protocol,
-            })),
-          },
-        });
-        return {
-          outbound: portOf(proxy, 'outbound'),
-          bound: (opts.bound ?? []).map((_, i) => portOf(proxy, `destination-${i}`)),
-        };
-      },
+      client: async (opts: { namespace?: string; bound?: readonly BoundListener[] } = {}) =>
+        inProcessClient(world, await identity('echo-v1', meshNs), `client-${++clients}`, opts, grpc),
       async applyRoutes(yaml) {
-        const resources = resourcesOf(yaml);
-        const served = async (present: boolean) => {
-          for (const [kind, namespace, name] of resources) {
-            const query = `kind=${kind}&namespace=${namespace}&name=${name}`;
-            await waitFor(`${kind} ${namespace}/${name} ${present ? '' : 'no longer '}served`, async () => {
-              const res = await fetch(`http://${http}/api/routes?${query}`);
-              const list = (await res.json()) as unknown[];
-              return list.length > 0 === present ? true : null;
-            });
-          }
-        };
         await kubectl(kube.url, 'apply', yaml);
-        await served(true);
         // Kubernetes objects: the control plane wrote each route's status back, Accepted for
         // every parent (the suite's own precondition, HTTPRouteMustHaveParents / GRPCRoute's).
-        for (const [kind, namespace, name] of resources) {
+        for (const [kind, namespace, name] of await untilRoutesServed(http, yaml, true)) {
           await waitFor(`${kind} ${namespace}/${name} Accepted in its status`, async () => {
             const parents = ((kube.get(kind, namespace, name) as Json | undefined)?.['status']?.['parents'] ??
               []) as Json[];
@@ -209,19 +148,11 @@ export async function startConformanceKubeMesh(meshNs: string): Promise<Conforma
         }
         return async () => {
           await kubectl(kube.url, 'delete', yaml);
-          await served(false);
+          await untilRoutesServed(http, yaml, false);
         };
       },
-      async withRoutes(yaml, body) {
-        const remove = await mesh.applyRoutes(yaml);
-        try {
-          await body();
-        } finally {
-          await remove();
-        }
-      },
       close,
-    };
+    });
     return mesh;
   } catch (error) {
     await close();

@@ -9,6 +9,9 @@ import { deleteRouteFile, writeRouteFile } from '../../src/control/routes/state-
 import { writeServiceFile, writeWorkloadFile } from '../../src/control/discovery/local-state.ts';
 import type { RouteResource } from '../../src/core/routes/schema.ts';
 import { idOf, identityFor, startMeshWorld, type MeshWorld } from './mesh-pki.ts';
+import type { WorkloadIdentity } from '../../src/proxy/identity/provider.ts';
+import { parseAllDocuments } from 'yaml';
+import { waitFor } from './cli.ts';
 import assert from 'node:assert/strict';
 import {
   echoOf,
@@ -63,6 +66,19 @@ const SERVICE_PORTS = {
   ],
 };
 
+/** The three Services as the suite's manifests have them, as YAML for `trellis apply` or `kubectl`. */
+export function servicesYaml(namespace: string): string {
+  const ports = SERVICE_PORTS.ports.map(
+    (p) => `    - { name: ${p.name}, port: ${p.port}, targetPort: ${p.targetPort} }\n`,
+  );
+  return ['echo', 'echo-v1', 'echo-v2']
+    .map(
+      (name) =>
+        `apiVersion: v1\nkind: Service\nmetadata: { name: ${name}, namespace: ${namespace} }\nspec:\n  ports:\n${ports.join('')}`,
+    )
+    .join('---\n');
+}
+
 export async function startConformanceMesh(): Promise<ConformanceMesh> {
   const workloads = process.env['TRELLIS_CONFORMANCE_WORKLOADS'];
   if (workloads === 'run' || workloads === 'kubernetes') {
@@ -104,27 +120,11 @@ export async function startConformanceMesh(): Promise<ConformanceMesh> {
       await writeWorkloadFile(world.root, MESH_NS, `${pod}-echo`, { service: 'echo', ...registration });
     }
     let clients = 0;
-    const mesh: ConformanceMesh = {
+    const mesh = conformanceMesh({
       world,
       pods: pods as ConformanceMesh['pods'],
-      async client(opts = {}) {
-        const namespace = opts.namespace ?? MESH_NS;
-        const proxy = await world.proxy({
-          identity: await identityFor(world, 'echo-v1'),
-          config: {
-            workload: { name: `client-${++clients}`, namespace },
-            destinations: (opts.bound ?? []).map((b) => ({
-              listen: '127.0.0.1:0',
-              target: b.target.replace(':', `.${MESH_NS}:`),
-              protocol: b.protocol,
-            })),
-          },
-        });
-        return {
-          outbound: portOf(proxy, 'outbound'),
-          bound: (opts.bound ?? []).map((_, i) => portOf(proxy, `destination-${i}`)),
-        };
-      },
+      client: async (opts = {}) =>
+        inProcessClient(world, await identityFor(world, 'echo-v1'), `client-${++clients}`, opts),
       async applyRoutes(yaml) {
         const routes: RouteResource[] = routesFromYaml(yaml, Date.now());
         for (const route of routes) await writeRouteFile(world.root, route);
@@ -134,19 +134,11 @@ export async function startConformanceMesh(): Promise<ConformanceMesh> {
           await world.rescanRoutes();
         };
       },
-      async withRoutes(yaml, body) {
-        const remove = await mesh.applyRoutes(yaml);
-        try {
-          await body();
-        } finally {
-          await remove();
-        }
-      },
       async close() {
         await world.close();
         for (const app of apps) app.close();
       },
-    };
+    });
     await untilServed(mesh);
     return mesh;
   } catch (error) {
@@ -154,6 +146,78 @@ export async function startConformanceMesh(): Promise<ConformanceMesh> {
     for (const app of apps) app.close();
     throw error;
   }
+}
+
+/** A ConformanceMesh of a setup's parts; withRoutes runs its body between applyRoutes and the removal. */
+export function conformanceMesh(parts: Omit<ConformanceMesh, 'withRoutes'>): ConformanceMesh {
+  return {
+    ...parts,
+    async withRoutes(yaml, body) {
+      const remove = await parts.applyRoutes(yaml);
+      try {
+        await body();
+      } finally {
+        await remove();
+      }
+    },
+  };
+}
+
+/**
+ * A new in-process client proxy named `name` with `identity` (the suite's client is the echo-v1
+ * pod's sidecar), in `opts.namespace` (default gateway-conformance-mesh), with a listener bound for
+ * each of `opts.bound`; `discovery`: the control plane's gRPC address when not the world's own.
+ */
+export async function inProcessClient(
+  world: MeshWorld,
+  identity: WorkloadIdentity,
+  name: string,
+  opts: { namespace?: string; bound?: readonly BoundListener[] },
+  discovery?: string,
+): Promise<ConformanceClient> {
+  const proxy = await world.proxy({
+    identity,
+    config: {
+      ...(discovery === undefined ? {} : { discovery: { address: discovery, failFastMs: 3000 } }),
+      workload: { name, namespace: opts.namespace ?? MESH_NS },
+      destinations: (opts.bound ?? []).map((b) => ({
+        listen: '127.0.0.1:0',
+        target: b.target.replace(':', `.${MESH_NS}:`),
+        protocol: b.protocol,
+      })),
+    },
+  });
+  return {
+    outbound: portOf(proxy, 'outbound'),
+    bound: (opts.bound ?? []).map((_, i) => portOf(proxy, `destination-${i}`)),
+  };
+}
+
+/**
+ * Until the control plane whose HTTP API is at `http` serves every route of `yaml` (GET
+ * /api/routes), or, `present` false, none of them; the routes as [kind, namespace, name].
+ */
+export async function untilRoutesServed(
+  http: string,
+  yaml: string,
+  present: boolean,
+): Promise<[string, string, string][]> {
+  const resources = parseAllDocuments(yaml)
+    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
+    .filter((d) => d?.kind !== undefined)
+    .map((r): [string, string, string] => [
+      r!.kind!,
+      r!.metadata?.namespace ?? 'default',
+      r!.metadata?.name ?? '',
+    ]);
+  for (const [kind, namespace, name] of resources) {
+    await waitFor(`${kind} ${namespace}/${name} ${present ? '' : 'no longer '}served`, async () => {
+      const res = await fetch(`http://${http}/api/routes?kind=${kind}&namespace=${namespace}&name=${name}`);
+      const list = (await res.json()) as unknown[];
+      return list.length > 0 === present ? true : null;
+    });
+  }
+  return resources;
 }
 
 /** Until discovery knows the three Services and both pods answer through them (at most 20 s). */

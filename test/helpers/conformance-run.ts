@@ -9,31 +9,22 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { runningControlFile } from '../../src/api/control-file.ts';
 import { freePort, runCli, startCli, startUp, waitFor, type Running } from './cli.ts';
 import { REPO } from './proxy-process.ts';
 import { removeTempDir } from './temp-dir.ts';
-import type { BoundListener, ConformanceClient, ConformanceMesh } from './conformance-mesh.ts';
+import {
+  conformanceMesh,
+  servicesYaml,
+  untilRoutesServed,
+  type BoundListener,
+  type ConformanceClient,
+  type ConformanceMesh,
+} from './conformance-mesh.ts';
 
 const POD_APP = join(REPO, 'test/fixtures/conformance-pod.ts');
 /** Clients kept running: the newest few (a test uses at most two at once). */
 const LIVE_CLIENTS = 3;
-
-const SERVICES = (namespace: string) =>
-  ['echo', 'echo-v1', 'echo-v2']
-    .map(
-      (name) => `apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: ${namespace} }
-spec:
-  ports:
-    - { name: http, port: 80, targetPort: http }
-    - { name: http-alt, port: 8080, targetPort: http }
-    - { name: grpc, port: 7070, targetPort: http }
-`,
-    )
-    .join('---\n');
 
 /** The ports `conformance-pod.ts` printed for its proxy. */
 async function proxyPorts(run: Running): Promise<{ inbound: number; outbound: number }> {
@@ -42,14 +33,6 @@ async function proxyPorts(run: Running): Promise<{ inbound: number; outbound: nu
     const m = /proxy inbound=(\d+) outbound=(\d+)/.exec(run.stdout());
     return m === null ? null : { inbound: Number(m[1]), outbound: Number(m[2]) };
   });
-}
-
-/** The [kind, namespace, name] of every document of `yaml`. */
-function resourcesOf(yaml: string): [string, string, string][] {
-  return parseAllDocuments(yaml)
-    .map((d) => d.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null)
-    .filter((d) => d !== null && d.kind !== undefined)
-    .map((d) => [d!.kind!, d!.metadata?.namespace ?? 'default', d!.metadata?.name ?? '']);
 }
 
 export async function startConformanceRunMesh(meshNs: string): Promise<ConformanceMesh> {
@@ -72,7 +55,7 @@ export async function startConformanceRunMesh(meshNs: string): Promise<Conforman
       const r = await runCli(['apply', '--state', root, '-f', file, ...(remove ? ['--delete'] : [])]);
       if (r.code !== 0) throw new Error(`trellis apply${remove ? ' --delete' : ''}: ${r.stderr}`);
     };
-    await apply(SERVICES(meshNs), false);
+    await apply(servicesYaml(meshNs), false);
 
     const run = async (name: string, namespace: string, pod: string, extra: string[] = []) => {
       const port = await freePort();
@@ -89,7 +72,7 @@ export async function startConformanceRunMesh(meshNs: string): Promise<Conforman
 
     const live: Running[] = [];
     let clients = 0;
-    const mesh: ConformanceMesh = {
+    const mesh = conformanceMesh({
       world: null,
       pods: pods as ConformanceMesh['pods'],
       async client(
@@ -106,34 +89,15 @@ export async function startConformanceRunMesh(meshNs: string): Promise<Conforman
         return { outbound: client.outbound, bound };
       },
       async applyRoutes(yaml) {
-        const resources = resourcesOf(yaml);
-        const served = async (present: boolean) => {
-          for (const [kind, namespace, name] of resources) {
-            const query = `kind=${kind}&namespace=${namespace}&name=${name}`;
-            await waitFor(`${kind} ${namespace}/${name} ${present ? '' : 'no longer '}served`, async () => {
-              const res = await fetch(`http://${control.http}/api/routes?${query}`);
-              const list = (await res.json()) as unknown[];
-              return list.length > 0 === present ? true : null;
-            });
-          }
-        };
         await apply(yaml, false);
-        await served(true);
+        await untilRoutesServed(control.http, yaml, true);
         return async () => {
           await apply(yaml, true);
-          await served(false);
+          await untilRoutesServed(control.http, yaml, false);
         };
       },
-      async withRoutes(yaml, body) {
-        const remove = await mesh.applyRoutes(yaml);
-        try {
-          await body();
-        } finally {
-          await remove();
-        }
-      },
       close,
-    };
+    });
     return mesh;
   } catch (error) {
     await close();

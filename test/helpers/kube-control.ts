@@ -11,10 +11,14 @@ import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
 import { startCli, waitFor, type Running } from './cli.ts';
 
 /** `kubectl apply -f -` of `yaml` against `server` (no schema validation: the fake has no OpenAPI); fails the test on an error. */
-export async function kubectlApply(server: string, yaml: string): Promise<void> {
-  const proc = spawn('kubectl', ['--server', server, 'apply', '--validate=false', '-f', '-'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+export function kubectlApply(server: string, yaml: string): Promise<void> {
+  return kubectl(server, 'apply', yaml);
+}
+
+/** `kubectl apply` or `delete` `-f -` of `yaml` against `server`; fails the test on an error. */
+export async function kubectl(server: string, verb: 'apply' | 'delete', yaml: string): Promise<void> {
+  const args = ['--server', server, verb, '-f', '-', ...(verb === 'apply' ? ['--validate=false'] : [])];
+  const proc = spawn('kubectl', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let output = '';
   proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
