@@ -62,7 +62,10 @@ export function handleFrame(c: H2Connection, type: number, flags: number, id: nu
       return;
     case FrameType.PRIORITY:
       if (id === 0) throw protocolError('PRIORITY on stream 0');
-      if (payload.length !== 5) c.streams.get(id)?.reset(ErrorCode.FRAME_SIZE_ERROR);
+      if (payload.length !== 5) {
+        const s = c.streams.get(id);
+        if (s !== undefined) streamError(c, s, ErrorCode.FRAME_SIZE_ERROR);
+      }
       return;
     case FrameType.PUSH_PROMISE:
       throw protocolError('server push was disabled');
@@ -114,7 +117,7 @@ function onData(c: H2Connection, flags: number, id: number, payload: Buffer): vo
  */
 function refuseData(c: H2Connection, id: number, s: H2Stream | undefined, len: number, code: number): void {
   c.creditConnection(len);
-  if (s !== undefined) return s.reset(code);
+  if (s !== undefined) return streamError(c, s, code);
   c.writer.rstStream(id, code);
   c.scheduleFlush();
 }
@@ -185,7 +188,7 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     s.headerBytes = size;
     c.headerBytesHeld += size;
     if (checkFields(fields, 'request') !== null) {
-      s.reset(ErrorCode.PROTOCOL_ERROR);
+      streamError(c, s, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (end) s.remoteEnded = true;
@@ -193,7 +196,7 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     return;
   }
   if (s.remoteEnded) {
-    s.reset(ErrorCode.STREAM_CLOSED);
+    streamError(c, s, ErrorCode.STREAM_CLOSED);
     return;
   }
   // Every block counts (a server may send 1xx responses without end): per stream, and towards
@@ -208,16 +211,16 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
         ? `stream ${id} received over ${MAX_STREAM_HEADER_BYTES} header bytes`
         : `open streams hold over ${MAX_CONNECTION_HEADER_BYTES} header bytes`,
     );
-    s.reset(ErrorCode.ENHANCE_YOUR_CALM);
+    streamError(c, s, ErrorCode.ENHANCE_YOUR_CALM);
     return;
   }
   const kind = fields[0] === ':status' ? 'response' : 'trailers';
   if (c.role === 'server' && !end) {
-    s.reset(ErrorCode.PROTOCOL_ERROR); // a second block from a client can only be trailers
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR); // a second block from a client can only be trailers
     return;
   }
   if (checkFields(fields, kind) !== null) {
-    s.reset(ErrorCode.PROTOCOL_ERROR);
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR);
     return;
   }
   if (end) s.remoteEnded = true;
@@ -231,12 +234,26 @@ function onReset(c: H2Connection, id: number, payload: Buffer): void {
   if (id > c.lastStreamId) throw protocolError(`RST_STREAM on idle stream ${id}`);
   const s = c.streams.get(id);
   if (s === undefined) return;
-  // Opening streams and resetting them at once costs the peer nothing and us an exchange each
-  // (the "rapid reset" attack): a client that cancels more streams than MAX_PEER_RESETS a second
-  // before their response is refused the connection.
-  if (c.role === 'server' && !s.localEnded && c.countPeerReset())
-    throw new H2LimitError('peer-resets', 'too many streams reset by the peer');
+  countPeerReset(c, s);
   s.close(payload.readUInt32BE(0));
+}
+
+/**
+ * Opening streams and resetting them at once costs the peer nothing and us an exchange each (the
+ * "rapid reset" attack, CVE-2023-44487): a client that cancels more than MAX_PEER_RESETS streams
+ * a second before their response is refused the connection. A stream we reset because of the
+ * peer's frame counts the same ("MadeYouReset", CVE-2025-8671): a WINDOW_UPDATE of 0 or a
+ * PRIORITY of the wrong size after each request cancelled it just as cheaply.
+ */
+function countPeerReset(c: H2Connection, s: H2Stream): void {
+  if (c.role === 'server' && !s.localEnded && c.countPeerReset())
+    throw new H2LimitError('peer-resets', 'too many streams reset by the peer or for its errors');
+}
+
+/** A stream error caused by the peer's frame: the stream is reset with `code`, and counted. */
+function streamError(c: H2Connection, s: H2Stream, code: number): void {
+  countPeerReset(c, s);
+  s.reset(code);
 }
 
 function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer): void {
@@ -319,12 +336,12 @@ function onWindowUpdate(c: H2Connection, id: number, payload: Buffer): void {
     return;
   }
   if (inc === 0) {
-    s.reset(ErrorCode.PROTOCOL_ERROR);
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR);
     return;
   }
   s.sendWindow += inc;
   if (s.sendWindow > MAX_WINDOW) {
-    s.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    streamError(c, s, ErrorCode.FLOW_CONTROL_ERROR);
     return;
   }
   if (s.blocked) {
