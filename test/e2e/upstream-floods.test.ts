@@ -4,6 +4,7 @@
 // server, so that it can break HTTP in ways a real server library would not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { once } from 'node:events';
 import { startProxyProcess } from '../helpers/proxy-process.ts';
@@ -81,5 +82,44 @@ test('an upstream that sends 1xx responses without end: 502 after a bounded amou
   assert.match(final[0], /trellis-proxy-error: upstream-bad-response/i);
   assert.ok(interim > 0, 'interim responses under the bound are passed on');
   assert.equal(await proxy.metric('trellis_proxy_errors_total', { reason: 'upstream-bad-response' }), 1);
+  assert.equal(proxy.proc.exitCode, null);
+});
+
+test('an HTTP/2 upstream that sends 1xx responses without end: 502 after a bounded amount, not all of them', async (t) => {
+  // 10,000 103s of 1 KB each, then a 200. Before the fix every one was passed on (a client that
+  // did not read them left ~70 MB in the proxy for this one stream).
+  const FLOOD = 10_000;
+  const app = http2.createServer();
+  app.on('stream', (stream) => {
+    stream.on('error', () => {});
+    const link = `</${'x'.repeat(1000)}>; rel=preload`;
+    let sent = 0;
+    const go = (): void => {
+      for (let i = 0; i < 200 && sent < FLOOD && !stream.destroyed; i++, sent++)
+        stream.additionalHeaders({ ':status': 103, link });
+      if (stream.destroyed) return;
+      if (sent < FLOOD) setImmediate(go);
+      else stream.respond({ ':status': 200 }, { endStream: true });
+    };
+    go();
+  });
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  t.after(() => app.close());
+  const proxy = await startProxyProcess({
+    args: ['--app-port', String((app.address() as net.AddressInfo).port)],
+  });
+  t.after(() => proxy.stop());
+
+  const client = http2.connect(`http://127.0.0.1:${proxy.port('inbound')}`);
+  t.after(() => client.destroy());
+  const req = client.request({ ':path': '/' });
+  let interim = 0;
+  req.on('headers', () => interim++);
+  const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+  req.resume();
+  assert.equal(headers[':status'], 502, `after ${interim} interim responses`);
+  assert.equal(headers['trellis-proxy-error'], 'upstream-bad-response');
+  assert.ok(interim > 0 && interim < 100, `${interim} interim responses passed on`);
   assert.equal(proxy.proc.exitCode, null);
 });
