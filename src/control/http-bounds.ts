@@ -1,6 +1,8 @@
 // What one client can hold of the control plane's HTTP API (src/control/server.ts): anyone who
 // reaches it may connect (reads are open, and `trellis control` listens on 0.0.0.0), so it holds
-// at most `maxConnections` connections (more are closed at once, counted in
+// at most `maxConnections` connections (past it a newcomer takes the place of the oldest
+// connection of the address holding the most, or is closed itself when its own address holds as
+// many; counted in
 // trellis_control_http_connections_dropped_total and logged at most once per 10 s), a request head
 // must arrive within `headersTimeoutMs` and a whole request within `requestTimeoutMs` (node
 // answers 408 and closes; a response, such as a live tap's stream, is not limited), and a body is
@@ -15,6 +17,7 @@
 // lingering_close), and the connection is closed once the client stopped sending or that bound ran
 // out.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../core/prometheus.ts';
@@ -54,27 +57,50 @@ export function serverDeadlines(limits: ControlHttpLimits): {
   };
 }
 
-/** Caps `server`'s connections; the metrics() of what was dropped. */
+/**
+ * Caps `server`'s connections; the metrics() of what was dropped. With the cap reached, one client
+ * address must not keep the others out (a client that holds every connection, each renewed as the
+ * head timeout closes it, would): a newcomer takes the place of the oldest connection of the
+ * address that holds the most, unless its own address holds as many (then it is closed itself).
+ */
 export function boundConnections(server: Server, limits: ControlHttpLimits, log: Logger): () => string {
-  server.maxConnections = limits.maxConnections;
   let dropped = 0;
   const throttle = new LogThrottle();
-  server.on('drop', (data?: { remoteAddress?: string }) => {
+  /** Open connections by client address, oldest first. */
+  const byAddress = new Map<string, Set<Socket>>();
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '';
+    let own = byAddress.get(address);
+    if (own === undefined) byAddress.set(address, (own = new Set()));
+    own.add(socket);
+    open++;
+    socket.once('close', () => {
+      open--;
+      own.delete(socket);
+      if (own.size === 0 && byAddress.get(address) === own) byAddress.delete(address);
+    });
+    if (open <= limits.maxConnections) return;
+    let most = own;
+    for (const held of byAddress.values()) if (held.size > most.size) most = held;
+    const victim = most === own ? socket : most.values().next().value!;
     dropped++;
     throttle.note((skipped) =>
-      log.warn('HTTP API connection refused: too many open', {
+      log.warn('HTTP API connection closed: too many open', {
         max: limits.maxConnections,
-        remote: data?.remoteAddress,
+        remote: address,
+        closed: victim === socket ? 'the new one' : `the oldest of ${victim.remoteAddress}`,
         unloggedBefore: skipped,
       }),
     );
+    victim.destroy();
   });
   return () => {
     const registry = new Registry();
     registry
       .counter(
         'trellis_control_http_connections_dropped_total',
-        'Connections to the HTTP API closed as they arrived because it held its maximum.',
+        'Connections to the HTTP API closed because it held its maximum: the new one, or the oldest of the client address holding the most.',
         [],
       )
       .labels()
