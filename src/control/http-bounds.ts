@@ -21,6 +21,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../core/prometheus.ts';
+import { ConnectionShare } from './connection-share.ts';
 
 export interface ControlHttpLimits {
   /** Connections held at once; more are closed as they arrive. */
@@ -57,44 +58,22 @@ export function serverDeadlines(limits: ControlHttpLimits): {
   };
 }
 
-/**
- * Caps `server`'s connections; the metrics() of what was dropped. With the cap reached, one client
- * address must not keep the others out (a client that holds every connection, each renewed as the
- * head timeout closes it, would): a newcomer takes the place of the oldest connection of the
- * address that holds the most, unless its own address holds as many (then it is closed itself).
- */
+/** Caps `server`'s connections, shared fairly among client addresses; the metrics() of what was closed. */
 export function boundConnections(server: Server, limits: ControlHttpLimits, log: Logger): () => string {
   let dropped = 0;
   const throttle = new LogThrottle();
-  /** Open connections by client address, oldest first. */
-  const byAddress = new Map<string, Set<Socket>>();
-  let open = 0;
-  server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '';
-    let own = byAddress.get(address);
-    if (own === undefined) byAddress.set(address, (own = new Set()));
-    own.add(socket);
-    open++;
-    socket.once('close', () => {
-      open--;
-      own.delete(socket);
-      if (own.size === 0 && byAddress.get(address) === own) byAddress.delete(address);
-    });
-    if (open <= limits.maxConnections) return;
-    let most = own;
-    for (const held of byAddress.values()) if (held.size > most.size) most = held;
-    const victim = most === own ? socket : most.values().next().value!;
+  const share = new ConnectionShare(limits.maxConnections, (victim) => {
     dropped++;
     throttle.note((skipped) =>
       log.warn('HTTP API connection closed: too many open', {
         max: limits.maxConnections,
-        remote: address,
-        closed: victim === socket ? 'the new one' : `the oldest of ${victim.remoteAddress}`,
+        closed: victim.newcomer ? 'the new one' : 'the oldest of the address holding the most',
+        remote: victim.address,
         unloggedBefore: skipped,
       }),
     );
-    victim.destroy();
   });
+  server.on('connection', (socket: Socket) => share.admit(socket));
   return () => {
     const registry = new Registry();
     registry
