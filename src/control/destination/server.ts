@@ -94,12 +94,17 @@ export function addDestinationService(
         });
         return;
       }
-      if (options.limit !== undefined && !options.limit.admit(open.size, call)) return;
+      let release: (() => void) | null = null;
+      if (options.limit !== undefined) {
+        release = options.limit.admit(call, (status) => end(status.code, status.details));
+        if (release === null) return;
+      }
       let subscription: Subscription | null = null;
       let ended = false;
       const end = (code: grpc.status, details: string): void => {
         if (ended) return;
         ended = true;
+        release?.();
         open.delete(stop);
         queue.close();
         subscription?.unsubscribe();
