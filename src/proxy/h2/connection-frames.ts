@@ -11,6 +11,7 @@ import {
   MAX_CONNECTION_HEADER_BYTES,
   MAX_CONTINUATION_FRAMES,
   MAX_HEADER_BLOCK,
+  MAX_SETTINGS_ENTRIES,
   MAX_STREAM_HEADER_BYTES,
   STREAM_WINDOW,
 } from './limits.ts';
@@ -263,6 +264,9 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
     return;
   }
   if (payload.length % 6 !== 0) throw frameSizeError('SETTINGS');
+  if (payload.length / 6 > MAX_SETTINGS_ENTRIES)
+    throw new H2LimitError('settings-entries', `SETTINGS frame of over ${MAX_SETTINGS_ENTRIES} entries`);
+  let initialWindow = -1;
   for (let off = 0; off < payload.length; off += 6) {
     const key = payload.readUInt16BE(off);
     const value = payload.readUInt32BE(off + 2);
@@ -273,18 +277,11 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
       case Setting.MAX_CONCURRENT_STREAMS:
         c.peerMaxStreams = value;
         break;
-      case Setting.INITIAL_WINDOW_SIZE: {
+      case Setting.INITIAL_WINDOW_SIZE:
         if (value > MAX_WINDOW)
           throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE too large');
-        const delta = value - c.peerInitialWindow;
-        c.peerInitialWindow = value;
-        for (const s of c.streams.values()) {
-          s.sendWindow += delta;
-          if (s.sendWindow > MAX_WINDOW)
-            throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
-        }
+        initialWindow = value; // applied once, after the frame: every open stream is adjusted
         break;
-      }
       case Setting.MAX_FRAME_SIZE:
         if (value < 16_384 || value > 16_777_215) throw protocolError('SETTINGS_MAX_FRAME_SIZE out of range');
         c.peerMaxFrameSize = value;
@@ -296,6 +293,15 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
         break;
       default:
       // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (RFC 9113 6.5.2).
+    }
+  }
+  if (initialWindow !== -1 && initialWindow !== c.peerInitialWindow) {
+    const delta = initialWindow - c.peerInitialWindow;
+    c.peerInitialWindow = initialWindow;
+    for (const s of c.streams.values()) {
+      s.sendWindow += delta;
+      if (s.sendWindow > MAX_WINDOW)
+        throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
     }
   }
   c.writer.frame(FrameType.SETTINGS, Flag.ACK, 0, null);
