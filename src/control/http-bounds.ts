@@ -1,6 +1,8 @@
 // What one client can hold of the control plane's HTTP API (src/control/server.ts): anyone who
 // reaches it may connect (reads are open, and `trellis control` listens on 0.0.0.0), so it holds
-// at most `maxConnections` connections (more are closed at once, counted in
+// at most `maxConnections` connections (past it a newcomer takes the place of the oldest
+// connection of the address holding the most, or is closed itself when its own address holds as
+// many; counted in
 // trellis_control_http_connections_dropped_total and logged at most once per 10 s), a request head
 // must arrive within `headersTimeoutMs` and a whole request within `requestTimeoutMs` (node
 // answers 408 and closes; a response, such as a live tap's stream, is not limited), and a body is
@@ -15,9 +17,11 @@
 // lingering_close), and the connection is closed once the client stopped sending or that bound ran
 // out.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { LogThrottle } from '../core/log-rate-limit.ts';
 import { Registry } from '../core/prometheus.ts';
+import { ConnectionShare } from './connection-share.ts';
 
 export interface ControlHttpLimits {
   /** Connections held at once; more are closed as they arrive. */
@@ -54,27 +58,28 @@ export function serverDeadlines(limits: ControlHttpLimits): {
   };
 }
 
-/** Caps `server`'s connections; the metrics() of what was dropped. */
+/** Caps `server`'s connections, shared fairly among client addresses; the metrics() of what was closed. */
 export function boundConnections(server: Server, limits: ControlHttpLimits, log: Logger): () => string {
-  server.maxConnections = limits.maxConnections;
   let dropped = 0;
   const throttle = new LogThrottle();
-  server.on('drop', (data?: { remoteAddress?: string }) => {
+  const share = new ConnectionShare(limits.maxConnections, (victim) => {
     dropped++;
     throttle.note((skipped) =>
-      log.warn('HTTP API connection refused: too many open', {
+      log.warn('HTTP API connection closed: too many open', {
         max: limits.maxConnections,
-        remote: data?.remoteAddress,
+        closed: victim.newcomer ? 'the new one' : 'the oldest of the address holding the most',
+        remote: victim.address,
         unloggedBefore: skipped,
       }),
     );
   });
+  server.on('connection', (socket: Socket) => share.admit(socket));
   return () => {
     const registry = new Registry();
     registry
       .counter(
         'trellis_control_http_connections_dropped_total',
-        'Connections to the HTTP API closed as they arrived because it held its maximum.',
+        'Connections to the HTTP API closed because it held its maximum: the new one, or the oldest of the client address holding the most.',
         [],
       )
       .labels()

@@ -57,6 +57,7 @@ import {
 } from './http-bounds.ts';
 import { targetKey } from '../core/target.ts';
 import { startDestinationServer } from './destination/server.ts';
+import { DEFAULT_GRPC_CONNECTION_LIMITS, type GrpcConnectionLimits } from './grpc-listener.ts';
 import { WatchLimits } from './watch-limits.ts';
 import { endpointsOf, readLocalState, type StateFileCache } from './discovery/local-state.ts';
 import { MetricsCollector, type ScrapeTarget } from './metrics/collector.ts';
@@ -231,6 +232,8 @@ export interface ControlPlaneOptions {
   readonly httpLimits?: Partial<ControlHttpLimits>;
   /** Most open streams of each watch API (default MAX_WATCH_STREAMS, watch-limits.ts). */
   readonly maxWatchStreams?: number;
+  /** What callers can hold of the gRPC port (default DEFAULT_GRPC_CONNECTION_LIMITS, grpc-listener.ts). */
+  readonly grpcLimits?: Partial<GrpcConnectionLimits>;
   /** Who calls whom, fed by the scrapes (made by the caller to share it with a component). */
   readonly edges?: EdgeTracker;
 }
@@ -280,6 +283,7 @@ async function startPlane(
     clusterDomain: options.clusterDomain,
     log: options.log,
     limit: watchLimits.of('destination'),
+    connectionLimits: { ...DEFAULT_GRPC_CONNECTION_LIMITS, ...options.grpcLimits },
     addServices: (server) => {
       for (const c of components) c.addGrpcServices?.(server, watchLimits);
     },
@@ -310,7 +314,7 @@ async function startPlane(
     hostGuard: options.onlyThisHostByName === true ? new HostGuard(log) : null,
     tapClientTls: options.tapClientTls ?? (() => null),
     limits,
-    connectionMetrics: () => dropMetrics() + watchLimits.metrics(),
+    connectionMetrics: () => dropMetrics() + destination.metrics() + watchLimits.metrics(),
   };
   const http = createServer(serverDeadlines(limits), (req, res) => answerHttp(req, res, api));
   const dropMetrics = boundConnections(http, limits, log);

@@ -41,7 +41,14 @@ export class WatchStreams<Message> {
   /** Serves `call`: `build()` is its message, recomputed on every change of the source. */
   serve(call: grpc.ServerWritableStream<unknown, Message>, build: () => Message): void {
     const streams = this.#streams;
-    if (this.#limit !== null && !this.#limit.admit(streams.size, call)) return;
+    let release: (() => void) | null = null;
+    if (this.#limit !== null) {
+      release = this.#limit.admit(call, (status) => {
+        end();
+        if (!call.cancelled) call.emit('error', status);
+      });
+      if (release === null) return;
+    }
     streams.add(call);
     let lastSent = '';
     let unsubscribe: () => void = () => {};
@@ -54,6 +61,7 @@ export class WatchStreams<Message> {
       call.write(message);
     };
     const end = (): void => {
+      release?.();
       streams.delete(call);
       unsubscribe();
     };

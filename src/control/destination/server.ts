@@ -19,6 +19,7 @@ import {
 } from '../discovery/watcher.ts';
 import { SubscriberQueue } from './translator.ts';
 import type { StreamLimit } from '../watch-limits.ts';
+import { DEFAULT_GRPC_CONNECTION_LIMITS, listenGrpc, type GrpcConnectionLimits } from '../grpc-listener.ts';
 
 export interface DestinationServiceOptions {
   readonly watcher: Watcher;
@@ -93,12 +94,17 @@ export function addDestinationService(
         });
         return;
       }
-      if (options.limit !== undefined && !options.limit.admit(open.size, call)) return;
+      let release: (() => void) | null = null;
+      if (options.limit !== undefined) {
+        release = options.limit.admit(call, (status) => end(status.code, status.details));
+        if (release === null) return;
+      }
       let subscription: Subscription | null = null;
       let ended = false;
       const end = (code: grpc.status, details: string): void => {
         if (ended) return;
         ended = true;
+        release?.();
         open.delete(stop);
         queue.close();
         subscription?.unsubscribe();
@@ -148,6 +154,8 @@ export interface DestinationServer {
   /** The port it listens on (the one asked for, or the one the system chose for port 0). */
   readonly port: number;
   readonly service: DestinationServiceHandle;
+  /** The port's connection metrics (grpc-listener.ts). */
+  metrics(): string;
   /** Ends every stream and stops the server. Idempotent. */
   close(): Promise<void>;
 }
@@ -158,22 +166,26 @@ export async function startDestinationServer(
     readonly listen: string;
     /** Adds the other control-plane services (Identity, Policy) to the same server before it binds. */
     readonly addServices?: (server: grpc.Server) => void;
+    /** What callers can hold of the port (default DEFAULT_GRPC_CONNECTION_LIMITS, grpc-listener.ts). */
+    readonly connectionLimits?: GrpcConnectionLimits;
   },
 ): Promise<DestinationServer> {
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES });
+  const limits = options.connectionLimits ?? DEFAULT_GRPC_CONNECTION_LIMITS;
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_GRPC_MESSAGE_BYTES,
+    'grpc.max_connection_idle_ms': limits.idleMs,
+  });
   const service = addDestinationService(server, options);
   options.addServices?.(server);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.listen, grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
-  });
+  const listener = await listenGrpc(server, options.listen, limits, options.log ?? silentLogger);
   let closing: Promise<void> | null = null;
   return {
-    port,
+    port: listener.port,
     service,
+    metrics: () => listener.metrics(),
     close() {
       closing ??= new Promise<void>((resolve) => {
+        listener.close();
         service.closeStreams();
         // The streams ended above still flush their status; cut whatever is left after a moment.
         const force = setTimeout(() => server.forceShutdown(), 1000);

@@ -11,6 +11,7 @@ import {
   MAX_CONNECTION_HEADER_BYTES,
   MAX_CONTINUATION_FRAMES,
   MAX_HEADER_BLOCK,
+  MAX_SETTINGS_ENTRIES,
   MAX_STREAM_HEADER_BYTES,
   STREAM_WINDOW,
 } from './limits.ts';
@@ -62,7 +63,10 @@ export function handleFrame(c: H2Connection, type: number, flags: number, id: nu
       return;
     case FrameType.PRIORITY:
       if (id === 0) throw protocolError('PRIORITY on stream 0');
-      if (payload.length !== 5) c.streams.get(id)?.reset(ErrorCode.FRAME_SIZE_ERROR);
+      if (payload.length !== 5) {
+        const s = c.streams.get(id);
+        if (s !== undefined) streamError(c, s, ErrorCode.FRAME_SIZE_ERROR);
+      }
       return;
     case FrameType.PUSH_PROMISE:
       throw protocolError('server push was disabled');
@@ -114,7 +118,7 @@ function onData(c: H2Connection, flags: number, id: number, payload: Buffer): vo
  */
 function refuseData(c: H2Connection, id: number, s: H2Stream | undefined, len: number, code: number): void {
   c.creditConnection(len);
-  if (s !== undefined) return s.reset(code);
+  if (s !== undefined) return streamError(c, s, code);
   c.writer.rstStream(id, code);
   c.scheduleFlush();
 }
@@ -185,7 +189,7 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     s.headerBytes = size;
     c.headerBytesHeld += size;
     if (checkFields(fields, 'request') !== null) {
-      s.reset(ErrorCode.PROTOCOL_ERROR);
+      streamError(c, s, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (end) s.remoteEnded = true;
@@ -193,7 +197,7 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
     return;
   }
   if (s.remoteEnded) {
-    s.reset(ErrorCode.STREAM_CLOSED);
+    streamError(c, s, ErrorCode.STREAM_CLOSED);
     return;
   }
   // Every block counts (a server may send 1xx responses without end): per stream, and towards
@@ -208,16 +212,16 @@ function headerBlock(c: H2Connection, id: number, flags: number, block: Buffer):
         ? `stream ${id} received over ${MAX_STREAM_HEADER_BYTES} header bytes`
         : `open streams hold over ${MAX_CONNECTION_HEADER_BYTES} header bytes`,
     );
-    s.reset(ErrorCode.ENHANCE_YOUR_CALM);
+    streamError(c, s, ErrorCode.ENHANCE_YOUR_CALM);
     return;
   }
   const kind = fields[0] === ':status' ? 'response' : 'trailers';
   if (c.role === 'server' && !end) {
-    s.reset(ErrorCode.PROTOCOL_ERROR); // a second block from a client can only be trailers
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR); // a second block from a client can only be trailers
     return;
   }
   if (checkFields(fields, kind) !== null) {
-    s.reset(ErrorCode.PROTOCOL_ERROR);
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR);
     return;
   }
   if (end) s.remoteEnded = true;
@@ -231,12 +235,26 @@ function onReset(c: H2Connection, id: number, payload: Buffer): void {
   if (id > c.lastStreamId) throw protocolError(`RST_STREAM on idle stream ${id}`);
   const s = c.streams.get(id);
   if (s === undefined) return;
-  // Opening streams and resetting them at once costs the peer nothing and us an exchange each
-  // (the "rapid reset" attack): a client that cancels more streams than MAX_PEER_RESETS a second
-  // before their response is refused the connection.
-  if (c.role === 'server' && !s.localEnded && c.countPeerReset())
-    throw new H2LimitError('peer-resets', 'too many streams reset by the peer');
+  countPeerReset(c, s);
   s.close(payload.readUInt32BE(0));
+}
+
+/**
+ * Opening streams and resetting them at once costs the peer nothing and us an exchange each (the
+ * "rapid reset" attack, CVE-2023-44487): a client that cancels more than MAX_PEER_RESETS streams
+ * a second before their response is refused the connection. A stream we reset because of the
+ * peer's frame counts the same ("MadeYouReset", CVE-2025-8671): a WINDOW_UPDATE of 0 or a
+ * PRIORITY of the wrong size after each request cancelled it just as cheaply.
+ */
+function countPeerReset(c: H2Connection, s: H2Stream): void {
+  if (c.role === 'server' && !s.localEnded && c.countPeerReset())
+    throw new H2LimitError('peer-resets', 'too many streams reset by the peer or for its errors');
+}
+
+/** A stream error caused by the peer's frame: the stream is reset with `code`, and counted. */
+function streamError(c: H2Connection, s: H2Stream, code: number): void {
+  countPeerReset(c, s);
+  s.reset(code);
 }
 
 function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer): void {
@@ -246,6 +264,9 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
     return;
   }
   if (payload.length % 6 !== 0) throw frameSizeError('SETTINGS');
+  if (payload.length / 6 > MAX_SETTINGS_ENTRIES)
+    throw new H2LimitError('settings-entries', `SETTINGS frame of over ${MAX_SETTINGS_ENTRIES} entries`);
+  let initialWindow = -1;
   for (let off = 0; off < payload.length; off += 6) {
     const key = payload.readUInt16BE(off);
     const value = payload.readUInt32BE(off + 2);
@@ -256,18 +277,11 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
       case Setting.MAX_CONCURRENT_STREAMS:
         c.peerMaxStreams = value;
         break;
-      case Setting.INITIAL_WINDOW_SIZE: {
+      case Setting.INITIAL_WINDOW_SIZE:
         if (value > MAX_WINDOW)
           throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE too large');
-        const delta = value - c.peerInitialWindow;
-        c.peerInitialWindow = value;
-        for (const s of c.streams.values()) {
-          s.sendWindow += delta;
-          if (s.sendWindow > MAX_WINDOW)
-            throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
-        }
+        initialWindow = value; // applied once, after the frame: every open stream is adjusted
         break;
-      }
       case Setting.MAX_FRAME_SIZE:
         if (value < 16_384 || value > 16_777_215) throw protocolError('SETTINGS_MAX_FRAME_SIZE out of range');
         c.peerMaxFrameSize = value;
@@ -279,6 +293,15 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
         break;
       default:
       // MAX_HEADER_LIST_SIZE is advisory; unknown settings are ignored (RFC 9113 6.5.2).
+    }
+  }
+  if (initialWindow !== -1 && initialWindow !== c.peerInitialWindow) {
+    const delta = initialWindow - c.peerInitialWindow;
+    c.peerInitialWindow = initialWindow;
+    for (const s of c.streams.values()) {
+      s.sendWindow += delta;
+      if (s.sendWindow > MAX_WINDOW)
+        throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
     }
   }
   c.writer.frame(FrameType.SETTINGS, Flag.ACK, 0, null);
@@ -319,12 +342,12 @@ function onWindowUpdate(c: H2Connection, id: number, payload: Buffer): void {
     return;
   }
   if (inc === 0) {
-    s.reset(ErrorCode.PROTOCOL_ERROR);
+    streamError(c, s, ErrorCode.PROTOCOL_ERROR);
     return;
   }
   s.sendWindow += inc;
   if (s.sendWindow > MAX_WINDOW) {
-    s.reset(ErrorCode.FLOW_CONTROL_ERROR);
+    streamError(c, s, ErrorCode.FLOW_CONTROL_ERROR);
     return;
   }
   if (s.blocked) {

@@ -68,6 +68,11 @@ export interface ExchangeContext {
   /** Where RequestMirror copies go (outbound/mirror.ts); null: none are sent. */
   mirrors: RequestMirrors | null;
   responseTimeoutMs: number;
+  /**
+   * Bytes the interim (1xx) heads of one response may have together (http1.maxHeaderBytes, as
+   * on HTTP/1: upstream-conn.ts), each measured as its HTTP/1 head would be.
+   */
+  maxInterimBytes: number;
   route(authority: string | undefined, connTarget: Target | null): Target | null;
   connTarget: Target | null;
   peer: string;
@@ -127,6 +132,8 @@ export class H2Exchange implements EndpointSink {
   private responseComplete = false;
   private upstreamComplete = false;
   private upstreamClosedByProxy = false;
+  /** Bytes of the interim (1xx) heads received so far (bounded by ctx.maxInterimBytes). */
+  private interimBytes = 0;
   /** The current attempt's endpoint, until it is reported back (done) to the balancer. */
   private endpointPick: EndpointPick | null = null;
   /** The connect failure that made this stream try another endpoint (at most once). */
@@ -476,7 +483,7 @@ export class H2Exchange implements EndpointSink {
     this.upstream = up;
     this.upstreamSession = session;
     up.on('headers', (headers: http2.IncomingHttpHeaders) =>
-      guard(ctx.log, () => up === this.upstream && this.onInformational(headers)),
+      guard(ctx.log, () => up === this.upstream && this.onInformational(up, headers)),
     );
     up.once('response', (headers: http2.IncomingHttpHeaders, flags: number, raw: string[] | undefined) =>
       guard(ctx.log, () =>
@@ -533,7 +540,17 @@ export class H2Exchange implements EndpointSink {
     downstream.pipe(up, { end: false });
   }
 
-  private onInformational(headers: http2.IncomingHttpHeaders): void {
+  private onInformational(up: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    // Passed on as they come: an upstream that sent them without end grew the proxy without bound.
+    this.interimBytes += interimHeadBytes(headers);
+    if (this.interimBytes > this.ctx.maxInterimBytes) {
+      this.closeUpstream(up, NGHTTP2_CANCEL);
+      this.respondWithError(
+        'upstream-bad-response',
+        `interim (1xx) responses over ${this.ctx.maxInterimBytes} bytes`,
+      );
+      return;
+    }
     const status = Number(headers[':status']);
     if (status >= 100 && status < 200 && !this.responded && !this.downstream.headersSent) {
       this.downstream.additionalHeaders(forwardableHeaders(headers));
@@ -845,4 +862,15 @@ function guard(log: Logger, fn: () => unknown, fallback?: () => unknown): void {
       // the stream is already gone
     }
   }
+}
+
+/** An interim head's size as HTTP/1 would have it: "HTTP/1.1 1xx \r\n", a line per field, "\r\n". */
+function interimHeadBytes(headers: http2.IncomingHttpHeaders): number {
+  let bytes = 'HTTP/1.1 100 \r\n\r\n'.length;
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const value = headers[name];
+    for (const v of Array.isArray(value) ? value : [value]) bytes += name.length + 4 + String(v).length;
+  }
+  return bytes;
 }

@@ -206,6 +206,7 @@ export class H2Proxy {
       routes: opts.routes ?? null,
       mirrors: opts.mirrors ?? null,
       responseTimeoutMs: opts.responseTimeoutMs,
+      maxInterimBytes: this.headLimits.maxHeaderBytes,
       route: (authority, connTarget) => opts.route(authority, connTarget),
       connTarget: conn.connTarget,
       peer: conn.peer,

@@ -61,6 +61,8 @@ export class UpstreamConn implements H1Upstream {
   private readonly chunkSink: ChunkSink;
   /** The connection may carry another exchange once this one is over. */
   private reusable = true;
+  /** Bytes of this response's interim (1xx) heads so far: together bounded like one head. */
+  private interimBytes = 0;
 
   constructor(pool: UpstreamPool, socket: net.Socket, host: PoolHost, limits: H1Limits) {
     this.pool = pool;
@@ -158,6 +160,7 @@ export class UpstreamConn implements H1Upstream {
     this.method = method;
     this.state = RES_HEAD;
     this.buf = null;
+    this.interimBytes = 0;
     this.decoder = null;
     this.endedWith = null;
   }
@@ -240,8 +243,21 @@ export class UpstreamConn implements H1Upstream {
       }
       this.buf = r.end < buf.length ? buf.subarray(r.end) : null;
       const head = r.head;
-      if (head.status < 200 && head.status !== 101) owner.onInterim(head);
-      else this.onHead(owner, head);
+      if (head.status >= 200 || head.status === 101) {
+        this.onHead(owner, head);
+        continue;
+      }
+      // Interim heads are passed on as they come, whether or not the client reads them: an
+      // upstream that sent them without end grew the proxy without bound. Together they get the
+      // bound of one head (http1.maxHeaderBytes); past it the response is a bad one.
+      this.interimBytes += r.end;
+      if (this.interimBytes > this.limits.maxHeaderBytes) {
+        this.buf = null;
+        this.close();
+        owner.onBadResponse(`interim (1xx) responses over ${this.limits.maxHeaderBytes} bytes`);
+        return;
+      }
+      owner.onInterim(head);
     }
   }
 

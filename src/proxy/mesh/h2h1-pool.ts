@@ -20,6 +20,19 @@ import { closedAfterHandshake, connectMesh, type MeshClientContext } from './con
 import { ALPN_H2H1 } from './protocol.ts';
 
 const MAX_PER_TARGET = 4;
+/**
+ * Requests one endpoint's slot holds while they wait for a connection with room. A peer can
+ * announce SETTINGS_MAX_CONCURRENT_STREAMS 0 (or keep every stream busy): its connections are
+ * then open and never have room, and requests waited for it without end. Each waits at most
+ * twice the connect timeout (connect-timeout), and past this many the next fails at once.
+ */
+export const MAX_WAITERS_PER_TARGET = 1024;
+
+/** A request waiting in a slot for a connection with room, until its deadline. */
+interface Waiter {
+  readonly cb: ConnCallback;
+  readonly timer: NodeJS.Timeout;
+}
 
 export type ConnCallback = (
   conn: H2Connection | null,
@@ -43,7 +56,7 @@ interface Slot {
   readonly identity: string;
   readonly conns: H2Connection[];
   connecting: number;
-  readonly waiters: ConnCallback[];
+  readonly waiters: Waiter[];
   /**
    * The drain's grace once its endpoint left discovery (0: it has not): the slot is out of the
    * pool, and a connection still being made drains once it served the slot's waiters.
@@ -114,7 +127,26 @@ export class MeshH2Pool {
         return;
       }
     }
-    slot.waiters.push(cb);
+    if (slot.waiters.length >= MAX_WAITERS_PER_TARGET) {
+      cb(null, 'connect-failed', new Error(`${MAX_WAITERS_PER_TARGET} requests already wait for ${key}`));
+      return;
+    }
+    // Twice the connect timeout: a connection being made fails its waiters itself, with its reason.
+    const ms = 2 * this.opts.connectTimeoutMs;
+    const waiter: Waiter = {
+      cb,
+      timer: setTimeout(() => {
+        const i = slot.waiters.indexOf(waiter);
+        if (i === -1) return;
+        slot.waiters.splice(i, 1);
+        cb(
+          null,
+          'connect-timeout',
+          new Error(`no connection with room for a stream to ${key} within ${ms} ms`),
+        );
+      }, ms),
+    };
+    slot.waiters.push(waiter);
     if (slot.connecting === 0 && slot.conns.length < MAX_PER_TARGET) this.connect(key, slot);
   }
 
@@ -172,14 +204,19 @@ export class MeshH2Pool {
     while (slot.waiters.length > 0) {
       const conn = slot.conns.find((c) => c.hasRoom());
       if (conn === undefined) return;
-      slot.waiters.shift()!(conn, null);
+      const waiter = slot.waiters.shift()!;
+      clearTimeout(waiter.timer);
+      waiter.cb(conn, null);
     }
   }
 
   private failWaiters(key: string, slot: Slot, reason: ConnectFailureReason, err?: Error): void {
     const waiters = slot.waiters.splice(0);
     if (slot.conns.length === 0 && slot.connecting === 0) this.forgetSlot(key, slot);
-    for (const w of waiters) w(null, reason, err);
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.cb(null, reason, err);
+    }
   }
 
   private remove(key: string, slot: Slot, conn: H2Connection): void {

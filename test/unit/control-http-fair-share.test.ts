@@ -1,0 +1,78 @@
+// One client address must not take every connection of the control plane's HTTP API: with the
+// bound reached, a newcomer from another address gets room (the oldest connection of the address
+// holding the most is closed), and only an address that already holds the most is refused. Before,
+// 512 silent connections from one address (renewed as the head timeout closed them) kept every
+// other client out: proxies' trace exports, Prometheus, the CLI.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { LocalWatcher } from '../../src/control/discovery/local.ts';
+import { localCatalog, startControlPlane } from '../../src/control/server.ts';
+import { removeTempDir } from '../helpers/temp-dir.ts';
+
+async function startPlane(t: { after(fn: () => unknown): void }, maxConnections: number): Promise<number> {
+  const root = await mkdtemp(join(tmpdir(), 'trellis-fair-share-'));
+  t.after(() => removeTempDir(root));
+  const plane = await startControlPlane({
+    watcher: new LocalWatcher({ root }),
+    catalog: localCatalog(root),
+    grpcListen: '127.0.0.1:0',
+    httpListen: '127.0.0.1:0',
+    components: [],
+    httpLimits: { maxConnections },
+  });
+  t.after(() => plane.close());
+  return Number(plane.http.slice(plane.http.lastIndexOf(':') + 1));
+}
+
+async function open(port: number, from: string): Promise<Socket> {
+  const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** GET `path` on a new connection from `from`: the raw answer ('' when closed without one). */
+async function get(port: number, from: string, path: string): Promise<string> {
+  const socket = await open(port, from);
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
+  const timer = setTimeout(() => socket.destroy(), 5000);
+  await once(socket, 'close');
+  clearTimeout(timer);
+  return text;
+}
+
+const closedSoon = (s: Socket): Promise<boolean> =>
+  s.destroyed || s.readableEnded
+    ? Promise.resolve(true)
+    : Promise.race([
+        once(s, 'close').then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+      ]);
+
+test('an address that holds every connection of the HTTP API does not keep another one out', async (t) => {
+  const port = await startPlane(t, 8);
+  const attacker: Socket[] = [];
+  for (let i = 0; i < 8; i++) attacker.push(await open(port, '127.0.0.2'));
+  t.after(() => attacker.forEach((s) => s.destroy()));
+
+  const answer = await get(port, '127.0.0.1', '/healthz');
+  assert.match(answer, /^HTTP\/1\.1 200 /, 'the other address is served');
+  assert.ok(await closedSoon(attacker[0]!), "the attacker's oldest connection made room");
+  // The attacker takes the room back, but an address that holds the most is refused another one.
+  const refill = await open(port, '127.0.0.2');
+  const more = await open(port, '127.0.0.2');
+  t.after(() => refill.destroy());
+  assert.ok(await closedSoon(more), 'a ninth connection from the attacker is closed');
+  assert.equal(
+    [...attacker.slice(1), refill].filter((s) => s.destroyed).length,
+    0,
+    'its other connections stay',
+  );
+});

@@ -1,0 +1,134 @@
+// What a peer of the own HTTP/2 (trellis-h2h1/1) can make the proxy spend.
+//
+// "MadeYouReset" (CVE-2025-8671): instead of cancelling its streams itself (rapid reset, counted
+// against MAX_PEER_RESETS), a client makes the proxy reset them, with a frame that is a stream
+// error (a WINDOW_UPDATE of 0, a PRIORITY of the wrong size, DATA after the stream's end). Each such
+// stream reached the app first, and the proxy dropped it at no cost to the client, without end on
+// one connection. A stream the proxy resets because of the peer's frame counts like one the peer
+// reset.
+//
+// SETTINGS: each INITIAL_WINDOW_SIZE entry adjusted every open stream, so one 16 KiB frame of
+// 2,730 entries cost 2.7 million adjustments.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ErrorCode, FrameType, Setting } from '../../src/proxy/h2/frames.ts';
+import { MAX_PEER_RESETS } from '../../src/proxy/h2/limits.ts';
+import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
+import type { FrameWriter } from '../../src/proxy/h2/frames.ts';
+import { GET, RawPeer, rawClient, rawFrames } from '../helpers/h2-raw.ts';
+import { exchange, h2Client, startInboundWorld } from '../helpers/h2h1-inbound.ts';
+
+const STREAMS = MAX_PEER_RESETS + 500;
+
+const provocations: Record<string, (w: FrameWriter, id: number) => void> = {
+  'WINDOW_UPDATE of 0': (w, id) => w.windowUpdate(id, 0),
+  'PRIORITY of the wrong size': (w, id) => w.frame(FrameType.PRIORITY, 0, id, Buffer.alloc(4)),
+  'DATA after END_STREAM': (w, id) => w.data(id, Buffer.from('x'), false, 16384),
+};
+
+for (const [name, provoke] of Object.entries(provocations)) {
+  test(`made you reset (${name}): a client that makes the proxy reset its streams loses the connection like one that resets them`, async () => {
+    // The app answers late, so that every stream is reset before its response.
+    const world = await startInboundWorld({ answer: (_req, res) => setTimeout(() => res.end('ok'), 200) });
+    const peer = await RawPeer.connect(world.port);
+    try {
+      await peer.write(rawClient(() => {}));
+      const enc = new HpackEncoder();
+      // In batches of 100, each stream's request then the frame that makes the proxy reset it,
+      // all well within a second.
+      for (let first = 0; first < STREAMS && !peer.closed; first += 100) {
+        await peer.write(
+          rawFrames((w) => {
+            for (let k = first; k < first + 100; k++) {
+              const id = 2 * k + 1;
+              w.headers(id, enc.encode(GET(`/m${id}`)), true, 16384);
+              provoke(w, id);
+            }
+          }),
+        );
+      }
+      const goaway = await peer.frame(FrameType.GOAWAY, 3000);
+      const resets = peer.frames.filter((f) => f.type === FrameType.RST_STREAM).length;
+      assert.ok(
+        goaway !== undefined,
+        `no GOAWAY after ${STREAMS} streams the proxy reset (${resets} RST_STREAM)`,
+      );
+      assert.equal(goaway.payload.readUInt32BE(4), ErrorCode.ENHANCE_YOUR_CALM);
+      assert.ok(resets >= MAX_PEER_RESETS && resets < STREAMS, `${resets} streams reset`);
+      // Other clients are still served.
+      const conn = await h2Client(world.port);
+      assert.equal((await exchange(conn, GET('/after'))).status, 200);
+      conn.destroy(null);
+    } finally {
+      peer.close();
+      await world.close();
+    }
+  });
+}
+
+test('a SETTINGS frame of thousands of INITIAL_WINDOW_SIZE entries costs the peer its connection, not the proxy a pass over its streams per entry', async () => {
+  // 999 open streams, then a 16 KiB SETTINGS frame of 2,730 entries: each entry used to adjust
+  // every stream (100 such frames took 1.7 s of the proxy's CPU, against 0.1 s with no stream open).
+  const world = await startInboundWorld({ answer: () => {} });
+  const peer = await RawPeer.connect(world.port);
+  try {
+    await peer.write(rawClient(() => {}));
+    const enc = new HpackEncoder();
+    await peer.write(
+      rawFrames((w) => {
+        for (let k = 0; k < 999; k++) w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), true, 16384);
+      }),
+    );
+    const entries = Buffer.alloc(2730 * 6);
+    for (let i = 0; i < 2730; i++) {
+      entries.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, i * 6);
+      entries.writeUInt32BE(65_535 + (i % 2), i * 6 + 2);
+    }
+    await peer.write(rawFrames((w) => w.frame(FrameType.SETTINGS, 0, 0, entries)));
+    const goaway = await peer.frame(FrameType.GOAWAY, 3000);
+    assert.ok(goaway !== undefined, 'GOAWAY');
+    assert.equal(goaway.payload.readUInt32BE(4), ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(world.metrics.limits.includes('settings-entries'), world.metrics.limits.join());
+  } finally {
+    peer.close();
+    await world.close();
+  }
+});
+
+test('INITIAL_WINDOW_SIZE given several times in one SETTINGS frame: the last one holds', async () => {
+  // The app answers 100 KiB; the client's window is 0, then one frame says 10, 0 and 70,000.
+  const world = await startInboundWorld({ answer: (_req, res) => res.end(Buffer.alloc(100_000, 'z')) });
+  const peer = await RawPeer.connect(world.port);
+  try {
+    await peer.write(
+      rawClient(
+        (w, enc) => w.headers(1, enc.encode(GET('/big')), true, 16384),
+        [[Setting.INITIAL_WINDOW_SIZE, 0]],
+      ),
+    );
+    await peer.frame(FrameType.HEADERS, 3000);
+    const settings = Buffer.alloc(18);
+    [10, 0, 70_000].forEach((v, i) => {
+      settings.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, i * 6);
+      settings.writeUInt32BE(v, i * 6 + 2);
+    });
+    // The connection's window is 65,535: raise it, so that only the stream's window counts.
+    await peer.write(
+      rawFrames((w) => {
+        w.frame(FrameType.SETTINGS, 0, 0, settings);
+        w.windowUpdate(0, 1 << 20);
+      }),
+    );
+    const deadline = Date.now() + 3000;
+    const got = (): number =>
+      peer.frames
+        .filter((f) => f.type === FrameType.DATA && f.id === 1)
+        .reduce((n, f) => n + f.payload.length, 0);
+    while (got() < 70_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100)); // nothing more may come
+    assert.equal(got(), 70_000);
+  } finally {
+    peer.close();
+    await world.close();
+  }
+});
