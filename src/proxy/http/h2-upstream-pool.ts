@@ -7,7 +7,12 @@
 // streams are done (destroyed after the drain's grace).
 //
 // `request` resolves with a stream only once its session is connected (SETTINGS received), so a connect failure is
-// told apart from a failure of the exchange itself (502 connect-failed vs a reset).
+// told apart from a failure of the exchange itself (502 connect-failed vs a reset), and only once a
+// session has room for it under the peer's SETTINGS_MAX_CONCURRENT_STREAMS: when every session of
+// the target is full (at most maxSessionsPerTarget), a request waits in the pool, at most
+// MAX_WAITING per target (more: 502 connect-failed at once) and at most twice the connect timeout
+// (504 connect-timeout), never in node:http2's own queue, which has neither bound: a peer that
+// announces 0 streams would hold every request forever.
 //
 // Sessions to meshed endpoints (an expected identity given) run over mTLS connections that the
 // `secure` connector opens (ALPN trellis-h2/1); they are pooled by address and identity and carry
@@ -71,8 +76,15 @@ interface PooledSession {
   draining: boolean;
 }
 
+/** Requests that may wait for room on the sessions of one target. */
+export const MAX_WAITING = 1024;
+/** How long a request waits for room when connects have no timeout (connectTimeoutMs 0). */
+const UNTIMED_WAIT_MS = 10_000;
+
 export class H2UpstreamPool {
   private readonly opts: H2UpstreamPoolOptions;
+  /** Per pool key, the requests waiting for a session with room: each is woken to pick again. */
+  private readonly waiting = new Map<string, Set<() => void>>();
   private readonly maxSessions: number;
   private readonly byTarget = new Map<string, PooledSession[]>();
   private readonly all = new Set<PooledSession>();
@@ -98,15 +110,61 @@ export class H2UpstreamPool {
     if (identity !== null) await this.meshReady(target);
     // A session can be lost between being picked and being used (GOAWAY while connecting);
     // one more attempt on a fresh session covers that race without looping.
-    for (let attempt = 0; ; attempt++) {
+    let deadline = 0;
+    for (let attempt = 0; ;) {
       const pooled = this.pick(target, identity);
       await pooled.ready;
       if (!pooled.usable || pooled.session.closed || pooled.session.destroyed) {
-        if (attempt === 0) continue;
+        if (attempt++ === 0) continue;
         throw new UpstreamConnectError('connect-failed', `session to ${targetKey(target)} closed before use`);
+      }
+      if (pooled.idle.active >= streamLimit(pooled)) {
+        // Every session is full: wait for room, then pick again.
+        const connectMs = this.opts.connectTimeoutMs;
+        deadline ||= performance.now() + (connectMs > 0 ? 2 * connectMs : UNTIMED_WAIT_MS);
+        await this.roomFor(pooled.key, deadline);
+        continue;
       }
       return { stream: this.open(pooled, headers, options), session: pooled.session };
     }
+  }
+
+  /** Resolves when a session under `key` may have room; rejects past `deadline` or when too many wait. */
+  private roomFor(key: string, deadline: number): Promise<void> {
+    let waiters = this.waiting.get(key);
+    if (waiters === undefined) this.waiting.set(key, (waiters = new Set()));
+    if (waiters.size >= MAX_WAITING)
+      return Promise.reject(
+        new UpstreamConnectError(
+          'connect-failed',
+          `${MAX_WAITING} requests already wait for a stream to ${key}`,
+        ),
+      );
+    const all = waiters;
+    return new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        all.delete(wake);
+        if (all.size === 0 && this.waiting.get(key) === all) this.waiting.delete(key);
+        resolve();
+      };
+      const timer = setTimeout(
+        () => {
+          all.delete(wake);
+          if (all.size === 0 && this.waiting.get(key) === all) this.waiting.delete(key);
+          reject(new UpstreamConnectError('connect-timeout', `no stream to ${key} became free in time`));
+        },
+        Math.max(1, deadline - performance.now()),
+      );
+      all.add(wake);
+    });
+  }
+
+  /** Wakes the requests waiting for room under `key` (a stream closed, a session left or changed). */
+  private wake(key: string): void {
+    const waiters = this.waiting.get(key);
+    if (waiters === undefined) return;
+    for (const wake of [...waiters]) wake();
   }
 
   private open(
@@ -117,7 +175,10 @@ export class H2UpstreamPool {
     const stream = pooled.session.request(headers, options);
     stream.on('error', () => {}); // until the caller's own listener is attached (a tick later)
     pooled.idle.streamOpened();
-    stream.once('close', () => pooled.idle.streamClosed());
+    stream.once('close', () => {
+      pooled.idle.streamClosed();
+      this.wake(pooled.key);
+    });
     return stream;
   }
 
@@ -167,11 +228,11 @@ export class H2UpstreamPool {
     const sessions = this.byTarget.get(key) ?? [];
     let leastLoaded: PooledSession | undefined;
     for (const pooled of sessions) {
-      const limit = pooled.session.remoteSettings?.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
-      if (pooled.idle.active < limit) return pooled;
+      if (pooled.idle.active < streamLimit(pooled)) return pooled;
       if (leastLoaded === undefined || pooled.idle.active < leastLoaded.idle.active) leastLoaded = pooled;
     }
-    // All at the peer's limit: a new session, or (at the cap) queue on the least loaded one.
+    // All at the peer's limit: a new session, or (at the cap) the least loaded one, full, which
+    // request() waits on for room.
     if (leastLoaded !== undefined && sessions.length >= this.maxSessions) return leastLoaded;
     const pooled = this.connect(target, key, identity);
     sessions.push(pooled);
@@ -237,6 +298,8 @@ export class H2UpstreamPool {
       pooled.idle.start();
       settle();
     });
+    // The peer may raise its stream limit later.
+    session.on('remoteSettings', () => this.wake(key));
     session.on('goaway', (code: number) => {
       log.debug('upstream h2 session received GOAWAY', { upstream: key, code });
       this.retire(pooled);
@@ -289,7 +352,14 @@ export class H2UpstreamPool {
     const i = sessions.indexOf(pooled);
     if (i >= 0) sessions.splice(i, 1);
     if (sessions.length === 0) this.byTarget.delete(pooled.key);
+    // Its place may go to a new session.
+    if (i >= 0) this.wake(pooled.key);
   }
+}
+
+/** The streams a session may carry at once: the peer's SETTINGS_MAX_CONCURRENT_STREAMS. */
+function streamLimit(pooled: PooledSession): number {
+  return pooled.session.remoteSettings?.maxConcurrentStreams ?? H2_MAX_CONCURRENT_STREAMS;
 }
 
 const noop = (): void => {};
