@@ -160,10 +160,17 @@ export class H2UpstreamPool {
     });
   }
 
-  /** Wakes the requests waiting for room under `key` (a stream closed, a session left or changed). */
-  private wake(key: string): void {
+  /**
+   * Wakes the requests waiting for room under `key`: the one waiting longest when a stream closed
+   * (one place came free), every one when a session left or changed its limit.
+   */
+  private wake(key: string, all = true): void {
     const waiters = this.waiting.get(key);
     if (waiters === undefined) return;
+    if (!all) {
+      waiters.values().next().value?.();
+      return;
+    }
     for (const wake of [...waiters]) wake();
   }
 
@@ -177,7 +184,7 @@ export class H2UpstreamPool {
     pooled.idle.streamOpened();
     stream.once('close', () => {
       pooled.idle.streamClosed();
-      this.wake(pooled.key);
+      this.wake(pooled.key, false);
     });
     return stream;
   }
