@@ -28,6 +28,7 @@ import type { H1Limits } from './h1-parser.ts';
 import { clientSessionOptions, H2_CONNECTION_WINDOW, H2_MAX_CONCURRENT_STREAMS } from './h2-node-settings.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import { targetKey } from '../../core/target.ts';
+import { WaitQueue } from '../transport/wait-queue.ts';
 
 export { UpstreamConnectError } from '../errors.ts';
 
@@ -84,7 +85,7 @@ const UNTIMED_WAIT_MS = 10_000;
 export class H2UpstreamPool {
   private readonly opts: H2UpstreamPoolOptions;
   /** Per pool key, the requests waiting for a session with room: each is woken to pick again. */
-  private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly waiting = new Map<string, WaitQueue<() => void>>();
   private readonly maxSessions: number;
   private readonly byTarget = new Map<string, PooledSession[]>();
   private readonly all = new Set<PooledSession>();
@@ -132,31 +133,20 @@ export class H2UpstreamPool {
   /** Resolves when a session under `key` may have room; rejects past `deadline` or when too many wait. */
   private roomFor(key: string, deadline: number): Promise<void> {
     let waiters = this.waiting.get(key);
-    if (waiters === undefined) this.waiting.set(key, (waiters = new Set()));
-    if (waiters.size >= MAX_WAITING)
-      return Promise.reject(
-        new UpstreamConnectError(
-          'connect-failed',
-          `${MAX_WAITING} requests already wait for a stream to ${key}`,
-        ),
-      );
-    const all = waiters;
+    if (waiters === undefined) this.waiting.set(key, (waiters = new WaitQueue(MAX_WAITING)));
+    const queue = waiters;
     return new Promise<void>((resolve, reject) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        all.delete(wake);
-        if (all.size === 0 && this.waiting.get(key) === all) this.waiting.delete(key);
-        resolve();
+      const timedOut = (): void => {
+        this.forgetIfIdle(key, queue);
+        reject(new UpstreamConnectError('connect-timeout', `no stream to ${key} became free in time`));
       };
-      const timer = setTimeout(
-        () => {
-          all.delete(wake);
-          if (all.size === 0 && this.waiting.get(key) === all) this.waiting.delete(key);
-          reject(new UpstreamConnectError('connect-timeout', `no stream to ${key} became free in time`));
-        },
-        Math.max(1, deadline - performance.now()),
-      );
-      all.add(wake);
+      if (!queue.add(resolve, Math.max(1, deadline - performance.now()), timedOut))
+        reject(
+          new UpstreamConnectError(
+            'connect-failed',
+            `${MAX_WAITING} requests already wait for a stream to ${key}`,
+          ),
+        );
     });
   }
 
@@ -167,11 +157,14 @@ export class H2UpstreamPool {
   private wake(key: string, all = true): void {
     const waiters = this.waiting.get(key);
     if (waiters === undefined) return;
-    if (!all) {
-      waiters.values().next().value?.();
-      return;
-    }
-    for (const wake of [...waiters]) wake();
+    if (all) for (const resolve of waiters.takeAll()) resolve();
+    else waiters.shift()?.();
+    this.forgetIfIdle(key, waiters);
+  }
+
+  /** Drops the queue of `key` once no request waits in it. */
+  private forgetIfIdle(key: string, waiters: WaitQueue<() => void>): void {
+    if (waiters.size === 0 && this.waiting.get(key) === waiters) this.waiting.delete(key);
   }
 
   private open(

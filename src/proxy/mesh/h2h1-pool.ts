@@ -18,6 +18,7 @@ import type { Target } from '../../core/target.ts';
 import { targetKey } from '../../core/target.ts';
 import { closedAfterHandshake, connectMesh, type MeshClientContext } from './connect.ts';
 import { ALPN_H2H1 } from './protocol.ts';
+import { WaitQueue } from '../transport/wait-queue.ts';
 
 const MAX_PER_TARGET = 4;
 /**
@@ -27,12 +28,6 @@ const MAX_PER_TARGET = 4;
  * twice the connect timeout (connect-timeout), and past this many the next fails at once.
  */
 export const MAX_WAITERS_PER_TARGET = 1024;
-
-/** A request waiting in a slot for a connection with room, until its deadline. */
-interface Waiter {
-  readonly cb: ConnCallback;
-  readonly timer: NodeJS.Timeout;
-}
 
 export type ConnCallback = (
   conn: H2Connection | null,
@@ -56,7 +51,8 @@ interface Slot {
   readonly identity: string;
   readonly conns: H2Connection[];
   connecting: number;
-  readonly waiters: Waiter[];
+  /** Requests waiting for a connection with room, each until its deadline. */
+  readonly waiters: WaitQueue<ConnCallback>;
   /**
    * The drain's grace once its endpoint left discovery (0: it has not): the slot is out of the
    * pool, and a connection still being made drains once it served the slot's waiters.
@@ -116,7 +112,7 @@ export class MeshH2Pool {
         identity,
         conns: [],
         connecting: 0,
-        waiters: [],
+        waiters: new WaitQueue(MAX_WAITERS_PER_TARGET),
         draining: 0,
       };
       this.slots.set(key, slot);
@@ -127,26 +123,19 @@ export class MeshH2Pool {
         return;
       }
     }
-    if (slot.waiters.length >= MAX_WAITERS_PER_TARGET) {
+    // Twice the connect timeout: a connection being made fails its waiters itself, with its reason.
+    const ms = 2 * this.opts.connectTimeoutMs;
+    const added = slot.waiters.add(cb, ms, () =>
+      cb(
+        null,
+        'connect-timeout',
+        new Error(`no connection with room for a stream to ${key} within ${ms} ms`),
+      ),
+    );
+    if (!added) {
       cb(null, 'connect-failed', new Error(`${MAX_WAITERS_PER_TARGET} requests already wait for ${key}`));
       return;
     }
-    // Twice the connect timeout: a connection being made fails its waiters itself, with its reason.
-    const ms = 2 * this.opts.connectTimeoutMs;
-    const waiter: Waiter = {
-      cb,
-      timer: setTimeout(() => {
-        const i = slot.waiters.indexOf(waiter);
-        if (i === -1) return;
-        slot.waiters.splice(i, 1);
-        cb(
-          null,
-          'connect-timeout',
-          new Error(`no connection with room for a stream to ${key} within ${ms} ms`),
-        );
-      }, ms),
-    };
-    slot.waiters.push(waiter);
     if (slot.connecting === 0 && slot.conns.length < MAX_PER_TARGET) this.connect(key, slot);
   }
 
@@ -201,30 +190,25 @@ export class MeshH2Pool {
 
   /** Hands connections with room to waiting requests. */
   private serve(slot: Slot): void {
-    while (slot.waiters.length > 0) {
+    while (slot.waiters.size > 0) {
       const conn = slot.conns.find((c) => c.hasRoom());
       if (conn === undefined) return;
-      const waiter = slot.waiters.shift()!;
-      clearTimeout(waiter.timer);
-      waiter.cb(conn, null);
+      slot.waiters.shift()!(conn, null);
     }
   }
 
   private failWaiters(key: string, slot: Slot, reason: ConnectFailureReason, err?: Error): void {
-    const waiters = slot.waiters.splice(0);
+    const waiters = slot.waiters.takeAll();
     if (slot.conns.length === 0 && slot.connecting === 0) this.forgetSlot(key, slot);
-    for (const w of waiters) {
-      clearTimeout(w.timer);
-      w.cb(null, reason, err);
-    }
+    for (const w of waiters) w(null, reason, err);
   }
 
   private remove(key: string, slot: Slot, conn: H2Connection): void {
     const i = slot.conns.indexOf(conn);
     if (i >= 0) slot.conns.splice(i, 1);
-    if (slot.conns.length === 0 && slot.connecting === 0 && slot.waiters.length === 0)
+    if (slot.conns.length === 0 && slot.connecting === 0 && slot.waiters.size === 0)
       this.forgetSlot(key, slot);
-    else if (slot.waiters.length > 0 && slot.connecting === 0 && !this.closed) {
+    else if (slot.waiters.size > 0 && slot.connecting === 0 && !this.closed) {
       // Requests still wait (the connection went away under them): connect anew.
       this.connect(key, slot);
     }
