@@ -4,17 +4,12 @@
 // 15 s, so a caller could hold them until the process ran out of file descriptors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadDestinationApi } from '../../src/api/load.ts';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import type { GrpcConnectionLimits } from '../../src/control/grpc-listener.ts';
-import { removeTempDir } from '../helpers/temp-dir.ts';
+import { startStateControlPlane } from '../helpers/state-control-plane.ts';
 
 const PREFACE = Buffer.concat([
   Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
@@ -22,18 +17,8 @@ const PREFACE = Buffer.concat([
 ]);
 
 async function startPlane(t: { after(fn: () => unknown): void }, grpcLimits: Partial<GrpcConnectionLimits>) {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-grpc-connections-'));
-  t.after(() => removeTempDir(root));
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [],
-    grpcLimits,
-  });
-  t.after(() => plane.close());
-  return { plane, port: Number(plane.grpc.slice(plane.grpc.lastIndexOf(':') + 1)) };
+  const { plane, grpcPort } = await startStateControlPlane(t, () => ({ grpcLimits }));
+  return { plane, port: grpcPort };
 }
 
 /** A raw connection from `from` that reads (and drops) what it is sent, optionally with the preface. */

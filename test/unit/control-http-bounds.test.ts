@@ -5,36 +5,26 @@
 // are closed at once and counted; a client that never finishes its head or its body is cut off.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import { traceCollectorComponent } from '../../src/control/traces/component.ts';
 import { loadOrCreateTraceToken } from '../../src/control/traces/token.ts';
 import { DEFAULT_CONTROL_HTTP_LIMITS, type ControlHttpLimits } from '../../src/control/http-bounds.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { removeTempDir } from '../helpers/temp-dir.ts';
+import { startStateControlPlane } from '../helpers/state-control-plane.ts';
 
 const OPERATOR_TOKEN = 'k3Z0m1qO2xQv9Rr8Tt7Uu6Vv5Ww4Xx3Yy2Zz1Aa0Bb';
 
 async function startPlane(t: { after(fn: () => unknown): void }, httpLimits?: Partial<ControlHttpLimits>) {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-http-bounds-'));
-  t.after(() => removeTempDir(root));
-  const token = await loadOrCreateTraceToken(root, () => undefined);
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [traceCollectorComponent({ log: silentLogger, token })],
-    operatorToken: OPERATOR_TOKEN,
-    ...(httpLimits === undefined ? {} : { httpLimits }),
+  let token = '';
+  const { plane, httpPort } = await startStateControlPlane(t, async (root) => {
+    token = await loadOrCreateTraceToken(root, () => undefined);
+    return {
+      components: [traceCollectorComponent({ log: silentLogger, token })],
+      operatorToken: OPERATOR_TOKEN,
+      ...(httpLimits === undefined ? {} : { httpLimits }),
+    };
   });
-  t.after(() => plane.close());
-  const port = Number(plane.http.slice(plane.http.lastIndexOf(':') + 1));
-  return { plane, port, token };
+  return { plane, port: httpPort, token };
 }
 
 function open(port: number): Promise<Socket> {

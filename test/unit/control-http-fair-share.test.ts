@@ -5,28 +5,12 @@
 // other client out: proxies' trace exports, Prometheus, the CLI.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { once } from 'node:events';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
-import { removeTempDir } from '../helpers/temp-dir.ts';
+import { startStateControlPlane } from '../helpers/state-control-plane.ts';
 
 async function startPlane(t: { after(fn: () => unknown): void }, maxConnections: number): Promise<number> {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-fair-share-'));
-  t.after(() => removeTempDir(root));
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
-    components: [],
-    httpLimits: { maxConnections },
-  });
-  t.after(() => plane.close());
-  return Number(plane.http.slice(plane.http.lastIndexOf(':') + 1));
+  return (await startStateControlPlane(t, () => ({ httpLimits: { maxConnections } }))).httpPort;
 }
 
 async function open(port: number, from: string): Promise<Socket> {

@@ -6,33 +6,22 @@
 // the two clients have two addresses (::ffff:127.0.0.1 and ::1).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadDestinationApi, loadPolicyApi } from '../../src/api/load.ts';
-import { LocalWatcher } from '../../src/control/discovery/local.ts';
 import { localPolicyComponent } from '../../src/control/policy/component.ts';
-import { localCatalog, startControlPlane } from '../../src/control/server.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { removeTempDir } from '../helpers/temp-dir.ts';
+import { startStateControlPlane } from '../helpers/state-control-plane.ts';
 
 const MAX = 3;
 
 async function startPlane(t: { after(fn: () => unknown): void }) {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-watch-share-'));
-  t.after(() => removeTempDir(root));
-  const plane = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
+  const { plane, grpcPort } = await startStateControlPlane(t, (root) => ({
     grpcListen: '[::]:0',
-    httpListen: '127.0.0.1:0',
     log: silentLogger,
     components: [localPolicyComponent(root, silentLogger)],
     maxWatchStreams: MAX,
-  });
-  t.after(() => plane.close());
-  return { plane, port: Number(plane.grpc.slice(plane.grpc.lastIndexOf(':') + 1)) };
+  }));
+  return { plane, port: grpcPort };
 }
 
 interface Watch {
