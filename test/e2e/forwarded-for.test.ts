@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
 import { once } from 'node:events';
 import { startMeshWorld, identityFor, idOf, issueLeaf } from '../helpers/mesh-pki.ts';
-import { rawExchange } from '../helpers/attack.ts';
+import { mtlsTo, rawExchange } from '../helpers/attack.ts';
 import { portOf } from '../helpers/running-proxy.ts';
 
 /** Every field a CGI-style server would read as HTTP_X_FORWARDED_FOR, as [name, value]. */
@@ -72,15 +71,8 @@ test(
       config: { destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
     });
     const leaf = await issueLeaf(world.ca, idOf('caller'));
-    const mtls = (port: number, alpn: string, localAddress: string) => () =>
-      tls.connect({
-        socket: net.connect({ host: '127.0.0.1', port, localAddress }),
-        key: leaf.keyPem,
-        cert: leaf.certPem,
-        ca: world.ca.certPem,
-        ALPNProtocols: [alpn],
-        checkServerIdentity: () => undefined,
-      });
+    const mtls = (port: number, alpn: string, localAddress: string) =>
+      mtlsTo(port, alpn, leaf, world.ca.certPem, localAddress);
     const expect = (what: string, fields: string[][]) => {
       const got = seen.shift();
       assert.ok(got !== undefined, `${what}: the app got no request`);

@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
 import { once } from 'node:events';
 import { startMeshWorld, identityFor, idOf, issueLeaf } from '../helpers/mesh-pki.ts';
-import { rawExchange } from '../helpers/attack.ts';
+import { mtlsTo, rawExchange } from '../helpers/attack.ts';
 import { portOf } from '../helpers/running-proxy.ts';
 
 const FORGED = 'spiffe://mesh.test/ns/default/sa/forged';
@@ -66,16 +65,7 @@ test('trellis_client_id never reaches the app, on any inbound path', { timeout: 
     config: { destinations: [{ listen: '127.0.0.1:0', target: 'web.default:8080' }] },
   });
   const leaf = await issueLeaf(world.ca, idOf('caller'));
-  const mtls = (port: number, alpn: string) => () =>
-    tls.connect({
-      host: '127.0.0.1',
-      port,
-      key: leaf.keyPem,
-      cert: leaf.certPem,
-      ca: world.ca.certPem,
-      ALPNProtocols: [alpn],
-      checkServerIdentity: () => undefined,
-    });
+  const mtls = (port: number, alpn: string) => mtlsTo(port, alpn, leaf, world.ca.certPem);
 
   const expect = (what: string, verified: string | null) => {
     const values = seen.shift();

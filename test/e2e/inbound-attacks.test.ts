@@ -8,10 +8,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
 import { startMeshWorld, identityFor, idOf, issueLeaf, type MeshWorld } from '../helpers/mesh-pki.ts';
 import {
   forgedRequest,
+  mtlsTo,
   rawExchange,
   startBystander,
   startRecordingApp,
@@ -41,16 +41,7 @@ async function serverFor(
 }
 
 function mtls(world: MeshWorld, port: number, alpn: string, leaf: { keyPem: string; certPem: string }) {
-  return () =>
-    tls.connect({
-      host: '127.0.0.1',
-      port,
-      key: leaf.keyPem,
-      cert: leaf.certPem,
-      ca: world.ca.certPem,
-      ALPNProtocols: [alpn],
-      checkServerIdentity: () => undefined,
-    });
+  return mtlsTo(port, alpn, leaf, world.ca.certPem);
 }
 
 function noForgedIds(app: RecordingApp): void {

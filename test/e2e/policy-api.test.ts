@@ -27,6 +27,7 @@ import { createAuthorizer } from '../../src/proxy/policy/authorizer.ts';
 import { runCli } from '../helpers/cli.ts';
 import { NODE, REPO } from '../helpers/proxy-process.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
+import { startStateControlPlane } from '../helpers/state-control-plane.ts';
 
 const ALICE = { identity: 'spiffe://cluster.local/ns/shop/sa/alice', ip: '127.0.0.1' };
 const ANON = { identity: null, ip: '127.0.0.1' };
@@ -340,17 +341,10 @@ test('GET /api/authz and trellis authz show a named port as written, and its num
 });
 
 test('WatchInbound refuses a request without a workload, or with bad named ports', async (t) => {
-  const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
-  t.after(() => removeTempDir(root));
-  const control = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
+  const { plane: control } = await startStateControlPlane(t, (root) => ({
     log: silentLogger,
     components: [localPolicyComponent(root, silentLogger)],
-  });
-  t.after(() => control.close());
+  }));
   const grpc = await import('@grpc/grpc-js');
   const { loadPolicyApi } = await import('../../src/api/load.ts');
   const client = new (loadPolicyApi().Policy)(control.grpc, grpc.credentials.createInsecure());
@@ -385,17 +379,10 @@ test('on Kubernetes: a pod gets its policy from CRDs and follows a change', asyn
   kube.applyYaml(readFileSync(new URL('../fake-kube/fixtures/web.yaml', import.meta.url), 'utf8'));
   kube.applyYaml(readFileSync(new URL('../fake-kube/fixtures/policy.yaml', import.meta.url), 'utf8'));
   const component = kubernetesPolicyComponent(kubeConfigForServer(kube.url), silentLogger);
-  const root = await mkdtemp(join(tmpdir(), 'trellis-policy-e2e-'));
-  t.after(() => removeTempDir(root));
-  const control = await startControlPlane({
-    watcher: new LocalWatcher({ root }),
-    catalog: localCatalog(root),
-    grpcListen: '127.0.0.1:0',
-    httpListen: '127.0.0.1:0',
+  const { plane: control } = await startStateControlPlane(t, () => ({
     log: silentLogger,
     components: [component],
-  });
-  t.after(() => control.close());
+  }));
   const authz = createAuthorizer({
     defaultPolicy: 'deny',
     address: control.grpc,

@@ -158,3 +158,28 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function forgedRequest(forged: string, extra = ''): string {
   return `GET /forged HTTP/1.1\r\nHost: app\r\ntrellis-client-id: ${forged}\r\n${extra}Connection: close\r\n\r\n`;
 }
+
+/**
+ * A connector for rawExchange (or node:http2's createConnection): mTLS to 127.0.0.1:`port` as a
+ * meshed peer with `leaf`, offering `alpn`, trusting `caPem` (the peer's name is not checked: the
+ * proxies check identities, not names); from `localAddress` when given.
+ */
+export function mtlsTo(
+  port: number,
+  alpn: string,
+  leaf: { readonly keyPem: string; readonly certPem: string },
+  caPem: string,
+  localAddress?: string,
+): () => tls.TLSSocket {
+  return () =>
+    tls.connect({
+      ...(localAddress === undefined
+        ? { host: '127.0.0.1', port }
+        : { socket: net.connect({ host: '127.0.0.1', port, localAddress }) }),
+      key: leaf.keyPem,
+      cert: leaf.certPem,
+      ca: caPem,
+      ALPNProtocols: [alpn],
+      checkServerIdentity: () => undefined,
+    });
+}
