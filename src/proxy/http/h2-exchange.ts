@@ -45,6 +45,7 @@ import { formatGrpcTimeout, parseGrpcTimeout } from '../../core/grpc-timeout.ts'
 import type { RequestMirrors } from '../outbound/mirror.ts';
 import type { SpanPeer, Tracer } from '../telemetry/trace-tracer.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
+import { interimHeadBytes } from './h2-head-limits.ts';
 
 const {
   NGHTTP2_NO_ERROR,
@@ -862,15 +863,4 @@ function guard(log: Logger, fn: () => unknown, fallback?: () => unknown): void {
       // the stream is already gone
     }
   }
-}
-
-/** An interim head's size as HTTP/1 would have it: "HTTP/1.1 1xx \r\n", a line per field, "\r\n". */
-function interimHeadBytes(headers: http2.IncomingHttpHeaders): number {
-  let bytes = 'HTTP/1.1 100 \r\n\r\n'.length;
-  for (const name of Object.keys(headers)) {
-    if (name.charCodeAt(0) === 0x3a) continue;
-    const value = headers[name];
-    for (const v of Array.isArray(value) ? value : [value]) bytes += name.length + 4 + String(v).length;
-  }
-  return bytes;
 }

@@ -6,6 +6,8 @@
 // :authority; cookie crumbs joined into one line, as RFC 9113 8.2.3 has them rejoined), and the
 // blank line that ends the head. Without this, heads that HTTP/1 answers with 431 reached the
 // app when they came as HTTP/2. One pass over the fields, no allocation.
+// The interim (1xx) heads of an HTTP/2 upstream's response are measured the same way
+// (interimHeadBytes).
 import type { H1Limits } from './h1-parser.ts';
 
 /** What the head's size means: 0 within the limits, else the status to answer (414 or 431). */
@@ -64,4 +66,20 @@ export function requestHeadLimitStatus(fields: readonly string[], limits: H1Limi
   if (method + 1 + target + HTTP_VERSION_AND_CRLF > limits.maxRequestLineBytes) return 414;
   if (bytes > limits.maxHeaderBytes || lines > limits.maxHeaders) return 431;
   return 0;
+}
+
+/**
+ * An interim (1xx) response head from node:http2 measured as its HTTP/1.1 head would be
+ * ("HTTP/1.1 1xx CRLF", a line per field, the blank line): what the interim heads of one response
+ * may have together is bounded as HTTP/1's are (upstream-conn.ts).
+ */
+export function interimHeadBytes(headers: Readonly<Record<string, string | string[] | undefined>>): number {
+  let bytes = 'HTTP/1.1 100 \r\n'.length + HEAD_END;
+  for (const name of Object.keys(headers)) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const value = headers[name];
+    for (const v of Array.isArray(value) ? value : [value])
+      bytes += name.length + FIELD_LINE_OVERHEAD + String(v).length;
+  }
+  return bytes;
 }
