@@ -14,7 +14,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
+import { freeLoopbackPorts } from '../core/free-ports.ts';
 import { fileURLToPath } from 'node:url';
 import type { WorkloadStat } from '../control/metrics/collector.ts';
 import type { WorkloadRow } from './live-view.ts';
@@ -86,7 +86,7 @@ export class MeshDemo implements DemoScenario {
     // emoji and voting accept only web's identity (mTLS); web is public.
     await applyFile(state, 'policy.yaml');
 
-    const [emojiPort, votingPort, webPort, botPort] = await freePorts(4);
+    const [emojiPort, votingPort, webPort, botPort] = await freeLoopbackPorts(4);
     await Promise.all([
       this.startService(start, 'emoji', emojiPort!),
       this.startService(start, 'voting', votingPort!),
@@ -228,20 +228,6 @@ async function applyFile(state: string, name: string): Promise<void> {
   const [code] = (await once(proc, 'exit')) as [number | null];
   if (code !== 0) throw new Error(`trellis apply -f ${file} exited with ${code}: ${stderr.trim()}`);
   note(`applied ${file}`);
-}
-
-/** `count` distinct free loopback ports (held together while the kernel picks them). */
-async function freePorts(count: number): Promise<number[]> {
-  const servers = Array.from({ length: count }, () => net.createServer());
-  try {
-    for (const s of servers) {
-      s.listen(0, '127.0.0.1');
-      await once(s, 'listening');
-    }
-    return servers.map((s) => (s.address() as net.AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
 }
 
 function emptyRow(name: string): WorkloadRow {

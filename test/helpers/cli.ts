@@ -3,7 +3,7 @@
 // helpers those tests share.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
+import { freeLoopbackPorts } from '../../src/core/free-ports.ts';
 import { CLI, NODE, REPO } from './proxy-process.ts';
 
 export const CLI_TIMEOUT_MS = 20_000;
@@ -94,11 +94,8 @@ export async function waitFor<T>(
   }
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
+/** A TCP port on 127.0.0.1 that was free a moment ago, outside the ephemeral range (src/core/free-ports.ts). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const [port] = await freeLoopbackPorts(1);
+  return port!;
 }
