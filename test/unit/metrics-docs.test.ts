@@ -2,7 +2,7 @@
 // made to appear) and of the control plane's operator auth is documented with its type and labels;
 // the Grafana dashboard in deploy/grafana/ is valid JSON whose every PromQL expression uses
 // documented metric names. The live pages (control plane with identity, proxies under
-// `trellis run`) are checked the same way by test/e2e/prometheus.test.ts.
+// `trellis run`) are checked the same way by test/long/prometheus.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ProxyMetrics } from '../../src/proxy/telemetry/metrics.ts';

@@ -1,7 +1,7 @@
 // The control plane's Prometheus service discovery answer and the scrape configuration of
 // `trellis prometheus-config`: one labelled group per proxy with an admin listener, sorted; the
 // YAML points at the discovery endpoint and the control plane. Prometheus itself reads both in
-// test/e2e/prometheus.test.ts.
+// test/long/prometheus.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { prometheusTargets } from '../../src/control/metrics/prometheus-sd.ts';
