@@ -45,6 +45,7 @@ async function tapOver(
   caller: Caller,
   waitFor = '\n\n',
   ms = 3000,
+  onStarted?: () => void,
 ): Promise<TapAnswer> {
   const socket = tls.connect({
     host: '127.0.0.1',
@@ -66,6 +67,10 @@ async function tapOver(
     const timer = setTimeout(resolve, ms);
     socket.on('data', (d: string) => {
       text += d;
+      if (onStarted !== undefined && text.includes('"type":"started"')) {
+        onStarted();
+        onStarted = undefined;
+      }
       if (text.includes(waitFor)) {
         clearTimeout(timer);
         resolve();
@@ -132,8 +137,12 @@ test('mTLS tap listener: the allowed identity taps; another identity, no certifi
   // The control plane's certificate: the stream starts, and a request to the proxy's inbound
   // listener arrives as an event.
   const control = { key: controlLeaf.keyPem, cert: controlLeaf.certPem };
-  const streaming = tapOver(tapPort, ca, control, '"type":"exchange"', 5000);
-  await new Promise((r) => setTimeout(r, 300));
+  let started!: () => void;
+  const startedNow = new Promise<void>((resolve) => (started = resolve));
+  const streaming = tapOver(tapPort, ca, control, '"type":"exchange"', 10_000, started);
+  // The request goes once the tap has started (or the tap ended without starting: the asserts
+  // below then say why).
+  await Promise.race([startedNow, streaming]);
   assert.equal(
     await (await fetch(`http://127.0.0.1:${portOf(proxy, 'inbound')}/seen`)).text(),
     'hello /seen\n',
@@ -265,15 +274,27 @@ test('mTLS tap listener bounds: a silent handshake and a silent request are cut 
 
   // A live tap, then more silent connections than the listener holds: the silent ones make room
   // for each other (shed, counted), the tap stays.
-  const tap = tapOver(port, ca, { key: controlLeaf.keyPem, cert: controlLeaf.certPem }, 'never', 1500);
-  await new Promise((r) => setTimeout(r, 200));
+  let tapStarted!: () => void;
+  const tapStartedNow = new Promise<void>((resolve) => (tapStarted = resolve));
+  const tap = tapOver(
+    port,
+    ca,
+    { key: controlLeaf.keyPem, cert: controlLeaf.certPem },
+    'never',
+    3000,
+    tapStarted,
+  );
+  await Promise.race([tapStartedNow, tap]);
   assert.equal(hub.size, 1);
   const flood = Array.from({ length: 8 }, () => {
     const s = net.connect(port, '127.0.0.1');
     s.on('error', () => {});
     return s;
   });
-  await new Promise((r) => setTimeout(r, 200));
+  // The listener sheds the silent ones as each newcomer arrives (bounded wait for five of them).
+  for (let i = 0; i < 100 && limited.filter((l) => l === 'listener/shed').length < 5; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
   assert.equal(hub.size, 1, 'the authenticated tap is still attached');
   assert.ok(limited.filter((l) => l === 'listener/shed').length >= 5, limited.join(','));
   for (const s of flood) s.destroy();
