@@ -472,34 +472,37 @@ test('the frame reader yields the same frames however the bytes are cut', () => 
   );
 });
 
-test('field checks: valid blocks pass; CR, LF, NUL, uppercase and misplaced pseudo-headers do not', () => {
+test('field checks: valid blocks pass; control characters (CR, LF, NUL and the rest but HTAB), uppercase and misplaced pseudo-headers do not', () => {
   const name = fc
     .stringMatching(/^[a-z0-9!#$%&'*+.^_`|~-]{1,10}$/)
     .filter(
       (n) =>
         !['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te'].includes(n),
     );
-  const value = fc.stringMatching(/^([\x21-\x7e]([\x20-\x7e]{0,10}[\x21-\x7e])?)?$/);
+  // HTTP field-value bytes (RFC 9110 5.5): VCHAR, obs-text, and SP or HTAB inside. The inbound
+  // side writes them into an HTTP/1.1 request, whose parsers refuse the other control characters.
+  const value = fc.stringMatching(
+    /^([\x21-\x7e\x80-\xff]([\x20-\x7e\x80-\xff\t]{0,10}[\x21-\x7e\x80-\xff])?)?$/,
+  );
+  const control = fc
+    .oneof(fc.integer({ min: 0, max: 0x1f }), fc.constant(0x7f))
+    .filter((c) => c !== 0x09)
+    .map((c) => String.fromCharCode(c));
   fc.assert(
-    fc.property(
-      fc.array(fc.tuple(name, value), { maxLength: 8 }),
-      fc.constantFrom('\r', '\n', '\0'),
-      fc.nat(),
-      (pairs, bad, at) => {
-        const fields = [...GET('/p'), ...pairs.flat()];
-        assert.equal(checkFields(fields, 'request'), null);
-        assert.equal(checkFields([':status', '200', ...pairs.flat()], 'response'), null);
-        if (pairs.length === 0) return;
-        const i = 8 + 2 * (at % pairs.length) + 1;
-        const v = fields[i]!;
-        const broken = [...fields];
-        broken[i] = v.slice(0, 1) + bad + v.slice(1);
-        assert.notEqual(checkFields(broken, 'request'), null);
-        const upper = [...fields];
-        upper[i - 1] = upper[i - 1]!.toUpperCase() + 'X';
-        assert.notEqual(checkFields(upper, 'request'), null);
-      },
-    ),
+    fc.property(fc.array(fc.tuple(name, value), { maxLength: 8 }), control, fc.nat(), (pairs, bad, at) => {
+      const fields = [...GET('/p'), ...pairs.flat()];
+      assert.equal(checkFields(fields, 'request'), null);
+      assert.equal(checkFields([':status', '200', ...pairs.flat()], 'response'), null);
+      if (pairs.length === 0) return;
+      const i = 8 + 2 * (at % pairs.length) + 1;
+      const v = fields[i]!;
+      const broken = [...fields];
+      broken[i] = v.slice(0, 1) + bad + v.slice(1);
+      assert.notEqual(checkFields(broken, 'request'), null);
+      const upper = [...fields];
+      upper[i - 1] = upper[i - 1]!.toUpperCase() + 'X';
+      assert.notEqual(checkFields(upper, 'request'), null);
+    }),
     { numRuns: 300 },
   );
   assert.notEqual(

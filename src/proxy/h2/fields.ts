@@ -1,8 +1,16 @@
 // The checks RFC 9113 section 8.2 and 8.3 ask of a received header block before anything acts on
-// it: field names are lowercase tokens, values hold no NUL, CR or LF and no surrounding
-// whitespace (the inbound side writes them into an HTTP/1.1 request: a CR/LF there would be
-// request smuggling), pseudo-header fields come first, are known and appear once, and no
-// connection-specific field is present. A block that fails is malformed: its stream is reset.
+// it: field names are lowercase tokens, values are HTTP field values (RFC 9110 5.5: VCHAR,
+// obs-text, SP and HTAB, none of them leading or trailing), pseudo-header fields come first, are
+// known and appear once, and no connection-specific field is present. A block that fails is
+// malformed: its stream is reset.
+//
+// RFC 9113 only requires NUL, CR and LF to be refused, and lets a recipient refuse the other
+// control characters. This one does (nghttp2, under node:http2, drops such a field and keeps the
+// stream; a malformed block is the clearer refusal), because the inbound side writes the fields
+// into an HTTP/1.1 request, and the client side into an HTTP/1.1 response, whose grammar has no
+// room for them: a CR/LF there would be request smuggling, another control character a head the
+// app's parser refuses or reads differently (the fuzz campaign found `content-type: a\x19b`
+// reaching the app).
 
 const TOKEN_LOWER = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz") TOKEN_LOWER[c.charCodeAt(0)] = 1;
@@ -43,7 +51,8 @@ function badValue(value: string): boolean {
   if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return true;
   for (let i = 0; i < n; i++) {
     const c = value.charCodeAt(i);
-    if (c === 0 || c === 0x0a || c === 0x0d) return true;
+    // Below SP but HTAB, DEL, and above a byte (a value decoded as latin1 has none).
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return true;
   }
   return false;
 }
