@@ -191,6 +191,25 @@ test('an untagged bystander connection by the other proxy than the lane attacks 
   );
 });
 
+test('an untagged bystander connection up to 12 s after a lane that may reach it is a late one of that lane', () => {
+  let now = 0;
+  const judge = new Judge(() => now);
+  judge.begin(1, { lane: 'client-outbound/plain/h2', allowedIds: new Set(), bystanderForbidden: false });
+  now = 1000;
+  judge.begin(2, { lane: 'client-mesh/plain/http1', allowedIds: new Set(), bystanderForbidden: true });
+  // A request of batch 1 waited for room in an upstream pool (up to 2x connectMs, 10 s) and
+  // connected late: seen in both campaigns of 2026-12-07 as false open-proxy findings.
+  now = 9000;
+  judge.bystanderHit(Buffer.alloc(0), 'client-side proxy');
+  assert.deepEqual(judge.take(), []);
+  now = 14_000;
+  judge.bystanderHit(Buffer.alloc(0), 'client-side proxy');
+  assert.deepEqual(
+    judge.take().map((f) => [f.kind, f.lane]),
+    [['open-proxy', 'client-mesh/plain/http1']],
+  );
+});
+
 test('without a namespace of its own, the guard drops a plan that names another authority', () => {
   const allowed = new Set(['127.0.0.1:47100']);
   const plan = (text: string) => ({
