@@ -28,9 +28,52 @@ export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHe
 }
 
 /**
+ * The regular fields node:http2 refuses to send as a list (ERR_HTTP2_HEADER_SINGLE_VALUE; node's
+ * kSingleValueHeaders, which it does not export): a route's `add` on one of them joins the values
+ * into one line instead (RFC 9110 5.3, and the Gateway API's own example: `my-header: foo,bar`).
+ */
+export const NODE_SINGLE_VALUE_HEADERS: ReadonlySet<string> = new Set([
+  'access-control-allow-credentials',
+  'access-control-max-age',
+  'access-control-request-method',
+  'age',
+  'authorization',
+  'content-encoding',
+  'content-language',
+  'content-length',
+  'content-location',
+  'content-md5',
+  'content-range',
+  'content-type',
+  'date',
+  'dnt',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'range',
+  'referer',
+  'retry-after',
+  'tk',
+  'upgrade-insecure-requests',
+  'user-agent',
+  'x-content-type-options',
+]);
+
+/**
  * `headers` (a node:http2 header object) with route header filters applied in order
  * (src/core/routes/filters.ts): names lower-cased as HTTP/2 requires, pseudo-headers and node's
- * sensitive-header marker kept, a name given several times becomes a list.
+ * sensitive-header marker kept, a name given several times becomes a list, or one line joined
+ * with ", " for the names node sends once (NODE_SINGLE_VALUE_HEADERS).
  */
 export function withModifiedHeaders(
   headers: IncomingHttpHeaders | OutgoingHttpHeaders,
@@ -53,7 +96,9 @@ export function withModifiedHeaders(
     const name = flat[i]!.toLowerCase();
     const prior = out[name];
     const value = flat[i + 1]!;
-    out[name] = prior === undefined ? value : Array.isArray(prior) ? [...prior, value] : [prior, value];
+    if (prior === undefined) out[name] = value;
+    else if (NODE_SINGLE_VALUE_HEADERS.has(name)) out[name] = `${String(prior)}, ${value}`;
+    else out[name] = Array.isArray(prior) ? [...prior, value] : [prior, value];
   }
   copySymbols(headers, out);
   return out as IncomingHttpHeaders & OutgoingHttpHeaders;
