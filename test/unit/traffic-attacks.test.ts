@@ -1,0 +1,86 @@
+// Attacks on traffic management through its route level (src/proxy/outbound/routes.ts and the
+// pure route model under src/core/routes/), each a regression test of a hole that was open:
+// a route author mirroring clients' requests to another namespace's Service, a client spelling
+// one Service many ways to get a retry budget (and a Routes watch) per spelling, timeouts too
+// long for a Node timer, and a prefix rewrite that makes a network-path reference ("//host").
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { silentLogger } from '../../src/core/log.ts';
+import type { ApiRouteSetOutput } from '../../src/api/client.ts';
+import { unresolvedBackends } from '../../src/control/routes/status.ts';
+import { OutboundRoutes } from '../../src/proxy/outbound/routes.ts';
+import { compileRouteSet, type PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
+import type { RouteWatchOptions } from '../../src/proxy/route/watch-client.ts';
+import { routesFromYaml } from './routes-helpers.ts';
+
+/** A route set as the control plane sends it: `yaml`'s routes, with the backends it could not resolve. */
+function routeSet(yaml: string, services: Record<string, number[]>): PolicedRouteTable {
+  const routes = routesFromYaml(yaml);
+  const index = new Map(Object.entries(services).map(([k, ports]) => [k, ports.map((port) => ({ port }))]));
+  const set: ApiRouteSetOutput = {
+    routes: routes.map((r) => ({
+      kind: r.kind,
+      namespace: r.namespace,
+      name: r.name,
+      createdMs: 0,
+      specJson: JSON.stringify(r.spec),
+      annotations: {},
+    })),
+    unresolvedBackends: [...new Set(routes.flatMap((r) => unresolvedBackends(r, index)))],
+    serviceAnnotations: {},
+    extensions: [],
+  } as unknown as ApiRouteSetOutput;
+  const compiled = compileRouteSet(set);
+  assert.ok(compiled.ok, compiled.ok ? '' : compiled.problem);
+  return compiled.table;
+}
+
+function routesWith(onStart: (o: RouteWatchOptions) => void): {
+  routes: OutboundRoutes;
+  started: RouteWatchOptions[];
+} {
+  const started: RouteWatchOptions[] = [];
+  const routes = new OutboundRoutes({
+    address: '127.0.0.1:1',
+    namespace: 'shop',
+    waitMs: 1000,
+    log: silentLogger,
+    startWatch: (o) => {
+      started.push(o);
+      onStart(o);
+      return { close() {} };
+    },
+  });
+  return { routes, started };
+}
+
+const GET = { method: 'GET', pathAndQuery: '/', headers: {}, grpc: false, authority: 'web' };
+
+describe('RequestMirror across namespaces', () => {
+  it("a route never mirrors to another namespace's Service (RefNotPermitted), only to its own", () => {
+    // The route author of `shop` would have every client of web (whatever its namespace and
+    // identity) send a copy of each request to finance's ledger.
+    const table = routeSet(
+      `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: web, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules:
+    - filters:
+        - type: RequestMirror
+          requestMirror: { backendRef: { name: ledger, namespace: finance, port: 80 } }
+        - type: RequestMirror
+          requestMirror: { backendRef: { name: shadow, port: 80 } }
+      backendRefs: [{ name: web, port: 80 }]
+`,
+      { 'shop/web': [80], 'shop/shadow': [80], 'finance/ledger': [80] },
+    );
+    const { routes } = routesWith(() => undefined);
+    const decision = routes.decide({ host: 'web', port: 80 }, table, GET);
+    assert.ok(decision !== null && decision.kind === 'forward');
+    assert.deepEqual(decision.mirrors, [{ host: 'shadow.shop.svc', port: 80 }]);
+    routes.close();
+  });
+});
