@@ -84,3 +84,66 @@ spec:
     routes.close();
   });
 });
+
+describe('one Service port, many spellings', () => {
+  const RETRYING = routeSet(
+    `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }], retry: { codes: [503], attempts: 3 } }]
+`,
+    { 'shop/web': [80] },
+  );
+  // How an app in namespace shop may name the Service web.shop:80: each of these is the same
+  // Service port to discovery, the control plane and the routes.
+  const SPELLINGS = [
+    'web',
+    'WEB',
+    'web.',
+    'web.shop',
+    'Web.Shop.',
+    'web.shop.svc',
+    'web.shop.svc.cluster.local',
+    'WEB.SHOP.SVC.CLUSTER.LOCAL.',
+  ];
+
+  it('share one Routes watch and one retry budget, so a client cannot multiply either', async () => {
+    const { routes, started } = routesWith((o) => o.onTable(RETRYING));
+    const budgets = new Set<unknown>();
+    for (const host of SPELLINGS) {
+      const target = { host, port: 80 };
+      const table = await routes.tableFor(target);
+      assert.ok(table !== null, host);
+      const decision = routes.decide(target, table, GET);
+      assert.ok(decision !== null && decision.kind === 'forward' && decision.retry !== null, host);
+      budgets.add(decision.retry.budget);
+    }
+    assert.equal(started.length, 1, 'one watch for the Service port');
+    assert.equal(budgets.size, 1, 'one retry budget for the Service port');
+    routes.close();
+  });
+
+  it('a failing backend sees at most the budget however the requests are spelled', async () => {
+    // The budget's floor is 10 retries a second over its 10 s window (100), plus 20% of the
+    // requests: 1,000 requests that all fail may add at most 300 retries (1.3x), whichever
+    // spelling each names. Each spelling with its own budget gave every one of them its retries.
+    const { routes } = routesWith((o) => o.onTable(RETRYING));
+    let retried = 0;
+    const requests = 1000;
+    for (let i = 0; i < requests; i++) {
+      const target = { host: SPELLINGS[i % SPELLINGS.length]!, port: 80 };
+      const table = await routes.tableFor(target);
+      const decision = routes.decide(target, table!, GET);
+      assert.ok(decision !== null && decision.kind === 'forward' && decision.retry !== null);
+      for (let attempt = 0; attempt < decision.retry.retries; attempt++) {
+        if (!decision.retry.budget.tryWithdraw()) break;
+        retried++;
+      }
+    }
+    assert.ok(retried <= 0.2 * requests + 100, `${retried} retries for ${requests} requests`);
+    routes.close();
+  });
+});

@@ -55,6 +55,8 @@ import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
 export const MAX_WATCHED = 1000;
+/** At most this many spellings of the watched Service ports are remembered (`web`, `web.ns`, ...). */
+const MAX_SPELLINGS = 4 * MAX_WATCHED;
 
 /** The Service a logical target names, as the Gateway API's parentRefs and backendRefs do. */
 export interface ServicePort {
@@ -319,7 +321,13 @@ interface Watched {
 export class OutboundRoutes {
   private readonly opts: OutboundRoutesOptions;
   private readonly random: Random;
-  /** By target: tableFor runs per request (TargetMap: no key string built). */
+  /** By Service port ("ns/name:port"): one watch and one retry budget, however it is spelled. */
+  private readonly byService = new Map<string, Watched>();
+  /**
+   * The same entries by the target as the client spelled it (`web`, `WEB.shop.`, ...): tableFor
+   * runs per request (TargetMap: no key string built). At most MAX_SPELLINGS; further spellings
+   * are looked up by their Service port.
+   */
   private readonly watched = new TargetMap<Watched>();
   /** Each compiled backend's route metrics (a table compiled again makes new backends). */
   private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
@@ -348,11 +356,11 @@ export class OutboundRoutes {
    * once when known, else a promise of it (the first request to that Service port).
    */
   tableFor(target: Target): PolicedRouteTable | null | Promise<PolicedRouteTable | null> {
-    const known = this.watched.get(target);
+    const known = this.entryOf(target);
     if (known !== undefined) return known.first ?? known.table;
     const service = serviceOf(target, this.opts.namespace);
     if (service === null || this.closed) return null;
-    if (this.watched.size >= MAX_WATCHED) {
+    if (this.byService.size >= MAX_WATCHED) {
       if (!this.warnedFull) {
         this.warnedFull = true;
         this.opts.log.warn('too many services to watch routes for; further ones are served without routes', {
@@ -363,8 +371,25 @@ export class OutboundRoutes {
     }
     const entry: Watched = { table: null, budget: null, budgetPolicy: null, first: null, watch: null };
     entry.first = this.startWatch(entry, service);
-    this.watched.set(target, entry);
+    this.byService.set(servicePortKey(service), entry);
+    if (this.watched.size < MAX_SPELLINGS) this.watched.set(target, entry);
     return entry.first;
+  }
+
+  /**
+   * The watched Service port `target` names, by its spelling when known, else by the Service port
+   * (a new spelling of it is remembered, up to MAX_SPELLINGS): every spelling of one Service port
+   * shares its table and its retry budget, so a client cannot get a budget (nor a watch) per
+   * spelling.
+   */
+  private entryOf(target: Target): Watched | undefined {
+    const known = this.watched.get(target);
+    if (known !== undefined) return known;
+    const service = serviceOf(target, this.opts.namespace);
+    if (service === null) return undefined;
+    const entry = this.byService.get(servicePortKey(service));
+    if (entry !== undefined && this.watched.size < MAX_SPELLINGS) this.watched.set(target, entry);
+    return entry;
   }
 
   /** Loads the Routes client (once), before the first Service port needs it (warm-up.ts). */
@@ -683,7 +708,7 @@ export class OutboundRoutes {
     retry: CompiledRule['retry'],
     policy: ServiceTrafficPolicy,
   ): RoutePolicyRetry | null {
-    const entry = this.watched.get(target);
+    const entry = this.entryOf(target);
     if (entry === undefined) return null;
     const annotated = policy.retry;
     if (retry === null && annotated === null) return null;
@@ -714,7 +739,8 @@ export class OutboundRoutes {
 
   close(): void {
     this.closed = true;
-    for (const entry of this.watched.values()) entry.watch?.close();
+    for (const entry of this.byService.values()) entry.watch?.close();
+    this.byService.clear();
     this.watched.clear();
   }
 }
@@ -730,6 +756,11 @@ export function serviceOf(target: Target, ownNamespace: string): ServicePort | n
   if (labels.length === 1) return { namespace: ownNamespace, name, port: target.port };
   if (labels.length === 2 || labels[2] === 'svc') return { namespace: labels[1]!, name, port: target.port };
   return null;
+}
+
+/** The key of a Service port ("ns/name:port"). */
+function servicePortKey(service: ServicePort): string {
+  return `${service.namespace}/${service.name}:${service.port}`;
 }
 
 /** Whether a proxy error reason is one of the timeouts (route metrics count them apart). */
