@@ -8,7 +8,11 @@ import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
 import type { ApiRouteSetOutput } from '../../src/api/client.ts';
 import { unresolvedBackends } from '../../src/control/routes/status.ts';
+import { ServiceDiscovery, type PickOutcome } from '../../src/proxy/outbound/discovery.ts';
 import { OutboundRoutes } from '../../src/proxy/outbound/routes.ts';
+import type { Resolver } from '../../src/proxy/resolve/resolver.ts';
+import { staticEndpoint } from '../../src/proxy/resolve/static.ts';
+import { parseTrafficAnnotations } from '../../src/core/routes/service-annotations.ts';
 import { compileRouteSet, type PolicedRouteTable } from '../../src/proxy/route/route-table.ts';
 import type { RouteWatchOptions } from '../../src/proxy/route/watch-client.ts';
 import { routesFromYaml } from './routes-helpers.ts';
@@ -145,5 +149,46 @@ spec:
     }
     assert.ok(retried <= 0.2 * requests + 100, `${retried} retries for ${requests} requests`);
     routes.close();
+  });
+});
+
+describe('circuit breaking, many spellings', () => {
+  it('an endpoint tripped for web.shop is tripped for every spelling of it', async () => {
+    // The control plane answers every spelling it accepts with the Service's one endpoint.
+    const asked: string[] = [];
+    const resolver: Resolver = {
+      resolve(target, onUpdate) {
+        asked.push(target);
+        queueMicrotask(() => onUpdate({ kind: 'reset', endpoints: [staticEndpoint('127.0.0.1:9001')] }));
+        return { cancel() {} };
+      },
+    };
+    const d = new ServiceDiscovery({
+      resolver,
+      failFastMs: 1000,
+      idleMs: 0,
+      log: silentLogger,
+      namespace: 'shop',
+    });
+    const { policy } = parseTrafficAnnotations({
+      'balancer.trellis.io/failure-accrual': 'consecutive',
+      'balancer.trellis.io/failure-accrual-max-failures': '1',
+      'balancer.trellis.io/failure-accrual-min-penalty': '1m',
+      'balancer.trellis.io/failure-accrual-max-penalty': '1m',
+    });
+    d.applyTrafficPolicy({ namespace: 'shop', name: 'web', port: 80 }, policy);
+    const first = await d.pick({ host: 'web.shop', port: 80 });
+    assert.ok(!('error' in first));
+    first.fail?.();
+    first.done(1, true);
+    const spellings = ['web.shop', 'web', 'WEB', 'web.shop.', 'Web.Shop', 'web.shop.svc', 'WEB.SHOP.SVC.'];
+    const outcomes: PickOutcome[] = [];
+    for (const host of spellings) outcomes.push(await d.pick({ host, port: 80 }));
+    assert.deepEqual(
+      outcomes.map((o) => ('error' in o ? o.error : 'picked')),
+      spellings.map(() => 'all-endpoints-tripped'),
+    );
+    assert.deepEqual(asked, ['web.shop:80'], 'one resolution for the Service port');
+    d.close();
   });
 });
