@@ -9,7 +9,8 @@ import { silentLogger } from '../../src/core/log.ts';
 import type { ApiRouteSetOutput } from '../../src/api/client.ts';
 import { unresolvedBackends } from '../../src/control/routes/status.ts';
 import { ServiceDiscovery, type PickOutcome } from '../../src/proxy/outbound/discovery.ts';
-import { OutboundRoutes } from '../../src/proxy/outbound/routes.ts';
+import { attemptLimit, MAX_TIMER_MS, OutboundRoutes, retryAfter } from '../../src/proxy/outbound/routes.ts';
+import { RetryBudget } from '../../src/proxy/outbound/retry-budget.ts';
 import type { Resolver } from '../../src/proxy/resolve/resolver.ts';
 import { staticEndpoint } from '../../src/proxy/resolve/static.ts';
 import { parseTrafficAnnotations } from '../../src/core/routes/service-annotations.ts';
@@ -190,5 +191,29 @@ describe('circuit breaking, many spellings', () => {
     );
     assert.deepEqual(asked, ['web.shop:80'], 'one resolution for the Service port');
     d.close();
+  });
+});
+
+describe('limits longer than a Node timer', () => {
+  it('attemptLimit and retryAfter never ask for a timer over 2^31-1 ms (it would fire at once)', () => {
+    const now = 1000;
+    const day = 24 * 3_600_000;
+    // timeouts.request of 99999h (a valid Gateway API duration), a 30-day grpc-timeout.
+    for (const requestMs of [99_999 * 3_600_000, 30 * day]) {
+      const limit = attemptLimit(now + requestMs, { requestMs, attemptMs: null }, 0, now);
+      assert.ok(limit.ms > 0 && limit.ms <= MAX_TIMER_MS, `${requestMs}: ${limit.ms}`);
+      assert.equal(limit.reason, 'request-timeout');
+    }
+    const perAttempt = attemptLimit(Infinity, { requestMs: null, attemptMs: 99_999 * 3_600_000 }, 0, now);
+    assert.ok(perAttempt.ms > 0 && perAttempt.ms <= MAX_TIMER_MS);
+    const retry = {
+      codes: [503],
+      grpcCodes: [],
+      retries: 1,
+      backoffMs: 99_999 * 3_600_000,
+      budget: new RetryBudget(),
+    };
+    const delay = retryAfter(retry, 0, { status: 503, grpcStatus: null }, Infinity, now, { next: () => 0.5 });
+    assert.ok(typeof delay === 'number' && delay > 0 && delay <= MAX_TIMER_MS, String(delay));
   });
 });

@@ -94,6 +94,13 @@ export interface RouteTimeouts {
 export type TimeoutReason = 'request-timeout' | 'backend-request-timeout' | 'response-timeout';
 
 /**
+ * The longest a Node timer waits (about 24.8 days): a longer delay fires after 1 ms instead.
+ * Every limit and backoff a route, an annotation or a client's grpc-timeout asks for is cut to it
+ * (a Gateway API duration reaches 99999h, a grpc-timeout 99999999H).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
  * How long the attempt starting at `now` may wait for its response, and the reason its 504 names:
  * the first of the exchange's deadline (`deadline`, absolute, Infinity: none), the attempt's
  * limit and the proxy's response timeout (0: off). `ms` is 0 when nothing bounds it.
@@ -115,7 +122,7 @@ export function attemptLimit(
     ms = Math.max(1, deadline - now);
     reason = 'request-timeout';
   }
-  return { ms: ms === Infinity ? 0 : Math.ceil(ms), reason };
+  return { ms: ms === Infinity ? 0 : Math.min(MAX_TIMER_MS, Math.ceil(ms)), reason };
 }
 
 /** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
@@ -177,7 +184,7 @@ export function retryAfter(
     if (!byGrpc && !retry.codes.includes(failure.status)) return null;
   }
   const base = retry.backoffMs * 2 ** done;
-  const delay = base / 2 + random.next() * (base / 2);
+  const delay = Math.min(MAX_TIMER_MS, base / 2 + random.next() * (base / 2));
   if (now + delay >= deadline) return 'deadline';
   if (!retry.budget.tryWithdraw()) return 'budget-exhausted';
   return delay;
