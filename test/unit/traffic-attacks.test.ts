@@ -217,3 +217,38 @@ describe('limits longer than a Node timer', () => {
     assert.ok(typeof delay === 'number' && delay > 0 && delay <= MAX_TIMER_MS, String(delay));
   });
 });
+
+describe('URLRewrite ReplacePrefixMatch', () => {
+  it('never sends a network-path reference ("//host") to the backend', () => {
+    const table = routeSet(
+      `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: strip, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /api } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { path: { type: ReplacePrefixMatch, replacePrefixMatch: / } }
+      backendRefs: [{ name: web, port: 80 }]
+`,
+      { 'shop/web': [80] },
+    );
+    const { routes } = routesWith(() => undefined);
+    const sent = (pathAndQuery: string): string => {
+      const decision = routes.decide({ host: 'web', port: 80 }, table, { ...GET, pathAndQuery });
+      assert.ok(decision !== null && decision.kind === 'forward', pathAndQuery);
+      return decision.pathAndQuery;
+    };
+    assert.equal(sent('/api/v1/x?q=1'), '/v1/x?q=1');
+    assert.equal(sent('/api//evil.example/x'), '/evil.example/x');
+    assert.equal(sent('/api///evil.example'), '/evil.example');
+    assert.equal(sent('/api/%2F%2fevil.example/x?q=//a'), '/evil.example/x?q=//a');
+    assert.equal(sent('/api/%5Cevil.example'), '/evil.example');
+    // Only the start: empty segments further on are the app's to read.
+    assert.equal(sent('/api/a//b'), '/a//b');
+    routes.close();
+  });
+});
