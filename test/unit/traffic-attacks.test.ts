@@ -252,3 +252,52 @@ spec:
     routes.close();
   });
 });
+
+describe('header filters on fields the proxy writes itself', () => {
+  const routeWith = (filter: string) => `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: hdr, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules:
+    - filters: [${filter}]
+      backendRefs: [{ name: web, port: 80 }]
+`;
+  it('are refused: a Content-Length set or removed by a route smuggled the body upstream as a request', () => {
+    // Seen before the fix through a client proxy to an unmeshed endpoint: with `set:
+    // content-length: 0`, a POST whose body was "GET /smuggled HTTP/1.1..." reached the app as
+    // two requests, the second never matched by any route.
+    for (const name of [
+      'Content-Length',
+      'transfer-encoding',
+      'Connection',
+      'keep-alive',
+      'TE',
+      'upgrade',
+      'host',
+    ])
+      for (const kind of ['requestHeaderModifier', 'responseHeaderModifier'])
+        for (const op of [
+          `set: [{ name: ${name}, value: '0' }]`,
+          `add: [{ name: ${name}, value: '0' }]`,
+          `remove: [${name}]`,
+        ]) {
+          const type = kind === 'requestHeaderModifier' ? 'RequestHeaderModifier' : 'ResponseHeaderModifier';
+          assert.throws(
+            () => routesFromYaml(routeWith(`{ type: ${type}, ${kind}: { ${op} } }`)),
+            /the proxy writes this field itself/,
+            `${kind} ${op}`,
+          );
+        }
+    // Other fields stay the route's to change.
+    assert.equal(
+      routesFromYaml(
+        routeWith(
+          `{ type: RequestHeaderModifier, requestHeaderModifier: { set: [{ name: x-content-length, value: '0' }], remove: [x-host] } }`,
+        ),
+      ).length,
+      1,
+    );
+  });
+});
