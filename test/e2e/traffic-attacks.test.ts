@@ -1,8 +1,12 @@
 // Attacks on traffic management through a real HTTP/2 forwarder (src/proxy/http/h2-exchange.ts,
-// in-process, test/fixtures/grpc-proxy-harness.ts) and a real app on loopback.
+// in-process, test/fixtures/grpc-proxy-harness.ts) and real servers on loopback: a grpc-timeout
+// longer than a Node timer holds, and a request mirror whose answer trickles.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import http2 from 'node:http2';
 import { test } from 'node:test';
+import { silentLogger } from '../../src/core/log.ts';
+import { RequestMirrors, type MirrorOutcome } from '../../src/proxy/outbound/mirror.ts';
 import { startProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
 
 /** A gRPC app that answers OK `delayMs` after a call's end, recording the grpc-timeout it got. */
@@ -72,4 +76,54 @@ test('a grpc-timeout longer than a Node timer holds (720H, 99999999S) is a long 
   // Each was sent on with what was left of it (whole seconds past 8 digits of milliseconds).
   assert.equal(app.deadlines.length, 3);
   for (const sent of app.deadlines) assert.match(sent, /^[0-9]{1,8}S$/);
+});
+
+test('a mirror that answers a byte at a time is abandoned when its time is up, HTTP/1 and HTTP/2', async (t) => {
+  // Stands for the proxy's outbound listener: every copy gets a head, then a byte every 50 ms.
+  const timers = new Set<NodeJS.Timeout>();
+  const trickle = (write: () => void) => {
+    const timer = setInterval(write, 50);
+    timers.add(timer);
+  };
+  const h1 = http.createServer((_req, res) => {
+    res.writeHead(200);
+    trickle(() => res.write('.'));
+  });
+  const h2 = http2.createServer();
+  h2.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    trickle(() => stream.destroyed || stream.write('.'));
+  });
+  h2.on('session', (s) => s.on('error', () => {}));
+  for (const server of [h1, h2]) await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const timer of timers) clearInterval(timer);
+    h1.closeAllConnections();
+    h1.close();
+    h2.close();
+  });
+  for (const [server, isH2] of [
+    [h1, false],
+    [h2, true],
+  ] as const) {
+    const outcomes: MirrorOutcome[] = [];
+    const mirrors = new RequestMirrors({
+      outboundPort: () => (server.address() as { port: number }).port,
+      log: silentLogger,
+      count: (o) => outcomes.push(o),
+      timeoutMs: 300,
+    });
+    const started = Date.now();
+    mirrors.send([{ host: 'shadow.default.svc', port: 80 }], {
+      method: 'POST',
+      pathAndQuery: '/copy',
+      headers: {},
+      body: [Buffer.from('x')],
+      h2: isH2,
+    });
+    // Bounded wait: before the fix the copy's only timer was an idle one that every byte reset.
+    while (outcomes.length === 0 && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 20));
+    mirrors.close();
+    assert.deepEqual(outcomes, ['failed'], isH2 ? 'HTTP/2' : 'HTTP/1');
+  }
 });
