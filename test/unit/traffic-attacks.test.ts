@@ -301,3 +301,53 @@ spec:
     );
   });
 });
+
+describe("a consumer route and another namespace's retry budget", () => {
+  it('a route cannot lift the budget that protects the Service it retries against', async () => {
+    // A consumer route of namespace shop for finance's ledger retries every 503 ten times and
+    // asks, by its own annotations, for a budget without limits. The budget is the Service's.
+    const routes = routesFromYaml(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: hammer
+  namespace: shop
+  annotations:
+    retry.trellis.io/budget-ratio: '1'
+    retry.trellis.io/budget-min-per-second: '100000'
+spec:
+  parentRefs: [{ group: "", kind: Service, name: ledger, namespace: finance, port: 80 }]
+  rules: [{ backendRefs: [{ name: ledger, namespace: finance, port: 80 }], retry: { codes: [503], attempts: 10 } }]
+`);
+    const compiled = compileRouteSet({
+      routes: routes.map((r) => ({
+        kind: r.kind,
+        namespace: r.namespace,
+        name: r.name,
+        createdMs: 0,
+        specJson: JSON.stringify(r.spec),
+        annotations: r.annotations ?? {},
+      })),
+      unresolvedBackends: [],
+      serviceAnnotations: {},
+      extensions: [],
+    } as unknown as ApiRouteSetOutput);
+    assert.ok(compiled.ok, compiled.ok ? '' : compiled.problem);
+    const { routes: outbound } = routesWith((o) => o.onTable(compiled.table));
+    const target = { host: 'ledger.finance', port: 80 };
+    const table = await outbound.tableFor(target);
+    let retried = 0;
+    const requests = 1000;
+    for (let i = 0; i < requests; i++) {
+      const decision = outbound.decide(target, table!, { ...GET, authority: 'ledger.finance' });
+      assert.ok(decision !== null && decision.kind === 'forward' && decision.retry !== null);
+      for (let attempt = 0; attempt < decision.retry.retries; attempt++) {
+        if (!decision.retry.budget.tryWithdraw()) break;
+        retried++;
+      }
+    }
+    // The default budget: 20% of the requests plus 10 a second over 10 s.
+    assert.ok(retried <= 0.2 * requests + 100, `${retried} retries for ${requests} requests`);
+    outbound.close();
+  });
+});

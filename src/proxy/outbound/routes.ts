@@ -721,8 +721,11 @@ export class OutboundRoutes {
     if (retry === null && annotated === null) return null;
     if (retry !== null && retry.codes.length === 0) return null;
     if (entry.budget === null) {
-      entry.budget = new RetryBudget(policy.budget);
-      entry.budgetPolicy = policy.budget;
+      // The budget protects the Service: its own annotations (or its XBackendTrafficPolicy) set it,
+      // never a route's, which may be another namespace's consumer route retrying against it.
+      const servicePolicy = entry.table?.policy ?? NO_TRAFFIC_POLICY;
+      entry.budget = new RetryBudget(servicePolicy.budget);
+      entry.budgetPolicy = servicePolicy.budget;
     }
     const budget = entry.budget;
     budget.deposit();
