@@ -1,12 +1,19 @@
 // Attacks on traffic management through a real HTTP/2 forwarder (src/proxy/http/h2-exchange.ts,
 // in-process, test/fixtures/grpc-proxy-harness.ts) and real servers on loopback: a grpc-timeout
-// longer than a Node timer holds, and a request mirror whose answer trickles.
+// longer than a Node timer holds, a request mirror whose answer trickles, and request bodies
+// kept for retries by many streams at once.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { test } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
+import { parseAuthority } from '../../src/core/target.ts';
+import { compileRouteTable } from '../../src/core/routes/matcher.ts';
+import { ServiceDiscovery } from '../../src/proxy/outbound/discovery.ts';
 import { RequestMirrors, type MirrorOutcome } from '../../src/proxy/outbound/mirror.ts';
+import { OutboundRoutes } from '../../src/proxy/outbound/routes.ts';
+import { StaticResolver, staticEndpoint } from '../../src/proxy/resolve/static.ts';
+import { routesFromYaml } from '../unit/routes-helpers.ts';
 import { startProxyHarness } from '../fixtures/grpc-proxy-harness.ts';
 
 /** A gRPC app that answers OK `delayMs` after a call's end, recording the grpc-timeout it got. */
@@ -126,4 +133,110 @@ test('a mirror that answers a byte at a time is abandoned when its time is up, H
     mirrors.close();
     assert.deepEqual(outcomes, ['failed'], isH2 ? 'HTTP/2' : 'HTTP/1');
   }
+});
+
+test('request bodies kept for retries are bounded for the whole proxy, not per stream', async (t) => {
+  // Six concurrent HTTP/2 requests with 64 KiB bodies to a route that retries 503; the proxy may
+  // keep 128 KiB of bodies in all (its real bound is 32 MiB: 512 such bodies, where 128 streams
+  // on each of thousands of connections each kept 64 KiB before). The app answers every first
+  // attempt 503 once all six are in, then 200 with the length of the body it got.
+  const STREAMS = 6;
+  const BODY = 64 * 1024;
+  const hits = new Map<string, number>();
+  let firstHits = 0;
+  const waiting: (() => void)[] = [];
+  const app = http2.createServer();
+  app.on('stream', (stream, headers) => {
+    const path = String(headers[':path']);
+    const n = (hits.get(path) ?? 0) + 1;
+    hits.set(path, n);
+    let length = 0;
+    stream.on('data', (d: Buffer) => (length += d.length));
+    stream.on('end', () => {
+      if (n > 1) {
+        stream.respond({ ':status': 200 });
+        stream.end(String(length));
+        return;
+      }
+      waiting.push(() => {
+        stream.respond({ ':status': 503 });
+        stream.end();
+      });
+      if (++firstHits === STREAMS) for (const answer of waiting.splice(0)) answer();
+    });
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => app.close(() => r())));
+  const appPort = (app.address() as { port: number }).port;
+
+  const table = compileRouteTable(
+    routesFromYaml(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: retry, namespace: default }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }], retry: { codes: [503], attempts: 1, backoff: 1ms } }]
+`),
+    () => true,
+  );
+  const routes = new OutboundRoutes({
+    address: '127.0.0.1:1',
+    namespace: 'default',
+    waitMs: 1000,
+    log: silentLogger,
+    maxKeptBodyBytes: 2 * BODY,
+    startWatch: (o) => {
+      queueMicrotask(() => o.onTable(table));
+      return { close() {} };
+    },
+  });
+  t.after(() => routes.close());
+  const discovery = new ServiceDiscovery({
+    resolver: new StaticResolver({ 'web.default:80': [staticEndpoint(`127.0.0.1:${appPort}`)] }),
+    failFastMs: 1000,
+    idleMs: 0,
+    log: silentLogger,
+    namespace: 'default',
+  });
+  t.after(() => discovery.close());
+  const proxy = await startProxyHarness({
+    direction: 'outbound',
+    route: (authority) => (authority === undefined ? null : parseAuthority(authority, 80)),
+    routes,
+    discovery,
+  });
+  t.after(() => proxy.close());
+
+  const session = http2.connect(`http://${proxy.address}`);
+  session.on('error', () => {});
+  t.after(() => session.close());
+  const statuses = await Promise.all(
+    Array.from(
+      { length: STREAMS },
+      (_, i) =>
+        new Promise<string>((resolve) => {
+          const req = session.request({
+            ':method': 'POST',
+            ':path': `/p${i}`,
+            ':authority': 'web.default:80',
+            'content-length': String(BODY),
+          });
+          let status = 0;
+          let body = '';
+          req.on('response', (h) => (status = Number(h[':status'])));
+          req.setEncoding('utf8');
+          req.on('data', (d: string) => (body += d));
+          req.on('end', () => resolve(`${status} ${body}`));
+          req.on('error', (e) => resolve(`error ${e.message}`));
+          req.end(Buffer.alloc(BODY, i));
+        }),
+    ),
+  );
+  const retried = statuses.filter((s) => s.startsWith('200'));
+  assert.ok(retried.length <= 2, `${retried.length} of ${STREAMS} kept and retried: ${statuses.join(', ')}`);
+  // Each retried request went again whole; the others got their failure as it was.
+  for (const s of retried) assert.equal(s, `200 ${BODY}`);
+  for (const s of statuses.filter((x) => !x.startsWith('200'))) assert.equal(s, '503 ');
+  assert.equal(routes.keptBodies.bytes, 0, 'every exchange gave its room back');
 });

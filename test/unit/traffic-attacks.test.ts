@@ -2,14 +2,24 @@
 // pure route model under src/core/routes/), each a regression test of a hole that was open:
 // a route author mirroring clients' requests to another namespace's Service, a client spelling
 // one Service many ways to get a retry budget (and a Routes watch) per spelling, timeouts too
-// long for a Node timer, and a prefix rewrite that makes a network-path reference ("//host").
+// long for a Node timer, a prefix rewrite that makes a network-path reference ("//host"), header
+// filters on framing fields, a consumer route lifting another Service's retry budget, and
+// request bodies kept for retries without a bound for the whole proxy.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
 import type { ApiRouteSetOutput } from '../../src/api/client.ts';
 import { unresolvedBackends } from '../../src/control/routes/status.ts';
 import { ServiceDiscovery, type PickOutcome } from '../../src/proxy/outbound/discovery.ts';
-import { attemptLimit, MAX_TIMER_MS, OutboundRoutes, retryAfter } from '../../src/proxy/outbound/routes.ts';
+import { H1RouteRule } from '../../src/proxy/http/h1-route-rule.ts';
+import { parseRequestHead } from '../../src/proxy/http/h1-parser.ts';
+import {
+  attemptLimit,
+  KeptBodies,
+  MAX_TIMER_MS,
+  OutboundRoutes,
+  retryAfter,
+} from '../../src/proxy/outbound/routes.ts';
 import { RetryBudget } from '../../src/proxy/outbound/retry-budget.ts';
 import type { Resolver } from '../../src/proxy/resolve/resolver.ts';
 import { staticEndpoint } from '../../src/proxy/resolve/static.ts';
@@ -58,6 +68,8 @@ function routesWith(onStart: (o: RouteWatchOptions) => void): {
   });
   return { routes, started };
 }
+
+const H1_LIMITS = { maxRequestLineBytes: 8192, maxHeaderBytes: 64 * 1024, maxHeaders: 128 };
 
 const GET = { method: 'GET', pathAndQuery: '/', headers: {}, grpc: false, authority: 'web' };
 
@@ -349,5 +361,50 @@ spec:
     // The default budget: 20% of the requests plus 10 a second over 10 s.
     assert.ok(retried <= 0.2 * requests + 100, `${retried} retries for ${requests} requests`);
     outbound.close();
+  });
+});
+
+describe('HTTP/1 request bodies kept for retries', () => {
+  it('take room in the proxy-wide bound, and give it back when the exchange ends', async () => {
+    const table = routeSet(
+      `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }], retry: { codes: [503] } }]
+`,
+      { 'shop/web': [80] },
+    );
+    const { routes } = routesWith((o) => o.onTable(table));
+    const target = { host: 'web', port: 80 };
+    await routes.tableFor(target);
+    const kept = new KeptBodies(100 * 1024);
+    const post = (length: number) => {
+      const text = `POST / HTTP/1.1\r\nHost: web\r\nContent-Length: ${length}\r\n\r\n`;
+      const result = parseRequestHead(Buffer.from(text, 'latin1'), 0, text.length, H1_LIMITS);
+      assert.ok(result.kind === 'ok');
+      const parsed = result.head;
+      const rule = new H1RouteRule();
+      const route = { target, path: '/', host: null };
+      const decision = rule.decide(routes, table, route, parsed);
+      assert.ok(decision !== null && decision.kind === 'forward');
+      rule.forwardBy(decision, parsed, route, null, kept);
+      return rule;
+    };
+    const first = post(64 * 1024);
+    assert.ok(first.retry !== null && first.body !== null, 'the first body fits and is kept');
+    const second = post(64 * 1024);
+    assert.equal(second.retry, null, 'no room for the second: not kept, not retried');
+    assert.equal(second.body, null);
+    assert.equal(kept.bytes, 64 * 1024);
+    first.reset();
+    assert.equal(kept.bytes, 0);
+    const third = post(64 * 1024);
+    assert.ok(third.retry !== null, 'room again once the first exchange ended');
+    third.releaseBody();
+    assert.equal(kept.bytes, 0);
+    routes.close();
   });
 });

@@ -113,6 +113,8 @@ export class H2Exchange implements EndpointSink {
   /** The request body as received, kept for a retry (up to MAX_RETRY_BODY_BYTES), or null. */
   private retryBody: Buffer[] | null = null;
   private retryBodyBytes = 0;
+  /** The room retryBody holds in the proxy's kept bodies (given back when it is dropped or the exchange ends). */
+  private keptBytes = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   /** The failed attempt's pick while a retry waits for its backoff. */
   private retryPick: EndpointPick | null = null;
@@ -516,8 +518,14 @@ export class H2Exchange implements EndpointSink {
       const kept = this.retryBody;
       if (kept === null) return;
       this.retryBodyBytes += chunk.length;
-      if (this.retryBodyBytes > MAX_RETRY_BODY_BYTES) this.retryBody = null;
-      else kept.push(chunk);
+      // Kept up to 64 KiB, and while the proxy's kept bodies together have room (KeptBodies).
+      const room = ctx.routes?.keptBodies ?? null;
+      if (this.retryBodyBytes > MAX_RETRY_BODY_BYTES || (room !== null && !room.take(chunk.length)))
+        this.dropKeptBody();
+      else {
+        if (room !== null) this.keptBytes += chunk.length;
+        kept.push(chunk);
+      }
     });
     if (downstream.readableEnded) {
       // The request already ended while the upstream stream was being opened: Node emits 'end'
@@ -787,8 +795,16 @@ export class H2Exchange implements EndpointSink {
     setImmediate(() => guard(this.ctx.log, () => downstream.closed || downstream.close(NGHTTP2_NO_ERROR)));
   }
 
+  /** The kept request body goes (too long, no room, or the exchange is over): no retry or mirror can send it. */
+  private dropKeptBody(): void {
+    this.retryBody = null;
+    if (this.keptBytes > 0) this.ctx.routes?.keptBodies.give(this.keptBytes);
+    this.keptBytes = 0;
+  }
+
   private onDownstreamClose(): void {
     const { downstream, upstream } = this;
+    this.dropKeptBody();
     this.clearResponseTimer();
     if (this.retryTimer !== undefined) {
       clearTimeout(this.retryTimer);

@@ -150,6 +150,44 @@ export function timeoutMessage(reason: TimeoutReason, timeouts: RouteTimeouts | 
 /** A request body kept for retries is at most this long; a longer one is not retried. */
 export const MAX_RETRY_BODY_BYTES = 64 * 1024;
 
+/**
+ * The request bodies one proxy keeps for retries and mirrors, every exchange together (HTTP/1
+ * and HTTP/2): 512 bodies of 64 KiB. Without it the bound was the connections times the streams
+ * (128 per HTTP/2 connection, 8 MiB a connection).
+ */
+export const MAX_KEPT_BODY_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The bytes of request bodies kept for retries and mirrors by one proxy (OutboundRoutes.keptBodies).
+ * An exchange takes room for what it keeps and gives it back when it ends; a body that does not
+ * fit is not kept, and its request is then neither retried nor mirrored (as one over 64 KiB).
+ */
+export class KeptBodies {
+  private used = 0;
+  readonly max: number;
+
+  constructor(max = MAX_KEPT_BODY_BYTES) {
+    this.max = max;
+  }
+
+  /** The bytes kept now. */
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** Takes room for `n` more bytes; false (nothing taken) when they do not fit. */
+  take(n: number): boolean {
+    if (this.used + n > this.max) return false;
+    this.used += n;
+    return true;
+  }
+
+  /** Gives back `n` bytes taken before. */
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
 /** How an attempt failed, for the retry policy: an HTTP status, a gRPC status, or no answer in time. */
 export type AttemptFailure =
   { readonly status: number; readonly grpcStatus: number | null } | { readonly timedOut: true };
@@ -312,6 +350,8 @@ export interface OutboundRoutesOptions {
   readonly onPolicy?: (service: ServicePort, policy: ServiceTrafficPolicy | null) => void;
   /** Told of each fault injected (for trellis_route_faults_total). */
   readonly onFault?: (kind: 'abort' | 'delay') => void;
+  /** The bound on kept request bodies (default MAX_KEPT_BODY_BYTES; tests lower it). */
+  readonly maxKeptBodyBytes?: number;
 }
 
 interface Watched {
@@ -353,9 +393,13 @@ export class OutboundRoutes {
     { readonly table: PolicedRouteTable; readonly policy: ServiceTrafficPolicy | null }
   >();
 
+  /** Request bodies kept for retries and mirrors, by every exchange of this proxy. */
+  readonly keptBodies: KeptBodies;
+
   constructor(opts: OutboundRoutesOptions) {
     this.opts = opts;
     this.random = opts.random ?? unseededRandom();
+    this.keptBodies = new KeptBodies(opts.maxKeptBodyBytes);
   }
 
   /**
