@@ -240,3 +240,40 @@ spec:
   for (const s of statuses.filter((x) => !x.startsWith('200'))) assert.equal(s, '503 ');
   assert.equal(routes.keptBodies.bytes, 0, 'every exchange gave its room back');
 });
+
+test("a gRPC response trickled past the client's grpc-timeout ends there with DEADLINE_EXCEEDED", async (t) => {
+  // The app answers at once, then sends a message every 50 ms for 2 s and only then its status.
+  const app = http2.createServer();
+  const timers = new Set<NodeJS.Timeout>();
+  app.on('stream', (stream) => {
+    stream.resume();
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (stream.destroyed || stream.closed) return clearInterval(timer);
+      stream.write(Buffer.from([0, 0, 0, 0, 0]));
+      if (++sent === 40) {
+        clearInterval(timer);
+        stream.end();
+      }
+    }, 50);
+    timers.add(timer);
+  });
+  await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const timer of timers) clearInterval(timer);
+    return new Promise<void>((r) => app.close(() => r()));
+  });
+  const proxy = await startProxyHarness({
+    connTarget: { host: '127.0.0.1', port: (app.address() as { port: number }).port },
+  });
+  t.after(() => proxy.close());
+  const answer = await grpcCall(proxy.address, { 'grpc-timeout': '300m' });
+  assert.equal(answer[':status'], '200', JSON.stringify(answer));
+  assert.equal(answer['grpc-status'], '4', JSON.stringify(answer));
+  assert.equal(answer['trellis-proxy-error'], 'request-timeout');
+  // Without a grpc-timeout the same answer takes its time and ends with the app's own status.
+  const slow = await grpcCall(proxy.address, {});
+  assert.equal(slow['grpc-status'], '0', JSON.stringify(slow));
+});

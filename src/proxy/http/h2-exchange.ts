@@ -31,6 +31,7 @@ import {
   attemptLimit,
   blamesEndpoint,
   MAX_RETRY_BODY_BYTES,
+  MAX_TIMER_MS,
   countedRetryAfter,
   timeoutMessage,
   type AttemptFailure,
@@ -606,6 +607,12 @@ export class H2Exchange implements EndpointSink {
       up.resume();
       return;
     }
+    // A gRPC deadline bounds the whole call, its response messages too: an upstream that
+    // trickles them past the client's grpc-timeout is cut off there (DEADLINE_EXCEEDED in trailers).
+    if (this.grpcTimeoutMs !== null && this.deadline !== Infinity) {
+      const ms = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.deadline - performance.now())));
+      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onDeadlineDuringResponse()), ms);
+    }
     downstream.on('wantTrailers', () =>
       guard(
         this.ctx.log,
@@ -738,6 +745,20 @@ export class H2Exchange implements EndpointSink {
         `no response within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`,
       );
     else this.respondWithError(reason, timeoutMessage(reason, this.routeTimeouts));
+  }
+
+  /** The client's grpc-timeout passed while the response was still coming: the call ends here. */
+  private onDeadlineDuringResponse(): void {
+    this.responseTimer = undefined;
+    if (this.responseComplete || this.upstreamComplete) return;
+    if (this.upstream !== undefined) {
+      this.upstream.unpipe(this.downstream);
+      this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
+    }
+    this.respondWithError(
+      'request-timeout',
+      `the response did not complete within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`,
+    );
   }
 
   /** Answers the client with a response the proxy makes itself, or resets if headers went out. */
