@@ -17,6 +17,7 @@ import {
   attemptLimit,
   KeptBodies,
   MAX_TIMER_MS,
+  MAX_WATCHED,
   OutboundRoutes,
   retryAfter,
 } from '../../src/proxy/outbound/routes.ts';
@@ -405,6 +406,34 @@ spec:
     assert.ok(third.retry !== null, 'room again once the first exchange ended');
     third.releaseBody();
     assert.equal(kept.bytes, 0);
+    routes.close();
+  });
+});
+
+describe('the bound on watched Service ports', () => {
+  it('a client naming a thousand Services once does not leave later ones without routes', async () => {
+    const table = routeSet(
+      `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+`,
+      { 'shop/web': [80] },
+    );
+    // Every watch answers at once: web with its route, every other name with no routes.
+    const { routes, started } = routesWith((o) =>
+      queueMicrotask(() => o.onTable(o.service === 'web' ? table : { http: null, grpc: null })),
+    );
+    // Names asked for once: two-label names read as Service NAME of namespace LABEL.
+    for (let i = 0; i < MAX_WATCHED; i++) await routes.tableFor({ host: `site${i}.com`, port: 80 });
+    assert.equal(started.length, MAX_WATCHED);
+    const web = await routes.tableFor({ host: 'web', port: 80 });
+    assert.equal(web, table, 'web is watched and its routes apply');
+    assert.equal(routes.evicted, 1);
+    assert.equal(routes.tableFor({ host: 'web.shop', port: 80 }), table);
     routes.close();
   });
 });

@@ -19,8 +19,10 @@
 // The first request to a Service port waits for its first table (at most `waitMs`, the
 // discovery's fail-fast wait), so a route attached before the request is never skipped; when the
 // watch fails first (a control plane without the Routes API answers UNIMPLEMENTED at once) or no
-// answer comes in time, requests go on as without routes until a table arrives. Watches are bounded (MAX_WATCHED): past that, further Service
-// ports are served without routes, and a warning says so once.
+// answer comes in time, requests go on as without routes until a table arrives. Watches are
+// bounded (MAX_WATCHED, Service ports however spelled): past that, the Service port asked for
+// least recently stops being watched to make room (a warning says so once); only while every
+// one still awaits its first table is a further Service port served without routes.
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import { unitDraw, unseededRandom, type Random } from '../../core/random.ts';
@@ -355,6 +357,10 @@ export interface OutboundRoutesOptions {
 }
 
 interface Watched {
+  /** Its Service port ("ns/name:port"), the key of byService. */
+  readonly key: string;
+  /** When it was last asked for (OutboundRoutes.uses at the time): the least recent goes first. */
+  used: number;
   table: PolicedRouteTable | null;
   /** The retry budget of this Service port, made when a rule first asks for retries. */
   budget: RetryBudget | null;
@@ -382,6 +388,10 @@ export class OutboundRoutes {
   private readonly backendTargets = new WeakMap<CompiledBackend, Target>();
   private warnedFull = false;
   private closed = false;
+  /** Requests asked for a table so far (the order of Watched.used). */
+  private uses = 0;
+  /** Service ports no longer watched to make room (tests read it). */
+  evicted = 0;
   /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
   private readonly watchedBackends = new WeakSet<CompiledBackend>();
   /**
@@ -408,23 +418,52 @@ export class OutboundRoutes {
    */
   tableFor(target: Target): PolicedRouteTable | null | Promise<PolicedRouteTable | null> {
     const known = this.entryOf(target);
-    if (known !== undefined) return known.first ?? known.table;
+    if (known !== undefined) {
+      known.used = ++this.uses;
+      return known.first ?? known.table;
+    }
     const service = serviceOf(target, this.opts.namespace);
     if (service === null || this.closed) return null;
-    if (this.byService.size >= MAX_WATCHED) {
-      if (!this.warnedFull) {
-        this.warnedFull = true;
-        this.opts.log.warn('too many services to watch routes for; further ones are served without routes', {
-          max: MAX_WATCHED,
-        });
-      }
-      return null;
-    }
-    const entry: Watched = { table: null, budget: null, budgetPolicy: null, first: null, watch: null };
+    // Full: the Service port asked for least recently stops being watched, so that names asked
+    // for once (a client naming a thousand of them, or two-label external names such as
+    // example.com, which read as Service example of namespace com) never crowd out the rest.
+    if (this.byService.size >= MAX_WATCHED && !this.evictLeastUsed()) return null;
+    const key = servicePortKey(service);
+    const entry: Watched = {
+      key,
+      used: ++this.uses,
+      table: null,
+      budget: null,
+      budgetPolicy: null,
+      first: null,
+      watch: null,
+    };
     entry.first = this.startWatch(entry, service);
-    this.byService.set(servicePortKey(service), entry);
+    this.byService.set(key, entry);
     if (this.watched.size < MAX_SPELLINGS) this.watched.set(target, entry);
     return entry.first;
+  }
+
+  /** Stops watching the Service port asked for least recently (not one still awaiting its first table); false when none can go. */
+  private evictLeastUsed(): boolean {
+    let oldest: Watched | null = null;
+    for (const entry of this.byService.values())
+      if (entry.first === null && (oldest === null || entry.used < oldest.used)) oldest = entry;
+    if (oldest === null) return false;
+    oldest.watch?.close();
+    this.byService.delete(oldest.key);
+    this.watched.clear(); // the spellings of every entry are found again by Service port
+    this.evicted++;
+    if (!this.warnedFull) {
+      this.warnedFull = true;
+      this.opts.log.warn(
+        'routes are watched for too many services; the least recently used ones are dropped',
+        {
+          max: MAX_WATCHED,
+        },
+      );
+    }
+    return true;
   }
 
   /**
