@@ -436,4 +436,52 @@ spec:
     assert.equal(routes.tableFor({ host: 'web.shop', port: 80 }), table);
     routes.close();
   });
+
+  it("a route's backend keeps its own watch (its circuit breaking policy) while the route is used", async () => {
+    const table = routeSet(
+      `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web-v2, port: 80 }] }]
+`,
+      { 'shop/web': [80], 'shop/web-v2': [80] },
+    );
+    const started: string[] = [];
+    const open = new Map<string, number>();
+    const routes = new OutboundRoutes({
+      address: '127.0.0.1:1',
+      namespace: 'shop',
+      waitMs: 1000,
+      log: silentLogger,
+      onPolicy: () => undefined,
+      startWatch: (o) => {
+        started.push(o.service);
+        open.set(o.service, (open.get(o.service) ?? 0) + 1);
+        queueMicrotask(() => o.onTable(o.service === 'web' ? table : { http: null, grpc: null }));
+        return { close: () => open.set(o.service, open.get(o.service)! - 1) };
+      },
+    });
+    const target = { host: 'web', port: 80 };
+    const send = async () => {
+      const decision = routes.decide(target, (await routes.tableFor(target))!, GET);
+      assert.ok(decision !== null && decision.kind === 'forward');
+      await new Promise((r) => setImmediate(r)); // the backend's watch answers
+    };
+    await send();
+    assert.deepEqual(started, ['web', 'web-v2']);
+    // A thousand names asked for once, with requests to web among them.
+    for (let i = 0; i < MAX_WATCHED; i++) {
+      await routes.tableFor({ host: `site${i}.com`, port: 80 });
+      if (i % 100 === 0) await send();
+    }
+    await send();
+    assert.ok(routes.evicted > 0);
+    // Asked for with every request to web: still watched, and never watched twice at once.
+    assert.equal(open.get('web-v2'), 1, 'the backend is watched');
+    assert.equal(open.get('web'), 1);
+    routes.close();
+  });
 });

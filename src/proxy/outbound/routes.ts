@@ -392,8 +392,6 @@ export class OutboundRoutes {
   private uses = 0;
   /** Service ports no longer watched to make room (tests read it). */
   evicted = 0;
-  /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
-  private readonly watchedBackends = new WeakSet<CompiledBackend>();
   /**
    * Each compiled route's own policy (its annotations over the Service's; null: none), looked up
    * once per compiled table instead of by a key string built per request.
@@ -665,10 +663,13 @@ export class OutboundRoutes {
       backendTarget = { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port };
       this.backendTargets.set(backend, backendTarget);
     }
-    if (this.opts.onPolicy !== undefined && !this.watchedBackends.has(backend)) {
-      // The backend's own Service annotations (circuit breaking) come with its own watch.
-      this.watchedBackends.add(backend);
-      void this.tableFor(backendTarget);
+    if (this.opts.onPolicy !== undefined) {
+      // The backend's own Service annotations (circuit breaking) come with its own watch, asked
+      // for with each request like the parent's, so it is not the least recently used one that
+      // makes room (and is watched again if it did).
+      const watchedBackend = this.watched.get(backendTarget);
+      if (watchedBackend !== undefined) watchedBackend.used = ++this.uses;
+      else void this.tableFor(backendTarget);
     }
     // Most rules modify no headers: they share one empty list instead of two new ones a request.
     let requestHeaders: HeaderModifier[] | readonly HeaderModifier[] = NO_MODIFIERS;
