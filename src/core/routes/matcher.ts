@@ -59,6 +59,7 @@ export interface CompiledRule {
   readonly responseHeaders: HeaderModifier | null;
   readonly redirect: Redirect | null;
   readonly rewrite: Rewrite | null;
+  /** RequestMirror filters whose Service the control plane resolved (others are left out). */
   readonly mirrors: readonly Mirror[];
   readonly backends: BackendSet;
   /** Set when the rule cannot be served as written (an ExtensionRef Trellis does not implement): answer 500. */
@@ -372,7 +373,16 @@ function compileRule(
     responseHeaders: first('responseHeaderModifier'),
     redirect: first('requestRedirect'),
     rewrite: first('urlRewrite'),
-    mirrors: rule.filters.flatMap((f) => (f.requestMirror === undefined ? [] : [f.requestMirror])),
+    // A mirror goes only to a Service the control plane resolved, as a backend does: never to
+    // another namespace's Service (RefNotPermitted), which would make every client of the route
+    // send copies there under its own identity.
+    mirrors: rule.filters.flatMap((f) => {
+      const mirror = f.requestMirror;
+      if (mirror === undefined) return [];
+      const ref = mirror.backendRef;
+      const isService = ref.group === '' && ref.kind === 'Service';
+      return isService && resolved(ref.namespace ?? namespace, ref.name, ref.port ?? 0) ? [mirror] : [];
+    }),
     backends: compileBackends(backends),
     failure:
       extension === undefined

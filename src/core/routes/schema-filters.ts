@@ -19,7 +19,33 @@ import {
   uniqueHeaderNames,
 } from './schema-common.ts';
 
-const header = v.strictObject({ name: headerName, value: headerValue }, objectIssue);
+/**
+ * Fields a header modifier may not touch: they frame the message or belong to one connection, and
+ * the proxy writes them itself from what it forwards. Setting or removing Content-Length made the
+ * upstream read a body as the next request (request smuggling past the route) or a client read a
+ * response wrongly; Host changes through URLRewrite's hostname.
+ */
+const PROXY_OWNED_FIELDS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'upgrade',
+  'http2-settings',
+  'host',
+]);
+
+const modifiableName = v.pipe(
+  headerName,
+  v.check(
+    (name) => !PROXY_OWNED_FIELDS.has(name.toLowerCase()),
+    'the proxy writes this field itself (framing, connection, Host): a header filter may not change it',
+  ),
+);
+
+const header = v.strictObject({ name: modifiableName, value: headerValue }, objectIssue);
 
 export const headerModifierSchema = v.strictObject(
   {
@@ -39,7 +65,7 @@ export const headerModifierSchema = v.strictObject(
     ),
     remove: v.optional(
       v.pipe(
-        listOf(headerName, 16),
+        listOf(modifiableName, 16),
         v.check(
           (names) => new Set(names.map((n) => n.toLowerCase())).size === names.length,
           'a header is named twice',

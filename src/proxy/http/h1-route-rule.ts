@@ -19,6 +19,7 @@ import {
   countedRetryAfter,
   MAX_RETRY_BODY_BYTES,
   type AttemptFailure,
+  type KeptBodies,
   type OutboundRoutes,
   type RouteDecision,
   type RoutePolicyRetry,
@@ -71,6 +72,9 @@ export class H1RouteRule {
   matched: CompiledRule | null = null;
   /** The request body as sent, kept for a retry or mirror (content-length bodies up to 64 KiB), or null. */
   body: Buffer[] | null = null;
+  /** Where the room for `body` was taken (the proxy's KeptBodies), and how much; given back by releaseBody. */
+  private keptIn: KeptBodies | null = null;
+  private keptBytes = 0;
   /** An HTTPFault's delay in progress. */
   private faultTimer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -100,9 +104,10 @@ export class H1RouteRule {
     head: MessageHead,
     route: H1Route,
     mirrors: RequestMirrors | null | undefined,
+    kept: KeptBodies | null,
   ): H1Route {
     for (const modifier of decision.requestHeaders) head.headers = modifyHeaders(modifier, head.headers);
-    this.adopt(decision, head, mirrors);
+    this.adopt(decision, head, mirrors, kept);
     return { target: decision.target, path: decision.pathAndQuery, host: decision.authority ?? route.host };
   }
 
@@ -162,6 +167,7 @@ export class H1RouteRule {
     decision: ForwardDecision,
     head: MessageHead,
     mirrors: RequestMirrors | null | undefined,
+    kept: KeptBodies | null,
   ): void {
     this.responseHeaders = decision.responseHeaders.length > 0 ? decision.responseHeaders : null;
     const timeouts = decision.timeouts;
@@ -182,14 +188,31 @@ export class H1RouteRule {
         : null;
     this.mirrorTargets = decision.mirrors.length > 0 ? decision.mirrors : null;
     // The body is kept as it is forwarded when a retry or a mirror may send it again: only one
-    // with a length of at most MAX_RETRY_BODY_BYTES.
+    // with a length of at most MAX_RETRY_BODY_BYTES, and only while the proxy's kept bodies
+    // together have room for it (KeptBodies); otherwise the request is neither retried nor mirrored.
+    const wanted = (this.retry !== null || this.mirrorTargets !== null) && !bodyless;
     const keepable = head.bodyKind === 'length' && head.contentLength <= MAX_RETRY_BODY_BYTES;
-    if (this.mirrorTargets !== null && !bodyless && !keepable) {
-      mirrors?.drop(this.mirrorTargets.length);
+    const keeps = wanted && keepable && (kept === null || kept.take(head.contentLength));
+    if (keeps && kept !== null) {
+      this.keptIn = kept;
+      this.keptBytes = head.contentLength;
+    }
+    if (wanted && !keeps) {
+      this.retry = null;
+      if (this.mirrorTargets !== null) mirrors?.drop(this.mirrorTargets.length);
       this.mirrorTargets = null;
     }
-    this.body = (this.retry !== null || this.mirrorTargets !== null) && !bodyless ? [] : null;
+    this.body = keeps ? [] : null;
     this.retriesDone = 0;
+  }
+
+  /** Gives back the room the kept body took (the exchange, or its connection, ended). */
+  releaseBody(): void {
+    this.body = null;
+    if (this.keptIn === null) return;
+    this.keptIn.give(this.keptBytes);
+    this.keptIn = null;
+    this.keptBytes = 0;
   }
 
   /** The next attempt's response timeout in ms (0: none); timeoutReason says which limit it is. */
@@ -241,7 +264,7 @@ export class H1RouteRule {
     this.timeouts = null;
     this.deadline = Infinity;
     this.timeoutReason = 'response-timeout';
-    this.body = null;
+    this.releaseBody();
     this.mirrorTargets = null;
     this.series = null;
     this.matched = null;

@@ -318,7 +318,13 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   /** A route decision applied: true to forward the request; false when answered here or delayed (a fault). */
   private applyDecision(decision: RouteDecision): boolean {
     if (decision.kind === 'forward') {
-      this.route = this.rule.forwardBy(decision, this.req!, this.route!, this.ctx.mirrors);
+      this.route = this.rule.forwardBy(
+        decision,
+        this.req!,
+        this.route!,
+        this.ctx.mirrors,
+        this.ctx.routes?.keptBodies ?? null,
+      );
       return true;
     }
     if (decision.kind === 'delay') {
@@ -854,6 +860,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.closed = true;
     this.clearHeadTimer();
     this.clearResponseTimer();
+    this.rule.releaseBody();
     const s = this.socket;
     s.removeAllListeners('data');
     s.removeAllListeners('end');
@@ -952,6 +959,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.clearHeadTimer();
     this.clearResponseTimer();
     this.rule.cancelTimers();
+    this.rule.releaseBody();
     this.up.releasePick();
     this.up.drop();
     this.ctx.sessionClosed(this);

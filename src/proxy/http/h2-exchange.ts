@@ -31,6 +31,7 @@ import {
   attemptLimit,
   blamesEndpoint,
   MAX_RETRY_BODY_BYTES,
+  MAX_TIMER_MS,
   countedRetryAfter,
   timeoutMessage,
   type AttemptFailure,
@@ -113,6 +114,8 @@ export class H2Exchange implements EndpointSink {
   /** The request body as received, kept for a retry (up to MAX_RETRY_BODY_BYTES), or null. */
   private retryBody: Buffer[] | null = null;
   private retryBodyBytes = 0;
+  /** The room retryBody holds in the proxy's kept bodies (given back when it is dropped or the exchange ends). */
+  private keptBytes = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   /** The failed attempt's pick while a retry waits for its backoff. */
   private retryPick: EndpointPick | null = null;
@@ -516,8 +519,14 @@ export class H2Exchange implements EndpointSink {
       const kept = this.retryBody;
       if (kept === null) return;
       this.retryBodyBytes += chunk.length;
-      if (this.retryBodyBytes > MAX_RETRY_BODY_BYTES) this.retryBody = null;
-      else kept.push(chunk);
+      // Kept up to 64 KiB, and while the proxy's kept bodies together have room (KeptBodies).
+      const room = ctx.routes?.keptBodies ?? null;
+      if (this.retryBodyBytes > MAX_RETRY_BODY_BYTES || (room !== null && !room.take(chunk.length)))
+        this.dropKeptBody();
+      else {
+        if (room !== null) this.keptBytes += chunk.length;
+        kept.push(chunk);
+      }
     });
     if (downstream.readableEnded) {
       // The request already ended while the upstream stream was being opened: Node emits 'end'
@@ -597,6 +606,12 @@ export class H2Exchange implements EndpointSink {
       this.responseComplete = true;
       up.resume();
       return;
+    }
+    // A gRPC deadline bounds the whole call, its response messages too: an upstream that
+    // trickles them past the client's grpc-timeout is cut off there (DEADLINE_EXCEEDED in trailers).
+    if (this.grpcTimeoutMs !== null && this.deadline !== Infinity) {
+      const ms = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.deadline - performance.now())));
+      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onDeadlineDuringResponse()), ms);
     }
     downstream.on('wantTrailers', () =>
       guard(
@@ -732,6 +747,20 @@ export class H2Exchange implements EndpointSink {
     else this.respondWithError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 
+  /** The client's grpc-timeout passed while the response was still coming: the call ends here. */
+  private onDeadlineDuringResponse(): void {
+    this.responseTimer = undefined;
+    if (this.responseComplete || this.upstreamComplete) return;
+    if (this.upstream !== undefined) {
+      this.upstream.unpipe(this.downstream);
+      this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
+    }
+    this.respondWithError(
+      'request-timeout',
+      `the response did not complete within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`,
+    );
+  }
+
   /** Answers the client with a response the proxy makes itself, or resets if headers went out. */
   private respondWithError(
     reason: ProxyErrorReason,
@@ -787,8 +816,16 @@ export class H2Exchange implements EndpointSink {
     setImmediate(() => guard(this.ctx.log, () => downstream.closed || downstream.close(NGHTTP2_NO_ERROR)));
   }
 
+  /** The kept request body goes (too long, no room, or the exchange is over): no retry or mirror can send it. */
+  private dropKeptBody(): void {
+    this.retryBody = null;
+    if (this.keptBytes > 0) this.ctx.routes?.keptBodies.give(this.keptBytes);
+    this.keptBytes = 0;
+  }
+
   private onDownstreamClose(): void {
     const { downstream, upstream } = this;
+    this.dropKeptBody();
     this.clearResponseTimer();
     if (this.retryTimer !== undefined) {
       clearTimeout(this.retryTimer);

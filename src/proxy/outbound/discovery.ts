@@ -104,14 +104,16 @@ export interface DiscoveryOptions {
 interface Entry {
   /** The target's address key. */
   readonly key: string;
-  /** The target's host and port as asked (the keys of Discovery.byHost). */
+  /** The target's host and port as first asked (the keys of Discovery.byHost). */
   readonly target: Target;
+  /** Other spellings of its name asked for since (also keys of byHost), at most MAX_SPELLINGS. */
+  readonly spellings: Target[];
   /** What it is resolved by (a short name qualified with the namespace). */
   readonly query: string;
   /** Its host, canonical (what the known mesh names remember). */
   readonly host: string;
   /** Its host has a mesh name's shape in this namespace (`web.ns`, `*.svc...`): see isMeshShaped. */
-  readonly meshShaped: boolean;
+  meshShaped: boolean;
   readonly set: EndpointSet;
   readonly p2c: P2c<EndpointState>;
   /** The Service port it is ("ns/name:port", the key of its traffic policy), null for others. */
@@ -146,6 +148,12 @@ const noCounters: BreakerCounters = { count: noop };
 
 /** At most this many Services' traffic policies are kept (one per watched Service port). */
 const MAX_POLICIES = 1000;
+
+/** How many other spellings of a name (`WEB`, `web.ns.`) are indexed with its entry; others are looked up by name. */
+const MAX_SPELLINGS = 8;
+
+/** A query `name.ns.svc:port`: the same Service port as `name.ns:port` (the control plane reads both). */
+const SVC_PORT = /^([^.:]+\.[^.:]+)\.svc:(?=[0-9]+$)/;
 
 /** How many mesh names a proxy remembers having been services (the set starts over when full). */
 const MAX_KNOWN_NAMES = 4096;
@@ -304,20 +312,34 @@ export class ServiceDiscovery {
   private entry(target: Target): Entry {
     const found = this.byHost.get(target);
     if (found !== undefined) return found;
-    const key = targetKey(target);
+    const host = canonicalName(target.host);
+    const named = isIP(target.host) === 0;
+    // One entry (one resolution, one balancer, one set of circuit breakers) per name, however the
+    // request spells it: case, a trailing dot, `web`, `web.ns` and `web.ns.svc` are one Service
+    // port, so a client cannot get fresh breakers or limits by spelling it another way.
+    const query = named ? serviceQuery(host, target.port, this.namespace).replace(SVC_PORT, '$1:') : null;
+    const key = query ?? targetKey(target);
+    const known = this.entries.get(key);
+    if (known !== undefined) {
+      // Named `.svc` once, it is a mesh name whatever the spelling (never sent to DNS).
+      if (named && isMeshShaped(host, this.namespace)) known.meshShaped = true;
+      if (known.spellings.length < MAX_SPELLINGS) {
+        known.spellings.push({ host: target.host, port: target.port });
+        this.byHost.set(target, known);
+      }
+      return known;
+    }
     const set = new EndpointSet({
       log: this.opts.log,
       defaultRttMs: NEW_ENDPOINT_RTT_MS,
       presence: this.presence,
     });
-    const host = canonicalName(target.host);
-    const named = isIP(target.host) === 0;
-    const query = named ? serviceQuery(host, target.port, this.namespace) : key;
     const service = named ? serviceOf(target, this.namespace) : null;
     const created: Entry = {
       key,
+      spellings: [],
       target: { host: target.host, port: target.port },
-      query,
+      query: key,
       host,
       meshShaped: named && isMeshShaped(host, this.namespace),
       set,
@@ -332,10 +354,10 @@ export class ServiceDiscovery {
       lastUsed: Date.now(),
     };
     created.resolution = this.opts.resolver!.resolve(
-      query,
+      key,
       (update) => {
         if (created.unreachable && created.set.status !== 'awaiting') {
-          this.opts.log.info('the control plane answers again', { target: query });
+          this.opts.log.info('the control plane answers again', { target: key });
         }
         created.unreachable = false;
         const otherPorts = update.kind === 'does-not-exist' ? (update.ports ?? []) : null;
@@ -344,7 +366,7 @@ export class ServiceDiscovery {
         if (named) this.remember(host, update.kind !== 'does-not-exist' || created.otherPorts !== null);
         wake(created);
       },
-      (error) => this.onResolutionError(query, created, error),
+      (error) => this.onResolutionError(key, created, error),
     );
     this.guard(created);
     this.entries.set(key, created);
@@ -359,6 +381,7 @@ export class ServiceDiscovery {
 
   private unindex(entry: Entry): void {
     this.byHost.delete(entry.target);
+    for (const spelling of entry.spellings) this.byHost.delete(spelling);
   }
 
   /** Remembers (or forgets) a host as a service's name. */

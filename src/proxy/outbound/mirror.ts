@@ -6,9 +6,9 @@
 // `trellis-mirrored: 1`, and a request carrying that header is not mirrored again (no loops
 // through routes that mirror to each other).
 //
-// Bounded: at most MAX_MIRRORS_IN_FLIGHT copies at once (more are dropped), each abandoned after
-// MIRROR_TIMEOUT_MS; only requests whose body was kept whole are mirrored (up to 64 KiB, as for
-// retries). A proxy without an outbound listener (only bound destinations) drops mirrors.
+// Bounded: at most MAX_MIRRORS_IN_FLIGHT copies at once (more are dropped), each abandoned
+// MIRROR_TIMEOUT_MS after it started, however its mirror trickles; only requests whose body was
+// kept whole are mirrored (up to 64 KiB, as for retries). A proxy without an outbound listener (only bound destinations) drops mirrors.
 // Counted in trellis_route_mirrors_total{outcome="sent"|"dropped"|"failed"}.
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -38,6 +38,8 @@ export interface RequestMirrorsOptions {
   readonly outboundPort: () => number | null;
   readonly log: Logger;
   readonly count: (outcome: MirrorOutcome) => void;
+  /** How long a copy may take in all (default MIRROR_TIMEOUT_MS; tests shorten it). */
+  readonly timeoutMs?: number;
 }
 
 const HOP_BY_HOP = new Set([
@@ -105,14 +107,20 @@ export class RequestMirrors {
     const authority = `${target.host}:${target.port}`;
     this.inFlight++;
     let finished = false;
+    let abandon: () => void = () => undefined;
+    // The whole copy, not each silence: a mirror answering a byte at a time keeps its slot no longer.
+    const timer = setTimeout(() => abandon(), this.opts.timeoutMs ?? MIRROR_TIMEOUT_MS);
+    timer.unref();
     const done = (outcome: MirrorOutcome) => {
       if (finished) return;
       finished = true;
+      clearTimeout(timer);
       this.inFlight--;
       this.opts.count(outcome);
     };
-    if (request.h2) this.sendH2(port, authority, request, headers, done);
-    else this.sendH1(port, authority, request, headers, done);
+    abandon = request.h2
+      ? this.sendH2(port, authority, request, headers, done)
+      : this.sendH1(port, authority, request, headers, done);
   }
 
   private sendH1(
@@ -121,7 +129,7 @@ export class RequestMirrors {
     request: MirroredRequest,
     headers: Record<string, string | string[]>,
     done: (outcome: MirrorOutcome) => void,
-  ): void {
+  ): () => void {
     const req = http.request(
       {
         host: '127.0.0.1',
@@ -130,7 +138,6 @@ export class RequestMirrors {
         path: `http://${authority}${request.pathAndQuery}`,
         headers: { ...headers, host: authority },
         agent: this.agent,
-        timeout: MIRROR_TIMEOUT_MS,
       },
       (res) => {
         res.resume();
@@ -138,10 +145,13 @@ export class RequestMirrors {
         res.once('error', () => done('failed'));
       },
     );
-    req.once('timeout', () => req.destroy(new Error('mirror timed out')));
     req.once('error', () => done('failed'));
     for (const chunk of request.body) req.write(chunk);
     req.end();
+    return () => {
+      req.destroy(new Error('mirror timed out'));
+      done('failed');
+    };
   }
 
   private sendH2(
@@ -150,7 +160,7 @@ export class RequestMirrors {
     request: MirroredRequest,
     headers: Record<string, string | string[]>,
     done: (outcome: MirrorOutcome) => void,
-  ): void {
+  ): () => void {
     let session = this.session;
     if (session === null || session.closed || session.destroyed) {
       session = http2.connect(`http://127.0.0.1:${port}`);
@@ -167,12 +177,15 @@ export class RequestMirrors {
       ':path': request.pathAndQuery,
       ':authority': authority,
     });
-    stream.setTimeout(MIRROR_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
     stream.once('error', () => done('failed'));
     stream.once('close', () => done(stream.rstCode === http2.constants.NGHTTP2_NO_ERROR ? 'sent' : 'failed'));
     stream.resume();
     for (const chunk of request.body) stream.write(chunk);
     stream.end();
+    return () => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      done('failed');
+    };
   }
 
   close(): void {

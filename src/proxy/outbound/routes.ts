@@ -19,8 +19,10 @@
 // The first request to a Service port waits for its first table (at most `waitMs`, the
 // discovery's fail-fast wait), so a route attached before the request is never skipped; when the
 // watch fails first (a control plane without the Routes API answers UNIMPLEMENTED at once) or no
-// answer comes in time, requests go on as without routes until a table arrives. Watches are bounded (MAX_WATCHED): past that, further Service
-// ports are served without routes, and a warning says so once.
+// answer comes in time, requests go on as without routes until a table arrives. Watches are
+// bounded (MAX_WATCHED, Service ports however spelled): past that, the Service port asked for
+// least recently stops being watched to make room (a warning says so once); only while every
+// one still awaits its first table is a further Service port served without routes.
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../core/log.ts';
 import { unitDraw, unseededRandom, type Random } from '../../core/random.ts';
@@ -55,6 +57,8 @@ import { hasDotSegment, resolveDotSegments } from '../policy/match.ts';
 
 /** At most this many Service ports are watched for routes by one proxy. */
 export const MAX_WATCHED = 1000;
+/** At most this many spellings of the watched Service ports are remembered (`web`, `web.ns`, ...). */
+const MAX_SPELLINGS = 4 * MAX_WATCHED;
 
 /** The Service a logical target names, as the Gateway API's parentRefs and backendRefs do. */
 export interface ServicePort {
@@ -92,6 +96,13 @@ export interface RouteTimeouts {
 export type TimeoutReason = 'request-timeout' | 'backend-request-timeout' | 'response-timeout';
 
 /**
+ * The longest a Node timer waits (about 24.8 days): a longer delay fires after 1 ms instead.
+ * Every limit and backoff a route, an annotation or a client's grpc-timeout asks for is cut to it
+ * (a Gateway API duration reaches 99999h, a grpc-timeout 99999999H).
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
  * How long the attempt starting at `now` may wait for its response, and the reason its 504 names:
  * the first of the exchange's deadline (`deadline`, absolute, Infinity: none), the attempt's
  * limit and the proxy's response timeout (0: off). `ms` is 0 when nothing bounds it.
@@ -113,7 +124,7 @@ export function attemptLimit(
     ms = Math.max(1, deadline - now);
     reason = 'request-timeout';
   }
-  return { ms: ms === Infinity ? 0 : Math.ceil(ms), reason };
+  return { ms: ms === Infinity ? 0 : Math.min(MAX_TIMER_MS, Math.ceil(ms)), reason };
 }
 
 /** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
@@ -140,6 +151,44 @@ export function timeoutMessage(reason: TimeoutReason, timeouts: RouteTimeouts | 
 
 /** A request body kept for retries is at most this long; a longer one is not retried. */
 export const MAX_RETRY_BODY_BYTES = 64 * 1024;
+
+/**
+ * The request bodies one proxy keeps for retries and mirrors, every exchange together (HTTP/1
+ * and HTTP/2): 512 bodies of 64 KiB. Without it the bound was the connections times the streams
+ * (128 per HTTP/2 connection, 8 MiB a connection).
+ */
+export const MAX_KEPT_BODY_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The bytes of request bodies kept for retries and mirrors by one proxy (OutboundRoutes.keptBodies).
+ * An exchange takes room for what it keeps and gives it back when it ends; a body that does not
+ * fit is not kept, and its request is then neither retried nor mirrored (as one over 64 KiB).
+ */
+export class KeptBodies {
+  private used = 0;
+  readonly max: number;
+
+  constructor(max = MAX_KEPT_BODY_BYTES) {
+    this.max = max;
+  }
+
+  /** The bytes kept now. */
+  get bytes(): number {
+    return this.used;
+  }
+
+  /** Takes room for `n` more bytes; false (nothing taken) when they do not fit. */
+  take(n: number): boolean {
+    if (this.used + n > this.max) return false;
+    this.used += n;
+    return true;
+  }
+
+  /** Gives back `n` bytes taken before. */
+  give(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
 
 /** How an attempt failed, for the retry policy: an HTTP status, a gRPC status, or no answer in time. */
 export type AttemptFailure =
@@ -175,7 +224,7 @@ export function retryAfter(
     if (!byGrpc && !retry.codes.includes(failure.status)) return null;
   }
   const base = retry.backoffMs * 2 ** done;
-  const delay = base / 2 + random.next() * (base / 2);
+  const delay = Math.min(MAX_TIMER_MS, base / 2 + random.next() * (base / 2));
   if (now + delay >= deadline) return 'deadline';
   if (!retry.budget.tryWithdraw()) return 'budget-exhausted';
   return delay;
@@ -303,9 +352,15 @@ export interface OutboundRoutesOptions {
   readonly onPolicy?: (service: ServicePort, policy: ServiceTrafficPolicy | null) => void;
   /** Told of each fault injected (for trellis_route_faults_total). */
   readonly onFault?: (kind: 'abort' | 'delay') => void;
+  /** The bound on kept request bodies (default MAX_KEPT_BODY_BYTES; tests lower it). */
+  readonly maxKeptBodyBytes?: number;
 }
 
 interface Watched {
+  /** Its Service port ("ns/name:port"), the key of byService. */
+  readonly key: string;
+  /** When it was last asked for (OutboundRoutes.uses at the time): the least recent goes first. */
+  used: number;
   table: PolicedRouteTable | null;
   /** The retry budget of this Service port, made when a rule first asks for retries. */
   budget: RetryBudget | null;
@@ -319,7 +374,13 @@ interface Watched {
 export class OutboundRoutes {
   private readonly opts: OutboundRoutesOptions;
   private readonly random: Random;
-  /** By target: tableFor runs per request (TargetMap: no key string built). */
+  /** By Service port ("ns/name:port"): one watch and one retry budget, however it is spelled. */
+  private readonly byService = new Map<string, Watched>();
+  /**
+   * The same entries by the target as the client spelled it (`web`, `WEB.shop.`, ...): tableFor
+   * runs per request (TargetMap: no key string built). At most MAX_SPELLINGS; further spellings
+   * are looked up by their Service port.
+   */
   private readonly watched = new TargetMap<Watched>();
   /** Each compiled backend's route metrics (a table compiled again makes new backends). */
   private readonly series = new WeakMap<CompiledBackend, RouteSeries | null>();
@@ -327,8 +388,10 @@ export class OutboundRoutes {
   private readonly backendTargets = new WeakMap<CompiledBackend, Target>();
   private warnedFull = false;
   private closed = false;
-  /** Route backends whose Service port is watched too, so that its policy reaches the balancer. */
-  private readonly watchedBackends = new WeakSet<CompiledBackend>();
+  /** Requests asked for a table so far (the order of Watched.used). */
+  private uses = 0;
+  /** Service ports no longer watched to make room (tests read it). */
+  evicted = 0;
   /**
    * Each compiled route's own policy (its annotations over the Service's; null: none), looked up
    * once per compiled table instead of by a key string built per request.
@@ -338,9 +401,13 @@ export class OutboundRoutes {
     { readonly table: PolicedRouteTable; readonly policy: ServiceTrafficPolicy | null }
   >();
 
+  /** Request bodies kept for retries and mirrors, by every exchange of this proxy. */
+  readonly keptBodies: KeptBodies;
+
   constructor(opts: OutboundRoutesOptions) {
     this.opts = opts;
     this.random = opts.random ?? unseededRandom();
+    this.keptBodies = new KeptBodies(opts.maxKeptBodyBytes);
   }
 
   /**
@@ -348,23 +415,69 @@ export class OutboundRoutes {
    * once when known, else a promise of it (the first request to that Service port).
    */
   tableFor(target: Target): PolicedRouteTable | null | Promise<PolicedRouteTable | null> {
-    const known = this.watched.get(target);
-    if (known !== undefined) return known.first ?? known.table;
+    const known = this.entryOf(target);
+    if (known !== undefined) {
+      known.used = ++this.uses;
+      return known.first ?? known.table;
+    }
     const service = serviceOf(target, this.opts.namespace);
     if (service === null || this.closed) return null;
-    if (this.watched.size >= MAX_WATCHED) {
-      if (!this.warnedFull) {
-        this.warnedFull = true;
-        this.opts.log.warn('too many services to watch routes for; further ones are served without routes', {
-          max: MAX_WATCHED,
-        });
-      }
-      return null;
-    }
-    const entry: Watched = { table: null, budget: null, budgetPolicy: null, first: null, watch: null };
+    // Full: the Service port asked for least recently stops being watched, so that names asked
+    // for once (a client naming a thousand of them, or two-label external names such as
+    // example.com, which read as Service example of namespace com) never crowd out the rest.
+    if (this.byService.size >= MAX_WATCHED && !this.evictLeastUsed()) return null;
+    const key = servicePortKey(service);
+    const entry: Watched = {
+      key,
+      used: ++this.uses,
+      table: null,
+      budget: null,
+      budgetPolicy: null,
+      first: null,
+      watch: null,
+    };
     entry.first = this.startWatch(entry, service);
-    this.watched.set(target, entry);
+    this.byService.set(key, entry);
+    if (this.watched.size < MAX_SPELLINGS) this.watched.set(target, entry);
     return entry.first;
+  }
+
+  /** Stops watching the Service port asked for least recently (not one still awaiting its first table); false when none can go. */
+  private evictLeastUsed(): boolean {
+    let oldest: Watched | null = null;
+    for (const entry of this.byService.values())
+      if (entry.first === null && (oldest === null || entry.used < oldest.used)) oldest = entry;
+    if (oldest === null) return false;
+    oldest.watch?.close();
+    this.byService.delete(oldest.key);
+    this.watched.clear(); // the spellings of every entry are found again by Service port
+    this.evicted++;
+    if (!this.warnedFull) {
+      this.warnedFull = true;
+      this.opts.log.warn(
+        'routes are watched for too many services; the least recently used ones are dropped',
+        {
+          max: MAX_WATCHED,
+        },
+      );
+    }
+    return true;
+  }
+
+  /**
+   * The watched Service port `target` names, by its spelling when known, else by the Service port
+   * (a new spelling of it is remembered, up to MAX_SPELLINGS): every spelling of one Service port
+   * shares its table and its retry budget, so a client cannot get a budget (nor a watch) per
+   * spelling.
+   */
+  private entryOf(target: Target): Watched | undefined {
+    const known = this.watched.get(target);
+    if (known !== undefined) return known;
+    const service = serviceOf(target, this.opts.namespace);
+    if (service === null) return undefined;
+    const entry = this.byService.get(servicePortKey(service));
+    if (entry !== undefined && this.watched.size < MAX_SPELLINGS) this.watched.set(target, entry);
+    return entry;
   }
 
   /** Loads the Routes client (once), before the first Service port needs it (warm-up.ts). */
@@ -550,10 +663,13 @@ export class OutboundRoutes {
       backendTarget = { host: `${backend.name}.${backend.namespace}.svc`, port: backend.port };
       this.backendTargets.set(backend, backendTarget);
     }
-    if (this.opts.onPolicy !== undefined && !this.watchedBackends.has(backend)) {
-      // The backend's own Service annotations (circuit breaking) come with its own watch.
-      this.watchedBackends.add(backend);
-      void this.tableFor(backendTarget);
+    if (this.opts.onPolicy !== undefined) {
+      // The backend's own Service annotations (circuit breaking) come with its own watch, asked
+      // for with each request like the parent's, so it is not the least recently used one that
+      // makes room (and is watched again if it did).
+      const watchedBackend = this.watched.get(backendTarget);
+      if (watchedBackend !== undefined) watchedBackend.used = ++this.uses;
+      else void this.tableFor(backendTarget);
     }
     // Most rules modify no headers: they share one empty list instead of two new ones a request.
     let requestHeaders: HeaderModifier[] | readonly HeaderModifier[] = NO_MODIFIERS;
@@ -683,14 +799,17 @@ export class OutboundRoutes {
     retry: CompiledRule['retry'],
     policy: ServiceTrafficPolicy,
   ): RoutePolicyRetry | null {
-    const entry = this.watched.get(target);
+    const entry = this.entryOf(target);
     if (entry === undefined) return null;
     const annotated = policy.retry;
     if (retry === null && annotated === null) return null;
     if (retry !== null && retry.codes.length === 0) return null;
     if (entry.budget === null) {
-      entry.budget = new RetryBudget(policy.budget);
-      entry.budgetPolicy = policy.budget;
+      // The budget protects the Service: its own annotations (or its XBackendTrafficPolicy) set it,
+      // never a route's, which may be another namespace's consumer route retrying against it.
+      const servicePolicy = entry.table?.policy ?? NO_TRAFFIC_POLICY;
+      entry.budget = new RetryBudget(servicePolicy.budget);
+      entry.budgetPolicy = servicePolicy.budget;
     }
     const budget = entry.budget;
     budget.deposit();
@@ -714,7 +833,8 @@ export class OutboundRoutes {
 
   close(): void {
     this.closed = true;
-    for (const entry of this.watched.values()) entry.watch?.close();
+    for (const entry of this.byService.values()) entry.watch?.close();
+    this.byService.clear();
     this.watched.clear();
   }
 }
@@ -730,6 +850,11 @@ export function serviceOf(target: Target, ownNamespace: string): ServicePort | n
   if (labels.length === 1) return { namespace: ownNamespace, name, port: target.port };
   if (labels.length === 2 || labels[2] === 'svc') return { namespace: labels[1]!, name, port: target.port };
   return null;
+}
+
+/** The key of a Service port ("ns/name:port"). */
+function servicePortKey(service: ServicePort): string {
+  return `${service.namespace}/${service.name}:${service.port}`;
 }
 
 /** Whether a proxy error reason is one of the timeouts (route metrics count them apart). */
