@@ -85,6 +85,7 @@ test('of two trellis control replicas only the Lease holder writes route status;
     (await statusMetrics(second.ready['http']!)).leader === 1 ? true : null,
   );
   const waited = Date.now() - stoppedAt;
+  t.diagnostic(`the second took over ${waited} ms after the SIGTERM`);
   assert.ok(waited < 4000, `took over ${waited} ms after the stop`);
   const taken = (kube.get('Lease', 'trellis', 'trellis-control-status-writer') as Json)['spec'];
   assert.notEqual(taken['holderIdentity'], holder);
