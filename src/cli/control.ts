@@ -7,12 +7,18 @@
 // Secret) that state-changing HTTP API requests must carry; without it they are all refused.
 // `--injector-listen` also serves the proxy injector (src/control/injector/webhook-server.ts).
 // The Routes API serves the Gateway API routes of the cluster (src/control/routes/kubernetes.ts),
-// whose status it writes back.
+// whose status it writes back while it holds the Lease `trellis-control-status-writer`
+// (src/control/leader-lease.ts; in --status-lease-namespace, by default the pod's namespace from
+// POD_NAMESPACE, else trellis): of several replicas (`trellis install --ha`, or two versions during
+// a rolling upgrade) one writes. Its holderIdentity is the pod's name (POD_NAME, else the host
+// name) and a random suffix; on SIGTERM it is released so that another replica takes over at once.
 // `trellis tap` reaches the proxies' mTLS tap listeners at their pod IPs with a client certificate
 // the control plane issues itself (src/control/tap/); its HTTP API listens on the pod's address,
 // so GET /api/tap and /api/traces need the operator token like a change does.
 // The Kubernetes client is loaded only when this command runs (it takes about a second), so `up`
 // and `apply` start fast.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { ConfigError } from '../core/errors.ts';
 import { controlPlaneId } from '../core/spiffe.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -220,6 +226,8 @@ export function serveUntilSignal(
 }
 
 const DEFAULTS = { grpc: '0.0.0.0:8086', http: '0.0.0.0:8084' };
+/** The Lease whose holder writes route and policy status. */
+export const STATUS_LEASE = 'trellis-control-status-writer';
 const FLAGS: FlagSpec[] = [
   {
     name: 'kubeconfig-server',
@@ -240,6 +248,16 @@ const FLAGS: FlagSpec[] = [
     name: 'identity-dir',
     kind: 'string',
     help: 'folder of the trust anchor and issuer (created if empty; default: in memory only)',
+  },
+  {
+    name: 'status-lease-namespace',
+    kind: 'string',
+    help: `namespace of the Lease ${STATUS_LEASE} whose holder alone writes route status (default $POD_NAMESPACE, else trellis)`,
+  },
+  {
+    name: 'status-lease-duration',
+    kind: 'string',
+    help: 'how long the status Lease outlives its holder, whole seconds (default 15s; it renews every 2/15 of it and gives up after 2/3 without a renewal)',
   },
   {
     name: 'injector-listen',
@@ -295,6 +313,7 @@ export async function run(argv: string[]): Promise<number> {
     );
 
   const injector = await injectorSettings(values);
+  const lease = statusLeaseSettings(values);
   const { KubernetesWatcher, kubeConfigForServer } = await import('../control/discovery/kubernetes.ts');
   const { TokenReviewVerifier } = await import('../control/identity/token-review.ts');
   const { kubernetesPolicyComponent } = await import('../control/policy/component.ts');
@@ -322,6 +341,14 @@ export async function run(argv: string[]): Promise<number> {
     onError: (error) => log.warn(error.message, { error: error.cause }),
   });
   const catalog = kubernetesCatalog(kubeConfig, watcher, identity.trustDomain);
+  // Of several replicas, the holder of the Lease alone writes route and policy status.
+  const { LeaseElector } = await import('../control/leader-lease.ts');
+  const elector = new LeaseElector({
+    kubeConfig,
+    ...lease,
+    name: STATUS_LEASE,
+    log: settings.log.child({ component: 'status-lease' }),
+  });
   // The edges, shared with the routes component (a workload page's outbound routes).
   const { EdgeTracker } = await import('../control/metrics/edges.ts');
   const edges = new EdgeTracker();
@@ -335,7 +362,7 @@ export async function run(argv: string[]): Promise<number> {
       kubernetesPolicyComponent(kubeConfig, settings.log),
       // Routes (Gateway API HTTPRoute/GRPCRoute) for the proxies; their status written back.
       createRouteComponent(
-        new KubernetesRouteSource({ kubeConfig, log: settings.log }),
+        new KubernetesRouteSource({ kubeConfig, log: settings.log, statusLeader: elector }),
         settings.log,
         async () => (await catalog).listServices(),
         () => edges.edges(),
@@ -366,16 +393,40 @@ export async function run(argv: string[]): Promise<number> {
       throw new ConfigError('--injector-listen', (error as Error).message);
     }
   }
+  elector.start();
   return serveUntilSignal(
     plane,
     { kubernetes, trustDomain: identity.trustDomain, ...(webhook ? { injector: webhook.address } : {}) },
     log,
     async () => {
       tapCertificate.close();
-      await webhook?.close();
+      // The route source stopped writing with the plane; now another replica may take over.
+      await Promise.all([elector.stop(), webhook?.close()]);
     },
   );
 }
+
+/** The status Lease's namespace, timings and this replica's identity in it. */
+function statusLeaseSettings(values: ParsedFlags['values']) {
+  const namespace =
+    (values.get('status-lease-namespace') as string | undefined) ?? (process.env.POD_NAMESPACE || 'trellis');
+  if (!DNS_LABEL.test(namespace))
+    throw new ConfigError('--status-lease-namespace', `expected a namespace name, got '${namespace}'`);
+  const raw = values.get('status-lease-duration') as string | undefined;
+  const leaseDurationMs = raw === undefined ? 15_000 : parseDuration('--status-lease-duration', raw);
+  if (leaseDurationMs < 1000 || leaseDurationMs % 1000 !== 0)
+    throw new ConfigError('--status-lease-duration', 'expected whole seconds, at least 1s');
+  return {
+    namespace,
+    // client-go's proportions: 15 s, renew deadline 10 s, retry every 2 s.
+    leaseDurationMs,
+    renewDeadlineMs: Math.round((leaseDurationMs * 2) / 3),
+    retryPeriodMs: Math.round((leaseDurationMs * 2) / 15),
+    identity: `${process.env.POD_NAME || hostname()}_${randomBytes(4).toString('hex')}`,
+  };
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The injector's listener, certificate and configuration; null without --injector-listen. */
 async function injectorSettings(values: ParsedFlags['values']) {

@@ -6,7 +6,8 @@
 // Trellis's CRDs (policy/kubernetes.ts, routes/kubernetes.ts; the groups and plurals are read from
 // deploy/crds.yaml itself), list and watch of the Gateway API's HTTPRoutes, GRPCRoutes and
 // XBackendTrafficPolicies and patch of their status (routes/kubernetes.ts), and create of
-// TokenReviews (identity/token-review.ts).
+// TokenReviews (identity/token-review.ts); and, in a Role of the control plane's namespace only,
+// get, create and update of Leases (the status writer's election, control/leader-lease.ts).
 import { parseAllDocuments, stringify } from 'yaml';
 import { restrictedSecurityContext, type InjectorConfig } from '../control/injector/proxy-containers.ts';
 import type { IdentityMaterial, WebhookMaterial } from './install-identity.ts';
@@ -113,6 +114,11 @@ export function controlPlaneRules(crds: readonly CrdName[]): Json[] {
   ];
 }
 
+/** The Role's rules, in the control plane's namespace: the Lease of the status writer's election. */
+export function controlPlaneNamespaceRules(): Json[] {
+  return [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] }];
+}
+
 /** The control plane's address as proxies reach it. */
 export const controlPlaneAddress = (clusterDomain: string): string =>
   `${CONTROL}.${NAMESPACE}.svc.${clusterDomain}:${PORTS.grpc}`;
@@ -155,6 +161,11 @@ function controlPlaneDeployment(settings: InstallSettings): Json {
       `--injector-tls-dir=${INJECTOR_TLS_DIR}`,
       `--injector-config=${CONFIG_DIR}/${CONFIG_KEYS.injector}`,
       `--operator-token-file=${OPERATOR_DIR}/token`,
+    ],
+    // The status Lease's holder identity and namespace (cli/control.ts).
+    env: [
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     ],
     ports: [
       { name: 'grpc', containerPort: PORTS.grpc },
@@ -299,6 +310,19 @@ export function installObjects(
       kind: 'ClusterRoleBinding',
       metadata: meta(CONTROL, false),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: CONTROL },
+      subjects: [{ kind: 'ServiceAccount', name: CONTROL, namespace: NAMESPACE }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: meta(CONTROL),
+      rules: controlPlaneNamespaceRules(),
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: meta(CONTROL),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: CONTROL },
       subjects: [{ kind: 'ServiceAccount', name: CONTROL, namespace: NAMESPACE }],
     },
     {

@@ -85,6 +85,8 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
       'ServiceAccount/trellis-control',
       'ClusterRole/trellis-control',
       'ClusterRoleBinding/trellis-control',
+      'Role/trellis-control',
+      'RoleBinding/trellis-control',
       'ConfigMap/trellis-identity-trust-anchors',
       'Secret/trellis-identity-issuer',
       'Secret/trellis-injector-tls',
@@ -113,6 +115,21 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
       'authentication.k8s.io:tokenreviews:create',
     ],
   );
+  // The status writer's Lease, in the control plane's namespace only.
+  const namespaced = find(objects, 'Role');
+  assert.equal(namespaced['metadata']['namespace'], 'trellis');
+  assert.deepEqual(namespaced['rules'], [
+    { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
+  ]);
+  const binding = find(objects, 'RoleBinding');
+  assert.deepEqual(binding['roleRef'], {
+    apiGroup: 'rbac.authorization.k8s.io',
+    kind: 'Role',
+    name: 'trellis-control',
+  });
+  assert.deepEqual(binding['subjects'], [
+    { kind: 'ServiceAccount', name: 'trellis-control', namespace: 'trellis' },
+  ]);
   const deployment = find(objects, 'Deployment');
   const pod = deployment['spec']['template']['spec'];
   assert.equal(deployment['spec']['replicas'], 1);
@@ -131,6 +148,11 @@ test('trellis install: every document parses in kubectl, RBAC has no wildcard, e
   }
   const control = pod['containers'][0];
   assert.deepEqual(control['args'].slice(0, 2), ['control', '--in-cluster']);
+  // The status Lease's holder identity and namespace, from the downward API.
+  assert.deepEqual(control['env'], [
+    { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+  ]);
 
   const webhook = find(objects, 'MutatingWebhookConfiguration')['webhooks'][0];
   assert.equal(webhook['failurePolicy'], 'Ignore');

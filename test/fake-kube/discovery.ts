@@ -42,6 +42,16 @@ export const DISCOVERED_KINDS: readonly DiscoveredKind[] = [
     kind: 'ClusterRoleBinding',
     namespaced: false,
   },
+  // The control plane's Role in its namespace: the Lease of status writes (install-manifests.ts).
+  { groupVersion: 'rbac.authorization.k8s.io/v1', plural: 'roles', kind: 'Role', namespaced: true },
+  {
+    groupVersion: 'rbac.authorization.k8s.io/v1',
+    plural: 'rolebindings',
+    kind: 'RoleBinding',
+    namespaced: true,
+  },
+  // The Lease the replicas of `trellis control` elect the status writer with (control/leader-lease.ts).
+  { groupVersion: 'coordination.k8s.io/v1', plural: 'leases', kind: 'Lease', namespaced: true },
   {
     groupVersion: 'admissionregistration.k8s.io/v1',
     plural: 'mutatingwebhookconfigurations',

@@ -22,6 +22,11 @@
 // GET of a Pod's proxy subresource (/api/v1/namespaces/NS/pods/NAME[:PORT]/proxy/PATH) is relayed
 // to the pod's status.podIP and that port over HTTP, as the real API server does (what `trellis
 // check --proxy` reads the proxies' certificates through); 503 when nothing answers there.
+// Leases (coordination.k8s.io/v1, what `trellis control` elects its status writer with) are
+// served like every stored kind: GET, POST (409 AlreadyExists when it exists), PUT with the
+// metadata.resourceVersion precondition (409 Conflict when stale); their spec.acquireTime and
+// spec.renewTime must be MicroTimes (six fractional digits) or the write is refused with 400, as
+// the real API server refuses a JavaScript Date's three digits.
 
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -265,6 +270,8 @@ export class FakeKubeServer {
     next.metadata.name = name;
     if (namespace !== undefined) next.metadata.namespace = namespace;
     next.metadata.creationTimestamp = existing.metadata.creationTimestamp;
+    const invalid = invalidFields(kind, next);
+    if (invalid !== null) return { status: 400, body: statusObject(400, 'BadRequest', invalid) };
     if (!how.status) return { status: 200, body: this.apply(next) };
     // The status subresource: everything but the status stays as stored.
     const stored = structuredClone(existing);
@@ -440,6 +447,11 @@ export class FakeKubeServer {
       sendStatus(res, 409, 'AlreadyExists', `${kind.plural} "${object.metadata.name}" already exists`);
       return;
     }
+    const invalid = invalidFields(kind.kind, object);
+    if (invalid !== null) {
+      sendStatus(res, 400, 'BadRequest', invalid);
+      return;
+    }
     res.writeHead(201, { 'content-type': 'application/json' });
     res.end(JSON.stringify(this.apply({ ...object, apiVersion: kind.apiVersion, kind: kind.kind })));
   }
@@ -463,8 +475,12 @@ export class FakeKubeServer {
 
   /** PATCH (merge patch only) or PUT of one object or of its status subresource. */
   #handleWrite(req: IncomingMessage, res: ServerResponse, url: URL): void {
-    const status = url.pathname.endsWith('/status');
-    const one = parseObjectPath(status ? url.pathname.slice(0, -'/status'.length) : url.pathname);
+    // PATH/NAME/status is the status subresource of NAME; PATH/status alone, an object named status.
+    const statusOf = url.pathname.endsWith('/status')
+      ? parseObjectPath(url.pathname.slice(0, -'/status'.length))
+      : null;
+    const status = statusOf !== null;
+    const one = statusOf ?? parseObjectPath(url.pathname);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -691,6 +707,21 @@ function parseObjectPath(
     const cluster = new RegExp(`^${kind.prefix}/${kind.plural}/([a-z0-9.-]+)$`).exec(pathname);
     // /api/v1/namespaces/NS/... is a namespaced path, not a Namespace called NS.
     if (cluster && !kind.namespaced) return { kind, namespace: undefined, name: cluster[1]! };
+  }
+  return null;
+}
+
+/** Kubernetes' MicroTime (metav1.RFC3339Micro): exactly six fractional digits. */
+const MICRO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$/;
+
+/** Why the API server could not decode the object (a Lease time that is not a MicroTime), or null. */
+function invalidFields(kind: string, object: KubeObject | Record<string, unknown>): string | null {
+  if (kind !== 'Lease') return null;
+  const spec = (object['spec'] ?? {}) as Record<string, unknown>;
+  for (const field of ['acquireTime', 'renewTime']) {
+    const value = spec[field];
+    if (value !== undefined && value !== null && (typeof value !== 'string' || !MICRO_TIME.test(value)))
+      return `Lease in version "v1" cannot be handled as a Lease: parsing time ${JSON.stringify(value)} as "2006-01-02T15:04:05.000000Z07:00": cannot parse spec.${field}`;
   }
   return null;
 }

@@ -29,10 +29,11 @@ export async function kubectl(server: string, verb: 'apply' | 'delete', yaml: st
   assert.equal(code, 0, output);
 }
 
-/** `trellis control --kubeconfig-server URL` on free ports; its ready line (grpc, http addresses). */
+/** `trellis control --kubeconfig-server URL` on free ports (and `args`); its ready line (grpc, http addresses). */
 export async function startKubeControl(
   t: { after(fn: () => Promise<unknown>): void },
   kubeUrl: string,
+  args: readonly string[] = [],
 ): Promise<{ control: Running; ready: Record<string, string> }> {
   const control = startCli(t, [
     'control',
@@ -44,6 +45,7 @@ export async function startKubeControl(
     '127.0.0.1:0',
     '--log-level',
     'warn',
+    ...args,
   ]);
   const ready = await waitFor('the ready line', async () => {
     const line = control.stdout().split('\n')[0];

@@ -15,6 +15,9 @@
 // status.ts computes them, Accepted=False UnsupportedValue naming the field for an invalid route
 // (PartiallyInvalid naming the problem for a rule whose HTTPFault is invalid); and the status of
 // every XBackendTrafficPolicy (backend-policy-status.ts: status.ancestors, Accepted per Service).
+// With `statusLeader` (the Lease elector of ../leader-lease.ts, which `trellis control` always
+// runs) status is written only while this replica holds the lease: gaining it looks at every
+// route once, losing it stops the writes at once; the routes are served to proxies either way.
 // An absent kind (its CRD not installed, 404) is logged and tried again; the rest works without it.
 // Only the group, version and kinds matter: the upstream Gateway API CRDs work as well as ours
 // (deploy/gateway-api-crds.yaml).
@@ -28,6 +31,7 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../core/log.ts';
+import type { Leadership } from '../leader-lease.ts';
 import { Registry } from '../../core/prometheus.ts';
 import {
   BACKEND_POLICY_GROUP,
@@ -93,6 +97,8 @@ export interface KubernetesRouteSourceOptions {
   readonly retryDelayMs?: number;
   /** Write route and policy status back (default true). */
   readonly writeStatus?: boolean;
+  /** Write status only while this leads (default: always). */
+  readonly statusLeader?: Leadership;
 }
 
 type Parsed = { readonly resource: RouteFolderResource | null; readonly issues: readonly RouteIssue[] };
@@ -109,6 +115,8 @@ export class KubernetesRouteSource implements RouteSource {
   /** "namespace/name" -> the problem of each invalid HTTPFault (for the status of routes naming it). */
   #invalidFaults = new Map<string, string>();
   #notify: NodeJS.Immediate | null = null;
+  readonly #statusLeader: Leadership | null;
+  readonly #unsubscribeLeader: () => void = () => {};
   #synced = false;
   #closed = false;
 
@@ -173,6 +181,18 @@ export class KubernetesRouteSource implements RouteSource {
               );
             },
           });
+    this.#statusLeader = options.statusLeader ?? null;
+    if (this.#writer !== null && this.#statusLeader !== null) {
+      const writer = this.#writer;
+      if (!this.#statusLeader.leading) writer.pause();
+      this.#unsubscribeLeader = this.#statusLeader.onChange((leading) => {
+        if (!leading) writer.pause();
+        else {
+          writer.resume();
+          if (this.#synced) this.#writeStatus();
+        }
+      });
+    }
     this.#ready = Promise.all([this.#services.synced, ...firstTries]).then(() => {
       this.#synced = true;
       this.#changed();
@@ -210,12 +230,21 @@ export class KubernetesRouteSource implements RouteSource {
     writes.labels('written').inc(counts.written);
     writes.labels('conflict').inc(counts.conflicts);
     writes.labels('failed').inc(counts.failed);
+    if (this.#writer !== null && this.#statusLeader !== null)
+      registry
+        .gauge(
+          'trellis_control_status_leader',
+          'Whether this replica holds the status lease and writes route and policy status (1) or not (0).',
+        )
+        .labels()
+        .set(this.#statusLeader.leading ? 1 : 0);
     return registry.render();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#listeners.clear();
+    this.#unsubscribeLeader();
     this.#writer?.close();
     if (this.#notify !== null) clearImmediate(this.#notify);
     await Promise.all([...this.#informers.values(), this.#services].map((i) => i.stop()));

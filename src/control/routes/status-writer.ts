@@ -8,6 +8,10 @@
 //     the watch brings a newer resourceVersion of it (the copy in hand is stale)
 //   - a failed patch is retried after retryDelayMs, doubling to 30 s, counted and logged
 //     (rate-limited by the backoff itself)
+//
+// With several replicas only the holder of the status lease writes (../leader-lease.ts): pause()
+// when it stops holding it sends nothing more (a patch already sent still lands) and forgets what
+// it wrote, so that after resume() the next sync looks at every route afresh.
 import type { Logger } from '../../core/log.ts';
 import { statusPatch, type ParentEntry, type RouteObject, type StatusShape } from './kubernetes-status.ts';
 
@@ -45,6 +49,7 @@ export class RouteStatusWriter {
   #retryDelayMs: number;
   #retryTimer: NodeJS.Timeout | null = null;
   #closed = false;
+  #paused = false;
   /** Patches sent, by result (for the metrics and the tests). */
   readonly counts = { written: 0, conflicts: 0, failed: 0 };
 
@@ -58,10 +63,25 @@ export class RouteStatusWriter {
    * that are gone. `retry` is called after a failed patch's backoff, to look again.
    */
   sync(targets: readonly StatusTarget[], retry: () => void): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#paused) return;
     const live = new Set(targets.map((t) => t.key));
     for (const key of this.#patchedFrom.keys()) if (!live.has(key)) this.#patchedFrom.delete(key);
     for (const target of targets) this.#consider(target, retry);
+  }
+
+  /** Sends nothing until resume(); what was written is forgotten (another replica writes meanwhile). */
+  pause(): void {
+    this.#paused = true;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#retryDelayMs = this.#options.retryDelayMs ?? 1000;
+    this.#pending.clear();
+    this.#patchedFrom.clear();
+  }
+
+  /** Writes again from the next sync on, which looks at every route. */
+  resume(): void {
+    this.#paused = false;
   }
 
   close(): void {
@@ -71,6 +91,7 @@ export class RouteStatusWriter {
   }
 
   #consider(target: StatusTarget, retry: () => void): void {
+    if (this.#paused) return;
     if (this.#inFlight.has(target.key)) {
       this.#pending.set(target.key, target);
       return;
@@ -117,7 +138,7 @@ export class RouteStatusWriter {
   }
 
   #scheduleRetry(retry: () => void): void {
-    if (this.#retryTimer !== null || this.#closed) return;
+    if (this.#retryTimer !== null || this.#closed || this.#paused) return;
     const delay = this.#retryDelayMs;
     this.#retryDelayMs = Math.min(delay * 2, MAX_RETRY_DELAY_MS);
     this.#retryTimer = setTimeout(() => {
