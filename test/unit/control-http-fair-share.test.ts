@@ -37,7 +37,7 @@ const closedSoon = (s: Socket): Promise<boolean> =>
     ? Promise.resolve(true)
     : Promise.race([
         once(s, 'close').then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), 2000)),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 5000)),
       ]);
 
 test('an address that holds every connection of the HTTP API does not keep another one out', async (t) => {
@@ -50,12 +50,20 @@ test('an address that holds every connection of the HTTP API does not keep anoth
   assert.match(answer, /^HTTP\/1\.1 200 /, 'the other address is served');
   assert.ok(await closedSoon(attacker[0]!), "the attacker's oldest connection made room");
   // The attacker takes the room back, but an address that holds the most is refused another one.
+  // Which of its two new connections is refused depends on when the server sees the answered
+  // connection's close (under load, after the first of them): exactly one is.
   const refill = await open(port, '127.0.0.2');
   const more = await open(port, '127.0.0.2');
   t.after(() => refill.destroy());
-  assert.ok(await closedSoon(more), 'a ninth connection from the attacker is closed');
+  t.after(() => more.destroy());
+  const refused = await Promise.race([
+    closedSoon(more).then((closed) => (closed ? more : null)),
+    closedSoon(refill).then((closed) => (closed ? refill : null)),
+  ]);
+  assert.ok(refused !== null, 'a ninth connection from the attacker is closed');
+  const kept = refused === more ? refill : more;
   assert.equal(
-    [...attacker.slice(1), refill].filter((s) => s.destroyed).length,
+    [...attacker.slice(1), kept].filter((s) => s.destroyed).length,
     0,
     'its other connections stay',
   );
