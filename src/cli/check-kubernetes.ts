@@ -7,8 +7,9 @@
 //     served).
 //   --kubernetes (after install): kubernetes-api, kubernetes-version, trellis-existence (the
 //     namespace, the objects install wrote, control-plane pods ready), trellis-config (the
-//     configuration parses; the ClusterRole grants what the control plane calls; the CRDs are
-//     there), trellis-identity (the anchors and the issuer: chain, key and expiry),
+//     configuration parses; the ClusterRole grants what the control plane calls, the Role the
+//     status writer's Lease; the CRDs are there), trellis-identity (the anchors and the issuer:
+//     chain, key and expiry),
 //     trellis-webhook (the configuration, its caBundle verifies the injector's certificate, which
 //     is not expiring; the injector's Service has ready endpoints) and control-plane-version (the
 //     control plane runs this CLI's version); with `--proxy`, data-plane (every injected pod's
@@ -40,6 +41,7 @@ import { readCrds, readGatewayCrds } from './install.ts';
 import {
   CONFIG_KEYS,
   CONTROL,
+  controlPlaneNamespaceRules,
   controlPlaneRules,
   INJECTOR_SERVICE,
   NAMESPACE,
@@ -141,6 +143,8 @@ const INSTALL_ACCESS: readonly { group: string; resource: string; namespaced: bo
   { group: 'policy', resource: 'poddisruptionbudgets', namespaced: true },
   { group: 'rbac.authorization.k8s.io', resource: 'clusterroles', namespaced: false },
   { group: 'rbac.authorization.k8s.io', resource: 'clusterrolebindings', namespaced: false },
+  { group: 'rbac.authorization.k8s.io', resource: 'roles', namespaced: true },
+  { group: 'rbac.authorization.k8s.io', resource: 'rolebindings', namespaced: true },
   { group: 'admissionregistration.k8s.io', resource: 'mutatingwebhookconfigurations', namespaced: false },
   { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', namespaced: false },
 ];
@@ -335,6 +339,12 @@ async function postInstall(
   await exists(results, group, `ClusterRoleBinding ${CONTROL}`, () =>
     rbac.readClusterRoleBinding({ name: CONTROL }),
   );
+  const namespaceRole = await exists(results, group, `Role ${NAMESPACE}/${CONTROL}`, () =>
+    rbac.readNamespacedRole({ name: CONTROL, namespace: NAMESPACE }),
+  );
+  await exists(results, group, `RoleBinding ${NAMESPACE}/${CONTROL}`, () =>
+    rbac.readNamespacedRoleBinding({ name: CONTROL, namespace: NAMESPACE }),
+  );
   await exists(results, group, `ServiceAccount ${NAMESPACE}/${CONTROL}`, () =>
     core.readNamespacedServiceAccount({ name: CONTROL, namespace: NAMESPACE }),
   );
@@ -407,6 +417,16 @@ async function postInstall(
           "its rules differ from this version's",
           'trellis upgrade | kubectl apply -f -',
         ),
+      );
+  }
+  if (namespaceRole !== null) {
+    const want = controlPlaneNamespaceRules();
+    const have = JSON.parse(JSON.stringify(namespaceRole.rules ?? [])) as unknown[];
+    const what = 'the control plane Role grants the status-writer Lease';
+    if (isDeepStrictEqual(have, want)) results.push(ok(group, what, `${want.length} rule`));
+    else
+      results.push(
+        fail(group, what, "its rules differ from this version's", 'trellis upgrade | kubectl apply -f -'),
       );
   }
   const crdApi = kubeConfig.makeApiClient(ApiextensionsV1Api);

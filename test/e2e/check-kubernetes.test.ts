@@ -185,6 +185,7 @@ test('trellis check --kubernetes: an installed Trellis passes every group; what 
     line(good.lines, 'the control plane ClusterRole grants what it calls').text,
     /rules, no wildcard/,
   );
+  assert.match(line(good.lines, 'the control plane Role grants the status-writer Lease').text, /1 rule/);
   assert.match(
     line(good.lines, "the webhook's caBundle verifies the injector's certificate").text,
     /trellis-injector\.trellis\.svc/,
@@ -196,6 +197,9 @@ test('trellis check --kubernetes: an installed Trellis passes every group; what 
   // Now break things, one per group.
   kube.kubernetesVersion = '1.28.0';
   kube.delete('ClusterRole', undefined, 'trellis-control');
+  // A Role of an older install: no Lease for the status writer.
+  const role = kube.get('Role', 'trellis', 'trellis-control')!;
+  kube.apply({ ...role, rules: [] } as KubeObject);
   // Without the experimental XBackendTrafficPolicy only retry budgets by policy are missing: a warning.
   kube.delete('CustomResourceDefinition', undefined, 'xbackendtrafficpolicies.gateway.networking.x-k8s.io');
   const now = Date.now();
@@ -231,6 +235,11 @@ test('trellis check --kubernetes: an installed Trellis passes every group; what 
   };
   expect('is running a Kubernetes with native sidecars', '✖', /--no-native-sidecar/);
   expect('ClusterRole trellis-control exists', '✖', /trellis install \| kubectl apply -f -/);
+  expect(
+    'the control plane Role grants the status-writer Lease',
+    '✖',
+    /trellis upgrade \| kubectl apply -f -/,
+  );
   expect(
     'the issuer is a CA signed by a trust anchor, with its key',
     '✖',
