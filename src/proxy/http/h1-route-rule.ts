@@ -15,6 +15,7 @@ import { modifyHeaders } from '../../core/routes/filters.ts';
 import type { CompiledRule, RouteTable } from '../../core/routes/matcher.ts';
 import {
   attemptLimit,
+  responseBodyLimit,
   blamesEndpoint,
   countedRetryAfter,
   MAX_RETRY_BODY_BYTES,
@@ -64,6 +65,8 @@ export class H1RouteRule {
   deadline = Infinity;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   timeoutReason: TimeoutReason = 'response-timeout';
+  /** When the running attempt was sent (performance.now() ms): its backendRequest counts from there. */
+  private attemptStart = 0;
   /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
   mirrorTargets: readonly Target[] | null = null;
   /** The rule's backend metrics, null: none. */
@@ -218,9 +221,16 @@ export class H1RouteRule {
   /** The next attempt's response timeout in ms (0: none); timeoutReason says which limit it is. */
   attemptTimeout(responseTimeoutMs: number): number {
     if (this.timeouts === null) return responseTimeoutMs;
-    const limit = attemptLimit(this.deadline, this.timeouts, responseTimeoutMs, performance.now());
+    this.attemptStart = performance.now();
+    const limit = attemptLimit(this.deadline, this.timeouts, responseTimeoutMs, this.attemptStart);
     this.timeoutReason = limit.reason;
     return limit.ms;
+  }
+
+  /** Once the response head is in: what is left of the route's limits for its body, null: none. */
+  bodyTimeout(): { readonly ms: number; readonly reason: TimeoutReason } | null {
+    if (this.timeouts === null) return null;
+    return responseBodyLimit(this.deadline, this.timeouts, this.attemptStart, performance.now());
   }
 
   /**

@@ -41,9 +41,11 @@ import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import type { AccessLogEntry } from '../telemetry/access-log.ts';
 import type { CompiledRule, RouteTable } from '../../core/routes/matcher.ts';
 import {
+  bodyTimeoutMessage,
   timeoutMessage,
   isTimeoutReason,
   type AttemptFailure,
+  type TimeoutReason,
   type OutboundRoutes,
   type RouteDecision,
 } from '../outbound/routes.ts';
@@ -581,6 +583,16 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     }
     this.rule.filterResponse(head);
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
+    // The route's timeouts cover the body too (routes.ts responseBodyLimit).
+    const body = this.rule.bodyTimeout();
+    if (body !== null)
+      this.responseTimer = setTimeout(() => {
+        try {
+          this.onResponseBodyTimeout(body.reason);
+        } catch (err) {
+          this.fault('h1 response body timeout', err);
+        }
+      }, body.ms);
     return true;
   }
 
@@ -906,6 +918,20 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       if (retried === 'deadline') reason = 'request-timeout';
     }
     this.replyError(reason, timeoutMessage(reason, this.rule.timeouts));
+  }
+
+  /**
+   * A route's timeout ran out while the response body was still coming: the head went out, so the
+   * only signal left is to close both connections (as for an upstream that broke off mid-body).
+   */
+  private onResponseBodyTimeout(reason: TimeoutReason): void {
+    this.responseTimer = null;
+    if (this.closed || this.res === null) return;
+    this.ctx.metrics.proxyError(this.ctx.direction, reason);
+    this.ctx.log.debug('response cut off', { reason: bodyTimeoutMessage(reason, this.rule.timeouts) });
+    this.up.drop();
+    this.record(this.res.status, true, reason);
+    this.socket.destroy();
   }
 
   private clearHeadTimer(): void {

@@ -30,9 +30,10 @@ import type { HeaderModifier } from '../../core/routes/schema-filters.ts';
 import {
   attemptLimit,
   blamesEndpoint,
+  bodyTimeoutMessage,
   MAX_RETRY_BODY_BYTES,
-  MAX_TIMER_MS,
   countedRetryAfter,
+  responseBodyLimit,
   timeoutMessage,
   type AttemptFailure,
   type OutboundRoutes,
@@ -98,6 +99,8 @@ export class H2Exchange implements EndpointSink {
   private routeTimeouts: RouteTimeouts | null = null;
   /** When the exchange must have its answer (performance.now() ms; Infinity: no route limit). */
   private deadline = Infinity;
+  /** When the running attempt was sent (performance.now() ms): its backendRequest counts from there. */
+  private attemptStart = 0;
   /** Which limit the running response timer stands for (the reason its 504 names). */
   private timeoutReason: TimeoutReason = 'response-timeout';
   /** RequestMirror backends to copy the request to once it is whole, null: none (or sent). */
@@ -322,12 +325,8 @@ export class H2Exchange implements EndpointSink {
 
   /** Starts the response timer of one attempt: the first of the route's limits and the proxy's. */
   private armAttemptTimer(): void {
-    const limit = attemptLimit(
-      this.deadline,
-      this.routeTimeouts,
-      this.ctx.responseTimeoutMs,
-      performance.now(),
-    );
+    this.attemptStart = performance.now();
+    const limit = attemptLimit(this.deadline, this.routeTimeouts, this.ctx.responseTimeoutMs, this.attemptStart);
     this.timeoutReason = limit.reason;
     if (limit.ms > 0)
       this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onResponseTimeout()), limit.ms);
@@ -607,12 +606,16 @@ export class H2Exchange implements EndpointSink {
       up.resume();
       return;
     }
-    // A gRPC deadline bounds the whole call, its response messages too: an upstream that
-    // trickles them past the client's grpc-timeout is cut off there (DEADLINE_EXCEEDED in trailers).
-    if (this.grpcTimeoutMs !== null && this.deadline !== Infinity) {
-      const ms = Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.deadline - performance.now())));
-      this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onDeadlineDuringResponse()), ms);
-    }
+    // The deadline (the client's grpc-timeout, the route's request timeout) and the route's
+    // backendRequest bound the whole response, its body or messages too (routes.ts
+    // responseBodyLimit): an upstream that trickles past them is cut off there (gRPC:
+    // DEADLINE_EXCEEDED in trailers; else the stream is reset).
+    const body = responseBodyLimit(this.deadline, this.routeTimeouts, this.attemptStart, performance.now());
+    if (body !== null)
+      this.responseTimer = setTimeout(
+        () => guard(this.ctx.log, () => this.onDeadlineDuringResponse(body.reason)),
+        body.ms,
+      );
     downstream.on('wantTrailers', () =>
       guard(
         this.ctx.log,
@@ -747,17 +750,20 @@ export class H2Exchange implements EndpointSink {
     else this.respondWithError(reason, timeoutMessage(reason, this.routeTimeouts));
   }
 
-  /** The client's grpc-timeout passed while the response was still coming: the call ends here. */
-  private onDeadlineDuringResponse(): void {
+  /** A deadline passed while the response was still coming: the exchange ends here. */
+  private onDeadlineDuringResponse(reason: TimeoutReason): void {
     this.responseTimer = undefined;
     if (this.responseComplete || this.upstreamComplete) return;
     if (this.upstream !== undefined) {
       this.upstream.unpipe(this.downstream);
       this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
     }
+    const grpc = reason === 'request-timeout' && this.grpcTimeoutMs !== null && !this.routeDeadlineFirst();
     this.respondWithError(
-      'request-timeout',
-      `the response did not complete within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`,
+      reason,
+      grpc
+        ? `the response did not complete within the client's grpc-timeout of ${this.grpcTimeoutMs} ms`
+        : bodyTimeoutMessage(reason, this.routeTimeouts),
     );
   }
 

@@ -127,6 +127,36 @@ export function attemptLimit(
   return { ms: ms === Infinity ? 0 : Math.min(MAX_TIMER_MS, Math.ceil(ms)), reason };
 }
 
+/**
+ * What is left, once a response head is in, of the route's limits: the request timeout's
+ * `deadline` and this attempt's backendRequest (from `attemptStart`). Both cover the whole
+ * response, its body too (the Gateway API: the request timeout covers "as close to the whole
+ * request-response transaction as possible", backendRequest lasts "to when the full response has
+ * been received"; Envoy's route timeout does the same); the proxy's own response timeout only
+ * bounds the wait for the head, so a streamed body without a route timeout runs on. Null when the
+ * route sets neither.
+ */
+export function responseBodyLimit(
+  deadline: number,
+  timeouts: RouteTimeouts | null,
+  attemptStart: number,
+  now: number,
+): { readonly ms: number; readonly reason: TimeoutReason } | null {
+  let ms = Infinity;
+  let reason: TimeoutReason = 'request-timeout';
+  const attempt = timeouts?.attemptMs ?? null;
+  if (attempt !== null && attempt > 0) {
+    ms = attemptStart + attempt - now;
+    reason = 'backend-request-timeout';
+  }
+  if (deadline !== Infinity && deadline - now <= ms) {
+    ms = deadline - now;
+    reason = 'request-timeout';
+  }
+  if (ms === Infinity) return null;
+  return { ms: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))), reason };
+}
+
 /** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
 export interface RoutePolicyRetry {
   /** Response statuses that are retried. */
@@ -147,6 +177,13 @@ export function timeoutMessage(reason: TimeoutReason, timeouts: RouteTimeouts | 
   if (reason === 'backend-request-timeout')
     return `no response within the route's ${timeouts?.attemptMs} ms per attempt`;
   return 'upstream did not respond in time';
+}
+
+/** The log line of a response cut off by responseBodyLimit (its head already went out). */
+export function bodyTimeoutMessage(reason: TimeoutReason, timeouts: RouteTimeouts | null): string {
+  if (reason === 'backend-request-timeout')
+    return `the response did not complete within the route's ${timeouts?.attemptMs} ms per attempt`;
+  return `the response did not complete within the route's ${timeouts?.requestMs} ms request timeout`;
 }
 
 /** A request body kept for retries is at most this long; a longer one is not retried. */
