@@ -326,7 +326,12 @@ export class H2Exchange implements EndpointSink {
   /** Starts the response timer of one attempt: the first of the route's limits and the proxy's. */
   private armAttemptTimer(): void {
     this.attemptStart = performance.now();
-    const limit = attemptLimit(this.deadline, this.routeTimeouts, this.ctx.responseTimeoutMs, this.attemptStart);
+    const limit = attemptLimit(
+      this.deadline,
+      this.routeTimeouts,
+      this.ctx.responseTimeoutMs,
+      this.attemptStart,
+    );
     this.timeoutReason = limit.reason;
     if (limit.ms > 0)
       this.responseTimer = setTimeout(() => guard(this.ctx.log, () => this.onResponseTimeout()), limit.ms);
