@@ -47,7 +47,10 @@ test('an address that holds every connection of the HTTP API does not keep anoth
   t.after(() => attacker.forEach((s) => s.destroy()));
 
   const answer = await get(port, '127.0.0.1', '/healthz');
-  assert.match(answer, /^HTTP\/1\.1 200 /, 'the other address is served');
+  // Served: an answer, 200 once the plane has read its state, 503 "syncing" on a loaded machine
+  // before (a readiness poll first would open a connection of its own that the server may still
+  // count when the attacker's come).
+  assert.match(answer, /^HTTP\/1\.1 (200|503) /, 'the other address is served');
   assert.ok(await closedSoon(attacker[0]!), "the attacker's oldest connection made room");
   // The attacker takes the room back, but an address that holds the most is refused another one.
   // Which of its two new connections is refused depends on when the server sees the answered
