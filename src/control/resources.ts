@@ -408,9 +408,18 @@ export function danglingReferences(resources: readonly Resource[], defined: Defi
   return warnings;
 }
 
-/** A route's parent Services and backends that no service defines (by name; ports are for its status). */
+/**
+ * A route's parent Services and backends that no service defines (by name; ports are for its
+ * status), and its retry-budget annotations, which do nothing on a route: the budget is the
+ * Service's, so that a consumer route of another namespace cannot lift it.
+ */
 function routeDangling(route: RouteResource, services: ReadonlySet<string>): string[] {
   const warnings: string[] = [];
+  for (const name of Object.keys(route.annotations ?? {}))
+    if (name.startsWith('retry.trellis.io/budget-'))
+      warnings.push(
+        `${resourceName(route)}: metadata.annotations.${name}: the retry budget is the Service's (its annotations or an XBackendTrafficPolicy); on a route it does nothing`,
+      );
   const missing = (namespace: string, name: string) => !services.has(`${namespace}/${name}`);
   route.spec.parentRefs.forEach((ref, i) => {
     const namespace = ref.namespace ?? route.namespace;

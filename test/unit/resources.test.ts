@@ -442,6 +442,25 @@ test('every error of a file at once, each at its line and column (the value; the
   for (const p of broken.problems) assert.match(p, /^bad\.yaml:[34]:\d+: document 1: not valid YAML \(/);
 });
 
+test("danglingReferences: a route's retry-budget annotations are named as doing nothing", () => {
+  const [route] = parseResources(
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: hammer
+  namespace: shop
+  annotations: { retry.trellis.io/budget-ratio: '1', retry.trellis.io/limit: '2' }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web, port: 80 }]
+  rules: [{ backendRefs: [{ name: web, port: 80 }] }]
+`,
+    'r.yaml',
+  );
+  assert.deepEqual(danglingReferences([route!], { servers: new Set(), workloads: new Set(['shop/web']) }), [
+    "httproute/hammer.shop: metadata.annotations.retry.trellis.io/budget-ratio: the retry budget is the Service's (its annotations or an XBackendTrafficPolicy); on a route it does nothing",
+  ]);
+});
+
 test('danglingReferences: an AuthorizationPolicy naming no Server, a Server naming no workload', () => {
   const resources = parseResources(
     `${POLICY}---\napiVersion: policy.trellis.dev/v1alpha1\nkind: Server\nmetadata: {name: db, namespace: shop}\nspec: {workload: db, port: 5432}\n` +
