@@ -24,11 +24,14 @@ const MAX_AHEAD = 48 * MB; // what the writer may get ahead of a stalled reader 
 // bin/trellis): 106-112 MB at rest (2026-12-07; ~90 MB when this was written, before routes,
 // tracing and the rest were loaded), plus the garbage allowance below. 160 MB left that allowance
 // only ~50 MB, and the slow-reader upload peaked at 154-158 MB in passing runs.
-const RSS_CEILING = 176 * MB;
+const RSS_CEILING = 196 * MB;
 // Peak RSS above the pre-transfer RSS. Dead socket-read buffers are freed only when V8 collects
 // their wrappers, which it forces once ~64 MB of external memory piles up: so garbage can take up
-// to that much, whatever the body size (a 300 MB transfer peaks no higher than a 100 MB one).
-const RSS_GROWTH = 64 * MB;
+// to that much, whatever the body size (a 300 MB transfer peaks no higher than a 100 MB one), plus
+// the buffers in flight and the allocator's slack: a clean-clone run measured 71 MB of growth
+// (74.6 -> 145.6 MB), others 50-58. Still well under the 100 MB body a proxy that buffered it
+// whole would add.
+const RSS_GROWTH = 84 * MB;
 const T = { timeout: 40_000 };
 
 // As bin/trellis runs the proxy in production: a small young generation.
