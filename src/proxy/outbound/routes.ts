@@ -103,6 +103,36 @@ export type TimeoutReason = 'request-timeout' | 'backend-request-timeout' | 'res
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
+ * The first of the limits on an attempt sent at `attemptStart`, seen at `now`: the exchange's
+ * deadline (`deadline`, absolute, Infinity: none), the attempt's backendRequest and `headMs`
+ * (the proxy's response timeout, Infinity: none). `ms` is Infinity when nothing bounds it.
+ */
+function firstLimit(
+  deadline: number,
+  timeouts: RouteTimeouts | null,
+  attemptStart: number,
+  now: number,
+  headMs: number,
+): { ms: number; reason: TimeoutReason } {
+  let ms = headMs;
+  let reason: TimeoutReason = 'response-timeout';
+  const attempt = timeouts?.attemptMs ?? null;
+  // (attempt minus the time spent, so that an attempt starting now gets exactly `attempt`)
+  if (attempt !== null && attempt > 0 && attempt - (now - attemptStart) <= ms) {
+    ms = attempt - (now - attemptStart);
+    reason = 'backend-request-timeout';
+  }
+  if (deadline !== Infinity && deadline - now <= ms) {
+    ms = deadline - now;
+    reason = 'request-timeout';
+  }
+  return { ms, reason };
+}
+
+/** A limit as a timer's delay: at least 1 ms, at most what a Node timer holds. */
+const timerMs = (ms: number): number => Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms)));
+
+/**
  * How long the attempt starting at `now` may wait for its response, and the reason its 504 names:
  * the first of the exchange's deadline (`deadline`, absolute, Infinity: none), the attempt's
  * limit and the proxy's response timeout (0: off). `ms` is 0 when nothing bounds it.
@@ -113,18 +143,14 @@ export function attemptLimit(
   responseTimeoutMs: number,
   now: number,
 ): { readonly ms: number; readonly reason: TimeoutReason } {
-  let ms = responseTimeoutMs > 0 ? responseTimeoutMs : Infinity;
-  let reason: TimeoutReason = 'response-timeout';
-  const attempt = timeouts?.attemptMs ?? null;
-  if (attempt !== null && attempt > 0 && attempt <= ms) {
-    ms = attempt;
-    reason = 'backend-request-timeout';
-  }
-  if (deadline !== Infinity && deadline - now <= ms) {
-    ms = Math.max(1, deadline - now);
-    reason = 'request-timeout';
-  }
-  return { ms: ms === Infinity ? 0 : Math.min(MAX_TIMER_MS, Math.ceil(ms)), reason };
+  const limit = firstLimit(
+    deadline,
+    timeouts,
+    now,
+    now,
+    responseTimeoutMs > 0 ? responseTimeoutMs : Infinity,
+  );
+  return { ms: limit.ms === Infinity ? 0 : timerMs(limit.ms), reason: limit.reason };
 }
 
 /**
@@ -142,19 +168,8 @@ export function responseBodyLimit(
   attemptStart: number,
   now: number,
 ): { readonly ms: number; readonly reason: TimeoutReason } | null {
-  let ms = Infinity;
-  let reason: TimeoutReason = 'request-timeout';
-  const attempt = timeouts?.attemptMs ?? null;
-  if (attempt !== null && attempt > 0) {
-    ms = attemptStart + attempt - now;
-    reason = 'backend-request-timeout';
-  }
-  if (deadline !== Infinity && deadline - now <= ms) {
-    ms = deadline - now;
-    reason = 'request-timeout';
-  }
-  if (ms === Infinity) return null;
-  return { ms: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(ms))), reason };
+  const limit = firstLimit(deadline, timeouts, attemptStart, now, Infinity);
+  return limit.ms === Infinity ? null : { ms: timerMs(limit.ms), reason: limit.reason };
 }
 
 /** A rule's retries (Gateway API HTTPRouteRetry) and the Service port's budget they draw on. */
