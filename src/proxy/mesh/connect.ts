@@ -73,12 +73,16 @@ export function openMeshSocket(
   const raw = net.connect({ host: address.host, port: address.port, noDelay: true, allowHalfOpen: halfOpen });
   let tcpUp = false;
   raw.once('connect', () => (tcpUp = true));
+  // Resumes the last session with this peer when there is one (credentials.ts says why that
+  // is sound although node:tls then skips checkServerIdentity).
+  const peer = `${targetKey(address)} ${identity}`;
   const socket = tls.connect({
     socket: raw,
     secureContext: ctx.credentials.clientContext(key),
     minVersion: 'TLSv1.3',
     ALPNProtocols: [alpn],
     checkServerIdentity: (_host, cert) => checkPeerIdentity(identity, cert),
+    session: ctx.credentials.session(key, peer),
   });
   markMeshSocket(socket);
   raw.on('error', (err) => socket.destroy(err)); // (node:tls may pass it on too: classified once)
@@ -86,7 +90,11 @@ export function openMeshSocket(
   socket.once('secureConnect', () => {
     secure = true;
     securedSockets.add(socket);
-    ctx.metrics.meshConnection('outbound', identity);
+    ctx.metrics.meshConnection('outbound', identity, socket.isSessionReused());
+  });
+  // TLS 1.3 tickets come after the handshake; only a connection whose peer was checked keeps one.
+  socket.on('session', (session: Buffer) => {
+    if (secure) ctx.credentials.rememberSession(key, peer, session);
   });
   socket.on('error', (err: Error & { code?: string }) => {
     if (failures.has(err)) return;
@@ -96,7 +104,10 @@ export function openMeshSocket(
     else if (!secure || isTlsAlert(err)) reason = 'tls-handshake-failed';
     else return; // an established connection failing later: the user of the socket handles it
     failures.set(err, reason);
-    if (reason !== 'connect-failed') ctx.metrics.tlsHandshakeFailed('outbound');
+    if (reason !== 'connect-failed') {
+      ctx.credentials.forgetSession(key, peer);
+      ctx.metrics.tlsHandshakeFailed('outbound');
+    }
   });
   return socket;
 }

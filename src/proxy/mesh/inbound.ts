@@ -126,7 +126,7 @@ export class MeshInbound {
     // Closing one closes the other: the listener counts the accepted socket.
     socket.once('close', () => raw.destroy());
     socket.on('error', () => {});
-    this.opts.metrics.meshConnection('inbound', identity);
+    this.opts.metrics.meshConnection('inbound', identity, socket.isSessionReused());
     switch (socket.alpnProtocol) {
       case ALPN_H2:
         this.opts.h2(socket, pending.target, identity);

@@ -124,6 +124,7 @@ export class ProxyMetrics {
   private readonly meshConnections: CounterFamily;
   private readonly meshConnectionsBy: Map<string, Counter>[] = [new Map(), new Map()];
   private readonly handshakeErrors: Counter[];
+  private readonly resumed: Counter[];
   private readonly authz: CounterFamily;
   private readonly authzBy = new Map<string, Counter>();
   /** Decisions the authorizer hands out repeatedly map to their counter without building a key. */
@@ -241,6 +242,12 @@ export class ProxyMetrics {
       byDirection,
     );
     this.handshakeErrors = DIRECTIONS.map((d) => handshakeErrors.labels(d));
+    const resumed = r.counter(
+      'trellis_tls_sessions_resumed_total',
+      'Mutual TLS connections whose handshake resumed an earlier session (no certificates exchanged).',
+      byDirection,
+    );
+    this.resumed = DIRECTIONS.map((d) => resumed.labels(d));
     this.authz = r.counter(
       'trellis_inbound_authz_total',
       'Inbound authorization decisions, by Server, deciding policy and decision (allow, deny, audit).',
@@ -452,8 +459,12 @@ export class ProxyMetrics {
     this.traceDropped[reason === 'queue-full' ? 0 : 1]!.value += n;
   }
 
-  /** One mutual TLS connection established; `peer` is the verified identity of the other side. */
-  meshConnection(dir: Direction, peer: string): void {
+  /**
+   * One mutual TLS connection established; `peer` is the verified identity of the other side,
+   * `resumed` whether its handshake resumed an earlier session (no certificates exchanged).
+   */
+  meshConnection(dir: Direction, peer: string, resumed = false): void {
+    if (resumed) this.resumed[dirIndex(dir)]!.value += 1;
     const byPeer = this.meshConnectionsBy[dirIndex(dir)]!;
     let c = byPeer.get(peer);
     if (c === undefined) {
