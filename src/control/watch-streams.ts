@@ -3,7 +3,9 @@
 // the source that alters it (a message equal to the last one sent is not sent again, so unrelated
 // changes cost one comparison). A stream is released when the client cancels or it fails; when
 // the control plane closes, every open stream ends with UNAVAILABLE and the proxies, which keep
-// what they had, watch again (maybe a restarted control plane).
+// what they had, watch again (maybe a restarted control plane). A stream holds at most the message
+// being written: a reader that does not keep up gets the newest snapshot once it took the last.
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/log.ts';
 import type { StreamLimit, WatchLimits } from './watch-limits.ts';
@@ -52,13 +54,31 @@ export class WatchStreams<Message> {
     streams.add(call);
     let lastSent = '';
     let unsubscribe: () => void = () => {};
+    // Each message is a whole snapshot, so a stream holds one at most: while one is being written
+    // (grpc-js calls back once HTTP/2 flow control let it out), a change only marks the stream
+    // stale, and the newest snapshot goes once the reader took the last. Writing every change
+    // queued them all for a reader that does not read: anyone who reaches the gRPC port could
+    // open watches, never read, and have the control plane keep each change for each stream.
+    let writing = false;
+    let stale = false;
     const send = (): void => {
       if (!streams.has(call)) return;
+      if (writing) {
+        stale = true;
+        return;
+      }
+      stale = false;
       const message = build();
-      const key = JSON.stringify(message);
+      // A digest, not the text: a route set may be megabytes, and each of up to 10,000 streams
+      // kept its own copy of the last one (1 MB a stream: 10 GB).
+      const key = createHash('sha256').update(JSON.stringify(message)).digest('base64');
       if (key === lastSent) return;
       lastSent = key;
-      call.write(message);
+      writing = true;
+      call.write(message, () => {
+        writing = false;
+        if (stale) send();
+      });
     };
     const end = (): void => {
       release?.();
