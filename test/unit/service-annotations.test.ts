@@ -193,7 +193,9 @@ test('a value longer than 1024 characters is refused before it is read (a Servic
   assert.deepEqual(parseTrafficAnnotations({ 'retry.trellis.io/http': long }).issues, []);
   const spec = JSON.stringify({ parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [] });
   const refused = compileRouteSet({
-    routes: [{ kind: 'HTTPRoute', namespace: 'mesh', name: 'r', createdMs: 0, specJson: spec }],
+    routes: [
+      { kind: 'HTTPRoute', namespace: 'mesh', name: 'r', createdMs: 0, specJson: spec, annotations: {} },
+    ],
     unresolvedBackends: [],
     serviceAnnotations: { 'retry.trellis.io/http': hostile },
     extensions: [],
