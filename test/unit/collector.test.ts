@@ -3,7 +3,13 @@
 // unreachable proxies, and workloads that leave.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MetricsCollector, type ScrapeTarget } from '../../src/control/metrics/collector.ts';
+import http from 'node:http';
+import net from 'node:net';
+import {
+  fetchMetricsPage,
+  MetricsCollector,
+  type ScrapeTarget,
+} from '../../src/control/metrics/collector.ts';
 
 interface FakeProxy {
   ok: number;
@@ -274,4 +280,39 @@ test('outbound view, -t windows and bytes per second: each window from the newes
   const [all] = h.collector.stats(undefined, { direction: 'inbound', windowMs: 600_000 });
   assert.equal(all!.window_s, 120);
   assert.equal(all!.rps, 5);
+});
+
+test('a proxy that trickles its page holds a scrape 2 s at most, so the other proxies are still scraped', async (t) => {
+  // An admin port that sends its head, then a byte every 500 ms (a hostile pod's, or a proxy half
+  // stuck): node's socket timeout is for silence only, so the scrape (and with it every later round
+  // of every proxy: a round starts when the last ended) went on as long as the bytes kept coming.
+  const sockets = new Set<net.Socket>();
+  const slow = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const timer = setInterval(() => res.write('#'), 500);
+    res.on('close', () => clearInterval(timer));
+  });
+  slow.on('connection', (s) => sockets.add(s));
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    slow.close();
+  });
+  const admin = `127.0.0.1:${(slow.address() as net.AddressInfo).port}`;
+  const started = Date.now();
+  assert.equal(await fetchMetricsPage(admin), null);
+  const took = Date.now() - started;
+  assert.ok(took >= 1900 && took < 3500, `${took} ms`);
+
+  let fastScrapes = 0;
+  const collector = new MetricsCollector({
+    listTargets: async () => [target('slow-1', admin), target('fast-1', 'fast:1')],
+    fetchMetrics: (a) =>
+      a === admin ? fetchMetricsPage(a) : (fastScrapes++, Promise.resolve(page(fakeProxy()))),
+    intervalMs: 10,
+  });
+  collector.start();
+  await new Promise((resolve) => setTimeout(resolve, 5000));
+  await collector.close();
+  assert.ok(fastScrapes >= 2, `the fast proxy was scraped ${fastScrapes} times in 5 s`);
 });

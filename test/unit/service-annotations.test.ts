@@ -173,3 +173,33 @@ test('the route set carries the Service policy, and route annotations laid over 
   assert.equal(refused.ok, false);
   assert.match(!refused.ok ? refused.problem : '', /retry\.trellis\.io\/http/);
 });
+
+test('a value longer than 1024 characters is refused before it is read (a Service owner stalled every client proxy)', () => {
+  // Kubernetes lets a Service carry 256 KiB of annotations, and a Service's annotations reach every
+  // proxy that calls it. "100-599" 32,000 times took ~300 ms to parse (500 codes a part), once for
+  // the Service and once more for each route with annotations, on every update of the route set.
+  const hostile = Array(32_000).fill('100-599').join(',');
+  for (const name of ['retry.trellis.io/http', 'retry.trellis.io/grpc', 'timeout.trellis.io/request']) {
+    const { policy, issues } = parseTrafficAnnotations({ [name]: hostile });
+    assert.deepEqual(
+      issues.map((i) => [i.annotation, i.message]),
+      [[name, 'at most 1024 characters (got 255999)']],
+    );
+    assert.equal(policy.retry, null);
+  }
+  // A long valid list is still read in full.
+  const long = Array(100).fill('500-504').join(',');
+  assert.equal(long.length, 799);
+  assert.deepEqual(parseTrafficAnnotations({ 'retry.trellis.io/http': long }).issues, []);
+  const spec = JSON.stringify({ parentRefs: [{ group: '', kind: 'Service', name: 'echo' }], rules: [] });
+  const refused = compileRouteSet({
+    routes: [
+      { kind: 'HTTPRoute', namespace: 'mesh', name: 'r', createdMs: 0, specJson: spec, annotations: {} },
+    ],
+    unresolvedBackends: [],
+    serviceAnnotations: { 'retry.trellis.io/http': hostile },
+    extensions: [],
+  });
+  assert.equal(refused.ok, false);
+  assert.match(!refused.ok ? refused.problem : '', /retry\.trellis\.io\/http: at most 1024 characters/);
+});

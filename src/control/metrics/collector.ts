@@ -443,27 +443,38 @@ export async function fetchBreakerViews(admin: string): Promise<unknown> {
   }
 }
 
-/** GET http://ADMIN/PATH on a fresh connection: the body, or null on any failure or after 2 s. */
+/** The longest a scrape of one page may take, its body included. */
+export const SCRAPE_TIMEOUT_MS = 2000;
+/** The largest page a scrape reads: a bigger one is not a metrics page we can use. */
+const SCRAPE_MAX_BYTES = 8 << 20;
+
+/**
+ * GET http://ADMIN/PATH on a fresh connection: the body, or null on any failure or after 2 s for
+ * the whole exchange. A deadline, not node's socket timeout (silence only): an admin port that
+ * trickles a byte a second held its scrape, and every later round of every proxy with it.
+ */
 function fetchAdminPage(admin: string, path: string): Promise<string | null> {
   const colon = admin.lastIndexOf(':');
   const host = admin.slice(0, colon).replace(/^\[|\]$/g, '');
   return new Promise((resolve) => {
-    const req = request(
-      { host, port: Number(admin.slice(colon + 1)), path, agent: false, timeout: 2000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          body += d;
-          if (body.length > 8 << 20) req.destroy(); // not a metrics page we can use
-        });
-        res.on('end', () => resolve(res.statusCode === 200 ? body : null));
-        res.on('error', () => resolve(null));
-        res.on('close', () => resolve(null));
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(null));
+    const done = (body: string | null): void => {
+      clearTimeout(deadline);
+      resolve(body);
+    };
+    const req = request({ host, port: Number(admin.slice(colon + 1)), path, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      res.on('data', (d: Buffer) => {
+        bytes += d.length;
+        if (bytes > SCRAPE_MAX_BYTES) req.destroy();
+        else chunks.push(d);
+      });
+      res.on('end', () => done(res.statusCode === 200 ? Buffer.concat(chunks).toString('utf8') : null));
+      res.on('error', () => done(null));
+      res.on('close', () => done(null));
+    });
+    const deadline = setTimeout(() => req.destroy(), SCRAPE_TIMEOUT_MS);
+    req.on('error', () => done(null));
     req.end();
   });
 }

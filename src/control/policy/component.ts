@@ -127,15 +127,28 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
     }
     const ownPorts = new Map(Object.entries(call.request.namedPorts));
     let lastSkipped = '';
-    streams.serve(call, () => {
-      const { policy, skipped } = inbound(namespace, workload, labels, ownPorts);
-      const skippedKey = JSON.stringify(skipped);
-      if (skipped.length > 0 && skippedKey !== lastSkipped) {
-        log.warn('servers skipped for a workload', { namespace, workload, skipped });
-      }
-      lastSkipped = skippedKey;
-      return { servers: policy.servers ?? [] };
-    });
+    // Every stream of one workload (labels and named ports alike) gets the same policy: built once
+    // a change for all of them, as Routes.Watch (watch-streams.ts).
+    const byName = (a: [string, unknown], b: [string, unknown]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+    const shareKey = JSON.stringify([
+      namespace,
+      workload,
+      Object.entries(labels).sort(byName),
+      [...ownPorts.entries()].sort(byName),
+    ]);
+    streams.serve(
+      call,
+      () => {
+        const { policy, skipped } = inbound(namespace, workload, labels, ownPorts);
+        const skippedKey = JSON.stringify(skipped);
+        if (skipped.length > 0 && skippedKey !== lastSkipped) {
+          log.warn('servers skipped for a workload', { namespace, workload, skipped });
+        }
+        lastSkipped = skippedKey;
+        return { servers: policy.servers ?? [] };
+      },
+      shareKey,
+    );
   };
 
   return {

@@ -68,7 +68,8 @@ export function createRouteComponent(
       });
       return;
     }
-    streams.serve(call, () => buildRouteSet(source.snapshot(), target));
+    // Every stream of one target gets the same set: built once a change for all of them.
+    streams.serve(call, () => buildRouteSet(source.snapshot(), target), JSON.stringify(target));
   };
 
   return {

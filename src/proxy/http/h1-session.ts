@@ -79,6 +79,8 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
   private closeAfterResponse = false;
   /** The client half-closed while its body waited for an upstream: judged once that body is sent. */
   private endedBeforeBody = false;
+  /** The client half-closed (FIN): nothing more comes from it; an exchange in flight is still answered. */
+  private clientEnded = false;
 
   // The exchange in flight (at most one).
   private req: MessageHead | null = null;
@@ -902,6 +904,15 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       this.replyError('idle-timeout', 'request body not received in time', 408);
       return;
     }
+    if (this.clientEnded && this.reqState === REQ_DONE) {
+      // The client half-closed after its request (what an HTTP client that gives up on a hung
+      // upstream does) and nothing moved either way for idleMs: without this the exchange, its
+      // upstream stream and a body kept for a retry were held for as long as the upstream said
+      // nothing, forever, and such connections are never shed as idle.
+      this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
+      this.socket.destroy();
+      return;
+    }
     if (this.reqState !== REQ_IDLE || this.up.state !== RES_NONE) return; // busy: not idle
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
     this.socket.destroy();
@@ -950,6 +961,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
 
   private onDownstreamEnd(): void {
     // Half-close from the client: finish what is in flight, then close.
+    this.clientEnded = true;
     if (this.reqState === REQ_IDLE && this.up.state === RES_NONE) this.endConnection();
     else if (this.reqState === REQ_CONNECTING && (this.reqChunked || this.reqRemaining > 0)) {
       // The body may be whole in this.buf already (sent with its FIN in one write): whether it is
