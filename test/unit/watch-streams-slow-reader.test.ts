@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { WatchStreams, type WatchedSource } from '../../src/control/watch-streams.ts';
+import { loadRouteApi } from '../../src/api/load.ts';
+import { WatchStreams, withSharedEncoding, type WatchedSource } from '../../src/control/watch-streams.ts';
 import { silentLogger } from '../../src/core/log.ts';
 
 /** A source whose change the test triggers. */
@@ -110,4 +111,26 @@ test('streams of one share key build one message a change between them', async (
   s.change();
   assert.equal(builds, 5);
   assert.equal(calls[0]!.written.length, 2, 'an ended stream gets nothing');
+});
+
+test('streamed responses are encoded once per message object, however many streams write it', () => {
+  let encodes = 0;
+  const original = loadRouteApi().Routes.service;
+  const methods: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const [name, m] of Object.entries(original))
+    methods[name] = {
+      ...m,
+      responseSerialize: (message: unknown) => (encodes++, m.responseSerialize(message)),
+    };
+  const counted: grpc.ServiceDefinition = methods;
+  const shared = withSharedEncoding(counted);
+  const watch = shared['Watch']!;
+  assert.equal(watch.requestSerialize, counted['Watch']!.requestSerialize, 'requests are left alone');
+  const message = { routes: [{ name: 'r', namespace: 'shop' }] };
+  const once = counted['Watch']!.responseSerialize(message);
+  encodes = 0;
+  for (let i = 0; i < 100; i++) assert.deepEqual(watch.responseSerialize(message), once);
+  assert.equal(encodes, 1, 'one message written to 100 streams is encoded once');
+  watch.responseSerialize({ routes: [] });
+  assert.equal(encodes, 2, 'another message is encoded on its own');
 });

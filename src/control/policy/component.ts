@@ -20,7 +20,7 @@ import { loadPolicyApi, type ApiInboundPolicy, type ApiInboundRequestOutput } fr
 import type { Logger } from '../../core/log.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import { isPort, isPortName } from '../../core/port.ts';
-import { WatchStreams } from '../watch-streams.ts';
+import { WatchStreams, withSharedEncoding } from '../watch-streams.ts';
 import type { WatchLimits } from '../watch-limits.ts';
 import { KubernetesPolicySource } from './kubernetes.ts';
 import { LocalPolicySource } from './local.ts';
@@ -158,7 +158,7 @@ export function createPolicyComponent(source: PolicySource, parentLog: Logger): 
     },
     addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
       if (limits !== undefined) streams.limitBy(limits);
-      server.addService(loadPolicyApi().Policy.service, { WatchInbound: watchInbound });
+      server.addService(withSharedEncoding(loadPolicyApi().Policy.service), { WatchInbound: watchInbound });
     },
     async handleHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
       if (path !== '/api/authz') return false;

@@ -19,7 +19,7 @@ import type { Logger } from '../../core/log.ts';
 import type { Edge } from '../metrics/edges.ts';
 import type { ControlPlaneComponent } from '../server.ts';
 import type { ServiceView } from '../server.ts';
-import { WatchStreams } from '../watch-streams.ts';
+import { WatchStreams, withSharedEncoding } from '../watch-streams.ts';
 import type { WatchLimits } from '../watch-limits.ts';
 import { routeObjects } from './objects.ts';
 import { buildRouteSet } from './route-set.ts';
@@ -79,7 +79,7 @@ export function createRouteComponent(
     },
     addGrpcServices(server: grpc.Server, limits?: WatchLimits) {
       if (limits !== undefined) streams.limitBy(limits);
-      server.addService(loadRouteApi().Routes.service, { Watch: watch });
+      server.addService(withSharedEncoding(loadRouteApi().Routes.service), { Watch: watch });
     },
     // The source's own metrics, if it has any (the Kubernetes one counts its status writes).
     metrics: () => (source as { metrics?: () => string }).metrics?.() ?? '',
