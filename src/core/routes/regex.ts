@@ -20,8 +20,36 @@ import { setFlagsFromString } from 'node:v8';
 
 export const MAX_REGEX_LENGTH = 1024;
 
+// Both the check and the compiled matcher are kept per pattern, for the last MAX_KEPT patterns:
+// every update of a Service's routes recompiles its whole route set in every proxy that calls it
+// (src/proxy/route/route-table.ts), and the regular expressions were 40% of that (parsing a
+// 1024-character pattern twice, once for the linear engine), so that a Service owner editing a
+// route full of them stalled every caller's proxy again for routes that had not changed. A kept
+// RegExp is safe to share: it has no flags, so no lastIndex state.
+const MAX_KEPT = 256;
+const problems = new Map<string, string | null>();
+const matchers = new Map<string, RegExp>();
+
+/** `map`'s value of `key`, made by `make` when not kept; least recently used dropped past MAX_KEPT. */
+function kept<V>(map: Map<string, V>, key: string, make: (key: string) => V): V {
+  if (map.has(key)) {
+    const value = map.get(key)!;
+    map.delete(key); // most recently used last
+    map.set(key, value);
+    return value;
+  }
+  const value = make(key);
+  map.set(key, value);
+  if (map.size > MAX_KEPT) map.delete(map.keys().next().value!);
+  return value;
+}
+
 /** Why `pattern` is not an accepted route regular expression, or null when it is. */
 export function regexProblem(pattern: string): string | null {
+  return kept(problems, pattern, checkPattern);
+}
+
+function checkPattern(pattern: string): string | null {
   if (pattern.length === 0) return 'expected a regular expression, got an empty string';
   if (pattern.length > MAX_REGEX_LENGTH) return `longer than ${MAX_REGEX_LENGTH} characters`;
   if (/\\[1-9]|\\k</.test(stripEscapedBackslashes(pattern))) {
@@ -63,7 +91,9 @@ function stripEscapedBackslashes(pattern: string): string {
 
 /** The whole-value matcher of an accepted pattern (check regexProblem first; throws if invalid). */
 export function compileFullMatch(pattern: string): RegExp {
-  return new RegExp(`^(?:${pattern})$`);
+  // Every matcher (kept ones too) is made after the linear fallback is on, whoever asks first.
+  enableLinearRegexFallback();
+  return kept(matchers, pattern, (p) => new RegExp(`^(?:${p})$`));
 }
 
 let fallbackEnabled = false;
