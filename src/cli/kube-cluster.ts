@@ -48,6 +48,11 @@ export function clusterConfig(values: ReadonlyMap<string, unknown>): KubeConfig 
   if (kubeConfig.getCurrentCluster() === null) {
     throw new ConfigError('--kubeconfig', 'no cluster in the kubeconfig (or no current context)');
   }
+  // A plain http:// server (`kubectl proxy`) has no TLS to verify: kubectl talks to it as it is,
+  // and so does `trellis control --kubeconfig-server`; the client wants skipTLSVerify for that.
+  kubeConfig.clusters = kubeConfig.clusters.map((cluster) =>
+    cluster.server.startsWith('http:') ? { ...cluster, skipTLSVerify: true } : cluster,
+  );
   return kubeConfig;
 }
 
