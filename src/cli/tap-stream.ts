@@ -128,7 +128,7 @@ function flagOf(message: string): { flag: string; problem: string } {
 /**
  * Streams the tap: each exchange to `onExchange`, proxies that cannot be tapped and drop counts
  * to stderr. Resolves when the stream ends, --max-events or --duration is reached, or on Ctrl-C
- * (SIGINT); TRELLIS_ERR_TAP when the control plane refuses the tap or cannot be reached.
+ * (SIGINT) or SIGTERM; TRELLIS_ERR_TAP when the control plane refuses the tap or cannot be reached.
  */
 export async function streamTap(
   cmd: TapCommand,
@@ -137,7 +137,9 @@ export async function streamTap(
 ): Promise<void> {
   const abort = new AbortController();
   const stop = (): void => abort.abort();
+  // SIGTERM too: `timeout 10 trellis top web > top.txt` and supervisors stop it that way.
   process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   const timer = cmd.durationMs === null ? null : setTimeout(stop, cmd.durationMs);
   let events = 0;
   const onLine = (line: TapLine): void => {
@@ -192,6 +194,7 @@ export async function streamTap(
     }
   } finally {
     process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     if (timer !== null) clearTimeout(timer);
     abort.abort();
   }
