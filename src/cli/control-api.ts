@@ -74,6 +74,28 @@ export async function requestHeaders(
   return token === null ? {} : { authorization: `Bearer ${token}` };
 }
 
+const FETCH_CAUSES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'no such host',
+  EAI_AGAIN: 'name lookup failed',
+  ETIMEDOUT: 'connect timed out',
+};
+
+/**
+ * Why a fetch of the control plane failed, in words: undici says only "fetch failed" and keeps
+ * the reason in `cause` (ECONNREFUSED: nothing listens there); a timeout says how long it waited.
+ */
+export function fetchFailure(error: unknown): string {
+  const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError') return `no answer within ${TIMEOUT_MS / 1000} s`;
+  const code = e.cause?.code;
+  if (code !== undefined) return `${FETCH_CAUSES[code] ?? e.cause?.message ?? 'failed'} (${code})`;
+  return e.cause?.message ?? e.message ?? String(error);
+}
+
 /** One request, with requestHeaders. TRELLIS_ERR_CONTROL_PLANE when unreachable. */
 export async function callControl(api: ControlApi, method: string, path: string): Promise<ApiAnswer> {
   const headers = await requestHeaders(api, method, path);
@@ -90,7 +112,7 @@ export async function callControl(api: ControlApi, method: string, path: string)
   } catch (error) {
     throw new TrellisError(
       'TRELLIS_ERR_CONTROL_PLANE',
-      `cannot reach the control plane at ${api.base}: ${(error as Error).message}`,
+      `cannot reach the control plane at ${api.base}: ${fetchFailure(error)}`,
     );
   }
   try {

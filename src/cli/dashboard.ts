@@ -26,7 +26,7 @@ const FLAGS: FlagSpec[] = [
   {
     name: 'direct',
     kind: 'boolean',
-    help: "print the control plane's own URL of the page instead of serving it (no live tap or traces where they need the operator token)",
+    help: "print the control plane's own URL of the page instead of serving it (no live tap or traces where they need the operator token); it still runs until Ctrl-C, and exits 1 if the control plane stops serving the page",
   },
   STATE_FLAG,
   CONTROL_FLAG,

@@ -35,15 +35,27 @@ const MESH_BY_DEFAULT = true;
 
 const OUTPUTS = ['table', 'json'] as const;
 const FLAGS: FlagSpec[] = [
-  { name: 'mesh', kind: 'boolean', help: 'the emojivoto app on the mesh (control plane, trellis run)' },
-  { name: 'simple', kind: 'boolean', help: 'two services beside their proxies, no control plane' },
+  {
+    name: 'mesh',
+    kind: 'boolean',
+    help: 'the emojivoto app on the mesh (control plane, trellis run): the default',
+  },
+  {
+    name: 'simple',
+    kind: 'boolean',
+    help: 'the earlier demo: two services beside their proxies, no control plane',
+  },
   { name: 'duration', kind: 'number', help: 'stop after this many seconds (default: until Ctrl-C)' },
-  { name: 'rate', kind: 'number', help: 'requests per second sent to web (default 30; --mesh: 10)' },
+  {
+    name: 'rate',
+    kind: 'number',
+    help: 'requests per second sent to web (by the vote bot; default 10, at most 200; --simple: 30, at most 1000)',
+  },
   { name: 'interval', kind: 'number', help: 'milliseconds between refreshes (default 1000)' },
   {
     name: 'window',
     kind: 'number',
-    help: 'seconds of history behind each figure (default 10; with --mesh the control plane keeps 10)',
+    help: "with --simple: seconds of history behind each figure (default 10; the mesh demo shows the control plane's 10 s)",
   },
   { name: 'once', kind: 'boolean', help: 'print one table at the end (after --duration, default 5 s)' },
   { ...outputFlag(OUTPUTS), help: 'table (default) or json (one JSON array per refresh)' },

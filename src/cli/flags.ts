@@ -95,14 +95,19 @@ export function setPath(obj: Record<string, unknown>, path: string, value: unkno
   cur[parts[parts.length - 1]!] = value;
 }
 
+/** The width of the flags' column of a command's help. */
+const HELP_COLUMN = 34;
+
 export function formatHelp(usage: string, specs: readonly FlagSpec[]): string {
   const lines = [usage, '', 'Options:'];
   for (const s of specs) {
     const arg = s.kind === 'boolean' ? '' : s.kind === 'number' || s.kind === 'decimal' ? ' N' : ' VALUE';
     const flag = `${s.short === undefined ? '    ' : `-${s.short}, `}--${s.name}${arg}`;
-    lines.push(`  ${flag.padEnd(34)} ${s.help}`);
+    // A flag too long for its column gets its help on the next line, in the column of the others.
+    if (flag.length > HELP_COLUMN) lines.push(`  ${flag}`, `  ${' '.repeat(HELP_COLUMN)} ${s.help}`);
+    else lines.push(`  ${flag.padEnd(HELP_COLUMN)} ${s.help}`);
   }
-  lines.push(`  ${'-h, --help'.padEnd(34)} show this help`);
+  lines.push(`  ${'-h, --help'.padEnd(HELP_COLUMN)} show this help`);
   return lines.join('\n');
 }
 

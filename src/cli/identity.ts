@@ -67,8 +67,12 @@ export async function run(argv: string[]): Promise<number> {
   }
   // Options may come before and after the positional argument.
   const { values, rest } = parseInterleaved(argv, FLAGS);
-  if (rest.length !== 1)
-    throw new ConfigError('', rest.length === 0 ? USAGE : `unexpected argument '${rest[1]}'`);
+  if (rest.length === 0)
+    throw new ConfigError(
+      'NAME',
+      'required: a workload (NAME, deploy/NAME, po/INSTANCE), status or rotate (see trellis identity --help)',
+    );
+  if (rest.length > 1) throw new ConfigError('', `trellis identity: unexpected argument '${rest[1]}'`);
   const stateFlag = values.get('state') as string | undefined;
   const control = values.get('control') as string | undefined;
   const root = stateFolder(stateFlag);

@@ -2,6 +2,8 @@
 // reach the cluster: the official client's KubeConfig, from `--kubeconfig FILE` or, as kubectl
 // does, $KUBECONFIG, ~/.kube/config or the pod's ServiceAccount; `--context` picks a context. And
 // the objects `trellis install` wrote, read back through the API.
+import { homedir } from 'node:os';
+import path from 'node:path';
 import { ApiException, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ConfigError, TrellisError } from '../core/errors.ts';
 import type { FlagSpec } from './flags.ts';
@@ -26,6 +28,16 @@ export function clusterConfig(values: ReadonlyMap<string, unknown>): KubeConfig 
   } catch (error) {
     throw new ConfigError('--kubeconfig', `${file ?? 'the default kubeconfig'}: ${(error as Error).message}`);
   }
+  // With no $KUBECONFIG, no ~/.kube/config and no pod ServiceAccount, the client (like kubectl)
+  // falls back to an insecure http://localhost:8080, which fails later with a message about TLS
+  // settings nobody made: say instead that there is no kubeconfig.
+  if (file === undefined && isNoConfigFallback(kubeConfig)) {
+    throw new ConfigError(
+      '--kubeconfig',
+      `no kubeconfig found ($KUBECONFIG is not set, ${path.join(homedir(), '.kube', 'config')} does not exist, ` +
+        'and this is not a pod): give --kubeconfig FILE, or set up kubectl for the cluster first',
+    );
+  }
   const context = values.get('context') as string | undefined;
   if (context !== undefined) {
     if (kubeConfig.getContextObject(context) === null) {
@@ -36,7 +48,24 @@ export function clusterConfig(values: ReadonlyMap<string, unknown>): KubeConfig 
   if (kubeConfig.getCurrentCluster() === null) {
     throw new ConfigError('--kubeconfig', 'no cluster in the kubeconfig (or no current context)');
   }
+  // A plain http:// server (`kubectl proxy`) has no TLS to verify: kubectl talks to it as it is,
+  // and so does `trellis control --kubeconfig-server`; the client wants skipTLSVerify for that.
+  kubeConfig.clusters = kubeConfig.clusters.map((cluster) =>
+    cluster.server.startsWith('http:') ? { ...cluster, skipTLSVerify: true } : cluster,
+  );
   return kubeConfig;
+}
+
+/** Whether loadFromDefault found nothing and made up its fallback (client-node's loadFromClusterAndUser). */
+function isNoConfigFallback(kubeConfig: KubeConfig): boolean {
+  const cluster = kubeConfig.getCurrentCluster();
+  return (
+    kubeConfig.getCurrentContext() === 'loaded-context' &&
+    kubeConfig.getContexts().length === 1 &&
+    cluster?.name === 'cluster' &&
+    cluster.server === 'http://localhost:8080' &&
+    kubeConfig.getCurrentUser()?.name === 'user'
+  );
 }
 
 /** The message of the Status the API server answered with (the client hands it over as text or parsed). */

@@ -110,7 +110,9 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     const e = err as { code?: string; message?: string };
-    process.stderr.write(`trellis: ${e.message ?? String(err)}\n`);
+    const message = e.message ?? String(err);
+    // A message that names its command already ("trellis trace: ...") is not prefixed again.
+    process.stderr.write(`${/^trellis [a-z-]+: /.test(message) ? '' : 'trellis: '}${message}\n`);
     process.exitCode = e.code === 'TRELLIS_ERR_CONFIG' ? 2 : 1;
   },
 );

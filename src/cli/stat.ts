@@ -82,7 +82,7 @@ instances registered with, so RES must be meshed), --to RES to the outbound requ
 RES (told by the workload discovery gave the endpoint); each implies its --direction and refuses
 the other one, and the two do not go together. RES is in --from-namespace/--to-namespace, else
 the namespace of -n, else default; a RES that is no registered workload is an error. TCP_CONN
-and the bytes are not counted by peer ("-"). E.g. trellis stat deploy/web --from deploy/vote-bot.`;
+and the bytes are not counted by peer ("-"). E.g. trellis stat deploy/web --from deploy/vote-bot -n emojivoto.`;
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {

@@ -7,7 +7,7 @@ import { ConfigError, TrellisError } from '../core/errors.ts';
 import { parseDuration } from '../core/duration.ts';
 import { NdjsonReader } from '../core/ndjson.ts';
 import { parseTapFilter, tapFilterQuery, TAP_HARD_MAX_RPS } from '../core/tap-filter.ts';
-import { errorOf, findControlPlane, requestHeaders, type ControlApi } from './control-api.ts';
+import { errorOf, fetchFailure, findControlPlane, requestHeaders, type ControlApi } from './control-api.ts';
 import type { FlagSpec, ParsedFlags } from './flags.ts';
 import { readTapLine, type TapExchange, type TapLine } from './tap-lines.ts';
 import {
@@ -62,7 +62,10 @@ export async function tapCommandOf(
   rest: readonly string[],
 ): Promise<TapCommand> {
   if (rest.length === 0)
-    throw new ConfigError('RESOURCE', `trellis ${command}: name what to tap, e.g. deploy/web`);
+    throw new ConfigError(
+      'RESOURCE',
+      `required: what to tap, e.g. web or deploy/web (trellis ${command} RESOURCE)`,
+    );
   if (rest.length > 1) throw new ConfigError('', `trellis ${command}: unexpected argument '${rest[1]}'`);
   const target = parseTarget(rest[0]!, ['workload', 'pod', 'namespace']);
   const namespace = namespaceOf(values, target);
@@ -87,11 +90,16 @@ export async function tapCommandOf(
   const maxRps = values.get('max-rps') as number | undefined;
   if (maxRps !== undefined) filterQuery.set('max_rps', String(maxRps));
   const filter = parseTapFilter(filterQuery);
-  if (typeof filter === 'string') throw new ConfigError(`--${flagOf(filter)}`, filter);
+  if (typeof filter === 'string') {
+    const { flag, problem } = flagOf(filter);
+    throw new ConfigError(flag === '' ? '' : `--${flag}`, problem);
+  }
   const maxEvents = (values.get('max-events') as number | undefined) ?? null;
   if (maxEvents !== null && (!Number.isInteger(maxEvents) || maxEvents < 1))
     throw new ConfigError('--max-events', 'expected a whole number, at least 1');
   const duration = values.get('duration') as string | undefined;
+  // Every flag is checked before the control plane is looked for: a typo is said as such.
+  const durationMs = duration === undefined ? null : parseDuration('--duration', duration);
   const api = await findControlPlane({
     control: values.get('control') as string | undefined,
     stateFlag: values.get('state') as string | undefined,
@@ -103,20 +111,24 @@ export async function tapCommandOf(
     api,
     query: [q.toString(), filterPart].filter((s) => s !== '').join('&'),
     maxEvents,
-    durationMs: duration === undefined ? null : parseDuration('--duration', duration),
+    durationMs,
   };
 }
 
-/** The flag a filter's message is about ("'max_rps' must be ..." -> max-rps). */
-function flagOf(message: string): string {
-  const m = /^'([a-z_]+)'/.exec(message);
-  return (m?.[1] ?? '').replace('_', '-');
+/**
+ * The flag a filter's message is about and what is wrong with it ("'max_rps' must be ..." ->
+ * max-rps, "must be ..."): the user typed the flag, not the query parameter.
+ */
+function flagOf(message: string): { flag: string; problem: string } {
+  const m = /^'([a-z_]+)' /.exec(message);
+  if (m === null) return { flag: '', problem: message };
+  return { flag: m[1]!.replaceAll('_', '-'), problem: message.slice(m[0].length).replace(/^is /, '') };
 }
 
 /**
  * Streams the tap: each exchange to `onExchange`, proxies that cannot be tapped and drop counts
  * to stderr. Resolves when the stream ends, --max-events or --duration is reached, or on Ctrl-C
- * (SIGINT); TRELLIS_ERR_TAP when the control plane refuses the tap or cannot be reached.
+ * (SIGINT) or SIGTERM; TRELLIS_ERR_TAP when the control plane refuses the tap or cannot be reached.
  */
 export async function streamTap(
   cmd: TapCommand,
@@ -125,7 +137,9 @@ export async function streamTap(
 ): Promise<void> {
   const abort = new AbortController();
   const stop = (): void => abort.abort();
+  // SIGTERM too: `timeout 10 trellis top web > top.txt` and supervisors stop it that way.
   process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   const timer = cmd.durationMs === null ? null : setTimeout(stop, cmd.durationMs);
   let events = 0;
   const onLine = (line: TapLine): void => {
@@ -151,7 +165,7 @@ export async function streamTap(
       if (abort.signal.aborted) return;
       throw new TrellisError(
         'TRELLIS_ERR_CONTROL_PLANE',
-        `cannot reach the control plane at ${cmd.api.base}: ${(error as Error).message}`,
+        `cannot reach the control plane at ${cmd.api.base}: ${fetchFailure(error)}`,
       );
     }
     if (res.status !== 200) {
@@ -180,6 +194,7 @@ export async function streamTap(
     }
   } finally {
     process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
     if (timer !== null) clearTimeout(timer);
     abort.abort();
   }

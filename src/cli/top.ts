@@ -1,7 +1,8 @@
 // `trellis top RESOURCE`: the busiest paths through the proxies of a workload, live (Linkerd's
 // `viz top`), built on the same stream as `trellis tap` (tap-stream.ts). On a terminal the table
 // is redrawn in place every second; when stdout is not a terminal (a pipe, a file, a test) the
-// table is printed once, when top stops (--duration, --max-events, Ctrl-C or the end of the tap).
+// table is printed once, when top stops (--duration, --max-events, Ctrl-C, SIGTERM or the end of
+// the tap).
 import { ConfigError } from '../core/errors.ts';
 import { type FlagSpec, formatHelp, parseInterleaved } from './flags.ts';
 import { streamTap, TAP_FLAGS, tapCommandOf } from './tap-stream.ts';
@@ -17,8 +18,9 @@ const USAGE = `Usage: trellis top RESOURCE [options]
 The busiest paths through the proxies of RESOURCE (NAME, deploy/NAME, po/NAME or ns/NAME), from
 a live tap: SOURCE, DESTINATION, METHOD, PATH, COUNT, BEST, WORST and LAST latency, SUCCESS_RATE.
 On a terminal the table is redrawn every second until Ctrl-C; when stdout is not a terminal the
-table is printed once, when top stops (give --duration or --max-events in scripts). The counts are
-of the requests the tap saw: each proxy sends at most --max-rps a second.`;
+table is printed once, when top stops (give --duration or --max-events in scripts; SIGTERM, as
+from timeout(1), prints it too). The counts are of the requests the tap saw: each proxy sends at
+most --max-rps a second.`;
 
 const CLEAR = '\x1b[H\x1b[2J';
 

@@ -17,8 +17,9 @@ export function parseDuration(flag: string, text: string): number {
     total += Number(match[1]) * UNIT_MS[match[2]!]!;
     at = part.lastIndex;
   }
-  if (text === '' || at !== text.length || !Number.isSafeInteger(total) || total <= 0) {
+  if (text === '' || at !== text.length || !Number.isSafeInteger(total)) {
     throw new ConfigError(flag, `expected a duration such as 24h, 90s or 500ms, got '${text}'`);
   }
+  if (total === 0) throw new ConfigError(flag, `must be longer than 0, got '${text}'`);
   return total;
 }
