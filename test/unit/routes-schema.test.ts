@@ -88,6 +88,15 @@ test('every problem of a document is reported, each with its field', () => {
   ]);
 });
 
+test('a timeout written as a number says what a duration looks like', () => {
+  const got = problems(
+    base({ rules: [{ backendRefs: [{ name: 'b', port: 80 }], timeouts: { request: 10 } }] }),
+  );
+  assert.deepEqual(got, [
+    'spec.rules.0.timeouts.request: expected a duration such as 10s, 1m30s or 250ms, a string (quoted in YAML if need be), got 10',
+  ]);
+});
+
 test('the CRD rules: limits, filter combinations, paths, timeouts, regexes', () => {
   const rule = (r: object) => base({ rules: [r] });
   const backend = [{ name: 'b', port: 80 }];

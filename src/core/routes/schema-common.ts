@@ -90,7 +90,11 @@ export const hostname = v.pipe(
 
 /** A Gateway API duration ("10s", "1m30s", "250ms"; GEP-2257), kept as written. */
 export const duration = v.pipe(
-  text,
+  // A number (`request: 10`) is the likeliest slip: the message says what a duration looks like.
+  v.string(
+    (issue) =>
+      `expected a duration such as 10s, 1m30s or 250ms, a string (quoted in YAML if need be), got ${JSON.stringify(issue.input)}`,
+  ),
   v.check(
     (value) => parseGatewayDuration(value) !== null,
     (issue) =>
