@@ -117,6 +117,21 @@ test('forged, tampered, expired, revoked and wrong-identity tokens are refused',
   assertRefused(await refused(verifier, token), 'UNAUTHENTICATED', /expired at/);
 });
 
+test('an instance not registered yet is refused as starting (logged at debug); once registered and gone, as revoked', async (t) => {
+  const { root, verifier, claims } = await setUp(t);
+  // `trellis run` registers an instance once its proxy is up, and the proxy asks as it starts.
+  const early = await mintWorkloadToken(root, { ...claims, instance: 'web-456' });
+  const starting = await refused(verifier, early);
+  assertRefused(starting, 'UNAUTHENTICATED', /web-456 is not registered \(yet/);
+  assert.equal(starting.expected, true, 'a start, not a replay');
+  await writeWorkloadFile(root, 'default', 'web-456', { service: 'web', address: '127.0.0.1', port: 8081 });
+  await verifier.authorize(early, ID);
+  await rm(workloadPath(root, 'default', 'web-456'));
+  const replay = await refused(verifier, early);
+  assertRefused(replay, 'UNAUTHENTICATED', /revoked: workload instance default\/web-456 is not registered/);
+  assert.equal(replay.expected, false, 'a stopped instance replayed is logged at info');
+});
+
 test('random strings and random edits of a valid token are never accepted and never throw otherwise', async (t) => {
   const { root, verifier, claims } = await setUp(t);
   const token = await mintWorkloadToken(root, claims);

@@ -95,7 +95,9 @@ export class IdentityComponent implements ControlPlaneComponent {
     const status = known ? error.status : 'INTERNAL';
     this.#errors.set(status, (this.#errors.get(status) ?? 0) + 1);
     const message = known ? error.message : `internal error: ${(error as Error).message}`;
-    if (known) this.#log.info('certificate refused', { identity, status, reason: message });
+    if (known && error.expected)
+      this.#log.debug('certificate refused', { identity, status, reason: message });
+    else if (known) this.#log.info('certificate refused', { identity, status, reason: message });
     else this.#log.error('certificate request failed', { identity, error });
     return { code: grpc.status[status], details: message };
   }

@@ -6,9 +6,12 @@ export type IdentityStatus = 'INVALID_ARGUMENT' | 'UNAUTHENTICATED' | 'PERMISSIO
 
 export class IdentityError extends TrellisError {
   readonly status: IdentityStatus;
-  constructor(status: IdentityStatus, message: string, options?: { cause?: unknown }) {
+  /** A refusal that is part of a normal start (logged at debug, not info): see tokens.ts. */
+  readonly expected: boolean;
+  constructor(status: IdentityStatus, message: string, options?: { cause?: unknown; expected?: boolean }) {
     super(`TRELLIS_ERR_IDENTITY_${status}`, message, options);
     this.status = status;
+    this.expected = options?.expected === true;
     this.name = 'IdentityError';
   }
 }

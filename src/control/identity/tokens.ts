@@ -42,6 +42,8 @@ export interface TokenVerifier {
 }
 
 const PREFIX = 'tt1.';
+/** Instances remembered as once registered (tokens.ts LocalTokenVerifier): a refusal's log level only. */
+const MAX_SEEN_INSTANCES = 10_000;
 const MAX_TOKEN_LENGTH = 4096;
 const NAME = /^[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?$/;
 
@@ -131,6 +133,8 @@ export class LocalTokenVerifier implements TokenVerifier {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #cache: StateFileCache = new Map();
+  /** Instances seen registered (only a validly signed token names one), oldest first, bounded. */
+  readonly #seen = new Set<string>();
   #key: Promise<Buffer> | null = null;
 
   constructor(options: { root: string; trustDomain: string; now?: () => number; log?: Logger }) {
@@ -160,12 +164,27 @@ export class LocalTokenVerifier implements TokenVerifier {
     const registered = state.workloads.some(
       (w) => w.namespace === claims.namespace && w.name === claims.instance,
     );
+    const instance = `${claims.namespace}/${claims.instance}`;
     if (!registered) {
+      // `trellis run` registers an instance once its proxy is up (the registration names the
+      // proxy's ports), and the proxy asks for its certificate as it starts: an instance never
+      // seen registered is one starting, and its refusals are logged at debug, while a token
+      // whose instance was registered and is gone (the workload stopped) is a replay, at info.
+      if (!this.#seen.has(instance)) {
+        throw new IdentityError(
+          'UNAUTHENTICATED',
+          `workload instance ${instance} is not registered (yet: its proxy asks as it starts)`,
+          { expected: true },
+        );
+      }
       throw new IdentityError(
         'UNAUTHENTICATED',
-        `the token is revoked: workload instance ${claims.namespace}/${claims.instance} is not registered`,
+        `the token is revoked: workload instance ${instance} is not registered`,
       );
     }
+    if (this.#seen.size >= MAX_SEEN_INSTANCES) this.#seen.delete(this.#seen.values().next().value!);
+    this.#seen.delete(instance); // most recent last
+    this.#seen.add(instance);
     const granted = spiffeId(this.#trustDomain, claims.namespace, claims.serviceAccount);
     if (identity !== granted) {
       throw new IdentityError('PERMISSION_DENIED', `the token grants ${granted}, not ${identity}`);
