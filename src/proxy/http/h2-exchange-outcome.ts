@@ -55,6 +55,8 @@ export class ExchangeOutcome implements DescribedExchange {
   }
 
   private durationMs = 0;
+  /** performance.now() when the response's end went downstream; 0 while it has not. */
+  private respondedAt = 0;
   private reportedTo: OutcomeSink | null = null;
   private request: IncomingHttpHeaders | null = null;
   private authority = '';
@@ -66,8 +68,23 @@ export class ExchangeOutcome implements DescribedExchange {
     return this;
   }
 
+  /**
+   * The response's end (its trailers, or its last frame) went downstream: the exchange's latency
+   * and its span end here, not when the stream closes. The close waits for the peer's end of the
+   * request and node:http2's callback, which on a busy machine came milliseconds later, so that
+   * a server span outlasted the client span it answered.
+   */
+  responseEnded(): void {
+    if (this.respondedAt === 0) this.respondedAt = performance.now();
+  }
+
+  /** When the response ended (ms since the Unix epoch), if it did (the span's end). */
+  get endedWallMs(): number | undefined {
+    return this.respondedAt === 0 ? undefined : performance.timeOrigin + this.respondedAt;
+  }
+
   report(sink: OutcomeSink, request: IncomingHttpHeaders, authority: string, failedByReset: boolean): void {
-    this.durationMs = performance.now() - this.startedAt;
+    this.durationMs = (this.respondedAt === 0 ? performance.now() : this.respondedAt) - this.startedAt;
     this.reportedTo = sink;
     this.request = request;
     this.authority = authority;

@@ -608,6 +608,7 @@ export class H2Exchange implements EndpointSink {
     if (endStream || downstream.writableEnded) {
       // Headers-only (gRPC trailers-only, 204, HEAD): Node ended the stream; drop any body.
       this.responseComplete = true;
+      this.outcome.responseEnded();
       up.resume();
       return;
     }
@@ -629,6 +630,7 @@ export class H2Exchange implements EndpointSink {
           this.outcome.noteGrpcStatus(trailers);
           downstream.sendTrailers(trailers ? forwardableHeaders(trailers) : {});
           this.responseComplete = true;
+          this.outcome.responseEnded();
           this.finishIfUpstreamGone();
         },
         () => downstream.close(NGHTTP2_INTERNAL_ERROR), // never leave the stream waiting for trailers
@@ -814,6 +816,7 @@ export class H2Exchange implements EndpointSink {
       downstream.end(response.body);
     }
     this.responseComplete = true;
+    this.outcome.responseEnded();
     downstream.resume(); // discard the request body so the stream can close
     this.finishIfUpstreamGone();
   }

@@ -55,6 +55,8 @@ export interface DescribedExchange {
   accessLogEntry(): AccessLogEntry;
   /** The exchange's span when it is traced (trace-tracer.ts); null or absent when not. */
   readonly traceSpan?: TraceSpan | null;
+  /** When the response's end went out (ms since the Unix epoch), when known: the span ends there. */
+  readonly endedWallMs?: number | undefined;
   /** gRPC exchanges: the grpc-status the response ended with (a span attribute). */
   readonly grpcStatus?: string | undefined;
   /** The series of the workload at the other end (peer-metrics.ts); null or absent: not counted by peer. */

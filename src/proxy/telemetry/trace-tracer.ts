@@ -336,7 +336,7 @@ function finishedSpan(
   r.error = failed || status === 0 || status >= 500 || (span.kind !== 'server' && status >= 400);
   r.span = span;
   r.name = e.method === '' ? 'HTTP' : e.method;
-  r.endMs = wallNowMs();
+  r.endMs = exchange.endedWallMs ?? wallNowMs();
   r.statusMessage = proxyError ?? '';
   return r;
 }
