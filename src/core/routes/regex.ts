@@ -46,12 +46,13 @@ function kept<V>(map: Map<string, V>, key: string, make: (key: string) => V): V 
 
 /** Why `pattern` is not an accepted route regular expression, or null when it is. */
 export function regexProblem(pattern: string): string | null {
+  // Kept only within the length bound: a kept key is at most 1 KB.
+  if (pattern.length > MAX_REGEX_LENGTH) return `longer than ${MAX_REGEX_LENGTH} characters`;
   return kept(problems, pattern, checkPattern);
 }
 
 function checkPattern(pattern: string): string | null {
   if (pattern.length === 0) return 'expected a regular expression, got an empty string';
-  if (pattern.length > MAX_REGEX_LENGTH) return `longer than ${MAX_REGEX_LENGTH} characters`;
   if (/\\[1-9]|\\k</.test(stripEscapedBackslashes(pattern))) {
     return 'backreferences (\\1, \\k<name>) are not supported (they need a backtracking engine)';
   }
@@ -93,7 +94,8 @@ function stripEscapedBackslashes(pattern: string): string {
 export function compileFullMatch(pattern: string): RegExp {
   // Every matcher (kept ones too) is made after the linear fallback is on, whoever asks first.
   enableLinearRegexFallback();
-  return kept(matchers, pattern, (p) => new RegExp(`^(?:${p})$`));
+  const compile = (p: string): RegExp => new RegExp(`^(?:${p})$`);
+  return pattern.length > MAX_REGEX_LENGTH ? compile(pattern) : kept(matchers, pattern, compile);
 }
 
 let fallbackEnabled = false;
