@@ -24,10 +24,10 @@ test('an exchange is measured to the end of its response, not to the close of it
   const latencies: number[] = [];
   const outcome = new ExchangeOutcome();
   outcome.status = 200;
-  outcome.responseEnded();
+  outcome.markResponseEnded();
   const endedAt = Date.now();
   busyFor(60); // the stream closes later
-  outcome.responseEnded(); // only the first end counts
+  outcome.markResponseEnded(); // only the first end counts
   outcome.report(sink(latencies), { ':method': 'POST', ':path': '/x' }, 'web:80', false);
   assert.equal(latencies.length, 1);
   assert.ok(latencies[0]! < 40, `latency ${latencies[0]} ms includes the wait for the close`);
@@ -41,4 +41,5 @@ test('an exchange whose response never ended is measured to its report', () => {
   outcome.report(sink(latencies), { ':method': 'GET', ':path': '/' }, 'web:80', true);
   assert.ok(latencies[0]! >= 30);
   assert.equal(outcome.endedWallMs, undefined);
+  assert.equal(outcome.responseEnded, false);
 });

@@ -74,8 +74,13 @@ export class ExchangeOutcome implements DescribedExchange {
    * request and node:http2's callback, which on a busy machine came milliseconds later, so that
    * a server span outlasted the client span it answered.
    */
-  responseEnded(): void {
+  markResponseEnded(): void {
     if (this.respondedAt === 0) this.respondedAt = performance.now();
+  }
+
+  /** Whether the whole response was handed downstream (END_STREAM or trailers queued). */
+  get responseEnded(): boolean {
+    return this.respondedAt !== 0;
   }
 
   /** When the response ended (ms since the Unix epoch), if it did (the span's end). */

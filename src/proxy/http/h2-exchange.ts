@@ -135,8 +135,6 @@ export class H2Exchange implements EndpointSink {
   private requestEnded: boolean;
   /** Response headers were sent downstream (by forwarding or by the proxy itself). */
   private responded = false;
-  /** The whole response was handed to the downstream stream (END_STREAM or trailers queued). */
-  private responseComplete = false;
   private upstreamComplete = false;
   private upstreamClosedByProxy = false;
   /** Bytes of the interim (1xx) heads received so far (bounded by ctx.maxInterimBytes). */
@@ -607,8 +605,7 @@ export class H2Exchange implements EndpointSink {
     this.responded = true;
     if (endStream || downstream.writableEnded) {
       // Headers-only (gRPC trailers-only, 204, HEAD): Node ended the stream; drop any body.
-      this.responseComplete = true;
-      this.outcome.responseEnded();
+      this.outcome.markResponseEnded();
       up.resume();
       return;
     }
@@ -629,8 +626,7 @@ export class H2Exchange implements EndpointSink {
           const trailers = this.rescueTrailers ?? this.responseTrailers;
           this.outcome.noteGrpcStatus(trailers);
           downstream.sendTrailers(trailers ? forwardableHeaders(trailers) : {});
-          this.responseComplete = true;
-          this.outcome.responseEnded();
+          this.outcome.markResponseEnded();
           this.finishIfUpstreamGone();
         },
         () => downstream.close(NGHTTP2_INTERNAL_ERROR), // never leave the stream waiting for trailers
@@ -658,7 +654,7 @@ export class H2Exchange implements EndpointSink {
     this.completePick(); // closed before its response headers (else they completed it)
     up.unpipe(downstream);
     if (this.upstreamClosedByProxy || downstream.closed || downstream.destroyed) return;
-    if (this.upstreamComplete || this.responseComplete) {
+    if (this.upstreamComplete || this.outcome.responseEnded) {
       // Normal end; if the upstream stopped reading the request early, stop the client too.
       this.finishIfUpstreamGone();
       return;
@@ -760,7 +756,7 @@ export class H2Exchange implements EndpointSink {
   /** A deadline passed while the response was still coming: the exchange ends here. */
   private onDeadlineDuringResponse(reason: TimeoutReason): void {
     this.responseTimer = undefined;
-    if (this.responseComplete || this.upstreamComplete) return;
+    if (this.outcome.responseEnded || this.upstreamComplete) return;
     if (this.upstream !== undefined) {
       this.upstream.unpipe(this.downstream);
       this.closeUpstream(this.upstream, NGHTTP2_CANCEL);
@@ -815,8 +811,7 @@ export class H2Exchange implements EndpointSink {
       this.outcome.bytesOut += Buffer.byteLength(response.body);
       downstream.end(response.body);
     }
-    this.responseComplete = true;
-    this.outcome.responseEnded();
+    this.outcome.markResponseEnded();
     downstream.resume(); // discard the request body so the stream can close
     this.finishIfUpstreamGone();
   }
@@ -825,7 +820,7 @@ export class H2Exchange implements EndpointSink {
   private finishIfUpstreamGone(): void {
     const { downstream } = this;
     const upstreamGone = this.upstream === undefined || this.upstream.closed || this.upstream.destroyed;
-    if (!this.responseComplete || !upstreamGone || this.requestEnded || downstream.closed) return;
+    if (!this.outcome.responseEnded || !upstreamGone || this.requestEnded || downstream.closed) return;
     // close(NO_ERROR) waits for the queued response to be written, then sends RST_STREAM(NO_ERROR).
     setImmediate(() => guard(this.ctx.log, () => downstream.closed || downstream.close(NGHTTP2_NO_ERROR)));
   }
