@@ -15,6 +15,7 @@ import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypt
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../core/log.ts';
+import { LruMap } from '../../core/lru-map.ts';
 import { spiffeId } from '../../core/spiffe.ts';
 import type { StateFileCache } from '../discovery/local-state.ts';
 import { IdentityError } from './errors.ts';
@@ -133,8 +134,8 @@ export class LocalTokenVerifier implements TokenVerifier {
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #cache: StateFileCache = new Map();
-  /** Instances seen registered (only a validly signed token names one), oldest first, bounded. */
-  readonly #seen = new Set<string>();
+  /** Instances seen registered (only a validly signed token names one), bounded. */
+  readonly #seen = new LruMap<string, true>(MAX_SEEN_INSTANCES);
   #key: Promise<Buffer> | null = null;
 
   constructor(options: { root: string; trustDomain: string; now?: () => number; log?: Logger }) {
@@ -182,9 +183,7 @@ export class LocalTokenVerifier implements TokenVerifier {
         `the token is revoked: workload instance ${instance} is not registered`,
       );
     }
-    if (this.#seen.size >= MAX_SEEN_INSTANCES) this.#seen.delete(this.#seen.values().next().value!);
-    this.#seen.delete(instance); // most recent last
-    this.#seen.add(instance);
+    this.#seen.set(instance, true);
     const granted = spiffeId(this.#trustDomain, claims.namespace, claims.serviceAccount);
     if (identity !== granted) {
       throw new IdentityError('PERMISSION_DENIED', `the token grants ${granted}, not ${identity}`);

@@ -17,6 +17,7 @@
 //
 // Matching is whole-value: a pattern is compiled as ^(?:PATTERN)$ (as Envoy and Istio do).
 import { setFlagsFromString } from 'node:v8';
+import { LruMap } from '../lru-map.ts';
 
 export const MAX_REGEX_LENGTH = 1024;
 
@@ -27,20 +28,14 @@ export const MAX_REGEX_LENGTH = 1024;
 // route full of them stalled every caller's proxy again for routes that had not changed. A kept
 // RegExp is safe to share: it has no flags, so no lastIndex state.
 const MAX_KEPT = 256;
-const problems = new Map<string, string | null>();
-const matchers = new Map<string, RegExp>();
+const problems = new LruMap<string, string | null>(MAX_KEPT);
+const matchers = new LruMap<string, RegExp>(MAX_KEPT);
 
-/** `map`'s value of `key`, made by `make` when not kept; least recently used dropped past MAX_KEPT. */
-function kept<V>(map: Map<string, V>, key: string, make: (key: string) => V): V {
-  if (map.has(key)) {
-    const value = map.get(key)!;
-    map.delete(key); // most recently used last
-    map.set(key, value);
-    return value;
-  }
+/** `map`'s value of `key`, made by `make` when not kept. */
+function kept<V>(map: LruMap<string, V>, key: string, make: (key: string) => V): V {
+  if (map.has(key)) return map.get(key)!;
   const value = make(key);
   map.set(key, value);
-  if (map.size > MAX_KEPT) map.delete(map.keys().next().value!);
   return value;
 }
 

@@ -17,6 +17,7 @@
 // change with its certificate: mesh/inbound.ts). A new key of ours starts without sessions, so
 // that peers see our new certificate.
 import tls from 'node:tls';
+import { LruMap } from '../../core/lru-map.ts';
 import type { CertifiedKey, WorkloadIdentity } from '../identity/provider.ts';
 
 /** Outbound TLS sessions kept per key (about 1-2 KB each: the ticket and the peer's certificate). */
@@ -27,8 +28,8 @@ export class MeshCredentials {
   private readonly clientContexts = new WeakMap<CertifiedKey, tls.SecureContext>();
   private readonly unsubscribe: () => void;
   private readonly changeListeners = new Set<(key: CertifiedKey) => void>();
-  /** Outbound TLS sessions by key, then by peer, least recently used first. */
-  private readonly sessions = new WeakMap<CertifiedKey, Map<string, Buffer>>();
+  /** Outbound TLS sessions by key, then by peer. */
+  private readonly sessions = new WeakMap<CertifiedKey, LruMap<string, Buffer>>();
 
   constructor(identity: WorkloadIdentity) {
     this.identity = identity;
@@ -70,25 +71,17 @@ export class MeshCredentials {
 
   /** The session to resume with `peer` (a targetKey and the expected identity), if one is kept. */
   session(key: CertifiedKey, peer: string): Buffer | undefined {
-    const byPeer = this.sessions.get(key);
-    const session = byPeer?.get(peer);
-    if (session !== undefined) {
-      byPeer!.delete(peer); // most recently used last
-      byPeer!.set(peer, session);
-    }
-    return session;
+    return this.sessions.get(key)?.get(peer);
   }
 
   /** Keeps the latest session of a connection to `peer` whose identity was checked. */
   rememberSession(key: CertifiedKey, peer: string, session: Buffer): void {
     let byPeer = this.sessions.get(key);
     if (byPeer === undefined) {
-      byPeer = new Map();
+      byPeer = new LruMap(MAX_TLS_SESSIONS);
       this.sessions.set(key, byPeer);
     }
-    byPeer.delete(peer);
     byPeer.set(peer, session);
-    if (byPeer.size > MAX_TLS_SESSIONS) byPeer.delete(byPeer.keys().next().value!);
   }
 
   /** Drops the session of `peer` (its handshake failed: the next one starts afresh). */
