@@ -320,7 +320,7 @@ function onGoaway(c: H2Connection, id: number, payload: Buffer): void {
   // the streams this side opened (RFC 9113 6.8): a server opens none, and a client's GOAWAY
   // leaves the streams it opened to run to their end.
   if (c.role === 'client')
-    for (const s of [...c.streams.values()]) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
+    for (const s of c.streams.values()) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
   c.opts.onGoaway?.(code);
   c.shutdown();
 }

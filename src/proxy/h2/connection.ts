@@ -33,6 +33,7 @@ import {
 } from './limits.ts';
 import { processQueueBudget, type QueueBudget, type QueueEntry, type QueueMember } from './queue-budget.ts';
 import { H2Stream, type StreamOwner } from './stream.ts';
+import { StreamTable } from './stream-table.ts';
 
 export interface H2ConnectionOptions {
   readonly role: 'client' | 'server';
@@ -60,7 +61,7 @@ export class H2Connection implements StreamOwner, QueueMember {
   readonly socket: net.Socket;
   readonly role: 'client' | 'server';
   readonly opts: H2ConnectionOptions;
-  readonly streams = new Map<number, H2Stream>();
+  readonly streams = new StreamTable<H2Stream>();
   readonly reader = new FrameReader();
   readonly writer = new FrameWriter();
   readonly decoder = new HpackDecoder(4096, MAX_HEADER_LIST);
@@ -379,7 +380,7 @@ export class H2Connection implements StreamOwner, QueueMember {
     this.goingAway = true;
     if (!this.socket.writableEnded) this.socket.destroy();
     this.budget.leave(this.budgetEntry);
-    for (const stream of [...this.streams.values()]) stream.close(ErrorCode.CANCEL);
+    for (const stream of this.streams.values()) stream.close(ErrorCode.CANCEL);
     this.streams.clear();
     this.blocked.clear();
     this.headerBytesHeld = 0;
