@@ -34,6 +34,7 @@ import type { RequestMirrors } from '../outbound/mirror.ts';
 import { SessionIdleTimer } from './h2-session-idle.ts';
 import type { InboundStreamHook } from '../policy/inbound-hooks.ts';
 import { H2UpstreamPool, type Target } from './h2-upstream-pool.ts';
+import { StreamTable } from '../h2/stream-table.ts';
 
 export type { Target } from './h2-upstream-pool.ts';
 export type { Discovery as H2Discovery } from '../outbound/balance.ts';
@@ -88,7 +89,8 @@ interface DownstreamConnection {
 /** A downstream session's bookkeeping: idle tracking and the streams it has open. */
 interface SessionState {
   idle: SessionIdleTimer;
-  streams: Set<http2.ServerHttp2Stream>;
+  /** By stream id: a Set churned per stream kept streams alive past their end (h2/stream-table.ts). */
+  streams: StreamTable<http2.ServerHttp2Stream>;
 }
 
 export class H2Proxy {
@@ -183,7 +185,7 @@ export class H2Proxy {
     await Promise.race([noSessions, graceOver]);
     clearTimeout(timer);
     this.drainDeadlinePassed = true;
-    for (const [session, state] of [...this.sessions]) closeNow(session, state.streams);
+    for (const [session, state] of [...this.sessions]) closeNow(session, state.streams.values());
     try {
       this.pool.close(true);
     } catch (err) {
@@ -217,7 +219,7 @@ export class H2Proxy {
     };
     const hook = opts.streamHook;
     const idle = new SessionIdleTimer(session, opts.idleTimeoutMs, () => closeGracefully(session));
-    const streams = new Set<http2.ServerHttp2Stream>();
+    const streams = new StreamTable<http2.ServerHttp2Stream>();
     this.sessions.set(session, { idle, streams });
     session.on('error', (err: Error) => {
       opts.log.debug('downstream h2 session error', { err, peer: conn.peer });
@@ -237,9 +239,10 @@ export class H2Proxy {
     const headLimits = this.headLimits;
     session.on('stream', (stream, joined, _flags, rawHeaders: string[]) => {
       idle.streamOpened();
-      streams.add(stream);
+      const id = stream.id!; // a stream the peer opened has its id
+      streams.set(id, stream);
       stream.once('close', () => {
-        streams.delete(stream);
+        streams.delete(id);
         idle.streamClosed();
       });
       try {
@@ -274,7 +277,7 @@ export class H2Proxy {
       opts.log.debug('could not raise the h2 connection window', { err, peer: conn.peer });
     }
     idle.start();
-    if (this.drainDeadlinePassed) closeNow(session, streams);
+    if (this.drainDeadlinePassed) closeNow(session, streams.values());
     else if (this.draining !== undefined) closeGracefully(session);
   }
 }
@@ -289,8 +292,8 @@ function closeGracefully(session: http2.Http2Session): void {
 }
 
 /** The grace period is over: reset the streams still open (their exchanges log it), destroy the session. */
-function closeNow(session: http2.Http2Session, streams: Iterable<http2.ServerHttp2Stream>): void {
-  for (const stream of [...streams]) {
+function closeNow(session: http2.Http2Session, streams: readonly http2.ServerHttp2Stream[]): void {
+  for (const stream of streams) {
     try {
       if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
     } catch {
