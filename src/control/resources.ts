@@ -34,7 +34,7 @@
 // warn about.
 import * as v from 'valibot';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
-import { offsetOfPath } from '../core/yaml-position.ts';
+import { offsetOfPath, repeatedKeyOffset, REPEATED_KEY, YAML_OPTIONS } from '../core/yaml-position.ts';
 import { ConfigError } from '../core/errors.ts';
 import {
   BACKEND_POLICY_KIND,
@@ -161,7 +161,7 @@ export function parseResources(text: string, source: string): Resource[] {
  */
 export function readResources(text: string, source: string): { resources: Resource[]; problems: string[] } {
   const lines = new LineCounter();
-  const documents = parseAllDocuments(text, { prettyErrors: false, lineCounter: lines });
+  const documents = parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter: lines });
   const resources: Resource[] = [];
   const problems: string[] = [];
   const at = (offset: number, index: number): string => {
@@ -172,6 +172,11 @@ export function readResources(text: string, source: string): { resources: Resour
     if (document.errors.length > 0) {
       for (const error of document.errors)
         problems.push(`${at(error.pos[0], index)}: not valid YAML (${firstLine(error.message)})`);
+      return;
+    }
+    const repeated = repeatedKeyOffset(document.contents);
+    if (repeated !== null) {
+      problems.push(`${at(repeated, index)}: not valid YAML (${REPEATED_KEY})`);
       return;
     }
     let raw: unknown;

@@ -30,7 +30,6 @@
 import { isIP } from 'node:net';
 import { basename, join } from 'node:path';
 import * as v from 'valibot';
-import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import { dnsLabel, port, portProtocol, strictObjectMessage } from '../../core/schema.ts';
 import type { Endpoint, ServicePortKey } from './watcher.ts';
@@ -43,6 +42,7 @@ import {
   type WriteOutcome,
 } from './state-file-io.ts';
 import { leaseExpired, servicePath, workloadPath, MAX_LEASE_MS } from './state-layout.ts';
+import { parseYaml } from '../../core/yaml-position.ts';
 
 export { servicePath, workloadPath } from './state-layout.ts';
 

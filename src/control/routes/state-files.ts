@@ -12,7 +12,7 @@
 // (src/core/routes/parse.ts), so a hand-edited file is held to the same rules. A bad file is
 // logged with the field that is wrong and skipped; the rest of the folder still applies.
 import { basename, join } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import type { Logger } from '../../core/log.ts';
 import {
   backendPolicyDocument,
@@ -23,6 +23,7 @@ import {
 import { faultDocument, validateFault, type FaultResource } from '../../core/routes/fault.ts';
 import { routeDocument, validateRoute, type RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
+import { parseYaml } from '../../core/yaml-position.ts';
 import {
   type FileCache,
   readYamlFolder,
@@ -100,7 +101,7 @@ function parseRouteFile(
 ): RouteFolderResource | null {
   let raw: unknown;
   try {
-    raw = parse(text, { maxAliasCount: 100 });
+    raw = parseYaml(text);
   } catch (error) {
     log.warn('invalid route file skipped', {
       file,
