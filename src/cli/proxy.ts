@@ -5,7 +5,7 @@ import { ConfigError } from '../core/errors.ts';
 import { startProxy } from '../proxy/proxy.ts';
 import { createLogger } from '../core/log.ts';
 import { type FlagSpec, formatHelp, parseFlags, setPath } from './flags.ts';
-import { checkSupervisorFd, watchSupervisor } from './supervisor-pipe.ts';
+import { supervisorFdProblem, watchSupervisor } from './supervisor-pipe.ts';
 import { SUMMARIES } from './summaries.ts';
 
 export const summary = SUMMARIES.proxy;
@@ -262,21 +262,28 @@ export async function run(argv: string[]): Promise<number> {
     }
     return null;
   };
+  // A problem of a setting names the flag the user typed rather than the setting it fills in, or
+  // else where the setting is in the file.
+  const misconfigured = (field: string, message: string, unknownSetting = false): ConfigError => {
+    const flag = fromFlags(field);
+    if (flag !== null) return new ConfigError(flag, `${message} (${field})`);
+    if (file === null) return new ConfigError(field, message);
+    return new ConfigError(
+      '',
+      `${file.at(field, unknownSetting)}: ${field === '' ? '' : `${field}: `}${message}`,
+    );
+  };
   let config: ProxyConfig;
   try {
     config = validateProxyConfig(raw);
   } catch (err) {
-    // Name the flag the user typed rather than the setting it fills in.
     if (!(err instanceof ConfigError)) throw err;
-    const flag = fromFlags(err.field);
-    if (flag !== null)
-      throw new ConfigError(flag, `${err.message.slice(err.field.length + 2)} (${err.field})`);
-    // Else the file's: name where it is in the file too.
-    if (file === null) throw err;
-    throw new ConfigError(
-      '',
-      `${file.at(err.field, err.message.endsWith('unknown setting'))}: ${err.message}`,
-    );
+    const message = err.field === '' ? err.message : err.message.slice(err.field.length + 2);
+    throw misconfigured(err.field, message, err.message.endsWith('unknown setting'));
+  }
+  if (config.supervisor.fd !== undefined) {
+    const problem = supervisorFdProblem(config.supervisor.fd);
+    if (problem !== null) throw misconfigured('supervisor.fd', problem);
   }
   const log = createLogger({ level: config.log.level }).child({ component: 'proxy' });
   let proxyRef: { shutdown(): Promise<void> } | null = null;
@@ -290,7 +297,6 @@ export async function run(argv: string[]): Promise<number> {
       },
     );
   };
-  if (config.supervisor.fd !== undefined) checkSupervisorFd(config.supervisor.fd);
   const proxy = await startProxy(config, log, stop);
   proxyRef = proxy;
   if (config.supervisor.fd !== undefined) watchSupervisor(config.supervisor.fd, { log, onGone: stop });

@@ -15,7 +15,6 @@ import type { ChildProcess } from 'node:child_process';
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
-import { ConfigError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 
 /** The descriptor the proxy gets the pipe on (stdio index). */
@@ -41,8 +40,8 @@ export interface SupervisorWatchOptions {
   readonly graceMs?: number;
 }
 
-/** The proxy's side, before it starts: `fd` must be an open pipe (or socket); ConfigError if not. */
-export function checkSupervisorFd(fd: number): void {
+/** The proxy's side, before it starts: `fd` must be an open pipe (or socket); what is wrong if not. */
+export function supervisorFdProblem(fd: number): string | null {
   let ok = false;
   try {
     const stat = fstatSync(fd);
@@ -50,7 +49,7 @@ export function checkSupervisorFd(fd: number): void {
   } catch {
     // not open
   }
-  if (!ok) throw new ConfigError('--supervisor-fd', `descriptor ${fd} is not an open pipe`);
+  return ok ? null : `descriptor ${fd} is not an open pipe`;
 }
 
 /** The proxy's side: watches the pipe on `fd`; see the file comment. */

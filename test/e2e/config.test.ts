@@ -76,6 +76,17 @@ test(
       runProxy(['--config', path.join(tmpdir(), 'no-such-trellis-config.yaml')]),
       'cannot read',
     );
+
+    // Checked after the rest (a descriptor must be open, a pipe): still named where it was set.
+    const badFd = configFile(t, 'supervisor:\n  fd: 99\n');
+    assertConfigError(
+      runProxy(['--config', badFd]),
+      `${badFd}:2:7: supervisor.fd: descriptor 99 is not an open pipe`,
+    );
+    assertConfigError(
+      runProxy(['--config', badFd, '--supervisor-fd', '98']),
+      '--supervisor-fd: descriptor 98 is not an open pipe',
+    );
   },
 );
 
