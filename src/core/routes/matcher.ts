@@ -257,14 +257,29 @@ function valueTests(
     const name = lowerCase ? item.name.toLowerCase() : item.name;
     if (seen.has(name)) continue; // only the first of equivalent names counts
     seen.add(name);
-    tests.push(valueTest(name, item.type, item.value));
+    tests.push(valueTest(name, item.type, item.value, item));
   }
   return tests;
 }
 
-function valueTest(name: string, type: string, value: string): ValueTest {
+/**
+ * The matcher of a pattern, kept with the validated object it came from (a path or header match):
+ * a route set is compiled again on every change of any of its routes, and a route that did not
+ * change keeps its validated objects (src/proxy/route/route-table.ts), so its patterns are not
+ * compiled again, however many there are (compileFullMatch keeps only the last 256).
+ */
+const compiledPatterns = new WeakMap<object, RegExp>();
+
+function patternOf(owner: object, value: string): RegExp {
+  let regex = compiledPatterns.get(owner);
+  if (regex === undefined) compiledPatterns.set(owner, (regex = compileFullMatch(value)));
+  return regex;
+}
+
+/** `owner`: the object the pattern is the only one of (null: it holds more than one). */
+function valueTest(name: string, type: string, value: string, owner: object | null): ValueTest {
   return type === 'RegularExpression'
-    ? { name, exact: null, regex: compileFullMatch(value) }
+    ? { name, exact: null, regex: owner === null ? compileFullMatch(value) : patternOf(owner, value) }
     : { name, exact: value, regex: null };
 }
 
@@ -274,7 +289,7 @@ function httpCandidate(match: HttpMatch, rule: RouteMatch['rule']): Candidate {
   return {
     pathKind,
     path: pathKind === 2 ? normalizePrefix(value) : value,
-    pathRegex: pathKind === 1 ? compileFullMatch(value) : null,
+    pathRegex: pathKind === 1 ? patternOf(match.path, value) : null,
     method: match.method ?? null,
     grpcService: null,
     grpcMethod: null,
@@ -287,7 +302,7 @@ function httpCandidate(match: HttpMatch, rule: RouteMatch['rule']): Candidate {
 function grpcCandidate(match: GrpcMatch, rule: CompiledRule): Candidate {
   const m = match.method;
   const test = (value: string | undefined) =>
-    m === undefined || !value ? null : valueTest('', m.type, value);
+    m === undefined || !value ? null : valueTest('', m.type, value, null);
   return {
     pathKind: 2,
     path: '',
