@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ApiRouteSetOutput } from '../../src/api/client.ts';
-import { compileRouteSet } from '../../src/proxy/route/route-table.ts';
+import { compileRouteSet, type ValidatedRoutes } from '../../src/proxy/route/route-table.ts';
 import { matchRoute, NO_MATCHING_RULE } from '../../src/core/routes/matcher.ts';
 
 /** An HTTPRoute on web:80 whose rules match `paths` as regular expressions. */
@@ -29,17 +29,25 @@ function route(name: string, paths: readonly string[], createdMs = 1) {
   };
 }
 
-function compile(routes: ReturnType<typeof route>[]) {
-  const set = { routes, unresolvedBackends: [], serviceAnnotations: {}, extensions: [] };
-  return compileRouteSet(set as unknown as ApiRouteSetOutput);
+/** One watch's sets, compiled as watch-client.ts does: each with what the last good one validated. */
+function watch() {
+  let validated: ValidatedRoutes = new Map();
+  return (routes: ReturnType<typeof route>[]) => {
+    const set = { routes, unresolvedBackends: [], serviceAnnotations: {}, extensions: [] };
+    const compiled = compileRouteSet(set as unknown as ApiRouteSetOutput, validated);
+    if (compiled.ok) validated = compiled.validated;
+    return compiled;
+  };
 }
+type Compiled = ReturnType<ReturnType<typeof watch>>;
 
-function patterns(compiled: ReturnType<typeof compile>): Map<string, RegExp> {
+function patterns(compiled: Compiled): Map<string, RegExp> {
   assert.ok(compiled.ok, compiled.ok ? '' : compiled.problem);
   return new Map(compiled.table.http!.map((c) => [c.pathRegex!.source, c.pathRegex!]));
 }
 
 test('a route set sent again keeps the compiled patterns of the routes that did not change', () => {
+  const compile = watch();
   // 3 routes of 120 patterns each: more than the 256 patterns compileFullMatch keeps by itself.
   const paths = (r: number) => Array.from({ length: 120 }, (_, i) => `/r${r}/p${i}/[0-9]+`);
   const routes = [route('a', paths(0)), route('b', paths(1)), route('c', paths(2))];
@@ -69,6 +77,7 @@ test('a route set sent again keeps the compiled patterns of the routes that did 
 });
 
 test('a route whose spec, creation time or annotations changed is validated anew', () => {
+  const compile = watch();
   const good = route('d', ['/ok/[0-9]+']);
   assert.ok(compile([good]).ok);
   // The same name, now with a pattern that is refused: the set is refused, naming it.
@@ -80,4 +89,15 @@ test('a route whose spec, creation time or annotations changed is validated anew
   assert.ok(compile([good]).ok);
   // Only the creation time differs: validated again, and still accepted.
   assert.ok(compile([route('d', ['/ok/[0-9]+'], 2)]).ok);
+});
+
+test('what a watch keeps is the routes of its last good set: a route removed is not kept', () => {
+  const compile = watch();
+  const first = compile([route('e', ['/e/[0-9]+']), route('f', ['/f/[0-9]+'])]);
+  assert.ok(first.ok);
+  assert.deepEqual([...first.validated.keys()].sort(), ['HTTPRoute shop/e', 'HTTPRoute shop/f']);
+  const second = compile([route('f', ['/f/[0-9]+'])]);
+  assert.ok(second.ok);
+  assert.deepEqual([...second.validated.keys()], ['HTTPRoute shop/f']);
+  assert.equal(second.validated.get('HTTPRoute shop/f'), first.validated.get('HTTPRoute shop/f'));
 });

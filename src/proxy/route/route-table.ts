@@ -11,12 +11,12 @@
 // expressions (src/core/routes/regex.ts), once per process.
 //
 // A Service's route set is sent whole on every change of any of its routes, and every calling
-// proxy compiles it again; a route that did not change is not parsed and validated again
-// (validatedRoute): with 50 routes of ~1 MB each (the size the API server allows), that was
-// 0.5-1 s of the proxy's event loop per update.
+// proxy compiles it again; a route that did not change since the watch's last set is not parsed
+// and validated again (validatedRoute), nor its patterns compiled again (matcher.ts): with 50
+// routes of ~1 MB each (the size the API server allows), that was 0.5-0.8 s of the proxy's event
+// loop per update.
 import { createHash } from 'node:crypto';
 import type { ApiRouteSetOutput } from '../../api/client.ts';
-import { LruMap } from '../../core/lru-map.ts';
 import {
   compileFault,
   FAULT_API_VERSION,
@@ -48,29 +48,37 @@ export function routePolicyKey(route: { kind: string; namespace: string; name: s
 }
 
 export type CompiledRouteSet =
-  { readonly ok: true; readonly table: PolicedRouteTable } | { readonly ok: false; readonly problem: string };
+  | { readonly ok: true; readonly table: PolicedRouteTable; readonly validated: ValidatedRoutes }
+  | { readonly ok: false; readonly problem: string };
 
 type ApiRoute = ApiRouteSetOutput['routes'][number];
 
 /**
- * Routes validated lately, by kind, namespace and name: what their input was (a digest of it, so
- * that a megabyte of spec is not kept twice) and the resource it gave. Bounded: the routes of the
- * sets a proxy compiles are far fewer; past the bound the least recently used are validated anew.
+ * The routes of the last set a watch compiled, validated, by "kind namespace/name": a digest of
+ * what each was sent as (a megabyte of spec is not kept twice) and the resource it gave. It holds
+ * exactly the routes of that set, whose table holds them anyway: nothing outlives its set.
  */
-const MAX_VALIDATED_ROUTES = 1024;
-const validated = new LruMap<string, { readonly digest: string; readonly route: RouteResource }>(
-  MAX_VALIDATED_ROUTES,
-);
+export type ValidatedRoutes = ReadonlyMap<string, { readonly digest: string; readonly route: RouteResource }>;
 
-/** A route of a set validated, or the reason it is refused; the last result is reused while its input is the same. */
-function validatedRoute(r: ApiRoute): RouteResource | string {
+/**
+ * A route of a set validated, or the reason it is refused; `kept`'s result is reused while the
+ * input is the same.
+ */
+function validatedRoute(
+  r: ApiRoute,
+  kept: ValidatedRoutes,
+  into: Map<string, { readonly digest: string; readonly route: RouteResource }>,
+): RouteResource | string {
   const where = `${r.kind} ${r.namespace}/${r.name}`;
   const digest = createHash('sha256')
     .update(r.specJson)
     .update(`\0${String(r.createdMs)}\0${JSON.stringify(r.annotations ?? {})}`)
     .digest('base64');
-  const kept = validated.get(where);
-  if (kept !== undefined && kept.digest === digest) return kept.route;
+  const last = kept.get(where);
+  if (last !== undefined && last.digest === digest) {
+    into.set(where, last);
+    return last.route;
+  }
   let spec: unknown;
   try {
     spec = JSON.parse(r.specJson);
@@ -88,19 +96,24 @@ function validatedRoute(r: ApiRoute): RouteResource | string {
     const issue = issues[0];
     return `${where}: ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`;
   }
-  validated.set(where, { digest, route });
+  into.set(where, { digest, route });
   return route;
 }
 
-export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
+/**
+ * `kept`: what the watch's last compiled set validated (its routes are not validated again while
+ * they are the same); a compiled set returns its own, for the next.
+ */
+export function compileRouteSet(set: ApiRouteSetOutput, kept: ValidatedRoutes = new Map()): CompiledRouteSet {
   const service = parseTrafficAnnotations(set.serviceAnnotations);
   const issue = service.issues[0];
   if (issue !== undefined)
     return { ok: false, problem: `Service annotation ${issue.annotation}: ${issue.message}` };
   const routePolicies = new Map<string, ServiceTrafficPolicy>();
   const routes: RouteResource[] = [];
+  const validated = new Map<string, { readonly digest: string; readonly route: RouteResource }>();
   for (const r of set.routes) {
-    const route = validatedRoute(r);
+    const route = validatedRoute(r, kept, validated);
     if (typeof route === 'string') return { ok: false, problem: route };
     routes.push(route);
     if (route.annotations !== undefined)
@@ -152,6 +165,7 @@ export function compileRouteSet(set: ApiRouteSetOutput): CompiledRouteSet {
         ...(keep ? { policy } : {}),
         ...(routePolicies.size > 0 ? { routePolicies } : {}),
       },
+      validated,
     };
   } catch (error) {
     return { ok: false, problem: `cannot compile the routes: ${(error as Error).message}` };

@@ -23,7 +23,7 @@ import type { Random } from '../../core/random.ts';
 import { type ControlPlaneLocator, locateControlPlane } from '../resolve/control-plane-address.ts';
 import { ControlPlaneClient } from '../resolve/control-plane-client.ts';
 import { watchStream } from '../resolve/watch-stream.ts';
-import { compileRouteSet, type PolicedRouteTable } from './route-table.ts';
+import { compileRouteSet, type PolicedRouteTable, type ValidatedRoutes } from './route-table.ts';
 
 export interface RouteWatchOptions {
   /** The control plane's gRPC address, "host:port". */
@@ -66,10 +66,12 @@ export function watchRoutes(options: RouteWatchOptions): RouteWatch {
     port: options.port,
   };
   let lastProblem = '';
+  let validated: ValidatedRoutes = new Map(); // the routes of the last good set, for the next
   const onMessage = (set: ApiRouteSetOutput): void => {
-    const compiled = compileRouteSet(set);
+    const compiled = compileRouteSet(set, validated);
     if (compiled.ok) {
       lastProblem = '';
+      validated = compiled.validated;
       options.onTable(compiled.table);
       return;
     }
