@@ -17,13 +17,13 @@ const MIN_CAPACITY = 16;
 
 export class StreamTable<V> {
   private ids: Int32Array;
-  private values_: (V | undefined)[];
+  private held: (V | undefined)[];
   private mask: number;
   private count = 0;
 
   constructor() {
     this.ids = new Int32Array(MIN_CAPACITY);
-    this.values_ = new Array<V | undefined>(MIN_CAPACITY).fill(undefined);
+    this.held = new Array<V | undefined>(MIN_CAPACITY).fill(undefined);
     this.mask = MIN_CAPACITY - 1;
   }
 
@@ -38,9 +38,9 @@ export class StreamTable<V> {
   }
 
   get(id: number): V | undefined {
-    const { ids, values_, mask } = this;
+    const { ids, held, mask } = this;
     for (let i = this.home(id); ; i = (i + 1) & mask) {
-      const v = values_[i];
+      const v = held[i];
       if (v === undefined) return undefined;
       if (ids[i] === id) return v;
     }
@@ -53,40 +53,40 @@ export class StreamTable<V> {
   /** Sets the value of `id` (`value` must not be undefined). */
   set(id: number, value: V): this {
     if ((this.count + 1) * 2 > this.ids.length) this.grow();
-    const { ids, values_, mask } = this;
+    const { ids, held, mask } = this;
     for (let i = this.home(id); ; i = (i + 1) & mask) {
-      if (values_[i] === undefined) {
+      if (held[i] === undefined) {
         ids[i] = id;
-        values_[i] = value;
+        held[i] = value;
         this.count++;
         return this;
       }
       if (ids[i] === id) {
-        values_[i] = value;
+        held[i] = value;
         return this;
       }
     }
   }
 
   delete(id: number): boolean {
-    const { ids, values_, mask } = this;
+    const { ids, held, mask } = this;
     let i = this.home(id);
     for (; ; i = (i + 1) & mask) {
-      if (values_[i] === undefined) return false;
+      if (held[i] === undefined) return false;
       if (ids[i] === id) break;
     }
     // Backward shift: move later entries of the probe run into the hole when their home allows.
     let hole = i;
-    for (let j = (i + 1) & mask; values_[j] !== undefined; j = (j + 1) & mask) {
+    for (let j = (i + 1) & mask; held[j] !== undefined; j = (j + 1) & mask) {
       const home = this.home(ids[j]!);
       // j's entry may fill the hole unless its home lies cyclically in (hole, j].
       const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (between) continue;
       ids[hole] = ids[j]!;
-      values_[hole] = values_[j];
+      held[hole] = held[j];
       hole = j;
     }
-    values_[hole] = undefined;
+    held[hole] = undefined;
     ids[hole] = 0;
     this.count--;
     return true;
@@ -95,22 +95,22 @@ export class StreamTable<V> {
   /** The values, in no particular order, as a new array. */
   values(): V[] {
     const out: V[] = [];
-    for (const v of this.values_) if (v !== undefined) out.push(v);
+    for (const v of this.held) if (v !== undefined) out.push(v);
     return out;
   }
 
   clear(): void {
-    this.values_.fill(undefined);
+    this.held.fill(undefined);
     this.ids.fill(0);
     this.count = 0;
   }
 
   private grow(): void {
     const oldIds = this.ids;
-    const oldValues = this.values_;
+    const oldValues = this.held;
     const capacity = oldIds.length * 2;
     this.ids = new Int32Array(capacity);
-    this.values_ = new Array<V | undefined>(capacity).fill(undefined);
+    this.held = new Array<V | undefined>(capacity).fill(undefined);
     this.mask = capacity - 1;
     this.count = 0;
     for (let i = 0; i < oldIds.length; i++) {
