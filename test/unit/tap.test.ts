@@ -404,3 +404,38 @@ test('tap API: a proxy that cannot be tapped is named at once, with why; then th
   assert.equal(none.status, 404);
   assert.match(((await none.json()) as { error: string }).error, /no proxy matches workload nosuch/);
 });
+
+test('a proxy that refuses a tap and never ends the refusal is named within the answer time', async (t) => {
+  const { createServer } = await import('node:http');
+  const { openProxyTap, PROXY_TAP_CONNECT_TIMEOUT_MS } = await import('../../src/control/tap/proxy-tap.ts');
+  // A refusal's head, then a byte every 200 ms: the body never ends (the idle timeout never fires).
+  const timers = new Set<NodeJS.Timeout>();
+  const server = createServer((_req, res) => {
+    res.writeHead(403, { 'content-type': 'text/plain' });
+    res.write('not allowed');
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (++sent > 100)
+        clearInterval(timer); // bounded: 20 s at most
+      else res.write('.');
+    }, 200);
+    timers.add(timer);
+    res.on('close', () => clearInterval(timer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const timer of timers) clearInterval(timer);
+    server.closeAllConnections();
+    server.close();
+  });
+  const started = performance.now();
+  const error = await new Promise<string | null>((resolve) => {
+    openProxyTap(`127.0.0.1:${(server.address() as net.AddressInfo).port}`, '', {
+      onObject: () => {},
+      onEnd: resolve,
+    });
+  });
+  const elapsed = performance.now() - started;
+  assert.match(String(error), /^HTTP 403: not allowed/);
+  assert.ok(elapsed < PROXY_TAP_CONNECT_TIMEOUT_MS + 2000, `named after ${elapsed} ms`);
+});

@@ -51,15 +51,30 @@ export function openProxyTap(
       ...(mtls === null ? {} : proxyTlsOptions(mtls)),
     },
     (res) => {
-      req.setTimeout(0);
+      req.setTimeout(0); // a tap with nothing to show is silent for as long as it runs
       if (res.statusCode !== 200) {
+        // A refusal is short: its body gets PROXY_TAP_CONNECT_TIMEOUT_MS in all, so that a proxy
+        // that sends a refusal's head and then never ends its body (or trickles it) is named
+        // like one that never answers, not waited for while the tap shows nothing of it.
         let body = '';
+        const refused = () => `HTTP ${res.statusCode}: ${body.trim().slice(0, 300)}`;
+        const timer = setTimeout(() => {
+          end(refused());
+          req.destroy();
+        }, PROXY_TAP_CONNECT_TIMEOUT_MS);
         res.setEncoding('utf8');
         res.on('data', (d: string) => {
           if (body.length < 1024) body += d;
         });
-        res.on('end', () => end(`HTTP ${res.statusCode}: ${body.trim().slice(0, 300)}`));
-        res.on('error', () => end(`HTTP ${res.statusCode}`));
+        res.on('end', () => {
+          clearTimeout(timer);
+          end(refused());
+        });
+        res.on('error', () => {
+          clearTimeout(timer);
+          end(`HTTP ${res.statusCode}`);
+        });
+        res.on('close', () => clearTimeout(timer));
         return;
       }
       const reader = new NdjsonReader(PROXY_TAP_MAX_LINE_BYTES, (v) => {
