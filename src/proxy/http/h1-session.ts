@@ -904,16 +904,13 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
       this.replyError('idle-timeout', 'request body not received in time', 408);
       return;
     }
-    if (this.clientEnded && this.reqState === REQ_DONE) {
-      // The client half-closed after its request (what an HTTP client that gives up on a hung
-      // upstream does) and nothing moved either way for idleMs: without this the exchange, its
-      // upstream stream and a body kept for a retry were held for as long as the upstream said
-      // nothing, forever, and such connections are never shed as idle.
-      this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
-      this.socket.destroy();
-      return;
-    }
-    if (this.reqState !== REQ_IDLE || this.up.state !== RES_NONE) return; // busy: not idle
+    const idle = this.reqState === REQ_IDLE && this.up.state === RES_NONE;
+    // A client that half-closed after its request (what an HTTP client that gives up on a hung
+    // upstream does), with nothing moving either way for idleMs, is idle too: else the exchange,
+    // its upstream stream and a body kept for a retry were held for as long as the upstream said
+    // nothing, forever, and such connections are never shed as idle.
+    const abandoned = this.clientEnded && this.reqState === REQ_DONE;
+    if (!idle && !abandoned) return; // busy
     this.ctx.metrics.proxyError(this.ctx.direction, 'idle-timeout');
     this.socket.destroy();
   }
