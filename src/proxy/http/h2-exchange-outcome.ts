@@ -14,7 +14,7 @@ import {
   type TapPeer,
 } from '../telemetry/exchange-record.ts';
 import type { Direction } from '../telemetry/metrics.ts';
-import type { TraceSpan } from '../telemetry/trace-span.ts';
+import { wallMsAt, type TraceSpan } from '../telemetry/trace-span.ts';
 import type { PeerSeries } from '../telemetry/peer-metrics.ts';
 import { endpointTapPeer } from '../telemetry/tap-peer.ts';
 import type { Pick } from '../outbound/discovery.ts';
@@ -85,7 +85,7 @@ export class ExchangeOutcome implements DescribedExchange {
 
   /** When the response ended (ms since the Unix epoch), if it did (the span's end). */
   get endedWallMs(): number | undefined {
-    return this.respondedAt === 0 ? undefined : performance.timeOrigin + this.respondedAt;
+    return this.respondedAt === 0 ? undefined : wallMsAt(this.respondedAt);
   }
 
   report(sink: OutcomeSink, request: IncomingHttpHeaders, authority: string, failedByReset: boolean): void {

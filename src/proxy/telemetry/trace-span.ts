@@ -145,6 +145,11 @@ export function wallNowMs(): number {
   return TIME_ORIGIN_MS + performance.now();
 }
 
+/** A performance.now() reading as milliseconds since the Unix epoch. */
+export function wallMsAt(monotonicMs: number): number {
+  return TIME_ORIGIN_MS + monotonicMs;
+}
+
 // Ids come from pools of text records, each refilled from one CSPRNG call per POOL_RECORDS records
 // and written (the hex digits by table, in place) into one latin1 string: a new trace takes a
 // record shaped as its `traceparent`, "00-{trace id}-{span id}-01", a joined trace one shaped as
