@@ -82,10 +82,17 @@ export function repeatedKeyOffset(root: unknown): number | null {
  */
 export function parseYaml(text: string): unknown {
   const document = parseDocument(text, YAML_OPTIONS);
-  const error = document.errors[0];
-  if (error !== undefined) throw error;
-  if (repeatedKeyOffset(document.contents) !== null) throw new Error(REPEATED_KEY);
+  const problem = firstProblem(document);
+  if (problem !== null) throw new Error(problem.message);
   return document.toJS({ maxAliasCount: 100 });
+}
+
+/** A parsed document's first problem: the library's first error, else a repeated key (null: none). */
+function firstProblem(document: Document.Parsed): { offset: number; message: string } | null {
+  const error = document.errors[0];
+  if (error !== undefined) return { offset: error.pos[0], message: error.message.split('\n')[0]! };
+  const repeated = repeatedKeyOffset(document.contents);
+  return repeated === null ? null : { offset: repeated, message: REPEATED_KEY };
 }
 
 type Pairs = ReadonlyMap<string, Pair<unknown, unknown>>;
@@ -123,11 +130,8 @@ export function parseYamlSource(text: string, source: string): YamlSource {
     const { line, col } = lines.linePos(offset);
     return `${source}:${line}:${col}`;
   };
-  const error = document.errors[0];
-  if (error !== undefined)
-    throw new Error(`${position(error.pos[0])}: not valid YAML (${error.message.split('\n')[0]})`);
-  const repeated = repeatedKeyOffset(document.contents);
-  if (repeated !== null) throw new Error(`${position(repeated)}: not valid YAML (${REPEATED_KEY})`);
+  const problem = firstProblem(document);
+  if (problem !== null) throw new Error(`${position(problem.offset)}: not valid YAML (${problem.message})`);
   let value: unknown;
   try {
     value = document.toJS({ maxAliasCount: 100 });
