@@ -66,15 +66,9 @@ export function openProxyTap(
         res.on('data', (d: string) => {
           if (body.length < 1024) body += d;
         });
-        res.on('end', () => {
-          clearTimeout(timer);
-          end(refused());
-        });
-        res.on('error', () => {
-          clearTimeout(timer);
-          end(`HTTP ${res.statusCode}`);
-        });
-        res.on('close', () => clearTimeout(timer));
+        res.on('end', () => end(refused()));
+        res.on('error', () => end(`HTTP ${res.statusCode}`));
+        res.on('close', () => clearTimeout(timer)); // after 'end' or 'error' too
         return;
       }
       const reader = new NdjsonReader(PROXY_TAP_MAX_LINE_BYTES, (v) => {

@@ -58,7 +58,11 @@ type ApiRoute = ApiRouteSetOutput['routes'][number];
  * what each was sent as (a megabyte of spec is not kept twice) and the resource it gave. It holds
  * exactly the routes of that set, whose table holds them anyway: nothing outlives its set.
  */
-export type ValidatedRoutes = ReadonlyMap<string, { readonly digest: string; readonly route: RouteResource }>;
+export type ValidatedRoutes = ReadonlyMap<string, ValidatedRoute>;
+interface ValidatedRoute {
+  readonly digest: string;
+  readonly route: RouteResource;
+}
 
 /**
  * A route of a set validated, or the reason it is refused; `kept`'s result is reused while the
@@ -67,7 +71,7 @@ export type ValidatedRoutes = ReadonlyMap<string, { readonly digest: string; rea
 function validatedRoute(
   r: ApiRoute,
   kept: ValidatedRoutes,
-  into: Map<string, { readonly digest: string; readonly route: RouteResource }>,
+  into: Map<string, ValidatedRoute>,
 ): RouteResource | string {
   const where = `${r.kind} ${r.namespace}/${r.name}`;
   const digest = createHash('sha256')
@@ -111,7 +115,7 @@ export function compileRouteSet(set: ApiRouteSetOutput, kept: ValidatedRoutes = 
     return { ok: false, problem: `Service annotation ${issue.annotation}: ${issue.message}` };
   const routePolicies = new Map<string, ServiceTrafficPolicy>();
   const routes: RouteResource[] = [];
-  const validated = new Map<string, { readonly digest: string; readonly route: RouteResource }>();
+  const validated = new Map<string, ValidatedRoute>();
   for (const r of set.routes) {
     const route = validatedRoute(r, kept, validated);
     if (typeof route === 'string') return { ok: false, problem: route };
