@@ -137,7 +137,7 @@ function compileRateLimit(
   if (previous !== null && previous.sameLimit(limit)) return previous;
   return new RateLimiter(limit, {
     onFull: (max) =>
-      warn('rate limit holds the most client identities it keeps; least recently used ones are evicted', {
+      warn('rate limit holds the most client identities it keeps; ones not used recently are evicted', {
         rateLimit: limit.name,
         max,
       }),

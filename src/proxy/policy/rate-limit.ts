@@ -6,9 +6,14 @@
 //
 // Each limit is a token bucket holding one second of requests (burst = requestsPerSecond),
 // refilled continuously. Memory is bounded: at most MAX_IDENTITY_BUCKETS per-identity buckets per
-// Server, least recently used evicted first (an evicted identity starts again with a full bucket);
-// evictions are counted (rateLimitEvictions, trellis_inbound_rate_limit_evictions_total) and the
-// first of each limiter logged. A check allocates nothing but a new identity's bucket.
+// Server; when full, a new identity takes the place of one not used recently, chosen by the CLOCK
+// algorithm (an approximation of least recently used: a bucket used since the eviction hand last
+// passed it is spared once). An evicted identity starts again with a full bucket; evictions are
+// counted (rateLimitEvictions, trellis_inbound_rate_limit_evictions_total) and the first of each
+// limiter logged. A check allocates nothing but a new identity's bucket: a known identity is one
+// Map lookup. (Exact LRU order by a Map's delete-and-set per request made V8 rehash the Map into a
+// new backing table every few requests: ~90 bytes of garbage per check, and churned Maps keep
+// each other alive through young-generation GCs; docs/architecture.md.)
 import type { ApiRateLimitOutput } from '../../api/client.ts';
 
 /** Per-identity buckets kept per Server (about 100 bytes each plus the identity string). */
@@ -28,6 +33,8 @@ export class TokenBucket {
   readonly perSecond: number;
   private tokens: number;
   private last: number;
+  /** Taken from since the eviction hand last passed it (RateLimiter's CLOCK reference bit). */
+  used = false;
 
   constructor(perSecond: number, nowMs: number) {
     this.perSecond = perSecond;
@@ -62,8 +69,10 @@ export class RateLimiter {
   private readonly total: TokenBucket | null;
   private readonly identityRps: number;
   private readonly overrides = new Map<string, TokenBucket>();
-  /** In least recently used order (a Map iterates in insertion order). */
   private readonly identities = new Map<string, TokenBucket>();
+  /** The identities held, in the order the eviction hand visits them (full: maxIdentities). */
+  private readonly ring: string[] = [];
+  private hand = 0;
   private readonly maxIdentities: number;
   private readonly onFull: ((max: number) => void) | undefined;
   private readonly now: () => number;
@@ -110,25 +119,44 @@ export class RateLimiter {
   }
 
   private identityBucket(id: string, now: number): TokenBucket {
-    const buckets = this.identities;
-    let bucket = buckets.get(id);
+    let bucket = this.identities.get(id);
     if (bucket !== undefined) {
-      buckets.delete(id); // to the most recently used end
-      buckets.set(id, bucket);
+      bucket.used = true;
       return bucket;
     }
-    if (buckets.size >= this.maxIdentities) {
-      const oldest = buckets.keys().next();
-      if (oldest.done !== true) buckets.delete(oldest.value);
-      evictions++;
-      if (!this.warned) {
-        this.warned = true;
-        this.onFull?.(this.maxIdentities);
-      }
-    }
     bucket = new TokenBucket(this.identityRps, now);
-    buckets.set(id, bucket);
+    const ring = this.ring;
+    if (ring.length < this.maxIdentities) ring.push(id);
+    else {
+      this.evictAtHand();
+      ring[this.hand] = id;
+      this.hand = (this.hand + 1) % ring.length;
+    }
+    this.identities.set(id, bucket);
     return bucket;
+  }
+
+  /**
+   * Evicts the bucket at the hand, or the first after it not used since the hand last passed (each
+   * used one passed on the way is spared once, its bit cleared): at most one sweep of the ring.
+   */
+  private evictAtHand(): void {
+    const ring = this.ring;
+    for (;;) {
+      const id = ring[this.hand]!;
+      const bucket = this.identities.get(id)!;
+      if (!bucket.used) {
+        this.identities.delete(id);
+        break;
+      }
+      bucket.used = false;
+      this.hand = (this.hand + 1) % ring.length;
+    }
+    evictions++;
+    if (!this.warned) {
+      this.warned = true;
+      this.onFull?.(this.maxIdentities);
+    }
   }
 }
 

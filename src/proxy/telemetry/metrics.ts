@@ -320,7 +320,7 @@ export class ProxyMetrics {
     r
       .counter(
         'trellis_inbound_rate_limit_evictions_total',
-        'Per-identity rate limit buckets evicted (least recently used) because a Server held the most it keeps.',
+        'Per-identity rate limit buckets evicted (one not used recently) because a Server held the most it keeps.',
       )
       .labels().collect = rateLimitEvictions;
 
