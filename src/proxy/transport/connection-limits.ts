@@ -8,9 +8,12 @@
 // (busy: an exchange or a tunnel in progress). Each shed or refusal is counted, and logged at most
 // once per 10 s per listener with the number left out since the last line (LogThrottle, core/log-rate-limit.ts).
 //
-// O(1) per connection and per transition, shedding included: Sets in insertion order are the idle
-// lists, one for the listener and one per peer (re-inserting moves a connection to the end, so the
-// first entry is the one idle longest).
+// O(1) per connection and per transition, shedding included: the idle lists, one for the listener
+// and one per peer, are linked through the connections' own records, in the order they became idle
+// (the first is the one idle longest). A transition moves a record in or out of both lists and
+// allocates nothing: HTTP/1 sessions make two per request. (Sets re-inserted per request, as
+// before, cost ~67 bytes of rehashed backing tables per request, and a churned Set or Map is what
+// docs/architecture.md keeps off the data path.)
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { LogThrottle } from '../../core/log-rate-limit.ts';
@@ -29,19 +32,66 @@ export interface ConnectionLimitsOptions {
   readonly log: (msg: string, fields: Record<string, unknown>) => void;
 }
 
+/** A connection's place in one idle list. */
+interface IdleNode {
+  readonly owner: Tracked;
+  prev: IdleNode | null;
+  next: IdleNode | null;
+}
+
+/** Idle connections in the order they became idle: `first` has been idle longest. */
+interface IdleList {
+  first: IdleNode | null;
+  last: IdleNode | null;
+}
+
 /** The connections of one peer address. */
 interface Peer {
   readonly address: string;
   open: number;
-  /** Its idle connections, the one idle longest first. */
-  readonly idle: Set<net.Socket>;
+  /** Its idle connections. */
+  readonly idle: IdleList;
+}
+
+/** One connection the listener holds, with its places in the listener's and its peer's idle lists. */
+class Tracked {
+  readonly socket: net.Socket;
+  readonly peer: Peer;
+  idle = false;
+  readonly inListener: IdleNode;
+  readonly inPeer: IdleNode;
+
+  constructor(socket: net.Socket, peer: Peer) {
+    this.socket = socket;
+    this.peer = peer;
+    this.inListener = { owner: this, prev: null, next: null };
+    this.inPeer = { owner: this, prev: null, next: null };
+  }
+}
+
+function append(list: IdleList, node: IdleNode): void {
+  node.prev = list.last;
+  node.next = null;
+  if (list.last === null) list.first = node;
+  else list.last.next = node;
+  list.last = node;
+}
+
+function unlink(list: IdleList, node: IdleNode): void {
+  const { prev, next } = node;
+  if (prev === null) list.first = next;
+  else prev.next = next;
+  if (next === null) list.last = prev;
+  else next.prev = prev;
+  node.prev = null;
+  node.next = null;
 }
 
 export class ConnectionLimits {
   private readonly opts: ConnectionLimitsOptions;
-  private readonly entries = new Map<net.Socket, Peer>();
-  /** Idle connections, the one idle longest first. */
-  private readonly idle = new Set<net.Socket>();
+  private readonly entries = new Map<net.Socket, Tracked>();
+  /** Idle connections, of every peer. */
+  private readonly idle: IdleList = { first: null, last: null };
   private readonly peers = new Map<string, Peer>();
   private readonly throttle = new LogThrottle();
 
@@ -65,46 +115,55 @@ export class ConnectionLimits {
     // Shedding may have forgotten the peer (its last connection): look it up again.
     let peer = this.peers.get(address);
     if (peer === undefined) {
-      peer = { address, open: 0, idle: new Set() };
+      peer = { address, open: 0, idle: { first: null, last: null } };
       this.peers.set(address, peer);
     }
     peer.open++;
-    this.entries.set(socket, peer);
-    this.idle.add(socket);
-    peer.idle.add(socket);
+    const t = new Tracked(socket, peer);
+    this.entries.set(socket, t);
+    this.toIdle(t);
     socket.once('close', () => this.forget(socket));
     return true;
   }
 
   /** The connection has work in progress: it is not shed. */
   busy(socket: net.Socket): void {
-    const peer = this.entries.get(socket);
-    if (peer === undefined || !this.idle.delete(socket)) return;
-    peer.idle.delete(socket);
+    const t = this.entries.get(socket);
+    if (t !== undefined && t.idle) this.fromIdle(t);
   }
 
   /** The connection waits for its client again (a keep-alive connection between requests). */
   idleAgain(socket: net.Socket): void {
-    const peer = this.entries.get(socket);
-    if (peer === undefined || this.idle.has(socket)) return;
-    this.idle.add(socket);
-    peer.idle.add(socket);
+    const t = this.entries.get(socket);
+    if (t !== undefined && !t.idle) this.toIdle(t);
+  }
+
+  private toIdle(t: Tracked): void {
+    append(this.idle, t.inListener);
+    append(t.peer.idle, t.inPeer);
+    t.idle = true;
+  }
+
+  private fromIdle(t: Tracked): void {
+    unlink(this.idle, t.inListener);
+    unlink(t.peer.idle, t.inPeer);
+    t.idle = false;
   }
 
   private forget(socket: net.Socket): void {
-    const peer = this.entries.get(socket);
-    if (peer === undefined) return;
+    const t = this.entries.get(socket);
+    if (t === undefined) return;
     this.entries.delete(socket);
-    this.idle.delete(socket);
-    peer.idle.delete(socket);
+    if (t.idle) this.fromIdle(t);
+    const peer = t.peer;
     if (--peer.open === 0) this.peers.delete(peer.address);
   }
 
   /** Closes the connection idle longest of `idle` (all, or one peer's); false when none is idle. */
-  private shed(kind: LimitKind, idle: ReadonlySet<net.Socket>): boolean {
-    const first = idle.values().next();
-    if (first.done === true) return false;
-    const socket = first.value;
+  private shed(kind: LimitKind, idle: IdleList): boolean {
+    const first = idle.first;
+    if (first === null) return false;
+    const socket = first.owner.socket;
     this.forget(socket);
     socket.destroy();
     this.report(kind, 'shed');
