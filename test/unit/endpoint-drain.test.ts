@@ -13,11 +13,10 @@ import { targetKey } from '../../src/core/target.ts';
 import { EndpointPresence } from '../../src/proxy/balance/endpoint-presence.ts';
 import { EndpointSet } from '../../src/proxy/balance/endpoint-set.ts';
 import { HTTP1_LIMIT_DEFAULTS } from '../../src/proxy/config.ts';
-import type { H1ResponseSink } from '../../src/proxy/http/h1-upstream.ts';
 import { H2UpstreamPool } from '../../src/proxy/http/h2-upstream-pool.ts';
 import { UpstreamPool } from '../../src/proxy/http/upstream-pool.ts';
-import type { UpstreamConn } from '../../src/proxy/http/upstream-conn.ts';
 import { staticEndpoint } from '../../src/proxy/resolve/static.ts';
+import { acquire, countingServer, until } from '../helpers/upstream-pool.ts';
 
 test('an address leaves when the last set holding it removes it; a closed set tells nothing', () => {
   const presence = new EndpointPresence();
@@ -41,66 +40,6 @@ test('an address leaves when the last set holding it removes it; a closed set te
   assert.deepEqual(left, ['10.0.0.1:80', '10.0.0.2:80']);
   assert.equal(presence.holds('10.0.0.3:80'), false);
 });
-
-/** A TCP server that counts connections and tells when each closes. */
-async function countingServer(onSocket: (socket: net.Socket) => void = () => {}) {
-  const open = new Set<net.Socket>();
-  let accepted = 0;
-  const server = net.createServer((socket) => {
-    accepted++;
-    open.add(socket);
-    socket.on('error', () => {});
-    socket.on('close', () => open.delete(socket));
-    onSocket(socket);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return {
-    target: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port },
-    open,
-    get accepted() {
-      return accepted;
-    },
-    close() {
-      for (const s of open) s.destroy();
-      server.close();
-    },
-  };
-}
-
-/** Waits (bounded) until `cond` holds; the time it took. */
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<number> {
-  const start = Date.now();
-  while (!cond()) {
-    assert.ok(Date.now() - start < ms, `${what} within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  return Date.now() - start;
-}
-
-/** An exchange that owns a connection and ignores what it hears. */
-function owner(): H1ResponseSink {
-  const none = () => {};
-  return {
-    onInterim: none,
-    onResponseHead: () => true,
-    onResponseData: none,
-    onResponseEnd: none,
-    onBadResponse: none,
-    onResponseBroken: none,
-    onUpstreamClosed: none,
-    onRequestDrain: none,
-    fault: none,
-  };
-}
-
-function acquire(pool: UpstreamPool, target: { host: string; port: number }): Promise<UpstreamConn> {
-  return new Promise((resolve, reject) =>
-    pool.acquire(target, owner(), (conn, reason) =>
-      conn === null ? reject(new Error(String(reason))) : resolve(conn),
-    ),
-  );
-}
 
 test('HTTP/1 pool: idle connections close at once, busy ones at release or after the grace', async (t) => {
   const server = await countingServer();
