@@ -56,6 +56,7 @@ import { H1RouteRule, type H1RuleOwner } from './h1-route-rule.ts';
 import { endpointTapPeer } from '../telemetry/tap-peer.ts';
 import type { H1Context } from './h1-context.ts';
 import { forwardedAddress } from '../inbound/forwarded-for.ts';
+import { corkForTick } from '../transport/cork.ts';
 
 const REQ_IDLE = 0; // waiting for a request head
 const REQ_CONNECTING = 1; // head parsed, waiting for an upstream connection
@@ -580,8 +581,7 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     if (bodyLater) {
       // The body of a direct upstream's response comes in a later tick (usually the next one,
       // already received): one write to the client for head and body instead of two.
-      this.socket.cork();
-      process.nextTick(uncork, this.socket);
+      corkForTick(this.socket);
     }
     this.rule.filterResponse(head);
     this.socket.write(serializeResponseHead(head, framing, connection), 'latin1');
@@ -999,10 +999,6 @@ export class H1Session implements H1ClientSink, DescribedExchange, TunnelOwner, 
     this.up.drop();
     this.ctx.sessionClosed(this);
   }
-}
-
-function uncork(s: net.Socket): void {
-  s.uncork();
 }
 
 /** RFC 9110 9.2.2: methods a proxy may repeat when the first attempt's outcome is unknown. */

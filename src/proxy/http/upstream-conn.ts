@@ -22,6 +22,7 @@ import {
   type ResponseBodyKind,
 } from './h1-upstream.ts';
 import type { PoolHost, UpstreamPool } from './upstream-pool.ts';
+import { corkForTick } from '../transport/cork.ts';
 
 const RES_NONE = 0; // no exchange
 const RES_HEAD = 1; // waiting for the response head
@@ -144,9 +145,8 @@ export class UpstreamConn implements H1Upstream {
   start(head: MessageHead, line: RequestLine, chunked: boolean, sink: H1ResponseSink): void {
     this.begin(head.method, sink);
     const up = this.socket;
-    up.cork();
+    corkForTick(up);
     up.write(serializeRequestHead(head, line, chunked), 'latin1');
-    process.nextTick(uncork, up);
   }
 
   /** As start, with the head already written out as `text` (the inbound bridge's); `bodyFollows` corks it. */
@@ -157,9 +157,8 @@ export class UpstreamConn implements H1Upstream {
       up.write(text, 'latin1');
       return;
     }
-    up.cork();
+    corkForTick(up);
     up.write(text, 'latin1');
-    process.nextTick(uncork, up);
   }
 
   private begin(method: string, sink: H1ResponseSink): void {
@@ -357,8 +356,4 @@ export class UpstreamConn implements H1Upstream {
   private onIdleTimer(): void {
     if (this.idleArmed) this.socket.destroy();
   }
-}
-
-function uncork(s: net.Socket): void {
-  s.uncork();
 }
