@@ -2,8 +2,9 @@
 // the proxy's watch (src/proxy/route/watch-client.ts) refuses a larger message, and the control
 // plane (src/control/routes/route-bound.ts) sends at most ROUTE_SET_ROUTE_BYTES of routes, of the
 // HTTPFaults they name and of their unresolved backends, leaving the rest for the Service's
-// traffic annotations (the API server holds at most 256 KiB of annotations per object) and
-// framing. A route beyond the bound is not sent and says so in its status (RouteSetTooLarge).
+// traffic annotations and framing (the API server holds at most 256 KiB of annotations per
+// object; `trellis apply` takes only the known names, each value at most 1,024 characters). A
+// route beyond the bound is not sent and says so in its status (RouteSetTooLarge).
 //
 // The receive limit is grpc-js's default, written out: a proxy of an older release (which has
 // that default) takes every set a control plane of this release sends.

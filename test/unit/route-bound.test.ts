@@ -11,6 +11,7 @@ import { routeParents } from '../../src/control/routes/kubernetes-status.ts';
 import {
   boundRoutes,
   byPrecedence,
+  routeKey,
   routeWireBytes,
   unsentRoutes,
 } from '../../src/control/routes/route-bound.ts';
@@ -18,6 +19,7 @@ import { boundedRouteSet } from '../../src/control/routes/route-set.ts';
 import { routeStatus, unresolvedBackends, type ServiceIndex } from '../../src/control/routes/status.ts';
 import type { FaultResource } from '../../src/core/routes/fault.ts';
 import type { RouteResource } from '../../src/core/routes/schema.ts';
+import { routesFor } from '../../src/core/routes/select.ts';
 
 const services: ServiceIndex = new Map([
   [
@@ -246,4 +248,40 @@ test('a route left out says so in Accepted, on one machine and in the status wri
   );
   assert.equal(entry!.conditions[0]!.reason, 'RouteSetTooLarge');
   assert.equal(entry!.conditions[0]!.status, 'False');
+});
+
+test('what the status says is what is sent: for every client namespace and port, the routes left out of the set are the ones unsentRoutes names', () => {
+  const arbitrary = fc.uniqueArray(
+    fc.record({
+      name: fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'),
+      namespace: fc.constantFrom('mesh', 'other'),
+      port: fc.constantFrom(undefined, 80, 81),
+      createdMs: fc.integer({ min: 0, max: 3 }),
+      fill: fc.integer({ min: 0, max: 1500 }),
+    }),
+    { selector: (r) => `${r.namespace}/${r.name}`, maxLength: 10 },
+  );
+  fc.assert(
+    fc.property(arbitrary, (specs) => {
+      const routes = specs.map((s) =>
+        route(s.name, s.createdMs, s.fill, { namespace: s.namespace, ...(s.port ? { port: s.port } : {}) }),
+      );
+      const unsent = unsentRoutes(routes, services, [], 3000);
+      for (const clientNamespace of ['mesh', 'other', 'third'])
+        for (const port of [80, 81]) {
+          const portName = port === 80 ? 'http' : 'admin';
+          const applying = routesFor(
+            routes,
+            { namespace: 'mesh', name: 'echo', port, portName },
+            clientNamespace,
+          );
+          const left = boundRoutes(applying.sort(byPrecedence), services, [], 3000).unsent.map(
+            (u) => u.route,
+          );
+          const said = applying.filter((r) => unsent.get(routeKey(r))?.some((p) => p.port === port));
+          assert.deepEqual(names(left).sort(), names(said).sort(), `${clientNamespace} port ${port}`);
+        }
+    }),
+    { numRuns: 200 },
+  );
 });
