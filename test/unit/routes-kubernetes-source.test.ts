@@ -104,3 +104,48 @@ test('kubernetes route source: without the Gateway API CRDs it gets ready with n
   kube.missingKinds.clear();
   await until('the routes', () => source.snapshot().routes.length === 1);
 });
+
+test('kubernetes route source: a route left out of a set over its bound gets Accepted=False RouteSetTooLarge written', async (t) => {
+  const kube = new FakeKubeServer();
+  await kube.start();
+  t.after(() => kube.close());
+  kube.applyYaml(`apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec: { ports: [{ name: http, port: 80 }] }
+`);
+  // Four routes of ~900 KB (as large as the API server takes about), created a second apart:
+  // three fit in one set's 3 MiB, the newest does not.
+  const value = 'x'.repeat(1000);
+  const headers = Array.from({ length: 14 }, (_, i) => `{ name: h${i}, value: ${value} }`).join(', ');
+  const matches = Array.from({ length: 64 }, () => `{ headers: [${headers}] }`).join(', ');
+  for (const i of [0, 1, 2, 3])
+    kube.applyYaml(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: big${i}, namespace: shop, creationTimestamp: "2026-01-01T00:00:0${i}Z" }
+spec:
+  parentRefs: [{ group: "", kind: Service, name: web }]
+  rules: [{ matches: [${matches}], backendRefs: [{ name: web, port: 80 }] }]
+`);
+  const source = new KubernetesRouteSource({
+    kubeConfig: kubeConfigForServer(kube.url),
+    log: createLogger({ level: 'off' }),
+    retryDelayMs: 50,
+  });
+  t.after(() => source.close());
+  await source.ready();
+  await until('four statuses written', () => source.statusWrites.written === 4);
+  const accepted = (name: string) => {
+    const status = kube.get('HTTPRoute', 'shop', name)?.status as
+      | { parents: { conditions: { type: string; status: string; reason: string; message: string }[] }[] }
+      | undefined;
+    return status?.parents[0]?.conditions.find((c) => c.type === 'Accepted');
+  };
+  for (const name of ['big0', 'big1', 'big2']) assert.equal(accepted(name)?.reason, 'Accepted', name);
+  assert.equal(accepted('big3')?.status, 'False');
+  assert.equal(accepted('big3')?.reason, 'RouteSetTooLarge');
+  assert.match(
+    accepted('big3')!.message,
+    /^not sent to proxies for port 80: this route \(\d+ KiB\) with the older routes/,
+  );
+});

@@ -11,7 +11,9 @@
 //         without both
 //
 // Streams are served by the shared WatchStreams (src/control/watch-streams.ts): a set is sent
-// again only when it differs from the last one sent.
+// again only when it differs from the last one sent. A set that would be too large leaves its
+// newest routes out (route-bound.ts); each distinct choice is logged once, and the routes' status
+// says it.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi, type ApiRouteSet, type ApiRouteTargetOutput } from '../../api/load.ts';
@@ -22,7 +24,8 @@ import type { ServiceView } from '../server.ts';
 import { WatchStreams, withSharedEncoding } from '../watch-streams.ts';
 import type { WatchLimits } from '../watch-limits.ts';
 import { routeObjects } from './objects.ts';
-import { buildRouteSet } from './route-set.ts';
+import { routeKey } from './route-bound.ts';
+import { boundedRouteSet } from './route-set.ts';
 import { LocalRouteSource, type RouteSource } from './source.ts';
 import { workloadRoutesView } from './workload-routes.ts';
 
@@ -58,6 +61,26 @@ export function createRouteComponent(
   const log = parentLog.child({ component: 'route-api' });
   const streams = new WatchStreams<ApiRouteSet>(source, log, 'route');
   let closed = false;
+  const logged = new Set<string>(); // the sets over their bound already logged (bounded below)
+
+  const build = (target: ApiRouteTargetOutput): ApiRouteSet => {
+    const { set, unsent } = boundedRouteSet(source.snapshot(), target);
+    if (unsent.length === 0) return set;
+    const routes = unsent.map((u) => routeKey(u.route));
+    const line = `${target.namespace}/${target.service}:${target.port} ${routes.join(' ')}`;
+    if (!logged.has(line)) {
+      if (logged.size >= 1024) logged.clear();
+      logged.add(line);
+      log.warn('route set over its bound: routes left out (their status says so)', {
+        namespace: target.namespace,
+        service: target.service,
+        port: target.port,
+        routes,
+        sent: set.routes?.length ?? 0,
+      });
+    }
+    return set;
+  };
 
   const watch = (call: WatchCall): void => {
     const target = { ...call.request };
@@ -69,7 +92,7 @@ export function createRouteComponent(
       return;
     }
     // Every stream of one target gets the same set: built once a change for all of them.
-    streams.serve(call, () => buildRouteSet(source.snapshot(), target), JSON.stringify(target));
+    streams.serve(call, () => build(target), JSON.stringify(target));
   };
 
   return {

@@ -24,6 +24,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteIssue } from '../../core/routes/parse.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
+import type { UnsentRoutes } from './route-bound.ts';
 import { CONTROLLER_NAME, routeStatus, type ServiceIndex } from './status.ts';
 
 /** The parts of a route object as the API server holds it that status writing reads. */
@@ -69,9 +70,10 @@ export function routeParents(
   services: ServiceIndex,
   faults: readonly FaultResource[] = [],
   invalidFaults: ReadonlyMap<string, string> = new Map(),
+  unsent: UnsentRoutes = new Map(),
 ): ParentEntry[] {
   if (parsed.route !== null)
-    return routeStatus(parsed.route, services, faults, invalidFaults)
+    return routeStatus(parsed.route, services, faults, invalidFaults, unsent)
       .filter((p) => isService(p.parentRef))
       .map((p) => ({
         parentRef: cleanParentRef(p.parentRef as Record<string, unknown>) ?? {},

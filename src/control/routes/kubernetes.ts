@@ -55,6 +55,7 @@ import {
 import { ChangeListeners } from '../policy/source.ts';
 import { backendPolicyAncestors } from './backend-policy-status.ts';
 import { POLICY_STATUS, routeParents, type RouteObject } from './kubernetes-status.ts';
+import { unsentRoutes } from './route-bound.ts';
 import type { RouteSnapshot } from './route-set.ts';
 import type { RouteSource } from './source.ts';
 import { validateRouteFolderResource, type RouteFolderResource } from './state-files.ts';
@@ -264,6 +265,7 @@ export class KubernetesRouteSource implements RouteSource {
   #writeStatus(): void {
     if (this.#writer === null || this.#closed) return;
     const snapshot = this.snapshot();
+    const unsent = unsentRoutes(snapshot.routes, snapshot.services, snapshot.faults ?? []);
     const targets: StatusTarget[] = [];
     for (const [kind, informer] of this.#informers) {
       if (!WATCHED[kind].status) continue;
@@ -295,6 +297,7 @@ export class KubernetesRouteSource implements RouteSource {
                   snapshot.services,
                   snapshot.faults ?? [],
                   this.#invalidFaults,
+                  unsent,
                 ),
               },
         );

@@ -3,6 +3,7 @@
 // (src/cli/get.ts): on one machine the status `trellis routes` shows, on Kubernetes the status the
 // control plane writes back. Pure.
 import { routeDocument } from '../../core/routes/parse.ts';
+import { unsentRoutes } from './route-bound.ts';
 import { routeStatus } from './status.ts';
 import type { RouteSnapshot } from './route-set.ts';
 
@@ -16,6 +17,8 @@ export interface RouteObjectFilter {
 
 /** The routes that pass `filter`, sorted by kind, namespace and name, each with `status.parents`. */
 export function routeObjects(snapshot: RouteSnapshot, filter: RouteObjectFilter): Record<string, unknown>[] {
+  const faults = snapshot.faults ?? [];
+  const unsent = unsentRoutes(snapshot.routes, snapshot.services, faults);
   return snapshot.routes
     .filter(
       (r) =>
@@ -26,6 +29,6 @@ export function routeObjects(snapshot: RouteSnapshot, filter: RouteObjectFilter)
     .sort((a, b) => `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`))
     .map((route) => ({
       ...routeDocument(route),
-      status: { parents: routeStatus(route, snapshot.services, snapshot.faults ?? []) },
+      status: { parents: routeStatus(route, snapshot.services, faults, new Map(), unsent) },
     }));
 }

@@ -5,7 +5,8 @@
 // and the HTTPFaults their ExtensionRefs name (src/core/routes/fault.ts). The retry budget of the
 // XBackendTrafficPolicy that targets the Service (src/core/routes/backend-traffic-policy.ts, the
 // oldest when several do) replaces the retry.trellis.io/budget-* annotations of the Service and
-// of its routes: the proxy reads one set of annotations either way. Pure.
+// of its routes: the proxy reads one set of annotations either way. The routes that would take the
+// set over the bytes it may carry are left out, the oldest kept first (route-bound.ts). Pure.
 import type { ApiRouteSet, ApiRouteTargetOutput } from '../../api/load.ts';
 import {
   backendPolicyFor,
@@ -17,6 +18,7 @@ import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { routesFor } from '../../core/routes/select.ts';
 import { referencedFaults } from './extensions.ts';
+import { boundRoutes, byPrecedence, type UnsentRoute } from './route-bound.ts';
 import { unresolvedBackends, type ServiceIndex } from './status.ts';
 
 /** Every route and Service a route source knows, at one moment. */
@@ -47,17 +49,26 @@ function withoutBudget(annotations: Readonly<Record<string, string>>): Record<st
 }
 
 export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOutput): ApiRouteSet {
+  return boundedRouteSet(snapshot, target).set;
+}
+
+/** The set, and the routes that apply but were left out to keep it within its bound. */
+export function boundedRouteSet(
+  snapshot: RouteSnapshot,
+  target: ApiRouteTargetOutput,
+): { set: ApiRouteSet; unsent: UnsentRoute[] } {
   const portName = snapshot.services
     .get(`${target.namespace}/${target.service}`)
     ?.find((p) => p.port === target.port)?.name;
   const parent = { namespace: target.namespace, name: target.service, port: target.port, portName };
-  const routes = routesFor(snapshot.routes, parent, target.clientNamespace).sort(
-    (a, b) =>
-      a.createdMs - b.createdMs || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+  const { kept: routes, unsent } = boundRoutes(
+    routesFor(snapshot.routes, parent, target.clientNamespace).sort(byPrecedence),
+    snapshot.services,
+    snapshot.faults ?? [],
   );
   const unresolved = new Set(routes.flatMap((r) => unresolvedBackends(r, snapshot.services)));
   const policy = backendPolicyFor(snapshot.backendPolicies ?? [], target.namespace, target.service);
-  return {
+  const set = {
     routes: routes.map((r) => ({
       kind: r.kind,
       namespace: r.namespace,
@@ -78,4 +89,5 @@ export function buildRouteSet(snapshot: RouteSnapshot, target: ApiRouteTargetOut
       specJson: JSON.stringify(f.spec),
     })),
   };
+  return { set, unsent };
 }

@@ -3,7 +3,10 @@
 // routes and the Services the control plane knows; shown by `trellis routes` on one machine.
 //
 //   Accepted      True/Accepted, or False/NoMatchingParent (no such Service, or no such port or
-//                 port name on it; or a parent that is not a Service: Trellis has no Gateways)
+//                 port name on it; or a parent that is not a Service: Trellis has no Gateways),
+//                 or False/RouteSetTooLarge (not sent to proxies for the ports named: with the
+//                 older routes of its set it would take the set over the bytes a set may carry,
+//                 route-bound.ts)
 //   ResolvedRefs  True/ResolvedRefs, or False with the first problem among the backendRefs and
 //                 mirrors: InvalidKind (not a Service), BackendNotFound (no such Service or port),
 //                 RefNotPermitted (another namespace's Service: Trellis has no ReferenceGrant yet,
@@ -16,8 +19,10 @@
 // A backend that does not resolve keeps its weight: its share of requests gets 500 (matcher).
 import type { FaultResource } from '../../core/routes/fault.ts';
 import type { ParentRef, RouteResource } from '../../core/routes/schema.ts';
-import { namesService } from '../../core/routes/select.ts';
+import { attachesTo, namesService } from '../../core/routes/select.ts';
+import { ROUTE_SET_ROUTE_BYTES } from '../../api/route-set-bound.ts';
 import { unresolvedExtension } from './extensions.ts';
+import { formatBytes, routeKey, type UnsentPort, type UnsentRoutes } from './route-bound.ts';
 
 export const CONTROLLER_NAME = 'trellis.dev/mesh';
 
@@ -55,15 +60,25 @@ export function routeStatus(
   services: ServiceIndex,
   faults: readonly FaultResource[] = [],
   invalidFaults: ReadonlyMap<string, string> = new Map(),
+  unsent: UnsentRoutes = new Map(),
 ): ParentStatus[] {
   const refs = backendProblem(route, services);
   const extension = unresolvedExtension(route, faults, invalidFaults);
+  const unsentPorts = unsent.get(routeKey(route)) ?? [];
   return route.spec.parentRefs.map((parentRef) => {
     const accepted = parentProblem(parentRef, route.namespace, services);
+    const tooLarge = unsentPorts.filter((p) => attachesTo(parentRef, route.namespace, p));
     const conditions: Condition[] = [
-      accepted === null
-        ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'attached to the Service' }
-        : { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: accepted },
+      accepted !== null
+        ? { type: 'Accepted', status: 'False', reason: 'NoMatchingParent', message: accepted }
+        : tooLarge.length > 0
+          ? {
+              type: 'Accepted',
+              status: 'False',
+              reason: 'RouteSetTooLarge',
+              message: tooLargeMessage(route, tooLarge),
+            }
+          : { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'attached to the Service' },
       refs === null
         ? { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'every backend resolves' }
         : { type: 'ResolvedRefs', status: 'False', reason: refs.reason, message: refs.message },
@@ -77,6 +92,22 @@ export function routeStatus(
       });
     return { parentRef, controllerName: CONTROLLER_NAME, conditions };
   });
+}
+
+/** Why a route is not sent for these ports of its parent (all of one Service). */
+function tooLargeMessage(route: RouteResource, ports: readonly UnsentPort[]): string {
+  const { namespace, name, bytes, keptBytes } = ports[0]!;
+  const which =
+    ports.length === 1 ? `port ${ports[0]!.port}` : `ports ${ports.map((p) => p.port).join(', ')}`;
+  const why =
+    bytes > ROUTE_SET_ROUTE_BYTES
+      ? `this route alone takes ${formatBytes(bytes)}`
+      : `this route (${formatBytes(bytes)}) with the older routes kept before it (${formatBytes(keptBytes)}) takes more`;
+  return (
+    `not sent to proxies for ${which}: ${why} than the ${formatBytes(ROUTE_SET_ROUTE_BYTES)} one route set ` +
+    `may carry (the routes of namespace ${route.namespace} attached to Service ${namespace}/${name}, ` +
+    'the oldest first)'
+  );
 }
 
 function parentProblem(ref: ParentRef, routeNamespace: string, services: ServiceIndex): string | null {

@@ -6,6 +6,7 @@
 import type { FaultResource } from '../../core/routes/fault.ts';
 import type { RouteResource } from '../../core/routes/schema.ts';
 import { namesService } from '../../core/routes/select.ts';
+import { unsentRoutes } from './route-bound.ts';
 import { routeStatus, serviceHasPort, type ParentStatus, type ServiceIndex } from './status.ts';
 
 export interface BackendView {
@@ -68,6 +69,7 @@ export function serviceRoutesView(
       (a, b) =>
         a.createdMs - b.createdMs || `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
     );
+  const unsent = unsentRoutes(routes, services, faults);
   return {
     namespace,
     service,
@@ -78,7 +80,7 @@ export function serviceRoutesView(
       name: route.name,
       role: route.namespace === namespace ? 'producer' : 'consumer',
       creationTimestamp: new Date(route.createdMs).toISOString(),
-      parents: routeStatus(route, services, faults).filter((p) =>
+      parents: routeStatus(route, services, faults, new Map(), unsent).filter((p) =>
         namesService(p.parentRef, route.namespace, { namespace, name: service }),
       ),
       rules: route.spec.rules.map((rule, index) => ruleView(route, rule, index, services)),

@@ -4,7 +4,10 @@
 // after an exponential backoff with jitter (the caller keeps its table meanwhile, so a
 // control-plane restart changes nothing for traffic), at the address the control plane is at now
 // (src/proxy/resolve/control-plane-address.ts). The loop, its backoff and its log lines are the
-// shared watch-stream.ts. Loaded lazily, so a proxy that never routes never loads gRPC.
+// shared watch-stream.ts: a failure is a warning once, with its reason (a message over the
+// receive limit is RESOURCE_EXHAUSTED), and a debug line per retry after it. A RouteSet larger than
+// ROUTE_SET_MAX_MESSAGE_BYTES (src/api/route-set-bound.ts) is refused by gRPC; the control plane
+// keeps its sets below that. Loaded lazily, so a proxy that never routes never loads gRPC.
 //
 // For the data path: `watchRoutes({ ..., onTable })` per (client namespace, Service, port); then
 // per request `matchRoute(table, request)` (src/core/routes/matcher.ts), `pickBackend` for the
@@ -16,6 +19,7 @@ import {
   type ApiRouteSetOutput,
   type RoutesClient,
 } from '../../api/client.ts';
+import { ROUTE_SET_MAX_MESSAGE_BYTES } from '../../api/route-set-bound.ts';
 import { backoffSettings, WATCH_BACKOFF } from '../../core/backoff.ts';
 import type { Timers } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
@@ -57,7 +61,11 @@ export function watchRoutes(options: RouteWatchOptions): RouteWatch {
   const backoff = backoffSettings(options.backoff, WATCH_BACKOFF);
   const client = new ControlPlaneClient<RoutesClient>(
     options.locator ?? locateControlPlane(options.address),
-    (address) => new Routes(address, grpc.credentials.createInsecure(), reconnectBackoffOptions(backoff)),
+    (address) =>
+      new Routes(address, grpc.credentials.createInsecure(), {
+        ...reconnectBackoffOptions(backoff),
+        'grpc.max_receive_message_length': ROUTE_SET_MAX_MESSAGE_BYTES,
+      }),
   );
   const target = {
     clientNamespace: options.clientNamespace,

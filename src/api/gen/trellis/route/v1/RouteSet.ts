@@ -12,6 +12,8 @@ import type {
 export interface RouteSet {
   /**
    * The routes that apply, ordered by creation time then namespace/name (the matcher sorts again).
+   * At most ROUTE_SET_ROUTE_BYTES of them (src/api/route-set-bound.ts), the oldest first: a route
+   * that does not fit is left out, and its status says so (RouteSetTooLarge).
    */
   routes?: _trellis_route_v1_Route[];
   /**
@@ -36,6 +38,8 @@ export interface RouteSet {
 export interface RouteSet__Output {
   /**
    * The routes that apply, ordered by creation time then namespace/name (the matcher sorts again).
+   * At most ROUTE_SET_ROUTE_BYTES of them (src/api/route-set-bound.ts), the oldest first: a route
+   * that does not fit is left out, and its status says so (RouteSetTooLarge).
    */
   routes: _trellis_route_v1_Route__Output[];
   /**
