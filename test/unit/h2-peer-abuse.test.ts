@@ -11,6 +11,9 @@
 // 2,730 entries cost 2.7 million adjustments.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { H2Connection } from '../../src/proxy/h2/connection.ts';
 import { ErrorCode, FrameType, Setting } from '../../src/proxy/h2/frames.ts';
 import { MAX_PEER_RESETS, MAX_PEER_SETTINGS } from '../../src/proxy/h2/limits.ts';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
@@ -217,5 +220,54 @@ test('INITIAL_WINDOW_SIZE given several times in one SETTINGS frame: the last on
   } finally {
     peer.close();
     await world.close();
+  }
+});
+
+test('GOAWAYs from a server that refuse no more streams do not walk the open streams each time', async () => {
+  // The client side: a GOAWAY refuses the streams above its last stream id. A server that sent the
+  // same GOAWAY again and again made the client walk all its open streams for each 17-byte frame.
+  let serverSide: net.Socket | null = null;
+  const server = net.createServer((socket) => {
+    serverSide = socket;
+    socket.on('data', () => {}); // the client's preface, SETTINGS and requests: read and dropped
+    socket.write(rawFrames((w) => w.settings([])));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  let goaways = 0;
+  let allCame: () => void = () => {};
+  const came = new Promise<void>((resolve) => (allCame = resolve));
+  const conn = await new Promise<H2Connection>((resolve) => {
+    const c: H2Connection = new H2Connection(socket, {
+      role: 'client',
+      onReady: () => resolve(c),
+      onGoaway: () => {
+        if (++goaways === 2000) allCame();
+      },
+    });
+  });
+  try {
+    const handler = { onHeaders() {}, onData() {}, onClose() {}, onDrain() {} };
+    for (let k = 0; k < 999; k++) assert.ok(conn.request(GET(`/s${k}`), true, handler) !== null);
+    let walks = 0;
+    const values = conn.streams.values.bind(conn.streams);
+    conn.streams.values = () => {
+      walks++;
+      return values();
+    };
+    // Their last stream id names every stream: nothing is refused.
+    (serverSide as net.Socket | null)!.write(
+      rawFrames((w) => {
+        for (let i = 0; i < 2000; i++) w.goaway(0x7fff_ffff, ErrorCode.NO_ERROR, '');
+      }),
+    );
+    await came;
+    assert.equal(conn.active, 999, 'no stream refused');
+    assert.ok(walks <= 1, `${walks} walks over the open streams for ${goaways} GOAWAY frames`);
+  } finally {
+    conn.destroy(null);
+    (serverSide as net.Socket | null)?.destroy();
+    server.close();
   }
 });

@@ -328,8 +328,12 @@ function onGoaway(c: H2Connection, id: number, payload: Buffer): void {
   // Streams the peer never saw can be retried elsewhere: REFUSED_STREAM says so. `last` counts
   // the streams this side opened (RFC 9113 6.8): a server opens none, and a client's GOAWAY
   // leaves the streams it opened to run to their end.
-  if (c.role === 'client')
+  // A GOAWAY that does not lower the last stream id refuses nothing new: the open streams are not
+  // walked again (a server that repeated one walked them all for each 17-byte frame).
+  if (c.role === 'client' && last < c.peerGoawayLast) {
+    c.peerGoawayLast = last;
     for (const s of c.streams.values()) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
+  }
   c.opts.onGoaway?.(code);
   c.shutdown();
 }

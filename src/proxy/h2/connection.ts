@@ -79,6 +79,8 @@ export class H2Connection implements StreamOwner, QueueMember {
   readonly blocked = new Set<H2Stream>();
   /** The highest stream id the peer opened (server) / we opened (client). */
   lastStreamId = 0;
+  /** Client: the lowest last stream id of the peer's GOAWAYs (streams above it were refused). */
+  peerGoawayLast = Infinity;
   /** Streams opened so far (the pool's idle check compares it over time). */
   streamsOpened = 0;
   private nextStreamId = 1;
