@@ -54,26 +54,39 @@ export const REPEATED_KEY = 'Map keys must be unique';
 
 /**
  * The offset of the first key that repeats an earlier key of its mapping, anywhere in `root`
- * (null when none). Keys are the same as the yaml library judged them: scalar keys with the same
- * value (so `1` and `"1"` differ); a mapping or list used as a key is never the same as another.
+ * (null when none). Scalar keys repeat when they name the same property of the parsed object (the
+ * yaml library's toJS makes a key's value a string: `1`, `1.0` and `"1"` are one property, as are
+ * `true` and `"true"`, `~` and `""`, two `.nan`): the library's own check compared the values, so
+ * the later of such keys silently replaced the earlier. YAML 1.1 merge keys (`<<`) are not
+ * properties; a mapping, list or alias used as a key is never the same as another.
  */
 export function repeatedKeyOffset(root: unknown): number | null {
   const pending: unknown[] = [root];
   while (pending.length > 0) {
     const node = pending.pop();
     if (isMap(node)) {
-      const seen = new Set<unknown>();
+      const seen = new Set<string>();
       for (const pair of node.items) {
         const key = pair.key;
-        if (isScalar(key) && !Number.isNaN(key.value)) {
-          if (seen.has(key.value)) return key.range?.[0] ?? 0;
-          seen.add(key.value);
+        if (isScalar(key)) {
+          const name = propertyName(key.value);
+          if (name !== null) {
+            if (seen.has(name)) return key.range?.[0] ?? 0;
+            seen.add(name);
+          }
         } else pending.push(key);
         pending.push(pair.value);
       }
     } else if (isSeq(node)) for (const item of node.items) pending.push(item);
   }
   return null;
+}
+
+/** The property a scalar key's value becomes in the parsed object; null for a merge key. */
+function propertyName(value: unknown): string | null {
+  if (value === null) return '';
+  if (typeof value === 'symbol') return null; // `<<` where merge keys apply (YAML 1.1)
+  return String(value);
 }
 
 /**

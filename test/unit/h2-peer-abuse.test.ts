@@ -11,8 +11,11 @@
 // 2,730 entries cost 2.7 million adjustments.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { H2Connection } from '../../src/proxy/h2/connection.ts';
 import { ErrorCode, FrameType, Setting } from '../../src/proxy/h2/frames.ts';
-import { MAX_PEER_RESETS } from '../../src/proxy/h2/limits.ts';
+import { MAX_PEER_RESETS, MAX_PEER_SETTINGS } from '../../src/proxy/h2/limits.ts';
 import { HpackEncoder } from '../../src/proxy/h2/hpack.ts';
 import type { FrameWriter } from '../../src/proxy/h2/frames.ts';
 import { GET, RawPeer, rawClient, rawFrames } from '../helpers/h2-raw.ts';
@@ -95,6 +98,93 @@ test('a SETTINGS frame of thousands of INITIAL_WINDOW_SIZE entries costs the pee
   }
 });
 
+test('a flood of one-entry SETTINGS frames costs the peer its connection, not the proxy a pass over its streams per frame', async () => {
+  // With the entries per frame bounded, the same work came from frames: with 999 streams open,
+  // each 15-byte SETTINGS that changes INITIAL_WINDOW_SIZE adjusts all 999 (100,000 such frames,
+  // 1.5 MB, cost the proxy 1.8 s of CPU against 0.2 s with no stream open). A real peer sends one
+  // SETTINGS as it starts.
+  const world = await startInboundWorld({ answer: () => {} });
+  const peer = await RawPeer.connect(world.port);
+  try {
+    await peer.write(rawClient(() => {}));
+    const enc = new HpackEncoder();
+    await peer.write(
+      rawFrames((w) => {
+        for (let k = 0; k < 999; k++) w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), false, 16384);
+      }),
+    );
+    const batch = rawFrames((w) => {
+      for (let i = 0; i < 1000; i++) {
+        const entry = Buffer.alloc(6);
+        entry.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, 0);
+        entry.writeUInt32BE(65_535 + (i % 2), 2);
+        w.frame(FrameType.SETTINGS, 0, 0, entry);
+      }
+    });
+    for (let n = 0; n < 20 && !peer.closed; n++) await peer.write(batch);
+    const goaway = await peer.frame(FrameType.GOAWAY, 3000);
+    assert.ok(goaway !== undefined, 'no GOAWAY after 20,000 SETTINGS frames');
+    assert.equal(goaway.payload.readUInt32BE(4), ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(world.metrics.limits.includes('settings-frames'), world.metrics.limits.join());
+    const acks = peer.frames.filter((f) => f.type === FrameType.SETTINGS && (f.flags & 1) === 1).length;
+    // The client's first SETTINGS, the flood's first frame (65,535 is the window already: no
+    // change), then MAX_PEER_SETTINGS changes.
+    assert.ok(acks <= MAX_PEER_SETTINGS + 2, `${acks} SETTINGS acknowledged`);
+  } finally {
+    peer.close();
+    await world.close();
+  }
+});
+
+/**
+ * Milliseconds the proxy took over `frames` WINDOW_UPDATEs of 1 on the connection, with `streams`
+ * responses waiting for their own windows (the client's INITIAL_WINDOW_SIZE is 0), measured to the
+ * answer of a PING sent after them.
+ */
+async function connectionWindowFlood(streams: number, frames: number): Promise<number> {
+  const world = await startInboundWorld({ answer: (_req, res) => res.end(Buffer.alloc(1000, 'a')) });
+  const peer = await RawPeer.connect(world.port);
+  try {
+    await peer.write(rawClient(() => {}, [[Setting.INITIAL_WINDOW_SIZE, 0]]));
+    const enc = new HpackEncoder();
+    for (let first = 0; first < streams; first += 100)
+      await peer.write(
+        rawFrames((w) => {
+          for (let k = first; k < Math.min(streams, first + 100); k++)
+            w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), true, 16384);
+        }),
+      );
+    // Every response's head came (its body waits for window).
+    const heads = () => peer.frames.filter((f) => f.type === FrameType.HEADERS).length;
+    for (const deadline = Date.now() + 20_000; heads() < streams && Date.now() < deadline;)
+      await new Promise((r) => setTimeout(r, 20));
+    assert.equal(heads(), streams);
+    const batch = rawFrames((w) => {
+      for (let i = 0; i < 1000; i++) w.windowUpdate(0, 1);
+    });
+    const started = performance.now();
+    for (let n = 0; n < frames / 1000 && !peer.closed; n++) await peer.write(batch);
+    await peer.write(rawFrames((w) => w.frame(FrameType.PING, 0, 0, Buffer.alloc(8, 7))));
+    assert.ok((await peer.frame(FrameType.PING, 60_000)) !== undefined, 'PING answered');
+    return performance.now() - started;
+  } finally {
+    peer.close();
+    await world.close();
+  }
+}
+
+test('WINDOW_UPDATEs on the connection do not retry every stream that waits for its own window', async () => {
+  // Each connection-level WINDOW_UPDATE retried every stream with queued data, also those whose own
+  // window was 0, which could send nothing: with 999 of them, 50,000 such 13-byte frames took 14 s
+  // of the proxy's CPU (0.14 s with one stream).
+  const one = await connectionWindowFlood(1, 10_000);
+  const many = await connectionWindowFlood(999, 10_000);
+  assert.ok(
+    many < 5 * Math.max(one, 100),
+    `${many.toFixed(0)} ms with 999 streams waiting, ${one.toFixed(0)} ms with 1`,
+  );
+});
+
 test('INITIAL_WINDOW_SIZE given several times in one SETTINGS frame: the last one holds', async () => {
   // The app answers 100 KiB; the client's window is 0, then one frame says 10, 0 and 70,000.
   const world = await startInboundWorld({ answer: (_req, res) => res.end(Buffer.alloc(100_000, 'z')) });
@@ -130,5 +220,54 @@ test('INITIAL_WINDOW_SIZE given several times in one SETTINGS frame: the last on
   } finally {
     peer.close();
     await world.close();
+  }
+});
+
+test('GOAWAYs from a server that refuse no more streams do not walk the open streams each time', async () => {
+  // The client side: a GOAWAY refuses the streams above its last stream id. A server that sent the
+  // same GOAWAY again and again made the client walk all its open streams for each 17-byte frame.
+  let serverSide: net.Socket | null = null;
+  const server = net.createServer((socket) => {
+    serverSide = socket;
+    socket.on('data', () => {}); // the client's preface, SETTINGS and requests: read and dropped
+    socket.write(rawFrames((w) => w.settings([])));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  let goaways = 0;
+  let allCame: () => void = () => {};
+  const came = new Promise<void>((resolve) => (allCame = resolve));
+  const conn = await new Promise<H2Connection>((resolve) => {
+    const c: H2Connection = new H2Connection(socket, {
+      role: 'client',
+      onReady: () => resolve(c),
+      onGoaway: () => {
+        if (++goaways === 2000) allCame();
+      },
+    });
+  });
+  try {
+    const handler = { onHeaders() {}, onData() {}, onClose() {}, onDrain() {} };
+    for (let k = 0; k < 999; k++) assert.ok(conn.request(GET(`/s${k}`), true, handler) !== null);
+    let walks = 0;
+    const values = conn.streams.values.bind(conn.streams);
+    conn.streams.values = () => {
+      walks++;
+      return values();
+    };
+    // Their last stream id names every stream: nothing is refused.
+    (serverSide as net.Socket | null)!.write(
+      rawFrames((w) => {
+        for (let i = 0; i < 2000; i++) w.goaway(0x7fff_ffff, ErrorCode.NO_ERROR, '');
+      }),
+    );
+    await came;
+    assert.equal(conn.active, 999, 'no stream refused');
+    assert.ok(walks <= 1, `${walks} walks over the open streams for ${goaways} GOAWAY frames`);
+  } finally {
+    conn.destroy(null);
+    (serverSide as net.Socket | null)?.destroy();
+    server.close();
   }
 });

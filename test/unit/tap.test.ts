@@ -439,3 +439,72 @@ test('a proxy that refuses a tap and never ends the refusal is named within the 
   assert.match(String(error), /^HTTP 403: not allowed/);
   assert.ok(elapsed < PROXY_TAP_CONNECT_TIMEOUT_MS + 2000, `named after ${elapsed} ms`);
 });
+
+test('tap API: a proxy that streams lines other than exchanges to a reader that does not read is held to the same buffer bound', async (t) => {
+  // A hostile proxy (on Kubernetes, any pod can run one at its registered tap address) answers the
+  // tap with 200 and then lines of its own type, as fast as it can; the operator's `trellis tap`
+  // is paused (piped to a pager). Only exchange lines were dropped past MAX_BUFFERED_BYTES: the
+  // rest were all queued towards the reader, in the control plane's memory.
+  const { createServer } = await import('node:http');
+  const { serveTap, MAX_BUFFERED_BYTES } = await import('../../src/control/tap/tap-api.ts');
+  const LINES = 600;
+  const line = JSON.stringify({ type: 'noise', pad: 'x'.repeat(60_000) }) + '\n';
+  const proxy = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(JSON.stringify({ type: 'started', max_rps: 100 }) + '\n');
+    let sent = 0;
+    const more = (): void => {
+      while (sent < LINES) {
+        sent++;
+        if (!res.write(line)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const targets = [
+    {
+      namespace: 'default',
+      workload: 'web',
+      instance: 'web-1',
+      admin: `127.0.0.1:${(proxy.address() as net.AddressInfo).port}`,
+      meshed: true,
+    },
+  ];
+  let tapResponse: import('node:http').ServerResponse | null = null;
+  const ended = new Promise<void>((resolve) => {
+    const server = createServer((req, res) => {
+      tapResponse = res;
+      // res.end() is called once every proxy's tap ended; no event says so ('finish' waits for the
+      // reader to take the bytes, which it never does).
+      const end = res.end.bind(res);
+      res.end = ((...args: Parameters<typeof res.end>) => {
+        const returned = end(...args);
+        resolve();
+        return returned;
+      }) as typeof res.end;
+      void serveTap(req, res, new URL(req.url!, 'http://x').searchParams, async () => targets, { open: 0 });
+    });
+    t.after(() => {
+      server.closeAllConnections();
+      server.close();
+      proxy.closeAllConnections();
+      proxy.close();
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const reader = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1', () => {
+        reader.write('GET /api/tap?workload=web HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n');
+        reader.pause(); // and never reads
+      });
+      t.after(() => reader.destroy());
+    });
+  });
+  // The proxy's stream ends, the control plane relays what it read and ends the response.
+  await ended;
+  const queued = (tapResponse as import('node:http').ServerResponse | null)!.writableLength;
+  assert.ok(
+    queued < 2 * MAX_BUFFERED_BYTES,
+    `${(queued / 1e6).toFixed(1)} MB queued towards a reader that does not read (bound ${MAX_BUFFERED_BYTES})`,
+  );
+});

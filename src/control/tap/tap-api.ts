@@ -10,8 +10,10 @@
 // admin address, no connection, a refusal) -> an {"type":"error"} line naming it and why, as soon
 // as that is known; once every proxy's tap has ended the response ends. Lines from a proxy gain
 // its namespace, workload and instance. The reader's buffer is bounded: beyond
-// MAX_BUFFERED_BYTES events are dropped and counted ({"type":"drops","source":"control-plane"}),
-// and the taps at once are bounded (MAX_TAPS: 429 beyond).
+// MAX_BUFFERED_BYTES the lines from proxies (of any type: a proxy is not trusted to send only
+// exchanges) are dropped and counted ({"type":"drops","source":"control-plane"}); only the control
+// plane's own lines, an error per proxy and a count of drops a second, are never dropped. The taps
+// at once are bounded (MAX_TAPS: 429 beyond).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ScrapeTarget } from '../metrics/collector.ts';
 import { parseTapFilter, tapFilterQuery, type TapFilter } from '../../core/tap-filter.ts';
@@ -174,7 +176,9 @@ export async function serveTap(
       way.address,
       proxyQuery,
       {
-        onObject: (value) => write({ ...value, ...who }, value.type === 'exchange'),
+        // Droppable whatever its type: a proxy that streamed other lines than exchanges (its own
+        // "started", "drops" and "error" lines, or anything) filled the reader's buffer unbounded.
+        onObject: (value) => write({ ...value, ...who }, true),
         onEnd: (error) => {
           open.delete(tap);
           if (error !== null) write({ type: 'error', ...who, admin: way.address, error }, false);

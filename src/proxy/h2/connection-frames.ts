@@ -11,6 +11,7 @@ import {
   MAX_CONNECTION_HEADER_BYTES,
   MAX_CONTINUATION_FRAMES,
   MAX_HEADER_BLOCK,
+  MAX_PEER_SETTINGS,
   MAX_SETTINGS_ENTRIES,
   MAX_STREAM_HEADER_BYTES,
   STREAM_WINDOW,
@@ -296,12 +297,20 @@ function onSettings(c: H2Connection, flags: number, id: number, payload: Buffer)
     }
   }
   if (initialWindow !== -1 && initialWindow !== c.peerInitialWindow) {
+    // Every open stream is adjusted: a peer that keeps changing it is cut off (MAX_PEER_SETTINGS).
+    if (c.streams.size > 0 && c.countPeerSettings())
+      throw new H2LimitError(
+        'settings-frames',
+        `INITIAL_WINDOW_SIZE changed over ${MAX_PEER_SETTINGS} times in a second`,
+      );
     const delta = initialWindow - c.peerInitialWindow;
     c.peerInitialWindow = initialWindow;
     for (const s of c.streams.values()) {
       s.sendWindow += delta;
       if (s.sendWindow > MAX_WINDOW)
         throw new H2ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window over 2^31-1');
+      // A stream that waited for its own window waits for the connection's now (unblock, below).
+      if (delta > 0 && s.blocked && s.sendWindow > 0) c.blocked.add(s);
     }
   }
   c.writer.frame(FrameType.SETTINGS, Flag.ACK, 0, null);
@@ -319,8 +328,12 @@ function onGoaway(c: H2Connection, id: number, payload: Buffer): void {
   // Streams the peer never saw can be retried elsewhere: REFUSED_STREAM says so. `last` counts
   // the streams this side opened (RFC 9113 6.8): a server opens none, and a client's GOAWAY
   // leaves the streams it opened to run to their end.
-  if (c.role === 'client')
+  // A GOAWAY that does not lower the last stream id refuses nothing new: the open streams are not
+  // walked again (a server that repeated one walked them all for each 17-byte frame).
+  if (c.role === 'client' && last < c.peerGoawayLast) {
+    c.peerGoawayLast = last;
     for (const s of c.streams.values()) if (s.id > last) s.close(ErrorCode.REFUSED_STREAM);
+  }
   c.opts.onGoaway?.(code);
   c.shutdown();
 }

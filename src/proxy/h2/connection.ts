@@ -28,6 +28,8 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_HEADER_LIST,
   MAX_PEER_RESETS,
+  MAX_PEER_SETTINGS,
+  PerSecond,
   STREAM_WINDOW,
   type H2Limit,
 } from './limits.ts';
@@ -73,10 +75,12 @@ export class H2Connection implements StreamOwner, QueueMember {
   sendWindow = DEFAULT_WINDOW;
   recvWindow = CONNECTION_WINDOW;
   recvUnacked = 0;
-  /** Streams waiting for window. */
+  /** Streams waiting for the connection's window or for the socket (not for their own window). */
   readonly blocked = new Set<H2Stream>();
   /** The highest stream id the peer opened (server) / we opened (client). */
   lastStreamId = 0;
+  /** Client: the lowest last stream id of the peer's GOAWAYs (streams above it were refused). */
+  peerGoawayLast = Infinity;
   /** Streams opened so far (the pool's idle check compares it over time). */
   streamsOpened = 0;
   private nextStreamId = 1;
@@ -94,8 +98,8 @@ export class H2Connection implements StreamOwner, QueueMember {
   goingAway = false;
   closed = false;
   private prefaceLeft: number;
-  private resetWindowStart = 0;
-  private resetsInWindow = 0;
+  private readonly peerResets = new PerSecond(MAX_PEER_RESETS);
+  private readonly peerSettings = new PerSecond(MAX_PEER_SETTINGS);
   private flushScheduled = false;
   private readonly flushNow = (): void => this.flush();
   private readonly onFrame = (type: number, flags: number, id: number, payload: Buffer): void =>
@@ -176,7 +180,10 @@ export class H2Connection implements StreamOwner, QueueMember {
     }
     const n = Math.min(data.length, stream.sendWindow, this.sendWindow);
     if (n < data.length) {
-      this.blocked.add(stream);
+      // Short of the connection's window: it waits in `blocked` for unblock(). Short of its own
+      // only: its WINDOW_UPDATE (or a larger INITIAL_WINDOW_SIZE) sends on, and unblock() need not
+      // visit it (each WINDOW_UPDATE on the connection retried every such stream for nothing).
+      if (stream.sendWindow > Math.max(n, 0)) this.blocked.add(stream);
       if (n <= 0) return 0;
       this.writer.data(stream.id, data.subarray(0, n), false, this.peerMaxFrameSize);
     } else this.writer.data(stream.id, data, endStream, this.peerMaxFrameSize);
@@ -274,13 +281,18 @@ export class H2Connection implements StreamOwner, QueueMember {
     return this.socket.writableLength + this.writer.length >= DATA_HIGH_WATER;
   }
 
-  /** Window opened or the socket drained: the streams that wait send what they can. */
+  /**
+   * Window opened or the socket drained: the streams that wait send what they can, in turn, until
+   * the window or the socket is full again. Each stream visited sends something (it has window of
+   * its own), so a small WINDOW_UPDATE costs a visit or two, not one per waiting stream; one that
+   * is still short goes back to the end of the set, and no stream is visited twice in one call.
+   */
   unblock(): void {
-    if (this.blocked.size === 0) return;
-    for (const s of [...this.blocked]) {
-      if (this.sendWindow <= 0 || this.overHighWater() || this.closed) return;
+    let left = this.blocked.size;
+    for (const s of this.blocked) {
+      if (left-- === 0 || this.sendWindow <= 0 || this.overHighWater() || this.closed) return;
       this.blocked.delete(s);
-      s.flushPending(); // (re-adds the stream when it is still short)
+      s.flushPending(); // (re-adds the stream when it is still short of the connection's window)
     }
   }
 
@@ -291,12 +303,12 @@ export class H2Connection implements StreamOwner, QueueMember {
 
   /** Counts a stream the peer reset before its response; true when it has done so too often. */
   countPeerReset(): boolean {
-    const now = Date.now();
-    if (now - this.resetWindowStart >= 1000) {
-      this.resetWindowStart = now;
-      this.resetsInWindow = 0;
-    }
-    return ++this.resetsInWindow > MAX_PEER_RESETS;
+    return this.peerResets.count(Date.now());
+  }
+
+  /** Counts a SETTINGS frame from the peer; true when it has sent too many (MAX_PEER_SETTINGS). */
+  countPeerSettings(): boolean {
+    return this.peerSettings.count(Date.now());
   }
 
   /** The peer's SETTINGS (first one: the connection is ready). */

@@ -37,6 +37,13 @@ export const MAX_CONTINUATION_FRAMES = 64;
  * a 16 KiB frame, with 1,000 streams open, cost 17 ms of CPU per frame.
  */
 export const MAX_SETTINGS_ENTRIES = 32;
+/**
+ * SETTINGS frames that change INITIAL_WINDOW_SIZE while streams are open, per second, before the
+ * peer loses the connection. Each adjusts every open stream: with the entries per frame bounded
+ * the same work came from frames, and with 999 streams open 100,000 one-entry frames (1.5 MB) cost
+ * 1.8 s of CPU, against 0.2 s with none open. A peer sets its window as it starts, if ever again.
+ */
+export const MAX_PEER_SETTINGS = 100;
 /** Decoded header bytes one stream may receive over all its blocks (1xx, the head, trailers). */
 export const MAX_STREAM_HEADER_BYTES = 2 * MAX_HEADER_LIST;
 /** Decoded header bytes the open streams of one connection may hold together. */
@@ -73,6 +80,7 @@ export const H2_LIMITS = [
   'connection-header-bytes', // decoded header bytes held by a connection's streams (stream refused)
   'peer-resets', // streams the peer reset before their response, per second (connection error)
   'settings-entries', // entries in one SETTINGS frame (connection error)
+  'settings-frames', // SETTINGS frames changing INITIAL_WINDOW_SIZE per second (connection error)
   'unread-bytes', // bytes queued towards one connection (connection cut off)
   'peer-queued-bytes', // bytes queued towards one peer's connections (the largest is cut off)
   'total-queued-bytes', // bytes queued towards all peers (the largest connection is cut off)
@@ -86,5 +94,25 @@ export class H2LimitError extends H2ConnectionError {
   constructor(limit: H2Limit, message: string) {
     super(ErrorCode.ENHANCE_YOUR_CALM, message);
     this.limit = limit;
+  }
+}
+
+/** Events of one kind counted in windows of a second: over `max` in one, the peer did too many. */
+export class PerSecond {
+  private readonly max: number;
+  private windowStart = 0;
+  private inWindow = 0;
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** Counts one event at `now` (ms); true when it is over the bound. */
+  count(now: number): boolean {
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    return ++this.inWindow > this.max;
   }
 }
