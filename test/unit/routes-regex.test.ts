@@ -5,7 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { compileFullMatch, enableLinearRegexFallback, regexProblem } from '../../src/core/routes/regex.ts';
+import {
+  compileFullMatch,
+  enableLinearRegexFallback,
+  MAX_REGEX_PROGRAM_SIZE,
+  regexProblem,
+  regexProgramSize,
+} from '../../src/core/routes/regex.ts';
 import { parseGatewayDuration } from '../../src/core/routes/duration.ts';
 
 test('regexProblem refuses backreferences, lookaround, named groups, flags, bad syntax and long patterns', () => {
@@ -24,14 +30,113 @@ test('regexProblem refuses backreferences, lookaround, named groups, flags, bad 
     '',
   ])
     assert.notEqual(regexProblem(bad), null, bad);
-  for (const good of ['/v[0-9]+/.*', '(?:a|b)+', '\\\\1', '\\(?=', '.*', '[^/]+\\.json', 'x'.repeat(1024)])
+  for (const good of ['/v[0-9]+/.*', '(?:a|b)+', '\\\\1', '\\(?=', '.*', '[^/]+\\.json', 'x'.repeat(100)])
     assert.equal(regexProblem(good), null, good);
+});
+
+test('regexProblem refuses a pattern of more states than the bound, which every caller would pay per request', () => {
+  // 200 optional atoms under a star: accepted before the bound, and 145 ms per match of an 8 KB
+  // path on the linear engine (the cost grows with states times the value's length).
+  const hostile = '(?:' + 'a?'.repeat(200) + ')*b';
+  assert.match(regexProblem(hostile) ?? 'accepted', /too complex: about 403 states, at most 100/);
+  for (const bad of ['x'.repeat(101), 'x{1,16}'.repeat(6), '(?:ab|cd){16}'.repeat(3)])
+    assert.match(regexProblem(bad) ?? 'accepted', /too complex/, bad);
+  for (const good of [
+    '(?:' + 'a?'.repeat(45) + ')*b',
+    'x{1,16}'.repeat(5),
+    '/api/v[0-9]+/(?:users|orders)/[a-z0-9-]+/.*',
+  ])
+    assert.equal(regexProblem(good), null, good);
+});
+
+/** A pattern as a tree, rendered to text, with the size regexProgramSize should find for it. */
+type Node =
+  | { readonly kind: 'char'; readonly text: string }
+  | { readonly kind: 'seq' | 'alt'; readonly parts: readonly Node[] }
+  | { readonly kind: 'group'; readonly inner: Node; readonly capturing: boolean }
+  | { readonly kind: 'quant'; readonly inner: Node; readonly q: string; readonly copies: number };
+
+function render(n: Node): string {
+  switch (n.kind) {
+    case 'char':
+      return n.text;
+    case 'seq':
+      return n.parts.map(render).join('');
+    case 'alt':
+      return n.parts.map(render).join('|');
+    case 'group':
+      return `(${n.capturing ? '' : '?:'}${render(n.inner)})`;
+    case 'quant':
+      return `${render(n.inner)}${n.q}`;
+  }
+}
+
+function expected(n: Node): number {
+  switch (n.kind) {
+    case 'char':
+      return 1;
+    case 'seq':
+      return n.parts.reduce((a, p) => a + expected(p), 0);
+    case 'alt':
+      return n.parts.reduce((a, p) => a + expected(p), 0) + n.parts.length - 1;
+    case 'group':
+      return expected(n.inner) + 1;
+    case 'quant':
+      return n.copies === 0 ? expected(n.inner) + 1 : expected(n.inner) * n.copies + 1;
+  }
+}
+
+test('regexProgramSize counts characters, classes, escapes, alternatives, groups and repetitions (property)', () => {
+  const atoms = ['a', 'b', '.', '\\d', '\\.', '\\x41', '\\u0041', '[a-z]', '[^/\\]]', '[]'];
+  const char = fc.constantFrom(...atoms, '^', '$').map((text): Node => ({ kind: 'char', text }));
+  const repeatable = fc.constantFrom(...atoms).map((text): Node => ({ kind: 'char', text }));
+  const quantifier = fc.constantFrom<[string, number]>(
+    ['*', 0],
+    ['+', 0],
+    ['?', 0],
+    ['*?', 0],
+    ['{3}', 3],
+    ['{2,}', 3],
+    ['{1,4}', 4],
+    ['{0,2}?', 2],
+  );
+  // An alternation appears only inside a group (or as the whole pattern), as in a pattern's text.
+  const { node, group } = fc.letrec<{ node: Node; group: Node }>((tie) => ({
+    node: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      char,
+      fc.array(tie('node'), { minLength: 2, maxLength: 4 }).map((parts): Node => ({ kind: 'seq', parts })),
+      tie('group'),
+      fc
+        .record({ inner: fc.oneof(repeatable, tie('group')), q: quantifier })
+        .map(({ inner, q }): Node => ({ kind: 'quant', inner, q: q[0], copies: q[1] })),
+    ),
+    group: fc
+      .record({
+        inner: fc.oneof(
+          tie('node'),
+          fc
+            .array(tie('node'), { minLength: 2, maxLength: 3 })
+            .map((parts): Node => ({ kind: 'alt', parts })),
+        ),
+        capturing: fc.boolean(),
+      })
+      .map(({ inner, capturing }): Node => ({ kind: 'group', inner, capturing })),
+  }));
+  fc.assert(
+    fc.property(node, (tree) => {
+      const text = render(tree);
+      assert.doesNotThrow(() => new RegExp(text), text);
+      assert.equal(regexProgramSize(text), expected(tree), text);
+    }),
+  );
+  assert.equal(MAX_REGEX_PROGRAM_SIZE, 100);
 });
 
 test('regexProblem refuses what V8 cannot run in linear time: a bounded repetition above 16, nested bounded repetitions', () => {
   for (const bad of ['(a{1,20})+', 'a{1,17}', '((a{1,10}){1,10})+'])
     assert.match(regexProblem(bad) ?? 'accepted', /linear time/, bad);
-  for (const good of ['(a{1,16})+', 'x{1,16}'.repeat(60), '\\ba+', '[\\s\\S]*'])
+  for (const good of ['(a{1,16})+', 'x{1,16}'.repeat(5), '\\ba+', '[\\s\\S]*'])
     assert.equal(regexProblem(good), null, good);
 });
 
