@@ -6,7 +6,6 @@
 // proxy's authorizer.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { getHeapSpaceStatistics } from 'node:v8';
 import fc from 'fast-check';
 import { silentLogger } from '../../src/core/log.ts';
 import { readResources } from '../../src/control/resources.ts';
@@ -21,6 +20,7 @@ import {
 import type { RateLimitPolicyResource } from '../../src/control/policy/model.ts';
 import { InboundPolicy } from '../../src/proxy/mesh/inbound-policy.ts';
 import { createAuthorizer } from '../../src/proxy/policy/authorizer.ts';
+import { youngBytesPerCall } from '../helpers/young-allocation.ts';
 
 const limiter = (
   limit: {
@@ -159,19 +159,9 @@ describe('RateLimiter', () => {
     const clock = { t: 0 };
     const l = limiter({ identityRps: 1e9 }, clock);
     const ids = ['spiffe://a.test/ns/x/sa/a', 'spiffe://a.test/ns/x/sa/b', 'spiffe://a.test/ns/x/sa/c'];
-    const newSpace = () =>
-      getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
-    for (let i = 0; i < 50_000; i++) l.check(ids[i % 3]!);
-    // The young generation's use grows by what the checks allocate, unless a scavenge came between
-    // (then it shrank): the smallest growth of a few tries is the measure.
-    const perCheck: number[] = [];
-    for (let r = 0; r < 8; r++) {
-      const before = newSpace();
-      for (let i = 0; i < 3_000; i++) l.check(ids[i % 3]!);
-      const grown = newSpace() - before;
-      if (grown >= 0) perCheck.push(grown / 3_000);
-    }
-    assert.ok(perCheck.length > 0, 'every try saw a scavenge');
+    const perCheck = youngBytesPerCall((n) => {
+      for (let i = 0; i < n; i++) l.check(ids[i % 3]!);
+    }, 3_000);
     // Reordering a Map per check (delete and set) cost ~80-90 bytes per check here.
     assert.ok(Math.min(...perCheck) < 20, `bytes per check: ${perCheck.map((b) => b.toFixed(1)).join(', ')}`);
   });

@@ -101,7 +101,7 @@ test('regexProgramSize counts characters, classes, escapes, alternatives, groups
     ['{0,2}?', 2],
   );
   // An alternation appears only inside a group (or as the whole pattern), as in a pattern's text.
-  const { node, group } = fc.letrec<{ node: Node; group: Node }>((tie) => ({
+  const { node } = fc.letrec<{ node: Node; group: Node }>((tie) => ({
     node: fc.oneof(
       { depthSize: 'small', withCrossShrink: true },
       char,

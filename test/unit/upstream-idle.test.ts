@@ -4,11 +4,11 @@
 // by it, and a request's trip through the pool (acquire, release) allocates no timer: measured.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getHeapSpaceStatistics } from 'node:v8';
 import { HTTP1_LIMIT_DEFAULTS } from '../../src/proxy/config.ts';
 import { UpstreamPool } from '../../src/proxy/http/upstream-pool.ts';
 import type { UpstreamConn } from '../../src/proxy/http/upstream-conn.ts';
 import { acquire, countingServer, owner, until } from '../helpers/upstream-pool.ts';
+import { youngBytesPerCall } from '../helpers/young-allocation.ts';
 
 const IDLE_MS = 300;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,18 +60,7 @@ test("a request's acquire and release of a pooled connection allocate no timer",
   const cycle = (n: number) => {
     for (let i = 0; i < n; i++) p.acquire(server.target, sink, release);
   };
-  const newSpace = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size;
-  cycle(20_000);
-  // The young generation grows by what the cycles allocate unless a scavenge came between (it then
-  // shrank): the smallest growth of a few tries is the measure.
-  const perCycle: number[] = [];
-  for (let r = 0; r < 8; r++) {
-    const before = newSpace();
-    cycle(2_000);
-    const grown = newSpace() - before;
-    if (grown >= 0) perCycle.push(grown / 2_000);
-  }
-  assert.ok(perCycle.length > 0, 'every try saw a scavenge');
+  const perCycle = youngBytesPerCall(cycle, 2_000);
   assert.equal(server.accepted, 1, 'one connection served every cycle');
   // A new Timeout (with its closure) per release made it ~370-425 bytes per cycle; what is left
   // (~100-140) is the pool's key string per acquire and the re-armed timer's start time.
