@@ -9,17 +9,15 @@ import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { silentLogger } from '../../src/core/log.ts';
 import { writeServiceFile } from '../../src/control/discovery/local-state.ts';
-import { createRouteComponent } from '../../src/control/routes/component.ts';
-import { LocalRouteSource } from '../../src/control/routes/source.ts';
 import { deleteRouteFile, writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { matchRoute, NO_MATCHING_RULE, type RouteTable } from '../../src/core/routes/matcher.ts';
 import { compileRouteSet } from '../../src/proxy/route/route-table.ts';
 import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
 import { request, routesFromYaml } from '../unit/routes-helpers.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
+import { serveRouteFolder } from '../helpers/route-server.ts';
 
 /** The tables a watch delivered, and a way to wait for one that satisfies a check. */
 function tableQueue() {
@@ -71,19 +69,7 @@ test('Routes.Watch serves each client namespace its routes, live, to the proxy w
   await writeServiceFile(root, 'mesh', 'echo-v1', { ports: [{ port: 8080 }] });
   await writeRouteFile(root, route('producer', 'mesh', 'echo-v1'));
 
-  const source = new LocalRouteSource({ root, log: silentLogger, debounceMs: 10, rescanIntervalMs: 200 });
-  const component = createRouteComponent(source, silentLogger);
-  const server = new grpc.Server();
-  component.addGrpcServices!(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  t.after(async () => {
-    await component.close?.();
-    server.forceShutdown();
-  });
+  const { component, port } = await serveRouteFolder(t, root);
 
   const watch = (clientNamespace: string) => {
     const queue = tableQueue();

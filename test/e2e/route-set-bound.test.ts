@@ -13,17 +13,16 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadRouteApi } from '../../src/api/load.ts';
 import { ROUTE_SET_MAX_MESSAGE_BYTES } from '../../src/api/route-set-bound.ts';
-import { createLogger, silentLogger } from '../../src/core/log.ts';
+import { createLogger } from '../../src/core/log.ts';
 import { writeServiceFile } from '../../src/control/discovery/local-state.ts';
-import { createRouteComponent } from '../../src/control/routes/component.ts';
 import { routeObjects } from '../../src/control/routes/objects.ts';
-import { LocalRouteSource } from '../../src/control/routes/source.ts';
 import { writeRouteFile } from '../../src/control/routes/state-files.ts';
 import { serviceRoutesView } from '../../src/control/routes/view.ts';
 import { matchRoute, NO_MATCHING_RULE, type RouteTable } from '../../src/core/routes/matcher.ts';
 import { watchRoutes } from '../../src/proxy/route/watch-client.ts';
 import { request, routesFromYaml } from '../unit/routes-helpers.ts';
 import { removeTempDir } from '../helpers/temp-dir.ts';
+import { bindLoopback, serveRouteFolder } from '../helpers/route-server.ts';
 
 /** An HTTPRoute of `name` created at `createdMs`: /NAME goes to echo-v1; with `bulky`, ~700 KB of header matches. */
 function route(name: string, createdMs: number, bulky: boolean) {
@@ -57,6 +56,18 @@ const backendOf = (table: RouteTable, path: string) => {
   return m.rule.backends.backends[0]?.name ?? '-';
 };
 
+/** What a proxy's watch of Service mesh/echo port 80, for a client in mesh, at the Routes API on `port` is; its warnings go to `lines`. */
+function echoWatch(port: number, lines: string[]) {
+  return {
+    address: `127.0.0.1:${port}`,
+    clientNamespace: 'mesh',
+    namespace: 'mesh',
+    service: 'echo',
+    port: 80,
+    log: createLogger({ level: 'warn', rateLimit: null, write: (line) => lines.push(line) }),
+  };
+}
+
 test('a route set over the bound: the proxy gets the oldest routes that fit, the others are marked', async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'trellis-route-bound-'));
   t.after(() => removeTempDir(root));
@@ -67,19 +78,7 @@ test('a route set over the bound: the proxy gets the oldest routes that fit, the
   for (const [i, name] of names.entries()) await writeRouteFile(root, route(name, 1000 * (i + 1), true));
   await writeRouteFile(root, route('small', 10_000, false));
 
-  const source = new LocalRouteSource({ root, log: silentLogger, debounceMs: 10, rescanIntervalMs: 200 });
-  const component = createRouteComponent(source, silentLogger);
-  const server = new grpc.Server();
-  component.addGrpcServices!(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
-  t.after(async () => {
-    await component.close?.();
-    server.forceShutdown();
-  });
+  const { source, port } = await serveRouteFolder(t, root);
 
   const ends: string[] = [];
   const table = await new Promise<RouteTable>((resolve, reject) => {
@@ -88,17 +87,8 @@ test('a route set over the bound: the proxy gets the oldest routes that fit, the
       6000,
     );
     const w = watchRoutes({
-      address: `127.0.0.1:${port}`,
-      clientNamespace: 'mesh',
-      namespace: 'mesh',
-      service: 'echo',
-      port: 80,
+      ...echoWatch(port, ends),
       backoff: { initialMs: 50, maxMs: 200 },
-      log: createLogger({
-        level: 'warn',
-        rateLimit: null,
-        write: (line) => ends.push(line),
-      }),
       onTable: (tb) => {
         clearTimeout(timer);
         resolve(tb);
@@ -170,11 +160,7 @@ test('a RouteSet over the receive limit: the proxy keeps its last routes and say
       call.write(huge);
     },
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
+  const port = await bindLoopback(server);
   t.after(() => server.forceShutdown());
 
   const lines: string[] = [];
@@ -182,13 +168,8 @@ test('a RouteSet over the receive limit: the proxy keeps its last routes and say
   const ends: string[] = [];
   await new Promise<void>((resolve) => {
     const w = watchRoutes({
-      address: `127.0.0.1:${port}`,
-      clientNamespace: 'mesh',
-      namespace: 'mesh',
-      service: 'echo',
-      port: 80,
+      ...echoWatch(port, lines),
       backoff: { initialMs: 20, maxMs: 40 },
-      log: createLogger({ level: 'warn', rateLimit: null, write: (line) => lines.push(line) }),
       onTable: (tb) => tables.push(tb),
       onEnd: () => {
         ends.push('end');

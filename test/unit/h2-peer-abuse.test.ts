@@ -69,19 +69,24 @@ for (const [name, provoke] of Object.entries(provocations)) {
   });
 }
 
+/** Opens a connection as a client would and `count` streams on it (GET /s0, /s1, ...), ending each request or not. */
+async function openStreams(peer: RawPeer, count: number, endStream: boolean): Promise<void> {
+  await peer.write(rawClient(() => {}));
+  const enc = new HpackEncoder();
+  await peer.write(
+    rawFrames((w) => {
+      for (let k = 0; k < count; k++) w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), endStream, 16384);
+    }),
+  );
+}
+
 test('a SETTINGS frame of thousands of INITIAL_WINDOW_SIZE entries costs the peer its connection, not the proxy a pass over its streams per entry', async () => {
   // 999 open streams, then a 16 KiB SETTINGS frame of 2,730 entries: each entry used to adjust
   // every stream (100 such frames took 1.7 s of the proxy's CPU, against 0.1 s with no stream open).
   const world = await startInboundWorld({ answer: () => {} });
   const peer = await RawPeer.connect(world.port);
   try {
-    await peer.write(rawClient(() => {}));
-    const enc = new HpackEncoder();
-    await peer.write(
-      rawFrames((w) => {
-        for (let k = 0; k < 999; k++) w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), true, 16384);
-      }),
-    );
+    await openStreams(peer, 999, true);
     const entries = Buffer.alloc(2730 * 6);
     for (let i = 0; i < 2730; i++) {
       entries.writeUInt16BE(Setting.INITIAL_WINDOW_SIZE, i * 6);
@@ -106,13 +111,7 @@ test('a flood of one-entry SETTINGS frames costs the peer its connection, not th
   const world = await startInboundWorld({ answer: () => {} });
   const peer = await RawPeer.connect(world.port);
   try {
-    await peer.write(rawClient(() => {}));
-    const enc = new HpackEncoder();
-    await peer.write(
-      rawFrames((w) => {
-        for (let k = 0; k < 999; k++) w.headers(2 * k + 1, enc.encode(GET(`/s${k}`)), false, 16384);
-      }),
-    );
+    await openStreams(peer, 999, false);
     const batch = rawFrames((w) => {
       for (let i = 0; i < 1000; i++) {
         const entry = Buffer.alloc(6);
